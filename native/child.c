@@ -1,0 +1,328 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The container side: PID 1 of the new namespaces. Sets up the mounts, pivots, and execs
+ * the payload (directly, or as PID 2 under the stub init). Errors go to the supervisor. */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "caps.h"
+#include "console.h"
+#include "mounts.h"
+#include "proto.h"
+#include "resolve.h"
+#include "spec.h"
+#include "util.h"
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+static int g_sock = -1;
+
+__attribute__((noreturn)) static void fail(struct merr *e)
+{
+	struct msg m = { .type = MSG_ERROR, .err = *e };
+	if (g_sock < 0 || msg_send(g_sock, &m, -1) < 0)
+		merr_print(e); /* no supervisor to tell: say it ourselves */
+	_exit(e->exit_code ? e->exit_code : 1);
+}
+
+static void stage(int st)
+{
+	struct msg m = { .type = MSG_STAGE, .stage = st };
+	(void)msg_send(g_sock, &m, -1);
+}
+
+static void reset_signals(void)
+{
+	sigset_t all;
+	sigemptyset(&all);
+	for (int sig = 1; sig < _NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			signal(sig, SIG_DFL);
+	sigprocmask(SIG_SETMASK, &all, NULL);
+}
+
+static int notify_socket(const char *path, struct merr *e)
+{
+	_cleanup_close_ int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return merr_sys(e, "socket", path, "failed to create the notify socket \"%s\"", path);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	strncpy(sa.sun_path, path, sizeof sa.sun_path - 1);
+	/* make the parent directory (we are inside the container now), replace a stale socket */
+	char dir[108];
+	snprintf(dir, sizeof dir, "%s", path);
+	char *sl = strrchr(dir, '/');
+	if (sl && sl != dir) {
+		*sl = 0;
+		_cleanup_close_ int rfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+		int dfd = rfd < 0 ? -errno : res_mkdir_p(rfd, dir, 0755, e);
+		if (dfd < 0)
+			return merr_sys(e, "mkdir", dir, "failed to create \"%s\"", dir);
+		close(dfd);
+	}
+	(void)unlink(path);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+		return merr_sys(e, "bind", path, "failed to bind the notify socket \"%s\"", path);
+	int one = 1;
+	if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof one) < 0)
+		return merr_sys(e, "setsockopt", path, "failed to enable SO_PASSCRED on \"%s\"", path);
+	return take_fd(&fd);
+}
+
+static void exec_payload(const struct spec *s, struct merr *e)
+{
+	const char **argv = calloc(s->n_args + 2, sizeof(char *));
+	if (!argv) {
+		merr_set(e, ENOMEM, "malloc", "", "failed to allocate the argument list");
+		fail(e);
+	}
+	for (size_t i = 0; i < s->n_args; i++)
+		argv[i + 1] = s->args[i];
+	const char *path_env = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+	for (size_t i = 0; i < s->n_env; i++)
+		if (!strncmp(s->env[i], "PATH=", 5))
+			path_env = s->env[i] + 5;
+
+	int last_err = ENOENT;
+	const char *last_path = s->execs[0].path;
+	char tried[400];
+	size_t tpos = 0;
+	tried[0] = 0;
+	stage(STAGE_EXEC);
+	for (size_t c = 0; c < s->n_execs; c++) {
+		const char *p = s->execs[c].path;
+		argv[0] = s->execs[c].argv0;
+		buf_printf(tried, sizeof tried, &tpos, "%s\"%s\"", c ? ", " : "", p);
+		if (strchr(p, '/')) {
+			execve(p, (char **)argv, (char **)s->env);
+			last_err = errno;
+			last_path = p;
+		} else {
+			/* PATH search, like execvp: EACCES is remembered, the search goes on */
+			int saw_eacces = 0, err = ENOENT;
+			const char *d = path_env;
+			while (*d) {
+				const char *end = strchrnul(d, ':');
+				char full[PATH_MAX];
+				size_t dl = (size_t)(end - d);
+				if (dl + strlen(p) + 2 < sizeof full) {
+					if (dl == 0)
+						snprintf(full, sizeof full, "%s", p);
+					else
+						snprintf(full, sizeof full, "%.*s/%s", (int)dl, d, p);
+					execve(full, (char **)argv, (char **)s->env);
+					if (errno == EACCES)
+						saw_eacces = 1;
+					else if (errno != ENOENT && errno != ENOTDIR) {
+						err = errno;
+						last_path = p;
+						break;
+					}
+				}
+				d = *end ? end + 1 : end;
+			}
+			last_err = err == ENOENT && saw_eacces ? EACCES : err;
+			last_path = p;
+		}
+		if (last_err != ENOENT && last_err != ENOTDIR)
+			break;
+	}
+	merr_set(e, last_err, "execve", last_path, "failed to execute %s", tried);
+	e->exit_code = (last_err == ENOENT || last_err == ENOTDIR) ? 127 : 126;
+	fail(e);
+}
+
+/* Everything the payload process does between the pivot (or the stub's fork) and execve. */
+__attribute__((noreturn)) static void payload(const struct spec *s, int console_slave, int devnull)
+{
+	struct merr e = { 0 };
+	if (setsid() < 0 && errno != EPERM) {
+		merr_sys(&e, "setsid", "", "failed to create a session");
+		fail(&e);
+	}
+	if (console_slave >= 0) {
+		if (ioctl(console_slave, TIOCSCTTY, 0) < 0) {
+			merr_sys(&e, "ioctl", "/dev/console", "failed to make the console the controlling terminal");
+			fail(&e);
+		}
+		for (int i = 0; i < 3; i++)
+			if (dup2(console_slave, i) < 0) {
+				merr_sys(&e, "dup2", "/dev/console", "failed to connect the console");
+				fail(&e);
+			}
+	} else if (devnull >= 0) {
+		for (int i = 0; i < 3; i++)
+			if (dup2(devnull, i) < 0) {
+				merr_sys(&e, "dup2", "/dev/null", "failed to connect /dev/null");
+				fail(&e);
+			}
+	}
+	for (size_t i = 0; i < s->n_rlimits; i++) {
+		struct rlimit rl = { s->rlimits[i].soft, s->rlimits[i].hard };
+		if (setrlimit((__rlimit_resource_t)s->rlimits[i].res, &rl) < 0) {
+			merr_sys(&e, "setrlimit", "", "failed to set resource limit %d", s->rlimits[i].res);
+			fail(&e);
+		}
+	}
+	if (s->has_caps_bounding && caps_drop_bounding(s->caps_bounding, &e) < 0)
+		fail(&e);
+	if (s->has_user) {
+		if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) {
+			merr_sys(&e, "prctl", "", "failed to set PR_SET_KEEPCAPS");
+			fail(&e);
+		}
+		if (setgroups(s->n_groups, s->groups) < 0) {
+			merr_sys(&e, "setgroups", "", "failed to set the supplementary groups");
+			fail(&e);
+		}
+		if (setresgid(s->gid, s->gid, s->gid) < 0) {
+			merr_sys(&e, "setresgid", "", "failed to change to group %u", (unsigned)s->gid);
+			fail(&e);
+		}
+		if (setresuid(s->uid, s->uid, s->uid) < 0) {
+			merr_sys(&e, "setresuid", "", "failed to change to user %u", (unsigned)s->uid);
+			fail(&e);
+		}
+		(void)prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
+		(void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0); /* cleared by the credential change */
+	}
+	if (s->has_caps_bounding && caps_set(s->caps_bounding, &e) < 0)
+		fail(&e);
+	if (s->has_caps_ambient && caps_raise_ambient(s->caps_ambient, &e) < 0)
+		fail(&e);
+	const char *wd = s->chdir ? s->chdir : "/";
+	if (chdir(wd) < 0) {
+		merr_sys(&e, "chdir", wd, "failed to change directory to \"%s\"", wd);
+		fail(&e);
+	}
+	umask(0022);
+	if (s->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+		merr_sys(&e, "prctl", "", "failed to set PR_SET_NO_NEW_PRIVS");
+		fail(&e);
+	}
+	/* Every fd but 0-2 is closed by execve; the sync socket stays usable until then. */
+	if (close_range(3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+		merr_sys(&e, "close_range", "", "failed to mark file descriptors close-on-exec");
+		fail(&e);
+	}
+	reset_signals();
+	exec_payload(s, &e);
+	__builtin_unreachable();
+}
+
+void child_main(const struct spec *s, int sock)
+{
+	struct merr e = { 0 };
+	struct msg m;
+	int fd;
+	g_sock = sock;
+	(void)prctl(PR_SET_NAME, "machina-init", 0, 0, 0);
+	(void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+
+	/* Wait until the supervisor has put us into our cgroups. */
+	int r = msg_recv(sock, &m, &fd);
+	if (r <= 0 || m.type != MSG_GO)
+		_exit(1);
+	umask(0);
+	stage(STAGE_MOUNTS);
+
+	if (s->ns_cgroup && !s->has_cgroupns_op && unshare(CLONE_NEWCGROUP) < 0) {
+		merr_sys(&e, "unshare", "", "failed to create a cgroup namespace");
+		fail(&e);
+	}
+	if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0) {
+		merr_sys(&e, "mount", "/", "failed to make \"/\" a recursive slave mount");
+		fail(&e);
+	}
+	if (mount(s->root, s->root, NULL, MS_BIND | MS_REC, NULL) < 0) {
+		merr_sys(&e, "mount", s->root, "failed to bind mount \"%s\" on itself", s->root);
+		fail(&e);
+	}
+	_cleanup_close_ int rootfd = open(s->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (rootfd < 0) {
+		merr_sys(&e, "open", s->root, "failed to open \"%s\"", s->root);
+		fail(&e);
+	}
+	_cleanup_close_ int devnull = -1;
+	if (s->console == CONSOLE_PASSIVE) {
+		devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (devnull < 0) {
+			merr_sys(&e, "open", "/dev/null", "failed to open \"/dev/null\"");
+			fail(&e);
+		}
+	}
+	const char *notify_path = NULL;
+	for (size_t i = 0; i < s->n_ops; i++) {
+		if (s->ops[i].kind == OP_NOTIFY)
+			notify_path = s->ops[i].path;
+		if (op_run(rootfd, &s->ops[i], &e) < 0)
+			fail(&e);
+	}
+	if (s->read_only && remount_bind(rootfd, "/", MS_RDONLY, &e) < 0)
+		fail(&e);
+
+	stage(STAGE_PIVOT);
+	if (pivot_to(rootfd, s->root, &e) < 0)
+		fail(&e);
+	if (s->hostname && sethostname(s->hostname, strlen(s->hostname)) < 0) {
+		merr_sys(&e, "sethostname", "", "failed to set the hostname to \"%s\"", s->hostname);
+		fail(&e);
+	}
+	if (notify_path) {
+		_cleanup_close_ int nfd = notify_socket(notify_path, &e);
+		if (nfd < 0)
+			fail(&e);
+		struct msg nm = { .type = MSG_FD_NOTIFY };
+		if (msg_send(sock, &nm, nfd) < 0)
+			_exit(1);
+	}
+	_cleanup_close_ int slave = -1;
+	if (s->console == CONSOLE_INTERACTIVE || s->console == CONSOLE_READ_ONLY) {
+		int master;
+		if (console_open_pty(s->console_opost, m.has_ws ? &m.ws : NULL, &master, &slave, &e) < 0)
+			fail(&e);
+		struct msg cm = { .type = MSG_FD_CONSOLE };
+		int sr = msg_send(sock, &cm, master);
+		close(master);
+		if (sr < 0)
+			_exit(1);
+	}
+	if (s->as_pid2) {
+		stub_prepare();
+		pid_t pid = fork();
+		if (pid < 0) {
+			merr_sys(&e, "fork", "", "failed to start the payload");
+			fail(&e);
+		}
+		if (pid > 0) {
+			/* The stub keeps nothing of the container's setup open. */
+			close(sock);
+			if (slave >= 0)
+				close(slave);
+			if (devnull >= 0)
+				close(devnull);
+			close(rootfd);
+			int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+			if (nul >= 0 && s->console != CONSOLE_PIPE) {
+				dup2(nul, 0), dup2(nul, 1), dup2(nul, 2);
+			}
+			if (nul > 2)
+				close(nul);
+			stub_main(pid);
+		}
+	}
+	payload(s, slave, devnull);
+}

@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* RunSpec wire format v1 (see SPEC.md): strict, bounded parser. */
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+
+#include "error.h"
+
+#define SPEC_MAGIC "MACHINA-SPEC"
+#define SPEC_VERSION "1"
+#define SPEC_MAX_SIZE (4u << 20)
+#define SPEC_MAX_RECORDS 65536u
+#define SPEC_MAX_ARGS 65536u
+
+enum op_kind { OP_MOUNT, OP_REBIND, OP_MKDIR, OP_MKNOD, OP_SYMLINK, OP_WRITE, OP_MASK, OP_CGROUPNS, OP_NOTIFY };
+enum create_mode { CREATE_NONE, CREATE_DIR, CREATE_FILE, CREATE_OPTIONAL };
+enum console_mode { CONSOLE_PIPE, CONSOLE_INTERACTIVE, CONSOLE_READ_ONLY, CONSOLE_PASSIVE };
+
+struct op {
+	enum op_kind kind;
+	const char *path;    /* CPATH (all kinds but cgroupns) */
+	const char *src;     /* mount: SRC; symlink: TARGET */
+	const char *fstype;  /* mount: NULL for "" */
+	const char *data;    /* mount: NULL for ""; write: CONTENT */
+	unsigned long flags; /* mount, rebind */
+	mode_t mode;         /* mkdir, mknod, write */
+	unsigned major, minor;
+	int create;          /* mount: enum create_mode */
+	int optional;        /* rebind */
+};
+
+struct rlim {
+	int res;
+	rlim_t soft, hard;
+};
+
+struct exec_cand {
+	const char *path, *argv0;
+};
+
+struct spec {
+	char *buf; /* owned: all strings point into it */
+	const char **strs; /* owned: argument pointers (env, args, ... slices) */
+	size_t len;
+
+	const char *prog, *machine, *root, *hostname, *registry, *state_json, *notify_forward;
+	int read_only, status_fd, kill_signal, boot, on_reboot_exit133, notify_ready;
+	int console, console_opost, no_new_privs, as_pid2;
+	unsigned long clone_flags; /* CLONE_NEW* except CLONE_NEWCGROUP */
+	int ns_cgroup;             /* "cgroup" listed in namespaces */
+	int has_cgroupns_op;
+
+	const char **cgroups;
+	size_t n_cgroups;
+	struct op *ops;
+	size_t n_ops;
+	const char **env; /* NULL-terminated */
+	size_t n_env;
+	const char *chdir;
+	int has_caps_bounding, has_caps_ambient;
+	uint64_t caps_bounding, caps_ambient;
+	struct rlim *rlimits;
+	size_t n_rlimits;
+	int has_user;
+	uid_t uid;
+	gid_t gid;
+	gid_t *groups;
+	size_t n_groups;
+	struct exec_cand *execs;
+	size_t n_execs;
+	const char **args; /* args after argv[0] */
+	size_t n_args;
+};
+
+/* Parse buf[0..len). Takes ownership of buf (freed by spec_free, also on error). */
+int spec_parse(struct spec *s, char *buf, size_t len, struct merr *e);
+/* Read a whole spec from fd (bounded by SPEC_MAX_SIZE). */
+int spec_read_fd(int fd, const char *what, char **buf, size_t *len, struct merr *e);
+void spec_free(struct spec *s);
+
+/* Helpers also used by tests. */
+int parse_mount_flags(const char *s, unsigned long *out);

@@ -1,0 +1,517 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The supervisor ("machina-sup"): registry, clone, cgroups, signals, console relay, notify,
+ * reboot loop, exit status. Single-threaded; one poll loop; no stdio buffers. */
+#include "supervisor.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "console.h"
+#include "proto.h"
+#include "util.h"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+static int g_status_fd = -1;
+
+/* ---- status fd ---- */
+
+static void status_line(const char *line)
+{
+	if (g_status_fd < 0)
+		return;
+	size_t l = strlen(line);
+	char buf[1400];
+	if (l + 2 > sizeof buf)
+		return;
+	memcpy(buf, line, l);
+	buf[l++] = '\n';
+	if (write_all(g_status_fd, buf, l) < 0)
+		g_status_fd = -1; /* reader went away: keep running */
+}
+
+static void report(const struct merr *e)
+{
+	char json[1300];
+	merr_print(e);
+	merr_json(e, json, sizeof json);
+	status_line(json);
+}
+
+/* ---- host-side helpers ---- */
+
+static int mkdir_p_host(const char *path, mode_t mode, struct merr *e)
+{
+	char buf[4096];
+	size_t l = strlen(path);
+	if (l >= sizeof buf)
+		return merr_set(e, ENAMETOOLONG, "mkdir", path, "failed to create directory \"%.200s\"", path);
+	memcpy(buf, path, l + 1);
+	for (char *p = buf + 1;; p++) {
+		if (*p == '/' || *p == 0) {
+			char c = *p;
+			*p = 0;
+			if (mkdir(buf, mode) < 0 && errno != EEXIST)
+				return merr_sys(e, "mkdir", buf, "failed to create directory \"%s\"", buf);
+			*p = c;
+			if (!c)
+				break;
+		}
+	}
+	return 0;
+}
+
+static int join_cgroup(const char *dir, pid_t pid, struct merr *e)
+{
+	char path[4200], num[24];
+	int r = mkdir_p_host(dir, 0755, e);
+	if (r < 0)
+		return r;
+	snprintf(path, sizeof path, "%s/cgroup.procs", dir);
+	_cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return merr_sys(e, "open", path, "failed to open \"%s\"", path);
+	int n = snprintf(num, sizeof num, "%d\n", (int)pid);
+	if (write(fd, num, (size_t)n) != n)
+		return merr_sys(e, "write", path, "failed to move the container into cgroup \"%s\"", dir);
+	return 0;
+}
+
+static void remove_cgroup(const char *dir)
+{
+	for (int i = 0; i < 200; i++) { /* 200 x 10 ms = 2 s */
+		if (rmdir(dir) == 0 || errno == ENOENT)
+			return;
+		if (errno != EBUSY)
+			return;
+		struct timespec ts = { 0, 10 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* ---- registry ---- */
+
+struct registry {
+	const char *dir;
+	int lockfd;
+};
+
+static int registry_lock(struct registry *g, const struct spec *s, struct merr *e)
+{
+	char path[4200];
+	g->dir = s->registry;
+	g->lockfd = -1;
+	if (!g->dir)
+		return 0;
+	int r = mkdir_p_host(g->dir, 0755, e);
+	if (r < 0)
+		return r;
+	snprintf(path, sizeof path, "%s/lock", g->dir);
+	g->lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (g->lockfd < 0)
+		return merr_sys(e, "open", path, "failed to open \"%s\"", path);
+	if (flock(g->lockfd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno == EWOULDBLOCK) {
+			r = merr_set(e, 0, "flock", path, "machine \"%s\" is already running", s->machine ? s->machine : g->dir);
+			e->err = EWOULDBLOCK;
+		} else
+			r = merr_sys(e, "flock", path, "failed to lock \"%s\"", path);
+		close(g->lockfd);
+		g->lockfd = -1;
+		return r;
+	}
+	return 0;
+}
+
+static int registry_write(struct registry *g, const struct spec *s, pid_t leader, struct merr *e)
+{
+	char tmp[4200], final[4200], head[64];
+	if (!g->dir)
+		return 0;
+	snprintf(tmp, sizeof tmp, "%s/.state.json.tmp", g->dir);
+	snprintf(final, sizeof final, "%s/state.json", g->dir);
+	_cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (fd < 0)
+		return merr_sys(e, "open", tmp, "failed to write \"%s\"", tmp);
+	int n = snprintf(head, sizeof head, "{\"leader\":%d,\"supervisor\":%d", (int)leader, (int)getpid());
+	const char *body = s->state_json ? s->state_json : "";
+	if (write_all(fd, head, (size_t)n) < 0 || (*body && (write_all(fd, ",", 1) < 0 || write_all(fd, body, strlen(body)) < 0)) ||
+	    write_all(fd, "}\n", 2) < 0)
+		return merr_sys(e, "write", tmp, "failed to write \"%s\"", tmp);
+	if (rename(tmp, final) < 0)
+		return merr_sys(e, "rename", final, "failed to write \"%s\"", final);
+	return 0;
+}
+
+static void registry_remove(struct registry *g)
+{
+	char path[4200];
+	if (!g->dir || g->lockfd < 0)
+		return;
+	snprintf(path, sizeof path, "%s/state.json", g->dir);
+	unlink(path);
+	snprintf(path, sizeof path, "%s/.state.json.tmp", g->dir);
+	unlink(path);
+	snprintf(path, sizeof path, "%s/lock", g->dir);
+	unlink(path);
+	rmdir(g->dir);
+	close(g->lockfd);
+	g->lockfd = -1;
+}
+
+/* ---- notify ---- */
+
+static int g_fwd_fd = -1;
+
+static void notify_forward(const struct spec *s, const char *msg, size_t len)
+{
+	if (!s->notify_forward)
+		return;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	size_t pl = strlen(s->notify_forward);
+	if (pl >= sizeof sa.sun_path)
+		return;
+	memcpy(sa.sun_path, s->notify_forward, pl);
+	if (sa.sun_path[0] == '@')
+		sa.sun_path[0] = 0;
+	if (g_fwd_fd < 0)
+		g_fwd_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (g_fwd_fd >= 0)
+		(void)sendto(g_fwd_fd, msg, len, MSG_NOSIGNAL | MSG_DONTWAIT, (struct sockaddr *)&sa,
+			     (socklen_t)(offsetof(struct sockaddr_un, sun_path) + pl + (sa.sun_path[0] ? 1 : 0)));
+}
+
+static void signal_ready(const struct spec *s, int *ready_sent)
+{
+	if (*ready_sent)
+		return;
+	*ready_sent = 1;
+	status_line("{\"event\":\"ready\"}");
+	notify_forward(s, "READY=1", 7);
+}
+
+static void notify_read(const struct spec *s, int fd, int *ready_sent)
+{
+	static char buf[4097];
+	for (;;) {
+		ssize_t n = recv(fd, buf, sizeof buf - 1, MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return;
+		buf[n] = 0;
+		for (char *line = buf; line && *line;) {
+			char *nl = strchr(line, '\n');
+			if (nl)
+				*nl = 0;
+			if (!strcmp(line, "READY=1"))
+				signal_ready(s, ready_sent);
+			else if (!strncmp(line, "STATUS=", 7))
+				notify_forward(s, line, strlen(line));
+			line = nl ? nl + 1 : NULL;
+		}
+	}
+}
+
+/* ---- one container lifetime ---- */
+
+struct run {
+	pid_t pid;
+	int pidfd, sock, notify_fd;
+	int term_requested, killed;
+	int errored, started, exited;
+	struct merr err;
+	siginfo_t si;
+	struct relay relay;
+};
+
+static void handle_msg(const struct spec *s, struct run *R, int *ready_sent)
+{
+	struct msg m;
+	int fd;
+	int r = msg_recv(R->sock, &m, &fd);
+	if (r <= 0) {
+		close(R->sock);
+		R->sock = -1;
+		if (!R->errored && !R->started) {
+			/* the sync socket is close-on-exec: EOF without error = the payload runs */
+			char line[128];
+			R->started = 1;
+			snprintf(line, sizeof line, "{\"event\":\"started\",\"leader\":%d,\"supervisor\":%d}", (int)R->pid,
+				 (int)getpid());
+			status_line(line);
+			if (!s->notify_ready)
+				signal_ready(s, ready_sent);
+		}
+		return;
+	}
+	switch (m.type) {
+	case MSG_STAGE:
+		status_line(m.stage == STAGE_MOUNTS  ? "{\"stage\":\"mounts\"}"
+			    : m.stage == STAGE_PIVOT ? "{\"stage\":\"pivot\"}"
+						     : "{\"stage\":\"exec\"}");
+		break;
+	case MSG_ERROR:
+		if (!R->errored) {
+			R->errored = 1;
+			R->err = m.err;
+			report(&m.err);
+		}
+		break;
+	case MSG_FD_CONSOLE:
+		if (fd >= 0 && R->relay.master < 0) {
+			struct merr e;
+			if (relay_start(&R->relay, fd, s->console == CONSOLE_INTERACTIVE, &e) < 0)
+				report(&e);
+			fd = -1;
+		}
+		break;
+	case MSG_FD_NOTIFY:
+		if (fd >= 0 && R->notify_fd < 0) {
+			R->notify_fd = fd;
+			fd = -1;
+		}
+		break;
+	}
+	if (fd >= 0)
+		close(fd);
+}
+
+static void handle_signal(const struct spec *s, struct run *R, int sfd)
+{
+	struct signalfd_siginfo si;
+	while (read(sfd, &si, sizeof si) == sizeof si) {
+		int sig = (int)si.ssi_signo;
+		switch (sig) {
+		case SIGTERM:
+		case SIGINT:
+		case SIGHUP:
+			if (!R->term_requested) {
+				R->term_requested = 1;
+				(void)kill(R->pid, s->kill_signal);
+			} else if (sig == SIGTERM) {
+				R->killed = 1;
+				(void)kill(R->pid, SIGKILL);
+			} else {
+				(void)kill(R->pid, s->kill_signal);
+			}
+			break;
+		case SIGWINCH:
+			relay_winch(&R->relay);
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+/* Returns the exit status; *reboot set when the container rebooted. -1 = setup error in the
+ * supervisor (already reported). */
+static int run_once(struct spec *s, struct registry *g, int sfd, int *reboot, int *ready_sent)
+{
+	struct run R = { .pid = -1, .pidfd = -1, .sock = -1, .notify_fd = -1 };
+	struct merr e = { 0 };
+	int sp[2];
+	int rc = 1;
+	relay_init(&R.relay);
+	*reboot = 0;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
+		merr_sys(&e, "socketpair", "", "failed to create the sync socket");
+		report(&e);
+		return 1;
+	}
+	struct clone_args ca = {
+		.flags = s->clone_flags | CLONE_PIDFD,
+		.pidfd = (uint64_t)(uintptr_t)&R.pidfd,
+		.exit_signal = SIGCHLD,
+	};
+	long pid = syscall(SYS_clone3, &ca, sizeof ca);
+	if (pid < 0) {
+		merr_sys(&e, "clone3", "", "failed to create the container's namespaces");
+		report(&e);
+		close(sp[0]);
+		close(sp[1]);
+		return 1;
+	}
+	if (pid == 0) {
+		close(sp[0]);
+		close(sfd);
+		child_main(s, sp[1]);
+	}
+	R.pid = (pid_t)pid;
+	R.sock = sp[0];
+	close(sp[1]);
+	status_line("{\"stage\":\"namespaces\"}");
+
+	for (size_t i = 0; i < s->n_cgroups; i++)
+		if (join_cgroup(s->cgroups[i], R.pid, &e) < 0)
+			goto kill_child;
+	if (registry_write(g, s, R.pid, &e) < 0)
+		goto kill_child;
+	{
+		struct msg go = { .type = MSG_GO };
+		go.has_ws = (s->console == CONSOLE_INTERACTIVE || s->console == CONSOLE_READ_ONLY) && host_winsize(&go.ws);
+		if (msg_send(R.sock, &go, -1) < 0) {
+			merr_set(&e, EPIPE, "sendmsg", "", "failed to start the container");
+			goto kill_child;
+		}
+	}
+
+	while (!R.exited) {
+		struct pollfd p[8];
+		int n = 0, isock = -1, inotify = -1, ipid, irel;
+		p[n++] = (struct pollfd){ .fd = sfd, .events = POLLIN };
+		ipid = n;
+		p[n++] = (struct pollfd){ .fd = R.pidfd, .events = POLLIN };
+		if (R.sock >= 0) {
+			isock = n;
+			p[n++] = (struct pollfd){ .fd = R.sock, .events = POLLIN };
+		}
+		if (R.notify_fd >= 0) {
+			inotify = n;
+			p[n++] = (struct pollfd){ .fd = R.notify_fd, .events = POLLIN };
+		}
+		irel = n;
+		n += relay_pollfds(&R.relay, p + n);
+		if (poll(p, (nfds_t)n, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			merr_sys(&e, "poll", "", "failed to wait for events");
+			goto kill_child;
+		}
+		if (isock >= 0 && p[isock].revents)
+			handle_msg(s, &R, ready_sent);
+		if (inotify >= 0 && p[inotify].revents)
+			notify_read(s, R.notify_fd, ready_sent);
+		if (relay_handle(&R.relay, p + irel, n - irel)) {
+			R.killed = 1;
+			(void)kill(R.pid, SIGKILL);
+		}
+		if (p[0].revents)
+			handle_signal(s, &R, sfd);
+		if (p[ipid].revents) {
+			memset(&R.si, 0, sizeof R.si);
+			if (waitid((idtype_t)P_PIDFD, (id_t)R.pidfd, &R.si, WEXITED | WNOHANG) == 0 && R.si.si_pid)
+				R.exited = 1;
+		}
+	}
+	/* Messages sent just before the exit, and the last output. */
+	while (R.sock >= 0) {
+		struct pollfd q = { .fd = R.sock, .events = POLLIN };
+		if (poll(&q, 1, 0) <= 0)
+			break;
+		handle_msg(s, &R, ready_sent);
+	}
+	relay_drain(&R.relay);
+	relay_close(&R.relay);
+
+	if (R.si.si_code == CLD_EXITED) {
+		rc = R.si.si_status;
+	} else {
+		int sig = R.si.si_status;
+		if ((s->boot || s->as_pid2) && sig == SIGINT)
+			rc = 0; /* powered off */
+		else if ((s->boot || s->as_pid2) && sig == SIGHUP && !R.term_requested) {
+			rc = 0;
+			*reboot = 1;
+		} else
+			rc = 128 + sig;
+	}
+	goto out;
+
+kill_child:
+	report(&e);
+	(void)kill(R.pid, SIGKILL);
+	{
+		siginfo_t si;
+		(void)waitid((idtype_t)P_PIDFD, (id_t)R.pidfd, &si, WEXITED);
+	}
+	relay_close(&R.relay);
+	rc = 1;
+out:
+	if (R.sock >= 0)
+		close(R.sock);
+	if (R.notify_fd >= 0)
+		close(R.notify_fd);
+	if (R.pidfd >= 0)
+		close(R.pidfd);
+	return rc;
+}
+
+int supervisor_run(struct spec *s)
+{
+	struct merr e = { 0 };
+	struct registry g = { .lockfd = -1 };
+	int rc = 1, ready_sent = 0;
+	char line[96];
+
+	g_status_fd = s->status_fd;
+	if (g_status_fd >= 0)
+		(void)fcntl(g_status_fd, F_SETFD, FD_CLOEXEC);
+	(void)prctl(PR_SET_NAME, "machina-sup", 0, 0, 0);
+	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	signal(SIGPIPE, SIG_IGN);
+	status_line("{\"stage\":\"spec\"}");
+
+	if (registry_lock(&g, s, &e) < 0) {
+		report(&e);
+		return 1;
+	}
+
+	sigset_t ss;
+	sigemptyset(&ss);
+	sigaddset(&ss, SIGTERM);
+	sigaddset(&ss, SIGINT);
+	sigaddset(&ss, SIGHUP);
+	sigaddset(&ss, SIGCHLD);
+	sigaddset(&ss, SIGWINCH);
+	sigprocmask(SIG_BLOCK, &ss, NULL);
+	_cleanup_close_ int sfd = signalfd(-1, &ss, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sfd < 0) {
+		merr_sys(&e, "signalfd", "", "failed to create the signal fd");
+		report(&e);
+		goto out;
+	}
+
+	for (;;) {
+		int reboot;
+		rc = run_once(s, &g, sfd, &reboot, &ready_sent);
+		if (!reboot)
+			break;
+		status_line("{\"event\":\"reboot\"}");
+		if (s->on_reboot_exit133) {
+			rc = 133;
+			break;
+		}
+		ready_sent = 0;
+	}
+out:
+	for (size_t i = 0; i < s->n_cgroups; i++)
+		remove_cgroup(s->cgroups[i]);
+	registry_remove(&g);
+	console_restore();
+	snprintf(line, sizeof line, "{\"event\":\"exited\",\"status\":%d}", rc);
+	status_line(line);
+	return rc;
+}
