@@ -1,0 +1,561 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Unit tests for the helper: spec parser, error formatting, path resolution, setup ops.
+ * Output: "ok N - name" / "not ok N - name", then "N passed, N failed". */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "mounts.h"
+#include "resolve.h"
+#include "spec.h"
+
+static int n_test, n_pass, n_fail;
+
+static void check(int cond, const char *fmt, ...)
+{
+	va_list ap;
+	n_test++;
+	printf("%sok %d - ", cond ? "" : "not ", n_test);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	if (cond)
+		n_pass++;
+	else
+		n_fail++;
+	fflush(stdout);
+}
+
+/* ---- spec builder ---- */
+
+struct sb {
+	char buf[1 << 16];
+	size_t len;
+};
+
+static void sb_str(struct sb *b, const char *s)
+{
+	size_t l = strlen(s) + 1;
+	memcpy(b->buf + b->len, s, l);
+	b->len += l;
+}
+
+/* rec(b, "name", n, args...) */
+static void rec(struct sb *b, const char *name, int n, ...)
+{
+	char num[16];
+	va_list ap;
+	sb_str(b, name);
+	snprintf(num, sizeof num, "%d", n);
+	sb_str(b, num);
+	va_start(ap, n);
+	for (int i = 0; i < n; i++)
+		sb_str(b, va_arg(ap, const char *));
+	va_end(ap);
+}
+
+static void good_body(struct sb *b)
+{
+	b->len = 0;
+	sb_str(b, "MACHINA-SPEC");
+	sb_str(b, "1");
+	rec(b, "prog", 1, "machina-nspawn");
+	rec(b, "machine", 1, "m1");
+	rec(b, "root", 1, "/var/lib/machines/m1");
+	rec(b, "namespaces", 5, "mnt", "pid", "uts", "ipc", "cgroup");
+	rec(b, "hostname", 1, "m1");
+	rec(b, "status_fd", 1, "7");
+	rec(b, "registry", 1, "/run/machina/machines/m1");
+	rec(b, "state_json", 1, "\"name\":\"m1\"");
+	rec(b, "cgroup", 1, "/sys/fs/cgroup/machine.slice/m1");
+	rec(b, "cgroup", 1, "/sys/fs/cgroup/pids/m1");
+	rec(b, "kill_signal", 1, "37");
+	rec(b, "boot", 1, "1");
+	rec(b, "on_reboot", 1, "exit133");
+	rec(b, "notify_ready", 1, "1");
+	rec(b, "notify_forward", 1, "@/org/x");
+	rec(b, "console", 1, "read-only");
+	rec(b, "console_opost", 1, "0");
+	rec(b, "mount", 6, "proc", "/proc", "proc", "14", "", "dir");
+	rec(b, "mount", 6, "/srv", "/srv", "", "ro,bind,rec", "", "optional");
+	rec(b, "rebind", 3, "/proc/sys", "15", "1");
+	rec(b, "mkdir", 2, "/run/host", "0755");
+	rec(b, "mknod", 4, "/dev/null", "020666", "1", "3");
+	rec(b, "symlink", 2, "pts/ptmx", "/dev/ptmx");
+	rec(b, "write", 3, "/etc/hostname", "0644", "m1\n");
+	rec(b, "mask", 1, "/proc/kcore");
+	rec(b, "cgroupns", 0);
+	rec(b, "notify", 1, "/run/host/notify");
+	rec(b, "env", 2, "container=machina", "PATH=/bin");
+	rec(b, "chdir", 1, "/root");
+	rec(b, "caps_bounding", 1, "0x3fff");
+	rec(b, "caps_ambient", 1, "1");
+	rec(b, "rlimit", 3, "7", "1024", "infinity");
+	rec(b, "no_new_privs", 1, "1");
+	rec(b, "user", 4, "1000", "1000", "5", "100");
+	rec(b, "as_pid2", 1, "1");
+	rec(b, "exec", 2, "/sbin/init", "init");
+	rec(b, "exec", 2, "sh", "-sh");
+	rec(b, "args", 2, "a b", "");
+}
+
+static int parse(struct sb *b, struct spec *s, struct merr *e)
+{
+	char *copy = malloc(b->len ? b->len : 1);
+	memcpy(copy, b->buf, b->len);
+	memset(e, 0, sizeof *e);
+	return spec_parse(s, copy, b->len, e);
+}
+
+/* Expect a parse failure whose message contains needle. */
+static void bad(struct sb *b, const char *needle, const char *name)
+{
+	struct spec s;
+	struct merr e;
+	int r = parse(b, &s, &e);
+	int ok = r < 0 && strstr(e.msg, needle) != NULL;
+	check(ok, "spec rejects %s", name);
+	if (!ok)
+		printf("#   r=%d msg=\"%s\" (wanted \"%s\")\n", r, e.msg, needle);
+}
+
+static void test_spec(void)
+{
+	struct sb *b = calloc(1, sizeof *b);
+	struct spec s;
+	struct merr e;
+
+	good_body(b);
+	rec(b, "end", 0);
+	int r = parse(b, &s, &e);
+	check(r == 0, "spec: full good spec parses%s%s", r ? ": " : "", r ? e.msg : "");
+	if (r == 0) {
+		check(!strcmp(s.prog, "machina-nspawn") && !strcmp(s.machine, "m1") && !strcmp(s.root, "/var/lib/machines/m1"),
+		      "spec: prog, machine, root");
+		check(s.clone_flags == (CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC) && s.ns_cgroup,
+		      "spec: namespaces (cgroup not in clone flags)");
+		check(s.status_fd == 7 && s.kill_signal == 37 && s.boot == 1 && s.on_reboot_exit133 == 1 &&
+			      s.notify_ready == 1 && s.console == CONSOLE_READ_ONLY && s.console_opost == 0,
+		      "spec: scalar supervisor records");
+		check(s.n_cgroups == 2 && !strcmp(s.cgroups[1], "/sys/fs/cgroup/pids/m1"), "spec: repeated cgroup");
+		check(s.n_ops == 10, "spec: 10 setup ops in order (got %zu)", s.n_ops);
+		check(s.ops[0].kind == OP_MOUNT && s.ops[0].flags == 14 && s.ops[0].data == NULL &&
+			      s.ops[0].create == CREATE_DIR && !strcmp(s.ops[0].fstype, "proc"),
+		      "spec: mount op with decimal flags, empty DATA = NULL");
+		check(s.ops[1].flags == (MS_RDONLY | MS_BIND | MS_REC) && s.ops[1].fstype == NULL &&
+			      s.ops[1].create == CREATE_OPTIONAL,
+		      "spec: mount op with symbolic flags");
+		check(s.ops[4].kind == OP_MKNOD && s.ops[4].mode == 020666 && s.ops[4].major == 1 && s.ops[4].minor == 3,
+		      "spec: mknod op");
+		check(s.ops[8].kind == OP_CGROUPNS && s.has_cgroupns_op && s.ops[9].kind == OP_NOTIFY, "spec: cgroupns and notify ops");
+		check(s.n_env == 2 && s.env[2] == NULL && !strcmp(s.env[1], "PATH=/bin"), "spec: env NULL-terminated");
+		check(s.caps_bounding == 0x3fff && s.caps_ambient == 1, "spec: caps");
+		check(s.n_rlimits == 1 && s.rlimits[0].res == 7 && s.rlimits[0].soft == 1024 && s.rlimits[0].hard == RLIM_INFINITY,
+		      "spec: rlimit with infinity");
+		check(s.has_user && s.uid == 1000 && s.gid == 1000 && s.n_groups == 2 && s.groups[1] == 100, "spec: user");
+		check(s.n_execs == 2 && !strcmp(s.execs[1].path, "sh") && !strcmp(s.execs[1].argv0, "-sh"), "spec: exec candidates");
+		check(s.n_args == 2 && !strcmp(s.args[0], "a b") && !strcmp(s.args[1], "") && s.args[2] == NULL,
+		      "spec: args (empty argument kept)");
+		check(!strcmp(g_prog, "machina-nspawn"), "spec: prog becomes the message prefix");
+		spec_free(&s);
+	}
+
+	/* minimal spec */
+	b->len = 0;
+	sb_str(b, "MACHINA-SPEC");
+	sb_str(b, "1");
+	rec(b, "root", 1, "/r");
+	rec(b, "namespaces", 2, "pid", "mnt");
+	rec(b, "exec", 2, "/bin/sh", "sh");
+	rec(b, "end", 0);
+	r = parse(b, &s, &e);
+	check(r == 0 && s.kill_signal == SIGKILL && s.console == CONSOLE_PIPE && s.status_fd == -1 && s.env && !s.env[0] &&
+		      s.n_args == 0,
+	      "spec: minimal spec gets defaults");
+	if (r == 0)
+		spec_free(&s);
+
+	b->len = 0;
+	sb_str(b, "MACHINA-SPEK");
+	sb_str(b, "1");
+	bad(b, "bad header", "a bad header");
+	b->len = 0;
+	bad(b, "bad header", "an empty spec");
+	b->len = 0;
+	sb_str(b, "MACHINA-SPEC");
+	sb_str(b, "2");
+	rec(b, "end", 0);
+	bad(b, "unsupported version \"2\"", "a wrong version");
+	b->len = 0;
+	sb_str(b, "MACHINA-SPEC");
+	bad(b, "truncated after the header", "a spec truncated after the magic");
+
+	good_body(b);
+	bad(b, "missing \"end\"", "a missing end record");
+	good_body(b);
+	rec(b, "end", 0);
+	b->len -= 1; /* last NUL gone */
+	bad(b, "truncated", "a truncated last string");
+	good_body(b);
+	sb_str(b, "mount");
+	sb_str(b, "6");
+	sb_str(b, "proc");
+	bad(b, "truncated in record", "a record truncated in its arguments");
+	good_body(b);
+	rec(b, "mount", 5, "proc", "/proc", "proc", "0", "");
+	rec(b, "end", 0);
+	bad(b, "expected 6 arguments, got 5", "an argument count mismatch");
+	good_body(b);
+	rec(b, "hostname", 2, "a", "b");
+	rec(b, "end", 0);
+	bad(b, "expected 1 arguments, got 2", "too many arguments");
+	good_body(b);
+	sb_str(b, "env");
+	sb_str(b, "x1");
+	rec(b, "end", 0);
+	bad(b, "bad argument count", "a non-numeric count");
+	good_body(b);
+	sb_str(b, "args");
+	sb_str(b, "65537");
+	bad(b, "bad argument count", "a count above the limit");
+	good_body(b);
+	rec(b, "frobnicate", 1, "x");
+	rec(b, "end", 0);
+	bad(b, "unknown record \"frobnicate\"", "an unknown record");
+	good_body(b);
+	rec(b, "end", 0);
+	sb_str(b, "x");
+	bad(b, "trailing data", "data after end");
+	good_body(b);
+	rec(b, "root", 1, "/other");
+	rec(b, "end", 0);
+	bad(b, "duplicate record \"root\"", "a duplicate scalar record");
+	good_body(b);
+	rec(b, "end", 0);
+	{
+		struct spec s2;
+		char *big = calloc(1, SPEC_MAX_SIZE + 2);
+		memcpy(big, b->buf, b->len);
+		r = spec_parse(&s2, big, SPEC_MAX_SIZE + 1, &e);
+		check(r < 0 && strstr(e.msg, "too large"), "spec rejects an oversized spec");
+	}
+	{
+		/* 65537 records */
+		size_t cap = 65538 * 10 + 64;
+		char *many = malloc(cap);
+		size_t l = 0;
+		memcpy(many, "MACHINA-SPEC\0" "1\0", 15);
+		l = 15;
+		for (int i = 0; i < 65537; i++) {
+			memcpy(many + l, "mask\0" "1\0" "/x\0", 10);
+			l += 10;
+		}
+		memcpy(many + l, "end\0" "0\0", 6);
+		l += 6;
+		struct spec s2;
+		r = spec_parse(&s2, many, l, &e);
+		check(r < 0 && strstr(e.msg, "too many records"), "spec rejects more than 65536 records");
+	}
+
+	b->len = 0;
+	sb_str(b, "MACHINA-SPEC");
+	sb_str(b, "1");
+	rec(b, "root", 1, "/r");
+	rec(b, "namespaces", 1, "pid");
+	rec(b, "exec", 2, "/bin/sh", "sh");
+	rec(b, "end", 0);
+	bad(b, "\"mnt\" and \"pid\" are required", "namespaces without mnt");
+
+	b->len = 0;
+	sb_str(b, "MACHINA-SPEC");
+	sb_str(b, "1");
+	rec(b, "root", 1, "/r");
+	rec(b, "namespaces", 2, "pid", "mnt");
+	rec(b, "end", 0);
+	bad(b, "missing record \"exec\"", "a spec without exec");
+
+	struct {
+		const char *name, *a0, *a1, *a2, *a3, *a4, *a5;
+		int n;
+		const char *needle;
+	} malformed[] = {
+		{ "mount", "proc", "proc", "proc", "0", "", "dir", 6, "malformed CPATH" },
+		{ "mount", "proc", "/proc", "proc", "ro,bogus", "", "dir", 6, "malformed FLAGS" },
+		{ "mount", "proc", "/proc", "proc", "0", "", "maybe", 6, "malformed CREATE" },
+		{ "mount", "rel", "/x", "", "4096", "", "dir", 6, "malformed SRC" },
+		{ "mkdir", "/x", "0789", 0, 0, 0, 0, 2, "malformed MODE" },
+		{ "mknod", "/dev/x", "0666", "1", "3", 0, 0, 4, "malformed MODE" },
+		{ "kill_signal", "0", 0, 0, 0, 0, 0, 1, "malformed N" },
+		{ "kill_signal", "9x", 0, 0, 0, 0, 0, 1, "malformed N" },
+		{ "boot", "yes", 0, 0, 0, 0, 0, 1, "malformed 0|1" },
+		{ "console", "tty", 0, 0, 0, 0, 0, 1, "malformed interactive" },
+		{ "rlimit", "7", "10", "5", 0, 0, 0, 3, "malformed SOFT" },
+		{ "user", "-1", "0", 0, 0, 0, 0, 2, "malformed UID" },
+		{ "caps_bounding", "0xzz", 0, 0, 0, 0, 0, 1, "malformed HEX" },
+		{ "env", "NOEQUALS", 0, 0, 0, 0, 0, 1, "is not K=V" },
+		{ "namespaces", "mnt", "pid", "time", 0, 0, 0, 3, "unknown namespace \"time\"" },
+	};
+	for (size_t i = 0; i < sizeof malformed / sizeof malformed[0]; i++) {
+		good_body(b);
+		const char *a[6] = { malformed[i].a0, malformed[i].a1, malformed[i].a2, malformed[i].a3, malformed[i].a4, malformed[i].a5 };
+		char num[8];
+		/* replace duplicates: put the bad record in a spec without the good one */
+		b->len = 0;
+		sb_str(b, "MACHINA-SPEC");
+		sb_str(b, "1");
+		if (strcmp(malformed[i].name, "namespaces"))
+			rec(b, "namespaces", 2, "mnt", "pid");
+		rec(b, "root", 1, "/r");
+		rec(b, "exec", 2, "/bin/sh", "sh");
+		sb_str(b, malformed[i].name);
+		snprintf(num, sizeof num, "%d", malformed[i].n);
+		sb_str(b, num);
+		for (int k = 0; k < malformed[i].n; k++)
+			sb_str(b, a[k]);
+		rec(b, "end", 0);
+		char nm[96];
+		snprintf(nm, sizeof nm, "a malformed \"%s\" (%s)", malformed[i].name, malformed[i].needle);
+		bad(b, malformed[i].needle, nm);
+	}
+	free(b);
+}
+
+static void test_errors(void)
+{
+	struct merr e;
+	char line[1100];
+	const char *saved = g_prog;
+	g_prog = "machina-nspawn";
+	merr_set(&e, EPERM, "mount", "/proc", "failed to mount \"%s\" on \"%s\"", "proc", "/proc");
+	merr_format(&e, NULL, line, sizeof line);
+	check(!strcmp(line, "machina-nspawn: failed to mount \"proc\" on \"/proc\": Operation not permitted (EPERM)"),
+	      "error: crun-style message with errno name");
+	merr_json(&e, line, sizeof line);
+	check(!strcmp(line, "{\"error\":{\"syscall\":\"mount\",\"path\":\"/proc\",\"errno\":1,\"code\":\"EPERM\","
+			    "\"message\":\"failed to mount \\\"proc\\\" on \\\"/proc\\\": Operation not permitted (EPERM)\"}}"),
+	      "error: JSON with escaped quotes");
+	if (strncmp(line, "{\"error\"", 8))
+		printf("#   %s\n", line);
+	int r = merr_set(&e, 0, "", "", "invalid spec: x");
+	merr_format(&e, NULL, line, sizeof line);
+	check(r == -EINVAL && !strcmp(line, "machina-nspawn: invalid spec: x"), "error: no errno suffix without errno");
+	char nb[16];
+	check(!strcmp(errno_name(ENOENT, nb), "ENOENT") && !strcmp(errno_name(9999, nb), "E9999"), "error: errno names");
+	errno = EACCES;
+	r = merr_sys(&e, "open", "/x", "failed to open \"%s\"", "/x");
+	check(r == -EACCES && e.err == EACCES && !strcmp(e.syscall, "open") && e.exit_code == 1, "error: merr_sys takes errno");
+	size_t pos = 0;
+	json_str(line, sizeof line, &pos, "a\n\t\x01\"\\");
+	check(!strcmp(line, "\"a\\n\\t\\u0001\\\"\\\\\""), "error: JSON control characters escaped");
+	char small[8];
+	merr_set(&e, EPERM, "mount", "/proc", "a very long message that does not fit");
+	merr_format(&e, NULL, small, sizeof small);
+	check(strlen(small) == 7, "error: formatting is bounded");
+	g_prog = saved;
+}
+
+static int exists(const char *p)
+{
+	struct stat st;
+	return lstat(p, &st) == 0;
+}
+
+static void test_resolve(const char *tmp)
+{
+	char root[256], p[512];
+	struct merr e;
+	snprintf(root, sizeof root, "%s/root", tmp);
+	mkdir(root, 0755);
+	snprintf(p, sizeof p, "%s/etc", root);
+	mkdir(p, 0755);
+	snprintf(p, sizeof p, "%s/abs", root);
+	symlink("/etc", p); /* absolute: must mean <root>/etc */
+	snprintf(p, sizeof p, "%s/rel", root);
+	symlink("../../../../../../etc", p); /* climbing: clamped at the root */
+	snprintf(p, sizeof p, "%s/dangling", root);
+	symlink("/nonexistent-machina-test", p);
+	int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+
+	int fd = res_mkdir_p(rootfd, "/abs/machina-test-sub/x", 0700, &e);
+	char inside[512];
+	snprintf(inside, sizeof inside, "%s/etc/machina-test-sub/x", root);
+	struct stat st;
+	check(fd >= 0 && exists(inside) && !exists("/etc/machina-test-sub"),
+	      "resolve: mkdir -p through an absolute symlink stays inside the root");
+	check(stat(inside, &st) == 0 && (st.st_mode & 07777) == 0700, "resolve: mkdir -p applies MODE exactly");
+	if (fd >= 0)
+		close(fd);
+	fd = res_mkdir_p(rootfd, "/rel/machina-test-rel", 0755, &e);
+	snprintf(inside, sizeof inside, "%s/etc/machina-test-rel", root);
+	check(fd >= 0 && exists(inside) && !exists("/etc/machina-test-rel"), "resolve: ../.. symlink is clamped to the root");
+	if (fd >= 0)
+		close(fd);
+	fd = res_open(rootfd, "/abs/passwd", O_PATH, &e);
+	check(fd == -ENOENT && !strcmp(e.syscall, "openat2"), "resolve: /abs/passwd does not reach the host's /etc/passwd");
+	fd = res_open(rootfd, "/../../../etc/passwd", O_PATH, &e);
+	check(fd == -ENOENT, "resolve: leading .. cannot leave the root");
+	fd = res_open(rootfd, "/proc/self/root/etc/passwd", O_PATH, &e);
+	check(fd < 0, "resolve: /proc magic links are not followed");
+	fd = res_mkdir_p(rootfd, "/dangling/sub", 0755, &e);
+	check(fd < 0 && !exists("/nonexistent-machina-test"), "resolve: mkdir -p never creates a dangling symlink's host target");
+	snprintf(p, sizeof p, "%s/file", root);
+	close(open(p, O_CREAT | O_WRONLY, 0644));
+	fd = res_mkdir_p(rootfd, "/file/sub", 0755, &e);
+	check(fd == -ENOTDIR, "resolve: mkdir -p through a file is ENOTDIR");
+	char base[256];
+	fd = res_parent(rootfd, "/a/b/c/leaf", 1, base, &e);
+	snprintf(p, sizeof p, "%s/a/b/c", root);
+	check(fd >= 0 && !strcmp(base, "leaf") && exists(p), "resolve: parent of a path, created");
+	if (fd >= 0)
+		close(fd);
+	fd = res_parent(rootfd, "/", 1, base, &e);
+	check(fd == -EINVAL, "resolve: \"/\" has no parent");
+	close(rootfd);
+}
+
+/* Setup ops in a private mount namespace (needs root). */
+static void test_ops(const char *tmp)
+{
+	char root[256], p[512];
+	snprintf(root, sizeof root, "%s/oproot", tmp);
+	mkdir(root, 0755);
+	pid_t pid = fork();
+	if (pid == 0) {
+		/* the child reports through the exit status: bit i set = check i failed */
+		int bits = 0, i = 0;
+		struct merr e;
+		if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+			_exit(255);
+		int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		struct op o = { .kind = OP_MOUNT, .src = "tmpfs", .path = "/run", .fstype = "tmpfs", .flags = MS_NOSUID,
+				.data = "mode=755", .create = CREATE_DIR };
+		/* 0: mount tmpfs with CREATE dir */
+		if (op_run(rootfd, &o, &e) < 0)
+			bits |= 1 << i;
+		i++;
+		/* 1: mknod + symlink + write */
+		struct op mk = { .kind = OP_MKNOD, .path = "/run/host/inaccessible/chr", .mode = 020000, .major = 0, .minor = 0 };
+		struct op mk2 = { .kind = OP_MKNOD, .path = "/run/host/inaccessible/reg", .mode = 0100000 };
+		struct op sl = { .kind = OP_SYMLINK, .src = "pts/ptmx", .path = "/run/ptmx" };
+		struct op wr = { .kind = OP_WRITE, .path = "/run/f", .mode = 0600, .data = "hello\n" };
+		if (op_run(rootfd, &mk, &e) < 0 || op_run(rootfd, &mk2, &e) < 0 || op_run(rootfd, &sl, &e) < 0 ||
+		    op_run(rootfd, &wr, &e) < 0 || op_run(rootfd, &mk, &e) < 0 /* existing node kept */)
+			bits |= 1 << i;
+		i++;
+		/* 2: symlink replaces a file; 3: write refuses a symlink as last component */
+		if (op_run(rootfd, &sl, &e) < 0)
+			bits |= 1 << i;
+		i++;
+		struct op wr2 = { .kind = OP_WRITE, .path = "/run/ptmx", .mode = 0644, .data = "x" };
+		if (op_run(rootfd, &wr2, &e) != -ELOOP)
+			bits |= 1 << i;
+		i++;
+		/* 4: mask a regular file with the inaccessible node, read-only */
+		struct op mask = { .kind = OP_MASK, .path = "/run/f" };
+		snprintf(p, sizeof p, "%s/run/f", root);
+		{
+			char c;
+			int mfd = -1;
+			if (op_run(rootfd, &mask, &e) < 0 || (mfd = open(p, O_RDONLY)) < 0 || read(mfd, &c, 1) != 0 ||
+			    open(p, O_WRONLY) >= 0 || errno != EROFS)
+				bits |= 1 << i;
+		}
+		i++;
+		/* 5: bind mount with ro applied by a remount; writes fail with EROFS */
+		struct op bind = { .kind = OP_MOUNT, .src = tmp, .path = "/mnt/host", .flags = MS_BIND | MS_RDONLY, .create = CREATE_DIR };
+		snprintf(p, sizeof p, "%s/mnt/host/newfile", root);
+		if (op_run(rootfd, &bind, &e) < 0 || open(p, O_CREAT | O_WRONLY, 0644) >= 0 || errno != EROFS)
+			bits |= 1 << i;
+		i++;
+		/* 6: optional bind of a missing source is skipped */
+		struct op opt = { .kind = OP_MOUNT, .src = "/nonexistent-machina", .path = "/opt/x", .flags = MS_BIND, .create = CREATE_OPTIONAL };
+		if (op_run(rootfd, &opt, &e) != 0)
+			bits |= 1 << i;
+		i++;
+		/* 7: mount target through an escaping symlink lands inside the root */
+		snprintf(p, sizeof p, "%s/esc", root);
+		symlink("/../../../../tmp", p);
+		snprintf(p, sizeof p, "%s/tmp", root);
+		mkdir(p, 0755);
+		struct op esc = { .kind = OP_MOUNT, .src = "tmpfs", .path = "/esc/machina-mnt", .fstype = "tmpfs", .create = CREATE_DIR };
+		snprintf(p, sizeof p, "%s/tmp/machina-mnt", root);
+		if (op_run(rootfd, &esc, &e) < 0 || !exists(p) || exists("/tmp/machina-mnt"))
+			bits |= 1 << i;
+		i++;
+		/* 8: rebind read-only */
+		struct op rb = { .kind = OP_REBIND, .path = "/run/host", .flags = MS_RDONLY };
+		snprintf(p, sizeof p, "%s/run/host/new", root);
+		if (op_run(rootfd, &rb, &e) < 0 || mkdir(p, 0755) == 0 || errno != EROFS)
+			bits |= 1 << i;
+		i++;
+		/* 9: mask of a missing path is skipped; mask of a directory works */
+		struct op m2 = { .kind = OP_MASK, .path = "/nope" };
+		struct op m3 = { .kind = OP_MASK, .path = "/mnt" };
+		snprintf(p, sizeof p, "%s/mnt/host", root);
+		if (op_run(rootfd, &m2, &e) != 0 || op_run(rootfd, &m3, &e) < 0 || exists(p))
+			bits |= 1 << i;
+		i++;
+		/* 10: mount with CREATE none on a missing target fails with a clear error */
+		struct op none = { .kind = OP_MOUNT, .src = "tmpfs", .path = "/missing", .fstype = "tmpfs", .create = CREATE_NONE };
+		if (op_run(rootfd, &none, &e) != -ENOENT || strcmp(e.path, "/missing"))
+			bits |= 1 << i;
+		i++;
+		_exit(bits);
+	}
+	int st;
+	waitpid(pid, &st, 0);
+	int bits = WIFEXITED(st) ? WEXITSTATUS(st) : 255;
+	const char *names[] = { "mount tmpfs with CREATE dir", "mknod, symlink, write; existing node kept",
+				"symlink replaces a file", "write refuses a symlink as last component",
+				"mask a file with the empty read-only inaccessible node", "bind mount made read-only by remount",
+				"optional bind of a missing source skipped", "mount target through an escaping symlink stays inside",
+				"rebind read-only", "mask: missing skipped, directory masked", "CREATE none on a missing target: ENOENT" };
+	if (bits == 255 && !WIFEXITED(st)) {
+		check(0, "ops: child crashed");
+		return;
+	}
+	for (int i = 0; i < 11; i++)
+		check(bits != 255 && !(bits & (1 << i)), "ops: %s", names[i]);
+	/* 7: nothing leaked to the host */
+	check(!exists("/tmp/machina-mnt"), "ops: nothing created on the host");
+}
+
+static int rm_rf(const char *p)
+{
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "rm -rf --one-file-system '%s'", p);
+	return system(cmd);
+}
+
+int main(void)
+{
+	test_spec();
+	test_errors();
+	if (geteuid() == 0) {
+		char tmp[] = "/tmp/machina-test.XXXXXX";
+		if (!mkdtemp(tmp)) {
+			check(0, "mkdtemp");
+		} else {
+			test_resolve(tmp);
+			test_ops(tmp);
+			rm_rf(tmp);
+			check(!exists(tmp), "cleanup: temporary root removed");
+		}
+	} else {
+		printf("# skipping resolution and op tests: they need root\n");
+	}
+	printf("%d passed, %d failed\n", n_pass, n_fail);
+	return n_fail ? 1 : 0;
+}
