@@ -133,7 +133,6 @@ static int registry_lock(struct registry *g, const struct spec *s, struct merr *
 	if (flock(g->lockfd, LOCK_EX | LOCK_NB) < 0) {
 		if (errno == EWOULDBLOCK) {
 			r = merr_set(e, 0, "flock", path, "machine \"%s\" is already running", s->machine ? s->machine : g->dir);
-			e->err = EWOULDBLOCK;
 		} else
 			r = merr_sys(e, "flock", path, "failed to lock \"%s\"", path);
 		close(g->lockfd);

@@ -43,10 +43,10 @@ def main():
     ap.add_argument("--user", help="UID:GID")
     ap.add_argument("--caps", default="0x%x" % (
         # nspawn's default retained set (nspawn-facts.md)
-        sum(1 << c for c in (30, 29, 0, 1, 2, 3, 4, 31, 5, 28, 9, 27, 10, 11, 13, 8, 6, 8, 21, 22, 18, 23, 19, 24, 26, 25, 7, 34))))
+        sum(1 << c for c in (30, 29, 0, 1, 2, 3, 4, 15, 5, 28, 9, 27, 10, 11, 13, 31, 6, 8, 7, 21, 22, 18, 23, 19, 24, 26))))
     ap.add_argument("--no-caps", action="store_true")
     ap.add_argument("--rlimit", action="append", default=[], help="RES:SOFT:HARD")
-    ap.add_argument("--raw-record", action="append", default=[], nargs="+", help="NAME ARGS...: append any record")
+    ap.add_argument("--raw-record", action="append", default=[], nargs="+", help="NAME ARGS...: append any setup record (the count is added)")
     ap.add_argument("cmd", nargs="+")
     a = ap.parse_args()
 
