@@ -26,8 +26,6 @@ int console_open_pty(int opost, const struct winsize *ws, int *master, int *slav
 	_cleanup_close_ int s = ioctl(m, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
 	if (s < 0)
 		return merr_sys(e, "ioctl", "/dev/pts/ptmx", "failed to open the console pty peer");
-	if (fchmod(s, 0600) < 0)
-		return merr_sys(e, "fchmod", "/dev/console", "failed to set the mode of the console");
 	char target[32];
 	snprintf(target, sizeof target, "pts/%u", n);
 	if (unlink("/dev/console") < 0 && errno != ENOENT)
