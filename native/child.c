@@ -308,19 +308,13 @@ void child_main(const struct spec *s, int sock)
 			fail(&e);
 		}
 		if (pid > 0) {
-			/* The stub keeps nothing of the container's setup open. */
-			close(sock);
-			if (slave >= 0)
-				close(slave);
-			if (devnull >= 0)
-				close(devnull);
-			close(rootfd);
+			/* The stub keeps nothing open: not the sync socket, the registry lock, the
+			 * status fd or the console (its stdio is /dev/null unless the console is pipe). */
 			int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
 			if (nul >= 0 && s->console != CONSOLE_PIPE) {
 				dup2(nul, 0), dup2(nul, 1), dup2(nul, 2);
 			}
-			if (nul > 2)
-				close(nul);
+			close_range(3U, ~0U, 0);
 			stub_main(pid);
 		}
 	}
