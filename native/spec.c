@@ -606,6 +606,10 @@ int spec_parse(struct spec *s, char *buf, size_t len, struct merr *e)
 		r = BAD("missing record \"namespaces\"");
 		goto fail_argv;
 	}
+	if (s->hostname && !(s->clone_flags & CLONE_NEWUTS)) {
+		r = BAD("\"hostname\" needs the \"uts\" namespace (it would rename the host)");
+		goto fail_argv;
+	}
 	if (!s->n_execs) {
 		r = BAD("missing record \"exec\"");
 		goto fail_argv;

@@ -286,6 +286,16 @@ static void test_spec(void)
 	rec(b, "end", 0);
 	bad(b, "missing record \"exec\"", "a spec without exec");
 
+	b->len = 0;
+	sb_str(b, "MACHINA-SPEC");
+	sb_str(b, "1");
+	rec(b, "root", 1, "/r");
+	rec(b, "namespaces", 2, "pid", "mnt");
+	rec(b, "hostname", 1, "h");
+	rec(b, "exec", 2, "/bin/sh", "sh");
+	rec(b, "end", 0);
+	bad(b, "needs the \"uts\" namespace", "a hostname without the uts namespace");
+
 	struct {
 		const char *name, *a0, *a1, *a2, *a3, *a4, *a5;
 		int n;

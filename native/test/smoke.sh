@@ -1,0 +1,79 @@
+#!/bin/sh
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# Integration smoke test of machina-helper on a busybox rootfs (needs root and busybox-static).
+#   sh native/test/smoke.sh            (after make -C native)
+# Prints "ok N - name" / "not ok N - name" and "N passed, N failed".
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+H=$here/../build/machina-helper
+M="python3 $here/mkspec.py"
+root=${BBROOT:-/tmp/machina-smoke-root}
+work=$(mktemp -d /tmp/machina-smoke.XXXXXX)
+pass=0 fail=0 n=0
+ok() { n=$((n+1)); if [ "$1" = 0 ]; then pass=$((pass+1)); echo "ok $n - $2"; else fail=$((fail+1)); echo "not ok $n - $2"; fi; }
+cleanup() { rm -rf "$work"; [ -z "${BBROOT:-}" ] && rm -rf --one-file-system "$root"; }
+trap cleanup EXIT
+
+if [ ! -x "$root/bin/busybox" ]; then
+	mkdir -p "$root/bin" "$root/sbin" "$root/usr/bin" "$root/usr/sbin" "$root/etc" "$root/proc" "$root/sys" \
+		"$root/dev" "$root/run" "$root/tmp"
+	cp /bin/busybox "$root/bin/" && chroot "$root" /bin/busybox --install -s
+fi
+
+spec() { $M --root "$root" "$@" > "$work/spec"; }
+run() { "$H" run --spec "$work/spec" "$@"; }
+
+spec -- /bin/sh -c 'echo $$; exit 7'
+out=$(run 2>&1); rc=$?
+ok $([ $rc = 7 ] && [ "$out" = 1 ] && echo 0 || echo 1) "payload is PID 1, exit status 7 passed through"
+
+spec -- /bin/sh -c 'grep -c " /proc/kallsyms " /proc/self/mountinfo; grep -c " /sys ro," /proc/self/mountinfo; ls /dev/null /dev/pts/ptmx >/dev/null && echo dev'
+out=$(run 2>&1 | tr '\n' ' ')
+ok $([ "$out" = "1 1 dev " ] && echo 0 || echo 1) "masks, read-only /sys, /dev nodes ($out)"
+
+spec -- /nonexistent
+run 2>"$work/err"; rc=$?
+ok $([ $rc = 127 ] && grep -q 'failed to execute "/nonexistent": No such file or directory (ENOENT)' "$work/err" && echo 0 || echo 1) "missing payload: 127 and one message"
+
+spec -- /etc
+run 2>/dev/null; rc=$?
+ok $([ $rc = 126 ] && echo 0 || echo 1) "non-executable payload: 126"
+
+spec --status-fd 3 -- /bin/sleep 100
+"$H" run --spec "$work/spec" 3>"$work/status" & pid=$!
+sleep 0.5; kill -TERM $pid; wait $pid; rc=$?
+ok $([ $rc = 137 ] && grep -q '"event":"exited","status":137' "$work/status" && echo 0 || echo 1) "SIGTERM to the supervisor: kill_signal 9, exit 137"
+
+spec --status-fd 3 -- /bin/sh -c 'sleep 100'
+run 3>"$work/status" & pid=$!
+sleep 0.5; leader=$(sed -n 's/.*"leader":\([0-9]*\).*/\1/p' "$work/status"); kill -KILL "$leader"; wait $pid; rc=$?
+ok $([ $rc = 137 ] && echo 0 || echo 1) "payload killed from outside: 128+9"
+
+spec --console read-only --opost 0 -- /bin/sh -c 'tty; printf "a\nb\n"'
+out=$(run | od -An -c | tr -s ' ' | tr -d '\n')
+ok $(printf '%s\n' "$out" | grep -qF '/ d e v / p t s / 0 \n a \n b \n' && echo 0 || echo 1) "read-only console: pty, byte-exact output without OPOST"
+
+spec --as-pid2 -- /bin/sh -c '(sleep 0.1 &); sleep 0.4; ps -o stat | grep -c Z; exit 5'
+out=$(run 2>&1); rc=$?
+ok $([ $rc = 5 ] && [ "$out" = 0 ] && echo 0 || echo 1) "as_pid2: stub reaps orphans, exit status passed through"
+
+spec --as-pid2 --status-fd 3 -- /bin/sh -c 'trap "exit 3" TERM; while :; do sleep 0.1; done'
+run 3>"$work/status" & pid=$!
+sleep 0.5; leader=$(sed -n 's/.*"leader":\([0-9]*\).*/\1/p' "$work/status"); kill -s RTMIN+4 "$leader"; wait $pid; rc=$?
+ok $([ $rc = 0 ] && echo 0 || echo 1) "as_pid2: SIGRTMIN+4 to the stub = poweroff, exit 0"
+
+spec --as-pid2 --on-reboot exit133 --status-fd 3 -- /bin/sh -c 'trap "exit 3" TERM; while :; do sleep 0.1; done'
+run 3>"$work/status" & pid=$!
+sleep 0.5; leader=$(sed -n 's/.*"leader":\([0-9]*\).*/\1/p' "$work/status"); kill -INT "$leader"; wait $pid; rc=$?
+ok $([ $rc = 133 ] && grep -q '"event":"reboot"' "$work/status" && echo 0 || echo 1) "as_pid2: SIGINT = reboot, on_reboot exit133"
+
+spec --registry "$work/reg/m" -- /bin/sleep 1
+run & pid=$!
+sleep 0.3
+grep -q '"leader":' "$work/reg/m/state.json"; st=$?
+run 2>"$work/err"; rc=$?
+wait $pid
+ok $([ $st = 0 ] && [ $rc = 1 ] && grep -q 'is already running' "$work/err" && [ ! -e "$work/reg/m" ] && echo 0 || echo 1) "registry: state.json, lock, removed at exit"
+
+echo "$pass passed, $fail failed"
+[ $fail = 0 ]
