@@ -75,5 +75,10 @@ run 2>"$work/err"; rc=$?
 wait $pid
 ok $([ $st = 0 ] && [ $rc = 1 ] && grep -q 'is already running' "$work/err" && [ ! -e "$work/reg/m" ] && echo 0 || echo 1) "registry: state.json, lock, removed at exit"
 
+spec --console interactive -- /bin/sh -c 'trap "stty size" WINCH; while :; do sleep 0.1; done'
+python3 "$here/console_test.py" "$H" "$work/spec" > "$work/console.out"; rc=$?
+sed 's/^/#   /' "$work/console.out"
+ok $rc "interactive console: raw mode, SIGWINCH, ^]^]^], terminal restored"
+
 echo "$pass passed, $fail failed"
 [ $fail = 0 ]
