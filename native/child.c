@@ -54,26 +54,22 @@ static void reset_signals(void)
 	sigprocmask(SIG_SETMASK, &all, NULL);
 }
 
-static int notify_socket(const char *path, struct merr *e)
+/* The notify socket is bound before the pivot, in op order, through the resolved parent
+ * directory (/proc/self/fd/N/NAME), so a later op may make that directory read-only. */
+static int notify_socket(int rootfd, const char *path, struct merr *e)
 {
+	char base[256];
+	_cleanup_close_ int dfd = res_parent(rootfd, path, 1, base, e);
+	if (dfd < 0)
+		return dfd;
 	_cleanup_close_ int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return merr_sys(e, "socket", path, "failed to create the notify socket \"%s\"", path);
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	strncpy(sa.sun_path, path, sizeof sa.sun_path - 1);
-	/* make the parent directory (we are inside the container now), replace a stale socket */
-	char dir[108];
-	snprintf(dir, sizeof dir, "%s", path);
-	char *sl = strrchr(dir, '/');
-	if (sl && sl != dir) {
-		*sl = 0;
-		_cleanup_close_ int rfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
-		int dfd = rfd < 0 ? -errno : res_mkdir_p(rfd, dir, 0755, e);
-		if (dfd < 0)
-			return merr_sys(e, "mkdir", dir, "failed to create \"%s\"", dir);
-		close(dfd);
-	}
-	(void)unlink(path);
+	int n = snprintf(sa.sun_path, sizeof sa.sun_path, "/proc/self/fd/%d/%s", dfd, base);
+	if (n < 0 || (size_t)n >= sizeof sa.sun_path)
+		return merr_set(e, ENAMETOOLONG, "bind", path, "notify socket path \"%s\" is too long", path);
+	(void)unlinkat(dfd, base, 0);
 	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
 		return merr_sys(e, "bind", path, "failed to bind the notify socket \"%s\"", path);
 	int one = 1;
@@ -264,10 +260,16 @@ void child_main(const struct spec *s, int sock)
 			fail(&e);
 		}
 	}
-	const char *notify_path = NULL;
+	_cleanup_close_ int nfd = -1;
 	for (size_t i = 0; i < s->n_ops; i++) {
-		if (s->ops[i].kind == OP_NOTIFY)
-			notify_path = s->ops[i].path;
+		if (s->ops[i].kind == OP_NOTIFY) {
+			if (nfd >= 0)
+				close(nfd);
+			nfd = notify_socket(rootfd, s->ops[i].path, &e);
+			if (nfd < 0)
+				fail(&e);
+			continue;
+		}
 		if (op_run(rootfd, &s->ops[i], &e) < 0)
 			fail(&e);
 	}
@@ -281,10 +283,7 @@ void child_main(const struct spec *s, int sock)
 		merr_sys(&e, "sethostname", "", "failed to set the hostname to \"%s\"", s->hostname);
 		fail(&e);
 	}
-	if (notify_path) {
-		_cleanup_close_ int nfd = notify_socket(notify_path, &e);
-		if (nfd < 0)
-			fail(&e);
+	if (nfd >= 0) {
 		struct msg nm = { .type = MSG_FD_NOTIFY };
 		if (msg_send(sock, &nm, nfd) < 0)
 			_exit(1);

@@ -1,0 +1,59 @@
+/** machina-nspawn: parse, plan, then replace this process by the helper that runs the container. */
+import { existsSync } from "node:fs";
+import { MachinaError, renderError } from "../errors.ts";
+import { gatherHostFacts, gatherImageFacts } from "../host/facts.ts";
+import { LinuxHost } from "../host/linux.ts";
+import type { Host } from "../host/host.ts";
+import { paths } from "../paths.ts";
+import { parseNspawnCommandLine } from "../settings/nspawn-cli.ts";
+import type { Settings } from "../settings/settings.ts";
+import { buildSpec } from "../spec/build.ts";
+import { encodeSpec } from "../spec/wire.ts";
+import { NSPAWN_HELP, NSPAWN_VERSION_TEXT } from "./nspawn-help.ts";
+
+const PROG = "machina-nspawn";
+
+/** -D, else the image named by -M in the pool, else the current directory (as nspawn). */
+function chooseDirectory(settings: Settings, host: Host, pool: string[]): string {
+  if (settings.directory !== undefined) return settings.directory;
+  if (settings.machine !== undefined) {
+    for (const dir of pool) {
+      const candidate = `${dir}/${settings.machine}`;
+      if (host.lstat(candidate) !== undefined) return candidate;
+    }
+    throw new MachinaError("E_NOT_FOUND", `no image "${settings.machine}" in ${pool.join(", ")}`, { machine: settings.machine }, "use -D DIRECTORY");
+  }
+  return process.cwd();
+}
+
+export function main(argv: string[], host: Host = new LinuxHost()): number {
+  try {
+    const parsed = parseNspawnCommandLine(argv, host.env());
+    if (parsed.action === "help") {
+      process.stdout.write(NSPAWN_HELP);
+      return 0;
+    }
+    if (parsed.action === "version") {
+      process.stdout.write(NSPAWN_VERSION_TEXT);
+      return 0;
+    }
+    const settings = parsed.settings;
+    const env = host.env();
+    const p = paths(env);
+    settings.directory = chooseDirectory(settings, host, p.pool);
+    const hostFacts = gatherHostFacts(host, p.stateDir);
+    const image = gatherImageFacts(host, settings.directory, hostFacts.timezone);
+    const statusFd = env["MACHINA_STATUS_FD"] ? Number(env["MACHINA_STATUS_FD"]) : undefined;
+    const spec = buildSpec(settings, image, hostFacts, { prog: PROG, ...(statusFd !== undefined ? { statusFd } : {}) });
+    if (!existsSync(p.helper))
+      throw new MachinaError("E_NOT_FOUND", `helper "${p.helper}" not found`, { path: p.helper }, "build it with: make -C native");
+    if (!settings.quiet) {
+      process.stderr.write(`Spawning container ${spec.machine} on ${spec.root}.\n`);
+      if (spec.console === "interactive") process.stderr.write("Press ^] three times within 1s to kill container.\n");
+    }
+    return host.execWithSpec(p.helper, ["machina-helper", "run", "--spec-fd"], encodeSpec(spec));
+  } catch (error) {
+    process.stderr.write(renderError(PROG, error) + "\n");
+    return 1;
+  }
+}

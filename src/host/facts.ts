@@ -1,0 +1,182 @@
+/**
+ * Facts about the host and the image that spec building needs, gathered through a Host.
+ * Everything `spec/` knows about the outside world arrives through these two objects.
+ */
+import type { Host } from "./host.ts";
+import { parseOsRelease } from "./os-release.ts";
+import { kindInRoot, readFileInRoot, resolveInRoot } from "./resolve-in-root.ts";
+
+export interface CgroupLayout {
+  /** Mount point of the cgroup2 hierarchy, if any (`/sys/fs/cgroup` or `/sys/fs/cgroup/unified`). */
+  v2: string | undefined;
+  /** Mount point of the cgroup v1 `name=systemd` hierarchy, on hybrid and legacy hosts. */
+  v1Systemd: string | undefined;
+}
+
+export interface HostFacts {
+  env: Readonly<Record<string, string | undefined>>;
+  osRelease: Record<string, string>;
+  /** Host path of the os-release file (bind-mounted to /run/host/os-release). */
+  osReleasePath: string | undefined;
+  stdinTty: boolean;
+  stdoutTty: boolean;
+  cgroup: CgroupLayout;
+  /** Zone name when /etc/localtime is a symlink into a zoneinfo directory ("Etc/UTC"). */
+  timezone: string | undefined;
+  /** Host path of the real localtime file, if any. */
+  localtimePath: string | undefined;
+  /** Host resolv.conf candidates that exist, by nspawn's names. */
+  resolvConf: { host?: string; static?: string; uplink?: string; stub?: string; resolvedRunning: boolean };
+  stateDir: string;
+  pid: number;
+  startTime: string | undefined;
+  nowUsec: bigint;
+  /** 32 random hex digits, used when a machine id must be invented. */
+  randomId: string;
+}
+
+export interface PasswdEntry {
+  name: string;
+  uid: number;
+  gid: number;
+  home: string;
+  shell: string;
+}
+
+export interface ImageFacts {
+  /** Absolute, symlink-free host path of the root directory. */
+  root: string;
+  exists: boolean;
+  isDirectory: boolean;
+  hasUsr: boolean;
+  osRelease: Record<string, string> | undefined;
+  writable: boolean;
+  /** Content of /etc/machine-id when it holds a valid id. */
+  machineId: string | undefined;
+  passwd: PasswdEntry[];
+  /** Group memberships by user name (from /etc/group). */
+  groups: Array<{ name: string; gid: number; members: string[] }>;
+  /** Whether the image has the host's zone file (for --timezone=symlink). */
+  hasHostZone: boolean;
+  resolvConfKind: ReturnType<Host["lstat"]>;
+  localtimeKind: ReturnType<Host["lstat"]>;
+  /** Init candidates that exist in the image, in nspawn's order. */
+  inits: string[];
+}
+
+export const INIT_CANDIDATES = ["/usr/lib/systemd/systemd", "/lib/systemd/systemd", "/sbin/init"] as const;
+
+export function parseCgroupLayout(mountinfo: string): CgroupLayout {
+  let v2: string | undefined;
+  let v1Systemd: string | undefined;
+  for (const line of mountinfo.split("\n")) {
+    const sep = line.indexOf(" - ");
+    if (sep === -1) continue;
+    const fields = line.slice(0, sep).split(" ");
+    const [fstype, , superOpts = ""] = line.slice(sep + 3).split(" ");
+    const mountPoint = unescapeMountinfo(fields[4] ?? "");
+    if (fstype === "cgroup2" && (v2 === undefined || mountPoint === "/sys/fs/cgroup")) v2 = mountPoint;
+    if (fstype === "cgroup" && superOpts.split(",").includes("name=systemd")) v1Systemd = mountPoint;
+  }
+  return { v2, v1Systemd };
+}
+
+function unescapeMountinfo(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+export function gatherHostFacts(host: Host, stateDir: string): HostFacts {
+  const osReleasePath = ["/etc/os-release", "/usr/lib/os-release"]
+    .map((p) => host.realpath(p))
+    .find((p): p is string => p !== undefined);
+  let timezone: string | undefined;
+  if (host.lstat("/etc/localtime") === "symlink") {
+    const m = /(?:^|\/)zoneinfo\/(.+)$/.exec(host.readlink("/etc/localtime"));
+    if (m) timezone = m[1];
+  }
+  const existing = (p: string) => (host.lstat(p) !== undefined ? host.realpath(p) : undefined);
+  const resolved = existing("/run/systemd/resolve/stub-resolv.conf");
+  const pid = host.pid();
+  return {
+    env: host.env(),
+    osRelease: osReleasePath ? parseOsRelease(host.readFile(osReleasePath) ?? "") : {},
+    osReleasePath,
+    stdinTty: host.isatty(0),
+    stdoutTty: host.isatty(1),
+    cgroup: parseCgroupLayout(host.mountinfo()),
+    timezone,
+    localtimePath: existing("/etc/localtime"),
+    resolvConf: {
+      ...(existing("/etc/resolv.conf") ? { host: existing("/etc/resolv.conf")! } : {}),
+      ...(existing("/usr/lib/systemd/resolv.conf") ? { static: existing("/usr/lib/systemd/resolv.conf")! } : {}),
+      ...(existing("/run/systemd/resolve/resolv.conf") ? { uplink: existing("/run/systemd/resolve/resolv.conf")! } : {}),
+      ...(resolved ? { stub: resolved } : {}),
+      resolvedRunning: resolved !== undefined,
+    },
+    stateDir,
+    pid,
+    startTime: host.processStartTime(pid),
+    nowUsec: host.nowUsec(),
+    randomId: host.randomHex(16),
+  };
+}
+
+export function parsePasswd(text: string | undefined): PasswdEntry[] {
+  const out: PasswdEntry[] = [];
+  for (const line of (text ?? "").split("\n")) {
+    const f = line.split(":");
+    if (f.length < 7 || f[0] === "" || line.startsWith("#")) continue;
+    const uid = Number(f[2]);
+    const gid = Number(f[3]);
+    if (!Number.isInteger(uid) || !Number.isInteger(gid) || uid < 0 || gid < 0) continue;
+    out.push({ name: f[0]!, uid, gid, home: f[5] || "/", shell: f[6] || "/bin/sh" });
+  }
+  return out;
+}
+
+export function parseGroup(text: string | undefined): ImageFacts["groups"] {
+  const out: ImageFacts["groups"] = [];
+  for (const line of (text ?? "").split("\n")) {
+    const f = line.split(":");
+    if (f.length < 4 || f[0] === "" || line.startsWith("#")) continue;
+    const gid = Number(f[2]);
+    if (!Number.isInteger(gid) || gid < 0) continue;
+    out.push({ name: f[0]!, gid, members: f[3]!.split(",").filter((m) => m.length > 0) });
+  }
+  return out;
+}
+
+export function gatherImageFacts(host: Host, directory: string, hostTimezone: string | undefined): ImageFacts {
+  const root = host.realpath(directory) ?? directory;
+  const kind = host.lstat(root);
+  const base = {
+    root,
+    exists: kind !== undefined,
+    isDirectory: kind === "dir",
+  };
+  if (kind !== "dir") {
+    return {
+      ...base, hasUsr: false, osRelease: undefined, writable: false, machineId: undefined, passwd: [], groups: [],
+      hasHostZone: false, resolvConfKind: undefined, localtimeKind: undefined, inits: [],
+    };
+  }
+  const osText = readFileInRoot(host, root, "/etc/os-release") ?? readFileInRoot(host, root, "/usr/lib/os-release");
+  const machineId = readFileInRoot(host, root, "/etc/machine-id")?.trim();
+  const etcResolv = resolveInRoot(host, root, "/etc");
+  return {
+    ...base,
+    hasUsr: kindInRoot(host, root, "/usr") === "dir",
+    osRelease: osText === undefined ? undefined : parseOsRelease(osText),
+    writable: host.writable(root),
+    machineId: machineId && /^[0-9a-f]{32}$/.test(machineId) && !/^0+$/.test(machineId) ? machineId : undefined,
+    passwd: parsePasswd(readFileInRoot(host, root, "/etc/passwd")),
+    groups: parseGroup(readFileInRoot(host, root, "/etc/group")),
+    hasHostZone: hostTimezone !== undefined && kindInRoot(host, root, `/usr/share/zoneinfo/${hostTimezone}`) === "file",
+    resolvConfKind: etcResolv === undefined ? undefined : host.lstat(`${etcResolv}/resolv.conf`),
+    localtimeKind: etcResolv === undefined ? undefined : host.lstat(`${etcResolv}/localtime`),
+    inits: INIT_CANDIDATES.filter((p) => {
+      const k = kindInRoot(host, root, p);
+      return k === "file";
+    }),
+  };
+}

@@ -1,0 +1,75 @@
+/**
+ * The few libc calls Bun has no API for (memfd_create, execve, fcntl), through bun:ffi.
+ * Loaded lazily so that importing host/ costs nothing until a call is made.
+ */
+import { dlopen, FFIType, ptr, read, type Pointer } from "bun:ffi";
+
+const symbols = {
+  memfd_create: { args: [FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
+  execve: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+  fcntl: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+  __errno_location: { args: [], returns: FFIType.ptr },
+} as const;
+
+type Libc = ReturnType<typeof dlopen<typeof symbols>>["symbols"];
+let libc: Libc | undefined;
+
+function lib(): Libc {
+  libc ??= dlopen("libc.so.6", symbols).symbols;
+  return libc;
+}
+
+export function errno(): number {
+  const p = lib().__errno_location();
+  return p === null ? 0 : read.i32(p as Pointer, 0);
+}
+
+const cstr = (s: string) => Buffer.from(s + "\0", "utf8");
+
+export class SyscallError extends Error {
+  constructor(
+    readonly syscall: string,
+    readonly errnoValue: number,
+    readonly path?: string,
+  ) {
+    super(`${syscall}${path ? ` "${path}"` : ""} failed: errno ${errnoValue}`);
+  }
+}
+
+/** memfd_create(name, 0): the fd survives execve (no MFD_CLOEXEC). */
+export function memfdCreate(name: string): number {
+  const fd = lib().memfd_create(cstr(name), 0);
+  if (fd < 0) throw new SyscallError("memfd_create", errno());
+  return fd;
+}
+
+const F_GETFL = 3;
+const F_SETFL = 4;
+const O_NONBLOCK = 0o4000;
+
+/** Clear O_NONBLOCK (Bun may set it on stdio pipes; a container must get blocking stdio). */
+export function clearNonBlocking(fd: number): void {
+  const flags = lib().fcntl(fd, F_GETFL, 0);
+  if (flags >= 0 && flags & O_NONBLOCK) lib().fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+}
+
+/** execve(2). Returns only on failure, by throwing. */
+export function execve(path: string, argv: readonly string[], envp: readonly string[]): never {
+  const keep: Buffer[] = [];
+  const vector = (items: readonly string[]) => {
+    const arr = new BigUint64Array(items.length + 1);
+    items.forEach((s, i) => {
+      const b = cstr(s);
+      keep.push(b);
+      arr[i] = BigInt(ptr(b));
+    });
+    return arr;
+  };
+  const argvArr = vector(argv);
+  const envArr = vector(envp);
+  const pathBuf = cstr(path);
+  lib().execve(pathBuf, argvArr, envArr);
+  const e = errno();
+  void keep;
+  throw new SyscallError("execve", e, path);
+}

@@ -1,0 +1,57 @@
+/**
+ * Resolve a path inside a container root the way the container would: symlinks (absolute or
+ * relative, with any number of `..`) are followed but can never leave the root. Used for
+ * reading files of an image from the host; writes happen in the helper via openat2.
+ */
+import type { Host } from "./host.ts";
+
+const MAX_SYMLINKS = 40;
+
+/**
+ * Returns the host path of `path` inside `root` with every symlink resolved, or undefined
+ * when a component is missing (or the symlink budget runs out). The result is always `root`
+ * or below it.
+ */
+export function resolveInRoot(host: Host, root: string, path: string): string | undefined {
+  const pending = path.split("/").filter((p) => p.length > 0);
+  const resolved: string[] = [];
+  let links = 0;
+  while (pending.length > 0) {
+    const part = pending.shift()!;
+    if (part === ".") continue;
+    if (part === "..") {
+      resolved.pop();
+      continue;
+    }
+    const hostPath = join(root, [...resolved, part]);
+    const kind = host.lstat(hostPath);
+    if (kind === undefined) return undefined;
+    if (kind === "symlink") {
+      if (++links > MAX_SYMLINKS) return undefined;
+      const target = host.readlink(hostPath);
+      if (target.startsWith("/")) resolved.length = 0;
+      pending.unshift(...target.split("/").filter((p) => p.length > 0));
+      continue;
+    }
+    resolved.push(part);
+  }
+  return join(root, resolved);
+}
+
+function join(root: string, parts: string[]): string {
+  const base = root.endsWith("/") && root.length > 1 ? root.slice(0, -1) : root;
+  return parts.length === 0 ? base : `${base === "/" ? "" : base}/${parts.join("/")}`;
+}
+
+/** Read a file of the image, resolving inside the root. */
+export function readFileInRoot(host: Host, root: string, path: string): string | undefined {
+  const p = resolveInRoot(host, root, path);
+  if (p === undefined || host.lstat(p) !== "file") return undefined;
+  return host.readFile(p);
+}
+
+/** Kind of a path of the image, after resolving inside the root (undefined when missing). */
+export function kindInRoot(host: Host, root: string, path: string): ReturnType<Host["lstat"]> {
+  const p = resolveInRoot(host, root, path);
+  return p === undefined ? undefined : host.lstat(p);
+}

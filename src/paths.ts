@@ -1,0 +1,24 @@
+/** Where machina finds its own files and keeps its state; each overridable for tests. */
+import { resolve } from "node:path";
+
+export const REPO_ROOT = resolve(import.meta.dir, "..");
+export const VERSION = "0.1.0";
+export const NSPAWN_COMPAT_VERSION = "252";
+
+export interface Paths {
+  helper: string;
+  stateDir: string;
+  /** Writable image pool first, then the read-only ones. */
+  pool: string[];
+}
+
+export function paths(env: Readonly<Record<string, string | undefined>>): Paths {
+  const pool = env["MACHINA_POOL"]
+    ? env["MACHINA_POOL"].split(":").filter((p) => p.length > 0)
+    : ["/var/lib/machines", "/usr/local/lib/machines", "/usr/lib/machines"];
+  return {
+    helper: env["MACHINA_HELPER"] ?? `${REPO_ROOT}/native/build/machina-helper`,
+    stateDir: env["MACHINA_STATE_DIR"] ?? "/run/machina",
+    pool,
+  };
+}

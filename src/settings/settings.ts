@@ -1,0 +1,101 @@
+/**
+ * Settings: what the user asked for, from the command line and .nspawn files, with the
+ * provenance of every value. Pure data; `spec/` turns it into a RunSpec.
+ */
+import type { CapabilityName } from "./capabilities.ts";
+import type { Rlimit } from "./rlimits.ts";
+
+export const CONSOLE_MODES = ["interactive", "read-only", "passive", "pipe", "autopipe"] as const;
+export type ConsoleMode = (typeof CONSOLE_MODES)[number];
+
+export const RESOLV_CONF_MODES = [
+  "off", "copy-host", "copy-static", "copy-uplink", "copy-stub", "replace-host", "replace-static",
+  "replace-uplink", "replace-stub", "bind-host", "bind-static", "bind-uplink", "bind-stub",
+  "delete", "auto",
+] as const;
+export type ResolvConfMode = (typeof RESOLV_CONF_MODES)[number];
+
+export const TIMEZONE_MODES = ["off", "copy", "bind", "symlink", "delete", "auto"] as const;
+export type TimezoneMode = (typeof TIMEZONE_MODES)[number];
+
+export const LINK_JOURNAL_MODES = ["no", "auto", "guest", "host", "try-guest", "try-host"] as const;
+export type LinkJournalMode = (typeof LINK_JOURNAL_MODES)[number];
+
+export const SETTINGS_MODES = ["yes", "no", "override", "trusted"] as const;
+export type SettingsMode = (typeof SETTINGS_MODES)[number];
+
+/** Where a value came from. */
+export type Source =
+  | { kind: "default" }
+  | { kind: "cli"; flag: string }
+  | { kind: "file"; file: string; line: number; trusted: boolean };
+
+export interface Settings {
+  directory: string | undefined;
+  /** Command and arguments (operands after the options). */
+  command: string[];
+  boot: boolean;
+  asPid2: boolean;
+  machine: string | undefined;
+  hostname: string | undefined;
+  uuid: string | undefined;
+  /** `NAME=VALUE` entries, later ones win. */
+  environment: string[];
+  chdir: string | undefined;
+  user: string | undefined;
+  quiet: boolean;
+  killSignal: number | undefined;
+  notifyReady: boolean;
+  console: ConsoleMode | undefined;
+  readOnly: boolean;
+  capabilities: CapabilityName[];
+  dropCapabilities: CapabilityName[] | "all";
+  ambientCapabilities: CapabilityName[];
+  noNewPrivileges: boolean;
+  rlimits: Rlimit[];
+  resolvConf: ResolvConfMode;
+  timezone: TimezoneMode;
+  linkJournal: LinkJournalMode;
+  settingsMode: SettingsMode;
+  register: boolean;
+  keepUnit: boolean;
+  privateNetwork: boolean;
+  /** Flags that were given but that this build cannot carry out yet. */
+  unsupported: string[];
+  /** Provenance of each setting that does not have its default. */
+  provenance: Map<keyof Settings, Source>;
+}
+
+export function defaultSettings(): Settings {
+  return {
+    directory: undefined,
+    command: [],
+    boot: false,
+    asPid2: false,
+    machine: undefined,
+    hostname: undefined,
+    uuid: undefined,
+    environment: [],
+    chdir: undefined,
+    user: undefined,
+    quiet: false,
+    killSignal: undefined,
+    notifyReady: false,
+    console: undefined,
+    readOnly: false,
+    capabilities: [],
+    dropCapabilities: [],
+    ambientCapabilities: [],
+    noNewPrivileges: false,
+    rlimits: [],
+    resolvConf: "auto",
+    timezone: "auto",
+    linkJournal: "auto",
+    settingsMode: "yes",
+    register: true,
+    keepUnit: false,
+    privateNetwork: false,
+    unsupported: [],
+    provenance: new Map(),
+  };
+}

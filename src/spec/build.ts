@@ -1,0 +1,336 @@
+/**
+ * buildSpec: Settings + image facts + host facts -> RunSpec. Pure: every decision about how a
+ * container is set up is made here, and unit tests assert the result exactly.
+ */
+import { MachinaError, invalidError } from "../errors.ts";
+import type { HostFacts, ImageFacts } from "../host/facts.ts";
+import { NSPAWN_DEFAULT_CAPS, capabilityMask, type CapabilityName } from "../settings/capabilities.ts";
+import { escapeUnitName, machineNameFromDirectory } from "../settings/machine-name.ts";
+import type { Settings } from "../settings/settings.ts";
+import { SIGRTMIN, uuidFromHex } from "../settings/values.ts";
+import { MS, S_IF } from "./mount-flags.ts";
+import type { ExecCandidate, Namespace, RunSpec, SetupOp, SpecConsole } from "./types.ts";
+
+export const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+export interface BuildOptions {
+  prog: string;
+  statusFd?: number;
+}
+
+/** The name the machine runs under: -M, else derived from the directory. */
+export function machineName(settings: Settings, image: ImageFacts): string {
+  if (settings.machine !== undefined) return settings.machine;
+  const derived = machineNameFromDirectory(image.root);
+  if (derived === undefined)
+    throw invalidError(`cannot derive a machine name from "${image.root}"`, { path: image.root }, "use -M NAME");
+  return derived;
+}
+
+/** Refuse what cannot work, before anything is touched. */
+export function checkRunnable(settings: Settings, image: ImageFacts, host: HostFacts): void {
+  if (settings.unsupported.length > 0) {
+    const flags = [...new Set(settings.unsupported)].join(", ");
+    throw new MachinaError("E_UNSUPPORTED", `not supported by this version of machina-nspawn yet: ${flags}`, {
+      flag: settings.unsupported[0]!,
+    });
+  }
+  if (settings.directory === undefined)
+    throw new MachinaError("E_USAGE", "no container root given", {}, "use -D DIRECTORY (see --help)");
+  if (!image.exists)
+    throw new MachinaError("E_NOT_FOUND", `directory "${settings.directory}" does not exist`, { path: settings.directory });
+  if (!image.isDirectory)
+    throw invalidError(`"${settings.directory}" is not a directory`, { path: settings.directory });
+  if (image.root === "/")
+    throw invalidError("refusing to use the host's root directory as a container", { path: image.root });
+  if (!image.hasUsr)
+    throw invalidError(
+      `directory "${image.root}" doesn't look like an OS tree (/usr/ is missing); refusing`,
+      { path: image.root },
+    );
+  if (settings.boot) {
+    if (image.osRelease === undefined)
+      throw invalidError(`directory "${image.root}" has no os-release file (/etc/os-release or /usr/lib/os-release); refusing to boot it`, { path: image.root });
+    if (image.inits.length === 0)
+      throw invalidError(`no init found in "${image.root}" (looked for ${["/usr/lib/systemd/systemd", "/lib/systemd/systemd", "/sbin/init"].join(", ")})`, { path: image.root });
+  }
+  if (host.cgroup.v2 === undefined)
+    throw new MachinaError("E_UNSUPPORTED", "this host has no cgroup2 hierarchy mounted", {}, "mount -t cgroup2 none /sys/fs/cgroup/unified");
+}
+
+export function retainedCapabilities(settings: Settings): CapabilityName[] {
+  const base = new Set<CapabilityName>(NSPAWN_DEFAULT_CAPS);
+  if (settings.privateNetwork) base.add("CAP_NET_ADMIN");
+  for (const c of settings.capabilities) base.add(c);
+  if (settings.dropCapabilities === "all") base.clear();
+  else for (const c of settings.dropCapabilities) base.delete(c);
+  return [...base];
+}
+
+function consoleMode(settings: Settings, host: HostFacts): SpecConsole {
+  const tty = host.stdinTty && host.stdoutTty;
+  switch (settings.console) {
+    case undefined:
+      return tty ? "interactive" : "read-only";
+    case "autopipe":
+      return tty ? "interactive" : "pipe";
+    default:
+      return settings.console;
+  }
+}
+
+interface UserInfo {
+  uid: number;
+  gid: number;
+  groups: number[];
+  home: string;
+  name: string;
+}
+
+function resolveUser(settings: Settings, image: ImageFacts): UserInfo | undefined {
+  const wanted = settings.user;
+  if (wanted === undefined) return undefined;
+  const entry = /^[0-9]+$/.test(wanted)
+    ? image.passwd.find((p) => p.uid === Number(wanted))
+    : image.passwd.find((p) => p.name === wanted);
+  if (entry === undefined) {
+    if (/^[0-9]+$/.test(wanted)) {
+      const uid = Number(wanted);
+      return { uid, gid: uid, groups: [], home: "/", name: wanted };
+    }
+    throw new MachinaError("E_NOT_FOUND", `user "${wanted}" not found in the container's /etc/passwd`, { flag: "--user", value: wanted });
+  }
+  const groups = image.groups.filter((g) => g.members.includes(entry.name)).map((g) => g.gid);
+  return { uid: entry.uid, gid: entry.gid, groups: [...new Set(groups)], home: entry.home, name: entry.name };
+}
+
+/** The container's UUID: --uuid, else the image's machine id, else a fresh random one. */
+export function containerUuid(settings: Settings, image: ImageFacts, host: HostFacts): string {
+  return settings.uuid ?? uuidFromHex(image.machineId ?? host.randomId);
+}
+
+function devOps(privateNetwork: boolean): SetupOp[] {
+  const ops: SetupOp[] = [
+    { op: "mount", source: "tmpfs", target: "/dev", fstype: "tmpfs", flags: MS.NOSUID | MS.STRICTATIME, data: "mode=0755,size=4m,nr_inodes=64k", create: "dir" },
+  ];
+  const nodes: Array<[string, number, number]> = [
+    ["null", 1, 3], ["zero", 1, 5], ["full", 1, 7], ["random", 1, 8], ["urandom", 1, 9], ["tty", 5, 0],
+  ];
+  if (privateNetwork) nodes.push(["net/tun", 10, 200]);
+  for (const [name, major, minor] of nodes) ops.push({ op: "mknod", path: `/dev/${name}`, mode: S_IF.CHR | 0o666, major, minor });
+  for (const [name, major, minor] of nodes)
+    ops.push({ op: "symlink", target: `../${name}`, path: `/dev/char/${major}:${minor}` });
+  ops.push(
+    { op: "mount", source: "tmpfs", target: "/dev/shm", fstype: "tmpfs", flags: MS.NOSUID | MS.NODEV | MS.STRICTATIME, data: "mode=1777", create: "dir" },
+    { op: "mount", source: "devpts", target: "/dev/pts", fstype: "devpts", flags: MS.NOSUID | MS.NOEXEC, data: "newinstance,ptmxmode=0666,mode=620,gid=5", create: "dir" },
+    { op: "symlink", target: "pts/ptmx", path: "/dev/ptmx" },
+    { op: "mount", source: "mqueue", target: "/dev/mqueue", fstype: "mqueue", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: "", create: "dir" },
+    { op: "symlink", target: "/proc/self/fd", path: "/dev/fd" },
+    { op: "symlink", target: "/proc/self/fd/0", path: "/dev/stdin" },
+    { op: "symlink", target: "/proc/self/fd/1", path: "/dev/stdout" },
+    { op: "symlink", target: "/proc/self/fd/2", path: "/dev/stderr" },
+  );
+  return ops;
+}
+
+const RO_API = MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC;
+
+function runHostOps(host: HostFacts, uuid: string): SetupOp[] {
+  const ops: SetupOp[] = [
+    { op: "mount", source: "tmpfs", target: "/run", fstype: "tmpfs", flags: MS.NOSUID | MS.NODEV | MS.STRICTATIME, data: "mode=0755,size=20%,nr_inodes=800k", create: "dir" },
+    { op: "mkdir", path: "/run/host", mode: 0o755 },
+    { op: "mkdir", path: "/run/host/inaccessible", mode: 0o755 },
+    { op: "mknod", path: "/run/host/inaccessible/reg", mode: S_IF.REG, major: 0, minor: 0 },
+    { op: "mkdir", path: "/run/host/inaccessible/dir", mode: 0 },
+    { op: "mknod", path: "/run/host/inaccessible/chr", mode: S_IF.CHR, major: 0, minor: 0 },
+    { op: "mknod", path: "/run/host/inaccessible/blk", mode: S_IF.BLK, major: 0, minor: 0 },
+    { op: "mknod", path: "/run/host/inaccessible/fifo", mode: S_IF.FIFO, major: 0, minor: 0 },
+    { op: "mknod", path: "/run/host/inaccessible/sock", mode: S_IF.SOCK, major: 0, minor: 0 },
+    { op: "mkdir", path: "/run/host/incoming", mode: 0o700 },
+  ];
+  if (host.osReleasePath !== undefined)
+    ops.push({ op: "mount", source: host.osReleasePath, target: "/run/host/os-release", fstype: "", flags: MS.BIND | RO_API, data: "", create: "file" });
+  ops.push(
+    { op: "write", path: "/run/host/container-manager", mode: 0o444, content: "systemd-nspawn\n" },
+    { op: "write", path: "/run/host/container-uuid", mode: 0o444, content: `${uuid}\n` },
+    { op: "notify", path: "/run/host/notify" },
+    { op: "rebind", target: "/run/host", flags: RO_API, optional: false },
+  );
+  return ops;
+}
+
+function procOps(privateNetwork: boolean): SetupOp[] {
+  const ops: SetupOp[] = [
+    { op: "mount", source: "proc", target: "/proc", fstype: "proc", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: "", create: "dir" },
+    { op: "rebind", target: "/proc/sys", flags: RO_API, optional: false },
+  ];
+  if (privateNetwork) ops.push({ op: "rebind", target: "/proc/sys/net", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, optional: true });
+  for (const p of ["acpi", "apm", "asound", "bus", "fs", "irq", "scsi"])
+    ops.push({ op: "rebind", target: `/proc/${p}`, flags: RO_API, optional: true });
+  for (const p of ["kallsyms", "kcore", "keys", "sysrq-trigger", "timer_list"]) ops.push({ op: "mask", path: `/proc/${p}` });
+  return ops;
+}
+
+function resolvConfOps(settings: Settings, image: ImageFacts, host: HostFacts, writable: boolean): SetupOp[] {
+  let mode = settings.resolvConf;
+  if (mode === "off") return [];
+  if (mode === "auto") {
+    if (settings.privateNetwork) return [];
+    const kind = host.resolvConf.resolvedRunning ? "stub" : "host";
+    mode = writable ? `copy-${kind}` : `bind-${kind}`;
+  }
+  if (mode === "delete") return writable ? [{ op: "remove", path: "/etc/resolv.conf" }] : [];
+  const [action, which] = mode.split("-") as ["copy" | "replace" | "bind", "host" | "static" | "uplink" | "stub"];
+  const source = host.resolvConf[which];
+  if (source === undefined) return [];
+  if (action === "bind")
+    return [{ op: "mount", source, target: "/etc/resolv.conf", fstype: "", flags: MS.BIND | MS.RDONLY | MS.NOSUID | MS.NODEV, data: "", create: "file" }];
+  if (!writable) return [];
+  if (action === "copy") {
+    // nspawn leaves an existing non-regular file (e.g. a symlink) alone.
+    if (image.resolvConfKind !== undefined && image.resolvConfKind !== "file") return [];
+    return [{ op: "copy", source, path: "/etc/resolv.conf", mode: 0o644 }];
+  }
+  return [{ op: "remove", path: "/etc/resolv.conf" }, { op: "copy", source, path: "/etc/resolv.conf", mode: 0o644 }];
+}
+
+function timezoneOps(settings: Settings, image: ImageFacts, host: HostFacts, writable: boolean): SetupOp[] {
+  let mode = settings.timezone;
+  if (mode === "off") return [];
+  const bind = (): SetupOp[] =>
+    host.localtimePath === undefined
+      ? []
+      : [{ op: "mount", source: host.localtimePath, target: "/etc/localtime", fstype: "", flags: MS.BIND | MS.RDONLY | MS.NOSUID | MS.NODEV, data: "", create: "file" }];
+  if (mode === "auto") mode = host.timezone !== undefined ? "symlink" : writable ? "copy" : "bind";
+  switch (mode) {
+    case "delete":
+      return writable ? [{ op: "remove", path: "/etc/localtime" }] : [];
+    case "bind":
+      return bind();
+    case "symlink":
+      if (!writable || host.timezone === undefined || !image.hasHostZone) return bind();
+      return [
+        { op: "remove", path: "/etc/localtime" },
+        { op: "symlink", target: `../usr/share/zoneinfo/${host.timezone}`, path: "/etc/localtime" },
+      ];
+    case "copy":
+      if (!writable || host.localtimePath === undefined) return bind();
+      return [{ op: "remove", path: "/etc/localtime" }, { op: "copy", source: host.localtimePath, path: "/etc/localtime", mode: 0o644 }];
+  }
+}
+
+function environment(settings: Settings, host: HostFacts, uuid: string, user: UserInfo | undefined): string[] {
+  const env = new Map<string, string>();
+  const put = (k: string, v: string) => env.set(k, v);
+  put("PATH", DEFAULT_PATH);
+  put("container", "systemd-nspawn");
+  put("container_uuid", uuid);
+  for (const [key, name] of [["ID", "container_host_id"], ["VERSION_ID", "container_host_version_id"], ["BUILD_ID", "container_host_build_id"], ["VARIANT_ID", "container_host_variant_id"]] as const) {
+    const v = host.osRelease[key];
+    if (v !== undefined) put(name, v);
+  }
+  put("HOME", user?.home ?? "/root");
+  put("USER", settings.user ?? "root");
+  put("LOGNAME", settings.user ?? "root");
+  put("NOTIFY_SOCKET", "/run/host/notify");
+  put("TERM", host.env["TERM"] && host.env["TERM"] !== "dumb" ? host.env["TERM"] : "vt220");
+  const lang = host.env["LANG"];
+  if (lang) put("LANG", lang);
+  for (const entry of settings.environment) {
+    const eq = entry.indexOf("=");
+    put(entry.slice(0, eq), entry.slice(eq + 1));
+  }
+  return [...env].map(([k, v]) => `${k}=${v}`);
+}
+
+function execCandidates(settings: Settings, image: ImageFacts): { exec: ExecCandidate[]; args: string[] } {
+  if (settings.boot) {
+    return { exec: image.inits.map((p) => ({ path: p, argv0: p })), args: settings.command };
+  }
+  const [cmd, ...rest] = settings.command;
+  if (cmd === undefined) {
+    // No command: a login shell, bash preferred.
+    return { exec: [{ path: "/bin/bash", argv0: "-bash" }, { path: "/bin/sh", argv0: "-sh" }], args: [] };
+  }
+  return { exec: [{ path: cmd, argv0: cmd }], args: rest };
+}
+
+function cgroupPaths(name: string, host: HostFacts): string[] {
+  const leaf = `machine.slice/machine-${escapeUnitName(name)}.scope`;
+  const paths = [`${host.cgroup.v2}/${leaf}`];
+  if (host.cgroup.v1Systemd !== undefined) paths.push(`${host.cgroup.v1Systemd}/${leaf}`);
+  return paths;
+}
+
+export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts, options: BuildOptions): RunSpec {
+  checkRunnable(settings, image, host);
+  const name = machineName(settings, image);
+  const uuid = containerUuid(settings, image, host);
+  const user = resolveUser(settings, image);
+  const writable = image.writable && !settings.readOnly;
+  const namespaces: Namespace[] = ["mnt", "pid", "uts", "ipc", "cgroup"];
+  if (settings.privateNetwork) namespaces.push("net");
+
+  const ops: SetupOp[] = [
+    { op: "mount", source: "tmpfs", target: "/tmp", fstype: "tmpfs", flags: MS.NOSUID | MS.NODEV | MS.STRICTATIME, data: "mode=1777", create: "dir" },
+    { op: "mount", source: "sysfs", target: "/sys", fstype: "sysfs", flags: RO_API, data: "", create: "dir" },
+    ...devOps(settings.privateNetwork),
+    ...runHostOps(host, uuid),
+    ...procOps(settings.privateNetwork),
+    { op: "cgroupns" },
+    { op: "mount", source: "cgroup2", target: "/sys/fs/cgroup", fstype: "cgroup2", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: "", create: "none" },
+    ...resolvConfOps(settings, image, host, writable),
+    ...timezoneOps(settings, image, host, writable),
+  ];
+
+  const registry = `${host.stateDir}/machines/${name}`;
+  const cgroups = cgroupPaths(name, host);
+  const state = {
+    name,
+    class: "container",
+    service: "machina-nspawn",
+    root: image.root,
+    uuid,
+    boot: settings.boot,
+    started_usec: host.nowUsec.toString(),
+    supervisor_starttime: host.startTime ?? "",
+    cgroup: cgroups[0],
+    os: image.osRelease?.["ID"] ?? "",
+    version: image.osRelease?.["VERSION_ID"] ?? "",
+  };
+  const stateJson = JSON.stringify(state).slice(1, -1);
+  const { exec, args } = execCandidates(settings, image);
+  const consoleMode_ = consoleMode(settings, host);
+
+  return {
+    prog: options.prog,
+    machine: name,
+    root: image.root,
+    readOnly: settings.readOnly,
+    namespaces,
+    hostname: settings.hostname ?? name,
+    statusFd: options.statusFd,
+    registry,
+    stateJson,
+    cgroups,
+    killSignal: settings.killSignal ?? (settings.boot ? SIGRTMIN + 3 : 9),
+    boot: settings.boot,
+    onReboot: settings.keepUnit ? "exit133" : "restart",
+    notifyReady: settings.notifyReady,
+    notifyForward: host.env["NOTIFY_SOCKET"] || undefined,
+    console: consoleMode_,
+    consoleOpost: host.stdoutTty,
+    quiet: settings.quiet,
+    ops,
+    env: environment(settings, host, uuid, user),
+    chdir: settings.chdir,
+    capsBounding: capabilityMask(retainedCapabilities(settings)),
+    capsAmbient: capabilityMask(settings.ambientCapabilities),
+    rlimits: settings.rlimits.map((l) => ({ resource: l.resource, soft: l.soft, hard: l.hard })),
+    noNewPrivs: settings.noNewPrivileges,
+    user: user ? { uid: user.uid, gid: user.gid, groups: user.groups } : undefined,
+    asPid2: settings.asPid2,
+    exec,
+    args,
+  };
+}

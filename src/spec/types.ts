@@ -1,0 +1,68 @@
+/**
+ * RunSpec: everything the native helper needs to start one container, computed in advance.
+ * Mirrors native/SPEC.md record for record; `wire.ts` encodes it.
+ */
+
+/** How a mount target is created when missing. */
+export type CreateMode = "dir" | "file" | "none" | "optional";
+
+export type SetupOp =
+  | { op: "mount"; source: string; target: string; fstype: string; flags: number; data: string; create: CreateMode }
+  | { op: "rebind"; target: string; flags: number; optional: boolean }
+  | { op: "mkdir"; path: string; mode: number }
+  | { op: "mknod"; path: string; mode: number; major: number; minor: number }
+  | { op: "symlink"; target: string; path: string }
+  | { op: "write"; path: string; mode: number; content: string }
+  | { op: "copy"; source: string; path: string; mode: number }
+  | { op: "remove"; path: string }
+  | { op: "mask"; path: string }
+  | { op: "cgroupns" }
+  | { op: "notify"; path: string };
+
+export type Namespace = "mnt" | "pid" | "uts" | "ipc" | "net" | "cgroup";
+export type SpecConsole = "interactive" | "read-only" | "passive" | "pipe";
+
+export interface ExecCandidate {
+  path: string;
+  argv0: string;
+}
+
+export interface SpecRlimit {
+  resource: number;
+  soft: bigint | "infinity";
+  hard: bigint | "infinity";
+}
+
+export interface RunSpec {
+  prog: string;
+  machine: string;
+  root: string;
+  readOnly: boolean;
+  namespaces: Namespace[];
+  hostname: string;
+  statusFd: number | undefined;
+  registry: string | undefined;
+  /** JSON members without braces. */
+  stateJson: string | undefined;
+  cgroups: string[];
+  killSignal: number;
+  boot: boolean;
+  onReboot: "restart" | "exit133";
+  notifyReady: boolean;
+  notifyForward: string | undefined;
+  console: SpecConsole;
+  consoleOpost: boolean;
+  quiet: boolean;
+  ops: SetupOp[];
+  env: string[];
+  chdir: string | undefined;
+  /** Hex masks, bit n = capability n. */
+  capsBounding: string;
+  capsAmbient: string;
+  rlimits: SpecRlimit[];
+  noNewPrivs: boolean;
+  user: { uid: number; gid: number; groups: number[] } | undefined;
+  asPid2: boolean;
+  exec: ExecCandidate[];
+  args: string[];
+}

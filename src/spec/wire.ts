@@ -1,0 +1,81 @@
+/** Encodes a RunSpec in the wire format of native/SPEC.md (version 1). Pure. */
+import type { RunSpec, SetupOp } from "./types.ts";
+
+export const SPEC_VERSION = 1;
+
+const octal = (mode: number) => "0" + mode.toString(8);
+const limit = (v: bigint | "infinity") => (v === "infinity" ? "infinity" : v.toString());
+const flag = (b: boolean) => (b ? "1" : "0");
+
+function opRecord(op: SetupOp): [string, string[]] {
+  switch (op.op) {
+    case "mount":
+      return ["mount", [op.source, op.target, op.fstype, String(op.flags), op.data, op.create]];
+    case "rebind":
+      return ["rebind", [op.target, String(op.flags), flag(op.optional)]];
+    case "mkdir":
+      return ["mkdir", [op.path, octal(op.mode)]];
+    case "mknod":
+      return ["mknod", [op.path, octal(op.mode), String(op.major), String(op.minor)]];
+    case "symlink":
+      return ["symlink", [op.target, op.path]];
+    case "write":
+      return ["write", [op.path, octal(op.mode), op.content]];
+    case "copy":
+      return ["copy", [op.source, op.path, octal(op.mode)]];
+    case "remove":
+      return ["remove", [op.path]];
+    case "mask":
+      return ["mask", [op.path]];
+    case "cgroupns":
+      return ["cgroupns", []];
+    case "notify":
+      return ["notify", [op.path]];
+  }
+}
+
+/** The spec as a list of records (name, args), in wire order. */
+export function specRecords(spec: RunSpec): Array<[string, string[]]> {
+  const r: Array<[string, string[]]> = [];
+  const add = (name: string, ...args: string[]) => r.push([name, args]);
+  add("prog", spec.prog);
+  add("machine", spec.machine);
+  add("root", spec.root);
+  add("read_only", flag(spec.readOnly));
+  add("namespaces", ...spec.namespaces);
+  add("hostname", spec.hostname);
+  if (spec.statusFd !== undefined) add("status_fd", String(spec.statusFd));
+  if (spec.registry !== undefined) add("registry", spec.registry);
+  if (spec.stateJson !== undefined) add("state_json", spec.stateJson);
+  for (const cg of spec.cgroups) add("cgroup", cg);
+  add("kill_signal", String(spec.killSignal));
+  add("boot", flag(spec.boot));
+  add("on_reboot", spec.onReboot);
+  add("notify_ready", flag(spec.notifyReady));
+  if (spec.notifyForward !== undefined) add("notify_forward", spec.notifyForward);
+  add("console", spec.console);
+  add("quiet", flag(spec.quiet));
+  add("console_opost", flag(spec.consoleOpost));
+  for (const op of spec.ops) r.push(opRecord(op));
+  add("env", ...spec.env);
+  if (spec.chdir !== undefined) add("chdir", spec.chdir);
+  add("caps_bounding", spec.capsBounding);
+  add("caps_ambient", spec.capsAmbient);
+  for (const l of spec.rlimits) add("rlimit", String(l.resource), limit(l.soft), limit(l.hard));
+  add("no_new_privs", flag(spec.noNewPrivs));
+  if (spec.user) add("user", String(spec.user.uid), String(spec.user.gid), ...spec.user.groups.map(String));
+  add("as_pid2", flag(spec.asPid2));
+  for (const c of spec.exec) add("exec", c.path, c.argv0);
+  add("args", ...spec.args);
+  return r;
+}
+
+export function encodeSpec(spec: RunSpec): Uint8Array {
+  const parts: string[] = ["MACHINA-SPEC", String(SPEC_VERSION)];
+  for (const [name, args] of specRecords(spec)) {
+    for (const a of args) if (a.includes("\0")) throw new Error(`spec record ${name}: argument contains NUL`);
+    parts.push(name, String(args.length), ...args);
+  }
+  parts.push("end", "0");
+  return new TextEncoder().encode(parts.join("\0") + "\0");
+}
