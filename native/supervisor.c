@@ -3,6 +3,7 @@
  * reboot loop, exit status. Single-threaded; one poll loop; no stdio buffers. */
 #include "supervisor.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/sched.h>
@@ -97,12 +98,35 @@ static int join_cgroup(const char *dir, pid_t pid, struct merr *e)
 	return 0;
 }
 
+/* Remove a cgroup and every cgroup below it (a booted init creates its own), depth first. */
+static int rmdir_tree(const char *dir, int depth)
+{
+	if (depth > 64)
+		return -ELOOP;
+	DIR *d = opendir(dir);
+	if (d) {
+		struct dirent *de;
+		while ((de = readdir(d))) {
+			if (de->d_type != DT_DIR || !strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+				continue;
+			char sub[4200];
+			if (snprintf(sub, sizeof sub, "%s/%s", dir, de->d_name) >= (int)sizeof sub)
+				continue;
+			(void)rmdir_tree(sub, depth + 1);
+		}
+		closedir(d);
+	}
+	return rmdir(dir) == 0 ? 0 : -errno;
+}
+
+/* A cgroup whose last processes are still exiting is busy: retry for up to 2 s. */
 static void remove_cgroup(const char *dir)
 {
 	for (int i = 0; i < 200; i++) { /* 200 x 10 ms = 2 s */
-		if (rmdir(dir) == 0 || errno == ENOENT)
+		int r = rmdir_tree(dir, 0);
+		if (r == 0 || r == -ENOENT)
 			return;
-		if (errno != EBUSY)
+		if (r != -EBUSY && r != -ENOTEMPTY)
 			return;
 		struct timespec ts = { 0, 10 * 1000 * 1000 };
 		nanosleep(&ts, NULL);
