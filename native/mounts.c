@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
@@ -195,24 +196,135 @@ static int op_symlink(int rootfd, const struct op *op, struct merr *e)
 	return 0;
 }
 
+/* Open (creating with MODE) the regular file BASE in PFD for writing, without following a
+ * symlink as last component (ELOOP) and without blocking on a FIFO (ENXIO). Not truncated. */
+static int open_reg_target(int pfd, const char *base, mode_t mode, const char *path, const char *what,
+			   struct stat *st, struct merr *e)
+{
+	_cleanup_close_ int fd = openat(pfd, base, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC, mode);
+	if (fd < 0)
+		return merr_sys(e, "openat", path, "failed to %s \"%s\"", what, path);
+	if (fstat(fd, st) < 0)
+		return merr_sys(e, "fstat", path, "failed to %s \"%s\"", what, path);
+	if (!S_ISREG(st->st_mode))
+		return merr_set(e, EINVAL, "openat", path, "failed to %s \"%s\": not a regular file", what, path);
+	return take_fd(&fd);
+}
+
 static int op_write(int rootfd, const struct op *op, struct merr *e)
 {
 	char base[256];
+	struct stat st;
 	_cleanup_close_ int pfd = res_parent(rootfd, op->path, 1, base, e);
 	if (pfd < 0)
 		return pfd;
-	_cleanup_close_ int fd = openat(pfd, base, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC, op->mode);
+	_cleanup_close_ int fd = open_reg_target(pfd, base, op->mode, op->path, "write", &st, e);
 	if (fd < 0)
-		return merr_sys(e, "openat", op->path, "failed to write \"%s\"", op->path);
-	struct stat st;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
-		return merr_set(e, EINVAL, "openat", op->path, "failed to write \"%s\": not a regular file", op->path);
+		return fd;
+	if (ftruncate(fd, 0) < 0)
+		return merr_sys(e, "ftruncate", op->path, "failed to write \"%s\"", op->path);
 	int r = write_all(fd, op->data, strlen(op->data));
 	if (r < 0)
 		return merr_set(e, -r, "write", op->path, "failed to write \"%s\"", op->path);
 	if (fchmod(fd, op->mode) < 0)
 		return merr_sys(e, "fchmod", op->path, "failed to set the mode of \"%s\"", op->path);
 	return 0;
+}
+
+/* Copy everything from in to out (both at their file offsets): copy_file_range, then
+ * sendfile, then read/write. A method that reports 0 bytes before anything was copied is
+ * not trusted (files in /proc look empty to it) and the next one is tried. 0 or -errno, with
+ * *sc naming the syscall that failed. */
+int copy_fd_data(int in, int out, const char **sc)
+{
+	enum { CFR, SENDFILE, RW } how = CFR;
+	int copied = 0;
+	static char buf[65536];
+	for (;;) {
+		ssize_t n;
+		*sc = how == CFR ? "copy_file_range" : how == SENDFILE ? "sendfile" : "read";
+		if (how == CFR) {
+			n = copy_file_range(in, NULL, out, NULL, 1u << 30, 0);
+			if ((n < 0 && errno != EINTR) || (n == 0 && !copied)) {
+				if (n < 0 && errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP &&
+				    errno != EBADF && errno != EPERM)
+					return -errno;
+				how = SENDFILE;
+				continue;
+			}
+		} else if (how == SENDFILE) {
+			n = sendfile(out, in, NULL, 1u << 30);
+			if ((n < 0 && errno != EINTR) || (n == 0 && !copied)) {
+				if (n < 0 && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
+					return -errno;
+				how = RW;
+				continue;
+			}
+		} else {
+			n = read(in, buf, sizeof buf);
+			if (n > 0) {
+				int r = write_all(out, buf, (size_t)n);
+				if (r < 0) {
+					*sc = "write";
+					return r;
+				}
+			}
+		}
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return 0;
+		copied = 1;
+	}
+}
+
+static int op_copy(int rootfd, const struct op *op, struct merr *e)
+{
+	char base[256];
+	struct stat sst, st;
+	/* a host path chosen by the caller: symlinks on the host side are followed */
+	_cleanup_close_ int in = open(op->src, O_RDONLY | O_NOCTTY | O_CLOEXEC);
+	if (in < 0)
+		return merr_sys(e, "open", op->src, "failed to open \"%s\" to copy it to \"%s\"", op->src, op->path);
+	if (fstat(in, &sst) < 0)
+		return merr_sys(e, "fstat", op->src, "failed to copy \"%s\"", op->src);
+	if (!S_ISREG(sst.st_mode))
+		return merr_set(e, EINVAL, "open", op->src, "failed to copy \"%s\": not a regular file", op->src);
+	_cleanup_close_ int pfd = res_parent(rootfd, op->path, 1, base, e);
+	if (pfd < 0)
+		return pfd;
+	_cleanup_close_ int fd = open_reg_target(pfd, base, op->mode, op->path, "copy to", &st, e);
+	if (fd < 0)
+		return fd;
+	if (st.st_dev == sst.st_dev && st.st_ino == sst.st_ino)
+		return merr_set(e, EINVAL, "openat", op->path, "failed to copy \"%s\" to \"%s\": the same file", op->src,
+				op->path);
+	if (ftruncate(fd, 0) < 0)
+		return merr_sys(e, "ftruncate", op->path, "failed to copy to \"%s\"", op->path);
+	const char *sc = "";
+	int r = copy_fd_data(in, fd, &sc);
+	if (r < 0)
+		return merr_set(e, -r, sc, op->path, "failed to copy \"%s\" to \"%s\"", op->src, op->path);
+	if (fchmod(fd, op->mode) < 0)
+		return merr_sys(e, "fchmod", op->path, "failed to set the mode of \"%s\"", op->path);
+	return 0;
+}
+
+static int op_remove(int rootfd, const struct op *op, struct merr *e)
+{
+	char base[256];
+	int pfd0 = res_parent(rootfd, op->path, 0, base, e);
+	if (pfd0 == -ENOENT)
+		return 0; /* missing parent: nothing to remove */
+	if (pfd0 < 0)
+		return pfd0;
+	_cleanup_close_ int pfd = pfd0;
+	if (unlinkat(pfd, base, 0) == 0 || errno == ENOENT)
+		return 0;
+	return merr_sys(e, "unlinkat", op->path, "failed to remove \"%s\"", op->path);
 }
 
 static int op_mask(int rootfd, const struct op *op, struct merr *e)
@@ -270,6 +382,10 @@ int op_run(int rootfd, const struct op *op, struct merr *e)
 		return op_write(rootfd, op, e);
 	case OP_MASK:
 		return op_mask(rootfd, op, e);
+	case OP_COPY:
+		return op_copy(rootfd, op, e);
+	case OP_REMOVE:
+		return op_remove(rootfd, op, e);
 	case OP_CGROUPNS:
 		if (unshare(CLONE_NEWCGROUP) < 0)
 			return merr_sys(e, "unshare", "", "failed to create a cgroup namespace");

@@ -204,7 +204,7 @@ enum rec_id {
 	R_PROG, R_MACHINE, R_ROOT, R_READ_ONLY, R_NAMESPACES, R_HOSTNAME, R_STATUS_FD, R_REGISTRY,
 	R_STATE_JSON, R_CGROUP, R_KILL_SIGNAL, R_BOOT, R_ON_REBOOT, R_NOTIFY_READY, R_NOTIFY_FORWARD,
 	R_CONSOLE, R_CONSOLE_OPOST, R_MOUNT, R_REBIND, R_MKDIR, R_MKNOD, R_SYMLINK, R_WRITE, R_MASK,
-	R_CGROUPNS, R_NOTIFY, R_ENV, R_CHDIR, R_CAPS_BOUNDING, R_CAPS_AMBIENT, R_RLIMIT, R_NO_NEW_PRIVS,
+	R_CGROUPNS, R_NOTIFY, R_COPY, R_REMOVE, R_ENV, R_CHDIR, R_CAPS_BOUNDING, R_CAPS_AMBIENT, R_RLIMIT, R_NO_NEW_PRIVS,
 	R_USER, R_AS_PID2, R_EXEC, R_ARGS, R_END, R__MAX
 };
 
@@ -240,6 +240,8 @@ static const struct {
 	[R_MASK] = { "mask", 1, 1, 1 },
 	[R_CGROUPNS] = { "cgroupns", 0, 0, 0 },
 	[R_NOTIFY] = { "notify", 1, 1, 0 },
+	[R_COPY] = { "copy", 3, 3, 1 },
+	[R_REMOVE] = { "remove", 1, 1, 1 },
 	[R_ENV] = { "env", 0, VAR, 0 },
 	[R_CHDIR] = { "chdir", 1, 1, 0 },
 	[R_CAPS_BOUNDING] = { "caps_bounding", 1, 1, 0 },
@@ -425,6 +427,21 @@ static int apply(struct spec *s, enum rec_id id, const char *name, size_t idx, c
 		op->kind = OP_NOTIFY;
 		op->path = a[0];
 		WANT(is_cpath(a[0]) && strlen(a[0]) < 108, "CPATH (absolute, shorter than 108 bytes)");
+		break;
+	case R_COPY:
+		if ((r = add_op(s, &op)) < 0) OOM();
+		op->kind = OP_COPY;
+		op->src = a[0];
+		op->path = a[1];
+		WANT(is_cpath(a[0]), "HPATH");
+		WANT(is_cpath(a[1]) && strcmp(a[1], "/") != 0, "CPATH");
+		WANT(parse_octal(a[2], 07777, &op->mode) == 0, "MODE (octal)");
+		break;
+	case R_REMOVE:
+		if ((r = add_op(s, &op)) < 0) OOM();
+		op->kind = OP_REMOVE;
+		op->path = a[0];
+		WANT(is_cpath(a[0]) && strcmp(a[0], "/") != 0, "CPATH");
 		break;
 	case R_ENV:
 		s->env = calloc(n + 1, sizeof(char *));

@@ -14,18 +14,19 @@
 #define SPEC_MAX_RECORDS 65536u
 #define SPEC_MAX_ARGS 65536u
 
-enum op_kind { OP_MOUNT, OP_REBIND, OP_MKDIR, OP_MKNOD, OP_SYMLINK, OP_WRITE, OP_MASK, OP_CGROUPNS, OP_NOTIFY };
+enum op_kind { OP_MOUNT, OP_REBIND, OP_MKDIR, OP_MKNOD, OP_SYMLINK, OP_WRITE, OP_MASK, OP_CGROUPNS, OP_NOTIFY,
+	       OP_COPY, OP_REMOVE };
 enum create_mode { CREATE_NONE, CREATE_DIR, CREATE_FILE, CREATE_OPTIONAL };
 enum console_mode { CONSOLE_PIPE, CONSOLE_INTERACTIVE, CONSOLE_READ_ONLY, CONSOLE_PASSIVE };
 
 struct op {
 	enum op_kind kind;
 	const char *path;    /* CPATH (all kinds but cgroupns) */
-	const char *src;     /* mount: SRC; symlink: TARGET */
+	const char *src;     /* mount: SRC; symlink: TARGET; copy: HPATH */
 	const char *fstype;  /* mount: NULL for "" */
 	const char *data;    /* mount: NULL for ""; write: CONTENT */
 	unsigned long flags; /* mount, rebind */
-	mode_t mode;         /* mkdir, mknod, write */
+	mode_t mode;         /* mkdir, mknod, write, copy */
 	unsigned major, minor;
 	int create;          /* mount: enum create_mode */
 	int optional;        /* rebind */

@@ -75,6 +75,23 @@ run 2>"$work/err"; rc=$?
 wait $pid
 ok $([ $st = 0 ] && [ $rc = 1 ] && grep -q 'is already running' "$work/err" && [ ! -e "$work/reg/m" ] && echo 0 || echo 1) "registry: state.json, lock, removed at exit"
 
+head -c 65536 /bin/busybox > "$work/blob"; printf '\000\377\000end' >> "$work/blob"; chmod 600 "$work/blob"
+ln -s blob "$work/bloblink"
+want=$(md5sum < "$work/blob" | cut -d' ' -f1)
+spec --raw-record symlink /nowhere /run/localtime --raw-record remove /run/localtime \
+	--raw-record copy "$work/bloblink" /run/localtime 0644 --raw-record copy "$work/blob" /run/new/dir/blob 0640 \
+	--raw-record remove /run/missing/x -- /bin/sh -c 'md5sum < /run/localtime; md5sum < /run/new/dir/blob; stat -c "%a %F" /run/localtime /run/new/dir/blob /run/new/dir'
+out=$(run 2>&1 | tr '\n' ' '); rc=$?
+ok $([ "$out" = "$want  - $want  - 644 regular file 640 regular file 755 directory " ] && echo 0 || echo 1) "copy (binary, via host symlink) after remove of a symlink; parents 0755, MODE ($out)"
+
+spec --raw-record symlink /nowhere /run/l --raw-record copy "$work/blob" /run/l 0644 -- /bin/true
+run 2>"$work/err"; rc=$?
+ok $([ $rc = 1 ] && [ "$(wc -l < "$work/err")" = 1 ] && grep -q 'failed to copy to "/run/l": Too many levels of symbolic links (ELOOP)' "$work/err" && echo 0 || echo 1) "copy refuses a symlink as last component: exit 1, one ELOOP line"
+
+spec --raw-record mkdir /run/d 0755 --raw-record remove /run/d -- /bin/true
+run 2>"$work/err"; rc=$?
+ok $([ $rc = 1 ] && grep -q 'failed to remove "/run/d": Is a directory (EISDIR)' "$work/err" && echo 0 || echo 1) "remove of a directory: exit 1, EISDIR"
+
 spec --console interactive -- /bin/sh -c 'trap "stty size" WINCH; while :; do sleep 0.1; done'
 python3 "$here/console_test.py" "$H" "$work/spec" > "$work/console.out"; rc=$?
 sed 's/^/#   /' "$work/console.out"

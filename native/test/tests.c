@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -98,6 +99,8 @@ static void good_body(struct sb *b)
 	rec(b, "mask", 1, "/proc/kcore");
 	rec(b, "cgroupns", 0);
 	rec(b, "notify", 1, "/run/host/notify");
+	rec(b, "copy", 3, "/etc/localtime", "/etc/localtime", "0644");
+	rec(b, "remove", 1, "/etc/resolv.conf");
 	rec(b, "env", 2, "container=machina", "PATH=/bin");
 	rec(b, "chdir", 1, "/root");
 	rec(b, "caps_bounding", 1, "0x3fff");
@@ -150,7 +153,7 @@ static void test_spec(void)
 			      s.notify_ready == 1 && s.console == CONSOLE_READ_ONLY && s.console_opost == 0,
 		      "spec: scalar supervisor records");
 		check(s.n_cgroups == 2 && !strcmp(s.cgroups[1], "/sys/fs/cgroup/pids/m1"), "spec: repeated cgroup");
-		check(s.n_ops == 10, "spec: 10 setup ops in order (got %zu)", s.n_ops);
+		check(s.n_ops == 12, "spec: 12 setup ops in order (got %zu)", s.n_ops);
 		check(s.ops[0].kind == OP_MOUNT && s.ops[0].flags == 14 && s.ops[0].data == NULL &&
 			      s.ops[0].create == CREATE_DIR && !strcmp(s.ops[0].fstype, "proc"),
 		      "spec: mount op with decimal flags, empty DATA = NULL");
@@ -160,6 +163,10 @@ static void test_spec(void)
 		check(s.ops[4].kind == OP_MKNOD && s.ops[4].mode == 020666 && s.ops[4].major == 1 && s.ops[4].minor == 3,
 		      "spec: mknod op");
 		check(s.ops[8].kind == OP_CGROUPNS && s.has_cgroupns_op && s.ops[9].kind == OP_NOTIFY, "spec: cgroupns and notify ops");
+		check(s.ops[10].kind == OP_COPY && !strcmp(s.ops[10].src, "/etc/localtime") &&
+			      !strcmp(s.ops[10].path, "/etc/localtime") && s.ops[10].mode == 0644,
+		      "spec: copy op (HPATH, CPATH, MODE)");
+		check(s.ops[11].kind == OP_REMOVE && !strcmp(s.ops[11].path, "/etc/resolv.conf"), "spec: remove op");
 		check(s.n_env == 2 && s.env[2] == NULL && !strcmp(s.env[1], "PATH=/bin"), "spec: env NULL-terminated");
 		check(s.caps_bounding == 0x3fff && s.caps_ambient == 1, "spec: caps");
 		check(s.n_rlimits == 1 && s.rlimits[0].res == 7 && s.rlimits[0].soft == 1024 && s.rlimits[0].hard == RLIM_INFINITY,
@@ -316,6 +323,13 @@ static void test_spec(void)
 		{ "caps_bounding", "0xzz", 0, 0, 0, 0, 0, 1, "malformed HEX" },
 		{ "env", "NOEQUALS", 0, 0, 0, 0, 0, 1, "is not K=V" },
 		{ "namespaces", "mnt", "pid", "time", 0, 0, 0, 3, "unknown namespace \"time\"" },
+		{ "copy", "etc/localtime", "/etc/localtime", "0644", 0, 0, 0, 3, "malformed HPATH" },
+		{ "copy", "/etc/localtime", "etc/localtime", "0644", 0, 0, 0, 3, "malformed CPATH" },
+		{ "copy", "/etc/localtime", "/", "0644", 0, 0, 0, 3, "malformed CPATH" },
+		{ "copy", "/etc/localtime", "/etc/localtime", "rw", 0, 0, 0, 3, "malformed MODE" },
+		{ "copy", "/etc/localtime", "/etc/localtime", 0, 0, 0, 0, 2, "expected 3 arguments, got 2" },
+		{ "remove", "/", 0, 0, 0, 0, 0, 1, "malformed CPATH" },
+		{ "remove", "etc/x", 0, 0, 0, 0, 0, 1, "malformed CPATH" },
 	};
 	for (size_t i = 0; i < sizeof malformed / sizeof malformed[0]; i++) {
 		good_body(b);
@@ -551,6 +565,217 @@ static void test_ops(const char *tmp)
 	check(!exists("/tmp/machina-mnt"), "ops: nothing created on the host");
 }
 
+/* copy_fd_data's last fallback: from a socket neither copy_file_range nor sendfile works. */
+static void test_copy_fd(void)
+{
+	char path[] = "/tmp/machina-copyfd.XXXXXX", back[8];
+	int sp[2], out = mkstemp(path);
+	const char *sc = "";
+	if (out < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
+		check(0, "copy_fd_data: setup");
+		return;
+	}
+	unlink(path);
+	int ok = write(sp[1], "a\0b\n\0", 5) == 5;
+	close(sp[1]);
+	ok = ok && copy_fd_data(sp[0], out, &sc) == 0 && pread(out, back, sizeof back, 0) == 5 && !memcmp(back, "a\0b\n\0", 5);
+	check(ok, "copy_fd_data: read/write fallback (socket input), binary-safe");
+	close(sp[0]);
+	close(out);
+}
+
+static int write_file(const char *p, const void *data, size_t n, mode_t mode)
+{
+	int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (fd < 0)
+		return -1;
+	int r = write(fd, data, n) == (ssize_t)n ? 0 : -1;
+	close(fd);
+	return r;
+}
+
+/* Read at most n bytes of p into buf; returns the length or -1. */
+static ssize_t read_file(const char *p, void *buf, size_t n)
+{
+	int fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	size_t l = 0;
+	ssize_t r;
+	while (l < n && (r = read(fd, (char *)buf + l, n - l)) > 0)
+		l += (size_t)r;
+	close(fd);
+	return (ssize_t)l;
+}
+
+static mode_t mode_of(const char *p)
+{
+	struct stat st;
+	return lstat(p, &st) == 0 ? st.st_mode : 0;
+}
+
+/* copy and remove ops, in a private mount namespace (a tmpfs for the cross-filesystem case). */
+static void test_copy_remove(const char *tmp)
+{
+	static const char *names[] = {
+		"copy: binary-safe (NULs, 300 kB), parents 0755, MODE exact",
+		"copy: truncates a longer existing file",
+		"copy: across filesystems (tmpfs target)",
+		"copy: a /proc file whose size reads 0 is copied",
+		"copy: refuses a symlink as last component (ELOOP), its target untouched",
+		"copy: a symlinked parent is resolved inside the root",
+		"copy: follows a symlink on the host side (HPATH)",
+		"copy: missing source is ENOENT naming open and HPATH",
+		"copy: a directory source is refused (not a regular file)",
+		"copy: onto a directory is EISDIR",
+		"copy: onto a FIFO fails (ENXIO) instead of blocking",
+		"remove: a regular file",
+		"remove: a symlink itself, not its target",
+		"remove: missing file and missing parent are not errors",
+		"remove: a directory is EISDIR (unlinkat), kept; one-line message",
+		"remove: a symlinked parent pointing at a host path stays inside the root",
+	};
+	enum { N = sizeof names / sizeof names[0] };
+	char root[256], p[512], q[512], src[512];
+	static char big[300000], back[300001];
+	snprintf(root, sizeof root, "%s/cproot", tmp);
+	mkdir(root, 0755);
+	for (size_t k = 0; k < sizeof big; k++)
+		big[k] = (char)((k * 7) % 256);
+	snprintf(src, sizeof src, "%s/src.bin", tmp);
+	write_file(src, big, sizeof big, 0600);
+	int pp[2];
+	if (pipe(pp) < 0) {
+		check(0, "copy/remove: pipe");
+		return;
+	}
+	pid_t pid = fork();
+	if (pid == 0) {
+		int bits = 0, i = 0;
+		struct merr e;
+		close(pp[0]);
+		if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+			_exit(1);
+		int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		ssize_t n;
+#define FAILIF(cond) do { if (cond) bits |= 1 << i; i++; } while (0)
+		/* 0 */
+		struct op cp = { .kind = OP_COPY, .src = src, .path = "/cp/deep/bin", .mode = 0640 };
+		snprintf(p, sizeof p, "%s/cp/deep/bin", root);
+		snprintf(q, sizeof q, "%s/cp/deep", root);
+		umask(022);
+		FAILIF(op_run(rootfd, &cp, &e) < 0 || (n = read_file(p, back, sizeof back)) != (ssize_t)sizeof big ||
+		       memcmp(back, big, sizeof big) || mode_of(p) != (S_IFREG | 0640) || mode_of(q) != (S_IFDIR | 0755));
+		/* 1 */
+		snprintf(q, sizeof q, "%s/small", tmp);
+		write_file(q, "tiny", 4, 0644);
+		struct op cp2 = { .kind = OP_COPY, .src = q, .path = "/cp/deep/bin", .mode = 0600 };
+		FAILIF(op_run(rootfd, &cp2, &e) < 0 || read_file(p, back, sizeof back) != 4 || memcmp(back, "tiny", 4) ||
+		       mode_of(p) != (S_IFREG | 0600));
+		/* 2 */
+		snprintf(q, sizeof q, "%s/tmpfs", root);
+		mkdir(q, 0755);
+		struct op cp3 = { .kind = OP_COPY, .src = src, .path = "/tmpfs/bin", .mode = 0644 };
+		snprintf(p, sizeof p, "%s/tmpfs/bin", root);
+		FAILIF(mount("tmpfs", q, "tmpfs", 0, "mode=755") < 0 || op_run(rootfd, &cp3, &e) < 0 ||
+		       read_file(p, back, sizeof back) != (ssize_t)sizeof big || memcmp(back, big, sizeof big));
+		/* 3 */
+		struct op cp4 = { .kind = OP_COPY, .src = "/proc/self/status", .path = "/cp/status", .mode = 0644 };
+		snprintf(p, sizeof p, "%s/cp/status", root);
+		FAILIF(op_run(rootfd, &cp4, &e) < 0 || read_file(p, back, 5) != 5 || memcmp(back, "Name:", 5));
+		/* 4 */
+		snprintf(p, sizeof p, "%s/cp/link", root);
+		symlink("/cp/linktarget", p);
+		snprintf(q, sizeof q, "%s/cp/esc", root);
+		symlink("/tmp/machina-copy-escape", q);
+		struct op cp5 = { .kind = OP_COPY, .src = src, .path = "/cp/link", .mode = 0644 };
+		struct op cp6 = { .kind = OP_COPY, .src = src, .path = "/cp/esc", .mode = 0644 };
+		snprintf(q, sizeof q, "%s/cp/linktarget", root);
+		FAILIF(op_run(rootfd, &cp5, &e) != -ELOOP || exists(q) || op_run(rootfd, &cp6, &e) != -ELOOP ||
+		       exists("/tmp/machina-copy-escape") || !S_ISLNK(mode_of(p)));
+		/* 5 */
+		snprintf(p, sizeof p, "%s/etc", root);
+		mkdir(p, 0755);
+		snprintf(p, sizeof p, "%s/cpabs", root);
+		symlink("/etc", p);
+		struct op cp7 = { .kind = OP_COPY, .src = src, .path = "/cpabs/machina-copied", .mode = 0644 };
+		snprintf(p, sizeof p, "%s/etc/machina-copied", root);
+		FAILIF(op_run(rootfd, &cp7, &e) < 0 || !exists(p) || exists("/etc/machina-copied"));
+		/* 6 */
+		snprintf(q, sizeof q, "%s/srclink", tmp);
+		symlink(src, q);
+		struct op cp8 = { .kind = OP_COPY, .src = q, .path = "/cp/viasym", .mode = 0644 };
+		snprintf(p, sizeof p, "%s/cp/viasym", root);
+		FAILIF(op_run(rootfd, &cp8, &e) < 0 || read_file(p, back, sizeof back) != (ssize_t)sizeof big ||
+		       memcmp(back, big, sizeof big));
+		/* 7 */
+		struct op cp9 = { .kind = OP_COPY, .src = "/nonexistent-machina-src", .path = "/cp/x", .mode = 0644 };
+		FAILIF(op_run(rootfd, &cp9, &e) != -ENOENT || strcmp(e.syscall, "open") || strcmp(e.path, "/nonexistent-machina-src"));
+		/* 8 */
+		struct op cp10 = { .kind = OP_COPY, .src = tmp, .path = "/cp/x", .mode = 0644 };
+		FAILIF(op_run(rootfd, &cp10, &e) != -EINVAL || !strstr(e.msg, "not a regular file"));
+		/* 9 */
+		struct op cp11 = { .kind = OP_COPY, .src = src, .path = "/cp/deep", .mode = 0644 };
+		FAILIF(op_run(rootfd, &cp11, &e) != -EISDIR);
+		/* 10 */
+		snprintf(p, sizeof p, "%s/cp/fifo", root);
+		mkfifo(p, 0644);
+		struct op cp12 = { .kind = OP_COPY, .src = src, .path = "/cp/fifo", .mode = 0644 };
+		alarm(5);
+		FAILIF(op_run(rootfd, &cp12, &e) != -ENXIO || !S_ISFIFO(mode_of(p)));
+		alarm(0);
+		/* 11 */
+		struct op rm = { .kind = OP_REMOVE, .path = "/cp/viasym" };
+		snprintf(p, sizeof p, "%s/cp/viasym", root);
+		FAILIF(op_run(rootfd, &rm, &e) < 0 || exists(p));
+		/* 12: /cp/link -> /cp/linktarget; make the target exist first */
+		snprintf(q, sizeof q, "%s/cp/linktarget", root);
+		write_file(q, "keep", 4, 0644);
+		struct op rm2 = { .kind = OP_REMOVE, .path = "/cp/link" };
+		snprintf(p, sizeof p, "%s/cp/link", root);
+		FAILIF(op_run(rootfd, &rm2, &e) < 0 || exists(p) || !exists(q));
+		/* 13 */
+		struct op rm3 = { .kind = OP_REMOVE, .path = "/cp/nothing" };
+		struct op rm4 = { .kind = OP_REMOVE, .path = "/no/such/dir/file" };
+		FAILIF(op_run(rootfd, &rm3, &e) != 0 || op_run(rootfd, &rm4, &e) != 0);
+		/* 14 */
+		struct op rm5 = { .kind = OP_REMOVE, .path = "/cp/deep" };
+		snprintf(p, sizeof p, "%s/cp/deep", root);
+		{
+			char line[1100];
+			const char *saved = g_prog;
+			g_prog = "machina-nspawn";
+			int r = op_run(rootfd, &rm5, &e);
+			merr_format(&e, NULL, line, sizeof line);
+			g_prog = saved;
+			FAILIF(r != -EISDIR || strcmp(e.syscall, "unlinkat") || !S_ISDIR(mode_of(p)) ||
+			       strcmp(line, "machina-nspawn: failed to remove \"/cp/deep\": Is a directory (EISDIR)"));
+		}
+		/* 15: host file <tmp>/victim; in the root /rmesc -> <tmp> (an absolute host path) */
+		snprintf(q, sizeof q, "%s/victim", tmp);
+		write_file(q, "v", 1, 0644);
+		snprintf(p, sizeof p, "%s/rmesc", root);
+		symlink(tmp, p);
+		struct op rm6 = { .kind = OP_REMOVE, .path = "/rmesc/victim" };
+		FAILIF(op_run(rootfd, &rm6, &e) != 0 || !exists(q));
+#undef FAILIF
+		_exit(i == N && write(pp[1], &bits, sizeof bits) == sizeof bits ? 0 : 1);
+	}
+	close(pp[1]);
+	int st, bits = -1;
+	if (read(pp[0], &bits, sizeof bits) != sizeof bits)
+		bits = -1;
+	close(pp[0]);
+	waitpid(pid, &st, 0);
+	if (bits == -1 || !WIFEXITED(st) || WEXITSTATUS(st)) {
+		check(0, "copy/remove: the test child failed before reporting (status 0x%x)", st);
+		return;
+	}
+	for (int i = 0; i < N; i++)
+		check(!(bits & (1 << i)), "ops: %s", names[i]);
+	check(!exists("/etc/machina-copied") && !exists("/tmp/machina-copy-escape"), "ops: copy created nothing on the host");
+}
+
 static int rm_rf(const char *p)
 {
 	char cmd[600];
@@ -562,6 +787,7 @@ int main(void)
 {
 	test_spec();
 	test_errors();
+	test_copy_fd();
 	if (geteuid() == 0) {
 		char tmp[] = "/tmp/machina-test.XXXXXX";
 		if (!mkdtemp(tmp)) {
@@ -569,6 +795,7 @@ int main(void)
 		} else {
 			test_resolve(tmp);
 			test_ops(tmp);
+			test_copy_remove(tmp);
 			rm_rf(tmp);
 			check(!exists(tmp), "cleanup: temporary root removed");
 		}
