@@ -2,6 +2,7 @@
 #include "error.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -169,4 +170,29 @@ void merr_print(const struct merr *e)
 	size_t l = merr_format(e, g_prog, line, sizeof line - 1);
 	line[l++] = '\n';
 	(void)write_all(2, line, l);
+}
+
+const char *signal_name(int sig, char buf[24])
+{
+	const char *a = sigabbrev_np(sig);
+	if (a)
+		snprintf(buf, 24, "SIG%s", a);
+	else if (sig >= SIGRTMIN && sig <= SIGRTMAX)
+		snprintf(buf, 24, "SIGRTMIN+%d", sig - SIGRTMIN);
+	else
+		snprintf(buf, 24, "%d", sig);
+	return buf;
+}
+
+void exit_line(const char *machine, int exited, int status, int shut_down, char *buf, size_t n)
+{
+	char sn[24];
+	if (exited && status == 0)
+		snprintf(buf, n, "Container %s exited successfully.\n", machine);
+	else if (exited)
+		snprintf(buf, n, "Container %s failed with error code %d.\n", machine, status);
+	else if (shut_down)
+		snprintf(buf, n, "Container %s has been shut down.\n", machine);
+	else
+		snprintf(buf, n, "Container %s terminated by signal %s.\n", machine, signal_name(status, sn));
 }

@@ -39,3 +39,9 @@ void buf_printf(char *buf, size_t n, size_t *pos, const char *fmt, ...)
 
 /* Write everything, retrying on EINTR/short writes; returns 0 or -errno. */
 int write_all(int fd, const void *p, size_t n);
+
+/* "SIGKILL", "SIGRTMIN+3", or the number as text. */
+const char *signal_name(int sig, char buf[24]);
+/* The line systemd-nspawn prints when the container is gone, with newline: exited (status) or
+ * killed (signal); shut_down = a boot container powered off. */
+void exit_line(const char *machine, int exited, int status, int shut_down, char *buf, size_t n);

@@ -203,7 +203,7 @@ static const char *next_str(struct cursor *c)
 enum rec_id {
 	R_PROG, R_MACHINE, R_ROOT, R_READ_ONLY, R_NAMESPACES, R_HOSTNAME, R_STATUS_FD, R_REGISTRY,
 	R_STATE_JSON, R_CGROUP, R_KILL_SIGNAL, R_BOOT, R_ON_REBOOT, R_NOTIFY_READY, R_NOTIFY_FORWARD,
-	R_CONSOLE, R_CONSOLE_OPOST, R_MOUNT, R_REBIND, R_MKDIR, R_MKNOD, R_SYMLINK, R_WRITE, R_MASK,
+	R_CONSOLE, R_CONSOLE_OPOST, R_QUIET, R_MOUNT, R_REBIND, R_MKDIR, R_MKNOD, R_SYMLINK, R_WRITE, R_MASK,
 	R_CGROUPNS, R_NOTIFY, R_COPY, R_REMOVE, R_ENV, R_CHDIR, R_CAPS_BOUNDING, R_CAPS_AMBIENT, R_RLIMIT, R_NO_NEW_PRIVS,
 	R_USER, R_AS_PID2, R_EXEC, R_ARGS, R_END, R__MAX
 };
@@ -231,6 +231,7 @@ static const struct {
 	[R_NOTIFY_FORWARD] = { "notify_forward", 1, 1, 0 },
 	[R_CONSOLE] = { "console", 1, 1, 0 },
 	[R_CONSOLE_OPOST] = { "console_opost", 1, 1, 0 },
+	[R_QUIET] = { "quiet", 1, 1, 0 },
 	[R_MOUNT] = { "mount", 6, 6, 1 },
 	[R_REBIND] = { "rebind", 3, 3, 1 },
 	[R_MKDIR] = { "mkdir", 2, 2, 1 },
@@ -350,6 +351,7 @@ static int apply(struct spec *s, enum rec_id id, const char *name, size_t idx, c
 		else WANT(0, "interactive|read-only|passive|pipe");
 		break;
 	case R_CONSOLE_OPOST: WANT(parse_bool(a[0], &s->console_opost) == 0, "0|1"); break;
+	case R_QUIET: WANT(parse_bool(a[0], &s->quiet) == 0, "0|1"); break;
 	case R_MOUNT:
 		if ((r = add_op(s, &op)) < 0) OOM();
 		op->kind = OP_MOUNT;
@@ -513,6 +515,7 @@ int spec_parse(struct spec *s, char *buf, size_t len, struct merr *e)
 	s->kill_signal = SIGKILL;
 	s->console = CONSOLE_PIPE;
 	s->console_opost = 1;
+	s->quiet = 1;
 
 	struct cursor c = { buf, len, 0 };
 	unsigned seen[R__MAX] = { 0 };

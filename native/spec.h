@@ -49,6 +49,7 @@ struct spec {
 	const char *prog, *machine, *root, *hostname, *registry, *state_json, *notify_forward;
 	int read_only, status_fd, kill_signal, boot, on_reboot_exit133, notify_ready;
 	int console, console_opost, no_new_privs, as_pid2;
+	int quiet; /* default 1 */
 	unsigned long clone_flags; /* CLONE_NEW* except CLONE_NEWCGROUP */
 	int ns_cgroup;             /* "cgroup" listed in namespaces */
 	int has_cgroupns_op;

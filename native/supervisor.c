@@ -349,8 +349,9 @@ static void handle_signal(const struct spec *s, struct run *R, int sfd)
 }
 
 /* Returns the exit status; *reboot set when the container rebooted. -1 = setup error in the
- * supervisor (already reported). */
-static int run_once(struct spec *s, struct registry *g, int sfd, int *reboot, int *ready_sent)
+ * supervisor (already reported). msg gets the exit line (empty after a setup failure, which
+ * has printed its own message, and after a reboot). */
+static int run_once(struct spec *s, struct registry *g, int sfd, int *reboot, int *ready_sent, char *msg, size_t msgsz)
 {
 	struct run R = { .pid = -1, .pidfd = -1, .sock = -1, .notify_fd = -1 };
 	struct merr e = { 0 };
@@ -358,6 +359,7 @@ static int run_once(struct spec *s, struct registry *g, int sfd, int *reboot, in
 	int rc = 1;
 	relay_init(&R.relay);
 	*reboot = 0;
+	msg[0] = 0;
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
 		merr_sys(&e, "socketpair", "", "failed to create the sync socket");
@@ -461,6 +463,9 @@ static int run_once(struct spec *s, struct registry *g, int sfd, int *reboot, in
 		} else
 			rc = 128 + sig;
 	}
+	if (!R.errored && !*reboot)
+		exit_line(s->machine ? s->machine : s->root, R.si.si_code == CLD_EXITED, R.si.si_status,
+			  (s->boot || s->as_pid2) && R.si.si_code != CLD_EXITED && R.si.si_status == SIGINT, msg, msgsz);
 	goto out;
 
 kill_child:
@@ -487,6 +492,7 @@ int supervisor_run(struct spec *s)
 	struct merr e = { 0 };
 	struct registry g = { .lockfd = -1 };
 	int rc = 1, ready_sent = 0;
+	char exit_msg[512] = "";
 	char line[96];
 
 	g_status_fd = s->status_fd;
@@ -519,7 +525,7 @@ int supervisor_run(struct spec *s)
 
 	for (;;) {
 		int reboot;
-		rc = run_once(s, &g, sfd, &reboot, &ready_sent);
+		rc = run_once(s, &g, sfd, &reboot, &ready_sent, exit_msg, sizeof exit_msg);
 		if (!reboot)
 			break;
 		status_line("{\"event\":\"reboot\"}");
@@ -534,6 +540,8 @@ out:
 		remove_cgroup(s->cgroups[i]);
 	registry_remove(&g);
 	console_restore();
+	if (!s->quiet && exit_msg[0])
+		(void)write_all(2, exit_msg, strlen(exit_msg)); /* after the terminal left raw mode */
 	snprintf(line, sizeof line, "{\"event\":\"exited\",\"status\":%d}", rc);
 	status_line(line);
 	return rc;

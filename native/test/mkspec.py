@@ -27,6 +27,7 @@ def main():
     ap.add_argument("--hostname")
     ap.add_argument("--console", default="pipe", choices=["interactive", "read-only", "passive", "pipe"])
     ap.add_argument("--opost", default="1")
+    ap.add_argument("--quiet", choices=["0", "1"], help="quiet record (absent = helper default 1)")
     ap.add_argument("--as-pid2", action="store_true")
     ap.add_argument("--boot", action="store_true")
     ap.add_argument("--on-reboot", default="restart")
@@ -77,6 +78,8 @@ def main():
         rec("notify_forward", a.notify_forward)
     rec("console", a.console)
     rec("console_opost", a.opost)
+    if a.quiet is not None:
+        rec("quiet", a.quiet)
 
     # --- setup ops ---
     rec("mount", "proc", "/proc", "proc", flags("nosuid,nodev,noexec"), "", "dir")

@@ -92,6 +92,32 @@ spec --raw-record mkdir /run/d 0755 --raw-record remove /run/d -- /bin/true
 run 2>"$work/err"; rc=$?
 ok $([ $rc = 1 ] && grep -q 'failed to remove "/run/d": Is a directory (EISDIR)' "$work/err" && echo 0 || echo 1) "remove of a directory: exit 1, EISDIR"
 
+spec --quiet 0 -- /bin/true
+out=$(run 2>&1); rc=$?
+ok $([ $rc = 0 ] && [ "$out" = "Container bbtest exited successfully." ] && echo 0 || echo 1) "quiet 0: exited successfully ($out)"
+
+spec --quiet 0 -- /bin/sh -c 'exit 3'
+out=$(run 2>&1); rc=$?
+ok $([ $rc = 3 ] && [ "$out" = "Container bbtest failed with error code 3." ] && echo 0 || echo 1) "quiet 0: failed with error code ($out)"
+
+spec --quiet 0 --status-fd 3 -- /bin/sleep 100
+run 3>"$work/status" 2>"$work/err" & pid=$!
+sleep 0.5; leader=$(sed -n 's/.*"leader":\([0-9]*\).*/\1/p' "$work/status"); kill -KILL "$leader"; wait $pid; rc=$?
+ok $([ $rc = 137 ] && [ "$(cat "$work/err")" = "Container bbtest terminated by signal SIGKILL." ] && echo 0 || echo 1) "quiet 0: terminated by signal SIGKILL"
+
+spec --quiet 0 --as-pid2 --status-fd 3 -- /bin/sh -c 'trap "exit 3" TERM; while :; do sleep 0.1; done'
+run 3>"$work/status" 2>"$work/err" & pid=$!
+sleep 0.5; leader=$(sed -n 's/.*"leader":\([0-9]*\).*/\1/p' "$work/status"); kill -s RTMIN+4 "$leader"; wait $pid; rc=$?
+ok $([ $rc = 0 ] && [ "$(cat "$work/err")" = "Container bbtest has been shut down." ] && echo 0 || echo 1) "quiet 0: powered off = has been shut down"
+
+spec --quiet 0 -- /nonexistent
+out=$(run 2>&1); rc=$?
+ok $([ $rc = 127 ] && [ "$(printf '%s\n' "$out" | wc -l)" = 1 ] && ! printf '%s' "$out" | grep -q Container && echo 0 || echo 1) "quiet 0: setup failure prints only its error line"
+
+spec -- /bin/sh -c 'exit 3'
+out=$(run 2>&1); rc=$?
+ok $([ $rc = 3 ] && [ -z "$out" ] && echo 0 || echo 1) "no quiet record: no exit line"
+
 spec --console interactive -- /bin/sh -c 'trap "stty size" WINCH; while :; do sleep 0.1; done'
 python3 "$here/console_test.py" "$H" "$work/spec" > "$work/console.out"; rc=$?
 sed 's/^/#   /' "$work/console.out"

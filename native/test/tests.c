@@ -101,6 +101,7 @@ static void good_body(struct sb *b)
 	rec(b, "notify", 1, "/run/host/notify");
 	rec(b, "copy", 3, "/etc/localtime", "/etc/localtime", "0644");
 	rec(b, "remove", 1, "/etc/resolv.conf");
+	rec(b, "quiet", 1, "0");
 	rec(b, "env", 2, "container=machina", "PATH=/bin");
 	rec(b, "chdir", 1, "/root");
 	rec(b, "caps_bounding", 1, "0x3fff");
@@ -167,6 +168,7 @@ static void test_spec(void)
 			      !strcmp(s.ops[10].path, "/etc/localtime") && s.ops[10].mode == 0644,
 		      "spec: copy op (HPATH, CPATH, MODE)");
 		check(s.ops[11].kind == OP_REMOVE && !strcmp(s.ops[11].path, "/etc/resolv.conf"), "spec: remove op");
+		check(s.quiet == 0, "spec: quiet 0");
 		check(s.n_env == 2 && s.env[2] == NULL && !strcmp(s.env[1], "PATH=/bin"), "spec: env NULL-terminated");
 		check(s.caps_bounding == 0x3fff && s.caps_ambient == 1, "spec: caps");
 		check(s.n_rlimits == 1 && s.rlimits[0].res == 7 && s.rlimits[0].soft == 1024 && s.rlimits[0].hard == RLIM_INFINITY,
@@ -189,7 +191,7 @@ static void test_spec(void)
 	rec(b, "end", 0);
 	r = parse(b, &s, &e);
 	check(r == 0 && s.kill_signal == SIGKILL && s.console == CONSOLE_PIPE && s.status_fd == -1 && s.env && !s.env[0] &&
-		      s.n_args == 0,
+		      s.n_args == 0 && s.quiet == 1,
 	      "spec: minimal spec gets defaults");
 	if (r == 0)
 		spec_free(&s);
@@ -323,6 +325,7 @@ static void test_spec(void)
 		{ "caps_bounding", "0xzz", 0, 0, 0, 0, 0, 1, "malformed HEX" },
 		{ "env", "NOEQUALS", 0, 0, 0, 0, 0, 1, "is not K=V" },
 		{ "namespaces", "mnt", "pid", "time", 0, 0, 0, 3, "unknown namespace \"time\"" },
+		{ "quiet", "2", 0, 0, 0, 0, 0, 1, "malformed 0|1" },
 		{ "copy", "etc/localtime", "/etc/localtime", "0644", 0, 0, 0, 3, "malformed HPATH" },
 		{ "copy", "/etc/localtime", "etc/localtime", "0644", 0, 0, 0, 3, "malformed CPATH" },
 		{ "copy", "/etc/localtime", "/", "0644", 0, 0, 0, 3, "malformed CPATH" },
@@ -388,6 +391,20 @@ static void test_errors(void)
 	merr_format(&e, NULL, small, sizeof small);
 	check(strlen(small) == 7, "error: formatting is bounded");
 	g_prog = saved;
+
+	exit_line("m1", 1, 0, 0, line, sizeof line);
+	check(!strcmp(line, "Container m1 exited successfully.\n"), "exit line: status 0");
+	exit_line("m1", 1, 3, 0, line, sizeof line);
+	check(!strcmp(line, "Container m1 failed with error code 3.\n"), "exit line: status 3");
+	exit_line("m1", 0, SIGKILL, 0, line, sizeof line);
+	check(!strcmp(line, "Container m1 terminated by signal SIGKILL.\n"), "exit line: SIGKILL");
+	exit_line("m1", 0, SIGINT, 1, line, sizeof line);
+	check(!strcmp(line, "Container m1 has been shut down.\n"), "exit line: powered off");
+	exit_line("m1", 0, SIGINT, 0, line, sizeof line);
+	check(!strcmp(line, "Container m1 terminated by signal SIGINT.\n"), "exit line: SIGINT without boot");
+	char sn[24];
+	check(!strcmp(signal_name(SIGRTMIN + 3, sn), "SIGRTMIN+3") && !strcmp(signal_name(SIGTERM, sn), "SIGTERM"),
+	      "exit line: signal names (realtime as SIGRTMIN+N)");
 }
 
 static int exists(const char *p)
