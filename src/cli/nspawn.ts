@@ -1,5 +1,4 @@
 /** machina-nspawn: parse, plan, then replace this process by the helper that runs the container. */
-import { existsSync } from "node:fs";
 import { MachinaError, renderError } from "../errors.ts";
 import { gatherHostFacts, gatherImageFacts } from "../host/facts.ts";
 import { LinuxHost } from "../host/linux.ts";
@@ -8,7 +7,7 @@ import { paths } from "../paths.ts";
 import { parseNspawnCommandLine } from "../settings/nspawn-cli.ts";
 import type { Settings } from "../settings/settings.ts";
 import { buildSpec } from "../spec/build.ts";
-import { encodeSpec } from "../spec/wire.ts";
+import { encodeSpec, specRecords } from "../spec/wire.ts";
 import { NSPAWN_HELP, NSPAWN_VERSION_TEXT } from "./nspawn-help.ts";
 
 const PROG = "machina-nspawn";
@@ -45,7 +44,12 @@ export function main(argv: string[], host: Host = new LinuxHost()): number {
     const image = gatherImageFacts(host, settings.directory, hostFacts.timezone);
     const statusFd = env["MACHINA_STATUS_FD"] ? Number(env["MACHINA_STATUS_FD"]) : undefined;
     const spec = buildSpec(settings, image, hostFacts, { prog: PROG, ...(statusFd !== undefined ? { statusFd } : {}) });
-    if (!existsSync(p.helper))
+    if (env["MACHINA_PRINT_SPEC"] === "1") {
+      // Debugging aid: show the plan instead of running it.
+      process.stdout.write(specRecords(spec).map(([name, args]) => JSON.stringify([name, ...args])).join("\n") + "\n");
+      return 0;
+    }
+    if (host.lstat(p.helper) === undefined)
       throw new MachinaError("E_NOT_FOUND", `helper "${p.helper}" not found`, { path: p.helper }, "build it with: make -C native");
     if (!settings.quiet) {
       process.stderr.write(`Spawning container ${spec.machine} on ${spec.root}.\n`);

@@ -92,7 +92,7 @@ export class LinuxHost implements Host {
     return fs.readFileSync("/proc/self/mountinfo", "utf8");
   }
 
-  execWithSpec(path: string, argv: string[], spec: Uint8Array): never {
+  execWithSpec(path: string, argv: string[], spec: Uint8Array): number {
     const fd = memfdCreate("machina-spec");
     fs.writeSync(fd, spec);
     for (const stdio of [0, 1, 2]) clearNonBlocking(stdio);

@@ -1,0 +1,132 @@
+/**
+ * FakeHost: an in-memory Host for unit tests. Files, directories and symlinks are declared up
+ * front; calls with effects (execWithSpec) are recorded instead of performed.
+ */
+import type { FileKind, Host } from "./host.ts";
+
+export type FakeNode = { kind: "file"; content: string } | { kind: "dir" } | { kind: "symlink"; target: string } | { kind: Exclude<FileKind, "file" | "dir" | "symlink"> };
+
+export interface FakeHostOptions {
+  files?: Record<string, string | FakeNode>;
+  env?: Record<string, string>;
+  tty?: boolean;
+  pid?: number;
+  readOnly?: string[];
+  mountinfo?: string;
+}
+
+export interface ExecRecord {
+  path: string;
+  argv: string[];
+  spec: Uint8Array;
+}
+
+export class FakeHost implements Host {
+  readonly nodes = new Map<string, FakeNode>();
+  readonly execs: ExecRecord[] = [];
+  private readonly options: FakeHostOptions;
+
+  constructor(options: FakeHostOptions = {}) {
+    this.options = options;
+    this.nodes.set("/", { kind: "dir" });
+    for (const [path, node] of Object.entries(options.files ?? {})) this.add(path, node);
+  }
+
+  add(path: string, node: string | FakeNode): void {
+    const parts = path.split("/").filter((p) => p.length > 0);
+    for (let i = 1; i < parts.length; i++) {
+      const dir = "/" + parts.slice(0, i).join("/");
+      if (!this.nodes.has(dir)) this.nodes.set(dir, { kind: "dir" });
+    }
+    this.nodes.set("/" + parts.join("/"), typeof node === "string" ? { kind: "file", content: node } : node);
+  }
+
+  /** Follow symlinks in every component (like the kernel does for host paths). */
+  private resolve(path: string, followLast: boolean, depth = 0): string | undefined {
+    if (depth > 40) return undefined;
+    const parts = path.split("/").filter((p) => p.length > 0 && p !== ".");
+    let cur: string[] = [];
+    for (let i = 0; i < parts.length; i++) {
+      const part = parts[i]!;
+      if (part === "..") {
+        cur.pop();
+        continue;
+      }
+      const candidate = "/" + [...cur, part].join("/");
+      const node = this.nodes.get(candidate);
+      if (node === undefined) return undefined;
+      const last = i === parts.length - 1;
+      if (node.kind === "symlink" && (!last || followLast)) {
+        const base = node.target.startsWith("/") ? node.target : "/" + [...cur, node.target].join("/");
+        const rest = parts.slice(i + 1).join("/");
+        return this.resolve(rest ? `${base}/${rest}` : base, followLast, depth + 1);
+      }
+      cur = [...cur, part];
+    }
+    return "/" + cur.join("/");
+  }
+
+  lstat(path: string): FileKind | undefined {
+    const r = this.resolve(path, false);
+    return r === undefined ? undefined : this.nodes.get(r)?.kind;
+  }
+
+  readlink(path: string): string {
+    const node = this.nodes.get(this.resolve(path, false) ?? "");
+    if (node?.kind !== "symlink") throw new Error(`EINVAL: readlink ${path}`);
+    return node.target;
+  }
+
+  readFile(path: string): string | undefined {
+    const node = this.nodes.get(this.resolve(path, true) ?? "");
+    return node?.kind === "file" ? node.content : undefined;
+  }
+
+  writable(path: string): boolean {
+    return !(this.options.readOnly ?? []).some((p) => path === p || path.startsWith(p + "/"));
+  }
+
+  realpath(path: string): string | undefined {
+    return this.resolve(path, true);
+  }
+
+  isatty(): boolean {
+    return this.options.tty ?? false;
+  }
+
+  env(): Readonly<Record<string, string | undefined>> {
+    return this.options.env ?? {};
+  }
+
+  pid(): number {
+    return this.options.pid ?? 4242;
+  }
+
+  processStartTime(): string | undefined {
+    return "123456";
+  }
+
+  nowUsec(): bigint {
+    return 1_700_000_000_000_000n;
+  }
+
+  randomHex(bytes: number): string {
+    return "ab".repeat(bytes);
+  }
+
+  mountinfo(): string {
+    return (
+      this.options.mountinfo ??
+      [
+        "30 1 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - tmpfs tmpfs rw,mode=755",
+        "31 30 0:27 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:5 - cgroup2 cgroup2 rw",
+        "32 30 0:28 / /sys/fs/cgroup/systemd rw,nosuid,nodev,noexec,relatime shared:6 - cgroup cgroup rw,xattr,name=systemd",
+      ].join("\n")
+    );
+  }
+
+  execWithSpec(path: string, argv: string[], spec: Uint8Array): number {
+    this.execs.push({ path, argv, spec });
+    return 0;
+  }
+}
