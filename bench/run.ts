@@ -1,0 +1,663 @@
+#!/usr/bin/env bun
+/**
+ * machina vs systemd-nspawn 252, side by side in one run (see BENCHMARKS.md).
+ *
+ *   bun bench/run.ts [--quick] [--only true|boot|memory]...
+ *
+ * Needs root, native/build/machina-helper and systemd-nspawn. The fixture images come from
+ * test/fixtures/images.ts and are never touched: every run uses copies under /var/tmp.
+ * Results: bench/results/<stamp>.json (+ latest.json); the generated blocks of BENCHMARKS.md
+ * (between `<!-- bench:NAME -->` markers) are rewritten for the sections that ran.
+ *
+ * Both tools are started the same way: `sh -c` moves itself into a fresh per-run cgroup
+ * (name=systemd + unified, as test/fixtures/nspawn-boot-check.sh does — nspawn with
+ * --keep-unit splits its own cgroup into supervisor/ and payload/, which must not be shared
+ * between runs) and `exec`s the tool. The tools alternate, and which one goes first alternates.
+ */
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { ensureBusyboxImage, ensureDebianImage } from "../test/fixtures/images.ts";
+
+const REPO = resolve(import.meta.dir, "..");
+const HELPER = join(REPO, "native/build/machina-helper");
+const MACHINA = join(REPO, "bin/machina-nspawn");
+const RESULTS = join(REPO, "bench/results");
+const DOC = join(REPO, "BENCHMARKS.md");
+const COMMON = ["--register=no", "--keep-unit", "-q", "--console=pipe"];
+const SECTIONS = ["true", "boot", "memory"] as const;
+type Section = (typeof SECTIONS)[number];
+type Tool = "machina" | "nspawn";
+const TOOLS: Tool[] = ["machina", "nspawn"];
+
+// ---------------------------------------------------------------- arguments
+
+const argv = process.argv.slice(2);
+const quick = argv.includes("--quick");
+const only: Section[] = [];
+for (let i = 0; i < argv.length; i++) {
+  const a = argv[i];
+  if (a === "--quick") continue;
+  if (a === "--only" && SECTIONS.includes(argv[i + 1] as Section)) only.push(argv[++i] as Section);
+  else {
+    console.error(`usage: bun bench/run.ts [--quick] [--only ${SECTIONS.join("|")}]...`);
+    process.exit(2);
+  }
+}
+const selected: Section[] = only.length > 0 ? only : [...SECTIONS];
+const N = { true: quick ? 10 : 40, breakdown: quick ? 10 : 40, boot: quick ? 2 : 7, memory: quick ? 1 : 3, warmup: quick ? 2 : 5 };
+
+// ---------------------------------------------------------------- small helpers
+
+const now = (): number => performance.now();
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const rank = Math.ceil((p / 100) * s.length); // nearest rank
+  return s[Math.min(s.length, Math.max(1, rank)) - 1] ?? NaN;
+}
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? (s[m] ?? NaN) : ((s[m - 1] ?? NaN) + (s[m] ?? NaN)) / 2;
+};
+interface Stat {
+  n: number;
+  median: number;
+  p90: number;
+  min: number;
+  max: number;
+  samples: number[];
+}
+function stat(xs: number[]): Stat {
+  return { n: xs.length, median: median(xs), p90: percentile(xs, 90), min: Math.min(...xs), max: Math.max(...xs), samples: xs.map((x) => Math.round(x * 1000) / 1000) };
+}
+
+async function sh(cmd: string[], opts: { allowFail?: boolean; env?: Record<string, string> } = {}): Promise<{ code: number; out: string; err: string }> {
+  const p = Bun.spawn(cmd, { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: opts.env ?? process.env });
+  const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  if (code !== 0 && !opts.allowFail) throw new Error(`${cmd.join(" ")} failed (${code}): ${err.trim()}`);
+  return { code, out, err };
+}
+
+// ---------------------------------------------------------------- cleanup registry
+
+const cleanups: Array<() => Promise<void> | void> = [];
+const live = new Set<number>(); // supervisors we started and have not reaped
+async function cleanupAll(): Promise<void> {
+  for (const pid of live) {
+    for (const p of descendants(pid).reverse()) tryKill(p, "SIGKILL");
+    tryKill(pid, "SIGKILL");
+  }
+  while (cleanups.length > 0) {
+    const f = cleanups.pop();
+    try {
+      await f?.();
+    } catch (e) {
+      console.error(`cleanup: ${String(e)}`);
+    }
+  }
+}
+for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  process.on(sig, () => {
+    console.error(`\n${sig}: cleaning up`);
+    void cleanupAll().finally(() => process.exit(130));
+  });
+}
+function tryKill(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // gone
+  }
+}
+
+// ---------------------------------------------------------------- /proc
+
+function children(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+function descendants(pid: number): number[] {
+  const out: number[] = [];
+  for (const c of children(pid)) out.push(c, ...descendants(c));
+  return out;
+}
+function nspid(pid: number): number[] {
+  try {
+    const m = /^NSpid:\s+(.*)$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m?.[1] ? m[1].trim().split(/\s+/).map(Number) : [];
+  } catch {
+    return [];
+  }
+}
+/** The descendant of `sup` that is PID 1 of a new PID namespace. */
+function findLeader(sup: number): number | undefined {
+  return descendants(sup).find((p) => {
+    const ns = nspid(p);
+    return ns.length === 2 && ns[1] === 1;
+  });
+}
+/** kB of VmRSS and Pss of `pid`. */
+function memoryOf(pid: number): { rssKiB: number; pssKiB: number } {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, "utf8");
+  const rss = Number(/^VmRSS:\s+(\d+)/m.exec(status)?.[1] ?? NaN);
+  const pss = Number(/^Pss:\s+(\d+)/m.exec(rollup)?.[1] ?? NaN);
+  return { rssKiB: rss, pssKiB: pss };
+}
+
+// ---------------------------------------------------------------- launching
+
+let seq = 0;
+let workDir = "";
+let stateDir = "";
+
+/** Hierarchies nspawn puts its supervisor/payload split in (as nspawn-boot-check.sh). */
+const CGROUP_ROOTS = ["/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified", "/sys/fs/cgroup"].filter(
+  (h) => existsSync(`${h}/cgroup.procs`) && !existsSync(`${h}/unified`),
+);
+
+async function removeCgroupTree(dir: string): Promise<void> {
+  if (!existsSync(dir)) return;
+  await sh(["find", dir, "-depth", "-type", "d", "-exec", "rmdir", "{}", "+"], { allowFail: true });
+  for (let i = 0; i < 100 && existsSync(dir); i++) {
+    await sleep(20);
+    await sh(["find", dir, "-depth", "-type", "d", "-exec", "rmdir", "{}", "+"], { allowFail: true });
+  }
+}
+
+interface Launched {
+  proc: ReturnType<typeof Bun.spawn>;
+  t0: number;
+  cgroups: string[];
+  name: string;
+  log: string;
+}
+
+const WRAP = 'for cg in $BENCH_CGROUPS; do mkdir "$cg" && echo $$ >"$cg/cgroup.procs" || exit 99; done; exec "$@"';
+
+function commandFor(tool: Tool, name: string, root: string, extra: string[]): string[] {
+  const args = [...COMMON, "-M", name, "-D", root, ...extra];
+  return tool === "machina" ? [MACHINA, ...args] : ["systemd-nspawn", ...args];
+}
+
+function launch(tool: Tool, root: string, extra: string[], name = `mb${tool[0]}${process.pid}x${++seq}`): Launched {
+  const cgroups = CGROUP_ROOTS.map((h) => `${h}/machina-bench-${name}`);
+  const log = join(workDir, `${name}.log`);
+  const t0 = now();
+  const proc = Bun.spawn(["sh", "-c", WRAP, "sh", ...commandFor(tool, name, root, extra)], {
+    stdin: "ignore",
+    stdout: Bun.file(log),
+    stderr: Bun.file(`${log}.err`),
+    env: { ...process.env, BENCH_CGROUPS: cgroups.join(" "), MACHINA_STATE_DIR: stateDir },
+  });
+  live.add(proc.pid);
+  return { proc, t0, cgroups, name, log };
+}
+
+/** After the supervisor has exited: leftovers of that run (cgroups, nspawn's propagate dir). */
+async function afterRun(l: Launched): Promise<void> {
+  live.delete(l.proc.pid);
+  for (const cg of l.cgroups) await removeCgroupTree(cg);
+  await rm(`/run/systemd/nspawn/propagate/${l.name}`, { recursive: true, force: true });
+}
+
+async function failure(l: Launched, what: string): Promise<Error> {
+  const out = (await readFile(l.log, "utf8").catch(() => "")) + (await readFile(`${l.log}.err`, "utf8").catch(() => ""));
+  return new Error(`${what} (${l.name}):\n${out.split("\n").slice(-15).join("\n")}`);
+}
+
+// ---------------------------------------------------------------- 1. /bin/true
+
+interface TrueResult {
+  wallMs: Record<Tool, Stat>;
+  ratio: number;
+  breakdownMs: {
+    shWrapper: Stat;
+    bunFloor: Stat;
+    cliVersion: Stat;
+    helperAlone: Stat;
+  };
+  derivedMs: { bunRuntime: number; moduleLoad: number; specAndExec: number; helper: number };
+}
+
+/** Capture the exact spec bin/machina-nspawn hands the helper, via a fake MACHINA_HELPER. */
+async function captureSpec(root: string, name: string): Promise<string> {
+  const spec = join(workDir, "true.spec");
+  const fake = join(workDir, "capture-helper.sh");
+  // execWithSpec: argv = machina-helper run --spec-fd N, empty environment
+  await writeFile(fake, `#!/bin/sh\nexec /bin/cat /proc/$$/fd/$3 >${spec}\n`);
+  await chmod(fake, 0o755);
+  const r = await sh([MACHINA, ...commandFor("machina", name, root, ["/bin/true"]).slice(1)], {
+    env: { ...process.env, MACHINA_HELPER: fake, MACHINA_STATE_DIR: stateDir } as Record<string, string>,
+  });
+  if (r.code !== 0 || statSync(spec).size === 0) throw new Error(`could not capture the spec: ${r.err}`);
+  return spec;
+}
+
+async function timeCmd(cmd: string[], env: Record<string, string> = {}): Promise<number> {
+  const t0 = now();
+  const p = Bun.spawn(cmd, { stdin: "ignore", stdout: "ignore", stderr: "ignore", env: { ...process.env, ...env } });
+  const code = await p.exited;
+  const dt = now() - t0;
+  if (code !== 0) throw new Error(`${cmd.join(" ")} exited ${code}`);
+  return dt;
+}
+
+async function benchTrue(busybox: string): Promise<TrueResult> {
+  const wall: Record<Tool, number[]> = { machina: [], nspawn: [] };
+  const total = N.warmup + N.true;
+  for (let i = 0; i < total; i++) {
+    const order = i % 2 === 0 ? TOOLS : [...TOOLS].reverse();
+    for (const tool of order) {
+      const l = launch(tool, busybox, ["/bin/true"], `mbtrue${tool[0]}`);
+      const code = await l.proc.exited;
+      const dt = now() - l.t0;
+      await afterRun(l);
+      if (code !== 0) throw await failure(l, `${tool} /bin/true exited ${code}`);
+      if (i >= N.warmup) wall[tool].push(dt);
+    }
+  }
+  // breakdown
+  const spec = await captureSpec(busybox, "mbtruem");
+  const env = { BENCH_CGROUPS: "", MACHINA_STATE_DIR: stateDir };
+  const b = { shWrapper: [] as number[], bunFloor: [] as number[], cliVersion: [] as number[], helperAlone: [] as number[] };
+  for (let i = 0; i < N.warmup + N.breakdown; i++) {
+    const s = await timeCmd(["sh", "-c", WRAP, "sh", "/bin/true"], env);
+    const f = await timeCmd(["bun", "-e", "0"]);
+    const v = await timeCmd([MACHINA, "--version"]);
+    const h = await timeCmd([HELPER, "run", "--spec", spec], env);
+    if (i >= N.warmup) {
+      b.shWrapper.push(s);
+      b.bunFloor.push(f);
+      b.cliVersion.push(v);
+      b.helperAlone.push(h);
+    }
+  }
+  const m = median(wall.machina);
+  const helper = median(b.helperAlone);
+  const version = median(b.cliVersion);
+  const floor = median(b.bunFloor);
+  return {
+    wallMs: { machina: stat(wall.machina), nspawn: stat(wall.nspawn) },
+    ratio: m / median(wall.nspawn),
+    breakdownMs: { shWrapper: stat(b.shWrapper), bunFloor: stat(b.bunFloor), cliVersion: stat(b.cliVersion), helperAlone: stat(b.helperAlone) },
+    derivedMs: { bunRuntime: floor, moduleLoad: version - floor, specAndExec: m - version - helper, helper },
+  };
+}
+
+// ---------------------------------------------------------------- 2. boot
+
+interface BootSample {
+  bootMs: number;
+  poweroffMs: number;
+  totalMs: number;
+  state: string;
+  exit: number;
+}
+interface BootResult {
+  boot: Record<Tool, Stat>;
+  poweroff: Record<Tool, Stat>;
+  total: Record<Tool, Stat>;
+  ratio: { boot: number; poweroff: number; total: number };
+  samples: Record<Tool, BootSample[]>;
+}
+
+async function copyTree(src: string, tag: string): Promise<string> {
+  const dst = join(workDir, `${tag}-${++seq}`);
+  await sh(["cp", "-a", "--reflink=auto", src, dst]);
+  // nspawn leaves a lock file per image inode in /run/systemd/nspawn/locks
+  const st = statSync(dst);
+  cleanups.push(async () => {
+    await rm(dst, { recursive: true, force: true });
+    await rm(`/run/systemd/nspawn/locks/inode-${st.dev}:${st.ino}`, { force: true });
+  });
+  return dst;
+}
+
+/** Leader pid: machina's from state.json, nspawn's as the PID-1 descendant. */
+async function waitLeader(tool: Tool, l: Launched, timeoutMs = 10000): Promise<number> {
+  const deadline = now() + timeoutMs;
+  while (now() < deadline) {
+    if (l.proc.exitCode !== null) throw await failure(l, `${tool} exited ${l.proc.exitCode} before its leader appeared`);
+    if (tool === "machina") {
+      try {
+        const st = JSON.parse(readFileSync(join(stateDir, "machines", l.name, "state.json"), "utf8")) as { leader?: number };
+        if (st.leader) return st.leader;
+      } catch {
+        // not yet
+      }
+    } else {
+      const leader = findLeader(l.proc.pid);
+      if (leader !== undefined) return leader;
+    }
+    await sleep(2);
+  }
+  throw await failure(l, `${tool}: no leader after ${timeoutMs} ms`);
+}
+
+/** `systemctl is-system-running --wait` inside, once the manager answers at all. */
+async function waitRunning(l: Launched, leader: number, timeoutMs = 60000): Promise<string> {
+  const deadline = now() + timeoutMs;
+  while (now() < deadline) {
+    const r = await sh(["nsenter", "-t", String(leader), "-a", "systemctl", "is-system-running", "--wait"], { allowFail: true });
+    const state = r.out.trim();
+    if (["running", "degraded", "maintenance", "stopping"].includes(state)) return state;
+    if (l.proc.exitCode !== null) throw await failure(l, `container exited ${l.proc.exitCode} while booting`);
+    await sleep(10);
+  }
+  throw await failure(l, `not running after ${timeoutMs} ms`);
+}
+
+async function bootOnce(tool: Tool, tree: string): Promise<BootSample> {
+  const l = launch(tool, tree, ["-b"]);
+  try {
+    const leader = await waitLeader(tool, l);
+    const state = await waitRunning(l, leader);
+    const t1 = now();
+    l.proc.kill("SIGTERM");
+    const exit = await l.proc.exited;
+    const t2 = now();
+    if (exit !== 0) throw await failure(l, `${tool} exited ${exit} after SIGTERM`);
+    return { bootMs: t1 - l.t0, poweroffMs: t2 - t1, totalMs: t2 - l.t0, state, exit };
+  } finally {
+    if (l.proc.exitCode === null) {
+      for (const p of descendants(l.proc.pid).reverse()) tryKill(p, "SIGKILL");
+      l.proc.kill("SIGKILL");
+      await l.proc.exited;
+    }
+    await afterRun(l);
+  }
+}
+
+async function benchBoot(debian: string): Promise<BootResult> {
+  const samples: Record<Tool, BootSample[]> = { machina: [], nspawn: [] };
+  for (let i = 0; i < N.boot + 1; i++) {
+    const order = i % 2 === 0 ? TOOLS : [...TOOLS].reverse();
+    for (const tool of order) {
+      const tree = await copyTree(debian, `debian-${tool}`);
+      await sh(["sync"]);
+      const s = await bootOnce(tool, tree);
+      await rm(tree, { recursive: true, force: true });
+      console.error(`  boot ${i === 0 ? "(warm-up) " : ""}${tool}: ${s.bootMs.toFixed(0)} + ${s.poweroffMs.toFixed(0)} ms (${s.state})`);
+      if (i > 0) samples[tool].push(s);
+    }
+  }
+  const pick = (tool: Tool, k: "bootMs" | "poweroffMs" | "totalMs"): Stat => stat(samples[tool].map((s) => s[k]));
+  const r = (k: "bootMs" | "poweroffMs" | "totalMs"): number => pick("machina", k).median / pick("nspawn", k).median;
+  return {
+    boot: { machina: pick("machina", "bootMs"), nspawn: pick("nspawn", "bootMs") },
+    poweroff: { machina: pick("machina", "poweroffMs"), nspawn: pick("nspawn", "poweroffMs") },
+    total: { machina: pick("machina", "totalMs"), nspawn: pick("nspawn", "totalMs") },
+    ratio: { boot: r("bootMs"), poweroff: r("poweroffMs"), total: r("totalMs") },
+    samples,
+  };
+}
+
+// ---------------------------------------------------------------- 3. memory
+
+interface MemSample {
+  processes: Array<{ pid: number; comm: string; rssKiB: number; pssKiB: number }>;
+  rssKiB: number;
+  pssKiB: number;
+}
+interface MemResult {
+  sleep: Record<Tool, { rssKiB: Stat; pssKiB: Stat; last: MemSample }>;
+  debian: Record<Tool, { rssKiB: Stat; pssKiB: Stat; last: MemSample }>;
+}
+
+/** The host-side processes of a container: the supervisor and descendants outside the container's PID namespace. */
+function hostSide(sup: number): MemSample {
+  const pids = [sup, ...descendants(sup).filter((p) => nspid(p).length === 1)];
+  const processes = pids.map((pid) => ({ pid, comm: readFileSync(`/proc/${pid}/comm`, "utf8").trim(), ...memoryOf(pid) }));
+  return { processes, rssKiB: processes.reduce((a, p) => a + p.rssKiB, 0), pssKiB: processes.reduce((a, p) => a + p.pssKiB, 0) };
+}
+
+async function memoryOnce(tool: Tool, tree: string, extra: string[], boot: boolean): Promise<MemSample> {
+  const l = launch(tool, tree, extra);
+  try {
+    const leader = await waitLeader(tool, l);
+    if (boot) await waitRunning(l, leader);
+    await sleep(300); // let the supervisor settle (relay buffers, notify socket)
+    if (tool === "machina") {
+      const st = JSON.parse(readFileSync(join(stateDir, "machines", l.name, "state.json"), "utf8")) as { supervisor?: number };
+      if (st.supervisor !== l.proc.pid) throw new Error(`state.json names supervisor ${st.supervisor}, expected ${l.proc.pid}`);
+    }
+    const m = hostSide(l.proc.pid);
+    l.proc.kill("SIGTERM");
+    const exit = await l.proc.exited;
+    if (boot && exit !== 0) throw await failure(l, `${tool} exited ${exit} after SIGTERM`);
+    return m;
+  } finally {
+    if (l.proc.exitCode === null) {
+      for (const p of descendants(l.proc.pid).reverse()) tryKill(p, "SIGKILL");
+      l.proc.kill("SIGKILL");
+      await l.proc.exited;
+    }
+    await afterRun(l);
+  }
+}
+
+async function benchMemory(busybox: string, debian: string): Promise<MemResult> {
+  const out = { sleep: {}, debian: {} } as MemResult;
+  for (const kind of ["sleep", "debian"] as const) {
+    const acc: Record<Tool, MemSample[]> = { machina: [], nspawn: [] };
+    for (let i = 0; i < N.memory; i++) {
+      const order = i % 2 === 0 ? TOOLS : [...TOOLS].reverse();
+      for (const tool of order) {
+        if (kind === "sleep") acc[tool].push(await memoryOnce(tool, busybox, ["/bin/sleep", "1000"], false));
+        else {
+          const tree = await copyTree(debian, `debian-mem-${tool}`);
+          acc[tool].push(await memoryOnce(tool, tree, ["-b"], true));
+          await rm(tree, { recursive: true, force: true });
+        }
+      }
+    }
+    for (const tool of TOOLS) {
+      const ss = acc[tool];
+      const last = ss[ss.length - 1];
+      if (!last) throw new Error("no memory sample");
+      out[kind][tool] = { rssKiB: stat(ss.map((s) => s.rssKiB)), pssKiB: stat(ss.map((s) => s.pssKiB)), last };
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- report
+
+interface Facts {
+  date: string;
+  host: string;
+  nproc: number;
+  kernel: string;
+  cpu: string;
+  memTotalMiB: number;
+  bun: string;
+  nspawn: string;
+  git: string;
+  command: string;
+  quick: boolean;
+  iterations: typeof N;
+}
+
+async function gatherFacts(): Promise<Facts> {
+  const cpuinfo = readFileSync("/proc/cpuinfo", "utf8");
+  const meminfo = readFileSync("/proc/meminfo", "utf8");
+  const git = (await sh(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], { allowFail: true })).out.trim();
+  const dirty = (await sh(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"], { allowFail: true })).out.trim() ? " (+ uncommitted changes)" : "";
+  return {
+    date: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
+    host: readFileSync("/proc/sys/kernel/hostname", "utf8").trim(),
+    nproc: navigator.hardwareConcurrency,
+    kernel: (await sh(["uname", "-r"])).out.trim(),
+    cpu: /^model name\s*:\s*(.*)$/m.exec(cpuinfo)?.[1] ?? "?",
+    memTotalMiB: Math.round(Number(/^MemTotal:\s+(\d+)/m.exec(meminfo)?.[1] ?? 0) / 1024),
+    bun: Bun.version,
+    nspawn: (await sh(["systemd-nspawn", "--version"])).out.split("\n")[0] ?? "?",
+    git: git + dirty,
+    command: ["bun", "bench/run.ts", ...argv].join(" "),
+    quick,
+    iterations: N,
+  };
+}
+
+const f1 = (x: number): string => (Number.isFinite(x) ? x.toFixed(1) : "–");
+const f2 = (x: number): string => (Number.isFinite(x) ? x.toFixed(2) : "–");
+const mib = (kib: number): string => (kib / 1024).toFixed(2);
+const verdict = (ok: boolean): string => (ok ? "**pass**" : "**FAIL**");
+
+function factsLine(f: Facts): string {
+  return [
+    `Measured ${f.date} on \`${f.host}\`: ${f.nproc} CPUs (${f.cpu}), ${f.memTotalMiB} MiB RAM, kernel ${f.kernel}, Bun ${f.bun}, ${f.nspawn}, machina ${f.git}.`,
+    `Command: \`${f.command}\`${f.quick ? " (quick mode: fewer iterations)" : ""}.`,
+  ].join("  \n");
+}
+
+function renderTrue(r: TrueResult, f: Facts): string {
+  const w = r.wallMs;
+  const b = r.breakdownMs;
+  const d = r.derivedMs;
+  return [
+    factsLine(f),
+    `N = ${w.machina.n} runs per tool (after ${f.iterations.warmup} warm-up runs each), alternating. Wall time from spawn to exit, in ms, as seen by the benchmark (includes the \`sh\` cgroup wrapper, ${f1(b.shWrapper.median)} ms).`,
+    "",
+    "| `/bin/true` in busybox | median | p90 | min | max |",
+    "|---|---:|---:|---:|---:|",
+    `| machina-nspawn | ${f1(w.machina.median)} | ${f1(w.machina.p90)} | ${f1(w.machina.min)} | ${f1(w.machina.max)} |`,
+    `| systemd-nspawn | ${f1(w.nspawn.median)} | ${f1(w.nspawn.p90)} | ${f1(w.nspawn.min)} | ${f1(w.nspawn.max)} |`,
+    `| **ratio machina/nspawn** (medians) | **${f2(r.ratio)}** | ${f2(w.machina.p90 / w.nspawn.p90)} (p90s) | | |`,
+    "",
+    `Target ≤ 0.50: ${verdict(r.ratio <= 0.5)}.`,
+    "",
+    `Where machina's time goes (N = ${b.helperAlone.n} each; medians, ms):`,
+    "",
+    "| stage | how measured | median | p90 |",
+    "|---|---|---:|---:|",
+    `| \`sh\` cgroup wrapper | \`sh -c WRAPPER /bin/true\` | ${f1(b.shWrapper.median)} | ${f1(b.shWrapper.p90)} |`,
+    `| Bun runtime start | \`bun -e 0\` | ${f1(b.bunFloor.median)} | ${f1(b.bunFloor.p90)} |`,
+    `| Bun + loading the CLI's modules | \`bin/machina-nspawn --version\` | ${f1(b.cliVersion.median)} | ${f1(b.cliVersion.p90)} |`,
+    `| helper alone (clone, mounts, pivot, exec, wait, cleanup) | \`machina-helper run --spec FILE\`, FILE = the exact spec the CLI produced (captured with a fake \`MACHINA_HELPER\`) | ${f1(b.helperAlone.median)} | ${f1(b.helperAlone.p90)} |`,
+    "",
+    `Derived split of the ${f1(w.machina.median)} ms median: Bun runtime ${f1(d.bunRuntime)} + module loading ${f1(d.moduleLoad)} + facts/spec/memfd/exec ${f1(d.specAndExec)} + helper ${f1(d.helper)} ms.`,
+  ].join("\n");
+}
+
+function renderBoot(r: BootResult, f: Facts): string {
+  const row = (what: string, k: "boot" | "poweroff" | "total"): string[] => [
+    `| ${what} | ${f1(r[k].machina.median)} | ${f1(r[k].machina.p90)} | ${f1(r[k].nspawn.median)} | ${f1(r[k].nspawn.p90)} | ${f2(r.ratio[k])} |`,
+  ];
+  const states = TOOLS.map((t) => `${t}: ${[...new Set(r.samples[t].map((s) => s.state))].join("/")}`).join(", ");
+  return [
+    factsLine(f),
+    `N = ${r.total.machina.n} boots per tool (after one warm-up boot each), alternating; every boot uses a fresh \`cp -a\` of the Debian fixture (copy not timed). Times in ms.`,
+    "Boot = spawn → `nsenter -t LEADER -a systemctl is-system-running --wait` answers; poweroff = SIGTERM to the supervisor → its exit (status 0). Console `pipe`.",
+    "",
+    "| Debian `-b` | machina median | machina p90 | nspawn median | nspawn p90 | ratio (medians) |",
+    "|---|---:|---:|---:|---:|---:|",
+    ...row("boot to `running`", "boot"),
+    ...row("poweroff", "poweroff"),
+    ...row("**total**", "total"),
+    "",
+    `States reached: ${states}. Target total ratio ≤ 0.90: ${verdict(r.ratio.total <= 0.9)}.`,
+  ].join("\n");
+}
+
+function renderMemory(r: MemResult, f: Facts): string {
+  const rows: string[] = [];
+  for (const kind of ["sleep", "debian"] as const) {
+    for (const tool of TOOLS) {
+      const x = r[kind][tool];
+      const procs = x.last.processes.map((p) => `\`${p.comm}\` ${mib(p.rssKiB)}`).join(" + ");
+      const label = kind === "sleep" ? "busybox `sleep 1000`" : "Debian booted (`running`)";
+      rows.push(`| ${label} | ${tool === "machina" ? "machina" : "systemd-nspawn"} | ${mib(x.rssKiB.median)} | ${mib(x.pssKiB.median)} | ${procs} |`);
+    }
+  }
+  const worst = Math.max(r.sleep.machina.rssKiB.median, r.debian.machina.rssKiB.median);
+  return [
+    factsLine(f),
+    `N = ${r.sleep.machina.rssKiB.n} per tool and payload, alternating; medians. Host-side processes = the supervisor (machina: \`supervisor\` of state.json, the pid \`bin/machina-nspawn\` was started as; nspawn: the \`systemd-nspawn\` process) plus any descendant outside the container's PID namespace. Sampled 300 ms after the container is up (Debian: after \`running\`).`,
+    "",
+    "| payload | tool | VmRSS MiB | Pss MiB | processes (VmRSS MiB, last sample) |",
+    "|---|---|---:|---:|---|",
+    ...rows,
+    "",
+    `Ratios (RSS, medians): sleep ${f2(r.sleep.machina.rssKiB.median / r.sleep.nspawn.rssKiB.median)}, Debian ${f2(r.debian.machina.rssKiB.median / r.debian.nspawn.rssKiB.median)}. Target machina ≤ 2 MiB RSS: ${verdict(worst <= 2048)}.`,
+  ].join("\n");
+}
+
+async function updateDoc(blocks: Partial<Record<Section, string>>): Promise<void> {
+  let doc = existsSync(DOC) ? await readFile(DOC, "utf8") : "# Benchmarks\n";
+  for (const [name, body] of Object.entries(blocks)) {
+    const begin = `<!-- bench:${name} -->`;
+    const end = `<!-- /bench:${name} -->`;
+    const block = `${begin}\n${body}\n${end}`;
+    const i = doc.indexOf(begin);
+    const j = doc.indexOf(end);
+    if (i >= 0 && j > i) doc = doc.slice(0, i) + block + doc.slice(j + end.length);
+    else doc += `\n## ${name}\n\n${block}\n`;
+  }
+  await writeFile(DOC, doc);
+}
+
+// ---------------------------------------------------------------- main
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error("run as root");
+  if (!existsSync(HELPER)) throw new Error(`${HELPER} missing: make -C native`);
+  const facts = await gatherFacts();
+  await mkdir("/var/tmp", { recursive: true });
+  workDir = await mkdtemp("/var/tmp/machina-bench-");
+  cleanups.push(() => rm(workDir, { recursive: true, force: true }));
+  stateDir = join(workDir, "state");
+  const busyboxCache = await ensureBusyboxImage();
+  const debianCache = selected.some((s) => s === "boot" || s === "memory") ? await ensureDebianImage() : "";
+  const busybox = await copyTree(busyboxCache, "busybox"); // neither tool may write into the shared cache
+
+  const results: Record<string, unknown> = { facts };
+  const blocks: Partial<Record<Section, string>> = {};
+  const t0 = now();
+  if (selected.includes("true")) {
+    console.error("1. /bin/true …");
+    const r = await benchTrue(busybox);
+    results["true"] = r;
+    blocks.true = renderTrue(r, facts);
+    console.error(`   machina ${f1(r.wallMs.machina.median)} ms, nspawn ${f1(r.wallMs.nspawn.median)} ms, ratio ${f2(r.ratio)}`);
+  }
+  if (selected.includes("boot")) {
+    console.error("2. boot Debian …");
+    const r = await benchBoot(debianCache);
+    results["boot"] = r;
+    blocks.boot = renderBoot(r, facts);
+    console.error(`   total: machina ${f1(r.total.machina.median)} ms, nspawn ${f1(r.total.nspawn.median)} ms, ratio ${f2(r.ratio.total)}`);
+  }
+  if (selected.includes("memory")) {
+    console.error("3. memory …");
+    const r = await benchMemory(busybox, debianCache);
+    results["memory"] = r;
+    blocks.memory = renderMemory(r, facts);
+    console.error(`   sleep: machina ${mib(r.sleep.machina.rssKiB.median)} MiB, nspawn ${mib(r.sleep.nspawn.rssKiB.median)} MiB; debian: machina ${mib(r.debian.machina.rssKiB.median)} MiB, nspawn ${mib(r.debian.nspawn.rssKiB.median)} MiB`);
+  }
+  results["durationS"] = (now() - t0) / 1000;
+  await mkdir(RESULTS, { recursive: true });
+  const json = JSON.stringify(results, null, 2);
+  const stamp = facts.date.replace(/[:]/g, "");
+  await writeFile(join(RESULTS, `${stamp}.json`), json);
+  await writeFile(join(RESULTS, "latest.json"), json);
+  await updateDoc(blocks);
+  console.error(`done in ${((now() - t0) / 1000).toFixed(0)} s; results in bench/results/${stamp}.json, BENCHMARKS.md updated`);
+}
+
+try {
+  await main();
+} catch (e) {
+  console.error(`bench: ${e instanceof Error ? e.message : String(e)}`);
+  process.exitCode = 1;
+} finally {
+  await cleanupAll();
+}
