@@ -195,10 +195,25 @@ export class Scratch {
   }
 }
 
+/** systemd's unit-name escaping (`-` is `\x2d`), as in `machine-NAME.scope`. */
+export function unitEscape(name: string): string {
+  let out = "";
+  for (const [i, ch] of [...name].entries()) {
+    if (/[A-Za-z0-9:_]/.test(ch) || (ch === "." && i > 0)) out += ch;
+    else for (const b of new TextEncoder().encode(ch)) out += `\\x${b.toString(16).padStart(2, "0")}`;
+  }
+  return out;
+}
+
+/** The machine's scope directory below `slice`. */
+export function machineCgroup(name: string, slice = MACHINE_SLICES[0]!): string {
+  return `${slice}/machine-${unitEscape(name)}.scope`;
+}
+
 /** Kill whatever is left in a machine's cgroups and remove them (test cleanup only). */
 export async function removeMachineCgroups(name: string): Promise<void> {
   for (const slice of MACHINE_SLICES) {
-    const dir = `${slice}/machine-${name}.scope`;
+    const dir = machineCgroup(name, slice);
     if (!existsSync(dir)) continue;
     for (let i = 0; i < 50; i++) {
       const pids = cgroupPidsBelow(dir);
@@ -476,16 +491,21 @@ export function newLeftovers(before: Snapshot, after: Snapshot): Snapshot {
 
 export const NOTHING: Snapshot = { mounts: [], cgroups: [], state: [] };
 
-/** Processes whose root directory is `root` (i.e. still running inside that container). */
-export function processesIn(root: string): number[] {
+/** The pid namespace of `pid` ("pid:[4026532185]"), or undefined when it is gone. */
+export function pidNamespace(pid: number): string | undefined {
+  try {
+    return readlinkSync(`/proc/${pid}/ns/pid`);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Live processes in the pid namespace `ns` (i.e. still running inside that container). */
+export function processesIn(ns: string): number[] {
   const pids: number[] = [];
   for (const e of readdirSync("/proc")) {
     if (!/^[0-9]+$/.test(e)) continue;
-    try {
-      if (readlinkSync(`/proc/${e}/root`) === root) pids.push(Number(e));
-    } catch {
-      // gone or a zombie
-    }
+    if (pidNamespace(Number(e)) === ns && alive(Number(e))) pids.push(Number(e));
   }
   return pids;
 }
