@@ -27,7 +27,7 @@ function chooseDirectory(settings: Settings, host: Host, pool: string[]): string
 
 export function main(argv: string[], host: Host = new LinuxHost()): number {
   try {
-    const parsed = parseNspawnCommandLine(argv, host.env());
+    const parsed = parseNspawnCommandLine(argv, host.env(), process.cwd());
     if (parsed.action === "help") {
       process.stdout.write(NSPAWN_HELP);
       return 0;

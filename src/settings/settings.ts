@@ -3,6 +3,7 @@
  * provenance of every value. Pure data; `spec/` turns it into a RunSpec.
  */
 import type { CapabilityName } from "./capabilities.ts";
+import type { BindMount, Credential, OverlayMount, PortForward, PrivateUsers, TmpfsMount } from "./compound-values.ts";
 import type { Rlimit } from "./rlimits.ts";
 
 export const CONSOLE_MODES = ["interactive", "read-only", "passive", "pipe", "autopipe"] as const;
@@ -23,6 +24,12 @@ export type LinkJournalMode = (typeof LINK_JOURNAL_MODES)[number];
 
 export const SETTINGS_MODES = ["yes", "no", "override", "trusted"] as const;
 export type SettingsMode = (typeof SETTINGS_MODES)[number];
+
+export const VOLATILE_MODES = ["no", "yes", "state", "overlay"] as const;
+export type VolatileMode = (typeof VOLATILE_MODES)[number];
+
+export const OWNERSHIP_MODES = ["off", "chown", "map", "auto"] as const;
+export type OwnershipMode = (typeof OWNERSHIP_MODES)[number];
 
 /** Where a value came from. */
 export type Source =
@@ -60,6 +67,42 @@ export interface Settings {
   register: boolean;
   keepUnit: boolean;
   privateNetwork: boolean;
+  // Image and root
+  template: string | undefined;
+  ephemeral: boolean;
+  image: string | undefined;
+  volatile: VolatileMode;
+  /** `PATH[:PATH]`: new root inside the image, and where the old root goes. */
+  pivotRoot: { newRoot: string; oldRoot: string | undefined } | undefined;
+  // Execution
+  personality: string | undefined;
+  suppressSync: boolean;
+  credentials: Credential[];
+  // Mounts
+  binds: BindMount[];
+  tmpfs: TmpfsMount[];
+  overlays: OverlayMount[];
+  inaccessible: string[];
+  bindUsers: string[];
+  // Isolation and resources
+  /** Syscall names and @groups: allowed in addition to the default, and denied. */
+  systemCallFilter: { allow: string[]; deny: string[] };
+  privateUsers: PrivateUsers;
+  privateUsersOwnership: OwnershipMode;
+  oomScoreAdjust: number | undefined;
+  cpuAffinity: number[] | undefined;
+  properties: Array<{ name: string; value: string }>;
+  slice: string | undefined;
+  // Networking (carried out by net/)
+  networkVeth: boolean;
+  networkVethExtra: string[];
+  networkBridge: string | undefined;
+  networkZone: string | undefined;
+  networkInterfaces: string[];
+  networkMacvlan: string[];
+  networkIpvlan: string[];
+  networkNamespacePath: string | undefined;
+  ports: PortForward[];
   /** Flags that were given but that this build cannot carry out yet. */
   unsupported: string[];
   /** Provenance of each setting that does not have its default. */
@@ -95,6 +138,35 @@ export function defaultSettings(): Settings {
     register: true,
     keepUnit: false,
     privateNetwork: false,
+    template: undefined,
+    ephemeral: false,
+    image: undefined,
+    volatile: "no",
+    pivotRoot: undefined,
+    personality: undefined,
+    suppressSync: false,
+    credentials: [],
+    binds: [],
+    tmpfs: [],
+    overlays: [],
+    inaccessible: [],
+    bindUsers: [],
+    systemCallFilter: { allow: [], deny: [] },
+    privateUsers: { mode: "no" },
+    privateUsersOwnership: "auto",
+    oomScoreAdjust: undefined,
+    cpuAffinity: undefined,
+    properties: [],
+    slice: undefined,
+    networkVeth: false,
+    networkVethExtra: [],
+    networkBridge: undefined,
+    networkZone: undefined,
+    networkInterfaces: [],
+    networkMacvlan: [],
+    networkIpvlan: [],
+    networkNamespacePath: undefined,
+    ports: [],
     unsupported: [],
     provenance: new Map(),
   };

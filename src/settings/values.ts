@@ -133,3 +133,72 @@ export function parseAbsolutePath(value: string, ctx: ErrorContext): string {
   }
   return "/" + parts.join("/");
 }
+
+export const PERSONALITIES = ["x86", "x86-64", "arm", "arm64", "ppc", "ppc64", "ppc64-le", "s390", "s390x"] as const;
+
+export function parsePersonality(value: string, ctx: ErrorContext): string {
+  if ((PERSONALITIES as readonly string[]).includes(value)) return value;
+  throw invalid(ctx, value, `an architecture name (${PERSONALITIES.join(", ")})`);
+}
+
+/** A slice unit name; ".slice" is appended when missing. */
+export function parseSlice(value: string, ctx: ErrorContext): string {
+  const name = value.endsWith(".slice") ? value : `${value}.slice`;
+  if (!/^[A-Za-z0-9:_.\\-]+\.slice$/.test(name) || name.length > 255 || name.startsWith("-"))
+    throw invalid(ctx, value, "a slice name such as machine-web.slice");
+  return name;
+}
+
+/** `Name=Value` for --property. */
+export function parseProperty(value: string, ctx: ErrorContext): { name: string; value: string } {
+  const eq = value.indexOf("=");
+  const name = eq === -1 ? "" : value.slice(0, eq);
+  if (!/^[A-Z][A-Za-z0-9]*$/.test(name)) throw invalid(ctx, value, "NAME=VALUE, e.g. MemoryMax=512M");
+  return { name, value: value.slice(eq + 1) };
+}
+
+/** Space-separated syscall names and @groups; a leading '~' makes the whole list a deny list. */
+export function parseSyscallFilter(value: string, ctx: ErrorContext): { deny: boolean; names: string[] } {
+  const trimmed = value.trim();
+  const deny = trimmed.startsWith("~");
+  const names = (deny ? trimmed.slice(1) : trimmed).split(/\s+/).filter((s) => s.length > 0);
+  if (names.length === 0 || !names.every((n) => /^@?[a-z0-9_-]+$/.test(n)))
+    throw invalid(ctx, value, "a space-separated list of system call names and @groups, optionally starting with '~'");
+  return { deny, names };
+}
+
+/** Network interface names: 1..15 bytes, no '/', ':' or white space, not "." or "..". */
+export function parseInterfaceName(value: string, ctx: ErrorContext): string {
+  if (value.length === 0 || value.length > 15 || /[/:\s\0]/.test(value) || value === "." || value === "..")
+    throw invalid(ctx, value, "a network interface name (1-15 characters, no '/', ':' or spaces)");
+  return value;
+}
+
+/** `HOSTIF[:CONTAINERIF]`. */
+export function parseVethExtra(value: string, ctx: ErrorContext): string {
+  const [host = "", container, extra] = value.split(":");
+  if (extra !== undefined) throw invalid(ctx, value, "HOSTIF[:CONTAINERIF]");
+  parseInterfaceName(host, ctx);
+  if (container !== undefined) parseInterfaceName(container, ctx);
+  return value;
+}
+
+export function parseOomScoreAdjust(value: string, ctx: ErrorContext): number {
+  if (!/^-?[0-9]+$/.test(value) || Number(value) < -1000 || Number(value) > 1000)
+    throw invalid(ctx, value, "an integer from -1000 to 1000");
+  return Number(value);
+}
+
+/** `PATH[:PATH]`, both absolute. */
+export function parsePivotRoot(value: string, ctx: ErrorContext): { newRoot: string; oldRoot: string | undefined } {
+  const parts = value.split(":");
+  if (parts.length > 2) throw invalid(ctx, value, "NEWROOT[:OLDROOT] with absolute paths");
+  const newRoot = parseAbsolutePath(parts[0]!, ctx);
+  return { newRoot, oldRoot: parts[1] === undefined ? undefined : parseAbsolutePath(parts[1], ctx) };
+}
+
+/** User names as accepted by systemd ("relaxed" rules, no ':' or '/'). */
+export function parseUserName(value: string, ctx: ErrorContext): string {
+  if (!/^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/.test(value)) throw invalid(ctx, value, "a user name");
+  return value;
+}
