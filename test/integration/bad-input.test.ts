@@ -1,0 +1,69 @@
+/**
+ * Bad flags and values: each gives exactly one clear line naming what is wrong, exit status 1,
+ * and leaves nothing behind (no state entry, no cgroup, no mount). Root only.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { ensureBusyboxImage } from "../fixtures/images.ts";
+import { NOTHING, Scratch, leftovers, newLeftovers, runNspawn } from "../helpers/machina.ts";
+
+const files = new Scratch();
+let image: string;
+let stateDir: string;
+let noUsr: string;
+let noOsRelease: string;
+
+beforeAll(async () => {
+  image = await ensureBusyboxImage();
+  stateDir = files.dir("machina-state-");
+  const work = files.dir();
+  noUsr = `${work}/no-usr`;
+  mkdirSync(`${noUsr}/etc`, { recursive: true });
+  mkdirSync(`${noUsr}/bin`, { recursive: true });
+  noOsRelease = `${work}/no-os-release`;
+  mkdirSync(`${noOsRelease}/usr/lib`, { recursive: true });
+  mkdirSync(`${noOsRelease}/sbin`, { recursive: true });
+  writeFileSync(`${noOsRelease}/sbin/init`, "#!/bin/sh\n", { mode: 0o755 });
+});
+afterAll(() => files.cleanup());
+
+type Case = [what: string, args: () => string[], message: RegExp];
+
+const D = () => ["-q", "--console=pipe", "-D", image, "-M", "bad-input-test"];
+const CASES: Case[] = [
+  ["unknown option", () => [...D(), "--frobnicate", "/bin/true"], /unrecognized option '--frobnicate'/],
+  ["unknown short option", () => [...D(), "-Y", "/bin/true"], /invalid option -- 'Y'/],
+  ["missing argument (short)", () => ["-q", "-D", image, "-M"], /option requires an argument -- 'M'/],
+  ["missing argument (long)", () => ["-q", "-D", image, "--machine"], /option '--machine' requires an argument/],
+  ["-b with -a", () => [...D(), "-b", "-a"], /--boot.*--as-pid2|--as-pid2.*--boot/],
+  ["bad -M", () => ["-q", "-D", image, "-M", "bad name!", "/bin/true"], /"bad name!".*-M|-M.*"bad name!"/],
+  ["-M too long", () => ["-q", "-D", image, "-M", "x".repeat(65), "/bin/true"], /-M/],
+  ["bad --uuid", () => [...D(), "--uuid=xyz", "/bin/true"], /"xyz".*--uuid/],
+  ["all-zero --uuid", () => [...D(), "--uuid=00000000000000000000000000000000", "/bin/true"], /--uuid/],
+  ["bad --kill-signal", () => [...D(), "--kill-signal=FOO", "/bin/true"], /"FOO".*--kill-signal/],
+  ["bad --console", () => [...D(), "--console=foo", "/bin/true"], /"foo".*--console/],
+  ["bad --rlimit name", () => [...D(), "--rlimit=FOO=1", "/bin/true"], /"FOO=1".*--rlimit/],
+  ["bad --rlimit value", () => [...D(), "--rlimit=NOFILE=abc", "/bin/true"], /"NOFILE=abc".*--rlimit/],
+  ["bad --capability", () => [...D(), "--capability=CAP_FOO", "/bin/true"], /CAP_FOO/],
+  ["bad --no-new-privileges", () => [...D(), "--no-new-privileges=maybe", "/bin/true"], /"maybe".*--no-new-privileges/],
+  ["bad --notify-ready", () => [...D(), "--notify-ready=maybe", "/bin/true"], /"maybe".*--notify-ready/],
+  ["missing directory", () => ["-q", "-D", "/nonexistent/machina-dir", "/bin/true"], /"\/nonexistent\/machina-dir".*(does not exist|No such file)/],
+  ["a tree without /usr", () => ["-q", "-D", noUsr, "/bin/true"], /\/usr.*missing|doesn't look like an OS tree/],
+  ["-b on a tree without os-release", () => ["-q", "-D", noOsRelease, "-b"], /os-release/],
+  ["unknown -u user", () => [...D(), "-u", "nosuchuser", "/bin/true"], /"nosuchuser"/],
+];
+
+describe("bad input: one clear line, exit 1, nothing left behind", () => {
+  for (const [what, args, message] of CASES) {
+    test(what, async () => {
+      const before = leftovers(stateDir);
+      const r = await runNspawn(args(), { stateDir });
+      expect(r.stdout).toBe("");
+      expect(r.lines, r.stderr).toHaveLength(1);
+      expect(r.lines[0]).toMatch(/^machina-nspawn: /);
+      expect(r.lines[0]).toMatch(message);
+      expect(r.code).toBe(1);
+      expect(newLeftovers(before, leftovers(stateDir))).toEqual(NOTHING);
+    }, 20_000);
+  }
+});
