@@ -160,6 +160,7 @@ export function parseNspawnCommandLine(
         break;
       // Image and root
       case "template":
+        if (v === "") throw usageError(`${spelling} needs a path`, ctx);
         set("template", parseAbsolutePath(absolutize(v, cwd), ctx), spelling);
         break;
       case "ephemeral":
