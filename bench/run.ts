@@ -173,31 +173,51 @@ async function removeCgroupTree(dir: string): Promise<void> {
 }
 
 interface Launched {
-  proc: ReturnType<typeof Bun.spawn>;
+  proc: Bun.Subprocess<"pipe", "pipe", "pipe">;
   t0: number;
   cgroups: string[];
   name: string;
   log: string;
 }
 
-const WRAP = 'for cg in $BENCH_CGROUPS; do mkdir "$cg" && echo $$ >"$cg/cgroup.procs" || exit 99; done; exec "$@"';
+/**
+ * The wrapper moves itself into the fresh cgroups, says `ready`, waits for `go` and execs the tool
+ * with its output in files. The clock starts at `go`: moving a process between cgroups costs an
+ * RCU grace period here (~8-16 ms, see BENCHMARKS.md), which must not be charged to either tool.
+ */
+const WRAP =
+  'for cg in $BENCH_CGROUPS; do mkdir "$cg" && echo $$ >"$cg/cgroup.procs" || exit 99; done; echo ready; read go; exec "$@" >"$BENCH_OUT" 2>"$BENCH_ERR" </dev/null';
+/** Pause between the wrapper's cgroup move and `go`, so the kernel's rcu_sync is idle again (a cold start). */
+const SETTLE_MS = 100;
+let compiled = ""; // `bun build --compile --bytecode` of the CLI, built per run (informational row)
 
-function commandFor(tool: Tool, name: string, root: string, extra: string[]): string[] {
+function commandFor(tool: Tool | "compiled", name: string, root: string, extra: string[]): string[] {
   const args = [...COMMON, "-M", name, "-D", root, ...extra];
-  return tool === "machina" ? [MACHINA, ...args] : ["systemd-nspawn", ...args];
+  return tool === "machina" ? [MACHINA, ...args] : tool === "compiled" ? [compiled, ...args] : ["systemd-nspawn", ...args];
 }
 
-function launch(tool: Tool, root: string, extra: string[], name = `mb${tool[0]}${process.pid}x${++seq}`): Launched {
+async function launch(tool: Tool | "compiled", root: string, extra: string[], name = `mb${tool[0]}${process.pid}x${++seq}`, cmd?: string[]): Promise<Launched> {
   const cgroups = CGROUP_ROOTS.map((h) => `${h}/machina-bench-${name}`);
   const log = join(workDir, `${name}.log`);
-  const t0 = now();
-  const proc = Bun.spawn(["sh", "-c", WRAP, "sh", ...commandFor(tool, name, root, extra)], {
-    stdin: "ignore",
-    stdout: Bun.file(log),
-    stderr: Bun.file(`${log}.err`),
-    env: { ...process.env, BENCH_CGROUPS: cgroups.join(" "), MACHINA_STATE_DIR: stateDir },
+  const proc = Bun.spawn(["sh", "-c", WRAP, "sh", ...(cmd ?? commandFor(tool, name, root, extra))], {
+    stdin: "pipe",
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { ...process.env, BENCH_CGROUPS: cgroups.join(" "), BENCH_OUT: log, BENCH_ERR: `${log}.err`, MACHINA_STATE_DIR: stateDir, MACHINA_HELPER: HELPER },
   });
   live.add(proc.pid);
+  const reader = proc.stdout.getReader();
+  const first = await reader.read();
+  reader.releaseLock();
+  if (!first.value || !new TextDecoder().decode(first.value).startsWith("ready")) {
+    await proc.exited;
+    live.delete(proc.pid);
+    throw new Error(`cgroup wrapper failed: ${await new Response(proc.stderr).text()}`);
+  }
+  await sleep(SETTLE_MS);
+  const t0 = now();
+  proc.stdin.write("go\n");
+  await proc.stdin.flush();
   return { proc, t0, cgroups, name, log };
 }
 
@@ -216,12 +236,14 @@ async function failure(l: Launched, what: string): Promise<Error> {
 // ---------------------------------------------------------------- 1. /bin/true
 
 interface TrueResult {
-  wallMs: Record<Tool, Stat>;
+  wallMs: Record<Tool | "compiled", Stat>;
   ratio: number;
+  ratioCompiled: number;
   breakdownMs: {
-    shWrapper: Stat;
+    harness: Stat;
     bunFloor: Stat;
     cliVersion: Stat;
+    cliToExec: Stat;
     helperAlone: Stat;
   };
   derivedMs: { bunRuntime: number; moduleLoad: number; specAndExec: number; helper: number };
@@ -241,40 +263,39 @@ async function captureSpec(root: string, name: string): Promise<string> {
   return spec;
 }
 
-async function timeCmd(cmd: string[], env: Record<string, string> = {}): Promise<number> {
-  const t0 = now();
-  const p = Bun.spawn(cmd, { stdin: "ignore", stdout: "ignore", stderr: "ignore", env: { ...process.env, ...env } });
-  const code = await p.exited;
-  const dt = now() - t0;
-  if (code !== 0) throw new Error(`${cmd.join(" ")} exited ${code}`);
+/** One timed run (go → exit) of `tool` or of a raw command, through the same wrapper. */
+async function timedRun(tool: Tool | "compiled", busybox: string, name: string, cmd?: string[]): Promise<number> {
+  const l = await launch(tool, busybox, ["/bin/true"], name, cmd);
+  const code = await l.proc.exited;
+  const dt = now() - l.t0;
+  await afterRun(l);
+  if (code !== 0) throw await failure(l, `${cmd ? cmd.join(" ") : tool} exited ${code}`);
   return dt;
 }
 
 async function benchTrue(busybox: string): Promise<TrueResult> {
-  const wall: Record<Tool, number[]> = { machina: [], nspawn: [] };
-  const total = N.warmup + N.true;
-  for (let i = 0; i < total; i++) {
-    const order = i % 2 === 0 ? TOOLS : [...TOOLS].reverse();
+  const wall: Record<Tool | "compiled", number[]> = { machina: [], nspawn: [], compiled: [] };
+  const tools: Array<Tool | "compiled"> = ["machina", "nspawn", "compiled"];
+  for (let i = 0; i < N.warmup + N.true; i++) {
+    const order = [...tools.slice(i % 3), ...tools.slice(0, i % 3)];
     for (const tool of order) {
-      const l = launch(tool, busybox, ["/bin/true"], `mbtrue${tool[0]}`);
-      const code = await l.proc.exited;
-      const dt = now() - l.t0;
-      await afterRun(l);
-      if (code !== 0) throw await failure(l, `${tool} /bin/true exited ${code}`);
+      const dt = await timedRun(tool, busybox, `mbtrue${tool[0]}`);
       if (i >= N.warmup) wall[tool].push(dt);
     }
   }
-  // breakdown
+  // breakdown: the same wrapper, settle and clock, around the pieces
   const spec = await captureSpec(busybox, "mbtruem");
-  const env = { BENCH_CGROUPS: "", MACHINA_STATE_DIR: stateDir };
-  const b = { shWrapper: [] as number[], bunFloor: [] as number[], cliVersion: [] as number[], helperAlone: [] as number[] };
+  const b = { harness: [] as number[], bunFloor: [] as number[], cliVersion: [] as number[], cliToExec: [] as number[], helperAlone: [] as number[] };
+  const cliArgs = commandFor("machina", "mbtruem", busybox, ["/bin/true"]).slice(1);
   for (let i = 0; i < N.warmup + N.breakdown; i++) {
-    const s = await timeCmd(["sh", "-c", WRAP, "sh", "/bin/true"], env);
-    const f = await timeCmd(["bun", "-e", "0"]);
-    const v = await timeCmd([MACHINA, "--version"]);
-    const h = await timeCmd([HELPER, "run", "--spec", spec], env);
+    const s = await timedRun("machina", busybox, "mbtrueh", ["/bin/true"]);
+    const f = await timedRun("machina", busybox, "mbtrueb", ["bun", "-e", "0"]);
+    const v = await timedRun("machina", busybox, "mbtruev", [MACHINA, "--version"]);
+    const c = await timedRun("machina", busybox, "mbtruec", ["env", "MACHINA_HELPER=/bin/true", MACHINA, ...cliArgs]);
+    const h = await timedRun("machina", busybox, "mbtruem", [HELPER, "run", "--spec", spec]);
     if (i >= N.warmup) {
-      b.shWrapper.push(s);
+      b.cliToExec.push(c);
+      b.harness.push(s);
       b.bunFloor.push(f);
       b.cliVersion.push(v);
       b.helperAlone.push(h);
@@ -284,14 +305,15 @@ async function benchTrue(busybox: string): Promise<TrueResult> {
   const helper = median(b.helperAlone);
   const version = median(b.cliVersion);
   const floor = median(b.bunFloor);
+  const toExec = median(b.cliToExec);
   return {
-    wallMs: { machina: stat(wall.machina), nspawn: stat(wall.nspawn) },
+    wallMs: { machina: stat(wall.machina), nspawn: stat(wall.nspawn), compiled: stat(wall.compiled) },
     ratio: m / median(wall.nspawn),
-    breakdownMs: { shWrapper: stat(b.shWrapper), bunFloor: stat(b.bunFloor), cliVersion: stat(b.cliVersion), helperAlone: stat(b.helperAlone) },
-    derivedMs: { bunRuntime: floor, moduleLoad: version - floor, specAndExec: m - version - helper, helper },
+    ratioCompiled: median(wall.compiled) / median(wall.nspawn),
+    breakdownMs: { harness: stat(b.harness), bunFloor: stat(b.bunFloor), cliVersion: stat(b.cliVersion), cliToExec: stat(b.cliToExec), helperAlone: stat(b.helperAlone) },
+    derivedMs: { bunRuntime: floor, moduleLoad: version - floor, specAndExec: toExec - version, helper },
   };
 }
-
 // ---------------------------------------------------------------- 2. boot
 
 interface BootSample {
@@ -356,7 +378,7 @@ async function waitRunning(l: Launched, leader: number, timeoutMs = 60000): Prom
 }
 
 async function bootOnce(tool: Tool, tree: string): Promise<BootSample> {
-  const l = launch(tool, tree, ["-b"]);
+  const l = await launch(tool, tree, ["-b"]);
   try {
     const leader = await waitLeader(tool, l);
     const state = await waitRunning(l, leader);
@@ -420,7 +442,7 @@ function hostSide(sup: number): MemSample {
 }
 
 async function memoryOnce(tool: Tool, tree: string, extra: string[], boot: boolean): Promise<MemSample> {
-  const l = launch(tool, tree, extra);
+  const l = await launch(tool, tree, extra);
   try {
     const leader = await waitLeader(tool, l);
     if (boot) await waitRunning(l, leader);
@@ -523,31 +545,34 @@ function renderTrue(r: TrueResult, f: Facts): string {
   const w = r.wallMs;
   const b = r.breakdownMs;
   const d = r.derivedMs;
+  const row = (label: string, s: Stat): string => `| ${label} | ${f1(s.median)} | ${f1(s.p90)} | ${f1(s.min)} | ${f1(s.max)} |`;
   return [
     factsLine(f),
-    `N = ${w.machina.n} runs per tool (after ${f.iterations.warmup} warm-up runs each), alternating. Wall time from spawn to exit, in ms, as seen by the benchmark (includes the \`sh\` cgroup wrapper, ${f1(b.shWrapper.median)} ms).`,
+    `N = ${w.machina.n} runs per tool (after ${f.iterations.warmup} warm-up runs each), rotating order. Wall time in ms from \`go\` to exit: each run's \`sh\` wrapper first moves itself into a fresh cgroup, waits ${SETTLE_MS} ms, then execs the tool when told (wrapper + exec floor: ${f1(b.harness.median)} ms, included in every number).`,
     "",
     "| `/bin/true` in busybox | median | p90 | min | max |",
     "|---|---:|---:|---:|---:|",
-    `| machina-nspawn | ${f1(w.machina.median)} | ${f1(w.machina.p90)} | ${f1(w.machina.min)} | ${f1(w.machina.max)} |`,
-    `| systemd-nspawn | ${f1(w.nspawn.median)} | ${f1(w.nspawn.p90)} | ${f1(w.nspawn.min)} | ${f1(w.nspawn.max)} |`,
-    `| **ratio machina/nspawn** (medians) | **${f2(r.ratio)}** | ${f2(w.machina.p90 / w.nspawn.p90)} (p90s) | | |`,
+    row("machina-nspawn (`bin/machina-nspawn`, Bun running the TypeScript)", w.machina),
+    row("systemd-nspawn", w.nspawn),
+    `| **ratio machina/nspawn** | **${f2(r.ratio)}** | ${f2(w.machina.p90 / w.nspawn.p90)} | | |`,
+    row("*for comparison:* the same CLI as `bun build --compile --bytecode` (built by this run)", w.compiled),
+    `| *ratio compiled/nspawn* | *${f2(r.ratioCompiled)}* | ${f2(w.compiled.p90 / w.nspawn.p90)} | | |`,
     "",
-    `Target ≤ 0.50: ${verdict(r.ratio <= 0.5)}.`,
+    `Target ≤ 0.50 (bin/machina-nspawn): ${verdict(r.ratio <= 0.5)}.`,
     "",
-    `Where machina's time goes (N = ${b.helperAlone.n} each; medians, ms):`,
+    `Where machina's time goes (N = ${b.helperAlone.n} each, same wrapper and clock; ms):`,
     "",
     "| stage | how measured | median | p90 |",
     "|---|---|---:|---:|",
-    `| \`sh\` cgroup wrapper | \`sh -c WRAPPER /bin/true\` | ${f1(b.shWrapper.median)} | ${f1(b.shWrapper.p90)} |`,
+    `| wrapper + exec floor | \`/bin/true\` as the tool | ${f1(b.harness.median)} | ${f1(b.harness.p90)} |`,
     `| Bun runtime start | \`bun -e 0\` | ${f1(b.bunFloor.median)} | ${f1(b.bunFloor.p90)} |`,
     `| Bun + loading the CLI's modules | \`bin/machina-nspawn --version\` | ${f1(b.cliVersion.median)} | ${f1(b.cliVersion.p90)} |`,
-    `| helper alone (clone, mounts, pivot, exec, wait, cleanup) | \`machina-helper run --spec FILE\`, FILE = the exact spec the CLI produced (captured with a fake \`MACHINA_HELPER\`) | ${f1(b.helperAlone.median)} | ${f1(b.helperAlone.p90)} |`,
+    `| Bun + CLI until it execs the helper (args, host/image facts, spec, memfd) | \`MACHINA_HELPER=/bin/true bin/machina-nspawn … /bin/true\` | ${f1(b.cliToExec.median)} | ${f1(b.cliToExec.p90)} |`,
+    `| helper alone (cgroups, clone, mounts, pivot, exec, wait, cleanup) | \`machina-helper run --spec FILE\`, FILE = the exact spec the CLI produced (captured with a fake \`MACHINA_HELPER\`) | ${f1(b.helperAlone.median)} | ${f1(b.helperAlone.p90)} |`,
     "",
-    `Derived split of the ${f1(w.machina.median)} ms median: Bun runtime ${f1(d.bunRuntime)} + module loading ${f1(d.moduleLoad)} + facts/spec/memfd/exec ${f1(d.specAndExec)} + helper ${f1(d.helper)} ms.`,
+    `Split (medians of the separate measurements): Bun runtime ${f1(d.bunRuntime)} + module loading ${f1(d.moduleLoad)} + facts/spec/memfd ${f1(d.specAndExec)} + helper ${f1(d.helper)} = ${f1(d.bunRuntime + d.moduleLoad + d.specAndExec + d.helper)} ms, against ${f1(w.machina.median)} ms measured end to end (the helper's cgroup moves vary run to run, see below).`,
   ].join("\n");
 }
-
 function renderBoot(r: BootResult, f: Facts): string {
   const row = (what: string, k: "boot" | "poweroff" | "total"): string[] => [
     `| ${what} | ${f1(r[k].machina.median)} | ${f1(r[k].machina.p90)} | ${f1(r[k].nspawn.median)} | ${f1(r[k].nspawn.p90)} | ${f2(r.ratio[k])} |`,
@@ -624,6 +649,11 @@ async function main(): Promise<void> {
   const t0 = now();
   if (selected.includes("true")) {
     console.error("1. /bin/true …");
+    // the same CLI as one executable with precompiled bytecode, for the comparison row
+    const entry = join(workDir, "entry.ts");
+    await writeFile(entry, `import { main } from ${JSON.stringify(join(REPO, "src/cli/nspawn.ts"))};\nprocess.exit(main(process.argv.slice(2)));\n`);
+    compiled = join(workDir, "machina-nspawn-compiled");
+    await sh(["bun", "build", entry, "--compile", "--bytecode", "--outfile", compiled]);
     const r = await benchTrue(busybox);
     results["true"] = r;
     blocks.true = renderTrue(r, facts);
