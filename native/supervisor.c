@@ -140,6 +140,18 @@ struct registry {
 	int lockfd;
 };
 
+/* Whether fd is still the file at path (a remover may have unlinked it under us). */
+static int same_file(int fd, const char *path)
+{
+	struct stat a, b;
+	return fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+/*
+ * Take the machine's lock. Whoever removes a stale entry (the next start, machinactl) holds
+ * its lock while unlinking it, so a lock that is busy or stops being the file at the path
+ * is retried for a moment before the machine counts as running.
+ */
 static int registry_lock(struct registry *g, const struct spec *s, struct merr *e)
 {
 	char path[4200];
@@ -147,23 +159,29 @@ static int registry_lock(struct registry *g, const struct spec *s, struct merr *
 	g->lockfd = -1;
 	if (!g->dir)
 		return 0;
-	int r = mkdir_p_host(g->dir, 0755, e);
-	if (r < 0)
-		return r;
 	snprintf(path, sizeof path, "%s/lock", g->dir);
-	g->lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (g->lockfd < 0)
-		return merr_sys(e, "open", path, "failed to open \"%s\"", path);
-	if (flock(g->lockfd, LOCK_EX | LOCK_NB) < 0) {
-		if (errno == EWOULDBLOCK) {
-			r = merr_set(e, 0, "flock", path, "machine \"%s\" is already running", s->machine ? s->machine : g->dir);
-		} else
+	for (int attempt = 0; attempt < 50; attempt++) { /* 50 x 4 ms */
+		int r = mkdir_p_host(g->dir, 0755, e);
+		if (r < 0)
+			return r;
+		int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (fd < 0)
+			return merr_sys(e, "open", path, "failed to open \"%s\"", path);
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+			if (same_file(fd, path)) {
+				g->lockfd = fd;
+				return 0;
+			}
+		} else if (errno != EWOULDBLOCK) {
 			r = merr_sys(e, "flock", path, "failed to lock \"%s\"", path);
-		close(g->lockfd);
-		g->lockfd = -1;
-		return r;
+			close(fd);
+			return r;
+		}
+		close(fd);
+		struct timespec ts = { 0, 4 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
 	}
-	return 0;
+	return merr_set(e, 0, "flock", path, "machine \"%s\" is already running", s->machine ? s->machine : g->dir);
 }
 
 static int registry_write(struct registry *g, const struct spec *s, pid_t leader, struct merr *e)
