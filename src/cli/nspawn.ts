@@ -3,6 +3,7 @@ import { MachinaError, renderError } from "../errors.ts";
 import { gatherHostFacts, gatherImageFacts } from "../host/facts.ts";
 import { LinuxHost } from "../host/linux.ts";
 import type { Host } from "../host/host.ts";
+import { sweepStale } from "../machine/registry.ts";
 import { paths } from "../paths.ts";
 import { parseNspawnCommandLine } from "../settings/nspawn-cli.ts";
 import type { Settings } from "../settings/settings.ts";
@@ -51,6 +52,8 @@ export function main(argv: string[], host: Host = new LinuxHost()): number {
     }
     if (host.lstat(p.helper) === undefined)
       throw new MachinaError("E_NOT_FOUND", `helper "${p.helper}" not found`, { path: p.helper }, "build it with: make -C native");
+    // Entries of supervisors that were killed outright: remove them (and their cgroups) now.
+    sweepStale(host, p.stateDir, Date.now());
     if (!settings.quiet) {
       process.stderr.write(`Spawning container ${spec.machine} on ${spec.root}.\n`);
       if (spec.console === "interactive") process.stderr.write("Press ^] three times within 1s to kill container.\n");

@@ -24,6 +24,9 @@ export interface ExecRecord {
 export class FakeHost implements Host {
   readonly nodes = new Map<string, FakeNode>();
   readonly execs: ExecRecord[] = [];
+  /** Paths whose lock is held by "another process". */
+  readonly heldLocks = new Set<string>();
+  readonly mtimes = new Map<string, number>();
   private readonly options: FakeHostOptions;
 
   constructor(options: FakeHostOptions = {}) {
@@ -123,6 +126,34 @@ export class FakeHost implements Host {
         "32 30 0:28 / /sys/fs/cgroup/systemd rw,nosuid,nodev,noexec,relatime shared:6 - cgroup cgroup rw,xattr,name=systemd",
       ].join("\n")
     );
+  }
+
+  readdir(path: string): string[] {
+    const dir = this.resolve(path, true);
+    if (dir === undefined || this.nodes.get(dir)?.kind !== "dir") return [];
+    const prefix = dir === "/" ? "/" : `${dir}/`;
+    return [...this.nodes.keys()].filter((p) => p.startsWith(prefix) && p !== dir && !p.slice(prefix.length).includes("/")).map((p) => p.slice(prefix.length));
+  }
+
+  mtimeMs(path: string): number | undefined {
+    return this.nodes.has(path) ? (this.mtimes.get(path) ?? 0) : undefined;
+  }
+
+  tryLock(path: string): { release(): void } | undefined {
+    if (!this.nodes.has(path) || this.heldLocks.has(path)) return undefined;
+    this.heldLocks.add(path);
+    return { release: () => this.heldLocks.delete(path) };
+  }
+
+  unlink(path: string): void {
+    if (this.nodes.get(path)?.kind !== "dir") this.nodes.delete(path);
+  }
+
+  removeDirTree(path: string): void {
+    for (const p of [...this.nodes.keys()].filter((k) => k.startsWith(`${path}/`)).sort((a, b) => b.length - a.length))
+      if (this.nodes.get(p)?.kind === "dir") this.nodes.delete(p);
+    if ([...this.nodes.keys()].some((k) => k.startsWith(`${path}/`))) return; // not empty: kept, like rmdir
+    this.nodes.delete(path);
   }
 
   execWithSpec(path: string, argv: string[], spec: Uint8Array): number {

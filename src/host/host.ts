@@ -24,6 +24,16 @@ export interface Host {
   randomHex(bytes: number): string;
   /** Contents of /proc/self/mountinfo. */
   mountinfo(): string;
+  /** Names in a directory ([] when missing). */
+  readdir(path: string): string[];
+  /** Modification time in milliseconds since the epoch, or undefined when missing. */
+  mtimeMs(path: string): number | undefined;
+  /** Exclusive flock without waiting; undefined when it is held elsewhere or missing. */
+  tryLock(path: string): { release(): void } | undefined;
+  /** Remove a file or symlink; missing is fine. */
+  unlink(path: string): void;
+  /** Remove a directory and the (empty) directories below it, deepest first (cgroups). */
+  removeDirTree(path: string): void;
   /**
    * Replace the current process by `path` with the given spec bytes readable on an inherited
    * fd, whose number is appended to argv. The real host never returns (it throws on

@@ -8,6 +8,7 @@ const symbols = {
   memfd_create: { args: [FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
   execve: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
   fcntl: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+  flock: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
   __errno_location: { args: [], returns: FFIType.ptr },
 } as const;
 
@@ -72,4 +73,12 @@ export function execve(path: string, argv: readonly string[], envp: readonly str
   const e = errno();
   void keep;
   throw new SyscallError("execve", e, path);
+}
+
+const LOCK_EX = 2;
+const LOCK_NB = 4;
+
+/** flock(fd, LOCK_EX|LOCK_NB): false when another open file description holds a lock. */
+export function tryFlockExclusive(fd: number): boolean {
+  return lib().flock(fd, LOCK_EX | LOCK_NB) === 0;
 }

@@ -2,7 +2,7 @@
 import * as fs from "node:fs";
 import { isatty } from "node:tty";
 import type { FileKind, Host } from "./host.ts";
-import { clearNonBlocking, execve, memfdCreate } from "./libc.ts";
+import { clearNonBlocking, execve, memfdCreate, tryFlockExclusive } from "./libc.ts";
 
 function kindOf(st: fs.Stats): FileKind {
   if (st.isFile()) return "file";
@@ -90,6 +90,63 @@ export class LinuxHost implements Host {
 
   mountinfo(): string {
     return fs.readFileSync("/proc/self/mountinfo", "utf8");
+  }
+
+  readdir(path: string): string[] {
+    try {
+      return fs.readdirSync(path);
+    } catch (e) {
+      if (isMissing(e)) return [];
+      throw e;
+    }
+  }
+
+  mtimeMs(path: string): number | undefined {
+    try {
+      return fs.lstatSync(path).mtimeMs;
+    } catch (e) {
+      if (isMissing(e)) return undefined;
+      throw e;
+    }
+  }
+
+  tryLock(path: string): { release(): void } | undefined {
+    let fd: number;
+    try {
+      fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+    } catch (e) {
+      if (isMissing(e)) return undefined;
+      throw e;
+    }
+    if (!tryFlockExclusive(fd)) {
+      fs.closeSync(fd);
+      return undefined;
+    }
+    return { release: () => fs.closeSync(fd) };
+  }
+
+  unlink(path: string): void {
+    try {
+      fs.unlinkSync(path);
+    } catch (e) {
+      if (!isMissing(e)) throw e;
+    }
+  }
+
+  removeDirTree(path: string): void {
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(path, { withFileTypes: true });
+    } catch (e) {
+      if (isMissing(e)) return;
+      throw e;
+    }
+    for (const entry of entries) if (entry.isDirectory()) this.removeDirTree(`${path}/${entry.name}`);
+    try {
+      fs.rmdirSync(path);
+    } catch (e) {
+      if (!isMissing(e)) throw e;
+    }
   }
 
   execWithSpec(path: string, argv: string[], spec: Uint8Array): number {

@@ -342,6 +342,7 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
     started_usec: host.nowUsec.toString(),
     supervisor_starttime: host.startTime ?? "",
     cgroup: cgroups[0],
+    cgroups,
     os: image.osRelease?.["ID"] ?? "",
     version: image.osRelease?.["VERSION_ID"] ?? "",
   };
