@@ -5,6 +5,7 @@ import { LinuxHost } from "../host/linux.ts";
 import type { Host } from "../host/host.ts";
 import { sweepStale } from "../machine/registry.ts";
 import { paths } from "../paths.ts";
+import { loadSettingsFile } from "../settings/lookup.ts";
 import { parseNspawnCommandLine } from "../settings/nspawn-cli.ts";
 import type { Settings } from "../settings/settings.ts";
 import { buildSpec } from "../spec/build.ts";
@@ -37,12 +38,17 @@ export function main(argv: string[], host: Host = new LinuxHost()): number {
       process.stdout.write(NSPAWN_VERSION_TEXT);
       return 0;
     }
-    const settings = parsed.settings;
     const env = host.env();
     const p = paths(env);
-    settings.directory = chooseDirectory(settings, host, p.pool);
+    const directory = chooseDirectory(parsed.settings, host, p.pool);
+    parsed.settings.directory = directory;
+    // The machine's .nspawn file (if any), merged under (or, with --settings=override, over)
+    // the command line. Its warnings are shown even with -q, as systemd-nspawn's are.
+    const loaded = loadSettingsFile(host, parsed.settings);
+    for (const w of loaded.warnings) process.stderr.write(`${PROG}: ${w}\n`);
+    const settings = loaded.settings;
     const hostFacts = gatherHostFacts(host, p.stateDir);
-    const image = gatherImageFacts(host, settings.directory, hostFacts.timezone);
+    const image = gatherImageFacts(host, directory, hostFacts.timezone);
     const statusFd = env["MACHINA_STATUS_FD"] ? Number(env["MACHINA_STATUS_FD"]) : undefined;
     const spec = buildSpec(settings, image, hostFacts, { prog: PROG, ...(statusFd !== undefined ? { statusFd } : {}) });
     if (env["MACHINA_PRINT_SPEC"] === "1") {
