@@ -20,8 +20,10 @@ import { join, resolve } from "node:path";
 import { ensureBusyboxImage, ensureDebianImage } from "../test/fixtures/images.ts";
 
 const REPO = resolve(import.meta.dir, "..");
-const HELPER = join(REPO, "native/build/machina-helper");
-const MACHINA = join(REPO, "bin/machina-nspawn");
+/** The machina under test: a snapshot of HEAD (git archive + make -C native), or with --worktree the live tree. */
+let TREE = REPO;
+let HELPER = join(REPO, "native/build/machina-helper");
+let MACHINA = join(REPO, "bin/machina-nspawn");
 const RESULTS = join(REPO, "bench/results");
 const DOC = join(REPO, "BENCHMARKS.md");
 const COMMON = ["--register=no", "--keep-unit", "-q", "--console=pipe"];
@@ -34,18 +36,19 @@ const TOOLS: Tool[] = ["machina", "nspawn"];
 
 const argv = process.argv.slice(2);
 const quick = argv.includes("--quick");
+const worktree = argv.includes("--worktree");
 const only: Section[] = [];
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i];
-  if (a === "--quick") continue;
+  if (a === "--quick" || a === "--worktree") continue;
   if (a === "--only" && SECTIONS.includes(argv[i + 1] as Section)) only.push(argv[++i] as Section);
   else {
-    console.error(`usage: bun bench/run.ts [--quick] [--only ${SECTIONS.join("|")}]...`);
+    console.error(`usage: bun bench/run.ts [--quick] [--worktree] [--only ${SECTIONS.join("|")}]...`);
     process.exit(2);
   }
 }
 const selected: Section[] = only.length > 0 ? only : [...SECTIONS];
-const N = { true: quick ? 10 : 40, breakdown: quick ? 10 : 40, boot: quick ? 2 : 7, memory: quick ? 1 : 3, warmup: quick ? 2 : 5 };
+const N = { true: quick ? 10 : 40, breakdown: quick ? 10 : 40, boot: quick ? 2 : 11, memory: quick ? 1 : 3, warmup: quick ? 2 : 5 };
 
 // ---------------------------------------------------------------- small helpers
 
@@ -331,6 +334,26 @@ interface BootResult {
   samples: Record<Tool, BootSample[]>;
 }
 
+/** A fresh writable view of `src`: an overlay (upper dir in the work dir), so no copy is needed and `src` is never written. */
+async function overlayTree(src: string, tag: string): Promise<string> {
+  const base = join(workDir, `${tag}-${++seq}`);
+  const [upper, work, merged] = ["upper", "work", "merged"].map((d) => join(base, d)) as [string, string, string];
+  for (const d of [upper, work, merged]) await mkdir(d, { recursive: true });
+  await sh(["mount", "-t", "overlay", "overlay", "-o", `lowerdir=${src},upperdir=${upper},workdir=${work}`, merged]);
+  const st = statSync(merged);
+  const undo = async (): Promise<void> => {
+    if (existsSync(merged)) await sh(["umount", merged], { allowFail: true });
+    await rm(base, { recursive: true, force: true });
+    await rm(`/run/systemd/nspawn/locks/inode-${st.dev}:${st.ino}`, { force: true });
+  };
+  cleanups.push(undo);
+  return merged;
+}
+async function dropTree(merged: string): Promise<void> {
+  await sh(["umount", merged]);
+  await rm(resolve(merged, ".."), { recursive: true, force: true });
+}
+
 async function copyTree(src: string, tag: string): Promise<string> {
   const dst = join(workDir, `${tag}-${++seq}`);
   await sh(["cp", "-a", "--reflink=auto", src, dst]);
@@ -403,10 +426,9 @@ async function benchBoot(debian: string): Promise<BootResult> {
   for (let i = 0; i < N.boot + 1; i++) {
     const order = i % 2 === 0 ? TOOLS : [...TOOLS].reverse();
     for (const tool of order) {
-      const tree = await copyTree(debian, `debian-${tool}`);
-      await sh(["sync"]);
+      const tree = await overlayTree(debian, `debian-${tool}`);
       const s = await bootOnce(tool, tree);
-      await rm(tree, { recursive: true, force: true });
+      await dropTree(tree);
       console.error(`  boot ${i === 0 ? "(warm-up) " : ""}${tool}: ${s.bootMs.toFixed(0)} + ${s.poweroffMs.toFixed(0)} ms (${s.state})`);
       if (i > 0) samples[tool].push(s);
     }
@@ -475,9 +497,9 @@ async function benchMemory(busybox: string, debian: string): Promise<MemResult> 
       for (const tool of order) {
         if (kind === "sleep") acc[tool].push(await memoryOnce(tool, busybox, ["/bin/sleep", "1000"], false));
         else {
-          const tree = await copyTree(debian, `debian-mem-${tool}`);
+          const tree = await overlayTree(debian, `debian-mem-${tool}`);
           acc[tool].push(await memoryOnce(tool, tree, ["-b"], true));
-          await rm(tree, { recursive: true, force: true });
+          await dropTree(tree);
         }
       }
     }
@@ -502,6 +524,7 @@ interface Facts {
   memTotalMiB: number;
   bun: string;
   nspawn: string;
+  commit: string;
   git: string;
   command: string;
   quick: boolean;
@@ -511,7 +534,8 @@ interface Facts {
 async function gatherFacts(): Promise<Facts> {
   const cpuinfo = readFileSync("/proc/cpuinfo", "utf8");
   const meminfo = readFileSync("/proc/meminfo", "utf8");
-  const git = (await sh(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], { allowFail: true })).out.trim();
+  const commit = (await sh(["git", "-C", REPO, "rev-parse", "HEAD"])).out.trim();
+  const git = commit.slice(0, 7);
   const dirty = (await sh(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"], { allowFail: true })).out.trim() ? " (+ uncommitted changes)" : "";
   return {
     date: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
@@ -522,7 +546,8 @@ async function gatherFacts(): Promise<Facts> {
     memTotalMiB: Math.round(Number(/^MemTotal:\s+(\d+)/m.exec(meminfo)?.[1] ?? 0) / 1024),
     bun: Bun.version,
     nspawn: (await sh(["systemd-nspawn", "--version"])).out.split("\n")[0] ?? "?",
-    git: git + dirty,
+    commit,
+    git: worktree ? git + dirty : `${git} (HEAD, built from a git archive snapshot)`,
     command: ["bun", "bench/run.ts", ...argv].join(" "),
     quick,
     iterations: N,
@@ -580,7 +605,7 @@ function renderBoot(r: BootResult, f: Facts): string {
   const states = TOOLS.map((t) => `${t}: ${[...new Set(r.samples[t].map((s) => s.state))].join("/")}`).join(", ");
   return [
     factsLine(f),
-    `N = ${r.total.machina.n} boots per tool (after one warm-up boot each), alternating; every boot uses a fresh \`cp -a\` of the Debian fixture (copy not timed). Times in ms.`,
+    `N = ${r.total.machina.n} boots per tool (after one warm-up boot each), alternating; every boot uses a fresh overlay (lower = the cached Debian fixture, upper = a new empty directory; mounted before the clock starts). Times in ms.`,
     "Boot = spawn → `nsenter -t LEADER -a systemctl is-system-running --wait` answers; poweroff = SIGTERM to the supervisor → its exit (status 0). Console `pipe`.",
     "",
     "| Debian `-b` | machina median | machina p90 | nspawn median | nspawn p90 | ratio (medians) |",
@@ -634,12 +659,20 @@ async function updateDoc(blocks: Partial<Record<Section, string>>): Promise<void
 
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error("run as root");
-  if (!existsSync(HELPER)) throw new Error(`${HELPER} missing: make -C native`);
   const facts = await gatherFacts();
   await mkdir("/var/tmp", { recursive: true });
   workDir = await mkdtemp("/var/tmp/machina-bench-");
   cleanups.push(() => rm(workDir, { recursive: true, force: true }));
   stateDir = join(workDir, "state");
+  if (!worktree) {
+    TREE = join(workDir, "machina");
+    await mkdir(TREE);
+    await sh(["sh", "-c", `git -C "$0" archive "$2" | tar -x -C "$1"`, REPO, TREE, facts.commit]);
+    await sh(["ln", "-s", join(REPO, "node_modules"), join(TREE, "node_modules")]);
+    await sh(["make", "-s", "-C", join(TREE, "native")]);
+    HELPER = join(TREE, "native/build/machina-helper");
+    MACHINA = join(TREE, "bin/machina-nspawn");
+  }
   const busyboxCache = await ensureBusyboxImage();
   const debianCache = selected.some((s) => s === "boot" || s === "memory") ? await ensureDebianImage() : "";
   const busybox = await copyTree(busyboxCache, "busybox"); // neither tool may write into the shared cache
@@ -651,7 +684,7 @@ async function main(): Promise<void> {
     console.error("1. /bin/true …");
     // the same CLI as one executable with precompiled bytecode, for the comparison row
     const entry = join(workDir, "entry.ts");
-    await writeFile(entry, `import { main } from ${JSON.stringify(join(REPO, "src/cli/nspawn.ts"))};\nprocess.exit(main(process.argv.slice(2)));\n`);
+    await writeFile(entry, `import { main } from ${JSON.stringify(join(TREE, "src/cli/nspawn.ts"))};\nprocess.exit(main(process.argv.slice(2)));\n`);
     compiled = join(workDir, "machina-nspawn-compiled");
     await sh(["bun", "build", entry, "--compile", "--bytecode", "--outfile", compiled]);
     const r = await benchTrue(busybox);
