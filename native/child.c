@@ -22,6 +22,7 @@
 #include "proto.h"
 #include "resolve.h"
 #include "spec.h"
+#include "userns.h"
 #include "util.h"
 
 #ifndef CLOSE_RANGE_CLOEXEC
@@ -243,7 +244,10 @@ void child_main(const struct spec *s, int sock)
 		merr_sys(&e, "mount", "/", "failed to make \"/\" a recursive slave mount");
 		fail(&e);
 	}
-	if (mount(s->root, s->root, NULL, MS_BIND | MS_REC, NULL) < 0) {
+	r = userns_attach_root(s, &e); /* the idmapped root, if any, instead of the bind mount */
+	if (r < 0)
+		fail(&e);
+	if (r == 0 && mount(s->root, s->root, NULL, MS_BIND | MS_REC, NULL) < 0) {
 		merr_sys(&e, "mount", s->root, "failed to bind mount \"%s\" on itself", s->root);
 		fail(&e);
 	}
@@ -252,6 +256,10 @@ void child_main(const struct spec *s, int sock)
 		merr_sys(&e, "open", s->root, "failed to open \"%s\"", s->root);
 		fail(&e);
 	}
+	/* Host paths (the root's parents may be 0700) were resolved as host root; from here on
+	 * files are created as root of the user namespace. */
+	if (userns_become_root(s, &e) < 0)
+		fail(&e);
 	_cleanup_close_ int devnull = -1;
 	if (s->console == CONSOLE_PASSIVE) {
 		devnull = open("/dev/null", O_RDWR | O_CLOEXEC);

@@ -392,6 +392,8 @@ int op_run(int rootfd, const struct op *op, struct merr *e)
 		return 0;
 	case OP_NOTIFY:
 		return 0; /* after pivot_root, see child.c */
+	case OP_FSMOUNT:
+		return userns_op_fsmount(rootfd, op, e);
 	}
 	return merr_set(e, EINVAL, "", "", "unknown operation %d", (int)op->kind);
 }

@@ -205,7 +205,8 @@ enum rec_id {
 	R_STATE_JSON, R_CGROUP, R_KILL_SIGNAL, R_BOOT, R_ON_REBOOT, R_NOTIFY_READY, R_NOTIFY_FORWARD,
 	R_CONSOLE, R_CONSOLE_OPOST, R_QUIET, R_MOUNT, R_REBIND, R_MKDIR, R_MKNOD, R_SYMLINK, R_WRITE, R_MASK,
 	R_CGROUPNS, R_NOTIFY, R_COPY, R_REMOVE, R_ENV, R_CHDIR, R_CAPS_BOUNDING, R_CAPS_AMBIENT, R_RLIMIT, R_NO_NEW_PRIVS,
-	R_USER, R_AS_PID2, R_EXEC, R_ARGS, R_END, R__MAX
+	R_USER, R_AS_PID2, R_EXEC, R_ARGS,
+	R_UID_MAP, R_GID_MAP, R_CGROUP_OWNER, R_USERNS_LOCK, R_CHOWN_ROOT, R_IDMAP_ROOT, R_FSMOUNT, R_END, R__MAX
 };
 
 #define VAR -1
@@ -253,6 +254,13 @@ static const struct {
 	[R_AS_PID2] = { "as_pid2", 1, 1, 0 },
 	[R_EXEC] = { "exec", 2, 2, 1 },
 	[R_ARGS] = { "args", 0, VAR, 0 },
+	[R_UID_MAP] = { "uid_map", 3, 3, 1 },
+	[R_GID_MAP] = { "gid_map", 3, 3, 1 },
+	[R_CGROUP_OWNER] = { "cgroup_owner", 2, 2, 0 },
+	[R_USERNS_LOCK] = { "userns_lock", 1, 1, 0 },
+	[R_CHOWN_ROOT] = { "chown_root", 2, 2, 0 },
+	[R_IDMAP_ROOT] = { "idmap_root", 2, 2, 0 },
+	[R_FSMOUNT] = { "fsmount", 4, 4, 1 },
 	[R_END] = { "end", 0, 0, 0 },
 };
 
@@ -271,6 +279,7 @@ void spec_free(struct spec *s)
 	free(s->groups);
 	free(s->execs);
 	free(s->strs);
+	userns_spec_free(&s->us);
 	memset(s, 0, sizeof *s);
 	s->status_fd = -1;
 }
@@ -317,6 +326,7 @@ static int apply(struct spec *s, enum rec_id id, const char *name, size_t idx, c
 			else if (!strcmp(a[i], "ipc")) s->clone_flags |= CLONE_NEWIPC;
 			else if (!strcmp(a[i], "net")) s->clone_flags |= CLONE_NEWNET;
 			else if (!strcmp(a[i], "cgroup")) s->ns_cgroup = 1;
+			else if (!strcmp(a[i], "user")) { s->clone_flags |= CLONE_NEWUSER; s->us.enabled = 1; }
 			else
 				return BAD("record %zu (\"namespaces\"): unknown namespace \"%s\"", idx, a[i]);
 		}
@@ -495,6 +505,27 @@ static int apply(struct spec *s, enum rec_id id, const char *name, size_t idx, c
 		s->args = a;
 		s->n_args = n;
 		break;
+	case R_UID_MAP:
+	case R_GID_MAP:
+	case R_CGROUP_OWNER:
+	case R_USERNS_LOCK:
+	case R_CHOWN_ROOT:
+	case R_IDMAP_ROOT:
+		r = userns_parse_record(&s->us, name, a, n, &bad);
+		if (r == -ENOMEM) OOM();
+		if (r < 0) goto malformed;
+		break;
+	case R_FSMOUNT:
+		if ((r = add_op(s, &op)) < 0) OOM();
+		op->kind = OP_FSMOUNT;
+		op->fd = -1;
+		op->fstype = a[0];
+		op->path = a[1];
+		op->data = *a[3] ? a[3] : NULL;
+		WANT(*a[0], "FSTYPE");
+		WANT(is_cpath(a[1]), "CPATH");
+		WANT(parse_mount_flags(a[2], &op->flags) == 0, "FLAGS");
+		break;
 	case R_END:
 	case R__MAX:
 		break;
@@ -516,6 +547,8 @@ int spec_parse(struct spec *s, char *buf, size_t len, struct merr *e)
 	s->console = CONSOLE_PIPE;
 	s->console_opost = 1;
 	s->quiet = 1;
+	s->us.lock_fd = -1;
+	s->us.root_tree_fd = -1;
 
 	struct cursor c = { buf, len, 0 };
 	unsigned seen[R__MAX] = { 0 };
@@ -629,6 +662,13 @@ int spec_parse(struct spec *s, char *buf, size_t len, struct merr *e)
 	if (s->hostname && !(s->clone_flags & CLONE_NEWUTS)) {
 		r = BAD("\"hostname\" needs the \"uts\" namespace (it would rename the host)");
 		goto fail_argv;
+	}
+	{
+		const char *why;
+		if (userns_validate(&s->us, &why) < 0) {
+			r = BAD("%s", why);
+			goto fail_argv;
+		}
 	}
 	if (!s->n_execs) {
 		r = BAD("missing record \"exec\"");

@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include "error.h"
+#include "userns.h"
 
 #define SPEC_MAGIC "MACHINA-SPEC"
 #define SPEC_VERSION "1"
@@ -15,7 +16,7 @@
 #define SPEC_MAX_ARGS 65536u
 
 enum op_kind { OP_MOUNT, OP_REBIND, OP_MKDIR, OP_MKNOD, OP_SYMLINK, OP_WRITE, OP_MASK, OP_CGROUPNS, OP_NOTIFY,
-	       OP_COPY, OP_REMOVE };
+	       OP_COPY, OP_REMOVE, OP_FSMOUNT };
 enum create_mode { CREATE_NONE, CREATE_DIR, CREATE_FILE, CREATE_OPTIONAL };
 enum console_mode { CONSOLE_PIPE, CONSOLE_INTERACTIVE, CONSOLE_READ_ONLY, CONSOLE_PASSIVE };
 
@@ -30,6 +31,7 @@ struct op {
 	unsigned major, minor;
 	int create;          /* mount: enum create_mode */
 	int optional;        /* rebind */
+	int fd;              /* fsmount: the prepared mount (supervisor, per run), -1 */
 };
 
 struct rlim {
@@ -74,6 +76,7 @@ struct spec {
 	size_t n_execs;
 	const char **args; /* args after argv[0] */
 	size_t n_args;
+	struct userns_spec us; /* userns.h */
 };
 
 /* Parse buf[0..len). Takes ownership of buf (freed by spec_free, also on error). */

@@ -27,6 +27,7 @@
 
 #include "console.h"
 #include "proto.h"
+#include "userns.h"
 #include "util.h"
 
 #ifndef P_PIDFD
@@ -389,8 +390,18 @@ static int run_once(struct spec *s, struct registry *g, int sfd, int *reboot, in
 		.pidfd = (uint64_t)(uintptr_t)&R.pidfd,
 		.exit_signal = SIGCHLD,
 	};
+	if (userns_before_clone(s, &e) < 0) {
+		report(&e);
+		userns_after_clone(s);
+		close(sp[0]);
+		close(sp[1]);
+		return 1;
+	}
 	long pid = syscall(SYS_clone3, &ca, sizeof ca);
+	if (pid > 0)
+		userns_after_clone(s);
 	if (pid < 0) {
+		userns_after_clone(s);
 		merr_sys(&e, "clone3", "", "failed to create the container's namespaces");
 		report(&e);
 		close(sp[0]);
@@ -410,6 +421,8 @@ static int run_once(struct spec *s, struct registry *g, int sfd, int *reboot, in
 	for (size_t i = 0; i < s->n_cgroups; i++)
 		if (join_cgroup(s->cgroups[i], R.pid, &e) < 0)
 			goto kill_child;
+	if (userns_setup_child(s, R.pid, &e) < 0)
+		goto kill_child;
 	if (registry_write(g, s, R.pid, &e) < 0)
 		goto kill_child;
 	{
@@ -525,6 +538,12 @@ int supervisor_run(struct spec *s)
 		report(&e);
 		return 1;
 	}
+	if (userns_prepare(s, &e) < 0) {
+		report(&e);
+		userns_cleanup(s);
+		registry_remove(&g);
+		return 1;
+	}
 
 	sigset_t ss;
 	sigemptyset(&ss);
@@ -557,6 +576,7 @@ out:
 	for (size_t i = 0; i < s->n_cgroups; i++)
 		remove_cgroup(s->cgroups[i]);
 	registry_remove(&g);
+	userns_cleanup(s);
 	console_restore();
 	if (!s->quiet && exit_msg[0])
 		(void)write_all(2, exit_msg, strlen(exit_msg)); /* after the terminal left raw mode */

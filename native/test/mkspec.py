@@ -48,6 +48,10 @@ def main():
     ap.add_argument("--no-caps", action="store_true")
     ap.add_argument("--rlimit", action="append", default=[], help="RES:SOFT:HARD")
     ap.add_argument("--raw-record", action="append", default=[], nargs="+", help="NAME ARGS...: append any setup record (the count is added)")
+    ap.add_argument("--userns", help="BASE[:COUNT]: user namespace mapping 0..COUNT-1 to BASE..")
+    ap.add_argument("--idmap-root", action="store_true", help="with --userns: idmapped root (idmap_root BASE COUNT)")
+    ap.add_argument("--chown-root", action="store_true", help="with --userns: chown_root BASE 65536")
+    ap.add_argument("--userns-lock", help="HPATH of the UID range lock")
     ap.add_argument("cmd", nargs="+")
     a = ap.parse_args()
 
@@ -61,6 +65,9 @@ def main():
     rec("root", a.root)
     rec("read_only", "1" if a.read_only else "0")
     ns = ["mnt", "pid", "uts", "ipc"] + (["net"] if a.private_network else []) + (["cgroup"] if a.cgroupns else [])
+    ubase, ucount = (int(x) for x in (a.userns + ":65536").split(":")[:2]) if a.userns else (None, None)
+    if a.userns:
+        ns.append("user")
     rec("namespaces", *ns)
     rec("hostname", a.hostname or a.machine)
     if a.status_fd is not None:
@@ -78,6 +85,16 @@ def main():
         rec("notify_forward", a.notify_forward)
     rec("console", a.console)
     rec("console_opost", a.opost)
+    if a.userns:
+        rec("uid_map", "0", str(ubase), str(ucount))
+        rec("gid_map", "0", str(ubase), str(ucount))
+        rec("cgroup_owner", str(ubase), str(ubase))
+        if a.idmap_root:
+            rec("idmap_root", str(ubase), str(ucount))
+        if a.chown_root:
+            rec("chown_root", str(ubase), "65536")
+        if a.userns_lock:
+            rec("userns_lock", a.userns_lock)
     if a.quiet is not None:
         rec("quiet", a.quiet)
 
@@ -87,11 +104,17 @@ def main():
         rec("rebind", p, flags("ro,nosuid,nodev,noexec"), "1")
     for p in ("acpi", "apm", "asound", "bus", "fs", "irq", "scsi"):
         rec("rebind", "/proc/" + p, flags("ro,nosuid,nodev,noexec"), "1")
-    rec("mount", "sysfs", "/sys", "sysfs", flags("ro,nosuid,nodev,noexec"), "", "dir")
+    if a.userns and not a.private_network:
+        rec("fsmount", "sysfs", "/sys", flags("ro,nosuid,nodev,noexec"), "")
+    else:
+        rec("mount", "sysfs", "/sys", "sysfs", flags("ro,nosuid,nodev,noexec"), "", "dir")
     rec("mount", "tmpfs", "/dev", "tmpfs", flags("nosuid,strictatime"), "mode=755,size=4m", "dir")
     for name, maj, mnr in (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8),
                            ("urandom", 1, 9), ("tty", 5, 0)):
-        rec("mknod", "/dev/" + name, "020666", str(maj), str(mnr))
+        if a.userns:  # no mknod in a user namespace: the host's nodes are bound
+            rec("mount", "/dev/" + name, "/dev/" + name, "", flags("bind"), "", "file")
+        else:
+            rec("mknod", "/dev/" + name, "020666", str(maj), str(mnr))
     rec("mount", "devpts", "/dev/pts", "devpts", flags("nosuid,noexec"),
         "newinstance,ptmxmode=0666,mode=620,gid=5", "dir")
     rec("symlink", "pts/ptmx", "/dev/ptmx")
@@ -105,7 +128,8 @@ def main():
     rec("mknod", "/run/host/inaccessible/reg", "0100000", "0", "0")
     rec("mkdir", "/run/host/inaccessible/dir", "0000")
     rec("mknod", "/run/host/inaccessible/chr", "020000", "0", "0")
-    rec("mknod", "/run/host/inaccessible/blk", "060000", "0", "0")
+    if not a.userns:  # a block node cannot be made in a user namespace
+        rec("mknod", "/run/host/inaccessible/blk", "060000", "0", "0")
     rec("mknod", "/run/host/inaccessible/fifo", "010000", "0", "0")
     rec("mknod", "/run/host/inaccessible/sock", "0140000", "0", "0")
     rec("write", "/run/host/container-manager", "0444", "machina\n")

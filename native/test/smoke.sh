@@ -123,5 +123,24 @@ python3 "$here/console_test.py" "$H" "$work/spec" > "$work/console.out"; rc=$?
 sed 's/^/#   /' "$work/console.out"
 ok $rc "interactive console: raw mode, SIGWINCH, ^]^]^], terminal restored"
 
+# ---- user namespaces (on a copy of the root: chown changes it) ----
+ucopy=$work/uroot
+cp -a "$root" "$ucopy"
+uspec() { $M --root "$ucopy" "$@" > "$work/spec"; }
+uspec --userns 1048576 --cgroup /sys/fs/cgroup/unified/machina-smoke-userns -- /bin/sh -c 'cat /proc/self/uid_map; id -u; touch /tmp/t; stat -c %u /tmp/t; ls /dev/null >/dev/null && echo dev; grep -c " /sys ro," /proc/self/mountinfo'
+out=$(run 2>&1 | tr -s ' ' | tr '\n' ' ')
+ok $([ "$out" = " 0 1048576 65536 0 0 dev 1 " ] && echo 0 || echo 1) "userns: uid_map 0 BASE 65536, uid 0 inside, tmpfs files owned by root inside, host /dev nodes, sysfs ro ($out)"
+uspec --userns 1048576 --idmap-root -- /bin/sh -c 'touch /etc/idm; grep -c " / .*idmapped" /proc/self/mountinfo'
+out=$(run 2>&1)
+ok $([ "$out" = 1 ] && [ "$(stat -c %u:%g "$ucopy/etc/idm")" = 0:0 ] && [ "$(stat -c %u "$ucopy")" = 0 ] && echo 0 || echo 1) "userns: idmap_root: idmapped root, a file made inside is 0:0 on disk ($out)"
+uspec --userns 2097152 --chown-root --userns-lock "$work/range.lock" -- /bin/sh -c 'touch /etc/chw; stat -c %u /bin/busybox'
+out=$(run 2>&1)
+ok $([ "$out" = 0 ] && [ "$(stat -c %u:%g "$ucopy" "$ucopy/etc/chw" | sort -u)" = 2097152:2097152 ] && [ ! -e "$work/range.lock" ] && echo 0 || echo 1) "userns: chown_root shifts the tree to BASE, the range lock is removed at exit ($out)"
+exec 9>"$work/range.lock"; flock -n 9
+run 2>"$work/err"; rc=$?
+exec 9>&-
+ok $([ $rc = 1 ] && grep -q 'is held by another container' "$work/err" && echo 0 || echo 1) "userns: a held range lock refuses the start"
+rm -rf --one-file-system "$ucopy"
+
 echo "$pass passed, $fail failed"
 [ $fail = 0 ]
