@@ -174,6 +174,12 @@ __attribute__((noreturn)) static void payload(const struct spec *s, int console_
 			fail(&e);
 		}
 	}
+	/* Seccomp (SPEC.md): late, after no_new_privs, while CAP_SYS_ADMIN is still effective; early
+	 * (here, before any capability is dropped) when neither will hold at the late point. */
+	int early_seccomp = s->sec.n_filters && !s->no_new_privs && s->has_caps_bounding &&
+			    !(s->caps_bounding & (1ULL << 21 /* CAP_SYS_ADMIN */));
+	if (early_seccomp && sec_seccomp_load(&s->sec, &e) < 0)
+		fail(&e);
 	if (s->has_caps_bounding && caps_drop_bounding(s->caps_bounding, &e) < 0)
 		fail(&e);
 	if (s->has_user) {
@@ -210,6 +216,8 @@ __attribute__((noreturn)) static void payload(const struct spec *s, int console_
 		merr_sys(&e, "prctl", "", "failed to set PR_SET_NO_NEW_PRIVS");
 		fail(&e);
 	}
+	if (s->sec.n_filters && !early_seccomp && sec_seccomp_load(&s->sec, &e) < 0)
+		fail(&e);
 	/* Every fd but 0-2 is closed by execve; the sync socket stays usable until then. */
 	if (close_range(3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
 		merr_sys(&e, "close_range", "", "failed to mark file descriptors close-on-exec");
@@ -291,6 +299,8 @@ void child_main(const struct spec *s, int sock)
 		merr_sys(&e, "sethostname", "", "failed to set the hostname to \"%s\"", s->hostname);
 		fail(&e);
 	}
+	if (sec_process_setup(&s->sec, &e) < 0)
+		fail(&e);
 	if (nfd >= 0) {
 		struct msg nm = { .type = MSG_FD_NOTIFY };
 		if (msg_send(sock, &nm, nfd) < 0)

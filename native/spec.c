@@ -279,6 +279,7 @@ void spec_free(struct spec *s)
 	free(s->groups);
 	free(s->execs);
 	free(s->strs);
+	sec_free(&s->sec);
 	userns_spec_free(&s->us);
 	memset(s, 0, sizeof *s);
 	s->status_fd = -1;
@@ -603,10 +604,6 @@ int spec_parse(struct spec *s, char *buf, size_t len, struct merr *e)
 		for (id = 0; id < R__MAX; id++)
 			if (!strcmp(records[id].name, name))
 				break;
-		if (id == R__MAX) {
-			r = BAD("record %zu: unknown record \"%.64s\"", idx, name);
-			goto fail_argv;
-		}
 		const char *cnt = next_str(&c);
 		long long n;
 		if (!cnt) {
@@ -617,7 +614,7 @@ int spec_parse(struct spec *s, char *buf, size_t len, struct merr *e)
 			r = BAD("record %zu (\"%s\"): bad argument count \"%.32s\"", idx, name, cnt);
 			goto fail_argv;
 		}
-		if (n < records[id].min || (records[id].max != VAR && n > records[id].max)) {
+		if (id != R__MAX && (n < records[id].min || (records[id].max != VAR && n > records[id].max))) {
 			if (records[id].min == records[id].max)
 				r = BAD("record %zu (\"%s\"): expected %d arguments, got %lld", idx, name, records[id].min, n);
 			else
@@ -634,6 +631,15 @@ int spec_parse(struct spec *s, char *buf, size_t len, struct merr *e)
 			a[i] = arg;
 		}
 		n_argv_total += (size_t)n + 1; /* +1 keeps each slice NULL-terminated */
+		if (id == R__MAX) {
+			/* Records of security.c (they check their own arguments). */
+			r = sec_record(&s->sec, name, a, (size_t)n, idx, e);
+			if (r == 0)
+				r = BAD("record %zu: unknown record \"%.64s\"", idx, name);
+			if (r < 0)
+				goto fail_argv;
+			continue;
+		}
 		if (seen[id]++ && !records[id].repeat) {
 			r = BAD("record %zu: duplicate record \"%s\"", idx, name);
 			goto fail_argv;

@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include "error.h"
+#include "security.h"
 #include "userns.h"
 
 #define SPEC_MAGIC "MACHINA-SPEC"
@@ -76,6 +77,7 @@ struct spec {
 	size_t n_execs;
 	const char **args; /* args after argv[0] */
 	size_t n_args;
+	struct sec sec; /* seccomp, personality, OOM score, CPU affinity, cgroup_set (security.c) */
 	struct userns_spec us; /* userns.h */
 };
 

@@ -421,6 +421,8 @@ static int run_once(struct spec *s, struct registry *g, int sfd, int *reboot, in
 	for (size_t i = 0; i < s->n_cgroups; i++)
 		if (join_cgroup(s->cgroups[i], R.pid, &e) < 0)
 			goto kill_child;
+	if (sec_cgroup_write(&s->sec, &e) < 0)
+		goto kill_child;
 	if (userns_setup_child(s, R.pid, &e) < 0)
 		goto kill_child;
 	if (registry_write(g, s, R.pid, &e) < 0)

@@ -34,6 +34,10 @@ export function main(argv: string[], host: Host = new LinuxHost()): number {
       process.stdout.write(NSPAWN_HELP);
       return 0;
     }
+    if (parsed.action === "list") {
+      process.stdout.write(parsed.lines.map((l) => `${l}\n`).join(""));
+      return 0;
+    }
     if (parsed.action === "version") {
       process.stdout.write(NSPAWN_VERSION_TEXT);
       return 0;

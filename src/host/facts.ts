@@ -11,6 +11,14 @@ export interface CgroupLayout {
   v2: string | undefined;
   /** Mount point of the cgroup v1 `name=systemd` hierarchy, on hybrid and legacy hosts. */
   v1Systemd: string | undefined;
+  /** Controllers available in the cgroup2 hierarchy (its root's cgroup.controllers). */
+  v2Controllers: string[];
+  /** Mount points of cgroup v1 controller hierarchies, by controller (memory, pids, cpu, blkio…). */
+  v1Controllers: Record<string, string>;
+  /** The cgroup machina-nspawn runs in, per v1 controller (from /proc/self/cgroup). */
+  v1Own: Record<string, string>;
+  /** The v1 blkio hierarchy has BFQ's files (blkio.bfq.weight instead of blkio.weight). */
+  v1BlkioBfq: boolean;
 }
 
 export interface HostFacts {
@@ -33,6 +41,10 @@ export interface HostFacts {
   nowUsec: bigint;
   /** 32 random hex digits, used when a machine id must be invented. */
   randomId: string;
+  /** Kernel architecture (uname -m, from /proc/sys/kernel/arch), e.g. "x86_64". */
+  arch: string | undefined;
+  /** MemTotal of /proc/meminfo in bytes. */
+  memTotal: bigint | undefined;
 }
 
 export interface PasswdEntry {
@@ -66,9 +78,12 @@ export interface ImageFacts {
 
 export const INIT_CANDIDATES = ["/usr/lib/systemd/systemd", "/lib/systemd/systemd", "/sbin/init"] as const;
 
+const V1_CONTROLLERS = ["cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls", "blkio", "perf_event", "net_prio", "hugetlb", "pids", "rdma", "misc"];
+
 export function parseCgroupLayout(mountinfo: string): CgroupLayout {
   let v2: string | undefined;
   let v1Systemd: string | undefined;
+  const v1Controllers: Record<string, string> = {};
   for (const line of mountinfo.split("\n")) {
     const sep = line.indexOf(" - ");
     if (sep === -1) continue;
@@ -77,8 +92,29 @@ export function parseCgroupLayout(mountinfo: string): CgroupLayout {
     const mountPoint = unescapeMountinfo(fields[4] ?? "");
     if (fstype === "cgroup2" && (v2 === undefined || mountPoint === "/sys/fs/cgroup")) v2 = mountPoint;
     if (fstype === "cgroup" && superOpts.split(",").includes("name=systemd")) v1Systemd = mountPoint;
+    if (fstype === "cgroup")
+      for (const c of superOpts.split(",")) if (V1_CONTROLLERS.includes(c) && v1Controllers[c] === undefined) v1Controllers[c] = mountPoint;
   }
-  return { v2, v1Systemd };
+  return { v2, v1Systemd, v2Controllers: [], v1Controllers, v1Own: {}, v1BlkioBfq: false };
+}
+
+/** `/proc/self/cgroup` -> v1 controller -> path ("4:memory:/a/b" gives memory: "/a/b"). */
+export function parseOwnCgroups(text: string | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of (text ?? "").split("\n")) {
+    const m = /^[0-9]+:([^:]+):(.*)$/.exec(line);
+    if (m) for (const c of m[1]!.split(",")) out[c] = m[2]!;
+  }
+  return out;
+}
+
+function cgroupLayout(host: Host): CgroupLayout {
+  const layout = parseCgroupLayout(host.mountinfo());
+  if (layout.v2 !== undefined) layout.v2Controllers = (host.readFile(`${layout.v2}/cgroup.controllers`) ?? "").split(/\s+/).filter((c) => c !== "");
+  layout.v1Own = parseOwnCgroups(host.readFile("/proc/self/cgroup"));
+  const blkio = layout.v1Controllers["blkio"];
+  layout.v1BlkioBfq = blkio !== undefined && host.lstat(`${blkio}/blkio.bfq.io_serviced`) !== undefined;
+  return layout;
 }
 
 function unescapeMountinfo(s: string): string {
@@ -103,7 +139,7 @@ export function gatherHostFacts(host: Host, stateDir: string): HostFacts {
     osReleasePath,
     stdinTty: host.isatty(0),
     stdoutTty: host.isatty(1),
-    cgroup: parseCgroupLayout(host.mountinfo()),
+    cgroup: cgroupLayout(host),
     timezone,
     localtimePath: existing("/etc/localtime"),
     resolvConf: {
@@ -118,7 +154,14 @@ export function gatherHostFacts(host: Host, stateDir: string): HostFacts {
     startTime: host.processStartTime(pid),
     nowUsec: host.nowUsec(),
     randomId: host.randomHex(16),
+    arch: host.readFile("/proc/sys/kernel/arch")?.trim() || undefined,
+    memTotal: memTotal(host.readFile("/proc/meminfo")),
   };
+}
+
+function memTotal(text: string | undefined): bigint | undefined {
+  const m = /^MemTotal:\s+([0-9]+) kB$/m.exec(text ?? "");
+  return m ? BigInt(m[1]!) * 1024n : undefined;
 }
 
 export function parsePasswd(text: string | undefined): PasswdEntry[] {

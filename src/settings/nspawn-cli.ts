@@ -4,7 +4,7 @@
 import { usageError, type ErrorContext } from "../errors.ts";
 import { getopt } from "./getopt.ts";
 import { NSPAWN_OPTIONS } from "./nspawn-options.ts";
-import { parseCapabilityList } from "./capabilities.ts";
+import { CAPABILITIES, parseCapabilityList } from "./capabilities.ts";
 import { parseRlimitAssignment } from "./rlimits.ts";
 import {
   CONSOLE_MODES, LINK_JOURNAL_MODES, OWNERSHIP_MODES, RESOLV_CONF_MODES, SETTINGS_MODES, TIMEZONE_MODES,
@@ -30,7 +30,12 @@ export function parseVolatile(value: string | undefined, ctx: ErrorContext): Vol
   }
 }
 
-export type NspawnAction = { action: "help" } | { action: "version" } | { action: "run"; settings: Settings };
+export type NspawnAction =
+  | { action: "help" }
+  | { action: "version" }
+  /** Print these lines and exit 0 (e.g. --capability=help). */
+  | { action: "list"; lines: string[] }
+  | { action: "run"; settings: Settings };
 
 export function parseNspawnCommandLine(
   argv: readonly string[],
@@ -115,12 +120,14 @@ export function parseNspawnCommandLine(
         set("privateNetwork", true, spelling);
         break;
       case "capability": {
+        if (v === "help") return { action: "list", lines: CAPABILITIES.map((c) => c.toLowerCase()) };
         const caps = parseCapabilityList(v, ctx);
         if (caps === "all") throw usageError(`${spelling}=all is not allowed: name the capabilities to add`, ctx);
         set("capabilities", [...s.capabilities, ...caps], spelling);
         break;
       }
       case "drop-capability": {
+        if (v === "help") return { action: "list", lines: CAPABILITIES.map((c) => c.toLowerCase()) };
         const caps = parseCapabilityList(v, ctx);
         const prev = s.dropCapabilities;
         set("dropCapabilities", caps === "all" || prev === "all" ? "all" : [...prev, ...caps], spelling);

@@ -5,10 +5,14 @@
 import { MachinaError, invalidError } from "../errors.ts";
 import type { HostFacts, ImageFacts } from "../host/facts.ts";
 import { NSPAWN_DEFAULT_CAPS, capabilityMask, type CapabilityName } from "../settings/capabilities.ts";
-import { escapeUnitName, machineNameFromDirectory } from "../settings/machine-name.ts";
+import { machineNameFromDirectory } from "../settings/machine-name.ts";
 import type { Settings } from "../settings/settings.ts";
 import { SIGRTMIN, uuidFromHex } from "../settings/values.ts";
+import { credentialDirOps, credentialEnv, credentialOps } from "./credentials.ts";
 import { MS, S_IF } from "./mount-flags.ts";
+import { personalityValue } from "./process.ts";
+import { resourcePlan } from "./resources.ts";
+import { seccompFilters } from "./seccomp.ts";
 import type { ExecCandidate, Namespace, RunSpec, SetupOp, SpecConsole } from "./types.ts";
 
 export const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -46,20 +50,12 @@ export function unimplementedSettings(s: Settings): string[] {
     ["image", s.image !== undefined],
     ["volatile", s.volatile !== "no"],
     ["pivotRoot", s.pivotRoot !== undefined],
-    ["personality", s.personality !== undefined],
-    ["suppressSync", s.suppressSync],
-    ["credentials", s.credentials.length > 0],
     ["binds", s.binds.length > 0],
     ["tmpfs", s.tmpfs.length > 0],
     ["overlays", s.overlays.length > 0],
     ["inaccessible", s.inaccessible.length > 0],
     ["bindUsers", s.bindUsers.length > 0],
-    ["systemCallFilter", s.systemCallFilter.allow.length + s.systemCallFilter.deny.length > 0],
     ["privateUsers", s.privateUsers.mode !== "no"],
-    ["oomScoreAdjust", s.oomScoreAdjust !== undefined],
-    ["cpuAffinity", s.cpuAffinity !== undefined],
-    ["properties", s.properties.length > 0],
-    ["slice", s.slice !== undefined],
     ["networkVeth", s.networkVeth],
     ["networkVethExtra", s.networkVethExtra.length > 0],
     ["networkBridge", s.networkBridge !== undefined],
@@ -182,7 +178,7 @@ function devOps(privateNetwork: boolean): SetupOp[] {
 
 const RO_API = MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC;
 
-function runHostOps(host: HostFacts, uuid: string): SetupOp[] {
+function runHostOps(host: HostFacts, uuid: string, beforeSeal: SetupOp[] = []): SetupOp[] {
   const ops: SetupOp[] = [
     { op: "mount", source: "tmpfs", target: "/run", fstype: "tmpfs", flags: MS.NOSUID | MS.NODEV | MS.STRICTATIME, data: "mode=0755,size=20%,nr_inodes=800k", create: "dir" },
     { op: "mkdir", path: "/run/host", mode: 0o755 },
@@ -201,6 +197,7 @@ function runHostOps(host: HostFacts, uuid: string): SetupOp[] {
     { op: "write", path: "/run/host/container-manager", mode: 0o444, content: "systemd-nspawn\n" },
     { op: "write", path: "/run/host/container-uuid", mode: 0o444, content: `${uuid}\n` },
     { op: "notify", path: "/run/host/notify" },
+    ...beforeSeal,
     { op: "rebind", target: "/run/host", flags: RO_API, optional: false },
   );
   return ops;
@@ -302,13 +299,6 @@ function execCandidates(settings: Settings, image: ImageFacts): { exec: ExecCand
   return { exec: [{ path: cmd, argv0: cmd }], args: rest };
 }
 
-function cgroupPaths(name: string, host: HostFacts): string[] {
-  const leaf = `machine.slice/machine-${escapeUnitName(name)}.scope`;
-  const paths = [`${host.cgroup.v2}/${leaf}`];
-  if (host.cgroup.v1Systemd !== undefined) paths.push(`${host.cgroup.v1Systemd}/${leaf}`);
-  return paths;
-}
-
 export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts, options: BuildOptions): RunSpec {
   checkRunnable(settings, image, host);
   const name = machineName(settings, image);
@@ -322,7 +312,8 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
     { op: "mount", source: "tmpfs", target: "/tmp", fstype: "tmpfs", flags: MS.NOSUID | MS.NODEV | MS.STRICTATIME, data: "mode=1777", create: "dir" },
     { op: "mount", source: "sysfs", target: "/sys", fstype: "sysfs", flags: RO_API, data: "", create: "dir" },
     ...devOps(settings.privateNetwork),
-    ...runHostOps(host, uuid),
+    ...runHostOps(host, uuid, credentialDirOps(settings)),
+    ...credentialOps(settings, host),
     ...procOps(settings.privateNetwork),
     { op: "cgroupns" },
     { op: "mount", source: "cgroup2", target: "/sys/fs/cgroup", fstype: "cgroup2", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: "", create: "none" },
@@ -331,7 +322,9 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
   ];
 
   const registry = `${host.stateDir}/machines/${name}`;
-  const cgroups = cgroupPaths(name, host);
+  const resources = resourcePlan(settings, name, host);
+  const cgroups = resources.cgroups;
+  const retained = retainedCapabilities(settings);
   const state = {
     name,
     class: "container",
@@ -370,14 +363,19 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
     consoleOpost: host.stdoutTty,
     quiet: settings.quiet,
     ops,
-    env: environment(settings, host, uuid, user),
+    env: [...environment(settings, host, uuid, user), ...credentialEnv(settings)],
     chdir: settings.chdir,
-    capsBounding: capabilityMask(retainedCapabilities(settings)),
+    capsBounding: capabilityMask(retained),
     capsAmbient: capabilityMask(settings.ambientCapabilities),
     rlimits: settings.rlimits.map((l) => ({ resource: l.resource, soft: l.soft, hard: l.hard })),
     noNewPrivs: settings.noNewPrivileges,
     user: user ? { uid: user.uid, gid: user.gid, groups: user.groups } : undefined,
     asPid2: settings.asPid2,
+    seccomp: seccompFilters(settings, retained, origin(settings, "systemCallFilter")),
+    personality: personalityValue(settings, host),
+    oomScoreAdjust: settings.oomScoreAdjust,
+    cpuAffinity: settings.cpuAffinity,
+    cgroupSets: resources.sets,
     exec,
     args,
   };

@@ -3,6 +3,9 @@
  * Mirrors native/SPEC.md record for record; `wire.ts` encodes it.
  */
 
+import type { CgroupSet } from "./resources.ts";
+import type { SeccompFilter } from "./seccomp.ts";
+
 /** How a mount target is created when missing. */
 export type CreateMode = "dir" | "file" | "none" | "optional";
 
@@ -63,6 +66,14 @@ export interface RunSpec {
   noNewPrivs: boolean;
   user: { uid: number; gid: number; groups: number[] } | undefined;
   asPid2: boolean;
+  /** Seccomp filters, loaded in order (see spec/seccomp.ts). */
+  seccomp: SeccompFilter[];
+  /** personality(2) of the container's PID 1, when --personality= is given. */
+  personality: number | undefined;
+  oomScoreAdjust: number | undefined;
+  cpuAffinity: number[] | undefined;
+  /** Cgroup files written by the supervisor after the child joined its cgroups. */
+  cgroupSets: CgroupSet[];
   exec: ExecCandidate[];
   args: string[];
 }

@@ -1,4 +1,5 @@
 /** Encodes a RunSpec in the wire format of native/SPEC.md (version 1). Pure. */
+import { seccompRecords } from "./seccomp.ts";
 import type { RunSpec, SetupOp } from "./types.ts";
 
 export const SPEC_VERSION = 1;
@@ -48,6 +49,7 @@ export function specRecords(spec: RunSpec): Array<[string, string[]]> {
   if (spec.registry !== undefined) add("registry", spec.registry);
   if (spec.stateJson !== undefined) add("state_json", spec.stateJson);
   for (const cg of spec.cgroups) add("cgroup", cg);
+  for (const c of spec.cgroupSets) add("cgroup_set", c.path, c.value);
   add("kill_signal", String(spec.killSignal));
   add("boot", flag(spec.boot));
   add("on_reboot", spec.onReboot);
@@ -65,6 +67,10 @@ export function specRecords(spec: RunSpec): Array<[string, string[]]> {
   add("no_new_privs", flag(spec.noNewPrivs));
   if (spec.user) add("user", String(spec.user.uid), String(spec.user.gid), ...spec.user.groups.map(String));
   add("as_pid2", flag(spec.asPid2));
+  if (spec.personality !== undefined) add("personality", String(spec.personality));
+  if (spec.oomScoreAdjust !== undefined) add("oom_score_adjust", String(spec.oomScoreAdjust));
+  if (spec.cpuAffinity !== undefined) add("cpu_affinity", ...spec.cpuAffinity.map(String));
+  r.push(...seccompRecords(spec.seccomp));
   for (const c of spec.exec) add("exec", c.path, c.argv0);
   add("args", ...spec.args);
   return r;

@@ -1,0 +1,181 @@
+/**
+ * Resource controls (--property=, -S/--slice=): where the machine's cgroups go and which
+ * controller files get which values. Pure: host facts say which controllers exist where.
+ *
+ * cgroup v2 (pure v2 hosts, or the unified hierarchy of a hybrid host when it has the
+ * controller): memory.max, memory.high, pids.max, cpu.max, cpu.weight, io.weight in the
+ * machine's scope, with the controller enabled in every parent's cgroup.subtree_control.
+ * cgroup v1 (hybrid/legacy hosts): memory.limit_in_bytes, memory.soft_limit_in_bytes, pids.max,
+ * cpu.cfs_quota_us + cpu.cfs_period_us, cpu.shares, blkio.bfq.weight (or blkio.weight), in a
+ * scope of the same name in that controller's hierarchy, which the container then also joins.
+ * v1 scopes go below the cgroup machina-nspawn itself runs in there (usually "/"), so that a
+ * container never leaves a limit its caller is under.
+ */
+import { invalidError } from "../errors.ts";
+import type { HostFacts } from "../host/facts.ts";
+import { escapeUnitName } from "../settings/machine-name.ts";
+import type { Settings } from "../settings/settings.ts";
+
+export const SUPPORTED_PROPERTIES = ["MemoryMax", "MemoryHigh", "TasksMax", "CPUQuota", "CPUWeight", "IOWeight"] as const;
+type Property = (typeof SUPPORTED_PROPERTIES)[number];
+type Controller = "memory" | "pids" | "cpu" | "io";
+
+export interface CgroupSet {
+  /** Host path of a cgroup file. */
+  path: string;
+  value: string;
+}
+
+export interface ResourcePlan {
+  /** Cgroup directories the container joins (the first one is the one reported). */
+  cgroups: string[];
+  sets: CgroupSet[];
+}
+
+const CPU_PERIOD_USEC = 100_000n;
+
+/** `a-b-c.slice` -> `a.slice/a-b.slice/a-b-c.slice`, as systemd nests slices. */
+export function slicePath(slice: string): string {
+  const base = slice.slice(0, -".slice".length);
+  if (base === "-" || base === "") return "";
+  const parts = base.split("-");
+  const out: string[] = [];
+  for (let i = 1; i <= parts.length; i++) out.push(`${parts.slice(0, i).join("-")}.slice`);
+  return out.join("/");
+}
+
+function parseBytes(name: string, value: string, memTotal: bigint | undefined): bigint | "max" {
+  const v = value.trim();
+  if (v === "infinity") return "max";
+  const pct = /^([0-9]+(?:\.[0-9]+)?)%$/.exec(v);
+  if (pct) {
+    if (memTotal === undefined) throw invalidError(`${name}=${value}: the host's memory size is unknown`, { flag: "--property", value });
+    return (memTotal * BigInt(Math.round(Number(pct[1]) * 100))) / 10000n;
+  }
+  const m = /^([0-9]+)(?:\.([0-9]+))?\s*([KMGTPE]?)$/.exec(v);
+  if (!m) throw invalidError(`${name}=${value}: expected bytes with an optional K, M, G, T, P or E suffix (base 1024), a percentage, or "infinity"`, { flag: "--property", value });
+  const exp = "KMGTPE".indexOf(m[3]!) + 1;
+  const unit = 1024n ** BigInt(exp);
+  const frac = m[2] ?? "";
+  if (frac !== "" && exp === 0) throw invalidError(`${name}=${value}: a fraction needs a unit suffix`, { flag: "--property", value });
+  return BigInt(m[1]!) * unit + (frac === "" ? 0n : (BigInt(frac) * unit) / 10n ** BigInt(frac.length));
+}
+
+function parseWeight(name: string, value: string): number {
+  const v = value.trim();
+  if (!/^[0-9]+$/.test(v) || Number(v) < 1 || Number(v) > 10000)
+    throw invalidError(`${name}=${value}: expected a weight from 1 to 10000`, { flag: "--property", value });
+  return Number(v);
+}
+
+/** CPU time per second in µs from "N%" (may exceed 100%, may have decimals). */
+function parseQuota(value: string): bigint {
+  const m = /^([0-9]+)(?:\.([0-9]{1,2}))?%$/.exec(value.trim());
+  if (!m || (m[1] === "0" && !/[1-9]/.test(m[2] ?? "")))
+    throw invalidError(`CPUQuota=${value}: expected a percentage greater than 0, e.g. 20% or 150%`, { flag: "--property", value });
+  const permyriad = BigInt(m[1]!) * 100n + BigInt((m[2] ?? "").padEnd(2, "0"));
+  return (permyriad * 1_000_000n) / 10000n;
+}
+
+interface Wanted {
+  controller: Controller;
+  v2: [string, string];
+  v1: Array<[string, string]>;
+}
+
+function wanted(settings: Settings, host: HostFacts): Wanted[] {
+  const out: Wanted[] = [];
+  const last = new Map<Property, string>();
+  for (const p of settings.properties) {
+    if (!(SUPPORTED_PROPERTIES as readonly string[]).includes(p.name))
+      throw invalidError(`unsupported property "${p.name}"; supported: ${SUPPORTED_PROPERTIES.join(", ")}`, { flag: "--property", value: `${p.name}=${p.value}` });
+    last.set(p.name as Property, p.value);
+  }
+  for (const [name, value] of last) {
+    switch (name) {
+      case "MemoryMax": {
+        const b = parseBytes(name, value, host.memTotal);
+        out.push({ controller: "memory", v2: ["memory.max", String(b)], v1: [["memory.limit_in_bytes", b === "max" ? "-1" : String(b)]] });
+        break;
+      }
+      case "MemoryHigh": {
+        const b = parseBytes(name, value, host.memTotal);
+        out.push({ controller: "memory", v2: ["memory.high", String(b)], v1: [["memory.soft_limit_in_bytes", b === "max" ? "-1" : String(b)]] });
+        break;
+      }
+      case "TasksMax": {
+        const v = value.trim();
+        if (v !== "infinity" && !/^[0-9]+$/.test(v))
+          throw invalidError(`TasksMax=${value}: expected a number of tasks or "infinity"`, { flag: "--property", value });
+        const n = v === "infinity" ? "max" : v;
+        out.push({ controller: "pids", v2: ["pids.max", n], v1: [["pids.max", n]] });
+        break;
+      }
+      case "CPUQuota": {
+        const perSec = parseQuota(value);
+        let quota = (perSec * CPU_PERIOD_USEC) / 1_000_000n;
+        if (quota < 1000n) quota = 1000n;
+        out.push({
+          controller: "cpu",
+          v2: ["cpu.max", `${quota} ${CPU_PERIOD_USEC}`],
+          v1: [["cpu.cfs_period_us", String(CPU_PERIOD_USEC)], ["cpu.cfs_quota_us", String(quota)]],
+        });
+        break;
+      }
+      case "CPUWeight": {
+        const w = parseWeight(name, value);
+        const shares = Math.min(262144, Math.max(2, Math.floor((w * 1024) / 100)));
+        out.push({ controller: "cpu", v2: ["cpu.weight", String(w)], v1: [["cpu.shares", String(shares)]] });
+        break;
+      }
+      case "IOWeight": {
+        const w = parseWeight(name, value);
+        const blkio = Math.min(1000, Math.max(10, Math.floor((w * 500) / 100)));
+        const file = host.cgroup.v1BlkioBfq ? "blkio.bfq.weight" : "blkio.weight";
+        out.push({ controller: "io", v2: ["io.weight", `default ${w}`], v1: [[file, String(host.cgroup.v1BlkioBfq ? w : blkio)]] });
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+const V1_NAME: Record<Controller, string> = { memory: "memory", pids: "pids", cpu: "cpu", io: "blkio" };
+
+export function resourcePlan(settings: Settings, name: string, host: HostFacts): ResourcePlan {
+  const slice = slicePath(settings.slice ?? "machine.slice");
+  const rel = `${slice === "" ? "" : `${slice}/`}machine-${escapeUnitName(name)}.scope`;
+  const v2 = host.cgroup.v2!;
+  const cgroups = [`${v2}/${rel}`];
+  if (host.cgroup.v1Systemd !== undefined) cgroups.push(`${host.cgroup.v1Systemd}/${rel}`);
+  const sets: CgroupSet[] = [];
+  const want = wanted(settings, host);
+  const v2Controllers = new Set(host.cgroup.v2Controllers);
+  const enabled = new Set<Controller>();
+  for (const w of want) {
+    if (v2Controllers.has(w.controller)) {
+      if (!enabled.has(w.controller)) {
+        enabled.add(w.controller);
+        // Enable the controller from the root down to the scope's parent.
+        const parts = rel.split("/").slice(0, -1);
+        for (let i = 0; i <= parts.length; i++) {
+          const dir = [v2, ...parts.slice(0, i)].join("/");
+          sets.push({ path: `${dir}/cgroup.subtree_control`, value: `+${w.controller}` });
+        }
+      }
+      sets.push({ path: `${v2}/${rel}/${w.v2[0]}`, value: w.v2[1] });
+      continue;
+    }
+    const mount = host.cgroup.v1Controllers[V1_NAME[w.controller]];
+    if (mount === undefined)
+      throw invalidError(
+        `cannot apply a ${w.controller} limit: this host has no ${w.controller} controller (neither in cgroup v2 nor as a v1 hierarchy)`,
+        { flag: "--property" },
+      );
+    const own = host.cgroup.v1Own[V1_NAME[w.controller]] ?? "/";
+    const dir = `${mount}${own === "/" ? "" : own}/${rel}`;
+    if (!cgroups.includes(dir)) cgroups.push(dir);
+    for (const [file, value] of w.v1) sets.push({ path: `${dir}/${file}`, value });
+  }
+  return { cgroups, sets };
+}
