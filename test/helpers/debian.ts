@@ -23,12 +23,13 @@ export async function debianCopy(scratch: Scratch): Promise<string> {
 
 /** `systemctl is-system-running --wait` inside the container. */
 export async function systemState(leader: number, timeoutMs = 20_000): Promise<string> {
-  // Until systemd has created its socket, systemctl fails at once with no output: retry.
+  // Until systemd has created its socket, systemctl fails at once with no output, or says
+  // "offline" (no /run/systemd/system yet): retry.
   const end = performance.now() + timeoutMs;
   for (;;) {
     const r = await nsenter(leader, ["systemctl", "is-system-running", "--wait"], timeoutMs);
     const state = r.stdout.trim();
-    if (state !== "" || performance.now() > end) return state || `(no answer: ${r.stderr.trim()})`;
+    if ((state !== "" && state !== "offline") || performance.now() > end) return state || `(no answer: ${r.stderr.trim()})`;
     await Bun.sleep(50);
   }
 }
@@ -53,7 +54,7 @@ export async function withBootedDebian<T>(
   const name = scratch.name("deb");
   const bg = startNspawn(["-D", root, "-M", name, "-b", "--console=read-only", ...extraArgs], { stateDir }, scratch);
   try {
-    const state = await waitForState(stateDir, name, undefined, 15_000);
+    const state = await waitForState(stateDir, name, undefined, 15_000, bg);
     return await fn({ name, root, stateDir, bg, state });
   } finally {
     if (bg.proc.exitCode === null && bg.proc.signalCode === null) {

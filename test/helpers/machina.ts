@@ -437,11 +437,17 @@ export function readState(stateDir: string, name: string): MachineState | undefi
   }
 }
 
-/** Wait for state.json of `name`, optionally for a leader different from `notLeader`. */
-export function waitForState(stateDir: string, name: string, notLeader?: number, timeoutMs = 10_000): Promise<MachineState> {
-  return waitFor(`state.json of ${name}`, () => {
+/**
+ * Wait for state.json of `name`, optionally for a leader different from `notLeader`. With `bg`,
+ * give up at once (with its stderr) when that supervisor exits first.
+ */
+export async function waitForState(stateDir: string, name: string, notLeader?: number, timeoutMs = 10_000, bg?: Background): Promise<MachineState> {
+  return waitFor(`state.json of ${name}`, async () => {
     const s = readState(stateDir, name);
-    return s && s.leader !== notLeader ? s : undefined;
+    if (s && s.leader !== notLeader) return s;
+    if (bg && (bg.proc.exitCode !== null || bg.proc.signalCode !== null))
+      throw new Error(`the supervisor of ${name} exited (${bg.proc.exitCode ?? bg.proc.signalCode}) before state.json appeared: ${(await bg.stderr).trim()}`);
+    return undefined;
   }, timeoutMs);
 }
 
@@ -465,11 +471,17 @@ export interface Snapshot {
   state: string[];
 }
 
+/**
+ * What this test process could have left behind: mounts below the temp dir or the fixture cache,
+ * machine cgroups whose name was made by uniqueName() in this process, and state entries.
+ * (Other users of the host — benchmarks, other test runs — may create their own meanwhile.)
+ */
 export function leftovers(stateDir: string): Snapshot {
+  const tag = unitEscape(`-${process.pid.toString(36)}`);
   const cgroups: string[] = [];
   for (const slice of MACHINE_SLICES) {
     try {
-      for (const e of readdirSync(slice, { withFileTypes: true })) if (e.isDirectory()) cgroups.push(`${slice}/${e.name}`);
+      for (const e of readdirSync(slice, { withFileTypes: true })) if (e.isDirectory() && e.name.includes(tag)) cgroups.push(`${slice}/${e.name}`);
     } catch {
       // no slice yet
     }
@@ -480,7 +492,8 @@ export function leftovers(stateDir: string): Snapshot {
   } catch {
     // none
   }
-  return { mounts: hostMountPoints(), cgroups, state };
+  const ours = (p: string) => p.startsWith(`${tmpdir()}/machina-`) || p.startsWith(process.env.MACHINA_FIXTURE_CACHE ?? "/var/cache/machina-test");
+  return { mounts: hostMountPoints().filter(ours), cgroups, state };
 }
 
 /** What `after` has that `before` has not (only entries that could be ours: `filter`). */

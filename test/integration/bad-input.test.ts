@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { ensureBusyboxImage } from "../fixtures/images.ts";
-import { NOTHING, Scratch, leftovers, newLeftovers, runNspawn } from "../helpers/machina.ts";
+import { NOTHING, Scratch, leftovers, newLeftovers, runNspawn, uniqueName } from "../helpers/machina.ts";
 
 const files = new Scratch();
 let image: string;
@@ -29,7 +29,8 @@ afterAll(() => files.cleanup());
 
 type Case = [what: string, args: () => string[], message: RegExp];
 
-const D = () => ["-q", "--console=pipe", "-D", image, "-M", "bad-input-test"];
+const NAME = uniqueName("bad");
+const D = () => ["-q", "--console=pipe", "-D", image, "-M", NAME];
 const CASES: Case[] = [
   ["unknown option", () => [...D(), "--frobnicate", "/bin/true"], /unrecognized option '--frobnicate'/],
   ["unknown short option", () => [...D(), "-Y", "/bin/true"], /invalid option -- 'Y'/],

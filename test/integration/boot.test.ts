@@ -54,7 +54,7 @@ describe("booting Debian with -b", () => {
       const first = m.state.leader;
       const r = await nsenter(first, ["systemctl", "reboot"]);
       expect(r.code).toBe(0);
-      const again = await waitForState(stateDir, m.name, first, 15_000);
+      const again = await waitForState(stateDir, m.name, first, 15_000, m.bg);
       expect(again.leader).not.toBe(first);
       expect(again.supervisor).toBe(m.state.supervisor);
       expect(alive(again.leader)).toBe(true);

@@ -7,7 +7,7 @@ import { copyFileSync, existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { spawn } from "bun";
 import { ensureBusyboxImage } from "../fixtures/images.ts";
-import { MACHINA_NSPAWN, Scratch, TEST_NOTIFY, baseEnv, copyTree, parseProbe, runNspawn, waitFor } from "../helpers/machina.ts";
+import { MACHINA_NSPAWN, REPO, Scratch, TEST_NOTIFY, baseEnv, copyTree, parseProbe, runNspawn, waitFor } from "../helpers/machina.ts";
 
 const T = 30_000;
 const PTY_RUN = join(import.meta.dir, "../helpers/pty-run.py");
@@ -22,6 +22,10 @@ beforeAll(async () => {
   image = await ensureBusyboxImage();
   copy = `${files.dir()}/bb`;
   copyTree(image, copy);
+  if (!existsSync(TEST_NOTIFY)) {
+    const r = Bun.spawnSync(["make", "-C", join(REPO, "native"), "-s", "build/test-notify"], { stderr: "pipe" });
+    if (r.exitCode !== 0) throw new Error(`building ${TEST_NOTIFY}: ${r.stderr.toString()}`);
+  }
   copyFileSync(TEST_NOTIFY, `${copy}/usr/bin/test-notify`);
   stateDir = files.dir("machina-state-");
 });
