@@ -1,7 +1,9 @@
 /** machina-nspawn: parse, plan, then replace this process by the helper that runs the container. */
+import { err, out } from "./output.ts";
 import { MachinaError, renderError } from "../errors.ts";
 import { gatherHostFacts, gatherImageFacts } from "../host/facts.ts";
 import { LinuxHost } from "../host/linux.ts";
+import { gatherUsernsFacts } from "../host/userns-facts.ts";
 import type { Host } from "../host/host.ts";
 import { sweepStale } from "../machine/registry.ts";
 import { paths } from "../paths.ts";
@@ -31,15 +33,15 @@ export function main(argv: string[], host: Host = new LinuxHost()): number {
   try {
     const parsed = parseNspawnCommandLine(argv, host.env(), process.cwd());
     if (parsed.action === "help") {
-      process.stdout.write(NSPAWN_HELP);
+      out(NSPAWN_HELP);
       return 0;
     }
     if (parsed.action === "list") {
-      process.stdout.write(parsed.lines.map((l) => `${l}\n`).join(""));
+      out(parsed.lines.map((l) => `${l}\n`).join(""));
       return 0;
     }
     if (parsed.action === "version") {
-      process.stdout.write(NSPAWN_VERSION_TEXT);
+      out(NSPAWN_VERSION_TEXT);
       return 0;
     }
     const env = host.env();
@@ -49,15 +51,16 @@ export function main(argv: string[], host: Host = new LinuxHost()): number {
     // The machine's .nspawn file (if any), merged under (or, with --settings=override, over)
     // the command line. Its warnings are shown even with -q, as systemd-nspawn's are.
     const loaded = loadSettingsFile(host, parsed.settings);
-    for (const w of loaded.warnings) process.stderr.write(`${PROG}: ${w}\n`);
+    for (const w of loaded.warnings) err(`${PROG}: ${w}\n`);
     const settings = loaded.settings;
     const hostFacts = gatherHostFacts(host, p.stateDir);
     const image = gatherImageFacts(host, directory, hostFacts.timezone);
+    if (settings.privateUsers.mode !== "no") image.userns = gatherUsernsFacts(host, image.root, hostFacts.stateDir);
     const statusFd = env["MACHINA_STATUS_FD"] ? Number(env["MACHINA_STATUS_FD"]) : undefined;
     const spec = buildSpec(settings, image, hostFacts, { prog: PROG, ...(statusFd !== undefined ? { statusFd } : {}) });
     if (env["MACHINA_PRINT_SPEC"] === "1") {
       // Debugging aid: show the plan instead of running it.
-      process.stdout.write(specRecords(spec).map(([name, args]) => JSON.stringify([name, ...args])).join("\n") + "\n");
+      out(specRecords(spec).map(([name, args]) => JSON.stringify([name, ...args])).join("\n") + "\n");
       return 0;
     }
     if (host.lstat(p.helper) === undefined)
@@ -65,12 +68,12 @@ export function main(argv: string[], host: Host = new LinuxHost()): number {
     // Entries of supervisors that were killed outright: remove them (and their cgroups) now.
     sweepStale(host, p.stateDir, Date.now());
     if (!settings.quiet) {
-      process.stderr.write(`Spawning container ${spec.machine} on ${spec.root}.\n`);
-      if (spec.console === "interactive") process.stderr.write("Press ^] three times within 1s to kill container.\n");
+      err(`Spawning container ${spec.machine} on ${spec.root}.\n`);
+      if (spec.console === "interactive") err("Press ^] three times within 1s to kill container.\n");
     }
     return host.execWithSpec(p.helper, ["machina-helper", "run", "--spec-fd"], encodeSpec(spec));
   } catch (error) {
-    process.stderr.write(renderError(PROG, error) + "\n");
+    err(renderError(PROG, error) + "\n");
     return 1;
   }
 }

@@ -9,6 +9,7 @@ const symbols = {
   execve: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
   fcntl: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
   flock: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+  isatty: { args: [FFIType.i32], returns: FFIType.i32 },
   __errno_location: { args: [], returns: FFIType.ptr },
 } as const;
 
@@ -81,4 +82,9 @@ const LOCK_NB = 4;
 /** flock(fd, LOCK_EX|LOCK_NB): false when another open file description holds a lock. */
 export function tryFlockExclusive(fd: number): boolean {
   return lib().flock(fd, LOCK_EX | LOCK_NB) === 0;
+}
+
+/** isatty(3) (node:tty costs several milliseconds to load in Bun). */
+export function isatty(fd: number): boolean {
+  return lib().isatty(fd) === 1;
 }

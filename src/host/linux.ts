@@ -1,8 +1,7 @@
 /** The real Host: Linux through Bun's fs and, where Bun has no API, libc via FFI. */
 import * as fs from "node:fs";
-import { isatty } from "node:tty";
 import type { FileKind, Host } from "./host.ts";
-import { clearNonBlocking, execve, memfdCreate, tryFlockExclusive } from "./libc.ts";
+import { clearNonBlocking, execve, isatty, memfdCreate, tryFlockExclusive } from "./libc.ts";
 
 function kindOf(st: fs.Stats): FileKind {
   if (st.isFile()) return "file";
@@ -104,6 +103,16 @@ export class LinuxHost implements Host {
   mtimeMs(path: string): number | undefined {
     try {
       return fs.lstatSync(path).mtimeMs;
+    } catch (e) {
+      if (isMissing(e)) return undefined;
+      throw e;
+    }
+  }
+
+  owner(path: string): { uid: number; gid: number } | undefined {
+    try {
+      const st = fs.statSync(path);
+      return { uid: st.uid, gid: st.gid };
     } catch (e) {
       if (isMissing(e)) return undefined;
       throw e;
