@@ -142,5 +142,15 @@ exec 9>&-
 ok $([ $rc = 1 ] && grep -q 'is held by another container' "$work/err" && echo 0 || echo 1) "userns: a held range lock refuses the start"
 rm -rf --one-file-system "$ucopy"
 
+# ---- security records: seccomp, personality, OOM score, CPU affinity ----
+spec --raw-record seccomp_filter allow --raw-record seccomp_deny 1 sethostname --raw-record seccomp_deny 0 sync \
+  --raw-record personality 8 --raw-record oom_score_adjust 300 --raw-record cpu_affinity 0 \
+  -- /bin/sh -c 'hostname x 2>&1 | grep -c "not permitted"; sync && echo synced; uname -m; cat /proc/self/oom_score_adj; grep Cpus_allowed_list /proc/self/status | tr -d "\t"; grep Seccomp: /proc/self/status | tr -d "\t"'
+out=$(run 2>&1 | tr '\n' ' ')
+ok $([ "$out" = "1 synced i686 300 Cpus_allowed_list:0 Seccomp:2 " ] && echo 0 || echo 1) "security: seccomp deny (EPERM, errno 0), personality, oom_score_adjust, cpu_affinity ($out)"
+spec --raw-record seccomp_filter allow --raw-record seccomp_rule 1 nosuch a0==1 -- /bin/true
+run 2>"$work/err"; rc=$?
+ok $rc "security: an unknown system call name is skipped"
+
 echo "$pass passed, $fail failed"
 [ $fail = 0 ]

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/personality.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -928,12 +930,168 @@ static void test_userns_chown(const char *tmp)
 	close(fd);
 }
 
+/* ---- security.c: seccomp, personality, OOM score, CPU affinity, cgroup_set ---- */
+static void sec_body(struct sb *b)
+{
+	b->len = 0;
+	sb_str(b, "MACHINA-SPEC");
+	sb_str(b, "1");
+	rec(b, "root", 1, "/r");
+	rec(b, "namespaces", 2, "mnt", "pid");
+	rec(b, "exec", 2, "/bin/true", "true");
+}
+
+static int child_status(pid_t pid)
+{
+	int st = 0;
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static void test_security(void)
+{
+	struct sb *b = calloc(1, sizeof *b);
+	struct spec s;
+	struct merr e;
+
+	sec_body(b);
+	rec(b, "cgroup_set", 2, "/sys/fs/cgroup/a/pids.max", "20");
+	rec(b, "seccomp_filter", 1, "allow");
+	rec(b, "seccomp_rule", 4, "97", "socket", "a0==16", "a2==9");
+	rec(b, "seccomp_filter", 1, "38");
+	rec(b, "seccomp_allow", 2, "read", "write");
+	rec(b, "seccomp_deny", 3, "1", "kexec_load", "swapon");
+	rec(b, "seccomp_rule", 3, "22", "openat", "a2&0x101000==1052672");
+	rec(b, "personality", 1, "8");
+	rec(b, "oom_score_adjust", 1, "-17");
+	rec(b, "cpu_affinity", 3, "0", "2", "3");
+	rec(b, "cgroup_set", 2, "/sys/fs/cgroup/a/cpu.max", "50000 100000");
+	rec(b, "end", 0);
+	int r = parse(b, &s, &e);
+	check(r == 0, "security: records parse%s%s", r ? ": " : "", r ? e.msg : "");
+	if (r == 0) {
+		check(s.sec.n_filters == 2 && s.sec.filters[0].default_allow && !s.sec.filters[1].default_allow &&
+			      s.sec.filters[1].default_errno == 38,
+		      "security: two filters with their default actions");
+		struct sec_filter *f = &s.sec.filters[1];
+		check(f->n_entries == 5 && f->entries[0].kind == SEC_ALLOW && !strcmp(f->entries[1].name, "write") &&
+			      f->entries[2].kind == SEC_ERRNO && f->entries[2].err == 1 && !strcmp(f->entries[3].name, "swapon"),
+		      "security: allow and deny entries in order");
+		struct sec_entry *rule = &f->entries[4];
+		check(rule->kind == SEC_RULE && rule->err == 22 && rule->n_conds == 1 && rule->conds[0].arg == 2 &&
+			      rule->conds[0].op == 2 && rule->conds[0].mask == 0x101000 && rule->conds[0].value == 0x101000,
+		      "security: masked condition");
+		struct sec_entry *audit = &s.sec.filters[0].entries[0];
+		check(audit->n_conds == 2 && audit->conds[0].op == 0 && audit->conds[0].value == 16 && audit->conds[1].arg == 2,
+		      "security: equality conditions");
+		check(s.sec.has_personality && s.sec.personality == 8 && s.sec.has_oom && s.sec.oom == -17 &&
+			      s.sec.n_cpus == 3 && s.sec.cpus[2] == 3,
+		      "security: personality, oom_score_adjust, cpu_affinity");
+		check(s.sec.n_sets == 2 && !strcmp(s.sec.sets[1].value, "50000 100000"), "security: cgroup_set in order");
+		spec_free(&s);
+	}
+	struct sec_cond c;
+	check(sec_parse_cond("a5<=2147483647", &c) == 0 && c.op == 1 && c.arg == 5, "security: <= condition");
+	check(sec_parse_cond("a6==1", &c) < 0 && sec_parse_cond("a0=1", &c) < 0 && sec_parse_cond("a0==x", &c) < 0 &&
+		      sec_parse_cond("a0&1==", &c) < 0,
+	      "security: bad conditions rejected");
+
+	static const struct { const char *name; int n; const char *a[3]; const char *needle; } bads[] = {
+		{ "seccomp_allow", 1, { "read" }, "no \"seccomp_filter\" before it" },
+		{ "seccomp_filter", 1, { "kill" }, "malformed DEFAULT" },
+		{ "personality", 1, { "-1" }, "expected one N" },
+		{ "oom_score_adjust", 1, { "1001" }, "from -1000 to 1000" },
+		{ "cpu_affinity", 0, { 0 }, "expected CPU numbers" },
+		{ "cgroup_set", 2, { "relative", "1" }, "expected HPATH VALUE" },
+		{ "cgroup_set", 2, { "/a/b", "1\n2" }, "expected HPATH VALUE" },
+	};
+	for (size_t i = 0; i < sizeof bads / sizeof bads[0]; i++) {
+		sec_body(b);
+		rec(b, bads[i].name, bads[i].n, bads[i].a[0], bads[i].a[1], bads[i].a[2]);
+		rec(b, "end", 0);
+		bad(b, bads[i].needle, bads[i].name);
+	}
+	sec_body(b);
+	rec(b, "seccomp_filter", 1, "allow");
+	rec(b, "seccomp_deny", 2, "1", "Bad-Name");
+	rec(b, "end", 0);
+	bad(b, "malformed system call name", "a bad system call name");
+	sec_body(b);
+	rec(b, "personality", 1, "8");
+	rec(b, "personality", 1, "0");
+	rec(b, "end", 0);
+	bad(b, "only one such record", "a duplicate personality");
+
+	/* Effects, in a child (the filter stays with it). */
+	sec_body(b);
+	rec(b, "seccomp_filter", 1, "allow");
+	rec(b, "seccomp_deny", 3, "13", "chdir", "no_such_call_xyz");
+	rec(b, "seccomp_deny", 2, "0", "fsync");
+	rec(b, "seccomp_rule", 3, "22", "dup3", "a2==524288");
+	rec(b, "personality", 1, "8");
+	rec(b, "cpu_affinity", 1, "0");
+	rec(b, "end", 0);
+	r = parse(b, &s, &e);
+	check(r == 0, "security: effect spec parses");
+	if (r == 0) {
+		pid_t pid = fork();
+		if (pid == 0) {
+			struct merr ce = { 0 };
+			if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || sec_seccomp_load(&s.sec, &ce) < 0)
+				_exit(10);
+			if (chdir("/") != -1 || errno != EACCES)
+				_exit(11);
+			if (fsync(-1) != 0) /* errno 0: success without doing anything */
+				_exit(12);
+			if (dup3(0, 100, O_CLOEXEC) != -1 || errno != EINVAL || dup3(0, 100, 0) != 100)
+				_exit(13);
+			if (getpid() <= 0)
+				_exit(14);
+			if (sec_process_setup(&s.sec, &ce) < 0)
+				_exit(15);
+			if ((personality(0xffffffff) & 0xff) != 8)
+				_exit(16);
+			_exit(0);
+		}
+		int st = child_status(pid);
+		check(st == 0, "security: filters load (errno, errno 0, argument rule, unknown name skipped), personality set (child status %d)", st);
+		spec_free(&s);
+	}
+
+	/* cgroup_set writes the value; a missing file is an open error naming the path. */
+	char dir[] = "/tmp/machina-sec.XXXXXX";
+	if (mkdtemp(dir)) {
+		char f[300], got[32] = { 0 };
+		snprintf(f, sizeof f, "%s/pids.max", dir);
+		close(open(f, O_CREAT | O_WRONLY, 0644));
+		struct sec_cgset set[2] = { { f, "20" }, { "/nonexistent/x/pids.max", "1" } };
+		struct sec one = { .sets = set, .n_sets = 1 };
+		memset(&e, 0, sizeof e);
+		int w = sec_cgroup_write(&one, &e);
+		int fd = open(f, O_RDONLY);
+		if (fd >= 0) {
+			(void)!read(fd, got, sizeof got - 1);
+			close(fd);
+		}
+		check(w == 0 && !strcmp(got, "20"), "security: cgroup_set writes the value");
+		one.sets = set + 1;
+		w = sec_cgroup_write(&one, &e);
+		check(w == -ENOENT && !strcmp(e.syscall, "open") && !strcmp(e.path, "/nonexistent/x/pids.max"),
+		      "security: cgroup_set failure names open and the path");
+		unlink(f);
+		rmdir(dir);
+	}
+	free(b);
+}
+
 int main(void)
 {
 	test_spec();
 	test_errors();
 	test_copy_fd();
 	test_userns();
+	test_security();
 	if (geteuid() == 0) {
 		char tmp[] = "/tmp/machina-test.XXXXXX";
 		if (!mkdtemp(tmp)) {
