@@ -147,7 +147,8 @@ export function resourcePlan(settings: Settings, name: string, host: HostFacts):
   const rel = `${slice === "" ? "" : `${slice}/`}machine-${escapeUnitName(name)}.scope`;
   const v2 = host.cgroup.v2!;
   const cgroups = [`${v2}/${rel}`];
-  if (host.cgroup.v1Systemd !== undefined) cgroups.push(`${host.cgroup.v1Systemd}/${rel}`);
+  // The v1 name=systemd hierarchy is not joined: systemd (host or guest) tracks processes in
+  // cgroup2 whenever there is one, and each extra migration costs a grace period (~3-10 ms).
   const sets: CgroupSet[] = [];
   const want = wanted(settings, host);
   const v2Controllers = new Set(host.cgroup.v2Controllers);

@@ -103,10 +103,7 @@ describe("buildSpec", () => {
     expect(s.root).toBe("/srv/box");
     expect(s.namespaces).toEqual(["mnt", "pid", "uts", "ipc", "cgroup"]);
     expect(s.registry).toBe("/run/machina/machines/box");
-    expect(s.cgroups).toEqual([
-      "/sys/fs/cgroup/unified/machine.slice/machine-box.scope",
-      "/sys/fs/cgroup/systemd/machine.slice/machine-box.scope",
-    ]);
+    expect(s.cgroups).toEqual(["/sys/fs/cgroup/unified/machine.slice/machine-box.scope"]);
     expect(s.env).toEqual([
       "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
       "container=systemd-nspawn",

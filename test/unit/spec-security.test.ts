@@ -167,7 +167,6 @@ describe("resources", () => {
     const s = spec(["-D", "/srv/box", "-S", "web-prod", "x"]);
     expect(s.cgroups).toEqual([
       "/sys/fs/cgroup/unified/web.slice/web-prod.slice/machine-box.scope",
-      "/sys/fs/cgroup/systemd/web.slice/web-prod.slice/machine-box.scope",
     ]);
     expect(s.cgroupSets).toEqual([]);
   });
