@@ -175,7 +175,6 @@ describe("resources", () => {
     const scope = "machine.slice/machine-box.scope";
     expect(s.cgroups).toEqual([
       `/sys/fs/cgroup/unified/${scope}`,
-      `/sys/fs/cgroup/systemd/${scope}`,
       `/sys/fs/cgroup/memory/user/x/${scope}`,
       `/sys/fs/cgroup/pids/${scope}`,
       `/sys/fs/cgroup/cpu,cpuacct/${scope}`,
