@@ -258,6 +258,14 @@ int userns_prepare(const struct spec *s, struct merr *e)
 	u->lock_fd = -1;
 	u->root_tree_fd = -1;
 	if (u->lock) {
+		char dir[4096];
+		snprintf(dir, sizeof dir, "%s", u->lock);
+		for (char *p = dir + 1; (p = strchr(p, '/')); p++) { /* mkdir -p of the lock's directory */
+			*p = 0;
+			if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+				return merr_sys(e, "mkdir", dir, "failed to create directory \"%s\"", dir);
+			*p = '/';
+		}
 		u->lock_fd = open(u->lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
 		if (u->lock_fd < 0)
 			return merr_sys(e, "open", u->lock, "failed to open the UID range lock \"%s\"", u->lock);

@@ -72,8 +72,12 @@ export interface ImageFacts {
   hasHostZone: boolean;
   resolvConfKind: ReturnType<Host["lstat"]>;
   localtimeKind: ReturnType<Host["lstat"]>;
+  /** For --private-users (host/userns-facts.ts); gathered only when user namespaces are asked for. */
+  userns?: import("./userns-facts.ts").UsernsFacts;
   /** Init candidates that exist in the image, in nspawn's order. */
   inits: string[];
+  /** For the mount planners (spec/root-modes.ts, spec/journal.ts); absent when the root is no directory. */
+  mounts?: MountFacts;
 }
 
 export const INIT_CANDIDATES = ["/usr/lib/systemd/systemd", "/lib/systemd/systemd", "/sbin/init"] as const;

@@ -139,6 +139,15 @@ export class FakeHost implements Host {
     return this.nodes.has(path) ? (this.mtimes.get(path) ?? 0) : undefined;
   }
 
+  /** Owners by path (default 0:0 for every existing node). */
+  readonly owners = new Map<string, { uid: number; gid: number }>();
+
+  owner(path: string): { uid: number; gid: number } | undefined {
+    const r = this.resolve(path, true);
+    if (r === undefined || !this.nodes.has(r)) return undefined;
+    return this.owners.get(r) ?? { uid: 0, gid: 0 };
+  }
+
   tryLock(path: string): { release(): void } | undefined {
     if (!this.nodes.has(path) || this.heldLocks.has(path)) return undefined;
     this.heldLocks.add(path);

@@ -30,6 +30,8 @@ export interface Host {
   mtimeMs(path: string): number | undefined;
   /** Exclusive flock without waiting; undefined when it is held elsewhere or missing. */
   tryLock(path: string): { release(): void } | undefined;
+  /** Owner of the path (symlinks followed), or undefined when missing. */
+  owner(path: string): { uid: number; gid: number } | undefined;
   /** Remove a file or symlink; missing is fine. */
   unlink(path: string): void;
   /** Remove a directory and the (empty) directories below it, deepest first (cgroups). */

@@ -9,10 +9,14 @@ import { machineNameFromDirectory } from "../settings/machine-name.ts";
 import type { Settings } from "../settings/settings.ts";
 import { SIGRTMIN, uuidFromHex } from "../settings/values.ts";
 import { credentialDirOps, credentialEnv, credentialOps } from "./credentials.ts";
+import { planJournal } from "./journal.ts";
 import { MS, S_IF } from "./mount-flags.ts";
+import { userMountPlan } from "./mounts-user.ts";
 import { personalityValue } from "./process.ts";
 import { resourcePlan } from "./resources.ts";
+import { planRoot } from "./root-modes.ts";
 import { seccompFilters } from "./seccomp.ts";
+import { applyUserns, planUserns } from "./userns.ts";
 import type { ExecCandidate, Namespace, RunSpec, SetupOp, SpecConsole } from "./types.ts";
 
 export const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -45,17 +49,8 @@ function origin(settings: Settings, key: keyof Settings): string {
  */
 export function unimplementedSettings(s: Settings): string[] {
   const set: Array<[keyof Settings, boolean]> = [
-    ["template", s.template !== undefined],
-    ["ephemeral", s.ephemeral],
     ["image", s.image !== undefined],
-    ["volatile", s.volatile !== "no"],
-    ["pivotRoot", s.pivotRoot !== undefined],
-    ["binds", s.binds.length > 0],
-    ["tmpfs", s.tmpfs.length > 0],
-    ["overlays", s.overlays.length > 0],
-    ["inaccessible", s.inaccessible.length > 0],
     ["bindUsers", s.bindUsers.length > 0],
-    ["privateUsers", s.privateUsers.mode !== "no"],
     ["networkVeth", s.networkVeth],
     ["networkVethExtra", s.networkVethExtra.length > 0],
     ["networkBridge", s.networkBridge !== undefined],
@@ -303,12 +298,17 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
   checkRunnable(settings, image, host);
   const name = machineName(settings, image);
   const uuid = containerUuid(settings, image, host);
+  const usernsPlan = planUserns(settings, image.root, name, image.userns, host.randomId);
   const user = resolveUser(settings, image);
-  const writable = image.writable && !settings.readOnly;
+  const rootPlan = planRoot(settings, image); // --volatile, -x, --pivot-root
+  const writable = rootPlan.writable;
+  const userMounts = userMountPlan(settings, host); // --bind, --tmpfs, --overlay, --inaccessible
+  const journal = planJournal(settings, image, writable);
   const namespaces: Namespace[] = ["mnt", "pid", "uts", "ipc", "cgroup"];
   if (settings.privateNetwork) namespaces.push("net");
 
   const ops: SetupOp[] = [
+    ...rootPlan.preOps,
     { op: "mount", source: "tmpfs", target: "/tmp", fstype: "tmpfs", flags: MS.NOSUID | MS.NODEV | MS.STRICTATIME, data: "mode=1777", create: "dir" },
     { op: "mount", source: "sysfs", target: "/sys", fstype: "sysfs", flags: RO_API, data: "", create: "dir" },
     ...devOps(settings.privateNetwork),
@@ -343,11 +343,11 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
   const { exec, args } = execCandidates(settings, image);
   const consoleMode_ = consoleMode(settings, host);
 
-  return {
+  return applyUserns({
     prog: options.prog,
     machine: name,
     root: image.root,
-    readOnly: settings.readOnly,
+    readOnly: rootPlan.readOnly,
     namespaces,
     hostname: settings.hostname ?? name,
     statusFd: options.statusFd,
@@ -378,5 +378,12 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
     cgroupSets: resources.sets,
     exec,
     args,
-  };
+    rootSetup: {
+      ...rootPlan.setup,
+      scratchDirs: [...rootPlan.setup.scratchDirs, ...userMounts.scratchDirs],
+      scratchList: `${host.stateDir}/scratch/${name}`,
+      hostMkdirs: journal.hostMkdirs,
+      hostSymlinks: journal.hostSymlinks,
+    },
+  }, usernsPlan, settings.privateNetwork);
 }

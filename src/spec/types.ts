@@ -5,9 +5,10 @@
 
 import type { CgroupSet } from "./resources.ts";
 import type { SeccompFilter } from "./seccomp.ts";
+import type { SpecUserns } from "./userns.ts";
 
 /** How a mount target is created when missing. */
-export type CreateMode = "dir" | "file" | "none" | "optional";
+export type CreateMode = "dir" | "file" | "none" | "optional" | "auto";
 
 export type SetupOp =
   | { op: "mount"; source: string; target: string; fstype: string; flags: number; data: string; create: CreateMode }
@@ -20,9 +21,13 @@ export type SetupOp =
   | { op: "remove"; path: string }
   | { op: "mask"; path: string }
   | { op: "cgroupns" }
-  | { op: "notify"; path: string };
+  | { op: "notify"; path: string }
+  /** A file system the supervisor creates in the host's namespaces (userns.ts): sysfs without a netns of our own. */
+  | { op: "fsmount"; fstype: string; target: string; flags: number; data: string }
+  /** overlayfs at target; layers HPATH or "+CPATH" (in the image), bottom first; upper/work "" = read-only. */
+  | { op: "overlay"; target: string; flags: number; upper: string; work: string; lower: string[] };
 
-export type Namespace = "mnt" | "pid" | "uts" | "ipc" | "net" | "cgroup";
+export type Namespace = "mnt" | "pid" | "uts" | "ipc" | "net" | "cgroup" | "user";
 export type SpecConsole = "interactive" | "read-only" | "passive" | "pipe";
 
 export interface ExecCandidate {
@@ -76,4 +81,20 @@ export interface RunSpec {
   cgroupSets: CgroupSet[];
   exec: ExecCandidate[];
   args: string[];
+  /** User namespace (userns.ts); absent = the host's. */
+  userns?: SpecUserns;
+  /** Root modes, pivot_root_dir and host-side directories (spec/root-modes.ts, mounts-user.ts, journal.ts). */
+  rootSetup?: RootSetup;
+}
+
+export interface RootSetup {
+  /** The root is a fresh tmpfs, or an overlay with a tmpfs upper over the image (tmpfs options). */
+  rootMode?: { kind: "tmpfs" | "overlay"; data: string };
+  pivotRoot?: { newRoot: string; oldRoot: string | undefined };
+  /** Created by the supervisor before the container, removed (recursively) when it exits. */
+  scratchDirs: Array<{ path: string; mode: number }>;
+  /** Where the supervisor lists the scratch dirs, so that the next start removes them after a crash. */
+  scratchList?: string;
+  hostMkdirs: Array<{ path: string; mode: number }>;
+  hostSymlinks: Array<{ target: string; path: string }>;
 }

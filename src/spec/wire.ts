@@ -32,6 +32,10 @@ function opRecord(op: SetupOp): [string, string[]] {
       return ["cgroupns", []];
     case "notify":
       return ["notify", [op.path]];
+    case "fsmount":
+      return ["fsmount", [op.fstype, op.target, String(op.flags), op.data]];
+    case "overlay":
+      return ["overlay", [op.target, String(op.flags), op.upper, op.work, ...op.lower]];
   }
 }
 
@@ -58,6 +62,15 @@ export function specRecords(spec: RunSpec): Array<[string, string[]]> {
   add("console", spec.console);
   add("quiet", flag(spec.quiet));
   add("console_opost", flag(spec.consoleOpost));
+  if (spec.userns) {
+    const u = spec.userns;
+    for (const l of u.uidMap) add("uid_map", String(l.inside), String(l.outside), String(l.count));
+    for (const l of u.gidMap) add("gid_map", String(l.inside), String(l.outside), String(l.count));
+    add("cgroup_owner", String(u.cgroupOwner.uid), String(u.cgroupOwner.gid));
+    if (u.lock !== undefined) add("userns_lock", u.lock);
+    if (u.chownRoot) add("chown_root", String(u.chownRoot.base), String(u.chownRoot.count));
+    if (u.idmapRoot) add("idmap_root", String(u.idmapRoot.base), String(u.idmapRoot.count));
+  }
   for (const op of spec.ops) r.push(opRecord(op));
   add("env", ...spec.env);
   if (spec.chdir !== undefined) add("chdir", spec.chdir);
