@@ -16,6 +16,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "binds.h"
 #include "caps.h"
 #include "console.h"
 #include "mounts.h"
@@ -264,6 +265,8 @@ void child_main(const struct spec *s, int sock)
 		merr_sys(&e, "open", s->root, "failed to open \"%s\"", s->root);
 		fail(&e);
 	}
+	if (binds_prepare_root(s, &rootfd, &e) < 0) /* pivot_root_dir, root_tmpfs, root_overlay */
+		fail(&e);
 	/* Host paths (the root's parents may be 0700) were resolved as host root; from here on
 	 * files are created as root of the user namespace. */
 	if (userns_become_root(s, &e) < 0)

@@ -14,6 +14,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "binds.h"
 #include "resolve.h"
 #include "util.h"
 
@@ -87,6 +88,7 @@ static int mount_target(int rootfd, const struct op *op, int *skip, struct merr 
 		if (fd == -ENOENT)
 			*skip = 1;
 		return fd;
+	case CREATE_AUTO: /* op_mount has chosen dir or file by the source's type */
 	case CREATE_NONE:
 	default:
 		return res_open(rootfd, op->path, O_PATH, e);
@@ -98,20 +100,34 @@ static int op_mount(int rootfd, const struct op *op, struct merr *e)
 	char p[32], fs[128];
 	int bind = !!(op->flags & MS_BIND);
 	struct stat st;
-	if (bind && stat(op->src, &st) < 0) {
+	_cleanup_close_ int sfd = -1; /* a "+CPATH" source, resolved in the image */
+	char sp[32];
+	const char *src = op->src;
+	if (bind && op->src[0] == '+') {
+		sfd = binds_open_source(rootfd, op->src, e);
+		if (sfd == -ENOENT && op->create == CREATE_OPTIONAL)
+			return 0;
+		if (sfd < 0)
+			return sfd;
+		src = fd_path(sfd, sp);
+	}
+	if (bind && stat(src, &st) < 0) {
 		if (errno == ENOENT && op->create == CREATE_OPTIONAL)
 			return 0;
 		return merr_sys(e, "stat", op->src, "failed to bind mount \"%s\" on \"%s\"", op->src, op->path);
 	}
+	struct op o = *op;
+	if (o.create == CREATE_AUTO)
+		o.create = S_ISDIR(st.st_mode) ? CREATE_DIR : CREATE_FILE;
 	int skip = 0;
-	_cleanup_close_ int tfd = mount_target(rootfd, op, &skip, e);
+	_cleanup_close_ int tfd = mount_target(rootfd, &o, &skip, e);
 	if (skip)
 		return 0;
 	if (tfd < 0)
 		return tfd;
 	fd_path(tfd, p);
 	if (bind) {
-		if (mount(op->src, p, NULL, MS_BIND | (op->flags & MS_REC), NULL) < 0)
+		if (mount(src, p, NULL, MS_BIND | (op->flags & MS_REC), NULL) < 0)
 			return merr_sys(e, "mount", op->path, "failed to bind mount \"%s\" on \"%s\"", op->src, op->path);
 	} else {
 		if (mount(op->src, p, op->fstype, op->flags & ~PROPAGATION, op->data) < 0) {
@@ -127,6 +143,8 @@ static int op_mount(int rootfd, const struct op *op, struct merr *e)
 			return mfd;
 		if (bind && (op->flags & BIND_REMOUNTABLE)) {
 			int r = remount_bind(mfd, op->path, op->flags, e);
+			if (r == 0 && (op->flags & MS_REC))
+				r = binds_setattr_recursive(mfd, op->path, op->flags, e);
 			if (r < 0)
 				return r;
 		}
@@ -394,6 +412,8 @@ int op_run(int rootfd, const struct op *op, struct merr *e)
 		return 0; /* after pivot_root, see child.c */
 	case OP_FSMOUNT:
 		return userns_op_fsmount(rootfd, op, e);
+	case OP_OVERLAY:
+		return binds_op_overlay(rootfd, op, e);
 	}
 	return merr_set(e, EINVAL, "", "", "unknown operation %d", (int)op->kind);
 }

@@ -206,7 +206,8 @@ enum rec_id {
 	R_CONSOLE, R_CONSOLE_OPOST, R_QUIET, R_MOUNT, R_REBIND, R_MKDIR, R_MKNOD, R_SYMLINK, R_WRITE, R_MASK,
 	R_CGROUPNS, R_NOTIFY, R_COPY, R_REMOVE, R_ENV, R_CHDIR, R_CAPS_BOUNDING, R_CAPS_AMBIENT, R_RLIMIT, R_NO_NEW_PRIVS,
 	R_USER, R_AS_PID2, R_EXEC, R_ARGS,
-	R_UID_MAP, R_GID_MAP, R_CGROUP_OWNER, R_USERNS_LOCK, R_CHOWN_ROOT, R_IDMAP_ROOT, R_FSMOUNT, R_END, R__MAX
+	R_UID_MAP, R_GID_MAP, R_CGROUP_OWNER, R_USERNS_LOCK, R_CHOWN_ROOT, R_IDMAP_ROOT, R_FSMOUNT,
+	R_ROOT_TMPFS, R_ROOT_OVERLAY, R_PIVOT_ROOT_DIR, R_SCRATCH_DIR, R_HOST_MKDIR, R_HOST_SYMLINK, R_OVERLAY, R_SCRATCH_LIST, R_END, R__MAX
 };
 
 #define VAR -1
@@ -261,6 +262,14 @@ static const struct {
 	[R_CHOWN_ROOT] = { "chown_root", 2, 2, 0 },
 	[R_IDMAP_ROOT] = { "idmap_root", 2, 2, 0 },
 	[R_FSMOUNT] = { "fsmount", 4, 4, 1 },
+	[R_ROOT_TMPFS] = { "root_tmpfs", 1, 1, 0 },
+	[R_ROOT_OVERLAY] = { "root_overlay", 1, 1, 0 },
+	[R_PIVOT_ROOT_DIR] = { "pivot_root_dir", 2, 2, 0 },
+	[R_SCRATCH_DIR] = { "scratch_dir", 2, 2, 1 },
+	[R_HOST_MKDIR] = { "host_mkdir", 2, 2, 1 },
+	[R_HOST_SYMLINK] = { "host_symlink", 2, 2, 1 },
+	[R_OVERLAY] = { "overlay", 5, VAR, 1 },
+	[R_SCRATCH_LIST] = { "scratch_list", 1, 1, 0 },
 	[R_END] = { "end", 0, 0, 0 },
 };
 
@@ -269,17 +278,36 @@ static int is_cpath(const char *p)
 	return p[0] == '/';
 }
 
+/* HPATH, or "+CPATH" (a path inside the image, resolved in its root) */
+static int is_layer(const char *p)
+{
+	return p[0] == '/' || (p[0] == '+' && p[1] == '/');
+}
+
+static int add_host_path(struct host_path **arr, size_t *n, const char *path, const char *target, mode_t mode)
+{
+	if (grow(arr, n, sizeof(struct host_path)) < 0)
+		return -ENOMEM;
+	(*arr)[*n - 1] = (struct host_path){ .path = path, .target = target, .mode = mode };
+	return 0;
+}
+
 void spec_free(struct spec *s)
 {
 	free(s->buf);
 	free(s->cgroups);
+	for (size_t i = 0; i < s->n_ops; i++)
+		if (s->ops[i].kind == OP_OVERLAY)
+			free(s->ops[i].layers);
 	free(s->ops);
+	free(s->scratch);
+	free(s->host_mkdirs);
+	free(s->host_symlinks);
 	free(s->env);
 	free(s->rlimits);
 	free(s->groups);
 	free(s->execs);
 	free(s->strs);
-	sec_free(&s->sec);
 	userns_spec_free(&s->us);
 	memset(s, 0, sizeof *s);
 	s->status_fd = -1;
@@ -373,12 +401,15 @@ static int apply(struct spec *s, enum rec_id id, const char *name, size_t idx, c
 		WANT(is_cpath(a[1]), "CPATH");
 		WANT(parse_mount_flags(a[3], &op->flags) == 0, "FLAGS");
 		if (op->flags & MS_BIND)
-			WANT(is_cpath(a[0]), "SRC (an absolute host path for a bind mount)");
+			WANT(is_layer(a[0]), "SRC (an absolute host path, or +PATH inside the image, for a bind mount)");
 		if (!strcmp(a[5], "dir")) op->create = CREATE_DIR;
+		else if (!strcmp(a[5], "auto")) op->create = CREATE_AUTO;
 		else if (!strcmp(a[5], "file")) op->create = CREATE_FILE;
 		else if (!strcmp(a[5], "none")) op->create = CREATE_NONE;
 		else if (!strcmp(a[5], "optional")) op->create = CREATE_OPTIONAL;
-		else WANT(0, "CREATE (dir|file|none|optional)");
+		else WANT(0, "CREATE (dir|file|auto|none|optional)");
+		if (op->create == CREATE_AUTO)
+			WANT(op->flags & MS_BIND, "CREATE (auto needs a bind mount)");
 		break;
 	case R_REBIND:
 		if ((r = add_op(s, &op)) < 0) OOM();
@@ -526,6 +557,58 @@ static int apply(struct spec *s, enum rec_id id, const char *name, size_t idx, c
 		WANT(*a[0], "FSTYPE");
 		WANT(is_cpath(a[1]), "CPATH");
 		WANT(parse_mount_flags(a[2], &op->flags) == 0, "FLAGS");
+		break;
+	case R_ROOT_TMPFS:
+	case R_ROOT_OVERLAY:
+		if (s->root_mode != ROOT_BIND)
+			return BAD("record %zu (\"%s\"): only one of root_tmpfs and root_overlay may be given", idx, name);
+		s->root_mode = id == R_ROOT_TMPFS ? ROOT_TMPFS : ROOT_OVERLAY;
+		s->root_data = a[0];
+		break;
+	case R_PIVOT_ROOT_DIR:
+		WANT(is_cpath(a[0]), "NEW (a container path)");
+		WANT(!*a[1] || is_cpath(a[1]), "OLD (a container path or empty)");
+		s->pivot_new = a[0];
+		s->pivot_old = *a[1] ? a[1] : NULL;
+		break;
+	case R_SCRATCH_DIR:
+	case R_HOST_MKDIR: {
+		mode_t mode;
+		WANT(id == R_SCRATCH_DIR ? is_layer(a[0]) : is_cpath(a[0]), id == R_SCRATCH_DIR ? "HPATH or +CPATH" : "HPATH");
+		WANT(strcmp(a[0], "/") != 0 && strcmp(a[0], "+/") != 0, "path (not the root)");
+		WANT(parse_octal(a[1], 07777, &mode) == 0, "MODE (octal)");
+		if (id == R_SCRATCH_DIR ? add_host_path(&s->scratch, &s->n_scratch, a[0], NULL, mode)
+					: add_host_path(&s->host_mkdirs, &s->n_host_mkdirs, a[0], NULL, mode))
+			OOM();
+		break;
+	}
+	case R_SCRATCH_LIST:
+		WANT(is_cpath(a[0]) && strcmp(a[0], "/") != 0, "HPATH");
+		s->scratch_list = a[0];
+		break;
+	case R_HOST_SYMLINK:
+		WANT(*a[0], "TARGET");
+		WANT(is_cpath(a[1]) && strcmp(a[1], "/") != 0, "HPATH");
+		if (add_host_path(&s->host_symlinks, &s->n_host_symlinks, a[1], a[0], 0))
+			OOM();
+		break;
+	case R_OVERLAY:
+		if ((r = add_op(s, &op)) < 0) OOM();
+		op->kind = OP_OVERLAY;
+		op->path = a[0];
+		WANT(is_cpath(a[0]), "CPATH");
+		WANT(parse_mount_flags(a[1], &op->flags) == 0, "FLAGS");
+		op->upper = a[2];
+		op->work = a[3];
+		WANT(!*a[2] || is_layer(a[2]), "UPPER (HPATH, +CPATH or empty)");
+		WANT(!*a[2] == !*a[3] && (!*a[3] || is_layer(a[3])), "WORK (HPATH or +CPATH, empty exactly when UPPER is)");
+		op->layers = calloc(n - 4 + 1, sizeof(char *));
+		if (!op->layers) OOM();
+		op->n_layers = n - 4;
+		for (size_t i = 4; i < n; i++) {
+			WANT(is_layer(a[i]), "LOWER (HPATH or +CPATH)");
+			op->layers[i - 4] = a[i];
+		}
 		break;
 	case R_END:
 	case R__MAX:

@@ -17,8 +17,10 @@
 #define SPEC_MAX_ARGS 65536u
 
 enum op_kind { OP_MOUNT, OP_REBIND, OP_MKDIR, OP_MKNOD, OP_SYMLINK, OP_WRITE, OP_MASK, OP_CGROUPNS, OP_NOTIFY,
-	       OP_COPY, OP_REMOVE, OP_FSMOUNT };
-enum create_mode { CREATE_NONE, CREATE_DIR, CREATE_FILE, CREATE_OPTIONAL };
+	       OP_COPY, OP_REMOVE, OP_FSMOUNT, OP_OVERLAY };
+enum create_mode { CREATE_NONE, CREATE_DIR, CREATE_FILE, CREATE_OPTIONAL, CREATE_AUTO };
+/* How the container's root mount is made (binds.c). */
+enum root_mode { ROOT_BIND, ROOT_TMPFS, ROOT_OVERLAY };
 enum console_mode { CONSOLE_PIPE, CONSOLE_INTERACTIVE, CONSOLE_READ_ONLY, CONSOLE_PASSIVE };
 
 struct op {
@@ -33,6 +35,16 @@ struct op {
 	int create;          /* mount: enum create_mode */
 	int optional;        /* rebind */
 	int fd;              /* fsmount: the prepared mount (supervisor, per run), -1 */
+	const char *upper, *work; /* overlay: "" for a read-only overlay */
+	const char **layers;      /* overlay: lower layers, bottom first */
+	size_t n_layers;
+};
+
+/* scratch_dir, host_mkdir, host_symlink (binds.c) */
+struct host_path {
+	const char *path;   /* HPATH, or "+CPATH" inside the image (scratch_dir) */
+	const char *target; /* host_symlink */
+	mode_t mode;
 };
 
 struct rlim {
@@ -79,6 +91,18 @@ struct spec {
 	size_t n_args;
 	struct sec sec; /* seccomp, personality, OOM score, CPU affinity, cgroup_set (security.c) */
 	struct userns_spec us; /* userns.h */
+
+	/* binds.c: root modes, pivot_root_dir, host-side preparation */
+	int root_mode;         /* enum root_mode */
+	const char *root_data; /* tmpfs options for root_tmpfs / root_overlay */
+	const char *pivot_new, *pivot_old; /* pivot_old NULL = the old root is unmounted */
+	struct host_path *scratch;
+	size_t n_scratch;
+	const char *scratch_list; /* HPATH: the scratch dirs of this run, for the next start after a crash */
+	struct host_path *host_mkdirs;
+	size_t n_host_mkdirs;
+	struct host_path *host_symlinks;
+	size_t n_host_symlinks;
 };
 
 /* Parse buf[0..len). Takes ownership of buf (freed by spec_free, also on error). */
