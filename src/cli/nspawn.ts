@@ -6,6 +6,7 @@ import { LinuxHost } from "../host/linux.ts";
 import { gatherUsernsFacts } from "../host/userns-facts.ts";
 import type { Host } from "../host/host.ts";
 import { sweepStale } from "../machine/registry.ts";
+import { populateFromTemplate } from "../image/template.ts";
 import { paths } from "../paths.ts";
 import { loadSettingsFile } from "../settings/lookup.ts";
 import { parseNspawnCommandLine } from "../settings/nspawn-cli.ts";
@@ -48,6 +49,7 @@ export function main(argv: string[], host: Host = new LinuxHost()): number {
     const p = paths(env);
     const directory = chooseDirectory(parsed.settings, host, p.pool);
     parsed.settings.directory = directory;
+    if (parsed.settings.template !== undefined) populateFromTemplate(parsed.settings.template, directory);
     // The machine's .nspawn file (if any), merged under (or, with --settings=override, over)
     // the command line. Its warnings are shown even with -q, as systemd-nspawn's are.
     const loaded = loadSettingsFile(host, parsed.settings);

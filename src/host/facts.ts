@@ -5,6 +5,7 @@
 import type { Host } from "./host.ts";
 import { parseOsRelease } from "./os-release.ts";
 import { kindInRoot, readFileInRoot, resolveInRoot } from "./resolve-in-root.ts";
+import { gatherMountFacts, type MountFacts } from "./mount-facts.ts";
 
 export interface CgroupLayout {
   /** Mount point of the cgroup2 hierarchy, if any (`/sys/fs/cgroup` or `/sys/fs/cgroup/unified`). */
@@ -221,6 +222,7 @@ export function gatherImageFacts(host: Host, directory: string, hostTimezone: st
     hasHostZone: hostTimezone !== undefined && kindInRoot(host, root, `/usr/share/zoneinfo/${hostTimezone}`) === "file",
     resolvConfKind: etcResolv === undefined ? undefined : host.lstat(`${etcResolv}/resolv.conf`),
     localtimeKind: etcResolv === undefined ? undefined : host.lstat(`${etcResolv}/localtime`),
+    mounts: gatherMountFacts(host, root, machineId && /^[0-9a-f]{32}$/.test(machineId) && !/^0+$/.test(machineId) ? machineId : undefined),
     inits: INIT_CANDIDATES.filter((p) => {
       const k = kindInRoot(host, root, p);
       return k === "file";

@@ -111,10 +111,10 @@ export function parseOverlay(value: string, readOnly: boolean, ctx: ErrorContext
   let upperRaw: string;
   let lowerParts: string[];
   if (parts.length === 2) {
-    // LOWER:UPPER, destination = LOWER
+    // LOWER:UPPER: the upper directory is also the destination (man systemd-nspawn, --overlay=)
     lowerParts = [parts[0]!];
     upperRaw = parts[1]!;
-    dest = parts[0]!.replace(/^\+/, "");
+    dest = parts[1]!.replace(/^\+/, "");
   } else {
     dest = parts.pop()!;
     upperRaw = parts.pop()!;

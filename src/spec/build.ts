@@ -319,6 +319,8 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
     { op: "mount", source: "cgroup2", target: "/sys/fs/cgroup", fstype: "cgroup2", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: "", create: "none" },
     ...resolvConfOps(settings, image, host, writable),
     ...timezoneOps(settings, image, host, writable),
+    ...journal.ops,
+    ...userMounts.ops,
   ];
 
   const registry = `${host.stateDir}/machines/${name}`;

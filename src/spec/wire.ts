@@ -1,5 +1,6 @@
 /** Encodes a RunSpec in the wire format of native/SPEC.md (version 1). Pure. */
 import { seccompRecords } from "./seccomp.ts";
+import { rootSetupRecords } from "./root-modes.ts";
 import type { RunSpec, SetupOp } from "./types.ts";
 
 export const SPEC_VERSION = 1;
@@ -53,6 +54,7 @@ export function specRecords(spec: RunSpec): Array<[string, string[]]> {
   if (spec.registry !== undefined) add("registry", spec.registry);
   if (spec.stateJson !== undefined) add("state_json", spec.stateJson);
   for (const cg of spec.cgroups) add("cgroup", cg);
+  if (spec.rootSetup) r.push(...rootSetupRecords(spec.rootSetup));
   for (const c of spec.cgroupSets) add("cgroup_set", c.path, c.value);
   add("kill_signal", String(spec.killSignal));
   add("boot", flag(spec.boot));

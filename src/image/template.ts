@@ -1,0 +1,57 @@
+/**
+ * --template=DIR: populate a missing or empty container directory from a template tree, once.
+ * The copy is made under a temporary sibling `.#NAME-XXXXXXXX` (the `.#` prefix is reserved
+ * for temporaries in the image pool) and renamed into place, so an interrupted copy never
+ * leaves a half-populated container. On btrfs, when the template is a subvolume, the copy is a
+ * snapshot; elsewhere `cp -a --reflink=auto` (copy-on-write where the file system can).
+ */
+import { spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import * as fs from "node:fs";
+import { basename, dirname } from "node:path";
+import { MachinaError } from "../errors.ts";
+
+function kind(path: string): "dir" | "other" | undefined {
+  try {
+    return fs.lstatSync(path).isDirectory() ? "dir" : "other";
+  } catch {
+    return undefined;
+  }
+}
+
+function run(argv: string[]): { ok: boolean; stderr: string } {
+  const r = spawnSync(argv[0]!, argv.slice(1), { stdio: ["ignore", "ignore", "pipe"], encoding: "utf8" });
+  return { ok: r.status === 0, stderr: (r.stderr ?? "").trim() };
+}
+
+function isBtrfsSubvolume(path: string): boolean {
+  const fsType = spawnSync("stat", ["-f", "-c", "%T", path], { encoding: "utf8" });
+  if (fsType.stdout?.trim() !== "btrfs") return false;
+  return fs.statSync(path).ino === 256; // the root of a subvolume
+}
+
+/** Returns true when the directory was populated, false when it already had content. */
+export function populateFromTemplate(template: string, directory: string): boolean {
+  const k = kind(directory);
+  if (k === "other") throw new MachinaError("E_INVALID", `"${directory}" exists and is not a directory`, { path: directory });
+  if (k === "dir" && fs.readdirSync(directory).length > 0) return false;
+  if (kind(template) !== "dir")
+    throw new MachinaError("E_NOT_FOUND", `template "${template}" is not a directory`, { flag: "--template", path: template });
+  const parent = dirname(directory);
+  if (kind(parent) !== "dir") throw new MachinaError("E_NOT_FOUND", `directory "${parent}" does not exist`, { path: parent });
+  const tmp = `${parent}/.#${basename(directory)}-${randomBytes(4).toString("hex")}`;
+  try {
+    const parentOnBtrfs = spawnSync("stat", ["-f", "-c", "%T", parent], { encoding: "utf8" }).stdout?.trim() === "btrfs";
+    const r = parentOnBtrfs && isBtrfsSubvolume(template)
+      ? run(["btrfs", "subvolume", "snapshot", template, tmp])
+      : run(["cp", "-a", "--reflink=auto", "--", template, tmp]);
+    if (!r.ok)
+      throw new MachinaError("E_SYSTEM", `failed to copy the template "${template}" to "${tmp}": ${r.stderr || "copy failed"}`, { path: template });
+    if (k === "dir") fs.rmdirSync(directory); // empty: replaced by the copy
+    fs.renameSync(tmp, directory);
+  } catch (e) {
+    if (kind(tmp) !== undefined) fs.rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+  return true;
+}

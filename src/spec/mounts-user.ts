@@ -1,0 +1,106 @@
+/**
+ * The mounts an administrator asks for: --bind/--bind-ro, --tmpfs, --overlay/--overlay-ro,
+ * --inaccessible, as setup ops in systemd-nspawn's order (sorted by destination, then binds,
+ * tmpfs, overlays, inaccessible), plus the temporary directories the supervisor creates and
+ * removes. Pure.
+ *
+ * Sources prefixed with "+" stay "+CPATH" in the spec: the helper resolves them inside the
+ * image (openat2 RESOLVE_IN_ROOT), so a symlink in the image never leads out of it.
+ */
+import { MachinaError } from "../errors.ts";
+import type { HostFacts } from "../host/facts.ts";
+import type { BindMount, OverlayMount, TmpfsMount } from "../settings/compound-values.ts";
+import type { Settings } from "../settings/settings.ts";
+import { MS } from "./mount-flags.ts";
+import type { SetupOp } from "./types.ts";
+
+/** Where empty sources (--bind=:/x, --overlay=A::/x) get their temporary directory. */
+export const TEMP_PARENT = "/var/tmp";
+export const TEMP_PREFIX = "machina-temp-";
+
+export interface UserMountPlan {
+  ops: SetupOp[];
+  scratchDirs: Array<{ path: string; mode: number }>;
+}
+
+type Custom =
+  | { kind: 0; dest: string; bind: BindMount }
+  | { kind: 1; dest: string; tmpfs: TmpfsMount }
+  | { kind: 2; dest: string; overlay: OverlayMount }
+  | { kind: 3; dest: string };
+
+/** systemd's path_compare: component by component, a prefix first. */
+export function pathCompare(a: string, b: string): number {
+  const pa = a.split("/").filter((p) => p.length > 0);
+  const pb = b.split("/").filter((p) => p.length > 0);
+  for (let i = 0; i < Math.min(pa.length, pb.length); i++) {
+    if (pa[i] !== pb[i]) return pa[i]! < pb[i]! ? -1 : 1;
+  }
+  return pa.length - pb.length;
+}
+
+const dirname = (p: string) => p.slice(0, p.lastIndexOf("/")) || "/";
+const basename = (p: string) => p.slice(p.lastIndexOf("/") + 1);
+
+export function userMountPlan(settings: Settings, host: HostFacts): UserMountPlan {
+  const list: Custom[] = [
+    ...settings.binds.map((bind): Custom => ({ kind: 0, dest: bind.destination, bind })),
+    ...settings.tmpfs.map((tmpfs): Custom => ({ kind: 1, dest: tmpfs.destination, tmpfs })),
+    ...settings.overlays.map((overlay): Custom => ({ kind: 2, dest: overlay.destination, overlay })),
+    ...settings.inaccessible.map((dest): Custom => ({ kind: 3, dest })),
+  ];
+  // stable sort, as nspawn's qsort by (destination, type)
+  list.sort((a, b) => pathCompare(a.dest, b.dest) || a.kind - b.kind);
+
+  const scratchDirs: UserMountPlan["scratchDirs"] = [];
+  let n = 0;
+  const rand = () => `${host.randomId.slice(0, 12)}${(n++).toString(16)}`;
+  /** A fresh temporary directory below /var/tmp (0700) with "src" (0755) in it. */
+  const tempSource = () => {
+    const base = `${TEMP_PARENT}/${TEMP_PREFIX}${rand()}`;
+    scratchDirs.push({ path: base, mode: 0o700 }, { path: `${base}/src`, mode: 0o755 });
+    return `${base}/src`;
+  };
+
+  const ops: SetupOp[] = [];
+  for (const m of list) {
+    if (m.kind === 0) {
+      const b = m.bind;
+      if (b.idmap !== "noidmap")
+        throw new MachinaError("E_UNSUPPORTED", `bind mount option "${b.idmap}" is not supported by this version of machina-nspawn yet (it needs user namespaces)`, {
+          flag: b.readOnly ? "--bind-ro" : "--bind",
+          value: b.idmap,
+        });
+      const source = b.source === "" ? tempSource() : b.sourceInImage ? `+${b.source}` : b.source;
+      const flags = MS.BIND | (b.recursive ? MS.REC : 0) | (b.readOnly ? MS.RDONLY : 0);
+      ops.push({ op: "mount", source, target: b.destination, fstype: "", flags, data: "", create: "auto" });
+    } else if (m.kind === 1) {
+      ops.push({ op: "mount", source: "tmpfs", target: m.dest, fstype: "tmpfs", flags: MS.NODEV | MS.STRICTATIME, data: m.tmpfs.options, create: "dir" });
+    } else if (m.kind === 2) {
+      const o = m.overlay;
+      const lower = o.lower.map((l) => (l.inImage ? `+${l.path}` : l.path));
+      if (o.readOnly || o.upper === undefined) {
+        // --overlay-ro=A:B means lower A, top B, mounted at B (the parser keeps B as destination only)
+        if (lower.length === 1 && lower[0] !== o.destination) lower.push(o.destination);
+        ops.push({ op: "overlay", target: o.destination, flags: MS.RDONLY, upper: "", work: "", lower });
+        continue;
+      }
+      let upper: string;
+      let work: string;
+      if (o.upper.path === "") {
+        upper = tempSource();
+        work = `${dirname(upper)}/.#${basename(upper)}${rand()}`;
+      } else {
+        upper = o.upper.inImage ? `+${o.upper.path}` : o.upper.path;
+        // nspawn's work directory: a sibling of the upper one (the same file system)
+        const dir = dirname(o.upper.path);
+        work = `${o.upper.inImage ? "+" : ""}${dir === "/" ? "" : dir}/.#${basename(o.upper.path)}${rand()}`;
+      }
+      scratchDirs.push({ path: work, mode: 0o700 });
+      ops.push({ op: "overlay", target: o.destination, flags: 0, upper, work, lower });
+    } else {
+      ops.push({ op: "mask", path: m.dest });
+    }
+  }
+  return { ops, scratchDirs };
+}
