@@ -160,10 +160,11 @@ const UID_MAX = 0xfffffffe;
 
 export function parsePrivateUsers(value: string, ctx: ErrorContext): PrivateUsers {
   const v = value.toLowerCase();
-  if (["no", "false", "0", "off", "n", "f"].includes(v)) return { mode: "no" };
-  if (["yes", "true", "1", "on", "y", "t"].includes(v)) return { mode: "yes" };
-  if (v === "pick" || v === "identity") return { mode: v };
+  // A number is a UID base, checked before booleans: "0" is the range 0:65536 (as systemd-nspawn 252).
   const m = /^([0-9]+)(?::([0-9]+))?$/.exec(value);
+  if (!m && ["no", "false", "off", "n", "f"].includes(v)) return { mode: "no" };
+  if (!m && ["yes", "true", "on", "y", "t"].includes(v)) return { mode: "yes" };
+  if (v === "pick" || v === "identity") return { mode: v };
   if (m) {
     const base = Number(m[1]);
     const count = m[2] === undefined ? 65536 : Number(m[2]);

@@ -110,6 +110,12 @@ describe("--private-users modes", () => {
     expect(() => build(["-D", "/srv/box", "--private-users=1048577", "--private-users-ownership=chown", "/bin/true"])).toThrow(/needs a range of 65536/);
   });
 
+  test("a number is a base, 0 included (systemd-nspawn 252: --private-users=0 maps 0 0 65536)", () => {
+    expect(userRecords(build(["-D", "/srv/box", "--private-users=0", "/bin/true"])).slice(0, 1)).toEqual([["uid_map", ["0", "0", "65536"]]]);
+    expect(build(["-D", "/srv/box", "--private-users=no", "/bin/true"]).namespaces).not.toContain("user");
+    expect(userRecords(build(["-D", "/srv/box", "--private-users=true", "/bin/true"])).slice(0, 1)).toEqual([["uid_map", ["0", "0", "65536"]]]);
+  });
+
   test("identity: 0 0 65536, nothing remapped", () => {
     const s = build(["-D", "/srv/box", "--private-users=identity", "--private-users-ownership=auto", "/bin/true"]);
     expect(userRecords(s)).toEqual([
