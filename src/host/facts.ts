@@ -40,6 +40,8 @@ export interface HostFacts {
   pid: number;
   startTime: string | undefined;
   nowUsec: bigint;
+  /** Our RLIMIT_NOFILE hard limit (from /proc/self/limits), inherited by the payload. */
+  nofileHard: bigint | "infinity" | undefined;
   /** 32 random hex digits, used when a machine id must be invented. */
   randomId: string;
   /** Kernel architecture (uname -m, from /proc/sys/kernel/arch), e.g. "x86_64". */
@@ -158,6 +160,7 @@ export function gatherHostFacts(host: Host, stateDir: string): HostFacts {
     pid,
     startTime: host.processStartTime(pid),
     nowUsec: host.nowUsec(),
+    nofileHard: parseNofileHard(host.readFile("/proc/self/limits")),
     randomId: host.randomHex(16),
     arch: host.readFile("/proc/sys/kernel/arch")?.trim() || undefined,
     memTotal: memTotal(host.readFile("/proc/meminfo")),
@@ -228,4 +231,11 @@ export function gatherImageFacts(host: Host, directory: string, hostTimezone: st
       return k === "file";
     }),
   };
+}
+
+/** The hard limit of "Max open files" in /proc/PID/limits. */
+export function parseNofileHard(limits: string | undefined): bigint | "infinity" | undefined {
+  const m = /^Max open files\s+\S+\s+(\S+)/m.exec(limits ?? "");
+  if (!m) return undefined;
+  return m[1] === "unlimited" ? "infinity" : /^[0-9]+$/.test(m[1]!) ? BigInt(m[1]!) : undefined;
 }

@@ -159,7 +159,7 @@ function devOps(privateNetwork: boolean): SetupOp[] {
   for (const [name, major, minor] of nodes)
     ops.push({ op: "symlink", target: `../${name}`, path: `/dev/char/${major}:${minor}` });
   ops.push(
-    { op: "mount", source: "tmpfs", target: "/dev/shm", fstype: "tmpfs", flags: MS.NOSUID | MS.NODEV | MS.STRICTATIME, data: "mode=1777", create: "dir" },
+    { op: "mount", source: "tmpfs", target: "/dev/shm", fstype: "tmpfs", flags: MS.NOSUID | MS.NODEV | MS.STRICTATIME, data: "mode=1777,size=10%,nr_inodes=400k", create: "dir" },
     { op: "mount", source: "devpts", target: "/dev/pts", fstype: "devpts", flags: MS.NOSUID | MS.NOEXEC, data: "newinstance,ptmxmode=0666,mode=620,gid=5", create: "dir" },
     { op: "symlink", target: "pts/ptmx", path: "/dev/ptmx" },
     { op: "mount", source: "mqueue", target: "/dev/mqueue", fstype: "mqueue", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: "", create: "dir" },
@@ -258,7 +258,7 @@ function timezoneOps(settings: Settings, image: ImageFacts, host: HostFacts, wri
   }
 }
 
-function environment(settings: Settings, host: HostFacts, uuid: string, user: UserInfo | undefined): string[] {
+function environment(settings: Settings, host: HostFacts, uuid: string, user: UserInfo | undefined, console: SpecConsole): string[] {
   const env = new Map<string, string>();
   const put = (k: string, v: string) => env.set(k, v);
   put("PATH", DEFAULT_PATH);
@@ -272,9 +272,13 @@ function environment(settings: Settings, host: HostFacts, uuid: string, user: Us
   put("USER", settings.user ?? "root");
   put("LOGNAME", settings.user ?? "root");
   put("NOTIFY_SOCKET", "/run/host/notify");
-  put("TERM", host.env["TERM"] && host.env["TERM"] !== "dumb" ? host.env["TERM"] : "vt220");
-  const lang = host.env["LANG"];
-  if (lang) put("LANG", lang);
+  // With a pty the container gets the caller's terminal type (or a safe default); with plain
+  // pipes only what the caller has, as nspawn does.
+  const term = host.env["TERM"];
+  if (term) put("TERM", term);
+  else if (console === "interactive" || console === "read-only") put("TERM", "vt220");
+  // nspawn always starts PID 1 with the C.UTF-8 locale, whatever the caller's.
+  put("LANG", "C.UTF-8");
   for (const entry of settings.environment) {
     const eq = entry.indexOf("=");
     put(entry.slice(0, eq), entry.slice(eq + 1));
@@ -294,6 +298,20 @@ function execCandidates(settings: Settings, image: ImageFacts): { exec: ExecCand
   return { exec: [{ path: cmd, argv0: cmd }], args: rest };
 }
 
+const RLIMIT_NOFILE = 7;
+
+/**
+ * --rlimit values, plus nspawn's safe default for the payload: a NOFILE soft limit of 1024
+ * (select() cannot handle more), the hard limit inherited.
+ */
+function payloadRlimits(settings: Settings, host: HostFacts): RunSpec["rlimits"] {
+  const limits = settings.rlimits.map((l) => ({ resource: l.resource, soft: l.soft, hard: l.hard }));
+  const hard = host.nofileHard;
+  if (hard !== undefined && !limits.some((l) => l.resource === RLIMIT_NOFILE))
+    limits.push({ resource: RLIMIT_NOFILE, soft: hard === "infinity" || hard > 1024n ? 1024n : hard, hard });
+  return limits;
+}
+
 export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts, options: BuildOptions): RunSpec {
   checkRunnable(settings, image, host);
   const name = machineName(settings, image);
@@ -309,7 +327,7 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
 
   const ops: SetupOp[] = [
     ...rootPlan.preOps,
-    { op: "mount", source: "tmpfs", target: "/tmp", fstype: "tmpfs", flags: MS.NOSUID | MS.NODEV | MS.STRICTATIME, data: "mode=1777", create: "dir" },
+    { op: "mount", source: "tmpfs", target: "/tmp", fstype: "tmpfs", flags: MS.NOSUID | MS.NODEV | MS.STRICTATIME, data: "mode=1777,size=10%,nr_inodes=400k", create: "dir" },
     { op: "mount", source: "sysfs", target: "/sys", fstype: "sysfs", flags: RO_API, data: "", create: "dir" },
     ...devOps(settings.privateNetwork),
     ...runHostOps(host, uuid, credentialDirOps(settings)),
@@ -365,11 +383,11 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
     consoleOpost: host.stdoutTty,
     quiet: settings.quiet,
     ops,
-    env: [...environment(settings, host, uuid, user), ...credentialEnv(settings)],
+    env: [...environment(settings, host, uuid, user, consoleMode_), ...credentialEnv(settings)],
     chdir: settings.chdir,
     capsBounding: capabilityMask(retained),
     capsAmbient: capabilityMask(settings.ambientCapabilities),
-    rlimits: settings.rlimits.map((l) => ({ resource: l.resource, soft: l.soft, hard: l.hard })),
+    rlimits: payloadRlimits(settings, host),
     noNewPrivs: settings.noNewPrivileges,
     user: user ? { uid: user.uid, gid: user.gid, groups: user.groups } : undefined,
     asPid2: settings.asPid2,

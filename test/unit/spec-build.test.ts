@@ -44,7 +44,7 @@ describe("buildSpec", () => {
   test("the setup operations for a plain command, exactly", () => {
     const s = spec(["-D", "/srv/box", "/bin/true"]);
     const expected: SetupOp[] = [
-      { op: "mount", source: "tmpfs", target: "/tmp", fstype: "tmpfs", flags: MS.NOSUID | MS.NODEV | MS.STRICTATIME, data: "mode=1777", create: "dir" },
+      { op: "mount", source: "tmpfs", target: "/tmp", fstype: "tmpfs", flags: MS.NOSUID | MS.NODEV | MS.STRICTATIME, data: "mode=1777,size=10%,nr_inodes=400k", create: "dir" },
       { op: "mount", source: "sysfs", target: "/sys", fstype: "sysfs", flags: API_RO, data: "", create: "dir" },
       { op: "mount", source: "tmpfs", target: "/dev", fstype: "tmpfs", flags: MS.NOSUID | MS.STRICTATIME, data: "mode=0755,size=4m,nr_inodes=64k", create: "dir" },
       { op: "mknod", path: "/dev/null", mode: S_IF.CHR | 0o666, major: 1, minor: 3 },
@@ -59,7 +59,7 @@ describe("buildSpec", () => {
       { op: "symlink", target: "../random", path: "/dev/char/1:8" },
       { op: "symlink", target: "../urandom", path: "/dev/char/1:9" },
       { op: "symlink", target: "../tty", path: "/dev/char/5:0" },
-      { op: "mount", source: "tmpfs", target: "/dev/shm", fstype: "tmpfs", flags: MS.NOSUID | MS.NODEV | MS.STRICTATIME, data: "mode=1777", create: "dir" },
+      { op: "mount", source: "tmpfs", target: "/dev/shm", fstype: "tmpfs", flags: MS.NOSUID | MS.NODEV | MS.STRICTATIME, data: "mode=1777,size=10%,nr_inodes=400k", create: "dir" },
       { op: "mount", source: "devpts", target: "/dev/pts", fstype: "devpts", flags: MS.NOSUID | MS.NOEXEC, data: "newinstance,ptmxmode=0666,mode=620,gid=5", create: "dir" },
       { op: "symlink", target: "pts/ptmx", path: "/dev/ptmx" },
       { op: "mount", source: "mqueue", target: "/dev/mqueue", fstype: "mqueue", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: "", create: "dir" },
@@ -161,6 +161,24 @@ describe("buildSpec", () => {
     expect(spec(["-bD", "/srv/box"], host).onReboot).toBe("restart");
   });
 
+  test("the payload gets nspawn's NOFILE soft limit of 1024 with the hard limit inherited", () => {
+    const limits = "Limit                     Soft Limit           Hard Limit           Units\nMax open files            65536                524288               files\n";
+    expect(spec(["-D", "/srv/box", "x"], fakeHost({ "/proc/self/limits": limits })).rlimits).toEqual([{ resource: 7, soft: 1024n, hard: 524288n }]);
+    expect(spec(["-D", "/srv/box", "--rlimit=NOFILE=9", "x"], fakeHost({ "/proc/self/limits": limits })).rlimits).toEqual([{ resource: 7, soft: 9n, hard: 9n }]);
+  });
+
+  test("TERM: the caller's, vt220 with a pty when the caller has none, nothing with pipes; LANG is always C.UTF-8", () => {
+    const noTerm = (console: string) => spec(["-D", "/srv/box", `--console=${console}`, "x"], fakeHost({}, { env: { LANG: "de_DE.UTF-8" } }));
+    expect(noTerm("read-only").env).toContain("TERM=xterm-256color");
+    const bare = (console: string) => {
+      const h = new FakeHost({ files: Object.fromEntries([...fakeHost().nodes].filter(([, n]) => n.kind !== "dir").map(([p, n]) => [p, n])) });
+      return spec(["-D", "/srv/box", `--console=${console}`, "x"], h).env;
+    };
+    expect(bare("read-only")).toContain("TERM=vt220");
+    expect(bare("pipe").some((e) => e.startsWith("TERM="))).toBe(false);
+    expect(noTerm("pipe").env).toContain("LANG=C.UTF-8");
+  });
+
   test("no command: a login shell, bash preferred", () => {
     expect(spec(["-D", "/srv/box"]).exec).toEqual([{ path: "/bin/bash", argv0: "-bash" }, { path: "/bin/sh", argv0: "-sh" }]);
   });
@@ -230,7 +248,7 @@ describe("buildSpec", () => {
     // The last word is empty: every string, the last one included, ends with NUL.
     expect(words.slice(-5)).toEqual(["args", "0", "end", "0", ""]);
     const records = specRecords(s);
-    expect(records.find(([n]) => n === "mount")).toEqual(["mount", ["tmpfs", "/tmp", "tmpfs", String(MS.NOSUID | MS.NODEV | MS.STRICTATIME), "mode=1777", "dir"]]);
+    expect(records.find(([n]) => n === "mount")).toEqual(["mount", ["tmpfs", "/tmp", "tmpfs", String(MS.NOSUID | MS.NODEV | MS.STRICTATIME), "mode=1777,size=10%,nr_inodes=400k", "dir"]]);
     expect(records.find(([n]) => n === "mknod")).toEqual(["mknod", ["/dev/null", "020666", "1", "3"]]);
   });
 });
