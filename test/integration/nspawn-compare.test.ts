@@ -166,14 +166,8 @@ describeIf("side by side with systemd-nspawn 252 (busybox, --console=pipe)", () 
     expect(m.seccomp).toBe(2);
   });
 
-  test("rlimits equal except RLIMIT_NOFILE's soft limit (see the BUG test below)", () => {
-    const lim = (r: ProbeReport) => ({ ...r.rlimits, NOFILE: r.rlimits.NOFILE?.hard });
-    expect(lim(m)).toEqual(lim(n));
-  });
-
-  // BUG: nspawn 252 gives the payload RLIMIT_NOFILE soft = 1024 (hard inherited), as systemd
-  // does for every service (select()-safe default); machina passes the caller's soft limit on.
-  test.skip("RLIMIT_NOFILE soft limit 1024, as nspawn", () => {
+  test("the same rlimits, including RLIMIT_NOFILE's select()-safe soft limit of 1024", () => {
+    expect(m.rlimits).toEqual(n.rlimits);
     expect(m.rlimits.NOFILE).toEqual(n.rlimits.NOFILE!);
   });
 });
@@ -238,18 +232,14 @@ describeIf("side by side with systemd-nspawn 252: flags and exit codes", () => {
     expect(killed.n.code).toBe(255);
   }, T);
 
-  // BUG: nspawn 252 gives PID 1 LANG=C.UTF-8 whatever the caller's LANG (unset, de_DE.UTF-8);
-  // machina copies the caller's LANG, or sets none (src/spec/build.ts environment()).
-  test.skip("LANG does not depend on the caller's environment", async () => {
+  test("LANG does not depend on the caller's environment", async () => {
     for (const lang of [undefined, "de_DE.UTF-8"]) {
       const { m, n } = await both(["--console=pipe"], ["/bin/sh", "-c", "echo ${LANG-unset}"], { LANG: lang });
       expect(m.stdout).toBe(n.stdout);
     }
   }, T);
 
-  // BUG: with --console=pipe and no TERM in the caller's environment nspawn 252 sets no TERM;
-  // machina sets TERM=vt220 (src/spec/build.ts environment()).
-  test.skip("TERM with --console=pipe and no TERM in the caller's environment", async () => {
+  test("TERM with --console=pipe and no TERM in the caller's environment", async () => {
     const { m, n } = await both(["--console=pipe"], ["/bin/sh", "-c", "echo ${TERM-unset}"], { TERM: undefined });
     expect(m.stdout).toBe(n.stdout);
   }, T);
