@@ -68,6 +68,9 @@ export interface ProbeReport {
   oomScoreAdj: number;
   tty: { stdin: boolean; stdout: boolean; stderr: boolean; stdinName: string | null; foregroundPgid: number | null };
   machineId: string | null;
+  pgid: number;
+  sid: number;
+  umask: number;
 }
 
 /** Parse the probe's one JSON line out of stdout (ignoring anything else printed). */
@@ -320,7 +323,7 @@ async function collect(cmd: string[], opts: RunOptions, scratch?: Scratch): Prom
   if (timedOut) throw new Error(`timed out after ${timeout} ms: ${cmd.join(" ")}\nstdout: ${stdout}\nstderr: ${stderr}`);
   return {
     code: p.exitCode ?? -1,
-    signal: p.signalCode ?? null,
+    signal: p.signalCode === null || p.signalCode === undefined ? null : String(p.signalCode),
     stdout,
     stderr,
     lines: stderr.split("\n").filter((l) => l.length > 0),
