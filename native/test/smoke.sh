@@ -152,5 +152,24 @@ spec --raw-record seccomp_filter allow --raw-record seccomp_rule 1 nosuch a0==1 
 run 2>"$work/err"; rc=$?
 ok $rc "security: an unknown system call name is skipped"
 
+# binds.c: root_overlay, scratch dirs (+ stale ones), overlay op with a "+" layer, pivot_root_dir
+spec --raw-record root_overlay mode=755 -- /bin/sh -c 'echo x > /etc/smoke-eph && cat /etc/smoke-eph'
+out=$(run 2>&1); rc=$?
+ok $([ $rc = 0 ] && [ "$out" = x ] && [ ! -e "$root/etc/smoke-eph" ] && echo 0 || echo 1) "root_overlay: writes land in the tmpfs upper, never in the image ($out)"
+
+t=$work/scr; mkdir -p "$work/stale-parent/stale"
+printf '%s\n' "$work/stale-parent/stale" > "$work/list"
+spec --raw-record scratch_list "$work/list" --raw-record scratch_dir "$t" 0700 --raw-record scratch_dir "$t/src" 0755 \
+	--raw-record scratch_dir "$t/.#w" 0700 --raw-record mount "$t/src" /s "" bind,rec "" auto \
+	--raw-record overlay /o 0 "$t/src" "$t/.#w" +/sbin -- /bin/sh -c 'touch /s/f; stat -c %a /s; echo y > /o/new; test -e /o/init && echo merged'
+out=$(run 2>&1 | tr '\n' ' '); rc=$?
+ok $([ "$out" = "755 merged " ] && [ ! -e "$t" ] && [ ! -e "$work/list" ] && [ ! -e "$work/stale-parent/stale" ] && echo 0 || echo 1) "scratch_dir created and removed, stale list entry removed, overlay with a + layer ($out)"
+
+mkdir -p "$root/deploy/a/bin" && cp /bin/busybox "$root/deploy/a/bin/" && echo inner > "$root/deploy/a/which"
+spec --raw-record pivot_root_dir /deploy/a /old -- /bin/busybox sh -c 'cat /which; test -d /old/deploy && echo old'
+out=$(run 2>&1 | tr '\n' ' '); rc=$?
+rm -rf "$root/deploy"
+ok $([ "$out" = "inner old " ] && echo 0 || echo 1) "pivot_root_dir: /deploy/a is /, the old root at /old ($out)"
+
 echo "$pass passed, $fail failed"
 [ $fail = 0 ]

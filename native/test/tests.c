@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "binds.h"
 #include "mounts.h"
 #include "resolve.h"
 #include "spec.h"
@@ -796,6 +797,172 @@ static void test_copy_remove(const char *tmp)
 	check(!exists("/etc/machina-copied") && !exists("/tmp/machina-copy-escape"), "ops: copy created nothing on the host");
 }
 
+/* ---- binds.c: root modes, overlay, "+" sources, scratch dirs (SPEC.md "Mounts, root modes") ---- */
+
+static void test_binds_spec(void)
+{
+	struct sb *b = calloc(1, sizeof *b);
+	struct spec s;
+	struct merr e;
+	good_body(b);
+	rec(b, "root_overlay", 1, "mode=755");
+	rec(b, "pivot_root_dir", 2, "/deploy/a", "");
+	rec(b, "scratch_list", 1, "/run/machina/scratch/m1");
+	rec(b, "scratch_dir", 2, "/var/tmp/machina-temp-x", "0700");
+	rec(b, "scratch_dir", 2, "+/data/.#upx", "0700");
+	rec(b, "host_mkdir", 2, "/var/log/journal/abc", "0755");
+	rec(b, "host_symlink", 2, "/srv/m1/var/log/journal/abc", "/var/log/journal/abc");
+	rec(b, "overlay", 6, "/o", "0", "+/data/up", "+/data/.#upx", "/l1", "+/l2");
+	rec(b, "overlay", 5, "/r", "ro", "", "", "/l1");
+	rec(b, "mount", 6, "+/etc", "/e", "", "bind,rec,ro", "", "auto");
+	rec(b, "end", 0);
+	int r = parse(b, &s, &e);
+	check(r == 0, "binds spec: new records parse%s%s", r ? ": " : "", r ? e.msg : "");
+	if (r == 0) {
+		struct op *o = &s.ops[s.n_ops - 3], *ro = &s.ops[s.n_ops - 2], *m = &s.ops[s.n_ops - 1];
+		check(s.root_mode == ROOT_OVERLAY && !strcmp(s.root_data, "mode=755") && !strcmp(s.pivot_new, "/deploy/a") &&
+			      s.pivot_old == NULL, "binds spec: root_overlay, pivot_root_dir with empty OLD");
+		check(s.n_scratch == 2 && s.scratch[1].mode == 0700 && !strcmp(s.scratch[1].path, "+/data/.#upx") &&
+			      !strcmp(s.scratch_list, "/run/machina/scratch/m1"), "binds spec: scratch_dir (HPATH and +CPATH), scratch_list");
+		check(s.n_host_mkdirs == 1 && s.n_host_symlinks == 1 && !strcmp(s.host_symlinks[0].target, "/srv/m1/var/log/journal/abc"),
+		      "binds spec: host_mkdir, host_symlink");
+		check(o->kind == OP_OVERLAY && o->n_layers == 2 && !strcmp(o->layers[1], "+/l2") && !strcmp(o->upper, "+/data/up") &&
+			      ro->n_layers == 1 && ro->flags == MS_RDONLY && !*ro->upper, "binds spec: overlay ops (rw with + layers, read-only)");
+		check(m->kind == OP_MOUNT && m->create == CREATE_AUTO && !strcmp(m->src, "+/etc"), "binds spec: mount with +CPATH source and CREATE auto");
+		spec_free(&s);
+	}
+	good_body(b);
+	rec(b, "root_tmpfs", 1, "mode=755");
+	rec(b, "root_overlay", 1, "mode=755");
+	rec(b, "end", 0);
+	bad(b, "only one of root_tmpfs and root_overlay", "root_tmpfs with root_overlay");
+	good_body(b);
+	rec(b, "overlay", 5, "/o", "0", "/up", "", "/l");
+	rec(b, "end", 0);
+	bad(b, "malformed WORK", "overlay with UPPER but no WORK");
+	good_body(b);
+	rec(b, "overlay", 5, "/o", "0", "", "", "+rel");
+	rec(b, "end", 0);
+	bad(b, "malformed LOWER", "overlay with a relative '+' layer");
+	good_body(b);
+	rec(b, "mount", 6, "tmpfs", "/t", "tmpfs", "0", "", "auto");
+	rec(b, "end", 0);
+	bad(b, "auto needs a bind mount", "CREATE auto without MS_BIND");
+	good_body(b);
+	rec(b, "scratch_dir", 2, "relative", "0700");
+	rec(b, "end", 0);
+	bad(b, "malformed HPATH or +CPATH", "scratch_dir with a relative path");
+	free(b);
+}
+
+/* Ops in a private mount namespace (root): "+" bind source, CREATE auto, recursive ro,
+ * overlay with "+" layers, remove_tree_at. */
+static void test_binds_ops(const char *tmp)
+{
+	static const char *names[] = {
+		"bind of a +CPATH source through an escaping symlink stays in the image (CREATE auto: a dir)",
+		"CREATE auto on a file source makes a file mount point",
+		"rec ro bind: the submount is read-only too",
+		"overlay: + lower, host upper (created), writes land in the upper dir",
+		"read-only overlay of two layers: top layer wins, writes refused",
+		"remove_tree_at: removes a tree with a mode-000 dir, does not cross a mount point",
+	};
+	enum { N = sizeof names / sizeof names[0] };
+	char root[256], p[512], q[512];
+	snprintf(root, sizeof root, "%s/bproot", tmp);
+	mkdir(root, 0755);
+	int pp[2];
+	if (pipe(pp) < 0)
+		return;
+	pid_t pid = fork();
+	if (pid == 0) {
+		int bits = 0, i = 0;
+		struct merr e;
+		close(pp[0]);
+		if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+			_exit(1);
+		umask(0);
+		int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+#define FAILIF(cond) do { if (cond) bits |= 1 << i; i++; } while (0)
+		/* 0: /esc -> / (absolute, inside the image); +/esc/data resolves to <root>/data */
+		snprintf(p, sizeof p, "%s/data", root);
+		mkdir(p, 0755);
+		snprintf(p, sizeof p, "%s/data/inimage", root);
+		write_file(p, "i", 1, 0644);
+		snprintf(p, sizeof p, "%s/esc", root);
+		symlink("/", p);
+		struct op b1 = { .kind = OP_MOUNT, .src = "+/esc/data", .path = "/mnt/d", .flags = MS_BIND, .create = CREATE_AUTO };
+		snprintf(p, sizeof p, "%s/mnt/d/inimage", root);
+		FAILIF(op_run(rootfd, &b1, &e) < 0 || !exists(p));
+		/* 1 */
+		snprintf(q, sizeof q, "%s/hostfile", tmp);
+		write_file(q, "h", 1, 0644);
+		struct op b2 = { .kind = OP_MOUNT, .src = q, .path = "/mnt/f", .flags = MS_BIND, .create = CREATE_AUTO };
+		snprintf(p, sizeof p, "%s/mnt/f", root);
+		FAILIF(op_run(rootfd, &b2, &e) < 0 || !S_ISREG(mode_of(p)) || read_file(p, q, 1) != 1 || q[0] != 'h');
+		/* 2 */
+		snprintf(q, sizeof q, "%s/rsrc", tmp);
+		mkdir(q, 0755);
+		snprintf(p, sizeof p, "%s/rsrc/sub", tmp);
+		mkdir(p, 0755);
+		mount("tmpfs", p, "tmpfs", 0, "size=1m");
+		struct op b3 = { .kind = OP_MOUNT, .src = q, .path = "/mnt/r", .flags = MS_BIND | MS_REC | MS_RDONLY, .create = CREATE_DIR };
+		snprintf(p, sizeof p, "%s/mnt/r/sub/x", root);
+		FAILIF(op_run(rootfd, &b3, &e) < 0 || open(p, O_CREAT | O_WRONLY, 0644) >= 0 || errno != EROFS);
+		/* 3 */
+		snprintf(p, sizeof p, "%s/lower", root);
+		mkdir(p, 0755);
+		snprintf(p, sizeof p, "%s/lower/base", root);
+		write_file(p, "b", 1, 0644);
+		char up[300], work[300];
+		snprintf(up, sizeof up, "%s/ovl/up", tmp);
+		snprintf(work, sizeof work, "%s/ovl/.#upwork", tmp);
+		snprintf(p, sizeof p, "%s/ovl", tmp);
+		mkdir(p, 0755);
+		mkdir(work, 0700);
+		const char *layers[] = { "+/lower" };
+		struct op ov = { .kind = OP_OVERLAY, .path = "/o", .upper = up, .work = work, .layers = layers, .n_layers = 1 };
+		snprintf(p, sizeof p, "%s/o/new", root);
+		snprintf(q, sizeof q, "%s/new", up);
+		FAILIF(op_run(rootfd, &ov, &e) < 0 || write_file(p, "n", 1, 0644) < 0 || !exists(q));
+		/* 4 */
+		const char *layers2[] = { "+/lower", up };
+		struct op ro = { .kind = OP_OVERLAY, .path = "/ro", .flags = MS_RDONLY, .upper = "", .work = "", .layers = layers2, .n_layers = 2 };
+		snprintf(p, sizeof p, "%s/ro/new", root);
+		snprintf(q, sizeof q, "%s/ro/x", root);
+		FAILIF(op_run(rootfd, &ro, &e) < 0 || !exists(p) || open(q, O_CREAT | O_WRONLY, 0644) >= 0 || errno != EROFS);
+		/* 5 */
+		snprintf(p, sizeof p, "%s/rt", tmp);
+		mkdir(p, 0755);
+		snprintf(q, sizeof q, "%s/rt/locked", tmp);
+		mkdir(q, 0);
+		snprintf(q, sizeof q, "%s/rt/mnt", tmp);
+		mkdir(q, 0755);
+		mount("tmpfs", q, "tmpfs", 0, "size=1m");
+		snprintf(q, sizeof q, "%s/rt/mnt/keep", tmp);
+		write_file(q, "k", 1, 0644);
+		int tfd = open(tmp, O_PATH | O_DIRECTORY);
+		binds_remove_tree_at(tfd, "rt");
+		snprintf(p, sizeof p, "%s/rt/locked", tmp);
+		FAILIF(exists(p) || !exists(q)); /* the tmpfs below rt/mnt is not entered: rt stays */
+		close(tfd);
+#undef FAILIF
+		_exit(i == N && write(pp[1], &bits, sizeof bits) == sizeof bits ? 0 : 1);
+	}
+	close(pp[1]);
+	int st, bits = -1;
+	if (read(pp[0], &bits, sizeof bits) != sizeof bits)
+		bits = -1;
+	close(pp[0]);
+	waitpid(pid, &st, 0);
+	if (bits == -1 || !WIFEXITED(st) || WEXITSTATUS(st)) {
+		check(0, "binds ops: the test child failed before reporting (status 0x%x)", st);
+		return;
+	}
+	for (int i = 0; i < N; i++)
+		check(!(bits & (1 << i)), "binds ops: %s", names[i]);
+}
+
 static int rm_rf(const char *p)
 {
 	char cmd[600];
@@ -1092,6 +1259,7 @@ int main(void)
 	test_copy_fd();
 	test_userns();
 	test_security();
+	test_binds_spec();
 	if (geteuid() == 0) {
 		char tmp[] = "/tmp/machina-test.XXXXXX";
 		if (!mkdtemp(tmp)) {
@@ -1101,6 +1269,7 @@ int main(void)
 			test_ops(tmp);
 			test_copy_remove(tmp);
 			test_userns_chown(tmp);
+			test_binds_ops(tmp);
 			rm_rf(tmp);
 			check(!exists(tmp), "cleanup: temporary root removed");
 		}
