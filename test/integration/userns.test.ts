@@ -7,7 +7,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { ensureBusyboxImage } from "../fixtures/images.ts";
 import { debianCopy, failedUnits, systemState, withBootedDebian } from "../helpers/debian.ts";
-import { Scratch, copyTree, haveSystemdNspawn, parseProbe, runNspawn, runSystemdNspawn, startNspawn, waitFor } from "../helpers/machina.ts";
+import { Scratch, copyTree, haveSystemdNspawn, parseProbe, runNspawn, runSystemdNspawn, startNspawn, waitFor, waitForState } from "../helpers/machina.ts";
 import { hashedRange } from "../../src/spec/userns.ts";
 
 const T = 60_000;
@@ -124,9 +124,11 @@ describe("--private-users", () => {
     expect(second).not.toBe(base);
     expect(second).toBe(hashedRange(n2));
     expect(owner(r2)).toBe(`${second}:${second}`); // auto on a shifted tree = chown (as nspawn)
-    first.proc.kill("SIGKILL");
+    const st = await waitForState(stateDir, n1, undefined, 10_000, first);
+    expect(readFileSync(`/proc/${st.leader}/uid_map`, "utf8").trim().split(/\s+/).join(" ")).toBe(`0 ${base} 65536`);
+    first.proc.kill("SIGTERM");
     await first.exited;
-    expect(uidMap(await first.stdout)).toBe(`0 ${base} 65536`);
+    expect(readdirSync(`${stateDir}/userns`)).toEqual([]);
   }, T);
 });
 
