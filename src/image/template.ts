@@ -5,11 +5,13 @@
  * leaves a half-populated container. On btrfs, when the template is a subvolume, the copy is a
  * snapshot; elsewhere `cp -a --reflink=auto` (copy-on-write where the file system can).
  */
-import { spawnSync } from "node:child_process";
-import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import { basename, dirname } from "node:path";
 import { MachinaError } from "../errors.ts";
+
+function randomHex(bytes: number): string {
+  return Buffer.from(crypto.getRandomValues(new Uint8Array(bytes))).toString("hex");
+}
 
 function kind(path: string): "dir" | "other" | undefined {
   try {
@@ -19,14 +21,18 @@ function kind(path: string): "dir" | "other" | undefined {
   }
 }
 
+// Bun.spawnSync, not node:child_process: that module costs milliseconds to load on every start.
 function run(argv: string[]): { ok: boolean; stderr: string } {
-  const r = spawnSync(argv[0]!, argv.slice(1), { stdio: ["ignore", "ignore", "pipe"], encoding: "utf8" });
-  return { ok: r.status === 0, stderr: (r.stderr ?? "").trim() };
+  const r = Bun.spawnSync(argv, { stdin: "ignore", stdout: "ignore", stderr: "pipe" });
+  return { ok: r.exitCode === 0, stderr: r.stderr.toString().trim() };
+}
+
+function fsType(path: string): string {
+  return Bun.spawnSync(["stat", "-f", "-c", "%T", path], { stdin: "ignore", stdout: "pipe", stderr: "ignore" }).stdout.toString().trim();
 }
 
 function isBtrfsSubvolume(path: string): boolean {
-  const fsType = spawnSync("stat", ["-f", "-c", "%T", path], { encoding: "utf8" });
-  if (fsType.stdout?.trim() !== "btrfs") return false;
+  if (fsType(path) !== "btrfs") return false;
   return fs.statSync(path).ino === 256; // the root of a subvolume
 }
 
@@ -39,9 +45,9 @@ export function populateFromTemplate(template: string, directory: string): boole
     throw new MachinaError("E_NOT_FOUND", `template "${template}" is not a directory`, { flag: "--template", path: template });
   const parent = dirname(directory);
   if (kind(parent) !== "dir") throw new MachinaError("E_NOT_FOUND", `directory "${parent}" does not exist`, { path: parent });
-  const tmp = `${parent}/.#${basename(directory)}-${randomBytes(4).toString("hex")}`;
+  const tmp = `${parent}/.#${basename(directory)}-${randomHex(4)}`;
   try {
-    const parentOnBtrfs = spawnSync("stat", ["-f", "-c", "%T", parent], { encoding: "utf8" }).stdout?.trim() === "btrfs";
+    const parentOnBtrfs = fsType(parent) === "btrfs";
     const r = parentOnBtrfs && isBtrfsSubvolume(template)
       ? run(["btrfs", "subvolume", "snapshot", template, tmp])
       : run(["cp", "-a", "--reflink=auto", "--", template, tmp]);
