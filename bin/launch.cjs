@@ -27,5 +27,10 @@ module.exports = function launch(name, source) {
     useBundle = false;
   }
   const mod = require(useBundle ? bundle : `${root}/${source}`);
-  process.exit(mod.main(process.argv.slice(2)));
+  const status = mod.main(process.argv.slice(2));
+  if (typeof status === "number") process.exit(status);
+  status.then((code) => process.exit(code), (e) => {
+    process.stderr.write(`${name}: ${e instanceof Error ? e.stack : String(e)}\n`);
+    process.exit(1);
+  });
 };

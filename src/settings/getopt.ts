@@ -34,7 +34,17 @@ export interface GetoptResult {
   operands: string[];
 }
 
-export function getopt(argv: readonly string[], defs: readonly OptionDef[]): GetoptResult {
+export interface GetoptMode {
+  /**
+   * GNU permutation (machinectl, systemctl): options may follow operands. `stopWhen` is asked
+   * after each operand; when it returns true the rest of argv is taken verbatim (as
+   * machinectl does for `shell NAME COMMAND...`).
+   */
+  permute?: boolean;
+  stopWhen?: (operands: readonly string[]) => boolean;
+}
+
+export function getopt(argv: readonly string[], defs: readonly OptionDef[], mode: GetoptMode = {}): GetoptResult {
   const byShort = new Map<string, OptionDef>();
   const longs: OptionDef[] = [];
   for (const def of defs) {
@@ -43,6 +53,7 @@ export function getopt(argv: readonly string[], defs: readonly OptionDef[]): Get
   }
 
   const options: ParsedOption[] = [];
+  const operands: string[] = [];
   let i = 0;
   while (i < argv.length) {
     const word = argv[i]!;
@@ -50,7 +61,13 @@ export function getopt(argv: readonly string[], defs: readonly OptionDef[]): Get
       i++;
       break;
     }
-    if (!word.startsWith("-") || word === "-") break;
+    if (!word.startsWith("-") || word === "-") {
+      if (!mode.permute) break;
+      operands.push(word);
+      i++;
+      if (mode.stopWhen?.(operands)) break;
+      continue;
+    }
 
     if (word.startsWith("--")) {
       const eq = word.indexOf("=");
@@ -98,7 +115,7 @@ export function getopt(argv: readonly string[], defs: readonly OptionDef[]): Get
       break;
     }
   }
-  return { options, operands: argv.slice(i) };
+  return { options, operands: [...operands, ...argv.slice(i)] };
 }
 
 function findLong(name: string, longs: readonly OptionDef[]): OptionDef {

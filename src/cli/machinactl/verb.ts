@@ -1,0 +1,26 @@
+/** What a machinactl verb is: its name, arity, help line and implementation. */
+import type { Host } from "../../host/host.ts";
+import type { Paths } from "../../paths.ts";
+import type { MachinactlOptions } from "./options.ts";
+
+export interface VerbContext {
+  options: MachinactlOptions;
+  host: Host;
+  paths: Paths;
+  env: Readonly<Record<string, string | undefined>>;
+  out: (text: string) => void;
+  err: (text: string) => void;
+}
+
+export interface Verb {
+  name: string;
+  /** Usage shown in --help, e.g. "clone NAME NAME". */
+  usage: string;
+  summary: string;
+  section: "Machine" | "Image" | "Image transfer";
+  minArgs: number;
+  /** Infinity for "any number". */
+  maxArgs: number;
+  /** Returns the exit status. */
+  run(ctx: VerbContext, args: string[]): number | Promise<number>;
+}
