@@ -1,17 +1,26 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "security.h"
 
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <link.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/personality.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
+#include "sha256.h"
 #include "util.h"
 
 #define BAD(...) merr_set(e, 0, "", "", "invalid spec: " __VA_ARGS__)
@@ -156,6 +165,12 @@ int sec_record(struct sec *s, const char *name, const char **a, size_t n, size_t
 		}
 		return 1;
 	}
+	if (!strcmp(name, "seccomp_cache")) {
+		if (n != 1 || s->cache_dir || a[0][0] != '/' || strstr(a[0], "/../") || strlen(a[0]) > 3000)
+			return BAD("record %zu (\"%s\"): expected one HPATH (and only one such record)", idx, name);
+		s->cache_dir = a[0];
+		return 1;
+	}
 	if (!strcmp(name, "personality")) {
 		if (n != 1 || s->has_personality || parse_long(a[0], 0, 0xffffffffL - 1, &v) < 0)
 			return BAD("record %zu (\"%s\"): expected one N (and only one such record)", idx, name);
@@ -203,6 +218,8 @@ void sec_free(struct sec *s)
 	free(s->filters);
 	free(s->cpus);
 	free(s->sets);
+	free(s->progs);
+	free(s->blob);
 	memset(s, 0, sizeof *s);
 }
 
@@ -279,23 +296,28 @@ static uint32_t action(int allow, int err)
 	return allow ? SCMP_ACT_ALLOW : SCMP_ACT_ERRNO((uint16_t)err);
 }
 
-static int load_one(const struct sec_filter *f, uint32_t arch, int native, struct merr *e)
+/* A libseccomp context for filter F on ARCH (NULL and *e set on failure). */
+static scmp_filter_ctx build_ctx(const struct sec_filter *f, uint32_t arch, struct merr *e)
 {
 	scmp_filter_ctx ctx = seccomp_init(action(f->default_allow, f->default_errno));
 	int r;
-	if (!ctx)
-		return merr_set(e, ENOMEM, "seccomp_init", "", "failed to allocate a seccomp filter");
+	if (!ctx) {
+		merr_set(e, ENOMEM, "seccomp_init", "", "failed to allocate a seccomp filter");
+		return NULL;
+	}
 	if (arch != SCMP_ARCH_NATIVE && arch != seccomp_arch_native()) {
 		if ((r = seccomp_arch_remove(ctx, seccomp_arch_native())) < 0 || (r = seccomp_arch_add(ctx, arch)) < 0) {
 			seccomp_release(ctx);
-			return merr_set(e, -r, "seccomp_arch_add", "", "failed to set up a seccomp filter for architecture 0x%x", arch);
+			merr_set(e, -r, "seccomp_arch_add", "", "failed to set up a seccomp filter for architecture 0x%x", arch);
+			return NULL;
 		}
 	}
 	/* Each filter only speaks for its architecture; no NO_NEW_PRIVS behind our back. */
 	if ((r = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_ALLOW)) < 0 ||
 	    (r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0)) < 0) {
 		seccomp_release(ctx);
-		return merr_set(e, -r, "seccomp_attr_set", "", "failed to configure a seccomp filter");
+		merr_set(e, -r, "seccomp_attr_set", "", "failed to configure a seccomp filter");
+		return NULL;
 	}
 	for (size_t i = 0; i < f->n_entries; i++) {
 		const struct sec_entry *en = &f->entries[i];
@@ -318,20 +340,366 @@ static int load_one(const struct sec_filter *f, uint32_t arch, int native, struc
 		 * x86), is skipped, as systemd does. */
 		(void)r;
 	}
-	r = seccomp_load(ctx);
-	seccomp_release(ctx);
+	return ctx;
+}
+
+static int load_fail(int r, uint32_t arch, int native, struct merr *e)
+{
 	if (r < 0 && (native || r == -EPERM || r == -EACCES))
 		return merr_set(e, -r, "seccomp", "", "failed to load the seccomp filter for architecture 0x%x", arch);
 	return 0;
 }
 
+static int load_one(const struct sec_filter *f, uint32_t arch, int native, struct merr *e)
+{
+	scmp_filter_ctx ctx = build_ctx(f, arch, e);
+	if (!ctx)
+		return e->err > 0 ? -e->err : -EINVAL;
+	int r = seccomp_load(ctx);
+	seccomp_release(ctx);
+	return load_fail(r, arch, native, e);
+}
+
 int sec_seccomp_load(const struct sec *s, struct merr *e)
 {
+	if (s->prepared) {
+		/* What libseccomp's seccomp_load does with our attributes: no flags, no prctl. */
+		for (size_t i = 0; i < s->n_progs; i++) {
+			const struct sec_prog *p = &s->progs[i];
+			struct sock_fprog prog = { .len = (unsigned short)p->len, .filter = (struct sock_filter *)p->insns };
+			int r = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0 ? -errno : 0;
+			if ((r = load_fail(r, p->arch, p->native, e)) < 0)
+				return r;
+		}
+		return 0;
+	}
 	for (size_t i = 0; i < s->n_filters; i++)
 		for (size_t k = 0; k < ARRAY_SIZE(local_archs); k++) {
 			int r = load_one(&s->filters[i], local_archs[k], k == ARRAY_SIZE(local_archs) - 1, e);
 			if (r < 0)
 				return r;
 		}
+	return 0;
+}
+
+/* ---- seccomp_cache: compiled programs, compiled once per policy/helper/libseccomp/kernel ---- */
+
+#define CACHE_MAGIC "MACHBPF\0"
+#define CACHE_VERSION 1
+#define CACHE_MAX (4u << 20)
+
+struct cache_hdr {
+	char magic[8];
+	uint32_t version;
+	uint32_t count;
+	uint8_t hash[32]; /* the cache key (also the file's name) */
+	uint8_t sum[32];  /* SHA-256 of what follows the header */
+};
+struct cache_ent {
+	uint32_t arch;
+	uint32_t len;
+};
+_Static_assert(sizeof(struct cache_hdr) % sizeof(struct sock_filter) == 0, "header alignment");
+_Static_assert(sizeof(struct cache_ent) % sizeof(struct sock_filter) == 0, "entry alignment");
+
+static int build_id_cb(struct dl_phdr_info *info, size_t size, void *data)
+{
+	struct sha256 *h = ((void **)data)[0];
+	int *found = ((void **)data)[1];
+	(void)size;
+	/* the first object is the executable itself */
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		if (ph->p_type != PT_NOTE)
+			continue;
+		const char *p = (const char *)(info->dlpi_addr + ph->p_vaddr), *end = p + ph->p_memsz;
+		while (p + sizeof(ElfW(Nhdr)) <= end) {
+			const ElfW(Nhdr) *n = (const void *)p;
+			const char *name = p + sizeof *n, *desc = name + ((n->n_namesz + 3) & ~3u);
+			if (desc + n->n_descsz > end)
+				break;
+			if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 && !memcmp(name, "GNU", 4)) {
+				sha256_update(h, desc, n->n_descsz);
+				*found = 1;
+				return 1;
+			}
+			p = desc + ((n->n_descsz + 3) & ~3u);
+		}
+	}
+	return 1;
+}
+
+static void hash_u64(struct sha256 *h, uint64_t v)
+{
+	sha256_update(h, &v, sizeof v);
+}
+
+static void hash_str(struct sha256 *h, const char *s)
+{
+	size_t l = strlen(s);
+	hash_u64(h, l);
+	sha256_update(h, s, l);
+}
+
+/* Everything the programs depend on: the helper binary (its build id; libseccomp too when linked
+ * statically), libseccomp's version and API level (what it found the kernel supports), the
+ * kernel, the architectures and the filters in order. 0, or -1 without a build id. */
+static int cache_key(const struct sec *s, uint8_t out[32])
+{
+	struct sha256 h;
+	int found = 0;
+	void *data[2] = { &h, &found };
+	sha256_init(&h);
+	hash_str(&h, "machina-helper seccomp cache 1");
+	dl_iterate_phdr(build_id_cb, data);
+	if (!found)
+		return -1;
+	const struct scmp_version *v = seccomp_version();
+	hash_u64(&h, v ? v->major : 0);
+	hash_u64(&h, v ? v->minor : 0);
+	hash_u64(&h, v ? v->micro : 0);
+	hash_u64(&h, seccomp_api_get());
+	struct utsname u;
+	if (uname(&u) == 0) {
+		hash_str(&h, u.release);
+		hash_str(&h, u.version);
+		hash_str(&h, u.machine);
+	}
+	hash_u64(&h, ARRAY_SIZE(local_archs));
+	for (size_t k = 0; k < ARRAY_SIZE(local_archs); k++)
+		hash_u64(&h, local_archs[k]);
+	hash_u64(&h, s->n_filters);
+	for (size_t i = 0; i < s->n_filters; i++) {
+		const struct sec_filter *f = &s->filters[i];
+		hash_u64(&h, (uint64_t)f->default_allow);
+		hash_u64(&h, (uint64_t)f->default_errno);
+		hash_u64(&h, f->n_entries);
+		for (size_t j = 0; j < f->n_entries; j++) {
+			const struct sec_entry *en = &f->entries[j];
+			hash_u64(&h, en->kind);
+			hash_u64(&h, (uint64_t)en->err);
+			hash_str(&h, en->name);
+			hash_u64(&h, en->n_conds);
+			for (unsigned k = 0; k < en->n_conds; k++) {
+				hash_u64(&h, en->conds[k].arg);
+				hash_u64(&h, (uint64_t)en->conds[k].op);
+				hash_u64(&h, en->conds[k].value);
+				hash_u64(&h, en->conds[k].mask);
+			}
+		}
+	}
+	sha256_final(&h, out);
+	return 0;
+}
+
+static int is_native(uint32_t arch)
+{
+	return arch == local_archs[ARRAY_SIZE(local_archs) - 1];
+}
+
+/* Point s->progs into a cache image (header, entries, programs); 0, or -1 when malformed. */
+static int use_blob(struct sec *s, void *blob, size_t size, const uint8_t key[32])
+{
+	const struct cache_hdr *h = blob;
+	if (size < sizeof *h || size % sizeof(struct sock_filter) || memcmp(h->magic, CACHE_MAGIC, 8) ||
+	    h->version != CACHE_VERSION || memcmp(h->hash, key, 32) || h->count > 4096)
+		return -1;
+	size_t off = sizeof *h + (size_t)h->count * sizeof(struct cache_ent);
+	if (off > size)
+		return -1;
+	uint8_t sum[32];
+	struct sha256 c;
+	sha256_init(&c);
+	sha256_update(&c, h + 1, size - sizeof *h);
+	sha256_final(&c, sum);
+	if (memcmp(sum, h->sum, 32))
+		return -1;
+	const struct cache_ent *ent = (const void *)(h + 1);
+	struct sec_prog *progs = calloc(h->count ? h->count : 1, sizeof *progs);
+	if (!progs)
+		return -1;
+	for (uint32_t i = 0; i < h->count; i++) {
+		if (!ent[i].len || ent[i].len > BPF_MAXINSNS || ent[i].len > (size - off) / sizeof(struct sock_filter)) {
+			free(progs);
+			return -1;
+		}
+		progs[i] = (struct sec_prog){ ent[i].arch, ent[i].len, (char *)blob + off, is_native(ent[i].arch) };
+		off += ent[i].len * sizeof(struct sock_filter);
+	}
+	if (off != size) {
+		free(progs);
+		return -1;
+	}
+	free(s->progs);
+	free(s->blob);
+	s->progs = progs;
+	s->n_progs = h->count;
+	s->blob = blob;
+	s->prepared = 1;
+	return 0;
+}
+
+/* Compile every filter for every architecture into a cache image (malloc'd). */
+static int compile_blob(const struct sec *s, const uint8_t key[32], void **blobp, size_t *sizep, struct merr *e)
+{
+	size_t max = s->n_filters * ARRAY_SIZE(local_archs);
+	struct cache_ent *ent = calloc(max ? max : 1, sizeof *ent);
+	uint32_t count = 0;
+	if (!ent)
+		return merr_set(e, ENOMEM, "malloc", "", "failed to allocate memory for the seccomp filters");
+	_cleanup_close_ int fd = memfd_create("machina-bpf", MFD_CLOEXEC);
+	if (fd < 0) {
+		free(ent);
+		return merr_sys(e, "memfd_create", "", "failed to compile the seccomp filters");
+	}
+	off_t pos = 0;
+	for (size_t i = 0; i < s->n_filters; i++)
+		for (size_t k = 0; k < ARRAY_SIZE(local_archs); k++) {
+			uint32_t arch = local_archs[k];
+			scmp_filter_ctx ctx = build_ctx(&s->filters[i], arch, e);
+			if (!ctx) {
+				free(ent);
+				return e->err > 0 ? -e->err : -EINVAL;
+			}
+			int r = seccomp_export_bpf(ctx, fd);
+			seccomp_release(ctx);
+			off_t now = lseek(fd, 0, SEEK_CUR);
+			if (r < 0 || now < pos || (now - pos) % sizeof(struct sock_filter) || now == pos ||
+			    (size_t)(now - pos) / sizeof(struct sock_filter) > BPF_MAXINSNS) {
+				/* as a failed load: fatal for the native architecture only */
+				if (is_native(arch)) {
+					free(ent);
+					return merr_set(e, r < 0 ? -r : EINVAL, "seccomp_export_bpf", "",
+							"failed to compile the seccomp filter for architecture 0x%x", arch);
+				}
+				if (now > pos && ftruncate(fd, pos) == 0)
+					(void)lseek(fd, pos, SEEK_SET);
+				continue;
+			}
+			ent[count++] = (struct cache_ent){ arch, (uint32_t)((size_t)(now - pos) / sizeof(struct sock_filter)) };
+			pos = now;
+		}
+	size_t head = sizeof(struct cache_hdr) + count * sizeof *ent, size = head + (size_t)pos;
+	char *blob = malloc(size);
+	if (!blob) {
+		free(ent);
+		return merr_set(e, ENOMEM, "malloc", "", "failed to allocate memory for the seccomp filters");
+	}
+	struct cache_hdr h = { .version = CACHE_VERSION, .count = count };
+	memcpy(h.magic, CACHE_MAGIC, 8);
+	memcpy(h.hash, key, 32);
+	memcpy(blob + sizeof h, ent, count * sizeof *ent);
+	free(ent);
+	for (size_t got = 0; got < (size_t)pos;) {
+		ssize_t n = pread(fd, blob + head + got, (size_t)pos - got, (off_t)got);
+		if (n <= 0) {
+			free(blob);
+			return merr_sys(e, "pread", "", "failed to read the compiled seccomp filters");
+		}
+		got += (size_t)n;
+	}
+	struct sha256 c;
+	sha256_init(&c);
+	sha256_update(&c, blob + sizeof h, size - sizeof h);
+	sha256_final(&c, h.sum);
+	memcpy(blob, &h, sizeof h);
+	*blobp = blob;
+	*sizep = size;
+	return 0;
+}
+
+/* The cache directory, created 0700 when missing; -1 unless it is root's and closed to others. */
+static int cache_dir_open(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT) {
+		char buf[3100];
+		snprintf(buf, sizeof buf, "%s", dir);
+		for (char *p = buf + 1; *p; p++)
+			if (*p == '/') {
+				*p = 0;
+				(void)mkdir(buf, 0755);
+				*p = '/';
+			}
+		if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+			return -1;
+		fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	}
+	struct stat st;
+	if (fd >= 0 && (fstat(fd, &st) < 0 || st.st_uid != 0 || (st.st_mode & 022))) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Read NAME in DIRFD: a regular file of root's that nobody else can write, of a plausible size. */
+static int cache_read(int dirfd, const char *name, void **blobp, size_t *sizep)
+{
+	_cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != 0 || (st.st_mode & 022) ||
+	    st.st_size <= 0 || st.st_size > CACHE_MAX || st.st_size % sizeof(struct sock_filter))
+		return -1;
+	size_t size = (size_t)st.st_size;
+	char *blob = malloc(size);
+	if (!blob)
+		return -1;
+	for (size_t got = 0; got < size;) {
+		ssize_t n = read(fd, blob + got, size - got);
+		if (n <= 0) {
+			free(blob);
+			return -1;
+		}
+		got += (size_t)n;
+	}
+	*blobp = blob;
+	*sizep = size;
+	return 0;
+}
+
+/* Store atomically: a 0600 temporary file, renamed over NAME. Failures only cost the next start. */
+static void cache_write(int dirfd, const char *name, const void *blob, size_t size)
+{
+	char tmp[128];
+	snprintf(tmp, sizeof tmp, ".%s.%d.tmp", name, (int)getpid());
+	int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	int ok = fchmod(fd, 0600) == 0 && write_all(fd, blob, size) == 0;
+	ok = close(fd) == 0 && ok;
+	if (!ok || renameat(dirfd, tmp, dirfd, name) < 0)
+		(void)unlinkat(dirfd, tmp, 0);
+}
+
+int sec_seccomp_prepare(struct sec *s, struct merr *e)
+{
+	uint8_t key[32] = { 0 };
+	char name[80];
+	void *blob = NULL;
+	size_t size = 0;
+	if (!s->cache_dir || !s->n_filters || s->prepared)
+		return s->prepared;
+	int keyed = cache_key(s, key) == 0;
+	_cleanup_close_ int dirfd = keyed ? cache_dir_open(s->cache_dir) : -1;
+	if (dirfd >= 0) {
+		for (int i = 0; i < 32; i++)
+			snprintf(name + 2 * i, 3, "%02x", key[i]);
+		strcpy(name + 64, ".bpf");
+		if (cache_read(dirfd, name, &blob, &size) == 0) {
+			if (use_blob(s, blob, size, key) == 0)
+				return 1;
+			free(blob); /* corrupt or stale: compiled again and replaced */
+		}
+	}
+	int r = compile_blob(s, key, &blob, &size, e);
+	if (r < 0)
+		return r;
+	if (use_blob(s, blob, size, key) < 0) {
+		free(blob);
+		return merr_set(e, EINVAL, "seccomp_export_bpf", "", "failed to compile the seccomp filters");
+	}
+	if (dirfd >= 0)
+		cache_write(dirfd, name, blob, size);
 	return 0;
 }

@@ -31,6 +31,14 @@ struct sec_filter {
 	size_t n_entries;
 };
 
+/* One compiled BPF program (seccomp_cache): loaded as is with seccomp(SECCOMP_SET_MODE_FILTER). */
+struct sec_prog {
+	uint32_t arch;
+	uint32_t len; /* instructions */
+	const void *insns; /* struct sock_filter[len], inside sec.blob */
+	int native;
+};
+
 struct sec_cgset {
 	const char *path, *value;
 };
@@ -45,6 +53,12 @@ struct sec {
 	size_t n_cpus;
 	struct sec_cgset *sets;
 	size_t n_sets;
+	const char *cache_dir; /* seccomp_cache */
+	/* Filled by sec_seccomp_prepare (supervisor, before the clone): the programs, in load order. */
+	struct sec_prog *progs;
+	size_t n_progs;
+	void *blob;
+	int prepared;
 };
 
 /* One record: 1 = handled, 0 = not a record of ours, <0 = error (spec syntax, *e set). */
@@ -55,7 +69,12 @@ void sec_free(struct sec *s);
 int sec_cgroup_write(const struct sec *s, struct merr *e);
 /* Child, after the pivot: personality, oom_score_adj, CPU affinity. */
 int sec_process_setup(const struct sec *s, struct merr *e);
-/* Payload: build and load the seccomp filters (per architecture, native last). */
+/* Supervisor, before the clone, with seccomp_cache: find the compiled programs in the cache or
+ * compile and store them. 1 = cache hit, 0 = compiled (and stored when the cache is usable),
+ * <0 = error (*e set). Without seccomp_cache or filters: 0, nothing done. */
+int sec_seccomp_prepare(struct sec *s, struct merr *e);
+/* Payload: load the seccomp filters (per architecture, native last): the prepared programs, or
+ * else built here with libseccomp. */
 int sec_seccomp_load(const struct sec *s, struct merr *e);
 /* Parse "a1&0x10==0x10" style conditions (exposed for tests). */
 int sec_parse_cond(const char *s, struct sec_cond *c);

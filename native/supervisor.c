@@ -587,6 +587,11 @@ int supervisor_run(struct spec *s)
 	signal(SIGPIPE, SIG_IGN);
 	status_line("{\"stage\":\"spec\"}");
 
+	/* seccomp_cache: the filters are compiled (or found compiled) here, once, before the clone */
+	if (sec_seccomp_prepare(&s->sec, &e) < 0) {
+		report(&e);
+		return 1;
+	}
 	if (registry_lock(&g, s, &e) < 0) {
 		report(&e);
 		return 1;

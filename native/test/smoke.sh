@@ -151,6 +151,14 @@ ok $([ "$out" = "1 synced i686 300 Cpus_allowed_list:0 Seccomp:2 " ] && echo 0 |
 spec --raw-record seccomp_filter allow --raw-record seccomp_rule 1 nosuch a0==1 -- /bin/true
 run 2>"$work/err"; rc=$?
 ok $rc "security: an unknown system call name is skipped"
+c=$work/state/seccomp
+spec --raw-record seccomp_filter allow --raw-record seccomp_deny 1 sethostname --raw-record seccomp_filter allow \
+  --raw-record seccomp_deny 0 sync --raw-record seccomp_cache "$c" \
+  -- /bin/sh -c 'hostname x 2>&1 | grep -c "not permitted"; grep Seccomp_filters: /proc/self/status | tr -d "\t"'
+out1=$(run 2>&1 | tr '\n' ' ')
+n1=$(ls "$c" 2>/dev/null | wc -l); mode=$(stat -c %a "$c" 2>/dev/null)
+out2=$(run 2>&1 | tr '\n' ' ')
+ok $([ "$out1" = "1 Seccomp_filters:6 " ] && [ "$out2" = "$out1" ] && [ "$n1" = 1 ] && [ "$mode" = 700 ] && echo 0 || echo 1) "seccomp_cache: compiled once into a 0700 dir, same filters from the cache ($out1/$out2 files=$n1 mode=$mode)"
 
 # binds.c: root_overlay, scratch dirs (+ stale ones), overlay op with a "+" layer, pivot_root_dir
 spec --raw-record root_overlay mode=755 -- /bin/sh -c 'echo x > /etc/smoke-eph && cat /etc/smoke-eph'

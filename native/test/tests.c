@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Unit tests for the helper: spec parser, error formatting, path resolution, setup ops.
  * Output: "ok N - name" / "not ok N - name", then "N passed, N failed". */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -1252,6 +1253,150 @@ static void test_security(void)
 	free(b);
 }
 
+/* seccomp_cache: miss (compiled, stored), hit, corrupt and foreign files rejected and replaced. */
+static int sec_cache_spec(struct sb *b, struct spec *s, const char *dir)
+{
+	struct merr e;
+	sec_body(b);
+	rec(b, "seccomp_filter", 1, "allow");
+	rec(b, "seccomp_deny", 2, "13", "chdir");
+	rec(b, "seccomp_filter", 1, "allow");
+	rec(b, "seccomp_rule", 3, "22", "dup3", "a2==524288");
+	rec(b, "seccomp_cache", 1, dir);
+	rec(b, "end", 0);
+	return parse(b, s, &e);
+}
+
+static int cache_file(const char *dir, char *out, size_t n)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int found = 0;
+	while (d && (de = readdir(d)))
+		if (strstr(de->d_name, ".bpf") && de->d_name[0] != '.') {
+			snprintf(out, n, "%s/%s", dir, de->d_name);
+			found++;
+		}
+	if (d)
+		closedir(d);
+	return found;
+}
+
+static int prepare(struct sb *b, const char *dir, struct spec *s)
+{
+	struct merr e = { 0 };
+	if (sec_cache_spec(b, s, dir) < 0)
+		return -100;
+	return sec_seccomp_prepare(&s->sec, &e);
+}
+
+static void test_seccomp_cache(const char *tmp)
+{
+	struct sb *b = calloc(1, sizeof *b);
+	struct spec s, s2;
+	char dir[300], f[700];
+	struct stat st;
+	snprintf(dir, sizeof dir, "%s/state/seccomp", tmp);
+
+	int r = prepare(b, dir, &s);
+	check(r == 0 && s.sec.prepared && s.sec.n_progs == 6 && cache_file(dir, f, sizeof f) == 1 &&
+		      stat(dir, &st) == 0 && (st.st_mode & 07777) == 0700,
+	      "seccomp cache: a miss compiles 2 filters x 3 architectures and stores one file, dir 0700 (r=%d)", r);
+	check(stat(f, &st) == 0 && (st.st_mode & 07777) == 0600 && st.st_uid == 0 && st.st_size % 8 == 0,
+	      "seccomp cache: the file is root's, 0600, a multiple of 8 bytes");
+	if (r == 0 && s.sec.n_progs == 6) {
+		check(s.sec.progs[2].native && !s.sec.progs[0].native && s.sec.progs[5].native && s.sec.progs[3].len > 0,
+		      "seccomp cache: native architecture last in each filter");
+		pid_t pid = fork();
+		if (pid == 0) {
+			struct merr ce = { 0 };
+			if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || sec_seccomp_load(&s.sec, &ce) < 0)
+				_exit(10);
+			if (chdir("/") != -1 || errno != EACCES)
+				_exit(11);
+			if (dup3(0, 100, O_CLOEXEC) != -1 || errno != EINVAL || dup3(0, 100, 0) != 100)
+				_exit(13);
+			_exit(0);
+		}
+		int cst = child_status(pid);
+		check(cst == 0, "seccomp cache: the prepared programs load and take effect (child status %d)", cst);
+	}
+	r = prepare(b, dir, &s2);
+	int same = r == 1 && s2.sec.n_progs == s.sec.n_progs;
+	for (size_t i = 0; same && i < s.sec.n_progs; i++)
+		same = s.sec.progs[i].len == s2.sec.progs[i].len && s.sec.progs[i].arch == s2.sec.progs[i].arch &&
+		       !memcmp(s.sec.progs[i].insns, s2.sec.progs[i].insns, s.sec.progs[i].len * 8);
+	check(same, "seccomp cache: a second start hits, with the same programs (r=%d)", r);
+	spec_free(&s2);
+
+	/* a different policy is a different file */
+	char dir2[300], f2[700];
+	struct merr e;
+	snprintf(dir2, sizeof dir2, "%s/state/seccomp2", tmp);
+	sec_body(b);
+	rec(b, "seccomp_filter", 1, "allow");
+	rec(b, "seccomp_deny", 2, "1", "chdir");
+	rec(b, "seccomp_cache", 1, dir2);
+	rec(b, "end", 0);
+	r = parse(b, &s2, &e) == 0 ? sec_seccomp_prepare(&s2.sec, &e) : -100;
+	check(r == 0 && s2.sec.n_progs == 3 && cache_file(dir2, f2, sizeof f2) == 1 && strcmp(strrchr(f, '/'), strrchr(f2, '/')),
+	      "seccomp cache: another policy, another file (r=%d)", r);
+	spec_free(&s2);
+	spec_free(&s);
+
+	/* corrupt: rejected, recompiled and replaced (the next start hits) */
+	static const char *kinds[] = { "truncated", "size not a multiple of 8", "bad magic", "wrong count", "wrong key", "a flipped instruction bit" };
+	for (int k = 0; k < 6; k++) {
+		int fd = open(f, O_RDWR);
+		if (k == 0)
+			(void)!ftruncate(fd, 64);
+		else if (k == 1)
+			(void)!pwrite(fd, "abc", 3, lseek(fd, 0, SEEK_END));
+		else if (k == 2)
+			(void)!pwrite(fd, "X", 1, 0);
+		else if (k == 3)
+			(void)!pwrite(fd, "\x05", 1, 12);
+		else if (k == 4)
+			(void)!pwrite(fd, "\xff", 1, 20);
+		else
+			(void)!pwrite(fd, "\x01", 1, lseek(fd, 0, SEEK_END) - 3);
+		close(fd);
+		r = prepare(b, dir, &s);
+		int ok = r == 0 && s.sec.n_progs == 6;
+		spec_free(&s);
+		r = prepare(b, dir, &s);
+		check(ok && r == 1 && s.sec.n_progs == 6 && cache_file(dir, f, sizeof f) == 1,
+		      "seccomp cache: a corrupt file (%s) is rejected, recompiled and replaced", kinds[k]);
+		spec_free(&s);
+	}
+
+	/* not root's, or writable by others: rejected (recompiled, replaced by root's own file) */
+	if (chown(f, 1, 1) == 0) {
+		r = prepare(b, dir, &s);
+		spec_free(&s);
+		check(r == 0 && stat(f, &st) == 0 && st.st_uid == 0, "seccomp cache: a file not owned by root is rejected and replaced (r=%d)", r);
+	}
+	chmod(f, 0602);
+	r = prepare(b, dir, &s);
+	spec_free(&s);
+	check(r == 0 && stat(f, &st) == 0 && (st.st_mode & 07777) == 0600, "seccomp cache: a file writable by others is rejected and replaced (r=%d)", r);
+	/* a directory writable by others is not used at all: compiled, nothing stored */
+	chmod(dir, 0777);
+	unlink(f);
+	r = prepare(b, dir, &s);
+	check(r == 0 && s.sec.n_progs == 6 && access(f, F_OK) < 0, "seccomp cache: a directory writable by others is not used (r=%d)", r);
+	spec_free(&s);
+	chmod(dir, 0700);
+	/* no seccomp_cache: nothing prepared (the child compiles) */
+	sec_body(b);
+	rec(b, "seccomp_filter", 1, "allow");
+	rec(b, "end", 0);
+	r = parse(b, &s, &e) == 0 ? sec_seccomp_prepare(&s.sec, &e) : -100;
+	check(r == 0 && !s.sec.prepared, "seccomp cache: without seccomp_cache nothing is prepared");
+	spec_free(&s);
+	free(b);
+}
+
 int main(void)
 {
 	test_spec();
@@ -1270,6 +1415,7 @@ int main(void)
 			test_copy_remove(tmp);
 			test_userns_chown(tmp);
 			test_binds_ops(tmp);
+			test_seccomp_cache(tmp);
 			rm_rf(tmp);
 			check(!exists(tmp), "cleanup: temporary root removed");
 		}
