@@ -392,6 +392,7 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
     user: user ? { uid: user.uid, gid: user.gid, groups: user.groups } : undefined,
     asPid2: settings.asPid2,
     seccomp: seccompFilters(settings, retained, origin(settings, "systemCallFilter")),
+    seccompCache: `${host.stateDir}/seccomp`,
     personality: personalityValue(settings, host),
     oomScoreAdjust: settings.oomScoreAdjust,
     cpuAffinity: settings.cpuAffinity,

@@ -73,6 +73,8 @@ export interface RunSpec {
   asPid2: boolean;
   /** Seccomp filters, loaded in order (see spec/seccomp.ts). */
   seccomp: SeccompFilter[];
+  /** Where the helper caches the compiled filters (native/SPEC.md, `seccomp_cache`). */
+  seccompCache?: string;
   /** personality(2) of the container's PID 1, when --personality= is given. */
   personality: number | undefined;
   oomScoreAdjust: number | undefined;

@@ -86,6 +86,7 @@ export function specRecords(spec: RunSpec): Array<[string, string[]]> {
   if (spec.oomScoreAdjust !== undefined) add("oom_score_adjust", String(spec.oomScoreAdjust));
   if (spec.cpuAffinity !== undefined) add("cpu_affinity", ...spec.cpuAffinity.map(String));
   r.push(...seccompRecords(spec.seccomp));
+  if (spec.seccompCache !== undefined && spec.seccomp.length > 0) add("seccomp_cache", spec.seccompCache);
   for (const c of spec.exec) add("exec", c.path, c.argv0);
   add("args", ...spec.args);
   return r;
