@@ -2,7 +2,7 @@
  * FakeHost: an in-memory Host for unit tests. Files, directories and symlinks are declared up
  * front; calls with effects (execWithSpec) are recorded instead of performed.
  */
-import type { FileKind, Host } from "./host.ts";
+import type { CommandResult, FileKind, FileStat, HeldLock, Host } from "./host.ts";
 
 export type FakeNode = { kind: "file"; content: string } | { kind: "dir" } | { kind: "symlink"; target: string } | { kind: Exclude<FileKind, "file" | "dir" | "symlink"> };
 
@@ -13,6 +13,10 @@ export interface FakeHostOptions {
   pid?: number;
   readOnly?: string[];
   mountinfo?: string;
+  /** File system type by path prefix (longest match wins); default "ext2/ext3". */
+  fsTypes?: Record<string, string>;
+  /** Result of run(argv); default status 0 with no output. */
+  onRun?: (argv: string[]) => CommandResult | undefined;
 }
 
 export interface ExecRecord {
@@ -168,5 +172,95 @@ export class FakeHost implements Host {
   execWithSpec(path: string, argv: string[], spec: Uint8Array): number {
     this.execs.push({ path, argv, spec });
     return 0;
+  }
+
+  /** stat details by path (merged over defaults derived from the node). */
+  readonly stats = new Map<string, Partial<FileStat>>();
+  readonly immutables = new Set<string>();
+  readonly btrfsReadOnlys = new Set<string>();
+  readonly commands: string[][] = [];
+  /** Locks held by this fake "process", with their mode. */
+  readonly fileLocks = new Map<string, { mode: "exclusive" | "shared"; count: number }>();
+
+  stat(path: string, follow: boolean): FileStat | undefined {
+    const r = this.resolve(path, follow);
+    const node = r === undefined ? undefined : this.nodes.get(r);
+    if (r === undefined || node === undefined) return undefined;
+    const ino = [...this.nodes.keys()].indexOf(r) + 1000;
+    return {
+      kind: node.kind, mode: node.kind === "dir" ? 0o755 : 0o644, uid: 0, gid: 0,
+      size: node.kind === "file" ? node.content.length : 0, allocated: node.kind === "file" ? 4096 : 0,
+      dev: 1, ino, mtimeMs: this.mtimes.get(r) ?? 0, birthtimeMs: 0, ...this.stats.get(r),
+    };
+  }
+
+  fsType(path: string): string | undefined {
+    const r = this.resolve(path, true);
+    if (r === undefined) return undefined;
+    let best: [string, string] | undefined;
+    for (const [prefix, type] of Object.entries(this.options.fsTypes ?? {}))
+      if ((r === prefix || r.startsWith(prefix.endsWith("/") ? prefix : `${prefix}/`)) && (best === undefined || prefix.length > best[0].length)) best = [prefix, type];
+    return best?.[1] ?? "ext2/ext3";
+  }
+
+  mkdirp(path: string): void {
+    if (this.lstat(path) === undefined) this.add(path, { kind: "dir" });
+  }
+
+  rename(from: string, to: string, noReplace: boolean): void {
+    if (!this.nodes.has(from)) throw Object.assign(new Error(`ENOENT: rename "${from}"`), { code: "ENOENT" });
+    if (noReplace && this.nodes.has(to)) throw Object.assign(new Error(`EEXIST: rename "${to}"`), { code: "EEXIST" });
+    for (const key of [...this.nodes.keys()]) {
+      if (key !== from && !key.startsWith(`${from}/`)) continue;
+      const moved = to + key.slice(from.length);
+      this.nodes.set(moved, this.nodes.get(key)!);
+      this.nodes.delete(key);
+      for (const m of [this.stats, this.mtimes]) if (m.has(key as never)) { (m as Map<string, unknown>).set(moved, m.get(key as never)); m.delete(key as never); }
+    }
+  }
+
+  removeTree(path: string): void {
+    for (const key of [...this.nodes.keys()]) if (key === path || key.startsWith(`${path}/`)) this.nodes.delete(key);
+  }
+
+  lockFile(path: string, mode: "exclusive" | "shared"): HeldLock | undefined {
+    if (this.heldLocks.has(path)) return undefined;
+    const held = this.fileLocks.get(path);
+    if (held !== undefined && (held.mode === "exclusive" || mode === "exclusive")) return undefined;
+    if (!this.nodes.has(path)) this.add(path, "");
+    this.fileLocks.set(path, { mode, count: (held?.count ?? 0) + 1 });
+    let open = true;
+    return {
+      fd: 99,
+      release: () => {
+        if (!open) return;
+        open = false;
+        const h = this.fileLocks.get(path);
+        if (h !== undefined && --h.count === 0) this.fileLocks.delete(path);
+      },
+    };
+  }
+
+  run(argv: string[]): CommandResult {
+    this.commands.push(argv);
+    return this.options.onRun?.(argv) ?? { status: 0, stdout: "", stderr: "" };
+  }
+
+  chmod(path: string, mode: number): void {
+    const r = this.resolve(path, true);
+    if (r !== undefined) this.stats.set(r, { ...this.stats.get(r), mode });
+  }
+
+  immutable(path: string): boolean {
+    return this.immutables.has(path);
+  }
+
+  setImmutable(path: string, on: boolean): void {
+    if (on) this.immutables.add(path);
+    else this.immutables.delete(path);
+  }
+
+  btrfsReadOnly(path: string): boolean {
+    return this.btrfsReadOnlys.has(path);
   }
 }

@@ -4,6 +4,35 @@
  */
 export type FileKind = "file" | "dir" | "symlink" | "char" | "block" | "fifo" | "socket";
 
+/** What lstat/stat report about one path (image pool, transfers). */
+export interface FileStat {
+  kind: FileKind;
+  /** Permission bits (mode & 0o7777). */
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  /** Bytes allocated on disk (st_blocks * 512). */
+  allocated: number;
+  dev: number;
+  ino: number;
+  mtimeMs: number;
+  /** statx birth time; 0 when the file system does not record it. */
+  birthtimeMs: number;
+}
+
+export interface CommandResult {
+  status: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface HeldLock {
+  /** The open lock file descriptor (pass it to children to keep the lock while they run). */
+  fd: number;
+  release(): void;
+}
+
 export interface Host {
   /** Kind of the path itself (no symlink following), or undefined when missing. */
   lstat(path: string): FileKind | undefined;
@@ -42,4 +71,34 @@ export interface Host {
    * failure); a fake records the call and returns the exit status it was told to.
    */
   execWithSpec(path: string, argv: string[], spec: Uint8Array): number;
+
+  // --- image pool and storage (src/image/) ---
+  /** stat(2) (follow) or lstat(2) details; undefined when missing. */
+  stat(path: string, follow: boolean): FileStat | undefined;
+  /** File system type name of the path ("btrfs", "ext2/ext3", "tmpfs", "xfs", …), as `stat -f -c %T`. */
+  fsType(path: string): string | undefined;
+  /** mkdir -p with the given mode for the directories it creates. */
+  mkdirp(path: string, mode: number): void;
+  /**
+   * rename(2); with noReplace renameat2(RENAME_NOREPLACE): throws an Error with code "EEXIST"
+   * when the target exists. Errors carry Node's `code` ("ENOENT", "EEXIST", "EXDEV", …).
+   */
+  rename(from: string, to: string, noReplace: boolean): void;
+  /** rm -rf of a file, symlink or directory tree on one file system (btrfs subvolumes below included); missing is fine. */
+  removeTree(path: string): void;
+  /**
+   * flock(2) on a lock file, created (0600) when missing, without waiting. undefined when
+   * another open file description holds a conflicting lock.
+   */
+  lockFile(path: string, mode: "exclusive" | "shared"): HeldLock | undefined;
+  /** Run a command to completion, stdin from /dev/null; `fds` are inherited by the child as fds 3, 4, … */
+  run(argv: string[], options?: { fds?: number[] }): CommandResult;
+  /** chmod(2) (follows symlinks). */
+  chmod(path: string, mode: number): void;
+  /** FS_IOC_GETFLAGS & FS_IMMUTABLE_FL (chattr +i); false where the file system has no such flag. */
+  immutable(path: string): boolean;
+  /** FS_IOC_SETFLAGS: set or clear FS_IMMUTABLE_FL. */
+  setImmutable(path: string, on: boolean): void;
+  /** BTRFS_IOC_SUBVOL_GETFLAGS & BTRFS_SUBVOL_RDONLY for a subvolume root. */
+  btrfsReadOnly(path: string): boolean;
 }

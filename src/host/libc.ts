@@ -10,6 +10,8 @@ const symbols = {
   fcntl: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
   flock: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
   isatty: { args: [FFIType.i32], returns: FFIType.i32 },
+  renameat2: { args: [FFIType.i32, FFIType.ptr, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
+  ioctl: { args: [FFIType.i32, FFIType.u64, FFIType.ptr], returns: FFIType.i32 },
   __errno_location: { args: [], returns: FFIType.ptr },
 } as const;
 
@@ -87,4 +89,34 @@ export function tryFlockExclusive(fd: number): boolean {
 /** isatty(3) (node:tty costs several milliseconds to load in Bun). */
 export function isatty(fd: number): boolean {
   return lib().isatty(fd) === 1;
+}
+
+const LOCK_SH = 1;
+
+/** flock(fd, LOCK_SH|LOCK_NB). */
+export function tryFlockShared(fd: number): boolean {
+  return lib().flock(fd, LOCK_SH | LOCK_NB) === 0;
+}
+
+const AT_FDCWD = -100;
+const RENAME_NOREPLACE = 1;
+const ERRNO_NAMES: Record<number, string> = { 1: "EPERM", 2: "ENOENT", 13: "EACCES", 16: "EBUSY", 17: "EEXIST", 18: "EXDEV", 20: "ENOTDIR", 21: "EISDIR", 22: "EINVAL", 25: "ENOTTY", 30: "EROFS", 39: "ENOTEMPTY", 95: "EOPNOTSUPP" };
+
+/** An Error shaped like Node's fs errors (code, errno, syscall, path). */
+export function errnoError(syscall: string, e: number, path?: string): Error {
+  const code = ERRNO_NAMES[e] ?? `errno ${e}`;
+  return Object.assign(new Error(`${code}: ${syscall}${path ? ` "${path}"` : ""}`), { code, errno: -e, syscall, ...(path ? { path } : {}) });
+}
+
+/** renameat2(AT_FDCWD, from, AT_FDCWD, to, noReplace ? RENAME_NOREPLACE : 0). */
+export function renameat2(from: string, to: string, noReplace: boolean): void {
+  if (lib().renameat2(AT_FDCWD, cstr(from), AT_FDCWD, cstr(to), noReplace ? RENAME_NOREPLACE : 0) !== 0)
+    throw errnoError("renameat2", errno(), to);
+}
+
+/** ioctl(fd, request, &value) with a 64-bit in/out value (the kernel reads an int for FS_IOC_*FLAGS). */
+export function ioctlValue(fd: number, request: bigint, value: bigint = 0n): bigint {
+  const buf = new BigUint64Array([value]);
+  if (lib().ioctl(fd, request, ptr(buf)) !== 0) throw errnoError("ioctl", errno());
+  return buf[0]!;
 }

@@ -1,7 +1,19 @@
 /** The real Host: Linux through Bun's fs and, where Bun has no API, libc via FFI. */
 import * as fs from "node:fs";
-import type { FileKind, Host } from "./host.ts";
-import { clearNonBlocking, execve, isatty, memfdCreate, tryFlockExclusive } from "./libc.ts";
+import type { CommandResult, FileKind, FileStat, HeldLock, Host } from "./host.ts";
+import { clearNonBlocking, execve, ioctlValue, isatty, memfdCreate, renameat2, tryFlockExclusive, tryFlockShared } from "./libc.ts";
+
+// statfs(2) f_type values, named as `stat -f -c %T` names them.
+const FS_MAGIC: Record<number, string> = {
+  0x9123683e: "btrfs", 0xef53: "ext2/ext3", 0x01021994: "tmpfs", 0x58465342: "xfs", 0x794c7630: "overlayfs",
+  0xf2f52010: "f2fs", 0x2fc12fc1: "zfs", 0x9fa0: "proc", 0x62656572: "sysfs", 0x6969: "nfs", 0x65735546: "fuseblk",
+  0x4d44: "msdos", 0x5346544e: "ntfs", 0xcafe4a11: "bpf", 0x858458f6: "ramfs", 0x73717368: "squashfs", 0xca451a4e: "bcachefs",
+};
+const FS_IOC_GETFLAGS = 0x80086601n;
+const FS_IOC_SETFLAGS = 0x40086602n;
+const FS_IMMUTABLE_FL = 0x10n;
+const BTRFS_IOC_SUBVOL_GETFLAGS = 0x80089419n;
+const BTRFS_SUBVOL_RDONLY = 2n;
 
 function kindOf(st: fs.Stats): FileKind {
   if (st.isFile()) return "file";
@@ -155,6 +167,111 @@ export class LinuxHost implements Host {
       fs.rmdirSync(path);
     } catch (e) {
       if (!isMissing(e)) throw e;
+    }
+  }
+
+  stat(path: string, follow: boolean): FileStat | undefined {
+    let st: fs.Stats;
+    try {
+      st = follow ? fs.statSync(path) : fs.lstatSync(path);
+    } catch (e) {
+      if (isMissing(e)) return undefined;
+      throw e;
+    }
+    return {
+      kind: kindOf(st), mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: st.size, allocated: st.blocks * 512,
+      dev: st.dev, ino: st.ino, mtimeMs: st.mtimeMs, birthtimeMs: st.birthtimeMs > 0 ? st.birthtimeMs : 0,
+    };
+  }
+
+  fsType(path: string): string | undefined {
+    try {
+      const type = Number(fs.statfsSync(path).type) >>> 0;
+      return FS_MAGIC[type] ?? `0x${type.toString(16)}`;
+    } catch (e) {
+      if (isMissing(e)) return undefined;
+      throw e;
+    }
+  }
+
+  mkdirp(path: string, mode: number): void {
+    fs.mkdirSync(path, { recursive: true, mode });
+  }
+
+  rename(from: string, to: string, noReplace: boolean): void {
+    if (noReplace) renameat2(from, to, true);
+    else fs.renameSync(from, to);
+  }
+
+  removeTree(path: string): void {
+    const st = this.stat(path, false);
+    if (st === undefined) return;
+    if (st.kind !== "dir") return this.unlink(path);
+    if (this.immutable(path)) this.setImmutable(path, false);
+    if (st.ino === 256 && this.fsType(path) === "btrfs") {
+      // A subvolume (read-only ones too): delete it whole; nested subvolumes need rm first.
+      if (this.run(["btrfs", "subvolume", "delete", "--", path]).status === 0) return;
+      if (this.btrfsReadOnly(path)) this.run(["btrfs", "property", "set", "-ts", path, "ro", "false"]);
+    }
+    const r = this.run(["rm", "-rf", "--one-file-system", "--", path]);
+    if (r.status !== 0 && this.lstat(path) !== undefined)
+      throw Object.assign(new Error(`failed to remove "${path}": ${r.stderr.trim()}`), { code: "EIO", path });
+  }
+
+  lockFile(path: string, mode: "exclusive" | "shared"): HeldLock | undefined {
+    const fd = fs.openSync(path, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o600);
+    if (!(mode === "shared" ? tryFlockShared(fd) : tryFlockExclusive(fd))) {
+      fs.closeSync(fd);
+      return undefined;
+    }
+    let open = true;
+    return {
+      fd,
+      release: () => {
+        if (open) fs.closeSync(fd);
+        open = false;
+      },
+    };
+  }
+
+  run(argv: string[], options: { fds?: number[] } = {}): CommandResult {
+    const r = Bun.spawnSync(argv, { stdio: ["ignore", "pipe", "pipe", ...(options.fds ?? [])] });
+    return { status: r.exitCode ?? 128 + 9, stdout: r.stdout?.toString() ?? "", stderr: r.stderr?.toString() ?? "" };
+  }
+
+  chmod(path: string, mode: number): void {
+    fs.chmodSync(path, mode);
+  }
+
+  private withFd<T>(path: string, fn: (fd: number) => T): T {
+    const fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | 0o2000000 /* O_CLOEXEC */);
+    try {
+      return fn(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  immutable(path: string): boolean {
+    try {
+      return this.withFd(path, (fd) => (ioctlValue(fd, FS_IOC_GETFLAGS) & FS_IMMUTABLE_FL) !== 0n);
+    } catch {
+      return false; // no such flag here (ENOTTY/EOPNOTSUPP), or unreadable
+    }
+  }
+
+  setImmutable(path: string, on: boolean): void {
+    this.withFd(path, (fd) => {
+      const flags = ioctlValue(fd, FS_IOC_GETFLAGS) & 0xffffffffn;
+      ioctlValue(fd, FS_IOC_SETFLAGS, on ? flags | FS_IMMUTABLE_FL : flags & ~FS_IMMUTABLE_FL);
+    });
+  }
+
+  btrfsReadOnly(path: string): boolean {
+    try {
+      return this.withFd(path, (fd) => (ioctlValue(fd, BTRFS_IOC_SUBVOL_GETFLAGS) & BTRFS_SUBVOL_RDONLY) !== 0n);
+    } catch {
+      return false;
     }
   }
 
