@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "security.h"
 
+#include <dirent.h>
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -672,6 +673,32 @@ static void cache_write(int dirfd, const char *name, const void *blob, size_t si
 		(void)unlinkat(dirfd, tmp, 0);
 }
 
+/* Bound the cache: past CACHE_KEEP files (every rebuilt helper, kernel or policy adds one), all
+ * but KEEP are removed (they are compiled again when needed), and left-over temporary files too. */
+#define CACHE_KEEP 64
+static void cache_prune(int dirfd, const char *keep)
+{
+	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *de;
+	size_t n = 0;
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while ((de = readdir(d)))
+		n += de->d_name[0] != '.';
+	if (n > CACHE_KEEP) {
+		rewinddir(d);
+		while ((de = readdir(d)))
+			if (strcmp(de->d_name, keep) && strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
+			    (strstr(de->d_name, ".bpf") || strstr(de->d_name, ".tmp")))
+				(void)unlinkat(dirfd, de->d_name, 0);
+	}
+	closedir(d);
+}
+
 int sec_seccomp_prepare(struct sec *s, struct merr *e)
 {
 	uint8_t key[32] = { 0 };
@@ -699,7 +726,9 @@ int sec_seccomp_prepare(struct sec *s, struct merr *e)
 		free(blob);
 		return merr_set(e, EINVAL, "seccomp_export_bpf", "", "failed to compile the seccomp filters");
 	}
-	if (dirfd >= 0)
+	if (dirfd >= 0) {
 		cache_write(dirfd, name, blob, size);
+		cache_prune(dirfd, name);
+	}
 	return 0;
 }

@@ -1387,6 +1387,20 @@ static void test_seccomp_cache(const char *tmp)
 	check(r == 0 && s.sec.n_progs == 6 && access(f, F_OK) < 0, "seccomp cache: a directory writable by others is not used (r=%d)", r);
 	spec_free(&s);
 	chmod(dir, 0700);
+	/* bounded: past 64 files, a miss removes the others (and stale temporary files) */
+	for (int k = 0; k < 70; k++) {
+		char p[800];
+		snprintf(p, sizeof p, "%s/%064d.bpf", dir, k);
+		close(open(p, O_CREAT | O_WRONLY, 0600));
+	}
+	char stale[800];
+	snprintf(stale, sizeof stale, "%s/.x.bpf.1.tmp", dir);
+	close(open(stale, O_CREAT | O_WRONLY, 0600));
+	unlink(f);
+	r = prepare(b, dir, &s);
+	spec_free(&s);
+	check(r == 0 && cache_file(dir, f, sizeof f) == 1 && access(stale, F_OK) < 0,
+	      "seccomp cache: more than 64 files: the others are removed on a miss (r=%d)", r);
 	/* no seccomp_cache: nothing prepared (the child compiles) */
 	sec_body(b);
 	rec(b, "seccomp_filter", 1, "allow");
