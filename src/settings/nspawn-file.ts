@@ -310,7 +310,7 @@ export const SAMPLE_VALUES: Readonly<Record<string, string>> = {
   PrivateUsersOwnership: "chown", PrivateUsersChown: "yes", Private: "yes", VirtualEthernet: "yes",
   VirtualEthernetExtra: "vx0:host1", Interface: "eth1", MACVLAN: "eth2", IPVLAN: "eth3", Bridge: "br0", Zone: "web",
   Port: "tcp:8080:80",
-  ...Object.fromEntries(Object.keys(RLIMITS).map((r) => [`Limit${r}`, "1024:4096"])),
+  ...Object.fromEntries(Object.keys(RLIMITS).map((r) => [`Limit${r}`, r === "NICE" ? "10:20" : "1024:4096"])),
 };
 
 for (const spec of NSPAWN_KEYS) {

@@ -1,4 +1,9 @@
-/** Resource limit names (`--rlimit=NAME=SOFT[:HARD]`, `LimitNAME=` in .nspawn files). Pure. */
+/**
+ * Resource limits (`--rlimit=NAME=SOFT[:HARD]`, `LimitNAME=` in .nspawn files), parsed as
+ * systemd's rlimit_parse() does for both: byte sizes with K/M/G/T/P/E (base 1024), CPU in
+ * seconds with time units (rounded up), RTTIME in microseconds with time units, NICE as a
+ * +N/-N nice level or a raw 0..40 limit, the others plain numbers. Pure.
+ */
 import { invalid } from "./values.ts";
 import type { ErrorContext } from "../errors.ts";
 
@@ -16,11 +21,72 @@ export interface Rlimit {
   hard: LimitValue;
 }
 
-function parseLimitValue(v: string, ctx: ErrorContext, whole: string): LimitValue {
+const ALLOWED = "NAME=SOFT[:HARD] with numbers or 'infinity' (e.g. NOFILE=1024:4096; sizes take K, M, G, T, P, E (base 1024), CPU and RTTIME time units, NICE a +N/-N nice level)";
+const U64_MAX = 0xffffffffffffffffn;
+
+/** Resources whose values are byte sizes (systemd's rlimit_parse_size). */
+const SIZE_LIMITS = new Set(["FSIZE", "DATA", "STACK", "CORE", "RSS", "MEMLOCK", "AS", "MSGQUEUE"]);
+/** systemd's parse_size() suffixes, base 1024 (case-sensitive; "B" is bytes). */
+const SIZE_UNITS: Record<string, bigint> = { E: 1n << 60n, P: 1n << 50n, T: 1n << 40n, G: 1n << 30n, M: 1n << 20n, K: 1n << 10n, B: 1n, "": 1n };
+/** systemd's time units (time-util.c), in microseconds. */
+const USEC: Record<string, bigint> = (() => {
+  const s = 1_000_000n, min = 60n * s, h = 60n * min, d = 24n * h;
+  const t: Record<string, bigint> = {};
+  const add = (names: string[], v: bigint) => names.forEach((n) => (t[n] = v));
+  add(["seconds", "second", "sec", "s"], s);
+  add(["minutes", "minute", "min", "m"], min);
+  add(["months", "month", "M"], 2629800n * s);
+  add(["msec", "ms"], 1000n);
+  add(["hours", "hour", "hr", "h"], h);
+  add(["days", "day", "d"], d);
+  add(["weeks", "week", "w"], 7n * d);
+  add(["years", "year", "y"], 31557600n * s);
+  add(["usec", "us", "\u03bcs", "\u00b5s"], 1n);
+  return t;
+})();
+
+/**
+ * "1.5G", "1G512M", "2min 30s": a sum of NUMBER[.FRACTION]UNIT components, as systemd's
+ * parse_size()/parse_time() (fractions rounded down to the base unit). undefined = malformed.
+ */
+function parseComponents(v: string, units: Record<string, bigint>, defaultUnit: bigint, spaces: boolean): bigint | undefined {
+  const re = spaces ? /^\s*([0-9]+)(?:\.([0-9]*))?\s*([^\s0-9.]*)/ : /^([0-9]+)(?:\.([0-9]*))?([^0-9.]*)/;
+  let rest = spaces ? v.trim() : v;
+  if (rest === "") return undefined;
+  let total = 0n;
+  while (rest.length > 0) {
+    const m = re.exec(rest);
+    if (m === null) return undefined;
+    const unitName = m[3]!;
+    const unit = unitName === "" ? defaultUnit : units[unitName];
+    if (unit === undefined) return undefined;
+    const frac = m[2] ?? "";
+    total += BigInt(m[1]!) * unit + (frac === "" ? 0n : (BigInt(frac) * unit) / 10n ** BigInt(frac.length));
+    rest = rest.slice(m[0].length);
+    if (spaces) rest = rest.trimStart();
+  }
+  return total;
+}
+
+/** One value of resource NAME, as systemd's rlimit_parse_one(). */
+function parseLimitValue(name: string, v: string, ctx: ErrorContext, whole: string): LimitValue {
   if (v === "infinity") return "infinity";
-  if (!/^[0-9]+$/.test(v)) throw invalid(ctx, whole, "NAME=SOFT[:HARD] with numbers or 'infinity' (e.g. NOFILE=1024:4096)");
-  const n = BigInt(v);
-  if (n >= 0xffffffffffffffffn) return "infinity";
+  let n: bigint | undefined;
+  if (SIZE_LIMITS.has(name)) n = parseComponents(v, SIZE_UNITS, 1n, false);
+  else if (name === "CPU") {
+    const usec = parseComponents(v, USEC, 1_000_000n, true);
+    n = usec === undefined ? undefined : (usec + 999_999n) / 1_000_000n; // rounded up to whole seconds
+  } else if (name === "RTTIME") n = parseComponents(v, USEC, 1n, true);
+  else if (name === "NICE" && /^[+-][0-9]+$/.test(v)) {
+    const nice = Number(v);
+    if (nice < -20 || nice > 19) throw invalid(ctx, whole, "a nice level from -20 to 19 (+N/-N) or a raw limit from 0 to 40");
+    n = BigInt(20 - nice);
+  } else if (/^[0-9]+$/.test(v)) {
+    n = BigInt(v);
+    if (name === "NICE" && n > 40n) throw invalid(ctx, whole, "a nice level from -20 to 19 (+N/-N) or a raw limit from 0 to 40");
+  }
+  if (n === undefined || (n > U64_MAX && !/^[0-9]+$/.test(v))) throw invalid(ctx, whole, ALLOWED);
+  if (n >= U64_MAX) return "infinity";
   return n;
 }
 
@@ -35,8 +101,8 @@ export function parseRlimitAssignment(value: string, ctx: ErrorContext): Rlimit 
 
 export function parseRlimitValue(name: string, spec: string, ctx: ErrorContext, whole = spec): Rlimit {
   const colon = spec.indexOf(":");
-  const soft = parseLimitValue(colon === -1 ? spec : spec.slice(0, colon), ctx, whole);
-  const hard = colon === -1 ? soft : parseLimitValue(spec.slice(colon + 1), ctx, whole);
+  const soft = parseLimitValue(name, colon === -1 ? spec : spec.slice(0, colon), ctx, whole);
+  const hard = colon === -1 ? soft : parseLimitValue(name, spec.slice(colon + 1), ctx, whole);
   if (hard !== "infinity" && (soft === "infinity" || soft > hard))
     throw invalid(ctx, whole, "a soft limit no larger than the hard limit");
   return { resource: RLIMITS[name]!, name, soft, hard };

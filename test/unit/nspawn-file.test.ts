@@ -29,7 +29,7 @@ const GOOD: Array<[string, string, string, Partial<Settings>]> = [
   ["Exec", "NotifyReady", "yes", { notifyReady: true }],
   ["Exec", "SystemCallFilter", "@mount keyctl", { systemCallFilter: { allow: ["@mount", "keyctl"], deny: [] } }],
   ...Object.entries(RLIMITS).map(([name, resource]): [string, string, string, Partial<Settings>] => [
-    "Exec", `Limit${name}`, "100:infinity", { rlimits: [{ resource, name, soft: 100n, hard: "infinity" }] },
+    "Exec", `Limit${name}`, name === "NICE" ? "10:infinity" : "100:infinity", { rlimits: [{ resource, name, soft: name === "NICE" ? 10n : 100n, hard: "infinity" }] },
   ]),
   ["Exec", "OOMScoreAdjust", "-500", { oomScoreAdjust: -500 }],
   ["Exec", "CPUAffinity", "0-2,5", { cpuAffinity: [0, 1, 2, 5] }],
