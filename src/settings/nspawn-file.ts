@@ -347,6 +347,10 @@ export function parseNspawnFile(text: string, file: string, trusted: boolean): F
   const implying = (["networkVeth", "networkVethExtra", "networkBridge", "networkZone", "networkInterfaces", "networkMacvlan", "networkIpvlan"] as const)
     .find((k) => (k === "networkVeth" ? v.networkVeth === true : v[k] !== undefined));
   if (implying !== undefined && v.privateNetwork === undefined) acc.set("privateNetwork", true, acc.provenance.get(implying) as FileSource);
+  // PrivateUsers=pick implies ownership fixing ("auto") unless the file says otherwise, as
+  // nspawn's settings loader does (and as -U does on the command line).
+  if (v.privateUsers?.mode === "pick" && v.privateUsersOwnership === undefined)
+    acc.set("privateUsersOwnership", "auto", acc.provenance.get("privateUsers") as FileSource);
   if (v.networkBridge !== undefined && v.networkZone !== undefined) {
     const src = acc.provenance.get("networkZone") as FileSource;
     throw new MachinaError("E_INVALID", `${src.file}:${src.line}: Bridge= and Zone= may not be combined`, { file: src.file, line: src.line, flag: "Zone=" });
