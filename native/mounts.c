@@ -157,6 +157,31 @@ static int op_mount(int rootfd, const struct op *op, struct merr *e)
 	return 0;
 }
 
+/* idmap_bind: attach the tree the supervisor prepared (userns_before_clone) at CPATH. */
+static int op_idmap_bind(int rootfd, const struct op *op, struct merr *e)
+{
+	struct stat st;
+	if (op->fd < 0) {
+		if (op->create == CREATE_OPTIONAL)
+			return 0; /* the source was missing */
+		return merr_set(e, EBADF, "move_mount", op->path, "no ID-mapped mount was prepared for \"%s\"", op->path);
+	}
+	if (fstat(op->fd, &st) < 0)
+		return merr_sys(e, "fstat", op->src, "failed to bind mount \"%s\" on \"%s\"", op->src, op->path);
+	struct op o = *op;
+	if (o.create == CREATE_AUTO)
+		o.create = S_ISDIR(st.st_mode) ? CREATE_DIR : CREATE_FILE;
+	int skip = 0;
+	_cleanup_close_ int tfd = mount_target(rootfd, &o, &skip, e);
+	if (skip)
+		return 0;
+	if (tfd < 0)
+		return tfd;
+	if (syscall(SYS_move_mount, op->fd, "", tfd, "", 0x00000004 /* MOVE_MOUNT_F_EMPTY_PATH */ | 0x00000040 /* MOVE_MOUNT_T_EMPTY_PATH */) < 0)
+		return merr_sys(e, "move_mount", op->path, "failed to attach the ID-mapped bind mount of \"%s\" on \"%s\"", op->src, op->path);
+	return 0;
+}
+
 static int op_rebind(int rootfd, const struct op *op, struct merr *e)
 {
 	char p[32];
@@ -414,6 +439,8 @@ int op_run(int rootfd, const struct op *op, struct merr *e)
 		return userns_op_fsmount(rootfd, op, e);
 	case OP_OVERLAY:
 		return binds_op_overlay(rootfd, op, e);
+	case OP_IDMAP_BIND:
+		return op_idmap_bind(rootfd, op, e);
 	}
 	return merr_set(e, EINVAL, "", "", "unknown operation %d", (int)op->kind);
 }

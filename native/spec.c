@@ -205,6 +205,7 @@ enum rec_id {
 	R_STATE_JSON, R_CGROUP, R_KILL_SIGNAL, R_BOOT, R_ON_REBOOT, R_NOTIFY_READY, R_NOTIFY_FORWARD,
 	R_CONSOLE, R_CONSOLE_OPOST, R_QUIET, R_MOUNT, R_REBIND, R_MKDIR, R_MKNOD, R_SYMLINK, R_WRITE, R_MASK,
 	R_CGROUPNS, R_NOTIFY, R_COPY, R_REMOVE, R_ENV, R_CHDIR, R_CAPS_BOUNDING, R_CAPS_AMBIENT, R_RLIMIT, R_NO_NEW_PRIVS,
+	R_IDMAP_BIND,
 	R_USER, R_AS_PID2, R_EXEC, R_ARGS,
 	R_UID_MAP, R_GID_MAP, R_CGROUP_OWNER, R_USERNS_LOCK, R_CHOWN_ROOT, R_IDMAP_ROOT, R_FSMOUNT,
 	R_ROOT_TMPFS, R_ROOT_OVERLAY, R_PIVOT_ROOT_DIR, R_SCRATCH_DIR, R_HOST_MKDIR, R_HOST_SYMLINK, R_OVERLAY, R_SCRATCH_LIST, R_END, R__MAX
@@ -262,6 +263,7 @@ static const struct {
 	[R_CHOWN_ROOT] = { "chown_root", 2, 2, 0 },
 	[R_IDMAP_ROOT] = { "idmap_root", 2, 2, 0 },
 	[R_FSMOUNT] = { "fsmount", 4, 4, 1 },
+	[R_IDMAP_BIND] = { "idmap_bind", 7, 7, 1 },
 	[R_ROOT_TMPFS] = { "root_tmpfs", 1, 1, 0 },
 	[R_ROOT_OVERLAY] = { "root_overlay", 1, 1, 0 },
 	[R_PIVOT_ROOT_DIR] = { "pivot_root_dir", 2, 2, 0 },
@@ -549,6 +551,36 @@ static int apply(struct spec *s, enum rec_id id, const char *name, size_t idx, c
 		break;
 	case R_FSMOUNT:
 		if ((r = add_op(s, &op)) < 0) OOM();
+	case R_IDMAP_BIND: {
+		long long v;
+		if ((r = add_op(s, &op)) < 0) OOM();
+		op->kind = OP_IDMAP_BIND;
+		op->fd = -1;
+		op->src = a[0];
+		op->path = a[1];
+		WANT(is_layer(a[0]), "SRC (an absolute host path, or +PATH inside the image)");
+		WANT(is_cpath(a[1]), "CPATH");
+		WANT(parse_mount_flags(a[2], &op->flags) == 0, "FLAGS");
+		if (!strcmp(a[3], "dir")) op->create = CREATE_DIR;
+		else if (!strcmp(a[3], "auto")) op->create = CREATE_AUTO;
+		else if (!strcmp(a[3], "file")) op->create = CREATE_FILE;
+		else if (!strcmp(a[3], "none")) op->create = CREATE_NONE;
+		else if (!strcmp(a[3], "optional")) op->create = CREATE_OPTIONAL;
+		else WANT(0, "CREATE (dir|file|auto|none|optional)");
+		if (!strcmp(a[4], "owner"))
+			op->idmap_from = -1;
+		else {
+			WANT(parse_ll(a[4], 0, 0xfffffffeLL, &v) == 0, "FROM (a number or \"owner\")");
+			op->idmap_from = (long)v;
+		}
+		WANT(parse_ll(a[5], 0, 0xfffffffeLL, &v) == 0, "TO");
+		op->idmap_to = (unsigned long)v;
+		WANT(parse_ll(a[6], 1, 0xfffffffeLL, &v) == 0 && op->idmap_to + (unsigned long)v - 1 <= 0xfffffffeUL &&
+			     (op->idmap_from < 0 ? v == 1 : (unsigned long)op->idmap_from + (unsigned long)v - 1 <= 0xfffffffeUL),
+		     "COUNT (1 with FROM \"owner\")");
+		op->idmap_count = (unsigned long)v;
+		break;
+	}
 		op->kind = OP_FSMOUNT;
 		op->fd = -1;
 		op->fstype = a[0];

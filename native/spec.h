@@ -17,7 +17,7 @@
 #define SPEC_MAX_ARGS 65536u
 
 enum op_kind { OP_MOUNT, OP_REBIND, OP_MKDIR, OP_MKNOD, OP_SYMLINK, OP_WRITE, OP_MASK, OP_CGROUPNS, OP_NOTIFY,
-	       OP_COPY, OP_REMOVE, OP_FSMOUNT, OP_OVERLAY };
+	       OP_COPY, OP_REMOVE, OP_FSMOUNT, OP_OVERLAY, OP_IDMAP_BIND };
 enum create_mode { CREATE_NONE, CREATE_DIR, CREATE_FILE, CREATE_OPTIONAL, CREATE_AUTO };
 /* How the container's root mount is made (binds.c). */
 enum root_mode { ROOT_BIND, ROOT_TMPFS, ROOT_OVERLAY };
@@ -38,6 +38,8 @@ struct op {
 	const char *upper, *work; /* overlay: "" for a read-only overlay */
 	const char **layers;      /* overlay: lower layers, bottom first */
 	size_t n_layers;
+	long idmap_from;          /* idmap_bind: FROM, or -1 = the owner of SRC */
+	unsigned long idmap_to, idmap_count;
 };
 
 /* scratch_dir, host_mkdir, host_symlink (binds.c) */

@@ -313,8 +313,8 @@ static int write_file(const char *path, const char *text, struct merr *e)
 	return 0;
 }
 
-/* A throwaway user namespace with uid_map = gid_map = "0 OUTSIDE COUNT" (for mount_setattr). */
-static int mapping_userns(unsigned long outside, unsigned long count, struct merr *e)
+/* A throwaway user namespace with uid_map = gid_map = "INSIDE OUTSIDE COUNT" (for mount_setattr). */
+static int mapping_userns(unsigned long inside, unsigned long outside, unsigned long count, struct merr *e)
 {
 	int sp[2];
 	if (pipe2(sp, O_CLOEXEC) < 0)
@@ -333,7 +333,7 @@ static int mapping_userns(unsigned long outside, unsigned long count, struct mer
 	close(sp[0]);
 	char path[64], map[96];
 	int r;
-	snprintf(map, sizeof map, "0 %lu %lu\n", outside, count);
+	snprintf(map, sizeof map, "%lu %lu %lu\n", inside, outside, count);
 	snprintf(path, sizeof path, "/proc/%d/uid_map", (int)pid);
 	r = write_file(path, map, e);
 	if (r == 0) {
@@ -401,15 +401,56 @@ static int make_fsmount(struct op *op, struct merr *e)
 	return 0;
 }
 
+/* idmap_bind: a detached clone of SRC (recursive with MS_REC), ID-mapped (FROM TO COUNT for
+ * uids and gids) with FLAGS' ro/nosuid/nodev/noexec, for the child to attach (op_idmap_bind). */
+static int make_idmap_bind(const struct spec *s, struct op *op, struct merr *e)
+{
+	_cleanup_close_ int src = -1;
+	if (op->src[0] == '+') {
+		_cleanup_close_ int img = open(s->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (img < 0)
+			return merr_sys(e, "open", s->root, "failed to open \"%s\"", s->root);
+		src = res_open(img, op->src + 1, O_PATH, e);
+		if (src < 0)
+			return src == -ENOENT && op->create == CREATE_OPTIONAL ? (memset(e, 0, sizeof *e), 0) : src;
+	} else if ((src = open(op->src, O_PATH | O_CLOEXEC)) < 0) {
+		if (errno == ENOENT && op->create == CREATE_OPTIONAL)
+			return 0;
+		return merr_sys(e, "open", op->src, "failed to open \"%s\"", op->src);
+	}
+	struct stat st;
+	if (fstat(src, &st) < 0)
+		return merr_sys(e, "fstat", op->src, "failed to stat \"%s\"", op->src);
+	unsigned long from = op->idmap_from < 0 ? (unsigned long)st.st_uid : (unsigned long)op->idmap_from;
+	_cleanup_close_ int ns = mapping_userns(from, op->idmap_to, op->idmap_count, e);
+	if (ns < 0)
+		return ns;
+	int rec = !!(op->flags & MS_REC);
+	_cleanup_close_ int tree = sys_open_tree(src, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | (rec ? AT_RECURSIVE : 0));
+	if (tree < 0)
+		return merr_sys(e, "open_tree", op->src, "failed to clone the mount of \"%s\"", op->src);
+	struct mount_attr a = { .attr_set = MOUNT_ATTR_IDMAP | attrs_from_flags(op->flags & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)),
+				.userns_fd = (unsigned)ns };
+	if (sys_mount_setattr(tree, "", AT_EMPTY_PATH | (rec ? AT_RECURSIVE : 0), &a) < 0)
+		return merr_sys(e, "mount_setattr", op->src,
+				"failed to create an ID-mapped mount of \"%s\" (does its file system%s support ID mapping?)", op->src,
+				rec ? ", and every one mounted below it," : "");
+	op->fd = take_fd(&tree);
+	return 0;
+}
+
 int userns_before_clone(struct spec *s, struct merr *e)
 {
 	struct userns_spec *u = &s->us;
 	int r;
-	for (size_t i = 0; i < s->n_ops; i++)
+	for (size_t i = 0; i < s->n_ops; i++) {
 		if (s->ops[i].kind == OP_FSMOUNT && (r = make_fsmount(&s->ops[i], e)) < 0)
 			return r;
+		if (s->ops[i].kind == OP_IDMAP_BIND && (r = make_idmap_bind(s, &s->ops[i], e)) < 0)
+			return r;
+	}
 	if (u->has_idmap_root) {
-		_cleanup_close_ int ns = mapping_userns(u->idmap_base, u->idmap_count, e);
+		_cleanup_close_ int ns = mapping_userns(0, u->idmap_base, u->idmap_count, e);
 		if (ns < 0)
 			return ns;
 		_cleanup_close_ int tree = sys_open_tree(AT_FDCWD, s->root, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
@@ -429,7 +470,7 @@ int userns_before_clone(struct spec *s, struct merr *e)
 void userns_after_clone(struct spec *s)
 {
 	for (size_t i = 0; i < s->n_ops; i++)
-		if (s->ops[i].kind == OP_FSMOUNT && s->ops[i].fd >= 0) {
+		if ((s->ops[i].kind == OP_FSMOUNT || s->ops[i].kind == OP_IDMAP_BIND) && s->ops[i].fd >= 0) {
 			close(s->ops[i].fd);
 			s->ops[i].fd = -1;
 		}

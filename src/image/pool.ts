@@ -182,6 +182,7 @@ function lockFileName(name: string): string {
  * it), without waiting. Throws E_BUSY naming the image when it is held elsewhere.
  */
 export function lockImage(host: Host, stateDir: string, name: string, mode: "exclusive" | "shared"): HeldLock {
+  checkImageName(name); // also keeps the lock path inside the lock directory
   host.mkdirp(lockDir(stateDir), 0o700);
   const lock = host.lockFile(`${lockDir(stateDir)}/${lockFileName(name)}`, mode);
   if (lock === undefined)

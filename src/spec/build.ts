@@ -320,7 +320,7 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
   const user = resolveUser(settings, image);
   const rootPlan = planRoot(settings, image); // --volatile, -x, --pivot-root
   const writable = rootPlan.writable;
-  const userMounts = userMountPlan(settings, host); // --bind, --tmpfs, --overlay, --inaccessible
+  const userMounts = userMountPlan(settings, host, usernsPlan); // --bind, --tmpfs, --overlay, --inaccessible
   const journal = planJournal(settings, image, writable);
   const namespaces: Namespace[] = ["mnt", "pid", "uts", "ipc", "cgroup"];
   if (settings.privateNetwork) namespaces.push("net");

@@ -7,7 +7,6 @@
  * Sources prefixed with "+" stay "+CPATH" in the spec: the helper resolves them inside the
  * image (openat2 RESOLVE_IN_ROOT), so a symlink in the image never leads out of it.
  */
-import { MachinaError } from "../errors.ts";
 import type { HostFacts } from "../host/facts.ts";
 import type { BindMount, OverlayMount, TmpfsMount } from "../settings/compound-values.ts";
 import type { Settings } from "../settings/settings.ts";
@@ -42,7 +41,16 @@ export function pathCompare(a: string, b: string): number {
 const dirname = (p: string) => p.slice(0, p.lastIndexOf("/")) || "/";
 const basename = (p: string) => p.slice(p.lastIndexOf("/") + 1);
 
-export function userMountPlan(settings: Settings, host: HostFacts): UserMountPlan {
+/**
+ * The container's user namespace range, when it has one (for --bind=…:idmap/rootidmap).
+ * Without one, `idmap` is a plain bind (the identity) and `rootidmap` maps the source's owner to 0.
+ */
+export interface BindIdRange {
+  base: number;
+  count: number;
+}
+
+export function userMountPlan(settings: Settings, host: HostFacts, userns?: BindIdRange): UserMountPlan {
   const list: Custom[] = [
     ...settings.binds.map((bind): Custom => ({ kind: 0, dest: bind.destination, bind })),
     ...settings.tmpfs.map((tmpfs): Custom => ({ kind: 1, dest: tmpfs.destination, tmpfs })),
@@ -66,14 +74,16 @@ export function userMountPlan(settings: Settings, host: HostFacts): UserMountPla
   for (const m of list) {
     if (m.kind === 0) {
       const b = m.bind;
-      if (b.idmap !== "noidmap")
-        throw new MachinaError("E_UNSUPPORTED", `bind mount option "${b.idmap}" is not supported by this version of machina-nspawn yet (it needs user namespaces)`, {
-          flag: b.readOnly ? "--bind-ro" : "--bind",
-          value: b.idmap,
-        });
       const source = b.source === "" ? tempSource() : b.sourceInImage ? `+${b.source}` : b.source;
       const flags = MS.BIND | (b.recursive ? MS.REC : 0) | (b.readOnly ? MS.RDONLY : 0);
-      ops.push({ op: "mount", source, target: b.destination, fstype: "", flags, data: "", create: "auto" });
+      const base = userns?.base ?? 0;
+      if (b.idmap === "rootidmap")
+        // the source's owner is the container's root (host 0 without a user namespace)
+        ops.push({ op: "idmapBind", source, target: b.destination, flags, create: "auto", from: "owner", to: base, count: 1 });
+      else if (b.idmap === "idmap" && userns !== undefined && base !== 0)
+        // on-disk 0…N-1 are the container's 0…N-1
+        ops.push({ op: "idmapBind", source, target: b.destination, flags, create: "auto", from: 0, to: base, count: userns.count });
+      else ops.push({ op: "mount", source, target: b.destination, fstype: "", flags, data: "", create: "auto" });
     } else if (m.kind === 1) {
       ops.push({ op: "mount", source: "tmpfs", target: m.dest, fstype: "tmpfs", flags: MS.NODEV | MS.STRICTATIME, data: m.tmpfs.options, create: "dir" });
     } else if (m.kind === 2) {

@@ -24,6 +24,12 @@ export type SetupOp =
   | { op: "notify"; path: string }
   /** A file system the supervisor creates in the host's namespaces (userns.ts): sysfs without a netns of our own. */
   | { op: "fsmount"; fstype: string; target: string; flags: number; data: string }
+  /**
+   * An ID-mapped bind mount (--bind=…:idmap/rootidmap), prepared by the supervisor: on-disk ids
+   * from…from+count-1 (from "owner" = the source's owner) appear as host ids to…; the same map
+   * for uids and gids. source HPATH or "+CPATH".
+   */
+  | { op: "idmapBind"; source: string; target: string; flags: number; create: CreateMode; from: number | "owner"; to: number; count: number }
   /** overlayfs at target; layers HPATH or "+CPATH" (in the image), bottom first; upper/work "" = read-only. */
   | { op: "overlay"; target: string; flags: number; upper: string; work: string; lower: string[] };
 

@@ -35,6 +35,8 @@ function opRecord(op: SetupOp): [string, string[]] {
       return ["notify", [op.path]];
     case "fsmount":
       return ["fsmount", [op.fstype, op.target, String(op.flags), op.data]];
+    case "idmapBind":
+      return ["idmap_bind", [op.source, op.target, String(op.flags), op.create, String(op.from), String(op.to), String(op.count)]];
     case "overlay":
       return ["overlay", [op.target, String(op.flags), op.upper, op.work, ...op.lower]];
   }

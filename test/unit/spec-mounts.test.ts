@@ -73,9 +73,13 @@ describe("--bind, --bind-ro", () => {
     expect(rec(s, "scratch_list")).toEqual([["/run/machina/scratch/box"]]);
     expect(rec(s, "scratch_dir")).toEqual([[`/var/tmp/machina-temp-${RAND}0`, "0700"], [`/var/tmp/machina-temp-${RAND}0/src`, "0755"]]);
   });
-  test("idmap and rootidmap are refused until user namespaces can carry them", () => {
-    expect(() => spec(["-D", "/srv/box", "--bind=/a:/a:idmap", "/bin/true"])).toThrow(/"idmap" is not supported/);
-    expect(() => spec(["-D", "/srv/box", "--bind=/a:/a:rootidmap", "/bin/true"])).toThrow(/"rootidmap" is not supported/);
+  test("idmap without a user namespace is a plain bind; rootidmap an idmap_bind op (details: userns-extra.test.ts)", () => {
+    expect(extraOps(["--bind=/a:/a:idmap"])).toEqual([
+      { op: "mount", source: "/a", target: "/a", fstype: "", flags: MS.BIND | MS.REC, data: "", create: "auto" },
+    ]);
+    expect(extraOps(["--bind=/a:/a:rootidmap"])).toEqual([
+      { op: "idmapBind", source: "/a", target: "/a", flags: MS.BIND | MS.REC, create: "auto", from: "owner", to: 0, count: 1 },
+    ]);
   });
 });
 

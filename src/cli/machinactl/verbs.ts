@@ -1,9 +1,10 @@
 /**
  * The verb table. Each group of verbs lives in its own module and is listed here.
  */
+import { IMAGE_VERBS } from "./image-verbs.ts";
 import type { Verb } from "./verb.ts";
 
-export const VERBS: Verb[] = [];
+export const VERBS: Verb[] = [...IMAGE_VERBS];
 
 export function findVerb(name: string): Verb | undefined {
   return VERBS.find((v) => v.name === name);

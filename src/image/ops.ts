@@ -1,0 +1,354 @@
+/**
+ * Image operations on the pool, as machined carries them out: clone, rename, read-only,
+ * remove, set-limit, clean. Each locks the names it uses (pool.ts), works under a `.#`
+ * temporary name where it creates something, and leaves the pool consistent when it fails or
+ * is killed (a half-made clone is only ever a `.#` temporary, removed by the next operation).
+ */
+import { MachinaError } from "../errors.ts";
+import type { Host } from "../host/host.ts";
+import { machinesDir, readState } from "../machine/registry.ts";
+import {
+  beginTemporary, checkImageName, cleanTemporaries, entryName, findImage, getImage, lockImage, lockImages, nameTaken, poolRoots,
+  RAW_SUFFIX, SETTINGS_SUFFIX, type Image,
+} from "./pool.ts";
+
+export interface PoolContext {
+  host: Host;
+  /** paths(env).pool: writable root first. */
+  pool: string[];
+  stateDir: string;
+}
+
+const exists = (name: string) =>
+  new MachinaError("E_INVALID", `image "${name}" already exists`, { value: name });
+
+function requireWritablePool(image: Image, what: string): void {
+  if (!image.writablePool)
+    throw new MachinaError("E_INVALID", `cannot ${what} image "${image.name}": it is in the read-only pool ${image.root}`, { path: image.path });
+}
+
+function fsError(e: unknown, what: string, path: string): MachinaError {
+  const code = e instanceof Error && "code" in e ? String(e.code) : undefined;
+  const msg = e instanceof Error ? e.message : String(e);
+  return new MachinaError("E_SYSTEM", `failed to ${what} "${path}": ${msg}`, { path, ...(code ? { errno: code } : {}) });
+}
+
+/** Records of raw images mounted by running containers (machina-nspawn -i): $STATE_DIR/raw-mounts/. */
+export function rawMountsDir(stateDir: string): string {
+  return `${stateDir}/raw-mounts`;
+}
+
+/** Names of running machines whose root is this image (machine registry, and -i mounts). */
+export function machinesUsing(ctx: PoolContext, image: Image): string[] {
+  const { host } = ctx;
+  const users: string[] = [];
+  const base = machinesDir(ctx.stateDir);
+  for (const name of host.readdir(base)) {
+    const free = host.tryLock(`${base}/${name}/lock`);
+    if (free !== undefined) {
+      free.release(); // not running
+      continue;
+    }
+    const state = readState(host, ctx.stateDir, name);
+    if (state === undefined) continue;
+    const root = host.realpath(state.root) ?? state.root;
+    const image2 = typeof (state as unknown as Record<string, unknown>)["image"] === "string" ? String((state as unknown as Record<string, unknown>)["image"]) : undefined;
+    if (root === image.target || (image2 !== undefined && (host.realpath(image2) ?? image2) === image.target)) users.push(name);
+  }
+  // Raw images mounted through a loop device: the record names the image and holds a lock while in use.
+  for (const entry of host.readdir(rawMountsDir(ctx.stateDir))) {
+    if (!entry.endsWith(".json")) continue;
+    const rec = host.readFile(`${rawMountsDir(ctx.stateDir)}/${entry}`);
+    if (rec === undefined) continue;
+    try {
+      const r = JSON.parse(rec) as { image?: string; machine?: string };
+      if (r.image === undefined || (host.realpath(r.image) ?? r.image) !== image.target) continue;
+      const lock = host.tryLock(`${rawMountsDir(ctx.stateDir)}/${entry.slice(0, -5)}.lock`);
+      if (lock !== undefined) {
+        lock.release();
+        continue;
+      }
+      users.push(r.machine ?? entry);
+    } catch {
+      continue;
+    }
+  }
+  return [...new Set(users)];
+}
+
+function refuseRunning(ctx: PoolContext, image: Image, what: string): void {
+  const users = machinesUsing(ctx, image);
+  if (users.length > 0)
+    throw new MachinaError("E_BUSY", `cannot ${what} image "${image.name}": it is in use by the running machine ${users.map((u) => `"${u}"`).join(", ")}`, { machine: users[0]! });
+}
+
+function run(ctx: PoolContext, argv: string[], what: string, path: string, fds: number[] = []): void {
+  const r = ctx.host.run(argv, { fds });
+  if (r.status !== 0) throw new MachinaError("E_SYSTEM", `failed to ${what} "${path}": ${r.stderr.trim() || `${argv[0]} exited with status ${r.status}`}`, { path });
+}
+
+/** Remove stale temporaries of dead processes from the writable root (before every change). */
+export function sweepPool(ctx: PoolContext): string[] {
+  return cleanTemporaries(ctx.host, ctx.stateDir, poolRoots(ctx.pool).writable);
+}
+
+export interface CloneResult {
+  image: Image;
+  /** How the data was copied. */
+  method: "snapshot" | "subvolume+copy" | "copy";
+}
+
+/**
+ * Clone `from` to the new image `to` in the writable root: a btrfs snapshot when both are on
+ * btrfs and the source is a subvolume; a new subvolume filled with a reflink copy when the pool
+ * is btrfs and the source a plain directory (as machined); else `cp -a --reflink=auto`
+ * (ownership, modes, xattrs and ACLs, hardlinks, device nodes, sparse files kept). NAME.nspawn
+ * is copied along. With readOnly the clone is marked read-only before it becomes visible
+ * (directories: after, since an immutable directory cannot be renamed).
+ */
+export function cloneImage(ctx: PoolContext, from: string, to: string, readOnly: boolean): CloneResult {
+  const { host } = ctx;
+  checkImageName(to);
+  const lock = lockImages(host, ctx.stateDir, [[from, "shared"], [to, "exclusive"]]);
+  try {
+    const source = getImage(host, ctx.pool, from);
+    if (nameTaken(host, ctx.pool, to)) throw exists(to);
+    const root = poolRoots(ctx.pool).writable;
+    host.mkdirp(root, 0o700);
+    sweepPool(ctx);
+    const final = `${root}/${entryName(to, source.type)}`;
+    const tmp = beginTemporary(host, ctx.stateDir, root, entryName(to, source.type));
+    try {
+      let method: CloneResult["method"] = "copy";
+      const fds = [tmp.lock.fd]; // children keep the temporary's guard lock while they write
+      const poolOnBtrfs = host.fsType(root) === "btrfs";
+      if (source.type === "raw") {
+        run(ctx, ["cp", "-a", "--reflink=auto", "--sparse=always", "--", source.target, tmp.path], "copy", source.target, fds);
+        if (readOnly) host.chmod(tmp.path, (host.stat(tmp.path, false)?.mode ?? 0o644) & ~0o222);
+      } else if (poolOnBtrfs && source.type === "subvolume" && host.stat(source.target, true)?.dev === host.stat(root, true)?.dev) {
+        run(ctx, ["btrfs", "subvolume", "snapshot", ...(readOnly ? ["-r"] : []), "--", source.target, tmp.path], "snapshot", source.target, fds);
+        method = "snapshot";
+      } else if (poolOnBtrfs) {
+        run(ctx, ["btrfs", "subvolume", "create", "--", tmp.path], "create a subvolume for", tmp.path, fds);
+        run(ctx, ["cp", "-a", "--reflink=auto", "--", `${source.target}/.`, `${tmp.path}/`], "copy", source.target, fds);
+        const st = host.stat(source.target, true);
+        if (st !== undefined) run(ctx, ["chown", `${st.uid}:${st.gid}`, tmp.path], "chown", tmp.path);
+        if (st !== undefined) host.chmod(tmp.path, st.mode);
+        if (readOnly) run(ctx, ["btrfs", "property", "set", "-ts", tmp.path, "ro", "true"], "make read-only", tmp.path);
+        method = "subvolume+copy";
+      } else {
+        run(ctx, ["cp", "-a", "--reflink=auto", "--", source.target, tmp.path], "copy", source.target, fds);
+      }
+      let settingsTmp: string | undefined;
+      if (source.settingsFile !== undefined && host.lstat(`${root}/${to}${SETTINGS_SUFFIX}`) === undefined) {
+        settingsTmp = tmp.sibling(`${to}${SETTINGS_SUFFIX}`);
+        run(ctx, ["cp", "-a", "--", source.settingsFile, settingsTmp], "copy", source.settingsFile);
+      }
+      tmp.commit(final);
+      if (readOnly && source.type !== "raw" && method === "copy") host.setImmutable(final, true);
+      if (settingsTmp !== undefined) {
+        try {
+          tmp.commit(`${root}/${to}${SETTINGS_SUFFIX}`, settingsTmp);
+        } catch {
+          host.unlink(settingsTmp); // one appeared meanwhile: keep it, as machined does
+        }
+      }
+      tmp.release();
+      return { image: findImage(host, ctx.pool, to)!, method };
+    } catch (e) {
+      tmp.discard();
+      throw e;
+    }
+  } finally {
+    lock.release();
+  }
+}
+
+/** Rename an image (and NAME.nspawn) in the writable root. */
+export function renameImage(ctx: PoolContext, from: string, to: string): Image {
+  const { host } = ctx;
+  checkImageName(to);
+  const lock = lockImages(host, ctx.stateDir, [[from, "exclusive"], [to, "exclusive"]]);
+  try {
+    const image = getImage(host, ctx.pool, from);
+    requireWritablePool(image, "rename");
+    if (from === to) return image;
+    if (nameTaken(host, ctx.pool, to)) throw exists(to);
+    refuseRunning(ctx, image, "rename");
+    const final = `${image.root}/${entryName(to, image.type)}`;
+    const isLink = host.lstat(image.path) === "symlink";
+    const immutable = !isLink && image.type === "directory" && host.immutable(image.path);
+    if (immutable) host.setImmutable(image.path, false); // an immutable directory cannot be moved
+    try {
+      host.rename(image.path, final, true);
+    } catch (e) {
+      if (immutable) host.setImmutable(image.path, true);
+      if (e instanceof Error && "code" in e && e.code === "EEXIST") throw exists(to);
+      throw fsError(e, "rename", image.path);
+    }
+    if (immutable) host.setImmutable(final, true);
+    if (image.settingsFile !== undefined) {
+      try {
+        host.rename(image.settingsFile, `${image.root}/${to}${SETTINGS_SUFFIX}`, true);
+      } catch {
+        // A settings file for the new name exists already: leave both (machined ignores this too).
+      }
+    }
+    return findImage(host, ctx.pool, to)!;
+  } finally {
+    lock.release();
+  }
+}
+
+/** Mark an image read-only or writable: btrfs ro property, FS_IMMUTABLE_FL on a directory, the write bits of a raw file. */
+export function setImageReadOnly(ctx: PoolContext, name: string, readOnly: boolean): Image {
+  const { host } = ctx;
+  const lock = lockImage(host, ctx.stateDir, name, "exclusive");
+  try {
+    const image = getImage(host, ctx.pool, name);
+    requireWritablePool(image, readOnly ? "mark read-only the" : "make writable the");
+    refuseRunning(ctx, image, "change the read-only flag of");
+    try {
+      if (image.type === "subvolume") run(ctx, ["btrfs", "property", "set", "-ts", image.target, "ro", readOnly ? "true" : "false"], "set the ro property of", image.target);
+      else if (image.type === "directory") host.setImmutable(image.target, readOnly);
+      else {
+        const mode = host.stat(image.target, true)?.mode ?? 0o644;
+        host.chmod(image.target, (mode & 0o444) | (readOnly ? 0 : 0o200));
+      }
+    } catch (e) {
+      if (e instanceof MachinaError) throw e;
+      throw fsError(e, "change the read-only flag of", image.target);
+    }
+    return findImage(host, ctx.pool, name)!;
+  } finally {
+    lock.release();
+  }
+}
+
+/**
+ * Remove an image and its NAME.nspawn. The entry is first renamed to a `.#` temporary (so it
+ * disappears at once and a kill halfway leaves only a temporary), then deleted. A symlink entry
+ * is removed, not what it points to.
+ */
+export function removeImage(ctx: PoolContext, name: string): Image {
+  const { host } = ctx;
+  const lock = lockImage(host, ctx.stateDir, name, "exclusive");
+  try {
+    const image = getImage(host, ctx.pool, name);
+    requireWritablePool(image, "remove");
+    refuseRunning(ctx, image, "remove");
+    sweepPool(ctx);
+    if (host.lstat(image.path) === "symlink") {
+      host.unlink(image.path);
+    } else {
+      if (image.type === "directory" && host.immutable(image.path)) host.setImmutable(image.path, false);
+      const tmp = beginTemporary(host, ctx.stateDir, image.root, entryName(name, image.type));
+      try {
+        host.rename(image.path, tmp.path, true);
+      } catch (e) {
+        tmp.release();
+        throw fsError(e, "remove", image.path);
+      }
+      try {
+        host.removeTree(tmp.path);
+      } catch (e) {
+        tmp.release(); // left as a stale temporary: the next operation retries
+        throw fsError(e, "remove", tmp.path);
+      }
+      tmp.release();
+    }
+    if (image.settingsFile !== undefined) host.unlink(image.settingsFile);
+    return image;
+  } finally {
+    lock.release();
+  }
+}
+
+/** "-"/"infinity" = no limit; else bytes with an optional K, M, G, T, P, E suffix (powers of 1024). */
+export function parseSizeLimit(text: string): number | undefined {
+  if (text === "-" || text === "infinity") return undefined;
+  const m = /^([0-9]+(?:\.[0-9]+)?)\s*([KMGTPE]?)B?$/i.exec(text.trim());
+  if (m === null) throw new MachinaError("E_USAGE", `invalid size "${text}": expected bytes with an optional K, M, G or T suffix, or "-"`, { value: text });
+  const exp = "BKMGTPE".indexOf((m[2] || "B").toUpperCase());
+  return Math.round(Number(m[1]) * 1024 ** exp);
+}
+
+export interface Qgroup {
+  referenced: number;
+  exclusive: number;
+  maxReferenced: number | undefined;
+}
+
+/** The level-0 qgroup of a btrfs subvolume (needs quotas enabled), or undefined. */
+export function btrfsQgroup(host: Host, path: string): Qgroup | undefined {
+  const r = host.run(["btrfs", "qgroup", "show", "--raw", "-rf", "--", path]);
+  if (r.status !== 0) return undefined;
+  for (const line of r.stdout.split("\n")) {
+    const f = line.trim().split(/\s+/);
+    if (!/^0\/[0-9]+$/.test(f[0] ?? "")) continue;
+    const max = f[3];
+    return { referenced: Number(f[1]), exclusive: Number(f[2]), maxReferenced: max === undefined || max === "none" ? undefined : Number(max) };
+  }
+  return undefined;
+}
+
+/** Set (or with undefined clear) the size limit of one image, or with name undefined of the whole pool. btrfs only. */
+export function setImageLimit(ctx: PoolContext, name: string | undefined, limit: number | undefined): void {
+  const { host } = ctx;
+  const lock = name === undefined ? undefined : lockImage(host, ctx.stateDir, name, "exclusive");
+  try {
+    let path: string;
+    let label: string;
+    if (name === undefined) {
+      path = poolRoots(ctx.pool).writable;
+      label = `the pool ${path}`;
+    } else {
+      const image = getImage(host, ctx.pool, name);
+      requireWritablePool(image, "limit");
+      path = image.target;
+      label = `image "${name}"`;
+    }
+    const fs = host.fsType(path);
+    if (fs !== "btrfs")
+      throw new MachinaError("E_UNSUPPORTED", `cannot set a size limit on ${label}: "${path}" is on ${fs ?? "an unknown file system"}, and size limits need btrfs quotas`, { path }, "keep the pool on btrfs (or use a btrfs loop file for /var/lib/machines) to use set-limit");
+    if (host.stat(path, true)?.ino !== 256)
+      throw new MachinaError("E_UNSUPPORTED", `cannot set a size limit on ${label}: "${path}" is a plain directory, not a btrfs subvolume`, { path }, "clone it (clone makes a subvolume on btrfs) and limit the clone");
+    run(ctx, ["btrfs", "quota", "enable", "--", path], "enable quotas on", path);
+    run(ctx, ["btrfs", "qgroup", "limit", limit === undefined ? "none" : String(limit), "--", path], "set the qgroup limit of", path);
+  } finally {
+    lock?.release();
+  }
+}
+
+/** Usage and limit of a subvolume from its qgroup (when quotas are on). */
+export function withQgroup(host: Host, image: Image): Image {
+  if (image.type !== "subvolume") return image;
+  const q = btrfsQgroup(host, image.target);
+  if (q === undefined) return image;
+  return { ...image, usage: q.exclusive, limit: q.maxReferenced };
+}
+
+export interface CleanResult {
+  removed: Image[];
+  skipped: Array<{ image: Image; reason: string }>;
+  temporaries: string[];
+}
+
+/** `clean`: remove hidden images (all with `all`) of the writable root, skipping busy ones; and stale temporaries. */
+export function cleanPool(ctx: PoolContext, all: boolean): CleanResult {
+  const result: CleanResult = { removed: [], skipped: [], temporaries: sweepPool(ctx) };
+  const root = poolRoots(ctx.pool).writable;
+  for (const entry of ctx.host.readdir(root).sort()) {
+    if (entry.startsWith(".#")) continue;
+    const name = entry.endsWith(RAW_SUFFIX) ? entry.slice(0, -RAW_SUFFIX.length) : entry;
+    const image = findImage(ctx.host, [root], name);
+    if (image === undefined || image.path !== `${root}/${entry}`) continue;
+    if (!all && !image.hidden) continue;
+    try {
+      result.removed.push(removeImage({ ...ctx, pool: [root] }, name));
+    } catch (e) {
+      result.skipped.push({ image, reason: e instanceof Error ? e.message : String(e) });
+    }
+  }
+  return result;
+}

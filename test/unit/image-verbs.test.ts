@@ -1,0 +1,160 @@
+import { describe, expect, test } from "bun:test";
+import { IMAGE_VERBS, imageStatusText, relative } from "../../src/cli/machinactl/image-verbs.ts";
+import { defaultMachinactlOptions, type MachinactlOptions } from "../../src/cli/machinactl/options.ts";
+import { FakeHost } from "../../src/host/fake.ts";
+import { getImage } from "../../src/image/pool.ts";
+import { cloneImage, parseSizeLimit, removeImage, renameImage, setImageLimit, setImageReadOnly } from "../../src/image/ops.ts";
+
+const POOL = ["/pool", "/usr/lib/machines"];
+const T0 = Date.UTC(2026, 10, 1, 12, 0, 0);
+
+function fake(): FakeHost {
+  // cp/btrfs create their last argument (enough for the pool logic to see a result).
+  const h: FakeHost = new FakeHost({
+    onRun: (argv) => {
+      if (argv[0] === "cp") h.add(argv[argv.length - 1]!, h.lstat(argv[argv.length - 2]!) === "file" ? "" : { kind: "dir" });
+      return undefined;
+    },
+    files: {
+      "/pool/debian/usr": { kind: "dir" },
+      "/pool/debian/etc/os-release": 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\n',
+      "/pool/debian.nspawn": "[Exec]\n",
+      "/pool/disk.raw": "0123456789",
+      "/pool/.old/usr": { kind: "dir" },
+      "/usr/lib/machines/vendor/usr": { kind: "dir" },
+    },
+  });
+  for (const p of ["/pool/debian", "/pool/disk.raw", "/pool/.old", "/usr/lib/machines/vendor"]) h.stats.set(p, { birthtimeMs: T0, mtimeMs: T0 + 60_000 });
+  return h;
+}
+
+function runVerb(host: FakeHost, name: string, args: string[], opts: Partial<MachinactlOptions> = {}) {
+  const verb = IMAGE_VERBS.find((v) => v.name === name)!;
+  let stdout = "";
+  let stderr = "";
+  const options = { ...defaultMachinactlOptions(), ...opts };
+  const status = verb.run({ options, host, paths: { helper: "", stateDir: "/run/m", pool: POOL }, env: {}, out: (t) => void (stdout += t), err: (t) => void (stderr += t) }, args);
+  return { status, stdout, stderr };
+}
+
+describe("list-images", () => {
+  test("machinectl's columns and footer", () => {
+    expect(runVerb(fake(), "list-images", []).stdout).toBe(
+      [
+        "NAME   TYPE      RO  USAGE CREATED                     MODIFIED",
+        "debian directory no  -     Sun 2026-11-01 12:00:00 UTC Sun 2026-11-01 12:01:00 UTC",
+        "disk   raw       no  4.0K  Sun 2026-11-01 12:00:00 UTC Sun 2026-11-01 12:01:00 UTC",
+        "vendor directory yes -     Sun 2026-11-01 12:00:00 UTC Sun 2026-11-01 12:01:00 UTC",
+        "",
+        "3 images listed.",
+        "",
+      ].join("\n"),
+    );
+  });
+  test("-a shows hidden images; --no-legend drops header and footer", () => {
+    const r = runVerb(fake(), "list-images", [], { all: true, legend: false });
+    expect(r.stdout.split("\n")[0]).toStartWith(".old   directory no");
+    expect(r.stdout).not.toContain("listed");
+  });
+  test("--json", () => {
+    const r = runVerb(fake(), "list-images", [], { json: "short" });
+    expect(JSON.parse(r.stdout)[1]).toEqual({ name: "disk", type: "raw", ro: false, usage: 4096, created: T0 * 1000, modified: (T0 + 60_000) * 1000 });
+  });
+});
+
+describe("image-status and show-image", () => {
+  test("image-status block", () => {
+    const h = fake();
+    expect(imageStatusText(h, getImage(h, POOL, "debian"), T0 + 3_600_000 + 120_000)).toBe(
+      [
+        "debian",
+        "\t    Type: directory",
+        "\t    Path: /pool/debian",
+        "\t      OS: Debian GNU/Linux 12 (bookworm)",
+        "\t      RO: writable",
+        "\t Created: Sun 2026-11-01 12:00:00 UTC; 1h 2min ago",
+        "\tModified: Sun 2026-11-01 12:01:00 UTC; 1h 1min ago",
+        "",
+      ].join("\n"),
+    );
+    expect(relative(T0, T0)).toBe("now");
+    expect(relative(T0, T0 + 3 * 86400_000 + 5000)).toBe("3d ago");
+  });
+  test("show-image: properties, -p, --value, -a; empty ones hidden", () => {
+    const h = fake();
+    const all = runVerb(h, "show-image", ["disk"]).stdout;
+    expect(all).toContain("Name=disk\nPath=/pool/disk.raw\nType=raw\nReadOnly=no\n");
+    expect(all).toContain("Usage=4096\nLimit=10\n");
+    expect(runVerb(h, "show-image", ["debian"]).stdout).not.toContain("Usage=");
+    expect(runVerb(h, "show-image", ["debian"], { all: true }).stdout).toContain("Usage=\n");
+    expect(runVerb(h, "show-image", ["debian"], { properties: ["Type"], value: true }).stdout).toBe("directory\n");
+    expect(runVerb(h, "show-image", []).stdout).toBe("PoolPath=/pool\n");
+    expect(JSON.parse(runVerb(h, "show-image", ["debian"], { json: "short" }).stdout)[0]).toMatchObject({ name: "debian", type: "directory", readOnly: false, settingsFile: "/pool/debian.nspawn" });
+  });
+  test("unknown image", () => {
+    expect(() => runVerb(fake(), "image-status", ["nope"])).toThrow('no image "nope" in /pool, /usr/lib/machines');
+  });
+});
+
+describe("operations on the fake host", () => {
+  const ctx = (h: FakeHost) => ({ host: h, pool: POOL, stateDir: "/run/m" });
+  test("clone: cp -a --reflink=auto into a temporary, renamed into place with its .nspawn", () => {
+    const h = fake();
+    const r = cloneImage(ctx(h), "debian", "copy", false);
+    expect(r.method).toBe("copy");
+    expect(h.commands[0]).toEqual(["cp", "-a", "--reflink=auto", "--", "/pool/debian", "/pool/.#copy-abababab"]);
+    expect(h.commands[1]).toEqual(["cp", "-a", "--", "/pool/debian.nspawn", "/pool/.#copy.nspawn-abababab"]);
+    expect(h.lstat("/pool/copy")).toBe("dir");
+    expect(h.lstat("/pool/copy.nspawn")).toBe("file");
+    expect(h.readdir("/pool").filter((e) => e.startsWith(".#"))).toEqual([]);
+    expect(cloneImage(ctx(h), "disk", "d2", true).image).toMatchObject({ name: "d2", type: "raw", readOnly: true, path: "/pool/d2.raw" });
+  });
+  test("clone refuses taken and invalid names; rename, read-only, remove guard the read-only pool", () => {
+    const h = fake();
+    expect(() => cloneImage(ctx(h), "debian", "disk", false)).toThrow('image "disk" already exists');
+    expect(() => cloneImage(ctx(h), "debian", "a/b", false)).toThrow("invalid image name");
+    expect(() => cloneImage(ctx(h), "../x", "y", false)).toThrow("invalid image name");
+    expect(() => renameImage(ctx(h), "vendor", "v2")).toThrow("read-only pool /usr/lib/machines");
+    expect(() => removeImage(ctx(h), "vendor")).toThrow("read-only pool");
+    expect(() => setImageReadOnly(ctx(h), "vendor", true)).toThrow("read-only pool");
+  });
+  test("rename moves the image and NAME.nspawn; read-only flags; remove", () => {
+    const h = fake();
+    renameImage(ctx(h), "debian", "deb");
+    expect(h.lstat("/pool/deb/usr")).toBe("dir");
+    expect(h.lstat("/pool/deb.nspawn")).toBe("file");
+    expect(h.lstat("/pool/debian")).toBeUndefined();
+    expect(setImageReadOnly(ctx(h), "deb", true).readOnly).toBe(true);
+    expect(h.immutables.has("/pool/deb")).toBe(true);
+    expect(setImageReadOnly(ctx(h), "disk", true).readOnly).toBe(true);
+    expect(h.stat("/pool/disk.raw", true)!.mode).toBe(0o444);
+    expect(setImageReadOnly(ctx(h), "disk", false).readOnly).toBe(false);
+    removeImage(ctx(h), "deb");
+    expect(h.lstat("/pool/deb")).toBeUndefined();
+    expect(h.lstat("/pool/deb.nspawn")).toBeUndefined();
+    expect(h.immutables.has("/pool/deb")).toBe(false);
+  });
+  test("a held lock makes the operation fail with busy", () => {
+    const h = fake();
+    h.heldLocks.add("/run/m/image-locks/debian.lock");
+    expect(() => removeImage(ctx(h), "debian")).toThrow('image "debian" is busy');
+    expect(h.lstat("/pool/debian")).toBe("dir");
+  });
+  test("set-limit: btrfs only, sizes", () => {
+    expect(() => setImageLimit(ctx(fake()), "debian", 1024)).toThrow(/is on ext2\/ext3, and size limits need btrfs quotas/);
+    expect(parseSizeLimit("1G")).toBe(1024 ** 3);
+    expect(parseSizeLimit("512")).toBe(512);
+    expect(parseSizeLimit("1.5K")).toBe(1536);
+    expect(parseSizeLimit("-")).toBeUndefined();
+    expect(() => parseSizeLimit("lots")).toThrow("invalid size");
+  });
+  test("clean removes hidden images only, --all every image in the writable root", () => {
+    const h = fake();
+    const r = runVerb(h, "clean", []);
+    expect(r.stdout).toBe("Removed image '.old'.\n");
+    expect(h.lstat("/pool/debian")).toBe("dir");
+    runVerb(h, "clean", [], { all: true });
+    expect(h.readdir("/pool")).toEqual([]);
+    expect(h.lstat("/usr/lib/machines/vendor")).toBe("dir");
+  });
+});
