@@ -1057,6 +1057,141 @@ static void test_userns(void)
 	free(b);
 }
 
+/* idmap_bind records (--bind=…:idmap / :rootidmap) */
+static void test_idmap_bind_spec(void)
+{
+	struct sb *b = calloc(1, sizeof *b);
+	struct spec s;
+	struct merr e;
+	userns_body(b, 0);
+	rec(b, "idmap_bind", 7, "/srv/data", "/data", "bind,rec,ro", "auto", "owner", "0", "1");
+	rec(b, "idmap_bind", 7, "+/var/x", "/x", "bind", "dir", "0", "1048576", "65536");
+	rec(b, "end", 0);
+	int r = parse(b, &s, &e);
+	check(r == 0, "idmap_bind: records parse (without a user namespace too)%s%s", r ? ": " : "", r ? e.msg : "");
+	if (r == 0) {
+		check(s.n_ops == 2 && s.ops[0].kind == OP_IDMAP_BIND && s.ops[0].fd == -1 && s.ops[0].idmap_from == -1 &&
+			      s.ops[0].idmap_to == 0 && s.ops[0].idmap_count == 1 && s.ops[0].create == CREATE_AUTO &&
+			      s.ops[0].flags == (MS_BIND | MS_REC | MS_RDONLY) && !strcmp(s.ops[0].src, "/srv/data"),
+		      "idmap_bind: owner 0 1 (rootidmap)");
+		check(s.ops[1].idmap_from == 0 && s.ops[1].idmap_to == 1048576 && s.ops[1].idmap_count == 65536 &&
+			      s.ops[1].create == CREATE_DIR && !strcmp(s.ops[1].src, "+/var/x"),
+		      "idmap_bind: 0 BASE COUNT (idmap), + source");
+		spec_free(&s);
+	}
+	static const struct {
+		const char *a[7], *needle, *what;
+	} bads[] = {
+		{ { "/s", "/d", "bind", "auto", "owner", "0", "2" }, "malformed COUNT", "owner with COUNT 2" },
+		{ { "/s", "/d", "bind", "auto", "0", "4294967290", "10" }, "malformed COUNT", "a range past 2^32-2" },
+		{ { "/s", "/d", "bind", "auto", "x", "0", "1" }, "malformed FROM", "FROM not a number" },
+		{ { "s", "/d", "bind", "auto", "0", "0", "1" }, "malformed SRC", "a relative source" },
+		{ { "/s", "d", "bind", "auto", "0", "0", "1" }, "malformed CPATH", "a relative target" },
+		{ { "/s", "/d", "bind", "maybe", "0", "0", "1" }, "malformed CREATE", "an unknown CREATE" },
+		{ { "/s", "/d", "bind", "auto", "0", "0", "0" }, "malformed COUNT", "COUNT 0" },
+	};
+	for (size_t i = 0; i < sizeof bads / sizeof bads[0]; i++) {
+		userns_body(b, 0);
+		rec(b, "idmap_bind", 7, bads[i].a[0], bads[i].a[1], bads[i].a[2], bads[i].a[3], bads[i].a[4], bads[i].a[5], bads[i].a[6]);
+		rec(b, "end", 0);
+		bad(b, bads[i].needle, bads[i].what);
+	}
+	free(b);
+}
+
+/* idmap_bind carried out: the supervisor's detached idmapped tree, attached by op_run (root). */
+static void test_idmap_bind_ops(const char *tmp)
+{
+	static const char *names[] = {
+		"rootidmap (owner 0 1): the source's owner shows as 0, others as nobody; files made by 0 belong to the owner on disk",
+		"idmap (0 1048576 65536): on-disk ids appear shifted, read-only applied to the tree",
+		"a + source resolves inside the root, CREATE auto makes a file mount point for a file",
+		"a missing source with CREATE optional is skipped",
+	};
+	enum { N = sizeof names / sizeof names[0] };
+	char root[256], src[256], p[512];
+	snprintf(root, sizeof root, "%s/idroot", tmp);
+	snprintf(src, sizeof src, "%s/idsrc", tmp);
+	mkdir(root, 0755);
+	mkdir(src, 0755);
+	if (chown(src, 1234, 1234) < 0)
+		return;
+	snprintf(p, sizeof p, "%s/f", src);
+	write_file(p, "f", 1, 0644);
+	if (chown(p, 1000, 1000) < 0)
+		return;
+	snprintf(p, sizeof p, "%s/etc", root);
+	mkdir(p, 0755);
+	snprintf(p, sizeof p, "%s/etc/hostname", root);
+	write_file(p, "h", 1, 0644);
+	int pp[2];
+	if (pipe(pp) < 0)
+		return;
+	pid_t pid = fork();
+	if (pid == 0) {
+		int bits = 0, i = 0;
+		struct merr e = { 0 };
+		struct stat st;
+		close(pp[0]);
+		if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+			_exit(1);
+		int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		struct op ops[4] = {
+			{ .kind = OP_IDMAP_BIND, .src = src, .path = "/r", .flags = MS_BIND | MS_REC, .create = CREATE_AUTO, .idmap_from = -1, .idmap_to = 0, .idmap_count = 1, .fd = -1 },
+			{ .kind = OP_IDMAP_BIND, .src = src, .path = "/i", .flags = MS_BIND | MS_RDONLY, .create = CREATE_DIR, .idmap_from = 0, .idmap_to = 1048576, .idmap_count = 65536, .fd = -1 },
+			{ .kind = OP_IDMAP_BIND, .src = "+/etc/hostname", .path = "/hn", .flags = MS_BIND, .create = CREATE_AUTO, .idmap_from = -1, .idmap_to = 7, .idmap_count = 1, .fd = -1 },
+			{ .kind = OP_IDMAP_BIND, .src = "/nonexistent/x", .path = "/opt", .flags = MS_BIND, .create = CREATE_OPTIONAL, .idmap_from = 0, .idmap_to = 0, .idmap_count = 1, .fd = -1 },
+		};
+		struct spec s = { .root = root, .ops = ops, .n_ops = 4 };
+		s.us.root_tree_fd = -1;
+		int prep = userns_before_clone(&s, &e);
+#define FAILIF(cond) do { if (cond) bits |= 1 << i; i++; } while (0)
+		/* 0 */
+		int r0 = prep < 0 ? -1 : op_run(rootfd, &ops[0], &e);
+		snprintf(p, sizeof p, "%s/r/new", root);
+		int made = r0 == 0 ? write_file(p, "n", 1, 0644) : -1;
+		snprintf(p, sizeof p, "%s/new", src);
+		struct stat ondisk = { 0 };
+		int ok = made == 0 && stat(p, &ondisk) == 0 && ondisk.st_uid == 1234 && ondisk.st_gid == 1234;
+		snprintf(p, sizeof p, "%s/r", root);
+		ok = ok && stat(p, &st) == 0 && st.st_uid == 0 && st.st_gid == 0;
+		snprintf(p, sizeof p, "%s/r/f", root);
+		ok = ok && stat(p, &st) == 0 && st.st_uid == 65534;
+		FAILIF(!ok);
+		/* 1 */
+		int r1 = prep < 0 ? -1 : op_run(rootfd, &ops[1], &e);
+		snprintf(p, sizeof p, "%s/i/f", root);
+		ok = r1 == 0 && stat(p, &st) == 0 && st.st_uid == 1048576 + 1000 && st.st_gid == 1048576 + 1000;
+		snprintf(p, sizeof p, "%s/i/x", root);
+		ok = ok && open(p, O_CREAT | O_WRONLY, 0644) < 0 && errno == EROFS;
+		FAILIF(!ok);
+		/* 2 */
+		int r2 = prep < 0 ? -1 : op_run(rootfd, &ops[2], &e);
+		snprintf(p, sizeof p, "%s/hn", root);
+		FAILIF(r2 != 0 || lstat(p, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != 7);
+		/* 3 */
+		snprintf(p, sizeof p, "%s/opt", root);
+		FAILIF(prep < 0 || op_run(rootfd, &ops[3], &e) != 0 || exists(p));
+#undef FAILIF
+		if (prep < 0)
+			fprintf(stderr, "# idmap_bind: %s\n", e.msg);
+		userns_after_clone(&s);
+		_exit(i == N && write(pp[1], &bits, sizeof bits) == sizeof bits ? 0 : 1);
+	}
+	close(pp[1]);
+	int st, bits = -1;
+	if (read(pp[0], &bits, sizeof bits) != sizeof bits)
+		bits = -1;
+	close(pp[0]);
+	waitpid(pid, &st, 0);
+	if (bits == -1 || !WIFEXITED(st) || WEXITSTATUS(st)) {
+		check(0, "idmap_bind ops: the test child failed before reporting (status 0x%x)", st);
+		return;
+	}
+	for (int i = 0; i < N; i++)
+		check(!(bits & (1 << i)), "idmap_bind ops: %s", names[i]);
+}
+
 static void test_userns_chown(const char *tmp)
 {
 	char root[512], p[600];
@@ -1417,6 +1552,7 @@ int main(void)
 	test_errors();
 	test_copy_fd();
 	test_userns();
+	test_idmap_bind_spec();
 	test_security();
 	test_binds_spec();
 	if (geteuid() == 0) {
@@ -1428,6 +1564,7 @@ int main(void)
 			test_ops(tmp);
 			test_copy_remove(tmp);
 			test_userns_chown(tmp);
+			test_idmap_bind_ops(tmp);
 			test_binds_ops(tmp);
 			test_seccomp_cache(tmp);
 			rm_rf(tmp);
