@@ -1,8 +1,11 @@
 /**
  * The registry of running machines: $STATE_DIR/machines/NAME/{lock,state.json}, written by
- * the helper (see native/SPEC.md). A machine runs exactly while its lock is held; an entry
- * whose lock is free belongs to a supervisor that died without cleaning up (kill -9) and is
- * removed here, with its cgroups.
+ * the helper (see native/SPEC.md). A machine runs while its lock is held by the supervisor
+ * named in state.json (same pid and start time), its leader is that supervisor's live child
+ * and its cgroup is populated. An entry whose lock is free, or whose supervisor is gone (pid
+ * reused by another process), belongs to a supervisor that died without cleaning up (kill -9)
+ * and is removed here, with its cgroups. A live supervisor between two runs (reboot) or
+ * shutting down is "closing": never shown as running, never removed.
  */
 import type { Host } from "../host/host.ts";
 
@@ -15,7 +18,22 @@ export interface MachineState {
   name: string;
   root: string;
   cgroups: string[];
+  /** The fields below are optional in the file (older helpers, hand-written entries). */
+  uuid: string;
+  class: string;
+  service: string;
+  boot: boolean;
+  /** CLOCK_REALTIME at start, microseconds. */
+  startedUsec: bigint | undefined;
+  /** Field 22 of the supervisor's /proc/PID/stat when it started. */
+  supervisorStartTime: string;
+  /** The cgroup2 directory (host path), or "". */
+  cgroup: string;
+  os: string;
+  version: string;
 }
+
+export type Liveness = "running" | "opening" | "closing" | "dead";
 
 export function machinesDir(stateDir: string): string {
   return `${stateDir}/machines`;
@@ -30,10 +48,112 @@ export function readState(host: Host, stateDir: string, name: string): MachineSt
     const r = raw as Record<string, unknown>;
     if (typeof r["leader"] !== "number" || typeof r["supervisor"] !== "number" || typeof r["name"] !== "string") return undefined;
     const cgroups = Array.isArray(r["cgroups"]) ? r["cgroups"].filter((c): c is string => typeof c === "string") : [];
-    return { leader: r["leader"], supervisor: r["supervisor"], name: r["name"], root: typeof r["root"] === "string" ? r["root"] : "", cgroups };
+    const str = (k: string) => (typeof r[k] === "string" ? (r[k] as string) : "");
+    const started = str("started_usec");
+    return {
+      leader: r["leader"], supervisor: r["supervisor"], name: r["name"], root: str("root"), cgroups,
+      uuid: str("uuid"), class: str("class") || "container", service: str("service") || "machina-nspawn",
+      boot: r["boot"] === true, startedUsec: /^[0-9]+$/.test(started) ? BigInt(started) : undefined,
+      supervisorStartTime: str("supervisor_starttime"), cgroup: str("cgroup") || (cgroups[0] ?? ""),
+      os: str("os"), version: str("version"),
+    };
   } catch {
     return undefined;
   }
+}
+
+/** /proc/PID/stat: parent pid and state letter, or undefined when the process is gone. */
+export function procStat(host: Host, pid: number): { ppid: number; state: string; startTime: string; comm: string } | undefined {
+  const stat = host.readFile(`/proc/${pid}/stat`);
+  if (stat === undefined) return undefined;
+  const close = stat.lastIndexOf(")");
+  const rest = stat.slice(close + 2).split(" ");
+  return { state: rest[0] ?? "", ppid: Number(rest[1]), startTime: rest[19] ?? "", comm: stat.slice(stat.indexOf("(") + 1, close) };
+}
+
+/** Is the supervisor recorded in state.json the process that runs now under that pid? */
+function supervisorAlive(host: Host, state: MachineState): boolean {
+  const st = procStat(host, state.supervisor);
+  if (st === undefined || st.state === "Z" || st.state === "X") return false;
+  return state.supervisorStartTime === "" || st.startTime === state.supervisorStartTime;
+}
+
+/** cgroup2 `populated` (the whole subtree); true when it cannot be told (v1 only). */
+function cgroupPopulated(host: Host, cgroup: string): boolean {
+  if (cgroup === "") return true;
+  const events = host.readFile(`${cgroup}/cgroup.events`);
+  if (events === undefined) return host.lstat(cgroup) === "dir";
+  return /^populated 1$/m.test(events);
+}
+
+/**
+ * The liveness of one entry whose lock is held (a caller holding the lock itself knows it is
+ * dead): opening (no state.json yet), running, closing (supervisor alive, leader gone or
+ * cgroup empty: between reboots or shutting down), dead (the supervisor named is gone).
+ */
+export function liveness(host: Host, state: MachineState | undefined): Liveness {
+  if (state === undefined) return "opening";
+  if (!supervisorAlive(host, state)) return "dead";
+  const leader = procStat(host, state.leader);
+  if (leader === undefined || leader.state === "Z" || leader.state === "X" || leader.ppid !== state.supervisor) return "closing";
+  if (!cgroupPopulated(host, state.cgroup)) return "closing";
+  return "running";
+}
+
+export interface RegistryEntry {
+  name: string;
+  state: MachineState | undefined;
+  liveness: Liveness;
+}
+
+function removeEntry(host: Host, dir: string, state: MachineState | undefined): void {
+  for (const cg of state?.cgroups ?? []) if (/\/machine-[^/]+\.scope$/.test(cg)) {
+    try {
+      host.removeDirTree(cg);
+    } catch {
+      // still populated (EBUSY): left for the next sweep
+    }
+  }
+  for (const file of ["state.json", ".state.json.tmp", "lock"]) host.unlink(`${dir}/${file}`);
+  host.removeDirTree(dir);
+}
+
+/**
+ * Every entry of the registry with its liveness; dead entries are removed (with their cgroups)
+ * and not returned. An entry without state.json gets STARTING_GRACE_MS to finish starting.
+ */
+export function scanRegistry(host: Host, stateDir: string, now: number): RegistryEntry[] {
+  const out: RegistryEntry[] = [];
+  const base = machinesDir(stateDir);
+  for (const name of host.readdir(base).sort()) {
+    const dir = `${base}/${name}`;
+    const lock = host.tryLock(`${dir}/lock`);
+    if (lock !== undefined) {
+      // Nobody holds the lock: the supervisor is gone (or has not locked it yet).
+      try {
+        const state = readState(host, stateDir, name);
+        if (state === undefined && now - (host.mtimeMs(dir) ?? 0) < STARTING_GRACE_MS) {
+          out.push({ name, state, liveness: "opening" });
+          continue;
+        }
+        removeEntry(host, dir, state);
+      } finally {
+        lock.release();
+      }
+      continue;
+    }
+    if (host.lstat(`${dir}/lock`) !== "file") continue; // not a machine entry
+    const state = readState(host, stateDir, name);
+    const l = liveness(host, state);
+    if (l === "dead") {
+      // The lock is held, but not by the supervisor state.json names (it died; its pid may
+      // even have been reused). Its files go; the lock's holder keeps an unlinked inode.
+      if (state !== undefined && !cgroupPopulated(host, state.cgroup)) removeEntry(host, dir, state);
+      continue;
+    }
+    out.push({ name, state, liveness: l });
+  }
+  return out;
 }
 
 /**
@@ -41,22 +161,8 @@ export function readState(host: Host, stateDir: string, name: string): MachineSt
  * Only cgroups below a `machine.slice`-style scope recorded by the helper are touched.
  */
 export function sweepStale(host: Host, stateDir: string, now: number): string[] {
-  const removed: string[] = [];
-  const base = machinesDir(stateDir);
-  for (const name of host.readdir(base)) {
-    const dir = `${base}/${name}`;
-    const lock = host.tryLock(`${dir}/lock`);
-    if (lock === undefined) continue; // running (or not a machine entry)
-    try {
-      const state = readState(host, stateDir, name);
-      if (state === undefined && now - (host.mtimeMs(dir) ?? 0) < STARTING_GRACE_MS) continue;
-      for (const cg of state?.cgroups ?? []) if (/\/machine-[^/]+\.scope$/.test(cg)) host.removeDirTree(cg);
-      for (const file of ["state.json", ".state.json.tmp", "lock"]) host.unlink(`${dir}/${file}`);
-      host.removeDirTree(dir);
-      removed.push(name);
-    } finally {
-      lock.release();
-    }
-  }
-  return removed;
+  const before = host.readdir(machinesDir(stateDir));
+  scanRegistry(host, stateDir, now);
+  const after = new Set(host.readdir(machinesDir(stateDir)));
+  return before.filter((n) => !after.has(n)).sort();
 }

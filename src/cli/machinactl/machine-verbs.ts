@@ -1,0 +1,253 @@
+/**
+ * machinactl's machine inspection and control verbs: list, status, show, ps, kill, poweroff,
+ * reboot, terminate. Thin: the work is in src/machine/machines.ts.
+ */
+import { LinuxProcs } from "../../host/procs.ts";
+import {
+  type CgroupNode,
+  killMachine,
+  listMachines,
+  listSummaries,
+  machineProcesses,
+  machineProperties,
+  machineStatus,
+  type MachineContext,
+  type MachineStatus,
+  poweroffMachine,
+  rebootMachine,
+  terminateMachine,
+  formatTimestampUsec,
+} from "../../machine/machines.ts";
+import { machineLogTail } from "../../machine/logs.ts";
+import { formatBytes, json, properties, table } from "./format.ts";
+import type { Verb, VerbContext } from "./verb.ts";
+
+export function machineContext(ctx: VerbContext): MachineContext {
+  return { host: ctx.host, procs: new LinuxProcs(), paths: ctx.paths };
+}
+
+/** "5min 3s", "1h 2min", "12ms" — systemd's format_timespan, to the given accuracy. */
+export function formatTimespan(usec: number, accuracyUsec = 1_000_000): string {
+  if (usec <= 0) return "0";
+  const units: Array<[string, number]> = [
+    ["y", 31_557_600_000_000], ["month", 2_629_800_000_000], ["w", 604_800_000_000], ["d", 86_400_000_000],
+    ["h", 3_600_000_000], ["min", 60_000_000], ["s", 1_000_000], ["ms", 1000], ["us", 1],
+  ];
+  const parts: string[] = [];
+  let rest = usec;
+  for (const [name, size] of units) {
+    if (rest < accuracyUsec && parts.length > 0) break;
+    if (size < accuracyUsec && parts.length > 0) break;
+    if (rest >= size) {
+      const n = Math.floor(rest / size);
+      parts.push(`${n}${name}`);
+      rest -= n * size;
+    }
+  }
+  return parts.length > 0 ? parts.join(" ") : `${Math.round(usec / 1000)}ms`;
+}
+
+/** systemd's CPU line: "1.234s", "56ms". */
+function formatCpu(usec: number): string {
+  if (usec >= 60_000_000) return formatTimespan(usec, 1000);
+  if (usec >= 1_000_000) return `${(usec / 1_000_000).toFixed(3).replace(/\.?0+$/, "")}s`;
+  return `${Math.round(usec / 1000)}ms`;
+}
+
+export function renderCgroupTree(node: CgroupNode, prefix: string, full: boolean, width = 120): string[] {
+  const items: Array<{ label: string; child?: CgroupNode }> = [
+    ...node.processes.map((p) => ({ label: `${p.pid} ${p.cmdline}` })),
+    ...node.children.map((c) => ({ label: c.path.split("/").pop()!, child: c })),
+  ];
+  const lines: string[] = [];
+  items.forEach((item, i) => {
+    const last = i === items.length - 1;
+    let line = `${prefix}${last ? "└─" : "├─"}${item.label}`;
+    if (!full && line.length > width) line = `${line.slice(0, width - 1)}…`;
+    lines.push(line);
+    if (item.child) lines.push(...renderCgroupTree(item.child, `${prefix}${last ? "  " : "│ "}`, full, width));
+  });
+  return lines;
+}
+
+export function renderStatus(s: MachineStatus, logLines: string[], full: boolean, nowUsec: number): string {
+  const pad = (k: string) => k.padStart(16);
+  const lines = [`${s.name}${s.uuid ? `(${s.uuid.replace(/-/g, "")})` : ""}`];
+  if (s.timestampUsec) lines.push(`${pad("Since")}: ${formatTimestampUsec(s.timestampUsec)}; ${formatTimespan(nowUsec - s.timestampUsec)} ago`);
+  lines.push(`${pad("Leader")}: ${s.leader}${s.leaderComm ? ` (${s.leaderComm})` : ""}`);
+  lines.push(`${pad("Service")}: ${s.service}; class ${s.class}`);
+  if (s.root) lines.push(`${pad("Root")}: ${s.root}`);
+  if (s.network.interfaces.length > 0) lines.push(`${pad("Iface")}: ${s.network.interfaces.map((i) => i.name).join(" ")}`);
+  s.network.addresses.forEach((a, i) => lines.push(`${i === 0 ? `${pad("Address")}: ` : " ".repeat(18)}${a}`));
+  if (s.osPrettyName) lines.push(`${pad("OS")}: ${s.osPrettyName}`);
+  if (s.state !== "running") lines.push(`${pad("State")}: ${s.state}`);
+  lines.push(`${pad("Tasks")}: ${s.resources.tasks}`);
+  if (s.resources.memoryBytes !== undefined) lines.push(`${pad("Memory")}: ${formatBytes(s.resources.memoryBytes)}`);
+  if (s.resources.cpuUsec !== undefined) lines.push(`${pad("CPU")}: ${formatCpu(s.resources.cpuUsec)}`);
+  if (s.unit) lines.push(`${pad("Unit")}: ${s.unit}`);
+  if (s.cgroupTree) lines.push(...renderCgroupTree(s.cgroupTree, " ".repeat(18), full));
+  if (logLines.length > 0) lines.push("", ...logLines);
+  return lines.join("\n") + "\n";
+}
+
+const list: Verb = {
+  name: "list",
+  usage: "list",
+  summary: "List running machines",
+  section: "Machine",
+  minArgs: 0,
+  maxArgs: 0,
+  run(ctx) {
+    const rows = listSummaries(machineContext(ctx), {
+      all: ctx.options.all,
+      ...(ctx.options.maxAddresses !== undefined ? { maxAddresses: ctx.options.maxAddresses } : {}),
+    });
+    if (ctx.options.json !== "off") {
+      ctx.out(json(rows.map(({ state, ...r }) => (ctx.options.all ? { ...r, state } : r)), ctx.options));
+      return 0;
+    }
+    const dash = (v: string) => (v === "" ? "-" : v);
+    const max = ctx.options.maxAddresses ?? (ctx.options.full ? Infinity : 1);
+    const addr = (a: string[]) => (a.length === 0 ? "-" : a.slice(0, max).join("\n") + (a.length > max ? "…" : ""));
+    ctx.out(table(rows, [
+      { header: "MACHINE", value: (r) => r.machine },
+      { header: "CLASS", value: (r) => r.class },
+      { header: "SERVICE", value: (r) => r.service },
+      { header: "OS", value: (r) => dash(r.os) },
+      { header: "VERSION", value: (r) => dash(r.version) },
+      { header: "ADDRESSES", value: (r) => addr(r.addresses).split("\n").join(" ") },
+      ...(ctx.options.all ? [{ header: "STATE", value: (r: (typeof rows)[number]) => r.state }] : []),
+    ], ctx.options, ["machine", "machines"]));
+    return 0;
+  },
+};
+
+const status: Verb = {
+  name: "status",
+  usage: "status NAME...",
+  summary: "Show VM/container details",
+  section: "Machine",
+  minArgs: 1,
+  maxArgs: Infinity,
+  async run(ctx, args) {
+    const mctx = machineContext(ctx);
+    const results: Array<{ status: MachineStatus; log: string[] }> = [];
+    for (const name of args) {
+      const s = machineStatus(mctx, name);
+      const log = await machineLogTail(mctx, s, ctx.options.lines ?? 10);
+      results.push({ status: s, log });
+    }
+    if (ctx.options.json !== "off") {
+      const objs = results.map((r) => ({ ...r.status, log: r.log }));
+      ctx.out(json(objs.length === 1 ? objs[0] : objs, ctx.options));
+      return 0;
+    }
+    const nowUsec = Number(ctx.host.nowUsec());
+    ctx.out(results.map((r) => renderStatus(r.status, r.log, ctx.options.full, nowUsec)).join("\n"));
+    return 0;
+  },
+};
+
+const show: Verb = {
+  name: "show",
+  usage: "show [NAME...]",
+  summary: "Show properties of one or more VMs/containers",
+  section: "Machine",
+  minArgs: 0,
+  maxArgs: Infinity,
+  run(ctx, args) {
+    const mctx = machineContext(ctx);
+    const names = args.length > 0 ? args : listMachines(mctx).map((m) => m.name);
+    const all = names.map((n) => machineProperties(mctx, n));
+    if (ctx.options.json !== "off") {
+      const wanted = ctx.options.properties.length > 0 ? new Set(ctx.options.properties) : undefined;
+      const objs = all.map((props) => Object.fromEntries(props.filter(([k, v]) => (wanted ? wanted.has(k) : v !== "" || ctx.options.all))));
+      ctx.out(json(objs.length === 1 ? objs[0] : objs, ctx.options));
+      return 0;
+    }
+    ctx.out(all.map((props) => properties(props, ctx.options)).join("\n"));
+    return 0;
+  },
+};
+
+const ps: Verb = {
+  name: "ps",
+  usage: "ps [NAME]",
+  summary: "Show the host processes of machines, with the machine of each",
+  section: "Machine",
+  minArgs: 0,
+  maxArgs: 1,
+  run(ctx, args) {
+    const procs = machineProcesses(machineContext(ctx), { ...(args[0] !== undefined ? { name: args[0] } : {}), all: ctx.options.all });
+    if (ctx.options.json !== "off") {
+      ctx.out(json(procs.map((p) => ({ pid: p.pid, ppid: p.ppid, machine: p.machine, comm: p.comm, command: p.cmdline })), ctx.options));
+      return 0;
+    }
+    const width = ctx.options.full ? Infinity : 100;
+    ctx.out(table(procs, [
+      { header: "PID", value: (p) => String(p.pid).padStart(7) },
+      { header: "MACHINE", value: (p) => p.machine || "-" },
+      { header: "COMMAND", value: (p) => (p.cmdline.length > width ? `${p.cmdline.slice(0, width - 1)}…` : p.cmdline) },
+    ], ctx.options, ["process", "processes"]));
+    return 0;
+  },
+};
+
+const kill: Verb = {
+  name: "kill",
+  usage: "kill NAME...",
+  summary: "Send signal to processes of a VM/container",
+  section: "Machine",
+  minArgs: 1,
+  maxArgs: Infinity,
+  run(ctx, args) {
+    const mctx = machineContext(ctx);
+    for (const name of args)
+      killMachine(mctx, name, { whom: ctx.options.killWhom ?? "all", ...(ctx.options.signal !== undefined ? { signal: ctx.options.signal } : {}) });
+    return 0;
+  },
+};
+
+const poweroff: Verb = {
+  name: "poweroff",
+  usage: "poweroff NAME...",
+  summary: "Power off one or more containers",
+  section: "Machine",
+  minArgs: 1,
+  maxArgs: Infinity,
+  run(ctx, args) {
+    const mctx = machineContext(ctx);
+    for (const name of args) poweroffMachine(mctx, name);
+    return 0;
+  },
+};
+
+const reboot: Verb = {
+  name: "reboot",
+  usage: "reboot NAME...",
+  summary: "Reboot one or more containers",
+  section: "Machine",
+  minArgs: 1,
+  maxArgs: Infinity,
+  run(ctx, args) {
+    const mctx = machineContext(ctx);
+    for (const name of args) rebootMachine(mctx, name);
+    return 0;
+  },
+};
+
+const terminate: Verb = {
+  name: "terminate",
+  usage: "terminate NAME...",
+  summary: "Terminate one or more VMs/containers",
+  section: "Machine",
+  minArgs: 1,
+  maxArgs: Infinity,
+  async run(ctx, args) {
+    const mctx = machineContext(ctx);
+    await Promise.all(args.map((name) => terminateMachine(mctx, name)));
+    return 0;
+  },
+};
+
+export const MACHINE_VERBS: Verb[] = [list, status, show, ps, kill, poweroff, reboot, terminate];

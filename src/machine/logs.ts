@@ -1,0 +1,67 @@
+/**
+ * A machine's log: its journal when it has one (journalctl -D on the journal directory: the
+ * host's /var/log/journal/MACHINE-ID per --link-journal, else /var/log/journal/MACHINE-ID or
+ * /run/log/journal/MACHINE-ID inside its root), else the console output machina keeps for
+ * containers started in the background ($STATE_DIR/logs/NAME.log, rotated to NAME.log.1).
+ */
+import type { Host } from "../host/host.ts";
+import { readFileInRoot, resolveInRoot } from "../host/resolve-in-root.ts";
+import type { Paths } from "../paths.ts";
+import type { Machine, MachineContext } from "./machines.ts";
+
+export type LogSource = { kind: "journal"; dir: string; machineId: string } | { kind: "console"; files: string[] } | { kind: "none" };
+
+/** Console log files of a machine, oldest first (NAME.log.1, NAME.log). */
+export function consoleLogPath(paths: Paths, name: string): string {
+  return `${paths.stateDir}/logs/${name}.log`;
+}
+
+/** The container's machine id: /etc/machine-id inside it, else its UUID without dashes. */
+export function machineId(host: Host, m: Machine): string {
+  const text = readFileInRoot(host, `/proc/${m.leader}/root`, "/etc/machine-id")?.trim() ?? "";
+  return /^[0-9a-f]{32}$/.test(text) ? text : m.uuid.replace(/-/g, "");
+}
+
+function hasJournalFiles(host: Host, dir: string): boolean {
+  return host.readdir(dir).some((f) => f.endsWith(".journal") || f.endsWith(".journal~"));
+}
+
+/** Where this machine's log is. `m` undefined: the machine is not running (console log only). */
+export function logSource(ctx: MachineContext, name: string, m: Machine | undefined): LogSource {
+  const host = ctx.host;
+  if (m !== undefined) {
+    const id = machineId(host, m);
+    if (id !== "") {
+      const hostDir = host.realpath(`/var/log/journal/${id}`);
+      if (hostDir !== undefined && host.lstat(hostDir) === "dir" && hasJournalFiles(host, hostDir)) return { kind: "journal", dir: hostDir, machineId: id };
+      for (const d of [`/var/log/journal/${id}`, `/run/log/journal/${id}`]) {
+        const p = resolveInRoot(host, `/proc/${m.leader}/root`, d);
+        if (p !== undefined && host.lstat(p) === "dir" && hasJournalFiles(host, p)) return { kind: "journal", dir: p, machineId: id };
+      }
+    }
+  }
+  const log = consoleLogPath(ctx.paths, name);
+  const files = [`${log}.1`, log].filter((f) => host.lstat(f) === "file");
+  return files.length > 0 ? { kind: "console", files } : { kind: "none" };
+}
+
+/** The last `n` lines of the console log files (the rotated file continues into the current one). */
+export function consoleTail(host: Host, files: string[], n: number): string[] {
+  if (n <= 0) return [];
+  const text = files.map((f) => host.readFile(f) ?? "").join("");
+  const lines = text.split("\n").map((l) => l.replace(/\r/g, ""));
+  if (lines[lines.length - 1] === "") lines.pop();
+  return lines.slice(-n);
+}
+
+/** The last `n` lines of the machine's log (status). */
+export async function machineLogTail(ctx: MachineContext, m: Machine, n: number): Promise<string[]> {
+  if (n <= 0) return [];
+  const src = logSource(ctx, m.name, m);
+  if (src.kind === "journal") {
+    const r = await ctx.procs.run(["journalctl", "-D", src.dir, "-n", String(n), "--no-pager", "-q", "-o", "short"], { timeoutMs: 5000 });
+    return r.code === 0 ? r.stdout.split("\n").filter((l) => l !== "") : [];
+  }
+  if (src.kind === "console") return consoleTail(ctx.host, src.files, n);
+  return [];
+}
