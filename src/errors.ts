@@ -7,7 +7,9 @@ export type ErrorCode =
   | "E_NOT_FOUND" // a file, directory, machine or image that does not exist
   | "E_BUSY" // something is already running / locked
   | "E_UNSUPPORTED" // known, but not available (yet, or on this host)
-  | "E_SYSTEM"; // a system call failed
+  | "E_SYSTEM" // a system call failed
+  | "E_CANCELLED" // a long operation was cancelled by its caller
+  | "E_TOO_LARGE"; // a request (API body, download) over its size limit
 
 export interface ErrorContext {
   flag?: string;

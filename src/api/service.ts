@@ -1,0 +1,45 @@
+/**
+ * MachineService: what machinactl (and anything else) can do to machines. Two implementations
+ * with identical results: the in-process core (src/api/local-service.ts, a thin adapter over
+ * src/machine/) and the typed client of machinad's REST API (src/client/client.ts).
+ * Errors are MachinaErrors (src/errors.ts) on both sides: the client rebuilds them from the
+ * API's {code, message, details} bodies.
+ */
+import type { EnableResult, JobEvent, MachineProperties, MachineStatus, MachineSummary } from "./schemas.ts";
+
+export interface LongOperationOptions {
+  /** Each progress step as it happens (the helper's stages, "started", "ready", …). */
+  onProgress?: (event: JobEvent) => void;
+  /** Aborting cancels the operation (a start is rolled back: the half-started container is killed). */
+  signal?: AbortSignal;
+}
+
+export interface StopOptions extends LongOperationOptions {
+  /** Milliseconds between the polite request (poweroff) and SIGKILL. Default 10 000. */
+  timeoutMs?: number;
+}
+
+export interface KillOptions {
+  /** Default "all" (machinectl's default). */
+  whom?: "leader" | "all";
+  /** Signal number; default 15 (SIGTERM). */
+  signal?: number;
+}
+
+export interface MachineService {
+  list(): Promise<MachineSummary[]>;
+  status(name: string): Promise<MachineStatus>;
+  show(name: string): Promise<MachineProperties>;
+  /** SIGRTMIN+4 to the leader. */
+  poweroff(name: string): Promise<void>;
+  /** SIGINT to the leader. */
+  reboot(name: string): Promise<void>;
+  /** Stop the machine: poweroff, then SIGKILL after the timeout; resolves once it is gone. */
+  terminate(name: string, options?: StopOptions): Promise<void>;
+  kill(name: string, options?: KillOptions): Promise<void>;
+  /** Boot image NAME in the background (machina-nspawn -b -M NAME); resolves once it runs. */
+  start(name: string, options?: LongOperationOptions): Promise<MachineStatus>;
+  /** Start at boot. With now, start it too. */
+  enable(name: string, options?: { now?: boolean }): Promise<EnableResult>;
+  disable(name: string, options?: { now?: boolean }): Promise<EnableResult>;
+}

@@ -1,0 +1,160 @@
+/**
+ * Typed client of machinad's API over its Unix socket (Bun's fetch `unix:` option). It
+ * implements MachineService exactly as the in-process core does: same results, same errors
+ * (MachinaErrors rebuilt from the API's {code, message, details}).
+ */
+import { MachinaError, type ErrorCode as CoreErrorCode } from "../errors.ts";
+import * as S from "../api/schemas.ts";
+import type { KillOptions, LongOperationOptions, MachineService, StopOptions } from "../api/service.ts";
+
+export const DEFAULT_SOCKET = "/run/machina/api.sock";
+
+export function apiSocketPath(env: Readonly<Record<string, string | undefined>> = process.env): string {
+  return env["MACHINA_API_SOCKET"] ?? DEFAULT_SOCKET;
+}
+
+const CORE_CODES = new Set<string>(["E_USAGE", "E_INVALID", "E_NOT_FOUND", "E_BUSY", "E_UNSUPPORTED", "E_SYSTEM"]);
+
+export class MachinaClient implements MachineService {
+  constructor(readonly socket: string = apiSocketPath()) {}
+
+  private async request(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<Response> {
+    let res: Response;
+    try {
+      res = await fetch(`http://localhost${path}`, {
+        method,
+        unix: this.socket,
+        ...(body !== undefined ? { body: JSON.stringify(body), headers: { "content-type": "application/json" } } : {}),
+        ...(signal ? { signal } : {}),
+      });
+    } catch (e) {
+      throw new MachinaError("E_SYSTEM", `cannot reach machinad on ${this.socket}: ${(e as Error).message}`, { path: this.socket });
+    }
+    if (!res.ok) {
+      let err: S.ApiError;
+      try {
+        err = S.ApiError.parse(await res.json());
+      } catch {
+        err = { code: "E_INTERNAL", message: `machinad answered ${res.status}` };
+      }
+      const details = err.details ?? {};
+      const code = (CORE_CODES.has(err.code) ? err.code : err.code === "E_TOO_LARGE" ? "E_INVALID" : err.code === "E_CANCELLED" ? "E_BUSY" : "E_SYSTEM") as CoreErrorCode;
+      const { hint, ...context } = details as Record<string, unknown>;
+      const e = new MachinaError(code, err.message, context, typeof hint === "string" ? hint : undefined);
+      (e as MachinaError & { apiCode: string }).apiCode = err.code;
+      throw e;
+    }
+    return res;
+  }
+
+  private async json<T>(method: string, path: string, body?: unknown): Promise<T> {
+    return (await (await this.request(method, path, body)).json()) as T;
+  }
+
+  private m(name: string, verb = ""): string {
+    return `/v1/machines/${encodeURIComponent(name)}${verb ? `/${verb}` : ""}`;
+  }
+
+  /** True when a machinad answers on the socket (quickly: a missing socket is one stat). */
+  async ping(timeoutMs = 500): Promise<boolean> {
+    try {
+      const res = await fetch("http://localhost/v1/version", { unix: this.socket, signal: AbortSignal.timeout(timeoutMs) });
+      await res.body?.cancel();
+      return res.ok;
+    } catch {
+      return false;
+    }
+  }
+
+  async version(): Promise<S.Version> {
+    return this.json("GET", "/v1/version");
+  }
+
+  async list(): Promise<S.MachineSummary[]> {
+    return (await this.json<{ machines: S.MachineSummary[] }>("GET", "/v1/machines")).machines;
+  }
+  async status(name: string): Promise<S.MachineStatus> {
+    return this.json("GET", this.m(name));
+  }
+  async show(name: string): Promise<S.MachineProperties> {
+    return this.json("GET", this.m(name, "properties"));
+  }
+  async poweroff(name: string): Promise<void> {
+    await this.json("POST", this.m(name, "poweroff"));
+  }
+  async reboot(name: string): Promise<void> {
+    await this.json("POST", this.m(name, "reboot"));
+  }
+  async kill(name: string, options: KillOptions = {}): Promise<void> {
+    await this.json("POST", this.m(name, "kill"), { ...(options.whom ? { whom: options.whom } : {}), ...(options.signal ? { signal: options.signal } : {}) });
+  }
+  async enable(name: string, options: { now?: boolean } = {}): Promise<S.EnableResult> {
+    return this.json("POST", this.m(name, "enable"), { now: options.now ?? false });
+  }
+  async disable(name: string, options: { now?: boolean } = {}): Promise<S.EnableResult> {
+    return this.json("POST", this.m(name, "disable"), { now: options.now ?? false });
+  }
+
+  async start(name: string, options: LongOperationOptions = {}): Promise<S.MachineStatus> {
+    const job = await this.runJob(this.m(name, "start"), {}, options);
+    return job.result!;
+  }
+
+  async terminate(name: string, options: StopOptions = {}): Promise<void> {
+    await this.runJob(this.m(name, "stop"), options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}, options);
+  }
+
+  /**
+   * Run a job: without progress or cancellation, one request that waits; else create it, follow
+   * its NDJSON events, and DELETE it when the signal aborts.
+   */
+  async runJob(path: string, body: Record<string, unknown>, options: LongOperationOptions): Promise<S.Job> {
+    let job: S.Job;
+    if (!options.onProgress && !options.signal) {
+      job = await this.json<S.Job>("POST", path, { ...body, wait: true });
+    } else {
+      job = await this.json<S.Job>("POST", path, { ...body, wait: false });
+      const onAbort = () => void this.request("DELETE", `/v1/jobs/${job.id}`).catch(() => undefined);
+      options.signal?.addEventListener("abort", onAbort, { once: true });
+      if (options.signal?.aborted) onAbort();
+      try {
+        job = await this.follow(job.id, options.onProgress);
+      } finally {
+        options.signal?.removeEventListener("abort", onAbort);
+      }
+    }
+    if (job.state !== "done") {
+      const err = job.error ?? { code: "E_INTERNAL", message: `job ${job.id} ${job.state}` };
+      const { hint, ...context } = (err.details ?? {}) as Record<string, unknown>;
+      const code = (CORE_CODES.has(err.code) ? err.code : err.code === "E_CANCELLED" ? "E_BUSY" : "E_SYSTEM") as CoreErrorCode;
+      const e = new MachinaError(code, err.message, context, typeof hint === "string" ? hint : undefined);
+      (e as MachinaError & { apiCode: string }).apiCode = err.code;
+      throw e;
+    }
+    return job;
+  }
+
+  /** Stream a job's events (NDJSON) to onProgress; resolves with the finished job. */
+  async follow(id: string, onProgress?: (e: S.JobEvent) => void): Promise<S.Job> {
+    const res = await this.request("GET", `/v1/jobs/${encodeURIComponent(id)}/events`);
+    const reader = res.body!.getReader();
+    const dec = new TextDecoder();
+    let buf = "";
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      buf += dec.decode(value, { stream: true });
+      let nl: number;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const line = JSON.parse(buf.slice(0, nl)) as S.JobEvent | { job: S.Job };
+        buf = buf.slice(nl + 1);
+        if ("job" in line) {
+          await reader.cancel().catch(() => undefined);
+          return line.job;
+        }
+        onProgress?.(line);
+      }
+    }
+    return this.json<S.Job>("GET", `/v1/jobs/${encodeURIComponent(id)}`);
+  }
+}

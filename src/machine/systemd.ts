@@ -1,0 +1,125 @@
+/**
+ * Integration with a systemd host: detection, machina's unit template
+ * (`machina-nspawn@.service`, modelled on systemd-nspawn@.service of systemd 252), systemctl,
+ * and registration of a running container with systemd-machined over D-Bus (busctl), so the
+ * host's own `machinectl list`, `systemctl -M`, `journalctl -M` and `ps -eo machine` see it.
+ *
+ * Environment overrides (tests): MACHINA_SYSTEMD=0|1 (force detection), MACHINA_UNIT_DIR
+ * (where the template is installed, default /etc/systemd/system).
+ */
+import * as fs from "node:fs";
+import { MachinaError } from "../errors.ts";
+
+export const TEMPLATE_NAME = "machina-nspawn@.service";
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** systemd is PID 1 (sd_booted(): /run/systemd/system exists). */
+export function systemdAvailable(env: Env = process.env): boolean {
+  if (env["MACHINA_SYSTEMD"] === "0") return false;
+  if (env["MACHINA_SYSTEMD"] === "1") return true;
+  return fs.existsSync("/run/systemd/system");
+}
+
+export function unitDir(env: Env = process.env): string {
+  return env["MACHINA_UNIT_DIR"] ?? "/etc/systemd/system";
+}
+
+export function unitInstalled(env: Env = process.env): boolean {
+  return fs.existsSync(`${unitDir(env)}/${TEMPLATE_NAME}`);
+}
+
+export function unitName(machine: string): string {
+  return `machina-nspawn@${machine}.service`;
+}
+
+/**
+ * The unit template. `bin` is the directory holding machina-nspawn and machinad. Flags as
+ * systemd-nspawn@.service (v252) minus --network-veth and -U, which machina's defaults do not
+ * imply yet (docs/options.md); no WatchdogSec= (machina does not send WATCHDOG=1).
+ * ExecStartPost registers the container with systemd-machined once the helper reported READY.
+ */
+export function unitTemplate(bin: string): string {
+  return `# machina's counterpart of systemd-nspawn@.service (installed by machina's scripts/setup)
+[Unit]
+Description=Container %i (machina)
+Documentation=man:systemd-nspawn(1)
+PartOf=machines.target
+Before=machines.target
+After=network.target
+RequiresMountsFor=/var/lib/machines/%i
+
+[Service]
+ExecStart=${bin}/machina-nspawn --quiet --keep-unit --boot --link-journal=try-guest --settings=override --machine=%i
+ExecStartPost=-${bin}/machinad register %i
+KillMode=mixed
+Type=notify
+RestartForceExitStatus=133
+SuccessExitStatus=133
+Slice=machine.slice
+Delegate=yes
+TasksMax=16384
+DevicePolicy=closed
+DeviceAllow=/dev/net/tun rwm
+DeviceAllow=char-pts rw
+DeviceAllow=/dev/loop-control rw
+DeviceAllow=block-loop rw
+DeviceAllow=block-blkext rw
+DeviceAllow=/dev/mapper/control rw
+DeviceAllow=block-device-mapper rw
+
+[Install]
+WantedBy=machines.target
+`;
+}
+
+/** Write the template (and reload systemd when it runs). Returns the path written. */
+export async function installUnit(bin: string, env: Env = process.env): Promise<string> {
+  const dir = unitDir(env);
+  fs.mkdirSync(dir, { recursive: true });
+  const path = `${dir}/${TEMPLATE_NAME}`;
+  fs.writeFileSync(`${path}.tmp`, unitTemplate(bin), { mode: 0o644 });
+  fs.renameSync(`${path}.tmp`, path);
+  if (systemdAvailable(env)) await systemctl(["daemon-reload"]);
+  return path;
+}
+
+export async function run(cmd: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const p = Bun.spawn(cmd, { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  const [stdout, stderr] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text()]);
+  return { code: await p.exited, stdout, stderr };
+}
+
+export async function systemctl(args: string[]): Promise<string> {
+  const r = await run(["systemctl", ...args]);
+  if (r.code !== 0) throw new MachinaError("E_SYSTEM", `systemctl ${args.join(" ")} failed: ${r.stderr.trim() || `exit ${r.code}`}`);
+  return r.stdout;
+}
+
+export interface Registration {
+  name: string;
+  /** 32 hex digits (dashes allowed). */
+  uuid: string;
+  leader: number;
+  root: string;
+  service?: string;
+}
+
+/**
+ * RegisterMachine(name, id, service, class, leader, root) on org.freedesktop.machine1, as
+ * systemd-nspawn --keep-unit does: machined attaches the machine to the unit the leader's
+ * cgroup belongs to, and forgets it when that unit stops.
+ */
+export function registerMachineArgs(r: Registration): string[] {
+  const hex = r.uuid.replace(/-/g, "");
+  const bytes = /^[0-9a-fA-F]{32}$/.test(hex) ? (hex.match(/../g) ?? []).map((b) => String(parseInt(b, 16))) : [];
+  return [
+    "busctl", "call", "org.freedesktop.machine1", "/org/freedesktop/machine1", "org.freedesktop.machine1.Manager",
+    "RegisterMachine", "sayssus", r.name, String(bytes.length), ...bytes, r.service ?? "machina-nspawn", "container", String(r.leader), r.root,
+  ];
+}
+
+export async function registerWithMachined(r: Registration): Promise<void> {
+  const res = await run(registerMachineArgs(r));
+  if (res.code !== 0) throw new MachinaError("E_SYSTEM", `registering "${r.name}" with systemd-machined failed: ${res.stderr.trim()}`, { machine: r.name });
+}

@@ -1,0 +1,187 @@
+/**
+ * Launch one container in the background, detached from the caller: the same plan as
+ * `machina-nspawn -q -b -M NAME` (image from the pool, its .nspawn file), made in this process,
+ * then the helper spawned in a new session (setsid) with the spec on fd 3 and its status lines
+ * on fd 4. The supervisor is not a process that dies with the caller: when machinad is killed
+ * the container keeps running and a new machinad finds it in the registry.
+ *
+ * Console output (stdout/stderr of the supervisor and, with --console=pipe, of the payload)
+ * goes to $STATE_DIR/console/NAME.log, truncated at each start (read by `logs`).
+ */
+import * as fs from "node:fs";
+import { MachinaError } from "../errors.ts";
+import { gatherHostFacts, gatherImageFacts } from "../host/facts.ts";
+import type { Host } from "../host/host.ts";
+import { memfdCreate } from "../host/libc.ts";
+import { gatherUsernsFacts } from "../host/userns-facts.ts";
+import { sweepStale } from "../machine/registry.ts";
+import type { Paths } from "../paths.ts";
+import { loadSettingsFile } from "../settings/lookup.ts";
+import { parseNspawnCommandLine } from "../settings/nspawn-cli.ts";
+import { buildSpec } from "../spec/build.ts";
+import { encodeSpec } from "../spec/wire.ts";
+
+export interface StatusLine {
+  stage?: string;
+  event?: string;
+  leader?: number;
+  supervisor?: number;
+  status?: number;
+  error?: { syscall?: string; path?: string; errno?: number; code?: string; message?: string };
+}
+
+export interface LaunchRequest {
+  name: string;
+  /** Extra machina-nspawn arguments (after `-q -b -M NAME --console=pipe`). */
+  extraArgs?: string[];
+  onStatus?: (line: StatusLine) => void;
+  signal?: AbortSignal;
+}
+
+export interface Launched {
+  supervisor: number;
+  leader: number;
+  /** Resolves with the supervisor's exit status (128+N for a signal) while this process is its parent. */
+  exited: Promise<number>;
+}
+
+export function consoleLogPath(stateDir: string, name: string): string {
+  return `${stateDir}/console/${name}.log`;
+}
+
+/** The image directory of machine NAME: the first pool directory that has it. */
+export function findImage(host: Host, pool: string[], name: string): string {
+  for (const dir of pool) {
+    const candidate = `${dir}/${name}`;
+    if (host.lstat(candidate) !== undefined) return candidate;
+  }
+  throw new MachinaError("E_NOT_FOUND", `no image "${name}" in ${pool.join(", ")}`, { machine: name });
+}
+
+/**
+ * Start the container and resolve once its payload runs ("started" + "ready") with the pids;
+ * reject with a MachinaError (the helper's message) when the start fails, or E_CANCELLED when
+ * `signal` aborts first (the half-started supervisor is killed).
+ */
+export async function launchDetached(host: Host, paths: Paths, request: LaunchRequest): Promise<Launched> {
+  const { name } = request;
+  const env = host.env();
+  const argv = ["-q", "-b", "-M", name, "--console=pipe", ...(request.extraArgs ?? [])];
+  const parsed = parseNspawnCommandLine(argv, env, "/");
+  if (parsed.action !== "run") throw new MachinaError("E_INVALID", `unexpected arguments for a start: ${argv.join(" ")}`);
+  const directory = findImage(host, paths.pool, name);
+  parsed.settings.directory = directory;
+  const loaded = loadSettingsFile(host, parsed.settings);
+  const settings = loaded.settings;
+  const hostFacts = gatherHostFacts(host, paths.stateDir);
+  // The supervisor is our child, not this process: its start time is not ours.
+  hostFacts.startTime = undefined;
+  const image = gatherImageFacts(host, directory, hostFacts.timezone);
+  if (settings.privateUsers.mode !== "no") image.userns = gatherUsernsFacts(host, image.root, hostFacts.stateDir);
+  const spec = buildSpec(settings, image, hostFacts, { prog: "machina-nspawn", statusFd: 4 });
+  if (host.lstat(paths.helper) === undefined)
+    throw new MachinaError("E_NOT_FOUND", `helper "${paths.helper}" not found`, { path: paths.helper }, "build it with: make -C native");
+  sweepStale(host, paths.stateDir, Date.now());
+  if (request.signal?.aborted) throw new MachinaError("E_CANCELLED", `start of "${name}" cancelled`, { machine: name });
+
+  fs.mkdirSync(`${paths.stateDir}/console`, { recursive: true, mode: 0o700 });
+  const log = fs.openSync(consoleLogPath(paths.stateDir, name), fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_APPEND, 0o600);
+  const specFd = memfdCreate("machina-spec");
+  let proc: ReturnType<typeof Bun.spawn>;
+  try {
+    fs.writeSync(specFd, encodeSpec(spec));
+    proc = Bun.spawn([paths.helper, "run", "--spec-fd", "3"], {
+      stdio: ["ignore", log, log, specFd, "pipe"],
+      detached: true,
+      env: {},
+    });
+  } finally {
+    fs.closeSync(specFd);
+    fs.closeSync(log);
+  }
+  const statusFd = proc.stdio[4] as unknown as number;
+  const exited = proc.exited.then(() => proc.exitCode ?? 128 + signalNumber(proc.signalCode === null ? null : String(proc.signalCode)));
+
+  let supervisor = proc.pid;
+  let leader = 0;
+  let started = false;
+  let failure: StatusLine["error"] | undefined;
+  const onAbort = () => {
+    try {
+      process.kill(proc.pid, "SIGKILL");
+    } catch {
+      // gone
+    }
+  };
+  request.signal?.addEventListener("abort", onAbort, { once: true });
+  try {
+    const reader = Bun.file(statusFd).stream().getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    // Read until "ready" (the container runs) or EOF (the supervisor exited). The helper keeps
+    // writing later lines (exited, reboot); after "ready" we stop reading and close our end, and
+    // it ignores the EPIPE (SIGPIPE is ignored there).
+    outer: for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let nl: number;
+      while ((nl = buffer.indexOf("\n")) >= 0) {
+        const text = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 1);
+        let line: StatusLine;
+        try {
+          line = JSON.parse(text) as StatusLine;
+        } catch {
+          continue;
+        }
+        request.onStatus?.(line);
+        if (line.error) failure = line.error;
+        if (line.event === "started") {
+          started = true;
+          leader = line.leader ?? 0;
+          supervisor = line.supervisor ?? supervisor;
+        }
+        if (line.event === "ready" && started) break outer;
+      }
+    }
+    await reader.cancel().catch(() => undefined);
+  } finally {
+    request.signal?.removeEventListener("abort", onAbort);
+    try {
+      fs.closeSync(statusFd);
+    } catch {
+      // already closed by the stream
+    }
+  }
+  if (request.signal?.aborted) {
+    await exited;
+    throw new MachinaError("E_CANCELLED", `start of "${name}" cancelled`, { machine: name });
+  }
+  if (!started || leader === 0) {
+    const status = await exited;
+    const log = readTail(consoleLogPath(paths.stateDir, name));
+    const message = failure?.message ?? (log || `the supervisor exited with status ${status}`);
+    throw new MachinaError("E_SYSTEM", `failed to start "${name}": ${message}`, {
+      machine: name,
+      ...(failure?.syscall ? { syscall: failure.syscall } : {}),
+      ...(failure?.path ? { path: failure.path } : {}),
+      ...(failure?.code ? { errno: failure.code } : {}),
+    });
+  }
+  return { supervisor, leader, exited };
+}
+
+function readTail(path: string): string {
+  try {
+    const text = fs.readFileSync(path, "utf8");
+    return text.trim().split("\n").slice(-3).join("; ").replace(/^machina-nspawn: /, "");
+  } catch {
+    return "";
+  }
+}
+
+const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGTERM: 15 };
+function signalNumber(name: string | null | undefined): number {
+  return name ? (SIGNALS[name] ?? 0) : 0;
+}

@@ -1,0 +1,281 @@
+/**
+ * API contract (no root): every route of machinad's app over a recording fake MachineService —
+ * success, and each error class (bad name, unknown machine, malformed JSON, unknown fields,
+ * oversized body, unknown route/method); a refused request never reaches the service. Also:
+ * the committed OpenAPI document is the generated one, and lists every route.
+ */
+import { describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { MachinaError } from "../../src/errors.ts";
+import { openapiDocument } from "../../src/api/openapi.ts";
+import { MAX_BODY_BYTES, ROUTES } from "../../src/api/routes.ts";
+import * as S from "../../src/api/schemas.ts";
+import type { KillOptions, LongOperationOptions, MachineService, StopOptions } from "../../src/api/service.ts";
+import { createApp } from "../../src/daemon/app.ts";
+
+class FakeService implements MachineService {
+  calls: string[] = [];
+  running = new Map<string, S.MachineStatus>();
+  images = new Set(["web", "db"]);
+  enabled = new Set<string>();
+  /** start waits for this when set (cancellation test) */
+  gate: Promise<void> | undefined;
+
+  private get(name: string): S.MachineStatus {
+    const m = this.running.get(name);
+    if (!m) throw new MachinaError("E_NOT_FOUND", `no machine "${name}" is running`, { machine: name });
+    return m;
+  }
+  async list() {
+    this.calls.push("list");
+    return [...this.running.values()].map(({ name, class: c, service, os, version, addresses }) => ({ name, class: c, service, os, version, addresses }));
+  }
+  async status(name: string) {
+    this.calls.push(`status ${name}`);
+    return this.get(name);
+  }
+  async show(name: string) {
+    this.calls.push(`show ${name}`);
+    const m = this.get(name);
+    return { Name: m.name, Leader: String(m.leader), State: "running" };
+  }
+  async poweroff(name: string) {
+    this.get(name);
+    this.calls.push(`poweroff ${name}`);
+  }
+  async reboot(name: string) {
+    this.get(name);
+    this.calls.push(`reboot ${name}`);
+  }
+  async kill(name: string, o: KillOptions = {}) {
+    this.get(name);
+    this.calls.push(`kill ${name} ${o.whom} ${o.signal}`);
+  }
+  async terminate(name: string, o: StopOptions = {}) {
+    this.get(name);
+    this.calls.push(`terminate ${name} ${o.timeoutMs}`);
+    o.onProgress?.({ time: Date.now(), event: "stopping" });
+    this.running.delete(name);
+  }
+  async start(name: string, o: LongOperationOptions = {}) {
+    this.calls.push(`start ${name}`);
+    if (!this.images.has(name)) throw new MachinaError("E_NOT_FOUND", `no image "${name}"`, { machine: name });
+    if (this.running.has(name)) throw new MachinaError("E_BUSY", `machine "${name}" is already running`, { machine: name });
+    o.onProgress?.({ time: Date.now(), stage: "spec" });
+    if (this.gate) {
+      await Promise.race([this.gate, new Promise((_, reject) => o.signal?.addEventListener("abort", () => reject(new MachinaError("E_CANCELLED", "cancelled"))))]);
+    }
+    o.onProgress?.({ time: Date.now(), event: "started", leader: 42 });
+    const m: S.MachineStatus = {
+      name, class: "container", service: "machina-nspawn", os: "busybox", version: "1", addresses: [], id: "0".repeat(32), leader: 42, supervisor: 41,
+      root: `/pool/${name}`, since: 1, unit: `machine-${name}.scope`, cgroup: "/sys/fs/cgroup/x", state: "running", memory: null, tasks: null, cpuUsec: null,
+    };
+    this.running.set(name, m);
+    return m;
+  }
+  async enable(name: string, o: { now?: boolean } = {}) {
+    this.calls.push(`enable ${name} ${o.now}`);
+    this.enabled.add(name);
+    return { changes: [{ type: "symlink" as const, path: `/wants/${name}`, source: "/t" }] };
+  }
+  async disable(name: string, o: { now?: boolean } = {}) {
+    this.calls.push(`disable ${name} ${o.now}`);
+    this.enabled.delete(name);
+    return { changes: [] };
+  }
+}
+
+function setup() {
+  const service = new FakeService();
+  const { app } = createApp({ service });
+  const call = async (method: string, path: string, body?: string | object, headers: Record<string, string> = {}) => {
+    const res = await app.fetch(
+      new Request(`http://localhost${path}`, {
+        method,
+        ...(body !== undefined ? { body: typeof body === "string" ? body : JSON.stringify(body) } : {}),
+        headers: { "content-type": "application/json", ...headers },
+      }),
+    );
+    expect(res.headers.get("content-type") ?? "").toMatch(/application\/(json|x-ndjson)/);
+    const text = await res.text();
+    return { status: res.status, text, json: text.startsWith("{") ? JSON.parse(text) : undefined };
+  };
+  return { service, app, call };
+}
+
+async function started(s: ReturnType<typeof setup>, name = "web") {
+  const r = await s.call("POST", `/v1/machines/${name}/start`, { wait: true });
+  expect(r.status).toBe(200);
+  s.service.calls = [];
+}
+
+const expectError = (r: { status: number; json: unknown }, status: number, code: string) => {
+  expect(r.status).toBe(status);
+  const e = S.ApiError.parse(r.json);
+  expect(e.code).toBe(code as S.ErrorCode);
+  expect(e.message.length).toBeGreaterThan(0);
+};
+
+describe("machines", () => {
+  test("list, status, properties", async () => {
+    const s = setup();
+    expect((await s.call("GET", "/v1/machines")).json).toEqual({ machines: [] });
+    await started(s);
+    const list = await s.call("GET", "/v1/machines");
+    expect(S.MachineList.parse(list.json).machines.map((m) => m.name)).toEqual(["web"]);
+    const st = await s.call("GET", "/v1/machines/web");
+    expect(S.MachineStatus.parse(st.json).leader).toBe(42);
+    const props = await s.call("GET", "/v1/machines/web/properties");
+    expect(props.json).toEqual({ Name: "web", Leader: "42", State: "running" });
+  });
+
+  test("start: 202 with a job, then done; wait: true gives the finished job", async () => {
+    const s = setup();
+    const r = await s.call("POST", "/v1/machines/web/start");
+    expect(r.status).toBe(202);
+    const job = S.Job.parse(r.json);
+    const done = await s.call("GET", `/v1/jobs/${job.id}?wait=1`);
+    expect(S.Job.parse(done.json)).toMatchObject({ state: "done", kind: "start", machine: "web", result: { leader: 42 } });
+    expect(S.Job.parse(done.json).events.map((e) => e.stage ?? e.event)).toEqual(["spec", "started"]);
+    const again = await s.call("POST", "/v1/machines/web/start", { wait: true });
+    expect(again.status).toBe(200);
+    expect(S.Job.parse(again.json)).toMatchObject({ state: "failed", error: { code: "E_BUSY" } });
+  });
+
+  test("stop, poweroff, reboot, kill, enable, disable", async () => {
+    const s = setup();
+    await started(s);
+    expect((await s.call("POST", "/v1/machines/web/poweroff")).json).toEqual({ ok: true });
+    expect((await s.call("POST", "/v1/machines/web/reboot", "")).json).toEqual({ ok: true });
+    expect((await s.call("POST", "/v1/machines/web/kill", { whom: "leader", signal: 9 })).json).toEqual({ ok: true });
+    expect((await s.call("POST", "/v1/machines/web/kill")).json).toEqual({ ok: true });
+    expect(S.EnableResult.parse((await s.call("POST", "/v1/machines/db/enable", { now: false })).json).changes).toHaveLength(1);
+    expect((await s.call("POST", "/v1/machines/db/disable")).status).toBe(200);
+    const stop = await s.call("POST", "/v1/machines/web/stop", { wait: true, timeoutMs: 500 });
+    expect(S.Job.parse(stop.json)).toMatchObject({ state: "done", kind: "stop" });
+    expect(s.service.calls).toEqual([
+      "poweroff web", "reboot web", "kill web leader 9", "kill web all 15", "enable db false", "disable db false", "status web", "terminate web 500",
+    ]);
+    expect(s.service.running.size).toBe(0);
+  });
+
+  test("job events stream (NDJSON) and cancellation", async () => {
+    const s = setup();
+    let open!: () => void;
+    s.service.gate = new Promise((r) => (open = r));
+    const job = S.Job.parse((await s.call("POST", "/v1/machines/web/start")).json);
+    const events = s.app.fetch(new Request(`http://localhost/v1/jobs/${job.id}/events`));
+    const cancelled = await s.call("DELETE", `/v1/jobs/${job.id}`);
+    expect(S.Job.parse(cancelled.json)).toMatchObject({ state: "cancelled", error: { code: "E_CANCELLED" } });
+    const lines = (await (await events).text()).trim().split("\n").map((l) => JSON.parse(l));
+    expect(lines[0]).toMatchObject({ stage: "spec" });
+    expect(lines.at(-1).job.state).toBe("cancelled");
+    expect(s.service.running.size).toBe(0);
+    open();
+    // a finished job's stream: all events, then the job
+    s.service.gate = undefined;
+    const j2 = S.Job.parse((await s.call("POST", "/v1/machines/web/start", { wait: true })).json);
+    const text = await (await s.app.fetch(new Request(`http://localhost/v1/jobs/${j2.id}/events`))).text();
+    expect(text.trim().split("\n").map((l) => JSON.parse(l)).at(-1).job.state).toBe("done");
+    expect(S.JobList.parse((await s.call("GET", "/v1/jobs")).json).jobs).toHaveLength(2);
+  });
+});
+
+describe("errors: JSON {code, message}, and nothing changes", () => {
+  const MUTATING = ["start", "stop", "poweroff", "reboot", "kill", "enable", "disable"];
+
+  test("bad names: 400 on every machine route", async () => {
+    const s = setup();
+    await started(s);
+    for (const bad of ["-x", "a..b", "x.", "a%20b", "a%2Fb", ".x", "a_b", "x".repeat(65)]) {
+      expectError(await s.call("GET", `/v1/machines/${bad}`), 400, "E_INVALID");
+      expectError(await s.call("GET", `/v1/machines/${bad}/properties`), 400, "E_INVALID");
+      for (const verb of MUTATING) expectError(await s.call("POST", `/v1/machines/${bad}/${verb}`, {}), 400, "E_INVALID");
+    }
+    expect(s.service.calls).toEqual([]);
+  });
+
+  test("unknown machine: 404", async () => {
+    const s = setup();
+    await started(s);
+    expectError(await s.call("GET", "/v1/machines/nope"), 404, "E_NOT_FOUND");
+    expectError(await s.call("GET", "/v1/machines/nope/properties"), 404, "E_NOT_FOUND");
+    for (const verb of ["stop", "poweroff", "reboot", "kill"]) expectError(await s.call("POST", `/v1/machines/nope/${verb}`), 404, "E_NOT_FOUND");
+    const start = await s.call("POST", "/v1/machines/nope/start", { wait: true });
+    expect(S.Job.parse(start.json)).toMatchObject({ state: "failed", error: { code: "E_NOT_FOUND" } });
+    expect([...s.service.running.keys()]).toEqual(["web"]);
+    expectError(await s.call("GET", "/v1/jobs/nope"), 404, "E_NOT_FOUND");
+    expectError(await s.call("DELETE", "/v1/jobs/nope"), 404, "E_NOT_FOUND");
+    expectError(await s.call("GET", "/v1/jobs/nope/events"), 404, "E_NOT_FOUND");
+  });
+
+  test("malformed JSON, wrong types, unknown fields: 400", async () => {
+    const s = setup();
+    await started(s);
+    for (const verb of MUTATING) {
+      expectError(await s.call("POST", `/v1/machines/web/${verb}`, "{"), 400, "E_INVALID");
+      expectError(await s.call("POST", `/v1/machines/web/${verb}`, "[1]"), 400, "E_INVALID");
+      expectError(await s.call("POST", `/v1/machines/web/${verb}`, { bogus: 1 }), 400, "E_INVALID");
+    }
+    expectError(await s.call("POST", "/v1/machines/web/kill", { signal: 0 }), 400, "E_INVALID");
+    expectError(await s.call("POST", "/v1/machines/web/kill", { signal: "KILL" }), 400, "E_INVALID");
+    expectError(await s.call("POST", "/v1/machines/web/kill", { whom: "nobody" }), 400, "E_INVALID");
+    expectError(await s.call("POST", "/v1/machines/web/stop", { timeoutMs: -1 }), 400, "E_INVALID");
+    expect(s.service.calls).toEqual([]);
+    expect([...s.service.running.keys()]).toEqual(["web"]);
+  });
+
+  test("oversized bodies: 413 (declared or not)", async () => {
+    const s = setup();
+    await started(s);
+    const big = JSON.stringify({ pad: "x".repeat(MAX_BODY_BYTES) });
+    for (const verb of MUTATING) expectError(await s.call("POST", `/v1/machines/web/${verb}`, big), 413, "E_TOO_LARGE");
+    // chunked (no content-length): counted while reading
+    const stream = new ReadableStream({ start(c) { c.enqueue(new TextEncoder().encode(big)); c.close(); } });
+    const res = await s.app.fetch(new Request("http://localhost/v1/machines/web/kill", { method: "POST", body: stream, duplex: "half" } as RequestInit));
+    expect(res.status).toBe(413);
+    expect(s.service.calls).toEqual([]);
+  });
+
+  test("unknown routes 404, wrong methods 405, both JSON", async () => {
+    const s = setup();
+    expectError(await s.call("GET", "/v1/nothing"), 404, "E_NOT_FOUND");
+    expectError(await s.call("GET", "/"), 404, "E_NOT_FOUND");
+    expectError(await s.call("PUT", "/v1/machines/web"), 405, "E_USAGE");
+    expectError(await s.call("DELETE", "/v1/machines"), 405, "E_USAGE");
+    expectError(await s.call("GET", "/v1/machines/web/start"), 405, "E_USAGE");
+    expect(s.service.calls).toEqual([]);
+  });
+
+  test("a service failure is a 500 with the error's code and context", async () => {
+    const s = setup();
+    await started(s);
+    s.service.poweroff = async () => {
+      throw new MachinaError("E_SYSTEM", "failed to send signal", { machine: "web", syscall: "kill" });
+    };
+    const r = await s.call("POST", "/v1/machines/web/poweroff");
+    expectError(r, 500, "E_SYSTEM");
+    expect(r.json.details).toEqual({ machine: "web", syscall: "kill" });
+  });
+});
+
+describe("OpenAPI", () => {
+  test("served, committed and current; every route documented", async () => {
+    const s = setup();
+    const served = await s.call("GET", "/openapi.json");
+    const doc = openapiDocument();
+    expect(served.json).toEqual(JSON.parse(JSON.stringify(doc)));
+    const committed = JSON.parse(readFileSync(join(import.meta.dir, "../../docs/api/openapi.json"), "utf8"));
+    expect(committed).toEqual(JSON.parse(JSON.stringify(doc)));
+    expect(doc["openapi"]).toBe("3.1.0");
+    const paths = doc["paths"] as Record<string, Record<string, { responses: Record<string, unknown> }>>;
+    for (const r of ROUTES) {
+      const op = paths[r.path]?.[r.method];
+      expect(op).toBeDefined();
+      for (const e of r.errors) expect(op!.responses[String(e)]).toBeDefined();
+    }
+    const schemas = (doc["components"] as { schemas: Record<string, unknown> }).schemas;
+    for (const id of ["Error", "MachineStatus", "Job", "JobEvent", "KillRequest"]) expect(schemas[id]).toBeDefined();
+  });
+});
