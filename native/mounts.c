@@ -8,6 +8,8 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
@@ -324,17 +326,41 @@ int copy_fd_data(int in, int out, const char **sc)
 	}
 }
 
+/* An AF_UNIX stream socket at PATH: connect, shut down our sending side, and hand back the fd to
+ * read the data from until EOF (systemd's READ_FULL_FILE_CONNECT_SOCKET, for credentials). */
+static int connect_stream(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof sa.sun_path)
+		return errno = ENAMETOOLONG, -1;
+	strcpy(sa.sun_path, path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || shutdown(fd, SHUT_WR) < 0) {
+		int saved = errno;
+		close(fd);
+		return errno = saved, -1;
+	}
+	return fd;
+}
+
 static int op_copy(int rootfd, const struct op *op, struct merr *e)
 {
 	char base[256];
 	struct stat sst, st;
 	/* a host path chosen by the caller: symlinks on the host side are followed */
 	_cleanup_close_ int in = open(op->src, O_RDONLY | O_NOCTTY | O_CLOEXEC);
+	if (in < 0 && errno == ENXIO) { /* a socket: the data is what a connection to it sends */
+		in = connect_stream(op->src);
+		if (in < 0)
+			return merr_sys(e, "connect", op->src, "failed to connect to \"%s\" to copy from it to \"%s\"", op->src, op->path);
+	}
 	if (in < 0)
 		return merr_sys(e, "open", op->src, "failed to open \"%s\" to copy it to \"%s\"", op->src, op->path);
 	if (fstat(in, &sst) < 0)
 		return merr_sys(e, "fstat", op->src, "failed to copy \"%s\"", op->src);
-	if (!S_ISREG(sst.st_mode))
+	if (!S_ISREG(sst.st_mode) && !S_ISSOCK(sst.st_mode))
 		return merr_set(e, EINVAL, "open", op->src, "failed to copy \"%s\": not a regular file", op->src);
 	_cleanup_close_ int pfd = res_parent(rootfd, op->path, 1, base, e);
 	if (pfd < 0)

@@ -14,6 +14,7 @@
 #include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -1057,6 +1058,44 @@ static void test_userns(void)
 	free(b);
 }
 
+/* copy from an AF_UNIX stream socket (--load-credential=ID:SOCKET) */
+static void test_copy_socket(const char *tmp)
+{
+	char sock[256], root[256], p[512], buf[64];
+	snprintf(sock, sizeof sock, "%s/cred.sock", tmp);
+	snprintf(root, sizeof root, "%s/sockroot", tmp);
+	mkdir(root, 0755);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	strcpy(sa.sun_path, sock);
+	int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (l < 0 || bind(l, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(l, 1) < 0) {
+		check(0, "copy from a socket: listen on %s", sock);
+		return;
+	}
+	pid_t pid = fork();
+	if (pid == 0) {
+		int c = accept(l, NULL, NULL);
+		char x;
+		/* the helper shuts its sending side down: EOF first, then the answer */
+		_exit(c < 0 || read(c, &x, 1) != 0 || write(c, "from-socket\n", 12) != 12 ? 1 : 0);
+	}
+	close(l);
+	struct merr e = { 0 };
+	int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	struct op op = { .kind = OP_COPY, .src = sock, .path = "/run/cred", .mode = 0400 };
+	int r = op_run(rootfd, &op, &e);
+	int st;
+	waitpid(pid, &st, 0);
+	snprintf(p, sizeof p, "%s/run/cred", root);
+	memset(buf, 0, sizeof buf);
+	check(r == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0 && read_file(p, buf, sizeof buf - 1) == 12 && !strcmp(buf, "from-socket\n") &&
+		      (mode_of(p) & 07777) == 0400,
+	      "copy: from an AF_UNIX stream socket (connect, shutdown SHUT_WR, read to EOF)%s%s", r ? ": " : "", r ? e.msg : "");
+	struct op gone = { .kind = OP_COPY, .src = sock, .path = "/run/cred2", .mode = 0400 };
+	check(op_run(rootfd, &gone, &e) < 0 && !strcmp(e.syscall, "connect"), "copy: a socket nobody listens on is an error naming connect");
+	close(rootfd);
+}
+
 /* idmap_bind records (--bind=…:idmap / :rootidmap) */
 static void test_idmap_bind_spec(void)
 {
@@ -1565,6 +1604,7 @@ int main(void)
 			test_copy_remove(tmp);
 			test_userns_chown(tmp);
 			test_idmap_bind_ops(tmp);
+			test_copy_socket(tmp);
 			test_binds_ops(tmp);
 			test_seccomp_cache(tmp);
 			rm_rf(tmp);
