@@ -3,9 +3,10 @@
  */
 import { IMAGE_VERBS } from "./image-verbs.ts";
 import { MACHINE_VERBS } from "./machine-verbs.ts";
+import { TRANSFER_VERBS } from "./transfer-verbs.ts";
 import type { Verb } from "./verb.ts";
 
-export const VERBS: Verb[] = [...MACHINE_VERBS, ...IMAGE_VERBS];
+export const VERBS: Verb[] = [...MACHINE_VERBS, ...IMAGE_VERBS, ...TRANSFER_VERBS];
 
 export function findVerb(name: string): Verb | undefined {
   return VERBS.find((v) => v.name === name);

@@ -1,0 +1,185 @@
+/**
+ * machinactl's image transfer verbs: import-tar, import-raw, import-fs, export-tar, export-raw,
+ * pull-tar, pull-raw, list-transfers, cancel-transfer (and bootstrap). Transfers run in the
+ * foreground of the command; each is recorded in $MACHINA_STATE_DIR/transfers/ID.json with its
+ * pid, so list-transfers and cancel-transfer (SIGTERM: the transfer undoes everything) work
+ * from other processes.
+ */
+import { SingleBar } from "cli-progress";
+import { MachinaError } from "../../errors.ts";
+import {
+  cancelTransfer, listTransfers, registerTransfer, unregisterTransfer, updateTransfer, type TransferRecord, type TransferType,
+} from "../../host/transfer-io.ts";
+import {
+  exportImage, importFs, importRaw, importTar, pullImage, type Progress, type TransferContext,
+} from "../../image/transfer.ts";
+import { formatBytes, json, table } from "./format.ts";
+import type { Verb, VerbContext } from "./verb.ts";
+
+/** Progress on stderr: a bar on a terminal, plain lines otherwise, nothing with -q. */
+export function makeProgress(ctx: VerbContext, onFraction: (f: number | null) => void): Progress {
+  const quiet = ctx.options.quiet;
+  const tty = ctx.host.isatty(2) && ctx.env["TERM"] !== "dumb";
+  let bar: SingleBar | undefined;
+  let total: number | undefined;
+  let what = "";
+  let lastLine = -1;
+  let lastRecord = 0;
+  return {
+    start(w, t) {
+      this.stop();
+      what = w;
+      total = t;
+      lastLine = -1;
+      if (quiet) return;
+      if (tty) {
+        bar = new SingleBar({
+          format: total !== undefined ? `${w} [{bar}] {percentage}% {done}/{all} {rate}/s ETA {eta_formatted}` : `${w} {done} {rate}/s`,
+          barsize: 30, hideCursor: true, clearOnComplete: false, stream: process.stderr, fps: 5,
+        });
+        bar.start(total ?? 0, 0, { done: formatBytes(0), all: formatBytes(total ?? 0), rate: formatBytes(0) });
+      }
+    },
+    update(done) {
+      const now = Date.now();
+      if (total !== undefined && total > 0 && now - lastRecord > 500) {
+        lastRecord = now;
+        onFraction(Math.min(1, done / total));
+      }
+      if (quiet) return;
+      if (bar) {
+        const secs = Math.max(0.001, (now - (bar as unknown as { startTime: number }).startTime) / 1000);
+        bar.update(total !== undefined ? Math.min(done, total) : done, { done: formatBytes(done), all: formatBytes(total ?? 0), rate: formatBytes(Math.round(done / secs)) });
+      } else if (total !== undefined && total > 0) {
+        const pct = Math.floor((100 * Math.min(done, total)) / total / 10) * 10;
+        if (pct > lastLine) {
+          lastLine = pct;
+          ctx.err(`${what}: ${pct}% (${formatBytes(done)} of ${formatBytes(total)})\n`);
+        }
+      }
+    },
+    stop() {
+      if (bar) {
+        bar.stop();
+        bar = undefined;
+      }
+    },
+  };
+}
+
+/** Run one transfer in this process: record, progress, SIGTERM/SIGINT -> cancel (undo everything). */
+async function runTransfer(ctx: VerbContext, type: TransferType, remote: string, local: string, body: (t: TransferContext) => Promise<void>): Promise<number> {
+  const controller = new AbortController();
+  const onSignal = () => controller.abort();
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+  let rec: TransferRecord | undefined;
+  try {
+    rec = registerTransfer(ctx.paths.stateDir, { type, remote, local });
+    const r = rec;
+    const progress = makeProgress(ctx, (f) => {
+      r.progress = f;
+      updateTransfer(ctx.paths.stateDir, r);
+    });
+    await body({
+      host: ctx.host, paths: ctx.paths, env: ctx.env, progress, signal: controller.signal,
+      log: (line) => {
+        if (!ctx.options.quiet) ctx.err(line + "\n");
+      },
+    });
+    return 0;
+  } catch (e) {
+    if (controller.signal.aborted) throw new MachinaError("E_SYSTEM", `transfer ${rec?.id ?? ""} cancelled`.replace("  ", " "));
+    throw e;
+  } finally {
+    if (rec) unregisterTransfer(ctx.paths.stateDir, rec.id);
+    process.off("SIGTERM", onSignal);
+    process.off("SIGINT", onSignal);
+  }
+}
+
+const importOpts = (ctx: VerbContext) => ({ force: ctx.options.force, readOnly: ctx.options.readOnly });
+
+const done = (ctx: VerbContext, text: string) => {
+  if (!ctx.options.quiet) ctx.err(text + "\n");
+};
+
+export const TRANSFER_VERBS: Verb[] = [
+  {
+    name: "import-tar", usage: "import-tar FILE [NAME]", summary: "Import a local tar container image", section: "Image transfer", minArgs: 1, maxArgs: 2,
+    run: (ctx, [file, name]) => runTransfer(ctx, "import-tar", file!, name ?? "", async (t) => {
+      const image = await importTar(t, file!, name, importOpts(ctx));
+      done(ctx, `Imported "${file}" as image "${image}".`);
+    }),
+  },
+  {
+    name: "import-raw", usage: "import-raw FILE [NAME]", summary: "Import a local raw container or VM image", section: "Image transfer", minArgs: 1, maxArgs: 2,
+    run: (ctx, [file, name]) => runTransfer(ctx, "import-raw", file!, name ?? "", async (t) => {
+      const image = await importRaw(t, file!, name, importOpts(ctx));
+      done(ctx, `Imported "${file}" as image "${image}".`);
+    }),
+  },
+  {
+    name: "import-fs", usage: "import-fs DIRECTORY [NAME]", summary: "Import a local directory container image", section: "Image transfer", minArgs: 1, maxArgs: 2,
+    run: (ctx, [dir, name]) => runTransfer(ctx, "import-fs", dir!, name ?? "", async (t) => {
+      const image = await importFs(t, dir!, name, importOpts(ctx));
+      done(ctx, `Imported "${dir}" as image "${image}".`);
+    }),
+  },
+  {
+    name: "export-tar", usage: "export-tar NAME [FILE]", summary: "Export a local container image as a tar file", section: "Image transfer", minArgs: 1, maxArgs: 2,
+    run: (ctx, [name, file]) => runTransfer(ctx, "export-tar", file ?? "-", name!, async (t) => {
+      await exportImage(t, "tar", name!, file, { format: ctx.options.format, force: ctx.options.force });
+      if (file !== undefined) done(ctx, `Exported image "${name}" to "${file}".`);
+    }),
+  },
+  {
+    name: "export-raw", usage: "export-raw NAME [FILE]", summary: "Export a local raw image", section: "Image transfer", minArgs: 1, maxArgs: 2,
+    run: (ctx, [name, file]) => runTransfer(ctx, "export-raw", file ?? "-", name!, async (t) => {
+      await exportImage(t, "raw", name!, file, { format: ctx.options.format, force: ctx.options.force });
+      if (file !== undefined) done(ctx, `Exported image "${name}" to "${file}".`);
+    }),
+  },
+  {
+    name: "pull-tar", usage: "pull-tar URL [NAME]", summary: "Download a tar container image", section: "Image transfer", minArgs: 1, maxArgs: 2,
+    run: (ctx, [url, name]) => runTransfer(ctx, "pull-tar", url!, name ?? "", async (t) => {
+      const image = await pullImage(t, "tar", url!, name, { ...importOpts(ctx), verify: ctx.options.verify ?? "signature" });
+      done(ctx, `Downloaded "${url}" as image "${image}".`);
+    }),
+  },
+  {
+    name: "pull-raw", usage: "pull-raw URL [NAME]", summary: "Download a raw container or VM image", section: "Image transfer", minArgs: 1, maxArgs: 2,
+    run: (ctx, [url, name]) => runTransfer(ctx, "pull-raw", url!, name ?? "", async (t) => {
+      const image = await pullImage(t, "raw", url!, name, { ...importOpts(ctx), verify: ctx.options.verify ?? "signature" });
+      done(ctx, `Downloaded "${url}" as image "${image}".`);
+    }),
+  },
+  {
+    name: "list-transfers", usage: "list-transfers", summary: "Show list of transfers in progress", section: "Image transfer", minArgs: 0, maxArgs: 0,
+    run: (ctx) => {
+      const rows = listTransfers(ctx.paths.stateDir);
+      if (ctx.options.json !== "off") {
+        ctx.out(json(rows.map((r) => ({ id: r.id, type: r.type, remote: r.remote, local: r.local, progress: r.progress, pid: r.pid, started: r.startedAt })), ctx.options));
+        return 0;
+      }
+      ctx.out(table(rows, [
+        { header: "ID", value: (r) => String(r.id) },
+        { header: "PERCENT", value: (r) => (r.progress === null ? "n/a" : `${Math.floor(r.progress * 100)}%`) },
+        { header: "TYPE", value: (r) => r.type },
+        { header: "LOCAL", value: (r) => r.local },
+        { header: "REMOTE", value: (r) => r.remote },
+      ], ctx.options, ["transfer", "transfers"]));
+      return 0;
+    },
+  },
+  {
+    name: "cancel-transfer", usage: "cancel-transfer ID...", summary: "Cancel a transfer", section: "Image transfer", minArgs: 1, maxArgs: Infinity,
+    run: async (ctx, ids) => {
+      for (const id of ids) {
+        if (!/^[0-9]+$/.test(id)) throw new MachinaError("E_INVALID", `invalid transfer id ${JSON.stringify(id)}`);
+        if (!(await cancelTransfer(ctx.paths.stateDir, Number(id)))) throw new MachinaError("E_NOT_FOUND", `no transfer with id ${id}`);
+      }
+      return 0;
+    },
+  },
+];

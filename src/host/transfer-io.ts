@@ -1,0 +1,630 @@
+/**
+ * The OS side of image transfers (Linux): streaming decompression, the checked extraction
+ * (the in-process scanner and GNU tar side by side, tar confined to a private mount namespace
+ * whose root is a scratch tmpfs with the host's /usr read-only and the target at /target),
+ * tar export, sparse raw copies and HTTP downloads with Range resume.
+ *
+ * Nothing here decides policy: the scanner (src/image/archive-scan.ts) says what an archive may
+ * contain, src/image/transfer.ts decides names, temporaries and verification.
+ */
+import * as fs from "node:fs";
+import { resolve } from "node:path";
+import { createGunzip } from "node:zlib";
+import { ArchiveScanner, UnsafeArchiveError, type ScanLimits, type ScanSummary } from "../image/archive-scan.ts";
+import { compressCommand, decompressCommand, detectCompression, type Compression } from "../image/compression.ts";
+import { MachinaError } from "../errors.ts";
+
+export interface StreamProgress {
+  /** Bytes of the (compressed) source consumed so far. */
+  (done: number): void;
+}
+
+export class TransferAborted extends MachinaError {
+  constructor() {
+    super("E_SYSTEM", "transfer cancelled");
+    this.name = "TransferAborted";
+  }
+}
+
+const CHUNK = 256 * 1024;
+
+export function readHead(path: string, n = 16): Uint8Array {
+  const fd = fs.openSync(path, "r");
+  try {
+    const buf = Buffer.alloc(n);
+    const got = fs.readSync(fd, buf, 0, n, 0);
+    return buf.subarray(0, got);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+export function fileCompression(path: string): Compression {
+  return detectCompression(readHead(path));
+}
+
+/** `pos:` of fd 0 of a process (how far a decompressor has read its input file). */
+function stdinPosition(pid: number): number | undefined {
+  try {
+    const m = /^pos:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/fdinfo/0`, "utf8"));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+interface Decompressed {
+  chunks: AsyncIterable<Uint8Array>;
+  /** Source bytes consumed so far. */
+  position(): number;
+  /** Resolves when the decompressor is done; throws when it failed. */
+  finished(): Promise<void>;
+  kill(): void;
+}
+
+/** The decompressed bytes of a file, format from its content. */
+function decompressFile(path: string, compression: Compression, chunk = CHUNK): Decompressed {
+  if (compression === "uncompressed") {
+    const stream = fs.createReadStream(path, { highWaterMark: chunk });
+    return {
+      chunks: stream,
+      position: () => stream.bytesRead,
+      finished: async () => undefined,
+      kill: () => stream.destroy(),
+    };
+  }
+  if (compression === "gzip") {
+    const input = fs.createReadStream(path, { highWaterMark: CHUNK });
+    const gunzip = createGunzip({ chunkSize: CHUNK });
+    let failure: Error | undefined;
+    gunzip.on("error", (e) => (failure = e));
+    input.pipe(gunzip);
+    const chunks = (async function* () {
+      try {
+        for await (const c of gunzip) yield c as Uint8Array;
+      } catch (e) {
+        throw new MachinaError("E_INVALID", `gzip: ${(e as Error).message}`);
+      }
+    })();
+    return {
+      chunks,
+      position: () => input.bytesRead,
+      finished: async () => {
+        if (failure) throw new MachinaError("E_INVALID", `gzip: ${failure.message}`);
+      },
+      kill: () => {
+        input.destroy();
+        gunzip.destroy();
+      },
+    };
+  }
+  const cmd = decompressCommand(compression)!;
+  const proc = Bun.spawn(cmd, { stdin: Bun.file(path), stdout: "pipe", stderr: "pipe" });
+  let last = 0;
+  return {
+    chunks: proc.stdout as unknown as AsyncIterable<Uint8Array>,
+    position: () => (last = stdinPosition(proc.pid) ?? last),
+    finished: async () => {
+      const [code, err] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
+      if (code !== 0) throw new MachinaError("E_INVALID", `${cmd[0]} failed (exit ${code}): ${err.trim().split("\n").pop() ?? ""}`);
+    },
+    kill: () => proc.kill("SIGKILL"),
+  };
+}
+
+/** Runs in the new mount namespace: $1 = scratch root (empty dir), $2 = target, then tar's arguments. */
+const CONFINE_SCRIPT = `set -eu
+S=$1; T=$2; shift 2
+mount -t tmpfs -o mode=0755,size=1m,nosuid,nodev machina-extract "$S"
+mkdir "$S/usr" "$S/target"
+mount --rbind /usr "$S/usr"
+mount -o remount,bind,ro,nosuid,nodev "$S/usr"
+ln -s usr/bin "$S/bin"; ln -s usr/sbin "$S/sbin"; ln -s usr/lib "$S/lib"
+[ -e /usr/lib64 ] && ln -s usr/lib64 "$S/lib64"
+mount --bind "$T" "$S/target"
+cd /
+exec chroot "$S" "$@"
+`;
+
+export const TAR_EXTRACT_ARGS = [
+  "tar", "-x", "-f", "-", "-C", "/target",
+  "--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls", "--same-permissions", "--same-owner",
+  "--no-overwrite-dir", "--warning=no-unknown-keyword", "--warning=no-timestamp",
+];
+
+export interface ExtractOptions {
+  /** The archive file (any supported compression). */
+  source: string;
+  /** An existing empty directory: the new image's root. */
+  target: string;
+  /** An existing empty directory used as the mount point of the confined root. */
+  scratch: string;
+  limits: ScanLimits;
+  /** File descriptors the children inherit (the temporary's guard lock). */
+  inheritFds?: number[];
+  signal?: AbortSignal;
+  onProgress?: StreamProgress;
+}
+
+/**
+ * Extract a tar archive into `target`: the scanner and GNU tar read the same decompressed
+ * stream; the first refusal kills tar (which is confined to the target) and throws. The caller
+ * removes the target on any error.
+ */
+export async function extractTar(o: ExtractOptions): Promise<ScanSummary & { compression: Compression }> {
+  const compression = fileCompression(o.source);
+  o = { ...o, source: resolve(o.source), target: resolve(o.target), scratch: resolve(o.scratch) };
+  if (compression === "uncompressed") {
+    const size = fs.statSync(o.source).size;
+    if (size > o.limits.maxBytes) throw new UnsafeArchiveError(`more than ${o.limits.maxBytes} bytes uncompressed (limit; MACHINA_IMPORT_MAX_BYTES)`);
+  }
+  const scanner = new ArchiveScanner(o.limits);
+  // Uncompressed: tar reads the file itself while the scanner reads it here (no copy through
+  // this process). Compressed: one decompressor, its output fed to both.
+  const direct = compression === "uncompressed";
+  const dec = direct
+    ? decompressFile(o.source, compression, 4 * 1024 * 1024)
+    : decompressFile(o.source, compression);
+  const tarInput = direct ? fs.openSync(o.source, "r") : "pipe";
+  const tar = Bun.spawn(["unshare", "--mount", "--propagation", "private", "sh", "-c", CONFINE_SCRIPT, "sh", o.scratch, o.target, ...TAR_EXTRACT_ARGS], {
+    stdio: [tarInput, "ignore", "pipe", ...(o.inheritFds ?? [])],
+  }) as unknown as Bun.Subprocess<"pipe", "ignore", "pipe">;
+  if (typeof tarInput === "number") fs.closeSync(tarInput);
+  const tarErr = new Response(tar.stderr).text();
+  let tarGone = false;
+  const tarExit = tar.exited.then((c) => {
+    tarGone = true;
+    return c;
+  });
+
+  const killAll = () => {
+    dec.kill();
+    scanner.abort();
+    try {
+      tar.kill("SIGKILL");
+    } catch {
+      // gone
+    }
+  };
+  let aborted = false;
+  const onAbort = () => {
+    aborted = true;
+    killAll();
+  };
+  o.signal?.addEventListener("abort", onAbort);
+  const timer = o.onProgress ? setInterval(() => o.onProgress!(dec.position()), 200) : undefined;
+  try {
+    if (o.signal?.aborted) throw new TransferAborted();
+    const sink = tar.stdin;
+    let pending = 0;
+    try {
+      for await (const chunk of dec.chunks) {
+        if (aborted) throw new TransferAborted();
+        // tar first (another process works on it while we scan), then the scanner.
+        if (direct) {
+          await scanner.write(chunk);
+          continue;
+        }
+        if (tarGone) break;
+        try {
+          sink.write(chunk);
+          pending += chunk.byteLength;
+          if (pending >= 1024 * 1024) {
+            await sink.flush();
+            pending = 0;
+          }
+        } catch {
+          break; // tar exited: its status says why
+        }
+        await scanner.write(chunk);
+      }
+      if (tarGone && !direct) {
+        dec.kill();
+        const code = await tarExit;
+        const text = (await tarErr).trim().split("\n").slice(-3).join("; ");
+        throw new MachinaError("E_SYSTEM", `tar failed (exit ${code}): ${text}`);
+      }
+      try {
+        if (!direct) {
+          await sink.flush();
+          await sink.end();
+        }
+      } catch {
+        // tar exited: its status says why
+      }
+    } catch (e) {
+      killAll();
+      await tarExit;
+      if (aborted) throw new TransferAborted();
+      if (scanner.error && !(scanner.error.message.endsWith("aborted"))) throw scanner.error;
+      throw e;
+    }
+    await dec.finished();
+    const summary = await scanner.end().catch(async (e: unknown) => {
+      killAll();
+      await tarExit;
+      throw e;
+    });
+    const code = await tarExit;
+    if (aborted) throw new TransferAborted();
+    if (code !== 0) {
+      const text = (await tarErr).trim().split("\n").slice(-3).join("; ");
+      throw new MachinaError("E_SYSTEM", `tar failed (exit ${code}): ${text}`);
+    }
+    o.onProgress?.(fs.statSync(o.source).size);
+    return { ...summary, compression };
+  } finally {
+    if (timer) clearInterval(timer);
+    o.signal?.removeEventListener("abort", onAbort);
+  }
+}
+
+export interface ExportOptions {
+  /** The image directory. */
+  source: string;
+  /** The file to write (created; the caller renames it into place), "-" for stdout. */
+  output: string;
+  compression: Compression;
+  signal?: AbortSignal;
+  onProgress?: StreamProgress;
+}
+
+async function pipeToFile(producer: string[], compression: Compression, output: string, signal: AbortSignal | undefined, what: string): Promise<void> {
+  const toStdout = output === "-";
+  const outFd = toStdout ? 1 : fs.openSync(output, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o644);
+  const procs: Bun.Subprocess[] = [];
+  try {
+    const comp = compressCommand(compression);
+    const first = Bun.spawn(producer, { stdin: "ignore", stdout: comp ? "pipe" : outFd, stderr: "pipe" });
+    procs.push(first);
+    if (comp) procs.push(Bun.spawn(comp, { stdin: first.stdout as ReadableStream<Uint8Array>, stdout: outFd, stderr: "pipe" }));
+    const onAbort = () => procs.forEach((p) => p.kill("SIGKILL"));
+    signal?.addEventListener("abort", onAbort);
+    try {
+      const results = await Promise.all(procs.map(async (p) => [await p.exited, await new Response(p.stderr as ReadableStream).text()] as const));
+      if (signal?.aborted) throw new TransferAborted();
+      results.forEach(([code, err], i) => {
+        if (code !== 0) throw new MachinaError("E_SYSTEM", `${i === 0 ? what : comp![0]} failed (exit ${code}): ${err.trim().split("\n").slice(-3).join("; ")}`);
+      });
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+    }
+  } finally {
+    if (!toStdout) fs.closeSync(outFd);
+  }
+}
+
+/** `tar -c` of a directory image (numeric owners, xattrs, ACLs), compressed as asked. */
+export async function exportTar(o: ExportOptions): Promise<void> {
+  await pipeToFile(
+    ["tar", "-c", "-f", "-", "-C", o.source, "--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls", "--sparse", "--one-file-system", "."],
+    o.compression, o.output, o.signal, "tar",
+  );
+}
+
+/** A raw image file, compressed as asked (holes read as zeros). */
+export async function exportRaw(o: ExportOptions): Promise<void> {
+  if (o.compression === "uncompressed" && o.output !== "-") {
+    const r = Bun.spawnSync(["cp", "--sparse=always", "--reflink=auto", "--", o.source, o.output], { stderr: "pipe" });
+    if (r.exitCode !== 0) throw new MachinaError("E_SYSTEM", `cp failed: ${r.stderr.toString().trim()}`);
+    return;
+  }
+  await pipeToFile(["cat", "--", o.source], o.compression, o.output, o.signal, "cat");
+}
+
+export interface RawImportOptions {
+  source: string;
+  output: string;
+  maxBytes: number;
+  signal?: AbortSignal;
+  onProgress?: StreamProgress;
+}
+
+const BLOCK = 4096;
+
+function allZero(buf: Uint8Array): boolean {
+  const words = new BigUint64Array(buf.buffer, buf.byteOffset, buf.byteLength >> 3);
+  for (let i = 0; i < words.length; i++) if (words[i] !== 0n) return false;
+  for (let i = words.length << 3; i < buf.byteLength; i++) if (buf[i] !== 0) return false;
+  return true;
+}
+
+/** Decompress (format from content) into a new sparse file: all-zero 4 KiB blocks become holes. */
+export async function importRawFile(o: RawImportOptions): Promise<{ bytes: number; compression: Compression }> {
+  const compression = fileCompression(o.source);
+  if (compression === "uncompressed") {
+    const size = fs.statSync(o.source).size;
+    if (size > o.maxBytes) throw new MachinaError("E_INVALID", `image larger than ${o.maxBytes} bytes (limit; MACHINA_IMPORT_MAX_BYTES)`);
+    const r = Bun.spawnSync(["cp", "--sparse=always", "--reflink=auto", "--", o.source, o.output], { stderr: "pipe" });
+    if (r.exitCode !== 0) throw new MachinaError("E_SYSTEM", `cp failed: ${r.stderr.toString().trim()}`);
+    o.onProgress?.(size);
+    return { bytes: size, compression };
+  }
+  const dec = decompressFile(o.source, compression);
+  const fd = fs.openSync(o.output, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o644);
+  const onAbort = () => dec.kill();
+  o.signal?.addEventListener("abort", onAbort);
+  const timer = o.onProgress ? setInterval(() => o.onProgress!(dec.position()), 200) : undefined;
+  let pos = 0;
+  // Carry partial blocks so holes stay aligned.
+  let carry = new Uint8Array(0);
+  const writeBlocks = (buf: Uint8Array) => {
+    for (let off = 0; off < buf.byteLength; off += BLOCK) {
+      const block = buf.subarray(off, Math.min(off + BLOCK, buf.byteLength));
+      if (!allZero(block)) fs.writeSync(fd, block, 0, block.byteLength, pos);
+      pos += block.byteLength;
+    }
+  };
+  try {
+    for await (const chunk of dec.chunks) {
+      if (o.signal?.aborted) throw new TransferAborted();
+      let data = chunk;
+      if (carry.byteLength > 0) {
+        const merged = new Uint8Array(carry.byteLength + chunk.byteLength);
+        merged.set(carry);
+        merged.set(chunk, carry.byteLength);
+        data = merged;
+      }
+      const whole = data.byteLength - (data.byteLength % BLOCK);
+      writeBlocks(data.subarray(0, whole));
+      carry = data.slice(whole);
+      if (pos + carry.byteLength > o.maxBytes) {
+        dec.kill();
+        throw new MachinaError("E_INVALID", `image larger than ${o.maxBytes} bytes uncompressed (limit; MACHINA_IMPORT_MAX_BYTES)`);
+      }
+    }
+    if (o.signal?.aborted) throw new TransferAborted();
+    writeBlocks(carry);
+    fs.ftruncateSync(fd, pos);
+    await dec.finished();
+    o.onProgress?.(fs.statSync(o.source).size);
+    return { bytes: pos, compression };
+  } finally {
+    if (timer) clearInterval(timer);
+    o.signal?.removeEventListener("abort", onAbort);
+    fs.closeSync(fd);
+  }
+}
+
+/** What a raw image looks like: a GPT disk, a known file system, or undefined. */
+export function rawImageKind(path: string): string | undefined {
+  const fd = fs.openSync(path, "r");
+  try {
+    const buf = Buffer.alloc(70 * 1024);
+    const n = fs.readSync(fd, buf, 0, buf.byteLength, 0);
+    const at = (off: number, s: string | number[]) => {
+      const want = typeof s === "string" ? Buffer.from(s, "latin1") : Buffer.from(s);
+      return off + want.byteLength <= n && buf.subarray(off, off + want.byteLength).equals(want);
+    };
+    if (at(512, "EFI PART") || at(4096, "EFI PART")) return "gpt";
+    if (at(1080, [0x53, 0xef])) return "ext4";
+    if (at(0x10040, "_BHRfS_M")) return "btrfs";
+    if (at(0, "XFSB")) return "xfs";
+    if (at(0, "hsqs")) return "squashfs";
+    if (at(1024, [0xe2, 0xe1, 0xf5, 0xe0])) return "erofs";
+    if (at(0x52, "FAT32") || at(0x36, "FAT")) return "vfat";
+    if (at(0, "QFI\xfb")) return "qcow2";
+    return undefined;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+// ------------------------------------------------------------------ downloads
+
+export interface DownloadOptions {
+  url: string;
+  output: string;
+  maxBytes: number;
+  /** Attempts in all (the first request and Range resumes). */
+  attempts?: number;
+  signal?: AbortSignal;
+  onProgress?: (done: number, total: number | undefined) => void;
+}
+
+/**
+ * GET `url` into `output` (created), resuming with Range after a connection that breaks
+ * mid-body. Returns the bytes written. 404 -> E_NOT_FOUND.
+ */
+export async function download(o: DownloadOptions): Promise<number> {
+  const attempts = o.attempts ?? 5;
+  const fd = fs.openSync(o.output, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC, 0o600);
+  let done = 0;
+  let total: number | undefined;
+  let lastError: unknown;
+  try {
+    for (let attempt = 0; attempt < attempts; attempt++) {
+      if (o.signal?.aborted) throw new TransferAborted();
+      const headers: Record<string, string> = {};
+      if (done > 0) headers["Range"] = `bytes=${done}-`;
+      let res: Response;
+      try {
+        res = await fetch(o.url, { headers, signal: o.signal, redirect: "follow" });
+      } catch (e) {
+        if (o.signal?.aborted) throw new TransferAborted();
+        lastError = e;
+        await Bun.sleep(100 * (attempt + 1));
+        continue;
+      }
+      if (res.status === 404) throw new MachinaError("E_NOT_FOUND", `${o.url}: 404 Not Found`);
+      if (done > 0 && res.status === 200) {
+        // The server ignores Range: start over.
+        done = 0;
+        fs.ftruncateSync(fd, 0);
+      } else if (done > 0 && res.status !== 206) {
+        throw new MachinaError("E_SYSTEM", `${o.url}: HTTP ${res.status} when resuming`);
+      } else if (done === 0 && res.status !== 200) {
+        throw new MachinaError("E_SYSTEM", `${o.url}: HTTP ${res.status} ${res.statusText}`);
+      }
+      const len = res.headers.get("content-length");
+      if (len !== null && /^\d+$/.test(len)) total = done + Number(len);
+      if (total !== undefined && total > o.maxBytes) throw new MachinaError("E_INVALID", `${o.url}: ${total} bytes, more than the limit of ${o.maxBytes} (MACHINA_PULL_MAX_BYTES)`);
+      try {
+        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+          fs.writeSync(fd, chunk, 0, chunk.byteLength, done);
+          done += chunk.byteLength;
+          if (done > o.maxBytes) throw new MachinaError("E_INVALID", `${o.url}: more than the limit of ${o.maxBytes} bytes (MACHINA_PULL_MAX_BYTES)`);
+          o.onProgress?.(done, total);
+        }
+      } catch (e) {
+        if (e instanceof MachinaError) throw e;
+        if (o.signal?.aborted) throw new TransferAborted();
+        lastError = e;
+        continue;
+      }
+      if (total !== undefined && done < total) {
+        lastError = new Error(`connection closed after ${done} of ${total} bytes`);
+        continue;
+      }
+      return done;
+    }
+    throw new MachinaError("E_SYSTEM", `${o.url}: download failed after ${attempts} attempts: ${lastError instanceof Error ? lastError.message : String(lastError)}`);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** A small text file over HTTP (checksum lists), or undefined on 404. */
+export async function fetchText(url: string, signal?: AbortSignal, maxBytes = 16 * 1024 * 1024): Promise<Uint8Array | undefined> {
+  const res = await fetch(url, { signal, redirect: "follow" });
+  if (res.status === 404 || res.status === 410) return undefined;
+  if (res.status !== 200) throw new MachinaError("E_SYSTEM", `${url}: HTTP ${res.status} ${res.statusText}`);
+  const buf = new Uint8Array(await res.arrayBuffer());
+  if (buf.byteLength > maxBytes) throw new MachinaError("E_INVALID", `${url}: larger than ${maxBytes} bytes`);
+  return buf;
+}
+
+/** SHA-256 of a file, hex. */
+export async function sha256File(path: string): Promise<string> {
+  const h = new Bun.CryptoHasher("sha256");
+  for await (const c of fs.createReadStream(path, { highWaterMark: 1024 * 1024 })) h.update(c as Uint8Array);
+  return h.digest("hex");
+}
+
+/** gpgv: is `sig` (detached, or inline when `data` is undefined) a good signature by a key in `keyring`? */
+export function gpgVerify(keyring: string, sig: string, data: string | undefined): { ok: boolean; message: string } {
+  const args = ["gpgv", "--keyring", keyring, sig, ...(data !== undefined ? [data] : [])];
+  let r;
+  try {
+    r = Bun.spawnSync(args, { stdout: "pipe", stderr: "pipe", env: { ...process.env, LC_ALL: "C" } });
+  } catch {
+    throw new MachinaError("E_UNSUPPORTED", "gpgv is not installed: it is needed for --verify=signature", {}, "apt-get install gpgv, or pull with --verify=checksum");
+  }
+  return { ok: r.exitCode === 0, message: (r.stderr.toString() + r.stdout.toString()).trim() };
+}
+
+// ------------------------------------------------------------------ transfer records
+
+export const TRANSFER_TYPES = ["import-tar", "import-raw", "import-fs", "export-tar", "export-raw", "pull-tar", "pull-raw"] as const;
+export type TransferType = (typeof TRANSFER_TYPES)[number];
+
+/** `$MACHINA_STATE_DIR/transfers/ID.json`: one running transfer, written by the process doing it. */
+export interface TransferRecord {
+  id: number;
+  type: TransferType;
+  remote: string;
+  local: string;
+  pid: number;
+  /** /proc/PID/stat start time, to tell a reused pid. */
+  pidStart: string;
+  /** 0..1, or null when unknown. */
+  progress: number | null;
+  startedAt: string;
+}
+
+export function transfersDir(stateDir: string): string {
+  return `${stateDir}/transfers`;
+}
+
+function pidStart(pid: number): string {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19] ?? "";
+  } catch {
+    return "";
+  }
+}
+
+function writeAtomic(path: string, data: string): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, data, { mode: 0o644 });
+  fs.renameSync(tmp, path);
+}
+
+/** Register this process's transfer under the lowest free id (link(2) makes the claim atomic). */
+export function registerTransfer(stateDir: string, t: Omit<TransferRecord, "id" | "pid" | "pidStart" | "startedAt" | "progress">): TransferRecord {
+  const dir = transfersDir(stateDir);
+  fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+  for (let id = 1; ; id++) {
+    const path = `${dir}/${id}.json`;
+    if (fs.existsSync(path)) continue;
+    const rec: TransferRecord = { id, ...t, pid: process.pid, pidStart: pidStart(process.pid), progress: null, startedAt: new Date().toISOString() };
+    const tmp = `${dir}/.${id}.${process.pid}.tmp`;
+    fs.writeFileSync(tmp, JSON.stringify(rec) + "\n", { mode: 0o644 });
+    try {
+      fs.linkSync(tmp, path);
+      return rec;
+    } catch (e) {
+      if (!(e instanceof Error && "code" in e && e.code === "EEXIST")) throw e;
+    } finally {
+      fs.rmSync(tmp, { force: true });
+    }
+  }
+}
+
+export function updateTransfer(stateDir: string, rec: TransferRecord): void {
+  try {
+    writeAtomic(`${transfersDir(stateDir)}/${rec.id}.json`, JSON.stringify(rec) + "\n");
+  } catch {
+    // the state dir went away: progress is best effort
+  }
+}
+
+export function unregisterTransfer(stateDir: string, id: number): void {
+  fs.rmSync(`${transfersDir(stateDir)}/${id}.json`, { force: true });
+}
+
+/** The transfers whose process is alive (records of dead processes are removed). */
+export function listTransfers(stateDir: string): TransferRecord[] {
+  const dir = transfersDir(stateDir);
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const out: TransferRecord[] = [];
+  for (const n of names) {
+    if (!/^\d+\.json$/.test(n)) continue;
+    let rec: TransferRecord;
+    try {
+      rec = JSON.parse(fs.readFileSync(`${dir}/${n}`, "utf8")) as TransferRecord;
+    } catch {
+      continue;
+    }
+    if (pidStart(rec.pid) !== rec.pidStart || rec.pidStart === "") {
+      fs.rmSync(`${dir}/${n}`, { force: true });
+      continue;
+    }
+    out.push(rec);
+  }
+  return out.sort((a, b) => a.id - b.id);
+}
+
+/** SIGTERM to the process running transfer `id`; waits (up to timeoutMs) until it has undone its work. */
+export async function cancelTransfer(stateDir: string, id: number, timeoutMs = 30_000): Promise<boolean> {
+  const rec = listTransfers(stateDir).find((r) => r.id === id);
+  if (rec === undefined) return false;
+  try {
+    process.kill(rec.pid, "SIGTERM");
+  } catch {
+    return false;
+  }
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (pidStart(rec.pid) !== rec.pidStart) break;
+    if (!fs.existsSync(`${transfersDir(stateDir)}/${id}.json`)) break;
+    await Bun.sleep(50);
+  }
+  return true;
+}
