@@ -549,8 +549,6 @@ static int apply(struct spec *s, enum rec_id id, const char *name, size_t idx, c
 		if (r == -ENOMEM) OOM();
 		if (r < 0) goto malformed;
 		break;
-	case R_FSMOUNT:
-		if ((r = add_op(s, &op)) < 0) OOM();
 	case R_IDMAP_BIND: {
 		long long v;
 		if ((r = add_op(s, &op)) < 0) OOM();
@@ -581,6 +579,8 @@ static int apply(struct spec *s, enum rec_id id, const char *name, size_t idx, c
 		op->idmap_count = (unsigned long)v;
 		break;
 	}
+	case R_FSMOUNT:
+		if ((r = add_op(s, &op)) < 0) OOM();
 		op->kind = OP_FSMOUNT;
 		op->fd = -1;
 		op->fstype = a[0];
