@@ -4,7 +4,7 @@
  * other containers hold (lock files in STATE/userns/, held by their supervisors).
  */
 import type { Host } from "./host.ts";
-import { parseGroup, parsePasswd } from "./facts.ts";
+import { type PasswdEntry, parseGroup, parsePasswd } from "./facts.ts";
 
 export interface UsernsFacts {
   /** Owner of the root directory; undefined when it does not exist. */
@@ -18,6 +18,20 @@ export interface UsernsFacts {
   lockDir: string;
   /** Range bases whose lock file is held by a running supervisor. */
   rangesInUse: number[];
+  /** The host's users and groups, and password hashes by user name (/etc/shadow), for --bind-user. */
+  hostUsers: PasswdEntry[];
+  hostGroups: Array<{ name: string; gid: number }>;
+  hostShadow: Record<string, string>;
+}
+
+/** User name -> password hash from /etc/shadow text (empty hashes left out). */
+export function parseShadow(text: string | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of (text ?? "").split("\n")) {
+    const f = line.split(":");
+    if (f.length >= 2 && f[0] !== "" && f[1] !== "" && !line.startsWith("#")) out[f[0]!] = f[1]!;
+  }
+  return out;
 }
 
 /** The mount whose mount point is the longest prefix of `path` (mountinfo order: last wins). */
@@ -43,12 +57,17 @@ export function gatherUsernsFacts(host: Host, root: string, stateDir: string): U
     if (lock === undefined) rangesInUse.push(Number(name));
     else lock.release();
   }
+  const hostUsers = parsePasswd(host.readFile("/etc/passwd"));
+  const hostGroups = parseGroup(host.readFile("/etc/group")).map((g) => ({ name: g.name, gid: g.gid }));
   return {
     rootOwner: host.owner(root),
     rootFsType: fsTypeOf(host.mountinfo(), root),
-    hostUids: parsePasswd(host.readFile("/etc/passwd")).map((p) => p.uid),
-    hostGids: parseGroup(host.readFile("/etc/group")).map((g) => g.gid),
+    hostUids: hostUsers.map((p) => p.uid),
+    hostGids: hostGroups.map((g) => g.gid),
     lockDir,
     rangesInUse: rangesInUse.sort((a, b) => a - b),
+    hostUsers,
+    hostGroups,
+    hostShadow: parseShadow(host.readFile("/etc/shadow")),
   };
 }

@@ -8,6 +8,7 @@ import { NSPAWN_DEFAULT_CAPS, capabilityMask, type CapabilityName } from "../set
 import { machineNameFromDirectory } from "../settings/machine-name.ts";
 import type { Settings } from "../settings/settings.ts";
 import { SIGRTMIN, uuidFromHex } from "../settings/values.ts";
+import { bindUserOps, planBindUsers } from "./bind-user.ts";
 import { credentialDirOps, credentialEnv, credentialOps } from "./credentials.ts";
 import { planJournal } from "./journal.ts";
 import { MS, S_IF } from "./mount-flags.ts";
@@ -50,7 +51,6 @@ function origin(settings: Settings, key: keyof Settings): string {
 export function unimplementedSettings(s: Settings): string[] {
   const set: Array<[keyof Settings, boolean]> = [
     ["image", s.image !== undefined],
-    ["bindUsers", s.bindUsers.length > 0],
     ["networkVeth", s.networkVeth],
     ["networkVethExtra", s.networkVethExtra.length > 0],
     ["networkBridge", s.networkBridge !== undefined],
@@ -317,6 +317,7 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
   const name = machineName(settings, image);
   const uuid = containerUuid(settings, image, host);
   const usernsPlan = planUserns(settings, image.root, name, image.userns, host.randomId);
+  const bound = planBindUsers(settings, image, usernsPlan); // --bind-user
   const user = resolveUser(settings, image);
   const rootPlan = planRoot(settings, image); // --volatile, -x, --pivot-root
   const writable = rootPlan.writable;
@@ -330,7 +331,7 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
     { op: "mount", source: "tmpfs", target: "/tmp", fstype: "tmpfs", flags: MS.NOSUID | MS.NODEV | MS.STRICTATIME, data: "mode=1777,size=10%,nr_inodes=400k", create: "dir" },
     { op: "mount", source: "sysfs", target: "/sys", fstype: "sysfs", flags: RO_API, data: "", create: "dir" },
     ...devOps(settings.privateNetwork),
-    ...runHostOps(host, uuid, credentialDirOps(settings)),
+    ...runHostOps(host, uuid, [...credentialDirOps(settings), ...bindUserOps(bound)]),
     ...credentialOps(settings, host),
     ...procOps(settings.privateNetwork),
     { op: "cgroupns" },
@@ -406,5 +407,5 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
       hostMkdirs: journal.hostMkdirs,
       hostSymlinks: journal.hostSymlinks,
     },
-  }, usernsPlan, settings.privateNetwork);
+  }, usernsPlan, settings.privateNetwork, bound);
 }

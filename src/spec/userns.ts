@@ -8,6 +8,7 @@
 import { MachinaError, invalidError } from "../errors.ts";
 import type { UsernsFacts } from "../host/userns-facts.ts";
 import type { OwnershipMode, Settings } from "../settings/settings.ts";
+import { type BoundUser, idMapWithUsers } from "./bind-user.ts";
 import { MS } from "./mount-flags.ts";
 import { siphash24 } from "./siphash.ts";
 import type { RunSpec, SetupOp } from "./types.ts";
@@ -168,11 +169,10 @@ export function usernsOps(ops: SetupOp[], privateNetwork: boolean, treeOwned = t
   return out;
 }
 
-export function specUserns(plan: UsernsPlan): SpecUserns {
-  const line = { inside: 0, outside: plan.base, count: plan.count };
+export function specUserns(plan: UsernsPlan, bound: BoundUser[] = []): SpecUserns {
   return {
-    uidMap: [line],
-    gidMap: [line],
+    uidMap: idMapWithUsers(plan, bound, "uid"),
+    gidMap: idMapWithUsers(plan, bound, "gid"),
     cgroupOwner: { uid: plan.base, gid: plan.base },
     lock: plan.lock,
     chownRoot: plan.ownership === "chown" ? { base: plan.base, count: plan.count } : undefined,
@@ -181,12 +181,12 @@ export function specUserns(plan: UsernsPlan): SpecUserns {
 }
 
 /** Turn a spec built for the host's user namespace into one for the plan's. */
-export function applyUserns(spec: RunSpec, plan: UsernsPlan | undefined, privateNetwork: boolean): RunSpec {
+export function applyUserns(spec: RunSpec, plan: UsernsPlan | undefined, privateNetwork: boolean, bound: BoundUser[] = []): RunSpec {
   if (plan === undefined) return spec;
   return {
     ...spec,
     namespaces: [...spec.namespaces, "user"],
     ops: usernsOps(spec.ops, privateNetwork, plan.treeOwned),
-    userns: specUserns(plan),
+    userns: specUserns(plan, bound),
   };
 }

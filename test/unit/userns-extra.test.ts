@@ -121,3 +121,76 @@ describe("--bind=…:idmap / :rootidmap", () => {
     expect(order).toEqual(["idmap_bind:/a", "mount:/b", "mount:/c"]);
   });
 });
+
+describe("--bind-user", () => {
+  const users = {
+    "/etc/passwd": "root:x:0:0::/root:/bin/sh\nalice:x:1001:1001:Alice:/home/alice:/bin/bash\nbob:x:1002:1002::/home/bob:/bin/sh\nnobody:x:65534:65534::/:/bin/false\ncarol:x:1003:100::/home/carol:/bin/sh\n",
+    "/etc/group": "root:x:0:\nusers:x:100:\nalice:x:1001:\nbob:x:1002:\nnogroup:x:65534:\n",
+    "/etc/shadow": "root:*:1::::::\nalice:$y$j9T$salt$hash:19000:0:99999:7:::\nbob::19000::::::\n",
+  };
+  const image = {
+    "/srv/box/etc/passwd": "root:x:0:0::/root:/bin/sh\ntaken:x:60514:60514::/:/bin/sh\n",
+    "/srv/box/etc/group": "root:x:0:\nalsotaken:x:60515:\n",
+  };
+  const host = () => fakeHost({ ...users, ...image });
+
+  test("records, symlinks, home bind and uid/gid maps with holes — as systemd-nspawn 252", () => {
+    const spec = build(["-D", "/srv/box", "--private-users=1048576", "--bind-user=alice", "--bind-user=bob", "/bin/true"], host());
+    // 60514 is a user and 60515 a group of the image: alice gets 60516, bob 60517
+    expect(records(spec, "uid_map")).toEqual([
+      ["0", "1048576", "60516"], ["60516", "1001", "1"], ["60517", "1002", "1"], ["60518", String(1048576 + 60518), String(65536 - 60518)],
+    ]);
+    expect(records(spec, "gid_map")).toEqual([
+      ["0", "1048576", "60516"], ["60516", "1001", "1"], ["60517", "1002", "1"], ["60518", String(1048576 + 60518), String(65536 - 60518)],
+    ]);
+    const ops = spec.ops.filter((o) => ("path" in o && o.path.startsWith("/run/host/userdb")) || ("target" in o && o.target.startsWith("/run/host/home")) || ("path" in o && o.path === "/run/host/home"));
+    expect(ops).toEqual([
+      { op: "mkdir", path: "/run/host/userdb", mode: 0o755 },
+      { op: "mkdir", path: "/run/host/home", mode: 0o755 },
+      { op: "symlink", target: "alice.user", path: "/run/host/userdb/60516.user" },
+      { op: "write", path: "/run/host/userdb/alice.user", mode: 0o644, content: '{"userName":"alice","uid":60516,"gid":60516,"homeDirectory":"/run/host/home/alice","service":"io.systemd.NSpawn"}\n' },
+      { op: "symlink", target: "alice.group", path: "/run/host/userdb/60516.group" },
+      { op: "write", path: "/run/host/userdb/alice.group", mode: 0o644, content: '{"groupName":"alice","gid":60516,"service":"io.systemd.NSpawn"}\n' },
+      { op: "symlink", target: "alice.user-privileged", path: "/run/host/userdb/60516.user-privileged" },
+      { op: "write", path: "/run/host/userdb/alice.user-privileged", mode: 0o600, content: '{"privileged":{"hashedPassword":["$y$j9T$salt$hash"]}}\n' },
+      { op: "mount", source: "/home/alice", target: "/run/host/home/alice", fstype: "", flags: MS.BIND, data: "", create: "dir" },
+      { op: "symlink", target: "bob.user", path: "/run/host/userdb/60517.user" },
+      { op: "write", path: "/run/host/userdb/bob.user", mode: 0o644, content: '{"userName":"bob","uid":60517,"gid":60517,"homeDirectory":"/run/host/home/bob","service":"io.systemd.NSpawn"}\n' },
+      { op: "symlink", target: "bob.group", path: "/run/host/userdb/60517.group" },
+      { op: "write", path: "/run/host/userdb/bob.group", mode: 0o644, content: '{"groupName":"bob","gid":60517,"service":"io.systemd.NSpawn"}\n' },
+      { op: "mount", source: "/home/bob", target: "/run/host/home/bob", fstype: "", flags: MS.BIND, data: "", create: "dir" },
+    ]);
+    // before /run/host is sealed read-only
+    const seal = spec.ops.findIndex((o) => o.op === "rebind" && o.target === "/run/host");
+    const last = spec.ops.findIndex((o) => o.op === "mount" && o.target === "/run/host/home/bob");
+    expect(last).toBeGreaterThan(0);
+    expect(last).toBeLessThan(seal);
+  });
+  test("BindUser= in a trusted file works like --bind-user", () => {
+    const h = host();
+    const parsed = parseNspawnCommandLine(["-D", "/srv/box", "--private-users=1048576", "/bin/true"], h.env());
+    if (parsed.action !== "run") throw new Error("not a run");
+    const s = mergeSettings(parsed.settings, parseNspawnFile("[Files]\nBindUser=alice\n", F, true), "yes");
+    expect(s.bindUsers).toEqual(["alice"]);
+  });
+  test.each([
+    [["--bind-user=alice"], /--bind-user= requires --private-users/],
+    [["-U", "--bind-user=root"], /Mapping 'root' user not supported/],
+    [["-U", "--bind-user=nobody"], /Mapping 'nobody' user not supported/],
+    [["-U", "--bind-user=mallory"], /Failed to resolve user 'mallory'/],
+    [["-U", "--bind-user=carol"], /without private groups/],
+    [["--private-users=0", "--bind-user=alice"], /UID 1001 of user 'alice' to map is already in container UID range \(0 - 65536\)/],
+  ])("%p is refused", (args, re) => {
+    expect(() => build(["-D", "/srv/box", "-M", "bb2", ...args, "/bin/true"], host())).toThrow(re);
+  });
+  test("a name the image already knows is refused; a full range too", () => {
+    expect(() => build(["-D", "/srv/box", "-U", "--bind-user=alice", "/bin/true"], fakeHost({ ...users, ...image, "/srv/box/etc/passwd": "alice:x:5:5::/:/bin/sh\n" }))).toThrow(/the user 'alice' already exists in the container/);
+    expect(() => build(["-D", "/srv/box", "-U", "--bind-user=alice", "/bin/true"], fakeHost({ ...users, ...image, "/srv/box/etc/group": "alice:x:5:\n" }))).toThrow(/the group 'alice' already exists in the container/);
+    const full = Array.from({ length: 64 }, (_, i) => `u${i}:x:${60514 + i}:0::/:/bin/sh`).join("\n");
+    expect(() => build(["-D", "/srv/box", "-U", "--bind-user=alice", "/bin/true"], fakeHost({ ...users, ...image, "/srv/box/etc/passwd": full }))).toThrow(/No suitable available UID in range 60514…60577/);
+  });
+  test("no shadow hash: no user-privileged record", () => {
+    const spec = build(["-D", "/srv/box", "--private-users=1048576", "--bind-user=bob", "/bin/true"], host());
+    expect(specRecords(spec).filter(([n, a]) => n === "write" && a[0]!.includes("privileged"))).toEqual([]);
+  });
+});
