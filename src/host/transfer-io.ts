@@ -161,21 +161,49 @@ export async function extractTar(o: ExtractOptions): Promise<ScanSummary & { com
   const scanner = new ArchiveScanner(o.limits);
   // Uncompressed: tar reads the file itself while the scanner reads it here (no copy through
   // this process). Compressed: one decompressor, its output fed to both.
-  const direct = compression === "uncompressed";
+  const direct = compression === "uncompressed" && process.env["MACHINA_IMPORT_STREAM"] !== "1";
   const dec = direct
     ? decompressFile(o.source, compression, 4 * 1024 * 1024)
     : decompressFile(o.source, compression);
-  const tarInput = direct ? fs.openSync(o.source, "r") : "pipe";
+  // Compressed (or MACHINA_IMPORT_STREAM=1): tar reads a stream whose every chunk the scanner
+  // has passed first, so tar never sees the header of an entry the scanner refuses.
+  let feedError: unknown;
+  let feedDone!: () => void;
+  const fed = new Promise<void>((r) => (feedDone = r));
+  const iterator = dec.chunks[Symbol.asyncIterator]();
+  const stream = direct
+    ? undefined
+    : new ReadableStream<Uint8Array>(
+        {
+          async pull(controller) {
+            try {
+              const { value, done } = await iterator.next();
+              if (done) {
+                controller.close();
+                feedDone();
+                return;
+              }
+              await scanner.write(value);
+              controller.enqueue(value);
+            } catch (e) {
+              feedError = e;
+              controller.error(e);
+              feedDone();
+            }
+          },
+          cancel() {
+            feedDone();
+          },
+        },
+        { highWaterMark: 8 },
+      );
+  const tarInput = direct ? fs.openSync(o.source, "r") : stream!;
   const tar = Bun.spawn(["unshare", "--mount", "--propagation", "private", "sh", "-c", CONFINE_SCRIPT, "sh", o.scratch, o.target, ...TAR_EXTRACT_ARGS], {
     stdio: [tarInput, "ignore", "pipe", ...(o.inheritFds ?? [])],
-  }) as unknown as Bun.Subprocess<"pipe", "ignore", "pipe">;
+  }) as unknown as Bun.Subprocess<"ignore", "ignore", "pipe">;
   if (typeof tarInput === "number") fs.closeSync(tarInput);
   const tarErr = new Response(tar.stderr).text();
-  let tarGone = false;
-  const tarExit = tar.exited.then((c) => {
-    tarGone = true;
-    return c;
-  });
+  const tarExit = tar.exited;
 
   const killAll = () => {
     dec.kill();
@@ -195,48 +223,31 @@ export async function extractTar(o: ExtractOptions): Promise<ScanSummary & { com
   const timer = o.onProgress ? setInterval(() => o.onProgress!(dec.position()), 200) : undefined;
   try {
     if (o.signal?.aborted) throw new TransferAborted();
-    const sink = tar.stdin;
-    let pending = 0;
     try {
-      for await (const chunk of dec.chunks) {
-        if (aborted) throw new TransferAborted();
-        // tar first (another process works on it while we scan), then the scanner.
-        if (direct) {
+      if (direct) {
+        for await (const chunk of dec.chunks) {
+          if (aborted) throw new TransferAborted();
           await scanner.write(chunk);
-          continue;
         }
-        if (tarGone) break;
-        try {
-          sink.write(chunk);
-          pending += chunk.byteLength;
-          if (pending >= 1024 * 1024) {
-            await sink.flush();
-            pending = 0;
+      } else {
+        // Done feeding, or tar exited early (then its status says why).
+        const first = await Promise.race([fed.then(() => "fed"), tarExit.then(() => "tar")]);
+        if (first === "tar" && !aborted) {
+          await Promise.race([fed, Bun.sleep(100)]);
+          if (feedError === undefined) {
+            killAll();
+            const text = (await tarErr).trim().split("\n").slice(-3).join("; ");
+            throw new MachinaError("E_SYSTEM", `tar failed (exit ${await tarExit}): ${text}`);
           }
-        } catch {
-          break; // tar exited: its status says why
         }
-        await scanner.write(chunk);
-      }
-      if (tarGone && !direct) {
-        dec.kill();
-        const code = await tarExit;
-        const text = (await tarErr).trim().split("\n").slice(-3).join("; ");
-        throw new MachinaError("E_SYSTEM", `tar failed (exit ${code}): ${text}`);
-      }
-      try {
-        if (!direct) {
-          await sink.flush();
-          await sink.end();
-        }
-      } catch {
-        // tar exited: its status says why
+        if (aborted) throw new TransferAborted();
+        if (feedError !== undefined) throw feedError;
       }
     } catch (e) {
       killAll();
       await tarExit;
       if (aborted) throw new TransferAborted();
-      if (scanner.error && !(scanner.error.message.endsWith("aborted"))) throw scanner.error;
+      if (scanner.error && !scanner.error.message.endsWith("aborted")) throw scanner.error;
       throw e;
     }
     await dec.finished();

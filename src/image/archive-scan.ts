@@ -124,6 +124,7 @@ export class ArchiveScanner {
         stream.resume();
         return;
       }
+      stream.on("error", (e: Error) => this.fail(new UnsafeArchiveError(`truncated archive (${e.message})`)));
       stream.on("end", next);
       stream.resume();
     });
