@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "enter.h"
 #include "error.h"
 #include "spec.h"
 #include "supervisor.h"
@@ -53,6 +54,7 @@ static int reexec_sealed(char **argv, struct merr *e)
 static int usage(void)
 {
 	static const char u[] = "usage: machina-helper run --spec-fd N | --spec FILE\n"
+				"       machina-helper enter --spec-fd N | --spec FILE\n"
 				"       machina-helper --version\n";
 	(void)write_all(2, u, sizeof u - 1);
 	return 1;
@@ -65,8 +67,9 @@ int main(int argc, char **argv)
 		static const char v[] = "machina-helper " VERSION " (spec version " SPEC_VERSION ")\n";
 		return write_all(1, v, sizeof v - 1) < 0;
 	}
-	if (argc != 4 || strcmp(argv[1], "run") != 0)
+	if (argc != 4 || (strcmp(argv[1], "run") != 0 && strcmp(argv[1], "enter") != 0))
 		return usage();
+	int enter = !strcmp(argv[1], "enter");
 
 	int fd;
 	const char *what = argv[3];
@@ -112,6 +115,17 @@ int main(int argc, char **argv)
 	if (r < 0) {
 		merr_print(&e);
 		return 1;
+	}
+	if (enter) {
+		struct enter_spec es;
+		if (enter_parse(&es, buf, len, &e) < 0) {
+			merr_print(&e);
+			enter_free(&es);
+			return 1;
+		}
+		int erc = enter_run(&es);
+		enter_free(&es);
+		return erc;
 	}
 	struct spec s;
 	if (spec_parse(&s, buf, len, &e) < 0) {

@@ -1,0 +1,646 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* machina-helper enter: join a running container (namespaces, cgroup, capabilities) and run a
+ * command there on a pty of the container's own devpts, or bind a host directory into it. */
+#include "enter.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/mount.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "caps.h"
+#include "console.h"
+#include "resolve.h"
+#include "util.h"
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+#define MAX_ARGS 65536u
+
+/* ------------------------------------------------------------------ parsing */
+
+struct cur {
+	char *p, *end;
+};
+
+static const char *next(struct cur *c)
+{
+	if (c->p >= c->end)
+		return NULL;
+	char *s = c->p;
+	char *nul = memchr(s, 0, (size_t)(c->end - s));
+	if (!nul)
+		return NULL;
+	c->p = nul + 1;
+	return s;
+}
+
+static int num(const char *s, long long min, long long max, long long *out)
+{
+	if (!s || !*s)
+		return -1;
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno || *end || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static void *track(struct enter_spec *s, void *p)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(s->mem); i++)
+		if (!s->mem[i]) {
+			s->mem[i] = p;
+			return p;
+		}
+	free(p);
+	return NULL;
+}
+
+static const char **grow_strs(struct enter_spec *s, const char ***arr, size_t *n, size_t add, const char ***slot)
+{
+	/* arrays of repeated records are rebuilt on each append (records are few) */
+	const char **na = calloc(*n + add + 1, sizeof *na);
+	if (!na)
+		return NULL;
+	if (*n)
+		memcpy(na, *arr, *n * sizeof *na);
+	for (size_t i = 0; i < ARRAY_SIZE(s->mem); i++)
+		if (s->mem[i] == (void *)*arr) {
+			free(s->mem[i]);
+			s->mem[i] = NULL;
+		}
+	*arr = na;
+	if (!track(s, na))
+		return NULL;
+	*slot = na + *n;
+	*n += add;
+	return na;
+}
+
+void enter_free(struct enter_spec *s)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(s->mem); i++)
+		free(s->mem[i]);
+	free(s->binds);
+	free(s->groups);
+	memset(s, 0, sizeof *s);
+}
+
+static int ns_flag(const char *n, unsigned *f)
+{
+	static const struct {
+		const char *name;
+		unsigned flag;
+	} t[] = { { "mnt", CLONE_NEWNS },   { "pid", CLONE_NEWPID }, { "uts", CLONE_NEWUTS },   { "ipc", CLONE_NEWIPC },
+		  { "net", CLONE_NEWNET }, { "cgroup", CLONE_NEWCGROUP }, { "user", CLONE_NEWUSER } };
+	for (size_t i = 0; i < ARRAY_SIZE(t); i++)
+		if (!strcmp(n, t[i].name)) {
+			*f |= t[i].flag;
+			return 0;
+		}
+	return -1;
+}
+
+#define BAD(...) merr_set(e, 0, "", "", __VA_ARGS__)
+
+int enter_parse(struct enter_spec *s, char *buf, size_t len, struct merr *e)
+{
+	memset(s, 0, sizeof *s);
+	s->buf = buf;
+	track(s, buf);
+	struct cur c = { buf, buf + len };
+	const char *m = next(&c), *v = next(&c);
+	if (!m || strcmp(m, ENTER_MAGIC) || !v)
+		return BAD("enter spec: bad header (expected %s %s)", ENTER_MAGIC, ENTER_VERSION);
+	if (strcmp(v, ENTER_VERSION))
+		return BAD("enter spec: unsupported version \"%s\"", v);
+	int seen_target = 0, seen_end = 0;
+	while (!seen_end) {
+		const char *name = next(&c), *cnt = next(&c);
+		long long n;
+		if (!name || !cnt || num(cnt, 0, MAX_ARGS, &n) < 0)
+			return BAD("enter spec: truncated or bad record count");
+		const char *a[MAX_ARGS > 8 ? 8 : MAX_ARGS];
+		const char *first = c.p;
+		for (long long i = 0; i < n; i++) {
+			const char *x = next(&c);
+			if (!x)
+				return BAD("enter spec: record \"%s\" is truncated", name);
+			if (i < 8)
+				a[i] = x;
+		}
+		/* re-walk helper for variadic records */
+		struct cur rest = { (char *)first, c.p };
+#define NEED(k)                                                                              \
+	do {                                                                                 \
+		if (n != (k))                                                                \
+			return BAD("enter spec: record \"%s\" takes %d arguments", name, (k)); \
+	} while (0)
+		if (!strcmp(name, "end")) {
+			NEED(0);
+			seen_end = 1;
+		} else if (!strcmp(name, "prog")) {
+			NEED(1);
+			s->prog = a[0];
+		} else if (!strcmp(name, "target")) {
+			NEED(2);
+			long long pid;
+			if (num(a[0], 1, 1 << 22, &pid) < 0)
+				return BAD("enter spec: bad pid \"%s\"", a[0]);
+			s->pid = (pid_t)pid;
+			s->starttime = a[1];
+			seen_target = 1;
+		} else if (!strcmp(name, "namespaces")) {
+			for (long long i = 0; i < n; i++)
+				if (ns_flag(next(&rest), &s->ns_flags) < 0)
+					return BAD("enter spec: unknown namespace");
+		} else if (!strcmp(name, "cgroup")) {
+			NEED(1);
+			const char **slot;
+			if (!grow_strs(s, &s->cgroups, &s->n_cgroups, 1, &slot))
+				return merr_set(e, ENOMEM, "", "", "out of memory");
+			*slot = a[0];
+		} else if (!strcmp(name, "caps_bounding")) {
+			NEED(1);
+			char *end;
+			errno = 0;
+			unsigned long long x = strtoull(a[0], &end, 16);
+			if (errno || *end || !*a[0])
+				return BAD("enter spec: bad capability mask \"%s\"", a[0]);
+			s->has_caps = 1;
+			s->caps_bounding = x;
+		} else if (!strcmp(name, "no_new_privs")) {
+			NEED(1);
+			s->no_new_privs = !strcmp(a[0], "1");
+		} else if (!strcmp(name, "user")) {
+			if (n < 2)
+				return BAD("enter spec: \"user\" takes UID GID GROUPS...");
+			long long x;
+			if (num(next(&rest), 0, 0xfffffffe, &x) < 0)
+				return BAD("enter spec: bad uid");
+			s->uid = (uid_t)x;
+			if (num(next(&rest), 0, 0xfffffffe, &x) < 0)
+				return BAD("enter spec: bad gid");
+			s->gid = (gid_t)x;
+			s->n_groups = (size_t)n - 2;
+			s->groups = calloc(s->n_groups + 1, sizeof *s->groups);
+			if (!s->groups)
+				return merr_set(e, ENOMEM, "", "", "out of memory");
+			for (size_t i = 0; i < s->n_groups; i++) {
+				if (num(next(&rest), 0, 0xfffffffe, &x) < 0)
+					return BAD("enter spec: bad group");
+				s->groups[i] = (gid_t)x;
+			}
+			s->has_user = 1;
+		} else if (!strcmp(name, "env") || !strcmp(name, "args")) {
+			const char ***arr = !strcmp(name, "env") ? &s->env : &s->args;
+			size_t *cnt_p = !strcmp(name, "env") ? &s->n_env : &s->n_args;
+			const char **slot;
+			if (!grow_strs(s, arr, cnt_p, (size_t)n, &slot))
+				return merr_set(e, ENOMEM, "", "", "out of memory");
+			for (long long i = 0; i < n; i++)
+				slot[i] = next(&rest);
+		} else if (!strcmp(name, "chdir")) {
+			NEED(1);
+			if (a[0][0] != '/')
+				return BAD("enter spec: chdir needs an absolute path");
+			s->chdir = a[0];
+		} else if (!strcmp(name, "console")) {
+			NEED(1);
+			if (!strcmp(a[0], "pty"))
+				s->pty = 1;
+			else if (!strcmp(a[0], "pipe"))
+				s->pty = 0;
+			else
+				return BAD("enter spec: console must be pty or pipe");
+		} else if (!strcmp(name, "exec")) {
+			NEED(2);
+			const char **p1, **p2;
+			size_t n1 = s->n_exec, n2 = s->n_exec;
+			if (!grow_strs(s, &s->exec_path, &n1, 1, &p1) || !grow_strs(s, &s->exec_argv0, &n2, 1, &p2))
+				return merr_set(e, ENOMEM, "", "", "out of memory");
+			*p1 = a[0];
+			*p2 = a[1];
+			s->n_exec = n1;
+		} else if (!strcmp(name, "bind")) {
+			NEED(4);
+			if (a[0][0] != '/' || a[1][0] != '/')
+				return BAD("enter spec: bind takes absolute paths");
+			struct enter_bind *nb = realloc(s->binds, (s->n_binds + 1) * sizeof *nb);
+			if (!nb)
+				return merr_set(e, ENOMEM, "", "", "out of memory");
+			s->binds = nb;
+			nb[s->n_binds++] = (struct enter_bind){ a[0], a[1], !strcmp(a[2], "1"), !strcmp(a[3], "1") };
+		} else {
+			return BAD("enter spec: unknown record \"%s\"", name);
+		}
+#undef NEED
+	}
+	if (c.p != c.end)
+		return BAD("enter spec: data after \"end\"");
+	if (!seen_target)
+		return BAD("enter spec: \"target\" is required");
+	if (!s->n_exec && !s->n_binds)
+		return BAD("enter spec: nothing to do (no \"exec\" and no \"bind\")");
+	if (s->n_binds && !(s->ns_flags & CLONE_NEWNS))
+		return BAD("enter spec: \"bind\" needs the mnt namespace");
+	return 0;
+}
+
+/* ------------------------------------------------------------------ running */
+
+static int check_target(struct enter_spec *s, int pidfd, struct merr *e)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)s->pid);
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
+	if (n <= 0)
+		return merr_set(e, ESRCH, "open", path, "the container's leader %d is gone", (int)s->pid);
+	buf[n] = 0;
+	char *p = strrchr(buf, ')');
+	/* fields after ") ": state(3) ... starttime(22) = the 20th */
+	for (int i = 0; p && i < 20; i++)
+		p = strchr(p + 1, ' ');
+	if (!p)
+		return merr_set(e, EINVAL, "read", path, "cannot parse \"%s\"", path);
+	char *end = strchr(p + 1, ' ');
+	if (end)
+		*end = 0;
+	if (strcmp(p + 1, s->starttime))
+		return merr_set(e, ESRCH, "", path, "the container's leader %d is gone (pid reused)", (int)s->pid);
+	(void)pidfd;
+	return 0;
+}
+
+static int setns_all(int pidfd, unsigned flags, struct merr *e)
+{
+	if (!flags)
+		return 0;
+	if (setns(pidfd, (int)flags) < 0)
+		return merr_sys(e, "setns", "", "failed to enter the container's namespaces (0x%x)", flags);
+	return 0;
+}
+
+static int do_binds(struct enter_spec *s, const int *trees, struct merr *e)
+{
+	_cleanup_close_ int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (root < 0)
+		return merr_sys(e, "open", "/", "failed to open the container's root");
+	for (size_t i = 0; i < s->n_binds; i++) {
+		struct enter_bind *b = &s->binds[i];
+		struct stat st;
+		if (fstat(trees[i], &st) < 0)
+			return merr_sys(e, "fstat", b->src, "failed to stat \"%s\"", b->src);
+		_cleanup_close_ int target = -1;
+		if (b->mkdir) {
+			if (S_ISDIR(st.st_mode)) {
+				target = res_mkdir_p(root, b->dst, 0755, e);
+			} else {
+				char base[256];
+				_cleanup_close_ int parent = res_parent(root, b->dst, 1, base, e);
+				if (parent < 0)
+					return parent;
+				int f = openat(parent, base, O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
+				if (f < 0 && errno != EISDIR)
+					return merr_sys(e, "openat", b->dst, "failed to create \"%s\" in the container", b->dst);
+				if (f >= 0)
+					close(f);
+				target = res_open(root, b->dst, O_PATH, e);
+			}
+		} else {
+			target = res_open(root, b->dst, O_PATH, e);
+		}
+		if (target < 0)
+			return target;
+		struct stat tst;
+		if (fstat(target, &tst) < 0)
+			return merr_sys(e, "fstat", b->dst, "failed to stat \"%s\" in the container", b->dst);
+		if (S_ISDIR(st.st_mode) != S_ISDIR(tst.st_mode))
+			return merr_set(e, S_ISDIR(st.st_mode) ? ENOTDIR : EISDIR, "move_mount", b->dst,
+					"cannot bind \"%s\" on \"%s\": one is a directory, the other is not", b->src, b->dst);
+		if (syscall(SYS_move_mount, trees[i], "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+			return merr_sys(e, "move_mount", b->dst, "failed to mount \"%s\" on \"%s\" in the container", b->src, b->dst);
+	}
+	return 0;
+}
+
+/* Search PATH (from the spec's env) for a name without '/'. */
+static void exec_one(struct enter_spec *s, const char *path, char **argv, char **envp)
+{
+	if (strchr(path, '/')) {
+		execve(path, argv, envp);
+		return;
+	}
+	const char *pathenv = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+	for (size_t i = 0; i < s->n_env; i++)
+		if (!strncmp(s->env[i], "PATH=", 5))
+			pathenv = s->env[i] + 5;
+	char buf[4096];
+	int saved = ENOENT;
+	for (const char *p = pathenv; *p;) {
+		const char *colon = strchrnul(p, ':');
+		int l = snprintf(buf, sizeof buf, "%.*s/%s", (int)(colon - p), p, path);
+		if (l > 0 && (size_t)l < sizeof buf) {
+			execve(buf, argv, envp);
+			if (errno != ENOENT && errno != ENOTDIR)
+				saved = errno;
+		}
+		p = *colon ? colon + 1 : colon;
+	}
+	errno = saved;
+}
+
+/* The child: runs inside the container's pid namespace. Reports a failure on errfd
+ * (a struct merr) and exits; on success execve closes errfd (CLOEXEC). */
+static void child(struct enter_spec *s, int pidfd, const int *cgfds, int slave, int errfd)
+{
+	struct merr e = { 0 };
+	e.exit_code = 1;
+	char *argv[MAX_ARGS > 4096 ? 4096 : MAX_ARGS];
+	for (size_t i = 0; i < s->n_cgroups; i++)
+		if (write(cgfds[i], "0", 1) < 0) {
+			merr_sys(&e, "write", s->cgroups[i], "failed to join the container's cgroup \"%s\"", s->cgroups[i]);
+			goto fail;
+		}
+	if ((s->ns_flags & CLONE_NEWCGROUP) && setns(pidfd, CLONE_NEWCGROUP) < 0) {
+		merr_sys(&e, "setns", "", "failed to enter the container's cgroup namespace");
+		goto fail;
+	}
+	if (setsid() < 0) {
+		merr_sys(&e, "setsid", "", "failed to start a session");
+		goto fail;
+	}
+	if (slave >= 0) {
+		if (ioctl(slave, TIOCSCTTY, 0) < 0) {
+			merr_sys(&e, "ioctl", "TIOCSCTTY", "failed to make the pty the controlling terminal");
+			goto fail;
+		}
+		for (int fd = 0; fd < 3; fd++)
+			if (dup2(slave, fd) < 0) {
+				merr_sys(&e, "dup2", "", "failed to set up stdio");
+				goto fail;
+			}
+		if (slave > 2)
+			close(slave);
+	}
+	if (s->chdir && chdir(s->chdir) < 0) {
+		merr_sys(&e, "chdir", s->chdir, "failed to change to \"%s\" in the container", s->chdir);
+		goto fail;
+	}
+	if (s->has_caps && caps_drop_bounding(s->caps_bounding, &e) < 0)
+		goto fail;
+	if (s->has_user) {
+		if (setgroups(s->n_groups, s->groups) < 0 || setresgid(s->gid, s->gid, s->gid) < 0 ||
+		    setresuid(s->uid, s->uid, s->uid) < 0) {
+			merr_sys(&e, "setresuid", "", "failed to change to user %u:%u", (unsigned)s->uid, (unsigned)s->gid);
+			goto fail;
+		}
+	}
+	if (s->has_caps && (!s->has_user || s->uid == 0) && caps_set(s->caps_bounding, &e) < 0)
+		goto fail;
+	if (s->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+		merr_sys(&e, "prctl", "", "failed to set no_new_privs");
+		goto fail;
+	}
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	for (int sig = 1; sig < NSIG; sig++)
+		signal(sig, SIG_DFL);
+	/* nothing of the host but stdio reaches the command */
+	if (syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC) < 0) {
+		merr_sys(&e, "close_range", "", "failed to mark fds close-on-exec");
+		goto fail;
+	}
+	size_t argc = 0;
+	argv[argc++] = NULL; /* argv0 set per candidate */
+	for (size_t i = 0; i < s->n_args && argc < ARRAY_SIZE(argv) - 1; i++)
+		argv[argc++] = (char *)s->args[i];
+	argv[argc] = NULL;
+	int err = ENOENT;
+	for (size_t i = 0; i < s->n_exec; i++) {
+		argv[0] = (char *)s->exec_argv0[i];
+		exec_one(s, s->exec_path[i], argv, (char **)s->env);
+		if (errno != ENOENT && errno != ENOTDIR) {
+			err = errno;
+			break;
+		}
+	}
+	merr_set(&e, err, "execve", s->exec_path[0], "failed to execute \"%s\" in the container", s->exec_path[0]);
+	e.exit_code = err == ENOENT || err == ENOTDIR ? 127 : 126;
+fail:
+	(void)write_all(errfd, &e, sizeof e);
+	_exit(e.exit_code ? e.exit_code : 1);
+}
+
+static int open_pty(int *master, int *slave, struct merr *e)
+{
+	_cleanup_close_ int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (root < 0)
+		return merr_sys(e, "open", "/", "failed to open the container's root");
+	_cleanup_close_ int m = res_open(root, "/dev/pts/ptmx", O_RDWR | O_NOCTTY, e);
+	if (m < 0)
+		return m;
+	if (unlockpt(m) < 0)
+		return merr_sys(e, "ioctl", "/dev/pts/ptmx", "failed to unlock the pty");
+	int sl = ioctl(m, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (sl < 0)
+		return merr_sys(e, "ioctl", "/dev/pts/ptmx", "failed to open the pty's peer");
+	struct winsize ws;
+	if (host_winsize(&ws))
+		(void)ioctl(sl, TIOCSWINSZ, &ws);
+	*master = take_fd(&m);
+	*slave = sl;
+	return 0;
+}
+
+static int status_of(int st)
+{
+	if (WIFEXITED(st))
+		return WEXITSTATUS(st);
+	if (WIFSIGNALED(st))
+		return 128 + WTERMSIG(st);
+	return 1;
+}
+
+int enter_run(struct enter_spec *s)
+{
+	struct merr e = { 0 };
+	_cleanup_close_ int pidfd = -1, rootfd = -1, master = -1, slave = -1, sfd = -1;
+	if (s->prog)
+		g_prog = s->prog;
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+		merr_sys(&e, "prctl", "", "failed to make the helper non-dumpable");
+		goto fail;
+	}
+	/* no host fds are carried in: only stdio survives from here on */
+	if (syscall(SYS_close_range, 3u, ~0u, 0u) < 0) {
+		merr_sys(&e, "close_range", "", "failed to close inherited fds");
+		goto fail;
+	}
+	pidfd = (int)syscall(SYS_pidfd_open, s->pid, 0);
+	if (pidfd < 0) {
+		merr_sys(&e, "pidfd_open", "", "the container's leader %d is gone", (int)s->pid);
+		goto fail;
+	}
+	if (check_target(s, pidfd, &e) < 0)
+		goto fail;
+	char rootpath[64];
+	snprintf(rootpath, sizeof rootpath, "/proc/%d/root", (int)s->pid);
+	rootfd = open(rootpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (rootfd < 0) {
+		merr_sys(&e, "open", rootpath, "failed to open the container's root");
+		goto fail;
+	}
+	int cgfds[64];
+	size_t ncg = 0;
+	for (; ncg < s->n_cgroups && ncg < ARRAY_SIZE(cgfds); ncg++) {
+		char p[4200];
+		snprintf(p, sizeof p, "%s/cgroup.procs", s->cgroups[ncg]);
+		cgfds[ncg] = open(p, O_WRONLY | O_CLOEXEC);
+		if (cgfds[ncg] < 0) {
+			merr_sys(&e, "open", p, "failed to open the container's cgroup \"%s\"", p);
+			goto fail;
+		}
+	}
+	int trees[64];
+	size_t ntree = 0;
+	for (; ntree < s->n_binds && ntree < ARRAY_SIZE(trees); ntree++) {
+		struct enter_bind *b = &s->binds[ntree];
+		trees[ntree] = (int)syscall(SYS_open_tree, AT_FDCWD, b->src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+		if (trees[ntree] < 0) {
+			merr_sys(&e, "open_tree", b->src, "failed to open \"%s\"", b->src);
+			goto fail;
+		}
+		if (b->read_only) {
+			struct mount_attr attr = { .attr_set = MOUNT_ATTR_RDONLY };
+			if (syscall(SYS_mount_setattr, trees[ntree], "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0) {
+				merr_sys(&e, "mount_setattr", b->src, "failed to make \"%s\" read-only", b->src);
+				goto fail;
+			}
+		}
+	}
+	/* Everything but the cgroup namespace now (the child joins the cgroup first, from the
+	 * host's view, then enters the cgroup namespace). */
+	if (setns_all(pidfd, s->ns_flags & ~(unsigned)CLONE_NEWCGROUP, &e) < 0)
+		goto fail;
+	if (s->ns_flags & CLONE_NEWNS) {
+		if (fchdir(rootfd) < 0 || chroot(".") < 0 || chdir("/") < 0) {
+			merr_sys(&e, "chroot", rootpath, "failed to change to the container's root");
+			goto fail;
+		}
+	}
+	if (s->n_binds && do_binds(s, trees, &e) < 0)
+		goto fail;
+	for (size_t i = 0; i < ntree; i++)
+		close(trees[i]);
+	if (!s->n_exec)
+		return 0;
+
+	if (s->pty && open_pty(&master, &slave, &e) < 0)
+		goto fail;
+	int errp[2];
+	if (pipe2(errp, O_CLOEXEC) < 0) {
+		merr_sys(&e, "pipe2", "", "failed to create a pipe");
+		goto fail;
+	}
+	sigset_t mask, old;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGCHLD);
+	sigaddset(&mask, SIGWINCH);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGQUIT);
+	sigprocmask(SIG_BLOCK, &mask, &old);
+	pid_t pid = fork();
+	if (pid < 0) {
+		merr_sys(&e, "fork", "", "failed to fork");
+		goto fail;
+	}
+	if (pid == 0) {
+		close(errp[0]);
+		if (master >= 0)
+			close(master);
+		sigprocmask(SIG_SETMASK, &old, NULL);
+		child(s, pidfd, cgfds, slave, errp[1]);
+	}
+	close(errp[1]);
+	if (slave >= 0) {
+		close(slave);
+		slave = -1;
+	}
+	for (size_t i = 0; i < ncg; i++)
+		close(cgfds[i]);
+	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	struct relay r;
+	relay_init(&r);
+	if (master >= 0) {
+		if (relay_start(&r, master, isatty(0), &e) < 0)
+			goto fail;
+		master = -1; /* owned by the relay */
+	}
+	int status = -1, done = 0;
+	while (!done) {
+		struct pollfd p[4];
+		int n = 0;
+		p[n].fd = sfd;
+		p[n].events = POLLIN;
+		p[n++].revents = 0;
+		int irel = n;
+		n += relay_pollfds(&r, p + n);
+		if (poll(p, (nfds_t)n, -1) < 0 && errno != EINTR)
+			break;
+		if (p[0].revents & POLLIN) {
+			struct signalfd_siginfo si;
+			while (read(sfd, &si, sizeof si) == sizeof si) {
+				if (si.ssi_signo == SIGWINCH)
+					relay_winch(&r);
+				else if (si.ssi_signo != SIGCHLD)
+					kill(pid, (int)si.ssi_signo);
+			}
+			int st;
+			pid_t w = waitpid(pid, &st, WNOHANG);
+			if (w == pid) {
+				status = st;
+				done = 1;
+			}
+		}
+		if (!done && relay_handle(&r, p + irel, n - irel))
+			kill(pid, SIGHUP); /* ^]^]^] disconnects: hang up the command */
+	}
+	relay_drain(&r);
+	relay_close(&r);
+	struct merr ce;
+	ssize_t got = read(errp[0], &ce, sizeof ce);
+	close(errp[0]);
+	if (got == (ssize_t)sizeof ce) {
+		ce.syscall[sizeof ce.syscall - 1] = ce.path[sizeof ce.path - 1] = ce.msg[sizeof ce.msg - 1] = 0;
+		merr_print(&ce);
+		return ce.exit_code ? ce.exit_code : 1;
+	}
+	return status < 0 ? 1 : status_of(status);
+fail:
+	merr_print(&e);
+	return 1;
+}

@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* `machina-helper enter`: run a command in, or bind a host directory into, a running container
+ * (see SPEC.md, "Enter spec"). */
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "error.h"
+
+#define ENTER_MAGIC "MACHINA-ENTER"
+#define ENTER_VERSION "1"
+
+struct enter_bind {
+	const char *src;   /* HPATH */
+	const char *dst;   /* CPATH */
+	int read_only;
+	int mkdir;
+};
+
+struct enter_spec {
+	const char *prog;
+	pid_t pid;                 /* the container's leader */
+	const char *starttime;     /* its /proc/PID/stat field 22, checked after pidfd_open */
+	unsigned ns_flags;         /* CLONE_NEW* to enter */
+	const char **cgroups;      /* host cgroup directories to join */
+	size_t n_cgroups;
+	int has_caps;
+	uint64_t caps_bounding;
+	int no_new_privs;
+	int has_user;
+	uid_t uid;
+	gid_t gid;
+	gid_t *groups;
+	size_t n_groups;
+	const char **env;
+	size_t n_env;
+	const char *chdir;
+	int pty;                   /* 1: pty in the container's devpts; 0: inherit stdio */
+	const char **exec_path;    /* candidates */
+	const char **exec_argv0;
+	size_t n_exec;
+	const char **args;
+	size_t n_args;
+	struct enter_bind *binds;
+	size_t n_binds;
+	/* allocation owned by the spec */
+	char *buf;
+	void *mem[8];
+};
+
+int enter_parse(struct enter_spec *s, char *buf, size_t len, struct merr *e);
+void enter_free(struct enter_spec *s);
+/* Returns the exit status (command's status, 128+N, 126/127, or 1 on setup failure). */
+int enter_run(struct enter_spec *s);
