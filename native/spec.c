@@ -208,7 +208,7 @@ enum rec_id {
 	R_IDMAP_BIND,
 	R_USER, R_AS_PID2, R_EXEC, R_ARGS,
 	R_UID_MAP, R_GID_MAP, R_CGROUP_OWNER, R_USERNS_LOCK, R_CHOWN_ROOT, R_IDMAP_ROOT, R_FSMOUNT,
-	R_ROOT_TMPFS, R_ROOT_OVERLAY, R_PIVOT_ROOT_DIR, R_SCRATCH_DIR, R_HOST_MKDIR, R_HOST_SYMLINK, R_OVERLAY, R_SCRATCH_LIST, R_END, R__MAX
+	R_ROOT_TMPFS, R_ROOT_OVERLAY, R_PIVOT_ROOT_DIR, R_SCRATCH_DIR, R_HOST_MKDIR, R_HOST_SYMLINK, R_OVERLAY, R_SCRATCH_LIST, R_NETNS, R_ON_EXIT, R_END, R__MAX
 };
 
 #define VAR -1
@@ -272,6 +272,8 @@ static const struct {
 	[R_HOST_SYMLINK] = { "host_symlink", 2, 2, 1 },
 	[R_OVERLAY] = { "overlay", 5, VAR, 1 },
 	[R_SCRATCH_LIST] = { "scratch_list", 1, 1, 0 },
+	[R_NETNS] = { "netns", 1, 1, 0 },
+	[R_ON_EXIT] = { "on_exit", 1, VAR, 0 },
 	[R_END] = { "end", 0, 0, 0 },
 };
 
@@ -618,6 +620,15 @@ static int apply(struct spec *s, enum rec_id id, const char *name, size_t idx, c
 		WANT(is_cpath(a[0]) && strcmp(a[0], "/") != 0, "HPATH");
 		s->scratch_list = a[0];
 		break;
+	case R_NETNS:
+		WANT(is_cpath(a[0]) && strcmp(a[0], "/") != 0, "HPATH");
+		s->netns_path = a[0];
+		break;
+	case R_ON_EXIT:
+		WANT(is_cpath(a[0]), "ARGV (an absolute program path first)");
+		s->on_exit = a;
+		s->n_on_exit = n;
+		break;
 	case R_HOST_SYMLINK:
 		WANT(*a[0], "TARGET");
 		WANT(is_cpath(a[1]) && strcmp(a[1], "/") != 0, "HPATH");
@@ -782,6 +793,10 @@ int spec_parse(struct spec *s, char *buf, size_t len, struct merr *e)
 	}
 	if (s->hostname && !(s->clone_flags & CLONE_NEWUTS)) {
 		r = BAD("\"hostname\" needs the \"uts\" namespace (it would rename the host)");
+		goto fail_argv;
+	}
+	if (s->netns_path && (s->clone_flags & CLONE_NEWNET)) {
+		r = BAD("\"netns\" and the \"net\" namespace may not be combined");
 		goto fail_argv;
 	}
 	{

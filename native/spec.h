@@ -105,6 +105,11 @@ struct spec {
 	size_t n_host_mkdirs;
 	struct host_path *host_symlinks;
 	size_t n_host_symlinks;
+
+	/* a network namespace prepared by the TypeScript side (src/net/), and its undo command */
+	const char *netns_path; /* HPATH of a network namespace (nsfs bind mount) the container joins */
+	const char **on_exit;   /* ARGV run by the supervisor after the container is gone; NULL = none */
+	size_t n_on_exit;
 };
 
 /* Parse buf[0..len). Takes ownership of buf (freed by spec_free, also on error). */

@@ -5,17 +5,28 @@ import { gatherHostFacts, gatherImageFacts } from "../host/facts.ts";
 import { LinuxHost } from "../host/linux.ts";
 import { gatherUsernsFacts } from "../host/userns-facts.ts";
 import type { Host } from "../host/host.ts";
-import { sweepStale } from "../machine/registry.ts";
+import { addSweepHook, sweepStale } from "../machine/registry.ts";
+import { planNetwork } from "../net/plan.ts";
+import { setupNetwork, sweepNetworks, teardownNetwork } from "../net/setup.ts";
+import { wantsManagedNetwork } from "../spec/network.ts";
 import { populateFromTemplate } from "../image/template.ts";
-import { paths } from "../paths.ts";
+import { paths, REPO_ROOT } from "../paths.ts";
 import { loadSettingsFile } from "../settings/lookup.ts";
 import { parseNspawnCommandLine } from "../settings/nspawn-cli.ts";
 import type { Settings } from "../settings/settings.ts";
-import { buildSpec } from "../spec/build.ts";
+import { buildSpec, DEFAULT_PATH } from "../spec/build.ts";
 import { encodeSpec, specRecords } from "../spec/wire.ts";
 import { NSPAWN_HELP, NSPAWN_VERSION_TEXT } from "./nspawn-help.ts";
 
 const PROG = "machina-nspawn";
+
+/** The host's machine id (nspawn derives the MACs from it). */
+function hostMachineId(host: Host): string {
+  const id = host.readFile("/etc/machine-id")?.trim() ?? "";
+  if (!/^[0-9a-f]{32}$/.test(id))
+    throw new MachinaError("E_NOT_FOUND", "the host has no machine id (/etc/machine-id): cannot derive stable MAC addresses", { path: "/etc/machine-id" }, "systemd-machine-id-setup");
+  return id;
+}
 
 /** -D, else the image named by -M in the pool, else the current directory (as nspawn). */
 function chooseDirectory(settings: Settings, host: Host, pool: string[]): string {
@@ -59,7 +70,9 @@ export function main(argv: string[], host: Host = new LinuxHost()): number {
     const image = gatherImageFacts(host, directory, hostFacts.timezone);
     if (settings.privateUsers.mode !== "no") image.userns = gatherUsernsFacts(host, image.root, hostFacts.stateDir);
     const statusFd = env["MACHINA_STATUS_FD"] ? Number(env["MACHINA_STATUS_FD"]) : undefined;
-    const spec = buildSpec(settings, image, hostFacts, { prog: PROG, ...(statusFd !== undefined ? { statusFd } : {}) });
+    // The supervisor runs it with an empty environment: give it a PATH (ip, nft, umount, dnsmasq).
+    const netTeardown = ["/usr/bin/env", `PATH=${DEFAULT_PATH}`, process.execPath, `${REPO_ROOT}/bin/machina-net`, "teardown", "--state-dir", p.stateDir];
+    const spec = buildSpec(settings, image, hostFacts, { prog: PROG, netTeardown, ...(statusFd !== undefined ? { statusFd } : {}) });
     if (env["MACHINA_PRINT_SPEC"] === "1") {
       // Debugging aid: show the plan instead of running it.
       out(specRecords(spec).map(([name, args]) => JSON.stringify([name, ...args])).join("\n") + "\n");
@@ -68,12 +81,28 @@ export function main(argv: string[], host: Host = new LinuxHost()): number {
     if (host.lstat(p.helper) === undefined)
       throw new MachinaError("E_NOT_FOUND", `helper "${p.helper}" not found`, { path: p.helper }, "build it with: make -C native");
     // Entries of supervisors that were killed outright: remove them (and their cgroups) now.
+    addSweepHook(sweepNetworks);
     sweepStale(host, p.stateDir, Date.now());
+    // The network (src/net/): prepared here, joined by the helper, undone by its on_exit command.
+    let netUp = false;
+    if (wantsManagedNetwork(settings)) {
+      const lock = host.tryLock(`${p.stateDir}/machines/${spec.machine}/lock`);
+      if (lock === undefined && host.lstat(`${p.stateDir}/machines/${spec.machine}/lock`) !== undefined)
+        throw new MachinaError("E_BUSY", `machine "${spec.machine}" is already running`, { machine: spec.machine });
+      lock?.release();
+      setupNetwork(host, p.stateDir, planNetwork(settings, spec.machine, hostMachineId(host), p.stateDir));
+      netUp = true;
+    }
     if (!settings.quiet) {
       err(`Spawning container ${spec.machine} on ${spec.root}.\n`);
       if (spec.console === "interactive") err("Press ^] three times within 1s to kill container.\n");
     }
-    return host.execWithSpec(p.helper, ["machina-helper", "run", "--spec-fd"], encodeSpec(spec));
+    try {
+      return host.execWithSpec(p.helper, ["machina-helper", "run", "--spec-fd"], encodeSpec(spec));
+    } catch (e) {
+      if (netUp) teardownNetwork(host, p.stateDir, spec.machine);
+      throw e;
+    }
   } catch (error) {
     err(renderError(PROG, error) + "\n");
     return 1;

@@ -31,6 +31,8 @@ export class FakeHost implements Host {
   /** Paths whose lock is held by "another process". */
   readonly heldLocks = new Set<string>();
   readonly mtimes = new Map<string, number>();
+  /** stdin given to run(), in order (commands without input are not listed). */
+  readonly inputs: string[] = [];
   private readonly options: FakeHostOptions;
 
   constructor(options: FakeHostOptions = {}) {
@@ -241,8 +243,9 @@ export class FakeHost implements Host {
     };
   }
 
-  run(argv: string[]): CommandResult {
+  run(argv: string[], options: { input?: string } = {}): CommandResult {
     this.commands.push(argv);
+    if (options.input !== undefined) this.inputs.push(options.input);
     return this.options.onRun?.(argv) ?? { status: 0, stdout: "", stderr: "" };
   }
 
@@ -262,5 +265,16 @@ export class FakeHost implements Host {
 
   btrfsReadOnly(path: string): boolean {
     return this.btrfsReadOnlys.has(path);
+  }
+  /** Signals sent with kill(): [pid, signal]. */
+  readonly kills: Array<[number, number]> = [];
+
+  writeFile(path: string, content: string): void {
+    this.add(path, content);
+  }
+
+  kill(pid: number, signal: number): boolean {
+    this.kills.push([pid, signal]);
+    return true;
   }
 }

@@ -91,8 +91,8 @@ export interface Host {
    * another open file description holds a conflicting lock.
    */
   lockFile(path: string, mode: "exclusive" | "shared"): HeldLock | undefined;
-  /** Run a command to completion, stdin from /dev/null; `fds` are inherited by the child as fds 3, 4, … */
-  run(argv: string[], options?: { fds?: number[] }): CommandResult;
+  /** Run a command to completion, stdin from /dev/null (or `input`); `fds` are inherited by the child as fds 3, 4, … */
+  run(argv: string[], options?: { fds?: number[]; input?: string }): CommandResult;
   /** chmod(2) (follows symlinks). */
   chmod(path: string, mode: number): void;
   /** FS_IOC_GETFLAGS & FS_IMMUTABLE_FL (chattr +i); false where the file system has no such flag. */
@@ -101,4 +101,10 @@ export interface Host {
   setImmutable(path: string, on: boolean): void;
   /** BTRFS_IOC_SUBVOL_GETFLAGS & BTRFS_SUBVOL_RDONLY for a subvolume root. */
   btrfsReadOnly(path: string): boolean;
+
+  // --- networking (src/net/) ---
+  /** Create or truncate a file with the content (mode for a new file, default 0644). Not atomic: rename a temporary over it. */
+  writeFile(path: string, content: string, mode?: number): void;
+  /** kill(2); false when the process does not exist. */
+  kill(pid: number, signal: number): boolean;
 }

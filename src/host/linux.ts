@@ -234,8 +234,9 @@ export class LinuxHost implements Host {
     };
   }
 
-  run(argv: string[], options: { fds?: number[] } = {}): CommandResult {
-    const r = Bun.spawnSync(argv, { stdio: ["ignore", "pipe", "pipe", ...(options.fds ?? [])] });
+  run(argv: string[], options: { fds?: number[]; input?: string } = {}): CommandResult {
+    const stdin = options.input !== undefined ? Buffer.from(options.input) : "ignore";
+    const r = Bun.spawnSync(argv, { stdio: [stdin, "pipe", "pipe", ...(options.fds ?? [])] });
     return { status: r.exitCode ?? 128 + 9, stdout: r.stdout?.toString() ?? "", stderr: r.stderr?.toString() ?? "" };
   }
 
@@ -280,5 +281,18 @@ export class LinuxHost implements Host {
     fs.writeSync(fd, spec);
     for (const stdio of [0, 1, 2]) clearNonBlocking(stdio);
     return execve(path, [...argv, String(fd)], []);
+  }
+  writeFile(path: string, content: string, mode = 0o644): void {
+    fs.writeFileSync(path, content, { mode });
+  }
+
+  kill(pid: number, signal: number): boolean {
+    try {
+      process.kill(pid, signal);
+      return true;
+    } catch (e) {
+      if (e instanceof Error && "code" in e && e.code === "ESRCH") return false;
+      throw e;
+    }
   }
 }

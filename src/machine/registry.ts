@@ -157,6 +157,21 @@ export function scanRegistry(host: Host, stateDir: string, now: number): Registr
 }
 
 /**
+ * Extra sweeps run at the end of every sweepStale (e.g. src/net/: the networks of supervisors
+ * that are gone), so that every start cleans up after a kill -9 in one place.
+ */
+export type SweepHook = (host: Host, stateDir: string) => void;
+const sweepHooks: SweepHook[] = [];
+
+export function addSweepHook(hook: SweepHook): void {
+  if (!sweepHooks.includes(hook)) sweepHooks.push(hook);
+}
+
+function runSweepHooks(host: Host, stateDir: string): void {
+  for (const hook of sweepHooks) hook(host, stateDir);
+}
+
+/**
  * Remove the entries (and cgroups) of machines whose supervisor is gone. Returns their names.
  * Only cgroups below a `machine.slice`-style scope recorded by the helper are touched.
  */
@@ -164,5 +179,6 @@ export function sweepStale(host: Host, stateDir: string, now: number): string[] 
   const before = host.readdir(machinesDir(stateDir));
   scanRegistry(host, stateDir, now);
   const after = new Set(host.readdir(machinesDir(stateDir)));
+  runSweepHooks(host, stateDir);
   return before.filter((n) => !after.has(n)).sort();
 }

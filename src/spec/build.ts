@@ -18,6 +18,7 @@ import { resourcePlan } from "./resources.ts";
 import { planRoot } from "./root-modes.ts";
 import { seccompFilters } from "./seccomp.ts";
 import { applyUserns, planUserns } from "./userns.ts";
+import { netnsPath, routedNetwork, wantsManagedNetwork } from "./network.ts";
 import type { ExecCandidate, Namespace, RunSpec, SetupOp, SpecConsole } from "./types.ts";
 
 export const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -25,6 +26,8 @@ export const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/
 export interface BuildOptions {
   prog: string;
   statusFd?: number;
+  /** argv of the network's undo (`machina-net teardown`), run by the supervisor at exit; the machine name is appended. */
+  netTeardown?: string[];
 }
 
 /** The name the machine runs under: -M, else derived from the directory. */
@@ -51,15 +54,6 @@ function origin(settings: Settings, key: keyof Settings): string {
 export function unimplementedSettings(s: Settings): string[] {
   const set: Array<[keyof Settings, boolean]> = [
     ["image", s.image !== undefined],
-    ["networkVeth", s.networkVeth],
-    ["networkVethExtra", s.networkVethExtra.length > 0],
-    ["networkBridge", s.networkBridge !== undefined],
-    ["networkZone", s.networkZone !== undefined],
-    ["networkInterfaces", s.networkInterfaces.length > 0],
-    ["networkMacvlan", s.networkMacvlan.length > 0],
-    ["networkIpvlan", s.networkIpvlan.length > 0],
-    ["networkNamespacePath", s.networkNamespacePath !== undefined],
-    ["ports", s.ports.length > 0],
   ];
   return [...s.unsupported, ...set.filter(([, on]) => on).map(([key]) => origin(s, key))];
 }
@@ -75,6 +69,10 @@ export function checkRunnable(settings: Settings, image: ImageFacts, host: HostF
   }
   if (settings.directory === undefined)
     throw new MachinaError("E_USAGE", "no container root given", {}, "use -D DIRECTORY (see --help)");
+  if (settings.networkNamespacePath !== undefined && (settings.privateNetwork || wantsManagedNetwork(settings)))
+    throw new MachinaError("E_USAGE", `${origin(settings, "networkNamespacePath")} may not be combined with --private-network or other network options`, { flag: origin(settings, "networkNamespacePath") });
+  if (settings.ports.length > 0 && !routedNetwork(settings))
+    throw new MachinaError("E_USAGE", `${origin(settings, "ports")} needs --network-veth or --network-zone= (machina forwards to the address it gave the container)`, { flag: origin(settings, "ports") });
   if (!image.exists)
     throw new MachinaError("E_NOT_FOUND", `directory "${settings.directory}" does not exist`, { path: settings.directory });
   if (!image.isDirectory)
@@ -214,8 +212,10 @@ function resolvConfOps(settings: Settings, image: ImageFacts, host: HostFacts, w
   let mode = settings.resolvConf;
   if (mode === "off") return [];
   if (mode === "auto") {
-    if (settings.privateNetwork) return [];
-    const kind = host.resolvConf.resolvedRunning ? "stub" : "host";
+    // A container that machina routes (veth, zone) reaches the host's upstream servers, not its stub.
+    const routed = routedNetwork(settings);
+    if (settings.privateNetwork && !routed) return [];
+    const kind = host.resolvConf.resolvedRunning ? (routed ? "uplink" : "stub") : "host";
     mode = writable ? `copy-${kind}` : `bind-${kind}`;
   }
   if (mode === "delete") return writable ? [{ op: "remove", path: "/etc/resolv.conf" }] : [];
@@ -324,7 +324,9 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
   const userMounts = userMountPlan(settings, host, usernsPlan); // --bind, --tmpfs, --overlay, --inaccessible
   const journal = planJournal(settings, image, writable);
   const namespaces: Namespace[] = ["mnt", "pid", "uts", "ipc", "cgroup"];
-  if (settings.privateNetwork) namespaces.push("net");
+  // A network prepared by src/net/ (or --network-namespace-path) is joined, not created.
+  const joinNetns = wantsManagedNetwork(settings) ? netnsPath(host.stateDir, name) : settings.networkNamespacePath;
+  if (settings.privateNetwork && joinNetns === undefined) namespaces.push("net");
 
   const ops: SetupOp[] = [
     ...rootPlan.preOps,
@@ -407,5 +409,7 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
       hostMkdirs: journal.hostMkdirs,
       hostSymlinks: journal.hostSymlinks,
     },
-  }, usernsPlan, settings.privateNetwork, bound);
+    ...(joinNetns !== undefined ? { netns: joinNetns } : {}),
+    ...(wantsManagedNetwork(settings) && options.netTeardown ? { onExit: [...options.netTeardown, name] } : {}),
+  }, usernsPlan, settings.privateNetwork && joinNetns === undefined, bound);
 }

@@ -93,6 +93,10 @@ export interface RunSpec {
   userns?: SpecUserns;
   /** Root modes, pivot_root_dir and host-side directories (spec/root-modes.ts, mounts-user.ts, journal.ts). */
   rootSetup?: RootSetup;
+  /** Network namespace to join instead of creating one: prepared by src/net/, or --network-namespace-path. */
+  netns?: string;
+  /** Run by the supervisor after the container is gone: the undo of src/net/'s setup. */
+  onExit?: string[];
 }
 
 export interface RootSetup {

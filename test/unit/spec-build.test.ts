@@ -230,7 +230,8 @@ describe("buildSpec", () => {
     [["-D", "/etc", "x"], "doesn't look like an OS tree (/usr/ is missing)"],
     [["-D", "/srv/box", "-b"], "no init found"],
     [["-D", "/srv/box", "-u", "nobody", "x"], "user \"nobody\" not found in the container's /etc/passwd"],
-    [["-D", "/srv/box", "-n", "x"], "not supported by this version of machina-nspawn yet: -n"],
+    [["-D", "/srv/box", "-p", "80", "x"], "-p needs --network-veth or --network-zone="],
+    [["-D", "/srv/box", "--network-namespace-path=/run/netns/x", "--private-network", "x"], "may not be combined"],
   ])("refuses %p: %s", (argv, message) => {
     expect(() => spec(argv as string[])).toThrow(message);
   });

@@ -1,0 +1,42 @@
+/**
+ * machina-net: the network's undo, run by the supervisor when a container is gone
+ * (`on_exit` record), and a manual sweep. Not a user command (see docs/networking.md).
+ *
+ *   machina-net teardown [--state-dir DIR] NAME
+ *   machina-net sweep [--state-dir DIR]
+ */
+import { err } from "./output.ts";
+import { renderError } from "../errors.ts";
+import { LinuxHost } from "../host/linux.ts";
+import type { Host } from "../host/host.ts";
+import { paths } from "../paths.ts";
+import { sweepNetworks, teardownNetwork } from "../net/setup.ts";
+
+const PROG = "machina-net";
+
+export function main(argv: string[], host: Host = new LinuxHost()): number {
+  // The supervisor runs us with an empty environment.
+  process.env["PATH"] ??= "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  try {
+    const args = [...argv];
+    const verb = args.shift();
+    let stateDir = paths(host.env()).stateDir;
+    if (args[0] === "--state-dir") {
+      args.shift();
+      stateDir = args.shift() ?? stateDir;
+    }
+    if (verb === "teardown" && args.length === 1) {
+      teardownNetwork(host, stateDir, args[0]!);
+      return 0;
+    }
+    if (verb === "sweep" && args.length === 0) {
+      for (const name of sweepNetworks(host, stateDir)) err(`${PROG}: removed the stale network of "${name}"\n`);
+      return 0;
+    }
+    err(`usage: ${PROG} teardown [--state-dir DIR] NAME | sweep [--state-dir DIR]\n`);
+    return 2;
+  } catch (e) {
+    err(renderError(PROG, e) + "\n");
+    return 1;
+  }
+}

@@ -1,0 +1,236 @@
+/**
+ * The network of one container: what to create (pure, from Settings), and the exact `ip -batch`
+ * and `nft -f` texts that create and remove it. net/setup.ts executes these.
+ */
+import type { Settings } from "../settings/settings.ts";
+import { netnsPath, wantsManagedNetwork } from "../spec/network.ts";
+import type { PortForward } from "../settings/compound-values.ts";
+import { addressesOf, type HostAddresses, type SubnetLease } from "./ipam.ts";
+import { generateMac, HASH_KEYS, interfacePair, shortenIfname, vethHostName, zoneBridgeName } from "./names.ts";
+
+export interface VethPlan {
+  host: string;
+  inside: string;
+  hostMac: string;
+  containerMac: string;
+}
+
+export interface NetPlan {
+  machine: string;
+  /** nsfs bind mount the container joins. */
+  netns: string;
+  /** The main veth (--network-veth, -bridge, -zone): ve-/vb-NAME <-> host0. */
+  veth: VethPlan | undefined;
+  /** An existing bridge (--network-bridge) or a zone's bridge vz-ZONE the host side joins. */
+  bridge: string | undefined;
+  zone: string | undefined;
+  extras: VethPlan[];
+  /** Moved in (and given back on exit): host name -> name inside. */
+  interfaces: Array<{ host: string; inside: string }>;
+  macvlans: Array<{ parent: string; inside: string; mac: string }>;
+  ipvlans: Array<{ parent: string; inside: string }>;
+  ports: PortForward[];
+  /**
+   * How the container gets its address: "static" = host0 configured from outside before the
+   * payload starts; "dhcp" = a booted container asks dnsmasq; "none" = not machina's business
+   * (no main veth, or a bridge of the administrator's).
+   */
+  addressing: "static" | "dhcp" | "none";
+}
+
+export { netnsPath, wantsManagedNetwork };
+
+/** Pure: Settings + machine name + the host's machine id -> the plan. */
+export function planNetwork(s: Settings, machine: string, machineId: string, stateDir: string): NetPlan {
+  const bridged = s.networkBridge !== undefined || s.networkZone !== undefined;
+  const hasVeth = s.networkVeth || bridged;
+  const veth: VethPlan | undefined = hasVeth
+    ? {
+        host: vethHostName(machine, bridged),
+        inside: "host0",
+        hostMac: generateMac(machineId, machine, HASH_KEYS.host),
+        containerMac: generateMac(machineId, machine, HASH_KEYS.container),
+      }
+    : undefined;
+  const extras = s.networkVethExtra.map((spec, idx) => {
+    const [host = "", inside] = spec.split(":");
+    return {
+      host,
+      inside: inside ?? host,
+      hostMac: generateMac(machineId, machine, HASH_KEYS.vethExtraHost, idx),
+      containerMac: generateMac(machineId, machine, HASH_KEYS.vethExtraContainer, idx),
+    };
+  });
+  const managed = veth !== undefined && s.networkBridge === undefined;
+  return {
+    machine,
+    netns: netnsPath(stateDir, machine),
+    veth,
+    bridge: s.networkZone !== undefined ? zoneBridgeName(s.networkZone) : s.networkBridge,
+    zone: s.networkZone,
+    extras,
+    interfaces: s.networkInterfaces.map((i) => interfacePair(i, "")),
+    macvlans: s.networkMacvlan.map((spec, idx) => {
+      const p = interfacePair(spec, "mv-");
+      return { parent: p.host, inside: p.inside, mac: generateMac(machineId, machine, HASH_KEYS.macvlan, idx) };
+    }),
+    ipvlans: s.networkIpvlan.map((spec) => {
+      const p = interfacePair(spec, "iv-");
+      return { parent: p.host, inside: p.inside };
+    }),
+    ports: s.ports,
+    addressing: !managed ? "none" : s.boot ? "dhcp" : "static",
+  };
+}
+
+/** Addresses handed out to one container: its subnet, the host side's and its own. */
+export interface NetAddressing {
+  subnet: SubnetLease;
+  gateway: HostAddresses;
+  container: HostAddresses;
+}
+
+export function addressing(subnet: SubnetLease, hostNumber: number): NetAddressing {
+  return { subnet, gateway: addressesOf(subnet, 1), container: addressesOf(subnet, hostNumber) };
+}
+
+const q = (s: string) => (/^[A-Za-z0-9_.:/@+-]+$/.test(s) ? s : JSON.stringify(s));
+
+/** `ip -batch -` in the host's namespace: create every link, the host side configured and up. */
+export function hostBatch(plan: NetPlan, addr: NetAddressing | undefined, createZoneBridge: boolean): string[] {
+  const ns = q(plan.netns);
+  const out: string[] = [];
+  if (createZoneBridge && plan.bridge !== undefined && addr !== undefined) {
+    out.push(`link add ${q(plan.bridge)} type bridge`);
+    out.push(...hostAddressLines(plan.bridge, addr));
+    out.push(`link set ${q(plan.bridge)} up`);
+  }
+  if (plan.veth) {
+    const v = plan.veth;
+    out.push(`link add ${q(v.host)} address ${v.hostMac} type veth peer name ${q(v.inside)} address ${v.containerMac} netns ${ns}`);
+    if (plan.bridge !== undefined) out.push(`link set ${q(v.host)} master ${q(plan.bridge)}`);
+    else if (addr !== undefined) out.push(...hostAddressLines(v.host, addr));
+    out.push(`link set ${q(v.host)} up`);
+  }
+  for (const x of plan.extras)
+    out.push(`link add ${q(x.host)} address ${x.hostMac} type veth peer name ${q(x.inside)} address ${x.containerMac} netns ${ns}`);
+  for (const i of plan.interfaces) out.push(`link set dev ${q(i.host)} netns ${ns}${i.inside !== i.host ? ` name ${q(i.inside)}` : ""}`);
+  for (const m of plan.macvlans) out.push(`link add link ${q(m.parent)} name ${q(m.inside)} address ${m.mac} netns ${ns} type macvlan mode bridge`);
+  for (const m of plan.ipvlans) out.push(`link add link ${q(m.parent)} name ${q(m.inside)} netns ${ns} type ipvlan mode l2`);
+  return out;
+}
+
+function hostAddressLines(dev: string, addr: NetAddressing): string[] {
+  const g = addr.gateway;
+  const out = [`address add ${g.v4}/${g.v4Prefix} dev ${q(dev)}`];
+  if (g.v6 !== undefined) out.push(`address add ${g.v6}/${g.v6Prefix} dev ${q(dev)} nodad`);
+  return out;
+}
+
+/** `ip -batch -` inside the container's namespace: loopback up; host0 addressed and routed (static). */
+export function containerBatch(plan: NetPlan, addr: NetAddressing | undefined): string[] {
+  const out = ["link set lo up"];
+  if (plan.veth && plan.addressing === "static" && addr !== undefined) {
+    const c = addr.container;
+    const dev = q(plan.veth.inside);
+    out.push(`address add ${c.v4}/${c.v4Prefix} dev ${dev}`);
+    if (c.v6 !== undefined) out.push(`address add ${c.v6}/${c.v6Prefix} dev ${dev} nodad`);
+    out.push(`link set ${dev} up`);
+    out.push(`route add default via ${addr.gateway.v4} dev ${dev}`);
+    if (addr.gateway.v6 !== undefined) out.push(`route add default via ${addr.gateway.v6} dev ${dev}`);
+  }
+  return out;
+}
+
+/** Inside the container's namespace at exit: moved interfaces go back to `hostNetns` under their old names. */
+export function giveBackBatch(plan: NetPlan, hostNetns: string): string[] {
+  return [...plan.interfaces].reverse().map(
+    (i) => `link set dev ${q(i.inside)} netns ${q(hostNetns)}${i.inside !== i.host ? ` name ${q(i.host)}` : ""}`,
+  );
+}
+
+/** In the host's namespace at exit (with -force: each may already be gone). */
+export function hostRemoveBatch(plan: NetPlan): string[] {
+  const out: string[] = [];
+  if (plan.veth) out.push(`link delete ${q(plan.veth.host)}`);
+  for (const x of plan.extras) out.push(`link delete ${q(x.host)}`);
+  return out;
+}
+
+/** What the nft ruleset needs to know about one running container. */
+export interface NftMember {
+  machine: string;
+  /** Host-side interface whose subnet is masqueraded (ve-NAME or vz-ZONE). */
+  hostIf: string;
+  subnet: SubnetLease;
+  container: HostAddresses;
+  ports: PortForward[];
+}
+
+export const NFT_TABLE = "machina";
+
+/**
+ * The whole `table inet machina`, regenerated from every running container and loaded
+ * atomically (`nft -f -`): create-if-missing, delete, recreate. No container = no table.
+ */
+export function nftRuleset(members: NftMember[]): string {
+  const lines = [`table inet ${NFT_TABLE} {}`, `delete table inet ${NFT_TABLE}`];
+  if (members.length === 0) return lines.join("\n") + "\n";
+  const dnat: string[] = [];
+  for (const m of members)
+    for (const p of m.ports) {
+      dnat.push(`fib daddr type local meta nfproto ipv4 ${p.protocol} dport ${p.hostPort} dnat ip to ${m.container.v4}:${p.containerPort} comment ${JSON.stringify(m.machine)}`);
+      if (m.container.v6 !== undefined)
+        dnat.push(`fib daddr type local meta nfproto ipv6 ${p.protocol} dport ${p.hostPort} dnat ip6 to [${m.container.v6}]:${p.containerPort} comment ${JSON.stringify(m.machine)}`);
+    }
+  const post: string[] = [];
+  if (dnat.length > 0) {
+    // Connections to a forwarded port from the host's own loopback leave through the container's
+    // link (route_localnet is set on it): give them the host side's address.
+    post.push("ip saddr 127.0.0.0/8 ct status dnat masquerade");
+    post.push("ip6 saddr ::1 ct status dnat masquerade");
+  }
+  const seen = new Set<string>();
+  for (const m of members) {
+    const key = `${m.hostIf} ${m.subnet.v4}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    post.push(`ip saddr ${m.subnet.v4} oifname != ${JSON.stringify(m.hostIf)} masquerade`);
+    if (m.subnet.v6 !== undefined) post.push(`ip6 saddr ${m.subnet.v6} oifname != ${JSON.stringify(m.hostIf)} masquerade`);
+  }
+  const chain = (name: string, hook: string, prio: string, rules: string[]) =>
+    [`  chain ${name} {`, `    type nat hook ${hook} priority ${prio}; policy accept;`, ...rules.map((r) => `    ${r}`), "  }"];
+  lines.push(
+    `table inet ${NFT_TABLE} {`,
+    ...chain("prerouting", "prerouting", "dstnat", dnat),
+    ...chain("output", "output", "-100", dnat),
+    ...chain("postrouting", "postrouting", "srcnat", post),
+    "}",
+  );
+  return lines.join("\n") + "\n";
+}
+
+/** dnsmasq for one veth or zone bridge: DHCP only (no DNS), bound to that interface alone, static leases. */
+export function dnsmasqArgv(opts: { iface: string; subnet: SubnetLease; gateway: HostAddresses; pidFile: string; leaseFile: string; hostsFile: string }): string[] {
+  const g = opts.gateway;
+  const network = opts.subnet.v4.split("/")[0]!;
+  return [
+    "dnsmasq",
+    "--conf-file=/dev/null",
+    "--port=0",
+    `--interface=${opts.iface}`,
+    "--bind-interfaces",
+    "--except-interface=lo",
+    `--pid-file=${opts.pidFile}`,
+    `--dhcp-leasefile=${opts.leaseFile}`,
+    `--dhcp-hostsfile=${opts.hostsFile}`,
+    `--dhcp-range=${network},static,${g.v4Mask},1h`,
+    `--dhcp-option=option:router,${g.v4}`,
+    "--dhcp-authoritative",
+    "--dhcp-rapid-commit",
+    "--log-facility=/dev/null",
+  ];
+}
+
+/** The short name of an interface given by the user, as nspawn would shorten it. */
+export { shortenIfname };

@@ -1,0 +1,404 @@
+/**
+ * Carries out a NetPlan on the host (ip, nft, dnsmasq through Host.run) and undoes it. Every
+ * container's network is recorded in $STATE/net/NAME.json before anything is touched, so that
+ * teardown (at exit, by the supervisor's on_exit command, or by the sweep at the next start after
+ * a kill -9) finds every piece. All changes to shared pieces — leases, zone bridges, the nft
+ * table, zone dnsmasq hosts — happen under one lock ($STATE/net/lock).
+ */
+import { MachinaError } from "../errors.ts";
+import type { Host } from "../host/host.ts";
+import { parseCidr, type Cidr } from "./cidr.ts";
+import { allocateHost, allocateSubnet, IpamError, parseLeases, parseNetConfig, releaseHost, releaseSubnet, type Leases, type NetConfig } from "./ipam.ts";
+import {
+  addressing, containerBatch, dnsmasqArgv, giveBackBatch, hostBatch, hostRemoveBatch, nftRuleset,
+  type NetAddressing, type NetPlan, type NftMember,
+} from "./plan.ts";
+
+export interface NetRecord {
+  version: 1;
+  machine: string;
+  /** The process that owns this network: machina-nspawn, which becomes the supervisor (same pid). */
+  pid: number;
+  startTime: string;
+  plan: NetPlan;
+  /** IPAM owner of the subnet ("veth:NAME" or "zone:ZONE") and this container's host number in it. */
+  owner?: string;
+  hostNumber?: number;
+  addr?: NetAddressing;
+  /** Host interface that carries the subnet (ve-NAME or vz-ZONE). */
+  hostIf?: string;
+  /** dnsmasq of this container's veth (zones have one per zone). */
+  dnsmasqPid?: string;
+  /** "setup" while being created, "up" once complete. */
+  phase: "setup" | "up";
+}
+
+export interface NetDirs {
+  dir: string;
+  lock: string;
+  leases: string;
+  netnsDir: string;
+  record(machine: string): string;
+}
+
+export function netDirs(stateDir: string): NetDirs {
+  const dir = `${stateDir}/net`;
+  return { dir, lock: `${dir}/lock`, leases: `${dir}/leases.json`, netnsDir: `${stateDir}/netns`, record: (m) => `${dir}/${m}.json` };
+}
+
+const netError = (message: string, hint?: string) => new MachinaError("E_SYSTEM", message, {}, hint);
+
+function writeAtomic(host: Host, path: string, content: string): void {
+  const tmp = `${path}.${host.pid()}.tmp`;
+  host.writeFile(tmp, content, 0o644);
+  host.rename(tmp, path, false);
+}
+
+/** Blocking exclusive lock (flock, polled): the network lock is held for milliseconds. */
+function lockNet(host: Host, d: NetDirs): { release(): void } {
+  host.mkdirp(d.dir, 0o755);
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const l = host.lockFile(d.lock, "exclusive");
+    if (l !== undefined) return l;
+    if (Date.now() > deadline) throw new MachinaError("E_BUSY", `the network lock "${d.lock}" is held for more than a minute`);
+    Bun.sleepSync(2);
+  }
+}
+
+function readRecord(host: Host, d: NetDirs, machine: string): NetRecord | undefined {
+  const text = host.readFile(d.record(machine));
+  if (text === undefined) return undefined;
+  try {
+    const r = JSON.parse(text) as NetRecord;
+    return r.version === 1 && r.machine === machine ? r : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function allRecords(host: Host, d: NetDirs): NetRecord[] {
+  const out: NetRecord[] = [];
+  for (const f of host.readdir(d.dir)) {
+    if (!f.endsWith(".json") || f === "leases.json") continue;
+    const r = readRecord(host, d, f.slice(0, -5));
+    if (r !== undefined) out.push(r);
+  }
+  return out;
+}
+
+export function loadConfig(host: Host): NetConfig {
+  const env = host.env();
+  const path = env["MACHINA_NETWORK_CONF"] ?? "/etc/machina/network.conf";
+  try {
+    return parseNetConfig(host.readFile(path), env);
+  } catch (e) {
+    throw new MachinaError("E_INVALID", `${path}: ${(e as Error).message}`, { path });
+  }
+}
+
+interface Runner {
+  ip(lines: string[], opts?: { netns?: string; force?: boolean }): void;
+  nft(text: string): void;
+}
+
+function runner(host: Host): Runner {
+  const check = (what: string, r: { status: number; stderr: string }, input: string) => {
+    if (r.status !== 0) throw netError(`${what} failed: ${r.stderr.trim() || `exit status ${r.status}`}`, input.trim().split("\n").length < 12 ? `input:\n${input}` : undefined);
+  };
+  return {
+    ip(lines, opts = {}) {
+      if (lines.length === 0) return;
+      const input = lines.join("\n") + "\n";
+      const argv = [...(opts.netns ? ["nsenter", `--net=${opts.netns}`] : []), "ip", ...(opts.force ? ["-force"] : []), "-batch", "-"];
+      const r = host.run(argv, { input });
+      if (!opts.force) check("ip -batch", r, input);
+    },
+    nft(text) {
+      check("nft -f", host.run(["nft", "-f", "-"], { input: text }), text);
+    },
+  };
+}
+
+function writeSysctl(host: Host, key: string, value: string): void {
+  const path = `/proc/sys/${key.replaceAll(".", "/")}`;
+  if (host.readFile(path)?.trim() !== value) host.writeFile(path, value + "\n");
+}
+
+function nftMembers(records: NetRecord[]): NftMember[] {
+  return records.flatMap((r) =>
+    r.addr !== undefined && r.hostIf !== undefined
+      ? [{ machine: r.machine, hostIf: r.hostIf, subnet: r.addr.subnet, container: r.addr.container, ports: r.plan.ports }]
+      : [],
+  );
+}
+
+/** Host routes and addresses the pool must not collide with (from `ip -json route`). */
+function hostRoutes(host: Host): Cidr[] {
+  const out: Cidr[] = [];
+  for (const fam of ["-4", "-6"]) {
+    const r = host.run(["ip", "-json", fam, "route", "show", "table", "all"]);
+    if (r.status !== 0) continue;
+    try {
+      for (const e of JSON.parse(r.stdout) as Array<{ dst?: string; dev?: string; type?: string }>) {
+        if (!e.dst || e.dst === "default" || e.type === "local" || e.type === "broadcast" || e.type === "multicast") continue;
+        if (e.dev?.startsWith("ve-") || e.dev?.startsWith("vz-")) continue; // ours (or nspawn's)
+        const c = parseCidr(e.dst.includes("/") ? e.dst : `${e.dst}/${fam === "-4" ? 32 : 128}`);
+        if (c !== undefined && c.prefix > 0) out.push(c);
+      }
+    } catch {
+      /* no routes to avoid */
+    }
+  }
+  return out;
+}
+
+function processAlive(host: Host, pid: number, startTime: string): boolean {
+  return pid > 0 && host.processStartTime(pid) === startTime;
+}
+
+const zoneFile = (d: NetDirs, zone: string, ext: string) => `${d.dir}/zone-${zone}.${ext}`;
+
+function dnsmasqRunning(host: Host, pidFile: string): number | undefined {
+  const pid = Number(host.readFile(pidFile)?.trim());
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  const cmd = host.readFile(`/proc/${pid}/cmdline`);
+  return cmd !== undefined && cmd.startsWith("dnsmasq\0") && cmd.includes(`--pid-file=${pidFile}\0`) ? pid : undefined;
+}
+
+function stopDnsmasq(host: Host, pidFile: string, ...files: string[]): void {
+  const pid = dnsmasqRunning(host, pidFile);
+  if (pid !== undefined) {
+    host.kill(pid, 15);
+    for (let i = 0; i < 200 && host.lstat(`/proc/${pid}`) !== undefined; i++) Bun.sleepSync(5);
+  }
+  for (const f of [pidFile, ...files]) host.unlink(f);
+}
+
+function startDnsmasq(host: Host, argv: string[]): void {
+  const r = host.run(argv);
+  if (r.status !== 0) throw netError(`dnsmasq failed: ${r.stderr.trim() || `exit status ${r.status}`}`, "is dnsmasq (Debian: dnsmasq-base) installed?");
+}
+
+function dhcpHostsLines(records: NetRecord[], zone: string | undefined, machine?: string): string {
+  return records
+    .filter((r) => r.plan.veth && r.addr && (zone !== undefined ? r.plan.zone === zone : r.machine === machine))
+    .map((r) => `${r.plan.veth!.containerMac},${r.addr!.container.v4}\n`)
+    .join("");
+}
+
+/**
+ * Create the container's network namespace and everything in the plan. On failure everything
+ * done so far is undone and the error is thrown.
+ */
+export function setupNetwork(host: Host, stateDir: string, plan: NetPlan): NetRecord {
+  const d = netDirs(stateDir);
+  const run = runner(host);
+  const lock = lockNet(host, d);
+  let record: NetRecord | undefined;
+  try {
+    if (readRecord(host, d, plan.machine) !== undefined)
+      throw new MachinaError("E_BUSY", `the network of machine "${plan.machine}" is still set up`, { machine: plan.machine }, "is the machine running?");
+    const others = allRecords(host, d);
+    for (const p of plan.ports)
+      for (const o of others)
+        if (o.plan.ports.some((x) => x.protocol === p.protocol && x.hostPort === p.hostPort))
+          throw new MachinaError("E_BUSY", `host port ${p.protocol}:${p.hostPort} is already forwarded to machine "${o.machine}"`, { machine: plan.machine });
+    if (plan.ports.length > 0 && plan.addressing === "none")
+      throw new MachinaError("E_USAGE", "--port= needs --network-veth or --network-zone (machina must know the container's address)", { flag: "--port" });
+
+    const pid = host.pid();
+    record = { version: 1, machine: plan.machine, pid, startTime: host.processStartTime(pid) ?? "", plan, phase: "setup" };
+
+    // Addresses: one subnet per veth, one per zone (+ a host number in it).
+    let leases: Leases | undefined;
+    let createZoneBridge = false;
+    if (plan.addressing !== "none") {
+      const cfg = loadConfig(host);
+      leases = parseLeases(host.readFile(d.leases));
+      const owner = plan.zone !== undefined ? `zone:${plan.zone}` : `veth:${plan.machine}`;
+      try {
+        const avoid = leases.subnets[owner] === undefined ? hostRoutes(host) : [];
+        const a = allocateSubnet(leases, cfg, owner, plan.zone !== undefined ? "zone" : "veth", avoid);
+        leases = a.leases;
+        let hostNumber = 2;
+        if (plan.zone !== undefined) {
+          const h = allocateHost(leases, owner, plan.machine);
+          leases = h.leases;
+          hostNumber = h.host;
+        }
+        record.owner = owner;
+        record.hostNumber = hostNumber;
+        record.addr = addressing(a.subnet, hostNumber);
+        record.hostIf = plan.bridge ?? plan.veth!.host;
+      } catch (e) {
+        if (e instanceof IpamError) throw new MachinaError("E_BUSY", e.message, {}, "widen Pool4= in /etc/machina/network.conf");
+        throw e;
+      }
+      createZoneBridge = plan.zone !== undefined && host.lstat(`/sys/class/net/${plan.bridge}`) === undefined;
+    }
+    host.mkdirp(d.netnsDir, 0o755);
+    writeAtomic(host, d.record(plan.machine), JSON.stringify(record));
+    if (leases !== undefined) writeAtomic(host, d.leases, JSON.stringify(leases));
+
+    // The namespace: an nsfs bind mount at $STATE/netns/NAME.
+    host.writeFile(plan.netns, "", 0o444);
+    const u = host.run(["unshare", `--net=${plan.netns}`, "true"]);
+    if (u.status !== 0) throw netError(`failed to create the network namespace "${plan.netns}": ${u.stderr.trim()}`);
+
+    const addr = record.addr;
+    run.ip(hostBatch(plan, addr, createZoneBridge));
+    run.ip(containerBatch(plan, addr), { netns: plan.netns });
+
+    if (addr !== undefined && record.hostIf !== undefined) {
+      writeSysctl(host, "net.ipv4.ip_forward", "1");
+      const cfg = loadConfig(host);
+      if (cfg.forward6 && addr.subnet.v6 !== undefined) writeSysctl(host, "net.ipv6.conf.all.forwarding", "1");
+      // Forwarded ports answer on the host's own loopback too (see plan.ts nftRuleset).
+      if (plan.ports.length > 0) writeSysctl(host, `net.ipv4.conf.${record.hostIf}.route_localnet`, "1");
+      run.nft(nftRuleset(nftMembers([...others, record])));
+
+      if (plan.zone !== undefined) {
+        // One dnsmasq per zone (started with the bridge); each container's static lease in its hosts file.
+        const hostsFile = zoneFile(d, plan.zone, "hosts");
+        host.writeFile(hostsFile, dhcpHostsLines([...others, record], plan.zone));
+        const pidFile = zoneFile(d, plan.zone, "pid");
+        const running = dnsmasqRunning(host, pidFile);
+        if (running !== undefined) host.kill(running, 1);
+        else
+          startDnsmasq(host, dnsmasqArgv({ iface: plan.bridge!, subnet: addr.subnet, gateway: addr.gateway, pidFile, leaseFile: zoneFile(d, plan.zone, "leases"), hostsFile }));
+      } else if (plan.addressing === "dhcp") {
+        const pidFile = `${d.dir}/${plan.machine}.dnsmasq.pid`;
+        const hostsFile = `${d.dir}/${plan.machine}.dhcp-hosts`;
+        host.writeFile(hostsFile, dhcpHostsLines([record], undefined, plan.machine));
+        startDnsmasq(host, dnsmasqArgv({ iface: plan.veth!.host, subnet: addr.subnet, gateway: addr.gateway, pidFile, leaseFile: `${d.dir}/${plan.machine}.leases`, hostsFile }));
+        record.dnsmasqPid = pidFile;
+      }
+    }
+    record.phase = "up";
+    writeAtomic(host, d.record(plan.machine), JSON.stringify(record));
+    return record;
+  } catch (e) {
+    if (record !== undefined) {
+      try {
+        teardownLocked(host, d, plan.machine);
+      } catch {
+        /* the sweep at the next start retries */
+      }
+    }
+    throw e;
+  } finally {
+    lock.release();
+  }
+}
+
+/** Undo one container's network (idempotent: whatever is already gone is skipped). */
+export function teardownNetwork(host: Host, stateDir: string, machine: string): void {
+  const d = netDirs(stateDir);
+  const lock = lockNet(host, d);
+  try {
+    teardownLocked(host, d, machine);
+  } finally {
+    lock.release();
+  }
+}
+
+function teardownLocked(host: Host, d: NetDirs, machine: string): void {
+  const run = runner(host);
+  const rec = readRecord(host, d, machine);
+  const netns = `${d.netnsDir}/${machine}`;
+  const mounted = host.mountinfo().split("\n").some((l) => l.split(" ")[4] === netns);
+  const errors: string[] = [];
+  const step = (fn: () => void) => {
+    try {
+      fn();
+    } catch (e) {
+      errors.push((e as Error).message);
+    }
+  };
+  if (rec !== undefined) {
+    const plan = rec.plan;
+    // Moved interfaces go back first, while the namespace still exists.
+    if (mounted && plan.interfaces.length > 0)
+      step(() => run.ip(giveBackBatch(plan, `/proc/${host.pid()}/ns/net`), { netns, force: true }));
+    step(() => run.ip(hostRemoveBatch(plan), { force: true }));
+    if (rec.dnsmasqPid !== undefined || plan.addressing === "dhcp")
+      step(() => stopDnsmasq(host, `${d.dir}/${machine}.dnsmasq.pid`, `${d.dir}/${machine}.dhcp-hosts`, `${d.dir}/${machine}.leases`));
+  }
+  if (mounted) {
+    const r = host.run(["umount", "-l", netns]);
+    if (r.status !== 0) errors.push(`umount "${netns}": ${r.stderr.trim()}`);
+  }
+  host.unlink(netns);
+  if (rec !== undefined) {
+    const others = allRecords(host, d).filter((r) => r.machine !== machine);
+    if (rec.owner !== undefined) {
+      let leases = parseLeases(host.readFile(d.leases));
+      const zone = rec.plan.zone;
+      if (zone !== undefined) {
+        leases = releaseHost(leases, rec.owner, machine);
+        const left = others.filter((r) => r.plan.zone === zone);
+        if (left.length === 0) {
+          leases = releaseSubnet(leases, rec.owner);
+          step(() => stopDnsmasq(host, zoneFile(d, zone, "pid"), zoneFile(d, zone, "hosts"), zoneFile(d, zone, "leases")));
+          step(() => run.ip([`link delete ${rec.plan.bridge}`], { force: true }));
+        } else {
+          step(() => {
+            host.writeFile(zoneFile(d, zone, "hosts"), dhcpHostsLines(others, zone));
+            const pid = dnsmasqRunning(host, zoneFile(d, zone, "pid"));
+            if (pid !== undefined) host.kill(pid, 1);
+          });
+        }
+      } else leases = releaseSubnet(leases, rec.owner);
+      writeAtomic(host, d.leases, JSON.stringify(leases));
+    }
+    step(() => run.nft(nftRuleset(nftMembers(others))));
+    host.unlink(d.record(machine));
+  }
+  if (errors.length > 0) throw netError(`cleaning up the network of "${machine}": ${errors.join("; ")}`);
+}
+
+/**
+ * Sweep hook (machine/registry.ts): undo the networks whose owner is gone (supervisor killed,
+ * or a start that died before the helper ran), and namespaces without a record.
+ */
+export function sweepNetworks(host: Host, stateDir: string): string[] {
+  const d = netDirs(stateDir);
+  if (host.lstat(d.dir) === undefined && host.lstat(d.netnsDir) === undefined) return [];
+  const swept: string[] = [];
+  const lock = lockNet(host, d);
+  try {
+    const records = allRecords(host, d);
+    for (const r of records) {
+      if (processAlive(host, r.pid, r.startTime)) continue;
+      try {
+        teardownLocked(host, d, r.machine);
+      } catch {
+        /* reported pieces stay for the next sweep */
+      }
+      swept.push(r.machine);
+    }
+    const known = new Set(allRecords(host, d).map((r) => r.machine));
+    for (const name of host.readdir(d.netnsDir))
+      if (!known.has(name)) {
+        try {
+          teardownLocked(host, d, name);
+        } catch {
+          /* next time */
+        }
+        swept.push(name);
+      }
+    if (records.length > 0 && allRecords(host, d).length === 0) {
+      // Nothing of machina's is running: no leases, no table.
+      host.unlink(d.leases);
+      try {
+        runner(host).nft(nftRuleset([]));
+      } catch {
+        /* nft missing: nothing to remove */
+      }
+    }
+  } finally {
+    lock.release();
+  }
+  return swept;
+}

@@ -1,0 +1,18 @@
+/** What the spec needs to know about networking (src/net/ carries it out). Pure. */
+import type { Settings } from "../settings/settings.ts";
+
+/** Does this container need a network namespace prepared by machina (src/net/)? */
+export function wantsManagedNetwork(s: Settings): boolean {
+  return s.networkVeth || s.networkVethExtra.length > 0 || s.networkBridge !== undefined || s.networkZone !== undefined ||
+    s.networkInterfaces.length > 0 || s.networkMacvlan.length > 0 || s.networkIpvlan.length > 0 || s.ports.length > 0;
+}
+
+/** Does machina give the container an address and a route to the outside (veth or zone, not an administrator's bridge)? */
+export function routedNetwork(s: Settings): boolean {
+  return (s.networkVeth || s.networkZone !== undefined) && s.networkBridge === undefined;
+}
+
+/** The nsfs bind mount of a machine's network namespace. */
+export function netnsPath(stateDir: string, machine: string): string {
+  return `${stateDir}/netns/${machine}`;
+}

@@ -1,0 +1,147 @@
+import { describe, expect, test } from "bun:test";
+import { formatAddress, parseAddress, parseCidr } from "../../src/net/cidr.ts";
+import { addressesOf, allocateHost, allocateSubnet, emptyLeases, parseNetConfig, releaseHost, releaseSubnet, IpamError } from "../../src/net/ipam.ts";
+import { generateMac, HASH_KEYS, interfacePair, shortenIfname, vethHostName } from "../../src/net/names.ts";
+import { addressing, containerBatch, dnsmasqArgv, giveBackBatch, hostBatch, hostRemoveBatch, nftRuleset, planNetwork } from "../../src/net/plan.ts";
+import { defaultSettings } from "../../src/settings/settings.ts";
+
+const ID = "3d1219c7c4c5404aaa1f6d2a48adfda4";
+
+describe("names and MACs (systemd-nspawn's algorithms)", () => {
+  test("short names are kept, long ones get 11 bytes + 4 hash characters (as nspawn 252 prints them)", () => {
+    expect(vethHostName("nettest1", false)).toBe("ve-nettest1");
+    expect(vethHostName("averyveryverylongmachinename", false)).toBe("ve-averyvermBQ8");
+    expect(shortenIfname("ve-123456789012")).toBe("ve-123456789012"); // 15 bytes: fits
+    expect(shortenIfname("ve-1234567890123")).toHaveLength(15);
+    expect(vethHostName("web", true)).toBe("vb-web");
+  });
+  test("MACs: unicast, locally administered, stable; container side as systemd-nspawn 252 gave on this machine id", () => {
+    expect(generateMac(ID, "nettest1", HASH_KEYS.container)).toBe("ce:a2:e4:77:f1:7d");
+    expect(generateMac(ID, "averyveryverylongmachinename", HASH_KEYS.container)).toBe("a2:7f:25:fa:d3:b5");
+    const m = generateMac(ID, "x", HASH_KEYS.host);
+    expect(parseInt(m.slice(0, 2), 16) & 3).toBe(2);
+    expect(generateMac(ID, "x", HASH_KEYS.macvlan, 0)).not.toBe(generateMac(ID, "x", HASH_KEYS.macvlan, 1));
+  });
+  test("interface pairs: default prefix, explicit name", () => {
+    expect(interfacePair("dummy0", "mv-")).toEqual({ host: "dummy0", inside: "mv-dummy0" });
+    expect(interfacePair("dummy0:inner", "iv-")).toEqual({ host: "dummy0", inside: "inner" });
+    expect(interfacePair("eth1", "")).toEqual({ host: "eth1", inside: "eth1" });
+  });
+});
+
+describe("cidr", () => {
+  test("parse and format IPv4/IPv6", () => {
+    expect(formatAddress(6, parseAddress("fd6d:6163:6869:0:0:0:0:2")!.value)).toBe("fd6d:6163:6869::2");
+    expect(formatAddress(4, parseAddress("10.1.2.3")!.value)).toBe("10.1.2.3");
+    expect(parseCidr("10.1.2.3/24")).toEqual({ family: 4, base: parseAddress("10.1.2.0")!.value, prefix: 24 });
+    expect(parseCidr("300.1.1.1/8")).toBeUndefined();
+    expect(parseCidr("::1/129")).toBeUndefined();
+  });
+});
+
+describe("IPAM", () => {
+  const cfg = parseNetConfig("Pool4 = 10.200.0.0/24\nSubnetPrefix4 = 28\nZonePrefix4 = 26\nPool6 = fd00:1::/48\n");
+  test("one subnet per veth, never twice; released subnets are reused", () => {
+    let l = emptyLeases();
+    const a = allocateSubnet(l, cfg, "veth:a", "veth");
+    l = a.leases;
+    const b = allocateSubnet(l, cfg, "veth:b", "veth");
+    l = b.leases;
+    expect(a.subnet).toEqual({ v4: "10.200.0.0/28", v6: "fd00:1::/64" });
+    expect(b.subnet).toEqual({ v4: "10.200.0.16/28", v6: "fd00:1:0:1::/64" });
+    expect(allocateSubnet(l, cfg, "veth:a", "veth").subnet).toEqual(a.subnet); // idempotent
+    l = releaseSubnet(l, "veth:a");
+    expect(allocateSubnet(l, cfg, "veth:c", "veth").subnet.v4).toBe("10.200.0.0/28");
+  });
+  test("zones get a larger subnet that overlaps no veth subnet; hosts from .2, lowest free", () => {
+    let l = allocateSubnet(emptyLeases(), cfg, "veth:a", "veth").leases;
+    const z = allocateSubnet(l, cfg, "zone:z", "zone");
+    l = z.leases;
+    expect(z.subnet.v4).toBe("10.200.0.64/26");
+    let h1, h2;
+    ({ leases: l, host: h1 } = allocateHost(l, "zone:z", "m1"));
+    ({ leases: l, host: h2 } = allocateHost(l, "zone:z", "m2"));
+    expect([h1, h2]).toEqual([2, 3]);
+    l = releaseHost(l, "zone:z", "m1");
+    expect(allocateHost(l, "zone:z", "m3").host).toBe(2);
+    expect(addressesOf(z.subnet, 3)).toEqual({ v4: "10.200.0.67", v4Prefix: 26, v4Mask: "255.255.255.192", v6: "fd00:1:0:1::3", v6Prefix: 64 });
+  });
+  test("subnets in use on the host are avoided; an exhausted pool is an error", () => {
+    const avoid = [parseCidr("10.200.0.0/27")!];
+    expect(allocateSubnet(emptyLeases(), cfg, "veth:a", "veth", avoid).subnet.v4).toBe("10.200.0.32/28");
+    let l = emptyLeases();
+    for (let i = 0; i < 16; i++) l = allocateSubnet(l, cfg, `veth:${i}`, "veth").leases;
+    expect(() => allocateSubnet(l, cfg, "veth:x", "veth")).toThrow(IpamError);
+  });
+  test("config: defaults, env override, no IPv6, errors", () => {
+    const d = parseNetConfig(undefined);
+    expect(d.prefix4).toBe(28);
+    expect(parseNetConfig(undefined, { MACHINA_NET_POOL4: "10.7.0.0/16" }).pool4.prefix).toBe(16);
+    expect(parseNetConfig("Pool6 = no\n").pool6).toBeUndefined();
+    expect(() => parseNetConfig("Pool4 = fd00::/8\n")).toThrow();
+  });
+});
+
+describe("plan, ip batches and the nft ruleset", () => {
+  const s = defaultSettings();
+  s.networkVeth = true;
+  s.privateNetwork = true;
+  s.ports = [{ protocol: "tcp", hostPort: 8080, containerPort: 80 }];
+  s.networkInterfaces = ["dummy0:inner"];
+  s.networkMacvlan = ["dummy1"];
+  const plan = planNetwork(s, "web", ID, "/run/machina");
+  const addr = addressing({ v4: "10.159.0.16/28", v6: "fd6d:6163:6869:1::/64" }, 2);
+  test("plan", () => {
+    expect(plan.netns).toBe("/run/machina/netns/web");
+    expect(plan.veth?.host).toBe("ve-web");
+    expect(plan.addressing).toBe("static");
+    expect(plan.macvlans[0]!.inside).toBe("mv-dummy1");
+  });
+  test("host and container batches", () => {
+    const v = plan.veth!;
+    expect(hostBatch(plan, addr, false)).toEqual([
+      `link add ve-web address ${v.hostMac} type veth peer name host0 address ${v.containerMac} netns /run/machina/netns/web`,
+      "address add 10.159.0.17/28 dev ve-web",
+      "address add fd6d:6163:6869:1::1/64 dev ve-web nodad",
+      "link set ve-web up",
+      "link set dev dummy0 netns /run/machina/netns/web name inner",
+      `link add link dummy1 name mv-dummy1 address ${plan.macvlans[0]!.mac} netns /run/machina/netns/web type macvlan mode bridge`,
+    ]);
+    expect(containerBatch(plan, addr)).toEqual([
+      "link set lo up",
+      "address add 10.159.0.18/28 dev host0",
+      "address add fd6d:6163:6869:1::2/64 dev host0 nodad",
+      "link set host0 up",
+      "route add default via 10.159.0.17 dev host0",
+      "route add default via fd6d:6163:6869:1::1 dev host0",
+    ]);
+    expect(giveBackBatch(plan, "/proc/1/ns/net")).toEqual(["link set dev inner netns /proc/1/ns/net name dummy0"]);
+    expect(hostRemoveBatch(plan)).toEqual(["link delete ve-web"]);
+  });
+  test("nft: DNAT in prerouting and output for both families, masquerade per subnet; empty = table removed", () => {
+    const text = nftRuleset([{ machine: "web", hostIf: "ve-web", subnet: addr.subnet, container: addr.container, ports: s.ports }]);
+    expect(text).toContain('fib daddr type local meta nfproto ipv4 tcp dport 8080 dnat ip to 10.159.0.18:80 comment "web"');
+    expect(text).toContain("dnat ip6 to [fd6d:6163:6869:1::2]:80");
+    expect(text).toContain("type nat hook output priority -100");
+    expect(text).toContain('ip saddr 10.159.0.16/28 oifname != "ve-web" masquerade');
+    expect(text).toContain("ip saddr 127.0.0.0/8 ct status dnat masquerade");
+    expect(nftRuleset([])).toBe("table inet machina {}\ndelete table inet machina\n");
+  });
+  test("dnsmasq: DHCP only, bound to its interface, static leases", () => {
+    const argv = dnsmasqArgv({ iface: "ve-web", subnet: addr.subnet, gateway: addr.gateway, pidFile: "/p", leaseFile: "/l", hostsFile: "/h" });
+    expect(argv).toContain("--conf-file=/dev/null");
+    expect(argv).toContain("--port=0");
+    expect(argv).toContain("--bind-interfaces");
+    expect(argv).toContain("--dhcp-range=10.159.0.16,static,255.255.255.240,1h");
+  });
+  test("booted containers use DHCP; a bridge of the administrator's is not addressed", () => {
+    const b = defaultSettings();
+    b.boot = true;
+    b.networkVeth = true;
+    expect(planNetwork(b, "m", ID, "/s").addressing).toBe("dhcp");
+    const br = defaultSettings();
+    br.networkBridge = "br0";
+    const p = planNetwork(br, "m", ID, "/s");
+    expect([p.addressing, p.veth?.host, p.bridge]).toEqual(["none", "vb-m", "br0"]);
+  });
+});
