@@ -210,7 +210,7 @@ export class LinuxHost implements Host {
     if (this.immutable(path)) this.setImmutable(path, false);
     if (st.ino === 256 && this.fsType(path) === "btrfs") {
       // A subvolume (read-only ones too): delete it whole; nested subvolumes need rm first.
-      if (this.run(["btrfs", "subvolume", "delete", "--", path]).status === 0) return;
+      if (this.run(["btrfs", "subvolume", "delete", path]).status === 0) return;
       if (this.btrfsReadOnly(path)) this.run(["btrfs", "property", "set", "-ts", path, "ro", "false"]);
     }
     const r = this.run(["rm", "-rf", "--one-file-system", "--", path]);

@@ -125,11 +125,12 @@ export function cloneImage(ctx: PoolContext, from: string, to: string, readOnly:
       if (source.type === "raw") {
         run(ctx, ["cp", "-a", "--reflink=auto", "--sparse=always", "--", source.target, tmp.path], "copy", source.target, fds);
         if (readOnly) host.chmod(tmp.path, (host.stat(tmp.path, false)?.mode ?? 0o644) & ~0o222);
-      } else if (poolOnBtrfs && source.type === "subvolume" && host.stat(source.target, true)?.dev === host.stat(root, true)?.dev) {
-        run(ctx, ["btrfs", "subvolume", "snapshot", ...(readOnly ? ["-r"] : []), "--", source.target, tmp.path], "snapshot", source.target, fds);
-        method = "snapshot";
+      } else if (poolOnBtrfs && source.type === "subvolume" &&
+        host.run(["btrfs", "subvolume", "snapshot", ...(readOnly ? ["-r"] : []), source.target, tmp.path], { fds }).status === 0) {
+        method = "snapshot"; // (fails across file systems: then copied below)
       } else if (poolOnBtrfs) {
-        run(ctx, ["btrfs", "subvolume", "create", "--", tmp.path], "create a subvolume for", tmp.path, fds);
+        host.removeTree(tmp.path);
+        run(ctx, ["btrfs", "subvolume", "create", tmp.path], "create a subvolume for", tmp.path, fds);
         run(ctx, ["cp", "-a", "--reflink=auto", "--", `${source.target}/.`, `${tmp.path}/`], "copy", source.target, fds);
         const st = host.stat(source.target, true);
         if (st !== undefined) run(ctx, ["chown", `${st.uid}:${st.gid}`, tmp.path], "chown", tmp.path);
@@ -281,7 +282,7 @@ export interface Qgroup {
 
 /** The level-0 qgroup of a btrfs subvolume (needs quotas enabled), or undefined. */
 export function btrfsQgroup(host: Host, path: string): Qgroup | undefined {
-  const r = host.run(["btrfs", "qgroup", "show", "--raw", "-rf", "--", path]);
+  const r = host.run(["btrfs", "qgroup", "show", "--raw", "-rf", path]);
   if (r.status !== 0) return undefined;
   for (const line of r.stdout.split("\n")) {
     const f = line.trim().split(/\s+/);
@@ -313,8 +314,8 @@ export function setImageLimit(ctx: PoolContext, name: string | undefined, limit:
       throw new MachinaError("E_UNSUPPORTED", `cannot set a size limit on ${label}: "${path}" is on ${fs ?? "an unknown file system"}, and size limits need btrfs quotas`, { path }, "keep the pool on btrfs (or use a btrfs loop file for /var/lib/machines) to use set-limit");
     if (host.stat(path, true)?.ino !== 256)
       throw new MachinaError("E_UNSUPPORTED", `cannot set a size limit on ${label}: "${path}" is a plain directory, not a btrfs subvolume`, { path }, "clone it (clone makes a subvolume on btrfs) and limit the clone");
-    run(ctx, ["btrfs", "quota", "enable", "--", path], "enable quotas on", path);
-    run(ctx, ["btrfs", "qgroup", "limit", limit === undefined ? "none" : String(limit), "--", path], "set the qgroup limit of", path);
+    run(ctx, ["btrfs", "quota", "enable", path], "enable quotas on", path);
+    run(ctx, ["btrfs", "qgroup", "limit", limit === undefined ? "none" : String(limit), path], "set the qgroup limit of", path);
   } finally {
     lock?.release();
   }
