@@ -53,4 +53,11 @@ export class FakeProcs implements Procs {
   monotonicMs(): number {
     return this.clock;
   }
+
+  readFrom(path: string, offset: number): { text: string; size: number } | undefined {
+    const text = this.host?.readFile(path);
+    if (text === undefined) return undefined;
+    const bytes = Buffer.from(text, "utf8");
+    return { text: bytes.subarray(Math.min(offset, bytes.length)).toString("utf8"), size: bytes.length };
+  }
 }

@@ -52,6 +52,8 @@ export interface Procs {
   sleep(ms: number): Promise<void>;
   /** Milliseconds from a monotonic clock. */
   monotonicMs(): number;
+  /** Bytes of a file from `offset` on (as UTF-8) and the file's size; undefined when missing. */
+  readFrom(path: string, offset: number): { text: string; size: number } | undefined;
 }
 
 export class LinuxProcs implements Procs {
@@ -140,5 +142,23 @@ export class LinuxProcs implements Procs {
 
   monotonicMs(): number {
     return performance.now();
+  }
+
+  readFrom(path: string, offset: number): { text: string; size: number } | undefined {
+    let fd: number;
+    try {
+      fd = fs.openSync(path, "r");
+    } catch {
+      return undefined;
+    }
+    try {
+      const size = fs.fstatSync(fd).size;
+      if (offset >= size) return { text: "", size };
+      const buf = Buffer.alloc(Math.min(size - offset, 1 << 20));
+      const n = fs.readSync(fd, buf, 0, buf.length, offset);
+      return { text: buf.subarray(0, n).toString("utf8"), size: offset + n };
+    } finally {
+      fs.closeSync(fd);
+    }
   }
 }

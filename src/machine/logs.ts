@@ -4,10 +4,12 @@
  * /run/log/journal/MACHINE-ID inside its root), else the console output machina keeps for
  * containers started in the background ($STATE_DIR/logs/NAME.log, rotated to NAME.log.1).
  */
+import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
 import { readFileInRoot, resolveInRoot } from "../host/resolve-in-root.ts";
 import type { Paths } from "../paths.ts";
 import type { Machine, MachineContext } from "./machines.ts";
+import { scanRegistry } from "./registry.ts";
 
 export type LogSource = { kind: "journal"; dir: string; machineId: string } | { kind: "console"; files: string[] } | { kind: "none" };
 
@@ -64,4 +66,59 @@ export async function machineLogTail(ctx: MachineContext, m: Machine, n: number)
   }
   if (src.kind === "console") return consoleTail(ctx.host, src.files, n);
   return [];
+}
+
+export interface LogOptions {
+  /** Last N lines (undefined: everything). */
+  lines?: number;
+  follow?: boolean;
+  /** journalctl -o MODE. */
+  output?: string;
+  /** Where console lines go. */
+  write: (text: string) => void;
+}
+
+/**
+ * Print a machine's log: journalctl -D on its journal (stdio inherited), else its console log
+ * (with `follow`, new output is printed until the machine is gone). Returns the exit status.
+ */
+export async function showLogs(ctx: MachineContext, name: string, m: Machine | undefined, options: LogOptions): Promise<number> {
+  const src = logSource(ctx, name, m);
+  if (src.kind === "journal") {
+    const argv = ["journalctl", "-D", src.dir, "--no-pager"];
+    if (options.lines !== undefined) argv.push("-n", String(options.lines));
+    if (options.follow) argv.push("-f");
+    if (options.output !== undefined) argv.push("-o", options.output);
+    return (await ctx.procs.run(argv, { output: "inherit", input: "inherit" })).code;
+  }
+  if (src.kind === "none") {
+    if (m === undefined) throw new MachinaError("E_NOT_FOUND", `no machine "${name}" is running and no console log of it exists`, { machine: name });
+    throw new MachinaError("E_NOT_FOUND", `machine "${name}" has no journal and no console log (it was not started by machinactl start)`, { machine: name });
+  }
+  const tail = consoleTail(ctx.host, src.files, options.lines ?? Number.MAX_SAFE_INTEGER);
+  if (tail.length > 0) options.write(tail.join("\n") + "\n");
+  if (!options.follow) return 0;
+  const file = consoleLogPath(ctx.paths, name);
+  let offset = ctx.procs.readFrom(file, 0)?.size ?? 0;
+  let pending = "";
+  for (;;) {
+    await ctx.procs.sleep(200);
+    const r = ctx.procs.readFrom(file, offset);
+    if (r !== undefined && r.size < offset) offset = 0; // a new start truncated it
+    const chunk = r !== undefined && r.size >= offset ? ctx.procs.readFrom(file, offset) : undefined;
+    if (chunk !== undefined && chunk.text !== "") {
+      offset = chunk.size;
+      pending += chunk.text.replace(/\r/g, "");
+      const nl = pending.lastIndexOf("\n");
+      if (nl >= 0) {
+        options.write(pending.slice(0, nl + 1));
+        pending = pending.slice(nl + 1);
+      }
+    }
+    const running = scanRegistry(ctx.host, ctx.paths.stateDir, Date.now()).some((e) => e.name === name);
+    if (!running && (chunk === undefined || chunk.text === "")) {
+      if (pending !== "") options.write(pending + "\n");
+      return 0;
+    }
+  }
 }

@@ -1,0 +1,117 @@
+/**
+ * machinactl start, enable, disable (--now) and logs. start boots the image in the background
+ * (src/runtime/launch.ts: `machina-nspawn -q -b -M NAME` with its .nspawn file, console to
+ * $STATE_DIR/logs/NAME.log) and returns once it runs; enable/disable are src/machine/enable.ts;
+ * logs is src/machine/logs.ts.
+ */
+import { MachinaError } from "../../errors.ts";
+import { disableMachine, enableMachine } from "../../machine/enable.ts";
+import { showLogs } from "../../machine/logs.ts";
+import { getMachine, terminateMachine, type Machine } from "../../machine/machines.ts";
+import { launchDetached } from "../../runtime/launch.ts";
+import { isValidMachineName } from "../../settings/values.ts";
+import { machineContext } from "./machine-verbs.ts";
+import type { Verb, VerbContext } from "./verb.ts";
+
+function checkName(name: string): void {
+  if (!isValidMachineName(name)) throw new MachinaError("E_INVALID", `invalid machine name "${name}"`, { machine: name });
+}
+
+async function start(ctx: VerbContext, name: string): Promise<void> {
+  checkName(name);
+  const mctx = machineContext(ctx);
+  try {
+    getMachine(mctx, name, { all: true });
+    throw new MachinaError("E_BUSY", `machine "${name}" is already running`, { machine: name });
+  } catch (e) {
+    if (!(e instanceof MachinaError) || e.code !== "E_NOT_FOUND") throw e;
+  }
+  await launchDetached(ctx.host, ctx.paths, { name });
+}
+
+const startVerb: Verb = {
+  name: "start",
+  usage: "start NAME...",
+  summary: "Start container as a service (booted in the background)",
+  section: "Machine",
+  minArgs: 1,
+  maxArgs: Infinity,
+  async run(ctx, args) {
+    await Promise.all(args.map((name) => start(ctx, name)));
+    return 0;
+  },
+};
+
+const enable: Verb = {
+  name: "enable",
+  usage: "enable NAME...",
+  summary: "Enable automatic container start at boot",
+  section: "Machine",
+  minArgs: 1,
+  maxArgs: Infinity,
+  async run(ctx, args) {
+    for (const name of args) {
+      checkName(name);
+      const r = await enableMachine(ctx.env, name);
+      if (!ctx.options.quiet) for (const c of r.changes) ctx.err(`Created symlink ${c.path} → ${c.source}.\n`);
+    }
+    if (ctx.options.now) await Promise.all(args.map((name) => start(ctx, name).catch((e) => {
+      if (!(e instanceof MachinaError && e.code === "E_BUSY")) throw e;
+    })));
+    return 0;
+  },
+};
+
+const disable: Verb = {
+  name: "disable",
+  usage: "disable NAME...",
+  summary: "Disable automatic container start at boot",
+  section: "Machine",
+  minArgs: 1,
+  maxArgs: Infinity,
+  async run(ctx, args) {
+    for (const name of args) {
+      checkName(name);
+      const r = await disableMachine(ctx.env, name);
+      if (!ctx.options.quiet) for (const c of r.changes) ctx.err(`Removed ${c.path}.\n`);
+    }
+    if (ctx.options.now) {
+      const mctx = machineContext(ctx);
+      await Promise.all(args.map(async (name) => {
+        try {
+          await terminateMachine(mctx, name);
+        } catch (e) {
+          if (!(e instanceof MachinaError && e.code === "E_NOT_FOUND")) throw e;
+        }
+      }));
+    }
+    return 0;
+  },
+};
+
+const logs: Verb = {
+  name: "logs",
+  usage: "logs NAME",
+  summary: "Show the machine's journal, else its console output (-n N, -f)",
+  section: "Machine",
+  minArgs: 1,
+  maxArgs: 1,
+  run(ctx, args) {
+    const name = args[0]!;
+    const mctx = machineContext(ctx);
+    let m: Machine | undefined;
+    try {
+      m = getMachine(mctx, name, { all: true });
+    } catch (e) {
+      if (!(e instanceof MachinaError && e.code === "E_NOT_FOUND")) throw e;
+    }
+    return showLogs(mctx, name, m, {
+      ...(ctx.options.lines !== undefined ? { lines: ctx.options.lines } : {}),
+      follow: ctx.options.follow,
+      ...(ctx.options.output !== undefined ? { output: ctx.options.output } : {}),
+      write: ctx.out,
+    });
+  },
+};
+
+export const LIFECYCLE_VERBS: Verb[] = [startVerb, enable, disable, logs];
