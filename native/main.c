@@ -12,6 +12,7 @@
 
 #include "enter.h"
 #include "error.h"
+#include "hostmount.h"
 #include "spec.h"
 #include "supervisor.h"
 #include "util.h"
@@ -132,7 +133,10 @@ int main(int argc, char **argv)
 		merr_print(&e);
 		return 1;
 	}
+	pid_t sup = getpid();
 	int rc = supervisor_run(&s);
+	if (getpid() == sup)
+		host_umounts(&s); /* on every exit path of the supervisor, after the container is gone */
 	spec_free(&s);
 	return rc;
 }

@@ -208,7 +208,7 @@ enum rec_id {
 	R_IDMAP_BIND,
 	R_USER, R_AS_PID2, R_EXEC, R_ARGS,
 	R_UID_MAP, R_GID_MAP, R_CGROUP_OWNER, R_USERNS_LOCK, R_CHOWN_ROOT, R_IDMAP_ROOT, R_FSMOUNT,
-	R_ROOT_TMPFS, R_ROOT_OVERLAY, R_PIVOT_ROOT_DIR, R_SCRATCH_DIR, R_HOST_MKDIR, R_HOST_SYMLINK, R_OVERLAY, R_SCRATCH_LIST, R_NETNS, R_ON_EXIT, R_END, R__MAX
+	R_ROOT_TMPFS, R_ROOT_OVERLAY, R_PIVOT_ROOT_DIR, R_SCRATCH_DIR, R_HOST_MKDIR, R_HOST_SYMLINK, R_OVERLAY, R_SCRATCH_LIST, R_NETNS, R_ON_EXIT, R_HOST_UMOUNT, R_END, R__MAX
 };
 
 #define VAR -1
@@ -274,6 +274,7 @@ static const struct {
 	[R_SCRATCH_LIST] = { "scratch_list", 1, 1, 0 },
 	[R_NETNS] = { "netns", 1, 1, 0 },
 	[R_ON_EXIT] = { "on_exit", 1, VAR, 0 },
+	[R_HOST_UMOUNT] = { "host_umount", 1, 1, 1 },
 	[R_END] = { "end", 0, 0, 0 },
 };
 
@@ -306,6 +307,7 @@ void spec_free(struct spec *s)
 	free(s->ops);
 	free(s->scratch);
 	free(s->host_mkdirs);
+	free(s->host_umounts);
 	free(s->host_symlinks);
 	free(s->env);
 	free(s->rlimits);
@@ -652,6 +654,12 @@ static int apply(struct spec *s, enum rec_id id, const char *name, size_t idx, c
 			WANT(is_layer(a[i]), "LOWER (HPATH or +CPATH)");
 			op->layers[i - 4] = a[i];
 		}
+		break;
+	case R_HOST_UMOUNT:
+		WANT(is_cpath(a[0]) && strcmp(a[0], "/") != 0, "HPATH (not the root)");
+		if (grow(&s->host_umounts, &s->n_host_umounts, sizeof(char *)) < 0)
+			OOM();
+		s->host_umounts[s->n_host_umounts - 1] = a[0];
 		break;
 	case R_END:
 	case R__MAX:

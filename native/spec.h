@@ -108,6 +108,8 @@ struct spec {
 
 	/* a network namespace prepared by the TypeScript side (src/net/), and its undo command */
 	const char *netns_path; /* HPATH of a network namespace (nsfs bind mount) the container joins */
+	const char **host_umounts; /* host_umount: HPATHs detached by the supervisor at exit (hostmount.c) */
+	size_t n_host_umounts;
 	const char **on_exit;   /* ARGV run by the supervisor after the container is gone; NULL = none */
 	size_t n_on_exit;
 };

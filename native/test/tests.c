@@ -22,6 +22,7 @@
 
 #include "error.h"
 #include "binds.h"
+#include "hostmount.h"
 #include "mounts.h"
 #include "resolve.h"
 #include "spec.h"
@@ -1585,6 +1586,64 @@ static void test_seccomp_cache(const char *tmp)
 	free(b);
 }
 
+/* host_umount: parsing, and the supervisor's detaching of host mounts at exit (root). */
+static void test_host_umount_spec(void)
+{
+	struct sb *b = calloc(1, sizeof *b);
+	struct spec s;
+	struct merr e;
+	b->len = 0;
+	sb_str(b, "MACHINA-SPEC");
+	sb_str(b, "1");
+	rec(b, "root", 1, "/run/machina/raw-mounts/x/root");
+	rec(b, "namespaces", 2, "mnt", "pid");
+	rec(b, "host_umount", 1, "/run/machina/raw-mounts/x/root");
+	rec(b, "host_umount", 1, "/run/machina/raw-mounts/x/usr");
+	rec(b, "exec", 2, "/bin/sh", "sh");
+	rec(b, "end", 0);
+	int r = parse(b, &s, &e);
+	check(r == 0 && s.n_host_umounts == 2 && !strcmp(s.host_umounts[1], "/run/machina/raw-mounts/x/usr"), "host_umount: repeated HPATHs");
+	if (r == 0)
+		spec_free(&s);
+	for (int i = 0; i < 2; i++) {
+		b->len = 0;
+		sb_str(b, "MACHINA-SPEC");
+		sb_str(b, "1");
+		rec(b, "root", 1, "/r");
+		rec(b, "namespaces", 2, "mnt", "pid");
+		rec(b, "host_umount", 1, i ? "/" : "relative");
+		rec(b, "exec", 2, "/bin/sh", "sh");
+		rec(b, "end", 0);
+		bad(b, "HPATH (not the root)", i ? "host_umount /" : "host_umount with a relative path");
+	}
+	free(b);
+}
+
+static void test_host_umount_ops(const char *tmp)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		char a[512], c[512];
+		if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+			_exit(10);
+		snprintf(a, sizeof a, "%s/hm-root", tmp);
+		snprintf(c, sizeof c, "%s/hm-missing", tmp);
+		mkdir(a, 0755);
+		/* two stacked mounts on one path: both are detached */
+		if (mount("t1", a, "tmpfs", 0, NULL) < 0 || mount("t2", a, "tmpfs", 0, NULL) < 0)
+			_exit(11);
+		const char *paths[] = { c, a };
+		struct spec s = { .host_umounts = paths, .n_host_umounts = 2 };
+		host_umounts(&s);
+		struct stat st;
+		_exit(stat(a, &st) == 0 ? 12 : errno == ENOENT ? 0 : 13);
+	}
+	int st = -1;
+	waitpid(pid, &st, 0);
+	check(WIFEXITED(st) && WEXITSTATUS(st) == 0, "host_umount: stacked mounts detached, mount point removed, missing path ignored (status %d)",
+	      WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+}
+
 int main(void)
 {
 	test_spec();
@@ -1594,6 +1653,7 @@ int main(void)
 	test_idmap_bind_spec();
 	test_security();
 	test_binds_spec();
+	test_host_umount_spec();
 	if (geteuid() == 0) {
 		char tmp[] = "/tmp/machina-test.XXXXXX";
 		if (!mkdtemp(tmp)) {
@@ -1607,6 +1667,7 @@ int main(void)
 			test_copy_socket(tmp);
 			test_binds_ops(tmp);
 			test_seccomp_cache(tmp);
+			test_host_umount_ops(tmp);
 			rm_rf(tmp);
 			check(!exists(tmp), "cleanup: temporary root removed");
 		}

@@ -28,7 +28,11 @@ const BODY_ERRORS = [400, 413];
 
 export const ROUTES: Route[] = [
   { id: "version", method: "get", path: "/v1/version", summary: "Daemon name, version and API level", responses: { 200: { description: "ok", schema: S.Version } }, errors: [] },
-  { id: "listMachines", method: "get", path: "/v1/machines", summary: "Running machines (machinactl list)", responses: { 200: { description: "ok", schema: S.MachineList } }, errors: [] },
+  {
+    id: "listMachines", method: "get", path: "/v1/machines", summary: "Running machines (machinactl list)",
+    query: { all: { description: "1: also machines starting up or shutting down", schema: z.enum(["0", "1"]).optional() }, maxAddresses: { description: "addresses per machine", schema: z.string().regex(/^[0-9]+$/).optional() } },
+    responses: { 200: { description: "ok", schema: S.MachineList } }, errors: [400],
+  },
   { id: "machineStatus", method: "get", path: "/v1/machines/{name}", summary: "One running machine (machinactl status)", responses: { 200: { description: "ok", schema: S.MachineStatus } }, errors: NAME_ERRORS },
   { id: "machineProperties", method: "get", path: "/v1/machines/{name}/properties", summary: "machinectl's properties (machinactl show)", responses: { 200: { description: "ok", schema: S.MachineProperties } }, errors: NAME_ERRORS },
   {

@@ -26,34 +26,80 @@ export const ApiError = z
   })
   .meta({ id: "Error", description: "Every error response: HTTP 4xx/5xx with this body" });
 
+/** The core's types (src/machine/machines.ts), on the wire. */
+export const Liveness = z.enum(["running", "opening", "closing"]).meta({ id: "Liveness" });
+
 export const MachineSummary = z
   .object({
-    name: MachineName,
+    machine: MachineName,
     class: z.string().meta({ description: "container" }),
     service: z.string().meta({ description: "the manager that registered it (machina-nspawn)" }),
     os: z.string().meta({ description: "ID= of the image's os-release" }),
     version: z.string().meta({ description: "VERSION_ID= of the image's os-release" }),
     addresses: z.array(z.string()),
+    state: Liveness,
   })
   .meta({ id: "MachineSummary", description: "One row of `machinactl list`" });
 
-export const MachineStatus = MachineSummary.extend({
-  id: z.string().meta({ description: "the machine's UUID (128-bit hex, no dashes)" }),
-  leader: z.number().int(),
-  supervisor: z.number().int(),
-  root: z.string(),
-  since: z.number().meta({ description: "start time, microseconds since the epoch" }),
-  unit: z.string(),
-  cgroup: z.string(),
-  state: z.enum(["running", "degraded", "closing"]),
-  memory: z.number().nullable().meta({ description: "bytes (memory.current), null when unknown" }),
-  tasks: z.number().nullable(),
-  cpuUsec: z.number().nullable(),
+export const Machine = z
+  .object({
+    name: MachineName,
+    class: z.string(),
+    service: z.string(),
+    state: Liveness,
+    leader: z.number().int(),
+    supervisor: z.number().int(),
+    root: z.string(),
+    uuid: z.string().meta({ description: "UUID with dashes (\"\" when unknown)" }),
+    boot: z.boolean(),
+    timestampUsec: z.number().meta({ description: "start time, µs since the epoch (0 when unknown)" }),
+    timestampMonotonicUsec: z.number(),
+    cgroupDir: z.string().meta({ description: "cgroup2 directory on the host" }),
+    controlGroup: z.string().meta({ description: "path in the cgroup hierarchy" }),
+    unit: z.string(),
+    cgroups: z.array(z.string()),
+    os: z.string(),
+    version: z.string(),
+  })
+  .meta({ id: "Machine" });
+
+const ProcessNode = z.object({ pid: z.number().int(), ppid: z.number().int(), comm: z.string(), cmdline: z.string() }).meta({ id: "ProcessNode" });
+
+export interface CgroupNodeT {
+  path: string;
+  processes: Array<z.infer<typeof ProcessNode>>;
+  children: CgroupNodeT[];
+}
+export const CgroupNode: z.ZodType<CgroupNodeT> = z
+  .object({
+    path: z.string(),
+    processes: z.array(ProcessNode),
+    get children() {
+      return z.array(CgroupNode);
+    },
+  })
+  .meta({ id: "CgroupNode" });
+
+export const MachineStatus = Machine.extend({
+  leaderComm: z.string(),
+  osPrettyName: z.string(),
+  network: z.object({
+    private: z.boolean(),
+    interfaces: z.array(z.object({ index: z.number().int(), name: z.string() })),
+    addresses: z.array(z.string()),
+  }),
+  resources: z.object({
+    memoryBytes: z.number().optional(),
+    memorySource: z.enum(["memory.current", "memory.usage_in_bytes"]).optional(),
+    tasks: z.number(),
+    cpuUsec: z.number().optional(),
+  }),
+  cgroupTree: CgroupNode.optional(),
 }).meta({ id: "MachineStatus", description: "`machinactl status NAME`, as data" });
 
 export const MachineProperties = z
-  .record(z.string(), z.string())
-  .meta({ id: "MachineProperties", description: "`machinactl show NAME`: machinectl's property names and values, in order" });
+  .array(z.tuple([z.string(), z.string()]))
+  .meta({ id: "MachineProperties", description: "`machinactl show NAME`: machinectl's property names and values, in machinectl's order" });
 
 export const MachineList = z.object({ machines: z.array(MachineSummary) }).meta({ id: "MachineList" });
 
@@ -112,7 +158,8 @@ export const Job = z
     state: JobState,
     created: z.number(),
     events: z.array(JobEvent),
-    result: MachineStatus.nullable().optional(),
+    result: MachineStatus.nullable().optional().meta({ description: "start: the machine's status; stop: null" }),
+    outcome: z.enum(["stopped", "killed"]).optional().meta({ description: "stop: whether the machine had to be killed" }),
     error: ApiError.optional(),
   })
   .meta({ id: "Job", description: "A long operation: poll GET /v1/jobs/{id}, stream /v1/jobs/{id}/events, cancel with DELETE" });
@@ -126,6 +173,7 @@ export const Version = z
   .meta({ id: "Version" });
 
 export type MachineSummary = z.infer<typeof MachineSummary>;
+export type Machine = z.infer<typeof Machine>;
 export type MachineStatus = z.infer<typeof MachineStatus>;
 export type MachineProperties = z.infer<typeof MachineProperties>;
 export type KillRequest = z.infer<typeof KillRequest>;

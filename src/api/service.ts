@@ -5,7 +5,8 @@
  * Errors are MachinaErrors (src/errors.ts) on both sides: the client rebuilds them from the
  * API's {code, message, details} bodies.
  */
-import type { EnableResult, JobEvent, MachineProperties, MachineStatus, MachineSummary } from "./schemas.ts";
+import type { MachineStatus, MachineSummary } from "../machine/machines.ts";
+import type { EnableResult, JobEvent, MachineProperties } from "./schemas.ts";
 
 export interface LongOperationOptions {
   /** Each progress step as it happens (the helper's stages, "started", "ready", …). */
@@ -27,7 +28,8 @@ export interface KillOptions {
 }
 
 export interface MachineService {
-  list(): Promise<MachineSummary[]>;
+  /** `all`: also machines starting up or shutting down; `maxAddresses`: addresses per row. */
+  list(options?: { all?: boolean; maxAddresses?: number }): Promise<MachineSummary[]>;
   status(name: string): Promise<MachineStatus>;
   show(name: string): Promise<MachineProperties>;
   /** SIGRTMIN+4 to the leader. */
@@ -35,7 +37,7 @@ export interface MachineService {
   /** SIGINT to the leader. */
   reboot(name: string): Promise<void>;
   /** Stop the machine: poweroff, then SIGKILL after the timeout; resolves once it is gone. */
-  terminate(name: string, options?: StopOptions): Promise<void>;
+  terminate(name: string, options?: StopOptions): Promise<"stopped" | "killed">;
   kill(name: string, options?: KillOptions): Promise<void>;
   /** Boot image NAME in the background (machina-nspawn -b -M NAME); resolves once it runs. */
   start(name: string, options?: LongOperationOptions): Promise<MachineStatus>;

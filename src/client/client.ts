@@ -5,6 +5,7 @@
  */
 import { MachinaError, type ErrorCode as CoreErrorCode } from "../errors.ts";
 import * as S from "../api/schemas.ts";
+import type { MachineStatus, MachineSummary } from "../machine/machines.ts";
 import type { KillOptions, LongOperationOptions, MachineService, StopOptions } from "../api/service.ts";
 
 export const DEFAULT_SOCKET = "/run/machina/api.sock";
@@ -70,10 +71,14 @@ export class MachinaClient implements MachineService {
     return this.json("GET", "/v1/version");
   }
 
-  async list(): Promise<S.MachineSummary[]> {
-    return (await this.json<{ machines: S.MachineSummary[] }>("GET", "/v1/machines")).machines;
+  async list(options: { all?: boolean; maxAddresses?: number } = {}): Promise<MachineSummary[]> {
+    const q = new URLSearchParams();
+    if (options.all) q.set("all", "1");
+    if (options.maxAddresses !== undefined) q.set("maxAddresses", String(options.maxAddresses));
+    const qs = q.size > 0 ? `?${q}` : "";
+    return (await this.json<{ machines: MachineSummary[] }>("GET", `/v1/machines${qs}`)).machines;
   }
-  async status(name: string): Promise<S.MachineStatus> {
+  async status(name: string): Promise<MachineStatus> {
     return this.json("GET", this.m(name));
   }
   async show(name: string): Promise<S.MachineProperties> {
@@ -95,13 +100,14 @@ export class MachinaClient implements MachineService {
     return this.json("POST", this.m(name, "disable"), { now: options.now ?? false });
   }
 
-  async start(name: string, options: LongOperationOptions = {}): Promise<S.MachineStatus> {
+  async start(name: string, options: LongOperationOptions = {}): Promise<MachineStatus> {
     const job = await this.runJob(this.m(name, "start"), {}, options);
-    return job.result!;
+    return job.result as MachineStatus;
   }
 
-  async terminate(name: string, options: StopOptions = {}): Promise<void> {
-    await this.runJob(this.m(name, "stop"), options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}, options);
+  async terminate(name: string, options: StopOptions = {}): Promise<"stopped" | "killed"> {
+    const job = await this.runJob(this.m(name, "stop"), options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}, options);
+    return job.outcome ?? "stopped";
   }
 
   /**

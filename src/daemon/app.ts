@@ -70,7 +70,13 @@ export function createApp(options: AppOptions): { app: Hono; jobs: JobManager } 
   app.get("/openapi.json", (c) => c.json(doc));
   app.get("/v1/version", (c) => c.json({ name: "machinad", version: VERSION, api: 1, pid: process.pid } satisfies S.Version));
 
-  app.get("/v1/machines", async (c) => c.json({ machines: await service.list() }));
+  app.get("/v1/machines", async (c) => {
+    const all = c.req.query("all");
+    const max = c.req.query("maxAddresses");
+    if ((all !== undefined && all !== "0" && all !== "1") || (max !== undefined && !/^[0-9]{1,6}$/.test(max)))
+      throw new MachinaError("E_INVALID", "invalid query: all=0|1, maxAddresses=N");
+    return c.json({ machines: await service.list({ all: all === "1", ...(max !== undefined ? { maxAddresses: Number(max) } : {}) }) });
+  });
   app.get("/v1/machines/:name", async (c) => c.json(await service.status(machineName(c))));
   app.get("/v1/machines/:name/properties", async (c) => c.json(await service.show(machineName(c))));
 
@@ -96,8 +102,8 @@ export function createApp(options: AppOptions): { app: Hono; jobs: JobManager } 
     // An unknown machine is a 404 now, not a failed job.
     await service.status(name);
     options.onStopped?.(name);
-    const j = jobs.run("stop", name, async (progress, signal) => {
-      await service.terminate(name, { timeoutMs: req.timeoutMs, signal, onProgress: (e) => progress(e) });
+    const j = jobs.run("stop", name, async (progress, signal, job) => {
+      job.outcome = await service.terminate(name, { timeoutMs: req.timeoutMs, signal, onProgress: (e) => progress(e) });
       return null;
     });
     return jobAnswer(c, j, req.wait);

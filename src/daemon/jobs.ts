@@ -37,7 +37,7 @@ export class JobManager {
   }
 
   /** Start a job; `work` gets a progress callback and the abort signal. */
-  run(kind: Job["kind"], machine: string, work: (progress: (e: Omit<JobEvent, "time"> & { time?: number }) => void, signal: AbortSignal) => Promise<MachineStatus | null>): RunningJob {
+  run(kind: Job["kind"], machine: string, work: (progress: (e: Omit<JobEvent, "time"> & { time?: number }) => void, signal: AbortSignal, job: Job) => Promise<MachineStatus | null>): RunningJob {
     const id = `${Date.now().toString(36)}-${(++this.seq).toString(36)}`;
     const job: Job = { id, kind, machine, state: "running", created: Date.now(), events: [] };
     const abort = new AbortController();
@@ -49,7 +49,7 @@ export class JobManager {
     };
     const done = (async (): Promise<Job> => {
       try {
-        const result = await work(emit, abort.signal);
+        const result = await work(emit, abort.signal, job);
         if (abort.signal.aborted) throw new MachinaError("E_CANCELLED", `${kind} of "${machine}" cancelled`, { machine });
         job.result = result;
         job.state = "done";

@@ -6,7 +6,7 @@
  * the container keeps running and a new machinad finds it in the registry.
  *
  * Console output (stdout/stderr of the supervisor and, with --console=pipe, of the payload)
- * goes to $STATE_DIR/console/NAME.log, truncated at each start (read by `logs`).
+ * goes to $STATE_DIR/logs/NAME.log (the previous start's moved to NAME.log.1), read by `logs`.
  */
 import * as fs from "node:fs";
 import { MachinaError } from "../errors.ts";
@@ -45,8 +45,9 @@ export interface Launched {
   exited: Promise<number>;
 }
 
+/** The console log `machinactl logs` reads (src/machine/logs.ts); the previous run's is NAME.log.1. */
 export function consoleLogPath(stateDir: string, name: string): string {
-  return `${stateDir}/console/${name}.log`;
+  return `${stateDir}/logs/${name}.log`;
 }
 
 /** The image directory of machine NAME: the first pool directory that has it. */
@@ -84,8 +85,14 @@ export async function launchDetached(host: Host, paths: Paths, request: LaunchRe
   sweepStale(host, paths.stateDir, Date.now());
   if (request.signal?.aborted) throw new MachinaError("E_CANCELLED", `start of "${name}" cancelled`, { machine: name });
 
-  fs.mkdirSync(`${paths.stateDir}/console`, { recursive: true, mode: 0o700 });
-  const log = fs.openSync(consoleLogPath(paths.stateDir, name), fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_APPEND, 0o600);
+  fs.mkdirSync(`${paths.stateDir}/logs`, { recursive: true, mode: 0o700 });
+  const logPath = consoleLogPath(paths.stateDir, name);
+  try {
+    fs.renameSync(logPath, `${logPath}.1`);
+  } catch {
+    // first start
+  }
+  const log = fs.openSync(logPath, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_APPEND, 0o600);
   const specFd = memfdCreate("machina-spec");
   let proc: ReturnType<typeof Bun.spawn>;
   try {
@@ -156,6 +163,7 @@ export async function launchDetached(host: Host, paths: Paths, request: LaunchRe
   }
   if (request.signal?.aborted) {
     await exited;
+    removeEntry(host, `${paths.stateDir}/machines/${name}`, spec.cgroups);
     throw new MachinaError("E_CANCELLED", `start of "${name}" cancelled`, { machine: name });
   }
   if (!started || leader === 0) {
@@ -170,6 +178,28 @@ export async function launchDetached(host: Host, paths: Paths, request: LaunchRe
     });
   }
   return { supervisor, leader, exited };
+}
+
+/** After our supervisor was killed: its registry entry and cgroups (nobody else holds the lock). */
+function removeEntry(host: Host, dir: string, cgroups: string[]): void {
+  const lock = host.tryLock(`${dir}/lock`);
+  if (lock === undefined) return; // not ours (or already gone)
+  try {
+    for (const cg of cgroups) {
+      for (let i = 0; i < 50; i++) {
+        try {
+          host.removeDirTree(cg);
+          break;
+        } catch {
+          Bun.sleepSync(10); // the container's processes are still dying (PDEATHSIG)
+        }
+      }
+    }
+    for (const file of ["state.json", ".state.json.tmp", "lock"]) host.unlink(`${dir}/${file}`);
+    host.removeDirTree(dir);
+  } finally {
+    lock.release();
+  }
 }
 
 function readTail(path: string): string {

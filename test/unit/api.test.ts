@@ -13,6 +13,7 @@ import { MAX_BODY_BYTES, ROUTES } from "../../src/api/routes.ts";
 import * as S from "../../src/api/schemas.ts";
 import type { KillOptions, LongOperationOptions, MachineService, StopOptions } from "../../src/api/service.ts";
 import { createApp } from "../../src/daemon/app.ts";
+import type { MachineStatus } from "../../src/machine/machines.ts";
 
 class FakeService implements MachineService {
   calls: string[] = [];
@@ -29,16 +30,16 @@ class FakeService implements MachineService {
   }
   async list() {
     this.calls.push("list");
-    return [...this.running.values()].map(({ name, class: c, service, os, version, addresses }) => ({ name, class: c, service, os, version, addresses }));
+    return [...this.running.values()].map(({ name, class: c, service, os, version, network, state }) => ({ machine: name, class: c, service, os, version, addresses: network.addresses, state }));
   }
   async status(name: string) {
     this.calls.push(`status ${name}`);
-    return this.get(name);
+    return this.get(name) as MachineStatus;
   }
   async show(name: string) {
     this.calls.push(`show ${name}`);
     const m = this.get(name);
-    return { Name: m.name, Leader: String(m.leader), State: "running" };
+    return [["Name", m.name], ["Leader", String(m.leader)], ["State", "running"]] as Array<[string, string]>;
   }
   async poweroff(name: string) {
     this.get(name);
@@ -57,6 +58,7 @@ class FakeService implements MachineService {
     this.calls.push(`terminate ${name} ${o.timeoutMs}`);
     o.onProgress?.({ time: Date.now(), event: "stopping" });
     this.running.delete(name);
+    return "stopped" as const;
   }
   async start(name: string, o: LongOperationOptions = {}) {
     this.calls.push(`start ${name}`);
@@ -68,11 +70,12 @@ class FakeService implements MachineService {
     }
     o.onProgress?.({ time: Date.now(), event: "started", leader: 42 });
     const m: S.MachineStatus = {
-      name, class: "container", service: "machina-nspawn", os: "busybox", version: "1", addresses: [], id: "0".repeat(32), leader: 42, supervisor: 41,
-      root: `/pool/${name}`, since: 1, unit: `machine-${name}.scope`, cgroup: "/sys/fs/cgroup/x", state: "running", memory: null, tasks: null, cpuUsec: null,
+      name, class: "container", service: "machina-nspawn", state: "running", leader: 42, supervisor: 41, root: `/pool/${name}`, uuid: "", boot: true,
+      timestampUsec: 1, timestampMonotonicUsec: 1, cgroupDir: "/sys/fs/cgroup/x", controlGroup: "/x", unit: `machine-${name}.scope`, cgroups: [], os: "busybox", version: "1",
+      leaderComm: "init", osPrettyName: "BusyBox", network: { private: false, interfaces: [], addresses: [] }, resources: { tasks: 1 },
     };
     this.running.set(name, m);
-    return m;
+    return m as MachineStatus;
   }
   async enable(name: string, o: { now?: boolean } = {}) {
     this.calls.push(`enable ${name} ${o.now}`);
@@ -99,7 +102,7 @@ function setup() {
     );
     expect(res.headers.get("content-type") ?? "").toMatch(/application\/(json|x-ndjson)/);
     const text = await res.text();
-    return { status: res.status, text, json: text.startsWith("{") ? JSON.parse(text) : undefined };
+    return { status: res.status, text, json: text.startsWith("{") || text.startsWith("[") ? JSON.parse(text) : undefined };
   };
   return { service, app, call };
 }
@@ -123,11 +126,11 @@ describe("machines", () => {
     expect((await s.call("GET", "/v1/machines")).json).toEqual({ machines: [] });
     await started(s);
     const list = await s.call("GET", "/v1/machines");
-    expect(S.MachineList.parse(list.json).machines.map((m) => m.name)).toEqual(["web"]);
+    expect(S.MachineList.parse(list.json).machines.map((m) => m.machine)).toEqual(["web"]);
     const st = await s.call("GET", "/v1/machines/web");
     expect(S.MachineStatus.parse(st.json).leader).toBe(42);
     const props = await s.call("GET", "/v1/machines/web/properties");
-    expect(props.json).toEqual({ Name: "web", Leader: "42", State: "running" });
+    expect(JSON.parse(props.text)).toEqual([["Name", "web"], ["Leader", "42"], ["State", "running"]]);
   });
 
   test("start: 202 with a job, then done; wait: true gives the finished job", async () => {
@@ -153,7 +156,7 @@ describe("machines", () => {
     expect(S.EnableResult.parse((await s.call("POST", "/v1/machines/db/enable", { now: false })).json).changes).toHaveLength(1);
     expect((await s.call("POST", "/v1/machines/db/disable")).status).toBe(200);
     const stop = await s.call("POST", "/v1/machines/web/stop", { wait: true, timeoutMs: 500 });
-    expect(S.Job.parse(stop.json)).toMatchObject({ state: "done", kind: "stop" });
+    expect(S.Job.parse(stop.json)).toMatchObject({ state: "done", kind: "stop", outcome: "stopped" });
     expect(s.service.calls).toEqual([
       "poweroff web", "reboot web", "kill web leader 9", "kill web all 15", "enable db false", "disable db false", "status web", "terminate web 500",
     ]);
@@ -240,6 +243,7 @@ describe("errors: JSON {code, message}, and nothing changes", () => {
 
   test("unknown routes 404, wrong methods 405, both JSON", async () => {
     const s = setup();
+    expectError(await s.call("GET", "/v1/machines?all=yes"), 400, "E_INVALID");
     expectError(await s.call("GET", "/v1/nothing"), 404, "E_NOT_FOUND");
     expectError(await s.call("GET", "/"), 404, "E_NOT_FOUND");
     expectError(await s.call("PUT", "/v1/machines/web"), 405, "E_USAGE");

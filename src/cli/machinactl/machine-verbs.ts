@@ -5,22 +5,21 @@
 import { LinuxProcs } from "../../host/procs.ts";
 import {
   type CgroupNode,
-  killMachine,
-  listMachines,
-  listSummaries,
   machineProcesses,
-  machineProperties,
-  machineStatus,
   type MachineContext,
   type MachineStatus,
-  poweroffMachine,
-  rebootMachine,
-  terminateMachine,
   formatTimestampUsec,
 } from "../../machine/machines.ts";
 import { machineLogTail } from "../../machine/logs.ts";
+import type { MachineService } from "../../api/service.ts";
+import { selectMachineService } from "../../client/select.ts";
 import { formatBytes, json, properties, table } from "./format.ts";
 import type { Verb, VerbContext } from "./verb.ts";
+
+/** machinad's API when a daemon answers, else the core in this process (src/client/select.ts). */
+function service(ctx: VerbContext): Promise<MachineService> {
+  return selectMachineService(ctx.host, ctx.paths, ctx.env);
+}
 
 export function machineContext(ctx: VerbContext): MachineContext {
   return { host: ctx.host, procs: new LinuxProcs(), paths: ctx.paths };
@@ -97,8 +96,8 @@ const list: Verb = {
   section: "Machine",
   minArgs: 0,
   maxArgs: 0,
-  run(ctx) {
-    const rows = listSummaries(machineContext(ctx), {
+  async run(ctx) {
+    const rows = await (await service(ctx)).list({
       all: ctx.options.all,
       ...(ctx.options.maxAddresses !== undefined ? { maxAddresses: ctx.options.maxAddresses } : {}),
     });
@@ -131,9 +130,10 @@ const status: Verb = {
   maxArgs: Infinity,
   async run(ctx, args) {
     const mctx = machineContext(ctx);
+    const svc = await service(ctx);
     const results: Array<{ status: MachineStatus; log: string[] }> = [];
     for (const name of args) {
-      const s = machineStatus(mctx, name);
+      const s = await svc.status(name);
       const log = await machineLogTail(mctx, s, ctx.options.lines ?? 10);
       results.push({ status: s, log });
     }
@@ -155,10 +155,11 @@ const show: Verb = {
   section: "Machine",
   minArgs: 0,
   maxArgs: Infinity,
-  run(ctx, args) {
-    const mctx = machineContext(ctx);
-    const names = args.length > 0 ? args : listMachines(mctx).map((m) => m.name);
-    const all = names.map((n) => machineProperties(mctx, n));
+  async run(ctx, args) {
+    const svc = await service(ctx);
+    const names = args.length > 0 ? args : (await svc.list()).map((m) => m.machine);
+    const all: Array<Array<[string, string]>> = [];
+    for (const n of names) all.push(await svc.show(n));
     if (ctx.options.json !== "off") {
       const wanted = ctx.options.properties.length > 0 ? new Set(ctx.options.properties) : undefined;
       const objs = all.map((props) => Object.fromEntries(props.filter(([k, v]) => (wanted ? wanted.has(k) : v !== "" || ctx.options.all))));
@@ -200,10 +201,10 @@ const kill: Verb = {
   section: "Machine",
   minArgs: 1,
   maxArgs: Infinity,
-  run(ctx, args) {
-    const mctx = machineContext(ctx);
+  async run(ctx, args) {
+    const svc = await service(ctx);
     for (const name of args)
-      killMachine(mctx, name, { whom: ctx.options.killWhom ?? "all", ...(ctx.options.signal !== undefined ? { signal: ctx.options.signal } : {}) });
+      await svc.kill(name, { whom: ctx.options.killWhom ?? "all", ...(ctx.options.signal !== undefined ? { signal: ctx.options.signal } : {}) });
     return 0;
   },
 };
@@ -215,9 +216,9 @@ const poweroff: Verb = {
   section: "Machine",
   minArgs: 1,
   maxArgs: Infinity,
-  run(ctx, args) {
-    const mctx = machineContext(ctx);
-    for (const name of args) poweroffMachine(mctx, name);
+  async run(ctx, args) {
+    const svc = await service(ctx);
+    for (const name of args) await svc.poweroff(name);
     return 0;
   },
 };
@@ -229,9 +230,9 @@ const reboot: Verb = {
   section: "Machine",
   minArgs: 1,
   maxArgs: Infinity,
-  run(ctx, args) {
-    const mctx = machineContext(ctx);
-    for (const name of args) rebootMachine(mctx, name);
+  async run(ctx, args) {
+    const svc = await service(ctx);
+    for (const name of args) await svc.reboot(name);
     return 0;
   },
 };
@@ -244,8 +245,8 @@ const terminate: Verb = {
   minArgs: 1,
   maxArgs: Infinity,
   async run(ctx, args) {
-    const mctx = machineContext(ctx);
-    await Promise.all(args.map((name) => terminateMachine(mctx, name)));
+    const svc = await service(ctx);
+    await Promise.all(args.map((name) => svc.terminate(name)));
     return 0;
   },
 };
