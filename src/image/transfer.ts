@@ -74,16 +74,15 @@ function prepare(ctx: TransferContext, name: string, kind: "dir" | "raw", opts: 
 
 /** Put the finished temporary in place (after removing the image it replaces, with --force). */
 function commit(ctx: TransferContext, temp: Temporary, final: string, replace: string | undefined, opts: ImportOptions, kind: "dir" | "raw"): void {
-  if (opts.readOnly) {
-    if (kind === "raw") ctx.host.chmod(temp.path, 0o444);
-    else ctx.host.setImmutable(temp.path, true);
-  }
+  if (opts.readOnly && kind === "raw") ctx.host.chmod(temp.path, 0o444);
   if (replace !== undefined) {
     ctx.host.removeTree(replace);
     if (replace !== final) ctx.host.removeTree(final);
   }
   temp.commit(final);
   temp.release();
+  // An immutable directory cannot be renamed: mark it after the rename.
+  if (opts.readOnly && kind === "dir") ctx.host.setImmutable(final, true);
 }
 
 function fileSize(host: Host, path: string): number | undefined {
