@@ -2,7 +2,7 @@
 /**
  * machina vs systemd-nspawn 252, side by side in one run (see BENCHMARKS.md).
  *
- *   bun bench/run.ts [--quick] [--only true|boot|memory]...
+ *   bun bench/run.ts [--quick] [--only true|boot|memory|api]...
  *
  * Needs root, native/build/machina-helper and systemd-nspawn. The fixture images come from
  * test/fixtures/images.ts and are never touched: every run uses copies under /var/tmp.
@@ -15,7 +15,7 @@
  * between runs) and `exec`s the tool. The tools alternate, and which one goes first alternates.
  */
 import { existsSync, readFileSync, statSync } from "node:fs";
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { ensureBusyboxImage, ensureDebianImage } from "../test/fixtures/images.ts";
 
@@ -27,7 +27,7 @@ let MACHINA = join(REPO, "bin/machina-nspawn");
 const RESULTS = join(REPO, "bench/results");
 const DOC = join(REPO, "BENCHMARKS.md");
 const COMMON = ["--register=no", "--keep-unit", "-q", "--console=pipe"];
-const SECTIONS = ["true", "boot", "memory"] as const;
+const SECTIONS = ["true", "boot", "memory", "api"] as const;
 type Section = (typeof SECTIONS)[number];
 type Tool = "machina" | "nspawn";
 const TOOLS: Tool[] = ["machina", "nspawn"];
@@ -48,7 +48,7 @@ for (let i = 0; i < argv.length; i++) {
   }
 }
 const selected: Section[] = only.length > 0 ? only : [...SECTIONS];
-const N = { true: quick ? 10 : 40, breakdown: quick ? 10 : 40, boot: quick ? 2 : 11, memory: quick ? 1 : 3, warmup: quick ? 2 : 5 };
+const N = { api: quick ? 10 : 40, true: quick ? 10 : 40, breakdown: quick ? 10 : 40, boot: quick ? 2 : 11, memory: quick ? 1 : 3, warmup: quick ? 2 : 5 };
 
 // ---------------------------------------------------------------- small helpers
 
@@ -641,6 +641,70 @@ function renderMemory(r: MemResult, f: Facts): string {
   ].join("\n");
 }
 
+// ---------------------------------------------------------------- 4. start through machinad's API
+
+interface ApiResult {
+  startMs: Stat;
+  stopMs: Stat;
+}
+
+/** machinad on a temporary socket/state/pool; POST /v1/machines/NAME/start {wait:true}, request to running. */
+async function benchApi(busybox: string): Promise<ApiResult> {
+  const { MachinaClient } = await import("../src/client/client.ts");
+  const base = join(workDir, "api");
+  const pool = join(base, "pool");
+  const image = join(base, "image");
+  await mkdir(pool, { recursive: true });
+  await sh(["cp", "-a", busybox, image]);
+  // an init that stops on SIGRTMIN+3 (the stop signal)
+  await writeFile(join(image, "sbin/init"), "#!/bin/sh\ntrap 'exit 0' 37 38 TERM\nwhile :; do sleep 1000 & wait $!; done\n", { mode: 0o755 });
+  const socket = join(base, "run/api.sock");
+  const env = {
+    ...(process.env as Record<string, string>),
+    MACHINA_STATE_DIR: join(base, "state"), MACHINA_POOL: pool, MACHINA_API_SOCKET: socket,
+    MACHINA_ENABLE_DIR: join(base, "wants"), MACHINA_SYSTEMD: "0", MACHINA_HELPER: HELPER,
+  };
+  const daemon = Bun.spawn([join(TREE, "bin/machinad"), "--no-autostart"], { env, stdin: "ignore", stdout: "ignore", stderr: "ignore" });
+  cleanups.push(async () => {
+    daemon.kill("SIGTERM");
+    await daemon.exited;
+  });
+  const client = new MachinaClient(socket);
+  for (let i = 0; i < 200 && !(await client.ping()); i++) await sleep(25);
+  const start: number[] = [];
+  const stop: number[] = [];
+  for (let i = 0; i < N.warmup + N.api; i++) {
+    const name = `mba${process.pid}x${i}`;
+    await symlink(image, join(pool, name));
+    const t0 = now();
+    await client.start(name);
+    const t1 = now();
+    await sleep(30); // let init set its traps
+    const t2 = now();
+    await client.terminate(name);
+    const t3 = now();
+    if (i >= N.warmup) {
+      start.push(t1 - t0);
+      stop.push(t3 - t2);
+    }
+  }
+  return { startMs: stat(start), stopMs: stat(stop) };
+}
+
+function renderApi(r: ApiResult, f: Facts): string {
+  return [
+    factsLine(f),
+    `N = ${N.api} starts (after ${N.warmup} warm-up starts) of the busybox image (an \`sh\` init) through machinad's API: one \`POST /v1/machines/NAME/start\` with \`{"wait":true}\` over the Unix socket (the typed client), timed from the request to the answer, which comes when the helper reports the payload running; then a stop (\`POST …/stop\`, SIGTERM to the supervisor → SIGRTMIN+3 to init, until the registry entry is gone), timed separately.`,
+    "",
+    "| through the API (ms) | median | p90 | min | max |",
+    "|---|---:|---:|---:|---:|",
+    `| start: request to running | ${f1(r.startMs.median)} | ${f1(r.startMs.p90)} | ${f1(r.startMs.min)} | ${f1(r.startMs.max)} |`,
+    `| stop: request to gone | ${f1(r.stopMs.median)} | ${f1(r.stopMs.p90)} | ${f1(r.stopMs.min)} | ${f1(r.stopMs.max)} |`,
+    "",
+    `Target: start median < 20 ms: ${verdict(r.startMs.median < 20)}.`,
+  ].join("\n");
+}
+
 async function updateDoc(blocks: Partial<Record<Section, string>>): Promise<void> {
   let doc = existsSync(DOC) ? await readFile(DOC, "utf8") : "# Benchmarks\n";
   for (const [name, body] of Object.entries(blocks)) {
@@ -705,6 +769,28 @@ async function main(): Promise<void> {
     results["memory"] = r;
     blocks.memory = renderMemory(r, facts);
     console.error(`   sleep: machina ${mib(r.sleep.machina.rssKiB.median)} MiB, nspawn ${mib(r.sleep.nspawn.rssKiB.median)} MiB; debian: machina ${mib(r.debian.machina.rssKiB.median)} MiB, nspawn ${mib(r.debian.nspawn.rssKiB.median)} MiB`);
+  }
+  if (selected.includes("api")) {
+    console.error("4. start through machinad's API …");
+    const r = await benchApi(busybox);
+    results["api"] = r;
+    blocks.api = renderApi(r, facts);
+    console.error(`   start ${f1(r.startMs.median)} ms, stop ${f1(r.stopMs.median)} ms (medians)`);
+  }
+  const netCtx = { launch: (tool: Tool, root: string, extra: string[], name: string) => launch(tool, root, extra, name), afterRun, failure, now, stat };
+  if (selected.includes("veth")) {
+    console.error("4. --network-veth start to payload …");
+    const r = await benchVeth(netCtx, busybox, N.veth, N.warmup);
+    results["veth"] = r;
+    blocks.veth = renderVeth(r, factsLine(facts));
+    console.error(`   to payload: machina ${f1(r.payloadMs.machina.median)} ms, nspawn ${f1(r.payloadMs.nspawn.median)} ms, ratio ${f2(r.ratio)}`);
+  }
+  if (selected.includes("zone50")) {
+    console.error(`5. ${N.zone} containers in one zone …`);
+    const r = await benchZone(netCtx, busybox, N.zone);
+    results["zone50"] = r;
+    blocks.zone50 = renderZone(r, factsLine(facts));
+    console.error(`   first 10 ${f1(r.firstTen)} ms, last 10 ${f1(r.lastTen)} ms, slope ${f2(r.slope)} ms/container`);
   }
   results["durationS"] = (now() - t0) / 1000;
   await mkdir(RESULTS, { recursive: true });

@@ -1,0 +1,39 @@
+/** machina-nspawn@.service and the machined registration call (src/machine/systemd.ts). Pure. */
+import { expect, test } from "bun:test";
+import type { z } from "zod";
+import type * as S from "../../src/api/schemas.ts";
+import type { MachineStatus, MachineSummary } from "../../src/machine/machines.ts";
+import { registerMachineArgs, systemdAvailable, unitName, unitTemplate } from "../../src/machine/systemd.ts";
+
+test("the unit template has systemd-nspawn@.service's settings (minus networking and -U)", () => {
+  const t = unitTemplate("/usr/local/bin");
+  const lines = t.split("\n");
+  expect(lines).toContain("ExecStart=/usr/local/bin/machina-nspawn --quiet --keep-unit --boot --link-journal=try-guest --settings=override --machine=%i");
+  expect(lines).toContain("ExecStartPost=-/usr/local/bin/machinad register %i");
+  for (const l of ["Type=notify", "KillMode=mixed", "Delegate=yes", "Slice=machine.slice", "RestartForceExitStatus=133", "SuccessExitStatus=133", "WantedBy=machines.target", "PartOf=machines.target", "Before=machines.target", "TasksMax=16384", "DevicePolicy=closed"])
+    expect(lines).toContain(l);
+  expect(t).not.toContain("--network-veth");
+  expect(t).not.toContain("WatchdogSec");
+  expect(unitName("web")).toBe("machina-nspawn@web.service");
+});
+
+test("RegisterMachine arguments for busctl", () => {
+  expect(registerMachineArgs({ name: "web", uuid: "02411d8b-2ce5-f382-79ce-406ef73b8756", leader: 42, root: "/var/lib/machines/web" })).toEqual([
+    "busctl", "call", "org.freedesktop.machine1", "/org/freedesktop/machine1", "org.freedesktop.machine1.Manager", "RegisterMachine", "sayssus",
+    "web", "16", "2", "65", "29", "139", "44", "229", "243", "130", "121", "206", "64", "110", "247", "59", "135", "86",
+    "machina-nspawn", "container", "42", "/var/lib/machines/web",
+  ]);
+  expect(registerMachineArgs({ name: "x", uuid: "", leader: 1, root: "/" })).toContain("0");
+});
+
+test("systemd detection can be forced", () => {
+  expect(systemdAvailable({ MACHINA_SYSTEMD: "0" })).toBe(false);
+  expect(systemdAvailable({ MACHINA_SYSTEMD: "1" })).toBe(true);
+});
+
+test("the wire schemas carry the core's types (compile-time)", () => {
+  const status = (s: MachineStatus): z.input<typeof S.MachineStatus> => s;
+  const summary = (s: MachineSummary): z.input<typeof S.MachineSummary> => s;
+  expect(typeof status).toBe("function");
+  expect(typeof summary).toBe("function");
+});
