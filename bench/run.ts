@@ -785,6 +785,13 @@ async function main(): Promise<void> {
     blocks.veth = renderVeth(r, factsLine(facts));
     console.error(`   to payload: machina ${f1(r.payloadMs.machina.median)} ms, nspawn ${f1(r.payloadMs.nspawn.median)} ms, ratio ${f2(r.ratio)}`);
   }
+  if (selected.includes("zone50")) {
+    console.error(`5. ${N.zone} containers in one zone …`);
+    const r = await benchZone(netCtx, busybox, N.zone);
+    results["zone50"] = r;
+    blocks.zone50 = renderZone(r, factsLine(facts));
+    console.error(`   first 10 ${f1(r.firstTen)} ms, last 10 ${f1(r.lastTen)} ms, slope ${f2(r.slope)} ms/container`);
+  }
   results["durationS"] = (now() - t0) / 1000;
   await mkdir(RESULTS, { recursive: true });
   const json = JSON.stringify(results, null, 2);
