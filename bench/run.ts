@@ -778,20 +778,6 @@ async function main(): Promise<void> {
     console.error(`   start ${f1(r.startMs.median)} ms, stop ${f1(r.stopMs.median)} ms (medians)`);
   }
   const netCtx = { launch: (tool: Tool, root: string, extra: string[], name: string) => launch(tool, root, extra, name), afterRun, failure, now, stat };
-  if (selected.includes("veth")) {
-    console.error("4. --network-veth start to payload …");
-    const r = await benchVeth(netCtx, busybox, N.veth, N.warmup);
-    results["veth"] = r;
-    blocks.veth = renderVeth(r, factsLine(facts));
-    console.error(`   to payload: machina ${f1(r.payloadMs.machina.median)} ms, nspawn ${f1(r.payloadMs.nspawn.median)} ms, ratio ${f2(r.ratio)}`);
-  }
-  if (selected.includes("zone50")) {
-    console.error(`5. ${N.zone} containers in one zone …`);
-    const r = await benchZone(netCtx, busybox, N.zone);
-    results["zone50"] = r;
-    blocks.zone50 = renderZone(r, factsLine(facts));
-    console.error(`   first 10 ${f1(r.firstTen)} ms, last 10 ${f1(r.lastTen)} ms, slope ${f2(r.slope)} ms/container`);
-  }
   results["durationS"] = (now() - t0) / 1000;
   await mkdir(RESULTS, { recursive: true });
   const json = JSON.stringify(results, null, 2);
