@@ -18,6 +18,7 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { chmod, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { ensureBusyboxImage, ensureDebianImage } from "../test/fixtures/images.ts";
+import { benchVeth, benchZone, renderVeth, renderZone } from "./net.ts";
 
 const REPO = resolve(import.meta.dir, "..");
 /** The machina under test: a snapshot of HEAD (git archive + make -C native), or with --worktree the live tree. */
@@ -27,7 +28,7 @@ let MACHINA = join(REPO, "bin/machina-nspawn");
 const RESULTS = join(REPO, "bench/results");
 const DOC = join(REPO, "BENCHMARKS.md");
 const COMMON = ["--register=no", "--keep-unit", "-q", "--console=pipe"];
-const SECTIONS = ["true", "boot", "memory", "api"] as const;
+const SECTIONS = ["true", "boot", "memory", "api", "veth", "zone50"] as const;
 type Section = (typeof SECTIONS)[number];
 type Tool = "machina" | "nspawn";
 const TOOLS: Tool[] = ["machina", "nspawn"];
@@ -48,7 +49,7 @@ for (let i = 0; i < argv.length; i++) {
   }
 }
 const selected: Section[] = only.length > 0 ? only : [...SECTIONS];
-const N = { api: quick ? 10 : 40, true: quick ? 10 : 40, breakdown: quick ? 10 : 40, boot: quick ? 2 : 11, memory: quick ? 1 : 3, warmup: quick ? 2 : 5 };
+const N = { veth: quick ? 10 : 40, zone: quick ? 20 : 50, api: quick ? 10 : 40, true: quick ? 10 : 40, breakdown: quick ? 10 : 40, boot: quick ? 2 : 11, memory: quick ? 1 : 3, warmup: quick ? 2 : 5 };
 
 // ---------------------------------------------------------------- small helpers
 
@@ -778,6 +779,20 @@ async function main(): Promise<void> {
     console.error(`   start ${f1(r.startMs.median)} ms, stop ${f1(r.stopMs.median)} ms (medians)`);
   }
   const netCtx = { launch: (tool: Tool, root: string, extra: string[], name: string) => launch(tool, root, extra, name), afterRun, failure, now, stat };
+  if (selected.includes("veth")) {
+    console.error("4. --network-veth start to payload …");
+    const r = await benchVeth(netCtx, busybox, N.veth, N.warmup);
+    results["veth"] = r;
+    blocks.veth = renderVeth(r, factsLine(facts));
+    console.error(`   to payload: machina ${f1(r.payloadMs.machina.median)} ms, nspawn ${f1(r.payloadMs.nspawn.median)} ms, ratio ${f2(r.ratio)}`);
+  }
+  if (selected.includes("zone50")) {
+    console.error(`5. ${N.zone} containers in one zone …`);
+    const r = await benchZone(netCtx, busybox, N.zone);
+    results["zone50"] = r;
+    blocks.zone50 = renderZone(r, factsLine(facts));
+    console.error(`   first 10 ${f1(r.firstTen)} ms, last 10 ${f1(r.lastTen)} ms, slope ${f2(r.slope)} ms/container`);
+  }
   results["durationS"] = (now() - t0) / 1000;
   await mkdir(RESULTS, { recursive: true });
   const json = JSON.stringify(results, null, 2);

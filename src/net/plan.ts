@@ -96,7 +96,10 @@ export function addressing(subnet: SubnetLease, hostNumber: number): NetAddressi
 
 const q = (s: string) => (/^[A-Za-z0-9_.:/@+-]+$/.test(s) ? s : JSON.stringify(s));
 
-/** `ip -batch -` in the host's namespace: create every link, the host side configured and up. */
+/**
+ * `ip -batch -` in the host's namespace, after containerBatch: the zone bridge when it is new,
+ * the host side of the main veth configured and up, the extra veths, moved interfaces, macvlans, ipvlans.
+ */
 export function hostBatch(plan: NetPlan, addr: NetAddressing | undefined, createZoneBridge: boolean): string[] {
   const ns = q(plan.netns);
   const out: string[] = [];
@@ -107,7 +110,6 @@ export function hostBatch(plan: NetPlan, addr: NetAddressing | undefined, create
   }
   if (plan.veth) {
     const v = plan.veth;
-    out.push(`link add ${q(v.host)} address ${v.hostMac} type veth peer name ${q(v.inside)} address ${v.containerMac} netns ${ns}`);
     if (plan.bridge !== undefined) out.push(`link set ${q(v.host)} master ${q(plan.bridge)}`);
     else if (addr !== undefined) out.push(...hostAddressLines(v.host, addr));
     out.push(`link set ${q(v.host)} up`);
@@ -127,17 +129,25 @@ function hostAddressLines(dev: string, addr: NetAddressing): string[] {
   return out;
 }
 
-/** `ip -batch -` inside the container's namespace: loopback up; host0 addressed and routed (static). */
-export function containerBatch(plan: NetPlan, addr: NetAddressing | undefined): string[] {
+/**
+ * `ip -batch -` inside the container's new namespace (run by `unshare --net=PATH`, so creating the
+ * namespace costs no extra command): loopback up; the main veth created from inside, its host
+ * side sent to `hostNetns`; host0 addressed and routed when machina configures it (static).
+ */
+export function containerBatch(plan: NetPlan, addr: NetAddressing | undefined, hostNetns: string): string[] {
   const out = ["link set lo up"];
+  if (plan.veth) {
+    const v = plan.veth;
+    out.push(`link add ${q(v.inside)} address ${v.containerMac} type veth peer name ${q(v.host)} address ${v.hostMac} netns ${q(hostNetns)}`);
+  }
   if (plan.veth && plan.addressing === "static" && addr !== undefined) {
     const c = addr.container;
     const dev = q(plan.veth.inside);
     out.push(`address add ${c.v4}/${c.v4Prefix} dev ${dev}`);
     if (c.v6 !== undefined) out.push(`address add ${c.v6}/${c.v6Prefix} dev ${dev} nodad`);
     out.push(`link set ${dev} up`);
-    out.push(`route add default via ${addr.gateway.v4} dev ${dev}`);
-    if (addr.gateway.v6 !== undefined) out.push(`route add default via ${addr.gateway.v6} dev ${dev}`);
+    out.push(`route add default via ${addr.gateway.v4} dev ${dev} onlink`);
+    if (addr.gateway.v6 !== undefined) out.push(`route add default via ${addr.gateway.v6} dev ${dev} onlink`);
   }
   return out;
 }
@@ -170,12 +180,13 @@ export interface NftMember {
 export const NFT_TABLE = "machina";
 
 /**
- * The whole `table inet machina`, regenerated from every running container and loaded
- * atomically (`nft -f -`): create-if-missing, delete, recreate. No container = no table.
+ * `table inet machina`, rewritten from every running container in one `nft -f -` transaction.
+ * The base chains are declared (a no-op when they exist) and flushed, never deleted and
+ * recreated: (un)registering netfilter hooks waits for an RCU grace period, ~10 ms each.
+ * No container = the table is deleted.
  */
 export function nftRuleset(members: NftMember[]): string {
-  const lines = [`table inet ${NFT_TABLE} {}`, `delete table inet ${NFT_TABLE}`];
-  if (members.length === 0) return lines.join("\n") + "\n";
+  if (members.length === 0) return `table inet ${NFT_TABLE} {}\ndelete table inet ${NFT_TABLE}\n`;
   const dnat: string[] = [];
   for (const m of members)
     for (const p of m.ports) {
@@ -198,16 +209,20 @@ export function nftRuleset(members: NftMember[]): string {
     post.push(`ip saddr ${m.subnet.v4} oifname != ${JSON.stringify(m.hostIf)} masquerade`);
     if (m.subnet.v6 !== undefined) post.push(`ip6 saddr ${m.subnet.v6} oifname != ${JSON.stringify(m.hostIf)} masquerade`);
   }
-  const chain = (name: string, hook: string, prio: string, rules: string[]) =>
-    [`  chain ${name} {`, `    type nat hook ${hook} priority ${prio}; policy accept;`, ...rules.map((r) => `    ${r}`), "  }"];
-  lines.push(
-    `table inet ${NFT_TABLE} {`,
-    ...chain("prerouting", "prerouting", "dstnat", dnat),
-    ...chain("output", "output", "-100", dnat),
-    ...chain("postrouting", "postrouting", "srcnat", post),
+  const t = `inet ${NFT_TABLE}`;
+  return [
+    `table ${t} {`,
+    "  chain prerouting { type nat hook prerouting priority dstnat; policy accept; }",
+    "  chain output { type nat hook output priority -100; policy accept; }",
+    "  chain postrouting { type nat hook postrouting priority srcnat; policy accept; }",
     "}",
-  );
-  return lines.join("\n") + "\n";
+    `flush chain ${t} prerouting`,
+    `flush chain ${t} output`,
+    `flush chain ${t} postrouting`,
+    ...dnat.map((r) => `add rule ${t} prerouting ${r}`),
+    ...dnat.map((r) => `add rule ${t} output ${r}`),
+    ...post.map((r) => `add rule ${t} postrouting ${r}`),
+  ].join("\n") + "\n";
 }
 
 /** dnsmasq for one veth or zone bridge: DHCP only (no DNS), bound to that interface alone, static leases. */

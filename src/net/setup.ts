@@ -98,7 +98,7 @@ export function loadConfig(host: Host): NetConfig {
 }
 
 interface Runner {
-  ip(lines: string[], opts?: { netns?: string; force?: boolean }): void;
+  ip(lines: string[], opts?: { netns?: string; unshare?: string; force?: boolean }): void;
   nft(text: string): void;
 }
 
@@ -110,7 +110,10 @@ function runner(host: Host): Runner {
     ip(lines, opts = {}) {
       if (lines.length === 0) return;
       const input = lines.join("\n") + "\n";
-      const argv = [...(opts.netns ? ["nsenter", `--net=${opts.netns}`] : []), "ip", ...(opts.force ? ["-force"] : []), "-batch", "-"];
+      const argv = [
+        ...(opts.netns ? ["nsenter", `--net=${opts.netns}`] : opts.unshare ? ["unshare", `--net=${opts.unshare}`] : []),
+        "ip", ...(opts.force ? ["-force"] : []), "-batch", "-",
+      ];
       const r = host.run(argv, { input });
       if (!opts.force) check("ip -batch", r, input);
     },
@@ -133,22 +136,25 @@ function nftMembers(records: NetRecord[]): NftMember[] {
   );
 }
 
-/** Host routes and addresses the pool must not collide with (from `ip -json route`). */
+/** Routes on the host that the pool must not collide with (from /proc: no command to run). */
 function hostRoutes(host: Host): Cidr[] {
   const out: Cidr[] = [];
-  for (const fam of ["-4", "-6"]) {
-    const r = host.run(["ip", "-json", fam, "route", "show", "table", "all"]);
-    if (r.status !== 0) continue;
-    try {
-      for (const e of JSON.parse(r.stdout) as Array<{ dst?: string; dev?: string; type?: string }>) {
-        if (!e.dst || e.dst === "default" || e.type === "local" || e.type === "broadcast" || e.type === "multicast") continue;
-        if (e.dev?.startsWith("ve-") || e.dev?.startsWith("vz-")) continue; // ours (or nspawn's)
-        const c = parseCidr(e.dst.includes("/") ? e.dst : `${e.dst}/${fam === "-4" ? 32 : 128}`);
-        if (c !== undefined && c.prefix > 0) out.push(c);
-      }
-    } catch {
-      /* no routes to avoid */
-    }
+  const ours = (dev: string) => dev.startsWith("ve-") || dev.startsWith("vz-") || dev === "lo";
+  // /proc/net/route: Iface Destination(hex, little endian) Gateway Flags RefCnt Use Metric Mask …
+  for (const line of (host.readFile("/proc/net/route") ?? "").split("\n").slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 8 || ours(f[0]!)) continue;
+    const le = (h: string) => BigInt(`0x${h.match(/../g)!.reverse().join("")}`);
+    const mask = le(f[7]!);
+    const prefix = mask.toString(2).replace(/0/g, "").length;
+    if (prefix > 0) out.push({ family: 4, base: le(f[1]!) & mask, prefix });
+  }
+  // /proc/net/ipv6_route: dest(32 hex) prefix(hex) src srcprefix nexthop metric ref use flags iface
+  for (const line of (host.readFile("/proc/net/ipv6_route") ?? "").split("\n")) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 10 || ours(f[9]!)) continue;
+    const prefix = parseInt(f[1]!, 16);
+    if (prefix > 0 && prefix < 128 && !f[0]!.startsWith("fe80")) out.push({ family: 6, base: BigInt(`0x${f[0]}`), prefix });
   }
   return out;
 }
@@ -241,14 +247,12 @@ export function setupNetwork(host: Host, stateDir: string, plan: NetPlan): NetRe
     writeAtomic(host, d.record(plan.machine), JSON.stringify(record));
     if (leases !== undefined) writeAtomic(host, d.leases, JSON.stringify(leases));
 
-    // The namespace: an nsfs bind mount at $STATE/netns/NAME.
-    host.writeFile(plan.netns, "", 0o444);
-    const u = host.run(["unshare", `--net=${plan.netns}`, "true"]);
-    if (u.status !== 0) throw netError(`failed to create the network namespace "${plan.netns}": ${u.stderr.trim()}`);
-
+    // The namespace (an nsfs bind mount at $STATE/netns/NAME), created by the command that
+    // configures its inside; then the host side.
     const addr = record.addr;
+    host.writeFile(plan.netns, "", 0o444);
+    run.ip(containerBatch(plan, addr, `/proc/${pid}/ns/net`), { unshare: plan.netns });
     run.ip(hostBatch(plan, addr, createZoneBridge));
-    run.ip(containerBatch(plan, addr), { netns: plan.netns });
 
     if (addr !== undefined && record.hostIf !== undefined) {
       writeSysctl(host, "net.ipv4.ip_forward", "1");

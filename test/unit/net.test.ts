@@ -100,20 +100,20 @@ describe("plan, ip batches and the nft ruleset", () => {
   test("host and container batches", () => {
     const v = plan.veth!;
     expect(hostBatch(plan, addr, false)).toEqual([
-      `link add ve-web address ${v.hostMac} type veth peer name host0 address ${v.containerMac} netns /run/machina/netns/web`,
       "address add 10.159.0.17/28 dev ve-web",
       "address add fd6d:6163:6869:1::1/64 dev ve-web nodad",
       "link set ve-web up",
       "link set dev dummy0 netns /run/machina/netns/web name inner",
       `link add link dummy1 name mv-dummy1 address ${plan.macvlans[0]!.mac} netns /run/machina/netns/web type macvlan mode bridge`,
     ]);
-    expect(containerBatch(plan, addr)).toEqual([
+    expect(containerBatch(plan, addr, "/proc/42/ns/net")).toEqual([
       "link set lo up",
+      `link add host0 address ${v.containerMac} type veth peer name ve-web address ${v.hostMac} netns /proc/42/ns/net`,
       "address add 10.159.0.18/28 dev host0",
       "address add fd6d:6163:6869:1::2/64 dev host0 nodad",
       "link set host0 up",
-      "route add default via 10.159.0.17 dev host0",
-      "route add default via fd6d:6163:6869:1::1 dev host0",
+      "route add default via 10.159.0.17 dev host0 onlink",
+      "route add default via fd6d:6163:6869:1::1 dev host0 onlink",
     ]);
     expect(giveBackBatch(plan, "/proc/1/ns/net")).toEqual(["link set dev inner netns /proc/1/ns/net name dummy0"]);
     expect(hostRemoveBatch(plan)).toEqual(["link delete ve-web"]);
@@ -125,6 +125,8 @@ describe("plan, ip batches and the nft ruleset", () => {
     expect(text).toContain("type nat hook output priority -100");
     expect(text).toContain('ip saddr 10.159.0.16/28 oifname != "ve-web" masquerade');
     expect(text).toContain("ip saddr 127.0.0.0/8 ct status dnat masquerade");
+    expect(text).toContain("flush chain inet machina prerouting");
+    expect(text).not.toContain("delete table");
     expect(nftRuleset([])).toBe("table inet machina {}\ndelete table inet machina\n");
   });
   test("dnsmasq: DHCP only, bound to its interface, static leases", () => {
