@@ -26,7 +26,8 @@ function kindOf(st: fs.Stats): FileKind {
 }
 
 const isMissing = (e: unknown) =>
-  e instanceof Error && "code" in e && (e.code === "ENOENT" || e.code === "ENOTDIR" || e.code === "ELOOP");
+  e instanceof Error && "code" in e && (e.code === "ENOENT" || e.code === "ENOTDIR" || e.code === "ELOOP" || e.code === "ESRCH" || e.code === "ENODEV");
+// ESRCH: a /proc/PID file whose process exited while it was read; ENODEV: a file of a cgroup removed meanwhile
 
 export class LinuxHost implements Host {
   lstat(path: string): FileKind | undefined {
