@@ -266,6 +266,34 @@ export class FakeHost implements Host {
   btrfsReadOnly(path: string): boolean {
     return this.btrfsReadOnlys.has(path);
   }
+
+  /** Raw bytes of files for readAt (else the node's content). */
+  readonly bytes = new Map<string, Uint8Array>();
+  readonly loops: Array<{ file: string; readOnly: boolean; device: string; range: { offset: number; size: number } | undefined }> = [];
+  readonly mounts: Array<{ source: string; target: string; fstype: string; flags: number; data: string }> = [];
+  readonly umounts: string[] = [];
+
+  readAt(path: string, offset: number, length: number): Uint8Array {
+    const b = this.bytes.get(path) ?? Buffer.from(this.readFile(path) ?? "");
+    return b.subarray(offset, offset + length);
+  }
+
+  attachLoop(file: string, readOnly: boolean, range?: { offset: number; size: number }): { device: string; fd: number } {
+    const device = `/dev/loop${this.loops.length}`;
+    this.loops.push({ file, readOnly, device, range });
+    return { device, fd: 100 + this.loops.length };
+  }
+
+  closeFd(): void {}
+
+  mount(source: string, target: string, fstype: string, flags: number, data: string): void {
+    this.mounts.push({ source, target, fstype, flags, data });
+  }
+
+  umount(target: string): void {
+    this.umounts.push(target);
+  }
+
   /** Signals sent with kill(): [pid, signal]. */
   readonly kills: Array<[number, number]> = [];
 

@@ -101,6 +101,20 @@ export interface Host {
   setImmutable(path: string, on: boolean): void;
   /** BTRFS_IOC_SUBVOL_GETFLAGS & BTRFS_SUBVOL_RDONLY for a subvolume root. */
   btrfsReadOnly(path: string): boolean;
+  /** Bytes of a file at an offset (short at the end of the file). */
+  readAt(path: string, offset: number, length: number): Uint8Array;
+  /**
+   * A free loop device backed by `file` (LOOP_CONFIGURE with LO_FLAGS_AUTOCLEAR, read-only when
+   * asked), covering `size` bytes from `offset` (0 = to the end; a partition found by the
+   * caller), or the whole file with a partition scan. The returned fd keeps it; once it is
+   * closed, the device goes away with its last mount.
+   */
+  attachLoop(file: string, readOnly: boolean, range?: { offset: number; size: number }): { device: string; fd: number };
+  closeFd(fd: number): void;
+  /** mount(2); flags as MS_* numbers. */
+  mount(source: string, target: string, fstype: string, flags: number, data: string): void;
+  /** umount2(2), MNT_DETACH when `lazy`; not mounted / missing is fine. */
+  umount(target: string, lazy: boolean): void;
 
   // --- networking (src/net/) ---
   /** Create or truncate a file with the content (mode for a new file, default 0644). Not atomic: rename a temporary over it. */

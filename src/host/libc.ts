@@ -12,6 +12,8 @@ const symbols = {
   isatty: { args: [FFIType.i32], returns: FFIType.i32 },
   renameat2: { args: [FFIType.i32, FFIType.ptr, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
   ioctl: { args: [FFIType.i32, FFIType.u64, FFIType.ptr], returns: FFIType.i32 },
+  mount: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.ptr], returns: FFIType.i32 },
+  umount2: { args: [FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
   __errno_location: { args: [], returns: FFIType.ptr },
 } as const;
 
@@ -119,4 +121,22 @@ export function ioctlValue(fd: number, request: bigint, value: bigint = 0n): big
   const buf = new BigUint64Array([value]);
   if (lib().ioctl(fd, request, ptr(buf)) !== 0) throw errnoError("ioctl", errno());
   return buf[0]!;
+}
+
+/** ioctl(fd, request, buf): the return value (>= 0), or throws. buf may be null (an unused argument). */
+export function ioctlBuffer(fd: number, request: bigint, buf: Uint8Array | null): number {
+  const r = lib().ioctl(fd, request, buf === null ? null : ptr(buf));
+  if (r < 0) throw errnoError("ioctl", errno());
+  return r;
+}
+
+/** mount(2). */
+export function mount(source: string, target: string, fstype: string | null, flags: number, data: string | null): void {
+  const r = lib().mount(cstr(source), cstr(target), fstype === null ? null : cstr(fstype), BigInt(flags), data === null ? null : cstr(data));
+  if (r !== 0) throw errnoError("mount", errno(), target);
+}
+
+/** umount2(2). */
+export function umount2(target: string, flags: number): void {
+  if (lib().umount2(cstr(target), flags) !== 0) throw errnoError("umount2", errno(), target);
 }

@@ -1,7 +1,7 @@
 /** The real Host: Linux through Bun's fs and, where Bun has no API, libc via FFI. */
 import * as fs from "node:fs";
 import type { CommandResult, FileKind, FileStat, HeldLock, Host } from "./host.ts";
-import { clearNonBlocking, execve, ioctlValue, isatty, memfdCreate, renameat2, tryFlockExclusive, tryFlockShared } from "./libc.ts";
+import { clearNonBlocking, execve, ioctlBuffer, ioctlValue, isatty, memfdCreate, mount, renameat2, tryFlockExclusive, tryFlockShared, umount2 } from "./libc.ts";
 
 // statfs(2) f_type values, named as `stat -f -c %T` names them.
 const FS_MAGIC: Record<number, string> = {
@@ -277,12 +277,81 @@ export class LinuxHost implements Host {
     }
   }
 
+  readAt(path: string, offset: number, length: number): Uint8Array {
+    const fd = fs.openSync(path, "r");
+    try {
+      const buf = Buffer.alloc(length);
+      const n = fs.readSync(fd, buf, 0, length, offset);
+      return buf.subarray(0, n);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  attachLoop(file: string, readOnly: boolean, range?: { offset: number; size: number }): { device: string; fd: number } {
+    const LOOP_CTL_GET_FREE = 0x4c82n;
+    const LOOP_CONFIGURE = 0x4c0an;
+    const LO_FLAGS_READ_ONLY = 1;
+    const LO_FLAGS_AUTOCLEAR = 4;
+    const LO_FLAGS_PARTSCAN = 8;
+    const backing = fs.openSync(file, readOnly ? "r" : "r+");
+    try {
+      const ctl = fs.openSync("/dev/loop-control", "r+");
+      try {
+        for (let attempt = 0; attempt < 64; attempt++) {
+          const n = ioctlBuffer(ctl, LOOP_CTL_GET_FREE, null);
+          const device = `/dev/loop${n}`;
+          const fd = fs.openSync(device, readOnly ? "r" : "r+");
+          // struct loop_config { u32 fd; u32 block_size; struct loop_info64 info (232 bytes); u64 reserved[8]; }
+          const config = Buffer.alloc(304);
+          config.writeUInt32LE(backing, 0);
+          config.writeBigUInt64LE(BigInt(range?.offset ?? 0), 8 + 24); // info.lo_offset
+          config.writeBigUInt64LE(BigInt(range?.size ?? 0), 8 + 32); // info.lo_sizelimit
+          const scan = range === undefined ? LO_FLAGS_PARTSCAN : 0;
+          config.writeUInt32LE(LO_FLAGS_AUTOCLEAR | scan | (readOnly ? LO_FLAGS_READ_ONLY : 0), 8 + 52); // info.lo_flags
+          Buffer.from(file.slice(-63)).copy(config, 8 + 56); // info.lo_file_name (informational)
+          try {
+            ioctlBuffer(fd, LOOP_CONFIGURE, config);
+            return { device, fd };
+          } catch (e) {
+            fs.closeSync(fd);
+            if (e instanceof Error && "code" in e && e.code === "EBUSY") continue; // taken by someone else meanwhile
+            throw e;
+          }
+        }
+        throw Object.assign(new Error("no free loop device"), { code: "EBUSY" });
+      } finally {
+        fs.closeSync(ctl);
+      }
+    } finally {
+      fs.closeSync(backing);
+    }
+  }
+
+  closeFd(fd: number): void {
+    fs.closeSync(fd);
+  }
+
+  mount(source: string, target: string, fstype: string, flags: number, data: string): void {
+    mount(source, target, fstype === "" ? null : fstype, flags, data === "" ? null : data);
+  }
+
+  umount(target: string, lazy: boolean): void {
+    try {
+      umount2(target, (lazy ? 2 : 0) | 8 /* UMOUNT_NOFOLLOW */);
+    } catch (e) {
+      if (e instanceof Error && "code" in e && (e.code === "EINVAL" || e.code === "ENOENT")) return; // not mounted
+      throw e;
+    }
+  }
+
   execWithSpec(path: string, argv: string[], spec: Uint8Array): number {
     const fd = memfdCreate("machina-spec");
     fs.writeSync(fd, spec);
     for (const stdio of [0, 1, 2]) clearNonBlocking(stdio);
     return execve(path, [...argv, String(fd)], []);
   }
+
   writeFile(path: string, content: string, mode = 0o644): void {
     fs.writeFileSync(path, content, { mode });
   }

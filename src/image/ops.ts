@@ -7,6 +7,7 @@
 import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
 import { machinesDir, readState } from "../machine/registry.ts";
+import { rawImagesInUse } from "./raw.ts";
 import {
   beginTemporary, checkImageName, cleanTemporaries, entryName, findImage, getImage, lockImage, lockImages, nameTaken, poolRoots,
   RAW_SUFFIX, SETTINGS_SUFFIX, type Image,
@@ -33,11 +34,6 @@ function fsError(e: unknown, what: string, path: string): MachinaError {
   return new MachinaError("E_SYSTEM", `failed to ${what} "${path}": ${msg}`, { path, ...(code ? { errno: code } : {}) });
 }
 
-/** Records of raw images mounted by running containers (machina-nspawn -i): $STATE_DIR/raw-mounts/. */
-export function rawMountsDir(stateDir: string): string {
-  return `${stateDir}/raw-mounts`;
-}
-
 /** Names of running machines whose root is this image (machine registry, and -i mounts). */
 export function machinesUsing(ctx: PoolContext, image: Image): string[] {
   const { host } = ctx;
@@ -52,27 +48,10 @@ export function machinesUsing(ctx: PoolContext, image: Image): string[] {
     const state = readState(host, ctx.stateDir, name);
     if (state === undefined) continue;
     const root = host.realpath(state.root) ?? state.root;
-    const image2 = typeof (state as unknown as Record<string, unknown>)["image"] === "string" ? String((state as unknown as Record<string, unknown>)["image"]) : undefined;
-    if (root === image.target || (image2 !== undefined && (host.realpath(image2) ?? image2) === image.target)) users.push(name);
+    if (root === image.target) users.push(name);
   }
-  // Raw images mounted through a loop device: the record names the image and holds a lock while in use.
-  for (const entry of host.readdir(rawMountsDir(ctx.stateDir))) {
-    if (!entry.endsWith(".json")) continue;
-    const rec = host.readFile(`${rawMountsDir(ctx.stateDir)}/${entry}`);
-    if (rec === undefined) continue;
-    try {
-      const r = JSON.parse(rec) as { image?: string; machine?: string };
-      if (r.image === undefined || (host.realpath(r.image) ?? r.image) !== image.target) continue;
-      const lock = host.tryLock(`${rawMountsDir(ctx.stateDir)}/${entry.slice(0, -5)}.lock`);
-      if (lock !== undefined) {
-        lock.release();
-        continue;
-      }
-      users.push(r.machine ?? entry);
-    } catch {
-      continue;
-    }
-  }
+  // Raw images mounted through a loop device (machina-nspawn -i): their records in the state directory.
+  for (const r of rawImagesInUse(host, ctx.stateDir)) if (r.image === image.target) users.push(r.machine);
   return [...new Set(users)];
 }
 

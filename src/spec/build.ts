@@ -28,6 +28,8 @@ export interface BuildOptions {
   statusFd?: number;
   /** argv of the network's undo (`machina-net teardown`), run by the supervisor at exit; the machine name is appended. */
   netTeardown?: string[];
+  /** Host mounts made for this container (a raw image's file system, -i), detached by the supervisor at exit. */
+  hostUmounts?: string[];
 }
 
 /** The name the machine runs under: -M, else derived from the directory. */
@@ -53,7 +55,6 @@ function origin(settings: Settings, key: keyof Settings): string {
  */
 export function unimplementedSettings(s: Settings): string[] {
   const set: Array<[keyof Settings, boolean]> = [
-    ["image", s.image !== undefined],
   ];
   return [...s.unsupported, ...set.filter(([, on]) => on).map(([key]) => origin(s, key))];
 }
@@ -411,5 +412,6 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
     },
     ...(joinNetns !== undefined ? { netns: joinNetns } : {}),
     ...(wantsManagedNetwork(settings) && options.netTeardown ? { onExit: [...options.netTeardown, name] } : {}),
+    ...(options.hostUmounts !== undefined && options.hostUmounts.length > 0 ? { hostUmounts: options.hostUmounts } : {}),
   }, usernsPlan, settings.privateNetwork && joinNetns === undefined, bound);
 }

@@ -97,6 +97,8 @@ export interface RunSpec {
   netns?: string;
   /** Run by the supervisor after the container is gone: the undo of src/net/'s setup. */
   onExit?: string[];
+  /** Host mounts (a raw image's file system, -i) the supervisor detaches at exit: `host_umount` records. */
+  hostUmounts?: string[];
 }
 
 export interface RootSetup {

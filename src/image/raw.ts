@@ -1,0 +1,265 @@
+/**
+ * Raw disk images as container roots (machina-nspawn -i IMAGE.raw): a bare file system, or a
+ * GPT disk following the Discoverable Partitions Specification (the root partition found by its
+ * type GUID for this architecture, an optional /usr partition). Each file system is attached to
+ * a loop device over its byte range (LOOP_CONFIGURE with lo_offset/lo_sizelimit,
+ * LO_FLAGS_AUTOCLEAR, read-only when asked; a bare file system with a partition scan) and
+ * mounted at `$STATE_DIR/raw-mounts/ID/root`; the helper's `host_umount` records detach it when
+ * the container exits, and the loop device goes with its last mount. A record
+ * (`$STATE_DIR/raw-mounts/ID/record.json`) lets the next start clean up after a SIGKILL.
+ */
+import { MachinaError } from "../errors.ts";
+import type { Host } from "../host/host.ts";
+import { machinesDir } from "../machine/registry.ts";
+
+/** Discoverable Partitions Specification type GUIDs: root and /usr per architecture. */
+export const DPS_TYPES: Record<string, { root: string; usr: string }> = {
+  x64: { root: "4f68bce3-e8cd-4db1-96e7-fbcaf984b709", usr: "8484680c-9521-48c6-9c11-b0720656f69e" },
+  arm64: { root: "b921b045-1df0-41c3-af44-4c6f280d3fae", usr: "b0e01050-ee5f-4390-949a-9101b17104e9" },
+};
+
+export interface GptPartition {
+  /** 1-based, as the kernel names the devices (loop0p1). */
+  number: number;
+  type: string;
+  offset: number;
+  size: number;
+  /** GPT attribute bit 60 (the DPS "read-only" flag). */
+  readOnly: boolean;
+  /** GPT attribute bit 63 (the DPS "do not auto-mount" flag). */
+  noAuto: boolean;
+}
+
+type Reader = (offset: number, length: number) => Uint8Array;
+
+function guid(b: Uint8Array): string {
+  const h = (from: number, to: number, reverse: boolean) => {
+    const part = Array.from(b.subarray(from, to));
+    return (reverse ? part.reverse() : part).map((x) => x.toString(16).padStart(2, "0")).join("");
+  };
+  return `${h(0, 4, true)}-${h(4, 6, true)}-${h(6, 8, true)}-${h(8, 10, false)}-${h(10, 16, false)}`;
+}
+
+/** The GPT partitions of a disk image, or undefined when it has no GPT (a bare file system). Pure. */
+export function parseGpt(read: Reader): GptPartition[] | undefined {
+  for (const sector of [512, 4096]) {
+    const hdr = read(sector, 92);
+    if (hdr.length < 92 || Buffer.from(hdr.subarray(0, 8)).toString("latin1") !== "EFI PART") continue;
+    const dv = new DataView(hdr.buffer, hdr.byteOffset, hdr.byteLength);
+    const entriesLba = Number(dv.getBigUint64(72, true));
+    const count = dv.getUint32(80, true);
+    const entrySize = dv.getUint32(84, true);
+    if (count > 1024 || entrySize < 128 || entrySize > 4096) return [];
+    const table = read(entriesLba * sector, count * entrySize);
+    const parts: GptPartition[] = [];
+    for (let i = 0; i < count && (i + 1) * entrySize <= table.length; i++) {
+      const e = table.subarray(i * entrySize, (i + 1) * entrySize);
+      if (e.subarray(0, 16).every((x) => x === 0)) continue;
+      const ev = new DataView(e.buffer, e.byteOffset, e.byteLength);
+      const first = Number(ev.getBigUint64(32, true));
+      const last = Number(ev.getBigUint64(40, true));
+      const attrs = ev.getBigUint64(48, true);
+      parts.push({
+        number: i + 1, type: guid(e.subarray(0, 16)), offset: first * sector, size: (last - first + 1) * sector,
+        readOnly: (attrs & (1n << 60n)) !== 0n, noAuto: (attrs & (1n << 63n)) !== 0n,
+      });
+    }
+    return parts;
+  }
+  return undefined;
+}
+
+/** The file system type at `offset`, from its superblock magic. Pure. */
+export function detectFileSystem(read: Reader, offset: number): string | undefined {
+  const at = (off: number, len: number) => read(offset + off, len);
+  const ext = at(0x438, 2);
+  if (ext.length === 2 && ext[0] === 0x53 && ext[1] === 0xef) return "ext4";
+  if (Buffer.from(at(0x10040, 8)).toString("latin1") === "_BHRfS_M") return "btrfs";
+  if (Buffer.from(at(0, 4)).toString("latin1") === "XFSB") return "xfs";
+  if (Buffer.from(at(0, 4)).toString("latin1") === "hsqs") return "squashfs";
+  const erofs = at(1024, 4);
+  if (erofs.length === 4 && new DataView(erofs.buffer, erofs.byteOffset).getUint32(0, true) === 0xe0f5e1e2) return "erofs";
+  const fat = at(0x52, 5);
+  if (Buffer.from(fat).toString("latin1") === "FAT32" || Buffer.from(at(0x36, 3)).toString("latin1") === "FAT") return "vfat";
+  return undefined;
+}
+
+export interface RawPart {
+  /** Partition number (undefined = the whole image is the file system). */
+  number: number | undefined;
+  offset: number;
+  size: number;
+  fstype: string;
+  readOnly: boolean;
+}
+
+export interface RawLayout {
+  root: RawPart;
+  usr: RawPart | undefined;
+}
+
+/** Where root and /usr are in a raw image. Pure (reads through `read`). */
+export function rawLayout(read: Reader, image: string, arch: string = process.arch): RawLayout {
+  const parts = parseGpt(read);
+  if (parts === undefined) {
+    const fstype = detectFileSystem(read, 0);
+    if (fstype === undefined) throw new MachinaError("E_INVALID", `"${image}" has neither a GPT partition table nor a known file system`, { path: image });
+    return { root: { number: undefined, offset: 0, size: 0, fstype, readOnly: false }, usr: undefined };
+  }
+  const types = DPS_TYPES[arch];
+  if (types === undefined) throw new MachinaError("E_UNSUPPORTED", `no Discoverable Partitions types known for the architecture ${arch}`, { path: image });
+  const pick = (type: string) => parts.filter((p) => p.type === type && !p.noAuto).sort((a, b) => a.number - b.number)[0];
+  const root = pick(types.root);
+  const usr = pick(types.usr);
+  if (root === undefined)
+    throw new MachinaError("E_INVALID", `"${image}" has a GPT but no root partition for ${arch} (type ${types.root})`, { path: image }, "see the Discoverable Partitions Specification");
+  const fs = (p: GptPartition) => {
+    const t = detectFileSystem(read, p.offset);
+    if (t === undefined) throw new MachinaError("E_INVALID", `partition ${p.number} of "${image}" has no known file system`, { path: image });
+    return t;
+  };
+  const part = (p: GptPartition): RawPart => ({ number: p.number, offset: p.offset, size: p.size, fstype: fs(p), readOnly: p.readOnly });
+  return { root: part(root), usr: usr === undefined ? undefined : part(usr) };
+}
+
+export function rawMountsDir(stateDir: string): string {
+  return `${stateDir}/raw-mounts`;
+}
+
+export interface RawRecord {
+  image: string;
+  machine: string;
+  loops: string[];
+  /** Mount points, outermost first (root, then root/usr). */
+  mounts: string[];
+}
+
+export interface RawRoot {
+  /** The mounted root directory (use it as -D). */
+  root: string;
+  /** Host mount points for the helper's `host_umount` records (the root; its submounts go with it). */
+  umounts: string[];
+  record: string;
+  /** Undo everything now (setup failed before the helper took over). */
+  release(): void;
+}
+
+const MS_RDONLY = 1;
+const MS_NODEV = 4;
+
+/** Attach and mount a raw image for a container; the caller hands `umounts` to the helper. */
+export function setupRawRoot(host: Host, stateDir: string, image: string, readOnly: boolean, machine: string): RawRoot {
+  if (host.stat(image, true)?.kind !== "file")
+    throw new MachinaError("E_NOT_FOUND", `image "${image}" is not a regular file`, { path: image, flag: "--image" });
+  const layout = rawLayout((o, l) => host.readAt(image, o, l), image);
+  const ro = readOnly || layout.root.readOnly;
+  const id = `${machine}-${host.randomHex(4)}`;
+  const dir = `${rawMountsDir(stateDir)}/${id}`;
+  const root = `${dir}/root`;
+  host.mkdirp(root, 0o700);
+  const record: RawRecord = { image, machine, loops: [], mounts: [root] };
+  const recordPath = `${dir}/record.json`;
+  const mounted: string[] = [];
+  const fds: number[] = [];
+  const closeFds = () => {
+    for (const fd of fds.splice(0)) host.closeFd(fd);
+  };
+  const release = () => {
+    for (const m of [...mounted].reverse()) host.umount(m, true);
+    closeFds();
+    host.removeTree(dir);
+  };
+  try {
+    if (layout.usr !== undefined) record.mounts.push(`${root}/usr`);
+    // One loop device per file system, over its byte range (no dependence on the kernel's
+    // partition-table support: a kernel without CONFIG_EFI_PARTITION never shows loopNpM).
+    const attach = (part: RawPart) => {
+      const loop = host.attachLoop(image, ro || part.readOnly, part.number === undefined ? undefined : { offset: part.offset, size: part.size });
+      fds.push(loop.fd);
+      record.loops.push(loop.device);
+      return loop.device;
+    };
+    const rootDev = attach(layout.root);
+    const usrDev = layout.usr === undefined ? undefined : attach(layout.usr);
+    host.writeFile(`${recordPath}.tmp`, JSON.stringify(record) + "\n", 0o600);
+    host.rename(`${recordPath}.tmp`, recordPath, false);
+    host.mount(rootDev, root, layout.root.fstype, ro || layout.root.readOnly ? MS_RDONLY | MS_NODEV : MS_NODEV, "");
+    mounted.push(root);
+    if (layout.usr !== undefined && usrDev !== undefined) {
+      const usr = `${root}/usr`;
+      host.mount(usrDev, usr, layout.usr.fstype, ro || layout.usr.readOnly ? MS_RDONLY | MS_NODEV : MS_NODEV, "");
+      mounted.push(usr);
+    }
+    // The mounts hold the loop devices from here on; with LO_FLAGS_AUTOCLEAR they go with their mounts.
+    closeFds();
+  } catch (e) {
+    release();
+    if (e instanceof MachinaError) throw e;
+    throw new MachinaError("E_SYSTEM", `failed to set up the raw image "${image}": ${e instanceof Error ? e.message : String(e)}`, { path: image, flag: "--image" });
+  }
+  // Only the root: a lazy umount detaches the mounts below it too, and the helper's rmdir of
+  // each host_umount path must never hit a directory inside the image (root/usr).
+  return { root, umounts: [root], record: recordPath, release };
+}
+
+const STARTING_GRACE_MS = 10_000;
+
+/**
+ * Detach the mounts of raw images whose container is gone (its supervisor was SIGKILLed, so
+ * the `host_umount` records never ran). A record belongs to a live container while that
+ * machine's registry lock is held (or for a grace period while it starts).
+ */
+export function sweepRawMounts(host: Host, stateDir: string, nowMs: number): string[] {
+  const removed: string[] = [];
+  const base = rawMountsDir(stateDir);
+  for (const id of host.readdir(base)) {
+    const dir = `${base}/${id}`;
+    const text = host.readFile(`${dir}/record.json`);
+    let record: RawRecord | undefined;
+    try {
+      record = text === undefined ? undefined : (JSON.parse(text) as RawRecord);
+    } catch {
+      record = undefined;
+    }
+    const young = nowMs - (host.mtimeMs(dir) ?? 0) < STARTING_GRACE_MS;
+    if (record === undefined) {
+      if (young) continue; // being written
+    } else {
+      const lockPath = `${machinesDir(stateDir)}/${record.machine}/lock`;
+      if (host.lstat(lockPath) === undefined) {
+        if (young) continue; // its supervisor may not have taken the registry lock yet
+      } else {
+        const lock = host.tryLock(lockPath);
+        if (lock === undefined) continue; // running
+        lock.release();
+      }
+      for (const m of [...record.mounts].reverse()) if (m.startsWith(`${dir}/`)) host.umount(m, true);
+    }
+    if (host.mountinfo().includes(` ${dir}/`)) continue; // still mounted (busy): keep the record for the next sweep
+    host.removeTree(dir);
+    removed.push(id);
+  }
+  return removed;
+}
+
+/** Raw images in use by running containers (for the pool's remove/rename guard): realpaths of images. */
+export function rawImagesInUse(host: Host, stateDir: string): Array<{ image: string; machine: string }> {
+  const inUse: Array<{ image: string; machine: string }> = [];
+  const base = rawMountsDir(stateDir);
+  for (const id of host.readdir(base)) {
+    const text = host.readFile(`${base}/${id}/record.json`);
+    if (text === undefined) continue;
+    try {
+      const r = JSON.parse(text) as RawRecord;
+      const lock = host.tryLock(`${machinesDir(stateDir)}/${r.machine}/lock`);
+      if (lock !== undefined) {
+        lock.release();
+        continue;
+      }
+      inUse.push({ image: host.realpath(r.image) ?? r.image, machine: r.machine });
+    } catch {
+      continue;
+    }
+  }
+  return inUse;
+}

@@ -1,0 +1,113 @@
+/**
+ * machina-nspawn -i IMAGE.raw (root): a bare ext4 image and a GPT disk following the
+ * Discoverable Partitions Specification (root + /usr partitions), built from the busybox
+ * fixture with mkfs.ext4 -d; -M NAME finding NAME.raw in the pool; --read-only; the loop
+ * devices and mounts gone after exit, and after a SIGKILL of the supervisor at the next start.
+ * Every test's loop devices and mounts are removed in afterAll, also when a test failed.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { spawn, spawnSync } from "bun";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { ensureBusyboxImage } from "../fixtures/images.ts";
+import { REPO } from "../helpers/machina.ts";
+
+const NSPAWN = join(REPO, "bin/machina-nspawn");
+const ROOT_X86_64 = "4f68bce3-e8cd-4db1-96e7-fbcaf984b709";
+const USR_X86_64 = "8484680c-9521-48c6-9c11-b0720656f69e";
+let dir = "";
+let pool = "";
+let env: Record<string, string> = {};
+
+function sh(cmd: string): string {
+  const r = spawnSync(["sh", "-c", cmd], { stdout: "pipe", stderr: "pipe" });
+  if (r.exitCode !== 0) throw new Error(`${cmd}: ${r.stderr.toString()}`);
+  return r.stdout.toString();
+}
+function nspawn(...args: string[]) {
+  const r = spawnSync([NSPAWN, "-q", ...args], { env, stdout: "pipe", stderr: "pipe" });
+  return { status: r.exitCode ?? -1, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+}
+/** Loop devices backed by files of this test, and mounts below its directory. */
+const loops = () => sh("losetup -a -O NAME,BACK-FILE --noheadings || true").split("\n").filter((l) => l.includes(dir));
+const mounts = () => readFileSync("/proc/self/mountinfo", "utf8").split("\n").filter((l) => l.includes(dir));
+
+beforeAll(async () => {
+  const busybox = await ensureBusyboxImage();
+  dir = mkdtempSync("/var/tmp/machina-raw-test-");
+  pool = `${dir}/pool`;
+  mkdirSync(pool);
+  env = { ...process.env, MACHINA_POOL: pool, MACHINA_STATE_DIR: `${dir}/state` } as Record<string, string>;
+  sh(`mkfs.ext4 -q -F -d '${busybox}' '${dir}/bare.raw' 64M`);
+  // GPT: root (without /usr content) and /usr partitions.
+  cpSync(busybox, `${dir}/rootfs`, { recursive: true, verbatimSymlinks: true });
+  renameSync(`${dir}/rootfs/usr`, `${dir}/usrfs`);
+  mkdirSync(`${dir}/rootfs/usr`);
+  sh(`truncate -s 140M '${pool}/gpt.raw' && printf 'label: gpt\\nstart=2048, size=131072, type=${ROOT_X86_64}\\nstart=133120, size=131072, type=${USR_X86_64}\\n' | sfdisk -q '${pool}/gpt.raw'`);
+  sh(`mkfs.ext4 -q -F -E offset=${2048 * 512} -d '${dir}/rootfs' '${pool}/gpt.raw' 64M`);
+  sh(`mkfs.ext4 -q -F -E offset=${133120 * 512} -d '${dir}/usrfs' '${pool}/gpt.raw' 64M`);
+}, 120_000);
+
+afterAll(() => {
+  for (const l of mounts().reverse()) spawnSync(["umount", "-l", l.split(" ")[4]!]);
+  for (const l of loops()) spawnSync(["losetup", "-d", l.trim().split(/\s+/)[0]!]);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe("-i IMAGE.raw", () => {
+  test("a bare ext4 image is the root; loop device and mount gone after exit", () => {
+    const r = nspawn("-i", `${dir}/bare.raw`, "/bin/sh", "-c", "hostname; grep ' / ' /proc/self/mountinfo");
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    const [hostname, root] = r.stdout.trim().split("\n");
+    expect(hostname).toBe("bare");
+    expect(root).toMatch(/ \/ \/ rw,nodev[^ ]* - ext4 \/dev\/loop\d+ rw/);
+    expect(loops()).toEqual([]);
+    expect(mounts()).toEqual([]);
+  });
+
+  test("a GPT disk: root and /usr partitions found by type; -M NAME finds NAME.raw in the pool", () => {
+    const r = nspawn("-M", "gpt", "/bin/sh", "-c", "awk '$5==\"/\"||$5==\"/usr\"{print $5, $(NF-2)}' /proc/self/mountinfo; ls /usr/bin/probe");
+    expect(r.status).toBe(0);
+    expect(r.stdout).toBe("/ ext4\n/usr ext4\n/usr/bin/probe\n");
+    expect(loops()).toEqual([]);
+    expect(mounts()).toEqual([]);
+  });
+
+  test("--read-only: read-only loop devices and mounts", () => {
+    const r = nspawn("-M", "gpt", "--read-only", "/bin/sh", "-c", "touch /x 2>&1; touch /usr/x 2>&1; true");
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toContain("touch: /x: Read-only file system");
+    expect(r.stdout).toContain("touch: /usr/x: Read-only file system");
+    expect(loops()).toEqual([]);
+  });
+
+  test("not a file system, or a GPT without a root partition: a clear error, nothing left", () => {
+    sh(`truncate -s 10M '${dir}/junk.raw'`);
+    expect(nspawn("-i", `${dir}/junk.raw`, "/bin/true").stderr).toBe(`machina-nspawn: "${dir}/junk.raw" has neither a GPT partition table nor a known file system\n`);
+    sh(`truncate -s 10M '${dir}/noroot.raw' && printf 'label: gpt\\nstart=2048, size=8192, type=${USR_X86_64}\\n' | sfdisk -q '${dir}/noroot.raw'`);
+    expect(nspawn("-i", `${dir}/noroot.raw`, "/bin/true").stderr).toContain("has a GPT but no root partition for x64");
+    expect(loops()).toEqual([]);
+    expect(mounts()).toEqual([]);
+  });
+
+  test("SIGKILL of the supervisor: the next start detaches the stale mounts and loop devices", async () => {
+    const p = spawn([NSPAWN, "-q", "-M", "gpt", "/bin/sleep", "60"], { env, stdout: "ignore", stderr: "ignore" });
+    const deadline = Date.now() + 10_000;
+    while (mounts().length < 2 && Date.now() < deadline) await Bun.sleep(20);
+    expect(mounts().length).toBeGreaterThanOrEqual(2);
+    const registry = `${dir}/state/machines/gpt/state.json`;
+    while (!existsSync(registry) && Date.now() < deadline) await Bun.sleep(20);
+    const leader = JSON.parse(readFileSync(registry, "utf8")).leader as number;
+    process.kill(p.pid, "SIGKILL"); // the supervisor (machina-nspawn exec'd the helper)
+    process.kill(leader, "SIGKILL");
+    await p.exited;
+    await Bun.sleep(200);
+    expect(mounts().length).toBeGreaterThanOrEqual(2); // nobody detached them
+    const r = nspawn("-i", `${dir}/bare.raw`, "/bin/true");
+    expect(r.status).toBe(0);
+    expect(mounts()).toEqual([]);
+    expect(loops()).toEqual([]);
+    expect(readdirSync(`${dir}/state/raw-mounts`).filter((id) => id.startsWith("gpt-"))).toEqual([]);
+  }, 30_000);
+});
