@@ -208,7 +208,7 @@ enum rec_id {
 	R_IDMAP_BIND,
 	R_USER, R_AS_PID2, R_EXEC, R_ARGS,
 	R_UID_MAP, R_GID_MAP, R_CGROUP_OWNER, R_USERNS_LOCK, R_CHOWN_ROOT, R_IDMAP_ROOT, R_FSMOUNT,
-	R_ROOT_TMPFS, R_ROOT_OVERLAY, R_PIVOT_ROOT_DIR, R_SCRATCH_DIR, R_HOST_MKDIR, R_HOST_SYMLINK, R_OVERLAY, R_SCRATCH_LIST, R_NETNS, R_ON_EXIT, R_HOST_UMOUNT, R_END, R__MAX
+	R_ROOT_TMPFS, R_ROOT_OVERLAY, R_PIVOT_ROOT_DIR, R_SCRATCH_DIR, R_HOST_MKDIR, R_HOST_SYMLINK, R_OVERLAY, R_SCRATCH_LIST, R_NETNS, R_ON_EXIT, R_HOST_UMOUNT, R_ON_LEADER, R_SUPERVISOR_CGROUP, R_END, R__MAX
 };
 
 #define VAR -1
@@ -275,6 +275,8 @@ static const struct {
 	[R_NETNS] = { "netns", 1, 1, 0 },
 	[R_ON_EXIT] = { "on_exit", 1, VAR, 0 },
 	[R_HOST_UMOUNT] = { "host_umount", 1, 1, 1 },
+	[R_ON_LEADER] = { "on_leader", 1, VAR, 0 },
+	[R_SUPERVISOR_CGROUP] = { "supervisor_cgroup", 1, 1, 0 },
 	[R_END] = { "end", 0, 0, 0 },
 };
 
@@ -630,6 +632,15 @@ static int apply(struct spec *s, enum rec_id id, const char *name, size_t idx, c
 		WANT(is_cpath(a[0]), "ARGV (an absolute program path first)");
 		s->on_exit = a;
 		s->n_on_exit = n;
+		break;
+	case R_ON_LEADER:
+		WANT(is_cpath(a[0]), "ARGV (an absolute program path first)");
+		s->on_leader = a;
+		s->n_on_leader = n;
+		break;
+	case R_SUPERVISOR_CGROUP:
+		WANT(is_cpath(a[0]) && strcmp(a[0], "/") != 0, "HPATH");
+		s->supervisor_cgroup = a[0];
 		break;
 	case R_HOST_SYMLINK:
 		WANT(*a[0], "TARGET");

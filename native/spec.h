@@ -112,6 +112,9 @@ struct spec {
 	size_t n_host_umounts;
 	const char **on_exit;   /* ARGV run by the supervisor after the container is gone; NULL = none */
 	size_t n_on_exit;
+	const char **on_leader; /* ARGV run by the supervisor once each leader exists, before it goes on (hooks.c) */
+	size_t n_on_leader;
+	const char *supervisor_cgroup; /* HPATH: cgroup the supervisor moves itself into at start (--keep-unit) */
 };
 
 /* Parse buf[0..len). Takes ownership of buf (freed by spec_free, also on error). */

@@ -29,6 +29,7 @@
 
 #include "binds.h"
 #include "console.h"
+#include "hooks.h"
 #include "proto.h"
 #include "userns.h"
 #include "util.h"
@@ -429,38 +430,27 @@ static void netns_leave(void)
  * up to 60 s for it. Its failure is reported by the command itself; the exit status stays. */
 static void run_on_exit(const struct spec *s)
 {
-	if (!s->on_exit || !s->n_on_exit)
-		return;
-	pid_t pid = fork();
-	if (pid < 0)
-		return;
-	if (pid == 0) {
-		sigset_t none;
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
-		if (nul >= 0)
-			dup2(nul, 0);
-		if (fcntl(1, F_GETFD) < 0)
-			dup2(2, 1);
-		syscall(SYS_close_range, 3, ~0U, 0);
-		const char *argv[s->n_on_exit + 1];
-		for (size_t i = 0; i < s->n_on_exit; i++)
-			argv[i] = s->on_exit[i];
-		argv[s->n_on_exit] = NULL;
-		execv(argv[0], (char *const *)argv);
-		_exit(127);
-	}
-	for (int waited = 0; waited < 6000; waited++) {
-		int st;
-		pid_t r = waitpid(pid, &st, WNOHANG);
-		if (r == pid || (r < 0 && errno != EINTR))
-			return;
-		struct timespec ts = { 0, 10 * 1000 * 1000 };
-		nanosleep(&ts, NULL);
-	}
-	kill(pid, SIGKILL);
-	(void)waitpid(pid, NULL, 0);
+	if (s->on_exit && s->n_on_exit)
+		(void)hook_run(s->on_exit, s->n_on_exit, 0, 0, 60000, NULL);
+}
+
+/* on_leader: run once the leader exists and sits in its cgroups, before it goes on (e.g. the
+ * registration with systemd-machined). A failure ends this start. */
+static int run_on_leader(const struct spec *s, pid_t leader, struct merr *e)
+{
+	if (!s->on_leader || !s->n_on_leader)
+		return 0;
+	int timed_out = 0;
+	int st = hook_run(s->on_leader, s->n_on_leader, leader, 1, 60000, &timed_out);
+	if (st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		return 0;
+	if (timed_out)
+		return merr_set(e, ETIMEDOUT, "on_leader", s->on_leader[0], "the on_leader command \"%s\" did not finish within 60 s", s->on_leader[0]);
+	if (st >= 0 && WIFSIGNALED(st))
+		return merr_set(e, 0, "on_leader", s->on_leader[0], "the on_leader command \"%s\" was killed by signal %d", s->on_leader[0], WTERMSIG(st));
+	if (st >= 0)
+		return merr_set(e, 0, "on_leader", s->on_leader[0], "the on_leader command \"%s\" failed with exit status %d", s->on_leader[0], WEXITSTATUS(st));
+	return merr_set(e, ECHILD, "fork", s->on_leader[0], "failed to run the on_leader command \"%s\"", s->on_leader[0]);
 }
 
 /* Returns the exit status; *reboot set when the container rebooted. -1 = setup error in the
@@ -545,6 +535,8 @@ static int run_once(struct spec *s, struct registry *g, int sfd, int *reboot, in
 	for (size_t i = 0; i < s->n_cgroups; i++)
 		if (i != into && join_cgroup(s->cgroups[i], R.pid, &e) < 0)
 			goto kill_child;
+	if (run_on_leader(s, R.pid, &e) < 0)
+		goto kill_child;
 	if (sec_cgroup_write(&s->sec, &e) < 0)
 		goto kill_child;
 	if (userns_setup_child(s, R.pid, &e) < 0)
@@ -667,6 +659,14 @@ int supervisor_run(struct spec *s)
 	}
 	if (registry_lock(&g, s, &e) < 0) {
 		report(&e);
+		return 1;
+	}
+	/* --keep-unit in a service with Delegate=yes: leave the unit's cgroup to the payload's
+	 * sibling, as systemd-nspawn does (cgroup2 allows no processes in an inner node) */
+	if (s->supervisor_cgroup && cgroup_enter_self(s->supervisor_cgroup, &e) < 0) {
+		report(&e);
+		run_on_exit(s);
+		registry_remove(&g);
 		return 1;
 	}
 	if (netns_open(s, &e) < 0 || userns_prepare(s, &e) < 0) {

@@ -19,9 +19,13 @@
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <time.h>
+#include <linux/magic.h>
+#include <sys/statfs.h>
 
 #include "error.h"
 #include "binds.h"
+#include "hooks.h"
 #include "hostmount.h"
 #include "mounts.h"
 #include "resolve.h"
@@ -1644,6 +1648,147 @@ static void test_host_umount_ops(const char *tmp)
 	      WIFEXITED(st) ? WEXITSTATUS(st) : -1);
 }
 
+/* on_leader and supervisor_cgroup: parsing; hook_run's {leader} substitution, exit status,
+ * quiet stdout and timeout; cgroup_enter_self (root, cgroup2). */
+static void test_hooks_spec(void)
+{
+	struct sb *b = calloc(1, sizeof *b);
+	struct spec s;
+	struct merr e;
+	sb_str(b, "MACHINA-SPEC");
+	sb_str(b, "1");
+	rec(b, "root", 1, "/r");
+	rec(b, "namespaces", 2, "mnt", "pid");
+	rec(b, "on_leader", 4, "/usr/bin/busctl", "call", "{leader}", "x");
+	rec(b, "supervisor_cgroup", 1, "/sys/fs/cgroup/system.slice/a.service/supervisor");
+	rec(b, "exec", 2, "/bin/sh", "sh");
+	rec(b, "end", 0);
+	int r = parse(b, &s, &e);
+	check(r == 0 && s.n_on_leader == 4 && !strcmp(s.on_leader[2], "{leader}") &&
+		      !strcmp(s.supervisor_cgroup, "/sys/fs/cgroup/system.slice/a.service/supervisor"),
+	      "on_leader ARGV and supervisor_cgroup HPATH parse");
+	if (r == 0)
+		spec_free(&s);
+	const char *cases[][3] = {
+		{ "on_leader", "busctl", "ARGV (an absolute program path first)" },
+		{ "supervisor_cgroup", "relative", "HPATH" },
+		{ "supervisor_cgroup", "/", "HPATH" },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		b->len = 0;
+		sb_str(b, "MACHINA-SPEC");
+		sb_str(b, "1");
+		rec(b, "root", 1, "/r");
+		rec(b, "namespaces", 2, "mnt", "pid");
+		rec(b, cases[i][0], 1, cases[i][1]);
+		rec(b, "exec", 2, "/bin/sh", "sh");
+		rec(b, "end", 0);
+		char name[96];
+		snprintf(name, sizeof name, "%s %s", cases[i][0], cases[i][1]);
+		bad(b, cases[i][2], name);
+	}
+	/* twice is an error */
+	b->len = 0;
+	sb_str(b, "MACHINA-SPEC");
+	sb_str(b, "1");
+	rec(b, "root", 1, "/r");
+	rec(b, "namespaces", 2, "mnt", "pid");
+	rec(b, "on_leader", 1, "/bin/true");
+	rec(b, "on_leader", 1, "/bin/true");
+	rec(b, "exec", 2, "/bin/sh", "sh");
+	rec(b, "end", 0);
+	struct spec s2;
+	check(parse(b, &s2, &e) < 0, "on_leader may appear once");
+	free(b);
+}
+
+static void test_hooks_run(const char *tmp)
+{
+	char out[512], cmd[700], buf[64] = "";
+	snprintf(out, sizeof out, "%s/hook-out", tmp);
+	snprintf(cmd, sizeof cmd, "echo \"$1 $2 $#\" > %s; echo noise; exit 3", out);
+	const char *argv[] = { "/bin/sh", "-c", cmd, "sh", "{leader}", "x{leader}" };
+	int to = 0;
+	/* stdout to a pipe we read: with quiet_stdout, "noise" must not arrive */
+	int p[2];
+	if (pipe(p) < 0) {
+		check(0, "pipe");
+		return;
+	}
+	int saved = dup(1);
+	dup2(p[1], 1);
+	close(p[1]);
+	int st = hook_run(argv, 6, 4242, 1, 5000, &to);
+	fflush(stdout);
+	dup2(saved, 1);
+	close(saved);
+	char pb[64];
+	fcntl(p[0], F_SETFL, O_NONBLOCK);
+	ssize_t got = read(p[0], pb, sizeof pb);
+	close(p[0]);
+	FILE *f = fopen(out, "r");
+	if (f) {
+		if (!fgets(buf, sizeof buf, f))
+			buf[0] = 0;
+		fclose(f);
+	}
+	check(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 3 && !to && !strcmp(buf, "4242 x{leader} 2\n") && got <= 0,
+	      "hook_run: {leader} replaced (whole arguments only), exit status returned, stdout quiet (st=%d, \"%s\", got %zd)", st, buf, got);
+	const char *slow[] = { "/bin/sleep", "5" };
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	st = hook_run(slow, 2, 0, 1, 100, &to);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	check(st == -1 && to && ms < 2000, "hook_run: killed after the timeout (%ld ms)", ms);
+	const char *missing[] = { "/nonexistent/hook" };
+	int fd2 = dup(2), nul = open("/dev/null", O_WRONLY);
+	dup2(nul, 2);
+	st = hook_run(missing, 1, 0, 1, 5000, &to);
+	dup2(fd2, 2);
+	close(fd2);
+	close(nul);
+	check(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 127 && !to, "hook_run: a missing program exits 127");
+}
+
+static void test_cgroup_enter_self(void)
+{
+	const char *v2 = NULL;
+	struct statfs sf;
+	if (statfs("/sys/fs/cgroup", &sf) == 0 && sf.f_type == CGROUP2_SUPER_MAGIC)
+		v2 = "/sys/fs/cgroup";
+	else if (statfs("/sys/fs/cgroup/unified", &sf) == 0 && sf.f_type == CGROUP2_SUPER_MAGIC)
+		v2 = "/sys/fs/cgroup/unified";
+	if (!v2) {
+		printf("# skipping cgroup_enter_self: no cgroup2 hierarchy\n");
+		return;
+	}
+	char unit[256], sup[300];
+	snprintf(unit, sizeof unit, "%s/machina-test-%d.service", v2, (int)getpid());
+	snprintf(sup, sizeof sup, "%s/supervisor", unit);
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct merr e = { 0 };
+		if (cgroup_enter_self(sup, &e) < 0)
+			_exit(10);
+		char line[512], want[300];
+		FILE *f = fopen("/proc/self/cgroup", "r");
+		int found = 0;
+		snprintf(want, sizeof want, "0::%s\n", sup + strlen(v2));
+		while (f && fgets(line, sizeof line, f))
+			found |= !strcmp(line, want);
+		_exit(found ? 0 : 11);
+	}
+	int st = -1;
+	waitpid(pid, &st, 0);
+	check(WIFEXITED(st) && WEXITSTATUS(st) == 0, "cgroup_enter_self: cgroup created with parents, the process moved in (status %d)",
+	      WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+	rmdir(sup);
+	rmdir(unit);
+	struct merr e = { 0 };
+	check(cgroup_enter_self("/proc/nonexistent/x", &e) < 0 && !strcmp(e.syscall, "mkdir"), "cgroup_enter_self: failure names mkdir");
+}
+
 int main(void)
 {
 	test_spec();
@@ -1654,6 +1799,7 @@ int main(void)
 	test_security();
 	test_binds_spec();
 	test_host_umount_spec();
+	test_hooks_spec();
 	if (geteuid() == 0) {
 		char tmp[] = "/tmp/machina-test.XXXXXX";
 		if (!mkdtemp(tmp)) {
@@ -1668,6 +1814,8 @@ int main(void)
 			test_binds_ops(tmp);
 			test_seccomp_cache(tmp);
 			test_host_umount_ops(tmp);
+			test_hooks_run(tmp);
+			test_cgroup_enter_self();
 			rm_rf(tmp);
 			check(!exists(tmp), "cleanup: temporary root removed");
 		}

@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Commands the supervisor runs for the TypeScript side (on_leader, on_exit), and the
+ * supervisor's own cgroup (supervisor_cgroup). See SPEC.md. */
+#pragma once
+#include <stddef.h>
+#include <sys/types.h>
+#include "error.h"
+
+/* The argument of an on_leader command that is replaced by the leader's pid. */
+#define HOOK_LEADER_ARG "{leader}"
+
+/*
+ * fork + execv(argv[0]) with the signal mask cleared, stdin /dev/null, stdout /dev/null
+ * (quiet_stdout) or else kept (made our stderr when fd 1 is closed), stderr kept, every fd
+ * above 2 closed; every argument equal to HOOK_LEADER_ARG replaced by `leader` (when > 0).
+ * Waits up to timeout_ms, then SIGKILLs it. Returns the wait status, or -1 when it could not
+ * be started or was killed after the timeout (*timed_out set).
+ */
+int hook_run(const char *const *argv, size_t n, pid_t leader, int quiet_stdout, int timeout_ms, int *timed_out);
+
+/* Create DIR (with parents) and move the calling process into it (cgroup.procs). */
+int cgroup_enter_self(const char *dir, struct merr *e);
