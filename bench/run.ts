@@ -19,6 +19,7 @@ import { chmod, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs
 import { join, resolve } from "node:path";
 import { ensureBusyboxImage, ensureDebianImage } from "../test/fixtures/images.ts";
 import { benchVeth, benchZone, renderVeth, renderZone } from "./net.ts";
+import { benchImport, renderImport } from "./transfers.ts";
 
 const REPO = resolve(import.meta.dir, "..");
 /** The machina under test: a snapshot of HEAD (git archive + make -C native), or with --worktree the live tree. */
@@ -28,7 +29,7 @@ let MACHINA = join(REPO, "bin/machina-nspawn");
 const RESULTS = join(REPO, "bench/results");
 const DOC = join(REPO, "BENCHMARKS.md");
 const COMMON = ["--register=no", "--keep-unit", "-q", "--console=pipe"];
-const SECTIONS = ["true", "boot", "memory", "api", "veth", "zone50"] as const;
+const SECTIONS = ["true", "boot", "memory", "api", "veth", "zone50", "import"] as const;
 type Section = (typeof SECTIONS)[number];
 type Tool = "machina" | "nspawn";
 const TOOLS: Tool[] = ["machina", "nspawn"];
@@ -739,7 +740,7 @@ async function main(): Promise<void> {
     MACHINA = join(TREE, "bin/machina-nspawn");
   }
   const busyboxCache = await ensureBusyboxImage();
-  const debianCache = selected.some((s) => s === "boot" || s === "memory") ? await ensureDebianImage() : "";
+  const debianCache = selected.some((s) => s === "boot" || s === "memory" || s === "import") ? await ensureDebianImage() : "";
   const busybox = await copyTree(busyboxCache, "busybox"); // neither tool may write into the shared cache
 
   const results: Record<string, unknown> = { facts };
@@ -792,6 +793,13 @@ async function main(): Promise<void> {
     results["zone50"] = r;
     blocks.zone50 = renderZone(r, factsLine(facts));
     console.error(`   first 10 ${f1(r.firstTen)} ms, last 10 ${f1(r.lastTen)} ms, slope ${f2(r.slope)} ms/container`);
+  }
+  if (selected.includes("import")) {
+    console.error("6. import-tar of the Debian image vs tar -x …");
+    const r = await benchImport({ machinactl: join(TREE, "bin/machinactl"), debian: debianCache, workDir, n: quick ? 3 : 7 });
+    results["import"] = r;
+    blocks.import = renderImport(r, factsLine(facts));
+    console.error(`   ratios (machina/tar throughput): ${r.formats.map((f) => `${f.format} ${f2(f.ratio)}`).join(", ")}`);
   }
   results["durationS"] = (now() - t0) / 1000;
   await mkdir(RESULTS, { recursive: true });

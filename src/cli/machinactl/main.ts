@@ -45,6 +45,8 @@ export function usage(): string {
     "     --verify=MODE            no, checksum, signature (pull)",
     "     --force                  Replace an existing image (pull, import)",
     "     --format=FORMAT          uncompressed, xz, gzip, bzip2, zstd (export)",
+    "     --root-password=PW       Root's password (bootstrap; default: none)",
+    "     --mirror=URL             Package mirror (bootstrap)",
     "     --now                    Start (enable) or stop (disable) right away",
     "",
   );

@@ -30,6 +30,10 @@ export interface MachinactlOptions {
   output: string | undefined;
   verify: "no" | "checksum" | "signature" | undefined;
   force: boolean;
+  /** bootstrap: root's password (default: none, passwordless console login). */
+  rootPassword: string | undefined;
+  /** bootstrap: package mirror. */
+  mirror: string | undefined;
   format: "uncompressed" | "xz" | "gzip" | "bzip2" | "zstd" | undefined;
   now: boolean;
   json: JsonMode;
@@ -65,6 +69,8 @@ export const MACHINACTL_OPTIONS: readonly OptionDef[] = [
   o("output", "output", "o", "required"),
   o("verify", "verify", undefined, "required"),
   o("force", "force", undefined, "none"),
+  o("root-password", "root-password", undefined, "required"),
+  o("mirror", "mirror", undefined, "required"),
   o("format", "format", undefined, "required"),
   o("now", "now", undefined, "none"),
   o("json", "json", undefined, "optional"),
@@ -76,7 +82,7 @@ export function defaultMachinactlOptions(): MachinactlOptions {
     help: false, version: false, noPager: false, legend: true, askPassword: true, host: undefined, machine: undefined,
     properties: [], quiet: false, all: false, value: false, full: false, killWhom: undefined, signal: undefined,
     uid: undefined, setenv: [], readOnly: false, mkdir: false, lines: undefined, maxAddresses: undefined,
-    output: undefined, verify: undefined, force: false, format: undefined, now: false, json: "off", follow: false,
+    output: undefined, verify: undefined, force: false, rootPassword: undefined, mirror: undefined, format: undefined, now: false, json: "off", follow: false,
   };
 }
 
@@ -132,6 +138,11 @@ export function parseMachinactlCommandLine(
       case "output": opts.output = v; break;
       case "verify": opts.verify = parseChoice(v, ["no", "checksum", "signature"] as const, ctx); break;
       case "force": opts.force = true; break;
+      case "root-password": opts.rootPassword = v; break;
+      case "mirror":
+        if (!/^(https?|file):\/\/\S+$/.test(v)) throw usageError(`invalid mirror ${JSON.stringify(v)} for ${spelling}: expected an http(s):// or file:// URL`, ctx);
+        opts.mirror = v;
+        break;
       case "format": opts.format = parseChoice(v, ["uncompressed", "xz", "gzip", "bzip2", "zstd"] as const, ctx); break;
       case "now": opts.now = true; break;
       case "json": opts.json = value === undefined ? "pretty" : parseChoice(v, JSON_MODES, ctx); break;

@@ -10,6 +10,7 @@ import { MachinaError } from "../../errors.ts";
 import {
   cancelTransfer, listTransfers, registerTransfer, unregisterTransfer, updateTransfer, type TransferRecord, type TransferType,
 } from "../../host/transfer-io.ts";
+import { bootstrap } from "../../image/bootstrap.ts";
 import {
   exportImage, importFs, importRaw, importTar, pullImage, type Progress, type TransferContext,
 } from "../../image/transfer.ts";
@@ -153,6 +154,17 @@ export const TRANSFER_VERBS: Verb[] = [
       const image = await pullImage(t, "raw", url!, name, { ...importOpts(ctx), verify: ctx.options.verify ?? "signature" });
       done(ctx, `Downloaded "${url}" as image "${image}".`);
     }),
+  },
+  {
+    name: "bootstrap", usage: "bootstrap NAME DISTRO [RELEASE]", summary: "Build a new image with debootstrap/mmdebstrap or dnf (debian, ubuntu, fedora)", section: "Image transfer", minArgs: 2, maxArgs: 3,
+    run: async (ctx, [name, distro, release]) => {
+      await bootstrap(
+        { host: ctx.host, paths: ctx.paths, force: ctx.options.force, log: (l) => done(ctx, l) },
+        { name: name!, distro: distro!, release, mirror: ctx.options.mirror, rootPassword: ctx.options.rootPassword },
+      );
+      done(ctx, `Bootstrapped image "${name}".`);
+      return 0;
+    },
   },
   {
     name: "list-transfers", usage: "list-transfers", summary: "Show list of transfers in progress", section: "Image transfer", minArgs: 0, maxArgs: 0,

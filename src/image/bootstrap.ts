@@ -1,0 +1,137 @@
+/**
+ * `machinactl bootstrap NAME DISTRO [RELEASE]` (a step past machinectl): build a new image with
+ * the host's own tool — mmdebstrap (when present) or debootstrap for Debian and Ubuntu,
+ * `dnf --installroot` for Fedora — into a pool temporary, set it up to boot under
+ * machina-nspawn -b, then rename it into place. Every effect goes through the Host.
+ */
+import { MachinaError } from "../errors.ts";
+import type { Host } from "../host/host.ts";
+import type { Paths } from "../paths.ts";
+import { beginTemporary, checkImageName, cleanTemporaries, findImage, lockImage, poolRoots, Reverter } from "./pool.ts";
+
+export const DISTROS = {
+  debian: { release: "bookworm", mirror: "http://deb.debian.org/debian", tools: ["mmdebstrap", "debootstrap"], pkg: "debootstrap (or mmdebstrap)" },
+  ubuntu: { release: "noble", mirror: "http://archive.ubuntu.com/ubuntu", tools: ["mmdebstrap", "debootstrap"], pkg: "debootstrap (or mmdebstrap)" },
+  fedora: { release: "41", mirror: undefined, tools: ["dnf"], pkg: "dnf" },
+} as const;
+export type Distro = keyof typeof DISTROS;
+
+export interface BootstrapRequest {
+  name: string;
+  distro: string;
+  release: string | undefined;
+  /** Package mirror (Debian/Ubuntu); default the distribution's. */
+  mirror: string | undefined;
+  /** Root's password; undefined: passwordless root login on the console. */
+  rootPassword: string | undefined;
+}
+
+export interface BootstrapPlan {
+  distro: Distro;
+  release: string;
+  tool: string;
+  /** The build command; "TARGET" stands for the temporary directory. */
+  build: string[];
+  /** The set-up steps, in order, for messages and tests. */
+  setup: string[];
+}
+
+const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/** The full path of `tool` in $PATH, or undefined. */
+export function which(host: Host, tool: string): string | undefined {
+  for (const dir of (host.env()["PATH"] ?? DEFAULT_PATH).split(":").filter(Boolean)) {
+    const k = host.lstat(`${dir}/${tool}`);
+    if (k === "file" || k === "symlink") return `${dir}/${tool}`;
+  }
+  return undefined;
+}
+
+const PACKAGES_DEB = "systemd,systemd-sysv,dbus";
+
+/** Pure apart from looking the tools up: what bootstrap will run. */
+export function planBootstrap(host: Host, req: BootstrapRequest): BootstrapPlan {
+  checkImageName(req.name);
+  if (!(req.distro in DISTROS)) throw new MachinaError("E_INVALID", `unknown distribution "${req.distro}": expected one of ${Object.keys(DISTROS).join(", ")}`);
+  const distro = req.distro as Distro;
+  const d = DISTROS[distro];
+  const release = req.release ?? d.release;
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(release)) throw new MachinaError("E_INVALID", `invalid release "${release}"`);
+  const found = d.tools.map((t) => [t, which(host, t)] as const).find(([, p]) => p !== undefined);
+  if (found === undefined)
+    throw new MachinaError("E_UNSUPPORTED", `bootstrapping ${distro} needs ${d.pkg}, which is not installed`, {}, distro === "fedora" ? "install dnf (Debian: apt-get install dnf)" : "apt-get install debootstrap");
+  const [tool, path] = found;
+  const mirror = req.mirror ?? d.mirror;
+  let build: string[];
+  if (tool === "mmdebstrap") build = [path!, "--variant=minbase", `--include=${PACKAGES_DEB}`, release, "TARGET", mirror!];
+  else if (tool === "debootstrap") build = [path!, "--variant=minbase", `--include=${PACKAGES_DEB.split(",").join(",")}`, release, "TARGET", mirror!];
+  else
+    build = [path!, "--installroot=TARGET", `--releasever=${release}`, "--setopt=install_weak_deps=False", "--use-host-config", "-y", "--nodocs", "install", "systemd", "passwd", "dnf", "fedora-release", "util-linux"];
+  return {
+    distro, release, tool: path!, build,
+    setup: [
+      "/etc/machine-id emptied (0444): systemd initialises it at the first boot",
+      "/etc/hostname removed: the machine name decides",
+      "/etc/securetty (when present) allows console and pts/0..9",
+      req.rootPassword === undefined ? "root's password removed (passwordless console login)" : "root's password set",
+      "downloaded packages removed",
+    ],
+  };
+}
+
+export interface BootstrapContext {
+  host: Host;
+  paths: Paths;
+  force: boolean;
+  log: (line: string) => void;
+}
+
+/** Build the image; returns the plan that was carried out. */
+export async function bootstrap(ctx: BootstrapContext, req: BootstrapRequest): Promise<BootstrapPlan> {
+  const { host } = ctx;
+  const plan = planBootstrap(host, req);
+  const { writable } = poolRoots(ctx.paths.pool);
+  host.mkdirp(writable, 0o700);
+  cleanTemporaries(host, ctx.paths.stateDir, writable);
+  await Reverter.run(async (r) => {
+    const lock = lockImage(host, ctx.paths.stateDir, req.name, "exclusive");
+    r.add("unlock", () => lock.release());
+    const existing = findImage(host, [writable], req.name);
+    if ((existing !== undefined || host.lstat(`${writable}/${req.name}`) !== undefined) && !ctx.force)
+      throw new MachinaError("E_BUSY", `image "${req.name}" already exists`, { value: req.name }, "use --force to replace it");
+    const temp = beginTemporary(host, ctx.paths.stateDir, writable, req.name);
+    r.add("discard temporary", () => temp.discard());
+    const target = temp.path;
+    ctx.log(`Bootstrapping ${plan.distro} ${plan.release} with ${plan.tool} …`);
+    const argv = plan.build.map((a) => a.replace(/^TARGET$/, target).replace(/^--installroot=TARGET$/, `--installroot=${target}`));
+    const res = host.run(argv, { fds: [temp.lock.fd] });
+    if (res.status !== 0) {
+      const tail = (res.stdout + res.stderr).trim().split("\n").slice(-8).join("\n");
+      throw new MachinaError("E_SYSTEM", `${plan.tool} failed (exit ${res.status}):\n${tail}`);
+    }
+    setUpForBoot(host, target, req.rootPassword);
+    const final = `${writable}/${req.name}`;
+    if (existing !== undefined) host.removeTree(existing.path);
+    temp.commit(final);
+    temp.release();
+  });
+  return plan;
+}
+
+/** The steps of plan.setup, in a finished tree. */
+export function setUpForBoot(host: Host, root: string, rootPassword: string | undefined): void {
+  host.unlink(`${root}/etc/machine-id`);
+  host.writeFile(`${root}/etc/machine-id`, "", 0o444);
+  host.unlink(`${root}/etc/hostname`);
+  const securetty = host.readFile(`${root}/etc/securetty`);
+  if (securetty !== undefined) {
+    const have = new Set(securetty.split("\n").map((l) => l.trim()));
+    const add = ["console", ...Array.from({ length: 10 }, (_, i) => `pts/${i}`)].filter((t) => !have.has(t));
+    if (add.length > 0) host.writeFile(`${root}/etc/securetty`, securetty.replace(/\n?$/, "\n") + add.join("\n") + "\n", 0o644);
+  }
+  const r = rootPassword === undefined
+    ? host.run(["chroot", root, "passwd", "-d", "root"])
+    : host.run(["chroot", root, "chpasswd"], { input: `root:${rootPassword}\n` });
+  if (r.status !== 0) throw new MachinaError("E_SYSTEM", `setting root's password failed: ${r.stderr.trim()}`);
+  for (const dir of [`${root}/var/cache/apt/archives`]) for (const f of host.readdir(dir)) if (f.endsWith(".deb")) host.unlink(`${dir}/${f}`);
+}
