@@ -453,6 +453,75 @@ static int run_on_leader(const struct spec *s, pid_t leader, struct merr *e)
 	return merr_set(e, ECHILD, "fork", s->on_leader[0], "failed to run the on_leader command \"%s\"", s->on_leader[0]);
 }
 
+/* netns: the container joins a network namespace prepared by the TypeScript side (src/net/).
+ * The supervisor enters it just for the clone (so the child, its sysfs fsmount and any user
+ * namespace created with it live there) and returns to its own at once. */
+static int g_netns_fd = -1, g_own_netns_fd = -1;
+
+static int netns_open(const struct spec *s, struct merr *e)
+{
+	if (!s->netns_path)
+		return 0;
+	g_netns_fd = open(s->netns_path, O_RDONLY | O_CLOEXEC);
+	if (g_netns_fd < 0)
+		return merr_sys(e, "open", s->netns_path, "failed to open the network namespace \"%s\"", s->netns_path);
+	g_own_netns_fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+	if (g_own_netns_fd < 0)
+		return merr_sys(e, "open", "/proc/self/ns/net", "failed to open the supervisor's network namespace");
+	return 0;
+}
+
+static int netns_enter(const struct spec *s, struct merr *e)
+{
+	if (g_netns_fd >= 0 && setns(g_netns_fd, CLONE_NEWNET) < 0)
+		return merr_sys(e, "setns", s->netns_path, "failed to join the network namespace \"%s\"", s->netns_path);
+	return 0;
+}
+
+static void netns_leave(void)
+{
+	if (g_own_netns_fd >= 0 && setns(g_own_netns_fd, CLONE_NEWNET) < 0)
+		_exit(1); /* never go on in the container's network namespace */
+}
+
+/* on_exit: run the undo command once the container is gone (stdin /dev/null, our stderr), wait
+ * up to 60 s for it. Its failure is reported by the command itself; the exit status stays. */
+static void run_on_exit(const struct spec *s)
+{
+	if (!s->on_exit || !s->n_on_exit)
+		return;
+	pid_t pid = fork();
+	if (pid < 0)
+		return;
+	if (pid == 0) {
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (nul >= 0)
+			dup2(nul, 0);
+		if (fcntl(1, F_GETFD) < 0)
+			dup2(2, 1);
+		syscall(SYS_close_range, 3, ~0U, 0);
+		const char *argv[s->n_on_exit + 1];
+		for (size_t i = 0; i < s->n_on_exit; i++)
+			argv[i] = s->on_exit[i];
+		argv[s->n_on_exit] = NULL;
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	for (int waited = 0; waited < 6000; waited++) {
+		int st;
+		pid_t r = waitpid(pid, &st, WNOHANG);
+		if (r == pid || (r < 0 && errno != EINTR))
+			return;
+		struct timespec ts = { 0, 10 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	kill(pid, SIGKILL);
+	(void)waitpid(pid, NULL, 0);
+}
+
 /* Returns the exit status; *reboot set when the container rebooted. -1 = setup error in the
  * supervisor (already reported). msg gets the exit line (empty after a setup failure, which
  * has printed its own message, and after a reboot). */

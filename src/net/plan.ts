@@ -226,7 +226,12 @@ export function nftRuleset(members: NftMember[]): string {
 }
 
 /** dnsmasq for one veth or zone bridge: DHCP only (no DNS), bound to that interface alone, static leases. */
-export function dnsmasqArgv(opts: { iface: string; subnet: SubnetLease; gateway: HostAddresses; pidFile: string; leaseFile: string; hostsFile: string }): string[] {
+/**
+ * `hosts` (MAC,IP) go on the command line (a veth: read while dnsmasq is still root); a zone's
+ * change while it runs, so they are in `hostsFile`, re-read on SIGHUP — by dnsmasq's unprivileged
+ * user ("nobody"), so the state directory must be searchable by it.
+ */
+export function dnsmasqArgv(opts: { iface: string; subnet: SubnetLease; gateway: HostAddresses; pidFile: string; leaseFile: string; hostsFile?: string; hosts?: string[] }): string[] {
   const g = opts.gateway;
   const network = opts.subnet.v4.split("/")[0]!;
   return [
@@ -238,7 +243,8 @@ export function dnsmasqArgv(opts: { iface: string; subnet: SubnetLease; gateway:
     "--except-interface=lo",
     `--pid-file=${opts.pidFile}`,
     `--dhcp-leasefile=${opts.leaseFile}`,
-    `--dhcp-hostsfile=${opts.hostsFile}`,
+    ...(opts.hostsFile !== undefined ? [`--dhcp-hostsfile=${opts.hostsFile}`] : []),
+    ...(opts.hosts ?? []).map((h) => `--dhcp-host=${h}`),
     `--dhcp-range=${network},static,${g.v4Mask},1h`,
     `--dhcp-option=option:router,${g.v4}`,
     "--dhcp-authoritative",

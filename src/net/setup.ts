@@ -273,9 +273,8 @@ export function setupNetwork(host: Host, stateDir: string, plan: NetPlan): NetRe
           startDnsmasq(host, dnsmasqArgv({ iface: plan.bridge!, subnet: addr.subnet, gateway: addr.gateway, pidFile, leaseFile: zoneFile(d, plan.zone, "leases"), hostsFile }));
       } else if (plan.addressing === "dhcp") {
         const pidFile = `${d.dir}/${plan.machine}.dnsmasq.pid`;
-        const hostsFile = `${d.dir}/${plan.machine}.dhcp-hosts`;
-        host.writeFile(hostsFile, dhcpHostsLines([record], undefined, plan.machine));
-        startDnsmasq(host, dnsmasqArgv({ iface: plan.veth!.host, subnet: addr.subnet, gateway: addr.gateway, pidFile, leaseFile: `${d.dir}/${plan.machine}.leases`, hostsFile }));
+        const hosts = [`${plan.veth!.containerMac},${addr.container.v4}`];
+        startDnsmasq(host, dnsmasqArgv({ iface: plan.veth!.host, subnet: addr.subnet, gateway: addr.gateway, pidFile, leaseFile: `${d.dir}/${plan.machine}.leases`, hosts }));
         record.dnsmasqPid = pidFile;
       }
     }

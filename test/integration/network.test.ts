@@ -10,6 +10,8 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 
 import { ensureBusyboxImage } from "../fixtures/images.ts";
 import { REPO, Scratch, copyTree, haveSystemdNspawn, runNspawn, runSystemdNspawn, startNspawn, waitFor, type Background } from "../helpers/machina.ts";
 import { generateMac, HASH_KEYS, vethHostName } from "../../src/net/names.ts";
+import { debianCopy, systemState, withBootedDebian } from "../helpers/debian.ts";
+import { symlinkSync } from "node:fs";
 
 const T = 60_000;
 const files = new Scratch();
@@ -215,4 +217,33 @@ describe("networking", () => {
       expect(mcOut).toBe(nsOut);
     }
   }, T);
+
+  test("a booted Debian container with systemd-networkd gets its address by DHCP (dnsmasq) and reaches the host", async () => {
+    const deb = await debianCopy(scratch);
+    // enable systemd-networkd in the copy (what `systemctl enable` would link)
+    for (const [unit, dir] of [["systemd-networkd.service", "multi-user.target.wants"], ["systemd-networkd.socket", "sockets.target.wants"]] as const) {
+      mkdirSync(`${deb}/etc/systemd/system/${dir}`, { recursive: true });
+      if (!existsSync(`${deb}/etc/systemd/system/${dir}/${unit}`)) symlinkSync(`/lib/systemd/system/${unit}`, `${deb}/etc/systemd/system/${dir}/${unit}`);
+    }
+    await withBootedDebian(deb, scratch, stateDir, async (m) => {
+      const rec = await up(m.name);
+      expect(sh("pgrep -a dnsmasq").out).toContain(`--interface=${vethHostName(m.name, false)}`);
+      await systemState(m.state.leader, 30_000);
+      const ip = rec.addr!.container.v4;
+      const lease = await waitFor("DHCP lease", () => {
+        const t = existsSync(`${stateDir}/net/${m.name}.leases`) ? readFileSync(`${stateDir}/net/${m.name}.leases`, "utf8") : "";
+        return t.includes(ip) ? t : undefined;
+      }, 30_000, 100);
+      expect(lease).toContain(generateMac(machineId, m.name, HASH_KEYS.container));
+      const inside = await waitFor("address on host0", () => {
+        const r = sh(`nsenter -t ${m.state.leader} -n ip -4 -o addr show host0`).out;
+        return r.includes(ip) ? r : undefined;
+      }, 15_000, 100);
+      expect(inside).toContain("dynamic"); // from DHCP, not from outside
+      expect(sh(`nsenter -t ${m.state.leader} -n busybox ping -c1 -W2 ${rec.addr!.gateway.v4}`).code).toBe(0);
+      expect(sh(`busybox ping -c1 -W2 ${ip}`).code).toBe(0);
+      m.bg.proc.kill("SIGTERM");
+      expect(await m.bg.exited).toBe(0);
+    }, ["-n"]);
+  }, 120_000);
 });
