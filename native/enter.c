@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* machina-helper enter: join a running container (namespaces, cgroup, capabilities) and run a
- * command there on a pty of the container's own devpts, or bind a host directory into it. */
+ * command there on a pty of the container's own devpts, or bind a host directory into it,
+ * or copy files in or out (copy.c). */
 #include "enter.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <linux/mount.h>
 #include <poll.h>
 #include <sched.h>
@@ -250,6 +252,35 @@ int enter_parse(struct enter_spec *s, char *buf, size_t len, struct merr *e)
 				return merr_set(e, ENOMEM, "", "", "out of memory");
 			s->binds = nb;
 			nb[s->n_binds++] = (struct enter_bind){ a[0], a[1], !strcmp(a[2], "1"), !strcmp(a[3], "1") };
+		} else if (!strcmp(name, "copy")) {
+			NEED(4);
+			if (s->has_copy)
+				return BAD("enter spec: one \"copy\" at most");
+			if (strcmp(a[0], "to") && strcmp(a[0], "from"))
+				return BAD("enter spec: copy direction must be to or from");
+			if (a[1][0] != '/' || a[2][0] != '/')
+				return BAD("enter spec: copy takes absolute paths");
+			s->has_copy = 1;
+			s->copy_from = !strcmp(a[0], "from");
+			s->copy_hpath = a[1];
+			s->copy_cpath = a[2];
+			s->copy_force = !strcmp(a[3], "1");
+		} else if (!strcmp(name, "copy_uids") || !strcmp(name, "copy_gids")) {
+			struct copy_ids *m = !strcmp(name, "copy_uids") ? &s->copy_uids : &s->copy_gids;
+			if (n < 1 || (n - 1) % 3 || (size_t)(n - 1) / 3 > ARRAY_SIZE(m->r))
+				return BAD("enter spec: \"%s\" takes FALLBACK (FROM TO COUNT)... (16 ranges at most)", name);
+			long long x;
+			if (num(next(&rest), 0, 0xfffffffe, &x) < 0)
+				return BAD("enter spec: bad id in \"%s\"", name);
+			m->fallback = (unsigned)x;
+			m->n = (size_t)(n - 1) / 3;
+			for (size_t i = 0; i < m->n; i++) {
+				long long f, t, k;
+				if (num(next(&rest), 0, 0xffffffffLL, &f) < 0 || num(next(&rest), 0, 0xffffffffLL, &t) < 0 ||
+				    num(next(&rest), 1, 0xffffffffLL, &k) < 0 || f + k > 0x100000000LL || t + k > 0x100000000LL)
+					return BAD("enter spec: bad range in \"%s\"", name);
+				m->r[i] = (struct copy_range){ (unsigned)f, (unsigned)t, (unsigned)k };
+			}
 		} else {
 			return BAD("enter spec: unknown record \"%s\"", name);
 		}
@@ -259,8 +290,10 @@ int enter_parse(struct enter_spec *s, char *buf, size_t len, struct merr *e)
 		return BAD("enter spec: data after \"end\"");
 	if (!seen_target)
 		return BAD("enter spec: \"target\" is required");
-	if (!s->n_exec && !s->n_binds)
-		return BAD("enter spec: nothing to do (no \"exec\" and no \"bind\")");
+	if (!s->n_exec && !s->n_binds && !s->has_copy)
+		return BAD("enter spec: nothing to do (no \"exec\", \"bind\" or \"copy\")");
+	if (s->has_copy && (s->n_exec || s->n_binds))
+		return BAD("enter spec: \"copy\" goes alone (no \"exec\" or \"bind\")");
 	if (s->n_binds && !(s->ns_flags & CLONE_NEWNS))
 		return BAD("enter spec: \"bind\" needs the mnt namespace");
 	return 0;
@@ -342,6 +375,64 @@ static int do_binds(struct enter_spec *s, const int *trees, struct merr *e)
 			return merr_sys(e, "move_mount", b->dst, "failed to mount \"%s\" on \"%s\" in the container", b->src, b->dst);
 	}
 	return 0;
+}
+
+static int open_host_parent(struct enter_spec *s, int *dir, char base[256], struct merr *e)
+{
+	/* the host's own path: its parents are followed as usual (the administrator's), the last
+	 * component is not */
+	_cleanup_close_ int hroot = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (hroot < 0)
+		return merr_sys(e, "open", "/", "failed to open /");
+	char dirpath[PATH_MAX];
+	size_t len = strlen(s->copy_hpath);
+	while (len > 1 && s->copy_hpath[len - 1] == '/')
+		len--;
+	if (len >= sizeof dirpath)
+		return merr_set(e, ENAMETOOLONG, "open", s->copy_hpath, "path too long");
+	memcpy(dirpath, s->copy_hpath, len);
+	dirpath[len] = 0;
+	char *slash = strrchr(dirpath, '/');
+	const char *b = slash + 1;
+	if (!*b || !strcmp(b, ".") || !strcmp(b, "..") || strlen(b) > 255)
+		return merr_set(e, EINVAL, "open", s->copy_hpath, "\"%s\" names no file", s->copy_hpath);
+	strcpy(base, b);
+	if (slash == dirpath)
+		slash[1] = 0;
+	else
+		*slash = 0;
+	*dir = open(dirpath, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (*dir < 0)
+		return merr_sys(e, "open", dirpath, "failed to open the directory \"%s\" on the host", dirpath);
+	struct stat st;
+	if (!s->copy_from && fstatat(*dir, base, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return merr_sys(e, "fstatat", s->copy_hpath, "failed to stat \"%s\" on the host", s->copy_hpath);
+	return 0;
+}
+
+/* copy-to / copy-from: the container side resolved in the container's root (openat2
+ * RESOLVE_IN_ROOT: its symlinks, absolute or ../.., stay inside), then fd-relative copies that
+ * never follow a symlink (copy.c). */
+static int do_copy(struct enter_spec *s, int rootfd, int hostdir, const char *hostbase, struct merr *e)
+{
+	char cbase[256];
+	_cleanup_close_ int cdir = res_parent(rootfd, s->copy_cpath, 0, cbase, e);
+	if (cdir < 0) {
+		/* name the path asked for, not only the component that failed */
+		char msg[sizeof e->msg];
+		memcpy(msg, e->msg, sizeof msg);
+		snprintf(e->msg, sizeof e->msg, "\"%.200s\": %.300s", s->copy_cpath, msg);
+		return cdir;
+	}
+	if (s->copy_from) {
+		struct stat st;
+		if (fstatat(cdir, cbase, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			return merr_sys(e, "fstatat", s->copy_cpath, "failed to stat \"%s\" in the container", s->copy_cpath);
+		return copy_replace(cdir, cbase, hostdir, hostbase, s->copy_force, &s->copy_uids, &s->copy_gids,
+				    s->copy_cpath, s->copy_hpath, e);
+	}
+	return copy_replace(hostdir, hostbase, cdir, cbase, s->copy_force, &s->copy_uids, &s->copy_gids, s->copy_hpath,
+			    s->copy_cpath, e);
 }
 
 /* Search PATH (from the spec's env) for a name without '/'. */
@@ -486,7 +577,8 @@ static int status_of(int st)
 int enter_run(struct enter_spec *s)
 {
 	struct merr e = { 0 };
-	_cleanup_close_ int pidfd = -1, rootfd = -1, master = -1, slave = -1, sfd = -1;
+	_cleanup_close_ int pidfd = -1, rootfd = -1, master = -1, slave = -1, sfd = -1, hostdir = -1;
+	char hostbase[256] = "";
 	if (s->prog)
 		g_prog = s->prog;
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
@@ -540,6 +632,10 @@ int enter_run(struct enter_spec *s)
 			}
 		}
 	}
+	/* copy: the host side is opened here, before entering (its parent directory; the last
+	 * component is never followed) */
+	if (s->has_copy && open_host_parent(s, &hostdir, hostbase, &e) < 0)
+		goto fail;
 	/* Everything but the cgroup namespace now (the child joins the cgroup first, from the
 	 * host's view, then enters the cgroup namespace). */
 	if (setns_all(pidfd, s->ns_flags & ~(unsigned)CLONE_NEWCGROUP, &e) < 0)
@@ -552,6 +648,8 @@ int enter_run(struct enter_spec *s)
 	}
 	if (s->n_binds && do_binds(s, trees, &e) < 0)
 		goto fail;
+	if (s->has_copy)
+		return do_copy(s, rootfd, hostdir, hostbase, &e) < 0 ? (merr_print(&e), 1) : 0;
 	for (size_t i = 0; i < ntree; i++)
 		close(trees[i]);
 	if (!s->n_exec)

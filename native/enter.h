@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "copy.h"
 #include "error.h"
 
 #define ENTER_MAGIC "MACHINA-ENTER"
@@ -44,6 +45,12 @@ struct enter_spec {
 	size_t n_args;
 	struct enter_bind *binds;
 	size_t n_binds;
+	int has_copy;              /* `copy` record */
+	int copy_from;             /* 1: container -> host; 0: host -> container */
+	const char *copy_hpath;    /* HPATH (absolute) */
+	const char *copy_cpath;    /* CPATH (absolute, resolved in the container's root) */
+	int copy_force;
+	struct copy_ids copy_uids, copy_gids;
 	/* allocation owned by the spec */
 	char *buf;
 	void *mem[8];

@@ -13,8 +13,10 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
+#include "copy.h"
 #include "enter.h"
 
 static int n_pass, n_fail;
@@ -95,7 +97,7 @@ static void test_parse(void)
 
 	struct {
 		const char *what;
-		const char *items[16];
+		const char *items[20];
 	} bad[] = {
 		{ "no target", { "exec", "/bin/sh", "sh", NULL, NULL } },
 		{ "nothing to do", { "target", "1", "2", NULL, NULL } },
@@ -107,12 +109,29 @@ static void test_parse(void)
 		{ "bad pid", { "target", "0", "2", NULL, "exec", "/x", "x", NULL, NULL } },
 		{ "relative chdir", { "target", "1", "2", NULL, "chdir", "tmp", NULL, "exec", "/x", "x", NULL, NULL } },
 		{ "target arity", { "target", "1", NULL, "exec", "/x", "x", NULL, NULL } },
+		{ "copy direction", { "target", "1", "2", NULL, "copy", "in", "/a", "/b", "0", NULL, NULL } },
+		{ "relative copy", { "target", "1", "2", NULL, "copy", "to", "a", "/b", "0", NULL, NULL } },
+		{ "copy with exec", { "target", "1", "2", NULL, "copy", "to", "/a", "/b", "0", NULL, "exec", "/x", "x", NULL, NULL } },
+		{ "copy_uids arity", { "target", "1", "2", NULL, "copy", "to", "/a", "/b", "0", NULL, "copy_uids", "1", "2", NULL, NULL } },
+		{ "copy_uids zero count", { "target", "1", "2", NULL, "copy", "to", "/a", "/b", "0", NULL, "copy_uids", "9", "0", "5", "0", NULL, NULL } },
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		int r = parse(bad[i].items, &s, &e);
 		check(r < 0, "rejected: %s (%s)", bad[i].what, e.msg);
 		enter_free(&s);
 	}
+	const char *copy[] = { "target", "1", "2", NULL, "copy", "from", "/host/x", "/c/y", "1", NULL,
+			       "copy_uids", "65534", "0", "100000", "65536", NULL, "copy_gids", "7", NULL, NULL };
+	check(parse(copy, &s, &e) == 0 && s.has_copy && s.copy_from && s.copy_force && !strcmp(s.copy_hpath, "/host/x") &&
+		      !strcmp(s.copy_cpath, "/c/y"),
+	      "copy only, without mnt (%s)", e.msg);
+	check(s.copy_uids.n == 1 && s.copy_uids.fallback == 65534 && s.copy_uids.r[0].to == 100000 && s.copy_gids.n == 0 &&
+		      s.copy_gids.fallback == 7,
+	      "copy_uids, copy_gids");
+	check(copy_map_id(&s.copy_uids, 0) == 100000 && copy_map_id(&s.copy_uids, 65535) == 165535 &&
+		      copy_map_id(&s.copy_uids, 65536) == 65534 && copy_map_id(NULL, 42) == 42,
+	      "copy_map_id: in range, last, outside (fallback), identity");
+	enter_free(&s);
 	/* bad header, trailing data */
 	char hdr[] = "MACHINA-SPEC\0" "1\0" "end\0" "0\0";
 	char *b = malloc(sizeof hdr);
@@ -256,9 +275,102 @@ static void test_enter(const char *tmp)
 	rmdir(src);
 }
 
+/* ---------------------------------------------------------------- copy.c */
+
+static int sh(const char *fmt, ...)
+{
+	char cmd[4096];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof cmd, fmt, ap);
+	va_end(ap);
+	int st = system(cmd);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static char *slurp(const char *p)
+{
+	static char buf[256];
+	int fd = open(p, O_RDONLY | O_NOFOLLOW);
+	ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
+	if (fd >= 0)
+		close(fd);
+	buf[n < 0 ? 0 : n] = 0;
+	return buf;
+}
+
+/* copy_tree / copy_replace between two directories: fidelity, --force, symlinks never followed. */
+static void test_copy(const char *tmp)
+{
+	char src[256], dst[256], p[512];
+	snprintf(src, sizeof src, "%s/src", tmp);
+	snprintf(dst, sizeof dst, "%s/dst", tmp);
+	sh("mkdir -p %s/tree/sub %s && cd %s/tree && echo data > f && chmod 4751 f && ln -s /etc/passwd abs && "
+	   "ln -s ../../../x sub/rel && mkfifo sub/p && chmod 0700 sub && touch -h -d @1000000000 abs f sub/p sub . && "
+	   "(setfattr -n user.k -v v f 2>/dev/null || true)",
+	   src, dst, src);
+	if (geteuid() == 0)
+		sh("chown 12:34 %s/tree/f && chmod 4751 %s/tree/f && touch -d @1000000000 %s/tree/f", src, src, src);
+	int sd = open(src, O_PATH | O_DIRECTORY), dd = open(dst, O_PATH | O_DIRECTORY);
+	struct merr e = { 0 };
+	check(copy_replace(sd, "tree", dd, "tree", 0, NULL, NULL, "src/tree", "dst/tree", &e) == 0, "copy a tree (%s)", e.msg);
+	check(sh("cd %s && find tree -printf '%%p %%y %%m %%U:%%G %%T@ %%l\n' | sort > ../a && cd %s && "
+		 "find tree -printf '%%p %%y %%m %%U:%%G %%T@ %%l\n' | sort > ../b && cmp -s ../a ../b",
+		 src, dst) == 0,
+	      "the copy has the same names, types, modes, owners, mtimes, link targets");
+	snprintf(p, sizeof p, "%s/tree/f", dst);
+	check(!strcmp(slurp(p), "data\n"), "content");
+	char v[8] = "";
+	check(getxattr(p, "user.k", v, sizeof v) < 0 || !strcmp(v, "v"), "xattr (where the file system has them)");
+	snprintf(p, sizeof p, "%s/tree/abs", dst);
+	struct stat st;
+	check(lstat(p, &st) == 0 && S_ISLNK(st.st_mode), "a symlink is copied as a symlink");
+
+	memset(&e, 0, sizeof e);
+	check(copy_replace(sd, "tree", dd, "tree", 0, NULL, NULL, "src/tree", "dst/tree", &e) == -EEXIST && strstr(e.msg, "dst/tree"),
+	      "existing target without force: EEXIST naming it (%s)", e.msg);
+	sh("echo new > %s/file", src);
+	memset(&e, 0, sizeof e);
+	check(copy_replace(sd, "file", dd, "tree", 1, NULL, NULL, "src/file", "dst/tree", &e) == 0, "force: a file replaces a tree");
+	snprintf(p, sizeof p, "%s/tree", dst);
+	check(!strcmp(slurp(p), "new\n"), "the tree is gone, the file is there");
+	check(sh("test -z \"$(ls -A %s | grep -v '^tree$')\"", dst) == 0, "no temporary left behind");
+
+	/* a symlink at the destination pointing at a canary: replaced, never written through */
+	sh("echo canary > %s/canary && ln -s %s/canary %s/link", tmp, tmp, dst);
+	memset(&e, 0, sizeof e);
+	check(copy_replace(sd, "file", dd, "link", 0, NULL, NULL, "src/file", "dst/link", &e) == -EEXIST, "a symlink target exists");
+	check(copy_replace(sd, "file", dd, "link", 1, NULL, NULL, "src/file", "dst/link", &e) == 0, "force replaces the symlink");
+	snprintf(p, sizeof p, "%s/canary", tmp);
+	check(!strcmp(slurp(p), "canary\n"), "the symlink's target is untouched");
+	snprintf(p, sizeof p, "%s/link", dst);
+	check(lstat(p, &st) == 0 && S_ISREG(st.st_mode), "the symlink became the file");
+
+	if (geteuid() == 0) {
+		struct copy_ids ids = { .r = { { 0, 100000, 65536 } }, .n = 1, .fallback = 165534 };
+		memset(&e, 0, sizeof e);
+		check(copy_replace(sd, "tree", dd, "shifted", 0, &ids, &ids, "src/tree", "dst/shifted", &e) == 0, "copy with an id map");
+		snprintf(p, sizeof p, "%s/shifted/f", dst);
+		check(lstat(p, &st) == 0 && st.st_uid == 100012 && st.st_gid == 100034 && (st.st_mode & 07777) == 04751,
+		      "owners shifted, set-uid kept after the chown (%u:%u %o)", st.st_uid, st.st_gid, st.st_mode & 07777);
+		snprintf(p, sizeof p, "%s/shifted/abs", dst);
+		check(lstat(p, &st) == 0 && st.st_uid == 100000, "a symlink's owner shifted (lchown)");
+	}
+	close(sd);
+	close(dd);
+	sh("rm -rf %s/src %s/dst %s/canary", tmp, tmp, tmp);
+}
+
 int main(void)
 {
 	test_parse();
+	{
+		char tmp[] = "/tmp/machina-copy-test.XXXXXX";
+		if (mkdtemp(tmp)) {
+			test_copy(tmp);
+			rmdir(tmp);
+		}
+	}
 	if (geteuid() == 0) {
 		char tmp[] = "/tmp/machina-enter-test.XXXXXX";
 		if (mkdtemp(tmp)) {

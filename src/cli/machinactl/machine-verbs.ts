@@ -11,6 +11,9 @@ import {
   formatTimestampUsec,
 } from "../../machine/machines.ts";
 import { machineLogTail } from "../../machine/logs.ts";
+import { copyMachineFiles, type CopyDirection } from "../../machine/copy.ts";
+import { getMachine } from "../../machine/machines.ts";
+import { MachinaError } from "../../errors.ts";
 import type { MachineService } from "../../api/service.ts";
 import { selectMachineService } from "../../client/select.ts";
 import { formatBytes, json, properties, table } from "./format.ts";
@@ -251,4 +254,24 @@ const terminate: Verb = {
   },
 };
 
-export const MACHINE_VERBS: Verb[] = [list, status, show, ps, kill, poweroff, reboot, terminate];
+/** copy-to / copy-from (src/machine/copy.ts): through `machina-helper enter`, resolved in the container's root. */
+function copyVerb(direction: CopyDirection): Verb {
+  return {
+    name: `copy-${direction}`,
+    usage: `copy-${direction} NAME PATH [PATH]`,
+    summary: direction === "to" ? "Copy files from the host to a container" : "Copy files from a container to the host",
+    section: "Machine",
+    minArgs: 2,
+    maxArgs: 3,
+    async run(ctx, args) {
+      if (ctx.host.lstat(ctx.paths.helper) === undefined)
+        throw new MachinaError("E_NOT_FOUND", `helper "${ctx.paths.helper}" not found`, { path: ctx.paths.helper }, "build it with: make -C native");
+      const mctx = machineContext(ctx);
+      const paths = (args.length === 3 ? [args[1]!, args[2]!] : [args[1]!]) as [string] | [string, string];
+      await copyMachineFiles(mctx.procs, ctx.paths.helper, ctx.host, getMachine(mctx, args[0]!), { direction, paths, force: ctx.options.force, cwd: process.cwd() });
+      return 0;
+    },
+  };
+}
+
+export const MACHINE_VERBS: Verb[] = [list, status, show, ps, kill, poweroff, reboot, terminate, copyVerb("to"), copyVerb("from")];

@@ -43,7 +43,7 @@ export function usage(): string {
     "  -o --output=MODE            Journal output mode",
     "     --max-addresses=N        Addresses shown per machine",
     "     --verify=MODE            no, checksum, signature (pull)",
-    "     --force                  Replace an existing image (pull, import)",
+    "     --force                  Replace an existing image (pull, import) or target (copy-to, copy-from)",
     "     --format=FORMAT          uncompressed, xz, gzip, bzip2, zstd (export)",
     "     --root-password=PW       Root's password (bootstrap; default: none)",
     "     --mirror=URL             Package mirror (bootstrap)",
