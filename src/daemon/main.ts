@@ -84,7 +84,7 @@ export async function main(argv: string[]): Promise<number> {
 async function register(name: string): Promise<number> {
   const host = new LinuxHost();
   const p = paths(host.env());
-  // ExecStartPost runs after READY=1, so state.json names the leader; allow a short grace anyway.
+  // By hand (machina-nspawn registers by itself); allow a short grace for a container just started.
   for (let i = 0; i < 100; i++) {
     const text = host.readFile(`${p.stateDir}/machines/${name}/state.json`);
     const state = readState(host, p.stateDir, name);

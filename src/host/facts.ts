@@ -22,6 +22,18 @@ export interface CgroupLayout {
   v1BlkioBfq: boolean;
 }
 
+/** Is systemd the host's service manager, and what machina-nspawn needs to work with it. */
+export interface SystemdFacts {
+  /** systemd is PID 1 (sd_booted(): /run/systemd/system exists; MACHINA_SYSTEMD=0|1 overrides). */
+  booted: boolean;
+  /** Our own cgroup2 path, e.g. "/system.slice/machina-nspawn@web.service" (the "0::" line of /proc/self/cgroup). */
+  ownCgroup: string | undefined;
+  /** systemd-machined is installed (its D-Bus activation file or its binary exists). */
+  machined: boolean;
+  /** busctl, by absolute path, if installed. */
+  busctl: string | undefined;
+}
+
 export interface HostFacts {
   env: Readonly<Record<string, string | undefined>>;
   osRelease: Record<string, string>;
@@ -30,6 +42,7 @@ export interface HostFacts {
   stdinTty: boolean;
   stdoutTty: boolean;
   cgroup: CgroupLayout;
+  systemd: SystemdFacts;
   /** Zone name when /etc/localtime is a symlink into a zoneinfo directory ("Etc/UTC"). */
   timezone: string | undefined;
   /** Host path of the real localtime file, if any. */
@@ -128,6 +141,24 @@ function unescapeMountinfo(s: string): string {
   return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
 }
 
+/** The cgroup2 path of the "0::PATH" line of /proc/self/cgroup. */
+export function parseOwnCgroup2(text: string | undefined): string | undefined {
+  const m = /^0::(\/.*)$/m.exec(text ?? "");
+  return m ? m[1] : undefined;
+}
+
+function systemdFacts(host: Host): SystemdFacts {
+  const env = host.env();
+  const forced = env["MACHINA_SYSTEMD"];
+  const exists = (p: string) => host.lstat(p) !== undefined;
+  return {
+    booted: forced === "1" ? true : forced === "0" ? false : host.lstat("/run/systemd/system") === "dir",
+    ownCgroup: parseOwnCgroup2(host.readFile("/proc/self/cgroup")),
+    machined: ["/usr/share/dbus-1/system-services/org.freedesktop.machine1.service", "/usr/lib/systemd/systemd-machined", "/lib/systemd/systemd-machined"].some(exists),
+    busctl: ["/usr/bin/busctl", "/bin/busctl"].find(exists),
+  };
+}
+
 export function gatherHostFacts(host: Host, stateDir: string): HostFacts {
   const osReleasePath = ["/etc/os-release", "/usr/lib/os-release"]
     .map((p) => host.realpath(p))
@@ -147,6 +178,7 @@ export function gatherHostFacts(host: Host, stateDir: string): HostFacts {
     stdinTty: host.isatty(0),
     stdoutTty: host.isatty(1),
     cgroup: cgroupLayout(host),
+    systemd: systemdFacts(host),
     timezone,
     localtimePath: existing("/etc/localtime"),
     resolvConf: {

@@ -136,7 +136,8 @@ function toMachine(host: Host, s: MachineState, state: Exclude<Liveness, "dead">
     timestampMonotonicUsec: /^[0-9]+$/.test(started) ? Number(started) * (1_000_000 / CLK_TCK) : 0,
     cgroupDir,
     controlGroup,
-    unit: controlGroup.split("/").pop() ?? "",
+    // the scope, or with --keep-unit the service whose payload/ it is
+    unit: controlGroup.split("/").reverse().find((c) => /\.(scope|service)$/.test(c)) ?? controlGroup.split("/").pop() ?? "",
     cgroups: s.cgroups,
     os: s.os,
     version: s.version,

@@ -9,6 +9,7 @@
  */
 import * as fs from "node:fs";
 import { MachinaError } from "../errors.ts";
+import { machinedCallArgs } from "../spec/register.ts";
 
 export const TEMPLATE_NAME = "machina-nspawn@.service";
 
@@ -37,7 +38,9 @@ export function unitName(machine: string): string {
  * The unit template. `bin` is the directory holding machina-nspawn and machinad. Flags as
  * systemd-nspawn@.service (v252) minus --network-veth and -U, which machina's defaults do not
  * imply yet (docs/options.md); no WatchdogSec= (machina does not send WATCHDOG=1).
- * ExecStartPost registers the container with systemd-machined once the helper reported READY.
+ * machina-nspawn registers the container with systemd-machined itself (RegisterMachine from the
+ * helper's on_leader, spec/register.ts) and, with --keep-unit, lives in the unit's delegated
+ * cgroup: supervisor/ and payload/ (spec/resources.ts).
  */
 export function unitTemplate(bin: string): string {
   return `# machina's counterpart of systemd-nspawn@.service (installed by machina's scripts/setup)
@@ -51,7 +54,6 @@ RequiresMountsFor=/var/lib/machines/%i
 
 [Service]
 ExecStart=${bin}/machina-nspawn --quiet --keep-unit --boot --link-journal=try-guest --settings=override --machine=%i
-ExecStartPost=-${bin}/machinad register %i
 KillMode=mixed
 Type=notify
 RestartForceExitStatus=133
@@ -108,15 +110,12 @@ export interface Registration {
 /**
  * RegisterMachine(name, id, service, class, leader, root) on org.freedesktop.machine1, as
  * systemd-nspawn --keep-unit does: machined attaches the machine to the unit the leader's
- * cgroup belongs to, and forgets it when that unit stops.
+ * cgroup belongs to, and forgets it when that unit stops. machina-nspawn does this itself when
+ * the container starts (spec/register.ts); this is for `machinad register NAME` (by hand, e.g.
+ * for a container started with --register=no).
  */
 export function registerMachineArgs(r: Registration): string[] {
-  const hex = r.uuid.replace(/-/g, "");
-  const bytes = /^[0-9a-fA-F]{32}$/.test(hex) ? (hex.match(/../g) ?? []).map((b) => String(parseInt(b, 16))) : [];
-  return [
-    "busctl", "call", "org.freedesktop.machine1", "/org/freedesktop/machine1", "org.freedesktop.machine1.Manager",
-    "RegisterMachine", "sayssus", r.name, String(bytes.length), ...bytes, r.service ?? "machina-nspawn", "container", String(r.leader), r.root,
-  ];
+  return ["busctl", ...machinedCallArgs({ how: "register", name: r.name, uuid: r.uuid, root: r.root, leader: String(r.leader), ...(r.service ? { service: r.service } : {}) })];
 }
 
 export async function registerWithMachined(r: Registration): Promise<void> {

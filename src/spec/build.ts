@@ -14,7 +14,8 @@ import { planJournal } from "./journal.ts";
 import { MS, S_IF } from "./mount-flags.ts";
 import { userMountPlan } from "./mounts-user.ts";
 import { personalityValue } from "./process.ts";
-import { resourcePlan } from "./resources.ts";
+import { machinedRegistration, resourcePlan } from "./resources.ts";
+import { chainOnExit, machinedRegisterCommand, machinedUnregisterCommand } from "./register.ts";
 import { planRoot } from "./root-modes.ts";
 import { seccompFilters } from "./seccomp.ts";
 import { applyUserns, planUserns } from "./userns.ts";
@@ -348,6 +349,10 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
   const registry = `${host.stateDir}/machines/${name}`;
   const resources = resourcePlan(settings, name, host);
   const cgroups = resources.cgroups;
+  const registration = machinedRegistration(settings, host);
+  const netTeardown = wantsManagedNetwork(settings) && options.netTeardown ? [...options.netTeardown, name] : undefined;
+  // --keep-unit: the unit stays active across a restart, so machined would keep the machine: drop it at exit
+  const onExit = registration === "register" ? chainOnExit(netTeardown, machinedUnregisterCommand(host.systemd.busctl!, name)) : netTeardown;
   const retained = retainedCapabilities(settings);
   const state = {
     name,
@@ -358,8 +363,8 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
     boot: settings.boot,
     started_usec: host.nowUsec.toString(),
     supervisor_starttime: host.startTime ?? "",
-    cgroup: cgroups[0],
-    cgroups,
+    cgroup: resources.cgroup,
+    cgroups: resources.placement === "machined" ? [resources.cgroup, ...cgroups] : cgroups,
     os: image.osRelease?.["ID"] ?? "",
     version: image.osRelease?.["VERSION_ID"] ?? "",
   };
@@ -411,7 +416,11 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
       hostSymlinks: journal.hostSymlinks,
     },
     ...(joinNetns !== undefined ? { netns: joinNetns } : {}),
-    ...(wantsManagedNetwork(settings) && options.netTeardown ? { onExit: [...options.netTeardown, name] } : {}),
+    ...(onExit !== undefined ? { onExit } : {}),
     ...(options.hostUmounts !== undefined && options.hostUmounts.length > 0 ? { hostUmounts: options.hostUmounts } : {}),
+    ...(resources.supervisorCgroup !== undefined ? { supervisorCgroup: resources.supervisorCgroup } : {}),
+    ...(registration !== undefined
+      ? { onLeader: machinedRegisterCommand({ how: registration, name, uuid, root: image.root, busctl: host.systemd.busctl!, slice: settings.slice }) }
+      : {}),
   }, usernsPlan, settings.privateNetwork && joinNetns === undefined, bound);
 }

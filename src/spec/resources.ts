@@ -10,6 +10,16 @@
  * scope of the same name in that controller's hierarchy, which the container then also joins.
  * v1 scopes go below the cgroup machina-nspawn itself runs in there (usually "/"), so that a
  * container never leaves a limit its caller is under.
+ *
+ * Where the machine's cgroup2 directory is (cgroupPlacement), as systemd-nspawn places it:
+ * - "scope": `machine.slice/machine-NAME.scope` (or --slice=), created by the helper — hosts
+ *   without systemd, and systemd hosts with --register=no and no --keep-unit;
+ * - "delegated": --keep-unit on a systemd host: inside the unit machina-nspawn runs in (the
+ *   template has Delegate=yes): the helper moves itself to `OWN/supervisor` and the container
+ *   goes to `OWN/payload`, so systemd knows every process and stops them with the unit;
+ * - "machined": a systemd host without --keep-unit, registered: systemd-machined's
+ *   CreateMachine creates the scope unit `machine-NAME.scope` in the slice and moves the leader
+ *   in (the helper's on_leader, spec/register.ts); the helper makes no cgroup2 directory.
  */
 import { invalidError } from "../errors.ts";
 import type { HostFacts } from "../host/facts.ts";
@@ -27,9 +37,28 @@ export interface CgroupSet {
 }
 
 export interface ResourcePlan {
-  /** Cgroup directories the container joins (the first one is the one reported). */
+  /** Cgroup directories the helper creates and puts the container in. */
   cgroups: string[];
   sets: CgroupSet[];
+  /** The container's cgroup2 directory (reported in state.json; made by systemd in "machined"). */
+  cgroup: string;
+  placement: Placement;
+  /** "delegated": the cgroup the supervisor moves itself into. */
+  supervisorCgroup?: string;
+}
+
+export type Placement = "scope" | "delegated" | "machined";
+
+/** How the container is registered with systemd-machined, if at all (nspawn's --register, --keep-unit). */
+export function machinedRegistration(settings: Settings, host: HostFacts): "register" | "create" | undefined {
+  const sd = host.systemd;
+  if (!settings.register || !sd.booted || !sd.machined || sd.busctl === undefined) return undefined;
+  return settings.keepUnit ? "register" : "create";
+}
+
+export function cgroupPlacement(settings: Settings, host: HostFacts): Placement {
+  if (settings.keepUnit && host.systemd.booted && host.systemd.ownCgroup !== undefined) return "delegated";
+  return machinedRegistration(settings, host) === "create" ? "machined" : "scope";
 }
 
 const CPU_PERIOD_USEC = 100_000n;
@@ -143,10 +172,26 @@ function wanted(settings: Settings, host: HostFacts): Wanted[] {
 const V1_NAME: Record<Controller, string> = { memory: "memory", pids: "pids", cpu: "cpu", io: "blkio" };
 
 export function resourcePlan(settings: Settings, name: string, host: HostFacts): ResourcePlan {
-  const slice = slicePath(settings.slice ?? "machine.slice");
-  const rel = `${slice === "" ? "" : `${slice}/`}machine-${escapeUnitName(name)}.scope`;
+  const placement = cgroupPlacement(settings, host);
   const v2 = host.cgroup.v2!;
-  const cgroups = [`${v2}/${rel}`];
+  // rel: the machine's cgroup below the v2 mount; base: the part whose subtree_control we may write.
+  let rel: string;
+  let base = "";
+  let v1Rel: string;
+  let supervisorCgroup: string | undefined;
+  if (placement === "delegated") {
+    const own = host.systemd.ownCgroup === "/" ? "" : host.systemd.ownCgroup!.replace(/^\//, "");
+    base = own;
+    rel = own === "" ? "payload" : `${own}/payload`;
+    supervisorCgroup = own === "" ? `${v2}/supervisor` : `${v2}/${own}/supervisor`;
+    v1Rel = "payload";
+  } else {
+    const slice = slicePath(settings.slice ?? "machine.slice");
+    rel = `${slice === "" ? "" : `${slice}/`}machine-${escapeUnitName(name)}.scope`;
+    v1Rel = rel;
+  }
+  const cgroup = `${v2}/${rel}`;
+  const cgroups = placement === "machined" ? [] : [cgroup];
   // The v1 name=systemd hierarchy is not joined: systemd (host or guest) tracks processes in
   // cgroup2 whenever there is one, and each extra migration costs a grace period (~3-10 ms).
   const sets: CgroupSet[] = [];
@@ -157,9 +202,10 @@ export function resourcePlan(settings: Settings, name: string, host: HostFacts):
     if (v2Controllers.has(w.controller)) {
       if (!enabled.has(w.controller)) {
         enabled.add(w.controller);
-        // Enable the controller from the root down to the scope's parent.
+        // Enable the controller from the root (or the delegated unit) down to the scope's parent.
         const parts = rel.split("/").slice(0, -1);
-        for (let i = 0; i <= parts.length; i++) {
+        const first = base === "" ? 0 : base.split("/").length;
+        for (let i = first; i <= parts.length; i++) {
           const dir = [v2, ...parts.slice(0, i)].join("/");
           sets.push({ path: `${dir}/cgroup.subtree_control`, value: `+${w.controller}` });
         }
@@ -174,9 +220,9 @@ export function resourcePlan(settings: Settings, name: string, host: HostFacts):
         { flag: "--property" },
       );
     const own = host.cgroup.v1Own[V1_NAME[w.controller]] ?? "/";
-    const dir = `${mount}${own === "/" ? "" : own}/${rel}`;
+    const dir = `${mount}${own === "/" ? "" : own}/${v1Rel}`;
     if (!cgroups.includes(dir)) cgroups.push(dir);
     for (const [file, value] of w.v1) sets.push({ path: `${dir}/${file}`, value });
   }
-  return { cgroups, sets };
+  return { cgroups, sets, cgroup, placement, ...(supervisorCgroup !== undefined ? { supervisorCgroup } : {}) };
 }

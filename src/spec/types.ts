@@ -99,6 +99,10 @@ export interface RunSpec {
   onExit?: string[];
   /** Host mounts (a raw image's file system, -i) the supervisor detaches at exit: `host_umount` records. */
   hostUmounts?: string[];
+  /** Cgroup the supervisor moves itself into first (--keep-unit under systemd: the unit's `supervisor/`). */
+  supervisorCgroup?: string;
+  /** Run by the supervisor with each new leader (`{leader}` = its pid) before it goes on: the registration with systemd-machined. */
+  onLeader?: string[];
 }
 
 export interface RootSetup {
@@ -112,3 +116,6 @@ export interface RootSetup {
   hostMkdirs: Array<{ path: string; mode: number }>;
   hostSymlinks: Array<{ target: string; path: string }>;
 }
+
+/** An `on_leader` argument the helper replaces by the leader's pid (native/hooks.h). */
+export const HOOK_LEADER_ARG = "{leader}";

@@ -55,7 +55,9 @@ export function specRecords(spec: RunSpec): Array<[string, string[]]> {
   if (spec.statusFd !== undefined) add("status_fd", String(spec.statusFd));
   if (spec.registry !== undefined) add("registry", spec.registry);
   if (spec.stateJson !== undefined) add("state_json", spec.stateJson);
+  if (spec.supervisorCgroup !== undefined) add("supervisor_cgroup", spec.supervisorCgroup);
   for (const cg of spec.cgroups) add("cgroup", cg);
+  if (spec.onLeader !== undefined && spec.onLeader.length > 0) add("on_leader", ...spec.onLeader);
   if (spec.rootSetup) r.push(...rootSetupRecords(spec.rootSetup));
   if (spec.netns !== undefined) add("netns", spec.netns);
   if (spec.onExit !== undefined && spec.onExit.length > 0) add("on_exit", ...spec.onExit);

@@ -2,12 +2,15 @@
  * machinactl start, enable, disable (--now) and logs. start boots the image in the background
  * (src/runtime/launch.ts: `machina-nspawn -q -b -M NAME` with its .nspawn file, console to
  * $STATE_DIR/logs/NAME.log) and returns once it runs; enable/disable are src/machine/enable.ts;
- * logs is src/machine/logs.ts.
+ * logs is src/machine/logs.ts. On a systemd host with machina-nspawn@.service installed (and the
+ * default pool), start and disable --now go through systemd: `systemctl start/stop
+ * machina-nspawn@NAME.service`, as machinectl does with systemd-nspawn@.service.
  */
 import { MachinaError } from "../../errors.ts";
 import { disableMachine, enableMachine } from "../../machine/enable.ts";
 import { showLogs } from "../../machine/logs.ts";
 import { getMachine, terminateMachine, type Machine } from "../../machine/machines.ts";
+import { systemctl, systemdAvailable, unitInstalled, unitName } from "../../machine/systemd.ts";
 import { launchDetached } from "../../runtime/launch.ts";
 import { isValidMachineName } from "../../settings/values.ts";
 import { machineContext } from "./machine-verbs.ts";
@@ -26,7 +29,13 @@ async function start(ctx: VerbContext, name: string): Promise<void> {
   } catch (e) {
     if (!(e instanceof MachinaError) || e.code !== "E_NOT_FOUND") throw e;
   }
-  await launchDetached(ctx.host, ctx.paths, { name });
+  if (throughSystemd(ctx)) await systemctl(["start", unitName(name)]);
+  else await launchDetached(ctx.host, ctx.paths, { name });
+}
+
+/** The unit template is installed on a systemd host, and the pool is the one the unit uses. */
+function throughSystemd(ctx: VerbContext): boolean {
+  return systemdAvailable(ctx.env) && unitInstalled(ctx.env) && ctx.env["MACHINA_POOL"] === undefined;
 }
 
 const startVerb: Verb = {
@@ -76,6 +85,7 @@ const disable: Verb = {
       if (!ctx.options.quiet) for (const c of r.changes) ctx.err(`Removed ${c.path}.\n`);
     }
     if (ctx.options.now) {
+      if (throughSystemd(ctx)) await systemctl(["stop", ...args.map(unitName)]);
       const mctx = machineContext(ctx);
       await Promise.all(args.map(async (name) => {
         try {
