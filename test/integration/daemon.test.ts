@@ -6,13 +6,13 @@
  * (MACHINA_STRESS=1: 50 rounds) with no leftovers and no fd leak, and the socket's permissions.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { LocalMachineService } from "../../src/api/local-service.ts";
 import { MachinaClient } from "../../src/client/client.ts";
 import { LinuxHost } from "../../src/host/linux.ts";
 import { paths } from "../../src/paths.ts";
-import { addImage, daemonTestEnv, fdCount, initUp, machinactl, startDaemon, type TestEnv } from "../helpers/daemon.ts";
+import { addImage, daemonTestEnv, fdCount, initUp, machinactl, startDaemon, TEST_INIT, type TestEnv } from "../helpers/daemon.ts";
 import { alive, machineCgroup, readState, Scratch, waitFor } from "../helpers/machina.ts";
 
 const T = 60_000;
@@ -163,6 +163,33 @@ describe("machinad", () => {
     await client.terminate(a);
     await Bun.sleep(600);
     expect(running()).toEqual([]);
+  }, T);
+
+  test("exit status 133 ('restart me') restarts the machine even with --restart=no (RestartForceExitStatus=133)", async () => {
+    const d = await startDaemon(t, scratch); // default policy: no
+    const client = new MachinaClient(t.socket);
+    const a = scratch.name("md");
+    // an image of its own whose init exits 133 on its first boot, then runs
+    const image = join(dirname(t.image), `image-${a}`);
+    Bun.spawnSync(["cp", "-a", t.image, image]);
+    scratch.defer(() => void Bun.spawnSync(["rm", "-rf", image]));
+    writeFileSync(join(image, "sbin/init"), `#!/bin/sh\nif [ ! -e /booted-once ]; then touch /booted-once; exit 133; fi\n${TEST_INIT.split("\n").slice(1).join("\n")}`);
+    symlinkSync(image, join(t.pool, a));
+    const s1 = await client.start(a);
+    const s2 = await waitFor("the machine started again by machinad", () => {
+      const s = readState(t.stateDir, a);
+      return s && s.supervisor !== s1.supervisor && alive(s.leader) ? s : undefined;
+    }, 10_000);
+    expect(alive(s2.leader)).toBe(true);
+    await initUp(t, a);
+    const events = d.stderr().split("\n").filter((l) => l.includes(`"machine":"${a}"`)).map((l) => JSON.parse(l) as { event?: string; status?: number; why?: string });
+    expect(events.some((e) => e.event === "exited" && e.status === 133)).toBe(true);
+    expect(events.some((e) => e.event === "started" && e.why === "exit-133")).toBe(true);
+    // an ordinary exit is not restarted under the default policy
+    await client.kill(a, { whom: "leader", signal: 15 });
+    await waitFor("the machine gone", () => (running().includes(a) ? undefined : true), 10_000);
+    await Bun.sleep(600);
+    expect(running()).not.toContain(a);
   }, T);
 
   test("a cancelled start leaves nothing behind; a start of a missing image fails cleanly", async () => {
