@@ -208,7 +208,8 @@ enum rec_id {
 	R_IDMAP_BIND,
 	R_USER, R_AS_PID2, R_EXEC, R_ARGS,
 	R_UID_MAP, R_GID_MAP, R_CGROUP_OWNER, R_USERNS_LOCK, R_CHOWN_ROOT, R_IDMAP_ROOT, R_FSMOUNT,
-	R_ROOT_TMPFS, R_ROOT_OVERLAY, R_PIVOT_ROOT_DIR, R_SCRATCH_DIR, R_HOST_MKDIR, R_HOST_SYMLINK, R_OVERLAY, R_SCRATCH_LIST, R_NETNS, R_ON_EXIT, R_HOST_UMOUNT, R_ON_LEADER, R_SUPERVISOR_CGROUP, R_END, R__MAX
+	R_ROOT_TMPFS, R_ROOT_OVERLAY, R_PIVOT_ROOT_DIR, R_SCRATCH_DIR, R_HOST_MKDIR, R_HOST_SYMLINK, R_OVERLAY, R_SCRATCH_LIST, R_NETNS, R_ON_EXIT, R_HOST_UMOUNT, R_ON_LEADER, R_SUPERVISOR_CGROUP,
+	R_NET_VETH, R_NET_ADDR, R_NET_UP, R_NET_MASTER, R_NET_ROUTE, R_NET_SYSCTL, R_END, R__MAX
 };
 
 #define VAR -1
@@ -277,6 +278,12 @@ static const struct {
 	[R_HOST_UMOUNT] = { "host_umount", 1, 1, 1 },
 	[R_ON_LEADER] = { "on_leader", 1, VAR, 0 },
 	[R_SUPERVISOR_CGROUP] = { "supervisor_cgroup", 1, 1, 0 },
+	[R_NET_VETH] = { "net_veth", 4, 4, 0 },
+	[R_NET_ADDR] = { "net_addr", 3, 3, 1 },
+	[R_NET_UP] = { "net_up", 2, 2, 1 },
+	[R_NET_MASTER] = { "net_master", 3, 3, 1 },
+	[R_NET_ROUTE] = { "net_route", 3, 3, 1 },
+	[R_NET_SYSCTL] = { "net_sysctl", 2, 2, 1 },
 	[R_END] = { "end", 0, 0, 0 },
 };
 
@@ -317,6 +324,7 @@ void spec_free(struct spec *s)
 	free(s->execs);
 	free(s->strs);
 	userns_spec_free(&s->us);
+	net_spec_free(&s->net);
 	memset(s, 0, sizeof *s);
 	s->status_fd = -1;
 }
@@ -552,6 +560,16 @@ static int apply(struct spec *s, enum rec_id id, const char *name, size_t idx, c
 	case R_CHOWN_ROOT:
 	case R_IDMAP_ROOT:
 		r = userns_parse_record(&s->us, name, a, n, &bad);
+		if (r == -ENOMEM) OOM();
+		if (r < 0) goto malformed;
+		break;
+	case R_NET_VETH:
+	case R_NET_ADDR:
+	case R_NET_UP:
+	case R_NET_MASTER:
+	case R_NET_ROUTE:
+	case R_NET_SYSCTL:
+		r = net_parse_record(&s->net, name, a, n, &bad);
 		if (r == -ENOMEM) OOM();
 		if (r < 0) goto malformed;
 		break;
@@ -816,6 +834,10 @@ int spec_parse(struct spec *s, char *buf, size_t len, struct merr *e)
 	}
 	if (s->netns_path && (s->clone_flags & CLONE_NEWNET)) {
 		r = BAD("\"netns\" and the \"net\" namespace may not be combined");
+		goto fail_argv;
+	}
+	if (s->net.n_ops && !s->netns_path && !(s->clone_flags & CLONE_NEWNET)) {
+		r = BAD("\"net_*\" records need a network namespace of the container's (\"net\" or \"netns\")");
 		goto fail_argv;
 	}
 	{

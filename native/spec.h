@@ -9,6 +9,7 @@
 #include "error.h"
 #include "security.h"
 #include "userns.h"
+#include "netlink.h"
 
 #define SPEC_MAGIC "MACHINA-SPEC"
 #define SPEC_VERSION "1"
@@ -108,6 +109,7 @@ struct spec {
 
 	/* a network namespace prepared by the TypeScript side (src/net/), and its undo command */
 	const char *netns_path; /* HPATH of a network namespace (nsfs bind mount) the container joins */
+	struct net_spec net;    /* net_* records: the main veth, made after each clone (netlink.h) */
 	const char **host_umounts; /* host_umount: HPATHs detached by the supervisor at exit (hostmount.c) */
 	size_t n_host_umounts;
 	const char **on_exit;   /* ARGV run by the supervisor after the container is gone; NULL = none */

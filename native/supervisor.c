@@ -30,6 +30,7 @@
 #include "binds.h"
 #include "console.h"
 #include "hooks.h"
+#include "netlink.h"
 #include "proto.h"
 #include "userns.h"
 #include "util.h"
@@ -541,6 +542,9 @@ static int run_once(struct spec *s, struct registry *g, int sfd, int *reboot, in
 		goto kill_child;
 	if (userns_setup_child(s, R.pid, &e) < 0)
 		goto kill_child;
+	/* the main veth, its peer straight into the child's network namespace (net_* records) */
+	if (net_setup(&s->net, R.pid, &e) < 0)
+		goto kill_child;
 	if (registry_write(g, s, R.pid, &e) < 0)
 		goto kill_child;
 	{
@@ -627,6 +631,7 @@ kill_child:
 	relay_close(&R.relay);
 	rc = 1;
 out:
+	net_cleanup(&s->net); /* both ends of the veth, before a reboot's next clone creates it again */
 	if (R.sock >= 0)
 		close(R.sock);
 	if (R.notify_fd >= 0)

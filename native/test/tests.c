@@ -1590,6 +1590,70 @@ static void test_seccomp_cache(const char *tmp)
 	free(b);
 }
 
+/* net_* records: parsing and validation (the netlink part runs in the integration tests). */
+static void net_spec_buf(struct sb *b, const char *ns, const char *name, int n, const char *a0, const char *a1, const char *a2, const char *a3)
+{
+	b->len = 0;
+	sb_str(b, "MACHINA-SPEC");
+	sb_str(b, "1");
+	rec(b, "root", 1, "/r");
+	if (!strcmp(ns, "net"))
+		rec(b, "namespaces", 3, "mnt", "pid", "net");
+	else
+		rec(b, "namespaces", 2, "mnt", "pid");
+	if (n == 2) rec(b, name, 2, a0, a1);
+	else if (n == 3) rec(b, name, 3, a0, a1, a2);
+	else rec(b, name, 4, a0, a1, a2, a3);
+	rec(b, "exec", 2, "/bin/sh", "sh");
+	rec(b, "end", 0);
+}
+
+static void test_net_spec(void)
+{
+	struct sb *b = calloc(1, sizeof *b);
+	struct spec s;
+	struct merr e;
+	b->len = 0;
+	sb_str(b, "MACHINA-SPEC");
+	sb_str(b, "1");
+	rec(b, "root", 1, "/r");
+	rec(b, "namespaces", 3, "mnt", "pid", "net");
+	rec(b, "net_up", 2, "container", "lo");
+	rec(b, "net_veth", 4, "ve-web", "aa:bb:cc:dd:ee:01", "host0", "aa:bb:cc:dd:ee:02");
+	rec(b, "net_addr", 3, "host", "ve-web", "10.159.0.1/28");
+	rec(b, "net_addr", 3, "container", "host0", "fd6d:6163:6869::2/64");
+	rec(b, "net_route", 3, "container", "host0", "10.159.0.1");
+	rec(b, "net_master", 3, "host", "vb-web", "vz-lab");
+	rec(b, "net_sysctl", 2, "net/ipv4/conf/ve-web/route_localnet", "1");
+	rec(b, "exec", 2, "/bin/sh", "sh");
+	rec(b, "end", 0);
+	int r = parse(b, &s, &e);
+	check(r == 0 && s.net.n_ops == 7 && !strcmp(s.net.veth_host, "ve-web") && s.net.ops[0].container && s.net.ops[0].kind == NET_UP &&
+	      !s.net.ops[2].container && !strcmp(s.net.ops[2].a[1], "10.159.0.1/28") && s.net.ops[6].kind == NET_SYSCTL,
+	      "net_*: records kept in order, SIDE parsed");
+	if (r == 0)
+		spec_free(&s);
+	net_spec_buf(b, "", "net_up", 2, "container", "lo", 0, 0);
+	bad(b, "need a network namespace", "net_* without a network namespace");
+	net_spec_buf(b, "net", "net_veth", 4, "ve-web", "aa:bb:cc:dd:ee", "host0", "aa:bb:cc:dd:ee:02");
+	bad(b, "HOSTMAC", "net_veth with a short MAC");
+	net_spec_buf(b, "net", "net_veth", 4, "ve-averyveryverylongname", "aa:bb:cc:dd:ee:01", "host0", "aa:bb:cc:dd:ee:02");
+	bad(b, "HOST", "net_veth with a name over 15 bytes");
+	net_spec_buf(b, "net", "net_addr", 3, "guest", "host0", "10.0.0.1/8", 0);
+	bad(b, "SIDE", "net_addr with a bad side");
+	net_spec_buf(b, "net", "net_addr", 3, "container", "host0", "10.0.0.1/33", 0);
+	bad(b, "ADDR/PREFIX", "net_addr with a bad prefix");
+	net_spec_buf(b, "net", "net_route", 3, "container", "host0", "10.0.0.1/8", 0);
+	bad(b, "GATEWAY", "net_route with a prefix");
+	net_spec_buf(b, "net", "net_sysctl", 2, "../../etc/x", "1", 0, 0);
+	bad(b, "KEY", "net_sysctl escaping /proc/sys");
+	unsigned char a[16];
+	int fam, pfx;
+	check(net_parse_prefix("fd6d::1/64", &fam, a, &pfx) == 0 && fam == AF_INET6 && pfx == 64 && a[0] == 0xfd && a[15] == 1, "net_parse_prefix v6");
+	check(net_parse_prefix("10.1.2.3", &fam, a, &pfx) == 0 && fam == AF_INET && pfx == 32 && a[3] == 3, "net_parse_prefix v4 without prefix");
+	free(b);
+}
+
 /* host_umount: parsing, and the supervisor's detaching of host mounts at exit (root). */
 static void test_host_umount_spec(void)
 {
@@ -1799,6 +1863,7 @@ int main(void)
 	test_security();
 	test_binds_spec();
 	test_host_umount_spec();
+	test_net_spec();
 	test_hooks_spec();
 	if (geteuid() == 0) {
 		char tmp[] = "/tmp/machina-test.XXXXXX";

@@ -6,7 +6,7 @@ import { LinuxHost } from "../host/linux.ts";
 import { gatherUsernsFacts } from "../host/userns-facts.ts";
 import type { Host } from "../host/host.ts";
 import { addSweepHook, sweepStale } from "../machine/registry.ts";
-import { planNetwork } from "../net/plan.ts";
+import { helperNetOps, planNetwork } from "../net/plan.ts";
 import { setupNetwork, sweepNetworks, teardownNetwork } from "../net/setup.ts";
 import { wantsManagedNetwork } from "../spec/network.ts";
 import { findImage } from "../image/pool.ts";
@@ -109,8 +109,11 @@ export function main(argv: string[], host: Host = new LinuxHost()): number {
         if (lock === undefined && host.lstat(`${p.stateDir}/machines/${spec.machine}/lock`) !== undefined)
           throw new MachinaError("E_BUSY", `machine "${spec.machine}" is already running`, { machine: spec.machine });
         lock?.release();
-        setupNetwork(host, p.stateDir, planNetwork(settings, spec.machine, hostMachineId(host), p.stateDir));
+        const plan = planNetwork(settings, spec.machine, hostMachineId(host), p.stateDir);
+        const rec = setupNetwork(host, p.stateDir, plan);
         netUp = true;
+        // The main veth: made by the helper after the clone, in the container's own namespace.
+        spec.netOps = helperNetOps(plan, rec.addr, plan.ports.length > 0 && plan.bridge === undefined);
       }
       if (!settings.quiet) {
         err(`Spawning container ${spec.machine} on ${spec.root}.\n`);

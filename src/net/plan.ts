@@ -3,7 +3,7 @@
  * and `nft -f` texts that create and remove it. net/setup.ts executes these.
  */
 import type { Settings } from "../settings/settings.ts";
-import { netnsPath, wantsManagedNetwork } from "../spec/network.ts";
+import { netnsPath, wantsManagedNetwork, wantsPreparedNetns } from "../spec/network.ts";
 import type { PortForward } from "../settings/compound-values.ts";
 import { addressesOf, type HostAddresses, type SubnetLease } from "./ipam.ts";
 import { generateMac, HASH_KEYS, interfacePair, shortenIfname, vethHostName, zoneBridgeName } from "./names.ts";
@@ -36,6 +36,13 @@ export interface NetPlan {
    * (no main veth, or a bridge of the administrator's).
    */
   addressing: "static" | "dhcp" | "none";
+  /**
+   * The namespace is made by src/net/ before the start (links are moved or created into it:
+   * extras, interfaces, macvlans, ipvlans) and joined by the helper (`netns`); otherwise the clone
+   * creates it (owned by the container's user namespace with -U). Either way the main veth is
+   * created by the helper after each clone (helperNetOps).
+   */
+  prepared: boolean;
 }
 
 export { netnsPath, wantsManagedNetwork };
@@ -80,6 +87,7 @@ export function planNetwork(s: Settings, machine: string, machineId: string, sta
     }),
     ports: s.ports,
     addressing: !managed ? "none" : s.boot ? "dhcp" : "static",
+    prepared: wantsPreparedNetns(s),
   };
 }
 
@@ -97,8 +105,9 @@ export function addressing(subnet: SubnetLease, hostNumber: number): NetAddressi
 const q = (s: string) => (/^[A-Za-z0-9_.:/@+-]+$/.test(s) ? s : JSON.stringify(s));
 
 /**
- * `ip -batch -` in the host's namespace, after containerBatch: the zone bridge when it is new,
- * the host side of the main veth configured and up, the extra veths, moved interfaces, macvlans, ipvlans.
+ * `ip -batch -` in the host's namespace before the start: the zone bridge when it is new; with a
+ * prepared namespace, the extra veths, moved interfaces, macvlans, ipvlans (the main veth is the
+ * helper's: helperNetOps).
  */
 export function hostBatch(plan: NetPlan, addr: NetAddressing | undefined, createZoneBridge: boolean): string[] {
   const ns = q(plan.netns);
@@ -107,12 +116,6 @@ export function hostBatch(plan: NetPlan, addr: NetAddressing | undefined, create
     out.push(`link add ${q(plan.bridge)} type bridge`);
     out.push(...hostAddressLines(plan.bridge, addr));
     out.push(`link set ${q(plan.bridge)} up`);
-  }
-  if (plan.veth) {
-    const v = plan.veth;
-    if (plan.bridge !== undefined) out.push(`link set ${q(v.host)} master ${q(plan.bridge)}`);
-    else if (addr !== undefined) out.push(...hostAddressLines(v.host, addr));
-    out.push(`link set ${q(v.host)} up`);
   }
   for (const x of plan.extras)
     out.push(`link add ${q(x.host)} address ${x.hostMac} type veth peer name ${q(x.inside)} address ${x.containerMac} netns ${ns}`);
@@ -129,25 +132,37 @@ function hostAddressLines(dev: string, addr: NetAddressing): string[] {
   return out;
 }
 
+/** `ip -batch -` run by `unshare --net=PATH` for a prepared namespace (created by that command): loopback up. */
+export function containerBatch(): string[] {
+  return ["link set lo up"];
+}
+
 /**
- * `ip -batch -` inside the container's new namespace (run by `unshare --net=PATH`, so creating the
- * namespace costs no extra command): loopback up; the main veth created from inside, its host
- * side sent to `hostNetns`; host0 addressed and routed when machina configures it (static).
+ * The helper's `net_*` records (native/SPEC.md "Networking"), carried out by the supervisor over
+ * netlink after each clone: the main veth (host side here, host0 straight into the container's
+ * namespace), the host side addressed or joined to its bridge and up, loopback up and — when
+ * machina configures it (static) — host0 addressed and routed. `routeLocalnet`: forwarded ports
+ * must answer on 127.0.0.1 and the veth carries the subnet.
  */
-export function containerBatch(plan: NetPlan, addr: NetAddressing | undefined, hostNetns: string): string[] {
-  const out = ["link set lo up"];
-  if (plan.veth) {
-    const v = plan.veth;
-    out.push(`link add ${q(v.inside)} address ${v.containerMac} type veth peer name ${q(v.host)} address ${v.hostMac} netns ${q(hostNetns)}`);
+export function helperNetOps(plan: NetPlan, addr: NetAddressing | undefined, routeLocalnet: boolean): string[][] {
+  const v = plan.veth;
+  const out: string[][] = [["net_up", "container", "lo"]];
+  if (v === undefined) return out;
+  out.push(["net_veth", v.host, v.hostMac, v.inside, v.containerMac]);
+  if (plan.bridge !== undefined) out.push(["net_master", "host", v.host, plan.bridge]);
+  else if (addr !== undefined) {
+    out.push(["net_addr", "host", v.host, `${addr.gateway.v4}/${addr.gateway.v4Prefix}`]);
+    if (addr.gateway.v6 !== undefined) out.push(["net_addr", "host", v.host, `${addr.gateway.v6}/${addr.gateway.v6Prefix}`]);
+    if (routeLocalnet) out.push(["net_sysctl", `net/ipv4/conf/${v.host}/route_localnet`, "1"]);
   }
-  if (plan.veth && plan.addressing === "static" && addr !== undefined) {
+  out.push(["net_up", "host", v.host]);
+  if (plan.addressing === "static" && addr !== undefined) {
     const c = addr.container;
-    const dev = q(plan.veth.inside);
-    out.push(`address add ${c.v4}/${c.v4Prefix} dev ${dev}`);
-    if (c.v6 !== undefined) out.push(`address add ${c.v6}/${c.v6Prefix} dev ${dev} nodad`);
-    out.push(`link set ${dev} up`);
-    out.push(`route add default via ${addr.gateway.v4} dev ${dev} onlink`);
-    if (addr.gateway.v6 !== undefined) out.push(`route add default via ${addr.gateway.v6} dev ${dev} onlink`);
+    out.push(["net_addr", "container", v.inside, `${c.v4}/${c.v4Prefix}`]);
+    if (c.v6 !== undefined) out.push(["net_addr", "container", v.inside, `${c.v6}/${c.v6Prefix}`]);
+    out.push(["net_up", "container", v.inside]);
+    out.push(["net_route", "container", v.inside, addr.gateway.v4]);
+    if (addr.gateway.v6 !== undefined) out.push(["net_route", "container", v.inside, addr.gateway.v6]);
   }
   return out;
 }
@@ -225,7 +240,7 @@ export function nftRuleset(members: NftMember[]): string {
   ].join("\n") + "\n";
 }
 
-/** dnsmasq for one veth or zone bridge: DHCP only (no DNS), bound to that interface alone, static leases. */
+/** dnsmasq for one veth or zone bridge: DHCP (v4, v6) and router advertisements only (no DNS), bound to that interface alone, static leases. */
 /**
  * `hosts` (MAC,IP) go on the command line (a veth: read while dnsmasq is still root); a zone's
  * change while it runs, so they are in `hostsFile`, re-read on SIGHUP — by dnsmasq's unprivileged
@@ -239,7 +254,7 @@ export function dnsmasqArgv(opts: { iface: string; subnet: SubnetLease; gateway:
     "--conf-file=/dev/null",
     "--port=0",
     `--interface=${opts.iface}`,
-    "--bind-interfaces",
+    "--bind-dynamic", // a veth's host side appears only after the clone (the helper makes it)
     "--except-interface=lo",
     `--pid-file=${opts.pidFile}`,
     `--dhcp-leasefile=${opts.leaseFile}`,
@@ -247,6 +262,11 @@ export function dnsmasqArgv(opts: { iface: string; subnet: SubnetLease; gateway:
     ...(opts.hosts ?? []).map((h) => `--dhcp-host=${h}`),
     `--dhcp-range=${network},static,${g.v4Mask},1h`,
     `--dhcp-option=option:router,${g.v4}`,
+    // IPv6: router advertisements (the host side is the router; "managed": ask DHCPv6) and the
+    // same static lease by MAC over DHCPv6 — the guest's ULA is the address machina gave it.
+    ...(opts.subnet.v6 !== undefined && g.v6Prefix !== undefined
+      ? ["--enable-ra", `--dhcp-range=${opts.subnet.v6.split("/")[0]},static,${g.v6Prefix},1h`]
+      : []),
     "--dhcp-authoritative",
     "--dhcp-rapid-commit",
     "--log-facility=/dev/null",

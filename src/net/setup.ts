@@ -186,10 +186,15 @@ function startDnsmasq(host: Host, argv: string[]): void {
   if (r.status !== 0) throw netError(`dnsmasq failed: ${r.stderr.trim() || `exit status ${r.status}`}`, "is dnsmasq (Debian: dnsmasq-base) installed?");
 }
 
+/** dnsmasq's static lease: MAC, IPv4 address and (DHCPv6, matched by MAC on the link) IPv6 address. */
+function dhcpHost(mac: string, addr: NetAddressing): string {
+  return `${mac},${addr.container.v4}${addr.container.v6 !== undefined ? `,[${addr.container.v6}]` : ""}`;
+}
+
 function dhcpHostsLines(records: NetRecord[], zone: string | undefined, machine?: string): string {
   return records
     .filter((r) => r.plan.veth && r.addr && (zone !== undefined ? r.plan.zone === zone : r.machine === machine))
-    .map((r) => `${r.plan.veth!.containerMac},${r.addr!.container.v4}\n`)
+    .map((r) => `${dhcpHost(r.plan.veth!.containerMac, r.addr!)}\n`)
     .join("");
 }
 
@@ -247,19 +252,23 @@ export function setupNetwork(host: Host, stateDir: string, plan: NetPlan): NetRe
     writeAtomic(host, d.record(plan.machine), JSON.stringify(record));
     if (leases !== undefined) writeAtomic(host, d.leases, JSON.stringify(leases));
 
-    // The namespace (an nsfs bind mount at $STATE/netns/NAME), created by the command that
-    // configures its inside; then the host side.
+    // A prepared namespace (an nsfs bind mount at $STATE/netns/NAME, created by the command that
+    // sets its loopback up), then the host side: a new zone bridge, links moved or created into the
+    // namespace. The main veth is the helper's, after the clone (helperNetOps).
     const addr = record.addr;
-    host.writeFile(plan.netns, "", 0o444);
-    run.ip(containerBatch(plan, addr, `/proc/${pid}/ns/net`), { unshare: plan.netns });
+    if (plan.prepared) {
+      host.writeFile(plan.netns, "", 0o444);
+      run.ip(containerBatch(), { unshare: plan.netns });
+    }
     run.ip(hostBatch(plan, addr, createZoneBridge));
 
     if (addr !== undefined && record.hostIf !== undefined) {
       writeSysctl(host, "net.ipv4.ip_forward", "1");
       const cfg = loadConfig(host);
       if (cfg.forward6 && addr.subnet.v6 !== undefined) writeSysctl(host, "net.ipv6.conf.all.forwarding", "1");
-      // Forwarded ports answer on the host's own loopback too (see plan.ts nftRuleset).
-      if (plan.ports.length > 0) writeSysctl(host, `net.ipv4.conf.${record.hostIf}.route_localnet`, "1");
+      // Forwarded ports answer on the host's own loopback too (see plan.ts nftRuleset); a veth
+      // does not exist yet: the helper sets it (helperNetOps).
+      if (plan.ports.length > 0 && plan.bridge !== undefined) writeSysctl(host, `net.ipv4.conf.${record.hostIf}.route_localnet`, "1");
       run.nft(nftRuleset(nftMembers([...others, record])));
 
       if (plan.zone !== undefined) {
@@ -273,7 +282,7 @@ export function setupNetwork(host: Host, stateDir: string, plan: NetPlan): NetRe
           startDnsmasq(host, dnsmasqArgv({ iface: plan.bridge!, subnet: addr.subnet, gateway: addr.gateway, pidFile, leaseFile: zoneFile(d, plan.zone, "leases"), hostsFile }));
       } else if (plan.addressing === "dhcp") {
         const pidFile = `${d.dir}/${plan.machine}.dnsmasq.pid`;
-        const hosts = [`${plan.veth!.containerMac},${addr.container.v4}`];
+        const hosts = [dhcpHost(plan.veth!.containerMac, addr)];
         startDnsmasq(host, dnsmasqArgv({ iface: plan.veth!.host, subnet: addr.subnet, gateway: addr.gateway, pidFile, leaseFile: `${d.dir}/${plan.machine}.leases`, hosts }));
         record.dnsmasqPid = pidFile;
       }
@@ -324,7 +333,8 @@ function teardownLocked(host: Host, d: NetDirs, machine: string): void {
     // Moved interfaces go back first, while the namespace still exists.
     if (mounted && plan.interfaces.length > 0)
       step(() => run.ip(giveBackBatch(plan, `/proc/${host.pid()}/ns/net`), { netns, force: true }));
-    step(() => run.ip(hostRemoveBatch(plan), { force: true }));
+    // (the supervisor deletes the main veth itself when the container is gone: only after a kill -9 is it still here)
+    step(() => run.ip(hostRemoveBatch(plan).filter((l) => host.lstat(`/sys/class/net/${l.split(" ").pop()}`) !== undefined), { force: true }));
     if (rec.dnsmasqPid !== undefined || plan.addressing === "dhcp")
       step(() => stopDnsmasq(host, `${d.dir}/${machine}.dnsmasq.pid`, `${d.dir}/${machine}.dhcp-hosts`, `${d.dir}/${machine}.leases`));
   }

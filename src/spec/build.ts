@@ -19,7 +19,7 @@ import { chainOnExit, machinedRegisterCommand, machinedUnregisterCommand } from 
 import { planRoot } from "./root-modes.ts";
 import { seccompFilters } from "./seccomp.ts";
 import { applyUserns, planUserns } from "./userns.ts";
-import { netnsPath, routedNetwork, wantsManagedNetwork } from "./network.ts";
+import { netnsPath, routedNetwork, wantsManagedNetwork, wantsPreparedNetns } from "./network.ts";
 import type { ExecCandidate, Namespace, RunSpec, SetupOp, SpecConsole } from "./types.ts";
 
 export const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -326,8 +326,9 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
   const userMounts = userMountPlan(settings, host, usernsPlan); // --bind, --tmpfs, --overlay, --inaccessible
   const journal = planJournal(settings, image, writable);
   const namespaces: Namespace[] = ["mnt", "pid", "uts", "ipc", "cgroup"];
-  // A network prepared by src/net/ (or --network-namespace-path) is joined, not created.
-  const joinNetns = wantsManagedNetwork(settings) ? netnsPath(host.stateDir, name) : settings.networkNamespacePath;
+  // A network prepared by src/net/ (links moved into it before the start) or --network-namespace-path
+  // is joined; otherwise the clone creates it (the helper adds the main veth: net_* records).
+  const joinNetns = wantsPreparedNetns(settings) ? netnsPath(host.stateDir, name) : settings.networkNamespacePath;
   if (settings.privateNetwork && joinNetns === undefined) namespaces.push("net");
 
   const ops: SetupOp[] = [

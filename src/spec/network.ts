@@ -7,6 +7,16 @@ export function wantsManagedNetwork(s: Settings): boolean {
     s.networkInterfaces.length > 0 || s.networkMacvlan.length > 0 || s.networkIpvlan.length > 0 || s.ports.length > 0;
 }
 
+/**
+ * Must src/net/ prepare the network namespace before the start (links moved or created into it:
+ * --network-interface, --network-veth-extra, --network-macvlan, --network-ipvlan)? Otherwise the
+ * container gets a namespace of its own from the clone (owned by its user namespace with -U) and
+ * the helper creates the main veth in it (net_* records).
+ */
+export function wantsPreparedNetns(s: Settings): boolean {
+  return s.networkVethExtra.length > 0 || s.networkInterfaces.length > 0 || s.networkMacvlan.length > 0 || s.networkIpvlan.length > 0;
+}
+
 /** Does machina give the container an address and a route to the outside (veth or zone, not an administrator's bridge)? */
 export function routedNetwork(s: Settings): boolean {
   return (s.networkVeth || s.networkZone !== undefined) && s.networkBridge === undefined;

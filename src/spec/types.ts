@@ -95,6 +95,8 @@ export interface RunSpec {
   rootSetup?: RootSetup;
   /** Network namespace to join instead of creating one: prepared by src/net/, or --network-namespace-path. */
   netns?: string;
+  /** `net_*` records (src/net/plan.ts helperNetOps): the main veth, made by the supervisor after each clone. */
+  netOps?: string[][];
   /** Run by the supervisor after the container is gone: the undo of src/net/'s setup. */
   onExit?: string[];
   /** Host mounts (a raw image's file system, -i) the supervisor detaches at exit: `host_umount` records. */

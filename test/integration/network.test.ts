@@ -218,18 +218,25 @@ describe("networking", () => {
     }
   }, T);
 
-  test("a booted Debian container with systemd-networkd gets its address by DHCP (dnsmasq) and reaches the host", async () => {
+  /** A private copy of the Debian fixture with systemd-networkd enabled (what `systemctl enable` would link). */
+  async function networkdCopy(): Promise<string> {
     const deb = await debianCopy(scratch);
-    // enable systemd-networkd in the copy (what `systemctl enable` would link)
     for (const [unit, dir] of [["systemd-networkd.service", "multi-user.target.wants"], ["systemd-networkd.socket", "sockets.target.wants"]] as const) {
       mkdirSync(`${deb}/etc/systemd/system/${dir}`, { recursive: true });
       if (!existsSync(`${deb}/etc/systemd/system/${dir}/${unit}`)) symlinkSync(`/lib/systemd/system/${unit}`, `${deb}/etc/systemd/system/${dir}/${unit}`);
     }
+    return deb;
+  }
+
+  /** Boot it with `extra`: networkd applies the DHCP lease (IPv4) and, from the router advertisement + DHCPv6, the ULA; both reach the host. */
+  async function bootAndCheckLease(extra: string[]): Promise<void> {
+    const deb = await networkdCopy();
     await withBootedDebian(deb, scratch, stateDir, async (m) => {
       const rec = await up(m.name);
       expect(sh("pgrep -a dnsmasq").out).toContain(`--interface=${vethHostName(m.name, false)}`);
       await systemState(m.state.leader, 30_000);
       const ip = rec.addr!.container.v4;
+      const ip6 = rec.addr!.container.v6!;
       const lease = await waitFor("DHCP lease", () => {
         const t = existsSync(`${stateDir}/net/${m.name}.leases`) ? readFileSync(`${stateDir}/net/${m.name}.leases`, "utf8") : "";
         return t.includes(ip) ? t : undefined;
@@ -242,8 +249,35 @@ describe("networking", () => {
       expect(inside).toContain("dynamic"); // from DHCP, not from outside
       expect(sh(`nsenter -t ${m.state.leader} -n busybox ping -c1 -W2 ${rec.addr!.gateway.v4}`).code).toBe(0);
       expect(sh(`busybox ping -c1 -W2 ${ip}`).code).toBe(0);
+      // IPv6: the ULA machina gave it, by DHCPv6 after dnsmasq's router advertisement
+      const inside6 = await waitFor("IPv6 ULA on host0", () => {
+        const r = sh(`nsenter -t ${m.state.leader} -n ip -6 -o addr show host0 scope global`).out;
+        return r.includes(ip6) && !r.includes("tentative") ? r : undefined; // DAD done
+      }, 20_000, 100);
+      expect(inside6).toContain(ip6);
+      expect(sh(`nsenter -t ${m.state.leader} -n busybox ping6 -c1 -W2 ${rec.addr!.gateway.v6}`).code).toBe(0);
+      expect(sh(`busybox ping6 -c1 -W2 ${ip6}`).code).toBe(0);
       m.bg.proc.kill("SIGTERM");
       expect(await m.bg.exited).toBe(0);
-    }, ["-n"]);
+    }, extra);
+  }
+
+  test("a booted Debian container with systemd-networkd gets its addresses by DHCP/DHCPv6 (dnsmasq) and reaches the host", async () => {
+    await bootAndCheckLease(["-n"]);
   }, 120_000);
+
+  test("-U: a booted Debian's network namespace is its user namespace's: networkd applies the lease (IPv4 and IPv6)", async () => {
+    await bootAndCheckLease(["-n", "-U"]);
+  }, 120_000);
+
+  test("-U -n: a command container reaches the host and its root may reconfigure host0", async () => {
+    const name = scratch.name("un");
+    const own = `${files.dir()}/bbu`; // -U shifts the tree's owners: not the shared copy
+    copyTree(image, own);
+    const r = await runNspawn(["-q", "--register=no", "--console=pipe", "-D", own, "-M", name, "-U", "-n", "/bin/sh", "-c",
+      "ping -c1 -W2 $(ip route | sed -n 's/default via \\([^ ]*\\).*/\\1/p') >/dev/null && echo PING-OK; ip link set host0 mtu 1280 && echo CONFIG-OK; cat /proc/self/uid_map"], { stateDir });
+    expect(r.stdout).toContain("PING-OK");
+    expect(r.stdout).toContain("CONFIG-OK");
+    expect(r.stdout).not.toMatch(/^\s*0\s+0\s+4294967295/m); // really in a user namespace
+  }, T);
 });

@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { formatAddress, parseAddress, parseCidr } from "../../src/net/cidr.ts";
 import { addressesOf, allocateHost, allocateSubnet, emptyLeases, parseNetConfig, releaseHost, releaseSubnet, IpamError } from "../../src/net/ipam.ts";
 import { generateMac, HASH_KEYS, interfacePair, shortenIfname, vethHostName } from "../../src/net/names.ts";
-import { addressing, containerBatch, dnsmasqArgv, giveBackBatch, hostBatch, hostRemoveBatch, nftRuleset, planNetwork } from "../../src/net/plan.ts";
+import { addressing, containerBatch, dnsmasqArgv, giveBackBatch, helperNetOps, hostBatch, hostRemoveBatch, nftRuleset, planNetwork } from "../../src/net/plan.ts";
 import { defaultSettings } from "../../src/settings/settings.ts";
 
 const ID = "3d1219c7c4c5404aaa1f6d2a48adfda4";
@@ -97,26 +97,46 @@ describe("plan, ip batches and the nft ruleset", () => {
     expect(plan.addressing).toBe("static");
     expect(plan.macvlans[0]!.inside).toBe("mv-dummy1");
   });
-  test("host and container batches", () => {
+  test("host and container batches; the helper's net_* records", () => {
     const v = plan.veth!;
+    expect(plan.prepared).toBe(true); // an interface and a macvlan are moved in before the start
     expect(hostBatch(plan, addr, false)).toEqual([
-      "address add 10.159.0.17/28 dev ve-web",
-      "address add fd6d:6163:6869:1::1/64 dev ve-web nodad",
-      "link set ve-web up",
       "link set dev dummy0 netns /run/machina/netns/web name inner",
       `link add link dummy1 name mv-dummy1 address ${plan.macvlans[0]!.mac} netns /run/machina/netns/web type macvlan mode bridge`,
     ]);
-    expect(containerBatch(plan, addr, "/proc/42/ns/net")).toEqual([
-      "link set lo up",
-      `link add host0 address ${v.containerMac} type veth peer name ve-web address ${v.hostMac} netns /proc/42/ns/net`,
-      "address add 10.159.0.18/28 dev host0",
-      "address add fd6d:6163:6869:1::2/64 dev host0 nodad",
-      "link set host0 up",
-      "route add default via 10.159.0.17 dev host0 onlink",
-      "route add default via fd6d:6163:6869:1::1 dev host0 onlink",
+    expect(containerBatch()).toEqual(["link set lo up"]);
+    expect(helperNetOps(plan, addr, true)).toEqual([
+      ["net_up", "container", "lo"],
+      ["net_veth", "ve-web", v.hostMac, "host0", v.containerMac],
+      ["net_addr", "host", "ve-web", "10.159.0.17/28"],
+      ["net_addr", "host", "ve-web", "fd6d:6163:6869:1::1/64"],
+      ["net_sysctl", "net/ipv4/conf/ve-web/route_localnet", "1"],
+      ["net_up", "host", "ve-web"],
+      ["net_addr", "container", "host0", "10.159.0.18/28"],
+      ["net_addr", "container", "host0", "fd6d:6163:6869:1::2/64"],
+      ["net_up", "container", "host0"],
+      ["net_route", "container", "host0", "10.159.0.17"],
+      ["net_route", "container", "host0", "fd6d:6163:6869:1::1"],
     ]);
     expect(giveBackBatch(plan, "/proc/1/ns/net")).toEqual(["link set dev inner netns /proc/1/ns/net name dummy0"]);
     expect(hostRemoveBatch(plan)).toEqual(["link delete ve-web"]);
+  });
+  test("-n alone: no prepared namespace; a zone's member joins the bridge, a booted one is not addressed from outside", () => {
+    const n = defaultSettings();
+    n.networkVeth = true;
+    n.privateNetwork = true;
+    const p = planNetwork(n, "web", ID, "/run/machina");
+    expect(p.prepared).toBe(false);
+    expect(hostBatch(p, addr, false)).toEqual([]);
+    const z = defaultSettings();
+    z.networkZone = "lab";
+    z.privateNetwork = true;
+    z.boot = true;
+    const pz = planNetwork(z, "web", ID, "/run/machina");
+    expect(hostBatch(pz, addr, true)).toEqual(["link add vz-lab type bridge", "address add 10.159.0.17/28 dev vz-lab", "address add fd6d:6163:6869:1::1/64 dev vz-lab nodad", "link set vz-lab up"]);
+    expect(helperNetOps(pz, addr, false).map((r) => r.slice(0, 3).join(" "))).toEqual([
+      "net_up container lo", `net_veth vb-web ${pz.veth!.hostMac}`, "net_master host vb-web", "net_up host vb-web",
+    ]);
   });
   test("nft: DNAT in prerouting and output for both families, masquerade per subnet; empty = table removed", () => {
     const text = nftRuleset([{ machine: "web", hostIf: "ve-web", subnet: addr.subnet, container: addr.container, ports: s.ports }]);
@@ -133,7 +153,9 @@ describe("plan, ip batches and the nft ruleset", () => {
     const argv = dnsmasqArgv({ iface: "ve-web", subnet: addr.subnet, gateway: addr.gateway, pidFile: "/p", leaseFile: "/l", hostsFile: "/h" });
     expect(argv).toContain("--conf-file=/dev/null");
     expect(argv).toContain("--port=0");
-    expect(argv).toContain("--bind-interfaces");
+    expect(argv).toContain("--bind-dynamic");
+    expect(argv).toContain("--enable-ra");
+    expect(argv).toContain("--dhcp-range=fd6d:6163:6869:1::,static,64,1h");
     expect(argv).toContain("--dhcp-range=10.159.0.16,static,255.255.255.240,1h");
   });
   test("booted containers use DHCP; a bridge of the administrator's is not addressed", () => {
