@@ -15,9 +15,17 @@
 
 int hook_run(const char *const *argv, size_t n, pid_t leader, int quiet_stdout, int timeout_ms, int *timed_out)
 {
-	char pid[24];
 	if (timed_out)
 		*timed_out = 0;
+	pid_t child = hook_start(argv, n, leader, quiet_stdout);
+	if (child < 0)
+		return -1;
+	return hook_wait(child, timeout_ms, timed_out);
+}
+
+pid_t hook_start(const char *const *argv, size_t n, pid_t leader, int quiet_stdout)
+{
+	char pid[24];
 	if (!argv || !n)
 		return -1;
 	snprintf(pid, sizeof pid, "%d", (int)leader);
@@ -45,6 +53,13 @@ int hook_run(const char *const *argv, size_t n, pid_t leader, int quiet_stdout, 
 		dprintf(2, "%s: failed to execute \"%s\": %s\n", g_prog, av[0], strerror(errno));
 		_exit(127);
 	}
+	return child;
+}
+
+int hook_wait(pid_t child, int timeout_ms, int *timed_out)
+{
+	if (timed_out)
+		*timed_out = 0;
 	for (int waited = 0; waited < timeout_ms; waited += 2) {
 		int st;
 		pid_t r = waitpid(child, &st, WNOHANG);

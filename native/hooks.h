@@ -18,5 +18,9 @@
  */
 int hook_run(const char *const *argv, size_t n, pid_t leader, int quiet_stdout, int timeout_ms, int *timed_out);
 
+/* hook_run in two steps: start it (the pid, or -1), and wait for it (as hook_run). */
+pid_t hook_start(const char *const *argv, size_t n, pid_t leader, int quiet_stdout);
+int hook_wait(pid_t child, int timeout_ms, int *timed_out);
+
 /* Create DIR (with parents) and move the calling process into it (cgroup.procs). */
 int cgroup_enter_self(const char *dir, struct merr *e);

@@ -114,6 +114,8 @@ struct spec {
 	size_t n_host_umounts;
 	const char **on_exit;   /* ARGV run by the supervisor after the container is gone; NULL = none */
 	size_t n_on_exit;
+	const char **prestart;  /* ARGV started in the background before the first clone, awaited before the release (hooks.c) */
+	size_t n_prestart;
 	const char **on_leader; /* ARGV run by the supervisor once each leader exists, before it goes on (hooks.c) */
 	size_t n_on_leader;
 	const char *supervisor_cgroup; /* HPATH: cgroup the supervisor moves itself into at start (--keep-unit) */

@@ -429,8 +429,31 @@ static void netns_leave(void)
 
 /* on_exit: run the undo command once the container is gone (stdin /dev/null, our stderr), wait
  * up to 60 s for it. Its failure is reported by the command itself; the exit status stays. */
+/* prestart: a command run in the background while the first container is being set up (the
+ * nft table of src/net/), awaited before the child is released. */
+static pid_t g_prestart = -1;
+
+static int prestart_wait(const struct spec *s, struct merr *e)
+{
+	if (g_prestart < 0)
+		return 0;
+	int timed_out = 0;
+	int st = hook_wait(g_prestart, 60000, &timed_out);
+	g_prestart = -1;
+	if (st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		return 0;
+	if (!e)
+		return -1;
+	if (timed_out)
+		return merr_set(e, ETIMEDOUT, "prestart", s->prestart[0], "the prestart command \"%s\" did not finish within 60 s", s->prestart[0]);
+	if (st >= 0 && WIFSIGNALED(st))
+		return merr_set(e, 0, "prestart", s->prestart[0], "the prestart command \"%s\" was killed by signal %d", s->prestart[0], WTERMSIG(st));
+	return merr_set(e, 0, "prestart", s->prestart[0], "the prestart command \"%s\" failed with exit status %d", s->prestart[0], st >= 0 ? WEXITSTATUS(st) : -1);
+}
+
 static void run_on_exit(const struct spec *s)
 {
+	(void)prestart_wait(s, NULL); /* never undo before it is done */
 	if (s->on_exit && s->n_on_exit)
 		(void)hook_run(s->on_exit, s->n_on_exit, 0, 0, 60000, NULL);
 }
@@ -543,7 +566,7 @@ static int run_once(struct spec *s, struct registry *g, int sfd, int *reboot, in
 	if (userns_setup_child(s, R.pid, &e) < 0)
 		goto kill_child;
 	/* the main veth, its peer straight into the child's network namespace (net_* records) */
-	if (net_setup(&s->net, R.pid, &e) < 0)
+	if (prestart_wait(s, &e) < 0 || net_setup(&s->net, R.pid, &e) < 0)
 		goto kill_child;
 	if (registry_write(g, s, R.pid, &e) < 0)
 		goto kill_child;
@@ -669,6 +692,13 @@ int supervisor_run(struct spec *s)
 	/* --keep-unit in a service with Delegate=yes: leave the unit's cgroup to the payload's
 	 * sibling, as systemd-nspawn does (cgroup2 allows no processes in an inner node) */
 	if (s->supervisor_cgroup && cgroup_enter_self(s->supervisor_cgroup, &e) < 0) {
+		report(&e);
+		run_on_exit(s);
+		registry_remove(&g);
+		return 1;
+	}
+	if (s->prestart && s->n_prestart && (g_prestart = hook_start(s->prestart, s->n_prestart, 0, 1)) < 0) {
+		merr_sys(&e, "fork", s->prestart[0], "failed to start the prestart command \"%s\"", s->prestart[0]);
 		report(&e);
 		run_on_exit(s);
 		registry_remove(&g);

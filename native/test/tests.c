@@ -1625,12 +1625,14 @@ static void test_net_spec(void)
 	rec(b, "net_route", 3, "container", "host0", "10.159.0.1");
 	rec(b, "net_master", 3, "host", "vb-web", "vz-lab");
 	rec(b, "net_sysctl", 2, "net/ipv4/conf/ve-web/route_localnet", "1");
+	rec(b, "prestart", 3, "/usr/sbin/nft", "-f", "/run/machina/net/base.nft");
 	rec(b, "exec", 2, "/bin/sh", "sh");
 	rec(b, "end", 0);
 	int r = parse(b, &s, &e);
 	check(r == 0 && s.net.n_ops == 7 && !strcmp(s.net.veth_host, "ve-web") && s.net.ops[0].container && s.net.ops[0].kind == NET_UP &&
 	      !s.net.ops[2].container && !strcmp(s.net.ops[2].a[1], "10.159.0.1/28") && s.net.ops[6].kind == NET_SYSCTL,
 	      "net_*: records kept in order, SIDE parsed");
+	check(r == 0 && s.n_prestart == 3 && !strcmp(s.prestart[2], "/run/machina/net/base.nft"), "prestart: ARGV kept");
 	if (r == 0)
 		spec_free(&s);
 	net_spec_buf(b, "", "net_up", 2, "container", "lo", 0, 0);

@@ -114,6 +114,7 @@ export function main(argv: string[], host: Host = new LinuxHost()): number {
         netUp = true;
         // The main veth: made by the helper after the clone, in the container's own namespace.
         spec.netOps = helperNetOps(plan, rec.addr, plan.ports.length > 0 && plan.bridge === undefined);
+        if (rec.nftPrestart !== undefined) spec.prestart = rec.nftPrestart;
       }
       if (!settings.quiet) {
         err(`Spawning container ${spec.machine} on ${spec.root}.\n`);

@@ -185,22 +185,54 @@ export function hostRemoveBatch(plan: NetPlan): string[] {
 /** What the nft ruleset needs to know about one running container. */
 export interface NftMember {
   machine: string;
-  /** Host-side interface whose subnet is masqueraded (ve-NAME or vz-ZONE). */
-  hostIf: string;
-  subnet: SubnetLease;
   container: HostAddresses;
   ports: PortForward[];
 }
 
 export const NFT_TABLE = "machina";
 
+/** The address pools whose outbound traffic is masqueraded (network.conf Pool4=, Pool6=). */
+export interface NftPools {
+  pool4: string;
+  pool6?: string;
+}
+
 /**
- * `table inet machina`, rewritten from every running container in one `nft -f -` transaction.
- * The base chains are declared (a no-op when they exist) and flushed, never deleted and
- * recreated: (un)registering netfilter hooks waits for an RCU grace period, ~10 ms each.
- * No container = the table is deleted.
+ * The part of `table inet machina` that does not depend on which containers run: the base chains
+ * (declared — a no-op when they exist — never deleted and recreated: (un)registering netfilter
+ * hooks waits for an RCU grace period, ~10 ms each) and the postrouting chain, flushed and
+ * refilled with the same rules every time: traffic from the pool leaving through anything but
+ * machina's own links is masqueraded; so is a connection from the host's loopback to a forwarded
+ * port (route_localnet lets it out through the container's link; give it the host side's
+ * address). Idempotent and the same for every container, so the helper may apply it in the
+ * background outside the network lock (`prestart`) while the container is being set up.
  */
-export function nftRuleset(members: NftMember[]): string {
+export function nftBase(pools: NftPools): string {
+  const t = `inet ${NFT_TABLE}`;
+  const notOurs = 'oifname != "ve-*" oifname != "vz-*"';
+  const post = [
+    `ip saddr ${pools.pool4} ${notOurs} masquerade`,
+    ...(pools.pool6 !== undefined ? [`ip6 saddr ${pools.pool6} ${notOurs} masquerade`] : []),
+    "ip saddr 127.0.0.0/8 ct status dnat masquerade",
+    "ip6 saddr ::1 ct status dnat masquerade",
+  ];
+  return [
+    `table ${t} {`,
+    "  chain prerouting { type nat hook prerouting priority dstnat; policy accept; }",
+    "  chain output { type nat hook output priority -100; policy accept; }",
+    "  chain postrouting { type nat hook postrouting priority srcnat; policy accept; }",
+    "}",
+    `flush chain ${t} postrouting`,
+    ...post.map((r) => `add rule ${t} postrouting ${r}`),
+  ].join("\n") + "\n";
+}
+
+/**
+ * `table inet machina` rewritten from every running container in one `nft -f -` transaction (under
+ * the network lock): the base (nftBase) and the DNAT rules of every forwarded port. No container =
+ * the table is deleted.
+ */
+export function nftRuleset(members: NftMember[], pools: NftPools): string {
   if (members.length === 0) return `table inet ${NFT_TABLE} {}\ndelete table inet ${NFT_TABLE}\n`;
   const dnat: string[] = [];
   for (const m of members)
@@ -209,34 +241,12 @@ export function nftRuleset(members: NftMember[]): string {
       if (m.container.v6 !== undefined)
         dnat.push(`fib daddr type local meta nfproto ipv6 ${p.protocol} dport ${p.hostPort} dnat ip6 to [${m.container.v6}]:${p.containerPort} comment ${JSON.stringify(m.machine)}`);
     }
-  const post: string[] = [];
-  if (dnat.length > 0) {
-    // Connections to a forwarded port from the host's own loopback leave through the container's
-    // link (route_localnet is set on it): give them the host side's address.
-    post.push("ip saddr 127.0.0.0/8 ct status dnat masquerade");
-    post.push("ip6 saddr ::1 ct status dnat masquerade");
-  }
-  const seen = new Set<string>();
-  for (const m of members) {
-    const key = `${m.hostIf} ${m.subnet.v4}`;
-    if (seen.has(key)) continue;
-    seen.add(key);
-    post.push(`ip saddr ${m.subnet.v4} oifname != ${JSON.stringify(m.hostIf)} masquerade`);
-    if (m.subnet.v6 !== undefined) post.push(`ip6 saddr ${m.subnet.v6} oifname != ${JSON.stringify(m.hostIf)} masquerade`);
-  }
   const t = `inet ${NFT_TABLE}`;
-  return [
-    `table ${t} {`,
-    "  chain prerouting { type nat hook prerouting priority dstnat; policy accept; }",
-    "  chain output { type nat hook output priority -100; policy accept; }",
-    "  chain postrouting { type nat hook postrouting priority srcnat; policy accept; }",
-    "}",
+  return nftBase(pools) + [
     `flush chain ${t} prerouting`,
     `flush chain ${t} output`,
-    `flush chain ${t} postrouting`,
     ...dnat.map((r) => `add rule ${t} prerouting ${r}`),
     ...dnat.map((r) => `add rule ${t} output ${r}`),
-    ...post.map((r) => `add rule ${t} postrouting ${r}`),
   ].join("\n") + "\n";
 }
 

@@ -7,11 +7,11 @@
  */
 import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
-import { parseCidr, type Cidr } from "./cidr.ts";
+import { formatCidr, parseCidr, type Cidr } from "./cidr.ts";
 import { allocateHost, allocateSubnet, IpamError, parseLeases, parseNetConfig, releaseHost, releaseSubnet, type Leases, type NetConfig } from "./ipam.ts";
 import {
-  addressing, containerBatch, dnsmasqArgv, giveBackBatch, hostBatch, hostRemoveBatch, nftRuleset,
-  type NetAddressing, type NetPlan, type NftMember,
+  addressing, containerBatch, dnsmasqArgv, giveBackBatch, hostBatch, hostRemoveBatch, nftBase, nftRuleset,
+  type NetAddressing, type NetPlan, type NftMember, type NftPools,
 } from "./plan.ts";
 
 export interface NetRecord {
@@ -29,6 +29,11 @@ export interface NetRecord {
   hostIf?: string;
   /** dnsmasq of this container's veth (zones have one per zone). */
   dnsmasqPid?: string;
+  /**
+   * `nft -f FILE` for the helper's `prestart` (the table's base, applied in the background while
+   * the container is set up); absent when the table was written here (forwarded ports).
+   */
+  nftPrestart?: string[];
   /** "setup" while being created, "up" once complete. */
   phase: "setup" | "up";
 }
@@ -129,11 +134,25 @@ function writeSysctl(host: Host, key: string, value: string): void {
 }
 
 function nftMembers(records: NetRecord[]): NftMember[] {
-  return records.flatMap((r) =>
-    r.addr !== undefined && r.hostIf !== undefined
-      ? [{ machine: r.machine, hostIf: r.hostIf, subnet: r.addr.subnet, container: r.addr.container, ports: r.plan.ports }]
-      : [],
-  );
+  return records.flatMap((r) => (r.addr !== undefined && r.hostIf !== undefined ? [{ machine: r.machine, container: r.addr.container, ports: r.plan.ports }] : []));
+}
+
+function nftPools(cfg: NetConfig): NftPools {
+  return { pool4: formatCidr(cfg.pool4), ...(cfg.pool6 !== undefined ? { pool6: formatCidr(cfg.pool6) } : {}) };
+}
+
+/** nft's absolute path, for the helper's `prestart` (it execs without a PATH search). */
+function nftBinary(host: Host): string | undefined {
+  return ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft", "/bin/nft"].find((p) => host.lstat(p) !== undefined);
+}
+
+/** The table's base (plan.ts nftBase), written for the helper to apply in the background. */
+const baseFile = (d: NetDirs) => `${d.dir}/base.nft`;
+
+/** No addressed container left: delete the table (and the base file). */
+function removeTable(host: Host, d: NetDirs): void {
+  host.unlink(baseFile(d));
+  runner(host).nft(nftRuleset([], { pool4: "" }));
 }
 
 /** Routes on the host that the pool must not collide with (from /proc: no command to run). */
@@ -269,7 +288,16 @@ export function setupNetwork(host: Host, stateDir: string, plan: NetPlan): NetRe
       // Forwarded ports answer on the host's own loopback too (see plan.ts nftRuleset); a veth
       // does not exist yet: the helper sets it (helperNetOps).
       if (plan.ports.length > 0 && plan.bridge !== undefined) writeSysctl(host, `net.ipv4.conf.${record.hostIf}.route_localnet`, "1");
-      run.nft(nftRuleset(nftMembers([...others, record])));
+      // The table: with forwarded ports rewritten here, under the lock (the DNAT rules depend on
+      // every container); otherwise only its base is needed, the same for every container — the
+      // helper applies it in the background while the container is being set up.
+      const nft = plan.ports.length > 0 ? undefined : nftBinary(host);
+      if (nft === undefined) run.nft(nftRuleset(nftMembers([...others, record]), nftPools(cfg)));
+      else {
+        const text = nftBase(nftPools(cfg));
+        if (host.readFile(baseFile(d)) !== text) writeAtomic(host, baseFile(d), text);
+        record.nftPrestart = [nft, "-f", baseFile(d)];
+      }
 
       if (plan.zone !== undefined) {
         // One dnsmasq per zone (started with the bridge); each container's static lease in its hosts file.
@@ -365,7 +393,10 @@ function teardownLocked(host: Host, d: NetDirs, machine: string): void {
       } else leases = releaseSubnet(leases, rec.owner);
       writeAtomic(host, d.leases, JSON.stringify(leases));
     }
-    step(() => run.nft(nftRuleset(nftMembers(others))));
+    // The table goes with the last addressed container; the DNAT rules with a container's ports.
+    const members = nftMembers(others);
+    if (members.length === 0) step(() => removeTable(host, d));
+    else if (rec.plan.ports.length > 0) step(() => run.nft(nftRuleset(members, nftPools(loadConfig(host)))));
     host.unlink(d.record(machine));
   }
   if (errors.length > 0) throw netError(`cleaning up the network of "${machine}": ${errors.join("; ")}`);
@@ -405,7 +436,7 @@ export function sweepNetworks(host: Host, stateDir: string): string[] {
       // Nothing of machina's is running: no leases, no table.
       host.unlink(d.leases);
       try {
-        runner(host).nft(nftRuleset([]));
+        removeTable(host, d);
       } catch {
         /* nft missing: nothing to remove */
       }

@@ -97,6 +97,8 @@ export interface RunSpec {
   netns?: string;
   /** `net_*` records (src/net/plan.ts helperNetOps): the main veth, made by the supervisor after each clone. */
   netOps?: string[][];
+  /** Started by the supervisor in the background before the first clone, awaited before the child is released (src/net/: the nft table's base). */
+  prestart?: string[];
   /** Run by the supervisor after the container is gone: the undo of src/net/'s setup. */
   onExit?: string[];
   /** Host mounts (a raw image's file system, -i) the supervisor detaches at exit: `host_umount` records. */

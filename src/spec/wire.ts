@@ -61,6 +61,7 @@ export function specRecords(spec: RunSpec): Array<[string, string[]]> {
   if (spec.rootSetup) r.push(...rootSetupRecords(spec.rootSetup));
   if (spec.netns !== undefined) add("netns", spec.netns);
   for (const [name, ...args] of spec.netOps ?? []) add(name!, ...args);
+  if (spec.prestart !== undefined && spec.prestart.length > 0) add("prestart", ...spec.prestart);
   if (spec.onExit !== undefined && spec.onExit.length > 0) add("on_exit", ...spec.onExit);
   for (const m of spec.hostUmounts ?? []) add("host_umount", m);
   for (const c of spec.cgroupSets) add("cgroup_set", c.path, c.value);

@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { formatAddress, parseAddress, parseCidr } from "../../src/net/cidr.ts";
 import { addressesOf, allocateHost, allocateSubnet, emptyLeases, parseNetConfig, releaseHost, releaseSubnet, IpamError } from "../../src/net/ipam.ts";
 import { generateMac, HASH_KEYS, interfacePair, shortenIfname, vethHostName } from "../../src/net/names.ts";
-import { addressing, containerBatch, dnsmasqArgv, giveBackBatch, helperNetOps, hostBatch, hostRemoveBatch, nftRuleset, planNetwork } from "../../src/net/plan.ts";
+import { addressing, containerBatch, dnsmasqArgv, giveBackBatch, helperNetOps, hostBatch, hostRemoveBatch, nftBase, nftRuleset, planNetwork } from "../../src/net/plan.ts";
 import { defaultSettings } from "../../src/settings/settings.ts";
 
 const ID = "3d1219c7c4c5404aaa1f6d2a48adfda4";
@@ -138,16 +138,24 @@ describe("plan, ip batches and the nft ruleset", () => {
       "net_up container lo", `net_veth vb-web ${pz.veth!.hostMac}`, "net_master host vb-web", "net_up host vb-web",
     ]);
   });
-  test("nft: DNAT in prerouting and output for both families, masquerade per subnet; empty = table removed", () => {
-    const text = nftRuleset([{ machine: "web", hostIf: "ve-web", subnet: addr.subnet, container: addr.container, ports: s.ports }]);
+  test("nft: DNAT in prerouting and output for both families, the pool masqueraded; empty = table removed", () => {
+    const pools = { pool4: "10.159.0.0/16", pool6: "fd6d:6163:6869::/48" };
+    const text = nftRuleset([{ machine: "web", container: addr.container, ports: s.ports }], pools);
     expect(text).toContain('fib daddr type local meta nfproto ipv4 tcp dport 8080 dnat ip to 10.159.0.18:80 comment "web"');
     expect(text).toContain("dnat ip6 to [fd6d:6163:6869:1::2]:80");
     expect(text).toContain("type nat hook output priority -100");
-    expect(text).toContain('ip saddr 10.159.0.16/28 oifname != "ve-web" masquerade');
+    expect(text).toContain('ip saddr 10.159.0.0/16 oifname != "ve-*" oifname != "vz-*" masquerade');
+    expect(text).toContain('ip6 saddr fd6d:6163:6869::/48 oifname != "ve-*" oifname != "vz-*" masquerade');
     expect(text).toContain("ip saddr 127.0.0.0/8 ct status dnat masquerade");
     expect(text).toContain("flush chain inet machina prerouting");
     expect(text).not.toContain("delete table");
-    expect(nftRuleset([])).toBe("table inet machina {}\ndelete table inet machina\n");
+    expect(nftRuleset([], pools)).toBe("table inet machina {}\ndelete table inet machina\n");
+    // the base: the same for every container, never touches the DNAT chains (the helper applies it outside the lock)
+    const base = nftBase({ pool4: "10.159.0.0/16" });
+    expect(base).toContain("flush chain inet machina postrouting");
+    expect(base).not.toContain("flush chain inet machina prerouting");
+    expect(base).not.toContain("ip6 saddr fd6d");
+    expect(text.startsWith(nftBase(pools))).toBe(true);
   });
   test("dnsmasq: DHCP only, bound to its interface, static leases", () => {
     const argv = dnsmasqArgv({ iface: "ve-web", subnet: addr.subnet, gateway: addr.gateway, pidFile: "/p", leaseFile: "/l", hostsFile: "/h" });
