@@ -19,6 +19,7 @@ import { chmod, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs
 import { join, resolve } from "node:path";
 import { ensureBusyboxImage, ensureDebianImage } from "../test/fixtures/images.ts";
 import { benchVeth, benchZone, renderVeth, renderZone } from "./net.ts";
+import { benchClone, benchEphemeral, renderClone, renderEphemeral } from "./pool.ts";
 import { benchImport, renderImport } from "./transfers.ts";
 
 const REPO = resolve(import.meta.dir, "..");
@@ -29,7 +30,7 @@ let MACHINA = join(REPO, "bin/machina-nspawn");
 const RESULTS = join(REPO, "bench/results");
 const DOC = join(REPO, "BENCHMARKS.md");
 const COMMON = ["--register=no", "--keep-unit", "-q", "--console=pipe"];
-const SECTIONS = ["true", "boot", "memory", "api", "veth", "zone50", "import"] as const;
+const SECTIONS = ["true", "boot", "memory", "api", "veth", "zone50", "import", "ephemeral", "clone"] as const;
 type Section = (typeof SECTIONS)[number];
 type Tool = "machina" | "nspawn";
 const TOOLS: Tool[] = ["machina", "nspawn"];
@@ -50,7 +51,7 @@ for (let i = 0; i < argv.length; i++) {
   }
 }
 const selected: Section[] = only.length > 0 ? only : [...SECTIONS];
-const N = { veth: quick ? 10 : 40, zone: quick ? 20 : 50, api: quick ? 10 : 40, true: quick ? 10 : 40, breakdown: quick ? 10 : 40, boot: quick ? 2 : 11, memory: quick ? 1 : 3, warmup: quick ? 2 : 5 };
+const N = { ephemeral: quick ? 3 : 10, clone: quick ? 3 : 10, veth: quick ? 10 : 40, zone: quick ? 20 : 50, api: quick ? 10 : 40, true: quick ? 10 : 40, breakdown: quick ? 10 : 40, boot: quick ? 2 : 11, memory: quick ? 1 : 3, warmup: quick ? 2 : 5 };
 
 // ---------------------------------------------------------------- small helpers
 
@@ -740,7 +741,7 @@ async function main(): Promise<void> {
     MACHINA = join(TREE, "bin/machina-nspawn");
   }
   const busyboxCache = await ensureBusyboxImage();
-  const debianCache = selected.some((s) => s === "boot" || s === "memory" || s === "import") ? await ensureDebianImage() : "";
+  const debianCache = selected.some((s) => s === "boot" || s === "memory" || s === "import" || s === "ephemeral") ? await ensureDebianImage() : "";
   const busybox = await copyTree(busyboxCache, "busybox"); // neither tool may write into the shared cache
 
   const results: Record<string, unknown> = { facts };
@@ -800,6 +801,22 @@ async function main(): Promise<void> {
     results["import"] = r;
     blocks.import = renderImport(r, factsLine(facts));
     console.error(`   ratios (machina/tar throughput): ${r.formats.map((f) => `${f.format} ${f2(f.ratio)}`).join(", ")}`);
+  }
+  const poolCtx = { ...netCtx, tree: TREE, workDir };
+  if (selected.includes("ephemeral")) {
+    console.error("6. -x on the Debian image (ext4) …");
+    const debian = await copyTree(debianCache, "debian-x");
+    const r = await benchEphemeral(poolCtx, debian, N.ephemeral, 1);
+    results["ephemeral"] = r;
+    blocks.ephemeral = renderEphemeral(r, factsLine(facts));
+    console.error(`   machina ${f1(r.wallMs.machina.median)} ms, nspawn ${f1(r.wallMs.nspawn.median)} ms, ratio ${f2(r.ratio)}`);
+  }
+  if (selected.includes("clone")) {
+    console.error("7. clone on btrfs …");
+    const r = await benchClone(poolCtx, N.clone);
+    results["clone"] = r;
+    blocks.clone = renderClone(r, factsLine(facts));
+    console.error(`   ${r.rows.map((row) => `${row.sizeMiB} MiB: ${f1(row.cloneMs.median)} ms`).join(", ")}`);
   }
   results["durationS"] = (now() - t0) / 1000;
   await mkdir(RESULTS, { recursive: true });
