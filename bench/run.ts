@@ -550,7 +550,7 @@ async function gatherFacts(): Promise<Facts> {
     bun: Bun.version,
     nspawn: (await sh(["systemd-nspawn", "--version"])).out.split("\n")[0] ?? "?",
     commit,
-    git: worktree ? git + dirty : `${git} (HEAD, built from a git archive snapshot)`,
+    git: worktree ? git + dirty : `${git} (HEAD, built from a git archive snapshot with scripts/build — the helper and the bundled commands, as scripts/setup installs them)`,
     command: ["bun", "bench/run.ts", ...argv].join(" "),
     quick,
     iterations: N,
@@ -580,7 +580,7 @@ function renderTrue(r: TrueResult, f: Facts): string {
     "",
     "| `/bin/true` in busybox | median | p90 | min | max |",
     "|---|---:|---:|---:|---:|",
-    row("machina-nspawn (`bin/machina-nspawn`, Bun running the TypeScript)", w.machina),
+    row(worktree ? "machina-nspawn (`bin/machina-nspawn` of the work tree: the bundle `dist/` while fresh, else the TypeScript)" : "machina-nspawn (`bin/machina-nspawn` as installed: the `scripts/build` bundle with bytecode)", w.machina),
     row("systemd-nspawn", w.nspawn),
     `| **ratio machina/nspawn** | **${f2(r.ratio)}** | ${f2(w.machina.p90 / w.nspawn.p90)} | | |`,
     row("*for comparison:* the same CLI as `bun build --compile --bytecode` (built by this run)", w.compiled),
@@ -736,7 +736,7 @@ async function main(): Promise<void> {
     await mkdir(TREE);
     await sh(["sh", "-c", `git -C "$0" archive "$2" | tar -x -C "$1"`, REPO, TREE, facts.commit]);
     await sh(["ln", "-s", join(REPO, "node_modules"), join(TREE, "node_modules")]);
-    await sh(["make", "-s", "-C", join(TREE, "native")]);
+    await sh([join(TREE, "scripts/build")]); // as scripts/setup installs it: the helper and the bundled commands (bin/ runs dist/ while it is fresh)
     HELPER = join(TREE, "native/build/machina-helper");
     MACHINA = join(TREE, "bin/machina-nspawn");
   }
