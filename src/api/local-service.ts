@@ -10,7 +10,6 @@
 import * as fs from "node:fs";
 import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
-import { LinuxProcs, type Procs } from "../host/procs.ts";
 import {
   killMachine,
   listMachines,
@@ -47,9 +46,8 @@ export class LocalMachineService implements MachineService {
     readonly host: Host,
     readonly paths: Paths,
     readonly env: Readonly<Record<string, string | undefined>> = host.env(),
-    procs: Procs = new LinuxProcs(),
   ) {
-    this.ctx = { host, procs, paths };
+    this.ctx = { host, paths };
   }
 
   /** Names of running machines (dead entries are cleaned by the scan). */

@@ -2,7 +2,7 @@
  * FakeHost: an in-memory Host for unit tests. Files, directories and symlinks are declared up
  * front; calls with effects (execWithSpec) are recorded instead of performed.
  */
-import type { CommandResult, FileKind, FileStat, HeldLock, Host } from "./host.ts";
+import type { CommandResult, FileKind, FileStat, HeldLock, Host, RunAsyncOptions } from "./host.ts";
 
 export type FakeNode = { kind: "file"; content: string } | { kind: "dir" } | { kind: "symlink"; target: string } | { kind: Exclude<FileKind, "file" | "dir" | "symlink"> };
 
@@ -15,7 +15,7 @@ export interface FakeHostOptions {
   mountinfo?: string;
   /** File system type by path prefix (longest match wins); default "ext2/ext3". */
   fsTypes?: Record<string, string>;
-  /** Result of run(argv); default status 0 with no output. */
+  /** Result of run(argv) and runAsync(argv); default status 0 with no output. */
   onRun?: (argv: string[]) => CommandResult | undefined;
 }
 
@@ -296,13 +296,37 @@ export class FakeHost implements Host {
 
   /** Signals sent with kill(): [pid, signal]. */
   readonly kills: Array<[number, number]> = [];
+  /** Pids that are "gone" (kill fails with ESRCH: false, not recorded). */
+  readonly deadPids = new Set<number>();
+  /** Called after each kill (e.g. to make a fake machine disappear). */
+  onKill: ((pid: number, signal: number) => void) | undefined;
+  /** runAsync() calls, in order. */
+  readonly asyncRuns: Array<{ argv: string[]; options: RunAsyncOptions }> = [];
+  private clock = 0;
 
   writeFile(path: string, content: string): void {
     this.add(path, content);
   }
 
   kill(pid: number, signal: number): boolean {
+    if (this.deadPids.has(pid)) return false;
     this.kills.push([pid, signal]);
+    this.onKill?.(pid, signal);
     return true;
+  }
+
+  runAsync(argv: string[], options: RunAsyncOptions = {}): Promise<CommandResult> {
+    this.asyncRuns.push({ argv, options });
+    return Promise.resolve(this.options.onRun?.(argv) ?? { status: 0, stdout: "", stderr: "" });
+  }
+
+  /** Advances the fake monotonic clock instead of waiting. */
+  sleep(ms: number): Promise<void> {
+    this.clock += ms;
+    return Promise.resolve();
+  }
+
+  monotonicMs(): number {
+    return this.clock;
   }
 }

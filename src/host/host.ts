@@ -27,6 +27,20 @@ export interface CommandResult {
   stderr: string;
 }
 
+/** Options of Host.runAsync. */
+export interface RunAsyncOptions {
+  /** Bytes for stdin; default /dev/null; "inherit": this process's stdin. */
+  input?: Uint8Array | "inherit";
+  /** stdout/stderr: captured (default) or this process's own. */
+  output?: "capture" | "inherit";
+  /** Environment (default: this process's). */
+  env?: Record<string, string>;
+  /** A spec for the helper, readable on inherited fd 3; "3" is appended to argv. */
+  spec?: Uint8Array;
+  /** Kill the program (SIGKILL) after this long. */
+  timeoutMs?: number;
+}
+
 export interface HeldLock {
   /** The open lock file descriptor (pass it to children to keep the lock while they run). */
   fd: number;
@@ -119,6 +133,17 @@ export interface Host {
   // --- networking (src/net/) ---
   /** Create or truncate a file with the content (mode for a new file, default 0644). Not atomic: rename a temporary over it. */
   writeFile(path: string, content: string, mode?: number): void;
-  /** kill(2); false when the process does not exist. */
+  /** kill(2); false when the process does not exist (ESRCH). */
   kill(pid: number, signal: number): boolean;
+
+  // --- processes and time for the event loop (src/machine/, machinad) ---
+  /**
+   * Run a program to completion without blocking the event loop (run() blocks it): the helper
+   * with a spec on fd 3, journalctl, systemctl, busctl. Status is 128+N when killed by signal N;
+   * with output "inherit" stdout/stderr are "".
+   */
+  runAsync(argv: string[], options?: RunAsyncOptions): Promise<CommandResult>;
+  sleep(ms: number): Promise<void>;
+  /** Milliseconds from a monotonic clock. */
+  monotonicMs(): number;
 }

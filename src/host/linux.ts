@@ -1,6 +1,7 @@
 /** The real Host: Linux through Bun's fs and, where Bun has no API, libc via FFI. */
 import * as fs from "node:fs";
-import type { CommandResult, FileKind, FileStat, HeldLock, Host } from "./host.ts";
+import { constants as osConstants } from "node:os";
+import type { CommandResult, FileKind, FileStat, HeldLock, Host, RunAsyncOptions } from "./host.ts";
 import { clearNonBlocking, execve, ioctlBuffer, ioctlValue, isatty, memfdCreate, mount, renameat2, tryFlockExclusive, tryFlockShared, umount2 } from "./libc.ts";
 
 // statfs(2) f_type values, named as `stat -f -c %T` names them.
@@ -364,5 +365,45 @@ export class LinuxHost implements Host {
       if (e instanceof Error && "code" in e && e.code === "ESRCH") return false;
       throw e;
     }
+  }
+
+  async runAsync(argv: string[], options: RunAsyncOptions = {}): Promise<CommandResult> {
+    const specFd = options.spec !== undefined ? memfdCreate("machina-spec") : undefined;
+    try {
+      if (specFd !== undefined) fs.writeSync(specFd, options.spec!);
+      const inherit = options.output === "inherit";
+      if (inherit || options.input === "inherit") for (const stdio of [0, 1, 2]) clearNonBlocking(stdio);
+      const stdin = options.input === "inherit" ? "inherit" : (options.input ?? "ignore");
+      const out = inherit ? "inherit" : "pipe";
+      const stdio: Array<"inherit" | "pipe" | "ignore" | number | Uint8Array> = [stdin, out, out];
+      if (specFd !== undefined) stdio.push(specFd);
+      const p = Bun.spawn(specFd !== undefined ? [...argv, "3"] : argv, {
+        stdio: stdio as ["inherit", "pipe", "pipe"],
+        env: options.env ?? (process.env as Record<string, string>),
+      });
+      if (specFd !== undefined) {
+        fs.closeSync(specFd);
+      }
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      if (options.timeoutMs !== undefined) timer = setTimeout(() => p.kill("SIGKILL"), options.timeoutMs);
+      const [stdout, stderr] = inherit
+        ? ["", ""]
+        : await Promise.all([new Response(p.stdout as ReadableStream).text(), new Response(p.stderr as ReadableStream).text()]);
+      await p.exited;
+      if (timer !== undefined) clearTimeout(timer);
+      const sig = p.signalCode ? ((osConstants.signals as Record<string, number>)[p.signalCode] ?? 0) : 0;
+      return { status: p.exitCode ?? 128 + sig, stdout, stderr };
+    } catch (e) {
+      if (specFd !== undefined) fs.closeSync(specFd);
+      throw e;
+    }
+  }
+
+  sleep(ms: number): Promise<void> {
+    return Bun.sleep(ms);
+  }
+
+  monotonicMs(): number {
+    return performance.now();
   }
 }

@@ -122,15 +122,14 @@ export function copySpec(host: Host, m: Machine, req: CopyRequest): EnterRecord[
 
 /** Run the copy through the helper; throws with the helper's message on failure. */
 export async function copyMachineFiles(
-  procs: import("../host/procs.ts").Procs,
-  helper: string,
   host: Host,
+  helper: string,
   m: Machine,
   req: CopyRequest,
 ): Promise<CopyPlan> {
   const plan = copyPaths(req);
-  const r = await runEnter(procs, helper, copySpec(host, m, req));
-  if (r.code !== 0) {
+  const r = await runEnter(host, helper, copySpec(host, m, req));
+  if (r.status !== 0) {
     const msg = r.stderr.trim().replace(/^machinactl: /, "") || `copy ${req.direction === "to" ? "to" : "from"} "${m.name}" failed`;
     const errno = /\((E[A-Z0-9]+)\)$/.exec(msg)?.[1];
     throw new MachinaError(errno === "ENOENT" ? "E_NOT_FOUND" : "E_SYSTEM", msg, {

@@ -6,7 +6,7 @@
  * /etc/passwd; the helper executes it.
  */
 import { MachinaError } from "../errors.ts";
-import type { Host } from "../host/host.ts";
+import type { CommandResult, Host } from "../host/host.ts";
 import { kindInRoot, readFileInRoot } from "../host/resolve-in-root.ts";
 import type { Machine } from "./machines.ts";
 
@@ -177,10 +177,10 @@ export function bindSpec(host: Host, m: Machine, src: string, dst: string, optio
  * output "inherit" the command uses this process's stdio; else its output is captured.
  */
 export function runEnter(
-  procs: import("../host/procs.ts").Procs,
+  host: Host,
   helper: string,
   records: EnterRecord[],
   options: { output?: "inherit" | "capture"; input?: Uint8Array | "inherit" } = {},
-): Promise<import("../host/procs.ts").ProcRunResult> {
-  return procs.run([helper, "enter", "--spec-fd"], { spec: encodeEnterSpec(records), output: options.output ?? "capture", ...(options.input !== undefined ? { input: options.input } : {}) });
+): Promise<CommandResult> {
+  return host.runAsync([helper, "enter", "--spec-fd"], { spec: encodeEnterSpec(records), output: options.output ?? "capture", ...(options.input !== undefined ? { input: options.input } : {}) });
 }

@@ -61,11 +61,25 @@ export async function machineLogTail(ctx: MachineContext, m: Machine, n: number)
   if (n <= 0) return [];
   const src = logSource(ctx, m.name, m);
   if (src.kind === "journal") {
-    const r = await ctx.procs.run(["journalctl", "-D", src.dir, "-n", String(n), "--no-pager", "-q", "-o", "short"], { timeoutMs: 5000 });
-    return r.code === 0 ? r.stdout.split("\n").filter((l) => l !== "") : [];
+    const r = await ctx.host.runAsync(["journalctl", "-D", src.dir, "-n", String(n), "--no-pager", "-q", "-o", "short"], { timeoutMs: 5000 });
+    return r.status === 0 ? r.stdout.split("\n").filter((l) => l !== "") : [];
   }
   if (src.kind === "console") return consoleTail(ctx.host, src.files, n);
   return [];
+}
+
+/** Bytes of a file from `offset` on (at most 1 MiB, as UTF-8) and where they end; undefined when missing. */
+function readFrom(host: Host, path: string, offset: number): { text: string; size: number } | undefined {
+  const st = host.stat(path, true);
+  if (st === undefined) return undefined;
+  if (offset >= st.size) return { text: "", size: st.size };
+  let bytes: Uint8Array;
+  try {
+    bytes = host.readAt(path, offset, Math.min(st.size - offset, 1 << 20));
+  } catch {
+    return undefined; // removed meanwhile
+  }
+  return { text: Buffer.from(bytes).toString("utf8"), size: offset + bytes.length };
 }
 
 export interface LogOptions {
@@ -89,7 +103,7 @@ export async function showLogs(ctx: MachineContext, name: string, m: Machine | u
     if (options.lines !== undefined) argv.push("-n", String(options.lines));
     if (options.follow) argv.push("-f");
     if (options.output !== undefined) argv.push("-o", options.output);
-    return (await ctx.procs.run(argv, { output: "inherit", input: "inherit" })).code;
+    return (await ctx.host.runAsync(argv, { output: "inherit", input: "inherit" })).status;
   }
   if (src.kind === "none") {
     if (m === undefined) throw new MachinaError("E_NOT_FOUND", `no machine "${name}" is running and no console log of it exists`, { machine: name });
@@ -99,13 +113,13 @@ export async function showLogs(ctx: MachineContext, name: string, m: Machine | u
   if (tail.length > 0) options.write(tail.join("\n") + "\n");
   if (!options.follow) return 0;
   const file = consoleLogPath(ctx.paths, name);
-  let offset = ctx.procs.readFrom(file, 0)?.size ?? 0;
+  let offset = readFrom(ctx.host, file, 0)?.size ?? 0;
   let pending = "";
   for (;;) {
-    await ctx.procs.sleep(200);
-    const r = ctx.procs.readFrom(file, offset);
+    await ctx.host.sleep(200);
+    const r = readFrom(ctx.host, file, offset);
     if (r !== undefined && r.size < offset) offset = 0; // a new start truncated it
-    const chunk = r !== undefined && r.size >= offset ? ctx.procs.readFrom(file, offset) : undefined;
+    const chunk = r !== undefined && r.size >= offset ? readFrom(ctx.host, file, offset) : undefined;
     if (chunk !== undefined && chunk.text !== "") {
       offset = chunk.size;
       pending += chunk.text.replace(/\r/g, "");

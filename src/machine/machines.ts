@@ -2,12 +2,11 @@
  * Running machines, as machinectl sees them: list, status, properties, processes, signals.
  * The core that machinactl's verbs and machinad's API both call; returns typed data, prints
  * nothing. Reads the registry (registry.ts), /proc and the machines' cgroups through Host;
- * sends signals through Procs.
+ * sends signals through it too.
  */
 import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
 import { parseOsRelease } from "../host/os-release.ts";
-import type { Procs } from "../host/procs.ts";
 import { readFileInRoot } from "../host/resolve-in-root.ts";
 import type { Paths } from "../paths.ts";
 import { SIGRTMIN } from "../settings/values.ts";
@@ -15,7 +14,6 @@ import { type Liveness, type MachineState, machinesDir, procStat, scanRegistry }
 
 export interface MachineContext {
   host: Host;
-  procs: Procs;
   paths: Paths;
 }
 
@@ -423,7 +421,7 @@ export function killMachine(ctx: MachineContext, name: string, options: { whom?:
   // Leader first (as systemd does with KillMode=mixed's main process), then the rest.
   for (const pid of [m.leader, ...targets.filter((p) => p !== m.leader)]) {
     if (!targets.includes(pid)) continue;
-    if (ctx.procs.kill(pid, signal)) sent.push(pid);
+    if (ctx.host.kill(pid, signal)) sent.push(pid);
   }
   return sent;
 }
@@ -438,12 +436,12 @@ export function rebootMachine(ctx: MachineContext, name: string): void {
 
 /** Wait until the machine's registry entry is gone; false on timeout. */
 export async function waitGone(ctx: MachineContext, name: string, timeoutMs: number): Promise<boolean> {
-  const end = ctx.procs.monotonicMs() + timeoutMs;
+  const end = ctx.host.monotonicMs() + timeoutMs;
   for (;;) {
     const gone = !scanRegistry(ctx.host, ctx.paths.stateDir, Date.now()).some((e) => e.name === name);
     if (gone) return true;
-    if (ctx.procs.monotonicMs() >= end) return false;
-    await ctx.procs.sleep(10);
+    if (ctx.host.monotonicMs() >= end) return false;
+    await ctx.host.sleep(10);
   }
 }
 
@@ -454,10 +452,10 @@ export async function waitGone(ctx: MachineContext, name: string, timeoutMs: num
  */
 export async function terminateMachine(ctx: MachineContext, name: string, options: { timeoutMs?: number } = {}): Promise<"stopped" | "killed"> {
   const m = getMachine(ctx, name, { all: true });
-  ctx.procs.kill(m.supervisor, SIGTERM);
+  ctx.host.kill(m.supervisor, SIGTERM);
   if (await waitGone(ctx, name, options.timeoutMs ?? 10_000)) return "stopped";
-  for (const pid of machinePids(ctx.host, m)) ctx.procs.kill(pid, SIGKILL);
-  ctx.procs.kill(m.supervisor, SIGKILL);
+  for (const pid of machinePids(ctx.host, m)) ctx.host.kill(pid, SIGKILL);
+  ctx.host.kill(m.supervisor, SIGKILL);
   if (!(await waitGone(ctx, name, 5_000)))
     throw new MachinaError("E_BUSY", `machine "${name}" did not go away after SIGKILL`, { machine: name });
   return "killed";

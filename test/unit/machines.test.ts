@@ -1,6 +1,5 @@
 import { describe, expect, test } from "bun:test";
 import { FakeHost } from "../../src/host/fake.ts";
-import { FakeProcs } from "../../src/host/procs-fake.ts";
 import { consoleTail } from "../../src/machine/logs.ts";
 import {
   getMachine,
@@ -64,9 +63,8 @@ function fixture() {
     },
   });
   host.heldLocks.add("/run/m/machines/web/lock");
-  const procs = new FakeProcs(host);
-  const ctx = { host, procs, paths: { helper: "/h", stateDir: "/run/m", pool: [] } };
-  return { host, procs, ctx };
+  const ctx = { host, paths: { helper: "/h", stateDir: "/run/m", pool: [] } };
+  return { host, ctx };
 }
 
 describe("registry liveness", () => {
@@ -97,7 +95,7 @@ describe("registry liveness", () => {
   });
 });
 
-const fixtureWith = (host: FakeHost) => ({ host, procs: new FakeProcs(host), paths: { helper: "/h", stateDir: "/run/m", pool: [] } });
+const fixtureWith = (host: FakeHost) => ({ host, paths: { helper: "/h", stateDir: "/run/m", pool: [] } });
 
 describe("machines", () => {
   test("list and show", () => {
@@ -134,28 +132,28 @@ describe("machines", () => {
   });
 
   test("signals: poweroff SIGRTMIN+4 and reboot SIGINT to the leader; kill all by default with SIGTERM", async () => {
-    const { ctx, procs } = fixture();
+    const { ctx, host } = fixture();
     poweroffMachine(ctx, "web");
     rebootMachine(ctx, "web");
-    expect(procs.signals).toEqual([[200, 38], [200, 2]]);
-    procs.signals.length = 0;
+    expect(host.kills).toEqual([[200, 38], [200, 2]]);
+    host.kills.length = 0;
     killMachine(ctx, "web", {});
-    expect(procs.signals).toEqual([[200, 15], [210, 15], [230, 15]]);
-    procs.signals.length = 0;
+    expect(host.kills).toEqual([[200, 15], [210, 15], [230, 15]]);
+    host.kills.length = 0;
     killMachine(ctx, "web", { whom: "leader", signal: 9 });
-    expect(procs.signals).toEqual([[200, 9]]);
+    expect(host.kills).toEqual([[200, 9]]);
   });
 
   test("terminate: SIGTERM to the supervisor, SIGKILL to everything after the timeout", async () => {
-    const { ctx, procs, host } = fixture();
+    const { ctx, host } = fixture();
     const r = terminateMachine(ctx, "web", { timeoutMs: 100 });
     // nothing goes away by itself: after the timeout everything is killed; then the entry goes
-    procs.onKill = (pid, sig) => {
+    host.onKill = (pid, sig) => {
       if (pid === 100 && sig === 9) host.heldLocks.delete("/run/m/machines/web/lock");
     };
     expect(await r).toBe("killed");
-    expect(procs.signals[0]).toEqual([100, 15]);
-    expect(procs.signals.slice(1)).toEqual([[200, 9], [210, 9], [230, 9], [100, 9]]);
+    expect(host.kills[0]).toEqual([100, 15]);
+    expect(host.kills.slice(1)).toEqual([[200, 9], [210, 9], [230, 9], [100, 9]]);
   });
 });
 

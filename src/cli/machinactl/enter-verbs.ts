@@ -85,9 +85,9 @@ const bind: Verb = {
     for (const p of [src, dst]) if (!p.startsWith("/")) throw new MachinaError("E_INVALID", `path "${p}" is not absolute`, { path: p });
     const mctx = machineContext(ctx);
     const spec = bindSpec(ctx.host, getMachine(mctx, name), src, dst, { readOnly: ctx.options.readOnly, mkdir: ctx.options.mkdir });
-    const r = await runEnter(mctx.procs, ctx.paths.helper, spec);
-    if (r.code !== 0) ctx.err(r.stderr);
-    return r.code === 0 ? 0 : 1;
+    const r = await runEnter(ctx.host, ctx.paths.helper, spec);
+    if (r.status !== 0) ctx.err(r.stderr);
+    return r.status === 0 ? 0 : 1;
   },
 };
 

@@ -2,7 +2,6 @@
  * machinactl's machine inspection and control verbs: list, status, show, ps, kill, poweroff,
  * reboot, terminate. Thin: the work is in src/machine/machines.ts.
  */
-import { LinuxProcs } from "../../host/procs.ts";
 import {
   type CgroupNode,
   machineProcesses,
@@ -25,7 +24,7 @@ function service(ctx: VerbContext): Promise<MachineService> {
 }
 
 export function machineContext(ctx: VerbContext): MachineContext {
-  return { host: ctx.host, procs: new LinuxProcs(), paths: ctx.paths };
+  return { host: ctx.host, paths: ctx.paths };
 }
 
 /** "5min 3s", "1h 2min", "12ms" — systemd's format_timespan, to the given accuracy. */
@@ -268,7 +267,7 @@ function copyVerb(direction: CopyDirection): Verb {
         throw new MachinaError("E_NOT_FOUND", `helper "${ctx.paths.helper}" not found`, { path: ctx.paths.helper }, "build it with: make -C native");
       const mctx = machineContext(ctx);
       const paths = (args.length === 3 ? [args[1]!, args[2]!] : [args[1]!]) as [string] | [string, string];
-      await copyMachineFiles(mctx.procs, ctx.paths.helper, ctx.host, getMachine(mctx, args[0]!), { direction, paths, force: ctx.options.force, cwd: process.cwd() });
+      await copyMachineFiles(ctx.host, ctx.paths.helper, getMachine(mctx, args[0]!), { direction, paths, force: ctx.options.force, cwd: process.cwd() });
       return 0;
     },
   };
