@@ -65,7 +65,7 @@ export function main(argv: string[], host: Host = new LinuxHost()): number {
     const chosen = chooseRoot(parsed.settings, host, p.pool);
     if ("image" in chosen) parsed.settings.image = chosen.image;
     else parsed.settings.directory = chosen.directory;
-    if (parsed.settings.template !== undefined && "directory" in chosen) populateFromTemplate(parsed.settings.template, chosen.directory);
+    if (parsed.settings.template !== undefined && "directory" in chosen) populateFromTemplate(host, p.stateDir, parsed.settings.template, chosen.directory);
     // The machine's .nspawn file (if any), merged under (or, with --settings=override, over)
     // the command line. Its warnings are shown even with -q, as systemd-nspawn's are.
     const loaded = loadSettingsFile(host, parsed.settings);

@@ -4,6 +4,7 @@
  * temporary name where it creates something, and leaves the pool consistent when it fails or
  * is killed (a half-made clone is only ever a `.#` temporary, removed by the next operation).
  */
+import { dirname } from "node:path";
 import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
 import { machinesDir, readState } from "../machine/registry.ts";
@@ -61,7 +62,7 @@ function refuseRunning(ctx: PoolContext, image: Image, what: string): void {
     throw new MachinaError("E_BUSY", `cannot ${what} image "${image.name}": it is in use by the running machine ${users.map((u) => `"${u}"`).join(", ")}`, { machine: users[0]! });
 }
 
-function run(ctx: PoolContext, argv: string[], what: string, path: string, fds: number[] = []): void {
+function run(ctx: { host: Host }, argv: string[], what: string, path: string, fds: number[] = []): void {
   const r = ctx.host.run(argv, { fds });
   if (r.status !== 0) throw new MachinaError("E_SYSTEM", `failed to ${what} "${path}": ${r.stderr.trim() || `${argv[0]} exited with status ${r.status}`}`, { path });
 }
@@ -71,10 +72,54 @@ export function sweepPool(ctx: PoolContext): string[] {
   return cleanTemporaries(ctx.host, ctx.stateDir, poolRoots(ctx.pool).writable);
 }
 
+export type CopyMethod = "snapshot" | "subvolume+copy" | "copy";
+
 export interface CloneResult {
   image: Image;
   /** How the data was copied. */
-  method: "snapshot" | "subvolume+copy" | "copy";
+  method: CopyMethod;
+}
+
+export interface CopyTreeOptions {
+  /** A read-only snapshot / subvolume (plain copies are left to the caller: chattr +i after the rename). */
+  readOnly?: boolean;
+  /** On btrfs, copy a plain directory into a new subvolume (as machined does for clones). */
+  subvolume?: boolean;
+  /** Inherited by the children (a temporary's guard lock). */
+  fds?: number[];
+  /** For error messages: "failed to WHAT "SOURCE": …" (default "copy"). */
+  what?: string;
+}
+
+/**
+ * Copy the directory tree `source` to `dest`, which does not exist yet (a `.#` temporary) — the
+ * copy of `machinactl clone` and of `machina-nspawn --template`: a btrfs snapshot when `dest` is
+ * on btrfs and the source is a subvolume; with `subvolume`, otherwise on btrfs a new subvolume
+ * filled with a reflink copy, owner and mode kept; else `cp -a --reflink=auto` (ownership,
+ * modes, xattrs and ACLs, hardlinks, device nodes, copy-on-write where the file system can).
+ * A snapshot that fails (across file systems) falls back to copying.
+ */
+export function copyTree(host: Host, source: string, dest: string, options: CopyTreeOptions = {}): CopyMethod {
+  const fds = options.fds ?? [];
+  const what = options.what ?? "copy";
+  const destOnBtrfs = host.fsType(dirname(dest)) === "btrfs";
+  const st = host.stat(source, true);
+  const sourceSubvolume = st !== undefined && st.ino === 256 && host.fsType(source) === "btrfs";
+  const snapshot = destOnBtrfs && sourceSubvolume;
+  if (snapshot && host.run(["btrfs", "subvolume", "snapshot", ...(options.readOnly ? ["-r"] : []), source, dest], { fds }).status === 0)
+    return "snapshot";
+  if (destOnBtrfs && options.subvolume) {
+    host.removeTree(dest);
+    run({ host }, ["btrfs", "subvolume", "create", dest], "create a subvolume for", dest, fds);
+    run({ host }, ["cp", "-a", "--reflink=auto", "--", `${source}/.`, `${dest}/`], what, source, fds);
+    if (st !== undefined) run({ host }, ["chown", `${st.uid}:${st.gid}`, dest], "chown", dest);
+    if (st !== undefined) host.chmod(dest, st.mode);
+    if (options.readOnly) run({ host }, ["btrfs", "property", "set", "-ts", dest, "ro", "true"], "make read-only", dest);
+    return "subvolume+copy";
+  }
+  if (snapshot) host.removeTree(dest); // a failed snapshot's leftovers
+  run({ host }, ["cp", "-a", "--reflink=auto", "--", source, dest], what, source, fds);
+  return "copy";
 }
 
 /**
@@ -98,26 +143,13 @@ export function cloneImage(ctx: PoolContext, from: string, to: string, readOnly:
     const final = `${root}/${entryName(to, source.type)}`;
     const tmp = beginTemporary(host, ctx.stateDir, root, entryName(to, source.type));
     try {
-      let method: CloneResult["method"] = "copy";
+      let method: CopyMethod = "copy";
       const fds = [tmp.lock.fd]; // children keep the temporary's guard lock while they write
-      const poolOnBtrfs = host.fsType(root) === "btrfs";
       if (source.type === "raw") {
         run(ctx, ["cp", "-a", "--reflink=auto", "--sparse=always", "--", source.target, tmp.path], "copy", source.target, fds);
         if (readOnly) host.chmod(tmp.path, (host.stat(tmp.path, false)?.mode ?? 0o644) & ~0o222);
-      } else if (poolOnBtrfs && source.type === "subvolume" &&
-        host.run(["btrfs", "subvolume", "snapshot", ...(readOnly ? ["-r"] : []), source.target, tmp.path], { fds }).status === 0) {
-        method = "snapshot"; // (fails across file systems: then copied below)
-      } else if (poolOnBtrfs) {
-        host.removeTree(tmp.path);
-        run(ctx, ["btrfs", "subvolume", "create", tmp.path], "create a subvolume for", tmp.path, fds);
-        run(ctx, ["cp", "-a", "--reflink=auto", "--", `${source.target}/.`, `${tmp.path}/`], "copy", source.target, fds);
-        const st = host.stat(source.target, true);
-        if (st !== undefined) run(ctx, ["chown", `${st.uid}:${st.gid}`, tmp.path], "chown", tmp.path);
-        if (st !== undefined) host.chmod(tmp.path, st.mode);
-        if (readOnly) run(ctx, ["btrfs", "property", "set", "-ts", tmp.path, "ro", "true"], "make read-only", tmp.path);
-        method = "subvolume+copy";
       } else {
-        run(ctx, ["cp", "-a", "--reflink=auto", "--", source.target, tmp.path], "copy", source.target, fds);
+        method = copyTree(host, source.target, tmp.path, { readOnly, subvolume: true, fds });
       }
       let settingsTmp: string | undefined;
       if (source.settingsFile !== undefined && host.lstat(`${root}/${to}${SETTINGS_SUFFIX}`) === undefined) {
