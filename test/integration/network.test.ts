@@ -247,16 +247,18 @@ describe("networking", () => {
         return r.includes(ip) ? r : undefined;
       }, 15_000, 100);
       expect(inside).toContain("dynamic"); // from DHCP, not from outside
-      expect(sh(`nsenter -t ${m.state.leader} -n busybox ping -c1 -W2 ${rec.addr!.gateway.v4}`).code).toBe(0);
-      expect(sh(`busybox ping -c1 -W2 ${ip}`).code).toBe(0);
+      // (retried: the first packet may wait for neighbour discovery while networkd still configures the link)
+      const reaches = (cmd: string) => waitFor(cmd, () => sh(cmd).code === 0 || undefined, 10_000, 200);
+      await reaches(`nsenter -t ${m.state.leader} -n busybox ping -c1 -W2 ${rec.addr!.gateway.v4}`);
+      await reaches(`busybox ping -c1 -W2 ${ip}`);
       // IPv6: the ULA machina gave it, by DHCPv6 after dnsmasq's router advertisement
       const inside6 = await waitFor("IPv6 ULA on host0", () => {
         const r = sh(`nsenter -t ${m.state.leader} -n ip -6 -o addr show host0 scope global`).out;
         return r.includes(ip6) && !r.includes("tentative") ? r : undefined; // DAD done
       }, 20_000, 100);
       expect(inside6).toContain(ip6);
-      expect(sh(`nsenter -t ${m.state.leader} -n busybox ping6 -c1 -W2 ${rec.addr!.gateway.v6}`).code).toBe(0);
-      expect(sh(`busybox ping6 -c1 -W2 ${ip6}`).code).toBe(0);
+      await reaches(`nsenter -t ${m.state.leader} -n busybox ping6 -c1 -W2 ${rec.addr!.gateway.v6}`);
+      await reaches(`busybox ping6 -c1 -W2 ${ip6}`);
       m.bg.proc.kill("SIGTERM");
       expect(await m.bg.exited).toBe(0);
     }, extra);
