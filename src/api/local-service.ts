@@ -7,7 +7,6 @@
  * unit template installed, start/enable go through `machina-nspawn@NAME.service` instead
  * (src/machine/systemd.ts).
  */
-import * as fs from "node:fs";
 import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
 import {
@@ -24,7 +23,7 @@ import {
   type MachineSummary,
 } from "../machine/machines.ts";
 import { scanRegistry } from "../machine/registry.ts";
-import { disableMachine, enableMachine, enableDir } from "../machine/enable.ts";
+import { disableMachine, enableMachine, listEnabled } from "../machine/enable.ts";
 import { systemctl, systemdAvailable, unitInstalled, unitName } from "../machine/systemd.ts";
 import type { Paths } from "../paths.ts";
 import { launchDetached, findImage, type Launched } from "../runtime/launch.ts";
@@ -99,10 +98,10 @@ export class LocalMachineService implements MachineService {
   async start(name: string, options: LongOperationOptions = {}): Promise<MachineStatus> {
     checkName(name);
     if (this.isRunning(name)) throw new MachinaError("E_BUSY", `machine "${name}" is already running`, { machine: name });
-    if (systemdAvailable(this.env) && unitInstalled(this.env)) {
+    if (systemdAvailable(this.host, this.env) && unitInstalled(this.host, this.env)) {
       findImage(this.host, this.paths.pool, name);
       options.onProgress?.({ time: Date.now(), event: "systemctl", message: `systemctl start ${unitName(name)}` });
-      await systemctl(["start", unitName(name)]);
+      await systemctl(this.host, ["start", unitName(name)]);
       return this.status(name);
     }
     const launched = await launchDetached(this.host, this.paths, {
@@ -129,37 +128,21 @@ export class LocalMachineService implements MachineService {
   async enable(name: string, options: { now?: boolean } = {}): Promise<EnableResult> {
     checkName(name);
     findImage(this.host, this.paths.pool, name);
-    const result = await enableMachine(this.env, name);
+    const result = await enableMachine(this.host, this.env, name);
     if (options.now && !this.isRunning(name)) await this.start(name);
     return result;
   }
 
   async disable(name: string, options: { now?: boolean } = {}): Promise<EnableResult> {
     checkName(name);
-    const result = await disableMachine(this.env, name);
+    const result = await disableMachine(this.host, this.env, name);
     if (options.now && this.isRunning(name)) await this.terminate(name);
     return result;
   }
 
   /** Names linked in the enable directory. */
   enabledNames(): string[] {
-    return listEnabled(this.env);
+    return listEnabled(this.host, this.env);
   }
 
 }
-
-export function listEnabled(env: Readonly<Record<string, string | undefined>>): string[] {
-  const names: string[] = [];
-  let entries: string[] = [];
-  try {
-    entries = fs.readdirSync(enableDir(env));
-  } catch {
-    return [];
-  }
-  for (const e of entries) {
-    const m = /^machina-nspawn@(.+)\.service$/.exec(e);
-    if (m && isValidMachineName(m[1]!)) names.push(m[1]!);
-  }
-  return names.sort();
-}
-

@@ -13,10 +13,10 @@
  *   machinad [--socket=PATH] [--restart=no|on-failure|always] [--no-autostart]
  *   machinad register NAME     register a running machine with systemd-machined (unit's ExecStartPost)
  */
-import * as fs from "node:fs";
 import { dirname } from "node:path";
 import { LocalMachineService } from "../api/local-service.ts";
 import { MachinaError, renderError } from "../errors.ts";
+import type { Host } from "../host/host.ts";
 import { LinuxHost } from "../host/linux.ts";
 import { readState } from "../machine/registry.ts";
 import { registerWithMachined } from "../machine/systemd.ts";
@@ -90,24 +90,24 @@ async function register(name: string): Promise<number> {
     const state = readState(host, p.stateDir, name);
     if (text !== undefined && state !== undefined) {
       const raw = JSON.parse(text) as { uuid?: string };
-      await registerWithMachined({ name, uuid: raw.uuid ?? "", leader: state.leader, root: state.root });
+      await registerWithMachined(host, { name, uuid: raw.uuid ?? "", leader: state.leader, root: state.root });
       return 0;
     }
-    await Bun.sleep(20);
+    await host.sleep(20);
   }
   throw new MachinaError("E_NOT_FOUND", `no machine "${name}" is running`, { machine: name });
 }
 
 /** Make the socket's directory root-only, and refuse to start next to a live daemon. */
-async function prepareSocket(socket: string): Promise<void> {
+async function prepareSocket(host: Host, socket: string): Promise<void> {
   const dir = dirname(socket);
-  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  fs.chmodSync(dir, 0o700);
-  const st = fs.statSync(dir);
-  if (st.uid !== process.getuid!()) throw new MachinaError("E_INVALID", `socket directory "${dir}" is not owned by this user`, { path: dir });
-  if (fs.existsSync(socket)) {
+  host.mkdirp(dir, 0o700);
+  host.chmod(dir, 0o700);
+  const st = host.stat(dir, true);
+  if (st?.uid !== process.getuid!()) throw new MachinaError("E_INVALID", `socket directory "${dir}" is not owned by this user`, { path: dir });
+  if (host.stat(socket, true) !== undefined) {
     if (await new MachinaClient(socket).ping(1000)) throw new MachinaError("E_BUSY", `another machinad is already serving "${socket}"`, { path: socket });
-    fs.unlinkSync(socket); // stale: its daemon died
+    host.unlink(socket); // stale: its daemon died
   }
 }
 
@@ -115,7 +115,7 @@ async function serve(socket: string, policy: RestartPolicy, autostart: boolean):
   const host = new LinuxHost();
   const p = paths(host.env());
   const service = new LocalMachineService(host, p);
-  await prepareSocket(socket);
+  await prepareSocket(host, socket);
   const supervisor = new Supervisor(service, policy, log);
   const { app, jobs } = createApp({
     service,
@@ -130,7 +130,7 @@ async function serve(socket: string, policy: RestartPolicy, autostart: boolean):
   } finally {
     process.umask(oldUmask);
   }
-  fs.chmodSync(socket, 0o600);
+  host.chmod(socket, 0o600);
   log("listening", { socket, pid: process.pid, version: VERSION, restart: policy, stateDir: p.stateDir });
 
   await supervisor.boot(autostart);
@@ -143,7 +143,7 @@ async function serve(socket: string, policy: RestartPolicy, autostart: boolean):
       await jobs.cancelAll();
       await server.stop(true);
       try {
-        fs.unlinkSync(socket);
+        host.unlink(socket);
       } catch {
         // gone
       }

@@ -160,6 +160,11 @@ export class FakeHost implements Host {
     return { release: () => this.heldLocks.delete(path) };
   }
 
+  symlink(target: string, path: string): void {
+    if (this.lstat(path) !== undefined) throw Object.assign(new Error(`EEXIST: symlink "${path}"`), { code: "EEXIST" });
+    this.add(path, { kind: "symlink", target });
+  }
+
   unlink(path: string): void {
     if (this.nodes.get(path)?.kind !== "dir") this.nodes.delete(path);
   }

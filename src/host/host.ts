@@ -75,6 +75,8 @@ export interface Host {
   tryLock(path: string): { release(): void } | undefined;
   /** Owner of the path (symlinks followed), or undefined when missing. */
   owner(path: string): { uid: number; gid: number } | undefined;
+  /** symlink(2): create `path` pointing at `target`; throws (EEXIST) when `path` exists. */
+  symlink(target: string, path: string): void;
   /** Remove a file or symlink; missing is fine. */
   unlink(path: string): void;
   /** Remove a directory and the (empty) directories below it, deepest first (cgroups). */

@@ -148,6 +148,10 @@ export class LinuxHost implements Host {
     return { release: () => fs.closeSync(fd) };
   }
 
+  symlink(target: string, path: string): void {
+    fs.symlinkSync(target, path);
+  }
+
   unlink(path: string): void {
     try {
       fs.unlinkSync(path);

@@ -7,8 +7,8 @@
  * Environment overrides (tests): MACHINA_SYSTEMD=0|1 (force detection), MACHINA_UNIT_DIR
  * (where the template is installed, default /etc/systemd/system).
  */
-import * as fs from "node:fs";
 import { MachinaError } from "../errors.ts";
+import type { Host } from "../host/host.ts";
 import { machinedCallArgs } from "../spec/register.ts";
 
 export const TEMPLATE_NAME = "machina-nspawn@.service";
@@ -16,18 +16,18 @@ export const TEMPLATE_NAME = "machina-nspawn@.service";
 type Env = Readonly<Record<string, string | undefined>>;
 
 /** systemd is PID 1 (sd_booted(): /run/systemd/system exists). */
-export function systemdAvailable(env: Env = process.env): boolean {
+export function systemdAvailable(host: Host, env: Env = host.env()): boolean {
   if (env["MACHINA_SYSTEMD"] === "0") return false;
   if (env["MACHINA_SYSTEMD"] === "1") return true;
-  return fs.existsSync("/run/systemd/system");
+  return host.stat("/run/systemd/system", true) !== undefined;
 }
 
-export function unitDir(env: Env = process.env): string {
+export function unitDir(env: Env): string {
   return env["MACHINA_UNIT_DIR"] ?? "/etc/systemd/system";
 }
 
-export function unitInstalled(env: Env = process.env): boolean {
-  return fs.existsSync(`${unitDir(env)}/${TEMPLATE_NAME}`);
+export function unitInstalled(host: Host, env: Env = host.env()): boolean {
+  return host.stat(`${unitDir(env)}/${TEMPLATE_NAME}`, true) !== undefined;
 }
 
 export function unitName(machine: string): string {
@@ -76,25 +76,19 @@ WantedBy=machines.target
 }
 
 /** Write the template (and reload systemd when it runs). Returns the path written. */
-export async function installUnit(bin: string, env: Env = process.env): Promise<string> {
+export async function installUnit(host: Host, bin: string, env: Env = host.env()): Promise<string> {
   const dir = unitDir(env);
-  fs.mkdirSync(dir, { recursive: true });
+  host.mkdirp(dir, 0o755);
   const path = `${dir}/${TEMPLATE_NAME}`;
-  fs.writeFileSync(`${path}.tmp`, unitTemplate(bin), { mode: 0o644 });
-  fs.renameSync(`${path}.tmp`, path);
-  if (systemdAvailable(env)) await systemctl(["daemon-reload"]);
+  host.writeFile(`${path}.tmp`, unitTemplate(bin), 0o644);
+  host.rename(`${path}.tmp`, path, false);
+  if (systemdAvailable(host, env)) await systemctl(host, ["daemon-reload"]);
   return path;
 }
 
-export async function run(cmd: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const p = Bun.spawn(cmd, { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-  const [stdout, stderr] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text()]);
-  return { code: await p.exited, stdout, stderr };
-}
-
-export async function systemctl(args: string[]): Promise<string> {
-  const r = await run(["systemctl", ...args]);
-  if (r.code !== 0) throw new MachinaError("E_SYSTEM", `systemctl ${args.join(" ")} failed: ${r.stderr.trim() || `exit ${r.code}`}`);
+export async function systemctl(host: Host, args: string[]): Promise<string> {
+  const r = await host.runAsync(["systemctl", ...args]);
+  if (r.status !== 0) throw new MachinaError("E_SYSTEM", `systemctl ${args.join(" ")} failed: ${r.stderr.trim() || `exit ${r.status}`}`);
   return r.stdout;
 }
 
@@ -118,7 +112,7 @@ export function registerMachineArgs(r: Registration): string[] {
   return ["busctl", ...machinedCallArgs({ how: "register", name: r.name, uuid: r.uuid, root: r.root, leader: String(r.leader), ...(r.service ? { service: r.service } : {}) })];
 }
 
-export async function registerWithMachined(r: Registration): Promise<void> {
-  const res = await run(registerMachineArgs(r));
-  if (res.code !== 0) throw new MachinaError("E_SYSTEM", `registering "${r.name}" with systemd-machined failed: ${res.stderr.trim()}`, { machine: r.name });
+export async function registerWithMachined(host: Host, r: Registration): Promise<void> {
+  const res = await host.runAsync(registerMachineArgs(r));
+  if (res.status !== 0) throw new MachinaError("E_SYSTEM", `registering "${r.name}" with systemd-machined failed: ${res.stderr.trim()}`, { machine: r.name });
 }

@@ -122,7 +122,7 @@ describe("systemd host (nested: a booted Debian copy with systemd-machined)", ()
       expect(await systemState(leader)).toBe("running");
 
       // machina's own installer and enable verb
-      await ok(`cd /opt/machina && bun -e 'import { installUnit } from "/opt/machina/src/machine/systemd.ts"; await installUnit("/opt/machina/bin")'`);
+      await ok(`cd /opt/machina && bun -e 'import { installUnit } from "/opt/machina/src/machine/systemd.ts"; import { LinuxHost } from "/opt/machina/src/host/linux.ts"; await installUnit(new LinuxHost(), "/opt/machina/bin")'`);
       expect(await ok("cat /etc/systemd/system/machina-nspawn@.service")).toContain("ExecStart=/opt/machina/bin/machina-nspawn --quiet --keep-unit --boot");
       await ok("/opt/machina/bin/machinactl enable --now bb");
       const unit = "machina-nspawn@bb.service";

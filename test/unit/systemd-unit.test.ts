@@ -3,6 +3,8 @@ import { expect, test } from "bun:test";
 import type { z } from "zod";
 import type * as S from "../../src/api/schemas.ts";
 import type { MachineStatus, MachineSummary } from "../../src/machine/machines.ts";
+import { FakeHost } from "../../src/host/fake.ts";
+import { disableMachine, enableMachine, listEnabled } from "../../src/machine/enable.ts";
 import { registerMachineArgs, systemdAvailable, unitName, unitTemplate } from "../../src/machine/systemd.ts";
 
 test("the unit template has systemd-nspawn@.service's settings (minus networking and -U)", () => {
@@ -27,8 +29,8 @@ test("RegisterMachine arguments for busctl", () => {
 });
 
 test("systemd detection can be forced", () => {
-  expect(systemdAvailable({ MACHINA_SYSTEMD: "0" })).toBe(false);
-  expect(systemdAvailable({ MACHINA_SYSTEMD: "1" })).toBe(true);
+  expect(systemdAvailable(new FakeHost(), { MACHINA_SYSTEMD: "0" })).toBe(false);
+  expect(systemdAvailable(new FakeHost(), { MACHINA_SYSTEMD: "1" })).toBe(true);
 });
 
 test("the wire schemas carry the core's types (compile-time)", () => {
@@ -36,4 +38,18 @@ test("the wire schemas carry the core's types (compile-time)", () => {
   const summary = (s: MachineSummary): z.input<typeof S.MachineSummary> => s;
   expect(typeof status).toBe("function");
   expect(typeof summary).toBe("function");
+});
+
+test("enable/disable without systemd: a symlink to the template in the enable directory", async () => {
+  const host = new FakeHost();
+  const env = { MACHINA_SYSTEMD: "0", MACHINA_ENABLE_DIR: "/etc/w", MACHINA_UNIT_DIR: "/u" };
+  const link = "/etc/w/machina-nspawn@web.service";
+  expect(await enableMachine(host, env, "web")).toEqual({ changes: [{ type: "symlink", path: link, source: "/u/machina-nspawn@.service" }] });
+  expect(host.readlink(link)).toBe("/u/machina-nspawn@.service");
+  expect(await enableMachine(host, env, "web")).toEqual({ changes: [] });
+  host.add("/etc/w/machina-nspawn@bad name.service", { kind: "symlink", target: "/u" });
+  expect(listEnabled(host, env)).toEqual(["web"]);
+  expect(await disableMachine(host, env, "web")).toEqual({ changes: [{ type: "unlink", path: link, source: "" }] });
+  expect(await disableMachine(host, env, "web")).toEqual({ changes: [] });
+  expect(host.asyncRuns).toEqual([]);
 });

@@ -29,13 +29,13 @@ async function start(ctx: VerbContext, name: string): Promise<void> {
   } catch (e) {
     if (!(e instanceof MachinaError) || e.code !== "E_NOT_FOUND") throw e;
   }
-  if (throughSystemd(ctx)) await systemctl(["start", unitName(name)]);
+  if (throughSystemd(ctx)) await systemctl(ctx.host, ["start", unitName(name)]);
   else await launchDetached(ctx.host, ctx.paths, { name });
 }
 
 /** The unit template is installed on a systemd host, and the pool is the one the unit uses. */
 function throughSystemd(ctx: VerbContext): boolean {
-  return systemdAvailable(ctx.env) && unitInstalled(ctx.env) && ctx.env["MACHINA_POOL"] === undefined;
+  return systemdAvailable(ctx.host, ctx.env) && unitInstalled(ctx.host, ctx.env) && ctx.env["MACHINA_POOL"] === undefined;
 }
 
 const startVerb: Verb = {
@@ -61,7 +61,7 @@ const enable: Verb = {
   async run(ctx, args) {
     for (const name of args) {
       checkName(name);
-      const r = await enableMachine(ctx.env, name);
+      const r = await enableMachine(ctx.host, ctx.env, name);
       if (!ctx.options.quiet) for (const c of r.changes) ctx.err(`Created symlink ${c.path} → ${c.source}.\n`);
     }
     if (ctx.options.now) await Promise.all(args.map((name) => start(ctx, name).catch((e) => {
@@ -81,11 +81,11 @@ const disable: Verb = {
   async run(ctx, args) {
     for (const name of args) {
       checkName(name);
-      const r = await disableMachine(ctx.env, name);
+      const r = await disableMachine(ctx.host, ctx.env, name);
       if (!ctx.options.quiet) for (const c of r.changes) ctx.err(`Removed ${c.path}.\n`);
     }
     if (ctx.options.now) {
-      if (throughSystemd(ctx)) await systemctl(["stop", ...args.map(unitName)]);
+      if (throughSystemd(ctx)) await systemctl(ctx.host, ["stop", ...args.map(unitName)]);
       const mctx = machineContext(ctx);
       await Promise.all(args.map(async (name) => {
         try {
