@@ -85,10 +85,10 @@ export async function launchDetached(host: Host, paths: Paths, request: LaunchRe
   sweepStale(host, paths.stateDir, Date.now());
   if (request.signal?.aborted) throw new MachinaError("E_CANCELLED", `start of "${name}" cancelled`, { machine: name });
 
-  fs.mkdirSync(`${paths.stateDir}/logs`, { recursive: true, mode: 0o700 });
+  host.mkdirp(`${paths.stateDir}/logs`, 0o700);
   const logPath = consoleLogPath(paths.stateDir, name);
   try {
-    fs.renameSync(logPath, `${logPath}.1`);
+    host.rename(logPath, `${logPath}.1`, false);
   } catch {
     // first start
   }
@@ -115,7 +115,7 @@ export async function launchDetached(host: Host, paths: Paths, request: LaunchRe
   let failure: StatusLine["error"] | undefined;
   const onAbort = () => {
     try {
-      process.kill(proc.pid, "SIGKILL");
+      host.kill(proc.pid, 9 /* SIGKILL */);
     } catch {
       // gone
     }
@@ -168,7 +168,7 @@ export async function launchDetached(host: Host, paths: Paths, request: LaunchRe
   }
   if (!started || leader === 0) {
     const status = await exited;
-    const log = readTail(consoleLogPath(paths.stateDir, name));
+    const log = readTail(host, consoleLogPath(paths.stateDir, name));
     const message = failure?.message ?? (log || `the supervisor exited with status ${status}`);
     throw new MachinaError("E_SYSTEM", `failed to start "${name}": ${message}`, {
       machine: name,
@@ -202,13 +202,9 @@ function removeEntry(host: Host, dir: string, cgroups: string[]): void {
   }
 }
 
-function readTail(path: string): string {
-  try {
-    const text = fs.readFileSync(path, "utf8");
-    return text.trim().split("\n").slice(-3).join("; ").replace(/^machina-nspawn: /, "");
-  } catch {
-    return "";
-  }
+function readTail(host: Host, path: string): string {
+  const text = host.readFile(path) ?? "";
+  return text.trim().split("\n").slice(-3).join("; ").replace(/^machina-nspawn: /, "");
 }
 
 const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGTERM: 15 };
