@@ -20,6 +20,11 @@ export interface OptionDef {
   arg: ArgKind;
 }
 
+/** One row of an option table: `option("directory", "directory", "D", "required")`. */
+export function option(id: string, long: string | undefined, short: string | undefined, arg: ArgKind): OptionDef {
+  return { id, ...(long ? { long } : {}), ...(short ? { short } : {}), arg };
+}
+
 export interface ParsedOption {
   id: string;
   /** The argument, if any. */

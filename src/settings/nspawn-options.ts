@@ -2,14 +2,7 @@
  * systemd-nspawn 252's command-line options, as a getopt table. Every option nspawn knows is
  * listed, so that a known option is never reported as "unrecognized".
  */
-import type { OptionDef } from "./getopt.ts";
-
-const o = (id: string, long: string | undefined, short: string | undefined, arg: OptionDef["arg"]): OptionDef => ({
-  id,
-  ...(long ? { long } : {}),
-  ...(short ? { short } : {}),
-  arg,
-});
+import { option as o, type OptionDef } from "./getopt.ts";
 
 export const NSPAWN_OPTIONS: readonly OptionDef[] = [
   o("help", "help", "h", "none"),

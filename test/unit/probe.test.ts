@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { ProbeReport } from "../helpers/machina.ts";
 
 const BUILD = join(import.meta.dir, "../probe/build.sh");
 
@@ -21,52 +22,6 @@ afterAll(() => {
 function runProbe(args: string[], env?: Record<string, string>): { code: number; signal: string | null; out: string } {
   const r = Bun.spawnSync([probe, ...args], { env: env ?? { PATH: "/usr/bin:/bin" }, stdout: "pipe", stderr: "pipe" });
   return { code: r.exitCode ?? -1, signal: r.signalCode === undefined || r.signalCode === null ? null : String(r.signalCode), out: r.stdout.toString() };
-}
-
-interface DevEntry {
-  name: string;
-  type: string;
-  mode: number;
-  major: number | null;
-  minor: number | null;
-  target?: string | null;
-}
-interface Mount {
-  mountId: number;
-  parentId: number;
-  root: string;
-  mountPoint: string;
-  options: string;
-  fsType: string;
-  source: string;
-  superOptions: string;
-}
-interface Limit {
-  soft: number | "infinity";
-  hard: number | "infinity";
-}
-interface ProbeReport {
-  pid: number;
-  ppid: number;
-  uid: number;
-  gid: number;
-  hostname: string;
-  cwd: string;
-  argv: string[];
-  env: Record<string, string>;
-  mountinfo: Mount[];
-  dev: DevEntry[] | null;
-  devPts: DevEntry[] | null;
-  runHost: DevEntry[] | null;
-  caps: Record<"CapInh" | "CapPrm" | "CapEff" | "CapBnd" | "CapAmb", string>;
-  noNewPrivs: number;
-  seccomp: number;
-  fds: Record<string, string | null>;
-  cgroup: string[];
-  rlimits: Record<string, Limit | null>;
-  oomScoreAdj: number;
-  tty: { stdin: boolean; stdout: boolean };
-  machineId: string | null;
 }
 
 describe("probe", () => {

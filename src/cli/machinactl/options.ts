@@ -1,6 +1,6 @@
 /** machinactl's command line: machinectl 252's options (plus --json), GNU permutation. Pure. */
 import { usageError, type ErrorContext } from "../../errors.ts";
-import { getopt, type OptionDef } from "../../settings/getopt.ts";
+import { getopt, option as o, type OptionDef } from "../../settings/getopt.ts";
 import { parseBoolean, parseChoice, parseEnvAssignment, parseSignal } from "../../settings/values.ts";
 
 export const JSON_MODES = ["off", "pretty", "short"] as const;
@@ -39,10 +39,6 @@ export interface MachinactlOptions {
   json: JsonMode;
   follow: boolean;
 }
-
-const o = (id: string, long: string | undefined, short: string | undefined, arg: OptionDef["arg"]): OptionDef => ({
-  id, ...(long ? { long } : {}), ...(short ? { short } : {}), arg,
-});
 
 export const MACHINACTL_OPTIONS: readonly OptionDef[] = [
   o("help", "help", "h", "none"),
