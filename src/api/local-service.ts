@@ -26,7 +26,7 @@ import { scanRegistry } from "../machine/registry.ts";
 import { disableMachine, enableMachine, listEnabled } from "../machine/enable.ts";
 import { systemctl, systemdAvailable, unitInstalled, unitName } from "../machine/systemd.ts";
 import type { Paths } from "../paths.ts";
-import { launchDetached, findImage, type Launched } from "../runtime/launch.ts";
+import { launchDetached, requireImage, type Launched } from "../runtime/launch.ts";
 import { isValidMachineName } from "../settings/values.ts";
 import type { EnableResult, MachineProperties } from "./schemas.ts";
 import type { KillOptions, LongOperationOptions, MachineService, StopOptions } from "./service.ts";
@@ -99,7 +99,7 @@ export class LocalMachineService implements MachineService {
     checkName(name);
     if (this.isRunning(name)) throw new MachinaError("E_BUSY", `machine "${name}" is already running`, { machine: name });
     if (systemdAvailable(this.host, this.env) && unitInstalled(this.host, this.env)) {
-      findImage(this.host, this.paths.pool, name);
+      requireImage(this.host, this.paths.pool, name);
       options.onProgress?.({ time: Date.now(), event: "systemctl", message: `systemctl start ${unitName(name)}` });
       await systemctl(this.host, ["start", unitName(name)]);
       return this.status(name);
@@ -127,7 +127,7 @@ export class LocalMachineService implements MachineService {
 
   async enable(name: string, options: { now?: boolean } = {}): Promise<EnableResult> {
     checkName(name);
-    findImage(this.host, this.paths.pool, name);
+    requireImage(this.host, this.paths.pool, name);
     const result = await enableMachine(this.host, this.env, name);
     if (options.now && !this.isRunning(name)) await this.start(name);
     return result;

@@ -10,15 +10,12 @@
  */
 import * as fs from "node:fs";
 import { MachinaError } from "../errors.ts";
-import { gatherHostFacts, gatherImageFacts } from "../host/facts.ts";
 import type { Host } from "../host/host.ts";
 import { memfdCreate } from "../host/libc.ts";
-import { gatherUsernsFacts } from "../host/userns-facts.ts";
-import { sweepStale } from "../machine/registry.ts";
 import type { Paths } from "../paths.ts";
-import { loadSettingsFile } from "../settings/lookup.ts";
 import { parseNspawnCommandLine } from "../settings/nspawn-cli.ts";
-import { buildSpec } from "../spec/build.ts";
+import { prepareContainer } from "./prepare.ts";
+import { findImage } from "../image/pool.ts";
 import { encodeSpec } from "../spec/wire.ts";
 
 export interface StatusLine {
@@ -50,13 +47,11 @@ export function consoleLogPath(stateDir: string, name: string): string {
   return `${stateDir}/logs/${name}.log`;
 }
 
-/** The image directory of machine NAME: the first pool directory that has it. */
-export function findImage(host: Host, pool: string[], name: string): string {
-  for (const dir of pool) {
-    const candidate = `${dir}/${name}`;
-    if (host.lstat(candidate) !== undefined) return candidate;
-  }
-  throw new MachinaError("E_NOT_FOUND", `no image "${name}" in ${pool.join(", ")}`, { machine: name });
+/** The image of machine NAME in the pool (a directory, subvolume or NAME.raw); E_NOT_FOUND otherwise. */
+export function requireImage(host: Host, pool: string[], name: string): string {
+  const found = findImage(host, pool, name);
+  if (found === undefined) throw new MachinaError("E_NOT_FOUND", `no image "${name}" in ${pool.join(", ")}`, { machine: name });
+  return found.path;
 }
 
 /**
@@ -70,20 +65,14 @@ export async function launchDetached(host: Host, paths: Paths, request: LaunchRe
   const argv = ["-q", "-b", "-M", name, "--console=pipe", ...(request.extraArgs ?? [])];
   const parsed = parseNspawnCommandLine(argv, env, "/");
   if (parsed.action !== "run") throw new MachinaError("E_INVALID", `unexpected arguments for a start: ${argv.join(" ")}`);
-  const directory = findImage(host, paths.pool, name);
-  parsed.settings.directory = directory;
-  const loaded = loadSettingsFile(host, parsed.settings);
-  const settings = loaded.settings;
-  const hostFacts = gatherHostFacts(host, paths.stateDir);
-  // The supervisor is our child, not this process: its start time is not ours.
-  hostFacts.startTime = undefined;
-  const image = gatherImageFacts(host, directory, hostFacts.timezone);
-  if (settings.privateUsers.mode !== "no") image.userns = gatherUsernsFacts(host, image.root, hostFacts.stateDir);
-  const spec = buildSpec(settings, image, hostFacts, { prog: "machina-nspawn", statusFd: 4 });
-  if (host.lstat(paths.helper) === undefined)
-    throw new MachinaError("E_NOT_FOUND", `helper "${paths.helper}" not found`, { path: paths.helper }, "build it with: make -C native");
-  sweepStale(host, paths.stateDir, Date.now());
-  if (request.signal?.aborted) throw new MachinaError("E_CANCELLED", `start of "${name}" cancelled`, { machine: name });
+  // The same preparation as machina-nspawn's (src/runtime/prepare.ts): pool lookup (directory or
+  // NAME.raw), .nspawn file, raw image, facts, spec, stale entries, network.
+  const prepared = prepareContainer(host, paths, parsed.settings, "/", { prog: "machina-nspawn", statusFd: 4, detached: true });
+  const { spec } = prepared;
+  if (request.signal?.aborted) {
+    prepared.abandon();
+    throw new MachinaError("E_CANCELLED", `start of "${name}" cancelled`, { machine: name });
+  }
 
   host.mkdirp(`${paths.stateDir}/logs`, 0o700);
   const logPath = consoleLogPath(paths.stateDir, name);
@@ -102,6 +91,10 @@ export async function launchDetached(host: Host, paths: Paths, request: LaunchRe
       detached: true,
       env: {},
     });
+  } catch (e) {
+    // The helper never ran: undo the network and raw mounts prepared for it.
+    prepared.abandon();
+    throw e;
   } finally {
     fs.closeSync(specFd);
     fs.closeSync(log);

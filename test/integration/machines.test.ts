@@ -151,6 +151,25 @@ describe("start and inspection", () => {
     expect(logs).toMatchObject({ code: 0, stdout: "fake init running as pid 1\n" });
   }, T);
 
+  test("start carries out the machine's .nspawn file like machina-nspawn does, networking included", async () => {
+    const img = fakeInitImage("mn");
+    const settingsDir = `${files.dir("machina-settings-")}`;
+    writeFileSync(`${settingsDir}/${img.name}.nspawn`, "[Exec]\nEnvironment=FROM_FILE=yes\n[Network]\nVirtualEthernet=yes\n");
+    const env = { MACHINA_SETTINGS_DIRS: settingsDir };
+    const r = await mctl(["start", img.name], { env });
+    expect(r).toMatchObject({ code: 0, stderr: "" });
+    scratch.defer(async () => void (await mctl(["terminate", img.name], { env })));
+    const state = readState(stateDir, img.name)!;
+    await waitFor("the fake init to log 'up'", () => signalsOf(img.root).includes("up") || undefined);
+    expect(readFileSync(`/proc/${state.leader}/environ`, "utf8").split("\0")).toContain("FROM_FILE=yes");
+    const links = Bun.spawnSync(["nsenter", "-t", String(state.leader), "-n", "ip", "-o", "link"]).stdout.toString();
+    expect(links).toContain("host0");
+    const hostSide = `ve-${img.name}`.slice(0, 15);
+    expect(Bun.spawnSync(["ip", "-o", "link"]).stdout.toString()).toContain(hostSide);
+    expect((await mctl(["terminate", img.name], { env })).code).toBe(0);
+    await waitFor("the veth to go", () => !Bun.spawnSync(["ip", "-o", "link"]).stdout.toString().includes(hostSide) || undefined);
+  }, T);
+
   test("unknown machines and bad names are refused", async () => {
     expect(await mctl(["status", "nope"])).toMatchObject({ code: 1, stderr: expect.stringContaining('no machine "nope" is running') });
     expect((await mctl(["start", "no/pe"])).code).toBe(1);

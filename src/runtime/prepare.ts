@@ -1,0 +1,131 @@
+/**
+ * Everything between "the user asked for this container" and "the helper may run it", shared
+ * by `machina-nspawn` (which then execs the helper) and background starts (`machinactl start`,
+ * machinad, which spawn it): choosing the root, --template, the .nspawn file, -i raw images,
+ * host and image facts, the spec, removing stale entries, and the network. Whatever this sets
+ * up before the helper takes over is undone by `abandon()` when the start does not happen.
+ */
+import { MachinaError } from "../errors.ts";
+import { gatherHostFacts, gatherImageFacts } from "../host/facts.ts";
+import type { Host } from "../host/host.ts";
+import { gatherUsernsFacts } from "../host/userns-facts.ts";
+import { findImage } from "../image/pool.ts";
+import { setupRawRoot, sweepRawMounts, type RawRoot } from "../image/raw.ts";
+import { populateFromTemplate } from "../image/template.ts";
+import { addSweepHook, sweepStale } from "../machine/registry.ts";
+import { helperNetOps, planNetwork } from "../net/plan.ts";
+import { setupNetwork, sweepNetworks, teardownNetwork } from "../net/setup.ts";
+import { REPO_ROOT, type Paths } from "../paths.ts";
+import { loadSettingsFile, lookupMachineName } from "../settings/lookup.ts";
+import type { Settings } from "../settings/settings.ts";
+import { buildSpec, DEFAULT_PATH } from "../spec/build.ts";
+import { wantsManagedNetwork } from "../spec/network.ts";
+import type { RunSpec } from "../spec/types.ts";
+
+export interface PrepareOptions {
+  prog: string;
+  statusFd?: number;
+  /** The helper will not be this process (a spawned supervisor): its start time is unknown. */
+  detached?: boolean;
+  /** Only plan: set up nothing that would need undoing (MACHINA_PRINT_SPEC). */
+  planOnly?: boolean;
+  /** Warnings of the .nspawn file, as soon as it is read (nspawn shows them even with -q). */
+  onWarning?: (warning: string) => void;
+}
+
+export interface Prepared {
+  spec: RunSpec;
+  settings: Settings;
+  /** Undo what was set up for the helper, when it will not run after all. */
+  abandon(): void;
+}
+
+/** The host's machine id (nspawn derives the MACs from it). */
+function hostMachineId(host: Host): string {
+  const id = host.readFile("/etc/machine-id")?.trim() ?? "";
+  if (!/^[0-9a-f]{32}$/.test(id))
+    throw new MachinaError("E_NOT_FOUND", "the host has no machine id (/etc/machine-id): cannot derive stable MAC addresses", { path: "/etc/machine-id" }, "systemd-machine-id-setup");
+  return id;
+}
+
+/**
+ * -D or -i, else the image named by -M in the pool (a directory or subvolume, or NAME.raw, as
+ * nspawn), else the current directory.
+ */
+export function chooseRoot(settings: Settings, host: Host, pool: string[], cwd: string): { directory: string } | { image: string } {
+  if (settings.image !== undefined) return { image: settings.image };
+  if (settings.directory !== undefined) return { directory: settings.directory };
+  if (settings.machine !== undefined) {
+    const found = findImage(host, pool, settings.machine);
+    if (found !== undefined) return found.type === "raw" ? { image: found.path } : { directory: found.path };
+    throw new MachinaError("E_NOT_FOUND", `no image "${settings.machine}" in ${pool.join(", ")}`, { machine: settings.machine }, "use -D DIRECTORY or -i IMAGE");
+  }
+  return { directory: cwd };
+}
+
+export function prepareContainer(host: Host, p: Paths, cliSettings: Settings, cwd: string, options: PrepareOptions): Prepared {
+  const chosen = chooseRoot(cliSettings, host, p.pool, cwd);
+  if ("image" in chosen) cliSettings.image = chosen.image;
+  else cliSettings.directory = chosen.directory;
+  if (cliSettings.template !== undefined && "directory" in chosen && !options.planOnly)
+    populateFromTemplate(host, p.stateDir, cliSettings.template, chosen.directory);
+  // The machine's .nspawn file (if any), merged under (or, with --settings=override, over)
+  // the command line.
+  const loaded = loadSettingsFile(host, cliSettings);
+  for (const w of loaded.warnings) options.onWarning?.(w);
+  const settings = loaded.settings;
+
+  const undo: Array<() => void> = [];
+  const abandon = () => {
+    for (const step of undo.reverse()) step();
+    undo.length = 0;
+  };
+  try {
+    // -i: attach and mount the raw image (src/image/raw.ts); the helper detaches it at exit.
+    let raw: RawRoot | undefined;
+    if (settings.image !== undefined) {
+      sweepRawMounts(host, p.stateDir, Date.now());
+      settings.machine ??= lookupMachineName(settings);
+      if (settings.machine === undefined)
+        throw new MachinaError("E_INVALID", `cannot derive a machine name from "${settings.image}"`, { path: settings.image }, "use -M NAME");
+      raw = setupRawRoot(host, p.stateDir, settings.image, settings.readOnly, settings.machine);
+      undo.push(() => raw!.release());
+      settings.directory = raw.root;
+    }
+    const hostFacts = gatherHostFacts(host, p.stateDir);
+    if (options.detached) hostFacts.startTime = undefined;
+    const image = gatherImageFacts(host, settings.directory!, hostFacts.timezone);
+    if (settings.privateUsers.mode !== "no") image.userns = gatherUsernsFacts(host, image.root, hostFacts.stateDir);
+    // The supervisor runs it with an empty environment: give it a PATH (ip, nft, umount, dnsmasq).
+    const netTeardown = ["/usr/bin/env", `PATH=${DEFAULT_PATH}`, process.execPath, `${REPO_ROOT}/bin/machina-net`, "teardown", "--state-dir", p.stateDir];
+    const spec = buildSpec(settings, image, hostFacts, {
+      prog: options.prog, netTeardown,
+      ...(options.statusFd !== undefined ? { statusFd: options.statusFd } : {}),
+      ...(raw !== undefined ? { hostUmounts: raw.umounts } : {}),
+    });
+    if (options.planOnly) return { spec, settings, abandon };
+    if (host.lstat(p.helper) === undefined)
+      throw new MachinaError("E_NOT_FOUND", `helper "${p.helper}" not found`, { path: p.helper }, "build it with: make -C native");
+    // Entries of supervisors that were killed outright: remove them (and their cgroups, networks) now.
+    addSweepHook(sweepNetworks);
+    sweepStale(host, p.stateDir, Date.now());
+    // The network (src/net/): prepared here, made and joined by the helper, undone by its on_exit command.
+    if (wantsManagedNetwork(settings)) {
+      const lockPath = `${p.stateDir}/machines/${spec.machine}/lock`;
+      const lock = host.tryLock(lockPath);
+      if (lock === undefined && host.lstat(lockPath) !== undefined)
+        throw new MachinaError("E_BUSY", `machine "${spec.machine}" is already running`, { machine: spec.machine });
+      lock?.release();
+      const plan = planNetwork(settings, spec.machine, hostMachineId(host), p.stateDir);
+      const rec = setupNetwork(host, p.stateDir, plan);
+      undo.push(() => teardownNetwork(host, p.stateDir, spec.machine));
+      // The main veth: made by the helper after the clone, in the container's own namespace.
+      spec.netOps = helperNetOps(plan, rec.addr, plan.ports.length > 0 && plan.bridge === undefined);
+      if (rec.nftPrestart !== undefined) spec.prestart = rec.nftPrestart;
+    }
+    return { spec, settings, abandon };
+  } catch (e) {
+    abandon();
+    throw e;
+  }
+}
