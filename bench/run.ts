@@ -580,7 +580,7 @@ function renderTrue(r: TrueResult, f: Facts): string {
     "",
     "| `/bin/true` in busybox | median | p90 | min | max |",
     "|---|---:|---:|---:|---:|",
-    row(worktree ? "machina-nspawn (`bin/machina-nspawn` of the work tree: the bundle `dist/` while fresh, else the TypeScript)" : "machina-nspawn (`bin/machina-nspawn` as installed: the `scripts/build` bundle with bytecode)", w.machina),
+    row(worktree ? "machina-nspawn (`bin/machina-nspawn` of the work tree: the bundle `dist/` while fresh, else the TypeScript)" : "machina-nspawn as installed (`dist/bin/machina-nspawn`: `scripts/build`'s `bun build --compile --bytecode`, linked by `scripts/setup`)", w.machina),
     row("systemd-nspawn", w.nspawn),
     `| **ratio machina/nspawn** | **${f2(r.ratio)}** | ${f2(w.machina.p90 / w.nspawn.p90)} | | |`,
     row("*for comparison:* the same CLI as `bun build --compile --bytecode` (built by this run)", w.compiled),
@@ -738,7 +738,7 @@ async function main(): Promise<void> {
     await sh(["ln", "-s", join(REPO, "node_modules"), join(TREE, "node_modules")]);
     await sh([join(TREE, "scripts/build")]); // as scripts/setup installs it: the helper and the bundled commands (bin/ runs dist/ while it is fresh)
     HELPER = join(TREE, "native/build/machina-helper");
-    MACHINA = join(TREE, "bin/machina-nspawn");
+    MACHINA = join(TREE, "dist/bin/machina-nspawn"); // the installed form: scripts/setup links it
   }
   const busyboxCache = await ensureBusyboxImage();
   const debianCache = selected.some((s) => s === "boot" || s === "memory" || s === "import" || s === "ephemeral") ? await ensureDebianImage() : "";

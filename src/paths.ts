@@ -1,7 +1,17 @@
 /** Where machina finds its own files and keeps its state; each overridable for tests. */
 import { resolve } from "node:path";
 
-export const REPO_ROOT = resolve(import.meta.dir, "..");
+/**
+ * A `bun build --compile` executable (dist/bin/NAME, what scripts/setup installs) has its
+ * modules at a virtual /$bunfs path: its checkout is found from the executable instead.
+ */
+export const COMPILED = (process.argv[1] ?? "").startsWith("/$bunfs") || import.meta.dir.startsWith("/$bunfs");
+export const REPO_ROOT = COMPILED ? resolve(process.execPath, "../../..") : resolve(import.meta.dir, "..");
+
+/** argv that runs one of machina's own Bun commands in bin/ (the compiled form has no `bun` inside). */
+export function ownCommand(name: string): string[] {
+  return COMPILED ? [`${REPO_ROOT}/bin/${name}`] : [process.execPath, `${REPO_ROOT}/bin/${name}`];
+}
 export const VERSION = "0.1.0";
 export const NSPAWN_COMPAT_VERSION = "252";
 

@@ -11,12 +11,13 @@ import { LinuxHost } from "../host/linux.ts";
 import type { Host } from "../host/host.ts";
 import { paths } from "../paths.ts";
 import { sweepNetworks, teardownNetwork } from "../net/setup.ts";
+import { DEFAULT_PATH } from "../spec/default-path.ts";
 
 const PROG = "machina-net";
 
 export function main(argv: string[], host: Host = new LinuxHost()): number {
   // The supervisor runs us with an empty environment.
-  process.env["PATH"] ??= "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  process.env["PATH"] ??= DEFAULT_PATH;
   try {
     const args = [...argv];
     const verb = args.shift();

@@ -8,6 +8,7 @@ import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
 import type { Paths } from "../paths.ts";
 import { beginTemporary, checkImageName, cleanTemporaries, findImage, lockImage, poolRoots, Reverter } from "./pool.ts";
+import { DEFAULT_PATH } from "../spec/default-path.ts";
 
 export const DISTROS = {
   debian: { release: "bookworm", mirror: "http://deb.debian.org/debian", tools: ["mmdebstrap", "debootstrap"], pkg: "debootstrap (or mmdebstrap)" },
@@ -36,7 +37,6 @@ export interface BootstrapPlan {
   setup: string[];
 }
 
-const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /** The full path of `tool` in $PATH, or undefined. */
 export function which(host: Host, tool: string): string | undefined {

@@ -9,6 +9,7 @@ import { MachinaError } from "../errors.ts";
 import type { CommandResult, Host } from "../host/host.ts";
 import { kindInRoot, readFileInRoot } from "../host/resolve-in-root.ts";
 import type { Machine } from "./machines.ts";
+import { DEFAULT_PATH } from "../spec/default-path.ts";
 
 export const ENTER_MAGIC = "MACHINA-ENTER";
 export const ENTER_VERSION = "1";
@@ -108,7 +109,6 @@ export interface EnterCommand {
   login?: boolean;
 }
 
-const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 function commonRecords(host: Host, m: Machine, namespaces: string[]): EnterRecord[] {
   const start = host.processStartTime(m.leader);

@@ -15,7 +15,7 @@ import { populateFromTemplate } from "../image/template.ts";
 import { addSweepHook, sweepStale } from "../machine/registry.ts";
 import { helperNetOps, planNetwork } from "../net/plan.ts";
 import { setupNetwork, sweepNetworks, teardownNetwork } from "../net/setup.ts";
-import { REPO_ROOT, type Paths } from "../paths.ts";
+import { ownCommand, type Paths } from "../paths.ts";
 import { loadSettingsFile, lookupMachineName } from "../settings/lookup.ts";
 import type { Settings } from "../settings/settings.ts";
 import { buildSpec, DEFAULT_PATH } from "../spec/build.ts";
@@ -97,7 +97,7 @@ export function prepareContainer(host: Host, p: Paths, cliSettings: Settings, cw
     const image = gatherImageFacts(host, settings.directory!, hostFacts.timezone);
     if (settings.privateUsers.mode !== "no") image.userns = gatherUsernsFacts(host, image.root, hostFacts.stateDir);
     // The supervisor runs it with an empty environment: give it a PATH (ip, nft, umount, dnsmasq).
-    const netTeardown = ["/usr/bin/env", `PATH=${DEFAULT_PATH}`, process.execPath, `${REPO_ROOT}/bin/machina-net`, "teardown", "--state-dir", p.stateDir];
+    const netTeardown = ["/usr/bin/env", `PATH=${DEFAULT_PATH}`, ...ownCommand("machina-net"), "teardown", "--state-dir", p.stateDir];
     const spec = buildSpec(settings, image, hostFacts, {
       prog: options.prog, netTeardown,
       ...(options.statusFd !== undefined ? { statusFd: options.statusFd } : {}),

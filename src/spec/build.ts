@@ -22,7 +22,8 @@ import { applyUserns, planUserns } from "./userns.ts";
 import { netnsPath, routedNetwork, wantsManagedNetwork, wantsPreparedNetns } from "./network.ts";
 import type { ExecCandidate, Namespace, RunSpec, SetupOp, SpecConsole } from "./types.ts";
 
-export const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+import { DEFAULT_PATH } from "./default-path.ts";
+export { DEFAULT_PATH };
 
 export interface BuildOptions {
   prog: string;
