@@ -2,6 +2,7 @@
 #include "security.h"
 
 #include <dirent.h>
+#include <dlfcn.h>
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -26,14 +27,25 @@
 
 #define BAD(...) merr_set(e, 0, "", "", "invalid spec: " __VA_ARGS__)
 
+static size_t cap_for(size_t n)
+{
+	size_t cap = 4;
+	while (cap < n)
+		cap *= 2;
+	return n ? cap : 0;
+}
+
+/* Append one zeroed element to *arr (n elements); capacity is implicit (powers of two). */
 static int grow_arr(void *arrp, size_t *n, size_t elsz)
 {
 	void **arr = arrp;
-	void *p = realloc(*arr, (*n + 1) * elsz);
-	if (!p)
-		return -ENOMEM;
-	*arr = p;
-	memset((char *)p + *n * elsz, 0, elsz);
+	if (cap_for(*n + 1) != cap_for(*n)) {
+		void *p = realloc(*arr, cap_for(*n + 1) * elsz);
+		if (!p)
+			return -ENOMEM;
+		*arr = p;
+	}
+	memset((char *)*arr + *n * elsz, 0, elsz);
 	(*n)++;
 	return 0;
 }
@@ -149,6 +161,8 @@ int sec_record(struct sec *s, const char *name, const char **a, size_t n, size_t
 			en->kind = SEC_RULE;
 			en->err = err;
 			en->name = a[1];
+			if (n > 2 && !(en->conds = calloc(n - 2, sizeof *en->conds)))
+				return merr_set(e, ENOMEM, "malloc", "", "failed to allocate memory for the spec");
 			for (size_t i = 2; i < n; i++)
 				if (sec_parse_cond(a[i], &en->conds[en->n_conds++]) < 0)
 					return BAD("record %zu (\"%s\"): malformed condition \"%.64s\"", idx, name, a[i]);
@@ -212,10 +226,19 @@ int sec_record(struct sec *s, const char *name, const char **a, size_t n, size_t
 	return 0;
 }
 
+static void free_entries(struct sec_filter *f)
+{
+	for (size_t j = 0; j < f->n_entries; j++)
+		free(f->entries[j].conds);
+	free(f->entries);
+	f->entries = NULL;
+	f->n_entries = 0;
+}
+
 void sec_free(struct sec *s)
 {
 	for (size_t i = 0; i < s->n_filters; i++)
-		free(s->filters[i].entries);
+		free_entries(&s->filters[i]);
 	free(s->filters);
 	free(s->cpus);
 	free(s->sets);
@@ -292,6 +315,86 @@ static const uint32_t local_archs[] = {
 #endif
 };
 
+/* ---- libseccomp, loaded only when a filter has to be compiled ---- */
+
+/* The supervisor maps libseccomp (dlopen) only on a seccomp_cache miss, or without a cache; a
+ * cache hit never loads it. It is loaded in the supervisor before the clone, never in the child
+ * (whose file system is the container's by then). The path comes from pkg-config's libdir at
+ * build time (Makefile), the soname when that file is missing. */
+#ifndef LIBSECCOMP_PATH
+#define LIBSECCOMP_PATH "libseccomp.so.2"
+#endif
+#define LIBSECCOMP_SONAME "libseccomp.so.2"
+
+static struct {
+	void *h;
+	__typeof__(seccomp_init) *init;
+	__typeof__(seccomp_release) *release;
+	__typeof__(seccomp_arch_native) *arch_native;
+	__typeof__(seccomp_arch_add) *arch_add;
+	__typeof__(seccomp_arch_remove) *arch_remove;
+	__typeof__(seccomp_attr_set) *attr_set;
+	__typeof__(seccomp_syscall_resolve_name) *resolve_name;
+	__typeof__(seccomp_rule_add_exact_array) *rule_add_array;
+	__typeof__(seccomp_load) *load;
+	__typeof__(seccomp_export_bpf) *export_bpf;
+} scmp;
+
+unsigned sec_seccomp_lib_uses;
+
+/* The file LIBSECCOMP_PATH names, when it is there (absolute path, stat() succeeds). */
+static int lib_stat(const char *path, struct stat *st)
+{
+	return path[0] == '/' && stat(path, st) == 0 && S_ISREG(st->st_mode) ? 0 : -1;
+}
+
+static int lib_open(struct merr *e)
+{
+	struct stat st;
+	sec_seccomp_lib_uses++;
+	if (scmp.h)
+		return 0;
+	const char *path = lib_stat(LIBSECCOMP_PATH, &st) == 0 ? LIBSECCOMP_PATH : LIBSECCOMP_SONAME;
+	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (!h) {
+		const char *why = dlerror();
+		return merr_set(e, ELIBACC, "dlopen", path, "failed to load libseccomp (%s): %.300s", path, why ? why : "?");
+	}
+#define SYM(field, name)                                                                                           \
+	if (!(*(void **)&scmp.field = dlsym(h, name))) {                                                            \
+		dlclose(h);                                                                                         \
+		memset(&scmp, 0, sizeof scmp);                                                                      \
+		return merr_set(e, ELIBBAD, "dlsym", path, "failed to load libseccomp (%s): no symbol %s", path, name); \
+	}
+	SYM(init, "seccomp_init");
+	SYM(release, "seccomp_release");
+	SYM(arch_native, "seccomp_arch_native");
+	SYM(arch_add, "seccomp_arch_add");
+	SYM(arch_remove, "seccomp_arch_remove");
+	SYM(attr_set, "seccomp_attr_set");
+	SYM(resolve_name, "seccomp_syscall_resolve_name");
+	SYM(rule_add_array, "seccomp_rule_add_exact_array");
+	SYM(load, "seccomp_load");
+	SYM(export_bpf, "seccomp_export_bpf");
+#undef SYM
+	scmp.h = h;
+	return 0;
+}
+
+/* The identity of the libseccomp that a compile would load, without loading it: stat() of the
+ * file (device, inode, size, mtime); when LIBSECCOMP_PATH is missing, the one the soname loads
+ * (loaded for that). 0, or -1 when unknown. */
+static int lib_identity(struct stat *st)
+{
+	if (lib_stat(LIBSECCOMP_PATH, st) == 0)
+		return 0;
+	struct merr e = { 0 };
+	struct link_map *lm = NULL;
+	if (lib_open(&e) < 0 || dlinfo(scmp.h, RTLD_DI_LINKMAP, &lm) < 0 || !lm || !lm->l_name)
+		return -1;
+	return lib_stat(lm->l_name, st);
+}
+
 static uint32_t action(int allow, int err)
 {
 	return allow ? SCMP_ACT_ALLOW : SCMP_ACT_ERRNO((uint16_t)err);
@@ -300,29 +403,29 @@ static uint32_t action(int allow, int err)
 /* A libseccomp context for filter F on ARCH (NULL and *e set on failure). */
 static scmp_filter_ctx build_ctx(const struct sec_filter *f, uint32_t arch, struct merr *e)
 {
-	scmp_filter_ctx ctx = seccomp_init(action(f->default_allow, f->default_errno));
+	scmp_filter_ctx ctx = scmp.init(action(f->default_allow, f->default_errno));
 	int r;
 	if (!ctx) {
 		merr_set(e, ENOMEM, "seccomp_init", "", "failed to allocate a seccomp filter");
 		return NULL;
 	}
-	if (arch != SCMP_ARCH_NATIVE && arch != seccomp_arch_native()) {
-		if ((r = seccomp_arch_remove(ctx, seccomp_arch_native())) < 0 || (r = seccomp_arch_add(ctx, arch)) < 0) {
-			seccomp_release(ctx);
+	if (arch != SCMP_ARCH_NATIVE && arch != scmp.arch_native()) {
+		if ((r = scmp.arch_remove(ctx, scmp.arch_native())) < 0 || (r = scmp.arch_add(ctx, arch)) < 0) {
+			scmp.release(ctx);
 			merr_set(e, -r, "seccomp_arch_add", "", "failed to set up a seccomp filter for architecture 0x%x", arch);
 			return NULL;
 		}
 	}
 	/* Each filter only speaks for its architecture; no NO_NEW_PRIVS behind our back. */
-	if ((r = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_ALLOW)) < 0 ||
-	    (r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0)) < 0) {
-		seccomp_release(ctx);
+	if ((r = scmp.attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_ALLOW)) < 0 ||
+	    (r = scmp.attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0)) < 0) {
+		scmp.release(ctx);
 		merr_set(e, -r, "seccomp_attr_set", "", "failed to configure a seccomp filter");
 		return NULL;
 	}
 	for (size_t i = 0; i < f->n_entries; i++) {
 		const struct sec_entry *en = &f->entries[i];
-		int nr = seccomp_syscall_resolve_name(en->name);
+		int nr = scmp.resolve_name(en->name);
 		if (nr == __NR_SCMP_ERROR)
 			continue; /* unknown to libseccomp: skipped */
 		if (en->kind == SEC_RULE) {
@@ -334,9 +437,9 @@ static scmp_filter_ctx build_ctx(const struct sec_filter *f, uint32_t arch, stru
 					.datum_a = sc->op == 2 ? sc->mask : sc->value,
 					.datum_b = sc->op == 2 ? sc->value : 0 };
 			}
-			r = seccomp_rule_add_exact_array(ctx, SCMP_ACT_ERRNO((uint16_t)en->err), nr, en->n_conds, c);
+			r = scmp.rule_add_array(ctx, SCMP_ACT_ERRNO((uint16_t)en->err), nr, en->n_conds, c);
 		} else
-			r = seccomp_rule_add_exact(ctx, action(en->kind == SEC_ALLOW, en->err), nr, 0);
+			r = scmp.rule_add_array(ctx, action(en->kind == SEC_ALLOW, en->err), nr, 0, NULL);
 		/* A call this architecture does not have, or cannot filter by argument (socketcall on
 		 * x86), is skipped, as systemd does. */
 		(void)r;
@@ -356,8 +459,8 @@ static int load_one(const struct sec_filter *f, uint32_t arch, int native, struc
 	scmp_filter_ctx ctx = build_ctx(f, arch, e);
 	if (!ctx)
 		return e->err > 0 ? -e->err : -EINVAL;
-	int r = seccomp_load(ctx);
-	seccomp_release(ctx);
+	int r = scmp.load(ctx);
+	scmp.release(ctx);
 	return load_fail(r, arch, native, e);
 }
 
@@ -374,6 +477,8 @@ int sec_seccomp_load(const struct sec *s, struct merr *e)
 		}
 		return 0;
 	}
+	if (s->n_filters && !scmp.h) /* sec_seccomp_prepare loads it; never here, in the child */
+		return merr_set(e, ELIBACC, "seccomp", "", "failed to load the seccomp filters: libseccomp was not loaded");
 	for (size_t i = 0; i < s->n_filters; i++)
 		for (size_t k = 0; k < ARRAY_SIZE(local_archs); k++) {
 			int r = load_one(&s->filters[i], local_archs[k], k == ARRAY_SIZE(local_archs) - 1, e);
@@ -442,24 +547,30 @@ static void hash_str(struct sha256 *h, const char *s)
 	sha256_update(h, s, l);
 }
 
-/* Everything the programs depend on: the helper binary (its build id; libseccomp too when linked
- * statically), libseccomp's version and API level (what it found the kernel supports), the
- * kernel, the architectures and the filters in order. 0, or -1 without a build id. */
+/* Everything the programs depend on, known without loading libseccomp: the helper binary (its
+ * build id), the libseccomp it was built against (SCMP_VER_*) and the one a compile loads (its
+ * file's device, inode, size and mtime), the kernel, the architectures and the filters in order.
+ * libseccomp's API level (what it finds the kernel supports) follows from the library and the
+ * kernel. 0, or -1 without a build id or without libseccomp's file. */
 static int cache_key(const struct sec *s, uint8_t out[32])
 {
 	struct sha256 h;
+	struct stat st;
 	int found = 0;
 	void *data[2] = { &h, &found };
 	sha256_init(&h);
-	hash_str(&h, "machina-helper seccomp cache 1");
+	hash_str(&h, "machina-helper seccomp cache 2");
 	dl_iterate_phdr(build_id_cb, data);
-	if (!found)
+	if (!found || lib_identity(&st) < 0)
 		return -1;
-	const struct scmp_version *v = seccomp_version();
-	hash_u64(&h, v ? v->major : 0);
-	hash_u64(&h, v ? v->minor : 0);
-	hash_u64(&h, v ? v->micro : 0);
-	hash_u64(&h, seccomp_api_get());
+	hash_u64(&h, SCMP_VER_MAJOR);
+	hash_u64(&h, SCMP_VER_MINOR);
+	hash_u64(&h, SCMP_VER_MICRO);
+	hash_u64(&h, (uint64_t)st.st_dev);
+	hash_u64(&h, (uint64_t)st.st_ino);
+	hash_u64(&h, (uint64_t)st.st_size);
+	hash_u64(&h, (uint64_t)st.st_mtim.tv_sec);
+	hash_u64(&h, (uint64_t)st.st_mtim.tv_nsec);
 	struct utsname u;
 	if (uname(&u) == 0) {
 		hash_str(&h, u.release);
@@ -562,8 +673,8 @@ static int compile_blob(const struct sec *s, const uint8_t key[32], void **blobp
 				free(ent);
 				return e->err > 0 ? -e->err : -EINVAL;
 			}
-			int r = seccomp_export_bpf(ctx, fd);
-			seccomp_release(ctx);
+			int r = scmp.export_bpf(ctx, fd);
+			scmp.release(ctx);
 			off_t now = lseek(fd, 0, SEEK_CUR);
 			if (r < 0 || now < pos || (now - pos) % sizeof(struct sock_filter) || now == pos ||
 			    (size_t)(now - pos) / sizeof(struct sock_filter) > BPF_MAXINSNS) {
@@ -705,8 +816,12 @@ int sec_seccomp_prepare(struct sec *s, struct merr *e)
 	char name[80];
 	void *blob = NULL;
 	size_t size = 0;
-	if (!s->cache_dir || !s->n_filters || s->prepared)
+	if (!s->n_filters || s->prepared)
 		return s->prepared;
+	if (!s->cache_dir) { /* the child compiles them: libseccomp is loaded now, before the clone */
+		int r = lib_open(e);
+		return r < 0 ? r : 0;
+	}
 	int keyed = cache_key(s, key) == 0;
 	_cleanup_close_ int dirfd = keyed ? cache_dir_open(s->cache_dir) : -1;
 	if (dirfd >= 0) {
@@ -719,7 +834,10 @@ int sec_seccomp_prepare(struct sec *s, struct merr *e)
 			free(blob); /* corrupt or stale: compiled again and replaced */
 		}
 	}
-	int r = compile_blob(s, key, &blob, &size, e);
+	int r = lib_open(e);
+	if (r < 0)
+		return r;
+	r = compile_blob(s, key, &blob, &size, e);
 	if (r < 0)
 		return r;
 	if (use_blob(s, blob, size, key) < 0) {
@@ -731,4 +849,12 @@ int sec_seccomp_prepare(struct sec *s, struct merr *e)
 		cache_prune(dirfd, name);
 	}
 	return 0;
+}
+
+void sec_seccomp_shed(struct sec *s)
+{
+	if (!s->prepared)
+		return;
+	for (size_t i = 0; i < s->n_filters; i++)
+		free_entries(&s->filters[i]);
 }

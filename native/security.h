@@ -20,7 +20,7 @@ struct sec_entry {
 	enum sec_kind kind;
 	int err;          /* SEC_ERRNO, SEC_RULE */
 	const char *name; /* syscall name */
-	struct sec_cond conds[6];
+	struct sec_cond *conds; /* SEC_RULE: n_conds (at most 6), malloc'd */
 	unsigned n_conds;
 };
 
@@ -70,11 +70,17 @@ int sec_cgroup_write(const struct sec *s, struct merr *e);
 /* Child, after the pivot: personality, oom_score_adj, CPU affinity. */
 int sec_process_setup(const struct sec *s, struct merr *e);
 /* Supervisor, before the clone, with seccomp_cache: find the compiled programs in the cache or
- * compile and store them. 1 = cache hit, 0 = compiled (and stored when the cache is usable),
- * <0 = error (*e set). Without seccomp_cache or filters: 0, nothing done. */
+ * compile and store them (libseccomp is loaded, with dlopen, only to compile). 1 = cache hit,
+ * 0 = compiled (and stored when the cache is usable), <0 = error (*e set). Without filters: 0,
+ * nothing done; with filters but without seccomp_cache: 0, libseccomp loaded for the child. */
 int sec_seccomp_prepare(struct sec *s, struct merr *e);
+/* Supervisor, once the programs are prepared: free the parsed filters (only the programs are
+ * loaded from then on; n_filters stays). */
+void sec_seccomp_shed(struct sec *s);
+/* How often libseccomp was needed (loaded or used) in this process (tests: a cache hit never). */
+extern unsigned sec_seccomp_lib_uses;
 /* Payload: load the seccomp filters (per architecture, native last): the prepared programs, or
- * else built here with libseccomp. */
+ * else built here with the libseccomp that sec_seccomp_prepare loaded (an error if it did not). */
 int sec_seccomp_load(const struct sec *s, struct merr *e);
 /* Parse "a1&0x10==0x10" style conditions (exposed for tests). */
 int sec_parse_cond(const char *s, struct sec_cond *c);

@@ -326,8 +326,32 @@ void spec_free(struct spec *s)
 	free(s->strs);
 	userns_spec_free(&s->us);
 	net_spec_free(&s->net);
+	sec_free(&s->sec);
 	memset(s, 0, sizeof *s);
 	s->status_fd = -1;
+}
+
+void spec_shed_child(struct spec *s)
+{
+	for (size_t i = 0; i < s->n_ops; i++)
+		if (s->ops[i].kind == OP_OVERLAY)
+			free(s->ops[i].layers);
+	free(s->ops);
+	s->ops = NULL;
+	s->n_ops = 0;
+	free(s->env);
+	s->env = NULL;
+	s->n_env = 0;
+	free(s->rlimits);
+	s->rlimits = NULL;
+	s->n_rlimits = 0;
+	free(s->groups);
+	s->groups = NULL;
+	s->n_groups = 0;
+	free(s->execs);
+	s->execs = NULL;
+	s->n_execs = 0;
+	sec_free(&s->sec);
 }
 
 #define BAD(...) merr_set(e, 0, "", "", "invalid spec: " __VA_ARGS__)

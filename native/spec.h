@@ -126,6 +126,9 @@ int spec_parse(struct spec *s, char *buf, size_t len, struct merr *e);
 /* Read a whole spec from fd (bounded by SPEC_MAX_SIZE). */
 int spec_read_fd(int fd, const char *what, char **buf, size_t *len, struct merr *e);
 void spec_free(struct spec *s);
+/* Supervisor, once the last container is released: free what only the child's setup uses (mount
+ * operations, environment, rlimits, groups, exec candidates, security records). */
+void spec_shed_child(struct spec *s);
 
 /* Helpers also used by tests. */
 int parse_mount_flags(const char *s, unsigned long *out);

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/sched.h>
+#include <malloc.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -477,6 +478,16 @@ static int run_on_leader(const struct spec *s, pid_t leader, struct merr *e)
 	return merr_set(e, ECHILD, "fork", s->on_leader[0], "failed to run the on_leader command \"%s\"", s->on_leader[0]);
 }
 
+/* Once a container is released, the long-lived supervisor keeps only what it still needs: the
+ * child's setup data goes when no other clone can follow (no reboot), and the heap's free pages
+ * go back to the kernel. */
+static void shed(struct spec *s)
+{
+	if (!(s->boot || s->as_pid2) || s->on_reboot_exit133)
+		spec_shed_child(s);
+	malloc_trim(0);
+}
+
 /* Returns the exit status; *reboot set when the container rebooted. -1 = setup error in the
  * supervisor (already reported). msg gets the exit line (empty after a setup failure, which
  * has printed its own message, and after a reboot). */
@@ -578,6 +589,7 @@ static int run_once(struct spec *s, struct registry *g, int sfd, int *reboot, in
 			goto kill_child;
 		}
 	}
+	shed(s);
 
 	while (!R.exited) {
 		struct pollfd p[8];
@@ -685,6 +697,7 @@ int supervisor_run(struct spec *s)
 		report(&e);
 		return 1;
 	}
+	sec_seccomp_shed(&s->sec); /* the programs are all the children load from now on */
 	if (registry_lock(&g, s, &e) < 0) {
 		report(&e);
 		return 1;

@@ -159,6 +159,14 @@ out1=$(run 2>&1 | tr '\n' ' ')
 n1=$(ls "$c" 2>/dev/null | wc -l); mode=$(stat -c %a "$c" 2>/dev/null)
 out2=$(run 2>&1 | tr '\n' ' ')
 ok $([ "$out1" = "1 Seccomp_filters:6 " ] && [ "$out2" = "$out1" ] && [ "$n1" = 1 ] && [ "$mode" = 700 ] && echo 0 || echo 1) "seccomp_cache: compiled once into a 0700 dir, same filters from the cache ($out1/$out2 files=$n1 mode=$mode)"
+spec --status-fd 3 --raw-record seccomp_filter allow --raw-record seccomp_deny 1 sethostname --raw-record seccomp_filter allow \
+  --raw-record seccomp_deny 0 sync --raw-record seccomp_cache "$c" -- /bin/sleep 1
+"$H" run --spec "$work/spec" 3>"$work/status" & pid=$!
+sleep 0.5; hit=$(grep -c libseccomp "/proc/$pid/maps"); wait $pid
+spec --status-fd 3 --raw-record seccomp_filter allow --raw-record seccomp_deny 1 sethostname -- /bin/sleep 1
+"$H" run --spec "$work/spec" 3>"$work/status" & pid=$!
+sleep 0.5; nocache=$(grep -c libseccomp "/proc/$pid/maps"); wait $pid
+ok $([ "$hit" = 0 ] && [ "$nocache" -gt 0 ] && echo 0 || echo 1) "seccomp_cache: a hit never maps libseccomp in the supervisor, no cache does (dlopen) ($hit/$nocache)"
 
 # binds.c: root_overlay, scratch dirs (+ stale ones), overlay op with a "+" layer, pivot_root_dir
 spec --raw-record root_overlay mode=755 -- /bin/sh -c 'echo x > /etc/smoke-eph && cat /etc/smoke-eph'

@@ -2,6 +2,7 @@
 /* Unit tests for the helper: spec parser, error formatting, path resolution, setup ops.
  * Output: "ok N - name" / "not ok N - name", then "N passed, N failed". */
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -1382,6 +1383,10 @@ static void test_security(void)
 	r = parse(b, &s, &e);
 	check(r == 0, "security: effect spec parses");
 	if (r == 0) {
+		/* without seccomp_cache the supervisor only loads libseccomp (dlopen), for the child */
+		int pr = sec_seccomp_prepare(&s.sec, &e);
+		check(pr == 0 && !s.sec.prepared && dlopen("libseccomp.so.2", RTLD_NOW | RTLD_NOLOAD) != NULL,
+		      "security: without a cache, prepare loads libseccomp and compiles nothing (r=%d)", pr);
 		pid_t pid = fork();
 		if (pid == 0) {
 			struct merr ce = { 0 };
@@ -1500,8 +1505,13 @@ static void test_seccomp_cache(const char *tmp)
 		int cst = child_status(pid);
 		check(cst == 0, "seccomp cache: the prepared programs load and take effect (child status %d)", cst);
 	}
+	unsigned uses = sec_seccomp_lib_uses;
 	r = prepare(b, dir, &s2);
 	int same = r == 1 && s2.sec.n_progs == s.sec.n_progs;
+	check(r == 1 && sec_seccomp_lib_uses == uses, "seccomp cache: a hit needs no libseccomp (key without loading it)");
+	sec_seccomp_shed(&s2.sec);
+	check(s2.sec.n_filters == 2 && !s2.sec.filters[0].entries && !s2.sec.filters[1].n_entries && s2.sec.prepared,
+	      "seccomp cache: once prepared, the parsed filters can be freed (the programs stay)");
 	for (size_t i = 0; same && i < s.sec.n_progs; i++)
 		same = s.sec.progs[i].len == s2.sec.progs[i].len && s.sec.progs[i].arch == s2.sec.progs[i].arch &&
 		       !memcmp(s.sec.progs[i].insns, s2.sec.progs[i].insns, s.sec.progs[i].len * 8);
