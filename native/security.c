@@ -27,28 +27,6 @@
 
 #define BAD(...) merr_set(e, 0, "", "", "invalid spec: " __VA_ARGS__)
 
-static size_t cap_for(size_t n)
-{
-	size_t cap = 4;
-	while (cap < n)
-		cap *= 2;
-	return n ? cap : 0;
-}
-
-/* Append one zeroed element to *arr (n elements); capacity is implicit (powers of two). */
-static int grow_arr(void *arrp, size_t *n, size_t elsz)
-{
-	void **arr = arrp;
-	if (cap_for(*n + 1) != cap_for(*n)) {
-		void *p = realloc(*arr, cap_for(*n + 1) * elsz);
-		if (!p)
-			return -ENOMEM;
-		*arr = p;
-	}
-	memset((char *)*arr + *n * elsz, 0, elsz);
-	(*n)++;
-	return 0;
-}
 
 static int parse_u64(const char *s, const char **end, uint64_t *out)
 {

@@ -158,28 +158,6 @@ int parse_mount_flags(const char *s, unsigned long *out)
 
 /* ---- growth ---- */
 
-static size_t cap_for(size_t n)
-{
-	size_t cap = 4;
-	while (cap < n)
-		cap *= 2;
-	return n ? cap : 0;
-}
-
-/* Append one zeroed element to *arr (n elements); capacity is implicit (powers of two). */
-static int grow(void *arrp, size_t *n, size_t elsz)
-{
-	void **arr = arrp;
-	if (cap_for(*n + 1) != cap_for(*n)) {
-		void *p = realloc(*arr, cap_for(*n + 1) * elsz);
-		if (!p)
-			return -ENOMEM;
-		*arr = p;
-	}
-	memset((char *)*arr + *n * elsz, 0, elsz);
-	(*n)++;
-	return 0;
-}
 
 /* ---- the parser ---- */
 
@@ -301,7 +279,7 @@ static int is_layer(const char *p)
 
 static int add_host_path(struct host_path **arr, size_t *n, const char *path, const char *target, mode_t mode)
 {
-	if (grow(arr, n, sizeof(struct host_path)) < 0)
+	if (grow_arr(arr, n, sizeof(struct host_path)) < 0)
 		return -ENOMEM;
 	(*arr)[*n - 1] = (struct host_path){ .path = path, .target = target, .mode = mode };
 	return 0;
@@ -358,7 +336,7 @@ void spec_shed_child(struct spec *s)
 
 static int add_op(struct spec *s, struct op **out)
 {
-	if (grow(&s->ops, &s->n_ops, sizeof(struct op)) < 0)
+	if (grow_arr(&s->ops, &s->n_ops, sizeof(struct op)) < 0)
 		return -ENOMEM;
 	*out = &s->ops[s->n_ops - 1];
 	memset(*out, 0, sizeof **out);
@@ -410,7 +388,7 @@ static int apply(struct spec *s, enum rec_id id, const char *name, size_t idx, c
 	case R_STATE_JSON: s->state_json = a[0]; break;
 	case R_CGROUP:
 		WANT(is_cpath(a[0]), "HPATH");
-		if (grow(&s->cgroups, &s->n_cgroups, sizeof(char *)) < 0)
+		if (grow_arr(&s->cgroups, &s->n_cgroups, sizeof(char *)) < 0)
 			OOM();
 		s->cgroups[s->n_cgroups - 1] = a[0];
 		break;
@@ -543,7 +521,7 @@ static int apply(struct spec *s, enum rec_id id, const char *name, size_t idx, c
 	case R_CAPS_BOUNDING: WANT(parse_hex64(a[0], &s->caps_bounding) == 0, "HEX"); s->has_caps_bounding = 1; break;
 	case R_CAPS_AMBIENT: WANT(parse_hex64(a[0], &s->caps_ambient) == 0, "HEX"); s->has_caps_ambient = 1; break;
 	case R_RLIMIT: {
-		if (grow(&s->rlimits, &s->n_rlimits, sizeof(struct rlim)) < 0) OOM();
+		if (grow_arr(&s->rlimits, &s->n_rlimits, sizeof(struct rlim)) < 0) OOM();
 		struct rlim *rl = &s->rlimits[s->n_rlimits - 1];
 		WANT(parse_int(a[0], 0, RLIM_NLIMITS - 1, &rl->res) == 0, "RES");
 		WANT(parse_rlim(a[1], &rl->soft) == 0, "SOFT");
@@ -571,7 +549,7 @@ static int apply(struct spec *s, enum rec_id id, const char *name, size_t idx, c
 	case R_AS_PID2: WANT(parse_bool(a[0], &s->as_pid2) == 0, "0|1"); break;
 	case R_EXEC:
 		WANT(*a[0], "PATH");
-		if (grow(&s->execs, &s->n_execs, sizeof(struct exec_cand)) < 0) OOM();
+		if (grow_arr(&s->execs, &s->n_execs, sizeof(struct exec_cand)) < 0) OOM();
 		s->execs[s->n_execs - 1] = (struct exec_cand){ a[0], a[1] };
 		break;
 	case R_ARGS:
@@ -716,7 +694,7 @@ static int apply(struct spec *s, enum rec_id id, const char *name, size_t idx, c
 		break;
 	case R_HOST_UMOUNT:
 		WANT(is_cpath(a[0]) && strcmp(a[0], "/") != 0, "HPATH (not the root)");
-		if (grow(&s->host_umounts, &s->n_host_umounts, sizeof(char *)) < 0)
+		if (grow_arr(&s->host_umounts, &s->n_host_umounts, sizeof(char *)) < 0)
 			OOM();
 		s->host_umounts[s->n_host_umounts - 1] = a[0];
 		break;

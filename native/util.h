@@ -3,6 +3,7 @@
 #pragma once
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 static inline void closep(int *fd)
@@ -29,3 +30,27 @@ static inline int take_fd(int *fd)
 }
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Growth of the spec's arrays: capacity is implicit, the next power of two >= 4. */
+static inline size_t grow_cap_for(size_t n)
+{
+	size_t cap = 4;
+	while (cap < n)
+		cap *= 2;
+	return n ? cap : 0;
+}
+
+/* Append one zeroed element to *arrp (an array of *n elements of elsz bytes); -ENOMEM on failure. */
+static inline int grow_arr(void *arrp, size_t *n, size_t elsz)
+{
+	void **arr = arrp;
+	if (grow_cap_for(*n + 1) != grow_cap_for(*n)) {
+		void *p = realloc(*arr, grow_cap_for(*n + 1) * elsz);
+		if (!p)
+			return -ENOMEM;
+		*arr = p;
+	}
+	memset((char *)*arr + *n * elsz, 0, elsz);
+	(*n)++;
+	return 0;
+}
