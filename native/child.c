@@ -235,6 +235,11 @@ void child_main(const struct spec *s, int sock)
 	struct msg m;
 	int fd;
 	g_sock = sock;
+	if (s->console_log_wfd >= 0) {
+		/* console_log: our output and the payload's goes through the supervisor's pipe */
+		(void)dup2(s->console_log_wfd, 1);
+		(void)dup2(s->console_log_wfd, 2);
+	}
 	(void)prctl(PR_SET_NAME, "machina-init", 0, 0, 0);
 	(void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 

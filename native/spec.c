@@ -181,7 +181,7 @@ static const char *next_str(struct cursor *c)
 enum rec_id {
 	R_PROG, R_MACHINE, R_ROOT, R_READ_ONLY, R_NAMESPACES, R_HOSTNAME, R_STATUS_FD, R_REGISTRY,
 	R_STATE_JSON, R_CGROUP, R_KILL_SIGNAL, R_BOOT, R_ON_REBOOT, R_NOTIFY_READY, R_NOTIFY_FORWARD,
-	R_CONSOLE, R_CONSOLE_OPOST, R_QUIET, R_MOUNT, R_REBIND, R_MKDIR, R_MKNOD, R_SYMLINK, R_WRITE, R_MASK,
+	R_CONSOLE, R_CONSOLE_OPOST, R_CONSOLE_LOG, R_QUIET, R_MOUNT, R_REBIND, R_MKDIR, R_MKNOD, R_SYMLINK, R_WRITE, R_MASK,
 	R_CGROUPNS, R_NOTIFY, R_COPY, R_REMOVE, R_ENV, R_CHDIR, R_CAPS_BOUNDING, R_CAPS_AMBIENT, R_RLIMIT, R_NO_NEW_PRIVS,
 	R_IDMAP_BIND,
 	R_USER, R_AS_PID2, R_EXEC, R_ARGS,
@@ -213,6 +213,7 @@ static const struct {
 	[R_NOTIFY_FORWARD] = { "notify_forward", 1, 1, 0 },
 	[R_CONSOLE] = { "console", 1, 1, 0 },
 	[R_CONSOLE_OPOST] = { "console_opost", 1, 1, 0 },
+	[R_CONSOLE_LOG] = { "console_log", 3, 3, 0 },
 	[R_QUIET] = { "quiet", 1, 1, 0 },
 	[R_MOUNT] = { "mount", 6, 6, 1 },
 	[R_REBIND] = { "rebind", 3, 3, 1 },
@@ -409,6 +410,15 @@ static int apply(struct spec *s, enum rec_id id, const char *name, size_t idx, c
 		else WANT(0, "interactive|read-only|passive|pipe");
 		break;
 	case R_CONSOLE_OPOST: WANT(parse_bool(a[0], &s->console_opost) == 0, "0|1"); break;
+	case R_CONSOLE_LOG: {
+		long long max;
+		WANT(is_cpath(a[0]), "HPATH");
+		WANT(parse_ll(a[1], 1, (long long)1 << 50, &max) == 0, "MAXBYTES (1 or more)");
+		WANT(parse_int(a[2], 1, 100, &s->console_log_keep) == 0, "KEEP (1-100)");
+		s->console_log = a[0];
+		s->console_log_max = (uint64_t)max;
+		break;
+	}
 	case R_QUIET: WANT(parse_bool(a[0], &s->quiet) == 0, "0|1"); break;
 	case R_MOUNT:
 		if ((r = add_op(s, &op)) < 0) OOM();
@@ -719,6 +729,7 @@ int spec_parse(struct spec *s, char *buf, size_t len, struct merr *e)
 	s->console = CONSOLE_PIPE;
 	s->console_opost = 1;
 	s->quiet = 1;
+	s->console_log_wfd = -1;
 	s->us.lock_fd = -1;
 	s->us.root_tree_fd = -1;
 
@@ -834,6 +845,10 @@ int spec_parse(struct spec *s, char *buf, size_t len, struct merr *e)
 	}
 	if (!seen[R_NAMESPACES]) {
 		r = BAD("missing record \"namespaces\"");
+		goto fail_argv;
+	}
+	if (s->console_log && s->console != CONSOLE_PIPE && s->console != CONSOLE_PASSIVE) {
+		r = BAD("\"console_log\" needs console \"pipe\" or \"passive\"");
 		goto fail_argv;
 	}
 	if (s->hostname && !(s->clone_flags & CLONE_NEWUTS)) {

@@ -68,6 +68,10 @@ struct spec {
 	int read_only, status_fd, kill_signal, boot, on_reboot_exit133, notify_ready;
 	int console, console_opost, no_new_privs, as_pid2;
 	int quiet; /* default 1 */
+	const char *console_log; /* console_log HPATH MAXBYTES KEEP (conlog.h) */
+	uint64_t console_log_max;
+	int console_log_keep;
+	int console_log_wfd; /* set by the supervisor: the pipe the child puts on fds 1 and 2, or -1 */
 	unsigned long clone_flags; /* CLONE_NEW* except CLONE_NEWCGROUP */
 	int ns_cgroup;             /* "cgroup" listed in namespaces */
 	int has_cgroupns_op;

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "binds.h"
+#include "conlog.h"
 #include "console.h"
 #include "hooks.h"
 #include "netlink.h"
@@ -41,6 +42,7 @@
 #endif
 
 static int g_status_fd = -1;
+static struct conlog g_log = { .fd = -1, .rfd = -1, .wfd = -1 };
 
 /* ---- status fd ---- */
 
@@ -595,7 +597,7 @@ static int run_once(struct spec *s, struct registry *g, int sfd, int *reboot, in
 
 	while (!R.exited) {
 		struct pollfd p[8];
-		int n = 0, isock = -1, inotify = -1, ipid, irel;
+		int n = 0, isock = -1, inotify = -1, ilog = -1, ipid, irel;
 		p[n++] = (struct pollfd){ .fd = sfd, .events = POLLIN };
 		ipid = n;
 		p[n++] = (struct pollfd){ .fd = R.pidfd, .events = POLLIN };
@@ -606,6 +608,10 @@ static int run_once(struct spec *s, struct registry *g, int sfd, int *reboot, in
 		if (R.notify_fd >= 0) {
 			inotify = n;
 			p[n++] = (struct pollfd){ .fd = R.notify_fd, .events = POLLIN };
+		}
+		if (g_log.rfd >= 0) {
+			ilog = n;
+			p[n++] = (struct pollfd){ .fd = g_log.rfd, .events = POLLIN };
 		}
 		irel = n;
 		n += relay_pollfds(&R.relay, p + n);
@@ -619,6 +625,8 @@ static int run_once(struct spec *s, struct registry *g, int sfd, int *reboot, in
 			handle_msg(s, &R, ready_sent);
 		if (inotify >= 0 && p[inotify].revents)
 			notify_read(s, R.notify_fd, ready_sent);
+		if (ilog >= 0 && p[ilog].revents)
+			conlog_pump(&g_log, 4); /* a few buffers, then the other fds get their turn */
 		if (relay_handle(&R.relay, p + irel, n - irel)) {
 			R.killed = 1;
 			(void)kill(R.pid, SIGKILL);
@@ -640,6 +648,7 @@ static int run_once(struct spec *s, struct registry *g, int sfd, int *reboot, in
 	}
 	relay_drain(&R.relay);
 	relay_close(&R.relay);
+	conlog_pump(&g_log, 0);
 
 	if (R.si.si_code == CLD_EXITED) {
 		rc = R.si.si_status;
@@ -692,6 +701,14 @@ int supervisor_run(struct spec *s)
 	(void)prctl(PR_SET_NAME, "machina-sup", 0, 0, 0);
 	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	signal(SIGPIPE, SIG_IGN);
+	if (s->console_log) {
+		/* from here on our stdout/stderr is the console log; the payload's is the pipe */
+		if (conlog_open(&g_log, s->console_log, s->console_log_max, s->console_log_keep, 1, s->console == CONSOLE_PIPE, &e) < 0) {
+			report(&e);
+			return 1;
+		}
+		s->console_log_wfd = g_log.wfd;
+	}
 	status_line("{\"stage\":\"spec\"}");
 
 	/* seccomp_cache: the filters are compiled (or found compiled) here, once, before the clone */

@@ -187,5 +187,17 @@ out=$(run 2>&1 | tr '\n' ' '); rc=$?
 rm -rf "$root/deploy"
 ok $([ "$out" = "inner old " ] && echo 0 || echo 1) "pivot_root_dir: /deploy/a is /, the old root at /old ($out)"
 
+# console_log: the payload's output (a pipe) and the supervisor's messages, bounded and rotated
+spec --quiet 0 --raw-record console_log "$work/c.log" 10000 3 -- /bin/sh -c 'i=0; while [ $i -lt 3000 ]; do echo "line $i of the console log test output"; i=$((i+1)); done; echo last >&2; exit 3'
+out=$(run 2>&1); rc=$?
+sz() { stat -c %s "$1" 2>/dev/null || echo -1; }
+ok $([ $rc = 3 ] && [ -z "$out" ] && [ "$(sz "$work/c.log")" -le 10000 ] && [ "$(sz "$work/c.log.1")" -gt 9000 ] && [ "$(sz "$work/c.log.1")" -le 10000 ] \
+	&& [ "$(sz "$work/c.log.2")" -le 10000 ] && [ ! -e "$work/c.log.3" ] && [ "$(tail -n 1 "$work/c.log")" = "Container bbtest failed with error code 3." ] \
+	&& [ "$(tail -n 2 "$work/c.log" | head -n 1)" = last ] && grep -q '^line 2999 of' "$work/c.log" && head -n 1 "$work/c.log.1" | grep -q '^line ' \
+	&& echo 0 || echo 1) "console_log: output and exit line in the log, 3 files of at most 10000 bytes, lines whole (rc $rc, $(sz "$work/c.log") $(sz "$work/c.log.1") $(sz "$work/c.log.2"))"
+spec --raw-record console_log "$work/e.log" 10000 3 -- /nonexistent
+out=$(run 2>&1); rc=$?
+ok $([ $rc = 127 ] && [ -z "$out" ] && grep -q 'failed to execute "/nonexistent"' "$work/e.log" && [ "$(stat -c %a "$work/e.log")" = 600 ] && echo 0 || echo 1) "console_log: the child's setup failure lands in the log (0600)"
+
 echo "$pass passed, $fail failed"
 [ $fail = 0 ]

@@ -26,6 +26,7 @@
 
 #include "error.h"
 #include "binds.h"
+#include "conlog.h"
 #include "hooks.h"
 #include "hostmount.h"
 #include "mounts.h"
@@ -208,6 +209,32 @@ static void test_spec(void)
 	if (r == 0)
 		spec_free(&s);
 
+	/* console_log: parsed; needs console pipe or passive */
+	b->len = 0;
+	sb_str(b, "MACHINA-SPEC");
+	sb_str(b, "1");
+	rec(b, "root", 1, "/r");
+	rec(b, "namespaces", 2, "pid", "mnt");
+	rec(b, "exec", 2, "/bin/sh", "sh");
+	rec(b, "console_log", 3, "/run/m.log", "1048576", "3");
+	rec(b, "end", 0);
+	r = parse(b, &s, &e);
+	check(r == 0 && s.console_log && !strcmp(s.console_log, "/run/m.log") && s.console_log_max == 1048576 &&
+		      s.console_log_keep == 3 && s.console_log_wfd == -1,
+	      "spec: console_log HPATH MAXBYTES KEEP");
+	if (r == 0)
+		spec_free(&s);
+	b->len = 0;
+	sb_str(b, "MACHINA-SPEC");
+	sb_str(b, "1");
+	rec(b, "root", 1, "/r");
+	rec(b, "namespaces", 2, "pid", "mnt");
+	rec(b, "exec", 2, "/bin/sh", "sh");
+	rec(b, "console", 1, "interactive");
+	rec(b, "console_log", 3, "/run/m.log", "100", "3");
+	rec(b, "end", 0);
+	bad(b, "needs console", "console_log with an interactive console");
+
 	b->len = 0;
 	sb_str(b, "MACHINA-SPEK");
 	sb_str(b, "1");
@@ -345,6 +372,10 @@ static void test_spec(void)
 		{ "copy", "/etc/localtime", "/etc/localtime", 0, 0, 0, 0, 2, "expected 3 arguments, got 2" },
 		{ "remove", "/", 0, 0, 0, 0, 0, 1, "malformed CPATH" },
 		{ "remove", "etc/x", 0, 0, 0, 0, 0, 1, "malformed CPATH" },
+		{ "console_log", "log", "100", "3", 0, 0, 0, 3, "malformed HPATH" },
+		{ "console_log", "/log", "0", "3", 0, 0, 0, 3, "malformed MAXBYTES" },
+		{ "console_log", "/log", "100", "0", 0, 0, 0, 3, "malformed KEEP" },
+		{ "console_log", "/log", "100", 0, 0, 0, 0, 2, "expected 3 arguments, got 2" },
 	};
 	for (size_t i = 0; i < sizeof malformed / sizeof malformed[0]; i++) {
 		good_body(b);
@@ -1827,6 +1858,88 @@ static void test_hooks_run(const char *tmp)
 	check(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 127 && !to, "hook_run: a missing program exits 127");
 }
 
+static long fsize(const char *dir, const char *name)
+{
+	char p[600];
+	struct stat st;
+	snprintf(p, sizeof p, "%s/%s", dir, name);
+	return stat(p, &st) == 0 ? (long)st.st_size : -1;
+}
+
+static void fread_all(const char *dir, const char *name, char *out, size_t sz)
+{
+	char p[600];
+	snprintf(p, sizeof p, "%s/%s", dir, name);
+	out[0] = 0;
+	int fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	ssize_t n = read(fd, out, sz - 1);
+	out[n > 0 ? n : 0] = 0;
+	close(fd);
+}
+
+/* conlog: size bound, rotation chain, line splits, the pipe, a long line (no root needed) */
+static void test_conlog(void)
+{
+	char tmp[] = "/tmp/machina-conlog.XXXXXX";
+	if (!mkdtemp(tmp)) {
+		check(0, "mkdtemp");
+		return;
+	}
+	char path[600], buf[4096];
+	snprintf(path, sizeof path, "%s/c.log", tmp);
+	struct conlog c;
+	struct merr e = { 0 };
+	check(conlog_open(&c, path, 20, 3, 0, 1, &e) == 0 && c.fd >= 0 && c.rfd >= 0 && c.wfd >= 0, "conlog: open with a pipe");
+	struct stat st;
+	check(fstat(c.fd, &st) == 0 && (st.st_mode & 0777) == 0600 && (fcntl(c.fd, F_GETFD) & FD_CLOEXEC) &&
+		      (fcntl(c.rfd, F_GETFL) & O_NONBLOCK),
+	      "conlog: file 0600, close-on-exec; pipe read end non-blocking");
+	conlog_write(&c, "line1\nline2\n", 12);
+	check(fsize(tmp, "c.log") == 12 && fsize(tmp, "c.log.1") == -1, "conlog: below the bound, no rotation");
+	conlog_write(&c, "line3\nline4\n", 12); /* 24 > 20: line3 fits, then rotate */
+	fread_all(tmp, "c.log.1", buf, sizeof buf);
+	check(!strcmp(buf, "line1\nline2\nline3\n"), "conlog: split after the last newline that fits (\"%s\")", buf);
+	fread_all(tmp, "c.log", buf, sizeof buf);
+	check(!strcmp(buf, "line4\n"), "conlog: the rest starts the new file (\"%s\")", buf);
+	for (int i = 0; i < 20; i++)
+		conlog_write(&c, "0123456789\n", 11);
+	check(fsize(tmp, "c.log") <= 20 && fsize(tmp, "c.log.1") <= 20 && fsize(tmp, "c.log.2") <= 20 && fsize(tmp, "c.log.3") == -1,
+	      "conlog: every file within MAXBYTES, KEEP files in all (%ld %ld %ld)", fsize(tmp, "c.log"), fsize(tmp, "c.log.1"),
+	      fsize(tmp, "c.log.2"));
+	conlog_write(&c, "a-line-of-forty-five-bytes-longer-than-max!!\n", 45);
+	check(fsize(tmp, "c.log") <= 20 && fsize(tmp, "c.log.1") == 20 && fsize(tmp, "c.log.2") == 20,
+	      "conlog: a line longer than MAXBYTES is split");
+	conlog_rotate(&c);
+	/* the pipe: what the payload writes arrives through conlog_pump */
+	(void)!write(c.wfd, "from-pipe\n", 10);
+	conlog_pump(&c, 0);
+	fread_all(tmp, "c.log", buf, sizeof buf);
+	check(!strcmp(buf, "from-pipe\n"), "conlog: pipe pumped into the file (\"%s\")", buf);
+	/* a file that cannot shrink (rename fails: HPATH.1 is a non-empty directory): dropped, no endless loop */
+	conlog_close(&c);
+	char d[700];
+	snprintf(d, sizeof d, "%s/k.log.1", tmp);
+	mkdir(d, 0700);
+	snprintf(d, sizeof d, "%s/k.log.1/x", tmp);
+	close(open(d, O_WRONLY | O_CREAT, 0600));
+	snprintf(path, sizeof path, "%s/k.log", tmp);
+	check(conlog_open(&c, path, 10, 2, 0, 0, &e) == 0 && c.rfd == -1, "conlog: open without a pipe");
+	conlog_write(&c, "123456789\n", 10);
+	conlog_write(&c, "abc\n", 4);
+	check(fsize(tmp, "k.log") <= 10 && c.dropped > 0, "conlog: output dropped when rotation fails (size %ld, dropped %lu)",
+	      fsize(tmp, "k.log"), (unsigned long)c.dropped);
+	conlog_close(&c);
+	snprintf(path, sizeof path, "%s/one.log", tmp);
+	conlog_open(&c, path, 10, 1, 0, 0, &e);
+	conlog_write(&c, "123456789\nabc\n", 14);
+	fread_all(tmp, "one.log", buf, sizeof buf);
+	check(!strcmp(buf, "abc\n") && fsize(tmp, "one.log.1") == -1, "conlog: KEEP 1 truncates in place");
+	conlog_close(&c);
+	rm_rf(tmp);
+}
+
 static void test_cgroup_enter_self(void)
 {
 	const char *v2 = NULL;
@@ -1877,6 +1990,7 @@ int main(void)
 	test_host_umount_spec();
 	test_net_spec();
 	test_hooks_spec();
+	test_conlog();
 	if (geteuid() == 0) {
 		char tmp[] = "/tmp/machina-test.XXXXXX";
 		if (!mkdtemp(tmp)) {

@@ -2,7 +2,8 @@
  * A machine's log: its journal when it has one (journalctl -D on the journal directory: the
  * host's /var/log/journal/MACHINE-ID per --link-journal, else /var/log/journal/MACHINE-ID or
  * /run/log/journal/MACHINE-ID inside its root), else the console output machina keeps for
- * containers started in the background ($STATE_DIR/logs/NAME.log, rotated to NAME.log.1).
+ * containers started in the background ($STATE_DIR/logs/NAME.log; older output in NAME.log.1,
+ * NAME.log.2, … — the supervisor rotates while the container runs, see src/runtime/launch.ts).
  */
 import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
@@ -13,9 +14,22 @@ import { scanRegistry } from "./registry.ts";
 
 export type LogSource = { kind: "journal"; dir: string; machineId: string } | { kind: "console"; files: string[] } | { kind: "none" };
 
-/** Console log files of a machine, oldest first (NAME.log.1, NAME.log). */
+/** The current console log file of a machine. */
 export function consoleLogPath(paths: Paths, name: string): string {
   return `${paths.stateDir}/logs/${name}.log`;
+}
+
+/** Console log files of a machine that exist, oldest first (… NAME.log.2, NAME.log.1, NAME.log). */
+export function consoleLogFiles(host: Host, paths: Paths, name: string): string[] {
+  const log = consoleLogPath(paths, name);
+  const prefix = `${name}.log.`;
+  const rotated = host
+    .readdir(`${paths.stateDir}/logs`)
+    .filter((f) => f.startsWith(prefix) && /^[1-9][0-9]{0,2}$/.test(f.slice(prefix.length)))
+    .map((f) => Number(f.slice(prefix.length)))
+    .sort((a, b) => b - a)
+    .map((i) => `${log}.${i}`);
+  return [...rotated, log].filter((f) => host.lstat(f) === "file");
 }
 
 /** The container's machine id: /etc/machine-id inside it, else its UUID without dashes. */
@@ -42,15 +56,22 @@ export function logSource(ctx: MachineContext, name: string, m: Machine | undefi
       }
     }
   }
-  const log = consoleLogPath(ctx.paths, name);
-  const files = [`${log}.1`, log].filter((f) => host.lstat(f) === "file");
+  const files = consoleLogFiles(host, ctx.paths, name);
   return files.length > 0 ? { kind: "console", files } : { kind: "none" };
 }
 
-/** The last `n` lines of the console log files (the rotated file continues into the current one). */
+/**
+ * The last `n` lines of the console log files, oldest first (each rotated file continues into
+ * the next); files are read newest first, only as many as the lines need.
+ */
 export function consoleTail(host: Host, files: string[], n: number): string[] {
   if (n <= 0) return [];
-  const text = files.map((f) => host.readFile(f) ?? "").join("");
+  let text = "";
+  for (let i = files.length - 1; i >= 0; i--) {
+    text = (host.readFile(files[i]!) ?? "") + text;
+    // more than n newlines: the n-th last line is complete
+    if (n < Number.MAX_SAFE_INTEGER && (text.match(/\n/g)?.length ?? 0) > n) break;
+  }
   const lines = text.split("\n").map((l) => l.replace(/\r/g, ""));
   if (lines[lines.length - 1] === "") lines.pop();
   return lines.slice(-n);
@@ -112,25 +133,55 @@ export async function showLogs(ctx: MachineContext, name: string, m: Machine | u
   const tail = consoleTail(ctx.host, src.files, options.lines ?? Number.MAX_SAFE_INTEGER);
   if (tail.length > 0) options.write(tail.join("\n") + "\n");
   if (!options.follow) return 0;
+  // Follow NAME.log by inode and offset: when the supervisor has rotated it (the inode now is
+  // NAME.log.1, or older after several rotations), the rest of that file and the newer rotated
+  // ones are printed before the new NAME.log.
   const file = consoleLogPath(ctx.paths, name);
-  let offset = readFrom(ctx.host, file, 0)?.size ?? 0;
+  const host = ctx.host;
+  let ino = host.stat(file, true)?.ino;
+  let offset = readFrom(host, file, 0)?.size ?? 0;
   let pending = "";
-  for (;;) {
-    await ctx.host.sleep(200);
-    const r = readFrom(ctx.host, file, offset);
-    if (r !== undefined && r.size < offset) offset = 0; // a new start truncated it
-    const chunk = r !== undefined && r.size >= offset ? readFrom(ctx.host, file, offset) : undefined;
-    if (chunk !== undefined && chunk.text !== "") {
-      offset = chunk.size;
-      pending += chunk.text.replace(/\r/g, "");
-      const nl = pending.lastIndexOf("\n");
-      if (nl >= 0) {
-        options.write(pending.slice(0, nl + 1));
-        pending = pending.slice(nl + 1);
-      }
+  const emit = (text: string) => {
+    pending += text.replace(/\r/g, "");
+    const nl = pending.lastIndexOf("\n");
+    if (nl >= 0) {
+      options.write(pending.slice(0, nl + 1));
+      pending = pending.slice(nl + 1);
     }
-    const running = scanRegistry(ctx.host, ctx.paths.stateDir, Date.now()).some((e) => e.name === name);
-    if (!running && (chunk === undefined || chunk.text === "")) {
+  };
+  /** From `offset` of `path` to its end (in 1 MiB reads); the end offset. */
+  const drain = (path: string, from: number): number => {
+    for (;;) {
+      const r = readFrom(host, path, from);
+      if (r === undefined || r.text === "") return r?.size ?? from;
+      emit(r.text);
+      from = r.size;
+    }
+  };
+  for (;;) {
+    await host.sleep(200);
+    const st = host.stat(file, true);
+    let got = false;
+    if (st !== undefined && st.ino !== ino) {
+      // rotated (or a new start): the rest of the file we followed, then the newer rotated ones
+      const files = consoleLogFiles(host, ctx.paths, name).slice(0, -1);
+      const at = ino === undefined ? -1 : files.findIndex((f) => host.stat(f, true)?.ino === ino);
+      if (at >= 0) {
+        if (drain(files[at]!, offset) !== offset) got = true;
+        for (const f of files.slice(at + 1)) if (drain(f, 0) !== 0) got = true;
+      }
+      ino = st.ino;
+      offset = 0;
+    } else if (st !== undefined && st.size < offset) {
+      offset = 0; // truncated in place (KEEP 1)
+    }
+    if (st !== undefined) {
+      const end = drain(file, offset);
+      if (end !== offset) got = true;
+      offset = end;
+    }
+    const running = scanRegistry(host, ctx.paths.stateDir, Date.now()).some((e) => e.name === name);
+    if (!running && !got) {
       if (pending !== "") options.write(pending + "\n");
       return 0;
     }

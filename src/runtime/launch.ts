@@ -6,7 +6,9 @@
  * the container keeps running and a new machinad finds it in the registry.
  *
  * Console output (stdout/stderr of the supervisor and, with --console=pipe, of the payload)
- * goes to $STATE_DIR/logs/NAME.log (the previous start's moved to NAME.log.1), read by `logs`.
+ * goes to $STATE_DIR/logs/NAME.log, read by `logs`: the supervisor writes it (the `console_log`
+ * record), rotated to NAME.log.1 … NAME.log.(KEEP-1) before it would exceed MAXBYTES, also
+ * while the container runs; a new start rotates once more, so the previous run's output stays.
  */
 import * as fs from "node:fs";
 import { MachinaError } from "../errors.ts";
@@ -42,9 +44,37 @@ export interface Launched {
   exited: Promise<number>;
 }
 
-/** The console log `machinactl logs` reads (src/machine/logs.ts); the previous run's is NAME.log.1. */
+/** The console log `machinactl logs` reads (src/machine/logs.ts); older output is in NAME.log.1, .2, …. */
 export function consoleLogPath(stateDir: string, name: string): string {
   return `${stateDir}/logs/${name}.log`;
+}
+
+/** Bound of one console log file, and how many files are kept (NAME.log included). */
+export const CONSOLE_LOG_MAX_BYTES = 1 << 20;
+export const CONSOLE_LOG_KEEP = 3;
+
+/** The bound in effect: the defaults above, or MACHINA_CONSOLE_LOG_MAX_BYTES / _KEEP (tests). */
+export function consoleLogLimits(env: Record<string, string | undefined>): { maxBytes: number; keep: number } {
+  const num = (v: string | undefined, min: number, max: number, dflt: number): number => {
+    const n = v !== undefined && /^[0-9]+$/.test(v) ? Number(v) : NaN;
+    return Number.isSafeInteger(n) && n >= min && n <= max ? n : dflt;
+  };
+  return {
+    maxBytes: num(env["MACHINA_CONSOLE_LOG_MAX_BYTES"], 4096, 2 ** 40, CONSOLE_LOG_MAX_BYTES),
+    keep: num(env["MACHINA_CONSOLE_LOG_KEEP"], 1, 100, CONSOLE_LOG_KEEP),
+  };
+}
+
+/** Shift NAME.log → NAME.log.1 → … → NAME.log.(keep-1) (the oldest is replaced); NAME.log is gone after. */
+export function rotateConsoleLog(host: Host, path: string, keep: number): void {
+  for (let i = keep - 1; i >= 1; i--) {
+    try {
+      host.rename(i === 1 ? path : `${path}.${i - 1}`, `${path}.${i}`, false);
+    } catch {
+      // missing
+    }
+  }
+  if (keep <= 1) host.unlink(path);
 }
 
 /** The image of machine NAME in the pool (a directory, subvolume or NAME.raw); E_NOT_FOUND otherwise. */
@@ -76,11 +106,10 @@ export async function launchDetached(host: Host, paths: Paths, request: LaunchRe
 
   host.mkdirp(`${paths.stateDir}/logs`, 0o700);
   const logPath = consoleLogPath(paths.stateDir, name);
-  try {
-    host.rename(logPath, `${logPath}.1`, false);
-  } catch {
-    // first start
-  }
+  const limits = consoleLogLimits(env);
+  rotateConsoleLog(host, logPath, limits.keep);
+  spec.consoleLog = { path: logPath, ...limits };
+  // Our fd gets only what the helper says before it has read the spec (it opens logPath itself).
   const log = fs.openSync(logPath, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_APPEND, 0o600);
   const specFd = memfdCreate("machina-spec");
   let proc: ReturnType<typeof Bun.spawn>;

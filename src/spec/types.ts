@@ -66,6 +66,9 @@ export interface RunSpec {
   notifyForward: string | undefined;
   console: SpecConsole;
   consoleOpost: boolean;
+  /** console_log: the supervisor writes the payload's output (console pipe) and its own messages
+   * to `path`, rotated to path.1 … path.(keep-1) before path would exceed maxBytes. */
+  consoleLog?: { path: string; maxBytes: number; keep: number };
   quiet: boolean;
   ops: SetupOp[];
   env: string[];

@@ -73,6 +73,7 @@ export function specRecords(spec: RunSpec): Array<[string, string[]]> {
   add("console", spec.console);
   add("quiet", flag(spec.quiet));
   add("console_opost", flag(spec.consoleOpost));
+  if (spec.consoleLog !== undefined) add("console_log", spec.consoleLog.path, String(spec.consoleLog.maxBytes), String(spec.consoleLog.keep));
   if (spec.userns) {
     const u = spec.userns;
     for (const l of u.uidMap) add("uid_map", String(l.inside), String(l.outside), String(l.count));

@@ -177,6 +177,61 @@ describe("start and inspection", () => {
   }, T);
 });
 
+describe("console log (bounded, rotated while running)", () => {
+  /** An init that prints 100 numbered lines (~6 KB) and "burst K done" each time /burst appears. */
+  const CHATTY_INIT = `#!/bin/sh
+trap 'exit 0' 37
+echo "chatty init up"
+n=0; k=0
+while :; do
+  if [ -e /burst ]; then
+    rm -f /burst; k=$((k+1)); i=0
+    while [ $i -lt 100 ]; do n=$((n+1)); echo "line $n: padding padding padding padding padding"; i=$((i+1)); done
+    echo "burst $k done"
+  fi
+  sleep 0.05 & wait $!
+done
+`;
+  test("the supervisor rotates NAME.log within MAXBYTES × KEEP; logs -n and logs -f across rotations", async () => {
+    const img = fakeInitImage("mlog");
+    writeFileSync(`${img.root}/sbin/fake-init`, CHATTY_INIT);
+    const env = { MACHINA_CONSOLE_LOG_MAX_BYTES: "8192", MACHINA_CONSOLE_LOG_KEEP: "3" };
+    expect(await mctl(["start", img.name], { env })).toMatchObject({ code: 0, stderr: "" });
+    scratch.defer(async () => void (await mctl(["terminate", img.name])));
+    const log = `${stateDir}/logs/${img.name}.log`;
+    const text = (f: string) => (existsSync(f) ? readFileSync(f, "utf8") : "");
+    await waitFor("the init's first line", () => text(log).includes("chatty init up") || undefined);
+    const follow = Bun.spawn([MACHINACTL, "logs", img.name, "-f", "-n", "0"], {
+      stdout: "pipe",
+      stderr: "pipe",
+      env: baseEnv({ MACHINA_STATE_DIR: stateDir, MACHINA_POOL: pool }),
+    });
+    const followed = new Response(follow.stdout).text();
+    await Bun.sleep(300);
+    let maxSize = 0;
+    for (let k = 1; k <= 6; k++) {
+      writeFileSync(`${img.root}/burst`, "");
+      await waitFor(`burst ${k}`, () => text(log).includes(`burst ${k} done`) || undefined);
+      for (const f of [log, `${log}.1`, `${log}.2`]) if (existsSync(f)) maxSize = Math.max(maxSize, Bun.file(f).size);
+      await Bun.sleep(300);
+    }
+    expect(maxSize).toBeLessThanOrEqual(8192);
+    expect(existsSync(`${log}.1`) && existsSync(`${log}.2`)).toBe(true);
+    expect(existsSync(`${log}.3`)).toBe(false);
+    expect(text(`${log}.2`)).not.toContain("chatty init up"); // 36 KB of output: the oldest is gone
+    const tail = await mctl(["logs", img.name, "-n", "5"]);
+    expect(tail).toMatchObject({ code: 0, stdout: [597, 598, 599, 600].map((n) => `line ${n}: padding padding padding padding padding\n`).join("") + "burst 6 done\n" });
+    expect((await mctl(["terminate", img.name])).code).toBe(0);
+    const timer = setTimeout(() => follow.kill("SIGKILL"), 10_000);
+    await follow.exited;
+    clearTimeout(timer);
+    const lines = (await followed).split("\n").filter((l) => l.startsWith("line "));
+    // every line exactly once and in order, although NAME.log was rotated several times meanwhile
+    expect(lines.length).toBe(600);
+    expect(lines.every((l, i) => l.startsWith(`line ${i + 1}:`))).toBe(true);
+  }, T);
+});
+
 describe("signals (fake init)", () => {
   test("poweroff = SIGRTMIN+4, reboot = SIGINT to the leader; kill -s, --kill-whom; terminate = SIGRTMIN+3 then gone", async () => {
     const m = await startFake();

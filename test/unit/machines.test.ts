@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { FakeHost } from "../../src/host/fake.ts";
-import { consoleTail } from "../../src/machine/logs.ts";
+import { consoleLogFiles, consoleTail } from "../../src/machine/logs.ts";
+import type { Paths } from "../../src/paths.ts";
 import {
   getMachine,
   killMachine,
@@ -172,5 +173,14 @@ describe("formatting", () => {
     const host = new FakeHost({ files: { "/l/a.log.1": "one\ntw", "/l/a.log": "o\nthree\n" } });
     expect(consoleTail(host, ["/l/a.log.1", "/l/a.log"], 2)).toEqual(["two", "three"]);
     expect(consoleTail(host, ["/l/a.log.1", "/l/a.log"], 10)).toEqual(["one", "two", "three"]);
+  });
+  test("console log files: every rotated file, oldest first; the tail reads only what it needs", () => {
+    const host = new FakeHost({
+      files: { "/run/m/logs/a.log.2": "one\n", "/run/m/logs/a.log.10": "zero\n", "/run/m/logs/a.log.1": "two\n", "/run/m/logs/a.log": "three\n", "/run/m/logs/a.log.x": "no\n", "/run/m/logs/ab.log.1": "no\n" },
+    });
+    const files = consoleLogFiles(host, { helper: "/h", stateDir: "/run/m", pool: [] } as unknown as Paths, "a");
+    expect(files).toEqual(["/run/m/logs/a.log.10", "/run/m/logs/a.log.2", "/run/m/logs/a.log.1", "/run/m/logs/a.log"]);
+    expect(consoleTail(host, files, 2)).toEqual(["two", "three"]);
+    expect(consoleTail(host, files, 100)).toEqual(["zero", "one", "two", "three"]);
   });
 });
