@@ -57,8 +57,6 @@ export interface HostFacts {
   nofileHard: bigint | "infinity" | undefined;
   /** 32 random hex digits, used when a machine id must be invented. */
   randomId: string;
-  /** 32 random hex digits: the container's boot id (/proc/sys/kernel/random/boot_id). */
-  bootId: string;
   /** Kernel architecture (uname -m, from /proc/sys/kernel/arch), e.g. "x86_64". */
   arch: string | undefined;
   /** MemTotal of /proc/meminfo in bytes. */
@@ -196,7 +194,6 @@ export function gatherHostFacts(host: Host, stateDir: string): HostFacts {
     nowUsec: host.nowUsec(),
     nofileHard: parseNofileHard(host.readFile("/proc/self/limits")),
     randomId: host.randomHex(16),
-    bootId: host.randomHex(16),
     arch: host.readFile("/proc/sys/kernel/arch")?.trim() || undefined,
     memTotal: memTotal(host.readFile("/proc/meminfo")),
   };

@@ -199,23 +199,9 @@ function runHostOps(host: HostFacts, uuid: string, beforeSeal: SetupOp[] = []): 
   return ops;
 }
 
-/** 32 random hex digits as an RFC 4122 version 4 UUID (what the kernel's boot_id looks like). */
-function randomUuidV4(hex: string): string {
-  const variant = ((parseInt(hex[16]!, 16) & 0x3) | 0x8).toString(16);
-  return uuidFromHex(`${hex.slice(0, 12)}4${hex.slice(13, 16)}${variant}${hex.slice(17)}`);
-}
-
-/** Where the container's boot id is staged before it is bound over /proc (removed right after). */
-const BOOT_ID_STAGING = "/run/.#machina-boot-id";
-
-function procOps(privateNetwork: boolean, bootId: string): SetupOp[] {
+function procOps(privateNetwork: boolean): SetupOp[] {
   const ops: SetupOp[] = [
     { op: "mount", source: "proc", target: "/proc", fstype: "proc", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: "", create: "dir" },
-    // A boot id of its own for every start, as nspawn gives: journald and
-    // `journalctl --list-boots` tell the container's boots apart from each other and the host's.
-    { op: "write", path: BOOT_ID_STAGING, mode: 0o444, content: `${bootId}\n` },
-    { op: "mount", source: `+${BOOT_ID_STAGING}`, target: "/proc/sys/kernel/random/boot_id", fstype: "", flags: MS.BIND | RO_API, data: "", create: "none" },
-    { op: "remove", path: BOOT_ID_STAGING },
     { op: "rebind", target: "/proc/sys", flags: RO_API, optional: false },
   ];
   if (privateNetwork) ops.push({ op: "rebind", target: "/proc/sys/net", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, optional: true });
@@ -353,7 +339,7 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
     ...devOps(settings.privateNetwork),
     ...runHostOps(host, uuid, [...credentialDirOps(settings), ...bindUserOps(bound)]),
     ...credentialOps(settings, host),
-    ...procOps(settings.privateNetwork, randomUuidV4(host.bootId)),
+    ...procOps(settings.privateNetwork),
     { op: "cgroupns" },
     { op: "mount", source: "cgroup2", target: "/sys/fs/cgroup", fstype: "cgroup2", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: "", create: "none" },
     ...resolvConfOps(settings, image, host, writable),

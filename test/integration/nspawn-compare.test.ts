@@ -69,9 +69,8 @@ function diff(m: string[], n: string[]) {
  *   hierarchy (controllers ro, name=systemd rw).
  * - /proc/kallsyms, /proc/keys, /proc/timer_list (and kcore, sysrq-trigger where they exist):
  *   machina masks them always; nspawn 252 only with user namespaces (-U).
- * - /proc/sys/kernel/random/boot_id: both bind a fresh random id; nspawn's first bind stays rw
- *   below the read-only copy, machina's are both read-only. /proc/kmsg: nspawn binds a FIFO;
- *   machina does not yet.
+ * - /proc/sys/kernel/random/boot_id (nspawn binds a fresh random id) and /proc/kmsg (nspawn
+ *   binds a FIFO): not done by machina yet.
  * - /run/host/incoming: nspawn binds it (a propagation slave for `machinectl bind`); machina
  *   creates only the directory (no runtime bind mounts yet).
  * - /run/host/os-release: both bind it twice (once per /run/host remount); nspawn's first copy
@@ -85,6 +84,7 @@ const MOUNT_DIFF_FIXED = {
   ],
   nspawnOnly: [
     "/proc/kmsg tmpfs rw,nosuid,nodev",
+    "/proc/sys/kernel/random/boot_id tmpfs ro,nosuid,nodev,noexec",
     "/proc/sys/kernel/random/boot_id tmpfs rw,nosuid,nodev",
     "/run/host/incoming ext4 ro",
     "/run/host/incoming ext4 rw",
