@@ -546,3 +546,16 @@ export function isDir(p: string): boolean {
 export async function nsenter(leader: number, cmd: string[], timeoutMs = 20_000): Promise<RunResult> {
   return collect(["nsenter", "-t", String(leader), "-a", ...cmd], { timeoutMs });
 }
+
+/** Run a shell command synchronously; its stdout, or an Error with its stderr when it fails. */
+export function shOk(cmd: string): string {
+  const r = Bun.spawnSync(["sh", "-c", cmd], { stdout: "pipe", stderr: "pipe" });
+  if (r.exitCode !== 0) throw new Error(`${cmd}: ${r.stderr.toString()}`);
+  return r.stdout.toString();
+}
+
+/** bin/machinactl, synchronously, with exactly the given environment. */
+export function machinactlSync(env: Record<string, string>, ...args: string[]): { status: number; stdout: string; stderr: string } {
+  const r = Bun.spawnSync([join(REPO, "bin/machinactl"), ...args], { env, stdout: "pipe", stderr: "pipe" });
+  return { status: r.exitCode ?? -1, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+}

@@ -7,23 +7,15 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "bun";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { REPO } from "../helpers/machina.ts";
+import { REPO, machinactlSync, shOk } from "../helpers/machina.ts";
 
-const MACHINACTL = join(REPO, "bin/machinactl");
 let dir = "";
 let mnt = "";
 let pool = "";
 let env: Record<string, string> = {};
 
-function sh(cmd: string): string {
-  const r = spawnSync(["sh", "-c", cmd], { stdout: "pipe", stderr: "pipe" });
-  if (r.exitCode !== 0) throw new Error(`${cmd}: ${r.stderr.toString()}`);
-  return r.stdout.toString();
-}
-function machinactl(...args: string[]): { status: number; stdout: string; stderr: string } {
-  const r = spawnSync([MACHINACTL, ...args], { env, stdout: "pipe", stderr: "pipe" });
-  return { status: r.exitCode ?? -1, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
-}
+const sh = shOk;
+const machinactl = (...args: string[]) => machinactlSync(env, ...args);
 
 beforeAll(() => {
   dir = mkdtempSync("/var/tmp/machina-btrfs-test-");

@@ -5,26 +5,19 @@
  * (MACHINA_POOL, MACHINA_STATE_DIR): the real /var/lib/machines is never touched.
  */
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { spawn, spawnSync } from "bun";
+import { spawn } from "bun";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { REPO } from "../helpers/machina.ts";
+import { REPO, machinactlSync, shOk } from "../helpers/machina.ts";
 
-const MACHINACTL = join(REPO, "bin/machinactl");
 let dir = "";
 let pool = "";
 let env: Record<string, string> = {};
 
-function sh(cmd: string): string {
-  const r = spawnSync(["sh", "-c", cmd], { stdout: "pipe", stderr: "pipe" });
-  if (r.exitCode !== 0) throw new Error(`${cmd}: ${r.stderr.toString()}`);
-  return r.stdout.toString();
-}
+const sh = shOk;
 
-function machinactl(...args: string[]): { status: number; stdout: string; stderr: string } {
-  const r = spawnSync([MACHINACTL, ...args], { env, stdout: "pipe", stderr: "pipe" });
-  return { status: r.exitCode ?? -1, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
-}
+const MACHINACTL = join(REPO, "bin/machinactl");
+const machinactl = (...args: string[]) => machinactlSync(env, ...args);
 
 async function concurrently(commands: string[][]): Promise<Array<{ args: string[]; status: number; stderr: string }>> {
   const procs = commands.map((args) => ({ args, p: spawn([MACHINACTL, ...args], { env, stdout: "ignore", stderr: "pipe" }) }));

@@ -10,7 +10,7 @@ import { spawn, spawnSync } from "bun";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { ensureBusyboxImage } from "../fixtures/images.ts";
-import { REPO } from "../helpers/machina.ts";
+import { REPO, shOk } from "../helpers/machina.ts";
 
 const NSPAWN = join(REPO, "bin/machina-nspawn");
 const ROOT_X86_64 = "4f68bce3-e8cd-4db1-96e7-fbcaf984b709";
@@ -19,11 +19,7 @@ let dir = "";
 let pool = "";
 let env: Record<string, string> = {};
 
-function sh(cmd: string): string {
-  const r = spawnSync(["sh", "-c", cmd], { stdout: "pipe", stderr: "pipe" });
-  if (r.exitCode !== 0) throw new Error(`${cmd}: ${r.stderr.toString()}`);
-  return r.stdout.toString();
-}
+const sh = shOk;
 function nspawn(...args: string[]) {
   const r = spawnSync([NSPAWN, "-q", ...args], { env, stdout: "pipe", stderr: "pipe" });
   return { status: r.exitCode ?? -1, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
