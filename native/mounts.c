@@ -97,6 +97,15 @@ static int mount_target(int rootfd, const struct op *op, int *skip, struct merr 
 	}
 }
 
+/* mount_target for a bind of a source of type st: CREATE_AUTO becomes a directory or a file. */
+static int bind_target(int rootfd, const struct op *op, const struct stat *st, int *skip, struct merr *e)
+{
+	struct op o = *op;
+	if (o.create == CREATE_AUTO)
+		o.create = S_ISDIR(st->st_mode) ? CREATE_DIR : CREATE_FILE;
+	return mount_target(rootfd, &o, skip, e);
+}
+
 static int op_mount(int rootfd, const struct op *op, struct merr *e)
 {
 	char p[32], fs[128];
@@ -118,11 +127,8 @@ static int op_mount(int rootfd, const struct op *op, struct merr *e)
 			return 0;
 		return merr_sys(e, "stat", op->src, "failed to bind mount \"%s\" on \"%s\"", op->src, op->path);
 	}
-	struct op o = *op;
-	if (o.create == CREATE_AUTO)
-		o.create = S_ISDIR(st.st_mode) ? CREATE_DIR : CREATE_FILE;
 	int skip = 0;
-	_cleanup_close_ int tfd = mount_target(rootfd, &o, &skip, e);
+	_cleanup_close_ int tfd = bind_target(rootfd, op, &st, &skip, e);
 	if (skip)
 		return 0;
 	if (tfd < 0)
@@ -170,11 +176,8 @@ static int op_idmap_bind(int rootfd, const struct op *op, struct merr *e)
 	}
 	if (fstat(op->fd, &st) < 0)
 		return merr_sys(e, "fstat", op->src, "failed to bind mount \"%s\" on \"%s\"", op->src, op->path);
-	struct op o = *op;
-	if (o.create == CREATE_AUTO)
-		o.create = S_ISDIR(st.st_mode) ? CREATE_DIR : CREATE_FILE;
 	int skip = 0;
-	_cleanup_close_ int tfd = mount_target(rootfd, &o, &skip, e);
+	_cleanup_close_ int tfd = bind_target(rootfd, op, &st, &skip, e);
 	if (skip)
 		return 0;
 	if (tfd < 0)
