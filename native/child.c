@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "binds.h"
@@ -229,6 +230,91 @@ __attribute__((noreturn)) static void payload(const struct spec *s, int console_
 	__builtin_unreachable();
 }
 
+/* The root's mounts, from "/" made a recursive slave through the pivot (SPEC.md "Container
+ * setup"). Run by the container's PID 1 without a user namespace; with one, by a setup process
+ * of the host's user namespace (host_setup_main), so that the container's own mount namespace,
+ * copied from this one, has every mount locked. *nfd gets the notify socket (or -1). */
+static int setup_root(const struct spec *s, int host_side, int *nfd, struct merr *e)
+{
+	if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
+		return merr_sys(e, "mount", "/", "failed to make \"/\" a recursive slave mount");
+	int r = userns_attach_root(s, e); /* the idmapped root, if any, instead of the bind mount */
+	if (r < 0)
+		return r;
+	if (r == 0 && mount(s->root, s->root, NULL, MS_BIND | MS_REC, NULL) < 0)
+		return merr_sys(e, "mount", s->root, "failed to bind mount \"%s\" on itself", s->root);
+	_cleanup_close_ int rootfd = open(s->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (rootfd < 0)
+		return merr_sys(e, "open", s->root, "failed to open \"%s\"", s->root);
+	/* The root (its parents may be 0700) was opened as host root; from here on files and
+	 * file systems (a tmpfs or overlay root, too) are created as the container's root. */
+	if (host_side && userns_host_act_as_root(s, e) < 0)
+		return -1;
+	if (binds_prepare_root(s, &rootfd, e) < 0) /* pivot_root_dir, root_tmpfs, root_overlay */
+		return -1;
+	for (size_t i = 0; i < s->n_ops; i++) {
+		if (s->ops[i].kind == OP_NOTIFY) {
+			if (*nfd >= 0)
+				close(*nfd);
+			*nfd = notify_socket(rootfd, s->ops[i].path, e);
+			if (*nfd < 0)
+				return -1;
+			continue;
+		}
+		if (host_side && s->ops[i].kind == OP_CGROUPNS)
+			continue; /* the container's PID 1 made it; we joined it */
+		if (op_run(rootfd, &s->ops[i], e) < 0)
+			return -1;
+	}
+	if (s->read_only && remount_bind(rootfd, "/", MS_RDONLY, e) < 0)
+		return -1;
+	stage(STAGE_PIVOT);
+	return pivot_to(rootfd, s->root, e);
+}
+
+/* With a user namespace (SPEC.md "User namespaces"): the setup process. Forked by the
+ * supervisor; joins the container's mount (the host-owned one it was cloned into), network,
+ * UTS, IPC and cgroup namespaces and, for its child, the PID namespace, so that proc, sysfs,
+ * mqueue and cgroup2 are the container's; that child sets the root up as host root acting as
+ * the container's root, pivots, and exits. */
+__attribute__((noreturn)) void host_setup_main(const struct spec *s, int pidfd, int sock)
+{
+	struct merr e = { 0 };
+	g_sock = sock;
+	(void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	(void)prctl(PR_SET_NAME, "machina-setup", 0, 0, 0);
+	int flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC |
+		    (s->ns_cgroup ? CLONE_NEWCGROUP : 0);
+	if (setns(pidfd, flags) < 0) {
+		merr_sys(&e, "setns", "", "failed to join the container's namespaces for its setup");
+		fail(&e);
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		merr_sys(&e, "fork", "", "failed to start the container's setup");
+		fail(&e);
+	}
+	if (pid == 0) {
+		(void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+		int nfd = -1;
+		umask(0);
+		if (setup_root(s, 1, &nfd, &e) < 0)
+			fail(&e);
+		if (nfd >= 0) {
+			struct msg nm = { .type = MSG_FD_NOTIFY };
+			if (msg_send(sock, &nm, nfd) < 0)
+				_exit(1);
+		}
+		_exit(0);
+	}
+	int st;
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			_exit(1);
+	_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 1);
+}
+
 void child_main(const struct spec *s, int sock)
 {
 	struct merr e = { 0 };
@@ -250,33 +336,35 @@ void child_main(const struct spec *s, int sock)
 	umask(0);
 	stage(STAGE_MOUNTS);
 
-	if (s->ns_cgroup && !s->has_cgroupns_op && unshare(CLONE_NEWCGROUP) < 0) {
+	if (s->ns_cgroup && (s->us.enabled || !s->has_cgroupns_op) && unshare(CLONE_NEWCGROUP) < 0) {
 		merr_sys(&e, "unshare", "", "failed to create a cgroup namespace");
 		fail(&e);
 	}
-	if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0) {
-		merr_sys(&e, "mount", "/", "failed to make \"/\" a recursive slave mount");
-		fail(&e);
-	}
-	r = userns_attach_root(s, &e); /* the idmapped root, if any, instead of the bind mount */
-	if (r < 0)
-		fail(&e);
-	if (r == 0 && mount(s->root, s->root, NULL, MS_BIND | MS_REC, NULL) < 0) {
-		merr_sys(&e, "mount", s->root, "failed to bind mount \"%s\" on itself", s->root);
-		fail(&e);
-	}
-	_cleanup_close_ int rootfd = open(s->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (rootfd < 0) {
-		merr_sys(&e, "open", s->root, "failed to open \"%s\"", s->root);
-		fail(&e);
-	}
-	if (binds_prepare_root(s, &rootfd, &e) < 0) /* pivot_root_dir, root_tmpfs, root_overlay */
-		fail(&e);
-	/* Host paths (the root's parents may be 0700) were resolved as host root; from here on
-	 * files are created as root of the user namespace. */
-	if (userns_become_root(s, &e) < 0)
-		fail(&e);
 	_cleanup_close_ int devnull = -1;
+	_cleanup_close_ int nfd = -1;
+	if (s->us.enabled) {
+		/* We were cloned into a mount namespace of the host's user namespace. Once the
+		 * setup process has built the root there and pivoted, our own copy of it (owned by
+		 * our user namespace, so less privileged) has every mount locked: read-only stays
+		 * read-only, nothing can be unmounted to reveal what is below. */
+		if (userns_become_root(s, &e) < 0)
+			fail(&e);
+		struct msg sm = { .type = MSG_SETUP };
+		struct msg go;
+		if (msg_send(sock, &sm, -1) < 0)
+			_exit(1);
+		r = msg_recv(sock, &go, &fd);
+		if (r <= 0 || go.type != MSG_GO)
+			_exit(1);
+		if (unshare(CLONE_NEWNS) < 0) {
+			merr_sys(&e, "unshare", "", "failed to create the container's mount namespace");
+			fail(&e);
+		}
+		if (chdir("/") < 0) {
+			merr_sys(&e, "chdir", "/", "failed to change directory to \"/\"");
+			fail(&e);
+		}
+	}
 	if (s->console == CONSOLE_PASSIVE) {
 		devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
 		if (devnull < 0) {
@@ -284,24 +372,7 @@ void child_main(const struct spec *s, int sock)
 			fail(&e);
 		}
 	}
-	_cleanup_close_ int nfd = -1;
-	for (size_t i = 0; i < s->n_ops; i++) {
-		if (s->ops[i].kind == OP_NOTIFY) {
-			if (nfd >= 0)
-				close(nfd);
-			nfd = notify_socket(rootfd, s->ops[i].path, &e);
-			if (nfd < 0)
-				fail(&e);
-			continue;
-		}
-		if (op_run(rootfd, &s->ops[i], &e) < 0)
-			fail(&e);
-	}
-	if (s->read_only && remount_bind(rootfd, "/", MS_RDONLY, &e) < 0)
-		fail(&e);
-
-	stage(STAGE_PIVOT);
-	if (pivot_to(rootfd, s->root, &e) < 0)
+	if (!s->us.enabled && setup_root(s, 0, &nfd, &e) < 0)
 		fail(&e);
 	if (s->hostname && sethostname(s->hostname, strlen(s->hostname)) < 0) {
 		merr_sys(&e, "sethostname", "", "failed to set the hostname to \"%s\"", s->hostname);

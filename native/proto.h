@@ -12,6 +12,7 @@ enum msg_type {
 	MSG_ERROR,      /* child -> supervisor: setup failed (err), the child exits with err.exit_code */
 	MSG_FD_CONSOLE, /* child -> supervisor: pty master (SCM_RIGHTS) */
 	MSG_FD_NOTIFY,  /* child -> supervisor: notify socket (SCM_RIGHTS) */
+	MSG_SETUP,      /* child -> supervisor (user namespace): root of its namespaces, set its root up */
 };
 
 enum stage { STAGE_MOUNTS = 1, STAGE_PIVOT, STAGE_EXEC };
@@ -33,6 +34,8 @@ int msg_recv(int sock, struct msg *m, int *fd);
 /* Container side (child.c): PID 1 of the new namespaces. Never returns. */
 struct spec;
 __attribute__((noreturn)) void child_main(const struct spec *s, int sock);
+/* With a user namespace: the setup process, forked by the supervisor (child.c). Never returns. */
+__attribute__((noreturn)) void host_setup_main(const struct spec *s, int pidfd, int sock);
 
 /* Stub init (stub.c): PID 1 with the payload as PID 2. Never returns. */
 __attribute__((noreturn)) void stub_main(pid_t payload);

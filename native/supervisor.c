@@ -315,33 +315,19 @@ struct run {
 	pid_t pid;
 	int pidfd, sock, notify_fd;
 	int term_requested, killed;
-	int errored, started, exited;
+	int errored, started, exited, setup_ready;
 	struct merr err;
 	siginfo_t si;
 	struct relay relay;
 };
 
-static void handle_msg(const struct spec *s, struct run *R, int *ready_sent)
+static void dispatch(const struct spec *s, struct run *R, struct msg *mp, int fd)
 {
-	struct msg m;
-	int fd;
-	int r = msg_recv(R->sock, &m, &fd);
-	if (r <= 0) {
-		close(R->sock);
-		R->sock = -1;
-		if (!R->errored && !R->started) {
-			/* the sync socket is close-on-exec: EOF without error = the payload runs */
-			char line[128];
-			R->started = 1;
-			snprintf(line, sizeof line, "{\"event\":\"started\",\"leader\":%d,\"supervisor\":%d}", (int)R->pid,
-				 (int)getpid());
-			status_line(line);
-			if (!s->notify_ready)
-				signal_ready(s, ready_sent);
-		}
-		return;
-	}
+	struct msg m = *mp;
 	switch (m.type) {
+	case MSG_SETUP:
+		R->setup_ready = 1;
+		break;
 	case MSG_STAGE:
 		status_line(m.stage == STAGE_MOUNTS  ? "{\"stage\":\"mounts\"}"
 			    : m.stage == STAGE_PIVOT ? "{\"stage\":\"pivot\"}"
@@ -371,6 +357,47 @@ static void handle_msg(const struct spec *s, struct run *R, int *ready_sent)
 	}
 	if (fd >= 0)
 		close(fd);
+}
+
+/* One message from the child (R->sock) or the setup process during the user namespace setup:
+ * 1 = handled, 0 = EOF, -errno. */
+static int handle_setup_msg(const struct spec *s, struct run *R, int sock)
+{
+	struct msg m;
+	int fd;
+	int r = msg_recv(sock, &m, &fd);
+	if (r <= 0) {
+		if (sock == R->sock) {
+			close(R->sock);
+			R->sock = -1;
+		}
+		return r;
+	}
+	dispatch(s, R, &m, fd);
+	return 1;
+}
+
+static void handle_msg(const struct spec *s, struct run *R, int *ready_sent)
+{
+	struct msg m;
+	int fd;
+	int r = msg_recv(R->sock, &m, &fd);
+	if (r <= 0) {
+		close(R->sock);
+		R->sock = -1;
+		if (!R->errored && !R->started) {
+			/* the sync socket is close-on-exec: EOF without error = the payload runs */
+			char line[128];
+			R->started = 1;
+			snprintf(line, sizeof line, "{\"event\":\"started\",\"leader\":%d,\"supervisor\":%d}", (int)R->pid,
+				 (int)getpid());
+			status_line(line);
+			if (!s->notify_ready)
+				signal_ready(s, ready_sent);
+		}
+		return;
+	}
+	dispatch(s, R, &m, fd);
 }
 
 static void handle_signal(const struct spec *s, struct run *R, int sfd)
@@ -430,6 +457,89 @@ static void netns_leave(void)
 {
 	if (g_own_netns_fd >= 0 && setns(g_own_netns_fd, CLONE_NEWNET) < 0)
 		_exit(1); /* never go on in the container's network namespace */
+}
+
+/* With a user namespace the child is cloned into a mount namespace of the host's user namespace
+ * (M0, made by unshare just before the clone), not into one of its own: the setup process builds
+ * the root there, and the child's own copy of it then has every mount locked (SPEC.md "User
+ * namespaces"). The supervisor returns to its own mount namespace right after the clone. */
+static int g_own_mntns_fd = -1;
+
+static int mntns_open(const struct spec *s, struct merr *e)
+{
+	if (!s->us.enabled)
+		return 0;
+	g_own_mntns_fd = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+	if (g_own_mntns_fd < 0)
+		return merr_sys(e, "open", "/proc/self/ns/mnt", "failed to open the supervisor's mount namespace");
+	return 0;
+}
+
+static int mntns_enter_setup(const struct spec *s, struct merr *e)
+{
+	if (s->us.enabled && unshare(CLONE_NEWNS) < 0)
+		return merr_sys(e, "unshare", "", "failed to create the mount namespace for the container's setup");
+	return 0;
+}
+
+static void mntns_leave(const struct spec *s)
+{
+	if (s->us.enabled && setns(g_own_mntns_fd, CLONE_NEWNS) < 0)
+		_exit(1); /* never go on in the container's mount namespace */
+}
+
+/* User namespace: after the child said MSG_SETUP (it is root of its namespaces), fork the setup
+ * process, relay what it says (stages, an error, the notify socket) and wait for it. 0, or -1
+ * when the setup failed (reported). */
+static int host_setup(const struct spec *s, struct run *R)
+{
+	struct merr e = { 0 };
+	while (!R->setup_ready && !R->errored && R->sock >= 0) {
+		struct pollfd q = { .fd = R->sock, .events = POLLIN };
+		if (poll(&q, 1, -1) < 0 && errno != EINTR) {
+			merr_sys(&e, "poll", "", "failed to wait for the container");
+			report(&e);
+			return -1;
+		}
+		handle_setup_msg(s, R, R->sock);
+	}
+	if (!R->setup_ready)
+		return -1; /* the child failed (reported) or is gone */
+	int sq[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sq) < 0) {
+		merr_sys(&e, "socketpair", "", "failed to create the setup socket");
+		report(&e);
+		return -1;
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		merr_sys(&e, "fork", "", "failed to start the container's setup");
+		report(&e);
+		close(sq[0]);
+		close(sq[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		close(sq[0]);
+		host_setup_main(s, R->pidfd, sq[1]);
+	}
+	close(sq[1]);
+	int errored = R->errored;
+	while (handle_setup_msg(s, R, sq[0]) > 0)
+		;
+	close(sq[0]);
+	int st = 0;
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+		if (R->errored == errored) {
+			merr_set(&e, EIO, "fork", "", "the container's setup failed");
+			report(&e);
+			R->errored = 1;
+		}
+		return -1;
+	}
+	return R->errored ? -1 : 0;
 }
 
 /* on_exit: run the undo command once the container is gone (stdin /dev/null, our stderr), wait
@@ -511,12 +621,13 @@ static int run_once(struct spec *s, struct registry *g, int sfd, int *reboot, in
 		return 1;
 	}
 	struct clone_args ca = {
-		.flags = s->clone_flags | CLONE_PIDFD,
+		.flags = (s->us.enabled ? s->clone_flags & ~(uint64_t)CLONE_NEWNS : s->clone_flags) | CLONE_PIDFD,
 		.pidfd = (uint64_t)(uintptr_t)&R.pidfd,
 		.exit_signal = SIGCHLD,
 	};
-	if (netns_enter(s, &e) < 0 || userns_before_clone(s, &e) < 0) {
+	if (netns_enter(s, &e) < 0 || userns_before_clone(s, &e) < 0 || mntns_enter_setup(s, &e) < 0) {
 		netns_leave();
+		mntns_leave(s);
 		report(&e);
 		userns_after_clone(s);
 		close(sp[0]);
@@ -527,6 +638,7 @@ static int run_once(struct spec *s, struct registry *g, int sfd, int *reboot, in
 	int cgfd = prepare_cgroups(s, &into, &e);
 	if (cgfd < -1 || (cgfd == -1 && e.err)) {
 		netns_leave();
+		mntns_leave(s);
 		report(&e);
 		userns_after_clone(s);
 		close(sp[0]);
@@ -549,10 +661,12 @@ static int run_once(struct spec *s, struct registry *g, int sfd, int *reboot, in
 			close(cgfd);
 		pid = syscall(SYS_clone3, &ca, sizeof ca);
 	}
-	if (pid != 0)
+	if (pid != 0) {
 		netns_leave();
-	if (pid > 0)
-		userns_after_clone(s);
+		mntns_leave(s);
+	}
+	if (pid > 0 && !s->us.enabled)
+		userns_after_clone(s); /* with a user namespace the setup process still needs them */
 	if (pid < 0) {
 		userns_after_clone(s);
 		merr_sys(&e, "clone3", "", "failed to create the container's namespaces");
@@ -588,6 +702,17 @@ static int run_once(struct spec *s, struct registry *g, int sfd, int *reboot, in
 	{
 		struct msg go = { .type = MSG_GO };
 		go.has_ws = (s->console == CONSOLE_INTERACTIVE || s->console == CONSOLE_READ_ONLY) && host_winsize(&go.ws);
+		if (msg_send(R.sock, &go, -1) < 0) {
+			merr_set(&e, EPIPE, "sendmsg", "", "failed to start the container");
+			goto kill_child;
+		}
+	}
+	if (s->us.enabled) {
+		int hr = host_setup(s, &R);
+		userns_after_clone(s);
+		if (hr < 0)
+			goto kill_quiet;
+		struct msg go = { .type = MSG_GO };
 		if (msg_send(R.sock, &go, -1) < 0) {
 			merr_set(&e, EPIPE, "sendmsg", "", "failed to start the container");
 			goto kill_child;
@@ -669,6 +794,7 @@ static int run_once(struct spec *s, struct registry *g, int sfd, int *reboot, in
 
 kill_child:
 	report(&e);
+kill_quiet:
 	(void)kill(R.pid, SIGKILL);
 	{
 		siginfo_t si;
@@ -677,6 +803,7 @@ kill_child:
 	relay_close(&R.relay);
 	rc = 1;
 out:
+	userns_after_clone(s); /* after a failure before the setup process */
 	net_cleanup(&s->net); /* both ends of the veth, before a reboot's next clone creates it again */
 	if (R.sock >= 0)
 		close(R.sock);
@@ -736,7 +863,7 @@ int supervisor_run(struct spec *s)
 		registry_remove(&g);
 		return 1;
 	}
-	if (netns_open(s, &e) < 0 || userns_prepare(s, &e) < 0) {
+	if (netns_open(s, &e) < 0 || mntns_open(s, &e) < 0 || userns_prepare(s, &e) < 0) {
 		report(&e);
 		userns_cleanup(s);
 		run_on_exit(s);

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/capability.h>
 #include <linux/mount.h>
 #include <sched.h>
 #include <signal.h>
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/fsuid.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -542,6 +544,36 @@ int userns_become_root(const struct spec *s, struct merr *e)
 	if (setresuid(0, 0, 0) < 0)
 		return merr_sys(e, "setresuid", "", "failed to become user 0 of the user namespace");
 	(void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0); /* cleared by the credential change */
+	return 0;
+}
+
+static long map_zero(const struct idmap_line *m, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (m[i].inside == 0)
+			return (long)m[i].outside;
+	return -1;
+}
+
+int userns_host_act_as_root(const struct spec *s, struct merr *e)
+{
+	long uid = map_zero(s->us.uid_map, s->us.n_uid_map), gid = map_zero(s->us.gid_map, s->us.n_gid_map);
+	if (uid < 0 || gid < 0)
+		return merr_set(e, EINVAL, "setfsuid", "", "the user namespace maps no root (uid_map/gid_map without inside 0)");
+	(void)setfsgid((gid_t)gid);
+	(void)setfsuid((uid_t)uid);
+	if (setfsuid((uid_t)-1) != (int)uid || setfsgid((gid_t)-1) != (int)gid)
+		return merr_set(e, EPERM, "setfsuid", "", "failed to act as the container's root (%ld:%ld)", uid, gid);
+	/* A file system uid other than 0 clears the file capabilities from the effective set:
+	 * raise them again (they are still permitted), so host paths stay reachable. */
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct d[2];
+	if (syscall(SYS_capget, &h, d) < 0)
+		return merr_sys(e, "capget", "", "failed to read the capabilities");
+	for (int i = 0; i < 2; i++)
+		d[i].effective = d[i].permitted;
+	if (syscall(SYS_capset, &h, d) < 0)
+		return merr_sys(e, "capset", "", "failed to raise the capabilities again");
 	return 0;
 }
 

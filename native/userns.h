@@ -55,6 +55,9 @@ int userns_setup_child(const struct spec *s, pid_t pid, struct merr *e);
 int userns_attach_root(const struct spec *s, struct merr *e);
 /* Child: become root of the user namespace (setgroups, setresgid, setresuid to 0). */
 int userns_become_root(const struct spec *s, struct merr *e);
+/* Setup process (host's user namespace): create files as the container's root (fsuid/fsgid of
+ * the uid/gid map's inside 0) while keeping the host's capabilities. */
+int userns_host_act_as_root(const struct spec *s, struct merr *e);
 /* Child: attach a host-side filesystem (OP_FSMOUNT) at its place in the op list. */
 int userns_op_fsmount(int rootfd, const struct op *op, struct merr *e);
 

@@ -183,10 +183,44 @@ export function specUserns(plan: UsernsPlan, bound: BoundUser[] = []): SpecUsern
 /** Turn a spec built for the host's user namespace into one for the plan's. */
 export function applyUserns(spec: RunSpec, plan: UsernsPlan | undefined, privateNetwork: boolean, bound: BoundUser[] = []): RunSpec {
   if (plan === undefined) return spec;
+  const userns = specUserns(plan, bound);
   return {
     ...spec,
     namespaces: [...spec.namespaces, "user"],
-    ops: usernsOps(spec.ops, privateNetwork, plan.treeOwned),
-    userns: specUserns(plan, bound),
+    ops: hostIdOptions(usernsOps(spec.ops, privateNetwork, plan.treeOwned), userns),
+    userns,
   };
+}
+
+/** Container id -> host id through the map (undefined when the map does not cover it). */
+export function mapToHost(map: IdMapLine[], id: number): number | undefined {
+  const line = map.find((l) => id >= l.inside && id < l.inside + l.count);
+  return line === undefined ? undefined : line.outside + (id - line.inside);
+}
+
+/** File systems whose mount data names owners (`uid=`, `gid=`). */
+const ID_OPTION_FILESYSTEMS = new Set(["tmpfs", "devpts", "ramfs", "hugetlbfs"]);
+
+/**
+ * With a user namespace the root is set up from the host's user namespace (SPEC.md "User
+ * namespaces": then the container's mount namespace, copied from it, has every mount locked),
+ * where mount options are read as host ids: `gid=5` of devpts must be the container's group 5.
+ * A container id the map does not cover is refused, never passed through as a host id.
+ */
+export function hostIdOptions(ops: SetupOp[], userns: SpecUserns): SetupOp[] {
+  return ops.map((op) => {
+    if (op.op !== "mount" || !ID_OPTION_FILESYSTEMS.has(op.fstype) || !/(^|,)[ug]id=/.test(op.data)) return op;
+    const data = op.data
+      .split(",")
+      .map((o) => {
+        const m = /^([ug]id)=(\d+)$/.exec(o);
+        if (m === null) return o;
+        const host = mapToHost(m[1] === "uid" ? userns.uidMap : userns.gidMap, Number(m[2]));
+        if (host === undefined)
+          throw invalidError(`${m[1]}=${m[2]} of the ${op.fstype} on ${op.target} is outside the container's user namespace`, { path: op.target });
+        return `${m[1]}=${host}`;
+      })
+      .join(",");
+    return { ...op, data };
+  });
 }

@@ -132,6 +132,66 @@ describe("--private-users", () => {
   }, T);
 });
 
+/**
+ * Under -U the container's root owns its mount namespace, so only the kernel's mount locks
+ * (MNT_LOCK_READONLY, MNT_LOCKED: set when a mount namespace is copied into a less privileged
+ * user namespace) keep read-only mounts read-only and masks in place. Each attempt prints
+ * NAME=STATUS; the host checks the files behind the read-only mounts afterwards.
+ */
+describe("-U locks the container's mounts", () => {
+  const ATTEMPTS = [
+    ["root", "mount -o remount,bind,rw /"],
+    ["bindro", "mount -o remount,bind,rw /mnt"],
+    ["bindro_idmap", "mount -o remount,bind,rw /mnt2"],
+    ["procsys", "mount -o remount,bind,rw /proc/sys"],
+    ["sys", "mount -o remount,bind,rw /sys"],
+    ["runhost", "mount -o remount,bind,rw /run/host"],
+    ["umount_procsys", "umount /proc/sys"],
+    ["umount_mask", "umount /proc/kallsyms"],
+    ["umount_bindro", "umount -l /mnt"],
+    ["move_bindro", "mkdir -p /tmp/mv && mount --move /mnt /tmp/mv"],
+  ] as const;
+  const script = [
+    ...ATTEMPTS.map(([name, cmd]) => `if ${cmd} 2>/dev/null; then echo ${name}=escaped; else echo ${name}=contained; fi`),
+    "echo pwned > /mnt/f 2>/dev/null; echo pwned > /mnt2/f 2>/dev/null; echo pwned > /root/ro 2>/dev/null; true",
+  ].join("\n");
+  const results = (out: string) => Object.fromEntries(out.split("\n").filter((l) => /^\w+=(escaped|contained)$/.test(l)).map((l) => l.split("=")));
+
+  test("--read-only root, --bind-ro (also :idmap), /proc/sys, /sys, masks: remount rw, umount and move refused; files behind them unchanged", async () => {
+    const stateDir = scratch.dir("machina-state-");
+    const name = scratch.name("ul");
+    const root = await bbCopy(name);
+    const hostDir = scratch.dir("machina-hostro-");
+    Bun.spawnSync(["sh", "-c", `echo canary > ${hostDir}/f && mkdir -p ${root}/mnt ${root}/mnt2`]);
+    const args = ["-U", "--read-only", `--bind-ro=${hostDir}:/mnt`, `--bind-ro=${hostDir}:/mnt2:idmap`];
+    const out = await run(root, name, args, ["/bin/sh", "-c", script], stateDir);
+    const mine = results(out);
+    expect(Object.keys(mine).sort()).toEqual(ATTEMPTS.map(([n]) => n).sort());
+    for (const [attempt, result] of Object.entries(mine)) expect(`${attempt}=${result}`).toBe(`${attempt}=contained`);
+    expect(readFileSync(`${hostDir}/f`, "utf8")).toBe("canary\n");
+    expect(() => statSync(`${root}/root/ro`)).toThrow();
+    if (haveSystemdNspawn()) {
+      // systemd-nspawn 252 -U locks the root and --bind-ro the same way (its /proc/sys is not locked)
+      const ref = await bbCopy(name);
+      Bun.spawnSync(["mkdir", "-p", `${ref}/mnt`, `${ref}/mnt2`]);
+      const theirs = results(await runRef(ref, name, ["-U", "--read-only", `--bind-ro=${hostDir}:/mnt`, `--bind-ro=${hostDir}:/mnt2:idmap`], ["/bin/sh", "-c", script]));
+      for (const k of ["root", "bindro", "bindro_idmap"]) expect(`${k}=${theirs[k]}`).toBe(`${k}=contained`);
+      expect(readFileSync(`${hostDir}/f`, "utf8")).toBe("canary\n");
+    }
+  }, T);
+
+  test("files made by the setup are the container root's; mounts on top of locked ones still work", async () => {
+    const stateDir = scratch.dir("machina-state-");
+    const name = scratch.name("um");
+    const root = await bbCopy(name);
+    const cmd = "stat -c '%u:%g %n' / /dev /dev/pts/ptmx /run /run/host /tmp; ls -ln /dev/pts | grep -c ' 5 '; mount -t tmpfs x /mnt && echo ok-on-top; id -u";
+    const out = await run(root, name, ["-U", "--tmpfs=/mnt:uid=7,gid=8", "--console=read-only"], ["/bin/sh", "-c", `${cmd}; stat -c '%u:%g' /mnt`], stateDir);
+    expect(out).toContain("0:0 /\n0:0 /dev\n");
+    expect(out).toContain("0:0 /run\n0:0 /run/host\n0:0 /tmp\n");
+    expect(out).toMatch(/\n1\r?\nok-on-top\r?\n0\r?\n/); // the console pty belongs to group tty (5) inside
+  }, T);
+});
+
 describe("-U boots Debian", () => {
   test("reaches running with zero failed units and powers off cleanly", async () => {
     const stateDir = scratch.dir("machina-state-");

@@ -170,6 +170,16 @@ describe("--private-users modes", () => {
 });
 
 describe("setup ops in a user namespace", () => {
+  test("uid=/gid= of tmpfs and devpts become host ids (the setup runs in the host's user namespace); ids outside the map are refused", () => {
+    const s = build(["-D", "/srv/box", "--private-users=1048576", "--tmpfs=/mnt:mode=0700,uid=7,gid=8", "/bin/true"]);
+    expect(s.ops.find((o) => o.op === "mount" && o.fstype === "devpts")).toMatchObject({ data: "newinstance,ptmxmode=0666,mode=620,gid=1048581" });
+    expect(s.ops.find((o) => o.op === "mount" && o.target === "/mnt")).toMatchObject({ data: "mode=0700,uid=1048583,gid=1048584" });
+    expect(s.ops.find((o) => o.op === "mount" && o.target === "/tmp")).toMatchObject({ data: "mode=1777,size=10%,nr_inodes=400k" });
+    expect(() => build(["-D", "/srv/box", "--private-users=1048576", "--tmpfs=/mnt:uid=70000", "/bin/true"])).toThrow(/uid=70000 of the tmpfs on \/mnt is outside the container's user namespace/);
+    // without a user namespace nothing is translated
+    expect(build(["-D", "/srv/box", "--tmpfs=/mnt:uid=7", "/bin/true"]).ops.find((o) => o.op === "mount" && o.target === "/mnt")).toMatchObject({ data: "uid=7" });
+  });
+
   test("host device nodes are bound, the block inaccessible node is left out, sysfs comes from the supervisor", () => {
     const s = build(["-D", "/srv/box", "--private-users=1048576", "--private-users-ownership=map", "/bin/true"]);
     const ops = s.ops;
