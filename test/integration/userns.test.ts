@@ -180,6 +180,17 @@ describe("-U locks the container's mounts", () => {
     }
   }, T);
 
+  test("-x and --volatile=overlay: writes land in the overlay as the container's root, the image stays untouched", async () => {
+    const stateDir = scratch.dir("machina-state-");
+    const name = scratch.name("ux");
+    const root = await bbCopy(name);
+    for (const mode of ["-x", "--volatile=overlay"]) {
+      const out = await run(root, name, ["-U", mode], ["/bin/sh", "-c", "echo x > /made && stat -c '%u:%g' / /made"], stateDir);
+      expect(out).toBe("0:0\n0:0\n");
+      expect(() => statSync(`${root}/made`)).toThrow();
+    }
+  }, T);
+
   test("files made by the setup are the container root's; mounts on top of locked ones still work", async () => {
     const stateDir = scratch.dir("machina-state-");
     const name = scratch.name("um");
