@@ -18,4 +18,10 @@ void host_umounts(const struct spec *s)
 			; /* stacked mounts (e.g. /usr of a raw image below the root) */
 		(void)rmdir(p);
 	}
+	/* host_remove, in order: the records that describe those mounts, then their directories */
+	for (size_t i = 0; i < s->n_host_removes; i++) {
+		const char *p = s->host_removes[i];
+		if (unlink(p) < 0 && errno == EISDIR)
+			(void)rmdir(p);
+	}
 }

@@ -116,6 +116,8 @@ struct spec {
 	struct net_spec net;    /* net_* records: the main veth, made after each clone (netlink.h) */
 	const char **host_umounts; /* host_umount: HPATHs detached by the supervisor at exit (hostmount.c) */
 	size_t n_host_umounts;
+	const char **host_removes; /* host_remove: files or empty directories removed after them */
+	size_t n_host_removes;
 	const char **on_exit;   /* ARGV run by the supervisor after the container is gone; NULL = none */
 	size_t n_on_exit;
 	const char **prestart;  /* ARGV started in the background before the first clone, awaited before the release (hooks.c) */

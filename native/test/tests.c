@@ -1710,10 +1710,13 @@ static void test_host_umount_spec(void)
 	rec(b, "namespaces", 2, "mnt", "pid");
 	rec(b, "host_umount", 1, "/run/machina/raw-mounts/x/root");
 	rec(b, "host_umount", 1, "/run/machina/raw-mounts/x/usr");
+	rec(b, "host_remove", 1, "/run/machina/raw-mounts/x/record.json");
+	rec(b, "host_remove", 1, "/run/machina/raw-mounts/x");
 	rec(b, "exec", 2, "/bin/sh", "sh");
 	rec(b, "end", 0);
 	int r = parse(b, &s, &e);
 	check(r == 0 && s.n_host_umounts == 2 && !strcmp(s.host_umounts[1], "/run/machina/raw-mounts/x/usr"), "host_umount: repeated HPATHs");
+	check(r == 0 && s.n_host_removes == 2 && !strcmp(s.host_removes[1], "/run/machina/raw-mounts/x"), "host_remove: repeated HPATHs, in order");
 	if (r == 0)
 		spec_free(&s);
 	for (int i = 0; i < 2; i++) {
@@ -1743,15 +1746,30 @@ static void test_host_umount_ops(const char *tmp)
 		/* two stacked mounts on one path: both are detached */
 		if (mount("t1", a, "tmpfs", 0, NULL) < 0 || mount("t2", a, "tmpfs", 0, NULL) < 0)
 			_exit(11);
+		/* host_remove: a record file, then its directory (removed only when empty) */
+		char d[512], f[512], keep[512], kf[512];
+		snprintf(d, sizeof d, "%s/hm-dir", tmp);
+		snprintf(f, sizeof f, "%s/hm-dir/record.json", tmp);
+		snprintf(keep, sizeof keep, "%s/hm-keep", tmp);
+		snprintf(kf, sizeof kf, "%s/hm-keep/other", tmp);
+		mkdir(d, 0755);
+		mkdir(keep, 0755);
+		close(open(f, O_CREAT | O_WRONLY, 0600));
+		close(open(kf, O_CREAT | O_WRONLY, 0600));
 		const char *paths[] = { c, a };
-		struct spec s = { .host_umounts = paths, .n_host_umounts = 2 };
+		const char *removes[] = { f, d, keep };
+		struct spec s = { .host_umounts = paths, .n_host_umounts = 2, .host_removes = removes, .n_host_removes = 3 };
 		host_umounts(&s);
 		struct stat st;
+		if (stat(d, &st) == 0 || stat(kf, &st) < 0)
+			_exit(14);
+		unlink(kf);
+		rmdir(keep);
 		_exit(stat(a, &st) == 0 ? 12 : errno == ENOENT ? 0 : 13);
 	}
 	int st = -1;
 	waitpid(pid, &st, 0);
-	check(WIFEXITED(st) && WEXITSTATUS(st) == 0, "host_umount: stacked mounts detached, mount point removed, missing path ignored (status %d)",
+	check(WIFEXITED(st) && WEXITSTATUS(st) == 0, "host_umount: stacked mounts detached, mount point removed, missing path ignored; host_remove: file, then empty directory, a non-empty one kept (status %d)",
 	      WIFEXITED(st) ? WEXITSTATUS(st) : -1);
 }
 

@@ -52,7 +52,7 @@ export function machinesUsing(ctx: PoolContext, image: Image): string[] {
     if (root === image.target) users.push(name);
   }
   // Raw images mounted through a loop device (machina-nspawn -i): their records in the state directory.
-  for (const r of rawImagesInUse(host, ctx.stateDir)) if (r.image === image.target) users.push(r.machine);
+  for (const r of rawImagesInUse(host, ctx.stateDir, Date.now())) if (r.image === image.target) users.push(r.machine);
   return [...new Set(users)];
 }
 

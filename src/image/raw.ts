@@ -8,6 +8,7 @@
  * the container exits, and the loop device goes with its last mount. A record
  * (`$STATE_DIR/raw-mounts/ID/record.json`) lets the next start clean up after a SIGKILL.
  */
+import { z } from "zod";
 import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
 import { machinesDir } from "../machine/registry.ts";
@@ -140,6 +141,8 @@ export interface RawRoot {
   /** Host mount points for the helper's `host_umount` records (the root; its submounts go with it). */
   umounts: string[];
   record: string;
+  /** For the helper's `host_remove` records: the record, then its directory. */
+  removes: string[];
   /** Undo everything now (setup failed before the helper took over). */
   release(): void;
 }
@@ -199,42 +202,57 @@ export function setupRawRoot(host: Host, stateDir: string, image: string, readOn
   }
   // Only the root: a lazy umount detaches the mounts below it too, and the helper's rmdir of
   // each host_umount path must never hit a directory inside the image (root/usr).
-  return { root, umounts: [root], record: recordPath, release };
+  return { root, umounts: [root], record: recordPath, removes: [recordPath, dir], release };
 }
 
 const STARTING_GRACE_MS = 10_000;
 
+const RawRecordSchema = z.object({
+  image: z.string(),
+  machine: z.string(),
+  loops: z.array(z.string()),
+  mounts: z.array(z.string()),
+});
+
+/** A record as written by setupRawRoot, or undefined when it is missing or not one. */
+function readRecord(host: Host, dir: string): RawRecord | undefined {
+  const text = host.readFile(`${dir}/record.json`);
+  if (text === undefined) return undefined;
+  try {
+    const r = RawRecordSchema.safeParse(JSON.parse(text));
+    return r.success ? r.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Whether the container a raw-image record belongs to may still run: its registry lock is held,
+ * or the record is young enough that its supervisor may not have taken the lock yet.
+ */
+function recordLive(host: Host, stateDir: string, dir: string, record: RawRecord | undefined, nowMs: number): boolean {
+  const young = nowMs - (host.mtimeMs(dir) ?? 0) < STARTING_GRACE_MS;
+  if (record === undefined) return young; // being written
+  const lockPath = `${machinesDir(stateDir)}/${record.machine}/lock`;
+  if (host.lstat(lockPath) === undefined) return young;
+  const lock = host.tryLock(lockPath);
+  if (lock === undefined) return true; // running
+  lock.release();
+  return false;
+}
+
 /**
  * Detach the mounts of raw images whose container is gone (its supervisor was SIGKILLed, so
- * the `host_umount` records never ran). A record belongs to a live container while that
- * machine's registry lock is held (or for a grace period while it starts).
+ * the `host_umount`/`host_remove` records never ran) and remove their records.
  */
 export function sweepRawMounts(host: Host, stateDir: string, nowMs: number): string[] {
   const removed: string[] = [];
   const base = rawMountsDir(stateDir);
   for (const id of host.readdir(base)) {
     const dir = `${base}/${id}`;
-    const text = host.readFile(`${dir}/record.json`);
-    let record: RawRecord | undefined;
-    try {
-      record = text === undefined ? undefined : (JSON.parse(text) as RawRecord);
-    } catch {
-      record = undefined;
-    }
-    const young = nowMs - (host.mtimeMs(dir) ?? 0) < STARTING_GRACE_MS;
-    if (record === undefined) {
-      if (young) continue; // being written
-    } else {
-      const lockPath = `${machinesDir(stateDir)}/${record.machine}/lock`;
-      if (host.lstat(lockPath) === undefined) {
-        if (young) continue; // its supervisor may not have taken the registry lock yet
-      } else {
-        const lock = host.tryLock(lockPath);
-        if (lock === undefined) continue; // running
-        lock.release();
-      }
-      for (const m of [...record.mounts].reverse()) if (m.startsWith(`${dir}/`)) host.umount(m, true);
-    }
+    const record = readRecord(host, dir);
+    if (recordLive(host, stateDir, dir, record, nowMs)) continue;
+    for (const m of [...(record?.mounts ?? [])].reverse()) if (m.startsWith(`${dir}/`)) host.umount(m, true);
     if (host.mountinfo().includes(` ${dir}/`)) continue; // still mounted (busy): keep the record for the next sweep
     host.removeTree(dir);
     removed.push(id);
@@ -243,23 +261,14 @@ export function sweepRawMounts(host: Host, stateDir: string, nowMs: number): str
 }
 
 /** Raw images in use by running containers (for the pool's remove/rename guard): realpaths of images. */
-export function rawImagesInUse(host: Host, stateDir: string): Array<{ image: string; machine: string }> {
+export function rawImagesInUse(host: Host, stateDir: string, nowMs: number): Array<{ image: string; machine: string }> {
   const inUse: Array<{ image: string; machine: string }> = [];
   const base = rawMountsDir(stateDir);
   for (const id of host.readdir(base)) {
-    const text = host.readFile(`${base}/${id}/record.json`);
-    if (text === undefined) continue;
-    try {
-      const r = JSON.parse(text) as RawRecord;
-      const lock = host.tryLock(`${machinesDir(stateDir)}/${r.machine}/lock`);
-      if (lock !== undefined) {
-        lock.release();
-        continue;
-      }
-      inUse.push({ image: host.realpath(r.image) ?? r.image, machine: r.machine });
-    } catch {
-      continue;
-    }
+    const dir = `${base}/${id}`;
+    const record = readRecord(host, dir);
+    if (record === undefined || !recordLive(host, stateDir, dir, record, nowMs)) continue;
+    inUse.push({ image: host.realpath(record.image) ?? record.image, machine: record.machine });
   }
   return inUse;
 }

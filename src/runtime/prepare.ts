@@ -101,7 +101,7 @@ export function prepareContainer(host: Host, p: Paths, cliSettings: Settings, cw
     const spec = buildSpec(settings, image, hostFacts, {
       prog: options.prog, netTeardown,
       ...(options.statusFd !== undefined ? { statusFd: options.statusFd } : {}),
-      ...(raw !== undefined ? { hostUmounts: raw.umounts } : {}),
+      ...(raw !== undefined ? { hostUmounts: raw.umounts, hostRemoves: raw.removes } : {}),
     });
     if (options.planOnly) return { spec, settings, abandon };
     if (host.lstat(p.helper) === undefined)

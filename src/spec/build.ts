@@ -32,6 +32,8 @@ export interface BuildOptions {
   netTeardown?: string[];
   /** Host mounts made for this container (a raw image's file system, -i), detached by the supervisor at exit. */
   hostUmounts?: string[];
+  /** Their record and its directory, removed by the supervisor right after them. */
+  hostRemoves?: string[];
 }
 
 /** The name the machine runs under: -M, else derived from the directory. */
@@ -420,6 +422,7 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
     ...(joinNetns !== undefined ? { netns: joinNetns } : {}),
     ...(onExit !== undefined ? { onExit } : {}),
     ...(options.hostUmounts !== undefined && options.hostUmounts.length > 0 ? { hostUmounts: options.hostUmounts } : {}),
+    ...(options.hostRemoves !== undefined && options.hostRemoves.length > 0 ? { hostRemoves: options.hostRemoves } : {}),
     ...(resources.supervisorCgroup !== undefined ? { supervisorCgroup: resources.supervisorCgroup } : {}),
     ...(registration !== undefined
       ? { onLeader: machinedRegisterCommand({ how: registration, name, uuid, root: image.root, busctl: host.systemd.busctl!, slice: settings.slice }) }

@@ -106,6 +106,8 @@ export interface RunSpec {
   onExit?: string[];
   /** Host mounts (a raw image's file system, -i) the supervisor detaches at exit: `host_umount` records. */
   hostUmounts?: string[];
+  /** Files and empty directories the supervisor removes right after them (their record): `host_remove` records. */
+  hostRemoves?: string[];
   /** Cgroup the supervisor moves itself into first (--keep-unit under systemd: the unit's `supervisor/`). */
   supervisorCgroup?: string;
   /** Run by the supervisor with each new leader (`{leader}` = its pid) before it goes on: the registration with systemd-machined. */

@@ -64,6 +64,7 @@ export function specRecords(spec: RunSpec): Array<[string, string[]]> {
   if (spec.prestart !== undefined && spec.prestart.length > 0) add("prestart", ...spec.prestart);
   if (spec.onExit !== undefined && spec.onExit.length > 0) add("on_exit", ...spec.onExit);
   for (const m of spec.hostUmounts ?? []) add("host_umount", m);
+  for (const m of spec.hostRemoves ?? []) add("host_remove", m);
   for (const c of spec.cgroupSets) add("cgroup_set", c.path, c.value);
   add("kill_signal", String(spec.killSignal));
   add("boot", flag(spec.boot));

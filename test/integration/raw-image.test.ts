@@ -70,6 +70,17 @@ describe("-i IMAGE.raw", () => {
     expect(mounts()).toEqual([]);
   });
 
+  test("nothing of a finished run stays in the state directory; the image can be renamed and removed at once", () => {
+    sh(`cp --sparse=always '${pool}/gpt.raw' '${pool}/gone.raw'`);
+    expect(nspawn("-M", "gone", "/bin/true").status).toBe(0);
+    expect(existsSync(`${dir}/state/raw-mounts`) ? readdirSync(`${dir}/state/raw-mounts`) : []).toEqual([]);
+    const ctl = (...args: string[]) => spawnSync([join(REPO, "bin/machinactl"), ...args], { env, stdout: "pipe", stderr: "pipe" });
+    const mv = ctl("rename", "gone", "gone2");
+    expect(mv.stderr.toString()).toBe("");
+    expect(ctl("remove", "gone2").exitCode).toBe(0);
+    expect(existsSync(`${pool}/gone2.raw`)).toBe(false);
+  });
+
   test("--read-only: read-only loop devices and mounts", () => {
     const r = nspawn("-M", "gpt", "--read-only", "/bin/sh", "-c", "touch /x 2>&1; touch /usr/x 2>&1; true");
     expect(r.stderr).toBe("");
