@@ -27,6 +27,7 @@ import { disableMachine, enableMachine, listEnabled } from "../machine/enable.ts
 import { systemctl, systemdAvailable, unitInstalled, unitName } from "../machine/systemd.ts";
 import type { Paths } from "../paths.ts";
 import { launchDetached, requireImage, type Launched } from "../runtime/launch.ts";
+import { sweepLeftovers } from "../runtime/sweep.ts";
 import { isValidMachineName } from "../settings/values.ts";
 import type { EnableResult, MachineProperties } from "./schemas.ts";
 import type { KillOptions, LongOperationOptions, MachineService, StopOptions } from "./service.ts";
@@ -59,6 +60,7 @@ export class LocalMachineService implements MachineService {
   }
 
   async list(options: { all?: boolean; maxAddresses?: number } = {}): Promise<MachineSummary[]> {
+    sweepLeftovers(this.host, this.paths.stateDir); // networks and raw mounts of killed supervisors, too
     return listSummaries(this.ctx, options);
   }
 

@@ -21,6 +21,7 @@ import { LinuxHost } from "../host/linux.ts";
 import { readState } from "../machine/registry.ts";
 import { registerWithMachined } from "../machine/systemd.ts";
 import { paths, VERSION } from "../paths.ts";
+import { sweepLeftovers } from "../runtime/sweep.ts";
 import { apiSocketPath, MachinaClient } from "../client/client.ts";
 import { err, out } from "../cli/output.ts";
 import { createApp } from "./app.ts";
@@ -116,6 +117,7 @@ async function serve(socket: string, policy: RestartPolicy, autostart: boolean):
   const p = paths(host.env());
   const service = new LocalMachineService(host, p);
   await prepareSocket(host, socket);
+  for (const name of sweepLeftovers(host, p.stateDir)) log("swept", { machine: name, why: "its supervisor was gone" });
   const supervisor = new Supervisor(service, policy, log);
   const { app, jobs } = createApp({
     service,

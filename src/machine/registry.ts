@@ -71,11 +71,21 @@ export function procStat(host: Host, pid: number): { ppid: number; state: string
   return { state: rest[0] ?? "", ppid: Number(rest[1]), startTime: rest[19] ?? "", comm: stat.slice(stat.indexOf("(") + 1, close) };
 }
 
+/**
+ * Is PID a running process (a zombie whose parent has not reaped it is not: a supervisor killed
+ * with SIGKILL stays one while a PID 1 that is not an init leaves it) — and, when a start time
+ * is given, the same process that was recorded, not a later one under a reused pid?
+ */
+export function processRunning(host: Host, pid: number, startTime = ""): boolean {
+  if (pid <= 0) return false;
+  const st = procStat(host, pid);
+  if (st === undefined || st.state === "Z" || st.state === "X") return false;
+  return startTime === "" || st.startTime === startTime;
+}
+
 /** Is the supervisor recorded in state.json the process that runs now under that pid? */
 function supervisorAlive(host: Host, state: MachineState): boolean {
-  const st = procStat(host, state.supervisor);
-  if (st === undefined || st.state === "Z" || st.state === "X") return false;
-  return state.supervisorStartTime === "" || st.startTime === state.supervisorStartTime;
+  return processRunning(host, state.supervisor, state.supervisorStartTime);
 }
 
 /** cgroup2 `populated` (the whole subtree); true when it cannot be told (v1 only). */

@@ -7,6 +7,7 @@
  */
 import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
+import { processRunning } from "../machine/registry.ts";
 import { formatCidr, parseCidr, type Cidr } from "./cidr.ts";
 import { allocateHost, allocateSubnet, IpamError, parseLeases, parseNetConfig, releaseHost, releaseSubnet, type Leases, type NetConfig } from "./ipam.ts";
 import {
@@ -179,7 +180,7 @@ function hostRoutes(host: Host): Cidr[] {
 }
 
 function processAlive(host: Host, pid: number, startTime: string): boolean {
-  return pid > 0 && host.processStartTime(pid) === startTime;
+  return startTime !== "" && processRunning(host, pid, startTime);
 }
 
 const zoneFile = (d: NetDirs, zone: string, ext: string) => `${d.dir}/zone-${zone}.${ext}`;

@@ -12,9 +12,9 @@ import { gatherUsernsFacts } from "../host/userns-facts.ts";
 import { findImage } from "../image/pool.ts";
 import { setupRawRoot, sweepRawMounts, type RawRoot } from "../image/raw.ts";
 import { populateFromTemplate } from "../image/template.ts";
-import { addSweepHook, sweepStale } from "../machine/registry.ts";
 import { helperNetOps, planNetwork } from "../net/plan.ts";
-import { setupNetwork, sweepNetworks, teardownNetwork } from "../net/setup.ts";
+import { setupNetwork, teardownNetwork } from "../net/setup.ts";
+import { sweepLeftovers } from "./sweep.ts";
 import { ownCommand, type Paths } from "../paths.ts";
 import { loadSettingsFile, lookupMachineName } from "../settings/lookup.ts";
 import type { Settings } from "../settings/settings.ts";
@@ -107,8 +107,7 @@ export function prepareContainer(host: Host, p: Paths, cliSettings: Settings, cw
     if (host.lstat(p.helper) === undefined)
       throw new MachinaError("E_NOT_FOUND", `helper "${p.helper}" not found`, { path: p.helper }, "build it with: make -C native");
     // Entries of supervisors that were killed outright: remove them (and their cgroups, networks) now.
-    addSweepHook(sweepNetworks);
-    sweepStale(host, p.stateDir, Date.now());
+    sweepLeftovers(host, p.stateDir);
     // The network (src/net/): prepared here, made and joined by the helper, undone by its on_exit command.
     if (wantsManagedNetwork(settings)) {
       const lockPath = `${p.stateDir}/machines/${spec.machine}/lock`;

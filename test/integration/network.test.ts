@@ -196,6 +196,26 @@ describe("networking", () => {
     expect(existsSync(`${stateDir}/net/${name}.json`)).toBe(true); // left behind ...
   }, T);
 
+  test("kill -9 of a supervisor nobody reaps (a zombie): machinactl list sweeps its network — rules, record, lease", async () => {
+    const name = scratch.name("kz");
+    // The supervisor's parent execs sleep, which never reaps: after SIGKILL it stays a zombie,
+    // as under a PID 1 that is not an init.
+    const nspawn = [`${REPO}/bin/machina-nspawn`, "-q", "--register=no", "--console=pipe", "-D", root, "-M", name, "-n", "-p", "18082:80", "sleep", "30"];
+    const parent = Bun.spawn(["sh", "-c", `"$@" & exec sleep 30`, "sh", ...nspawn], { env: { ...process.env, MACHINA_STATE_DIR: stateDir }, stdout: "ignore", stderr: "ignore" });
+    scratch.defer(() => parent.kill("SIGKILL"));
+    await up(name);
+    expect(sh("nft list table inet machina").out).toContain("18082");
+    const stateJson = `${stateDir}/machines/${name}/state.json`;
+    const sup = await waitFor("state.json", () => (existsSync(stateJson) ? Number(/"supervisor":(\d+)/.exec(readFileSync(stateJson, "utf8"))?.[1]) : undefined), 5000);
+    scratch.defer(() => void sh(`kill -9 ${sup} 2>/dev/null`));
+    process.kill(sup, "SIGKILL");
+    await waitFor("zombie", () => (/^State:\s+Z/m.test(readFileSync(`/proc/${sup}/status`, "utf8")) ? true : undefined), 5000);
+    const list = Bun.spawnSync([`${REPO}/bin/machinactl`, "list"], { env: { ...process.env, MACHINA_STATE_DIR: stateDir }, stdout: "pipe", stderr: "pipe" });
+    expect(list.stdout.toString()).toContain("0 machines listed.");
+    expect(existsSync(`${stateDir}/net/${name}.json`)).toBe(false);
+    expect(sh("nft list tables").out).not.toContain("machina");
+  }, T);
+
   test.skipIf(!haveSystemdNspawn())("side by side with systemd-nspawn: the same interface names and MACs (short and long machine names)", async () => {
     for (const name of [scratch.name("sb"), `averylongname-${Math.random().toString(36).slice(2, 8)}`]) {
       const cmd = ["/bin/sh", "-c", "cat /sys/class/net/host0/address; sleep 1.5"];
