@@ -1,15 +1,22 @@
 /**
  * Typed, coded errors. Library code throws these; only the CLI/daemon edge renders them.
  */
-export type ErrorCode =
-  | "E_USAGE" // bad command line: unknown flag, missing argument
-  | "E_INVALID" // a value that is not allowed
-  | "E_NOT_FOUND" // a file, directory, machine or image that does not exist
-  | "E_BUSY" // something is already running / locked
-  | "E_UNSUPPORTED" // known, but not available (yet, or on this host)
-  | "E_SYSTEM" // a system call failed
-  | "E_CANCELLED" // a long operation was cancelled by its caller
-  | "E_TOO_LARGE"; // a request (API body, download) over its size limit
+/** Every error code of the core, once: the type, the API's schema and the client derive from it. */
+export const ERROR_CODES = [
+  "E_USAGE", // bad command line: unknown flag, missing argument
+  "E_INVALID", // a value that is not allowed
+  "E_NOT_FOUND", // a file, directory, machine or image that does not exist
+  "E_BUSY", // something is already running / locked
+  "E_UNSUPPORTED", // known, but not available (yet, or on this host)
+  "E_SYSTEM", // a system call failed
+  "E_CANCELLED", // a long operation was cancelled by its caller
+  "E_TOO_LARGE", // a request (API body, download) over its size limit
+] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export function isErrorCode(code: string): code is ErrorCode {
+  return (ERROR_CODES as readonly string[]).includes(code);
+}
 
 export interface ErrorContext {
   flag?: string;

@@ -97,11 +97,15 @@ export class LocalMachineService implements MachineService {
     return outcome;
   }
 
-  async start(name: string, options: LongOperationOptions = {}): Promise<MachineStatus> {
+  checkStart(name: string): void {
     checkName(name);
     if (this.isRunning(name)) throw new MachinaError("E_BUSY", `machine "${name}" is already running`, { machine: name });
+    requireImage(this.host, this.paths.pool, name);
+  }
+
+  async start(name: string, options: LongOperationOptions = {}): Promise<MachineStatus> {
+    this.checkStart(name);
     if (systemdAvailable(this.host, this.env) && unitInstalled(this.host, this.env)) {
-      requireImage(this.host, this.paths.pool, name);
       options.onProgress?.({ time: Date.now(), event: "systemctl", message: `systemctl start ${unitName(name)}` });
       await systemctl(this.host, ["start", unitName(name)]);
       return this.status(name);

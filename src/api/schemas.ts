@@ -4,6 +4,7 @@
  * (docs/api/openapi.json) is generated from them (src/api/openapi.ts). Pure.
  */
 import { z } from "zod";
+import { ERROR_CODES } from "../errors.ts";
 
 /** Machine names follow hostname rules (systemd's machine_name_is_valid()). */
 export const MachineName = z
@@ -15,7 +16,7 @@ export const MachineName = z
   .meta({ id: "MachineName", description: "letters, digits, '-' and '.', at most 64 characters, no leading '-' or '.'" });
 
 export const ErrorCode = z
-  .enum(["E_USAGE", "E_INVALID", "E_NOT_FOUND", "E_BUSY", "E_UNSUPPORTED", "E_SYSTEM", "E_TOO_LARGE", "E_CANCELLED", "E_INTERNAL"])
+  .enum([...ERROR_CODES, "E_INTERNAL"]) // E_INTERNAL: the daemon's own failure (a bug), never thrown by the core
   .meta({ id: "ErrorCode" });
 
 export const ApiError = z

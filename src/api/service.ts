@@ -41,6 +41,8 @@ export interface MachineService {
   kill(name: string, options?: KillOptions): Promise<void>;
   /** Boot image NAME in the background (machina-nspawn -b -M NAME); resolves once it runs. */
   start(name: string, options?: LongOperationOptions): Promise<MachineStatus>;
+  /** What a start would refuse at once (an invalid name, E_BUSY: running, E_NOT_FOUND: no image), so an API can answer before it queues a job. */
+  checkStart?(name: string): void;
   /** Start at boot. With now, start it too. */
   enable(name: string, options?: { now?: boolean }): Promise<EnableResult>;
   disable(name: string, options?: { now?: boolean }): Promise<EnableResult>;

@@ -3,7 +3,7 @@
  * implements MachineService exactly as the in-process core does: same results, same errors
  * (MachinaErrors rebuilt from the API's {code, message, details}).
  */
-import { MachinaError, type ErrorCode as CoreErrorCode } from "../errors.ts";
+import { isErrorCode, MachinaError } from "../errors.ts";
 import * as S from "../api/schemas.ts";
 import type { MachineStatus, MachineSummary } from "../machine/machines.ts";
 import type { KillOptions, LongOperationOptions, MachineService, StopOptions } from "../api/service.ts";
@@ -14,7 +14,13 @@ export function apiSocketPath(env: Readonly<Record<string, string | undefined>> 
   return env["MACHINA_API_SOCKET"] ?? DEFAULT_SOCKET;
 }
 
-const CORE_CODES = new Set<string>(["E_USAGE", "E_INVALID", "E_NOT_FOUND", "E_BUSY", "E_UNSUPPORTED", "E_SYSTEM"]);
+/** The API's error as the core's MachinaError: the same code (E_INTERNAL, the daemon's own, becomes E_SYSTEM). */
+function fromApiError(err: S.ApiError): MachinaError {
+  const { hint, ...context } = (err.details ?? {}) as Record<string, unknown>;
+  const e = new MachinaError(isErrorCode(err.code) ? err.code : "E_SYSTEM", err.message, context, typeof hint === "string" ? hint : undefined);
+  (e as MachinaError & { apiCode: string }).apiCode = err.code;
+  return e;
+}
 
 export class MachinaClient implements MachineService {
   constructor(readonly socket: string = apiSocketPath()) {}
@@ -38,12 +44,7 @@ export class MachinaClient implements MachineService {
       } catch {
         err = { code: "E_INTERNAL", message: `machinad answered ${res.status}` };
       }
-      const details = err.details ?? {};
-      const code = (CORE_CODES.has(err.code) ? err.code : err.code === "E_TOO_LARGE" ? "E_INVALID" : err.code === "E_CANCELLED" ? "E_BUSY" : "E_SYSTEM") as CoreErrorCode;
-      const { hint, ...context } = details as Record<string, unknown>;
-      const e = new MachinaError(code, err.message, context, typeof hint === "string" ? hint : undefined);
-      (e as MachinaError & { apiCode: string }).apiCode = err.code;
-      throw e;
+      throw fromApiError(err);
     }
     return res;
   }
@@ -130,12 +131,7 @@ export class MachinaClient implements MachineService {
       }
     }
     if (job.state !== "done") {
-      const err = job.error ?? { code: "E_INTERNAL", message: `job ${job.id} ${job.state}` };
-      const { hint, ...context } = (err.details ?? {}) as Record<string, unknown>;
-      const code = (CORE_CODES.has(err.code) ? err.code : err.code === "E_CANCELLED" ? "E_BUSY" : "E_SYSTEM") as CoreErrorCode;
-      const e = new MachinaError(code, err.message, context, typeof hint === "string" ? hint : undefined);
-      (e as MachinaError & { apiCode: string }).apiCode = err.code;
-      throw e;
+      throw fromApiError(job.error ?? { code: "E_INTERNAL", message: `job ${job.id} ${job.state}` });
     }
     return job;
   }

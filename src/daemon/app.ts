@@ -88,6 +88,8 @@ export function createApp(options: AppOptions): { app: Hono; jobs: JobManager } 
   app.post("/v1/machines/:name/start", async (c) => {
     const name = machineName(c);
     const req = await body(c, S.StartRequest);
+    // A running machine (409) or a missing image (404) is an answer now, not a failed job.
+    service.checkStart?.(name);
     const j = jobs.run("start", name, async (progress, signal) => {
       const status = await service.start(name, { signal, onProgress: (e) => progress(e) });
       options.onStarted?.(name);

@@ -5,9 +5,11 @@
  * the committed OpenAPI document is the generated one, and lists every route.
  */
 import { describe, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { MachinaError } from "../../src/errors.ts";
+import { ERROR_CODES, MachinaError } from "../../src/errors.ts";
+import { MachinaClient } from "../../src/client/client.ts";
 import { openapiDocument } from "../../src/api/openapi.ts";
 import { MAX_BODY_BYTES, ROUTES } from "../../src/api/routes.ts";
 import * as S from "../../src/api/schemas.ts";
@@ -59,6 +61,10 @@ class FakeService implements MachineService {
     o.onProgress?.({ time: Date.now(), event: "stopping" });
     this.running.delete(name);
     return "stopped" as const;
+  }
+  checkStart(name: string) {
+    if (!this.images.has(name)) throw new MachinaError("E_NOT_FOUND", `no image "${name}"`, { machine: name });
+    if (this.running.has(name)) throw new MachinaError("E_BUSY", `machine "${name}" is already running`, { machine: name });
   }
   async start(name: string, o: LongOperationOptions = {}) {
     this.calls.push(`start ${name}`);
@@ -141,9 +147,7 @@ describe("machines", () => {
     const done = await s.call("GET", `/v1/jobs/${job.id}?wait=1`);
     expect(S.Job.parse(done.json)).toMatchObject({ state: "done", kind: "start", machine: "web", result: { leader: 42 } });
     expect(S.Job.parse(done.json).events.map((e) => e.stage ?? e.event)).toEqual(["spec", "started"]);
-    const again = await s.call("POST", "/v1/machines/web/start", { wait: true });
-    expect(again.status).toBe(200);
-    expect(S.Job.parse(again.json)).toMatchObject({ state: "failed", error: { code: "E_BUSY" } });
+    expectError(await s.call("POST", "/v1/machines/web/start", { wait: true }), 409, "E_BUSY");
   });
 
   test("stop, poweroff, reboot, kill, enable, disable", async () => {
@@ -205,8 +209,13 @@ describe("errors: JSON {code, message}, and nothing changes", () => {
     expectError(await s.call("GET", "/v1/machines/nope"), 404, "E_NOT_FOUND");
     expectError(await s.call("GET", "/v1/machines/nope/properties"), 404, "E_NOT_FOUND");
     for (const verb of ["stop", "poweroff", "reboot", "kill"]) expectError(await s.call("POST", `/v1/machines/nope/${verb}`), 404, "E_NOT_FOUND");
-    const start = await s.call("POST", "/v1/machines/nope/start", { wait: true });
-    expect(S.Job.parse(start.json)).toMatchObject({ state: "failed", error: { code: "E_NOT_FOUND" } });
+    // a start that cannot succeed is answered at once, without a job (with and without wait)
+    for (const wait of [true, false]) {
+      expectError(await s.call("POST", "/v1/machines/nope/start", { wait }), 404, "E_NOT_FOUND");
+      expectError(await s.call("POST", "/v1/machines/web/start", { wait }), 409, "E_BUSY");
+    }
+    expect(s.service.calls.filter((c) => c.startsWith("start"))).toEqual([]);
+    expect((await s.call("GET", "/v1/jobs")).json).toMatchObject({ jobs: [expect.objectContaining({ state: "done" })] });
     expect([...s.service.running.keys()]).toEqual(["web"]);
     expectError(await s.call("GET", "/v1/jobs/nope"), 404, "E_NOT_FOUND");
     expectError(await s.call("DELETE", "/v1/jobs/nope"), 404, "E_NOT_FOUND");
@@ -261,6 +270,26 @@ describe("errors: JSON {code, message}, and nothing changes", () => {
     const r = await s.call("POST", "/v1/machines/web/poweroff");
     expectError(r, 500, "E_SYSTEM");
     expect(r.json.details).toEqual({ machine: "web", syscall: "kill" });
+  });
+});
+
+describe("typed client", () => {
+  test("every error code of the API comes back as the same MachinaError code (E_INTERNAL as E_SYSTEM)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "machina-client-"));
+    let answer: S.ApiError = { code: "E_BUSY", message: "x" };
+    const server = Bun.serve({ unix: `${dir}/api.sock`, fetch: () => Response.json(answer, { status: 409 }) });
+    try {
+      const client = new MachinaClient(`${dir}/api.sock`);
+      for (const code of [...ERROR_CODES, "E_INTERNAL"] as const) {
+        answer = { code, message: `m ${code}`, details: { machine: "web", hint: "h" } };
+        const e = await client.status("web").catch((x: unknown) => x);
+        expect(e).toBeInstanceOf(MachinaError);
+        expect([(e as MachinaError).code, (e as MachinaError).message, (e as MachinaError).context.machine, (e as MachinaError).hint]).toEqual([code === "E_INTERNAL" ? "E_SYSTEM" : code, `m ${code}`, "web", "h"]);
+      }
+    } finally {
+      server.stop(true);
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
