@@ -1,16 +1,30 @@
 /**
  * -Z/--selinux-context= and -L/--selinux-apifs-context= on this host, whose kernel is built
  * with SELinux but does not enable it (no selinuxfs): each is refused with one line naming the
- * flag, exit 1, nothing left behind — never silently ignored. What happens on an SELinux host is
- * covered by the unit tests (the plan) and the helper's C tests (the write of the exec label);
- * see docs/security.md. Root only.
+ * flag, exit 1, nothing left behind — never silently ignored. The helper's side runs end to end
+ * up to the write of the label (a spec planned as on an SELinux host: run and enter reach it and
+ * fail with the kernel's EINVAL). What happens on an SELinux host is covered only by the unit
+ * tests (the plan) and the helper's C tests; see docs/security.md. Root only.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, readFileSync } from "node:fs";
+import { spawnSync } from "bun";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { gatherHostFacts, gatherImageFacts } from "../../src/host/facts.ts";
+import { LinuxHost } from "../../src/host/linux.ts";
+import { commandSpec, runEnter } from "../../src/machine/enter.ts";
+import { getMachine } from "../../src/machine/machines.ts";
+import { parseNspawnCommandLine } from "../../src/settings/nspawn-cli.ts";
+import { buildSpec } from "../../src/spec/build.ts";
+import { encodeSpec } from "../../src/spec/wire.ts";
 import { ensureBusyboxImage } from "../fixtures/images.ts";
-import { NOTHING, Scratch, copyTree, haveSystemdNspawn, leftovers, newLeftovers, runNspawn, runSystemdNspawn, uniqueName } from "../helpers/machina.ts";
+import {
+  NOTHING, REPO, Scratch, copyTree, haveSystemdNspawn, leftovers, newLeftovers, runNspawn, runSystemdNspawn, startNspawn, uniqueName, waitForState,
+} from "../helpers/machina.ts";
 
 const files = new Scratch();
+const procs = new Scratch();
+const HELPER = join(REPO, "native/build/machina-helper");
 let image: string;
 let stateDir: string;
 
@@ -23,7 +37,10 @@ beforeAll(async () => {
   image = await ensureBusyboxImage();
   stateDir = files.dir("machina-state-");
 });
-afterAll(() => files.cleanup());
+afterAll(async () => {
+  await procs.cleanup();
+  files.cleanup();
+});
 
 const LABEL = "system_u:system_r:container_t:s0:c1,c2";
 const CASES: Array<[args: string[], line: string]> = [
@@ -64,6 +81,45 @@ describe.skipIf(selinuxEnabled)("SELinux options on a host without SELinux", () 
     expect(l.code).toBe(1);
     expect(l.lines[0]).toMatch(/^Failed to mount tmpfs \(type tmpfs\) on .*\/tmp .*,context="system_u:object_r:container_file_t:s0"\"\): Invalid argument$/);
   }, 60_000);
+
+  // The helper's side, end to end on this host: a spec planned as on an SELinux host (the host
+  // fact set by the test) reaches the write of the label, which this kernel refuses.
+  const KERNEL_REFUSAL = `failed to write the SELinux exec label "${LABEL}" to "/proc/thread-self/attr/exec": Invalid argument (EINVAL)`;
+
+  test("machina-helper run: selinux_context is written right before execve (here: EINVAL, exit 1, nothing left behind)", async () => {
+    const host = new LinuxHost();
+    const before = leftovers(stateDir);
+    const parsed = parseNspawnCommandLine(["-q", "--console=pipe", "-D", image, "-M", uniqueName("se"), "-Z", LABEL, "/bin/true"], {});
+    if (parsed.action !== "run") throw new Error("not a run");
+    const facts = gatherHostFacts(host, stateDir);
+    facts.selinux = { enabled: true, fs: "/sys/fs/selinux" };
+    const spec = buildSpec(parsed.settings, gatherImageFacts(host, image, facts.timezone), facts, { prog: "machina-nspawn" });
+    const file = join(files.dir(), "spec");
+    writeFileSync(file, encodeSpec(spec));
+    const r = spawnSync([HELPER, "run", "--spec", file], { stdin: "ignore" });
+    expect(r.stderr.toString()).toBe(`machina-nspawn: ${KERNEL_REFUSAL}\n`);
+    expect(r.exitCode).toBe(1);
+    expect(newLeftovers(before, leftovers(stateDir))).toEqual(NOTHING);
+  }, 30_000);
+
+  test("machina-helper enter: a machine's label is applied to the entered command (here: EINVAL, exit 1)", async () => {
+    const before = leftovers(stateDir);
+    const name = procs.name("se");
+    const bg = startNspawn(["-q", "--console=pipe", "-D", image, "-M", name, "/bin/sleep", "60"], { stateDir }, procs);
+    await waitForState(stateDir, name, undefined, 10_000, bg);
+    const host = new LinuxHost();
+    const m = getMachine({ host, paths: { helper: HELPER, stateDir, pool: [] } }, name);
+    expect(m.selinuxContext).toBeUndefined();
+    const plain = await runEnter(host, HELPER, commandSpec(host, m, { console: "pipe", command: ["/bin/true"] }));
+    expect(plain.stderr).toBe("");
+    expect(plain.status).toBe(0);
+    const labelled = await runEnter(host, HELPER, commandSpec(host, { ...m, selinuxContext: LABEL }, { console: "pipe", command: ["/bin/true"] }));
+    expect(labelled.stderr).toBe(`machinactl: ${KERNEL_REFUSAL}\n`);
+    expect(labelled.status).toBe(1);
+    bg.proc.kill("SIGTERM");
+    await bg.exited;
+    expect(newLeftovers(before, leftovers(stateDir))).toEqual(NOTHING);
+  }, 30_000);
 
   test("a malformed label is refused as such, before the SELinux check", async () => {
     const r = await runNspawn(["-q", "--console=pipe", "-D", image, "-Z", 'a:b:c"d', "/bin/true"], { stateDir });
