@@ -86,10 +86,12 @@ describe.skipIf(selinuxEnabled)("SELinux options on a host without SELinux", () 
   // fact set by the test) reaches the write of the label, which this kernel refuses.
   const KERNEL_REFUSAL = `failed to write the SELinux exec label "${LABEL}" to "/proc/thread-self/attr/exec": Invalid argument (EINVAL)`;
 
-  test("machina-helper run: selinux_context is written right before execve (here: EINVAL, exit 1, nothing left behind)", async () => {
+  // As root, and as a non-root user without capabilities (the open and write of attr/exec are
+  // allowed to the process itself; the EINVAL comes from the kernel's LSM layer, past them).
+  for (const extra of [[], ["-u", "1000", "--no-new-privileges=yes"]]) test(`machina-helper run${extra.length ? " -u 1000" : ""}: selinux_context is written right before execve (here: EINVAL, exit 1, nothing left behind)`, async () => {
     const host = new LinuxHost();
     const before = leftovers(stateDir);
-    const parsed = parseNspawnCommandLine(["-q", "--console=pipe", "-D", image, "-M", uniqueName("se"), "-Z", LABEL, "/bin/true"], {});
+    const parsed = parseNspawnCommandLine(["-q", "--console=pipe", "-D", image, "-M", uniqueName("se"), ...extra, "-Z", LABEL, "/bin/true"], {});
     if (parsed.action !== "run") throw new Error("not a run");
     const facts = gatherHostFacts(host, stateDir);
     facts.selinux = { enabled: true, fs: "/sys/fs/selinux" };
