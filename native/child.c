@@ -23,6 +23,7 @@
 #include "mounts.h"
 #include "proto.h"
 #include "resolve.h"
+#include "selinux.h"
 #include "spec.h"
 #include "userns.h"
 #include "util.h"
@@ -218,6 +219,10 @@ __attribute__((noreturn)) static void payload(const struct spec *s, int console_
 		merr_sys(&e, "prctl", "", "failed to set PR_SET_NO_NEW_PRIVS");
 		fail(&e);
 	}
+	/* -Z: the label of the next execve (setexeccon); its fd is closed again at once. Before the
+	 * late seccomp filters, so that a filter can never keep the label from being set. */
+	if (s->selinux_context && selinux_set_exec_label(SELINUX_EXEC_ATTR, s->selinux_context, &e) < 0)
+		fail(&e);
 	if (s->sec.n_filters && !early_seccomp && sec_seccomp_load(&s->sec, &e) < 0)
 		fail(&e);
 	/* Every fd but 0-2 is closed by execve; the sync socket stays usable until then. */

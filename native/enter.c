@@ -27,6 +27,7 @@
 #include "caps.h"
 #include "console.h"
 #include "resolve.h"
+#include "selinux.h"
 #include "util.h"
 
 #ifndef CLOSE_RANGE_CLOEXEC
@@ -221,6 +222,11 @@ int enter_parse(struct enter_spec *s, char *buf, size_t len, struct merr *e)
 				return merr_set(e, ENOMEM, "", "", "out of memory");
 			for (long long i = 0; i < n; i++)
 				slot[i] = next(&rest);
+		} else if (!strcmp(name, "selinux_context")) {
+			NEED(1);
+			if (!*a[0] || strpbrk(a[0], "\n\r"))
+				return BAD("enter spec: selinux_context needs a label (one line)");
+			s->selinux_context = a[0];
 		} else if (!strcmp(name, "chdir")) {
 			NEED(1);
 			if (a[0][0] != '/')
@@ -518,6 +524,9 @@ static void child(struct enter_spec *s, int pidfd, const int *cgfds, int slave, 
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	for (int sig = 1; sig < NSIG; sig++)
 		signal(sig, SIG_DFL);
+	/* -Z of the container: the command is executed with its label (setexeccon) */
+	if (s->selinux_context && selinux_set_exec_label(SELINUX_EXEC_ATTR, s->selinux_context, &e) < 0)
+		goto fail;
 	/* nothing of the host but stdio reaches the command */
 	if (syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC) < 0) {
 		merr_sys(&e, "close_range", "", "failed to mark fds close-on-exec");

@@ -51,6 +51,7 @@ struct enter_spec {
 	const char *copy_cpath;    /* CPATH (absolute, resolved in the container's root) */
 	int copy_force;
 	struct copy_ids copy_uids, copy_gids;
+	const char *selinux_context; /* `selinux_context`: SELinux exec label of the command (selinux.h) */
 	/* allocation owned by the spec */
 	char *buf;
 	void *mem[8];

@@ -187,7 +187,7 @@ enum rec_id {
 	R_USER, R_AS_PID2, R_EXEC, R_ARGS,
 	R_UID_MAP, R_GID_MAP, R_CGROUP_OWNER, R_USERNS_LOCK, R_CHOWN_ROOT, R_IDMAP_ROOT, R_FSMOUNT,
 	R_ROOT_TMPFS, R_ROOT_OVERLAY, R_PIVOT_ROOT_DIR, R_SCRATCH_DIR, R_HOST_MKDIR, R_HOST_SYMLINK, R_OVERLAY, R_SCRATCH_LIST, R_NETNS, R_ON_EXIT, R_HOST_UMOUNT, R_HOST_REMOVE, R_ON_LEADER, R_SUPERVISOR_CGROUP,
-	R_NET_VETH, R_NET_ADDR, R_NET_UP, R_NET_MASTER, R_NET_ROUTE, R_NET_SYSCTL, R_PRESTART, R_END, R__MAX
+	R_NET_VETH, R_NET_ADDR, R_NET_UP, R_NET_MASTER, R_NET_ROUTE, R_NET_SYSCTL, R_PRESTART, R_SELINUX_CONTEXT, R_END, R__MAX
 };
 
 #define VAR -1
@@ -265,6 +265,7 @@ static const struct {
 	[R_NET_ROUTE] = { "net_route", 3, 3, 1 },
 	[R_NET_SYSCTL] = { "net_sysctl", 2, 2, 1 },
 	[R_PRESTART] = { "prestart", 1, VAR, 0 },
+	[R_SELINUX_CONTEXT] = { "selinux_context", 1, 1, 0 },
 	[R_END] = { "end", 0, 0, 0 },
 };
 
@@ -567,6 +568,10 @@ static int apply(struct spec *s, enum rec_id id, const char *name, size_t idx, c
 	case R_ARGS:
 		s->args = a;
 		s->n_args = n;
+		break;
+	case R_SELINUX_CONTEXT:
+		WANT(*a[0] && !strpbrk(a[0], "\n\r"), "LABEL (not empty, one line)");
+		s->selinux_context = a[0];
 		break;
 	case R_UID_MAP:
 	case R_GID_MAP:

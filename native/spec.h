@@ -96,6 +96,7 @@ struct spec {
 	size_t n_execs;
 	const char **args; /* args after argv[0] */
 	size_t n_args;
+	const char *selinux_context; /* SELinux exec label of the payload (selinux.h), NULL = none */
 	struct sec sec; /* seccomp, personality, OOM score, CPU affinity, cgroup_set (security.c) */
 	struct userns_spec us; /* userns.h */
 

@@ -147,6 +147,21 @@ static void test_parse(void)
 	enter_free(&s);
 }
 
+/* selinux_context: the label of the container's payload (-Z), given to the entered command */
+static void test_selinux_parse(void)
+{
+	struct enter_spec s;
+	struct merr e;
+	const char *with[] = { "target", "1", "2", NULL, "selinux_context", "system_u:system_r:container_t:s0", NULL,
+			       "exec", "/x", "x", NULL, NULL };
+	check(parse(with, &s, &e) == 0 && s.selinux_context && !strcmp(s.selinux_context, "system_u:system_r:container_t:s0"),
+	      "selinux_context parsed (%s)", e.msg);
+	enter_free(&s);
+	const char *empty[] = { "target", "1", "2", NULL, "selinux_context", "", NULL, "exec", "/x", "x", NULL, NULL };
+	check(parse(empty, &s, &e) < 0 && strstr(e.msg, "selinux_context"), "rejected: empty selinux_context (%s)", e.msg);
+	enter_free(&s);
+}
+
 /* ---------------------------------------------------------------- as root */
 
 static char *starttime(pid_t pid)
@@ -364,6 +379,7 @@ static void test_copy(const char *tmp)
 int main(void)
 {
 	test_parse();
+	test_selinux_parse();
 	{
 		char tmp[] = "/tmp/machina-copy-test.XXXXXX";
 		if (mkdtemp(tmp)) {

@@ -31,6 +31,7 @@
 #include "hostmount.h"
 #include "mounts.h"
 #include "resolve.h"
+#include "selinux.h"
 #include "spec.h"
 #include "userns.h"
 
@@ -1996,6 +1997,96 @@ static void test_cgroup_enter_self(void)
 	check(cgroup_enter_self("/proc/nonexistent/x", &e) < 0 && !strcmp(e.syscall, "mkdir"), "cgroup_enter_self: failure names mkdir");
 }
 
+/* selinux_context (-Z): the record, and the write of the exec label (selinux.c). */
+static void selinux_body(struct sb *b, const char *label)
+{
+	b->len = 0;
+	sb_str(b, "MACHINA-SPEC");
+	sb_str(b, "1");
+	rec(b, "root", 1, "/r");
+	rec(b, "namespaces", 2, "mnt", "pid");
+	if (label)
+		rec(b, "selinux_context", 1, label);
+	rec(b, "exec", 2, "/bin/sh", "sh");
+}
+
+static void test_selinux(void)
+{
+	struct sb *b = calloc(1, sizeof *b);
+	struct spec s;
+	struct merr e;
+	const char *label = "system_u:system_r:container_t:s0:c1,c2";
+	selinux_body(b, label);
+	rec(b, "end", 0);
+	int r = parse(b, &s, &e);
+	check(r == 0 && s.selinux_context && !strcmp(s.selinux_context, label), "selinux_context: parsed%s%s", r ? ": " : "", r ? e.msg : "");
+	if (r == 0)
+		spec_free(&s);
+	selinux_body(b, NULL);
+	rec(b, "end", 0);
+	r = parse(b, &s, &e);
+	check(r == 0 && s.selinux_context == NULL, "selinux_context: absent = no label");
+	if (r == 0)
+		spec_free(&s);
+	selinux_body(b, "");
+	rec(b, "end", 0);
+	bad(b, "malformed LABEL", "selinux_context with an empty label");
+	selinux_body(b, "a:b:c\nd");
+	rec(b, "end", 0);
+	bad(b, "malformed LABEL", "selinux_context over two lines");
+	selinux_body(b, label);
+	rec(b, "selinux_context", 1, label);
+	rec(b, "end", 0);
+	bad(b, "selinux_context", "selinux_context twice");
+
+	/* The write, to a file standing in for /proc/thread-self/attr/exec: the label and its NUL,
+	 * in one write, nothing else (the file is not truncated by open: the kernel's is not either). */
+	char path[] = "/tmp/machina-selinux.XXXXXX";
+	int fd = mkstemp(path);
+	if (fd >= 0)
+		close(fd);
+	memset(&e, 0, sizeof e);
+	char back[128] = { 0 };
+	r = selinux_set_exec_label(path, label, &e);
+	ssize_t n = read_file(path, back, sizeof back);
+	check(fd >= 0 && r == 0 && n == (ssize_t)strlen(label) + 1 && !memcmp(back, label, strlen(label) + 1),
+	      "selinux_set_exec_label: writes the label with its trailing NUL (r=%d, %zd bytes)", r, n);
+	unlink(path);
+	memset(&e, 0, sizeof e);
+	r = selinux_set_exec_label(path, label, &e);
+	check(r == -ENOENT && !strcmp(e.syscall, "open") && !strcmp(e.path, path) && strstr(e.msg, "SELinux exec label"),
+	      "selinux_set_exec_label: a missing attribute file is an error naming open and the path");
+
+	/* The kernel's file, in a child (the label would otherwise stay on this process): a label
+	 * that no policy has is refused with EINVAL, with or without SELinux enabled. */
+	int pfd[2];
+	if (pipe(pfd) < 0) {
+		check(0, "pipe");
+		free(b);
+		return;
+	}
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct merr ce = { 0 };
+		close(pfd[0]);
+		int cr = selinux_set_exec_label(SELINUX_EXEC_ATTR, "machina_test_u:no_such_r:no_such_t:s0", &ce);
+		(void)!write(pfd[1], &ce, sizeof ce);
+		_exit(cr < 0 ? 0 : 1);
+	}
+	close(pfd[1]);
+	struct merr ce = { 0 };
+	ssize_t got = read(pfd[0], &ce, sizeof ce);
+	close(pfd[0]);
+	int st = -1;
+	waitpid(pid, &st, 0);
+	char line[1024];
+	merr_format(&ce, "machina-nspawn", line, sizeof line);
+	check(got == (ssize_t)sizeof ce && WIFEXITED(st) && WEXITSTATUS(st) == 0 && ce.err == EINVAL && !strcmp(ce.syscall, "write") &&
+		      !strcmp(ce.path, SELINUX_EXEC_ATTR),
+	      "selinux_set_exec_label: %s rejects an unknown label: %s", SELINUX_EXEC_ATTR, line);
+	free(b);
+}
+
 int main(void)
 {
 	test_spec();
@@ -2009,6 +2100,7 @@ int main(void)
 	test_net_spec();
 	test_hooks_spec();
 	test_conlog();
+	test_selinux();
 	if (geteuid() == 0) {
 		char tmp[] = "/tmp/machina-test.XXXXXX";
 		if (!mkdtemp(tmp)) {

@@ -100,9 +100,11 @@ Security:
      --system-call-filter=LIST|~LIST
                             Allow, or with '~' deny, system calls and @groups
   -Z --selinux-context=LABEL
-                            SELinux context (not supported by machina)
+                            Run the payload (and what machinactl shell enters)
+                            with this SELinux label (needs SELinux enabled)
   -L --selinux-apifs-context=LABEL
-                            SELinux context of API file systems (not supported)
+                            SELinux context of the API file systems (tmpfs,
+                            devpts) (needs SELinux enabled)
 
 Resources:
      --rlimit=NAME=SOFT[:HARD]

@@ -61,6 +61,8 @@ export interface HostFacts {
   arch: string | undefined;
   /** MemTotal of /proc/meminfo in bytes. */
   memTotal: bigint | undefined;
+  /** SELinux is enabled: selinuxfs is mounted (mountinfo) and has its `enforce` file (as libselinux's is_selinux_enabled). */
+  selinux: { enabled: boolean; fs: string | undefined };
 }
 
 export interface PasswdEntry {
@@ -137,6 +139,20 @@ function cgroupLayout(host: Host): CgroupLayout {
   return layout;
 }
 
+/** Mount point of selinuxfs in mountinfo (normally /sys/fs/selinux). */
+export function parseSelinuxfs(mountinfo: string): string | undefined {
+  for (const line of mountinfo.split("\n")) {
+    const sep = line.indexOf(" - ");
+    if (sep !== -1 && line.slice(sep + 3).split(" ")[0] === "selinuxfs") return unescapeMountinfo(line.slice(0, sep).split(" ")[4] ?? "");
+  }
+  return undefined;
+}
+
+function selinuxFacts(host: Host): HostFacts["selinux"] {
+  const fs = parseSelinuxfs(host.mountinfo());
+  return { enabled: fs !== undefined && host.lstat(`${fs}/enforce`) === "file", fs };
+}
+
 function unescapeMountinfo(s: string): string {
   return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
 }
@@ -196,6 +212,7 @@ export function gatherHostFacts(host: Host, stateDir: string): HostFacts {
     randomId: host.randomHex(16),
     arch: host.readFile("/proc/sys/kernel/arch")?.trim() || undefined,
     memTotal: memTotal(host.readFile("/proc/meminfo")),
+    selinux: selinuxFacts(host),
   };
 }
 

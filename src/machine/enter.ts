@@ -156,6 +156,7 @@ export function commandSpec(host: Host, m: Machine, cmd: EnterCommand): EnterRec
     ...leaderCgroups(host, m).map((c) => ["cgroup", [c]] as EnterRecord),
     ["caps_bounding", [sec.capBnd]],
     ["no_new_privs", [sec.noNewPrivs ? "1" : "0"]],
+    ...(m.selinuxContext !== undefined ? [["selinux_context", [m.selinuxContext]] as EnterRecord] : []),
     ...(cmd.login ? [] : [["user", [String(user.uid), String(user.gid), ...user.groups.map(String)]] as EnterRecord]),
     ["env", [...env.values()]],
     ["chdir", [cmd.login ? "/" : cwd]],

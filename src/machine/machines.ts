@@ -48,6 +48,8 @@ export interface Machine {
   cgroups: string[];
   os: string;
   version: string;
+  /** -Z: SELinux label of the payload, given to what is entered (machine/enter.ts). */
+  selinuxContext?: string;
 }
 
 export interface MachineSummary {
@@ -139,6 +141,7 @@ function toMachine(host: Host, s: MachineState, state: Exclude<Liveness, "dead">
     cgroups: s.cgroups,
     os: s.os,
     version: s.version,
+    ...(s.selinuxContext !== undefined ? { selinuxContext: s.selinuxContext } : {}),
   };
 }
 

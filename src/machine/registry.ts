@@ -31,6 +31,8 @@ export interface MachineState {
   cgroup: string;
   os: string;
   version: string;
+  /** -Z: the SELinux label of the payload, applied to what `machinactl shell/exec/login` enter. */
+  selinuxContext?: string;
 }
 
 export type Liveness = "running" | "opening" | "closing" | "dead";
@@ -56,6 +58,7 @@ export function readState(host: Host, stateDir: string, name: string): MachineSt
       boot: r["boot"] === true, startedUsec: /^[0-9]+$/.test(started) ? BigInt(started) : undefined,
       supervisorStartTime: str("supervisor_starttime"), cgroup: str("cgroup") || (cgroups[0] ?? ""),
       os: str("os"), version: str("version"),
+      ...(str("selinux_context") !== "" ? { selinuxContext: str("selinux_context") } : {}),
     };
   } catch {
     return undefined;

@@ -18,6 +18,7 @@ import {
   parseMachineName, parseOomScoreAdjust, parsePersonality, parsePivotRoot, parseProperty, parseSignal,
   parseSlice, parseSyscallFilter, parseUserName, parseUuid, parseVethExtra,
 } from "./values.ts";
+import { parseSelinuxLabel } from "./selinux-label.ts";
 
 /** yes/no/state/overlay, booleans meaning yes/no; no value = yes. */
 export function parseVolatile(value: string | undefined, ctx: ErrorContext): VolatileMode {
@@ -221,6 +222,12 @@ export function parseNspawnCommandLine(
         set("systemCallFilter", f.deny ? { allow: cur.allow, deny: [...cur.deny, ...f.names] } : { allow: [...cur.allow, ...f.names], deny: cur.deny }, spelling);
         break;
       }
+      case "selinux-context":
+        set("selinuxContext", parseSelinuxLabel(v, ctx), spelling);
+        break;
+      case "selinux-apifs-context":
+        set("selinuxApifsContext", parseSelinuxLabel(v, ctx), spelling);
+        break;
       case "private-users":
         set("privateUsers", value === undefined ? { mode: "yes" } : parsePrivateUsers(v, ctx), spelling);
         break;
@@ -276,8 +283,8 @@ export function parseNspawnCommandLine(
         set("ports", [...s.ports, parsePort(v, ctx)], spelling);
         break;
       default:
-        // Known to systemd-nspawn, but not offered by machina (SELinux labels, OCI bundles,
-        // dm-verity): refused at run time with a clear message.
+        // Known to systemd-nspawn, but not offered by machina (OCI bundles, dm-verity):
+        // refused at run time with a clear message.
         s.unsupported.push(spelling);
     }
   }

@@ -87,6 +87,10 @@ export interface Settings {
   // Isolation and resources
   /** Syscall names and @groups: allowed in addition to the default, and denied. */
   systemCallFilter: { allow: string[]; deny: string[] };
+  /** -Z: SELinux label the payload (and what `machinactl shell` enters) is executed with. */
+  selinuxContext: string | undefined;
+  /** -L: SELinux context of the API file systems (tmpfs, devpts), as `context="…"` mount option. */
+  selinuxApifsContext: string | undefined;
   privateUsers: PrivateUsers;
   privateUsersOwnership: OwnershipMode;
   oomScoreAdjust: number | undefined;
@@ -152,6 +156,8 @@ export function defaultSettings(): Settings {
     inaccessible: [],
     bindUsers: [],
     systemCallFilter: { allow: [], deny: [] },
+    selinuxContext: undefined,
+    selinuxApifsContext: undefined,
     privateUsers: { mode: "no" },
     privateUsersOwnership: "auto",
     oomScoreAdjust: undefined,

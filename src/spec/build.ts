@@ -18,6 +18,7 @@ import { machinedRegistration, resourcePlan } from "./resources.ts";
 import { chainOnExit, machinedRegisterCommand, machinedUnregisterCommand } from "./register.ts";
 import { planRoot } from "./root-modes.ts";
 import { seccompFilters } from "./seccomp.ts";
+import { checkSelinux, labelApiFs, labelRootMode } from "./selinux.ts";
 import { applyUserns, planUserns } from "./userns.ts";
 import { netnsPath, routedNetwork, wantsManagedNetwork, wantsPreparedNetns } from "./network.ts";
 import type { ExecCandidate, Namespace, RunSpec, SetupOp, SpecConsole } from "./types.ts";
@@ -74,6 +75,7 @@ export function checkRunnable(settings: Settings, image: ImageFacts, host: HostF
   }
   if (settings.directory === undefined)
     throw new MachinaError("E_USAGE", "no container root given", {}, "use -D DIRECTORY (see --help)");
+  checkSelinux(settings, host);
   if (settings.networkNamespacePath !== undefined && (settings.privateNetwork || wantsManagedNetwork(settings)))
     throw new MachinaError("E_USAGE", `${origin(settings, "networkNamespacePath")} may not be combined with --private-network or other network options`, { flag: origin(settings, "networkNamespacePath") });
   if (settings.ports.length > 0 && !routedNetwork(settings))
@@ -334,7 +336,7 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
   const joinNetns = wantsPreparedNetns(settings) ? netnsPath(host.stateDir, name) : settings.networkNamespacePath;
   if (settings.privateNetwork && joinNetns === undefined) namespaces.push("net");
 
-  const ops: SetupOp[] = [
+  const ops: SetupOp[] = labelApiFs([
     ...rootPlan.preOps,
     { op: "mount", source: "tmpfs", target: "/tmp", fstype: "tmpfs", flags: MS.NOSUID | MS.NODEV | MS.STRICTATIME, data: "mode=1777,size=10%,nr_inodes=400k", create: "dir" },
     { op: "mount", source: "sysfs", target: "/sys", fstype: "sysfs", flags: RO_API, data: "", create: "dir" },
@@ -348,7 +350,7 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
     ...timezoneOps(settings, image, host, writable),
     ...journal.ops,
     ...userMounts.ops,
-  ];
+  ], settings.selinuxApifsContext);
 
   const registry = `${host.stateDir}/machines/${name}`;
   const resources = resourcePlan(settings, name, host);
@@ -371,6 +373,8 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
     cgroups: resources.placement === "machined" ? [resources.cgroup, ...cgroups] : cgroups,
     os: image.osRelease?.["ID"] ?? "",
     version: image.osRelease?.["VERSION_ID"] ?? "",
+    // -Z: what machinactl shell/exec/login enter is executed with the same label
+    ...(settings.selinuxContext !== undefined ? { selinux_context: settings.selinuxContext } : {}),
   };
   const stateJson = JSON.stringify(state).slice(1, -1);
   const { exec, args } = execCandidates(settings, image);
@@ -410,10 +414,11 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
     oomScoreAdjust: settings.oomScoreAdjust,
     cpuAffinity: settings.cpuAffinity,
     cgroupSets: resources.sets,
+    ...(settings.selinuxContext !== undefined ? { selinuxContext: settings.selinuxContext } : {}),
     exec,
     args,
     rootSetup: {
-      ...rootPlan.setup,
+      ...labelRootMode(rootPlan.setup, settings.selinuxApifsContext, settings.ephemeral),
       scratchDirs: [...rootPlan.setup.scratchDirs, ...userMounts.scratchDirs],
       scratchList: `${host.stateDir}/scratch/${name}`,
       hostMkdirs: journal.hostMkdirs,

@@ -90,6 +90,8 @@ export interface RunSpec {
   cpuAffinity: number[] | undefined;
   /** Cgroup files written by the supervisor after the child joined its cgroups. */
   cgroupSets: CgroupSet[];
+  /** -Z: SELinux label the payload is executed with (`selinux_context`). */
+  selinuxContext?: string;
   exec: ExecCandidate[];
   args: string[];
   /** User namespace (userns.ts); absent = the host's. */

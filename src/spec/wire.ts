@@ -98,6 +98,7 @@ export function specRecords(spec: RunSpec): Array<[string, string[]]> {
   if (spec.cpuAffinity !== undefined) add("cpu_affinity", ...spec.cpuAffinity.map(String));
   r.push(...seccompRecords(spec.seccomp));
   if (spec.seccompCache !== undefined && spec.seccomp.length > 0) add("seccomp_cache", spec.seccompCache);
+  if (spec.selinuxContext !== undefined) add("selinux_context", spec.selinuxContext);
   for (const c of spec.exec) add("exec", c.path, c.argv0);
   add("args", ...spec.args);
   return r;
