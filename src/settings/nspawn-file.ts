@@ -17,23 +17,14 @@
  *   ProcessTwo= may not both be yes.
  */
 import { MachinaError } from "../errors.ts";
-import { CAPABILITIES, parseCapabilityName, type CapabilityName } from "./capabilities.ts";
-import {
-  parseBind, parseCpuSet, parseOverlay, parsePort, parsePrivateUsers, parseTmpfs,
-} from "./compound-values.ts";
-import { parseVolatile } from "./nspawn-cli.ts";
-import { RLIMITS, parseRlimitValue, type Rlimit } from "./rlimits.ts";
-import {
-  LINK_JOURNAL_MODES, OWNERSHIP_MODES, RESOLV_CONF_MODES, TIMEZONE_MODES, type Settings, type Source,
-} from "./settings.ts";
-import { untrustedRefusal } from "./trust.ts";
-import { SplitError, formatWarning, parseUnitFile, splitQuoted, type UnitEntry, type UnitSchema } from "./unit-file.ts";
-import {
-  invalid, isValidEnvName, parseAbsolutePath, parseBoolean, parseChoice, parseHostname, parseInterfaceName,
-  parseOomScoreAdjust, parsePersonality, parsePivotRoot, parseSignal, parseSyscallFilter, parseUserName,
-  parseUuid, parseVethExtra,
-} from "./values.ts";
 import type { ErrorContext } from "../errors.ts";
+import { CAPABILITIES, type CapabilityName } from "./capabilities.ts";
+import { Accumulator, type FileSource, type KeySpec } from "./nspawn-keys.ts";
+import { NSPAWN_FILE_KEYS } from "./nspawn-table.ts";
+import type { Rlimit } from "./rlimits.ts";
+import type { Settings, Source } from "./settings.ts";
+import { untrustedRefusal } from "./trust.ts";
+import { formatWarning, parseUnitFile, type UnitEntry, type UnitSchema } from "./unit-file.ts";
 
 /** What one settings file asks for. */
 export interface FileSettings {
@@ -46,204 +37,8 @@ export interface FileSettings {
   warnings: string[];
 }
 
-type FileSource = Extract<Source, { kind: "file" }>;
-
-/** Working state while reading one file. List items are tagged with the key that added them. */
-class Accumulator {
-  readonly values: Partial<Settings> = {};
-  readonly provenance = new Map<keyof Settings, Source>();
-  private readonly lists = new Map<keyof Settings, Array<{ tag: string; item: unknown; src: FileSource }>>();
-
-  set<K extends keyof Settings>(key: K, value: Settings[K], src: FileSource): void {
-    this.values[key] = value;
-    this.provenance.set(key, src);
-  }
-
-  unset(key: keyof Settings): void {
-    delete this.values[key];
-    this.provenance.delete(key);
-  }
-
-  push(key: keyof Settings, tag: string, items: readonly unknown[], src: FileSource): void {
-    const list = this.lists.get(key) ?? [];
-    for (const item of items) list.push({ tag, item, src });
-    this.lists.set(key, list);
-  }
-
-  /** Drop the items `tag` added (an empty assignment). */
-  reset(key: keyof Settings, tag: string | ((t: string) => boolean)): void {
-    const match = typeof tag === "string" ? (t: string) => t === tag : tag;
-    this.lists.set(key, (this.lists.get(key) ?? []).filter((e) => !match(e.tag)));
-  }
-
-  items(key: keyof Settings): Array<{ tag: string; item: unknown; src: FileSource }> {
-    return this.lists.get(key) ?? [];
-  }
-
-  listKeys(): Array<keyof Settings> {
-    return [...this.lists.keys()];
-  }
-}
-
-interface KeySpec {
-  section: "Exec" | "Files" | "Network";
-  key: string;
-  /** `Key=` clears instead of being an invalid value. */
-  emptyResets: boolean;
-  /** The command-line twin, for docs and messages. */
-  flag: string;
-  apply(acc: Accumulator, value: string, ctx: ErrorContext, src: FileSource): void;
-}
-
-function words(value: string, ctx: ErrorContext, allowed: string): string[] {
-  try {
-    return splitQuoted(value);
-  } catch (e) {
-    if (e instanceof SplitError) throw invalid(ctx, value, `${allowed} (${e.message})`);
-    throw e;
-  }
-}
-
-const bool = (
-  section: KeySpec["section"], key: string, field: keyof Settings & ("ephemeral" | "noNewPrivileges" | "notifyReady" | "suppressSync" | "readOnly" | "privateNetwork" | "networkVeth"), flag: string,
-): KeySpec => ({
-  section, key, flag, emptyResets: true,
-  apply: (acc, v, ctx, src) => acc.set(field, parseBoolean(v, ctx), src),
-});
-
-function scalar<K extends keyof Settings>(
-  section: KeySpec["section"], key: string, field: K, flag: string, emptyResets: boolean,
-  parse: (v: string, ctx: ErrorContext) => Settings[K],
-): KeySpec {
-  return { section, key, flag, emptyResets, apply: (acc, v, ctx, src) => acc.set(field, parse(v, ctx), src) };
-}
-
-function list(
-  section: KeySpec["section"], key: string, field: keyof Settings, flag: string,
-  parse: (v: string, ctx: ErrorContext) => unknown[],
-): KeySpec {
-  return { section, key, flag, emptyResets: true, apply: (acc, v, ctx, src) => acc.push(field, key, parse(v, ctx), src) };
-}
-
-function capabilityWords(value: string, ctx: ErrorContext, allowAll: boolean): Array<CapabilityName | "all"> {
-  // nspawn splits on white space only (extract_first_word without flags).
-  return value.split(/[ \t\n\r]+/).filter((w) => w.length > 0).map((w) => {
-    if (w === "all") {
-      if (!allowAll) throw invalid(ctx, value, "a space-separated list of capability names ('all' is not supported here)");
-      return "all";
-    }
-    return parseCapabilityName(w, ctx);
-  });
-}
-
-/** `IF[:NAME]` for Interface=, MACVLAN=, IPVLAN=. */
-function interfaceSpec(w: string, value: string, ctx: ErrorContext): string {
-  const parts = w.split(":");
-  if (parts.length > 2) throw invalid(ctx, value, "a space-separated list of IF[:NAME] interface names");
-  parseInterfaceName(parts[0]!, ctx);
-  if (parts[1] !== undefined) parseInterfaceName(parts[1], ctx);
-  return w;
-}
-
-const interfaceList = (key: string, field: keyof Settings, flag: string) =>
-  list("Network", key, field, flag, (v, ctx) => words(v, ctx, "a space-separated list of interface names").map((w) => interfaceSpec(w, v, ctx)));
-
-function startMode(which: "boot" | "asPid2", other: "boot" | "asPid2", key: string, otherKey: string, flag: string): KeySpec {
-  return {
-    section: "Exec", key, flag, emptyResets: false,
-    apply: (acc, v, ctx, src) => {
-      const on = parseBoolean(v, ctx);
-      if (on && acc.values[other] === true)
-        throw invalid(ctx, v, `no for ${key}= when ${otherKey}=yes is set (they may not be combined)`);
-      acc.set(which, on, src);
-    },
-  };
-}
-
-function bindSource(v: string, readOnly: boolean, ctx: ErrorContext) {
-  // In a file, relative sources have nothing to be relative to: nspawn requires absolute ones.
-  const first = v.split(":")[0] ?? "";
-  if (first !== "" && !first.startsWith("/") && !first.startsWith("+"))
-    throw invalid(ctx, v, "SOURCE[:DESTINATION[:OPTIONS]] with absolute paths (SOURCE may start with '+' or be empty)");
-  return parseBind(v, readOnly, ctx, "/");
-}
-
-/** Every key of systemd 252's systemd.nspawn(5). */
-export const NSPAWN_KEYS: readonly KeySpec[] = [
-  // [Exec]
-  startMode("boot", "asPid2", "Boot", "ProcessTwo", "--boot"),
-  bool("Exec", "Ephemeral", "ephemeral", "--ephemeral"),
-  startMode("asPid2", "boot", "ProcessTwo", "Boot", "--as-pid2"),
-  list("Exec", "Parameters", "command", "COMMAND [ARGS…]", (v, ctx) => words(v, ctx, "a command line with '…' or \"…\" quoting")),
-  list("Exec", "Environment", "environment", "--setenv=", (v, ctx) =>
-    words(v, ctx, "NAME=VALUE assignments").map((w) => {
-      const eq = w.indexOf("=");
-      if (eq <= 0 || !isValidEnvName(w.slice(0, eq)) || /[\x00-\x08\x0a-\x1f\x7f]/.test(w))
-        throw invalid(ctx, v, "NAME=VALUE assignments, separated by spaces (quote values with spaces), NAME a valid variable name");
-      return w;
-    })),
-  scalar("Exec", "User", "user", "--user=", true, (v, ctx) => {
-    if (/[\s:\0]/.test(v)) throw invalid(ctx, v, "a user name or UID");
-    return v;
-  }),
-  scalar("Exec", "WorkingDirectory", "chdir", "--chdir=", true, parseAbsolutePath),
-  scalar("Exec", "PivotRoot", "pivotRoot", "--pivot-root=", false, parsePivotRoot),
-  list("Exec", "Capability", "capabilities", "--capability=", (v, ctx) => capabilityWords(v, ctx, true)),
-  list("Exec", "DropCapability", "dropCapabilities", "--drop-capability=", (v, ctx) => capabilityWords(v, ctx, true)),
-  list("Exec", "AmbientCapability", "ambientCapabilities", "--ambient-capability=", (v, ctx) => capabilityWords(v, ctx, false)),
-  bool("Exec", "NoNewPrivileges", "noNewPrivileges", "--no-new-privileges="),
-  scalar("Exec", "KillSignal", "killSignal", "--kill-signal=", true, parseSignal),
-  scalar("Exec", "Personality", "personality", "--personality=", true, parsePersonality),
-  scalar("Exec", "MachineID", "uuid", "--uuid=", false, parseUuid),
-  scalar("Exec", "PrivateUsers", "privateUsers", "--private-users=", false, parsePrivateUsers),
-  bool("Exec", "NotifyReady", "notifyReady", "--notify-ready="),
-  {
-    section: "Exec", key: "SystemCallFilter", flag: "--system-call-filter=", emptyResets: true,
-    apply: (acc, v, ctx, src) => {
-      const f = parseSyscallFilter(v, ctx);
-      acc.push("systemCallFilter", f.deny ? "deny" : "allow", f.names, src);
-    },
-  },
-  ...Object.keys(RLIMITS).map((name): KeySpec => ({
-    section: "Exec", key: `Limit${name}`, flag: `--rlimit=${name}=`, emptyResets: false,
-    apply: (acc, v, ctx, src) => {
-      acc.reset("rlimits", name);
-      acc.push("rlimits", name, [parseRlimitValue(name, v, ctx)], src);
-    },
-  })),
-  scalar("Exec", "OOMScoreAdjust", "oomScoreAdjust", "--oom-score-adjust=", false, parseOomScoreAdjust),
-  scalar("Exec", "CPUAffinity", "cpuAffinity", "--cpu-affinity=", true, parseCpuSet),
-  scalar("Exec", "Hostname", "hostname", "--hostname=", true, parseHostname),
-  scalar("Exec", "ResolvConf", "resolvConf", "--resolv-conf=", false, (v, ctx) => parseChoice(v, RESOLV_CONF_MODES, ctx)),
-  scalar("Exec", "Timezone", "timezone", "--timezone=", false, (v, ctx) => parseChoice(v, TIMEZONE_MODES, ctx)),
-  scalar("Exec", "LinkJournal", "linkJournal", "--link-journal=", false, (v, ctx) => parseChoice(v, LINK_JOURNAL_MODES, ctx)),
-  bool("Exec", "SuppressSync", "suppressSync", "--suppress-sync="),
-  // [Files]
-  bool("Files", "ReadOnly", "readOnly", "--read-only"),
-  scalar("Files", "Volatile", "volatile", "--volatile=", false, (v, ctx) => parseVolatile(v, ctx)),
-  list("Files", "Bind", "binds", "--bind=", (v, ctx) => [bindSource(v, false, ctx)]),
-  list("Files", "BindReadOnly", "binds", "--bind-ro=", (v, ctx) => [bindSource(v, true, ctx)]),
-  list("Files", "BindUser", "bindUsers", "--bind-user=", (v, ctx) => [parseUserName(v, ctx)]),
-  list("Files", "TemporaryFileSystem", "tmpfs", "--tmpfs=", (v, ctx) => [parseTmpfs(v, ctx)]),
-  list("Files", "Inaccessible", "inaccessible", "--inaccessible=", (v, ctx) => [parseAbsolutePath(v, ctx)]),
-  list("Files", "Overlay", "overlays", "--overlay=", (v, ctx) => [parseOverlay(v, false, ctx)]),
-  list("Files", "OverlayReadOnly", "overlays", "--overlay-ro=", (v, ctx) => [parseOverlay(v, true, ctx)]),
-  scalar("Files", "PrivateUsersOwnership", "privateUsersOwnership", "--private-users-ownership=", false, (v, ctx) => parseChoice(v, OWNERSHIP_MODES, ctx)),
-  scalar("Files", "PrivateUsersChown", "privateUsersOwnership", "--private-users-chown", false, (v, ctx) => (parseBoolean(v, ctx) ? "chown" : "off")),
-  // [Network]
-  bool("Network", "Private", "privateNetwork", "--private-network"),
-  bool("Network", "VirtualEthernet", "networkVeth", "--network-veth"),
-  list("Network", "VirtualEthernetExtra", "networkVethExtra", "--network-veth-extra=", (v, ctx) => [parseVethExtra(v, ctx)]),
-  interfaceList("Interface", "networkInterfaces", "--network-interface="),
-  interfaceList("MACVLAN", "networkMacvlan", "--network-macvlan="),
-  interfaceList("IPVLAN", "networkIpvlan", "--network-ipvlan="),
-  scalar("Network", "Bridge", "networkBridge", "--network-bridge=", true, parseInterfaceName),
-  scalar("Network", "Zone", "networkZone", "--network-zone=", true, (v, ctx) => {
-    if (!/^[A-Za-z0-9_-]{1,12}$/.test(v)) throw invalid(ctx, v, "a zone name of 1-12 letters, digits, '-' or '_'");
-    return v;
-  }),
-  list("Network", "Port", "ports", "--port=", (v, ctx) => [parsePort(v, ctx)]),
-];
+/** Every key of systemd 252's systemd.nspawn(5), from the option table. */
+export const NSPAWN_KEYS: readonly KeySpec[] = NSPAWN_FILE_KEYS;
 
 const SPEC_BY_KEY = new Map(NSPAWN_KEYS.map((k) => [`${k.section}.${k.key}`, k]));
 
@@ -298,20 +93,7 @@ function keyField(spec: KeySpec): keyof Settings {
 }
 
 /** Known-good sample values, used to learn each key's field (and by the tests). */
-export const SAMPLE_VALUES: Readonly<Record<string, string>> = {
-  Boot: "yes", Ephemeral: "yes", ProcessTwo: "yes", Parameters: "/bin/sh -c 'echo hi'", Environment: "FOO=bar",
-  User: "nobody", WorkingDirectory: "/srv", PivotRoot: "/sysroot", Capability: "CAP_NET_ADMIN",
-  DropCapability: "CAP_MKNOD", AmbientCapability: "CAP_CHOWN", NoNewPrivileges: "yes", KillSignal: "SIGINT",
-  Personality: "x86", MachineID: "0123456789abcdef0123456789abcdef", PrivateUsers: "pick", NotifyReady: "yes",
-  SystemCallFilter: "@mount", OOMScoreAdjust: "-500", CPUAffinity: "0-1", Hostname: "box", ResolvConf: "off",
-  Timezone: "off", LinkJournal: "no", SuppressSync: "yes", ReadOnly: "yes", Volatile: "state",
-  Bind: "/srv/a:/a", BindReadOnly: "/srv/b:/b", BindUser: "alice", TemporaryFileSystem: "/tmp/x:mode=0700",
-  Inaccessible: "/secret", Overlay: "/lower:/upper:/data", OverlayReadOnly: "/lower:/data",
-  PrivateUsersOwnership: "chown", PrivateUsersChown: "yes", Private: "yes", VirtualEthernet: "yes",
-  VirtualEthernetExtra: "vx0:host1", Interface: "eth1", MACVLAN: "eth2", IPVLAN: "eth3", Bridge: "br0", Zone: "web",
-  Port: "tcp:8080:80",
-  ...Object.fromEntries(Object.keys(RLIMITS).map((r) => [`Limit${r}`, r === "NICE" ? "10:20" : "1024:4096"])),
-};
+export const SAMPLE_VALUES: Readonly<Record<string, string>> = Object.fromEntries(NSPAWN_KEYS.map((k) => [k.key, k.sample]));
 
 for (const spec of NSPAWN_KEYS) {
   const scratch = new Accumulator();
