@@ -26,25 +26,41 @@ import { apiSocketPath, MachinaClient } from "../client/client.ts";
 import { err, out } from "../cli/output.ts";
 import { createApp } from "./app.ts";
 import { Supervisor, type RestartPolicy } from "./supervise.ts";
+import { getopt, type ArgKind } from "../settings/getopt.ts";
+import { optionSyntax, renderHelpEntry, wrap } from "../settings/option-help.ts";
+import { parseChoice } from "../settings/values.ts";
 
 const PROG = "machinad";
 
-const USAGE = `${PROG} [OPTIONS...]
-${PROG} register NAME
+interface DaemonOptions {
+  help: boolean;
+  version: boolean;
+  socket: string;
+  policy: RestartPolicy;
+  autostart: boolean;
+}
 
-The optional machina daemon: machinectl's machine verbs as a REST API on a Unix socket
-(root only), start of enabled machines, restart per policy. Containers do not depend on it.
+/** machinad's options, declared once: getopt, --help and the man page come from here. */
+export const MACHINAD_TABLE: ReadonlyArray<{ id: string; long: string; short?: string; arg: ArgKind; argName?: string; help: string; apply(o: DaemonOptions, v: string): void }> = [
+  { id: "help", long: "help", short: "h", arg: "none", help: "Show this help", apply: (o) => void (o.help = true) },
+  { id: "version", long: "version", arg: "none", help: "Show the version", apply: (o) => void (o.version = true) },
+  { id: "socket", long: "socket", arg: "required", argName: "PATH", help: "Socket path (default $MACHINA_API_SOCKET or /run/machina/api.sock)", apply: (o, v) => void (o.socket = v) },
+  {
+    id: "restart", long: "restart", arg: "required", argName: "POLICY", help: "no (default), on-failure, always; exit status 133 always restarts",
+    apply: (o, v) => void (o.policy = parseChoice(v, RESTART_POLICIES, { flag: "--restart" })),
+  },
+  { id: "no-autostart", long: "no-autostart", arg: "none", help: "Do not start enabled machines", apply: (o) => void (o.autostart = false) },
+];
+const RESTART_POLICIES = ["no", "on-failure", "always"] as const;
 
-Options:
-  -h --help                 Show this help
-     --version              Show the version
-     --socket=PATH          Socket path (default $MACHINA_API_SOCKET or /run/machina/api.sock)
-     --restart=POLICY       no (default), on-failure, always; exit status 133 always restarts
-     --no-autostart         Do not start enabled machines
+export const MACHINAD_DESCRIPTION = "The optional machina daemon: machinectl's machine verbs as a REST API on a Unix socket (root only), start of enabled machines, restart per policy. Containers do not depend on it.";
+export const MACHINAD_COMMANDS = [{ syntax: "register NAME", text: "Register running machine NAME with systemd-machined" }];
 
-Commands:
-  register NAME             Register running machine NAME with systemd-machined
-`;
+const USAGE = [
+  `${PROG} [OPTIONS...]`, `${PROG} register NAME`, "", ...wrap(MACHINAD_DESCRIPTION, 92), "", "Options:",
+  ...MACHINAD_TABLE.map((r) => renderHelpEntry({ syntax: optionSyntax(r), text: r.help })), "", "Commands:",
+  ...MACHINAD_COMMANDS.map((c) => renderHelpEntry(c)),
+].join("\n") + "\n";
 
 function log(event: string, fields: Record<string, unknown> = {}): void {
   err(JSON.stringify({ time: new Date().toISOString(), event, ...fields }) + "\n");
@@ -52,24 +68,20 @@ function log(event: string, fields: Record<string, unknown> = {}): void {
 
 export async function main(argv: string[]): Promise<number> {
   try {
-    let socket = apiSocketPath();
-    let policy: RestartPolicy = (process.env["MACHINA_RESTART"] as RestartPolicy | undefined) ?? "no";
-    let autostart = true;
-    const rest: string[] = [];
-    for (const a of argv) {
-      if (a === "-h" || a === "--help") {
-        out(USAGE);
-        return 0;
-      } else if (a === "--version") {
-        out(`${PROG} ${VERSION}\n`);
-        return 0;
-      } else if (a.startsWith("--socket=")) socket = a.slice(9);
-      else if (a.startsWith("--restart=")) policy = a.slice(10) as RestartPolicy;
-      else if (a === "--no-autostart") autostart = false;
-      else if (a.startsWith("-")) throw new MachinaError("E_USAGE", `unknown option ${a}`, {}, `see ${PROG} --help`);
-      else rest.push(a);
+    const o: DaemonOptions = { help: false, version: false, socket: apiSocketPath(), policy: "no", autostart: true };
+    const envPolicy = process.env["MACHINA_RESTART"];
+    if (envPolicy !== undefined) o.policy = parseChoice(envPolicy, RESTART_POLICIES, { flag: "MACHINA_RESTART" });
+    const { options, operands: rest } = getopt(argv, MACHINAD_TABLE, { permute: true });
+    for (const { id, value } of options) MACHINAD_TABLE.find((r) => r.id === id)!.apply(o, value ?? "");
+    if (o.help) {
+      out(USAGE);
+      return 0;
     }
-    if (!["no", "on-failure", "always"].includes(policy)) throw new MachinaError("E_USAGE", `invalid --restart=${policy}: expected no, on-failure or always`);
+    if (o.version) {
+      out(`${PROG} ${VERSION}\n`);
+      return 0;
+    }
+    const { socket, policy, autostart } = o;
     if (rest[0] === "register") {
       if (rest.length !== 2) throw new MachinaError("E_USAGE", "usage: machinad register NAME");
       return await register(rest[1]!);

@@ -38,6 +38,6 @@ export function renderHelpEntry(e: HelpEntry): string {
 export function optionSyntax(o: { long?: string; short?: string; arg: "none" | "required" | "optional"; argName?: string }): string {
   const arg = o.arg === "none" || o.argName === undefined ? "" : o.arg === "optional" ? `[=${o.argName}]` : `=${o.argName}`;
   const short = o.short !== undefined ? `-${o.short}` : "  ";
-  if (o.long === undefined) return short;
+  if (o.long === undefined) return o.arg === "none" || o.argName === undefined ? short : `${short} ${o.argName}`;
   return `${short} --${o.long}${arg}`;
 }

@@ -32,7 +32,7 @@ function splitUserAt(arg: string): { user: string | undefined; name: string } {
 }
 
 const shell: Verb = {
-  name: "shell",
+  name: "shell", options: ["uid", "setenv", "quiet"],
   usage: "shell [[USER@]NAME [COMMAND...]]",
   summary: "Open a shell (or run a command) in a container; returns its exit status",
   section: "Machine",
@@ -47,7 +47,7 @@ const shell: Verb = {
 };
 
 const login: Verb = {
-  name: "login",
+  name: "login", options: [],
   usage: "login NAME",
   summary: "Get a login prompt in a container",
   section: "Machine",
@@ -59,7 +59,7 @@ const login: Verb = {
 };
 
 const exec: Verb = {
-  name: "exec",
+  name: "exec", options: ["uid", "setenv", "quiet"],
   usage: "exec NAME [--] COMMAND...",
   summary: "Run a command in a container as root (like systemctl -M); returns its exit status",
   section: "Machine",
@@ -73,7 +73,7 @@ const exec: Verb = {
 };
 
 const bind: Verb = {
-  name: "bind",
+  name: "bind", options: ["read-only", "mkdir"],
   usage: "bind NAME PATH [PATH]",
   summary: "Bind mount a path from the host into a container",
   section: "Machine",

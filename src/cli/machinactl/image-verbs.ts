@@ -193,25 +193,25 @@ function setLimitVerb(ctx: VerbContext, args: string[]): number {
 const verb = (v: Omit<Verb, "section">): Verb => ({ ...v, section: "Image" });
 
 export const IMAGE_VERBS: Verb[] = [
-  verb({ name: "list-images", usage: "list-images", summary: "Show available container and VM images", minArgs: 0, maxArgs: 0, run: (ctx) => listImages(ctx) }),
-  verb({ name: "image-status", usage: "image-status [NAME...]", summary: "Show image details", minArgs: 1, maxArgs: Infinity, run: imageStatus }),
-  verb({ name: "show-image", usage: "show-image [NAME...]", summary: "Show properties of image", minArgs: 0, maxArgs: Infinity, run: showImage }),
+  verb({ name: "list-images", options: ["all", "no-legend"], usage: "list-images", summary: "Show available container and VM images", minArgs: 0, maxArgs: 0, run: (ctx) => listImages(ctx) }),
+  verb({ name: "image-status", options: ["all"], usage: "image-status [NAME...]", summary: "Show image details", minArgs: 1, maxArgs: Infinity, run: imageStatus }),
+  verb({ name: "show-image", options: ["property", "P", "value", "all"], usage: "show-image [NAME...]", summary: "Show properties of image", minArgs: 0, maxArgs: Infinity, run: showImage }),
   verb({
-    name: "clone", usage: "clone NAME NAME", summary: "Clone an image", minArgs: 2, maxArgs: 2,
+    name: "clone", options: ["read-only"], usage: "clone NAME NAME", summary: "Clone an image", minArgs: 2, maxArgs: 2,
     run: (ctx, [from, to]) => {
       const r = cloneImage(poolContext(ctx), from!, to!, ctx.options.readOnly);
       return done(ctx, { name: r.image.name, from: from!, type: r.image.type, method: r.method, readOnly: r.image.readOnly, path: r.image.path });
     },
   }),
   verb({
-    name: "rename", usage: "rename NAME NAME", summary: "Rename an image", minArgs: 2, maxArgs: 2,
+    name: "rename", options: [], usage: "rename NAME NAME", summary: "Rename an image", minArgs: 2, maxArgs: 2,
     run: (ctx, [from, to]) => {
       const image = renameImage(poolContext(ctx), from!, to!);
       return done(ctx, { name: image.name, from: from!, path: image.path });
     },
   }),
-  verb({ name: "read-only", usage: "read-only NAME [BOOL]", summary: "Mark or unmark image read-only", minArgs: 1, maxArgs: 2, run: readOnlyVerb }),
-  verb({ name: "remove", usage: "remove NAME...", summary: "Remove an image", minArgs: 1, maxArgs: Infinity, run: removeVerb }),
-  verb({ name: "set-limit", usage: "set-limit [NAME] BYTES", summary: "Set image or pool size limit (disk quota)", minArgs: 1, maxArgs: 2, run: setLimitVerb }),
-  verb({ name: "clean", usage: "clean", summary: "Remove hidden (or all) images", minArgs: 0, maxArgs: 0, run: (ctx) => cleanVerb(ctx) }),
+  verb({ name: "read-only", options: [], usage: "read-only NAME [BOOL]", summary: "Mark or unmark image read-only", minArgs: 1, maxArgs: 2, run: readOnlyVerb }),
+  verb({ name: "remove", options: [], usage: "remove NAME...", summary: "Remove an image", minArgs: 1, maxArgs: Infinity, run: removeVerb }),
+  verb({ name: "set-limit", options: [], usage: "set-limit [NAME] BYTES", summary: "Set image or pool size limit (disk quota)", minArgs: 1, maxArgs: 2, run: setLimitVerb }),
+  verb({ name: "clean", options: ["all"], usage: "clean", summary: "Remove hidden (or all) images", minArgs: 0, maxArgs: 0, run: (ctx) => cleanVerb(ctx) }),
 ];

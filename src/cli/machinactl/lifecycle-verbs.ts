@@ -39,7 +39,7 @@ function throughSystemd(ctx: VerbContext): boolean {
 }
 
 const startVerb: Verb = {
-  name: "start",
+  name: "start", options: [],
   usage: "start NAME...",
   summary: "Start container as a service (booted in the background)",
   section: "Machine",
@@ -52,7 +52,7 @@ const startVerb: Verb = {
 };
 
 const enable: Verb = {
-  name: "enable",
+  name: "enable", options: ["now"],
   usage: "enable NAME...",
   summary: "Enable automatic container start at boot",
   section: "Machine",
@@ -72,7 +72,7 @@ const enable: Verb = {
 };
 
 const disable: Verb = {
-  name: "disable",
+  name: "disable", options: ["now"],
   usage: "disable NAME...",
   summary: "Disable automatic container start at boot",
   section: "Machine",
@@ -100,7 +100,7 @@ const disable: Verb = {
 };
 
 const logs: Verb = {
-  name: "logs",
+  name: "logs", options: ["lines", "follow", "output"],
   usage: "logs NAME",
   summary: "Show the machine's journal, else its console output (-n N, -f)",
   section: "Machine",

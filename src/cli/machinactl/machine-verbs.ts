@@ -92,7 +92,7 @@ export function renderStatus(s: MachineStatus, logLines: string[], full: boolean
 }
 
 const list: Verb = {
-  name: "list",
+  name: "list", options: ["all", "full", "max-addresses", "no-legend"],
   usage: "list",
   summary: "List running machines",
   section: "Machine",
@@ -124,7 +124,7 @@ const list: Verb = {
 };
 
 const status: Verb = {
-  name: "status",
+  name: "status", options: ["full", "lines"],
   usage: "status NAME...",
   summary: "Show VM/container details",
   section: "Machine",
@@ -151,7 +151,7 @@ const status: Verb = {
 };
 
 const show: Verb = {
-  name: "show",
+  name: "show", options: ["property", "P", "value", "all"],
   usage: "show [NAME...]",
   summary: "Show properties of one or more VMs/containers",
   section: "Machine",
@@ -174,7 +174,7 @@ const show: Verb = {
 };
 
 const ps: Verb = {
-  name: "ps",
+  name: "ps", options: [],
   usage: "ps [NAME]",
   summary: "Show the host processes of machines, with the machine of each",
   section: "Machine",
@@ -197,7 +197,7 @@ const ps: Verb = {
 };
 
 const kill: Verb = {
-  name: "kill",
+  name: "kill", options: ["kill-whom", "signal"],
   usage: "kill NAME...",
   summary: "Send signal to processes of a VM/container",
   section: "Machine",
@@ -212,7 +212,7 @@ const kill: Verb = {
 };
 
 const poweroff: Verb = {
-  name: "poweroff",
+  name: "poweroff", options: [],
   usage: "poweroff NAME...",
   summary: "Power off one or more containers",
   section: "Machine",
@@ -226,7 +226,7 @@ const poweroff: Verb = {
 };
 
 const reboot: Verb = {
-  name: "reboot",
+  name: "reboot", options: [],
   usage: "reboot NAME...",
   summary: "Reboot one or more containers",
   section: "Machine",
@@ -240,7 +240,7 @@ const reboot: Verb = {
 };
 
 const terminate: Verb = {
-  name: "terminate",
+  name: "terminate", options: [],
   usage: "terminate NAME...",
   summary: "Terminate one or more VMs/containers",
   section: "Machine",
@@ -256,7 +256,7 @@ const terminate: Verb = {
 /** copy-to / copy-from (src/machine/copy.ts): through `machina-helper enter`, resolved in the container's root. */
 function copyVerb(direction: CopyDirection): Verb {
   return {
-    name: `copy-${direction}`,
+    name: `copy-${direction}`, options: ["force"],
     usage: `copy-${direction} NAME PATH [PATH]`,
     summary: direction === "to" ? "Copy files from the host to a container" : "Copy files from a container to the host",
     section: "Machine",

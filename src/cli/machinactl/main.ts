@@ -4,10 +4,14 @@ import { LinuxHost } from "../../host/linux.ts";
 import type { Host } from "../../host/host.ts";
 import { paths, VERSION } from "../../paths.ts";
 import { err, out } from "../output.ts";
-import { parseMachinactlCommandLine } from "./options.ts";
+import { optionSyntax, renderHelpEntry } from "../../settings/option-help.ts";
+import { MACHINACTL_TABLE, parseMachinactlCommandLine, type MachinactlOption } from "./options.ts";
+import type { Verb } from "./verb.ts";
 import { findVerb, VERBS } from "./verbs.ts";
 
 const PROG = "machinactl";
+
+const optionEntry = (r: MachinactlOption) => renderHelpEntry({ syntax: optionSyntax(r), text: r.help });
 
 export function usage(): string {
   const sections = ["Machine", "Image", "Image transfer"] as const;
@@ -16,40 +20,20 @@ export function usage(): string {
     const verbs = VERBS.filter((v) => v.section === section);
     if (verbs.length === 0) continue;
     lines.push(`${section} commands:`);
-    for (const v of verbs) lines.push(v.usage.length <= 28 ? `  ${v.usage.padEnd(28)}${v.summary}` : `  ${v.usage}\n  ${"".padEnd(28)}${v.summary}`);
+    for (const v of verbs) lines.push(renderHelpEntry({ syntax: v.usage, text: v.summary }));
     lines.push("");
   }
-  lines.push(
-    "Options:",
-    "  -h --help                   Show this help",
-    "     --version                Show the version",
-    "     --no-pager               Accepted (machina never pages)",
-    "     --no-legend              No headers and footers",
-    "     --json[=pretty|short]    JSON output",
-    "  -p --property=NAME          Show only this property",
-    "  -P NAME                     Same as --property=NAME --value",
-    "     --value                  Print only the values of properties",
-    "  -a --all                    Show all properties / all images, hidden ones too",
-    "  -l --full                   Do not shorten output",
-    "  -q --quiet                  Print less",
-    "     --kill-whom=WHOM         leader or all",
-    "  -s --signal=SIGNAL          Signal to send",
-    "     --uid=USER               User for shell",
-    "  -E --setenv=VAR[=VALUE]     Environment for shell",
-    "     --read-only              Read-only bind mount / clone",
-    "     --mkdir                  Create the bind mount's target directory",
-    "  -n --lines=N                Number of log lines",
-    "  -f --follow                 Follow the log",
-    "  -o --output=MODE            Journal output mode",
-    "     --max-addresses=N        Addresses shown per machine",
-    "     --verify=MODE            no, checksum, signature (pull)",
-    "     --force                  Replace an existing image (pull, import) or target (copy-to, copy-from)",
-    "     --format=FORMAT          uncompressed, xz, gzip, bzip2, zstd (export)",
-    "     --root-password=PW       Root's password (bootstrap; default: none)",
-    "     --mirror=URL             Package mirror (bootstrap)",
-    "     --now                    Start (enable) or stop (disable) right away",
-    "",
-  );
+  lines.push("Options:", ...MACHINACTL_TABLE.map(optionEntry), "", `${PROG} COMMAND --help shows a command's own options.`, "");
+  return lines.join("\n");
+}
+
+/** `machinactl VERB --help`: its usage, what it does, and the options it reads. */
+export function verbUsage(v: Verb): string {
+  const own = MACHINACTL_TABLE.filter((r) => v.options.includes(r.id));
+  const global = MACHINACTL_TABLE.filter((r) => r.global === true && !v.options.includes(r.id));
+  const lines = [`${PROG} [OPTIONS...] ${v.usage}`, "", `${v.summary}.`, ""];
+  if (own.length > 0) lines.push("Options:", ...own.map(optionEntry), "");
+  lines.push("Common options:", ...global.map(optionEntry), "");
   return lines.join("\n");
 }
 
@@ -58,7 +42,9 @@ export async function main(argv: string[], host: Host = new LinuxHost()): Promis
     const env = host.env();
     const { options, verb, args } = parseMachinactlCommandLine(argv, env);
     if (options.help) {
-      out(usage());
+      const v = verb === undefined ? undefined : findVerb(verb);
+      if (verb !== undefined && v === undefined) throw new MachinaError("E_USAGE", `unknown command verb "${verb}"`, {}, `see ${PROG} --help`);
+      out(v === undefined ? usage() : verbUsage(v));
       return 0;
     }
     if (options.version) {

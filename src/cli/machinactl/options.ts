@@ -1,7 +1,7 @@
 /** machinactl's command line: machinectl 252's options (plus --json), GNU permutation. Pure. */
 import { usageError, type ErrorContext } from "../../errors.ts";
-import { getopt, option as o, type OptionDef } from "../../settings/getopt.ts";
-import { parseBoolean, parseChoice, parseEnvAssignment, parseSignal } from "../../settings/values.ts";
+import { getopt, type ArgKind, type OptionDef } from "../../settings/getopt.ts";
+import { parseChoice, parseEnvAssignment, parseSignal } from "../../settings/values.ts";
 
 export const JSON_MODES = ["off", "pretty", "short"] as const;
 export type JsonMode = (typeof JSON_MODES)[number];
@@ -40,38 +40,88 @@ export interface MachinactlOptions {
   follow: boolean;
 }
 
-export const MACHINACTL_OPTIONS: readonly OptionDef[] = [
-  o("help", "help", "h", "none"),
-  o("version", "version", undefined, "none"),
-  o("no-pager", "no-pager", undefined, "none"),
-  o("no-legend", "no-legend", undefined, "none"),
-  o("no-ask-password", "no-ask-password", undefined, "none"),
-  o("host", "host", "H", "required"),
-  o("machine", "machine", "M", "required"),
-  o("property", "property", "p", "required"),
-  o("P", undefined, "P", "required"),
-  o("quiet", "quiet", "q", "none"),
-  o("all", "all", "a", "none"),
-  o("value", "value", undefined, "none"),
-  o("full", "full", "l", "none"),
-  o("kill-whom", "kill-whom", undefined, "required"),
-  o("signal", "signal", "s", "required"),
-  o("uid", "uid", undefined, "required"),
-  o("setenv", "setenv", "E", "required"),
-  o("read-only", "read-only", undefined, "none"),
-  o("mkdir", "mkdir", undefined, "none"),
-  o("lines", "lines", "n", "required"),
-  o("max-addresses", "max-addresses", undefined, "required"),
-  o("output", "output", "o", "required"),
-  o("verify", "verify", undefined, "required"),
-  o("force", "force", undefined, "none"),
-  o("root-password", "root-password", undefined, "required"),
-  o("mirror", "mirror", undefined, "required"),
-  o("format", "format", undefined, "required"),
-  o("now", "now", undefined, "none"),
-  o("json", "json", undefined, "optional"),
-  o("follow", "follow", "f", "none"),
+/** One of machinactl's options, declared once: names, argument, help, how it is applied. */
+export interface MachinactlOption {
+  id: string;
+  long?: string;
+  short?: string;
+  arg: ArgKind;
+  argName?: string;
+  help: string;
+  choices?: readonly string[];
+  /** Shown in the main --help and every verb's (not only the verbs that name it). */
+  global?: boolean;
+  apply(o: MachinactlOptions, v: string, c: { value: string | undefined; spelling: string; ctx: ErrorContext; hostEnv: Readonly<Record<string, string | undefined>> }): void;
+}
+
+const KILL_WHOM = ["leader", "all"] as const;
+const VERIFY_MODES = ["no", "checksum", "signature"] as const;
+const FORMATS = ["uncompressed", "xz", "gzip", "bzip2", "zstd"] as const;
+
+/** machinectl 252's options (plus --json and machina's own), in --help order. */
+export const MACHINACTL_TABLE: readonly MachinactlOption[] = [
+  { id: "help", long: "help", short: "h", arg: "none", help: "Show this help", global: true, apply: (o) => void (o.help = true) },
+  { id: "version", long: "version", arg: "none", help: "Show the version", global: true, apply: (o) => void (o.version = true) },
+  { id: "no-pager", long: "no-pager", arg: "none", help: "Accepted (machina never pages)", global: true, apply: (o) => void (o.noPager = true) },
+  { id: "no-legend", long: "no-legend", arg: "none", help: "No headers and footers", apply: (o) => void (o.legend = false) },
+  { id: "no-ask-password", long: "no-ask-password", arg: "none", help: "Accepted (machina never asks)", global: true, apply: (o) => void (o.askPassword = false) },
+  {
+    id: "host", long: "host", short: "H", arg: "required", argName: "HOST", help: "Not supported: machina manages the local host only", global: true,
+    apply: (_o, _v, c) => {
+      throw usageError("--host= is not supported: machina manages the local host only", c.ctx);
+    },
+  },
+  { id: "machine", long: "machine", short: "M", arg: "required", argName: "NAME", help: "Operate on this machine", global: true, apply: (o, v) => void (o.machine = v) },
+  { id: "json", long: "json", arg: "optional", argName: "pretty|short", choices: JSON_MODES, help: "JSON output", global: true, apply: (o, v, c) => void (o.json = c.value === undefined ? "pretty" : parseChoice(v, JSON_MODES, c.ctx)) },
+  { id: "property", long: "property", short: "p", arg: "required", argName: "NAME", help: "Show only this property", apply: (o, v) => void o.properties.push(...v.split(",").filter((p) => p.length > 0)) },
+  { id: "P", short: "P", arg: "required", argName: "NAME", help: "Same as --property=NAME --value", apply: (o, v) => {
+    o.properties.push(v);
+    o.value = true;
+  } },
+  { id: "value", long: "value", arg: "none", help: "Print only the values of properties", apply: (o) => void (o.value = true) },
+  { id: "all", long: "all", short: "a", arg: "none", help: "Show all properties / all images, hidden ones too", apply: (o) => void (o.all = true) },
+  { id: "full", long: "full", short: "l", arg: "none", help: "Do not shorten output", apply: (o) => void (o.full = true) },
+  { id: "quiet", long: "quiet", short: "q", arg: "none", help: "Print less", global: true, apply: (o) => void (o.quiet = true) },
+  { id: "kill-whom", long: "kill-whom", arg: "required", argName: "WHOM", choices: KILL_WHOM, help: "leader or all", apply: (o, v, c) => void (o.killWhom = parseChoice(v, KILL_WHOM, c.ctx)) },
+  { id: "signal", long: "signal", short: "s", arg: "required", argName: "SIGNAL", help: "Signal to send", apply: (o, v, c) => void (o.signal = parseSignal(v, c.ctx)) },
+  {
+    id: "uid", long: "uid", arg: "required", argName: "USER", help: "User for shell",
+    apply: (o, v, c) => {
+      if (v === "" || /[\s:/]/.test(v)) throw usageError(`invalid user ${JSON.stringify(v)} for ${c.spelling}`, c.ctx);
+      o.uid = v;
+    },
+  },
+  {
+    id: "setenv", long: "setenv", short: "E", arg: "required", argName: "VAR[=VALUE]", help: "Environment for shell",
+    apply: (o, v, c) => {
+      const entry = parseEnvAssignment(v, c.hostEnv, c.ctx);
+      if (entry !== undefined) o.setenv.push(entry);
+    },
+  },
+  { id: "read-only", long: "read-only", arg: "none", help: "Read-only bind mount / clone", apply: (o) => void (o.readOnly = true) },
+  { id: "mkdir", long: "mkdir", arg: "none", help: "Create the bind mount's target directory", apply: (o) => void (o.mkdir = true) },
+  { id: "lines", long: "lines", short: "n", arg: "required", argName: "N", help: "Number of log lines", apply: (o, v, c) => void (o.lines = nonNegativeInt(v, c.ctx)) },
+  { id: "follow", long: "follow", short: "f", arg: "none", help: "Follow the log", apply: (o) => void (o.follow = true) },
+  { id: "output", long: "output", short: "o", arg: "required", argName: "MODE", help: "Journal output mode", apply: (o, v) => void (o.output = v) },
+  { id: "max-addresses", long: "max-addresses", arg: "required", argName: "N", help: "Addresses shown per machine", apply: (o, v, c) => void (o.maxAddresses = nonNegativeInt(v, c.ctx)) },
+  { id: "verify", long: "verify", arg: "required", argName: "MODE", choices: VERIFY_MODES, help: "no, checksum, signature (pull)", apply: (o, v, c) => void (o.verify = parseChoice(v, VERIFY_MODES, c.ctx)) },
+  { id: "force", long: "force", arg: "none", help: "Replace an existing image (pull, import) or target (copy-to, copy-from)", apply: (o) => void (o.force = true) },
+  { id: "format", long: "format", arg: "required", argName: "FORMAT", choices: FORMATS, help: "uncompressed, xz, gzip, bzip2, zstd (export)", apply: (o, v, c) => void (o.format = parseChoice(v, FORMATS, c.ctx)) },
+  { id: "root-password", long: "root-password", arg: "required", argName: "PW", help: "Root's password (bootstrap; default: none)", apply: (o, v) => void (o.rootPassword = v) },
+  {
+    id: "mirror", long: "mirror", arg: "required", argName: "URL", help: "Package mirror (bootstrap)",
+    apply: (o, v, c) => {
+      if (!/^(https?|file):\/\/\S+$/.test(v)) throw usageError(`invalid mirror ${JSON.stringify(v)} for ${c.spelling}: expected an http(s):// or file:// URL`, c.ctx);
+      o.mirror = v;
+    },
+  },
+  { id: "now", long: "now", arg: "none", help: "Start (enable) or stop (disable) right away", apply: (o) => void (o.now = true) },
 ];
+
+export const MACHINACTL_OPTIONS: readonly OptionDef[] = MACHINACTL_TABLE.map((r) => ({
+  id: r.id, ...(r.long !== undefined ? { long: r.long } : {}), ...(r.short !== undefined ? { short: r.short } : {}), arg: r.arg,
+}));
+const ROWS = new Map(MACHINACTL_TABLE.map((r) => [r.id, r]));
 
 export function defaultMachinactlOptions(): MachinactlOptions {
   return {
@@ -100,53 +150,10 @@ export function parseMachinactlCommandLine(
   });
   const opts = defaultMachinactlOptions();
   for (const { id, value, spelling } of parsed) {
-    const ctx: ErrorContext = { flag: spelling };
-    const v = value ?? "";
-    switch (id) {
-      case "help": opts.help = true; break;
-      case "version": opts.version = true; break;
-      case "no-pager": opts.noPager = true; break;
-      case "no-legend": opts.legend = false; break;
-      case "no-ask-password": opts.askPassword = false; break;
-      case "host": throw usageError("--host= is not supported: machina manages the local host only", ctx);
-      case "machine": opts.machine = v; break;
-      case "property": opts.properties.push(...v.split(",").filter((p) => p.length > 0)); break;
-      case "P": opts.properties.push(v); opts.value = true; break;
-      case "quiet": opts.quiet = true; break;
-      case "all": opts.all = true; break;
-      case "value": opts.value = true; break;
-      case "full": opts.full = true; break;
-      case "kill-whom": opts.killWhom = parseChoice(v, ["leader", "all"] as const, ctx); break;
-      case "signal": opts.signal = parseSignal(v, ctx); break;
-      case "uid":
-        if (v === "" || /[\s:/]/.test(v)) throw usageError(`invalid user ${JSON.stringify(v)} for ${spelling}`, ctx);
-        opts.uid = v;
-        break;
-      case "setenv": {
-        const entry = parseEnvAssignment(v, hostEnv, ctx);
-        if (entry !== undefined) opts.setenv.push(entry);
-        break;
-      }
-      case "read-only": opts.readOnly = true; break;
-      case "mkdir": opts.mkdir = true; break;
-      case "lines": opts.lines = nonNegativeInt(v, ctx); break;
-      case "max-addresses": opts.maxAddresses = nonNegativeInt(v, ctx); break;
-      case "output": opts.output = v; break;
-      case "verify": opts.verify = parseChoice(v, ["no", "checksum", "signature"] as const, ctx); break;
-      case "force": opts.force = true; break;
-      case "root-password": opts.rootPassword = v; break;
-      case "mirror":
-        if (!/^(https?|file):\/\/\S+$/.test(v)) throw usageError(`invalid mirror ${JSON.stringify(v)} for ${spelling}: expected an http(s):// or file:// URL`, ctx);
-        opts.mirror = v;
-        break;
-      case "format": opts.format = parseChoice(v, ["uncompressed", "xz", "gzip", "bzip2", "zstd"] as const, ctx); break;
-      case "now": opts.now = true; break;
-      case "json": opts.json = value === undefined ? "pretty" : parseChoice(v, JSON_MODES, ctx); break;
-      case "follow": opts.follow = true; break;
-      default: throw usageError(`option ${spelling} is not handled`, ctx);
-    }
+    const row = ROWS.get(id);
+    if (row === undefined) throw usageError(`option ${spelling} is not handled`, { flag: spelling });
+    row.apply(opts, value ?? "", { value, spelling, ctx: { flag: spelling }, hostEnv });
   }
-  void parseBoolean;
   const [verb, ...args] = operands;
   return { options: opts, verb, args };
 }

@@ -107,56 +107,56 @@ const done = (ctx: VerbContext, text: string) => {
 
 export const TRANSFER_VERBS: Verb[] = [
   {
-    name: "import-tar", usage: "import-tar FILE [NAME]", summary: "Import a local tar container image", section: "Image transfer", minArgs: 1, maxArgs: 2,
+    name: "import-tar", options: ["force", "read-only"], usage: "import-tar FILE [NAME]", summary: "Import a local tar container image", section: "Image transfer", minArgs: 1, maxArgs: 2,
     run: (ctx, [file, name]) => runTransfer(ctx, "import-tar", file!, name ?? "", async (t) => {
       const image = await importTar(t, file!, name, importOpts(ctx));
       done(ctx, `Imported "${file}" as image "${image}".`);
     }),
   },
   {
-    name: "import-raw", usage: "import-raw FILE [NAME]", summary: "Import a local raw container or VM image", section: "Image transfer", minArgs: 1, maxArgs: 2,
+    name: "import-raw", options: ["force", "read-only"], usage: "import-raw FILE [NAME]", summary: "Import a local raw container or VM image", section: "Image transfer", minArgs: 1, maxArgs: 2,
     run: (ctx, [file, name]) => runTransfer(ctx, "import-raw", file!, name ?? "", async (t) => {
       const image = await importRaw(t, file!, name, importOpts(ctx));
       done(ctx, `Imported "${file}" as image "${image}".`);
     }),
   },
   {
-    name: "import-fs", usage: "import-fs DIRECTORY [NAME]", summary: "Import a local directory container image", section: "Image transfer", minArgs: 1, maxArgs: 2,
+    name: "import-fs", options: ["force", "read-only"], usage: "import-fs DIRECTORY [NAME]", summary: "Import a local directory container image", section: "Image transfer", minArgs: 1, maxArgs: 2,
     run: (ctx, [dir, name]) => runTransfer(ctx, "import-fs", dir!, name ?? "", async (t) => {
       const image = await importFs(t, dir!, name, importOpts(ctx));
       done(ctx, `Imported "${dir}" as image "${image}".`);
     }),
   },
   {
-    name: "export-tar", usage: "export-tar NAME [FILE]", summary: "Export a local container image as a tar file", section: "Image transfer", minArgs: 1, maxArgs: 2,
+    name: "export-tar", options: ["format", "force"], usage: "export-tar NAME [FILE]", summary: "Export a local container image as a tar file", section: "Image transfer", minArgs: 1, maxArgs: 2,
     run: (ctx, [name, file]) => runTransfer(ctx, "export-tar", file ?? "-", name!, async (t) => {
       await exportImage(t, "tar", name!, file, { format: ctx.options.format, force: ctx.options.force });
       if (file !== undefined) done(ctx, `Exported image "${name}" to "${file}".`);
     }),
   },
   {
-    name: "export-raw", usage: "export-raw NAME [FILE]", summary: "Export a local raw image", section: "Image transfer", minArgs: 1, maxArgs: 2,
+    name: "export-raw", options: ["format", "force"], usage: "export-raw NAME [FILE]", summary: "Export a local raw image", section: "Image transfer", minArgs: 1, maxArgs: 2,
     run: (ctx, [name, file]) => runTransfer(ctx, "export-raw", file ?? "-", name!, async (t) => {
       await exportImage(t, "raw", name!, file, { format: ctx.options.format, force: ctx.options.force });
       if (file !== undefined) done(ctx, `Exported image "${name}" to "${file}".`);
     }),
   },
   {
-    name: "pull-tar", usage: "pull-tar URL [NAME]", summary: "Download a tar container image", section: "Image transfer", minArgs: 1, maxArgs: 2,
+    name: "pull-tar", options: ["verify", "force", "read-only"], usage: "pull-tar URL [NAME]", summary: "Download a tar container image", section: "Image transfer", minArgs: 1, maxArgs: 2,
     run: (ctx, [url, name]) => runTransfer(ctx, "pull-tar", url!, name ?? "", async (t) => {
       const image = await pullImage(t, "tar", url!, name, { ...importOpts(ctx), verify: ctx.options.verify ?? "signature" });
       done(ctx, `Downloaded "${url}" as image "${image}".`);
     }),
   },
   {
-    name: "pull-raw", usage: "pull-raw URL [NAME]", summary: "Download a raw container or VM image", section: "Image transfer", minArgs: 1, maxArgs: 2,
+    name: "pull-raw", options: ["verify", "force", "read-only"], usage: "pull-raw URL [NAME]", summary: "Download a raw container or VM image", section: "Image transfer", minArgs: 1, maxArgs: 2,
     run: (ctx, [url, name]) => runTransfer(ctx, "pull-raw", url!, name ?? "", async (t) => {
       const image = await pullImage(t, "raw", url!, name, { ...importOpts(ctx), verify: ctx.options.verify ?? "signature" });
       done(ctx, `Downloaded "${url}" as image "${image}".`);
     }),
   },
   {
-    name: "bootstrap", usage: "bootstrap NAME DISTRO [RELEASE]", summary: "Build a new image with debootstrap/mmdebstrap or dnf (debian, ubuntu, fedora)", section: "Image transfer", minArgs: 2, maxArgs: 3,
+    name: "bootstrap", options: ["root-password", "mirror", "force"], usage: "bootstrap NAME DISTRO [RELEASE]", summary: "Build a new image with debootstrap/mmdebstrap or dnf (debian, ubuntu, fedora)", section: "Image transfer", minArgs: 2, maxArgs: 3,
     run: async (ctx, [name, distro, release]) => {
       await bootstrap(
         { host: ctx.host, paths: ctx.paths, force: ctx.options.force, log: (l) => done(ctx, l) },
@@ -167,7 +167,7 @@ export const TRANSFER_VERBS: Verb[] = [
     },
   },
   {
-    name: "list-transfers", usage: "list-transfers", summary: "Show list of transfers in progress", section: "Image transfer", minArgs: 0, maxArgs: 0,
+    name: "list-transfers", options: ["no-legend"], usage: "list-transfers", summary: "Show list of transfers in progress", section: "Image transfer", minArgs: 0, maxArgs: 0,
     run: (ctx) => {
       const rows = listTransfers(ctx.paths.stateDir);
       if (ctx.options.json !== "off") {
@@ -185,7 +185,7 @@ export const TRANSFER_VERBS: Verb[] = [
     },
   },
   {
-    name: "cancel-transfer", usage: "cancel-transfer ID...", summary: "Cancel a transfer", section: "Image transfer", minArgs: 1, maxArgs: Infinity,
+    name: "cancel-transfer", options: [], usage: "cancel-transfer ID...", summary: "Cancel a transfer", section: "Image transfer", minArgs: 1, maxArgs: Infinity,
     run: async (ctx, ids) => {
       for (const id of ids) {
         if (!/^[0-9]+$/.test(id)) throw new MachinaError("E_INVALID", `invalid transfer id ${JSON.stringify(id)}`);

@@ -17,6 +17,8 @@ export interface Verb {
   /** Usage shown in --help, e.g. "clone NAME NAME". */
   usage: string;
   summary: string;
+  /** Ids of the options (options.ts MACHINACTL_TABLE) this verb reads, besides the global ones: its --help. */
+  options: readonly string[];
   section: "Machine" | "Image" | "Image transfer";
   minArgs: number;
   /** Infinity for "any number". */
