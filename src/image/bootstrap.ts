@@ -7,7 +7,7 @@
 import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
 import type { Paths } from "../paths.ts";
-import { beginTemporary, checkImageName, cleanTemporaries, findImage, lockImage, poolRoots, Reverter } from "./pool.ts";
+import { beginTemporary, checkImageName, cleanTemporaries, ensureWritablePool, findImage, lockImage, Reverter } from "./pool.ts";
 import { DEFAULT_PATH } from "../spec/default-path.ts";
 
 export const DISTROS = {
@@ -90,8 +90,7 @@ export interface BootstrapContext {
 export async function bootstrap(ctx: BootstrapContext, req: BootstrapRequest): Promise<BootstrapPlan> {
   const { host } = ctx;
   const plan = planBootstrap(host, req);
-  const { writable } = poolRoots(ctx.paths.pool);
-  host.mkdirp(writable, 0o700);
+  const writable = ensureWritablePool(host, ctx.paths.pool);
   cleanTemporaries(host, ctx.paths.stateDir, writable);
   await Reverter.run(async (r) => {
     const lock = lockImage(host, ctx.paths.stateDir, req.name, "exclusive");

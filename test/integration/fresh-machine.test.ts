@@ -1,0 +1,55 @@
+/**
+ * A fresh machine (root): no image pool directory yet. Whatever first puts an image into the
+ * writable pool creates it, mode 0700 as systemd does — the demo's busybox image
+ * (scripts/demo), import-fs, clone — here with MACHINA_POOL pointing at a directory that does
+ * not exist yet.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { statSync } from "node:fs";
+import { join } from "node:path";
+import { LinuxHost } from "../../src/host/linux.ts";
+import { ensurePoolBusyboxImage } from "../../src/image/busybox-image.ts";
+import { ensureBusyboxImage } from "../fixtures/images.ts";
+import { baseEnv, machinactlSync, runNspawn, Scratch } from "../helpers/machina.ts";
+
+const scratch = new Scratch();
+afterAll(() => scratch.cleanup());
+
+const modeOf = (p: string) => statSync(p).mode & 0o7777;
+
+describe("the image pool on a fresh machine", () => {
+  test("the demo's busybox image creates the missing pool (0700) and runs", async () => {
+    const root = scratch.dir("machina-fresh-");
+    const pool = join(root, "var/lib/machines");
+    const state = join(root, "state");
+    const first = await ensurePoolBusyboxImage(new LinuxHost(), [pool]);
+    expect(first).toEqual({ path: join(pool, "busybox"), made: true });
+    expect(modeOf(pool)).toBe(0o700);
+    expect(statSync(join(pool, "busybox/bin/busybox")).isFile()).toBe(true);
+    // A second run keeps the image.
+    expect(await ensurePoolBusyboxImage(new LinuxHost(), [pool])).toEqual({ path: join(pool, "busybox"), made: false });
+    const r = await runNspawn(["-q", "-D", first.path, "/bin/sh", "-c", "echo hello from $(hostname)"], { stateDir: state }, scratch);
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe("hello from busybox\n");
+    expect(r.code).toBe(0);
+  });
+
+  test("import-fs and clone create a missing writable pool (0700)", async () => {
+    const busybox = await ensureBusyboxImage();
+    const root = scratch.dir("machina-fresh-");
+    const pool = join(root, "new/pool");
+    const other = join(root, "other/pool");
+    const env = baseEnv({ MACHINA_POOL: pool, MACHINA_STATE_DIR: join(root, "state"), NO_COLOR: "1" });
+    let r = machinactlSync(env, "import-fs", busybox, "bb");
+    expect(r.stderr).toContain('as image "bb"');
+    expect(r.status).toBe(0);
+    expect(modeOf(pool)).toBe(0o700);
+    expect(statSync(join(pool, "bb/bin/busybox")).isFile()).toBe(true);
+    // clone from the (now read-only) second root into a writable root that does not exist yet
+    r = machinactlSync({ ...env, MACHINA_POOL: `${other}:${pool}` }, "clone", "bb", "bb2");
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    expect(modeOf(other)).toBe(0o700);
+    expect(statSync(join(other, "bb2/bin/busybox")).isFile()).toBe(true);
+  });
+});
