@@ -2,10 +2,11 @@
  * A fresh machine (root): no image pool directory yet. Whatever first puts an image into the
  * writable pool creates it, mode 0700 as systemd does — the demo's busybox image
  * (scripts/demo), import-fs, clone — here with MACHINA_POOL pointing at a directory that does
- * not exist yet.
+ * not exist yet. And machinactl enable/disable without systemd: only images of the pool, no
+ * dangling link, no empty enable directory left behind.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { statSync } from "node:fs";
+import { existsSync, readFileSync, readlinkSync, statSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { LinuxHost } from "../../src/host/linux.ts";
 import { ensurePoolBusyboxImage } from "../../src/image/busybox-image.ts";
@@ -51,5 +52,41 @@ describe("the image pool on a fresh machine", () => {
     expect(r.status).toBe(0);
     expect(modeOf(other)).toBe(0o700);
     expect(statSync(join(other, "bb2/bin/busybox")).isFile()).toBe(true);
+  });
+});
+
+describe("machinactl enable / disable without systemd", () => {
+  test("an image that is not in the pool: one line, nothing created", () => {
+    const root = scratch.dir("machina-enable-");
+    const env = baseEnv({ MACHINA_POOL: join(root, "pool"), MACHINA_STATE_DIR: join(root, "state"), MACHINA_SYSTEMD: "0", MACHINA_ENABLE_DIR: join(root, "etc/machina/machines.target.wants"), MACHINA_UNIT_DIR: join(root, "units") });
+    const r = machinactlSync(env, "enable", "nope");
+    expect(r.stderr).toBe(`machinactl: no image "nope" in ${join(root, "pool")}: only an image of the pool can be enabled\n`);
+    expect(r.status).toBe(1);
+    expect(existsSync(join(root, "etc"))).toBe(false);
+    expect(existsSync(join(root, "units"))).toBe(false);
+  });
+
+  test("enable links to a template that exists; disable of the last one removes the enable directory", async () => {
+    const busybox = await ensureBusyboxImage();
+    const root = scratch.dir("machina-enable-");
+    const pool = join(root, "pool");
+    const wants = join(root, "etc/machina/machines.target.wants");
+    const env = baseEnv({ MACHINA_POOL: pool, MACHINA_STATE_DIR: join(root, "state"), MACHINA_SYSTEMD: "0", MACHINA_ENABLE_DIR: wants, MACHINA_UNIT_DIR: join(root, "units") });
+    machinactlSync(env, "list-images"); // nothing made by a read
+    expect(existsSync(pool)).toBe(false);
+    Bun.spawnSync(["mkdir", "-p", pool]);
+    symlinkSync(busybox, join(pool, "bb"));
+    // all or nothing: bb exists, nope does not
+    expect(machinactlSync(env, "enable", "bb", "nope").status).toBe(1);
+    expect(existsSync(wants)).toBe(false);
+    let r = machinactlSync(env, "enable", "bb");
+    const link = join(wants, "machina-nspawn@bb.service");
+    const template = join(root, "etc/machina/machina-nspawn@.service");
+    expect(r.stderr).toBe(`Created symlink ${link} → ${template}.\n`);
+    expect(readlinkSync(link)).toBe(template);
+    expect(readFileSync(link, "utf8")).toContain("ExecStart="); // not dangling
+    r = machinactlSync(env, "disable", "bb");
+    expect(r.stderr).toBe(`Removed ${link}.\n`);
+    expect(existsSync(wants)).toBe(false);
   });
 });
