@@ -12,6 +12,7 @@
 import { randomBytes } from "node:crypto";
 import { chmod, chown, copyFile, lstat, mkdir, rename, rm, symlink, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import { dependencyOf } from "../host/deps.ts";
 import type { Host } from "../host/host.ts";
 import { checkImageName, ensureWritablePool } from "./pool.ts";
 
@@ -185,7 +186,7 @@ export async function makeBusyboxImage(dest: string, opts: BusyboxImageOptions =
   const busybox = opts.busybox ?? DEFAULT_BUSYBOX;
   if (!(await exists(busybox))) {
     throw new BusyboxImageError("BUSYBOX_MISSING", `busybox not found at ${busybox}`, busybox, {
-      hint: "apt-get install busybox-static",
+      hint: `apt-get install ${dependencyOf("busybox")?.package ?? "busybox-static"}`, // scripts/deps.txt
     });
   }
   if (opts.probe !== undefined && !(await exists(opts.probe))) {
