@@ -289,7 +289,13 @@ async function pipeToFile(producer: string[], compression: Compression, output: 
     const comp = compressCommand(compression);
     const first = spawning(producer, () => Bun.spawn(producer, { stdin: "ignore", stdout: comp ? "pipe" : outFd, stderr: "pipe" }));
     procs.push(first);
-    if (comp) procs.push(spawning(comp, () => Bun.spawn(comp, { stdin: first.stdout as ReadableStream<Uint8Array>, stdout: outFd, stderr: "pipe" })));
+    try {
+      if (comp) procs.push(spawning(comp, () => Bun.spawn(comp, { stdin: first.stdout as ReadableStream<Uint8Array>, stdout: outFd, stderr: "pipe" })));
+    } catch (e) {
+      first.kill("SIGKILL"); // no compressor (e.g. not installed): the producer is not left writing into a pipe
+      await first.exited;
+      throw e;
+    }
     const onAbort = () => procs.forEach((p) => p.kill("SIGKILL"));
     signal?.addEventListener("abort", onAbort);
     try {

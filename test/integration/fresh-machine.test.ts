@@ -2,16 +2,17 @@
  * A fresh machine (root): no image pool directory yet. Whatever first puts an image into the
  * writable pool creates it, mode 0700 as systemd does — the demo's busybox image
  * (scripts/demo), import-fs, clone — here with MACHINA_POOL pointing at a directory that does
- * not exist yet. And machinactl enable/disable without systemd: only images of the pool, no
- * dangling link, no empty enable directory left behind.
+ * not exist yet. A missing optional program is named with its package. And machinactl
+ * enable/disable without systemd: only images of the pool, no dangling link, no empty enable
+ * directory left behind.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, readFileSync, readlinkSync, statSync, symlinkSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { LinuxHost } from "../../src/host/linux.ts";
 import { ensurePoolBusyboxImage } from "../../src/image/busybox-image.ts";
 import { ensureBusyboxImage } from "../fixtures/images.ts";
-import { baseEnv, machinactlSync, runNspawn, Scratch } from "../helpers/machina.ts";
+import { baseEnv, machinactlSync, REPO, runNspawn, Scratch } from "../helpers/machina.ts";
 
 const scratch = new Scratch();
 afterAll(() => scratch.cleanup());
@@ -52,6 +53,26 @@ describe("the image pool on a fresh machine", () => {
     expect(r.status).toBe(0);
     expect(modeOf(other)).toBe(0o700);
     expect(statSync(join(other, "bb2/bin/busybox")).isFile()).toBe(true);
+  });
+});
+
+describe("a missing program", () => {
+  test("export-tar to .tar.xz without xz: one line naming xz-utils, no file, no temporary", async () => {
+    const busybox = await ensureBusyboxImage();
+    const root = scratch.dir("machina-noxz-");
+    const pool = join(root, "pool");
+    const bin = join(root, "bin"); // a PATH with the programs export-tar runs, except xz
+    mkdirSync(pool);
+    mkdirSync(bin);
+    symlinkSync(busybox, join(pool, "bb"));
+    for (const p of ["tar", "sh", "cat", "cp", "rm", "gzip"]) symlinkSync(Bun.which(p)!, join(bin, p));
+    const env = baseEnv({ PATH: bin, MACHINA_POOL: pool, MACHINA_STATE_DIR: join(root, "state"), NO_COLOR: "1" });
+    const out = join(root, "out");
+    mkdirSync(out);
+    const r = Bun.spawnSync([process.execPath, join(REPO, "bin/machinactl"), "export-tar", "bb", join(out, "bb.tar.xz")], { env, stdout: "pipe", stderr: "pipe" });
+    expect(r.stderr.toString()).toBe('machinactl: transfers needs "xz" (Debian package xz-utils): apt-get install xz-utils\n');
+    expect(r.exitCode).toBe(1);
+    expect(readdirSync(out)).toEqual([]);
   });
 });
 
