@@ -133,8 +133,7 @@ export class LocalMachineService implements MachineService {
 
   async enable(name: string, options: { now?: boolean } = {}): Promise<EnableResult> {
     checkName(name);
-    requireImage(this.host, this.paths.pool, name);
-    const result = await enableMachine(this.host, this.env, name);
+    const result = await enableMachine(this.host, this.env, this.paths.pool, name);
     if (options.now && !this.isRunning(name)) await this.start(name);
     return result;
   }

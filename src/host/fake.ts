@@ -210,8 +210,15 @@ export class FakeHost implements Host {
     return best?.[1] ?? "ext2/ext3";
   }
 
-  mkdirp(path: string): void {
-    if (this.lstat(path) === undefined) this.add(path, { kind: "dir" });
+  /** Creates the missing directories of `path`, each with `mode` (like mkdir -p -m). */
+  mkdirp(path: string, mode = 0o755): void {
+    const parts = path.split("/").filter((p) => p.length > 0);
+    for (let i = 1; i <= parts.length; i++) {
+      const dir = "/" + parts.slice(0, i).join("/");
+      if (this.lstat(dir) !== undefined) continue;
+      this.nodes.set(dir, { kind: "dir" });
+      this.stats.set(dir, { ...this.stats.get(dir), mode });
+    }
   }
 
   rename(from: string, to: string, noReplace: boolean): void {

@@ -1,6 +1,7 @@
 /** The real Host: Linux through Bun's fs and, where Bun has no API, libc via FFI. */
 import * as fs from "node:fs";
 import { constants as osConstants } from "node:os";
+import { spawning } from "./deps.ts";
 import type { CommandResult, FileKind, FileStat, HeldLock, Host, RunAsyncOptions } from "./host.ts";
 import { clearNonBlocking, execve, ioctlBuffer, ioctlValue, isatty, memfdCreate, mount, renameat2, tryFlockExclusive, tryFlockShared, umount2 } from "./libc.ts";
 
@@ -242,7 +243,7 @@ export class LinuxHost implements Host {
 
   run(argv: string[], options: { fds?: number[]; input?: string } = {}): CommandResult {
     const stdin = options.input !== undefined ? Buffer.from(options.input) : "ignore";
-    const r = Bun.spawnSync(argv, { stdio: [stdin, "pipe", "pipe", ...(options.fds ?? [])] });
+    const r = spawning(argv, () => Bun.spawnSync(argv, { stdio: [stdin, "pipe", "pipe", ...(options.fds ?? [])] }));
     return { status: r.exitCode ?? 128 + 9, stdout: r.stdout?.toString() ?? "", stderr: r.stderr?.toString() ?? "" };
   }
 
@@ -381,10 +382,10 @@ export class LinuxHost implements Host {
       const out = inherit ? "inherit" : "pipe";
       const stdio: Array<"inherit" | "pipe" | "ignore" | number | Uint8Array> = [stdin, out, out];
       if (specFd !== undefined) stdio.push(specFd);
-      const p = Bun.spawn(specFd !== undefined ? [...argv, "3"] : argv, {
+      const p = spawning(argv, () => Bun.spawn(specFd !== undefined ? [...argv, "3"] : argv, {
         stdio: stdio as ["inherit", "pipe", "pipe"],
         env: options.env ?? (process.env as Record<string, string>),
-      });
+      }));
       if (specFd !== undefined) {
         fs.closeSync(specFd);
       }

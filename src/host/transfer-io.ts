@@ -13,6 +13,7 @@ import { createGunzip } from "node:zlib";
 import { ArchiveScanner, UnsafeArchiveError, type ScanLimits, type ScanSummary } from "../image/archive-scan.ts";
 import { compressCommand, decompressCommand, detectCompression, type Compression } from "../image/compression.ts";
 import { MachinaError } from "../errors.ts";
+import { isMissingProgram, missingProgramError, spawning } from "./deps.ts";
 
 export interface StreamProgress {
   /** Bytes of the (compressed) source consumed so far. */
@@ -99,7 +100,7 @@ function decompressFile(path: string, compression: Compression, chunk = CHUNK): 
     };
   }
   const cmd = decompressCommand(compression)!;
-  const proc = Bun.spawn(cmd, { stdin: Bun.file(path), stdout: "pipe", stderr: "pipe" });
+  const proc = spawning(cmd, () => Bun.spawn(cmd, { stdin: Bun.file(path), stdout: "pipe", stderr: "pipe" }));
   let last = 0;
   return {
     chunks: proc.stdout as unknown as AsyncIterable<Uint8Array>,
@@ -198,9 +199,9 @@ export async function extractTar(o: ExtractOptions): Promise<ScanSummary & { com
         { highWaterMark: 8 },
       );
   const tarInput = direct ? fs.openSync(o.source, "r") : stream!;
-  const tar = Bun.spawn(["unshare", "--mount", "--propagation", "private", "sh", "-c", CONFINE_SCRIPT, "sh", o.scratch, o.target, ...TAR_EXTRACT_ARGS], {
+  const tar = spawning(["unshare"], () => Bun.spawn(["unshare", "--mount", "--propagation", "private", "sh", "-c", CONFINE_SCRIPT, "sh", o.scratch, o.target, ...TAR_EXTRACT_ARGS], {
     stdio: [tarInput, "ignore", "pipe", ...(o.inheritFds ?? [])],
-  }) as unknown as Bun.Subprocess<"ignore", "ignore", "pipe">;
+  })) as unknown as Bun.Subprocess<"ignore", "ignore", "pipe">;
   if (typeof tarInput === "number") fs.closeSync(tarInput);
   const tarErr = new Response(tar.stderr).text();
   const tarExit = tar.exited;
@@ -286,9 +287,15 @@ async function pipeToFile(producer: string[], compression: Compression, output: 
   const procs: Bun.Subprocess[] = [];
   try {
     const comp = compressCommand(compression);
-    const first = Bun.spawn(producer, { stdin: "ignore", stdout: comp ? "pipe" : outFd, stderr: "pipe" });
+    const first = spawning(producer, () => Bun.spawn(producer, { stdin: "ignore", stdout: comp ? "pipe" : outFd, stderr: "pipe" }));
     procs.push(first);
-    if (comp) procs.push(Bun.spawn(comp, { stdin: first.stdout as ReadableStream<Uint8Array>, stdout: outFd, stderr: "pipe" }));
+    try {
+      if (comp) procs.push(spawning(comp, () => Bun.spawn(comp, { stdin: first.stdout as ReadableStream<Uint8Array>, stdout: outFd, stderr: "pipe" })));
+    } catch (e) {
+      first.kill("SIGKILL"); // no compressor (e.g. not installed): the producer is not left writing into a pipe
+      await first.exited;
+      throw e;
+    }
     const onAbort = () => procs.forEach((p) => p.kill("SIGKILL"));
     signal?.addEventListener("abort", onAbort);
     try {
@@ -316,7 +323,7 @@ export async function exportTar(o: ExportOptions): Promise<void> {
 /** A raw image file, compressed as asked (holes read as zeros). */
 export async function exportRaw(o: ExportOptions): Promise<void> {
   if (o.compression === "uncompressed" && o.output !== "-") {
-    const r = Bun.spawnSync(["cp", "--sparse=always", "--reflink=auto", "--", o.source, o.output], { stderr: "pipe" });
+    const r = spawning(["cp"], () => Bun.spawnSync(["cp", "--sparse=always", "--reflink=auto", "--", o.source, o.output], { stderr: "pipe" }));
     if (r.exitCode !== 0) throw new MachinaError("E_SYSTEM", `cp failed: ${r.stderr.toString().trim()}`);
     return;
   }
@@ -346,7 +353,7 @@ export async function importRawFile(o: RawImportOptions): Promise<{ bytes: numbe
   if (compression === "uncompressed") {
     const size = fs.statSync(o.source).size;
     if (size > o.maxBytes) throw new MachinaError("E_INVALID", `image larger than ${o.maxBytes} bytes (limit; MACHINA_IMPORT_MAX_BYTES)`);
-    const r = Bun.spawnSync(["cp", "--sparse=always", "--reflink=auto", "--", o.source, o.output], { stderr: "pipe" });
+    const r = spawning(["cp"], () => Bun.spawnSync(["cp", "--sparse=always", "--reflink=auto", "--", o.source, o.output], { stderr: "pipe" }));
     if (r.exitCode !== 0) throw new MachinaError("E_SYSTEM", `cp failed: ${r.stderr.toString().trim()}`);
     o.onProgress?.(size);
     return { bytes: size, compression };
@@ -518,8 +525,10 @@ export function gpgVerify(keyring: string, sig: string, data: string | undefined
   let r;
   try {
     r = Bun.spawnSync(args, { stdout: "pipe", stderr: "pipe", env: { ...process.env, LC_ALL: "C" } });
-  } catch {
-    throw new MachinaError("E_UNSUPPORTED", "gpgv is not installed: it is needed for --verify=signature", {}, "apt-get install gpgv, or pull with --verify=checksum");
+  } catch (e) {
+    if (!isMissingProgram(e)) throw e;
+    const missing = missingProgramError("gpgv");
+    throw new MachinaError(missing.code, missing.message, missing.context, "or pull with --verify=checksum");
   }
   return { ok: r.exitCode === 0, message: (r.stderr.toString() + r.stdout.toString()).trim() };
 }

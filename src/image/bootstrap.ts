@@ -5,15 +5,16 @@
  * machina-nspawn -b, then rename it into place. Every effect goes through the Host.
  */
 import { MachinaError } from "../errors.ts";
+import { dependencyOf, missingProgramError } from "../host/deps.ts";
 import type { Host } from "../host/host.ts";
 import type { Paths } from "../paths.ts";
-import { beginTemporary, checkImageName, cleanTemporaries, findImage, lockImage, poolRoots, Reverter } from "./pool.ts";
+import { beginTemporary, checkImageName, cleanTemporaries, ensureWritablePool, findImage, lockImage, Reverter } from "./pool.ts";
 import { DEFAULT_PATH } from "../spec/default-path.ts";
 
 export const DISTROS = {
-  debian: { release: "bookworm", mirror: "http://deb.debian.org/debian", tools: ["mmdebstrap", "debootstrap"], pkg: "debootstrap (or mmdebstrap)" },
-  ubuntu: { release: "noble", mirror: "http://archive.ubuntu.com/ubuntu", tools: ["mmdebstrap", "debootstrap"], pkg: "debootstrap (or mmdebstrap)" },
-  fedora: { release: "41", mirror: undefined, tools: ["dnf"], pkg: "dnf" },
+  debian: { release: "bookworm", mirror: "http://deb.debian.org/debian", tools: ["mmdebstrap", "debootstrap"] },
+  ubuntu: { release: "noble", mirror: "http://archive.ubuntu.com/ubuntu", tools: ["mmdebstrap", "debootstrap"] },
+  fedora: { release: "41", mirror: undefined, tools: ["dnf"] },
 } as const;
 export type Distro = keyof typeof DISTROS;
 
@@ -58,8 +59,11 @@ export function planBootstrap(host: Host, req: BootstrapRequest): BootstrapPlan 
   const release = req.release ?? d.release;
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(release)) throw new MachinaError("E_INVALID", `invalid release "${release}"`);
   const found = d.tools.map((t) => [t, which(host, t)] as const).find(([, p]) => p !== undefined);
-  if (found === undefined)
-    throw new MachinaError("E_UNSUPPORTED", `bootstrapping ${distro} needs ${d.pkg}, which is not installed`, {}, distro === "fedora" ? "install dnf (Debian: apt-get install dnf)" : "apt-get install debootstrap");
+  if (found === undefined) {
+    // The tool install-deps installs (scripts/deps.txt: not an alternative), else the last one.
+    const tool = d.tools.find((t) => dependencyOf(t)?.alternative === false) ?? d.tools[d.tools.length - 1]!;
+    throw missingProgramError(tool);
+  }
   const [tool, path] = found;
   const mirror = req.mirror ?? d.mirror;
   let build: string[];
@@ -90,8 +94,7 @@ export interface BootstrapContext {
 export async function bootstrap(ctx: BootstrapContext, req: BootstrapRequest): Promise<BootstrapPlan> {
   const { host } = ctx;
   const plan = planBootstrap(host, req);
-  const { writable } = poolRoots(ctx.paths.pool);
-  host.mkdirp(writable, 0o700);
+  const writable = ensureWritablePool(host, ctx.paths.pool);
   cleanTemporaries(host, ctx.paths.stateDir, writable);
   await Reverter.run(async (r) => {
     const lock = lockImage(host, ctx.paths.stateDir, req.name, "exclusive");

@@ -12,6 +12,9 @@
 import { randomBytes } from "node:crypto";
 import { chmod, chown, copyFile, lstat, mkdir, rename, rm, symlink, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import { dependencyOf } from "../host/deps.ts";
+import type { Host } from "../host/host.ts";
+import { checkImageName, ensureWritablePool } from "./pool.ts";
 
 export type BusyboxImageErrorCode =
   | "BUSYBOX_MISSING" // no busybox binary at the given path
@@ -183,7 +186,7 @@ export async function makeBusyboxImage(dest: string, opts: BusyboxImageOptions =
   const busybox = opts.busybox ?? DEFAULT_BUSYBOX;
   if (!(await exists(busybox))) {
     throw new BusyboxImageError("BUSYBOX_MISSING", `busybox not found at ${busybox}`, busybox, {
-      hint: "apt-get install busybox-static",
+      hint: `apt-get install ${dependencyOf("busybox")?.package ?? "busybox-static"}`, // scripts/deps.txt
     });
   }
   if (opts.probe !== undefined && !(await exists(opts.probe))) {
@@ -217,6 +220,18 @@ export async function makeBusyboxImage(dest: string, opts: BusyboxImageOptions =
     const msg = e instanceof Error ? e.message : String(e);
     throw new BusyboxImageError("BUILD_FAILED", `building busybox image ${dest} failed: ${msg}`, dest, { cause: e });
   }
+}
+
+/**
+ * The image `name` (default "busybox") in the writable pool root: made when missing, the root
+ * too (ensureWritablePool, mode 0700) — what `scripts/demo` runs on a fresh machine.
+ */
+export async function ensurePoolBusyboxImage(host: Host, pool: readonly string[], name = "busybox", opts: BusyboxImageOptions = {}): Promise<{ path: string; made: boolean }> {
+  checkImageName(name);
+  const path = `${ensureWritablePool(host, pool)}/${name}`;
+  if (host.lstat(path) !== undefined) return { path, made: false };
+  await makeBusyboxImage(path, opts);
+  return { path, made: true };
 }
 
 interface PopulateArgs {

@@ -10,7 +10,7 @@ import type { Host } from "../host/host.ts";
 import { machinesDir, readState } from "../machine/registry.ts";
 import { rawImagesInUse } from "./raw.ts";
 import {
-  beginTemporary, checkImageName, cleanTemporaries, entryName, findImage, getImage, lockImage, lockImages, nameTaken, poolRoots,
+  beginTemporary, checkImageName, cleanTemporaries, ensureWritablePool, entryName, findImage, getImage, lockImage, lockImages, nameTaken, poolRoots,
   RAW_SUFFIX, SETTINGS_SUFFIX, type Image,
 } from "./pool.ts";
 
@@ -137,8 +137,7 @@ export function cloneImage(ctx: PoolContext, from: string, to: string, readOnly:
   try {
     const source = getImage(host, ctx.pool, from);
     if (nameTaken(host, ctx.pool, to)) throw exists(to);
-    const root = poolRoots(ctx.pool).writable;
-    host.mkdirp(root, 0o700);
+    const root = ensureWritablePool(host, ctx.pool);
     sweepPool(ctx);
     const final = `${root}/${entryName(to, source.type)}`;
     const tmp = beginTemporary(host, ctx.stateDir, root, entryName(to, source.type));

@@ -81,6 +81,20 @@ export function poolRoots(pool: readonly string[]): { writable: string; readOnly
   return { writable: pool[0] ?? DEFAULT_POOL[0]!, readOnly: pool.slice(1) };
 }
 
+/** Mode of the writable root when machina creates it (systemd creates /var/lib/machines 0700). */
+export const POOL_MODE = 0o700;
+
+/**
+ * The writable root, created (mode 0700, as systemd does) when missing: whatever first puts an
+ * image into the pool (import, pull, clone, bootstrap, the demo's busybox image) calls this, so a
+ * fresh machine without /var/lib/machines works. Returns its path.
+ */
+export function ensureWritablePool(host: Host, pool: readonly string[]): string {
+  const { writable } = poolRoots(pool);
+  host.mkdirp(writable, POOL_MODE);
+  return writable;
+}
+
 function subvolume(host: Host, path: string, st: FileStat): boolean {
   return st.ino === 256 && host.fsType(path) === "btrfs";
 }

@@ -16,7 +16,7 @@ import type { Paths } from "../paths.ts";
 import { scanLimitsFromEnv } from "./archive-scan.ts";
 import { compressionFromSuffix, stripImageSuffixes, type Compression } from "./compression.ts";
 import {
-  beginTemporary, checkImageName, cleanTemporaries, entryName, findImage, getImage, lockImage, poolRoots, Reverter, type Temporary,
+  beginTemporary, checkImageName, cleanTemporaries, ensureWritablePool, entryName, findImage, getImage, lockImage, Reverter, type Temporary,
 } from "./pool.ts";
 
 export const DEFAULT_PULL_MAX_BYTES = 64 * 1024 ** 3;
@@ -55,8 +55,7 @@ function num(env: TransferContext["env"], key: string, dflt: number): number {
 /** Lock NAME, refuse (or, with --force, schedule the removal of) an existing image, open a temporary. */
 function prepare(ctx: TransferContext, name: string, kind: "dir" | "raw", opts: ImportOptions, r: Reverter): { temp: Temporary; final: string; replace: string | undefined } {
   checkImageName(name);
-  const { writable } = poolRoots(ctx.paths.pool);
-  ctx.host.mkdirp(writable, 0o700);
+  const writable = ensureWritablePool(ctx.host, ctx.paths.pool);
   cleanTemporaries(ctx.host, ctx.paths.stateDir, writable);
   const lock = lockImage(ctx.host, ctx.paths.stateDir, name, "exclusive");
   r.add("unlock", () => lock.release());

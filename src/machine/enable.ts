@@ -2,13 +2,19 @@
  * Start at boot: which machines are enabled. On a host without systemd, an enabled machine is
  * a symlink `machina-nspawn@NAME.service` in the enable directory (default
  * /etc/machina/machines.target.wants, env MACHINA_ENABLE_DIR), pointing at the unit template
- * (the same layout systemd uses, so a later move to a systemd host keeps the list); machinad
- * starts these when it starts. On a systemd host with machina's unit template installed,
- * `systemctl enable machina-nspawn@NAME.service` does it (src/machine/systemd.ts).
+ * (the same layout systemd uses, so a later move to a systemd host keeps the list): the installed
+ * one, else machina's own copy next to the enable directory (/etc/machina/machina-nspawn@.service,
+ * written when missing), so the link never dangles; machinad starts these when it starts.
+ * On a systemd host with machina's unit template installed, `systemctl enable
+ * machina-nspawn@NAME.service` does it (src/machine/systemd.ts). Only an image in the pool can
+ * be enabled; disable removes the enable directory once it is empty.
  */
+import { dirname } from "node:path";
 import type { Host } from "../host/host.ts";
+import { findImage } from "../image/pool.ts";
+import { MachinaError } from "../errors.ts";
 import { isValidMachineName } from "../settings/values.ts";
-import { systemctl, systemdAvailable, unitInstalled, unitName, unitDir, TEMPLATE_NAME } from "./systemd.ts";
+import { systemctl, systemdAvailable, unitBinDir, unitInstalled, unitName, unitDir, unitTemplate, TEMPLATE_NAME } from "./systemd.ts";
 
 export interface EnableChange {
   type: "symlink" | "unlink";
@@ -20,14 +26,31 @@ export function enableDir(env: Readonly<Record<string, string | undefined>>): st
   return env["MACHINA_ENABLE_DIR"] ?? "/etc/machina/machines.target.wants";
 }
 
-export async function enableMachine(host: Host, env: Readonly<Record<string, string | undefined>>, name: string): Promise<{ changes: EnableChange[] }> {
+/** E_NOT_FOUND (one line, nothing changed) unless every name has an image in the pool. */
+export function requireImages(host: Host, pool: readonly string[], names: readonly string[]): void {
+  for (const name of names)
+    if (findImage(host, pool, name) === undefined)
+      throw new MachinaError("E_NOT_FOUND", `no image "${name}" in ${pool.join(", ")}: only an image of the pool can be enabled`, { machine: name });
+}
+
+export async function enableMachine(host: Host, env: Readonly<Record<string, string | undefined>>, pool: readonly string[], name: string): Promise<{ changes: EnableChange[] }> {
+  requireImages(host, pool, [name]);
   if (systemdAvailable(host, env) && unitInstalled(host, env)) {
     await systemctl(host, ["enable", unitName(name)]);
     return { changes: [{ type: "symlink", path: `/etc/systemd/system/machines.target.wants/${unitName(name)}`, source: `${unitDir(env)}/${TEMPLATE_NAME}` }] };
   }
   const dir = enableDir(env);
   const path = `${dir}/${unitName(name)}`;
-  const source = `${unitDir(env)}/${TEMPLATE_NAME}`;
+  // The installed template, else machina's own copy next to the enable directory (written once).
+  let source = `${unitDir(env)}/${TEMPLATE_NAME}`;
+  if (!unitInstalled(host, env)) {
+    source = `${dirname(dir)}/${TEMPLATE_NAME}`;
+    if (host.lstat(source) === undefined) {
+      host.mkdirp(dirname(dir), 0o755);
+      host.writeFile(`${source}.tmp`, unitTemplate(unitBinDir(host)), 0o644);
+      host.rename(`${source}.tmp`, source, false);
+    }
+  }
   host.mkdirp(dir, 0o755);
   if (host.lstat(path) === "symlink") {
     if (host.readlink(path) === source) return { changes: [] };
@@ -42,9 +65,11 @@ export async function disableMachine(host: Host, env: Readonly<Record<string, st
     await systemctl(host, ["disable", unitName(name)]);
     return { changes: [{ type: "unlink", path: `/etc/systemd/system/machines.target.wants/${unitName(name)}`, source: "" }] };
   }
-  const path = `${enableDir(env)}/${unitName(name)}`;
+  const dir = enableDir(env);
+  const path = `${dir}/${unitName(name)}`;
   if (host.lstat(path) === undefined) return { changes: [] };
   host.unlink(path);
+  if (host.readdir(dir).length === 0) host.removeDirTree(dir); // enable made it: gone with the last link
   return { changes: [{ type: "unlink", path, source: "" }] };
 }
 

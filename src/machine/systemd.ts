@@ -9,6 +9,7 @@
  */
 import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
+import { REPO_ROOT } from "../paths.ts";
 import { machinedCallArgs } from "../spec/register.ts";
 
 export const TEMPLATE_NAME = "machina-nspawn@.service";
@@ -73,6 +74,11 @@ DeviceAllow=block-device-mapper rw
 [Install]
 WantedBy=machines.target
 `;
+}
+
+/** Where the template's ExecStart finds machina-nspawn: /usr/local/bin after scripts/setup, else this checkout's bin/. */
+export function unitBinDir(host: Host): string {
+  return host.lstat("/usr/local/bin/machina-nspawn") !== undefined ? "/usr/local/bin" : `${REPO_ROOT}/bin`;
 }
 
 /** Write the template (and reload systemd when it runs). Returns the path written. */

@@ -121,7 +121,8 @@ describe("machinad", () => {
     const d1 = await startDaemon(t, scratch);
     const client = new MachinaClient(t.socket);
     const en = await client.enable(a);
-    expect(en.changes).toEqual([{ type: "symlink", path: join(t.enableDir, `machina-nspawn@${a}.service`), source: `${t.env.MACHINA_UNIT_DIR}/machina-nspawn@.service` }]);
+    expect(en.changes).toEqual([{ type: "symlink", path: join(t.enableDir, `machina-nspawn@${a}.service`), source: join(dirname(t.enableDir), "machina-nspawn@.service") }]); // no template installed: machina's own copy
+    expect(readFileSync(join(dirname(t.enableDir), "machina-nspawn@.service"), "utf8")).toContain("ExecStart=");
     expect(await client.list()).toEqual([]); // enable alone does not start it
     d1.proc.kill("SIGTERM");
     await d1.proc.exited;

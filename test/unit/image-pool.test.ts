@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { FakeHost } from "../../src/host/fake.ts";
 import {
-  beginTemporary, checkImageName, cleanTemporaries, discoverImages, findImage, imageNameProblem, lockImage, lockImages, Reverter, validImageName,
+  beginTemporary, checkImageName, cleanTemporaries, discoverImages, ensureWritablePool, findImage, imageNameProblem, lockImage, lockImages, Reverter, validImageName,
 } from "../../src/image/pool.ts";
 
 const POOL = ["/pool", "/usr/local/lib/machines", "/usr/lib/machines"];
@@ -143,5 +143,19 @@ describe("Reverter", () => {
     expect(log).toEqual(["x"]);
     expect(await Reverter.run((r) => { r.add("y", () => void log.push("y")); return 7; })).toBe(7);
     expect(log).toEqual(["x"]);
+  });
+});
+
+describe("the writable root on a fresh machine", () => {
+  test("ensureWritablePool creates the missing root (and its missing parents) 0700, and leaves an existing one alone", () => {
+    const h = new FakeHost({ files: { "/var/lib": { kind: "dir" } } });
+    expect(h.lstat("/var/lib/machines")).toBeUndefined();
+    expect(ensureWritablePool(h, ["/var/lib/machines", "/usr/lib/machines"])).toBe("/var/lib/machines");
+    expect(h.stat("/var/lib/machines", false)).toMatchObject({ kind: "dir", mode: 0o700 });
+    expect(h.stat("/var/lib", false)?.mode).toBe(0o755); // existing: untouched
+    expect(h.lstat("/usr/lib/machines")).toBeUndefined(); // read-only roots are never created
+    h.chmod("/var/lib/machines", 0o755);
+    ensureWritablePool(h, ["/var/lib/machines"]);
+    expect(h.stat("/var/lib/machines", false)?.mode).toBe(0o755);
   });
 });

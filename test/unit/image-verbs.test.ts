@@ -109,6 +109,14 @@ describe("operations on the fake host", () => {
     expect(h.readdir("/pool").filter((e) => e.startsWith(".#"))).toEqual([]);
     expect(cloneImage(ctx(h), "disk", "d2", true).image).toMatchObject({ name: "d2", type: "raw", readOnly: true, path: "/pool/d2.raw" });
   });
+  test("clone into a writable root that does not exist yet creates it (0700) first", () => {
+    const h = fake();
+    const pool = ["/var/lib/machines", "/pool"];
+    expect(h.lstat("/var/lib/machines")).toBeUndefined();
+    const r = cloneImage({ host: h, pool, stateDir: "/run/m" }, "debian", "copy", false);
+    expect(r.image).toMatchObject({ name: "copy", path: "/var/lib/machines/copy" });
+    expect(h.stat("/var/lib/machines", false)).toMatchObject({ kind: "dir", mode: 0o700 });
+  });
   test("clone refuses taken and invalid names; rename, read-only, remove guard the read-only pool", () => {
     const h = fake();
     expect(() => cloneImage(ctx(h), "debian", "disk", false)).toThrow('image "disk" already exists');

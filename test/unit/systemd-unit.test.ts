@@ -40,16 +40,40 @@ test("the wire schemas carry the core's types (compile-time)", () => {
   expect(typeof summary).toBe("function");
 });
 
-test("enable/disable without systemd: a symlink to the template in the enable directory", async () => {
-  const host = new FakeHost();
+test("enable/disable without systemd: a symlink to the template (written when missing) in the enable directory", async () => {
+  const host = new FakeHost({ files: { "/pool/web/usr": { kind: "dir" } } });
   const env = { MACHINA_SYSTEMD: "0", MACHINA_ENABLE_DIR: "/etc/w", MACHINA_UNIT_DIR: "/u" };
+  const pool = ["/pool"];
   const link = "/etc/w/machina-nspawn@web.service";
-  expect(await enableMachine(host, env, "web")).toEqual({ changes: [{ type: "symlink", path: link, source: "/u/machina-nspawn@.service" }] });
-  expect(host.readlink(link)).toBe("/u/machina-nspawn@.service");
-  expect(await enableMachine(host, env, "web")).toEqual({ changes: [] });
+  // no template installed in /u: machina's own copy next to the enable directory
+  expect(await enableMachine(host, env, pool, "web")).toEqual({ changes: [{ type: "symlink", path: link, source: "/etc/machina-nspawn@.service" }] });
+  expect(host.readlink(link)).toBe("/etc/machina-nspawn@.service");
+  expect(host.readFile(link)).toContain("ExecStart="); // the link does not dangle
+  expect(host.lstat("/u")).toBeUndefined();
+  expect(await enableMachine(host, env, pool, "web")).toEqual({ changes: [] });
   host.add("/etc/w/machina-nspawn@bad name.service", { kind: "symlink", target: "/u" });
   expect(listEnabled(host, env)).toEqual(["web"]);
+  // an installed template is linked to
+  host.add("/u/machina-nspawn@.service", "[Unit]\n");
+  expect(await enableMachine(host, env, pool, "web")).toEqual({ changes: [{ type: "symlink", path: link, source: "/u/machina-nspawn@.service" }] });
   expect(await disableMachine(host, env, "web")).toEqual({ changes: [{ type: "unlink", path: link, source: "" }] });
   expect(await disableMachine(host, env, "web")).toEqual({ changes: [] });
+  expect(host.lstat("/etc/w")).toBe("dir"); // another link is still there
+  host.unlink("/etc/w/machina-nspawn@bad name.service");
+  await enableMachine(host, env, pool, "web");
+  await disableMachine(host, env, "web");
+  expect(host.lstat("/etc/w")).toBeUndefined(); // empty: removed with the last link
   expect(host.asyncRuns).toEqual([]);
+});
+
+test("enable of an image that is not in the pool: one line, nothing created", async () => {
+  const host = new FakeHost({ files: { "/pool/web/usr": { kind: "dir" } } });
+  const env = { MACHINA_SYSTEMD: "0", MACHINA_ENABLE_DIR: "/etc/w", MACHINA_UNIT_DIR: "/u" };
+  await expect(enableMachine(host, env, ["/pool"], "nope")).rejects.toThrow('no image "nope" in /pool: only an image of the pool can be enabled');
+  expect(host.lstat("/etc/w")).toBeUndefined();
+  expect(host.lstat("/u")).toBeUndefined();
+  // on a systemd host too: systemctl is not asked
+  const sd = new FakeHost({ files: { "/u/machina-nspawn@.service": "[Unit]\n" } });
+  await expect(enableMachine(sd, { ...env, MACHINA_SYSTEMD: "1" }, ["/pool"], "nope")).rejects.toThrow('no image "nope"');
+  expect(sd.asyncRuns).toEqual([]);
 });

@@ -71,7 +71,8 @@ describe("bootstrap plan", () => {
     expect(p.build).toEqual(["/usr/sbin/debootstrap", "--variant=minbase", "--include=systemd,systemd-sysv,dbus", "bookworm", "TARGET", "http://deb.debian.org/debian"]);
     const h2 = new FakeHost({ files: { "/usr/sbin/debootstrap": "", "/usr/bin/mmdebstrap": "" } });
     expect(planBootstrap(h2, { name: "u", distro: "ubuntu", release: "jammy", mirror: "http://m/ubuntu", rootPassword: "pw" }).build.slice(0, 1)).toEqual(["/usr/bin/mmdebstrap"]);
-    expect(() => planBootstrap(new FakeHost(), { name: "f", distro: "fedora", release: "41", mirror: undefined, rootPassword: undefined })).toThrow(/needs dnf, which is not installed/);
+    expect(() => planBootstrap(new FakeHost(), { name: "f", distro: "fedora", release: "41", mirror: undefined, rootPassword: undefined })).toThrow('bootstrap needs "dnf" (Debian package dnf): apt-get install dnf');
+    expect(() => planBootstrap(new FakeHost(), { name: "d", distro: "debian", release: undefined, mirror: undefined, rootPassword: undefined })).toThrow('bootstrap needs "debootstrap" (Debian package debootstrap): apt-get install debootstrap');
     expect(() => planBootstrap(h, { name: "x", distro: "arch", release: undefined, mirror: undefined, rootPassword: undefined })).toThrow(/unknown distribution/);
     expect(() => planBootstrap(h, { name: ".#x", distro: "debian", release: undefined, mirror: undefined, rootPassword: undefined })).toThrow(/reserved/);
   });

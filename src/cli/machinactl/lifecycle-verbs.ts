@@ -7,7 +7,7 @@
  * machina-nspawn@NAME.service`, as machinectl does with systemd-nspawn@.service.
  */
 import { MachinaError } from "../../errors.ts";
-import { disableMachine, enableMachine } from "../../machine/enable.ts";
+import { disableMachine, enableMachine, requireImages } from "../../machine/enable.ts";
 import { showLogs } from "../../machine/logs.ts";
 import { getMachine, terminateMachine, type Machine } from "../../machine/machines.ts";
 import { systemctl, systemdAvailable, unitInstalled, unitName } from "../../machine/systemd.ts";
@@ -59,9 +59,10 @@ const enable: Verb = {
   minArgs: 1,
   maxArgs: Infinity,
   async run(ctx, args) {
+    for (const name of args) checkName(name);
+    requireImages(ctx.host, ctx.paths.pool, args); // all or nothing
     for (const name of args) {
-      checkName(name);
-      const r = await enableMachine(ctx.host, ctx.env, name);
+      const r = await enableMachine(ctx.host, ctx.env, ctx.paths.pool, name);
       if (!ctx.options.quiet) for (const c of r.changes) ctx.err(`Created symlink ${c.path} → ${c.source}.\n`);
     }
     if (ctx.options.now) await Promise.all(args.map((name) => start(ctx, name).catch((e) => {
