@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -104,6 +105,9 @@ void enter_free(struct enter_spec *s)
 		free(s->mem[i]);
 	free(s->binds);
 	free(s->groups);
+	free(s->rlimits);
+	sec_free(&s->sec);
+	free(s->argpool);
 	memset(s, 0, sizeof *s);
 }
 
@@ -124,6 +128,19 @@ static int ns_flag(const char *n, unsigned *f)
 
 #define BAD(...) merr_set(e, 0, "", "", __VA_ARGS__)
 
+static int rlim_value(const char *v, unsigned long long *out)
+{
+	if (!strcmp(v, "infinity")) {
+		*out = RLIM_INFINITY;
+		return 0;
+	}
+	long long x;
+	if (num(v, 0, LLONG_MAX, &x) < 0)
+		return -1;
+	*out = (unsigned long long)x;
+	return 0;
+}
+
 int enter_parse(struct enter_spec *s, char *buf, size_t len, struct merr *e)
 {
 	memset(s, 0, sizeof *s);
@@ -136,7 +153,15 @@ int enter_parse(struct enter_spec *s, char *buf, size_t len, struct merr *e)
 	if (strcmp(v, ENTER_VERSION))
 		return BAD("enter spec: unsupported version \"%s\"", v);
 	int seen_target = 0, seen_end = 0;
+	/* every argument of every record fits in one pool of slices (count the strings) */
+	size_t nstr = 0, used = 0, idx = 0;
+	for (size_t i = 0; i < len; i++)
+		nstr += buf[i] == 0;
+	s->argpool = calloc(nstr + 1, sizeof *s->argpool);
+	if (!s->argpool)
+		return merr_set(e, ENOMEM, "", "", "out of memory");
 	while (!seen_end) {
+		idx++;
 		const char *name = next(&c), *cnt = next(&c);
 		long long n;
 		if (!name || !cnt || num(cnt, 0, MAX_ARGS, &n) < 0)
@@ -190,6 +215,40 @@ int enter_parse(struct enter_spec *s, char *buf, size_t len, struct merr *e)
 				return BAD("enter spec: bad capability mask \"%s\"", a[0]);
 			s->has_caps = 1;
 			s->caps_bounding = x;
+		} else if (!strcmp(name, "caps_ambient")) {
+			NEED(1);
+			char *end;
+			errno = 0;
+			unsigned long long x = strtoull(a[0], &end, 16);
+			if (errno || *end || !*a[0] || s->has_ambient)
+				return BAD("enter spec: bad or repeated \"caps_ambient\" \"%s\"", a[0]);
+			s->has_ambient = 1;
+			s->caps_ambient = x;
+		} else if (!strcmp(name, "rlimit")) {
+			NEED(3);
+			long long res;
+			struct enter_rlimit rl;
+			if (num(a[0], 0, RLIM_NLIMITS - 1, &res) < 0 || rlim_value(a[1], &rl.soft) < 0 ||
+			    rlim_value(a[2], &rl.hard) < 0 || rl.soft > rl.hard)
+				return BAD("enter spec: bad \"rlimit\" %s %s %s (RES SOFT HARD, SOFT <= HARD)", a[0], a[1], a[2]);
+			rl.res = (int)res;
+			struct enter_rlimit *nr = realloc(s->rlimits, (s->n_rlimits + 1) * sizeof *nr);
+			if (!nr)
+				return merr_set(e, ENOMEM, "", "", "out of memory");
+			s->rlimits = nr;
+			nr[s->n_rlimits++] = rl;
+		} else if (!strncmp(name, "seccomp_", 8)) {
+			/* the container's own records, parsed (and later compiled or found in the cache)
+			 * by security.c exactly as for the container */
+			const char **args = s->argpool + used;
+			for (long long i = 0; i < n; i++)
+				args[i] = next(&rest);
+			used += (size_t)n + 1; /* +1 keeps each slice NULL-terminated */
+			int r = sec_record(&s->sec, name, args, (size_t)n, idx, e);
+			if (r == 0)
+				return BAD("enter spec: unknown record \"%s\"", name);
+			if (r < 0)
+				return r;
 		} else if (!strcmp(name, "no_new_privs")) {
 			NEED(1);
 			s->no_new_privs = !strcmp(a[0], "1");
@@ -296,6 +355,8 @@ int enter_parse(struct enter_spec *s, char *buf, size_t len, struct merr *e)
 		return BAD("enter spec: \"copy\" goes alone (no \"exec\" or \"bind\")");
 	if (s->n_binds && !(s->ns_flags & CLONE_NEWNS))
 		return BAD("enter spec: \"bind\" needs the mnt namespace");
+	if ((s->sec.n_filters || s->n_rlimits || s->has_ambient) && !s->n_exec)
+		return BAD("enter spec: seccomp, rlimit and caps_ambient records confine a command (need \"exec\")");
 	return 0;
 }
 
@@ -461,31 +522,66 @@ static void exec_one(struct enter_spec *s, const char *path, char **argv, char *
 	errno = saved;
 }
 
-/* The child: runs inside the container's pid namespace. Reports a failure on errfd
- * (a struct merr) and exits; on success execve closes errfd (CLOEXEC). */
-static void child(struct enter_spec *s, int pidfd, const int *cgfds, int slave, int errfd)
+/* The command's confinement — what the container's payload got (child.c's order), from the
+ * records the container was started with — applied in the helper itself, before the fork, so
+ * that the command is born confined: it is never visible in the container's pid namespace
+ * without the container's seccomp filter, bounding set, credentials and no_new_privs.
+ * Seccomp is loaded last (after no_new_privs, while CAP_SYS_ADMIN is still effective), or
+ * first when neither will hold then. */
+static int confine(struct enter_spec *s, struct merr *e)
+{
+	int stays_root = !s->has_user || s->uid == 0;
+	int sys_admin = !s->has_caps || (s->caps_bounding & (1ULL << 21 /* CAP_SYS_ADMIN */));
+	int early = s->sec.n_filters && !s->no_new_privs && !(stays_root && sys_admin);
+	uint64_t ambient = s->has_ambient ? s->caps_ambient : 0;
+	if (early && sec_seccomp_load(&s->sec, e) < 0)
+		return -1;
+	if (s->has_caps && caps_drop_bounding(s->caps_bounding, e) < 0)
+		return -1;
+	if (s->has_user) {
+		/* a non-root user keeps the permitted set through setresuid only to trim it below */
+		if (s->has_caps && !stays_root && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
+			return merr_sys(e, "prctl", "", "failed to set PR_SET_KEEPCAPS");
+		if (setgroups(s->n_groups, s->groups) < 0)
+			return merr_sys(e, "setgroups", "", "failed to set the supplementary groups");
+		if (setresgid(s->gid, s->gid, s->gid) < 0)
+			return merr_sys(e, "setresgid", "", "failed to change to group %u", (unsigned)s->gid);
+		if (setresuid(s->uid, s->uid, s->uid) < 0)
+			return merr_sys(e, "setresuid", "", "failed to change to user %u", (unsigned)s->uid);
+		(void)prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
+	}
+	/* root: permitted = effective = inheritable = the bounding set (as the container's payload);
+	 * another user: inheritable = the bounding set (as after a setuid() in the container),
+	 * permitted = effective = only the container's ambient capabilities */
+	if (s->has_caps && caps_set_sets(stays_root ? s->caps_bounding : s->caps_bounding & ambient, s->caps_bounding, e) < 0)
+		return -1;
+	if (ambient && caps_raise_ambient(ambient, e) < 0)
+		return -1;
+	if (s->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return merr_sys(e, "prctl", "", "failed to set no_new_privs");
+	if (s->sec.n_filters && !early && sec_seccomp_load(&s->sec, e) < 0)
+		return -1;
+	/* TODO(selinux): the container's exec label goes here (write /proc/thread-self/attr/exec),
+	 * so that the fork inherits it and the command's execve applies it. */
+	/* a credential change resets the dumpable flag to fs.suid_dumpable: clear it again */
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		return merr_sys(e, "prctl", "", "failed to make the helper non-dumpable");
+	/* nothing of the host but stdio reaches the command */
+	if (syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC) < 0)
+		return merr_sys(e, "close_range", "", "failed to mark fds close-on-exec");
+	return 0;
+}
+
+/* The child: born in the container's pid namespace, already confined (confine()). It only
+ * takes its terminal and executes. Reports a failure on errfd (a struct merr) and exits; on
+ * success execve closes errfd (CLOEXEC). */
+static void child(struct enter_spec *s, int slave, int errfd)
 {
 	struct merr e = { 0 };
 	e.exit_code = 1;
 	char *argv[MAX_ARGS > 4096 ? 4096 : MAX_ARGS];
-	for (size_t i = 0; i < s->n_cgroups; i++)
-		if (write(cgfds[i], "0", 1) < 0) {
-			merr_sys(&e, "write", s->cgroups[i], "failed to join the container's cgroup \"%s\"", s->cgroups[i]);
-			goto fail;
-		}
-	if ((s->ns_flags & CLONE_NEWCGROUP) && setns(pidfd, CLONE_NEWCGROUP) < 0) {
-		merr_sys(&e, "setns", "", "failed to enter the container's cgroup namespace");
-		goto fail;
-	}
-	if (setsid() < 0) {
-		merr_sys(&e, "setsid", "", "failed to start a session");
-		goto fail;
-	}
 	if (slave >= 0) {
-		if (ioctl(slave, TIOCSCTTY, 0) < 0) {
-			merr_sys(&e, "ioctl", "TIOCSCTTY", "failed to make the pty the controlling terminal");
-			goto fail;
-		}
+		/* the host's stdio goes first */
 		for (int fd = 0; fd < 3; fd++)
 			if (dup2(slave, fd) < 0) {
 				merr_sys(&e, "dup2", "", "failed to set up stdio");
@@ -494,23 +590,12 @@ static void child(struct enter_spec *s, int pidfd, const int *cgfds, int slave, 
 		if (slave > 2)
 			close(slave);
 	}
-	if (s->chdir && chdir(s->chdir) < 0) {
-		merr_sys(&e, "chdir", s->chdir, "failed to change to \"%s\" in the container", s->chdir);
+	if (setsid() < 0) {
+		merr_sys(&e, "setsid", "", "failed to start a session");
 		goto fail;
 	}
-	if (s->has_caps && caps_drop_bounding(s->caps_bounding, &e) < 0)
-		goto fail;
-	if (s->has_user) {
-		if (setgroups(s->n_groups, s->groups) < 0 || setresgid(s->gid, s->gid, s->gid) < 0 ||
-		    setresuid(s->uid, s->uid, s->uid) < 0) {
-			merr_sys(&e, "setresuid", "", "failed to change to user %u:%u", (unsigned)s->uid, (unsigned)s->gid);
-			goto fail;
-		}
-	}
-	if (s->has_caps && (!s->has_user || s->uid == 0) && caps_set(s->caps_bounding, &e) < 0)
-		goto fail;
-	if (s->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
-		merr_sys(&e, "prctl", "", "failed to set no_new_privs");
+	if (slave >= 0 && ioctl(0, TIOCSCTTY, 0) < 0) {
+		merr_sys(&e, "ioctl", "TIOCSCTTY", "failed to make the pty the controlling terminal");
 		goto fail;
 	}
 	sigset_t none;
@@ -518,11 +603,6 @@ static void child(struct enter_spec *s, int pidfd, const int *cgfds, int slave, 
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	for (int sig = 1; sig < NSIG; sig++)
 		signal(sig, SIG_DFL);
-	/* nothing of the host but stdio reaches the command */
-	if (syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC) < 0) {
-		merr_sys(&e, "close_range", "", "failed to mark fds close-on-exec");
-		goto fail;
-	}
 	size_t argc = 0;
 	argv[argc++] = NULL; /* argv0 set per candidate */
 	for (size_t i = 0; i < s->n_args && argc < ARRAY_SIZE(argv) - 1; i++)
@@ -636,9 +716,33 @@ int enter_run(struct enter_spec *s)
 	 * component is never followed) */
 	if (s->has_copy && open_host_parent(s, &hostdir, hostbase, &e) < 0)
 		goto fail;
-	/* Everything but the cgroup namespace now (the child joins the cgroup first, from the
-	 * host's view, then enters the cgroup namespace). */
-	if (setns_all(pidfd, s->ns_flags & ~(unsigned)CLONE_NEWCGROUP, &e) < 0)
+	unsigned ns = s->ns_flags;
+	if (s->n_exec) {
+		/* From the host, before anything of the container is entered: the seccomp programs
+		 * (the container's records: the same cache file, or compiled the same way), the
+		 * cgroup (the helper joins it itself, so the command is born in it), the rlimits. */
+		if (sec_seccomp_prepare(&s->sec, &e) < 0)
+			goto fail;
+		for (size_t i = 0; i < ncg; i++) {
+			if (write(cgfds[i], "0", 1) < 0) {
+				merr_sys(&e, "write", s->cgroups[i], "failed to join the container's cgroup \"%s\"", s->cgroups[i]);
+				goto fail;
+			}
+			close(cgfds[i]);
+		}
+		ncg = 0;
+		for (size_t i = 0; i < s->n_rlimits; i++) {
+			struct rlimit rl = { (rlim_t)s->rlimits[i].soft, (rlim_t)s->rlimits[i].hard };
+			if (setrlimit((__rlimit_resource_t)s->rlimits[i].res, &rl) < 0) {
+				merr_sys(&e, "setrlimit", "", "failed to set resource limit %d", s->rlimits[i].res);
+				goto fail;
+			}
+		}
+	} else {
+		ns &= ~(unsigned)CLONE_NEWCGROUP;
+	}
+	/* every namespace in one call (the user namespace's capabilities then apply to the rest) */
+	if (setns_all(pidfd, ns, &e) < 0)
 		goto fail;
 	if (s->ns_flags & CLONE_NEWNS) {
 		if (fchdir(rootfd) < 0 || chroot(".") < 0 || chdir("/") < 0) {
@@ -656,6 +760,15 @@ int enter_run(struct enter_spec *s)
 		return 0;
 
 	if (s->pty && open_pty(&master, &slave, &e) < 0)
+		goto fail;
+	if (s->chdir && chdir(s->chdir) < 0) {
+		merr_sys(&e, "chdir", s->chdir, "failed to change to \"%s\" in the container", s->chdir);
+		goto fail;
+	}
+	close(pidfd);
+	close(rootfd);
+	pidfd = rootfd = -1;
+	if (confine(s, &e) < 0)
 		goto fail;
 	int errp[2];
 	if (pipe2(errp, O_CLOEXEC) < 0) {
@@ -681,15 +794,13 @@ int enter_run(struct enter_spec *s)
 		if (master >= 0)
 			close(master);
 		sigprocmask(SIG_SETMASK, &old, NULL);
-		child(s, pidfd, cgfds, slave, errp[1]);
+		child(s, slave, errp[1]);
 	}
 	close(errp[1]);
 	if (slave >= 0) {
 		close(slave);
 		slave = -1;
 	}
-	for (size_t i = 0; i < ncg; i++)
-		close(cgfds[i]);
 	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	struct relay r;
 	relay_init(&r);
