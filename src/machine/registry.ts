@@ -8,6 +8,7 @@
  * shutting down is "closing": never shown as running, never removed.
  */
 import type { Host } from "../host/host.ts";
+import { type Confinement, parseConfinement } from "../spec/confinement.ts";
 
 /** An entry without state.json may be a supervisor that is just starting: leave it alone this long. */
 const STARTING_GRACE_MS = 10_000;
@@ -31,6 +32,8 @@ export interface MachineState {
   cgroup: string;
   os: string;
   version: string;
+  /** What the container's payload was confined with (src/spec/confinement.ts); undefined when not recorded. */
+  confinement: Confinement | undefined;
 }
 
 export type Liveness = "running" | "opening" | "closing" | "dead";
@@ -55,7 +58,7 @@ export function readState(host: Host, stateDir: string, name: string): MachineSt
       uuid: str("uuid"), class: str("class") || "container", service: str("service") || "machina-nspawn",
       boot: r["boot"] === true, startedUsec: /^[0-9]+$/.test(started) ? BigInt(started) : undefined,
       supervisorStartTime: str("supervisor_starttime"), cgroup: str("cgroup") || (cgroups[0] ?? ""),
-      os: str("os"), version: str("version"),
+      os: str("os"), version: str("version"), confinement: parseConfinement(r["confinement"]),
     };
   } catch {
     return undefined;
