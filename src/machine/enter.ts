@@ -154,6 +154,7 @@ function commonRecords(host: Host, m: Machine, namespaces: string[]): EnterRecor
  */
 export function commandSpec(host: Host, m: Machine, cmd: EnterCommand, confinement: Confinement): EnterRecord[] {
   const user = containerUser(host, m, cmd.user ?? "root");
+  const asUser = cmd.login ? containerUser(host, m, "root") : user;
   const leaderEnv = (host.readFile(`/proc/${m.leader}/environ`) ?? "").split("\0");
   const containerVar = leaderEnv.find((e) => e.startsWith("container="));
   const env = new Map<string, string>();
@@ -185,7 +186,9 @@ export function commandSpec(host: Host, m: Machine, cmd: EnterCommand, confineme
     ...commonRecords(host, m, targetNamespaces(host, m.leader)),
     ...leaderCgroups(host, m).map((c) => ["cgroup", [c]] as EnterRecord),
     ...enterConfinementRecords(host, m, confinement),
-    ...(cmd.login ? [] : [["user", [String(user.uid), String(user.gid), ...user.groups.map(String)]] as EnterRecord]),
+    // login(1) starts as root and changes user itself; always ids of the container (with -U an
+    // unmapped host uid would be left otherwise)
+    ["user", [String(asUser.uid), String(asUser.gid), ...asUser.groups.map(String)]],
     ["env", [...env.values()]],
     ["chdir", [cmd.login ? "/" : cwd]],
     ["console", [cmd.console]],
