@@ -19,6 +19,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -572,29 +573,20 @@ static int confine(struct enter_spec *s, struct merr *e)
 	return 0;
 }
 
-/* The child: born in the container's pid namespace, already confined (confine()). It only
- * takes its terminal and executes. Reports a failure on errfd (a struct merr) and exits; on
+/* The child: born in the container's pid namespace, already confined (confine()), with the
+ * pty (or the caller's pipes) as its stdio and nothing else of the host. It only takes its
+ * controlling terminal and executes. Reports a failure on errfd (a struct merr) and exits; on
  * success execve closes errfd (CLOEXEC). */
-static void child(struct enter_spec *s, int slave, int errfd)
+static void child(struct enter_spec *s, int pty, int errfd)
 {
 	struct merr e = { 0 };
 	e.exit_code = 1;
 	char *argv[MAX_ARGS > 4096 ? 4096 : MAX_ARGS];
-	if (slave >= 0) {
-		/* the host's stdio goes first */
-		for (int fd = 0; fd < 3; fd++)
-			if (dup2(slave, fd) < 0) {
-				merr_sys(&e, "dup2", "", "failed to set up stdio");
-				goto fail;
-			}
-		if (slave > 2)
-			close(slave);
-	}
 	if (setsid() < 0) {
 		merr_sys(&e, "setsid", "", "failed to start a session");
 		goto fail;
 	}
-	if (slave >= 0 && ioctl(0, TIOCSCTTY, 0) < 0) {
+	if (pty && ioctl(0, TIOCSCTTY, 0) < 0) {
 		merr_sys(&e, "ioctl", "TIOCSCTTY", "failed to make the pty the controlling terminal");
 		goto fail;
 	}
@@ -654,21 +646,82 @@ static int status_of(int st)
 	return 1;
 }
 
-int enter_run(struct enter_spec *s)
+/* Where the enterer reports a failure (a struct merr, printed by the relay); -1: print it. */
+static int g_report = -1;
+
+static int fail_with(struct merr *e)
+{
+	if (g_report >= 0) {
+		(void)write_all(g_report, e, sizeof *e);
+		return e->exit_code ? e->exit_code : 1;
+	}
+	merr_print(e);
+	return 1;
+}
+
+static int send_fd(int sock, int fd)
+{
+	char byte = 0, ctl[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { &byte, 1 };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof ctl };
+	memset(ctl, 0, sizeof ctl);
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof fd);
+	return sendmsg(sock, &m, MSG_NOSIGNAL) == 1 ? 0 : -1;
+}
+
+/* The fd sent on sock, or -1 (the enterer failed before it had one). */
+static int recv_fd(int sock)
+{
+	char byte, ctl[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { &byte, 1 };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof ctl };
+	ssize_t n;
+	do
+		n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	struct cmsghdr *c = n == 1 ? CMSG_FIRSTHDR(&m) : NULL;
+	if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int)))
+		return -1;
+	int fd;
+	memcpy(&fd, CMSG_DATA(c), sizeof fd);
+	return fd;
+}
+
+/* The signals the relay forwards (and the enterer passes on to the command). */
+static void forwarded(sigset_t *mask)
+{
+	sigemptyset(mask);
+	sigaddset(mask, SIGCHLD);
+	sigaddset(mask, SIGWINCH);
+	sigaddset(mask, SIGTERM);
+	sigaddset(mask, SIGINT);
+	sigaddset(mask, SIGHUP);
+	sigaddset(mask, SIGQUIT);
+}
+
+/* Enter and, with `exec`, start the command and wait for it (its status, as an exit status).
+ * For a command this runs in the enterer, a child of the relay: sock passes the pty's master
+ * to the relay; the host's stdio is only kept with console pipe (it is the command's). */
+static int enter_here(struct enter_spec *s, int sock)
 {
 	struct merr e = { 0 };
-	_cleanup_close_ int pidfd = -1, rootfd = -1, master = -1, slave = -1, sfd = -1, hostdir = -1;
+	_cleanup_close_ int pidfd = -1, rootfd = -1, master = -1, slave = -1, hostdir = -1;
 	char hostbase[256] = "";
-	if (s->prog)
-		g_prog = s->prog;
-	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
-		merr_sys(&e, "prctl", "", "failed to make the helper non-dumpable");
-		goto fail;
-	}
-	/* no host fds are carried in: only stdio survives from here on */
-	if (syscall(SYS_close_range, 3u, ~0u, 0u) < 0) {
-		merr_sys(&e, "close_range", "", "failed to close inherited fds");
-		goto fail;
+	if (s->n_exec && s->pty) {
+		/* nothing of the host's terminal stays in the process that becomes the command */
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0) {
+			merr_sys(&e, "dup2", "/dev/null", "failed to detach from the terminal");
+			goto fail;
+		}
+		close(null);
+	} else if (sock >= 0) {
+		close(sock);
+		sock = -1;
 	}
 	pidfd = (int)syscall(SYS_pidfd_open, s->pid, 0);
 	if (pidfd < 0) {
@@ -753,14 +806,32 @@ int enter_run(struct enter_spec *s)
 	if (s->n_binds && do_binds(s, trees, &e) < 0)
 		goto fail;
 	if (s->has_copy)
-		return do_copy(s, rootfd, hostdir, hostbase, &e) < 0 ? (merr_print(&e), 1) : 0;
+		return do_copy(s, rootfd, hostdir, hostbase, &e) < 0 ? fail_with(&e) : 0;
 	for (size_t i = 0; i < ntree; i++)
 		close(trees[i]);
 	if (!s->n_exec)
 		return 0;
 
-	if (s->pty && open_pty(&master, &slave, &e) < 0)
-		goto fail;
+	if (s->pty) {
+		if (open_pty(&master, &slave, &e) < 0)
+			goto fail;
+		/* the master to the relay; the peer becomes our stdio, so the command is born with it */
+		if (send_fd(sock, master) < 0) {
+			merr_sys(&e, "sendmsg", "", "failed to pass the pty to the relay");
+			goto fail;
+		}
+		close(master);
+		master = -1;
+		close(sock);
+		sock = -1;
+		for (int fd = 0; fd < 3; fd++)
+			if (dup2(slave, fd) < 0) {
+				merr_sys(&e, "dup2", "", "failed to set up stdio");
+				goto fail;
+			}
+		close(slave);
+		slave = -1;
+	}
 	if (s->chdir && chdir(s->chdir) < 0) {
 		merr_sys(&e, "chdir", s->chdir, "failed to change to \"%s\" in the container", s->chdir);
 		goto fail;
@@ -770,46 +841,72 @@ int enter_run(struct enter_spec *s)
 	pidfd = rootfd = -1;
 	if (confine(s, &e) < 0)
 		goto fail;
-	int errp[2];
-	if (pipe2(errp, O_CLOEXEC) < 0) {
-		merr_sys(&e, "pipe2", "", "failed to create a pipe");
-		goto fail;
-	}
-	sigset_t mask, old;
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGCHLD);
-	sigaddset(&mask, SIGWINCH);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
-	sigaddset(&mask, SIGQUIT);
-	sigprocmask(SIG_BLOCK, &mask, &old);
+	sigset_t mask;
+	forwarded(&mask);
 	pid_t pid = fork();
 	if (pid < 0) {
 		merr_sys(&e, "fork", "", "failed to fork");
 		goto fail;
 	}
+	if (pid == 0)
+		child(s, s->pty, g_report);
+	/* wait, passing the relay's signals on (under the container's filter by now) */
+	for (;;) {
+		siginfo_t si;
+		int sig = sigwaitinfo(&mask, &si);
+		if (sig < 0 && errno != EINTR)
+			return 1;
+		if (sig > 0 && sig != SIGCHLD && sig != SIGWINCH)
+			kill(pid, sig);
+		int st;
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			return status_of(st);
+	}
+fail:
+	return fail_with(&e);
+}
+
+/* The relay: the process the caller started. It keeps the host's stdio, relays the pty whose
+ * master the enterer sends, forwards signals to the enterer and exits with its status (the
+ * command's). The enterer — a fresh child, never visible in the container — enters and forks
+ * the command. */
+static int relay_command(struct enter_spec *s)
+{
+	struct merr e = { 0 };
+	_cleanup_close_ int sfd = -1;
+	int sv[2], errp[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
+		merr_sys(&e, "socketpair", "", "failed to create the enterer's channels");
+		merr_print(&e);
+		return 1;
+	}
+	sigset_t mask;
+	forwarded(&mask);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	pid_t pid = fork();
+	if (pid < 0) {
+		merr_sys(&e, "fork", "", "failed to fork");
+		merr_print(&e);
+		return 1;
+	}
 	if (pid == 0) {
+		close(sv[0]);
 		close(errp[0]);
-		if (master >= 0)
-			close(master);
-		sigprocmask(SIG_SETMASK, &old, NULL);
-		child(s, slave, errp[1]);
+		g_report = errp[1];
+		_exit(enter_here(s, sv[1]));
 	}
+	close(sv[1]);
 	close(errp[1]);
-	if (slave >= 0) {
-		close(slave);
-		slave = -1;
-	}
+	int master = s->pty ? recv_fd(sv[0]) : -1;
+	close(sv[0]);
 	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	struct relay r;
 	relay_init(&r);
-	if (master >= 0) {
-		if (relay_start(&r, master, isatty(0), &e) < 0)
-			goto fail;
-		master = -1; /* owned by the relay */
-	}
 	int status = -1, done = 0;
+	if (master >= 0 && relay_start(&r, master, isatty(0), &e) < 0) {
+		merr_print(&e);
+		kill(pid, SIGKILL);
+	}
 	while (!done) {
 		struct pollfd p[4];
 		int n = 0;
@@ -849,7 +946,23 @@ int enter_run(struct enter_spec *s)
 		return ce.exit_code ? ce.exit_code : 1;
 	}
 	return status < 0 ? 1 : status_of(status);
-fail:
-	merr_print(&e);
-	return 1;
+}
+
+int enter_run(struct enter_spec *s)
+{
+	struct merr e = { 0 };
+	if (s->prog)
+		g_prog = s->prog;
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+		merr_sys(&e, "prctl", "", "failed to make the helper non-dumpable");
+		merr_print(&e);
+		return 1;
+	}
+	/* no host fds are carried in: only stdio survives from here on */
+	if (syscall(SYS_close_range, 3u, ~0u, 0u) < 0) {
+		merr_sys(&e, "close_range", "", "failed to close inherited fds");
+		merr_print(&e);
+		return 1;
+	}
+	return s->n_exec ? relay_command(s) : enter_here(s, -1);
 }

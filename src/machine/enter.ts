@@ -214,5 +214,6 @@ export function runEnter(
   records: EnterRecord[],
   options: { output?: "inherit" | "capture"; input?: Uint8Array | "inherit" } = {},
 ): Promise<CommandResult> {
-  return host.runAsync([helper, "enter", "--spec-fd"], { spec: encodeEnterSpec(records), output: options.output ?? "capture", ...(options.input !== undefined ? { input: options.input } : {}) });
+  // an empty environment, as machinactl's exec of the helper: nothing of ours is in its memory
+  return host.runAsync([helper, "enter", "--spec-fd"], { spec: encodeEnterSpec(records), env: {}, output: options.output ?? "capture", ...(options.input !== undefined ? { input: options.input } : {}) });
 }

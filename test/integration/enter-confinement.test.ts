@@ -161,6 +161,21 @@ for (const userns of [false, true]) {
       expectConfinedLike(parseReport(login.output), m, true);
     }, T);
 
+    test("through the relay: SIGTERM reaches the command (143), ^]^]^] hangs it up", async () => {
+      const m = await start(userns);
+      const p = Bun.spawn([MACHINACTL, "exec", m.name, "/bin/sleep", "30"], { stdout: "pipe", stderr: "pipe", env: baseEnv({ MACHINA_STATE_DIR: stateDir }) });
+      scratch.track(p);
+      await waitFor("the command to run", () => {
+        const r = Bun.spawnSync(["pgrep", "-f", "^/bin/sleep 30$"], { stdout: "pipe" });
+        return r.stdout.toString().trim() !== "" || undefined;
+      });
+      p.kill("SIGTERM");
+      expect(await p.exited).toBe(143);
+      const sh = await mctlPty(["shell", m.name], [{ expect: "# " }, { send: "\x1d\x1d\x1d" }]);
+      expect(sh.timeout).toBe(false);
+      expect(sh.code).toBe(129);
+    }, T);
+
     test("from inside, no entering process is ever seen without the filter, nor the helper's binary reachable", async () => {
       const m = await start(userns);
       // a container process watches every process of its pid namespace while others enter
