@@ -7,10 +7,11 @@
  * is the helper's binary reachable through /proc/PID/exe. Without and with -U. Root only.
  *
  * The probe (test/probe/confinement.c, built static here) reports its own confinement; PID 1's
- * tree writes its report at start (/tmp/pid1.json, read through /proc/LEADER/root).
+ * tree writes its report at start (/tmp/pid1.json, read through /proc/LEADER/root). On the host
+ * it dumps a process's seccomp programs (PTRACE_SECCOMP_GET_FILTER): byte for byte PID 1's.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ensureBusyboxImage } from "../fixtures/images.ts";
 import { REPO, Scratch, baseEnv, copyTree, startNspawn, waitFor, waitForState } from "../helpers/machina.ts";
@@ -108,6 +109,20 @@ async function start(userns: boolean): Promise<{ name: string; leader: number; p
 const hostNs = (leader: number) =>
   Object.fromEntries(["mnt", "pid", "uts", "ipc", "net", "cgroup", "user"].map((ns) => [ns, readlinkSync(`/proc/${leader}/ns/${ns}`)]));
 
+/** The host pid of the process of the container (the leader's pid namespace) running `cmdline`. */
+function inContainer(leader: number, cmdline: string): number | undefined {
+  const ns = readlinkSync(`/proc/${leader}/ns/pid`);
+  for (const d of readdirSync("/proc")) {
+    if (!/^[0-9]+$/.test(d)) continue;
+    try {
+      if (readFileSync(`/proc/${d}/cmdline`, "utf8") === cmdline && readlinkSync(`/proc/${d}/ns/pid`) === ns) return Number(d);
+    } catch {
+      // gone
+    }
+  }
+  return undefined;
+}
+
 /** What must be the same for an entered root process and a process of PID 1's tree. */
 const confinement = (r: Report) => ({ ...r, fds: undefined });
 
@@ -145,6 +160,25 @@ for (const userns of [false, true]) {
       expect(entered.Uid.split("\t")[0]).toBe("65534");
       expectConfinedLike(entered, m, false);
       expect(entered.fds).toEqual([0, 1, 2]);
+    }, T);
+
+    test("the very same BPF programs as PID 1 (PTRACE_SECCOMP_GET_FILTER from the host), for root and another user", async () => {
+      const m = await start(userns);
+      const programs = (pid: number): string[] => {
+        const r = Bun.spawnSync([probe, "filters", String(pid)], { stdout: "pipe", stderr: "pipe" });
+        expect(r.stderr.toString()).toBe("");
+        return (JSON.parse(r.stdout.toString()) as { filters: string[] }).filters;
+      };
+      const pid1 = programs(m.leader);
+      expect(pid1.length).toBeGreaterThan(0);
+      for (const [who, secs] of [[m.name, "7.1"], [`nobody@${m.name}`, "7.2"]] as const) {
+        const p = Bun.spawn([MACHINACTL, "shell", who, "/bin/sleep", secs], { stdout: "ignore", stderr: "ignore", env: baseEnv({ MACHINA_STATE_DIR: stateDir }) });
+        scratch.track(p);
+        const pid = await waitFor(`the entered sleep ${secs}`, () => inContainer(m.leader, `/bin/sleep\0${secs}\0`));
+        expect(programs(pid)).toEqual(pid1);
+        p.kill("SIGTERM");
+        await p.exited;
+      }
     }, T);
 
     test("shell on a pty and login: the same confinement; the pty on 0-2 and nothing else", async () => {

@@ -7,14 +7,21 @@
  *   confinement watch MS    for MS milliseconds, look at every other process of the pid
  *                           namespace: one JSON line naming those seen without a seccomp filter
  *                           ("unconfined") and those whose executable could be opened while it
- *                           was machina-helper ("helper_reachable") */
+ *                           was machina-helper ("helper_reachable")
+ *   confinement filters PID the seccomp programs of process PID (run on the host, as root):
+ *                           one JSON line, {"filters":["HEX",...]}, most recent first
+ *                           (PTRACE_SECCOMP_GET_FILTER) */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/filter.h>
+#include <signal.h>
+#include <sys/ptrace.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -180,12 +187,40 @@ static int watch(long ms)
 	return 0;
 }
 
+static int filters(pid_t pid)
+{
+	int st;
+	if (ptrace(PTRACE_SEIZE, pid, 0, 0) < 0 || ptrace(PTRACE_INTERRUPT, pid, 0, 0) < 0 || waitpid(pid, &st, __WALL) < 0) {
+		perror("ptrace");
+		return 1;
+	}
+	printf("{\"filters\":[");
+	for (long i = 0;; i++) {
+		long n = ptrace(PTRACE_SECCOMP_GET_FILTER, pid, (void *)i, NULL);
+		if (n <= 0)
+			break;
+		struct sock_filter *f = calloc((size_t)n, sizeof *f);
+		if (!f || ptrace(PTRACE_SECCOMP_GET_FILTER, pid, (void *)i, f) != n)
+			break;
+		printf("%s\"", i ? "," : "");
+		for (size_t k = 0; k < (size_t)n * sizeof *f; k++)
+			printf("%02x", ((unsigned char *)f)[k]);
+		putchar('"');
+		free(f);
+	}
+	printf("]}\n");
+	ptrace(PTRACE_DETACH, pid, 0, 0);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 2 && !strcmp(argv[1], "report"))
 		return report();
 	if (argc == 3 && !strcmp(argv[1], "watch"))
 		return watch(atol(argv[2]));
-	fprintf(stderr, "usage: confinement report | watch MS\n");
+	if (argc == 3 && !strcmp(argv[1], "filters"))
+		return filters((pid_t)atoi(argv[2]));
+	fprintf(stderr, "usage: confinement report | watch MS | filters PID\n");
 	return 2;
 }
