@@ -562,8 +562,10 @@ static int confine(struct enter_spec *s, struct merr *e)
 		return merr_sys(e, "prctl", "", "failed to set no_new_privs");
 	if (s->sec.n_filters && !early && sec_seccomp_load(&s->sec, e) < 0)
 		return -1;
-	/* TODO(selinux): the container's exec label goes here (write /proc/thread-self/attr/exec),
-	 * so that the fork inherits it and the command's execve applies it. */
+	/* TODO(selinux): the container's exec label goes here: written to
+	 * /proc/thread-self/attr/exec opened *before* setns/chroot (the host's /proc: the
+	 * container's could be a fake one), so that the fork inherits it and the command's execve
+	 * applies it. */
 	/* a credential change resets the dumpable flag to fs.suid_dumpable: clear it again */
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
 		return merr_sys(e, "prctl", "", "failed to make the helper non-dumpable");
