@@ -713,8 +713,13 @@ static int enter_here(struct enter_spec *s, int sock)
 	struct merr e = { 0 };
 	_cleanup_close_ int pidfd = -1, rootfd = -1, master = -1, slave = -1, hostdir = -1;
 	char hostbase[256] = "";
+	/* nothing of the host's terminal stays in the process that becomes the command: not its
+	 * session (/dev/tty would name it), nor, with a pty, its stdio */
+	if (s->n_exec && setsid() < 0) {
+		merr_sys(&e, "setsid", "", "failed to leave the caller's session");
+		goto fail;
+	}
 	if (s->n_exec && s->pty) {
-		/* nothing of the host's terminal stays in the process that becomes the command */
 		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 		if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0) {
 			merr_sys(&e, "dup2", "/dev/null", "failed to detach from the terminal");
