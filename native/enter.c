@@ -904,26 +904,37 @@ static int relay_command(struct enter_spec *s)
 	}
 	close(sv[1]);
 	close(errp[1]);
-	int master = s->pty ? recv_fd(sv[0]) : -1;
-	close(sv[0]);
+	/* the pty's master arrives while signals are already handled (entering may take a while) */
+	int sock = s->pty ? sv[0] : (close(sv[0]), -1);
 	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	struct relay r;
 	relay_init(&r);
 	int status = -1, done = 0;
-	if (master >= 0 && relay_start(&r, master, isatty(0), &e) < 0) {
-		merr_print(&e);
-		kill(pid, SIGKILL);
-	}
 	while (!done) {
 		struct pollfd p[4];
 		int n = 0;
 		p[n].fd = sfd;
 		p[n].events = POLLIN;
 		p[n++].revents = 0;
+		if (sock >= 0) {
+			p[n].fd = sock;
+			p[n].events = POLLIN;
+			p[n++].revents = 0;
+		}
 		int irel = n;
 		n += relay_pollfds(&r, p + n);
 		if (poll(p, (nfds_t)n, -1) < 0 && errno != EINTR)
 			break;
+		if (sock >= 0 && p[1].revents) {
+			int master = recv_fd(sock); /* -1: the enterer failed before it had a pty */
+			close(sock);
+			sock = -1;
+			if (master >= 0 && relay_start(&r, master, isatty(0), &e) < 0) {
+				merr_print(&e);
+				kill(pid, SIGKILL);
+			}
+			continue;
+		}
 		if (p[0].revents & POLLIN) {
 			struct signalfd_siginfo si;
 			while (read(sfd, &si, sizeof si) == sizeof si) {
