@@ -3,7 +3,9 @@
  * `machina-helper enter`, which joins the container's namespaces and cgroup and runs a
  * command there (shell, login, exec) or binds a host path into it (bind). Everything the
  * helper needs is decided here from the registry, /proc/LEADER and the container's own
- * /etc/passwd; the helper executes it.
+ * /etc/passwd; the helper executes it. A command is confined exactly as the container's payload:
+ * the records come from the confinement recorded when it started (src/spec/confinement.ts),
+ * never from what its processes show now.
  */
 import { MachinaError } from "../errors.ts";
 import type { CommandResult, Host } from "../host/host.ts";

@@ -155,6 +155,13 @@ describe("commandSpec", () => {
     expect(spec.filter(([n]) => n.startsWith("seccomp_"))).toEqual(seccompWire(container));
   });
 
+  test("login: root's ids (login changes user itself; with -U no unmapped host id is left)", () => {
+    const h = host();
+    const spec = commandSpec(h, machine, { console: "pty", login: true }, machineConfinement(h, "/run/m", machine));
+    expect(spec).toContainEqual(["user", ["0", "0", "0"]]);
+    expect(spec.filter(([n]) => n === "exec").map(([, a]) => a[1])).toEqual(["login", "login", "login", "login"]);
+  });
+
   test("a machine without a recorded confinement cannot be entered", () => {
     expect(() => machineConfinement(host(false), "/run/m", machine)).toThrow('machine "web" has no recorded confinement');
   });
