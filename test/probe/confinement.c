@@ -6,8 +6,8 @@
  *                           container's filter denies return (errno, 0 = it ran)
  *   confinement watch MS    for MS milliseconds, look at every other process of the pid
  *                           namespace: one JSON line naming those seen without a seccomp filter
- *                           ("unconfined") and those whose executable could be opened while it
- *                           was machina-helper ("helper_reachable")
+ *                           ("unconfined") and those whose executable or memory could be
+ *                           opened while it was machina-helper ("helper_reachable")
  *   confinement filters PID the seccomp programs of process PID (run on the host, as root):
  *                           one JSON line, {"filters":["HEX",...]}, most recent first
  *                           (PTRACE_SECCOMP_GET_FILTER) */
@@ -155,22 +155,33 @@ static int watch(long ms)
 				if (!dup && nu < 256)
 					unconfined[nu++] = pid;
 			}
-			/* the helper's own binary, before the command's execve (CVE-2019-5736) */
+			/* the helper's own binary, before the command's execve (CVE-2019-5736), or its
+			 * memory (ptrace-attach access) */
+			char link[256], target[256] = "";
 			snprintf(path, sizeof path, "/proc/%d/exe", pid);
 			int fd = open(path, O_RDONLY | O_CLOEXEC);
 			if (fd >= 0) {
-				char link[256], target[256];
 				snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
 				ssize_t n = readlink(link, target, sizeof target - 1);
 				target[n > 0 ? n : 0] = 0;
 				close(fd);
-				if (strstr(target, "machina-helper")) {
-					int dup = 0;
-					for (int i = 0; i < nr; i++)
-						dup |= reachable[i] == pid;
-					if (!dup && nr < 256)
-						reachable[nr++] = pid;
-				}
+			}
+			snprintf(path, sizeof path, "/proc/%d/mem", pid);
+			int mem = open(path, O_RDONLY | O_CLOEXEC);
+			if (mem >= 0) {
+				close(mem);
+				snprintf(path, sizeof path, "/proc/%d/exe", pid);
+				ssize_t n = readlink(path, link, sizeof link - 1);
+				link[n > 0 ? n : 0] = 0;
+				if (strstr(link, "machina-helper"))
+					snprintf(target, sizeof target, "%s", link);
+			}
+			if (strstr(target, "machina-helper")) {
+				int dup = 0;
+				for (int i = 0; i < nr; i++)
+					dup |= reachable[i] == pid;
+				if (!dup && nr < 256)
+					reachable[nr++] = pid;
 			}
 		}
 		if (d)
