@@ -33,20 +33,29 @@ int caps_drop_bounding(uint64_t keep, struct merr *e)
 
 int caps_set(uint64_t keep, struct merr *e)
 {
+	return caps_set_sets(keep, keep, e);
+}
+
+int caps_set_sets(uint64_t keep, uint64_t inheritable, struct merr *e)
+{
 	int last = cap_last();
 	uint64_t mask = last >= 63 ? ~0ULL : ((1ULL << (last + 1)) - 1);
 	keep &= mask;
+	inheritable &= mask;
 	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
 	struct __user_cap_data_struct d[2];
 	/* A capability we do not hold cannot be granted: keep only what is permitted now. */
 	if (syscall(SYS_capget, &h, d) < 0)
 		return merr_sys(e, "capget", "", "failed to read the capabilities");
-	keep &= (uint64_t)d[0].permitted | ((uint64_t)d[1].permitted << 32);
+	uint64_t held = (uint64_t)d[0].permitted | ((uint64_t)d[1].permitted << 32);
+	keep &= held;
+	inheritable &= held;
 	h.version = _LINUX_CAPABILITY_VERSION_3;
 	h.pid = 0;
 	for (int i = 0; i < 2; i++) {
 		uint32_t v = (uint32_t)(keep >> (32 * i));
-		d[i].effective = d[i].permitted = d[i].inheritable = v;
+		d[i].effective = d[i].permitted = v;
+		d[i].inheritable = (uint32_t)(inheritable >> (32 * i));
 	}
 	if (syscall(SYS_capset, &h, d) < 0)
 		return merr_sys(e, "capset", "", "failed to set capabilities (0x%llx)", (unsigned long long)keep);

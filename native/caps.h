@@ -11,5 +11,7 @@ int cap_last(void);
 int caps_drop_bounding(uint64_t keep, struct merr *e);
 /* Set permitted = effective = inheritable = keep (masked to the kernel's caps). */
 int caps_set(uint64_t keep, struct merr *e);
+/* Set permitted = effective = keep and inheritable = inheritable (each masked to what is held). */
+int caps_set_sets(uint64_t keep, uint64_t inheritable, struct merr *e);
 /* Raise each capability in ambient (must be permitted and inheritable). */
 int caps_raise_ambient(uint64_t ambient, struct merr *e);

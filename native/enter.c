@@ -17,7 +17,9 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -105,7 +107,13 @@ void enter_free(struct enter_spec *s)
 		free(s->mem[i]);
 	free(s->binds);
 	free(s->groups);
+	free(s->rlimits);
+	sec_free(&s->sec);
+	free(s->argpool);
+	if (s->selinux_fd >= 0)
+		close(s->selinux_fd);
 	memset(s, 0, sizeof *s);
+	s->selinux_fd = -1;
 }
 
 static int ns_flag(const char *n, unsigned *f)
@@ -125,9 +133,23 @@ static int ns_flag(const char *n, unsigned *f)
 
 #define BAD(...) merr_set(e, 0, "", "", __VA_ARGS__)
 
+static int rlim_value(const char *v, unsigned long long *out)
+{
+	if (!strcmp(v, "infinity")) {
+		*out = RLIM_INFINITY;
+		return 0;
+	}
+	long long x;
+	if (num(v, 0, LLONG_MAX, &x) < 0)
+		return -1;
+	*out = (unsigned long long)x;
+	return 0;
+}
+
 int enter_parse(struct enter_spec *s, char *buf, size_t len, struct merr *e)
 {
 	memset(s, 0, sizeof *s);
+	s->selinux_fd = -1;
 	s->buf = buf;
 	track(s, buf);
 	struct cur c = { buf, buf + len };
@@ -137,7 +159,15 @@ int enter_parse(struct enter_spec *s, char *buf, size_t len, struct merr *e)
 	if (strcmp(v, ENTER_VERSION))
 		return BAD("enter spec: unsupported version \"%s\"", v);
 	int seen_target = 0, seen_end = 0;
+	/* every argument of every record fits in one pool of slices (count the strings) */
+	size_t nstr = 0, used = 0, idx = 0;
+	for (size_t i = 0; i < len; i++)
+		nstr += buf[i] == 0;
+	s->argpool = calloc(nstr + 1, sizeof *s->argpool);
+	if (!s->argpool)
+		return merr_set(e, ENOMEM, "", "", "out of memory");
 	while (!seen_end) {
+		idx++;
 		const char *name = next(&c), *cnt = next(&c);
 		long long n;
 		if (!name || !cnt || num(cnt, 0, MAX_ARGS, &n) < 0)
@@ -191,6 +221,40 @@ int enter_parse(struct enter_spec *s, char *buf, size_t len, struct merr *e)
 				return BAD("enter spec: bad capability mask \"%s\"", a[0]);
 			s->has_caps = 1;
 			s->caps_bounding = x;
+		} else if (!strcmp(name, "caps_ambient")) {
+			NEED(1);
+			char *end;
+			errno = 0;
+			unsigned long long x = strtoull(a[0], &end, 16);
+			if (errno || *end || !*a[0] || s->has_ambient)
+				return BAD("enter spec: bad or repeated \"caps_ambient\" \"%s\"", a[0]);
+			s->has_ambient = 1;
+			s->caps_ambient = x;
+		} else if (!strcmp(name, "rlimit")) {
+			NEED(3);
+			long long res;
+			struct enter_rlimit rl;
+			if (num(a[0], 0, RLIM_NLIMITS - 1, &res) < 0 || rlim_value(a[1], &rl.soft) < 0 ||
+			    rlim_value(a[2], &rl.hard) < 0 || rl.soft > rl.hard)
+				return BAD("enter spec: bad \"rlimit\" %s %s %s (RES SOFT HARD, SOFT <= HARD)", a[0], a[1], a[2]);
+			rl.res = (int)res;
+			struct enter_rlimit *nr = realloc(s->rlimits, (s->n_rlimits + 1) * sizeof *nr);
+			if (!nr)
+				return merr_set(e, ENOMEM, "", "", "out of memory");
+			s->rlimits = nr;
+			nr[s->n_rlimits++] = rl;
+		} else if (!strncmp(name, "seccomp_", 8)) {
+			/* the container's own records, parsed (and later compiled or found in the cache)
+			 * by security.c exactly as for the container */
+			const char **args = s->argpool + used;
+			for (long long i = 0; i < n; i++)
+				args[i] = next(&rest);
+			used += (size_t)n + 1; /* +1 keeps each slice NULL-terminated */
+			int r = sec_record(&s->sec, name, args, (size_t)n, idx, e);
+			if (r == 0)
+				return BAD("enter spec: unknown record \"%s\"", name);
+			if (r < 0)
+				return r;
 		} else if (!strcmp(name, "no_new_privs")) {
 			NEED(1);
 			s->no_new_privs = !strcmp(a[0], "1");
@@ -302,6 +366,8 @@ int enter_parse(struct enter_spec *s, char *buf, size_t len, struct merr *e)
 		return BAD("enter spec: \"copy\" goes alone (no \"exec\" or \"bind\")");
 	if (s->n_binds && !(s->ns_flags & CLONE_NEWNS))
 		return BAD("enter spec: \"bind\" needs the mnt namespace");
+	if ((s->sec.n_filters || s->n_rlimits || s->has_ambient) && !s->n_exec)
+		return BAD("enter spec: seccomp, rlimit and caps_ambient records confine a command (need \"exec\")");
 	return 0;
 }
 
@@ -467,56 +533,74 @@ static void exec_one(struct enter_spec *s, const char *path, char **argv, char *
 	errno = saved;
 }
 
-/* The child: runs inside the container's pid namespace. Reports a failure on errfd
- * (a struct merr) and exits; on success execve closes errfd (CLOEXEC). */
-static void child(struct enter_spec *s, int pidfd, const int *cgfds, int slave, int errfd)
+/* The command's confinement — what the container's payload got (child.c's order), from the
+ * records the container was started with — applied in the helper itself, before the fork, so
+ * that the command is born confined: it is never visible in the container's pid namespace
+ * without the container's seccomp filter, bounding set, credentials and no_new_privs.
+ * Seccomp is loaded last (after no_new_privs, while CAP_SYS_ADMIN is still effective), or
+ * first when neither will hold then. */
+static int confine(struct enter_spec *s, struct merr *e)
+{
+	int stays_root = !s->has_user || s->uid == 0;
+	int sys_admin = !s->has_caps || (s->caps_bounding & (1ULL << 21 /* CAP_SYS_ADMIN */));
+	int early = s->sec.n_filters && !s->no_new_privs && !(stays_root && sys_admin);
+	uint64_t ambient = s->has_ambient ? s->caps_ambient : 0;
+	if (early && sec_seccomp_load(&s->sec, e) < 0)
+		return -1;
+	if (s->has_caps && caps_drop_bounding(s->caps_bounding, e) < 0)
+		return -1;
+	if (s->has_user) {
+		/* a non-root user keeps the permitted set through setresuid only to trim it below */
+		if (s->has_caps && !stays_root && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
+			return merr_sys(e, "prctl", "", "failed to set PR_SET_KEEPCAPS");
+		if (setgroups(s->n_groups, s->groups) < 0)
+			return merr_sys(e, "setgroups", "", "failed to set the supplementary groups");
+		if (setresgid(s->gid, s->gid, s->gid) < 0)
+			return merr_sys(e, "setresgid", "", "failed to change to group %u", (unsigned)s->gid);
+		if (setresuid(s->uid, s->uid, s->uid) < 0)
+			return merr_sys(e, "setresuid", "", "failed to change to user %u", (unsigned)s->uid);
+		(void)prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
+	}
+	/* root: permitted = effective = inheritable = the bounding set (as the container's payload);
+	 * another user: inheritable = the bounding set (as after a setuid() in the container),
+	 * permitted = effective = only the container's ambient capabilities */
+	if (s->has_caps && caps_set_sets(stays_root ? s->caps_bounding : s->caps_bounding & ambient, s->caps_bounding, e) < 0)
+		return -1;
+	if (ambient && caps_raise_ambient(ambient, e) < 0)
+		return -1;
+	if (s->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return merr_sys(e, "prctl", "", "failed to set no_new_privs");
+	if (s->sec.n_filters && !early && sec_seccomp_load(&s->sec, e) < 0)
+		return -1;
+	/* -Z of the container: the exec label, written to our own attr/exec opened from the host's
+	 * /proc before entering (the container's /proc could be a fake one); the fork inherits it
+	 * and the command's execve applies it */
+	if (s->selinux_fd >= 0 && selinux_write_exec_label(s->selinux_fd, SELINUX_EXEC_ATTR, s->selinux_context, e) < 0)
+		return -1;
+	/* a credential change resets the dumpable flag to fs.suid_dumpable: clear it again */
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		return merr_sys(e, "prctl", "", "failed to make the helper non-dumpable");
+	/* nothing of the host but stdio reaches the command */
+	if (syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC) < 0)
+		return merr_sys(e, "close_range", "", "failed to mark fds close-on-exec");
+	return 0;
+}
+
+/* The child: born in the container's pid namespace, already confined (confine()), with the
+ * pty (or the caller's pipes) as its stdio and nothing else of the host. It only takes its
+ * controlling terminal and executes. Reports a failure on errfd (a struct merr) and exits; on
+ * success execve closes errfd (CLOEXEC). */
+static void child(struct enter_spec *s, int pty, int errfd)
 {
 	struct merr e = { 0 };
 	e.exit_code = 1;
 	char *argv[MAX_ARGS > 4096 ? 4096 : MAX_ARGS];
-	for (size_t i = 0; i < s->n_cgroups; i++)
-		if (write(cgfds[i], "0", 1) < 0) {
-			merr_sys(&e, "write", s->cgroups[i], "failed to join the container's cgroup \"%s\"", s->cgroups[i]);
-			goto fail;
-		}
-	if ((s->ns_flags & CLONE_NEWCGROUP) && setns(pidfd, CLONE_NEWCGROUP) < 0) {
-		merr_sys(&e, "setns", "", "failed to enter the container's cgroup namespace");
-		goto fail;
-	}
 	if (setsid() < 0) {
 		merr_sys(&e, "setsid", "", "failed to start a session");
 		goto fail;
 	}
-	if (slave >= 0) {
-		if (ioctl(slave, TIOCSCTTY, 0) < 0) {
-			merr_sys(&e, "ioctl", "TIOCSCTTY", "failed to make the pty the controlling terminal");
-			goto fail;
-		}
-		for (int fd = 0; fd < 3; fd++)
-			if (dup2(slave, fd) < 0) {
-				merr_sys(&e, "dup2", "", "failed to set up stdio");
-				goto fail;
-			}
-		if (slave > 2)
-			close(slave);
-	}
-	if (s->chdir && chdir(s->chdir) < 0) {
-		merr_sys(&e, "chdir", s->chdir, "failed to change to \"%s\" in the container", s->chdir);
-		goto fail;
-	}
-	if (s->has_caps && caps_drop_bounding(s->caps_bounding, &e) < 0)
-		goto fail;
-	if (s->has_user) {
-		if (setgroups(s->n_groups, s->groups) < 0 || setresgid(s->gid, s->gid, s->gid) < 0 ||
-		    setresuid(s->uid, s->uid, s->uid) < 0) {
-			merr_sys(&e, "setresuid", "", "failed to change to user %u:%u", (unsigned)s->uid, (unsigned)s->gid);
-			goto fail;
-		}
-	}
-	if (s->has_caps && (!s->has_user || s->uid == 0) && caps_set(s->caps_bounding, &e) < 0)
-		goto fail;
-	if (s->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
-		merr_sys(&e, "prctl", "", "failed to set no_new_privs");
+	if (pty && ioctl(0, TIOCSCTTY, 0) < 0) {
+		merr_sys(&e, "ioctl", "TIOCSCTTY", "failed to make the pty the controlling terminal");
 		goto fail;
 	}
 	sigset_t none;
@@ -524,14 +608,6 @@ static void child(struct enter_spec *s, int pidfd, const int *cgfds, int slave, 
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	for (int sig = 1; sig < NSIG; sig++)
 		signal(sig, SIG_DFL);
-	/* -Z of the container: the command is executed with its label (setexeccon) */
-	if (s->selinux_context && selinux_set_exec_label(SELINUX_EXEC_ATTR, s->selinux_context, &e) < 0)
-		goto fail;
-	/* nothing of the host but stdio reaches the command */
-	if (syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC) < 0) {
-		merr_sys(&e, "close_range", "", "failed to mark fds close-on-exec");
-		goto fail;
-	}
 	size_t argc = 0;
 	argv[argc++] = NULL; /* argv0 set per candidate */
 	for (size_t i = 0; i < s->n_args && argc < ARRAY_SIZE(argv) - 1; i++)
@@ -583,21 +659,87 @@ static int status_of(int st)
 	return 1;
 }
 
-int enter_run(struct enter_spec *s)
+/* Where the enterer reports a failure (a struct merr, printed by the relay); -1: print it. */
+static int g_report = -1;
+
+static int fail_with(struct merr *e)
+{
+	if (g_report >= 0) {
+		(void)write_all(g_report, e, sizeof *e);
+		return e->exit_code ? e->exit_code : 1;
+	}
+	merr_print(e);
+	return 1;
+}
+
+static int send_fd(int sock, int fd)
+{
+	char byte = 0, ctl[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { &byte, 1 };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof ctl };
+	memset(ctl, 0, sizeof ctl);
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof fd);
+	return sendmsg(sock, &m, MSG_NOSIGNAL) == 1 ? 0 : -1;
+}
+
+/* The fd sent on sock, or -1 (the enterer failed before it had one). */
+static int recv_fd(int sock)
+{
+	char byte, ctl[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { &byte, 1 };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof ctl };
+	ssize_t n;
+	do
+		n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	struct cmsghdr *c = n == 1 ? CMSG_FIRSTHDR(&m) : NULL;
+	if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int)))
+		return -1;
+	int fd;
+	memcpy(&fd, CMSG_DATA(c), sizeof fd);
+	return fd;
+}
+
+/* The signals the relay forwards (and the enterer passes on to the command). */
+static void forwarded(sigset_t *mask)
+{
+	sigemptyset(mask);
+	sigaddset(mask, SIGCHLD);
+	sigaddset(mask, SIGWINCH);
+	sigaddset(mask, SIGTERM);
+	sigaddset(mask, SIGINT);
+	sigaddset(mask, SIGHUP);
+	sigaddset(mask, SIGQUIT);
+}
+
+/* Enter and, with `exec`, start the command and wait for it (its status, as an exit status).
+ * For a command this runs in the enterer, a child of the relay: sock passes the pty's master
+ * to the relay; the host's stdio is only kept with console pipe (it is the command's). */
+static int enter_here(struct enter_spec *s, int sock)
 {
 	struct merr e = { 0 };
-	_cleanup_close_ int pidfd = -1, rootfd = -1, master = -1, slave = -1, sfd = -1, hostdir = -1;
+	_cleanup_close_ int pidfd = -1, rootfd = -1, master = -1, slave = -1, hostdir = -1;
 	char hostbase[256] = "";
-	if (s->prog)
-		g_prog = s->prog;
-	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
-		merr_sys(&e, "prctl", "", "failed to make the helper non-dumpable");
+	/* nothing of the host's terminal stays in the process that becomes the command: not its
+	 * session (/dev/tty would name it), nor, with a pty, its stdio */
+	if (s->n_exec && setsid() < 0) {
+		merr_sys(&e, "setsid", "", "failed to leave the caller's session");
 		goto fail;
 	}
-	/* no host fds are carried in: only stdio survives from here on */
-	if (syscall(SYS_close_range, 3u, ~0u, 0u) < 0) {
-		merr_sys(&e, "close_range", "", "failed to close inherited fds");
-		goto fail;
+	if (s->n_exec && s->pty) {
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0) {
+			merr_sys(&e, "dup2", "/dev/null", "failed to detach from the terminal");
+			goto fail;
+		}
+		close(null);
+	} else if (sock >= 0) {
+		close(sock);
+		sock = -1;
 	}
 	pidfd = (int)syscall(SYS_pidfd_open, s->pid, 0);
 	if (pidfd < 0) {
@@ -606,6 +748,13 @@ int enter_run(struct enter_spec *s)
 	}
 	if (check_target(s, pidfd, &e) < 0)
 		goto fail;
+	if (s->n_exec && s->selinux_context) {
+		s->selinux_fd = open(SELINUX_EXEC_ATTR, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+		if (s->selinux_fd < 0) {
+			merr_sys(&e, "open", SELINUX_EXEC_ATTR, "failed to open \"%s\" to set the SELinux exec label \"%s\"", SELINUX_EXEC_ATTR, s->selinux_context);
+			goto fail;
+		}
+	}
 	char rootpath[64];
 	snprintf(rootpath, sizeof rootpath, "/proc/%d/root", (int)s->pid);
 	rootfd = open(rootpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -645,9 +794,33 @@ int enter_run(struct enter_spec *s)
 	 * component is never followed) */
 	if (s->has_copy && open_host_parent(s, &hostdir, hostbase, &e) < 0)
 		goto fail;
-	/* Everything but the cgroup namespace now (the child joins the cgroup first, from the
-	 * host's view, then enters the cgroup namespace). */
-	if (setns_all(pidfd, s->ns_flags & ~(unsigned)CLONE_NEWCGROUP, &e) < 0)
+	unsigned ns = s->ns_flags;
+	if (s->n_exec) {
+		/* From the host, before anything of the container is entered: the seccomp programs
+		 * (the container's records: the same cache file, or compiled the same way), the
+		 * cgroup (the helper joins it itself, so the command is born in it), the rlimits. */
+		if (sec_seccomp_prepare(&s->sec, &e) < 0)
+			goto fail;
+		for (size_t i = 0; i < ncg; i++) {
+			if (write(cgfds[i], "0", 1) < 0) {
+				merr_sys(&e, "write", s->cgroups[i], "failed to join the container's cgroup \"%s\"", s->cgroups[i]);
+				goto fail;
+			}
+			close(cgfds[i]);
+		}
+		ncg = 0;
+		for (size_t i = 0; i < s->n_rlimits; i++) {
+			struct rlimit rl = { (rlim_t)s->rlimits[i].soft, (rlim_t)s->rlimits[i].hard };
+			if (setrlimit((__rlimit_resource_t)s->rlimits[i].res, &rl) < 0) {
+				merr_sys(&e, "setrlimit", "", "failed to set resource limit %d", s->rlimits[i].res);
+				goto fail;
+			}
+		}
+	} else {
+		ns &= ~(unsigned)CLONE_NEWCGROUP;
+	}
+	/* every namespace in one call (the user namespace's capabilities then apply to the rest) */
+	if (setns_all(pidfd, ns, &e) < 0)
 		goto fail;
 	if (s->ns_flags & CLONE_NEWNS) {
 		if (fchdir(rootfd) < 0 || chroot(".") < 0 || chdir("/") < 0) {
@@ -658,55 +831,102 @@ int enter_run(struct enter_spec *s)
 	if (s->n_binds && do_binds(s, trees, &e) < 0)
 		goto fail;
 	if (s->has_copy)
-		return do_copy(s, rootfd, hostdir, hostbase, &e) < 0 ? (merr_print(&e), 1) : 0;
+		return do_copy(s, rootfd, hostdir, hostbase, &e) < 0 ? fail_with(&e) : 0;
 	for (size_t i = 0; i < ntree; i++)
 		close(trees[i]);
 	if (!s->n_exec)
 		return 0;
 
-	if (s->pty && open_pty(&master, &slave, &e) < 0)
-		goto fail;
-	int errp[2];
-	if (pipe2(errp, O_CLOEXEC) < 0) {
-		merr_sys(&e, "pipe2", "", "failed to create a pipe");
+	if (s->pty) {
+		if (open_pty(&master, &slave, &e) < 0)
+			goto fail;
+		/* the master to the relay; the peer becomes our stdio, so the command is born with it */
+		if (send_fd(sock, master) < 0) {
+			merr_sys(&e, "sendmsg", "", "failed to pass the pty to the relay");
+			goto fail;
+		}
+		close(master);
+		master = -1;
+		close(sock);
+		sock = -1;
+		for (int fd = 0; fd < 3; fd++)
+			if (dup2(slave, fd) < 0) {
+				merr_sys(&e, "dup2", "", "failed to set up stdio");
+				goto fail;
+			}
+		close(slave);
+		slave = -1;
+	}
+	if (s->chdir && chdir(s->chdir) < 0) {
+		merr_sys(&e, "chdir", s->chdir, "failed to change to \"%s\" in the container", s->chdir);
 		goto fail;
 	}
-	sigset_t mask, old;
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGCHLD);
-	sigaddset(&mask, SIGWINCH);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
-	sigaddset(&mask, SIGQUIT);
-	sigprocmask(SIG_BLOCK, &mask, &old);
+	close(pidfd);
+	close(rootfd);
+	pidfd = rootfd = -1;
+	if (confine(s, &e) < 0)
+		goto fail;
+	sigset_t mask;
+	forwarded(&mask);
 	pid_t pid = fork();
 	if (pid < 0) {
 		merr_sys(&e, "fork", "", "failed to fork");
 		goto fail;
 	}
+	if (pid == 0)
+		child(s, s->pty, g_report);
+	/* wait, passing the relay's signals on (under the container's filter by now) */
+	for (;;) {
+		siginfo_t si;
+		int sig = sigwaitinfo(&mask, &si);
+		if (sig < 0 && errno != EINTR)
+			return 1;
+		if (sig > 0 && sig != SIGCHLD && sig != SIGWINCH)
+			kill(pid, sig);
+		int st;
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			return status_of(st);
+	}
+fail:
+	return fail_with(&e);
+}
+
+/* The relay: the process the caller started. It keeps the host's stdio, relays the pty whose
+ * master the enterer sends, forwards signals to the enterer and exits with its status (the
+ * command's). The enterer — a fresh child, never visible in the container — enters and forks
+ * the command. */
+static int relay_command(struct enter_spec *s)
+{
+	struct merr e = { 0 };
+	_cleanup_close_ int sfd = -1;
+	int sv[2], errp[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
+		merr_sys(&e, "socketpair", "", "failed to create the enterer's channels");
+		merr_print(&e);
+		return 1;
+	}
+	sigset_t mask;
+	forwarded(&mask);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	pid_t pid = fork();
+	if (pid < 0) {
+		merr_sys(&e, "fork", "", "failed to fork");
+		merr_print(&e);
+		return 1;
+	}
 	if (pid == 0) {
+		close(sv[0]);
 		close(errp[0]);
-		if (master >= 0)
-			close(master);
-		sigprocmask(SIG_SETMASK, &old, NULL);
-		child(s, pidfd, cgfds, slave, errp[1]);
+		g_report = errp[1];
+		_exit(enter_here(s, sv[1]));
 	}
+	close(sv[1]);
 	close(errp[1]);
-	if (slave >= 0) {
-		close(slave);
-		slave = -1;
-	}
-	for (size_t i = 0; i < ncg; i++)
-		close(cgfds[i]);
+	/* the pty's master arrives while signals are already handled (entering may take a while) */
+	int sock = s->pty ? sv[0] : (close(sv[0]), -1);
 	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	struct relay r;
 	relay_init(&r);
-	if (master >= 0) {
-		if (relay_start(&r, master, isatty(0), &e) < 0)
-			goto fail;
-		master = -1; /* owned by the relay */
-	}
 	int status = -1, done = 0;
 	while (!done) {
 		struct pollfd p[4];
@@ -714,10 +934,25 @@ int enter_run(struct enter_spec *s)
 		p[n].fd = sfd;
 		p[n].events = POLLIN;
 		p[n++].revents = 0;
+		if (sock >= 0) {
+			p[n].fd = sock;
+			p[n].events = POLLIN;
+			p[n++].revents = 0;
+		}
 		int irel = n;
 		n += relay_pollfds(&r, p + n);
 		if (poll(p, (nfds_t)n, -1) < 0 && errno != EINTR)
 			break;
+		if (sock >= 0 && p[1].revents) {
+			int master = recv_fd(sock); /* -1: the enterer failed before it had a pty */
+			close(sock);
+			sock = -1;
+			if (master >= 0 && relay_start(&r, master, isatty(0), &e) < 0) {
+				merr_print(&e);
+				kill(pid, SIGKILL);
+			}
+			continue;
+		}
 		if (p[0].revents & POLLIN) {
 			struct signalfd_siginfo si;
 			while (read(sfd, &si, sizeof si) == sizeof si) {
@@ -747,7 +982,23 @@ int enter_run(struct enter_spec *s)
 		return ce.exit_code ? ce.exit_code : 1;
 	}
 	return status < 0 ? 1 : status_of(status);
-fail:
-	merr_print(&e);
-	return 1;
+}
+
+int enter_run(struct enter_spec *s)
+{
+	struct merr e = { 0 };
+	if (s->prog)
+		g_prog = s->prog;
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+		merr_sys(&e, "prctl", "", "failed to make the helper non-dumpable");
+		merr_print(&e);
+		return 1;
+	}
+	/* no host fds are carried in: only stdio survives from here on */
+	if (syscall(SYS_close_range, 3u, ~0u, 0u) < 0) {
+		merr_sys(&e, "close_range", "", "failed to close inherited fds");
+		merr_print(&e);
+		return 1;
+	}
+	return s->n_exec ? relay_command(s) : enter_here(s, -1);
 }

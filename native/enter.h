@@ -8,6 +8,7 @@
 
 #include "copy.h"
 #include "error.h"
+#include "security.h"
 
 #define ENTER_MAGIC "MACHINA-ENTER"
 #define ENTER_VERSION "1"
@@ -17,6 +18,11 @@ struct enter_bind {
 	const char *dst;   /* CPATH */
 	int read_only;
 	int mkdir;
+};
+
+struct enter_rlimit {
+	int res;
+	unsigned long long soft, hard; /* RLIM_INFINITY for "infinity" */
 };
 
 struct enter_spec {
@@ -29,6 +35,12 @@ struct enter_spec {
 	int has_caps;
 	uint64_t caps_bounding;
 	int no_new_privs;
+	int has_ambient;
+	uint64_t caps_ambient;     /* the container's ambient set */
+	struct enter_rlimit *rlimits; /* the container's payload rlimits */
+	size_t n_rlimits;
+	struct sec sec;            /* the container's seccomp records (+ seccomp_cache), security.c */
+	const char **argpool;      /* argument slices of the seccomp records (sec keeps pointers into it) */
 	int has_user;
 	uid_t uid;
 	gid_t gid;
@@ -52,6 +64,7 @@ struct enter_spec {
 	int copy_force;
 	struct copy_ids copy_uids, copy_gids;
 	const char *selinux_context; /* `selinux_context`: SELinux exec label of the command (selinux.h) */
+	int selinux_fd;              /* runtime: our attr/exec, opened from the host's /proc before entering */
 	/* allocation owned by the spec */
 	char *buf;
 	void *mem[8];

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
@@ -132,6 +133,42 @@ static void test_parse(void)
 		      copy_map_id(&s.copy_uids, 65536) == 65534 && copy_map_id(NULL, 42) == 42,
 	      "copy_map_id: in range, last, outside (fallback), identity");
 	enter_free(&s);
+	/* the container's confinement: rlimits, ambient set, seccomp records (parsed by security.c) */
+	const char *conf[] = { "target", "1", "2", NULL, "rlimit", "7", "1024", "524288", NULL, "rlimit", "4", "0", "infinity", NULL,
+			       "caps_ambient", "0", NULL, "seccomp_filter", "allow", NULL, "seccomp_rule", "97", "socket", "a0==16", "a2==9", NULL,
+			       "seccomp_filter", "38", NULL, "seccomp_allow", "read", "write", "exit_group", NULL,
+			       "seccomp_deny", "1", "bpf", "keyctl", NULL, "seccomp_cache", "/run/machina/seccomp", NULL,
+			       "exec", "/x", "x", NULL, NULL };
+	check(parse(conf, &s, &e) == 0, "confinement records parse (%s)", e.msg);
+	check(s.n_rlimits == 2 && s.rlimits[0].res == 7 && s.rlimits[0].soft == 1024 && s.rlimits[0].hard == 524288 &&
+		      s.rlimits[1].res == 4 && s.rlimits[1].soft == 0 && s.rlimits[1].hard == (unsigned long long)RLIM_INFINITY,
+	      "rlimit records (infinity)");
+	check(s.has_ambient && s.caps_ambient == 0, "caps_ambient");
+	check(s.sec.n_filters == 2 && s.sec.filters[0].default_allow && s.sec.filters[0].n_entries == 1 &&
+		      s.sec.filters[0].entries[0].n_conds == 2 && s.sec.filters[1].default_errno == 38 &&
+		      s.sec.filters[1].n_entries == 5 && !strcmp(s.sec.filters[1].entries[4].name, "keyctl") &&
+		      s.sec.filters[1].entries[4].err == 1 && !strcmp(s.sec.cache_dir, "/run/machina/seccomp"),
+	      "seccomp records, in order, with the cache directory");
+	enter_free(&s);
+	struct {
+		const char *what;
+		const char *items[24];
+	} badconf[] = {
+		{ "rlimit soft > hard", { "target", "1", "2", NULL, "rlimit", "7", "10", "5", NULL, "exec", "/x", "x", NULL, NULL } },
+		{ "rlimit resource", { "target", "1", "2", NULL, "rlimit", "99", "1", "1", NULL, "exec", "/x", "x", NULL, NULL } },
+		{ "rlimit value", { "target", "1", "2", NULL, "rlimit", "7", "-1", "1", NULL, "exec", "/x", "x", NULL, NULL } },
+		{ "caps_ambient hex", { "target", "1", "2", NULL, "caps_ambient", "xyz", NULL, "exec", "/x", "x", NULL, NULL } },
+		{ "seccomp_allow before a filter", { "target", "1", "2", NULL, "seccomp_allow", "read", NULL, "exec", "/x", "x", NULL, NULL } },
+		{ "unknown seccomp_ record", { "target", "1", "2", NULL, "seccomp_frob", "1", NULL, "exec", "/x", "x", NULL, NULL } },
+		{ "seccomp without exec", { "target", "1", "2", NULL, "namespaces", "mnt", NULL, "seccomp_filter", "allow", NULL,
+					    "bind", "/a", "/b", "0", "0", NULL, NULL } },
+		{ "personality is not an enter record", { "target", "1", "2", NULL, "personality", "8", NULL, "exec", "/x", "x", NULL, NULL } },
+	};
+	for (size_t i = 0; i < sizeof badconf / sizeof badconf[0]; i++) {
+		int r = parse(badconf[i].items, &s, &e);
+		check(r < 0, "rejected: %s (%s)", badconf[i].what, e.msg);
+		enter_free(&s);
+	}
 	/* bad header, trailing data */
 	char hdr[] = "MACHINA-SPEC\0" "1\0" "end\0" "0\0";
 	char *b = malloc(sizeof hdr);
@@ -257,6 +294,20 @@ static void test_enter(const char *tmp)
 			       "args", "-c", "grep -q '^CapBnd:.*0000000000000001$' /proc/self/status && grep -q '^NoNewPrivs:.*1' /proc/self/status && exit 3", NULL, NULL };
 	check(run_enter(caps, 0) == 3, "enter: bounding set and no_new_privs applied");
 
+	/* the container's seccomp filter, loaded before the fork: the command is born with it */
+	const char *sc[] = { "target", pid, st, NULL, "namespaces", "uts", NULL, "caps_bounding", "3fffffffff", NULL,
+			     "seccomp_filter", "allow", NULL, "seccomp_deny", "38", "keyctl", "add_key", NULL,
+			     "rlimit", "7", "77", "88", NULL, "exec", "/bin/sh", "sh", NULL,
+			     "args", "-c", "grep -q '^Seccomp:.*2$' /proc/self/status && grep -q '^Max open files  *77  *88 ' /proc/self/limits && exit 6",
+			     NULL, NULL };
+	check(run_enter(sc, 0) == 6, "enter: seccomp filter (Seccomp 2) and rlimits applied");
+	/* a user change with the filter loaded first (no no_new_privs, CAP_SYS_ADMIN gone afterwards) */
+	const char *scu[] = { "target", pid, st, NULL, "namespaces", "uts", NULL, "caps_bounding", "3fffffffff", NULL,
+			      "seccomp_filter", "allow", NULL, "seccomp_deny", "38", "keyctl", NULL, "user", "65534", "65534", NULL,
+			      "exec", "/bin/sh", "sh", NULL, "args", "-c",
+			      "test $(id -u) = 65534 && grep -q '^Seccomp:.*2$' /proc/self/status && grep -q '^CapEff:.*0000000000000000$' /proc/self/status && test \"$(sed -n 's/^CapInh:.//p' /proc/self/status)\" = \"$(sed -n 's/^CapBnd:.//p' /proc/self/status)\" && exit 8",
+			      NULL, NULL };
+	check(run_enter(scu, 0) == 8, "enter: another user: filter loaded early, no effective caps, inheritable = bounding");
 	const char *fds[] = { "target", pid, st, NULL, "namespaces", "uts", NULL, "exec", "/bin/sh", "sh", NULL,
 			      "args", "-c", "test $(ls /proc/self/fd | wc -l) -le 4 && exit 4", NULL, NULL };
 	int keep = open("/dev/null", O_RDONLY); /* an fd that must not be carried in */

@@ -3,13 +3,17 @@
  * `machina-helper enter`, which joins the container's namespaces and cgroup and runs a
  * command there (shell, login, exec) or binds a host path into it (bind). Everything the
  * helper needs is decided here from the registry, /proc/LEADER and the container's own
- * /etc/passwd; the helper executes it.
+ * /etc/passwd; the helper executes it. A command is confined exactly as the container's payload:
+ * the records come from the confinement recorded when it started (src/spec/confinement.ts),
+ * never from what its processes show now.
  */
 import { MachinaError } from "../errors.ts";
 import type { CommandResult, Host } from "../host/host.ts";
 import { kindInRoot, readFileInRoot } from "../host/resolve-in-root.ts";
 import type { Machine } from "./machines.ts";
 import { DEFAULT_PATH } from "../spec/default-path.ts";
+import { type Confinement, confinementRecords } from "../spec/confinement.ts";
+import { readState } from "./registry.ts";
 
 export const ENTER_MAGIC = "MACHINA-ENTER";
 export const ENTER_VERSION = "1";
@@ -54,12 +58,38 @@ export function leaderCgroups(host: Host, m: Machine): string[] {
   return out;
 }
 
-/** CapBnd and NoNewPrivs of the leader (so that what enters is bounded like the container). */
-export function leaderSecurity(host: Host, leader: number): { capBnd: string; noNewPrivs: boolean } {
-  const status = host.readFile(`/proc/${leader}/status`) ?? "";
-  const capBnd = /^CapBnd:\s*([0-9a-f]+)$/m.exec(status)?.[1];
-  if (capBnd === undefined) throw new MachinaError("E_NOT_FOUND", `cannot read the capabilities of the leader ${leader}`, { path: `/proc/${leader}/status` });
-  return { capBnd, noNewPrivs: /^NoNewPrivs:\s*1$/m.exec(status) !== null };
+/** The confinement the machine's container was started with (its state.json): what an entered process gets. */
+export function machineConfinement(host: Host, stateDir: string, m: Machine): Confinement {
+  const c = readState(host, stateDir, m.name)?.confinement;
+  if (c === undefined)
+    throw new MachinaError("E_UNSUPPORTED", `machine "${m.name}" has no recorded confinement (its state.json lacks "confinement")`, { machine: m.name }, "it was started by an older machina: restart it to enter it");
+  return c;
+}
+
+/**
+ * The rlimits of /proc/PID/limits (one row per resource, in resource order, as the kernel
+ * prints them): [resource, soft, hard] with "infinity" for "unlimited".
+ */
+export function parseLimits(text: string): Array<[number, string, string]> {
+  const out: Array<[number, string, string]> = [];
+  for (const line of text.split("\n").slice(1)) {
+    const m = /^Max .+?\s{2,}(unlimited|[0-9]+)\s+(unlimited|[0-9]+)(\s|$)/.exec(line);
+    if (m === null) continue;
+    const v = (x: string) => (x === "unlimited" ? "infinity" : x);
+    out.push([out.length, v(m[1]!), v(m[2]!)]);
+  }
+  return out.length <= 16 ? out : out.slice(0, 16);
+}
+
+/**
+ * The confinement records of an enter spec: the container's recorded ones, with the rlimits it
+ * inherited (every resource the record does not name) taken from the leader's, so that the
+ * command's limits are its PID 1's.
+ */
+export function enterConfinementRecords(host: Host, m: Machine, c: Confinement): EnterRecord[] {
+  const named = new Set(c.rlimits.map(([res]) => res));
+  const inherited = parseLimits(host.readFile(`/proc/${m.leader}/limits`) ?? "").filter(([res]) => !named.has(res));
+  return confinementRecords({ ...c, rlimits: [...inherited, ...c.rlimits] });
 }
 
 export interface ContainerUser {
@@ -120,10 +150,13 @@ function commonRecords(host: Host, m: Machine, namespaces: string[]): EnterRecor
   ];
 }
 
-/** The enter spec for a command (shell, login, exec) in the machine. */
-export function commandSpec(host: Host, m: Machine, cmd: EnterCommand): EnterRecord[] {
+/**
+ * The enter spec for a command (shell, login, exec) in the machine, confined exactly as the
+ * container's payload (`confinement`, from machineConfinement).
+ */
+export function commandSpec(host: Host, m: Machine, cmd: EnterCommand, confinement: Confinement): EnterRecord[] {
   const user = containerUser(host, m, cmd.user ?? "root");
-  const sec = leaderSecurity(host, m.leader);
+  const asUser = cmd.login ? containerUser(host, m, "root") : user;
   const leaderEnv = (host.readFile(`/proc/${m.leader}/environ`) ?? "").split("\0");
   const containerVar = leaderEnv.find((e) => e.startsWith("container="));
   const env = new Map<string, string>();
@@ -154,10 +187,11 @@ export function commandSpec(host: Host, m: Machine, cmd: EnterCommand): EnterRec
   return [
     ...commonRecords(host, m, targetNamespaces(host, m.leader)),
     ...leaderCgroups(host, m).map((c) => ["cgroup", [c]] as EnterRecord),
-    ["caps_bounding", [sec.capBnd]],
-    ["no_new_privs", [sec.noNewPrivs ? "1" : "0"]],
+    ...enterConfinementRecords(host, m, confinement),
     ...(m.selinuxContext !== undefined ? [["selinux_context", [m.selinuxContext]] as EnterRecord] : []),
-    ...(cmd.login ? [] : [["user", [String(user.uid), String(user.gid), ...user.groups.map(String)]] as EnterRecord]),
+    // login(1) starts as root and changes user itself; always ids of the container (with -U an
+    // unmapped host uid would be left otherwise)
+    ["user", [String(asUser.uid), String(asUser.gid), ...asUser.groups.map(String)]],
     ["env", [...env.values()]],
     ["chdir", [cmd.login ? "/" : cwd]],
     ["console", [cmd.console]],
@@ -183,5 +217,6 @@ export function runEnter(
   records: EnterRecord[],
   options: { output?: "inherit" | "capture"; input?: Uint8Array | "inherit" } = {},
 ): Promise<CommandResult> {
-  return host.runAsync([helper, "enter", "--spec-fd"], { spec: encodeEnterSpec(records), output: options.output ?? "capture", ...(options.input !== undefined ? { input: options.input } : {}) });
+  // an empty environment, as machinactl's exec of the helper: nothing of ours is in its memory
+  return host.runAsync([helper, "enter", "--spec-fd"], { spec: encodeEnterSpec(records), env: {}, output: options.output ?? "capture", ...(options.input !== undefined ? { input: options.input } : {}) });
 }

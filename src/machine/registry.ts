@@ -8,6 +8,7 @@
  * shutting down is "closing": never shown as running, never removed.
  */
 import type { Host } from "../host/host.ts";
+import { type Confinement, parseConfinement } from "../spec/confinement.ts";
 
 /** An entry without state.json may be a supervisor that is just starting: leave it alone this long. */
 const STARTING_GRACE_MS = 10_000;
@@ -33,6 +34,8 @@ export interface MachineState {
   version: string;
   /** -Z: the SELinux label of the payload, applied to what `machinactl shell/exec/login` enter. */
   selinuxContext?: string;
+  /** What the container's payload was confined with (src/spec/confinement.ts); undefined when not recorded. */
+  confinement: Confinement | undefined;
 }
 
 export type Liveness = "running" | "opening" | "closing" | "dead";
@@ -58,7 +61,7 @@ export function readState(host: Host, stateDir: string, name: string): MachineSt
       boot: r["boot"] === true, startedUsec: /^[0-9]+$/.test(started) ? BigInt(started) : undefined,
       supervisorStartTime: str("supervisor_starttime"), cgroup: str("cgroup") || (cgroups[0] ?? ""),
       os: str("os"), version: str("version"),
-      ...(str("selinux_context") !== "" ? { selinuxContext: str("selinux_context") } : {}),
+      ...(str("selinux_context") !== "" ? { selinuxContext: str("selinux_context") } : {}), confinement: parseConfinement(r["confinement"]),
     };
   } catch {
     return undefined;

@@ -17,6 +17,7 @@ import { personalityValue } from "./process.ts";
 import { machinedRegistration, resourcePlan } from "./resources.ts";
 import { chainOnExit, machinedRegisterCommand, machinedUnregisterCommand } from "./register.ts";
 import { planRoot } from "./root-modes.ts";
+import { stateJsonWithConfinement } from "./confinement.ts";
 import { seccompFilters } from "./seccomp.ts";
 import { checkSelinux, labelApiFs, labelRootMode } from "./selinux.ts";
 import { applyUserns, planUserns } from "./userns.ts";
@@ -380,7 +381,7 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
   const { exec, args } = execCandidates(settings, image);
   const consoleMode_ = consoleMode(settings, host);
 
-  return applyUserns({
+  const spec = applyUserns({
     prog: options.prog,
     machine: name,
     root: image.root,
@@ -433,4 +434,6 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
       ? { onLeader: machinedRegisterCommand({ how: registration, name, uuid, root: image.root, busctl: host.systemd.busctl!, slice: settings.slice }) }
       : {}),
   }, usernsPlan, settings.privateNetwork && joinNetns === undefined, bound);
+  // what an entered process must get too (src/machine/enter.ts): recorded from the final spec
+  return { ...spec, stateJson: stateJsonWithConfinement(stateJson, spec) };
 }

@@ -15,6 +15,9 @@ import { parseNspawnCommandLine } from "../../src/settings/nspawn-cli.ts";
 import { buildSpec } from "../../src/spec/build.ts";
 import type { RunSpec } from "../../src/spec/types.ts";
 import { specRecords } from "../../src/spec/wire.ts";
+import type { Confinement } from "../../src/spec/confinement.ts";
+
+const CONFINED: Confinement = { version: 1, caps_bounding: "a80425fb", caps_ambient: "0", no_new_privs: false, rlimits: [], seccomp: [] };
 
 const CGROUP2 = "31 30 0:27 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:5 - cgroup2 cgroup2 rw";
 const SELINUXFS = "40 22 0:21 / /sys/fs/selinux rw,nosuid,noexec,relatime shared:7 - selinuxfs selinuxfs rw";
@@ -184,12 +187,12 @@ describe("entering: the label is kept in the state and given to what is entered"
     },
   });
   test("commandSpec: the selinux_context record with the machine's label", () => {
-    const r = commandSpec(h, machine(LABEL), { console: "pipe", command: ["/bin/true"] });
+    const r = commandSpec(h, machine(LABEL), { console: "pipe", command: ["/bin/true"] }, CONFINED);
     expect(r.filter(([n]) => n === "selinux_context")).toEqual([["selinux_context", [LABEL]]]);
     expect(r.findIndex(([n]) => n === "selinux_context")).toBeLessThan(r.findIndex(([n]) => n === "exec"));
   });
   test("commandSpec: none without -Z", () => {
-    const r = commandSpec(h, machine(), { console: "pipe", command: ["/bin/true"] });
+    const r = commandSpec(h, machine(), { console: "pipe", command: ["/bin/true"] }, CONFINED);
     expect(r.some(([n]) => n === "selinux_context")).toBe(false);
   });
 });

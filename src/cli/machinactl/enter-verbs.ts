@@ -3,7 +3,7 @@
  * exec (a command, its exit status returned) and bind. Thin: the plan is src/machine/enter.ts.
  */
 import { MachinaError } from "../../errors.ts";
-import { bindSpec, commandSpec, encodeEnterSpec, type EnterCommand, runEnter } from "../../machine/enter.ts";
+import { bindSpec, commandSpec, encodeEnterSpec, type EnterCommand, machineConfinement, runEnter } from "../../machine/enter.ts";
 import { getMachine } from "../../machine/machines.ts";
 import { machineContext } from "./machine-verbs.ts";
 import type { Verb, VerbContext } from "./verb.ts";
@@ -20,7 +20,7 @@ function enter(ctx: VerbContext, name: string, cmd: Omit<EnterCommand, "console"
   needHelper(ctx);
   const m = getMachine(machineContext(ctx), name);
   const tty = ctx.host.isatty(0) && ctx.host.isatty(1);
-  const spec = commandSpec(ctx.host, m, { ...cmd, console: tty || cmd.login ? "pty" : "pipe", term: ctx.env["TERM"] ?? "" });
+  const spec = commandSpec(ctx.host, m, { ...cmd, console: tty || cmd.login ? "pty" : "pipe", term: ctx.env["TERM"] ?? "" }, machineConfinement(ctx.host, ctx.paths.stateDir, m));
   if (banner && tty && !ctx.options.quiet) ctx.err(`Connected to machine ${name}. Press ^] three times within 1s to exit session.\n`);
   return ctx.host.execWithSpec(ctx.paths.helper, HELPER_ARGV, encodeEnterSpec(spec));
 }
