@@ -507,7 +507,7 @@ export const NSPAWN_TABLE: readonly NspawnOption[] = [
     keys: [key(scalar("Exec", "CPUAffinity", "cpuAffinity", true, parseCpuSet), "0-1", priv(RESOURCES))],
   }),
   row({
-    id: "personality", long: "personality", arg: "required", group: "Resources", argName: "ARCH", choices: ["x86", "x86-64"],
+    id: "personality", long: "personality", arg: "required", group: "Resources", argName: "ARCH",
     help: "Report ARCH as the architecture (e.g. x86)",
     cli: (c) => c.set("personality", parsePersonality(c.v, c.ctx)),
     keys: [key(scalar("Exec", "Personality", "personality", true, parsePersonality), "x86")],
