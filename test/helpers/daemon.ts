@@ -58,6 +58,7 @@ export async function daemonTestEnv(scratch: Scratch): Promise<TestEnv> {
     MACHINA_API_SOCKET: t.socket,
     MACHINA_SYSTEMD: "0",
     MACHINA_UNIT_DIR: join(base, "units"),
+    MACHINA_SETTINGS_DIRS: join(base, "nspawn"), // trusted .nspawn files: never the host's
   });
   scratch.defer(() => killSupervisors(t.stateDir));
   return { ...t, env };
