@@ -50,6 +50,12 @@ struct host_path {
 	mode_t mode;
 };
 
+struct image_lock {
+	const char *path;  /* HPATH of the lock file */
+	int exclusive;     /* 1: LOCK_EX, 0: LOCK_SH */
+	const char *image; /* the image it stands for (messages) */
+};
+
 struct rlim {
 	int res;
 	rlim_t soft, hard;
@@ -116,6 +122,8 @@ struct spec {
 	struct net_spec net;    /* net_* records: the main veth, made after each clone (netlink.h) */
 	const char **host_umounts; /* host_umount: HPATHs detached by the supervisor at exit (hostmount.c) */
 	size_t n_host_umounts;
+	struct image_lock *image_locks; /* image_lock: held by the supervisor for its whole life (imagelock.c) */
+	size_t n_image_locks;
 	const char **on_exit;   /* ARGV run by the supervisor after the container is gone; NULL = none */
 	size_t n_on_exit;
 	const char **prestart;  /* ARGV started in the background before the first clone, awaited before the release (hooks.c) */

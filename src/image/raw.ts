@@ -251,7 +251,9 @@ export function rawImagesInUse(host: Host, stateDir: string): Array<{ image: str
     if (text === undefined) continue;
     try {
       const r = JSON.parse(text) as RawRecord;
-      const lock = host.tryLock(`${machinesDir(stateDir)}/${r.machine}/lock`);
+      const lockPath = `${machinesDir(stateDir)}/${r.machine}/lock`;
+      if (host.lstat(lockPath) === undefined) continue; // the machine is gone (its record stays until the next start sweeps it)
+      const lock = host.tryLock(lockPath);
       if (lock !== undefined) {
         lock.release();
         continue;

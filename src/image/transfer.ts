@@ -7,13 +7,14 @@
  */
 import { basename, dirname, resolve } from "node:path";
 import { MachinaError } from "../errors.ts";
-import type { Host } from "../host/host.ts";
+import type { HeldLock, Host } from "../host/host.ts";
 import {
   download, exportRaw, exportTar, extractTar, fetchText, gpgVerify, importRawFile, rawImageKind, sha256File,
   type StreamProgress,
 } from "../host/transfer-io.ts";
 import type { Paths } from "../paths.ts";
 import { scanLimitsFromEnv } from "./archive-scan.ts";
+import { claimImage } from "./ops.ts";
 import { compressionFromSuffix, stripImageSuffixes, type Compression } from "./compression.ts";
 import {
   beginTemporary, checkImageName, cleanTemporaries, entryName, findImage, getImage, lockImage, poolRoots, Reverter, type Temporary,
@@ -52,6 +53,9 @@ function num(env: TransferContext["env"], key: string, dflt: number): number {
   return Number(v);
 }
 
+/** --force: the in-use lock of the image a temporary replaces (in-use.ts), released once it is replaced. */
+const replacedInUse = new WeakMap<Temporary, HeldLock>();
+
 /** Lock NAME, refuse (or, with --force, schedule the removal of) an existing image, open a temporary. */
 function prepare(ctx: TransferContext, name: string, kind: "dir" | "raw", opts: ImportOptions, r: Reverter): { temp: Temporary; final: string; replace: string | undefined } {
   checkImageName(name);
@@ -63,12 +67,20 @@ function prepare(ctx: TransferContext, name: string, kind: "dir" | "raw", opts: 
   const existing = findImage(ctx.host, [writable], name);
   const final = `${writable}/${entryName(name, kind === "raw" ? "raw" : "directory")}`;
   let replace: string | undefined;
+  let inUse: HeldLock | undefined;
   if (existing !== undefined || ctx.host.lstat(final) !== undefined) {
     if (!opts.force) throw new MachinaError("E_BUSY", `image "${name}" already exists`, { value: name }, "use --force to replace it");
     replace = existing?.path ?? final;
+    // The image it replaces must not be in use: held unused until the replacement is in place.
+    if (existing !== undefined) {
+      const pool = { host: ctx.host, pool: ctx.paths.pool, stateDir: ctx.paths.stateDir };
+      inUse = claimImage(pool, existing, "replace");
+      r.add("release the replaced image", () => inUse!.release());
+    }
   }
   const temp = beginTemporary(ctx.host, ctx.paths.stateDir, writable, entryName(name, kind === "raw" ? "raw" : "directory"));
   r.add("discard temporary", () => temp.discard());
+  if (inUse !== undefined) replacedInUse.set(temp, inUse);
   return { temp, final, replace };
 }
 
@@ -81,6 +93,7 @@ function commit(ctx: TransferContext, temp: Temporary, final: string, replace: s
   }
   temp.commit(final);
   temp.release();
+  replacedInUse.get(temp)?.release();
   // An immutable directory cannot be renamed: mark it after the rename.
   if (opts.readOnly && kind === "dir") ctx.host.setImmutable(final, true);
 }

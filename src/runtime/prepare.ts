@@ -9,6 +9,7 @@ import { MachinaError } from "../errors.ts";
 import { gatherHostFacts, gatherImageFacts } from "../host/facts.ts";
 import type { Host } from "../host/host.ts";
 import { gatherUsernsFacts } from "../host/userns-facts.ts";
+import { planImageLocks } from "../image/in-use.ts";
 import { findImage } from "../image/pool.ts";
 import { setupRawRoot, sweepRawMounts, type RawRoot } from "../image/raw.ts";
 import { populateFromTemplate } from "../image/template.ts";
@@ -98,10 +99,13 @@ export function prepareContainer(host: Host, p: Paths, cliSettings: Settings, cw
     if (settings.privateUsers.mode !== "no") image.userns = gatherUsernsFacts(host, image.root, hostFacts.stateDir);
     // The supervisor runs it with an empty environment: give it a PATH (ip, nft, umount, dnsmasq).
     const netTeardown = ["/usr/bin/env", `PATH=${DEFAULT_PATH}`, ...ownCommand("machina-net"), "teardown", "--state-dir", p.stateDir];
+    // The images it uses stay locked while it runs (src/image/in-use.ts): for -i the .raw file, not its mount.
+    const imageLocks = options.planOnly ? [] : planImageLocks(host, p.stateDir, settings);
     const spec = buildSpec(settings, image, hostFacts, {
       prog: options.prog, netTeardown,
       ...(options.statusFd !== undefined ? { statusFd: options.statusFd } : {}),
       ...(raw !== undefined ? { hostUmounts: raw.umounts } : {}),
+      ...(imageLocks.length > 0 ? { imageLocks } : {}),
     });
     if (options.planOnly) return { spec, settings, abandon };
     if (host.lstat(p.helper) === undefined)

@@ -20,7 +20,7 @@ import { planRoot } from "./root-modes.ts";
 import { seccompFilters } from "./seccomp.ts";
 import { applyUserns, planUserns } from "./userns.ts";
 import { netnsPath, routedNetwork, wantsManagedNetwork, wantsPreparedNetns } from "./network.ts";
-import type { ExecCandidate, Namespace, RunSpec, SetupOp, SpecConsole } from "./types.ts";
+import type { ExecCandidate, ImageLock, Namespace, RunSpec, SetupOp, SpecConsole } from "./types.ts";
 
 import { DEFAULT_PATH } from "./default-path.ts";
 export { DEFAULT_PATH };
@@ -32,6 +32,8 @@ export interface BuildOptions {
   netTeardown?: string[];
   /** Host mounts made for this container (a raw image's file system, -i), detached by the supervisor at exit. */
   hostUmounts?: string[];
+  /** Image locks the supervisor holds (src/image/in-use.ts); their images are listed in state.json. */
+  imageLocks?: ImageLock[];
 }
 
 /** The name the machine runs under: -M, else derived from the directory. */
@@ -369,6 +371,7 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
     cgroups: resources.placement === "machined" ? [resources.cgroup, ...cgroups] : cgroups,
     os: image.osRelease?.["ID"] ?? "",
     version: image.osRelease?.["VERSION_ID"] ?? "",
+    ...(options.imageLocks !== undefined && options.imageLocks.length > 0 ? { images: options.imageLocks.map((l) => l.image) } : {}),
   };
   const stateJson = JSON.stringify(state).slice(1, -1);
   const { exec, args } = execCandidates(settings, image);
@@ -420,6 +423,7 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
     ...(joinNetns !== undefined ? { netns: joinNetns } : {}),
     ...(onExit !== undefined ? { onExit } : {}),
     ...(options.hostUmounts !== undefined && options.hostUmounts.length > 0 ? { hostUmounts: options.hostUmounts } : {}),
+    ...(options.imageLocks !== undefined && options.imageLocks.length > 0 ? { imageLocks: options.imageLocks } : {}),
     ...(resources.supervisorCgroup !== undefined ? { supervisorCgroup: resources.supervisorCgroup } : {}),
     ...(registration !== undefined
       ? { onLeader: machinedRegisterCommand({ how: registration, name, uuid, root: image.root, busctl: host.systemd.busctl!, slice: settings.slice }) }

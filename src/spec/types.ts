@@ -106,10 +106,19 @@ export interface RunSpec {
   onExit?: string[];
   /** Host mounts (a raw image's file system, -i) the supervisor detaches at exit: `host_umount` records. */
   hostUmounts?: string[];
+  /** Locks on the images the container uses, held by the supervisor for its whole life (src/image/in-use.ts). */
+  imageLocks?: ImageLock[];
   /** Cgroup the supervisor moves itself into first (--keep-unit under systemd: the unit's `supervisor/`). */
   supervisorCgroup?: string;
   /** Run by the supervisor with each new leader (`{leader}` = its pid) before it goes on: the registration with systemd-machined. */
   onLeader?: string[];
+}
+
+/** One `image_lock` record: the lock file, how it is held, and the image it stands for (messages, state.json). */
+export interface ImageLock {
+  path: string;
+  mode: "exclusive" | "shared";
+  image: string;
 }
 
 export interface RootSetup {

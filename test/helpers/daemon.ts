@@ -4,7 +4,7 @@
  * everything (daemon, supervisors, containers, cgroups, files) even when a test fails.
  */
 import { spawn, type Subprocess } from "bun";
-import { existsSync, readdirSync, readFileSync, symlinkSync, writeFileSync, chmodSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync, chmodSync } from "node:fs";
 import { join } from "node:path";
 import { ensureBusyboxImage } from "../fixtures/images.ts";
 import { baseEnv, copyTree, REPO, type Scratch, waitFor } from "./machina.ts";
@@ -64,9 +64,12 @@ export async function daemonTestEnv(scratch: Scratch): Promise<TestEnv> {
   return { ...t, env };
 }
 
-/** A pool entry NAME -> the test image (each machine needs an image of its own name). */
+/**
+ * Pool image NAME: a copy of the test image (each machine needs an image of its own name, and a
+ * running machine holds its image locked, src/image/in-use.ts, so machines cannot share one).
+ */
 export function addImage(t: TestEnv, name: string): void {
-  symlinkSync(t.image, join(t.pool, name));
+  copyTree(t.image, join(t.pool, name));
 }
 
 export interface Daemon {
