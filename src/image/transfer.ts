@@ -15,6 +15,7 @@ import {
 import type { Paths } from "../paths.ts";
 import { scanLimitsFromEnv } from "./archive-scan.ts";
 import { claimImage } from "./ops.ts";
+import { recordOrigin, type Origin } from "./origin.ts";
 import { compressionFromSuffix, stripImageSuffixes, type Compression } from "./compression.ts";
 import {
   beginTemporary, checkImageName, cleanTemporaries, entryName, findImage, getImage, lockImage, poolRoots, Reverter, type Temporary,
@@ -85,7 +86,9 @@ function prepare(ctx: TransferContext, name: string, kind: "dir" | "raw", opts: 
 }
 
 /** Put the finished temporary in place (after removing the image it replaces, with --force). */
-function commit(ctx: TransferContext, temp: Temporary, final: string, replace: string | undefined, opts: ImportOptions, kind: "dir" | "raw"): void {
+function commit(ctx: TransferContext, temp: Temporary, final: string, replace: string | undefined, opts: ImportOptions, kind: "dir" | "raw", origin: Omit<Origin, "time">): void {
+  // It came from outside: say so on the image itself (origin.ts), before anything makes it immutable.
+  recordOrigin(ctx.host, temp.path, { ...origin, time: Date.now() });
   if (opts.readOnly && kind === "raw") ctx.host.chmod(temp.path, 0o444);
   if (replace !== undefined) {
     ctx.host.removeTree(replace);
@@ -144,7 +147,7 @@ export async function importTar(ctx: TransferContext, file: string, name: string
   await Reverter.run(async (r) => {
     const { temp, final, replace } = prepare(ctx, image, "dir", opts, r);
     await fillDirFromTar(ctx, temp, src);
-    commit(ctx, temp, final, replace, opts, "dir");
+    commit(ctx, temp, final, replace, opts, "dir", { how: "import-tar", source: src });
   });
   return image;
 }
@@ -156,7 +159,7 @@ export async function importRaw(ctx: TransferContext, file: string, name: string
   await Reverter.run(async (r) => {
     const { temp, final, replace } = prepare(ctx, image, "raw", opts, r);
     await fillRaw(ctx, temp, src);
-    commit(ctx, temp, final, replace, opts, "raw");
+    commit(ctx, temp, final, replace, opts, "raw", { how: "import-raw", source: src });
   });
   return image;
 }
@@ -171,7 +174,7 @@ export async function importFs(ctx: TransferContext, dir: string, name: string |
     const res = ctx.host.run(["cp", "-a", "--reflink=auto", "--no-target-directory", "--", src, temp.path], { fds: [temp.lock.fd] });
     ctx.progress.stop();
     if (res.status !== 0) throw new MachinaError("E_SYSTEM", `copying "${src}" failed: ${res.stderr.trim()}`, { path: src });
-    commit(ctx, temp, final, replace, opts, "dir");
+    commit(ctx, temp, final, replace, opts, "dir", { how: "import-fs", source: src });
   });
   return image;
 }
@@ -337,7 +340,7 @@ export async function pullImage(ctx: TransferContext, kind: "tar" | "raw", url: 
     if (kind === "tar") await fillDirFromTar(ctx, temp, downloaded);
     else await fillRaw(ctx, temp, downloaded);
     ctx.host.removeTree(downloaded);
-    commit(ctx, temp, final, replace, opts, kind === "raw" ? "raw" : "dir");
+    commit(ctx, temp, final, replace, opts, kind === "raw" ? "raw" : "dir", { how: kind === "raw" ? "pull-raw" : "pull-tar", source: url });
   });
   return image;
 }

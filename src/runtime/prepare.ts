@@ -10,6 +10,7 @@ import { gatherHostFacts, gatherImageFacts } from "../host/facts.ts";
 import type { Host } from "../host/host.ts";
 import { gatherUsernsFacts } from "../host/userns-facts.ts";
 import { planImageLocks } from "../image/in-use.ts";
+import { outsideImageWarning } from "../image/origin.ts";
 import { findImage } from "../image/pool.ts";
 import { setupRawRoot, sweepRawMounts, type RawRoot } from "../image/raw.ts";
 import { populateFromTemplate } from "../image/template.ts";
@@ -30,7 +31,7 @@ export interface PrepareOptions {
   detached?: boolean;
   /** Only plan: set up nothing that would need undoing (MACHINA_PRINT_SPEC). */
   planOnly?: boolean;
-  /** Warnings of the .nspawn file, as soon as it is read (nspawn shows them even with -q). */
+  /** Warnings: the .nspawn file's, as soon as it is read (nspawn shows them even with -q), and an image from outside run without -U (not with -q). */
   onWarning?: (warning: string) => void;
 }
 
@@ -75,6 +76,9 @@ export function prepareContainer(host: Host, p: Paths, cliSettings: Settings, cw
   const loaded = loadSettingsFile(host, cliSettings);
   for (const w of loaded.warnings) options.onWarning?.(w);
   const settings = loaded.settings;
+  // An image from outside (pulled, imported) as the host's root: say so once (origin.ts).
+  const outside = options.planOnly ? undefined : outsideImageWarning(host, settings);
+  if (outside !== undefined) options.onWarning?.(outside);
 
   const undo: Array<() => void> = [];
   const abandon = () => {
