@@ -6,9 +6,8 @@
  */
 import { dirname } from "node:path";
 import { MachinaError } from "../errors.ts";
-import type { Host } from "../host/host.ts";
+import type { HeldLock, Host } from "../host/host.ts";
 import { machinesDir, readState } from "../machine/registry.ts";
-import type { HeldLock } from "../host/host.ts";
 import { claimUnused } from "./in-use.ts";
 import { rawImagesInUse } from "./raw.ts";
 import {
