@@ -186,7 +186,7 @@ enum rec_id {
 	R_IDMAP_BIND,
 	R_USER, R_AS_PID2, R_EXEC, R_ARGS,
 	R_UID_MAP, R_GID_MAP, R_CGROUP_OWNER, R_USERNS_LOCK, R_CHOWN_ROOT, R_IDMAP_ROOT, R_FSMOUNT,
-	R_ROOT_TMPFS, R_ROOT_OVERLAY, R_PIVOT_ROOT_DIR, R_SCRATCH_DIR, R_HOST_MKDIR, R_HOST_SYMLINK, R_OVERLAY, R_SCRATCH_LIST, R_NETNS, R_ON_EXIT, R_HOST_UMOUNT, R_HOST_REMOVE, R_ON_LEADER, R_SUPERVISOR_CGROUP,
+	R_ROOT_TMPFS, R_ROOT_OVERLAY, R_PIVOT_ROOT_DIR, R_SCRATCH_DIR, R_HOST_MKDIR, R_HOST_SYMLINK, R_OVERLAY, R_SCRATCH_LIST, R_NETNS, R_ON_EXIT, R_HOST_UMOUNT, R_HOST_REMOVE, R_IMAGE_LOCK, R_ON_LEADER, R_SUPERVISOR_CGROUP,
 	R_NET_VETH, R_NET_ADDR, R_NET_UP, R_NET_MASTER, R_NET_ROUTE, R_NET_SYSCTL, R_PRESTART, R_SELINUX_CONTEXT, R_END, R__MAX
 };
 
@@ -256,6 +256,7 @@ static const struct {
 	[R_ON_EXIT] = { "on_exit", 1, VAR, 0 },
 	[R_HOST_UMOUNT] = { "host_umount", 1, 1, 1 },
 	[R_HOST_REMOVE] = { "host_remove", 1, 1, 1 },
+	[R_IMAGE_LOCK] = { "image_lock", 3, 3, 1 },
 	[R_ON_LEADER] = { "on_leader", 1, VAR, 0 },
 	[R_SUPERVISOR_CGROUP] = { "supervisor_cgroup", 1, 1, 0 },
 	[R_NET_VETH] = { "net_veth", 4, 4, 0 },
@@ -300,6 +301,7 @@ void spec_free(struct spec *s)
 	free(s->host_mkdirs);
 	free(s->host_umounts);
 	free(s->host_removes);
+	free(s->image_locks);
 	free(s->host_symlinks);
 	free(s->env);
 	free(s->rlimits);
@@ -720,6 +722,14 @@ static int apply(struct spec *s, enum rec_id id, const char *name, size_t idx, c
 		if (grow_arr(&s->host_removes, &s->n_host_removes, sizeof(char *)) < 0)
 			OOM();
 		s->host_removes[s->n_host_removes - 1] = a[0];
+		break;
+	case R_IMAGE_LOCK:
+		WANT(is_cpath(a[0]) && strcmp(a[0], "/") != 0, "HPATH (a lock file)");
+		WANT(!strcmp(a[1], "exclusive") || !strcmp(a[1], "shared"), "MODE (exclusive or shared)");
+		WANT(*a[2], "IMAGE");
+		if (grow_arr(&s->image_locks, &s->n_image_locks, sizeof(struct image_lock)) < 0)
+			OOM();
+		s->image_locks[s->n_image_locks - 1] = (struct image_lock){ a[0], a[1][0] == 'e', a[2] };
 		break;
 	case R_END:
 	case R__MAX:

@@ -50,6 +50,12 @@ struct host_path {
 	mode_t mode;
 };
 
+struct image_lock {
+	const char *path;  /* HPATH of the lock file */
+	int exclusive;     /* 1: LOCK_EX, 0: LOCK_SH */
+	const char *image; /* the image it stands for (messages) */
+};
+
 struct rlim {
 	int res;
 	rlim_t soft, hard;
@@ -119,6 +125,8 @@ struct spec {
 	size_t n_host_umounts;
 	const char **host_removes; /* host_remove: files or empty directories removed after them */
 	size_t n_host_removes;
+	struct image_lock *image_locks; /* image_lock: held by the supervisor for its whole life (imagelock.c) */
+	size_t n_image_locks;
 	const char **on_exit;   /* ARGV run by the supervisor after the container is gone; NULL = none */
 	size_t n_on_exit;
 	const char **prestart;  /* ARGV started in the background before the first clone, awaited before the release (hooks.c) */

@@ -32,6 +32,7 @@
 #include "conlog.h"
 #include "console.h"
 #include "hooks.h"
+#include "imagelock.h"
 #include "netlink.h"
 #include "proto.h"
 #include "userns.h"
@@ -846,6 +847,12 @@ int supervisor_run(struct spec *s)
 	sec_seccomp_shed(&s->sec); /* the programs are all the children load from now on */
 	if (registry_lock(&g, s, &e) < 0) {
 		report(&e);
+		return 1;
+	}
+	if (image_locks_take(s, &e) < 0) {
+		report(&e);
+		run_on_exit(s);
+		registry_remove(&g);
 		return 1;
 	}
 	/* --keep-unit in a service with Delegate=yes: leave the unit's cgroup to the payload's

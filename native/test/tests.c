@@ -29,6 +29,7 @@
 #include "conlog.h"
 #include "hooks.h"
 #include "hostmount.h"
+#include "imagelock.h"
 #include "mounts.h"
 #include "resolve.h"
 #include "selinux.h"
@@ -1699,6 +1700,67 @@ static void test_net_spec(void)
 }
 
 /* host_umount: parsing, and the supervisor's detaching of host mounts at exit (root). */
+/* image_lock: parsing, and the locks themselves (a second exclusive or mixed lock is EBUSY) */
+static void image_lock_body(struct sb *b, const char *path, const char *mode)
+{
+	b->len = 0;
+	sb_str(b, "MACHINA-SPEC");
+	sb_str(b, "1");
+	rec(b, "root", 1, "/r");
+	rec(b, "namespaces", 2, "mnt", "pid");
+	rec(b, "image_lock", 3, path, mode, "/var/lib/machines/web");
+	rec(b, "exec", 2, "/bin/sh", "sh");
+	rec(b, "end", 0);
+}
+
+static void test_image_lock(const char *tmp)
+{
+	struct sb *b = calloc(1, sizeof *b);
+	struct spec s1, s2, s3;
+	struct merr e;
+	char path[512];
+	snprintf(path, sizeof path, "%s/image-use-lock", tmp);
+	image_lock_body(b, "relative", "shared");
+	bad(b, "HPATH (a lock file)", "a relative image_lock");
+	image_lock_body(b, "/x", "both");
+	bad(b, "MODE (exclusive or shared)", "an image_lock mode other than exclusive/shared");
+	image_lock_body(b, path, "exclusive");
+	int r = parse(b, &s1, &e);
+	int parsed1 = r == 0;
+	check(r == 0 && s1.n_image_locks == 1 && s1.image_locks[0].exclusive && !strcmp(s1.image_locks[0].image, "/var/lib/machines/web"),
+	      "image_lock: parsed");
+	if (!parsed1)
+		goto out;
+	image_lock_body(b, path, "shared");
+	if (parse(b, &s2, &e) < 0 || parse(b, &s3, &e) < 0) {
+		check(0, "image_lock: shared records parse");
+		goto out;
+	}
+	/* each spec_parse'd spec stands for one supervisor; flock(2) locks belong to the open file */
+	check(image_locks_take(&s1, &e) == 0, "image_lock: exclusive lock taken");
+	memset(&e, 0, sizeof e);
+	r = image_locks_take(&s2, &e);
+	check(r == -EBUSY && strstr(e.msg, "image \"/var/lib/machines/web\" is in use by another container"),
+	      "image_lock: a shared lock while an exclusive one is held is EBUSY, naming the image");
+	/* the holder goes away: its fd is closed (as by the kernel at exit) */
+	for (int fd = 3; fd < 1024; fd++) {
+		char l[64], t[600];
+		snprintf(l, sizeof l, "/proc/self/fd/%d", fd);
+		ssize_t n = readlink(l, t, sizeof t - 1);
+		if (n > 0 && (t[n] = 0, !strcmp(t, path)))
+			close(fd);
+	}
+	check(image_locks_take(&s2, &e) == 0 && image_locks_take(&s3, &e) == 0, "image_lock: shared locks together, after the holder is gone");
+	memset(&e, 0, sizeof e);
+	check(image_locks_take(&s1, &e) == -EBUSY, "image_lock: an exclusive lock while shared ones are held is EBUSY");
+	spec_free(&s2);
+	spec_free(&s3);
+out:
+	if (parsed1)
+		spec_free(&s1);
+	free(b);
+}
+
 static void test_host_umount_spec(void)
 {
 	struct sb *b = calloc(1, sizeof *b);
@@ -2115,6 +2177,7 @@ int main(void)
 			test_binds_ops(tmp);
 			test_seccomp_cache(tmp);
 			test_host_umount_ops(tmp);
+			test_image_lock(tmp);
 			test_hooks_run(tmp);
 			test_cgroup_enter_self();
 			rm_rf(tmp);

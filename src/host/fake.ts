@@ -279,6 +279,20 @@ export class FakeHost implements Host {
     return this.btrfsReadOnlys.has(path);
   }
 
+  /** Extended attributes: path -> name -> value. */
+  readonly xattrs = new Map<string, Map<string, string>>();
+
+  getXattr(path: string, name: string): string | undefined {
+    return this.xattrs.get(path)?.get(name);
+  }
+
+  setXattr(path: string, name: string, value: string): void {
+    if (this.lstat(path) === undefined) throw Object.assign(new Error(`ENOENT: ${path}`), { code: "ENOENT" });
+    const m = this.xattrs.get(path) ?? new Map<string, string>();
+    m.set(name, value);
+    this.xattrs.set(path, m);
+  }
+
   /** Raw bytes of files for readAt (else the node's content). */
   readonly bytes = new Map<string, Uint8Array>();
   readonly loops: Array<{ file: string; readOnly: boolean; device: string; range: { offset: number; size: number } | undefined }> = [];

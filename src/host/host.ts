@@ -115,6 +115,10 @@ export interface Host {
   immutable(path: string): boolean;
   /** FS_IOC_SETFLAGS: set or clear FS_IMMUTABLE_FL. */
   setImmutable(path: string, on: boolean): void;
+  /** An extended attribute (getxattr(2), symlinks followed) as UTF-8; undefined when the file has none of that name. */
+  getXattr(path: string, name: string): string | undefined;
+  /** setxattr(2) (symlinks followed): create or replace; throws when the file system refuses it. */
+  setXattr(path: string, name: string, value: string): void;
   /** BTRFS_IOC_SUBVOL_GETFLAGS & BTRFS_SUBVOL_RDONLY for a subvolume root. */
   btrfsReadOnly(path: string): boolean;
   /** Bytes of a file at an offset (short at the end of the file). */

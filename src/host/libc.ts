@@ -1,5 +1,5 @@
 /**
- * The few libc calls Bun has no API for (memfd_create, execve, fcntl), through bun:ffi.
+ * The few libc calls Bun has no API for (memfd_create, execve, fcntl, xattrs), through bun:ffi.
  * Loaded lazily so that importing host/ costs nothing until a call is made.
  */
 import { dlopen, FFIType, ptr, read, type Pointer } from "bun:ffi";
@@ -14,6 +14,8 @@ const symbols = {
   ioctl: { args: [FFIType.i32, FFIType.u64, FFIType.ptr], returns: FFIType.i32 },
   mount: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.ptr], returns: FFIType.i32 },
   umount2: { args: [FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
+  getxattr: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.u64], returns: FFIType.i64 },
+  setxattr: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i32 },
   __errno_location: { args: [], returns: FFIType.ptr },
 } as const;
 
@@ -139,4 +141,28 @@ export function mount(source: string, target: string, fstype: string | null, fla
 /** umount2(2). */
 export function umount2(target: string, flags: number): void {
   if (lib().umount2(cstr(target), flags) !== 0) throw errnoError("umount2", errno(), target);
+}
+
+const ENODATA = 61;
+const ERANGE = 34;
+
+/** getxattr(2) (symlinks followed): the value as UTF-8, or undefined when `path` has no such attribute. */
+export function getXattr(path: string, name: string): string | undefined {
+  for (let size = 256; size <= 65536; size *= 16) {
+    const buf = Buffer.alloc(size);
+    const n = Number(lib().getxattr(cstr(path), cstr(name), buf, size));
+    if (n >= 0) return buf.subarray(0, n).toString("utf8");
+    const e = errno();
+    if (e !== ERANGE) {
+      if (e === ENODATA) return undefined;
+      throw new SyscallError("getxattr", e, path);
+    }
+  }
+  throw new SyscallError("getxattr", ERANGE, path);
+}
+
+/** setxattr(2) (symlinks followed), created or replaced. */
+export function setXattr(path: string, name: string, value: string): void {
+  const v = Buffer.from(value, "utf8");
+  if (lib().setxattr(cstr(path), cstr(name), v.length > 0 ? v : Buffer.alloc(1), v.length, 0) !== 0) throw new SyscallError("setxattr", errno(), path);
 }

@@ -3,7 +3,7 @@ import * as fs from "node:fs";
 import { constants as osConstants } from "node:os";
 import { spawning } from "./deps.ts";
 import type { CommandResult, FileKind, FileStat, HeldLock, Host, RunAsyncOptions } from "./host.ts";
-import { clearNonBlocking, execve, ioctlBuffer, ioctlValue, isatty, memfdCreate, mount, renameat2, tryFlockExclusive, tryFlockShared, umount2 } from "./libc.ts";
+import { clearNonBlocking, execve, getXattr, ioctlBuffer, ioctlValue, isatty, memfdCreate, mount, renameat2, setXattr, tryFlockExclusive, tryFlockShared, umount2 } from "./libc.ts";
 
 // statfs(2) f_type values, named as `stat -f -c %T` names them.
 const FS_MAGIC: Record<number, string> = {
@@ -273,6 +273,14 @@ export class LinuxHost implements Host {
       const flags = ioctlValue(fd, FS_IOC_GETFLAGS) & 0xffffffffn;
       ioctlValue(fd, FS_IOC_SETFLAGS, on ? flags | FS_IMMUTABLE_FL : flags & ~FS_IMMUTABLE_FL);
     });
+  }
+
+  getXattr(path: string, name: string): string | undefined {
+    return getXattr(path, name);
+  }
+
+  setXattr(path: string, name: string, value: string): void {
+    setXattr(path, name, value);
   }
 
   btrfsReadOnly(path: string): boolean {

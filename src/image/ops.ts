@@ -6,8 +6,9 @@
  */
 import { dirname } from "node:path";
 import { MachinaError } from "../errors.ts";
-import type { Host } from "../host/host.ts";
+import type { HeldLock, Host } from "../host/host.ts";
 import { machinesDir, readState } from "../machine/registry.ts";
+import { claimUnused } from "./in-use.ts";
 import { rawImagesInUse } from "./raw.ts";
 import {
   beginTemporary, checkImageName, cleanTemporaries, ensureWritablePool, entryName, findImage, getImage, lockImage, lockImages, nameTaken, poolRoots,
@@ -35,7 +36,7 @@ function fsError(e: unknown, what: string, path: string): MachinaError {
   return new MachinaError("E_SYSTEM", `failed to ${what} "${path}": ${msg}`, { path, ...(code ? { errno: code } : {}) });
 }
 
-/** Names of running machines whose root is this image (machine registry, and -i mounts). */
+/** Names of running machines that use this image: as their root or --template base (machine registry), and -i mounts. */
 export function machinesUsing(ctx: PoolContext, image: Image): string[] {
   const { host } = ctx;
   const users: string[] = [];
@@ -49,17 +50,27 @@ export function machinesUsing(ctx: PoolContext, image: Image): string[] {
     const state = readState(host, ctx.stateDir, name);
     if (state === undefined) continue;
     const root = host.realpath(state.root) ?? state.root;
-    if (root === image.target) users.push(name);
+    if (root === image.target || state.images.includes(image.target)) users.push(name);
   }
   // Raw images mounted through a loop device (machina-nspawn -i): their records in the state directory.
   for (const r of rawImagesInUse(host, ctx.stateDir, Date.now())) if (r.image === image.target) users.push(r.machine);
   return [...new Set(users)];
 }
 
-function refuseRunning(ctx: PoolContext, image: Image, what: string): void {
-  const users = machinesUsing(ctx, image);
-  if (users.length > 0)
-    throw new MachinaError("E_BUSY", `cannot ${what} image "${image.name}": it is in use by the running machine ${users.map((u) => `"${u}"`).join(", ")}`, { machine: users[0]! });
+/**
+ * Refuse when a running container uses the image, and keep it from starting one while the
+ * operation works: the image's in-use lock (in-use.ts), held exclusively until released.
+ */
+export function claimImage(ctx: PoolContext, image: Image, what: string): HeldLock {
+  const users = () => machinesUsing(ctx, image);
+  const lock = claimUnused(ctx.host, ctx.stateDir, image.target, what, image.name, users);
+  // Containers whose supervisor holds no image lock (started by an older helper): the registry.
+  const named = users();
+  if (named.length > 0) {
+    lock.release();
+    throw new MachinaError("E_BUSY", `cannot ${what} image "${image.name}": it is in use by the running machine ${named.map((u) => `"${u}"`).join(", ")}`, { machine: named[0]!, path: image.target });
+  }
+  return lock;
 }
 
 function run(ctx: { host: Host }, argv: string[], what: string, path: string, fds: number[] = []): void {
@@ -180,12 +191,13 @@ export function renameImage(ctx: PoolContext, from: string, to: string): Image {
   const { host } = ctx;
   checkImageName(to);
   const lock = lockImages(host, ctx.stateDir, [[from, "exclusive"], [to, "exclusive"]]);
+  let inUse: HeldLock | undefined;
   try {
     const image = getImage(host, ctx.pool, from);
     requireWritablePool(image, "rename");
     if (from === to) return image;
     if (nameTaken(host, ctx.pool, to)) throw exists(to);
-    refuseRunning(ctx, image, "rename");
+    inUse = claimImage(ctx, image, "rename");
     const final = `${image.root}/${entryName(to, image.type)}`;
     const isLink = host.lstat(image.path) === "symlink";
     const immutable = !isLink && image.type === "directory" && host.immutable(image.path);
@@ -207,6 +219,7 @@ export function renameImage(ctx: PoolContext, from: string, to: string): Image {
     }
     return findImage(host, ctx.pool, to)!;
   } finally {
+    inUse?.release();
     lock.release();
   }
 }
@@ -215,10 +228,11 @@ export function renameImage(ctx: PoolContext, from: string, to: string): Image {
 export function setImageReadOnly(ctx: PoolContext, name: string, readOnly: boolean): Image {
   const { host } = ctx;
   const lock = lockImage(host, ctx.stateDir, name, "exclusive");
+  let inUse: HeldLock | undefined;
   try {
     const image = getImage(host, ctx.pool, name);
     requireWritablePool(image, readOnly ? "mark read-only the" : "make writable the");
-    refuseRunning(ctx, image, "change the read-only flag of");
+    inUse = claimImage(ctx, image, "change the read-only flag of");
     try {
       if (image.type === "subvolume") run(ctx, ["btrfs", "property", "set", "-ts", image.target, "ro", readOnly ? "true" : "false"], "set the ro property of", image.target);
       else if (image.type === "directory") host.setImmutable(image.target, readOnly);
@@ -232,6 +246,7 @@ export function setImageReadOnly(ctx: PoolContext, name: string, readOnly: boole
     }
     return findImage(host, ctx.pool, name)!;
   } finally {
+    inUse?.release();
     lock.release();
   }
 }
@@ -244,10 +259,11 @@ export function setImageReadOnly(ctx: PoolContext, name: string, readOnly: boole
 export function removeImage(ctx: PoolContext, name: string): Image {
   const { host } = ctx;
   const lock = lockImage(host, ctx.stateDir, name, "exclusive");
+  let inUse: HeldLock | undefined;
   try {
     const image = getImage(host, ctx.pool, name);
     requireWritablePool(image, "remove");
-    refuseRunning(ctx, image, "remove");
+    inUse = claimImage(ctx, image, "remove");
     sweepPool(ctx);
     if (host.lstat(image.path) === "symlink") {
       host.unlink(image.path);
@@ -271,6 +287,7 @@ export function removeImage(ctx: PoolContext, name: string): Image {
     if (image.settingsFile !== undefined) host.unlink(image.settingsFile);
     return image;
   } finally {
+    inUse?.release();
     lock.release();
   }
 }

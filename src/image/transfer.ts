@@ -7,13 +7,15 @@
  */
 import { basename, dirname, resolve } from "node:path";
 import { MachinaError } from "../errors.ts";
-import type { Host } from "../host/host.ts";
+import type { HeldLock, Host } from "../host/host.ts";
 import {
   download, exportRaw, exportTar, extractTar, fetchText, gpgVerify, importRawFile, rawImageKind, sha256File,
   type StreamProgress,
 } from "../host/transfer-io.ts";
 import type { Paths } from "../paths.ts";
 import { scanLimitsFromEnv } from "./archive-scan.ts";
+import { claimImage } from "./ops.ts";
+import { recordOrigin, type Origin } from "./origin.ts";
 import { compressionFromSuffix, stripImageSuffixes, type Compression } from "./compression.ts";
 import {
   beginTemporary, checkImageName, cleanTemporaries, ensureWritablePool, entryName, findImage, getImage, lockImage, Reverter, type Temporary,
@@ -52,6 +54,9 @@ function num(env: TransferContext["env"], key: string, dflt: number): number {
   return Number(v);
 }
 
+/** --force: the in-use lock of the image a temporary replaces (in-use.ts), released once it is replaced. */
+const replacedInUse = new WeakMap<Temporary, HeldLock>();
+
 /** Lock NAME, refuse (or, with --force, schedule the removal of) an existing image, open a temporary. */
 function prepare(ctx: TransferContext, name: string, kind: "dir" | "raw", opts: ImportOptions, r: Reverter): { temp: Temporary; final: string; replace: string | undefined } {
   checkImageName(name);
@@ -62,17 +67,27 @@ function prepare(ctx: TransferContext, name: string, kind: "dir" | "raw", opts: 
   const existing = findImage(ctx.host, [writable], name);
   const final = `${writable}/${entryName(name, kind === "raw" ? "raw" : "directory")}`;
   let replace: string | undefined;
+  let inUse: HeldLock | undefined;
   if (existing !== undefined || ctx.host.lstat(final) !== undefined) {
     if (!opts.force) throw new MachinaError("E_BUSY", `image "${name}" already exists`, { value: name }, "use --force to replace it");
     replace = existing?.path ?? final;
+    // The image it replaces must not be in use: held unused until the replacement is in place.
+    if (existing !== undefined) {
+      const pool = { host: ctx.host, pool: ctx.paths.pool, stateDir: ctx.paths.stateDir };
+      inUse = claimImage(pool, existing, "replace");
+      r.add("release the replaced image", () => inUse!.release());
+    }
   }
   const temp = beginTemporary(ctx.host, ctx.paths.stateDir, writable, entryName(name, kind === "raw" ? "raw" : "directory"));
   r.add("discard temporary", () => temp.discard());
+  if (inUse !== undefined) replacedInUse.set(temp, inUse);
   return { temp, final, replace };
 }
 
 /** Put the finished temporary in place (after removing the image it replaces, with --force). */
-function commit(ctx: TransferContext, temp: Temporary, final: string, replace: string | undefined, opts: ImportOptions, kind: "dir" | "raw"): void {
+function commit(ctx: TransferContext, temp: Temporary, final: string, replace: string | undefined, opts: ImportOptions, kind: "dir" | "raw", origin: Omit<Origin, "time">): void {
+  // It came from outside: say so on the image itself (origin.ts), before anything makes it immutable.
+  recordOrigin(ctx.host, temp.path, { ...origin, time: Date.now() });
   if (opts.readOnly && kind === "raw") ctx.host.chmod(temp.path, 0o444);
   if (replace !== undefined) {
     ctx.host.removeTree(replace);
@@ -80,6 +95,7 @@ function commit(ctx: TransferContext, temp: Temporary, final: string, replace: s
   }
   temp.commit(final);
   temp.release();
+  replacedInUse.get(temp)?.release();
   // An immutable directory cannot be renamed: mark it after the rename.
   if (opts.readOnly && kind === "dir") ctx.host.setImmutable(final, true);
 }
@@ -130,7 +146,7 @@ export async function importTar(ctx: TransferContext, file: string, name: string
   await Reverter.run(async (r) => {
     const { temp, final, replace } = prepare(ctx, image, "dir", opts, r);
     await fillDirFromTar(ctx, temp, src);
-    commit(ctx, temp, final, replace, opts, "dir");
+    commit(ctx, temp, final, replace, opts, "dir", { how: "import-tar", source: src });
   });
   return image;
 }
@@ -142,7 +158,7 @@ export async function importRaw(ctx: TransferContext, file: string, name: string
   await Reverter.run(async (r) => {
     const { temp, final, replace } = prepare(ctx, image, "raw", opts, r);
     await fillRaw(ctx, temp, src);
-    commit(ctx, temp, final, replace, opts, "raw");
+    commit(ctx, temp, final, replace, opts, "raw", { how: "import-raw", source: src });
   });
   return image;
 }
@@ -157,7 +173,7 @@ export async function importFs(ctx: TransferContext, dir: string, name: string |
     const res = ctx.host.run(["cp", "-a", "--reflink=auto", "--no-target-directory", "--", src, temp.path], { fds: [temp.lock.fd] });
     ctx.progress.stop();
     if (res.status !== 0) throw new MachinaError("E_SYSTEM", `copying "${src}" failed: ${res.stderr.trim()}`, { path: src });
-    commit(ctx, temp, final, replace, opts, "dir");
+    commit(ctx, temp, final, replace, opts, "dir", { how: "import-fs", source: src });
   });
   return image;
 }
@@ -323,7 +339,7 @@ export async function pullImage(ctx: TransferContext, kind: "tar" | "raw", url: 
     if (kind === "tar") await fillDirFromTar(ctx, temp, downloaded);
     else await fillRaw(ctx, temp, downloaded);
     ctx.host.removeTree(downloaded);
-    commit(ctx, temp, final, replace, opts, kind === "raw" ? "raw" : "dir");
+    commit(ctx, temp, final, replace, opts, kind === "raw" ? "raw" : "dir", { how: kind === "raw" ? "pull-raw" : "pull-tar", source: url });
   });
   return image;
 }

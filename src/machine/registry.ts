@@ -36,6 +36,8 @@ export interface MachineState {
   selinuxContext?: string;
   /** What the container's payload was confined with (src/spec/confinement.ts); undefined when not recorded. */
   confinement: Confinement | undefined;
+  /** The images it holds locked (src/image/in-use.ts): the root image and a --template base. */
+  images: string[];
 }
 
 export type Liveness = "running" | "opening" | "closing" | "dead";
@@ -52,7 +54,8 @@ export function readState(host: Host, stateDir: string, name: string): MachineSt
     if (typeof raw !== "object" || raw === null) return undefined;
     const r = raw as Record<string, unknown>;
     if (typeof r["leader"] !== "number" || typeof r["supervisor"] !== "number" || typeof r["name"] !== "string") return undefined;
-    const cgroups = Array.isArray(r["cgroups"]) ? r["cgroups"].filter((c): c is string => typeof c === "string") : [];
+    const strings = (k: string) => (Array.isArray(r[k]) ? (r[k] as unknown[]).filter((c): c is string => typeof c === "string") : []);
+    const cgroups = strings("cgroups");
     const str = (k: string) => (typeof r[k] === "string" ? (r[k] as string) : "");
     const started = str("started_usec");
     return {
@@ -61,7 +64,7 @@ export function readState(host: Host, stateDir: string, name: string): MachineSt
       boot: r["boot"] === true, startedUsec: /^[0-9]+$/.test(started) ? BigInt(started) : undefined,
       supervisorStartTime: str("supervisor_starttime"), cgroup: str("cgroup") || (cgroups[0] ?? ""),
       os: str("os"), version: str("version"),
-      ...(str("selinux_context") !== "" ? { selinuxContext: str("selinux_context") } : {}), confinement: parseConfinement(r["confinement"]),
+      ...(str("selinux_context") !== "" ? { selinuxContext: str("selinux_context") } : {}), confinement: parseConfinement(r["confinement"]), images: strings("images"),
     };
   } catch {
     return undefined;

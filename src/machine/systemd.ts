@@ -10,6 +10,7 @@
 import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
 import { REPO_ROOT } from "../paths.ts";
+import { managedNspawnArgs } from "../settings/managed.ts";
 import { machinedCallArgs } from "../spec/register.ts";
 
 export const TEMPLATE_NAME = "machina-nspawn@.service";
@@ -37,8 +38,8 @@ export function unitName(machine: string): string {
 
 /**
  * The unit template. `bin` is the directory holding machina-nspawn and machinad. Flags as
- * systemd-nspawn@.service (v252) minus --network-veth and -U, which machina's defaults do not
- * imply yet (docs/options.md); no WatchdogSec= (machina does not send WATCHDOG=1).
+ * systemd-nspawn@.service (v252), from the one list of managed-machine flags
+ * (settings/managed.ts); no WatchdogSec= (machina does not send WATCHDOG=1).
  * machina-nspawn registers the container with systemd-machined itself (RegisterMachine from the
  * helper's on_leader, spec/register.ts) and, with --keep-unit, lives in the unit's delegated
  * cgroup: supervisor/ and payload/ (spec/resources.ts).
@@ -54,7 +55,7 @@ After=network.target
 RequiresMountsFor=/var/lib/machines/%i
 
 [Service]
-ExecStart=${bin}/machina-nspawn --quiet --keep-unit --boot --link-journal=try-guest --settings=override --machine=%i
+ExecStart=${bin}/machina-nspawn ${managedNspawnArgs("%i", { keepUnit: true }).join(" ")}
 KillMode=mixed
 Type=notify
 RestartForceExitStatus=133

@@ -1,6 +1,8 @@
 /**
  * Launch one container in the background, detached from the caller: the same plan as
- * `machina-nspawn -q -b -M NAME` (image from the pool, its .nspawn file), made in this process,
+ * `machina-nspawn` with the managed-machine flags (settings/managed.ts: those of
+ * systemd-nspawn@.service — -U, --network-veth, --settings=override, …; image from the pool, its
+ * .nspawn file) and `--console=pipe`, made in this process,
  * then the helper spawned in a new session (setsid) with the spec on fd 3 and its status lines
  * on fd 4. The supervisor is not a process that dies with the caller: when machinad is killed
  * the container keeps running and a new machinad finds it in the registry.
@@ -15,6 +17,7 @@ import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
 import { memfdCreate } from "../host/libc.ts";
 import type { Paths } from "../paths.ts";
+import { managedNspawnArgs } from "../settings/managed.ts";
 import { parseNspawnCommandLine } from "../settings/nspawn-cli.ts";
 import { prepareContainer } from "./prepare.ts";
 import { findImage } from "../image/pool.ts";
@@ -31,7 +34,7 @@ export interface StatusLine {
 
 export interface LaunchRequest {
   name: string;
-  /** Extra machina-nspawn arguments (after `-q -b -M NAME --console=pipe`). */
+  /** Extra machina-nspawn arguments (after the managed-machine flags and `--console=pipe`). */
   extraArgs?: string[];
   onStatus?: (line: StatusLine) => void;
   signal?: AbortSignal;
@@ -92,7 +95,7 @@ export function requireImage(host: Host, pool: string[], name: string): string {
 export async function launchDetached(host: Host, paths: Paths, request: LaunchRequest): Promise<Launched> {
   const { name } = request;
   const env = host.env();
-  const argv = ["-q", "-b", "-M", name, "--console=pipe", ...(request.extraArgs ?? [])];
+  const argv = [...managedNspawnArgs(name), "--console=pipe", ...(request.extraArgs ?? [])];
   const parsed = parseNspawnCommandLine(argv, env, "/");
   if (parsed.action !== "run") throw new MachinaError("E_INVALID", `unexpected arguments for a start: ${argv.join(" ")}`);
   // The same preparation as machina-nspawn's (src/runtime/prepare.ts): pool lookup (directory or

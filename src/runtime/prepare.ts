@@ -9,6 +9,8 @@ import { MachinaError } from "../errors.ts";
 import { gatherHostFacts, gatherImageFacts } from "../host/facts.ts";
 import type { Host } from "../host/host.ts";
 import { gatherUsernsFacts } from "../host/userns-facts.ts";
+import { planImageLocks } from "../image/in-use.ts";
+import { outsideImageWarning } from "../image/origin.ts";
 import { findImage } from "../image/pool.ts";
 import { setupRawRoot, sweepRawMounts, type RawRoot } from "../image/raw.ts";
 import { populateFromTemplate } from "../image/template.ts";
@@ -29,7 +31,7 @@ export interface PrepareOptions {
   detached?: boolean;
   /** Only plan: set up nothing that would need undoing (MACHINA_PRINT_SPEC). */
   planOnly?: boolean;
-  /** Warnings of the .nspawn file, as soon as it is read (nspawn shows them even with -q). */
+  /** Warnings: the .nspawn file's, as soon as it is read (nspawn shows them even with -q), and an image from outside run without -U (not with -q). */
   onWarning?: (warning: string) => void;
 }
 
@@ -74,6 +76,9 @@ export function prepareContainer(host: Host, p: Paths, cliSettings: Settings, cw
   const loaded = loadSettingsFile(host, cliSettings);
   for (const w of loaded.warnings) options.onWarning?.(w);
   const settings = loaded.settings;
+  // An image from outside (pulled, imported) as the host's root: say so once (origin.ts).
+  const outside = options.planOnly ? undefined : outsideImageWarning(host, settings);
+  if (outside !== undefined) options.onWarning?.(outside);
 
   const undo: Array<() => void> = [];
   const abandon = () => {
@@ -98,10 +103,13 @@ export function prepareContainer(host: Host, p: Paths, cliSettings: Settings, cw
     if (settings.privateUsers.mode !== "no") image.userns = gatherUsernsFacts(host, image.root, hostFacts.stateDir);
     // The supervisor runs it with an empty environment: give it a PATH (ip, nft, umount, dnsmasq).
     const netTeardown = ["/usr/bin/env", `PATH=${DEFAULT_PATH}`, ...ownCommand("machina-net"), "teardown", "--state-dir", p.stateDir];
+    // The images it uses stay locked while it runs (src/image/in-use.ts): for -i the .raw file, not its mount.
+    const imageLocks = options.planOnly ? [] : planImageLocks(host, p.stateDir, settings);
     const spec = buildSpec(settings, image, hostFacts, {
       prog: options.prog, netTeardown,
       ...(options.statusFd !== undefined ? { statusFd: options.statusFd } : {}),
       ...(raw !== undefined ? { hostUmounts: raw.umounts, hostRemoves: raw.removes } : {}),
+      ...(imageLocks.length > 0 ? { imageLocks } : {}),
     });
     if (options.planOnly) return { spec, settings, abandon };
     if (host.lstat(p.helper) === undefined)

@@ -22,7 +22,7 @@ import { seccompFilters } from "./seccomp.ts";
 import { checkSelinux, labelApiFs, labelRootMode } from "./selinux.ts";
 import { applyUserns, planUserns } from "./userns.ts";
 import { netnsPath, routedNetwork, wantsManagedNetwork, wantsPreparedNetns } from "./network.ts";
-import type { ExecCandidate, Namespace, RunSpec, SetupOp, SpecConsole } from "./types.ts";
+import type { ExecCandidate, ImageLock, Namespace, RunSpec, SetupOp, SpecConsole } from "./types.ts";
 
 import { DEFAULT_PATH } from "./default-path.ts";
 export { DEFAULT_PATH };
@@ -36,6 +36,8 @@ export interface BuildOptions {
   hostUmounts?: string[];
   /** Their record and its directory, removed by the supervisor right after them. */
   hostRemoves?: string[];
+  /** Image locks the supervisor holds (src/image/in-use.ts); their images are listed in state.json. */
+  imageLocks?: ImageLock[];
 }
 
 /** The name the machine runs under: -M, else derived from the directory. */
@@ -376,6 +378,7 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
     version: image.osRelease?.["VERSION_ID"] ?? "",
     // -Z: what machinactl shell/exec/login enter is executed with the same label
     ...(settings.selinuxContext !== undefined ? { selinux_context: settings.selinuxContext } : {}),
+    ...(options.imageLocks !== undefined && options.imageLocks.length > 0 ? { images: options.imageLocks.map((l) => l.image) } : {}),
   };
   const stateJson = JSON.stringify(state).slice(1, -1);
   const { exec, args } = execCandidates(settings, image);
@@ -429,6 +432,7 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
     ...(onExit !== undefined ? { onExit } : {}),
     ...(options.hostUmounts !== undefined && options.hostUmounts.length > 0 ? { hostUmounts: options.hostUmounts } : {}),
     ...(options.hostRemoves !== undefined && options.hostRemoves.length > 0 ? { hostRemoves: options.hostRemoves } : {}),
+    ...(options.imageLocks !== undefined && options.imageLocks.length > 0 ? { imageLocks: options.imageLocks } : {}),
     ...(resources.supervisorCgroup !== undefined ? { supervisorCgroup: resources.supervisorCgroup } : {}),
     ...(registration !== undefined
       ? { onLeader: machinedRegisterCommand({ how: registration, name, uuid, root: image.root, busctl: host.systemd.busctl!, slice: settings.slice }) }

@@ -110,10 +110,19 @@ export interface RunSpec {
   hostUmounts?: string[];
   /** Files and empty directories the supervisor removes right after them (their record): `host_remove` records. */
   hostRemoves?: string[];
+  /** Locks on the images the container uses, held by the supervisor for its whole life (src/image/in-use.ts). */
+  imageLocks?: ImageLock[];
   /** Cgroup the supervisor moves itself into first (--keep-unit under systemd: the unit's `supervisor/`). */
   supervisorCgroup?: string;
   /** Run by the supervisor with each new leader (`{leader}` = its pid) before it goes on: the registration with systemd-machined. */
   onLeader?: string[];
+}
+
+/** One `image_lock` record: the lock file, how it is held, and the image it stands for (messages, state.json). */
+export interface ImageLock {
+  path: string;
+  mode: "exclusive" | "shared";
+  image: string;
 }
 
 export interface RootSetup {

@@ -55,6 +55,7 @@ export function specRecords(spec: RunSpec): Array<[string, string[]]> {
   if (spec.statusFd !== undefined) add("status_fd", String(spec.statusFd));
   if (spec.registry !== undefined) add("registry", spec.registry);
   if (spec.stateJson !== undefined) add("state_json", spec.stateJson);
+  for (const l of spec.imageLocks ?? []) add("image_lock", l.path, l.mode, l.image);
   if (spec.supervisorCgroup !== undefined) add("supervisor_cgroup", spec.supervisorCgroup);
   for (const cg of spec.cgroups) add("cgroup", cg);
   if (spec.onLeader !== undefined && spec.onLeader.length > 0) add("on_leader", ...spec.onLeader);

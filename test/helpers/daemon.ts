@@ -4,7 +4,7 @@
  * everything (daemon, supervisors, containers, cgroups, files) even when a test fails.
  */
 import { spawn, type Subprocess } from "bun";
-import { existsSync, readdirSync, readFileSync, symlinkSync, writeFileSync, chmodSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync, chmodSync } from "node:fs";
 import { join } from "node:path";
 import { ensureBusyboxImage } from "../fixtures/images.ts";
 import { baseEnv, copyTree, REPO, type Scratch, waitFor } from "./machina.ts";
@@ -58,14 +58,18 @@ export async function daemonTestEnv(scratch: Scratch): Promise<TestEnv> {
     MACHINA_API_SOCKET: t.socket,
     MACHINA_SYSTEMD: "0",
     MACHINA_UNIT_DIR: join(base, "units"),
+    MACHINA_SETTINGS_DIRS: join(base, "nspawn"), // trusted .nspawn files: never the host's
   });
   scratch.defer(() => killSupervisors(t.stateDir));
   return { ...t, env };
 }
 
-/** A pool entry NAME -> the test image (each machine needs an image of its own name). */
+/**
+ * Pool image NAME: a copy of the test image (each machine needs an image of its own name, and a
+ * running machine holds its image locked, src/image/in-use.ts, so machines cannot share one).
+ */
 export function addImage(t: TestEnv, name: string): void {
-  symlinkSync(t.image, join(t.pool, name));
+  copyTree(t.image, join(t.pool, name));
 }
 
 export interface Daemon {

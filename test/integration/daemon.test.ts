@@ -37,6 +37,15 @@ function name(): string {
   return n;
 }
 
+/** systemd-nspawn@.service's defaults (settings/managed.ts): a user namespace of its own and a veth (host0 / ve-NAME). */
+function expectManagedDefaults(machine: string, leader: number): void {
+  const uidMap = readFileSync(`/proc/${leader}/uid_map`, "utf8").trim().split(/\s+/).map(Number);
+  expect(uidMap).not.toEqual([0, 0, 4294967295]);
+  expect([uidMap[0], uidMap[2]]).toEqual([0, 65536]);
+  expect(Bun.spawnSync(["nsenter", "-t", String(leader), "-n", "ip", "-o", "link"]).stdout.toString()).toContain("host0");
+  expect(Bun.spawnSync(["ip", "-o", "link"]).stdout.toString()).toContain(`ve-${machine}`.slice(0, 15));
+}
+
 const running = () => (existsSync(join(t.stateDir, "machines")) ? readdirSync(join(t.stateDir, "machines")) : []);
 
 describe("machinad", () => {
@@ -63,6 +72,7 @@ describe("machinad", () => {
     expect(events).toContain("started");
     expect(started.name).toBe(a);
     expect(alive(started.leader)).toBe(true);
+    expectManagedDefaults(a, started.leader);
     const core = local();
     const volatile = (s: object) => ({ ...s, resources: undefined, cgroupTree: undefined });
     expect(await client.list()).toEqual(await core.list());
@@ -130,6 +140,7 @@ describe("machinad", () => {
     const d2 = await startDaemon(t, scratch);
     expect(d2.stderr()).toContain(`"event":"started","machine":"${a}","why":"autostart"`);
     expect((await client.list()).map((m) => m.machine)).toEqual([a]);
+    expectManagedDefaults(a, (await client.status(a)).leader); // autostart: the same defaults as machinactl start
     const dis = await client.disable(a, { now: true });
     expect(dis.changes.map((c) => c.type)).toEqual(["unlink"]);
     expect(running()).toEqual([]);

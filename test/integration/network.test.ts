@@ -132,9 +132,11 @@ describe("networking", () => {
     const zone = `z${Math.random().toString(36).slice(2, 8)}`;
     const a = scratch.name("za");
     const b = scratch.name("zb");
-    const bgA = start(["-M", a, `--network-zone=${zone}`], "httpd -p 80 -h /www; sleep 4");
+    // -x for both: a running container holds its tree locked (src/image/in-use.ts), exclusively
+    // when it may write it; two ephemeral ones share it
+    const bgA = start(["-M", a, "-x", `--network-zone=${zone}`], "httpd -p 80 -h /www; sleep 4");
     const recA = await up(a);
-    const bgB = start(["-M", b, `--network-zone=${zone}`], `wget -q -O- http://${recA.addr!.container.v4}/ && ping -c1 -W2 ${recA.addr!.container.v4} >/dev/null && echo ZONE-OK; ip -o link show host0`);
+    const bgB = start(["-M", b, "-x", `--network-zone=${zone}`], `wget -q -O- http://${recA.addr!.container.v4}/ && ping -c1 -W2 ${recA.addr!.container.v4} >/dev/null && echo ZONE-OK; ip -o link show host0`);
     expect(await bgB.exited).toBe(0);
     const out = await bgB.stdout;
     expect(out).toContain("hello");

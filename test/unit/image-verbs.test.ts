@@ -3,6 +3,8 @@ import { IMAGE_VERBS, imageStatusText, relative } from "../../src/cli/machinactl
 import { defaultMachinactlOptions, type MachinactlOptions } from "../../src/cli/machinactl/options.ts";
 import { FakeHost } from "../../src/host/fake.ts";
 import { getImage } from "../../src/image/pool.ts";
+import { imageLockPath, imagesOfContainer } from "../../src/image/in-use.ts";
+import { defaultSettings, type Settings } from "../../src/settings/settings.ts";
 import { cloneImage, parseSizeLimit, removeImage, renameImage, setImageLimit, setImageReadOnly } from "../../src/image/ops.ts";
 
 const POOL = ["/pool", "/usr/lib/machines"];
@@ -147,6 +149,32 @@ describe("operations on the fake host", () => {
     h.heldLocks.add("/run/m/image-locks/debian.lock");
     expect(() => removeImage(ctx(h), "debian")).toThrow('image "debian" is busy');
     expect(h.lstat("/pool/debian")).toBe("dir");
+  });
+  test("an image a running container holds (its in-use lock) cannot be removed, renamed or made read-only; one line without a hint", () => {
+    const h = fake();
+    const lock = imageLockPath(h, "/run/m", "/pool/debian")!;
+    expect(lock).toMatch(/^\/run\/m\/image-use\/\d+-\d+$/);
+    const held = h.lockFile(lock, "shared")!; // as a supervisor of a -x container holds it
+    for (const op of [() => removeImage(ctx(h), "debian"), () => renameImage(ctx(h), "debian", "deb"), () => setImageReadOnly(ctx(h), "debian", true)])
+      expect(op).toThrow(/^cannot (remove|rename|change the read-only flag of) image "debian": it is in use by a running container$/);
+    try {
+      removeImage(ctx(h), "debian");
+    } catch (e) {
+      expect(e).toMatchObject({ code: "E_BUSY", hint: undefined });
+    }
+    expect(h.lstat("/pool/debian")).toBe("dir");
+    held.release();
+    renameImage(ctx(h), "debian", "deb");
+    expect(h.lstat("/pool/deb")).toBe("dir");
+  });
+  test("which images a container locks, and how", () => {
+    const s = (over: Partial<Settings>): Settings => ({ ...defaultSettings(), ...over });
+    expect(imagesOfContainer(s({ directory: "/pool/a" }))).toEqual([{ path: "/pool/a", mode: "exclusive" }]);
+    for (const over of [{ readOnly: true }, { ephemeral: true }, { volatile: "overlay" as const }])
+      expect(imagesOfContainer(s({ directory: "/pool/a", ...over }))).toEqual([{ path: "/pool/a", mode: "shared" }]);
+    expect(imagesOfContainer(s({ directory: "/srv/new", template: "/pool/base" }))).toEqual([{ path: "/srv/new", mode: "exclusive" }, { path: "/pool/base", mode: "shared" }]);
+    // -i: the .raw file, not the directory it is mounted on
+    expect(imagesOfContainer(s({ image: "/pool/d.raw", directory: "/run/m/raw-mounts/x/root" }))).toEqual([{ path: "/pool/d.raw", mode: "exclusive" }]);
   });
   test("set-limit: btrfs only, sizes", () => {
     expect(() => setImageLimit(ctx(fake()), "debian", 1024)).toThrow(/is on ext2\/ext3, and size limits need btrfs quotas/);

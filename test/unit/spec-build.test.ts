@@ -252,4 +252,19 @@ describe("buildSpec", () => {
     expect(records.find(([n]) => n === "mount")).toEqual(["mount", ["tmpfs", "/tmp", "tmpfs", String(MS.NOSUID | MS.NODEV | MS.STRICTATIME), "mode=1777,size=10%,nr_inodes=400k", "dir"]]);
     expect(records.find(([n]) => n === "mknod")).toEqual(["mknod", ["/dev/null", "020666", "1", "3"]]);
   });
+
+  test("image locks: image_lock records right after the registry's state, their images in state.json", () => {
+    const host = fakeHost();
+    const parsed = parseNspawnCommandLine(["-D", "/srv/box", "/bin/true"], host.env());
+    if (parsed.action !== "run") throw new Error("not a run");
+    const facts = gatherHostFacts(host, "/run/machina");
+    const image = gatherImageFacts(host, "/srv/box", facts.timezone);
+    const imageLocks = [{ path: "/run/machina/image-use/1-2", mode: "exclusive" as const, image: "/srv/box" }];
+    const s = buildSpec(parsed.settings, image, facts, { prog: "machina-nspawn", imageLocks });
+    const names = specRecords(s).map(([n]) => n);
+    expect(names.indexOf("image_lock")).toBe(names.indexOf("state_json") + 1);
+    expect(specRecords(s).find(([n]) => n === "image_lock")).toEqual(["image_lock", ["/run/machina/image-use/1-2", "exclusive", "/srv/box"]]);
+    expect(JSON.parse(`{${s.stateJson}}`).images).toEqual(["/srv/box"]);
+    expect(specRecords(spec(["-D", "/srv/box", "/bin/true"])).some(([n]) => n === "image_lock")).toBe(false);
+  });
 });

@@ -6,17 +6,21 @@ import type { MachineStatus, MachineSummary } from "../../src/machine/machines.t
 import { FakeHost } from "../../src/host/fake.ts";
 import { disableMachine, enableMachine, listEnabled } from "../../src/machine/enable.ts";
 import { registerMachineArgs, systemdAvailable, unitName, unitTemplate } from "../../src/machine/systemd.ts";
+import { managedNspawnArgs } from "../../src/settings/managed.ts";
 
-test("the unit template has systemd-nspawn@.service's settings (minus networking and -U)", () => {
+test("the unit template has systemd-nspawn@.service's settings (-U and --network-veth included)", () => {
   const t = unitTemplate("/usr/local/bin");
   const lines = t.split("\n");
-  expect(lines).toContain("ExecStart=/usr/local/bin/machina-nspawn --quiet --keep-unit --boot --link-journal=try-guest --settings=override --machine=%i");
+  expect(lines).toContain("ExecStart=/usr/local/bin/machina-nspawn --quiet --keep-unit --boot --link-journal=try-guest --network-veth -U --settings=override --machine=%i");
   expect(t).not.toContain("ExecStartPost"); // machina-nspawn registers itself (on_leader)
   for (const l of ["Type=notify", "KillMode=mixed", "Delegate=yes", "Slice=machine.slice", "RestartForceExitStatus=133", "SuccessExitStatus=133", "WantedBy=machines.target", "PartOf=machines.target", "Before=machines.target", "TasksMax=16384", "DevicePolicy=closed"])
     expect(lines).toContain(l);
-  expect(t).not.toContain("--network-veth");
   expect(t).not.toContain("WatchdogSec");
   expect(unitName("web")).toBe("machina-nspawn@web.service");
+});
+
+test("machinactl start and machinad use the unit's flags (one list), without --keep-unit", () => {
+  expect(managedNspawnArgs("web")).toEqual(["--quiet", "--boot", "--link-journal=try-guest", "--network-veth", "-U", "--settings=override", "--machine=web"]);
 });
 
 test("RegisterMachine arguments for busctl", () => {

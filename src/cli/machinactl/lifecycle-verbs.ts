@@ -1,6 +1,7 @@
 /**
  * machinactl start, enable, disable (--now) and logs. start boots the image in the background
- * (src/runtime/launch.ts: `machina-nspawn -q -b -M NAME` with its .nspawn file, console to
+ * (src/runtime/launch.ts: machina-nspawn with the managed-machine flags of settings/managed.ts —
+ * those of systemd-nspawn@.service: -U, --network-veth, --settings=override — console to
  * $STATE_DIR/logs/NAME.log) and returns once it runs; enable/disable are src/machine/enable.ts;
  * logs is src/machine/logs.ts. On a systemd host with machina-nspawn@.service installed (and the
  * default pool), start and disable --now go through systemd: `systemctl start/stop
