@@ -5,6 +5,7 @@
 #include "enter.h"
 
 #include <errno.h>
+#include <linux/capability.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/fsuid.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -406,6 +408,47 @@ static int setns_all(int pidfd, unsigned flags, struct merr *e)
 	return 0;
 }
 
+/* The host id that a container's id 0 is (inside 0 of /proc/PID/{uid,gid}_map); 0 without a
+ * user namespace. */
+static long map_zero(pid_t pid, const char *which)
+{
+	char path[64], buf[4096];
+	snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, which);
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	for (char *line = buf; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+		unsigned long inside, outside, count;
+		if (sscanf(line, "%lu %lu %lu", &inside, &outside, &count) == 3 && inside == 0)
+			return (long)outside;
+	}
+	return -1;
+}
+
+/* Mount points a bind creates belong to the container's root: with a user namespace the files
+ * are created with the file system ids of its root (through an ID-mapped root the host's uid 0
+ * could not own anything: EOVERFLOW), the capabilities raised again. */
+static int act_as_container_root(long uid, long gid, struct enter_spec *s, struct merr *e)
+{
+	if (uid < 0 || gid < 0)
+		return merr_set(e, ESRCH, "read", "uid_map", "failed to read the ID map of the container's leader %d", (int)s->pid);
+	if (uid == 0 && gid == 0)
+		return 0;
+	(void)setfsgid((gid_t)gid);
+	(void)setfsuid((uid_t)uid);
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct d[2];
+	if (syscall(SYS_capget, &h, d) < 0)
+		return merr_sys(e, "capget", "", "failed to read the capabilities");
+	d[0].effective = d[0].permitted;
+	d[1].effective = d[1].permitted;
+	if (syscall(SYS_capset, &h, d) < 0)
+		return merr_sys(e, "capset", "", "failed to raise the capabilities again");
+	return 0;
+}
+
 static int do_binds(struct enter_spec *s, const int *trees, struct merr *e)
 {
 	_cleanup_close_ int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -755,6 +798,8 @@ static int enter_here(struct enter_spec *s, int sock)
 			goto fail;
 		}
 	}
+	/* the container root's host ids, read from the host's /proc before entering (for binds) */
+	long root_uid = s->n_binds ? map_zero(s->pid, "uid_map") : 0, root_gid = s->n_binds ? map_zero(s->pid, "gid_map") : 0;
 	char rootpath[64];
 	snprintf(rootpath, sizeof rootpath, "/proc/%d/root", (int)s->pid);
 	rootfd = open(rootpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -828,7 +873,7 @@ static int enter_here(struct enter_spec *s, int sock)
 			goto fail;
 		}
 	}
-	if (s->n_binds && do_binds(s, trees, &e) < 0)
+	if (s->n_binds && (act_as_container_root(root_uid, root_gid, s, &e) < 0 || do_binds(s, trees, &e) < 0))
 		goto fail;
 	if (s->has_copy)
 		return do_copy(s, rootfd, hostdir, hostbase, &e) < 0 ? fail_with(&e) : 0;

@@ -110,8 +110,6 @@ function nspawnFile(name: string, text: string, where: "trusted" | "beside"): vo
   scratch.defer(() => void Bun.spawnSync(["rm", "-f", path]));
 }
 
-/** Started without a user namespace: a trusted PrivateUsers=no (what an administrator writes to opt out of -U). */
-const NO_USERNS = "[Exec]\nPrivateUsers=no\n";
 
 async function startFake(prefix?: string, trusted?: string) {
   const img = fakeInitImage(prefix);
@@ -335,13 +333,10 @@ describe("shell, login, exec, bind (busybox)", () => {
     expect((await mctl(["exec", m.name, "/nonexistent"])).code).toBe(127);
   }, T);
 
-  // login and bind --mkdir do not work yet in a -U machine (machinactl start's default): login's
-  // process keeps the host's uid after joining the user namespace (busybox login: "must be suid"),
-  // and bind --mkdir creates directories as the host's root on the ID-mapped root (EOVERFLOW) —
-  // both in machinactl's enter path (src/machine/enter.ts, native/enter.c). Until that is fixed these
-  // two tests cover a machine an administrator started without a user namespace.
+  // Both in a -U machine (machinactl start's default): login runs as the container's root, and
+  // bind --mkdir makes its mount points as the container's root (through the ID-mapped root).
   test("shell and login on a pty from the container's devpts", async () => {
-    const m = await startFake(undefined, NO_USERNS);
+    const m = await startFake();
     const sh = await mctlPty(["shell", m.name], [{ expect: "# " }, { send: "tty; stty size; exit 5\r" }]);
     expect(sh.timeout).toBe(false);
     expect(sh.code).toBe(5);
@@ -355,10 +350,12 @@ describe("shell, login, exec, bind (busybox)", () => {
   }, T);
 
   test("bind: a host directory into the running container (--mkdir, --read-only), not on the host", async () => {
-    const m = await startFake(undefined, NO_USERNS);
+    const m = await startFake();
     const src = scratch.dir("machina-bind-");
     writeFileSync(`${src}/file`, "from the host\n");
+    chmodSync(src, 0o755); // host-owned: in the machine's user namespace it is nobody's, readable by all
     expect(await mctl(["bind", "--mkdir", m.name, src, "/mnt/in"])).toMatchObject({ code: 0, stderr: "" });
+    expect((await mctl(["exec", m.name, "stat", "-c", "%u:%g", "/mnt"])).stdout).toBe("0:0\n"); // made as the container's root
     expect((await mctl(["exec", m.name, "cat", "/mnt/in/file"])).stdout).toBe("from the host\n");
     expect(existsSync(`${m.root}/mnt/in/file`)).toBe(false); // mounted in the container's namespace only
     expect(await mctl(["bind", "--read-only", "--mkdir", m.name, src, "/ro"])).toMatchObject({ code: 0 });
