@@ -743,6 +743,7 @@ static void entered_attempts(void) {
   char seen_env[65536] = "", seen_root[65536] = "";
   size_t le = 0, lr = 0;
   int attached = 0, wrote = 0, scanned = 0;
+  static char kinds[1024];
   struct timespec t0, t;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   pid_t me = getpid(), parent = getppid();
@@ -764,6 +765,8 @@ static void entered_attempts(void) {
       if (strstr(note, "attached")) {
         attached++;
         add("{attached %d %s}", pid, exe);
+        if (!strstr(kinds, exe[0] ? exe : "(unreadable exe)") && strlen(kinds) + strlen(exe) + 24 < sizeof kinds)
+          snprintf(kinds + strlen(kinds), sizeof kinds - strlen(kinds), "%s%s", kinds[0] ? "," : "", exe[0] ? exe : "(unreadable exe)");
       }
       if (datalen && le + datalen + 64 < sizeof seen_env) le += (size_t)snprintf(seen_env + le, sizeof seen_env - le, "{%d %s}%s", pid, exe, data);
       /* its root, cwd and fds: a host directory there would open the host */
@@ -807,7 +810,7 @@ static void entered_attempts(void) {
   datalen = 0;
   RUN("entered-environ") {
     add("%s", seen_env);
-    nt("scanned %d, attached %d; ", scanned, attached);
+    nt("scanned %d, attached %d (%s); ", scanned, attached, kinds);
     report("entered-environ", attached, 0);
   }
   RUN("entered-root") {

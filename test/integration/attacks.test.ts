@@ -511,8 +511,10 @@ class Canaries {
     if (L("entered-environ")) {
       const l = L("entered-environ")!;
       const s = leaked("entered-environ");
-      const helper = l.data.includes(HELPER) || l.data.includes(process.execPath);
-      out.set("entered-environ", s ? esc(`read ${s.split("-")[0]} from an entered process (${l.note})`) : helper ? esc(`reached a host helper's memory: ${l.data.slice(0, 200)}`) : ok(l.note));
+      // attached to (or read the memory of) machina's own helper before it became the command: its
+      // capabilities, fds and the code it runs next are the attacker's
+      const helper = /\{attached \d+ [^}]*machina-helper[^}]*\}/.exec(l.data)?.[0] ?? (l.data.includes(HELPER) ? HELPER : undefined);
+      out.set("entered-environ", s ? esc(`read ${s.split("-")[0]} from an entered process (${l.note})`) : helper ? esc(`ptrace-attached to machina's helper while it entered: ${helper} (${l.note})`) : ok(l.note));
     }
     if (L("exe-overwrite")) {
       const changed = [...this.hashes].filter(([p, h]) => sha(p) !== h).map(([p]) => p);
@@ -675,18 +677,22 @@ async function enteredRun(c: "c:default" | "c:U"): Promise<void> {
   const name = scratch.name("atk");
   const img = join(pool, name);
   copyTree(image(`${name}-src`), img);
-  // image symlinks for the transfer attempts
+  // symlinks for the transfer attempts: in the image (read by copy-from) and in the writable --bind
+  // directory /mnt/hrw (the root is --read-only), where the container can also swap them
   const hostOut = join(can.dir, "copy-target");
   mkdirSync(hostOut);
-  symlinkSync(hostOut, join(img, "evil-abs"));
-  symlinkSync(`../../../../../../../../..${hostOut}`, join(img, "evil-rel"));
+  const rw = can.hrw;
+  symlinkSync(hostOut, join(rw, "evil-abs"));
+  symlinkSync(`../../../../../../../../../../..${hostOut}`, join(rw, "evil-rel"));
   symlinkSync(can.secret, join(img, "leak"));
   symlinkSync(join(can.dir, "secretdir"), join(img, "leakdir"));
-  mkdirSync(join(img, "race1"));
-  symlinkSync(hostOut, join(img, "race1l"));
-  mkdirSync(join(img, "race2"));
-  writeFileSync(join(img, "race2/secret.txt"), "benign\n");
-  symlinkSync(join(can.dir, "secretdir"), join(img, "race2l"));
+  mkdirSync(join(rw, "race1"), { mode: 0o777 });
+  symlinkSync(hostOut, join(rw, "race1l"));
+  mkdirSync(join(rw, "race2"), { mode: 0o777 });
+  writeFileSync(join(rw, "race2/secret.txt"), "benign\n", { mode: 0o644 });
+  symlinkSync(join(can.dir, "secretdir"), join(rw, "race2l"));
+  chmodSync(join(rw, "race1"), 0o777);
+  chmodSync(join(rw, "race2"), 0o777);
   const osr = join(can.dir, "os-release");
   writeFileSync(osr, `NAME="machina-canary-osr-${can.token}"\nPRETTY_NAME="machina-canary-osr-${can.token}"\nID=canary\n`);
   rmSync(join(img, "etc/os-release"), { force: true });
@@ -719,22 +725,26 @@ async function enteredRun(c: "c:default" | "c:U"): Promise<void> {
     // 3. transfers through symlinks, and while the container swaps a directory and a symlink
     const src = join(can.dir, "payload.txt");
     writeFileSync(src, "from the host\n");
-    await mctl(["copy-to", name, src, "/evil-abs/pwned-abs"]);
-    await mctl(["copy-to", name, src, "/evil-rel/pwned-rel"]);
+    await mctl(["copy-to", name, src, "/mnt/hrw/evil-abs/pwned-abs"]);
+    await mctl(["copy-to", name, src, "/mnt/hrw/evil-rel/pwned-rel"]);
     const outA = join(can.dir, "out-a"), outB = join(can.dir, "out-b");
     await mctl(["copy-from", name, "/leak", outA]);
     await mctl(["copy-from", name, "/leakdir/secret.txt", outB]);
     const got = (p: string) => (existsSync(p) ? (lstatSync(p).isDirectory() ? sh(`cat ${p}/* 2>/dev/null`).stdout.toString() : readFileSync(p, "utf8")) : "");
     const planted = readdirSync(hostOut);
     cells.set("copy-to-symlink", planted.length ? esc(`wrote ${planted.join(", ")} into the host directory`) : ok());
-    cells.set("copy-from-symlink", [outA, outB].some((p) => got(p).includes(can.fileSecret)) ? esc("copied the host secret out") : ok());
-    const race = mctl(["exec", name, "/usr/bin/attack", "race", "/race1", "/race1l", "/race2", "/race2l", "4"]);
+    const outLeaks = [
+      got(outA).includes(can.fileSecret) ? "copy-from /leak (-> the host secret) copied the host file" : "",
+      got(outB).includes(can.fileSecret) ? "copy-from /leakdir/secret.txt (/leakdir -> the host directory) copied the host file" : "",
+    ].filter(Boolean);
+    cells.set("copy-from-symlink", outLeaks.length ? esc(outLeaks.join("; ")) : ok());
+    const race = mctl(["exec", name, "/usr/bin/attack", "race", "/mnt/hrw/race1", "/mnt/hrw/race1l", "/mnt/hrw/race2", "/mnt/hrw/race2l", "4"]);
     await Bun.sleep(200);
     let leakedRace = false;
     for (let i = 0; i < 10; i++) {
-      await mctl(["copy-to", name, src, `/race1/pwned-race-${i}`]);
+      await mctl(["copy-to", name, src, `/mnt/hrw/race1/pwned-race-${i}`]);
       const o = join(can.dir, `race-out-${i}`);
-      await mctl(["copy-from", name, "/race2/secret.txt", o]);
+      await mctl(["copy-from", name, "/mnt/hrw/race2/secret.txt", o]);
       if (got(o).includes(can.fileSecret)) leakedRace = true;
     }
     const raced = await race;
@@ -756,7 +766,7 @@ async function enteredRun(c: "c:default" | "c:U"): Promise<void> {
 async function ptyRun(c: Config, e: Engine, background?: string): Promise<void> {
   const can = canaries();
   const img = background ? "" : image();
-  const payload = ["/usr/bin/attack", "run", `token=${can.token}`, "only=tiocsti,tioclinux"];
+  const payload = ["/usr/bin/attack", "run", `token=${can.token}`, "only=leaked-fds,tiocsti,tioclinux"];
   const q = (a: string[]) => a.map((x) => `'${x}'`).join(" ");
   let inner: string;
   if (background) inner = `${q([MACHINACTL, "shell", background, ...payload])}`;
@@ -777,6 +787,10 @@ async function ptyRun(c: Config, e: Engine, background?: string): Promise<void> 
     const lines = parseLines(output);
     const hostRead = /HOSTREAD:(.*)/.exec(output)?.[1] ?? "";
     const injected = hostRead.includes(`GOT-${can.token}`);
+    // the fds of a process started on a terminal (PID 1 of a/b, `machinactl shell` of c): a leak here counts too
+    const fds = lines.get("leaked-fds");
+    if (fds && fds.rc > 0) put("leaked-fds", c, e, esc(`on a terminal: ${fds.data}`));
+    else if (!cell("leaked-fds", c, e)) put("leaked-fds", c, e, fds ? ok("only 0-2") : na("no result"));
     for (const n of ["tiocsti", "tioclinux"]) {
       const l = lines.get(n);
       put(n, c, e, !l ? na(`no result: ${output.slice(-200)}`) : injected ? esc(`the host shell read "${hostRead.trim()}"`) : ok(l.note || l.errno));
@@ -919,7 +933,7 @@ function details(): string {
   const out: string[] = [];
   for (const a of ATTEMPTS)
     for (const [k, v] of results.get(a.name) ?? [])
-      if (v.verdict === "escaped" || (process.env.MACHINA_ATTACK_VERBOSE && [...(results.get(a.name) ?? [])].some(([, w]) => w.verdict === "escaped"))) out.push(`- \`${a.name}\` ${k}: ${v.verdict === "escaped" ? "" : `(${v.verdict}) `}${v.detail.replace(/\s+/g, " ").slice(0, 300)}`);
+      if (v.verdict === "escaped" || process.env.MACHINA_ATTACK_VERBOSE === "2" || (process.env.MACHINA_ATTACK_VERBOSE && [...(results.get(a.name) ?? [])].some(([, w]) => w.verdict === "escaped"))) out.push(`- \`${a.name}\` ${k}: ${v.verdict === "escaped" ? "" : `(${v.verdict}) `}${v.detail.replace(/\s+/g, " ").slice(0, 300)}`);
   return out.join("\n");
 }
 
