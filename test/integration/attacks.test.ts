@@ -773,12 +773,13 @@ async function ptyRun(c: Config, e: Engine, background?: string): Promise<void> 
   else if (e === "machina") inner = q([MACHINA_NSPAWN, "-q", "-D", img, ...(c === "b" ? ["-U"] : []), ...payload]);
   else inner = q(["systemd-nspawn", "--register=no", "--keep-unit", "-q", "-D", img, ...(c === "b" ? ["-U"] : []), ...payload]);
   const script = `${inner}; read -t 2 line; echo "HOSTREAD:$line"`;
-  let cmd = ["python3", PTY_RUN, "[]", "sh", "-c", script];
+  // bash: dash's read has no -t
+  let cmd = ["python3", PTY_RUN, "[]", "bash", "-c", script];
   const cg = `machina-it-${uniqueName("ns")}`;
   const dirs = [`${CGROUP_V1_SYSTEMD}/${cg}`, `${CGROUP_V2}/${cg}`];
   if (e === "nspawn") {
     for (const d of dirs) mkdirSync(d, { recursive: true });
-    cmd = ["python3", PTY_RUN, "[]", "sh", "-c", `echo $$ > ${dirs[0]}/cgroup.procs && echo $$ > ${dirs[1]}/cgroup.procs && ${script}`];
+    cmd = ["python3", PTY_RUN, "[]", "bash", "-c", `echo $$ > ${dirs[0]}/cgroup.procs && echo $$ > ${dirs[1]}/cgroup.procs && ${script}`];
   }
   try {
     const r = await run(cmd, machinaEnv());
@@ -992,6 +993,37 @@ afterAll(async () => {
   const f = process.env.MACHINA_ATTACK_TABLE;
   if (f) writeFileSync(f, `${t}\n\n${s}\n\nWhat the host saw, per escape:\n\n${d}\n`);
 }, T);
+
+/**
+ * The canaries must see an escape when there is one: the harmless attempts, run directly on the
+ * host (no container at all), must all be judged "escaped" — else the suite proves nothing.
+ */
+const SELF_TEST = [
+  "sysctl-write", "core-pattern", "sysfs-write", "kmsg-write", "syslog-read", "chroot-breakout", "open-by-handle",
+  "hostpid-environ", "hostpid-kill", "settimeofday-tz", "reboot-cad", "keyring-read", "keyring-write", "net-admin", "abstract-socket",
+];
+describe("the canaries see escapes (the payload run on the host itself)", () => {
+  test("every host-side check flags the same attempt made without a container", async () => {
+    const can = canaries();
+    try {
+      await can.plant();
+      const r = await run([attackBin, "run", ...can.args({ only: SELF_TEST.join(","), scratch: join(can.dir, "scratch") })], baseEnv());
+      await Bun.sleep(200); // the abstract socket's data event
+      const cells = can.inspect(parseLines(r.stdout));
+      const missed = SELF_TEST.filter((n) => cells.get(n)?.verdict !== "escaped" && cells.get(n)?.verdict !== "n/a");
+      expect(missed).toEqual([]);
+    } finally {
+      await can.restore();
+    }
+    // TIOCSTI straight into the pty: the shell reads it back
+    const token = hex();
+    const script = `${attackBin} run token=${token} only=tiocsti; read -t 2 line; echo "HOSTREAD:$line"`;
+    const out = await run(["python3", PTY_RUN, "[]", "bash", "-c", script], baseEnv());
+    const j = JSON.parse(out.stdout.trim().split("\n").pop() ?? "{}") as { output?: string };
+    const legacy = tryRead("/proc/sys/dev/tty/legacy_tiocsti");
+    if (legacy !== "0") expect(/HOSTREAD:(.*)/.exec(j.output ?? "")?.[1]).toContain(`GOT-${token}`);
+  }, T);
+});
 
 const describeRuns = (title: string, runs: () => Promise<void>, configs: Config[]) =>
   describe(title, () => {
