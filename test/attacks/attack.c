@@ -240,6 +240,22 @@ static const char *tmpd(const char *leaf) {
   return b;
 }
 
+/* a device node where device nodes work: /dev (a tmpfs without nodev), else the scratch dir */
+static const char *node(const char *leaf, mode_t type, dev_t dev) {
+  static char p[8][256];
+  static int i;
+  char *b = p[i++ % 8];
+  snprintf(b, 256, "/dev/.machina-%s", leaf);
+  unlink(b);
+  if (mknod(b, type | 0600, dev) == 0) return b;
+  nt("mknod %s: %s; ", b, strerrorname_np(errno));
+  snprintf(b, 256, "%s", tmpd(leaf));
+  unlink(b);
+  if (mknod(b, type | 0600, dev) == 0) return b;
+  nt("mknod %s: %s; ", b, strerrorname_np(errno));
+  return b;
+}
+
 /* ------------------------------------------------------------------ attempts */
 
 static void sysctl_attempts(void) {
@@ -351,10 +367,7 @@ static void sysctl_attempts(void) {
     char v[200];
     snprintf(v, sizeof v, "machina-canary-kmsg-%s\n", argd("token", "x"));
     int r = write_file("/dev/kmsg", v);
-    const char *d = tmpd("kmsg");
-    unlink(d);
-    if (mknod(d, S_IFCHR | 0600, makedev(1, 11)) < 0) nt("mknod 1:11: %s; ", strerrorname_np(errno));
-    else r = write_file(d, v);
+    r = write_file(node("kmsg", S_IFCHR, makedev(1, 11)), v);
     report("kmsg-write", r, -r);
   }
   RUN("syslog-read") {
@@ -366,10 +379,8 @@ static void sysctl_attempts(void) {
       int from = n > 8000 ? n - 8000 : 0;
       addbuf(buf + from, n - from);
     }
-    const char *d = tmpd("kmsg-r");
-    unlink(d);
-    if (mknod(d, S_IFCHR | 0600, makedev(1, 11)) == 0) {
-      int fd = open(d, O_RDONLY | O_NONBLOCK);
+    {
+      int fd = open(node("kmsg-r", S_IFCHR, makedev(1, 11)), O_RDONLY | O_NONBLOCK);
       if (fd >= 0) {
         lseek(fd, 0, SEEK_DATA); /* SEEK_DATA: from the start of the buffer */
         ssize_t m;
@@ -546,9 +557,7 @@ static void mount_attempts(void) {
     if (dev) {
       unsigned ma, mi;
       sscanf(dev, "%u:%u", &ma, &mi);
-      const char *d = tmpd("disk");
-      unlink(d);
-      if (mknod(d, S_IFBLK | 0600, makedev(ma, mi)) < 0) nt("mknod %s: %s; ", dev, strerrorname_np(errno));
+      const char *d = node("disk", S_IFBLK, makedev(ma, mi));
       unsigned char buf[16];
       ssize_t n = read_file(d, (char *)buf, sizeof buf, 1024 + 0x68);
       if (n > 0) addhex(buf, n);
@@ -562,9 +571,7 @@ static void mount_attempts(void) {
     if (dev && sec) {
       unsigned ma, mi;
       sscanf(dev, "%u:%u", &ma, &mi);
-      const char *d = tmpd("disk2"), *m = tmpd("diskmnt");
-      unlink(d);
-      if (mknod(d, S_IFBLK | 0600, makedev(ma, mi)) < 0) nt("mknod %s: %s; ", dev, strerrorname_np(errno));
+      const char *d = node("disk2", S_IFBLK, makedev(ma, mi)), *m = tmpd("diskmnt");
       r = mnt(d, m, "ext4", MS_RDONLY, "noload");
       if (r == 0) {
         char p[600];

@@ -119,8 +119,8 @@ const ATTEMPTS: Attempt[] = [
   A("bind-propagate", "mounts", "mount a tmpfs inside a --bind directory: must not appear on the host"),
   A("bindro-remount", "mounts", "remount,rw a --bind-ro mount and create a file in the host directory"),
   A("rootro-remount", "mounts", "remount,rw a --read-only root and create a file in the image"),
-  A("disk-read", "devices", "mknod the host's root disk and read its superblock UUID"),
-  A("disk-mount", "devices", "mknod the host's root disk, mount it, read a host secret"),
+  A("disk-read", "devices", "mknod a host disk (root disk, else a loop device) and read its superblock UUID"),
+  A("disk-mount", "devices", "mknod a host disk (root disk, else a loop device), mount it, read a secret on it"),
   A("chroot-breakout", "namespaces", "chroot(subdir); chdir(..)x64; chroot(.); read a host secret"),
   A("open-by-handle", "namespaces", "open_by_handle_at a host file's handle (shocker)"),
   A("hostpid-environ", "processes", "read a host process's environment (/proc, process_vm_readv, ptrace)"),
@@ -197,6 +197,18 @@ const ESCAPE_LIMITS: Record<string, string> = {
   "proc-mask-umount": "the masks over /proc files can be unmounted",
 };
 
+/**
+ * What the comparison run (`systemd-nspawn --register=no --keep-unit`: there is no machined here)
+ * lets through but nspawn's normal privileged mode contains: registered with machined, its scope
+ * gets DevicePolicy=closed (DeviceAllow=/dev/net/tun, char-pts only). machina escaping these is a bug.
+ */
+const REGISTERED_NSPAWN_CONTAINS: Record<string, string> = {
+  "kmsg-write": "device policy: /dev/kmsg (mknod 1:11)",
+  "syslog-read": "device policy: /dev/kmsg (mknod 1:11)",
+  "disk-read": "device policy: block devices",
+  "disk-mount": "device policy: block devices",
+};
+
 /** Attempts nspawn cannot be measured on (no --property without registration): the attempt whose nspawn verdict stands in. */
 const LIMIT_PROXY: Record<string, string> = {
   "raise-limits": "cg1-release-agent",
@@ -232,7 +244,7 @@ let base: string;
 let stateDir: string;
 let pool: string;
 /** the host's root block device "MAJ:MIN" and the bytes of its superblock UUID */
-let disk: { dev: string; uuidHex: string } | undefined;
+let disk: { dev: string; uuidHex: string; secretPath?: string; secret?: string; loop?: string } | undefined;
 let baseline: Map<string, AttackLine>;
 
 async function ensureAttack(): Promise<string> {
@@ -415,6 +427,7 @@ class Canaries {
       scratch: "/tmp/.attack",
       ...(this.keyId ? { keyid: this.keyId } : {}),
       ...(disk ? { disk: disk.dev } : {}),
+      ...(disk?.secretPath ? { secretfs: disk.secretPath } : {}),
       ...extra,
     };
     for (const [, t] of Object.entries(SYSCTL_TARGETS)) {
@@ -428,7 +441,7 @@ class Canaries {
   inspect(lines: Map<string, AttackLine>, opts: { image?: string; scope?: { pids?: string; memory?: string } } = {}): Map<string, Cell> {
     const out = new Map<string, Cell>();
     const L = (n: string) => lines.get(n);
-    const secrets = [this.fileSecret, this.envSecret, this.callerSecret, this.keySecret, this.hostLog];
+    const secrets = [this.fileSecret, this.envSecret, this.callerSecret, this.keySecret, this.hostLog, ...(disk?.secret ? [disk.secret] : [])];
     const leaked = (n: string) => {
       const d = L(n)?.data ?? "";
       return secrets.find((s) => d.includes(s));
@@ -498,9 +511,13 @@ class Canaries {
     }
     if (L("bindro-remount")) out.set("bindro-remount", existsSync(join(this.hro, `machina-canary-${this.token}-bindro`)) ? esc("file created in the host's --bind-ro directory") : ok(L("bindro-remount")!.note));
     if (L("rootro-remount") && opts.image) out.set("rootro-remount", existsSync(join(opts.image, `machina-canary-${this.token}-rootro`)) ? esc("file created in the --read-only image") : ok(L("rootro-remount")!.note));
-    if (L("disk-read")) out.set("disk-read", !disk ? na("the host's root disk cannot be opened by the test itself") : L("disk-read")!.data.includes(disk.uuidHex) ? esc("read the host disk's superblock") : ok(L("disk-read")!.note));
-    if (L("disk-mount") && !disk) out.set("disk-mount", na("the host's root disk cannot be opened by the test itself"));
-    else readVerdict("disk-mount");
+    if (L("disk-read")) out.set("disk-read", !disk ? na("no host disk the test itself can open") : L("disk-read")!.data.includes(disk.uuidHex) ? esc(`read the superblock of ${disk.loop ?? "the host disk"}`) : ok(L("disk-read")!.note));
+    if (L("disk-mount")) {
+      const d = L("disk-mount")!;
+      if (!disk) out.set("disk-mount", na("no host disk the test itself can open"));
+      else if (disk.secret && d.data.includes(disk.secret)) out.set("disk-mount", esc(`mounted ${disk.loop} and read the secret on it`));
+      else readVerdict("disk-mount");
+    }
     for (const n of ["chroot-breakout", "open-by-handle", "hostpid-environ", "entered-root", "keyring-read"]) readVerdict(n);
     if (L("hostpid-kill")) out.set("hostpid-kill", this.victim && !alive(this.victim.pid) ? esc("the host process was killed") : ok(L("hostpid-kill")!.note));
     if (L("leaked-fds")) {
@@ -910,14 +927,16 @@ function status(attempt: Attempt, c: Config): { status: Status; why: string } {
   const nspawnEscapes = twin?.verdict === "escaped";
   const privileged = nspawnTwin(c) === "a";
   if (ALWAYS_LIMITS[attempt.name] && (nspawnEscapes || !nspawnAvailable)) return { status: "escaped: known limit", why: ALWAYS_LIMITS[attempt.name]! };
-  if (privileged && ESCAPE_LIMITS[attempt.name] && (nspawnEscapes || !nspawnAvailable)) return { status: "escaped: known limit", why: ESCAPE_LIMITS[attempt.name]! };
+  if (privileged && !REGISTERED_NSPAWN_CONTAINS[attempt.name] && (nspawnEscapes || (!nspawnAvailable && ESCAPE_LIMITS[attempt.name])))
+    return { status: "escaped: known limit", why: ESCAPE_LIMITS[attempt.name] ?? `systemd-nspawn escapes the same way (${twin?.detail ?? ""})` };
   if (attempt.kind === "surface" && nspawnEscapes) return { status: "escaped: known limit", why: `nspawn allows it too (${twin!.detail})` };
   return { status: "ESCAPED", why: m.detail };
 }
 
 function table(): string {
   const out: string[] = [];
-  const mark = (x: Cell | undefined) => (!x ? "–" : x.verdict === "contained" ? "contained" : x.verdict === "escaped" ? "**escaped**" : "n/a");
+  const mark = (x: Cell | undefined, a: Attempt) =>
+    !x ? "–" : x.verdict === "contained" ? "contained" : x.verdict === "escaped" ? (REGISTERED_NSPAWN_CONTAINS[a.name] ? "**escaped** (contained when registered)" : "**escaped**") : "n/a";
   const mstat = (a: Attempt, c: Config) => {
     const s = status(a, c);
     return s.status === "contained" ? "contained" : s.status === "n/a" ? "n/a" : s.status === "ESCAPED" ? "**ESCAPED (bug)**" : "escaped (known limit)";
@@ -925,7 +944,7 @@ function table(): string {
   out.push("| attempt | what | a: machina | a: nspawn | b (-U): machina | b (-U): nspawn | c: exec, default | c: exec, -U |");
   out.push("|---|---|---|---|---|---|---|---|");
   for (const a of ATTEMPTS)
-    out.push(`| \`${a.name}\` | ${a.what.replace(/\|/g, "\\|")} | ${mstat(a, "a")} | ${mark(cell(a.name, "a", "nspawn"))} | ${mstat(a, "b")} | ${mark(cell(a.name, "b", "nspawn"))} | ${mstat(a, "c:default")} | ${mstat(a, "c:U")} |`);
+    out.push(`| \`${a.name}\` | ${a.what.replace(/\|/g, "\\|")} | ${mstat(a, "a")} | ${mark(cell(a.name, "a", "nspawn"), a)} | ${mstat(a, "b")} | ${mark(cell(a.name, "b", "nspawn"), a)} | ${mstat(a, "c:default")} | ${mstat(a, "c:U")} |`);
   return out.join("\n");
 }
 
@@ -969,7 +988,25 @@ beforeAll(async () => {
       closeSync(fd);
       disk = { dev, uuidHex: b.toString("hex") };
     } catch {
-      // the test itself may not open it (a devices cgroup around this session): the disk attempts are n/a
+      // the test itself may not open it (a devices cgroup around this session)
+    }
+  }
+  if (!disk) {
+    // a loop device over an ext4 image with a secret stands in for the host's disk
+    const dir = join(base, "loopdisk");
+    mkdirSync(join(dir, "root"), { recursive: true });
+    const secret = `DISKSECRET-${hex()}`;
+    writeFileSync(join(dir, "root/secret.txt"), `${secret}\n`);
+    const made = sh(`truncate -s 8M ${dir}/disk.img && mkfs.ext4 -q -d ${dir}/root ${dir}/disk.img && losetup -f --show ${dir}/disk.img`);
+    const loop = made.stdout.toString().trim();
+    if (made.exitCode === 0 && loop.startsWith("/dev/loop")) {
+      const st2 = statSync(loop);
+      const rdev = Number(st2.rdev);
+      const b = Buffer.alloc(16);
+      const fd = openSync(loop, "r");
+      readSync(fd, b, 0, 16, 1024 + 0x68);
+      closeSync(fd);
+      disk = { dev: `${(rdev >> 8) & 0xfff}:${(rdev & 0xff) | ((rdev >> 12) & 0xfff00)}`, uuidHex: b.toString("hex"), secretPath: "/secret.txt", secret, loop };
     }
   }
   // the surface probes on the host itself, as a baseline (all of them are harmless by construction)
@@ -979,6 +1016,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const c of allCanaries) await c.restore();
+  if (disk?.loop) sh(`losetup -d ${disk.loop}`);
   await scratch.cleanup();
   // the v1 controller scopes --property made (scratch removes the v2 and name=systemd ones)
   for (const hier of ["pids", "memory"])
