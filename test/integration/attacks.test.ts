@@ -580,6 +580,10 @@ class Canaries {
       sh(`umount -l ${this.binfmt}`);
       this.binfmt = "";
     }
+    // had a payload ever run in the host's mount namespace: what it made at the root
+    for (const f of [`/machina-canary-${this.token}-rootro`]) rmSync(f, { force: true });
+    if (existsSync("/machina-prop") && !sh("mountpoint -q /machina-prop").exitCode) sh("umount -l /machina-prop");
+    if (existsSync("/machina-prop")) sh("rmdir /machina-prop");
     if (this.victim && this.victim.exitCode === null) this.victim.kill("SIGKILL");
     this.server?.close();
     this.server = undefined;
