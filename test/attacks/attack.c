@@ -741,6 +741,21 @@ static void process_attempts(void) {
   }
 }
 
+/* Seccomp, CapBnd and NoNewPrivs of a process's /proc/PID/status, as one string */
+static void confinement_of(pid_t pid, char *out, size_t sz) {
+  char p[64], buf[8192];
+  snprintf(p, sizeof p, "/proc/%d/status", pid);
+  out[0] = 0;
+  int fd = open(p, O_RDONLY | O_CLOEXEC);
+  ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
+  if (fd >= 0) close(fd);
+  if (n <= 0) return;
+  buf[n] = 0;
+  for (char *l = strtok(buf, "\n"); l; l = strtok(NULL, "\n"))
+    if (!strncmp(l, "Seccomp:", 8) || !strncmp(l, "CapBnd:", 7) || !strncmp(l, "NoNewPrivs:", 11))
+      snprintf(out + strlen(out), sz - strlen(out), "%s;", l);
+}
+
 /* a loop over the container's processes, for processes the host enters (machinactl exec/shell) */
 static void entered_attempts(void) {
   double secs = atof(argd("loop", "0"));
@@ -770,8 +785,14 @@ static void entered_attempts(void) {
       data[0] = 0;
       steal_env(pid, true);
       if (strstr(note, "attached")) {
+        /* attaching to a process the host put into the container gains something only while it
+         * is not yet confined like the container's own processes (PID 1) */
+        char mine[256], init[256];
+        confinement_of(pid, mine, sizeof mine);
+        confinement_of(1, init, sizeof init);
+        bool confined = mine[0] && !strcmp(mine, init);
         attached++;
-        add("{attached %d %s}", pid, exe);
+        add("{attached %d %s %s}", pid, exe, confined ? "confined" : "UNCONFINED");
         if (!strstr(kinds, exe[0] ? exe : "(unreadable exe)") && strlen(kinds) + strlen(exe) + 24 < sizeof kinds)
           snprintf(kinds + strlen(kinds), sizeof kinds - strlen(kinds), "%s%s", kinds[0] ? "," : "", exe[0] ? exe : "(unreadable exe)");
       }

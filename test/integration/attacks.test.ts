@@ -532,9 +532,11 @@ class Canaries {
     if (L("entered-environ")) {
       const l = L("entered-environ")!;
       const s = leaked("entered-environ");
-      // attached to (or read the memory of) machina's own helper before it became the command: its
-      // capabilities, fds and the code it runs next are the attacker's
-      const helper = /\{attached \d+ [^}]*machina-helper[^}]*\}/.exec(l.data)?.[0] ?? (l.data.includes(HELPER) ? HELPER : undefined);
+      // attached to machina's own helper before it was confined like the container's processes:
+      // its capabilities, fds and the code it runs next would be the attacker's. (Attaching to a
+      // process already confined like PID 1 — the command between its fork and its execve, which
+      // a privileged container's root may ptrace as it may any of its processes — gains nothing.)
+      const helper = /\{attached \d+ [^}]*machina-helper[^}]* UNCONFINED\}/.exec(l.data)?.[0] ?? (l.data.includes(HELPER) ? HELPER : undefined);
       out.set("entered-environ", s ? esc(`read ${s.split("-")[0]} from an entered process (${l.note})`) : helper ? esc(`ptrace-attached to machina's helper while it entered: ${helper} (${l.note})`) : ok(l.note));
     }
     if (L("exe-overwrite") && this.hashes.size === 0) throw new Error("exe-overwrite needs plant({ helpers: true })");
@@ -756,7 +758,14 @@ async function enteredRun(c: "c:default" | "c:U"): Promise<void> {
     const outA = join(can.dir, "out-a"), outB = join(can.dir, "out-b");
     await mctl(["copy-from", name, "/leak", outA]);
     await mctl(["copy-from", name, "/leakdir/secret.txt", outB]);
-    const got = (p: string) => (existsSync(p) ? (lstatSync(p).isDirectory() ? sh(`cat ${p}/* 2>/dev/null`).stdout.toString() : readFileSync(p, "utf8")) : "");
+    // What was copied out, as files: a symlink is copied as a symlink (as machinectl does) and
+    // holds no host data; following it here with the host's privileges would read the host's own
+    // file, not something the copy leaked.
+    const got = (p: string): string => {
+      const st = existsSync(p) || lstatSync(p, { throwIfNoEntry: false }) ? lstatSync(p) : undefined;
+      if (st === undefined || st.isSymbolicLink()) return "";
+      return st.isDirectory() ? sh(`find ${p} -type f -exec cat {} + 2>/dev/null`).stdout.toString() : readFileSync(p, "utf8");
+    };
     const planted = readdirSync(hostOut);
     cells.set("copy-to-symlink", planted.length ? esc(`wrote ${planted.join(", ")} into the host directory`) : ok());
     const outLeaks = [
