@@ -10,6 +10,7 @@ import type { Settings } from "../settings/settings.ts";
 import { SIGRTMIN, uuidFromHex } from "../settings/values.ts";
 import { bindUserOps, planBindUsers } from "./bind-user.ts";
 import { credentialDirOps, credentialEnv, credentialOps } from "./credentials.ts";
+import { DEVICE_ALLOW } from "./devices.ts";
 import { planJournal } from "./journal.ts";
 import { MS, S_IF } from "./mount-flags.ts";
 import { userMountPlan } from "./mounts-user.ts";
@@ -431,6 +432,8 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
     ...(joinNetns !== undefined ? { netns: joinNetns } : {}),
     ...(onExit !== undefined ? { onExit } : {}),
     ...(options.hostUmounts !== undefined && options.hostUmounts.length > 0 ? { hostUmounts: options.hostUmounts } : {}),
+    // DevicePolicy=closed: on the cgroup2 directory the helper makes (systemd's scope gets it from CreateMachine)
+    ...(resources.placement !== "machined" ? { devicePolicy: { cgroup: resources.cgroup, allow: DEVICE_ALLOW } } : {}),
     ...(options.hostRemoves !== undefined && options.hostRemoves.length > 0 ? { hostRemoves: options.hostRemoves } : {}),
     ...(options.imageLocks !== undefined && options.imageLocks.length > 0 ? { imageLocks: options.imageLocks } : {}),
     ...(resources.supervisorCgroup !== undefined ? { supervisorCgroup: resources.supervisorCgroup } : {}),

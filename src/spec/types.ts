@@ -2,7 +2,7 @@
  * RunSpec: everything the native helper needs to start one container, computed in advance.
  * Mirrors native/SPEC.md record for record; `wire.ts` encodes it.
  */
-
+import type { DeviceRule } from "./devices.ts";
 import type { CgroupSet } from "./resources.ts";
 import type { SeccompFilter } from "./seccomp.ts";
 import type { SpecUserns } from "./userns.ts";
@@ -108,6 +108,8 @@ export interface RunSpec {
   onExit?: string[];
   /** Host mounts (a raw image's file system, -i) the supervisor detaches at exit: `host_umount` records. */
   hostUmounts?: string[];
+  /** The device policy (spec/devices.ts): the cgroup2 directory its BPF program is attached to, and the allowed devices. */
+  devicePolicy?: { cgroup: string; allow: readonly DeviceRule[] };
   /** Files and empty directories the supervisor removes right after them (their record): `host_remove` records. */
   hostRemoves?: string[];
   /** Locks on the images the container uses, held by the supervisor for its whole life (src/image/in-use.ts). */

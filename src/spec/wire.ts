@@ -1,4 +1,5 @@
 /** Encodes a RunSpec in the wire format of native/SPEC.md (version 1). Pure. */
+import { deviceAllowArgs } from "./devices.ts";
 import { seccompRecords } from "./seccomp.ts";
 import { rootSetupRecords } from "./root-modes.ts";
 import type { RunSpec, SetupOp } from "./types.ts";
@@ -65,6 +66,10 @@ export function specRecords(spec: RunSpec): Array<[string, string[]]> {
   if (spec.prestart !== undefined && spec.prestart.length > 0) add("prestart", ...spec.prestart);
   if (spec.onExit !== undefined && spec.onExit.length > 0) add("on_exit", ...spec.onExit);
   for (const m of spec.hostUmounts ?? []) add("host_umount", m);
+  if (spec.devicePolicy !== undefined) {
+    add("device_policy", spec.devicePolicy.cgroup);
+    for (const r of spec.devicePolicy.allow) add("device_allow", ...deviceAllowArgs(r));
+  }
   for (const m of spec.hostRemoves ?? []) add("host_remove", m);
   for (const c of spec.cgroupSets) add("cgroup_set", c.path, c.value);
   add("kill_signal", String(spec.killSignal));
