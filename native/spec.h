@@ -53,6 +53,7 @@ struct host_path {
 struct rlim {
 	int res;
 	rlim_t soft, hard;
+	int closest; /* on EPERM, set the closest limits the process may (systemd's setrlimit_closest) */
 };
 
 struct exec_cand {

@@ -305,13 +305,15 @@ const RLIMIT_NOFILE = 7;
 
 /**
  * --rlimit values, plus nspawn's safe default for the payload: a NOFILE soft limit of 1024
- * (select() cannot handle more), the hard limit inherited.
+ * (select() cannot handle more), the hard limit inherited. nspawn sets its limits with
+ * setrlimit_closest(): a limit the container may not raise (no CAP_SYS_RESOURCE in the initial
+ * user namespace, e.g. with -U) is clamped to its hard limit and the container starts.
  */
 function payloadRlimits(settings: Settings, host: HostFacts): RunSpec["rlimits"] {
-  const limits = settings.rlimits.map((l) => ({ resource: l.resource, soft: l.soft, hard: l.hard }));
+  const limits: RunSpec["rlimits"] = settings.rlimits.map((l) => ({ resource: l.resource, soft: l.soft, hard: l.hard, mode: "closest" }));
   const hard = host.nofileHard;
   if (hard !== undefined && !limits.some((l) => l.resource === RLIMIT_NOFILE))
-    limits.push({ resource: RLIMIT_NOFILE, soft: hard === "infinity" || hard > 1024n ? 1024n : hard, hard });
+    limits.push({ resource: RLIMIT_NOFILE, soft: hard === "infinity" || hard > 1024n ? 1024n : hard, hard, mode: "exact" });
   return limits;
 }
 

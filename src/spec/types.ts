@@ -45,6 +45,11 @@ export interface SpecRlimit {
   resource: number;
   soft: bigint | "infinity";
   hard: bigint | "infinity";
+  /**
+   * "closest": when the limits cannot be raised (EPERM), set the nearest ones the container may
+   * (both capped at its hard limit), as nspawn applies --rlimit=/Limit*= (setrlimit_closest).
+   */
+  mode: "exact" | "closest";
 }
 
 export interface RunSpec {

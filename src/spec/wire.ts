@@ -88,7 +88,7 @@ export function specRecords(spec: RunSpec): Array<[string, string[]]> {
   if (spec.chdir !== undefined) add("chdir", spec.chdir);
   add("caps_bounding", spec.capsBounding);
   add("caps_ambient", spec.capsAmbient);
-  for (const l of spec.rlimits) add("rlimit", String(l.resource), limit(l.soft), limit(l.hard));
+  for (const l of spec.rlimits) add("rlimit", String(l.resource), limit(l.soft), limit(l.hard), l.mode);
   add("no_new_privs", flag(spec.noNewPrivs));
   if (spec.user) add("user", String(spec.user.uid), String(spec.user.gid), ...spec.user.groups.map(String));
   add("as_pid2", flag(spec.asPid2));

@@ -7,7 +7,7 @@
  * systemd-nspawn.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 import { ensureBusyboxImage } from "../fixtures/images.ts";
 import {
   Scratch,
@@ -41,15 +41,15 @@ afterEach(() => scratch.cleanup());
 afterAll(() => files.cleanup());
 
 /** Run the same arguments under both; machina first. */
-async function both(args: string[], cmd: string[], env?: Record<string, string | undefined>): Promise<{ m: RunResult; n: RunResult }> {
+async function both(args: string[], cmd: string[], env?: Record<string, string | undefined>, wrapper?: string[]): Promise<{ m: RunResult; n: RunResult }> {
   const full = ["-q", "-D", root, ...args, ...cmd];
-  const m = await runNspawn(full, { stateDir, env }, scratch);
-  const n = await runSystemdNspawn(full, args.includes("-M") ? args[args.indexOf("-M") + 1]! : name, { env });
+  const m = await runNspawn(full, { stateDir, env, wrapper }, scratch);
+  const n = await runSystemdNspawn(full, args.includes("-M") ? args[args.indexOf("-M") + 1]! : name, { env, wrapper });
   return { m, n };
 }
 
-async function probeBoth(args: string[], cmd: string[] = ["/usr/bin/probe"]): Promise<{ m: ProbeReport; n: ProbeReport }> {
-  const { m, n } = await both(args, cmd);
+async function probeBoth(args: string[], cmd: string[] = ["/usr/bin/probe"], wrapper?: string[]): Promise<{ m: ProbeReport; n: ProbeReport }> {
+  const { m, n } = await both(args, cmd, undefined, wrapper);
   if (m.code !== 0) throw new Error(`machina-nspawn exit ${m.code}: ${m.stderr}`);
   if (n.code !== 0) throw new Error(`systemd-nspawn exit ${n.code}: ${n.stderr}`);
   return { m: parseProbe(m.stdout), n: parseProbe(n.stdout) };
@@ -188,6 +188,22 @@ describeIf("side by side with systemd-nspawn 252: flags and exit codes", () => {
     expect(m.noNewPrivs).toBe(1);
     expect(n.noNewPrivs).toBe(1);
     expect(m.rlimits).toEqual(n.rlimits);
+  }, T);
+
+  test("--rlimit= / LimitRTPRIO= above what the caller may raise: clamped to its hard limit, the container runs", async () => {
+    // Without CAP_SYS_RESOURCE the RTPRIO hard limit (0 on Debian) cannot be raised: nspawn's
+    // setrlimit_closest() clamps every limit to the hard one instead of failing.
+    const noRes = ["setpriv", "--bounding-set=-sys_resource", "--"];
+    const cli = await probeBoth(["--console=pipe", "--rlimit=RTPRIO=8:16", "--rlimit=NOFILE=512:4194304"], ["/usr/bin/probe"], noRes);
+    expect(cli.m.rlimits).toEqual(cli.n.rlimits);
+    const file = `${root}.nspawn`;
+    await Bun.write(file, "[Exec]\nLimitRTPRIO=8:16\nLimitMEMLOCK=infinity\n");
+    try {
+      const f = await probeBoth(["--console=pipe", "--settings=trusted"], ["/usr/bin/probe"], noRes);
+      expect(f.m.rlimits).toEqual(f.n.rlimits);
+    } finally {
+      rmSync(file, { force: true });
+    }
   }, T);
 
   test("--read-only: same root mount flags and EROFS", async () => {

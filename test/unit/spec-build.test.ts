@@ -142,7 +142,7 @@ describe("buildSpec", () => {
     expect(s.chdir).toBe("/tmp");
     expect(BigInt("0x" + s.capsBounding) & (1n << 12n)).toBe(1n << 12n); // NET_ADMIN
     expect(BigInt("0x" + s.capsBounding) & (1n << 27n)).toBe(0n); // MKNOD dropped
-    expect(s.rlimits).toEqual([{ resource: 7, soft: 10n, hard: 20n }]);
+    expect(s.rlimits).toEqual([{ resource: 7, soft: 10n, hard: 20n, mode: "closest" }]);
     expect(s.noNewPrivs).toBe(true);
     expect(s.killSignal).toBe(15);
   });
@@ -163,8 +163,8 @@ describe("buildSpec", () => {
 
   test("the payload gets nspawn's NOFILE soft limit of 1024 with the hard limit inherited", () => {
     const limits = "Limit                     Soft Limit           Hard Limit           Units\nMax open files            65536                524288               files\n";
-    expect(spec(["-D", "/srv/box", "x"], fakeHost({ "/proc/self/limits": limits })).rlimits).toEqual([{ resource: 7, soft: 1024n, hard: 524288n }]);
-    expect(spec(["-D", "/srv/box", "--rlimit=NOFILE=9", "x"], fakeHost({ "/proc/self/limits": limits })).rlimits).toEqual([{ resource: 7, soft: 9n, hard: 9n }]);
+    expect(spec(["-D", "/srv/box", "x"], fakeHost({ "/proc/self/limits": limits })).rlimits).toEqual([{ resource: 7, soft: 1024n, hard: 524288n, mode: "exact" }]);
+    expect(spec(["-D", "/srv/box", "--rlimit=NOFILE=9", "x"], fakeHost({ "/proc/self/limits": limits })).rlimits).toEqual([{ resource: 7, soft: 9n, hard: 9n, mode: "closest" }]);
   });
 
   test("TERM: the caller's, vt220 with a pty when the caller has none, nothing with pipes; LANG is always C.UTF-8", () => {
