@@ -206,6 +206,15 @@ describeIf("side by side with systemd-nspawn 252: flags and exit codes", () => {
     }
   }, T);
 
+  test("--tmpfs= with mount flags in its options: the same mount (flags as flags, not tmpfs data)", async () => {
+    const { m, n } = await probeBoth(["--console=pipe", "--tmpfs=/var:rw,nosuid,noexec", "--tmpfs=/srv:mode=0700,ro,x-foo"]);
+    for (const dir of ["/var", "/srv"]) {
+      const [a, b] = [m, n].map((r) => r.mountinfo.find((x) => x.mountPoint === dir));
+      expect(a).toBeDefined();
+      expect([a!.options, a!.fsType, a!.superOptions]).toEqual([b!.options, b!.fsType, b!.superOptions]);
+    }
+  }, T);
+
   test("--read-only: same root mount flags and EROFS", async () => {
     const { m, n } = await both(["--console=pipe", "--read-only"], ["/usr/bin/probe", "touch", "/root/x"]);
     expect(m.stdout).toBe(n.stdout);
