@@ -129,6 +129,9 @@ interface UserInfo {
 function resolveUser(settings: Settings, image: ImageFacts): UserInfo | undefined {
   const wanted = settings.user;
   if (wanted === undefined) return undefined;
+  // As nspawn (change_uid_gid): root always exists — uid 0, gid 0, no supplementary groups,
+  // home /root — whether or not the image has an /etc/passwd.
+  if (wanted === "root" || wanted === "0") return { uid: 0, gid: 0, groups: [], home: "/root", name: wanted };
   const entry = /^[0-9]+$/.test(wanted)
     ? image.passwd.find((p) => p.uid === Number(wanted))
     : image.passwd.find((p) => p.name === wanted);

@@ -215,6 +215,23 @@ describeIf("side by side with systemd-nspawn 252: flags and exit codes", () => {
     }
   }, T);
 
+  test("-u root / -u 0 on an image without /etc/passwd: uid 0, HOME=/root, as nspawn", async () => {
+    const bare = `${files.dir()}/${name}`;
+    copyTree(root, bare);
+    rmSync(`${bare}/etc/passwd`);
+    rmSync(`${bare}/etc/group`, { force: true });
+    for (const u of ["root", "0"]) {
+      const args = ["-q", "-D", bare, "--console=pipe", "-u", u, "/usr/bin/probe"];
+      const m = await runNspawn(args, { stateDir }, scratch);
+      const n = await runSystemdNspawn(args, name);
+      expect([m.code, m.stderr]).toEqual([0, ""]);
+      expect(n.code).toBe(0);
+      const [pm, pn] = [parseProbe(m.stdout), parseProbe(n.stdout)];
+      expect([pm.uid, pm.gid, pm.env.HOME, pm.env.USER]).toEqual([pn.uid, pn.gid, pn.env.HOME, pn.env.USER]);
+      expect(pm.uid).toBe(0);
+    }
+  }, T);
+
   test("--read-only: same root mount flags and EROFS", async () => {
     const { m, n } = await both(["--console=pipe", "--read-only"], ["/usr/bin/probe", "touch", "/root/x"]);
     expect(m.stdout).toBe(n.stdout);

@@ -224,6 +224,16 @@ describe("buildSpec", () => {
     expect(spec(["-D", "/srv/box", "x"], host).env).toContain("container_uuid=01234567-89ab-cdef-0123-456789abcdef");
   });
 
+  test("-u root / -u 0 need no /etc/passwd: root is uid 0, gid 0, home /root (nspawn's change_uid_gid)", () => {
+    const host = fakeHost({ "/srv/bare/usr/bin/sh": "", "/srv/bare/etc/os-release": "ID=x\n" });
+    for (const u of ["root", "0"]) {
+      const s = spec(["-D", "/srv/bare", "-u", u, "x"], host);
+      expect(s.user).toEqual({ uid: 0, gid: 0, groups: [] });
+      expect(s.env).toContain("HOME=/root");
+      expect(s.env).toContain(`USER=${u}`);
+    }
+  });
+
   test.each([
     [["-D", "/nope", "x"], "directory \"/nope\" does not exist"],
     [["-D", "/srv/box/etc/passwd", "x"], "is not a directory"],
