@@ -232,6 +232,23 @@ describeIf("side by side with systemd-nspawn 252: flags and exit codes", () => {
     }
   }, T);
 
+  test("--overlay=+/var::/var on an image without /var: the mount point is created, as nspawn", async () => {
+    const cmd = ["/bin/sh", "-c", "touch /var/f && grep -c ' /var .* overlay ' /proc/self/mountinfo"];
+    const results: RunResult[] = [];
+    for (const run of ["machina", "nspawn"]) {
+      const img = `${files.dir()}/${name}`;
+      copyTree(root, img);
+      rmSync(`${img}/var`, { recursive: true, force: true });
+      const args = ["-q", "-D", img, "--console=pipe", "--overlay=+/var::/var", ...cmd];
+      results.push(run === "machina" ? await runNspawn(args, { stateDir }, scratch) : await runSystemdNspawn(args, name));
+      expect(existsSync(`${img}/var`)).toBe(true);
+      expect(existsSync(`${img}/var/f`)).toBe(false); // written to the temporary upper layer
+    }
+    const [m, n] = results;
+    expect([m!.code, m!.stdout, m!.stderr]).toEqual([0, "1\n", ""]);
+    expect([n!.code, n!.stdout]).toEqual([m!.code, m!.stdout]);
+  }, T);
+
   test("--read-only: same root mount flags and EROFS", async () => {
     const { m, n } = await both(["--console=pipe", "--read-only"], ["/usr/bin/probe", "touch", "/root/x"]);
     expect(m.stdout).toBe(n.stdout);
