@@ -5,7 +5,7 @@ import { usageError, type ErrorContext } from "../errors.ts";
 import { getopt } from "./getopt.ts";
 import { NSPAWN_OPTIONS } from "./nspawn-options.ts";
 import { CAPABILITIES, parseCapabilityList } from "./capabilities.ts";
-import { parseRlimitAssignment } from "./rlimits.ts";
+import { RLIMITS, parseRlimitAssignment } from "./rlimits.ts";
 import {
   CONSOLE_MODES, LINK_JOURNAL_MODES, OWNERSHIP_MODES, RESOLV_CONF_MODES, SETTINGS_MODES, TIMEZONE_MODES,
   VOLATILE_MODES, defaultSettings, type Settings, type VolatileMode,
@@ -16,8 +16,30 @@ import {
 import {
   parseAbsolutePath, parseBoolean, parseChoice, parseEnvAssignment, parseHostname, parseInterfaceName,
   parseMachineName, parseOomScoreAdjust, parsePersonality, parsePivotRoot, parseProperty, parseSignal,
-  parseSlice, parseSyscallFilter, parseUserName, parseUuid, parseVethExtra,
+  parseSlice, parseSyscallFilter, parseUserName, parseUuid, parseVethExtra, SIGNALS, SIGRTMIN,
 } from "./values.ts";
+
+/**
+ * The options systemd-nspawn 252 answers `=help` for: the choices, one per line, exit 0 (its
+ * DUMP_STRING_TABLE lists; --console= sorted, --kill-signal= every number 0…64 by its name).
+ */
+const CAP_NAMES = () => CAPABILITIES.map((c) => c.toLowerCase());
+export const HELP_LISTS: Readonly<Record<string, () => readonly string[]>> = {
+  capability: CAP_NAMES,
+  "drop-capability": CAP_NAMES,
+  "ambient-capability": CAP_NAMES,
+  console: () => [...CONSOLE_MODES].sort(),
+  "kill-signal": () =>
+    Array.from({ length: 65 }, (_, n) => {
+      if (n >= SIGRTMIN) return `RTMIN+${n - SIGRTMIN}`;
+      return Object.entries(SIGNALS).find(([, num]) => num === n)?.[0] ?? String(n);
+    }),
+  "private-users-ownership": () => OWNERSHIP_MODES,
+  "resolv-conf": () => RESOLV_CONF_MODES,
+  rlimit: () => Object.keys(RLIMITS).sort((a, b) => RLIMITS[a]! - RLIMITS[b]!),
+  timezone: () => TIMEZONE_MODES,
+  volatile: () => VOLATILE_MODES,
+};
 
 /** yes/no/state/overlay, booleans meaning yes/no; no value = yes. */
 export function parseVolatile(value: string | undefined, ctx: ErrorContext): VolatileMode {
@@ -52,6 +74,8 @@ export function parseNspawnCommandLine(
   for (const { id, value, spelling } of options) {
     const ctx: ErrorContext = { flag: spelling };
     const v = value ?? "";
+    const helpList = value === "help" && Object.hasOwn(HELP_LISTS, id) ? HELP_LISTS[id] : undefined;
+    if (helpList !== undefined) return { action: "list", lines: [...helpList()] };
     switch (id) {
       case "help":
         return { action: "help" };
@@ -120,14 +144,12 @@ export function parseNspawnCommandLine(
         set("privateNetwork", true, spelling);
         break;
       case "capability": {
-        if (v === "help") return { action: "list", lines: CAPABILITIES.map((c) => c.toLowerCase()) };
         const caps = parseCapabilityList(v, ctx);
         if (caps === "all") throw usageError(`${spelling}=all is not allowed: name the capabilities to add`, ctx);
         set("capabilities", [...s.capabilities, ...caps], spelling);
         break;
       }
       case "drop-capability": {
-        if (v === "help") return { action: "list", lines: CAPABILITIES.map((c) => c.toLowerCase()) };
         const caps = parseCapabilityList(v, ctx);
         const prev = s.dropCapabilities;
         set("dropCapabilities", caps === "all" || prev === "all" ? "all" : [...prev, ...caps], spelling);

@@ -10,6 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test
 import { existsSync, rmSync } from "node:fs";
 import { ensureBusyboxImage } from "../fixtures/images.ts";
 import {
+  MACHINA_NSPAWN,
   Scratch,
   copyTree,
   haveSystemdNspawn,
@@ -173,6 +174,14 @@ describeIf("side by side with systemd-nspawn 252 (busybox, --console=pipe)", () 
 });
 
 describeIf("side by side with systemd-nspawn 252: flags and exit codes", () => {
+  test("OPTION=help: the same choices, one per line, exit 0 (and the same refusals)", () => {
+    for (const o of ["timezone", "resolv-conf", "console", "volatile", "private-users-ownership", "rlimit", "kill-signal", "capability", "drop-capability", "ambient-capability", "link-journal", "personality", "notify-ready"]) {
+      const m = Bun.spawnSync([MACHINA_NSPAWN, `--${o}=help`], { stdin: "ignore" });
+      const n = Bun.spawnSync(["systemd-nspawn", `--${o}=help`], { stdin: "ignore" });
+      expect([o, m.exitCode === 0, m.stdout.toString()]).toEqual([o, n.exitCode === 0, n.stdout.toString()]);
+    }
+  }, T);
+
   test("-M, --hostname, -E, --uuid, --chdir: same identity and environment", async () => {
     const { m, n } = await probeBoth(["--console=pipe", "-M", `${name}-x`, "--hostname=hn", "-E", "FOO=bar", "--uuid=0123456789abcdef0123456789abcdef", "--chdir=/tmp"]);
     expect(m.hostname).toBe("hn");
