@@ -20,7 +20,7 @@ import { planRoot } from "./root-modes.ts";
 import { seccompFilters } from "./seccomp.ts";
 import { applyUserns, planUserns } from "./userns.ts";
 import { netnsPath, routedNetwork, wantsManagedNetwork, wantsPreparedNetns } from "./network.ts";
-import type { ExecCandidate, Namespace, RunSpec, SetupOp, SpecConsole } from "./types.ts";
+import type { CreateMode, ExecCandidate, Namespace, RunSpec, SetupOp, SpecConsole } from "./types.ts";
 
 import { DEFAULT_PATH } from "./default-path.ts";
 export { DEFAULT_PATH };
@@ -214,6 +214,23 @@ function procOps(privateNetwork: boolean): SetupOp[] {
   return ops;
 }
 
+/**
+ * nspawn's read-only bind of a host file over /etc/resolv.conf or /etc/localtime. A symlink
+ * there is followed inside the image (chase with CHASE_NONEXISTENT; it never leads out of
+ * the image) and the file it leads to is bound over — created first when only that file is
+ * missing and the image is writable; otherwise (dangling into a missing directory, a
+ * directory, a read-only image) `fallback` is done instead, and the container starts.
+ */
+function bindOverEtc(cpath: string, source: string, kind: ImageFacts["localtimeKind"], chased: ImageFacts["localtimeChased"], writable: boolean, fallback: SetupOp[]): SetupOp[] {
+  const mount = (target: string, create: CreateMode): SetupOp[] => [
+    { op: "mount", source, target, fstype: "", flags: MS.BIND | MS.RDONLY | MS.NOSUID | MS.NODEV, data: "", create },
+  ];
+  if (kind !== "symlink") return mount(cpath, "file");
+  if (chased === undefined || chased.kind === "dir") return fallback;
+  if (chased.kind !== undefined) return mount(chased.path, "none");
+  return chased.parentIsDir && writable ? mount(chased.path, "file") : fallback;
+}
+
 function resolvConfOps(settings: Settings, image: ImageFacts, host: HostFacts, writable: boolean): SetupOp[] {
   let mode = settings.resolvConf;
   if (mode === "off") return [];
@@ -228,8 +245,8 @@ function resolvConfOps(settings: Settings, image: ImageFacts, host: HostFacts, w
   const [action, which] = mode.split("-") as ["copy" | "replace" | "bind", "host" | "static" | "uplink" | "stub"];
   const source = host.resolvConf[which];
   if (source === undefined) return [];
-  if (action === "bind")
-    return [{ op: "mount", source, target: "/etc/resolv.conf", fstype: "", flags: MS.BIND | MS.RDONLY | MS.NOSUID | MS.NODEV, data: "", create: "file" }];
+  // a failed bind falls back to nspawn's copy with O_NOFOLLOW: nothing over a symlink
+  if (action === "bind") return bindOverEtc("/etc/resolv.conf", source, image.resolvConfKind, image.resolvConfChased, writable, []);
   if (!writable) return [];
   if (action === "copy") {
     // nspawn leaves an existing non-regular file (e.g. a symlink) alone.
@@ -242,10 +259,13 @@ function resolvConfOps(settings: Settings, image: ImageFacts, host: HostFacts, w
 function timezoneOps(settings: Settings, image: ImageFacts, host: HostFacts, writable: boolean): SetupOp[] {
   let mode = settings.timezone;
   if (mode === "off") return [];
-  const bind = (): SetupOp[] =>
-    host.localtimePath === undefined
-      ? []
-      : [{ op: "mount", source: host.localtimePath, target: "/etc/localtime", fstype: "", flags: MS.BIND | MS.RDONLY | MS.NOSUID | MS.NODEV, data: "", create: "file" }];
+  const bind = (): SetupOp[] => {
+    const source = host.localtimePath;
+    if (source === undefined) return [];
+    // a failed bind falls back to nspawn's copy (replacing whatever is there)
+    const copy: SetupOp[] = writable ? [{ op: "remove", path: "/etc/localtime" }, { op: "copy", source, path: "/etc/localtime", mode: 0o644 }] : [];
+    return bindOverEtc("/etc/localtime", source, image.localtimeKind, image.localtimeChased, writable, copy);
+  };
   if (mode === "auto") mode = host.timezone !== undefined ? "symlink" : writable ? "copy" : "bind";
   switch (mode) {
     case "delete":
@@ -347,8 +367,9 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
     ...procOps(settings.privateNetwork),
     { op: "cgroupns" },
     { op: "mount", source: "cgroup2", target: "/sys/fs/cgroup", fstype: "cgroup2", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: "", create: "none" },
-    ...resolvConfOps(settings, image, host, writable),
+    // nspawn's order (outer_child): the timezone, then resolv.conf
     ...timezoneOps(settings, image, host, writable),
+    ...resolvConfOps(settings, image, host, writable),
     ...journal.ops,
     ...userMounts.ops,
   ];

@@ -7,7 +7,7 @@
  * systemd-nspawn.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, rmSync } from "node:fs";
+import { existsSync, rmSync, symlinkSync } from "node:fs";
 import { ensureBusyboxImage } from "../fixtures/images.ts";
 import {
   MACHINA_NSPAWN,
@@ -256,6 +256,27 @@ describeIf("side by side with systemd-nspawn 252: flags and exit codes", () => {
     const [m, n] = results;
     expect([m!.code, m!.stdout, m!.stderr]).toEqual([0, "1\n", ""]);
     expect([n!.code, n!.stdout]).toEqual([m!.code, m!.stdout]);
+  }, T);
+
+  test("--timezone=bind / --resolv-conf=bind-host over symlinks in the image (dangling, or to a file): the same container", async () => {
+    const cmd = ["/bin/sh", "-c", "for f in /etc/localtime /etc/resolv.conf; do [ -L $f ] && echo link || echo file; md5sum < $f 2>&1; done; grep -c ' /etc/real ' /proc/self/mountinfo; true"];
+    for (const target of ["../usr/share/zoneinfo/Nowhere", "/etc/real", "../../../../etc/missing"]) {
+      const out: RunResult[] = [];
+      for (const run of ["machina", "nspawn"]) {
+        const img = `${files.dir()}/${name}`;
+        copyTree(root, img);
+        for (const f of ["localtime", "resolv.conf"]) {
+          rmSync(`${img}/etc/${f}`, { force: true });
+          symlinkSync(target, `${img}/etc/${f}`);
+        }
+        await Bun.write(`${img}/etc/real`, "real\n");
+        const args = ["-q", "-D", img, "--console=pipe", "--timezone=bind", "--resolv-conf=bind-host", ...cmd];
+        out.push(run === "machina" ? await runNspawn(args, { stateDir }, scratch) : await runSystemdNspawn(args, name));
+      }
+      const [m, n] = out;
+      expect([target, m!.code, m!.stdout]).toEqual([target, 0, n!.stdout]);
+      expect(n!.code).toBe(0);
+    }
   }, T);
 
   test("--read-only: same root mount flags and EROFS", async () => {

@@ -88,10 +88,10 @@ describe("buildSpec", () => {
       ...["kallsyms", "kcore", "keys", "sysrq-trigger", "timer_list"].map((p): SetupOp => ({ op: "mask", path: `/proc/${p}` })),
       { op: "cgroupns" },
       { op: "mount", source: "cgroup2", target: "/sys/fs/cgroup", fstype: "cgroup2", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: "", create: "none" },
-      // --resolv-conf=auto on a writable image without resolved: copy the host's file
-      { op: "copy", source: "/etc/resolv.conf", path: "/etc/resolv.conf", mode: 0o644 },
       // --timezone=auto, host /etc/localtime is a zoneinfo symlink but the image lacks the zone: bind
       { op: "mount", source: "/usr/share/zoneinfo/Europe/Berlin", target: "/etc/localtime", fstype: "", flags: MS.BIND | MS.RDONLY | MS.NOSUID | MS.NODEV, data: "", create: "file" },
+      // --resolv-conf=auto on a writable image without resolved: copy the host's file
+      { op: "copy", source: "/etc/resolv.conf", path: "/etc/resolv.conf", mode: 0o644 },
     ];
     expect(s.ops).toEqual(expected);
   });
@@ -222,6 +222,32 @@ describe("buildSpec", () => {
   test("the image's machine id becomes the container UUID", () => {
     const host = fakeHost({ "/srv/box/etc/machine-id": "0123456789abcdef0123456789abcdef\n" });
     expect(spec(["-D", "/srv/box", "x"], host).env).toContain("container_uuid=01234567-89ab-cdef-0123-456789abcdef");
+  });
+
+  test("--timezone=bind / --resolv-conf=bind-host over an image's symlink: followed inside the image, else nspawn's fallback", () => {
+    const RO = MS.BIND | MS.RDONLY | MS.NOSUID | MS.NODEV;
+    const etcOps = (target: string, extra: Record<string, string> = {}) => {
+      const host = fakeHost({
+        "/srv/box/etc/localtime": { kind: "symlink", target },
+        "/srv/box/etc/resolv.conf": { kind: "symlink", target },
+        "/srv/box/etc/real": "x",
+        ...extra,
+      });
+      return spec(["-D", "/srv/box", "--timezone=bind", "--resolv-conf=bind-host", "x"], host).ops.filter((o) => ("target" in o && o.target.startsWith("/etc/")) || ("path" in o && o.path.startsWith("/etc/")));
+    };
+    const zone = "/usr/share/zoneinfo/Europe/Berlin";
+    // to a file of the image (never out of it: ../.. stops at its root): bound there
+    expect(etcOps("../../../etc/real")).toEqual([
+      { op: "mount", source: zone, target: "/etc/real", fstype: "", flags: RO, data: "", create: "none" },
+      { op: "mount", source: "/etc/resolv.conf", target: "/etc/real", fstype: "", flags: RO, data: "", create: "none" },
+    ]);
+    // dangling into an existing directory: the file is created there, then bound
+    expect(etcOps("/etc/new").map((o) => [o.op, "target" in o ? o.target : "", "create" in o ? o.create : ""])).toEqual([["mount", "/etc/new", "file"], ["mount", "/etc/new", "file"]]);
+    // dangling into a missing directory: localtime copied over the link, resolv.conf left alone
+    expect(etcOps("../usr/share/zoneinfo/Nowhere")).toEqual([
+      { op: "remove", path: "/etc/localtime" },
+      { op: "copy", source: zone, path: "/etc/localtime", mode: 0o644 },
+    ]);
   });
 
   test("-u root / -u 0 need no /etc/passwd: root is uid 0, gid 0, home /root (nspawn's change_uid_gid)", () => {
