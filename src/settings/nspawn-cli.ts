@@ -306,7 +306,7 @@ export function parseNspawnCommandLine(
 
   if (s.networkBridge !== undefined && s.networkZone !== undefined)
     throw usageError("--network-bridge= and --network-zone= may not be combined", { flag: "--network-zone" });
-  if (s.networkNamespacePath !== undefined && (s.privateNetwork || s.networkVeth || s.networkBridge !== undefined || s.networkZone !== undefined || s.networkInterfaces.length > 0 || s.networkMacvlan.length > 0 || s.networkIpvlan.length > 0))
+  if (s.networkNamespacePath !== undefined && (s.networkVeth || s.networkVethExtra.length > 0 || s.networkBridge !== undefined || s.networkZone !== undefined || s.networkInterfaces.length > 0 || s.networkMacvlan.length > 0 || s.networkIpvlan.length > 0))
     throw usageError("--network-namespace-path= may not be combined with other network options", { flag: "--network-namespace-path" });
   if (s.ephemeral && s.template !== undefined)
     throw usageError("--ephemeral and --template= may not be combined", { flag: "--ephemeral" });

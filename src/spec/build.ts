@@ -72,8 +72,9 @@ export function checkRunnable(settings: Settings, image: ImageFacts, host: HostF
   }
   if (settings.directory === undefined)
     throw new MachinaError("E_USAGE", "no container root given", {}, "use -D DIRECTORY (see --help)");
-  if (settings.networkNamespacePath !== undefined && (settings.privateNetwork || wantsManagedNetwork(settings)))
-    throw new MachinaError("E_USAGE", `${origin(settings, "networkNamespacePath")} may not be combined with --private-network or other network options`, { flag: origin(settings, "networkNamespacePath") });
+  // --private-network may go with it (nspawn accepts the pair: the namespace is joined)
+  if (settings.networkNamespacePath !== undefined && wantsManagedNetwork(settings))
+    throw new MachinaError("E_USAGE", `${origin(settings, "networkNamespacePath")} may not be combined with other network options`, { flag: origin(settings, "networkNamespacePath") });
   if (settings.ports.length > 0 && !routedNetwork(settings))
     throw new MachinaError("E_USAGE", `${origin(settings, "ports")} needs --network-veth or --network-zone= (machina forwards to the address it gave the container)`, { flag: origin(settings, "ports") });
   if (!image.exists)

@@ -14,6 +14,7 @@ import {
   Scratch,
   copyTree,
   haveSystemdNspawn,
+  mountFlags,
   mountSummary,
   parseProbe,
   runNspawn,
@@ -276,6 +277,20 @@ describeIf("side by side with systemd-nspawn 252: flags and exit codes", () => {
       const [m, n] = out;
       expect([target, m!.code, m!.stdout]).toEqual([target, 0, n!.stdout]);
       expect(n!.code).toBe(0);
+    }
+  }, T);
+
+  test("--network-namespace-path= with --private-network: accepted, the namespace joined, the same capabilities and /proc/sys/net", async () => {
+    const ns = `mcmp${process.pid}`;
+    expect(Bun.spawnSync(["ip", "netns", "add", ns]).exitCode).toBe(0);
+    try {
+      const { m, n } = await probeBoth(["--console=pipe", `--network-namespace-path=/run/netns/${ns}`, "--private-network"]);
+      expect(m.caps.CapBnd).toBe(n.caps.CapBnd);
+      expect(m.namespaces.net).toBe(n.namespaces.net);
+      const netMount = (r: ProbeReport) => [...new Set(r.mountinfo.filter((x) => x.mountPoint === "/proc/sys/net").map((x) => mountFlags(x.options)))];
+      expect(netMount(m)).toEqual(netMount(n));
+    } finally {
+      Bun.spawnSync(["ip", "netns", "del", ns]);
     }
   }, T);
 

@@ -250,6 +250,13 @@ describe("buildSpec", () => {
     ]);
   });
 
+  test("--network-namespace-path= with --private-network: the namespace is joined (nspawn accepts the pair)", () => {
+    const s = spec(["-D", "/srv/box", "--network-namespace-path=/run/netns/x", "--private-network", "x"]);
+    expect(s.namespaces).not.toContain("net");
+    expect(s.netns).toBe("/run/netns/x");
+    expect(BigInt("0x" + s.capsBounding) & (1n << 12n)).toBe(1n << 12n); // NET_ADMIN, as nspawn
+  });
+
   test("-u root / -u 0 need no /etc/passwd: root is uid 0, gid 0, home /root (nspawn's change_uid_gid)", () => {
     const host = fakeHost({ "/srv/bare/usr/bin/sh": "", "/srv/bare/etc/os-release": "ID=x\n" });
     for (const u of ["root", "0"]) {
@@ -267,7 +274,7 @@ describe("buildSpec", () => {
     [["-D", "/srv/box", "-b"], "no init found"],
     [["-D", "/srv/box", "-u", "nobody", "x"], "user \"nobody\" not found in the container's /etc/passwd"],
     [["-D", "/srv/box", "-p", "80", "x"], "-p needs --network-veth or --network-zone="],
-    [["-D", "/srv/box", "--network-namespace-path=/run/netns/x", "--private-network", "x"], "may not be combined"],
+    [["-D", "/srv/box", "--network-namespace-path=/run/netns/x", "--network-veth", "x"], "may not be combined"],
   ])("refuses %p: %s", (argv, message) => {
     expect(() => spec(argv as string[])).toThrow(message);
   });
