@@ -2,10 +2,11 @@
  * buildSpec: Settings + image facts + host facts -> RunSpec. Pure: every decision about how a
  * container is set up is made here, and unit tests assert the result exactly.
  */
-import { MachinaError, invalidError } from "../errors.ts";
+import { MachinaError, invalidError, usageError } from "../errors.ts";
 import type { HostFacts, ImageFacts } from "../host/facts.ts";
 import { NSPAWN_DEFAULT_CAPS, capabilityMask, type CapabilityName } from "../settings/capabilities.ts";
 import { machineNameFromDirectory } from "../settings/machine-name.ts";
+import { parseNspawnEnvironment, type NspawnEnvironment } from "../settings/nspawn-env.ts";
 import type { Settings } from "../settings/settings.ts";
 import { SIGRTMIN, uuidFromHex } from "../settings/values.ts";
 import { bindUserOps, planBindUsers } from "./bind-user.ts";
@@ -15,7 +16,7 @@ import { MS, S_IF } from "./mount-flags.ts";
 import { userMountPlan } from "./mounts-user.ts";
 import { personalityValue } from "./process.ts";
 import { machinedRegistration, resourcePlan } from "./resources.ts";
-import { chainOnExit, machinedRegisterCommand, machinedUnregisterCommand } from "./register.ts";
+import { MACHINED_SERVICE, chainOnExit, machinedRegisterCommand, machinedUnregisterCommand } from "./register.ts";
 import { planRoot } from "./root-modes.ts";
 import { seccompFilters } from "./seccomp.ts";
 import { applyUserns, planUserns } from "./userns.ts";
@@ -203,14 +204,17 @@ function runHostOps(host: HostFacts, uuid: string, beforeSeal: SetupOp[] = []): 
   return ops;
 }
 
-function procOps(privateNetwork: boolean): SetupOp[] {
+/** /proc; `netWritable`: /proc/sys/net stays writable; `apiWritable`: nothing made read-only ($SYSTEMD_NSPAWN_API_VFS_WRITABLE). */
+function procOps(netWritable: boolean, apiWritable = false): SetupOp[] {
   const ops: SetupOp[] = [
     { op: "mount", source: "proc", target: "/proc", fstype: "proc", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: "", create: "dir" },
-    { op: "rebind", target: "/proc/sys", flags: RO_API, optional: false },
   ];
-  if (privateNetwork) ops.push({ op: "rebind", target: "/proc/sys/net", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, optional: true });
-  for (const p of ["acpi", "apm", "asound", "bus", "fs", "irq", "scsi"])
-    ops.push({ op: "rebind", target: `/proc/${p}`, flags: RO_API, optional: true });
+  if (!apiWritable) {
+    ops.push({ op: "rebind", target: "/proc/sys", flags: RO_API, optional: false });
+    if (netWritable) ops.push({ op: "rebind", target: "/proc/sys/net", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, optional: true });
+    for (const p of ["acpi", "apm", "asound", "bus", "fs", "irq", "scsi"])
+      ops.push({ op: "rebind", target: `/proc/${p}`, flags: RO_API, optional: true });
+  }
   for (const p of ["kallsyms", "kcore", "keys", "sysrq-trigger", "timer_list"]) ops.push({ op: "mask", path: `/proc/${p}` });
   return ops;
 }
@@ -341,10 +345,28 @@ function payloadRlimits(settings: Settings, host: HostFacts): RunSpec["rlimits"]
   return limits;
 }
 
-export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts, options: BuildOptions): RunSpec {
+/**
+ * The Settings after nspawn's environment variables: $SYSTEMD_SUPPRESS_SYNC where neither the
+ * command line nor a file set --suppress-sync; no registration when the UTS namespace is shared
+ * (as nspawn).
+ */
+function withEnvironment(settings: Settings, env: NspawnEnvironment): Settings {
+  const s = { ...settings };
+  if (env.suppressSync !== undefined && !settings.provenance.has("suppressSync")) s.suppressSync = env.suppressSync;
+  if (env.shareUts) s.register = false;
+  return s;
+}
+
+export function buildSpec(cliSettings: Settings, image: ImageFacts, host: HostFacts, options: BuildOptions): RunSpec {
+  const nenv = parseNspawnEnvironment(host.env);
+  const settings = withEnvironment(cliSettings, nenv);
   checkRunnable(settings, image, host);
   const name = machineName(settings, image);
   const uuid = containerUuid(settings, image, host);
+  if (settings.privateUsers.mode !== "no" && nenv.apiVfs === "rw")
+    throw usageError("Cannot combine --private-users with read-write mounts ($SYSTEMD_NSPAWN_API_VFS_WRITABLE)", { flag: "$SYSTEMD_NSPAWN_API_VFS_WRITABLE" });
+  if (settings.privateUsers.mode !== "no" && nenv.apiVfs === "network" && !settings.privateNetwork)
+    throw usageError("Mounting sysfs with --private-users requires --private-network ($SYSTEMD_NSPAWN_API_VFS_WRITABLE=network)", { flag: "$SYSTEMD_NSPAWN_API_VFS_WRITABLE" });
   const usernsPlan = planUserns(settings, image.root, name, image.userns, host.randomId);
   const bound = planBindUsers(settings, image, usernsPlan); // --bind-user
   const user = resolveUser(settings, image);
@@ -352,7 +374,7 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
   const writable = rootPlan.writable;
   const userMounts = userMountPlan(settings, host, usernsPlan); // --bind, --tmpfs, --overlay, --inaccessible
   const journal = planJournal(settings, image, writable);
-  const namespaces: Namespace[] = ["mnt", "pid", "uts", "ipc", "cgroup"];
+  const namespaces: Namespace[] = ["mnt", "pid", "uts", "ipc", "cgroup"].filter((ns) => !(ns === "uts" && nenv.shareUts) && !(ns === "ipc" && nenv.shareIpc)) as Namespace[];
   // A network prepared by src/net/ (links moved into it before the start) or --network-namespace-path
   // is joined; otherwise the clone creates it (the helper adds the main veth: net_* records).
   const joinNetns = wantsPreparedNetns(settings) ? netnsPath(host.stateDir, name) : settings.networkNamespacePath;
@@ -360,12 +382,14 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
 
   const ops: SetupOp[] = [
     ...rootPlan.preOps,
-    { op: "mount", source: "tmpfs", target: "/tmp", fstype: "tmpfs", flags: MS.NOSUID | MS.NODEV | MS.STRICTATIME, data: "mode=1777,size=10%,nr_inodes=400k", create: "dir" },
-    { op: "mount", source: "sysfs", target: "/sys", fstype: "sysfs", flags: RO_API, data: "", create: "dir" },
+    ...(nenv.tmpfsTmp
+      ? [{ op: "mount", source: "tmpfs", target: "/tmp", fstype: "tmpfs", flags: MS.NOSUID | MS.NODEV | MS.STRICTATIME, data: "mode=1777,size=10%,nr_inodes=400k", create: "dir" } satisfies SetupOp]
+      : []),
+    { op: "mount", source: "sysfs", target: "/sys", fstype: "sysfs", flags: nenv.apiVfs === "rw" ? MS.NOSUID | MS.NODEV | MS.NOEXEC : RO_API, data: "", create: "dir" },
     ...devOps(settings.privateNetwork),
     ...runHostOps(host, uuid, [...credentialDirOps(settings), ...bindUserOps(bound)]),
     ...credentialOps(settings, host),
-    ...procOps(settings.privateNetwork),
+    ...procOps(settings.privateNetwork || nenv.apiVfs === "network", nenv.apiVfs === "rw"),
     { op: "cgroupns" },
     { op: "mount", source: "cgroup2", target: "/sys/fs/cgroup", fstype: "cgroup2", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: "", create: "none" },
     // nspawn's order (outer_child): the timezone, then resolv.conf
@@ -386,7 +410,7 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
   const state = {
     name,
     class: "container",
-    service: "machina-nspawn",
+    service: nenv.containerService ?? MACHINED_SERVICE,
     root: image.root,
     uuid,
     boot: settings.boot,
@@ -407,7 +431,7 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
     root: image.root,
     readOnly: rootPlan.readOnly,
     namespaces,
-    hostname: settings.hostname ?? name,
+    ...(nenv.shareUts ? {} : { hostname: settings.hostname ?? name }),
     statusFd: options.statusFd,
     registry,
     stateJson,
@@ -449,7 +473,7 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
     ...(options.hostUmounts !== undefined && options.hostUmounts.length > 0 ? { hostUmounts: options.hostUmounts } : {}),
     ...(resources.supervisorCgroup !== undefined ? { supervisorCgroup: resources.supervisorCgroup } : {}),
     ...(registration !== undefined
-      ? { onLeader: machinedRegisterCommand({ how: registration, name, uuid, root: image.root, busctl: host.systemd.busctl!, slice: settings.slice }) }
+      ? { onLeader: machinedRegisterCommand({ how: registration, name, uuid, root: image.root, busctl: host.systemd.busctl!, slice: settings.slice, service: nenv.containerService }) }
       : {}),
   }, usernsPlan, settings.privateNetwork && joinNetns === undefined, bound);
 }

@@ -58,7 +58,8 @@ export interface RunSpec {
   root: string;
   readOnly: boolean;
   namespaces: Namespace[];
-  hostname: string;
+  /** Set in the new UTS namespace; absent when the host's is shared ($SYSTEMD_NSPAWN_SHARE_NS_UTS). */
+  hostname?: string;
   statusFd: number | undefined;
   registry: string | undefined;
   /** JSON members without braces. */

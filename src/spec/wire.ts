@@ -51,7 +51,7 @@ export function specRecords(spec: RunSpec): Array<[string, string[]]> {
   add("root", spec.root);
   add("read_only", flag(spec.readOnly));
   add("namespaces", ...spec.namespaces);
-  add("hostname", spec.hostname);
+  if (spec.hostname !== undefined) add("hostname", spec.hostname);
   if (spec.statusFd !== undefined) add("status_fd", String(spec.statusFd));
   if (spec.registry !== undefined) add("registry", spec.registry);
   if (spec.stateJson !== undefined) add("state_json", spec.stateJson);

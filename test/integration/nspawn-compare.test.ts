@@ -7,7 +7,7 @@
  * systemd-nspawn.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, rmSync, symlinkSync } from "node:fs";
+import { existsSync, readlinkSync, rmSync, symlinkSync } from "node:fs";
 import { ensureBusyboxImage } from "../fixtures/images.ts";
 import {
   MACHINA_NSPAWN,
@@ -293,6 +293,37 @@ describeIf("side by side with systemd-nspawn 252: flags and exit codes", () => {
       Bun.spawnSync(["ip", "netns", "del", ns]);
     }
   }, T);
+
+  test("nspawn's environment variables: API_VFS_WRITABLE, TMPFS_TMP, SHARE_NS_IPC/UTS give the same container; the same refusals", async () => {
+    const api = (r: ProbeReport) =>
+      [...new Set(r.mountinfo.filter((x) => /^\/(sys|proc)(\/sys|\/sys\/net|\/acpi|\/bus|\/fs|\/irq)?$/.test(x.mountPoint)).map((x) => `${x.mountPoint} ${mountFlags(x.options)}`))].sort();
+    const run = async (env: Record<string, string>, args: string[] = []) => {
+      const { m, n } = await both(["--console=pipe", ...args], ["/usr/bin/probe"], env);
+      return { m, n, pm: m.code === 0 ? parseProbe(m.stdout) : undefined, pn: n.code === 0 ? parseProbe(n.stdout) : undefined };
+    };
+    // /sys: machina always mounts sysfs itself, nspawn a tmpfs with sysfs parts for "network" (docs/COMPATIBILITY.md)
+    const noSysParts = (l: string[]) => l.filter((x) => !/^\/sys\//.test(x)).map((x) => (x.startsWith("/sys ") ? "/sys" : x));
+    for (const v of ["yes", "network", "0"]) {
+      const r = await run({ SYSTEMD_NSPAWN_API_VFS_WRITABLE: v });
+      expect([v, r.m.code]).toEqual([v, r.n.code]);
+      expect(noSysParts(api(r.pm!))).toEqual(noSysParts(api(r.pn!)));
+      expect(r.pm!.mountinfo.find((x) => x.mountPoint === "/sys")!.options.split(",")[0]).toBe(r.pn!.mountinfo.find((x) => x.mountPoint === "/sys")!.options.split(",")[0]);
+    }
+    for (const [v, args] of [["yes", ["-U", "--private-network"]], ["network", ["-U"]]] as const) {
+      const r = await run({ SYSTEMD_NSPAWN_API_VFS_WRITABLE: v }, [...args]);
+      expect([v, r.m.code, r.n.code]).toEqual([v, 1, 1]);
+    }
+    const tmp = await run({ SYSTEMD_NSPAWN_TMPFS_TMP: "0" });
+    expect(tmp.pm!.mountinfo.some((x) => x.mountPoint === "/tmp")).toBe(false);
+    expect(tmp.pn!.mountinfo.some((x) => x.mountPoint === "/tmp")).toBe(false);
+    const share = await run({ SYSTEMD_NSPAWN_SHARE_NS_IPC: "1", SYSTEMD_NSPAWN_SHARE_NS_UTS: "yes" });
+    const self = (ns: string) => readlinkSync(`/proc/self/ns/${ns}`);
+    for (const ns of ["ipc", "uts"]) expect([ns, share.pm!.namespaces[ns], share.pn!.namespaces[ns]]).toEqual([ns, self(ns), self(ns)]);
+    expect(share.pm!.hostname).toBe(share.pn!.hostname);
+    const bad = await run({ SYSTEMD_NSPAWN_TMPFS_TMP: "maybe" });
+    expect([bad.m.code, bad.n.code]).toEqual([1, 1]);
+    expect(bad.m.stderr).toContain("$SYSTEMD_NSPAWN_TMPFS_TMP");
+  }, 120_000);
 
   test("--read-only: same root mount flags and EROFS", async () => {
     const { m, n } = await both(["--console=pipe", "--read-only"], ["/usr/bin/probe", "touch", "/root/x"]);
