@@ -1,9 +1,15 @@
 /** machinactl's command line: machinectl 252's options (plus --json), GNU permutation. Pure. */
 import { usageError, type ErrorContext } from "../../errors.ts";
 import { getopt, option as o, type OptionDef } from "../../settings/getopt.ts";
-import { parseBoolean, parseChoice, parseEnvAssignment, parseSignal } from "../../settings/values.ts";
+import { isValidMachineName, parseBoolean, parseChoice, parseEnvAssignment, parseSignal } from "../../settings/values.ts";
 
 export const JSON_MODES = ["off", "pretty", "short"] as const;
+
+/** journalctl's output modes, which --output= takes (machinectl 252's `-o help` lists them so). */
+export const OUTPUT_MODES = [
+  "short", "short-full", "short-iso", "short-iso-precise", "short-precise", "short-monotonic", "short-delta", "short-unix",
+  "verbose", "export", "json", "json-pretty", "json-sse", "json-seq", "cat", "with-unit",
+] as const;
 export type JsonMode = (typeof JSON_MODES)[number];
 
 export interface MachinactlOptions {
@@ -109,7 +115,17 @@ export function parseMachinactlCommandLine(
       case "no-legend": opts.legend = false; break;
       case "no-ask-password": opts.askPassword = false; break;
       case "host": throw usageError("--host= is not supported: machina manages the local host only", ctx);
-      case "machine": opts.machine = v; break;
+      case "machine": {
+        // machinectl's [USER@]MACHINE: machina manages this host only, so only .host (the default) is taken
+        const at = v.lastIndexOf("@");
+        const m = at === -1 ? v : v.slice(at + 1);
+        if (v === "" || (m !== ".host" && m !== "" && !isValidMachineName(m)))
+          throw usageError(`invalid value ${JSON.stringify(v)} for ${spelling}: expected [USER@]MACHINE with a valid machine name, or .host`, ctx);
+        if (m !== ".host" && m !== "")
+          throw usageError(`${spelling} ${JSON.stringify(v)} is not supported: machinactl manages the machines of this host (.host); name the machine as the verb's argument instead`, ctx);
+        opts.machine = v;
+        break;
+      }
       case "property": opts.properties.push(...v.split(",").filter((p) => p.length > 0)); break;
       case "P": opts.properties.push(v); opts.value = true; break;
       case "quiet": opts.quiet = true; break;
@@ -131,7 +147,7 @@ export function parseMachinactlCommandLine(
       case "mkdir": opts.mkdir = true; break;
       case "lines": opts.lines = nonNegativeInt(v, ctx); break;
       case "max-addresses": opts.maxAddresses = nonNegativeInt(v, ctx); break;
-      case "output": opts.output = v; break;
+      case "output": opts.output = v === "help" ? v : parseChoice(v, OUTPUT_MODES, ctx); break;
       case "verify": opts.verify = parseChoice(v, ["no", "checksum", "signature"] as const, ctx); break;
       case "force": opts.force = true; break;
       case "root-password": opts.rootPassword = v; break;
