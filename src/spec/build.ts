@@ -140,6 +140,7 @@ function resolveUser(settings: Settings, image: ImageFacts): UserInfo | undefine
   if (entry === undefined) {
     if (/^[0-9]+$/.test(wanted)) {
       const uid = Number(wanted);
+      if (uid > 0xfffffffe) throw invalidError(`invalid value "${wanted}" for --user: a numeric user is at most 4294967294`, { flag: "--user", value: wanted });
       return { uid, gid: uid, groups: [], home: "/", name: wanted };
     }
     throw new MachinaError("E_NOT_FOUND", `user "${wanted}" not found in the container's /etc/passwd`, { flag: "--user", value: wanted });

@@ -273,6 +273,7 @@ describe("buildSpec", () => {
     [["-D", "/etc", "x"], "doesn't look like an OS tree (/usr/ is missing)"],
     [["-D", "/srv/box", "-b"], "no init found"],
     [["-D", "/srv/box", "-u", "nobody", "x"], "user \"nobody\" not found in the container's /etc/passwd"],
+    [["-D", "/srv/box", "-u", "4294967295", "x"], "a numeric user is at most 4294967294"],
     [["-D", "/srv/box", "-p", "80", "x"], "-p needs --network-veth or --network-zone="],
     [["-D", "/srv/box", "--network-namespace-path=/run/netns/x", "--network-veth", "x"], "may not be combined"],
   ])("refuses %p: %s", (argv, message) => {
