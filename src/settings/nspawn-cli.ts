@@ -16,7 +16,7 @@ import {
 import {
   parseAbsolutePath, parseBoolean, parseChoice, parseEnvAssignment, parseHostname, parseInterfaceName,
   parseMachineName, parseOomScoreAdjust, parsePersonality, parsePivotRoot, parseProperty, parseSignal,
-  parseSlice, parseSyscallFilter, parseUserName, parseUuid, parseVethExtra, SIGNALS, SIGRTMIN,
+  parseSlice, parseSyscallFilter, parseUserName, parseUuid, parseVethExtra, signalTable,
 } from "./values.ts";
 
 /**
@@ -29,11 +29,7 @@ export const HELP_LISTS: Readonly<Record<string, () => readonly string[]>> = {
   "drop-capability": CAP_NAMES,
   "ambient-capability": CAP_NAMES,
   console: () => [...CONSOLE_MODES].sort(),
-  "kill-signal": () =>
-    Array.from({ length: 65 }, (_, n) => {
-      if (n >= SIGRTMIN) return `RTMIN+${n - SIGRTMIN}`;
-      return Object.entries(SIGNALS).find(([, num]) => num === n)?.[0] ?? String(n);
-    }),
+  "kill-signal": signalTable,
   "private-users-ownership": () => OWNERSHIP_MODES,
   "resolv-conf": () => RESOLV_CONF_MODES,
   rlimit: () => Object.keys(RLIMITS).sort((a, b) => RLIMITS[a]! - RLIMITS[b]!),

@@ -11,6 +11,7 @@ import { existsSync, readlinkSync, rmSync, symlinkSync } from "node:fs";
 import { ensureBusyboxImage } from "../fixtures/images.ts";
 import {
   MACHINA_NSPAWN,
+  REPO,
   Scratch,
   copyTree,
   haveSystemdNspawn,
@@ -180,6 +181,12 @@ describeIf("side by side with systemd-nspawn 252: flags and exit codes", () => {
       const m = Bun.spawnSync([MACHINA_NSPAWN, `--${o}=help`], { stdin: "ignore" });
       const n = Bun.spawnSync(["systemd-nspawn", `--${o}=help`], { stdin: "ignore" });
       expect([o, m.exitCode === 0, m.stdout.toString()]).toEqual([o, n.exitCode === 0, n.stdout.toString()]);
+    }
+    // machinactl and machinectl 252 (answered before any bus connection)
+    for (const o of ["--signal=help", "--output=help", "--verify=help"]) {
+      const m = Bun.spawnSync([`${REPO}/bin/machinactl`, o], { stdin: "ignore" });
+      const n = Bun.spawnSync(["machinectl", o], { stdin: "ignore" });
+      expect([o, m.exitCode, m.stdout.toString()]).toEqual([o, n.exitCode, n.stdout.toString()]);
     }
   }, T);
 

@@ -18,7 +18,9 @@ async function run(verbs: typeof MACHINE_VERBS, host: FakeHost, name: string, ar
 describe("machinactl options", () => {
   test("--output= takes journalctl's modes; help lists them", () => {
     expect(parseMachinactlCommandLine(["-o", "json-pretty", "logs", "x"], {}).options.output).toBe("json-pretty");
-    expect(parseMachinactlCommandLine(["--output=help"], {}).options.output).toBe("help");
+    expect(parseMachinactlCommandLine(["--output=help", "list"], {}).list).toEqual([...OUTPUT_MODES]);
+    expect(parseMachinactlCommandLine(["-s", "help"], {}).list?.slice(0, 3)).toEqual(["0", "HUP", "INT"]);
+    expect(parseMachinactlCommandLine(["--verify=help"], {}).list).toEqual(["no", "checksum", "signature"]);
     expect(OUTPUT_MODES).toContain("short-iso");
     expect(() => parseMachinactlCommandLine(["--output=bogus", "status", "x"], {})).toThrow('invalid value "bogus" for --output');
   });

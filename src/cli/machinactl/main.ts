@@ -4,7 +4,7 @@ import { LinuxHost } from "../../host/linux.ts";
 import type { Host } from "../../host/host.ts";
 import { paths, VERSION } from "../../paths.ts";
 import { err, out } from "../output.ts";
-import { OUTPUT_MODES, parseMachinactlCommandLine } from "./options.ts";
+import { parseMachinactlCommandLine } from "./options.ts";
 import { findVerb, VERBS } from "./verbs.ts";
 
 const PROG = "machinactl";
@@ -56,13 +56,13 @@ export function usage(): string {
 export async function main(argv: string[], host: Host = new LinuxHost()): Promise<number> {
   try {
     const env = host.env();
-    const { options, verb, args } = parseMachinactlCommandLine(argv, env);
-    if (options.help) {
-      out(usage());
+    const { options, verb, args, list } = parseMachinactlCommandLine(argv, env);
+    if (list !== undefined) {
+      out(list.map((l) => `${l}\n`).join(""));
       return 0;
     }
-    if (options.output === "help") {
-      out(OUTPUT_MODES.map((m) => `${m}\n`).join(""));
+    if (options.help) {
+      out(usage());
       return 0;
     }
     if (options.version) {

@@ -1,7 +1,7 @@
 /** machinactl's command line: machinectl 252's options (plus --json), GNU permutation. Pure. */
 import { usageError, type ErrorContext } from "../../errors.ts";
 import { getopt, option as o, type OptionDef } from "../../settings/getopt.ts";
-import { isValidMachineName, parseBoolean, parseChoice, parseEnvAssignment, parseSignal } from "../../settings/values.ts";
+import { isValidMachineName, parseBoolean, parseChoice, parseEnvAssignment, parseSignal, signalTable } from "../../settings/values.ts";
 
 export const JSON_MODES = ["off", "pretty", "short"] as const;
 
@@ -93,13 +93,21 @@ function nonNegativeInt(v: string, ctx: ErrorContext): number {
   return Number(v);
 }
 
+const VERIFY_MODES = ["no", "checksum", "signature"] as const;
+
+const HELP_LISTS: Readonly<Record<string, () => readonly string[]>> = {
+  signal: signalTable,
+  output: () => OUTPUT_MODES,
+  verify: () => VERIFY_MODES,
+};
+
 /** Verbs whose arguments after the machine name are a command line, never options. */
 const COMMAND_VERBS = new Set(["shell", "exec"]);
 
 export function parseMachinactlCommandLine(
   argv: readonly string[],
   hostEnv: Readonly<Record<string, string | undefined>>,
-): { options: MachinactlOptions; verb: string | undefined; args: string[] } {
+): { options: MachinactlOptions; verb: string | undefined; args: string[]; list?: string[] } {
   const { options: parsed, operands } = getopt(argv, MACHINACTL_OPTIONS, {
     permute: true,
     stopWhen: (ops) => COMMAND_VERBS.has(ops[0] ?? "") && ops.length >= 2,
@@ -108,6 +116,8 @@ export function parseMachinactlCommandLine(
   for (const { id, value, spelling } of parsed) {
     const ctx: ErrorContext = { flag: spelling };
     const v = value ?? "";
+    // as machinectl 252: `help` lists the choices of -s, -o and --verify (and nothing else runs)
+    if (v === "help" && Object.hasOwn(HELP_LISTS, id)) return { options: opts, verb: undefined, args: [], list: [...HELP_LISTS[id]!()] };
     switch (id) {
       case "help": opts.help = true; break;
       case "version": opts.version = true; break;
@@ -147,8 +157,8 @@ export function parseMachinactlCommandLine(
       case "mkdir": opts.mkdir = true; break;
       case "lines": opts.lines = nonNegativeInt(v, ctx); break;
       case "max-addresses": opts.maxAddresses = nonNegativeInt(v, ctx); break;
-      case "output": opts.output = v === "help" ? v : parseChoice(v, OUTPUT_MODES, ctx); break;
-      case "verify": opts.verify = parseChoice(v, ["no", "checksum", "signature"] as const, ctx); break;
+      case "output": opts.output = parseChoice(v, OUTPUT_MODES, ctx); break;
+      case "verify": opts.verify = parseChoice(v, VERIFY_MODES, ctx); break;
       case "force": opts.force = true; break;
       case "root-password": opts.rootPassword = v; break;
       case "mirror":
