@@ -231,7 +231,7 @@ static const struct {
 	[R_CHDIR] = { "chdir", 1, 1, 0 },
 	[R_CAPS_BOUNDING] = { "caps_bounding", 1, 1, 0 },
 	[R_CAPS_AMBIENT] = { "caps_ambient", 1, 1, 0 },
-	[R_RLIMIT] = { "rlimit", 3, 3, 1 },
+	[R_RLIMIT] = { "rlimit", 3, 4, 1 },
 	[R_NO_NEW_PRIVS] = { "no_new_privs", 1, 1, 0 },
 	[R_USER] = { "user", 2, VAR, 0 },
 	[R_AS_PID2] = { "as_pid2", 1, 1, 0 },
@@ -546,6 +546,9 @@ static int apply(struct spec *s, enum rec_id id, const char *name, size_t idx, c
 		WANT(parse_rlim(a[1], &rl->soft) == 0, "SOFT");
 		WANT(parse_rlim(a[2], &rl->hard) == 0, "HARD");
 		WANT(rl->soft <= rl->hard, "SOFT (greater than HARD)");
+		if (n == 4)
+			WANT(strcmp(a[3], "exact") == 0 || strcmp(a[3], "closest") == 0, "MODE (exact|closest)");
+		rl->closest = n == 4 && strcmp(a[3], "closest") == 0;
 		break;
 	}
 	case R_NO_NEW_PRIVS: WANT(parse_bool(a[0], &s->no_new_privs) == 0, "0|1"); break;

@@ -59,6 +59,7 @@ struct image_lock {
 struct rlim {
 	int res;
 	rlim_t soft, hard;
+	int closest; /* on EPERM, set the closest limits the process may (systemd's setrlimit_closest) */
 };
 
 struct exec_cand {

@@ -364,6 +364,7 @@ static void test_spec(void)
 		{ "boot", "yes", 0, 0, 0, 0, 0, 1, "malformed 0|1" },
 		{ "console", "tty", 0, 0, 0, 0, 0, 1, "malformed interactive" },
 		{ "rlimit", "7", "10", "5", 0, 0, 0, 3, "malformed SOFT" },
+		{ "rlimit", "7", "5", "10", "nearest", 0, 0, 4, "malformed MODE" },
 		{ "user", "-1", "0", 0, 0, 0, 0, 2, "malformed UID" },
 		{ "caps_bounding", "0xzz", 0, 0, 0, 0, 0, 1, "malformed HEX" },
 		{ "env", "NOEQUALS", 0, 0, 0, 0, 0, 1, "is not K=V" },

@@ -366,6 +366,16 @@ export class LinuxHost implements Host {
     return execve(path, [...argv, String(fd)], []);
   }
 
+  execProgram(path: string, argv: string[], env: Record<string, string>, cwd: string): number {
+    for (const stdio of [0, 1, 2]) clearNonBlocking(stdio);
+    try {
+      process.chdir(cwd);
+    } catch {
+      process.chdir("/");
+    }
+    return execve(path, argv, Object.entries(env).map(([k, v]) => `${k}=${v}`));
+  }
+
   writeFile(path: string, content: string, mode = 0o644): void {
     fs.writeFileSync(path, content, { mode });
   }

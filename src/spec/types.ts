@@ -45,6 +45,11 @@ export interface SpecRlimit {
   resource: number;
   soft: bigint | "infinity";
   hard: bigint | "infinity";
+  /**
+   * "closest": when the limits cannot be raised (EPERM), set the nearest ones the container may
+   * (both capped at its hard limit), as nspawn applies --rlimit=/Limit*= (setrlimit_closest).
+   */
+  mode: "exact" | "closest";
 }
 
 export interface RunSpec {
@@ -53,7 +58,8 @@ export interface RunSpec {
   root: string;
   readOnly: boolean;
   namespaces: Namespace[];
-  hostname: string;
+  /** Set in the new UTS namespace; absent when the host's is shared ($SYSTEMD_NSPAWN_SHARE_NS_UTS). */
+  hostname?: string;
   statusFd: number | undefined;
   registry: string | undefined;
   /** JSON members without braces. */

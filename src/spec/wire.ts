@@ -52,7 +52,7 @@ export function specRecords(spec: RunSpec): Array<[string, string[]]> {
   add("root", spec.root);
   add("read_only", flag(spec.readOnly));
   add("namespaces", ...spec.namespaces);
-  add("hostname", spec.hostname);
+  if (spec.hostname !== undefined) add("hostname", spec.hostname);
   if (spec.statusFd !== undefined) add("status_fd", String(spec.statusFd));
   if (spec.registry !== undefined) add("registry", spec.registry);
   if (spec.stateJson !== undefined) add("state_json", spec.stateJson);
@@ -95,7 +95,7 @@ export function specRecords(spec: RunSpec): Array<[string, string[]]> {
   if (spec.chdir !== undefined) add("chdir", spec.chdir);
   add("caps_bounding", spec.capsBounding);
   add("caps_ambient", spec.capsAmbient);
-  for (const l of spec.rlimits) add("rlimit", String(l.resource), limit(l.soft), limit(l.hard));
+  for (const l of spec.rlimits) add("rlimit", String(l.resource), limit(l.soft), limit(l.hard), l.mode);
   add("no_new_privs", flag(spec.noNewPrivs));
   if (spec.user) add("user", String(spec.user.uid), String(spec.user.gid), ...spec.user.groups.map(String));
   add("as_pid2", flag(spec.asPid2));
