@@ -32,7 +32,9 @@ const SIZE_UNITS: Record<string, bigint> = { E: 1n << 60n, P: 1n << 50n, T: 1n <
 const USEC: Record<string, bigint> = (() => {
   const s = 1_000_000n, min = 60n * s, h = 60n * min, d = 24n * h;
   const t: Record<string, bigint> = {};
-  const add = (names: string[], v: bigint) => names.forEach((n) => (t[n] = v));
+  const add = (names: string[], v: bigint) => {
+    for (const n of names) t[n] = v;
+  };
   add(["seconds", "second", "sec", "s"], s);
   add(["minutes", "minute", "min", "m"], min);
   add(["months", "month", "M"], 2629800n * s);
