@@ -187,7 +187,7 @@ export class LinuxHost implements Host {
     }
     return {
       kind: kindOf(st), mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: st.size, allocated: st.blocks * 512,
-      dev: st.dev, ino: st.ino, mtimeMs: st.mtimeMs, birthtimeMs: st.birthtimeMs > 0 ? st.birthtimeMs : 0,
+      dev: st.dev, ino: st.ino, mtimeMs: st.mtimeMs, birthtimeMs: Math.max(st.birthtimeMs, 0),
     };
   }
 
@@ -213,7 +213,10 @@ export class LinuxHost implements Host {
   removeTree(path: string): void {
     const st = this.stat(path, false);
     if (st === undefined) return;
-    if (st.kind !== "dir") return this.unlink(path);
+    if (st.kind !== "dir") {
+      this.unlink(path);
+      return;
+    }
     if (this.immutable(path)) this.setImmutable(path, false);
     if (st.ino === 256 && this.fsType(path) === "btrfs") {
       // A subvolume (read-only ones too): delete it whole; nested subvolumes need rm first.

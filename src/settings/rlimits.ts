@@ -31,7 +31,9 @@ const SIZE_LIMITS = new Set(["FSIZE", "DATA", "STACK", "CORE", "RSS", "MEMLOCK",
 const USEC: Record<string, bigint> = (() => {
   const s = 1_000_000n, min = 60n * s, h = 60n * min, d = 24n * h;
   const t: Record<string, bigint> = {};
-  const add = (names: string[], v: bigint) => names.forEach((n) => (t[n] = v));
+  const add = (names: string[], v: bigint) => {
+    for (const n of names) t[n] = v;
+  };
   add(["seconds", "second", "sec", "s"], s);
   add(["minutes", "minute", "min", "m"], min);
   add(["months", "month", "M"], 2629800n * s);

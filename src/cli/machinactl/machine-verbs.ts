@@ -80,7 +80,7 @@ export function renderStatus(s: MachineStatus, logLines: string[], full: boolean
   lines.push(`${pad("Service")}: ${s.service}; class ${s.class}`);
   if (s.root) lines.push(`${pad("Root")}: ${s.root}`);
   if (s.network.interfaces.length > 0) lines.push(`${pad("Iface")}: ${s.network.interfaces.map((i) => i.name).join(" ")}`);
-  s.network.addresses.forEach((a, i) => lines.push(`${i === 0 ? `${pad("Address")}: ` : " ".repeat(18)}${a}`));
+  for (const [i, a] of s.network.addresses.entries()) lines.push(`${i === 0 ? `${pad("Address")}: ` : " ".repeat(18)}${a}`);
   if (s.osPrettyName) lines.push(`${pad("OS")}: ${s.osPrettyName}`);
   if (s.state !== "running") lines.push(`${pad("State")}: ${s.state}`);
   lines.push(`${pad("Tasks")}: ${s.resources.tasks}`);
