@@ -218,6 +218,25 @@ function dhcpHostsLines(records: NetRecord[], zone: string | undefined, machine?
 }
 
 /**
+ * The host's interfaces the plan uses (--network-bridge, --network-interface, the parents of
+ * --network-macvlan/--network-ipvlan) must exist, and the bridge must be a bridge: checked before
+ * anything is touched, so that the error names the option and nothing is left to undo.
+ */
+export function checkHostInterfaces(host: Host, plan: NetPlan): void {
+  const missing = (flag: string, name: string, what = "network interface") =>
+    new MachinaError("E_NOT_FOUND", `${flag}=${name}: no ${what} "${name}" on the host (see ip link)`, { flag, value: name });
+  const exists = (name: string) => name !== "" && !name.includes("/") && host.lstat(`/sys/class/net/${name}`) !== undefined;
+  if (plan.bridge !== undefined && plan.zone === undefined) {
+    if (!exists(plan.bridge)) throw missing("--network-bridge", plan.bridge, "bridge");
+    if (host.lstat(`/sys/class/net/${plan.bridge}/bridge`) === undefined)
+      throw new MachinaError("E_INVALID", `--network-bridge=${plan.bridge}: "${plan.bridge}" is a network interface but not a bridge`, { flag: "--network-bridge", value: plan.bridge });
+  }
+  for (const i of plan.interfaces) if (!exists(i.host)) throw missing("--network-interface", i.host);
+  for (const m of plan.macvlans) if (!exists(m.parent)) throw missing("--network-macvlan", m.parent);
+  for (const m of plan.ipvlans) if (!exists(m.parent)) throw missing("--network-ipvlan", m.parent);
+}
+
+/**
  * Create the container's network namespace and everything in the plan. On failure everything
  * done so far is undone and the error is thrown.
  */
@@ -236,6 +255,7 @@ export function setupNetwork(host: Host, stateDir: string, plan: NetPlan): NetRe
           throw new MachinaError("E_BUSY", `host port ${p.protocol}:${p.hostPort} is already forwarded to machine "${o.machine}"`, { machine: plan.machine });
     if (plan.ports.length > 0 && plan.addressing === "none")
       throw new MachinaError("E_USAGE", "--port= needs --network-veth or --network-zone (machina must know the container's address)", { flag: "--port" });
+    checkHostInterfaces(host, plan);
 
     const pid = host.pid();
     record = { version: 1, machine: plan.machine, pid, startTime: host.processStartTime(pid) ?? "", plan, phase: "setup" };

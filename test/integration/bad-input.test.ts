@@ -52,6 +52,12 @@ const CASES: Case[] = [
   ["a tree without /usr", () => ["-q", "-D", noUsr, "/bin/true"], /\/usr.*missing|doesn't look like an OS tree/],
   ["-b on a tree without os-release", () => ["-q", "-D", noOsRelease, "-b"], /os-release/],
   ["unknown -u user", () => [...D(), "-u", "nosuchuser", "/bin/true"], /"nosuchuser"/],
+  // the host's interfaces are checked before anything is set up (not the helper's record or `ip -batch`'s text)
+  ["--network-bridge that does not exist", () => [...D(), "--network-bridge=nosuchbr0", "/bin/true"], /^machina-nspawn: --network-bridge=nosuchbr0: no bridge "nosuchbr0" on the host/],
+  ["--network-bridge that is not a bridge", () => [...D(), "--network-bridge=lo", "/bin/true"], /--network-bridge=lo: "lo" is .*not a bridge/],
+  ["--network-interface that does not exist", () => [...D(), "--network-interface=nosuch0", "/bin/true"], /^machina-nspawn: --network-interface=nosuch0: no network interface "nosuch0"/],
+  ["--network-macvlan parent that does not exist", () => [...D(), "--network-macvlan=nosuch0", "/bin/true"], /--network-macvlan=nosuch0: no network interface "nosuch0"/],
+  ["--network-ipvlan parent that does not exist", () => [...D(), "--network-ipvlan=nosuch0", "/bin/true"], /--network-ipvlan=nosuch0: no network interface "nosuch0"/],
 ];
 
 describe("bad input: one clear line, exit 1, nothing left behind", () => {
@@ -68,3 +74,4 @@ describe("bad input: one clear line, exit 1, nothing left behind", () => {
     }, 20_000);
   }
 });
+
