@@ -10,7 +10,7 @@
 import * as fs from "node:fs";
 import { resolve } from "node:path";
 import { createGunzip } from "node:zlib";
-import { ArchiveScanner, UnsafeArchiveError, type ScanLimits, type ScanSummary } from "../image/archive-scan.ts";
+import { ArchiveScanner, TruncatedArchiveError, UnsafeArchiveError, type ScanLimits, type ScanSummary } from "../image/archive-scan.ts";
 import { compressCommand, decompressCommand, detectCompression, type Compression } from "../image/compression.ts";
 import { MachinaError } from "../errors.ts";
 
@@ -62,6 +62,16 @@ interface Decompressed {
   kill(): void;
 }
 
+/** Decompressors' words for input that ends early (zstd, xz, bzip2, gzip/zlib). */
+const ENDS_EARLY = /premature end|unexpected end|ends unexpectedly|truncated/i;
+
+/** A decompressor's failure on `path`: "the archive is truncated" when it ran out of input, else its last line. */
+function decompressFailure(path: string, tool: string, message: string): MachinaError {
+  const detail = message.trim().split("\n").pop() ?? "";
+  if (ENDS_EARLY.test(message)) return new TruncatedArchiveError(`${tool} found the end of the file inside compressed data`, path);
+  return new MachinaError("E_INVALID", `"${path}": ${tool} failed: ${detail}`, { path });
+}
+
 /** The decompressed bytes of a file, format from its content. */
 function decompressFile(path: string, compression: Compression, chunk = CHUNK): Decompressed {
   if (compression === "uncompressed") {
@@ -83,14 +93,14 @@ function decompressFile(path: string, compression: Compression, chunk = CHUNK): 
       try {
         for await (const c of gunzip) yield c as Uint8Array;
       } catch (e) {
-        throw new MachinaError("E_INVALID", `gzip: ${(e as Error).message}`);
+        throw decompressFailure(path, "gzip", (e as Error).message);
       }
     })();
     return {
       chunks,
       position: () => input.bytesRead,
       finished: async () => {
-        if (failure) throw new MachinaError("E_INVALID", `gzip: ${failure.message}`);
+        if (failure) throw decompressFailure(path, "gzip", failure.message);
       },
       kill: () => {
         input.destroy();
@@ -106,7 +116,7 @@ function decompressFile(path: string, compression: Compression, chunk = CHUNK): 
     position: () => (last = stdinPosition(proc.pid) ?? last),
     finished: async () => {
       const [code, err] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
-      if (code !== 0) throw new MachinaError("E_INVALID", `${cmd[0]} failed (exit ${code}): ${err.trim().split("\n").pop() ?? ""}`);
+      if (code !== 0) throw decompressFailure(path, cmd[0]!, err || `exit status ${code}`);
     },
     kill: () => proc.kill("SIGKILL"),
   };
@@ -152,6 +162,16 @@ export interface ExtractOptions {
  * removes the target on any error.
  */
 export async function extractTar(o: ExtractOptions): Promise<ScanSummary & { compression: Compression }> {
+  try {
+    return await extractChecked(o);
+  } catch (e) {
+    // The scanner does not know the file: name it.
+    if (e instanceof TruncatedArchiveError && e.context.path === undefined) throw new TruncatedArchiveError("it ends inside an entry", o.source);
+    throw e;
+  }
+}
+
+async function extractChecked(o: ExtractOptions): Promise<ScanSummary & { compression: Compression }> {
   const compression = fileCompression(o.source);
   o = { ...o, source: resolve(o.source), target: resolve(o.target), scratch: resolve(o.scratch) };
   if (compression === "uncompressed") {

@@ -102,6 +102,17 @@ export function normalizeMemberName(name: string): string[] | string {
 
 type Known = Exclude<EntryKind, "hardlink">;
 
+/** An archive that ends early (a partial download or copy): not unsafe, just incomplete. */
+export class TruncatedArchiveError extends MachinaError {
+  constructor(detail: string, path?: string) {
+    super("E_INVALID", `${path !== undefined ? `"${path}": ` : ""}the archive is truncated (${detail})`, path !== undefined ? { path } : {});
+    this.name = "TruncatedArchiveError";
+  }
+}
+
+/** tar-stream's error for input that ends inside a header or an entry's data. */
+const isEndOfData = (e: Error) => /unexpected end of data/i.test(e.message);
+
 export class ArchiveScanner {
   private readonly limits: ScanLimits;
   private readonly extract: tarStream.Extract;
@@ -124,7 +135,7 @@ export class ArchiveScanner {
         stream.resume();
         return;
       }
-      stream.on("error", (e: Error) => this.fail(new UnsafeArchiveError(`truncated archive (${e.message})`)));
+      stream.on("error", (e: Error) => this.fail(isEndOfData(e) ? new TruncatedArchiveError("it ends inside an entry") : new UnsafeArchiveError(`truncated archive (${e.message})`)));
       stream.on("end", next);
       stream.resume();
     });
@@ -134,7 +145,7 @@ export class ArchiveScanner {
         resolve();
       });
       this.extract.on("error", (e: Error) => {
-        this.fail(new UnsafeArchiveError(`not a valid tar archive (${e.message})`));
+        this.fail(isEndOfData(e) ? new TruncatedArchiveError("it ends inside an entry") : new UnsafeArchiveError(`not a valid tar archive (${e.message})`));
         resolve();
       });
       this.extract.on("close", () => resolve());

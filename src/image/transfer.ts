@@ -163,6 +163,13 @@ export async function importFs(ctx: TransferContext, dir: string, name: string |
   return image;
 }
 
+/** An OS error writing the temporary next to `file` ("EACCES: …, open '/dir/.#x.tar-1234'") as one naming `file`. */
+function namingFile(e: unknown, file: string): unknown {
+  if (e instanceof MachinaError || !(e instanceof Error) || !("code" in e) || typeof e.code !== "string") return e;
+  const reason = /^[A-Z]+: ([^,]+)/.exec(e.message)?.[1] ?? e.code;
+  return new MachinaError("E_SYSTEM", `cannot write "${file}": ${reason}`, { path: file, errno: e.code });
+}
+
 export interface ExportOptions {
   format: Compression | undefined;
   force: boolean;
@@ -182,12 +189,16 @@ export async function exportImage(ctx: TransferContext, kind: "tar" | "raw", nam
     }
     const out = resolve(file);
     if (ctx.host.lstat(out) !== undefined && !opts.force) throw new MachinaError("E_BUSY", `"${file}" already exists`, { path: file }, "use --force to replace it");
+    const dir = dirname(out);
+    if (ctx.host.stat(dir, true)?.kind !== "dir") throw new MachinaError("E_NOT_FOUND", `cannot write "${file}": the directory "${dir}" does not exist`, { path: file });
     await Reverter.run(async (r) => {
       const temp = beginTemporary(ctx.host, ctx.paths.stateDir, dirname(out), basename(out));
       r.add("discard temporary", () => temp.discard());
       ctx.progress.start(`Exporting ${name}`, undefined);
       try {
         await (kind === "tar" ? exportTar : exportRaw)({ source: image.target, output: temp.path, compression, signal: ctx.signal });
+      } catch (e) {
+        throw namingFile(e, file);
       } finally {
         ctx.progress.stop();
       }

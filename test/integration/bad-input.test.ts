@@ -3,9 +3,9 @@
  * and leaves nothing behind (no state entry, no cgroup, no mount). Root only.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { ensureBusyboxImage } from "../fixtures/images.ts";
-import { NOTHING, Scratch, leftovers, newLeftovers, runNspawn, uniqueName } from "../helpers/machina.ts";
+import { NOTHING, Scratch, baseEnv, leftovers, machinactlSync, newLeftovers, runNspawn, shOk, uniqueName } from "../helpers/machina.ts";
 
 const files = new Scratch();
 let image: string;
@@ -75,3 +75,61 @@ describe("bad input: one clear line, exit 1, nothing left behind", () => {
   }
 });
 
+/** machinactl's bad input: the same rules, and no pool temporary (`.#…`), export file or transfer record left. */
+describe("machinactl bad input: one line naming the value, exit 1, nothing left behind", () => {
+  let env: Record<string, string>;
+  let pool: string;
+  let mstate: string;
+  let work: string;
+  beforeAll(() => {
+    work = files.dir();
+    pool = `${work}/pool`;
+    mstate = `${work}/state`;
+    mkdirSync(pool);
+    mkdirSync(mstate);
+    shOk(`cp -a '${image}' '${pool}/bb'`);
+    env = baseEnv({ MACHINA_POOL: pool, MACHINA_STATE_DIR: mstate, MACHINA_NO_DAEMON: "1" });
+    // an archive cut off in the middle, plain and compressed
+    shOk(`tar -C '${image}' -cf '${work}/bb.tar' . && head -c 200000 '${work}/bb.tar' > '${work}/cut.tar'`);
+    for (const [ext, cmd] of [["zst", "zstd -q -c"], ["xz", "xz -c"], ["gz", "gzip -c"], ["bz2", "bzip2 -c"]])
+      shOk(`${cmd} '${work}/bb.tar' | head -c 100000 > '${work}/cut.tar.${ext}'`);
+  });
+  const snapshot = () => ({
+    pool: readdirSync(pool).sort(),
+    work: readdirSync(work).sort(),
+    transfers: (() => {
+      try {
+        return readdirSync(`${mstate}/transfers`);
+      } catch {
+        return [];
+      }
+    })(),
+  });
+  const CTL: Array<[what: string, args: () => string[], message: RegExp]> = [
+    ["export-tar into a missing directory", () => ["export-tar", "bb", "/nonexistent/machina-dir/x.tar"], /^machinactl: cannot write "\/nonexistent\/machina-dir\/x\.tar": the directory "\/nonexistent\/machina-dir" does not exist$/],
+    ["logs -n too large", () => ["logs", "-n", "99999999999999999999", "bb"], /^machinactl: invalid value "99999999999999999999" for -n: expected a whole number from 0 to 4294967295$/],
+    ["logs -n not a number", () => ["logs", "--lines=ten", "bb"], /"ten" for --lines: expected a whole number/],
+    ["logs -o unknown", () => ["logs", "-o", "bogus", "bb"], /^machinactl: invalid value "bogus" for -o: expected one of short, .*json.*cat/],
+    ["start an image that does not exist", () => ["start", "nosuchimage"], /^machinactl: no image "nosuchimage" in /],
+    ...(["tar", "tar.zst", "tar.xz", "tar.gz", "tar.bz2"] as const).map((ext): [string, () => string[], RegExp] => [
+      `import-tar of a truncated .${ext}`,
+      () => ["import-tar", `${work}/cut.${ext}`, "cut"],
+      new RegExp(`^machinactl: "/[^"]*/cut\\.${ext.replace(".", "\\.")}": the archive is truncated \\(`),
+    ]),
+  ];
+  for (const [what, args, message] of CTL) {
+    test(what, () => {
+      const before = snapshot();
+      const r = machinactlSync(env, ...args());
+      const lines = r.stderr.split("\n").filter((l) => l !== "");
+      expect(r.stdout).toBe("");
+      expect(lines, r.stderr).toHaveLength(1);
+      expect(lines[0]).toMatch(message);
+      expect(r.status).toBe(1);
+      expect(snapshot()).toEqual(before);
+    }, 30_000);
+  }
+  test("start NAME does not suggest machina-nspawn's -D/-i", () => {
+    expect(machinactlSync(env, "start", "nosuchimage").stderr).not.toMatch(/-D|-i IMAGE/);
+  });
+});

@@ -11,7 +11,7 @@ import { disableMachine, enableMachine } from "../../machine/enable.ts";
 import { showLogs } from "../../machine/logs.ts";
 import { getMachine, terminateMachine, type Machine } from "../../machine/machines.ts";
 import { systemctl, systemdAvailable, unitInstalled, unitName } from "../../machine/systemd.ts";
-import { launchDetached } from "../../runtime/launch.ts";
+import { launchDetached, requireImage } from "../../runtime/launch.ts";
 import { isValidMachineName } from "../../settings/values.ts";
 import { machineContext } from "./machine-verbs.ts";
 import type { Verb, VerbContext } from "./verb.ts";
@@ -29,6 +29,7 @@ async function start(ctx: VerbContext, name: string): Promise<void> {
   } catch (e) {
     if (!(e instanceof MachinaError) || e.code !== "E_NOT_FOUND") throw e;
   }
+  requireImage(ctx.host, ctx.paths.pool, name);
   if (throughSystemd(ctx)) await systemctl(ctx.host, ["start", unitName(name)]);
   else await launchDetached(ctx.host, ctx.paths, { name });
 }

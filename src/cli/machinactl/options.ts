@@ -27,7 +27,7 @@ export interface MachinactlOptions {
   mkdir: boolean;
   lines: number | undefined;
   maxAddresses: number | undefined;
-  output: string | undefined;
+  output: OutputMode | undefined;
   verify: "no" | "checksum" | "signature" | undefined;
   force: boolean;
   /** bootstrap: root's password (default: none, passwordless console login). */
@@ -82,10 +82,21 @@ export function defaultMachinactlOptions(): MachinactlOptions {
   };
 }
 
+/** machinectl parses these as an unsigned int (safe_atou): 0 … 2^32-1. */
+const UINT_MAX = 4294967295;
+
 function nonNegativeInt(v: string, ctx: ErrorContext): number {
-  if (!/^[0-9]+$/.test(v)) throw usageError(`invalid value ${JSON.stringify(v)} for ${ctx.flag}: expected a non-negative integer`, ctx);
+  if (!/^[0-9]+$/.test(v) || Number(v) > UINT_MAX)
+    throw usageError(`invalid value ${JSON.stringify(v)} for ${ctx.flag}: expected a whole number from 0 to ${UINT_MAX}`, ctx);
   return Number(v);
 }
+
+/** journalctl's output modes (-o), as machinectl 252 accepts them. */
+export const OUTPUT_MODES = [
+  "short", "short-full", "short-iso", "short-iso-precise", "short-precise", "short-monotonic", "short-unix", "short-delta",
+  "verbose", "export", "json", "json-pretty", "json-sse", "json-seq", "cat", "with-unit",
+] as const;
+export type OutputMode = (typeof OUTPUT_MODES)[number];
 
 /** Verbs whose arguments after the machine name are a command line, never options. */
 const COMMAND_VERBS = new Set(["shell", "exec"]);
@@ -131,7 +142,7 @@ export function parseMachinactlCommandLine(
       case "mkdir": opts.mkdir = true; break;
       case "lines": opts.lines = nonNegativeInt(v, ctx); break;
       case "max-addresses": opts.maxAddresses = nonNegativeInt(v, ctx); break;
-      case "output": opts.output = v; break;
+      case "output": opts.output = parseChoice(v, OUTPUT_MODES, ctx); break;
       case "verify": opts.verify = parseChoice(v, ["no", "checksum", "signature"] as const, ctx); break;
       case "force": opts.force = true; break;
       case "root-password": opts.rootPassword = v; break;
