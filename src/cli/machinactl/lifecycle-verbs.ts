@@ -103,7 +103,7 @@ const disable: Verb = {
 const logs: Verb = {
   name: "logs",
   usage: "logs NAME",
-  summary: "Show the machine's journal, else its console output (-n N, -f)",
+  summary: "Show the machine's journal, else its console output (-n N, -f, -o MODE, --json)",
   section: "Machine",
   minArgs: 1,
   maxArgs: 1,
@@ -116,10 +116,12 @@ const logs: Verb = {
     } catch (e) {
       if (!(e instanceof MachinaError && e.code === "E_NOT_FOUND")) throw e;
     }
+    // --json (any mode): journalctl -o json, one object per line (a log is a stream; -o json-pretty for the indented form).
+    const output = ctx.options.json === "off" ? ctx.options.output : "json";
     return showLogs(mctx, name, m, {
       ...(ctx.options.lines !== undefined ? { lines: ctx.options.lines } : {}),
       follow: ctx.options.follow,
-      ...(ctx.options.output !== undefined ? { output: ctx.options.output } : {}),
+      ...(output !== undefined ? { output } : {}),
       write: ctx.out,
     });
   },

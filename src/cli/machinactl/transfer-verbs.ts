@@ -105,54 +105,60 @@ const done = (ctx: VerbContext, text: string) => {
   if (!ctx.options.quiet) ctx.err(text + "\n");
 };
 
+/** A finished transfer: with --json its result on stdout (as the image verbs do), else the line on stderr. */
+const finished = (ctx: VerbContext, text: string, value: Record<string, unknown>) => {
+  if (ctx.options.json !== "off") ctx.out(json(value, ctx.options));
+  else done(ctx, text);
+};
+
 export const TRANSFER_VERBS: Verb[] = [
   {
     name: "import-tar", usage: "import-tar FILE [NAME]", summary: "Import a local tar container image", section: "Image transfer", minArgs: 1, maxArgs: 2,
     run: (ctx, [file, name]) => runTransfer(ctx, "import-tar", file!, name ?? "", async (t) => {
       const image = await importTar(t, file!, name, importOpts(ctx));
-      done(ctx, `Imported "${file}" as image "${image}".`);
+      finished(ctx, `Imported "${file}" as image "${image}".`, { image, from: file! });
     }),
   },
   {
     name: "import-raw", usage: "import-raw FILE [NAME]", summary: "Import a local raw container or VM image", section: "Image transfer", minArgs: 1, maxArgs: 2,
     run: (ctx, [file, name]) => runTransfer(ctx, "import-raw", file!, name ?? "", async (t) => {
       const image = await importRaw(t, file!, name, importOpts(ctx));
-      done(ctx, `Imported "${file}" as image "${image}".`);
+      finished(ctx, `Imported "${file}" as image "${image}".`, { image, from: file! });
     }),
   },
   {
     name: "import-fs", usage: "import-fs DIRECTORY [NAME]", summary: "Import a local directory container image", section: "Image transfer", minArgs: 1, maxArgs: 2,
     run: (ctx, [dir, name]) => runTransfer(ctx, "import-fs", dir!, name ?? "", async (t) => {
       const image = await importFs(t, dir!, name, importOpts(ctx));
-      done(ctx, `Imported "${dir}" as image "${image}".`);
+      finished(ctx, `Imported "${dir}" as image "${image}".`, { image, from: dir! });
     }),
   },
   {
     name: "export-tar", usage: "export-tar NAME [FILE]", summary: "Export a local container image as a tar file", section: "Image transfer", minArgs: 1, maxArgs: 2,
     run: (ctx, [name, file]) => runTransfer(ctx, "export-tar", file ?? "-", name!, async (t) => {
       await exportImage(t, "tar", name!, file, { format: ctx.options.format, force: ctx.options.force });
-      if (file !== undefined) done(ctx, `Exported image "${name}" to "${file}".`);
+      if (file !== undefined) finished(ctx, `Exported image "${name}" to "${file}".`, { image: name!, file });
     }),
   },
   {
     name: "export-raw", usage: "export-raw NAME [FILE]", summary: "Export a local raw image", section: "Image transfer", minArgs: 1, maxArgs: 2,
     run: (ctx, [name, file]) => runTransfer(ctx, "export-raw", file ?? "-", name!, async (t) => {
       await exportImage(t, "raw", name!, file, { format: ctx.options.format, force: ctx.options.force });
-      if (file !== undefined) done(ctx, `Exported image "${name}" to "${file}".`);
+      if (file !== undefined) finished(ctx, `Exported image "${name}" to "${file}".`, { image: name!, file });
     }),
   },
   {
     name: "pull-tar", usage: "pull-tar URL [NAME]", summary: "Download a tar container image", section: "Image transfer", minArgs: 1, maxArgs: 2,
     run: (ctx, [url, name]) => runTransfer(ctx, "pull-tar", url!, name ?? "", async (t) => {
       const image = await pullImage(t, "tar", url!, name, { ...importOpts(ctx), verify: ctx.options.verify ?? "signature" });
-      done(ctx, `Downloaded "${url}" as image "${image}".`);
+      finished(ctx, `Downloaded "${url}" as image "${image}".`, { image, from: url! });
     }),
   },
   {
     name: "pull-raw", usage: "pull-raw URL [NAME]", summary: "Download a raw container or VM image", section: "Image transfer", minArgs: 1, maxArgs: 2,
     run: (ctx, [url, name]) => runTransfer(ctx, "pull-raw", url!, name ?? "", async (t) => {
       const image = await pullImage(t, "raw", url!, name, { ...importOpts(ctx), verify: ctx.options.verify ?? "signature" });
-      done(ctx, `Downloaded "${url}" as image "${image}".`);
+      finished(ctx, `Downloaded "${url}" as image "${image}".`, { image, from: url! });
     }),
   },
   {
@@ -162,7 +168,7 @@ export const TRANSFER_VERBS: Verb[] = [
         { host: ctx.host, paths: ctx.paths, force: ctx.options.force, log: (l) => done(ctx, l) },
         { name: name!, distro: distro!, release, mirror: ctx.options.mirror, rootPassword: ctx.options.rootPassword },
       );
-      done(ctx, `Bootstrapped image "${name}".`);
+      finished(ctx, `Bootstrapped image "${name}".`, { image: name!, distro: distro!, ...(release !== undefined ? { release } : {}) });
       return 0;
     },
   },
