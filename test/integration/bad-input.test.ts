@@ -129,6 +129,15 @@ describe("machinactl bad input: one line naming the value, exit 1, nothing left 
       expect(snapshot()).toEqual(before);
     }, 30_000);
   }
+  test("import-tar/import-fs under a name that is not a machine name: imported, with one warning line", () => {
+    for (const args of [["import-fs", `${pool}/bb`, "x y"], ["import-tar", `${work}/bb.tar`, "x_z"]]) {
+      const r = machinactlSync(env, "-q", ...args);
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stderr).toBe(`machinactl: warning: image name "${args[2]}" is not a valid machine name (letters, digits, '-' and '.', at most 64 characters, no leading '-' or '.'): it cannot be started\n`);
+      expect(readdirSync(pool)).toContain(args[2]!);
+      expect(machinactlSync(env, "remove", args[2]!).status).toBe(0);
+    }
+  }, 30_000);
   test("start NAME does not suggest machina-nspawn's -D/-i", () => {
     expect(machinactlSync(env, "start", "nosuchimage").stderr).not.toMatch(/-D|-i IMAGE/);
   });

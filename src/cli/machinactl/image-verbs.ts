@@ -10,7 +10,7 @@ import {
 } from "../../image/ops.ts";
 import { discoverImages, getImage, poolRoots, type Image } from "../../image/pool.ts";
 import { parseBoolean } from "../../settings/values.ts";
-import { formatBytes, formatTimestamp, json, properties, table, type Column } from "./format.ts";
+import { formatBytes, formatTimestamp, json, properties, table, warnIfNotMachineName, type Column } from "./format.ts";
 import type { Verb, VerbContext } from "./verb.ts";
 
 function poolContext(ctx: VerbContext): PoolContext {
@@ -200,6 +200,7 @@ export const IMAGE_VERBS: Verb[] = [
     name: "clone", usage: "clone NAME NAME", summary: "Clone an image", minArgs: 2, maxArgs: 2,
     run: (ctx, [from, to]) => {
       const r = cloneImage(poolContext(ctx), from!, to!, ctx.options.readOnly);
+      warnIfNotMachineName(ctx.err, r.image.name);
       return done(ctx, { name: r.image.name, from: from!, type: r.image.type, method: r.method, readOnly: r.image.readOnly, path: r.image.path });
     },
   }),
@@ -207,6 +208,7 @@ export const IMAGE_VERBS: Verb[] = [
     name: "rename", usage: "rename NAME NAME", summary: "Rename an image", minArgs: 2, maxArgs: 2,
     run: (ctx, [from, to]) => {
       const image = renameImage(poolContext(ctx), from!, to!);
+      warnIfNotMachineName(ctx.err, image.name);
       return done(ctx, { name: image.name, from: from!, path: image.path });
     },
   }),

@@ -14,7 +14,7 @@ import { bootstrap } from "../../image/bootstrap.ts";
 import {
   exportImage, importFs, importRaw, importTar, pullImage, type Progress, type TransferContext,
 } from "../../image/transfer.ts";
-import { formatBytes, json, table } from "./format.ts";
+import { formatBytes, json, table, warnIfNotMachineName } from "./format.ts";
 import type { Verb, VerbContext } from "./verb.ts";
 
 /** Progress on stderr: a bar on a terminal, plain lines otherwise, nothing with -q. */
@@ -105,8 +105,12 @@ const done = (ctx: VerbContext, text: string) => {
   if (!ctx.options.quiet) ctx.err(text + "\n");
 };
 
-/** A finished transfer: with --json its result on stdout (as the image verbs do), else the line on stderr. */
-const finished = (ctx: VerbContext, text: string, value: Record<string, unknown>) => {
+/**
+ * A finished transfer: with --json its result on stdout (as the image verbs do), else the line on
+ * stderr; `made`: the new image, whose name is checked as a machine name.
+ */
+const finished = (ctx: VerbContext, text: string, value: Record<string, unknown>, made?: string) => {
+  if (made !== undefined) warnIfNotMachineName(ctx.err, made);
   if (ctx.options.json !== "off") ctx.out(json(value, ctx.options));
   else done(ctx, text);
 };
@@ -116,21 +120,21 @@ export const TRANSFER_VERBS: Verb[] = [
     name: "import-tar", usage: "import-tar FILE [NAME]", summary: "Import a local tar container image", section: "Image transfer", minArgs: 1, maxArgs: 2,
     run: (ctx, [file, name]) => runTransfer(ctx, "import-tar", file!, name ?? "", async (t) => {
       const image = await importTar(t, file!, name, importOpts(ctx));
-      finished(ctx, `Imported "${file}" as image "${image}".`, { image, from: file! });
+      finished(ctx, `Imported "${file}" as image "${image}".`, { image, from: file! }, image);
     }),
   },
   {
     name: "import-raw", usage: "import-raw FILE [NAME]", summary: "Import a local raw container or VM image", section: "Image transfer", minArgs: 1, maxArgs: 2,
     run: (ctx, [file, name]) => runTransfer(ctx, "import-raw", file!, name ?? "", async (t) => {
       const image = await importRaw(t, file!, name, importOpts(ctx));
-      finished(ctx, `Imported "${file}" as image "${image}".`, { image, from: file! });
+      finished(ctx, `Imported "${file}" as image "${image}".`, { image, from: file! }, image);
     }),
   },
   {
     name: "import-fs", usage: "import-fs DIRECTORY [NAME]", summary: "Import a local directory container image", section: "Image transfer", minArgs: 1, maxArgs: 2,
     run: (ctx, [dir, name]) => runTransfer(ctx, "import-fs", dir!, name ?? "", async (t) => {
       const image = await importFs(t, dir!, name, importOpts(ctx));
-      finished(ctx, `Imported "${dir}" as image "${image}".`, { image, from: dir! });
+      finished(ctx, `Imported "${dir}" as image "${image}".`, { image, from: dir! }, image);
     }),
   },
   {
@@ -151,14 +155,14 @@ export const TRANSFER_VERBS: Verb[] = [
     name: "pull-tar", usage: "pull-tar URL [NAME]", summary: "Download a tar container image", section: "Image transfer", minArgs: 1, maxArgs: 2,
     run: (ctx, [url, name]) => runTransfer(ctx, "pull-tar", url!, name ?? "", async (t) => {
       const image = await pullImage(t, "tar", url!, name, { ...importOpts(ctx), verify: ctx.options.verify ?? "signature" });
-      finished(ctx, `Downloaded "${url}" as image "${image}".`, { image, from: url! });
+      finished(ctx, `Downloaded "${url}" as image "${image}".`, { image, from: url! }, image);
     }),
   },
   {
     name: "pull-raw", usage: "pull-raw URL [NAME]", summary: "Download a raw container or VM image", section: "Image transfer", minArgs: 1, maxArgs: 2,
     run: (ctx, [url, name]) => runTransfer(ctx, "pull-raw", url!, name ?? "", async (t) => {
       const image = await pullImage(t, "raw", url!, name, { ...importOpts(ctx), verify: ctx.options.verify ?? "signature" });
-      finished(ctx, `Downloaded "${url}" as image "${image}".`, { image, from: url! });
+      finished(ctx, `Downloaded "${url}" as image "${image}".`, { image, from: url! }, image);
     }),
   },
   {
@@ -168,7 +172,7 @@ export const TRANSFER_VERBS: Verb[] = [
         { host: ctx.host, paths: ctx.paths, force: ctx.options.force, log: (l) => done(ctx, l) },
         { name: name!, distro: distro!, release, mirror: ctx.options.mirror, rootPassword: ctx.options.rootPassword },
       );
-      finished(ctx, `Bootstrapped image "${name}".`, { image: name!, distro: distro!, ...(release !== undefined ? { release } : {}) });
+      finished(ctx, `Bootstrapped image "${name}".`, { image: name!, distro: distro!, ...(release !== undefined ? { release } : {}) }, name!);
       return 0;
     },
   },
