@@ -300,14 +300,41 @@ export interface ExportOptions {
   onProgress?: StreamProgress;
 }
 
-async function pipeToFile(producer: string[], compression: Compression, output: string, signal: AbortSignal | undefined, what: string): Promise<void> {
+/** `wchar` of /proc/PID/io: the bytes a process has written so far (how far a producer is). */
+function bytesWritten(pid: number): number | undefined {
+  try {
+    const m = /^wchar:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/io`, "utf8"));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Report `pid`'s written bytes every 200 ms; returns the stop function. */
+function watchWritten(pid: number, onProgress: StreamProgress | undefined): () => void {
+  if (onProgress === undefined) return () => undefined;
+  let last = 0;
+  const timer = setInterval(() => onProgress((last = bytesWritten(pid) ?? last)), 200);
+  return () => clearInterval(timer);
+}
+
+/** Bytes an export of a directory tree will stream, about (apparent sizes, this file system only). */
+export function treeBytes(dir: string): number | undefined {
+  const r = Bun.spawnSync(["du", "-s", "--apparent-size", "-B1", "--one-file-system", "--", dir], { stdout: "pipe", stderr: "ignore" });
+  const n = Number(/^(\d+)/.exec(r.stdout.toString())?.[1]);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
+async function pipeToFile(producer: string[], compression: Compression, output: string, signal: AbortSignal | undefined, what: string, onProgress?: StreamProgress): Promise<void> {
   const toStdout = output === "-";
   const outFd = toStdout ? 1 : fs.openSync(output, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o644);
   const procs: Bun.Subprocess[] = [];
+  let unwatch = () => undefined as void;
   try {
     const comp = compressCommand(compression);
     const first = Bun.spawn(producer, { stdin: "ignore", stdout: comp ? "pipe" : outFd, stderr: "pipe" });
     procs.push(first);
+    unwatch = watchWritten(first.pid, onProgress);
     if (comp) procs.push(Bun.spawn(comp, { stdin: first.stdout as ReadableStream<Uint8Array>, stdout: outFd, stderr: "pipe" }));
     const onAbort = () => procs.forEach((p) => p.kill("SIGKILL"));
     signal?.addEventListener("abort", onAbort);
@@ -321,6 +348,7 @@ async function pipeToFile(producer: string[], compression: Compression, output: 
       signal?.removeEventListener("abort", onAbort);
     }
   } finally {
+    unwatch();
     if (!toStdout) fs.closeSync(outFd);
   }
 }
@@ -329,18 +357,28 @@ async function pipeToFile(producer: string[], compression: Compression, output: 
 export async function exportTar(o: ExportOptions): Promise<void> {
   await pipeToFile(
     ["tar", "-c", "-f", "-", "-C", o.source, "--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls", "--sparse", "--one-file-system", "."],
-    o.compression, o.output, o.signal, "tar",
+    o.compression, o.output, o.signal, "tar", o.onProgress,
   );
 }
 
 /** A raw image file, compressed as asked (holes read as zeros). */
 export async function exportRaw(o: ExportOptions): Promise<void> {
   if (o.compression === "uncompressed" && o.output !== "-") {
-    const r = Bun.spawnSync(["cp", "--sparse=always", "--reflink=auto", "--", o.source, o.output], { stderr: "pipe" });
-    if (r.exitCode !== 0) throw new MachinaError("E_SYSTEM", `cp failed: ${r.stderr.toString().trim()}`);
+    const cp = Bun.spawn(["cp", "--sparse=always", "--reflink=auto", "--", o.source, o.output], { stdin: "ignore", stdout: "ignore", stderr: "pipe" });
+    const unwatch = watchWritten(cp.pid, o.onProgress);
+    const onAbort = () => cp.kill("SIGKILL");
+    o.signal?.addEventListener("abort", onAbort);
+    try {
+      const [code, err] = await Promise.all([cp.exited, new Response(cp.stderr).text()]);
+      if (o.signal?.aborted) throw new TransferAborted();
+      if (code !== 0) throw new MachinaError("E_SYSTEM", `cp failed: ${err.trim()}`);
+    } finally {
+      unwatch();
+      o.signal?.removeEventListener("abort", onAbort);
+    }
     return;
   }
-  await pipeToFile(["cat", "--", o.source], o.compression, o.output, o.signal, "cat");
+  await pipeToFile(["cat", "--", o.source], o.compression, o.output, o.signal, "cat", o.onProgress);
 }
 
 export interface RawImportOptions {

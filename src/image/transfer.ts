@@ -9,7 +9,7 @@ import { basename, dirname, resolve } from "node:path";
 import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
 import {
-  download, exportRaw, exportTar, extractTar, fetchText, gpgVerify, importRawFile, rawImageKind, sha256File,
+  download, exportRaw, exportTar, extractTar, fetchText, gpgVerify, importRawFile, rawImageKind, sha256File, treeBytes,
   type StreamProgress,
 } from "../host/transfer-io.ts";
 import type { Paths } from "../paths.ts";
@@ -194,9 +194,14 @@ export async function exportImage(ctx: TransferContext, kind: "tar" | "raw", nam
     await Reverter.run(async (r) => {
       const temp = beginTemporary(ctx.host, ctx.paths.stateDir, dirname(out), basename(out));
       r.add("discard temporary", () => temp.discard());
-      ctx.progress.start(`Exporting ${name}`, undefined);
+      // Progress: the bytes tar (or cat/cp) has written of the image's size (a tree's apparent size).
+      const total = kind === "tar" ? treeBytes(image.target) : fileSize(ctx.host, image.target);
+      ctx.progress.start(`Exporting ${name}`, total);
       try {
-        await (kind === "tar" ? exportTar : exportRaw)({ source: image.target, output: temp.path, compression, signal: ctx.signal });
+        await (kind === "tar" ? exportTar : exportRaw)({
+          source: image.target, output: temp.path, compression, signal: ctx.signal, onProgress: (n) => ctx.progress.update(n),
+        });
+        if (total !== undefined) ctx.progress.update(total);
       } catch (e) {
         throw namingFile(e, file);
       } finally {
