@@ -584,7 +584,7 @@ export function gpgVerify(keyring: string, sig: string, data: string | undefined
 
 // ------------------------------------------------------------------ transfer records
 
-export const TRANSFER_TYPES = ["import-tar", "import-raw", "import-fs", "export-tar", "export-raw", "pull-tar", "pull-raw"] as const;
+export const TRANSFER_TYPES = ["import-tar", "import-raw", "import-fs", "export-tar", "export-raw", "pull-tar", "pull-raw", "bootstrap"] as const;
 export type TransferType = (typeof TRANSFER_TYPES)[number];
 
 /** `$MACHINA_STATE_DIR/transfers/ID.json`: one running transfer, written by the process doing it. */

@@ -83,7 +83,10 @@ export interface BootstrapContext {
   host: Host;
   paths: Paths;
   force: boolean;
+  /** Informational lines, the build tool's output among them (its progress: "I: Retrieving …"). */
   log: (line: string) => void;
+  /** cancel-transfer: SIGTERM to the build tool (debootstrap unmounts what it mounted), then everything is undone. */
+  signal?: AbortSignal;
 }
 
 /** Build the image; returns the plan that was carried out. */
@@ -104,7 +107,14 @@ export async function bootstrap(ctx: BootstrapContext, req: BootstrapRequest): P
     const target = temp.path;
     ctx.log(`Bootstrapping ${plan.distro} ${plan.release} with ${plan.tool} …`);
     const argv = plan.build.map((a) => a.replace(/^TARGET$/, target).replace(/^--installroot=TARGET$/, `--installroot=${target}`));
-    const res = host.run(argv, { fds: [temp.lock.fd] });
+    const res = await host.runAsync(argv, {
+      fds: [temp.lock.fd],
+      ...(ctx.signal !== undefined ? { signal: ctx.signal } : {}),
+      onLine: (line) => {
+        if (line.trim() !== "") ctx.log(line);
+      },
+    });
+    if (ctx.signal?.aborted) throw new MachinaError("E_CANCELLED", `bootstrap of "${req.name}" cancelled`);
     if (res.status !== 0) {
       const tail = (res.stdout + res.stderr).trim().split("\n").slice(-8).join("\n");
       throw new MachinaError("E_SYSTEM", `${plan.tool} failed (exit ${res.status}):\n${tail}`);

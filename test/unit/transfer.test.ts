@@ -78,7 +78,7 @@ describe("bootstrap plan", () => {
   test("carried out on the fake host: build into a .# temporary, set up, rename", async () => {
     const h = new FakeHost({ files: { "/usr/sbin/debootstrap": "", [`${pool}/.keep`]: "", "/state/x": "" } });
     await bootstrap({ host: h, paths: { helper: "", stateDir: "/state", pool: [pool] }, force: false, log: () => undefined }, { name: "deb", distro: "debian", release: "bookworm", mirror: undefined, rootPassword: "s3cret" });
-    const build = h.commands.find((c) => c[0] === "/usr/sbin/debootstrap")!;
+    const build = h.asyncRuns.map((r) => r.argv).find((c) => c[0] === "/usr/sbin/debootstrap")!;
     expect(build[4]).toMatch(/^\/pool\/\.#deb-[0-9a-f]{8}$/);
     const tmp = build[4]!;
     expect(h.commands).toContainEqual(["chroot", tmp, "chpasswd"]);

@@ -167,14 +167,14 @@ export const TRANSFER_VERBS: Verb[] = [
   },
   {
     name: "bootstrap", usage: "bootstrap NAME DISTRO [RELEASE]", summary: "Build a new image with debootstrap/mmdebstrap or dnf (debian, ubuntu, fedora)", section: "Image transfer", minArgs: 2, maxArgs: 3,
-    run: async (ctx, [name, distro, release]) => {
+    // A transfer like the imports (list-transfers, cancel-transfer); its progress is the build tool's own lines.
+    run: (ctx, [name, distro, release]) => runTransfer(ctx, "bootstrap", [distro!, release, ctx.options.mirror].filter((x) => x !== undefined).join(" "), name!, async (t) => {
       await bootstrap(
-        { host: ctx.host, paths: ctx.paths, force: ctx.options.force, log: (l) => done(ctx, l) },
+        { host: ctx.host, paths: ctx.paths, force: ctx.options.force, log: t.log, signal: t.signal },
         { name: name!, distro: distro!, release, mirror: ctx.options.mirror, rootPassword: ctx.options.rootPassword },
       );
       finished(ctx, `Bootstrapped image "${name}".`, { image: name!, distro: distro!, ...(release !== undefined ? { release } : {}) }, name!);
-      return 0;
-    },
+    }),
   },
   {
     name: "list-transfers", usage: "list-transfers", summary: "Show list of transfers in progress", section: "Image transfer", minArgs: 0, maxArgs: 0,
