@@ -9,6 +9,7 @@ import type { Host } from "../host/host.ts";
 import type { Paths } from "../paths.ts";
 import { beginTemporary, checkImageName, cleanTemporaries, findImage, lockImage, poolRoots, Reverter } from "./pool.ts";
 import { DEFAULT_PATH } from "../spec/default-path.ts";
+import { enableUnits } from "./enable-units.ts";
 
 export const DISTROS = {
   debian: { release: "bookworm", mirror: "http://deb.debian.org/debian", tools: ["mmdebstrap", "debootstrap"], pkg: "debootstrap (or mmdebstrap)" },
@@ -49,6 +50,12 @@ export function which(host: Host, tool: string): string | undefined {
 
 const PACKAGES_DEB = "systemd,systemd-sysv,dbus";
 
+/**
+ * Enabled in the new tree (with their Also=), as mkosi's images are: systemd-networkd configures
+ * host0 from the 80-container-host0.network systemd ships, systemd-resolved (when installed) DNS.
+ */
+export const NETWORK_UNITS = ["systemd-networkd.service", "systemd-networkd.socket", "systemd-resolved.service"];
+
 /** Pure apart from looking the tools up: what bootstrap will run. */
 export function planBootstrap(host: Host, req: BootstrapRequest): BootstrapPlan {
   checkImageName(req.name);
@@ -75,6 +82,7 @@ export function planBootstrap(host: Host, req: BootstrapRequest): BootstrapPlan 
       "/etc/securetty (when present) allows console and pts/0..9",
       req.rootPassword === undefined ? "root's password removed (passwordless console login)" : "root's password set",
       "downloaded packages removed",
+      `${NETWORK_UNITS.join(", ")} enabled when the tree has them: a guest with a veth (-n) configures host0 at boot`,
     ],
   };
 }
@@ -144,4 +152,5 @@ export function setUpForBoot(host: Host, root: string, rootPassword: string | un
     : host.run(["chroot", root, "chpasswd"], { input: `root:${rootPassword}\n` });
   if (r.status !== 0) throw new MachinaError("E_SYSTEM", `setting root's password failed: ${r.stderr.trim()}`);
   for (const dir of [`${root}/var/cache/apt/archives`]) for (const f of host.readdir(dir)) if (f.endsWith(".deb")) host.unlink(`${dir}/${f}`);
+  enableUnits(host, root, NETWORK_UNITS);
 }

@@ -29,6 +29,13 @@ test.skipIf(cached === undefined)(`bootstrap debian: build into .#, set up for b
   expect(fs.statSync(join(img, "etc/machine-id")).mode & 0o777).toBe(0o444);
   expect(fs.existsSync(join(img, "etc/hostname"))).toBe(false);
   expect(/^root::/m.test(fs.readFileSync(join(img, "etc/shadow"), "utf8"))).toBe(true);
+  // The network units are enabled, as systemctl enable would (a -n guest gets its address at boot).
+  const sys = join(img, "etc/systemd/system");
+  expect(fs.readlinkSync(join(sys, "multi-user.target.wants/systemd-networkd.service"))).toMatch(/^(\/usr)?\/lib\/systemd\/system\/systemd-networkd\.service$/);
+  expect(fs.readlinkSync(join(sys, "sockets.target.wants/systemd-networkd.socket"))).toMatch(/\/systemd-networkd\.socket$/);
+  expect(fs.readlinkSync(join(sys, "dbus-org.freedesktop.network1.service"))).toMatch(/\/systemd-networkd\.service$/);
+  const resolved = ["usr/lib", "lib"].some((d) => fs.existsSync(join(img, d, "systemd/system/systemd-resolved.service")));
+  expect(fs.existsSync(join(sys, "multi-user.target.wants/systemd-resolved.service"))).toBe(resolved);
   // The build tool's lines are the progress.
   expect(r.stderr.toString()).toContain("I: stand-in debootstrap");
   expect(fs.readdirSync(join(root, "pool")).filter((n) => n.startsWith(".#"))).toEqual([]);
