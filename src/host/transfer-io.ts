@@ -10,7 +10,7 @@
 import * as fs from "node:fs";
 import { resolve } from "node:path";
 import { createGunzip } from "node:zlib";
-import { ArchiveScanner, TruncatedArchiveError, UnsafeArchiveError, type ScanLimits, type ScanSummary } from "../image/archive-scan.ts";
+import { ArchiveError, ArchiveScanner, TruncatedArchiveError, UnsafeArchiveError, type ScanLimits, type ScanSummary } from "../image/archive-scan.ts";
 import { compressCommand, decompressCommand, detectCompression, type Compression } from "../image/compression.ts";
 import { MachinaError } from "../errors.ts";
 
@@ -65,11 +65,11 @@ interface Decompressed {
 /** Decompressors' words for input that ends early (zstd, xz, bzip2, gzip/zlib). */
 const ENDS_EARLY = /premature end|unexpected end|ends unexpectedly|truncated/i;
 
-/** A decompressor's failure on `path`: "the archive is truncated" when it ran out of input, else its last line. */
-function decompressFailure(path: string, tool: string, message: string): MachinaError {
+/** A decompressor's failure: "the archive is truncated" when it ran out of input, else its last line. */
+function decompressFailure(tool: string, message: string): ArchiveError {
   const detail = message.trim().split("\n").pop() ?? "";
-  if (ENDS_EARLY.test(message)) return new TruncatedArchiveError(`${tool} found the end of the file inside compressed data`, path);
-  return new MachinaError("E_INVALID", `"${path}": ${tool} failed: ${detail}`, { path });
+  if (ENDS_EARLY.test(message)) return new TruncatedArchiveError(`${tool} found the end of the file inside compressed data`);
+  return new ArchiveError(`${tool} failed: ${detail}`);
 }
 
 /** The decompressed bytes of a file, format from its content. */
@@ -93,14 +93,14 @@ function decompressFile(path: string, compression: Compression, chunk = CHUNK): 
       try {
         for await (const c of gunzip) yield c as Uint8Array;
       } catch (e) {
-        throw decompressFailure(path, "gzip", (e as Error).message);
+        throw decompressFailure("gzip", (e as Error).message);
       }
     })();
     return {
       chunks,
       position: () => input.bytesRead,
       finished: async () => {
-        if (failure) throw decompressFailure(path, "gzip", failure.message);
+        if (failure) throw decompressFailure("gzip", failure.message);
       },
       kill: () => {
         input.destroy();
@@ -116,7 +116,7 @@ function decompressFile(path: string, compression: Compression, chunk = CHUNK): 
     position: () => (last = stdinPosition(proc.pid) ?? last),
     finished: async () => {
       const [code, err] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
-      if (code !== 0) throw decompressFailure(path, cmd[0]!, err || `exit status ${code}`);
+      if (code !== 0) throw decompressFailure(cmd[0]!, err || `exit status ${code}`);
     },
     kill: () => proc.kill("SIGKILL"),
   };
@@ -162,16 +162,6 @@ export interface ExtractOptions {
  * removes the target on any error.
  */
 export async function extractTar(o: ExtractOptions): Promise<ScanSummary & { compression: Compression }> {
-  try {
-    return await extractChecked(o);
-  } catch (e) {
-    // The scanner does not know the file: name it.
-    if (e instanceof TruncatedArchiveError && e.context.path === undefined) throw new TruncatedArchiveError("it ends inside an entry", o.source);
-    throw e;
-  }
-}
-
-async function extractChecked(o: ExtractOptions): Promise<ScanSummary & { compression: Compression }> {
   const compression = fileCompression(o.source);
   o = { ...o, source: resolve(o.source), target: resolve(o.target), scratch: resolve(o.scratch) };
   if (compression === "uncompressed") {
@@ -270,7 +260,13 @@ async function extractChecked(o: ExtractOptions): Promise<ScanSummary & { compre
       if (scanner.error && !scanner.error.message.endsWith("aborted")) throw scanner.error;
       throw e;
     }
-    await dec.finished();
+    // A decompressor that failed (truncated input): tar may still be writing what it was fed —
+    // it must be gone before the caller removes the target, or the target outlives the removal.
+    await dec.finished().catch(async (e: unknown) => {
+      killAll();
+      await tarExit;
+      throw e;
+    });
     const summary = await scanner.end().catch(async (e: unknown) => {
       killAll();
       await tarExit;

@@ -91,6 +91,7 @@ describe("machinactl bad input: one line naming the value, exit 1, nothing left 
     env = baseEnv({ MACHINA_POOL: pool, MACHINA_STATE_DIR: mstate, MACHINA_NO_DAEMON: "1" });
     // an archive cut off in the middle, plain and compressed
     shOk(`tar -C '${image}' -cf '${work}/bb.tar' . && head -c 200000 '${work}/bb.tar' > '${work}/cut.tar'`);
+    writeFileSync(`${work}/text`, "not an archive\n".repeat(400));
     for (const [ext, cmd] of [["zst", "zstd -q -c"], ["xz", "xz -c"], ["gz", "gzip -c"], ["bz2", "bzip2 -c"]])
       shOk(`${cmd} '${work}/bb.tar' | head -c 100000 > '${work}/cut.tar.${ext}'`);
   });
@@ -111,6 +112,11 @@ describe("machinactl bad input: one line naming the value, exit 1, nothing left 
     ["logs -n not a number", () => ["logs", "--lines=ten", "bb"], /"ten" for --lines: expected a whole number/],
     ["logs -o unknown", () => ["logs", "-o", "bogus", "bb"], /^machinactl: invalid value "bogus" for -o: expected one of short, .*json.*cat/],
     ["start an image that does not exist", () => ["start", "nosuchimage"], /^machinactl: no image "nosuchimage" in /],
+    ["export-tar into a directory", () => ["export-tar", "bb", `${work}/`], /^machinactl: "[^"]+\/" is a directory: give the name of the file to write$/],
+    ["start with an invalid machine name", () => ["start", "a_b"], /^machinactl: invalid machine name "a_b": expected letters, digits, '-' and '\.'/],
+    ["read-only with a bad BOOL", () => ["read-only", "bb", "maybe"], /^machinactl: invalid value "maybe" for read-only's BOOL: expected a boolean/],
+    ["import-tar of a file that is not a tar", () => ["import-tar", `${work}/text`, "nottar"], /^machinactl: "[^"]+\/text": .*not a valid tar archive \(a block is not a tar header\)$/],
+    ["import-raw of a file that is not a disk image", () => ["-q", "import-raw", `${work}/text`, "notraw"], /^machinactl: "[^"]+\/text": not a raw disk image/],
     ...(["tar", "tar.zst", "tar.xz", "tar.gz", "tar.bz2"] as const).map((ext): [string, () => string[], RegExp] => [
       `import-tar of a truncated .${ext}`,
       () => ["import-tar", `${work}/cut.${ext}`, "cut"],

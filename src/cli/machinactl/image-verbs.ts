@@ -178,7 +178,7 @@ function cleanVerb(ctx: VerbContext): number {
 }
 
 function readOnlyVerb(ctx: VerbContext, args: string[]): number {
-  const flag = args[1] === undefined ? true : parseBoolean(args[1], { value: args[1] });
+  const flag = args[1] === undefined ? true : parseBoolean(args[1], { flag: "read-only's BOOL", value: args[1] });
   const image = setImageReadOnly(poolContext(ctx), args[0]!, flag);
   return done(ctx, { name: image.name, readOnly: image.readOnly });
 }

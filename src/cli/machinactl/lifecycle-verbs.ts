@@ -12,12 +12,12 @@ import { showLogs } from "../../machine/logs.ts";
 import { getMachine, terminateMachine, type Machine } from "../../machine/machines.ts";
 import { systemctl, systemdAvailable, unitInstalled, unitName } from "../../machine/systemd.ts";
 import { launchDetached, requireImage } from "../../runtime/launch.ts";
-import { isValidMachineName } from "../../settings/values.ts";
+import { isValidMachineName, MACHINE_NAME_RULE } from "../../settings/values.ts";
 import { machineContext } from "./machine-verbs.ts";
 import type { Verb, VerbContext } from "./verb.ts";
 
 function checkName(name: string): void {
-  if (!isValidMachineName(name)) throw new MachinaError("E_INVALID", `invalid machine name "${name}"`, { machine: name });
+  if (!isValidMachineName(name)) throw new MachinaError("E_INVALID", `invalid machine name "${name}": expected ${MACHINE_NAME_RULE}`, { machine: name });
 }
 
 async function start(ctx: VerbContext, name: string): Promise<void> {
