@@ -58,6 +58,10 @@ const CASES: Case[] = [
   ["--network-interface that does not exist", () => [...D(), "--network-interface=nosuch0", "/bin/true"], /^machina-nspawn: --network-interface=nosuch0: no network interface "nosuch0"/],
   ["--network-macvlan parent that does not exist", () => [...D(), "--network-macvlan=nosuch0", "/bin/true"], /--network-macvlan=nosuch0: no network interface "nosuch0"/],
   ["--network-ipvlan parent that does not exist", () => [...D(), "--network-ipvlan=nosuch0", "/bin/true"], /--network-ipvlan=nosuch0: no network interface "nosuch0"/],
+  ["--network-interface=lo", () => [...D(), "--network-interface=lo", "/bin/true"], /^machina-nspawn: --network-interface=lo: the loopback interface cannot be moved/],
+  ["--network-macvlan on lo", () => [...D(), "--network-macvlan=lo", "/bin/true"], /^machina-nspawn: --network-macvlan=lo: the loopback interface cannot be the parent/],
+  ["--network-veth-extra whose host name exists", () => [...D(), "--network-veth-extra=lo", "/bin/true"], /^machina-nspawn: --network-veth-extra=lo: a network interface "lo" already exists on the host$/],
+  ["--network-veth-extra named host0 with -n", () => [...D(), "-n", "--network-veth-extra=vx-bad0:host0", "/bin/true"], /^machina-nspawn: --network-veth-extra=vx-bad0:host0: the container already gets an interface "host0" \(from --network-veth\)$/],
 ];
 
 describe("bad input: one clear line, exit 1, nothing left behind", () => {
