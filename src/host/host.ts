@@ -39,6 +39,12 @@ export interface RunAsyncOptions {
   spec?: Uint8Array;
   /** Kill the program (SIGKILL) after this long. */
   timeoutMs?: number;
+  /** File descriptors the program inherits as 3, 4, … (after a spec's). */
+  fds?: number[];
+  /** SIGTERM to the program when this aborts (it undoes its own work, e.g. debootstrap's mounts). */
+  signal?: AbortSignal;
+  /** Each complete line of captured stdout/stderr as it arrives (the output is still returned). */
+  onLine?: (line: string) => void;
 }
 
 export interface HeldLock {

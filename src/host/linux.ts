@@ -31,6 +31,26 @@ const isMissing = (e: unknown) =>
   e instanceof Error && "code" in e && (e.code === "ENOENT" || e.code === "ENOTDIR" || e.code === "ELOOP" || e.code === "ESRCH" || e.code === "ENODEV");
 // ESRCH: a /proc/PID file whose process exited while it was read; ENODEV: a file of a cgroup removed meanwhile
 
+/** All of a stream as text, calling `onLine` for each complete line as it arrives. */
+async function readLines(stream: ReadableStream<Uint8Array>, onLine: (line: string) => void): Promise<string> {
+  const decoder = new TextDecoder();
+  let all = "";
+  let pending = "";
+  for await (const chunk of stream as unknown as AsyncIterable<Uint8Array>) {
+    const text = decoder.decode(chunk, { stream: true });
+    all += text;
+    pending += text;
+    let nl: number;
+    while ((nl = pending.indexOf("\n")) >= 0) {
+      onLine(pending.slice(0, nl));
+      pending = pending.slice(nl + 1);
+    }
+  }
+  const tail = decoder.decode();
+  if (pending + tail !== "") onLine(pending + tail);
+  return all + tail;
+}
+
 export class LinuxHost implements Host {
   lstat(path: string): FileKind | undefined {
     try {
@@ -403,6 +423,7 @@ export class LinuxHost implements Host {
       const out = inherit ? "inherit" : "pipe";
       const stdio: Array<"inherit" | "pipe" | "ignore" | number | Uint8Array> = [stdin, out, out];
       if (specFd !== undefined) stdio.push(specFd);
+      stdio.push(...(options.fds ?? []));
       const p = spawning(argv, () => Bun.spawn(specFd !== undefined ? [...argv, "3"] : argv, {
         stdio: stdio as ["inherit", "pipe", "pipe"],
         env: options.env ?? (process.env as Record<string, string>),
@@ -412,10 +433,15 @@ export class LinuxHost implements Host {
       }
       let timer: ReturnType<typeof setTimeout> | undefined;
       if (options.timeoutMs !== undefined) timer = setTimeout(() => p.kill("SIGKILL"), options.timeoutMs);
+      const onAbort = () => p.kill("SIGTERM");
+      if (options.signal?.aborted) onAbort();
+      options.signal?.addEventListener("abort", onAbort);
+      const read = (stream: ReadableStream<Uint8Array>) => (options.onLine === undefined ? new Response(stream).text() : readLines(stream, options.onLine));
       const [stdout, stderr] = inherit
         ? ["", ""]
-        : await Promise.all([new Response(p.stdout as ReadableStream).text(), new Response(p.stderr as ReadableStream).text()]);
+        : await Promise.all([read(p.stdout as ReadableStream<Uint8Array>), read(p.stderr as ReadableStream<Uint8Array>)]);
       await p.exited;
+      options.signal?.removeEventListener("abort", onAbort);
       if (timer !== undefined) clearTimeout(timer);
       const sig = p.signalCode ? ((osConstants.signals as Record<string, number>)[p.signalCode] ?? 0) : 0;
       return { status: p.exitCode ?? 128 + sig, stdout, stderr };

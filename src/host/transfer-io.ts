@@ -10,7 +10,7 @@
 import * as fs from "node:fs";
 import { resolve } from "node:path";
 import { createGunzip } from "node:zlib";
-import { ArchiveScanner, UnsafeArchiveError, type ScanLimits, type ScanSummary } from "../image/archive-scan.ts";
+import { ArchiveError, ArchiveScanner, TruncatedArchiveError, UnsafeArchiveError, type ScanLimits, type ScanSummary } from "../image/archive-scan.ts";
 import { compressCommand, decompressCommand, detectCompression, type Compression } from "../image/compression.ts";
 import { MachinaError } from "../errors.ts";
 import { isMissingProgram, missingProgramError, spawning } from "./deps.ts";
@@ -63,6 +63,16 @@ interface Decompressed {
   kill(): void;
 }
 
+/** Decompressors' words for input that ends early (zstd, xz, bzip2, gzip/zlib). */
+const ENDS_EARLY = /premature end|unexpected end|ends unexpectedly|truncated/i;
+
+/** A decompressor's failure: "the archive is truncated" when it ran out of input, else its last line. */
+function decompressFailure(tool: string, message: string): ArchiveError {
+  const detail = message.trim().split("\n").pop() ?? "";
+  if (ENDS_EARLY.test(message)) return new TruncatedArchiveError(`${tool} found the end of the file inside compressed data`);
+  return new ArchiveError(`${tool} failed: ${detail}`);
+}
+
 /** The decompressed bytes of a file, format from its content. */
 function decompressFile(path: string, compression: Compression, chunk = CHUNK): Decompressed {
   if (compression === "uncompressed") {
@@ -84,14 +94,14 @@ function decompressFile(path: string, compression: Compression, chunk = CHUNK): 
       try {
         for await (const c of gunzip) yield c as Uint8Array;
       } catch (e) {
-        throw new MachinaError("E_INVALID", `gzip: ${(e as Error).message}`);
+        throw decompressFailure("gzip", (e as Error).message);
       }
     })();
     return {
       chunks,
       position: () => input.bytesRead,
       finished: async () => {
-        if (failure) throw new MachinaError("E_INVALID", `gzip: ${failure.message}`);
+        if (failure) throw decompressFailure("gzip", failure.message);
       },
       kill: () => {
         input.destroy();
@@ -107,7 +117,7 @@ function decompressFile(path: string, compression: Compression, chunk = CHUNK): 
     position: () => (last = stdinPosition(proc.pid) ?? last),
     finished: async () => {
       const [code, err] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
-      if (code !== 0) throw new MachinaError("E_INVALID", `${cmd[0]} failed (exit ${code}): ${err.trim().split("\n").pop() ?? ""}`);
+      if (code !== 0) throw decompressFailure(cmd[0]!, err || `exit status ${code}`);
     },
     kill: () => proc.kill("SIGKILL"),
   };
@@ -251,7 +261,13 @@ export async function extractTar(o: ExtractOptions): Promise<ScanSummary & { com
       if (scanner.error && !scanner.error.message.endsWith("aborted")) throw scanner.error;
       throw e;
     }
-    await dec.finished();
+    // A decompressor that failed (truncated input): tar may still be writing what it was fed —
+    // it must be gone before the caller removes the target, or the target outlives the removal.
+    await dec.finished().catch(async (e: unknown) => {
+      killAll();
+      await tarExit;
+      throw e;
+    });
     const summary = await scanner.end().catch(async (e: unknown) => {
       killAll();
       await tarExit;
@@ -281,14 +297,41 @@ export interface ExportOptions {
   onProgress?: StreamProgress;
 }
 
-async function pipeToFile(producer: string[], compression: Compression, output: string, signal: AbortSignal | undefined, what: string): Promise<void> {
+/** `wchar` of /proc/PID/io: the bytes a process has written so far (how far a producer is). */
+function bytesWritten(pid: number): number | undefined {
+  try {
+    const m = /^wchar:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/io`, "utf8"));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Report `pid`'s written bytes every 200 ms; returns the stop function. */
+function watchWritten(pid: number, onProgress: StreamProgress | undefined): () => void {
+  if (onProgress === undefined) return () => undefined;
+  let last = 0;
+  const timer = setInterval(() => onProgress((last = bytesWritten(pid) ?? last)), 200);
+  return () => clearInterval(timer);
+}
+
+/** Bytes an export of a directory tree will stream, about (apparent sizes, this file system only). */
+export function treeBytes(dir: string): number | undefined {
+  const r = Bun.spawnSync(["du", "-s", "--apparent-size", "-B1", "--one-file-system", "--", dir], { stdout: "pipe", stderr: "ignore" });
+  const n = Number(/^(\d+)/.exec(r.stdout.toString())?.[1]);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
+async function pipeToFile(producer: string[], compression: Compression, output: string, signal: AbortSignal | undefined, what: string, onProgress?: StreamProgress): Promise<void> {
   const toStdout = output === "-";
   const outFd = toStdout ? 1 : fs.openSync(output, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o644);
   const procs: Bun.Subprocess[] = [];
+  let unwatch = () => undefined as void;
   try {
     const comp = compressCommand(compression);
     const first = spawning(producer, () => Bun.spawn(producer, { stdin: "ignore", stdout: comp ? "pipe" : outFd, stderr: "pipe" }));
     procs.push(first);
+    unwatch = watchWritten(first.pid, onProgress);
     try {
       if (comp) procs.push(spawning(comp, () => Bun.spawn(comp, { stdin: first.stdout as ReadableStream<Uint8Array>, stdout: outFd, stderr: "pipe" })));
     } catch (e) {
@@ -310,6 +353,7 @@ async function pipeToFile(producer: string[], compression: Compression, output: 
       signal?.removeEventListener("abort", onAbort);
     }
   } finally {
+    unwatch();
     if (!toStdout) fs.closeSync(outFd);
   }
 }
@@ -318,18 +362,28 @@ async function pipeToFile(producer: string[], compression: Compression, output: 
 export async function exportTar(o: ExportOptions): Promise<void> {
   await pipeToFile(
     ["tar", "-c", "-f", "-", "-C", o.source, "--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls", "--sparse", "--one-file-system", "."],
-    o.compression, o.output, o.signal, "tar",
+    o.compression, o.output, o.signal, "tar", o.onProgress,
   );
 }
 
 /** A raw image file, compressed as asked (holes read as zeros). */
 export async function exportRaw(o: ExportOptions): Promise<void> {
   if (o.compression === "uncompressed" && o.output !== "-") {
-    const r = spawning(["cp"], () => Bun.spawnSync(["cp", "--sparse=always", "--reflink=auto", "--", o.source, o.output], { stderr: "pipe" }));
-    if (r.exitCode !== 0) throw new MachinaError("E_SYSTEM", `cp failed: ${r.stderr.toString().trim()}`);
+    const cp = spawning(["cp"], () => Bun.spawn(["cp", "--sparse=always", "--reflink=auto", "--", o.source, o.output], { stdin: "ignore", stdout: "ignore", stderr: "pipe" }));
+    const unwatch = watchWritten(cp.pid, o.onProgress);
+    const onAbort = () => cp.kill("SIGKILL");
+    o.signal?.addEventListener("abort", onAbort);
+    try {
+      const [code, err] = await Promise.all([cp.exited, new Response(cp.stderr).text()]);
+      if (o.signal?.aborted) throw new TransferAborted();
+      if (code !== 0) throw new MachinaError("E_SYSTEM", `cp failed: ${err.trim()}`);
+    } finally {
+      unwatch();
+      o.signal?.removeEventListener("abort", onAbort);
+    }
     return;
   }
-  await pipeToFile(["cat", "--", o.source], o.compression, o.output, o.signal, "cat");
+  await pipeToFile(["cat", "--", o.source], o.compression, o.output, o.signal, "cat", o.onProgress);
 }
 
 export interface RawImportOptions {
@@ -537,7 +591,7 @@ export function gpgVerify(keyring: string, sig: string, data: string | undefined
 
 // ------------------------------------------------------------------ transfer records
 
-export const TRANSFER_TYPES = ["import-tar", "import-raw", "import-fs", "export-tar", "export-raw", "pull-tar", "pull-raw"] as const;
+export const TRANSFER_TYPES = ["import-tar", "import-raw", "import-fs", "export-tar", "export-raw", "pull-tar", "pull-raw", "bootstrap"] as const;
 export type TransferType = (typeof TRANSFER_TYPES)[number];
 
 /** `$MACHINA_STATE_DIR/transfers/ID.json`: one running transfer, written by the process doing it. */

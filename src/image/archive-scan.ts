@@ -16,7 +16,7 @@
  * - entry count and total decompressed bytes bounded (decompression bombs).
  */
 import * as tarStream from "tar-stream";
-import { MachinaError } from "../errors.ts";
+import { MachinaError, type ErrorContext } from "../errors.ts";
 
 export interface ScanLimits {
   /** Entries at most. */
@@ -62,10 +62,27 @@ export interface ScanSummary {
   dataBytes: number;
 }
 
+/**
+ * Something wrong with an archive's content (unsafe, truncated, not decompressible). The code
+ * that reads it does not know what the user called the file (a pull reads a temporary): the
+ * caller names it with aboutArchive().
+ */
+export class ArchiveError extends MachinaError {
+  constructor(message: string, context: ErrorContext = {}) {
+    super("E_INVALID", message, context);
+    this.name = "ArchiveError";
+  }
+}
+
+/** `"FILE": MESSAGE` for an ArchiveError (FILE as the user gave it: a path or a URL); other errors as they are. */
+export function aboutArchive(e: unknown, shown: string): unknown {
+  return e instanceof ArchiveError ? new MachinaError(e.code, `"${shown}": ${e.message}`, { ...e.context, file: shown }) : e;
+}
+
 /** An archive refused by the scanner. */
-export class UnsafeArchiveError extends MachinaError {
+export class UnsafeArchiveError extends ArchiveError {
   constructor(message: string, entry?: string) {
-    super("E_INVALID", entry === undefined ? `unsafe archive: ${message}` : `unsafe archive: ${message}: ${JSON.stringify(entry)}`, entry === undefined ? {} : { path: entry });
+    super(entry === undefined ? `unsafe archive: ${message}` : `unsafe archive: ${message}: ${JSON.stringify(entry)}`, entry === undefined ? {} : { path: entry });
     this.name = "UnsafeArchiveError";
   }
 }
@@ -102,6 +119,20 @@ export function normalizeMemberName(name: string): string[] | string {
 
 type Known = Exclude<EntryKind, "hardlink">;
 
+/** An archive that ends early (a partial download or copy): not unsafe, just incomplete. */
+export class TruncatedArchiveError extends ArchiveError {
+  constructor(detail: string) {
+    super(`the archive is truncated (${detail})`);
+    this.name = "TruncatedArchiveError";
+  }
+}
+
+/** tar-stream's reason without its guesses ("Invalid tar header. Maybe the tar is corrupted or it needs to be gunzipped?"). */
+const tarStreamReason = (e: Error) => e.message.replace(/\. Maybe .*$/, "").replace(/^Invalid tar header$/, "a block is not a tar header");
+
+/** tar-stream's error for input that ends inside a header or an entry's data. */
+const isEndOfData = (e: Error) => /unexpected end of data/i.test(e.message);
+
 export class ArchiveScanner {
   private readonly limits: ScanLimits;
   private readonly extract: tarStream.Extract;
@@ -124,7 +155,7 @@ export class ArchiveScanner {
         stream.resume();
         return;
       }
-      stream.on("error", (e: Error) => this.fail(new UnsafeArchiveError(`truncated archive (${e.message})`)));
+      stream.on("error", (e: Error) => this.fail(isEndOfData(e) ? new TruncatedArchiveError("it ends inside an entry") : new UnsafeArchiveError(`truncated archive (${e.message})`)));
       stream.on("end", next);
       stream.resume();
     });
@@ -134,7 +165,7 @@ export class ArchiveScanner {
         resolve();
       });
       this.extract.on("error", (e: Error) => {
-        this.fail(new UnsafeArchiveError(`not a valid tar archive (${e.message})`));
+        this.fail(isEndOfData(e) ? new TruncatedArchiveError("it ends inside an entry") : new UnsafeArchiveError(`not a valid tar archive (${tarStreamReason(e)})`));
         resolve();
       });
       this.extract.on("close", () => resolve());

@@ -10,6 +10,7 @@ import type { Host } from "../host/host.ts";
 import type { Paths } from "../paths.ts";
 import { beginTemporary, checkImageName, cleanTemporaries, ensureWritablePool, findImage, lockImage, Reverter } from "./pool.ts";
 import { DEFAULT_PATH } from "../spec/default-path.ts";
+import { enableUnits } from "./enable-units.ts";
 
 export const DISTROS = {
   debian: { release: "bookworm", mirror: "http://deb.debian.org/debian", tools: ["mmdebstrap", "debootstrap"] },
@@ -50,6 +51,12 @@ export function which(host: Host, tool: string): string | undefined {
 
 const PACKAGES_DEB = "systemd,systemd-sysv,dbus";
 
+/**
+ * Enabled in the new tree (with their Also=), as mkosi's images are: systemd-networkd configures
+ * host0 from the 80-container-host0.network systemd ships, systemd-resolved (when installed) DNS.
+ */
+export const NETWORK_UNITS = ["systemd-networkd.service", "systemd-networkd.socket", "systemd-resolved.service"];
+
 /** Pure apart from looking the tools up: what bootstrap will run. */
 export function planBootstrap(host: Host, req: BootstrapRequest): BootstrapPlan {
   checkImageName(req.name);
@@ -79,6 +86,7 @@ export function planBootstrap(host: Host, req: BootstrapRequest): BootstrapPlan 
       "/etc/securetty (when present) allows console and pts/0..9",
       req.rootPassword === undefined ? "root's password removed (passwordless console login)" : "root's password set",
       "downloaded packages removed",
+      `${NETWORK_UNITS.join(", ")} enabled when the tree has them: a guest with a veth (-n) configures host0 at boot`,
     ],
   };
 }
@@ -87,7 +95,10 @@ export interface BootstrapContext {
   host: Host;
   paths: Paths;
   force: boolean;
+  /** Informational lines, the build tool's output among them (its progress: "I: Retrieving …"). */
   log: (line: string) => void;
+  /** cancel-transfer: SIGTERM to the build tool (debootstrap unmounts what it mounted), then everything is undone. */
+  signal?: AbortSignal;
 }
 
 /** Build the image; returns the plan that was carried out. */
@@ -107,7 +118,14 @@ export async function bootstrap(ctx: BootstrapContext, req: BootstrapRequest): P
     const target = temp.path;
     ctx.log(`Bootstrapping ${plan.distro} ${plan.release} with ${plan.tool} …`);
     const argv = plan.build.map((a) => a.replace(/^TARGET$/, target).replace(/^--installroot=TARGET$/, `--installroot=${target}`));
-    const res = host.run(argv, { fds: [temp.lock.fd] });
+    const res = await host.runAsync(argv, {
+      fds: [temp.lock.fd],
+      ...(ctx.signal !== undefined ? { signal: ctx.signal } : {}),
+      onLine: (line) => {
+        if (line.trim() !== "") ctx.log(line);
+      },
+    });
+    if (ctx.signal?.aborted) throw new MachinaError("E_CANCELLED", `bootstrap of "${req.name}" cancelled`);
     if (res.status !== 0) {
       const tail = (res.stdout + res.stderr).trim().split("\n").slice(-8).join("\n");
       throw new MachinaError("E_SYSTEM", `${plan.tool} failed (exit ${res.status}):\n${tail}`);
@@ -137,4 +155,5 @@ export function setUpForBoot(host: Host, root: string, rootPassword: string | un
     : host.run(["chroot", root, "chpasswd"], { input: `root:${rootPassword}\n` });
   if (r.status !== 0) throw new MachinaError("E_SYSTEM", `setting root's password failed: ${r.stderr.trim()}`);
   for (const dir of [`${root}/var/cache/apt/archives`]) for (const f of host.readdir(dir)) if (f.endsWith(".deb")) host.unlink(`${dir}/${f}`);
+  enableUnits(host, root, NETWORK_UNITS);
 }

@@ -9,11 +9,11 @@ import { basename, dirname, resolve } from "node:path";
 import { MachinaError } from "../errors.ts";
 import type { HeldLock, Host } from "../host/host.ts";
 import {
-  download, exportRaw, exportTar, extractTar, fetchText, gpgVerify, importRawFile, rawImageKind, sha256File,
+  download, exportRaw, exportTar, extractTar, fetchText, gpgVerify, importRawFile, rawImageKind, sha256File, treeBytes,
   type StreamProgress,
 } from "../host/transfer-io.ts";
 import type { Paths } from "../paths.ts";
-import { scanLimitsFromEnv } from "./archive-scan.ts";
+import { aboutArchive, scanLimitsFromEnv } from "./archive-scan.ts";
 import { claimImage } from "./ops.ts";
 import { recordOrigin, type Origin } from "./origin.ts";
 import { compressionFromSuffix, stripImageSuffixes, type Compression } from "./compression.ts";
@@ -104,35 +104,40 @@ function fileSize(host: Host, path: string): number | undefined {
   return host.stat(path, true)?.size;
 }
 
-async function fillDirFromTar(ctx: TransferContext, temp: Temporary, file: string): Promise<void> {
+/** The archive `file` extracted into the temporary; `shown`: the file as the user named it (a pull's URL), for messages. */
+async function fillDirFromTar(ctx: TransferContext, temp: Temporary, file: string, shown: string): Promise<void> {
   ctx.host.mkdirp(temp.path, 0o755);
   const scratch = temp.sibling("extract-root");
   ctx.host.mkdirp(scratch, 0o700);
-  ctx.progress.start(`Importing ${basename(file)}`, fileSize(ctx.host, file));
+  ctx.progress.start(`Importing ${basename(shown)}`, fileSize(ctx.host, file));
   try {
     await extractTar({
       source: file, target: temp.path, scratch, limits: scanLimitsFromEnv(ctx.env), inheritFds: [temp.lock.fd],
       signal: ctx.signal, onProgress: (n) => ctx.progress.update(n),
     });
+  } catch (e) {
+    throw aboutArchive(e, shown);
   } finally {
     ctx.progress.stop();
     ctx.host.removeTree(scratch);
   }
 }
 
-async function fillRaw(ctx: TransferContext, temp: Temporary, file: string): Promise<void> {
-  ctx.progress.start(`Importing ${basename(file)}`, fileSize(ctx.host, file));
+async function fillRaw(ctx: TransferContext, temp: Temporary, file: string, shown: string): Promise<void> {
+  ctx.progress.start(`Importing ${basename(shown)}`, fileSize(ctx.host, file));
   try {
     await importRawFile({
       source: file, output: temp.path, maxBytes: num(ctx.env, "MACHINA_IMPORT_MAX_BYTES", DEFAULT_PULL_MAX_BYTES),
       signal: ctx.signal, onProgress: (n) => ctx.progress.update(n),
     });
+  } catch (e) {
+    throw aboutArchive(e, shown);
   } finally {
     ctx.progress.stop();
   }
   const kind = rawImageKind(temp.path);
-  if (kind === "qcow2") throw new MachinaError("E_UNSUPPORTED", "qcow2 images are not supported: convert with qemu-img convert -O raw first");
-  if (kind === undefined) throw new MachinaError("E_INVALID", `${file}: not a raw disk image (no GPT partition table and no known file system)`);
+  if (kind === "qcow2") throw new MachinaError("E_UNSUPPORTED", `"${shown}": qcow2 images are not supported: convert with qemu-img convert -O raw first`);
+  if (kind === undefined) throw new MachinaError("E_INVALID", `"${shown}": not a raw disk image (no GPT partition table and no known file system)`);
 }
 
 export function nameFromPath(path: string, kind: "tar" | "raw"): string {
@@ -145,7 +150,7 @@ export async function importTar(ctx: TransferContext, file: string, name: string
   const image = name ?? nameFromPath(src, "tar");
   await Reverter.run(async (r) => {
     const { temp, final, replace } = prepare(ctx, image, "dir", opts, r);
-    await fillDirFromTar(ctx, temp, src);
+    await fillDirFromTar(ctx, temp, src, file);
     commit(ctx, temp, final, replace, opts, "dir", { how: "import-tar", source: src });
   });
   return image;
@@ -157,7 +162,7 @@ export async function importRaw(ctx: TransferContext, file: string, name: string
   const image = name ?? nameFromPath(src, "raw");
   await Reverter.run(async (r) => {
     const { temp, final, replace } = prepare(ctx, image, "raw", opts, r);
-    await fillRaw(ctx, temp, src);
+    await fillRaw(ctx, temp, src, file);
     commit(ctx, temp, final, replace, opts, "raw", { how: "import-raw", source: src });
   });
   return image;
@@ -178,6 +183,13 @@ export async function importFs(ctx: TransferContext, dir: string, name: string |
   return image;
 }
 
+/** An OS error writing the temporary next to `file` ("EACCES: …, open '/dir/.#x.tar-1234'") as one naming `file`. */
+function namingFile(e: unknown, file: string): unknown {
+  if (e instanceof MachinaError || !(e instanceof Error) || !("code" in e) || typeof e.code !== "string") return e;
+  const reason = /^[A-Z]+: ([^,]+)/.exec(e.message)?.[1] ?? e.code;
+  return new MachinaError("E_SYSTEM", `cannot write "${file}": ${reason}`, { path: file, errno: e.code });
+}
+
 export interface ExportOptions {
   format: Compression | undefined;
   force: boolean;
@@ -196,13 +208,23 @@ export async function exportImage(ctx: TransferContext, kind: "tar" | "raw", nam
       return;
     }
     const out = resolve(file);
+    if (ctx.host.stat(out, true)?.kind === "dir") throw new MachinaError("E_INVALID", `"${file}" is a directory: give the name of the file to write`, { path: file });
     if (ctx.host.lstat(out) !== undefined && !opts.force) throw new MachinaError("E_BUSY", `"${file}" already exists`, { path: file }, "use --force to replace it");
+    const dir = dirname(out);
+    if (ctx.host.stat(dir, true)?.kind !== "dir") throw new MachinaError("E_NOT_FOUND", `cannot write "${file}": the directory "${dir}" does not exist`, { path: file });
     await Reverter.run(async (r) => {
       const temp = beginTemporary(ctx.host, ctx.paths.stateDir, dirname(out), basename(out));
       r.add("discard temporary", () => temp.discard());
-      ctx.progress.start(`Exporting ${name}`, undefined);
+      // Progress: the bytes tar (or cat/cp) has written of the image's size (a tree's apparent size).
+      const total = kind === "tar" ? treeBytes(image.target) : fileSize(ctx.host, image.target);
+      ctx.progress.start(`Exporting ${name}`, total);
       try {
-        await (kind === "tar" ? exportTar : exportRaw)({ source: image.target, output: temp.path, compression, signal: ctx.signal });
+        await (kind === "tar" ? exportTar : exportRaw)({
+          source: image.target, output: temp.path, compression, signal: ctx.signal, onProgress: (n) => ctx.progress.update(n),
+        });
+        if (total !== undefined) ctx.progress.update(total);
+      } catch (e) {
+        throw namingFile(e, file);
       } finally {
         ctx.progress.stop();
       }
@@ -336,8 +358,8 @@ export async function pullImage(ctx: TransferContext, kind: "tar" | "raw", url: 
       ctx.progress.stop();
     }
     await verifyDownload(ctx, url, downloaded, opts.verify, (b) => temp.sibling(`${image}.${b}`));
-    if (kind === "tar") await fillDirFromTar(ctx, temp, downloaded);
-    else await fillRaw(ctx, temp, downloaded);
+    if (kind === "tar") await fillDirFromTar(ctx, temp, downloaded, url);
+    else await fillRaw(ctx, temp, downloaded, url);
     ctx.host.removeTree(downloaded);
     commit(ctx, temp, final, replace, opts, kind === "raw" ? "raw" : "dir", { how: kind === "raw" ? "pull-raw" : "pull-tar", source: url });
   });

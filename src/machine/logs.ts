@@ -114,10 +114,30 @@ export interface LogOptions {
 }
 
 /**
+ * Console log lines in journalctl's JSON output modes (json, json-pretty, json-seq, json-sse):
+ * one object per line with the fields that have a meaning here — MESSAGE, and MACHINE as
+ * machined's messages about a machine carry it. The console log has no timestamps, so there is
+ * no __REALTIME_TIMESTAMP. Other modes print the lines as they are. `text` is whole lines.
+ */
+export function formatConsoleLines(text: string, name: string, output: string | undefined): string {
+  const wrap: ((o: object) => string) | undefined =
+    output === "json" ? (o) => `${JSON.stringify(o)}\n`
+    : output === "json-pretty" ? (o) => `${JSON.stringify(o, null, "\t")}\n`
+    : output === "json-seq" ? (o) => `\x1e${JSON.stringify(o)}\n`
+    : output === "json-sse" ? (o) => `data: ${JSON.stringify(o)}\n\n`
+    : undefined;
+  if (wrap === undefined) return text;
+  const lines = text.split("\n");
+  if (lines[lines.length - 1] === "") lines.pop();
+  return lines.map((l) => wrap({ MACHINE: name, MESSAGE: l })).join("");
+}
+
+/**
  * Print a machine's log: journalctl -D on its journal (stdio inherited), else its console log
  * (with `follow`, new output is printed until the machine is gone). Returns the exit status.
  */
-export async function showLogs(ctx: MachineContext, name: string, m: Machine | undefined, options: LogOptions): Promise<number> {
+export async function showLogs(ctx: MachineContext, name: string, m: Machine | undefined, given: LogOptions): Promise<number> {
+  const options: LogOptions = { ...given, write: (text) => given.write(formatConsoleLines(text, name, given.output)) };
   const src = logSource(ctx, name, m);
   if (src.kind === "journal") {
     const argv = ["journalctl", "-D", src.dir, "--no-pager"];

@@ -219,6 +219,48 @@ function dhcpHostsLines(records: NetRecord[], zone: string | undefined, machine?
 }
 
 /**
+ * The host's interfaces the plan uses (--network-bridge, --network-interface, the parents of
+ * --network-macvlan/--network-ipvlan) must exist, and the bridge must be a bridge: checked before
+ * anything is touched, so that the error names the option and nothing is left to undo.
+ */
+export function checkHostInterfaces(host: Host, plan: NetPlan): void {
+  const missing = (flag: string, name: string, what = "network interface") =>
+    new MachinaError("E_NOT_FOUND", `${flag}=${name}: no ${what} "${name}" on the host (see ip link)`, { flag, value: name });
+  const refuse = (flag: string, name: string, why: string) => new MachinaError("E_INVALID", `${flag}=${name}: ${why}`, { flag, value: name });
+  const exists = (name: string) => name !== "" && !name.includes("/") && host.lstat(`/sys/class/net/${name}`) !== undefined;
+  // IFF_LOOPBACK: the loopback interface cannot move to another namespace nor carry a macvlan/ipvlan
+  const loopback = (name: string) => (parseInt(host.readFile(`/sys/class/net/${name}/flags`)?.trim() ?? "0", 16) & 0x8) !== 0;
+  if (plan.bridge !== undefined && plan.zone === undefined) {
+    if (!exists(plan.bridge)) throw missing("--network-bridge", plan.bridge, "bridge");
+    if (host.lstat(`/sys/class/net/${plan.bridge}/bridge`) === undefined)
+      throw refuse("--network-bridge", plan.bridge, `"${plan.bridge}" is a network interface but not a bridge`);
+  }
+  for (const i of plan.interfaces) {
+    if (!exists(i.host)) throw missing("--network-interface", i.host);
+    if (loopback(i.host)) throw refuse("--network-interface", i.host, "the loopback interface cannot be moved into a container");
+  }
+  for (const [flag, links] of [["--network-macvlan", plan.macvlans], ["--network-ipvlan", plan.ipvlans]] as const)
+    for (const m of links) {
+      if (!exists(m.parent)) throw missing(flag, m.parent);
+      if (loopback(m.parent)) throw refuse(flag, m.parent, "the loopback interface cannot be the parent of a macvlan/ipvlan");
+    }
+  for (const x of plan.extras) if (exists(x.host)) throw refuse("--network-veth-extra", x.host, `a network interface "${x.host}" already exists on the host`);
+  // Names inside the container: each link gets its own.
+  const inside = new Map<string, string>();
+  const claim = (flag: string, outside: string, name: string) => {
+    const other = inside.get(name);
+    if (other !== undefined) throw refuse(flag, `${outside}:${name}`, `the container already gets an interface "${name}" (from ${other})`);
+    inside.set(name, flag);
+  };
+  if (plan.veth !== undefined)
+    claim(plan.zone !== undefined ? "--network-zone" : plan.bridge !== undefined ? "--network-bridge" : "--network-veth", plan.veth.host, plan.veth.inside);
+  for (const x of plan.extras) claim("--network-veth-extra", x.host, x.inside);
+  for (const i of plan.interfaces) claim("--network-interface", i.host, i.inside);
+  for (const m of plan.macvlans) claim("--network-macvlan", m.parent, m.inside);
+  for (const m of plan.ipvlans) claim("--network-ipvlan", m.parent, m.inside);
+}
+
+/**
  * Create the container's network namespace and everything in the plan. On failure everything
  * done so far is undone and the error is thrown.
  */
@@ -237,6 +279,7 @@ export function setupNetwork(host: Host, stateDir: string, plan: NetPlan): NetRe
           throw new MachinaError("E_BUSY", `host port ${p.protocol}:${p.hostPort} is already forwarded to machine "${o.machine}"`, { machine: plan.machine });
     if (plan.ports.length > 0 && plan.addressing === "none")
       throw new MachinaError("E_USAGE", "--port= needs --network-veth or --network-zone (machina must know the container's address)", { flag: "--port" });
+    checkHostInterfaces(host, plan);
 
     const pid = host.pid();
     record = { version: 1, machine: plan.machine, pid, startTime: host.processStartTime(pid) ?? "", plan, phase: "setup" };

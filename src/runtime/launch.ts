@@ -94,6 +94,8 @@ export function requireImage(host: Host, pool: string[], name: string): string {
  */
 export async function launchDetached(host: Host, paths: Paths, request: LaunchRequest): Promise<Launched> {
   const { name } = request;
+  // machinactl start / the API name an image of the pool: say so, not machina-nspawn's "-D or -i" hint.
+  requireImage(host, paths.pool, name);
   const env = host.env();
   const argv = [...managedNspawnArgs(name), "--console=pipe", ...(request.extraArgs ?? [])];
   const parsed = parseNspawnCommandLine(argv, env, "/");

@@ -38,9 +38,12 @@ export function isValidMachineName(name: string): boolean {
   return name !== "." && name !== "..";
 }
 
+/** isValidMachineName's rule, for messages. */
+export const MACHINE_NAME_RULE = "letters, digits, '-' and '.', at most 64 characters, no leading '-' or '.'";
+
 export function parseMachineName(value: string, ctx: ErrorContext): string {
   if (isValidMachineName(value)) return value;
-  throw invalid(ctx, value, "a machine name (letters, digits, '-' and '.', at most 64 characters, no leading '-' or '.')");
+  throw invalid(ctx, value, `a machine name (${MACHINE_NAME_RULE})`);
 }
 
 /** Hostnames: same character rules, each label 1..63 characters. */

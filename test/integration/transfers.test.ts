@@ -182,6 +182,8 @@ describe("round trip", () => {
       const out = join(root, `rt.${suffix}`);
       r = machinactl(["export-tar", "rt", out]);
       expect(r.code).toBe(0);
+      // progress as the imports show it (plain lines when stderr is not a terminal), up to 100%
+      expect(r.err).toMatch(/^Exporting rt: 100% \([0-9.]+[KM] of [0-9.]+[KM]\)$/m);
       const name = `rt-${suffix.replace(/\./g, "-")}`;
       r = machinactl(["import-tar", out, name]);
       expect(r.code).toBe(0);
@@ -219,6 +221,11 @@ describe("round trip", () => {
     expect(sum(join(pool, "disk.raw"))).toBe(want);
     r = machinactl(["export-raw", "disk", join(root, "out.raw.zst")]);
     expect(r.code).toBe(0);
+    expect(r.err).toContain("Exporting disk: 100% (64M of 64M)");
+    r = machinactl(["export-raw", "disk", join(root, "out.raw")]);
+    expect(r.code).toBe(0);
+    expect(r.err).toContain("Exporting disk: 100% (64M of 64M)");
+    expect(sum(join(root, "out.raw"))).toBe(want);
     expect(machinactl(["import-raw", join(root, "out.raw.zst"), "disk2"]).code).toBe(0);
     expect(sum(join(pool, "disk2.raw"))).toBe(want);
     // Not a disk image: refused, nothing left.

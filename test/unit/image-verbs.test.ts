@@ -201,3 +201,18 @@ describe("operations on the fake host", () => {
     expect(h.lstat("/usr/lib/machines/vendor")).toBe("dir");
   });
 });
+
+describe("names that cannot be started", () => {
+  test("clone and rename to a name that is not a machine name: done, with one warning line", () => {
+    const h = fake();
+    const c = runVerb(h, "clone", ["debian", "a b"]);
+    expect(c.status).toBe(0);
+    expect(h.lstat("/pool/a b")).toBe("dir");
+    expect(c.stderr).toBe(`machinactl: warning: image name "a b" is not a valid machine name (letters, digits, '-' and '.', at most 64 characters, no leading '-' or '.'): it cannot be started\n`);
+    const r = runVerb(h, "rename", ["a b", "c_d"]);
+    expect(r.status).toBe(0);
+    expect(r.stderr.split("\n").filter((l) => l !== "")).toEqual([expect.stringContaining('"c_d" is not a valid machine name')]);
+    expect(runVerb(h, "rename", ["c_d", "fine-name"]).stderr).toBe("");
+    expect(runVerb(h, "clone", ["debian", "also.fine"]).stderr).toBe("");
+  });
+});

@@ -3,7 +3,8 @@ import { describe, expect, test } from "bun:test";
 import * as tarStream from "tar-stream";
 import { FakeHost } from "../../src/host/fake.ts";
 import { normalizeMemberName, scanArchive } from "../../src/image/archive-scan.ts";
-import { bootstrap, planBootstrap } from "../../src/image/bootstrap.ts";
+import { bootstrap, NETWORK_UNITS, planBootstrap } from "../../src/image/bootstrap.ts";
+import { enableUnits } from "../../src/image/enable-units.ts";
 import { compressionFromSuffix, detectCompression, stripImageSuffixes } from "../../src/image/compression.ts";
 import { checksumFor, clearsignedBody, pullUrlProblem } from "../../src/image/transfer.ts";
 
@@ -79,12 +80,47 @@ describe("bootstrap plan", () => {
   test("carried out on the fake host: build into a .# temporary, set up, rename", async () => {
     const h = new FakeHost({ files: { "/usr/sbin/debootstrap": "", [`${pool}/.keep`]: "", "/state/x": "" } });
     await bootstrap({ host: h, paths: { helper: "", stateDir: "/state", pool: [pool] }, force: false, log: () => undefined }, { name: "deb", distro: "debian", release: "bookworm", mirror: undefined, rootPassword: "s3cret" });
-    const build = h.commands.find((c) => c[0] === "/usr/sbin/debootstrap")!;
+    const build = h.asyncRuns.map((r) => r.argv).find((c) => c[0] === "/usr/sbin/debootstrap")!;
     expect(build[4]).toMatch(/^\/pool\/\.#deb-[0-9a-f]{8}$/);
     const tmp = build[4]!;
     expect(h.commands).toContainEqual(["chroot", tmp, "chpasswd"]);
     expect(h.inputs).toContain("root:s3cret\n");
     expect(h.readFile(`${pool}/deb/etc/machine-id`)).toBe("");
     expect(h.lstat(tmp)).toBeUndefined();
+  });
+});
+
+describe("enableUnits (systemctl --root enable, for bootstrap)", () => {
+  const unit = (install: string) => `[Unit]\nDescription=x\n\n[Service]\nExecStart=/bin/true\n\n[Install]\n${install}\n`;
+  test("WantedBy/RequiredBy/Alias links, Also followed, missing/masked/template units skipped, existing links kept", () => {
+    const h = new FakeHost({
+      files: {
+        "/t/etc/systemd/system/multi-user.target.wants/other.service": { kind: "symlink", target: "/lib/systemd/system/other.service" },
+        "/t/etc/systemd/system/masked.service": { kind: "symlink", target: "/dev/null" },
+        "/t/lib/systemd/system/masked.service": unit("WantedBy=multi-user.target"),
+        "/t/lib/systemd/system/systemd-networkd.service": unit("WantedBy=multi-user.target\nAlso=systemd-networkd.socket\nAlias=dbus-org.freedesktop.network1.service\nAlso=not-installed.service masked.service"),
+        "/t/lib/systemd/system/systemd-networkd.socket": unit("WantedBy=sockets.target"),
+        "/t/usr/lib/systemd/system/needs.service": unit("RequiredBy=basic.target foo.target"),
+        "/t/lib/systemd/system/tpl@.service": unit("WantedBy=multi-user.target"),
+      },
+    });
+    const made = enableUnits(h, "/t", ["systemd-networkd.service", "systemd-resolved.service", "needs.service", "tpl@.service"]);
+    expect(made).toEqual([
+      { path: "/etc/systemd/system/multi-user.target.wants/systemd-networkd.service", target: "/lib/systemd/system/systemd-networkd.service" },
+      { path: "/etc/systemd/system/dbus-org.freedesktop.network1.service", target: "/lib/systemd/system/systemd-networkd.service" },
+      { path: "/etc/systemd/system/basic.target.requires/needs.service", target: "/usr/lib/systemd/system/needs.service" },
+      { path: "/etc/systemd/system/foo.target.requires/needs.service", target: "/usr/lib/systemd/system/needs.service" },
+      { path: "/etc/systemd/system/sockets.target.wants/systemd-networkd.socket", target: "/lib/systemd/system/systemd-networkd.socket" },
+    ]);
+    expect(h.readlink("/t/etc/systemd/system/sockets.target.wants/systemd-networkd.socket")).toBe("/lib/systemd/system/systemd-networkd.socket");
+    expect(h.lstat("/t/etc/systemd/system/multi-user.target.wants/masked.service")).toBeUndefined();
+    expect(h.readlink("/t/etc/systemd/system/multi-user.target.wants/other.service")).toBe("/lib/systemd/system/other.service");
+    // again: nothing new
+    expect(enableUnits(h, "/t", ["systemd-networkd.service"])).toEqual([]);
+  });
+  test("a tree without the units: nothing is made", () => {
+    const h = new FakeHost({ files: { "/t/etc/os-release": "" } });
+    expect(enableUnits(h, "/t", NETWORK_UNITS)).toEqual([]);
+    expect(h.lstat("/t/etc/systemd")).toBeUndefined();
   });
 });

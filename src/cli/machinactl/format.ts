@@ -3,6 +3,7 @@
  * "N things listed." footer (both dropped by --no-legend), `Key=Value` property lists
  * (`show`), and JSON (--json=pretty|short).
  */
+import { isValidMachineName, MACHINE_NAME_RULE } from "../../settings/values.ts";
 import type { MachinactlOptions } from "./options.ts";
 
 export interface Column<T> {
@@ -58,4 +59,13 @@ export function formatTimestamp(ms: number): string {
   const day = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"][d.getUTCDay()];
   const p = (n: number) => String(n).padStart(2, "0");
   return `${day} ${d.getUTCFullYear()}-${p(d.getUTCMonth() + 1)}-${p(d.getUTCDate())} ${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())} UTC`;
+}
+
+/**
+ * An image name that is not a valid machine name (a pool allows more, as machinectl's does) can
+ * be cloned, imported or renamed, but not started: one warning line on stderr, the verb goes on.
+ */
+export function warnIfNotMachineName(err: (text: string) => void, image: string): void {
+  if (!isValidMachineName(image))
+    err(`machinactl: warning: image name ${JSON.stringify(image)} is not a valid machine name (${MACHINE_NAME_RULE}): it cannot be started\n`);
 }

@@ -10,7 +10,7 @@ import {
 } from "../../image/ops.ts";
 import { discoverImages, getImage, poolRoots, type Image } from "../../image/pool.ts";
 import { parseBoolean } from "../../settings/values.ts";
-import { formatBytes, formatTimestamp, json, properties, table, type Column } from "./format.ts";
+import { formatBytes, formatTimestamp, json, properties, table, warnIfNotMachineName, type Column } from "./format.ts";
 import type { Verb, VerbContext } from "./verb.ts";
 
 function poolContext(ctx: VerbContext): PoolContext {
@@ -193,7 +193,7 @@ function cleanVerb(ctx: VerbContext): number {
 }
 
 function readOnlyVerb(ctx: VerbContext, args: string[]): number {
-  const flag = args[1] === undefined ? true : parseBoolean(args[1], { value: args[1] });
+  const flag = args[1] === undefined ? true : parseBoolean(args[1], { flag: "read-only's BOOL", value: args[1] });
   const image = setImageReadOnly(poolContext(ctx), args[0]!, flag);
   return done(ctx, { name: image.name, readOnly: image.readOnly });
 }
@@ -215,6 +215,7 @@ export const IMAGE_VERBS: Verb[] = [
     name: "clone", options: ["read-only"], usage: "clone NAME NAME", summary: "Clone an image", minArgs: 2, maxArgs: 2,
     run: (ctx, [from, to]) => {
       const r = cloneImage(poolContext(ctx), from!, to!, ctx.options.readOnly);
+      warnIfNotMachineName(ctx.err, r.image.name);
       return done(ctx, { name: r.image.name, from: from!, type: r.image.type, method: r.method, readOnly: r.image.readOnly, path: r.image.path });
     },
   }),
@@ -222,6 +223,7 @@ export const IMAGE_VERBS: Verb[] = [
     name: "rename", options: [], usage: "rename NAME NAME", summary: "Rename an image", minArgs: 2, maxArgs: 2,
     run: (ctx, [from, to]) => {
       const image = renameImage(poolContext(ctx), from!, to!);
+      warnIfNotMachineName(ctx.err, image.name);
       return done(ctx, { name: image.name, from: from!, path: image.path });
     },
   }),

@@ -12,13 +12,13 @@ import { disableMachine, enableMachine, requireImages } from "../../machine/enab
 import { showLogs } from "../../machine/logs.ts";
 import { getMachine, terminateMachine, type Machine } from "../../machine/machines.ts";
 import { systemctl, systemdAvailable, unitInstalled, unitName } from "../../machine/systemd.ts";
-import { launchDetached } from "../../runtime/launch.ts";
-import { isValidMachineName } from "../../settings/values.ts";
+import { launchDetached, requireImage } from "../../runtime/launch.ts";
+import { isValidMachineName, MACHINE_NAME_RULE } from "../../settings/values.ts";
 import { machineContext } from "./machine-verbs.ts";
 import type { Verb, VerbContext } from "./verb.ts";
 
 function checkName(name: string): void {
-  if (!isValidMachineName(name)) throw new MachinaError("E_INVALID", `invalid machine name "${name}"`, { machine: name });
+  if (!isValidMachineName(name)) throw new MachinaError("E_INVALID", `invalid machine name "${name}": expected ${MACHINE_NAME_RULE}`, { machine: name });
 }
 
 async function start(ctx: VerbContext, name: string): Promise<void> {
@@ -30,6 +30,7 @@ async function start(ctx: VerbContext, name: string): Promise<void> {
   } catch (e) {
     if (!(e instanceof MachinaError) || e.code !== "E_NOT_FOUND") throw e;
   }
+  requireImage(ctx.host, ctx.paths.pool, name);
   if (throughSystemd(ctx)) await systemctl(ctx.host, ["start", unitName(name)]);
   else await launchDetached(ctx.host, ctx.paths, { name });
 }
@@ -104,7 +105,7 @@ const disable: Verb = {
 const logs: Verb = {
   name: "logs", options: ["lines", "follow", "output"],
   usage: "logs NAME",
-  summary: "Show the machine's journal, else its console output (-n N, -f)",
+  summary: "Show the machine's journal, else its console output (-n N, -f, -o MODE, --json)",
   section: "Machine",
   minArgs: 1,
   maxArgs: 1,
@@ -117,10 +118,12 @@ const logs: Verb = {
     } catch (e) {
       if (!(e instanceof MachinaError && e.code === "E_NOT_FOUND")) throw e;
     }
+    // --json (any mode): journalctl -o json, one object per line (a log is a stream; -o json-pretty for the indented form).
+    const output = ctx.options.json === "off" ? ctx.options.output : "json";
     return showLogs(mctx, name, m, {
       ...(ctx.options.lines !== undefined ? { lines: ctx.options.lines } : {}),
       follow: ctx.options.follow,
-      ...(ctx.options.output !== undefined ? { output: ctx.options.output } : {}),
+      ...(output !== undefined ? { output } : {}),
       write: ctx.out,
     });
   },

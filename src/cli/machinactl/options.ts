@@ -33,7 +33,7 @@ export interface MachinactlOptions {
   mkdir: boolean;
   lines: number | undefined;
   maxAddresses: number | undefined;
-  output: string | undefined;
+  output: OutputMode | undefined;
   verify: "no" | "checksum" | "signature" | undefined;
   force: boolean;
   /** bootstrap: root's password (default: none, passwordless console login). */
@@ -152,11 +152,16 @@ export function defaultMachinactlOptions(): MachinactlOptions {
   };
 }
 
+/** machinectl parses these as an unsigned int (safe_atou): 0 … 2^32-1. */
+const UINT_MAX = 4294967295;
+
 function nonNegativeInt(v: string, ctx: ErrorContext): number {
-  if (!/^[0-9]+$/.test(v)) throw usageError(`invalid value ${JSON.stringify(v)} for ${ctx.flag}: expected a non-negative integer`, ctx);
+  if (!/^[0-9]+$/.test(v) || Number(v) > UINT_MAX)
+    throw usageError(`invalid value ${JSON.stringify(v)} for ${ctx.flag}: expected a whole number from 0 to ${UINT_MAX}`, ctx);
   return Number(v);
 }
 
+export type OutputMode = (typeof OUTPUT_MODES)[number];
 
 /** Verbs whose arguments after the machine name are a command line, never options. */
 const COMMAND_VERBS = new Set(["shell", "exec"]);

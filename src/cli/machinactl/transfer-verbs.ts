@@ -14,7 +14,7 @@ import { bootstrap } from "../../image/bootstrap.ts";
 import {
   exportImage, importFs, importRaw, importTar, pullImage, type Progress, type TransferContext,
 } from "../../image/transfer.ts";
-import { formatBytes, json, table } from "./format.ts";
+import { formatBytes, json, table, warnIfNotMachineName } from "./format.ts";
 import type { Verb, VerbContext } from "./verb.ts";
 
 /** Progress on stderr: a bar on a terminal, plain lines otherwise, nothing with -q. */
@@ -105,66 +105,76 @@ const done = (ctx: VerbContext, text: string) => {
   if (!ctx.options.quiet) ctx.err(text + "\n");
 };
 
+/**
+ * A finished transfer: with --json its result on stdout (as the image verbs do), else the line on
+ * stderr; `made`: the new image, whose name is checked as a machine name.
+ */
+const finished = (ctx: VerbContext, text: string, value: Record<string, unknown>, made?: string) => {
+  if (made !== undefined) warnIfNotMachineName(ctx.err, made);
+  if (ctx.options.json !== "off") ctx.out(json(value, ctx.options));
+  else done(ctx, text);
+};
+
 export const TRANSFER_VERBS: Verb[] = [
   {
     name: "import-tar", options: ["force", "read-only"], usage: "import-tar FILE [NAME]", summary: "Import a local tar container image", section: "Image transfer", minArgs: 1, maxArgs: 2,
     run: (ctx, [file, name]) => runTransfer(ctx, "import-tar", file!, name ?? "", async (t) => {
       const image = await importTar(t, file!, name, importOpts(ctx));
-      done(ctx, `Imported "${file}" as image "${image}".`);
+      finished(ctx, `Imported "${file}" as image "${image}".`, { image, from: file! }, image);
     }),
   },
   {
     name: "import-raw", options: ["force", "read-only"], usage: "import-raw FILE [NAME]", summary: "Import a local raw container or VM image", section: "Image transfer", minArgs: 1, maxArgs: 2,
     run: (ctx, [file, name]) => runTransfer(ctx, "import-raw", file!, name ?? "", async (t) => {
       const image = await importRaw(t, file!, name, importOpts(ctx));
-      done(ctx, `Imported "${file}" as image "${image}".`);
+      finished(ctx, `Imported "${file}" as image "${image}".`, { image, from: file! }, image);
     }),
   },
   {
     name: "import-fs", options: ["force", "read-only"], usage: "import-fs DIRECTORY [NAME]", summary: "Import a local directory container image", section: "Image transfer", minArgs: 1, maxArgs: 2,
     run: (ctx, [dir, name]) => runTransfer(ctx, "import-fs", dir!, name ?? "", async (t) => {
       const image = await importFs(t, dir!, name, importOpts(ctx));
-      done(ctx, `Imported "${dir}" as image "${image}".`);
+      finished(ctx, `Imported "${dir}" as image "${image}".`, { image, from: dir! }, image);
     }),
   },
   {
     name: "export-tar", options: ["format", "force"], usage: "export-tar NAME [FILE]", summary: "Export a local container image as a tar file", section: "Image transfer", minArgs: 1, maxArgs: 2,
     run: (ctx, [name, file]) => runTransfer(ctx, "export-tar", file ?? "-", name!, async (t) => {
       await exportImage(t, "tar", name!, file, { format: ctx.options.format, force: ctx.options.force });
-      if (file !== undefined) done(ctx, `Exported image "${name}" to "${file}".`);
+      if (file !== undefined) finished(ctx, `Exported image "${name}" to "${file}".`, { image: name!, file });
     }),
   },
   {
     name: "export-raw", options: ["format", "force"], usage: "export-raw NAME [FILE]", summary: "Export a local raw image", section: "Image transfer", minArgs: 1, maxArgs: 2,
     run: (ctx, [name, file]) => runTransfer(ctx, "export-raw", file ?? "-", name!, async (t) => {
       await exportImage(t, "raw", name!, file, { format: ctx.options.format, force: ctx.options.force });
-      if (file !== undefined) done(ctx, `Exported image "${name}" to "${file}".`);
+      if (file !== undefined) finished(ctx, `Exported image "${name}" to "${file}".`, { image: name!, file });
     }),
   },
   {
     name: "pull-tar", options: ["verify", "force", "read-only"], usage: "pull-tar URL [NAME]", summary: "Download a tar container image", section: "Image transfer", minArgs: 1, maxArgs: 2,
     run: (ctx, [url, name]) => runTransfer(ctx, "pull-tar", url!, name ?? "", async (t) => {
       const image = await pullImage(t, "tar", url!, name, { ...importOpts(ctx), verify: ctx.options.verify ?? "signature" });
-      done(ctx, `Downloaded "${url}" as image "${image}".`);
+      finished(ctx, `Downloaded "${url}" as image "${image}".`, { image, from: url! }, image);
     }),
   },
   {
     name: "pull-raw", options: ["verify", "force", "read-only"], usage: "pull-raw URL [NAME]", summary: "Download a raw container or VM image", section: "Image transfer", minArgs: 1, maxArgs: 2,
     run: (ctx, [url, name]) => runTransfer(ctx, "pull-raw", url!, name ?? "", async (t) => {
       const image = await pullImage(t, "raw", url!, name, { ...importOpts(ctx), verify: ctx.options.verify ?? "signature" });
-      done(ctx, `Downloaded "${url}" as image "${image}".`);
+      finished(ctx, `Downloaded "${url}" as image "${image}".`, { image, from: url! }, image);
     }),
   },
   {
     name: "bootstrap", options: ["root-password", "mirror", "force"], usage: "bootstrap NAME DISTRO [RELEASE]", summary: "Build a new image with debootstrap/mmdebstrap or dnf (debian, ubuntu, fedora)", section: "Image transfer", minArgs: 2, maxArgs: 3,
-    run: async (ctx, [name, distro, release]) => {
+    // A transfer like the imports (list-transfers, cancel-transfer); its progress is the build tool's own lines.
+    run: (ctx, [name, distro, release]) => runTransfer(ctx, "bootstrap", [distro!, release, ctx.options.mirror].filter((x) => x !== undefined).join(" "), name!, async (t) => {
       await bootstrap(
-        { host: ctx.host, paths: ctx.paths, force: ctx.options.force, log: (l) => done(ctx, l) },
+        { host: ctx.host, paths: ctx.paths, force: ctx.options.force, log: t.log, signal: t.signal },
         { name: name!, distro: distro!, release, mirror: ctx.options.mirror, rootPassword: ctx.options.rootPassword },
       );
-      done(ctx, `Bootstrapped image "${name}".`);
-      return 0;
-    },
+      finished(ctx, `Bootstrapped image "${name}".`, { image: name!, distro: distro!, ...(release !== undefined ? { release } : {}) }, name!);
+    }),
   },
   {
     name: "list-transfers", options: ["no-legend"], usage: "list-transfers", summary: "Show list of transfers in progress", section: "Image transfer", minArgs: 0, maxArgs: 0,
