@@ -317,7 +317,7 @@ function watchWritten(pid: number, onProgress: StreamProgress | undefined): () =
 
 /** Bytes an export of a directory tree will stream, about (apparent sizes, this file system only). */
 export function treeBytes(dir: string): number | undefined {
-  const r = Bun.spawnSync(["du", "-s", "--apparent-size", "-B1", "--one-file-system", "--", dir], { stdout: "pipe", stderr: "ignore" });
+  const r = spawning(["du"], () => Bun.spawnSync(["du", "-s", "--apparent-size", "-B1", "--one-file-system", "--", dir], { stdout: "pipe", stderr: "ignore" }));
   const n = Number(/^(\d+)/.exec(r.stdout.toString())?.[1]);
   return Number.isSafeInteger(n) ? n : undefined;
 }

@@ -66,7 +66,7 @@ describe("a missing program", () => {
     mkdirSync(pool);
     mkdirSync(bin);
     symlinkSync(busybox, join(pool, "bb"));
-    for (const p of ["tar", "sh", "cat", "cp", "rm", "gzip"]) symlinkSync(Bun.which(p)!, join(bin, p));
+    for (const p of ["tar", "sh", "cat", "cp", "rm", "gzip", "du"]) symlinkSync(Bun.which(p)!, join(bin, p));
     const env = baseEnv({ PATH: bin, MACHINA_POOL: pool, MACHINA_STATE_DIR: join(root, "state"), NO_COLOR: "1" });
     const out = join(root, "out");
     mkdirSync(out);
