@@ -10,6 +10,7 @@
 #include "security.h"
 #include "userns.h"
 #include "netlink.h"
+#include "records.h"
 
 #define SPEC_MAGIC "MACHINA-SPEC"
 #define SPEC_VERSION "1"
@@ -145,5 +146,3 @@ void spec_free(struct spec *s);
  * operations, environment, rlimits, groups, exec candidates, security records). */
 void spec_shed_child(struct spec *s);
 
-/* Helpers also used by tests. */
-int parse_mount_flags(const char *s, unsigned long *out);
