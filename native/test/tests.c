@@ -33,6 +33,7 @@
 #include "mounts.h"
 #include "resolve.h"
 #include "selinux.h"
+#include "sha256.h"
 #include "spec.h"
 #include "userns.h"
 
@@ -2149,9 +2150,50 @@ static void test_selinux(void)
 	free(b);
 }
 
+/* SHA-256 known answers (FIPS 180-2, appendix B, and the empty message), whole and in pieces that
+ * cross block boundaries: the seccomp cache key (security.c) relies on them. */
+static void test_sha256(void)
+{
+	static const struct {
+		const char *what, *msg;
+		size_t repeat; /* the message this many times */
+		const char *hex;
+	} kat[] = {
+		{ "\"abc\"", "abc", 1, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" },
+		{ "the empty message", "", 1, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" },
+		{ "the 448-bit message", "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", 1,
+		  "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1" },
+		{ "one million \"a\"", "a", 1000000, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0" },
+	};
+	for (size_t i = 0; i < sizeof kat / sizeof kat[0]; i++) {
+		size_t len = strlen(kat[i].msg) * kat[i].repeat;
+		char *m = malloc(len + 1);
+		for (size_t k = 0; k < kat[i].repeat; k++)
+			memcpy(m + k * strlen(kat[i].msg), kat[i].msg, strlen(kat[i].msg));
+		/* whole, then in 1-, 63- and 65-byte pieces */
+		static const size_t steps[] = { 0, 1, 63, 65 };
+		for (size_t j = 0; j < sizeof steps / sizeof steps[0]; j++) {
+			struct sha256 c;
+			uint8_t out[32];
+			char hex[65];
+			sha256_init(&c);
+			size_t step = steps[j] ? steps[j] : (len ? len : 1);
+			for (size_t off = 0; off < len; off += step)
+				sha256_update(&c, m + off, len - off < step ? len - off : step);
+			sha256_final(&c, out);
+			for (int b = 0; b < 32; b++)
+				snprintf(hex + 2 * b, 3, "%02x", out[b]);
+			check(!strcmp(hex, kat[i].hex), "sha256 of %s (%s)", kat[i].what,
+			      steps[j] ? (steps[j] == 1 ? "byte by byte" : steps[j] == 63 ? "63-byte pieces" : "65-byte pieces") : "whole");
+		}
+		free(m);
+	}
+}
+
 int main(void)
 {
 	test_spec();
+	test_sha256();
 	test_errors();
 	test_copy_fd();
 	test_userns();
