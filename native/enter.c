@@ -845,105 +845,161 @@ static void forwarded(sigset_t *mask)
 /* Enter and, with `exec`, start the command and wait for it (its status, as an exit status).
  * For a command this runs in the enterer, a child of the relay: sock passes the pty's master
  * to the relay; the host's stdio is only kept with console pipe (it is the command's). */
+/* Nothing of the host's terminal stays in the process that becomes the command: not its session
+ * (/dev/tty would name it), nor, with a pty, its stdio. Without a pty the relay's socket is closed. */
+static int leave_caller(struct enter_spec *s, int *sock, struct merr *e)
+{
+	if (s->n_exec && setsid() < 0)
+		return merr_sys(e, "setsid", "", "failed to leave the caller's session");
+	if (s->n_exec && s->pty) {
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0)
+			return merr_sys(e, "dup2", "/dev/null", "failed to detach from the terminal");
+		close(null);
+	} else if (*sock >= 0) {
+		close(*sock);
+		*sock = -1;
+	}
+	return 0;
+}
+
+/* The leader (pidfd_open, then its start time), our SELinux exec attribute (from the host's
+ * /proc, before entering) and the container's root. */
+static int open_target(struct enter_spec *s, int *pidfd, int *rootfd, char rootpath[64], struct merr *e)
+{
+	*pidfd = (int)syscall(SYS_pidfd_open, s->pid, 0);
+	if (*pidfd < 0)
+		return merr_sys(e, "pidfd_open", "", "the container's leader %d is gone", (int)s->pid);
+	if (check_target(s, *pidfd, e) < 0)
+		return -1;
+	if (s->n_exec && s->selinux_context) {
+		s->selinux_fd = open(SELINUX_EXEC_ATTR, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+		if (s->selinux_fd < 0)
+			return merr_sys(e, "open", SELINUX_EXEC_ATTR, "failed to open \"%s\" to set the SELinux exec label \"%s\"",
+					SELINUX_EXEC_ATTR, s->selinux_context);
+	}
+	snprintf(rootpath, 64, "/proc/%d/root", (int)s->pid);
+	*rootfd = open(rootpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (*rootfd < 0)
+		return merr_sys(e, "open", rootpath, "failed to open the container's root");
+	return 0;
+}
+
+/* cgroup.procs of each cgroup to join (at most 64), opened on the host */
+static int open_cgroups(struct enter_spec *s, int cgfds[64], size_t *ncg, struct merr *e)
+{
+	for (*ncg = 0; *ncg < s->n_cgroups && *ncg < 64; (*ncg)++) {
+		char p[4200];
+		snprintf(p, sizeof p, "%s/cgroup.procs", s->cgroups[*ncg]);
+		cgfds[*ncg] = open(p, O_WRONLY | O_CLOEXEC);
+		if (cgfds[*ncg] < 0)
+			return merr_sys(e, "open", p, "failed to open the container's cgroup \"%s\"", p);
+	}
+	return 0;
+}
+
+/* a detached copy of each bind source (at most 64), read-only where asked, opened on the host */
+static int open_bind_trees(struct enter_spec *s, int trees[64], size_t *ntree, struct merr *e)
+{
+	for (*ntree = 0; *ntree < s->n_binds && *ntree < 64; (*ntree)++) {
+		struct enter_bind *b = &s->binds[*ntree];
+		int t = (int)syscall(SYS_open_tree, AT_FDCWD, b->src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+		trees[*ntree] = t;
+		if (t < 0)
+			return merr_sys(e, "open_tree", b->src, "failed to open \"%s\"", b->src);
+		if (b->read_only) {
+			struct mount_attr attr = { .attr_set = MOUNT_ATTR_RDONLY };
+			if (syscall(SYS_mount_setattr, t, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0)
+				return merr_sys(e, "mount_setattr", b->src, "failed to make \"%s\" read-only", b->src);
+		}
+	}
+	return 0;
+}
+
+/* From the host, before anything of the container is entered: the seccomp programs (the
+ * container's records: the same cache file, or compiled the same way), the cgroup (the helper
+ * joins it itself, so the command is born in it), the rlimits. */
+static int prepare_command(struct enter_spec *s, const int *cgfds, size_t ncg, struct merr *e)
+{
+	if (sec_seccomp_prepare(&s->sec, e) < 0)
+		return -1;
+	for (size_t i = 0; i < ncg; i++) {
+		if (write(cgfds[i], "0", 1) < 0)
+			return merr_sys(e, "write", s->cgroups[i], "failed to join the container's cgroup \"%s\"", s->cgroups[i]);
+		close(cgfds[i]);
+	}
+	for (size_t i = 0; i < s->n_rlimits; i++) {
+		struct rlimit rl = { (rlim_t)s->rlimits[i].soft, (rlim_t)s->rlimits[i].hard };
+		if (setrlimit((__rlimit_resource_t)s->rlimits[i].res, &rl) < 0)
+			return merr_sys(e, "setrlimit", "", "failed to set resource limit %d", s->rlimits[i].res);
+	}
+	return 0;
+}
+
+/* A pty of the container's devpts: the master to the relay; the peer becomes our stdio, so the
+ * command is born with it. */
+static int take_pty(int *sock, struct merr *e)
+{
+	_cleanup_close_ int master = -1, slave = -1;
+	if (open_pty(&master, &slave, e) < 0)
+		return -1;
+	if (send_fd(*sock, master) < 0)
+		return merr_sys(e, "sendmsg", "", "failed to pass the pty to the relay");
+	close(take_fd(&master));
+	close(take_fd(sock));
+	for (int fd = 0; fd < 3; fd++)
+		if (dup2(slave, fd) < 0)
+			return merr_sys(e, "dup2", "", "failed to set up stdio");
+	return 0;
+}
+
+/* Fork the command (confined already) and wait for it, passing the relay's signals on (under the
+ * container's filter by now). */
+static int run_command(struct enter_spec *s, struct merr *e)
+{
+	sigset_t mask;
+	forwarded(&mask);
+	pid_t pid = fork();
+	if (pid < 0) {
+		merr_sys(e, "fork", "", "failed to fork");
+		return fail_with(e);
+	}
+	if (pid == 0)
+		child(s, s->pty, g_report);
+	for (;;) {
+		siginfo_t si;
+		int sig = sigwaitinfo(&mask, &si);
+		if (sig < 0 && errno != EINTR)
+			return 1;
+		if (sig > 0 && sig != SIGCHLD && sig != SIGWINCH)
+			kill(pid, sig);
+		int st;
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			return status_of(st);
+	}
+}
+
 static int enter_here(struct enter_spec *s, int sock)
 {
 	struct merr e = { 0 };
-	_cleanup_close_ int pidfd = -1, rootfd = -1, master = -1, slave = -1, hostdir = -1;
-	char hostbase[256] = "";
-	/* nothing of the host's terminal stays in the process that becomes the command: not its
-	 * session (/dev/tty would name it), nor, with a pty, its stdio */
-	if (s->n_exec && setsid() < 0) {
-		merr_sys(&e, "setsid", "", "failed to leave the caller's session");
+	_cleanup_close_ int pidfd = -1, rootfd = -1, hostdir = -1;
+	char hostbase[256] = "", rootpath[64];
+	int cgfds[64], trees[64];
+	size_t ncg = 0, ntree = 0;
+	if (leave_caller(s, &sock, &e) < 0 || open_target(s, &pidfd, &rootfd, rootpath, &e) < 0)
 		goto fail;
-	}
-	if (s->n_exec && s->pty) {
-		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-		if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0) {
-			merr_sys(&e, "dup2", "/dev/null", "failed to detach from the terminal");
-			goto fail;
-		}
-		close(null);
-	} else if (sock >= 0) {
-		close(sock);
-		sock = -1;
-	}
-	pidfd = (int)syscall(SYS_pidfd_open, s->pid, 0);
-	if (pidfd < 0) {
-		merr_sys(&e, "pidfd_open", "", "the container's leader %d is gone", (int)s->pid);
-		goto fail;
-	}
-	if (check_target(s, pidfd, &e) < 0)
-		goto fail;
-	if (s->n_exec && s->selinux_context) {
-		s->selinux_fd = open(SELINUX_EXEC_ATTR, O_WRONLY | O_CLOEXEC | O_NOCTTY);
-		if (s->selinux_fd < 0) {
-			merr_sys(&e, "open", SELINUX_EXEC_ATTR, "failed to open \"%s\" to set the SELinux exec label \"%s\"", SELINUX_EXEC_ATTR, s->selinux_context);
-			goto fail;
-		}
-	}
 	/* the container root's host ids, read from the host's /proc before entering (for binds) */
 	long root_uid = s->n_binds ? map_zero(s->pid, "uid_map") : 0, root_gid = s->n_binds ? map_zero(s->pid, "gid_map") : 0;
-	char rootpath[64];
-	snprintf(rootpath, sizeof rootpath, "/proc/%d/root", (int)s->pid);
-	rootfd = open(rootpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (rootfd < 0) {
-		merr_sys(&e, "open", rootpath, "failed to open the container's root");
+	if (open_cgroups(s, cgfds, &ncg, &e) < 0 || open_bind_trees(s, trees, &ntree, &e) < 0)
 		goto fail;
-	}
-	int cgfds[64];
-	size_t ncg = 0;
-	for (; ncg < s->n_cgroups && ncg < ARRAY_SIZE(cgfds); ncg++) {
-		char p[4200];
-		snprintf(p, sizeof p, "%s/cgroup.procs", s->cgroups[ncg]);
-		cgfds[ncg] = open(p, O_WRONLY | O_CLOEXEC);
-		if (cgfds[ncg] < 0) {
-			merr_sys(&e, "open", p, "failed to open the container's cgroup \"%s\"", p);
-			goto fail;
-		}
-	}
-	int trees[64];
-	size_t ntree = 0;
-	for (; ntree < s->n_binds && ntree < ARRAY_SIZE(trees); ntree++) {
-		struct enter_bind *b = &s->binds[ntree];
-		trees[ntree] = (int)syscall(SYS_open_tree, AT_FDCWD, b->src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
-		if (trees[ntree] < 0) {
-			merr_sys(&e, "open_tree", b->src, "failed to open \"%s\"", b->src);
-			goto fail;
-		}
-		if (b->read_only) {
-			struct mount_attr attr = { .attr_set = MOUNT_ATTR_RDONLY };
-			if (syscall(SYS_mount_setattr, trees[ntree], "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0) {
-				merr_sys(&e, "mount_setattr", b->src, "failed to make \"%s\" read-only", b->src);
-				goto fail;
-			}
-		}
-	}
 	/* copy: the host side is opened here, before entering (its parent directory; the last
 	 * component is never followed) */
 	if (s->has_copy && open_host_parent(s, &hostdir, hostbase, &e) < 0)
 		goto fail;
 	unsigned ns = s->ns_flags;
 	if (s->n_exec) {
-		/* From the host, before anything of the container is entered: the seccomp programs
-		 * (the container's records: the same cache file, or compiled the same way), the
-		 * cgroup (the helper joins it itself, so the command is born in it), the rlimits. */
-		if (sec_seccomp_prepare(&s->sec, &e) < 0)
+		if (prepare_command(s, cgfds, ncg, &e) < 0)
 			goto fail;
-		for (size_t i = 0; i < ncg; i++) {
-			if (write(cgfds[i], "0", 1) < 0) {
-				merr_sys(&e, "write", s->cgroups[i], "failed to join the container's cgroup \"%s\"", s->cgroups[i]);
-				goto fail;
-			}
-			close(cgfds[i]);
-		}
-		ncg = 0;
-		for (size_t i = 0; i < s->n_rlimits; i++) {
-			struct rlimit rl = { (rlim_t)s->rlimits[i].soft, (rlim_t)s->rlimits[i].hard };
-			if (setrlimit((__rlimit_resource_t)s->rlimits[i].res, &rl) < 0) {
-				merr_sys(&e, "setrlimit", "", "failed to set resource limit %d", s->rlimits[i].res);
-				goto fail;
-			}
-		}
 	} else {
 		ns &= ~(unsigned)CLONE_NEWCGROUP;
 	}
@@ -964,57 +1020,17 @@ static int enter_here(struct enter_spec *s, int sock)
 		close(trees[i]);
 	if (!s->n_exec)
 		return 0;
-
-	if (s->pty) {
-		if (open_pty(&master, &slave, &e) < 0)
-			goto fail;
-		/* the master to the relay; the peer becomes our stdio, so the command is born with it */
-		if (send_fd(sock, master) < 0) {
-			merr_sys(&e, "sendmsg", "", "failed to pass the pty to the relay");
-			goto fail;
-		}
-		close(master);
-		master = -1;
-		close(sock);
-		sock = -1;
-		for (int fd = 0; fd < 3; fd++)
-			if (dup2(slave, fd) < 0) {
-				merr_sys(&e, "dup2", "", "failed to set up stdio");
-				goto fail;
-			}
-		close(slave);
-		slave = -1;
-	}
+	if (s->pty && take_pty(&sock, &e) < 0)
+		goto fail;
 	if (s->chdir && chdir(s->chdir) < 0) {
 		merr_sys(&e, "chdir", s->chdir, "failed to change to \"%s\" in the container", s->chdir);
 		goto fail;
 	}
-	close(pidfd);
-	close(rootfd);
-	pidfd = rootfd = -1;
+	close(take_fd(&pidfd));
+	close(take_fd(&rootfd));
 	if (confine(s, &e) < 0)
 		goto fail;
-	sigset_t mask;
-	forwarded(&mask);
-	pid_t pid = fork();
-	if (pid < 0) {
-		merr_sys(&e, "fork", "", "failed to fork");
-		goto fail;
-	}
-	if (pid == 0)
-		child(s, s->pty, g_report);
-	/* wait, passing the relay's signals on (under the container's filter by now) */
-	for (;;) {
-		siginfo_t si;
-		int sig = sigwaitinfo(&mask, &si);
-		if (sig < 0 && errno != EINTR)
-			return 1;
-		if (sig > 0 && sig != SIGCHLD && sig != SIGWINCH)
-			kill(pid, sig);
-		int st;
-		if (waitpid(pid, &st, WNOHANG) == pid)
-			return status_of(st);
-	}
+	return run_command(s, &e);
 fail:
 	return fail_with(&e);
 }
