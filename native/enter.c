@@ -30,6 +30,7 @@
 
 #include "caps.h"
 #include "console.h"
+#include "records.h"
 #include "resolve.h"
 #include "selinux.h"
 #include "util.h"
@@ -38,38 +39,7 @@
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
 
-#define MAX_ARGS 65536u
-
 /* ------------------------------------------------------------------ parsing */
-
-struct cur {
-	char *p, *end;
-};
-
-static const char *next(struct cur *c)
-{
-	if (c->p >= c->end)
-		return NULL;
-	char *s = c->p;
-	char *nul = memchr(s, 0, (size_t)(c->end - s));
-	if (!nul)
-		return NULL;
-	c->p = nul + 1;
-	return s;
-}
-
-static int num(const char *s, long long min, long long max, long long *out)
-{
-	if (!s || !*s)
-		return -1;
-	char *end;
-	errno = 0;
-	long long v = strtoll(s, &end, 10);
-	if (errno || *end || v < min || v > max)
-		return -1;
-	*out = v;
-	return 0;
-}
 
 static void *track(struct enter_spec *s, void *p)
 {
@@ -134,233 +104,319 @@ static int ns_flag(const char *n, unsigned *f)
 }
 
 #define BAD(...) merr_set(e, 0, "", "", __VA_ARGS__)
+#define OOM() merr_set(e, ENOMEM, "", "", "out of memory")
+#define HANDLER(fn) static int fn(void *ctx, const struct rec *r, struct merr *e)
+#define SPEC struct enter_spec *s = ctx
+#define ARGS const char **a = r->a
 
-static int rlim_value(const char *v, unsigned long long *out)
+HANDLER(on_prog)
 {
-	if (!strcmp(v, "infinity")) {
-		*out = RLIM_INFINITY;
-		return 0;
-	}
-	long long x;
-	if (num(v, 0, LLONG_MAX, &x) < 0)
-		return -1;
-	*out = (unsigned long long)x;
+	SPEC;
+	s->prog = r->a[0];
+	(void)e;
 	return 0;
 }
 
-int enter_parse(struct enter_spec *s, char *buf, size_t len, struct merr *e)
+HANDLER(on_target)
 {
-	memset(s, 0, sizeof *s);
-	s->selinux_fd = -1;
-	s->buf = buf;
-	track(s, buf);
-	struct cur c = { buf, buf + len };
-	const char *m = next(&c), *v = next(&c);
-	if (!m || strcmp(m, ENTER_MAGIC) || !v)
-		return BAD("enter spec: bad header (expected %s %s)", ENTER_MAGIC, ENTER_VERSION);
-	if (strcmp(v, ENTER_VERSION))
-		return BAD("enter spec: unsupported version \"%s\"", v);
-	int seen_target = 0, seen_end = 0;
-	/* every argument of every record fits in one pool of slices (count the strings) */
-	size_t nstr = 0, used = 0, idx = 0;
-	for (size_t i = 0; i < len; i++)
-		nstr += buf[i] == 0;
-	s->argpool = calloc(nstr + 1, sizeof *s->argpool);
-	if (!s->argpool)
-		return merr_set(e, ENOMEM, "", "", "out of memory");
-	while (!seen_end) {
-		idx++;
-		const char *name = next(&c), *cnt = next(&c);
-		long long n;
-		if (!name || !cnt || num(cnt, 0, MAX_ARGS, &n) < 0)
-			return BAD("enter spec: truncated or bad record count");
-		const char *a[MAX_ARGS > 8 ? 8 : MAX_ARGS];
-		const char *first = c.p;
-		for (long long i = 0; i < n; i++) {
-			const char *x = next(&c);
-			if (!x)
-				return BAD("enter spec: record \"%s\" is truncated", name);
-			if (i < 8)
-				a[i] = x;
-		}
-		/* re-walk helper for variadic records */
-		struct cur rest = { (char *)first, c.p };
-#define NEED(k)                                                                              \
-	do {                                                                                 \
-		if (n != (k))                                                                \
-			return BAD("enter spec: record \"%s\" takes %d arguments", name, (k)); \
-	} while (0)
-		if (!strcmp(name, "end")) {
-			NEED(0);
-			seen_end = 1;
-		} else if (!strcmp(name, "prog")) {
-			NEED(1);
-			s->prog = a[0];
-		} else if (!strcmp(name, "target")) {
-			NEED(2);
-			long long pid;
-			if (num(a[0], 1, 1 << 22, &pid) < 0)
-				return BAD("enter spec: bad pid \"%s\"", a[0]);
-			s->pid = (pid_t)pid;
-			s->starttime = a[1];
-			seen_target = 1;
-		} else if (!strcmp(name, "namespaces")) {
-			for (long long i = 0; i < n; i++)
-				if (ns_flag(next(&rest), &s->ns_flags) < 0)
-					return BAD("enter spec: unknown namespace");
-		} else if (!strcmp(name, "cgroup")) {
-			NEED(1);
-			const char **slot;
-			if (!grow_strs(s, &s->cgroups, &s->n_cgroups, 1, &slot))
-				return merr_set(e, ENOMEM, "", "", "out of memory");
-			*slot = a[0];
-		} else if (!strcmp(name, "caps_bounding")) {
-			NEED(1);
-			char *end;
-			errno = 0;
-			unsigned long long x = strtoull(a[0], &end, 16);
-			if (errno || *end || !*a[0])
-				return BAD("enter spec: bad capability mask \"%s\"", a[0]);
-			s->has_caps = 1;
-			s->caps_bounding = x;
-		} else if (!strcmp(name, "caps_ambient")) {
-			NEED(1);
-			char *end;
-			errno = 0;
-			unsigned long long x = strtoull(a[0], &end, 16);
-			if (errno || *end || !*a[0] || s->has_ambient)
-				return BAD("enter spec: bad or repeated \"caps_ambient\" \"%s\"", a[0]);
-			s->has_ambient = 1;
-			s->caps_ambient = x;
-		} else if (!strcmp(name, "rlimit")) {
-			NEED(3);
-			long long res;
-			struct enter_rlimit rl;
-			if (num(a[0], 0, RLIM_NLIMITS - 1, &res) < 0 || rlim_value(a[1], &rl.soft) < 0 ||
-			    rlim_value(a[2], &rl.hard) < 0 || rl.soft > rl.hard)
-				return BAD("enter spec: bad \"rlimit\" %s %s %s (RES SOFT HARD, SOFT <= HARD)", a[0], a[1], a[2]);
-			rl.res = (int)res;
-			struct enter_rlimit *nr = realloc(s->rlimits, (s->n_rlimits + 1) * sizeof *nr);
-			if (!nr)
-				return merr_set(e, ENOMEM, "", "", "out of memory");
-			s->rlimits = nr;
-			nr[s->n_rlimits++] = rl;
-		} else if (!strncmp(name, "seccomp_", 8)) {
-			/* the container's own records, parsed (and later compiled or found in the cache)
-			 * by security.c exactly as for the container */
-			const char **args = s->argpool + used;
-			for (long long i = 0; i < n; i++)
-				args[i] = next(&rest);
-			used += (size_t)n + 1; /* +1 keeps each slice NULL-terminated */
-			int r = sec_record(&s->sec, name, args, (size_t)n, idx, e);
-			if (r == 0)
-				return BAD("enter spec: unknown record \"%s\"", name);
-			if (r < 0)
-				return r;
-		} else if (!strcmp(name, "no_new_privs")) {
-			NEED(1);
-			s->no_new_privs = !strcmp(a[0], "1");
-		} else if (!strcmp(name, "user")) {
-			if (n < 2)
-				return BAD("enter spec: \"user\" takes UID GID GROUPS...");
-			long long x;
-			if (num(next(&rest), 0, 0xfffffffe, &x) < 0)
-				return BAD("enter spec: bad uid");
-			s->uid = (uid_t)x;
-			if (num(next(&rest), 0, 0xfffffffe, &x) < 0)
-				return BAD("enter spec: bad gid");
-			s->gid = (gid_t)x;
-			s->n_groups = (size_t)n - 2;
-			s->groups = calloc(s->n_groups + 1, sizeof *s->groups);
-			if (!s->groups)
-				return merr_set(e, ENOMEM, "", "", "out of memory");
-			for (size_t i = 0; i < s->n_groups; i++) {
-				if (num(next(&rest), 0, 0xfffffffe, &x) < 0)
-					return BAD("enter spec: bad group");
-				s->groups[i] = (gid_t)x;
-			}
-			s->has_user = 1;
-		} else if (!strcmp(name, "env") || !strcmp(name, "args")) {
-			const char ***arr = !strcmp(name, "env") ? &s->env : &s->args;
-			size_t *cnt_p = !strcmp(name, "env") ? &s->n_env : &s->n_args;
-			const char **slot;
-			if (!grow_strs(s, arr, cnt_p, (size_t)n, &slot))
-				return merr_set(e, ENOMEM, "", "", "out of memory");
-			for (long long i = 0; i < n; i++)
-				slot[i] = next(&rest);
-		} else if (!strcmp(name, "selinux_context")) {
-			NEED(1);
-			if (!*a[0] || strpbrk(a[0], "\n\r"))
-				return BAD("enter spec: selinux_context needs a label (one line)");
-			s->selinux_context = a[0];
-		} else if (!strcmp(name, "chdir")) {
-			NEED(1);
-			if (a[0][0] != '/')
-				return BAD("enter spec: chdir needs an absolute path");
-			s->chdir = a[0];
-		} else if (!strcmp(name, "console")) {
-			NEED(1);
-			if (!strcmp(a[0], "pty"))
-				s->pty = 1;
-			else if (!strcmp(a[0], "pipe"))
-				s->pty = 0;
-			else
-				return BAD("enter spec: console must be pty or pipe");
-		} else if (!strcmp(name, "exec")) {
-			NEED(2);
-			const char **p1, **p2;
-			size_t n1 = s->n_exec, n2 = s->n_exec;
-			if (!grow_strs(s, &s->exec_path, &n1, 1, &p1) || !grow_strs(s, &s->exec_argv0, &n2, 1, &p2))
-				return merr_set(e, ENOMEM, "", "", "out of memory");
-			*p1 = a[0];
-			*p2 = a[1];
-			s->n_exec = n1;
-		} else if (!strcmp(name, "bind")) {
-			NEED(4);
-			if (a[0][0] != '/' || a[1][0] != '/')
-				return BAD("enter spec: bind takes absolute paths");
-			struct enter_bind *nb = realloc(s->binds, (s->n_binds + 1) * sizeof *nb);
-			if (!nb)
-				return merr_set(e, ENOMEM, "", "", "out of memory");
-			s->binds = nb;
-			nb[s->n_binds++] = (struct enter_bind){ a[0], a[1], !strcmp(a[2], "1"), !strcmp(a[3], "1") };
-		} else if (!strcmp(name, "copy")) {
-			NEED(4);
-			if (s->has_copy)
-				return BAD("enter spec: one \"copy\" at most");
-			if (strcmp(a[0], "to") && strcmp(a[0], "from"))
-				return BAD("enter spec: copy direction must be to or from");
-			if (a[1][0] != '/' || a[2][0] != '/')
-				return BAD("enter spec: copy takes absolute paths");
-			s->has_copy = 1;
-			s->copy_from = !strcmp(a[0], "from");
-			s->copy_hpath = a[1];
-			s->copy_cpath = a[2];
-			s->copy_force = !strcmp(a[3], "1");
-		} else if (!strcmp(name, "copy_uids") || !strcmp(name, "copy_gids")) {
-			struct copy_ids *m = !strcmp(name, "copy_uids") ? &s->copy_uids : &s->copy_gids;
-			if (n < 1 || (n - 1) % 3 || (size_t)(n - 1) / 3 > ARRAY_SIZE(m->r))
-				return BAD("enter spec: \"%s\" takes FALLBACK (FROM TO COUNT)... (16 ranges at most)", name);
-			long long x;
-			if (num(next(&rest), 0, 0xfffffffe, &x) < 0)
-				return BAD("enter spec: bad id in \"%s\"", name);
-			m->fallback = (unsigned)x;
-			m->n = (size_t)(n - 1) / 3;
-			for (size_t i = 0; i < m->n; i++) {
-				long long f, t, k;
-				if (num(next(&rest), 0, 0xffffffffLL, &f) < 0 || num(next(&rest), 0, 0xffffffffLL, &t) < 0 ||
-				    num(next(&rest), 1, 0xffffffffLL, &k) < 0 || f + k > 0x100000000LL || t + k > 0x100000000LL)
-					return BAD("enter spec: bad range in \"%s\"", name);
-				m->r[i] = (struct copy_range){ (unsigned)f, (unsigned)t, (unsigned)k };
-			}
-		} else {
-			return BAD("enter spec: unknown record \"%s\"", name);
-		}
-#undef NEED
+	SPEC;
+	long long pid;
+	if (rec_ll(r->a[0], 1, 1 << 22, &pid) < 0)
+		return BAD("enter spec: bad pid \"%s\"", r->a[0]);
+	s->pid = (pid_t)pid;
+	s->starttime = r->a[1];
+	return 0;
+}
+
+HANDLER(on_namespaces)
+{
+	SPEC;
+	for (size_t i = 0; i < r->n; i++)
+		if (ns_flag(r->a[i], &s->ns_flags) < 0)
+			return BAD("enter spec: unknown namespace");
+	return 0;
+}
+
+HANDLER(on_cgroup)
+{
+	SPEC;
+	const char **slot;
+	if (!grow_strs(s, &s->cgroups, &s->n_cgroups, 1, &slot))
+		return OOM();
+	*slot = r->a[0];
+	return 0;
+}
+
+HANDLER(on_caps_bounding)
+{
+	SPEC;
+	if (rec_hex64(r->a[0], &s->caps_bounding) < 0)
+		return BAD("enter spec: bad capability mask \"%s\"", r->a[0]);
+	s->has_caps = 1;
+	return 0;
+}
+
+HANDLER(on_caps_ambient)
+{
+	SPEC;
+	if (s->has_ambient || rec_hex64(r->a[0], &s->caps_ambient) < 0)
+		return BAD("enter spec: bad or repeated \"caps_ambient\" \"%s\"", r->a[0]);
+	s->has_ambient = 1;
+	return 0;
+}
+
+HANDLER(on_rlimit)
+{
+	SPEC;
+	ARGS;
+	rlim_t soft, hard;
+	int res;
+	if (rec_int(a[0], 0, RLIM_NLIMITS - 1, &res) < 0 || rec_rlim(a[1], &soft) < 0 || rec_rlim(a[2], &hard) < 0 ||
+	    soft > hard)
+		return BAD("enter spec: bad \"rlimit\" %s %s %s (RES SOFT HARD, SOFT <= HARD)", a[0], a[1], a[2]);
+	struct enter_rlimit *nr = realloc(s->rlimits, (s->n_rlimits + 1) * sizeof *nr);
+	if (!nr)
+		return OOM();
+	s->rlimits = nr;
+	nr[s->n_rlimits++] = (struct enter_rlimit){ res, soft, hard };
+	return 0;
+}
+
+/* seccomp_*: the container's own records, parsed (and later compiled or found in the cache) by
+ * security.c exactly as for the container */
+static int on_seccomp(struct enter_spec *s, const struct rec *r, struct merr *e)
+{
+	int ret = sec_record(&s->sec, r->name, r->a, r->n, r->idx, e);
+	if (ret == 0)
+		return BAD("enter spec: unknown record \"%s\"", r->name);
+	return ret < 0 ? ret : 0;
+}
+
+HANDLER(on_no_new_privs)
+{
+	SPEC;
+	s->no_new_privs = !strcmp(r->a[0], "1");
+	(void)e;
+	return 0;
+}
+
+HANDLER(on_user)
+{
+	SPEC;
+	ARGS;
+	long long x;
+	if (rec_ll(a[0], 0, 0xfffffffe, &x) < 0)
+		return BAD("enter spec: bad uid");
+	s->uid = (uid_t)x;
+	if (rec_ll(a[1], 0, 0xfffffffe, &x) < 0)
+		return BAD("enter spec: bad gid");
+	s->gid = (gid_t)x;
+	s->n_groups = r->n - 2;
+	s->groups = calloc(s->n_groups + 1, sizeof *s->groups);
+	if (!s->groups)
+		return OOM();
+	for (size_t i = 0; i < s->n_groups; i++) {
+		if (rec_ll(a[i + 2], 0, 0xfffffffe, &x) < 0)
+			return BAD("enter spec: bad group");
+		s->groups[i] = (gid_t)x;
 	}
-	if (c.p != c.end)
-		return BAD("enter spec: data after \"end\"");
-	if (!seen_target)
+	s->has_user = 1;
+	return 0;
+}
+
+/* env, args: repeated records add up */
+static int append_strs(struct enter_spec *s, const struct rec *r, const char ***arr, size_t *n, struct merr *e)
+{
+	const char **slot;
+	if (!grow_strs(s, arr, n, r->n, &slot))
+		return OOM();
+	for (size_t i = 0; i < r->n; i++)
+		slot[i] = r->a[i];
+	return 0;
+}
+
+HANDLER(on_env)
+{
+	SPEC;
+	return append_strs(s, r, &s->env, &s->n_env, e);
+}
+
+HANDLER(on_args)
+{
+	SPEC;
+	return append_strs(s, r, &s->args, &s->n_args, e);
+}
+
+HANDLER(on_selinux_context)
+{
+	SPEC;
+	if (!*r->a[0] || strpbrk(r->a[0], "\n\r"))
+		return BAD("enter spec: selinux_context needs a label (one line)");
+	s->selinux_context = r->a[0];
+	return 0;
+}
+
+HANDLER(on_chdir)
+{
+	SPEC;
+	if (r->a[0][0] != '/')
+		return BAD("enter spec: chdir needs an absolute path");
+	s->chdir = r->a[0];
+	return 0;
+}
+
+HANDLER(on_console)
+{
+	SPEC;
+	if (!strcmp(r->a[0], "pty"))
+		s->pty = 1;
+	else if (!strcmp(r->a[0], "pipe"))
+		s->pty = 0;
+	else
+		return BAD("enter spec: console must be pty or pipe");
+	return 0;
+}
+
+HANDLER(on_exec)
+{
+	SPEC;
+	const char **p1, **p2;
+	size_t n1 = s->n_exec, n2 = s->n_exec;
+	if (!grow_strs(s, &s->exec_path, &n1, 1, &p1) || !grow_strs(s, &s->exec_argv0, &n2, 1, &p2))
+		return OOM();
+	*p1 = r->a[0];
+	*p2 = r->a[1];
+	s->n_exec = n1;
+	return 0;
+}
+
+HANDLER(on_bind)
+{
+	SPEC;
+	ARGS;
+	if (a[0][0] != '/' || a[1][0] != '/')
+		return BAD("enter spec: bind takes absolute paths");
+	struct enter_bind *nb = realloc(s->binds, (s->n_binds + 1) * sizeof *nb);
+	if (!nb)
+		return OOM();
+	s->binds = nb;
+	nb[s->n_binds++] = (struct enter_bind){ a[0], a[1], !strcmp(a[2], "1"), !strcmp(a[3], "1") };
+	return 0;
+}
+
+HANDLER(on_copy)
+{
+	SPEC;
+	ARGS;
+	if (s->has_copy)
+		return BAD("enter spec: one \"copy\" at most");
+	if (strcmp(a[0], "to") && strcmp(a[0], "from"))
+		return BAD("enter spec: copy direction must be to or from");
+	if (a[1][0] != '/' || a[2][0] != '/')
+		return BAD("enter spec: copy takes absolute paths");
+	s->has_copy = 1;
+	s->copy_from = !strcmp(a[0], "from");
+	s->copy_hpath = a[1];
+	s->copy_cpath = a[2];
+	s->copy_force = !strcmp(a[3], "1");
+	return 0;
+}
+
+#define COPY_IDS_USAGE "FALLBACK (FROM TO COUNT)... (16 ranges at most)"
+
+/* copy_uids, copy_gids */
+HANDLER(on_copy_ids)
+{
+	SPEC;
+	ARGS;
+	struct copy_ids *m = !strcmp(r->name, "copy_uids") ? &s->copy_uids : &s->copy_gids;
+	if ((r->n - 1) % 3 || (r->n - 1) / 3 > ARRAY_SIZE(m->r))
+		return BAD("enter spec: \"%s\" takes " COPY_IDS_USAGE, r->name);
+	long long x;
+	if (rec_ll(a[0], 0, 0xfffffffe, &x) < 0)
+		return BAD("enter spec: bad id in \"%s\"", r->name);
+	m->fallback = (unsigned)x;
+	m->n = (r->n - 1) / 3;
+	for (size_t i = 0; i < m->n; i++) {
+		const char **t3 = a + 1 + 3 * i;
+		long long f, t, k;
+		if (rec_ll(t3[0], 0, 0xffffffffLL, &f) < 0 || rec_ll(t3[1], 0, 0xffffffffLL, &t) < 0 ||
+		    rec_ll(t3[2], 1, 0xffffffffLL, &k) < 0 || f + k > 0x100000000LL || t + k > 0x100000000LL)
+			return BAD("enter spec: bad range in \"%s\"", r->name);
+		m->r[i] = (struct copy_range){ (unsigned)f, (unsigned)t, (unsigned)k };
+	}
+	return 0;
+}
+
+/* The enter spec's records (SPEC.md, "Enter spec"); seccomp_* go to security.c. Every record may
+ * repeat (caps_ambient and copy refuse a second one themselves). `end` has no handler. */
+static const struct rec_def records[] = {
+	{ "prog", 1, 1, 1, on_prog, NULL },
+	{ "target", 2, 2, 1, on_target, NULL },
+	{ "namespaces", 0, REC_VAR, 1, on_namespaces, NULL },
+	{ "cgroup", 1, 1, 1, on_cgroup, NULL },
+	{ "caps_bounding", 1, 1, 1, on_caps_bounding, NULL },
+	{ "caps_ambient", 1, 1, 1, on_caps_ambient, NULL },
+	{ "rlimit", 3, 3, 1, on_rlimit, NULL },
+	{ "no_new_privs", 1, 1, 1, on_no_new_privs, NULL },
+	{ "user", 2, REC_VAR, 1, on_user, "UID GID GROUPS..." },
+	{ "env", 0, REC_VAR, 1, on_env, NULL },
+	{ "args", 0, REC_VAR, 1, on_args, NULL },
+	{ "selinux_context", 1, 1, 1, on_selinux_context, NULL },
+	{ "chdir", 1, 1, 1, on_chdir, NULL },
+	{ "console", 1, 1, 1, on_console, NULL },
+	{ "exec", 2, 2, 1, on_exec, NULL },
+	{ "bind", 4, 4, 1, on_bind, NULL },
+	{ "copy", 4, 4, 1, on_copy, NULL },
+	{ "copy_uids", 1, 1 + 3 * 16, 1, on_copy_ids, COPY_IDS_USAGE },
+	{ "copy_gids", 1, 1 + 3 * 16, 1, on_copy_ids, COPY_IDS_USAGE },
+	{ "end", 0, 0, 1, NULL, NULL },
+};
+#define N_RECORDS ARRAY_SIZE(records)
+
+#undef HANDLER
+#undef SPEC
+#undef ARGS
+
+/* A reader status as the enter spec's message. */
+static int read_error(enum rec_status st, const struct rec_reader *rd, const struct rec *r, struct merr *e)
+{
+	switch (st) {
+	case REC_BAD_MAGIC:
+	case REC_NO_VERSION: return BAD("enter spec: bad header (expected %s %s)", ENTER_MAGIC, ENTER_VERSION);
+	case REC_BAD_VERSION: return BAD("enter spec: unsupported version \"%s\"", rd->version);
+	case REC_NOMEM: return OOM();
+	case REC_NO_NAME:
+	case REC_NO_COUNT:
+	case REC_BAD_COUNT: return BAD("enter spec: truncated or bad record count");
+	case REC_SHORT_ARGS: return BAD("enter spec: record \"%s\" is truncated", r->name);
+	case REC_OK: break;
+	}
+	return BAD("enter spec: unreadable");
+}
+
+/* One record: its table entry's arity and handler, or security.c for seccomp_*. */
+static int apply_record(struct enter_spec *s, const struct rec *r, struct merr *e)
+{
+	size_t id = rec_find(records, N_RECORDS, r->name);
+	if (id == N_RECORDS) {
+		if (!strncmp(r->name, "seccomp_", 8))
+			return on_seccomp(s, r, e);
+		return BAD("enter spec: unknown record \"%s\"", r->name);
+	}
+	const struct rec_def *d = &records[id];
+	if (!rec_arity_ok(d, r->n)) {
+		if (d->usage)
+			return BAD("enter spec: \"%s\" takes %s", r->name, d->usage);
+		return BAD("enter spec: record \"%s\" takes %d arguments", r->name, d->min);
+	}
+	return d->fn ? d->fn(s, r, e) : 0;
+}
+
+/* What no single record can tell: required records and combinations. */
+static int check_enter(const struct enter_spec *s, struct merr *e)
+{
+	if (!s->pid)
 		return BAD("enter spec: \"target\" is required");
 	if (!s->n_exec && !s->n_binds && !s->has_copy)
 		return BAD("enter spec: nothing to do (no \"exec\", \"bind\" or \"copy\")");
@@ -371,6 +427,33 @@ int enter_parse(struct enter_spec *s, char *buf, size_t len, struct merr *e)
 	if ((s->sec.n_filters || s->n_rlimits || s->has_ambient) && !s->n_exec)
 		return BAD("enter spec: seccomp, rlimit and caps_ambient records confine a command (need \"exec\")");
 	return 0;
+}
+
+int enter_parse(struct enter_spec *s, char *buf, size_t len, struct merr *e)
+{
+	memset(s, 0, sizeof *s);
+	s->selinux_fd = -1;
+	s->buf = buf;
+	track(s, buf);
+	struct rec_reader rd;
+	enum rec_status st = rec_open(&rd, buf, len, ENTER_MAGIC, ENTER_VERSION);
+	/* every argument of every record lives in one pool of slices (sec keeps pointers into it) */
+	s->argpool = rd.pool;
+	if (st != REC_OK)
+		return read_error(st, &rd, NULL, e);
+	for (;;) {
+		struct rec r;
+		if ((st = rec_head(&rd, &r)) != REC_OK || (st = rec_args(&rd, &r)) != REC_OK)
+			return read_error(st, &rd, &r, e);
+		if (!strcmp(r.name, "end") && r.n == 0)
+			break;
+		int ret = apply_record(s, &r, e);
+		if (ret < 0)
+			return ret;
+	}
+	if (rec_left(&rd))
+		return BAD("enter spec: data after \"end\"");
+	return check_enter(s, e);
 }
 
 /* ------------------------------------------------------------------ running */
@@ -637,7 +720,7 @@ static void child(struct enter_spec *s, int pty, int errfd)
 {
 	struct merr e = { 0 };
 	e.exit_code = 1;
-	char *argv[MAX_ARGS > 4096 ? 4096 : MAX_ARGS];
+	char *argv[REC_MAX_ARGS > 4096 ? 4096 : REC_MAX_ARGS];
 	if (setsid() < 0) {
 		merr_sys(&e, "setsid", "", "failed to start a session");
 		goto fail;
@@ -762,105 +845,161 @@ static void forwarded(sigset_t *mask)
 /* Enter and, with `exec`, start the command and wait for it (its status, as an exit status).
  * For a command this runs in the enterer, a child of the relay: sock passes the pty's master
  * to the relay; the host's stdio is only kept with console pipe (it is the command's). */
+/* Nothing of the host's terminal stays in the process that becomes the command: not its session
+ * (/dev/tty would name it), nor, with a pty, its stdio. Without a pty the relay's socket is closed. */
+static int leave_caller(struct enter_spec *s, int *sock, struct merr *e)
+{
+	if (s->n_exec && setsid() < 0)
+		return merr_sys(e, "setsid", "", "failed to leave the caller's session");
+	if (s->n_exec && s->pty) {
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0)
+			return merr_sys(e, "dup2", "/dev/null", "failed to detach from the terminal");
+		close(null);
+	} else if (*sock >= 0) {
+		close(*sock);
+		*sock = -1;
+	}
+	return 0;
+}
+
+/* The leader (pidfd_open, then its start time), our SELinux exec attribute (from the host's
+ * /proc, before entering) and the container's root. */
+static int open_target(struct enter_spec *s, int *pidfd, int *rootfd, char rootpath[64], struct merr *e)
+{
+	*pidfd = (int)syscall(SYS_pidfd_open, s->pid, 0);
+	if (*pidfd < 0)
+		return merr_sys(e, "pidfd_open", "", "the container's leader %d is gone", (int)s->pid);
+	if (check_target(s, *pidfd, e) < 0)
+		return -1;
+	if (s->n_exec && s->selinux_context) {
+		s->selinux_fd = open(SELINUX_EXEC_ATTR, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+		if (s->selinux_fd < 0)
+			return merr_sys(e, "open", SELINUX_EXEC_ATTR, "failed to open \"%s\" to set the SELinux exec label \"%s\"",
+					SELINUX_EXEC_ATTR, s->selinux_context);
+	}
+	snprintf(rootpath, 64, "/proc/%d/root", (int)s->pid);
+	*rootfd = open(rootpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (*rootfd < 0)
+		return merr_sys(e, "open", rootpath, "failed to open the container's root");
+	return 0;
+}
+
+/* cgroup.procs of each cgroup to join (at most 64), opened on the host */
+static int open_cgroups(struct enter_spec *s, int cgfds[64], size_t *ncg, struct merr *e)
+{
+	for (*ncg = 0; *ncg < s->n_cgroups && *ncg < 64; (*ncg)++) {
+		char p[4200];
+		snprintf(p, sizeof p, "%s/cgroup.procs", s->cgroups[*ncg]);
+		cgfds[*ncg] = open(p, O_WRONLY | O_CLOEXEC);
+		if (cgfds[*ncg] < 0)
+			return merr_sys(e, "open", p, "failed to open the container's cgroup \"%s\"", p);
+	}
+	return 0;
+}
+
+/* a detached copy of each bind source (at most 64), read-only where asked, opened on the host */
+static int open_bind_trees(struct enter_spec *s, int trees[64], size_t *ntree, struct merr *e)
+{
+	for (*ntree = 0; *ntree < s->n_binds && *ntree < 64; (*ntree)++) {
+		struct enter_bind *b = &s->binds[*ntree];
+		int t = (int)syscall(SYS_open_tree, AT_FDCWD, b->src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+		trees[*ntree] = t;
+		if (t < 0)
+			return merr_sys(e, "open_tree", b->src, "failed to open \"%s\"", b->src);
+		if (b->read_only) {
+			struct mount_attr attr = { .attr_set = MOUNT_ATTR_RDONLY };
+			if (syscall(SYS_mount_setattr, t, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0)
+				return merr_sys(e, "mount_setattr", b->src, "failed to make \"%s\" read-only", b->src);
+		}
+	}
+	return 0;
+}
+
+/* From the host, before anything of the container is entered: the seccomp programs (the
+ * container's records: the same cache file, or compiled the same way), the cgroup (the helper
+ * joins it itself, so the command is born in it), the rlimits. */
+static int prepare_command(struct enter_spec *s, const int *cgfds, size_t ncg, struct merr *e)
+{
+	if (sec_seccomp_prepare(&s->sec, e) < 0)
+		return -1;
+	for (size_t i = 0; i < ncg; i++) {
+		if (write(cgfds[i], "0", 1) < 0)
+			return merr_sys(e, "write", s->cgroups[i], "failed to join the container's cgroup \"%s\"", s->cgroups[i]);
+		close(cgfds[i]);
+	}
+	for (size_t i = 0; i < s->n_rlimits; i++) {
+		struct rlimit rl = { (rlim_t)s->rlimits[i].soft, (rlim_t)s->rlimits[i].hard };
+		if (setrlimit((__rlimit_resource_t)s->rlimits[i].res, &rl) < 0)
+			return merr_sys(e, "setrlimit", "", "failed to set resource limit %d", s->rlimits[i].res);
+	}
+	return 0;
+}
+
+/* A pty of the container's devpts: the master to the relay; the peer becomes our stdio, so the
+ * command is born with it. */
+static int take_pty(int *sock, struct merr *e)
+{
+	_cleanup_close_ int master = -1, slave = -1;
+	if (open_pty(&master, &slave, e) < 0)
+		return -1;
+	if (send_fd(*sock, master) < 0)
+		return merr_sys(e, "sendmsg", "", "failed to pass the pty to the relay");
+	close(take_fd(&master));
+	close(take_fd(sock));
+	for (int fd = 0; fd < 3; fd++)
+		if (dup2(slave, fd) < 0)
+			return merr_sys(e, "dup2", "", "failed to set up stdio");
+	return 0;
+}
+
+/* Fork the command (confined already) and wait for it, passing the relay's signals on (under the
+ * container's filter by now). */
+static int run_command(struct enter_spec *s, struct merr *e)
+{
+	sigset_t mask;
+	forwarded(&mask);
+	pid_t pid = fork();
+	if (pid < 0) {
+		merr_sys(e, "fork", "", "failed to fork");
+		return fail_with(e);
+	}
+	if (pid == 0)
+		child(s, s->pty, g_report);
+	for (;;) {
+		siginfo_t si;
+		int sig = sigwaitinfo(&mask, &si);
+		if (sig < 0 && errno != EINTR)
+			return 1;
+		if (sig > 0 && sig != SIGCHLD && sig != SIGWINCH)
+			kill(pid, sig);
+		int st;
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			return status_of(st);
+	}
+}
+
 static int enter_here(struct enter_spec *s, int sock)
 {
 	struct merr e = { 0 };
-	_cleanup_close_ int pidfd = -1, rootfd = -1, master = -1, slave = -1, hostdir = -1;
-	char hostbase[256] = "";
-	/* nothing of the host's terminal stays in the process that becomes the command: not its
-	 * session (/dev/tty would name it), nor, with a pty, its stdio */
-	if (s->n_exec && setsid() < 0) {
-		merr_sys(&e, "setsid", "", "failed to leave the caller's session");
+	_cleanup_close_ int pidfd = -1, rootfd = -1, hostdir = -1;
+	char hostbase[256] = "", rootpath[64];
+	int cgfds[64], trees[64];
+	size_t ncg = 0, ntree = 0;
+	if (leave_caller(s, &sock, &e) < 0 || open_target(s, &pidfd, &rootfd, rootpath, &e) < 0)
 		goto fail;
-	}
-	if (s->n_exec && s->pty) {
-		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-		if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0) {
-			merr_sys(&e, "dup2", "/dev/null", "failed to detach from the terminal");
-			goto fail;
-		}
-		close(null);
-	} else if (sock >= 0) {
-		close(sock);
-		sock = -1;
-	}
-	pidfd = (int)syscall(SYS_pidfd_open, s->pid, 0);
-	if (pidfd < 0) {
-		merr_sys(&e, "pidfd_open", "", "the container's leader %d is gone", (int)s->pid);
-		goto fail;
-	}
-	if (check_target(s, pidfd, &e) < 0)
-		goto fail;
-	if (s->n_exec && s->selinux_context) {
-		s->selinux_fd = open(SELINUX_EXEC_ATTR, O_WRONLY | O_CLOEXEC | O_NOCTTY);
-		if (s->selinux_fd < 0) {
-			merr_sys(&e, "open", SELINUX_EXEC_ATTR, "failed to open \"%s\" to set the SELinux exec label \"%s\"", SELINUX_EXEC_ATTR, s->selinux_context);
-			goto fail;
-		}
-	}
 	/* the container root's host ids, read from the host's /proc before entering (for binds) */
 	long root_uid = s->n_binds ? map_zero(s->pid, "uid_map") : 0, root_gid = s->n_binds ? map_zero(s->pid, "gid_map") : 0;
-	char rootpath[64];
-	snprintf(rootpath, sizeof rootpath, "/proc/%d/root", (int)s->pid);
-	rootfd = open(rootpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (rootfd < 0) {
-		merr_sys(&e, "open", rootpath, "failed to open the container's root");
+	if (open_cgroups(s, cgfds, &ncg, &e) < 0 || open_bind_trees(s, trees, &ntree, &e) < 0)
 		goto fail;
-	}
-	int cgfds[64];
-	size_t ncg = 0;
-	for (; ncg < s->n_cgroups && ncg < ARRAY_SIZE(cgfds); ncg++) {
-		char p[4200];
-		snprintf(p, sizeof p, "%s/cgroup.procs", s->cgroups[ncg]);
-		cgfds[ncg] = open(p, O_WRONLY | O_CLOEXEC);
-		if (cgfds[ncg] < 0) {
-			merr_sys(&e, "open", p, "failed to open the container's cgroup \"%s\"", p);
-			goto fail;
-		}
-	}
-	int trees[64];
-	size_t ntree = 0;
-	for (; ntree < s->n_binds && ntree < ARRAY_SIZE(trees); ntree++) {
-		struct enter_bind *b = &s->binds[ntree];
-		trees[ntree] = (int)syscall(SYS_open_tree, AT_FDCWD, b->src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
-		if (trees[ntree] < 0) {
-			merr_sys(&e, "open_tree", b->src, "failed to open \"%s\"", b->src);
-			goto fail;
-		}
-		if (b->read_only) {
-			struct mount_attr attr = { .attr_set = MOUNT_ATTR_RDONLY };
-			if (syscall(SYS_mount_setattr, trees[ntree], "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0) {
-				merr_sys(&e, "mount_setattr", b->src, "failed to make \"%s\" read-only", b->src);
-				goto fail;
-			}
-		}
-	}
 	/* copy: the host side is opened here, before entering (its parent directory; the last
 	 * component is never followed) */
 	if (s->has_copy && open_host_parent(s, &hostdir, hostbase, &e) < 0)
 		goto fail;
 	unsigned ns = s->ns_flags;
 	if (s->n_exec) {
-		/* From the host, before anything of the container is entered: the seccomp programs
-		 * (the container's records: the same cache file, or compiled the same way), the
-		 * cgroup (the helper joins it itself, so the command is born in it), the rlimits. */
-		if (sec_seccomp_prepare(&s->sec, &e) < 0)
+		if (prepare_command(s, cgfds, ncg, &e) < 0)
 			goto fail;
-		for (size_t i = 0; i < ncg; i++) {
-			if (write(cgfds[i], "0", 1) < 0) {
-				merr_sys(&e, "write", s->cgroups[i], "failed to join the container's cgroup \"%s\"", s->cgroups[i]);
-				goto fail;
-			}
-			close(cgfds[i]);
-		}
-		ncg = 0;
-		for (size_t i = 0; i < s->n_rlimits; i++) {
-			struct rlimit rl = { (rlim_t)s->rlimits[i].soft, (rlim_t)s->rlimits[i].hard };
-			if (setrlimit((__rlimit_resource_t)s->rlimits[i].res, &rl) < 0) {
-				merr_sys(&e, "setrlimit", "", "failed to set resource limit %d", s->rlimits[i].res);
-				goto fail;
-			}
-		}
 	} else {
 		ns &= ~(unsigned)CLONE_NEWCGROUP;
 	}
@@ -881,57 +1020,17 @@ static int enter_here(struct enter_spec *s, int sock)
 		close(trees[i]);
 	if (!s->n_exec)
 		return 0;
-
-	if (s->pty) {
-		if (open_pty(&master, &slave, &e) < 0)
-			goto fail;
-		/* the master to the relay; the peer becomes our stdio, so the command is born with it */
-		if (send_fd(sock, master) < 0) {
-			merr_sys(&e, "sendmsg", "", "failed to pass the pty to the relay");
-			goto fail;
-		}
-		close(master);
-		master = -1;
-		close(sock);
-		sock = -1;
-		for (int fd = 0; fd < 3; fd++)
-			if (dup2(slave, fd) < 0) {
-				merr_sys(&e, "dup2", "", "failed to set up stdio");
-				goto fail;
-			}
-		close(slave);
-		slave = -1;
-	}
+	if (s->pty && take_pty(&sock, &e) < 0)
+		goto fail;
 	if (s->chdir && chdir(s->chdir) < 0) {
 		merr_sys(&e, "chdir", s->chdir, "failed to change to \"%s\" in the container", s->chdir);
 		goto fail;
 	}
-	close(pidfd);
-	close(rootfd);
-	pidfd = rootfd = -1;
+	close(take_fd(&pidfd));
+	close(take_fd(&rootfd));
 	if (confine(s, &e) < 0)
 		goto fail;
-	sigset_t mask;
-	forwarded(&mask);
-	pid_t pid = fork();
-	if (pid < 0) {
-		merr_sys(&e, "fork", "", "failed to fork");
-		goto fail;
-	}
-	if (pid == 0)
-		child(s, s->pty, g_report);
-	/* wait, passing the relay's signals on (under the container's filter by now) */
-	for (;;) {
-		siginfo_t si;
-		int sig = sigwaitinfo(&mask, &si);
-		if (sig < 0 && errno != EINTR)
-			return 1;
-		if (sig > 0 && sig != SIGCHLD && sig != SIGWINCH)
-			kill(pid, sig);
-		int st;
-		if (waitpid(pid, &st, WNOHANG) == pid)
-			return status_of(st);
-	}
+	return run_command(s, &e);
 fail:
 	return fail_with(&e);
 }

@@ -10,12 +10,12 @@
 #include "security.h"
 #include "userns.h"
 #include "netlink.h"
+#include "records.h"
 
 #define SPEC_MAGIC "MACHINA-SPEC"
 #define SPEC_VERSION "1"
 #define SPEC_MAX_SIZE (4u << 20)
 #define SPEC_MAX_RECORDS 65536u
-#define SPEC_MAX_ARGS 65536u
 
 enum op_kind { OP_MOUNT, OP_REBIND, OP_MKDIR, OP_MKNOD, OP_SYMLINK, OP_WRITE, OP_MASK, OP_CGROUPNS, OP_NOTIFY,
 	       OP_COPY, OP_REMOVE, OP_FSMOUNT, OP_OVERLAY, OP_IDMAP_BIND };
@@ -151,5 +151,3 @@ void spec_free(struct spec *s);
  * operations, environment, rlimits, groups, exec candidates, security records). */
 void spec_shed_child(struct spec *s);
 
-/* Helpers also used by tests. */
-int parse_mount_flags(const char *s, unsigned long *out);

@@ -604,6 +604,106 @@ static void shed(struct spec *s)
 	malloc_trim(0);
 }
 
+/* clone3 of the container: born in its first cgroup with CLONE_INTO_CGROUP when cgfd >= 0
+ * (closed here), else (or on an older kernel: *into reset) joined after the clone. */
+static long clone_child(const struct clone_args *ca, int cgfd, size_t *into)
+{
+	long pid = -1;
+	if (cgfd >= 0) {
+		struct clone_args cai = *ca;
+		cai.flags |= CLONE_INTO_CGROUP;
+		cai.cgroup = (uint64_t)cgfd;
+		pid = syscall(SYS_clone3, &cai, sizeof cai);
+		if (pid < 0 && (errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP))
+			*into = (size_t)-1; /* older kernel: fall back to joining after the clone */
+		else if (pid != 0)
+			close(cgfd);
+	}
+	if (cgfd < 0 || *into == (size_t)-1) {
+		if (cgfd >= 0 && pid < 0)
+			close(cgfd);
+		pid = syscall(SYS_clone3, ca, sizeof *ca);
+	}
+	return pid;
+}
+
+/* The container runs: events until the leader exits (the sync socket's messages, sd_notify,
+ * the console log, the console relay, signals), then what was sent just before. -1 when poll
+ * fails (e set; the child is still there). */
+static int wait_exit(struct spec *s, struct run *R, int sfd, int *ready_sent, struct merr *e)
+{
+	while (!R->exited) {
+		struct pollfd p[8];
+		int n = 0, isock = -1, inotify = -1, ilog = -1, ipid, irel;
+		p[n++] = (struct pollfd){ .fd = sfd, .events = POLLIN };
+		ipid = n;
+		p[n++] = (struct pollfd){ .fd = R->pidfd, .events = POLLIN };
+		if (R->sock >= 0) {
+			isock = n;
+			p[n++] = (struct pollfd){ .fd = R->sock, .events = POLLIN };
+		}
+		if (R->notify_fd >= 0) {
+			inotify = n;
+			p[n++] = (struct pollfd){ .fd = R->notify_fd, .events = POLLIN };
+		}
+		if (g_log.rfd >= 0) {
+			ilog = n;
+			p[n++] = (struct pollfd){ .fd = g_log.rfd, .events = POLLIN };
+		}
+		irel = n;
+		n += relay_pollfds(&R->relay, p + n);
+		if (poll(p, (nfds_t)n, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			return merr_sys(e, "poll", "", "failed to wait for events");
+		}
+		if (isock >= 0 && p[isock].revents)
+			handle_msg(s, R, ready_sent);
+		if (inotify >= 0 && p[inotify].revents)
+			notify_read(s, R->notify_fd, ready_sent);
+		if (ilog >= 0 && p[ilog].revents)
+			conlog_pump(&g_log, 4); /* a few buffers, then the other fds get their turn */
+		if (relay_handle(&R->relay, p + irel, n - irel)) {
+			R->killed = 1;
+			(void)kill(R->pid, SIGKILL);
+		}
+		if (p[0].revents)
+			handle_signal(s, R, sfd);
+		if (p[ipid].revents) {
+			memset(&R->si, 0, sizeof R->si);
+			if (waitid((idtype_t)P_PIDFD, (id_t)R->pidfd, &R->si, WEXITED | WNOHANG) == 0 && R->si.si_pid)
+				R->exited = 1;
+		}
+	}
+	/* Messages sent just before the exit, and the last output. */
+	while (R->sock >= 0) {
+		struct pollfd q = { .fd = R->sock, .events = POLLIN };
+		if (poll(&q, 1, 0) <= 0)
+			break;
+		handle_msg(s, R, ready_sent);
+	}
+	relay_drain(&R->relay);
+	relay_close(&R->relay);
+	conlog_pump(&g_log, 0);
+	return 0;
+}
+
+/* The exit status of a finished run: the leader's, 128+N for a signal, 0 for a boot
+ * container's power-off (SIGINT) or reboot (SIGHUP not asked for: *reboot set). */
+static int exit_status(const struct spec *s, const struct run *R, int *reboot)
+{
+	if (R->si.si_code == CLD_EXITED)
+		return R->si.si_status;
+	int sig = R->si.si_status;
+	if ((s->boot || s->as_pid2) && sig == SIGINT)
+		return 0; /* powered off */
+	if ((s->boot || s->as_pid2) && sig == SIGHUP && !R->term_requested) {
+		*reboot = 1;
+		return 0;
+	}
+	return 128 + sig;
+}
+
 /* Returns the exit status; *reboot set when the container rebooted. -1 = setup error in the
  * supervisor (already reported). msg gets the exit line (empty after a setup failure, which
  * has printed its own message, and after a reboot). */
@@ -647,22 +747,7 @@ static int run_once(struct spec *s, struct registry *g, int sfd, int *reboot, in
 		close(sp[1]);
 		return 1;
 	}
-	long pid = -1;
-	if (cgfd >= 0) {
-		struct clone_args cai = ca;
-		cai.flags |= CLONE_INTO_CGROUP;
-		cai.cgroup = (uint64_t)cgfd;
-		pid = syscall(SYS_clone3, &cai, sizeof cai);
-		if (pid < 0 && (errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP))
-			into = (size_t)-1; /* older kernel: fall back to joining after the clone */
-		else if (pid != 0)
-			close(cgfd);
-	}
-	if (cgfd < 0 || into == (size_t)-1) {
-		if (cgfd >= 0 && pid < 0)
-			close(cgfd);
-		pid = syscall(SYS_clone3, &ca, sizeof ca);
-	}
+	long pid = clone_child(&ca, cgfd, &into);
 	if (pid != 0) {
 		netns_leave();
 		mntns_leave(s);
@@ -724,73 +809,10 @@ static int run_once(struct spec *s, struct registry *g, int sfd, int *reboot, in
 	}
 	shed(s);
 
-	while (!R.exited) {
-		struct pollfd p[8];
-		int n = 0, isock = -1, inotify = -1, ilog = -1, ipid, irel;
-		p[n++] = (struct pollfd){ .fd = sfd, .events = POLLIN };
-		ipid = n;
-		p[n++] = (struct pollfd){ .fd = R.pidfd, .events = POLLIN };
-		if (R.sock >= 0) {
-			isock = n;
-			p[n++] = (struct pollfd){ .fd = R.sock, .events = POLLIN };
-		}
-		if (R.notify_fd >= 0) {
-			inotify = n;
-			p[n++] = (struct pollfd){ .fd = R.notify_fd, .events = POLLIN };
-		}
-		if (g_log.rfd >= 0) {
-			ilog = n;
-			p[n++] = (struct pollfd){ .fd = g_log.rfd, .events = POLLIN };
-		}
-		irel = n;
-		n += relay_pollfds(&R.relay, p + n);
-		if (poll(p, (nfds_t)n, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			merr_sys(&e, "poll", "", "failed to wait for events");
-			goto kill_child;
-		}
-		if (isock >= 0 && p[isock].revents)
-			handle_msg(s, &R, ready_sent);
-		if (inotify >= 0 && p[inotify].revents)
-			notify_read(s, R.notify_fd, ready_sent);
-		if (ilog >= 0 && p[ilog].revents)
-			conlog_pump(&g_log, 4); /* a few buffers, then the other fds get their turn */
-		if (relay_handle(&R.relay, p + irel, n - irel)) {
-			R.killed = 1;
-			(void)kill(R.pid, SIGKILL);
-		}
-		if (p[0].revents)
-			handle_signal(s, &R, sfd);
-		if (p[ipid].revents) {
-			memset(&R.si, 0, sizeof R.si);
-			if (waitid((idtype_t)P_PIDFD, (id_t)R.pidfd, &R.si, WEXITED | WNOHANG) == 0 && R.si.si_pid)
-				R.exited = 1;
-		}
-	}
-	/* Messages sent just before the exit, and the last output. */
-	while (R.sock >= 0) {
-		struct pollfd q = { .fd = R.sock, .events = POLLIN };
-		if (poll(&q, 1, 0) <= 0)
-			break;
-		handle_msg(s, &R, ready_sent);
-	}
-	relay_drain(&R.relay);
-	relay_close(&R.relay);
-	conlog_pump(&g_log, 0);
+	if (wait_exit(s, &R, sfd, ready_sent, &e) < 0)
+		goto kill_child;
 
-	if (R.si.si_code == CLD_EXITED) {
-		rc = R.si.si_status;
-	} else {
-		int sig = R.si.si_status;
-		if ((s->boot || s->as_pid2) && sig == SIGINT)
-			rc = 0; /* powered off */
-		else if ((s->boot || s->as_pid2) && sig == SIGHUP && !R.term_requested) {
-			rc = 0;
-			*reboot = 1;
-		} else
-			rc = 128 + sig;
-	}
+	rc = exit_status(s, &R, reboot);
 	if (!R.errored && !*reboot)
 		exit_line(s->machine ? s->machine : s->root, R.si.si_code == CLD_EXITED, R.si.si_status,
 			  (s->boot || s->as_pid2) && R.si.si_code != CLD_EXITED && R.si.si_status == SIGINT, msg, msgsz);

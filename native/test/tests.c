@@ -35,6 +35,7 @@
 #include "mounts.h"
 #include "resolve.h"
 #include "selinux.h"
+#include "sha256.h"
 #include "spec.h"
 #include "userns.h"
 
@@ -152,6 +153,65 @@ static void bad(struct sb *b, const char *needle, const char *name)
 		printf("#   r=%d msg=\"%s\" (wanted \"%s\")\n", r, e.msg, needle);
 }
 
+/* The header and "root" only (no "namespaces", no "exec"), without "end". */
+static void hdr_body(struct sb *b)
+{
+	b->len = 0;
+	sb_str(b, "MACHINA-SPEC");
+	sb_str(b, "1");
+	rec(b, "root", 1, "/r");
+}
+
+/* The smallest valid spec (root, namespaces mnt pid, exec), without "end". */
+static void min_body(struct sb *b)
+{
+	hdr_body(b);
+	rec(b, "namespaces", 2, "mnt", "pid");
+	rec(b, "exec", 2, "/bin/sh", "sh");
+}
+
+/* Records from a list: "name", args..., NULL, "name", ..., NULL, then NULL. */
+static void recs(struct sb *b, const char *const *items)
+{
+	for (const char *const *p = items; *p;) {
+		const char *name = *p++;
+		char num[16];
+		int n = 0;
+		while (p[n])
+			n++;
+		sb_str(b, name);
+		snprintf(num, sizeof num, "%d", n);
+		sb_str(b, num);
+		for (int i = 0; i < n; i++)
+			sb_str(b, p[i]);
+		p += n + 1;
+	}
+}
+
+/* A spec that must be refused: a body, these records, "end"; the message must contain needle. */
+struct bad_spec {
+	void (*body)(struct sb *);
+	const char *recs[16]; /* as recs() */
+	const char *needle;
+	const char *what;     /* NULL: "a malformed "NAME" (needle)" */
+};
+
+static void bad_specs(struct sb *b, const struct bad_spec *t, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char what[128];
+		t[i].body(b);
+		recs(b, t[i].recs);
+		rec(b, "end", 0);
+		if (t[i].what)
+			snprintf(what, sizeof what, "%s", t[i].what);
+		else
+			snprintf(what, sizeof what, "a malformed \"%s\" (%s)", t[i].recs[0], t[i].needle);
+		bad(b, t[i].needle, what);
+	}
+}
+#define BAD_SPECS(b, t) bad_specs((b), (t), sizeof(t) / sizeof((t)[0]))
+
 static void test_spec(void)
 {
 	struct sb *b = calloc(1, sizeof *b);
@@ -199,12 +259,7 @@ static void test_spec(void)
 	}
 
 	/* minimal spec */
-	b->len = 0;
-	sb_str(b, "MACHINA-SPEC");
-	sb_str(b, "1");
-	rec(b, "root", 1, "/r");
-	rec(b, "namespaces", 2, "pid", "mnt");
-	rec(b, "exec", 2, "/bin/sh", "sh");
+	min_body(b);
 	rec(b, "end", 0);
 	r = parse(b, &s, &e);
 	check(r == 0 && s.kill_signal == SIGKILL && s.console == CONSOLE_PIPE && s.status_fd == -1 && s.env && !s.env[0] &&
@@ -214,12 +269,7 @@ static void test_spec(void)
 		spec_free(&s);
 
 	/* console_log: parsed; needs console pipe or passive */
-	b->len = 0;
-	sb_str(b, "MACHINA-SPEC");
-	sb_str(b, "1");
-	rec(b, "root", 1, "/r");
-	rec(b, "namespaces", 2, "pid", "mnt");
-	rec(b, "exec", 2, "/bin/sh", "sh");
+	min_body(b);
 	rec(b, "console_log", 3, "/run/m.log", "1048576", "3");
 	rec(b, "end", 0);
 	r = parse(b, &s, &e);
@@ -228,16 +278,6 @@ static void test_spec(void)
 	      "spec: console_log HPATH MAXBYTES KEEP");
 	if (r == 0)
 		spec_free(&s);
-	b->len = 0;
-	sb_str(b, "MACHINA-SPEC");
-	sb_str(b, "1");
-	rec(b, "root", 1, "/r");
-	rec(b, "namespaces", 2, "pid", "mnt");
-	rec(b, "exec", 2, "/bin/sh", "sh");
-	rec(b, "console", 1, "interactive");
-	rec(b, "console_log", 3, "/run/m.log", "100", "3");
-	rec(b, "end", 0);
-	bad(b, "needs console", "console_log with an interactive console");
 
 	b->len = 0;
 	sb_str(b, "MACHINA-SPEK");
@@ -266,14 +306,6 @@ static void test_spec(void)
 	sb_str(b, "proc");
 	bad(b, "truncated in record", "a record truncated in its arguments");
 	good_body(b);
-	rec(b, "mount", 5, "proc", "/proc", "proc", "0", "");
-	rec(b, "end", 0);
-	bad(b, "expected 6 arguments, got 5", "an argument count mismatch");
-	good_body(b);
-	rec(b, "hostname", 2, "a", "b");
-	rec(b, "end", 0);
-	bad(b, "expected 1 arguments, got 2", "too many arguments");
-	good_body(b);
 	sb_str(b, "env");
 	sb_str(b, "x1");
 	rec(b, "end", 0);
@@ -283,17 +315,9 @@ static void test_spec(void)
 	sb_str(b, "65537");
 	bad(b, "bad argument count", "a count above the limit");
 	good_body(b);
-	rec(b, "frobnicate", 1, "x");
-	rec(b, "end", 0);
-	bad(b, "unknown record \"frobnicate\"", "an unknown record");
-	good_body(b);
 	rec(b, "end", 0);
 	sb_str(b, "x");
 	bad(b, "trailing data", "data after end");
-	good_body(b);
-	rec(b, "root", 1, "/other");
-	rec(b, "end", 0);
-	bad(b, "duplicate record \"root\"", "a duplicate scalar record");
 	good_body(b);
 	rec(b, "end", 0);
 	{
@@ -321,89 +345,51 @@ static void test_spec(void)
 		check(r < 0 && strstr(e.msg, "too many records"), "spec rejects more than 65536 records");
 	}
 
-	b->len = 0;
-	sb_str(b, "MACHINA-SPEC");
-	sb_str(b, "1");
-	rec(b, "root", 1, "/r");
-	rec(b, "namespaces", 1, "pid");
-	rec(b, "exec", 2, "/bin/sh", "sh");
-	rec(b, "end", 0);
-	bad(b, "\"mnt\" and \"pid\" are required", "namespaces without mnt");
-
-	b->len = 0;
-	sb_str(b, "MACHINA-SPEC");
-	sb_str(b, "1");
-	rec(b, "root", 1, "/r");
-	rec(b, "namespaces", 2, "pid", "mnt");
-	rec(b, "end", 0);
-	bad(b, "missing record \"exec\"", "a spec without exec");
-
-	b->len = 0;
-	sb_str(b, "MACHINA-SPEC");
-	sb_str(b, "1");
-	rec(b, "root", 1, "/r");
-	rec(b, "namespaces", 2, "pid", "mnt");
-	rec(b, "hostname", 1, "h");
-	rec(b, "exec", 2, "/bin/sh", "sh");
-	rec(b, "end", 0);
-	bad(b, "needs the \"uts\" namespace", "a hostname without the uts namespace");
-
-	struct {
-		const char *name, *a0, *a1, *a2, *a3, *a4, *a5;
-		int n;
-		const char *needle;
-	} malformed[] = {
-		{ "mount", "proc", "proc", "proc", "0", "", "dir", 6, "malformed CPATH" },
-		{ "mount", "proc", "/proc", "proc", "ro,bogus", "", "dir", 6, "malformed FLAGS" },
-		{ "mount", "proc", "/proc", "proc", "0", "", "maybe", 6, "malformed CREATE" },
-		{ "mount", "rel", "/x", "", "4096", "", "dir", 6, "malformed SRC" },
-		{ "mkdir", "/x", "0789", 0, 0, 0, 0, 2, "malformed MODE" },
-		{ "mknod", "/dev/x", "0666", "1", "3", 0, 0, 4, "malformed MODE" },
-		{ "kill_signal", "0", 0, 0, 0, 0, 0, 1, "malformed N" },
-		{ "kill_signal", "9x", 0, 0, 0, 0, 0, 1, "malformed N" },
-		{ "boot", "yes", 0, 0, 0, 0, 0, 1, "malformed 0|1" },
-		{ "console", "tty", 0, 0, 0, 0, 0, 1, "malformed interactive" },
-		{ "rlimit", "7", "10", "5", 0, 0, 0, 3, "malformed SOFT" },
-		{ "rlimit", "7", "5", "10", "nearest", 0, 0, 4, "malformed MODE" },
-		{ "user", "-1", "0", 0, 0, 0, 0, 2, "malformed UID" },
-		{ "caps_bounding", "0xzz", 0, 0, 0, 0, 0, 1, "malformed HEX" },
-		{ "env", "NOEQUALS", 0, 0, 0, 0, 0, 1, "is not K=V" },
-		{ "namespaces", "mnt", "pid", "time", 0, 0, 0, 3, "unknown namespace \"time\"" },
-		{ "quiet", "2", 0, 0, 0, 0, 0, 1, "malformed 0|1" },
-		{ "copy", "etc/localtime", "/etc/localtime", "0644", 0, 0, 0, 3, "malformed HPATH" },
-		{ "copy", "/etc/localtime", "etc/localtime", "0644", 0, 0, 0, 3, "malformed CPATH" },
-		{ "copy", "/etc/localtime", "/", "0644", 0, 0, 0, 3, "malformed CPATH" },
-		{ "copy", "/etc/localtime", "/etc/localtime", "rw", 0, 0, 0, 3, "malformed MODE" },
-		{ "copy", "/etc/localtime", "/etc/localtime", 0, 0, 0, 0, 2, "expected 3 arguments, got 2" },
-		{ "remove", "/", 0, 0, 0, 0, 0, 1, "malformed CPATH" },
-		{ "remove", "etc/x", 0, 0, 0, 0, 0, 1, "malformed CPATH" },
-		{ "console_log", "log", "100", "3", 0, 0, 0, 3, "malformed HPATH" },
-		{ "console_log", "/log", "0", "3", 0, 0, 0, 3, "malformed MAXBYTES" },
-		{ "console_log", "/log", "100", "0", 0, 0, 0, 3, "malformed KEEP" },
-		{ "console_log", "/log", "100", 0, 0, 0, 0, 2, "expected 3 arguments, got 2" },
+	static const struct bad_spec bads[] = {
+		{ min_body, { "console", "interactive", NULL, "console_log", "/run/m.log", "100", "3", NULL, NULL }, "needs console",
+		  "console_log with an interactive console" },
+		{ good_body, { "mount", "proc", "/proc", "proc", "0", "", NULL, NULL }, "expected 6 arguments, got 5",
+		  "an argument count mismatch" },
+		{ good_body, { "hostname", "a", "b", NULL, NULL }, "expected 1 arguments, got 2", "too many arguments" },
+		{ good_body, { "frobnicate", "x", NULL, NULL }, "unknown record \"frobnicate\"", "an unknown record" },
+		{ good_body, { "root", "/other", NULL, NULL }, "duplicate record \"root\"", "a duplicate scalar record" },
+		{ hdr_body, { "namespaces", "pid", NULL, "exec", "/bin/sh", "sh", NULL, NULL }, "\"mnt\" and \"pid\" are required",
+		  "namespaces without mnt" },
+		{ hdr_body, { "namespaces", "pid", "mnt", NULL, NULL }, "missing record \"exec\"", "a spec without exec" },
+		{ min_body, { "hostname", "h", NULL, NULL }, "needs the \"uts\" namespace", "a hostname without the uts namespace" },
+		{ min_body, { "mount", "proc", "proc", "proc", "0", "", "dir", NULL, NULL }, "malformed CPATH", NULL },
+		{ min_body, { "mount", "proc", "/proc", "proc", "ro,bogus", "", "dir", NULL, NULL }, "malformed FLAGS", NULL },
+		{ min_body, { "mount", "proc", "/proc", "proc", "0", "", "maybe", NULL, NULL }, "malformed CREATE", NULL },
+		{ min_body, { "mount", "rel", "/x", "", "4096", "", "dir", NULL, NULL }, "malformed SRC", NULL },
+		{ min_body, { "mkdir", "/x", "0789", NULL, NULL }, "malformed MODE", NULL },
+		{ min_body, { "mknod", "/dev/x", "0666", "1", "3", NULL, NULL }, "malformed MODE", NULL },
+		{ min_body, { "kill_signal", "0", NULL, NULL }, "malformed N", NULL },
+		{ min_body, { "kill_signal", "9x", NULL, NULL }, "malformed N", NULL },
+		{ min_body, { "boot", "yes", NULL, NULL }, "malformed 0|1", NULL },
+		{ min_body, { "console", "tty", NULL, NULL }, "malformed interactive", NULL },
+		{ min_body, { "rlimit", "7", "10", "5", NULL, NULL }, "malformed SOFT", NULL },
+		{ min_body, { "rlimit", "7", "5", "10", "nearest", NULL, NULL }, "malformed MODE", NULL },
+		{ min_body, { "device_allow", "c", "1", "3", "rwm", NULL, NULL }, "\"device_allow\" needs \"device_policy\"", NULL },
+		{ min_body, { "device_policy", "/sys/fs/cgroup/x", NULL, "device_allow", "q", "1", "3", "rwm", NULL, NULL }, "malformed TYPE", NULL },
+		{ min_body, { "user", "-1", "0", NULL, NULL }, "malformed UID", NULL },
+		{ min_body, { "caps_bounding", "0xzz", NULL, NULL }, "malformed HEX", NULL },
+		{ min_body, { "env", "NOEQUALS", NULL, NULL }, "is not K=V", NULL },
+		{ hdr_body, { "namespaces", "mnt", "pid", "time", NULL, "exec", "/bin/sh", "sh", NULL, NULL }, "unknown namespace \"time\"",
+		  NULL },
+		{ min_body, { "quiet", "2", NULL, NULL }, "malformed 0|1", NULL },
+		{ min_body, { "copy", "etc/localtime", "/etc/localtime", "0644", NULL, NULL }, "malformed HPATH", NULL },
+		{ min_body, { "copy", "/etc/localtime", "etc/localtime", "0644", NULL, NULL }, "malformed CPATH", NULL },
+		{ min_body, { "copy", "/etc/localtime", "/", "0644", NULL, NULL }, "malformed CPATH", NULL },
+		{ min_body, { "copy", "/etc/localtime", "/etc/localtime", "rw", NULL, NULL }, "malformed MODE", NULL },
+		{ min_body, { "copy", "/etc/localtime", "/etc/localtime", NULL, NULL }, "expected 3 arguments, got 2", NULL },
+		{ min_body, { "remove", "/", NULL, NULL }, "malformed CPATH", NULL },
+		{ min_body, { "remove", "etc/x", NULL, NULL }, "malformed CPATH", NULL },
+		{ min_body, { "console_log", "log", "100", "3", NULL, NULL }, "malformed HPATH", NULL },
+		{ min_body, { "console_log", "/log", "0", "3", NULL, NULL }, "malformed MAXBYTES", NULL },
+		{ min_body, { "console_log", "/log", "100", "0", NULL, NULL }, "malformed KEEP", NULL },
+		{ min_body, { "console_log", "/log", "100", NULL, NULL }, "expected 3 arguments, got 2", NULL },
 	};
-	for (size_t i = 0; i < sizeof malformed / sizeof malformed[0]; i++) {
-		good_body(b);
-		const char *a[6] = { malformed[i].a0, malformed[i].a1, malformed[i].a2, malformed[i].a3, malformed[i].a4, malformed[i].a5 };
-		char num[8];
-		/* replace duplicates: put the bad record in a spec without the good one */
-		b->len = 0;
-		sb_str(b, "MACHINA-SPEC");
-		sb_str(b, "1");
-		if (strcmp(malformed[i].name, "namespaces"))
-			rec(b, "namespaces", 2, "mnt", "pid");
-		rec(b, "root", 1, "/r");
-		rec(b, "exec", 2, "/bin/sh", "sh");
-		sb_str(b, malformed[i].name);
-		snprintf(num, sizeof num, "%d", malformed[i].n);
-		sb_str(b, num);
-		for (int k = 0; k < malformed[i].n; k++)
-			sb_str(b, a[k]);
-		rec(b, "end", 0);
-		char nm[96];
-		snprintf(nm, sizeof nm, "a malformed \"%s\" (%s)", malformed[i].name, malformed[i].needle);
-		bad(b, malformed[i].needle, nm);
-	}
+	BAD_SPECS(b, bads);
 	free(b);
 }
 
@@ -875,27 +861,16 @@ static void test_binds_spec(void)
 		check(m->kind == OP_MOUNT && m->create == CREATE_AUTO && !strcmp(m->src, "+/etc"), "binds spec: mount with +CPATH source and CREATE auto");
 		spec_free(&s);
 	}
-	good_body(b);
-	rec(b, "root_tmpfs", 1, "mode=755");
-	rec(b, "root_overlay", 1, "mode=755");
-	rec(b, "end", 0);
-	bad(b, "only one of root_tmpfs and root_overlay", "root_tmpfs with root_overlay");
-	good_body(b);
-	rec(b, "overlay", 5, "/o", "0", "/up", "", "/l");
-	rec(b, "end", 0);
-	bad(b, "malformed WORK", "overlay with UPPER but no WORK");
-	good_body(b);
-	rec(b, "overlay", 5, "/o", "0", "", "", "+rel");
-	rec(b, "end", 0);
-	bad(b, "malformed LOWER", "overlay with a relative '+' layer");
-	good_body(b);
-	rec(b, "mount", 6, "tmpfs", "/t", "tmpfs", "0", "", "auto");
-	rec(b, "end", 0);
-	bad(b, "auto needs a bind mount", "CREATE auto without MS_BIND");
-	good_body(b);
-	rec(b, "scratch_dir", 2, "relative", "0700");
-	rec(b, "end", 0);
-	bad(b, "malformed HPATH or +CPATH", "scratch_dir with a relative path");
+	static const struct bad_spec bads[] = {
+		{ good_body, { "root_tmpfs", "mode=755", NULL, "root_overlay", "mode=755", NULL, NULL },
+		  "only one of root_tmpfs and root_overlay", "root_tmpfs with root_overlay" },
+		{ good_body, { "overlay", "/o", "0", "/up", "", "/l", NULL, NULL }, "malformed WORK", "overlay with UPPER but no WORK" },
+		{ good_body, { "overlay", "/o", "0", "", "", "+rel", NULL, NULL }, "malformed LOWER", "overlay with a relative '+' layer" },
+		{ good_body, { "mount", "tmpfs", "/t", "tmpfs", "0", "", "auto", NULL, NULL }, "auto needs a bind mount",
+		  "CREATE auto without MS_BIND" },
+		{ good_body, { "scratch_dir", "relative", "0700", NULL, NULL }, "malformed HPATH or +CPATH", "scratch_dir with a relative path" },
+	};
+	BAD_SPECS(b, bads);
 	free(b);
 }
 
@@ -1030,6 +1005,16 @@ static void userns_body(struct sb *b, int with_user_ns)
 	rec(b, "exec", 2, "/bin/sh", "sh");
 }
 
+static void user_body(struct sb *b)
+{
+	userns_body(b, 1);
+}
+
+static void nouser_body(struct sb *b)
+{
+	userns_body(b, 0);
+}
+
 static void test_userns(void)
 {
 	struct sb *b = calloc(1, sizeof *b);
@@ -1068,35 +1053,20 @@ static void test_userns(void)
 		spec_free(&s);
 	}
 
-	userns_body(b, 1);
-	rec(b, "uid_map", 3, "0", "1048576", "65536");
-	rec(b, "end", 0);
-	bad(b, "needs \"uid_map\" and \"gid_map\"", "a user namespace without gid_map");
-	userns_body(b, 0);
-	rec(b, "uid_map", 3, "0", "1048576", "65536");
-	rec(b, "gid_map", 3, "0", "1048576", "65536");
-	rec(b, "end", 0);
-	bad(b, "need the \"user\" namespace", "uid_map without the user namespace");
-	userns_body(b, 1);
-	rec(b, "uid_map", 3, "0", "4294967295", "1");
-	rec(b, "end", 0);
-	bad(b, "malformed OUTSIDE", "an outside id of 2^32-1");
-	userns_body(b, 1);
-	rec(b, "uid_map", 3, "0", "4294967290", "10");
-	rec(b, "end", 0);
-	bad(b, "malformed COUNT", "a range past 2^32-2");
-	userns_body(b, 0);
-	rec(b, "chown_root", 2, "1048577", "65536");
-	rec(b, "end", 0);
-	bad(b, "malformed BASE (a multiple of 65536)", "chown_root with a base not a multiple of 65536");
-	userns_body(b, 0);
-	rec(b, "chown_root", 2, "1048576", "1000");
-	rec(b, "end", 0);
-	bad(b, "malformed COUNT (65536)", "chown_root with a count other than 65536");
-	userns_body(b, 0);
-	rec(b, "userns_lock", 1, "relative");
-	rec(b, "end", 0);
-	bad(b, "malformed HPATH", "a relative userns_lock");
+	static const struct bad_spec bads[] = {
+		{ user_body, { "uid_map", "0", "1048576", "65536", NULL, NULL }, "needs \"uid_map\" and \"gid_map\"",
+		  "a user namespace without gid_map" },
+		{ nouser_body, { "uid_map", "0", "1048576", "65536", NULL, "gid_map", "0", "1048576", "65536", NULL, NULL },
+		  "need the \"user\" namespace", "uid_map without the user namespace" },
+		{ user_body, { "uid_map", "0", "4294967295", "1", NULL, NULL }, "malformed OUTSIDE", "an outside id of 2^32-1" },
+		{ user_body, { "uid_map", "0", "4294967290", "10", NULL, NULL }, "malformed COUNT", "a range past 2^32-2" },
+		{ nouser_body, { "chown_root", "1048577", "65536", NULL, NULL }, "malformed BASE (a multiple of 65536)",
+		  "chown_root with a base not a multiple of 65536" },
+		{ nouser_body, { "chown_root", "1048576", "1000", NULL, NULL }, "malformed COUNT (65536)",
+		  "chown_root with a count other than 65536" },
+		{ nouser_body, { "userns_lock", "relative", NULL, NULL }, "malformed HPATH", "a relative userns_lock" },
+	};
+	BAD_SPECS(b, bads);
 	free(b);
 }
 
@@ -1160,23 +1130,18 @@ static void test_idmap_bind_spec(void)
 		      "idmap_bind: 0 BASE COUNT (idmap), + source");
 		spec_free(&s);
 	}
-	static const struct {
-		const char *a[7], *needle, *what;
-	} bads[] = {
-		{ { "/s", "/d", "bind", "auto", "owner", "0", "2" }, "malformed COUNT", "owner with COUNT 2" },
-		{ { "/s", "/d", "bind", "auto", "0", "4294967290", "10" }, "malformed COUNT", "a range past 2^32-2" },
-		{ { "/s", "/d", "bind", "auto", "x", "0", "1" }, "malformed FROM", "FROM not a number" },
-		{ { "s", "/d", "bind", "auto", "0", "0", "1" }, "malformed SRC", "a relative source" },
-		{ { "/s", "d", "bind", "auto", "0", "0", "1" }, "malformed CPATH", "a relative target" },
-		{ { "/s", "/d", "bind", "maybe", "0", "0", "1" }, "malformed CREATE", "an unknown CREATE" },
-		{ { "/s", "/d", "bind", "auto", "0", "0", "0" }, "malformed COUNT", "COUNT 0" },
+#define IDMAP_BIND(...) { nouser_body, { "idmap_bind", __VA_ARGS__, NULL, NULL }
+	static const struct bad_spec bads[] = {
+		IDMAP_BIND("/s", "/d", "bind", "auto", "owner", "0", "2"), "malformed COUNT", "owner with COUNT 2" },
+		IDMAP_BIND("/s", "/d", "bind", "auto", "0", "4294967290", "10"), "malformed COUNT", "a range past 2^32-2" },
+		IDMAP_BIND("/s", "/d", "bind", "auto", "x", "0", "1"), "malformed FROM", "FROM not a number" },
+		IDMAP_BIND("s", "/d", "bind", "auto", "0", "0", "1"), "malformed SRC", "a relative source" },
+		IDMAP_BIND("/s", "d", "bind", "auto", "0", "0", "1"), "malformed CPATH", "a relative target" },
+		IDMAP_BIND("/s", "/d", "bind", "maybe", "0", "0", "1"), "malformed CREATE", "an unknown CREATE" },
+		IDMAP_BIND("/s", "/d", "bind", "auto", "0", "0", "0"), "malformed COUNT", "COUNT 0" },
 	};
-	for (size_t i = 0; i < sizeof bads / sizeof bads[0]; i++) {
-		userns_body(b, 0);
-		rec(b, "idmap_bind", 7, bads[i].a[0], bads[i].a[1], bads[i].a[2], bads[i].a[3], bads[i].a[4], bads[i].a[5], bads[i].a[6]);
-		rec(b, "end", 0);
-		bad(b, bads[i].needle, bads[i].what);
-	}
+#undef IDMAP_BIND
+	BAD_SPECS(b, bads);
 	free(b);
 }
 
@@ -1317,10 +1282,7 @@ static void test_userns_chown(const char *tmp)
 /* ---- security.c: seccomp, personality, OOM score, CPU affinity, cgroup_set ---- */
 static void sec_body(struct sb *b)
 {
-	b->len = 0;
-	sb_str(b, "MACHINA-SPEC");
-	sb_str(b, "1");
-	rec(b, "root", 1, "/r");
+	hdr_body(b);
 	rec(b, "namespaces", 2, "mnt", "pid");
 	rec(b, "exec", 2, "/bin/true", "true");
 }
@@ -1637,21 +1599,12 @@ static void test_seccomp_cache(const char *tmp)
 }
 
 /* net_* records: parsing and validation (the netlink part runs in the integration tests). */
-static void net_spec_buf(struct sb *b, const char *ns, const char *name, int n, const char *a0, const char *a1, const char *a2, const char *a3)
+/* The smallest valid spec with a network namespace, without "end". */
+static void net_body(struct sb *b)
 {
-	b->len = 0;
-	sb_str(b, "MACHINA-SPEC");
-	sb_str(b, "1");
-	rec(b, "root", 1, "/r");
-	if (!strcmp(ns, "net"))
-		rec(b, "namespaces", 3, "mnt", "pid", "net");
-	else
-		rec(b, "namespaces", 2, "mnt", "pid");
-	if (n == 2) rec(b, name, 2, a0, a1);
-	else if (n == 3) rec(b, name, 3, a0, a1, a2);
-	else rec(b, name, 4, a0, a1, a2, a3);
+	hdr_body(b);
+	rec(b, "namespaces", 3, "mnt", "pid", "net");
 	rec(b, "exec", 2, "/bin/sh", "sh");
-	rec(b, "end", 0);
 }
 
 static void test_net_spec(void)
@@ -1659,10 +1612,7 @@ static void test_net_spec(void)
 	struct sb *b = calloc(1, sizeof *b);
 	struct spec s;
 	struct merr e;
-	b->len = 0;
-	sb_str(b, "MACHINA-SPEC");
-	sb_str(b, "1");
-	rec(b, "root", 1, "/r");
+	hdr_body(b);
 	rec(b, "namespaces", 3, "mnt", "pid", "net");
 	rec(b, "net_up", 2, "container", "lo");
 	rec(b, "net_veth", 4, "ve-web", "aa:bb:cc:dd:ee:01", "host0", "aa:bb:cc:dd:ee:02");
@@ -1681,20 +1631,18 @@ static void test_net_spec(void)
 	check(r == 0 && s.n_prestart == 3 && !strcmp(s.prestart[2], "/run/machina/net/base.nft"), "prestart: ARGV kept");
 	if (r == 0)
 		spec_free(&s);
-	net_spec_buf(b, "", "net_up", 2, "container", "lo", 0, 0);
-	bad(b, "need a network namespace", "net_* without a network namespace");
-	net_spec_buf(b, "net", "net_veth", 4, "ve-web", "aa:bb:cc:dd:ee", "host0", "aa:bb:cc:dd:ee:02");
-	bad(b, "HOSTMAC", "net_veth with a short MAC");
-	net_spec_buf(b, "net", "net_veth", 4, "ve-averyveryverylongname", "aa:bb:cc:dd:ee:01", "host0", "aa:bb:cc:dd:ee:02");
-	bad(b, "HOST", "net_veth with a name over 15 bytes");
-	net_spec_buf(b, "net", "net_addr", 3, "guest", "host0", "10.0.0.1/8", 0);
-	bad(b, "SIDE", "net_addr with a bad side");
-	net_spec_buf(b, "net", "net_addr", 3, "container", "host0", "10.0.0.1/33", 0);
-	bad(b, "ADDR/PREFIX", "net_addr with a bad prefix");
-	net_spec_buf(b, "net", "net_route", 3, "container", "host0", "10.0.0.1/8", 0);
-	bad(b, "GATEWAY", "net_route with a prefix");
-	net_spec_buf(b, "net", "net_sysctl", 2, "../../etc/x", "1", 0, 0);
-	bad(b, "KEY", "net_sysctl escaping /proc/sys");
+	static const struct bad_spec bads[] = {
+		{ min_body, { "net_up", "container", "lo", NULL, NULL }, "need a network namespace", "net_* without a network namespace" },
+		{ net_body, { "net_veth", "ve-web", "aa:bb:cc:dd:ee", "host0", "aa:bb:cc:dd:ee:02", NULL, NULL }, "HOSTMAC",
+		  "net_veth with a short MAC" },
+		{ net_body, { "net_veth", "ve-averyveryverylongname", "aa:bb:cc:dd:ee:01", "host0", "aa:bb:cc:dd:ee:02", NULL, NULL },
+		  "HOST", "net_veth with a name over 15 bytes" },
+		{ net_body, { "net_addr", "guest", "host0", "10.0.0.1/8", NULL, NULL }, "SIDE", "net_addr with a bad side" },
+		{ net_body, { "net_addr", "container", "host0", "10.0.0.1/33", NULL, NULL }, "ADDR/PREFIX", "net_addr with a bad prefix" },
+		{ net_body, { "net_route", "container", "host0", "10.0.0.1/8", NULL, NULL }, "GATEWAY", "net_route with a prefix" },
+		{ net_body, { "net_sysctl", "../../etc/x", "1", NULL, NULL }, "KEY", "net_sysctl escaping /proc/sys" },
+	};
+	BAD_SPECS(b, bads);
 	unsigned char a[16];
 	int fam, pfx;
 	check(net_parse_prefix("fd6d::1/64", &fam, a, &pfx) == 0 && fam == AF_INET6 && pfx == 64 && a[0] == 0xfd && a[15] == 1, "net_parse_prefix v6");
@@ -1706,10 +1654,7 @@ static void test_net_spec(void)
 /* image_lock: parsing, and the locks themselves (a second exclusive or mixed lock is EBUSY) */
 static void image_lock_body(struct sb *b, const char *path, const char *mode)
 {
-	b->len = 0;
-	sb_str(b, "MACHINA-SPEC");
-	sb_str(b, "1");
-	rec(b, "root", 1, "/r");
+	hdr_body(b);
 	rec(b, "namespaces", 2, "mnt", "pid");
 	rec(b, "image_lock", 3, path, mode, "/var/lib/machines/web");
 	rec(b, "exec", 2, "/bin/sh", "sh");
@@ -1785,17 +1730,11 @@ static void test_host_umount_spec(void)
 	check(r == 0 && s.n_host_removes == 2 && !strcmp(s.host_removes[1], "/run/machina/raw-mounts/x"), "host_remove: repeated HPATHs, in order");
 	if (r == 0)
 		spec_free(&s);
-	for (int i = 0; i < 2; i++) {
-		b->len = 0;
-		sb_str(b, "MACHINA-SPEC");
-		sb_str(b, "1");
-		rec(b, "root", 1, "/r");
-		rec(b, "namespaces", 2, "mnt", "pid");
-		rec(b, "host_umount", 1, i ? "/" : "relative");
-		rec(b, "exec", 2, "/bin/sh", "sh");
-		rec(b, "end", 0);
-		bad(b, "HPATH (not the root)", i ? "host_umount /" : "host_umount with a relative path");
-	}
+	static const struct bad_spec bads[] = {
+		{ min_body, { "host_umount", "relative", NULL, NULL }, "HPATH (not the root)", "host_umount with a relative path" },
+		{ min_body, { "host_umount", "/", NULL, NULL }, "HPATH (not the root)", "host_umount /" },
+	};
+	BAD_SPECS(b, bads);
 	free(b);
 }
 
@@ -1846,9 +1785,7 @@ static void test_hooks_spec(void)
 	struct sb *b = calloc(1, sizeof *b);
 	struct spec s;
 	struct merr e;
-	sb_str(b, "MACHINA-SPEC");
-	sb_str(b, "1");
-	rec(b, "root", 1, "/r");
+	hdr_body(b);
 	rec(b, "namespaces", 2, "mnt", "pid");
 	rec(b, "on_leader", 4, "/usr/bin/busctl", "call", "{leader}", "x");
 	rec(b, "supervisor_cgroup", 1, "/sys/fs/cgroup/system.slice/a.service/supervisor");
@@ -1860,36 +1797,14 @@ static void test_hooks_spec(void)
 	      "on_leader ARGV and supervisor_cgroup HPATH parse");
 	if (r == 0)
 		spec_free(&s);
-	const char *cases[][3] = {
-		{ "on_leader", "busctl", "ARGV (an absolute program path first)" },
-		{ "supervisor_cgroup", "relative", "HPATH" },
-		{ "supervisor_cgroup", "/", "HPATH" },
+	static const struct bad_spec bads[] = {
+		{ min_body, { "on_leader", "busctl", NULL, NULL }, "ARGV (an absolute program path first)", "on_leader busctl" },
+		{ min_body, { "supervisor_cgroup", "relative", NULL, NULL }, "HPATH", "supervisor_cgroup relative" },
+		{ min_body, { "supervisor_cgroup", "/", NULL, NULL }, "HPATH", "supervisor_cgroup /" },
+		{ min_body, { "on_leader", "/bin/true", NULL, "on_leader", "/bin/true", NULL, NULL }, "duplicate record",
+		  "on_leader twice" },
 	};
-	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		b->len = 0;
-		sb_str(b, "MACHINA-SPEC");
-		sb_str(b, "1");
-		rec(b, "root", 1, "/r");
-		rec(b, "namespaces", 2, "mnt", "pid");
-		rec(b, cases[i][0], 1, cases[i][1]);
-		rec(b, "exec", 2, "/bin/sh", "sh");
-		rec(b, "end", 0);
-		char name[96];
-		snprintf(name, sizeof name, "%s %s", cases[i][0], cases[i][1]);
-		bad(b, cases[i][2], name);
-	}
-	/* twice is an error */
-	b->len = 0;
-	sb_str(b, "MACHINA-SPEC");
-	sb_str(b, "1");
-	rec(b, "root", 1, "/r");
-	rec(b, "namespaces", 2, "mnt", "pid");
-	rec(b, "on_leader", 1, "/bin/true");
-	rec(b, "on_leader", 1, "/bin/true");
-	rec(b, "exec", 2, "/bin/sh", "sh");
-	rec(b, "end", 0);
-	struct spec s2;
-	check(parse(b, &s2, &e) < 0, "on_leader may appear once");
+	BAD_SPECS(b, bads);
 	free(b);
 }
 
@@ -2065,10 +1980,7 @@ static void test_cgroup_enter_self(void)
 /* selinux_context (-Z): the record, and the write of the exec label (selinux.c). */
 static void selinux_body(struct sb *b, const char *label)
 {
-	b->len = 0;
-	sb_str(b, "MACHINA-SPEC");
-	sb_str(b, "1");
-	rec(b, "root", 1, "/r");
+	hdr_body(b);
 	rec(b, "namespaces", 2, "mnt", "pid");
 	if (label)
 		rec(b, "selinux_context", 1, label);
@@ -2093,16 +2005,13 @@ static void test_selinux(void)
 	check(r == 0 && s.selinux_context == NULL, "selinux_context: absent = no label");
 	if (r == 0)
 		spec_free(&s);
-	selinux_body(b, "");
-	rec(b, "end", 0);
-	bad(b, "malformed LABEL", "selinux_context with an empty label");
-	selinux_body(b, "a:b:c\nd");
-	rec(b, "end", 0);
-	bad(b, "malformed LABEL", "selinux_context over two lines");
-	selinux_body(b, label);
-	rec(b, "selinux_context", 1, label);
-	rec(b, "end", 0);
-	bad(b, "selinux_context", "selinux_context twice");
+	static const struct bad_spec bads[] = {
+		{ min_body, { "selinux_context", "", NULL, NULL }, "malformed LABEL", "selinux_context with an empty label" },
+		{ min_body, { "selinux_context", "a:b:c\nd", NULL, NULL }, "malformed LABEL", "selinux_context over two lines" },
+		{ min_body, { "selinux_context", "x:y:z", NULL, "selinux_context", "x:y:z", NULL, NULL }, "selinux_context",
+		  "selinux_context twice" },
+	};
+	BAD_SPECS(b, bads);
 
 	/* The write, to a file standing in for /proc/thread-self/attr/exec: the label and its NUL,
 	 * in one write, nothing else (the file is not truncated by open: the kernel's is not either). */
@@ -2207,9 +2116,50 @@ static void test_devices(void)
 	rmdir(cg);
 }
 
+/* SHA-256 known answers (FIPS 180-2, appendix B, and the empty message), whole and in pieces that
+ * cross block boundaries: the seccomp cache key (security.c) relies on them. */
+static void test_sha256(void)
+{
+	static const struct {
+		const char *what, *msg;
+		size_t repeat; /* the message this many times */
+		const char *hex;
+	} kat[] = {
+		{ "\"abc\"", "abc", 1, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" },
+		{ "the empty message", "", 1, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" },
+		{ "the 448-bit message", "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", 1,
+		  "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1" },
+		{ "one million \"a\"", "a", 1000000, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0" },
+	};
+	for (size_t i = 0; i < sizeof kat / sizeof kat[0]; i++) {
+		size_t len = strlen(kat[i].msg) * kat[i].repeat;
+		char *m = malloc(len + 1);
+		for (size_t k = 0; k < kat[i].repeat; k++)
+			memcpy(m + k * strlen(kat[i].msg), kat[i].msg, strlen(kat[i].msg));
+		/* whole, then in 1-, 63- and 65-byte pieces */
+		static const size_t steps[] = { 0, 1, 63, 65 };
+		for (size_t j = 0; j < sizeof steps / sizeof steps[0]; j++) {
+			struct sha256 c;
+			uint8_t out[32];
+			char hex[65];
+			sha256_init(&c);
+			size_t step = steps[j] ? steps[j] : (len ? len : 1);
+			for (size_t off = 0; off < len; off += step)
+				sha256_update(&c, m + off, len - off < step ? len - off : step);
+			sha256_final(&c, out);
+			for (int b = 0; b < 32; b++)
+				snprintf(hex + 2 * b, 3, "%02x", out[b]);
+			check(!strcmp(hex, kat[i].hex), "sha256 of %s (%s)", kat[i].what,
+			      steps[j] ? (steps[j] == 1 ? "byte by byte" : steps[j] == 63 ? "63-byte pieces" : "65-byte pieces") : "whole");
+		}
+		free(m);
+	}
+}
+
 int main(void)
 {
 	test_spec();
+	test_sha256();
 	test_errors();
 	test_copy_fd();
 	test_userns();
