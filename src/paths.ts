@@ -1,4 +1,5 @@
 /** Where machina finds its own files and keeps its state; each overridable for tests. */
+import { machinaEnv } from "./config.ts";
 import { resolve } from "node:path";
 
 /**
@@ -23,12 +24,10 @@ export interface Paths {
 }
 
 export function paths(env: Readonly<Record<string, string | undefined>>): Paths {
-  const pool = env["MACHINA_POOL"]
-    ? env["MACHINA_POOL"].split(":").filter((p) => p.length > 0)
-    : ["/var/lib/machines", "/usr/local/lib/machines", "/usr/lib/machines"];
+  const pool = machinaEnv(env, "MACHINA_POOL") ?? ["/var/lib/machines", "/usr/local/lib/machines", "/usr/lib/machines"];
   return {
-    helper: env["MACHINA_HELPER"] ?? `${REPO_ROOT}/native/build/machina-helper`,
-    stateDir: env["MACHINA_STATE_DIR"] ?? "/run/machina",
+    helper: machinaEnv(env, "MACHINA_HELPER") ?? `${REPO_ROOT}/native/build/machina-helper`,
+    stateDir: machinaEnv(env, "MACHINA_STATE_DIR") ?? "/run/machina",
     pool,
   };
 }

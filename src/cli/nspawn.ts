@@ -1,4 +1,5 @@
 /** machina-nspawn: parse, plan, then replace this process by the helper that runs the container. */
+import { machinaEnv } from "../config.ts";
 import { err, out } from "./output.ts";
 import { renderError } from "../errors.ts";
 import { LinuxHost } from "../host/linux.ts";
@@ -28,8 +29,8 @@ export function main(argv: string[], host: Host = new LinuxHost()): number {
     }
     const env = host.env();
     const p = paths(env);
-    const statusFd = env["MACHINA_STATUS_FD"] ? Number(env["MACHINA_STATUS_FD"]) : undefined;
-    const planOnly = env["MACHINA_PRINT_SPEC"] === "1";
+    const statusFd = machinaEnv(env, "MACHINA_STATUS_FD");
+    const planOnly = machinaEnv(env, "MACHINA_PRINT_SPEC");
     const prepared = prepareContainer(host, p, parsed.settings, process.cwd(), {
       prog: PROG, ...(statusFd !== undefined ? { statusFd } : {}), planOnly,
       onWarning: (w) => err(`${PROG}: ${w}\n`),

@@ -3,6 +3,7 @@
  * implements MachineService exactly as the in-process core does: same results, same errors
  * (MachinaErrors rebuilt from the API's {code, message, details}).
  */
+import { machinaEnv } from "../config.ts";
 import { isErrorCode, MachinaError } from "../errors.ts";
 import * as S from "../api/schemas.ts";
 import type { MachineStatus, MachineSummary } from "../machine/machines.ts";
@@ -11,7 +12,7 @@ import type { KillOptions, LongOperationOptions, MachineService, StopOptions } f
 export const DEFAULT_SOCKET = "/run/machina/api.sock";
 
 export function apiSocketPath(env: Readonly<Record<string, string | undefined>> = process.env): string {
-  return env["MACHINA_API_SOCKET"] ?? DEFAULT_SOCKET;
+  return machinaEnv(env, "MACHINA_API_SOCKET") ?? DEFAULT_SOCKET;
 }
 
 /** The API's error as the core's MachinaError: the same code (E_INTERNAL, the daemon's own, becomes E_SYSTEM). */

@@ -4,6 +4,7 @@
  * identical results either way. MACHINA_NO_DAEMON=1 forces the core. Without a socket file the
  * check is one lstat; with one, one request (/v1/version).
  */
+import { machinaEnv } from "../config.ts";
 import { LocalMachineService } from "../api/local-service.ts";
 import type { MachineService } from "../api/service.ts";
 import type { Host } from "../host/host.ts";
@@ -11,7 +12,7 @@ import type { Paths } from "../paths.ts";
 import { apiSocketPath, MachinaClient } from "./client.ts";
 
 export async function selectMachineService(host: Host, paths: Paths, env: Readonly<Record<string, string | undefined>>): Promise<MachineService> {
-  if (env["MACHINA_NO_DAEMON"] !== "1") {
+  if (!machinaEnv(env, "MACHINA_NO_DAEMON")) {
     const socket = apiSocketPath(env);
     if (host.lstat(socket) === "socket") {
       const client = new MachinaClient(socket);

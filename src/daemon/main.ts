@@ -13,6 +13,7 @@
  *   machinad [--socket=PATH] [--restart=no|on-failure|always] [--no-autostart]
  *   machinad register NAME     register a running machine with systemd-machined (unit's ExecStartPost)
  */
+import { machinaEnv } from "../config.ts";
 import { dirname } from "node:path";
 import { LocalMachineService } from "../api/local-service.ts";
 import { MachinaError, renderError } from "../errors.ts";
@@ -69,7 +70,7 @@ function log(event: string, fields: Record<string, unknown> = {}): void {
 export async function main(argv: string[]): Promise<number> {
   try {
     const o: DaemonOptions = { help: false, version: false, socket: apiSocketPath(), policy: "no", autostart: true };
-    const envPolicy = process.env["MACHINA_RESTART"];
+    const envPolicy = machinaEnv(process.env, "MACHINA_RESTART");
     if (envPolicy !== undefined) o.policy = parseChoice(envPolicy, RESTART_POLICIES, { flag: "MACHINA_RESTART" });
     const { options, operands: rest } = getopt(argv, MACHINAD_TABLE, { permute: true });
     for (const { id, value } of options) MACHINAD_TABLE.find((r) => r.id === id)!.apply(o, value ?? "");

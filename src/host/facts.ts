@@ -2,6 +2,7 @@
  * Facts about the host and the image that spec building needs, gathered through a Host.
  * Everything `spec/` knows about the outside world arrives through these two objects.
  */
+import { machinaEnv } from "../config.ts";
 import type { Host } from "./host.ts";
 import { parseOsRelease } from "./os-release.ts";
 import { chaseInRoot, kindInRoot, readFileInRoot, resolveInRoot, type Chased } from "./resolve-in-root.ts";
@@ -168,10 +169,10 @@ export function parseOwnCgroup2(text: string | undefined): string | undefined {
 
 function systemdFacts(host: Host): SystemdFacts {
   const env = host.env();
-  const forced = env["MACHINA_SYSTEMD"];
+  const forced = machinaEnv(env, "MACHINA_SYSTEMD");
   const exists = (p: string) => host.lstat(p) !== undefined;
   return {
-    booted: forced === "1" ? true : forced === "0" ? false : host.lstat("/run/systemd/system") === "dir",
+    booted: forced ?? host.lstat("/run/systemd/system") === "dir",
     ownCgroup: parseOwnCgroup2(host.readFile("/proc/self/cgroup")),
     machined: ["/usr/share/dbus-1/system-services/org.freedesktop.machine1.service", "/usr/lib/systemd/systemd-machined", "/lib/systemd/systemd-machined"].some(exists),
     busctl: ["/usr/bin/busctl", "/bin/busctl"].find(exists),

@@ -2,6 +2,7 @@
  * Facts about an image and the host that the mount planners (spec/root-modes.ts,
  * spec/journal.ts) need: the /usr merge of the image, and the journal directories.
  */
+import { machinaEnv } from "../config.ts";
 import type { Host } from "./host.ts";
 import { kindInRoot, resolveInRoot } from "./resolve-in-root.ts";
 
@@ -34,7 +35,7 @@ export interface MountFacts {
 }
 
 export function gatherMountFacts(host: Host, root: string, machineId: string | undefined): MountFacts {
-  const hostDir = host.env()["MACHINA_HOST_JOURNAL_DIR"] || "/var/log/journal";
+  const hostDir = machinaEnv(host.env(), "MACHINA_HOST_JOURNAL_DIR") ?? "/var/log/journal";
   const id = host.readFile("/etc/machine-id")?.trim();
   const entry = machineId === undefined ? undefined : `${hostDir}/${machineId}`;
   const entryKind = entry === undefined ? undefined : host.lstat(entry);

@@ -7,6 +7,7 @@
  * Nothing here decides policy: the scanner (src/image/archive-scan.ts) says what an archive may
  * contain, src/image/transfer.ts decides names, temporaries and verification.
  */
+import { machinaEnv } from "../config.ts";
 import * as fs from "node:fs";
 import { resolve } from "node:path";
 import { createGunzip } from "node:zlib";
@@ -172,7 +173,7 @@ export async function extractTar(o: ExtractOptions): Promise<ScanSummary & { com
   const scanner = new ArchiveScanner(o.limits);
   // Uncompressed: tar reads the file itself while the scanner reads it here (no copy through
   // this process). Compressed: one decompressor, its output fed to both.
-  const direct = compression === "uncompressed" && process.env["MACHINA_IMPORT_STREAM"] !== "1";
+  const direct = compression === "uncompressed" && !machinaEnv(process.env, "MACHINA_IMPORT_STREAM");
   const dec = direct
     ? decompressFile(o.source, compression, 4 * 1024 * 1024)
     : decompressFile(o.source, compression);

@@ -15,6 +15,7 @@
  * - uid/gid at most 2^32-2; unknown entry types refused;
  * - entry count and total decompressed bytes bounded (decompression bombs).
  */
+import { machinaEnv } from "../config.ts";
 import * as tarStream from "tar-stream";
 import { MachinaError, type ErrorContext } from "../errors.ts";
 
@@ -39,16 +40,10 @@ export const DEFAULT_SCAN_LIMITS: ScanLimits = {
 
 /** Limits from the environment: MACHINA_IMPORT_MAX_ENTRIES, MACHINA_IMPORT_MAX_BYTES (tests). */
 export function scanLimitsFromEnv(env: Readonly<Record<string, string | undefined>>): ScanLimits {
-  const num = (key: string, dflt: number): number => {
-    const v = env[key];
-    if (v === undefined || v === "") return dflt;
-    if (!/^[0-9]+$/.test(v)) throw new MachinaError("E_INVALID", `invalid ${key}=${JSON.stringify(v)}: expected a number`);
-    return Number(v);
-  };
   return {
-    maxEntries: num("MACHINA_IMPORT_MAX_ENTRIES", DEFAULT_SCAN_LIMITS.maxEntries),
-    maxBytes: num("MACHINA_IMPORT_MAX_BYTES", DEFAULT_SCAN_LIMITS.maxBytes),
-    maxDepth: num("MACHINA_IMPORT_MAX_DEPTH", DEFAULT_SCAN_LIMITS.maxDepth),
+    maxEntries: machinaEnv(env, "MACHINA_IMPORT_MAX_ENTRIES") ?? DEFAULT_SCAN_LIMITS.maxEntries,
+    maxBytes: machinaEnv(env, "MACHINA_IMPORT_MAX_BYTES") ?? DEFAULT_SCAN_LIMITS.maxBytes,
+    maxDepth: machinaEnv(env, "MACHINA_IMPORT_MAX_DEPTH") ?? DEFAULT_SCAN_LIMITS.maxDepth,
   };
 }
 

@@ -5,6 +5,7 @@
  * SIGTERM (cancel-transfer) or SIGKILL leaves no visible image (a killed run's temporary is
  * removed by the next transfer, pool.cleanTemporaries()).
  */
+import { machinaEnv } from "../config.ts";
 import { basename, dirname, resolve } from "node:path";
 import { MachinaError } from "../errors.ts";
 import type { HeldLock, Host } from "../host/host.ts";
@@ -47,12 +48,6 @@ export interface ImportOptions {
   readOnly: boolean;
 }
 
-function num(env: TransferContext["env"], key: string, dflt: number): number {
-  const v = env[key];
-  if (v === undefined || v === "") return dflt;
-  if (!/^[0-9]+$/.test(v)) throw new MachinaError("E_INVALID", `invalid ${key}=${JSON.stringify(v)}: expected a number of bytes`);
-  return Number(v);
-}
 
 /** --force: the in-use lock of the image a temporary replaces (in-use.ts), released once it is replaced. */
 const replacedInUse = new WeakMap<Temporary, HeldLock>();
@@ -127,7 +122,7 @@ async function fillRaw(ctx: TransferContext, temp: Temporary, file: string, show
   ctx.progress.start(`Importing ${basename(shown)}`, fileSize(ctx.host, file));
   try {
     await importRawFile({
-      source: file, output: temp.path, maxBytes: num(ctx.env, "MACHINA_IMPORT_MAX_BYTES", DEFAULT_PULL_MAX_BYTES),
+      source: file, output: temp.path, maxBytes: machinaEnv(ctx.env, "MACHINA_IMPORT_MAX_BYTES") ?? DEFAULT_PULL_MAX_BYTES,
       signal: ctx.signal, onProgress: (n) => ctx.progress.update(n),
     });
   } catch (e) {
@@ -246,7 +241,7 @@ export interface PullOptions extends ImportOptions {
 
 /** The keyring for --verify=signature: $MACHINA_IMPORT_PUBRING, else systemd's (/etc first). */
 export function importKeyring(host: Host, env: TransferContext["env"]): string {
-  const candidates = env["MACHINA_IMPORT_PUBRING"] ? [env["MACHINA_IMPORT_PUBRING"]] : ["/etc/systemd/import-pubring.gpg", "/usr/lib/systemd/import-pubring.gpg"];
+  const candidates = machinaEnv(env, "MACHINA_IMPORT_PUBRING") !== undefined ? [machinaEnv(env, "MACHINA_IMPORT_PUBRING")!] : ["/etc/systemd/import-pubring.gpg", "/usr/lib/systemd/import-pubring.gpg"];
   const found = candidates.find((p) => host.lstat(p) !== undefined);
   if (found === undefined) throw new MachinaError("E_NOT_FOUND", `no keyring for --verify=signature (looked for ${candidates.join(", ")})`, {}, "install one, or pull with --verify=checksum");
   return found;
@@ -345,7 +340,7 @@ export async function pullImage(ctx: TransferContext, kind: "tar" | "raw", url: 
     let started = false;
     try {
       await download({
-        url, output: downloaded, maxBytes: num(ctx.env, "MACHINA_PULL_MAX_BYTES", DEFAULT_PULL_MAX_BYTES), signal: ctx.signal,
+        url, output: downloaded, maxBytes: machinaEnv(ctx.env, "MACHINA_PULL_MAX_BYTES") ?? DEFAULT_PULL_MAX_BYTES, signal: ctx.signal,
         onProgress: (done, total) => {
           if (!started && total !== undefined) {
             ctx.progress.start(`Downloading ${url}`, total);

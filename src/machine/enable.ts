@@ -9,6 +9,7 @@
  * machina-nspawn@NAME.service` does it (src/machine/systemd.ts). Only an image in the pool can
  * be enabled; disable removes the enable directory once it is empty.
  */
+import { machinaEnv } from "../config.ts";
 import { dirname } from "node:path";
 import type { Host } from "../host/host.ts";
 import { findImage } from "../image/pool.ts";
@@ -23,7 +24,7 @@ export interface EnableChange {
 }
 
 export function enableDir(env: Readonly<Record<string, string | undefined>>): string {
-  return env["MACHINA_ENABLE_DIR"] ?? "/etc/machina/machines.target.wants";
+  return machinaEnv(env, "MACHINA_ENABLE_DIR") ?? "/etc/machina/machines.target.wants";
 }
 
 /** E_NOT_FOUND (one line, nothing changed) unless every name has an image in the pool. */

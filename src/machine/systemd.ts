@@ -7,6 +7,7 @@
  * Environment overrides (tests): MACHINA_SYSTEMD=0|1 (force detection), MACHINA_UNIT_DIR
  * (where the template is installed, default /etc/systemd/system).
  */
+import { machinaEnv } from "../config.ts";
 import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
 import { REPO_ROOT } from "../paths.ts";
@@ -19,13 +20,13 @@ type Env = Readonly<Record<string, string | undefined>>;
 
 /** systemd is PID 1 (sd_booted(): /run/systemd/system exists). */
 export function systemdAvailable(host: Host, env: Env = host.env()): boolean {
-  if (env["MACHINA_SYSTEMD"] === "0") return false;
-  if (env["MACHINA_SYSTEMD"] === "1") return true;
+  const forced = machinaEnv(env, "MACHINA_SYSTEMD");
+  if (forced !== undefined) return forced;
   return host.stat("/run/systemd/system", true) !== undefined;
 }
 
 export function unitDir(env: Env): string {
-  return env["MACHINA_UNIT_DIR"] ?? "/etc/systemd/system";
+  return machinaEnv(env, "MACHINA_UNIT_DIR") ?? "/etc/systemd/system";
 }
 
 export function unitInstalled(host: Host, env: Env = host.env()): boolean {

@@ -3,6 +3,7 @@
  * in a zone. Pure: the lease table goes in and out as a value; net/state.ts stores it
  * atomically under the network lock, so an address is never handed out twice.
  */
+import { machinaEnv } from "../config.ts";
 import { formatCidr, hostAt, hostCapacity, netmask4, overlaps, parseCidr, subnetAt, subnetCount, type Cidr } from "./cidr.ts";
 
 export interface NetConfig {
@@ -36,8 +37,10 @@ export function parseNetConfig(text: string | undefined, env: Readonly<Record<st
       if (eq < 0) throw new Error(`network.conf: expected KEY = VALUE, got "${line}"`);
       values.set(line.slice(0, eq).trim(), line.slice(eq + 1).trim());
     }
-  if (env["MACHINA_NET_POOL4"]) values.set("Pool4", env["MACHINA_NET_POOL4"]);
-  if (env["MACHINA_NET_POOL6"] !== undefined) values.set("Pool6", env["MACHINA_NET_POOL6"]);
+  const envPool4 = machinaEnv(env, "MACHINA_NET_POOL4");
+  const envPool6 = machinaEnv(env, "MACHINA_NET_POOL6");
+  if (envPool4 !== undefined) values.set("Pool4", envPool4);
+  if (envPool6 !== undefined) values.set("Pool6", envPool6);
   const cidr = (k: string, family: 4 | 6) => {
     const c = parseCidr(values.get(k)!);
     if (c === undefined || c.family !== family) throw new Error(`network.conf: ${k}= must be an IPv${family} prefix, got "${values.get(k)}"`);

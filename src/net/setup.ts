@@ -5,6 +5,7 @@
  * a kill -9) finds every piece. All changes to shared pieces — leases, zone bridges, the nft
  * table, zone dnsmasq hosts — happen under one lock ($STATE/net/lock).
  */
+import { machinaEnv } from "../config.ts";
 import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
 import { processRunning } from "../machine/registry.ts";
@@ -95,7 +96,7 @@ function allRecords(host: Host, d: NetDirs): NetRecord[] {
 
 export function loadConfig(host: Host): NetConfig {
   const env = host.env();
-  const path = env["MACHINA_NETWORK_CONF"] ?? "/etc/machina/network.conf";
+  const path = machinaEnv(env, "MACHINA_NETWORK_CONF") ?? "/etc/machina/network.conf";
   try {
     return parseNetConfig(host.readFile(path), env);
   } catch (e) {

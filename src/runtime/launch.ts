@@ -12,6 +12,7 @@
  * record), rotated to NAME.log.1 … NAME.log.(KEEP-1) before it would exceed MAXBYTES, also
  * while the container runs; a new start rotates once more, so the previous run's output stays.
  */
+import { machinaEnv } from "../config.ts";
 import * as fs from "node:fs";
 import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
@@ -58,13 +59,9 @@ export const CONSOLE_LOG_KEEP = 3;
 
 /** The bound in effect: the defaults above, or MACHINA_CONSOLE_LOG_MAX_BYTES / _KEEP (tests). */
 export function consoleLogLimits(env: Record<string, string | undefined>): { maxBytes: number; keep: number } {
-  const num = (v: string | undefined, min: number, max: number, dflt: number): number => {
-    const n = v !== undefined && /^[0-9]+$/.test(v) ? Number(v) : NaN;
-    return Number.isSafeInteger(n) && n >= min && n <= max ? n : dflt;
-  };
   return {
-    maxBytes: num(env["MACHINA_CONSOLE_LOG_MAX_BYTES"], 4096, 2 ** 40, CONSOLE_LOG_MAX_BYTES),
-    keep: num(env["MACHINA_CONSOLE_LOG_KEEP"], 1, 100, CONSOLE_LOG_KEEP),
+    maxBytes: machinaEnv(env, "MACHINA_CONSOLE_LOG_MAX_BYTES") ?? CONSOLE_LOG_MAX_BYTES,
+    keep: machinaEnv(env, "MACHINA_CONSOLE_LOG_KEEP") ?? CONSOLE_LOG_KEEP,
   };
 }
 

@@ -11,6 +11,7 @@
  * The first file found is the only one read (no drop-ins, no merging of several files).
  * `--settings=trusted` trusts the file wherever it was found; `--settings=no` reads nothing.
  */
+import { machinaEnv } from "../config.ts";
 import type { Host } from "../host/host.ts";
 import { machineNameFromDirectory } from "./machine-name.ts";
 import { parseNspawnFile, type FileSettings } from "./nspawn-file.ts";
@@ -20,9 +21,7 @@ import type { Settings } from "./settings.ts";
 export const DEFAULT_SETTINGS_DIRS = ["/etc/systemd/nspawn", "/run/systemd/nspawn"] as const;
 
 export function trustedSettingsDirs(env: Readonly<Record<string, string | undefined>>): string[] {
-  const v = env["MACHINA_SETTINGS_DIRS"];
-  if (v === undefined) return [...DEFAULT_SETTINGS_DIRS];
-  return v.split(":").filter((d) => d.length > 0);
+  return machinaEnv(env, "MACHINA_SETTINGS_DIRS") ?? [...DEFAULT_SETTINGS_DIRS];
 }
 
 export interface SettingsFileCandidate {

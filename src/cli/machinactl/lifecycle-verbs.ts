@@ -7,6 +7,7 @@
  * default pool), start and disable --now go through systemd: `systemctl start/stop
  * machina-nspawn@NAME.service`, as machinectl does with systemd-nspawn@.service.
  */
+import { machinaEnv } from "../../config.ts";
 import { MachinaError } from "../../errors.ts";
 import { disableMachine, enableMachine, requireImages } from "../../machine/enable.ts";
 import { showLogs } from "../../machine/logs.ts";
@@ -37,7 +38,7 @@ async function start(ctx: VerbContext, name: string): Promise<void> {
 
 /** The unit template is installed on a systemd host, and the pool is the one the unit uses. */
 function throughSystemd(ctx: VerbContext): boolean {
-  return systemdAvailable(ctx.host, ctx.env) && unitInstalled(ctx.host, ctx.env) && ctx.env["MACHINA_POOL"] === undefined;
+  return systemdAvailable(ctx.host, ctx.env) && unitInstalled(ctx.host, ctx.env) && machinaEnv(ctx.env, "MACHINA_POOL") === undefined;
 }
 
 const startVerb: Verb = {
