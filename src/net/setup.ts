@@ -8,6 +8,7 @@
 import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
 import { processRunning } from "../machine/registry.ts";
+import { Reverter } from "../reverter.ts";
 import { formatCidr, parseCidr, type Cidr } from "./cidr.ts";
 import { allocateHost, allocateSubnet, IpamError, parseLeases, parseNetConfig, releaseHost, releaseSubnet, type Leases, type NetConfig } from "./ipam.ts";
 import {
@@ -226,7 +227,9 @@ export function setupNetwork(host: Host, stateDir: string, plan: NetPlan): NetRe
   const d = netDirs(stateDir);
   const run = runner(host);
   const lock = lockNet(host, d);
-  let record: NetRecord | undefined;
+  // One undo for the whole setup: the teardown, driven by the record (written before anything
+  // else), removes whatever pieces were made — whichever step failed.
+  const r = new Reverter();
   try {
     if (readRecord(host, d, plan.machine) !== undefined)
       throw new MachinaError("E_BUSY", `the network of machine "${plan.machine}" is still set up`, { machine: plan.machine }, "is the machine running?");
@@ -239,7 +242,8 @@ export function setupNetwork(host: Host, stateDir: string, plan: NetPlan): NetRe
       throw new MachinaError("E_USAGE", "--port= needs --network-veth or --network-zone (machina must know the container's address)", { flag: "--port" });
 
     const pid = host.pid();
-    record = { version: 1, machine: plan.machine, pid, startTime: host.processStartTime(pid) ?? "", plan, phase: "setup" };
+    const record: NetRecord = { version: 1, machine: plan.machine, pid, startTime: host.processStartTime(pid) ?? "", plan, phase: "setup" };
+    r.add(`tear down the network of "${plan.machine}"`, () => teardownLocked(host, d, plan.machine));
 
     // Addresses: one subnet per veth, one per zone (+ a host number in it).
     let leases: Leases | undefined;
@@ -318,16 +322,11 @@ export function setupNetwork(host: Host, stateDir: string, plan: NetPlan): NetRe
     }
     record.phase = "up";
     writeAtomic(host, d.record(plan.machine), JSON.stringify(record));
+    r.commit();
     return record;
   } catch (e) {
-    if (record !== undefined) {
-      try {
-        teardownLocked(host, d, plan.machine);
-      } catch {
-        /* the sweep at the next start retries */
-      }
-    }
-    throw e;
+    // What the teardown could not remove is named in the error (the sweep at the next start retries).
+    throw r.fail(e);
   } finally {
     lock.release();
   }
