@@ -12,10 +12,9 @@
  * record), rotated to NAME.log.1 … NAME.log.(KEEP-1) before it would exceed MAXBYTES, also
  * while the container runs; a new start rotates once more, so the previous run's output stays.
  */
-import * as fs from "node:fs";
+import { z } from "zod";
 import { MachinaError } from "../errors.ts";
-import type { Host } from "../host/host.ts";
-import { memfdCreate } from "../host/libc.ts";
+import type { DetachedChild, Host } from "../host/host.ts";
 import type { Paths } from "../paths.ts";
 import { managedNspawnArgs } from "../settings/managed.ts";
 import { parseNspawnCommandLine } from "../settings/nspawn-cli.ts";
@@ -23,13 +22,31 @@ import { prepareContainer } from "./prepare.ts";
 import { findImage } from "../image/pool.ts";
 import { encodeSpec } from "../spec/wire.ts";
 
-export interface StatusLine {
-  stage?: string;
-  event?: string;
-  leader?: number;
-  supervisor?: number;
-  status?: number;
-  error?: { syscall?: string; path?: string; errno?: number; code?: string; message?: string };
+/** One status line of the helper (native/SPEC.md): the fields read here; others pass through. */
+const StatusLineSchema = z.looseObject({
+  stage: z.string().optional(),
+  event: z.string().optional(),
+  leader: z.number().optional(),
+  supervisor: z.number().optional(),
+  status: z.number().optional(),
+  error: z.looseObject({
+    syscall: z.string().optional(),
+    path: z.string().optional(),
+    errno: z.number().optional(),
+    code: z.string().optional(),
+    message: z.string().optional(),
+  }).optional(),
+});
+export type StatusLine = z.infer<typeof StatusLineSchema>;
+
+/** A status line, or undefined for a line that is not one (not JSON, or fields of the wrong type). */
+export function parseStatusLine(text: string): StatusLine | undefined {
+  try {
+    const r = StatusLineSchema.safeParse(JSON.parse(text));
+    return r.success ? r.data : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export interface LaunchRequest {
@@ -102,37 +119,22 @@ export async function launchDetached(host: Host, paths: Paths, request: LaunchRe
   // NAME.raw), .nspawn file, raw image, facts, spec, stale entries, network.
   const prepared = prepareContainer(host, paths, parsed.settings, "/", { prog: "machina-nspawn", statusFd: 4, detached: true });
   const { spec } = prepared;
-  if (request.signal?.aborted) {
-    prepared.abandon();
-    throw new MachinaError("E_CANCELLED", `start of "${name}" cancelled`, { machine: name });
-  }
+  if (request.signal?.aborted) throw prepared.abandonAfter(new MachinaError("E_CANCELLED", `start of "${name}" cancelled`, { machine: name }));
 
   host.mkdirp(`${paths.stateDir}/logs`, 0o700);
   const logPath = consoleLogPath(paths.stateDir, name);
   const limits = consoleLogLimits(env);
   rotateConsoleLog(host, logPath, limits.keep);
   spec.consoleLog = { path: logPath, ...limits };
-  // Our fd gets only what the helper says before it has read the spec (it opens logPath itself).
-  const log = fs.openSync(logPath, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_APPEND, 0o600);
-  const specFd = memfdCreate("machina-spec");
-  let proc: ReturnType<typeof Bun.spawn>;
+  let proc: DetachedChild;
   try {
-    fs.writeSync(specFd, encodeSpec(spec));
-    proc = Bun.spawn([paths.helper, "run", "--spec-fd", "3"], {
-      stdio: ["ignore", log, log, specFd, "pipe"],
-      detached: true,
-      env: {},
-    });
+    // Our log fd gets only what the helper says before it has read the spec (it opens logPath itself).
+    proc = host.spawnDetached([paths.helper, "run", "--spec-fd"], { spec: encodeSpec(spec), logPath });
   } catch (e) {
     // The helper never ran: undo the network and raw mounts prepared for it.
-    prepared.abandon();
-    throw e;
-  } finally {
-    fs.closeSync(specFd);
-    fs.closeSync(log);
+    throw prepared.abandonAfter(e);
   }
-  const statusFd = proc.stdio[4] as unknown as number;
-  const exited = proc.exited.then(() => proc.exitCode ?? 128 + signalNumber(proc.signalCode === null ? null : String(proc.signalCode)));
+  const { exited } = proc;
 
   let supervisor = proc.pid;
   let leader = 0;
@@ -147,7 +149,7 @@ export async function launchDetached(host: Host, paths: Paths, request: LaunchRe
   };
   request.signal?.addEventListener("abort", onAbort, { once: true });
   try {
-    const reader = Bun.file(statusFd).stream().getReader();
+    const reader = proc.status.getReader();
     const decoder = new TextDecoder();
     let buffer = "";
     // Read until "ready" (the container runs) or EOF (the supervisor exited). The helper keeps
@@ -161,12 +163,8 @@ export async function launchDetached(host: Host, paths: Paths, request: LaunchRe
       while ((nl = buffer.indexOf("\n")) >= 0) {
         const text = buffer.slice(0, nl);
         buffer = buffer.slice(nl + 1);
-        let line: StatusLine;
-        try {
-          line = JSON.parse(text) as StatusLine;
-        } catch {
-          continue;
-        }
+        const line = parseStatusLine(text);
+        if (line === undefined) continue;
         request.onStatus?.(line);
         if (line.error) failure = line.error;
         if (line.event === "started") {
@@ -180,11 +178,7 @@ export async function launchDetached(host: Host, paths: Paths, request: LaunchRe
     await reader.cancel().catch(() => undefined);
   } finally {
     request.signal?.removeEventListener("abort", onAbort);
-    try {
-      fs.closeSync(statusFd);
-    } catch {
-      // already closed by the stream
-    }
+    proc.closeStatus();
   }
   if (request.signal?.aborted) {
     await exited;
@@ -230,9 +224,4 @@ function removeEntry(host: Host, dir: string, cgroups: string[]): void {
 function readTail(host: Host, path: string): string {
   const text = host.readFile(path) ?? "";
   return text.trim().split("\n").slice(-3).join("; ").replace(/^machina-nspawn: /, "");
-}
-
-const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGTERM: 15 };
-function signalNumber(name: string | null | undefined): number {
-  return name ? (SIGNALS[name] ?? 0) : 0;
 }
