@@ -5,6 +5,7 @@
  * a kill -9) finds every piece. All changes to shared pieces — leases, zone bridges, the nft
  * table, zone dnsmasq hosts — happen under one lock ($STATE/net/lock).
  */
+import { z } from "zod";
 import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
 import { processRunning } from "../machine/registry.ts";
@@ -16,29 +17,51 @@ import {
   type NetAddressing, type NetPlan, type NftMember, type NftPools,
 } from "./plan.ts";
 
-export interface NetRecord {
-  version: 1;
-  machine: string;
+const VethPlanSchema = z.object({ host: z.string(), inside: z.string(), hostMac: z.string(), containerMac: z.string() });
+const HostAddressesSchema = z.object({ v4: z.string(), v4Prefix: z.number(), v4Mask: z.string(), v6: z.string().optional(), v6Prefix: z.number().optional() });
+
+/** One container's network as recorded in $STATE/net/NAME.json, and read back. */
+const NetRecordSchema = z.object({
+  version: z.literal(1),
+  machine: z.string(),
   /** The process that owns this network: machina-nspawn, which becomes the supervisor (same pid). */
-  pid: number;
-  startTime: string;
-  plan: NetPlan;
+  pid: z.number().int(),
+  startTime: z.string(),
+  plan: z
+    .object({
+      machine: z.string(),
+      netns: z.string(),
+      veth: VethPlanSchema.optional(),
+      bridge: z.string().optional(),
+      zone: z.string().optional(),
+      extras: z.array(VethPlanSchema).default([]),
+      interfaces: z.array(z.object({ host: z.string(), inside: z.string() })).default([]),
+      macvlans: z.array(z.object({ parent: z.string(), inside: z.string(), mac: z.string() })).default([]),
+      ipvlans: z.array(z.object({ parent: z.string(), inside: z.string() })).default([]),
+      ports: z.array(z.object({ protocol: z.enum(["tcp", "udp"]), hostPort: z.number().int(), containerPort: z.number().int() })).default([]),
+      addressing: z.enum(["static", "dhcp", "none"]),
+      prepared: z.boolean().default(false),
+    })
+    .transform((p): NetPlan => ({ ...p, veth: p.veth, bridge: p.bridge, zone: p.zone })),
   /** IPAM owner of the subnet ("veth:NAME" or "zone:ZONE") and this container's host number in it. */
-  owner?: string;
-  hostNumber?: number;
-  addr?: NetAddressing;
+  owner: z.string().optional(),
+  hostNumber: z.number().int().optional(),
+  addr: z.object({ subnet: z.object({ v4: z.string(), v6: z.string().optional() }), gateway: HostAddressesSchema, container: HostAddressesSchema }).optional(),
   /** Host interface that carries the subnet (ve-NAME or vz-ZONE). */
-  hostIf?: string;
+  hostIf: z.string().optional(),
   /** dnsmasq of this container's veth (zones have one per zone). */
-  dnsmasqPid?: string;
+  dnsmasqPid: z.string().optional(),
   /**
    * `nft -f FILE` for the helper's `prestart` (the table's base, applied in the background while
    * the container is set up); absent when the table was written here (forwarded ports).
    */
-  nftPrestart?: string[];
+  nftPrestart: z.array(z.string()).optional(),
   /** "setup" while being created, "up" once complete. */
-  phase: "setup" | "up";
-}
+  phase: z.enum(["setup", "up"]),
+});
+
+/** What $STATE/net/NAME.json records of one container's network (NetRecordSchema). */
+export type NetRecord = z.infer<typeof NetRecordSchema>;
 
 export interface NetDirs {
   dir: string;
@@ -76,12 +99,14 @@ function lockNet(host: Host, d: NetDirs): { release(): void } {
 function readRecord(host: Host, d: NetDirs, machine: string): NetRecord | undefined {
   const text = host.readFile(d.record(machine));
   if (text === undefined) return undefined;
+  let raw: unknown;
   try {
-    const r = JSON.parse(text) as NetRecord;
-    return r.version === 1 && r.machine === machine ? r : undefined;
+    raw = JSON.parse(text);
   } catch {
     return undefined;
   }
+  const r = NetRecordSchema.safeParse(raw);
+  return r.success && r.data.machine === machine ? r.data : undefined;
 }
 
 function allRecords(host: Host, d: NetDirs): NetRecord[] {
@@ -250,7 +275,7 @@ export function setupNetwork(host: Host, stateDir: string, plan: NetPlan): NetRe
     let createZoneBridge = false;
     if (plan.addressing !== "none") {
       const cfg = loadConfig(host);
-      leases = parseLeases(host.readFile(d.leases));
+      leases = parseLeases(host.readFile(d.leases), d.leases);
       const owner = plan.zone !== undefined ? `zone:${plan.zone}` : `veth:${plan.machine}`;
       try {
         const avoid = leases.subnets[owner] === undefined ? hostRoutes(host) : [];
@@ -374,7 +399,7 @@ function teardownLocked(host: Host, d: NetDirs, machine: string): void {
   if (rec !== undefined) {
     const others = allRecords(host, d).filter((r) => r.machine !== machine);
     if (rec.owner !== undefined) {
-      let leases = parseLeases(host.readFile(d.leases));
+      let leases = parseLeases(host.readFile(d.leases), d.leases);
       const zone = rec.plan.zone;
       if (zone !== undefined) {
         leases = releaseHost(leases, rec.owner, machine);
