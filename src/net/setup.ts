@@ -244,6 +244,49 @@ function dhcpHostsLines(records: NetRecord[], zone: string | undefined, machine?
     .join("");
 }
 
+/** Refuse a plan that collides with the recorded networks; returns those (the other containers'). */
+function checkConflicts(host: Host, d: NetDirs, plan: NetPlan): NetRecord[] {
+  if (readRecord(host, d, plan.machine) !== undefined)
+    throw new MachinaError("E_BUSY", `the network of machine "${plan.machine}" is still set up`, { machine: plan.machine }, "is the machine running?");
+  const others = allRecords(host, d);
+  for (const p of plan.ports)
+    for (const o of others)
+      if (o.plan.ports.some((x) => x.protocol === p.protocol && x.hostPort === p.hostPort))
+        throw new MachinaError("E_BUSY", `host port ${p.protocol}:${p.hostPort} is already forwarded to machine "${o.machine}"`, { machine: plan.machine });
+  if (plan.ports.length > 0 && plan.addressing === "none")
+    throw new MachinaError("E_USAGE", "--port= needs --network-veth or --network-zone (machina must know the container's address)", { flag: "--port" });
+  return others;
+}
+
+/**
+ * The container's subnet (its veth's, or its zone's) and host number in it, from the lease
+ * table: filled into `record`; returns the new table (written by the caller, after the record).
+ */
+function allocateAddresses(host: Host, d: NetDirs, plan: NetPlan, record: NetRecord): Leases {
+  const cfg = loadConfig(host);
+  let leases = parseLeases(host.readFile(d.leases), d.leases);
+  const owner = plan.zone !== undefined ? `zone:${plan.zone}` : `veth:${plan.machine}`;
+  try {
+    const avoid = leases.subnets[owner] === undefined ? hostRoutes(host) : [];
+    const a = allocateSubnet(leases, cfg, owner, plan.zone !== undefined ? "zone" : "veth", avoid);
+    leases = a.leases;
+    let hostNumber = 2;
+    if (plan.zone !== undefined) {
+      const h = allocateHost(leases, owner, plan.machine);
+      leases = h.leases;
+      hostNumber = h.host;
+    }
+    record.owner = owner;
+    record.hostNumber = hostNumber;
+    record.addr = addressing(a.subnet, hostNumber);
+    record.hostIf = plan.bridge ?? plan.veth!.host;
+    return leases;
+  } catch (e) {
+    if (e instanceof IpamError) throw new MachinaError("E_BUSY", e.message, {}, "widen Pool4= in /etc/machina/network.conf");
+    throw e;
+  }
+}
+
 /**
  * Create the container's network namespace and everything in the plan. On failure everything
  * done so far is undone and the error is thrown.
@@ -256,16 +299,7 @@ export function setupNetwork(host: Host, stateDir: string, plan: NetPlan): NetRe
   // else), removes whatever pieces were made — whichever step failed.
   const r = new Reverter();
   try {
-    if (readRecord(host, d, plan.machine) !== undefined)
-      throw new MachinaError("E_BUSY", `the network of machine "${plan.machine}" is still set up`, { machine: plan.machine }, "is the machine running?");
-    const others = allRecords(host, d);
-    for (const p of plan.ports)
-      for (const o of others)
-        if (o.plan.ports.some((x) => x.protocol === p.protocol && x.hostPort === p.hostPort))
-          throw new MachinaError("E_BUSY", `host port ${p.protocol}:${p.hostPort} is already forwarded to machine "${o.machine}"`, { machine: plan.machine });
-    if (plan.ports.length > 0 && plan.addressing === "none")
-      throw new MachinaError("E_USAGE", "--port= needs --network-veth or --network-zone (machina must know the container's address)", { flag: "--port" });
-
+    const others = checkConflicts(host, d, plan);
     const pid = host.pid();
     const record: NetRecord = { version: 1, machine: plan.machine, pid, startTime: host.processStartTime(pid) ?? "", plan, phase: "setup" };
     r.add(`tear down the network of "${plan.machine}"`, () => teardownLocked(host, d, plan.machine));
@@ -274,27 +308,7 @@ export function setupNetwork(host: Host, stateDir: string, plan: NetPlan): NetRe
     let leases: Leases | undefined;
     let createZoneBridge = false;
     if (plan.addressing !== "none") {
-      const cfg = loadConfig(host);
-      leases = parseLeases(host.readFile(d.leases), d.leases);
-      const owner = plan.zone !== undefined ? `zone:${plan.zone}` : `veth:${plan.machine}`;
-      try {
-        const avoid = leases.subnets[owner] === undefined ? hostRoutes(host) : [];
-        const a = allocateSubnet(leases, cfg, owner, plan.zone !== undefined ? "zone" : "veth", avoid);
-        leases = a.leases;
-        let hostNumber = 2;
-        if (plan.zone !== undefined) {
-          const h = allocateHost(leases, owner, plan.machine);
-          leases = h.leases;
-          hostNumber = h.host;
-        }
-        record.owner = owner;
-        record.hostNumber = hostNumber;
-        record.addr = addressing(a.subnet, hostNumber);
-        record.hostIf = plan.bridge ?? plan.veth!.host;
-      } catch (e) {
-        if (e instanceof IpamError) throw new MachinaError("E_BUSY", e.message, {}, "widen Pool4= in /etc/machina/network.conf");
-        throw e;
-      }
+      leases = allocateAddresses(host, d, plan, record);
       createZoneBridge = plan.zone !== undefined && host.lstat(`/sys/class/net/${plan.bridge}`) === undefined;
     }
     host.mkdirp(d.netnsDir, 0o755);
