@@ -136,10 +136,6 @@ export async function launchDetached(host: Host, paths: Paths, request: LaunchRe
   }
   const { exited } = proc;
 
-  let supervisor = proc.pid;
-  let leader = 0;
-  let started = false;
-  let failure: StatusLine["error"] | undefined;
   const onAbort = () => {
     try {
       host.kill(proc.pid, 9 /* SIGKILL */);
@@ -148,38 +144,13 @@ export async function launchDetached(host: Host, paths: Paths, request: LaunchRe
     }
   };
   request.signal?.addEventListener("abort", onAbort, { once: true });
+  let said: StartStatus;
   try {
-    const reader = proc.status.getReader();
-    const decoder = new TextDecoder();
-    let buffer = "";
-    // Read until "ready" (the container runs) or EOF (the supervisor exited). The helper keeps
-    // writing later lines (exited, reboot); after "ready" we stop reading and close our end, and
-    // it ignores the EPIPE (SIGPIPE is ignored there).
-    outer: for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      buffer += decoder.decode(value, { stream: true });
-      let nl: number;
-      while ((nl = buffer.indexOf("\n")) >= 0) {
-        const text = buffer.slice(0, nl);
-        buffer = buffer.slice(nl + 1);
-        const line = parseStatusLine(text);
-        if (line === undefined) continue;
-        request.onStatus?.(line);
-        if (line.error) failure = line.error;
-        if (line.event === "started") {
-          started = true;
-          leader = line.leader ?? 0;
-          supervisor = line.supervisor ?? supervisor;
-        }
-        if (line.event === "ready" && started) break outer;
-      }
-    }
-    await reader.cancel().catch(() => undefined);
+    said = await readUntilReady(proc, request.onStatus);
   } finally {
     request.signal?.removeEventListener("abort", onAbort);
-    proc.closeStatus();
   }
+  const { started, leader, supervisor, failure } = said;
   if (request.signal?.aborted) {
     await exited;
     removeEntry(host, `${paths.stateDir}/machines/${name}`, spec.cgroups);
@@ -197,6 +168,52 @@ export async function launchDetached(host: Host, paths: Paths, request: LaunchRe
     });
   }
   return { supervisor, leader, exited };
+}
+
+/** What the helper's status lines said about a start. */
+export interface StartStatus {
+  started: boolean;
+  leader: number;
+  supervisor: number;
+  failure: StatusLine["error"] | undefined;
+}
+
+/**
+ * Read the helper's status lines until "ready" (the container runs) or EOF (the supervisor
+ * exited), then close our end. The helper keeps writing later lines (exited, reboot); it ignores
+ * the EPIPE (SIGPIPE is ignored there).
+ */
+export async function readUntilReady(proc: DetachedChild, onStatus?: (line: StatusLine) => void): Promise<StartStatus> {
+  const out: StartStatus = { started: false, leader: 0, supervisor: proc.pid, failure: undefined };
+  try {
+    const reader = proc.status.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    outer: for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let nl: number;
+      while ((nl = buffer.indexOf("\n")) >= 0) {
+        const text = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 1);
+        const line = parseStatusLine(text);
+        if (line === undefined) continue;
+        onStatus?.(line);
+        if (line.error) out.failure = line.error;
+        if (line.event === "started") {
+          out.started = true;
+          out.leader = line.leader ?? 0;
+          out.supervisor = line.supervisor ?? out.supervisor;
+        }
+        if (line.event === "ready" && out.started) break outer;
+      }
+    }
+    await reader.cancel().catch(() => undefined);
+  } finally {
+    proc.closeStatus();
+  }
+  return out;
 }
 
 /** After our supervisor was killed: its registry entry and cgroups (nobody else holds the lock). */
