@@ -322,13 +322,23 @@ export class FakeHost implements Host {
     return { device, fd: 100 + this.loops.length };
   }
 
-  closeFd(): void {}
+  /** Fds given to closeFd(), in order. */
+  readonly closedFds: number[] = [];
+  /** Called before a mount / umount is recorded: throw to make it fail. */
+  onMount: ((target: string) => void) | undefined;
+  onUmount: ((target: string) => void) | undefined;
+
+  closeFd(fd: number): void {
+    this.closedFds.push(fd);
+  }
 
   mount(source: string, target: string, fstype: string, flags: number, data: string): void {
+    this.onMount?.(target);
     this.mounts.push({ source, target, fstype, flags, data });
   }
 
   umount(target: string): void {
+    this.onUmount?.(target);
     this.umounts.push(target);
   }
 
