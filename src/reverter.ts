@@ -29,6 +29,10 @@ export class UndoError extends MachinaError {
 
 const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
+/** An undo that failed: its message (a nested reverter's UndoError: the failures it lists). */
+const undoFailure = (what: string, e: unknown): Error =>
+  new Error(`undo "${what}" failed: ${e instanceof UndoError ? e.failures.map((f) => f.message).join("; ") : messageOf(e)}`);
+
 /**
  * The error to throw after `cause` when undoing it failed too: the same code, context and hint
  * (a plain Error becomes E_SYSTEM), the undo failures appended to the message, `cause` kept.
@@ -77,7 +81,7 @@ export class Reverter {
           failures.push(new Error(`undo "${step.what}" is asynchronous: it was started but not awaited`));
         }
       } catch (e) {
-        failures.push(new Error(`undo "${step.what}" failed: ${messageOf(e)}`));
+        failures.push(undoFailure(step.what, e));
       }
     }
     return failures.length > 0 ? new UndoError(failures) : undefined;
@@ -90,7 +94,7 @@ export class Reverter {
       try {
         await step.undo();
       } catch (e) {
-        failures.push(new Error(`undo "${step.what}" failed: ${messageOf(e)}`));
+        failures.push(undoFailure(step.what, e));
       }
     }
     return failures.length > 0 ? new UndoError(failures) : undefined;
