@@ -79,6 +79,7 @@ export async function benchZone<L extends NetBenchLaunched>(ctx: NetBenchContext
   const zone = `mb${process.pid % 100000}`;
   const running: L[] = [];
   const setupMs: number[] = [];
+  let stopAllMs = 0;
   try {
     for (let i = 0; i < count; i++) {
       const { payload, l } = await runOnce(ctx, "machina", root, [`--network-zone=${zone}`], `mbz${i}`, "exec sleep 1000");
@@ -92,7 +93,7 @@ export async function benchZone<L extends NetBenchLaunched>(ctx: NetBenchContext
       await l.proc.exited;
       await ctx.afterRun(l);
     }
-    var stopAllMs = ctx.now() - t0;
+    stopAllMs = ctx.now() - t0;
   }
   const med = (xs: number[]) => ctx.stat(xs).median;
   // least-squares slope of setup time over the container's index (ms per container)

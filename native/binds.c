@@ -191,6 +191,13 @@ int binds_op_overlay(int rootfd, const struct op *op, struct merr *e)
 	for (size_t i = 0; i < nfds; i++)
 		fds[i] = -1;
 	data[0] = 0;
+	/* The mount point first, as nspawn: a "+" layer may be the mount point itself
+	 * (Overlay=+/var::/var on an image without /var). */
+	_cleanup_close_ int tfd = res_mkdir_p(rootfd, op->path, 0755, e);
+	if (tfd < 0) {
+		free(fds);
+		return tfd;
+	}
 	buf_printf(data, sizeof data, &pos, "lowerdir=");
 	/* the kernel's lowerdir lists the top layer first */
 	for (size_t i = op->n_layers; i-- > 0 && r == 0;) {
@@ -208,16 +215,8 @@ int binds_op_overlay(int rootfd, const struct op *op, struct merr *e)
 	}
 	if (r == 0 && pos >= sizeof data - 1)
 		r = merr_set(e, E2BIG, "mount", op->path, "failed to mount an overlay on \"%s\": too many layers", op->path);
-	if (r == 0) {
-		int tfd = res_mkdir_p(rootfd, op->path, 0755, e);
-		if (tfd < 0)
-			r = tfd;
-		else {
-			if (mount("overlay", fd_path(tfd, p), "overlay", op->flags & ~(MS_SHARED | MS_SLAVE | MS_PRIVATE | MS_UNBINDABLE), data) < 0)
-				r = merr_sys(e, "mount", op->path, "failed to mount an overlay on \"%s\"", op->path);
-			close(tfd);
-		}
-	}
+	if (r == 0 && mount("overlay", fd_path(tfd, p), "overlay", op->flags & ~(MS_SHARED | MS_SLAVE | MS_PRIVATE | MS_UNBINDABLE), data) < 0)
+		r = merr_sys(e, "mount", op->path, "failed to mount an overlay on \"%s\"", op->path);
 	for (size_t i = 0; i < nfds; i++)
 		if (fds[i] >= 0)
 			close(fds[i]);

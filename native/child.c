@@ -82,6 +82,31 @@ static int notify_socket(int rootfd, const char *path, struct merr *e)
 	return take_fd(&fd);
 }
 
+/* setrlimit(); with `closest` (SPEC.md `rlimit … closest`), an EPERM falls back to the limits
+ * nearest the wanted ones that the process may set — both capped at the current hard limit —
+ * as systemd's setrlimit_closest() (nspawn applies --rlimit= that way). */
+static int setrlimit_mode(int res, const struct rlimit *want, int closest)
+{
+	if (setrlimit((__rlimit_resource_t)res, want) == 0)
+		return 0;
+	if (!closest || errno != EPERM)
+		return -1;
+	struct rlimit cur;
+	if (getrlimit((__rlimit_resource_t)res, &cur) < 0)
+		return -1;
+	if (cur.rlim_max == RLIM_INFINITY) {
+		errno = EPERM; /* the hard limit was not what stopped us */
+		return -1;
+	}
+	struct rlimit fixed = {
+		want->rlim_cur < cur.rlim_max ? want->rlim_cur : cur.rlim_max,
+		want->rlim_max < cur.rlim_max ? want->rlim_max : cur.rlim_max,
+	};
+	if (fixed.rlim_cur == cur.rlim_cur && fixed.rlim_max == cur.rlim_max)
+		return 0;
+	return setrlimit((__rlimit_resource_t)res, &fixed);
+}
+
 static void exec_payload(const struct spec *s, struct merr *e)
 {
 	const char **argv = calloc(s->n_args + 2, sizeof(char *));
@@ -172,7 +197,7 @@ __attribute__((noreturn)) static void payload(const struct spec *s, int console_
 	}
 	for (size_t i = 0; i < s->n_rlimits; i++) {
 		struct rlimit rl = { s->rlimits[i].soft, s->rlimits[i].hard };
-		if (setrlimit((__rlimit_resource_t)s->rlimits[i].res, &rl) < 0) {
+		if (setrlimit_mode(s->rlimits[i].res, &rl, s->rlimits[i].closest) < 0) {
 			merr_sys(&e, "setrlimit", "", "failed to set resource limit %d", s->rlimits[i].res);
 			fail(&e);
 		}

@@ -168,6 +168,11 @@ void merr_print(const struct merr *e)
 {
 	char line[1100];
 	size_t l = merr_format(e, g_prog, line, sizeof line - 1);
+	/* one line, and nothing a terminal would act on: paths and messages may come from the
+	 * container (a name in its tree, a failure reported over a pipe it could reach) */
+	for (size_t i = 0; i < l; i++)
+		if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
+			line[i] = '?';
 	line[l++] = '\n';
 	(void)write_all(2, line, l);
 }

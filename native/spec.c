@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "spec.h"
+#include "devices.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -187,7 +188,7 @@ enum rec_id {
 	R_USER, R_AS_PID2, R_EXEC, R_ARGS,
 	R_UID_MAP, R_GID_MAP, R_CGROUP_OWNER, R_USERNS_LOCK, R_CHOWN_ROOT, R_IDMAP_ROOT, R_FSMOUNT,
 	R_ROOT_TMPFS, R_ROOT_OVERLAY, R_PIVOT_ROOT_DIR, R_SCRATCH_DIR, R_HOST_MKDIR, R_HOST_SYMLINK, R_OVERLAY, R_SCRATCH_LIST, R_NETNS, R_ON_EXIT, R_HOST_UMOUNT, R_HOST_REMOVE, R_IMAGE_LOCK, R_ON_LEADER, R_SUPERVISOR_CGROUP,
-	R_NET_VETH, R_NET_ADDR, R_NET_UP, R_NET_MASTER, R_NET_ROUTE, R_NET_SYSCTL, R_PRESTART, R_SELINUX_CONTEXT, R_END, R__MAX
+	R_NET_VETH, R_NET_ADDR, R_NET_UP, R_NET_MASTER, R_NET_ROUTE, R_NET_SYSCTL, R_PRESTART, R_SELINUX_CONTEXT, R_DEVICE_POLICY, R_DEVICE_ALLOW, R_END, R__MAX
 };
 
 #define VAR -1
@@ -230,7 +231,7 @@ static const struct {
 	[R_CHDIR] = { "chdir", 1, 1, 0 },
 	[R_CAPS_BOUNDING] = { "caps_bounding", 1, 1, 0 },
 	[R_CAPS_AMBIENT] = { "caps_ambient", 1, 1, 0 },
-	[R_RLIMIT] = { "rlimit", 3, 3, 1 },
+	[R_RLIMIT] = { "rlimit", 3, 4, 1 },
 	[R_NO_NEW_PRIVS] = { "no_new_privs", 1, 1, 0 },
 	[R_USER] = { "user", 2, VAR, 0 },
 	[R_AS_PID2] = { "as_pid2", 1, 1, 0 },
@@ -266,6 +267,8 @@ static const struct {
 	[R_NET_ROUTE] = { "net_route", 3, 3, 1 },
 	[R_NET_SYSCTL] = { "net_sysctl", 2, 2, 1 },
 	[R_PRESTART] = { "prestart", 1, VAR, 0 },
+	[R_DEVICE_POLICY] = { "device_policy", 1, 1, 0 },
+	[R_DEVICE_ALLOW] = { "device_allow", 4, 4, 1 },
 	[R_SELINUX_CONTEXT] = { "selinux_context", 1, 1, 0 },
 	[R_END] = { "end", 0, 0, 0 },
 };
@@ -301,6 +304,7 @@ void spec_free(struct spec *s)
 	free(s->host_mkdirs);
 	free(s->host_umounts);
 	free(s->host_removes);
+	free(s->device_rules);
 	free(s->image_locks);
 	free(s->host_symlinks);
 	free(s->env);
@@ -542,6 +546,9 @@ static int apply(struct spec *s, enum rec_id id, const char *name, size_t idx, c
 		WANT(parse_rlim(a[1], &rl->soft) == 0, "SOFT");
 		WANT(parse_rlim(a[2], &rl->hard) == 0, "HARD");
 		WANT(rl->soft <= rl->hard, "SOFT (greater than HARD)");
+		if (n == 4)
+			WANT(strcmp(a[3], "exact") == 0 || strcmp(a[3], "closest") == 0, "MODE (exact|closest)");
+		rl->closest = n == 4 && strcmp(a[3], "closest") == 0;
 		break;
 	}
 	case R_NO_NEW_PRIVS: WANT(parse_bool(a[0], &s->no_new_privs) == 0, "0|1"); break;
@@ -673,6 +680,19 @@ static int apply(struct spec *s, enum rec_id id, const char *name, size_t idx, c
 		s->on_exit = a;
 		s->n_on_exit = n;
 		break;
+	case R_DEVICE_POLICY:
+		WANT(is_cpath(a[0]) && strcmp(a[0], "/") != 0, "HPATH (the container's cgroup2 directory)");
+		s->device_cgroup = a[0];
+		break;
+	case R_DEVICE_ALLOW: {
+		struct device_rule rule;
+		if (devices_parse_allow(&rule, a, &bad) < 0)
+			goto malformed;
+		if (grow_arr(&s->device_rules, &s->n_device_rules, sizeof rule) < 0)
+			OOM();
+		s->device_rules[s->n_device_rules - 1] = rule;
+		break;
+	}
 	case R_PRESTART:
 		WANT(is_cpath(a[0]), "ARGV (an absolute program path first)");
 		s->prestart = a;
@@ -880,6 +900,10 @@ int spec_parse(struct spec *s, char *buf, size_t len, struct merr *e)
 	}
 	if (s->netns_path && (s->clone_flags & CLONE_NEWNET)) {
 		r = BAD("\"netns\" and the \"net\" namespace may not be combined");
+		goto fail_argv;
+	}
+	if (s->n_device_rules && !s->device_cgroup) {
+		r = BAD("\"device_allow\" needs \"device_policy\"");
 		goto fail_argv;
 	}
 	if (s->net.n_ops && !s->netns_path && !(s->clone_flags & CLONE_NEWNET)) {

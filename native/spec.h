@@ -59,11 +59,14 @@ struct image_lock {
 struct rlim {
 	int res;
 	rlim_t soft, hard;
+	int closest; /* on EPERM, set the closest limits the process may (systemd's setrlimit_closest) */
 };
 
 struct exec_cand {
 	const char *path, *argv0;
 };
+
+struct device_rule;
 
 struct spec {
 	char *buf; /* owned: all strings point into it */
@@ -123,6 +126,9 @@ struct spec {
 	struct net_spec net;    /* net_* records: the main veth, made after each clone (netlink.h) */
 	const char **host_umounts; /* host_umount: HPATHs detached by the supervisor at exit (hostmount.c) */
 	size_t n_host_umounts;
+	const char *device_cgroup;        /* device_policy: the cgroup2 directory the device program is attached to */
+	struct device_rule *device_rules; /* device_allow (devices.h) */
+	size_t n_device_rules;
 	const char **host_removes; /* host_remove: files or empty directories removed after them */
 	size_t n_host_removes;
 	struct image_lock *image_locks; /* image_lock: held by the supervisor for its whole life (imagelock.c) */

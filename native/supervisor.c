@@ -30,6 +30,7 @@
 
 #include "binds.h"
 #include "conlog.h"
+#include "devices.h"
 #include "console.h"
 #include "hooks.h"
 #include "imagelock.h"
@@ -692,6 +693,8 @@ static int run_once(struct spec *s, struct registry *g, int sfd, int *reboot, in
 	if (run_on_leader(s, R.pid, &e) < 0)
 		goto kill_child;
 	if (sec_cgroup_write(&s->sec, &e) < 0)
+		goto kill_child;
+	if (devices_apply(s->device_cgroup, s->device_rules, s->n_device_rules, &e) < 0)
 		goto kill_child;
 	if (userns_setup_child(s, R.pid, &e) < 0)
 		goto kill_child;

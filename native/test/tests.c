@@ -27,6 +27,8 @@
 #include "error.h"
 #include "binds.h"
 #include "conlog.h"
+#include "devices.h"
+#include "util.h"
 #include "hooks.h"
 #include "hostmount.h"
 #include "imagelock.h"
@@ -362,6 +364,7 @@ static void test_spec(void)
 		{ "boot", "yes", 0, 0, 0, 0, 0, 1, "malformed 0|1" },
 		{ "console", "tty", 0, 0, 0, 0, 0, 1, "malformed interactive" },
 		{ "rlimit", "7", "10", "5", 0, 0, 0, 3, "malformed SOFT" },
+		{ "rlimit", "7", "5", "10", "nearest", 0, 0, 4, "malformed MODE" },
 		{ "user", "-1", "0", 0, 0, 0, 0, 2, "malformed UID" },
 		{ "caps_bounding", "0xzz", 0, 0, 0, 0, 0, 1, "malformed HEX" },
 		{ "env", "NOEQUALS", 0, 0, 0, 0, 0, 1, "is not K=V" },
@@ -2149,6 +2152,61 @@ static void test_selinux(void)
 	free(b);
 }
 
+/* device_policy / device_allow: parsing, the program's shape, and (root, cgroup2) the policy
+ * really refusing a device node that is not allowed while the allowed ones work. */
+static void test_devices(void)
+{
+	struct device_rule r;
+	const char *bad = NULL;
+	const char *ok1[] = { "c", "1", "3", "rwm" }, *ok2[] = { "c", "136", "*", "rw" };
+	check(devices_parse_allow(&r, ok1, &bad) == 0 && r.type == BPF_DEVCG_DEV_CHAR && r.major == 1 && r.minor == 3 && r.access == 7,
+	      "device_allow c 1 3 rwm");
+	check(devices_parse_allow(&r, ok2, &bad) == 0 && r.minor == -1 && r.access == (BPF_DEVCG_ACC_READ | BPF_DEVCG_ACC_WRITE),
+	      "device_allow c 136 * rw");
+	const char *bads[][4] = { { "x", "1", "3", "r" }, { "c", "-1", "3", "r" }, { "c", "1", "z", "r" }, { "c", "1", "3", "" }, { "c", "1", "3", "rr" }, { "c", "1", "3", "q" } };
+	for (size_t i = 0; i < ARRAY_SIZE(bads); i++) {
+		int pr = devices_parse_allow(&r, bads[i], &bad);
+		check(pr == -EINVAL, "device_allow %s %s %s \"%s\" refused (%s)", bads[i][0], bads[i][1], bads[i][2], bads[i][3], bad);
+	}
+	struct device_rule rules[2] = { { BPF_DEVCG_DEV_CHAR, 1, 3, 7 }, { BPF_DEVCG_DEV_CHAR, 136, -1, 6 } };
+	struct bpf_insn prog[64];
+	size_t n = devices_program(rules, 2, prog, ARRAY_SIZE(prog));
+	/* 6 loads, rule 1: type, major, minor, r0=1, exit; rule 2: type, mov, and, jne, major, r0=1, exit; default deny */
+	check(n == 6 + 5 + 7 + 2 && prog[n - 1].code == (BPF_JMP | BPF_EXIT) && prog[n - 2].imm == 0 && prog[6].off == 4,
+	      "device program: %zu instructions, a mismatch skips to the next rule", n);
+	check(devices_program(rules, 2, prog, 10) == 0, "device program: too small a buffer is refused");
+	struct statfs sf;
+	if (geteuid() != 0 || statfs("/sys/fs/cgroup/unified", &sf) < 0 || sf.f_type != CGROUP2_SUPER_MAGIC)
+		return;
+	char cg[128];
+	snprintf(cg, sizeof cg, "/sys/fs/cgroup/unified/machina-test-devices-%d", (int)getpid());
+	if (mkdir(cg, 0755) < 0) {
+		check(0, "mkdir %s", cg);
+		return;
+	}
+	struct merr e = { 0 };
+	struct device_rule null_only[1] = { { BPF_DEVCG_DEV_CHAR, 1, 3, 7 } };
+	int ar = devices_apply(cg, null_only, 1, &e);
+	check(ar == 0, "device policy attached to %s (%s)", cg, e.msg);
+	pid_t pid = fork();
+	if (pid == 0) {
+		char procs[160], me[16];
+		snprintf(procs, sizeof procs, "%s/cgroup.procs", cg);
+		int fd = open(procs, O_WRONLY);
+		int l = snprintf(me, sizeof me, "%d", (int)getpid());
+		if (fd < 0 || write(fd, me, (size_t)l) < 0)
+			_exit(10);
+		close(fd);
+		int null = open("/dev/null", O_WRONLY);
+		int zero = open("/dev/zero", O_RDONLY);
+		_exit(null < 0 ? 11 : zero >= 0 ? 12 : errno == EPERM ? 0 : 13);
+	}
+	int st = -1;
+	waitpid(pid, &st, 0);
+	check(WIFEXITED(st) && WEXITSTATUS(st) == 0, "device policy: /dev/null allowed, /dev/zero refused with EPERM (status %d)", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+	rmdir(cg);
+}
+
 int main(void)
 {
 	test_spec();
@@ -2163,6 +2221,7 @@ int main(void)
 	test_hooks_spec();
 	test_conlog();
 	test_selinux();
+	test_devices();
 	if (geteuid() == 0) {
 		char tmp[] = "/tmp/machina-test.XXXXXX";
 		if (!mkdtemp(tmp)) {

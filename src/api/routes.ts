@@ -24,7 +24,6 @@ export interface Route {
 export const MAX_BODY_BYTES = 64 * 1024;
 
 const NAME_ERRORS = [400, 404];
-const BODY_ERRORS = [400, 413];
 
 export const ROUTES: Route[] = [
   { id: "version", method: "get", path: "/v1/version", summary: "Daemon name, version and API level", responses: { 200: { description: "ok", schema: S.Version } }, errors: [] },

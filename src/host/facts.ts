@@ -4,7 +4,7 @@
  */
 import type { Host } from "./host.ts";
 import { parseOsRelease } from "./os-release.ts";
-import { kindInRoot, readFileInRoot, resolveInRoot } from "./resolve-in-root.ts";
+import { chaseInRoot, kindInRoot, readFileInRoot, resolveInRoot, type Chased } from "./resolve-in-root.ts";
 import { gatherMountFacts, type MountFacts } from "./mount-facts.ts";
 
 export interface CgroupLayout {
@@ -90,6 +90,9 @@ export interface ImageFacts {
   hasHostZone: boolean;
   resolvConfKind: ReturnType<Host["lstat"]>;
   localtimeKind: ReturnType<Host["lstat"]>;
+  /** Where /etc/resolv.conf and /etc/localtime lead inside the image, when they are symlinks. */
+  resolvConfChased?: Chased;
+  localtimeChased?: Chased;
   /** For --private-users (host/userns-facts.ts); gathered only when user namespaces are asked for. */
   userns?: import("./userns-facts.ts").UsernsFacts;
   /** Init candidates that exist in the image, in nspawn's order. */
@@ -274,6 +277,8 @@ export function gatherImageFacts(host: Host, directory: string, hostTimezone: st
     hasHostZone: hostTimezone !== undefined && kindInRoot(host, root, `/usr/share/zoneinfo/${hostTimezone}`) === "file",
     resolvConfKind: etcResolv === undefined ? undefined : host.lstat(`${etcResolv}/resolv.conf`),
     localtimeKind: etcResolv === undefined ? undefined : host.lstat(`${etcResolv}/localtime`),
+    resolvConfChased: etcResolv !== undefined && host.lstat(`${etcResolv}/resolv.conf`) === "symlink" ? chaseInRoot(host, root, "/etc/resolv.conf") : undefined,
+    localtimeChased: etcResolv !== undefined && host.lstat(`${etcResolv}/localtime`) === "symlink" ? chaseInRoot(host, root, "/etc/localtime") : undefined,
     mounts: gatherMountFacts(host, root, machineId && /^[0-9a-f]{32}$/.test(machineId) && !/^0+$/.test(machineId) ? machineId : undefined),
     inits: INIT_CANDIDATES.filter((p) => {
       const k = kindInRoot(host, root, p);

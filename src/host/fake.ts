@@ -181,6 +181,13 @@ export class FakeHost implements Host {
     return 0;
   }
 
+  /** execProgram() calls, in order. */
+  readonly programExecs: Array<{ path: string; argv: string[]; env: Record<string, string>; cwd: string }> = [];
+  execProgram(path: string, argv: string[], env: Record<string, string>, cwd: string): number {
+    this.programExecs.push({ path, argv, env, cwd });
+    return 0;
+  }
+
   /** stat details by path (merged over defaults derived from the node). */
   readonly stats = new Map<string, Partial<FileStat>>();
   readonly immutables = new Set<string>();

@@ -98,6 +98,12 @@ export interface Host {
    * failure); a fake records the call and returns the exit status it was told to.
    */
   execWithSpec(path: string, argv: string[], spec: Uint8Array): number;
+  /**
+   * Replace this process by PATH (execve(2)) with ARGV and exactly ENV, in directory CWD (`/`
+   * when CWD cannot be entered). The real host never returns (it throws on failure); a fake
+   * records the call and returns 0.
+   */
+  execProgram(path: string, argv: string[], env: Record<string, string>, cwd: string): number;
 
   // --- image pool and storage (src/image/) ---
   /** stat(2) (follow) or lstat(2) details; undefined when missing. */

@@ -187,7 +187,7 @@ export class LinuxHost implements Host {
     }
     return {
       kind: kindOf(st), mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: st.size, allocated: st.blocks * 512,
-      dev: st.dev, ino: st.ino, mtimeMs: st.mtimeMs, birthtimeMs: st.birthtimeMs > 0 ? st.birthtimeMs : 0,
+      dev: st.dev, ino: st.ino, mtimeMs: st.mtimeMs, birthtimeMs: Math.max(st.birthtimeMs, 0),
     };
   }
 
@@ -213,7 +213,10 @@ export class LinuxHost implements Host {
   removeTree(path: string): void {
     const st = this.stat(path, false);
     if (st === undefined) return;
-    if (st.kind !== "dir") return this.unlink(path);
+    if (st.kind !== "dir") {
+      this.unlink(path);
+      return;
+    }
     if (this.immutable(path)) this.setImmutable(path, false);
     if (st.ino === 256 && this.fsType(path) === "btrfs") {
       // A subvolume (read-only ones too): delete it whole; nested subvolumes need rm first.
@@ -372,6 +375,16 @@ export class LinuxHost implements Host {
     fs.writeSync(fd, spec);
     for (const stdio of [0, 1, 2]) clearNonBlocking(stdio);
     return execve(path, [...argv, String(fd)], []);
+  }
+
+  execProgram(path: string, argv: string[], env: Record<string, string>, cwd: string): number {
+    for (const stdio of [0, 1, 2]) clearNonBlocking(stdio);
+    try {
+      process.chdir(cwd);
+    } catch {
+      process.chdir("/");
+    }
+    return execve(path, argv, Object.entries(env).map(([k, v]) => `${k}=${v}`));
   }
 
   writeFile(path: string, content: string, mode = 0o644): void {

@@ -38,6 +38,50 @@ export function resolveInRoot(host: Host, root: string, path: string): string | 
   return join(root, resolved);
 }
 
+/** Where a path of the image leads (systemd's chase() with CHASE_NONEXISTENT). */
+export interface Chased {
+  /** The container path with every symlink resolved inside the root (missing components kept). */
+  path: string;
+  /** What is there; undefined when missing. */
+  kind: ReturnType<Host["lstat"]>;
+  /** Whether the directory that would hold it exists (so it can be created without parents). */
+  parentIsDir: boolean;
+}
+
+/**
+ * Follow `path` inside `root` as the container would, never leaving the root, also when the
+ * end (or part of the way) does not exist: then the rest of the path is appended unresolved,
+ * as systemd's chase(CHASE_NONEXISTENT). undefined when the symlink budget runs out.
+ */
+export function chaseInRoot(host: Host, root: string, path: string): Chased | undefined {
+  const pending = path.split("/").filter((p) => p.length > 0);
+  const resolved: string[] = [];
+  let links = 0;
+  while (pending.length > 0) {
+    const part = pending.shift()!;
+    if (part === ".") continue;
+    if (part === "..") {
+      resolved.pop();
+      continue;
+    }
+    const hostPath = join(root, [...resolved, part]);
+    const kind = host.lstat(hostPath);
+    if (kind === undefined) {
+      const rest = pending.filter((p) => p !== ".");
+      return { path: `/${[...resolved, part, ...rest].join("/")}`, kind: undefined, parentIsDir: rest.length === 0 && host.lstat(join(root, resolved)) === "dir" };
+    }
+    if (kind === "symlink") {
+      if (++links > MAX_SYMLINKS) return undefined;
+      const target = host.readlink(hostPath);
+      if (target.startsWith("/")) resolved.length = 0;
+      pending.unshift(...target.split("/").filter((p) => p.length > 0));
+      continue;
+    }
+    resolved.push(part);
+  }
+  return { path: `/${resolved.join("/")}`, kind: host.lstat(join(root, resolved)), parentIsDir: true };
+}
+
 function join(root: string, parts: string[]): string {
   const base = root.endsWith("/") && root.length > 1 ? root.slice(0, -1) : root;
   return parts.length === 0 ? base : `${base === "/" ? "" : base}/${parts.join("/")}`;

@@ -296,7 +296,9 @@ async function pipeToFile(producer: string[], compression: Compression, output: 
       await first.exited;
       throw e;
     }
-    const onAbort = () => procs.forEach((p) => p.kill("SIGKILL"));
+    const onAbort = () => {
+      for (const p of procs) p.kill("SIGKILL");
+    };
     signal?.addEventListener("abort", onAbort);
     try {
       const results = await Promise.all(procs.map(async (p) => [await p.exited, await new Response(p.stderr as ReadableStream).text()] as const));
@@ -522,7 +524,7 @@ export async function sha256File(path: string): Promise<string> {
 /** gpgv: is `sig` (detached, or inline when `data` is undefined) a good signature by a key in `keyring`? */
 export function gpgVerify(keyring: string, sig: string, data: string | undefined): { ok: boolean; message: string } {
   const args = ["gpgv", "--keyring", keyring, sig, ...(data !== undefined ? [data] : [])];
-  let r;
+  let r: Bun.SyncSubprocess<"pipe", "pipe">;
   try {
     r = Bun.spawnSync(args, { stdout: "pipe", stderr: "pipe", env: { ...process.env, LC_ALL: "C" } });
   } catch (e) {

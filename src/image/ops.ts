@@ -11,6 +11,7 @@ import { machinesDir, readState } from "../machine/registry.ts";
 import { Reverter } from "../reverter.ts";
 import { claimUnused } from "./in-use.ts";
 import { rawImagesInUse } from "./raw.ts";
+import { SIZE_SYNTAX, U64_MAX, readSize } from "../settings/size.ts";
 import {
   beginTemporary, checkImageName, cleanTemporaries, ensureWritablePool, entryName, findImage, getImage, lockImage, lockImages, nameTaken, poolRoots,
   RAW_SUFFIX, SETTINGS_SUFFIX, type Image,
@@ -301,13 +302,13 @@ export function removeImage(ctx: PoolContext, name: string): Image {
   }
 }
 
-/** "-"/"infinity" = no limit; else bytes with an optional K, M, G, T, P, E suffix (powers of 1024). */
+/** "-"/"none"/"infinity" = no limit (as machinectl set-limit); else a size (settings/size.ts: a bare number is bytes). */
 export function parseSizeLimit(text: string): number | undefined {
-  if (text === "-" || text === "infinity") return undefined;
-  const m = /^([0-9]+(?:\.[0-9]+)?)\s*([KMGTPE]?)B?$/i.exec(text.trim());
-  if (m === null) throw new MachinaError("E_USAGE", `invalid size "${text}": expected bytes with an optional K, M, G or T suffix, or "-"`, { value: text });
-  const exp = "BKMGTPE".indexOf((m[2] || "B").toUpperCase());
-  return Math.round(Number(m[1]) * 1024 ** exp);
+  if (text === "-" || text === "none" || text === "infinity") return undefined;
+  const r = readSize(text);
+  if (typeof r !== "bigint" || r >= U64_MAX)
+    throw new MachinaError("E_USAGE", `invalid size "${text}": expected ${r === "range" || r === U64_MAX ? "at most 2^64-2 bytes" : SIZE_SYNTAX}, or "-"`, { value: text });
+  return Number(r);
 }
 
 export interface Qgroup {

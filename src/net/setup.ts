@@ -10,7 +10,7 @@ import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
 import { processRunning } from "../machine/registry.ts";
 import { Reverter } from "../reverter.ts";
-import { formatCidr, parseCidr, type Cidr } from "./cidr.ts";
+import { formatCidr, type Cidr } from "./cidr.ts";
 import { allocateHost, allocateSubnet, IpamError, parseLeases, parseNetConfig, releaseHost, releaseSubnet, type Leases, type NetConfig } from "./ipam.ts";
 import {
   addressing, containerBatch, dnsmasqArgv, giveBackBatch, hostBatch, hostRemoveBatch, nftBase, nftRuleset,
@@ -215,7 +215,7 @@ function dnsmasqRunning(host: Host, pidFile: string): number | undefined {
   const pid = Number(host.readFile(pidFile)?.trim());
   if (!Number.isInteger(pid) || pid <= 0) return undefined;
   const cmd = host.readFile(`/proc/${pid}/cmdline`);
-  return cmd !== undefined && cmd.startsWith("dnsmasq\0") && cmd.includes(`--pid-file=${pidFile}\0`) ? pid : undefined;
+  return cmd?.startsWith("dnsmasq\0") && cmd.includes(`--pid-file=${pidFile}\0`) ? pid : undefined;
 }
 
 function stopDnsmasq(host: Host, pidFile: string, ...files: string[]): void {

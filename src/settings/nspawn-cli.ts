@@ -6,7 +6,7 @@
 import { usageError } from "../errors.ts";
 import { getopt } from "./getopt.ts";
 import { NSPAWN_OPTIONS } from "./nspawn-options.ts";
-import { NSPAWN_ROWS, type CliState, type NspawnAction } from "./nspawn-table.ts";
+import { NSPAWN_ROWS, helpListOf, type CliState, type NspawnAction } from "./nspawn-table.ts";
 import { defaultSettings, type Settings } from "./settings.ts";
 
 export { parseVolatile, type NspawnAction } from "./nspawn-table.ts";
@@ -19,12 +19,15 @@ export function parseNspawnCommandLine(
   const { options, operands } = getopt(argv, NSPAWN_OPTIONS);
   const s = defaultSettings();
   for (const { id, value, spelling } of options) {
-    const apply = NSPAWN_ROWS.get(id)?.cli;
-    if (apply === undefined) {
+    const row = NSPAWN_ROWS.get(id);
+    const apply = row?.cli;
+    if (row === undefined || apply === undefined) {
       // Known to systemd-nspawn, but not offered by machina: refused at run time, clearly.
       s.unsupported.push(spelling);
       continue;
     }
+    const list = value === "help" ? helpListOf(row) : undefined;
+    if (list !== undefined) return { action: "list", lines: [...list] };
     const state: CliState = {
       s, value, v: value ?? "", spelling, ctx: { flag: spelling }, hostEnv, cwd,
       set: (key, v) => {
@@ -42,7 +45,8 @@ export function parseNspawnCommandLine(
 function checkCombinations(s: Settings, operands: string[]): NspawnAction {
   if (s.networkBridge !== undefined && s.networkZone !== undefined)
     throw usageError("--network-bridge= and --network-zone= may not be combined", { flag: "--network-zone" });
-  if (s.networkNamespacePath !== undefined && (s.privateNetwork || s.networkVeth || s.networkBridge !== undefined || s.networkZone !== undefined || s.networkInterfaces.length > 0 || s.networkMacvlan.length > 0 || s.networkIpvlan.length > 0))
+  // --private-network may go with it (nspawn accepts the pair: the namespace is joined)
+  if (s.networkNamespacePath !== undefined && (s.networkVeth || s.networkVethExtra.length > 0 || s.networkBridge !== undefined || s.networkZone !== undefined || s.networkInterfaces.length > 0 || s.networkMacvlan.length > 0 || s.networkIpvlan.length > 0))
     throw usageError("--network-namespace-path= may not be combined with other network options", { flag: "--network-namespace-path" });
   if (s.ephemeral && s.template !== undefined)
     throw usageError("--ephemeral and --template= may not be combined", { flag: "--ephemeral" });

@@ -25,7 +25,7 @@ import {
 import {
   invalid, isValidEnvName, parseAbsolutePath, parseBoolean, parseChoice, parseEnvAssignment, parseHostname,
   parseInterfaceName, parseMachineName, parseOomScoreAdjust, parsePersonality, parsePivotRoot, parseProperty,
-  parseSignal, parseSlice, parseSyscallFilter, parseUserName, parseUuid, parseVethExtra,
+  parseSignal, parseSlice, parseSyscallFilter, parseUserName, parseUuid, parseVethExtra, signalTable,
 } from "./values.ts";
 
 /** What the command line asks for. */
@@ -68,8 +68,10 @@ export interface NspawnOption {
   help: Array<{ syntax?: string; text: string }>;
   /** The argument's name in the default syntax (`PATH`). */
   argName?: string;
-  /** The fixed set of values it takes: `=help` lists them, completion offers them. */
+  /** The fixed set of values it takes: completion offers them, the man page lists them. */
   choices?: readonly string[];
+  /** What `OPTION=help` prints, one per line (exit 0): for the options nspawn 252 answers it for (its DUMP_STRING_TABLE lists). */
+  helpList?: () => readonly string[];
   /** Completion of the argument when there are no fixed choices. */
   complete?: "directory" | "file" | "machine" | "image" | "interface" | "signal" | "capability" | "user";
   /** Apply it from the command line; absent = refused at run time (not offered by machina). */
@@ -107,12 +109,14 @@ function row(r: RowInput): NspawnOption {
 const flagOn = (field: "quiet" | "readOnly" | "asPid2" | "boot" | "keepUnit" | "privateNetwork" | "ephemeral" | "networkVeth") =>
   (c: CliState) => c.set(field, true);
 
-/** `=help` lists the choices; anything else is parsed. */
-function choice<K extends keyof Settings>(field: K, choices: readonly string[], parse?: (v: string, ctx: ErrorContext) => Settings[K]) {
-  return (c: CliState): NspawnAction | void => {
-    if (c.v === "help") return { action: "list", lines: [...choices] };
-    c.set(field, parse ? parse(c.v, c.ctx) : (parseChoice(c.v, choices, c.ctx) as Settings[K]));
-  };
+/** One of the choices (`=help` lists them: helpListOf). */
+function choice<K extends keyof Settings>(field: K, choices: readonly string[]) {
+  return (c: CliState): void => c.set(field, parseChoice(c.v, choices, c.ctx) as Settings[K]);
+}
+
+/** What `OPTION=help` lists for a row (only the options systemd-nspawn 252 answers `help` for). */
+export function helpListOf(r: NspawnOption): readonly string[] | undefined {
+  return r.helpList?.();
 }
 
 function absolutize(path: string, cwd: string): string {
@@ -162,7 +166,6 @@ export const NSPAWN_TABLE: readonly NspawnOption[] = [
     id: "settings", long: "settings", arg: "required", group: "", argName: "MODE", choices: SETTINGS_MODES,
     help: "Use .nspawn settings files: yes, no, override, trusted",
     cli: (c) => {
-      if (c.v === "help") return { action: "list", lines: [...SETTINGS_MODES] };
       const lower = c.v.toLowerCase();
       c.set("settingsMode", (SETTINGS_MODES as readonly string[]).includes(lower) ? (lower as Settings["settingsMode"]) : parseBoolean(c.v, c.ctx) ? "yes" : "no");
     },
@@ -203,12 +206,9 @@ export const NSPAWN_TABLE: readonly NspawnOption[] = [
     keys: [key(bool("Files", "ReadOnly", "readOnly"), "yes")],
   }),
   row({
-    id: "volatile", long: "volatile", arg: "optional", group: "Image", argName: "MODE", choices: VOLATILE_MODES,
+    id: "volatile", long: "volatile", arg: "optional", group: "Image", argName: "MODE", choices: VOLATILE_MODES, helpList: () => VOLATILE_MODES,
     help: "Run with a volatile root: yes, state, overlay, no",
-    cli: (c) => {
-      if (c.value === "help") return { action: "list", lines: [...VOLATILE_MODES] };
-      c.set("volatile", parseVolatile(c.value, c.ctx));
-    },
+    cli: (c) => c.set("volatile", parseVolatile(c.value, c.ctx)),
     keys: [key(scalar("Files", "Volatile", "volatile", false, (v, ctx) => parseVolatile(v, ctx)), "state")],
   }),
   row({ id: "root-hash", long: "root-hash", arg: "required", group: "Image", argName: "HASH", help: "dm-verity root hash" }),
@@ -264,7 +264,7 @@ export const NSPAWN_TABLE: readonly NspawnOption[] = [
     keys: [key(scalar("Exec", "User", "user", true, parseUserArg), "nobody")],
   }),
   row({
-    id: "kill-signal", long: "kill-signal", arg: "required", group: "Execution", argName: "SIGNAL", complete: "signal",
+    id: "kill-signal", long: "kill-signal", arg: "required", group: "Execution", argName: "SIGNAL", complete: "signal", helpList: signalTable,
     help: "Signal that asks PID 1 to stop (default: SIGRTMIN+3 with --boot, SIGKILL otherwise)",
     cli: (c) => c.set("killSignal", parseSignal(c.v, c.ctx)),
     keys: [key(scalar("Exec", "KillSignal", "killSignal", true, parseSignal), "SIGINT")],
@@ -328,14 +328,11 @@ export const NSPAWN_TABLE: readonly NspawnOption[] = [
       { syntax: "--private-users=yes|pick|identity", text: "Use a user namespace; take the ID range from the root's owner (yes), pick a free one (pick), or map IDs to themselves (identity)" },
       { syntax: "--private-users=UIDBASE[:NUIDS]", text: "Use the given host ID range (65536 IDs by default)" },
     ],
-    cli: (c) => {
-      if (c.value === "help") return { action: "list", lines: ["no", "yes", "pick", "identity"] };
-      c.set("privateUsers", c.value === undefined ? { mode: "yes" } : parsePrivateUsers(c.v, c.ctx));
-    },
+    cli: (c) => c.set("privateUsers", c.value === undefined ? { mode: "yes" } : parsePrivateUsers(c.v, c.ctx)),
     keys: [key(scalar("Exec", "PrivateUsers", "privateUsers", false, parsePrivateUsers), "pick", priv("chooses which host UIDs the container's users map to"))],
   }),
   row({
-    id: "private-users-ownership", long: "private-users-ownership", arg: "required", group: "User namespacing", argName: "MODE", choices: OWNERSHIP_MODES,
+    id: "private-users-ownership", long: "private-users-ownership", arg: "required", group: "User namespacing", argName: "MODE", choices: OWNERSHIP_MODES, helpList: () => OWNERSHIP_MODES,
     help: "Make the tree's ownership fit the range: off, chown, map (ID-mapped mount), auto",
     cli: choice("privateUsersOwnership", OWNERSHIP_MODES),
     keys: [key(scalar("Files", "PrivateUsersOwnership", "privateUsersOwnership", false, (v, ctx) => parseChoice(v, OWNERSHIP_MODES, ctx)), "chown", priv("makes nspawn chown the image's files on the host"))],
@@ -414,10 +411,9 @@ export const NSPAWN_TABLE: readonly NspawnOption[] = [
 
   // Security
   row({
-    id: "capability", long: "capability", arg: "required", group: "Security", argName: "CAP", complete: "capability",
+    id: "capability", long: "capability", arg: "required", group: "Security", argName: "CAP", complete: "capability", helpList: capabilityNames,
     help: "Keep CAP in addition to the default set",
     cli: (c) => {
-      if (c.v === "help") return { action: "list", lines: capabilityNames() };
       const caps = parseCapabilityList(c.v, c.ctx);
       if (caps === "all") throw usageError(`${c.spelling}=all is not allowed: name the capabilities to add`, c.ctx);
       c.set("capabilities", [...c.s.capabilities, ...caps]);
@@ -425,10 +421,9 @@ export const NSPAWN_TABLE: readonly NspawnOption[] = [
     keys: [key(list("Exec", "Capability", "capabilities", (v, ctx) => capabilityWords(v, ctx, true)), "CAP_NET_ADMIN", priv(GRANTS_CAPS))],
   }),
   row({
-    id: "drop-capability", long: "drop-capability", arg: "required", group: "Security", argName: "CAP", complete: "capability",
+    id: "drop-capability", long: "drop-capability", arg: "required", group: "Security", argName: "CAP", complete: "capability", helpList: capabilityNames,
     help: "Drop CAP from the default set ('all' drops every one)",
     cli: (c) => {
-      if (c.v === "help") return { action: "list", lines: capabilityNames() };
       const caps = parseCapabilityList(c.v, c.ctx);
       const prev = c.s.dropCapabilities;
       c.set("dropCapabilities", caps === "all" || prev === "all" ? "all" : [...prev, ...caps]);
@@ -436,10 +431,9 @@ export const NSPAWN_TABLE: readonly NspawnOption[] = [
     keys: [key(list("Exec", "DropCapability", "dropCapabilities", (v, ctx) => capabilityWords(v, ctx, true)), "CAP_MKNOD")],
   }),
   row({
-    id: "ambient-capability", long: "ambient-capability", arg: "required", group: "Security", argName: "CAP", complete: "capability",
+    id: "ambient-capability", long: "ambient-capability", arg: "required", group: "Security", argName: "CAP", complete: "capability", helpList: capabilityNames,
     help: "Raise CAP as an ambient capability for COMMAND",
     cli: (c) => {
-      if (c.v === "help") return { action: "list", lines: capabilityNames() };
       const caps = parseCapabilityList(c.v, c.ctx);
       if (caps === "all") throw usageError(`${c.spelling}=all is not allowed: name the capabilities`, c.ctx);
       c.set("ambientCapabilities", [...c.s.ambientCapabilities, ...caps]);
@@ -481,7 +475,7 @@ export const NSPAWN_TABLE: readonly NspawnOption[] = [
 
   // Resources
   row({
-    id: "rlimit", long: "rlimit", arg: "required", group: "Resources", argName: "NAME=SOFT[:HARD]",
+    id: "rlimit", long: "rlimit", arg: "required", group: "Resources", argName: "NAME=SOFT[:HARD]", helpList: () => Object.keys(RLIMITS).sort((a, b) => RLIMITS[a]! - RLIMITS[b]!),
     help: "Resource limit for the payload (e.g. NOFILE=1024:4096)",
     cli: (c) => {
       const limit = parseRlimitAssignment(c.v, c.ctx);
@@ -515,13 +509,13 @@ export const NSPAWN_TABLE: readonly NspawnOption[] = [
 
   // Integration
   row({
-    id: "resolv-conf", long: "resolv-conf", arg: "required", group: "Integration", argName: "MODE", choices: RESOLV_CONF_MODES,
+    id: "resolv-conf", long: "resolv-conf", arg: "required", group: "Integration", argName: "MODE", choices: RESOLV_CONF_MODES, helpList: () => RESOLV_CONF_MODES,
     help: `/etc/resolv.conf: ${RESOLV_CONF_MODES.join(", ")} (default)`,
     cli: choice("resolvConf", RESOLV_CONF_MODES),
     keys: [key(scalar("Exec", "ResolvConf", "resolvConf", false, (v, ctx) => parseChoice(v, RESOLV_CONF_MODES, ctx)), "off")],
   }),
   row({
-    id: "timezone", long: "timezone", arg: "required", group: "Integration", argName: "MODE", choices: TIMEZONE_MODES,
+    id: "timezone", long: "timezone", arg: "required", group: "Integration", argName: "MODE", choices: TIMEZONE_MODES, helpList: () => TIMEZONE_MODES,
     help: `/etc/localtime: ${TIMEZONE_MODES.join(", ")}`,
     cli: choice("timezone", TIMEZONE_MODES),
     keys: [key(scalar("Exec", "Timezone", "timezone", false, (v, ctx) => parseChoice(v, TIMEZONE_MODES, ctx)), "off")],
@@ -577,7 +571,7 @@ export const NSPAWN_TABLE: readonly NspawnOption[] = [
 
   // Input/Output
   row({
-    id: "console", long: "console", arg: "required", group: "Input/Output", argName: "MODE", choices: CONSOLE_MODES,
+    id: "console", long: "console", arg: "required", group: "Input/Output", argName: "MODE", choices: CONSOLE_MODES, helpList: () => [...CONSOLE_MODES].sort(),
     help: "interactive (a terminal), read-only (output only), passive (nothing), pipe (stdio passed through) or autopipe (interactive on a terminal, pipe otherwise)",
     cli: choice("console", CONSOLE_MODES),
   }),

@@ -4,6 +4,7 @@
  * seconds with time units (rounded up), RTTIME in microseconds with time units, NICE as a
  * +N/-N nice level or a raw 0..40 limit, the others plain numbers. Pure.
  */
+import { parseSize } from "./size.ts";
 import { invalid } from "./values.ts";
 import type { ErrorContext } from "../errors.ts";
 
@@ -26,13 +27,13 @@ const U64_MAX = 0xffffffffffffffffn;
 
 /** Resources whose values are byte sizes (systemd's rlimit_parse_size). */
 const SIZE_LIMITS = new Set(["FSIZE", "DATA", "STACK", "CORE", "RSS", "MEMLOCK", "AS", "MSGQUEUE"]);
-/** systemd's parse_size() suffixes, base 1024 (case-sensitive; "B" is bytes). */
-const SIZE_UNITS: Record<string, bigint> = { E: 1n << 60n, P: 1n << 50n, T: 1n << 40n, G: 1n << 30n, M: 1n << 20n, K: 1n << 10n, B: 1n, "": 1n };
 /** systemd's time units (time-util.c), in microseconds. */
 const USEC: Record<string, bigint> = (() => {
   const s = 1_000_000n, min = 60n * s, h = 60n * min, d = 24n * h;
   const t: Record<string, bigint> = {};
-  const add = (names: string[], v: bigint) => names.forEach((n) => (t[n] = v));
+  const add = (names: string[], v: bigint) => {
+    for (const n of names) t[n] = v;
+  };
   add(["seconds", "second", "sec", "s"], s);
   add(["minutes", "minute", "min", "m"], min);
   add(["months", "month", "M"], 2629800n * s);
@@ -46,24 +47,22 @@ const USEC: Record<string, bigint> = (() => {
 })();
 
 /**
- * "1.5G", "1G512M", "2min 30s": a sum of NUMBER[.FRACTION]UNIT components, as systemd's
- * parse_size()/parse_time() (fractions rounded down to the base unit). undefined = malformed.
+ * "2min 30s", "1.5h": a sum of NUMBER[.FRACTION][ ]UNIT components, as systemd's parse_time()
+ * (fractions rounded down to microseconds). undefined = malformed. Sizes: settings/size.ts.
  */
-function parseComponents(v: string, units: Record<string, bigint>, defaultUnit: bigint, spaces: boolean): bigint | undefined {
-  const re = spaces ? /^\s*([0-9]+)(?:\.([0-9]*))?\s*([^\s0-9.]*)/ : /^([0-9]+)(?:\.([0-9]*))?([^0-9.]*)/;
-  let rest = spaces ? v.trim() : v;
+function parseTime(v: string, defaultUnit: bigint): bigint | undefined {
+  let rest = v.trim();
   if (rest === "") return undefined;
   let total = 0n;
   while (rest.length > 0) {
-    const m = re.exec(rest);
+    const m = /^([0-9]+)(?:\.([0-9]*))?\s*([^\s0-9.]*)/.exec(rest);
     if (m === null) return undefined;
     const unitName = m[3]!;
-    const unit = unitName === "" ? defaultUnit : units[unitName];
+    const unit = unitName === "" ? defaultUnit : USEC[unitName];
     if (unit === undefined) return undefined;
     const frac = m[2] ?? "";
     total += BigInt(m[1]!) * unit + (frac === "" ? 0n : (BigInt(frac) * unit) / 10n ** BigInt(frac.length));
-    rest = rest.slice(m[0].length);
-    if (spaces) rest = rest.trimStart();
+    rest = rest.slice(m[0].length).trimStart();
   }
   return total;
 }
@@ -72,11 +71,11 @@ function parseComponents(v: string, units: Record<string, bigint>, defaultUnit: 
 function parseLimitValue(name: string, v: string, ctx: ErrorContext, whole: string): LimitValue {
   if (v === "infinity") return "infinity";
   let n: bigint | undefined;
-  if (SIZE_LIMITS.has(name)) n = parseComponents(v, SIZE_UNITS, 1n, false);
+  if (SIZE_LIMITS.has(name)) n = parseSize(v);
   else if (name === "CPU") {
-    const usec = parseComponents(v, USEC, 1_000_000n, true);
+    const usec = parseTime(v, 1_000_000n);
     n = usec === undefined ? undefined : (usec + 999_999n) / 1_000_000n; // rounded up to whole seconds
-  } else if (name === "RTTIME") n = parseComponents(v, USEC, 1n, true);
+  } else if (name === "RTTIME") n = parseTime(v, 1n);
   else if (name === "NICE" && /^[+-][0-9]+$/.test(v)) {
     const nice = Number(v);
     if (nice < -20 || nice > 19) throw invalid(ctx, whole, "a nice level from -20 to 19 (+N/-N) or a raw limit from 0 to 40");

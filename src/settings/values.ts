@@ -103,6 +103,14 @@ export function signalName(n: number): string {
   return String(n);
 }
 
+/** Every signal number 0…64 by systemd's name for it (what `--kill-signal=help`, `-s help` print). */
+export function signalTable(): string[] {
+  return Array.from({ length: SIGRTMAX + 1 }, (_, n) => {
+    if (n >= SIGRTMIN) return `RTMIN+${n - SIGRTMIN}`;
+    return Object.entries(SIGNALS).find(([, num]) => num === n)?.[0] ?? String(n);
+  });
+}
+
 /** `SIGTERM`, `TERM`, `15`, `RTMIN+3`, `SIGRTMIN+3`, `RTMAX-1`. */
 export function parseSignal(value: string, ctx: ErrorContext): number {
   const v = value.toUpperCase().replace(/^SIG/, "");

@@ -2,27 +2,29 @@
  * buildSpec: Settings + image facts + host facts -> RunSpec. Pure: every decision about how a
  * container is set up is made here, and unit tests assert the result exactly.
  */
-import { MachinaError, invalidError } from "../errors.ts";
+import { MachinaError, invalidError, usageError } from "../errors.ts";
 import type { HostFacts, ImageFacts } from "../host/facts.ts";
 import { NSPAWN_DEFAULT_CAPS, capabilityMask, type CapabilityName } from "../settings/capabilities.ts";
 import { machineNameFromDirectory } from "../settings/machine-name.ts";
+import { parseNspawnEnvironment, type NspawnEnvironment } from "../settings/nspawn-env.ts";
 import type { Settings } from "../settings/settings.ts";
 import { SIGRTMIN, uuidFromHex } from "../settings/values.ts";
 import { bindUserOps, planBindUsers } from "./bind-user.ts";
 import { credentialDirOps, credentialEnv, credentialOps } from "./credentials.ts";
+import { DEVICE_ALLOW } from "./devices.ts";
 import { planJournal } from "./journal.ts";
 import { MS, S_IF } from "./mount-flags.ts";
 import { userMountPlan } from "./mounts-user.ts";
 import { personalityValue } from "./process.ts";
 import { machinedRegistration, resourcePlan } from "./resources.ts";
-import { chainOnExit, machinedRegisterCommand, machinedUnregisterCommand } from "./register.ts";
+import { MACHINED_SERVICE, chainOnExit, machinedRegisterCommand, machinedUnregisterCommand } from "./register.ts";
 import { planRoot } from "./root-modes.ts";
 import { stateJsonWithConfinement } from "./confinement.ts";
 import { seccompFilters } from "./seccomp.ts";
 import { checkSelinux, labelApiFs, labelRootMode } from "./selinux.ts";
 import { applyUserns, planUserns } from "./userns.ts";
 import { netnsPath, routedNetwork, wantsManagedNetwork, wantsPreparedNetns } from "./network.ts";
-import type { ExecCandidate, ImageLock, Namespace, RunSpec, SetupOp, SpecConsole } from "./types.ts";
+import type { CreateMode, ExecCandidate, ImageLock, Namespace, RunSpec, SetupOp, SpecConsole } from "./types.ts";
 
 import { DEFAULT_PATH } from "./default-path.ts";
 export { DEFAULT_PATH };
@@ -79,8 +81,9 @@ export function checkRunnable(settings: Settings, image: ImageFacts, host: HostF
   if (settings.directory === undefined)
     throw new MachinaError("E_USAGE", "no container root given", {}, "use -D DIRECTORY (see --help)");
   checkSelinux(settings, host);
-  if (settings.networkNamespacePath !== undefined && (settings.privateNetwork || wantsManagedNetwork(settings)))
-    throw new MachinaError("E_USAGE", `${origin(settings, "networkNamespacePath")} may not be combined with --private-network or other network options`, { flag: origin(settings, "networkNamespacePath") });
+  // --private-network may go with it (nspawn accepts the pair: the namespace is joined)
+  if (settings.networkNamespacePath !== undefined && wantsManagedNetwork(settings))
+    throw new MachinaError("E_USAGE", `${origin(settings, "networkNamespacePath")} may not be combined with other network options`, { flag: origin(settings, "networkNamespacePath") });
   if (settings.ports.length > 0 && !routedNetwork(settings))
     throw new MachinaError("E_USAGE", `${origin(settings, "ports")} needs --network-veth or --network-zone= (machina forwards to the address it gave the container)`, { flag: origin(settings, "ports") });
   if (!image.exists)
@@ -136,12 +139,16 @@ interface UserInfo {
 function resolveUser(settings: Settings, image: ImageFacts): UserInfo | undefined {
   const wanted = settings.user;
   if (wanted === undefined) return undefined;
+  // As nspawn (change_uid_gid): root always exists — uid 0, gid 0, no supplementary groups,
+  // home /root — whether or not the image has an /etc/passwd.
+  if (wanted === "root" || wanted === "0") return { uid: 0, gid: 0, groups: [], home: "/root", name: wanted };
   const entry = /^[0-9]+$/.test(wanted)
     ? image.passwd.find((p) => p.uid === Number(wanted))
     : image.passwd.find((p) => p.name === wanted);
   if (entry === undefined) {
     if (/^[0-9]+$/.test(wanted)) {
       const uid = Number(wanted);
+      if (uid > 0xfffffffe) throw invalidError(`invalid value "${wanted}" for --user: a numeric user is at most 4294967294`, { flag: "--user", value: wanted });
       return { uid, gid: uid, groups: [], home: "/", name: wanted };
     }
     throw new MachinaError("E_NOT_FOUND", `user "${wanted}" not found in the container's /etc/passwd`, { flag: "--user", value: wanted });
@@ -206,16 +213,36 @@ function runHostOps(host: HostFacts, uuid: string, beforeSeal: SetupOp[] = []): 
   return ops;
 }
 
-function procOps(privateNetwork: boolean): SetupOp[] {
+/** /proc; `netWritable`: /proc/sys/net stays writable; `apiWritable`: nothing made read-only ($SYSTEMD_NSPAWN_API_VFS_WRITABLE). */
+function procOps(netWritable: boolean, apiWritable = false): SetupOp[] {
   const ops: SetupOp[] = [
     { op: "mount", source: "proc", target: "/proc", fstype: "proc", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: "", create: "dir" },
-    { op: "rebind", target: "/proc/sys", flags: RO_API, optional: false },
   ];
-  if (privateNetwork) ops.push({ op: "rebind", target: "/proc/sys/net", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, optional: true });
-  for (const p of ["acpi", "apm", "asound", "bus", "fs", "irq", "scsi"])
-    ops.push({ op: "rebind", target: `/proc/${p}`, flags: RO_API, optional: true });
+  if (!apiWritable) {
+    ops.push({ op: "rebind", target: "/proc/sys", flags: RO_API, optional: false });
+    if (netWritable) ops.push({ op: "rebind", target: "/proc/sys/net", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, optional: true });
+    for (const p of ["acpi", "apm", "asound", "bus", "fs", "irq", "scsi"])
+      ops.push({ op: "rebind", target: `/proc/${p}`, flags: RO_API, optional: true });
+  }
   for (const p of ["kallsyms", "kcore", "keys", "sysrq-trigger", "timer_list"]) ops.push({ op: "mask", path: `/proc/${p}` });
   return ops;
+}
+
+/**
+ * nspawn's read-only bind of a host file over /etc/resolv.conf or /etc/localtime. A symlink
+ * there is followed inside the image (chase with CHASE_NONEXISTENT; it never leads out of
+ * the image) and the file it leads to is bound over — created first when only that file is
+ * missing and the image is writable; otherwise (dangling into a missing directory, a
+ * directory, a read-only image) `fallback` is done instead, and the container starts.
+ */
+function bindOverEtc(cpath: string, source: string, kind: ImageFacts["localtimeKind"], chased: ImageFacts["localtimeChased"], writable: boolean, fallback: SetupOp[]): SetupOp[] {
+  const mount = (target: string, create: CreateMode): SetupOp[] => [
+    { op: "mount", source, target, fstype: "", flags: MS.BIND | MS.RDONLY | MS.NOSUID | MS.NODEV, data: "", create },
+  ];
+  if (kind !== "symlink") return mount(cpath, "file");
+  if (chased === undefined || chased.kind === "dir") return fallback;
+  if (chased.kind !== undefined) return mount(chased.path, "none");
+  return chased.parentIsDir && writable ? mount(chased.path, "file") : fallback;
 }
 
 function resolvConfOps(settings: Settings, image: ImageFacts, host: HostFacts, writable: boolean): SetupOp[] {
@@ -232,8 +259,8 @@ function resolvConfOps(settings: Settings, image: ImageFacts, host: HostFacts, w
   const [action, which] = mode.split("-") as ["copy" | "replace" | "bind", "host" | "static" | "uplink" | "stub"];
   const source = host.resolvConf[which];
   if (source === undefined) return [];
-  if (action === "bind")
-    return [{ op: "mount", source, target: "/etc/resolv.conf", fstype: "", flags: MS.BIND | MS.RDONLY | MS.NOSUID | MS.NODEV, data: "", create: "file" }];
+  // a failed bind falls back to nspawn's copy with O_NOFOLLOW: nothing over a symlink
+  if (action === "bind") return bindOverEtc("/etc/resolv.conf", source, image.resolvConfKind, image.resolvConfChased, writable, []);
   if (!writable) return [];
   if (action === "copy") {
     // nspawn leaves an existing non-regular file (e.g. a symlink) alone.
@@ -246,10 +273,13 @@ function resolvConfOps(settings: Settings, image: ImageFacts, host: HostFacts, w
 function timezoneOps(settings: Settings, image: ImageFacts, host: HostFacts, writable: boolean): SetupOp[] {
   let mode = settings.timezone;
   if (mode === "off") return [];
-  const bind = (): SetupOp[] =>
-    host.localtimePath === undefined
-      ? []
-      : [{ op: "mount", source: host.localtimePath, target: "/etc/localtime", fstype: "", flags: MS.BIND | MS.RDONLY | MS.NOSUID | MS.NODEV, data: "", create: "file" }];
+  const bind = (): SetupOp[] => {
+    const source = host.localtimePath;
+    if (source === undefined) return [];
+    // a failed bind falls back to nspawn's copy (replacing whatever is there)
+    const copy: SetupOp[] = writable ? [{ op: "remove", path: "/etc/localtime" }, { op: "copy", source, path: "/etc/localtime", mode: 0o644 }] : [];
+    return bindOverEtc("/etc/localtime", source, image.localtimeKind, image.localtimeChased, writable, copy);
+  };
   if (mode === "auto") mode = host.timezone !== undefined ? "symlink" : writable ? "copy" : "bind";
   switch (mode) {
     case "delete":
@@ -312,20 +342,40 @@ const RLIMIT_NOFILE = 7;
 
 /**
  * --rlimit values, plus nspawn's safe default for the payload: a NOFILE soft limit of 1024
- * (select() cannot handle more), the hard limit inherited.
+ * (select() cannot handle more), the hard limit inherited. nspawn sets its limits with
+ * setrlimit_closest(): a limit the container may not raise (no CAP_SYS_RESOURCE in the initial
+ * user namespace, e.g. with -U) is clamped to its hard limit and the container starts.
  */
 function payloadRlimits(settings: Settings, host: HostFacts): RunSpec["rlimits"] {
-  const limits = settings.rlimits.map((l) => ({ resource: l.resource, soft: l.soft, hard: l.hard }));
+  const limits: RunSpec["rlimits"] = settings.rlimits.map((l) => ({ resource: l.resource, soft: l.soft, hard: l.hard, mode: "closest" }));
   const hard = host.nofileHard;
   if (hard !== undefined && !limits.some((l) => l.resource === RLIMIT_NOFILE))
-    limits.push({ resource: RLIMIT_NOFILE, soft: hard === "infinity" || hard > 1024n ? 1024n : hard, hard });
+    limits.push({ resource: RLIMIT_NOFILE, soft: hard === "infinity" || hard > 1024n ? 1024n : hard, hard, mode: "exact" });
   return limits;
 }
 
-export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts, options: BuildOptions): RunSpec {
+/**
+ * The Settings after nspawn's environment variables: $SYSTEMD_SUPPRESS_SYNC where neither the
+ * command line nor a file set --suppress-sync; no registration when the UTS namespace is shared
+ * (as nspawn).
+ */
+function withEnvironment(settings: Settings, env: NspawnEnvironment): Settings {
+  const s = { ...settings };
+  if (env.suppressSync !== undefined && !settings.provenance.has("suppressSync")) s.suppressSync = env.suppressSync;
+  if (env.shareUts) s.register = false;
+  return s;
+}
+
+export function buildSpec(cliSettings: Settings, image: ImageFacts, host: HostFacts, options: BuildOptions): RunSpec {
+  const nenv = parseNspawnEnvironment(host.env);
+  const settings = withEnvironment(cliSettings, nenv);
   checkRunnable(settings, image, host);
   const name = machineName(settings, image);
   const uuid = containerUuid(settings, image, host);
+  if (settings.privateUsers.mode !== "no" && nenv.apiVfs === "rw")
+    throw usageError("Cannot combine --private-users with read-write mounts ($SYSTEMD_NSPAWN_API_VFS_WRITABLE)", { flag: "$SYSTEMD_NSPAWN_API_VFS_WRITABLE" });
+  if (settings.privateUsers.mode !== "no" && nenv.apiVfs === "network" && !settings.privateNetwork)
+    throw usageError("Mounting sysfs with --private-users requires --private-network ($SYSTEMD_NSPAWN_API_VFS_WRITABLE=network)", { flag: "$SYSTEMD_NSPAWN_API_VFS_WRITABLE" });
   const usernsPlan = planUserns(settings, image.root, name, image.userns, host.randomId);
   const bound = planBindUsers(settings, image, usernsPlan); // --bind-user
   const user = resolveUser(settings, image);
@@ -333,12 +383,12 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
   const writable = rootPlan.writable;
   const userMounts = userMountPlan(settings, host, usernsPlan); // --bind, --tmpfs, --overlay, --inaccessible
   const journal = planJournal(settings, image, writable);
-  const namespaces: Namespace[] = ["mnt", "pid", "uts", "ipc", "cgroup"];
+  const namespaces: Namespace[] = ["mnt", "pid", "uts", "ipc", "cgroup"].filter((ns) => !(ns === "uts" && nenv.shareUts) && !(ns === "ipc" && nenv.shareIpc)) as Namespace[];
   // A network prepared by src/net/ (links moved into it before the start) or --network-namespace-path
   // is joined; otherwise the clone creates it (the helper adds the main veth: net_* records).
   const joinNetns = wantsPreparedNetns(settings) ? netnsPath(host.stateDir, name) : settings.networkNamespacePath;
   if (settings.privateNetwork && joinNetns === undefined) namespaces.push("net");
-  const ops = setupOps(settings, image, host, { uuid, preOps: rootPlan.preOps, writable, bound, journalOps: journal.ops, userOps: userMounts.ops });
+  const ops = setupOps(settings, image, host, nenv, { uuid, preOps: rootPlan.preOps, writable, bound, journalOps: journal.ops, userOps: userMounts.ops });
 
   const registry = `${host.stateDir}/machines/${name}`;
   const resources = resourcePlan(settings, name, host);
@@ -346,7 +396,7 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
   const registration = machinedRegistration(settings, host);
   const onExit = exitCommand(settings, host, options, name, registration);
   const retained = retainedCapabilities(settings);
-  const stateJson = registryStateJson(settings, image, host, options, { name, uuid, resources });
+  const stateJson = registryStateJson(settings, image, host, nenv, options, { name, uuid, resources });
   const { exec, args } = execCandidates(settings, image);
   const consoleMode_ = consoleMode(settings, host);
 
@@ -356,7 +406,7 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
     root: image.root,
     readOnly: rootPlan.readOnly,
     namespaces,
-    hostname: settings.hostname ?? name,
+    ...(nenv.shareUts ? {} : { hostname: settings.hostname ?? name }),
     statusFd: options.statusFd,
     registry,
     stateJson,
@@ -398,7 +448,7 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
     ...(onExit !== undefined ? { onExit } : {}),
     ...hostSideExtras(options, resources),
     ...(registration !== undefined
-      ? { onLeader: machinedRegisterCommand({ how: registration, name, uuid, root: image.root, busctl: host.systemd.busctl!, slice: settings.slice }) }
+      ? { onLeader: machinedRegisterCommand({ how: registration, name, uuid, root: image.root, busctl: host.systemd.busctl!, slice: settings.slice, service: nenv.containerService }) }
       : {}),
   }, usernsPlan, settings.privateNetwork && joinNetns === undefined, bound);
   // what an entered process must get too (src/machine/enter.ts): recorded from the final spec
@@ -407,22 +457,25 @@ export function buildSpec(settings: Settings, image: ImageFacts, host: HostFacts
 
 /** The container's mounts in order: the root mode's, the API file systems, /run/host, credentials, resolv.conf, timezone, journal, the user's. */
 function setupOps(
-  settings: Settings, image: ImageFacts, host: HostFacts,
+  settings: Settings, image: ImageFacts, host: HostFacts, nenv: NspawnEnvironment,
   p: { uuid: string; preOps: SetupOp[]; writable: boolean; bound: ReturnType<typeof planBindUsers>; journalOps: SetupOp[]; userOps: SetupOp[] },
 ): SetupOp[] {
   const { uuid, writable, bound } = p;
   return labelApiFs([
     ...p.preOps,
-    { op: "mount", source: "tmpfs", target: "/tmp", fstype: "tmpfs", flags: MS.NOSUID | MS.NODEV | MS.STRICTATIME, data: "mode=1777,size=10%,nr_inodes=400k", create: "dir" },
-    { op: "mount", source: "sysfs", target: "/sys", fstype: "sysfs", flags: RO_API, data: "", create: "dir" },
+    ...(nenv.tmpfsTmp
+      ? [{ op: "mount", source: "tmpfs", target: "/tmp", fstype: "tmpfs", flags: MS.NOSUID | MS.NODEV | MS.STRICTATIME, data: "mode=1777,size=10%,nr_inodes=400k", create: "dir" } satisfies SetupOp]
+      : []),
+    { op: "mount", source: "sysfs", target: "/sys", fstype: "sysfs", flags: nenv.apiVfs === "rw" ? MS.NOSUID | MS.NODEV | MS.NOEXEC : RO_API, data: "", create: "dir" },
     ...devOps(settings.privateNetwork),
     ...runHostOps(host, uuid, [...credentialDirOps(settings), ...bindUserOps(bound)]),
     ...credentialOps(settings, host),
-    ...procOps(settings.privateNetwork),
+    ...procOps(settings.privateNetwork || nenv.apiVfs === "network", nenv.apiVfs === "rw"),
     { op: "cgroupns" },
     { op: "mount", source: "cgroup2", target: "/sys/fs/cgroup", fstype: "cgroup2", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: "", create: "none" },
-    ...resolvConfOps(settings, image, host, writable),
+    // nspawn's order (outer_child): the timezone, then resolv.conf
     ...timezoneOps(settings, image, host, writable),
+    ...resolvConfOps(settings, image, host, writable),
     ...p.journalOps,
     ...p.userOps,
   ], settings.selinuxApifsContext);
@@ -437,7 +490,7 @@ function exitCommand(settings: Settings, host: HostFacts, options: BuildOptions,
 
 /** The registry's state.json (machine/registry.ts reads it) without its braces: the helper completes it. */
 function registryStateJson(
-  settings: Settings, image: ImageFacts, host: HostFacts, options: BuildOptions,
+  settings: Settings, image: ImageFacts, host: HostFacts, nenv: NspawnEnvironment, options: BuildOptions,
   p: { name: string; uuid: string; resources: ReturnType<typeof resourcePlan> },
 ): string {
   const { resources } = p;
@@ -445,7 +498,7 @@ function registryStateJson(
   const state = {
     name: p.name,
     class: "container",
-    service: "machina-nspawn",
+    service: nenv.containerService ?? MACHINED_SERVICE,
     root: image.root,
     uuid: p.uuid,
     boot: settings.boot,
@@ -462,10 +515,12 @@ function registryStateJson(
   return JSON.stringify(state).slice(1, -1);
 }
 
-/** What the supervisor does on the host besides the container: -i's unmounts and removals, image locks, its own cgroup. */
+/** What the supervisor does on the host besides the container: -i's unmounts and removals, the device policy, image locks, its own cgroup. */
 function hostSideExtras(options: BuildOptions, resources: ReturnType<typeof resourcePlan>): Partial<RunSpec> {
   return {
     ...(options.hostUmounts !== undefined && options.hostUmounts.length > 0 ? { hostUmounts: options.hostUmounts } : {}),
+    // DevicePolicy=closed: on the cgroup2 directory the helper makes (systemd's scope gets it from CreateMachine)
+    ...(resources.placement !== "machined" ? { devicePolicy: { cgroup: resources.cgroup, allow: DEVICE_ALLOW } } : {}),
     ...(options.hostRemoves !== undefined && options.hostRemoves.length > 0 ? { hostRemoves: options.hostRemoves } : {}),
     ...(options.imageLocks !== undefined && options.imageLocks.length > 0 ? { imageLocks: options.imageLocks } : {}),
     ...(resources.supervisorCgroup !== undefined ? { supervisorCgroup: resources.supervisorCgroup } : {}),

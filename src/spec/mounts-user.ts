@@ -10,7 +10,8 @@
 import type { HostFacts } from "../host/facts.ts";
 import type { BindMount, OverlayMount, TmpfsMount } from "../settings/compound-values.ts";
 import type { Settings } from "../settings/settings.ts";
-import { MS } from "./mount-flags.ts";
+import { MS, REFUSED_MOUNT_OPTIONS, mangleMountOptions } from "./mount-flags.ts";
+import { invalid } from "../settings/values.ts";
 import type { SetupOp } from "./types.ts";
 
 /** Where empty sources (--bind=:/x, --overlay=A::/x) get their temporary directory. */
@@ -85,7 +86,11 @@ export function userMountPlan(settings: Settings, host: HostFacts, userns?: Bind
         ops.push({ op: "idmapBind", source, target: b.destination, flags, create: "auto", from: 0, to: base, count: userns.count });
       else ops.push({ op: "mount", source, target: b.destination, fstype: "", flags, data: "", create: "auto" });
     } else if (m.kind === 1) {
-      ops.push({ op: "mount", source: "tmpfs", target: m.dest, fstype: "tmpfs", flags: MS.NODEV | MS.STRICTATIME, data: m.tmpfs.options, create: "dir" });
+      // nspawn: mount flags in the option list (ro, nosuid, noexec…) are flags, the rest tmpfs data
+      const o = mangleMountOptions(m.tmpfs.options, MS.NODEV | MS.STRICTATIME);
+      if ("refused" in o)
+        throw invalid({ flag: "--tmpfs/TemporaryFileSystem" }, `${m.dest}:${m.tmpfs.options}`, `tmpfs options and mount flags (${o.refused} is not one: ${REFUSED_MOUNT_OPTIONS.join(", ")} are refused)`);
+      ops.push({ op: "mount", source: "tmpfs", target: m.dest, fstype: "tmpfs", flags: o.flags, data: o.data, create: "dir" });
     } else if (m.kind === 2) {
       const o = m.overlay;
       const lower = o.lower.map((l) => (l.inImage ? `+${l.path}` : l.path));

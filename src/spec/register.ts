@@ -15,6 +15,7 @@
  * --keep-unit the supervisor unregisters the machine when it exits (`on_exit`, as systemd-nspawn
  * calls UnregisterMachine), since the unit itself stays active across a restart (exit 133).
  */
+import { MACHINED_DEVICE_PROPERTIES } from "./devices.ts";
 import { HOOK_LEADER_ARG } from "./types.ts";
 
 export interface MachinedRegistration {
@@ -39,8 +40,9 @@ export function machinedCallArgs(r: Omit<MachinedRegistration, "busctl">): strin
   const common = [r.name, String(bytes.length), ...bytes, r.service ?? MACHINED_SERVICE, "container", r.leader ?? HOOK_LEADER_ARG, r.root];
   const head = ["call", "--quiet", "org.freedesktop.machine1", "/org/freedesktop/machine1", "org.freedesktop.machine1.Manager"];
   if (r.how === "register") return [...head, "RegisterMachine", "sayssus", ...common];
-  const props = r.slice !== undefined ? ["1", "Slice", "s", r.slice] : ["0"];
-  return [...head, "CreateMachine", "sayssusa(sv)", ...common, ...props];
+  // systemd applies the device policy to the scope it creates (as for systemd-nspawn)
+  const items = [...(r.slice !== undefined ? [["Slice", "s", r.slice]] : []), ...MACHINED_DEVICE_PROPERTIES];
+  return [...head, "CreateMachine", "sayssusa(sv)", ...common, String(items.length), ...items.flat()];
 }
 
 /** The helper's on_leader ARGV. */

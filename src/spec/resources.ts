@@ -25,6 +25,7 @@ import { invalidError } from "../errors.ts";
 import type { HostFacts } from "../host/facts.ts";
 import { escapeUnitName } from "../settings/machine-name.ts";
 import type { Settings } from "../settings/settings.ts";
+import { SIZE_SYNTAX, U64_MAX, readSize } from "../settings/size.ts";
 
 export const SUPPORTED_PROPERTIES = ["MemoryMax", "MemoryHigh", "TasksMax", "CPUQuota", "CPUWeight", "IOWeight"] as const;
 type Property = (typeof SUPPORTED_PROPERTIES)[number];
@@ -73,21 +74,28 @@ export function slicePath(slice: string): string {
   return out.join("/");
 }
 
+/**
+ * MemoryMax=/MemoryHigh=, as systemd's config_parse_memory_limit: "infinity", a percentage of
+ * the host's memory (at most 100%, two decimals), or a size (settings/size.ts: a bare number is
+ * bytes). 0 and 2^64-1 or more are out of range.
+ */
 function parseBytes(name: string, value: string, memTotal: bigint | undefined): bigint | "max" {
   const v = value.trim();
   if (v === "infinity") return "max";
-  const pct = /^([0-9]+(?:\.[0-9]+)?)%$/.exec(v);
+  const pct = /^([0-9]+)(?:\.([0-9]{1,2}))?%$/.exec(v);
+  let bytes: bigint | undefined;
   if (pct) {
+    const permyriad = BigInt(pct[1]!) * 100n + BigInt((pct[2] ?? "").padEnd(2, "0"));
+    if (permyriad > 10000n) throw invalidError(`${name}=${value}: a percentage is at most 100%`, { flag: "--property", value });
     if (memTotal === undefined) throw invalidError(`${name}=${value}: the host's memory size is unknown`, { flag: "--property", value });
-    return (memTotal * BigInt(Math.round(Number(pct[1]) * 100))) / 10000n;
+    bytes = (memTotal * permyriad) / 10000n;
+  } else {
+    const r = readSize(v);
+    if (r === "invalid") throw invalidError(`${name}=${value}: expected ${SIZE_SYNTAX}, a percentage, or "infinity"`, { flag: "--property", value });
+    bytes = r === "range" ? U64_MAX : r;
   }
-  const m = /^([0-9]+)(?:\.([0-9]+))?\s*([KMGTPE]?)$/.exec(v);
-  if (!m) throw invalidError(`${name}=${value}: expected bytes with an optional K, M, G, T, P or E suffix (base 1024), a percentage, or "infinity"`, { flag: "--property", value });
-  const exp = "KMGTPE".indexOf(m[3]!) + 1;
-  const unit = 1024n ** BigInt(exp);
-  const frac = m[2] ?? "";
-  if (frac !== "" && exp === 0) throw invalidError(`${name}=${value}: a fraction needs a unit suffix`, { flag: "--property", value });
-  return BigInt(m[1]!) * unit + (frac === "" ? 0n : (BigInt(frac) * unit) / 10n ** BigInt(frac.length));
+  if (bytes <= 0n || bytes >= U64_MAX) throw invalidError(`${name}=${value}: out of range (1 byte to 2^64-2 bytes, or "infinity")`, { flag: "--property", value });
+  return bytes;
 }
 
 function parseWeight(name: string, value: string): number {
@@ -136,6 +144,8 @@ function wanted(settings: Settings, host: HostFacts): Wanted[] {
         const v = value.trim();
         if (v !== "infinity" && !/^[0-9]+$/.test(v))
           throw invalidError(`TasksMax=${value}: expected a number of tasks or "infinity"`, { flag: "--property", value });
+        if (v !== "infinity" && (BigInt(v) <= 0n || BigInt(v) >= U64_MAX))
+          throw invalidError(`TasksMax=${value}: out of range (1 to 2^64-2, or "infinity")`, { flag: "--property", value });
         const n = v === "infinity" ? "max" : v;
         out.push({ controller: "pids", v2: ["pids.max", n], v1: [["pids.max", n]] });
         break;

@@ -2,7 +2,7 @@
  * RunSpec: everything the native helper needs to start one container, computed in advance.
  * Mirrors native/SPEC.md record for record; `wire.ts` encodes it.
  */
-
+import type { DeviceRule } from "./devices.ts";
 import type { CgroupSet } from "./resources.ts";
 import type { SeccompFilter } from "./seccomp.ts";
 import type { SpecUserns } from "./userns.ts";
@@ -45,6 +45,11 @@ export interface SpecRlimit {
   resource: number;
   soft: bigint | "infinity";
   hard: bigint | "infinity";
+  /**
+   * "closest": when the limits cannot be raised (EPERM), set the nearest ones the container may
+   * (both capped at its hard limit), as nspawn applies --rlimit=/Limit*= (setrlimit_closest).
+   */
+  mode: "exact" | "closest";
 }
 
 export interface RunSpec {
@@ -53,7 +58,8 @@ export interface RunSpec {
   root: string;
   readOnly: boolean;
   namespaces: Namespace[];
-  hostname: string;
+  /** Set in the new UTS namespace; absent when the host's is shared ($SYSTEMD_NSPAWN_SHARE_NS_UTS). */
+  hostname?: string;
   statusFd: number | undefined;
   registry: string | undefined;
   /** JSON members without braces. */
@@ -108,6 +114,8 @@ export interface RunSpec {
   onExit?: string[];
   /** Host mounts (a raw image's file system, -i) the supervisor detaches at exit: `host_umount` records. */
   hostUmounts?: string[];
+  /** The device policy (spec/devices.ts): the cgroup2 directory its BPF program is attached to, and the allowed devices. */
+  devicePolicy?: { cgroup: string; allow: readonly DeviceRule[] };
   /** Files and empty directories the supervisor removes right after them (their record): `host_remove` records. */
   hostRemoves?: string[];
   /** Locks on the images the container uses, held by the supervisor for its whole life (src/image/in-use.ts). */

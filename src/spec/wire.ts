@@ -1,4 +1,5 @@
 /** Encodes a RunSpec in the wire format of native/SPEC.md (version 1). Pure. */
+import { deviceAllowArgs } from "./devices.ts";
 import { seccompRecords } from "./seccomp.ts";
 import { rootSetupRecords } from "./root-modes.ts";
 import type { RunSpec, SetupOp } from "./types.ts";
@@ -51,7 +52,7 @@ export function specRecords(spec: RunSpec): Array<[string, string[]]> {
   add("root", spec.root);
   add("read_only", flag(spec.readOnly));
   add("namespaces", ...spec.namespaces);
-  add("hostname", spec.hostname);
+  if (spec.hostname !== undefined) add("hostname", spec.hostname);
   if (spec.statusFd !== undefined) add("status_fd", String(spec.statusFd));
   if (spec.registry !== undefined) add("registry", spec.registry);
   if (spec.stateJson !== undefined) add("state_json", spec.stateJson);
@@ -65,6 +66,10 @@ export function specRecords(spec: RunSpec): Array<[string, string[]]> {
   if (spec.prestart !== undefined && spec.prestart.length > 0) add("prestart", ...spec.prestart);
   if (spec.onExit !== undefined && spec.onExit.length > 0) add("on_exit", ...spec.onExit);
   for (const m of spec.hostUmounts ?? []) add("host_umount", m);
+  if (spec.devicePolicy !== undefined) {
+    add("device_policy", spec.devicePolicy.cgroup);
+    for (const r of spec.devicePolicy.allow) add("device_allow", ...deviceAllowArgs(r));
+  }
   for (const m of spec.hostRemoves ?? []) add("host_remove", m);
   for (const c of spec.cgroupSets) add("cgroup_set", c.path, c.value);
   add("kill_signal", String(spec.killSignal));
@@ -90,7 +95,7 @@ export function specRecords(spec: RunSpec): Array<[string, string[]]> {
   if (spec.chdir !== undefined) add("chdir", spec.chdir);
   add("caps_bounding", spec.capsBounding);
   add("caps_ambient", spec.capsAmbient);
-  for (const l of spec.rlimits) add("rlimit", String(l.resource), limit(l.soft), limit(l.hard));
+  for (const l of spec.rlimits) add("rlimit", String(l.resource), limit(l.soft), limit(l.hard), l.mode);
   add("no_new_privs", flag(spec.noNewPrivs));
   if (spec.user) add("user", String(spec.user.uid), String(spec.user.gid), ...spec.user.groups.map(String));
   add("as_pid2", flag(spec.asPid2));

@@ -138,7 +138,8 @@ function workerMain(): void {
     const confirmed = f?.kind === "slow" ? check(input) : f;
     if (confirmed !== undefined) {
       post({ t: "finding", f: confirmed });
-      return post({ t: "done", n });
+      post({ t: "done", n });
+      return;
     }
     if (n % 256 === 0) post({ t: "beat", n });
   }

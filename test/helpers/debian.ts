@@ -3,7 +3,7 @@
  * private copy (`cp -a --reflink=auto`), never the shared cache.
  */
 import { ensureDebianImage } from "../fixtures/images.ts";
-import { type Background, type MachineState, Scratch, copyTree, nsenter, startNspawn, waitForState } from "./machina.ts";
+import { type Background, type MachineState, type Scratch, copyTree, nsenter, startNspawn, waitForState } from "./machina.ts";
 
 export interface BootedDebian {
   name: string;

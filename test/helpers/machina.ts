@@ -279,6 +279,8 @@ export interface RunOptions {
   timeoutMs?: number;
   /** Extra fds (index 3...) for the child, e.g. a status pipe. */
   stdio?: Array<number | "pipe" | "ignore">;
+  /** A command prefix, e.g. ["setpriv", "--bounding-set=-sys_resource", "--"]. */
+  wrapper?: string[];
 }
 
 export interface RunResult {
@@ -304,7 +306,7 @@ export function baseEnv(extra: Record<string, string | undefined> = {}): Record<
 
 async function collect(cmd: string[], opts: RunOptions, scratch?: Scratch): Promise<RunResult> {
   const t0 = performance.now();
-  const p = spawn(cmd, {
+  const p = spawn([...(opts.wrapper ?? []), ...cmd], {
     stdin: opts.input === undefined ? "ignore" : typeof opts.input === "string" ? Buffer.from(opts.input) : opts.input,
     stdout: "pipe",
     stderr: "pipe",

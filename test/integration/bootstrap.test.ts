@@ -3,6 +3,7 @@
  * the cached debootstrap tree of test/fixtures/images.ts into the temporary (the real tool
  * would download from a mirror, and tests reach only 127.0.0.1). Skipped, saying so, when that
  * cache does not exist. The plan itself is unit-tested (test/unit/transfer.test.ts).
+ * Root only.
  */
 import { afterAll, expect, test } from "bun:test";
 import * as fs from "node:fs";

@@ -4,6 +4,7 @@
  * containers (they keep running; a new daemon adopts them), enabled machines started when the
  * daemon starts, reboot honoured, a cancelled start, 8 containers started and stopped at once
  * (MACHINA_STRESS=1: 50 rounds) with no leftovers and no fd leak, and the socket's permissions.
+ * Root only.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";

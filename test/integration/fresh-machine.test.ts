@@ -5,6 +5,7 @@
  * not exist yet. A missing optional program is named with its package. And machinactl
  * enable/disable without systemd: only images of the pool, no dangling link, no empty enable
  * directory left behind.
+ * Root only.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, symlinkSync } from "node:fs";

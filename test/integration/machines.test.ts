@@ -314,6 +314,19 @@ describe("signals (fake init)", () => {
 });
 
 describe("shell, login, exec, bind (busybox)", () => {
+  test("shell [USER@].host runs on the host itself (login shell or command, exit status kept); show without NAME gives the pool path", async () => {
+    const r = await mctl(["shell", "-E", "FOO=bar", ".host", "/bin/sh", "-c", 'echo "$USER $HOME $FOO $(pwd) $(cat /proc/self/ns/pid 2>/dev/null; readlink /proc/self/ns/pid)"; exit 7']);
+    expect(r.code).toBe(7);
+    expect(r.stdout.trim()).toBe(`root /root bar /root ${readlinkSync("/proc/self/ns/pid")}`);
+    const login = await mctl(["shell", ".host"], { input: "echo $0 $SHELL; exit 3\n" });
+    expect(login.code).toBe(3);
+    const shell = readFileSync("/etc/passwd", "utf8").split("\n").find((l) => l.startsWith("root:"))!.split(":")[6];
+    expect(login.stdout).toContain(`${shell}\n`);
+    expect(await mctl(["shell", "nobody@.host", "/usr/bin/id", "-u"])).toMatchObject({ code: 0, stdout: "65534\n" });
+    expect((await mctl(["show", "--property=PoolPath", "--value"])).stdout).toBe(`${pool.split(":")[0]}\n`);
+    expect((await mctl(["status", "x", "--machine=a b"])).stderr).toContain('invalid value "a b" for --machine');
+  }, T);
+
   test("exec and shell with pipes return the command's exit status; entered like the container", async () => {
     const m = await startFake();
     const r = await mctl(["exec", m.name, "--", "/bin/sh", "-c", 'echo "$(hostname) $$"; grep CapBnd /proc/self/status; cat /proc/self/cgroup | grep "^0::"; exit 42']);

@@ -4,6 +4,7 @@
  * --link-journal, -x (also after SIGKILL of the payload and of the supervisor), --template;
  * and side by side with systemd-nspawn 252 for binds, tmpfs, overlays and volatile modes.
  * Every test removes what it made (mounts, temporary directories) even when it fails.
+ * Root only.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";

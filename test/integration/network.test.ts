@@ -4,6 +4,7 @@
  * same names and MACs as systemd-nspawn, and cleanliness — after every test, and after kill -9
  * of a supervisor — nothing of machina's is left: no link, nft table, dnsmasq, netns or lease.
  * Traffic goes only to addresses inside namespaces made here (and the host's loopback).
+ * Root only.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";

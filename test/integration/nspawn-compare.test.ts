@@ -7,12 +7,15 @@
  * systemd-nspawn.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync } from "node:fs";
+import { existsSync, readlinkSync, rmSync, symlinkSync } from "node:fs";
 import { ensureBusyboxImage } from "../fixtures/images.ts";
 import {
+  MACHINA_NSPAWN,
+  REPO,
   Scratch,
   copyTree,
   haveSystemdNspawn,
+  mountFlags,
   mountSummary,
   parseProbe,
   runNspawn,
@@ -41,15 +44,15 @@ afterEach(() => scratch.cleanup());
 afterAll(() => files.cleanup());
 
 /** Run the same arguments under both; machina first. */
-async function both(args: string[], cmd: string[], env?: Record<string, string | undefined>): Promise<{ m: RunResult; n: RunResult }> {
+async function both(args: string[], cmd: string[], env?: Record<string, string | undefined>, wrapper?: string[]): Promise<{ m: RunResult; n: RunResult }> {
   const full = ["-q", "-D", root, ...args, ...cmd];
-  const m = await runNspawn(full, { stateDir, env }, scratch);
-  const n = await runSystemdNspawn(full, args.includes("-M") ? args[args.indexOf("-M") + 1]! : name, { env });
+  const m = await runNspawn(full, { stateDir, env, wrapper }, scratch);
+  const n = await runSystemdNspawn(full, args.includes("-M") ? args[args.indexOf("-M") + 1]! : name, { env, wrapper });
   return { m, n };
 }
 
-async function probeBoth(args: string[], cmd: string[] = ["/usr/bin/probe"]): Promise<{ m: ProbeReport; n: ProbeReport }> {
-  const { m, n } = await both(args, cmd);
+async function probeBoth(args: string[], cmd: string[] = ["/usr/bin/probe"], wrapper?: string[]): Promise<{ m: ProbeReport; n: ProbeReport }> {
+  const { m, n } = await both(args, cmd, undefined, wrapper);
   if (m.code !== 0) throw new Error(`machina-nspawn exit ${m.code}: ${m.stderr}`);
   if (n.code !== 0) throw new Error(`systemd-nspawn exit ${n.code}: ${n.stderr}`);
   return { m: parseProbe(m.stdout), n: parseProbe(n.stdout) };
@@ -173,6 +176,20 @@ describeIf("side by side with systemd-nspawn 252 (busybox, --console=pipe)", () 
 });
 
 describeIf("side by side with systemd-nspawn 252: flags and exit codes", () => {
+  test("OPTION=help: the same choices, one per line, exit 0 (and the same refusals)", () => {
+    for (const o of ["timezone", "resolv-conf", "console", "volatile", "private-users-ownership", "rlimit", "kill-signal", "capability", "drop-capability", "ambient-capability", "link-journal", "personality", "notify-ready"]) {
+      const m = Bun.spawnSync([MACHINA_NSPAWN, `--${o}=help`], { stdin: "ignore" });
+      const n = Bun.spawnSync(["systemd-nspawn", `--${o}=help`], { stdin: "ignore" });
+      expect([o, m.exitCode === 0, m.stdout.toString()]).toEqual([o, n.exitCode === 0, n.stdout.toString()]);
+    }
+    // machinactl and machinectl 252 (answered before any bus connection)
+    for (const o of ["--signal=help", "--output=help", "--verify=help"]) {
+      const m = Bun.spawnSync([`${REPO}/bin/machinactl`, o], { stdin: "ignore" });
+      const n = Bun.spawnSync(["machinectl", o], { stdin: "ignore" });
+      expect([o, m.exitCode, m.stdout.toString()]).toEqual([o, n.exitCode, n.stdout.toString()]);
+    }
+  }, T);
+
   test("-M, --hostname, -E, --uuid, --chdir: same identity and environment", async () => {
     const { m, n } = await probeBoth(["--console=pipe", "-M", `${name}-x`, "--hostname=hn", "-E", "FOO=bar", "--uuid=0123456789abcdef0123456789abcdef", "--chdir=/tmp"]);
     expect(m.hostname).toBe("hn");
@@ -189,6 +206,131 @@ describeIf("side by side with systemd-nspawn 252: flags and exit codes", () => {
     expect(n.noNewPrivs).toBe(1);
     expect(m.rlimits).toEqual(n.rlimits);
   }, T);
+
+  test("--rlimit= / LimitRTPRIO= above what the caller may raise: clamped to its hard limit, the container runs", async () => {
+    // Without CAP_SYS_RESOURCE the RTPRIO hard limit (0 on Debian) cannot be raised: nspawn's
+    // setrlimit_closest() clamps every limit to the hard one instead of failing.
+    const noRes = ["setpriv", "--bounding-set=-sys_resource", "--"];
+    const cli = await probeBoth(["--console=pipe", "--rlimit=RTPRIO=8:16", "--rlimit=NOFILE=512:4194304"], ["/usr/bin/probe"], noRes);
+    expect(cli.m.rlimits).toEqual(cli.n.rlimits);
+    const file = `${root}.nspawn`;
+    await Bun.write(file, "[Exec]\nLimitRTPRIO=8:16\nLimitMEMLOCK=infinity\n");
+    try {
+      const f = await probeBoth(["--console=pipe", "--settings=trusted"], ["/usr/bin/probe"], noRes);
+      expect(f.m.rlimits).toEqual(f.n.rlimits);
+    } finally {
+      rmSync(file, { force: true });
+    }
+  }, T);
+
+  test("--tmpfs= with mount flags in its options: the same mount (flags as flags, not tmpfs data)", async () => {
+    const { m, n } = await probeBoth(["--console=pipe", "--tmpfs=/var:rw,nosuid,noexec", "--tmpfs=/srv:mode=0700,ro,x-foo"]);
+    for (const dir of ["/var", "/srv"]) {
+      const [a, b] = [m, n].map((r) => r.mountinfo.find((x) => x.mountPoint === dir));
+      expect(a).toBeDefined();
+      expect([a!.options, a!.fsType, a!.superOptions]).toEqual([b!.options, b!.fsType, b!.superOptions]);
+    }
+  }, T);
+
+  test("-u root / -u 0 on an image without /etc/passwd: uid 0, HOME=/root, as nspawn", async () => {
+    const bare = `${files.dir()}/${name}`;
+    copyTree(root, bare);
+    rmSync(`${bare}/etc/passwd`);
+    rmSync(`${bare}/etc/group`, { force: true });
+    for (const u of ["root", "0"]) {
+      const args = ["-q", "-D", bare, "--console=pipe", "-u", u, "/usr/bin/probe"];
+      const m = await runNspawn(args, { stateDir }, scratch);
+      const n = await runSystemdNspawn(args, name);
+      expect([m.code, m.stderr]).toEqual([0, ""]);
+      expect(n.code).toBe(0);
+      const [pm, pn] = [parseProbe(m.stdout), parseProbe(n.stdout)];
+      expect([pm.uid, pm.gid, pm.env.HOME, pm.env.USER]).toEqual([pn.uid, pn.gid, pn.env.HOME, pn.env.USER]);
+      expect(pm.uid).toBe(0);
+    }
+  }, T);
+
+  test("--overlay=+/var::/var on an image without /var: the mount point is created, as nspawn", async () => {
+    const cmd = ["/bin/sh", "-c", "touch /var/f && grep -c ' /var .* overlay ' /proc/self/mountinfo"];
+    const results: RunResult[] = [];
+    for (const run of ["machina", "nspawn"]) {
+      const img = `${files.dir()}/${name}`;
+      copyTree(root, img);
+      rmSync(`${img}/var`, { recursive: true, force: true });
+      const args = ["-q", "-D", img, "--console=pipe", "--overlay=+/var::/var", ...cmd];
+      results.push(run === "machina" ? await runNspawn(args, { stateDir }, scratch) : await runSystemdNspawn(args, name));
+      expect(existsSync(`${img}/var`)).toBe(true);
+      expect(existsSync(`${img}/var/f`)).toBe(false); // written to the temporary upper layer
+    }
+    const [m, n] = results;
+    expect([m!.code, m!.stdout, m!.stderr]).toEqual([0, "1\n", ""]);
+    expect([n!.code, n!.stdout]).toEqual([m!.code, m!.stdout]);
+  }, T);
+
+  test("--timezone=bind / --resolv-conf=bind-host over symlinks in the image (dangling, or to a file): the same container", async () => {
+    const cmd = ["/bin/sh", "-c", "for f in /etc/localtime /etc/resolv.conf; do [ -L $f ] && echo link || echo file; md5sum < $f 2>&1; done; grep -c ' /etc/real ' /proc/self/mountinfo; true"];
+    for (const target of ["../usr/share/zoneinfo/Nowhere", "/etc/real", "../../../../etc/missing"]) {
+      const out: RunResult[] = [];
+      for (const run of ["machina", "nspawn"]) {
+        const img = `${files.dir()}/${name}`;
+        copyTree(root, img);
+        for (const f of ["localtime", "resolv.conf"]) {
+          rmSync(`${img}/etc/${f}`, { force: true });
+          symlinkSync(target, `${img}/etc/${f}`);
+        }
+        await Bun.write(`${img}/etc/real`, "real\n");
+        const args = ["-q", "-D", img, "--console=pipe", "--timezone=bind", "--resolv-conf=bind-host", ...cmd];
+        out.push(run === "machina" ? await runNspawn(args, { stateDir }, scratch) : await runSystemdNspawn(args, name));
+      }
+      const [m, n] = out;
+      expect([target, m!.code, m!.stdout]).toEqual([target, 0, n!.stdout]);
+      expect(n!.code).toBe(0);
+    }
+  }, T);
+
+  test("--network-namespace-path= with --private-network: accepted, the namespace joined, the same capabilities and /proc/sys/net", async () => {
+    const ns = `mcmp${process.pid}`;
+    expect(Bun.spawnSync(["ip", "netns", "add", ns]).exitCode).toBe(0);
+    try {
+      const { m, n } = await probeBoth(["--console=pipe", `--network-namespace-path=/run/netns/${ns}`, "--private-network"]);
+      expect(m.caps.CapBnd).toBe(n.caps.CapBnd);
+      expect(m.namespaces.net).toBe(n.namespaces.net);
+      const netMount = (r: ProbeReport) => [...new Set(r.mountinfo.filter((x) => x.mountPoint === "/proc/sys/net").map((x) => mountFlags(x.options)))];
+      expect(netMount(m)).toEqual(netMount(n));
+    } finally {
+      Bun.spawnSync(["ip", "netns", "del", ns]);
+    }
+  }, T);
+
+  test("nspawn's environment variables: API_VFS_WRITABLE, TMPFS_TMP, SHARE_NS_IPC/UTS give the same container; the same refusals", async () => {
+    const api = (r: ProbeReport) =>
+      [...new Set(r.mountinfo.filter((x) => /^\/(sys|proc)(\/sys|\/sys\/net|\/acpi|\/bus|\/fs|\/irq)?$/.test(x.mountPoint)).map((x) => `${x.mountPoint} ${mountFlags(x.options)}`))].sort();
+    const run = async (env: Record<string, string>, args: string[] = []) => {
+      const { m, n } = await both(["--console=pipe", ...args], ["/usr/bin/probe"], env);
+      return { m, n, pm: m.code === 0 ? parseProbe(m.stdout) : undefined, pn: n.code === 0 ? parseProbe(n.stdout) : undefined };
+    };
+    // /sys: machina always mounts sysfs itself, nspawn a tmpfs with sysfs parts for "network" (docs/COMPATIBILITY.md)
+    const noSysParts = (l: string[]) => l.filter((x) => !/^\/sys\//.test(x)).map((x) => (x.startsWith("/sys ") ? "/sys" : x));
+    for (const v of ["yes", "network", "0"]) {
+      const r = await run({ SYSTEMD_NSPAWN_API_VFS_WRITABLE: v });
+      expect([v, r.m.code]).toEqual([v, r.n.code]);
+      expect(noSysParts(api(r.pm!))).toEqual(noSysParts(api(r.pn!)));
+      expect(r.pm!.mountinfo.find((x) => x.mountPoint === "/sys")!.options.split(",")[0]).toBe(r.pn!.mountinfo.find((x) => x.mountPoint === "/sys")!.options.split(",")[0]);
+    }
+    for (const [v, args] of [["yes", ["-U", "--private-network"]], ["network", ["-U"]]] as const) {
+      const r = await run({ SYSTEMD_NSPAWN_API_VFS_WRITABLE: v }, [...args]);
+      expect([v, r.m.code, r.n.code]).toEqual([v, 1, 1]);
+    }
+    const tmp = await run({ SYSTEMD_NSPAWN_TMPFS_TMP: "0" });
+    expect(tmp.pm!.mountinfo.some((x) => x.mountPoint === "/tmp")).toBe(false);
+    expect(tmp.pn!.mountinfo.some((x) => x.mountPoint === "/tmp")).toBe(false);
+    const share = await run({ SYSTEMD_NSPAWN_SHARE_NS_IPC: "1", SYSTEMD_NSPAWN_SHARE_NS_UTS: "yes" });
+    const self = (ns: string) => readlinkSync(`/proc/self/ns/${ns}`);
+    for (const ns of ["ipc", "uts"]) expect([ns, share.pm!.namespaces[ns], share.pn!.namespaces[ns]]).toEqual([ns, self(ns), self(ns)]);
+    expect(share.pm!.hostname).toBe(share.pn!.hostname);
+    const bad = await run({ SYSTEMD_NSPAWN_TMPFS_TMP: "maybe" });
+    expect([bad.m.code, bad.n.code]).toEqual([1, 1]);
+    expect(bad.m.stderr).toContain("$SYSTEMD_NSPAWN_TMPFS_TMP");
+  }, 120_000);
 
   test("--read-only: same root mount flags and EROFS", async () => {
     const { m, n } = await both(["--console=pipe", "--read-only"], ["/usr/bin/probe", "touch", "/root/x"]);

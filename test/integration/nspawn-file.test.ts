@@ -2,6 +2,7 @@
  * .nspawn settings files, end to end (root): a file next to a copy of the busybox image, and
  * one in a trusted settings directory (MACHINA_SETTINGS_DIRS, temporary, so the host's
  * /etc/systemd/nspawn is never read). Checked from inside the container.
+ * Root only.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { rmSync, writeFileSync } from "node:fs";

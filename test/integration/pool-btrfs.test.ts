@@ -2,12 +2,12 @@
  * The image pool on btrfs (root): a btrfs file system on a loop file made by the test (and
  * removed afterwards, also when a test fails): snapshots for clone, subvolumes from plain
  * directories, the ro property, set-limit with qgroups.
+ * Root only.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "bun";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
-import { REPO, machinactlSync, shOk } from "../helpers/machina.ts";
+import { machinactlSync, shOk } from "../helpers/machina.ts";
 
 let dir = "";
 let mnt = "";

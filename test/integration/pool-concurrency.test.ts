@@ -3,6 +3,7 @@
  * image, kill -9 during a clone, and clone fidelity (ownership, modes, xattrs, ACLs, hardlinks,
  * device nodes, sparse files). The pool and state directory are temporary directories
  * (MACHINA_POOL, MACHINA_STATE_DIR): the real /var/lib/machines is never touched.
+ * Root only.
  */
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { spawn } from "bun";

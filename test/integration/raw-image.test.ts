@@ -4,6 +4,7 @@
  * fixture with mkfs.ext4 -d; -M NAME finding NAME.raw in the pool; --read-only; the loop
  * devices and mounts gone after exit, and after a SIGKILL of the supervisor at the next start.
  * Every test's loop devices and mounts are removed in afterAll, also when a test failed.
+ * Root only.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawn, spawnSync } from "bun";

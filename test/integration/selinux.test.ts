@@ -79,7 +79,7 @@ describe.skipIf(selinuxEnabled)("SELinux options on a host without SELinux", () 
     expect(z.lines[0]).toBe(`setexeccon("${LABEL}") failed: Invalid argument`);
     const l = await runSystemdNspawn(["-q", "--console=pipe", "-D", root, "-L", "system_u:object_r:container_file_t:s0", "/bin/true"], name);
     expect(l.code).toBe(1);
-    expect(l.lines[0]).toMatch(/^Failed to mount tmpfs \(type tmpfs\) on .*\/tmp .*,context="system_u:object_r:container_file_t:s0"\"\): Invalid argument$/);
+    expect(l.lines[0]).toMatch(/^Failed to mount tmpfs \(type tmpfs\) on .*\/tmp .*,context="system_u:object_r:container_file_t:s0""\): Invalid argument$/);
   }, 60_000);
 
   // The helper's side, end to end on this host: a spec planned as on an SELinux host (the host

@@ -15,6 +15,7 @@
  *
  * Not checked: `systemctl -M bb` and `machinectl shell bb` — both talk to a systemd inside the
  * container, and the busybox image has none (booting a nested Debian would double the time).
+ * Root only.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { chmodSync, copyFileSync, mkdirSync, readdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";

@@ -4,6 +4,7 @@
  * harmless-but-odd ones, imported as plain data. After every case: the canary tree outside the
  * pool is byte-for-byte, mode- and mtime-identical, the pool holds no new image and no `.#`
  * temporary, and no extraction mount is left. Needs root (mount namespaces), GNU tar, xz, zstd, bzip2.
+ * Root only.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";

@@ -3,6 +3,7 @@
  * pulls from an HTTP server on 127.0.0.1 started here (checksum, gpg signature with a throwaway
  * key, Range resume, a server that aborts), list-transfers/cancel-transfer across processes,
  * and kill -9 during an import.
+ * Root only.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";

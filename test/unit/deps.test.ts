@@ -11,7 +11,7 @@
  * a program the code starts using fails here on the developer's machine, where it is installed.
  */
 import { describe, expect, test } from "bun:test";
-import { readdirSync, readFileSync, realpathSync } from "node:fs";
+import { type Dirent, readdirSync, readFileSync, realpathSync } from "node:fs";
 import { join, relative } from "node:path";
 import { DEPENDENCIES, missingProgramMessage, parseDeps } from "../../src/host/deps.ts";
 import { LinuxHost } from "../../src/host/linux.ts";
@@ -33,7 +33,7 @@ const SHELL_WORDS = new Set([
 // ------------------------------------------------------------------ the scan
 
 function walk(dir: string, out: string[] = []): string[] {
-  let entries;
+  let entries: Dirent[];
   try {
     entries = readdirSync(dir, { withFileTypes: true });
   } catch {

@@ -90,8 +90,15 @@ describe("image-status and show-image", () => {
     expect(runVerb(h, "show-image", ["debian"]).stdout).not.toContain("Usage=");
     expect(runVerb(h, "show-image", ["debian"], { all: true }).stdout).toContain("Usage=\n");
     expect(runVerb(h, "show-image", ["debian"], { properties: ["Type"], value: true }).stdout).toBe("directory\n");
-    expect(runVerb(h, "show-image", []).stdout).toBe("PoolPath=/pool\n");
+    // no NAME: machined's manager properties (2^64-1 where the pool has no btrfs quota group, as machined)
+    expect(runVerb(h, "show-image", []).stdout).toBe("PoolPath=/pool\nPoolUsage=18446744073709551615\nPoolLimit=18446744073709551615\n");
+    expect(runVerb(h, "show-image", [], { properties: ["PoolPath"], value: true }).stdout).toBe("/pool\n");
     expect(JSON.parse(runVerb(h, "show-image", ["debian"], { json: "short" }).stdout)[0]).toMatchObject({ name: "debian", type: "directory", readOnly: false, settingsFile: "/pool/debian.nspawn" });
+  });
+  test("image-status without NAME shows every image (-a: hidden ones too)", () => {
+    const names = (out: string) => out.split("\n").filter((l) => /^[^\t]/.test(l) && l !== "");
+    expect(names(runVerb(fake(), "image-status", []).stdout)).toEqual(["debian", "disk", "vendor"]);
+    expect(names(runVerb(fake(), "image-status", [], { all: true }).stdout)).toEqual([".old", "debian", "disk", "vendor"]);
   });
   test("unknown image", () => {
     expect(() => runVerb(fake(), "image-status", ["nope"])).toThrow('no image "nope" in /pool, /usr/lib/machines');

@@ -61,10 +61,10 @@ describe("IPAM", () => {
     const z = allocateSubnet(l, cfg, "zone:z", "zone");
     l = z.leases;
     expect(z.subnet.v4).toBe("10.200.0.64/26");
-    let h1, h2;
-    ({ leases: l, host: h1 } = allocateHost(l, "zone:z", "m1"));
-    ({ leases: l, host: h2 } = allocateHost(l, "zone:z", "m2"));
-    expect([h1, h2]).toEqual([2, 3]);
+    const a1 = allocateHost(l, "zone:z", "m1");
+    const a2 = allocateHost(a1.leases, "zone:z", "m2");
+    l = a2.leases;
+    expect([a1.host, a2.host]).toEqual([2, 3]);
     l = releaseHost(l, "zone:z", "m1");
     expect(allocateHost(l, "zone:z", "m3").host).toBe(2);
     expect(addressesOf(z.subnet, 3)).toEqual({ v4: "10.200.0.67", v4Prefix: 26, v4Mask: "255.255.255.192", v6: "fd00:1:0:1::3", v6Prefix: 64 });

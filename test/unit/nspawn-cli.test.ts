@@ -18,6 +18,25 @@ describe("machina-nspawn command line", () => {
     expect(parseNspawnCommandLine(["--version"], {}).action).toBe("version");
   });
 
+  test("OPTION=help lists the choices of each option nspawn 252 answers help for", () => {
+    const list = (arg: string) => {
+      const r = parseNspawnCommandLine(["-D", "/x", arg, "--timezone=nope"], {});
+      if (r.action !== "list") throw new Error(`not a list: ${r.action}`);
+      return r.lines;
+    };
+    expect(list("--timezone=help")).toEqual(["off", "copy", "bind", "symlink", "delete", "auto"]);
+    expect(list("--resolv-conf=help")).toContain("bind-host");
+    expect(list("--console=help")).toEqual(["autopipe", "interactive", "passive", "pipe", "read-only"]);
+    expect(list("--volatile=help")).toEqual(["no", "yes", "state", "overlay"]);
+    expect(list("--private-users-ownership=help")).toEqual(["off", "chown", "map", "auto"]);
+    expect(list("--rlimit=help")).toHaveLength(16);
+    const sigs = list("--kill-signal=help");
+    expect([sigs.length, sigs[0], sigs[1], sigs[31], sigs[32], sigs[34], sigs[64]]).toEqual([65, "0", "HUP", "SYS", "32", "RTMIN+0", "RTMIN+30"]);
+    for (const o of ["--capability=help", "--drop-capability=help", "--ambient-capability=help"]) expect(list(o)[0]).toBe("cap_chown");
+    // options nspawn does not answer help for still parse "help" as a value
+    expect(() => parseNspawnCommandLine(["-D", "/x", "--link-journal=help"], {})).toThrow(/--link-journal/);
+  });
+
   test("--help documents every option systemd-nspawn has", () => {
     // --private-users-chown is a deprecated spelling nspawn also leaves out of its help.
     for (const def of NSPAWN_OPTIONS.filter((d) => d.long !== "private-users-chown")) {

@@ -88,10 +88,10 @@ describe("buildSpec", () => {
       ...["kallsyms", "kcore", "keys", "sysrq-trigger", "timer_list"].map((p): SetupOp => ({ op: "mask", path: `/proc/${p}` })),
       { op: "cgroupns" },
       { op: "mount", source: "cgroup2", target: "/sys/fs/cgroup", fstype: "cgroup2", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: "", create: "none" },
-      // --resolv-conf=auto on a writable image without resolved: copy the host's file
-      { op: "copy", source: "/etc/resolv.conf", path: "/etc/resolv.conf", mode: 0o644 },
       // --timezone=auto, host /etc/localtime is a zoneinfo symlink but the image lacks the zone: bind
       { op: "mount", source: "/usr/share/zoneinfo/Europe/Berlin", target: "/etc/localtime", fstype: "", flags: MS.BIND | MS.RDONLY | MS.NOSUID | MS.NODEV, data: "", create: "file" },
+      // --resolv-conf=auto on a writable image without resolved: copy the host's file
+      { op: "copy", source: "/etc/resolv.conf", path: "/etc/resolv.conf", mode: 0o644 },
     ];
     expect(s.ops).toEqual(expected);
   });
@@ -142,7 +142,7 @@ describe("buildSpec", () => {
     expect(s.chdir).toBe("/tmp");
     expect(BigInt("0x" + s.capsBounding) & (1n << 12n)).toBe(1n << 12n); // NET_ADMIN
     expect(BigInt("0x" + s.capsBounding) & (1n << 27n)).toBe(0n); // MKNOD dropped
-    expect(s.rlimits).toEqual([{ resource: 7, soft: 10n, hard: 20n }]);
+    expect(s.rlimits).toEqual([{ resource: 7, soft: 10n, hard: 20n, mode: "closest" }]);
     expect(s.noNewPrivs).toBe(true);
     expect(s.killSignal).toBe(15);
   });
@@ -163,8 +163,8 @@ describe("buildSpec", () => {
 
   test("the payload gets nspawn's NOFILE soft limit of 1024 with the hard limit inherited", () => {
     const limits = "Limit                     Soft Limit           Hard Limit           Units\nMax open files            65536                524288               files\n";
-    expect(spec(["-D", "/srv/box", "x"], fakeHost({ "/proc/self/limits": limits })).rlimits).toEqual([{ resource: 7, soft: 1024n, hard: 524288n }]);
-    expect(spec(["-D", "/srv/box", "--rlimit=NOFILE=9", "x"], fakeHost({ "/proc/self/limits": limits })).rlimits).toEqual([{ resource: 7, soft: 9n, hard: 9n }]);
+    expect(spec(["-D", "/srv/box", "x"], fakeHost({ "/proc/self/limits": limits })).rlimits).toEqual([{ resource: 7, soft: 1024n, hard: 524288n, mode: "exact" }]);
+    expect(spec(["-D", "/srv/box", "--rlimit=NOFILE=9", "x"], fakeHost({ "/proc/self/limits": limits })).rlimits).toEqual([{ resource: 7, soft: 9n, hard: 9n, mode: "closest" }]);
   });
 
   test("TERM: the caller's, vt220 with a pty when the caller has none, nothing with pipes; LANG is always C.UTF-8", () => {
@@ -224,14 +224,58 @@ describe("buildSpec", () => {
     expect(spec(["-D", "/srv/box", "x"], host).env).toContain("container_uuid=01234567-89ab-cdef-0123-456789abcdef");
   });
 
+  test("--timezone=bind / --resolv-conf=bind-host over an image's symlink: followed inside the image, else nspawn's fallback", () => {
+    const RO = MS.BIND | MS.RDONLY | MS.NOSUID | MS.NODEV;
+    const etcOps = (target: string, extra: Record<string, string> = {}) => {
+      const host = fakeHost({
+        "/srv/box/etc/localtime": { kind: "symlink", target },
+        "/srv/box/etc/resolv.conf": { kind: "symlink", target },
+        "/srv/box/etc/real": "x",
+        ...extra,
+      });
+      return spec(["-D", "/srv/box", "--timezone=bind", "--resolv-conf=bind-host", "x"], host).ops.filter((o) => ("target" in o && o.target.startsWith("/etc/")) || ("path" in o && o.path.startsWith("/etc/")));
+    };
+    const zone = "/usr/share/zoneinfo/Europe/Berlin";
+    // to a file of the image (never out of it: ../.. stops at its root): bound there
+    expect(etcOps("../../../etc/real")).toEqual([
+      { op: "mount", source: zone, target: "/etc/real", fstype: "", flags: RO, data: "", create: "none" },
+      { op: "mount", source: "/etc/resolv.conf", target: "/etc/real", fstype: "", flags: RO, data: "", create: "none" },
+    ]);
+    // dangling into an existing directory: the file is created there, then bound
+    expect(etcOps("/etc/new").map((o) => [o.op, "target" in o ? o.target : "", "create" in o ? o.create : ""])).toEqual([["mount", "/etc/new", "file"], ["mount", "/etc/new", "file"]]);
+    // dangling into a missing directory: localtime copied over the link, resolv.conf left alone
+    expect(etcOps("../usr/share/zoneinfo/Nowhere")).toEqual([
+      { op: "remove", path: "/etc/localtime" },
+      { op: "copy", source: zone, path: "/etc/localtime", mode: 0o644 },
+    ]);
+  });
+
+  test("--network-namespace-path= with --private-network: the namespace is joined (nspawn accepts the pair)", () => {
+    const s = spec(["-D", "/srv/box", "--network-namespace-path=/run/netns/x", "--private-network", "x"]);
+    expect(s.namespaces).not.toContain("net");
+    expect(s.netns).toBe("/run/netns/x");
+    expect(BigInt("0x" + s.capsBounding) & (1n << 12n)).toBe(1n << 12n); // NET_ADMIN, as nspawn
+  });
+
+  test("-u root / -u 0 need no /etc/passwd: root is uid 0, gid 0, home /root (nspawn's change_uid_gid)", () => {
+    const host = fakeHost({ "/srv/bare/usr/bin/sh": "", "/srv/bare/etc/os-release": "ID=x\n" });
+    for (const u of ["root", "0"]) {
+      const s = spec(["-D", "/srv/bare", "-u", u, "x"], host);
+      expect(s.user).toEqual({ uid: 0, gid: 0, groups: [] });
+      expect(s.env).toContain("HOME=/root");
+      expect(s.env).toContain(`USER=${u}`);
+    }
+  });
+
   test.each([
     [["-D", "/nope", "x"], "directory \"/nope\" does not exist"],
     [["-D", "/srv/box/etc/passwd", "x"], "is not a directory"],
     [["-D", "/etc", "x"], "doesn't look like an OS tree (/usr/ is missing)"],
     [["-D", "/srv/box", "-b"], "no init found"],
     [["-D", "/srv/box", "-u", "nobody", "x"], "user \"nobody\" not found in the container's /etc/passwd"],
+    [["-D", "/srv/box", "-u", "4294967295", "x"], "a numeric user is at most 4294967294"],
     [["-D", "/srv/box", "-p", "80", "x"], "-p needs --network-veth or --network-zone="],
-    [["-D", "/srv/box", "--network-namespace-path=/run/netns/x", "--private-network", "x"], "may not be combined"],
+    [["-D", "/srv/box", "--network-namespace-path=/run/netns/x", "--network-veth", "x"], "may not be combined"],
   ])("refuses %p: %s", (argv, message) => {
     expect(() => spec(argv as string[])).toThrow(message);
   });

@@ -90,6 +90,13 @@ describe("--tmpfs, --inaccessible", () => {
       { op: "mount", source: "tmpfs", target: "/t2", fstype: "tmpfs", flags: MS.NODEV | MS.STRICTATIME, data: "mode=0700,size=1m", create: "dir" },
     ]);
   });
+  test("mount flags in the options are mount flags (nspawn's mount_option_mangle), the rest tmpfs data; x-* dropped", () => {
+    expect(extraOps(["--tmpfs=/var:rw,nosuid,noexec", "--tmpfs=/w:mode=0700,ro,dev,x-keep,size=1m,rw,ro"])).toEqual([
+      { op: "mount", source: "tmpfs", target: "/var", fstype: "tmpfs", flags: MS.NODEV | MS.STRICTATIME | MS.NOSUID | MS.NOEXEC, data: "", create: "dir" },
+      { op: "mount", source: "tmpfs", target: "/w", fstype: "tmpfs", flags: MS.STRICTATIME | MS.RDONLY, data: "mode=0700,size=1m", create: "dir" },
+    ]);
+    expect(() => extraOps(["--tmpfs=/var:mode=0700,bind"])).toThrow(/"\/var:mode=0700,bind" for --tmpfs.*bind is not one/);
+  });
   test("inaccessible is the mask op", () => {
     expect(extraOps(["--inaccessible=/etc/shadow"])).toEqual([{ op: "mask", path: "/etc/shadow" }]);
   });

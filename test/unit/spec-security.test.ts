@@ -190,6 +190,14 @@ describe("resources", () => {
       ["cgroup_set", [`/sys/fs/cgroup/blkio/${scope}/blkio.weight`, "1000"]],
     ]);
   });
+  test("a bare number is bytes (MemoryMax=104857600 is 100 MiB, not 100 GiB); sizes sum as systemd's parse_size", () => {
+    const limit = (v: string) => records(spec(["-D", "/srv/box", `--property=MemoryMax=${v}`, "x"], host({}, HYBRID)), "cgroup_set")[0]![1][1];
+    expect(limit("104857600")).toBe("104857600");
+    expect(limit("1")).toBe("1");
+    expect(limit("1G512M")).toBe(String(1610612736));
+    expect(limit("1.5K")).toBe("1536");
+    expect(limit("2B")).toBe("2");
+  });
   test("pure cgroup v2: controller files, controllers enabled in the parents", () => {
     const h = host({ "/sys/fs/cgroup/cgroup.controllers": "cpuset cpu io memory pids\n" }, PURE_V2);
     const s = spec(["-D", "/srv/box", "-S", "a-b", "--property=MemoryMax=50%", "--property=TasksMax=infinity", "--property=CPUQuota=150%", "--property=IOWeight=300", "x"], h);
@@ -213,6 +221,13 @@ describe("resources", () => {
     ["--property=CPUWeight=0", "expected a weight from 1 to 10000"],
     ["--property=CPUQuota=0%", "expected a percentage greater than 0"],
     ["--property=TasksMax=-1", 'expected a number of tasks or "infinity"'],
+    ["--property=TasksMax=0", "out of range"],
+    ["--property=MemoryMax=0", "out of range"],
+    ["--property=MemoryMax=16E", "out of range"],
+    ["--property=MemoryMax=18446744073709551615", "out of range"],
+    ["--property=MemoryHigh=101%", "at most 100%"],
+    ["--property=MemoryMax=1k", "MemoryMax=1k: expected bytes"],
+    ["--property=MemoryMax=1KB", "MemoryMax=1KB: expected bytes"],
   ])("refuses %p", (flag, message) => {
     expect(() => spec(["-D", "/srv/box", flag, "x"], host({}, HYBRID))).toThrow(message);
   });

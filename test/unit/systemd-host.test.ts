@@ -96,12 +96,14 @@ describe("cgroup placement", () => {
     expect(state(s)).toMatchObject({ cgroup: `${V2}/machine.slice/machine-web.scope`, cgroups: [`${V2}/machine.slice/machine-web.scope`] });
     expect(s.onLeader!.slice(0, 2)).toEqual(["/bin/sh", "-c"]);
     expect(s.onLeader).toContain("CreateMachine");
-    expect(s.onLeader!.slice(-3)).toEqual(["{leader}", "/srv/web", "0"]);
+    // the scope properties: DevicePolicy=closed and nspawn's DeviceAllow= (as systemd-nspawn registers)
+    expect(s.onLeader!.slice(-13)).toEqual(["{leader}", "/srv/web", "2", "DevicePolicy", "s", "closed", "DeviceAllow", "a(ss)", "2", "/dev/net/tun", "rwm", "char-pts", "rw"]);
+    expect(s.devicePolicy).toBeUndefined(); // systemd applies it to the scope it makes
   });
 
   test("--slice= goes to CreateMachine as the Slice= property, and names the expected scope path", () => {
     const s = spec(["-D", "/srv/web", "-M", "web", "--slice=box.slice", "/bin/true"], host({ systemd: true, machined: true }));
-    expect(s.onLeader!.slice(-4)).toEqual(["1", "Slice", "s", "box.slice"]);
+    expect(s.onLeader!.slice(-14, -10)).toEqual(["3", "Slice", "s", "box.slice"]);
     expect(state(s).cgroup).toBe(`${V2}/box.slice/machine-web.scope`);
   });
 

@@ -5,6 +5,7 @@
 import { MachinaError } from "../../errors.ts";
 import { bindSpec, commandSpec, encodeEnterSpec, type EnterCommand, machineConfinement, runEnter } from "../../machine/enter.ts";
 import { getMachine } from "../../machine/machines.ts";
+import { hostShellPlan } from "./host-shell.ts";
 import { machineContext } from "./machine-verbs.ts";
 import type { Verb, VerbContext } from "./verb.ts";
 
@@ -34,14 +35,20 @@ function splitUserAt(arg: string): { user: string | undefined; name: string } {
 const shell: Verb = {
   name: "shell", options: ["uid", "setenv", "quiet"],
   usage: "shell [[USER@]NAME [COMMAND...]]",
-  summary: "Open a shell (or run a command) in a container; returns its exit status",
+  summary: "Open a shell (or run a command) in a container, or on the host with .host; returns its exit status",
   section: "Machine",
-  minArgs: 1,
+  minArgs: 0,
   maxArgs: Infinity,
   run(ctx, args) {
-    const { user, name } = splitUserAt(args[0]!);
-    if (name === ".host" || name === "") throw new MachinaError("E_UNSUPPORTED", "machinactl shell connects to containers only (not .host)");
+    const { user, name } = splitUserAt(args[0] ?? ".host"); // no NAME: the local host, as machinectl
     if (user !== undefined && ctx.options.uid !== undefined) throw new MachinaError("E_USAGE", "user given twice (USER@ and --uid)");
+    if (name === ".host" || name === "") {
+      // machinectl: the host itself (an empty NAME, as in "alice@", means .host too)
+      const plan = hostShellPlan(ctx.host, user ?? ctx.options.uid, args.slice(1), ctx.options.setenv, ctx.env["TERM"]);
+      const tty = ctx.host.isatty(0) && ctx.host.isatty(1);
+      if (tty && !ctx.options.quiet) ctx.err("Connected to the local host. Press ^] three times within 1s to exit session.\n");
+      return ctx.host.execProgram(plan.path, plan.argv, plan.env, plan.cwd);
+    }
     return enter(ctx, name, { ...(user ?? ctx.options.uid ? { user: (user ?? ctx.options.uid)! } : {}), command: args.slice(1), setenv: ctx.options.setenv }, true);
   },
 };

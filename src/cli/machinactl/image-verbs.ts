@@ -6,7 +6,7 @@
 import type { Host } from "../../host/host.ts";
 import { parseOsRelease } from "../../host/os-release.ts";
 import {
-  cleanPool, cloneImage, parseSizeLimit, removeImage, renameImage, setImageLimit, setImageReadOnly, withQgroup, type PoolContext,
+  btrfsQgroup, cleanPool, cloneImage, parseSizeLimit, removeImage, renameImage, setImageLimit, setImageReadOnly, withQgroup, type PoolContext,
 } from "../../image/ops.ts";
 import { discoverImages, getImage, poolRoots, type Image } from "../../image/pool.ts";
 import { parseBoolean } from "../../settings/values.ts";
@@ -93,7 +93,9 @@ export function imageStatusText(host: Host, image: Image, nowMs: number): string
 }
 
 function imageStatus(ctx: VerbContext, names: string[]): number {
-  const images = names.map((n) => withQgroup(ctx.host, getImage(ctx.host, ctx.paths.pool, n)));
+  // no NAME: every image (hidden ones too with -a), as list-images
+  const found = names.length > 0 ? names.map((n) => getImage(ctx.host, ctx.paths.pool, n)) : discoverImages(ctx.host, ctx.paths.pool, { hidden: ctx.options.all });
+  const images = found.map((i) => withQgroup(ctx.host, i));
   if (ctx.options.json !== "off") {
     ctx.out(json(images.map((i) => ({ ...imageJson(i), os: osPrettyName(ctx.host, i) ?? null })), ctx.options));
     return 0;
@@ -120,15 +122,28 @@ export function imageProperties(image: Image): Array<[string, string]> {
   ];
 }
 
-function showImage(ctx: VerbContext, names: string[]): number {
-  if (names.length === 0) {
-    // The manager's pool properties.
-    const root = poolRoots(ctx.paths.pool).writable;
-    const props: Array<[string, string]> = [["PoolPath", root], ["PoolUsage", ""], ["PoolLimit", ""]];
-    if (ctx.options.json !== "off") ctx.out(json({ poolPath: root, pools: ctx.paths.pool }, ctx.options));
-    else ctx.out(properties(props, ctx.options));
+const UINT64_MAX = "18446744073709551615";
+
+/**
+ * machined's manager properties, which `show` and `show-image` print without a NAME: PoolPath,
+ * PoolUsage and PoolLimit (from the pool's btrfs quota group; like machined, 2^64-1 when unknown).
+ */
+export function showManager(ctx: VerbContext): number {
+  const root = poolRoots(ctx.paths.pool).writable;
+  const q = btrfsQgroup(ctx.host, root);
+  const usage = q?.referenced;
+  const limit = q?.maxReferenced;
+  if (ctx.options.json !== "off") {
+    ctx.out(json({ poolPath: root, poolUsage: usage ?? null, poolLimit: limit ?? null, pools: ctx.paths.pool }, ctx.options));
     return 0;
   }
+  const props: Array<[string, string]> = [["PoolPath", root], ["PoolUsage", usage === undefined ? UINT64_MAX : String(usage)], ["PoolLimit", limit === undefined ? UINT64_MAX : String(limit)]];
+  ctx.out(properties(props, ctx.options));
+  return 0;
+}
+
+function showImage(ctx: VerbContext, names: string[]): number {
+  if (names.length === 0) return showManager(ctx);
   const images = names.map((n) => withQgroup(ctx.host, getImage(ctx.host, ctx.paths.pool, n)));
   if (ctx.options.json !== "off") {
     ctx.out(json(images.map(imageJson), ctx.options));
@@ -194,7 +209,7 @@ const verb = (v: Omit<Verb, "section">): Verb => ({ ...v, section: "Image" });
 
 export const IMAGE_VERBS: Verb[] = [
   verb({ name: "list-images", options: ["all", "no-legend"], usage: "list-images", summary: "Show available container and VM images", minArgs: 0, maxArgs: 0, run: (ctx) => listImages(ctx) }),
-  verb({ name: "image-status", options: ["all"], usage: "image-status [NAME...]", summary: "Show image details", minArgs: 1, maxArgs: Infinity, run: imageStatus }),
+  verb({ name: "image-status", options: ["all"], usage: "image-status [NAME...]", summary: "Show image details (of every image without NAME)", minArgs: 0, maxArgs: Infinity, run: imageStatus }),
   verb({ name: "show-image", options: ["property", "P", "value", "all"], usage: "show-image [NAME...]", summary: "Show properties of image", minArgs: 0, maxArgs: Infinity, run: showImage }),
   verb({
     name: "clone", options: ["read-only"], usage: "clone NAME NAME", summary: "Clone an image", minArgs: 2, maxArgs: 2,

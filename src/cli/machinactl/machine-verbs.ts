@@ -16,6 +16,7 @@ import { MachinaError } from "../../errors.ts";
 import type { MachineService } from "../../api/service.ts";
 import { selectMachineService } from "../../client/select.ts";
 import { formatBytes, json, properties, table } from "./format.ts";
+import { showManager } from "./image-verbs.ts";
 import type { Verb, VerbContext } from "./verb.ts";
 
 /** machinad's API when a daemon answers, else the core in this process (src/client/select.ts). */
@@ -79,7 +80,7 @@ export function renderStatus(s: MachineStatus, logLines: string[], full: boolean
   lines.push(`${pad("Service")}: ${s.service}; class ${s.class}`);
   if (s.root) lines.push(`${pad("Root")}: ${s.root}`);
   if (s.network.interfaces.length > 0) lines.push(`${pad("Iface")}: ${s.network.interfaces.map((i) => i.name).join(" ")}`);
-  s.network.addresses.forEach((a, i) => lines.push(`${i === 0 ? `${pad("Address")}: ` : " ".repeat(18)}${a}`));
+  for (const [i, a] of s.network.addresses.entries()) lines.push(`${i === 0 ? `${pad("Address")}: ` : " ".repeat(18)}${a}`);
   if (s.osPrettyName) lines.push(`${pad("OS")}: ${s.osPrettyName}`);
   if (s.state !== "running") lines.push(`${pad("State")}: ${s.state}`);
   lines.push(`${pad("Tasks")}: ${s.resources.tasks}`);
@@ -153,15 +154,16 @@ const status: Verb = {
 const show: Verb = {
   name: "show", options: ["property", "P", "value", "all"],
   usage: "show [NAME...]",
-  summary: "Show properties of one or more VMs/containers",
+  summary: "Show properties of one or more VMs/containers (of the manager without NAME)",
   section: "Machine",
   minArgs: 0,
   maxArgs: Infinity,
   async run(ctx, args) {
+    // no NAME: the manager's properties (PoolPath, PoolUsage, PoolLimit), as machinectl
+    if (args.length === 0) return showManager(ctx);
     const svc = await service(ctx);
-    const names = args.length > 0 ? args : (await svc.list()).map((m) => m.machine);
     const all: Array<Array<[string, string]>> = [];
-    for (const n of names) all.push(await svc.show(n));
+    for (const n of args) all.push(await svc.show(n));
     if (ctx.options.json !== "off") {
       const wanted = ctx.options.properties.length > 0 ? new Set(ctx.options.properties) : undefined;
       const objs = all.map((props) => Object.fromEntries(props.filter(([k, v]) => (wanted ? wanted.has(k) : v !== "" || ctx.options.all))));

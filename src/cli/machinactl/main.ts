@@ -40,7 +40,11 @@ export function verbUsage(v: Verb): string {
 export async function main(argv: string[], host: Host = new LinuxHost()): Promise<number> {
   try {
     const env = host.env();
-    const { options, verb, args } = parseMachinactlCommandLine(argv, env);
+    const { options, verb, args, list } = parseMachinactlCommandLine(argv, env);
+    if (list !== undefined) {
+      out(list.map((l) => `${l}\n`).join(""));
+      return 0;
+    }
     if (options.help) {
       const v = verb === undefined ? undefined : findVerb(verb);
       if (verb !== undefined && v === undefined) throw new MachinaError("E_USAGE", `unknown command verb "${verb}"`, {}, `see ${PROG} --help`);

@@ -1,9 +1,15 @@
 /** machinactl's command line: machinectl 252's options (plus --json), GNU permutation. Pure. */
 import { usageError, type ErrorContext } from "../../errors.ts";
 import { getopt, type ArgKind, type OptionDef } from "../../settings/getopt.ts";
-import { parseChoice, parseEnvAssignment, parseSignal } from "../../settings/values.ts";
+import { isValidMachineName, parseChoice, parseEnvAssignment, parseSignal, signalTable } from "../../settings/values.ts";
 
 export const JSON_MODES = ["off", "pretty", "short"] as const;
+
+/** journalctl's output modes, which --output= takes (machinectl 252's `-o help` lists them so). */
+export const OUTPUT_MODES = [
+  "short", "short-full", "short-iso", "short-iso-precise", "short-precise", "short-monotonic", "short-delta", "short-unix",
+  "verbose", "export", "json", "json-pretty", "json-sse", "json-seq", "cat", "with-unit",
+] as const;
 export type JsonMode = (typeof JSON_MODES)[number];
 
 export interface MachinactlOptions {
@@ -51,6 +57,8 @@ export interface MachinactlOption {
   choices?: readonly string[];
   /** Shown in the main --help and every verb's (not only the verbs that name it). */
   global?: boolean;
+  /** `OPTION=help` prints these (one per line) and exits, as machinectl does for -s, -o, --verify. */
+  helpList?: () => readonly string[];
   apply(o: MachinactlOptions, v: string, c: { value: string | undefined; spelling: string; ctx: ErrorContext; hostEnv: Readonly<Record<string, string | undefined>> }): void;
 }
 
@@ -71,7 +79,19 @@ export const MACHINACTL_TABLE: readonly MachinactlOption[] = [
       throw usageError("--host= is not supported: machina manages the local host only", c.ctx);
     },
   },
-  { id: "machine", long: "machine", short: "M", arg: "required", argName: "NAME", help: "Operate on this machine", global: true, apply: (o, v) => void (o.machine = v) },
+  {
+    id: "machine", long: "machine", short: "M", arg: "required", argName: "NAME", help: "[USER@].host only: machinactl manages this host's machines", global: true,
+    apply: (o, v, c) => {
+      // machinectl's [USER@]MACHINE: machina manages this host only, so only .host (the default) is taken
+      const at = v.lastIndexOf("@");
+      const m = at === -1 ? v : v.slice(at + 1);
+      if (v === "" || (m !== ".host" && m !== "" && !isValidMachineName(m)))
+        throw usageError(`invalid value ${JSON.stringify(v)} for ${c.spelling}: expected [USER@]MACHINE with a valid machine name, or .host`, c.ctx);
+      if (m !== ".host" && m !== "")
+        throw usageError(`${c.spelling} ${JSON.stringify(v)} is not supported: machinactl manages the machines of this host (.host); name the machine as the verb's argument instead`, c.ctx);
+      o.machine = v;
+    },
+  },
   { id: "json", long: "json", arg: "optional", argName: "pretty|short", choices: JSON_MODES, help: "JSON output", global: true, apply: (o, v, c) => void (o.json = c.value === undefined ? "pretty" : parseChoice(v, JSON_MODES, c.ctx)) },
   { id: "property", long: "property", short: "p", arg: "required", argName: "NAME", help: "Show only this property", apply: (o, v) => void o.properties.push(...v.split(",").filter((p) => p.length > 0)) },
   { id: "P", short: "P", arg: "required", argName: "NAME", help: "Same as --property=NAME --value", apply: (o, v) => {
@@ -83,7 +103,7 @@ export const MACHINACTL_TABLE: readonly MachinactlOption[] = [
   { id: "full", long: "full", short: "l", arg: "none", help: "Do not shorten output", apply: (o) => void (o.full = true) },
   { id: "quiet", long: "quiet", short: "q", arg: "none", help: "Print less", global: true, apply: (o) => void (o.quiet = true) },
   { id: "kill-whom", long: "kill-whom", arg: "required", argName: "WHOM", choices: KILL_WHOM, help: "leader or all", apply: (o, v, c) => void (o.killWhom = parseChoice(v, KILL_WHOM, c.ctx)) },
-  { id: "signal", long: "signal", short: "s", arg: "required", argName: "SIGNAL", help: "Signal to send", apply: (o, v, c) => void (o.signal = parseSignal(v, c.ctx)) },
+  { id: "signal", long: "signal", short: "s", arg: "required", argName: "SIGNAL", help: "Signal to send", helpList: signalTable, apply: (o, v, c) => void (o.signal = parseSignal(v, c.ctx)) },
   {
     id: "uid", long: "uid", arg: "required", argName: "USER", help: "User for shell",
     apply: (o, v, c) => {
@@ -102,9 +122,9 @@ export const MACHINACTL_TABLE: readonly MachinactlOption[] = [
   { id: "mkdir", long: "mkdir", arg: "none", help: "Create the bind mount's target directory", apply: (o) => void (o.mkdir = true) },
   { id: "lines", long: "lines", short: "n", arg: "required", argName: "N", help: "Number of log lines", apply: (o, v, c) => void (o.lines = nonNegativeInt(v, c.ctx)) },
   { id: "follow", long: "follow", short: "f", arg: "none", help: "Follow the log", apply: (o) => void (o.follow = true) },
-  { id: "output", long: "output", short: "o", arg: "required", argName: "MODE", help: "Journal output mode", apply: (o, v) => void (o.output = v) },
+  { id: "output", long: "output", short: "o", arg: "required", argName: "MODE", choices: OUTPUT_MODES, helpList: () => OUTPUT_MODES, help: "Journal output mode", apply: (o, v, c) => void (o.output = parseChoice(v, OUTPUT_MODES, c.ctx)) },
   { id: "max-addresses", long: "max-addresses", arg: "required", argName: "N", help: "Addresses shown per machine", apply: (o, v, c) => void (o.maxAddresses = nonNegativeInt(v, c.ctx)) },
-  { id: "verify", long: "verify", arg: "required", argName: "MODE", choices: VERIFY_MODES, help: "no, checksum, signature (pull)", apply: (o, v, c) => void (o.verify = parseChoice(v, VERIFY_MODES, c.ctx)) },
+  { id: "verify", long: "verify", arg: "required", argName: "MODE", choices: VERIFY_MODES, helpList: () => VERIFY_MODES, help: "no, checksum, signature (pull)", apply: (o, v, c) => void (o.verify = parseChoice(v, VERIFY_MODES, c.ctx)) },
   { id: "force", long: "force", arg: "none", help: "Replace an existing image (pull, import) or target (copy-to, copy-from)", apply: (o) => void (o.force = true) },
   { id: "format", long: "format", arg: "required", argName: "FORMAT", choices: FORMATS, help: "uncompressed, xz, gzip, bzip2, zstd (export)", apply: (o, v, c) => void (o.format = parseChoice(v, FORMATS, c.ctx)) },
   { id: "root-password", long: "root-password", arg: "required", argName: "PW", help: "Root's password (bootstrap; default: none)", apply: (o, v) => void (o.rootPassword = v) },
@@ -137,13 +157,14 @@ function nonNegativeInt(v: string, ctx: ErrorContext): number {
   return Number(v);
 }
 
+
 /** Verbs whose arguments after the machine name are a command line, never options. */
 const COMMAND_VERBS = new Set(["shell", "exec"]);
 
 export function parseMachinactlCommandLine(
   argv: readonly string[],
   hostEnv: Readonly<Record<string, string | undefined>>,
-): { options: MachinactlOptions; verb: string | undefined; args: string[] } {
+): { options: MachinactlOptions; verb: string | undefined; args: string[]; list?: string[] } {
   const { options: parsed, operands } = getopt(argv, MACHINACTL_OPTIONS, {
     permute: true,
     stopWhen: (ops) => COMMAND_VERBS.has(ops[0] ?? "") && ops.length >= 2,
@@ -152,6 +173,8 @@ export function parseMachinactlCommandLine(
   for (const { id, value, spelling } of parsed) {
     const row = ROWS.get(id);
     if (row === undefined) throw usageError(`option ${spelling} is not handled`, { flag: spelling });
+    // as machinectl 252: `help` lists the choices of -s, -o and --verify (and nothing else runs)
+    if (value === "help" && row.helpList !== undefined) return { options: opts, verb: undefined, args: [], list: [...row.helpList()] };
     row.apply(opts, value ?? "", { value, spelling, ctx: { flag: spelling }, hostEnv });
   }
   const [verb, ...args] = operands;
