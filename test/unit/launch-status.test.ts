@@ -4,7 +4,12 @@ import { parseStatusLine, readUntilReady, type StatusLine } from "../../src/runt
 
 describe("the helper's status lines (background starts)", () => {
   test("parseStatusLine: JSON objects with fields of the right types; anything else is skipped", () => {
-    expect(parseStatusLine('{"event":"started","leader":12,"supervisor":11,"extra":true}')).toEqual({ event: "started", leader: 12, supervisor: 11, extra: true });
+    expect(parseStatusLine('{"event":"started","leader":12,"supervisor":11,"extra":true}')).toEqual({
+      event: "started",
+      leader: 12,
+      supervisor: 11,
+      extra: true,
+    });
     expect(parseStatusLine("machina-helper: not json")).toBeUndefined();
     expect(parseStatusLine('{"event":"started","leader":"12"}')).toBeUndefined();
     expect(parseStatusLine("[1]")).toBeUndefined();
@@ -26,7 +31,12 @@ describe("the helper's status lines (background starts)", () => {
     const proc = host.spawnDetached(["/helper", "run", "--spec-fd"], { spec: new Uint8Array([1]), logPath: "/logs/web.log" });
     const seen: StatusLine[] = [];
     const said = await readUntilReady(proc, (l) => seen.push(l));
-    expect(said).toEqual({ started: true, leader: 101, supervisor: 100, failure: { syscall: "mount", path: "/x", code: "EPERM", message: "failed to mount /x" } });
+    expect(said).toEqual({
+      started: true,
+      leader: 101,
+      supervisor: 100,
+      failure: { syscall: "mount", path: "/x", code: "EPERM", message: "failed to mount /x" },
+    });
     expect(seen.map((l) => l.event ?? l.stage ?? "error")).toEqual(["spec", "error", "started", "ready"]);
     expect(host.detachedSpawns.map((s) => [s.argv, s.logPath])).toEqual([[["/helper", "run", "--spec-fd"], "/logs/web.log"]]);
   });

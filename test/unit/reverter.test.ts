@@ -7,7 +7,9 @@ describe("Reverter", () => {
     const log: string[] = [];
     const r = new Reverter();
     r.add("a", () => void log.push("a"));
-    r.add("b", () => { throw new Error("boom"); });
+    r.add("b", () => {
+      throw new Error("boom");
+    });
     r.add(() => void log.push("c"));
     const failed = r.revert();
     expect(log).toEqual(["c", "a"]);
@@ -43,8 +45,12 @@ describe("Reverter", () => {
 
   test("fail(cause) keeps the cause's code, context and hint and names the undo failures", () => {
     const r = new Reverter();
-    r.add("unmount /x", () => { throw new Error("EBUSY"); });
-    r.add("delete veth", () => { throw new Error("no such device"); });
+    r.add("unmount /x", () => {
+      throw new Error("EBUSY");
+    });
+    r.add("delete veth", () => {
+      throw new Error("no such device");
+    });
     const cause = new MachinaError("E_BUSY", "port taken", { machine: "m" }, "use another port");
     const e = r.fail(cause) as MachinaError;
     expect(e).toBeInstanceOf(MachinaError);
@@ -55,15 +61,22 @@ describe("Reverter", () => {
     expect(e.cause).toBe(cause);
     // A plain Error becomes E_SYSTEM.
     const r2 = new Reverter();
-    r2.add("x", () => { throw new Error("y"); });
+    r2.add("x", () => {
+      throw new Error("y");
+    });
     expect((r2.fail(new Error("z")) as MachinaError).code).toBe("E_SYSTEM");
   });
 
   test("revertAsync awaits each undo, newest first", async () => {
     const log: string[] = [];
     const r = new Reverter();
-    r.add("a", async () => { await Bun.sleep(5); log.push("a"); });
-    r.add("b", async () => { throw new Error("nope"); });
+    r.add("a", async () => {
+      await Bun.sleep(5);
+      log.push("a");
+    });
+    r.add("b", async () => {
+      throw new Error("nope");
+    });
     r.add("c", () => void log.push("c"));
     const failed = await r.revertAsync();
     expect(log).toEqual(["c", "a"]);
@@ -72,18 +85,44 @@ describe("Reverter", () => {
 
   test("Reverter.run reverts on throw (reporting undo failures) and commits on success", async () => {
     const log: string[] = [];
-    await expect(Reverter.run((r) => { r.add("x", () => void log.push("x")); throw new Error("fail"); })).rejects.toThrow("fail");
+    await expect(
+      Reverter.run((r) => {
+        r.add("x", () => void log.push("x"));
+        throw new Error("fail");
+      }),
+    ).rejects.toThrow("fail");
     expect(log).toEqual(["x"]);
-    expect(await Reverter.run((r) => { r.add("y", () => void log.push("y")); return 7; })).toBe(7);
+    expect(
+      await Reverter.run((r) => {
+        r.add("y", () => void log.push("y"));
+        return 7;
+      }),
+    ).toBe(7);
     expect(log).toEqual(["x"]);
-    await expect(Reverter.run((r) => { r.add("z", () => { throw new Error("stuck"); }); throw new Error("fail"); }))
-      .rejects.toThrow('fail (undoing it failed too: undo "z" failed: stuck)');
+    await expect(
+      Reverter.run((r) => {
+        r.add("z", () => {
+          throw new Error("stuck");
+        });
+        throw new Error("fail");
+      }),
+    ).rejects.toThrow('fail (undoing it failed too: undo "z" failed: stuck)');
   });
 
   test("Reverter.runSync", () => {
     const log: string[] = [];
-    expect(() => Reverter.runSync((r) => { r.add("x", () => void log.push("x")); throw new Error("fail"); })).toThrow("fail");
-    expect(Reverter.runSync((r) => { r.add("y", () => void log.push("y")); return 1; })).toBe(1);
+    expect(() =>
+      Reverter.runSync((r) => {
+        r.add("x", () => void log.push("x"));
+        throw new Error("fail");
+      }),
+    ).toThrow("fail");
+    expect(
+      Reverter.runSync((r) => {
+        r.add("y", () => void log.push("y"));
+        return 1;
+      }),
+    ).toBe(1);
     expect(log).toEqual(["x"]);
   });
 });
