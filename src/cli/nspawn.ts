@@ -49,8 +49,7 @@ export function main(argv: string[], host: Host = new LinuxHost()): number {
     try {
       return host.execWithSpec(p.helper, ["machina-helper", "run", "--spec-fd"], encodeSpec(spec));
     } catch (e) {
-      prepared.abandon();
-      throw e;
+      throw prepared.abandonAfter(e);
     }
   } catch (error) {
     err(renderError(PROG, error) + "\n");

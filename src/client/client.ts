@@ -4,6 +4,7 @@
  * (MachinaErrors rebuilt from the API's {code, message, details}).
  */
 import { machinaEnv } from "../config.ts";
+import { z } from "zod";
 import { isErrorCode, MachinaError } from "../errors.ts";
 import * as S from "../api/schemas.ts";
 import type { MachineStatus, MachineSummary } from "../machine/machines.ts";
@@ -13,6 +14,24 @@ export const DEFAULT_SOCKET = "/run/machina/api.sock";
 
 export function apiSocketPath(env: Readonly<Record<string, string | undefined>> = process.env): string {
   return machinaEnv(env, "MACHINA_API_SOCKET") ?? DEFAULT_SOCKET;
+}
+
+/** One line of GET /v1/jobs/{id}/events: a progress event, or the finished job (the last line). */
+const EventLine = z.union([z.object({ job: S.Job }), S.JobEvent]);
+
+function parseEventLine(text: string): S.JobEvent | { job: S.Job } {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new MachinaError("E_SYSTEM", `machinad sent a job event that is not JSON: ${(e as Error).message}`);
+  }
+  const r = EventLine.safeParse(raw);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    throw new MachinaError("E_SYSTEM", `machinad sent an invalid job event: ${issue ? `${issue.path.join(".") || "(line)"}: ${issue.message}` : r.error.message}`);
+  }
+  return r.data;
 }
 
 /** The API's error as the core's MachinaError: the same code (E_INTERNAL, the daemon's own, becomes E_SYSTEM). */
@@ -149,7 +168,7 @@ export class MachinaClient implements MachineService {
       buf += dec.decode(value, { stream: true });
       let nl: number;
       while ((nl = buf.indexOf("\n")) >= 0) {
-        const line = JSON.parse(buf.slice(0, nl)) as S.JobEvent | { job: S.Job };
+        const line = parseEventLine(buf.slice(0, nl));
         buf = buf.slice(nl + 1);
         if ("job" in line) {
           await reader.cancel().catch(() => undefined);

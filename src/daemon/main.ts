@@ -100,11 +100,9 @@ async function register(name: string): Promise<number> {
   const p = paths(host.env());
   // By hand (machina-nspawn registers by itself); allow a short grace for a container just started.
   for (let i = 0; i < 100; i++) {
-    const text = host.readFile(`${p.stateDir}/machines/${name}/state.json`);
     const state = readState(host, p.stateDir, name);
-    if (text !== undefined && state !== undefined) {
-      const raw = JSON.parse(text) as { uuid?: string };
-      await registerWithMachined(host, { name, uuid: raw.uuid ?? "", leader: state.leader, root: state.root });
+    if (state !== undefined) {
+      await registerWithMachined(host, { name, uuid: state.uuid, leader: state.leader, root: state.root });
       return 0;
     }
     await host.sleep(20);

@@ -2,7 +2,7 @@
  * FakeHost: an in-memory Host for unit tests. Files, directories and symlinks are declared up
  * front; calls with effects (execWithSpec) are recorded instead of performed.
  */
-import type { CommandResult, FileKind, FileStat, HeldLock, Host, RunAsyncOptions } from "./host.ts";
+import type { CommandResult, DetachedChild, FileKind, FileStat, HeldLock, Host, RunAsyncOptions } from "./host.ts";
 
 export type FakeNode = { kind: "file"; content: string } | { kind: "dir" } | { kind: "symlink"; target: string } | { kind: Exclude<FileKind, "file" | "dir" | "symlink"> };
 
@@ -273,6 +273,18 @@ export class FakeHost implements Host {
     if (r !== undefined) this.stats.set(r, { ...this.stats.get(r), mode });
   }
 
+  chown(path: string, uid: number, gid: number): void {
+    const r = this.resolve(path, true);
+    if (r === undefined) throw Object.assign(new Error(`ENOENT: chown "${path}"`), { code: "ENOENT" });
+    this.owners.set(r, { uid, gid });
+  }
+
+  copyFile(from: string, to: string): void {
+    const node = this.nodes.get(this.resolve(from, true) ?? "");
+    if (node?.kind !== "file") throw Object.assign(new Error(`${node === undefined ? "ENOENT" : "EISDIR"}: copyFile "${from}"`), { code: node === undefined ? "ENOENT" : "EISDIR" });
+    this.add(to, node.content);
+  }
+
   immutable(path: string): boolean {
     return this.immutables.has(path);
   }
@@ -317,13 +329,23 @@ export class FakeHost implements Host {
     return { device, fd: 100 + this.loops.length };
   }
 
-  closeFd(): void {}
+  /** Fds given to closeFd(), in order. */
+  readonly closedFds: number[] = [];
+  /** Called before a mount / umount is recorded: throw to make it fail. */
+  onMount: ((target: string) => void) | undefined;
+  onUmount: ((target: string) => void) | undefined;
+
+  closeFd(fd: number): void {
+    this.closedFds.push(fd);
+  }
 
   mount(source: string, target: string, fstype: string, flags: number, data: string): void {
+    this.onMount?.(target);
     this.mounts.push({ source, target, fstype, flags, data });
   }
 
   umount(target: string): void {
+    this.onUmount?.(target);
     this.umounts.push(target);
   }
 
@@ -351,6 +373,24 @@ export class FakeHost implements Host {
   runAsync(argv: string[], options: RunAsyncOptions = {}): Promise<CommandResult> {
     this.asyncRuns.push({ argv, options });
     return Promise.resolve(this.options.onRun?.(argv) ?? { status: 0, stdout: "", stderr: "" });
+  }
+
+  /** spawnDetached() calls, in order. */
+  readonly detachedSpawns: Array<{ argv: string[]; spec: Uint8Array; logPath: string }> = [];
+  /** What a detached child "does": its status lines (without newlines) and exit status; default none and 0. */
+  onSpawnDetached: ((argv: string[]) => { statusLines: string[]; status: number }) | undefined;
+
+  spawnDetached(argv: string[], options: { spec: Uint8Array; logPath: string }): DetachedChild {
+    this.detachedSpawns.push({ argv, ...options });
+    this.add(options.logPath, "");
+    const { statusLines, status } = this.onSpawnDetached?.(argv) ?? { statusLines: [], status: 0 };
+    const bytes = new TextEncoder().encode(statusLines.map((l) => `${l}\n`).join(""));
+    return {
+      pid: 5000 + this.detachedSpawns.length,
+      status: new Blob([bytes]).stream(),
+      closeStatus: () => undefined,
+      exited: Promise.resolve(status),
+    };
   }
 
   /** Advances the fake monotonic clock instead of waiting. */

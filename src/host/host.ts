@@ -47,6 +47,17 @@ export interface RunAsyncOptions {
   onLine?: (line: string) => void;
 }
 
+/** A program started by Host.spawnDetached. */
+export interface DetachedChild {
+  pid: number;
+  /** Our end of the pipe on the child's fd 4 (the helper's status lines). */
+  status: ReadableStream<Uint8Array>;
+  /** Close our end of the status pipe (already closed is fine). */
+  closeStatus(): void;
+  /** Resolves with its exit status (128+N when killed by signal N) while this process is its parent. */
+  exited: Promise<number>;
+}
+
 export interface HeldLock {
   /** The open lock file descriptor (pass it to children to keep the lock while they run). */
   fd: number;
@@ -123,6 +134,10 @@ export interface Host {
   run(argv: string[], options?: { fds?: number[]; input?: string }): CommandResult;
   /** chmod(2) (follows symlinks). */
   chmod(path: string, mode: number): void;
+  /** chown(2) (follows symlinks). */
+  chown(path: string, uid: number, gid: number): void;
+  /** Copy a regular file's bytes to `to` (created or truncated; symlinks followed). */
+  copyFile(from: string, to: string): void;
   /** FS_IOC_GETFLAGS & FS_IMMUTABLE_FL (chattr +i); false where the file system has no such flag. */
   immutable(path: string): boolean;
   /** FS_IOC_SETFLAGS: set or clear FS_IMMUTABLE_FL. */
@@ -161,6 +176,12 @@ export interface Host {
    * with output "inherit" stdout/stderr are "".
    */
   runAsync(argv: string[], options?: RunAsyncOptions): Promise<CommandResult>;
+  /**
+   * Start `path` (argv[0] = `argv[0]`… as given, "3" appended) in a new session (setsid), with an
+   * empty environment, `spec` readable on fd 3, stdout and stderr on `logPath` (created 0600, or
+   * truncated; O_APPEND) and a pipe on fd 4 for its status lines. The helper's background start.
+   */
+  spawnDetached(argv: string[], options: { spec: Uint8Array; logPath: string }): DetachedChild;
   sleep(ms: number): Promise<void>;
   /** Milliseconds from a monotonic clock. */
   monotonicMs(): number;

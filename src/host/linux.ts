@@ -2,7 +2,7 @@
 import * as fs from "node:fs";
 import { constants as osConstants } from "node:os";
 import { spawning } from "./deps.ts";
-import type { CommandResult, FileKind, FileStat, HeldLock, Host, RunAsyncOptions } from "./host.ts";
+import type { CommandResult, DetachedChild, FileKind, FileStat, HeldLock, Host, RunAsyncOptions } from "./host.ts";
 import { clearNonBlocking, execve, getXattr, ioctlBuffer, ioctlValue, isatty, memfdCreate, mount, renameat2, setXattr, tryFlockExclusive, tryFlockShared, umount2 } from "./libc.ts";
 
 // statfs(2) f_type values, named as `stat -f -c %T` names them.
@@ -274,6 +274,14 @@ export class LinuxHost implements Host {
     fs.chmodSync(path, mode);
   }
 
+  chown(path: string, uid: number, gid: number): void {
+    fs.chownSync(path, uid, gid);
+  }
+
+  copyFile(from: string, to: string): void {
+    fs.copyFileSync(from, to);
+  }
+
   private withFd<T>(path: string, fn: (fd: number) => T): T {
     const fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | 0o2000000 /* O_CLOEXEC */);
     try {
@@ -448,6 +456,41 @@ export class LinuxHost implements Host {
     } catch (e) {
       if (specFd !== undefined) fs.closeSync(specFd);
       throw e;
+    }
+  }
+
+  spawnDetached(argv: string[], options: { spec: Uint8Array; logPath: string }): DetachedChild {
+    // Our fd gets only what the child says before it opens its own log (the helper does).
+    const log = fs.openSync(options.logPath, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_APPEND, 0o600);
+    let specFd: number | undefined;
+    try {
+      specFd = memfdCreate("machina-spec");
+      fs.writeSync(specFd, options.spec);
+      const p = spawning(argv, () => Bun.spawn([...argv, "3"], {
+        stdio: ["ignore", log, log, specFd!, "pipe"],
+        detached: true,
+        env: {},
+      }));
+      const statusFd = p.stdio[4] as unknown as number;
+      const exited = p.exited.then(() => {
+        const sig = p.signalCode ? ((osConstants.signals as Record<string, number>)[p.signalCode] ?? 0) : 0;
+        return p.exitCode ?? 128 + sig;
+      });
+      return {
+        pid: p.pid,
+        status: Bun.file(statusFd).stream(),
+        closeStatus: () => {
+          try {
+            fs.closeSync(statusFd);
+          } catch {
+            // already closed by the stream
+          }
+        },
+        exited,
+      };
+    } finally {
+      if (specFd !== undefined) fs.closeSync(specFd);
+      fs.closeSync(log);
     }
   }
 

@@ -9,11 +9,10 @@
  *
  * What the image contains is documented in docs/FIXTURES.md.
  */
-import { randomBytes } from "node:crypto";
-import { chmod, chown, copyFile, lstat, mkdir, rename, rm, symlink, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { dependencyOf } from "../host/deps.ts";
 import type { Host } from "../host/host.ts";
+import { Reverter } from "../reverter.ts";
 import { checkImageName, ensureWritablePool } from "./pool.ts";
 
 export type BusyboxImageErrorCode =
@@ -117,30 +116,18 @@ function osRelease(version: string): string {
   ].join("\n");
 }
 
-async function run(cmd: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const proc = Bun.spawn(cmd, { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
-  return { code, stdout, stderr };
+async function run(host: Host, cmd: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const r = await host.runAsync(cmd);
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await lstat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
+const exists = (host: Host, path: string): boolean => host.lstat(path) !== undefined;
 
 /** Version of a busybox binary, e.g. "1.35.0", from its banner line. */
-export async function busyboxVersion(busybox: string = DEFAULT_BUSYBOX): Promise<string> {
+export async function busyboxVersion(host: Host, busybox: string = DEFAULT_BUSYBOX): Promise<string> {
   let res: { code: number; stdout: string; stderr: string };
   try {
-    res = await run([busybox]);
+    res = await run(host, [busybox]);
   } catch (e) {
     throw new BusyboxImageError("BUSYBOX_UNUSABLE", `cannot run ${busybox}`, busybox, { cause: e });
   }
@@ -152,10 +139,10 @@ export async function busyboxVersion(busybox: string = DEFAULT_BUSYBOX): Promise
 }
 
 /** Applet paths relative to / (e.g. "bin/sh", "usr/bin/awk"), from `busybox --list-full`. */
-export async function busyboxApplets(busybox: string = DEFAULT_BUSYBOX): Promise<string[]> {
+export async function busyboxApplets(host: Host, busybox: string = DEFAULT_BUSYBOX): Promise<string[]> {
   let res: { code: number; stdout: string; stderr: string };
   try {
-    res = await run([busybox, "--list-full"]);
+    res = await run(host, [busybox, "--list-full"]);
   } catch (e) {
     throw new BusyboxImageError("BUSYBOX_UNUSABLE", `cannot run ${busybox} --list-full`, busybox, { cause: e });
   }
@@ -182,43 +169,53 @@ export async function busyboxApplets(busybox: string = DEFAULT_BUSYBOX): Promise
  * Build a busybox root file system at `dest`, which must not exist yet
  * (its parent must). Atomic: either `dest` appears complete, or nothing does.
  */
-export async function makeBusyboxImage(dest: string, opts: BusyboxImageOptions = {}): Promise<void> {
+export async function makeBusyboxImage(host: Host, dest: string, opts: BusyboxImageOptions = {}): Promise<void> {
   const busybox = opts.busybox ?? DEFAULT_BUSYBOX;
-  if (!(await exists(busybox))) {
+  if (!exists(host, busybox)) {
     throw new BusyboxImageError("BUSYBOX_MISSING", `busybox not found at ${busybox}`, busybox, {
       hint: `apt-get install ${dependencyOf("busybox")?.package ?? "busybox-static"}`, // scripts/deps.txt
     });
   }
-  if (opts.probe !== undefined && !(await exists(opts.probe))) {
+  if (opts.probe !== undefined && !exists(host, opts.probe)) {
     throw new BusyboxImageError("PROBE_MISSING", `probe binary not found at ${opts.probe}`, opts.probe, {
       hint: "build it with test/probe/build.sh OUT",
     });
   }
   const parent = dirname(dest);
-  if (!(await exists(parent))) {
+  if (!exists(host, parent)) {
     throw new BusyboxImageError("DEST_PARENT_MISSING", `directory ${parent} does not exist`, parent);
   }
-  if (await exists(dest)) {
+  if (exists(host, dest)) {
     throw new BusyboxImageError("DEST_EXISTS", `${dest} already exists; refusing to replace it`, dest);
   }
 
-  const version = await busyboxVersion(busybox);
-  const applets = await busyboxApplets(busybox);
+  const version = await busyboxVersion(host, busybox);
+  const applets = await busyboxApplets(host, busybox);
 
-  const tmp = join(parent, `.#${basename(dest)}-${randomBytes(4).toString("hex")}`);
+  const tmp = join(parent, `.#${basename(dest)}-${host.randomHex(4)}`);
+  const r = new Reverter();
   try {
-    await mkdir(tmp, { mode: 0o755 });
-    await chmod(tmp, 0o755); // mkdir's mode is filtered by the umask
-    await populate(tmp, { busybox, version, applets, probe: opts.probe, init: opts.init ?? false });
-    if (await exists(dest)) {
-      throw new BusyboxImageError("DEST_EXISTS", `${dest} appeared while the image was being built`, dest);
+    host.mkdirp(tmp, 0o755);
+    r.add(`remove the temporary tree "${tmp}"`, () => host.removeTree(tmp));
+    host.chmod(tmp, 0o755); // mkdir's mode is filtered by the umask
+    populate(host, tmp, { busybox, version, applets, probe: opts.probe, init: opts.init ?? false });
+    try {
+      host.rename(tmp, dest, true);
+    } catch (e) {
+      if (e instanceof Error && "code" in e && e.code === "EEXIST")
+        throw new BusyboxImageError("DEST_EXISTS", `${dest} appeared while the image was being built`, dest);
+      throw e;
     }
-    await rename(tmp, dest);
+    r.commit();
   } catch (e) {
-    await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
-    if (e instanceof BusyboxImageError) throw e;
+    const undoFailed = r.revert();
+    const undo = undoFailed === undefined ? "" : ` (${undoFailed.message})`;
+    if (e instanceof BusyboxImageError) {
+      if (undoFailed === undefined) throw e;
+      throw new BusyboxImageError(e.code, `${e.message}${undo}`, e.path, { cause: e });
+    }
     const msg = e instanceof Error ? e.message : String(e);
-    throw new BusyboxImageError("BUILD_FAILED", `building busybox image ${dest} failed: ${msg}`, dest, { cause: e });
+    throw new BusyboxImageError("BUILD_FAILED", `building busybox image ${dest} failed: ${msg}${undo}`, dest, { cause: e });
   }
 }
 
@@ -230,7 +227,7 @@ export async function ensurePoolBusyboxImage(host: Host, pool: readonly string[]
   checkImageName(name);
   const path = `${ensureWritablePool(host, pool)}/${name}`;
   if (host.lstat(path) !== undefined) return { path, made: false };
-  await makeBusyboxImage(path, opts);
+  await makeBusyboxImage(host, path, opts);
   return { path, made: true };
 }
 
@@ -242,25 +239,23 @@ interface PopulateArgs {
   init: boolean;
 }
 
-async function populate(root: string, a: PopulateArgs): Promise<void> {
-  const isRoot = process.getuid?.() === 0;
-
+function populate(host: Host, root: string, a: PopulateArgs): void {
   for (const [dir, mode] of BUSYBOX_IMAGE_DIRS) {
     const p = join(root, dir);
-    await mkdir(p, { recursive: true });
-    await chmod(p, mode);
+    host.mkdirp(p, mode);
+    host.chmod(p, mode);
   }
 
-  await copyFile(a.busybox, join(root, "bin/busybox"));
-  await chmod(join(root, "bin/busybox"), 0o755);
+  host.copyFile(a.busybox, join(root, "bin/busybox"));
+  host.chmod(join(root, "bin/busybox"), 0o755);
 
   for (const applet of a.applets) {
     if (applet === "bin/busybox") continue;
     if (!a.init && INIT_APPLETS.has(applet)) continue;
     const p = join(root, applet);
-    await mkdir(dirname(p), { recursive: true });
-    if (await exists(p)) continue; // busybox lists a few applets twice
-    await symlink("/bin/busybox", p);
+    host.mkdirp(dirname(p), 0o755);
+    if (exists(host, p)) continue; // busybox lists a few applets twice
+    host.symlink("/bin/busybox", p);
   }
 
   const files: ReadonlyArray<readonly [string, string, number]> = [
@@ -274,17 +269,16 @@ async function populate(root: string, a: PopulateArgs): Promise<void> {
   ];
   for (const [path, content, mode] of files) {
     const p = join(root, path);
-    await writeFile(p, content, { mode });
-    await chmod(p, mode);
+    host.writeFile(p, content, mode);
+    host.chmod(p, mode);
   }
-  await symlink("../usr/lib/os-release", join(root, "etc/os-release"));
+  host.symlink("../usr/lib/os-release", join(root, "etc/os-release"));
 
   if (a.probe !== undefined) {
-    await copyFile(a.probe, join(root, "usr/bin/probe"));
-    await chmod(join(root, "usr/bin/probe"), 0o755);
+    host.copyFile(a.probe, join(root, "usr/bin/probe"));
+    host.chmod(join(root, "usr/bin/probe"), 0o755);
   }
 
-  if (isRoot) {
-    await chown(join(root, "home/user"), 1000, 1000);
-  }
+  // Built by root (the tree is root's): the unprivileged user owns its home, as on a real system.
+  if (host.owner(root)?.uid === 0) host.chown(join(root, "home/user"), 1000, 1000);
 }

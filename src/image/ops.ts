@@ -8,6 +8,7 @@ import { dirname } from "node:path";
 import { MachinaError } from "../errors.ts";
 import type { HeldLock, Host } from "../host/host.ts";
 import { machinesDir, readState } from "../machine/registry.ts";
+import { Reverter } from "../reverter.ts";
 import { claimUnused } from "./in-use.ts";
 import { rawImagesInUse } from "./raw.ts";
 import { SIZE_SYNTAX, U64_MAX, readSize } from "../settings/size.ts";
@@ -153,6 +154,8 @@ export function cloneImage(ctx: PoolContext, from: string, to: string, readOnly:
     sweepPool(ctx);
     const final = `${root}/${entryName(to, source.type)}`;
     const tmp = beginTemporary(host, ctx.stateDir, root, entryName(to, source.type));
+    const r = new Reverter();
+    r.add("discard the temporary copy", () => tmp.discard());
     try {
       let method: CopyMethod = "copy";
       const fds = [tmp.lock.fd]; // children keep the temporary's guard lock while they write
@@ -176,11 +179,11 @@ export function cloneImage(ctx: PoolContext, from: string, to: string, readOnly:
           host.unlink(settingsTmp); // one appeared meanwhile: keep it, as machined does
         }
       }
+      r.commit();
       tmp.release();
       return { image: findImage(host, ctx.pool, to)!, method };
     } catch (e) {
-      tmp.discard();
-      throw e;
+      throw r.fail(e);
     }
   } finally {
     lock.release();
@@ -202,13 +205,17 @@ export function renameImage(ctx: PoolContext, from: string, to: string): Image {
     const final = `${image.root}/${entryName(to, image.type)}`;
     const isLink = host.lstat(image.path) === "symlink";
     const immutable = !isLink && image.type === "directory" && host.immutable(image.path);
-    if (immutable) host.setImmutable(image.path, false); // an immutable directory cannot be moved
+    const r = new Reverter();
+    if (immutable) {
+      host.setImmutable(image.path, false); // an immutable directory cannot be moved
+      r.add("make the image immutable again", () => host.setImmutable(image.path, true));
+    }
     try {
       host.rename(image.path, final, true);
+      r.commit();
     } catch (e) {
-      if (immutable) host.setImmutable(image.path, true);
-      if (e instanceof Error && "code" in e && e.code === "EEXIST") throw exists(to);
-      throw fsError(e, "rename", image.path);
+      if (e instanceof Error && "code" in e && e.code === "EEXIST") throw r.fail(exists(to));
+      throw r.fail(fsError(e, "rename", image.path));
     }
     if (immutable) host.setImmutable(final, true);
     if (image.settingsFile !== undefined) {
@@ -271,18 +278,20 @@ export function removeImage(ctx: PoolContext, name: string): Image {
     } else {
       if (image.type === "directory" && host.immutable(image.path)) host.setImmutable(image.path, false);
       const tmp = beginTemporary(host, ctx.stateDir, image.root, entryName(name, image.type));
+      // A failure leaves at most a stale temporary (its lock dropped): the next operation removes it.
+      const r = new Reverter();
+      r.add("release the temporary", () => tmp.release());
       try {
         host.rename(image.path, tmp.path, true);
       } catch (e) {
-        tmp.release();
-        throw fsError(e, "remove", image.path);
+        throw r.fail(fsError(e, "remove", image.path));
       }
       try {
         host.removeTree(tmp.path);
       } catch (e) {
-        tmp.release(); // left as a stale temporary: the next operation retries
-        throw fsError(e, "remove", tmp.path);
+        throw r.fail(fsError(e, "remove", tmp.path));
       }
+      r.commit();
       tmp.release();
     }
     if (image.settingsFile !== undefined) host.unlink(image.settingsFile);

@@ -1,7 +1,7 @@
 /**
  * The image pool, as machined keeps it: image discovery in the pool roots (the first is
  * writable, the others read-only), name rules, per-name locks, `.#` temporaries renamed into
- * place, and a Reverter for multi-step operations. Every effect goes through the Host.
+ * place; multi-step operations undo with src/reverter.ts. Every effect goes through the Host.
  *
  * Locks: `$STATE_DIR/image-locks/NAME.lock`, flock(2), never waited for — the loser of a race
  * gets E_BUSY at once. Operations lock every name they read (shared) or change (exclusive).
@@ -12,6 +12,7 @@
  */
 import { MachinaError } from "../errors.ts";
 import type { FileStat, HeldLock, Host } from "../host/host.ts";
+import { Reverter } from "../reverter.ts";
 
 export type ImageType = "directory" | "subvolume" | "raw";
 
@@ -209,12 +210,13 @@ export function lockImages(host: Host, stateDir: string, wanted: Array<[string, 
   const modes = new Map<string, "exclusive" | "shared">();
   for (const [name, mode] of wanted) if (modes.get(name) !== "exclusive") modes.set(name, mode);
   const held: HeldLock[] = [];
-  try {
-    for (const [name, mode] of [...modes].sort(([a], [b]) => (a < b ? -1 : 1))) held.push(lockImage(host, stateDir, name, mode));
-  } catch (e) {
-    for (const l of held.reverse()) l.release();
-    throw e;
-  }
+  Reverter.runSync((r) => {
+    for (const [name, mode] of [...modes].sort(([a], [b]) => (a < b ? -1 : 1))) {
+      const lock = lockImage(host, stateDir, name, mode);
+      held.push(lock);
+      r.add(`unlock image "${name}"`, () => lock.release());
+    }
+  });
   return { fd: held[0]?.fd ?? -1, release: () => { for (const l of held.reverse()) l.release(); } };
 }
 
@@ -329,61 +331,5 @@ export function cleanTemporaries(host: Host, stateDir: string, dir: string): str
 // ---------------------------------------------------------------------------------------------
 // Reverter
 
-/** An undo stack: register the undo of each step; revert() runs them newest first, commit() forgets them. */
-export class Reverter {
-  private steps: Array<{ what: string; undo: () => void | Promise<void> }> = [];
-
-  add(what: string, undo: () => void | Promise<void>): void {
-    this.steps.push({ what, undo });
-  }
-
-  get size(): number {
-    return this.steps.length;
-  }
-
-  /** Success: keep everything. */
-  commit(): void {
-    this.steps = [];
-  }
-
-  /** Failure: undo every step, newest first; an undo that fails does not stop the others. Returns their errors. */
-  async revert(): Promise<Error[]> {
-    const errors: Error[] = [];
-    for (const step of this.steps.reverse()) {
-      try {
-        await step.undo();
-      } catch (e) {
-        errors.push(new Error(`undo "${step.what}" failed: ${e instanceof Error ? e.message : String(e)}`));
-      }
-    }
-    this.steps = [];
-    return errors;
-  }
-
-  /** revert() for synchronous undos only (an async undo is started but not awaited). */
-  revertSync(): Error[] {
-    const errors: Error[] = [];
-    for (const step of this.steps.reverse()) {
-      try {
-        void step.undo();
-      } catch (e) {
-        errors.push(new Error(`undo "${step.what}" failed: ${e instanceof Error ? e.message : String(e)}`));
-      }
-    }
-    this.steps = [];
-    return errors;
-  }
-
-  /** Run `fn` with a fresh reverter: reverted when `fn` throws, committed when it returns. */
-  static async run<T>(fn: (r: Reverter) => Promise<T> | T): Promise<T> {
-    const r = new Reverter();
-    try {
-      const value = await fn(r);
-      r.commit();
-      return value;
-    } catch (e) {
-      await r.revert();
-      throw e;
-    }
-  }
-}
+/** The undo stack of multi-step operations (one for all of machina: src/reverter.ts). */
+export { Reverter } from "../reverter.ts";

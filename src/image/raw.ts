@@ -11,6 +11,7 @@
 import { z } from "zod";
 import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
+import { Reverter } from "../reverter.ts";
 import { machinesDir } from "../machine/registry.ts";
 
 /** Discoverable Partitions Specification type GUIDs: root and /usr per architecture. */
@@ -160,18 +161,20 @@ export function setupRawRoot(host: Host, stateDir: string, image: string, readOn
   const dir = `${rawMountsDir(stateDir)}/${id}`;
   const root = `${dir}/root`;
   host.mkdirp(root, 0o700);
+  // Undone newest first by release() (the start did not happen) or when a step here fails.
+  const r = new Reverter();
+  const release = () => {
+    const failed = r.revert();
+    if (failed !== undefined) throw failed;
+  };
   const record: RawRecord = { image, machine, loops: [], mounts: [root] };
   const recordPath = `${dir}/record.json`;
-  const mounted: string[] = [];
   const fds: number[] = [];
   const closeFds = () => {
     for (const fd of fds.splice(0)) host.closeFd(fd);
   };
-  const release = () => {
-    for (const m of [...mounted].reverse()) host.umount(m, true);
-    closeFds();
-    host.removeTree(dir);
-  };
+  r.add(`remove "${dir}"`, () => host.removeTree(dir));
+  r.add("close the loop devices", closeFds);
   try {
     if (layout.usr !== undefined) record.mounts.push(`${root}/usr`);
     // One loop device per file system, over its byte range (no dependence on the kernel's
@@ -187,18 +190,17 @@ export function setupRawRoot(host: Host, stateDir: string, image: string, readOn
     host.writeFile(`${recordPath}.tmp`, JSON.stringify(record) + "\n", 0o600);
     host.rename(`${recordPath}.tmp`, recordPath, false);
     host.mount(rootDev, root, layout.root.fstype, ro || layout.root.readOnly ? MS_RDONLY | MS_NODEV : MS_NODEV, "");
-    mounted.push(root);
+    r.add(`unmount "${root}"`, () => host.umount(root, true));
     if (layout.usr !== undefined && usrDev !== undefined) {
       const usr = `${root}/usr`;
       host.mount(usrDev, usr, layout.usr.fstype, ro || layout.usr.readOnly ? MS_RDONLY | MS_NODEV : MS_NODEV, "");
-      mounted.push(usr);
+      r.add(`unmount "${usr}"`, () => host.umount(usr, true));
     }
     // The mounts hold the loop devices from here on; with LO_FLAGS_AUTOCLEAR they go with their mounts.
     closeFds();
   } catch (e) {
-    release();
-    if (e instanceof MachinaError) throw e;
-    throw new MachinaError("E_SYSTEM", `failed to set up the raw image "${image}": ${e instanceof Error ? e.message : String(e)}`, { path: image, flag: "--image" });
+    if (e instanceof MachinaError) throw r.fail(e);
+    throw r.fail(new MachinaError("E_SYSTEM", `failed to set up the raw image "${image}": ${e instanceof Error ? e.message : String(e)}`, { path: image, flag: "--image" }));
   }
   // Only the root: a lazy umount detaches the mounts below it too, and the helper's rmdir of
   // each host_umount path must never hit a directory inside the image (root/usr).

@@ -10,6 +10,7 @@
 import { basename, dirname } from "node:path";
 import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
+import { Reverter } from "../reverter.ts";
 import { copyTree } from "./ops.ts";
 import { beginTemporary } from "./pool.ts";
 
@@ -23,14 +24,16 @@ export function populateFromTemplate(host: Host, stateDir: string, template: str
   const parent = dirname(directory);
   if (host.lstat(parent) !== "dir") throw new MachinaError("E_NOT_FOUND", `directory "${parent}" does not exist`, { path: parent });
   const tmp = beginTemporary(host, stateDir, parent, basename(directory));
+  const r = new Reverter();
+  r.add("discard the temporary copy", () => tmp.discard());
   try {
     copyTree(host, template, tmp.path, { fds: [tmp.lock.fd], what: "copy the template" });
     if (k === "dir") host.removeDirTree(directory); // empty: replaced by the copy
     tmp.commit(directory);
+    r.commit();
     tmp.release();
   } catch (e) {
-    tmp.discard();
-    throw e;
+    throw r.fail(e);
   }
   return true;
 }

@@ -7,6 +7,7 @@
  * and is removed here, with its cgroups. A live supervisor between two runs (reboot) or
  * shutting down is "closing": never shown as running, never removed.
  */
+import { z } from "zod";
 import type { Host } from "../host/host.ts";
 import { type Confinement, parseConfinement } from "../spec/confinement.ts";
 
@@ -46,29 +47,51 @@ export function machinesDir(stateDir: string): string {
   return `${stateDir}/machines`;
 }
 
+/** Text fields: "" when missing or not text; lists: their strings (older helpers, hand-written entries). */
+const text = z.string().catch("");
+const strings = z.array(z.unknown()).catch([]).transform((a) => a.filter((c): c is string => typeof c === "string"));
+
+/** state.json as the helper writes it (native/SPEC.md): leader, supervisor and name are required. */
+const StateFileSchema = z.object({
+  leader: z.number(),
+  supervisor: z.number(),
+  name: z.string(),
+  root: text,
+  cgroups: strings,
+  uuid: text,
+  class: text,
+  service: text,
+  boot: z.boolean().catch(false),
+  started_usec: text,
+  supervisor_starttime: text,
+  cgroup: text,
+  os: text,
+  version: text,
+  selinux_context: text,
+  confinement: z.unknown().optional(),
+  images: strings,
+});
+
 export function readState(host: Host, stateDir: string, name: string): MachineState | undefined {
-  const text = host.readFile(`${machinesDir(stateDir)}/${name}/state.json`);
-  if (text === undefined) return undefined;
+  const content = host.readFile(`${machinesDir(stateDir)}/${name}/state.json`);
+  if (content === undefined) return undefined;
+  let raw: unknown;
   try {
-    const raw: unknown = JSON.parse(text);
-    if (typeof raw !== "object" || raw === null) return undefined;
-    const r = raw as Record<string, unknown>;
-    if (typeof r["leader"] !== "number" || typeof r["supervisor"] !== "number" || typeof r["name"] !== "string") return undefined;
-    const strings = (k: string) => (Array.isArray(r[k]) ? (r[k] as unknown[]).filter((c): c is string => typeof c === "string") : []);
-    const cgroups = strings("cgroups");
-    const str = (k: string) => (typeof r[k] === "string" ? (r[k] as string) : "");
-    const started = str("started_usec");
-    return {
-      leader: r["leader"], supervisor: r["supervisor"], name: r["name"], root: str("root"), cgroups,
-      uuid: str("uuid"), class: str("class") || "container", service: str("service") || "machina-nspawn",
-      boot: r["boot"] === true, startedUsec: /^[0-9]+$/.test(started) ? BigInt(started) : undefined,
-      supervisorStartTime: str("supervisor_starttime"), cgroup: str("cgroup") || (cgroups[0] ?? ""),
-      os: str("os"), version: str("version"),
-      ...(str("selinux_context") !== "" ? { selinuxContext: str("selinux_context") } : {}), confinement: parseConfinement(r["confinement"]), images: strings("images"),
-    };
+    raw = JSON.parse(content);
   } catch {
     return undefined;
   }
+  const parsed = StateFileSchema.safeParse(raw);
+  if (!parsed.success) return undefined;
+  const r = parsed.data;
+  return {
+    leader: r.leader, supervisor: r.supervisor, name: r.name, root: r.root, cgroups: r.cgroups,
+    uuid: r.uuid, class: r.class || "container", service: r.service || "machina-nspawn",
+    boot: r.boot, startedUsec: /^[0-9]+$/.test(r.started_usec) ? BigInt(r.started_usec) : undefined,
+    supervisorStartTime: r.supervisor_starttime, cgroup: r.cgroup || (r.cgroups[0] ?? ""),
+    os: r.os, version: r.version,
+    ...(r.selinux_context !== "" ? { selinuxContext: r.selinux_context } : {}), confinement: parseConfinement(r.confinement), images: r.images,
+  };
 }
 
 /** /proc/PID/stat: parent pid and state letter, or undefined when the process is gone. */

@@ -4,6 +4,8 @@
  * atomically under the network lock, so an address is never handed out twice.
  */
 import { machinaEnv } from "../config.ts";
+import { z } from "zod";
+import { MachinaError } from "../errors.ts";
 import { formatCidr, hostAt, hostCapacity, netmask4, overlaps, parseCidr, subnetAt, subnetCount, type Cidr } from "./cidr.ts";
 
 export interface NetConfig {
@@ -76,10 +78,27 @@ export interface Leases {
 
 export const emptyLeases = (): Leases => ({ subnets: {}, hosts: {} });
 
-export function parseLeases(text: string | undefined): Leases {
+/** The lease table as written to $STATE/net/leases.json (a missing part is empty). */
+const LeasesSchema = z.object({
+  subnets: z.record(z.string(), z.object({ v4: z.string(), v6: z.string().optional() })).default({}),
+  hosts: z.record(z.string(), z.record(z.string(), z.number().int())).default({}),
+});
+
+/** The lease table in `text` (empty when there is none); E_INVALID naming `path` when it is not one. */
+export function parseLeases(text: string | undefined, path = "leases.json"): Leases {
   if (!text) return emptyLeases();
-  const raw = JSON.parse(text) as Partial<Leases>;
-  return { subnets: raw.subnets ?? {}, hosts: raw.hosts ?? {} };
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new MachinaError("E_INVALID", `${path}: not JSON: ${(e as Error).message}`, { path });
+  }
+  const r = LeasesSchema.safeParse(raw);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    throw new MachinaError("E_INVALID", `${path}: not a lease table: ${issue ? `${issue.path.join(".") || "(top)"}: ${issue.message}` : r.error.message}`, { path });
+  }
+  return r.data;
 }
 
 export class IpamError extends Error {}

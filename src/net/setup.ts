@@ -6,9 +6,11 @@
  * table, zone dnsmasq hosts — happen under one lock ($STATE/net/lock).
  */
 import { machinaEnv } from "../config.ts";
+import { z } from "zod";
 import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
 import { processRunning } from "../machine/registry.ts";
+import { Reverter } from "../reverter.ts";
 import { formatCidr, type Cidr } from "./cidr.ts";
 import { allocateHost, allocateSubnet, IpamError, parseLeases, parseNetConfig, releaseHost, releaseSubnet, type Leases, type NetConfig } from "./ipam.ts";
 import {
@@ -16,29 +18,51 @@ import {
   type NetAddressing, type NetPlan, type NftMember, type NftPools,
 } from "./plan.ts";
 
-export interface NetRecord {
-  version: 1;
-  machine: string;
+const VethPlanSchema = z.object({ host: z.string(), inside: z.string(), hostMac: z.string(), containerMac: z.string() });
+const HostAddressesSchema = z.object({ v4: z.string(), v4Prefix: z.number(), v4Mask: z.string(), v6: z.string().optional(), v6Prefix: z.number().optional() });
+
+/** One container's network as recorded in $STATE/net/NAME.json, and read back. */
+const NetRecordSchema = z.object({
+  version: z.literal(1),
+  machine: z.string(),
   /** The process that owns this network: machina-nspawn, which becomes the supervisor (same pid). */
-  pid: number;
-  startTime: string;
-  plan: NetPlan;
+  pid: z.number().int(),
+  startTime: z.string(),
+  plan: z
+    .object({
+      machine: z.string(),
+      netns: z.string(),
+      veth: VethPlanSchema.optional(),
+      bridge: z.string().optional(),
+      zone: z.string().optional(),
+      extras: z.array(VethPlanSchema).default([]),
+      interfaces: z.array(z.object({ host: z.string(), inside: z.string() })).default([]),
+      macvlans: z.array(z.object({ parent: z.string(), inside: z.string(), mac: z.string() })).default([]),
+      ipvlans: z.array(z.object({ parent: z.string(), inside: z.string() })).default([]),
+      ports: z.array(z.object({ protocol: z.enum(["tcp", "udp"]), hostPort: z.number().int(), containerPort: z.number().int() })).default([]),
+      addressing: z.enum(["static", "dhcp", "none"]),
+      prepared: z.boolean().default(false),
+    })
+    .transform((p): NetPlan => ({ ...p, veth: p.veth, bridge: p.bridge, zone: p.zone })),
   /** IPAM owner of the subnet ("veth:NAME" or "zone:ZONE") and this container's host number in it. */
-  owner?: string;
-  hostNumber?: number;
-  addr?: NetAddressing;
+  owner: z.string().optional(),
+  hostNumber: z.number().int().optional(),
+  addr: z.object({ subnet: z.object({ v4: z.string(), v6: z.string().optional() }), gateway: HostAddressesSchema, container: HostAddressesSchema }).optional(),
   /** Host interface that carries the subnet (ve-NAME or vz-ZONE). */
-  hostIf?: string;
+  hostIf: z.string().optional(),
   /** dnsmasq of this container's veth (zones have one per zone). */
-  dnsmasqPid?: string;
+  dnsmasqPid: z.string().optional(),
   /**
    * `nft -f FILE` for the helper's `prestart` (the table's base, applied in the background while
    * the container is set up); absent when the table was written here (forwarded ports).
    */
-  nftPrestart?: string[];
+  nftPrestart: z.array(z.string()).optional(),
   /** "setup" while being created, "up" once complete. */
-  phase: "setup" | "up";
-}
+  phase: z.enum(["setup", "up"]),
+});
+
+/** What $STATE/net/NAME.json records of one container's network (NetRecordSchema). */
+export type NetRecord = z.infer<typeof NetRecordSchema>;
 
 export interface NetDirs {
   dir: string;
@@ -76,12 +100,14 @@ function lockNet(host: Host, d: NetDirs): { release(): void } {
 function readRecord(host: Host, d: NetDirs, machine: string): NetRecord | undefined {
   const text = host.readFile(d.record(machine));
   if (text === undefined) return undefined;
+  let raw: unknown;
   try {
-    const r = JSON.parse(text) as NetRecord;
-    return r.version === 1 && r.machine === machine ? r : undefined;
+    raw = JSON.parse(text);
   } catch {
     return undefined;
   }
+  const r = NetRecordSchema.safeParse(raw);
+  return r.success && r.data.machine === machine ? r.data : undefined;
 }
 
 function allRecords(host: Host, d: NetDirs): NetRecord[] {
@@ -219,6 +245,50 @@ function dhcpHostsLines(records: NetRecord[], zone: string | undefined, machine?
     .join("");
 }
 
+/** Refuse a plan that collides with the recorded networks; returns those (the other containers'). */
+function checkConflicts(host: Host, d: NetDirs, plan: NetPlan): NetRecord[] {
+  if (readRecord(host, d, plan.machine) !== undefined)
+    throw new MachinaError("E_BUSY", `the network of machine "${plan.machine}" is still set up`, { machine: plan.machine }, "is the machine running?");
+  const others = allRecords(host, d);
+  for (const p of plan.ports)
+    for (const o of others)
+      if (o.plan.ports.some((x) => x.protocol === p.protocol && x.hostPort === p.hostPort))
+        throw new MachinaError("E_BUSY", `host port ${p.protocol}:${p.hostPort} is already forwarded to machine "${o.machine}"`, { machine: plan.machine });
+  if (plan.ports.length > 0 && plan.addressing === "none")
+    throw new MachinaError("E_USAGE", "--port= needs --network-veth or --network-zone (machina must know the container's address)", { flag: "--port" });
+  checkHostInterfaces(host, plan);
+  return others;
+}
+
+/**
+ * The container's subnet (its veth's, or its zone's) and host number in it, from the lease
+ * table: filled into `record`; returns the new table (written by the caller, after the record).
+ */
+function allocateAddresses(host: Host, d: NetDirs, plan: NetPlan, record: NetRecord): Leases {
+  const cfg = loadConfig(host);
+  let leases = parseLeases(host.readFile(d.leases), d.leases);
+  const owner = plan.zone !== undefined ? `zone:${plan.zone}` : `veth:${plan.machine}`;
+  try {
+    const avoid = leases.subnets[owner] === undefined ? hostRoutes(host) : [];
+    const a = allocateSubnet(leases, cfg, owner, plan.zone !== undefined ? "zone" : "veth", avoid);
+    leases = a.leases;
+    let hostNumber = 2;
+    if (plan.zone !== undefined) {
+      const h = allocateHost(leases, owner, plan.machine);
+      leases = h.leases;
+      hostNumber = h.host;
+    }
+    record.owner = owner;
+    record.hostNumber = hostNumber;
+    record.addr = addressing(a.subnet, hostNumber);
+    record.hostIf = plan.bridge ?? plan.veth!.host;
+    return leases;
+  } catch (e) {
+    if (e instanceof IpamError) throw new MachinaError("E_BUSY", e.message, {}, "widen Pool4= in /etc/machina/network.conf");
+    throw e;
+  }
+}
+
 /**
  * The host's interfaces the plan uses (--network-bridge, --network-interface, the parents of
  * --network-macvlan/--network-ipvlan) must exist, and the bridge must be a bridge: checked before
@@ -269,47 +339,20 @@ export function setupNetwork(host: Host, stateDir: string, plan: NetPlan): NetRe
   const d = netDirs(stateDir);
   const run = runner(host);
   const lock = lockNet(host, d);
-  let record: NetRecord | undefined;
+  // One undo for the whole setup: the teardown, driven by the record (written before anything
+  // else), removes whatever pieces were made — whichever step failed.
+  const r = new Reverter();
   try {
-    if (readRecord(host, d, plan.machine) !== undefined)
-      throw new MachinaError("E_BUSY", `the network of machine "${plan.machine}" is still set up`, { machine: plan.machine }, "is the machine running?");
-    const others = allRecords(host, d);
-    for (const p of plan.ports)
-      for (const o of others)
-        if (o.plan.ports.some((x) => x.protocol === p.protocol && x.hostPort === p.hostPort))
-          throw new MachinaError("E_BUSY", `host port ${p.protocol}:${p.hostPort} is already forwarded to machine "${o.machine}"`, { machine: plan.machine });
-    if (plan.ports.length > 0 && plan.addressing === "none")
-      throw new MachinaError("E_USAGE", "--port= needs --network-veth or --network-zone (machina must know the container's address)", { flag: "--port" });
-    checkHostInterfaces(host, plan);
-
+    const others = checkConflicts(host, d, plan);
     const pid = host.pid();
-    record = { version: 1, machine: plan.machine, pid, startTime: host.processStartTime(pid) ?? "", plan, phase: "setup" };
+    const record: NetRecord = { version: 1, machine: plan.machine, pid, startTime: host.processStartTime(pid) ?? "", plan, phase: "setup" };
+    r.add(`tear down the network of "${plan.machine}"`, () => teardownLocked(host, d, plan.machine));
 
     // Addresses: one subnet per veth, one per zone (+ a host number in it).
     let leases: Leases | undefined;
     let createZoneBridge = false;
     if (plan.addressing !== "none") {
-      const cfg = loadConfig(host);
-      leases = parseLeases(host.readFile(d.leases));
-      const owner = plan.zone !== undefined ? `zone:${plan.zone}` : `veth:${plan.machine}`;
-      try {
-        const avoid = leases.subnets[owner] === undefined ? hostRoutes(host) : [];
-        const a = allocateSubnet(leases, cfg, owner, plan.zone !== undefined ? "zone" : "veth", avoid);
-        leases = a.leases;
-        let hostNumber = 2;
-        if (plan.zone !== undefined) {
-          const h = allocateHost(leases, owner, plan.machine);
-          leases = h.leases;
-          hostNumber = h.host;
-        }
-        record.owner = owner;
-        record.hostNumber = hostNumber;
-        record.addr = addressing(a.subnet, hostNumber);
-        record.hostIf = plan.bridge ?? plan.veth!.host;
-      } catch (e) {
-        if (e instanceof IpamError) throw new MachinaError("E_BUSY", e.message, {}, "widen Pool4= in /etc/machina/network.conf");
-        throw e;
-      }
+      leases = allocateAddresses(host, d, plan, record);
       createZoneBridge = plan.zone !== undefined && host.lstat(`/sys/class/net/${plan.bridge}`) === undefined;
     }
     host.mkdirp(d.netnsDir, 0o755);
@@ -362,16 +405,11 @@ export function setupNetwork(host: Host, stateDir: string, plan: NetPlan): NetRe
     }
     record.phase = "up";
     writeAtomic(host, d.record(plan.machine), JSON.stringify(record));
+    r.commit();
     return record;
   } catch (e) {
-    if (record !== undefined) {
-      try {
-        teardownLocked(host, d, plan.machine);
-      } catch {
-        /* the sweep at the next start retries */
-      }
-    }
-    throw e;
+    // What the teardown could not remove is named in the error (the sweep at the next start retries).
+    throw r.fail(e);
   } finally {
     lock.release();
   }
@@ -419,7 +457,7 @@ function teardownLocked(host: Host, d: NetDirs, machine: string): void {
   if (rec !== undefined) {
     const others = allRecords(host, d).filter((r) => r.machine !== machine);
     if (rec.owner !== undefined) {
-      let leases = parseLeases(host.readFile(d.leases));
+      let leases = parseLeases(host.readFile(d.leases), d.leases);
       const zone = rec.plan.zone;
       if (zone !== undefined) {
         leases = releaseHost(leases, rec.owner, machine);

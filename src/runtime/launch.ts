@@ -13,10 +13,9 @@
  * while the container runs; a new start rotates once more, so the previous run's output stays.
  */
 import { machinaEnv } from "../config.ts";
-import * as fs from "node:fs";
+import { z } from "zod";
 import { MachinaError } from "../errors.ts";
-import type { Host } from "../host/host.ts";
-import { memfdCreate } from "../host/libc.ts";
+import type { DetachedChild, Host } from "../host/host.ts";
 import type { Paths } from "../paths.ts";
 import { managedNspawnArgs } from "../settings/managed.ts";
 import { parseNspawnCommandLine } from "../settings/nspawn-cli.ts";
@@ -24,13 +23,31 @@ import { prepareContainer } from "./prepare.ts";
 import { findImage } from "../image/pool.ts";
 import { encodeSpec } from "../spec/wire.ts";
 
-export interface StatusLine {
-  stage?: string;
-  event?: string;
-  leader?: number;
-  supervisor?: number;
-  status?: number;
-  error?: { syscall?: string; path?: string; errno?: number; code?: string; message?: string };
+/** One status line of the helper (native/SPEC.md): the fields read here; others pass through. */
+const StatusLineSchema = z.looseObject({
+  stage: z.string().optional(),
+  event: z.string().optional(),
+  leader: z.number().optional(),
+  supervisor: z.number().optional(),
+  status: z.number().optional(),
+  error: z.looseObject({
+    syscall: z.string().optional(),
+    path: z.string().optional(),
+    errno: z.number().optional(),
+    code: z.string().optional(),
+    message: z.string().optional(),
+  }).optional(),
+});
+export type StatusLine = z.infer<typeof StatusLineSchema>;
+
+/** A status line, or undefined for a line that is not one (not JSON, or fields of the wrong type). */
+export function parseStatusLine(text: string): StatusLine | undefined {
+  try {
+    const r = StatusLineSchema.safeParse(JSON.parse(text));
+    return r.success ? r.data : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export interface LaunchRequest {
@@ -101,42 +118,23 @@ export async function launchDetached(host: Host, paths: Paths, request: LaunchRe
   // NAME.raw), .nspawn file, raw image, facts, spec, stale entries, network.
   const prepared = prepareContainer(host, paths, parsed.settings, "/", { prog: "machina-nspawn", statusFd: 4, detached: true });
   const { spec } = prepared;
-  if (request.signal?.aborted) {
-    prepared.abandon();
-    throw new MachinaError("E_CANCELLED", `start of "${name}" cancelled`, { machine: name });
-  }
+  if (request.signal?.aborted) throw prepared.abandonAfter(new MachinaError("E_CANCELLED", `start of "${name}" cancelled`, { machine: name }));
 
   host.mkdirp(`${paths.stateDir}/logs`, 0o700);
   const logPath = consoleLogPath(paths.stateDir, name);
   const limits = consoleLogLimits(env);
   rotateConsoleLog(host, logPath, limits.keep);
   spec.consoleLog = { path: logPath, ...limits };
-  // Our fd gets only what the helper says before it has read the spec (it opens logPath itself).
-  const log = fs.openSync(logPath, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_APPEND, 0o600);
-  const specFd = memfdCreate("machina-spec");
-  let proc: ReturnType<typeof Bun.spawn>;
+  let proc: DetachedChild;
   try {
-    fs.writeSync(specFd, encodeSpec(spec));
-    proc = Bun.spawn([paths.helper, "run", "--spec-fd", "3"], {
-      stdio: ["ignore", log, log, specFd, "pipe"],
-      detached: true,
-      env: {},
-    });
+    // Our log fd gets only what the helper says before it has read the spec (it opens logPath itself).
+    proc = host.spawnDetached([paths.helper, "run", "--spec-fd"], { spec: encodeSpec(spec), logPath });
   } catch (e) {
     // The helper never ran: undo the network and raw mounts prepared for it.
-    prepared.abandon();
-    throw e;
-  } finally {
-    fs.closeSync(specFd);
-    fs.closeSync(log);
+    throw prepared.abandonAfter(e);
   }
-  const statusFd = proc.stdio[4] as unknown as number;
-  const exited = proc.exited.then(() => proc.exitCode ?? 128 + signalNumber(proc.signalCode === null ? null : String(proc.signalCode)));
+  const { exited } = proc;
 
-  let supervisor = proc.pid;
-  let leader = 0;
-  let started = false;
-  let failure: StatusLine["error"] | undefined;
   const onAbort = () => {
     try {
       host.kill(proc.pid, 9 /* SIGKILL */);
@@ -145,46 +143,13 @@ export async function launchDetached(host: Host, paths: Paths, request: LaunchRe
     }
   };
   request.signal?.addEventListener("abort", onAbort, { once: true });
+  let said: StartStatus;
   try {
-    const reader = Bun.file(statusFd).stream().getReader();
-    const decoder = new TextDecoder();
-    let buffer = "";
-    // Read until "ready" (the container runs) or EOF (the supervisor exited). The helper keeps
-    // writing later lines (exited, reboot); after "ready" we stop reading and close our end, and
-    // it ignores the EPIPE (SIGPIPE is ignored there).
-    outer: for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      buffer += decoder.decode(value, { stream: true });
-      let nl: number;
-      while ((nl = buffer.indexOf("\n")) >= 0) {
-        const text = buffer.slice(0, nl);
-        buffer = buffer.slice(nl + 1);
-        let line: StatusLine;
-        try {
-          line = JSON.parse(text) as StatusLine;
-        } catch {
-          continue;
-        }
-        request.onStatus?.(line);
-        if (line.error) failure = line.error;
-        if (line.event === "started") {
-          started = true;
-          leader = line.leader ?? 0;
-          supervisor = line.supervisor ?? supervisor;
-        }
-        if (line.event === "ready" && started) break outer;
-      }
-    }
-    await reader.cancel().catch(() => undefined);
+    said = await readUntilReady(proc, request.onStatus);
   } finally {
     request.signal?.removeEventListener("abort", onAbort);
-    try {
-      fs.closeSync(statusFd);
-    } catch {
-      // already closed by the stream
-    }
   }
+  const { started, leader, supervisor, failure } = said;
   if (request.signal?.aborted) {
     await exited;
     removeEntry(host, `${paths.stateDir}/machines/${name}`, spec.cgroups);
@@ -202,6 +167,52 @@ export async function launchDetached(host: Host, paths: Paths, request: LaunchRe
     });
   }
   return { supervisor, leader, exited };
+}
+
+/** What the helper's status lines said about a start. */
+export interface StartStatus {
+  started: boolean;
+  leader: number;
+  supervisor: number;
+  failure: StatusLine["error"] | undefined;
+}
+
+/**
+ * Read the helper's status lines until "ready" (the container runs) or EOF (the supervisor
+ * exited), then close our end. The helper keeps writing later lines (exited, reboot); it ignores
+ * the EPIPE (SIGPIPE is ignored there).
+ */
+export async function readUntilReady(proc: DetachedChild, onStatus?: (line: StatusLine) => void): Promise<StartStatus> {
+  const out: StartStatus = { started: false, leader: 0, supervisor: proc.pid, failure: undefined };
+  try {
+    const reader = proc.status.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    outer: for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let nl: number;
+      while ((nl = buffer.indexOf("\n")) >= 0) {
+        const text = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 1);
+        const line = parseStatusLine(text);
+        if (line === undefined) continue;
+        onStatus?.(line);
+        if (line.error) out.failure = line.error;
+        if (line.event === "started") {
+          out.started = true;
+          out.leader = line.leader ?? 0;
+          out.supervisor = line.supervisor ?? out.supervisor;
+        }
+        if (line.event === "ready" && out.started) break outer;
+      }
+    }
+    await reader.cancel().catch(() => undefined);
+  } finally {
+    proc.closeStatus();
+  }
+  return out;
 }
 
 /** After our supervisor was killed: its registry entry and cgroups (nobody else holds the lock). */
@@ -229,9 +240,4 @@ function removeEntry(host: Host, dir: string, cgroups: string[]): void {
 function readTail(host: Host, path: string): string {
   const text = host.readFile(path) ?? "";
   return text.trim().split("\n").slice(-3).join("; ").replace(/^machina-nspawn: /, "");
-}
-
-const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGTERM: 15 };
-function signalNumber(name: string | null | undefined): number {
-  return name ? (SIGNALS[name] ?? 0) : 0;
 }

@@ -3,7 +3,8 @@
  * by `machina-nspawn` (which then execs the helper) and background starts (`machinactl start`,
  * machinad, which spawn it): choosing the root, --template, the .nspawn file, -i raw images,
  * host and image facts, the spec, removing stale entries, and the network. Whatever this sets
- * up before the helper takes over is undone by `abandon()` when the start does not happen.
+ * up before the helper takes over is registered in a Reverter (src/reverter.ts): undone when a
+ * later step fails, or by `abandon()` when the start does not happen.
  */
 import { MachinaError } from "../errors.ts";
 import { gatherHostFacts, gatherImageFacts } from "../host/facts.ts";
@@ -19,6 +20,7 @@ import { setupNetwork, teardownNetwork } from "../net/setup.ts";
 import { sweepLeftovers } from "./sweep.ts";
 import { ownCommand, type Paths } from "../paths.ts";
 import { loadSettingsFile, lookupMachineName } from "../settings/lookup.ts";
+import { Reverter } from "../reverter.ts";
 import type { Settings } from "../settings/settings.ts";
 import { buildSpec, DEFAULT_PATH } from "../spec/build.ts";
 import { wantsManagedNetwork } from "../spec/network.ts";
@@ -38,8 +40,13 @@ export interface PrepareOptions {
 export interface Prepared {
   spec: RunSpec;
   settings: Settings;
-  /** Undo what was set up for the helper, when it will not run after all. */
+  /**
+   * Undo what was set up for the helper, when it will not run after all (newest first, every
+   * step even when one fails). Throws an UndoError listing the steps that could not be undone.
+   */
   abandon(): void;
+  /** abandon() because of `cause`: returns the error to throw — `cause`, with any undo failures added. */
+  abandonAfter(cause: unknown): unknown;
 }
 
 /** The host's machine id (nspawn derives the MACs from it). */
@@ -80,11 +87,15 @@ export function prepareContainer(host: Host, p: Paths, cliSettings: Settings, cw
   const outside = options.planOnly ? undefined : outsideImageWarning(host, settings);
   if (outside !== undefined) options.onWarning?.(outside);
 
-  const undo: Array<() => void> = [];
-  const abandon = () => {
-    for (const step of undo.reverse()) step();
-    undo.length = 0;
-  };
+  const r = new Reverter();
+  const done = (spec: RunSpec): Prepared => ({
+    spec, settings,
+    abandon: () => {
+      const failed = r.revert();
+      if (failed !== undefined) throw failed;
+    },
+    abandonAfter: (cause) => r.fail(cause),
+  });
   try {
     // -i: attach and mount the raw image (src/image/raw.ts); the helper detaches it at exit.
     let raw: RawRoot | undefined;
@@ -94,7 +105,7 @@ export function prepareContainer(host: Host, p: Paths, cliSettings: Settings, cw
       if (settings.machine === undefined)
         throw new MachinaError("E_INVALID", `cannot derive a machine name from "${settings.image}"`, { path: settings.image }, "use -M NAME");
       raw = setupRawRoot(host, p.stateDir, settings.image, settings.readOnly, settings.machine);
-      undo.push(() => raw!.release());
+      r.add(`release the raw image "${settings.image}"`, () => raw!.release());
       settings.directory = raw.root;
     }
     const hostFacts = gatherHostFacts(host, p.stateDir);
@@ -111,7 +122,7 @@ export function prepareContainer(host: Host, p: Paths, cliSettings: Settings, cw
       ...(raw !== undefined ? { hostUmounts: raw.umounts, hostRemoves: raw.removes } : {}),
       ...(imageLocks.length > 0 ? { imageLocks } : {}),
     });
-    if (options.planOnly) return { spec, settings, abandon };
+    if (options.planOnly) return done(spec);
     if (host.lstat(p.helper) === undefined)
       throw new MachinaError("E_NOT_FOUND", `helper "${p.helper}" not found`, { path: p.helper }, "build it with: make -C native");
     // Entries of supervisors that were killed outright: remove them (and their cgroups, networks) now.
@@ -125,14 +136,13 @@ export function prepareContainer(host: Host, p: Paths, cliSettings: Settings, cw
       lock?.release();
       const plan = planNetwork(settings, spec.machine, hostMachineId(host), p.stateDir);
       const rec = setupNetwork(host, p.stateDir, plan);
-      undo.push(() => teardownNetwork(host, p.stateDir, spec.machine));
+      r.add(`tear down the network of "${spec.machine}"`, () => teardownNetwork(host, p.stateDir, spec.machine));
       // The main veth: made by the helper after the clone, in the container's own namespace.
       spec.netOps = helperNetOps(plan, rec.addr, plan.ports.length > 0 && plan.bridge === undefined);
       if (rec.nftPrestart !== undefined) spec.prestart = rec.nftPrestart;
     }
-    return { spec, settings, abandon };
+    return done(spec);
   } catch (e) {
-    abandon();
-    throw e;
+    throw r.fail(e);
   }
 }

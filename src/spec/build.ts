@@ -388,52 +388,15 @@ export function buildSpec(cliSettings: Settings, image: ImageFacts, host: HostFa
   // is joined; otherwise the clone creates it (the helper adds the main veth: net_* records).
   const joinNetns = wantsPreparedNetns(settings) ? netnsPath(host.stateDir, name) : settings.networkNamespacePath;
   if (settings.privateNetwork && joinNetns === undefined) namespaces.push("net");
-
-  const ops: SetupOp[] = labelApiFs([
-    ...rootPlan.preOps,
-    ...(nenv.tmpfsTmp
-      ? [{ op: "mount", source: "tmpfs", target: "/tmp", fstype: "tmpfs", flags: MS.NOSUID | MS.NODEV | MS.STRICTATIME, data: "mode=1777,size=10%,nr_inodes=400k", create: "dir" } satisfies SetupOp]
-      : []),
-    { op: "mount", source: "sysfs", target: "/sys", fstype: "sysfs", flags: nenv.apiVfs === "rw" ? MS.NOSUID | MS.NODEV | MS.NOEXEC : RO_API, data: "", create: "dir" },
-    ...devOps(settings.privateNetwork),
-    ...runHostOps(host, uuid, [...credentialDirOps(settings), ...bindUserOps(bound)]),
-    ...credentialOps(settings, host),
-    ...procOps(settings.privateNetwork || nenv.apiVfs === "network", nenv.apiVfs === "rw"),
-    { op: "cgroupns" },
-    { op: "mount", source: "cgroup2", target: "/sys/fs/cgroup", fstype: "cgroup2", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: "", create: "none" },
-    // nspawn's order (outer_child): the timezone, then resolv.conf
-    ...timezoneOps(settings, image, host, writable),
-    ...resolvConfOps(settings, image, host, writable),
-    ...journal.ops,
-    ...userMounts.ops,
-  ], settings.selinuxApifsContext);
+  const ops = setupOps(settings, image, host, nenv, { uuid, preOps: rootPlan.preOps, writable, bound, journalOps: journal.ops, userOps: userMounts.ops });
 
   const registry = `${host.stateDir}/machines/${name}`;
   const resources = resourcePlan(settings, name, host);
   const cgroups = resources.cgroups;
   const registration = machinedRegistration(settings, host);
-  const netTeardown = wantsManagedNetwork(settings) && options.netTeardown ? [...options.netTeardown, name] : undefined;
-  // --keep-unit: the unit stays active across a restart, so machined would keep the machine: drop it at exit
-  const onExit = registration === "register" ? chainOnExit(netTeardown, machinedUnregisterCommand(host.systemd.busctl!, name)) : netTeardown;
+  const onExit = exitCommand(settings, host, options, name, registration);
   const retained = retainedCapabilities(settings);
-  const state = {
-    name,
-    class: "container",
-    service: nenv.containerService ?? MACHINED_SERVICE,
-    root: image.root,
-    uuid,
-    boot: settings.boot,
-    started_usec: host.nowUsec.toString(),
-    supervisor_starttime: host.startTime ?? "",
-    cgroup: resources.cgroup,
-    cgroups: resources.placement === "machined" ? [resources.cgroup, ...cgroups] : cgroups,
-    os: image.osRelease?.["ID"] ?? "",
-    version: image.osRelease?.["VERSION_ID"] ?? "",
-    // -Z: what machinactl shell/exec/login enter is executed with the same label
-    ...(settings.selinuxContext !== undefined ? { selinux_context: settings.selinuxContext } : {}),
-    ...(options.imageLocks !== undefined && options.imageLocks.length > 0 ? { images: options.imageLocks.map((l) => l.image) } : {}),
-  };
-  const stateJson = JSON.stringify(state).slice(1, -1);
+  const stateJson = registryStateJson(settings, image, host, nenv, options, { name, uuid, resources });
   const { exec, args } = execCandidates(settings, image);
   const consoleMode_ = consoleMode(settings, host);
 
@@ -483,16 +446,83 @@ export function buildSpec(cliSettings: Settings, image: ImageFacts, host: HostFa
     },
     ...(joinNetns !== undefined ? { netns: joinNetns } : {}),
     ...(onExit !== undefined ? { onExit } : {}),
-    ...(options.hostUmounts !== undefined && options.hostUmounts.length > 0 ? { hostUmounts: options.hostUmounts } : {}),
-    // DevicePolicy=closed: on the cgroup2 directory the helper makes (systemd's scope gets it from CreateMachine)
-    ...(resources.placement !== "machined" ? { devicePolicy: { cgroup: resources.cgroup, allow: DEVICE_ALLOW } } : {}),
-    ...(options.hostRemoves !== undefined && options.hostRemoves.length > 0 ? { hostRemoves: options.hostRemoves } : {}),
-    ...(options.imageLocks !== undefined && options.imageLocks.length > 0 ? { imageLocks: options.imageLocks } : {}),
-    ...(resources.supervisorCgroup !== undefined ? { supervisorCgroup: resources.supervisorCgroup } : {}),
+    ...hostSideExtras(options, resources),
     ...(registration !== undefined
       ? { onLeader: machinedRegisterCommand({ how: registration, name, uuid, root: image.root, busctl: host.systemd.busctl!, slice: settings.slice, service: nenv.containerService }) }
       : {}),
   }, usernsPlan, settings.privateNetwork && joinNetns === undefined, bound);
   // what an entered process must get too (src/machine/enter.ts): recorded from the final spec
   return { ...spec, stateJson: stateJsonWithConfinement(stateJson, spec) };
+}
+
+/** The container's mounts in order: the root mode's, the API file systems, /run/host, credentials, resolv.conf, timezone, journal, the user's. */
+function setupOps(
+  settings: Settings, image: ImageFacts, host: HostFacts, nenv: NspawnEnvironment,
+  p: { uuid: string; preOps: SetupOp[]; writable: boolean; bound: ReturnType<typeof planBindUsers>; journalOps: SetupOp[]; userOps: SetupOp[] },
+): SetupOp[] {
+  const { uuid, writable, bound } = p;
+  return labelApiFs([
+    ...p.preOps,
+    ...(nenv.tmpfsTmp
+      ? [{ op: "mount", source: "tmpfs", target: "/tmp", fstype: "tmpfs", flags: MS.NOSUID | MS.NODEV | MS.STRICTATIME, data: "mode=1777,size=10%,nr_inodes=400k", create: "dir" } satisfies SetupOp]
+      : []),
+    { op: "mount", source: "sysfs", target: "/sys", fstype: "sysfs", flags: nenv.apiVfs === "rw" ? MS.NOSUID | MS.NODEV | MS.NOEXEC : RO_API, data: "", create: "dir" },
+    ...devOps(settings.privateNetwork),
+    ...runHostOps(host, uuid, [...credentialDirOps(settings), ...bindUserOps(bound)]),
+    ...credentialOps(settings, host),
+    ...procOps(settings.privateNetwork || nenv.apiVfs === "network", nenv.apiVfs === "rw"),
+    { op: "cgroupns" },
+    { op: "mount", source: "cgroup2", target: "/sys/fs/cgroup", fstype: "cgroup2", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: "", create: "none" },
+    // nspawn's order (outer_child): the timezone, then resolv.conf
+    ...timezoneOps(settings, image, host, writable),
+    ...resolvConfOps(settings, image, host, writable),
+    ...p.journalOps,
+    ...p.userOps,
+  ], settings.selinuxApifsContext);
+}
+
+/** The supervisor's command at exit: the network's teardown, and with --keep-unit machined's unregistration. */
+function exitCommand(settings: Settings, host: HostFacts, options: BuildOptions, name: string, registration: ReturnType<typeof machinedRegistration>): string[] | undefined {
+  const netTeardown = wantsManagedNetwork(settings) && options.netTeardown ? [...options.netTeardown, name] : undefined;
+  // --keep-unit: the unit stays active across a restart, so machined would keep the machine: drop it at exit
+  return registration === "register" ? chainOnExit(netTeardown, machinedUnregisterCommand(host.systemd.busctl!, name)) : netTeardown;
+}
+
+/** The registry's state.json (machine/registry.ts reads it) without its braces: the helper completes it. */
+function registryStateJson(
+  settings: Settings, image: ImageFacts, host: HostFacts, nenv: NspawnEnvironment, options: BuildOptions,
+  p: { name: string; uuid: string; resources: ReturnType<typeof resourcePlan> },
+): string {
+  const { resources } = p;
+  const cgroups = resources.cgroups;
+  const state = {
+    name: p.name,
+    class: "container",
+    service: nenv.containerService ?? MACHINED_SERVICE,
+    root: image.root,
+    uuid: p.uuid,
+    boot: settings.boot,
+    started_usec: host.nowUsec.toString(),
+    supervisor_starttime: host.startTime ?? "",
+    cgroup: resources.cgroup,
+    cgroups: resources.placement === "machined" ? [resources.cgroup, ...cgroups] : cgroups,
+    os: image.osRelease?.["ID"] ?? "",
+    version: image.osRelease?.["VERSION_ID"] ?? "",
+    // -Z: what machinactl shell/exec/login enter is executed with the same label
+    ...(settings.selinuxContext !== undefined ? { selinux_context: settings.selinuxContext } : {}),
+    ...(options.imageLocks !== undefined && options.imageLocks.length > 0 ? { images: options.imageLocks.map((l) => l.image) } : {}),
+  };
+  return JSON.stringify(state).slice(1, -1);
+}
+
+/** What the supervisor does on the host besides the container: -i's unmounts and removals, the device policy, image locks, its own cgroup. */
+function hostSideExtras(options: BuildOptions, resources: ReturnType<typeof resourcePlan>): Partial<RunSpec> {
+  return {
+    ...(options.hostUmounts !== undefined && options.hostUmounts.length > 0 ? { hostUmounts: options.hostUmounts } : {}),
+    // DevicePolicy=closed: on the cgroup2 directory the helper makes (systemd's scope gets it from CreateMachine)
+    ...(resources.placement !== "machined" ? { devicePolicy: { cgroup: resources.cgroup, allow: DEVICE_ALLOW } } : {}),
+    ...(options.hostRemoves !== undefined && options.hostRemoves.length > 0 ? { hostRemoves: options.hostRemoves } : {}),
+    ...(options.imageLocks !== undefined && options.imageLocks.length > 0 ? { imageLocks: options.imageLocks } : {}),
+    ...(resources.supervisorCgroup !== undefined ? { supervisorCgroup: resources.supervisorCgroup } : {}),
+  };
 }

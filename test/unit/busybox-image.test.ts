@@ -2,7 +2,10 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { LinuxHost } from "../../src/host/linux.ts";
 import { BusyboxImageError, busyboxApplets, makeBusyboxImage } from "../../src/image/busybox-image.ts";
+
+const host = new LinuxHost();
 
 const haveBusybox = existsSync("/bin/busybox");
 
@@ -24,7 +27,7 @@ describe.if(haveBusybox)("makeBusyboxImage", () => {
     const fakeProbe = join(work, "fake-probe");
     writeFileSync(fakeProbe, "#!/bin/sh\necho {}\n");
     const dest = join(work, "bb");
-    await makeBusyboxImage(dest, { probe: fakeProbe });
+    await makeBusyboxImage(host, dest, { probe: fakeProbe });
 
     expect(entries(work)).toEqual(["bb", "fake-probe"]);
     for (const d of ["bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "run", "tmp", "var/tmp", "root", "home"]) {
@@ -41,7 +44,7 @@ describe.if(haveBusybox)("makeBusyboxImage", () => {
     expect(bb.size).toBe(statSync("/bin/busybox").size);
 
     // every applet is a symlink to /bin/busybox, except init (left out by default)
-    const applets = await busyboxApplets();
+    const applets = await busyboxApplets(host);
     for (const a of applets) {
       if (a === "bin/busybox") continue;
       const p = join(dest, a);
@@ -90,7 +93,7 @@ describe.if(haveBusybox)("makeBusyboxImage", () => {
 
   test("init: true links /sbin/init", async () => {
     const dest = join(work, "bb-init");
-    await makeBusyboxImage(dest, { init: true });
+    await makeBusyboxImage(host, dest, { init: true });
     expect(readlinkSync(join(dest, "sbin/init"))).toBe("/bin/busybox");
     expect(existsSync(join(dest, "usr/bin/probe"))).toBe(false);
     rmSync(dest, { recursive: true, force: true });
@@ -99,7 +102,7 @@ describe.if(haveBusybox)("makeBusyboxImage", () => {
   test("refuses an existing destination and leaves it untouched", async () => {
     const dest = join(work, "exists");
     writeFileSync(dest, "keep");
-    const err = await makeBusyboxImage(dest).catch((e: unknown) => e);
+    const err = await makeBusyboxImage(host, dest).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(BusyboxImageError);
     expect((err as BusyboxImageError).code).toBe("DEST_EXISTS");
     expect(readFileSync(dest, "utf8")).toBe("keep");
@@ -109,7 +112,7 @@ describe.if(haveBusybox)("makeBusyboxImage", () => {
 
   test("missing busybox: clear error with the apt-get hint, nothing created", async () => {
     const dest = join(work, "nobb");
-    const err = await makeBusyboxImage(dest, { busybox: join(work, "no-such-busybox") }).catch((e: unknown) => e);
+    const err = await makeBusyboxImage(host, dest, { busybox: join(work, "no-such-busybox") }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(BusyboxImageError);
     expect((err as BusyboxImageError).code).toBe("BUSYBOX_MISSING");
     expect((err as Error).message).toContain("apt-get install busybox-static");
@@ -119,7 +122,7 @@ describe.if(haveBusybox)("makeBusyboxImage", () => {
 
   test("missing probe: PROBE_MISSING, nothing created", async () => {
     const dest = join(work, "noprobe");
-    const err = await makeBusyboxImage(dest, { probe: join(work, "no-probe") }).catch((e: unknown) => e);
+    const err = await makeBusyboxImage(host, dest, { probe: join(work, "no-probe") }).catch((e: unknown) => e);
     expect((err as BusyboxImageError).code).toBe("PROBE_MISSING");
     expect(existsSync(dest)).toBe(false);
   });
@@ -130,7 +133,7 @@ describe.if(haveBusybox)("makeBusyboxImage", () => {
     const probeDir = join(work, "probe-is-a-dir");
     await Bun.write(join(probeDir, "x"), "x");
     const dest = join(work, "half");
-    const err = await makeBusyboxImage(dest, { probe: probeDir }).catch((e: unknown) => e);
+    const err = await makeBusyboxImage(host, dest, { probe: probeDir }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(BusyboxImageError);
     expect((err as BusyboxImageError).code).toBe("BUILD_FAILED");
     expect(existsSync(dest)).toBe(false);
@@ -139,7 +142,7 @@ describe.if(haveBusybox)("makeBusyboxImage", () => {
   });
 
   test("missing parent directory", async () => {
-    const err = await makeBusyboxImage(join(work, "no/such/dir/img")).catch((e: unknown) => e);
+    const err = await makeBusyboxImage(host, join(work, "no/such/dir/img")).catch((e: unknown) => e);
     expect((err as BusyboxImageError).code).toBe("DEST_PARENT_MISSING");
   });
 });

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { FakeHost } from "../../src/host/fake.ts";
 import {
-  beginTemporary, checkImageName, cleanTemporaries, discoverImages, ensureWritablePool, findImage, imageNameProblem, lockImage, lockImages, Reverter, validImageName,
+  beginTemporary, checkImageName, cleanTemporaries, discoverImages, ensureWritablePool, findImage, imageNameProblem, lockImage, lockImages, validImageName,
 } from "../../src/image/pool.ts";
 
 const POOL = ["/pool", "/usr/local/lib/machines", "/usr/lib/machines"];
@@ -119,30 +119,6 @@ describe("locks and temporaries", () => {
   test("temporary names stay within NAME_MAX", () => {
     const t = beginTemporary(new FakeHost(), STATE, "/pool", "n".repeat(251));
     expect(Buffer.byteLength(t.path.slice("/pool/".length))).toBeLessThanOrEqual(255);
-  });
-});
-
-describe("Reverter", () => {
-  test("undoes newest first, keeps going after a failed undo, commit forgets", async () => {
-    const log: string[] = [];
-    const r = new Reverter();
-    r.add("a", () => void log.push("a"));
-    r.add("b", () => { throw new Error("boom"); });
-    r.add("c", async () => void log.push("c"));
-    const errors = await r.revert();
-    expect(log).toEqual(["c", "a"]);
-    expect(errors.map((e) => e.message)).toEqual(['undo "b" failed: boom']);
-    r.add("d", () => void log.push("d"));
-    r.commit();
-    expect(await r.revert()).toEqual([]);
-    expect(log).toEqual(["c", "a"]);
-  });
-  test("Reverter.run reverts on throw", async () => {
-    const log: string[] = [];
-    await expect(Reverter.run((r) => { r.add("x", () => void log.push("x")); throw new Error("fail"); })).rejects.toThrow("fail");
-    expect(log).toEqual(["x"]);
-    expect(await Reverter.run((r) => { r.add("y", () => void log.push("y")); return 7; })).toBe(7);
-    expect(log).toEqual(["x"]);
   });
 });
 

@@ -74,6 +74,28 @@ describe("setupRawRoot on the fake host", () => {
     expect(h.umounts).toEqual([`${r.root}/usr`, r.root]);
     expect(h.lstat("/run/m/raw-mounts/d-abababab")).toBeUndefined();
   });
+  test("a step failing halfway undoes the others (all of them) and reports an undo that failed", () => {
+    const h = new FakeHost({ files: { "/pool/d.raw": "" } });
+    h.bytes.set("/pool/d.raw", disk([{ type: ROOT, first: 100, last: 199 }, { type: USR, first: 200, last: 299 }]));
+    h.onMount = (target) => {
+      if (target.endsWith("/usr")) throw Object.assign(new Error("EINVAL: mount"), { code: "EINVAL" });
+    };
+    h.onUmount = () => {
+      throw new Error("EBUSY: umount");
+    };
+    let error: unknown;
+    try {
+      setupRawRoot(h, "/run/m", "/pool/d.raw", true, "d");
+    } catch (e) {
+      error = e;
+    }
+    expect((error as Error).message).toBe(
+      'failed to set up the raw image "/pool/d.raw": EINVAL: mount (undoing it failed too: undo "unmount "/run/m/raw-mounts/d-abababab/root"" failed: EBUSY: umount)',
+    );
+    // The loop devices were closed and the directory removed even though the unmount failed.
+    expect(h.closedFds).toEqual([101, 102]);
+    expect(h.lstat("/run/m/raw-mounts/d-abababab")).toBeUndefined();
+  });
   test("sweep: records of dead machines are detached and removed, running ones kept", () => {
     const h = new FakeHost({
       files: {

@@ -1,9 +1,12 @@
 import { describe, expect, test } from "bun:test";
 import { formatAddress, parseAddress, parseCidr } from "../../src/net/cidr.ts";
-import { addressesOf, allocateHost, allocateSubnet, emptyLeases, parseNetConfig, releaseHost, releaseSubnet, IpamError } from "../../src/net/ipam.ts";
+import { addressesOf, allocateHost, allocateSubnet, emptyLeases, parseNetConfig, parseLeases, releaseHost, releaseSubnet, IpamError } from "../../src/net/ipam.ts";
 import { generateMac, HASH_KEYS, interfacePair, shortenIfname, vethHostName } from "../../src/net/names.ts";
 import { addressing, containerBatch, dnsmasqArgv, giveBackBatch, helperNetOps, hostBatch, hostRemoveBatch, nftBase, nftRuleset, planNetwork } from "../../src/net/plan.ts";
 import { defaultSettings } from "../../src/settings/settings.ts";
+import { MachinaError } from "../../src/errors.ts";
+import { FakeHost } from "../../src/host/fake.ts";
+import { setupNetwork } from "../../src/net/setup.ts";
 
 const ID = "3d1219c7c4c5404aaa1f6d2a48adfda4";
 
@@ -175,5 +178,49 @@ describe("plan, ip batches and the nft ruleset", () => {
     br.networkBridge = "br0";
     const p = planNetwork(br, "m", ID, "/s");
     expect([p.addressing, p.veth?.host, p.bridge]).toEqual(["none", "vb-m", "br0"]);
+  });
+});
+
+describe("setupNetwork undoes a failed setup (src/reverter.ts)", () => {
+  const machineId = { "/etc/machine-id": `${ID}\n` };
+  const settings = () => {
+    const s = defaultSettings();
+    s.networkVeth = true;
+    s.privateNetwork = true;
+    return s;
+  };
+  test("a step failing halfway leaves no record and no lease, and the undo's own failure is reported", () => {
+    const host = new FakeHost({
+      files: machineId,
+      onRun: (argv) => (argv[0] === "nft" ? { status: 1, stdout: "", stderr: "nft: no nf_tables" } : undefined),
+    });
+    const plan = planNetwork(settings(), "web", ID, "/run/machina");
+    let error: unknown;
+    try {
+      setupNetwork(host, "/run/machina", plan);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(MachinaError);
+    const message = (error as Error).message;
+    // The failed step, then what the teardown could not undo (the table, with nft still failing).
+    expect(message).toStartWith("nft -f failed: nft: no nf_tables (undoing it failed too: ");
+    expect(message).toContain('undo "tear down the network of "web"" failed: cleaning up the network of "web": nft -f failed');
+    expect(host.readFile("/run/machina/net/web.json")).toBeUndefined();
+    expect(parseLeases(host.readFile("/run/machina/net/leases.json")).subnets).toEqual({});
+    expect(host.heldLocks.size).toBe(0);
+  });
+  test("with a clean undo the step's own error is thrown unchanged", () => {
+    const host = new FakeHost({
+      files: machineId,
+      onRun: (argv) => (argv[0] === "dnsmasq" ? { status: 2, stdout: "", stderr: "dnsmasq: bad option" } : undefined),
+    });
+    const s = settings();
+    s.boot = true; // DHCP: machina starts a dnsmasq for the veth
+    const plan = planNetwork(s, "web", ID, "/run/machina");
+    expect(plan.addressing).toBe("dhcp");
+    expect(() => setupNetwork(host, "/run/machina", plan)).toThrow(/^dnsmasq failed: dnsmasq: bad option$/);
+    expect(host.readFile("/run/machina/net/web.json")).toBeUndefined();
+    expect(parseLeases(host.readFile("/run/machina/net/leases.json")).subnets).toEqual({});
   });
 });
