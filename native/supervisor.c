@@ -727,18 +727,10 @@ static int run_once(struct spec *s, struct registry *g, int sfd, int *reboot, in
 		.pidfd = (uint64_t)(uintptr_t)&R.pidfd,
 		.exit_signal = SIGCHLD,
 	};
-	if (netns_enter(s, &e) < 0 || userns_before_clone(s, &e) < 0 || mntns_enter_setup(s, &e) < 0) {
-		netns_leave();
-		mntns_leave(s);
-		report(&e);
-		userns_after_clone(s);
-		close(sp[0]);
-		close(sp[1]);
-		return 1;
-	}
 	size_t into = (size_t)-1;
-	int cgfd = prepare_cgroups(s, &into, &e);
-	if (cgfd < -1 || (cgfd == -1 && e.err)) {
+	int cgfd = -1;
+	if (netns_enter(s, &e) < 0 || userns_before_clone(s, &e) < 0 || mntns_enter_setup(s, &e) < 0 ||
+	    (cgfd = prepare_cgroups(s, &into, &e)) < -1 || (cgfd == -1 && e.err)) {
 		netns_leave();
 		mntns_leave(s);
 		report(&e);

@@ -13,29 +13,8 @@ const MAX_SYMLINKS = 40;
  * or below it.
  */
 export function resolveInRoot(host: Host, root: string, path: string): string | undefined {
-  const pending = path.split("/").filter((p) => p.length > 0);
-  const resolved: string[] = [];
-  let links = 0;
-  while (pending.length > 0) {
-    const part = pending.shift()!;
-    if (part === ".") continue;
-    if (part === "..") {
-      resolved.pop();
-      continue;
-    }
-    const hostPath = join(root, [...resolved, part]);
-    const kind = host.lstat(hostPath);
-    if (kind === undefined) return undefined;
-    if (kind === "symlink") {
-      if (++links > MAX_SYMLINKS) return undefined;
-      const target = host.readlink(hostPath);
-      if (target.startsWith("/")) resolved.length = 0;
-      pending.unshift(...target.split("/").filter((p) => p.length > 0));
-      continue;
-    }
-    resolved.push(part);
-  }
-  return join(root, resolved);
+  const c = chaseInRoot(host, root, path);
+  return c === undefined || c.kind === undefined ? undefined : join(root, c.path.split("/").filter((p) => p.length > 0));
 }
 
 /** Where a path of the image leads (systemd's chase() with CHASE_NONEXISTENT). */

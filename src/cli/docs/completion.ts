@@ -35,15 +35,14 @@ function capabilityWords(): string[] {
   return CAPABILITIES.map((c) => c.toLowerCase());
 }
 
+/** Every way to write the options of a table (`--name=` for those that take an argument). */
+function spellings(rows: ReadonlyArray<{ long?: string; short?: string; arg: string }>): string[] {
+  return rows.flatMap((r) => [...(r.long !== undefined ? [`--${r.long}${r.arg === "required" ? "=" : ""}`] : []), ...(r.short !== undefined ? [`-${r.short}`] : [])]);
+}
+
 export function bashCompletion(): string {
-  const nspawnOpts = NSPAWN_TABLE.flatMap((r) => [
-    ...(r.long !== undefined ? [`--${r.long}${r.arg === "required" ? "=" : ""}`] : []),
-    ...(r.short !== undefined ? [`-${r.short}`] : []),
-  ]);
-  const ctlOpts = MACHINACTL_TABLE.flatMap((r) => [
-    ...(r.long !== undefined ? [`--${r.long}${r.arg === "required" ? "=" : ""}`] : []),
-    ...(r.short !== undefined ? [`-${r.short}`] : []),
-  ]);
+  const nspawnOpts = spellings(NSPAWN_TABLE);
+  const ctlOpts = spellings(MACHINACTL_TABLE);
   const ctlChoices = MACHINACTL_TABLE.filter((r) => r.choices !== undefined && r.long !== undefined)
     .map((r) => `    --${r.long}) COMPREPLY=($(compgen -W '${quote(r.choices!)}' -- "$cur")); return ;;`);
   return `# bash completion for machina-nspawn and machinactl (generated from their option tables)
