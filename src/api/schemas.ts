@@ -51,7 +51,7 @@ export const Machine = z
     leader: z.number().int(),
     supervisor: z.number().int(),
     root: z.string(),
-    uuid: z.string().meta({ description: "UUID with dashes (\"\" when unknown)" }),
+    uuid: z.string().meta({ description: 'UUID with dashes ("" when unknown)' }),
     boot: z.boolean(),
     timestampUsec: z.number().meta({ description: "start time, µs since the epoch (0 when unknown)" }),
     timestampMonotonicUsec: z.number(),
@@ -129,7 +129,13 @@ export const StopRequest = z
   .strict()
   .meta({ id: "StopRequest" });
 
-export const EnableRequest = z.object({ now: z.boolean().default(false) }).strict().meta({ id: "EnableRequest" });
+/** The body of a POST that takes no arguments: nothing, or {}. */
+export const Empty = z.object({}).strict().meta({ id: "Empty" });
+
+export const EnableRequest = z
+  .object({ now: z.boolean().default(false) })
+  .strict()
+  .meta({ id: "EnableRequest" });
 
 export const EnableResult = z
   .object({
@@ -169,9 +175,7 @@ export const JobList = z.object({ jobs: z.array(Job) }).meta({ id: "JobList" });
 
 export const Ok = z.object({ ok: z.literal(true) }).meta({ id: "Ok" });
 
-export const Version = z
-  .object({ name: z.literal("machinad"), version: z.string(), api: z.literal(1), pid: z.number().int() })
-  .meta({ id: "Version" });
+export const Version = z.object({ name: z.literal("machinad"), version: z.string(), api: z.literal(1), pid: z.number().int() }).meta({ id: "Version" });
 
 export type MachineSummary = z.infer<typeof MachineSummary>;
 export type Machine = z.infer<typeof Machine>;
