@@ -5,15 +5,16 @@
  */
 import { z } from "zod";
 import { ERROR_CODES } from "../errors.ts";
+import { isValidMachineName, MACHINE_NAME_RULE } from "../settings/values.ts";
 
-/** Machine names follow hostname rules (systemd's machine_name_is_valid()). */
+/** Machine names follow hostname rules (systemd's machine_name_is_valid()): the rule is isValidMachineName's; length and pattern are for the document. */
 export const MachineName = z
   .string()
   .min(1)
   .max(64)
   .regex(/^[A-Za-z0-9-][A-Za-z0-9.-]*$/)
-  .refine((s) => !s.startsWith("-") && !s.endsWith(".") && !s.includes(".."), "not a valid machine name")
-  .meta({ id: "MachineName", description: "letters, digits, '-' and '.', at most 64 characters, no leading '-' or '.'" });
+  .refine(isValidMachineName, "not a valid machine name")
+  .meta({ id: "MachineName", description: MACHINE_NAME_RULE });
 
 export const ErrorCode = z
   .enum([...ERROR_CODES, "E_INTERNAL"]) // E_INTERNAL: the daemon's own failure (a bug), never thrown by the core

@@ -37,14 +37,14 @@ export interface AppOptions {
 }
 
 /** What a handler gets: the validated request of its route. */
-export interface Request<R extends Route> {
+export interface RouteRequest<R extends Route> {
   params: Params<R>;
   query: Query<R>;
   body: Body<R>;
   c: Context;
 }
 /** A handler answers with a success status and body of its route, or a Response of its own (a stream). */
-export type Handler<R extends Route> = (req: Request<R>) => Reply<R> | Response | Promise<Reply<R> | Response>;
+export type Handler<R extends Route> = (req: RouteRequest<R>) => Reply<R> | Response | Promise<Reply<R> | Response>;
 /** One handler per route: a route without one is a type error. */
 export type Handlers = { [K in RouteId]: Handler<(typeof API)[K]> };
 
@@ -72,7 +72,11 @@ function query(c: Context, defs: Route["query"]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [name, def] of Object.entries(defs ?? {})) {
     const parsed = def.schema.safeParse(c.req.query(name));
-    if (!parsed.success) throw new MachinaError("E_INVALID", `invalid query parameter ${name}=${JSON.stringify(c.req.query(name))}: ${def.description}`);
+    if (!parsed.success)
+      throw new MachinaError(
+        "E_INVALID",
+        `invalid query parameter ${name}=${JSON.stringify(c.req.query(name))}: ${parsed.error.issues[0]?.message ?? def.description}`,
+      );
     if (parsed.data !== undefined) out[name] = parsed.data;
   }
   return out;
@@ -107,7 +111,7 @@ function serve<R extends Route>(app: Hono, r: R, handler: Handler<R>): void {
     const params = Object.fromEntries(names.map((name) => [name, pathParam(c, name)]));
     const q = query(c, r.query);
     const b = r.body ? await body(c, r.body) : undefined;
-    const out = await handler({ params, query: q, body: b, c } as Request<R>);
+    const out = await handler({ params, query: q, body: b, c } as RouteRequest<R>);
     return out instanceof Response ? out : c.json(out.body as object, out.status as 200);
   });
 }
@@ -189,7 +193,7 @@ export function createApp(options: AppOptions): { app: Hono; jobs: JobManager } 
     jobEvents: ({ params, c }) => {
       const j = job(params.id);
       // Bun.serve's idle timeout (10 s) must not cut a quiet stream of a long job.
-      (c.env as { timeout?: (req: globalThis.Request, seconds: number) => void } | undefined)?.timeout?.(c.req.raw, 0);
+      (c.env as { timeout?: (req: Request, seconds: number) => void } | undefined)?.timeout?.(c.req.raw, 0);
       const enc = new TextEncoder();
       let unsubscribe = () => {};
       const stream = new ReadableStream<Uint8Array>({
