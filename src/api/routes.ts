@@ -188,7 +188,7 @@ export const API = {
     method: "get",
     path: "/v1/jobs/{id}/events",
     summary: 'The job\'s progress as NDJSON: every event so far, then new ones, then {"job": Job} at the end',
-    responses: { 200: { description: "application/x-ndjson stream", ndjson: S.JobEvent } },
+    responses: { 200: { description: "application/x-ndjson stream", ndjson: S.JobStreamLine } },
     errors: [404],
   }),
   cancelJob: route({

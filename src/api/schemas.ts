@@ -174,6 +174,10 @@ export const Job = z
 
 export const JobList = z.object({ jobs: z.array(Job) }).meta({ id: "JobList" });
 
+export const JobStreamLine = z
+  .union([z.object({ job: Job }), JobEvent])
+  .meta({ id: "JobStreamLine", description: "One line of GET /v1/jobs/{id}/events: a progress event, or the finished job (the last line)" });
+
 export const Ok = z.object({ ok: z.literal(true) }).meta({ id: "Ok" });
 
 export const Version = z.object({ name: z.literal("machinad"), version: z.string(), api: z.literal(1), pid: z.number().int() }).meta({ id: "Version" });
@@ -186,6 +190,7 @@ export type KillRequest = z.infer<typeof KillRequest>;
 export type EnableResult = z.infer<typeof EnableResult>;
 export type JobEvent = z.infer<typeof JobEvent>;
 export type Job = z.infer<typeof Job>;
+export type JobStreamLine = z.infer<typeof JobStreamLine>;
 export type ApiError = z.infer<typeof ApiError>;
 export type ErrorCode = z.infer<typeof ErrorCode>;
 export type Version = z.infer<typeof Version>;

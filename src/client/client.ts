@@ -6,7 +6,7 @@
  * arguments and result are typed from that entry's schemas.
  */
 import { machinaEnv } from "../config.ts";
-import { z } from "zod";
+import type { z } from "zod";
 import { isErrorCode, MachinaError } from "../errors.ts";
 import { API, type BodyIn, type Params, pathOf, type Query, type Result, type Route } from "../api/routes.ts";
 import * as S from "../api/schemas.ts";
@@ -20,9 +20,9 @@ export function apiSocketPath(env: Readonly<Record<string, string | undefined>> 
 }
 
 /** One line of GET /v1/jobs/{id}/events: a progress event, or the finished job (the last line). */
-const EventLine = z.union([z.object({ job: S.Job }), S.JobEvent]);
+const EventLine = API.jobEvents.responses[200].ndjson;
 
-function parseEventLine(text: string): S.JobEvent | { job: S.Job } {
+function parseEventLine(text: string): S.JobStreamLine {
   let raw: unknown;
   try {
     raw = JSON.parse(text);

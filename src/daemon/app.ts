@@ -195,21 +195,22 @@ export function createApp(options: AppOptions): { app: Hono; jobs: JobManager } 
       // Bun.serve's idle timeout (10 s) must not cut a quiet stream of a long job.
       (c.env as { timeout?: (req: Request, seconds: number) => void } | undefined)?.timeout?.(c.req.raw, 0);
       const enc = new TextEncoder();
+      const line = (l: S.JobStreamLine) => enc.encode(JSON.stringify(l) + "\n");
       let unsubscribe = () => {};
       const stream = new ReadableStream<Uint8Array>({
         start(controller) {
-          for (const e of j.job.events) controller.enqueue(enc.encode(JSON.stringify(e) + "\n"));
+          for (const e of j.job.events) controller.enqueue(line(e));
           if (j.job.state !== "running") {
-            controller.enqueue(enc.encode(JSON.stringify({ job: j.job }) + "\n"));
+            controller.enqueue(line({ job: j.job }));
             controller.close();
             return;
           }
           const listener = (e: S.JobEvent | null) => {
             try {
               if (e === null) {
-                controller.enqueue(enc.encode(JSON.stringify({ job: j.job }) + "\n"));
+                controller.enqueue(line({ job: j.job }));
                 controller.close();
-              } else controller.enqueue(enc.encode(JSON.stringify(e) + "\n"));
+              } else controller.enqueue(line(e));
             } catch {
               j.listeners.delete(listener);
             }
