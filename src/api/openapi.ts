@@ -1,17 +1,23 @@
 /**
- * The OpenAPI 3.1 document of machinad's API, generated from the route table and the zod
+ * The OpenAPI 3.1 document of machinad's API, generated from the route table (routes.ts) and its zod
  * schemas (zod's own JSON Schema output; OpenAPI 3.1 uses JSON Schema 2020-12). Committed as
  * docs/api/openapi.json (`bun src/api/openapi.ts > docs/api/openapi.json`; a unit test checks
  * that the file is current) and served at GET /openapi.json. Pure.
  */
 import { z } from "zod";
 import { VERSION } from "../paths.ts";
-import { ROUTES } from "./routes.ts";
-import * as S from "./schemas.ts";
+import { errorStatuses, PATH_PARAMS, pathParams, ROUTES } from "./routes.ts";
 
 type Json = Record<string, unknown>;
 
-const HTTP_TEXT: Record<number, string> = { 400: "bad request (malformed JSON, invalid name or body)", 404: "no such machine, image or job", 409: "conflict (already running, cancelled)", 413: "request body too large", 500: "the operation failed", 501: "not supported on this host" };
+const HTTP_TEXT: Record<number, string> = {
+  400: "bad request (malformed JSON, invalid name or body)",
+  404: "no such machine, image or job",
+  409: "conflict (already running, cancelled)",
+  413: "request body too large",
+  500: "the operation failed",
+  501: "not supported on this host",
+};
 
 export function openapiDocument(): Json {
   const registry = z.globalRegistry;
@@ -25,7 +31,9 @@ export function openapiDocument(): Json {
   };
 
   // Every registered schema becomes a component.
-  const all = z.toJSONSchema(registry, { target: "draft-2020-12", uri: (id: string) => `#/components/schemas/${id}`, io: "input", unrepresentable: "any" }) as { schemas: Record<string, Json> };
+  const all = z.toJSONSchema(registry, { target: "draft-2020-12", uri: (id: string) => `#/components/schemas/${id}`, io: "input", unrepresentable: "any" }) as {
+    schemas: Record<string, Json>;
+  };
   const components: Record<string, Json> = {};
   for (const [id, schema] of Object.entries(all.schemas)) {
     const copy = { ...schema };
@@ -37,27 +45,26 @@ export function openapiDocument(): Json {
   const paths: Record<string, Record<string, Json>> = {};
   for (const r of ROUTES) {
     const parameters: Json[] = [];
-    for (const m of r.path.matchAll(/\{([a-z]+)\}/g)) {
-      const name = m[1]!;
-      parameters.push({ name, in: "path", required: true, schema: name === "name" ? { $ref: "#/components/schemas/MachineName" } : { type: "string" } });
-    }
-    for (const [name, q] of Object.entries(r.query ?? {})) parameters.push({ name, in: "query", required: false, description: q.description, schema: ref(q.schema) });
+    for (const name of pathParams(r.path)) parameters.push({ name, in: "path", required: true, schema: ref(PATH_PARAMS[name].schema) });
+    for (const [name, q] of Object.entries(r.query ?? {}))
+      parameters.push({ name, in: "query", required: false, description: q.description, schema: ref(q.schema) });
     const responses: Record<string, Json> = {};
     for (const [status, resp] of Object.entries(r.responses)) {
       responses[status] = resp.ndjson
         ? { description: resp.description, content: { "application/x-ndjson": { schema: ref(resp.ndjson) } } }
         : { description: resp.description, content: { "application/json": { schema: ref(resp.schema!) } } };
     }
-    for (const status of [...new Set([...r.errors, 500])].sort())
-      responses[String(status)] = { description: HTTP_TEXT[status] ?? "error", content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } } };
+    for (const status of errorStatuses(r))
+      responses[String(status)] = {
+        description: HTTP_TEXT[status] ?? "error",
+        content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } },
+      };
     const op: Json = { operationId: r.id, summary: r.summary, responses };
     if (parameters.length > 0) op["parameters"] = parameters;
     if (r.body) op["requestBody"] = { required: false, content: { "application/json": { schema: ref(r.body) } } };
     (paths[r.path] ??= {})[r.method] = op;
   }
-  paths["/openapi.json"] = { get: { operationId: "openapi", summary: "This document", responses: { 200: { description: "OpenAPI 3.1", content: { "application/json": { schema: { type: "object" } } } } } } };
 
-  void S;
   return {
     openapi: "3.1.0",
     info: {

@@ -1,61 +1,216 @@
 /**
- * The route table of machinad's API: method, path, request and response schemas. The daemon
- * (src/daemon/app.ts) serves exactly these, and the OpenAPI document is generated from them
- * (src/api/openapi.ts), so the two cannot drift. Pure.
+ * machinad's API, one definition per endpoint: method, path, query, request body and response
+ * schemas. Everything else follows from this table, so a path or a schema is written once:
+ * - the daemon (src/daemon/app.ts) registers one handler per entry (a missing one is a type
+ *   error) and validates path parameters, query and body against the entry before the handler
+ *   runs; a known path with another method is a 405;
+ * - the OpenAPI document (src/api/openapi.ts) is generated from it;
+ * - the typed client (src/client/client.ts) calls an entry (`call(API.kill, {params, body})`):
+ *   its arguments and result are typed from the entry's schemas, its URL built from the path.
+ * Pure.
  */
 import { z } from "zod";
+import type { ErrorContext } from "../errors.ts";
 import * as S from "./schemas.ts";
 
+export type Method = "get" | "post" | "delete";
+
+export interface ResponseDef {
+  description: string;
+  /** The JSON body. */
+  schema?: z.ZodType;
+  /** Instead of schema: an application/x-ndjson stream of these. */
+  ndjson?: z.ZodType;
+}
+
+export interface QueryDef {
+  description: string;
+  /** The string value (or undefined when absent). */
+  schema: z.ZodType<string | undefined>;
+}
+
 export interface Route {
-  id: string;
-  method: "get" | "post" | "delete";
-  /** OpenAPI style: /v1/machines/{name} */
+  method: Method;
+  /** OpenAPI style: /v1/machines/{name}; each {param} is defined in PATH_PARAMS. */
   path: string;
   summary: string;
+  query?: Record<string, QueryDef>;
+  /** A strict object schema: unknown fields are refused. An empty body is {}. */
   body?: z.ZodType;
-  query?: Record<string, { description: string; schema: z.ZodType }>;
-  /** Status -> schema (undefined = the NDJSON stream of /events). */
-  responses: Record<number, { description: string; schema?: z.ZodType; ndjson?: z.ZodType }>;
-  /** Error statuses this route can answer with (all carry S.ApiError). */
+  /** Success status -> body. */
+  responses: Record<number, ResponseDef>;
+  /** Error statuses the handler itself can answer with (400/413 of a bad request follow from params, query and body). All carry S.ApiError. */
   errors: number[];
+}
+
+/** Identity that keeps the literal types of an entry (path, schemas), for the typed handlers and client. */
+function route<const R extends Route>(r: R): R {
+  return r;
+}
+
+/** Path parameters: one meaning per name, wherever it appears in a path. */
+export const PATH_PARAMS = {
+  name: { schema: S.MachineName, what: "machine name", context: "machine", errors: [400] },
+  /** Any id: an unknown one is the handler's 404. */
+  id: { schema: z.string(), what: "job id", context: "value", errors: [] },
+} as const satisfies Record<string, { schema: z.ZodType<string>; what: string; context: keyof ErrorContext; errors: readonly number[] }>;
+
+/** The parameter names in a path, in order. */
+export function pathParams(path: string): Array<keyof typeof PATH_PARAMS> {
+  return [...path.matchAll(/\{([a-z]+)\}/gi)].map((m) => m[1] as keyof typeof PATH_PARAMS);
 }
 
 /** Largest accepted request body, in bytes; bigger ones get 413. */
 export const MAX_BODY_BYTES = 64 * 1024;
 
-const NAME_ERRORS = [400, 404];
+const Flag = z.enum(["0", "1"]).optional();
+const Job = { 200: { description: "the finished job (wait: true)", schema: S.Job }, 202: { description: "the job, still running", schema: S.Job } };
+const Sent = { 200: { description: "sent", schema: S.Ok } };
 
-export const ROUTES: Route[] = [
-  { id: "version", method: "get", path: "/v1/version", summary: "Daemon name, version and API level", responses: { 200: { description: "ok", schema: S.Version } }, errors: [] },
-  {
-    id: "listMachines", method: "get", path: "/v1/machines", summary: "Running machines (machinactl list)",
-    query: { all: { description: "1: also machines starting up or shutting down", schema: z.enum(["0", "1"]).optional() }, maxAddresses: { description: "addresses per machine", schema: z.string().regex(/^[0-9]+$/).optional() } },
-    responses: { 200: { description: "ok", schema: S.MachineList } }, errors: [400],
-  },
-  { id: "machineStatus", method: "get", path: "/v1/machines/{name}", summary: "One running machine (machinactl status)", responses: { 200: { description: "ok", schema: S.MachineStatus } }, errors: NAME_ERRORS },
-  { id: "machineProperties", method: "get", path: "/v1/machines/{name}/properties", summary: "machinectl's properties (machinactl show)", responses: { 200: { description: "ok", schema: S.MachineProperties } }, errors: NAME_ERRORS },
-  {
-    id: "startMachine", method: "post", path: "/v1/machines/{name}/start", summary: "Boot image NAME in the background; a job (wait: true answers when it ended)", body: S.StartRequest,
-    responses: { 200: { description: "the finished job (wait: true)", schema: S.Job }, 202: { description: "the job, still running", schema: S.Job } }, errors: [...NAME_ERRORS, 409, 413],
-  },
-  {
-    id: "stopMachine", method: "post", path: "/v1/machines/{name}/stop", summary: "Terminate: poweroff, SIGKILL after timeoutMs; a job", body: S.StopRequest,
-    responses: { 200: { description: "the finished job (wait: true)", schema: S.Job }, 202: { description: "the job, still running", schema: S.Job } }, errors: [...NAME_ERRORS, 413],
-  },
-  { id: "poweroffMachine", method: "post", path: "/v1/machines/{name}/poweroff", summary: "SIGRTMIN+4 to the leader", responses: { 200: { description: "sent", schema: S.Ok } }, errors: NAME_ERRORS },
-  { id: "rebootMachine", method: "post", path: "/v1/machines/{name}/reboot", summary: "SIGINT to the leader", responses: { 200: { description: "sent", schema: S.Ok } }, errors: NAME_ERRORS },
-  { id: "killMachine", method: "post", path: "/v1/machines/{name}/kill", summary: "Send a signal to the leader or every process", body: S.KillRequest, responses: { 200: { description: "sent", schema: S.Ok } }, errors: [...NAME_ERRORS, 413] },
-  { id: "enableMachine", method: "post", path: "/v1/machines/{name}/enable", summary: "Start at boot (now: also start it)", body: S.EnableRequest, responses: { 200: { description: "changes", schema: S.EnableResult } }, errors: [...NAME_ERRORS, 413] },
-  { id: "disableMachine", method: "post", path: "/v1/machines/{name}/disable", summary: "Do not start at boot (now: also stop it)", body: S.EnableRequest, responses: { 200: { description: "changes", schema: S.EnableResult } }, errors: [...NAME_ERRORS, 413] },
-  { id: "listJobs", method: "get", path: "/v1/jobs", summary: "Running and recently finished jobs", responses: { 200: { description: "ok", schema: S.JobList } }, errors: [] },
-  {
-    id: "getJob", method: "get", path: "/v1/jobs/{id}", summary: "One job (wait=1: answer once it has ended)",
-    query: { wait: { description: "1: wait for the job to end", schema: z.enum(["0", "1"]).optional() } },
-    responses: { 200: { description: "ok", schema: S.Job } }, errors: [404],
-  },
-  { id: "jobEvents", method: "get", path: "/v1/jobs/{id}/events", summary: "The job's progress as NDJSON: every event so far, then new ones, then {\"job\": Job} at the end", responses: { 200: { description: "application/x-ndjson stream", ndjson: S.JobEvent } }, errors: [404] },
-  { id: "cancelJob", method: "delete", path: "/v1/jobs/{id}", summary: "Cancel a running job (a start is rolled back)", responses: { 200: { description: "the job", schema: S.Job } }, errors: [404] },
-];
+export const API = {
+  openapi: route({
+    method: "get",
+    path: "/openapi.json",
+    summary: "This document",
+    responses: { 200: { description: "OpenAPI 3.1", schema: z.looseObject({}) } },
+    errors: [],
+  }),
+  version: route({
+    method: "get",
+    path: "/v1/version",
+    summary: "Daemon name, version and API level",
+    responses: { 200: { description: "ok", schema: S.Version } },
+    errors: [],
+  }),
+  listMachines: route({
+    method: "get",
+    path: "/v1/machines",
+    summary: "Running machines (machinactl list)",
+    query: {
+      all: { description: "1: also machines starting up or shutting down", schema: Flag },
+      maxAddresses: {
+        description: "addresses per machine",
+        schema: z
+          .string()
+          .regex(/^[0-9]{1,6}$/)
+          .optional(),
+      },
+    },
+    responses: { 200: { description: "ok", schema: S.MachineList } },
+    errors: [],
+  }),
+  machineStatus: route({
+    method: "get",
+    path: "/v1/machines/{name}",
+    summary: "One running machine (machinactl status)",
+    responses: { 200: { description: "ok", schema: S.MachineStatus } },
+    errors: [404],
+  }),
+  machineProperties: route({
+    method: "get",
+    path: "/v1/machines/{name}/properties",
+    summary: "machinectl's properties (machinactl show)",
+    responses: { 200: { description: "ok", schema: S.MachineProperties } },
+    errors: [404],
+  }),
+  startMachine: route({
+    method: "post",
+    path: "/v1/machines/{name}/start",
+    summary: "Boot image NAME in the background; a job (wait: true answers when it ended)",
+    body: S.StartRequest,
+    responses: Job,
+    errors: [404, 409],
+  }),
+  stopMachine: route({
+    method: "post",
+    path: "/v1/machines/{name}/stop",
+    summary: "Terminate: poweroff, SIGKILL after timeoutMs; a job",
+    body: S.StopRequest,
+    responses: Job,
+    errors: [404],
+  }),
+  poweroffMachine: route({
+    method: "post",
+    path: "/v1/machines/{name}/poweroff",
+    summary: "SIGRTMIN+4 to the leader",
+    body: S.Empty,
+    responses: Sent,
+    errors: [404],
+  }),
+  rebootMachine: route({
+    method: "post",
+    path: "/v1/machines/{name}/reboot",
+    summary: "SIGINT to the leader",
+    body: S.Empty,
+    responses: Sent,
+    errors: [404],
+  }),
+  killMachine: route({
+    method: "post",
+    path: "/v1/machines/{name}/kill",
+    summary: "Send a signal to the leader or every process",
+    body: S.KillRequest,
+    responses: Sent,
+    errors: [404],
+  }),
+  enableMachine: route({
+    method: "post",
+    path: "/v1/machines/{name}/enable",
+    summary: "Start at boot (now: also start it)",
+    body: S.EnableRequest,
+    responses: { 200: { description: "changes", schema: S.EnableResult } },
+    errors: [404],
+  }),
+  disableMachine: route({
+    method: "post",
+    path: "/v1/machines/{name}/disable",
+    summary: "Do not start at boot (now: also stop it)",
+    body: S.EnableRequest,
+    responses: { 200: { description: "changes", schema: S.EnableResult } },
+    errors: [404],
+  }),
+  listJobs: route({
+    method: "get",
+    path: "/v1/jobs",
+    summary: "Running and recently finished jobs",
+    responses: { 200: { description: "ok", schema: S.JobList } },
+    errors: [],
+  }),
+  getJob: route({
+    method: "get",
+    path: "/v1/jobs/{id}",
+    summary: "One job (wait=1: answer once it has ended)",
+    query: { wait: { description: "1: wait for the job to end", schema: Flag } },
+    responses: { 200: { description: "ok", schema: S.Job } },
+    errors: [404],
+  }),
+  jobEvents: route({
+    method: "get",
+    path: "/v1/jobs/{id}/events",
+    summary: 'The job\'s progress as NDJSON: every event so far, then new ones, then {"job": Job} at the end',
+    responses: { 200: { description: "application/x-ndjson stream", ndjson: S.JobStreamLine } },
+    errors: [404],
+  }),
+  cancelJob: route({
+    method: "delete",
+    path: "/v1/jobs/{id}",
+    summary: "Cancel a running job (a start is rolled back)",
+    responses: { 200: { description: "the job", schema: S.Job } },
+    errors: [404],
+  }),
+};
+
+export type Api = typeof API;
+export type RouteId = keyof Api;
+
+/** Every route with its id (the OpenAPI operationId: its key in API), in the table's order. */
+export const ROUTES: Array<Route & { id: RouteId }> = (Object.keys(API) as RouteId[]).map((id) => ({ id, ...API[id] }));
+
+/** Every error status a route can answer with: its own, a bad request's (400, 413) and 500. */
+export function errorStatuses(r: Route): number[] {
+  const params = pathParams(r.path).flatMap((p) => PATH_PARAMS[p].errors);
+  return [...new Set([...r.errors, ...params, ...(r.query || r.body ? [400] : []), ...(r.body ? [413] : []), 500])].sort();
+}
 
 /** HTTP status of each error code. */
 export const STATUS_OF: Record<S.ErrorCode, number> = {
@@ -69,3 +224,29 @@ export const STATUS_OF: Record<S.ErrorCode, number> = {
   E_SYSTEM: 500,
   E_INTERNAL: 500,
 };
+
+// The types that handlers and the client derive from an entry.
+
+type ParamNames<P extends string> = P extends `${string}{${infer N}}${infer Rest}` ? N | ParamNames<Rest> : never;
+/** The path parameters of a route, as strings. */
+export type Params<R extends Route> = { [K in ParamNames<R["path"]>]: string };
+/** The query of a route (raw strings, as on the wire). */
+export type Query<R extends Route> =
+  R["query"] extends Record<string, QueryDef> ? { [K in keyof R["query"]]?: z.output<R["query"][K]["schema"]> } : Record<string, never>;
+/** The request body as the handler gets it (defaults applied). */
+export type Body<R extends Route> = R["body"] extends z.ZodType ? z.output<R["body"]> : undefined;
+/** The request body as a client may send it (defaults optional). */
+export type BodyIn<R extends Route> = R["body"] extends z.ZodType ? z.input<R["body"]> : undefined;
+/** A success answer: its status and (for JSON) its body. */
+export type Reply<R extends Route> = {
+  [St in keyof R["responses"] & number]: R["responses"][St] extends { schema: z.ZodType } ? { status: St; body: z.input<R["responses"][St]["schema"]> } : never;
+}[keyof R["responses"] & number];
+/** The parsed body of a success answer (JSON routes). */
+export type Result<R extends Route> = {
+  [St in keyof R["responses"] & number]: R["responses"][St] extends { schema: z.ZodType } ? z.output<R["responses"][St]["schema"]> : never;
+}[keyof R["responses"] & number];
+
+/** The URL path of a route with its parameters filled in (encoded). */
+export function pathOf<R extends Route>(r: R, params: Params<R>): string {
+  return r.path.replace(/\{([a-z]+)\}/gi, (_, name: string) => encodeURIComponent((params as Record<string, string>)[name] ?? ""));
+}

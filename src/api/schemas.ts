@@ -5,15 +5,16 @@
  */
 import { z } from "zod";
 import { ERROR_CODES } from "../errors.ts";
+import { isValidMachineName, MACHINE_NAME_RULE } from "../settings/values.ts";
 
-/** Machine names follow hostname rules (systemd's machine_name_is_valid()). */
+/** Machine names follow hostname rules (systemd's machine_name_is_valid()): the rule is isValidMachineName's; length and pattern are for the document. */
 export const MachineName = z
   .string()
   .min(1)
   .max(64)
   .regex(/^[A-Za-z0-9-][A-Za-z0-9.-]*$/)
-  .refine((s) => !s.startsWith("-") && !s.endsWith(".") && !s.includes(".."), "not a valid machine name")
-  .meta({ id: "MachineName", description: "letters, digits, '-' and '.', at most 64 characters, no leading '-' or '.'" });
+  .refine(isValidMachineName, "not a valid machine name")
+  .meta({ id: "MachineName", description: MACHINE_NAME_RULE });
 
 export const ErrorCode = z
   .enum([...ERROR_CODES, "E_INTERNAL"]) // E_INTERNAL: the daemon's own failure (a bug), never thrown by the core
@@ -51,7 +52,7 @@ export const Machine = z
     leader: z.number().int(),
     supervisor: z.number().int(),
     root: z.string(),
-    uuid: z.string().meta({ description: "UUID with dashes (\"\" when unknown)" }),
+    uuid: z.string().meta({ description: 'UUID with dashes ("" when unknown)' }),
     boot: z.boolean(),
     timestampUsec: z.number().meta({ description: "start time, µs since the epoch (0 when unknown)" }),
     timestampMonotonicUsec: z.number(),
@@ -129,7 +130,13 @@ export const StopRequest = z
   .strict()
   .meta({ id: "StopRequest" });
 
-export const EnableRequest = z.object({ now: z.boolean().default(false) }).strict().meta({ id: "EnableRequest" });
+/** The body of a POST that takes no arguments: nothing, or {}. */
+export const Empty = z.object({}).strict().meta({ id: "Empty" });
+
+export const EnableRequest = z
+  .object({ now: z.boolean().default(false) })
+  .strict()
+  .meta({ id: "EnableRequest" });
 
 export const EnableResult = z
   .object({
@@ -167,11 +174,13 @@ export const Job = z
 
 export const JobList = z.object({ jobs: z.array(Job) }).meta({ id: "JobList" });
 
+export const JobStreamLine = z
+  .union([z.object({ job: Job }), JobEvent])
+  .meta({ id: "JobStreamLine", description: "One line of GET /v1/jobs/{id}/events: a progress event, or the finished job (the last line)" });
+
 export const Ok = z.object({ ok: z.literal(true) }).meta({ id: "Ok" });
 
-export const Version = z
-  .object({ name: z.literal("machinad"), version: z.string(), api: z.literal(1), pid: z.number().int() })
-  .meta({ id: "Version" });
+export const Version = z.object({ name: z.literal("machinad"), version: z.string(), api: z.literal(1), pid: z.number().int() }).meta({ id: "Version" });
 
 export type MachineSummary = z.infer<typeof MachineSummary>;
 export type Machine = z.infer<typeof Machine>;
@@ -181,6 +190,7 @@ export type KillRequest = z.infer<typeof KillRequest>;
 export type EnableResult = z.infer<typeof EnableResult>;
 export type JobEvent = z.infer<typeof JobEvent>;
 export type Job = z.infer<typeof Job>;
+export type JobStreamLine = z.infer<typeof JobStreamLine>;
 export type ApiError = z.infer<typeof ApiError>;
 export type ErrorCode = z.infer<typeof ErrorCode>;
 export type Version = z.infer<typeof Version>;

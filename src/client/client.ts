@@ -1,11 +1,14 @@
 /**
  * Typed client of machinad's API over its Unix socket (Bun's fetch `unix:` option). It
  * implements MachineService exactly as the in-process core does: same results, same errors
- * (MachinaErrors rebuilt from the API's {code, message, details}).
+ * (MachinaErrors rebuilt from the API's {code, message, details}). Paths and types are not
+ * written here: each method calls an entry of the route table (src/api/routes.ts), and its
+ * arguments and result are typed from that entry's schemas.
  */
 import { machinaEnv } from "../config.ts";
-import { z } from "zod";
+import type { z } from "zod";
 import { isErrorCode, MachinaError } from "../errors.ts";
+import { API, type BodyIn, type Params, pathOf, type Query, type Result, type Route } from "../api/routes.ts";
 import * as S from "../api/schemas.ts";
 import type { MachineStatus, MachineSummary } from "../machine/machines.ts";
 import type { KillOptions, LongOperationOptions, MachineService, StopOptions } from "../api/service.ts";
@@ -17,9 +20,9 @@ export function apiSocketPath(env: Readonly<Record<string, string | undefined>> 
 }
 
 /** One line of GET /v1/jobs/{id}/events: a progress event, or the finished job (the last line). */
-const EventLine = z.union([z.object({ job: S.Job }), S.JobEvent]);
+const EventLine = API.jobEvents.responses[200].ndjson;
 
-function parseEventLine(text: string): S.JobEvent | { job: S.Job } {
+function parseEventLine(text: string): S.JobStreamLine {
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -29,7 +32,10 @@ function parseEventLine(text: string): S.JobEvent | { job: S.Job } {
   const r = EventLine.safeParse(raw);
   if (!r.success) {
     const issue = r.error.issues[0];
-    throw new MachinaError("E_SYSTEM", `machinad sent an invalid job event: ${issue ? `${issue.path.join(".") || "(line)"}: ${issue.message}` : r.error.message}`);
+    throw new MachinaError(
+      "E_SYSTEM",
+      `machinad sent an invalid job event: ${issue ? `${issue.path.join(".") || "(line)"}: ${issue.message}` : r.error.message}`,
+    );
   }
   return r.data;
 }
@@ -42,16 +48,28 @@ function fromApiError(err: S.ApiError): MachinaError {
   return e;
 }
 
+/** The arguments of a route: its path parameters, query and body, each only where the route has them. */
+export type CallArgs<R extends Route> = (keyof Params<R> extends never ? { params?: undefined } : { params: Params<R> }) &
+  (R["query"] extends object ? { query?: Query<R> } : { query?: undefined }) &
+  (R["body"] extends z.ZodType ? { body?: BodyIn<R> } : { body?: undefined });
+
+/** The routes that run a job: start, stop. */
+type JobRoute = typeof API.startMachine | typeof API.stopMachine;
+
 export class MachinaClient implements MachineService {
   constructor(readonly socket: string = apiSocketPath()) {}
 
-  private async request(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<Response> {
+  /** Send a request for a route (URL from its path and query, JSON body); an error answer is thrown as a MachinaError. */
+  async request<R extends Route>(route: R, args: CallArgs<R>, signal?: AbortSignal): Promise<Response> {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(args.query ?? {})) if (typeof v === "string") q.set(k, v);
+    const url = `http://localhost${pathOf(route, (args.params ?? {}) as Params<R>)}${q.size > 0 ? `?${q}` : ""}`;
     let res: Response;
     try {
-      res = await fetch(`http://localhost${path}`, {
-        method,
+      res = await fetch(url, {
+        method: route.method.toUpperCase(),
         unix: this.socket,
-        ...(body !== undefined ? { body: JSON.stringify(body), headers: { "content-type": "application/json" } } : {}),
+        ...(args.body !== undefined ? { body: JSON.stringify(args.body), headers: { "content-type": "application/json" } } : {}),
         ...(signal ? { signal } : {}),
       });
     } catch (e) {
@@ -69,18 +87,15 @@ export class MachinaClient implements MachineService {
     return res;
   }
 
-  private async json<T>(method: string, path: string, body?: unknown): Promise<T> {
-    return (await (await this.request(method, path, body)).json()) as T;
-  }
-
-  private m(name: string, verb = ""): string {
-    return `/v1/machines/${encodeURIComponent(name)}${verb ? `/${verb}` : ""}`;
+  /** Call a JSON route: its answer, typed from the route's response schemas. */
+  async call<R extends Route>(route: R, args: CallArgs<R>): Promise<Result<R>> {
+    return (await (await this.request(route, args)).json()) as Result<R>;
   }
 
   /** True when a machinad answers on the socket (quickly: a missing socket is one stat). */
   async ping(timeoutMs = 500): Promise<boolean> {
     try {
-      const res = await fetch("http://localhost/v1/version", { unix: this.socket, signal: AbortSignal.timeout(timeoutMs) });
+      const res = await fetch(`http://localhost${API.version.path}`, { unix: this.socket, signal: AbortSignal.timeout(timeoutMs) });
       await res.body?.cancel();
       return res.ok;
     } catch {
@@ -89,45 +104,48 @@ export class MachinaClient implements MachineService {
   }
 
   async version(): Promise<S.Version> {
-    return this.json("GET", "/v1/version");
+    return this.call(API.version, {});
   }
 
   async list(options: { all?: boolean; maxAddresses?: number } = {}): Promise<MachineSummary[]> {
-    const q = new URLSearchParams();
-    if (options.all) q.set("all", "1");
-    if (options.maxAddresses !== undefined) q.set("maxAddresses", String(options.maxAddresses));
-    const qs = q.size > 0 ? `?${q}` : "";
-    return (await this.json<{ machines: MachineSummary[] }>("GET", `/v1/machines${qs}`)).machines;
+    const query = {
+      ...(options.all ? { all: "1" as const } : {}),
+      ...(options.maxAddresses !== undefined ? { maxAddresses: String(options.maxAddresses) } : {}),
+    };
+    return (await this.call(API.listMachines, { query })).machines as MachineSummary[];
   }
   async status(name: string): Promise<MachineStatus> {
-    return this.json("GET", this.m(name));
+    return (await this.call(API.machineStatus, { params: { name } })) as MachineStatus;
   }
   async show(name: string): Promise<S.MachineProperties> {
-    return this.json("GET", this.m(name, "properties"));
+    return this.call(API.machineProperties, { params: { name } });
   }
   async poweroff(name: string): Promise<void> {
-    await this.json("POST", this.m(name, "poweroff"));
+    await this.call(API.poweroffMachine, { params: { name } });
   }
   async reboot(name: string): Promise<void> {
-    await this.json("POST", this.m(name, "reboot"));
+    await this.call(API.rebootMachine, { params: { name } });
   }
   async kill(name: string, options: KillOptions = {}): Promise<void> {
-    await this.json("POST", this.m(name, "kill"), { ...(options.whom ? { whom: options.whom } : {}), ...(options.signal ? { signal: options.signal } : {}) });
+    await this.call(API.killMachine, {
+      params: { name },
+      body: { ...(options.whom ? { whom: options.whom } : {}), ...(options.signal ? { signal: options.signal } : {}) },
+    });
   }
   async enable(name: string, options: { now?: boolean } = {}): Promise<S.EnableResult> {
-    return this.json("POST", this.m(name, "enable"), { now: options.now ?? false });
+    return this.call(API.enableMachine, { params: { name }, body: { now: options.now ?? false } });
   }
   async disable(name: string, options: { now?: boolean } = {}): Promise<S.EnableResult> {
-    return this.json("POST", this.m(name, "disable"), { now: options.now ?? false });
+    return this.call(API.disableMachine, { params: { name }, body: { now: options.now ?? false } });
   }
 
   async start(name: string, options: LongOperationOptions = {}): Promise<MachineStatus> {
-    const job = await this.runJob(this.m(name, "start"), {}, options);
+    const job = await this.runJob(API.startMachine, name, {}, options);
     return job.result as MachineStatus;
   }
 
   async terminate(name: string, options: StopOptions = {}): Promise<"stopped" | "killed"> {
-    const job = await this.runJob(this.m(name, "stop"), options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}, options);
+    const job = await this.runJob(API.stopMachine, name, options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}, options);
     return job.outcome ?? "stopped";
   }
 
@@ -135,13 +153,13 @@ export class MachinaClient implements MachineService {
    * Run a job: without progress or cancellation, one request that waits; else create it, follow
    * its NDJSON events, and DELETE it when the signal aborts.
    */
-  async runJob(path: string, body: Record<string, unknown>, options: LongOperationOptions): Promise<S.Job> {
+  async runJob<R extends JobRoute>(route: R, name: string, body: Omit<BodyIn<R>, "wait">, options: LongOperationOptions): Promise<S.Job> {
     let job: S.Job;
     if (!options.onProgress && !options.signal) {
-      job = await this.json<S.Job>("POST", path, { ...body, wait: true });
+      job = await this.call<JobRoute>(route, { params: { name }, body: { ...body, wait: true } });
     } else {
-      job = await this.json<S.Job>("POST", path, { ...body, wait: false });
-      const onAbort = () => void this.request("DELETE", `/v1/jobs/${job.id}`).catch(() => undefined);
+      job = await this.call<JobRoute>(route, { params: { name }, body: { ...body, wait: false } });
+      const onAbort = () => void this.request(API.cancelJob, { params: { id: job.id } }).catch(() => undefined);
       options.signal?.addEventListener("abort", onAbort, { once: true });
       if (options.signal?.aborted) onAbort();
       try {
@@ -158,7 +176,7 @@ export class MachinaClient implements MachineService {
 
   /** Stream a job's events (NDJSON) to onProgress; resolves with the finished job. */
   async follow(id: string, onProgress?: (e: S.JobEvent) => void): Promise<S.Job> {
-    const res = await this.request("GET", `/v1/jobs/${encodeURIComponent(id)}/events`);
+    const res = await this.request(API.jobEvents, { params: { id } });
     const reader = res.body!.getReader();
     const dec = new TextDecoder();
     let buf = "";
@@ -177,6 +195,6 @@ export class MachinaClient implements MachineService {
         onProgress?.(line);
       }
     }
-    return this.json<S.Job>("GET", `/v1/jobs/${encodeURIComponent(id)}`);
+    return this.call(API.getJob, { params: { id } });
   }
 }

@@ -1,19 +1,32 @@
 /**
- * machinad's HTTP API (hono): the route table of src/api/routes.ts over a MachineService.
- * Every answer is JSON; every error is {code, message, details} with a 4xx/5xx status. A bad
- * request (malformed JSON, unknown fields, a bad name, an oversized body) is refused before
- * the service is called, so it changes nothing.
+ * machinad's HTTP API (hono): one handler per entry of the route table (src/api/routes.ts) over
+ * a MachineService. The table's path parameters, query and body are validated here, before the
+ * handler runs, so a bad request (malformed JSON, unknown fields, a bad name, an oversized body)
+ * changes nothing. Every answer is JSON; every error is {code, message, details} with a 4xx/5xx
+ * status.
  */
-import { Hono, type Context } from "hono";
+import { type Context, Hono } from "hono";
 import { z } from "zod";
-import { MachinaError } from "../errors.ts";
 import { openapiDocument } from "../api/openapi.ts";
-import { MAX_BODY_BYTES, ROUTES, STATUS_OF } from "../api/routes.ts";
-import * as S from "../api/schemas.ts";
+import {
+  API,
+  type Body,
+  MAX_BODY_BYTES,
+  PATH_PARAMS,
+  type Params,
+  pathParams,
+  type Query,
+  type Reply,
+  ROUTES,
+  type Route,
+  type RouteId,
+  STATUS_OF,
+} from "../api/routes.ts";
+import type * as S from "../api/schemas.ts";
 import type { MachineService } from "../api/service.ts";
+import { MachinaError } from "../errors.ts";
 import { VERSION } from "../paths.ts";
-import { isValidMachineName } from "../settings/values.ts";
-import { JobManager, toApiError, type RunningJob } from "./jobs.ts";
+import { JobManager, type RunningJob, toApiError } from "./jobs.ts";
 
 export interface AppOptions {
   service: MachineService;
@@ -23,20 +36,54 @@ export interface AppOptions {
   onStopped?: (name: string) => void;
 }
 
+/** What a handler gets: the validated request of its route. */
+export interface RouteRequest<R extends Route> {
+  params: Params<R>;
+  query: Query<R>;
+  body: Body<R>;
+  c: Context;
+}
+/** A handler answers with a success status and body of its route, or a Response of its own (a stream). */
+export type Handler<R extends Route> = (req: RouteRequest<R>) => Reply<R> | Response | Promise<Reply<R> | Response>;
+/** One handler per route: a route without one is a type error. */
+export type Handlers = { [K in RouteId]: Handler<(typeof API)[K]> };
+
 function fail(c: Context, error: unknown): Response {
   const body = toApiError(error);
   return c.json(body, STATUS_OF[body.code] as 400);
 }
 
-function machineName(c: Context): string {
-  const name = c.req.param("name") ?? "";
-  if (!isValidMachineName(name))
-    throw new MachinaError("E_INVALID", `invalid machine name ${JSON.stringify(name)}`, { machine: name }, "letters, digits, '-' and '.', at most 64 characters");
-  return name;
+function issueText(error: z.ZodError): string {
+  const issue = error.issues[0];
+  return issue ? `${issue.path.join(".") || "(body)"}: ${issue.message}` : error.message;
 }
 
-/** Read and validate a JSON body: empty = {}; over MAX_BODY_BYTES = 413; bad JSON = 400. */
-async function body<T extends z.ZodType>(c: Context, schema: T): Promise<z.infer<T>> {
+function pathParam(c: Context, name: keyof typeof PATH_PARAMS): string {
+  const value = c.req.param(name) ?? "";
+  const { schema, what, context } = PATH_PARAMS[name];
+  if (!schema.safeParse(value).success) {
+    const rule = z.globalRegistry.get(schema)?.description;
+    throw new MachinaError("E_INVALID", `invalid ${what} ${JSON.stringify(value)}`, { [context]: value }, rule);
+  }
+  return value;
+}
+
+function query(c: Context, defs: Route["query"]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [name, def] of Object.entries(defs ?? {})) {
+    const parsed = def.schema.safeParse(c.req.query(name));
+    if (!parsed.success)
+      throw new MachinaError(
+        "E_INVALID",
+        `invalid query parameter ${name}=${JSON.stringify(c.req.query(name))}: ${parsed.error.issues[0]?.message ?? def.description}`,
+      );
+    if (parsed.data !== undefined) out[name] = parsed.data;
+  }
+  return out;
+}
+
+/** Read and validate a JSON body: empty = {}; over MAX_BODY_BYTES (declared or counted) = 413; bad JSON = 400. */
+async function body(c: Context, schema: z.ZodType): Promise<unknown> {
   const length = Number(c.req.header("content-length") ?? "0");
   if (length > MAX_BODY_BYTES) throw new MachinaError("E_TOO_LARGE", `request body of ${length} bytes is larger than ${MAX_BODY_BYTES}`);
   const bytes = new Uint8Array(await c.req.arrayBuffer());
@@ -51,11 +98,22 @@ async function body<T extends z.ZodType>(c: Context, schema: T): Promise<z.infer
     }
   }
   const parsed = schema.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new MachinaError("E_INVALID", `invalid request body: ${issue ? `${issue.path.join(".") || "(body)"}: ${issue.message}` : parsed.error.message}`);
-  }
+  if (!parsed.success) throw new MachinaError("E_INVALID", `invalid request body: ${issueText(parsed.error)}`);
   return parsed.data;
+}
+
+const honoPath = (path: string): string => path.replace(/\{([a-z]+)\}/gi, ":$1");
+
+/** Register one route: validate its parameters, query and body, then run its handler. */
+function serve<R extends Route>(app: Hono, r: R, handler: Handler<R>): void {
+  const names = pathParams(r.path);
+  app.on(r.method.toUpperCase(), honoPath(r.path), async (c) => {
+    const params = Object.fromEntries(names.map((name) => [name, pathParam(c, name)]));
+    const q = query(c, r.query);
+    const b = r.body ? await body(c, r.body) : undefined;
+    const out = await handler({ params, query: q, body: b, c } as RouteRequest<R>);
+    return out instanceof Response ? out : c.json(out.body as object, out.status as 200);
+  });
 }
 
 export function createApp(options: AppOptions): { app: Hono; jobs: JobManager } {
@@ -67,134 +125,112 @@ export function createApp(options: AppOptions): { app: Hono; jobs: JobManager } 
   app.onError((error, c) => fail(c, error));
   app.notFound((c) => c.json({ code: "E_NOT_FOUND", message: `no such endpoint: ${c.req.method} ${c.req.path}` } satisfies S.ApiError, 404));
 
-  app.get("/openapi.json", (c) => c.json(doc));
-  app.get("/v1/version", (c) => c.json({ name: "machinad", version: VERSION, api: 1, pid: process.pid } satisfies S.Version));
-
-  app.get("/v1/machines", async (c) => {
-    const all = c.req.query("all");
-    const max = c.req.query("maxAddresses");
-    if ((all !== undefined && all !== "0" && all !== "1") || (max !== undefined && !/^[0-9]{1,6}$/.test(max)))
-      throw new MachinaError("E_INVALID", "invalid query: all=0|1, maxAddresses=N");
-    return c.json({ machines: await service.list({ all: all === "1", ...(max !== undefined ? { maxAddresses: Number(max) } : {}) }) });
-  });
-  app.get("/v1/machines/:name", async (c) => c.json(await service.status(machineName(c))));
-  app.get("/v1/machines/:name/properties", async (c) => c.json(await service.show(machineName(c))));
-
-  const jobAnswer = async (c: Context, j: RunningJob, wait: boolean) => {
-    if (!wait) return c.json(j.job, 202);
-    return c.json(await j.done, 200);
-  };
-
-  app.post("/v1/machines/:name/start", async (c) => {
-    const name = machineName(c);
-    const req = await body(c, S.StartRequest);
-    // A running machine (409) or a missing image (404) is an answer now, not a failed job.
-    service.checkStart?.(name);
-    const j = jobs.run("start", name, async (progress, signal) => {
-      const status = await service.start(name, { signal, onProgress: (e) => progress(e) });
-      options.onStarted?.(name);
-      return status;
-    });
-    return jobAnswer(c, j, req.wait);
-  });
-
-  app.post("/v1/machines/:name/stop", async (c) => {
-    const name = machineName(c);
-    const req = await body(c, S.StopRequest);
-    // An unknown machine is a 404 now, not a failed job.
-    await service.status(name);
-    options.onStopped?.(name);
-    const j = jobs.run("stop", name, async (progress, signal, job) => {
-      job.outcome = await service.terminate(name, { timeoutMs: req.timeoutMs, signal, onProgress: (e) => progress(e) });
-      return null;
-    });
-    return jobAnswer(c, j, req.wait);
-  });
-
-  app.post("/v1/machines/:name/poweroff", async (c) => {
-    const name = machineName(c);
-    await body(c, z.object({}).strict());
-    options.onStopped?.(name);
-    await service.poweroff(name);
-    return c.json({ ok: true } as const);
-  });
-  app.post("/v1/machines/:name/reboot", async (c) => {
-    const name = machineName(c);
-    await body(c, z.object({}).strict());
-    await service.reboot(name);
-    return c.json({ ok: true } as const);
-  });
-  app.post("/v1/machines/:name/kill", async (c) => {
-    const name = machineName(c);
-    const req = await body(c, S.KillRequest);
-    await service.kill(name, { whom: req.whom, signal: req.signal });
-    return c.json({ ok: true } as const);
-  });
-  app.post("/v1/machines/:name/enable", async (c) => {
-    const name = machineName(c);
-    const req = await body(c, S.EnableRequest);
-    return c.json(await service.enable(name, { now: req.now }));
-  });
-  app.post("/v1/machines/:name/disable", async (c) => {
-    const name = machineName(c);
-    const req = await body(c, S.EnableRequest);
-    if (req.now) options.onStopped?.(name);
-    return c.json(await service.disable(name, { now: req.now }));
-  });
-
-  const job = (c: Context): RunningJob => {
-    const j = jobs.get(c.req.param("id") ?? "");
-    if (j === undefined) throw new MachinaError("E_NOT_FOUND", `no job "${c.req.param("id")}"`);
+  const jobAnswer = async (j: RunningJob, wait: boolean) => (wait ? { status: 200 as const, body: await j.done } : { status: 202 as const, body: j.job });
+  const job = (id: string): RunningJob => {
+    const j = jobs.get(id);
+    if (j === undefined) throw new MachinaError("E_NOT_FOUND", `no job "${id}"`);
     return j;
   };
-  app.get("/v1/jobs", (c) => c.json({ jobs: jobs.list() }));
-  app.get("/v1/jobs/:id", async (c) => {
-    const j = job(c);
-    return c.json(c.req.query("wait") === "1" ? await j.done : j.job);
-  });
-  app.delete("/v1/jobs/:id", async (c) => {
-    const j = job(c);
-    jobs.cancel(j.job.id);
-    return c.json(await j.done);
-  });
-  app.get("/v1/jobs/:id/events", (c) => {
-    const j = job(c);
-    // Bun.serve's idle timeout (10 s) must not cut a quiet stream of a long job.
-    (c.env as { timeout?: (req: Request, seconds: number) => void } | undefined)?.timeout?.(c.req.raw, 0);
-    const enc = new TextEncoder();
-    let unsubscribe = () => {};
-    const stream = new ReadableStream<Uint8Array>({
-      start(controller) {
-        for (const e of j.job.events) controller.enqueue(enc.encode(JSON.stringify(e) + "\n"));
-        if (j.job.state !== "running") {
-          controller.enqueue(enc.encode(JSON.stringify({ job: j.job }) + "\n"));
-          controller.close();
-          return;
-        }
-        const listener = (e: S.JobEvent | null) => {
-          try {
-            if (e === null) {
-              controller.enqueue(enc.encode(JSON.stringify({ job: j.job }) + "\n"));
-              controller.close();
-            } else controller.enqueue(enc.encode(JSON.stringify(e) + "\n"));
-          } catch {
-            j.listeners.delete(listener);
+  const ok = { status: 200, body: { ok: true } } as const;
+
+  const handlers: Handlers = {
+    openapi: () => ({ status: 200, body: doc }),
+    version: () => ({ status: 200, body: { name: "machinad", version: VERSION, api: 1, pid: process.pid } }),
+    listMachines: async ({ query: { all, maxAddresses } }) => ({
+      status: 200,
+      body: { machines: await service.list({ all: all === "1", ...(maxAddresses !== undefined ? { maxAddresses: Number(maxAddresses) } : {}) }) },
+    }),
+    machineStatus: async ({ params }) => ({ status: 200, body: await service.status(params.name) }),
+    machineProperties: async ({ params }) => ({ status: 200, body: await service.show(params.name) }),
+    startMachine: ({ params: { name }, body }) => {
+      // A running machine (409) or a missing image (404) is an answer now, not a failed job.
+      service.checkStart?.(name);
+      const j = jobs.run("start", name, async (progress, signal) => {
+        const status = await service.start(name, { signal, onProgress: (e) => progress(e) });
+        options.onStarted?.(name);
+        return status;
+      });
+      return jobAnswer(j, body.wait);
+    },
+    stopMachine: async ({ params: { name }, body }) => {
+      // An unknown machine is a 404 now, not a failed job.
+      await service.status(name);
+      options.onStopped?.(name);
+      const j = jobs.run("stop", name, async (progress, signal, job) => {
+        job.outcome = await service.terminate(name, { timeoutMs: body.timeoutMs, signal, onProgress: (e) => progress(e) });
+        return null;
+      });
+      return jobAnswer(j, body.wait);
+    },
+    poweroffMachine: async ({ params: { name } }) => {
+      options.onStopped?.(name);
+      await service.poweroff(name);
+      return ok;
+    },
+    rebootMachine: async ({ params: { name } }) => {
+      await service.reboot(name);
+      return ok;
+    },
+    killMachine: async ({ params: { name }, body }) => {
+      await service.kill(name, { whom: body.whom, signal: body.signal });
+      return ok;
+    },
+    enableMachine: async ({ params: { name }, body }) => ({ status: 200, body: await service.enable(name, { now: body.now }) }),
+    disableMachine: async ({ params: { name }, body }) => {
+      if (body.now) options.onStopped?.(name);
+      return { status: 200, body: await service.disable(name, { now: body.now }) };
+    },
+    listJobs: () => ({ status: 200, body: { jobs: jobs.list() } }),
+    getJob: async ({ params, query }) => {
+      const j = job(params.id);
+      return { status: 200, body: query.wait === "1" ? await j.done : j.job };
+    },
+    cancelJob: async ({ params }) => {
+      const j = job(params.id);
+      jobs.cancel(j.job.id);
+      return { status: 200, body: await j.done };
+    },
+    jobEvents: ({ params, c }) => {
+      const j = job(params.id);
+      // Bun.serve's idle timeout (10 s) must not cut a quiet stream of a long job.
+      (c.env as { timeout?: (req: Request, seconds: number) => void } | undefined)?.timeout?.(c.req.raw, 0);
+      const enc = new TextEncoder();
+      const line = (l: S.JobStreamLine) => enc.encode(JSON.stringify(l) + "\n");
+      let unsubscribe = () => {};
+      const stream = new ReadableStream<Uint8Array>({
+        start(controller) {
+          for (const e of j.job.events) controller.enqueue(line(e));
+          if (j.job.state !== "running") {
+            controller.enqueue(line({ job: j.job }));
+            controller.close();
+            return;
           }
-        };
-        j.listeners.add(listener);
-        unsubscribe = () => j.listeners.delete(listener);
-      },
-      cancel() {
-        unsubscribe();
-      },
-    });
-    return new Response(stream, { headers: { "content-type": "application/x-ndjson" } });
-  });
+          const listener = (e: S.JobEvent | null) => {
+            try {
+              if (e === null) {
+                controller.enqueue(line({ job: j.job }));
+                controller.close();
+              } else controller.enqueue(line(e));
+            } catch {
+              j.listeners.delete(listener);
+            }
+          };
+          j.listeners.add(listener);
+          unsubscribe = () => j.listeners.delete(listener);
+        },
+        cancel() {
+          unsubscribe();
+        },
+      });
+      return new Response(stream, { headers: { "content-type": "application/x-ndjson" } });
+    },
+  };
+
+  for (const id of Object.keys(API) as RouteId[]) serve(app, API[id] as Route, handlers[id] as Handler<Route>);
 
   // Known paths with another method: 405, JSON.
   for (const r of ROUTES) {
-    const path = r.path.replace(/\{([a-z]+)\}/g, ":$1");
-    app.all(path, (c) => c.json({ code: "E_USAGE", message: `method ${c.req.method} not allowed on ${r.path}` } satisfies S.ApiError, 405));
+    app.all(honoPath(r.path), (c) => c.json({ code: "E_USAGE", message: `method ${c.req.method} not allowed on ${r.path}` } satisfies S.ApiError, 405));
   }
 
   return { app, jobs };

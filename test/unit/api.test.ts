@@ -32,7 +32,15 @@ class FakeService implements MachineService {
   }
   async list() {
     this.calls.push("list");
-    return [...this.running.values()].map(({ name, class: c, service, os, version, network, state }) => ({ machine: name, class: c, service, os, version, addresses: network.addresses, state }));
+    return [...this.running.values()].map(({ name, class: c, service, os, version, network, state }) => ({
+      machine: name,
+      class: c,
+      service,
+      os,
+      version,
+      addresses: network.addresses,
+      state,
+    }));
   }
   async status(name: string) {
     this.calls.push(`status ${name}`);
@@ -41,7 +49,11 @@ class FakeService implements MachineService {
   async show(name: string) {
     this.calls.push(`show ${name}`);
     const m = this.get(name);
-    return [["Name", m.name], ["Leader", String(m.leader)], ["State", "running"]] as Array<[string, string]>;
+    return [
+      ["Name", m.name],
+      ["Leader", String(m.leader)],
+      ["State", "running"],
+    ] as Array<[string, string]>;
   }
   async poweroff(name: string) {
     this.get(name);
@@ -72,13 +84,34 @@ class FakeService implements MachineService {
     if (this.running.has(name)) throw new MachinaError("E_BUSY", `machine "${name}" is already running`, { machine: name });
     o.onProgress?.({ time: Date.now(), stage: "spec" });
     if (this.gate) {
-      await Promise.race([this.gate, new Promise((_, reject) => o.signal?.addEventListener("abort", () => reject(new MachinaError("E_CANCELLED", "cancelled"))))]);
+      await Promise.race([
+        this.gate,
+        new Promise((_, reject) => o.signal?.addEventListener("abort", () => reject(new MachinaError("E_CANCELLED", "cancelled")))),
+      ]);
     }
     o.onProgress?.({ time: Date.now(), event: "started", leader: 42 });
     const m: S.MachineStatus = {
-      name, class: "container", service: "machina-nspawn", state: "running", leader: 42, supervisor: 41, root: `/pool/${name}`, uuid: "", boot: true,
-      timestampUsec: 1, timestampMonotonicUsec: 1, cgroupDir: "/sys/fs/cgroup/x", controlGroup: "/x", unit: `machine-${name}.scope`, cgroups: [], os: "busybox", version: "1",
-      leaderComm: "init", osPrettyName: "BusyBox", network: { private: false, interfaces: [], addresses: [] }, resources: { tasks: 1 },
+      name,
+      class: "container",
+      service: "machina-nspawn",
+      state: "running",
+      leader: 42,
+      supervisor: 41,
+      root: `/pool/${name}`,
+      uuid: "",
+      boot: true,
+      timestampUsec: 1,
+      timestampMonotonicUsec: 1,
+      cgroupDir: "/sys/fs/cgroup/x",
+      controlGroup: "/x",
+      unit: `machine-${name}.scope`,
+      cgroups: [],
+      os: "busybox",
+      version: "1",
+      leaderComm: "init",
+      osPrettyName: "BusyBox",
+      network: { private: false, interfaces: [], addresses: [] },
+      resources: { tasks: 1 },
     };
     this.running.set(name, m);
     return m as MachineStatus;
@@ -136,7 +169,11 @@ describe("machines", () => {
     const st = await s.call("GET", "/v1/machines/web");
     expect(S.MachineStatus.parse(st.json).leader).toBe(42);
     const props = await s.call("GET", "/v1/machines/web/properties");
-    expect(JSON.parse(props.text)).toEqual([["Name", "web"], ["Leader", "42"], ["State", "running"]]);
+    expect(JSON.parse(props.text)).toEqual([
+      ["Name", "web"],
+      ["Leader", "42"],
+      ["State", "running"],
+    ]);
   });
 
   test("start: 202 with a job, then done; wait: true gives the finished job", async () => {
@@ -162,7 +199,14 @@ describe("machines", () => {
     const stop = await s.call("POST", "/v1/machines/web/stop", { wait: true, timeoutMs: 500 });
     expect(S.Job.parse(stop.json)).toMatchObject({ state: "done", kind: "stop", outcome: "stopped" });
     expect(s.service.calls).toEqual([
-      "poweroff web", "reboot web", "kill web leader 9", "kill web all 15", "enable db false", "disable db false", "status web", "terminate web 500",
+      "poweroff web",
+      "reboot web",
+      "kill web leader 9",
+      "kill web all 15",
+      "enable db false",
+      "disable db false",
+      "status web",
+      "terminate web 500",
     ]);
     expect(s.service.running.size).toBe(0);
   });
@@ -175,7 +219,10 @@ describe("machines", () => {
     const events = s.app.fetch(new Request(`http://localhost/v1/jobs/${job.id}/events`));
     const cancelled = await s.call("DELETE", `/v1/jobs/${job.id}`);
     expect(S.Job.parse(cancelled.json)).toMatchObject({ state: "cancelled", error: { code: "E_CANCELLED" } });
-    const lines = (await (await events).text()).trim().split("\n").map((l) => JSON.parse(l));
+    const lines = (await (await events).text())
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
     expect(lines[0]).toMatchObject({ stage: "spec" });
     expect(lines.at(-1).job.state).toBe("cancelled");
     expect(s.service.running.size).toBe(0);
@@ -184,7 +231,13 @@ describe("machines", () => {
     s.service.gate = undefined;
     const j2 = S.Job.parse((await s.call("POST", "/v1/machines/web/start", { wait: true })).json);
     const text = await (await s.app.fetch(new Request(`http://localhost/v1/jobs/${j2.id}/events`))).text();
-    expect(text.trim().split("\n").map((l) => JSON.parse(l)).at(-1).job.state).toBe("done");
+    expect(
+      text
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l))
+        .at(-1).job.state,
+    ).toBe("done");
     expect(S.JobList.parse((await s.call("GET", "/v1/jobs")).json).jobs).toHaveLength(2);
   });
 });
@@ -244,7 +297,12 @@ describe("errors: JSON {code, message}, and nothing changes", () => {
     const big = JSON.stringify({ pad: "x".repeat(MAX_BODY_BYTES) });
     for (const verb of MUTATING) expectError(await s.call("POST", `/v1/machines/web/${verb}`, big), 413, "E_TOO_LARGE");
     // chunked (no content-length): counted while reading
-    const stream = new ReadableStream({ start(c) { c.enqueue(new TextEncoder().encode(big)); c.close(); } });
+    const stream = new ReadableStream({
+      start(c) {
+        c.enqueue(new TextEncoder().encode(big));
+        c.close();
+      },
+    });
     const res = await s.app.fetch(new Request("http://localhost/v1/machines/web/kill", { method: "POST", body: stream, duplex: "half" } as RequestInit));
     expect(res.status).toBe(413);
     expect(s.service.calls).toEqual([]);
@@ -284,8 +342,66 @@ describe("typed client", () => {
         answer = { code, message: `m ${code}`, details: { machine: "web", hint: "h" } };
         const e = await client.status("web").catch((x: unknown) => x);
         expect(e).toBeInstanceOf(MachinaError);
-        expect([(e as MachinaError).code, (e as MachinaError).message, (e as MachinaError).context.machine, (e as MachinaError).hint]).toEqual([code === "E_INTERNAL" ? "E_SYSTEM" : code, `m ${code}`, "web", "h"]);
+        expect([(e as MachinaError).code, (e as MachinaError).message, (e as MachinaError).context.machine, (e as MachinaError).hint]).toEqual([
+          code === "E_INTERNAL" ? "E_SYSTEM" : code,
+          `m ${code}`,
+          "web",
+          "h",
+        ]);
       }
+    } finally {
+      server.stop(true);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+  test("calls every route of the app (over a socket): the service's results, progress, cancellation", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "machina-client-"));
+    const service = new FakeService();
+    const { app } = createApp({ service });
+    const server = Bun.serve({ unix: `${dir}/api.sock`, fetch: app.fetch });
+    try {
+      const client = new MachinaClient(`${dir}/api.sock`);
+      expect(await client.ping()).toBe(true);
+      expect((await client.version()).name).toBe("machinad");
+      const events: string[] = [];
+      expect((await client.start("web", { onProgress: (e) => events.push(e.stage ?? e.event ?? "") })).leader).toBe(42);
+      expect(events).toEqual(["spec", "started"]);
+      expect((await client.start("db")).name).toBe("db");
+      expect((await client.list({ all: true, maxAddresses: 2 })).map((m) => m.machine)).toEqual(["web", "db"]);
+      expect((await client.status("web")).leader).toBe(42);
+      expect(await client.show("web")).toEqual([
+        ["Name", "web"],
+        ["Leader", "42"],
+        ["State", "running"],
+      ]);
+      await client.poweroff("web");
+      await client.reboot("web");
+      await client.kill("web", { whom: "leader", signal: 9 });
+      await client.kill("web");
+      expect((await client.enable("db", { now: false })).changes).toHaveLength(1);
+      expect((await client.disable("db")).changes).toEqual([]);
+      expect(await client.terminate("db", { timeoutMs: 500 })).toBe("stopped");
+      service.gate = new Promise(() => {});
+      const abort = new AbortController();
+      const cancelled = await client.start("db", { signal: abort.signal, onProgress: (e) => e.stage === "spec" && abort.abort() }).catch((x: unknown) => x);
+      expect((cancelled as MachinaError).code).toBe("E_CANCELLED");
+      expect(service.calls).toEqual([
+        "start web",
+        "start db",
+        "list",
+        "status web",
+        "show web",
+        "poweroff web",
+        "reboot web",
+        "kill web leader 9",
+        "kill web all 15",
+        "enable db false",
+        "disable db false",
+        "status db",
+        "terminate db 500",
+        "start db",
+      ]);
+      expect([...service.running.keys()]).toEqual(["web"]);
     } finally {
       server.stop(true);
       rmSync(dir, { recursive: true, force: true });
