@@ -85,6 +85,18 @@ export function detectFileSystem(read: Reader, offset: number): string | undefin
   return undefined;
 }
 
+/**
+ * What an imported raw image looks like: "gpt" (a GPT disk), a known file system, "qcow2" (refused
+ * by import-raw), or undefined.
+ */
+export function rawImageKind(host: Host, path: string): string | undefined {
+  const read: Reader = (offset, length) => host.readAt(path, offset, length);
+  if (Buffer.from(read(512, 8)).toString("latin1") === "EFI PART" || Buffer.from(read(4096, 8)).toString("latin1") === "EFI PART") return "gpt";
+  const fileSystem = detectFileSystem(read, 0);
+  if (fileSystem !== undefined) return fileSystem;
+  return Buffer.from(read(0, 4)).toString("latin1") === "QFI\xfb" ? "qcow2" : undefined;
+}
+
 export interface RawPart {
   /** Partition number (undefined = the whole image is the file system). */
   number: number | undefined;
