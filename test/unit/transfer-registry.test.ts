@@ -26,8 +26,14 @@ describe("transfer registry", () => {
     const h = new FakeHost();
     registerTransfer(h, STATE, { type: "import-fs", remote: "/d", local: "d" });
     h.add(`${STATE}/transfers/2.json`, "{not json");
-    h.add(`${STATE}/transfers/3.json`, JSON.stringify({ id: 3, type: "no-such-type", remote: "", local: "", pid: 1, pidStart: "123456", progress: null, startedAt: "" }));
-    h.add(`${STATE}/transfers/4.json`, JSON.stringify({ id: 4, type: "import-tar", remote: "", local: "", pid: 9, pidStart: "999", progress: null, startedAt: "" }));
+    h.add(
+      `${STATE}/transfers/3.json`,
+      JSON.stringify({ id: 3, type: "no-such-type", remote: "", local: "", pid: 1, pidStart: "123456", progress: null, startedAt: "" }),
+    );
+    h.add(
+      `${STATE}/transfers/4.json`,
+      JSON.stringify({ id: 4, type: "import-tar", remote: "", local: "", pid: 9, pidStart: "999", progress: null, startedAt: "" }),
+    );
     expect(listTransfers(h, STATE).map((r) => r.id)).toEqual([1]);
     expect(h.lstat(`${STATE}/transfers/4.json`)).toBeUndefined();
     expect(h.lstat(`${STATE}/transfers/2.json`)).toBe("file");
