@@ -53,54 +53,52 @@ const startVerb: Verb = {
   },
 };
 
-const enable: Verb = {
-  name: "enable", options: ["now"],
-  usage: "enable NAME...",
-  summary: "Enable automatic container start at boot",
-  section: "Machine",
-  minArgs: 1,
-  maxArgs: Infinity,
-  async run(ctx, args) {
-    for (const name of args) checkName(name);
-    requireImages(ctx.host, ctx.paths.pool, args); // all or nothing
-    for (const name of args) {
-      const r = await enableMachine(ctx.host, ctx.env, ctx.paths.pool, name);
-      if (!ctx.options.quiet) for (const c of r.changes) ctx.err(`Created symlink ${c.path} → ${c.source}.\n`);
-    }
-    if (ctx.options.now) await Promise.all(args.map((name) => start(ctx, name).catch((e) => {
-      if (!(e instanceof MachinaError && e.code === "E_BUSY")) throw e;
-    })));
-    return 0;
-  },
-};
+/** enable / disable: the boot-time links of each NAME (src/machine/enable.ts), then with --now start or stop it. */
+function bootVerb(name: "enable" | "disable", summary: string, act: (ctx: VerbContext, names: string[]) => Promise<void>): Verb {
+  return {
+    name, options: ["now"],
+    usage: `${name} NAME...`,
+    summary,
+    section: "Machine",
+    minArgs: 1,
+    maxArgs: Infinity,
+    async run(ctx, args) {
+      await act(ctx, args);
+      return 0;
+    },
+  };
+}
 
-const disable: Verb = {
-  name: "disable", options: ["now"],
-  usage: "disable NAME...",
-  summary: "Disable automatic container start at boot",
-  section: "Machine",
-  minArgs: 1,
-  maxArgs: Infinity,
-  async run(ctx, args) {
-    for (const name of args) {
-      checkName(name);
-      const r = await disableMachine(ctx.host, ctx.env, name);
-      if (!ctx.options.quiet) for (const c of r.changes) ctx.err(`Removed ${c.path}.\n`);
-    }
-    if (ctx.options.now) {
-      if (throughSystemd(ctx)) await systemctl(ctx.host, ["stop", ...args.map(unitName)]);
-      const mctx = machineContext(ctx);
-      await Promise.all(args.map(async (name) => {
-        try {
-          await terminateMachine(mctx, name);
-        } catch (e) {
-          if (!(e instanceof MachinaError && e.code === "E_NOT_FOUND")) throw e;
-        }
-      }));
-    }
-    return 0;
-  },
-};
+const enable = bootVerb("enable", "Enable automatic container start at boot", async (ctx, args) => {
+  for (const name of args) checkName(name);
+  requireImages(ctx.host, ctx.paths.pool, args); // all or nothing
+  for (const name of args) {
+    const r = await enableMachine(ctx.host, ctx.env, ctx.paths.pool, name);
+    if (!ctx.options.quiet) for (const c of r.changes) ctx.err(`Created symlink ${c.path} → ${c.source}.\n`);
+  }
+  if (ctx.options.now) await Promise.all(args.map((name) => start(ctx, name).catch((e) => {
+    if (!(e instanceof MachinaError && e.code === "E_BUSY")) throw e;
+  })));
+});
+
+const disable = bootVerb("disable", "Disable automatic container start at boot", async (ctx, args) => {
+  for (const name of args) {
+    checkName(name);
+    const r = await disableMachine(ctx.host, ctx.env, name);
+    if (!ctx.options.quiet) for (const c of r.changes) ctx.err(`Removed ${c.path}.\n`);
+  }
+  if (ctx.options.now) {
+    if (throughSystemd(ctx)) await systemctl(ctx.host, ["stop", ...args.map(unitName)]);
+    const mctx = machineContext(ctx);
+    await Promise.all(args.map(async (name) => {
+      try {
+        await terminateMachine(mctx, name);
+      } catch (e) {
+        if (!(e instanceof MachinaError && e.code === "E_NOT_FOUND")) throw e;
+      }
+    }));
+  }
+});
 
 const logs: Verb = {
   name: "logs", options: ["lines", "follow", "output"],

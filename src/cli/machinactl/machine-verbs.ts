@@ -213,47 +213,29 @@ const kill: Verb = {
   },
 };
 
-const poweroff: Verb = {
-  name: "poweroff", options: [],
-  usage: "poweroff NAME...",
-  summary: "Power off one or more containers",
-  section: "Machine",
-  minArgs: 1,
-  maxArgs: Infinity,
-  async run(ctx, args) {
-    const svc = await service(ctx);
-    for (const name of args) await svc.poweroff(name);
-    return 0;
-  },
-};
+/** poweroff / reboot / terminate: one action of the machine service on each NAME. */
+function controlVerb(name: string, summary: string, act: (svc: MachineService, names: string[]) => Promise<unknown>): Verb {
+  return {
+    name, options: [],
+    usage: `${name} NAME...`,
+    summary,
+    section: "Machine",
+    minArgs: 1,
+    maxArgs: Infinity,
+    async run(ctx, args) {
+      await act(await service(ctx), args);
+      return 0;
+    },
+  };
+}
 
-const reboot: Verb = {
-  name: "reboot", options: [],
-  usage: "reboot NAME...",
-  summary: "Reboot one or more containers",
-  section: "Machine",
-  minArgs: 1,
-  maxArgs: Infinity,
-  async run(ctx, args) {
-    const svc = await service(ctx);
-    for (const name of args) await svc.reboot(name);
-    return 0;
-  },
-};
-
-const terminate: Verb = {
-  name: "terminate", options: [],
-  usage: "terminate NAME...",
-  summary: "Terminate one or more VMs/containers",
-  section: "Machine",
-  minArgs: 1,
-  maxArgs: Infinity,
-  async run(ctx, args) {
-    const svc = await service(ctx);
-    await Promise.all(args.map((name) => svc.terminate(name)));
-    return 0;
-  },
-};
+const poweroff = controlVerb("poweroff", "Power off one or more containers", async (svc, names) => {
+  for (const name of names) await svc.poweroff(name);
+});
+const reboot = controlVerb("reboot", "Reboot one or more containers", async (svc, names) => {
+  for (const name of names) await svc.reboot(name);
+});
+const terminate = controlVerb("terminate", "Terminate one or more VMs/containers", (svc, names) => Promise.all(names.map((name) => svc.terminate(name))));
 
 /** copy-to / copy-from (src/machine/copy.ts): through `machina-helper enter`, resolved in the container's root. */
 function copyVerb(direction: CopyDirection): Verb {
