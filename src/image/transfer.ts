@@ -158,28 +158,26 @@ export function nameFromPath(path: string, kind: "tar" | "raw"): string {
   return stripImageSuffixes(basename(path), kind);
 }
 
-export async function importTar(ctx: TransferContext, file: string, name: string | undefined, opts: ImportOptions): Promise<string> {
+/** import-tar / import-raw: a local file into a new image (NAME from the file's name without suffixes when not given). */
+async function importFile(ctx: TransferContext, kind: "tar" | "raw", file: string, name: string | undefined, opts: ImportOptions): Promise<string> {
   const src = resolve(file);
   if (ctx.host.stat(src, true)?.kind !== "file") throw new MachinaError("E_NOT_FOUND", `"${file}" is not a file`, { path: file });
-  const image = name ?? nameFromPath(src, "tar");
+  const image = name ?? nameFromPath(src, kind);
+  const entry = kind === "raw" ? "raw" : "dir";
   await Reverter.run(async (r) => {
-    const { temp, final, replace } = prepare(ctx, image, "dir", opts, r);
-    await fillDirFromTar(ctx, temp, src, file);
-    commit(ctx, temp, final, replace, opts, "dir", { how: "import-tar", source: src });
+    const { temp, final, replace } = prepare(ctx, image, entry, opts, r);
+    await (kind === "raw" ? fillRaw : fillDirFromTar)(ctx, temp, src, file);
+    commit(ctx, temp, final, replace, opts, entry, { how: `import-${kind}`, source: src });
   });
   return image;
 }
 
-export async function importRaw(ctx: TransferContext, file: string, name: string | undefined, opts: ImportOptions): Promise<string> {
-  const src = resolve(file);
-  if (ctx.host.stat(src, true)?.kind !== "file") throw new MachinaError("E_NOT_FOUND", `"${file}" is not a file`, { path: file });
-  const image = name ?? nameFromPath(src, "raw");
-  await Reverter.run(async (r) => {
-    const { temp, final, replace } = prepare(ctx, image, "raw", opts, r);
-    await fillRaw(ctx, temp, src, file);
-    commit(ctx, temp, final, replace, opts, "raw", { how: "import-raw", source: src });
-  });
-  return image;
+export function importTar(ctx: TransferContext, file: string, name: string | undefined, opts: ImportOptions): Promise<string> {
+  return importFile(ctx, "tar", file, name, opts);
+}
+
+export function importRaw(ctx: TransferContext, file: string, name: string | undefined, opts: ImportOptions): Promise<string> {
+  return importFile(ctx, "raw", file, name, opts);
 }
 
 export async function importFs(ctx: TransferContext, dir: string, name: string | undefined, opts: ImportOptions): Promise<string> {
