@@ -15,7 +15,7 @@ import { systemctl, systemdAvailable, unitInstalled, unitName } from "../../mach
 import { launchDetached, requireImage } from "../../runtime/launch.ts";
 import { isValidMachineName, MACHINE_NAME_RULE } from "../../settings/values.ts";
 import { machineContext } from "./machine-verbs.ts";
-import type { Verb, VerbContext } from "./verb.ts";
+import { namesVerb, type Verb, type VerbContext } from "./verb.ts";
 
 function checkName(name: string): void {
   if (!isValidMachineName(name)) throw new MachinaError("E_INVALID", `invalid machine name "${name}": expected ${MACHINE_NAME_RULE}`, { machine: name });
@@ -40,36 +40,10 @@ function throughSystemd(ctx: VerbContext): boolean {
   return systemdAvailable(ctx.host, ctx.env) && unitInstalled(ctx.host, ctx.env) && ctx.env["MACHINA_POOL"] === undefined;
 }
 
-const startVerb: Verb = {
-  name: "start", options: [],
-  usage: "start NAME...",
-  summary: "Start container as a service (booted in the background)",
-  section: "Machine",
-  minArgs: 1,
-  maxArgs: Infinity,
-  async run(ctx, args) {
-    await Promise.all(args.map((name) => start(ctx, name)));
-    return 0;
-  },
-};
+const startVerb = namesVerb("start", [], "Start container as a service (booted in the background)", (ctx, names) => Promise.all(names.map((name) => start(ctx, name))));
 
 /** enable / disable: the boot-time links of each NAME (src/machine/enable.ts), then with --now start or stop it. */
-function bootVerb(name: "enable" | "disable", summary: string, act: (ctx: VerbContext, names: string[]) => Promise<void>): Verb {
-  return {
-    name, options: ["now"],
-    usage: `${name} NAME...`,
-    summary,
-    section: "Machine",
-    minArgs: 1,
-    maxArgs: Infinity,
-    async run(ctx, args) {
-      await act(ctx, args);
-      return 0;
-    },
-  };
-}
-
-const enable = bootVerb("enable", "Enable automatic container start at boot", async (ctx, args) => {
+const enable = namesVerb("enable", ["now"], "Enable automatic container start at boot", async (ctx, args) => {
   for (const name of args) checkName(name);
   requireImages(ctx.host, ctx.paths.pool, args); // all or nothing
   for (const name of args) {
@@ -81,7 +55,7 @@ const enable = bootVerb("enable", "Enable automatic container start at boot", as
   })));
 });
 
-const disable = bootVerb("disable", "Disable automatic container start at boot", async (ctx, args) => {
+const disable = namesVerb("disable", ["now"], "Disable automatic container start at boot", async (ctx, args) => {
   for (const name of args) {
     checkName(name);
     const r = await disableMachine(ctx.host, ctx.env, name);
