@@ -11,6 +11,7 @@
 import { z } from "zod";
 import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
+import { parseJson } from "../json.ts";
 import { machinesDir } from "../machine/registry.ts";
 
 /** Discoverable Partitions Specification type GUIDs: root and /usr per architecture. */
@@ -228,14 +229,7 @@ const RawRecordSchema = z.object({
 
 /** A record as written by setupRawRoot, or undefined when it is missing or not one. */
 function readRecord(host: Host, dir: string): RawRecord | undefined {
-  const text = host.readFile(`${dir}/record.json`);
-  if (text === undefined) return undefined;
-  try {
-    const r = RawRecordSchema.safeParse(JSON.parse(text));
-    return r.success ? r.data : undefined;
-  } catch {
-    return undefined;
-  }
+  return parseJson(RawRecordSchema, host.readFile(`${dir}/record.json`));
 }
 
 /**

@@ -7,6 +7,7 @@
  */
 import { z } from "zod";
 import type { Host } from "../host/host.ts";
+import { parseJson } from "../json.ts";
 
 export const TRANSFER_TYPES = ["import-tar", "import-raw", "import-fs", "export-tar", "export-raw", "pull-tar", "pull-raw", "bootstrap"] as const;
 export type TransferType = (typeof TRANSFER_TYPES)[number];
@@ -75,25 +76,14 @@ export function unregisterTransfer(host: Host, stateDir: string, id: number): vo
   host.unlink(recordPath(stateDir, id));
 }
 
-/** A record file's content, or undefined when it is not one (a half-written or foreign file). */
-function parseRecord(text: string | undefined): TransferRecord | undefined {
-  if (text === undefined) return undefined;
-  try {
-    const r = TransferRecordSchema.safeParse(JSON.parse(text));
-    return r.success ? r.data : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /** The transfers whose process is alive (records of dead processes are removed). */
 export function listTransfers(host: Host, stateDir: string): TransferRecord[] {
   const dir = transfersDir(stateDir);
   const out: TransferRecord[] = [];
   for (const n of host.readdir(dir)) {
     if (!/^\d+\.json$/.test(n)) continue;
-    const rec = parseRecord(host.readFile(`${dir}/${n}`));
-    if (rec === undefined) continue;
+    const rec = parseJson(TransferRecordSchema, host.readFile(`${dir}/${n}`));
+    if (rec === undefined) continue; // a half-written or foreign file
     if (startOf(host, rec.pid) !== rec.pidStart || rec.pidStart === "") {
       host.unlink(`${dir}/${n}`);
       continue;
