@@ -8,13 +8,44 @@ import type { Host } from "./host.ts";
 const MAX_SYMLINKS = 40;
 
 /**
+ * Walk `path` inside `root` as the container would: the components resolved so far (every
+ * symlink followed, never above the root) and, where a component is missing, that component and
+ * the rest of the path unresolved. undefined when the symlink budget runs out.
+ */
+function walk(host: Host, root: string, path: string): { resolved: string[]; missing?: { part: string; rest: string[] } } | undefined {
+  const pending = path.split("/").filter((p) => p.length > 0);
+  const resolved: string[] = [];
+  let links = 0;
+  while (pending.length > 0) {
+    const part = pending.shift()!;
+    if (part === ".") continue;
+    if (part === "..") {
+      resolved.pop();
+      continue;
+    }
+    const hostPath = join(root, [...resolved, part]);
+    const kind = host.lstat(hostPath);
+    if (kind === undefined) return { resolved, missing: { part, rest: pending } };
+    if (kind === "symlink") {
+      if (++links > MAX_SYMLINKS) return undefined;
+      const target = host.readlink(hostPath);
+      if (target.startsWith("/")) resolved.length = 0;
+      pending.unshift(...target.split("/").filter((p) => p.length > 0));
+      continue;
+    }
+    resolved.push(part);
+  }
+  return { resolved };
+}
+
+/**
  * Returns the host path of `path` inside `root` with every symlink resolved, or undefined
  * when a component is missing (or the symlink budget runs out). The result is always `root`
  * or below it.
  */
 export function resolveInRoot(host: Host, root: string, path: string): string | undefined {
-  const c = chaseInRoot(host, root, path);
-  return c === undefined || c.kind === undefined ? undefined : join(root, c.path.split("/").filter((p) => p.length > 0));
+  const w = walk(host, root, path);
+  return w === undefined || w.missing !== undefined ? undefined : join(root, w.resolved);
 }
 
 /** Where a path of the image leads (systemd's chase() with CHASE_NONEXISTENT). */
@@ -33,30 +64,12 @@ export interface Chased {
  * as systemd's chase(CHASE_NONEXISTENT). undefined when the symlink budget runs out.
  */
 export function chaseInRoot(host: Host, root: string, path: string): Chased | undefined {
-  const pending = path.split("/").filter((p) => p.length > 0);
-  const resolved: string[] = [];
-  let links = 0;
-  while (pending.length > 0) {
-    const part = pending.shift()!;
-    if (part === ".") continue;
-    if (part === "..") {
-      resolved.pop();
-      continue;
-    }
-    const hostPath = join(root, [...resolved, part]);
-    const kind = host.lstat(hostPath);
-    if (kind === undefined) {
-      const rest = pending.filter((p) => p !== ".");
-      return { path: `/${[...resolved, part, ...rest].join("/")}`, kind: undefined, parentIsDir: rest.length === 0 && host.lstat(join(root, resolved)) === "dir" };
-    }
-    if (kind === "symlink") {
-      if (++links > MAX_SYMLINKS) return undefined;
-      const target = host.readlink(hostPath);
-      if (target.startsWith("/")) resolved.length = 0;
-      pending.unshift(...target.split("/").filter((p) => p.length > 0));
-      continue;
-    }
-    resolved.push(part);
+  const w = walk(host, root, path);
+  if (w === undefined) return undefined;
+  const { resolved, missing } = w;
+  if (missing !== undefined) {
+    const rest = missing.rest.filter((p) => p !== ".");
+    return { path: `/${[...resolved, missing.part, ...rest].join("/")}`, kind: undefined, parentIsDir: rest.length === 0 && host.lstat(join(root, resolved)) === "dir" };
   }
   return { path: `/${resolved.join("/")}`, kind: host.lstat(join(root, resolved)), parentIsDir: true };
 }

@@ -4,14 +4,16 @@
  * whose root is a scratch tmpfs with the host's /usr read-only and the target at /target),
  * tar export, sparse raw copies and HTTP downloads with Range resume.
  *
- * Nothing here decides policy: the scanner (src/image/archive-scan.ts) says what an archive may
- * contain, src/image/transfer.ts decides names, temporaries and verification.
+ * Nothing here decides policy: the caller's inspector (src/image/archive-scan.ts's scanner) says
+ * what an archive may contain, src/image/transfer.ts decides names, temporaries, verification and
+ * size limits (the caps here stop a stream at the caller's number with the caller's error), and
+ * src/image/transfer-registry.ts keeps the records of running transfers.
  */
 import { machinaEnv } from "../config.ts";
 import * as fs from "node:fs";
 import { resolve } from "node:path";
 import { createGunzip } from "node:zlib";
-import { ArchiveError, ArchiveScanner, TruncatedArchiveError, UnsafeArchiveError, type ScanLimits, type ScanSummary } from "../image/archive-scan.ts";
+import { ArchiveError, TruncatedArchiveError } from "../image/archive-scan.ts";
 import { compressCommand, decompressCommand, detectCompression, type Compression } from "../image/compression.ts";
 import { MachinaError } from "../errors.ts";
 import { isMissingProgram, missingProgramError, spawning } from "./deps.ts";
@@ -144,14 +146,26 @@ export const TAR_EXTRACT_ARGS = [
   "--no-overwrite-dir", "--warning=no-unknown-keyword", "--warning=no-timestamp",
 ];
 
-export interface ExtractOptions {
+/**
+ * What checks the decompressed stream before tar sees it (src/image/archive-scan.ts's scanner):
+ * write() rejects at its first refusal, which stops the extraction; end() gives its summary.
+ */
+export interface StreamInspector<S> {
+  write(chunk: Uint8Array): Promise<void>;
+  end(): Promise<S>;
+  abort(): void;
+  /** Its refusal, once it has refused. */
+  readonly error: Error | undefined;
+}
+
+export interface ExtractOptions<S> {
   /** The archive file (any supported compression). */
   source: string;
   /** An existing empty directory: the new image's root. */
   target: string;
   /** An existing empty directory used as the mount point of the confined root. */
   scratch: string;
-  limits: ScanLimits;
+  inspector: StreamInspector<S>;
   /** File descriptors the children inherit (the temporary's guard lock). */
   inheritFds?: number[];
   signal?: AbortSignal;
@@ -159,18 +173,14 @@ export interface ExtractOptions {
 }
 
 /**
- * Extract a tar archive into `target`: the scanner and GNU tar read the same decompressed
+ * Extract a tar archive into `target`: the inspector and GNU tar read the same decompressed
  * stream; the first refusal kills tar (which is confined to the target) and throws. The caller
  * removes the target on any error.
  */
-export async function extractTar(o: ExtractOptions): Promise<ScanSummary & { compression: Compression }> {
+export async function extractTar<S>(o: ExtractOptions<S>): Promise<S & { compression: Compression }> {
   const compression = fileCompression(o.source);
   o = { ...o, source: resolve(o.source), target: resolve(o.target), scratch: resolve(o.scratch) };
-  if (compression === "uncompressed") {
-    const size = fs.statSync(o.source).size;
-    if (size > o.limits.maxBytes) throw new UnsafeArchiveError(`more than ${o.limits.maxBytes} bytes uncompressed (limit; MACHINA_IMPORT_MAX_BYTES)`);
-  }
-  const scanner = new ArchiveScanner(o.limits);
+  const scanner = o.inspector;
   // Uncompressed: tar reads the file itself while the scanner reads it here (no copy through
   // this process). Compressed: one decompressor, its output fed to both.
   const direct = compression === "uncompressed" && !machinaEnv(process.env, "MACHINA_IMPORT_STREAM");
@@ -390,7 +400,9 @@ export async function exportRaw(o: ExportOptions): Promise<void> {
 export interface RawImportOptions {
   source: string;
   output: string;
+  /** Decompression stops with tooLarge() beyond this many bytes (a compressed source; the caller checks an uncompressed one's size). */
   maxBytes: number;
+  tooLarge: () => MachinaError;
   signal?: AbortSignal;
   onProgress?: StreamProgress;
 }
@@ -409,7 +421,6 @@ export async function importRawFile(o: RawImportOptions): Promise<{ bytes: numbe
   const compression = fileCompression(o.source);
   if (compression === "uncompressed") {
     const size = fs.statSync(o.source).size;
-    if (size > o.maxBytes) throw new MachinaError("E_INVALID", `image larger than ${o.maxBytes} bytes (limit; MACHINA_IMPORT_MAX_BYTES)`);
     const r = spawning(["cp"], () => Bun.spawnSync(["cp", "--sparse=always", "--reflink=auto", "--", o.source, o.output], { stderr: "pipe" }));
     if (r.exitCode !== 0) throw new MachinaError("E_SYSTEM", `cp failed: ${r.stderr.toString().trim()}`);
     o.onProgress?.(size);
@@ -445,7 +456,7 @@ export async function importRawFile(o: RawImportOptions): Promise<{ bytes: numbe
       carry = data.slice(whole);
       if (pos + carry.byteLength > o.maxBytes) {
         dec.kill();
-        throw new MachinaError("E_INVALID", `image larger than ${o.maxBytes} bytes uncompressed (limit; MACHINA_IMPORT_MAX_BYTES)`);
+        throw o.tooLarge();
       }
     }
     if (o.signal?.aborted) throw new TransferAborted();
@@ -461,36 +472,14 @@ export async function importRawFile(o: RawImportOptions): Promise<{ bytes: numbe
   }
 }
 
-/** What a raw image looks like: a GPT disk, a known file system, or undefined. */
-export function rawImageKind(path: string): string | undefined {
-  const fd = fs.openSync(path, "r");
-  try {
-    const buf = Buffer.alloc(70 * 1024);
-    const n = fs.readSync(fd, buf, 0, buf.byteLength, 0);
-    const at = (off: number, s: string | number[]) => {
-      const want = typeof s === "string" ? Buffer.from(s, "latin1") : Buffer.from(s);
-      return off + want.byteLength <= n && buf.subarray(off, off + want.byteLength).equals(want);
-    };
-    if (at(512, "EFI PART") || at(4096, "EFI PART")) return "gpt";
-    if (at(1080, [0x53, 0xef])) return "ext4";
-    if (at(0x10040, "_BHRfS_M")) return "btrfs";
-    if (at(0, "XFSB")) return "xfs";
-    if (at(0, "hsqs")) return "squashfs";
-    if (at(1024, [0xe2, 0xe1, 0xf5, 0xe0])) return "erofs";
-    if (at(0x52, "FAT32") || at(0x36, "FAT")) return "vfat";
-    if (at(0, "QFI\xfb")) return "qcow2";
-    return undefined;
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
 // ------------------------------------------------------------------ downloads
 
 export interface DownloadOptions {
   url: string;
   output: string;
+  /** The download stops with tooLarge(total from Content-Length, when known) beyond this many bytes. */
   maxBytes: number;
+  tooLarge: (total: number | undefined) => MachinaError;
   /** Attempts in all (the first request and Range resumes). */
   attempts?: number;
   signal?: AbortSignal;
@@ -533,12 +522,12 @@ export async function download(o: DownloadOptions): Promise<number> {
       }
       const len = res.headers.get("content-length");
       if (len !== null && /^\d+$/.test(len)) total = done + Number(len);
-      if (total !== undefined && total > o.maxBytes) throw new MachinaError("E_INVALID", `${o.url}: ${total} bytes, more than the limit of ${o.maxBytes} (MACHINA_PULL_MAX_BYTES)`);
+      if (total !== undefined && total > o.maxBytes) throw o.tooLarge(total);
       try {
         for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
           fs.writeSync(fd, chunk, 0, chunk.byteLength, done);
           done += chunk.byteLength;
-          if (done > o.maxBytes) throw new MachinaError("E_INVALID", `${o.url}: more than the limit of ${o.maxBytes} bytes (MACHINA_PULL_MAX_BYTES)`);
+          if (done > o.maxBytes) throw o.tooLarge(undefined);
           o.onProgress?.(done, total);
         }
       } catch (e) {
@@ -560,7 +549,7 @@ export async function download(o: DownloadOptions): Promise<number> {
 }
 
 /** A small text file over HTTP (checksum lists), or undefined on 404. */
-export async function fetchText(url: string, signal?: AbortSignal, maxBytes = 16 * 1024 * 1024): Promise<Uint8Array | undefined> {
+export async function fetchText(url: string, maxBytes: number, signal?: AbortSignal): Promise<Uint8Array | undefined> {
   const res = await fetch(url, { signal, redirect: "follow" });
   if (res.status === 404 || res.status === 410) return undefined;
   if (res.status !== 200) throw new MachinaError("E_SYSTEM", `${url}: HTTP ${res.status} ${res.statusText}`);
@@ -588,120 +577,4 @@ export function gpgVerify(keyring: string, sig: string, data: string | undefined
     throw new MachinaError(missing.code, missing.message, missing.context, "or pull with --verify=checksum");
   }
   return { ok: r.exitCode === 0, message: (r.stderr.toString() + r.stdout.toString()).trim() };
-}
-
-// ------------------------------------------------------------------ transfer records
-
-export const TRANSFER_TYPES = ["import-tar", "import-raw", "import-fs", "export-tar", "export-raw", "pull-tar", "pull-raw", "bootstrap"] as const;
-export type TransferType = (typeof TRANSFER_TYPES)[number];
-
-/** `$MACHINA_STATE_DIR/transfers/ID.json`: one running transfer, written by the process doing it. */
-export interface TransferRecord {
-  id: number;
-  type: TransferType;
-  remote: string;
-  local: string;
-  pid: number;
-  /** /proc/PID/stat start time, to tell a reused pid. */
-  pidStart: string;
-  /** 0..1, or null when unknown. */
-  progress: number | null;
-  startedAt: string;
-}
-
-export function transfersDir(stateDir: string): string {
-  return `${stateDir}/transfers`;
-}
-
-function pidStart(pid: number): string {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19] ?? "";
-  } catch {
-    return "";
-  }
-}
-
-function writeAtomic(path: string, data: string): void {
-  const tmp = `${path}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, data, { mode: 0o644 });
-  fs.renameSync(tmp, path);
-}
-
-/** Register this process's transfer under the lowest free id (link(2) makes the claim atomic). */
-export function registerTransfer(stateDir: string, t: Omit<TransferRecord, "id" | "pid" | "pidStart" | "startedAt" | "progress">): TransferRecord {
-  const dir = transfersDir(stateDir);
-  fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
-  for (let id = 1; ; id++) {
-    const path = `${dir}/${id}.json`;
-    if (fs.existsSync(path)) continue;
-    const rec: TransferRecord = { id, ...t, pid: process.pid, pidStart: pidStart(process.pid), progress: null, startedAt: new Date().toISOString() };
-    const tmp = `${dir}/.${id}.${process.pid}.tmp`;
-    fs.writeFileSync(tmp, JSON.stringify(rec) + "\n", { mode: 0o644 });
-    try {
-      fs.linkSync(tmp, path);
-      return rec;
-    } catch (e) {
-      if (!(e instanceof Error && "code" in e && e.code === "EEXIST")) throw e;
-    } finally {
-      fs.rmSync(tmp, { force: true });
-    }
-  }
-}
-
-export function updateTransfer(stateDir: string, rec: TransferRecord): void {
-  try {
-    writeAtomic(`${transfersDir(stateDir)}/${rec.id}.json`, JSON.stringify(rec) + "\n");
-  } catch {
-    // the state dir went away: progress is best effort
-  }
-}
-
-export function unregisterTransfer(stateDir: string, id: number): void {
-  fs.rmSync(`${transfersDir(stateDir)}/${id}.json`, { force: true });
-}
-
-/** The transfers whose process is alive (records of dead processes are removed). */
-export function listTransfers(stateDir: string): TransferRecord[] {
-  const dir = transfersDir(stateDir);
-  let names: string[];
-  try {
-    names = fs.readdirSync(dir);
-  } catch {
-    return [];
-  }
-  const out: TransferRecord[] = [];
-  for (const n of names) {
-    if (!/^\d+\.json$/.test(n)) continue;
-    let rec: TransferRecord;
-    try {
-      rec = JSON.parse(fs.readFileSync(`${dir}/${n}`, "utf8")) as TransferRecord;
-    } catch {
-      continue;
-    }
-    if (pidStart(rec.pid) !== rec.pidStart || rec.pidStart === "") {
-      fs.rmSync(`${dir}/${n}`, { force: true });
-      continue;
-    }
-    out.push(rec);
-  }
-  return out.sort((a, b) => a.id - b.id);
-}
-
-/** SIGTERM to the process running transfer `id`; waits (up to timeoutMs) until it has undone its work. */
-export async function cancelTransfer(stateDir: string, id: number, timeoutMs = 30_000): Promise<boolean> {
-  const rec = listTransfers(stateDir).find((r) => r.id === id);
-  if (rec === undefined) return false;
-  try {
-    process.kill(rec.pid, "SIGTERM");
-  } catch {
-    return false;
-  }
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (pidStart(rec.pid) !== rec.pidStart) break;
-    if (!fs.existsSync(`${transfersDir(stateDir)}/${id}.json`)) break;
-    await Bun.sleep(50);
-  }
-  return true;
 }

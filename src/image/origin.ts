@@ -13,6 +13,7 @@
 import { basename } from "node:path";
 import { z } from "zod";
 import type { Host } from "../host/host.ts";
+import { parseJson } from "../json.ts";
 import type { Settings } from "../settings/settings.ts";
 
 export const ORIGIN_XATTR = "trusted.machina.origin";
@@ -52,12 +53,7 @@ export function readOrigin(host: Host, path: string): Origin | "unknown" | undef
     return undefined; // no attributes here (EOPNOTSUPP) or unreadable
   }
   if (text === undefined) return undefined;
-  try {
-    const r = OriginSchema.safeParse(JSON.parse(text));
-    return r.success ? r.data : "unknown";
-  } catch {
-    return "unknown";
-  }
+  return parseJson(OriginSchema, text) ?? "unknown";
 }
 
 /**

@@ -12,6 +12,7 @@ import { z } from "zod";
 import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
 import { Reverter } from "../reverter.ts";
+import { parseJson } from "../json.ts";
 import { machinesDir } from "../machine/registry.ts";
 
 /** Discoverable Partitions Specification type GUIDs: root and /usr per architecture. */
@@ -84,6 +85,18 @@ export function detectFileSystem(read: Reader, offset: number): string | undefin
   const fat = at(0x52, 5);
   if (Buffer.from(fat).toString("latin1") === "FAT32" || Buffer.from(at(0x36, 3)).toString("latin1") === "FAT") return "vfat";
   return undefined;
+}
+
+/**
+ * What an imported raw image looks like: "gpt" (a GPT disk), a known file system, "qcow2" (refused
+ * by import-raw), or undefined.
+ */
+export function rawImageKind(host: Host, path: string): string | undefined {
+  const read: Reader = (offset, length) => host.readAt(path, offset, length);
+  if (Buffer.from(read(512, 8)).toString("latin1") === "EFI PART" || Buffer.from(read(4096, 8)).toString("latin1") === "EFI PART") return "gpt";
+  const fileSystem = detectFileSystem(read, 0);
+  if (fileSystem !== undefined) return fileSystem;
+  return Buffer.from(read(0, 4)).toString("latin1") === "QFI\xfb" ? "qcow2" : undefined;
 }
 
 export interface RawPart {
@@ -218,14 +231,7 @@ const RawRecordSchema = z.object({
 
 /** A record as written by setupRawRoot, or undefined when it is missing or not one. */
 function readRecord(host: Host, dir: string): RawRecord | undefined {
-  const text = host.readFile(`${dir}/record.json`);
-  if (text === undefined) return undefined;
-  try {
-    const r = RawRecordSchema.safeParse(JSON.parse(text));
-    return r.success ? r.data : undefined;
-  } catch {
-    return undefined;
-  }
+  return parseJson(RawRecordSchema, host.readFile(`${dir}/record.json`));
 }
 
 /**

@@ -10,19 +10,23 @@ import { basename, dirname, resolve } from "node:path";
 import { MachinaError } from "../errors.ts";
 import type { HeldLock, Host } from "../host/host.ts";
 import {
-  download, exportRaw, exportTar, extractTar, fetchText, gpgVerify, importRawFile, rawImageKind, sha256File, treeBytes,
+  download, exportRaw, exportTar, extractTar, fetchText, gpgVerify, importRawFile, sha256File, treeBytes,
   type StreamProgress,
 } from "../host/transfer-io.ts";
 import type { Paths } from "../paths.ts";
-import { aboutArchive, scanLimitsFromEnv } from "./archive-scan.ts";
+import { aboutArchive, ArchiveScanner, scanLimitsFromEnv, UnsafeArchiveError } from "./archive-scan.ts";
 import { claimImage } from "./ops.ts";
 import { recordOrigin, type Origin } from "./origin.ts";
-import { compressionFromSuffix, stripImageSuffixes, type Compression } from "./compression.ts";
+import { rawImageKind } from "./raw.ts";
+import { compressionFromSuffix, detectCompression, stripImageSuffixes, type Compression } from "./compression.ts";
 import {
   beginTemporary, checkImageName, cleanTemporaries, ensureWritablePool, entryName, findImage, getImage, lockImage, Reverter, type Temporary,
 } from "./pool.ts";
 
 export const DEFAULT_PULL_MAX_BYTES = 64 * 1024 ** 3;
+
+/** The largest checksum list or signature a pull downloads. */
+const CHECKSUM_MAX_BYTES = 16 * 1024 * 1024;
 
 export interface Progress {
   /** `total` in bytes when known. */
@@ -99,6 +103,11 @@ function fileSize(host: Host, path: string): number | undefined {
   return host.stat(path, true)?.size;
 }
 
+/** The size of an uncompressed file (its content is its size), undefined for a compressed one (counted while it streams). */
+function uncompressedSize(host: Host, path: string): number | undefined {
+  return detectCompression(host.readAt(path, 0, 16)) === "uncompressed" ? fileSize(host, path) : undefined;
+}
+
 /** The archive `file` extracted into the temporary; `shown`: the file as the user named it (a pull's URL), for messages. */
 async function fillDirFromTar(ctx: TransferContext, temp: Temporary, file: string, shown: string): Promise<void> {
   ctx.host.mkdirp(temp.path, 0o755);
@@ -106,8 +115,10 @@ async function fillDirFromTar(ctx: TransferContext, temp: Temporary, file: strin
   ctx.host.mkdirp(scratch, 0o700);
   ctx.progress.start(`Importing ${basename(shown)}`, fileSize(ctx.host, file));
   try {
+    const limits = scanLimitsFromEnv(ctx.env);
+    if ((uncompressedSize(ctx.host, file) ?? 0) > limits.maxBytes) throw new UnsafeArchiveError(`more than ${limits.maxBytes} bytes uncompressed (limit; MACHINA_IMPORT_MAX_BYTES)`);
     await extractTar({
-      source: file, target: temp.path, scratch, limits: scanLimitsFromEnv(ctx.env), inheritFds: [temp.lock.fd],
+      source: file, target: temp.path, scratch, inspector: new ArchiveScanner(limits), inheritFds: [temp.lock.fd],
       signal: ctx.signal, onProgress: (n) => ctx.progress.update(n),
     });
   } catch (e) {
@@ -121,8 +132,11 @@ async function fillDirFromTar(ctx: TransferContext, temp: Temporary, file: strin
 async function fillRaw(ctx: TransferContext, temp: Temporary, file: string, shown: string): Promise<void> {
   ctx.progress.start(`Importing ${basename(shown)}`, fileSize(ctx.host, file));
   try {
+    const maxBytes = machinaEnv(ctx.env, "MACHINA_IMPORT_MAX_BYTES") ?? DEFAULT_PULL_MAX_BYTES;
+    if ((uncompressedSize(ctx.host, file) ?? 0) > maxBytes) throw new MachinaError("E_INVALID", `image larger than ${maxBytes} bytes (limit; MACHINA_IMPORT_MAX_BYTES)`);
     await importRawFile({
-      source: file, output: temp.path, maxBytes: machinaEnv(ctx.env, "MACHINA_IMPORT_MAX_BYTES") ?? DEFAULT_PULL_MAX_BYTES,
+      source: file, output: temp.path, maxBytes,
+      tooLarge: () => new MachinaError("E_INVALID", `image larger than ${maxBytes} bytes uncompressed (limit; MACHINA_IMPORT_MAX_BYTES)`),
       signal: ctx.signal, onProgress: (n) => ctx.progress.update(n),
     });
   } catch (e) {
@@ -130,7 +144,7 @@ async function fillRaw(ctx: TransferContext, temp: Temporary, file: string, show
   } finally {
     ctx.progress.stop();
   }
-  const kind = rawImageKind(temp.path);
+  const kind = rawImageKind(ctx.host, temp.path);
   if (kind === "qcow2") throw new MachinaError("E_UNSUPPORTED", `"${shown}": qcow2 images are not supported: convert with qemu-img convert -O raw first`);
   if (kind === undefined) throw new MachinaError("E_INVALID", `"${shown}": not a raw disk image (no GPT partition table and no known file system)`);
 }
@@ -139,28 +153,26 @@ export function nameFromPath(path: string, kind: "tar" | "raw"): string {
   return stripImageSuffixes(basename(path), kind);
 }
 
-export async function importTar(ctx: TransferContext, file: string, name: string | undefined, opts: ImportOptions): Promise<string> {
+/** import-tar / import-raw: a local file into a new image (NAME from the file's name without suffixes when not given). */
+async function importFile(ctx: TransferContext, kind: "tar" | "raw", file: string, name: string | undefined, opts: ImportOptions): Promise<string> {
   const src = resolve(file);
   if (ctx.host.stat(src, true)?.kind !== "file") throw new MachinaError("E_NOT_FOUND", `"${file}" is not a file`, { path: file });
-  const image = name ?? nameFromPath(src, "tar");
+  const image = name ?? nameFromPath(src, kind);
+  const entry = kind === "raw" ? "raw" : "dir";
   await Reverter.run(async (r) => {
-    const { temp, final, replace } = prepare(ctx, image, "dir", opts, r);
-    await fillDirFromTar(ctx, temp, src, file);
-    commit(ctx, temp, final, replace, opts, "dir", { how: "import-tar", source: src });
+    const { temp, final, replace } = prepare(ctx, image, entry, opts, r);
+    await (kind === "raw" ? fillRaw : fillDirFromTar)(ctx, temp, src, file);
+    commit(ctx, temp, final, replace, opts, entry, { how: `import-${kind}`, source: src });
   });
   return image;
 }
 
-export async function importRaw(ctx: TransferContext, file: string, name: string | undefined, opts: ImportOptions): Promise<string> {
-  const src = resolve(file);
-  if (ctx.host.stat(src, true)?.kind !== "file") throw new MachinaError("E_NOT_FOUND", `"${file}" is not a file`, { path: file });
-  const image = name ?? nameFromPath(src, "raw");
-  await Reverter.run(async (r) => {
-    const { temp, final, replace } = prepare(ctx, image, "raw", opts, r);
-    await fillRaw(ctx, temp, src, file);
-    commit(ctx, temp, final, replace, opts, "raw", { how: "import-raw", source: src });
-  });
-  return image;
+export function importTar(ctx: TransferContext, file: string, name: string | undefined, opts: ImportOptions): Promise<string> {
+  return importFile(ctx, "tar", file, name, opts);
+}
+
+export function importRaw(ctx: TransferContext, file: string, name: string | undefined, opts: ImportOptions): Promise<string> {
+  return importFile(ctx, "raw", file, name, opts);
 }
 
 export async function importFs(ctx: TransferContext, dir: string, name: string | undefined, opts: ImportOptions): Promise<string> {
@@ -282,7 +294,7 @@ async function verifyDownload(ctx: TransferContext, url: string, file: string, m
   const dirUrl = new URL(".", u).toString();
   const text = (b: Uint8Array) => new TextDecoder().decode(b);
   const fetchTo = async (what: string, path: string): Promise<boolean> => {
-    const data = await fetchText(what, ctx.signal);
+    const data = await fetchText(what, CHECKSUM_MAX_BYTES, ctx.signal);
     if (data === undefined) return false;
     await Bun.write(path, data);
     return true;
@@ -290,13 +302,13 @@ async function verifyDownload(ctx: TransferContext, url: string, file: string, m
   let expected: string | undefined;
   let source = "";
   if (mode === "checksum") {
-    const per = await fetchText(`${url}.sha256`, ctx.signal);
+    const per = await fetchText(`${url}.sha256`, CHECKSUM_MAX_BYTES, ctx.signal);
     if (per !== undefined) {
       const body = clearsignedBody(text(per)).trim();
       expected = /^([0-9a-fA-F]{64})\b/.exec(body)?.[1]?.toLowerCase() ?? checksumFor(body, fileName);
       source = `${url}.sha256`;
     } else {
-      const sums = await fetchText(`${dirUrl}SHA256SUMS`, ctx.signal);
+      const sums = await fetchText(`${dirUrl}SHA256SUMS`, CHECKSUM_MAX_BYTES, ctx.signal);
       if (sums === undefined) throw new MachinaError("E_NOT_FOUND", `no checksum for ${url}: neither ${url}.sha256 nor ${dirUrl}SHA256SUMS exists`, {}, "pull with --verify=no to skip verification");
       expected = checksumFor(text(sums), fileName);
       source = `${dirUrl}SHA256SUMS`;
@@ -339,8 +351,12 @@ export async function pullImage(ctx: TransferContext, kind: "tar" | "raw", url: 
     ctx.progress.start(`Downloading ${url}`, undefined);
     let started = false;
     try {
+      const pullMax = machinaEnv(ctx.env, "MACHINA_PULL_MAX_BYTES") ?? DEFAULT_PULL_MAX_BYTES;
       await download({
-        url, output: downloaded, maxBytes: machinaEnv(ctx.env, "MACHINA_PULL_MAX_BYTES") ?? DEFAULT_PULL_MAX_BYTES, signal: ctx.signal,
+        url, output: downloaded, maxBytes: pullMax, signal: ctx.signal,
+        tooLarge: (total) => new MachinaError("E_INVALID", total !== undefined
+          ? `${url}: ${total} bytes, more than the limit of ${pullMax} (MACHINA_PULL_MAX_BYTES)`
+          : `${url}: more than the limit of ${pullMax} bytes (MACHINA_PULL_MAX_BYTES)`),
         onProgress: (done, total) => {
           if (!started && total !== undefined) {
             ctx.progress.start(`Downloading ${url}`, total);

@@ -201,7 +201,9 @@ describe("round trip", () => {
     expect(r.code).toBe(1);
     expect(r.err).toContain('image "weird" already exists');
     expect(machinactl(["--force", "--read-only", "import-tar", join(root, "weird.tar.gz"), "weird"]).code).toBe(0);
-    expect(JSON.parse(machinactl(["show-image", "weird", "--json=short"]).out || "{}").readOnly ?? machinactl(["image-status", "weird"]).out).toBeTruthy();
+    // --read-only: the replacement is marked read-only.
+    expect(JSON.parse(machinactl(["show-image", "weird", "--json=short"]).out)).toMatchObject([{ name: "weird", readOnly: true }]);
+    expect(machinactl(["image-status", "weird"]).out).toMatch(/^weird\n(?:\t.*\n)*\t +RO: read-only\n/);
     expect(poolEntries().filter((n) => n.startsWith(".#"))).toEqual([]);
     fs.rmSync(src, { recursive: true });
   }, 120_000);

@@ -31,18 +31,28 @@ function nspawnCase(r: NspawnOption): string | undefined {
   return `    ${names.join("|")}) ${action}; return ;;`;
 }
 
+/** The options of a table as completion words: `--long` (`--long=` when it takes a value) and `-s`. */
+function optionWords(table: readonly { long?: string; short?: string; arg: string }[]): string[] {
+  return table.flatMap((r) => [...(r.long !== undefined ? [`--${r.long}${r.arg === "required" ? "=" : ""}`] : []), ...(r.short !== undefined ? [`-${r.short}`] : [])]);
+}
+
+/** Shell lines: the word being completed and the one before it (`--opt=VALUE` split into the two). */
+const CUR_AND_PREV = `  cur=\${COMP_WORDS[COMP_CWORD]}
+  prev=\${COMP_WORDS[COMP_CWORD-1]}
+  if [[ $cur == --*=* ]]; then
+    prev=\${cur%%=*}
+    cur=\${cur#*=}
+  fi`;
+
+/** Shell lines: complete an option from `words` (no space after one that ends in "="). */
+const completeOptions = (words: string[]) => `    COMPREPLY=($(compgen -W '${quote(words)}' -- "$cur"))
+    [[ \${COMPREPLY[0]} == *= ]] && compopt -o nospace`;
+
 function capabilityWords(): string[] {
   return CAPABILITIES.map((c) => c.toLowerCase());
 }
 
-/** Every way to write the options of a table (`--name=` for those that take an argument). */
-function spellings(rows: ReadonlyArray<{ long?: string; short?: string; arg: string }>): string[] {
-  return rows.flatMap((r) => [...(r.long !== undefined ? [`--${r.long}${r.arg === "required" ? "=" : ""}`] : []), ...(r.short !== undefined ? [`-${r.short}`] : [])]);
-}
-
 export function bashCompletion(): string {
-  const nspawnOpts = spellings(NSPAWN_TABLE);
-  const ctlOpts = spellings(MACHINACTL_TABLE);
   const ctlChoices = MACHINACTL_TABLE.filter((r) => r.choices !== undefined && r.long !== undefined)
     .map((r) => `    --${r.long}) COMPREPLY=($(compgen -W '${quote(r.choices!)}' -- "$cur")); return ;;`);
   return `# bash completion for machina-nspawn and machinactl (generated from their option tables)
@@ -52,36 +62,24 @@ _machina_machines() { machinactl list --no-legend 2>/dev/null | awk '{print $1}'
 
 _machina_nspawn() {
   local cur prev
-  cur=\${COMP_WORDS[COMP_CWORD]}
-  prev=\${COMP_WORDS[COMP_CWORD-1]}
-  if [[ $cur == --*=* ]]; then
-    prev=\${cur%%=*}
-    cur=\${cur#*=}
-  fi
+${CUR_AND_PREV}
   case $prev in
 ${NSPAWN_TABLE.map(nspawnCase).filter((c) => c !== undefined).join("\n")}
   esac
   if [[ $cur == -* ]]; then
-    COMPREPLY=($(compgen -W '${quote(nspawnOpts)}' -- "$cur"))
-    [[ \${COMPREPLY[0]} == *= ]] && compopt -o nospace
+${completeOptions(optionWords(NSPAWN_TABLE))}
   fi
 }
 complete -F _machina_nspawn machina-nspawn
 
 _machinactl() {
   local cur prev verb i
-  cur=\${COMP_WORDS[COMP_CWORD]}
-  prev=\${COMP_WORDS[COMP_CWORD-1]}
-  if [[ $cur == --*=* ]]; then
-    prev=\${cur%%=*}
-    cur=\${cur#*=}
-  fi
+${CUR_AND_PREV}
   case $prev in
 ${ctlChoices.join("\n")}
   esac
   if [[ $cur == -* ]]; then
-    COMPREPLY=($(compgen -W '${quote(ctlOpts)}' -- "$cur"))
-    [[ \${COMPREPLY[0]} == *= ]] && compopt -o nospace
+${completeOptions(optionWords(MACHINACTL_TABLE))}
     return
   fi
   for ((i = 1; i < COMP_CWORD; i++)); do

@@ -16,7 +16,7 @@ import { systemctl, systemdAvailable, unitInstalled, unitName } from "../../mach
 import { launchDetached, requireImage } from "../../runtime/launch.ts";
 import { isValidMachineName, MACHINE_NAME_RULE } from "../../settings/values.ts";
 import { machineContext } from "./machine-verbs.ts";
-import type { Verb, VerbContext } from "./verb.ts";
+import { namesVerb, type Verb, type VerbContext } from "./verb.ts";
 
 function checkName(name: string): void {
   if (!isValidMachineName(name)) throw new MachinaError("E_INVALID", `invalid machine name "${name}": expected ${MACHINE_NAME_RULE}`, { machine: name });
@@ -41,67 +41,39 @@ function throughSystemd(ctx: VerbContext): boolean {
   return systemdAvailable(ctx.host, ctx.env) && unitInstalled(ctx.host, ctx.env) && machinaEnv(ctx.env, "MACHINA_POOL") === undefined;
 }
 
-const startVerb: Verb = {
-  name: "start", options: [],
-  usage: "start NAME...",
-  summary: "Start container as a service (booted in the background)",
-  section: "Machine",
-  minArgs: 1,
-  maxArgs: Infinity,
-  async run(ctx, args) {
-    await Promise.all(args.map((name) => start(ctx, name)));
-    return 0;
-  },
-};
+const startVerb = namesVerb("start", [], "Start container as a service (booted in the background)", (ctx, names) => Promise.all(names.map((name) => start(ctx, name))));
 
-const enable: Verb = {
-  name: "enable", options: ["now"],
-  usage: "enable NAME...",
-  summary: "Enable automatic container start at boot",
-  section: "Machine",
-  minArgs: 1,
-  maxArgs: Infinity,
-  async run(ctx, args) {
-    for (const name of args) checkName(name);
-    requireImages(ctx.host, ctx.paths.pool, args); // all or nothing
-    for (const name of args) {
-      const r = await enableMachine(ctx.host, ctx.env, ctx.paths.pool, name);
-      if (!ctx.options.quiet) for (const c of r.changes) ctx.err(`Created symlink ${c.path} → ${c.source}.\n`);
-    }
-    if (ctx.options.now) await Promise.all(args.map((name) => start(ctx, name).catch((e) => {
-      if (!(e instanceof MachinaError && e.code === "E_BUSY")) throw e;
-    })));
-    return 0;
-  },
-};
+/** enable / disable: the boot-time links of each NAME (src/machine/enable.ts), then with --now start or stop it. */
+const enable = namesVerb("enable", ["now"], "Enable automatic container start at boot", async (ctx, args) => {
+  for (const name of args) checkName(name);
+  requireImages(ctx.host, ctx.paths.pool, args); // all or nothing
+  for (const name of args) {
+    const r = await enableMachine(ctx.host, ctx.env, ctx.paths.pool, name);
+    if (!ctx.options.quiet) for (const c of r.changes) ctx.err(`Created symlink ${c.path} → ${c.source}.\n`);
+  }
+  if (ctx.options.now) await Promise.all(args.map((name) => start(ctx, name).catch((e) => {
+    if (!(e instanceof MachinaError && e.code === "E_BUSY")) throw e;
+  })));
+});
 
-const disable: Verb = {
-  name: "disable", options: ["now"],
-  usage: "disable NAME...",
-  summary: "Disable automatic container start at boot",
-  section: "Machine",
-  minArgs: 1,
-  maxArgs: Infinity,
-  async run(ctx, args) {
-    for (const name of args) {
-      checkName(name);
-      const r = await disableMachine(ctx.host, ctx.env, name);
-      if (!ctx.options.quiet) for (const c of r.changes) ctx.err(`Removed ${c.path}.\n`);
-    }
-    if (ctx.options.now) {
-      if (throughSystemd(ctx)) await systemctl(ctx.host, ["stop", ...args.map(unitName)]);
-      const mctx = machineContext(ctx);
-      await Promise.all(args.map(async (name) => {
-        try {
-          await terminateMachine(mctx, name);
-        } catch (e) {
-          if (!(e instanceof MachinaError && e.code === "E_NOT_FOUND")) throw e;
-        }
-      }));
-    }
-    return 0;
-  },
-};
+const disable = namesVerb("disable", ["now"], "Disable automatic container start at boot", async (ctx, args) => {
+  for (const name of args) {
+    checkName(name);
+    const r = await disableMachine(ctx.host, ctx.env, name);
+    if (!ctx.options.quiet) for (const c of r.changes) ctx.err(`Removed ${c.path}.\n`);
+  }
+  if (ctx.options.now) {
+    if (throughSystemd(ctx)) await systemctl(ctx.host, ["stop", ...args.map(unitName)]);
+    const mctx = machineContext(ctx);
+    await Promise.all(args.map(async (name) => {
+      try {
+        await terminateMachine(mctx, name);
+      } catch (e) {
+        if (!(e instanceof MachinaError && e.code === "E_NOT_FOUND")) throw e;
+      }
+    }));
+  }
+});
 
 const logs: Verb = {
   name: "logs", options: ["lines", "follow", "output"],

@@ -17,7 +17,7 @@ import type { MachineService } from "../../api/service.ts";
 import { selectMachineService } from "../../client/select.ts";
 import { formatBytes, json, properties, table } from "./format.ts";
 import { showManager } from "./image-verbs.ts";
-import type { Verb, VerbContext } from "./verb.ts";
+import { namesVerb, type Verb, type VerbContext } from "./verb.ts";
 
 /** machinad's API when a daemon answers, else the core in this process (src/client/select.ts). */
 function service(ctx: VerbContext): Promise<MachineService> {
@@ -198,62 +198,24 @@ const ps: Verb = {
   },
 };
 
-const kill: Verb = {
-  name: "kill", options: ["kill-whom", "signal"],
-  usage: "kill NAME...",
-  summary: "Send signal to processes of a VM/container",
-  section: "Machine",
-  minArgs: 1,
-  maxArgs: Infinity,
-  async run(ctx, args) {
-    const svc = await service(ctx);
-    for (const name of args)
-      await svc.kill(name, { whom: ctx.options.killWhom ?? "all", ...(ctx.options.signal !== undefined ? { signal: ctx.options.signal } : {}) });
-    return 0;
-  },
-};
+const kill = namesVerb("kill", ["kill-whom", "signal"], "Send signal to processes of a VM/container", async (ctx, names) => {
+  const svc = await service(ctx);
+  for (const name of names)
+    await svc.kill(name, { whom: ctx.options.killWhom ?? "all", ...(ctx.options.signal !== undefined ? { signal: ctx.options.signal } : {}) });
+});
 
-const poweroff: Verb = {
-  name: "poweroff", options: [],
-  usage: "poweroff NAME...",
-  summary: "Power off one or more containers",
-  section: "Machine",
-  minArgs: 1,
-  maxArgs: Infinity,
-  async run(ctx, args) {
-    const svc = await service(ctx);
-    for (const name of args) await svc.poweroff(name);
-    return 0;
-  },
-};
-
-const reboot: Verb = {
-  name: "reboot", options: [],
-  usage: "reboot NAME...",
-  summary: "Reboot one or more containers",
-  section: "Machine",
-  minArgs: 1,
-  maxArgs: Infinity,
-  async run(ctx, args) {
-    const svc = await service(ctx);
-    for (const name of args) await svc.reboot(name);
-    return 0;
-  },
-};
-
-const terminate: Verb = {
-  name: "terminate", options: [],
-  usage: "terminate NAME...",
-  summary: "Terminate one or more VMs/containers",
-  section: "Machine",
-  minArgs: 1,
-  maxArgs: Infinity,
-  async run(ctx, args) {
-    const svc = await service(ctx);
-    await Promise.all(args.map((name) => svc.terminate(name)));
-    return 0;
-  },
-};
+const poweroff = namesVerb("poweroff", [], "Power off one or more containers", async (ctx, names) => {
+  const svc = await service(ctx);
+  for (const name of names) await svc.poweroff(name);
+});
+const reboot = namesVerb("reboot", [], "Reboot one or more containers", async (ctx, names) => {
+  const svc = await service(ctx);
+  for (const name of names) await svc.reboot(name);
+});
+const terminate = namesVerb("terminate", [], "Terminate one or more VMs/containers", async (ctx, names) => {
+  const svc = await service(ctx);
+  await Promise.all(names.map((name) => svc.terminate(name)));
+});
 
 /** copy-to / copy-from (src/machine/copy.ts): through `machina-helper enter`, resolved in the container's root. */
 function copyVerb(direction: CopyDirection): Verb {

@@ -7,10 +7,10 @@
  */
 import { SingleBar } from "cli-progress";
 import { MachinaError } from "../../errors.ts";
+import { bootstrap } from "../../image/bootstrap.ts";
 import {
   cancelTransfer, listTransfers, registerTransfer, unregisterTransfer, updateTransfer, type TransferRecord, type TransferType,
-} from "../../host/transfer-io.ts";
-import { bootstrap } from "../../image/bootstrap.ts";
+} from "../../image/transfer-registry.ts";
 import {
   exportImage, importFs, importRaw, importTar, pullImage, type Progress, type TransferContext,
 } from "../../image/transfer.ts";
@@ -76,12 +76,9 @@ async function runTransfer(ctx: VerbContext, type: TransferType, remote: string,
   process.on("SIGINT", onSignal);
   let rec: TransferRecord | undefined;
   try {
-    rec = registerTransfer(ctx.paths.stateDir, { type, remote, local });
+    rec = registerTransfer(ctx.host, ctx.paths.stateDir, { type, remote, local });
     const r = rec;
-    const progress = makeProgress(ctx, (f) => {
-      r.progress = f;
-      updateTransfer(ctx.paths.stateDir, r);
-    });
+    const progress = makeProgress(ctx, (f) => updateTransfer(ctx.host, ctx.paths.stateDir, r, f));
     await body({
       host: ctx.host, paths: ctx.paths, env: ctx.env, progress, signal: controller.signal,
       log: (line) => {
@@ -93,7 +90,7 @@ async function runTransfer(ctx: VerbContext, type: TransferType, remote: string,
     if (controller.signal.aborted) throw new MachinaError("E_SYSTEM", `transfer ${rec?.id ?? ""} cancelled`.replace("  ", " "));
     throw e;
   } finally {
-    if (rec) unregisterTransfer(ctx.paths.stateDir, rec.id);
+    if (rec) unregisterTransfer(ctx.host, ctx.paths.stateDir, rec.id);
     process.off("SIGTERM", onSignal);
     process.off("SIGINT", onSignal);
   }
@@ -179,7 +176,7 @@ export const TRANSFER_VERBS: Verb[] = [
   {
     name: "list-transfers", options: ["no-legend"], usage: "list-transfers", summary: "Show list of transfers in progress", section: "Image transfer", minArgs: 0, maxArgs: 0,
     run: (ctx) => {
-      const rows = listTransfers(ctx.paths.stateDir);
+      const rows = listTransfers(ctx.host, ctx.paths.stateDir);
       if (ctx.options.json !== "off") {
         ctx.out(json(rows.map((r) => ({ id: r.id, type: r.type, remote: r.remote, local: r.local, progress: r.progress, pid: r.pid, started: r.startedAt })), ctx.options));
         return 0;
@@ -199,7 +196,7 @@ export const TRANSFER_VERBS: Verb[] = [
     run: async (ctx, ids) => {
       for (const id of ids) {
         if (!/^[0-9]+$/.test(id)) throw new MachinaError("E_INVALID", `invalid transfer id ${JSON.stringify(id)}`);
-        if (!(await cancelTransfer(ctx.paths.stateDir, Number(id)))) throw new MachinaError("E_NOT_FOUND", `no transfer with id ${id}`);
+        if (!(await cancelTransfer(ctx.host, ctx.paths.stateDir, Number(id)))) throw new MachinaError("E_NOT_FOUND", `no transfer with id ${id}`);
       }
       return 0;
     },

@@ -26,3 +26,19 @@ export interface Verb {
   /** Returns the exit status. */
   run(ctx: VerbContext, args: string[]): number | Promise<number>;
 }
+
+/** A "Machine" verb on one or more NAMEs (usage `VERB NAME...`): `act` does the work; the exit status is 0. */
+export function namesVerb(name: string, options: readonly string[], summary: string, act: (ctx: VerbContext, names: string[]) => Promise<unknown>): Verb {
+  return {
+    name, options,
+    usage: `${name} NAME...`,
+    summary,
+    section: "Machine",
+    minArgs: 1,
+    maxArgs: Infinity,
+    async run(ctx, args) {
+      await act(ctx, args);
+      return 0;
+    },
+  };
+}

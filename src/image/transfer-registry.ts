@@ -1,0 +1,112 @@
+/**
+ * The registry of running transfers: `$MACHINA_STATE_DIR/transfers/ID.json`, one record a
+ * transfer, written by the process doing it (its pid and the pid's start time, to tell a reused
+ * pid; its progress). list-transfers reads the records (and removes those of dead processes);
+ * cancel-transfer sends SIGTERM to the process, which undoes its work and removes its record.
+ * Records are read through a schema; the file system goes through the Host.
+ */
+import { z } from "zod";
+import type { Host } from "../host/host.ts";
+import { parseJson } from "../json.ts";
+
+export const TRANSFER_TYPES = ["import-tar", "import-raw", "import-fs", "export-tar", "export-raw", "pull-tar", "pull-raw", "bootstrap"] as const;
+export type TransferType = (typeof TRANSFER_TYPES)[number];
+
+const TransferRecordSchema = z.object({
+  id: z.number().int().positive(),
+  type: z.enum(TRANSFER_TYPES),
+  remote: z.string(),
+  local: z.string(),
+  pid: z.number().int().positive(),
+  /** /proc/PID/stat start time, to tell a reused pid. */
+  pidStart: z.string(),
+  /** 0..1, or null when unknown. */
+  progress: z.number().min(0).max(1).nullable(),
+  startedAt: z.string(),
+});
+
+/** One running transfer. */
+export type TransferRecord = z.infer<typeof TransferRecordSchema>;
+
+const SIGTERM = 15;
+
+export function transfersDir(stateDir: string): string {
+  return `${stateDir}/transfers`;
+}
+
+const recordPath = (stateDir: string, id: number) => `${transfersDir(stateDir)}/${id}.json`;
+
+const startOf = (host: Host, pid: number) => host.processStartTime(pid) ?? "";
+
+/** Register this process's transfer under the lowest free id (renameat2 RENAME_NOREPLACE makes the claim atomic). */
+export function registerTransfer(host: Host, stateDir: string, t: Pick<TransferRecord, "type" | "remote" | "local">): TransferRecord {
+  const dir = transfersDir(stateDir);
+  host.mkdirp(dir, 0o755);
+  const pid = host.pid();
+  for (let id = 1; ; id++) {
+    const path = recordPath(stateDir, id);
+    if (host.lstat(path) !== undefined) continue;
+    const rec: TransferRecord = { id, ...t, pid, pidStart: startOf(host, pid), progress: null, startedAt: new Date().toISOString() };
+    const tmp = `${dir}/.${id}.${pid}.tmp`;
+    host.writeFile(tmp, JSON.stringify(rec) + "\n", 0o644);
+    try {
+      host.rename(tmp, path, true);
+      return rec;
+    } catch (e) {
+      host.unlink(tmp);
+      if (!(e instanceof Error && "code" in e && e.code === "EEXIST")) throw e;
+    }
+  }
+}
+
+/** Record the progress (0..1, or null when unknown) of this process's transfer; best effort. */
+export function updateTransfer(host: Host, stateDir: string, rec: TransferRecord, progress: number | null): void {
+  rec.progress = progress;
+  const path = recordPath(stateDir, rec.id);
+  const tmp = `${path}.${rec.pid}.tmp`;
+  try {
+    host.writeFile(tmp, JSON.stringify(rec) + "\n", 0o644);
+    host.rename(tmp, path, false);
+  } catch {
+    // the state dir went away: progress is best effort
+  }
+}
+
+export function unregisterTransfer(host: Host, stateDir: string, id: number): void {
+  host.unlink(recordPath(stateDir, id));
+}
+
+/** The transfers whose process is alive (records of dead processes are removed). */
+export function listTransfers(host: Host, stateDir: string): TransferRecord[] {
+  const dir = transfersDir(stateDir);
+  const out: TransferRecord[] = [];
+  for (const n of host.readdir(dir)) {
+    if (!/^\d+\.json$/.test(n)) continue;
+    const rec = parseJson(TransferRecordSchema, host.readFile(`${dir}/${n}`));
+    if (rec === undefined) continue; // a half-written or foreign file
+    if (startOf(host, rec.pid) !== rec.pidStart || rec.pidStart === "") {
+      host.unlink(`${dir}/${n}`);
+      continue;
+    }
+    out.push(rec);
+  }
+  return out.sort((a, b) => a.id - b.id);
+}
+
+/** SIGTERM to the process running transfer `id`; waits (up to timeoutMs) until it has undone its work. */
+export async function cancelTransfer(host: Host, stateDir: string, id: number, timeoutMs = 30_000): Promise<boolean> {
+  const rec = listTransfers(host, stateDir).find((r) => r.id === id);
+  if (rec === undefined) return false;
+  try {
+    if (!host.kill(rec.pid, SIGTERM)) return false;
+  } catch {
+    return false;
+  }
+  const deadline = host.monotonicMs() + timeoutMs;
+  while (host.monotonicMs() < deadline) {
+    if (startOf(host, rec.pid) !== rec.pidStart) break;
+    if (host.lstat(recordPath(stateDir, id)) === undefined) break;
+    await host.sleep(50);
+  }
+  return true;
+}
