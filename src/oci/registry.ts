@@ -11,7 +11,9 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { open, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
+import { machinaEnv } from "../config.ts";
 import { MachinaError } from "../errors.ts";
+import { DEFAULT_PULL_MAX_BYTES } from "../image/transfer.ts";
 import type { BlobCache } from "./blob-cache.ts";
 import {
   type Descriptor,
@@ -28,8 +30,6 @@ import {
 } from "./manifest.ts";
 import { formatImageReference, type ImageReference, manifestReference, parseImageReference, registryApiHost } from "./reference.ts";
 
-/** Default size cap of one pull (all blobs together), as the other transfers: 64 GiB. */
-export const DEFAULT_OCI_PULL_MAX_BYTES = 64 * 1024 ** 3;
 /** Parallel blob downloads (containers/image uses 6; a registry on loopback needs fewer). */
 export const DEFAULT_OCI_CONCURRENCY = 4;
 /** Manifests and indexes are small; distribution refuses more than 4 MiB. */
@@ -51,8 +51,10 @@ export interface RegistryOptions {
   caFile?: string;
   /** a containers auth.json ({"auths":{"host":{"auth":"base64(user:pass)"}}}) */
   authFile?: string;
-  /** cap of all blobs of the pull together, and of each (default 64 GiB) */
+  /** cap of all blobs of the pull together, and of each (default: MACHINA_PULL_MAX_BYTES of env, else 64 GiB as the other pulls) */
   maxBytes?: number;
+  /** where MACHINA_PULL_MAX_BYTES is read from when maxBytes is not given */
+  env?: Readonly<Record<string, string | undefined>>;
   /** parallel blob downloads (default 4) */
   concurrency?: number;
   signal?: AbortSignal;
@@ -279,6 +281,11 @@ async function runLimited<T, R>(items: readonly T[], limit: number, fn: (item: T
   await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
   if (failed !== undefined) throw failed;
   return results;
+}
+
+/** The size cap in effect: maxBytes, else MACHINA_PULL_MAX_BYTES, else the transfers' default. */
+export function pullMaxBytes(options: Pick<RegistryOptions, "maxBytes" | "env">): number {
+  return options.maxBytes ?? (options.env ? machinaEnv(options.env, "MACHINA_PULL_MAX_BYTES") : undefined) ?? DEFAULT_PULL_MAX_BYTES;
 }
 
 function isAbort(e: unknown, signal?: AbortSignal): boolean {
@@ -531,7 +538,7 @@ export class RegistryClient {
     const { digest, size } = desc;
     const hit = await cache.lookup(digest, size);
     if (hit) return hit;
-    const max = this.options.maxBytes ?? DEFAULT_OCI_PULL_MAX_BYTES;
+    const max = pullMaxBytes(this.options);
     if (size > max)
       throw new MachinaError("E_TOO_LARGE", `blob ${digest}: ${size} bytes is over the limit of ${max} (MACHINA_PULL_MAX_BYTES)`, { value: digest });
     await cache.ensureDir();
@@ -649,7 +656,7 @@ export async function pullOciImage(reference: string | ImageReference, options: 
       throw invalid(`${label}: layer ${d.digest} has media type ${d.mediaType}, not an image layer machina can unpack`, d.mediaType);
     return { ...d, compression };
   });
-  const max = options.maxBytes ?? DEFAULT_OCI_PULL_MAX_BYTES;
+  const max = pullMaxBytes(options);
   const total = manifest.config.size + layers.reduce((n, l) => n + l.size, 0);
   if (total > max) throw new MachinaError("E_TOO_LARGE", `${label}: ${total} bytes of blobs is over the limit of ${max} (MACHINA_PULL_MAX_BYTES)`);
 

@@ -316,6 +316,7 @@ describe("pull", () => {
   test("size caps: the descriptor's size over the limit, and more bytes than the descriptor names", async () => {
     publish("huge", "1", { layers: [new Uint8Array(10_000)] });
     await expect(pullOciImage(`${host}/huge:1`, opts(freshCache(), { maxBytes: 5_000 }))).rejects.toThrow(/over the limit of 5000/);
+    await expect(pullOciImage(`${host}/huge:1`, opts(freshCache(), { env: { MACHINA_PULL_MAX_BYTES: "6000" } }))).rejects.toThrow(/over the limit of 6000 \(MACHINA_PULL_MAX_BYTES\)/);
     const img = publish("liar", "1");
     const layer = img.layers[0] as Blob;
     blobs.set(layer.digest, new Uint8Array(1_000_000));
