@@ -304,10 +304,11 @@ interface TlsOptions {
 
 /** CA certificates: the system store, plus caFile and certDir's *.crt; a client cert from certDir's *.cert/*.key. */
 function tlsOptions(options: RegistryOptions): TlsOptions | undefined {
-  if (options.certDir === undefined && options.caFile === undefined) return undefined;
   const ca: string[] = [];
   const system = SYSTEM_CA_BUNDLES.find((p) => existsSync(p));
   if (system) ca.push(readFileSync(system, "utf8"));
+  // no system bundle and nothing given: Bun's own root store
+  else if (options.certDir === undefined && options.caFile === undefined) return undefined;
   const tls: TlsOptions = {};
   if (options.caFile !== undefined) {
     try {
@@ -366,7 +367,11 @@ export class RegistryClient {
       return await fetch(url, init);
     } catch (e) {
       if (isAbort(e, this.options.signal)) throw new MachinaError("E_CANCELLED", "pull cancelled");
-      throw systemError(`${this.label()}: ${url.pathname}: ${(e as Error).message}`);
+      const message = (e as Error).message;
+      const hint = /certificate|self.signed|SSL|TLS|handshake/i.test(message)
+        ? "give the registry's CA certificate with --cert-dir DIR (*.crt), or --tls-verify=no for a registry that only speaks plain HTTP"
+        : undefined;
+      throw new MachinaError("E_SYSTEM", `${this.label()}: ${url.pathname}: ${message}`, {}, hint);
     }
   }
 
