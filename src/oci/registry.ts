@@ -263,8 +263,8 @@ export function sha256Hex(data: Uint8Array): string {
   return new Bun.CryptoHasher("sha256").update(data).digest("hex");
 }
 
-/** Run fn over items with at most `limit` at once; the first failure aborts the rest (through `abort`). */
-async function runLimited<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+/** Run fn over items with at most `limit` at once; the first failure is thrown (and told to onFail, to stop the rest). */
+async function runLimited<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>, onFail?: () => void): Promise<R[]> {
   const results: R[] = new Array(items.length);
   let next = 0;
   let failed: unknown;
@@ -274,7 +274,10 @@ async function runLimited<T, R>(items: readonly T[], limit: number, fn: (item: T
       try {
         results[i] = await fn(items[i] as T);
       } catch (e) {
-        failed ??= e;
+        if (failed === undefined) {
+          failed = e;
+          onFail?.();
+        }
       }
     }
   };
@@ -553,6 +556,7 @@ export class RegistryClient {
     let have = 0;
     // A partial file a previous run left: hash what is there and go on from its end.
     const st = await stat(partial).catch(() => undefined);
+    const resumedFromDisk = st?.isFile() === true && st.size > 0 && st.size <= size;
     if (st?.isFile() && st.size <= size) {
       for await (const chunk of Bun.file(partial).stream()) hasher.update(chunk);
       have = st.size;
@@ -565,9 +569,18 @@ export class RegistryClient {
     };
     let retries = 0;
     while (have < size) {
-      const headers: Record<string, string> = {};
+      const headers: Record<string, string> = { "Accept-Encoding": "identity" };
       if (have > 0) headers.Range = `bytes=${have}-`;
       const res = await this.request(`/v2/${this.ref.repository}/blobs/${digest}`, headers);
+      if (res.status === 416 && have > 0 && retries < BLOB_RETRIES) {
+        // the partial download is not a prefix the server knows: start over
+        await res.body?.cancel().catch(() => undefined);
+        hasher = new Bun.CryptoHasher("sha256");
+        have = 0;
+        await rm(partial, { force: true });
+        retries++;
+        continue;
+      }
       if (res.status === 206) {
         const range = res.headers.get("content-range") ?? "";
         if (!range.startsWith(`bytes ${have}-`)) {
@@ -580,7 +593,8 @@ export class RegistryClient {
           have = 0;
         }
       } else {
-        if (res.status === 404 || res.status >= 400) await rm(partial, { force: true });
+        // a partial download stays for a later resume (clean() removes it); an empty one goes
+        if (have === 0) await rm(partial, { force: true });
         return this.fail(res, what);
       }
       const file = await open(partial, have > 0 ? "a" : "w", 0o600);
@@ -617,10 +631,16 @@ export class RegistryClient {
           );
         }
         retries++;
+        await Bun.sleep(100 * retries);
       }
     }
     const got = `sha256:${hasher.digest("hex")}`;
     if (got !== digest) {
+      if (resumedFromDisk) {
+        // the partial file an earlier run left was not this blob's start: once more from nothing
+        await rm(partial, { force: true });
+        return this.downloadBlob(cache, desc);
+      }
       return refuse(invalid(`${this.label()}: ${what}: the content's digest is ${got}; refused and deleted`, digest));
     }
     return cache.commit(digest, partial);
@@ -639,7 +659,19 @@ export class RegistryClient {
 export async function pullOciImage(reference: string | ImageReference, options: PullOptions): Promise<PulledImage> {
   const ref = typeof reference === "string" ? parseImageReference(reference) : reference;
   const want = options.platform !== undefined ? parsePlatform(options.platform) : hostPlatform();
-  const client = new RegistryClient(ref, options);
+  // One signal for the whole pull: the caller's cancel, or the first failed blob stops the others.
+  const stop = new AbortController();
+  const onCancel = () => stop.abort();
+  if (options.signal?.aborted) stop.abort();
+  options.signal?.addEventListener("abort", onCancel, { once: true });
+  try {
+    return await pullWith(ref, want, new RegistryClient(ref, { ...options, signal: stop.signal }), options, () => stop.abort());
+  } finally {
+    options.signal?.removeEventListener("abort", onCancel);
+  }
+}
+
+async function pullWith(ref: ImageReference, want: Platform, client: RegistryClient, options: PullOptions, stopAll: () => void): Promise<PulledImage> {
   const label = formatImageReference(ref);
 
   let top = await client.getManifest(manifestReference(ref));
@@ -649,6 +681,9 @@ export async function pullOciImage(reference: string | ImageReference, options: 
     indexDigest = top.digest;
     const chosen = selectPlatform(top.parsed.value.index, want);
     top = await client.getManifest(chosen.digest);
+    if (top.body.byteLength !== chosen.size) {
+      throw invalid(`${label}: the manifest ${chosen.digest} has ${top.body.byteLength} bytes, the index says ${chosen.size}; refused`, chosen.digest);
+    }
     if (!top.parsed.ok) throw invalid(`${label}: the manifest for ${formatPlatform(want)} is not valid: ${top.parsed.error}`);
     if (top.parsed.value.kind !== "manifest")
       throw invalid(`${label}: the index names another index for ${formatPlatform(want)}; nested indexes are not supported`);
@@ -679,7 +714,7 @@ export async function pullOciImage(reference: string | ImageReference, options: 
     throw invalid(`${label}: the config names ${config.data.rootfs.diff_ids.length} layers, the manifest ${layers.length}`);
   }
 
-  const paths = await runLimited(layers, options.concurrency ?? DEFAULT_OCI_CONCURRENCY, (l) => client.fetchBlob(options.cache, l));
+  const paths = await runLimited(layers, options.concurrency ?? DEFAULT_OCI_CONCURRENCY, (l) => client.fetchBlob(options.cache, l), stopAll);
   const pinned = [manifest.config.digest, ...layers.map((l) => l.digest)];
   await options.cache.evict(pinned);
 

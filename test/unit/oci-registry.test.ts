@@ -37,6 +37,8 @@ let requireToken = true;
 let tokenRequests = 0;
 /** digest → how many more GETs stop half way */
 const breakBlob = new Map<string, number>();
+/** digests whose GET sends half and then hangs */
+const stallBlob = new Set<string>();
 /** path → Location */
 const redirects = new Map<string, string>();
 
@@ -88,6 +90,17 @@ beforeAll(() => {
       const part = data.subarray(start);
       const headers: Record<string, string> = { "Content-Length": String(part.byteLength), "Content-Type": "application/octet-stream" };
       if (range) headers["Content-Range"] = `bytes ${start}-${data.byteLength - 1}/${data.byteLength}`;
+      if (stallBlob.has(ref)) {
+        const half = part.slice(0, Math.floor(part.byteLength / 2));
+        return new Response(
+          new ReadableStream<Uint8Array>({
+            start(c) {
+              c.enqueue(half);
+            },
+          }),
+          { headers },
+        );
+      }
       const breaks = breakBlob.get(ref) ?? 0;
       if (breaks > 0) {
         breakBlob.set(ref, breaks - 1);
@@ -117,6 +130,7 @@ afterEach(() => {
   blobs.clear();
   log.length = 0;
   breakBlob.clear();
+  stallBlob.clear();
   redirects.clear();
   requireToken = true;
   tokenRequests = 0;
@@ -293,6 +307,30 @@ describe("pull", () => {
     expect(log.find((r) => r.path.endsWith(layer.digest))?.range).toBe("bytes=40000-");
   });
 
+  test("a stale partial file that is not the blob's start: downloaded again from nothing", async () => {
+    const big = new Uint8Array(50_000).map((_, i) => i % 7);
+    const img = publish("stale", "1", { layers: [big] });
+    const layer = img.layers[0] as Blob;
+    const cache = freshCache();
+    await cache.ensureDir();
+    writeFileSync(cache.partialPath(layer.digest), new Uint8Array(10_000).fill(9));
+    const pulled = await pullOciImage(`${host}/stale:1`, opts(cache));
+    expect(sha256Hex(new Uint8Array(await Bun.file(pulled.layers[0]?.path ?? "").arrayBuffer()))).toBe(layer.digest.slice(7));
+    expect(log.filter((r) => r.path.endsWith(layer.digest)).map((r) => r.range)).toEqual(["bytes=10000-", null]);
+  });
+
+  test("cancel: E_CANCELLED, the partial download kept for a resume", async () => {
+    const img = publish("stall", "1", { layers: [new Uint8Array(100_000)] });
+    const layer = img.layers[0] as Blob;
+    stallBlob.add(layer.digest);
+    const cache = freshCache();
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 300);
+    const e = await pullOciImage(`${host}/stall:1`, opts(cache, { signal: ac.signal })).catch((x: unknown) => x);
+    expect((e as { code?: string }).code).toBe("E_CANCELLED");
+    expect(existsSync(cache.path(layer.digest))).toBe(false);
+  });
+
   test("a server that keeps stopping: fails after the retries, one clear line", async () => {
     const img = publish("flaky", "1", { layers: [new Uint8Array(50_000)] });
     breakBlob.set((img.layers[0] as Blob).digest, 100);
@@ -316,7 +354,9 @@ describe("pull", () => {
   test("size caps: the descriptor's size over the limit, and more bytes than the descriptor names", async () => {
     publish("huge", "1", { layers: [new Uint8Array(10_000)] });
     await expect(pullOciImage(`${host}/huge:1`, opts(freshCache(), { maxBytes: 5_000 }))).rejects.toThrow(/over the limit of 5000/);
-    await expect(pullOciImage(`${host}/huge:1`, opts(freshCache(), { env: { MACHINA_PULL_MAX_BYTES: "6000" } }))).rejects.toThrow(/over the limit of 6000 \(MACHINA_PULL_MAX_BYTES\)/);
+    await expect(pullOciImage(`${host}/huge:1`, opts(freshCache(), { env: { MACHINA_PULL_MAX_BYTES: "6000" } }))).rejects.toThrow(
+      /over the limit of 6000 \(MACHINA_PULL_MAX_BYTES\)/,
+    );
     const img = publish("liar", "1");
     const layer = img.layers[0] as Blob;
     blobs.set(layer.digest, new Uint8Array(1_000_000));
