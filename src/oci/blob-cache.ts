@@ -2,13 +2,16 @@
  * A content-addressed blob cache: DIR/blobs/sha256/HEX, each file written as DIR/blobs/sha256/HEX.partial
  * and renamed into place only after its sha256 and size matched, so a file under its digest's name is
  * always that digest's content. A size limit with LRU eviction (mtime is the last use) and clean()
- * for `machinactl clean`. Identical layers are never downloaded twice.
+ * for `machinactl clean`. Identical layers are never downloaded twice: within one process the
+ * client shares a running download, across processes a `lock` (flock(2) through the Host, e.g.
+ * `(p) => host.lockFile(p, "exclusive")`) on DIR/blobs/sha256/HEX.lock makes the second wait
+ * and then find the blob. Like src/host/transfer-io.ts, this module does file I/O itself.
  */
 import { closeSync, fsyncSync, openSync } from "node:fs";
 import { mkdir, readdir, rename, rm, stat, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import { SHA256_DIGEST } from "./manifest.ts";
-import { invalidError } from "../errors.ts";
+import { invalidError, MachinaError } from "../errors.ts";
 
 /** Default size limit of a cache: 20 GiB. */
 export const DEFAULT_BLOB_CACHE_MAX_BYTES = 20 * 1024 ** 3;
@@ -18,6 +21,8 @@ export interface BlobCacheOptions {
   dir: string;
   /** evict least recently used blobs above this many bytes (default 20 GiB) */
   maxBytes?: number;
+  /** an exclusive lock without waiting (undefined: held elsewhere); without it, no cross-process lock */
+  lock?: (path: string) => { release(): void } | undefined;
 }
 
 export interface CleanResult {
@@ -29,11 +34,29 @@ export class BlobCache {
   readonly dir: string;
   readonly maxBytes: number;
   private readonly blobDir: string;
+  private readonly lockFn: BlobCacheOptions["lock"];
 
   constructor(options: BlobCacheOptions) {
     this.dir = options.dir;
     this.maxBytes = options.maxBytes ?? DEFAULT_BLOB_CACHE_MAX_BYTES;
     this.blobDir = join(options.dir, "blobs", "sha256");
+    this.lockFn = options.lock;
+  }
+
+  /**
+   * Hold the digest's download lock (waiting while another process holds it); a no-op without
+   * a lock function. The caller looks the blob up again once it has the lock.
+   */
+  async lockBlob(digest: string, signal?: AbortSignal): Promise<{ release(): void }> {
+    const lockFn = this.lockFn;
+    if (!lockFn) return { release() {} };
+    const path = `${this.path(digest)}.lock`;
+    for (let wait = 50; ; wait = Math.min(wait * 2, 1000)) {
+      const held = lockFn(path);
+      if (held) return held;
+      if (signal?.aborted) throw new MachinaError("E_CANCELLED", "pull cancelled");
+      await Bun.sleep(wait);
+    }
   }
 
   /** The path a digest's blob has (whether or not it is there). */
@@ -108,7 +131,7 @@ export class BlobCache {
     return result;
   }
 
-  /** Remove every blob and every partial download (`machinactl clean`). */
+  /** Remove every blob, partial download and lock file (`machinactl clean`; not while a pull runs). */
   async clean(): Promise<CleanResult> {
     const names = await readdir(this.blobDir).catch(() => [] as string[]);
     const result: CleanResult = { removed: 0, bytes: 0 };

@@ -6,6 +6,7 @@
  * a bounded number of connections, an interrupted blob resumes with a Range request, HTTPS uses
  * the system's CA store plus a CA file / cert directory, plain HTTP only with tlsVerify: false, and
  * a redirect to another host is refused. Blobs land in a BlobCache (content-addressed).
+ * Network and file I/O happen here, as in src/host/transfer-io.ts (the other downloads).
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { open, rm, stat } from "node:fs/promises";
@@ -543,13 +544,23 @@ export class RegistryClient {
   }
 
   private async downloadBlob(cache: BlobCache, desc: Pick<Descriptor, "digest" | "size">): Promise<string> {
-    const { digest, size } = desc;
-    const hit = await cache.lookup(digest, size);
+    const hit = await cache.lookup(desc.digest, desc.size);
     if (hit) return hit;
+    await cache.ensureDir();
+    const lock = await cache.lockBlob(desc.digest, this.options.signal);
+    try {
+      // another process may have finished it while we waited
+      return (await cache.lookup(desc.digest, desc.size)) ?? (await this.downloadLocked(cache, desc));
+    } finally {
+      lock.release();
+    }
+  }
+
+  private async downloadLocked(cache: BlobCache, desc: Pick<Descriptor, "digest" | "size">): Promise<string> {
+    const { digest, size } = desc;
     const max = pullMaxBytes(this.options);
     if (size > max)
       throw new MachinaError("E_TOO_LARGE", `blob ${digest}: ${size} bytes is over the limit of ${max} (MACHINA_PULL_MAX_BYTES)`, { value: digest });
-    await cache.ensureDir();
     const partial = cache.partialPath(digest);
     const what = `blob ${digest}`;
     let hasher = new Bun.CryptoHasher("sha256");
@@ -639,7 +650,7 @@ export class RegistryClient {
       if (resumedFromDisk) {
         // the partial file an earlier run left was not this blob's start: once more from nothing
         await rm(partial, { force: true });
-        return this.downloadBlob(cache, desc);
+        return this.downloadLocked(cache, desc);
       }
       return refuse(invalid(`${this.label()}: ${what}: the content's digest is ${got}; refused and deleted`, digest));
     }

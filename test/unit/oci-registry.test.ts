@@ -331,6 +331,22 @@ describe("pull", () => {
     expect(existsSync(cache.path(layer.digest))).toBe(false);
   });
 
+  test("two pulls of one image at once, one lock between them: each blob downloaded once", async () => {
+    publish("two", "1", { layers: [new Uint8Array(100_000).fill(1), "small"] });
+    const held = new Set<string>();
+    const lock = (p: string) => {
+      if (held.has(p)) return undefined;
+      held.add(p);
+      return { release: () => void held.delete(p) };
+    };
+    const shared = join(dir, `shared${n++}`);
+    const [a, b] = [new BlobCache({ dir: shared, lock }), new BlobCache({ dir: shared, lock })];
+    const [x, y] = await Promise.all([pullOciImage(`${host}/two:1`, opts(a)), pullOciImage(`${host}/two:1`, opts(b))]);
+    expect(x.layers.map((l) => l.path)).toEqual(y.layers.map((l) => l.path));
+    expect(log.filter((r) => r.path.includes("/blobs/")).length).toBe(3); // config + 2 layers
+    expect(held.size).toBe(0);
+  });
+
   test("a server that keeps stopping: fails after the retries, one clear line", async () => {
     const img = publish("flaky", "1", { layers: [new Uint8Array(50_000)] });
     breakBlob.set((img.layers[0] as Blob).digest, 100);
