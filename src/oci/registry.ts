@@ -4,7 +4,8 @@
  * index → platform, manifest, config and layer blobs. Every blob is verified against its sha256
  * and size while it streams (refused and deleted on a mismatch), layers download in parallel with
  * a bounded number of connections, an interrupted blob resumes with a Range request, HTTPS uses
- * the system's CA store plus a CA file / cert directory, plain HTTP only with tlsVerify: false, and
+ * the system's CA store plus a CA file / cert directory; tlsVerify: false (podman's --tls-verify=no)
+ * takes HTTPS unverified or, when the registry has no TLS, plain HTTP; and
  * a redirect to another host is refused. Blobs land in a BlobCache (content-addressed).
  * Network and file I/O happen here, as in src/host/transfer-io.ts (the other downloads).
  */
@@ -44,7 +45,7 @@ const SYSTEM_CA_BUNDLES = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/c
 export const MANIFEST_ACCEPT = [MEDIA_TYPES.ociIndex, MEDIA_TYPES.ociManifest, MEDIA_TYPES.dockerManifestList, MEDIA_TYPES.dockerManifest].join(", ");
 
 export interface RegistryOptions {
-  /** false: plain http (podman's --tls-verify=no); default true: https, verified */
+  /** false (podman's --tls-verify=no): https without verifying the certificate, or plain http when the registry has no TLS; default true: https, verified */
   tlsVerify?: boolean;
   /** a directory of *.crt CA certificates (and optionally a client *.cert + *.key), as podman's --cert-dir */
   certDir?: string;
@@ -343,9 +344,11 @@ function tlsOptions(options: RegistryOptions): TlsOptions | undefined {
 
 export class RegistryClient {
   readonly ref: ImageReference;
-  readonly base: URL;
+  /** scheme://host:port/ of the API; with tlsVerify: false decided by the first request (https unverified, else http) */
+  base: URL;
+  private schemeDecided: Promise<void> | undefined;
   private readonly options: RegistryOptions;
-  private readonly tls: TlsOptions | undefined;
+  private tls: TlsOptions | undefined;
   private readonly credentials: Credentials | undefined;
   private authorization: string | undefined;
   private readonly inflight = new Map<string, Promise<string>>();
@@ -353,9 +356,8 @@ export class RegistryClient {
   constructor(ref: ImageReference, options: RegistryOptions = {}) {
     this.ref = ref;
     this.options = options;
-    const scheme = options.tlsVerify === false ? "http" : "https";
-    this.base = new URL(`${scheme}://${registryApiHost(ref)}/`);
-    this.tls = options.tlsVerify === false ? undefined : tlsOptions(options);
+    this.base = new URL(`https://${registryApiHost(ref)}/`);
+    this.tls = options.tlsVerify === false ? { rejectUnauthorized: false } : tlsOptions(options);
     this.credentials = options.authFile !== undefined ? credentialsFromAuthFile(options.authFile, ref) : undefined;
   }
 
@@ -379,8 +381,35 @@ export class RegistryClient {
     }
   }
 
+  /**
+   * tlsVerify: false as podman's --tls-verify=no: HTTPS without verifying the certificate when the
+   * registry speaks it (a TLS handshake within 5 s), else plain HTTP.
+   */
+  private decideScheme(): Promise<void> {
+    if (this.options.tlsVerify !== false) return Promise.resolve();
+    this.schemeDecided ??= (async () => {
+      const signals = [AbortSignal.timeout(5000)];
+      if (this.options.signal) signals.push(this.options.signal);
+      const init: RequestInit & { tls?: TlsOptions } = { redirect: "manual", signal: AbortSignal.any(signals), tls: { rejectUnauthorized: false } };
+      const https = await fetch(new URL("/v2/", this.base), init).then(
+        async (res) => {
+          await res.body?.cancel().catch(() => undefined);
+          return true;
+        },
+        () => false,
+      );
+      if (this.options.signal?.aborted) throw new MachinaError("E_CANCELLED", "pull cancelled");
+      if (!https) {
+        this.base = new URL(`http://${this.base.host}/`);
+        this.tls = undefined;
+      }
+    })();
+    return this.schemeDecided;
+  }
+
   /** One request, following redirects within the registry's own scheme://host:port only. */
   private async send(path: string, extra: Record<string, string>): Promise<Response> {
+    await this.decideScheme();
     let url = new URL(path, this.base);
     for (let hop = 0; ; hop++) {
       const headers = new Headers(extra);

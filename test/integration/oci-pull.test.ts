@@ -214,6 +214,12 @@ describe.skipIf(!available)("pull from docker-registry", () => {
     expect((e as MachinaError).hint).toMatch(/--cert-dir/);
   });
 
+  test("tlsVerify: false on an HTTPS registry: HTTPS without verification, as podman's --tls-verify=no", async () => {
+    const authFile = join(root, "auth.json");
+    const img = await pullOciImage(`${secure}/test/secure:1`, { cache: cache(), tlsVerify: false, authFile, platform: "linux/amd64" });
+    expect(img.layers.length).toBe(2);
+  });
+
   test("an unknown tag: not found", async () => {
     await expect(pullOciImage(`${plain}/test/multi:nope`, { cache: cache(), tlsVerify: false })).rejects.toThrow(
       /manifest test\/multi:nope: not found \(404\)/,
