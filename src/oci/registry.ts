@@ -12,7 +12,6 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { open, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { z } from "zod";
 import { machinaEnv } from "../config.ts";
 import { MachinaError } from "../errors.ts";
 import { DEFAULT_PULL_MAX_BYTES } from "../image/transfer.ts";
@@ -20,7 +19,6 @@ import type { BlobCache } from "./blob-cache.ts";
 import {
   type Descriptor,
   type ImageConfig,
-  type ImageIndex,
   type ImageManifest,
   imageConfigSchema,
   layerCompression,
@@ -30,6 +28,8 @@ import {
   parseManifestOrIndex,
   zodLine,
 } from "./manifest.ts";
+import { type Challenge, type Credentials, credentialsFromAuthFile, parseChallenge, tokenSchema } from "./auth.ts";
+import { formatPlatform, hostPlatform, parsePlatform, selectPlatform } from "./platform.ts";
 import { formatImageReference, type ImageReference, manifestReference, parseImageReference, registryApiHost } from "./reference.ts";
 
 /** Parallel blob downloads (containers/image uses 6; a registry on loopback needs fewer). */
@@ -95,140 +95,6 @@ export interface PulledImage {
 
 const systemError = (message: string, value?: string) => new MachinaError("E_SYSTEM", message, value === undefined ? {} : { value });
 const invalid = (message: string, value?: string) => new MachinaError("E_INVALID", message, value === undefined ? {} : { value });
-
-// ---------------------------------------------------------------------------------------------
-// Platforms
-
-const GO_ARCH: Readonly<Record<string, string>> = {
-  x64: "amd64",
-  arm64: "arm64",
-  arm: "arm",
-  ia32: "386",
-  ppc64: "ppc64le",
-  s390x: "s390x",
-  riscv64: "riscv64",
-  loong64: "loong64",
-};
-
-/** The host's platform in Go's words (linux/amd64, linux/arm64/v8). */
-export function hostPlatform(): Platform {
-  const architecture = GO_ARCH[process.arch] ?? process.arch;
-  const p: Platform = { os: "linux", architecture };
-  if (architecture === "arm64") p.variant = "v8";
-  return p;
-}
-
-/** `--platform=OS/ARCH[/VARIANT]`; throws one line naming the value. */
-export function parsePlatform(value: string): Platform {
-  const parts = value.split("/");
-  const ok = parts.length >= 2 && parts.length <= 3 && parts.every((p) => /^[a-z0-9._-]+$/.test(p));
-  if (!ok) throw invalid(`invalid --platform "${value}": allowed is OS/ARCH[/VARIANT], e.g. linux/amd64 or linux/arm/v7`, value);
-  const p: Platform = { os: parts[0] as string, architecture: parts[1] as string };
-  if (parts[2] !== undefined) p.variant = parts[2];
-  return p;
-}
-
-export function formatPlatform(p: Platform): string {
-  return `${p.os}/${p.architecture}${p.variant ? `/${p.variant}` : ""}`;
-}
-
-/** arm64's variant is v8 when it is not named. */
-function normVariant(p: Platform): string | undefined {
-  return p.variant ?? (p.architecture === "arm64" ? "v8" : undefined);
-}
-
-/** The manifest of the index for the platform wanted: os and arch equal; the variant when one is wanted. */
-export function selectPlatform(index: ImageIndex, want: Platform): Descriptor {
-  const candidates = index.manifests.filter((d) => d.platform !== undefined && d.platform.os === want.os && d.platform.architecture === want.architecture);
-  const wantVariant = normVariant(want);
-  const exact = candidates.find((d) => d.platform !== undefined && normVariant(d.platform) === wantVariant);
-  const chosen = exact ?? (want.variant === undefined || want.architecture === "arm64" ? candidates[0] : undefined);
-  if (chosen === undefined) {
-    const offered = index.manifests.flatMap((d) => (d.platform && d.platform.os !== "unknown" ? [formatPlatform(d.platform)] : [])).join(", ");
-    throw new MachinaError(
-      "E_NOT_FOUND",
-      `the image has no manifest for platform ${formatPlatform(want)}; it offers: ${offered || "(none)"}`,
-      { value: formatPlatform(want) },
-      "choose one with --platform=OS/ARCH[/VARIANT]",
-    );
-  }
-  return chosen;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Authentication
-
-export interface Challenge {
-  scheme: string;
-  params: Record<string, string>;
-}
-
-/** A WWW-Authenticate header: `Bearer realm="…",service="…",scope="…"` (the first challenge). */
-export function parseChallenge(header: string): Challenge | undefined {
-  const m = header.match(/^\s*([A-Za-z]+)\s*(.*)$/s);
-  if (!m) return undefined;
-  const params: Record<string, string> = {};
-  const re = /([A-Za-z_][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*,?\s*/gy;
-  const rest = m[2] ?? "";
-  re.lastIndex = 0;
-  let pm: RegExpExecArray | null = re.exec(rest);
-  while (pm) {
-    params[(pm[1] as string).toLowerCase()] = pm[2] !== undefined ? pm[2].replace(/\\(.)/g, "$1") : (pm[3] ?? "");
-    if (re.lastIndex >= rest.length) break;
-    pm = re.exec(rest);
-  }
-  return { scheme: (m[1] as string).toLowerCase(), params };
-}
-
-const authFileSchema = z.object({
-  auths: z.record(z.string(), z.object({ auth: z.string().optional(), username: z.string().optional(), password: z.string().optional() })).optional(),
-});
-
-export interface Credentials {
-  username: string;
-  password: string;
-}
-
-/**
- * Credentials for REGISTRY/REPOSITORY from a containers auth.json: the longest matching
- * "registry/namespace" key, then "registry", then docker.io's legacy spellings.
- */
-export function credentialsFromAuthFile(path: string, ref: ImageReference): Credentials | undefined {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (e) {
-    throw new MachinaError("E_NOT_FOUND", `--authfile ${path}: cannot read it (${(e as Error).message})`, { file: path });
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    throw invalid(`--authfile ${path}: not JSON; allowed is the containers auth.json format {"auths":{"HOST":{"auth":"base64(user:password)"}}}`, path);
-  }
-  const parsed = authFileSchema.safeParse(json);
-  if (!parsed.success) throw invalid(`--authfile ${path}: ${zodLine(parsed.error)}; allowed is {"auths":{"HOST":{"auth":"base64(user:password)"}}}`, path);
-  const auths = parsed.data.auths ?? {};
-  const keys: string[] = [];
-  const parts = ref.repository.split("/");
-  for (let i = parts.length; i >= 1; i--) keys.push(`${ref.registry}/${parts.slice(0, i).join("/")}`);
-  keys.push(ref.registry);
-  if (ref.registry === "docker.io") keys.push("https://index.docker.io/v1/", "index.docker.io", "registry-1.docker.io");
-  for (const key of keys) {
-    const entry = auths[key];
-    if (!entry) continue;
-    if (entry.auth !== undefined && entry.auth !== "") {
-      const decoded = Buffer.from(entry.auth, "base64").toString("utf8");
-      const colon = decoded.indexOf(":");
-      if (colon < 0) throw invalid(`--authfile ${path}: the "auth" of ${key} is not base64 of user:password`, path);
-      return { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
-    }
-    if (entry.username !== undefined && entry.password !== undefined) return { username: entry.username, password: entry.password };
-  }
-  return undefined;
-}
-
-const tokenSchema = z.object({ token: z.string().optional(), access_token: z.string().optional() });
 
 // ---------------------------------------------------------------------------------------------
 // Helpers

@@ -9,7 +9,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BlobCache } from "../../src/oci/blob-cache.ts";
 import { MEDIA_TYPES } from "../../src/oci/manifest.ts";
-import { credentialsFromAuthFile, parseChallenge, parsePlatform, pullOciImage, RegistryClient, selectPlatform, sha256Hex } from "../../src/oci/registry.ts";
+import { credentialsFromAuthFile, parseChallenge } from "../../src/oci/auth.ts";
+import { parsePlatform, selectPlatform } from "../../src/oci/platform.ts";
+import { pullOciImage, RegistryClient, sha256Hex } from "../../src/oci/registry.ts";
 import { parseImageReference } from "../../src/oci/reference.ts";
 
 const enc = new TextEncoder();
