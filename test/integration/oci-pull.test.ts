@@ -1,0 +1,234 @@
+/**
+ * pullOciImage against a real Distribution v2 server: Debian's docker-registry on 127.0.0.1,
+ * in HTTP and in HTTPS (a CA made here, htpasswd credentials), images pushed into it with
+ * skopeo from an OCI layout this test writes: an index with two platforms, gzip and zstd layers,
+ * a Docker schema-2 manifest. Nothing but 127.0.0.1 is contacted; the registries are stopped
+ * and every file removed afterwards, also on failure.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import * as net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Subprocess } from "bun";
+import * as tarStream from "tar-stream";
+import { MachinaError } from "../../src/errors.ts";
+import { BlobCache } from "../../src/oci/blob-cache.ts";
+import { MEDIA_TYPES } from "../../src/oci/manifest.ts";
+import { pullOciImage, sha256Hex } from "../../src/oci/registry.ts";
+
+const have = (p: string) => Bun.which(p) !== null;
+const available = have("docker-registry") && have("skopeo") && have("openssl");
+const root = mkdtempSync(join(tmpdir(), "machina-oci-pull-"));
+const layout = join(root, "layout");
+const policy = join(root, "policy.json");
+const registries: Subprocess[] = [];
+let plain = "";
+let secure = "";
+const certDir = join(root, "certs");
+
+function run(argv: string[]): string {
+  const r = Bun.spawnSync(argv, { stdout: "pipe", stderr: "pipe", env: { ...process.env, HOME: root } });
+  if (r.exitCode !== 0) throw new Error(`${argv.join(" ")}: exit ${r.exitCode}: ${r.stderr.toString()}`);
+  return r.stdout.toString();
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function tarOf(files: Record<string, string>): Promise<Uint8Array<ArrayBuffer>> {
+  const p = tarStream.pack();
+  const chunks: Uint8Array[] = [];
+  p.on("data", (c: unknown) => chunks.push(c as Uint8Array));
+  const end = new Promise<void>((r) => p.on("end", () => r()));
+  for (const [name, data] of Object.entries(files)) p.entry({ name, mode: 0o644 }, data);
+  p.finalize();
+  await end;
+  return new Uint8Array(Buffer.concat(chunks));
+}
+
+/** Write a blob into the layout; its descriptor. */
+interface Desc {
+  mediaType: string;
+  digest: string;
+  size: number;
+  platform?: { os: string; architecture: string };
+}
+function put(data: Uint8Array, mediaType: string, extra: Omit<Desc, "mediaType" | "digest" | "size"> = {}): Desc {
+  const hex = sha256Hex(data);
+  writeFileSync(join(layout, "blobs", "sha256", hex), data);
+  return { mediaType, digest: `sha256:${hex}`, size: data.byteLength, ...extra };
+}
+const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
+
+/** One image for an architecture: a gzip layer and a zstd (or second gzip) layer. */
+async function image(arch: string, zstd: boolean) {
+  const l1tar = await tarOf({ "etc/arch": `${arch}\n` });
+  const l2tar = await tarOf({ "etc/second": "two\n" });
+  const l1 = put(Bun.gzipSync(l1tar), MEDIA_TYPES.ociLayerGzip);
+  const l2 = zstd ? put(Bun.zstdCompressSync(l2tar), MEDIA_TYPES.ociLayerZstd) : put(Bun.gzipSync(l2tar), MEDIA_TYPES.ociLayerGzip);
+  const diffIds = [l1tar, l2tar].map((t) => `sha256:${sha256Hex(t)}`);
+  const config = put(
+    enc({ architecture: arch, os: "linux", config: { Entrypoint: ["/bin/echo"], Cmd: ["hi"] }, rootfs: { type: "layers", diff_ids: diffIds } }),
+    MEDIA_TYPES.ociConfig,
+  );
+  return put(enc({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociManifest, config, layers: [l1, l2] }), MEDIA_TYPES.ociManifest, {
+    platform: { os: "linux", architecture: arch },
+  });
+}
+
+async function startRegistry(port: number, tls: boolean): Promise<string> {
+  const dir = join(root, `registry-${port}`);
+  mkdirSync(dir);
+  const lines = ["version: 0.1", "log:", "  level: error", "storage:", "  filesystem:", `    rootdirectory: ${dir}/data`, "http:", `  addr: 127.0.0.1:${port}`];
+  if (tls) {
+    lines.push("  tls:", `    certificate: ${root}/server.crt`, `    key: ${root}/server.key`);
+    lines.push("auth:", "  htpasswd:", "    realm: machina-test", `    path: ${root}/htpasswd`);
+  }
+  writeFileSync(join(dir, "config.yml"), `${lines.join("\n")}\n`);
+  const p = Bun.spawn(["docker-registry", "serve", join(dir, "config.yml")], { stdout: "ignore", stderr: "ignore" });
+  registries.push(p);
+  const url = `${tls ? "https" : "http"}://127.0.0.1:${port}/v2/`;
+  for (let i = 0; i < 100; i++) {
+    const ok = await fetch(url, tls ? { tls: { rejectUnauthorized: false } } : {}).then(
+      () => true,
+      () => false,
+    );
+    if (ok) return `127.0.0.1:${port}`;
+    await Bun.sleep(100);
+  }
+  throw new Error(`docker-registry on ${port} did not start`);
+}
+
+beforeAll(async () => {
+  if (!available) return;
+  mkdirSync(join(layout, "blobs", "sha256"), { recursive: true });
+  writeFileSync(join(layout, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
+  const amd = await image("amd64", true);
+  const arm = await image("arm64", true);
+  const single = await image("amd64", false);
+  const index = put(enc({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests: [amd, arm] }), MEDIA_TYPES.ociIndex);
+  const { platform: _p, ...singleDesc } = single;
+  writeFileSync(
+    join(layout, "index.json"),
+    JSON.stringify({
+      schemaVersion: 2,
+      manifests: [
+        { ...index, annotations: { "org.opencontainers.image.ref.name": "multi" } },
+        { ...singleDesc, annotations: { "org.opencontainers.image.ref.name": "single" } },
+      ],
+    }),
+  );
+  writeFileSync(policy, JSON.stringify({ default: [{ type: "insecureAcceptAnything" }] }));
+
+  // A CA, a server certificate for 127.0.0.1, htpasswd credentials.
+  mkdirSync(certDir);
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  run(["openssl", "req", "-x509", ...ec, "-keyout", join(root, "ca.key"), "-out", join(certDir, "ca.crt"), "-days", "1", "-subj", "/CN=machina test CA"]);
+  run(["openssl", "req", ...ec, "-keyout", join(root, "server.key"), "-out", join(root, "server.csr"), "-subj", "/CN=127.0.0.1"]);
+  writeFileSync(join(root, "ext"), "subjectAltName=IP:127.0.0.1\n");
+  run([
+    "openssl",
+    "x509",
+    "-req",
+    "-in",
+    join(root, "server.csr"),
+    "-CA",
+    join(certDir, "ca.crt"),
+    "-CAkey",
+    join(root, "ca.key"),
+    "-CAcreateserial",
+    "-out",
+    join(root, "server.crt"),
+    "-days",
+    "1",
+    "-extfile",
+    join(root, "ext"),
+  ]);
+  writeFileSync(join(root, "htpasswd"), `alice:${await Bun.password.hash("wonderland", { algorithm: "bcrypt", cost: 4 })}\n`);
+
+  plain = await startRegistry(await freePort(), false);
+  secure = await startRegistry(await freePort(), true);
+
+  const copy = (...args: string[]) => run(["skopeo", "--policy", policy, "copy", "--quiet", ...args]);
+  copy("--all", "--dest-tls-verify=false", `oci:${layout}:multi`, `docker://${plain}/test/multi:1`);
+  copy("--format", "v2s2", "--dest-tls-verify=false", `oci:${layout}:single`, `docker://${plain}/test/docker:1`);
+  copy("--dest-cert-dir", certDir, "--dest-creds", "alice:wonderland", `oci:${layout}:single`, `docker://${secure}/test/secure:1`);
+}, 120_000);
+
+afterAll(async () => {
+  for (const p of registries) p.kill("SIGTERM");
+  await Promise.all(registries.map((p) => p.exited));
+  rmSync(root, { recursive: true, force: true });
+});
+
+async function gunzipText(path: string): Promise<string> {
+  const data = Bun.gunzipSync(new Uint8Array(await Bun.file(path).arrayBuffer()));
+  return new TextDecoder().decode(data);
+}
+
+let n = 0;
+const cache = () => new BlobCache({ dir: join(root, `cache${n++}`) });
+
+describe.skipIf(!available)("pull from docker-registry", () => {
+  test("an index with two platforms, gzip and zstd layers (plain HTTP, tlsVerify: false)", async () => {
+    const c = cache();
+    const arm = await pullOciImage(`${plain}/test/multi:1`, { cache: c, tlsVerify: false, platform: "linux/arm64" });
+    expect(arm.indexDigest).toMatch(/^sha256:/);
+    expect(arm.config.architecture).toBe("arm64");
+    expect(arm.layers.map((l) => l.compression)).toEqual(["gzip", "zstd"]);
+    expect(await gunzipText(arm.layers[0]?.path ?? "")).toContain("arm64\n");
+    const second = Bun.zstdDecompressSync(new Uint8Array(await Bun.file(arm.layers[1]?.path ?? "").arrayBuffer()));
+    expect(new TextDecoder().decode(second)).toContain("two\n");
+    const amd = await pullOciImage(`${plain}/test/multi:1`, { cache: c, tlsVerify: false, platform: "linux/amd64" });
+    expect(amd.config.config?.Entrypoint).toEqual(["/bin/echo"]);
+    expect(await gunzipText(amd.layers[0]?.path ?? "")).toContain("amd64\n");
+    // the amd64 and arm64 second layers are the same bytes: one file in the cache
+    expect(amd.layers[1]?.path).toBe(arm.layers[1]?.path);
+  });
+
+  test("a Docker schema-2 manifest", async () => {
+    const img = await pullOciImage(`${plain}/test/docker:1`, { cache: cache(), tlsVerify: false, platform: "linux/amd64" });
+    expect(img.manifest.mediaType).toBe(MEDIA_TYPES.dockerManifest);
+    expect(img.layers.map((l) => l.mediaType)).toEqual([MEDIA_TYPES.dockerLayerGzip, MEDIA_TYPES.dockerLayerGzip]);
+  });
+
+  test("HTTPS with the test's CA (certDir) and credentials from an auth.json", async () => {
+    const authFile = join(root, "auth.json");
+    writeFileSync(authFile, JSON.stringify({ auths: { [secure]: { auth: Buffer.from("alice:wonderland").toString("base64") } } }));
+    const img = await pullOciImage(`${secure}/test/secure:1`, { cache: cache(), certDir, authFile, platform: "linux/amd64" });
+    expect(await gunzipText(img.layers[0]?.path ?? "")).toContain("amd64\n");
+    // no credentials: refused with a hint; no CA: the TLS error
+    await expect(pullOciImage(`${secure}/test/secure:1`, { cache: cache(), certDir, platform: "linux/amd64" })).rejects.toThrow(/access denied \(401\)/);
+    const e = await pullOciImage(`${secure}/test/secure:1`, { cache: cache(), authFile, platform: "linux/amd64" }).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(MachinaError);
+    expect((e as MachinaError).message).toMatch(new RegExp(`registry ${secure}: .*certificate`));
+    expect((e as MachinaError).hint).toMatch(/--cert-dir/);
+  });
+
+  test("tlsVerify: false on an HTTPS registry: HTTPS without verification, as podman's --tls-verify=no", async () => {
+    const authFile = join(root, "auth.json");
+    const img = await pullOciImage(`${secure}/test/secure:1`, { cache: cache(), tlsVerify: false, authFile, platform: "linux/amd64" });
+    expect(img.layers.length).toBe(2);
+  });
+
+  test("an unknown tag: not found", async () => {
+    await expect(pullOciImage(`${plain}/test/multi:nope`, { cache: cache(), tlsVerify: false })).rejects.toThrow(
+      /manifest test\/multi:nope: not found \(404\)/,
+    );
+  });
+
+  test("nothing but blobs is left in a cache", () => {
+    for (const d of readdirSync(root).filter((e) => e.startsWith("cache"))) {
+      expect(readdirSync(join(root, d, "blobs", "sha256")).filter((f) => !/^[a-f0-9]{64}$/.test(f))).toEqual([]);
+    }
+  });
+});
