@@ -11,7 +11,7 @@ import { machinaEnv } from "../config.ts";
 import * as fs from "node:fs";
 import { resolve } from "node:path";
 import { createGunzip } from "node:zlib";
-import { ArchiveError, ArchiveScanner, TruncatedArchiveError, UnsafeArchiveError, type ScanLimits, type ScanSummary } from "../image/archive-scan.ts";
+import { ArchiveError, ArchiveScanner, TruncatedArchiveError, UnsafeArchiveError, type ScanLimits, type ScanSummary, type ScannedEntry } from "../image/archive-scan.ts";
 import { compressCommand, decompressCommand, detectCompression, type Compression } from "../image/compression.ts";
 import { MachinaError } from "../errors.ts";
 import { isMissingProgram, missingProgramError, spawning } from "./deps.ts";
@@ -154,8 +154,44 @@ export interface ExtractOptions {
   limits: ScanLimits;
   /** File descriptors the children inherit (the temporary's guard lock). */
   inheritFds?: number[];
+  /** GNU tar --exclude patterns (members scanned, not extracted: OCI whiteouts). */
+  exclude?: readonly string[];
   signal?: AbortSignal;
   onProgress?: StreamProgress;
+}
+
+/**
+ * Read a whole tar archive (any supported compression) through the scanner without extracting
+ * it: the entries that passed, in order, or the scanner's refusal.
+ */
+export async function scanTarFile(source: string, limits: ScanLimits, signal?: AbortSignal): Promise<{ entries: ScannedEntry[]; compression: Compression }> {
+  const compression = fileCompression(source);
+  const entries: ScannedEntry[] = [];
+  const scanner = new ArchiveScanner(limits, (e) => entries.push(e));
+  const dec = decompressFile(source, compression);
+  const onAbort = () => {
+    dec.kill();
+    scanner.abort();
+  };
+  signal?.addEventListener("abort", onAbort);
+  try {
+    try {
+      for await (const chunk of dec.chunks) {
+        if (signal?.aborted) throw new TransferAborted();
+        await scanner.write(chunk);
+      }
+    } catch (e) {
+      dec.kill();
+      if (signal?.aborted) throw new TransferAborted();
+      if (scanner.error && !scanner.error.message.endsWith("aborted")) throw scanner.error;
+      throw e;
+    }
+    await dec.finished();
+    await scanner.end();
+    return { entries, compression };
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+  }
 }
 
 /**
@@ -210,7 +246,7 @@ export async function extractTar(o: ExtractOptions): Promise<ScanSummary & { com
         { highWaterMark: 8 },
       );
   const tarInput = direct ? fs.openSync(o.source, "r") : stream!;
-  const tar = spawning(["unshare"], () => Bun.spawn(["unshare", "--mount", "--propagation", "private", "sh", "-c", CONFINE_SCRIPT, "sh", o.scratch, o.target, ...TAR_EXTRACT_ARGS], {
+  const tar = spawning(["unshare"], () => Bun.spawn(["unshare", "--mount", "--propagation", "private", "sh", "-c", CONFINE_SCRIPT, "sh", o.scratch, o.target, ...TAR_EXTRACT_ARGS, ...(o.exclude ?? []).map((p) => `--exclude=${p}`)], {
     stdio: [tarInput, "ignore", "pipe", ...(o.inheritFds ?? [])],
   })) as unknown as Bun.Subprocess<"ignore", "ignore", "pipe">;
   if (typeof tarInput === "number") fs.closeSync(tarInput);
@@ -592,7 +628,7 @@ export function gpgVerify(keyring: string, sig: string, data: string | undefined
 
 // ------------------------------------------------------------------ transfer records
 
-export const TRANSFER_TYPES = ["import-tar", "import-raw", "import-fs", "export-tar", "export-raw", "pull-tar", "pull-raw", "bootstrap"] as const;
+export const TRANSFER_TYPES = ["import-tar", "import-raw", "import-fs", "import-oci", "export-tar", "export-raw", "export-oci", "pull-tar", "pull-raw", "bootstrap"] as const;
 export type TransferType = (typeof TRANSFER_TYPES)[number];
 
 /** `$MACHINA_STATE_DIR/transfers/ID.json`: one running transfer, written by the process doing it. */
