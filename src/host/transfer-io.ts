@@ -162,9 +162,9 @@ export interface ExtractOptions {
 
 /**
  * Read a whole tar archive (any supported compression) through the scanner without extracting
- * it: the entries that passed, in order, or the scanner's refusal.
+ * it: the entries that passed, in order, and the decompressed bytes, or the scanner's refusal.
  */
-export async function scanTarFile(source: string, limits: ScanLimits, signal?: AbortSignal): Promise<{ entries: ScannedEntry[]; compression: Compression }> {
+export async function scanTarFile(source: string, limits: ScanLimits, signal?: AbortSignal): Promise<{ entries: ScannedEntry[]; bytes: number; compression: Compression }> {
   const compression = fileCompression(source);
   const entries: ScannedEntry[] = [];
   const scanner = new ArchiveScanner(limits, (e) => entries.push(e));
@@ -187,8 +187,8 @@ export async function scanTarFile(source: string, limits: ScanLimits, signal?: A
       throw e;
     }
     await dec.finished();
-    await scanner.end();
-    return { entries, compression };
+    const { bytes } = await scanner.end();
+    return { entries, bytes, compression };
   } finally {
     signal?.removeEventListener("abort", onAbort);
   }

@@ -159,18 +159,23 @@ export interface ApplyOptions {
   onProgress?: (done: number) => void;
 }
 
-/** Apply `layers` bottom first. Errors name the layer (its digest). */
+/** Apply `layers` bottom first. The limits hold for all layers together. Errors name the layer (its digest). */
 export async function applyLayers(layers: readonly Layer[], o: ApplyOptions): Promise<void> {
+  const used = { bytes: 0, entries: 0 };
   for (const [i, layer] of layers.entries()) {
     o.onLayer?.(i, layer);
     const shown = `layer ${i + 1} (${layer.shown})`;
+    // What the layers below used counts against the caps (a thousand layers are no way around them).
+    const limits: ScanLimits = { ...o.limits, maxBytes: o.limits.maxBytes - used.bytes, maxEntries: o.limits.maxEntries - used.entries };
     try {
-      const { entries, compression } = await scanTarFile(layer.file, o.limits, o.signal);
+      const { entries, compression, bytes } = await scanTarFile(layer.file, limits, o.signal);
+      used.bytes += bytes;
+      used.entries += entries.length;
       if (!compressionMatches(layer.compression, compression))
         throw new UnsafeArchiveError(`its media type says ${layer.compression === "none" ? "uncompressed" : layer.compression}, its content is ${compression}`);
       prepareLower(o.host, o.target, planLayer(entries));
       await extractTar({
-        source: layer.file, target: o.target, scratch: o.scratch, limits: o.limits, inheritFds: o.inheritFds,
+        source: layer.file, target: o.target, scratch: o.scratch, limits, inheritFds: o.inheritFds,
         exclude: [WHITEOUT_EXCLUDE], signal: o.signal, onProgress: o.onProgress,
       });
     } catch (e) {

@@ -89,8 +89,8 @@ function writeLayout(dir: string, layers: LayerSpec[], runtime: Record<string, u
   fs.writeFileSync(`${dir}/oci-layout`, JSON.stringify({ imageLayoutVersion: "1.0.0" }));
 }
 
-function ctx(): TransferContext {
-  return { host: new LinuxHost(), paths: { helper: "", stateDir: state, pool: [pool] }, env: {}, progress: NO_PROGRESS, signal: new AbortController().signal, log: () => undefined };
+function ctx(o: Partial<TransferContext> = {}): TransferContext {
+  return { host: new LinuxHost(), paths: { helper: "", stateDir: state, pool: [pool] }, env: {}, progress: NO_PROGRESS, signal: new AbortController().signal, log: () => undefined, ...o };
 }
 
 function run(cmd: string, ...args: string[]): { code: number; stdout: string; stderr: string } {
@@ -137,13 +137,13 @@ function nothingLeft(name: string): void {
 }
 
 let counter = 0;
-async function importLayers(layers: LayerSpec[], runtime: Record<string, unknown> = {}): Promise<{ name: string; error: string | undefined }> {
+async function importLayers(layers: LayerSpec[], runtime: Record<string, unknown> = {}, c: Partial<TransferContext> = {}): Promise<{ name: string; error: string | undefined }> {
   const name = `oci${++counter}`;
   const dir = `${work}/${name}`;
   writeLayout(dir, layers, runtime);
   let error: string | undefined;
   try {
-    await importOci(ctx(), dir, name, { force: false, readOnly: false });
+    await importOci(ctx(c), dir, name, { force: false, readOnly: false });
   } catch (e) {
     error = (e as Error).message;
   }
@@ -217,6 +217,21 @@ describe("import-oci applies layers", () => {
       nothingLeft(name);
     });
   }
+
+  test("the size cap counts all layers together", async () => {
+    const layer = async (n: string) => ({ tar: await pack([{ name: n, data: "x".repeat(40_000) }]) });
+    const { name, error } = await importLayers([await layer("a"), await layer("b"), await layer("c")], {}, { env: { MACHINA_IMPORT_MAX_BYTES: "100000" } });
+    expect(error).toMatch(/layer 3 \(sha256:[0-9a-f]{64}\): unsafe archive: more than \d+ bytes/);
+    nothingLeft(name);
+  });
+
+  test("a transfer cancelled between layers leaves nothing", async () => {
+    const controller = new AbortController();
+    const progress = { ...NO_PROGRESS, start: (what: string) => { if (what.startsWith("Applying layer 2")) controller.abort(); } };
+    const { name, error } = await importLayers([{ tar: await pack([{ name: "a", data: "a" }]) }, { tar: await pack([{ name: "b", data: "b" }]) }], {}, { signal: controller.signal, progress });
+    expect(error).toMatch(/transfer cancelled/);
+    nothingLeft(name);
+  });
 
   test("a platform the index does not have: refused naming the ones it has", async () => {
     const dir = `${work}/noplat`;
