@@ -18,7 +18,7 @@ import { commit, prepare, type ImportOptions, type TransferContext } from "../im
 import { parseNspawnFile } from "../settings/nspawn-file.ts";
 import { settingsFromConfig } from "./image-config.ts";
 import { applyLayers } from "./layers.ts";
-import { hostPlatform, layoutDocuments, readImageSource, type WantedPlatform } from "./layout.ts";
+import { hostPlatform, layoutDocuments, readImageSource, type ImageSource, type WantedPlatform } from "./layout.ts";
 import type { ImageConfig, ImageRuntimeConfig } from "./manifest.ts";
 
 export interface OciImportOptions extends ImportOptions {
@@ -38,54 +38,54 @@ export function ociNameFromPath(path: string): string {
   return stripImageSuffixes(basename(path), "tar").replace(/\.(oci|docker)$/, "");
 }
 
-export async function importOci(ctx: TransferContext, path: string, name: string | undefined, opts: OciImportOptions): Promise<OciImported> {
-  const src = resolve(path);
-  const kind = ctx.host.stat(src, true)?.kind;
-  if (kind !== "dir" && kind !== "file") throw new MachinaError("E_NOT_FOUND", `"${path}" is neither an OCI layout directory nor an archive file`, { path });
-  const image = name ?? ociNameFromPath(src);
-  const limits = scanLimitsFromEnv(ctx.env);
+/** Where a loader may put what it needs (an unpacked archive, downloads): removed with the temporary. */
+export interface LoadContext {
+  /** A fresh path next to the pool temporary (nothing there yet), removed on success and on failure. */
+  sibling(base: string): string;
+  /** An empty directory for the confined tar's root (extractTar's `scratch`). */
+  scratch: string;
+  /** The temporary's guard lock: children that write next to it inherit it. */
+  lockFd: number;
+}
+
+/**
+ * Make image NAME of an OCI image that `load` finds (reads a layout, or pulls from a registry):
+ * under the pool temporary, layers applied, NAME.nspawn from its config, origin recorded, then
+ * renamed into place; an error or cancel leaves nothing. `how`/`source`: the origin record.
+ */
+export async function installOciImage(
+  ctx: TransferContext, image: string, opts: ImportOptions, origin: { how: "import-oci" | "pull-oci"; source: string },
+  load: (l: LoadContext) => Promise<ImageSource>,
+): Promise<OciImported> {
   let result: OciImported | undefined;
   await Reverter.run(async (r) => {
     const { temp, final, replace } = prepare(ctx, image, "dir", opts, r);
     const scratch = temp.sibling("extract-root");
     ctx.host.mkdirp(scratch, 0o700);
-    let dir = src;
-    if (kind === "file") {
-      dir = temp.sibling(`${image}.oci-source`);
-      ctx.host.mkdirp(dir, 0o700);
-      ctx.progress.start(`Unpacking ${basename(path)}`, ctx.host.stat(src, true)?.size);
-      try {
-        await extractTar({ source: src, target: dir, scratch, limits, inheritFds: [temp.lock.fd], signal: ctx.signal, onProgress: (n) => ctx.progress.update(n) });
-      } catch (e) {
-        throw aboutArchive(e, path);
-      } finally {
-        ctx.progress.stop();
-      }
-    }
-    ctx.progress.start(`Verifying ${basename(path)}`, undefined);
-    const source = await readImageSource(ctx.host, dir, path, opts.platform ?? hostPlatform(), ctx.log).finally(() => ctx.progress.stop());
+    const loaded: string[] = [];
+    const source = await load({ scratch, lockFd: temp.lock.fd, sibling: (b) => { const p = temp.sibling(`${image}.${b}`); loaded.push(p); return p; } });
     ctx.host.mkdirp(temp.path, 0o755);
     try {
       await applyLayers(source.layers, {
-        host: ctx.host, target: temp.path, scratch, limits, inheritFds: [temp.lock.fd], signal: ctx.signal,
+        host: ctx.host, target: temp.path, scratch, limits: scanLimitsFromEnv(ctx.env), inheritFds: [temp.lock.fd], signal: ctx.signal,
         onLayer: (i, l) => ctx.progress.start(`Applying layer ${i + 1}/${source.layers.length}`, ctx.host.stat(l.file, false)?.size),
         onProgress: (n) => ctx.progress.update(n),
       });
     } catch (e) {
-      throw aboutArchive(e, path);
+      throw aboutArchive(e, origin.source);
     } finally {
       ctx.progress.stop();
     }
     const settings = settingsFromConfig(source.config, [
-      `OCI image ${source.reference ?? basename(path)} (${source.digest}, ${source.platform}), from ${src}`,
+      `OCI image ${source.reference ?? origin.source} (${source.digest}, ${source.platform}), from ${origin.source}`,
     ]);
     for (const line of settings.skipped) ctx.log(`Note: ${line}.`);
     const settingsTemp = temp.sibling(`${image}${SETTINGS_SUFFIX}`);
     ctx.host.writeFile(settingsTemp, settings.text, 0o644);
-    if (dir !== src) ctx.host.removeTree(dir);
+    for (const p of loaded) ctx.host.removeTree(p);
     ctx.host.removeTree(scratch);
     commit(ctx, temp, final, replace, opts, "dir", {
-      how: "import-oci", source: src, digest: source.digest, platform: source.platform,
+      ...origin, digest: source.digest, platform: source.platform,
       ...(source.reference !== undefined ? { reference: source.reference } : {}),
     });
     const settingsFinal = `${dirname(final)}/${image}${SETTINGS_SUFFIX}`;
@@ -98,6 +98,33 @@ export async function importOci(ctx: TransferContext, path: string, name: string
     result = { image, digest: source.digest, platform: source.platform, reference: source.reference };
   });
   return result!;
+}
+
+export async function importOci(ctx: TransferContext, path: string, name: string | undefined, opts: OciImportOptions): Promise<OciImported> {
+  const src = resolve(path);
+  const kind = ctx.host.stat(src, true)?.kind;
+  if (kind !== "dir" && kind !== "file") throw new MachinaError("E_NOT_FOUND", `"${path}" is neither an OCI layout directory nor an archive file`, { path });
+  return installOciImage(ctx, name ?? ociNameFromPath(src), opts, { how: "import-oci", source: src }, async (l) => {
+    let dir = src;
+    if (kind === "file") {
+      dir = l.sibling("oci-source");
+      ctx.host.mkdirp(dir, 0o700);
+      ctx.progress.start(`Unpacking ${basename(path)}`, ctx.host.stat(src, true)?.size);
+      try {
+        await extractTar({ source: src, target: dir, scratch: l.scratch, limits: scanLimitsFromEnv(ctx.env), inheritFds: [l.lockFd], signal: ctx.signal, onProgress: (n) => ctx.progress.update(n) });
+      } catch (e) {
+        throw aboutArchive(e, path);
+      } finally {
+        ctx.progress.stop();
+      }
+    }
+    ctx.progress.start(`Verifying ${basename(path)}`, undefined);
+    try {
+      return await readImageSource(ctx.host, dir, path, opts.platform ?? hostPlatform(), ctx.log);
+    } finally {
+      ctx.progress.stop();
+    }
+  });
 }
 
 export interface OciExportOptions {
