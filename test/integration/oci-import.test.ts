@@ -323,4 +323,25 @@ describe("import-oci of a busybox image runs its entrypoint; export-oci round-tr
       expect(info.config?.Env).toContain("GREETING=hello there");
     }
   }, 180_000);
+
+  test.skipIf(spawnSync(["sh", "-c", "command -v umoci"]).exitCode !== 0)("umoci: its layers (whiteouts of a repack) import; it unpacks what export-oci writes", () => {
+    const L = `${work}/umoci`;
+    const b = (n: string) => `${work}/umoci-bundle-${n}`;
+    shOk(`umoci init --layout '${L}' && umoci new --image '${L}:latest' && umoci unpack --image '${L}:latest' '${b("1")}'`);
+    shOk(`cd '${b("1")}/rootfs' && mkdir d o && echo keep > keep && echo gone > d/gone && echo x > o/x && umoci repack --image '${L}:latest' '${b("1")}'`);
+    shOk(`umoci unpack --image '${L}:latest' '${b("2")}' && cd '${b("2")}/rootfs' && rm keep d/gone && echo z > o/z && umoci repack --image '${L}:latest' '${b("2")}'`);
+    shOk(`umoci config --image '${L}:latest' --config.entrypoint=/bin/echo --config.cmd=hi --config.env=A=1`);
+    const r = run(MACHINACTL, "import-oci", L, "umoci-made");
+    expect(r.stderr).toContain('as image "umoci-made"');
+    const tree = shOk(`cd '${pool}/umoci-made' && find . | sort`).trim().split("\n");
+    expect(tree).toEqual([".", "./d", "./o", "./o/x", "./o/z"]);
+    expect(fs.readFileSync(`${pool}/umoci-made.nspawn`, "utf8")).toContain("Parameters=/bin/echo hi\nEnvironment=A=1\n");
+
+    expect(run(MACHINACTL, "export-oci", "bbapp", `${work}/for-umoci`).code).toBe(0);
+    shOk(`umoci unpack --image '${work}/for-umoci:latest' '${b("3")}'`);
+    expect(fs.readFileSync(`${b("3")}/rootfs/app/entry.sh`, "utf8")).toContain("entry pwd=");
+    const config = JSON.parse(fs.readFileSync(`${b("3")}/config.json`, "utf8")) as { process: { env: string[]; cwd: string } };
+    expect(config.process.env).toContain("GREETING=hello there");
+    expect(config.process.cwd).toBe("/app");
+  }, 180_000);
 });

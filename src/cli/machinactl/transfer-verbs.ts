@@ -139,9 +139,9 @@ export const TRANSFER_VERBS: Verb[] = [
     }),
   },
   {
-    name: "import-oci", options: ["force", "read-only"], usage: "import-oci PATH [NAME]", summary: "Import an OCI image layout (directory or tar) or a docker save archive", section: "Image transfer", minArgs: 1, maxArgs: 2,
+    name: "import-oci", options: ["force", "read-only", "platform"], usage: "import-oci PATH [NAME]", summary: "Import an OCI image layout (directory or tar) or a docker save archive", section: "Image transfer", minArgs: 1, maxArgs: 2,
     run: (ctx, [path, name]) => runTransfer(ctx, "import-oci", path!, name ?? "", async (t) => {
-      const r = await importOci(t, path!, name, importOpts(ctx));
+      const r = await importOci(t, path!, name, { ...importOpts(ctx), ...(ctx.options.platform !== undefined ? { platform: ctx.options.platform } : {}) });
       finished(ctx, `Imported "${path}" (${r.digest}, ${r.platform}) as image "${r.image}".`,
         { image: r.image, from: path!, digest: r.digest, platform: r.platform, reference: r.reference ?? null }, r.image);
     }),
