@@ -238,6 +238,12 @@ describe("import-oci applies layers", () => {
     writeLayout(dir, [{ tar: await pack([{ name: "f", data: "x" }]) }]);
     const r = run(MACHINACTL, "import-oci", dir, "noplat-img");
     expect(r.code).toBe(0); // the host's platform is there
+    const other = run(MACHINACTL, "import-oci", "--platform=linux/riscv32", dir, "noplat-other");
+    expect(other.stderr).toMatch(/no image for linux\/riscv32: it has linux\/s390x-not-here, linux\/[a-z0-9]+\n/);
+    const bad = run(MACHINACTL, "import-oci", "--platform=amd64", dir, "noplat-bad");
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain('invalid platform "amd64" for --platform: a platform is OS/ARCH[/VARIANT]');
+    nothingLeft("noplat-other");
     const index = JSON.parse(fs.readFileSync(`${dir}/index.json`, "utf8")) as { manifests: unknown[] };
     fs.writeFileSync(`${dir}/index.json`, JSON.stringify({ ...index, manifests: index.manifests.slice(0, 1) }));
     const r2 = run(MACHINACTL, "import-oci", dir, "noplat-img2");
