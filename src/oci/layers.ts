@@ -126,7 +126,9 @@ export function prepareLower(host: Host, root: string, plan: LayerPlan): void {
       throw new UnsafeArchiveError(`an opaque whiteout in a ${lower === "symlink" ? "symlink" : "non-directory"} of a lower layer (${JSON.stringify(d)})`, join(d, OPAQUE_WHITEOUT));
   }
   for (const e of plan.entries) {
-    const lower = whitedOut(e.path) ? "absent" : check(e.path, "the entry");
+    // Checked even when whited out: a parent the layer hides may still be a lower symlink tar would follow.
+    const found = check(e.path, "the entry");
+    const lower = whitedOut(e.path) ? "absent" : found;
     if (e.kind === "dir") {
       if (lower === "other") removals.push(e.path); // a lower file or device becomes a directory
       madeDirs.add(e.path);

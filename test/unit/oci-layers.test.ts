@@ -75,6 +75,8 @@ describe("prepareLower", () => {
       [[f(".wh.victim"), f("link/.wh.precious")], /a whiteout passes through a symlink/],
       [[f(".wh.victim"), f("link/.wh..wh..opq")], /an opaque whiteout in a symlink of a lower layer/],
       [[f(".wh.victim"), f("file/x")], /passes through a non-directory of a lower layer \("file"\)/],
+      // opaque in a lower symlink, an entry through it before the layer's own directory replaces it
+      [[f(".wh.victim"), f("link/.wh..wh..opq"), f("link/precious"), f("link", "dir")], /the entry passes through a symlink of a lower layer \("link"\)/],
     ];
     for (const [entries, pattern] of cases) {
       expect(() => prepareLower(host, t, planLayer(entries))).toThrow(pattern);
@@ -83,6 +85,7 @@ describe("prepareLower", () => {
     expect(fs.readdirSync(outside)).toEqual(["precious"]);
     // The layer may replace the symlink with a directory first, or white it out.
     prepareLower(host, t, planLayer([f("link", "dir"), f("link/new")]));
+    prepareLower(host, t, planLayer([f("link/.wh..wh..opq"), f("link", "dir"), f("link/new")]));
     prepareLower(host, t, planLayer([f(".wh.link"), f("link/new")]));
     expect(fs.existsSync(`${t}/link`)).toBe(false);
     expect(fs.readdirSync(outside)).toEqual(["precious"]);
