@@ -49,7 +49,8 @@ export function settingsFromConfig(config: ImageConfig, header: readonly string[
   for (const assignment of c.Env ?? []) {
     const eq = assignment.indexOf("=");
     const q = quoteWord(assignment);
-    if (eq <= 0 || !isValidEnvName(assignment.slice(0, eq)) || q === undefined) skipped.push(`the variable ${JSON.stringify(assignment)} cannot be written as Environment=`);
+    if (eq <= 0 || !isValidEnvName(assignment.slice(0, eq)) || q === undefined)
+      skipped.push(`the variable ${JSON.stringify(assignment)} cannot be written as Environment=`);
     else exec.push(`Environment=${q}`);
   }
   if (c.WorkingDir !== undefined && c.WorkingDir !== "") {
@@ -73,7 +74,8 @@ export function settingsFromConfig(config: ImageConfig, header: readonly string[
     }
   }
   const ports = Object.keys(c.ExposedPorts ?? {});
-  if (ports.length > 0) comments.push(`ExposedPorts: ${ports.map(oneLine).join(" ")} (Port= is privileged: set it in a trusted file, /etc/systemd/nspawn/NAME.nspawn)`);
+  if (ports.length > 0)
+    comments.push(`ExposedPorts: ${ports.map(oneLine).join(" ")} (Port= is privileged: set it in a trusted file, /etc/systemd/nspawn/NAME.nspawn)`);
   const volumes = Object.keys(c.Volumes ?? {});
   if (volumes.length > 0) comments.push(`Volumes: ${volumes.map(oneLine).join(" ")} (Bind= is privileged: set it in a trusted file)`);
   for (const [k, v] of Object.entries(c.Labels ?? {})) comments.push(`Label ${oneLine(k)}=${oneLine(v)}`);

@@ -114,7 +114,10 @@ export function prepareLower(host: Host, root: string, plan: LayerPlan): void {
   const check = (rel: string, what: string): Lower => {
     const at = lowerAt(host, root, rel, cache);
     if (at.blocked !== undefined && !madeDirs.has(at.blocked.at) && !whitedOut(at.blocked.at))
-      throw new UnsafeArchiveError(`${what} passes through a ${at.blocked.kind === "symlink" ? "symlink" : "non-directory"} of a lower layer (${JSON.stringify(at.blocked.at)})`, rel);
+      throw new UnsafeArchiveError(
+        `${what} passes through a ${at.blocked.kind === "symlink" ? "symlink" : "non-directory"} of a lower layer (${JSON.stringify(at.blocked.at)})`,
+        rel,
+      );
     return at.blocked !== undefined ? "absent" : at.kind;
   };
   for (const r of plan.remove) if (check(r, "a whiteout") !== "absent") removals.push(r);
@@ -123,7 +126,10 @@ export function prepareLower(host: Host, root: string, plan: LayerPlan): void {
     if (lower === "dir") for (const name of host.readdir(d === "" ? root : `${root}/${d}`)) removals.push(join(d, name));
     // In a lower symlink or file: nothing below it to hide, and nothing is followed — unless the layer does not make it a directory.
     else if (lower !== "absent" && !plan.entries.some((e) => e.path === d && e.kind === "dir"))
-      throw new UnsafeArchiveError(`an opaque whiteout in a ${lower === "symlink" ? "symlink" : "non-directory"} of a lower layer (${JSON.stringify(d)})`, join(d, OPAQUE_WHITEOUT));
+      throw new UnsafeArchiveError(
+        `an opaque whiteout in a ${lower === "symlink" ? "symlink" : "non-directory"} of a lower layer (${JSON.stringify(d)})`,
+        join(d, OPAQUE_WHITEOUT),
+      );
   }
   for (const e of plan.entries) {
     // Checked even when whited out: a parent the layer hides may still be a lower symlink tar would follow.
@@ -177,8 +183,14 @@ export async function applyLayers(layers: readonly Layer[], o: ApplyOptions): Pr
         throw new UnsafeArchiveError(`its media type says ${layer.compression === "none" ? "uncompressed" : layer.compression}, its content is ${compression}`);
       prepareLower(o.host, o.target, planLayer(entries));
       await extractTar({
-        source: layer.file, target: o.target, scratch: o.scratch, limits, inheritFds: o.inheritFds,
-        exclude: [WHITEOUT_EXCLUDE], signal: o.signal, onProgress: o.onProgress,
+        source: layer.file,
+        target: o.target,
+        scratch: o.scratch,
+        limits,
+        inheritFds: o.inheritFds,
+        exclude: [WHITEOUT_EXCLUDE],
+        signal: o.signal,
+        onProgress: o.onProgress,
       });
     } catch (e) {
       // "layer N (DIGEST): …", still an ArchiveError: the caller names the image file (aboutArchive).

@@ -18,8 +18,18 @@ import { sha256File } from "../host/transfer-io.ts";
 import { normalizeMemberName } from "../image/archive-scan.ts";
 import type { Layer } from "./layers.ts";
 import {
-  imageConfigSchema, imageIndexSchema, INDEX_MEDIA_TYPES, layerCompression, MANIFEST_MEDIA_TYPES, MEDIA_TYPES, ociLayoutSchema, parseManifestOrIndex,
-  zodLine, type Descriptor, type ImageConfig, type Platform,
+  imageConfigSchema,
+  imageIndexSchema,
+  INDEX_MEDIA_TYPES,
+  layerCompression,
+  MANIFEST_MEDIA_TYPES,
+  MEDIA_TYPES,
+  ociLayoutSchema,
+  parseManifestOrIndex,
+  zodLine,
+  type Descriptor,
+  type ImageConfig,
+  type Platform,
 } from "./manifest.ts";
 
 /** JSON documents (index, manifests, configs) larger than this are refused. */
@@ -46,7 +56,16 @@ export interface WantedPlatform {
   variant?: string;
 }
 
-const GOARCH: Readonly<Record<string, string>> = { x64: "amd64", arm64: "arm64", arm: "arm", ia32: "386", ppc64: "ppc64le", s390x: "s390x", riscv64: "riscv64", loong64: "loong64" };
+const GOARCH: Readonly<Record<string, string>> = {
+  x64: "amd64",
+  arm64: "arm64",
+  arm: "arm",
+  ia32: "386",
+  ppc64: "ppc64le",
+  s390x: "s390x",
+  riscv64: "riscv64",
+  loong64: "loong64",
+};
 
 /** The platform of this machine, in OCI (Go) words. */
 export function hostPlatform(arch: string = process.arch): WantedPlatform {
@@ -60,7 +79,8 @@ export function parsePlatform(text: string): WantedPlatform | string {
   return { os: m[1]!, architecture: m[2]!, ...(m[3] !== undefined ? { variant: m[3] } : {}) };
 }
 
-export const platformText = (p: { os: string; architecture: string; variant?: string | undefined }) => `${p.os}/${p.architecture}${p.variant ? `/${p.variant}` : ""}`;
+export const platformText = (p: { os: string; architecture: string; variant?: string | undefined }) =>
+  `${p.os}/${p.architecture}${p.variant ? `/${p.variant}` : ""}`;
 
 function matches(p: Platform, want: WantedPlatform): boolean {
   if (p.os !== want.os || p.architecture !== want.architecture) return false;
@@ -82,13 +102,15 @@ class Reader {
   /** The absolute path of `rel` (relative, no `..`), reached through real directories only, a regular file. */
   file(rel: string, what: string): string {
     const parts = normalizeMemberName(rel);
-    if (typeof parts === "string" || parts.length === 0) this.fail(`${what} ${JSON.stringify(rel)} is not a relative path inside it (${typeof parts === "string" ? parts : "empty"})`);
+    if (typeof parts === "string" || parts.length === 0)
+      this.fail(`${what} ${JSON.stringify(rel)} is not a relative path inside it (${typeof parts === "string" ? parts : "empty"})`);
     let cur = this.root;
     for (const [i, p] of parts.entries()) {
       cur = `${cur}/${p}`;
       const kind = this.host.lstat(cur);
       if (kind === undefined) this.fail(`${what} ${JSON.stringify(rel)} is missing`);
-      if (i < parts.length - 1 && kind !== "dir") this.fail(`${what} ${JSON.stringify(rel)}: ${JSON.stringify(parts.slice(0, i + 1).join("/"))} is a ${kind}, not a directory`);
+      if (i < parts.length - 1 && kind !== "dir")
+        this.fail(`${what} ${JSON.stringify(rel)}: ${JSON.stringify(parts.slice(0, i + 1).join("/"))} is a ${kind}, not a directory`);
       if (i === parts.length - 1 && kind !== "file") this.fail(`${what} ${JSON.stringify(rel)} is a ${kind}, not a regular file`);
     }
     return cur;
@@ -183,11 +205,13 @@ async function readOciLayout(r: Reader, want: WantedPlatform, log: (line: string
   }
 }
 
-const dockerManifestSchema = z.array(z.object({
-  Config: z.string(),
-  RepoTags: z.array(z.string()).nullish(),
-  Layers: z.array(z.string()),
-}));
+const dockerManifestSchema = z.array(
+  z.object({
+    Config: z.string(),
+    RepoTags: z.array(z.string()).nullish(),
+    Layers: z.array(z.string()),
+  }),
+);
 
 async function readDockerArchive(r: Reader, log: (line: string) => void): Promise<ImageSource> {
   const entries = r.parse(dockerManifestSchema, r.json(r.file("manifest.json", "manifest.json"), "manifest.json"), "manifest.json");
@@ -239,11 +263,15 @@ export function layoutDocuments(b: ExportedBlobs, refName: string): Array<[strin
   const indexText = JSON.stringify({
     schemaVersion: 2,
     mediaType: MEDIA_TYPES.ociIndex,
-    manifests: [{
-      mediaType: MEDIA_TYPES.ociManifest, digest: manifestDigest, size: Buffer.byteLength(manifestText),
-      platform: { os: b.config.os, architecture: b.config.architecture, ...(b.config.variant ? { variant: b.config.variant } : {}) },
-      annotations: { "org.opencontainers.image.ref.name": refName },
-    }],
+    manifests: [
+      {
+        mediaType: MEDIA_TYPES.ociManifest,
+        digest: manifestDigest,
+        size: Buffer.byteLength(manifestText),
+        platform: { os: b.config.os, architecture: b.config.architecture, ...(b.config.variant ? { variant: b.config.variant } : {}) },
+        annotations: { "org.opencontainers.image.ref.name": refName },
+      },
+    ],
   });
   const blob = (d: string) => `blobs/sha256/${d.slice("sha256:".length)}`;
   return [

@@ -54,7 +54,10 @@ export interface LoadContext {
  * renamed into place; an error or cancel leaves nothing. `how`/`source`: the origin record.
  */
 export async function installOciImage(
-  ctx: TransferContext, image: string, opts: ImportOptions, origin: { how: "import-oci" | "pull-oci"; source: string },
+  ctx: TransferContext,
+  image: string,
+  opts: ImportOptions,
+  origin: { how: "import-oci" | "pull-oci"; source: string },
   load: (l: LoadContext) => Promise<ImageSource>,
 ): Promise<OciImported> {
   let result: OciImported | undefined;
@@ -63,11 +66,24 @@ export async function installOciImage(
     const scratch = temp.sibling("extract-root");
     ctx.host.mkdirp(scratch, 0o700);
     const loaded: string[] = [];
-    const source = await load({ scratch, lockFd: temp.lock.fd, sibling: (b) => { const p = temp.sibling(`${image}.${b}`); loaded.push(p); return p; } });
+    const source = await load({
+      scratch,
+      lockFd: temp.lock.fd,
+      sibling: (b) => {
+        const p = temp.sibling(`${image}.${b}`);
+        loaded.push(p);
+        return p;
+      },
+    });
     ctx.host.mkdirp(temp.path, 0o755);
     try {
       await applyLayers(source.layers, {
-        host: ctx.host, target: temp.path, scratch, limits: scanLimitsFromEnv(ctx.env), inheritFds: [temp.lock.fd], signal: ctx.signal,
+        host: ctx.host,
+        target: temp.path,
+        scratch,
+        limits: scanLimitsFromEnv(ctx.env),
+        inheritFds: [temp.lock.fd],
+        signal: ctx.signal,
         onLayer: (i, l) => ctx.progress.start(`Applying layer ${i + 1}/${source.layers.length}`, ctx.host.stat(l.file, false)?.size),
         onProgress: (n) => ctx.progress.update(n),
       });
@@ -85,7 +101,9 @@ export async function installOciImage(
     for (const p of loaded) ctx.host.removeTree(p);
     ctx.host.removeTree(scratch);
     commit(ctx, temp, final, replace, opts, "dir", {
-      ...origin, digest: source.digest, platform: source.platform,
+      ...origin,
+      digest: source.digest,
+      platform: source.platform,
       ...(source.reference !== undefined ? { reference: source.reference } : {}),
     });
     const settingsFinal = `${dirname(final)}/${image}${SETTINGS_SUFFIX}`;
@@ -111,7 +129,15 @@ export async function importOci(ctx: TransferContext, path: string, name: string
       ctx.host.mkdirp(dir, 0o700);
       ctx.progress.start(`Unpacking ${basename(path)}`, ctx.host.stat(src, true)?.size);
       try {
-        await extractTar({ source: src, target: dir, scratch: l.scratch, limits: scanLimitsFromEnv(ctx.env), inheritFds: [l.lockFd], signal: ctx.signal, onProgress: (n) => ctx.progress.update(n) });
+        await extractTar({
+          source: src,
+          target: dir,
+          scratch: l.scratch,
+          limits: scanLimitsFromEnv(ctx.env),
+          inheritFds: [l.lockFd],
+          signal: ctx.signal,
+          onProgress: (n) => ctx.progress.update(n),
+        });
       } catch (e) {
         throw aboutArchive(e, path);
       } finally {
@@ -157,7 +183,8 @@ export async function exportOci(ctx: TransferContext, name: string, path: string
   const out = resolve(path);
   const archive = out.endsWith(".tar");
   if (ctx.host.lstat(out) !== undefined && !opts.force) throw new MachinaError("E_BUSY", `"${path}" already exists`, { path }, "use --force to replace it");
-  if (ctx.host.stat(dirname(out), true)?.kind !== "dir") throw new MachinaError("E_NOT_FOUND", `cannot write "${path}": the directory "${dirname(out)}" does not exist`, { path });
+  if (ctx.host.stat(dirname(out), true)?.kind !== "dir")
+    throw new MachinaError("E_NOT_FOUND", `cannot write "${path}": the directory "${dirname(out)}" does not exist`, { path });
   const lock = lockImage(ctx.host, ctx.paths.stateDir, name, "shared");
   try {
     await Reverter.run(async (r) => {
@@ -168,7 +195,13 @@ export async function exportOci(ctx: TransferContext, name: string, path: string
       const layerTemp = `${layout}/blobs/sha256/.layer`;
       ctx.progress.start(`Exporting ${name}`, undefined);
       try {
-        await exportTar({ source: image.target, output: layerTemp, compression: "uncompressed", signal: ctx.signal, onProgress: (n) => ctx.progress.update(n) });
+        await exportTar({
+          source: image.target,
+          output: layerTemp,
+          compression: "uncompressed",
+          signal: ctx.signal,
+          onProgress: (n) => ctx.progress.update(n),
+        });
       } finally {
         ctx.progress.stop();
       }
@@ -178,14 +211,30 @@ export async function exportOci(ctx: TransferContext, name: string, path: string
       const platform = hostPlatform();
       const created = new Date().toISOString();
       const config: ImageConfig = {
-        created, architecture: platform.architecture, os: platform.os,
+        created,
+        architecture: platform.architecture,
+        os: platform.os,
         config: runtimeConfig(ctx, image.settingsFile),
         rootfs: { type: "layers", diff_ids: [`sha256:${hex}`] },
         history: [{ created, created_by: `machinactl export-oci ${name}` }],
       };
-      for (const [rel, text] of layoutDocuments({ layer: { digest: `sha256:${hex}`, size }, config }, "latest")) ctx.host.writeFile(`${layout}/${rel}`, text, 0o644);
+      for (const [rel, text] of layoutDocuments({ layer: { digest: `sha256:${hex}`, size }, config }, "latest"))
+        ctx.host.writeFile(`${layout}/${rel}`, text, 0o644);
       if (archive) {
-        const res = ctx.host.run(["tar", "-c", "-f", temp.path, "-C", layout, "--numeric-owner", "--owner=0", "--group=0", "oci-layout", "index.json", "blobs"]);
+        const res = ctx.host.run([
+          "tar",
+          "-c",
+          "-f",
+          temp.path,
+          "-C",
+          layout,
+          "--numeric-owner",
+          "--owner=0",
+          "--group=0",
+          "oci-layout",
+          "index.json",
+          "blobs",
+        ]);
         if (res.status !== 0) throw new MachinaError("E_SYSTEM", `tar failed writing "${path}": ${res.stderr.trim()}`, { path });
         ctx.host.removeTree(layout);
       }

@@ -93,15 +93,26 @@ describe("prepareLower", () => {
 });
 
 describe("the image config as an untrusted .nspawn file", () => {
-  const config = (c: Record<string, unknown>): ImageConfig => imageConfigSchema.parse({ architecture: "amd64", os: "linux", config: c, rootfs: { type: "layers", diff_ids: [] } });
+  const config = (c: Record<string, unknown>): ImageConfig =>
+    imageConfigSchema.parse({ architecture: "amd64", os: "linux", config: c, rootfs: { type: "layers", diff_ids: [] } });
   test("reads back, untrusted, without warnings, as the config says", () => {
-    const s = settingsFromConfig(config({
-      Entrypoint: ["/bin/sh", "-c"], Cmd: ["echo \"$HOME\"", "it's", "a b", "back\\slash"], Env: ["PATH=/usr/bin:/bin", "X=with space", "Y=it's"], WorkingDir: "/srv", User: "1000:1000",
-      StopSignal: "SIGQUIT", ExposedPorts: { "8080/tcp": {} }, Volumes: { "/data": {} }, Labels: { "a\nb": "c" },
-    }), ["from somewhere\nelse"]);
+    const s = settingsFromConfig(
+      config({
+        Entrypoint: ["/bin/sh", "-c"],
+        Cmd: ['echo "$HOME"', "it's", "a b", "back\\slash"],
+        Env: ["PATH=/usr/bin:/bin", "X=with space", "Y=it's"],
+        WorkingDir: "/srv",
+        User: "1000:1000",
+        StopSignal: "SIGQUIT",
+        ExposedPorts: { "8080/tcp": {} },
+        Volumes: { "/data": {} },
+        Labels: { "a\nb": "c" },
+      }),
+      ["from somewhere\nelse"],
+    );
     const parsed = parseNspawnFile(s.text, "x.nspawn", false);
     expect(parsed.warnings).toEqual([]);
-    expect(parsed.values.command).toEqual(["/bin/sh", "-c", "echo \"$HOME\"", "it's", "a b", "back\\slash"]);
+    expect(parsed.values.command).toEqual(["/bin/sh", "-c", 'echo "$HOME"', "it's", "a b", "back\\slash"]);
     expect(parsed.values.environment).toEqual(["PATH=/usr/bin:/bin", "X=with space", "Y=it's"]);
     expect(parsed.values.chdir).toBe("/srv");
     expect(parsed.values.user).toBe("1000");
@@ -137,8 +148,17 @@ describe("reading layouts", () => {
     };
     const l = put(layer);
     const config = put(JSON.stringify({ architecture: p.architecture, os: "linux", rootfs: { type: "layers", diff_ids: [l.digest] } }));
-    const manifest = put(JSON.stringify({ schemaVersion: 2, config: { mediaType: "application/vnd.oci.image.config.v1+json", ...config }, layers: [{ mediaType: "application/vnd.oci.image.layer.v1.tar", ...l }] }));
-    fs.writeFileSync(`${dir}/index.json`, JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: "application/vnd.oci.image.manifest.v1+json", ...manifest }] }));
+    const manifest = put(
+      JSON.stringify({
+        schemaVersion: 2,
+        config: { mediaType: "application/vnd.oci.image.config.v1+json", ...config },
+        layers: [{ mediaType: "application/vnd.oci.image.layer.v1.tar", ...l }],
+      }),
+    );
+    fs.writeFileSync(
+      `${dir}/index.json`,
+      JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: "application/vnd.oci.image.manifest.v1+json", ...manifest }] }),
+    );
     fs.writeFileSync(`${dir}/oci-layout`, '{"imageLayoutVersion":"1.0.0"}');
     return { layerPath: `${dir}/blobs/sha256/${l.digest.slice(7)}` };
   }
@@ -178,7 +198,12 @@ describe("reading layouts", () => {
     await expect(read(fresh())).rejects.toThrow(/not an OCI image layout \(no oci-layout file\) nor a docker save archive/);
   });
   test("export documents parse back through the schemas", () => {
-    const config = imageConfigSchema.parse({ architecture: "arm64", os: "linux", config: { Cmd: ["/bin/sh"] }, rootfs: { type: "layers", diff_ids: [`sha256:${"a".repeat(64)}`] } });
+    const config = imageConfigSchema.parse({
+      architecture: "arm64",
+      os: "linux",
+      config: { Cmd: ["/bin/sh"] },
+      rootfs: { type: "layers", diff_ids: [`sha256:${"a".repeat(64)}`] },
+    });
     const docs = new Map(layoutDocuments({ layer: { digest: `sha256:${"a".repeat(64)}`, size: 10 }, config }, "latest"));
     const index = imageIndexSchema.parse(JSON.parse(docs.get("index.json")!));
     expect(index.manifests[0]!.platform).toEqual({ os: "linux", architecture: "arm64" });
