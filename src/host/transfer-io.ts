@@ -168,8 +168,41 @@ export interface ExtractOptions<S> {
   inspector: StreamInspector<S>;
   /** File descriptors the children inherit (the temporary's guard lock). */
   inheritFds?: number[];
+  /** GNU tar --exclude patterns (members scanned, not extracted: OCI whiteouts). */
+  exclude?: readonly string[];
   signal?: AbortSignal;
   onProgress?: StreamProgress;
+}
+
+/**
+  * Read a whole tar archive (any supported compression) through an inspector without
+ * extracting it: the inspector's summary and the compression found, or the inspector's refusal.
+ */
+export async function scanTarFile<S>(source: string, inspector: StreamInspector<S>, signal?: AbortSignal): Promise<{ summary: S; compression: Compression }> {
+  const compression = fileCompression(source);
+  const dec = decompressFile(source, compression);
+  const onAbort = () => {
+    dec.kill();
+    inspector.abort();
+  };
+  signal?.addEventListener("abort", onAbort);
+  try {
+    try {
+      for await (const chunk of dec.chunks) {
+        if (signal?.aborted) throw new TransferAborted();
+        await inspector.write(chunk);
+      }
+    } catch (e) {
+      dec.kill();
+      if (signal?.aborted) throw new TransferAborted();
+      if (inspector.error && !inspector.error.message.endsWith("aborted")) throw inspector.error;
+      throw e;
+    }
+    await dec.finished();
+    return { summary: await inspector.end(), compression };
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+  }
 }
 
 /**
@@ -220,7 +253,7 @@ export async function extractTar<S>(o: ExtractOptions<S>): Promise<S & { compres
         { highWaterMark: 8 },
       );
   const tarInput = direct ? fs.openSync(o.source, "r") : stream!;
-  const tar = spawning(["unshare"], () => Bun.spawn(["unshare", "--mount", "--propagation", "private", "sh", "-c", CONFINE_SCRIPT, "sh", o.scratch, o.target, ...TAR_EXTRACT_ARGS], {
+  const tar = spawning(["unshare"], () => Bun.spawn(["unshare", "--mount", "--propagation", "private", "sh", "-c", CONFINE_SCRIPT, "sh", o.scratch, o.target, ...TAR_EXTRACT_ARGS, ...(o.exclude ?? []).map((p) => `--exclude=${p}`)], {
     stdio: [tarInput, "ignore", "pipe", ...(o.inheritFds ?? [])],
   })) as unknown as Bun.Subprocess<"ignore", "ignore", "pipe">;
   if (typeof tarInput === "number") fs.closeSync(tarInput);

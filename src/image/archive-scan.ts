@@ -49,6 +49,12 @@ export function scanLimitsFromEnv(env: Readonly<Record<string, string | undefine
 
 export type EntryKind = "file" | "dir" | "symlink" | "hardlink" | "char" | "block" | "fifo";
 
+/** An entry that passed the checks: its normalized path ("" = the root) and kind. */
+export interface ScannedEntry {
+  path: string;
+  kind: EntryKind;
+}
+
 export interface ScanSummary {
   entries: number;
   /** Decompressed bytes read (the tar stream). */
@@ -137,9 +143,12 @@ export class ArchiveScanner {
   private finished = false;
   private readonly done: Promise<void>;
   private summary: ScanSummary = { entries: 0, bytes: 0, dataBytes: 0 };
+  private readonly onEntry: ((entry: ScannedEntry) => void) | undefined;
 
-  constructor(limits: ScanLimits = DEFAULT_SCAN_LIMITS) {
+  /** `onEntry`: told of every entry that passed the checks, in archive order (OCI layers' whiteouts). */
+  constructor(limits: ScanLimits = DEFAULT_SCAN_LIMITS, onEntry?: (entry: ScannedEntry) => void) {
     this.limits = limits;
+    this.onEntry = onEntry;
     // latin1: one char per byte, so names compare exactly as the kernel and GNU tar see them.
     this.extract = tarStream.extract({ filenameEncoding: "latin1" } as Parameters<typeof tarStream.extract>[0]);
     this.extract.on("entry", (header, stream, next) => {
@@ -281,6 +290,7 @@ export class ArchiveScanner {
     if (before !== undefined && before !== effective)
       throw new UnsafeArchiveError(`duplicate entry turns a ${before} into a ${effective}`, raw);
     this.seen.set(path, effective);
+    this.onEntry?.({ path, kind });
   }
 }
 

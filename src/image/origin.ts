@@ -18,7 +18,7 @@ import type { Settings } from "../settings/settings.ts";
 
 export const ORIGIN_XATTR = "trusted.machina.origin";
 
-export const ORIGIN_KINDS = ["import-tar", "import-raw", "import-fs", "pull-tar", "pull-raw"] as const;
+export const ORIGIN_KINDS = ["import-tar", "import-raw", "import-fs", "import-oci", "pull-tar", "pull-raw", "pull-oci"] as const;
 
 const OriginSchema = z.object({
   /** The machinactl verb that brought it in. */
@@ -27,6 +27,12 @@ const OriginSchema = z.object({
   source: z.string(),
   /** When, ms since the epoch. */
   time: z.number().int().nonnegative(),
+  /** OCI images: the reference (a tag or ref name) when there is one. */
+  reference: z.string().optional(),
+  /** OCI images: the manifest's digest (docker save: the config's). */
+  digest: z.string().optional(),
+  /** OCI images: os/architecture[/variant]. */
+  platform: z.string().optional(),
 });
 export type Origin = z.infer<typeof OriginSchema>;
 

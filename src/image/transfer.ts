@@ -57,7 +57,7 @@ export interface ImportOptions {
 const replacedInUse = new WeakMap<Temporary, HeldLock>();
 
 /** Lock NAME, refuse (or, with --force, schedule the removal of) an existing image, open a temporary. */
-function prepare(ctx: TransferContext, name: string, kind: "dir" | "raw", opts: ImportOptions, r: Reverter): { temp: Temporary; final: string; replace: string | undefined } {
+export function prepare(ctx: TransferContext, name: string, kind: "dir" | "raw", opts: ImportOptions, r: Reverter): { temp: Temporary; final: string; replace: string | undefined } {
   checkImageName(name);
   const writable = ensureWritablePool(ctx.host, ctx.paths.pool);
   cleanTemporaries(ctx.host, ctx.paths.stateDir, writable);
@@ -84,7 +84,7 @@ function prepare(ctx: TransferContext, name: string, kind: "dir" | "raw", opts: 
 }
 
 /** Put the finished temporary in place (after removing the image it replaces, with --force). */
-function commit(ctx: TransferContext, temp: Temporary, final: string, replace: string | undefined, opts: ImportOptions, kind: "dir" | "raw", origin: Omit<Origin, "time">): void {
+export function commit(ctx: TransferContext, temp: Temporary, final: string, replace: string | undefined, opts: ImportOptions, kind: "dir" | "raw", origin: Omit<Origin, "time">): void {
   // It came from outside: say so on the image itself (origin.ts), before anything makes it immutable.
   recordOrigin(ctx.host, temp.path, { ...origin, time: Date.now() });
   if (opts.readOnly && kind === "raw") ctx.host.chmod(temp.path, 0o444);

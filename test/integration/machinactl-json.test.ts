@@ -41,8 +41,10 @@ const RUNNABLE: Array<[verb: string, args: () => string[]]> = [
   ["export-tar", () => ["bb3", `${work}/bb3.tar`]],
   ["import-tar", () => [`${work}/bb3.tar`, "bb4"]],
   ["import-fs", () => [`${work}/pool/bb`, "bb5"]],
+  ["export-oci", () => ["bb3", `${work}/bb3-oci`]],
+  ["import-oci", () => [`${work}/bb3-oci`, "bb6"]],
   ["list-transfers", () => []],
-  ["remove", () => ["bb3", "bb4", "bb5"]],
+  ["remove", () => ["bb3", "bb4", "bb5", "bb6"]],
   ["clean", () => []],
 ];
 
@@ -82,7 +84,7 @@ describe("--json: every verb prints JSON", () => {
     for (const mode of ["--json", "--json=short"]) {
       test(`${verb} ${mode}`, () => {
         // the verbs that change the pool run once (with --json), the rest with both modes
-        const changes = ["clone", "rename", "read-only", "export-tar", "import-tar", "import-fs", "remove"].includes(verb);
+        const changes = ["clone", "rename", "read-only", "export-tar", "import-tar", "import-fs", "export-oci", "import-oci", "remove"].includes(verb);
         if (changes && mode !== "--json") return;
         const r = machinactlSync(env, mode, verb, ...args());
         expect(r.status, r.stderr).toBe(0);

@@ -111,7 +111,7 @@ describe("generated files", () => {
       expect(spawnSync(["bash", "-n", `${dir}/c.bash`]).exitCode).toBe(0);
       expect(run(["machina-nspawn", "--timezone=s"])).toBe("symlink");
       expect(run(["machina-nspawn", "--ephem"])).toBe("--ephemeral");
-      expect(run(["machinactl", "import-"]).split(" ").sort()).toEqual(["import-fs", "import-raw", "import-tar"]);
+      expect(run(["machinactl", "import-"]).split(" ").sort()).toEqual(["import-fs", "import-oci", "import-raw", "import-tar"]);
       expect(run(["machinactl", "--format=x"])).toBe("xz");
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -9,6 +9,7 @@ import {
   btrfsQgroup, cleanPool, cloneImage, parseSizeLimit, removeImage, renameImage, setImageLimit, setImageReadOnly, withQgroup, type PoolContext,
 } from "../../image/ops.ts";
 import { discoverImages, getImage, poolRoots, type Image } from "../../image/pool.ts";
+import { readOrigin } from "../../image/origin.ts";
 import { parseBoolean } from "../../settings/values.ts";
 import { formatBytes, formatTimestamp, json, properties, table, warnIfNotMachineName, type Column } from "./format.ts";
 import type { Verb, VerbContext } from "./verb.ts";
@@ -89,6 +90,13 @@ export function imageStatusText(host: Host, image: Image, nowMs: number): string
   if (image.mtimeMs > 0) lines.push(`\tModified: ${formatTimestamp(image.mtimeMs)}; ${relative(image.mtimeMs, nowMs)}`);
   if (image.usage !== undefined) lines.push(`\t   Usage: ${formatBytes(image.usage)}`);
   if (image.limit !== undefined) lines.push(`\t   Limit: ${formatBytes(image.limit)}`);
+  const origin = readOrigin(host, image.target);
+  if (origin === "unknown") lines.push(`\t  Origin: from outside (unreadable record)`);
+  else if (origin !== undefined) {
+    lines.push(`\t  Origin: ${origin.how} ${origin.source}${origin.reference !== undefined ? ` (${origin.reference})` : ""}; ${formatTimestamp(origin.time)}`);
+    if (origin.digest !== undefined) lines.push(`\t  Digest: ${origin.digest}`);
+    if (origin.platform !== undefined) lines.push(`\tPlatform: ${origin.platform}`);
+  }
   return lines.join("\n") + "\n";
 }
 
@@ -97,7 +105,10 @@ function imageStatus(ctx: VerbContext, names: string[]): number {
   const found = names.length > 0 ? names.map((n) => getImage(ctx.host, ctx.paths.pool, n)) : discoverImages(ctx.host, ctx.paths.pool, { hidden: ctx.options.all });
   const images = found.map((i) => withQgroup(ctx.host, i));
   if (ctx.options.json !== "off") {
-    ctx.out(json(images.map((i) => ({ ...imageJson(i), os: osPrettyName(ctx.host, i) ?? null })), ctx.options));
+    ctx.out(json(images.map((i) => {
+      const origin = readOrigin(ctx.host, i.target);
+      return { ...imageJson(i), os: osPrettyName(ctx.host, i) ?? null, origin: origin === undefined ? null : origin };
+    }), ctx.options));
     return 0;
   }
   const now = Number(ctx.host.nowUsec() / 1000n);

@@ -2,6 +2,7 @@
 import { usageError, type ErrorContext } from "../../errors.ts";
 import { getopt, type ArgKind, type OptionDef } from "../../settings/getopt.ts";
 import { isValidMachineName, parseChoice, parseEnvAssignment, parseSignal, signalTable } from "../../settings/values.ts";
+import { parsePlatform, type WantedPlatform } from "../../oci/layout.ts";
 
 export const JSON_MODES = ["off", "pretty", "short"] as const;
 
@@ -41,6 +42,8 @@ export interface MachinactlOptions {
   /** bootstrap: package mirror. */
   mirror: string | undefined;
   format: "uncompressed" | "xz" | "gzip" | "bzip2" | "zstd" | undefined;
+  /** import-oci: the platform to take from an index (default: this machine's). */
+  platform: WantedPlatform | undefined;
   now: boolean;
   json: JsonMode;
   follow: boolean;
@@ -135,6 +138,14 @@ export const MACHINACTL_TABLE: readonly MachinactlOption[] = [
       o.mirror = v;
     },
   },
+  {
+    id: "platform", long: "platform", arg: "required", argName: "OS/ARCH[/VARIANT]", help: "The image to take from a multi-platform index (OCI; default: this machine's)",
+    apply: (o, v, c) => {
+      const p = parsePlatform(v);
+      if (typeof p === "string") throw usageError(`invalid platform ${JSON.stringify(v)} for ${c.spelling}: ${p}`, c.ctx);
+      o.platform = p;
+    },
+  },
   { id: "now", long: "now", arg: "none", help: "Start (enable) or stop (disable) right away", apply: (o) => void (o.now = true) },
 ];
 
@@ -148,7 +159,7 @@ export function defaultMachinactlOptions(): MachinactlOptions {
     help: false, version: false, noPager: false, legend: true, askPassword: true, host: undefined, machine: undefined,
     properties: [], quiet: false, all: false, value: false, full: false, killWhom: undefined, signal: undefined,
     uid: undefined, setenv: [], readOnly: false, mkdir: false, lines: undefined, maxAddresses: undefined,
-    output: undefined, verify: undefined, force: false, rootPassword: undefined, mirror: undefined, format: undefined, now: false, json: "off", follow: false,
+    output: undefined, verify: undefined, force: false, rootPassword: undefined, mirror: undefined, format: undefined, platform: undefined, now: false, json: "off", follow: false,
   };
 }
 

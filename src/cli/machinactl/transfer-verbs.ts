@@ -1,6 +1,6 @@
 /**
- * machinactl's image transfer verbs: import-tar, import-raw, import-fs, export-tar, export-raw,
- * pull-tar, pull-raw, list-transfers, cancel-transfer (and bootstrap). Transfers run in the
+ * machinactl's image transfer verbs: import-tar, import-raw, import-fs, import-oci, export-tar,
+ * export-raw, export-oci, pull-tar, pull-raw, list-transfers, cancel-transfer (and bootstrap). Transfers run in the
  * foreground of the command; each is recorded in $MACHINA_STATE_DIR/transfers/ID.json with its
  * pid, so list-transfers and cancel-transfer (SIGTERM: the transfer undoes everything) work
  * from other processes.
@@ -14,6 +14,7 @@ import {
 import {
   exportImage, importFs, importRaw, importTar, pullImage, type Progress, type TransferContext,
 } from "../../image/transfer.ts";
+import { exportOci, importOci } from "../../oci/transfer.ts";
 import { formatBytes, json, table, warnIfNotMachineName } from "./format.ts";
 import type { Verb, VerbContext } from "./verb.ts";
 
@@ -135,6 +136,14 @@ export const TRANSFER_VERBS: Verb[] = [
     }),
   },
   {
+    name: "import-oci", options: ["force", "read-only", "platform"], usage: "import-oci PATH [NAME]", summary: "Import an OCI image layout (directory or tar) or a docker save archive", section: "Image transfer", minArgs: 1, maxArgs: 2,
+    run: (ctx, [path, name]) => runTransfer(ctx, "import-oci", path!, name ?? "", async (t) => {
+      const r = await importOci(t, path!, name, { ...importOpts(ctx), ...(ctx.options.platform !== undefined ? { platform: ctx.options.platform } : {}) });
+      finished(ctx, `Imported "${path}" (${r.digest}, ${r.platform}) as image "${r.image}".`,
+        { image: r.image, from: path!, digest: r.digest, platform: r.platform, reference: r.reference ?? null }, r.image);
+    }),
+  },
+  {
     name: "export-tar", options: ["format", "force"], usage: "export-tar NAME [FILE]", summary: "Export a local container image as a tar file", section: "Image transfer", minArgs: 1, maxArgs: 2,
     run: (ctx, [name, file]) => runTransfer(ctx, "export-tar", file ?? "-", name!, async (t) => {
       await exportImage(t, "tar", name!, file, { format: ctx.options.format, force: ctx.options.force });
@@ -146,6 +155,13 @@ export const TRANSFER_VERBS: Verb[] = [
     run: (ctx, [name, file]) => runTransfer(ctx, "export-raw", file ?? "-", name!, async (t) => {
       await exportImage(t, "raw", name!, file, { format: ctx.options.format, force: ctx.options.force });
       if (file !== undefined) finished(ctx, `Exported image "${name}" to "${file}".`, { image: name!, file });
+    }),
+  },
+  {
+    name: "export-oci", options: ["force"], usage: "export-oci NAME PATH", summary: "Export a directory image as an OCI image layout (a directory, or a tar when PATH ends in .tar)", section: "Image transfer", minArgs: 2, maxArgs: 2,
+    run: (ctx, [name, path]) => runTransfer(ctx, "export-oci", path!, name!, async (t) => {
+      await exportOci(t, name!, path!, { force: ctx.options.force });
+      finished(ctx, `Exported image "${name}" to "${path}".`, { image: name!, path: path! });
     }),
   },
   {
