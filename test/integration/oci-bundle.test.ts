@@ -95,6 +95,23 @@ describe("--oci-bundle", () => {
     expect(r.env.OCI_TEST).toBe("yes");
   }, T);
 
+  test("linux.seccomp: SCMP_ACT_ERRNO names are denied with EPERM", async () => {
+    const out: string[] = [];
+    for (const seccomp of [undefined, { defaultAction: "SCMP_ACT_ALLOW", syscalls: [{ names: ["sethostname", "no_such_call"], action: "SCMP_ACT_ERRNO" }] }]) {
+      const dir = scratch.dir("oci-seccomp-");
+      writeConfig(dir, (c) => {
+        c.root = { path: `${bundle}/root`, readonly: true };
+        Object.assign(c.process as Json, { terminal: false, args: ["/bin/sh", "-c", "hostname other 2>&1; echo rc=$?"] });
+        (c.process as Json).capabilities = { bounding: ["CAP_SYS_ADMIN"], effective: ["CAP_SYS_ADMIN"], permitted: ["CAP_SYS_ADMIN"] };
+        if (seccomp !== undefined) (c.linux as Json).seccomp = seccomp;
+      });
+      const res = await runNspawn(["-q", `--oci-bundle=${dir}`, "-M", scratch.name()], { stateDir }, scratch);
+      expect(res.code).toBe(0);
+      out.push(res.stdout.trim());
+    }
+    expect(out).toEqual(["rc=0", "hostname: sethostname: Operation not permitted\nrc=1"]);
+  }, T);
+
   test("what cannot be honoured is refused with one line naming the field, nothing left behind", async () => {
     const bad = scratch.dir("oci-bad-");
     writeConfig(bad, (c) => {
