@@ -167,8 +167,14 @@ const NSPAWN_OWN = new Set([
 const nspawnOwns = (p: string) => NSPAWN_OWN.has(p) || p === "/sys/fs/cgroup" || p.startsWith("/sys/fs/cgroup/");
 
 function normalize(p: string): string {
-  const n = p.replace(/\/+/g, "/").replace(/(.)\/$/, "$1");
-  return n;
+  return p.replace(/\/+/g, "/").replace(/(.)\/$/, "$1");
+}
+
+/** A path inside the container: absolute, without ".." (as the command line's paths). */
+function containerPath(p: string, field: string, fail: Fail): string {
+  if (!p.startsWith("/")) fail(field, `"${p}" is not an absolute path`);
+  if (p.split("/").includes("..")) fail(field, `"${p}" may not contain ".." components`);
+  return normalize(p.replace(/\/\.(?=\/|$)/g, "")) || "/";
 }
 
 export interface OciMapped extends FileSettings {
@@ -277,8 +283,7 @@ function mapProcess(c: OciConfig, set: Setter, fail: Fail, ctx: (f: string) => E
     });
     set("environment", p.env);
   }
-  if (!p.cwd.startsWith("/")) fail("process.cwd", `"${p.cwd}" is not an absolute path`);
-  set("chdir", normalize(p.cwd));
+  set("chdir", containerPath(p.cwd, "process.cwd", fail));
   if (p.terminal === false) set("console", "pipe");
   // consoleSize: the pty takes the size of the terminal machina-nspawn runs on.
   if (p.user !== undefined) {
@@ -346,8 +351,7 @@ function mapProcess(c: OciConfig, set: Setter, fail: Fail, ctx: (f: string) => E
 function mapMounts(c: OciConfig, bundle: string, binds: BindMount[], tmpfs: TmpfsMount[], fail: Fail): void {
   (c.mounts ?? []).forEach((m, i) => {
     const field = `mounts[${i}]`;
-    if (!m.destination.startsWith("/")) fail(`${field}.destination`, `"${m.destination}" is not an absolute path`);
-    const dest = normalize(m.destination);
+    const dest = containerPath(m.destination, `${field}.destination`, fail);
     const opts = m.options ?? [];
     const isBind = m.type === undefined || m.type === "bind" || ((m.type === "none" || m.type === "") && opts.some((o) => o === "bind" || o === "rbind"));
     if (m.uidMappings !== undefined || m.gidMappings !== undefined) fail(`${field}.uidMappings`, "id-mapped mounts are not supported from config.json");
@@ -445,14 +449,12 @@ function mapLinux(c: OciConfig, set: Setter, fail: Fail, ctx: (f: string) => Err
     fail(`linux.sysctl`, `setting sysctls (${Object.keys(L.sysctl)[0]}) is not supported by machina`);
   if (L.seccomp !== undefined) set("systemCallFilter", { allow: [], deny: mapSeccomp(L.seccomp, fail) });
   for (const [i, p] of (L.maskedPaths ?? []).entries()) {
-    if (!p.startsWith("/")) fail(`linux.maskedPaths[${i}]`, `"${p}" is not an absolute path`);
-    const n = normalize(p);
+    const n = containerPath(p, `linux.maskedPaths[${i}]`, fail);
     if (nspawnOwns(n)) continue; // machina masks or mounts these itself
     inaccessible.push(n);
   }
   for (const [i, p] of (L.readonlyPaths ?? []).entries()) {
-    if (!p.startsWith("/")) fail(`linux.readonlyPaths[${i}]`, `"${p}" is not an absolute path`);
-    const n = normalize(p);
+    const n = containerPath(p, `linux.readonlyPaths[${i}]`, fail);
     if (nspawnOwns(n)) continue; // machina mounts these read-only itself
     if (n === "/proc" || n.startsWith("/proc/") || n === "/sys" || n.startsWith("/sys/") || n === "/dev" || n.startsWith("/dev/"))
       fail(`linux.readonlyPaths[${i}]`, `"${n}" is inside an API file system machina mounts: it cannot be made read-only`);

@@ -162,6 +162,8 @@ describe("refusals: one line naming the config.json field", () => {
     ["empty args", (c) => { proc(c).args = []; }, `${F}: process.args: the argument list is empty`],
     ["env", (c) => { proc(c).env = ["NOEQUALS"]; }, `${F}: process.env[0]: "NOEQUALS" is not a NAME=VALUE assignment`],
     ["cwd", (c) => { proc(c).cwd = "rel"; }, `${F}: process.cwd: "rel" is not an absolute path`],
+    ["dotdot", (c) => { (c.mounts as unknown[]).push({ destination: "/a/../etc", type: "tmpfs" }); }, `${F}: mounts[7].destination: "/a/../etc" may not contain ".." components`],
+    ["masked relative", (c) => { linux(c).maskedPaths = ["proc/kcore"]; }, `${F}: linux.maskedPaths[0]: "proc/kcore" is not an absolute path`],
     ["cap name", (c) => { proc(c).capabilities = { bounding: ["CAP_NOPE"] }; }, `${F}: process.capabilities.bounding[0]: unknown capability "CAP_NOPE" (expected a name such as CAP_NET_ADMIN)`],
     ["effective", (c) => { (proc(c).capabilities as Json).effective = ["CAP_KILL"]; }, `${F}: process.capabilities.effective: must equal the bounding set (the payload runs as root): machina cannot give the payload a different effective set`],
     ["rlimit", (c) => { proc(c).rlimits = [{ type: "NOFILE", soft: 1, hard: 1 }]; }, `${F}: process.rlimits[0].type: unknown resource limit "NOFILE" (expected RLIMIT_NOFILE, RLIMIT_NPROC, …)`],
