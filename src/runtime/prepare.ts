@@ -20,6 +20,8 @@ import { setupNetwork, teardownNetwork } from "../net/setup.ts";
 import { sweepLeftovers } from "./sweep.ts";
 import { ownCommand, type Paths } from "../paths.ts";
 import { loadSettingsFile, lookupMachineName } from "../settings/lookup.ts";
+import { mergeSettings } from "../settings/merge.ts";
+import { mapOciConfig } from "../settings/oci-config.ts";
 import { Reverter } from "../reverter.ts";
 import type { Settings } from "../settings/settings.ts";
 import { buildSpec, DEFAULT_PATH } from "../spec/build.ts";
@@ -72,7 +74,28 @@ export function chooseRoot(settings: Settings, host: Host, pool: string[], cwd: 
   return { directory: cwd };
 }
 
+/**
+ * --oci-bundle=DIR: read DIR/config.json and merge its settings under the command line (as
+ * nspawn: command-line options win; --settings=override lets the bundle win). The bundle is
+ * trusted, and no .nspawn file is read for it (as nspawn).
+ */
+export function loadOciBundle(host: Host, cli: Settings): { settings: Settings; warnings: string[] } {
+  const bundle = cli.ociBundle!;
+  const path = `${bundle}/config.json`;
+  const text = host.readFile(path);
+  if (text === undefined)
+    throw new MachinaError("E_NOT_FOUND", `--oci-bundle: no config.json in "${bundle}"`, { flag: "--oci-bundle", path }, "an OCI bundle is a directory with config.json and the root file system (runc spec makes a config.json)");
+  const mapped = mapOciConfig(text, bundle);
+  const merged = mergeSettings(cli, mapped, cli.settingsMode === "override" ? "override" : "yes");
+  return { settings: merged, warnings: mapped.warnings.map((w) => `${bundle}/${w}`) };
+}
+
 export function prepareContainer(host: Host, p: Paths, cliSettings: Settings, cwd: string, options: PrepareOptions): Prepared {
+  if (cliSettings.ociBundle !== undefined) {
+    const oci = loadOciBundle(host, cliSettings);
+    for (const w of oci.warnings) options.onWarning?.(w);
+    cliSettings = oci.settings;
+  }
   const chosen = chooseRoot(cliSettings, host, p.pool, cwd);
   if ("image" in chosen) cliSettings.image = chosen.image;
   else cliSettings.directory = chosen.directory;
@@ -80,7 +103,7 @@ export function prepareContainer(host: Host, p: Paths, cliSettings: Settings, cw
     populateFromTemplate(host, p.stateDir, cliSettings.template, chosen.directory);
   // The machine's .nspawn file (if any), merged under (or, with --settings=override, over)
   // the command line.
-  const loaded = loadSettingsFile(host, cliSettings);
+  const loaded = cliSettings.ociBundle !== undefined ? { settings: cliSettings, warnings: [] } : loadSettingsFile(host, cliSettings);
   for (const w of loaded.warnings) options.onWarning?.(w);
   const settings = loaded.settings;
   // An image from outside (pulled, imported) as the host's root: say so once (origin.ts).

@@ -28,6 +28,7 @@ export const SETTING_GROUPS: ReadonlyArray<readonly (keyof Settings)[]> = [
     "networkMacvlan", "networkIpvlan", "networkNamespacePath",
   ],
   ["privateUsers", "privateUsersOwnership"],
+  ["user", "userIds"],
 ];
 
 const GROUP_OF = new Map<keyof Settings, readonly (keyof Settings)[]>();

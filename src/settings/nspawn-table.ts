@@ -200,7 +200,14 @@ export const NSPAWN_TABLE: readonly NspawnOption[] = [
       c.set("image", parseAbsolutePath(absolutize(c.v, c.cwd), c.ctx));
     },
   }),
-  row({ id: "oci-bundle", long: "oci-bundle", arg: "required", group: "Image", argName: "PATH", complete: "directory", help: "OCI bundle" }),
+  row({
+    id: "oci-bundle", long: "oci-bundle", arg: "required", group: "Image", argName: "PATH", complete: "directory",
+    help: "Run an OCI runtime bundle (config.json + root); command-line options override its settings",
+    cli: (c) => {
+      if (c.v === "") throw usageError(`${c.spelling} needs a directory`, c.ctx);
+      c.set("ociBundle", parseAbsolutePath(absolutize(c.v, c.cwd), c.ctx));
+    },
+  }),
   row({
     id: "read-only", long: "read-only", arg: "none", group: "Image", help: "Mount the root read-only", cli: flagOn("readOnly"),
     keys: [key(bool("Files", "ReadOnly", "readOnly"), "yes")],

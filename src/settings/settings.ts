@@ -50,6 +50,10 @@ export interface Settings {
   environment: string[];
   chdir: string | undefined;
   user: string | undefined;
+  /** Numeric identity from an OCI config (process.user): exact gid and supplementary groups, with `user` = the uid. */
+  userIds: { uid: number; gid: number; additionalGids: number[] } | undefined;
+  /** --oci-bundle=: the bundle directory (config.json + root), read by runtime/prepare.ts. */
+  ociBundle: string | undefined;
   quiet: boolean;
   killSignal: number | undefined;
   notifyReady: boolean;
@@ -125,6 +129,8 @@ export function defaultSettings(): Settings {
     environment: [],
     chdir: undefined,
     user: undefined,
+    userIds: undefined,
+    ociBundle: undefined,
     quiet: false,
     killSignal: undefined,
     notifyReady: false,

@@ -139,6 +139,12 @@ interface UserInfo {
 function resolveUser(settings: Settings, image: ImageFacts): UserInfo | undefined {
   const wanted = settings.user;
   if (wanted === undefined) return undefined;
+  // An OCI config's numeric user: its gid and groups exactly, the home directory from passwd if listed.
+  const ids = settings.userIds;
+  if (ids !== undefined && wanted === String(ids.uid)) {
+    const entry = image.passwd.find((p) => p.uid === ids.uid);
+    return { uid: ids.uid, gid: ids.gid, groups: [...new Set(ids.additionalGids)], home: entry?.home ?? (ids.uid === 0 ? "/root" : "/"), name: entry?.name ?? wanted };
+  }
   // As nspawn (change_uid_gid): root always exists — uid 0, gid 0, no supplementary groups,
   // home /root — whether or not the image has an /etc/passwd.
   if (wanted === "root" || wanted === "0") return { uid: 0, gid: 0, groups: [], home: "/root", name: wanted };

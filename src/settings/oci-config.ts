@@ -1,0 +1,536 @@
+/**
+ * An OCI runtime-spec bundle's config.json (runtime-spec v1.0–v1.2) -> the Settings it asks
+ * for: one more source of Settings, like a .nspawn file (DESIGN.md "One engine, several front
+ * doors"), merged under the command line by mergeSettings(). Used by `machina-nspawn
+ * --oci-bundle=DIR` and meant for the OCI runtime command. Pure: the caller reads the file.
+ *
+ * The mapping follows systemd-nspawn 252 (src/nspawn/nspawn-oci.c) where it can: the payload
+ * runs as PID 1 with resolv.conf, timezone and journal linking off; API mounts nspawn insists
+ * on setting up itself are taken as machina's own; maskedPaths become --inaccessible (missing
+ * paths are skipped), readonlyPaths read-only binds of the path onto itself; one uid/gid
+ * mapping with container base 0 becomes -U's range. Where nspawn and the spec differ, the spec
+ * wins for unknown fields (ignored, as the spec requires; nspawn refuses them) and for the
+ * version (1.0.x to 1.2.x; nspawn takes only 1.0.0). What machina cannot honour is refused with
+ * one line naming the config.json field — including fields nspawn silently drops (selinux and
+ * apparmor labels are mapped or refused, hooks refused, sysctl refused).
+ */
+import { z } from "zod";
+import { invalidError, type ErrorContext } from "../errors.ts";
+import { CAPABILITIES, type CapabilityName } from "./capabilities.ts";
+import { parseCpuSet, type BindMount, type PrivateUsers, type TmpfsMount } from "./compound-values.ts";
+import type { FileSettings } from "./nspawn-file.ts";
+import { RLIMITS, type LimitValue, type Rlimit } from "./rlimits.ts";
+import { parseSelinuxLabel } from "./selinux-label.ts";
+import type { Settings, Source } from "./settings.ts";
+import { isValidEnvName, parseHostname, parseSlice } from "./values.ts";
+
+// ------------------------------------------------------------------ the schema (fields machina reads)
+
+const str = z.string();
+const strList = z.array(z.string());
+const uint32 = z.number().int().min(0).max(0xffffffff);
+const int64 = z.number().int();
+
+const Mount = z.object({
+  destination: str,
+  source: str.optional(),
+  type: str.optional(),
+  options: strList.optional(),
+  uidMappings: z.array(z.unknown()).optional(),
+  gidMappings: z.array(z.unknown()).optional(),
+});
+
+const IdMapping = z.object({ containerID: uint32, hostID: uint32, size: uint32 });
+
+const Process = z.object({
+  terminal: z.boolean().optional(),
+  consoleSize: z.object({ height: uint32, width: uint32 }).optional(),
+  user: z.object({ uid: uint32, gid: uint32, umask: uint32.optional(), additionalGids: z.array(uint32).optional(), username: str.optional() }).optional(),
+  args: strList.optional(),
+  commandLine: str.optional(),
+  env: strList.optional(),
+  cwd: str,
+  capabilities: z.object({
+    bounding: strList.optional(), effective: strList.optional(), inheritable: strList.optional(),
+    permitted: strList.optional(), ambient: strList.optional(),
+  }).optional(),
+  rlimits: z.array(z.object({ type: str, soft: int64, hard: int64 })).optional(),
+  noNewPrivileges: z.boolean().optional(),
+  apparmorProfile: str.optional(),
+  oomScoreAdj: int64.optional(),
+  scheduler: z.unknown().optional(),
+  selinuxLabel: str.optional(),
+  ioPriority: z.unknown().optional(),
+  execCPUAffinity: z.unknown().optional(),
+});
+
+const SeccompSyscall = z.object({
+  names: strList,
+  action: str,
+  errnoRet: uint32.optional(),
+  args: z.array(z.unknown()).optional(),
+});
+
+const Resources = z.object({
+  devices: z.array(z.object({ allow: z.boolean(), type: str.optional(), major: int64.optional(), minor: int64.optional(), access: str.optional() })).optional(),
+  memory: z.object({
+    limit: int64.optional(), reservation: int64.optional(), swap: int64.optional(), kernel: int64.optional(),
+    kernelTCP: int64.optional(), swappiness: int64.optional(), disableOOMKiller: z.boolean().optional(),
+    useHierarchy: z.boolean().optional(), checkBeforeUpdate: z.boolean().optional(),
+  }).optional(),
+  cpu: z.object({
+    shares: int64.optional(), quota: int64.optional(), burst: int64.optional(), period: int64.optional(),
+    realtimeRuntime: int64.optional(), realtimePeriod: int64.optional(), cpus: str.optional(), mems: str.optional(),
+    idle: int64.optional(),
+  }).optional(),
+  pids: z.object({ limit: int64 }).optional(),
+  blockIO: z.unknown().optional(),
+  hugepageLimits: z.array(z.unknown()).optional(),
+  network: z.unknown().optional(),
+  rdma: z.unknown().optional(),
+  unified: z.record(z.string(), z.string()).optional(),
+});
+
+const Linux = z.object({
+  namespaces: z.array(z.object({ type: str, path: str.optional() })).optional(),
+  uidMappings: z.array(IdMapping).optional(),
+  gidMappings: z.array(IdMapping).optional(),
+  timeOffsets: z.unknown().optional(),
+  devices: z.array(z.unknown()).optional(),
+  cgroupsPath: str.optional(),
+  resources: Resources.optional(),
+  rootfsPropagation: str.optional(),
+  seccomp: z.object({
+    defaultAction: str,
+    defaultErrnoRet: uint32.optional(),
+    architectures: strList.optional(),
+    flags: strList.optional(),
+    listenerPath: str.optional(),
+    listenerMetadata: str.optional(),
+    syscalls: z.array(SeccompSyscall).optional(),
+  }).optional(),
+  sysctl: z.record(z.string(), z.string()).optional(),
+  maskedPaths: strList.optional(),
+  readonlyPaths: strList.optional(),
+  mountLabel: str.optional(),
+  intelRdt: z.unknown().optional(),
+  personality: z.unknown().optional(),
+});
+
+const Hook = z.object({ path: str, args: strList.optional(), env: strList.optional(), timeout: int64.optional() });
+
+/** runtime-spec config.json, the fields machina maps or refuses; others are ignored (the spec: "MUST ignore unknown properties"). */
+export const OciConfigSchema = z.object({
+  ociVersion: str,
+  root: z.object({ path: str, readonly: z.boolean().optional() }).optional(),
+  mounts: z.array(Mount).optional(),
+  process: Process.optional(),
+  hostname: str.optional(),
+  domainname: str.optional(),
+  hooks: z.record(z.string(), z.array(Hook)).optional(),
+  annotations: z.record(z.string(), z.string()).optional(),
+  linux: Linux.optional(),
+  solaris: z.unknown().optional(),
+  windows: z.unknown().optional(),
+  vm: z.unknown().optional(),
+  zos: z.unknown().optional(),
+});
+export type OciConfig = z.infer<typeof OciConfigSchema>;
+
+// ------------------------------------------------------------------ the mapping
+
+/** Runtime-spec versions machina reads: 1.0.x to 1.2.x (with pre-release tails such as 1.0.2-dev). */
+const VERSION = /^1\.[0-2]\.[0-9]+(?:[-+].*)?$/;
+
+/**
+ * API file systems machina mounts itself, with the types a config may ask for there (accepted
+ * as machina's own mount, their options not applied). Paths nspawn 252 also keeps for itself
+ * (oci_exclude_mount) but machina does not list here are accepted and left to machina too.
+ */
+const API_MOUNTS: Readonly<Record<string, readonly string[]>> = {
+  "/proc": ["proc"],
+  "/dev": ["tmpfs", "devtmpfs"],
+  "/dev/pts": ["devpts"],
+  "/dev/shm": ["tmpfs"],
+  "/dev/mqueue": ["mqueue"],
+  "/sys": ["sysfs"],
+  "/sys/fs/cgroup": ["cgroup", "cgroup2"],
+  "/run": ["tmpfs"],
+};
+
+/** nspawn 252's oci_exclude_mount(): destinations it never takes from config.json. */
+const NSPAWN_OWN = new Set([
+  "/dev", "/dev/mqueue", "/dev/pts", "/dev/shm", "/proc", "/proc/acpi", "/proc/apm", "/proc/asound", "/proc/bus",
+  "/proc/fs", "/proc/irq", "/proc/kallsyms", "/proc/kcore", "/proc/keys", "/proc/scsi", "/proc/sys", "/proc/sys/net",
+  "/proc/sysrq-trigger", "/proc/timer_list", "/run", "/sys", "/sys/fs/selinux", "/tmp",
+]);
+const nspawnOwns = (p: string) => NSPAWN_OWN.has(p) || p === "/sys/fs/cgroup" || p.startsWith("/sys/fs/cgroup/");
+
+function normalize(p: string): string {
+  return p.replace(/\/+/g, "/").replace(/(.)\/$/, "$1");
+}
+
+/** A path inside the container: absolute, without ".." (as the command line's paths). */
+function containerPath(p: string, field: string, fail: Fail): string {
+  if (!p.startsWith("/")) fail(field, `"${p}" is not an absolute path`);
+  if (p.split("/").includes("..")) fail(field, `"${p}" may not contain ".." components`);
+  return normalize(p.replace(/\/\.(?=\/|$)/g, "")) || "/";
+}
+
+export interface OciMapped extends FileSettings {
+  /** The bundle's root directory (root.path, relative to the bundle unless absolute). */
+  root: string;
+}
+
+/** Parse and map config.json. `bundle` is the absolute bundle directory; `text` the file's contents. */
+export function mapOciConfig(text: string, bundle: string): OciMapped {
+  const file = `${bundle.replace(/\/+$/, "")}/config.json`;
+  const fail = (field: string, what: string): never => {
+    throw invalidError(`${file}: ${field}: ${what}`, { file, flag: "--oci-bundle", value: field });
+  };
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw invalidError(`${file}: not valid JSON (${e instanceof Error ? e.message : String(e)})`, { file, flag: "--oci-bundle" });
+  }
+  if (typeof json !== "object" || json === null || Array.isArray(json) || !("ociVersion" in json))
+    throw invalidError(`${file}: not an OCI runtime configuration (no "ociVersion")`, { file, flag: "--oci-bundle" });
+  const parsed = OciConfigSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    fail(issue.path.map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`)).join("").replace(/^\./, "") || "(top level)", issue.message);
+  }
+  const c = parsed.data!;
+  if (!VERSION.test(c.ociVersion)) fail("ociVersion", `version "${c.ociVersion}" is not supported (machina reads runtime-spec 1.0.x to 1.2.x)`);
+
+  const values: Partial<Settings> = {};
+  const provenance = new Map<keyof Settings, Source>();
+  const warnings: string[] = [];
+  const src: Source = { kind: "file", file, line: 0, trusted: true };
+  const set = <K extends keyof Settings>(k: K, v: Settings[K]) => {
+    values[k] = v;
+    provenance.set(k, src);
+  };
+  const ctx = (field: string): ErrorContext => ({ file, flag: `${file}: ${field}` });
+
+  for (const k of ["solaris", "windows", "vm", "zos"] as const)
+    if (c[k] !== undefined) fail(k, `a ${k} configuration cannot be run by machina (Linux containers only)`);
+
+  // As nspawn's oci_load(): the payload is PID 1, no resolv.conf/timezone/journal set-up.
+  set("boot", false);
+  set("asPid2", false);
+  set("resolvConf", "off");
+  set("timezone", "off");
+  set("linkJournal", "no");
+
+  // root
+  if (c.root === undefined || c.root.path === "") fail("root.path", "is required (the bundle's root file system, e.g. \"rootfs\")");
+  const rootPath = c.root!.path.startsWith("/") ? normalize(c.root!.path) : normalize(`${bundle}/${c.root!.path}`);
+  set("directory", rootPath);
+  if (c.root!.readonly === true) set("readOnly", true);
+
+  if (c.hostname !== undefined && c.hostname !== "") set("hostname", parseHostname(c.hostname, ctx("hostname")));
+  if (c.domainname !== undefined && c.domainname !== "") fail("domainname", "setting an NIS domain name is not supported by machina");
+
+  mapProcess(c, set, fail, ctx);
+  const binds: BindMount[] = [];
+  const tmpfs: TmpfsMount[] = [];
+  const inaccessible: string[] = [];
+  mapMounts(c, bundle, binds, tmpfs, fail);
+  mapLinux(c, set, fail, ctx, warnings, binds, inaccessible);
+  if (binds.length > 0) set("binds", binds);
+  if (tmpfs.length > 0) set("tmpfs", tmpfs);
+  if (inaccessible.length > 0) set("inaccessible", inaccessible);
+
+  if (c.hooks !== undefined)
+    for (const [name, list] of Object.entries(c.hooks))
+      if (list.length > 0) fail(`hooks.${name}`, "hooks are not supported by machina-nspawn yet");
+  // annotations: ignored (as nspawn).
+  return { file, trusted: true, values, provenance, warnings, root: rootPath };
+}
+
+type Setter = <K extends keyof Settings>(k: K, v: Settings[K]) => void;
+type Fail = (field: string, what: string) => never;
+
+function capList(list: string[] | undefined, field: string, fail: Fail): CapabilityName[] | undefined {
+  if (list === undefined) return undefined;
+  return list.map((n, i) => {
+    if (!(CAPABILITIES as readonly string[]).includes(n)) fail(`${field}[${i}]`, `unknown capability "${n}" (expected a name such as CAP_NET_ADMIN)`);
+    return n as CapabilityName;
+  });
+}
+
+const sameSet = (a: readonly string[], b: readonly string[]) => a.length === new Set(a).size && new Set(a).size === new Set(b).size && a.every((x) => b.includes(x));
+
+function limitValue(n: number): LimitValue {
+  return n < 0 ? "infinity" : BigInt(n);
+}
+
+function mapProcess(c: OciConfig, set: Setter, fail: Fail, ctx: (f: string) => ErrorContext): void {
+  const p = c.process;
+  if (p === undefined) return;
+  if (p.args !== undefined) {
+    if (p.args.length === 0) fail("process.args", "the argument list is empty");
+    if (p.args[0] === "") fail("process.args[0]", "the executable name is empty");
+    set("command", p.args);
+  }
+  if (p.commandLine !== undefined) fail("process.commandLine", "is for Windows; use process.args");
+  if (p.env !== undefined) {
+    p.env.forEach((e, i) => {
+      const eq = e.indexOf("=");
+      if (eq <= 0 || !isValidEnvName(e.slice(0, eq))) fail(`process.env[${i}]`, `"${e}" is not a NAME=VALUE assignment`);
+    });
+    set("environment", p.env);
+  }
+  set("chdir", containerPath(p.cwd, "process.cwd", fail));
+  if (p.terminal === false) set("console", "pipe");
+  // consoleSize: the pty takes the size of the terminal machina-nspawn runs on.
+  if (p.user !== undefined) {
+    if (p.user.umask !== undefined && p.user.umask !== 0o022) fail("process.user.umask", `umask ${p.user.umask.toString(8)} cannot be set (the payload starts with umask 022)`);
+    set("user", String(p.user.uid));
+    set("userIds", { uid: p.user.uid, gid: p.user.gid, additionalGids: p.user.additionalGids ?? [] });
+  }
+  const caps = p.capabilities;
+  if (caps !== undefined) {
+    const bounding = capList(caps.bounding, "process.capabilities.bounding", fail);
+    const ambient = capList(caps.ambient, "process.capabilities.ambient", fail) ?? [];
+    const effective = capList(caps.effective, "process.capabilities.effective", fail);
+    const permitted = capList(caps.permitted, "process.capabilities.permitted", fail);
+    const inheritable = capList(caps.inheritable, "process.capabilities.inheritable", fail);
+    if (bounding !== undefined) {
+      // As nspawn: the bounding set is the capability set (Capability= the set, DropCapability= the rest).
+      set("capabilities", bounding);
+      set("dropCapabilities", CAPABILITIES.filter((n) => !bounding.includes(n)));
+    }
+    const bset = bounding ?? undefined;
+    for (const a of ambient)
+      if (bset !== undefined && !bset.includes(a)) fail("process.capabilities.ambient", `${a} is not in the bounding set`);
+    if (ambient.length > 0) set("ambientCapabilities", ambient);
+    // What the kernel gives the payload after execve(): root keeps the bounding set as effective
+    // and permitted; any other user holds the ambient set. Other sets cannot be honoured.
+    const uid = p.user?.uid ?? 0;
+    const expected = uid === 0 ? bset : ambient;
+    const what = uid === 0 ? "the bounding set (the payload runs as root)" : "the ambient set (the payload is not root)";
+    for (const [name, list] of [["effective", effective], ["permitted", permitted]] as const)
+      if (list !== undefined && expected !== undefined && !sameSet(list, expected))
+        fail(`process.capabilities.${name}`, `must equal ${what}: machina cannot give the payload a different ${name} set`);
+    if (inheritable !== undefined && !sameSet(inheritable, ambient) && inheritable.length > 0)
+      fail("process.capabilities.inheritable", "must be empty or equal the ambient set: machina sets the inheritable set to the ambient set");
+  }
+  if (p.rlimits !== undefined) {
+    const seen = new Set<string>();
+    const limits: Rlimit[] = p.rlimits.map((r, i) => {
+      const name = r.type.startsWith("RLIMIT_") ? r.type.slice(7) : undefined;
+      if (name === undefined || RLIMITS[name] === undefined) fail(`process.rlimits[${i}].type`, `unknown resource limit "${r.type}" (expected RLIMIT_NOFILE, RLIMIT_NPROC, …)`);
+      if (seen.has(name!)) fail(`process.rlimits[${i}].type`, `${r.type} is given twice`);
+      seen.add(name!);
+      const soft = limitValue(r.soft);
+      const hard = limitValue(r.hard);
+      if (hard !== "infinity" && (soft === "infinity" || soft > hard)) fail(`process.rlimits[${i}]`, `soft limit ${r.soft} is above the hard limit ${r.hard}`);
+      return { resource: RLIMITS[name!]!, name: name!, soft, hard };
+    });
+    if (limits.length > 0) set("rlimits", limits);
+  }
+  if (p.noNewPrivileges === true) set("noNewPrivileges", true);
+  if (p.oomScoreAdj !== undefined) {
+    if (p.oomScoreAdj < -1000 || p.oomScoreAdj > 1000) fail("process.oomScoreAdj", `${p.oomScoreAdj} is out of range (-1000 to 1000)`);
+    set("oomScoreAdjust", p.oomScoreAdj);
+  }
+  if (p.apparmorProfile !== undefined && p.apparmorProfile !== "")
+    fail("process.apparmorProfile", "AppArmor is not supported by machina (this host has no AppArmor); remove the field");
+  if (p.selinuxLabel !== undefined && p.selinuxLabel !== "") {
+    const label = parseSelinuxLabel(p.selinuxLabel, ctx("process.selinuxLabel"));
+    if (label !== undefined) set("selinuxContext", label);
+  }
+  if (p.scheduler !== undefined) fail("process.scheduler", "setting a scheduling policy is not supported by machina");
+  if (p.ioPriority !== undefined) fail("process.ioPriority", "setting an I/O priority is not supported by machina");
+  if (p.execCPUAffinity !== undefined) fail("process.execCPUAffinity", "is not supported by machina (use linux.resources.cpu.cpus)");
+}
+
+function mapMounts(c: OciConfig, bundle: string, binds: BindMount[], tmpfs: TmpfsMount[], fail: Fail): void {
+  (c.mounts ?? []).forEach((m, i) => {
+    const field = `mounts[${i}]`;
+    const dest = containerPath(m.destination, `${field}.destination`, fail);
+    const opts = m.options ?? [];
+    const isBind = m.type === undefined || m.type === "bind" || ((m.type === "none" || m.type === "") && opts.some((o) => o === "bind" || o === "rbind"));
+    if (m.uidMappings !== undefined || m.gidMappings !== undefined) fail(`${field}.uidMappings`, "id-mapped mounts are not supported from config.json");
+    const api = API_MOUNTS[dest];
+    if (api !== undefined || nspawnOwns(dest)) {
+      // machina mounts these itself: the config's mount is taken as machina's when it is the
+      // same kind of file system (or, as in `runc spec --rootless`, a bind of the host's own).
+      const type = m.type ?? "bind";
+      const ok = api === undefined || api.includes(type) || (isBind && m.source !== undefined && normalize(m.source) === dest);
+      if (!ok)
+        fail(field, `machina mounts its own ${api!.join("/")} on ${dest}; a ${type} mount there cannot be honoured`);
+      return;
+    }
+    if (isBind) {
+      if (m.source === undefined || m.source === "") fail(`${field}.source`, "a bind mount needs a source");
+      const source = m.source!.startsWith("/") ? normalize(m.source!) : normalize(`${bundle}/${m.source}`);
+      let readOnly = false;
+      let recursive = false;
+      for (const o of opts) {
+        if (o === "bind") recursive = false;
+        else if (o === "rbind") recursive = true;
+        else if (o === "ro") readOnly = true;
+        else if (o === "rw") readOnly = false;
+        else if (o === "private" || o === "rprivate") continue; // the container's mounts never propagate
+        else fail(`${field}.options`, `bind option "${o}" cannot be honoured (supported: bind, rbind, ro, rw, private, rprivate)`);
+      }
+      binds.push({ source, sourceInImage: false, destination: dest, readOnly, recursive, idmap: "noidmap" });
+      return;
+    }
+    if (m.type === "tmpfs") {
+      tmpfs.push({ destination: dest, options: opts.length > 0 ? opts.join(",") : "mode=0755" });
+      return;
+    }
+    fail(field, `a ${m.type} mount on ${dest} cannot be honoured (config.json may add bind and tmpfs mounts; machina mounts proc, sysfs, cgroup, mqueue and devpts only at their usual places)`);
+  });
+}
+
+const NAMESPACE_TYPES = ["pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time"] as const;
+
+function mapLinux(c: OciConfig, set: Setter, fail: Fail, ctx: (f: string) => ErrorContext, warnings: string[], binds: BindMount[], inaccessible: string[]): void {
+  const l = c.linux;
+  if (l === undefined) fail("linux", "is required (machina runs Linux containers: at least linux.namespaces)");
+  const L = l!;
+  // namespaces
+  const ns = new Map<string, string | undefined>();
+  (L.namespaces ?? []).forEach((n, i) => {
+    const field = `linux.namespaces[${i}]`;
+    if (!(NAMESPACE_TYPES as readonly string[]).includes(n.type)) fail(`${field}.type`, `unknown namespace type "${n.type}"`);
+    if (ns.has(n.type)) fail(field, `the ${n.type} namespace is listed twice`);
+    if (n.path !== undefined) {
+      if (n.type !== "network") fail(`${field}.path`, `joining an existing ${n.type} namespace is not supported (only the network namespace can be joined by path)`);
+      if (!n.path.startsWith("/")) fail(`${field}.path`, `"${n.path}" is not an absolute path`);
+    }
+    ns.set(n.type, n.path);
+  });
+  if (!ns.has("mount")) fail("linux.namespaces", "containers without a mount namespace are not supported");
+  for (const t of ["pid", "ipc", "uts"] as const)
+    if (!ns.has(t)) fail("linux.namespaces", `machina always gives a container its own ${t} namespace: sharing the host's cannot be honoured (add {"type": "${t}"})`);
+  if (ns.has("time")) fail("linux.namespaces", "time namespaces are not supported by machina");
+  if (ns.has("network")) {
+    const path = ns.get("network");
+    if (path !== undefined) set("networkNamespacePath", path);
+    else set("privateNetwork", true);
+  }
+  // cgroup: machina gives the container its own cgroup namespace where the host has them, listed or not.
+  const uidMap = L.uidMappings ?? [];
+  const gidMap = L.gidMappings ?? [];
+  if (ns.has("user")) {
+    if (uidMap.length === 0 || gidMap.length === 0) fail("linux.uidMappings", "a user namespace needs one uidMappings and one gidMappings entry");
+    for (const [name, list] of [["uidMappings", uidMap], ["gidMappings", gidMap]] as const) {
+      if (list.length > 1) fail(`linux.${name}`, "more than one mapping is not supported");
+      const m = list[0]!;
+      if (m.containerID !== 0) fail(`linux.${name}[0].containerID`, "a mapping must start at container ID 0");
+      if (m.size === 0) fail(`linux.${name}[0].size`, "a mapping of size 0 maps nothing");
+      if (m.hostID + m.size - 1 > 0xfffffffe) fail(`linux.${name}[0]`, "the range goes beyond the valid IDs");
+    }
+    const u = uidMap[0]!;
+    const g = gidMap[0]!;
+    if (u.hostID !== g.hostID || u.size !== g.size) fail("linux.gidMappings", "uidMappings and gidMappings must be the same range");
+    if (u.size < 65536) warnings.push(`config.json: linux.uidMappings: fewer than 65536 IDs mapped; most images need 65536`);
+    const pu: PrivateUsers = { mode: "range", base: u.hostID, count: u.size };
+    set("privateUsers", pu);
+  } else if (uidMap.length > 0 || gidMap.length > 0) {
+    fail("linux.uidMappings", "mappings are given but linux.namespaces has no user namespace");
+  }
+  if (L.timeOffsets !== undefined) fail("linux.timeOffsets", "time namespaces are not supported by machina");
+  if (L.devices !== undefined && L.devices.length > 0) fail("linux.devices", "creating device nodes from config.json is not supported (machina creates the standard /dev nodes)");
+  if (L.cgroupsPath !== undefined && L.cgroupsPath !== "") {
+    if (!/^[^/]+\.slice$/.test(L.cgroupsPath)) fail("linux.cgroupsPath", `"${L.cgroupsPath}" cannot be honoured (only a slice name such as machine.slice)`);
+    set("slice", parseSlice(L.cgroupsPath, ctx("linux.cgroupsPath")));
+  }
+  mapResources(L, set, fail, ctx);
+  // rootfsPropagation: ignored, as nspawn (the container's mounts never propagate to the host).
+  if (L.sysctl !== undefined && Object.keys(L.sysctl).length > 0)
+    fail(`linux.sysctl`, `setting sysctls (${Object.keys(L.sysctl)[0]}) is not supported by machina`);
+  if (L.seccomp !== undefined) set("systemCallFilter", { allow: [], deny: mapSeccomp(L.seccomp, fail) });
+  for (const [i, p] of (L.maskedPaths ?? []).entries()) {
+    const n = containerPath(p, `linux.maskedPaths[${i}]`, fail);
+    if (nspawnOwns(n)) continue; // machina masks or mounts these itself
+    inaccessible.push(n);
+  }
+  for (const [i, p] of (L.readonlyPaths ?? []).entries()) {
+    const n = containerPath(p, `linux.readonlyPaths[${i}]`, fail);
+    if (nspawnOwns(n)) continue; // machina mounts these read-only itself
+    if (n === "/proc" || n.startsWith("/proc/") || n === "/sys" || n.startsWith("/sys/") || n === "/dev" || n.startsWith("/dev/"))
+      fail(`linux.readonlyPaths[${i}]`, `"${n}" is inside an API file system machina mounts: it cannot be made read-only`);
+    binds.push({ source: n, sourceInImage: true, destination: n, readOnly: true, recursive: true, idmap: "noidmap" });
+  }
+  if (L.mountLabel !== undefined && L.mountLabel !== "") {
+    const label = parseSelinuxLabel(L.mountLabel, ctx("linux.mountLabel"));
+    if (label !== undefined) set("selinuxApifsContext", label);
+  }
+  if (L.intelRdt !== undefined) fail("linux.intelRdt", "Intel RDT is not supported by machina");
+  if (L.personality !== undefined) fail("linux.personality", "is not supported from config.json (use --personality=)");
+}
+
+function mapResources(L: NonNullable<OciConfig["linux"]>, set: Setter, fail: Fail, ctx: (f: string) => ErrorContext): void {
+  const r = L.resources;
+  if (r === undefined) return;
+  const props: Array<{ name: string; value: string }> = [];
+  for (const [i, d] of (r.devices ?? []).entries()) {
+    // machina allows only its own standard device nodes: a deny-all entry says the same.
+    const denyAll = !d.allow && (d.type === undefined || d.type === "a") && d.major === undefined && d.minor === undefined && (d.access === undefined || d.access === "rwm");
+    if (!denyAll) fail(`linux.resources.devices[${i}]`, "device access rules cannot be honoured (machina allows its standard device nodes only; a deny-all entry is accepted)");
+  }
+  const m = r.memory;
+  if (m !== undefined) {
+    if (m.limit !== undefined) props.push({ name: "MemoryMax", value: m.limit < 0 ? "infinity" : String(m.limit) });
+    for (const k of ["reservation", "swap", "kernel", "kernelTCP", "swappiness", "disableOOMKiller", "useHierarchy", "checkBeforeUpdate"] as const)
+      if (m[k] !== undefined) fail(`linux.resources.memory.${k}`, "is not supported by machina (supported: memory.limit)");
+  }
+  const cpu = r.cpu;
+  if (cpu !== undefined) {
+    if (cpu.shares !== undefined) {
+      if (cpu.shares < 2 || cpu.shares > 262144) fail("linux.resources.cpu.shares", `${cpu.shares} is out of range (2 to 262144)`);
+      // cgroup v1 shares -> v2 weight, as runc and crun convert them.
+      props.push({ name: "CPUWeight", value: String(1 + Math.floor(((cpu.shares - 2) * 9999) / 262142)) });
+    }
+    if (cpu.quota !== undefined && cpu.quota > 0) {
+      const period = cpu.period ?? 100000;
+      if (period <= 0) fail("linux.resources.cpu.period", `${period} is out of range`);
+      const permyriad = Math.max(1, Math.floor((cpu.quota * 10000) / period));
+      props.push({ name: "CPUQuota", value: `${Math.floor(permyriad / 100)}.${String(permyriad % 100).padStart(2, "0")}%` });
+    }
+    if (cpu.cpus !== undefined && cpu.cpus !== "") set("cpuAffinity", parseCpuSet(cpu.cpus, ctx("linux.resources.cpu.cpus")));
+    for (const k of ["burst", "realtimeRuntime", "realtimePeriod", "mems", "idle"] as const)
+      if (cpu[k] !== undefined) fail(`linux.resources.cpu.${k}`, "is not supported by machina (supported: cpu.shares, cpu.quota with cpu.period, cpu.cpus)");
+  }
+  if (r.pids !== undefined) props.push({ name: "TasksMax", value: r.pids.limit <= 0 ? "infinity" : String(r.pids.limit) });
+  if (r.blockIO !== undefined) fail("linux.resources.blockIO", "is not supported by machina");
+  if (r.hugepageLimits !== undefined && r.hugepageLimits.length > 0) fail("linux.resources.hugepageLimits", "is not supported by machina");
+  if (r.network !== undefined) fail("linux.resources.network", "is not supported by machina");
+  if (r.rdma !== undefined) fail("linux.resources.rdma", "is not supported by machina");
+  if (r.unified !== undefined && Object.keys(r.unified).length > 0) fail("linux.resources.unified", "raw cgroup v2 settings are not supported by machina");
+  if (props.length > 0) set("properties", props);
+}
+
+/**
+ * Seccomp: machina's --system-call-filter semantics are its default allow list plus a deny list
+ * answered with EPERM. What maps: defaultAction SCMP_ACT_ALLOW, and syscalls entries that are
+ * SCMP_ACT_ERRNO (errnoRet absent or 1, EPERM) or SCMP_ACT_ALLOW, without args — the ERRNO
+ * names become the deny list (on top of machina's default filter). Anything else is refused.
+ */
+function mapSeccomp(s: NonNullable<NonNullable<OciConfig["linux"]>["seccomp"]>, fail: Fail): string[] {
+  const SUPPORTED = "supported: defaultAction SCMP_ACT_ALLOW with syscalls entries of action SCMP_ACT_ERRNO (EPERM) or SCMP_ACT_ALLOW and no args";
+  if (s.defaultAction !== "SCMP_ACT_ALLOW") fail("linux.seccomp.defaultAction", `${s.defaultAction} cannot be honoured (${SUPPORTED})`);
+  if (s.flags !== undefined && s.flags.length > 0) fail("linux.seccomp.flags", `seccomp flags are not supported (${SUPPORTED})`);
+  if (s.listenerPath !== undefined && s.listenerPath !== "") fail("linux.seccomp.listenerPath", "seccomp notification listeners are not supported");
+  const deny: string[] = [];
+  for (const [i, e] of (s.syscalls ?? []).entries()) {
+    const field = `linux.seccomp.syscalls[${i}]`;
+    if (e.args !== undefined && e.args.length > 0) fail(`${field}.args`, `argument conditions cannot be honoured (${SUPPORTED})`);
+    if (e.action === "SCMP_ACT_ALLOW") continue;
+    if (e.action !== "SCMP_ACT_ERRNO") fail(`${field}.action`, `${e.action} cannot be honoured (${SUPPORTED})`);
+    if (e.errnoRet !== undefined && e.errnoRet !== 1) fail(`${field}.errnoRet`, `errno ${e.errnoRet} cannot be honoured (denied calls fail with EPERM)`);
+    for (const [j, n] of e.names.entries()) {
+      if (!/^[a-z0-9_]+$/.test(n)) fail(`${field}.names[${j}]`, `"${n}" is not a system call name`);
+      deny.push(n);
+    }
+  }
+  return deny;
+}
