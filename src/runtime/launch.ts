@@ -152,8 +152,10 @@ export async function launchDetached(host: Host, paths: Paths, request: LaunchRe
   const { started, leader, supervisor, failure } = said;
   if (request.signal?.aborted) {
     await exited;
+    // Killed before it could undo anything itself (its on_exit never ran): its registry entry and
+    // cgroups, then what the preparation made for it — the network (veth, dnsmasq, nft) and raw mounts.
     removeEntry(host, `${paths.stateDir}/machines/${name}`, spec.cgroups);
-    throw new MachinaError("E_CANCELLED", `start of "${name}" cancelled`, { machine: name });
+    throw prepared.abandonAfter(new MachinaError("E_CANCELLED", `start of "${name}" cancelled`, { machine: name }));
   }
   if (!started || leader === 0) {
     const status = await exited;

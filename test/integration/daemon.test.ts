@@ -214,6 +214,9 @@ describe("machinad", () => {
     expect(p).rejects.toMatchObject({ apiCode: "E_CANCELLED" });
     await p.catch(() => undefined);
     await waitFor("the cancelled machine to be gone", () => (!running().includes(a) && !existsSync(machineCgroup(a))) || undefined, 10_000);
+    // its network too (a managed machine has a veth): no record, no dnsmasq (the supervisor was killed before its undo)
+    expect(existsSync(`${t.stateDir}/net/${a}.json`)).toBe(false);
+    expect(Bun.spawnSync(["pgrep", "-f", `${t.stateDir}/net/${a}`]).exitCode).toBe(1);
     expect(client.start("no-such-image")).rejects.toMatchObject({ code: "E_NOT_FOUND" });
     expect(running()).toEqual([]);
   }, T);
