@@ -28,7 +28,14 @@ function ensureFifo(root: string): string {
 }
 
 /** One run: go -> the payload has written to the FIFO (network up, payload running) -> exit. */
-async function runOnce<L extends NetBenchLaunched>(ctx: NetBenchContext<L>, tool: "machina" | "nspawn", root: string, extra: string[], name: string, hold: string): Promise<{ payload: number; l: L }> {
+async function runOnce<L extends NetBenchLaunched>(
+  ctx: NetBenchContext<L>,
+  tool: "machina" | "nspawn",
+  root: string,
+  extra: string[],
+  name: string,
+  hold: string,
+): Promise<{ payload: number; l: L }> {
   const reader = Bun.spawn(["cat", join(root, FIFO)], { stdout: "pipe" });
   const l = await ctx.launch(tool, root, [...extra, "/bin/sh", "-c", `echo up > ${FIFO}; ${hold}`], name);
   const got = await new Response(reader.stdout).text();
@@ -61,7 +68,10 @@ export async function benchVeth<L extends NetBenchLaunched>(ctx: NetBenchContext
       }
     }
   }
-  const pm = ctx.stat(payload.machina), pn = ctx.stat(payload.nspawn), wm = ctx.stat(wall.machina), wn = ctx.stat(wall.nspawn);
+  const pm = ctx.stat(payload.machina),
+    pn = ctx.stat(payload.nspawn),
+    wm = ctx.stat(wall.machina),
+    wn = ctx.stat(wall.nspawn);
   return { payloadMs: { machina: pm, nspawn: pn }, wallMs: { machina: wm, nspawn: wn }, ratio: pm.median / pn.median, wallRatio: wm.median / wn.median };
 }
 
@@ -97,9 +107,14 @@ export async function benchZone<L extends NetBenchLaunched>(ctx: NetBenchContext
   }
   const med = (xs: number[]) => ctx.stat(xs).median;
   // least-squares slope of setup time over the container's index (ms per container)
-  const mx = (count - 1) / 2, my = setupMs.reduce((a, b) => a + b, 0) / count;
-  let sxy = 0, sxx = 0;
-  setupMs.forEach((y, x) => { sxy += (x - mx) * (y - my); sxx += (x - mx) ** 2; });
+  const mx = (count - 1) / 2,
+    my = setupMs.reduce((a, b) => a + b, 0) / count;
+  let sxy = 0,
+    sxx = 0;
+  setupMs.forEach((y, x) => {
+    sxy += (x - mx) * (y - my);
+    sxx += (x - mx) ** 2;
+  });
   return { setupMs, firstTen: med(setupMs.slice(0, 10)), lastTen: med(setupMs.slice(-10)), slope: sxx > 0 ? sxy / sxx : 0, stopAllMs };
 }
 

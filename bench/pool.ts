@@ -41,7 +41,12 @@ function sh(cmd: string): string {
   return r.stdout.toString();
 }
 
-export async function benchEphemeral<L extends PoolBenchLaunched>(ctx: PoolBenchContext<L>, debian: string, n: number, warmup: number): Promise<EphemeralResult> {
+export async function benchEphemeral<L extends PoolBenchLaunched>(
+  ctx: PoolBenchContext<L>,
+  debian: string,
+  n: number,
+  warmup: number,
+): Promise<EphemeralResult> {
   const samples: Record<"machina" | "nspawn", number[]> = { machina: [], nspawn: [] };
   for (let i = 0; i < warmup + n; i++) {
     const order: Array<"machina" | "nspawn"> = i % 2 === 0 ? ["machina", "nspawn"] : ["nspawn", "machina"];
@@ -56,7 +61,9 @@ export async function benchEphemeral<L extends PoolBenchLaunched>(ctx: PoolBench
   }
   const wallMs = { machina: ctx.stat(samples.machina), nspawn: ctx.stat(samples.nspawn) };
   return {
-    n, wallMs, ratio: wallMs.nspawn.median / wallMs.machina.median,
+    n,
+    wallMs,
+    ratio: wallMs.nspawn.median / wallMs.machina.median,
     imageMiB: Math.round(Number(sh(`du -sxk '${debian}' | cut -f1`).trim()) / 1024),
     fs: sh(`stat -f -c %T '${debian}'`).trim(),
   };
@@ -97,7 +104,9 @@ export async function benchClone<L extends PoolBenchLaunched>(ctx: PoolBenchCont
     for (const sizeMiB of [16, 256, 1024]) {
       const img = join(pool, `img${sizeMiB}`);
       const files = sizeMiB * 4; // 256 KiB files
-      sh(`btrfs subvolume create '${img}' >/dev/null && mkdir -p '${img}/usr/data' && cd '${img}/usr/data' && head -c ${sizeMiB}M /dev/urandom | split -b 256K - f && sync`);
+      sh(
+        `btrfs subvolume create '${img}' >/dev/null && mkdir -p '${img}/usr/data' && cd '${img}/usr/data' && head -c ${sizeMiB}M /dev/urandom | split -b 256K - f && sync`,
+      );
       const times: number[] = [];
       for (let i = 0; i < n + 1; i++) {
         sh(`sync && btrfs filesystem sync '${mnt}'`); // the same quiet file system before every clone
@@ -130,7 +139,10 @@ export function renderClone(r: CloneResult, facts: string): string {
     "",
     "| image | files | clone median (ms) | p90 | min | max | full copy (ms) |",
     "|---|---:|---:|---:|---:|---:|---:|",
-    ...r.rows.map((row) => `| ${row.sizeMiB} MiB | ${row.files} | ${f1(row.cloneMs.median)} | ${f1(row.cloneMs.p90)} | ${f1(row.cloneMs.min)} | ${f1(row.cloneMs.max)} | ${f1(row.copyMs)} |`),
+    ...r.rows.map(
+      (row) =>
+        `| ${row.sizeMiB} MiB | ${row.files} | ${f1(row.cloneMs.median)} | ${f1(row.cloneMs.p90)} | ${f1(row.cloneMs.min)} | ${f1(row.cloneMs.max)} | ${f1(row.copyMs)} |`,
+    ),
     "",
     `Largest / smallest clone median: ${r.spread.toFixed(2)} (constant time: ${r.spread < 1.5 ? "met" : "**not met**"}).`,
   ].join("\n");

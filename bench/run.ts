@@ -51,7 +51,18 @@ for (let i = 0; i < argv.length; i++) {
   }
 }
 const selected: Section[] = only.length > 0 ? only : [...SECTIONS];
-const N = { ephemeral: quick ? 3 : 10, clone: quick ? 3 : 10, veth: quick ? 10 : 40, zone: quick ? 20 : 50, api: quick ? 10 : 40, true: quick ? 10 : 40, breakdown: quick ? 10 : 40, boot: quick ? 2 : 11, memory: quick ? 1 : 3, warmup: quick ? 2 : 5 };
+const N = {
+  ephemeral: quick ? 3 : 10,
+  clone: quick ? 3 : 10,
+  veth: quick ? 10 : 40,
+  zone: quick ? 20 : 50,
+  api: quick ? 10 : 40,
+  true: quick ? 10 : 40,
+  breakdown: quick ? 10 : 40,
+  boot: quick ? 2 : 11,
+  memory: quick ? 1 : 3,
+  warmup: quick ? 2 : 5,
+};
 
 // ---------------------------------------------------------------- small helpers
 
@@ -78,7 +89,14 @@ interface Stat {
   samples: number[];
 }
 function stat(xs: number[]): Stat {
-  return { n: xs.length, median: median(xs), p90: percentile(xs, 90), min: Math.min(...xs), max: Math.max(...xs), samples: xs.map((x) => Math.round(x * 1000) / 1000) };
+  return {
+    n: xs.length,
+    median: median(xs),
+    p90: percentile(xs, 90),
+    min: Math.min(...xs),
+    max: Math.max(...xs),
+    samples: xs.map((x) => Math.round(x * 1000) / 1000),
+  };
 }
 
 async function sh(cmd: string[], opts: { allowFail?: boolean; env?: Record<string, string> } = {}): Promise<{ code: number; out: string; err: string }> {
@@ -316,7 +334,13 @@ async function benchTrue(busybox: string): Promise<TrueResult> {
     wallMs: { machina: stat(wall.machina), nspawn: stat(wall.nspawn), compiled: stat(wall.compiled) },
     ratio: m / median(wall.nspawn),
     ratioCompiled: median(wall.compiled) / median(wall.nspawn),
-    breakdownMs: { harness: stat(b.harness), bunFloor: stat(b.bunFloor), cliVersion: stat(b.cliVersion), cliToExec: stat(b.cliToExec), helperAlone: stat(b.helperAlone) },
+    breakdownMs: {
+      harness: stat(b.harness),
+      bunFloor: stat(b.bunFloor),
+      cliVersion: stat(b.cliVersion),
+      cliToExec: stat(b.cliToExec),
+      helperAlone: stat(b.helperAlone),
+    },
     derivedMs: { bunRuntime: floor, moduleLoad: version - floor, specAndExec: toExec - version, helper },
   };
 }
@@ -539,7 +563,9 @@ async function gatherFacts(): Promise<Facts> {
   const meminfo = readFileSync("/proc/meminfo", "utf8");
   const commit = (await sh(["git", "-C", REPO, "rev-parse", "HEAD"])).out.trim();
   const git = commit.slice(0, 7);
-  const dirty = (await sh(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"], { allowFail: true })).out.trim() ? " (+ uncommitted changes)" : "";
+  const dirty = (await sh(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"], { allowFail: true })).out.trim()
+    ? " (+ uncommitted changes)"
+    : "";
   return {
     date: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
     host: readFileSync("/proc/sys/kernel/hostname", "utf8").trim(),
@@ -550,7 +576,9 @@ async function gatherFacts(): Promise<Facts> {
     bun: Bun.version,
     nspawn: (await sh(["systemd-nspawn", "--version"])).out.split("\n")[0] ?? "?",
     commit,
-    git: worktree ? git + dirty : `${git} (HEAD, built from a git archive snapshot with scripts/build — the helper and the bundled commands, as scripts/setup installs them)`,
+    git: worktree
+      ? git + dirty
+      : `${git} (HEAD, built from a git archive snapshot with scripts/build — the helper and the bundled commands, as scripts/setup installs them)`,
     command: ["bun", "bench/run.ts", ...argv].join(" "),
     quick,
     iterations: N,
@@ -580,7 +608,12 @@ function renderTrue(r: TrueResult, f: Facts): string {
     "",
     "| `/bin/true` in busybox | median | p90 | min | max |",
     "|---|---:|---:|---:|---:|",
-    row(worktree ? "machina-nspawn (`bin/machina-nspawn` of the work tree: the bundle `dist/` while fresh, else the TypeScript)" : "machina-nspawn as installed (`dist/bin/machina-nspawn`: `scripts/build`'s `bun build --compile --bytecode`, linked by `scripts/setup`)", w.machina),
+    row(
+      worktree
+        ? "machina-nspawn (`bin/machina-nspawn` of the work tree: the bundle `dist/` while fresh, else the TypeScript)"
+        : "machina-nspawn as installed (`dist/bin/machina-nspawn`: `scripts/build`'s `bun build --compile --bytecode`, linked by `scripts/setup`)",
+      w.machina,
+    ),
     row("systemd-nspawn", w.nspawn),
     `| **ratio machina/nspawn** | **${f2(r.ratio)}** | ${f2(w.machina.p90 / w.nspawn.p90)} | | |`,
     row("*for comparison:* the same CLI as `bun build --compile --bytecode` (built by this run)", w.compiled),
@@ -664,8 +697,12 @@ async function benchApi(busybox: string): Promise<ApiResult> {
   const socket = join(base, "run/api.sock");
   const env = {
     ...(process.env as Record<string, string>),
-    MACHINA_STATE_DIR: join(base, "state"), MACHINA_POOL: pool, MACHINA_API_SOCKET: socket,
-    MACHINA_ENABLE_DIR: join(base, "wants"), MACHINA_SYSTEMD: "0", MACHINA_HELPER: HELPER,
+    MACHINA_STATE_DIR: join(base, "state"),
+    MACHINA_POOL: pool,
+    MACHINA_API_SOCKET: socket,
+    MACHINA_ENABLE_DIR: join(base, "wants"),
+    MACHINA_SYSTEMD: "0",
+    MACHINA_HELPER: HELPER,
   };
   const daemon = Bun.spawn([join(TREE, "bin/machinad"), "--no-autostart"], { env, stdin: "ignore", stdout: "ignore", stderr: "ignore" });
   cleanups.push(async () => {
@@ -771,7 +808,9 @@ async function main(): Promise<void> {
     const r = await benchMemory(busybox, debianCache);
     results["memory"] = r;
     blocks.memory = renderMemory(r, facts);
-    console.error(`   sleep: machina ${mib(r.sleep.machina.rssKiB.median)} MiB, nspawn ${mib(r.sleep.nspawn.rssKiB.median)} MiB; debian: machina ${mib(r.debian.machina.rssKiB.median)} MiB, nspawn ${mib(r.debian.nspawn.rssKiB.median)} MiB`);
+    console.error(
+      `   sleep: machina ${mib(r.sleep.machina.rssKiB.median)} MiB, nspawn ${mib(r.sleep.nspawn.rssKiB.median)} MiB; debian: machina ${mib(r.debian.machina.rssKiB.median)} MiB, nspawn ${mib(r.debian.nspawn.rssKiB.median)} MiB`,
+    );
   }
   if (selected.includes("api")) {
     console.error("4. start through machinad's API …");

@@ -62,7 +62,10 @@ export async function benchImport(o: { machinactl: string; debian: string; workD
     await mkdir(pool);
     const env = { ...(process.env as Record<string, string>), MACHINA_POOL: pool, MACHINA_STATE_DIR: state };
     const formats: ImportBenchResult["formats"] = [];
-    for (const [format, file] of [["uncompressed", tarFile], ["xz", `${tarFile}.xz`]] as const) {
+    for (const [format, file] of [
+      ["uncompressed", tarFile],
+      ["xz", `${tarFile}.xz`],
+    ] as const) {
       const machinaS: number[] = [];
       const tarS: number[] = [];
       const tarMtS: number[] = [];
@@ -105,7 +108,9 @@ export function renderImport(r: ImportBenchResult, factsLine: string): string {
   const f2 = (x: number) => x.toFixed(2);
   const rows: string[] = [];
   for (const f of r.formats) {
-    rows.push(`| ${f.format} (${(f.fileBytes / 1024 / 1024).toFixed(0)} MiB file) | \`machinactl import-tar\` | ${f2(median(f.machinaS))} | ${mibs(r.tarBytes, median(f.machinaS))} |`);
+    rows.push(
+      `| ${f.format} (${(f.fileBytes / 1024 / 1024).toFixed(0)} MiB file) | \`machinactl import-tar\` | ${f2(median(f.machinaS))} | ${mibs(r.tarBytes, median(f.machinaS))} |`,
+    );
     rows.push(`| | \`tar -x${f.format === "xz" ? "J" : ""}\` | ${f2(median(f.tarS))} | ${mibs(r.tarBytes, median(f.tarS))} |`);
     if (f.tarMtS) rows.push(`| | \`tar -x -I "xz -T0"\` (multi-threaded xz, as machina) | ${f2(median(f.tarMtS))} | ${mibs(r.tarBytes, median(f.tarMtS))} |`);
     rows.push(`| | **ratio machina/tar throughput** (vs the faster tar) | | **${f2(f.ratio)}** |`);

@@ -29,8 +29,11 @@ module.exports = function launch(name, source) {
   const mod = require(useBundle ? bundle : `${root}/${source}`);
   const status = mod.main(process.argv.slice(2));
   if (typeof status === "number") process.exit(status);
-  status.then((code) => process.exit(code), (e) => {
-    process.stderr.write(`${name}: ${e instanceof Error ? e.stack : String(e)}\n`);
-    process.exit(1);
-  });
+  status.then(
+    (code) => process.exit(code),
+    (e) => {
+      process.stderr.write(`${name}: ${e instanceof Error ? e.stack : String(e)}\n`);
+      process.exit(1);
+    },
+  );
 };

@@ -41,7 +41,6 @@ struct mount_attr {
 };
 #endif
 
-
 static int g_imgfd = -1;
 
 void binds_set_image_fd(int fd)
@@ -215,7 +214,8 @@ int binds_op_overlay(int rootfd, const struct op *op, struct merr *e)
 	}
 	if (r == 0 && pos >= sizeof data - 1)
 		r = merr_set(e, E2BIG, "mount", op->path, "failed to mount an overlay on \"%s\": too many layers", op->path);
-	if (r == 0 && mount("overlay", fd_path(tfd, p), "overlay", op->flags & ~(MS_SHARED | MS_SLAVE | MS_PRIVATE | MS_UNBINDABLE), data) < 0)
+	if (r == 0 &&
+	    mount("overlay", fd_path(tfd, p), "overlay", op->flags & ~(MS_SHARED | MS_SLAVE | MS_PRIVATE | MS_UNBINDABLE), data) < 0)
 		r = merr_sys(e, "mount", op->path, "failed to mount an overlay on \"%s\"", op->path);
 	for (size_t i = 0; i < nfds; i++)
 		if (fds[i] >= 0)
@@ -228,10 +228,14 @@ int binds_setattr_recursive(int mfd, const char *what, unsigned long flags, stru
 {
 	struct mount_attr a;
 	memset(&a, 0, sizeof a);
-	if (flags & MS_RDONLY) a.attr_set |= MOUNT_ATTR_RDONLY;
-	if (flags & MS_NOSUID) a.attr_set |= MOUNT_ATTR_NOSUID;
-	if (flags & MS_NODEV) a.attr_set |= MOUNT_ATTR_NODEV;
-	if (flags & MS_NOEXEC) a.attr_set |= MOUNT_ATTR_NOEXEC;
+	if (flags & MS_RDONLY)
+		a.attr_set |= MOUNT_ATTR_RDONLY;
+	if (flags & MS_NOSUID)
+		a.attr_set |= MOUNT_ATTR_NOSUID;
+	if (flags & MS_NODEV)
+		a.attr_set |= MOUNT_ATTR_NODEV;
+	if (flags & MS_NOEXEC)
+		a.attr_set |= MOUNT_ATTR_NOEXEC;
 	if (!a.attr_set)
 		return 0;
 	if (syscall(SYS_mount_setattr, mfd, "", AT_EMPTY_PATH | AT_RECURSIVE, &a, sizeof a) < 0)

@@ -204,8 +204,8 @@ __attribute__((noreturn)) static void payload(const struct spec *s, int console_
 	}
 	/* Seccomp (SPEC.md): late, after no_new_privs, while CAP_SYS_ADMIN is still effective; early
 	 * (here, before any capability is dropped) when neither will hold at the late point. */
-	int early_seccomp = s->sec.n_filters && !s->no_new_privs && s->has_caps_bounding &&
-			    !(s->caps_bounding & (1ULL << 21 /* CAP_SYS_ADMIN */));
+	int early_seccomp =
+		s->sec.n_filters && !s->no_new_privs && s->has_caps_bounding && !(s->caps_bounding & (1ULL << 21 /* CAP_SYS_ADMIN */));
 	if (early_seccomp && sec_seccomp_load(&s->sec, &e) < 0)
 		fail(&e);
 	if (s->has_caps_bounding && caps_drop_bounding(s->caps_bounding, &e) < 0)
@@ -314,8 +314,7 @@ __attribute__((noreturn)) void host_setup_main(const struct spec *s, int pidfd, 
 	(void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	(void)prctl(PR_SET_NAME, "machina-setup", 0, 0, 0);
-	int flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC |
-		    (s->ns_cgroup ? CLONE_NEWCGROUP : 0);
+	int flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC | (s->ns_cgroup ? CLONE_NEWCGROUP : 0);
 	if (setns(pidfd, flags) < 0) {
 		merr_sys(&e, "setns", "", "failed to join the container's namespaces for its setup");
 		fail(&e);

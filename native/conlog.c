@@ -25,7 +25,9 @@ static void attach(struct conlog *c)
 
 int conlog_open(struct conlog *c, const char *path, uint64_t max, int keep, int redirect, int want_pipe, struct merr *e)
 {
-	*c = (struct conlog){ .path = path, .max = max ? max : 1, .keep = keep < 1 ? 1 : keep, .redirect = redirect, .fd = -1, .rfd = -1, .wfd = -1 };
+	*c = (struct conlog){
+		.path = path, .max = max ? max : 1, .keep = keep < 1 ? 1 : keep, .redirect = redirect, .fd = -1, .rfd = -1, .wfd = -1
+	};
 	c->fd = open_log(path);
 	if (c->fd < 0)
 		return merr_sys(e, "open", path, "failed to open the console log \"%s\"", path);

@@ -14,10 +14,10 @@ int console_open_pty(int opost, const struct winsize *ws, int *master, int *slav
 
 /* Supervisor side. */
 struct relay {
-	int master;      /* pty master, or -1 */
-	int peer;        /* a slave fd kept open so the master never hangs up between opens */
-	int in_fd;       /* stdin when interactive, else -1 */
-	int out_fd;      /* stdout */
+	int master; /* pty master, or -1 */
+	int peer;   /* a slave fd kept open so the master never hangs up between opens */
+	int in_fd;  /* stdin when interactive, else -1 */
+	int out_fd; /* stdout */
 	int interactive;
 	char inbuf[4096]; /* stdin -> master, pending */
 	size_t inlen, inoff;

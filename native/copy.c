@@ -109,8 +109,8 @@ static int copy_data(int sfd, int dfd, const char *spath, const char *dpath, str
 
 /* Owner, xattrs, mode, times of an open file or directory, in the order that keeps them:
  * chown clears setuid bits and file capabilities, so it goes first. */
-static int copy_meta_fd(int sfd, int dfd, const struct stat *st, const struct copy_ids *uids,
-			const struct copy_ids *gids, const char *dpath, struct merr *e)
+static int copy_meta_fd(int sfd, int dfd, const struct stat *st, const struct copy_ids *uids, const struct copy_ids *gids,
+			const char *dpath, struct merr *e)
 {
 	if (fchown(dfd, copy_map_id(uids, st->st_uid), copy_map_id(gids, st->st_gid)) < 0)
 		return merr_sys(e, "fchown", dpath, "failed to change the owner of \"%s\"", dpath);
@@ -128,9 +128,8 @@ static int copy_meta_fd(int sfd, int dfd, const struct stat *st, const struct co
 static int copy_node(int srcdir, const char *srcname, int dstdir, const char *dstname, const struct copy_ids *uids,
 		     const struct copy_ids *gids, const char *spath, const char *dpath, int depth, struct merr *e);
 
-static int copy_dir(int srcdir, const char *srcname, int dstdir, const char *dstname, const struct stat *st,
-		    const struct copy_ids *uids, const struct copy_ids *gids, const char *spath, const char *dpath,
-		    int depth, struct merr *e)
+static int copy_dir(int srcdir, const char *srcname, int dstdir, const char *dstname, const struct stat *st, const struct copy_ids *uids,
+		    const struct copy_ids *gids, const char *spath, const char *dpath, int depth, struct merr *e)
 {
 	_cleanup_close_ int sfd = openat(srcdir, srcname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (sfd < 0)
@@ -178,9 +177,8 @@ static int copy_dir(int srcdir, const char *srcname, int dstdir, const char *dst
 	return copy_meta_fd(sfd, dfd, st, uids, gids, dpath, e);
 }
 
-static int copy_file(int srcdir, const char *srcname, int dstdir, const char *dstname, const struct stat *st,
-		     const struct copy_ids *uids, const struct copy_ids *gids, const char *spath, const char *dpath,
-		     struct merr *e)
+static int copy_file(int srcdir, const char *srcname, int dstdir, const char *dstname, const struct stat *st, const struct copy_ids *uids,
+		     const struct copy_ids *gids, const char *spath, const char *dpath, struct merr *e)
 {
 	/* O_NONBLOCK: should the name have become a fifo since the fstatat, do not hang on it */
 	_cleanup_close_ int sfd = openat(srcdir, srcname, O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
@@ -212,10 +210,8 @@ static int copy_node(int srcdir, const char *srcname, int dstdir, const char *ds
 	uid_t uid = copy_map_id(uids, st.st_uid);
 	gid_t gid = copy_map_id(gids, st.st_gid);
 	switch (st.st_mode & S_IFMT) {
-	case S_IFDIR:
-		return copy_dir(srcdir, srcname, dstdir, dstname, &st, uids, gids, spath, dpath, depth, e);
-	case S_IFREG:
-		return copy_file(srcdir, srcname, dstdir, dstname, &st, uids, gids, spath, dpath, e);
+	case S_IFDIR: return copy_dir(srcdir, srcname, dstdir, dstname, &st, uids, gids, spath, dpath, depth, e);
+	case S_IFREG: return copy_file(srcdir, srcname, dstdir, dstname, &st, uids, gids, spath, dpath, e);
 	case S_IFLNK: {
 		char target[PATH_MAX + 1];
 		ssize_t n = readlinkat(srcdir, srcname, target, sizeof target - 1);
@@ -237,8 +233,7 @@ static int copy_node(int srcdir, const char *srcname, int dstdir, const char *ds
 			return merr_sys(e, "mknodat", dpath, "failed to create \"%s\"", dpath);
 		break;
 	}
-	default:
-		return merr_set(e, EINVAL, "", spath, "\"%s\" has an unknown file type", spath);
+	default: return merr_set(e, EINVAL, "", spath, "\"%s\" has an unknown file type", spath);
 	}
 	/* symlinks and special files: by name, never following (the name is ours, just created) */
 	if (fchownat(dstdir, dstname, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
@@ -254,8 +249,8 @@ static int copy_node(int srcdir, const char *srcname, int dstdir, const char *ds
 	return 0;
 }
 
-int copy_tree(int srcdir, const char *srcname, int dstdir, const char *dstname, const struct copy_ids *uids,
-	      const struct copy_ids *gids, const char *spath, const char *dpath, struct merr *e)
+int copy_tree(int srcdir, const char *srcname, int dstdir, const char *dstname, const struct copy_ids *uids, const struct copy_ids *gids,
+	      const char *spath, const char *dpath, struct merr *e)
 {
 	return copy_node(srcdir, srcname, dstdir, dstname, uids, gids, spath, dpath, 0, e);
 }
@@ -296,9 +291,8 @@ int copy_remove(int dir, const char *name, struct merr *e)
 	return remove_node(dir, name, 0, e);
 }
 
-int copy_replace(int srcdir, const char *srcname, int dstdir, const char *dstname, int force,
-		 const struct copy_ids *uids, const struct copy_ids *gids, const char *spath, const char *dpath,
-		 struct merr *e)
+int copy_replace(int srcdir, const char *srcname, int dstdir, const char *dstname, int force, const struct copy_ids *uids,
+		 const struct copy_ids *gids, const char *spath, const char *dpath, struct merr *e)
 {
 	struct stat st;
 	if (fstatat(dstdir, dstname, &st, AT_SYMLINK_NOFOLLOW) == 0 && !force)

@@ -25,8 +25,8 @@ unsigned copy_map_id(const struct copy_ids *m, unsigned id);
  * followed) to DSTNAME in DSTDIR, which must not exist: data, numeric owners (mapped), mode,
  * xattrs where the target takes them, atime/mtime. SPATH/DPATH name the two sides in errors.
  * Returns 0 or -errno with *e filled. */
-int copy_tree(int srcdir, const char *srcname, int dstdir, const char *dstname, const struct copy_ids *uids,
-	      const struct copy_ids *gids, const char *spath, const char *dpath, struct merr *e);
+int copy_tree(int srcdir, const char *srcname, int dstdir, const char *dstname, const struct copy_ids *uids, const struct copy_ids *gids,
+	      const char *spath, const char *dpath, struct merr *e);
 
 /* rm -rf of NAME in DIR without following symlinks; missing is fine. */
 int copy_remove(int dir, const char *name, struct merr *e);
@@ -34,6 +34,5 @@ int copy_remove(int dir, const char *name, struct merr *e);
 /* The whole operation: copy to a temporary name next to DSTNAME, then rename it into place
  * (RENAME_NOREPLACE; with force, RENAME_EXCHANGE with the existing target, which is then
  * removed). Without force an existing target is EEXIST; nothing is left behind on failure. */
-int copy_replace(int srcdir, const char *srcname, int dstdir, const char *dstname, int force,
-		 const struct copy_ids *uids, const struct copy_ids *gids, const char *spath, const char *dpath,
-		 struct merr *e);
+int copy_replace(int srcdir, const char *srcname, int dstdir, const char *dstname, int force, const struct copy_ids *uids,
+		 const struct copy_ids *gids, const char *spath, const char *dpath, struct merr *e);

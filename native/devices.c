@@ -125,14 +125,14 @@ int devices_apply(const char *cgroup, const struct device_rule *rules, size_t n,
 	load.prog_type = BPF_PROG_TYPE_CGROUP_DEVICE;
 	load.insns = (uint64_t)(uintptr_t)prog;
 	load.insn_cnt = (uint32_t)len;
-	load.license = (uint64_t)(uintptr_t)"GPL";
+	load.license = (uint64_t)(uintptr_t) "GPL";
 	_cleanup_close_ int pfd = (int)syscall(SYS_bpf, BPF_PROG_LOAD, &load, sizeof load);
 	if (pfd < 0 && (errno == EPERM || errno == ENOSYS)) {
 		/* No BPF here (a system call filter around us, as in a container, or no bpf(2)): the
 		 * policy cannot be enforced from here — as systemd, go on; one line says so. */
 		char line[200];
-		int l = snprintf(line, sizeof line, "%s: warning: no device policy: bpf(2) is not available here (%s)\n",
-				 g_prog, errno == EPERM ? "EPERM" : "ENOSYS");
+		int l = snprintf(line, sizeof line, "%s: warning: no device policy: bpf(2) is not available here (%s)\n", g_prog,
+				 errno == EPERM ? "EPERM" : "ENOSYS");
 		(void)write_all(2, line, (size_t)l);
 		return 0;
 	}

@@ -93,7 +93,7 @@ static int ns_flag(const char *n, unsigned *f)
 	static const struct {
 		const char *name;
 		unsigned flag;
-	} t[] = { { "mnt", CLONE_NEWNS },   { "pid", CLONE_NEWPID }, { "uts", CLONE_NEWUTS },   { "ipc", CLONE_NEWIPC },
+	} t[] = { { "mnt", CLONE_NEWNS },  { "pid", CLONE_NEWPID },       { "uts", CLONE_NEWUTS },  { "ipc", CLONE_NEWIPC },
 		  { "net", CLONE_NEWNET }, { "cgroup", CLONE_NEWCGROUP }, { "user", CLONE_NEWUSER } };
 	for (size_t i = 0; i < ARRAY_SIZE(t); i++)
 		if (!strcmp(n, t[i].name)) {
@@ -171,8 +171,7 @@ HANDLER(on_rlimit)
 	ARGS;
 	rlim_t soft, hard;
 	int res;
-	if (rec_int(a[0], 0, RLIM_NLIMITS - 1, &res) < 0 || rec_rlim(a[1], &soft) < 0 || rec_rlim(a[2], &hard) < 0 ||
-	    soft > hard)
+	if (rec_int(a[0], 0, RLIM_NLIMITS - 1, &res) < 0 || rec_rlim(a[1], &soft) < 0 || rec_rlim(a[2], &hard) < 0 || soft > hard)
 		return BAD("enter spec: bad \"rlimit\" %s %s %s (RES SOFT HARD, SOFT <= HARD)", a[0], a[1], a[2]);
 	struct enter_rlimit *nr = realloc(s->rlimits, (s->n_rlimits + 1) * sizeof *nr);
 	if (!nr)
@@ -626,11 +625,10 @@ static int do_copy(struct enter_spec *s, int rootfd, int hostdir, const char *ho
 		struct stat st;
 		if (fstatat(cdir, cbase, &st, AT_SYMLINK_NOFOLLOW) < 0)
 			return merr_sys(e, "fstatat", s->copy_cpath, "failed to stat \"%s\" in the container", s->copy_cpath);
-		return copy_replace(cdir, cbase, hostdir, hostbase, s->copy_force, &s->copy_uids, &s->copy_gids,
-				    s->copy_cpath, s->copy_hpath, e);
+		return copy_replace(cdir, cbase, hostdir, hostbase, s->copy_force, &s->copy_uids, &s->copy_gids, s->copy_cpath,
+				    s->copy_hpath, e);
 	}
-	return copy_replace(hostdir, hostbase, cdir, cbase, s->copy_force, &s->copy_uids, &s->copy_gids, s->copy_hpath,
-			    s->copy_cpath, e);
+	return copy_replace(hostdir, hostbase, cdir, cbase, s->copy_force, &s->copy_uids, &s->copy_gids, s->copy_hpath, s->copy_cpath, e);
 }
 
 /* Search PATH (from the spec's env) for a name without '/'. */

@@ -14,8 +14,8 @@
 #define ENTER_VERSION "1"
 
 struct enter_bind {
-	const char *src;   /* HPATH */
-	const char *dst;   /* CPATH */
+	const char *src; /* HPATH */
+	const char *dst; /* CPATH */
 	int read_only;
 	int mkdir;
 };
@@ -27,20 +27,20 @@ struct enter_rlimit {
 
 struct enter_spec {
 	const char *prog;
-	pid_t pid;                 /* the container's leader */
-	const char *starttime;     /* its /proc/PID/stat field 22, checked after pidfd_open */
-	unsigned ns_flags;         /* CLONE_NEW* to enter */
-	const char **cgroups;      /* host cgroup directories to join */
+	pid_t pid;             /* the container's leader */
+	const char *starttime; /* its /proc/PID/stat field 22, checked after pidfd_open */
+	unsigned ns_flags;     /* CLONE_NEW* to enter */
+	const char **cgroups;  /* host cgroup directories to join */
 	size_t n_cgroups;
 	int has_caps;
 	uint64_t caps_bounding;
 	int no_new_privs;
 	int has_ambient;
-	uint64_t caps_ambient;     /* the container's ambient set */
+	uint64_t caps_ambient;        /* the container's ambient set */
 	struct enter_rlimit *rlimits; /* the container's payload rlimits */
 	size_t n_rlimits;
-	struct sec sec;            /* the container's seccomp records (+ seccomp_cache), security.c */
-	const char **argpool;      /* argument slices of the seccomp records (sec keeps pointers into it) */
+	struct sec sec;       /* the container's seccomp records (+ seccomp_cache), security.c */
+	const char **argpool; /* argument slices of the seccomp records (sec keeps pointers into it) */
 	int has_user;
 	uid_t uid;
 	gid_t gid;
@@ -49,18 +49,18 @@ struct enter_spec {
 	const char **env;
 	size_t n_env;
 	const char *chdir;
-	int pty;                   /* 1: pty in the container's devpts; 0: inherit stdio */
-	const char **exec_path;    /* candidates */
+	int pty;                /* 1: pty in the container's devpts; 0: inherit stdio */
+	const char **exec_path; /* candidates */
 	const char **exec_argv0;
 	size_t n_exec;
 	const char **args;
 	size_t n_args;
 	struct enter_bind *binds;
 	size_t n_binds;
-	int has_copy;              /* `copy` record */
-	int copy_from;             /* 1: container -> host; 0: host -> container */
-	const char *copy_hpath;    /* HPATH (absolute) */
-	const char *copy_cpath;    /* CPATH (absolute, resolved in the container's root) */
+	int has_copy;           /* `copy` record */
+	int copy_from;          /* 1: container -> host; 0: host -> container */
+	const char *copy_hpath; /* HPATH (absolute) */
+	const char *copy_cpath; /* CPATH (absolute, resolved in the container's root) */
 	int copy_force;
 	struct copy_ids copy_uids, copy_gids;
 	const char *selinux_context; /* `selinux_context`: SELinux exec label of the command (selinux.h) */

@@ -21,8 +21,7 @@ static void copy(char *dst, size_t n, const char *src)
 	dst[l] = 0;
 }
 
-static int vset(struct merr *e, int err, const char *syscall, const char *path,
-		const char *fmt, va_list ap)
+static int vset(struct merr *e, int err, const char *syscall, const char *path, const char *fmt, va_list ap)
 {
 	e->err = err;
 	e->exit_code = 1;
@@ -120,8 +119,7 @@ size_t merr_format(const struct merr *e, const char *prog, char *buf, size_t n)
 	buf[0] = 0;
 	buf_printf(buf, n, &pos, "%s: %s", prog ? prog : g_prog, e->msg);
 	if (e->err > 0)
-		buf_printf(buf, n, &pos, ": %s (%s)", strerrordesc_np(e->err) ?: "Unknown error",
-			   errno_name(e->err, nb));
+		buf_printf(buf, n, &pos, ": %s (%s)", strerrordesc_np(e->err) ?: "Unknown error", errno_name(e->err, nb));
 	return pos;
 }
 

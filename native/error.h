@@ -4,22 +4,20 @@
 #include <stddef.h>
 
 struct merr {
-	int err;           /* positive errno; 0 = no errno (e.g. spec syntax errors) */
-	int exit_code;     /* exit status the failing process should use (1, 126, 127) */
-	char syscall[32];  /* "mount", "openat2", ... ; "" for non-syscall errors */
-	char path[256];    /* the main path involved, "" if none */
-	char msg[512];     /* "failed to mount \"proc\" on \"/proc\"" (no errno text) */
+	int err;          /* positive errno; 0 = no errno (e.g. spec syntax errors) */
+	int exit_code;    /* exit status the failing process should use (1, 126, 127) */
+	char syscall[32]; /* "mount", "openat2", ... ; "" for non-syscall errors */
+	char path[256];   /* the main path involved, "" if none */
+	char msg[512];    /* "failed to mount \"proc\" on \"/proc\"" (no errno text) */
 };
 
 /* Program name used as prefix of every message (the spec's `prog`). */
 extern const char *g_prog;
 
 /* Fill *e and return -err (or -EINVAL when err is 0). */
-int merr_set(struct merr *e, int err, const char *syscall, const char *path,
-	     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+int merr_set(struct merr *e, int err, const char *syscall, const char *path, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 /* Same, with err = errno. */
-int merr_sys(struct merr *e, const char *syscall, const char *path,
-	     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+int merr_sys(struct merr *e, const char *syscall, const char *path, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* "EPERM" (strerrorname_np), or "E<n>" for unknown numbers. */
 const char *errno_name(int err, char buf[16]);
@@ -34,8 +32,7 @@ void merr_print(const struct merr *e);
 /* Append a JSON-escaped, quoted string to buf at *pos (bounded, always NUL-terminated). */
 void json_str(char *buf, size_t n, size_t *pos, const char *s);
 /* printf-like append (bounded). */
-void buf_printf(char *buf, size_t n, size_t *pos, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+void buf_printf(char *buf, size_t n, size_t *pos, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* Write everything, retrying on EINTR/short writes; returns 0 or -errno. */
 int write_all(int fd, const void *p, size_t n);

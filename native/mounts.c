@@ -28,10 +28,11 @@ const char *flags_str(unsigned long flags, char *buf, size_t n)
 	static const struct {
 		unsigned long f;
 		const char *s;
-	} t[] = { { MS_RDONLY, "ro" }, { MS_NOSUID, "nosuid" }, { MS_NODEV, "nodev" }, { MS_NOEXEC, "noexec" },
-		  { MS_NOATIME, "noatime" }, { MS_NODIRATIME, "nodiratime" }, { MS_RELATIME, "relatime" },
-		  { MS_STRICTATIME, "strictatime" }, { MS_BIND, "bind" }, { MS_REC, "rec" },
-		  { MS_PRIVATE, "private" }, { MS_SLAVE, "slave" }, { MS_SHARED, "shared" } };
+	} t[] = { { MS_RDONLY, "ro" },         { MS_NOSUID, "nosuid" },           { MS_NODEV, "nodev" },
+		  { MS_NOEXEC, "noexec" },     { MS_NOATIME, "noatime" },         { MS_NODIRATIME, "nodiratime" },
+		  { MS_RELATIME, "relatime" }, { MS_STRICTATIME, "strictatime" }, { MS_BIND, "bind" },
+		  { MS_REC, "rec" },           { MS_PRIVATE, "private" },         { MS_SLAVE, "slave" },
+		  { MS_SHARED, "shared" } };
 	size_t pos = 0;
 	buf[0] = 0;
 	for (size_t i = 0; i < ARRAY_SIZE(t); i++)
@@ -48,13 +49,19 @@ int remount_bind(int fd, const char *what, unsigned long flags, struct merr *e)
 	struct statvfs sv;
 	unsigned long keep = 0;
 	if (fstatvfs(fd, &sv) == 0) {
-		if (sv.f_flag & ST_NOSUID) keep |= MS_NOSUID;
-		if (sv.f_flag & ST_NODEV) keep |= MS_NODEV;
-		if (sv.f_flag & ST_NOEXEC) keep |= MS_NOEXEC;
+		if (sv.f_flag & ST_NOSUID)
+			keep |= MS_NOSUID;
+		if (sv.f_flag & ST_NODEV)
+			keep |= MS_NODEV;
+		if (sv.f_flag & ST_NOEXEC)
+			keep |= MS_NOEXEC;
 		if (!(flags & (MS_NOATIME | MS_RELATIME | MS_STRICTATIME))) {
-			if (sv.f_flag & ST_NOATIME) keep |= MS_NOATIME;
-			if (sv.f_flag & ST_NODIRATIME) keep |= MS_NODIRATIME;
-			if (sv.f_flag & ST_RELATIME) keep |= MS_RELATIME;
+			if (sv.f_flag & ST_NOATIME)
+				keep |= MS_NOATIME;
+			if (sv.f_flag & ST_NODIRATIME)
+				keep |= MS_NODIRATIME;
+			if (sv.f_flag & ST_RELATIME)
+				keep |= MS_RELATIME;
 		}
 	}
 	unsigned long f = MS_REMOUNT | MS_BIND | keep | (flags & BIND_REMOUNTABLE);
@@ -70,8 +77,7 @@ static int mount_target(int rootfd, const struct op *op, int *skip, struct merr 
 	char base[256];
 	int fd;
 	switch (op->create) {
-	case CREATE_DIR:
-		return res_mkdir_p(rootfd, op->path, 0755, e);
+	case CREATE_DIR: return res_mkdir_p(rootfd, op->path, 0755, e);
 	case CREATE_FILE:
 		fd = res_open(rootfd, op->path, O_PATH, e);
 		if (fd >= 0 || fd != -ENOENT)
@@ -92,8 +98,7 @@ static int mount_target(int rootfd, const struct op *op, int *skip, struct merr 
 		return fd;
 	case CREATE_AUTO: /* op_mount has chosen dir or file by the source's type */
 	case CREATE_NONE:
-	default:
-		return res_open(rootfd, op->path, O_PATH, e);
+	default: return res_open(rootfd, op->path, O_PATH, e);
 	}
 }
 
@@ -182,8 +187,10 @@ static int op_idmap_bind(int rootfd, const struct op *op, struct merr *e)
 		return 0;
 	if (tfd < 0)
 		return tfd;
-	if (syscall(SYS_move_mount, op->fd, "", tfd, "", 0x00000004 /* MOVE_MOUNT_F_EMPTY_PATH */ | 0x00000040 /* MOVE_MOUNT_T_EMPTY_PATH */) < 0)
-		return merr_sys(e, "move_mount", op->path, "failed to attach the ID-mapped bind mount of \"%s\" on \"%s\"", op->src, op->path);
+	if (syscall(SYS_move_mount, op->fd, "", tfd, "",
+		    0x00000004 /* MOVE_MOUNT_F_EMPTY_PATH */ | 0x00000040 /* MOVE_MOUNT_T_EMPTY_PATH */) < 0)
+		return merr_sys(e, "move_mount", op->path, "failed to attach the ID-mapped bind mount of \"%s\" on \"%s\"", op->src,
+				op->path);
 	return 0;
 }
 
@@ -212,8 +219,7 @@ static int op_mknod(int rootfd, const struct op *op, struct merr *e)
 		return pfd;
 	if (mknodat(pfd, base, op->mode, makedev(op->major, op->minor)) < 0) {
 		struct stat st;
-		if (errno == EEXIST && fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    (st.st_mode & S_IFMT) == (op->mode & S_IFMT))
+		if (errno == EEXIST && fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && (st.st_mode & S_IFMT) == (op->mode & S_IFMT))
 			return 0;
 		return merr_sys(e, "mknod", op->path, "failed to create device node \"%s\"", op->path);
 	}
@@ -246,8 +252,7 @@ static int op_symlink(int rootfd, const struct op *op, struct merr *e)
 
 /* Open (creating with MODE) the regular file BASE in PFD for writing, without following a
  * symlink as last component (ELOOP) and without blocking on a FIFO (ENXIO). Not truncated. */
-static int open_reg_target(int pfd, const char *base, mode_t mode, const char *path, const char *what,
-			   struct stat *st, struct merr *e)
+static int open_reg_target(int pfd, const char *base, mode_t mode, const char *path, const char *what, struct stat *st, struct merr *e)
 {
 	_cleanup_close_ int fd = openat(pfd, base, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC, mode);
 	if (fd < 0)
@@ -372,8 +377,7 @@ static int op_copy(int rootfd, const struct op *op, struct merr *e)
 	if (fd < 0)
 		return fd;
 	if (st.st_dev == sst.st_dev && st.st_ino == sst.st_ino)
-		return merr_set(e, EINVAL, "openat", op->path, "failed to copy \"%s\" to \"%s\": the same file", op->src,
-				op->path);
+		return merr_set(e, EINVAL, "openat", op->path, "failed to copy \"%s\" to \"%s\": the same file", op->src, op->path);
 	if (ftruncate(fd, 0) < 0)
 		return merr_sys(e, "ftruncate", op->path, "failed to copy to \"%s\"", op->path);
 	const char *sc = "";
@@ -416,8 +420,12 @@ static int op_mask(int rootfd, const struct op *op, struct merr *e)
 			return merr_sys(e, "mount", op->path, "failed to mask \"%s\" with a tmpfs", op->path);
 		return 0;
 	}
-	const char *kind = S_ISREG(st.st_mode) ? "reg" : S_ISCHR(st.st_mode) ? "chr" : S_ISBLK(st.st_mode) ? "blk"
-			 : S_ISFIFO(st.st_mode) ? "fifo" : S_ISSOCK(st.st_mode) ? "sock" : NULL;
+	const char *kind = S_ISREG(st.st_mode)    ? "reg"
+			   : S_ISCHR(st.st_mode)  ? "chr"
+			   : S_ISBLK(st.st_mode)  ? "blk"
+			   : S_ISFIFO(st.st_mode) ? "fifo"
+			   : S_ISSOCK(st.st_mode) ? "sock"
+						  : NULL;
 	if (!kind)
 		return merr_set(e, EINVAL, "mask", op->path, "failed to mask \"%s\": unsupported file type", op->path);
 	snprintf(src, sizeof src, "/run/host/inaccessible/%s", kind);
@@ -435,10 +443,8 @@ static int op_mask(int rootfd, const struct op *op, struct merr *e)
 int op_run(int rootfd, const struct op *op, struct merr *e)
 {
 	switch (op->kind) {
-	case OP_MOUNT:
-		return op_mount(rootfd, op, e);
-	case OP_REBIND:
-		return op_rebind(rootfd, op, e);
+	case OP_MOUNT: return op_mount(rootfd, op, e);
+	case OP_REBIND: return op_rebind(rootfd, op, e);
 	case OP_MKDIR: {
 		int fd = res_mkdir_p(rootfd, op->path, op->mode, e);
 		if (fd < 0)
@@ -446,30 +452,20 @@ int op_run(int rootfd, const struct op *op, struct merr *e)
 		close(fd);
 		return 0;
 	}
-	case OP_MKNOD:
-		return op_mknod(rootfd, op, e);
-	case OP_SYMLINK:
-		return op_symlink(rootfd, op, e);
-	case OP_WRITE:
-		return op_write(rootfd, op, e);
-	case OP_MASK:
-		return op_mask(rootfd, op, e);
-	case OP_COPY:
-		return op_copy(rootfd, op, e);
-	case OP_REMOVE:
-		return op_remove(rootfd, op, e);
+	case OP_MKNOD: return op_mknod(rootfd, op, e);
+	case OP_SYMLINK: return op_symlink(rootfd, op, e);
+	case OP_WRITE: return op_write(rootfd, op, e);
+	case OP_MASK: return op_mask(rootfd, op, e);
+	case OP_COPY: return op_copy(rootfd, op, e);
+	case OP_REMOVE: return op_remove(rootfd, op, e);
 	case OP_CGROUPNS:
 		if (unshare(CLONE_NEWCGROUP) < 0)
 			return merr_sys(e, "unshare", "", "failed to create a cgroup namespace");
 		return 0;
-	case OP_NOTIFY:
-		return 0; /* after pivot_root, see child.c */
-	case OP_FSMOUNT:
-		return userns_op_fsmount(rootfd, op, e);
-	case OP_OVERLAY:
-		return binds_op_overlay(rootfd, op, e);
-	case OP_IDMAP_BIND:
-		return op_idmap_bind(rootfd, op, e);
+	case OP_NOTIFY: return 0; /* after pivot_root, see child.c */
+	case OP_FSMOUNT: return userns_op_fsmount(rootfd, op, e);
+	case OP_OVERLAY: return binds_op_overlay(rootfd, op, e);
+	case OP_IDMAP_BIND: return op_idmap_bind(rootfd, op, e);
 	}
 	return merr_set(e, EINVAL, "", "", "unknown operation %d", (int)op->kind);
 }

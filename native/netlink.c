@@ -70,36 +70,81 @@ int net_parse_record(struct net_spec *ns, const char *name, const char **a, size
 	int fam, pfx;
 	size_t first = 0;
 	if (!strcmp(name, "net_veth")) {
-		if (n != 4) { *bad = "HOST HOSTMAC PEER PEERMAC"; return -EINVAL; }
-		if (ns->veth_host) { *bad = "net_veth (once)"; return -EINVAL; }
-		if (!valid_ifname(a[0])) { *bad = "HOST"; return -EINVAL; }
-		if (net_parse_mac(a[1], mac)) { *bad = "HOSTMAC"; return -EINVAL; }
-		if (!valid_ifname(a[2])) { *bad = "PEER"; return -EINVAL; }
-		if (net_parse_mac(a[3], mac)) { *bad = "PEERMAC"; return -EINVAL; }
+		if (n != 4) {
+			*bad = "HOST HOSTMAC PEER PEERMAC";
+			return -EINVAL;
+		}
+		if (ns->veth_host) {
+			*bad = "net_veth (once)";
+			return -EINVAL;
+		}
+		if (!valid_ifname(a[0])) {
+			*bad = "HOST";
+			return -EINVAL;
+		}
+		if (net_parse_mac(a[1], mac)) {
+			*bad = "HOSTMAC";
+			return -EINVAL;
+		}
+		if (!valid_ifname(a[2])) {
+			*bad = "PEER";
+			return -EINVAL;
+		}
+		if (net_parse_mac(a[3], mac)) {
+			*bad = "PEERMAC";
+			return -EINVAL;
+		}
 		op.kind = NET_VETH;
 		ns->veth_host = a[0];
 	} else if (!strcmp(name, "net_sysctl")) {
-		if (n != 2) { *bad = "KEY VALUE"; return -EINVAL; }
-		if (a[0][0] == '/' || strstr(a[0], "..") || !a[0][0]) { *bad = "KEY (relative to /proc/sys)"; return -EINVAL; }
+		if (n != 2) {
+			*bad = "KEY VALUE";
+			return -EINVAL;
+		}
+		if (a[0][0] == '/' || strstr(a[0], "..") || !a[0][0]) {
+			*bad = "KEY (relative to /proc/sys)";
+			return -EINVAL;
+		}
 		op.kind = NET_SYSCTL;
 	} else {
 		/* SIDE first */
-		if (n < 1 || (strcmp(a[0], "host") && strcmp(a[0], "container"))) { *bad = "SIDE (host or container)"; return -EINVAL; }
+		if (n < 1 || (strcmp(a[0], "host") && strcmp(a[0], "container"))) {
+			*bad = "SIDE (host or container)";
+			return -EINVAL;
+		}
 		op.container = !strcmp(a[0], "container");
 		first = 1;
 		if (!strcmp(name, "net_addr")) {
-			if (n != 3 || !valid_ifname(a[1])) { *bad = "SIDE IF ADDR/PREFIX"; return -EINVAL; }
-			if (net_parse_prefix(a[2], &fam, addr, &pfx)) { *bad = "ADDR/PREFIX"; return -EINVAL; }
+			if (n != 3 || !valid_ifname(a[1])) {
+				*bad = "SIDE IF ADDR/PREFIX";
+				return -EINVAL;
+			}
+			if (net_parse_prefix(a[2], &fam, addr, &pfx)) {
+				*bad = "ADDR/PREFIX";
+				return -EINVAL;
+			}
 			op.kind = NET_ADDR;
 		} else if (!strcmp(name, "net_up")) {
-			if (n != 2 || !valid_ifname(a[1])) { *bad = "SIDE IF"; return -EINVAL; }
+			if (n != 2 || !valid_ifname(a[1])) {
+				*bad = "SIDE IF";
+				return -EINVAL;
+			}
 			op.kind = NET_UP;
 		} else if (!strcmp(name, "net_master")) {
-			if (n != 3 || !valid_ifname(a[1]) || !valid_ifname(a[2])) { *bad = "SIDE IF BRIDGE"; return -EINVAL; }
+			if (n != 3 || !valid_ifname(a[1]) || !valid_ifname(a[2])) {
+				*bad = "SIDE IF BRIDGE";
+				return -EINVAL;
+			}
 			op.kind = NET_MASTER;
 		} else if (!strcmp(name, "net_route")) {
-			if (n != 3 || !valid_ifname(a[1])) { *bad = "SIDE IF GATEWAY"; return -EINVAL; }
-			if (net_parse_prefix(a[2], &fam, addr, &pfx) || strchr(a[2], '/')) { *bad = "GATEWAY"; return -EINVAL; }
+			if (n != 3 || !valid_ifname(a[1])) {
+				*bad = "SIDE IF GATEWAY";
+				return -EINVAL;
+			}
+			if (net_parse_prefix(a[2], &fam, addr, &pfx) || strchr(a[2], '/')) {
+				*bad = "GATEWAY";
+				return -EINVAL;
+			}
 			op.kind = NET_ROUTE;
 		} else {
 			*bad = "record";
@@ -345,7 +390,8 @@ int net_setup(const struct net_spec *ns, pid_t child, struct merr *e)
 				if (setns(self, CLONE_NEWNET) < 0)
 					_exit(1); /* never go on in the container's network namespace */
 				if (cfd < 0)
-					r = merr_set(e, -cfd, "socket", "", "failed to open a netlink socket in the container's network namespace");
+					r = merr_set(e, -cfd, "socket", "",
+						     "failed to open a netlink socket in the container's network namespace");
 			}
 			if (nsfd >= 0)
 				close(nsfd);
@@ -366,7 +412,9 @@ int net_setup(const struct net_spec *ns, pid_t child, struct merr *e)
 		}
 		if (rc < 0)
 			r = merr_set(e, -rc, "netlink", op->a[0], "%s %s%s %s %s failed", kind_names[op->kind],
-				     op->kind == NET_VETH || op->kind == NET_SYSCTL ? "" : op->container ? "container " : "host ",
+				     op->kind == NET_VETH || op->kind == NET_SYSCTL ? ""
+				     : op->container                                ? "container "
+										    : "host ",
 				     op->a[0], op->a[1] ? op->a[1] : "", op->a[2] ? op->a[2] : "");
 	}
 	close(hfd);

@@ -199,13 +199,27 @@ int parse_mount_flags(const char *s, unsigned long *out)
 		const char *name;
 		unsigned long flag;
 	} names[] = {
-		{ "ro", MS_RDONLY },	      { "nosuid", MS_NOSUID },	   { "nodev", MS_NODEV },
-		{ "noexec", MS_NOEXEC },      { "sync", MS_SYNCHRONOUS },  { "remount", MS_REMOUNT },
-		{ "mand", MS_MANDLOCK },      { "dirsync", MS_DIRSYNC },   { "noatime", MS_NOATIME },
-		{ "nodiratime", MS_NODIRATIME }, { "bind", MS_BIND },	   { "move", MS_MOVE },
-		{ "rec", MS_REC },	      { "silent", MS_SILENT },	   { "unbindable", MS_UNBINDABLE },
-		{ "private", MS_PRIVATE },    { "slave", MS_SLAVE },	   { "shared", MS_SHARED },
-		{ "relatime", MS_RELATIME },  { "strictatime", MS_STRICTATIME }, { "lazytime", MS_LAZYTIME },
+		{ "ro", MS_RDONLY },
+		{ "nosuid", MS_NOSUID },
+		{ "nodev", MS_NODEV },
+		{ "noexec", MS_NOEXEC },
+		{ "sync", MS_SYNCHRONOUS },
+		{ "remount", MS_REMOUNT },
+		{ "mand", MS_MANDLOCK },
+		{ "dirsync", MS_DIRSYNC },
+		{ "noatime", MS_NOATIME },
+		{ "nodiratime", MS_NODIRATIME },
+		{ "bind", MS_BIND },
+		{ "move", MS_MOVE },
+		{ "rec", MS_REC },
+		{ "silent", MS_SILENT },
+		{ "unbindable", MS_UNBINDABLE },
+		{ "private", MS_PRIVATE },
+		{ "slave", MS_SLAVE },
+		{ "shared", MS_SHARED },
+		{ "relatime", MS_RELATIME },
+		{ "strictatime", MS_STRICTATIME },
+		{ "lazytime", MS_LAZYTIME },
 	};
 	if (*s >= '0' && *s <= '9') {
 		long long v;

@@ -11,8 +11,8 @@
 
 #include "error.h"
 
-#define REC_VAR (-1)          /* rec_def.max: no upper bound */
-#define REC_MAX_ARGS 65536u   /* arguments of one record */
+#define REC_VAR (-1)        /* rec_def.max: no upper bound */
+#define REC_MAX_ARGS 65536u /* arguments of one record */
 
 enum rec_status {
 	REC_OK = 0,
@@ -20,15 +20,15 @@ enum rec_status {
 	REC_NO_VERSION,  /* nothing after MAGIC */
 	REC_BAD_VERSION, /* VERSION is not the one this helper reads */
 	REC_NOMEM,
-	REC_NO_NAME,     /* the data ends where a record name should be */
-	REC_NO_COUNT,    /* ... where the COUNT of a record should be */
-	REC_BAD_COUNT,   /* COUNT is not a decimal in 0..REC_MAX_ARGS */
-	REC_SHORT_ARGS,  /* fewer arguments than COUNT */
+	REC_NO_NAME,    /* the data ends where a record name should be */
+	REC_NO_COUNT,   /* ... where the COUNT of a record should be */
+	REC_BAD_COUNT,  /* COUNT is not a decimal in 0..REC_MAX_ARGS */
+	REC_SHORT_ARGS, /* fewer arguments than COUNT */
 };
 
 /* One record as read. a[] is a NULL-terminated slice of the reader's pool (pointers into the buffer). */
 struct rec {
-	size_t idx;        /* 1-based position in the spec */
+	size_t idx; /* 1-based position in the spec */
 	const char *name;
 	const char *count; /* COUNT as written (messages) */
 	size_t n;          /* COUNT */
@@ -57,8 +57,8 @@ size_t rec_left(const struct rec_reader *r);
  * (ctx: the spec being filled). */
 struct rec_def {
 	const char *name;
-	int min, max;  /* max REC_VAR = unbounded */
-	int repeat;    /* may appear more than once */
+	int min, max; /* max REC_VAR = unbounded */
+	int repeat;   /* may appear more than once */
 	int (*fn)(void *ctx, const struct rec *r, struct merr *e);
 	const char *usage; /* arguments, for an arity message of a variadic record (enter) */
 };
@@ -71,11 +71,11 @@ static inline int rec_arity_ok(const struct rec_def *d, size_t n)
 
 /* Numbers (strict: no spaces, no "+", a "-" only before a decimal, no trailing garbage).
  * 0, or -EINVAL (not a number) / -ERANGE (outside [min, max]). */
-int rec_ll(const char *s, long long min, long long max, long long *out);   /* decimal */
+int rec_ll(const char *s, long long min, long long max, long long *out); /* decimal */
 int rec_int(const char *s, int min, int max, int *out);
-int rec_octal(const char *s, unsigned max, mode_t *out);                   /* MODE: octal digits */
-int rec_hex64(const char *s, uint64_t *out);                               /* HEX: optional 0x, 1-16 digits */
-int rec_bool(const char *s, int *out);                                     /* 0|1 */
-int rec_rlim(const char *s, rlim_t *out);                                  /* decimal or "infinity" */
+int rec_octal(const char *s, unsigned max, mode_t *out); /* MODE: octal digits */
+int rec_hex64(const char *s, uint64_t *out);             /* HEX: optional 0x, 1-16 digits */
+int rec_bool(const char *s, int *out);                   /* 0|1 */
+int rec_rlim(const char *s, rlim_t *out);                /* decimal or "infinity" */
 /* FLAGS: a decimal MS_* bitmask, or (extension, hand-written specs) a comma list of names. */
 int parse_mount_flags(const char *s, unsigned long *out);

@@ -27,7 +27,6 @@
 
 #define BAD(...) merr_set(e, 0, "", "", "invalid spec: " __VA_ARGS__)
 
-
 static int parse_u64(const char *s, const char **end, uint64_t *out)
 {
 	if (*s < '0' || *s > '9')
@@ -273,19 +272,27 @@ int sec_process_setup(const struct sec *s, struct merr *e)
 /* The native architecture and the ones its kernel can also run, native last (as systemd). */
 static const uint32_t local_archs[] = {
 #if defined(__x86_64__) && defined(__ILP32__)
-	SCMP_ARCH_X86, SCMP_ARCH_X86_64, SCMP_ARCH_X32,
+	SCMP_ARCH_X86,
+	SCMP_ARCH_X86_64,
+	SCMP_ARCH_X32,
 #elif defined(__x86_64__)
-	SCMP_ARCH_X86, SCMP_ARCH_X32, SCMP_ARCH_X86_64,
+	SCMP_ARCH_X86,
+	SCMP_ARCH_X32,
+	SCMP_ARCH_X86_64,
 #elif defined(__i386__)
 	SCMP_ARCH_X86,
 #elif defined(__aarch64__)
-	SCMP_ARCH_ARM, SCMP_ARCH_AARCH64,
+	SCMP_ARCH_ARM,
+	SCMP_ARCH_AARCH64,
 #elif defined(__arm__)
 	SCMP_ARCH_ARM,
 #elif defined(__powerpc64__) && __BYTE_ORDER == __LITTLE_ENDIAN
-	SCMP_ARCH_PPC, SCMP_ARCH_PPC64, SCMP_ARCH_PPC64LE,
+	SCMP_ARCH_PPC,
+	SCMP_ARCH_PPC64,
+	SCMP_ARCH_PPC64LE,
 #elif defined(__s390x__)
-	SCMP_ARCH_S390, SCMP_ARCH_S390X,
+	SCMP_ARCH_S390,
+	SCMP_ARCH_S390X,
 #elif defined(__riscv) && __riscv_xlen == 64
 	SCMP_ARCH_RISCV64,
 #else
@@ -338,10 +345,10 @@ static int lib_open(struct merr *e)
 		const char *why = dlerror();
 		return merr_set(e, ELIBACC, "dlopen", path, "failed to load libseccomp (%s): %.300s", path, why ? why : "?");
 	}
-#define SYM(field, name)                                                                                           \
-	if (!(*(void **)&scmp.field = dlsym(h, name))) {                                                            \
-		dlclose(h);                                                                                         \
-		memset(&scmp, 0, sizeof scmp);                                                                      \
+#define SYM(field, name)                                                                                                \
+	if (!(*(void **)&scmp.field = dlsym(h, name))) {                                                                \
+		dlclose(h);                                                                                             \
+		memset(&scmp, 0, sizeof scmp);                                                                          \
 		return merr_set(e, ELIBBAD, "dlsym", path, "failed to load libseccomp (%s): no symbol %s", path, name); \
 	}
 	SYM(init, "seccomp_init");
@@ -395,8 +402,7 @@ static scmp_filter_ctx build_ctx(const struct sec_filter *f, uint32_t arch, stru
 		}
 	}
 	/* Each filter only speaks for its architecture; no NO_NEW_PRIVS behind our back. */
-	if ((r = scmp.attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_ALLOW)) < 0 ||
-	    (r = scmp.attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0)) < 0) {
+	if ((r = scmp.attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_ALLOW)) < 0 || (r = scmp.attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0)) < 0) {
 		scmp.release(ctx);
 		merr_set(e, -r, "seccomp_attr_set", "", "failed to configure a seccomp filter");
 		return NULL;
@@ -411,9 +417,11 @@ static scmp_filter_ctx build_ctx(const struct sec_filter *f, uint32_t arch, stru
 			for (unsigned k = 0; k < en->n_conds; k++) {
 				const struct sec_cond *sc = &en->conds[k];
 				c[k] = (struct scmp_arg_cmp){ .arg = sc->arg,
-					.op = sc->op == 0 ? SCMP_CMP_EQ : sc->op == 1 ? SCMP_CMP_LE : SCMP_CMP_MASKED_EQ,
-					.datum_a = sc->op == 2 ? sc->mask : sc->value,
-					.datum_b = sc->op == 2 ? sc->value : 0 };
+							      .op = sc->op == 0   ? SCMP_CMP_EQ
+								    : sc->op == 1 ? SCMP_CMP_LE
+										  : SCMP_CMP_MASKED_EQ,
+							      .datum_a = sc->op == 2 ? sc->mask : sc->value,
+							      .datum_b = sc->op == 2 ? sc->value : 0 };
 			}
 			r = scmp.rule_add_array(ctx, SCMP_ACT_ERRNO((uint16_t)en->err), nr, en->n_conds, c);
 		} else
@@ -591,8 +599,8 @@ static int is_native(uint32_t arch)
 static int use_blob(struct sec *s, void *blob, size_t size, const uint8_t key[32])
 {
 	const struct cache_hdr *h = blob;
-	if (size < sizeof *h || size % sizeof(struct sock_filter) || memcmp(h->magic, CACHE_MAGIC, 8) ||
-	    h->version != CACHE_VERSION || memcmp(h->hash, key, 32) || h->count > 4096)
+	if (size < sizeof *h || size % sizeof(struct sock_filter) || memcmp(h->magic, CACHE_MAGIC, 8) || h->version != CACHE_VERSION ||
+	    memcmp(h->hash, key, 32) || h->count > 4096)
 		return -1;
 	size_t off = sizeof *h + (size_t)h->count * sizeof(struct cache_ent);
 	if (off > size)
@@ -728,8 +736,8 @@ static int cache_read(int dirfd, const char *name, void **blobp, size_t *sizep)
 {
 	_cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	struct stat st;
-	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != 0 || (st.st_mode & 022) ||
-	    st.st_size <= 0 || st.st_size > CACHE_MAX || st.st_size % sizeof(struct sock_filter))
+	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != 0 || (st.st_mode & 022) || st.st_size <= 0 ||
+	    st.st_size > CACHE_MAX || st.st_size % sizeof(struct sock_filter))
 		return -1;
 	size_t size = (size_t)st.st_size;
 	char *blob = malloc(size);

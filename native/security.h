@@ -18,8 +18,8 @@ struct sec_cond {
 
 struct sec_entry {
 	enum sec_kind kind;
-	int err;          /* SEC_ERRNO, SEC_RULE */
-	const char *name; /* syscall name */
+	int err;                /* SEC_ERRNO, SEC_RULE */
+	const char *name;       /* syscall name */
 	struct sec_cond *conds; /* SEC_RULE: n_conds (at most 6), malloc'd */
 	unsigned n_conds;
 };
@@ -34,7 +34,7 @@ struct sec_filter {
 /* One compiled BPF program (seccomp_cache): loaded as is with seccomp(SECCOMP_SET_MODE_FILTER). */
 struct sec_prog {
 	uint32_t arch;
-	uint32_t len; /* instructions */
+	uint32_t len;      /* instructions */
 	const void *insns; /* struct sock_filter[len], inside sec.blob */
 	int native;
 };

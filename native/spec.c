@@ -107,19 +107,19 @@ static int oom(struct merr *e)
 }
 
 /* a malformed argument: "record N ("NAME"): malformed WHAT" */
-#define WANT(cond, what)                                  \
-	do {                                              \
-		if (!(cond))                              \
-			return malformed(r, e, (what));   \
+#define WANT(cond, what)                                \
+	do {                                            \
+		if (!(cond))                            \
+			return malformed(r, e, (what)); \
 	} while (0)
 #define HANDLER(fn) static int fn(void *ctx, const struct rec *r, struct merr *e)
 #define SPEC struct spec *s = ctx
 #define ARGS const char **a = r->a
 /* an op of the list, in spec order: declares op, returns on ENOMEM */
-#define NEW_OP(k)                            \
-	struct op *op;                       \
-	if (add_op(s, &op) < 0)              \
-		return oom(e);               \
+#define NEW_OP(k)               \
+	struct op *op;          \
+	if (add_op(s, &op) < 0) \
+		return oom(e);  \
 	op->kind = (k)
 
 static int is_root(const char *p)
@@ -132,8 +132,11 @@ static int parse_create(const char *v, int *out)
 	static const struct {
 		const char *name;
 		int mode;
-	} modes[] = { { "dir", CREATE_DIR }, { "auto", CREATE_AUTO }, { "file", CREATE_FILE },
-		      { "none", CREATE_NONE }, { "optional", CREATE_OPTIONAL } };
+	} modes[] = { { "dir", CREATE_DIR },
+		      { "auto", CREATE_AUTO },
+		      { "file", CREATE_FILE },
+		      { "none", CREATE_NONE },
+		      { "optional", CREATE_OPTIONAL } };
 	for (size_t i = 0; i < ARRAY_SIZE(modes); i++)
 		if (!strcmp(v, modes[i].name)) {
 			*out = modes[i].mode;
@@ -292,8 +295,10 @@ HANDLER(on_console)
 	static const struct {
 		const char *name;
 		int mode;
-	} modes[] = { { "interactive", CONSOLE_INTERACTIVE }, { "read-only", CONSOLE_READ_ONLY },
-		      { "passive", CONSOLE_PASSIVE }, { "pipe", CONSOLE_PIPE } };
+	} modes[] = { { "interactive", CONSOLE_INTERACTIVE },
+		      { "read-only", CONSOLE_READ_ONLY },
+		      { "passive", CONSOLE_PASSIVE },
+		      { "pipe", CONSOLE_PIPE } };
 	for (size_t i = 0; i < ARRAY_SIZE(modes); i++)
 		if (!strcmp(r->a[0], modes[i].name)) {
 			s->console = modes[i].mode;
@@ -930,8 +935,7 @@ static int read_error(enum rec_status st, const struct rec_reader *rd, const str
 	switch (st) {
 	case REC_BAD_MAGIC: return BAD("bad header (expected \"%s\")", SPEC_MAGIC);
 	case REC_NO_VERSION: return BAD("truncated after the header");
-	case REC_BAD_VERSION:
-		return BAD("unsupported version \"%.16s\" (this helper reads version %s)", rd->version, SPEC_VERSION);
+	case REC_BAD_VERSION: return BAD("unsupported version \"%.16s\" (this helper reads version %s)", rd->version, SPEC_VERSION);
 	case REC_NOMEM: return oom(e);
 	case REC_NO_NAME: return BAD("truncated: missing \"end\" record");
 	case REC_NO_COUNT: return BAD("truncated in record %zu (\"%s\")", r->idx, r->name);

@@ -17,8 +17,22 @@
 #define SPEC_MAX_SIZE (4u << 20)
 #define SPEC_MAX_RECORDS 65536u
 
-enum op_kind { OP_MOUNT, OP_REBIND, OP_MKDIR, OP_MKNOD, OP_SYMLINK, OP_WRITE, OP_MASK, OP_CGROUPNS, OP_NOTIFY,
-	       OP_COPY, OP_REMOVE, OP_FSMOUNT, OP_OVERLAY, OP_IDMAP_BIND };
+enum op_kind {
+	OP_MOUNT,
+	OP_REBIND,
+	OP_MKDIR,
+	OP_MKNOD,
+	OP_SYMLINK,
+	OP_WRITE,
+	OP_MASK,
+	OP_CGROUPNS,
+	OP_NOTIFY,
+	OP_COPY,
+	OP_REMOVE,
+	OP_FSMOUNT,
+	OP_OVERLAY,
+	OP_IDMAP_BIND
+};
 enum create_mode { CREATE_NONE, CREATE_DIR, CREATE_FILE, CREATE_OPTIONAL, CREATE_AUTO };
 /* How the container's root mount is made (binds.c). */
 enum root_mode { ROOT_BIND, ROOT_TMPFS, ROOT_OVERLAY };
@@ -33,13 +47,13 @@ struct op {
 	unsigned long flags; /* mount, rebind */
 	mode_t mode;         /* mkdir, mknod, write, copy */
 	unsigned major, minor;
-	int create;          /* mount: enum create_mode */
-	int optional;        /* rebind */
-	int fd;              /* fsmount: the prepared mount (supervisor, per run), -1 */
+	int create;               /* mount: enum create_mode */
+	int optional;             /* rebind */
+	int fd;                   /* fsmount: the prepared mount (supervisor, per run), -1 */
 	const char *upper, *work; /* overlay: "" for a read-only overlay */
 	const char **layers;      /* overlay: lower layers, bottom first */
 	size_t n_layers;
-	long idmap_from;          /* idmap_bind: FROM, or -1 = the owner of SRC */
+	long idmap_from; /* idmap_bind: FROM, or -1 = the owner of SRC */
 	unsigned long idmap_to, idmap_count;
 };
 
@@ -69,18 +83,18 @@ struct exec_cand {
 struct device_rule;
 
 struct spec {
-	char *buf; /* owned: all strings point into it */
+	char *buf;         /* owned: all strings point into it */
 	const char **strs; /* owned: argument pointers (env, args, ... slices) */
 	size_t len;
 
 	const char *prog, *machine, *root, *hostname, *registry, *state_json, *notify_forward;
 	int read_only, status_fd, kill_signal, boot, on_reboot_exit133, notify_ready;
 	int console, console_opost, no_new_privs, as_pid2;
-	int quiet; /* default 1 */
+	int quiet;               /* default 1 */
 	const char *console_log; /* console_log HPATH MAXBYTES KEEP (conlog.h) */
 	uint64_t console_log_max;
 	int console_log_keep;
-	int console_log_wfd; /* set by the supervisor: the pipe the child puts on fds 1 and 2, or -1 */
+	int console_log_wfd;       /* set by the supervisor: the pipe the child puts on fds 1 and 2, or -1 */
 	unsigned long clone_flags; /* CLONE_NEW* except CLONE_NEWCGROUP */
 	int ns_cgroup;             /* "cgroup" listed in namespaces */
 	int has_cgroupns_op;
@@ -106,12 +120,12 @@ struct spec {
 	const char **args; /* args after argv[0] */
 	size_t n_args;
 	const char *selinux_context; /* SELinux exec label of the payload (selinux.h), NULL = none */
-	struct sec sec; /* seccomp, personality, OOM score, CPU affinity, cgroup_set (security.c) */
-	struct userns_spec us; /* userns.h */
+	struct sec sec;              /* seccomp, personality, OOM score, CPU affinity, cgroup_set (security.c) */
+	struct userns_spec us;       /* userns.h */
 
 	/* binds.c: root modes, pivot_root_dir, host-side preparation */
-	int root_mode;         /* enum root_mode */
-	const char *root_data; /* tmpfs options for root_tmpfs / root_overlay */
+	int root_mode;                     /* enum root_mode */
+	const char *root_data;             /* tmpfs options for root_tmpfs / root_overlay */
 	const char *pivot_new, *pivot_old; /* pivot_old NULL = the old root is unmounted */
 	struct host_path *scratch;
 	size_t n_scratch;
@@ -122,8 +136,8 @@ struct spec {
 	size_t n_host_symlinks;
 
 	/* a network namespace prepared by the TypeScript side (src/net/), and its undo command */
-	const char *netns_path; /* HPATH of a network namespace (nsfs bind mount) the container joins */
-	struct net_spec net;    /* net_* records: the main veth, made after each clone (netlink.h) */
+	const char *netns_path;    /* HPATH of a network namespace (nsfs bind mount) the container joins */
+	struct net_spec net;       /* net_* records: the main veth, made after each clone (netlink.h) */
 	const char **host_umounts; /* host_umount: HPATHs detached by the supervisor at exit (hostmount.c) */
 	size_t n_host_umounts;
 	const char *device_cgroup;        /* device_policy: the cgroup2 directory the device program is attached to */
@@ -133,9 +147,9 @@ struct spec {
 	size_t n_host_removes;
 	struct image_lock *image_locks; /* image_lock: held by the supervisor for its whole life (imagelock.c) */
 	size_t n_image_locks;
-	const char **on_exit;   /* ARGV run by the supervisor after the container is gone; NULL = none */
+	const char **on_exit; /* ARGV run by the supervisor after the container is gone; NULL = none */
 	size_t n_on_exit;
-	const char **prestart;  /* ARGV started in the background before the first clone, awaited before the release (hooks.c) */
+	const char **prestart; /* ARGV started in the background before the first clone, awaited before the release (hooks.c) */
 	size_t n_prestart;
 	const char **on_leader; /* ARGV run by the supervisor once each leader exists, before it goes on (hooks.c) */
 	size_t n_on_leader;
@@ -150,4 +164,3 @@ void spec_free(struct spec *s);
 /* Supervisor, once the last container is released: free what only the child's setup uses (mount
  * operations, environment, rlimits, groups, exec candidates, security records). */
 void spec_shed_child(struct spec *s);
-

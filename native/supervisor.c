@@ -327,9 +327,7 @@ static void dispatch(const struct spec *s, struct run *R, struct msg *mp, int fd
 {
 	struct msg m = *mp;
 	switch (m.type) {
-	case MSG_SETUP:
-		R->setup_ready = 1;
-		break;
+	case MSG_SETUP: R->setup_ready = 1; break;
 	case MSG_STAGE:
 		status_line(m.stage == STAGE_MOUNTS  ? "{\"stage\":\"mounts\"}"
 			    : m.stage == STAGE_PIVOT ? "{\"stage\":\"pivot\"}"
@@ -391,8 +389,7 @@ static void handle_msg(const struct spec *s, struct run *R, int *ready_sent)
 			/* the sync socket is close-on-exec: EOF without error = the payload runs */
 			char line[128];
 			R->started = 1;
-			snprintf(line, sizeof line, "{\"event\":\"started\",\"leader\":%d,\"supervisor\":%d}", (int)R->pid,
-				 (int)getpid());
+			snprintf(line, sizeof line, "{\"event\":\"started\",\"leader\":%d,\"supervisor\":%d}", (int)R->pid, (int)getpid());
 			status_line(line);
 			if (!s->notify_ready)
 				signal_ready(s, ready_sent);
@@ -421,11 +418,8 @@ static void handle_signal(const struct spec *s, struct run *R, int sfd)
 				(void)kill(R->pid, s->kill_signal);
 			}
 			break;
-		case SIGWINCH:
-			relay_winch(&R->relay);
-			break;
-		default:
-			break;
+		case SIGWINCH: relay_winch(&R->relay); break;
+		default: break;
 		}
 	}
 }
@@ -562,10 +556,13 @@ static int prestart_wait(const struct spec *s, struct merr *e)
 	if (!e)
 		return -1;
 	if (timed_out)
-		return merr_set(e, ETIMEDOUT, "prestart", s->prestart[0], "the prestart command \"%s\" did not finish within 60 s", s->prestart[0]);
+		return merr_set(e, ETIMEDOUT, "prestart", s->prestart[0], "the prestart command \"%s\" did not finish within 60 s",
+				s->prestart[0]);
 	if (st >= 0 && WIFSIGNALED(st))
-		return merr_set(e, 0, "prestart", s->prestart[0], "the prestart command \"%s\" was killed by signal %d", s->prestart[0], WTERMSIG(st));
-	return merr_set(e, 0, "prestart", s->prestart[0], "the prestart command \"%s\" failed with exit status %d", s->prestart[0], st >= 0 ? WEXITSTATUS(st) : -1);
+		return merr_set(e, 0, "prestart", s->prestart[0], "the prestart command \"%s\" was killed by signal %d", s->prestart[0],
+				WTERMSIG(st));
+	return merr_set(e, 0, "prestart", s->prestart[0], "the prestart command \"%s\" failed with exit status %d", s->prestart[0],
+			st >= 0 ? WEXITSTATUS(st) : -1);
 }
 
 static void run_on_exit(const struct spec *s)
@@ -586,11 +583,14 @@ static int run_on_leader(const struct spec *s, pid_t leader, struct merr *e)
 	if (st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0)
 		return 0;
 	if (timed_out)
-		return merr_set(e, ETIMEDOUT, "on_leader", s->on_leader[0], "the on_leader command \"%s\" did not finish within 60 s", s->on_leader[0]);
+		return merr_set(e, ETIMEDOUT, "on_leader", s->on_leader[0], "the on_leader command \"%s\" did not finish within 60 s",
+				s->on_leader[0]);
 	if (st >= 0 && WIFSIGNALED(st))
-		return merr_set(e, 0, "on_leader", s->on_leader[0], "the on_leader command \"%s\" was killed by signal %d", s->on_leader[0], WTERMSIG(st));
+		return merr_set(e, 0, "on_leader", s->on_leader[0], "the on_leader command \"%s\" was killed by signal %d", s->on_leader[0],
+				WTERMSIG(st));
 	if (st >= 0)
-		return merr_set(e, 0, "on_leader", s->on_leader[0], "the on_leader command \"%s\" failed with exit status %d", s->on_leader[0], WEXITSTATUS(st));
+		return merr_set(e, 0, "on_leader", s->on_leader[0], "the on_leader command \"%s\" failed with exit status %d",
+				s->on_leader[0], WEXITSTATUS(st));
 	return merr_set(e, ECHILD, "fork", s->on_leader[0], "failed to run the on_leader command \"%s\"", s->on_leader[0]);
 }
 
@@ -822,7 +822,7 @@ kill_quiet:
 	rc = 1;
 out:
 	userns_after_clone(s); /* after a failure before the setup process */
-	net_cleanup(&s->net); /* both ends of the veth, before a reboot's next clone creates it again */
+	net_cleanup(&s->net);  /* both ends of the veth, before a reboot's next clone creates it again */
 	if (R.sock >= 0)
 		close(R.sock);
 	if (R.notify_fd >= 0)

@@ -79,8 +79,7 @@ static int add_line(struct idmap_line **arr, size_t *n, const char **a, const ch
 		return *bad = "INSIDE", -EINVAL;
 	if (parse_ul(a[1], ID_MAX, &l.outside) < 0)
 		return *bad = "OUTSIDE", -EINVAL;
-	if (parse_ul(a[2], ID_MAX, &l.count) < 0 || l.count == 0 || l.inside + l.count - 1 > ID_MAX ||
-	    l.outside + l.count - 1 > ID_MAX)
+	if (parse_ul(a[2], ID_MAX, &l.count) < 0 || l.count == 0 || l.inside + l.count - 1 > ID_MAX || l.outside + l.count - 1 > ID_MAX)
 		return *bad = "COUNT", -EINVAL;
 	if (*n >= 340) /* the kernel's limit of lines per map */
 		return *bad = "(more than 340 lines)", -EINVAL;
@@ -170,8 +169,7 @@ static unsigned long shift_id(unsigned long id, unsigned long base)
 }
 
 /* Change one inode (dirfd/name, not followed). Keeps the mode: chown clears setuid/setgid. */
-static int patch_one(int dirfd, const char *name, const struct stat *st, unsigned long base, struct merr *e,
-		     const char *what)
+static int patch_one(int dirfd, const char *name, const struct stat *st, unsigned long base, struct merr *e, const char *what)
 {
 	uid_t nu = (uid_t)shift_id(st->st_uid, base);
 	gid_t ng = (gid_t)shift_id(st->st_gid, base);
@@ -361,13 +359,20 @@ static int mapping_userns(unsigned long inside, unsigned long outside, unsigned 
 static unsigned attrs_from_flags(unsigned long f)
 {
 	unsigned a = 0;
-	if (f & MS_RDONLY) a |= MOUNT_ATTR_RDONLY;
-	if (f & MS_NOSUID) a |= MOUNT_ATTR_NOSUID;
-	if (f & MS_NODEV) a |= MOUNT_ATTR_NODEV;
-	if (f & MS_NOEXEC) a |= MOUNT_ATTR_NOEXEC;
-	if (f & MS_NOATIME) a |= MOUNT_ATTR_NOATIME;
-	else if (f & MS_STRICTATIME) a |= MOUNT_ATTR_STRICTATIME;
-	if (f & MS_NODIRATIME) a |= MOUNT_ATTR_NODIRATIME;
+	if (f & MS_RDONLY)
+		a |= MOUNT_ATTR_RDONLY;
+	if (f & MS_NOSUID)
+		a |= MOUNT_ATTR_NOSUID;
+	if (f & MS_NODEV)
+		a |= MOUNT_ATTR_NODEV;
+	if (f & MS_NOEXEC)
+		a |= MOUNT_ATTR_NOEXEC;
+	if (f & MS_NOATIME)
+		a |= MOUNT_ATTR_NOATIME;
+	else if (f & MS_STRICTATIME)
+		a |= MOUNT_ATTR_STRICTATIME;
+	if (f & MS_NODIRATIME)
+		a |= MOUNT_ATTR_NODIRATIME;
 	return a;
 }
 
@@ -463,7 +468,8 @@ int userns_before_clone(struct spec *s, struct merr *e)
 		 * that do not support it, and nothing below the root is ours to remap. */
 		if (sys_mount_setattr(tree, "", AT_EMPTY_PATH, &a) < 0)
 			return merr_sys(e, "mount_setattr", s->root,
-					"failed to create an ID-mapped mount of \"%s\" (does its file system support ID mapping?)", s->root);
+					"failed to create an ID-mapped mount of \"%s\" (does its file system support ID mapping?)",
+					s->root);
 		u->root_tree_fd = take_fd(&tree);
 	}
 	return 0;
@@ -484,8 +490,8 @@ void userns_after_clone(struct spec *s)
 
 /* The files of a cgroup that its owner may use to manage the subtree (as systemd-nspawn). */
 static const char *const cgroup_files[] = {
-	".", "cgroup.clone_children", "cgroup.controllers", "cgroup.events", "cgroup.procs", "cgroup.stat",
-	"cgroup.subtree_control", "cgroup.threads", "notify_on_release", "tasks",
+	".",           "cgroup.clone_children",  "cgroup.controllers", "cgroup.events",     "cgroup.procs",
+	"cgroup.stat", "cgroup.subtree_control", "cgroup.threads",     "notify_on_release", "tasks",
 };
 
 int userns_setup_child(const struct spec *s, pid_t pid, struct merr *e)
@@ -512,8 +518,7 @@ int userns_setup_child(const struct spec *s, pid_t pid, struct merr *e)
 				return merr_sys(e, "open", s->cgroups[i], "failed to open cgroup \"%s\"", s->cgroups[i]);
 			for (size_t j = 0; j < ARRAY_SIZE(cgroup_files); j++) {
 				const char *f = cgroup_files[j];
-				if (fchownat(dfd, j ? f : "", u->cgroup_uid, u->cgroup_gid, j ? 0 : AT_EMPTY_PATH) < 0 &&
-				    errno != ENOENT)
+				if (fchownat(dfd, j ? f : "", u->cgroup_uid, u->cgroup_gid, j ? 0 : AT_EMPTY_PATH) < 0 && errno != ENOENT)
 					return merr_sys(e, "fchownat", s->cgroups[i], "failed to change the owner of \"%s/%s\"",
 							s->cgroups[i], f);
 			}
@@ -585,7 +590,6 @@ int userns_op_fsmount(int rootfd, const struct op *op, struct merr *e)
 	if (tfd < 0)
 		return tfd;
 	if (sys_move_mount(op->fd, "", tfd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
-		return merr_sys(e, "move_mount", op->path, "failed to attach the \"%s\" file system on \"%s\"", op->fstype,
-				op->path);
+		return merr_sys(e, "move_mount", op->path, "failed to attach the \"%s\" file system on \"%s\"", op->fstype, op->path);
 	return 0;
 }

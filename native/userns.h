@@ -13,20 +13,20 @@ struct idmap_line {
 };
 
 struct userns_spec {
-	int enabled;                 /* "user" in namespaces */
+	int enabled; /* "user" in namespaces */
 	struct idmap_line *uid_map, *gid_map;
 	size_t n_uid_map, n_gid_map;
 	int has_cgroup_owner;
 	uid_t cgroup_uid;
 	gid_t cgroup_gid;
-	const char *lock;            /* userns_lock HPATH */
-	int has_chown;               /* chown_root BASE COUNT */
+	const char *lock; /* userns_lock HPATH */
+	int has_chown;    /* chown_root BASE COUNT */
 	unsigned long chown_base, chown_count;
-	int has_idmap_root;          /* idmap_root OUTSIDE COUNT */
+	int has_idmap_root; /* idmap_root OUTSIDE COUNT */
 	unsigned long idmap_base, idmap_count;
 	/* runtime */
 	int lock_fd;
-	int root_tree_fd;            /* detached idmapped tree of the root (per run) */
+	int root_tree_fd; /* detached idmapped tree of the root (per run) */
 };
 
 struct spec;

@@ -41,7 +41,10 @@ const v = <T>(doc: string, parse: (v: string | undefined) => T): Variable<T> => 
 
 /** Every MACHINA_* variable. */
 export const MACHINA_VARIABLES = {
-  MACHINA_POOL: v("image pool directories, colon-separated, the writable one first (default /var/lib/machines:/usr/local/lib/machines:/usr/lib/machines)", pathList),
+  MACHINA_POOL: v(
+    "image pool directories, colon-separated, the writable one first (default /var/lib/machines:/usr/local/lib/machines:/usr/lib/machines)",
+    pathList,
+  ),
   MACHINA_STATE_DIR: v("the state directory: registry, networks, locks (default /run/machina)", text),
   MACHINA_HELPER: v("the native helper to run (default native/build/machina-helper of the checkout)", text),
   MACHINA_SETTINGS_DIRS: v("trusted .nspawn directories, colon-separated (default /etc/systemd/nspawn:/run/systemd/nspawn)", pathList),

@@ -43,10 +43,8 @@ export class MachinaError extends Error {
   }
 }
 
-export const usageError = (message: string, context: ErrorContext = {}, hint?: string) =>
-  new MachinaError("E_USAGE", message, context, hint);
-export const invalidError = (message: string, context: ErrorContext = {}, hint?: string) =>
-  new MachinaError("E_INVALID", message, context, hint);
+export const usageError = (message: string, context: ErrorContext = {}, hint?: string) => new MachinaError("E_USAGE", message, context, hint);
+export const invalidError = (message: string, context: ErrorContext = {}, hint?: string) => new MachinaError("E_INVALID", message, context, hint);
 
 /** One line (plus an optional hint line), prefixed with the program name. */
 export function renderError(prog: string, error: unknown): string {

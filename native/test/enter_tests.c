@@ -77,10 +77,53 @@ static void test_parse(void)
 {
 	struct enter_spec s;
 	struct merr e;
-	const char *good[] = { "target", "123", "456", NULL, "namespaces", "mnt", "pid", "uts", NULL, "cgroup", "/sys/fs/cgroup/x", NULL,
-			       "caps_bounding", "fcecafff", NULL, "no_new_privs", "1", NULL, "user", "1000", "100", "27", "100", NULL,
-			       "env", "A=1", "B=2", NULL, "chdir", "/root", NULL, "console", "pty", NULL, "exec", "/bin/bash", "-bash", NULL,
-			       "exec", "/bin/sh", "-sh", NULL, "args", "-c", "true", NULL, NULL };
+	const char *good[] = { "target",
+			       "123",
+			       "456",
+			       NULL,
+			       "namespaces",
+			       "mnt",
+			       "pid",
+			       "uts",
+			       NULL,
+			       "cgroup",
+			       "/sys/fs/cgroup/x",
+			       NULL,
+			       "caps_bounding",
+			       "fcecafff",
+			       NULL,
+			       "no_new_privs",
+			       "1",
+			       NULL,
+			       "user",
+			       "1000",
+			       "100",
+			       "27",
+			       "100",
+			       NULL,
+			       "env",
+			       "A=1",
+			       "B=2",
+			       NULL,
+			       "chdir",
+			       "/root",
+			       NULL,
+			       "console",
+			       "pty",
+			       NULL,
+			       "exec",
+			       "/bin/bash",
+			       "-bash",
+			       NULL,
+			       "exec",
+			       "/bin/sh",
+			       "-sh",
+			       NULL,
+			       "args",
+			       "-c",
+			       "true",
+			       NULL,
+			       NULL };
 	check(parse(good, &s, &e) == 0, "a full enter spec parses (%s)", e.msg);
 	check(s.pid == 123 && !strcmp(s.starttime, "456"), "target");
 	check(s.ns_flags == (CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS), "namespaces");
@@ -114,15 +157,16 @@ static void test_parse(void)
 		{ "relative copy", { "target", "1", "2", NULL, "copy", "to", "a", "/b", "0", NULL, NULL } },
 		{ "copy with exec", { "target", "1", "2", NULL, "copy", "to", "/a", "/b", "0", NULL, "exec", "/x", "x", NULL, NULL } },
 		{ "copy_uids arity", { "target", "1", "2", NULL, "copy", "to", "/a", "/b", "0", NULL, "copy_uids", "1", "2", NULL, NULL } },
-		{ "copy_uids zero count", { "target", "1", "2", NULL, "copy", "to", "/a", "/b", "0", NULL, "copy_uids", "9", "0", "5", "0", NULL, NULL } },
+		{ "copy_uids zero count",
+		  { "target", "1", "2", NULL, "copy", "to", "/a", "/b", "0", NULL, "copy_uids", "9", "0", "5", "0", NULL, NULL } },
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		int r = parse(bad[i].items, &s, &e);
 		check(r < 0, "rejected: %s (%s)", bad[i].what, e.msg);
 		enter_free(&s);
 	}
-	const char *copy[] = { "target", "1", "2", NULL, "copy", "from", "/host/x", "/c/y", "1", NULL,
-			       "copy_uids", "65534", "0", "100000", "65536", NULL, "copy_gids", "7", NULL, NULL };
+	const char *copy[] = { "target",    "1",     "2", NULL,     "copy",  "from", "/host/x",   "/c/y", "1",  NULL,
+			       "copy_uids", "65534", "0", "100000", "65536", NULL,   "copy_gids", "7",    NULL, NULL };
 	check(parse(copy, &s, &e) == 0 && s.has_copy && s.copy_from && s.copy_force && !strcmp(s.copy_hpath, "/host/x") &&
 		      !strcmp(s.copy_cpath, "/c/y"),
 	      "copy only, without mnt (%s)", e.msg);
@@ -134,20 +178,62 @@ static void test_parse(void)
 	      "copy_map_id: in range, last, outside (fallback), identity");
 	enter_free(&s);
 	/* the container's confinement: rlimits, ambient set, seccomp records (parsed by security.c) */
-	const char *conf[] = { "target", "1", "2", NULL, "rlimit", "7", "1024", "524288", NULL, "rlimit", "4", "0", "infinity", NULL,
-			       "caps_ambient", "0", NULL, "seccomp_filter", "allow", NULL, "seccomp_rule", "97", "socket", "a0==16", "a2==9", NULL,
-			       "seccomp_filter", "38", NULL, "seccomp_allow", "read", "write", "exit_group", NULL,
-			       "seccomp_deny", "1", "bpf", "keyctl", NULL, "seccomp_cache", "/run/machina/seccomp", NULL,
-			       "exec", "/x", "x", NULL, NULL };
+	const char *conf[] = { "target",
+			       "1",
+			       "2",
+			       NULL,
+			       "rlimit",
+			       "7",
+			       "1024",
+			       "524288",
+			       NULL,
+			       "rlimit",
+			       "4",
+			       "0",
+			       "infinity",
+			       NULL,
+			       "caps_ambient",
+			       "0",
+			       NULL,
+			       "seccomp_filter",
+			       "allow",
+			       NULL,
+			       "seccomp_rule",
+			       "97",
+			       "socket",
+			       "a0==16",
+			       "a2==9",
+			       NULL,
+			       "seccomp_filter",
+			       "38",
+			       NULL,
+			       "seccomp_allow",
+			       "read",
+			       "write",
+			       "exit_group",
+			       NULL,
+			       "seccomp_deny",
+			       "1",
+			       "bpf",
+			       "keyctl",
+			       NULL,
+			       "seccomp_cache",
+			       "/run/machina/seccomp",
+			       NULL,
+			       "exec",
+			       "/x",
+			       "x",
+			       NULL,
+			       NULL };
 	check(parse(conf, &s, &e) == 0, "confinement records parse (%s)", e.msg);
 	check(s.n_rlimits == 2 && s.rlimits[0].res == 7 && s.rlimits[0].soft == 1024 && s.rlimits[0].hard == 524288 &&
 		      s.rlimits[1].res == 4 && s.rlimits[1].soft == 0 && s.rlimits[1].hard == (unsigned long long)RLIM_INFINITY,
 	      "rlimit records (infinity)");
 	check(s.has_ambient && s.caps_ambient == 0, "caps_ambient");
 	check(s.sec.n_filters == 2 && s.sec.filters[0].default_allow && s.sec.filters[0].n_entries == 1 &&
-		      s.sec.filters[0].entries[0].n_conds == 2 && s.sec.filters[1].default_errno == 38 &&
-		      s.sec.filters[1].n_entries == 5 && !strcmp(s.sec.filters[1].entries[4].name, "keyctl") &&
-		      s.sec.filters[1].entries[4].err == 1 && !strcmp(s.sec.cache_dir, "/run/machina/seccomp"),
+		      s.sec.filters[0].entries[0].n_conds == 2 && s.sec.filters[1].default_errno == 38 && s.sec.filters[1].n_entries == 5 &&
+		      !strcmp(s.sec.filters[1].entries[4].name, "keyctl") && s.sec.filters[1].entries[4].err == 1 &&
+		      !strcmp(s.sec.cache_dir, "/run/machina/seccomp"),
 	      "seccomp records, in order, with the cache directory");
 	enter_free(&s);
 	struct {
@@ -158,11 +244,14 @@ static void test_parse(void)
 		{ "rlimit resource", { "target", "1", "2", NULL, "rlimit", "99", "1", "1", NULL, "exec", "/x", "x", NULL, NULL } },
 		{ "rlimit value", { "target", "1", "2", NULL, "rlimit", "7", "-1", "1", NULL, "exec", "/x", "x", NULL, NULL } },
 		{ "caps_ambient hex", { "target", "1", "2", NULL, "caps_ambient", "xyz", NULL, "exec", "/x", "x", NULL, NULL } },
-		{ "seccomp_allow before a filter", { "target", "1", "2", NULL, "seccomp_allow", "read", NULL, "exec", "/x", "x", NULL, NULL } },
+		{ "seccomp_allow before a filter",
+		  { "target", "1", "2", NULL, "seccomp_allow", "read", NULL, "exec", "/x", "x", NULL, NULL } },
 		{ "unknown seccomp_ record", { "target", "1", "2", NULL, "seccomp_frob", "1", NULL, "exec", "/x", "x", NULL, NULL } },
-		{ "seccomp without exec", { "target", "1", "2", NULL, "namespaces", "mnt", NULL, "seccomp_filter", "allow", NULL,
-					    "bind", "/a", "/b", "0", "0", NULL, NULL } },
-		{ "personality is not an enter record", { "target", "1", "2", NULL, "personality", "8", NULL, "exec", "/x", "x", NULL, NULL } },
+		{ "seccomp without exec",
+		  { "target", "1", "2", NULL, "namespaces", "mnt", NULL, "seccomp_filter", "allow", NULL, "bind", "/a", "/b", "0", "0",
+		    NULL, NULL } },
+		{ "personality is not an enter record",
+		  { "target", "1", "2", NULL, "personality", "8", NULL, "exec", "/x", "x", NULL, NULL } },
 	};
 	for (size_t i = 0; i < sizeof badconf / sizeof badconf[0]; i++) {
 		int r = parse(badconf[i].items, &s, &e);
@@ -170,7 +259,10 @@ static void test_parse(void)
 		enter_free(&s);
 	}
 	/* bad header, trailing data */
-	char hdr[] = "MACHINA-SPEC\0" "1\0" "end\0" "0\0";
+	char hdr[] = "MACHINA-SPEC\0"
+		     "1\0"
+		     "end\0"
+		     "0\0";
 	char *b = malloc(sizeof hdr);
 	memcpy(b, hdr, sizeof hdr);
 	check(enter_parse(&s, b, sizeof hdr - 1, &e) < 0, "rejected: a run spec's header");
@@ -189,8 +281,8 @@ static void test_selinux_parse(void)
 {
 	struct enter_spec s;
 	struct merr e;
-	const char *with[] = { "target", "1", "2", NULL, "selinux_context", "system_u:system_r:container_t:s0", NULL,
-			       "exec", "/x", "x", NULL, NULL };
+	const char *with[] = { "target", "1", "2",  NULL, "selinux_context", "system_u:system_r:container_t:s0", NULL, "exec",
+			       "/x",     "x", NULL, NULL };
 	check(parse(with, &s, &e) == 0 && s.selinux_context && !strcmp(s.selinux_context, "system_u:system_r:container_t:s0"),
 	      "selinux_context parsed (%s)", e.msg);
 	enter_free(&s);
@@ -271,13 +363,33 @@ static void test_enter(const char *tmp)
 	snprintf(pid, sizeof pid, "%d", (int)t);
 	snprintf(st, sizeof st, "%s", starttime(t));
 
-	const char *hn[] = { "target", pid, st, NULL, "namespaces", "uts", "mnt", NULL, "console", "pipe", NULL,
-			     "env", "PATH=/usr/bin:/bin", NULL, "exec", "sh", "sh", NULL,
-			     "args", "-c", "test \"$(hostname)\" = enter-test && exit 7", NULL, NULL };
+	const char *hn[] = { "target",
+			     pid,
+			     st,
+			     NULL,
+			     "namespaces",
+			     "uts",
+			     "mnt",
+			     NULL,
+			     "console",
+			     "pipe",
+			     NULL,
+			     "env",
+			     "PATH=/usr/bin:/bin",
+			     NULL,
+			     "exec",
+			     "sh",
+			     "sh",
+			     NULL,
+			     "args",
+			     "-c",
+			     "test \"$(hostname)\" = enter-test && exit 7",
+			     NULL,
+			     NULL };
 	check(run_enter(hn, 0) == 7, "enter: runs in the target's uts namespace and returns the command's status");
 
-	const char *sig[] = { "target", pid, st, NULL, "namespaces", "uts", NULL, "exec", "/bin/sh", "sh", NULL,
-			      "args", "-c", "kill -TERM $$", NULL, NULL };
+	const char *sig[] = { "target",  pid,  st,   NULL,   "namespaces", "uts",           NULL, "exec",
+			      "/bin/sh", "sh", NULL, "args", "-c",         "kill -TERM $$", NULL, NULL };
 	check(run_enter(sig, 0) == 128 + SIGTERM, "enter: killed by a signal = 128+N");
 
 	const char *missing[] = { "target", pid, st, NULL, "namespaces", "uts", NULL, "exec", "/nonexistent", "x", NULL, NULL };
@@ -289,27 +401,105 @@ static void test_enter(const char *tmp)
 	const char *stale[] = { "target", pid, "1", NULL, "namespaces", "uts", NULL, "exec", "/bin/true", "true", NULL, NULL };
 	check(run_enter(stale, 1) == 1, "enter: a start time that does not match (pid reused) = setup failure 1");
 
-	const char *caps[] = { "target", pid, st, NULL, "namespaces", "uts", NULL, "caps_bounding", "1", NULL,
-			       "no_new_privs", "1", NULL, "exec", "/bin/sh", "sh", NULL,
-			       "args", "-c", "grep -q '^CapBnd:.*0000000000000001$' /proc/self/status && grep -q '^NoNewPrivs:.*1' /proc/self/status && exit 3", NULL, NULL };
+	const char *caps[] = {
+		"target",
+		pid,
+		st,
+		NULL,
+		"namespaces",
+		"uts",
+		NULL,
+		"caps_bounding",
+		"1",
+		NULL,
+		"no_new_privs",
+		"1",
+		NULL,
+		"exec",
+		"/bin/sh",
+		"sh",
+		NULL,
+		"args",
+		"-c",
+		"grep -q '^CapBnd:.*0000000000000001$' /proc/self/status && grep -q '^NoNewPrivs:.*1' /proc/self/status && exit 3",
+		NULL,
+		NULL
+	};
 	check(run_enter(caps, 0) == 3, "enter: bounding set and no_new_privs applied");
 
 	/* the container's seccomp filter, loaded before the fork: the command is born with it */
-	const char *sc[] = { "target", pid, st, NULL, "namespaces", "uts", NULL, "caps_bounding", "3fffffffff", NULL,
-			     "seccomp_filter", "allow", NULL, "seccomp_deny", "38", "keyctl", "add_key", NULL,
-			     "rlimit", "7", "77", "88", NULL, "exec", "/bin/sh", "sh", NULL,
-			     "args", "-c", "grep -q '^Seccomp:.*2$' /proc/self/status && grep -q '^Max open files  *77  *88 ' /proc/self/limits && exit 6",
-			     NULL, NULL };
+	const char *sc[] = {
+		"target",
+		pid,
+		st,
+		NULL,
+		"namespaces",
+		"uts",
+		NULL,
+		"caps_bounding",
+		"3fffffffff",
+		NULL,
+		"seccomp_filter",
+		"allow",
+		NULL,
+		"seccomp_deny",
+		"38",
+		"keyctl",
+		"add_key",
+		NULL,
+		"rlimit",
+		"7",
+		"77",
+		"88",
+		NULL,
+		"exec",
+		"/bin/sh",
+		"sh",
+		NULL,
+		"args",
+		"-c",
+		"grep -q '^Seccomp:.*2$' /proc/self/status && grep -q '^Max open files  *77  *88 ' /proc/self/limits && exit 6",
+		NULL,
+		NULL
+	};
 	check(run_enter(sc, 0) == 6, "enter: seccomp filter (Seccomp 2) and rlimits applied");
 	/* a user change with the filter loaded first (no no_new_privs, CAP_SYS_ADMIN gone afterwards) */
-	const char *scu[] = { "target", pid, st, NULL, "namespaces", "uts", NULL, "caps_bounding", "3fffffffff", NULL,
-			      "seccomp_filter", "allow", NULL, "seccomp_deny", "38", "keyctl", NULL, "user", "65534", "65534", NULL,
-			      "exec", "/bin/sh", "sh", NULL, "args", "-c",
-			      "test $(id -u) = 65534 && grep -q '^Seccomp:.*2$' /proc/self/status && grep -q '^CapEff:.*0000000000000000$' /proc/self/status && test \"$(sed -n 's/^CapInh:.//p' /proc/self/status)\" = \"$(sed -n 's/^CapBnd:.//p' /proc/self/status)\" && exit 8",
-			      NULL, NULL };
+	const char *scu[] = { "target",
+			      pid,
+			      st,
+			      NULL,
+			      "namespaces",
+			      "uts",
+			      NULL,
+			      "caps_bounding",
+			      "3fffffffff",
+			      NULL,
+			      "seccomp_filter",
+			      "allow",
+			      NULL,
+			      "seccomp_deny",
+			      "38",
+			      "keyctl",
+			      NULL,
+			      "user",
+			      "65534",
+			      "65534",
+			      NULL,
+			      "exec",
+			      "/bin/sh",
+			      "sh",
+			      NULL,
+			      "args",
+			      "-c",
+			      "test $(id -u) = 65534 && grep -q '^Seccomp:.*2$' /proc/self/status && grep -q '^CapEff:.*0000000000000000$' "
+			      "/proc/self/status && test \"$(sed -n 's/^CapInh:.//p' /proc/self/status)\" = \"$(sed -n 's/^CapBnd:.//p' "
+			      "/proc/self/status)\" && exit 8",
+			      NULL,
+			      NULL };
 	check(run_enter(scu, 0) == 8, "enter: another user: filter loaded early, no effective caps, inheritable = bounding");
-	const char *fds[] = { "target", pid, st, NULL, "namespaces", "uts", NULL, "exec", "/bin/sh", "sh", NULL,
-			      "args", "-c", "test $(ls /proc/self/fd | wc -l) -le 4 && exit 4", NULL, NULL };
+	const char *fds[] = { "target", pid,       st,   NULL, "namespaces", "uts", NULL,
+			      "exec",   "/bin/sh", "sh", NULL, "args",       "-c",  "test $(ls /proc/self/fd | wc -l) -le 4 && exit 4",
+			      NULL,     NULL };
 	int keep = open("/dev/null", O_RDONLY); /* an fd that must not be carried in */
 	check(run_enter(fds, 0) == 4, "enter: only stdio is carried in (fd %d closed)", keep);
 	close(keep);
@@ -327,10 +517,12 @@ static void test_enter(const char *tmp)
 	check(access(seen, F_OK) == 0, "bind: visible in the target (%s)", seen);
 	snprintf(seen, sizeof seen, "%s/hello", dst);
 	check(access(seen, F_OK) < 0, "bind: not on the host");
-	const char *ro[] = { "target", pid, st, NULL, "namespaces", "mnt", NULL, "exec", "/bin/sh", "sh", NULL,
-			     "args", "-c", "touch \"$0\"/x 2>/dev/null || exit 5", dst, NULL, NULL };
+	const char *ro[] = { "target", pid,       st,   NULL, "namespaces", "mnt", NULL,
+			     "exec",   "/bin/sh", "sh", NULL, "args",       "-c",  "touch \"$0\"/x 2>/dev/null || exit 5",
+			     dst,      NULL,      NULL };
 	check(run_enter(ro, 0) == 5, "bind: read-only");
-	const char *nodst[] = { "target", pid, st, NULL, "namespaces", "mnt", NULL, "bind", src, "/nonexistent-dir-xyz", "0", "0", NULL, NULL };
+	const char *nodst[] = { "target", pid, st,   NULL, "namespaces", "mnt", NULL, "bind", src, "/nonexistent-dir-xyz",
+				"0",      "0", NULL, NULL };
 	check(run_enter(nodst, 1) == 1, "bind: a missing target without mkdir fails");
 
 	kill(t, SIGKILL);

@@ -193,7 +193,7 @@ struct bad_spec {
 	void (*body)(struct sb *);
 	const char *recs[16]; /* as recs() */
 	const char *needle;
-	const char *what;     /* NULL: "a malformed "NAME" (needle)" */
+	const char *what; /* NULL: "a malformed "NAME" (needle)" */
 };
 
 static void bad_specs(struct sb *b, const struct bad_spec *t, size_t n)
@@ -227,22 +227,20 @@ static void test_spec(void)
 		      "spec: prog, machine, root");
 		check(s.clone_flags == (CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC) && s.ns_cgroup,
 		      "spec: namespaces (cgroup not in clone flags)");
-		check(s.status_fd == 7 && s.kill_signal == 37 && s.boot == 1 && s.on_reboot_exit133 == 1 &&
-			      s.notify_ready == 1 && s.console == CONSOLE_READ_ONLY && s.console_opost == 0,
+		check(s.status_fd == 7 && s.kill_signal == 37 && s.boot == 1 && s.on_reboot_exit133 == 1 && s.notify_ready == 1 &&
+			      s.console == CONSOLE_READ_ONLY && s.console_opost == 0,
 		      "spec: scalar supervisor records");
 		check(s.n_cgroups == 2 && !strcmp(s.cgroups[1], "/sys/fs/cgroup/pids/m1"), "spec: repeated cgroup");
 		check(s.n_ops == 12, "spec: 12 setup ops in order (got %zu)", s.n_ops);
-		check(s.ops[0].kind == OP_MOUNT && s.ops[0].flags == 14 && s.ops[0].data == NULL &&
-			      s.ops[0].create == CREATE_DIR && !strcmp(s.ops[0].fstype, "proc"),
+		check(s.ops[0].kind == OP_MOUNT && s.ops[0].flags == 14 && s.ops[0].data == NULL && s.ops[0].create == CREATE_DIR &&
+			      !strcmp(s.ops[0].fstype, "proc"),
 		      "spec: mount op with decimal flags, empty DATA = NULL");
-		check(s.ops[1].flags == (MS_RDONLY | MS_BIND | MS_REC) && s.ops[1].fstype == NULL &&
-			      s.ops[1].create == CREATE_OPTIONAL,
+		check(s.ops[1].flags == (MS_RDONLY | MS_BIND | MS_REC) && s.ops[1].fstype == NULL && s.ops[1].create == CREATE_OPTIONAL,
 		      "spec: mount op with symbolic flags");
-		check(s.ops[4].kind == OP_MKNOD && s.ops[4].mode == 020666 && s.ops[4].major == 1 && s.ops[4].minor == 3,
-		      "spec: mknod op");
+		check(s.ops[4].kind == OP_MKNOD && s.ops[4].mode == 020666 && s.ops[4].major == 1 && s.ops[4].minor == 3, "spec: mknod op");
 		check(s.ops[8].kind == OP_CGROUPNS && s.has_cgroupns_op && s.ops[9].kind == OP_NOTIFY, "spec: cgroupns and notify ops");
-		check(s.ops[10].kind == OP_COPY && !strcmp(s.ops[10].src, "/etc/localtime") &&
-			      !strcmp(s.ops[10].path, "/etc/localtime") && s.ops[10].mode == 0644,
+		check(s.ops[10].kind == OP_COPY && !strcmp(s.ops[10].src, "/etc/localtime") && !strcmp(s.ops[10].path, "/etc/localtime") &&
+			      s.ops[10].mode == 0644,
 		      "spec: copy op (HPATH, CPATH, MODE)");
 		check(s.ops[11].kind == OP_REMOVE && !strcmp(s.ops[11].path, "/etc/resolv.conf"), "spec: remove op");
 		check(s.quiet == 0, "spec: quiet 0");
@@ -262,8 +260,8 @@ static void test_spec(void)
 	min_body(b);
 	rec(b, "end", 0);
 	r = parse(b, &s, &e);
-	check(r == 0 && s.kill_signal == SIGKILL && s.console == CONSOLE_PIPE && s.status_fd == -1 && s.env && !s.env[0] &&
-		      s.n_args == 0 && s.quiet == 1,
+	check(r == 0 && s.kill_signal == SIGKILL && s.console == CONSOLE_PIPE && s.status_fd == -1 && s.env && !s.env[0] && s.n_args == 0 &&
+		      s.quiet == 1,
 	      "spec: minimal spec gets defaults");
 	if (r == 0)
 		spec_free(&s);
@@ -273,8 +271,8 @@ static void test_spec(void)
 	rec(b, "console_log", 3, "/run/m.log", "1048576", "3");
 	rec(b, "end", 0);
 	r = parse(b, &s, &e);
-	check(r == 0 && s.console_log && !strcmp(s.console_log, "/run/m.log") && s.console_log_max == 1048576 &&
-		      s.console_log_keep == 3 && s.console_log_wfd == -1,
+	check(r == 0 && s.console_log && !strcmp(s.console_log, "/run/m.log") && s.console_log_max == 1048576 && s.console_log_keep == 3 &&
+		      s.console_log_wfd == -1,
 	      "spec: console_log HPATH MAXBYTES KEEP");
 	if (r == 0)
 		spec_free(&s);
@@ -332,13 +330,23 @@ static void test_spec(void)
 		size_t cap = 65538 * 10 + 64;
 		char *many = malloc(cap);
 		size_t l = 0;
-		memcpy(many, "MACHINA-SPEC\0" "1\0", 15);
+		memcpy(many,
+		       "MACHINA-SPEC\0"
+		       "1\0",
+		       15);
 		l = 15;
 		for (int i = 0; i < 65537; i++) {
-			memcpy(many + l, "mask\0" "1\0" "/x\0", 10);
+			memcpy(many + l,
+			       "mask\0"
+			       "1\0"
+			       "/x\0",
+			       10);
 			l += 10;
 		}
-		memcpy(many + l, "end\0" "0\0", 6);
+		memcpy(many + l,
+		       "end\0"
+		       "0\0",
+		       6);
 		l += 6;
 		struct spec s2;
 		r = spec_parse(&s2, many, l, &e);
@@ -346,14 +354,20 @@ static void test_spec(void)
 	}
 
 	static const struct bad_spec bads[] = {
-		{ min_body, { "console", "interactive", NULL, "console_log", "/run/m.log", "100", "3", NULL, NULL }, "needs console",
+		{ min_body,
+		  { "console", "interactive", NULL, "console_log", "/run/m.log", "100", "3", NULL, NULL },
+		  "needs console",
 		  "console_log with an interactive console" },
-		{ good_body, { "mount", "proc", "/proc", "proc", "0", "", NULL, NULL }, "expected 6 arguments, got 5",
+		{ good_body,
+		  { "mount", "proc", "/proc", "proc", "0", "", NULL, NULL },
+		  "expected 6 arguments, got 5",
 		  "an argument count mismatch" },
 		{ good_body, { "hostname", "a", "b", NULL, NULL }, "expected 1 arguments, got 2", "too many arguments" },
 		{ good_body, { "frobnicate", "x", NULL, NULL }, "unknown record \"frobnicate\"", "an unknown record" },
 		{ good_body, { "root", "/other", NULL, NULL }, "duplicate record \"root\"", "a duplicate scalar record" },
-		{ hdr_body, { "namespaces", "pid", NULL, "exec", "/bin/sh", "sh", NULL, NULL }, "\"mnt\" and \"pid\" are required",
+		{ hdr_body,
+		  { "namespaces", "pid", NULL, "exec", "/bin/sh", "sh", NULL, NULL },
+		  "\"mnt\" and \"pid\" are required",
 		  "namespaces without mnt" },
 		{ hdr_body, { "namespaces", "pid", "mnt", NULL, NULL }, "missing record \"exec\"", "a spec without exec" },
 		{ min_body, { "hostname", "h", NULL, NULL }, "needs the \"uts\" namespace", "a hostname without the uts namespace" },
@@ -370,11 +384,16 @@ static void test_spec(void)
 		{ min_body, { "rlimit", "7", "10", "5", NULL, NULL }, "malformed SOFT", NULL },
 		{ min_body, { "rlimit", "7", "5", "10", "nearest", NULL, NULL }, "malformed MODE", NULL },
 		{ min_body, { "device_allow", "c", "1", "3", "rwm", NULL, NULL }, "\"device_allow\" needs \"device_policy\"", NULL },
-		{ min_body, { "device_policy", "/sys/fs/cgroup/x", NULL, "device_allow", "q", "1", "3", "rwm", NULL, NULL }, "malformed TYPE", NULL },
+		{ min_body,
+		  { "device_policy", "/sys/fs/cgroup/x", NULL, "device_allow", "q", "1", "3", "rwm", NULL, NULL },
+		  "malformed TYPE",
+		  NULL },
 		{ min_body, { "user", "-1", "0", NULL, NULL }, "malformed UID", NULL },
 		{ min_body, { "caps_bounding", "0xzz", NULL, NULL }, "malformed HEX", NULL },
 		{ min_body, { "env", "NOEQUALS", NULL, NULL }, "is not K=V", NULL },
-		{ hdr_body, { "namespaces", "mnt", "pid", "time", NULL, "exec", "/bin/sh", "sh", NULL, NULL }, "unknown namespace \"time\"",
+		{ hdr_body,
+		  { "namespaces", "mnt", "pid", "time", NULL, "exec", "/bin/sh", "sh", NULL, NULL },
+		  "unknown namespace \"time\"",
 		  NULL },
 		{ min_body, { "quiet", "2", NULL, NULL }, "malformed 0|1", NULL },
 		{ min_body, { "copy", "etc/localtime", "/etc/localtime", "0644", NULL, NULL }, "malformed HPATH", NULL },
@@ -520,8 +539,13 @@ static void test_ops(const char *tmp)
 		if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 			_exit(255);
 		int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
-		struct op o = { .kind = OP_MOUNT, .src = "tmpfs", .path = "/run", .fstype = "tmpfs", .flags = MS_NOSUID,
-				.data = "mode=755", .create = CREATE_DIR };
+		struct op o = { .kind = OP_MOUNT,
+				.src = "tmpfs",
+				.path = "/run",
+				.fstype = "tmpfs",
+				.flags = MS_NOSUID,
+				.data = "mode=755",
+				.create = CREATE_DIR };
 		/* 0: mount tmpfs with CREATE dir */
 		if (op_run(rootfd, &o, &e) < 0)
 			bits |= 1 << i;
@@ -561,7 +585,9 @@ static void test_ops(const char *tmp)
 			bits |= 1 << i;
 		i++;
 		/* 6: optional bind of a missing source is skipped */
-		struct op opt = { .kind = OP_MOUNT, .src = "/nonexistent-machina", .path = "/opt/x", .flags = MS_BIND, .create = CREATE_OPTIONAL };
+		struct op opt = {
+			.kind = OP_MOUNT, .src = "/nonexistent-machina", .path = "/opt/x", .flags = MS_BIND, .create = CREATE_OPTIONAL
+		};
 		if (op_run(rootfd, &opt, &e) != 0)
 			bits |= 1 << i;
 		i++;
@@ -601,11 +627,17 @@ static void test_ops(const char *tmp)
 		bits = -1;
 	close(pp[0]);
 	waitpid(pid, &st, 0);
-	const char *names[] = { "mount tmpfs with CREATE dir", "mknod, symlink, write; existing node kept",
-				"symlink replaces a file", "write refuses a symlink as last component",
-				"mask a file with the empty read-only inaccessible node", "bind mount made read-only by remount",
-				"optional bind of a missing source skipped", "mount target through an escaping symlink stays inside",
-				"rebind read-only", "mask: missing skipped, directory masked", "CREATE none on a missing target: ENOENT" };
+	const char *names[] = { "mount tmpfs with CREATE dir",
+				"mknod, symlink, write; existing node kept",
+				"symlink replaces a file",
+				"write refuses a symlink as last component",
+				"mask a file with the empty read-only inaccessible node",
+				"bind mount made read-only by remount",
+				"optional bind of a missing source skipped",
+				"mount target through an escaping symlink stays inside",
+				"rebind read-only",
+				"mask: missing skipped, directory masked",
+				"CREATE none on a missing target: ENOENT" };
 	if (bits == -1 || !WIFEXITED(st) || WEXITSTATUS(st)) {
 		check(0, "ops: the test child failed before reporting (status 0x%x)", st);
 		return;
@@ -709,7 +741,12 @@ static void test_copy_remove(const char *tmp)
 			_exit(1);
 		int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
 		ssize_t n;
-#define FAILIF(cond) do { if (cond) bits |= 1 << i; i++; } while (0)
+#define FAILIF(cond)                    \
+	do {                            \
+		if (cond)               \
+			bits |= 1 << i; \
+		i++;                    \
+	} while (0)
 		/* 0 */
 		struct op cp = { .kind = OP_COPY, .src = src, .path = "/cp/deep/bin", .mode = 0640 };
 		snprintf(p, sizeof p, "%s/cp/deep/bin", root);
@@ -851,24 +888,35 @@ static void test_binds_spec(void)
 	if (r == 0) {
 		struct op *o = &s.ops[s.n_ops - 3], *ro = &s.ops[s.n_ops - 2], *m = &s.ops[s.n_ops - 1];
 		check(s.root_mode == ROOT_OVERLAY && !strcmp(s.root_data, "mode=755") && !strcmp(s.pivot_new, "/deploy/a") &&
-			      s.pivot_old == NULL, "binds spec: root_overlay, pivot_root_dir with empty OLD");
+			      s.pivot_old == NULL,
+		      "binds spec: root_overlay, pivot_root_dir with empty OLD");
 		check(s.n_scratch == 2 && s.scratch[1].mode == 0700 && !strcmp(s.scratch[1].path, "+/data/.#upx") &&
-			      !strcmp(s.scratch_list, "/run/machina/scratch/m1"), "binds spec: scratch_dir (HPATH and +CPATH), scratch_list");
+			      !strcmp(s.scratch_list, "/run/machina/scratch/m1"),
+		      "binds spec: scratch_dir (HPATH and +CPATH), scratch_list");
 		check(s.n_host_mkdirs == 1 && s.n_host_symlinks == 1 && !strcmp(s.host_symlinks[0].target, "/srv/m1/var/log/journal/abc"),
 		      "binds spec: host_mkdir, host_symlink");
 		check(o->kind == OP_OVERLAY && o->n_layers == 2 && !strcmp(o->layers[1], "+/l2") && !strcmp(o->upper, "+/data/up") &&
-			      ro->n_layers == 1 && ro->flags == MS_RDONLY && !*ro->upper, "binds spec: overlay ops (rw with + layers, read-only)");
-		check(m->kind == OP_MOUNT && m->create == CREATE_AUTO && !strcmp(m->src, "+/etc"), "binds spec: mount with +CPATH source and CREATE auto");
+			      ro->n_layers == 1 && ro->flags == MS_RDONLY && !*ro->upper,
+		      "binds spec: overlay ops (rw with + layers, read-only)");
+		check(m->kind == OP_MOUNT && m->create == CREATE_AUTO && !strcmp(m->src, "+/etc"),
+		      "binds spec: mount with +CPATH source and CREATE auto");
 		spec_free(&s);
 	}
 	static const struct bad_spec bads[] = {
-		{ good_body, { "root_tmpfs", "mode=755", NULL, "root_overlay", "mode=755", NULL, NULL },
-		  "only one of root_tmpfs and root_overlay", "root_tmpfs with root_overlay" },
+		{ good_body,
+		  { "root_tmpfs", "mode=755", NULL, "root_overlay", "mode=755", NULL, NULL },
+		  "only one of root_tmpfs and root_overlay",
+		  "root_tmpfs with root_overlay" },
 		{ good_body, { "overlay", "/o", "0", "/up", "", "/l", NULL, NULL }, "malformed WORK", "overlay with UPPER but no WORK" },
 		{ good_body, { "overlay", "/o", "0", "", "", "+rel", NULL, NULL }, "malformed LOWER", "overlay with a relative '+' layer" },
-		{ good_body, { "mount", "tmpfs", "/t", "tmpfs", "0", "", "auto", NULL, NULL }, "auto needs a bind mount",
+		{ good_body,
+		  { "mount", "tmpfs", "/t", "tmpfs", "0", "", "auto", NULL, NULL },
+		  "auto needs a bind mount",
 		  "CREATE auto without MS_BIND" },
-		{ good_body, { "scratch_dir", "relative", "0700", NULL, NULL }, "malformed HPATH or +CPATH", "scratch_dir with a relative path" },
+		{ good_body,
+		  { "scratch_dir", "relative", "0700", NULL, NULL },
+		  "malformed HPATH or +CPATH",
+		  "scratch_dir with a relative path" },
 	};
 	BAD_SPECS(b, bads);
 	free(b);
@@ -902,7 +950,12 @@ static void test_binds_ops(const char *tmp)
 			_exit(1);
 		umask(0);
 		int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
-#define FAILIF(cond) do { if (cond) bits |= 1 << i; i++; } while (0)
+#define FAILIF(cond)                    \
+	do {                            \
+		if (cond)               \
+			bits |= 1 << i; \
+		i++;                    \
+	} while (0)
 		/* 0: /esc -> / (absolute, inside the image); +/esc/data resolves to <root>/data */
 		snprintf(p, sizeof p, "%s/data", root);
 		mkdir(p, 0755);
@@ -925,7 +978,9 @@ static void test_binds_ops(const char *tmp)
 		snprintf(p, sizeof p, "%s/rsrc/sub", tmp);
 		mkdir(p, 0755);
 		mount("tmpfs", p, "tmpfs", 0, "size=1m");
-		struct op b3 = { .kind = OP_MOUNT, .src = q, .path = "/mnt/r", .flags = MS_BIND | MS_REC | MS_RDONLY, .create = CREATE_DIR };
+		struct op b3 = {
+			.kind = OP_MOUNT, .src = q, .path = "/mnt/r", .flags = MS_BIND | MS_REC | MS_RDONLY, .create = CREATE_DIR
+		};
 		snprintf(p, sizeof p, "%s/mnt/r/sub/x", root);
 		FAILIF(op_run(rootfd, &b3, &e) < 0 || open(p, O_CREAT | O_WRONLY, 0644) >= 0 || errno != EROFS);
 		/* 3 */
@@ -946,7 +1001,9 @@ static void test_binds_ops(const char *tmp)
 		FAILIF(op_run(rootfd, &ov, &e) < 0 || write_file(p, "n", 1, 0644) < 0 || !exists(q));
 		/* 4 */
 		const char *layers2[] = { "+/lower", up };
-		struct op ro = { .kind = OP_OVERLAY, .path = "/ro", .flags = MS_RDONLY, .upper = "", .work = "", .layers = layers2, .n_layers = 2 };
+		struct op ro = {
+			.kind = OP_OVERLAY, .path = "/ro", .flags = MS_RDONLY, .upper = "", .work = "", .layers = layers2, .n_layers = 2
+		};
 		snprintf(p, sizeof p, "%s/ro/new", root);
 		snprintf(q, sizeof q, "%s/ro/x", root);
 		FAILIF(op_run(rootfd, &ro, &e) < 0 || !exists(p) || open(q, O_CREAT | O_WRONLY, 0644) >= 0 || errno != EROFS);
@@ -1040,8 +1097,7 @@ static void test_userns(void)
 			      s.us.uid_map[1].count == 1 && s.us.n_gid_map == 1,
 		      "userns: uid_map and gid_map lines in order");
 		check(s.us.has_cgroup_owner && s.us.cgroup_uid == 1048576 && s.us.cgroup_gid == 1048576, "userns: cgroup_owner");
-		check(s.us.lock && !strcmp(s.us.lock, "/run/machina/userns/1048576.lock") && s.us.lock_fd == -1,
-		      "userns: userns_lock");
+		check(s.us.lock && !strcmp(s.us.lock, "/run/machina/userns/1048576.lock") && s.us.lock_fd == -1, "userns: userns_lock");
 		check(s.us.has_chown && s.us.chown_base == 1048576 && s.us.has_idmap_root && s.us.idmap_count == 65536 &&
 			      s.us.root_tree_fd == -1,
 		      "userns: chown_root, idmap_root");
@@ -1054,15 +1110,23 @@ static void test_userns(void)
 	}
 
 	static const struct bad_spec bads[] = {
-		{ user_body, { "uid_map", "0", "1048576", "65536", NULL, NULL }, "needs \"uid_map\" and \"gid_map\"",
+		{ user_body,
+		  { "uid_map", "0", "1048576", "65536", NULL, NULL },
+		  "needs \"uid_map\" and \"gid_map\"",
 		  "a user namespace without gid_map" },
-		{ nouser_body, { "uid_map", "0", "1048576", "65536", NULL, "gid_map", "0", "1048576", "65536", NULL, NULL },
-		  "need the \"user\" namespace", "uid_map without the user namespace" },
+		{ nouser_body,
+		  { "uid_map", "0", "1048576", "65536", NULL, "gid_map", "0", "1048576", "65536", NULL, NULL },
+		  "need the \"user\" namespace",
+		  "uid_map without the user namespace" },
 		{ user_body, { "uid_map", "0", "4294967295", "1", NULL, NULL }, "malformed OUTSIDE", "an outside id of 2^32-1" },
 		{ user_body, { "uid_map", "0", "4294967290", "10", NULL, NULL }, "malformed COUNT", "a range past 2^32-2" },
-		{ nouser_body, { "chown_root", "1048577", "65536", NULL, NULL }, "malformed BASE (a multiple of 65536)",
+		{ nouser_body,
+		  { "chown_root", "1048577", "65536", NULL, NULL },
+		  "malformed BASE (a multiple of 65536)",
 		  "chown_root with a base not a multiple of 65536" },
-		{ nouser_body, { "chown_root", "1048576", "1000", NULL, NULL }, "malformed COUNT (65536)",
+		{ nouser_body,
+		  { "chown_root", "1048576", "1000", NULL, NULL },
+		  "malformed COUNT (65536)",
 		  "chown_root with a count other than 65536" },
 		{ nouser_body, { "userns_lock", "relative", NULL, NULL }, "malformed HPATH", "a relative userns_lock" },
 	};
@@ -1104,7 +1168,8 @@ static void test_copy_socket(const char *tmp)
 		      (mode_of(p) & 07777) == 0400,
 	      "copy: from an AF_UNIX stream socket (connect, shutdown SHUT_WR, read to EOF)%s%s", r ? ": " : "", r ? e.msg : "");
 	struct op gone = { .kind = OP_COPY, .src = sock, .path = "/run/cred2", .mode = 0400 };
-	check(op_run(rootfd, &gone, &e) < 0 && !strcmp(e.syscall, "connect"), "copy: a socket nobody listens on is an error naming connect");
+	check(op_run(rootfd, &gone, &e) < 0 && !strcmp(e.syscall, "connect"),
+	      "copy: a socket nobody listens on is an error naming connect");
 	close(rootfd);
 }
 
@@ -1131,18 +1196,27 @@ static void test_idmap_bind_spec(void)
 		spec_free(&s);
 	}
 #define IDMAP_BIND(...) { nouser_body, { "idmap_bind", __VA_ARGS__, NULL, NULL }
-	static const struct bad_spec bads[] = {
-		IDMAP_BIND("/s", "/d", "bind", "auto", "owner", "0", "2"), "malformed COUNT", "owner with COUNT 2" },
-		IDMAP_BIND("/s", "/d", "bind", "auto", "0", "4294967290", "10"), "malformed COUNT", "a range past 2^32-2" },
-		IDMAP_BIND("/s", "/d", "bind", "auto", "x", "0", "1"), "malformed FROM", "FROM not a number" },
-		IDMAP_BIND("s", "/d", "bind", "auto", "0", "0", "1"), "malformed SRC", "a relative source" },
-		IDMAP_BIND("/s", "d", "bind", "auto", "0", "0", "1"), "malformed CPATH", "a relative target" },
-		IDMAP_BIND("/s", "/d", "bind", "maybe", "0", "0", "1"), "malformed CREATE", "an unknown CREATE" },
-		IDMAP_BIND("/s", "/d", "bind", "auto", "0", "0", "0"), "malformed COUNT", "COUNT 0" },
-	};
+	static const struct bad_spec bads[] = { IDMAP_BIND("/s", "/d", "bind", "auto", "owner", "0", "2"), "malformed COUNT",
+						"owner with COUNT 2" },
+				     IDMAP_BIND("/s", "/d", "bind", "auto", "0", "4294967290", "10"), "malformed COUNT",
+				     "a range past 2^32-2"
+}
+, IDMAP_BIND("/s", "/d", "bind", "auto", "x", "0", "1"), "malformed FROM", "FROM not a number"
+}
+, IDMAP_BIND("s", "/d", "bind", "auto", "0", "0", "1"), "malformed SRC", "a relative source"
+}
+, IDMAP_BIND("/s", "d", "bind", "auto", "0", "0", "1"), "malformed CPATH", "a relative target"
+}
+, IDMAP_BIND("/s", "/d", "bind", "maybe", "0", "0", "1"), "malformed CREATE", "an unknown CREATE"
+}
+, IDMAP_BIND("/s", "/d", "bind", "auto", "0", "0", "0"), "malformed COUNT", "COUNT 0"
+}
+,
+}
+;
 #undef IDMAP_BIND
-	BAD_SPECS(b, bads);
-	free(b);
+BAD_SPECS(b, bads);
+free(b);
 }
 
 /* idmap_bind carried out: the supervisor's detached idmapped tree, attached by op_run (root). */
@@ -1183,15 +1257,52 @@ static void test_idmap_bind_ops(const char *tmp)
 			_exit(1);
 		int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
 		struct op ops[4] = {
-			{ .kind = OP_IDMAP_BIND, .src = src, .path = "/r", .flags = MS_BIND | MS_REC, .create = CREATE_AUTO, .idmap_from = -1, .idmap_to = 0, .idmap_count = 1, .fd = -1 },
-			{ .kind = OP_IDMAP_BIND, .src = src, .path = "/i", .flags = MS_BIND | MS_RDONLY, .create = CREATE_DIR, .idmap_from = 0, .idmap_to = 1048576, .idmap_count = 65536, .fd = -1 },
-			{ .kind = OP_IDMAP_BIND, .src = "+/etc/hostname", .path = "/hn", .flags = MS_BIND, .create = CREATE_AUTO, .idmap_from = -1, .idmap_to = 7, .idmap_count = 1, .fd = -1 },
-			{ .kind = OP_IDMAP_BIND, .src = "/nonexistent/x", .path = "/opt", .flags = MS_BIND, .create = CREATE_OPTIONAL, .idmap_from = 0, .idmap_to = 0, .idmap_count = 1, .fd = -1 },
+			{ .kind = OP_IDMAP_BIND,
+			  .src = src,
+			  .path = "/r",
+			  .flags = MS_BIND | MS_REC,
+			  .create = CREATE_AUTO,
+			  .idmap_from = -1,
+			  .idmap_to = 0,
+			  .idmap_count = 1,
+			  .fd = -1 },
+			{ .kind = OP_IDMAP_BIND,
+			  .src = src,
+			  .path = "/i",
+			  .flags = MS_BIND | MS_RDONLY,
+			  .create = CREATE_DIR,
+			  .idmap_from = 0,
+			  .idmap_to = 1048576,
+			  .idmap_count = 65536,
+			  .fd = -1 },
+			{ .kind = OP_IDMAP_BIND,
+			  .src = "+/etc/hostname",
+			  .path = "/hn",
+			  .flags = MS_BIND,
+			  .create = CREATE_AUTO,
+			  .idmap_from = -1,
+			  .idmap_to = 7,
+			  .idmap_count = 1,
+			  .fd = -1 },
+			{ .kind = OP_IDMAP_BIND,
+			  .src = "/nonexistent/x",
+			  .path = "/opt",
+			  .flags = MS_BIND,
+			  .create = CREATE_OPTIONAL,
+			  .idmap_from = 0,
+			  .idmap_to = 0,
+			  .idmap_count = 1,
+			  .fd = -1 },
 		};
 		struct spec s = { .root = root, .ops = ops, .n_ops = 4 };
 		s.us.root_tree_fd = -1;
 		int prep = userns_before_clone(&s, &e);
-#define FAILIF(cond) do { if (cond) bits |= 1 << i; i++; } while (0)
+#define FAILIF(cond)                    \
+	do {                            \
+		if (cond)               \
+			bits |= 1 << i; \
+		i++;                    \
+	} while (0)
 		/* 0 */
 		int r0 = prep < 0 ? -1 : op_run(rootfd, &ops[0], &e);
 		snprintf(p, sizeof p, "%s/r/new", root);
@@ -1264,7 +1375,8 @@ static void test_userns_chown(const char *tmp)
 	snprintf(p, sizeof p, "%s/dir/suid", root);
 	check(stat(p, &st) == 0 && st.st_uid == 0x100000 && (st.st_mode & 07777) == 04755, "userns chown: setuid bit kept");
 	snprintf(p, sizeof p, "%s/dir/user", root);
-	check(stat(p, &st) == 0 && st.st_uid == 0x100000 + 1000 && st.st_gid == 0x100000 + 100, "userns chown: 1000:100 -> BASE+1000:BASE+100");
+	check(stat(p, &st) == 0 && st.st_uid == 0x100000 + 1000 && st.st_gid == 0x100000 + 100,
+	      "userns chown: 1000:100 -> BASE+1000:BASE+100");
 	snprintf(p, sizeof p, "%s/link", root);
 	check(lstat(p, &st) == 0 && S_ISLNK(st.st_mode) && st.st_uid == 0x100000, "userns chown: symlink itself, not followed");
 	/* marker: the root's owner says the tree is done; a file changed behind our back stays */
@@ -1274,8 +1386,7 @@ static void test_userns_chown(const char *tmp)
 	check(r == 0 && stat(p, &st) == 0 && st.st_uid == 7, "userns chown: skipped when the root is already in the range");
 	/* back to 0 (as nspawn --private-users=0 --private-users-ownership=chown) */
 	r = userns_chown_tree(fd, root, 0, &e);
-	check(r == 0 && stat(root, &st) == 0 && st.st_uid == 0 && stat(p, &st) == 0 && st.st_uid == 7,
-	      "userns chown: shifting back to 0");
+	check(r == 0 && stat(root, &st) == 0 && st.st_uid == 0 && stat(p, &st) == 0 && st.st_uid == 7, "userns chown: shifting back to 0");
 	close(fd);
 }
 
@@ -1331,8 +1442,8 @@ static void test_security(void)
 		struct sec_entry *audit = &s.sec.filters[0].entries[0];
 		check(audit->n_conds == 2 && audit->conds[0].op == 0 && audit->conds[0].value == 16 && audit->conds[1].arg == 2,
 		      "security: equality conditions");
-		check(s.sec.has_personality && s.sec.personality == 8 && s.sec.has_oom && s.sec.oom == -17 &&
-			      s.sec.n_cpus == 3 && s.sec.cpus[2] == 3,
+		check(s.sec.has_personality && s.sec.personality == 8 && s.sec.has_oom && s.sec.oom == -17 && s.sec.n_cpus == 3 &&
+			      s.sec.cpus[2] == 3,
 		      "security: personality, oom_score_adjust, cpu_affinity");
 		check(s.sec.n_sets == 2 && !strcmp(s.sec.sets[1].value, "50000 100000"), "security: cgroup_set in order");
 		spec_free(&s);
@@ -1343,7 +1454,12 @@ static void test_security(void)
 		      sec_parse_cond("a0&1==", &c) < 0,
 	      "security: bad conditions rejected");
 
-	static const struct { const char *name; int n; const char *a[3]; const char *needle; } bads[] = {
+	static const struct {
+		const char *name;
+		int n;
+		const char *a[3];
+		const char *needle;
+	} bads[] = {
 		{ "seccomp_allow", 1, { "read" }, "no \"seccomp_filter\" before it" },
 		{ "seccomp_filter", 1, { "kill" }, "malformed DEFAULT" },
 		{ "personality", 1, { "-1" }, "expected one N" },
@@ -1405,7 +1521,9 @@ static void test_security(void)
 			_exit(0);
 		}
 		int st = child_status(pid);
-		check(st == 0, "security: filters load (errno, errno 0, argument rule, unknown name skipped), personality set (child status %d)", st);
+		check(st == 0,
+		      "security: filters load (errno, errno 0, argument rule, unknown name skipped), personality set (child status %d)",
+		      st);
 		spec_free(&s);
 	}
 
@@ -1481,8 +1599,8 @@ static void test_seccomp_cache(const char *tmp)
 	snprintf(dir, sizeof dir, "%s/state/seccomp", tmp);
 
 	int r = prepare(b, dir, &s);
-	check(r == 0 && s.sec.prepared && s.sec.n_progs == 6 && cache_file(dir, f, sizeof f) == 1 &&
-		      stat(dir, &st) == 0 && (st.st_mode & 07777) == 0700,
+	check(r == 0 && s.sec.prepared && s.sec.n_progs == 6 && cache_file(dir, f, sizeof f) == 1 && stat(dir, &st) == 0 &&
+		      (st.st_mode & 07777) == 0700,
 	      "seccomp cache: a miss compiles 2 filters x 3 architectures and stores one file, dir 0700 (r=%d)", r);
 	check(stat(f, &st) == 0 && (st.st_mode & 07777) == 0600 && st.st_uid == 0 && st.st_size % 8 == 0,
 	      "seccomp cache: the file is root's, 0600, a multiple of 8 bytes");
@@ -1532,7 +1650,8 @@ static void test_seccomp_cache(const char *tmp)
 	spec_free(&s);
 
 	/* corrupt: rejected, recompiled and replaced (the next start hits) */
-	static const char *kinds[] = { "truncated", "size not a multiple of 8", "bad magic", "wrong count", "wrong key", "a flipped instruction bit" };
+	static const char *kinds[] = { "truncated", "size not a multiple of 8", "bad magic", "wrong count",
+				       "wrong key", "a flipped instruction bit" };
 	for (int k = 0; k < 6; k++) {
 		int fd = open(f, O_RDWR);
 		if (k == 0)
@@ -1561,12 +1680,14 @@ static void test_seccomp_cache(const char *tmp)
 	if (chown(f, 1, 1) == 0) {
 		r = prepare(b, dir, &s);
 		spec_free(&s);
-		check(r == 0 && stat(f, &st) == 0 && st.st_uid == 0, "seccomp cache: a file not owned by root is rejected and replaced (r=%d)", r);
+		check(r == 0 && stat(f, &st) == 0 && st.st_uid == 0,
+		      "seccomp cache: a file not owned by root is rejected and replaced (r=%d)", r);
 	}
 	chmod(f, 0602);
 	r = prepare(b, dir, &s);
 	spec_free(&s);
-	check(r == 0 && stat(f, &st) == 0 && (st.st_mode & 07777) == 0600, "seccomp cache: a file writable by others is rejected and replaced (r=%d)", r);
+	check(r == 0 && stat(f, &st) == 0 && (st.st_mode & 07777) == 0600,
+	      "seccomp cache: a file writable by others is rejected and replaced (r=%d)", r);
 	/* a directory writable by others is not used at all: compiled, nothing stored */
 	chmod(dir, 0777);
 	unlink(f);
@@ -1626,17 +1747,21 @@ static void test_net_spec(void)
 	rec(b, "end", 0);
 	int r = parse(b, &s, &e);
 	check(r == 0 && s.net.n_ops == 7 && !strcmp(s.net.veth_host, "ve-web") && s.net.ops[0].container && s.net.ops[0].kind == NET_UP &&
-	      !s.net.ops[2].container && !strcmp(s.net.ops[2].a[1], "10.159.0.1/28") && s.net.ops[6].kind == NET_SYSCTL,
+		      !s.net.ops[2].container && !strcmp(s.net.ops[2].a[1], "10.159.0.1/28") && s.net.ops[6].kind == NET_SYSCTL,
 	      "net_*: records kept in order, SIDE parsed");
 	check(r == 0 && s.n_prestart == 3 && !strcmp(s.prestart[2], "/run/machina/net/base.nft"), "prestart: ARGV kept");
 	if (r == 0)
 		spec_free(&s);
 	static const struct bad_spec bads[] = {
 		{ min_body, { "net_up", "container", "lo", NULL, NULL }, "need a network namespace", "net_* without a network namespace" },
-		{ net_body, { "net_veth", "ve-web", "aa:bb:cc:dd:ee", "host0", "aa:bb:cc:dd:ee:02", NULL, NULL }, "HOSTMAC",
+		{ net_body,
+		  { "net_veth", "ve-web", "aa:bb:cc:dd:ee", "host0", "aa:bb:cc:dd:ee:02", NULL, NULL },
+		  "HOSTMAC",
 		  "net_veth with a short MAC" },
-		{ net_body, { "net_veth", "ve-averyveryverylongname", "aa:bb:cc:dd:ee:01", "host0", "aa:bb:cc:dd:ee:02", NULL, NULL },
-		  "HOST", "net_veth with a name over 15 bytes" },
+		{ net_body,
+		  { "net_veth", "ve-averyveryverylongname", "aa:bb:cc:dd:ee:01", "host0", "aa:bb:cc:dd:ee:02", NULL, NULL },
+		  "HOST",
+		  "net_veth with a name over 15 bytes" },
 		{ net_body, { "net_addr", "guest", "host0", "10.0.0.1/8", NULL, NULL }, "SIDE", "net_addr with a bad side" },
 		{ net_body, { "net_addr", "container", "host0", "10.0.0.1/33", NULL, NULL }, "ADDR/PREFIX", "net_addr with a bad prefix" },
 		{ net_body, { "net_route", "container", "host0", "10.0.0.1/8", NULL, NULL }, "GATEWAY", "net_route with a prefix" },
@@ -1645,8 +1770,10 @@ static void test_net_spec(void)
 	BAD_SPECS(b, bads);
 	unsigned char a[16];
 	int fam, pfx;
-	check(net_parse_prefix("fd6d::1/64", &fam, a, &pfx) == 0 && fam == AF_INET6 && pfx == 64 && a[0] == 0xfd && a[15] == 1, "net_parse_prefix v6");
-	check(net_parse_prefix("10.1.2.3", &fam, a, &pfx) == 0 && fam == AF_INET && pfx == 32 && a[3] == 3, "net_parse_prefix v4 without prefix");
+	check(net_parse_prefix("fd6d::1/64", &fam, a, &pfx) == 0 && fam == AF_INET6 && pfx == 64 && a[0] == 0xfd && a[15] == 1,
+	      "net_parse_prefix v6");
+	check(net_parse_prefix("10.1.2.3", &fam, a, &pfx) == 0 && fam == AF_INET && pfx == 32 && a[3] == 3,
+	      "net_parse_prefix v4 without prefix");
 	free(b);
 }
 
@@ -1698,7 +1825,8 @@ static void test_image_lock(const char *tmp)
 		if (n > 0 && (t[n] = 0, !strcmp(t, path)))
 			close(fd);
 	}
-	check(image_locks_take(&s2, &e) == 0 && image_locks_take(&s3, &e) == 0, "image_lock: shared locks together, after the holder is gone");
+	check(image_locks_take(&s2, &e) == 0 && image_locks_take(&s3, &e) == 0,
+	      "image_lock: shared locks together, after the holder is gone");
 	memset(&e, 0, sizeof e);
 	check(image_locks_take(&s1, &e) == -EBUSY, "image_lock: an exclusive lock while shared ones are held is EBUSY");
 	spec_free(&s2);
@@ -1726,8 +1854,10 @@ static void test_host_umount_spec(void)
 	rec(b, "exec", 2, "/bin/sh", "sh");
 	rec(b, "end", 0);
 	int r = parse(b, &s, &e);
-	check(r == 0 && s.n_host_umounts == 2 && !strcmp(s.host_umounts[1], "/run/machina/raw-mounts/x/usr"), "host_umount: repeated HPATHs");
-	check(r == 0 && s.n_host_removes == 2 && !strcmp(s.host_removes[1], "/run/machina/raw-mounts/x"), "host_remove: repeated HPATHs, in order");
+	check(r == 0 && s.n_host_umounts == 2 && !strcmp(s.host_umounts[1], "/run/machina/raw-mounts/x/usr"),
+	      "host_umount: repeated HPATHs");
+	check(r == 0 && s.n_host_removes == 2 && !strcmp(s.host_removes[1], "/run/machina/raw-mounts/x"),
+	      "host_remove: repeated HPATHs, in order");
 	if (r == 0)
 		spec_free(&s);
 	static const struct bad_spec bads[] = {
@@ -1774,7 +1904,9 @@ static void test_host_umount_ops(const char *tmp)
 	}
 	int st = -1;
 	waitpid(pid, &st, 0);
-	check(WIFEXITED(st) && WEXITSTATUS(st) == 0, "host_umount: stacked mounts detached, mount point removed, missing path ignored; host_remove: file, then empty directory, a non-empty one kept (status %d)",
+	check(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	      "host_umount: stacked mounts detached, mount point removed, missing path ignored; host_remove: file, then empty directory, a "
+	      "non-empty one kept (status %d)",
 	      WIFEXITED(st) ? WEXITSTATUS(st) : -1);
 }
 
@@ -1801,7 +1933,9 @@ static void test_hooks_spec(void)
 		{ min_body, { "on_leader", "busctl", NULL, NULL }, "ARGV (an absolute program path first)", "on_leader busctl" },
 		{ min_body, { "supervisor_cgroup", "relative", NULL, NULL }, "HPATH", "supervisor_cgroup relative" },
 		{ min_body, { "supervisor_cgroup", "/", NULL, NULL }, "HPATH", "supervisor_cgroup /" },
-		{ min_body, { "on_leader", "/bin/true", NULL, "on_leader", "/bin/true", NULL, NULL }, "duplicate record",
+		{ min_body,
+		  { "on_leader", "/bin/true", NULL, "on_leader", "/bin/true", NULL, NULL },
+		  "duplicate record",
 		  "on_leader twice" },
 	};
 	BAD_SPECS(b, bads);
@@ -1839,7 +1973,8 @@ static void test_hooks_run(const char *tmp)
 		fclose(f);
 	}
 	check(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 3 && !to && !strcmp(buf, "4242 x{leader} 2\n") && got <= 0,
-	      "hook_run: {leader} replaced (whole arguments only), exit status returned, stdout quiet (st=%d, \"%s\", got %zd)", st, buf, got);
+	      "hook_run: {leader} replaced (whole arguments only), exit status returned, stdout quiet (st=%d, \"%s\", got %zd)", st, buf,
+	      got);
 	const char *slow[] = { "/bin/sleep", "5" };
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -1996,7 +2131,8 @@ static void test_selinux(void)
 	selinux_body(b, label);
 	rec(b, "end", 0);
 	int r = parse(b, &s, &e);
-	check(r == 0 && s.selinux_context && !strcmp(s.selinux_context, label), "selinux_context: parsed%s%s", r ? ": " : "", r ? e.msg : "");
+	check(r == 0 && s.selinux_context && !strcmp(s.selinux_context, label), "selinux_context: parsed%s%s", r ? ": " : "",
+	      r ? e.msg : "");
 	if (r == 0)
 		spec_free(&s);
 	selinux_body(b, NULL);
@@ -2008,7 +2144,9 @@ static void test_selinux(void)
 	static const struct bad_spec bads[] = {
 		{ min_body, { "selinux_context", "", NULL, NULL }, "malformed LABEL", "selinux_context with an empty label" },
 		{ min_body, { "selinux_context", "a:b:c\nd", NULL, NULL }, "malformed LABEL", "selinux_context over two lines" },
-		{ min_body, { "selinux_context", "x:y:z", NULL, "selinux_context", "x:y:z", NULL, NULL }, "selinux_context",
+		{ min_body,
+		  { "selinux_context", "x:y:z", NULL, "selinux_context", "x:y:z", NULL, NULL },
+		  "selinux_context",
 		  "selinux_context twice" },
 	};
 	BAD_SPECS(b, bads);
@@ -2072,7 +2210,8 @@ static void test_devices(void)
 	      "device_allow c 1 3 rwm");
 	check(devices_parse_allow(&r, ok2, &bad) == 0 && r.minor == -1 && r.access == (BPF_DEVCG_ACC_READ | BPF_DEVCG_ACC_WRITE),
 	      "device_allow c 136 * rw");
-	const char *bads[][4] = { { "x", "1", "3", "r" }, { "c", "-1", "3", "r" }, { "c", "1", "z", "r" }, { "c", "1", "3", "" }, { "c", "1", "3", "rr" }, { "c", "1", "3", "q" } };
+	const char *bads[][4] = { { "x", "1", "3", "r" }, { "c", "-1", "3", "r" }, { "c", "1", "z", "r" },
+				  { "c", "1", "3", "" },  { "c", "1", "3", "rr" }, { "c", "1", "3", "q" } };
 	for (size_t i = 0; i < ARRAY_SIZE(bads); i++) {
 		int pr = devices_parse_allow(&r, bads[i], &bad);
 		check(pr == -EINVAL, "device_allow %s %s %s \"%s\" refused (%s)", bads[i][0], bads[i][1], bads[i][2], bads[i][3], bad);
@@ -2112,7 +2251,8 @@ static void test_devices(void)
 	}
 	int st = -1;
 	waitpid(pid, &st, 0);
-	check(WIFEXITED(st) && WEXITSTATUS(st) == 0, "device policy: /dev/null allowed, /dev/zero refused with EPERM (status %d)", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+	check(WIFEXITED(st) && WEXITSTATUS(st) == 0, "device policy: /dev/null allowed, /dev/zero refused with EPERM (status %d)",
+	      WIFEXITED(st) ? WEXITSTATUS(st) : -1);
 	rmdir(cg);
 }
 
@@ -2150,7 +2290,10 @@ static void test_sha256(void)
 			for (int b = 0; b < 32; b++)
 				snprintf(hex + 2 * b, 3, "%02x", out[b]);
 			check(!strcmp(hex, kat[i].hex), "sha256 of %s (%s)", kat[i].what,
-			      steps[j] ? (steps[j] == 1 ? "byte by byte" : steps[j] == 63 ? "63-byte pieces" : "65-byte pieces") : "whole");
+			      steps[j] ? (steps[j] == 1    ? "byte by byte"
+					  : steps[j] == 63 ? "63-byte pieces"
+							   : "65-byte pieces")
+				       : "whole");
 		}
 		free(m);
 	}

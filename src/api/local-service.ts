@@ -34,7 +34,12 @@ import type { KillOptions, LongOperationOptions, MachineService, StopOptions } f
 
 export function checkName(name: string): void {
   if (!isValidMachineName(name))
-    throw new MachinaError("E_INVALID", `invalid machine name ${JSON.stringify(name)}`, { machine: name }, "letters, digits, '-' and '.', at most 64 characters");
+    throw new MachinaError(
+      "E_INVALID",
+      `invalid machine name ${JSON.stringify(name)}`,
+      { machine: name },
+      "letters, digits, '-' and '.', at most 64 characters",
+    );
 }
 
 export class LocalMachineService implements MachineService {
@@ -52,7 +57,9 @@ export class LocalMachineService implements MachineService {
 
   /** Names of running machines (dead entries are cleaned by the scan). */
   runningNames(): string[] {
-    return listMachines(this.ctx).map((m) => m.name).sort();
+    return listMachines(this.ctx)
+      .map((m) => m.name)
+      .sort();
   }
 
   isRunning(name: string): boolean {
@@ -149,5 +156,4 @@ export class LocalMachineService implements MachineService {
   enabledNames(): string[] {
     return listEnabled(this.host, this.env);
   }
-
 }

@@ -20,6 +20,8 @@ function renderNspawnHelp(): string {
     );
     parts.push((group === "" ? "" : `${group}:\n`) + entries.map(renderHelpEntry).join("\n") + "\n");
   }
-  parts.push("Options that machina does not carry out are refused with a clear message, never\nignored. Documentation: `man machina-nspawn`, README.md and docs/ in the machina sources.\n");
+  parts.push(
+    "Options that machina does not carry out are refused with a clear message, never\nignored. Documentation: `man machina-nspawn`, README.md and docs/ in the machina sources.\n",
+  );
   return parts.join("\n");
 }

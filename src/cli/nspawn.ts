@@ -32,13 +32,19 @@ export function main(argv: string[], host: Host = new LinuxHost()): number {
     const statusFd = machinaEnv(env, "MACHINA_STATUS_FD");
     const planOnly = machinaEnv(env, "MACHINA_PRINT_SPEC");
     const prepared = prepareContainer(host, p, parsed.settings, process.cwd(), {
-      prog: PROG, ...(statusFd !== undefined ? { statusFd } : {}), planOnly,
+      prog: PROG,
+      ...(statusFd !== undefined ? { statusFd } : {}),
+      planOnly,
       onWarning: (w) => err(`${PROG}: ${w}\n`),
     });
     const { spec } = prepared;
     if (planOnly) {
       // Debugging aid: show the plan instead of running it.
-      out(specRecords(spec).map(([name, args]) => JSON.stringify([name, ...args])).join("\n") + "\n");
+      out(
+        specRecords(spec)
+          .map(([name, args]) => JSON.stringify([name, ...args]))
+          .join("\n") + "\n",
+      );
       prepared.abandon();
       return 0;
     }

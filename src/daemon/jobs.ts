@@ -37,7 +37,11 @@ export class JobManager {
   }
 
   /** Start a job; `work` gets a progress callback and the abort signal. */
-  run(kind: Job["kind"], machine: string, work: (progress: (e: Omit<JobEvent, "time"> & { time?: number }) => void, signal: AbortSignal, job: Job) => Promise<MachineStatus | null>): RunningJob {
+  run(
+    kind: Job["kind"],
+    machine: string,
+    work: (progress: (e: Omit<JobEvent, "time"> & { time?: number }) => void, signal: AbortSignal, job: Job) => Promise<MachineStatus | null>,
+  ): RunningJob {
     const id = `${Date.now().toString(36)}-${(++this.seq).toString(36)}`;
     const job: Job = { id, kind, machine, state: "running", created: Date.now(), events: [] };
     const abort = new AbortController();

@@ -42,26 +42,54 @@ interface DaemonOptions {
 }
 
 /** machinad's options, declared once: getopt, --help and the man page come from here. */
-export const MACHINAD_TABLE: ReadonlyArray<{ id: string; long: string; short?: string; arg: ArgKind; argName?: string; help: string; apply(o: DaemonOptions, v: string): void }> = [
+export const MACHINAD_TABLE: ReadonlyArray<{
+  id: string;
+  long: string;
+  short?: string;
+  arg: ArgKind;
+  argName?: string;
+  help: string;
+  apply(o: DaemonOptions, v: string): void;
+}> = [
   { id: "help", long: "help", short: "h", arg: "none", help: "Show this help", apply: (o) => void (o.help = true) },
   { id: "version", long: "version", arg: "none", help: "Show the version", apply: (o) => void (o.version = true) },
-  { id: "socket", long: "socket", arg: "required", argName: "PATH", help: "Socket path (default $MACHINA_API_SOCKET or /run/machina/api.sock)", apply: (o, v) => void (o.socket = v) },
   {
-    id: "restart", long: "restart", arg: "required", argName: "POLICY", help: "no (default), on-failure, always; exit status 133 always restarts",
+    id: "socket",
+    long: "socket",
+    arg: "required",
+    argName: "PATH",
+    help: "Socket path (default $MACHINA_API_SOCKET or /run/machina/api.sock)",
+    apply: (o, v) => void (o.socket = v),
+  },
+  {
+    id: "restart",
+    long: "restart",
+    arg: "required",
+    argName: "POLICY",
+    help: "no (default), on-failure, always; exit status 133 always restarts",
     apply: (o, v) => void (o.policy = parseChoice(v, RESTART_POLICIES, { flag: "--restart" })),
   },
   { id: "no-autostart", long: "no-autostart", arg: "none", help: "Do not start enabled machines", apply: (o) => void (o.autostart = false) },
 ];
 const RESTART_POLICIES = ["no", "on-failure", "always"] as const;
 
-export const MACHINAD_DESCRIPTION = "The optional machina daemon: machinectl's machine verbs as a REST API on a Unix socket (root only), start of enabled machines, restart per policy. Containers do not depend on it.";
+export const MACHINAD_DESCRIPTION =
+  "The optional machina daemon: machinectl's machine verbs as a REST API on a Unix socket (root only), start of enabled machines, restart per policy. Containers do not depend on it.";
 export const MACHINAD_COMMANDS = [{ syntax: "register NAME", text: "Register running machine NAME with systemd-machined" }];
 
-const USAGE = [
-  `${PROG} [OPTIONS...]`, `${PROG} register NAME`, "", ...wrap(MACHINAD_DESCRIPTION, 92), "", "Options:",
-  ...MACHINAD_TABLE.map((r) => renderHelpEntry({ syntax: optionSyntax(r), text: r.help })), "", "Commands:",
-  ...MACHINAD_COMMANDS.map((c) => renderHelpEntry(c)),
-].join("\n") + "\n";
+const USAGE =
+  [
+    `${PROG} [OPTIONS...]`,
+    `${PROG} register NAME`,
+    "",
+    ...wrap(MACHINAD_DESCRIPTION, 92),
+    "",
+    "Options:",
+    ...MACHINAD_TABLE.map((r) => renderHelpEntry({ syntax: optionSyntax(r), text: r.help })),
+    "",
+    "Commands:",
+    ...MACHINAD_COMMANDS.map((c) => renderHelpEntry(c)),
+  ].join("\n") + "\n";
 
 function log(event: string, fields: Record<string, unknown> = {}): void {
   err(JSON.stringify({ time: new Date().toISOString(), event, ...fields }) + "\n");

@@ -44,9 +44,7 @@ export class Supervisor {
       if (enabled.includes(name)) this.watched.add(name);
     }
     if (autostart) {
-      await Promise.all(
-        enabled.filter((n) => !running.has(n)).map((name) => this.startAndWatch(name, "autostart")),
-      );
+      await Promise.all(enabled.filter((n) => !running.has(n)).map((name) => this.startAndWatch(name, "autostart")));
     }
     this.timer = setInterval(() => void this.poll(), POLL_MS);
   }

@@ -37,8 +37,13 @@ export const DEPENDENCIES: readonly Dependency[] = parseDeps(depsText);
 
 /** What a part is called in a message. */
 const PART_LABEL: Record<string, string> = {
-  base: "machina", build: "building machina", core: "machina", btrfs: "a btrfs pool", systemd: "systemd integration",
-  test: "the tests", bench: "the benchmarks",
+  base: "machina",
+  build: "building machina",
+  core: "machina",
+  btrfs: "a btrfs pool",
+  systemd: "systemd integration",
+  test: "the tests",
+  bench: "the benchmarks",
 };
 
 export function dependencyOf(program: string): Dependency | undefined {

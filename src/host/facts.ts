@@ -104,7 +104,22 @@ export interface ImageFacts {
 
 export const INIT_CANDIDATES = ["/usr/lib/systemd/systemd", "/lib/systemd/systemd", "/sbin/init"] as const;
 
-const V1_CONTROLLERS = ["cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls", "blkio", "perf_event", "net_prio", "hugetlb", "pids", "rdma", "misc"];
+const V1_CONTROLLERS = [
+  "cpu",
+  "cpuacct",
+  "cpuset",
+  "memory",
+  "devices",
+  "freezer",
+  "net_cls",
+  "blkio",
+  "perf_event",
+  "net_prio",
+  "hugetlb",
+  "pids",
+  "rdma",
+  "misc",
+];
 
 export function parseCgroupLayout(mountinfo: string): CgroupLayout {
   let v2: string | undefined;
@@ -174,15 +189,15 @@ function systemdFacts(host: Host): SystemdFacts {
   return {
     booted: forced ?? host.lstat("/run/systemd/system") === "dir",
     ownCgroup: parseOwnCgroup2(host.readFile("/proc/self/cgroup")),
-    machined: ["/usr/share/dbus-1/system-services/org.freedesktop.machine1.service", "/usr/lib/systemd/systemd-machined", "/lib/systemd/systemd-machined"].some(exists),
+    machined: ["/usr/share/dbus-1/system-services/org.freedesktop.machine1.service", "/usr/lib/systemd/systemd-machined", "/lib/systemd/systemd-machined"].some(
+      exists,
+    ),
     busctl: ["/usr/bin/busctl", "/bin/busctl"].find(exists),
   };
 }
 
 export function gatherHostFacts(host: Host, stateDir: string): HostFacts {
-  const osReleasePath = ["/etc/os-release", "/usr/lib/os-release"]
-    .map((p) => host.realpath(p))
-    .find((p): p is string => p !== undefined);
+  const osReleasePath = ["/etc/os-release", "/usr/lib/os-release"].map((p) => host.realpath(p)).find((p): p is string => p !== undefined);
   let timezone: string | undefined;
   if (host.lstat("/etc/localtime") === "symlink") {
     const m = /(?:^|\/)zoneinfo\/(.+)$/.exec(host.readlink("/etc/localtime"));
@@ -260,8 +275,17 @@ export function gatherImageFacts(host: Host, directory: string, hostTimezone: st
   };
   if (kind !== "dir") {
     return {
-      ...base, hasUsr: false, osRelease: undefined, writable: false, machineId: undefined, passwd: [], groups: [],
-      hasHostZone: false, resolvConfKind: undefined, localtimeKind: undefined, inits: [],
+      ...base,
+      hasUsr: false,
+      osRelease: undefined,
+      writable: false,
+      machineId: undefined,
+      passwd: [],
+      groups: [],
+      hasHostZone: false,
+      resolvConfKind: undefined,
+      localtimeKind: undefined,
+      inits: [],
     };
   }
   const osText = readFileInRoot(host, root, "/etc/os-release") ?? readFileInRoot(host, root, "/usr/lib/os-release");

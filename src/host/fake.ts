@@ -4,7 +4,11 @@
  */
 import type { CommandResult, DetachedChild, FileKind, FileStat, HeldLock, Host, RunAsyncOptions } from "./host.ts";
 
-export type FakeNode = { kind: "file"; content: string } | { kind: "dir" } | { kind: "symlink"; target: string } | { kind: Exclude<FileKind, "file" | "dir" | "symlink"> };
+export type FakeNode =
+  | { kind: "file"; content: string }
+  | { kind: "dir" }
+  | { kind: "symlink"; target: string }
+  | { kind: Exclude<FileKind, "file" | "dir" | "symlink"> };
 
 export interface FakeHostOptions {
   files?: Record<string, string | FakeNode>;
@@ -202,9 +206,17 @@ export class FakeHost implements Host {
     if (r === undefined || node === undefined) return undefined;
     const ino = [...this.nodes.keys()].indexOf(r) + 1000;
     return {
-      kind: node.kind, mode: node.kind === "dir" ? 0o755 : 0o644, uid: 0, gid: 0,
-      size: node.kind === "file" ? node.content.length : 0, allocated: node.kind === "file" ? 4096 : 0,
-      dev: 1, ino, mtimeMs: this.mtimes.get(r) ?? 0, birthtimeMs: 0, ...this.stats.get(r),
+      kind: node.kind,
+      mode: node.kind === "dir" ? 0o755 : 0o644,
+      uid: 0,
+      gid: 0,
+      size: node.kind === "file" ? node.content.length : 0,
+      allocated: node.kind === "file" ? 4096 : 0,
+      dev: 1,
+      ino,
+      mtimeMs: this.mtimes.get(r) ?? 0,
+      birthtimeMs: 0,
+      ...this.stats.get(r),
     };
   }
 
@@ -213,7 +225,8 @@ export class FakeHost implements Host {
     if (r === undefined) return undefined;
     let best: [string, string] | undefined;
     for (const [prefix, type] of Object.entries(this.options.fsTypes ?? {}))
-      if ((r === prefix || r.startsWith(prefix.endsWith("/") ? prefix : `${prefix}/`)) && (best === undefined || prefix.length > best[0].length)) best = [prefix, type];
+      if ((r === prefix || r.startsWith(prefix.endsWith("/") ? prefix : `${prefix}/`)) && (best === undefined || prefix.length > best[0].length))
+        best = [prefix, type];
     return best?.[1] ?? "ext2/ext3";
   }
 
@@ -236,7 +249,11 @@ export class FakeHost implements Host {
       const moved = to + key.slice(from.length);
       this.nodes.set(moved, this.nodes.get(key)!);
       this.nodes.delete(key);
-      for (const m of [this.stats, this.mtimes]) if (m.has(key as never)) { (m as Map<string, unknown>).set(moved, m.get(key as never)); m.delete(key as never); }
+      for (const m of [this.stats, this.mtimes])
+        if (m.has(key as never)) {
+          (m as Map<string, unknown>).set(moved, m.get(key as never));
+          m.delete(key as never);
+        }
     }
   }
 
@@ -281,7 +298,8 @@ export class FakeHost implements Host {
 
   copyFile(from: string, to: string): void {
     const node = this.nodes.get(this.resolve(from, true) ?? "");
-    if (node?.kind !== "file") throw Object.assign(new Error(`${node === undefined ? "ENOENT" : "EISDIR"}: copyFile "${from}"`), { code: node === undefined ? "ENOENT" : "EISDIR" });
+    if (node?.kind !== "file")
+      throw Object.assign(new Error(`${node === undefined ? "ENOENT" : "EISDIR"}: copyFile "${from}"`), { code: node === undefined ? "ENOENT" : "EISDIR" });
     this.add(to, node.content);
   }
 

@@ -104,7 +104,21 @@ export function tryFlockShared(fd: number): boolean {
 
 const AT_FDCWD = -100;
 const RENAME_NOREPLACE = 1;
-const ERRNO_NAMES: Record<number, string> = { 1: "EPERM", 2: "ENOENT", 13: "EACCES", 16: "EBUSY", 17: "EEXIST", 18: "EXDEV", 20: "ENOTDIR", 21: "EISDIR", 22: "EINVAL", 25: "ENOTTY", 30: "EROFS", 39: "ENOTEMPTY", 95: "EOPNOTSUPP" };
+const ERRNO_NAMES: Record<number, string> = {
+  1: "EPERM",
+  2: "ENOENT",
+  13: "EACCES",
+  16: "EBUSY",
+  17: "EEXIST",
+  18: "EXDEV",
+  20: "ENOTDIR",
+  21: "EISDIR",
+  22: "EINVAL",
+  25: "ENOTTY",
+  30: "EROFS",
+  39: "ENOTEMPTY",
+  95: "EOPNOTSUPP",
+};
 
 /** An Error shaped like Node's fs errors (code, errno, syscall, path). */
 export function errnoError(syscall: string, e: number, path?: string): Error {
@@ -114,8 +128,7 @@ export function errnoError(syscall: string, e: number, path?: string): Error {
 
 /** renameat2(AT_FDCWD, from, AT_FDCWD, to, noReplace ? RENAME_NOREPLACE : 0). */
 export function renameat2(from: string, to: string, noReplace: boolean): void {
-  if (lib().renameat2(AT_FDCWD, cstr(from), AT_FDCWD, cstr(to), noReplace ? RENAME_NOREPLACE : 0) !== 0)
-    throw errnoError("renameat2", errno(), to);
+  if (lib().renameat2(AT_FDCWD, cstr(from), AT_FDCWD, cstr(to), noReplace ? RENAME_NOREPLACE : 0) !== 0) throw errnoError("renameat2", errno(), to);
 }
 
 /** ioctl(fd, request, &value) with a 64-bit in/out value (the kernel reads an int for FS_IOC_*FLAGS). */

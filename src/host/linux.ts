@@ -3,13 +3,41 @@ import * as fs from "node:fs";
 import { constants as osConstants } from "node:os";
 import { spawning } from "./deps.ts";
 import type { CommandResult, DetachedChild, FileKind, FileStat, HeldLock, Host, RunAsyncOptions } from "./host.ts";
-import { clearNonBlocking, execve, getXattr, ioctlBuffer, ioctlValue, isatty, memfdCreate, mount, renameat2, setXattr, tryFlockExclusive, tryFlockShared, umount2 } from "./libc.ts";
+import {
+  clearNonBlocking,
+  execve,
+  getXattr,
+  ioctlBuffer,
+  ioctlValue,
+  isatty,
+  memfdCreate,
+  mount,
+  renameat2,
+  setXattr,
+  tryFlockExclusive,
+  tryFlockShared,
+  umount2,
+} from "./libc.ts";
 
 // statfs(2) f_type values, named as `stat -f -c %T` names them.
 const FS_MAGIC: Record<number, string> = {
-  0x9123683e: "btrfs", 0xef53: "ext2/ext3", 0x01021994: "tmpfs", 0x58465342: "xfs", 0x794c7630: "overlayfs",
-  0xf2f52010: "f2fs", 0x2fc12fc1: "zfs", 0x9fa0: "proc", 0x62656572: "sysfs", 0x6969: "nfs", 0x65735546: "fuseblk",
-  0x4d44: "msdos", 0x5346544e: "ntfs", 0xcafe4a11: "bpf", 0x858458f6: "ramfs", 0x73717368: "squashfs", 0xca451a4e: "bcachefs",
+  0x9123683e: "btrfs",
+  0xef53: "ext2/ext3",
+  0x01021994: "tmpfs",
+  0x58465342: "xfs",
+  0x794c7630: "overlayfs",
+  0xf2f52010: "f2fs",
+  0x2fc12fc1: "zfs",
+  0x9fa0: "proc",
+  0x62656572: "sysfs",
+  0x6969: "nfs",
+  0x65735546: "fuseblk",
+  0x4d44: "msdos",
+  0x5346544e: "ntfs",
+  0xcafe4a11: "bpf",
+  0x858458f6: "ramfs",
+  0x73717368: "squashfs",
+  0xca451a4e: "bcachefs",
 };
 const FS_IOC_GETFLAGS = 0x80086601n;
 const FS_IOC_SETFLAGS = 0x40086602n;
@@ -206,8 +234,16 @@ export class LinuxHost implements Host {
       throw e;
     }
     return {
-      kind: kindOf(st), mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: st.size, allocated: st.blocks * 512,
-      dev: st.dev, ino: st.ino, mtimeMs: st.mtimeMs, birthtimeMs: Math.max(st.birthtimeMs, 0),
+      kind: kindOf(st),
+      mode: st.mode & 0o7777,
+      uid: st.uid,
+      gid: st.gid,
+      size: st.size,
+      allocated: st.blocks * 512,
+      dev: st.dev,
+      ino: st.ino,
+      mtimeMs: st.mtimeMs,
+      birthtimeMs: Math.max(st.birthtimeMs, 0),
     };
   }
 
@@ -404,7 +440,11 @@ export class LinuxHost implements Host {
     } catch {
       process.chdir("/");
     }
-    return execve(path, argv, Object.entries(env).map(([k, v]) => `${k}=${v}`));
+    return execve(
+      path,
+      argv,
+      Object.entries(env).map(([k, v]) => `${k}=${v}`),
+    );
   }
 
   writeFile(path: string, content: string, mode = 0o644): void {
@@ -432,10 +472,12 @@ export class LinuxHost implements Host {
       const stdio: Array<"inherit" | "pipe" | "ignore" | number | Uint8Array> = [stdin, out, out];
       if (specFd !== undefined) stdio.push(specFd);
       stdio.push(...(options.fds ?? []));
-      const p = spawning(argv, () => Bun.spawn(specFd !== undefined ? [...argv, "3"] : argv, {
-        stdio: stdio as ["inherit", "pipe", "pipe"],
-        env: options.env ?? (process.env as Record<string, string>),
-      }));
+      const p = spawning(argv, () =>
+        Bun.spawn(specFd !== undefined ? [...argv, "3"] : argv, {
+          stdio: stdio as ["inherit", "pipe", "pipe"],
+          env: options.env ?? (process.env as Record<string, string>),
+        }),
+      );
       if (specFd !== undefined) {
         fs.closeSync(specFd);
       }
@@ -466,11 +508,13 @@ export class LinuxHost implements Host {
     try {
       specFd = memfdCreate("machina-spec");
       fs.writeSync(specFd, options.spec);
-      const p = spawning(argv, () => Bun.spawn([...argv, "3"], {
-        stdio: ["ignore", log, log, specFd!, "pipe"],
-        detached: true,
-        env: {},
-      }));
+      const p = spawning(argv, () =>
+        Bun.spawn([...argv, "3"], {
+          stdio: ["ignore", log, log, specFd!, "pipe"],
+          detached: true,
+          env: {},
+        }),
+      );
       const statusFd = p.stdio[4] as unknown as number;
       const exited = p.exited.then(() => {
         const sig = p.signalCode ? ((osConstants.signals as Record<string, number>)[p.signalCode] ?? 0) : 0;

@@ -7,13 +7,7 @@ import type { Host } from "./host.ts";
 import { kindInRoot, resolveInRoot } from "./resolve-in-root.ts";
 
 /** Paths below the image's /usr whose existence --volatile=yes's base file system depends on. */
-export const USR_PROBES = [
-  "usr/bin",
-  "usr/sbin",
-  "usr/lib",
-  "usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
-  "usr/lib64/ld-linux-x86-64.so.2",
-] as const;
+export const USR_PROBES = ["usr/bin", "usr/sbin", "usr/lib", "usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", "usr/lib64/ld-linux-x86-64.so.2"] as const;
 
 export interface JournalFacts {
   /** Host directory holding persistent journals (MACHINA_HOST_JOURNAL_DIR, else /var/log/journal). */

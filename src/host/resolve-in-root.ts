@@ -69,7 +69,11 @@ export function chaseInRoot(host: Host, root: string, path: string): Chased | un
   const { resolved, missing } = w;
   if (missing !== undefined) {
     const rest = missing.rest.filter((p) => p !== ".");
-    return { path: `/${[...resolved, missing.part, ...rest].join("/")}`, kind: undefined, parentIsDir: rest.length === 0 && host.lstat(join(root, resolved)) === "dir" };
+    return {
+      path: `/${[...resolved, missing.part, ...rest].join("/")}`,
+      kind: undefined,
+      parentIsDir: rest.length === 0 && host.lstat(join(root, resolved)) === "dir",
+    };
   }
   return { path: `/${resolved.join("/")}`, kind: host.lstat(join(root, resolved)), parentIsDir: true };
 }

@@ -141,9 +141,21 @@ exec chroot "$S" "$@"
 `;
 
 export const TAR_EXTRACT_ARGS = [
-  "tar", "-x", "-f", "-", "-C", "/target",
-  "--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls", "--same-permissions", "--same-owner",
-  "--no-overwrite-dir", "--warning=no-unknown-keyword", "--warning=no-timestamp",
+  "tar",
+  "-x",
+  "-f",
+  "-",
+  "-C",
+  "/target",
+  "--numeric-owner",
+  "--xattrs",
+  "--xattrs-include=*",
+  "--acls",
+  "--same-permissions",
+  "--same-owner",
+  "--no-overwrite-dir",
+  "--warning=no-unknown-keyword",
+  "--warning=no-timestamp",
 ];
 
 /**
@@ -175,7 +187,7 @@ export interface ExtractOptions<S> {
 }
 
 /**
-  * Read a whole tar archive (any supported compression) through an inspector without
+ * Read a whole tar archive (any supported compression) through an inspector without
  * extracting it: the inspector's summary and the compression found, or the inspector's refusal.
  */
 export async function scanTarFile<S>(source: string, inspector: StreamInspector<S>, signal?: AbortSignal): Promise<{ summary: S; compression: Compression }> {
@@ -217,9 +229,7 @@ export async function extractTar<S>(o: ExtractOptions<S>): Promise<S & { compres
   // Uncompressed: tar reads the file itself while the scanner reads it here (no copy through
   // this process). Compressed: one decompressor, its output fed to both.
   const direct = compression === "uncompressed" && !machinaEnv(process.env, "MACHINA_IMPORT_STREAM");
-  const dec = direct
-    ? decompressFile(o.source, compression, 4 * 1024 * 1024)
-    : decompressFile(o.source, compression);
+  const dec = direct ? decompressFile(o.source, compression, 4 * 1024 * 1024) : decompressFile(o.source, compression);
   // Compressed (or MACHINA_IMPORT_STREAM=1): tar reads a stream whose every chunk the scanner
   // has passed first, so tar never sees the header of an entry the scanner refuses.
   let feedError: unknown;
@@ -253,9 +263,27 @@ export async function extractTar<S>(o: ExtractOptions<S>): Promise<S & { compres
         { highWaterMark: 8 },
       );
   const tarInput = direct ? fs.openSync(o.source, "r") : stream!;
-  const tar = spawning(["unshare"], () => Bun.spawn(["unshare", "--mount", "--propagation", "private", "sh", "-c", CONFINE_SCRIPT, "sh", o.scratch, o.target, ...TAR_EXTRACT_ARGS, ...(o.exclude ?? []).map((p) => `--exclude=${p}`)], {
-    stdio: [tarInput, "ignore", "pipe", ...(o.inheritFds ?? [])],
-  })) as unknown as Bun.Subprocess<"ignore", "ignore", "pipe">;
+  const tar = spawning(["unshare"], () =>
+    Bun.spawn(
+      [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        CONFINE_SCRIPT,
+        "sh",
+        o.scratch,
+        o.target,
+        ...TAR_EXTRACT_ARGS,
+        ...(o.exclude ?? []).map((p) => `--exclude=${p}`),
+      ],
+      {
+        stdio: [tarInput, "ignore", "pipe", ...(o.inheritFds ?? [])],
+      },
+    ),
+  ) as unknown as Bun.Subprocess<"ignore", "ignore", "pipe">;
   if (typeof tarInput === "number") fs.closeSync(tarInput);
   const tarErr = new Response(tar.stderr).text();
   const tarExit = tar.exited;
@@ -366,7 +394,14 @@ export function treeBytes(dir: string): number | undefined {
   return Number.isSafeInteger(n) ? n : undefined;
 }
 
-async function pipeToFile(producer: string[], compression: Compression, output: string, signal: AbortSignal | undefined, what: string, onProgress?: StreamProgress): Promise<void> {
+async function pipeToFile(
+  producer: string[],
+  compression: Compression,
+  output: string,
+  signal: AbortSignal | undefined,
+  what: string,
+  onProgress?: StreamProgress,
+): Promise<void> {
   const toStdout = output === "-";
   const outFd = toStdout ? 1 : fs.openSync(output, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o644);
   const procs: Bun.Subprocess[] = [];
@@ -391,7 +426,8 @@ async function pipeToFile(producer: string[], compression: Compression, output: 
       const results = await Promise.all(procs.map(async (p) => [await p.exited, await new Response(p.stderr as ReadableStream).text()] as const));
       if (signal?.aborted) throw new TransferAborted();
       results.forEach(([code, err], i) => {
-        if (code !== 0) throw new MachinaError("E_SYSTEM", `${i === 0 ? what : comp![0]} failed (exit ${code}): ${err.trim().split("\n").slice(-3).join("; ")}`);
+        if (code !== 0)
+          throw new MachinaError("E_SYSTEM", `${i === 0 ? what : comp![0]} failed (exit ${code}): ${err.trim().split("\n").slice(-3).join("; ")}`);
       });
     } finally {
       signal?.removeEventListener("abort", onAbort);
@@ -406,14 +442,20 @@ async function pipeToFile(producer: string[], compression: Compression, output: 
 export async function exportTar(o: ExportOptions): Promise<void> {
   await pipeToFile(
     ["tar", "-c", "-f", "-", "-C", o.source, "--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls", "--sparse", "--one-file-system", "."],
-    o.compression, o.output, o.signal, "tar", o.onProgress,
+    o.compression,
+    o.output,
+    o.signal,
+    "tar",
+    o.onProgress,
   );
 }
 
 /** A raw image file, compressed as asked (holes read as zeros). */
 export async function exportRaw(o: ExportOptions): Promise<void> {
   if (o.compression === "uncompressed" && o.output !== "-") {
-    const cp = spawning(["cp"], () => Bun.spawn(["cp", "--sparse=always", "--reflink=auto", "--", o.source, o.output], { stdin: "ignore", stdout: "ignore", stderr: "pipe" }));
+    const cp = spawning(["cp"], () =>
+      Bun.spawn(["cp", "--sparse=always", "--reflink=auto", "--", o.source, o.output], { stdin: "ignore", stdout: "ignore", stderr: "pipe" }),
+    );
     const unwatch = watchWritten(cp.pid, o.onProgress);
     const onAbort = () => cp.kill("SIGKILL");
     o.signal?.addEventListener("abort", onAbort);
@@ -575,7 +617,10 @@ export async function download(o: DownloadOptions): Promise<number> {
       }
       return done;
     }
-    throw new MachinaError("E_SYSTEM", `${o.url}: download failed after ${attempts} attempts: ${lastError instanceof Error ? lastError.message : String(lastError)}`);
+    throw new MachinaError(
+      "E_SYSTEM",
+      `${o.url}: download failed after ${attempts} attempts: ${lastError instanceof Error ? lastError.message : String(lastError)}`,
+    );
   } finally {
     fs.closeSync(fd);
   }

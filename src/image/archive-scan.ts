@@ -83,7 +83,10 @@ export function aboutArchive(e: unknown, shown: string): unknown {
 /** An archive refused by the scanner. */
 export class UnsafeArchiveError extends ArchiveError {
   constructor(message: string, entry?: string) {
-    super(entry === undefined ? `unsafe archive: ${message}` : `unsafe archive: ${message}: ${JSON.stringify(entry)}`, entry === undefined ? {} : { path: entry });
+    super(
+      entry === undefined ? `unsafe archive: ${message}` : `unsafe archive: ${message}: ${JSON.stringify(entry)}`,
+      entry === undefined ? {} : { path: entry },
+    );
     this.name = "UnsafeArchiveError";
   }
 }
@@ -159,7 +162,9 @@ export class ArchiveScanner {
         stream.resume();
         return;
       }
-      stream.on("error", (e: Error) => this.fail(isEndOfData(e) ? new TruncatedArchiveError("it ends inside an entry") : new UnsafeArchiveError(`truncated archive (${e.message})`)));
+      stream.on("error", (e: Error) =>
+        this.fail(isEndOfData(e) ? new TruncatedArchiveError("it ends inside an entry") : new UnsafeArchiveError(`truncated archive (${e.message})`)),
+      );
       stream.on("end", next);
       stream.resume();
     });
@@ -169,7 +174,9 @@ export class ArchiveScanner {
         resolve();
       });
       this.extract.on("error", (e: Error) => {
-        this.fail(isEndOfData(e) ? new TruncatedArchiveError("it ends inside an entry") : new UnsafeArchiveError(`not a valid tar archive (${tarStreamReason(e)})`));
+        this.fail(
+          isEndOfData(e) ? new TruncatedArchiveError("it ends inside an entry") : new UnsafeArchiveError(`not a valid tar archive (${tarStreamReason(e)})`),
+        );
         resolve();
       });
       this.extract.on("close", () => resolve());
@@ -243,7 +250,12 @@ export class ArchiveScanner {
     }
     if (parts.length > this.limits.maxDepth) throw new UnsafeArchiveError(`deeper than ${this.limits.maxDepth} components`, raw);
 
-    for (const [what, value] of [["uid", h.uid], ["gid", h.gid], ["uid", pax["uid"]], ["gid", pax["gid"]]] as const) {
+    for (const [what, value] of [
+      ["uid", h.uid],
+      ["gid", h.gid],
+      ["uid", pax["uid"]],
+      ["gid", pax["gid"]],
+    ] as const) {
       if (value === undefined) continue;
       const n = typeof value === "number" ? value : /^[0-9]+$/.test(value) ? Number(value) : NaN;
       if (!(Number.isSafeInteger(n) && n >= 0 && n <= MAX_ID)) throw new UnsafeArchiveError(`${what} ${String(value)} out of range (at most ${MAX_ID})`, raw);
@@ -262,7 +274,8 @@ export class ArchiveScanner {
       const parent = parts.slice(0, i).join("/");
       const k = this.seen.get(parent);
       if (k === undefined) this.seen.set(parent, "dir");
-      else if (k !== "dir") throw new UnsafeArchiveError(k === "symlink" ? "path passes through a symlink in the archive" : `path passes through a ${k} entry`, raw);
+      else if (k !== "dir")
+        throw new UnsafeArchiveError(k === "symlink" ? "path passes through a symlink in the archive" : `path passes through a ${k} entry`, raw);
     }
 
     const path = parts.join("/");
@@ -287,8 +300,7 @@ export class ArchiveScanner {
 
     const before = this.seen.get(path);
     if (path === "" && effective !== "dir") throw new UnsafeArchiveError("the archive's root is not a directory", raw);
-    if (before !== undefined && before !== effective)
-      throw new UnsafeArchiveError(`duplicate entry turns a ${before} into a ${effective}`, raw);
+    if (before !== undefined && before !== effective) throw new UnsafeArchiveError(`duplicate entry turns a ${before} into a ${effective}`, raw);
     this.seen.set(path, effective);
     this.onEntry?.({ path, kind });
   }

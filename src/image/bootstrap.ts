@@ -39,7 +39,6 @@ export interface BootstrapPlan {
   setup: string[];
 }
 
-
 /** The full path of `tool` in $PATH, or undefined. */
 export function which(host: Host, tool: string): string | undefined {
   for (const dir of (host.env()["PATH"] ?? DEFAULT_PATH).split(":").filter(Boolean)) {
@@ -77,9 +76,26 @@ export function planBootstrap(host: Host, req: BootstrapRequest): BootstrapPlan 
   if (tool === "mmdebstrap") build = [path!, "--variant=minbase", `--include=${PACKAGES_DEB}`, release, "TARGET", mirror!];
   else if (tool === "debootstrap") build = [path!, "--variant=minbase", `--include=${PACKAGES_DEB.split(",").join(",")}`, release, "TARGET", mirror!];
   else
-    build = [path!, "--installroot=TARGET", `--releasever=${release}`, "--setopt=install_weak_deps=False", "--use-host-config", "-y", "--nodocs", "install", "systemd", "passwd", "dnf", "fedora-release", "util-linux"];
+    build = [
+      path!,
+      "--installroot=TARGET",
+      `--releasever=${release}`,
+      "--setopt=install_weak_deps=False",
+      "--use-host-config",
+      "-y",
+      "--nodocs",
+      "install",
+      "systemd",
+      "passwd",
+      "dnf",
+      "fedora-release",
+      "util-linux",
+    ];
   return {
-    distro, release, tool: path!, build,
+    distro,
+    release,
+    tool: path!,
+    build,
     setup: [
       "/etc/machine-id emptied (0444): systemd initialises it at the first boot",
       "/etc/hostname removed: the machine name decides",
@@ -150,9 +166,10 @@ export function setUpForBoot(host: Host, root: string, rootPassword: string | un
     const add = ["console", ...Array.from({ length: 10 }, (_, i) => `pts/${i}`)].filter((t) => !have.has(t));
     if (add.length > 0) host.writeFile(`${root}/etc/securetty`, securetty.replace(/\n?$/, "\n") + add.join("\n") + "\n", 0o644);
   }
-  const r = rootPassword === undefined
-    ? host.run(["chroot", root, "passwd", "-d", "root"])
-    : host.run(["chroot", root, "chpasswd"], { input: `root:${rootPassword}\n` });
+  const r =
+    rootPassword === undefined
+      ? host.run(["chroot", root, "passwd", "-d", "root"])
+      : host.run(["chroot", root, "chpasswd"], { input: `root:${rootPassword}\n` });
   if (r.status !== 0) throw new MachinaError("E_SYSTEM", `setting root's password failed: ${r.stderr.trim()}`);
   for (const dir of [`${root}/var/cache/apt/archives`]) for (const f of host.readdir(dir)) if (f.endsWith(".deb")) host.unlink(`${dir}/${f}`);
   enableUnits(host, root, NETWORK_UNITS);

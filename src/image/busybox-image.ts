@@ -151,11 +151,7 @@ export async function busyboxApplets(host: Host, busybox: string = DEFAULT_BUSYB
     .map((l) => l.trim().replace(/^\/+/, ""))
     .filter((l) => l.length > 0);
   if (res.code !== 0 || applets.length === 0) {
-    throw new BusyboxImageError(
-      "BUSYBOX_UNUSABLE",
-      `${busybox} --list-full failed (exit ${res.code}): ${res.stderr.trim() || "no applets listed"}`,
-      busybox,
-    );
+    throw new BusyboxImageError("BUSYBOX_UNUSABLE", `${busybox} --list-full failed (exit ${res.code}): ${res.stderr.trim() || "no applets listed"}`, busybox);
   }
   for (const a of applets) {
     if (a.split("/").some((c) => c === ".." || c === "." || c === "")) {
@@ -223,7 +219,12 @@ export async function makeBusyboxImage(host: Host, dest: string, opts: BusyboxIm
  * The image `name` (default "busybox") in the writable pool root: made when missing, the root
  * too (ensureWritablePool, mode 0700) — what `scripts/demo` runs on a fresh machine.
  */
-export async function ensurePoolBusyboxImage(host: Host, pool: readonly string[], name = "busybox", opts: BusyboxImageOptions = {}): Promise<{ path: string; made: boolean }> {
+export async function ensurePoolBusyboxImage(
+  host: Host,
+  pool: readonly string[],
+  name = "busybox",
+  opts: BusyboxImageOptions = {},
+): Promise<{ path: string; made: boolean }> {
   checkImageName(name);
   const path = `${ensureWritablePool(host, pool)}/${name}`;
   if (host.lstat(path) !== undefined) return { path, made: false };

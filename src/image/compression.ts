@@ -24,21 +24,31 @@ export function compressionFromSuffix(file: string): Compression | undefined {
 /** The command that decompresses stdin to stdout (gzip is done in process with zlib). */
 export function decompressCommand(c: Compression): string[] | undefined {
   switch (c) {
-    case "xz": return ["xz", "-d", "-c", "-T0"];
-    case "bzip2": return ["bzip2", "-d", "-c"];
-    case "zstd": return ["zstd", "-d", "-c", "-q", "--no-progress"];
-    case "gzip": return ["gzip", "-d", "-c"];
-    case "uncompressed": return undefined;
+    case "xz":
+      return ["xz", "-d", "-c", "-T0"];
+    case "bzip2":
+      return ["bzip2", "-d", "-c"];
+    case "zstd":
+      return ["zstd", "-d", "-c", "-q", "--no-progress"];
+    case "gzip":
+      return ["gzip", "-d", "-c"];
+    case "uncompressed":
+      return undefined;
   }
 }
 
 export function compressCommand(c: Compression): string[] | undefined {
   switch (c) {
-    case "xz": return ["xz", "-c", "-T0", "-3"];
-    case "bzip2": return ["bzip2", "-c"];
-    case "zstd": return ["zstd", "-c", "-q", "--no-progress", "-T0"];
-    case "gzip": return ["gzip", "-c", "-6"];
-    case "uncompressed": return undefined;
+    case "xz":
+      return ["xz", "-c", "-T0", "-3"];
+    case "bzip2":
+      return ["bzip2", "-c"];
+    case "zstd":
+      return ["zstd", "-c", "-q", "--no-progress", "-T0"];
+    case "gzip":
+      return ["gzip", "-c", "-6"];
+    case "uncompressed":
+      return undefined;
   }
 }
 

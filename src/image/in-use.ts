@@ -67,5 +67,8 @@ export function claimUnused(host: Host, stateDir: string, target: string, what: 
   if (lock !== undefined) return lock;
   const names = users();
   const by = names.length > 0 ? `the running machine ${names.map((u) => `"${u}"`).join(", ")}` : "a running container";
-  throw new MachinaError("E_BUSY", `cannot ${what} image "${image}": it is in use by ${by}`, { ...(names[0] !== undefined ? { machine: names[0] } : {}), path: target });
+  throw new MachinaError("E_BUSY", `cannot ${what} image "${image}": it is in use by ${by}`, {
+    ...(names[0] !== undefined ? { machine: names[0] } : {}),
+    path: target,
+  });
 }

@@ -13,8 +13,20 @@ import { claimUnused } from "./in-use.ts";
 import { rawImagesInUse } from "./raw.ts";
 import { SIZE_SYNTAX, U64_MAX, readSize } from "../settings/size.ts";
 import {
-  beginTemporary, checkImageName, cleanTemporaries, ensureWritablePool, entryName, findImage, getImage, lockImage, lockImages, nameTaken, poolRoots,
-  RAW_SUFFIX, SETTINGS_SUFFIX, type Image,
+  beginTemporary,
+  checkImageName,
+  cleanTemporaries,
+  ensureWritablePool,
+  entryName,
+  findImage,
+  getImage,
+  lockImage,
+  lockImages,
+  nameTaken,
+  poolRoots,
+  RAW_SUFFIX,
+  SETTINGS_SUFFIX,
+  type Image,
 } from "./pool.ts";
 
 export interface PoolContext {
@@ -24,8 +36,7 @@ export interface PoolContext {
   stateDir: string;
 }
 
-const exists = (name: string) =>
-  new MachinaError("E_INVALID", `image "${name}" already exists`, { value: name });
+const exists = (name: string) => new MachinaError("E_INVALID", `image "${name}" already exists`, { value: name });
 
 function requireWritablePool(image: Image, what: string): void {
   if (!image.writablePool)
@@ -70,14 +81,18 @@ export function claimImage(ctx: PoolContext, image: Image, what: string): HeldLo
   const named = users();
   if (named.length > 0) {
     lock.release();
-    throw new MachinaError("E_BUSY", `cannot ${what} image "${image.name}": it is in use by the running machine ${named.map((u) => `"${u}"`).join(", ")}`, { machine: named[0]!, path: image.target });
+    throw new MachinaError("E_BUSY", `cannot ${what} image "${image.name}": it is in use by the running machine ${named.map((u) => `"${u}"`).join(", ")}`, {
+      machine: named[0]!,
+      path: image.target,
+    });
   }
   return lock;
 }
 
 function run(ctx: { host: Host }, argv: string[], what: string, path: string, fds: number[] = []): void {
   const r = ctx.host.run(argv, { fds });
-  if (r.status !== 0) throw new MachinaError("E_SYSTEM", `failed to ${what} "${path}": ${r.stderr.trim() || `${argv[0]} exited with status ${r.status}`}`, { path });
+  if (r.status !== 0)
+    throw new MachinaError("E_SYSTEM", `failed to ${what} "${path}": ${r.stderr.trim() || `${argv[0]} exited with status ${r.status}`}`, { path });
 }
 
 /** Remove stale temporaries of dead processes from the writable root (before every change). */
@@ -119,8 +134,7 @@ export function copyTree(host: Host, source: string, dest: string, options: Copy
   const st = host.stat(source, true);
   const sourceSubvolume = st !== undefined && st.ino === 256 && host.fsType(source) === "btrfs";
   const snapshot = destOnBtrfs && sourceSubvolume;
-  if (snapshot && host.run(["btrfs", "subvolume", "snapshot", ...(options.readOnly ? ["-r"] : []), source, dest], { fds }).status === 0)
-    return "snapshot";
+  if (snapshot && host.run(["btrfs", "subvolume", "snapshot", ...(options.readOnly ? ["-r"] : []), source, dest], { fds }).status === 0) return "snapshot";
   if (destOnBtrfs && options.subvolume) {
     host.removeTree(dest);
     run({ host }, ["btrfs", "subvolume", "create", dest], "create a subvolume for", dest, fds);
@@ -146,7 +160,10 @@ export function copyTree(host: Host, source: string, dest: string, options: Copy
 export function cloneImage(ctx: PoolContext, from: string, to: string, readOnly: boolean): CloneResult {
   const { host } = ctx;
   checkImageName(to);
-  const lock = lockImages(host, ctx.stateDir, [[from, "shared"], [to, "exclusive"]]);
+  const lock = lockImages(host, ctx.stateDir, [
+    [from, "shared"],
+    [to, "exclusive"],
+  ]);
   try {
     const source = getImage(host, ctx.pool, from);
     if (nameTaken(host, ctx.pool, to)) throw exists(to);
@@ -194,7 +211,10 @@ export function cloneImage(ctx: PoolContext, from: string, to: string, readOnly:
 export function renameImage(ctx: PoolContext, from: string, to: string): Image {
   const { host } = ctx;
   checkImageName(to);
-  const lock = lockImages(host, ctx.stateDir, [[from, "exclusive"], [to, "exclusive"]]);
+  const lock = lockImages(host, ctx.stateDir, [
+    [from, "exclusive"],
+    [to, "exclusive"],
+  ]);
   let inUse: HeldLock | undefined;
   try {
     const image = getImage(host, ctx.pool, from);
@@ -242,7 +262,8 @@ export function setImageReadOnly(ctx: PoolContext, name: string, readOnly: boole
     requireWritablePool(image, readOnly ? "mark read-only the" : "make writable the");
     inUse = claimImage(ctx, image, "change the read-only flag of");
     try {
-      if (image.type === "subvolume") run(ctx, ["btrfs", "property", "set", "-ts", image.target, "ro", readOnly ? "true" : "false"], "set the ro property of", image.target);
+      if (image.type === "subvolume")
+        run(ctx, ["btrfs", "property", "set", "-ts", image.target, "ro", readOnly ? "true" : "false"], "set the ro property of", image.target);
       else if (image.type === "directory") host.setImmutable(image.target, readOnly);
       else {
         const mode = host.stat(image.target, true)?.mode ?? 0o644;
@@ -307,7 +328,9 @@ export function parseSizeLimit(text: string): number | undefined {
   if (text === "-" || text === "none" || text === "infinity") return undefined;
   const r = readSize(text);
   if (typeof r !== "bigint" || r >= U64_MAX)
-    throw new MachinaError("E_USAGE", `invalid size "${text}": expected ${r === "range" || r === U64_MAX ? "at most 2^64-2 bytes" : SIZE_SYNTAX}, or "-"`, { value: text });
+    throw new MachinaError("E_USAGE", `invalid size "${text}": expected ${r === "range" || r === U64_MAX ? "at most 2^64-2 bytes" : SIZE_SYNTAX}, or "-"`, {
+      value: text,
+    });
   return Number(r);
 }
 
@@ -348,9 +371,19 @@ export function setImageLimit(ctx: PoolContext, name: string | undefined, limit:
     }
     const fs = host.fsType(path);
     if (fs !== "btrfs")
-      throw new MachinaError("E_UNSUPPORTED", `cannot set a size limit on ${label}: "${path}" is on ${fs ?? "an unknown file system"}, and size limits need btrfs quotas`, { path }, "keep the pool on btrfs (or use a btrfs loop file for /var/lib/machines) to use set-limit");
+      throw new MachinaError(
+        "E_UNSUPPORTED",
+        `cannot set a size limit on ${label}: "${path}" is on ${fs ?? "an unknown file system"}, and size limits need btrfs quotas`,
+        { path },
+        "keep the pool on btrfs (or use a btrfs loop file for /var/lib/machines) to use set-limit",
+      );
     if (host.stat(path, true)?.ino !== 256)
-      throw new MachinaError("E_UNSUPPORTED", `cannot set a size limit on ${label}: "${path}" is a plain directory, not a btrfs subvolume`, { path }, "clone it (clone makes a subvolume on btrfs) and limit the clone");
+      throw new MachinaError(
+        "E_UNSUPPORTED",
+        `cannot set a size limit on ${label}: "${path}" is a plain directory, not a btrfs subvolume`,
+        { path },
+        "clone it (clone makes a subvolume on btrfs) and limit the clone",
+      );
     run(ctx, ["btrfs", "quota", "enable", path], "enable quotas on", path);
     run(ctx, ["btrfs", "qgroup", "limit", limit === undefined ? "none" : String(limit), path], "set the qgroup limit of", path);
   } finally {

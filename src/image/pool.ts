@@ -56,9 +56,9 @@ export function imageNameProblem(name: string): string | undefined {
   if (/[\x00-\x1f\x7f]/.test(name)) return "the name contains control characters";
   if (Buffer.byteLength(name, "utf8") > NAME_MAX) return `the name is longer than ${NAME_MAX} bytes`;
   if (Buffer.from(name, "utf8").toString("utf8") !== name || /[\ud800-\udfff]/.test(name)) return "the name is not valid UTF-8";
-  if (name.startsWith(".#")) return "names starting with \".#\" are reserved for temporary files";
+  if (name.startsWith(".#")) return 'names starting with ".#" are reserved for temporary files';
   if (name.endsWith(RAW_SUFFIX)) return `the name ends in "${RAW_SUFFIX}" (give the name without the suffix)`;
-  if (name === ".host") return "\".host\" is reserved for the host's own root";
+  if (name === ".host") return '".host" is reserved for the host\'s own root';
   // The entry NAME.raw (and the temporary `.#NAME.raw-XXXXXXXX`) must fit in a file name too.
   if (Buffer.byteLength(name, "utf8") + RAW_SUFFIX.length > NAME_MAX) return `the name is longer than ${NAME_MAX - RAW_SUFFIX.length} bytes`;
   return undefined;
@@ -124,7 +124,12 @@ export function imageFromEntry(host: Host, root: string, entry: string, writable
   else readOnly = (st.mode & 0o222) === 0;
   const settings = `${root}/${name}${SETTINGS_SUFFIX}`;
   return {
-    name, type, path, target, root, writablePool,
+    name,
+    type,
+    path,
+    target,
+    root,
+    writablePool,
     readOnly: readOnly || roFs,
     hidden: name.startsWith("."),
     crtimeMs: st.birthtimeMs,
@@ -176,7 +181,11 @@ export function entryName(name: string, type: ImageType): string {
 
 /** Whether any entry (directory, raw file, or anything else) already takes `name` in the writable root. */
 export function nameTaken(host: Host, pool: readonly string[], name: string): boolean {
-  return findImage(host, pool, name) !== undefined || host.lstat(`${poolRoots(pool).writable}/${name}`) !== undefined || host.lstat(`${poolRoots(pool).writable}/${name}${RAW_SUFFIX}`) !== undefined;
+  return (
+    findImage(host, pool, name) !== undefined ||
+    host.lstat(`${poolRoots(pool).writable}/${name}`) !== undefined ||
+    host.lstat(`${poolRoots(pool).writable}/${name}${RAW_SUFFIX}`) !== undefined
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -217,7 +226,12 @@ export function lockImages(host: Host, stateDir: string, wanted: Array<[string, 
       r.add(`unlock image "${name}"`, () => lock.release());
     }
   });
-  return { fd: held[0]?.fd ?? -1, release: () => { for (const l of held.reverse()) l.release(); } };
+  return {
+    fd: held[0]?.fd ?? -1,
+    release: () => {
+      for (const l of held.reverse()) l.release();
+    },
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -274,7 +288,9 @@ export function beginTemporary(host: Host, stateDir: string, dir: string, base: 
       lock.release();
     };
     return {
-      path, suffix, lock,
+      path,
+      suffix,
+      lock,
       sibling: (b: string) => {
         const p = tempBase(dir, b, suffix);
         made.push(p);
@@ -284,8 +300,7 @@ export function beginTemporary(host: Host, stateDir: string, dir: string, base: 
         try {
           host.rename(from, final, true);
         } catch (e) {
-          if (e instanceof Error && "code" in e && e.code === "EEXIST")
-            throw new MachinaError("E_BUSY", `"${final}" already exists`, { path: final });
+          if (e instanceof Error && "code" in e && e.code === "EEXIST") throw new MachinaError("E_BUSY", `"${final}" already exists`, { path: final });
           throw e;
         }
       },

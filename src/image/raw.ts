@@ -63,8 +63,12 @@ export function parseGpt(read: Reader): GptPartition[] | undefined {
       const last = Number(ev.getBigUint64(40, true));
       const attrs = ev.getBigUint64(48, true);
       parts.push({
-        number: i + 1, type: guid(e.subarray(0, 16)), offset: first * sector, size: (last - first + 1) * sector,
-        readOnly: (attrs & (1n << 60n)) !== 0n, noAuto: (attrs & (1n << 63n)) !== 0n,
+        number: i + 1,
+        type: guid(e.subarray(0, 16)),
+        offset: first * sector,
+        size: (last - first + 1) * sector,
+        readOnly: (attrs & (1n << 60n)) !== 0n,
+        noAuto: (attrs & (1n << 63n)) !== 0n,
       });
     }
     return parts;
@@ -127,7 +131,12 @@ export function rawLayout(read: Reader, image: string, arch: string = process.ar
   const root = pick(types.root);
   const usr = pick(types.usr);
   if (root === undefined)
-    throw new MachinaError("E_INVALID", `"${image}" has a GPT but no root partition for ${arch} (type ${types.root})`, { path: image }, "see the Discoverable Partitions Specification");
+    throw new MachinaError(
+      "E_INVALID",
+      `"${image}" has a GPT but no root partition for ${arch} (type ${types.root})`,
+      { path: image },
+      "see the Discoverable Partitions Specification",
+    );
   const fs = (p: GptPartition) => {
     const t = detectFileSystem(read, p.offset);
     if (t === undefined) throw new MachinaError("E_INVALID", `partition ${p.number} of "${image}" has no known file system`, { path: image });
@@ -213,7 +222,12 @@ export function setupRawRoot(host: Host, stateDir: string, image: string, readOn
     closeFds();
   } catch (e) {
     if (e instanceof MachinaError) throw r.fail(e);
-    throw r.fail(new MachinaError("E_SYSTEM", `failed to set up the raw image "${image}": ${e instanceof Error ? e.message : String(e)}`, { path: image, flag: "--image" }));
+    throw r.fail(
+      new MachinaError("E_SYSTEM", `failed to set up the raw image "${image}": ${e instanceof Error ? e.message : String(e)}`, {
+        path: image,
+        flag: "--image",
+      }),
+    );
   }
   // Only the root: a lazy umount detaches the mounts below it too, and the helper's rmdir of
   // each host_umount path must never hit a directory inside the image (root/usr).

@@ -9,7 +9,18 @@ import { z } from "zod";
 import type { Host } from "../host/host.ts";
 import { parseJson } from "../json.ts";
 
-export const TRANSFER_TYPES = ["import-tar", "import-raw", "import-fs", "import-oci", "export-tar", "export-raw", "export-oci", "pull-tar", "pull-raw", "bootstrap"] as const;
+export const TRANSFER_TYPES = [
+  "import-tar",
+  "import-raw",
+  "import-fs",
+  "import-oci",
+  "export-tar",
+  "export-raw",
+  "export-oci",
+  "pull-tar",
+  "pull-raw",
+  "bootstrap",
+] as const;
 export type TransferType = (typeof TRANSFER_TYPES)[number];
 
 const TransferRecordSchema = z.object({

@@ -10,7 +10,15 @@ import { basename, dirname, resolve } from "node:path";
 import { MachinaError } from "../errors.ts";
 import type { HeldLock, Host } from "../host/host.ts";
 import {
-  download, exportRaw, exportTar, extractTar, fetchText, gpgVerify, importRawFile, sha256File, treeBytes,
+  download,
+  exportRaw,
+  exportTar,
+  extractTar,
+  fetchText,
+  gpgVerify,
+  importRawFile,
+  sha256File,
+  treeBytes,
   type StreamProgress,
 } from "../host/transfer-io.ts";
 import type { Paths } from "../paths.ts";
@@ -20,7 +28,16 @@ import { recordOrigin, type Origin } from "./origin.ts";
 import { rawImageKind } from "./raw.ts";
 import { compressionFromSuffix, detectCompression, stripImageSuffixes, type Compression } from "./compression.ts";
 import {
-  beginTemporary, checkImageName, cleanTemporaries, ensureWritablePool, entryName, findImage, getImage, lockImage, Reverter, type Temporary,
+  beginTemporary,
+  checkImageName,
+  cleanTemporaries,
+  ensureWritablePool,
+  entryName,
+  findImage,
+  getImage,
+  lockImage,
+  Reverter,
+  type Temporary,
 } from "./pool.ts";
 
 export const DEFAULT_PULL_MAX_BYTES = 64 * 1024 ** 3;
@@ -52,12 +69,17 @@ export interface ImportOptions {
   readOnly: boolean;
 }
 
-
 /** --force: the in-use lock of the image a temporary replaces (in-use.ts), released once it is replaced. */
 const replacedInUse = new WeakMap<Temporary, HeldLock>();
 
 /** Lock NAME, refuse (or, with --force, schedule the removal of) an existing image, open a temporary. */
-export function prepare(ctx: TransferContext, name: string, kind: "dir" | "raw", opts: ImportOptions, r: Reverter): { temp: Temporary; final: string; replace: string | undefined } {
+export function prepare(
+  ctx: TransferContext,
+  name: string,
+  kind: "dir" | "raw",
+  opts: ImportOptions,
+  r: Reverter,
+): { temp: Temporary; final: string; replace: string | undefined } {
   checkImageName(name);
   const writable = ensureWritablePool(ctx.host, ctx.paths.pool);
   cleanTemporaries(ctx.host, ctx.paths.stateDir, writable);
@@ -84,7 +106,15 @@ export function prepare(ctx: TransferContext, name: string, kind: "dir" | "raw",
 }
 
 /** Put the finished temporary in place (after removing the image it replaces, with --force). */
-export function commit(ctx: TransferContext, temp: Temporary, final: string, replace: string | undefined, opts: ImportOptions, kind: "dir" | "raw", origin: Omit<Origin, "time">): void {
+export function commit(
+  ctx: TransferContext,
+  temp: Temporary,
+  final: string,
+  replace: string | undefined,
+  opts: ImportOptions,
+  kind: "dir" | "raw",
+  origin: Omit<Origin, "time">,
+): void {
   // It came from outside: say so on the image itself (origin.ts), before anything makes it immutable.
   recordOrigin(ctx.host, temp.path, { ...origin, time: Date.now() });
   if (opts.readOnly && kind === "raw") ctx.host.chmod(temp.path, 0o444);
@@ -116,10 +146,16 @@ async function fillDirFromTar(ctx: TransferContext, temp: Temporary, file: strin
   ctx.progress.start(`Importing ${basename(shown)}`, fileSize(ctx.host, file));
   try {
     const limits = scanLimitsFromEnv(ctx.env);
-    if ((uncompressedSize(ctx.host, file) ?? 0) > limits.maxBytes) throw new UnsafeArchiveError(`more than ${limits.maxBytes} bytes uncompressed (limit; MACHINA_IMPORT_MAX_BYTES)`);
+    if ((uncompressedSize(ctx.host, file) ?? 0) > limits.maxBytes)
+      throw new UnsafeArchiveError(`more than ${limits.maxBytes} bytes uncompressed (limit; MACHINA_IMPORT_MAX_BYTES)`);
     await extractTar({
-      source: file, target: temp.path, scratch, inspector: new ArchiveScanner(limits), inheritFds: [temp.lock.fd],
-      signal: ctx.signal, onProgress: (n) => ctx.progress.update(n),
+      source: file,
+      target: temp.path,
+      scratch,
+      inspector: new ArchiveScanner(limits),
+      inheritFds: [temp.lock.fd],
+      signal: ctx.signal,
+      onProgress: (n) => ctx.progress.update(n),
     });
   } catch (e) {
     throw aboutArchive(e, shown);
@@ -133,11 +169,15 @@ async function fillRaw(ctx: TransferContext, temp: Temporary, file: string, show
   ctx.progress.start(`Importing ${basename(shown)}`, fileSize(ctx.host, file));
   try {
     const maxBytes = machinaEnv(ctx.env, "MACHINA_IMPORT_MAX_BYTES") ?? DEFAULT_PULL_MAX_BYTES;
-    if ((uncompressedSize(ctx.host, file) ?? 0) > maxBytes) throw new MachinaError("E_INVALID", `image larger than ${maxBytes} bytes (limit; MACHINA_IMPORT_MAX_BYTES)`);
+    if ((uncompressedSize(ctx.host, file) ?? 0) > maxBytes)
+      throw new MachinaError("E_INVALID", `image larger than ${maxBytes} bytes (limit; MACHINA_IMPORT_MAX_BYTES)`);
     await importRawFile({
-      source: file, output: temp.path, maxBytes,
+      source: file,
+      output: temp.path,
+      maxBytes,
       tooLarge: () => new MachinaError("E_INVALID", `image larger than ${maxBytes} bytes uncompressed (limit; MACHINA_IMPORT_MAX_BYTES)`),
-      signal: ctx.signal, onProgress: (n) => ctx.progress.update(n),
+      signal: ctx.signal,
+      onProgress: (n) => ctx.progress.update(n),
     });
   } catch (e) {
     throw aboutArchive(e, shown);
@@ -215,10 +255,13 @@ export async function exportImage(ctx: TransferContext, kind: "tar" | "raw", nam
       return;
     }
     const out = resolve(file);
-    if (ctx.host.stat(out, true)?.kind === "dir") throw new MachinaError("E_INVALID", `"${file}" is a directory: give the name of the file to write`, { path: file });
-    if (ctx.host.lstat(out) !== undefined && !opts.force) throw new MachinaError("E_BUSY", `"${file}" already exists`, { path: file }, "use --force to replace it");
+    if (ctx.host.stat(out, true)?.kind === "dir")
+      throw new MachinaError("E_INVALID", `"${file}" is a directory: give the name of the file to write`, { path: file });
+    if (ctx.host.lstat(out) !== undefined && !opts.force)
+      throw new MachinaError("E_BUSY", `"${file}" already exists`, { path: file }, "use --force to replace it");
     const dir = dirname(out);
-    if (ctx.host.stat(dir, true)?.kind !== "dir") throw new MachinaError("E_NOT_FOUND", `cannot write "${file}": the directory "${dir}" does not exist`, { path: file });
+    if (ctx.host.stat(dir, true)?.kind !== "dir")
+      throw new MachinaError("E_NOT_FOUND", `cannot write "${file}": the directory "${dir}" does not exist`, { path: file });
     await Reverter.run(async (r) => {
       const temp = beginTemporary(ctx.host, ctx.paths.stateDir, dirname(out), basename(out));
       r.add("discard temporary", () => temp.discard());
@@ -227,7 +270,11 @@ export async function exportImage(ctx: TransferContext, kind: "tar" | "raw", nam
       ctx.progress.start(`Exporting ${name}`, total);
       try {
         await (kind === "tar" ? exportTar : exportRaw)({
-          source: image.target, output: temp.path, compression, signal: ctx.signal, onProgress: (n) => ctx.progress.update(n),
+          source: image.target,
+          output: temp.path,
+          compression,
+          signal: ctx.signal,
+          onProgress: (n) => ctx.progress.update(n),
         });
         if (total !== undefined) ctx.progress.update(total);
       } catch (e) {
@@ -253,9 +300,18 @@ export interface PullOptions extends ImportOptions {
 
 /** The keyring for --verify=signature: $MACHINA_IMPORT_PUBRING, else systemd's (/etc first). */
 export function importKeyring(host: Host, env: TransferContext["env"]): string {
-  const candidates = machinaEnv(env, "MACHINA_IMPORT_PUBRING") !== undefined ? [machinaEnv(env, "MACHINA_IMPORT_PUBRING")!] : ["/etc/systemd/import-pubring.gpg", "/usr/lib/systemd/import-pubring.gpg"];
+  const candidates =
+    machinaEnv(env, "MACHINA_IMPORT_PUBRING") !== undefined
+      ? [machinaEnv(env, "MACHINA_IMPORT_PUBRING")!]
+      : ["/etc/systemd/import-pubring.gpg", "/usr/lib/systemd/import-pubring.gpg"];
   const found = candidates.find((p) => host.lstat(p) !== undefined);
-  if (found === undefined) throw new MachinaError("E_NOT_FOUND", `no keyring for --verify=signature (looked for ${candidates.join(", ")})`, {}, "install one, or pull with --verify=checksum");
+  if (found === undefined)
+    throw new MachinaError(
+      "E_NOT_FOUND",
+      `no keyring for --verify=signature (looked for ${candidates.join(", ")})`,
+      {},
+      "install one, or pull with --verify=checksum",
+    );
   return found;
 }
 
@@ -272,7 +328,10 @@ export function checksumFor(text: string, file: string): string | undefined {
 export function clearsignedBody(text: string): string {
   const m = /-----BEGIN PGP SIGNED MESSAGE-----\r?\n(?:[^\n]*\S[^\n]*\r?\n)*\r?\n([\s\S]*?)\r?\n-----BEGIN PGP SIGNATURE-----/.exec(text);
   if (!m) return text;
-  return m[1]!.split("\n").map((l) => (l.startsWith("- ") ? l.slice(2) : l)).join("\n");
+  return m[1]!
+    .split("\n")
+    .map((l) => (l.startsWith("- ") ? l.slice(2) : l))
+    .join("\n");
 }
 
 export function pullUrlProblem(url: string): string | undefined {
@@ -309,7 +368,13 @@ async function verifyDownload(ctx: TransferContext, url: string, file: string, m
       source = `${url}.sha256`;
     } else {
       const sums = await fetchText(`${dirUrl}SHA256SUMS`, CHECKSUM_MAX_BYTES, ctx.signal);
-      if (sums === undefined) throw new MachinaError("E_NOT_FOUND", `no checksum for ${url}: neither ${url}.sha256 nor ${dirUrl}SHA256SUMS exists`, {}, "pull with --verify=no to skip verification");
+      if (sums === undefined)
+        throw new MachinaError(
+          "E_NOT_FOUND",
+          `no checksum for ${url}: neither ${url}.sha256 nor ${dirUrl}SHA256SUMS exists`,
+          {},
+          "pull with --verify=no to skip verification",
+        );
       expected = checksumFor(text(sums), fileName);
       source = `${dirUrl}SHA256SUMS`;
     }
@@ -319,7 +384,12 @@ async function verifyDownload(ctx: TransferContext, url: string, file: string, m
     const sig = tmpSibling("SHA256SUMS.gpg");
     if (await fetchTo(`${dirUrl}SHA256SUMS`, sums)) {
       if (!(await fetchTo(`${dirUrl}SHA256SUMS.gpg`, sig)))
-        throw new MachinaError("E_NOT_FOUND", `${dirUrl}SHA256SUMS.gpg does not exist: the checksums cannot be verified`, {}, "pull with --verify=checksum to check only the checksum");
+        throw new MachinaError(
+          "E_NOT_FOUND",
+          `${dirUrl}SHA256SUMS.gpg does not exist: the checksums cannot be verified`,
+          {},
+          "pull with --verify=checksum to check only the checksum",
+        );
       const v = gpgVerify(keyring, sig, sums);
       if (!v.ok) throw new MachinaError("E_INVALID", `signature check of ${dirUrl}SHA256SUMS failed: ${v.message.split("\n").slice(-2).join("; ")}`);
       expected = checksumFor(await Bun.file(sums).text(), fileName);
@@ -327,7 +397,12 @@ async function verifyDownload(ctx: TransferContext, url: string, file: string, m
     } else {
       const inline = tmpSibling("sha256");
       if (!(await fetchTo(`${url}.sha256`, inline)))
-        throw new MachinaError("E_NOT_FOUND", `no signed checksum for ${url}: neither ${dirUrl}SHA256SUMS nor ${url}.sha256 exists`, {}, "pull with --verify=no to skip verification");
+        throw new MachinaError(
+          "E_NOT_FOUND",
+          `no signed checksum for ${url}: neither ${dirUrl}SHA256SUMS nor ${url}.sha256 exists`,
+          {},
+          "pull with --verify=no to skip verification",
+        );
       const v = gpgVerify(keyring, inline, undefined);
       if (!v.ok) throw new MachinaError("E_INVALID", `signature check of ${url}.sha256 failed: ${v.message.split("\n").slice(-2).join("; ")}`);
       const body = clearsignedBody(await Bun.file(inline).text()).trim();
@@ -353,10 +428,17 @@ export async function pullImage(ctx: TransferContext, kind: "tar" | "raw", url: 
     try {
       const pullMax = machinaEnv(ctx.env, "MACHINA_PULL_MAX_BYTES") ?? DEFAULT_PULL_MAX_BYTES;
       await download({
-        url, output: downloaded, maxBytes: pullMax, signal: ctx.signal,
-        tooLarge: (total) => new MachinaError("E_INVALID", total !== undefined
-          ? `${url}: ${total} bytes, more than the limit of ${pullMax} (MACHINA_PULL_MAX_BYTES)`
-          : `${url}: more than the limit of ${pullMax} bytes (MACHINA_PULL_MAX_BYTES)`),
+        url,
+        output: downloaded,
+        maxBytes: pullMax,
+        signal: ctx.signal,
+        tooLarge: (total) =>
+          new MachinaError(
+            "E_INVALID",
+            total !== undefined
+              ? `${url}: ${total} bytes, more than the limit of ${pullMax} (MACHINA_PULL_MAX_BYTES)`
+              : `${url}: more than the limit of ${pullMax} bytes (MACHINA_PULL_MAX_BYTES)`,
+          ),
         onProgress: (done, total) => {
           if (!started && total !== undefined) {
             ctx.progress.start(`Downloading ${url}`, total);

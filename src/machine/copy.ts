@@ -52,7 +52,8 @@ export function copyPaths(req: CopyRequest): CopyPlan {
   const hostPath = normalizeAbsolute(hostRaw.startsWith("/") ? hostRaw : `${req.cwd}/${hostRaw}`);
   const containerPath = normalizeAbsolute(contRaw);
   if (hostPath === "/") throw new MachinaError("E_INVALID", `cannot copy ${req.direction === "to" ? "from" : "onto"} the host's root "/"`, { path: hostRaw });
-  if (containerPath === "/") throw new MachinaError("E_INVALID", `cannot copy ${req.direction === "to" ? "onto" : "from"} the container's root "/"`, { path: contRaw });
+  if (containerPath === "/")
+    throw new MachinaError("E_INVALID", `cannot copy ${req.direction === "to" ? "onto" : "from"} the container's root "/"`, { path: contRaw });
   return { hostPath, containerPath };
 }
 
@@ -121,12 +122,7 @@ export function copySpec(host: Host, m: Machine, req: CopyRequest): EnterRecord[
 }
 
 /** Run the copy through the helper; throws with the helper's message on failure. */
-export async function copyMachineFiles(
-  host: Host,
-  helper: string,
-  m: Machine,
-  req: CopyRequest,
-): Promise<CopyPlan> {
+export async function copyMachineFiles(host: Host, helper: string, m: Machine, req: CopyRequest): Promise<CopyPlan> {
   const plan = copyPaths(req);
   const r = await runEnter(host, helper, copySpec(host, m, req));
   if (r.status !== 0) {

@@ -34,7 +34,12 @@ export function requireImages(host: Host, pool: readonly string[], names: readon
       throw new MachinaError("E_NOT_FOUND", `no image "${name}" in ${pool.join(", ")}: only an image of the pool can be enabled`, { machine: name });
 }
 
-export async function enableMachine(host: Host, env: Readonly<Record<string, string | undefined>>, pool: readonly string[], name: string): Promise<{ changes: EnableChange[] }> {
+export async function enableMachine(
+  host: Host,
+  env: Readonly<Record<string, string | undefined>>,
+  pool: readonly string[],
+  name: string,
+): Promise<{ changes: EnableChange[] }> {
   requireImages(host, pool, [name]);
   if (systemdAvailable(host, env) && unitInstalled(host, env)) {
     await systemctl(host, ["enable", unitName(name)]);

@@ -62,7 +62,12 @@ export function leaderCgroups(host: Host, m: Machine): string[] {
 export function machineConfinement(host: Host, stateDir: string, m: Machine): Confinement {
   const c = readState(host, stateDir, m.name)?.confinement;
   if (c === undefined)
-    throw new MachinaError("E_UNSUPPORTED", `machine "${m.name}" has no recorded confinement (its state.json lacks "confinement")`, { machine: m.name }, "it was started by an older machina: restart it to enter it");
+    throw new MachinaError(
+      "E_UNSUPPORTED",
+      `machine "${m.name}" has no recorded confinement (its state.json lacks "confinement")`,
+      { machine: m.name },
+      "it was started by an older machina: restart it to enter it",
+    );
   return c;
 }
 
@@ -139,7 +144,6 @@ export interface EnterCommand {
   login?: boolean;
 }
 
-
 function commonRecords(host: Host, m: Machine, namespaces: string[]): EnterRecord[] {
   const start = host.processStartTime(m.leader);
   if (start === undefined) throw new MachinaError("E_NOT_FOUND", `the leader of "${m.name}" is gone`, { machine: m.name });
@@ -181,7 +185,10 @@ export function commandSpec(host: Host, m: Machine, cmd: EnterCommand, confineme
     args = cmd.command.slice(1);
   } else {
     const base = user.shell.split("/").pop() || "sh";
-    exec = [["exec", [user.shell, `-${base}`]], ["exec", ["/bin/sh", "-sh"]]];
+    exec = [
+      ["exec", [user.shell, `-${base}`]],
+      ["exec", ["/bin/sh", "-sh"]],
+    ];
     args = [];
   }
   return [
@@ -218,5 +225,10 @@ export function runEnter(
   options: { output?: "inherit" | "capture"; input?: Uint8Array | "inherit" } = {},
 ): Promise<CommandResult> {
   // an empty environment, as machinactl's exec of the helper: nothing of ours is in its memory
-  return host.runAsync([helper, "enter", "--spec-fd"], { spec: encodeEnterSpec(records), env: {}, output: options.output ?? "capture", ...(options.input !== undefined ? { input: options.input } : {}) });
+  return host.runAsync([helper, "enter", "--spec-fd"], {
+    spec: encodeEnterSpec(records),
+    env: {},
+    output: options.output ?? "capture",
+    ...(options.input !== undefined ? { input: options.input } : {}),
+  });
 }

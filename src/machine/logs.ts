@@ -121,11 +121,15 @@ export interface LogOptions {
  */
 export function formatConsoleLines(text: string, name: string, output: string | undefined): string {
   const wrap: ((o: object) => string) | undefined =
-    output === "json" ? (o) => `${JSON.stringify(o)}\n`
-    : output === "json-pretty" ? (o) => `${JSON.stringify(o, null, "\t")}\n`
-    : output === "json-seq" ? (o) => `\x1e${JSON.stringify(o)}\n`
-    : output === "json-sse" ? (o) => `data: ${JSON.stringify(o)}\n\n`
-    : undefined;
+    output === "json"
+      ? (o) => `${JSON.stringify(o)}\n`
+      : output === "json-pretty"
+        ? (o) => `${JSON.stringify(o, null, "\t")}\n`
+        : output === "json-seq"
+          ? (o) => `\x1e${JSON.stringify(o)}\n`
+          : output === "json-sse"
+            ? (o) => `data: ${JSON.stringify(o)}\n\n`
+            : undefined;
   if (wrap === undefined) return text;
   const lines = text.split("\n");
   if (lines[lines.length - 1] === "") lines.pop();

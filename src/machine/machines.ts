@@ -137,7 +137,13 @@ function toMachine(host: Host, s: MachineState, state: Exclude<Liveness, "dead">
     cgroupDir,
     controlGroup,
     // the scope, or with --keep-unit the service whose payload/ it is
-    unit: controlGroup.split("/").reverse().find((c) => /\.(scope|service)$/.test(c)) ?? controlGroup.split("/").pop() ?? "",
+    unit:
+      controlGroup
+        .split("/")
+        .reverse()
+        .find((c) => /\.(scope|service)$/.test(c)) ??
+      controlGroup.split("/").pop() ??
+      "",
     cgroups: s.cgroups,
     os: s.os,
     version: s.version,
@@ -210,12 +216,19 @@ export function parseIfInet6(text: string): Array<{ address: string; index: numb
     if (scope !== 0) continue; // 0x10 host, 0x20 link
     const groups = hex.match(/.{4}/g)!.map((g) => parseInt(g, 16).toString(16));
     // compress the longest run of zero groups
-    let best = -1, bestLen = 0;
+    let best = -1,
+      bestLen = 0;
     for (let i = 0; i < 8; ) {
-      if (groups[i] !== "0") { i++; continue; }
+      if (groups[i] !== "0") {
+        i++;
+        continue;
+      }
       let j = i;
       while (j < 8 && groups[j] === "0") j++;
-      if (j - i > bestLen && j - i > 1) { best = i; bestLen = j - i; }
+      if (j - i > bestLen && j - i > 1) {
+        best = i;
+        bestLen = j - i;
+      }
       i = j;
     }
     const address = best < 0 ? groups.join(":") : `${groups.slice(0, best).join(":")}::${groups.slice(best + bestLen).join(":")}`;
@@ -262,11 +275,17 @@ function processNode(host: Host, pid: number): ProcessNode | undefined {
 }
 
 function cgroupPids(host: Host, dir: string): number[] {
-  return (host.readFile(`${dir}/cgroup.procs`) ?? "").split("\n").filter((l) => l !== "").map(Number).sort((a, b) => a - b);
+  return (host.readFile(`${dir}/cgroup.procs`) ?? "")
+    .split("\n")
+    .filter((l) => l !== "")
+    .map(Number)
+    .sort((a, b) => a - b);
 }
 
 export function cgroupTree(host: Host, dir: string, path: string, depth = 0): CgroupNode {
-  const processes = cgroupPids(host, dir).map((p) => processNode(host, p)).filter((p): p is ProcessNode => p !== undefined);
+  const processes = cgroupPids(host, dir)
+    .map((p) => processNode(host, p))
+    .filter((p): p is ProcessNode => p !== undefined);
   const children: CgroupNode[] = [];
   if (depth < 32)
     for (const name of host.readdir(dir).sort())
@@ -401,7 +420,11 @@ export function machineProcesses(ctx: MachineContext, options: { name?: string; 
   const machines = options.name !== undefined ? [getMachine(ctx, options.name, { all: true })] : listMachines(ctx, { all: true });
   const byGroup: Array<[string, string]> = machines.filter((m) => m.controlGroup !== "").map((m) => [m.controlGroup, m.name]);
   const out: MachineProcess[] = [];
-  const pids = ctx.host.readdir("/proc").filter((p) => /^[0-9]+$/.test(p)).map(Number).sort((a, b) => a - b);
+  const pids = ctx.host
+    .readdir("/proc")
+    .filter((p) => /^[0-9]+$/.test(p))
+    .map(Number)
+    .sort((a, b) => a - b);
   for (const pid of pids) {
     const machine = machineOfCgroup(ctx.host.readFile(`/proc/${pid}/cgroup`) ?? "", byGroup);
     if (machine === "" && !options.all) continue;
@@ -459,8 +482,7 @@ export async function terminateMachine(ctx: MachineContext, name: string, option
   if (await waitGone(ctx, name, options.timeoutMs ?? 10_000)) return "stopped";
   for (const pid of machinePids(ctx.host, m)) ctx.host.kill(pid, SIGKILL);
   ctx.host.kill(m.supervisor, SIGKILL);
-  if (!(await waitGone(ctx, name, 5_000)))
-    throw new MachinaError("E_BUSY", `machine "${name}" did not go away after SIGKILL`, { machine: name });
+  if (!(await waitGone(ctx, name, 5_000))) throw new MachinaError("E_BUSY", `machine "${name}" did not go away after SIGKILL`, { machine: name });
   return "killed";
 }
 

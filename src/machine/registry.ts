@@ -49,7 +49,10 @@ export function machinesDir(stateDir: string): string {
 
 /** Text fields: "" when missing or not text; lists: their strings (older helpers, hand-written entries). */
 const text = z.string().catch("");
-const strings = z.array(z.unknown()).catch([]).transform((a) => a.filter((c): c is string => typeof c === "string"));
+const strings = z
+  .array(z.unknown())
+  .catch([])
+  .transform((a) => a.filter((c): c is string => typeof c === "string"));
 
 /** state.json as the helper writes it (native/SPEC.md): leader, supervisor and name are required. */
 const StateFileSchema = z.object({
@@ -85,12 +88,23 @@ export function readState(host: Host, stateDir: string, name: string): MachineSt
   if (!parsed.success) return undefined;
   const r = parsed.data;
   return {
-    leader: r.leader, supervisor: r.supervisor, name: r.name, root: r.root, cgroups: r.cgroups,
-    uuid: r.uuid, class: r.class || "container", service: r.service || "machina-nspawn",
-    boot: r.boot, startedUsec: /^[0-9]+$/.test(r.started_usec) ? BigInt(r.started_usec) : undefined,
-    supervisorStartTime: r.supervisor_starttime, cgroup: r.cgroup || (r.cgroups[0] ?? ""),
-    os: r.os, version: r.version,
-    ...(r.selinux_context !== "" ? { selinuxContext: r.selinux_context } : {}), confinement: parseConfinement(r.confinement), images: r.images,
+    leader: r.leader,
+    supervisor: r.supervisor,
+    name: r.name,
+    root: r.root,
+    cgroups: r.cgroups,
+    uuid: r.uuid,
+    class: r.class || "container",
+    service: r.service || "machina-nspawn",
+    boot: r.boot,
+    startedUsec: /^[0-9]+$/.test(r.started_usec) ? BigInt(r.started_usec) : undefined,
+    supervisorStartTime: r.supervisor_starttime,
+    cgroup: r.cgroup || (r.cgroups[0] ?? ""),
+    os: r.os,
+    version: r.version,
+    ...(r.selinux_context !== "" ? { selinuxContext: r.selinux_context } : {}),
+    confinement: parseConfinement(r.confinement),
+    images: r.images,
   };
 }
 
@@ -149,13 +163,14 @@ export interface RegistryEntry {
 }
 
 function removeEntry(host: Host, dir: string, state: MachineState | undefined): void {
-  for (const cg of state?.cgroups ?? []) if (/\/machine-[^/]+\.scope$/.test(cg)) {
-    try {
-      host.removeDirTree(cg);
-    } catch {
-      // still populated (EBUSY): left for the next sweep
+  for (const cg of state?.cgroups ?? [])
+    if (/\/machine-[^/]+\.scope$/.test(cg)) {
+      try {
+        host.removeDirTree(cg);
+      } catch {
+        // still populated (EBUSY): left for the next sweep
+      }
     }
-  }
   for (const file of ["state.json", ".state.json.tmp", "lock"]) host.unlink(`${dir}/${file}`);
   host.removeDirTree(dir);
 }

@@ -117,7 +117,10 @@ export interface Registration {
  * for a container started with --register=no).
  */
 export function registerMachineArgs(r: Registration): string[] {
-  return ["busctl", ...machinedCallArgs({ how: "register", name: r.name, uuid: r.uuid, root: r.root, leader: String(r.leader), ...(r.service ? { service: r.service } : {}) })];
+  return [
+    "busctl",
+    ...machinedCallArgs({ how: "register", name: r.name, uuid: r.uuid, root: r.root, leader: String(r.leader), ...(r.service ? { service: r.service } : {}) }),
+  ];
 }
 
 export async function registerWithMachined(host: Host, r: Registration): Promise<void> {

@@ -96,7 +96,9 @@ export function parseLeases(text: string | undefined, path = "leases.json"): Lea
   const r = LeasesSchema.safeParse(raw);
   if (!r.success) {
     const issue = r.error.issues[0];
-    throw new MachinaError("E_INVALID", `${path}: not a lease table: ${issue ? `${issue.path.join(".") || "(top)"}: ${issue.message}` : r.error.message}`, { path });
+    throw new MachinaError("E_INVALID", `${path}: not a lease table: ${issue ? `${issue.path.join(".") || "(top)"}: ${issue.message}` : r.error.message}`, {
+      path,
+    });
   }
   return r.data;
 }
@@ -104,7 +106,13 @@ export function parseLeases(text: string | undefined, path = "leases.json"): Lea
 export class IpamError extends Error {}
 
 /** The owner's subnet, allocated when it has none: the first free one in pool order that overlaps nothing in `avoid`. */
-export function allocateSubnet(leases: Leases, cfg: NetConfig, owner: string, kind: "veth" | "zone", avoid: Cidr[] = []): { leases: Leases; subnet: SubnetLease } {
+export function allocateSubnet(
+  leases: Leases,
+  cfg: NetConfig,
+  owner: string,
+  kind: "veth" | "zone",
+  avoid: Cidr[] = [],
+): { leases: Leases; subnet: SubnetLease } {
   const have = leases.subnets[owner];
   if (have !== undefined) return { leases, subnet: have };
   const used4 = Object.values(leases.subnets).map((s) => parseCidr(s.v4)!);

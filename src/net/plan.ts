@@ -117,8 +117,7 @@ export function hostBatch(plan: NetPlan, addr: NetAddressing | undefined, create
     out.push(...hostAddressLines(plan.bridge, addr));
     out.push(`link set ${q(plan.bridge)} up`);
   }
-  for (const x of plan.extras)
-    out.push(`link add ${q(x.host)} address ${x.hostMac} type veth peer name ${q(x.inside)} address ${x.containerMac} netns ${ns}`);
+  for (const x of plan.extras) out.push(`link add ${q(x.host)} address ${x.hostMac} type veth peer name ${q(x.inside)} address ${x.containerMac} netns ${ns}`);
   for (const i of plan.interfaces) out.push(`link set dev ${q(i.host)} netns ${ns}${i.inside !== i.host ? ` name ${q(i.inside)}` : ""}`);
   for (const m of plan.macvlans) out.push(`link add link ${q(m.parent)} name ${q(m.inside)} address ${m.mac} netns ${ns} type macvlan mode bridge`);
   for (const m of plan.ipvlans) out.push(`link add link ${q(m.parent)} name ${q(m.inside)} netns ${ns} type ipvlan mode l2`);
@@ -169,9 +168,7 @@ export function helperNetOps(plan: NetPlan, addr: NetAddressing | undefined, rou
 
 /** Inside the container's namespace at exit: moved interfaces go back to `hostNetns` under their old names. */
 export function giveBackBatch(plan: NetPlan, hostNetns: string): string[] {
-  return [...plan.interfaces].reverse().map(
-    (i) => `link set dev ${q(i.inside)} netns ${q(hostNetns)}${i.inside !== i.host ? ` name ${q(i.host)}` : ""}`,
-  );
+  return [...plan.interfaces].reverse().map((i) => `link set dev ${q(i.inside)} netns ${q(hostNetns)}${i.inside !== i.host ? ` name ${q(i.host)}` : ""}`);
 }
 
 /** In the host's namespace at exit (with -force: each may already be gone). */
@@ -216,15 +213,17 @@ export function nftBase(pools: NftPools): string {
     "ip saddr 127.0.0.0/8 ct status dnat masquerade",
     "ip6 saddr ::1 ct status dnat masquerade",
   ];
-  return [
-    `table ${t} {`,
-    "  chain prerouting { type nat hook prerouting priority dstnat; policy accept; }",
-    "  chain output { type nat hook output priority -100; policy accept; }",
-    "  chain postrouting { type nat hook postrouting priority srcnat; policy accept; }",
-    "}",
-    `flush chain ${t} postrouting`,
-    ...post.map((r) => `add rule ${t} postrouting ${r}`),
-  ].join("\n") + "\n";
+  return (
+    [
+      `table ${t} {`,
+      "  chain prerouting { type nat hook prerouting priority dstnat; policy accept; }",
+      "  chain output { type nat hook output priority -100; policy accept; }",
+      "  chain postrouting { type nat hook postrouting priority srcnat; policy accept; }",
+      "}",
+      `flush chain ${t} postrouting`,
+      ...post.map((r) => `add rule ${t} postrouting ${r}`),
+    ].join("\n") + "\n"
+  );
 }
 
 /**
@@ -237,17 +236,25 @@ export function nftRuleset(members: NftMember[], pools: NftPools): string {
   const dnat: string[] = [];
   for (const m of members)
     for (const p of m.ports) {
-      dnat.push(`fib daddr type local meta nfproto ipv4 ${p.protocol} dport ${p.hostPort} dnat ip to ${m.container.v4}:${p.containerPort} comment ${JSON.stringify(m.machine)}`);
+      dnat.push(
+        `fib daddr type local meta nfproto ipv4 ${p.protocol} dport ${p.hostPort} dnat ip to ${m.container.v4}:${p.containerPort} comment ${JSON.stringify(m.machine)}`,
+      );
       if (m.container.v6 !== undefined)
-        dnat.push(`fib daddr type local meta nfproto ipv6 ${p.protocol} dport ${p.hostPort} dnat ip6 to [${m.container.v6}]:${p.containerPort} comment ${JSON.stringify(m.machine)}`);
+        dnat.push(
+          `fib daddr type local meta nfproto ipv6 ${p.protocol} dport ${p.hostPort} dnat ip6 to [${m.container.v6}]:${p.containerPort} comment ${JSON.stringify(m.machine)}`,
+        );
     }
   const t = `inet ${NFT_TABLE}`;
-  return nftBase(pools) + [
-    `flush chain ${t} prerouting`,
-    `flush chain ${t} output`,
-    ...dnat.map((r) => `add rule ${t} prerouting ${r}`),
-    ...dnat.map((r) => `add rule ${t} output ${r}`),
-  ].join("\n") + "\n";
+  return (
+    nftBase(pools) +
+    [
+      `flush chain ${t} prerouting`,
+      `flush chain ${t} output`,
+      ...dnat.map((r) => `add rule ${t} prerouting ${r}`),
+      ...dnat.map((r) => `add rule ${t} output ${r}`),
+    ].join("\n") +
+    "\n"
+  );
 }
 
 /** dnsmasq for one veth or zone bridge: DHCP (v4, v6) and router advertisements only (no DNS), bound to that interface alone, static leases. */
@@ -256,7 +263,15 @@ export function nftRuleset(members: NftMember[], pools: NftPools): string {
  * change while it runs, so they are in `hostsFile`, re-read on SIGHUP — by dnsmasq's unprivileged
  * user ("nobody"), so the state directory must be searchable by it.
  */
-export function dnsmasqArgv(opts: { iface: string; subnet: SubnetLease; gateway: HostAddresses; pidFile: string; leaseFile: string; hostsFile?: string; hosts?: string[] }): string[] {
+export function dnsmasqArgv(opts: {
+  iface: string;
+  subnet: SubnetLease;
+  gateway: HostAddresses;
+  pidFile: string;
+  leaseFile: string;
+  hostsFile?: string;
+  hosts?: string[];
+}): string[] {
   const g = opts.gateway;
   const network = opts.subnet.v4.split("/")[0]!;
   return [

@@ -14,8 +14,18 @@ import { Reverter } from "../reverter.ts";
 import { formatCidr, type Cidr } from "./cidr.ts";
 import { allocateHost, allocateSubnet, IpamError, parseLeases, parseNetConfig, releaseHost, releaseSubnet, type Leases, type NetConfig } from "./ipam.ts";
 import {
-  addressing, containerBatch, dnsmasqArgv, giveBackBatch, hostBatch, hostRemoveBatch, nftBase, nftRuleset,
-  type NetAddressing, type NetPlan, type NftMember, type NftPools,
+  addressing,
+  containerBatch,
+  dnsmasqArgv,
+  giveBackBatch,
+  hostBatch,
+  hostRemoveBatch,
+  nftBase,
+  nftRuleset,
+  type NetAddressing,
+  type NetPlan,
+  type NftMember,
+  type NftPools,
 } from "./plan.ts";
 
 const VethPlanSchema = z.object({ host: z.string(), inside: z.string(), hostMac: z.string(), containerMac: z.string() });
@@ -137,7 +147,8 @@ interface Runner {
 
 function runner(host: Host): Runner {
   const check = (what: string, r: { status: number; stderr: string }, input: string) => {
-    if (r.status !== 0) throw netError(`${what} failed: ${r.stderr.trim() || `exit status ${r.status}`}`, input.trim().split("\n").length < 12 ? `input:\n${input}` : undefined);
+    if (r.status !== 0)
+      throw netError(`${what} failed: ${r.stderr.trim() || `exit status ${r.status}`}`, input.trim().split("\n").length < 12 ? `input:\n${input}` : undefined);
   };
   return {
     ip(lines, opts = {}) {
@@ -145,7 +156,10 @@ function runner(host: Host): Runner {
       const input = lines.join("\n") + "\n";
       const argv = [
         ...(opts.netns ? ["nsenter", `--net=${opts.netns}`] : opts.unshare ? ["unshare", `--net=${opts.unshare}`] : []),
-        "ip", ...(opts.force ? ["-force"] : []), "-batch", "-",
+        "ip",
+        ...(opts.force ? ["-force"] : []),
+        "-batch",
+        "-",
       ];
       const r = host.run(argv, { input });
       if (!opts.force) check("ip -batch", r, input);
@@ -162,7 +176,9 @@ function writeSysctl(host: Host, key: string, value: string): void {
 }
 
 function nftMembers(records: NetRecord[]): NftMember[] {
-  return records.flatMap((r) => (r.addr !== undefined && r.hostIf !== undefined ? [{ machine: r.machine, container: r.addr.container, ports: r.plan.ports }] : []));
+  return records.flatMap((r) =>
+    r.addr !== undefined && r.hostIf !== undefined ? [{ machine: r.machine, container: r.addr.container, ports: r.plan.ports }] : [],
+  );
 }
 
 function nftPools(cfg: NetConfig): NftPools {
@@ -310,7 +326,10 @@ export function checkHostInterfaces(host: Host, plan: NetPlan): void {
     if (!exists(i.host)) throw missing("--network-interface", i.host);
     if (loopback(i.host)) throw refuse("--network-interface", i.host, "the loopback interface cannot be moved into a container");
   }
-  for (const [flag, links] of [["--network-macvlan", plan.macvlans], ["--network-ipvlan", plan.ipvlans]] as const)
+  for (const [flag, links] of [
+    ["--network-macvlan", plan.macvlans],
+    ["--network-ipvlan", plan.ipvlans],
+  ] as const)
     for (const m of links) {
       if (!exists(m.parent)) throw missing(flag, m.parent);
       if (loopback(m.parent)) throw refuse(flag, m.parent, "the loopback interface cannot be the parent of a macvlan/ipvlan");
@@ -395,11 +414,17 @@ export function setupNetwork(host: Host, stateDir: string, plan: NetPlan): NetRe
         const running = dnsmasqRunning(host, pidFile);
         if (running !== undefined) host.kill(running, 1);
         else
-          startDnsmasq(host, dnsmasqArgv({ iface: plan.bridge!, subnet: addr.subnet, gateway: addr.gateway, pidFile, leaseFile: zoneFile(d, plan.zone, "leases"), hostsFile }));
+          startDnsmasq(
+            host,
+            dnsmasqArgv({ iface: plan.bridge!, subnet: addr.subnet, gateway: addr.gateway, pidFile, leaseFile: zoneFile(d, plan.zone, "leases"), hostsFile }),
+          );
       } else if (plan.addressing === "dhcp") {
         const pidFile = `${d.dir}/${plan.machine}.dnsmasq.pid`;
         const hosts = [dhcpHost(plan.veth!.containerMac, addr)];
-        startDnsmasq(host, dnsmasqArgv({ iface: plan.veth!.host, subnet: addr.subnet, gateway: addr.gateway, pidFile, leaseFile: `${d.dir}/${plan.machine}.leases`, hosts }));
+        startDnsmasq(
+          host,
+          dnsmasqArgv({ iface: plan.veth!.host, subnet: addr.subnet, gateway: addr.gateway, pidFile, leaseFile: `${d.dir}/${plan.machine}.leases`, hosts }),
+        );
         record.dnsmasqPid = pidFile;
       }
     }
@@ -430,7 +455,10 @@ function teardownLocked(host: Host, d: NetDirs, machine: string): void {
   const run = runner(host);
   const rec = readRecord(host, d, machine);
   const netns = `${d.netnsDir}/${machine}`;
-  const mounted = host.mountinfo().split("\n").some((l) => l.split(" ")[4] === netns);
+  const mounted = host
+    .mountinfo()
+    .split("\n")
+    .some((l) => l.split(" ")[4] === netns);
   const errors: string[] = [];
   const step = (fn: () => void) => {
     try {
@@ -442,10 +470,14 @@ function teardownLocked(host: Host, d: NetDirs, machine: string): void {
   if (rec !== undefined) {
     const plan = rec.plan;
     // Moved interfaces go back first, while the namespace still exists.
-    if (mounted && plan.interfaces.length > 0)
-      step(() => run.ip(giveBackBatch(plan, `/proc/${host.pid()}/ns/net`), { netns, force: true }));
+    if (mounted && plan.interfaces.length > 0) step(() => run.ip(giveBackBatch(plan, `/proc/${host.pid()}/ns/net`), { netns, force: true }));
     // (the supervisor deletes the main veth itself when the container is gone: only after a kill -9 is it still here)
-    step(() => run.ip(hostRemoveBatch(plan).filter((l) => host.lstat(`/sys/class/net/${l.split(" ").pop()}`) !== undefined), { force: true }));
+    step(() =>
+      run.ip(
+        hostRemoveBatch(plan).filter((l) => host.lstat(`/sys/class/net/${l.split(" ").pop()}`) !== undefined),
+        { force: true },
+      ),
+    );
     if (rec.dnsmasqPid !== undefined || plan.addressing === "dhcp")
       step(() => stopDnsmasq(host, `${d.dir}/${machine}.dnsmasq.pid`, `${d.dir}/${machine}.dhcp-hosts`, `${d.dir}/${machine}.leases`));
   }

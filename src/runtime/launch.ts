@@ -30,13 +30,15 @@ const StatusLineSchema = z.looseObject({
   leader: z.number().optional(),
   supervisor: z.number().optional(),
   status: z.number().optional(),
-  error: z.looseObject({
-    syscall: z.string().optional(),
-    path: z.string().optional(),
-    errno: z.number().optional(),
-    code: z.string().optional(),
-    message: z.string().optional(),
-  }).optional(),
+  error: z
+    .looseObject({
+      syscall: z.string().optional(),
+      path: z.string().optional(),
+      errno: z.number().optional(),
+      code: z.string().optional(),
+      message: z.string().optional(),
+    })
+    .optional(),
 });
 export type StatusLine = z.infer<typeof StatusLineSchema>;
 
@@ -241,5 +243,10 @@ function removeEntry(host: Host, dir: string, cgroups: string[]): void {
 
 function readTail(host: Host, path: string): string {
   const text = host.readFile(path) ?? "";
-  return text.trim().split("\n").slice(-3).join("; ").replace(/^machina-nspawn: /, "");
+  return text
+    .trim()
+    .split("\n")
+    .slice(-3)
+    .join("; ")
+    .replace(/^machina-nspawn: /, "");
 }

@@ -55,7 +55,12 @@ export interface Prepared {
 function hostMachineId(host: Host): string {
   const id = host.readFile("/etc/machine-id")?.trim() ?? "";
   if (!/^[0-9a-f]{32}$/.test(id))
-    throw new MachinaError("E_NOT_FOUND", "the host has no machine id (/etc/machine-id): cannot derive stable MAC addresses", { path: "/etc/machine-id" }, "systemd-machine-id-setup");
+    throw new MachinaError(
+      "E_NOT_FOUND",
+      "the host has no machine id (/etc/machine-id): cannot derive stable MAC addresses",
+      { path: "/etc/machine-id" },
+      "systemd-machine-id-setup",
+    );
   return id;
 }
 
@@ -69,7 +74,12 @@ export function chooseRoot(settings: Settings, host: Host, pool: string[], cwd: 
   if (settings.machine !== undefined) {
     const found = findImage(host, pool, settings.machine);
     if (found !== undefined) return found.type === "raw" ? { image: found.path } : { directory: found.path };
-    throw new MachinaError("E_NOT_FOUND", `no image "${settings.machine}" in ${pool.join(", ")}`, { machine: settings.machine }, "use -D DIRECTORY or -i IMAGE");
+    throw new MachinaError(
+      "E_NOT_FOUND",
+      `no image "${settings.machine}" in ${pool.join(", ")}`,
+      { machine: settings.machine },
+      "use -D DIRECTORY or -i IMAGE",
+    );
   }
   return { directory: cwd };
 }
@@ -84,7 +94,12 @@ export function loadOciBundle(host: Host, cli: Settings): { settings: Settings; 
   const path = `${bundle}/config.json`;
   const text = host.readFile(path);
   if (text === undefined)
-    throw new MachinaError("E_NOT_FOUND", `--oci-bundle: no config.json in "${bundle}"`, { flag: "--oci-bundle", path }, "an OCI bundle is a directory with config.json and the root file system (runc spec makes a config.json)");
+    throw new MachinaError(
+      "E_NOT_FOUND",
+      `--oci-bundle: no config.json in "${bundle}"`,
+      { flag: "--oci-bundle", path },
+      "an OCI bundle is a directory with config.json and the root file system (runc spec makes a config.json)",
+    );
   const mapped = mapOciConfig(text, bundle);
   const merged = mergeSettings(cli, mapped, cli.settingsMode === "override" ? "override" : "yes");
   return { settings: merged, warnings: mapped.warnings.map((w) => `${bundle}/${w}`) };
@@ -112,7 +127,8 @@ export function prepareContainer(host: Host, p: Paths, cliSettings: Settings, cw
 
   const r = new Reverter();
   const done = (spec: RunSpec): Prepared => ({
-    spec, settings,
+    spec,
+    settings,
     abandon: () => {
       const failed = r.revert();
       if (failed !== undefined) throw failed;
@@ -140,7 +156,8 @@ export function prepareContainer(host: Host, p: Paths, cliSettings: Settings, cw
     // The images it uses stay locked while it runs (src/image/in-use.ts): for -i the .raw file, not its mount.
     const imageLocks = options.planOnly ? [] : planImageLocks(host, p.stateDir, settings);
     const spec = buildSpec(settings, image, hostFacts, {
-      prog: options.prog, netTeardown,
+      prog: options.prog,
+      netTeardown,
       ...(options.statusFd !== undefined ? { statusFd: options.statusFd } : {}),
       ...(raw !== undefined ? { hostUmounts: raw.umounts, hostRemoves: raw.removes } : {}),
       ...(imageLocks.length > 0 ? { imageLocks } : {}),

@@ -33,7 +33,8 @@ export interface BindMount {
   idmap: "noidmap" | "idmap" | "rootidmap";
 }
 
-const BIND_ALLOWED = "SOURCE[:DESTINATION[:OPTIONS]] with absolute paths (SOURCE may start with '+' or be empty), OPTIONS from rbind, norbind, idmap, noidmap, rootidmap";
+const BIND_ALLOWED =
+  "SOURCE[:DESTINATION[:OPTIONS]] with absolute paths (SOURCE may start with '+' or be empty), OPTIONS from rbind, norbind, idmap, noidmap, rootidmap";
 
 export function parseBind(value: string, readOnly: boolean, ctx: ErrorContext, cwd: string): BindMount {
   const parts = splitColons(value);

@@ -5,7 +5,11 @@ import { isValidMachineName } from "./values.ts";
 export function machineNameFromDirectory(directory: string): string | undefined {
   const base = directory.replace(/\/+$/, "").split("/").pop() ?? "";
   let name = base.replace(/[^A-Za-z0-9.-]/g, "").replace(/\.{2,}/g, ".");
-  name = name.replace(/^[.-]+/, "").replace(/\.+$/, "").slice(0, 64).replace(/\.+$/, "");
+  name = name
+    .replace(/^[.-]+/, "")
+    .replace(/\.+$/, "")
+    .slice(0, 64)
+    .replace(/\.+$/, "");
   return isValidMachineName(name) ? name : undefined;
 }
 

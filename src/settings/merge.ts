@@ -24,8 +24,15 @@ export const SETTING_GROUPS: ReadonlyArray<readonly (keyof Settings)[]> = [
   ["capabilities", "dropCapabilities"],
   ["binds", "tmpfs", "overlays", "inaccessible"],
   [
-    "privateNetwork", "networkVeth", "networkVethExtra", "networkBridge", "networkZone", "networkInterfaces",
-    "networkMacvlan", "networkIpvlan", "networkNamespacePath",
+    "privateNetwork",
+    "networkVeth",
+    "networkVethExtra",
+    "networkBridge",
+    "networkZone",
+    "networkInterfaces",
+    "networkMacvlan",
+    "networkIpvlan",
+    "networkNamespacePath",
   ],
   ["privateUsers", "privateUsersOwnership"],
   ["user", "userIds"],
@@ -66,8 +73,13 @@ export function mergeSettings(cli: Settings, file: FileSettings, mode: SettingsM
 
   // Networking options imply a private network (as after the command line).
   if (
-    out.networkVeth || out.networkVethExtra.length > 0 || out.networkBridge !== undefined || out.networkZone !== undefined ||
-    out.networkInterfaces.length > 0 || out.networkMacvlan.length > 0 || out.networkIpvlan.length > 0
+    out.networkVeth ||
+    out.networkVethExtra.length > 0 ||
+    out.networkBridge !== undefined ||
+    out.networkZone !== undefined ||
+    out.networkInterfaces.length > 0 ||
+    out.networkMacvlan.length > 0 ||
+    out.networkIpvlan.length > 0
   )
     out.privateNetwork = true;
   checkCombinations(out);
@@ -82,8 +94,7 @@ function mergeRlimits(out: Settings, cli: Settings, file: FileSettings, mode: Se
   if (taken.length === 0) return;
   const takenResources = new Set(taken.map((l) => l.resource));
   out.rlimits = [...cli.rlimits.filter((l) => !takenResources.has(l.resource)), ...taken];
-  if (!cliGave || out.rlimits.every((l) => takenResources.has(l.resource)))
-    out.provenance.set("rlimits", file.provenance.get("rlimits")!);
+  if (!cliGave || out.rlimits.every((l) => takenResources.has(l.resource))) out.provenance.set("rlimits", file.provenance.get("rlimits")!);
 }
 
 /** Combinations nspawn refuses, whichever side each half came from. */
@@ -92,10 +103,11 @@ function checkCombinations(s: Settings): void {
     const src = s.provenance.get(k);
     return src?.kind === "cli" ? src.flag : src?.kind === "file" ? `${src.file}:${src.line}` : String(k);
   };
-  if (s.boot && s.asPid2)
-    throw usageError(`--boot (${where("boot")}) and --as-pid2 (${where("asPid2")}) may not be combined`, { flag: where("boot") });
+  if (s.boot && s.asPid2) throw usageError(`--boot (${where("boot")}) and --as-pid2 (${where("asPid2")}) may not be combined`, { flag: where("boot") });
   if (s.ephemeral && s.template !== undefined)
     throw usageError(`--ephemeral (${where("ephemeral")}) and --template= may not be combined`, { flag: where("ephemeral") });
   if (s.networkBridge !== undefined && s.networkZone !== undefined)
-    throw usageError(`--network-bridge= (${where("networkBridge")}) and --network-zone= (${where("networkZone")}) may not be combined`, { flag: where("networkZone") });
+    throw usageError(`--network-bridge= (${where("networkBridge")}) and --network-zone= (${where("networkZone")}) may not be combined`, {
+      flag: where("networkZone"),
+    });
 }

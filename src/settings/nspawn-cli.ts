@@ -11,11 +11,7 @@ import { defaultSettings, type Settings } from "./settings.ts";
 
 export { parseVolatile, type NspawnAction } from "./nspawn-table.ts";
 
-export function parseNspawnCommandLine(
-  argv: readonly string[],
-  hostEnv: Readonly<Record<string, string | undefined>>,
-  cwd = "/",
-): NspawnAction {
+export function parseNspawnCommandLine(argv: readonly string[], hostEnv: Readonly<Record<string, string | undefined>>, cwd = "/"): NspawnAction {
   const { options, operands } = getopt(argv, NSPAWN_OPTIONS);
   const s = defaultSettings();
   for (const { id, value, spelling } of options) {
@@ -29,7 +25,13 @@ export function parseNspawnCommandLine(
     const list = value === "help" ? helpListOf(row) : undefined;
     if (list !== undefined) return { action: "list", lines: [...list] };
     const state: CliState = {
-      s, value, v: value ?? "", spelling, ctx: { flag: spelling }, hostEnv, cwd,
+      s,
+      value,
+      v: value ?? "",
+      spelling,
+      ctx: { flag: spelling },
+      hostEnv,
+      cwd,
       set: (key, v) => {
         s[key] = v;
         s.provenance.set(key, { kind: "cli", flag: spelling });
@@ -46,15 +48,30 @@ function checkCombinations(s: Settings, operands: string[]): NspawnAction {
   if (s.networkBridge !== undefined && s.networkZone !== undefined)
     throw usageError("--network-bridge= and --network-zone= may not be combined", { flag: "--network-zone" });
   // --private-network may go with it (nspawn accepts the pair: the namespace is joined)
-  if (s.networkNamespacePath !== undefined && (s.networkVeth || s.networkVethExtra.length > 0 || s.networkBridge !== undefined || s.networkZone !== undefined || s.networkInterfaces.length > 0 || s.networkMacvlan.length > 0 || s.networkIpvlan.length > 0))
+  if (
+    s.networkNamespacePath !== undefined &&
+    (s.networkVeth ||
+      s.networkVethExtra.length > 0 ||
+      s.networkBridge !== undefined ||
+      s.networkZone !== undefined ||
+      s.networkInterfaces.length > 0 ||
+      s.networkMacvlan.length > 0 ||
+      s.networkIpvlan.length > 0)
+  )
     throw usageError("--network-namespace-path= may not be combined with other network options", { flag: "--network-namespace-path" });
-  if (s.ephemeral && s.template !== undefined)
-    throw usageError("--ephemeral and --template= may not be combined", { flag: "--ephemeral" });
-  if (s.directory !== undefined && s.image !== undefined)
-    throw usageError("--directory= and --image= may not be combined", { flag: "--image" });
+  if (s.ephemeral && s.template !== undefined) throw usageError("--ephemeral and --template= may not be combined", { flag: "--ephemeral" });
+  if (s.directory !== undefined && s.image !== undefined) throw usageError("--directory= and --image= may not be combined", { flag: "--image" });
   if (s.boot && s.asPid2) throw usageError("--boot and --as-pid2 may not be combined", { flag: "--boot" });
   // Networking options imply a private network, as in nspawn.
-  if (s.networkVeth || s.networkVethExtra.length > 0 || s.networkBridge !== undefined || s.networkZone !== undefined || s.networkInterfaces.length > 0 || s.networkMacvlan.length > 0 || s.networkIpvlan.length > 0)
+  if (
+    s.networkVeth ||
+    s.networkVethExtra.length > 0 ||
+    s.networkBridge !== undefined ||
+    s.networkZone !== undefined ||
+    s.networkInterfaces.length > 0 ||
+    s.networkMacvlan.length > 0 ||
+    s.networkIpvlan.length > 0
+  )
     s.privateNetwork = true;
   s.command = operands;
   if (operands.length > 0) s.provenance.set("command", { kind: "cli", flag: "COMMAND" });

@@ -29,10 +29,17 @@ export interface NspawnEnvironment {
 
 /** The variables, with what machina does with each (docs/options.md repeats this). */
 export const NSPAWN_ENVIRONMENT = [
-  "SYSTEMD_NSPAWN_API_VFS_WRITABLE", "SYSTEMD_NSPAWN_TMPFS_TMP", "SYSTEMD_NSPAWN_SHARE_NS_IPC",
-  "SYSTEMD_NSPAWN_SHARE_NS_UTS", "SYSTEMD_NSPAWN_SHARE_NS_PID", "SYSTEMD_NSPAWN_SHARE_SYSTEM",
-  "SYSTEMD_SUPPRESS_SYNC", "SYSTEMD_NSPAWN_CONTAINER_SERVICE", "SYSTEMD_NSPAWN_LOCK",
-  "SYSTEMD_NSPAWN_USE_CGNS", "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY",
+  "SYSTEMD_NSPAWN_API_VFS_WRITABLE",
+  "SYSTEMD_NSPAWN_TMPFS_TMP",
+  "SYSTEMD_NSPAWN_SHARE_NS_IPC",
+  "SYSTEMD_NSPAWN_SHARE_NS_UTS",
+  "SYSTEMD_NSPAWN_SHARE_NS_PID",
+  "SYSTEMD_NSPAWN_SHARE_SYSTEM",
+  "SYSTEMD_SUPPRESS_SYNC",
+  "SYSTEMD_NSPAWN_CONTAINER_SERVICE",
+  "SYSTEMD_NSPAWN_LOCK",
+  "SYSTEMD_NSPAWN_USE_CGNS",
+  "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY",
 ] as const;
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -53,15 +60,25 @@ export function parseNspawnEnvironment(env: Env): NspawnEnvironment {
   const shareSystem = bool(env, "SYSTEMD_NSPAWN_SHARE_SYSTEM") ?? false;
   const sharePid = bool(env, "SYSTEMD_NSPAWN_SHARE_NS_PID") ?? shareSystem;
   if (sharePid)
-    refuse(env["SYSTEMD_NSPAWN_SHARE_NS_PID"] !== undefined ? "SYSTEMD_NSPAWN_SHARE_NS_PID" : "SYSTEMD_NSPAWN_SHARE_SYSTEM",
-      env["SYSTEMD_NSPAWN_SHARE_NS_PID"] ?? env["SYSTEMD_NSPAWN_SHARE_SYSTEM"]!, "a container always has its own pid namespace (its payload is PID 1)");
+    refuse(
+      env["SYSTEMD_NSPAWN_SHARE_NS_PID"] !== undefined ? "SYSTEMD_NSPAWN_SHARE_NS_PID" : "SYSTEMD_NSPAWN_SHARE_SYSTEM",
+      env["SYSTEMD_NSPAWN_SHARE_NS_PID"] ?? env["SYSTEMD_NSPAWN_SHARE_SYSTEM"]!,
+      "a container always has its own pid namespace (its payload is PID 1)",
+    );
   if (bool(env, "SYSTEMD_NSPAWN_USE_CGNS") === false)
     refuse("SYSTEMD_NSPAWN_USE_CGNS", env["SYSTEMD_NSPAWN_USE_CGNS"]!, "a container always has its own cgroup namespace and cgroup2 hierarchy");
   if (bool(env, "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY") === false)
-    refuse("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY", env["SYSTEMD_NSPAWN_UNIFIED_HIERARCHY"]!, "containers get the unified (cgroup2) hierarchy only (docs/COMPATIBILITY.md)");
+    refuse(
+      "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY",
+      env["SYSTEMD_NSPAWN_UNIFIED_HIERARCHY"]!,
+      "containers get the unified (cgroup2) hierarchy only (docs/COMPATIBILITY.md)",
+    );
   const service = env["SYSTEMD_NSPAWN_CONTAINER_SERVICE"];
   if (service !== undefined && service !== "" && !/^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/.test(service))
-    throw usageError(`invalid value ${JSON.stringify(service)} for $SYSTEMD_NSPAWN_CONTAINER_SERVICE: expected a service name (letters, digits, '-', '_', '.', '@')`, { flag: "$SYSTEMD_NSPAWN_CONTAINER_SERVICE", value: service });
+    throw usageError(
+      `invalid value ${JSON.stringify(service)} for $SYSTEMD_NSPAWN_CONTAINER_SERVICE: expected a service name (letters, digits, '-', '_', '.', '@')`,
+      { flag: "$SYSTEMD_NSPAWN_CONTAINER_SERVICE", value: service },
+    );
   let suppressSync: boolean | undefined;
   try {
     suppressSync = bool(env, "SYSTEMD_SUPPRESS_SYNC");

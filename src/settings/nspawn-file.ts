@@ -80,9 +80,23 @@ function resetKey(acc: Accumulator, spec: KeySpec): void {
 }
 
 const LIST_FIELDS = new Set<keyof Settings>([
-  "command", "environment", "capabilities", "dropCapabilities", "ambientCapabilities", "systemCallFilter", "rlimits",
-  "binds", "bindUsers", "tmpfs", "inaccessible", "overlays", "networkVethExtra", "networkInterfaces", "networkMacvlan",
-  "networkIpvlan", "ports",
+  "command",
+  "environment",
+  "capabilities",
+  "dropCapabilities",
+  "ambientCapabilities",
+  "systemCallFilter",
+  "rlimits",
+  "binds",
+  "bindUsers",
+  "tmpfs",
+  "inaccessible",
+  "overlays",
+  "networkVethExtra",
+  "networkInterfaces",
+  "networkMacvlan",
+  "networkIpvlan",
+  "ports",
 ]);
 
 /** The Settings field of a key: learnt once by applying a known-good sample to a scratch accumulator. */
@@ -126,8 +140,9 @@ export function parseNspawnFile(text: string, file: string, trusted: boolean): F
   assembleLists(acc);
   // Networking keys imply a private network, as on the command line.
   const v = acc.values;
-  const implying = (["networkVeth", "networkVethExtra", "networkBridge", "networkZone", "networkInterfaces", "networkMacvlan", "networkIpvlan"] as const)
-    .find((k) => (k === "networkVeth" ? v.networkVeth === true : v[k] !== undefined));
+  const implying = (["networkVeth", "networkVethExtra", "networkBridge", "networkZone", "networkInterfaces", "networkMacvlan", "networkIpvlan"] as const).find(
+    (k) => (k === "networkVeth" ? v.networkVeth === true : v[k] !== undefined),
+  );
   if (implying !== undefined && v.privateNetwork === undefined) acc.set("privateNetwork", true, acc.provenance.get(implying) as FileSource);
   // PrivateUsers=pick implies ownership fixing ("auto") unless the file says otherwise, as
   // nspawn's settings loader does (and as -U does on the command line).
@@ -147,10 +162,14 @@ function assembleLists(acc: Accumulator): void {
     const last = items[items.length - 1]!.src;
     switch (field) {
       case "systemCallFilter":
-        acc.set("systemCallFilter", {
-          allow: items.filter((i) => i.tag === "allow").map((i) => i.item as string),
-          deny: items.filter((i) => i.tag === "deny").map((i) => i.item as string),
-        }, last);
+        acc.set(
+          "systemCallFilter",
+          {
+            allow: items.filter((i) => i.tag === "allow").map((i) => i.item as string),
+            deny: items.filter((i) => i.tag === "deny").map((i) => i.item as string),
+          },
+          last,
+        );
         break;
       case "capabilities": {
         const caps = items.map((i) => i.item as CapabilityName | "all");
@@ -166,7 +185,11 @@ function assembleLists(acc: Accumulator): void {
         acc.set("ambientCapabilities", dedupe(items.map((i) => i.item as CapabilityName)), last);
         break;
       case "rlimits":
-        acc.set("rlimits", items.map((i) => i.item as Rlimit), last);
+        acc.set(
+          "rlimits",
+          items.map((i) => i.item as Rlimit),
+          last,
+        );
         break;
       default:
         (acc.values as Record<string, unknown>)[field] = items.map((i) => i.item);

@@ -44,7 +44,10 @@ export class Accumulator {
   /** Drop the items `tag` added (an empty assignment). */
   reset(key: keyof Settings, tag: string | ((t: string) => boolean)): void {
     const match = typeof tag === "string" ? (t: string) => t === tag : tag;
-    this.lists.set(key, (this.lists.get(key) ?? []).filter((e) => !match(e.tag)));
+    this.lists.set(
+      key,
+      (this.lists.get(key) ?? []).filter((e) => !match(e.tag)),
+    );
   }
 
   items(key: keyof Settings): Array<{ tag: string; item: unknown; src: FileSource }> {
@@ -83,35 +86,42 @@ export function words(value: string, ctx: ErrorContext, allowed: string): string
 }
 
 export const bool = (
-  section: KeySpec["section"], key: string, field: keyof Settings & ("ephemeral" | "noNewPrivileges" | "notifyReady" | "suppressSync" | "readOnly" | "privateNetwork" | "networkVeth"),
+  section: KeySpec["section"],
+  key: string,
+  field: keyof Settings & ("ephemeral" | "noNewPrivileges" | "notifyReady" | "suppressSync" | "readOnly" | "privateNetwork" | "networkVeth"),
 ): KeyCore => ({
-  section, key, emptyResets: true,
+  section,
+  key,
+  emptyResets: true,
   apply: (acc, v, ctx, src) => acc.set(field, parseBoolean(v, ctx), src),
 });
 
 export function scalar<K extends keyof Settings>(
-  section: KeySpec["section"], key: string, field: K, emptyResets: boolean,
+  section: KeySpec["section"],
+  key: string,
+  field: K,
+  emptyResets: boolean,
   parse: (v: string, ctx: ErrorContext) => Settings[K],
 ): KeyCore {
   return { section, key, emptyResets, apply: (acc, v, ctx, src) => acc.set(field, parse(v, ctx), src) };
 }
 
-export function list(
-  section: KeySpec["section"], key: string, field: keyof Settings,
-  parse: (v: string, ctx: ErrorContext) => unknown[],
-): KeyCore {
+export function list(section: KeySpec["section"], key: string, field: keyof Settings, parse: (v: string, ctx: ErrorContext) => unknown[]): KeyCore {
   return { section, key, emptyResets: true, apply: (acc, v, ctx, src) => acc.push(field, key, parse(v, ctx), src) };
 }
 
 export function capabilityWords(value: string, ctx: ErrorContext, allowAll: boolean): Array<CapabilityName | "all"> {
   // nspawn splits on white space only (extract_first_word without flags).
-  return value.split(/[ \t\n\r]+/).filter((w) => w.length > 0).map((w) => {
-    if (w === "all") {
-      if (!allowAll) throw invalid(ctx, value, "a space-separated list of capability names ('all' is not supported here)");
-      return "all";
-    }
-    return parseCapabilityName(w, ctx);
-  });
+  return value
+    .split(/[ \t\n\r]+/)
+    .filter((w) => w.length > 0)
+    .map((w) => {
+      if (w === "all") {
+        if (!allowAll) throw invalid(ctx, value, "a space-separated list of capability names ('all' is not supported here)");
+        return "all";
+      }
+      return parseCapabilityName(w, ctx);
+    });
 }
 
 /** `IF[:NAME]` for Interface=, MACVLAN=, IPVLAN=. */
@@ -128,11 +138,12 @@ export const interfaceList = (key: string, field: keyof Settings) =>
 
 export function startMode(which: "boot" | "asPid2", other: "boot" | "asPid2", key: string, otherKey: string): KeyCore {
   return {
-    section: "Exec", key, emptyResets: false,
+    section: "Exec",
+    key,
+    emptyResets: false,
     apply: (acc, v, ctx, src) => {
       const on = parseBoolean(v, ctx);
-      if (on && acc.values[other] === true)
-        throw invalid(ctx, v, `no for ${key}= when ${otherKey}=yes is set (they may not be combined)`);
+      if (on && acc.values[other] === true) throw invalid(ctx, v, `no for ${key}= when ${otherKey}=yes is set (they may not be combined)`);
       acc.set(which, on, src);
     },
   };
@@ -145,4 +156,3 @@ export function bindSource(v: string, readOnly: boolean, ctx: ErrorContext) {
     throw invalid(ctx, v, "SOURCE[:DESTINATION[:OPTIONS]] with absolute paths (SOURCE may start with '+' or be empty)");
   return parseBind(v, readOnly, ctx, "/");
 }
-

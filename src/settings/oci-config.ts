@@ -50,10 +50,15 @@ const Process = z.object({
   commandLine: str.optional(),
   env: strList.optional(),
   cwd: str,
-  capabilities: z.object({
-    bounding: strList.optional(), effective: strList.optional(), inheritable: strList.optional(),
-    permitted: strList.optional(), ambient: strList.optional(),
-  }).optional(),
+  capabilities: z
+    .object({
+      bounding: strList.optional(),
+      effective: strList.optional(),
+      inheritable: strList.optional(),
+      permitted: strList.optional(),
+      ambient: strList.optional(),
+    })
+    .optional(),
   rlimits: z.array(z.object({ type: str, soft: int64, hard: int64 })).optional(),
   noNewPrivileges: z.boolean().optional(),
   apparmorProfile: str.optional(),
@@ -73,16 +78,32 @@ const SeccompSyscall = z.object({
 
 const Resources = z.object({
   devices: z.array(z.object({ allow: z.boolean(), type: str.optional(), major: int64.optional(), minor: int64.optional(), access: str.optional() })).optional(),
-  memory: z.object({
-    limit: int64.optional(), reservation: int64.optional(), swap: int64.optional(), kernel: int64.optional(),
-    kernelTCP: int64.optional(), swappiness: int64.optional(), disableOOMKiller: z.boolean().optional(),
-    useHierarchy: z.boolean().optional(), checkBeforeUpdate: z.boolean().optional(),
-  }).optional(),
-  cpu: z.object({
-    shares: int64.optional(), quota: int64.optional(), burst: int64.optional(), period: int64.optional(),
-    realtimeRuntime: int64.optional(), realtimePeriod: int64.optional(), cpus: str.optional(), mems: str.optional(),
-    idle: int64.optional(),
-  }).optional(),
+  memory: z
+    .object({
+      limit: int64.optional(),
+      reservation: int64.optional(),
+      swap: int64.optional(),
+      kernel: int64.optional(),
+      kernelTCP: int64.optional(),
+      swappiness: int64.optional(),
+      disableOOMKiller: z.boolean().optional(),
+      useHierarchy: z.boolean().optional(),
+      checkBeforeUpdate: z.boolean().optional(),
+    })
+    .optional(),
+  cpu: z
+    .object({
+      shares: int64.optional(),
+      quota: int64.optional(),
+      burst: int64.optional(),
+      period: int64.optional(),
+      realtimeRuntime: int64.optional(),
+      realtimePeriod: int64.optional(),
+      cpus: str.optional(),
+      mems: str.optional(),
+      idle: int64.optional(),
+    })
+    .optional(),
   pids: z.object({ limit: int64 }).optional(),
   blockIO: z.unknown().optional(),
   hugepageLimits: z.array(z.unknown()).optional(),
@@ -100,15 +121,17 @@ const Linux = z.object({
   cgroupsPath: str.optional(),
   resources: Resources.optional(),
   rootfsPropagation: str.optional(),
-  seccomp: z.object({
-    defaultAction: str,
-    defaultErrnoRet: uint32.optional(),
-    architectures: strList.optional(),
-    flags: strList.optional(),
-    listenerPath: str.optional(),
-    listenerMetadata: str.optional(),
-    syscalls: z.array(SeccompSyscall).optional(),
-  }).optional(),
+  seccomp: z
+    .object({
+      defaultAction: str,
+      defaultErrnoRet: uint32.optional(),
+      architectures: strList.optional(),
+      flags: strList.optional(),
+      listenerPath: str.optional(),
+      listenerMetadata: str.optional(),
+      syscalls: z.array(SeccompSyscall).optional(),
+    })
+    .optional(),
   sysctl: z.record(z.string(), z.string()).optional(),
   maskedPaths: strList.optional(),
   readonlyPaths: strList.optional(),
@@ -160,9 +183,29 @@ const API_MOUNTS: Readonly<Record<string, readonly string[]>> = {
 
 /** nspawn 252's oci_exclude_mount(): destinations it never takes from config.json. */
 const NSPAWN_OWN = new Set([
-  "/dev", "/dev/mqueue", "/dev/pts", "/dev/shm", "/proc", "/proc/acpi", "/proc/apm", "/proc/asound", "/proc/bus",
-  "/proc/fs", "/proc/irq", "/proc/kallsyms", "/proc/kcore", "/proc/keys", "/proc/scsi", "/proc/sys", "/proc/sys/net",
-  "/proc/sysrq-trigger", "/proc/timer_list", "/run", "/sys", "/sys/fs/selinux", "/tmp",
+  "/dev",
+  "/dev/mqueue",
+  "/dev/pts",
+  "/dev/shm",
+  "/proc",
+  "/proc/acpi",
+  "/proc/apm",
+  "/proc/asound",
+  "/proc/bus",
+  "/proc/fs",
+  "/proc/irq",
+  "/proc/kallsyms",
+  "/proc/kcore",
+  "/proc/keys",
+  "/proc/scsi",
+  "/proc/sys",
+  "/proc/sys/net",
+  "/proc/sysrq-trigger",
+  "/proc/timer_list",
+  "/run",
+  "/sys",
+  "/sys/fs/selinux",
+  "/tmp",
 ]);
 const nspawnOwns = (p: string) => NSPAWN_OWN.has(p) || p === "/sys/fs/cgroup" || p.startsWith("/sys/fs/cgroup/");
 
@@ -199,7 +242,13 @@ export function mapOciConfig(text: string, bundle: string): OciMapped {
   const parsed = OciConfigSchema.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
-    fail(issue.path.map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`)).join("").replace(/^\./, "") || "(top level)", issue.message);
+    fail(
+      issue.path
+        .map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`))
+        .join("")
+        .replace(/^\./, "") || "(top level)",
+      issue.message,
+    );
   }
   const c = parsed.data!;
   if (!VERSION.test(c.ociVersion)) fail("ociVersion", `version "${c.ociVersion}" is not supported (machina reads runtime-spec 1.0.x to 1.2.x)`);
@@ -225,7 +274,7 @@ export function mapOciConfig(text: string, bundle: string): OciMapped {
   set("linkJournal", "no");
 
   // root
-  if (c.root === undefined || c.root.path === "") fail("root.path", "is required (the bundle's root file system, e.g. \"rootfs\")");
+  if (c.root === undefined || c.root.path === "") fail("root.path", 'is required (the bundle\'s root file system, e.g. "rootfs")');
   const rootPath = c.root!.path.startsWith("/") ? normalize(c.root!.path) : normalize(`${bundle}/${c.root!.path}`);
   set("directory", rootPath);
   if (c.root!.readonly === true) set("readOnly", true);
@@ -244,8 +293,7 @@ export function mapOciConfig(text: string, bundle: string): OciMapped {
   if (inaccessible.length > 0) set("inaccessible", inaccessible);
 
   if (c.hooks !== undefined)
-    for (const [name, list] of Object.entries(c.hooks))
-      if (list.length > 0) fail(`hooks.${name}`, "hooks are not supported by machina-nspawn yet");
+    for (const [name, list] of Object.entries(c.hooks)) if (list.length > 0) fail(`hooks.${name}`, "hooks are not supported by machina-nspawn yet");
   // annotations: ignored (as nspawn).
   return { file, trusted: true, values, provenance, warnings, root: rootPath };
 }
@@ -261,7 +309,8 @@ function capList(list: string[] | undefined, field: string, fail: Fail): Capabil
   });
 }
 
-const sameSet = (a: readonly string[], b: readonly string[]) => a.length === new Set(a).size && new Set(a).size === new Set(b).size && a.every((x) => b.includes(x));
+const sameSet = (a: readonly string[], b: readonly string[]) =>
+  a.length === new Set(a).size && new Set(a).size === new Set(b).size && a.every((x) => b.includes(x));
 
 function limitValue(n: number): LimitValue {
   return n < 0 ? "infinity" : BigInt(n);
@@ -287,7 +336,8 @@ function mapProcess(c: OciConfig, set: Setter, fail: Fail, ctx: (f: string) => E
   if (p.terminal === false) set("console", "pipe");
   // consoleSize: the pty takes the size of the terminal machina-nspawn runs on.
   if (p.user !== undefined) {
-    if (p.user.umask !== undefined && p.user.umask !== 0o022) fail("process.user.umask", `umask ${p.user.umask.toString(8)} cannot be set (the payload starts with umask 022)`);
+    if (p.user.umask !== undefined && p.user.umask !== 0o022)
+      fail("process.user.umask", `umask ${p.user.umask.toString(8)} cannot be set (the payload starts with umask 022)`);
     set("user", String(p.user.uid));
     set("userIds", { uid: p.user.uid, gid: p.user.gid, additionalGids: p.user.additionalGids ?? [] });
   }
@@ -301,18 +351,23 @@ function mapProcess(c: OciConfig, set: Setter, fail: Fail, ctx: (f: string) => E
     if (bounding !== undefined) {
       // As nspawn: the bounding set is the capability set (Capability= the set, DropCapability= the rest).
       set("capabilities", bounding);
-      set("dropCapabilities", CAPABILITIES.filter((n) => !bounding.includes(n)));
+      set(
+        "dropCapabilities",
+        CAPABILITIES.filter((n) => !bounding.includes(n)),
+      );
     }
     const bset = bounding ?? undefined;
-    for (const a of ambient)
-      if (bset !== undefined && !bset.includes(a)) fail("process.capabilities.ambient", `${a} is not in the bounding set`);
+    for (const a of ambient) if (bset !== undefined && !bset.includes(a)) fail("process.capabilities.ambient", `${a} is not in the bounding set`);
     if (ambient.length > 0) set("ambientCapabilities", ambient);
     // What the kernel gives the payload after execve(): root keeps the bounding set as effective
     // and permitted; any other user holds the ambient set. Other sets cannot be honoured.
     const uid = p.user?.uid ?? 0;
     const expected = uid === 0 ? bset : ambient;
     const what = uid === 0 ? "the bounding set (the payload runs as root)" : "the ambient set (the payload is not root)";
-    for (const [name, list] of [["effective", effective], ["permitted", permitted]] as const)
+    for (const [name, list] of [
+      ["effective", effective],
+      ["permitted", permitted],
+    ] as const)
       if (list !== undefined && expected !== undefined && !sameSet(list, expected))
         fail(`process.capabilities.${name}`, `must equal ${what}: machina cannot give the payload a different ${name} set`);
     if (inheritable !== undefined && !sameSet(inheritable, ambient) && inheritable.length > 0)
@@ -322,7 +377,8 @@ function mapProcess(c: OciConfig, set: Setter, fail: Fail, ctx: (f: string) => E
     const seen = new Set<string>();
     const limits: Rlimit[] = p.rlimits.map((r, i) => {
       const name = r.type.startsWith("RLIMIT_") ? r.type.slice(7) : undefined;
-      if (name === undefined || RLIMITS[name] === undefined) fail(`process.rlimits[${i}].type`, `unknown resource limit "${r.type}" (expected RLIMIT_NOFILE, RLIMIT_NPROC, …)`);
+      if (name === undefined || RLIMITS[name] === undefined)
+        fail(`process.rlimits[${i}].type`, `unknown resource limit "${r.type}" (expected RLIMIT_NOFILE, RLIMIT_NPROC, …)`);
       if (seen.has(name!)) fail(`process.rlimits[${i}].type`, `${r.type} is given twice`);
       seen.add(name!);
       const soft = limitValue(r.soft);
@@ -361,8 +417,7 @@ function mapMounts(c: OciConfig, bundle: string, binds: BindMount[], tmpfs: Tmpf
       // same kind of file system (or, as in `runc spec --rootless`, a bind of the host's own).
       const type = m.type ?? "bind";
       const ok = api === undefined || api.includes(type) || (isBind && m.source !== undefined && normalize(m.source) === dest);
-      if (!ok)
-        fail(field, `machina mounts its own ${api!.join("/")} on ${dest}; a ${type} mount there cannot be honoured`);
+      if (!ok) fail(field, `machina mounts its own ${api!.join("/")} on ${dest}; a ${type} mount there cannot be honoured`);
       return;
     }
     if (isBind) {
@@ -375,7 +430,8 @@ function mapMounts(c: OciConfig, bundle: string, binds: BindMount[], tmpfs: Tmpf
         else if (o === "rbind") recursive = true;
         else if (o === "ro") readOnly = true;
         else if (o === "rw") readOnly = false;
-        else if (o === "private" || o === "rprivate") continue; // the container's mounts never propagate
+        else if (o === "private" || o === "rprivate")
+          continue; // the container's mounts never propagate
         else fail(`${field}.options`, `bind option "${o}" cannot be honoured (supported: bind, rbind, ro, rw, private, rprivate)`);
       }
       binds.push({ source, sourceInImage: false, destination: dest, readOnly, recursive, idmap: "noidmap" });
@@ -385,13 +441,24 @@ function mapMounts(c: OciConfig, bundle: string, binds: BindMount[], tmpfs: Tmpf
       tmpfs.push({ destination: dest, options: opts.length > 0 ? opts.join(",") : "mode=0755" });
       return;
     }
-    fail(field, `a ${m.type} mount on ${dest} cannot be honoured (config.json may add bind and tmpfs mounts; machina mounts proc, sysfs, cgroup, mqueue and devpts only at their usual places)`);
+    fail(
+      field,
+      `a ${m.type} mount on ${dest} cannot be honoured (config.json may add bind and tmpfs mounts; machina mounts proc, sysfs, cgroup, mqueue and devpts only at their usual places)`,
+    );
   });
 }
 
 const NAMESPACE_TYPES = ["pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time"] as const;
 
-function mapLinux(c: OciConfig, set: Setter, fail: Fail, ctx: (f: string) => ErrorContext, warnings: string[], binds: BindMount[], inaccessible: string[]): void {
+function mapLinux(
+  c: OciConfig,
+  set: Setter,
+  fail: Fail,
+  ctx: (f: string) => ErrorContext,
+  warnings: string[],
+  binds: BindMount[],
+  inaccessible: string[],
+): void {
   const l = c.linux;
   if (l === undefined) fail("linux", "is required (machina runs Linux containers: at least linux.namespaces)");
   const L = l!;
@@ -402,14 +469,16 @@ function mapLinux(c: OciConfig, set: Setter, fail: Fail, ctx: (f: string) => Err
     if (!(NAMESPACE_TYPES as readonly string[]).includes(n.type)) fail(`${field}.type`, `unknown namespace type "${n.type}"`);
     if (ns.has(n.type)) fail(field, `the ${n.type} namespace is listed twice`);
     if (n.path !== undefined) {
-      if (n.type !== "network") fail(`${field}.path`, `joining an existing ${n.type} namespace is not supported (only the network namespace can be joined by path)`);
+      if (n.type !== "network")
+        fail(`${field}.path`, `joining an existing ${n.type} namespace is not supported (only the network namespace can be joined by path)`);
       if (!n.path.startsWith("/")) fail(`${field}.path`, `"${n.path}" is not an absolute path`);
     }
     ns.set(n.type, n.path);
   });
   if (!ns.has("mount")) fail("linux.namespaces", "containers without a mount namespace are not supported");
   for (const t of ["pid", "ipc", "uts"] as const)
-    if (!ns.has(t)) fail("linux.namespaces", `machina always gives a container its own ${t} namespace: sharing the host's cannot be honoured (add {"type": "${t}"})`);
+    if (!ns.has(t))
+      fail("linux.namespaces", `machina always gives a container its own ${t} namespace: sharing the host's cannot be honoured (add {"type": "${t}"})`);
   if (ns.has("time")) fail("linux.namespaces", "time namespaces are not supported by machina");
   if (ns.has("network")) {
     const path = ns.get("network");
@@ -421,7 +490,10 @@ function mapLinux(c: OciConfig, set: Setter, fail: Fail, ctx: (f: string) => Err
   const gidMap = L.gidMappings ?? [];
   if (ns.has("user")) {
     if (uidMap.length === 0 || gidMap.length === 0) fail("linux.uidMappings", "a user namespace needs one uidMappings and one gidMappings entry");
-    for (const [name, list] of [["uidMappings", uidMap], ["gidMappings", gidMap]] as const) {
+    for (const [name, list] of [
+      ["uidMappings", uidMap],
+      ["gidMappings", gidMap],
+    ] as const) {
       if (list.length > 1) fail(`linux.${name}`, "more than one mapping is not supported");
       const m = list[0]!;
       if (m.containerID !== 0) fail(`linux.${name}[0].containerID`, "a mapping must start at container ID 0");
@@ -438,7 +510,8 @@ function mapLinux(c: OciConfig, set: Setter, fail: Fail, ctx: (f: string) => Err
     fail("linux.uidMappings", "mappings are given but linux.namespaces has no user namespace");
   }
   if (L.timeOffsets !== undefined) fail("linux.timeOffsets", "time namespaces are not supported by machina");
-  if (L.devices !== undefined && L.devices.length > 0) fail("linux.devices", "creating device nodes from config.json is not supported (machina creates the standard /dev nodes)");
+  if (L.devices !== undefined && L.devices.length > 0)
+    fail("linux.devices", "creating device nodes from config.json is not supported (machina creates the standard /dev nodes)");
   if (L.cgroupsPath !== undefined && L.cgroupsPath !== "") {
     if (!/^[^/]+\.slice$/.test(L.cgroupsPath)) fail("linux.cgroupsPath", `"${L.cgroupsPath}" cannot be honoured (only a slice name such as machine.slice)`);
     set("slice", parseSlice(L.cgroupsPath, ctx("linux.cgroupsPath")));
@@ -474,8 +547,13 @@ function mapResources(L: NonNullable<OciConfig["linux"]>, set: Setter, fail: Fai
   const props: Array<{ name: string; value: string }> = [];
   for (const [i, d] of (r.devices ?? []).entries()) {
     // machina allows only its own standard device nodes: a deny-all entry says the same.
-    const denyAll = !d.allow && (d.type === undefined || d.type === "a") && d.major === undefined && d.minor === undefined && (d.access === undefined || d.access === "rwm");
-    if (!denyAll) fail(`linux.resources.devices[${i}]`, "device access rules cannot be honoured (machina allows its standard device nodes only; a deny-all entry is accepted)");
+    const denyAll =
+      !d.allow && (d.type === undefined || d.type === "a") && d.major === undefined && d.minor === undefined && (d.access === undefined || d.access === "rwm");
+    if (!denyAll)
+      fail(
+        `linux.resources.devices[${i}]`,
+        "device access rules cannot be honoured (machina allows its standard device nodes only; a deny-all entry is accepted)",
+      );
   }
   const m = r.memory;
   if (m !== undefined) {

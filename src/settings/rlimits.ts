@@ -9,8 +9,22 @@ import { invalid } from "./values.ts";
 import type { ErrorContext } from "../errors.ts";
 
 export const RLIMITS: Readonly<Record<string, number>> = {
-  CPU: 0, FSIZE: 1, DATA: 2, STACK: 3, CORE: 4, RSS: 5, NPROC: 6, NOFILE: 7, MEMLOCK: 8, AS: 9,
-  LOCKS: 10, SIGPENDING: 11, MSGQUEUE: 12, NICE: 13, RTPRIO: 14, RTTIME: 15,
+  CPU: 0,
+  FSIZE: 1,
+  DATA: 2,
+  STACK: 3,
+  CORE: 4,
+  RSS: 5,
+  NPROC: 6,
+  NOFILE: 7,
+  MEMLOCK: 8,
+  AS: 9,
+  LOCKS: 10,
+  SIGPENDING: 11,
+  MSGQUEUE: 12,
+  NICE: 13,
+  RTPRIO: 14,
+  RTTIME: 15,
 };
 
 export type LimitValue = bigint | "infinity";
@@ -22,14 +36,18 @@ export interface Rlimit {
   hard: LimitValue;
 }
 
-const ALLOWED = "NAME=SOFT[:HARD] with numbers or 'infinity' (e.g. NOFILE=1024:4096; sizes take K, M, G, T, P, E (base 1024), CPU and RTTIME time units, NICE a +N/-N nice level)";
+const ALLOWED =
+  "NAME=SOFT[:HARD] with numbers or 'infinity' (e.g. NOFILE=1024:4096; sizes take K, M, G, T, P, E (base 1024), CPU and RTTIME time units, NICE a +N/-N nice level)";
 const U64_MAX = 0xffffffffffffffffn;
 
 /** Resources whose values are byte sizes (systemd's rlimit_parse_size). */
 const SIZE_LIMITS = new Set(["FSIZE", "DATA", "STACK", "CORE", "RSS", "MEMLOCK", "AS", "MSGQUEUE"]);
 /** systemd's time units (time-util.c), in microseconds. */
 const USEC: Record<string, bigint> = (() => {
-  const s = 1_000_000n, min = 60n * s, h = 60n * min, d = 24n * h;
+  const s = 1_000_000n,
+    min = 60n * s,
+    h = 60n * min,
+    d = 24n * h;
   const t: Record<string, bigint> = {};
   const add = (names: string[], v: bigint) => {
     for (const n of names) t[n] = v;
@@ -93,8 +111,7 @@ function parseLimitValue(name: string, v: string, ctx: ErrorContext, whole: stri
 export function parseRlimitAssignment(value: string, ctx: ErrorContext): Rlimit {
   const eq = value.indexOf("=");
   const rawName = (eq === -1 ? value : value.slice(0, eq)).toUpperCase().replace(/^RLIMIT_/, "");
-  if (eq === -1 || !(rawName in RLIMITS))
-    throw invalid(ctx, value, `NAME=SOFT[:HARD] with NAME one of ${Object.keys(RLIMITS).join(", ")}`);
+  if (eq === -1 || !(rawName in RLIMITS)) throw invalid(ctx, value, `NAME=SOFT[:HARD] with NAME one of ${Object.keys(RLIMITS).join(", ")}`);
   return parseRlimitValue(rawName, value.slice(eq + 1), ctx, value);
 }
 
@@ -102,7 +119,6 @@ export function parseRlimitValue(name: string, spec: string, ctx: ErrorContext, 
   const colon = spec.indexOf(":");
   const soft = parseLimitValue(name, colon === -1 ? spec : spec.slice(0, colon), ctx, whole);
   const hard = colon === -1 ? soft : parseLimitValue(name, spec.slice(colon + 1), ctx, whole);
-  if (hard !== "infinity" && (soft === "infinity" || soft > hard))
-    throw invalid(ctx, whole, "a soft limit no larger than the hard limit");
+  if (hard !== "infinity" && (soft === "infinity" || soft > hard)) throw invalid(ctx, whole, "a soft limit no larger than the hard limit");
   return { resource: RLIMITS[name]!, name, soft, hard };
 }

@@ -10,9 +10,21 @@ export const CONSOLE_MODES = ["interactive", "read-only", "passive", "pipe", "au
 export type ConsoleMode = (typeof CONSOLE_MODES)[number];
 
 export const RESOLV_CONF_MODES = [
-  "off", "copy-host", "copy-static", "copy-uplink", "copy-stub", "replace-host", "replace-static",
-  "replace-uplink", "replace-stub", "bind-host", "bind-static", "bind-uplink", "bind-stub",
-  "delete", "auto",
+  "off",
+  "copy-host",
+  "copy-static",
+  "copy-uplink",
+  "copy-stub",
+  "replace-host",
+  "replace-static",
+  "replace-uplink",
+  "replace-stub",
+  "bind-host",
+  "bind-static",
+  "bind-uplink",
+  "bind-stub",
+  "delete",
+  "auto",
 ] as const;
 export type ResolvConfMode = (typeof RESOLV_CONF_MODES)[number];
 
@@ -32,10 +44,7 @@ export const OWNERSHIP_MODES = ["off", "chown", "map", "auto"] as const;
 export type OwnershipMode = (typeof OWNERSHIP_MODES)[number];
 
 /** Where a value came from. */
-export type Source =
-  | { kind: "default" }
-  | { kind: "cli"; flag: string }
-  | { kind: "file"; file: string; line: number; trusted: boolean };
+export type Source = { kind: "default" } | { kind: "cli"; flag: string } | { kind: "file"; file: string; line: number; trusted: boolean };
 
 export interface Settings {
   directory: string | undefined;

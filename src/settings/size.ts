@@ -11,7 +11,14 @@
 export const U64_MAX = 0xffffffffffffffffn;
 
 const SUFFIXES: ReadonlyArray<[string, bigint]> = [
-  ["E", 1n << 60n], ["P", 1n << 50n], ["T", 1n << 40n], ["G", 1n << 30n], ["M", 1n << 20n], ["K", 1n << 10n], ["B", 1n], ["", 1n],
+  ["E", 1n << 60n],
+  ["P", 1n << 50n],
+  ["T", 1n << 40n],
+  ["G", 1n << 30n],
+  ["M", 1n << 20n],
+  ["K", 1n << 10n],
+  ["B", 1n],
+  ["", 1n],
 ];
 
 /** Bytes, or undefined when `text` is not a size (or above 2^64-1). */

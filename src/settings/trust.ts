@@ -37,10 +37,7 @@ const BY_KEY = new Map(PRIVILEGED_KEYS.map((p) => [`${p.section}.${p.key}`, p]))
  * Whether an assignment may take effect in a file of the given trust; undefined = it may,
  * else the warning to print (one line: FILE:LINE: … Key= …).
  */
-export function untrustedRefusal(
-  entry: { section: string; key: string; value: string; file: string; line: number },
-  trusted: boolean,
-): string | undefined {
+export function untrustedRefusal(entry: { section: string; key: string; value: string; file: string; line: number }, trusted: boolean): string | undefined {
   if (trusted) return undefined;
   const rule = BY_KEY.get(`${entry.section}.${entry.key}`);
   if (rule === undefined) return undefined;

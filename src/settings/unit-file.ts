@@ -234,7 +234,17 @@ export function splitQuoted(value: string, options: SplitOptions = { retainEscap
 }
 
 const SIMPLE_ESCAPES: Readonly<Record<string, string>> = {
-  a: "\x07", b: "\b", f: "\f", n: "\n", r: "\r", t: "\t", v: "\v", "\\": "\\", '"': '"', "'": "'", s: " ",
+  a: "\x07",
+  b: "\b",
+  f: "\f",
+  n: "\n",
+  r: "\r",
+  t: "\t",
+  v: "\v",
+  "\\": "\\",
+  '"': '"',
+  "'": "'",
+  s: " ",
 };
 
 /** One escape after a backslash at `value[i]`: [resolved text, characters consumed]. */

@@ -49,9 +49,7 @@ export function parseMachineName(value: string, ctx: ErrorContext): string {
 /** Hostnames: same character rules, each label 1..63 characters. */
 export function parseHostname(value: string, ctx: ErrorContext): string {
   const ok =
-    value.length > 0 &&
-    value.length <= 64 &&
-    value.split(".").every((l) => /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(l) || /^[A-Za-z0-9]$/.test(l));
+    value.length > 0 && value.length <= 64 && value.split(".").every((l) => /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(l) || /^[A-Za-z0-9]$/.test(l));
   if (ok) return value;
   throw invalid(ctx, value, "a valid hostname (labels of letters, digits and '-', at most 64 characters)");
 }
@@ -77,25 +75,49 @@ export function isValidEnvName(name: string): boolean {
 }
 
 /** `NAME=VALUE`, or `NAME` alone to pass the caller's value of NAME (dropped when unset). */
-export function parseEnvAssignment(
-  value: string,
-  hostEnv: Readonly<Record<string, string | undefined>>,
-  ctx: ErrorContext,
-): string | undefined {
+export function parseEnvAssignment(value: string, hostEnv: Readonly<Record<string, string | undefined>>, ctx: ErrorContext): string | undefined {
   const eq = value.indexOf("=");
   const name = eq === -1 ? value : value.slice(0, eq);
-  if (!isValidEnvName(name) || /[\x00-\x08\x0a-\x1f\x7f]/.test(value))
-    throw invalid(ctx, value, "NAME=VALUE or NAME, where NAME is a valid variable name");
+  if (!isValidEnvName(name) || /[\x00-\x08\x0a-\x1f\x7f]/.test(value)) throw invalid(ctx, value, "NAME=VALUE or NAME, where NAME is a valid variable name");
   if (eq !== -1) return value;
   const inherited = hostEnv[name];
   return inherited === undefined ? undefined : `${name}=${inherited}`;
 }
 
 export const SIGNALS: Readonly<Record<string, number>> = {
-  HUP: 1, INT: 2, QUIT: 3, ILL: 4, TRAP: 5, ABRT: 6, IOT: 6, BUS: 7, FPE: 8, KILL: 9, USR1: 10,
-  SEGV: 11, USR2: 12, PIPE: 13, ALRM: 14, TERM: 15, STKFLT: 16, CHLD: 17, CONT: 18, STOP: 19,
-  TSTP: 20, TTIN: 21, TTOU: 22, URG: 23, XCPU: 24, XFSZ: 25, VTALRM: 26, PROF: 27, WINCH: 28,
-  IO: 29, POLL: 29, PWR: 30, SYS: 31,
+  HUP: 1,
+  INT: 2,
+  QUIT: 3,
+  ILL: 4,
+  TRAP: 5,
+  ABRT: 6,
+  IOT: 6,
+  BUS: 7,
+  FPE: 8,
+  KILL: 9,
+  USR1: 10,
+  SEGV: 11,
+  USR2: 12,
+  PIPE: 13,
+  ALRM: 14,
+  TERM: 15,
+  STKFLT: 16,
+  CHLD: 17,
+  CONT: 18,
+  STOP: 19,
+  TSTP: 20,
+  TTIN: 21,
+  TTOU: 22,
+  URG: 23,
+  XCPU: 24,
+  XFSZ: 25,
+  VTALRM: 26,
+  PROF: 27,
+  WINCH: 28,
+  IO: 29,
+  POLL: 29,
+  PWR: 30,
+  SYS: 31,
 };
 export const SIGRTMIN = 34;
 export const SIGRTMAX = 64;
@@ -195,8 +217,7 @@ export function parseVethExtra(value: string, ctx: ErrorContext): string {
 }
 
 export function parseOomScoreAdjust(value: string, ctx: ErrorContext): number {
-  if (!/^-?[0-9]+$/.test(value) || Number(value) < -1000 || Number(value) > 1000)
-    throw invalid(ctx, value, "an integer from -1000 to 1000");
+  if (!/^-?[0-9]+$/.test(value) || Number(value) < -1000 || Number(value) > 1000) throw invalid(ctx, value, "an integer from -1000 to 1000");
   return Number(value);
 }
 

@@ -45,18 +45,27 @@ export function planBindUsers(settings: Settings, image: ImageFacts, plan: Usern
     if (u.uid === 0) throw invalidError("Mapping 'root' user not supported, sorry.", { flag, value: name });
     if (u.uid === 65534) throw invalidError("Mapping 'nobody' user not supported, sorry.", { flag, value: name });
     if (inRange(u.uid))
-      throw invalidError(`UID ${u.uid} of user '${name}' to map is already in container UID range (${plan.base} - ${plan.base + plan.count}), refusing.`, { flag, value: name });
+      throw invalidError(`UID ${u.uid} of user '${name}' to map is already in container UID range (${plan.base} - ${plan.base + plan.count}), refusing.`, {
+        flag,
+        value: name,
+      });
     const g = facts.hostGroups.find((x) => x.gid === u.gid);
-    if (g === undefined) throw new MachinaError("E_NOT_FOUND", `Failed to resolve group of user '${name}': no group ${u.gid} on the host`, { flag, value: name });
+    if (g === undefined)
+      throw new MachinaError("E_NOT_FOUND", `Failed to resolve group of user '${name}': no group ${u.gid} on the host`, { flag, value: name });
     if (inRange(g.gid)) throw invalidError(`GID of group '${g.name}' to map is already in container GID range, refusing.`, { flag, value: name });
     if (g.name !== name)
       throw new MachinaError("E_UNSUPPORTED", "Sorry, mapping users without private groups is currently not supported.", { flag, value: name });
     // the first UID (also used as GID) the image's /etc/passwd and /etc/group do not know
     while (image.passwd.some((p) => p.uid === next) || image.groups.some((x) => x.gid === next)) next++;
     if (next > MAP_UID_MAX || next > plan.count)
-      throw new MachinaError("E_BUSY", `No suitable available UID in range ${MAP_UID_MIN}…${MAP_UID_MAX} in container detected, can't map user.`, { flag, value: name });
-    if (image.passwd.some((p) => p.name === name)) throw new MachinaError("E_BUSY", `Sorry, the user '${name}' already exists in the container.`, { flag, value: name });
-    if (image.groups.some((x) => x.name === name)) throw new MachinaError("E_BUSY", `Sorry, the group '${name}' already exists in the container.`, { flag, value: name });
+      throw new MachinaError("E_BUSY", `No suitable available UID in range ${MAP_UID_MIN}…${MAP_UID_MAX} in container detected, can't map user.`, {
+        flag,
+        value: name,
+      });
+    if (image.passwd.some((p) => p.name === name))
+      throw new MachinaError("E_BUSY", `Sorry, the user '${name}' already exists in the container.`, { flag, value: name });
+    if (image.groups.some((x) => x.name === name))
+      throw new MachinaError("E_BUSY", `Sorry, the group '${name}' already exists in the container.`, { flag, value: name });
     out.push({ name, hostUid: u.uid, hostGid: u.gid, hostHome: u.home, uid: next, hashedPassword: facts.hostShadow[name] });
     next++;
   }
@@ -91,7 +100,10 @@ export function bindUserOps(bound: BoundUser[]): SetupOp[] {
     { op: "mkdir", path: HOME_DIR, mode: 0o755 },
   ];
   for (const u of bound) {
-    const files: Array<[string, string, number]> = [[".user", userRecord(u), 0o644], [".group", groupRecord(u), 0o644]];
+    const files: Array<[string, string, number]> = [
+      [".user", userRecord(u), 0o644],
+      [".group", groupRecord(u), 0o644],
+    ];
     if (u.hashedPassword) files.push([".user-privileged", JSON.stringify({ privileged: { hashedPassword: [u.hashedPassword] } }), 0o600]);
     for (const [suffix, json, mode] of files) {
       ops.push({ op: "symlink", target: `${u.name}${suffix}`, path: `${USERDB_DIR}/${u.uid}${suffix}` });

@@ -46,8 +46,7 @@ export interface BuildOptions {
 export function machineName(settings: Settings, image: ImageFacts): string {
   if (settings.machine !== undefined) return settings.machine;
   const derived = machineNameFromDirectory(image.root);
-  if (derived === undefined)
-    throw invalidError(`cannot derive a machine name from "${image.root}"`, { path: image.root }, "use -M NAME");
+  if (derived === undefined) throw invalidError(`cannot derive a machine name from "${image.root}"`, { path: image.root }, "use -M NAME");
   return derived;
 }
 
@@ -64,8 +63,7 @@ function origin(settings: Settings, key: keyof Settings): string {
  * (never silently ignored); the list shrinks as features land.
  */
 export function unimplementedSettings(s: Settings): string[] {
-  const set: Array<[keyof Settings, boolean]> = [
-  ];
+  const set: Array<[keyof Settings, boolean]> = [];
   return [...s.unsupported, ...set.filter(([, on]) => on).map(([key]) => origin(s, key))];
 }
 
@@ -78,30 +76,32 @@ export function checkRunnable(settings: Settings, image: ImageFacts, host: HostF
       flag: missing[0]!,
     });
   }
-  if (settings.directory === undefined)
-    throw new MachinaError("E_USAGE", "no container root given", {}, "use -D DIRECTORY (see --help)");
+  if (settings.directory === undefined) throw new MachinaError("E_USAGE", "no container root given", {}, "use -D DIRECTORY (see --help)");
   checkSelinux(settings, host);
   // --private-network may go with it (nspawn accepts the pair: the namespace is joined)
   if (settings.networkNamespacePath !== undefined && wantsManagedNetwork(settings))
-    throw new MachinaError("E_USAGE", `${origin(settings, "networkNamespacePath")} may not be combined with other network options`, { flag: origin(settings, "networkNamespacePath") });
+    throw new MachinaError("E_USAGE", `${origin(settings, "networkNamespacePath")} may not be combined with other network options`, {
+      flag: origin(settings, "networkNamespacePath"),
+    });
   if (settings.ports.length > 0 && !routedNetwork(settings))
-    throw new MachinaError("E_USAGE", `${origin(settings, "ports")} needs --network-veth or --network-zone= (machina forwards to the address it gave the container)`, { flag: origin(settings, "ports") });
-  if (!image.exists)
-    throw new MachinaError("E_NOT_FOUND", `directory "${settings.directory}" does not exist`, { path: settings.directory });
-  if (!image.isDirectory)
-    throw invalidError(`"${settings.directory}" is not a directory`, { path: settings.directory });
-  if (image.root === "/")
-    throw invalidError("refusing to use the host's root directory as a container", { path: image.root });
-  if (!image.hasUsr)
-    throw invalidError(
-      `directory "${image.root}" doesn't look like an OS tree (/usr/ is missing); refusing`,
-      { path: image.root },
+    throw new MachinaError(
+      "E_USAGE",
+      `${origin(settings, "ports")} needs --network-veth or --network-zone= (machina forwards to the address it gave the container)`,
+      { flag: origin(settings, "ports") },
     );
+  if (!image.exists) throw new MachinaError("E_NOT_FOUND", `directory "${settings.directory}" does not exist`, { path: settings.directory });
+  if (!image.isDirectory) throw invalidError(`"${settings.directory}" is not a directory`, { path: settings.directory });
+  if (image.root === "/") throw invalidError("refusing to use the host's root directory as a container", { path: image.root });
+  if (!image.hasUsr) throw invalidError(`directory "${image.root}" doesn't look like an OS tree (/usr/ is missing); refusing`, { path: image.root });
   if (settings.boot) {
     if (image.osRelease === undefined)
-      throw invalidError(`directory "${image.root}" has no os-release file (/etc/os-release or /usr/lib/os-release); refusing to boot it`, { path: image.root });
+      throw invalidError(`directory "${image.root}" has no os-release file (/etc/os-release or /usr/lib/os-release); refusing to boot it`, {
+        path: image.root,
+      });
     if (image.inits.length === 0)
-      throw invalidError(`no init found in "${image.root}" (looked for ${["/usr/lib/systemd/systemd", "/lib/systemd/systemd", "/sbin/init"].join(", ")})`, { path: image.root });
+      throw invalidError(`no init found in "${image.root}" (looked for ${["/usr/lib/systemd/systemd", "/lib/systemd/systemd", "/sbin/init"].join(", ")})`, {
+        path: image.root,
+      });
   }
   if (host.cgroup.v2 === undefined)
     throw new MachinaError("E_UNSUPPORTED", "this host has no cgroup2 hierarchy mounted", {}, "mount -t cgroup2 none /sys/fs/cgroup/unified");
@@ -143,14 +143,18 @@ function resolveUser(settings: Settings, image: ImageFacts): UserInfo | undefine
   const ids = settings.userIds;
   if (ids !== undefined && wanted === String(ids.uid)) {
     const entry = image.passwd.find((p) => p.uid === ids.uid);
-    return { uid: ids.uid, gid: ids.gid, groups: [...new Set(ids.additionalGids)], home: entry?.home ?? (ids.uid === 0 ? "/root" : "/"), name: entry?.name ?? wanted };
+    return {
+      uid: ids.uid,
+      gid: ids.gid,
+      groups: [...new Set(ids.additionalGids)],
+      home: entry?.home ?? (ids.uid === 0 ? "/root" : "/"),
+      name: entry?.name ?? wanted,
+    };
   }
   // As nspawn (change_uid_gid): root always exists — uid 0, gid 0, no supplementary groups,
   // home /root — whether or not the image has an /etc/passwd.
   if (wanted === "root" || wanted === "0") return { uid: 0, gid: 0, groups: [], home: "/root", name: wanted };
-  const entry = /^[0-9]+$/.test(wanted)
-    ? image.passwd.find((p) => p.uid === Number(wanted))
-    : image.passwd.find((p) => p.name === wanted);
+  const entry = /^[0-9]+$/.test(wanted) ? image.passwd.find((p) => p.uid === Number(wanted)) : image.passwd.find((p) => p.name === wanted);
   if (entry === undefined) {
     if (/^[0-9]+$/.test(wanted)) {
       const uid = Number(wanted);
@@ -170,18 +174,46 @@ export function containerUuid(settings: Settings, image: ImageFacts, host: HostF
 
 function devOps(privateNetwork: boolean): SetupOp[] {
   const ops: SetupOp[] = [
-    { op: "mount", source: "tmpfs", target: "/dev", fstype: "tmpfs", flags: MS.NOSUID | MS.STRICTATIME, data: "mode=0755,size=4m,nr_inodes=64k", create: "dir" },
+    {
+      op: "mount",
+      source: "tmpfs",
+      target: "/dev",
+      fstype: "tmpfs",
+      flags: MS.NOSUID | MS.STRICTATIME,
+      data: "mode=0755,size=4m,nr_inodes=64k",
+      create: "dir",
+    },
   ];
   const nodes: Array<[string, number, number]> = [
-    ["null", 1, 3], ["zero", 1, 5], ["full", 1, 7], ["random", 1, 8], ["urandom", 1, 9], ["tty", 5, 0],
+    ["null", 1, 3],
+    ["zero", 1, 5],
+    ["full", 1, 7],
+    ["random", 1, 8],
+    ["urandom", 1, 9],
+    ["tty", 5, 0],
   ];
   if (privateNetwork) nodes.push(["net/tun", 10, 200]);
   for (const [name, major, minor] of nodes) ops.push({ op: "mknod", path: `/dev/${name}`, mode: S_IF.CHR | 0o666, major, minor });
-  for (const [name, major, minor] of nodes)
-    ops.push({ op: "symlink", target: `../${name}`, path: `/dev/char/${major}:${minor}` });
+  for (const [name, major, minor] of nodes) ops.push({ op: "symlink", target: `../${name}`, path: `/dev/char/${major}:${minor}` });
   ops.push(
-    { op: "mount", source: "tmpfs", target: "/dev/shm", fstype: "tmpfs", flags: MS.NOSUID | MS.NODEV | MS.STRICTATIME, data: "mode=1777,size=10%,nr_inodes=400k", create: "dir" },
-    { op: "mount", source: "devpts", target: "/dev/pts", fstype: "devpts", flags: MS.NOSUID | MS.NOEXEC, data: "newinstance,ptmxmode=0666,mode=620,gid=5", create: "dir" },
+    {
+      op: "mount",
+      source: "tmpfs",
+      target: "/dev/shm",
+      fstype: "tmpfs",
+      flags: MS.NOSUID | MS.NODEV | MS.STRICTATIME,
+      data: "mode=1777,size=10%,nr_inodes=400k",
+      create: "dir",
+    },
+    {
+      op: "mount",
+      source: "devpts",
+      target: "/dev/pts",
+      fstype: "devpts",
+      flags: MS.NOSUID | MS.NOEXEC,
+      data: "newinstance,ptmxmode=0666,mode=620,gid=5",
+      create: "dir",
+    },
     { op: "symlink", target: "pts/ptmx", path: "/dev/ptmx" },
     { op: "mount", source: "mqueue", target: "/dev/mqueue", fstype: "mqueue", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: "", create: "dir" },
     { op: "symlink", target: "/proc/self/fd", path: "/dev/fd" },
@@ -196,7 +228,15 @@ const RO_API = MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC;
 
 function runHostOps(host: HostFacts, uuid: string, beforeSeal: SetupOp[] = []): SetupOp[] {
   const ops: SetupOp[] = [
-    { op: "mount", source: "tmpfs", target: "/run", fstype: "tmpfs", flags: MS.NOSUID | MS.NODEV | MS.STRICTATIME, data: "mode=0755,size=20%,nr_inodes=800k", create: "dir" },
+    {
+      op: "mount",
+      source: "tmpfs",
+      target: "/run",
+      fstype: "tmpfs",
+      flags: MS.NOSUID | MS.NODEV | MS.STRICTATIME,
+      data: "mode=0755,size=20%,nr_inodes=800k",
+      create: "dir",
+    },
     { op: "mkdir", path: "/run/host", mode: 0o755 },
     { op: "mkdir", path: "/run/host/inaccessible", mode: 0o755 },
     { op: "mknod", path: "/run/host/inaccessible/reg", mode: S_IF.REG, major: 0, minor: 0 },
@@ -221,14 +261,11 @@ function runHostOps(host: HostFacts, uuid: string, beforeSeal: SetupOp[] = []): 
 
 /** /proc; `netWritable`: /proc/sys/net stays writable; `apiWritable`: nothing made read-only ($SYSTEMD_NSPAWN_API_VFS_WRITABLE). */
 function procOps(netWritable: boolean, apiWritable = false): SetupOp[] {
-  const ops: SetupOp[] = [
-    { op: "mount", source: "proc", target: "/proc", fstype: "proc", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: "", create: "dir" },
-  ];
+  const ops: SetupOp[] = [{ op: "mount", source: "proc", target: "/proc", fstype: "proc", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: "", create: "dir" }];
   if (!apiWritable) {
     ops.push({ op: "rebind", target: "/proc/sys", flags: RO_API, optional: false });
     if (netWritable) ops.push({ op: "rebind", target: "/proc/sys/net", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, optional: true });
-    for (const p of ["acpi", "apm", "asound", "bus", "fs", "irq", "scsi"])
-      ops.push({ op: "rebind", target: `/proc/${p}`, flags: RO_API, optional: true });
+    for (const p of ["acpi", "apm", "asound", "bus", "fs", "irq", "scsi"]) ops.push({ op: "rebind", target: `/proc/${p}`, flags: RO_API, optional: true });
   }
   for (const p of ["kallsyms", "kcore", "keys", "sysrq-trigger", "timer_list"]) ops.push({ op: "mask", path: `/proc/${p}` });
   return ops;
@@ -241,7 +278,14 @@ function procOps(netWritable: boolean, apiWritable = false): SetupOp[] {
  * missing and the image is writable; otherwise (dangling into a missing directory, a
  * directory, a read-only image) `fallback` is done instead, and the container starts.
  */
-function bindOverEtc(cpath: string, source: string, kind: ImageFacts["localtimeKind"], chased: ImageFacts["localtimeChased"], writable: boolean, fallback: SetupOp[]): SetupOp[] {
+function bindOverEtc(
+  cpath: string,
+  source: string,
+  kind: ImageFacts["localtimeKind"],
+  chased: ImageFacts["localtimeChased"],
+  writable: boolean,
+  fallback: SetupOp[],
+): SetupOp[] {
   const mount = (target: string, create: CreateMode): SetupOp[] => [
     { op: "mount", source, target, fstype: "", flags: MS.BIND | MS.RDONLY | MS.NOSUID | MS.NODEV, data: "", create },
   ];
@@ -273,7 +317,10 @@ function resolvConfOps(settings: Settings, image: ImageFacts, host: HostFacts, w
     if (image.resolvConfKind !== undefined && image.resolvConfKind !== "file") return [];
     return [{ op: "copy", source, path: "/etc/resolv.conf", mode: 0o644 }];
   }
-  return [{ op: "remove", path: "/etc/resolv.conf" }, { op: "copy", source, path: "/etc/resolv.conf", mode: 0o644 }];
+  return [
+    { op: "remove", path: "/etc/resolv.conf" },
+    { op: "copy", source, path: "/etc/resolv.conf", mode: 0o644 },
+  ];
 }
 
 function timezoneOps(settings: Settings, image: ImageFacts, host: HostFacts, writable: boolean): SetupOp[] {
@@ -283,7 +330,12 @@ function timezoneOps(settings: Settings, image: ImageFacts, host: HostFacts, wri
     const source = host.localtimePath;
     if (source === undefined) return [];
     // a failed bind falls back to nspawn's copy (replacing whatever is there)
-    const copy: SetupOp[] = writable ? [{ op: "remove", path: "/etc/localtime" }, { op: "copy", source, path: "/etc/localtime", mode: 0o644 }] : [];
+    const copy: SetupOp[] = writable
+      ? [
+          { op: "remove", path: "/etc/localtime" },
+          { op: "copy", source, path: "/etc/localtime", mode: 0o644 },
+        ]
+      : [];
     return bindOverEtc("/etc/localtime", source, image.localtimeKind, image.localtimeChased, writable, copy);
   };
   if (mode === "auto") mode = host.timezone !== undefined ? "symlink" : writable ? "copy" : "bind";
@@ -300,7 +352,10 @@ function timezoneOps(settings: Settings, image: ImageFacts, host: HostFacts, wri
       ];
     case "copy":
       if (!writable || host.localtimePath === undefined) return bind();
-      return [{ op: "remove", path: "/etc/localtime" }, { op: "copy", source: host.localtimePath, path: "/etc/localtime", mode: 0o644 }];
+      return [
+        { op: "remove", path: "/etc/localtime" },
+        { op: "copy", source: host.localtimePath, path: "/etc/localtime", mode: 0o644 },
+      ];
   }
 }
 
@@ -310,7 +365,12 @@ function environment(settings: Settings, host: HostFacts, uuid: string, user: Us
   put("PATH", DEFAULT_PATH);
   put("container", "systemd-nspawn");
   put("container_uuid", uuid);
-  for (const [key, name] of [["ID", "container_host_id"], ["VERSION_ID", "container_host_version_id"], ["BUILD_ID", "container_host_build_id"], ["VARIANT_ID", "container_host_variant_id"]] as const) {
+  for (const [key, name] of [
+    ["ID", "container_host_id"],
+    ["VERSION_ID", "container_host_version_id"],
+    ["BUILD_ID", "container_host_build_id"],
+    ["VARIANT_ID", "container_host_variant_id"],
+  ] as const) {
     const v = host.osRelease[key];
     if (v !== undefined) put(name, v);
   }
@@ -339,7 +399,13 @@ function execCandidates(settings: Settings, image: ImageFacts): { exec: ExecCand
   const [cmd, ...rest] = settings.command;
   if (cmd === undefined) {
     // No command: a login shell, bash preferred.
-    return { exec: [{ path: "/bin/bash", argv0: "-bash" }, { path: "/bin/sh", argv0: "-sh" }], args: [] };
+    return {
+      exec: [
+        { path: "/bin/bash", argv0: "-bash" },
+        { path: "/bin/sh", argv0: "-sh" },
+      ],
+      args: [],
+    };
   }
   return { exec: [{ path: cmd, argv0: cmd }], args: rest };
 }
@@ -381,7 +447,9 @@ export function buildSpec(cliSettings: Settings, image: ImageFacts, host: HostFa
   if (settings.privateUsers.mode !== "no" && nenv.apiVfs === "rw")
     throw usageError("Cannot combine --private-users with read-write mounts ($SYSTEMD_NSPAWN_API_VFS_WRITABLE)", { flag: "$SYSTEMD_NSPAWN_API_VFS_WRITABLE" });
   if (settings.privateUsers.mode !== "no" && nenv.apiVfs === "network" && !settings.privateNetwork)
-    throw usageError("Mounting sysfs with --private-users requires --private-network ($SYSTEMD_NSPAWN_API_VFS_WRITABLE=network)", { flag: "$SYSTEMD_NSPAWN_API_VFS_WRITABLE" });
+    throw usageError("Mounting sysfs with --private-users requires --private-network ($SYSTEMD_NSPAWN_API_VFS_WRITABLE=network)", {
+      flag: "$SYSTEMD_NSPAWN_API_VFS_WRITABLE",
+    });
   const usernsPlan = planUserns(settings, image.root, name, image.userns, host.randomId);
   const bound = planBindUsers(settings, image, usernsPlan); // --bind-user
   const user = resolveUser(settings, image);
@@ -389,7 +457,9 @@ export function buildSpec(cliSettings: Settings, image: ImageFacts, host: HostFa
   const writable = rootPlan.writable;
   const userMounts = userMountPlan(settings, host, usernsPlan); // --bind, --tmpfs, --overlay, --inaccessible
   const journal = planJournal(settings, image, writable);
-  const namespaces: Namespace[] = ["mnt", "pid", "uts", "ipc", "cgroup"].filter((ns) => !(ns === "uts" && nenv.shareUts) && !(ns === "ipc" && nenv.shareIpc)) as Namespace[];
+  const namespaces: Namespace[] = ["mnt", "pid", "uts", "ipc", "cgroup"].filter(
+    (ns) => !(ns === "uts" && nenv.shareUts) && !(ns === "ipc" && nenv.shareIpc),
+  ) as Namespace[];
   // A network prepared by src/net/ (links moved into it before the start) or --network-namespace-path
   // is joined; otherwise the clone creates it (the helper adds the main veth: net_* records).
   const joinNetns = wantsPreparedNetns(settings) ? netnsPath(host.stateDir, name) : settings.networkNamespacePath;
@@ -406,89 +476,134 @@ export function buildSpec(cliSettings: Settings, image: ImageFacts, host: HostFa
   const { exec, args } = execCandidates(settings, image);
   const consoleMode_ = consoleMode(settings, host);
 
-  const spec = applyUserns({
-    prog: options.prog,
-    machine: name,
-    root: image.root,
-    readOnly: rootPlan.readOnly,
-    namespaces,
-    ...(nenv.shareUts ? {} : { hostname: settings.hostname ?? name }),
-    statusFd: options.statusFd,
-    registry,
-    stateJson,
-    cgroups,
-    killSignal: settings.killSignal ?? (settings.boot ? SIGRTMIN + 3 : 9),
-    boot: settings.boot,
-    onReboot: settings.keepUnit ? "exit133" : "restart",
-    notifyReady: settings.notifyReady,
-    notifyForward: host.env["NOTIFY_SOCKET"] || undefined,
-    console: consoleMode_,
-    consoleOpost: host.stdoutTty,
-    quiet: settings.quiet,
-    ops,
-    env: [...environment(settings, host, uuid, user, consoleMode_), ...credentialEnv(settings)],
-    chdir: settings.chdir,
-    capsBounding: capabilityMask(retained),
-    capsAmbient: capabilityMask(settings.ambientCapabilities),
-    rlimits: payloadRlimits(settings, host),
-    noNewPrivs: settings.noNewPrivileges,
-    user: user ? { uid: user.uid, gid: user.gid, groups: user.groups } : undefined,
-    asPid2: settings.asPid2,
-    seccomp: seccompFilters(settings, retained, origin(settings, "systemCallFilter")),
-    seccompCache: `${host.stateDir}/seccomp`,
-    personality: personalityValue(settings, host),
-    oomScoreAdjust: settings.oomScoreAdjust,
-    cpuAffinity: settings.cpuAffinity,
-    cgroupSets: resources.sets,
-    ...(settings.selinuxContext !== undefined ? { selinuxContext: settings.selinuxContext } : {}),
-    exec,
-    args,
-    rootSetup: {
-      ...labelRootMode(rootPlan.setup, settings.selinuxApifsContext, settings.ephemeral),
-      scratchDirs: [...rootPlan.setup.scratchDirs, ...userMounts.scratchDirs],
-      scratchList: `${host.stateDir}/scratch/${name}`,
-      hostMkdirs: journal.hostMkdirs,
-      hostSymlinks: journal.hostSymlinks,
+  const spec = applyUserns(
+    {
+      prog: options.prog,
+      machine: name,
+      root: image.root,
+      readOnly: rootPlan.readOnly,
+      namespaces,
+      ...(nenv.shareUts ? {} : { hostname: settings.hostname ?? name }),
+      statusFd: options.statusFd,
+      registry,
+      stateJson,
+      cgroups,
+      killSignal: settings.killSignal ?? (settings.boot ? SIGRTMIN + 3 : 9),
+      boot: settings.boot,
+      onReboot: settings.keepUnit ? "exit133" : "restart",
+      notifyReady: settings.notifyReady,
+      notifyForward: host.env["NOTIFY_SOCKET"] || undefined,
+      console: consoleMode_,
+      consoleOpost: host.stdoutTty,
+      quiet: settings.quiet,
+      ops,
+      env: [...environment(settings, host, uuid, user, consoleMode_), ...credentialEnv(settings)],
+      chdir: settings.chdir,
+      capsBounding: capabilityMask(retained),
+      capsAmbient: capabilityMask(settings.ambientCapabilities),
+      rlimits: payloadRlimits(settings, host),
+      noNewPrivs: settings.noNewPrivileges,
+      user: user ? { uid: user.uid, gid: user.gid, groups: user.groups } : undefined,
+      asPid2: settings.asPid2,
+      seccomp: seccompFilters(settings, retained, origin(settings, "systemCallFilter")),
+      seccompCache: `${host.stateDir}/seccomp`,
+      personality: personalityValue(settings, host),
+      oomScoreAdjust: settings.oomScoreAdjust,
+      cpuAffinity: settings.cpuAffinity,
+      cgroupSets: resources.sets,
+      ...(settings.selinuxContext !== undefined ? { selinuxContext: settings.selinuxContext } : {}),
+      exec,
+      args,
+      rootSetup: {
+        ...labelRootMode(rootPlan.setup, settings.selinuxApifsContext, settings.ephemeral),
+        scratchDirs: [...rootPlan.setup.scratchDirs, ...userMounts.scratchDirs],
+        scratchList: `${host.stateDir}/scratch/${name}`,
+        hostMkdirs: journal.hostMkdirs,
+        hostSymlinks: journal.hostSymlinks,
+      },
+      ...(joinNetns !== undefined ? { netns: joinNetns } : {}),
+      ...(onExit !== undefined ? { onExit } : {}),
+      ...hostSideExtras(options, resources),
+      ...(registration !== undefined
+        ? {
+            onLeader: machinedRegisterCommand({
+              how: registration,
+              name,
+              uuid,
+              root: image.root,
+              busctl: host.systemd.busctl!,
+              slice: settings.slice,
+              service: nenv.containerService,
+            }),
+          }
+        : {}),
     },
-    ...(joinNetns !== undefined ? { netns: joinNetns } : {}),
-    ...(onExit !== undefined ? { onExit } : {}),
-    ...hostSideExtras(options, resources),
-    ...(registration !== undefined
-      ? { onLeader: machinedRegisterCommand({ how: registration, name, uuid, root: image.root, busctl: host.systemd.busctl!, slice: settings.slice, service: nenv.containerService }) }
-      : {}),
-  }, usernsPlan, settings.privateNetwork && joinNetns === undefined, bound);
+    usernsPlan,
+    settings.privateNetwork && joinNetns === undefined,
+    bound,
+  );
   // what an entered process must get too (src/machine/enter.ts): recorded from the final spec
   return { ...spec, stateJson: stateJsonWithConfinement(stateJson, spec) };
 }
 
 /** The container's mounts in order: the root mode's, the API file systems, /run/host, credentials, resolv.conf, timezone, journal, the user's. */
 function setupOps(
-  settings: Settings, image: ImageFacts, host: HostFacts, nenv: NspawnEnvironment,
+  settings: Settings,
+  image: ImageFacts,
+  host: HostFacts,
+  nenv: NspawnEnvironment,
   p: { uuid: string; preOps: SetupOp[]; writable: boolean; bound: ReturnType<typeof planBindUsers>; journalOps: SetupOp[]; userOps: SetupOp[] },
 ): SetupOp[] {
   const { uuid, writable, bound } = p;
-  return labelApiFs([
-    ...p.preOps,
-    ...(nenv.tmpfsTmp
-      ? [{ op: "mount", source: "tmpfs", target: "/tmp", fstype: "tmpfs", flags: MS.NOSUID | MS.NODEV | MS.STRICTATIME, data: "mode=1777,size=10%,nr_inodes=400k", create: "dir" } satisfies SetupOp]
-      : []),
-    { op: "mount", source: "sysfs", target: "/sys", fstype: "sysfs", flags: nenv.apiVfs === "rw" ? MS.NOSUID | MS.NODEV | MS.NOEXEC : RO_API, data: "", create: "dir" },
-    ...devOps(settings.privateNetwork),
-    ...runHostOps(host, uuid, [...credentialDirOps(settings), ...bindUserOps(bound)]),
-    ...credentialOps(settings, host),
-    ...procOps(settings.privateNetwork || nenv.apiVfs === "network", nenv.apiVfs === "rw"),
-    { op: "cgroupns" },
-    { op: "mount", source: "cgroup2", target: "/sys/fs/cgroup", fstype: "cgroup2", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: "", create: "none" },
-    // nspawn's order (outer_child): the timezone, then resolv.conf
-    ...timezoneOps(settings, image, host, writable),
-    ...resolvConfOps(settings, image, host, writable),
-    ...p.journalOps,
-    ...p.userOps,
-  ], settings.selinuxApifsContext);
+  return labelApiFs(
+    [
+      ...p.preOps,
+      ...(nenv.tmpfsTmp
+        ? [
+            {
+              op: "mount",
+              source: "tmpfs",
+              target: "/tmp",
+              fstype: "tmpfs",
+              flags: MS.NOSUID | MS.NODEV | MS.STRICTATIME,
+              data: "mode=1777,size=10%,nr_inodes=400k",
+              create: "dir",
+            } satisfies SetupOp,
+          ]
+        : []),
+      {
+        op: "mount",
+        source: "sysfs",
+        target: "/sys",
+        fstype: "sysfs",
+        flags: nenv.apiVfs === "rw" ? MS.NOSUID | MS.NODEV | MS.NOEXEC : RO_API,
+        data: "",
+        create: "dir",
+      },
+      ...devOps(settings.privateNetwork),
+      ...runHostOps(host, uuid, [...credentialDirOps(settings), ...bindUserOps(bound)]),
+      ...credentialOps(settings, host),
+      ...procOps(settings.privateNetwork || nenv.apiVfs === "network", nenv.apiVfs === "rw"),
+      { op: "cgroupns" },
+      { op: "mount", source: "cgroup2", target: "/sys/fs/cgroup", fstype: "cgroup2", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: "", create: "none" },
+      // nspawn's order (outer_child): the timezone, then resolv.conf
+      ...timezoneOps(settings, image, host, writable),
+      ...resolvConfOps(settings, image, host, writable),
+      ...p.journalOps,
+      ...p.userOps,
+    ],
+    settings.selinuxApifsContext,
+  );
 }
 
 /** The supervisor's command at exit: the network's teardown, and with --keep-unit machined's unregistration. */
-function exitCommand(settings: Settings, host: HostFacts, options: BuildOptions, name: string, registration: ReturnType<typeof machinedRegistration>): string[] | undefined {
+function exitCommand(
+  settings: Settings,
+  host: HostFacts,
+  options: BuildOptions,
+  name: string,
+  registration: ReturnType<typeof machinedRegistration>,
+): string[] | undefined {
   const netTeardown = wantsManagedNetwork(settings) && options.netTeardown ? [...options.netTeardown, name] : undefined;
   // --keep-unit: the unit stays active across a restart, so machined would keep the machine: drop it at exit
   return registration === "register" ? chainOnExit(netTeardown, machinedUnregisterCommand(host.systemd.busctl!, name)) : netTeardown;
@@ -496,7 +611,11 @@ function exitCommand(settings: Settings, host: HostFacts, options: BuildOptions,
 
 /** The registry's state.json (machine/registry.ts reads it) without its braces: the helper completes it. */
 function registryStateJson(
-  settings: Settings, image: ImageFacts, host: HostFacts, nenv: NspawnEnvironment, options: BuildOptions,
+  settings: Settings,
+  image: ImageFacts,
+  host: HostFacts,
+  nenv: NspawnEnvironment,
+  options: BuildOptions,
   p: { name: string; uuid: string; resources: ReturnType<typeof resourcePlan> },
 ): string {
   const { resources } = p;

@@ -33,7 +33,10 @@ export function credentialOps(settings: Settings, host: HostFacts): SetupOp[] {
       // As systemd: a relative path is looked up in the caller's own credentials.
       const dir = host.env["CREDENTIALS_DIRECTORY"];
       if (!dir)
-        throw invalidError(`--load-credential=${c.id}:${source}: a relative path needs $CREDENTIALS_DIRECTORY (else give an absolute path)`, { flag: "--load-credential", value: source });
+        throw invalidError(`--load-credential=${c.id}:${source}: a relative path needs $CREDENTIALS_DIRECTORY (else give an absolute path)`, {
+          flag: "--load-credential",
+          value: source,
+        });
       source = `${dir}/${source}`;
     }
     ops.push({ op: "copy", source, path, mode: 0o400 });

@@ -29,25 +29,52 @@ export const MS = {
  * system and are refused.
  */
 const FLAG_OPTIONS: Readonly<Record<string, { set?: number; clear?: number }>> = {
-  ro: { set: MS.RDONLY }, rw: { clear: MS.RDONLY },
-  noexec: { set: MS.NOEXEC }, exec: { clear: MS.NOEXEC },
-  nosuid: { set: MS.NOSUID }, suid: { clear: MS.NOSUID },
-  nodev: { set: MS.NODEV }, dev: { clear: MS.NODEV },
-  sync: { set: MS.SYNCHRONOUS }, async: { clear: MS.SYNCHRONOUS },
+  ro: { set: MS.RDONLY },
+  rw: { clear: MS.RDONLY },
+  noexec: { set: MS.NOEXEC },
+  exec: { clear: MS.NOEXEC },
+  nosuid: { set: MS.NOSUID },
+  suid: { clear: MS.NOSUID },
+  nodev: { set: MS.NODEV },
+  dev: { clear: MS.NODEV },
+  sync: { set: MS.SYNCHRONOUS },
+  async: { clear: MS.SYNCHRONOUS },
   dirsync: { set: MS.DIRSYNC },
-  mand: { set: MS.MANDLOCK }, nomand: { clear: MS.MANDLOCK },
-  noatime: { set: MS.NOATIME }, atime: { clear: MS.NOATIME },
-  iversion: { set: MS.I_VERSION }, noiversion: { clear: MS.I_VERSION },
-  nodiratime: { set: MS.NODIRATIME }, diratime: { clear: MS.NODIRATIME },
-  relatime: { set: MS.RELATIME }, norelatime: { clear: MS.RELATIME },
-  strictatime: { set: MS.STRICTATIME }, nostrictatime: { clear: MS.STRICTATIME },
-  lazytime: { set: MS.LAZYTIME }, nolazytime: { clear: MS.LAZYTIME },
-  nosymfollow: { set: MS.NOSYMFOLLOW }, symfollow: { clear: MS.NOSYMFOLLOW },
+  mand: { set: MS.MANDLOCK },
+  nomand: { clear: MS.MANDLOCK },
+  noatime: { set: MS.NOATIME },
+  atime: { clear: MS.NOATIME },
+  iversion: { set: MS.I_VERSION },
+  noiversion: { clear: MS.I_VERSION },
+  nodiratime: { set: MS.NODIRATIME },
+  diratime: { clear: MS.NODIRATIME },
+  relatime: { set: MS.RELATIME },
+  norelatime: { clear: MS.RELATIME },
+  strictatime: { set: MS.STRICTATIME },
+  nostrictatime: { clear: MS.STRICTATIME },
+  lazytime: { set: MS.LAZYTIME },
+  nolazytime: { clear: MS.LAZYTIME },
+  nosymfollow: { set: MS.NOSYMFOLLOW },
+  symfollow: { clear: MS.NOSYMFOLLOW },
 };
 
 /** libmount's MNT_LINUX_MAP entries that are not flags of a new mount. */
-export const REFUSED_MOUNT_OPTIONS = ["bind", "rbind", "remount", "move", "silent", "loud",
-  "private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable"];
+export const REFUSED_MOUNT_OPTIONS = [
+  "bind",
+  "rbind",
+  "remount",
+  "move",
+  "silent",
+  "loud",
+  "private",
+  "rprivate",
+  "shared",
+  "rshared",
+  "slave",
+  "rslave",
+  "unbindable",
+  "runbindable",
+];
 
 /**
  * systemd's mount_option_mangle(): split a comma-separated option list into mount(2) flags

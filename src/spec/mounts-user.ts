@@ -89,7 +89,11 @@ export function userMountPlan(settings: Settings, host: HostFacts, userns?: Bind
       // nspawn: mount flags in the option list (ro, nosuid, noexec…) are flags, the rest tmpfs data
       const o = mangleMountOptions(m.tmpfs.options, MS.NODEV | MS.STRICTATIME);
       if ("refused" in o)
-        throw invalid({ flag: "--tmpfs/TemporaryFileSystem" }, `${m.dest}:${m.tmpfs.options}`, `tmpfs options and mount flags (${o.refused} is not one: ${REFUSED_MOUNT_OPTIONS.join(", ")} are refused)`);
+        throw invalid(
+          { flag: "--tmpfs/TemporaryFileSystem" },
+          `${m.dest}:${m.tmpfs.options}`,
+          `tmpfs options and mount flags (${o.refused} is not one: ${REFUSED_MOUNT_OPTIONS.join(", ")} are refused)`,
+        );
       ops.push({ op: "mount", source: "tmpfs", target: m.dest, fstype: "tmpfs", flags: o.flags, data: o.data, create: "dir" });
     } else if (m.kind === 2) {
       const o = m.overlay;

@@ -3,8 +3,16 @@ import type { Settings } from "../settings/settings.ts";
 
 /** Does this container need a network namespace prepared by machina (src/net/)? */
 export function wantsManagedNetwork(s: Settings): boolean {
-  return s.networkVeth || s.networkVethExtra.length > 0 || s.networkBridge !== undefined || s.networkZone !== undefined ||
-    s.networkInterfaces.length > 0 || s.networkMacvlan.length > 0 || s.networkIpvlan.length > 0 || s.ports.length > 0;
+  return (
+    s.networkVeth ||
+    s.networkVethExtra.length > 0 ||
+    s.networkBridge !== undefined ||
+    s.networkZone !== undefined ||
+    s.networkInterfaces.length > 0 ||
+    s.networkMacvlan.length > 0 ||
+    s.networkIpvlan.length > 0 ||
+    s.ports.length > 0
+  );
 }
 
 /**

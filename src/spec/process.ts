@@ -29,8 +29,8 @@ export function personalityValue(settings: Settings, host: HostFacts): number | 
   if (pair !== undefined && want === pair[0]) return PER_LINUX;
   if (pair !== undefined && want === pair[1]) return PER_LINUX32;
   const possible = pair === undefined ? "none known" : pair.filter((p) => p !== undefined).join(", ");
-  throw invalidError(
-    `personality "${want}" is not supported on this host (architecture ${host.arch ?? "unknown"}; possible: ${possible})`,
-    { flag: "--personality", value: want },
-  );
+  throw invalidError(`personality "${want}" is not supported on this host (architecture ${host.arch ?? "unknown"}; possible: ${possible})`, {
+    flag: "--personality",
+    value: want,
+  });
 }

@@ -54,7 +54,17 @@ export function machinedRegisterCommand(r: MachinedRegistration): string[] {
 
 /** UnregisterMachine(name): busctl's ARGV. Its failure (already gone) does not matter. */
 export function machinedUnregisterCommand(busctl: string, name: string): string[] {
-  return [busctl, "call", "--quiet", "org.freedesktop.machine1", "/org/freedesktop/machine1", "org.freedesktop.machine1.Manager", "UnregisterMachine", "s", name];
+  return [
+    busctl,
+    "call",
+    "--quiet",
+    "org.freedesktop.machine1",
+    "/org/freedesktop/machine1",
+    "org.freedesktop.machine1.Manager",
+    "UnregisterMachine",
+    "s",
+    name,
+  ];
 }
 
 /**

@@ -94,7 +94,8 @@ function parseBytes(name: string, value: string, memTotal: bigint | undefined): 
     if (r === "invalid") throw invalidError(`${name}=${value}: expected ${SIZE_SYNTAX}, a percentage, or "infinity"`, { flag: "--property", value });
     bytes = r === "range" ? U64_MAX : r;
   }
-  if (bytes <= 0n || bytes >= U64_MAX) throw invalidError(`${name}=${value}: out of range (1 byte to 2^64-2 bytes, or "infinity")`, { flag: "--property", value });
+  if (bytes <= 0n || bytes >= U64_MAX)
+    throw invalidError(`${name}=${value}: out of range (1 byte to 2^64-2 bytes, or "infinity")`, { flag: "--property", value });
   return bytes;
 }
 
@@ -125,7 +126,10 @@ function wanted(settings: Settings, host: HostFacts): Wanted[] {
   const last = new Map<Property, string>();
   for (const p of settings.properties) {
     if (!(SUPPORTED_PROPERTIES as readonly string[]).includes(p.name))
-      throw invalidError(`unsupported property "${p.name}"; supported: ${SUPPORTED_PROPERTIES.join(", ")}`, { flag: "--property", value: `${p.name}=${p.value}` });
+      throw invalidError(`unsupported property "${p.name}"; supported: ${SUPPORTED_PROPERTIES.join(", ")}`, {
+        flag: "--property",
+        value: `${p.name}=${p.value}`,
+      });
     last.set(p.name as Property, p.value);
   }
   for (const [name, value] of last) {
@@ -157,7 +161,10 @@ function wanted(settings: Settings, host: HostFacts): Wanted[] {
         out.push({
           controller: "cpu",
           v2: ["cpu.max", `${quota} ${CPU_PERIOD_USEC}`],
-          v1: [["cpu.cfs_period_us", String(CPU_PERIOD_USEC)], ["cpu.cfs_quota_us", String(quota)]],
+          v1: [
+            ["cpu.cfs_period_us", String(CPU_PERIOD_USEC)],
+            ["cpu.cfs_quota_us", String(quota)],
+          ],
         });
         break;
       }
@@ -225,10 +232,9 @@ export function resourcePlan(settings: Settings, name: string, host: HostFacts):
     }
     const mount = host.cgroup.v1Controllers[V1_NAME[w.controller]];
     if (mount === undefined)
-      throw invalidError(
-        `cannot apply a ${w.controller} limit: this host has no ${w.controller} controller (neither in cgroup v2 nor as a v1 hierarchy)`,
-        { flag: "--property" },
-      );
+      throw invalidError(`cannot apply a ${w.controller} limit: this host has no ${w.controller} controller (neither in cgroup v2 nor as a v1 hierarchy)`, {
+        flag: "--property",
+      });
     const own = host.cgroup.v1Own[V1_NAME[w.controller]] ?? "/";
     const dir = `${mount}${own === "/" ? "" : own}/${v1Rel}`;
     if (!cgroups.includes(dir)) cgroups.push(dir);

@@ -43,11 +43,13 @@ function volatileYesOps(image: ImageFacts): SetupOp[] {
       { flag: "--volatile", path: image.root },
     );
   const has = (p: string) => m?.usrPresent.includes(p) ?? false;
-  const ops: SetupOp[] = [
-    { op: "mount", source: "+/usr", target: "/usr", fstype: "", flags: MS.BIND | MS.REC | MS.RDONLY, data: "", create: "dir" },
-  ];
+  const ops: SetupOp[] = [{ op: "mount", source: "+/usr", target: "/usr", fstype: "", flags: MS.BIND | MS.REC | MS.RDONLY, data: "", create: "dir" }];
   // systemd's base file system: symlinks into /usr where their targets exist, a few directories.
-  for (const [name, target] of [["bin", "usr/bin"], ["lib", "usr/lib"], ["sbin", "usr/sbin"]] as const)
+  for (const [name, target] of [
+    ["bin", "usr/bin"],
+    ["lib", "usr/lib"],
+    ["sbin", "usr/sbin"],
+  ] as const)
     if (has(target)) ops.push({ op: "symlink", target, path: `/${name}` });
   if (has("usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")) ops.push({ op: "symlink", target: "usr/lib/x86_64-linux-gnu", path: "/lib64" });
   else if (has("usr/lib64/ld-linux-x86-64.so.2")) ops.push({ op: "symlink", target: "usr/lib64", path: "/lib64" });
@@ -60,8 +62,7 @@ export function planRoot(settings: Settings, image: ImageFacts): RootPlan {
   if (settings.pivotRoot !== undefined) setup.pivotRoot = { newRoot: settings.pivotRoot.newRoot, oldRoot: settings.pivotRoot.oldRoot };
   const imageWritable = image.writable && !settings.readOnly;
   if (settings.ephemeral) {
-    if (settings.volatile !== "no")
-      throw new MachinaError("E_USAGE", "--ephemeral and --volatile= cannot be combined", { flag: "--ephemeral" });
+    if (settings.volatile !== "no") throw new MachinaError("E_USAGE", "--ephemeral and --volatile= cannot be combined", { flag: "--ephemeral" });
     setup.rootMode = { kind: "overlay", data: EPHEMERAL_TMPFS };
     return { setup, preOps: [], readOnly: settings.readOnly, writable: !settings.readOnly };
   }

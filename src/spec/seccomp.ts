@@ -45,22 +45,85 @@ export interface SeccompFilter {
 
 /** systemd-nspawn 252's allow list: groups and calls, some only with a retained capability. */
 export const NSPAWN_ALLOW_LIST: ReadonlyArray<readonly [CapabilityName | undefined, string]> = [
-  [undefined, "@aio"], [undefined, "@basic-io"], [undefined, "@chown"], [undefined, "@default"],
-  [undefined, "@file-system"], [undefined, "@io-event"], [undefined, "@ipc"], [undefined, "@mount"],
-  [undefined, "@network-io"], [undefined, "@process"], [undefined, "@resources"], [undefined, "@setuid"],
-  [undefined, "@signal"], [undefined, "@sync"], [undefined, "@timer"],
-  ["CAP_SYS_TIME", "@clock"], ["CAP_SYS_MODULE", "@module"], ["CAP_SYS_RAWIO", "@raw-io"], ["CAP_IPC_LOCK", "@memlock"],
+  [undefined, "@aio"],
+  [undefined, "@basic-io"],
+  [undefined, "@chown"],
+  [undefined, "@default"],
+  [undefined, "@file-system"],
+  [undefined, "@io-event"],
+  [undefined, "@ipc"],
+  [undefined, "@mount"],
+  [undefined, "@network-io"],
+  [undefined, "@process"],
+  [undefined, "@resources"],
+  [undefined, "@setuid"],
+  [undefined, "@signal"],
+  [undefined, "@sync"],
+  [undefined, "@timer"],
+  ["CAP_SYS_TIME", "@clock"],
+  ["CAP_SYS_MODULE", "@module"],
+  ["CAP_SYS_RAWIO", "@raw-io"],
+  ["CAP_IPC_LOCK", "@memlock"],
   ...[
-    "brk", "capget", "capset", "copy_file_range", "fadvise64", "fadvise64_64", "flock", "get_mempolicy",
-    "getcpu", "getpriority", "getrandom", "ioctl", "ioprio_get", "kcmp", "madvise", "mincore", "mprotect",
-    "mremap", "name_to_handle_at", "oldolduname", "olduname", "personality", "readahead", "readdir",
-    "remap_file_pages", "sched_get_priority_max", "sched_get_priority_min", "sched_getaffinity",
-    "sched_getattr", "sched_getparam", "sched_getscheduler", "sched_rr_get_interval", "sched_yield",
-    "seccomp", "sendfile", "sendfile64", "setdomainname", "setfsgid", "setfsgid32", "setfsuid", "setfsuid32",
-    "sethostname", "setpgid", "setsid", "splice", "sysinfo", "tee", "umask", "uname", "userfaultfd", "vmsplice",
+    "brk",
+    "capget",
+    "capset",
+    "copy_file_range",
+    "fadvise64",
+    "fadvise64_64",
+    "flock",
+    "get_mempolicy",
+    "getcpu",
+    "getpriority",
+    "getrandom",
+    "ioctl",
+    "ioprio_get",
+    "kcmp",
+    "madvise",
+    "mincore",
+    "mprotect",
+    "mremap",
+    "name_to_handle_at",
+    "oldolduname",
+    "olduname",
+    "personality",
+    "readahead",
+    "readdir",
+    "remap_file_pages",
+    "sched_get_priority_max",
+    "sched_get_priority_min",
+    "sched_getaffinity",
+    "sched_getattr",
+    "sched_getparam",
+    "sched_getscheduler",
+    "sched_rr_get_interval",
+    "sched_yield",
+    "seccomp",
+    "sendfile",
+    "sendfile64",
+    "setdomainname",
+    "setfsgid",
+    "setfsgid32",
+    "setfsuid",
+    "setfsuid32",
+    "sethostname",
+    "setpgid",
+    "setsid",
+    "splice",
+    "sysinfo",
+    "tee",
+    "umask",
+    "uname",
+    "userfaultfd",
+    "vmsplice",
   ].map((n) => [undefined, n] as const),
-  ["CAP_SYS_PACCT", "acct"], ["CAP_SYS_PTRACE", "process_vm_readv"], ["CAP_SYS_PTRACE", "process_vm_writev"],
-  ["CAP_SYS_PTRACE", "ptrace"], ["CAP_SYS_BOOT", "reboot"], ["CAP_SYSLOG", "syslog"], ["CAP_SYS_TTY_CONFIG", "vhangup"],
+  ["CAP_SYS_PACCT", "acct"],
+  ["CAP_SYS_PTRACE", "process_vm_readv"],
+  ["CAP_SYS_PTRACE", "process_vm_writev"],
+  ["CAP_SYS_PTRACE", "ptrace"],
+  ["CAP_SYS_BOOT", "reboot"],
+  ["CAP_SYSLOG", "syslog"],
+  ["CAP_SYS_TTY_CONFIG", "vhangup"],
 ];
 
 export function syscallGroupNames(): string[] {
@@ -74,11 +137,10 @@ export function expandSyscalls(items: readonly string[], where: string): string[
     if (item.startsWith("@")) {
       const g = SYSCALL_GROUPS[item];
       if (g === undefined)
-        throw new MachinaError(
-          "E_INVALID",
-          `unknown system call group "${item}" in ${where}; known groups: ${syscallGroupNames().join(" ")}`,
-          { flag: where, value: item },
-        );
+        throw new MachinaError("E_INVALID", `unknown system call group "${item}" in ${where}; known groups: ${syscallGroupNames().join(" ")}`, {
+          flag: where,
+          value: item,
+        });
       if (depth > 8) return;
       for (const m of g.members) visit(m, depth + 1);
     } else out.add(item);
@@ -109,7 +171,16 @@ export function seccompFilters(settings: Settings, retained: readonly Capability
       defaultAction: "allow",
       allow: [],
       deny: [],
-      rules: [{ errno: ERRNO.EAFNOSUPPORT, syscall: "socket", conditions: [{ arg: 0, op: "eq", value: 16n }, { arg: 2, op: "eq", value: 9n }] }],
+      rules: [
+        {
+          errno: ERRNO.EAFNOSUPPORT,
+          syscall: "socket",
+          conditions: [
+            { arg: 0, op: "eq", value: 16n },
+            { arg: 2, op: "eq", value: 9n },
+          ],
+        },
+      ],
     },
   ];
   if (settings.suppressSync) {
@@ -118,10 +189,16 @@ export function seccompFilters(settings: Settings, retained: readonly Capability
     filters.push({
       defaultAction: "allow",
       allow: [],
-      deny: [{ errno: 0, names: sync.filter((n) => !fdCalls.has(n)).sort() }, { errno: ERRNO.ENOSYS, names: ["openat2"] }],
+      deny: [
+        { errno: 0, names: sync.filter((n) => !fdCalls.has(n)).sort() },
+        { errno: ERRNO.ENOSYS, names: ["openat2"] },
+      ],
       rules: [
         // Only for a plausible fd, as systemd does: a bad fd still gets EBADF.
-        ...sync.filter((n) => fdCalls.has(n)).sort().map((syscall): SeccompRule => ({ errno: 0, syscall, conditions: [{ arg: 0, op: "le", value: INT_MAX }] })),
+        ...sync
+          .filter((n) => fdCalls.has(n))
+          .sort()
+          .map((syscall): SeccompRule => ({ errno: 0, syscall, conditions: [{ arg: 0, op: "le", value: INT_MAX }] })),
         ...[O_SYNC, O_DSYNC].flatMap((flag): SeccompRule[] => [
           { errno: ERRNO.EINVAL, syscall: "open", conditions: [{ arg: 1, op: "masked_eq", mask: flag, value: flag }] },
           { errno: ERRNO.EINVAL, syscall: "openat", conditions: [{ arg: 2, op: "masked_eq", mask: flag, value: flag }] },
@@ -140,8 +217,7 @@ export function seccompRecords(filters: readonly SeccompFilter[]): Array<[string
     r.push(["seccomp_filter", [f.defaultAction === "allow" ? "allow" : String(f.defaultAction)]]);
     if (f.allow.length > 0) r.push(["seccomp_allow", f.allow]);
     for (const d of f.deny) if (d.names.length > 0) r.push(["seccomp_deny", [String(d.errno), ...d.names]]);
-    for (const rule of f.rules)
-      r.push(["seccomp_rule", [String(rule.errno), rule.syscall, ...rule.conditions.map(conditionString)]]);
+    for (const rule of f.rules) r.push(["seccomp_rule", [String(rule.errno), rule.syscall, ...rule.conditions.map(conditionString)]]);
   }
   return r;
 }

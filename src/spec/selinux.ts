@@ -28,7 +28,10 @@ function spelled(settings: Settings, key: "selinuxContext" | "selinuxApifsContex
 /** Refuse -Z/-L on a host without SELinux: one line, before anything is touched. */
 export function checkSelinux(settings: Settings, host: HostFacts): void {
   if (host.selinux.enabled) return;
-  for (const [key, long] of [["selinuxContext", "--selinux-context="], ["selinuxApifsContext", "--selinux-apifs-context="]] as const) {
+  for (const [key, long] of [
+    ["selinuxContext", "--selinux-context="],
+    ["selinuxApifsContext", "--selinux-apifs-context="],
+  ] as const) {
     if (settings[key] === undefined) continue;
     const flag = spelled(settings, key, long);
     throw new MachinaError("E_UNSUPPORTED", `${flag} requires SELinux, which is not enabled on this host`, { flag, value: settings[key] });

@@ -22,7 +22,23 @@ const HASH_KEY = new Uint8Array([0xe1, 0x56, 0xe0, 0xf0, 0x4a, 0xf0, 0x41, 0xaf,
 const PICK_TRIES = 100;
 
 /** File systems that accept ID-mapped mounts (FS_ALLOW_IDMAP) on the kernels machina targets. */
-export const IDMAP_FILESYSTEMS = ["ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "vfat", "msdos", "fat", "tmpfs", "overlay", "erofs", "ntfs3", "bcachefs", "ceph"];
+export const IDMAP_FILESYSTEMS = [
+  "ext2",
+  "ext3",
+  "ext4",
+  "xfs",
+  "btrfs",
+  "f2fs",
+  "vfat",
+  "msdos",
+  "fat",
+  "tmpfs",
+  "overlay",
+  "erofs",
+  "ntfs3",
+  "bcachefs",
+  "ceph",
+];
 
 export interface UsernsPlan {
   base: number;
@@ -82,7 +98,11 @@ function rootBase(root: string, facts: UsernsFacts): number {
   if (owner === undefined) throw new MachinaError("E_NOT_FOUND", `directory "${root}" does not exist`, { path: root });
   const uidBase = (owner.uid & 0xffff0000) >>> 0;
   if (uidBase !== (owner.gid & 0xffff0000) >>> 0)
-    throw invalidError(`UID and GID base of ${root} don't match.`, { path: root }, "chown the tree so that the root directory's owner and group are in the same range");
+    throw invalidError(
+      `UID and GID base of ${root} don't match.`,
+      { path: root },
+      "chown the tree so that the root directory's owner and group are in the same range",
+    );
   return uidBase;
 }
 
@@ -131,10 +151,17 @@ export function planUserns(settings: Settings, root: string, machine: string, fa
     if (idmap) mode = "map";
     else if (ownership === "auto") mode = "chown";
     else
-      throw new MachinaError("E_UNSUPPORTED", `ID mapped mounts are apparently not available for ${root} (${facts.rootFsType ?? "unknown file system"}), sorry.`, { path: root, flag: "--private-users-ownership" }, "use --private-users-ownership=chown");
+      throw new MachinaError(
+        "E_UNSUPPORTED",
+        `ID mapped mounts are apparently not available for ${root} (${facts.rootFsType ?? "unknown file system"}), sorry.`,
+        { path: root, flag: "--private-users-ownership" },
+        "use --private-users-ownership=chown",
+      );
   }
   if (mode === "chown" && (base % RANGE !== 0 || count !== RANGE))
-    throw new MachinaError("E_UNSUPPORTED", `--private-users-ownership=chown needs a range of 65536 starting at a multiple of 65536 (got ${base}:${count})`, { flag: "--private-users-ownership" });
+    throw new MachinaError("E_UNSUPPORTED", `--private-users-ownership=chown needs a range of 65536 starting at a multiple of 65536 (got ${base}:${count})`, {
+      flag: "--private-users-ownership",
+    });
   const owner = facts.rootOwner;
   const treeOwned = mode !== "off" || (owner !== undefined && owner.uid === base && owner.gid === base);
   return { base, count, ownership: mode, lock, treeOwned };
@@ -155,7 +182,15 @@ export function usernsOps(ops: SetupOp[], privateNetwork: boolean, treeOwned = t
     // host files are bound read-only instead of copied, and nothing is removed or replaced.
     if (!treeOwned && (op.op === "copy" || op.op === "remove" || op.op === "symlink") && op.path.startsWith("/etc/")) {
       if (op.op === "copy")
-        out.push({ op: "mount", source: op.source, target: op.path, fstype: "", flags: MS.BIND | MS.RDONLY | MS.NOSUID | MS.NODEV, data: "", create: "optional" });
+        out.push({
+          op: "mount",
+          source: op.source,
+          target: op.path,
+          fstype: "",
+          flags: MS.BIND | MS.RDONLY | MS.NOSUID | MS.NODEV,
+          data: "",
+          create: "optional",
+        });
       continue;
     }
     if (op.op === "mknod" && HOST_DEVICE_NODES.has(op.path)) {

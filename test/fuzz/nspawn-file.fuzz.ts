@@ -42,10 +42,56 @@ function rng(seed: number) {
 }
 
 const TOKENS = [
-  "[Exec]", "[Files]", "[Network]", "[", "]", "=", "\\", "\\\n", "\n", "\r\n", "#", ";", "\"", "'", " ", "\t", "\uFEFF",
-  "\0", "~", ":", "+", "all", "yes", "no", "Bind=", "Parameters=", "Environment=", "Capability=", "LimitNOFILE=",
-  "SystemCallFilter=", "PrivateUsers=", "Port=", "Overlay=", "PivotRoot=", "\\x41", "\\u00e9", "\\\\", "é", "中", "X-",
-  "infinity", "/", "//", "..", "-1", "4294967295", "18446744073709551616", "%", "$", "\x7f",
+  "[Exec]",
+  "[Files]",
+  "[Network]",
+  "[",
+  "]",
+  "=",
+  "\\",
+  "\\\n",
+  "\n",
+  "\r\n",
+  "#",
+  ";",
+  '"',
+  "'",
+  " ",
+  "\t",
+  "\uFEFF",
+  "\0",
+  "~",
+  ":",
+  "+",
+  "all",
+  "yes",
+  "no",
+  "Bind=",
+  "Parameters=",
+  "Environment=",
+  "Capability=",
+  "LimitNOFILE=",
+  "SystemCallFilter=",
+  "PrivateUsers=",
+  "Port=",
+  "Overlay=",
+  "PivotRoot=",
+  "\\x41",
+  "\\u00e9",
+  "\\\\",
+  "é",
+  "中",
+  "X-",
+  "infinity",
+  "/",
+  "//",
+  "..",
+  "-1",
+  "4294967295",
+  "18446744073709551616",
+  "%",
+  "$",
+  "\x7f",
 ];
 
 function randomString(r: ReturnType<typeof rng>, max: number): string {
@@ -66,15 +112,48 @@ function mutate(r: ReturnType<typeof rng>, input: string, corpus: string[]): str
   for (let i = 0; i < rounds; i++) {
     const pos = r.int(s.length + 1);
     switch (r.int(9)) {
-      case 0: s = s.slice(0, pos) + r.pick(TOKENS) + s.slice(pos); break;
-      case 1: s = s.slice(0, pos) + s.slice(pos + 1 + r.int(16)); break;
-      case 2: s = s.slice(0, pos) + String.fromCharCode(r.int(256)) + s.slice(pos + 1); break;
-      case 3: { const ls = s.split("\n"); const j = r.int(ls.length); ls.splice(j, 0, ls[r.int(ls.length)] ?? ""); s = ls.join("\n"); break; }
-      case 4: { const ls = s.split("\n"); ls.splice(r.int(ls.length), 1); s = ls.join("\n"); break; }
-      case 5: { const other = r.pick(corpus); const a = r.int(other.length + 1); s = s.slice(0, pos) + other.slice(a, a + r.int(200)); break; }
-      case 6: s = s.slice(0, pos) + randomString(r, 16) + s.slice(pos); break;
-      case 7: { const t = r.pick(TOKENS); s = s.slice(0, pos) + t.repeat(1 + r.int(2000)) + s.slice(pos); break; }
-      default: { const ls = s.split("\n"); const j = r.int(ls.length); ls[j] = (ls[j] ?? "") + "\\"; s = ls.join("\n"); }
+      case 0:
+        s = s.slice(0, pos) + r.pick(TOKENS) + s.slice(pos);
+        break;
+      case 1:
+        s = s.slice(0, pos) + s.slice(pos + 1 + r.int(16));
+        break;
+      case 2:
+        s = s.slice(0, pos) + String.fromCharCode(r.int(256)) + s.slice(pos + 1);
+        break;
+      case 3: {
+        const ls = s.split("\n");
+        const j = r.int(ls.length);
+        ls.splice(j, 0, ls[r.int(ls.length)] ?? "");
+        s = ls.join("\n");
+        break;
+      }
+      case 4: {
+        const ls = s.split("\n");
+        ls.splice(r.int(ls.length), 1);
+        s = ls.join("\n");
+        break;
+      }
+      case 5: {
+        const other = r.pick(corpus);
+        const a = r.int(other.length + 1);
+        s = s.slice(0, pos) + other.slice(a, a + r.int(200));
+        break;
+      }
+      case 6:
+        s = s.slice(0, pos) + randomString(r, 16) + s.slice(pos);
+        break;
+      case 7: {
+        const t = r.pick(TOKENS);
+        s = s.slice(0, pos) + t.repeat(1 + r.int(2000)) + s.slice(pos);
+        break;
+      }
+      default: {
+        const ls = s.split("\n");
+        const j = r.int(ls.length);
+        ls[j] = (ls[j] ?? "") + "\\";
+        s = ls.join("\n");
+      }
     }
   }
   return s.length > MAX_LEN ? s.slice(0, MAX_LEN) : s;
@@ -111,7 +190,9 @@ export function check(input: string): Finding | undefined {
 }
 
 function loadCorpus(): string[] {
-  return readdirSync(CORPUS).sort().map((f) => readFileSync(join(CORPUS, f), "utf8"));
+  return readdirSync(CORPUS)
+    .sort()
+    .map((f) => readFileSync(join(CORPUS, f), "utf8"));
 }
 
 function save(f: Finding): string {

@@ -80,17 +80,25 @@ export interface Daemon {
 
 /** Start machinad and wait until it answers. */
 export async function startDaemon(t: TestEnv, scratch: Scratch, args: string[] = [], extraEnv: Record<string, string> = {}): Promise<Daemon> {
-  const proc = spawn([MACHINAD, ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...t.env, ...extraEnv } }) as Subprocess<"ignore", "pipe", "pipe">;
+  const proc = spawn([MACHINAD, ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...t.env, ...extraEnv } }) as Subprocess<
+    "ignore",
+    "pipe",
+    "pipe"
+  >;
   scratch.track(proc);
   let err = "";
   void (async () => {
     const dec = new TextDecoder();
     for await (const chunk of proc.stderr) err += dec.decode(chunk);
   })();
-  await waitFor("machinad to be ready", () => {
-    if (proc.exitCode !== null) throw new Error(`machinad exited ${proc.exitCode}: ${err}`);
-    return err.includes('"event":"ready"') || undefined;
-  }, 15_000);
+  await waitFor(
+    "machinad to be ready",
+    () => {
+      if (proc.exitCode !== null) throw new Error(`machinad exited ${proc.exitCode}: ${err}`);
+      return err.includes('"event":"ready"') || undefined;
+    },
+    15_000,
+  );
   return { proc, pid: proc.pid, stderr: () => err };
 }
 
@@ -103,13 +111,17 @@ export async function machinactl(t: TestEnv, args: string[], extraEnv: Record<st
 
 /** Wait until the machine's init has set up its signal handlers (N-th "init: up" in its console log). */
 export async function initUp(t: TestEnv, name: string, count = 1): Promise<void> {
-  await waitFor(`init of ${name} to be up`, () => {
-    try {
-      return readFileSync(join(t.stateDir, "logs", `${name}.log`), "utf8").split("init: up").length - 1 >= count || undefined;
-    } catch {
-      return undefined;
-    }
-  }, 10_000);
+  await waitFor(
+    `init of ${name} to be up`,
+    () => {
+      try {
+        return readFileSync(join(t.stateDir, "logs", `${name}.log`), "utf8").split("init: up").length - 1 >= count || undefined;
+      } catch {
+        return undefined;
+      }
+    },
+    10_000,
+  );
 }
 
 export function fdCount(pid: number): number {

@@ -99,20 +99,77 @@ export function findMount(r: ProbeReport, mountPoint: string): MountEntry | unde
 // ------------------------------------------------------------------ capabilities
 
 export const CAP_NUMBERS: Record<string, number> = {
-  CHOWN: 0, DAC_OVERRIDE: 1, DAC_READ_SEARCH: 2, FOWNER: 3, FSETID: 4, KILL: 5, SETGID: 6, SETUID: 7,
-  SETPCAP: 8, LINUX_IMMUTABLE: 9, NET_BIND_SERVICE: 10, NET_BROADCAST: 11, NET_ADMIN: 12, NET_RAW: 13,
-  IPC_LOCK: 14, IPC_OWNER: 15, SYS_MODULE: 16, SYS_RAWIO: 17, SYS_CHROOT: 18, SYS_PTRACE: 19, SYS_PACCT: 20,
-  SYS_ADMIN: 21, SYS_BOOT: 22, SYS_NICE: 23, SYS_RESOURCE: 24, SYS_TIME: 25, SYS_TTY_CONFIG: 26, MKNOD: 27,
-  LEASE: 28, AUDIT_WRITE: 29, AUDIT_CONTROL: 30, SETFCAP: 31, MAC_OVERRIDE: 32, MAC_ADMIN: 33, SYSLOG: 34,
-  WAKE_ALARM: 35, BLOCK_SUSPEND: 36, AUDIT_READ: 37, PERFMON: 38, BPF: 39, CHECKPOINT_RESTORE: 40,
+  CHOWN: 0,
+  DAC_OVERRIDE: 1,
+  DAC_READ_SEARCH: 2,
+  FOWNER: 3,
+  FSETID: 4,
+  KILL: 5,
+  SETGID: 6,
+  SETUID: 7,
+  SETPCAP: 8,
+  LINUX_IMMUTABLE: 9,
+  NET_BIND_SERVICE: 10,
+  NET_BROADCAST: 11,
+  NET_ADMIN: 12,
+  NET_RAW: 13,
+  IPC_LOCK: 14,
+  IPC_OWNER: 15,
+  SYS_MODULE: 16,
+  SYS_RAWIO: 17,
+  SYS_CHROOT: 18,
+  SYS_PTRACE: 19,
+  SYS_PACCT: 20,
+  SYS_ADMIN: 21,
+  SYS_BOOT: 22,
+  SYS_NICE: 23,
+  SYS_RESOURCE: 24,
+  SYS_TIME: 25,
+  SYS_TTY_CONFIG: 26,
+  MKNOD: 27,
+  LEASE: 28,
+  AUDIT_WRITE: 29,
+  AUDIT_CONTROL: 30,
+  SETFCAP: 31,
+  MAC_OVERRIDE: 32,
+  MAC_ADMIN: 33,
+  SYSLOG: 34,
+  WAKE_ALARM: 35,
+  BLOCK_SUSPEND: 36,
+  AUDIT_READ: 37,
+  PERFMON: 38,
+  BPF: 39,
+  CHECKPOINT_RESTORE: 40,
 };
 
 /** systemd-nspawn 252's retained capabilities (reference/nspawn-facts.md), by name. */
 export const NSPAWN_DEFAULT_CAP_NAMES = [
-  "AUDIT_CONTROL", "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "IPC_OWNER",
-  "KILL", "LEASE", "LINUX_IMMUTABLE", "MKNOD", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_RAW", "SETFCAP",
-  "SETGID", "SETPCAP", "SETUID", "SYS_ADMIN", "SYS_BOOT", "SYS_CHROOT", "SYS_NICE", "SYS_PTRACE",
-  "SYS_RESOURCE", "SYS_TTY_CONFIG",
+  "AUDIT_CONTROL",
+  "AUDIT_WRITE",
+  "CHOWN",
+  "DAC_OVERRIDE",
+  "DAC_READ_SEARCH",
+  "FOWNER",
+  "FSETID",
+  "IPC_OWNER",
+  "KILL",
+  "LEASE",
+  "LINUX_IMMUTABLE",
+  "MKNOD",
+  "NET_BIND_SERVICE",
+  "NET_BROADCAST",
+  "NET_RAW",
+  "SETFCAP",
+  "SETGID",
+  "SETPCAP",
+  "SETUID",
+  "SYS_ADMIN",
+  "SYS_BOOT",
+  "SYS_CHROOT",
+  "SYS_NICE",
+  "SYS_PTRACE",
+  "SYS_RESOURCE",
+  "SYS_TTY_CONFIG",
 ];
 
 export function capMask(names: readonly string[]): bigint {
@@ -127,7 +184,9 @@ export function capMask(names: readonly string[]): bigint {
 
 /** The test process's own bounding set: a container cannot get more than this. */
 export function hostCapBnd(): bigint {
-  const line = readFileSync("/proc/self/status", "utf8").split("\n").find((l) => l.startsWith("CapBnd:"));
+  const line = readFileSync("/proc/self/status", "utf8")
+    .split("\n")
+    .find((l) => l.startsWith("CapBnd:"));
   return BigInt(`0x${line!.split(/\s+/)[1]}`);
 }
 
@@ -447,13 +506,17 @@ export function readState(stateDir: string, name: string): MachineState | undefi
  * give up at once (with its stderr) when that supervisor exits first.
  */
 export async function waitForState(stateDir: string, name: string, notLeader?: number, timeoutMs = 10_000, bg?: Background): Promise<MachineState> {
-  return waitFor(`state.json of ${name}`, async () => {
-    const s = readState(stateDir, name);
-    if (s && s.leader !== notLeader) return s;
-    if (bg && (bg.proc.exitCode !== null || bg.proc.signalCode !== null))
-      throw new Error(`the supervisor of ${name} exited (${bg.proc.exitCode ?? bg.proc.signalCode}) before state.json appeared: ${(await bg.stderr).trim()}`);
-    return undefined;
-  }, timeoutMs);
+  return waitFor(
+    `state.json of ${name}`,
+    async () => {
+      const s = readState(stateDir, name);
+      if (s && s.leader !== notLeader) return s;
+      if (bg && (bg.proc.exitCode !== null || bg.proc.signalCode !== null))
+        throw new Error(`the supervisor of ${name} exited (${bg.proc.exitCode ?? bg.proc.signalCode}) before state.json appeared: ${(await bg.stderr).trim()}`);
+      return undefined;
+    },
+    timeoutMs,
+  );
 }
 
 export function alive(pid: number): boolean {

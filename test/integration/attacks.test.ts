@@ -309,7 +309,10 @@ const sha = (p: string) => {
   }
 };
 const hex = () => randomBytes(6).toString("hex");
-const hostAttack = (...args: string[]) => sh(`${attackBin} ${args.map((a) => `'${a}'`).join(" ")}`).stdout.toString().trim();
+const hostAttack = (...args: string[]) =>
+  sh(`${attackBin} ${args.map((a) => `'${a}'`).join(" ")}`)
+    .stdout.toString()
+    .trim();
 const dmesg = () => sh("dmesg").stdout.toString();
 
 /** A fresh busybox copy with the attack program (and the mount points the binds need). */
@@ -466,16 +469,38 @@ class Canaries {
       const now = read("/proc/sys/kernel/core_pattern");
       out.set("core-pattern", now !== this.saved.get("/proc/sys/kernel/core_pattern") ? esc(`host core_pattern = ${now}`) : ok(L("core-pattern")!.note));
     }
-    if (L("sysrq-trigger")) out.set("sysrq-trigger", existsSync("/proc/sysrq-trigger") ? (/sysrq: HELP/.test(dmesg()) ? esc("sysrq help in the host's log") : ok(L("sysrq-trigger")!.note)) : na("no /proc/sysrq-trigger on this host (CONFIG_MAGIC_SYSRQ off)"));
+    if (L("sysrq-trigger"))
+      out.set(
+        "sysrq-trigger",
+        existsSync("/proc/sysrq-trigger")
+          ? /sysrq: HELP/.test(dmesg())
+            ? esc("sysrq help in the host's log")
+            : ok(L("sysrq-trigger")!.note)
+          : na("no /proc/sysrq-trigger on this host (CONFIG_MAGIC_SYSRQ off)"),
+      );
     if (L("proc-mask-umount")) {
       const d = L("proc-mask-umount")!.data;
       const stext = /^([0-9a-f]+) T _stext$/m.exec(sh("grep ' T _stext$' /proc/kallsyms").stdout.toString())?.[1];
       const kaddr = stext && !/^0+$/.test(stext) && d.includes(stext);
-      out.set("proc-mask-umount", d.includes(`machina-canary-${this.token}`) ? esc("/proc/keys showed the host's key") : kaddr ? esc("/proc/kallsyms showed real kernel addresses") : ok(L("proc-mask-umount")!.note));
+      out.set(
+        "proc-mask-umount",
+        d.includes(`machina-canary-${this.token}`)
+          ? esc("/proc/keys showed the host's key")
+          : kaddr
+            ? esc("/proc/kallsyms showed real kernel addresses")
+            : ok(L("proc-mask-umount")!.note),
+      );
     }
     if (L("binfmt-misc")) {
       const entry = this.binfmt ? join(this.binfmt, `machina-canary-${this.token}`) : "";
-      out.set("binfmt-misc", !this.binfmt ? na("binfmt_misc not mountable on the host") : existsSync(entry) ? esc("handler registered in the host's binfmt_misc") : ok(L("binfmt-misc")!.note));
+      out.set(
+        "binfmt-misc",
+        !this.binfmt
+          ? na("binfmt_misc not mountable on the host")
+          : existsSync(entry)
+            ? esc("handler registered in the host's binfmt_misc")
+            : ok(L("binfmt-misc")!.note),
+      );
     }
     if (L("tracefs")) {
       const m = join(this.dir, "tracing");
@@ -487,14 +512,23 @@ class Canaries {
         out.set("tracefs", Number(found) > 0 ? esc("marker in the host's trace buffer") : ok(L("tracefs")!.note));
       }
     }
-    if (L("kmsg-write")) out.set("kmsg-write", dmesg().includes(`machina-canary-kmsg-${this.token}`) ? esc("line in the host's kernel log") : ok(L("kmsg-write")!.note));
+    if (L("kmsg-write"))
+      out.set("kmsg-write", dmesg().includes(`machina-canary-kmsg-${this.token}`) ? esc("line in the host's kernel log") : ok(L("kmsg-write")!.note));
     readVerdict("syslog-read");
     for (const n of ["cg1-release-agent", "cg1-remount-agent"]) {
       if (!L(n)) continue;
       const hit = this.releaseAgents().filter((p) => read(p).includes(this.token));
-      out.set(n, hit.some((p) => read(p).includes(n === "cg1-release-agent" ? `${this.token}-new` : "-remount")) ? esc(`host ${hit.join(", ")} written`) : ok(L(n)!.note));
+      out.set(
+        n,
+        hit.some((p) => read(p).includes(n === "cg1-release-agent" ? `${this.token}-new` : "-remount"))
+          ? esc(`host ${hit.join(", ")} written`)
+          : ok(L(n)!.note),
+      );
     }
-    for (const [n, suffix] of [["cg2-escape", "-cg2"], ["cg2-remount", "-cg2r"]] as const) {
+    for (const [n, suffix] of [
+      ["cg2-escape", "-cg2"],
+      ["cg2-remount", "-cg2r"],
+    ] as const) {
       if (!L(n)) continue;
       const roots = readdirSync("/sys/fs/cgroup").map((c) => `/sys/fs/cgroup/${c}/machina-canary-${this.token}${suffix}`);
       const hit = roots.filter((p) => existsSync(p));
@@ -503,19 +537,44 @@ class Canaries {
     if (L("raise-limits")) {
       if (!opts.scope) out.set("raise-limits", na("no limits set (nspawn --register=no cannot set properties)"));
       else {
-        const p = opts.scope.pids, m = opts.scope.memory;
+        const p = opts.scope.pids,
+          m = opts.scope.memory;
         const raised = [p && p !== "123" ? `pids.max ${p}` : "", m && Number(m) > 400 * 1024 * 1024 ? `memory ${m}` : ""].filter(Boolean);
-        out.set("raise-limits", raised.length ? esc(`host sees ${raised.join(", ")}`) : p === undefined ? na("limits not found on the host") : ok(`host: pids.max ${p}, memory ${m}`));
+        out.set(
+          "raise-limits",
+          raised.length ? esc(`host sees ${raised.join(", ")}`) : p === undefined ? na("limits not found on the host") : ok(`host: pids.max ${p}, memory ${m}`),
+        );
       }
     }
     const mounts = `${tryRead("/proc/1/mountinfo") ?? ""}\n${read("/proc/self/mountinfo")}`;
-    for (const [n, tag] of [["mount-propagate", "-root"], ["bind-propagate", "-bind"]] as const) {
+    for (const [n, tag] of [
+      ["mount-propagate", "-root"],
+      ["bind-propagate", "-bind"],
+    ] as const) {
       if (!L(n)) continue;
       out.set(n, mounts.includes(`machina-canary-${this.token}${tag}`) ? esc("the mount appeared in the host's mount namespace") : ok(L(n)!.note));
     }
-    if (L("bindro-remount")) out.set("bindro-remount", existsSync(join(this.hro, `machina-canary-${this.token}-bindro`)) ? esc("file created in the host's --bind-ro directory") : ok(L("bindro-remount")!.note));
-    if (L("rootro-remount") && opts.image) out.set("rootro-remount", existsSync(join(opts.image, `machina-canary-${this.token}-rootro`)) ? esc("file created in the --read-only image") : ok(L("rootro-remount")!.note));
-    if (L("disk-read")) out.set("disk-read", !disk ? na("no host disk the test itself can open") : L("disk-read")!.data.includes(disk.uuidHex) ? esc(`read the superblock of ${disk.loop ?? "the host disk"}`) : ok(L("disk-read")!.note));
+    if (L("bindro-remount"))
+      out.set(
+        "bindro-remount",
+        existsSync(join(this.hro, `machina-canary-${this.token}-bindro`))
+          ? esc("file created in the host's --bind-ro directory")
+          : ok(L("bindro-remount")!.note),
+      );
+    if (L("rootro-remount") && opts.image)
+      out.set(
+        "rootro-remount",
+        existsSync(join(opts.image, `machina-canary-${this.token}-rootro`)) ? esc("file created in the --read-only image") : ok(L("rootro-remount")!.note),
+      );
+    if (L("disk-read"))
+      out.set(
+        "disk-read",
+        !disk
+          ? na("no host disk the test itself can open")
+          : L("disk-read")!.data.includes(disk.uuidHex)
+            ? esc(`read the superblock of ${disk.loop ?? "the host disk"}`)
+            : ok(L("disk-read")!.note),
+      );
     if (L("disk-mount")) {
       const d = L("disk-mount")!;
       if (!disk) out.set("disk-mount", na("no host disk the test itself can open"));
@@ -537,20 +596,39 @@ class Canaries {
       // process already confined like PID 1 — the command between its fork and its execve, which
       // a privileged container's root may ptrace as it may any of its processes — gains nothing.)
       const helper = /\{attached \d+ [^}]*machina-helper[^}]* UNCONFINED\}/.exec(l.data)?.[0] ?? (l.data.includes(HELPER) ? HELPER : undefined);
-      out.set("entered-environ", s ? esc(`read ${s.split("-")[0]} from an entered process (${l.note})`) : helper ? esc(`ptrace-attached to machina's helper while it entered: ${helper} (${l.note})`) : ok(l.note));
+      out.set(
+        "entered-environ",
+        s
+          ? esc(`read ${s.split("-")[0]} from an entered process (${l.note})`)
+          : helper
+            ? esc(`ptrace-attached to machina's helper while it entered: ${helper} (${l.note})`)
+            : ok(l.note),
+      );
     }
     if (L("exe-overwrite") && this.hashes.size === 0) throw new Error("exe-overwrite needs plant({ helpers: true })");
     if (L("exe-overwrite")) {
       const changed = [...this.hashes].filter(([p, h]) => sha(p) !== h).map(([p]) => p);
       out.set("exe-overwrite", changed.length ? esc(`rewrote ${changed.join(", ")}`) : ok(L("exe-overwrite")!.note));
     }
-    if (L("settimeofday-tz")) out.set("settimeofday-tz", hostAttack("host-gettz") !== this.tz ? esc(`host timezone ${this.tz} -> ${hostAttack("host-gettz")}`) : ok(L("settimeofday-tz")!.errno));
+    if (L("settimeofday-tz"))
+      out.set(
+        "settimeofday-tz",
+        hostAttack("host-gettz") !== this.tz ? esc(`host timezone ${this.tz} -> ${hostAttack("host-gettz")}`) : ok(L("settimeofday-tz")!.errno),
+      );
     if (L("sethostname")) out.set("sethostname", read("/proc/sys/kernel/hostname") !== this.hostname ? esc("host hostname changed") : ok());
     if (L("setdomainname")) out.set("setdomainname", read("/proc/sys/kernel/domainname") !== this.domainname ? esc("host domainname changed") : ok());
-    if (L("reboot-cad")) out.set("reboot-cad", read(CTRL_ALT_DEL) !== this.saved.get(CTRL_ALT_DEL) ? esc("host Ctrl-Alt-Del setting changed") : ok(L("reboot-cad")!.errno));
-    if (L("keyring-write")) out.set("keyring-write", readFileSync("/proc/keys", "utf8").includes(`machina-canary-${this.token}-w`) ? esc("key added to the host root's keyring") : ok(L("keyring-write")!.errno));
+    if (L("reboot-cad"))
+      out.set("reboot-cad", read(CTRL_ALT_DEL) !== this.saved.get(CTRL_ALT_DEL) ? esc("host Ctrl-Alt-Del setting changed") : ok(L("reboot-cad")!.errno));
+    if (L("keyring-write"))
+      out.set(
+        "keyring-write",
+        readFileSync("/proc/keys", "utf8").includes(`machina-canary-${this.token}-w`)
+          ? esc("key added to the host root's keyring")
+          : ok(L("keyring-write")!.errno),
+      );
     if (L("net-admin")) out.set("net-admin", read(LO_TXQ) !== this.saved.get(LO_TXQ) ? esc("host lo txqueuelen changed") : ok(L("net-admin")!.errno));
-    if (L("abstract-socket")) out.set("abstract-socket", this.abstractGot.includes(`pwned-${this.token}`) ? esc("reached a host abstract socket") : ok(L("abstract-socket")!.errno));
+    if (L("abstract-socket"))
+      out.set("abstract-socket", this.abstractGot.includes(`pwned-${this.token}`) ? esc("reached a host abstract socket") : ok(L("abstract-socket")!.errno));
     // the surface probes: judged against the same probe run directly on the host
     for (const a of ATTEMPTS.filter((x) => x.kind === "surface")) {
       const l = L(a.name);
@@ -609,7 +687,12 @@ interface Ran {
 
 /** Run a command; when its stdout shows {"holding":true}, call onHold (the payload waits for it). */
 async function run(cmd: string[], env: Record<string, string>, onHold?: () => void, timeoutMs = 60_000): Promise<Ran> {
-  log(cmd.filter((a) => !a.includes("=")).slice(0, 6).join(" "));
+  log(
+    cmd
+      .filter((a) => !a.includes("="))
+      .slice(0, 6)
+      .join(" "),
+  );
   const p = Bun.spawn(cmd, { stdin: "ignore", stdout: "pipe", stderr: "pipe", env });
   scratch.track(p as never);
   const timer = setTimeout(() => p.kill("SIGKILL"), timeoutMs);
@@ -640,7 +723,13 @@ async function runNspawnEngine(args: string[], machine: string, wrapper: string[
   const script = `echo $$ > ${dirs[0]}/cgroup.procs && echo $$ > ${dirs[1]}/cgroup.procs && exec systemd-nspawn --register=no --keep-unit "$@"`;
   try {
     const r = await run([...wrapper, "sh", "-c", script, "sh", ...args], baseEnv({ SYSTEMD_NSPAWN_TMPFS_TMP: "1" }));
-    return { ...r, stderr: r.stderr.split("\n").filter((l) => !NSPAWN_PROPAGATE_NOISE.test(l)).join("\n") };
+    return {
+      ...r,
+      stderr: r.stderr
+        .split("\n")
+        .filter((l) => !NSPAWN_PROPAGATE_NOISE.test(l))
+        .join("\n"),
+    };
   } finally {
     for (const d of dirs) {
       for (let i = 0; i < 50 && existsSync(d); i++) {
@@ -656,21 +745,37 @@ async function runNspawnEngine(args: string[], machine: string, wrapper: string[
 /** The v1 pids and memory limits of machine NAME's scope, read on the host. */
 function scopeLimits(name: string): { pids?: string; memory?: string } {
   const find = (hier: string, file: string) => {
-    const r = sh(`find /sys/fs/cgroup/${hier} -maxdepth 4 -type d -name '${machineCgroup(name, "").slice(1).replace(/\\/g, "\\\\")}'`).stdout.toString().split("\n")[0];
+    const r = sh(`find /sys/fs/cgroup/${hier} -maxdepth 4 -type d -name '${machineCgroup(name, "").slice(1).replace(/\\/g, "\\\\")}'`)
+      .stdout.toString()
+      .split("\n")[0];
     return r ? tryRead(`${r}/${file}`) : undefined;
   };
   const v2 = tryRead(`${machineCgroup(name)}/pids.max`);
   return { pids: find("pids", "pids.max") ?? v2, memory: find("memory", "memory.limit_in_bytes") ?? tryRead(`${machineCgroup(name)}/memory.max`) };
 }
 
-const MAIN_ONLY = ATTEMPTS.filter((a) => !["tiocsti", "tioclinux", "entered-environ", "entered-root", "exe-overwrite"].includes(a.name) && a.family !== "transfers" && a.family !== "image files" && a.family !== "settings")
+const MAIN_ONLY = ATTEMPTS.filter(
+  (a) =>
+    !["tiocsti", "tioclinux", "entered-environ", "entered-root", "exe-overwrite"].includes(a.name) &&
+    a.family !== "transfers" &&
+    a.family !== "image files" &&
+    a.family !== "settings",
+)
   .map((a) => a.name)
   .join(",");
 
 function record(c: Config, e: Engine, cells: Map<string, Cell>, r: Ran, wanted: string[]): void {
   for (const n of wanted) {
     const v = cells.get(n);
-    put(n, c, e, v ?? (r.code !== 0 && !r.stdout.includes('{"done"') ? na(`the run failed (${r.code}): ${r.stderr.trim().split("\n").slice(-2).join(" / ")}`) : na("not attempted")));
+    put(
+      n,
+      c,
+      e,
+      v ??
+        (r.code !== 0 && !r.stdout.includes('{"done"')
+          ? na(`the run failed (${r.code}): ${r.stderr.trim().split("\n").slice(-2).join(" / ")}`)
+          : na("not attempted")),
+    );
   }
 }
 
@@ -687,7 +792,11 @@ async function mainRun(c: "a" | "b", e: Engine): Promise<void> {
     const payload = ["/usr/bin/attack", "run", ...can.args({ only: MAIN_ONLY, hold: "2" })];
     let r: Ran;
     if (e === "machina") {
-      r = await run([MACHINA_NSPAWN, ...common, "--property=TasksMax=123", "--property=MemoryMax=400M", ...payload], machinaEnv(), () => (scope = scopeLimits(name)));
+      r = await run(
+        [MACHINA_NSPAWN, ...common, "--property=TasksMax=123", "--property=MemoryMax=400M", ...payload],
+        machinaEnv(),
+        () => (scope = scopeLimits(name)),
+      );
     } else {
       r = await runNspawnEngine([...common, ...payload], name);
     }
@@ -728,11 +837,26 @@ async function enteredRun(c: "c:default" | "c:U"): Promise<void> {
   symlinkSync(osr, join(img, "etc/os-release"));
   const userns = c === "c:U" ? ["-U"] : [];
   const bg = startNspawn(
-    ["-q", "-D", img, "-M", name, "--read-only", `--bind=${can.hrw}:/mnt/hrw`, `--bind-ro=${can.hro}:/mnt/hro`, "--property=TasksMax=123", "--property=MemoryMax=400M", ...userns, "/usr/bin/attack", "init"],
+    [
+      "-q",
+      "-D",
+      img,
+      "-M",
+      name,
+      "--read-only",
+      `--bind=${can.hrw}:/mnt/hrw`,
+      `--bind-ro=${can.hro}:/mnt/hro`,
+      "--property=TasksMax=123",
+      "--property=MemoryMax=400M",
+      ...userns,
+      "/usr/bin/attack",
+      "init",
+    ],
     { stateDir, env: { MACHINA_POOL: pool, MACHINA_SETTINGS_DIRS: join(base, "no-settings") } },
     scratch,
   );
-  const mctl = (args: string[], extra: Record<string, string> = {}) => run([MACHINACTL, ...args], machinaEnv({ MACHINA_HOST_SECRET: can.callerSecret, ...extra }), undefined, 20_000);
+  const mctl = (args: string[], extra: Record<string, string> = {}) =>
+    run([MACHINACTL, ...args], machinaEnv({ MACHINA_HOST_SECRET: can.callerSecret, ...extra }), undefined, 20_000);
   try {
     await can.plant({ helpers: true });
     await waitForState(stateDir, name, undefined, 15_000, bg);
@@ -755,7 +879,8 @@ async function enteredRun(c: "c:default" | "c:U"): Promise<void> {
     writeFileSync(src, "from the host\n");
     await mctl(["copy-to", name, src, "/mnt/hrw/evil-abs/pwned-abs"]);
     await mctl(["copy-to", name, src, "/mnt/hrw/evil-rel/pwned-rel"]);
-    const outA = join(can.dir, "out-a"), outB = join(can.dir, "out-b");
+    const outA = join(can.dir, "out-a"),
+      outB = join(can.dir, "out-b");
     await mctl(["copy-from", name, "/leak", outA]);
     await mctl(["copy-from", name, "/leakdir/secret.txt", outB]);
     // What was copied out, as files: a symlink is copied as a symlink (as machinectl does) and
@@ -784,11 +909,23 @@ async function enteredRun(c: "c:default" | "c:U"): Promise<void> {
     }
     const raced = await race;
     const plantedRace = readdirSync(hostOut).filter((f) => f.startsWith("pwned-race"));
-    cells.set("copy-race", plantedRace.length || leakedRace ? esc(`${plantedRace.join(", ")}${leakedRace ? " secret copied out" : ""}`) : ok(raced.stdout.trim()));
+    cells.set(
+      "copy-race",
+      plantedRace.length || leakedRace ? esc(`${plantedRace.join(", ")}${leakedRace ? " secret copied out" : ""}`) : ok(raced.stdout.trim()),
+    );
     // 4. os-release read by the host-side tools
     const shown = (await mctl(["list"])).stdout + (await mctl(["status", name])).stdout + (await mctl(["show", name])).stdout;
     cells.set("os-release-link", shown.includes(`machina-canary-osr-${can.token}`) ? esc("machinactl showed the host file's content") : ok());
-    record(c, "machina", cells, main, [...MAIN_ONLY.split(","), "entered-environ", "entered-root", "exe-overwrite", "copy-to-symlink", "copy-from-symlink", "copy-race", "os-release-link"]);
+    record(c, "machina", cells, main, [
+      ...MAIN_ONLY.split(","),
+      "entered-environ",
+      "entered-root",
+      "exe-overwrite",
+      "copy-to-symlink",
+      "copy-from-symlink",
+      "copy-race",
+      "os-release-link",
+    ]);
   } finally {
     await run([MACHINACTL, "terminate", name], machinaEnv());
     bg.proc.kill("SIGKILL");
@@ -874,7 +1011,10 @@ async function imageFileRuns(c: "a" | "b", e: Engine): Promise<void> {
       rmSync(join(img, "etc/passwd"));
       symlinkSync("/etc/shadow", join(img, "etc/passwd"));
       const r = await engine(["-D", img, "-u", "root", "/usr/bin/attack", "run", "only=whoami"], uniqueName("atk"));
-      const hostShadow = read("/etc/shadow").split("\n").map((l) => l.split(":").slice(0, 2).join(":")).filter((l) => l.length > 8 && !l.endsWith(":*") && !l.endsWith(":!") && !l.endsWith(":!*"));
+      const hostShadow = read("/etc/shadow")
+        .split("\n")
+        .map((l) => l.split(":").slice(0, 2).join(":"))
+        .filter((l) => l.length > 8 && !l.endsWith(":*") && !l.endsWith(":!") && !l.endsWith(":!*"));
       const out = r.stdout + r.stderr;
       const leak = hostShadow.find((l) => out.includes(l));
       put("user-passwd-shadow", c, e, leak ? esc("host shadow entry in the output") : ok(`exit ${r.code}: ${r.stderr.trim().split("\n")[0] ?? ""}`));
@@ -887,7 +1027,12 @@ async function imageFileRuns(c: "a" | "b", e: Engine): Promise<void> {
       rmSync(join(img, "etc/passwd"));
       symlinkSync(hostPw, join(img, "etc/passwd"));
       const r = await engine(["-D", img, "-u", "mcanary", "/usr/bin/attack", "run", "only=whoami"], uniqueName("atk"));
-      put("user-passwd-host", c, e, r.stdout.includes("uid=4242") ? esc("the user was looked up in the host's file") : ok(`exit ${r.code}: ${r.stderr.trim().split("\n")[0] ?? ""}`));
+      put(
+        "user-passwd-host",
+        c,
+        e,
+        r.stdout.includes("uid=4242") ? esc("the user was looked up in the host's file") : ok(`exit ${r.code}: ${r.stderr.trim().split("\n")[0] ?? ""}`),
+      );
     }
     // --timezone / --resolv-conf writing through image symlinks
     const cases: Array<[string, string, string[], boolean]> = [
@@ -919,11 +1064,35 @@ async function imageFileRuns(c: "a" | "b", e: Engine): Promise<void> {
       const lines = parseLines(r.stdout);
       const cells = can.inspect(lines);
       const readHost = (lines.get("hostroot-read")?.data ?? "").includes(can.fileSecret);
-      put("nspawnfile-bind", c, e, !lines.size ? na(`run failed: ${r.stderr.trim().split("\n")[0]}`) : readHost ? esc("read a host secret through Bind=/:/hostroot") : ok(lines.get("hostroot-read")?.note ?? ""));
-      put("nspawnfile-caps", c, e, cells.get("net-admin")?.verdict === "escaped" ? esc("CAP_NET_ADMIN on the host's lo") : lines.size ? ok(lines.get("net-admin")?.errno ?? "") : na("run failed"));
+      put(
+        "nspawnfile-bind",
+        c,
+        e,
+        !lines.size
+          ? na(`run failed: ${r.stderr.trim().split("\n")[0]}`)
+          : readHost
+            ? esc("read a host secret through Bind=/:/hostroot")
+            : ok(lines.get("hostroot-read")?.note ?? ""),
+      );
+      put(
+        "nspawnfile-caps",
+        c,
+        e,
+        cells.get("net-admin")?.verdict === "escaped"
+          ? esc("CAP_NET_ADMIN on the host's lo")
+          : lines.size
+            ? ok(lines.get("net-admin")?.errno ?? "")
+            : na("run failed"),
+      );
       // without a user namespace a fresh procfs writes the host's sysctls (sysctl-newproc escapes in config a)
       const sys = cells.get("sysctl-newproc");
-      if (c === "b") put("nspawnfile-privateusers", c, e, !sys ? na(`run failed: ${r.stderr.trim().split("\n")[0]}`) : sys.verdict === "escaped" ? esc(`no user namespace: ${sys.detail}`) : ok(sys.detail));
+      if (c === "b")
+        put(
+          "nspawnfile-privateusers",
+          c,
+          e,
+          !sys ? na(`run failed: ${r.stderr.trim().split("\n")[0]}`) : sys.verdict === "escaped" ? esc(`no user namespace: ${sys.detail}`) : ok(sys.detail),
+        );
       else put("nspawnfile-privateusers", c, e, na("needs -U"));
     }
   } finally {
@@ -954,7 +1123,15 @@ function status(attempt: Attempt, c: Config): { status: Status; why: string } {
 function table(): string {
   const out: string[] = [];
   const mark = (x: Cell | undefined, a: Attempt) =>
-    !x ? "–" : x.verdict === "contained" ? "contained" : x.verdict === "escaped" ? (REGISTERED_NSPAWN_CONTAINS[a.name] ? "**escaped** (contained when registered)" : "**escaped**") : "n/a";
+    !x
+      ? "–"
+      : x.verdict === "contained"
+        ? "contained"
+        : x.verdict === "escaped"
+          ? REGISTERED_NSPAWN_CONTAINS[a.name]
+            ? "**escaped** (contained when registered)"
+            : "**escaped**"
+          : "n/a";
   const mstat = (a: Attempt, c: Config) => {
     const s = status(a, c);
     return s.status === "contained" ? "contained" : s.status === "n/a" ? "n/a" : s.status === "ESCAPED" ? "**ESCAPED (bug)**" : "escaped (known limit)";
@@ -962,7 +1139,9 @@ function table(): string {
   out.push("| attempt | what | a: machina | a: nspawn | b (-U): machina | b (-U): nspawn | c: exec, default | c: exec, -U |");
   out.push("|---|---|---|---|---|---|---|---|");
   for (const a of ATTEMPTS)
-    out.push(`| \`${a.name}\` | ${a.what.replace(/\|/g, "\\|")} | ${mstat(a, "a")} | ${mark(cell(a.name, "a", "nspawn"), a)} | ${mstat(a, "b")} | ${mark(cell(a.name, "b", "nspawn"), a)} | ${mstat(a, "c:default")} | ${mstat(a, "c:U")} |`);
+    out.push(
+      `| \`${a.name}\` | ${a.what.replace(/\|/g, "\\|")} | ${mstat(a, "a")} | ${mark(cell(a.name, "a", "nspawn"), a)} | ${mstat(a, "b")} | ${mark(cell(a.name, "b", "nspawn"), a)} | ${mstat(a, "c:default")} | ${mstat(a, "c:U")} |`,
+    );
   return out.join("\n");
 }
 
@@ -971,7 +1150,12 @@ function details(): string {
   const out: string[] = [];
   for (const a of ATTEMPTS)
     for (const [k, v] of results.get(a.name) ?? [])
-      if (v.verdict === "escaped" || process.env.MACHINA_ATTACK_VERBOSE === "2" || (process.env.MACHINA_ATTACK_VERBOSE && [...(results.get(a.name) ?? [])].some(([, w]) => w.verdict === "escaped"))) out.push(`- \`${a.name}\` ${k}: ${v.verdict === "escaped" ? "" : `(${v.verdict}) `}${v.detail.replace(/\s+/g, " ").slice(0, 300)}`);
+      if (
+        v.verdict === "escaped" ||
+        process.env.MACHINA_ATTACK_VERBOSE === "2" ||
+        (process.env.MACHINA_ATTACK_VERBOSE && [...(results.get(a.name) ?? [])].some(([, w]) => w.verdict === "escaped"))
+      )
+        out.push(`- \`${a.name}\` ${k}: ${v.verdict === "escaped" ? "" : `(${v.verdict}) `}${v.detail.replace(/\s+/g, " ").slice(0, 300)}`);
   return out.join("\n");
 }
 
@@ -1028,7 +1212,9 @@ beforeAll(async () => {
     }
   }
   // the surface probes on the host itself, as a baseline (all of them are harmless by construction)
-  const surface = ATTEMPTS.filter((a) => a.kind === "surface").map((a) => a.name).join(",");
+  const surface = ATTEMPTS.filter((a) => a.kind === "surface")
+    .map((a) => a.name)
+    .join(",");
   baseline = parseLines(sh(`${attackBin} run only=${surface} scratch=${join(base, "host-scratch")}`).stdout.toString());
 }, T);
 
@@ -1055,30 +1241,47 @@ afterAll(async () => {
  * host (no container at all), must all be judged "escaped" — else the suite proves nothing.
  */
 const SELF_TEST = [
-  "sysctl-write", "core-pattern", "sysfs-write", "kmsg-write", "syslog-read", "chroot-breakout", "open-by-handle",
-  "hostpid-environ", "hostpid-kill", "settimeofday-tz", "reboot-cad", "keyring-read", "keyring-write", "net-admin", "abstract-socket",
+  "sysctl-write",
+  "core-pattern",
+  "sysfs-write",
+  "kmsg-write",
+  "syslog-read",
+  "chroot-breakout",
+  "open-by-handle",
+  "hostpid-environ",
+  "hostpid-kill",
+  "settimeofday-tz",
+  "reboot-cad",
+  "keyring-read",
+  "keyring-write",
+  "net-admin",
+  "abstract-socket",
 ];
 describe("the canaries see escapes (the payload run on the host itself)", () => {
-  test("every host-side check flags the same attempt made without a container", async () => {
-    const can = canaries();
-    try {
-      await can.plant();
-      const r = await run([attackBin, "run", ...can.args({ only: SELF_TEST.join(","), scratch: join(can.dir, "scratch") })], baseEnv());
-      await Bun.sleep(200); // the abstract socket's data event
-      const cells = can.inspect(parseLines(r.stdout));
-      const missed = SELF_TEST.filter((n) => cells.get(n)?.verdict !== "escaped" && cells.get(n)?.verdict !== "n/a");
-      expect(missed).toEqual([]);
-    } finally {
-      await can.restore();
-    }
-    // TIOCSTI straight into the pty: the shell reads it back
-    const token = hex();
-    const script = `${attackBin} run token=${token} only=tiocsti; read -t 2 line; echo "HOSTREAD:$line"`;
-    const out = await run(["python3", PTY_RUN, "[]", "bash", "-c", script], baseEnv());
-    const j = JSON.parse(out.stdout.trim().split("\n").pop() ?? "{}") as { output?: string };
-    const legacy = tryRead("/proc/sys/dev/tty/legacy_tiocsti");
-    if (legacy !== "0") expect(/HOSTREAD:(.*)/.exec(j.output ?? "")?.[1]).toContain(`GOT-${token}`);
-  }, T);
+  test(
+    "every host-side check flags the same attempt made without a container",
+    async () => {
+      const can = canaries();
+      try {
+        await can.plant();
+        const r = await run([attackBin, "run", ...can.args({ only: SELF_TEST.join(","), scratch: join(can.dir, "scratch") })], baseEnv());
+        await Bun.sleep(200); // the abstract socket's data event
+        const cells = can.inspect(parseLines(r.stdout));
+        const missed = SELF_TEST.filter((n) => cells.get(n)?.verdict !== "escaped" && cells.get(n)?.verdict !== "n/a");
+        expect(missed).toEqual([]);
+      } finally {
+        await can.restore();
+      }
+      // TIOCSTI straight into the pty: the shell reads it back
+      const token = hex();
+      const script = `${attackBin} run token=${token} only=tiocsti; read -t 2 line; echo "HOSTREAD:$line"`;
+      const out = await run(["python3", PTY_RUN, "[]", "bash", "-c", script], baseEnv());
+      const j = JSON.parse(out.stdout.trim().split("\n").pop() ?? "{}") as { output?: string };
+      const legacy = tryRead("/proc/sys/dev/tty/legacy_tiocsti");
+      if (legacy !== "0") expect(/HOSTREAD:(.*)/.exec(j.output ?? "")?.[1]).toContain(`GOT-${token}`);
+    },
+    T,
+  );
 });
 
 const describeRuns = (title: string, runs: () => Promise<void>, configs: Config[]) =>
@@ -1093,51 +1296,43 @@ const describeRuns = (title: string, runs: () => Promise<void>, configs: Config[
         });
   });
 
-describeRuns(
-  "config a: machina-nspawn -D IMG (privileged), side by side with systemd-nspawn",
-  async () => {
-    await mainRun("a", "machina");
-    if (nspawnAvailable) await mainRun("a", "nspawn");
-    await ptyRun("a", "machina");
-    if (nspawnAvailable) await ptyRun("a", "nspawn");
-    await imageFileRuns("a", "machina");
-    if (nspawnAvailable) await imageFileRuns("a", "nspawn");
-  },
-  ["a"],
-);
+describeRuns("config a: machina-nspawn -D IMG (privileged), side by side with systemd-nspawn", async () => {
+  await mainRun("a", "machina");
+  if (nspawnAvailable) await mainRun("a", "nspawn");
+  await ptyRun("a", "machina");
+  if (nspawnAvailable) await ptyRun("a", "nspawn");
+  await imageFileRuns("a", "machina");
+  if (nspawnAvailable) await imageFileRuns("a", "nspawn");
+}, ["a"]);
 
-describeRuns(
-  "config b: machina-nspawn -U, side by side with systemd-nspawn -U",
-  async () => {
-    await mainRun("b", "machina");
-    if (nspawnAvailable) await mainRun("b", "nspawn");
-    await ptyRun("b", "machina");
-    if (nspawnAvailable) await ptyRun("b", "nspawn");
-    await imageFileRuns("b", "machina");
-    if (nspawnAvailable) await imageFileRuns("b", "nspawn");
-  },
-  ["b"],
-);
+describeRuns("config b: machina-nspawn -U, side by side with systemd-nspawn -U", async () => {
+  await mainRun("b", "machina");
+  if (nspawnAvailable) await mainRun("b", "nspawn");
+  await ptyRun("b", "machina");
+  if (nspawnAvailable) await ptyRun("b", "nspawn");
+  await imageFileRuns("b", "machina");
+  if (nspawnAvailable) await imageFileRuns("b", "nspawn");
+}, ["b"]);
 
-describeRuns(
-  "config c: machinactl exec/shell into a running container (default and -U)",
-  async () => {
-    for (const c of ["c:default", "c:U"] as const) {
-      await enteredRun(c);
-      // TIOCSTI from `machinactl shell` into the caller's terminal
-      const name = scratch.name("atk");
-      const img = join(pool, name);
-      copyTree(image(`${name}-src`), img);
-      const bg = startNspawn(["-q", "-D", img, "-M", name, ...(c === "c:U" ? ["-U"] : []), "/usr/bin/attack", "init"], { stateDir, env: { MACHINA_POOL: pool } }, scratch);
-      try {
-        await waitForState(stateDir, name, undefined, 15_000, bg);
-        await ptyRun(c, "machina", name);
-      } finally {
-        await run([MACHINACTL, "terminate", name], machinaEnv());
-        bg.proc.kill("SIGKILL");
-        await bg.exited;
-      }
+describeRuns("config c: machinactl exec/shell into a running container (default and -U)", async () => {
+  for (const c of ["c:default", "c:U"] as const) {
+    await enteredRun(c);
+    // TIOCSTI from `machinactl shell` into the caller's terminal
+    const name = scratch.name("atk");
+    const img = join(pool, name);
+    copyTree(image(`${name}-src`), img);
+    const bg = startNspawn(
+      ["-q", "-D", img, "-M", name, ...(c === "c:U" ? ["-U"] : []), "/usr/bin/attack", "init"],
+      { stateDir, env: { MACHINA_POOL: pool } },
+      scratch,
+    );
+    try {
+      await waitForState(stateDir, name, undefined, 15_000, bg);
+      await ptyRun(c, "machina", name);
+    } finally {
+      await run([MACHINACTL, "terminate", name], machinaEnv());
+      bg.proc.kill("SIGKILL");
+      await bg.exited;
     }
-  },
-  ["c:default", "c:U"],
-);
+  }
+}, ["c:default", "c:U"]);

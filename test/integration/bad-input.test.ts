@@ -53,15 +53,47 @@ const CASES: Case[] = [
   ["-b on a tree without os-release", () => ["-q", "-D", noOsRelease, "-b"], /os-release/],
   ["unknown -u user", () => [...D(), "-u", "nosuchuser", "/bin/true"], /"nosuchuser"/],
   // the host's interfaces are checked before anything is set up (not the helper's record or `ip -batch`'s text)
-  ["--network-bridge that does not exist", () => [...D(), "--network-bridge=nosuchbr0", "/bin/true"], /^machina-nspawn: --network-bridge=nosuchbr0: no bridge "nosuchbr0" on the host/],
+  [
+    "--network-bridge that does not exist",
+    () => [...D(), "--network-bridge=nosuchbr0", "/bin/true"],
+    /^machina-nspawn: --network-bridge=nosuchbr0: no bridge "nosuchbr0" on the host/,
+  ],
   ["--network-bridge that is not a bridge", () => [...D(), "--network-bridge=lo", "/bin/true"], /--network-bridge=lo: "lo" is .*not a bridge/],
-  ["--network-interface that does not exist", () => [...D(), "--network-interface=nosuch0", "/bin/true"], /^machina-nspawn: --network-interface=nosuch0: no network interface "nosuch0"/],
-  ["--network-macvlan parent that does not exist", () => [...D(), "--network-macvlan=nosuch0", "/bin/true"], /--network-macvlan=nosuch0: no network interface "nosuch0"/],
-  ["--network-ipvlan parent that does not exist", () => [...D(), "--network-ipvlan=nosuch0", "/bin/true"], /--network-ipvlan=nosuch0: no network interface "nosuch0"/],
-  ["--network-interface=lo", () => [...D(), "--network-interface=lo", "/bin/true"], /^machina-nspawn: --network-interface=lo: the loopback interface cannot be moved/],
-  ["--network-macvlan on lo", () => [...D(), "--network-macvlan=lo", "/bin/true"], /^machina-nspawn: --network-macvlan=lo: the loopback interface cannot be the parent/],
-  ["--network-veth-extra whose host name exists", () => [...D(), "--network-veth-extra=lo", "/bin/true"], /^machina-nspawn: --network-veth-extra=lo: a network interface "lo" already exists on the host$/],
-  ["--network-veth-extra named host0 with -n", () => [...D(), "-n", "--network-veth-extra=vx-bad0:host0", "/bin/true"], /^machina-nspawn: --network-veth-extra=vx-bad0:host0: the container already gets an interface "host0" \(from --network-veth\)$/],
+  [
+    "--network-interface that does not exist",
+    () => [...D(), "--network-interface=nosuch0", "/bin/true"],
+    /^machina-nspawn: --network-interface=nosuch0: no network interface "nosuch0"/,
+  ],
+  [
+    "--network-macvlan parent that does not exist",
+    () => [...D(), "--network-macvlan=nosuch0", "/bin/true"],
+    /--network-macvlan=nosuch0: no network interface "nosuch0"/,
+  ],
+  [
+    "--network-ipvlan parent that does not exist",
+    () => [...D(), "--network-ipvlan=nosuch0", "/bin/true"],
+    /--network-ipvlan=nosuch0: no network interface "nosuch0"/,
+  ],
+  [
+    "--network-interface=lo",
+    () => [...D(), "--network-interface=lo", "/bin/true"],
+    /^machina-nspawn: --network-interface=lo: the loopback interface cannot be moved/,
+  ],
+  [
+    "--network-macvlan on lo",
+    () => [...D(), "--network-macvlan=lo", "/bin/true"],
+    /^machina-nspawn: --network-macvlan=lo: the loopback interface cannot be the parent/,
+  ],
+  [
+    "--network-veth-extra whose host name exists",
+    () => [...D(), "--network-veth-extra=lo", "/bin/true"],
+    /^machina-nspawn: --network-veth-extra=lo: a network interface "lo" already exists on the host$/,
+  ],
+  [
+    "--network-veth-extra named host0 with -n",
+    () => [...D(), "-n", "--network-veth-extra=vx-bad0:host0", "/bin/true"],
+    /^machina-nspawn: --network-veth-extra=vx-bad0:host0: the container already gets an interface "host0" \(from --network-veth\)$/,
+  ],
 ];
 
 describe("bad input: one clear line, exit 1, nothing left behind", () => {
@@ -96,7 +128,12 @@ describe("machinactl bad input: one line naming the value, exit 1, nothing left 
     // an archive cut off in the middle, plain and compressed
     shOk(`tar -C '${image}' -cf '${work}/bb.tar' . && head -c 200000 '${work}/bb.tar' > '${work}/cut.tar'`);
     writeFileSync(`${work}/text`, "not an archive\n".repeat(400));
-    for (const [ext, cmd] of [["zst", "zstd -q -c"], ["xz", "xz -c"], ["gz", "gzip -c"], ["bz2", "bzip2 -c"]])
+    for (const [ext, cmd] of [
+      ["zst", "zstd -q -c"],
+      ["xz", "xz -c"],
+      ["gz", "gzip -c"],
+      ["bz2", "bzip2 -c"],
+    ])
       shOk(`${cmd} '${work}/bb.tar' | head -c 100000 > '${work}/cut.tar.${ext}'`);
   });
   const snapshot = () => ({
@@ -111,15 +148,27 @@ describe("machinactl bad input: one line naming the value, exit 1, nothing left 
     })(),
   });
   const CTL: Array<[what: string, args: () => string[], message: RegExp]> = [
-    ["export-tar into a missing directory", () => ["export-tar", "bb", "/nonexistent/machina-dir/x.tar"], /^machinactl: cannot write "\/nonexistent\/machina-dir\/x\.tar": the directory "\/nonexistent\/machina-dir" does not exist$/],
-    ["logs -n too large", () => ["logs", "-n", "99999999999999999999", "bb"], /^machinactl: invalid value "99999999999999999999" for -n: expected a whole number from 0 to 4294967295$/],
+    [
+      "export-tar into a missing directory",
+      () => ["export-tar", "bb", "/nonexistent/machina-dir/x.tar"],
+      /^machinactl: cannot write "\/nonexistent\/machina-dir\/x\.tar": the directory "\/nonexistent\/machina-dir" does not exist$/,
+    ],
+    [
+      "logs -n too large",
+      () => ["logs", "-n", "99999999999999999999", "bb"],
+      /^machinactl: invalid value "99999999999999999999" for -n: expected a whole number from 0 to 4294967295$/,
+    ],
     ["logs -n not a number", () => ["logs", "--lines=ten", "bb"], /"ten" for --lines: expected a whole number/],
     ["logs -o unknown", () => ["logs", "-o", "bogus", "bb"], /^machinactl: invalid value "bogus" for -o: expected one of short, .*json.*cat/],
     ["start an image that does not exist", () => ["start", "nosuchimage"], /^machinactl: no image "nosuchimage" in /],
     ["export-tar into a directory", () => ["export-tar", "bb", `${work}/`], /^machinactl: "[^"]+\/" is a directory: give the name of the file to write$/],
     ["start with an invalid machine name", () => ["start", "a_b"], /^machinactl: invalid machine name "a_b": expected letters, digits, '-' and '\.'/],
     ["read-only with a bad BOOL", () => ["read-only", "bb", "maybe"], /^machinactl: invalid value "maybe" for read-only's BOOL: expected a boolean/],
-    ["import-tar of a file that is not a tar", () => ["import-tar", `${work}/text`, "nottar"], /^machinactl: "[^"]+\/text": .*not a valid tar archive \(a block is not a tar header\)$/],
+    [
+      "import-tar of a file that is not a tar",
+      () => ["import-tar", `${work}/text`, "nottar"],
+      /^machinactl: "[^"]+\/text": .*not a valid tar archive \(a block is not a tar header\)$/,
+    ],
     ["import-raw of a file that is not a disk image", () => ["-q", "import-raw", `${work}/text`, "notraw"], /^machinactl: "[^"]+\/text": not a raw disk image/],
     ...(["tar", "tar.zst", "tar.xz", "tar.gz", "tar.bz2"] as const).map((ext): [string, () => string[], RegExp] => [
       `import-tar of a truncated .${ext}`,
@@ -140,10 +189,15 @@ describe("machinactl bad input: one line naming the value, exit 1, nothing left 
     }, 30_000);
   }
   test("import-tar/import-fs under a name that is not a machine name: imported, with one warning line", () => {
-    for (const args of [["import-fs", `${pool}/bb`, "x y"], ["import-tar", `${work}/bb.tar`, "x_z"]]) {
+    for (const args of [
+      ["import-fs", `${pool}/bb`, "x y"],
+      ["import-tar", `${work}/bb.tar`, "x_z"],
+    ]) {
       const r = machinactlSync(env, "-q", ...args);
       expect(r.status, r.stderr).toBe(0);
-      expect(r.stderr).toBe(`machinactl: warning: image name "${args[2]}" is not a valid machine name (letters, digits, '-' and '.', at most 64 characters, no leading '-' or '.'): it cannot be started\n`);
+      expect(r.stderr).toBe(
+        `machinactl: warning: image name "${args[2]}" is not a valid machine name (letters, digits, '-' and '.', at most 64 characters, no leading '-' or '.'): it cannot be started\n`,
+      );
       expect(readdirSync(pool)).toContain(args[2]!);
       expect(machinactlSync(env, "remove", args[2]!).status).toBe(0);
     }

@@ -108,8 +108,19 @@ describe("inside a container (busybox, --console=pipe)", () => {
     expect(r.env.TERM).toBe("xterm"); // the caller's TERM (helpers pass TERM=xterm)
     expect(r.env.LANG).toBe("C.UTF-8");
     const allowed = new Set([
-      "container", "container_uuid", "container_host_id", "container_host_version_id", "container_host_build_id",
-      "container_host_variant_id", "NOTIFY_SOCKET", "PATH", "HOME", "USER", "LOGNAME", "TERM", "LANG",
+      "container",
+      "container_uuid",
+      "container_host_id",
+      "container_host_version_id",
+      "container_host_build_id",
+      "container_host_variant_id",
+      "NOTIFY_SOCKET",
+      "PATH",
+      "HOME",
+      "USER",
+      "LOGNAME",
+      "TERM",
+      "LANG",
     ]);
     expect(Object.keys(r.env).filter((k) => !allowed.has(k))).toEqual([]);
     // nothing of the caller's environment leaks in
@@ -200,79 +211,123 @@ describe("inside a container (busybox, --console=pipe)", () => {
 });
 
 describe("identity flags", () => {
-  test("hostname and machine name default to the directory's name", async () => {
-    const res = await runNspawn(["-q", "--console=pipe", "-D", copy, "/usr/bin/probe"], { stateDir }, scratch);
-    expect(res.code).toBe(0);
-    expect(parseProbe(res.stdout).hostname).toBe(copyName);
-  }, T);
+  test(
+    "hostname and machine name default to the directory's name",
+    async () => {
+      const res = await runNspawn(["-q", "--console=pipe", "-D", copy, "/usr/bin/probe"], { stateDir }, scratch);
+      expect(res.code).toBe(0);
+      expect(parseProbe(res.stdout).hostname).toBe(copyName);
+    },
+    T,
+  );
 
-  test("--hostname overrides the -M name", async () => {
-    const { r } = await probe(["--hostname=other-host"]);
-    expect(r.hostname).toBe("other-host");
-  }, T);
+  test(
+    "--hostname overrides the -M name",
+    async () => {
+      const { r } = await probe(["--hostname=other-host"]);
+      expect(r.hostname).toBe("other-host");
+    },
+    T,
+  );
 
-  test("--uuid sets container_uuid", async () => {
-    const { r } = await probe(["--uuid=0123456789abcdef0123456789abcdef"]);
-    expect(r.env.container_uuid).toBe("01234567-89ab-cdef-0123-456789abcdef");
-  }, T);
+  test(
+    "--uuid sets container_uuid",
+    async () => {
+      const { r } = await probe(["--uuid=0123456789abcdef0123456789abcdef"]);
+      expect(r.env.container_uuid).toBe("01234567-89ab-cdef-0123-456789abcdef");
+    },
+    T,
+  );
 
-  test("-E adds and overrides variables", async () => {
-    const { r } = await probe(["-E", "FOO=bar baz", "--setenv=EMPTY=", "-E", "PATH=/bin"]);
-    expect(r.env.FOO).toBe("bar baz");
-    expect(r.env.EMPTY).toBe("");
-    expect(r.env.PATH).toBe("/bin");
-  }, T);
+  test(
+    "-E adds and overrides variables",
+    async () => {
+      const { r } = await probe(["-E", "FOO=bar baz", "--setenv=EMPTY=", "-E", "PATH=/bin"]);
+      expect(r.env.FOO).toBe("bar baz");
+      expect(r.env.EMPTY).toBe("");
+      expect(r.env.PATH).toBe("/bin");
+    },
+    T,
+  );
 });
 
 describe("execution flags", () => {
-  test("--chdir", async () => {
-    const { r } = await probe(["--chdir=/home/user"]);
-    expect(r.cwd).toBe("/home/user");
-  }, T);
+  test(
+    "--chdir",
+    async () => {
+      const { r } = await probe(["--chdir=/home/user"]);
+      expect(r.cwd).toBe("/home/user");
+    },
+    T,
+  );
 
-  test("-u user: uid/gid/groups from the image's passwd and group, HOME/USER/LOGNAME, no effective caps", async () => {
-    const { r } = await probe(["-u", "user"]);
-    expect([r.uid, r.euid, r.gid, r.egid]).toEqual([1000, 1000, 1000, 1000]);
-    expect(r.env.HOME).toBe("/home/user");
-    expect(r.env.USER).toBe("user");
-    expect(r.env.LOGNAME).toBe("user");
-    expect(r.caps.CapEff).toBe("0000000000000000");
-    expect(r.caps.CapPrm).toBe("0000000000000000");
-    expect(r.caps.CapBnd).toBe(expectedCapBnd(NSPAWN_DEFAULT_CAP_NAMES));
-  }, T);
+  test(
+    "-u user: uid/gid/groups from the image's passwd and group, HOME/USER/LOGNAME, no effective caps",
+    async () => {
+      const { r } = await probe(["-u", "user"]);
+      expect([r.uid, r.euid, r.gid, r.egid]).toEqual([1000, 1000, 1000, 1000]);
+      expect(r.env.HOME).toBe("/home/user");
+      expect(r.env.USER).toBe("user");
+      expect(r.env.LOGNAME).toBe("user");
+      expect(r.caps.CapEff).toBe("0000000000000000");
+      expect(r.caps.CapPrm).toBe("0000000000000000");
+      expect(r.caps.CapBnd).toBe(expectedCapBnd(NSPAWN_DEFAULT_CAP_NAMES));
+    },
+    T,
+  );
 
-  test("--read-only: the root is mounted read-only and writes fail with EROFS", async () => {
-    const name = scratch.name();
-    const res = await runNspawn(["-q", "--console=pipe", "-D", copy, "-M", name, "--read-only", "/usr/bin/probe", "touch", "/root/x"], { stateDir }, scratch);
-    expect(res.code).toBe(0);
-    expect(JSON.parse(res.stdout)).toEqual({ ok: false, errno: 30, error: "Read-only file system" });
-    // without it, the same write works
-    const rw = await runNspawn(["-q", "--console=pipe", "-D", copy, "-M", name, "/usr/bin/probe", "touch", "/root/x"], { stateDir }, scratch);
-    expect(JSON.parse(rw.stdout).ok).toBe(true);
-  }, T);
+  test(
+    "--read-only: the root is mounted read-only and writes fail with EROFS",
+    async () => {
+      const name = scratch.name();
+      const res = await runNspawn(["-q", "--console=pipe", "-D", copy, "-M", name, "--read-only", "/usr/bin/probe", "touch", "/root/x"], { stateDir }, scratch);
+      expect(res.code).toBe(0);
+      expect(JSON.parse(res.stdout)).toEqual({ ok: false, errno: 30, error: "Read-only file system" });
+      // without it, the same write works
+      const rw = await runNspawn(["-q", "--console=pipe", "-D", copy, "-M", name, "/usr/bin/probe", "touch", "/root/x"], { stateDir }, scratch);
+      expect(JSON.parse(rw.stdout).ok).toBe(true);
+    },
+    T,
+  );
 
-  test("--capability adds, --drop-capability removes", async () => {
-    const { r } = await probe(["--capability=CAP_NET_ADMIN,CAP_IPC_LOCK", "--drop-capability=CAP_SYS_ADMIN"]);
-    const names = [...NSPAWN_DEFAULT_CAP_NAMES.filter((c) => c !== "SYS_ADMIN"), "NET_ADMIN", "IPC_LOCK"];
-    expect(r.caps.CapBnd).toBe(expectedCapBnd(names));
-    expect(r.caps.CapEff).toBe(expectedCapBnd(names));
-  }, T);
+  test(
+    "--capability adds, --drop-capability removes",
+    async () => {
+      const { r } = await probe(["--capability=CAP_NET_ADMIN,CAP_IPC_LOCK", "--drop-capability=CAP_SYS_ADMIN"]);
+      const names = [...NSPAWN_DEFAULT_CAP_NAMES.filter((c) => c !== "SYS_ADMIN"), "NET_ADMIN", "IPC_LOCK"];
+      expect(r.caps.CapBnd).toBe(expectedCapBnd(names));
+      expect(r.caps.CapEff).toBe(expectedCapBnd(names));
+    },
+    T,
+  );
 
-  test("--drop-capability=all leaves nothing", async () => {
-    const { r } = await probe(["--drop-capability=all"]);
-    expect(r.caps.CapBnd).toBe("0000000000000000");
-    expect(r.caps.CapEff).toBe("0000000000000000");
-  }, T);
+  test(
+    "--drop-capability=all leaves nothing",
+    async () => {
+      const { r } = await probe(["--drop-capability=all"]);
+      expect(r.caps.CapBnd).toBe("0000000000000000");
+      expect(r.caps.CapEff).toBe("0000000000000000");
+    },
+    T,
+  );
 
-  test("--no-new-privileges", async () => {
-    expect((await probe(["--no-new-privileges=yes"])).r.noNewPrivs).toBe(1);
-    expect((await probe(["--no-new-privileges=no"])).r.noNewPrivs).toBe(0);
-  }, T);
+  test(
+    "--no-new-privileges",
+    async () => {
+      expect((await probe(["--no-new-privileges=yes"])).r.noNewPrivs).toBe(1);
+      expect((await probe(["--no-new-privileges=no"])).r.noNewPrivs).toBe(0);
+    },
+    T,
+  );
 
-  test("--rlimit sets soft and hard limits", async () => {
-    const { r } = await probe(["--rlimit=NOFILE=512:1024", "--rlimit=CORE=infinity", "--rlimit=NPROC=77"]);
-    expect(r.rlimits.NOFILE).toEqual({ soft: 512, hard: 1024 });
-    expect(r.rlimits.CORE).toEqual({ soft: "infinity", hard: "infinity" });
-    expect(r.rlimits.NPROC).toEqual({ soft: 77, hard: 77 });
-  }, T);
+  test(
+    "--rlimit sets soft and hard limits",
+    async () => {
+      const { r } = await probe(["--rlimit=NOFILE=512:1024", "--rlimit=CORE=infinity", "--rlimit=NPROC=77"]);
+      expect(r.rlimits.NOFILE).toEqual({ soft: 512, hard: 1024 });
+      expect(r.rlimits.CORE).toEqual({ soft: "infinity", hard: "infinity" });
+      expect(r.rlimits.NPROC).toEqual({ soft: 77, hard: 77 });
+    },
+    T,
+  );
 });

@@ -50,176 +50,229 @@ function expectManagedDefaults(machine: string, leader: number): void {
 const running = () => (existsSync(join(t.stateDir, "machines")) ? readdirSync(join(t.stateDir, "machines")) : []);
 
 describe("machinad", () => {
-  test("socket: 0600 in a 0700 directory; another user cannot connect", async () => {
-    await startDaemon(t, scratch);
-    expect(statSync(t.socket).mode & 0o7777).toBe(0o600);
-    expect(statSync(dirname(t.socket)).mode & 0o7777).toBe(0o700);
-    const py = `import socket,sys\ns=socket.socket(socket.AF_UNIX)\ntry:\n  s.connect(sys.argv[1]); print("connected")\nexcept PermissionError: print("refused")`;
-    const r = Bun.spawnSync(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", py, t.socket]);
-    expect(r.stdout.toString().trim()).toBe("refused");
-    // a second daemon on the same socket is refused, the first keeps serving
-    const second = Bun.spawnSync([join(import.meta.dir, "../../bin/machinad")], { env: t.env });
-    expect(second.exitCode).toBe(1);
-    expect(second.stderr.toString()).toContain("already serving");
-    expect(await new MachinaClient(t.socket).ping()).toBe(true);
-  }, T);
+  test(
+    "socket: 0600 in a 0700 directory; another user cannot connect",
+    async () => {
+      await startDaemon(t, scratch);
+      expect(statSync(t.socket).mode & 0o7777).toBe(0o600);
+      expect(statSync(dirname(t.socket)).mode & 0o7777).toBe(0o700);
+      const py = `import socket,sys\ns=socket.socket(socket.AF_UNIX)\ntry:\n  s.connect(sys.argv[1]); print("connected")\nexcept PermissionError: print("refused")`;
+      const r = Bun.spawnSync(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", py, t.socket]);
+      expect(r.stdout.toString().trim()).toBe("refused");
+      // a second daemon on the same socket is refused, the first keeps serving
+      const second = Bun.spawnSync([join(import.meta.dir, "../../bin/machinad")], { env: t.env });
+      expect(second.exitCode).toBe(1);
+      expect(second.stderr.toString()).toContain("already serving");
+      expect(await new MachinaClient(t.socket).ping()).toBe(true);
+    },
+    T,
+  );
 
-  test("client and core give the same results; machinactl the same JSON both ways", async () => {
-    await startDaemon(t, scratch);
-    const client = new MachinaClient(t.socket);
-    const a = name();
-    const events: string[] = [];
-    const started = await client.start(a, { onProgress: (e) => events.push(e.stage ?? e.event ?? "") });
-    expect(events).toContain("started");
-    expect(started.name).toBe(a);
-    expect(alive(started.leader)).toBe(true);
-    expectManagedDefaults(a, started.leader);
-    const core = local();
-    const volatile = (s: object) => ({ ...s, resources: undefined, cgroupTree: undefined });
-    expect(await client.list()).toEqual(await core.list());
-    expect(volatile(await client.status(a))).toEqual(volatile(JSON.parse(JSON.stringify(await core.status(a)))));
-    expect(await client.show(a)).toEqual(await core.show(a));
-    // errors: the same MachinaError both ways
-    for (const svc of [client, core]) {
-      expect(svc.status("nope")).rejects.toMatchObject({ code: "E_NOT_FOUND", message: 'no machine "nope" is running' });
-      expect(svc.poweroff("-bad")).rejects.toMatchObject({ code: "E_INVALID" });
-    }
-    for (const args of [["list", "--json=short"], ["show", a, "--json=short"], ["show", a]]) {
-      const viaDaemon = await machinactl(t, args);
-      const direct = await machinactl(t, args, { MACHINA_NO_DAEMON: "1" });
-      expect(viaDaemon.code).toBe(0);
-      expect(viaDaemon.stdout).toBe(direct.stdout);
-    }
-    const sd = JSON.parse((await machinactl(t, ["status", a, "--json=short"])).stdout);
-    const sc = JSON.parse((await machinactl(t, ["status", a, "--json=short"], { MACHINA_NO_DAEMON: "1" })).stdout);
-    expect(volatile(sd)).toEqual(volatile(sc));
-    const bad = await machinactl(t, ["poweroff", "nope"]);
-    const badDirect = await machinactl(t, ["poweroff", "nope"], { MACHINA_NO_DAEMON: "1" });
-    expect([bad.code, bad.stderr]).toEqual([badDirect.code, badDirect.stderr]);
-    await initUp(t, a);
-    // poweroff through machinactl -> the daemon: SIGRTMIN+4 reaches init, the machine goes away
-    expect((await machinactl(t, ["poweroff", a])).code).toBe(0);
-    await waitFor("poweroff", () => !running().includes(a) || undefined, 10_000);
-    expect(readFileSync(join(t.stateDir, "logs", `${a}.log`), "utf8")).toContain("init: SIGRTMIN+4");
-  }, T);
+  test(
+    "client and core give the same results; machinactl the same JSON both ways",
+    async () => {
+      await startDaemon(t, scratch);
+      const client = new MachinaClient(t.socket);
+      const a = name();
+      const events: string[] = [];
+      const started = await client.start(a, { onProgress: (e) => events.push(e.stage ?? e.event ?? "") });
+      expect(events).toContain("started");
+      expect(started.name).toBe(a);
+      expect(alive(started.leader)).toBe(true);
+      expectManagedDefaults(a, started.leader);
+      const core = local();
+      const volatile = (s: object) => ({ ...s, resources: undefined, cgroupTree: undefined });
+      expect(await client.list()).toEqual(await core.list());
+      expect(volatile(await client.status(a))).toEqual(volatile(JSON.parse(JSON.stringify(await core.status(a)))));
+      expect(await client.show(a)).toEqual(await core.show(a));
+      // errors: the same MachinaError both ways
+      for (const svc of [client, core]) {
+        expect(svc.status("nope")).rejects.toMatchObject({ code: "E_NOT_FOUND", message: 'no machine "nope" is running' });
+        expect(svc.poweroff("-bad")).rejects.toMatchObject({ code: "E_INVALID" });
+      }
+      for (const args of [
+        ["list", "--json=short"],
+        ["show", a, "--json=short"],
+        ["show", a],
+      ]) {
+        const viaDaemon = await machinactl(t, args);
+        const direct = await machinactl(t, args, { MACHINA_NO_DAEMON: "1" });
+        expect(viaDaemon.code).toBe(0);
+        expect(viaDaemon.stdout).toBe(direct.stdout);
+      }
+      const sd = JSON.parse((await machinactl(t, ["status", a, "--json=short"])).stdout);
+      const sc = JSON.parse((await machinactl(t, ["status", a, "--json=short"], { MACHINA_NO_DAEMON: "1" })).stdout);
+      expect(volatile(sd)).toEqual(volatile(sc));
+      const bad = await machinactl(t, ["poweroff", "nope"]);
+      const badDirect = await machinactl(t, ["poweroff", "nope"], { MACHINA_NO_DAEMON: "1" });
+      expect([bad.code, bad.stderr]).toEqual([badDirect.code, badDirect.stderr]);
+      await initUp(t, a);
+      // poweroff through machinactl -> the daemon: SIGRTMIN+4 reaches init, the machine goes away
+      expect((await machinactl(t, ["poweroff", a])).code).toBe(0);
+      await waitFor("poweroff", () => !running().includes(a) || undefined, 10_000);
+      expect(readFileSync(join(t.stateDir, "logs", `${a}.log`), "utf8")).toContain("init: SIGRTMIN+4");
+    },
+    T,
+  );
 
-  test("kill -9 of machinad leaves containers running; a new machinad adopts them", async () => {
-    const d1 = await startDaemon(t, scratch);
-    const client = new MachinaClient(t.socket);
-    const [a, b] = [name(), name()];
-    const [sa, sb] = await Promise.all([client.start(a), client.start(b)]);
-    await Promise.all([initUp(t, a), initUp(t, b)]);
-    process.kill(d1.pid, "SIGKILL");
-    await d1.proc.exited;
-    await Bun.sleep(300);
-    for (const s of [sa, sb]) {
-      expect(alive(s.leader)).toBe(true);
-      expect(alive(s.supervisor)).toBe(true);
-    }
-    expect((await local().list()).map((m) => m.machine).sort()).toEqual([a, b].sort());
-    const d2 = await startDaemon(t, scratch); // the stale socket file is replaced
-    expect(d2.stderr()).toContain(`"event":"adopted","machine":"${a}"`);
-    expect((await client.list()).map((m) => m.machine).sort()).toEqual([a, b].sort());
-    // the adopted machines are controlled as before
-    expect(await client.terminate(a)).toBe("stopped");
-    expect(await client.terminate(b)).toBe("stopped");
-    expect(running()).toEqual([]);
-    expect(existsSync(machineCgroup(a))).toBe(false);
-  }, T);
+  test(
+    "kill -9 of machinad leaves containers running; a new machinad adopts them",
+    async () => {
+      const d1 = await startDaemon(t, scratch);
+      const client = new MachinaClient(t.socket);
+      const [a, b] = [name(), name()];
+      const [sa, sb] = await Promise.all([client.start(a), client.start(b)]);
+      await Promise.all([initUp(t, a), initUp(t, b)]);
+      process.kill(d1.pid, "SIGKILL");
+      await d1.proc.exited;
+      await Bun.sleep(300);
+      for (const s of [sa, sb]) {
+        expect(alive(s.leader)).toBe(true);
+        expect(alive(s.supervisor)).toBe(true);
+      }
+      expect((await local().list()).map((m) => m.machine).sort()).toEqual([a, b].sort());
+      const d2 = await startDaemon(t, scratch); // the stale socket file is replaced
+      expect(d2.stderr()).toContain(`"event":"adopted","machine":"${a}"`);
+      expect((await client.list()).map((m) => m.machine).sort()).toEqual([a, b].sort());
+      // the adopted machines are controlled as before
+      expect(await client.terminate(a)).toBe("stopped");
+      expect(await client.terminate(b)).toBe("stopped");
+      expect(running()).toEqual([]);
+      expect(existsSync(machineCgroup(a))).toBe(false);
+    },
+    T,
+  );
 
-  test("enable, then a (re)started machinad starts the machine; disable --now stops it", async () => {
-    const a = name();
-    const d1 = await startDaemon(t, scratch);
-    const client = new MachinaClient(t.socket);
-    const en = await client.enable(a);
-    expect(en.changes).toEqual([{ type: "symlink", path: join(t.enableDir, `machina-nspawn@${a}.service`), source: join(dirname(t.enableDir), "machina-nspawn@.service") }]); // no template installed: machina's own copy
-    expect(readFileSync(join(dirname(t.enableDir), "machina-nspawn@.service"), "utf8")).toContain("ExecStart=");
-    expect(await client.list()).toEqual([]); // enable alone does not start it
-    d1.proc.kill("SIGTERM");
-    await d1.proc.exited;
-    expect(existsSync(t.socket)).toBe(false);
-    const d2 = await startDaemon(t, scratch);
-    expect(d2.stderr()).toContain(`"event":"started","machine":"${a}","why":"autostart"`);
-    expect((await client.list()).map((m) => m.machine)).toEqual([a]);
-    expectManagedDefaults(a, (await client.status(a)).leader); // autostart: the same defaults as machinactl start
-    const dis = await client.disable(a, { now: true });
-    expect(dis.changes.map((c) => c.type)).toEqual(["unlink"]);
-    expect(running()).toEqual([]);
-    d2.proc.kill("SIGTERM");
-    await d2.proc.exited;
-    await startDaemon(t, scratch);
-    expect(await client.list()).toEqual([]);
-  }, T);
+  test(
+    "enable, then a (re)started machinad starts the machine; disable --now stops it",
+    async () => {
+      const a = name();
+      const d1 = await startDaemon(t, scratch);
+      const client = new MachinaClient(t.socket);
+      const en = await client.enable(a);
+      expect(en.changes).toEqual([
+        { type: "symlink", path: join(t.enableDir, `machina-nspawn@${a}.service`), source: join(dirname(t.enableDir), "machina-nspawn@.service") },
+      ]); // no template installed: machina's own copy
+      expect(readFileSync(join(dirname(t.enableDir), "machina-nspawn@.service"), "utf8")).toContain("ExecStart=");
+      expect(await client.list()).toEqual([]); // enable alone does not start it
+      d1.proc.kill("SIGTERM");
+      await d1.proc.exited;
+      expect(existsSync(t.socket)).toBe(false);
+      const d2 = await startDaemon(t, scratch);
+      expect(d2.stderr()).toContain(`"event":"started","machine":"${a}","why":"autostart"`);
+      expect((await client.list()).map((m) => m.machine)).toEqual([a]);
+      expectManagedDefaults(a, (await client.status(a)).leader); // autostart: the same defaults as machinactl start
+      const dis = await client.disable(a, { now: true });
+      expect(dis.changes.map((c) => c.type)).toEqual(["unlink"]);
+      expect(running()).toEqual([]);
+      d2.proc.kill("SIGTERM");
+      await d2.proc.exited;
+      await startDaemon(t, scratch);
+      expect(await client.list()).toEqual([]);
+    },
+    T,
+  );
 
-  test("reboot: the container comes back with a new leader; with --restart=always an exit restarts it", async () => {
-    await startDaemon(t, scratch, ["--restart=always"]);
-    const client = new MachinaClient(t.socket);
-    const a = name();
-    const s1 = await client.start(a);
-    await initUp(t, a);
-    await client.reboot(a);
-    const s2 = await waitFor("a new leader", () => {
-      const s = readState(t.stateDir, a);
-      return s && s.leader !== s1.leader && alive(s.leader) ? s : undefined;
-    }, 10_000);
-    expect(s2.supervisor).toBe(s1.supervisor); // the supervisor set it up again itself
-    await initUp(t, a, 2);
-    // the payload exits on its own (SIGTERM to init -> exit 0): "always" restarts it
-    await client.kill(a, { whom: "leader", signal: 15 });
-    const s3 = await waitFor("a restarted machine", () => {
-      const s = readState(t.stateDir, a);
-      return s && s.supervisor !== s1.supervisor && alive(s.leader) ? s : undefined;
-    }, 10_000);
-    expect(alive(s3.leader)).toBe(true);
-    await initUp(t, a); // (the log starts anew with each start)
-    // a stop through the API is not undone by the policy
-    await client.terminate(a);
-    await Bun.sleep(600);
-    expect(running()).toEqual([]);
-  }, T);
+  test(
+    "reboot: the container comes back with a new leader; with --restart=always an exit restarts it",
+    async () => {
+      await startDaemon(t, scratch, ["--restart=always"]);
+      const client = new MachinaClient(t.socket);
+      const a = name();
+      const s1 = await client.start(a);
+      await initUp(t, a);
+      await client.reboot(a);
+      const s2 = await waitFor(
+        "a new leader",
+        () => {
+          const s = readState(t.stateDir, a);
+          return s && s.leader !== s1.leader && alive(s.leader) ? s : undefined;
+        },
+        10_000,
+      );
+      expect(s2.supervisor).toBe(s1.supervisor); // the supervisor set it up again itself
+      await initUp(t, a, 2);
+      // the payload exits on its own (SIGTERM to init -> exit 0): "always" restarts it
+      await client.kill(a, { whom: "leader", signal: 15 });
+      const s3 = await waitFor(
+        "a restarted machine",
+        () => {
+          const s = readState(t.stateDir, a);
+          return s && s.supervisor !== s1.supervisor && alive(s.leader) ? s : undefined;
+        },
+        10_000,
+      );
+      expect(alive(s3.leader)).toBe(true);
+      await initUp(t, a); // (the log starts anew with each start)
+      // a stop through the API is not undone by the policy
+      await client.terminate(a);
+      await Bun.sleep(600);
+      expect(running()).toEqual([]);
+    },
+    T,
+  );
 
-  test("exit status 133 ('restart me') restarts the machine even with --restart=no (RestartForceExitStatus=133)", async () => {
-    const d = await startDaemon(t, scratch); // default policy: no
-    const client = new MachinaClient(t.socket);
-    const a = scratch.name("md");
-    // an image of its own whose init exits 133 on its first boot, then runs
-    const image = join(dirname(t.image), `image-${a}`);
-    Bun.spawnSync(["cp", "-a", t.image, image]);
-    scratch.defer(() => void Bun.spawnSync(["rm", "-rf", image]));
-    writeFileSync(join(image, "sbin/init"), `#!/bin/sh\nif [ ! -e /booted-once ]; then touch /booted-once; exit 133; fi\n${TEST_INIT.split("\n").slice(1).join("\n")}`);
-    symlinkSync(image, join(t.pool, a));
-    const s1 = await client.start(a);
-    const s2 = await waitFor("the machine started again by machinad", () => {
-      const s = readState(t.stateDir, a);
-      return s && s.supervisor !== s1.supervisor && alive(s.leader) ? s : undefined;
-    }, 10_000);
-    expect(alive(s2.leader)).toBe(true);
-    await initUp(t, a);
-    const events = d.stderr().split("\n").filter((l) => l.includes(`"machine":"${a}"`)).map((l) => JSON.parse(l) as { event?: string; status?: number; why?: string });
-    expect(events.some((e) => e.event === "exited" && e.status === 133)).toBe(true);
-    expect(events.some((e) => e.event === "started" && e.why === "exit-133")).toBe(true);
-    // an ordinary exit is not restarted under the default policy
-    await client.kill(a, { whom: "leader", signal: 15 });
-    await waitFor("the machine gone", () => (running().includes(a) ? undefined : true), 10_000);
-    await Bun.sleep(600);
-    expect(running()).not.toContain(a);
-  }, T);
+  test(
+    "exit status 133 ('restart me') restarts the machine even with --restart=no (RestartForceExitStatus=133)",
+    async () => {
+      const d = await startDaemon(t, scratch); // default policy: no
+      const client = new MachinaClient(t.socket);
+      const a = scratch.name("md");
+      // an image of its own whose init exits 133 on its first boot, then runs
+      const image = join(dirname(t.image), `image-${a}`);
+      Bun.spawnSync(["cp", "-a", t.image, image]);
+      scratch.defer(() => void Bun.spawnSync(["rm", "-rf", image]));
+      writeFileSync(
+        join(image, "sbin/init"),
+        `#!/bin/sh\nif [ ! -e /booted-once ]; then touch /booted-once; exit 133; fi\n${TEST_INIT.split("\n").slice(1).join("\n")}`,
+      );
+      symlinkSync(image, join(t.pool, a));
+      const s1 = await client.start(a);
+      const s2 = await waitFor(
+        "the machine started again by machinad",
+        () => {
+          const s = readState(t.stateDir, a);
+          return s && s.supervisor !== s1.supervisor && alive(s.leader) ? s : undefined;
+        },
+        10_000,
+      );
+      expect(alive(s2.leader)).toBe(true);
+      await initUp(t, a);
+      const events = d
+        .stderr()
+        .split("\n")
+        .filter((l) => l.includes(`"machine":"${a}"`))
+        .map((l) => JSON.parse(l) as { event?: string; status?: number; why?: string });
+      expect(events.some((e) => e.event === "exited" && e.status === 133)).toBe(true);
+      expect(events.some((e) => e.event === "started" && e.why === "exit-133")).toBe(true);
+      // an ordinary exit is not restarted under the default policy
+      await client.kill(a, { whom: "leader", signal: 15 });
+      await waitFor("the machine gone", () => (running().includes(a) ? undefined : true), 10_000);
+      await Bun.sleep(600);
+      expect(running()).not.toContain(a);
+    },
+    T,
+  );
 
-  test("a cancelled start leaves nothing behind; a start of a missing image fails cleanly", async () => {
-    await startDaemon(t, scratch);
-    const client = new MachinaClient(t.socket);
-    const a = name();
-    const ac = new AbortController();
-    const p = client.start(a, { signal: ac.signal, onProgress: () => ac.abort() });
-    expect(p).rejects.toMatchObject({ apiCode: "E_CANCELLED" });
-    await p.catch(() => undefined);
-    await waitFor("the cancelled machine to be gone", () => (!running().includes(a) && !existsSync(machineCgroup(a))) || undefined, 10_000);
-    // its network too (a managed machine has a veth): no record, no dnsmasq (the supervisor was killed before its undo)
-    expect(existsSync(`${t.stateDir}/net/${a}.json`)).toBe(false);
-    expect(Bun.spawnSync(["pgrep", "-f", `${t.stateDir}/net/${a}`]).exitCode).toBe(1);
-    expect(client.start("no-such-image")).rejects.toMatchObject({ code: "E_NOT_FOUND" });
-    expect(running()).toEqual([]);
-  }, T);
+  test(
+    "a cancelled start leaves nothing behind; a start of a missing image fails cleanly",
+    async () => {
+      await startDaemon(t, scratch);
+      const client = new MachinaClient(t.socket);
+      const a = name();
+      const ac = new AbortController();
+      const p = client.start(a, { signal: ac.signal, onProgress: () => ac.abort() });
+      expect(p).rejects.toMatchObject({ apiCode: "E_CANCELLED" });
+      await p.catch(() => undefined);
+      await waitFor("the cancelled machine to be gone", () => (!running().includes(a) && !existsSync(machineCgroup(a))) || undefined, 10_000);
+      // its network too (a managed machine has a veth): no record, no dnsmasq (the supervisor was killed before its undo)
+      expect(existsSync(`${t.stateDir}/net/${a}.json`)).toBe(false);
+      expect(Bun.spawnSync(["pgrep", "-f", `${t.stateDir}/net/${a}`]).exitCode).toBe(1);
+      expect(client.start("no-such-image")).rejects.toMatchObject({ code: "E_NOT_FOUND" });
+      expect(running()).toEqual([]);
+    },
+    T,
+  );
 
   test("8 containers started and stopped at once: no leftovers, no fd leak in machinad", async () => {
     const d = await startDaemon(t, scratch);

@@ -76,7 +76,11 @@ async function mctl(args: string[], input?: string): Promise<{ code: number; std
 }
 
 async function mctlPty(args: string[], steps: Array<Record<string, unknown>>): Promise<{ code: number; output: string; timeout: boolean }> {
-  const p = Bun.spawn(["python3", PTY_RUN, JSON.stringify(steps), MACHINACTL, ...args], { stdout: "pipe", stderr: "pipe", env: baseEnv({ MACHINA_STATE_DIR: stateDir }) });
+  const p = Bun.spawn(["python3", PTY_RUN, JSON.stringify(steps), MACHINACTL, ...args], {
+    stdout: "pipe",
+    stderr: "pipe",
+    env: baseEnv({ MACHINA_STATE_DIR: stateDir }),
+  });
   const out = await new Response(p.stdout).text();
   await p.exited;
   return JSON.parse(out.trim().split("\n").pop()!);
@@ -96,13 +100,17 @@ async function start(userns: boolean): Promise<{ name: string; leader: number; p
     await Promise.race([bg.exited, Bun.sleep(5000)]);
   });
   const state = await waitForState(stateDir, name, undefined, 20_000, bg);
-  const text = await waitFor("PID 1's report", () => {
-    try {
-      return readFileSync(`/proc/${state.leader}/root/tmp/pid1.json`, "utf8");
-    } catch {
-      return undefined;
-    }
-  }, 20_000);
+  const text = await waitFor(
+    "PID 1's report",
+    () => {
+      try {
+        return readFileSync(`/proc/${state.leader}/root/tmp/pid1.json`, "utf8");
+      } catch {
+        return undefined;
+      }
+    },
+    20_000,
+  );
   return { name, leader: state.leader, pid1: parseReport(text) };
 }
 
@@ -144,89 +152,127 @@ function expectConfinedLike(entered: Report, m: { leader: number; pid1: Report }
 
 for (const userns of [false, true]) {
   describe(userns ? "with -U" : "without a user namespace", () => {
-    test("shell and exec (pipes): the container's filter, caps, no_new_privs, rlimits, cgroup, namespaces; only fds 0-2", async () => {
-      const m = await start(userns);
-      expect(m.pid1.Seccomp).toBe("2");
-      for (const verb of ["shell", "exec"]) {
-        const r = await mctl([verb, m.name, "/confinement", "report"]);
-        expect(r).toMatchObject({ code: 0, stderr: "" });
-        const entered = parseReport(r.stdout);
+    test(
+      "shell and exec (pipes): the container's filter, caps, no_new_privs, rlimits, cgroup, namespaces; only fds 0-2",
+      async () => {
+        const m = await start(userns);
+        expect(m.pid1.Seccomp).toBe("2");
+        for (const verb of ["shell", "exec"]) {
+          const r = await mctl([verb, m.name, "/confinement", "report"]);
+          expect(r).toMatchObject({ code: 0, stderr: "" });
+          const entered = parseReport(r.stdout);
+          expectConfinedLike(entered, m, true);
+          expect(entered.fds).toEqual([0, 1, 2]);
+        }
+        const nobody = await mctl(["shell", `nobody@${m.name}`, "/confinement", "report"]);
+        expect(nobody.code).toBe(0);
+        const entered = parseReport(nobody.stdout);
+        expect(entered.Uid.split("\t")[0]).toBe("65534");
+        expectConfinedLike(entered, m, false);
+        expect(entered.fds).toEqual([0, 1, 2]);
+      },
+      T,
+    );
+
+    test(
+      "the very same BPF programs as PID 1 (PTRACE_SECCOMP_GET_FILTER from the host), for root and another user",
+      async () => {
+        const m = await start(userns);
+        const programs = (pid: number): string[] => {
+          const r = Bun.spawnSync([probe, "filters", String(pid)], { stdout: "pipe", stderr: "pipe" });
+          expect(r.stderr.toString()).toBe("");
+          return (JSON.parse(r.stdout.toString()) as { filters: string[] }).filters;
+        };
+        const pid1 = programs(m.leader);
+        expect(pid1.length).toBeGreaterThan(0);
+        for (const [who, secs] of [
+          [m.name, "7.1"],
+          [`nobody@${m.name}`, "7.2"],
+        ] as const) {
+          const p = Bun.spawn([MACHINACTL, "shell", who, "/bin/sleep", secs], {
+            stdout: "ignore",
+            stderr: "ignore",
+            env: baseEnv({ MACHINA_STATE_DIR: stateDir }),
+          });
+          scratch.track(p);
+          const pid = await waitFor(`the entered sleep ${secs}`, () => inContainer(m.leader, `/bin/sleep\0${secs}\0`));
+          expect(programs(pid)).toEqual(pid1);
+          p.kill("SIGTERM");
+          await p.exited;
+        }
+      },
+      T,
+    );
+
+    test(
+      "shell on a pty and login: the same confinement; the pty on 0-2 and nothing else",
+      async () => {
+        const m = await start(userns);
+        const sh = await mctlPty(["shell", m.name, "/confinement", "report"], [{ expect: "}}" }]);
+        expect(sh.timeout).toBe(false);
+        expect(sh.code).toBe(0);
+        const entered = parseReport(sh.output);
         expectConfinedLike(entered, m, true);
         expect(entered.fds).toEqual([0, 1, 2]);
-      }
-      const nobody = await mctl(["shell", `nobody@${m.name}`, "/confinement", "report"]);
-      expect(nobody.code).toBe(0);
-      const entered = parseReport(nobody.stdout);
-      expect(entered.Uid.split("\t")[0]).toBe("65534");
-      expectConfinedLike(entered, m, false);
-      expect(entered.fds).toEqual([0, 1, 2]);
-    }, T);
+        const login = await mctlPty(
+          ["login", m.name],
+          [{ expect: "login: " }, { send: "root\r" }, { expect: "# " }, { send: "/confinement report; exit\r" }, { expect: "}}" }],
+        );
+        if (login.timeout) throw new Error(JSON.stringify(login.output));
+        expect(login.timeout).toBe(false);
+        expectConfinedLike(parseReport(login.output), m, true);
+      },
+      T,
+    );
 
-    test("the very same BPF programs as PID 1 (PTRACE_SECCOMP_GET_FILTER from the host), for root and another user", async () => {
-      const m = await start(userns);
-      const programs = (pid: number): string[] => {
-        const r = Bun.spawnSync([probe, "filters", String(pid)], { stdout: "pipe", stderr: "pipe" });
-        expect(r.stderr.toString()).toBe("");
-        return (JSON.parse(r.stdout.toString()) as { filters: string[] }).filters;
-      };
-      const pid1 = programs(m.leader);
-      expect(pid1.length).toBeGreaterThan(0);
-      for (const [who, secs] of [[m.name, "7.1"], [`nobody@${m.name}`, "7.2"]] as const) {
-        const p = Bun.spawn([MACHINACTL, "shell", who, "/bin/sleep", secs], { stdout: "ignore", stderr: "ignore", env: baseEnv({ MACHINA_STATE_DIR: stateDir }) });
+    test(
+      "through the relay: SIGTERM reaches the command (143), ^]^]^] hangs it up",
+      async () => {
+        const m = await start(userns);
+        const p = Bun.spawn([MACHINACTL, "exec", m.name, "/bin/sleep", "30"], {
+          stdout: "pipe",
+          stderr: "pipe",
+          env: baseEnv({ MACHINA_STATE_DIR: stateDir }),
+        });
         scratch.track(p);
-        const pid = await waitFor(`the entered sleep ${secs}`, () => inContainer(m.leader, `/bin/sleep\0${secs}\0`));
-        expect(programs(pid)).toEqual(pid1);
+        await waitFor("the command to run", () => {
+          const r = Bun.spawnSync(["pgrep", "-f", "^/bin/sleep 30$"], { stdout: "pipe" });
+          return r.stdout.toString().trim() !== "" || undefined;
+        });
         p.kill("SIGTERM");
-        await p.exited;
-      }
-    }, T);
+        expect(await p.exited).toBe(143);
+        const sh = await mctlPty(["shell", m.name], [{ expect: "# " }, { send: "\x1d\x1d\x1d" }]);
+        expect(sh.timeout).toBe(false);
+        expect(sh.code).toBe(129);
+      },
+      T,
+    );
 
-    test("shell on a pty and login: the same confinement; the pty on 0-2 and nothing else", async () => {
-      const m = await start(userns);
-      const sh = await mctlPty(["shell", m.name, "/confinement", "report"], [{ expect: "}}" }]);
-      expect(sh.timeout).toBe(false);
-      expect(sh.code).toBe(0);
-      const entered = parseReport(sh.output);
-      expectConfinedLike(entered, m, true);
-      expect(entered.fds).toEqual([0, 1, 2]);
-      const login = await mctlPty(["login", m.name], [{ expect: "login: " }, { send: "root\r" }, { expect: "# " }, { send: "/confinement report; exit\r" }, { expect: "}}" }]);
-      if (login.timeout) throw new Error(JSON.stringify(login.output));
-      expect(login.timeout).toBe(false);
-      expectConfinedLike(parseReport(login.output), m, true);
-    }, T);
-
-    test("through the relay: SIGTERM reaches the command (143), ^]^]^] hangs it up", async () => {
-      const m = await start(userns);
-      const p = Bun.spawn([MACHINACTL, "exec", m.name, "/bin/sleep", "30"], { stdout: "pipe", stderr: "pipe", env: baseEnv({ MACHINA_STATE_DIR: stateDir }) });
-      scratch.track(p);
-      await waitFor("the command to run", () => {
-        const r = Bun.spawnSync(["pgrep", "-f", "^/bin/sleep 30$"], { stdout: "pipe" });
-        return r.stdout.toString().trim() !== "" || undefined;
-      });
-      p.kill("SIGTERM");
-      expect(await p.exited).toBe(143);
-      const sh = await mctlPty(["shell", m.name], [{ expect: "# " }, { send: "\x1d\x1d\x1d" }]);
-      expect(sh.timeout).toBe(false);
-      expect(sh.code).toBe(129);
-    }, T);
-
-    test("from inside, no entering process is ever seen without the filter, nor the helper's binary reachable", async () => {
-      const m = await start(userns);
-      // a container process watches every process of its pid namespace while others enter
-      const watcher = Bun.spawn([MACHINACTL, "exec", m.name, "/confinement", "watch", "3000"], { stdout: "pipe", stderr: "pipe", env: baseEnv({ MACHINA_STATE_DIR: stateDir }) });
-      scratch.track(watcher);
-      await Bun.sleep(300);
-      for (let i = 0; i < 4; i++) expect((await mctl(["shell", m.name, "/bin/sleep", "0.2"])).code).toBe(0);
-      expect((await mctl(["exec", m.name, "/bin/sleep", "0.2"])).code).toBe(0);
-      expect((await mctl(["shell", `nobody@${m.name}`, "/bin/sleep", "0.2"])).code).toBe(0);
-      const out = await new Response(watcher.stdout).text();
-      await watcher.exited;
-      const seen = JSON.parse(out.trim()) as { looked: number; unconfined: number[]; helper_reachable: number[] };
-      expect(seen.looked).toBeGreaterThan(0);
-      expect(seen.unconfined).toEqual([]);
-      // without -U the container's root keeps CAP_SYS_PTRACE in the host's user namespace, which
-      // overrides the dumpable flag (docs/security.md); with -U the helper is never reachable
-      if (userns) expect(seen.helper_reachable).toEqual([]);
-    }, T);
+    test(
+      "from inside, no entering process is ever seen without the filter, nor the helper's binary reachable",
+      async () => {
+        const m = await start(userns);
+        // a container process watches every process of its pid namespace while others enter
+        const watcher = Bun.spawn([MACHINACTL, "exec", m.name, "/confinement", "watch", "3000"], {
+          stdout: "pipe",
+          stderr: "pipe",
+          env: baseEnv({ MACHINA_STATE_DIR: stateDir }),
+        });
+        scratch.track(watcher);
+        await Bun.sleep(300);
+        for (let i = 0; i < 4; i++) expect((await mctl(["shell", m.name, "/bin/sleep", "0.2"])).code).toBe(0);
+        expect((await mctl(["exec", m.name, "/bin/sleep", "0.2"])).code).toBe(0);
+        expect((await mctl(["shell", `nobody@${m.name}`, "/bin/sleep", "0.2"])).code).toBe(0);
+        const out = await new Response(watcher.stdout).text();
+        await watcher.exited;
+        const seen = JSON.parse(out.trim()) as { looked: number; unconfined: number[]; helper_reachable: number[] };
+        expect(seen.looked).toBeGreaterThan(0);
+        expect(seen.unconfined).toEqual([]);
+        // without -U the container's root keeps CAP_SYS_PTRACE in the host's user namespace, which
+        // overrides the dumpable flag (docs/security.md); with -U the helper is never reachable
+        if (userns) expect(seen.helper_reachable).toEqual([]);
+      },
+      T,
+    );
   });
 }

@@ -70,7 +70,11 @@ describe("a missing program", () => {
     const env = baseEnv({ PATH: bin, MACHINA_POOL: pool, MACHINA_STATE_DIR: join(root, "state"), NO_COLOR: "1" });
     const out = join(root, "out");
     mkdirSync(out);
-    const r = Bun.spawnSync([process.execPath, join(REPO, "bin/machinactl"), "export-tar", "bb", join(out, "bb.tar.xz")], { env, stdout: "pipe", stderr: "pipe" });
+    const r = Bun.spawnSync([process.execPath, join(REPO, "bin/machinactl"), "export-tar", "bb", join(out, "bb.tar.xz")], {
+      env,
+      stdout: "pipe",
+      stderr: "pipe",
+    });
     expect(r.stderr.toString()).toBe('machinactl: transfers needs "xz" (Debian package xz-utils): apt-get install xz-utils\n');
     expect(r.exitCode).toBe(1);
     expect(readdirSync(out)).toEqual([]);
@@ -80,7 +84,13 @@ describe("a missing program", () => {
 describe("machinactl enable / disable without systemd", () => {
   test("an image that is not in the pool: one line, nothing created", () => {
     const root = scratch.dir("machina-enable-");
-    const env = baseEnv({ MACHINA_POOL: join(root, "pool"), MACHINA_STATE_DIR: join(root, "state"), MACHINA_SYSTEMD: "0", MACHINA_ENABLE_DIR: join(root, "etc/machina/machines.target.wants"), MACHINA_UNIT_DIR: join(root, "units") });
+    const env = baseEnv({
+      MACHINA_POOL: join(root, "pool"),
+      MACHINA_STATE_DIR: join(root, "state"),
+      MACHINA_SYSTEMD: "0",
+      MACHINA_ENABLE_DIR: join(root, "etc/machina/machines.target.wants"),
+      MACHINA_UNIT_DIR: join(root, "units"),
+    });
     const r = machinactlSync(env, "enable", "nope");
     expect(r.stderr).toBe(`machinactl: no image "nope" in ${join(root, "pool")}: only an image of the pool can be enabled\n`);
     expect(r.status).toBe(1);
@@ -93,7 +103,13 @@ describe("machinactl enable / disable without systemd", () => {
     const root = scratch.dir("machina-enable-");
     const pool = join(root, "pool");
     const wants = join(root, "etc/machina/machines.target.wants");
-    const env = baseEnv({ MACHINA_POOL: pool, MACHINA_STATE_DIR: join(root, "state"), MACHINA_SYSTEMD: "0", MACHINA_ENABLE_DIR: wants, MACHINA_UNIT_DIR: join(root, "units") });
+    const env = baseEnv({
+      MACHINA_POOL: pool,
+      MACHINA_STATE_DIR: join(root, "state"),
+      MACHINA_SYSTEMD: "0",
+      MACHINA_ENABLE_DIR: wants,
+      MACHINA_UNIT_DIR: join(root, "units"),
+    });
     machinactlSync(env, "list-images"); // nothing made by a read
     expect(existsSync(pool)).toBe(false);
     Bun.spawnSync(["mkdir", "-p", pool]);

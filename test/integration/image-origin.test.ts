@@ -40,12 +40,19 @@ function run(cmd: string, ...args: string[]): { code: number; stdout: string; st
 
 const warning = (name: string) =>
   `machina-nspawn: warning: image "${name}" was imported from outside and runs without a user namespace (root in the container is root on the host); use -U\n`;
-const warnings = (stderr: string) => stderr.split("\n").filter((l) => l.includes("warning:")).map((l) => `${l}\n`);
+const warnings = (stderr: string) =>
+  stderr
+    .split("\n")
+    .filter((l) => l.includes("warning:"))
+    .map((l) => `${l}\n`);
 
 describe("images from outside", () => {
   test("import-tar / import-raw mark the image; run as the host's root it is warned about once", () => {
     expect(run(MACHINACTL, "import-tar", `${base}/bb.tar`, "imported").code).toBe(0);
-    expect(JSON.parse(shOk(`getfattr --only-values -n trusted.machina.origin '${pool}/imported'`))).toMatchObject({ how: "import-tar", source: `${base}/bb.tar` });
+    expect(JSON.parse(shOk(`getfattr --only-values -n trusted.machina.origin '${pool}/imported'`))).toMatchObject({
+      how: "import-tar",
+      source: `${base}/bb.tar`,
+    });
     const r = run(NSPAWN, "-M", "imported", "/bin/true");
     expect(r.code).toBe(0);
     expect(warnings(r.stderr)).toEqual([warning("imported")]);

@@ -50,8 +50,27 @@ const RUNNABLE: Array<[verb: string, args: () => string[]]> = [
 
 /** Verbs that need a running machine (or a network, a raw image, a transfer, the host's systemd). */
 const NOT_HERE = new Set([
-  "status", "kill", "poweroff", "reboot", "terminate", "copy-to", "copy-from", "shell", "login", "exec", "bind",
-  "start", "enable", "disable", "set-limit", "import-raw", "export-raw", "pull-tar", "pull-raw", "bootstrap", "cancel-transfer",
+  "status",
+  "kill",
+  "poweroff",
+  "reboot",
+  "terminate",
+  "copy-to",
+  "copy-from",
+  "shell",
+  "login",
+  "exec",
+  "bind",
+  "start",
+  "enable",
+  "disable",
+  "set-limit",
+  "import-raw",
+  "export-raw",
+  "pull-tar",
+  "pull-raw",
+  "bootstrap",
+  "cancel-transfer",
 ]);
 
 /** stdout is one JSON document, or JSON objects one per line, or empty. */
@@ -95,7 +114,12 @@ describe("--json: every verb prints JSON", () => {
 
   test("logs --json: one object per line, MESSAGE and MACHINE", () => {
     const r = machinactlSync(env, "logs", "--json", "bb");
-    expect(r.stdout.trim().split("\n").map((l) => JSON.parse(l))).toEqual([
+    expect(
+      r.stdout
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l)),
+    ).toEqual([
       { MACHINE: "bb", MESSAGE: "first line" },
       { MACHINE: "bb", MESSAGE: 'second "quoted" line' },
     ]);

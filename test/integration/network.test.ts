@@ -42,10 +42,16 @@ const up = (name: string) => waitFor(`network of ${name}`, () => (record(name)?.
 
 /** Nothing of machina's left on the host. */
 function expectClean(): void {
-  const links = sh("ip -o link show").out.split("\n").map((l) => l.split(": ")[1]?.split("@")[0] ?? "");
+  const links = sh("ip -o link show")
+    .out.split("\n")
+    .map((l) => l.split(": ")[1]?.split("@")[0] ?? "");
   expect(links.filter((l) => /^(ve|vb|vz)-/.test(l))).toEqual([]);
   expect(sh("nft list tables").out).not.toContain("machina");
-  expect(sh("pgrep -a dnsmasq").out.split("\n").filter((l) => l.includes(stateDir))).toEqual([]);
+  expect(
+    sh("pgrep -a dnsmasq")
+      .out.split("\n")
+      .filter((l) => l.includes(stateDir)),
+  ).toEqual([]);
   expect(readFileSync("/proc/self/mountinfo", "utf8")).not.toContain(`${stateDir}/netns/`);
   expect(existsSync(`${stateDir}/netns`) ? readdirSync(`${stateDir}/netns`) : []).toEqual([]);
   const leases = existsSync(`${stateDir}/net/leases.json`) ? JSON.parse(readFileSync(`${stateDir}/net/leases.json`, "utf8")) : { subnets: {} };
@@ -98,66 +104,104 @@ afterEach(async () => {
 afterAll(() => files.cleanup());
 
 describe("networking", () => {
-  test("--network-veth: host0 addressed from outside, container and host reach each other; names and MACs as nspawn", async () => {
-    const name = scratch.name("nv");
-    const bg = start(["-M", name, "-n"], "ip -o link show host0; ip -4 -o addr show host0; ip route; ping -c1 -W2 $(ip route | sed -n 's/default via \\([^ ]*\\).*/\\1/p') >/dev/null && echo PING-OK; httpd -p 80 -h /www; sleep 3");
-    const rec = await up(name);
-    await waitFor("httpd", () => sh(`busybox wget -q -O- http://${rec.addr!.container.v4}/`).out.includes("hello") || undefined, 5000);
-    expect(sh(`curl -s -g -m3 http://[${rec.addr!.container.v6}]/`).out).toContain("hello");
-    const hostLink = sh(`ip -o link show ${vethHostName(name, false)}`).out;
-    expect(hostLink).toContain(generateMac(machineId, name, HASH_KEYS.host));
-    expect(await bg.exited).toBe(0);
-    const out = await bg.stdout;
-    expect(out).toContain(generateMac(machineId, name, HASH_KEYS.container));
-    expect(out).toContain(`inet ${rec.addr!.container.v4}/28`);
-    expect(out).toContain(`default via ${rec.addr!.gateway.v4} dev host0`);
-    expect(out).toContain("PING-OK");
-  }, T);
+  test(
+    "--network-veth: host0 addressed from outside, container and host reach each other; names and MACs as nspawn",
+    async () => {
+      const name = scratch.name("nv");
+      const bg = start(
+        ["-M", name, "-n"],
+        "ip -o link show host0; ip -4 -o addr show host0; ip route; ping -c1 -W2 $(ip route | sed -n 's/default via \\([^ ]*\\).*/\\1/p') >/dev/null && echo PING-OK; httpd -p 80 -h /www; sleep 3",
+      );
+      const rec = await up(name);
+      await waitFor("httpd", () => sh(`busybox wget -q -O- http://${rec.addr!.container.v4}/`).out.includes("hello") || undefined, 5000);
+      expect(sh(`curl -s -g -m3 http://[${rec.addr!.container.v6}]/`).out).toContain("hello");
+      const hostLink = sh(`ip -o link show ${vethHostName(name, false)}`).out;
+      expect(hostLink).toContain(generateMac(machineId, name, HASH_KEYS.host));
+      expect(await bg.exited).toBe(0);
+      const out = await bg.stdout;
+      expect(out).toContain(generateMac(machineId, name, HASH_KEYS.container));
+      expect(out).toContain(`inet ${rec.addr!.container.v4}/28`);
+      expect(out).toContain(`default via ${rec.addr!.gateway.v4} dev host0`);
+      expect(out).toContain("PING-OK");
+    },
+    T,
+  );
 
-  test("-p: tcp and udp forwarded from the host's loopback, from its own addresses and from another network namespace (IPv4 and IPv6)", async () => {
-    const peer = testPeer("pf");
-    const name = scratch.name("pf");
-    start(["-M", name, "-n", "-p", "18080:80", "-p", "udp:15353:5353"], "httpd -p 80 -h /www; udpecho 5353 & sleep 8");
-    await up(name);
-    await waitFor("forwarded http on 127.0.0.1", () => sh("busybox wget -q -O- http://127.0.0.1:18080/").out.includes("hello") || undefined, 5000);
-    expect(sh("curl -s -g -m3 http://[fd99::1]:18080/").out).toContain("hello"); // the host's own IPv6 address
-    expect(peer.run("busybox wget -q -O- http://198.18.0.1:18080/").out).toContain("hello");
-    const udp = (from: string, addr: string) =>
-      sh(`${from} python3 -c "import socket;s=socket.socket(socket.AF_INET6 if ':' in '${addr}' else socket.AF_INET,socket.SOCK_DGRAM);s.settimeout(3);s.sendto(b'ping',('${addr}',15353));print(s.recv(100).decode())"`).out;
-    expect(udp("", "127.0.0.1")).toContain("echo:ping");
-    expect(udp(`nsenter --net=${peer.ns}`, "198.18.0.1")).toContain("echo:ping");
-    expect(udp("", "fd99::1")).toContain("echo:ping");
-  }, T);
+  test(
+    "-p: tcp and udp forwarded from the host's loopback, from its own addresses and from another network namespace (IPv4 and IPv6)",
+    async () => {
+      const peer = testPeer("pf");
+      const name = scratch.name("pf");
+      start(["-M", name, "-n", "-p", "18080:80", "-p", "udp:15353:5353"], "httpd -p 80 -h /www; udpecho 5353 & sleep 8");
+      await up(name);
+      await waitFor("forwarded http on 127.0.0.1", () => sh("busybox wget -q -O- http://127.0.0.1:18080/").out.includes("hello") || undefined, 5000);
+      expect(sh("curl -s -g -m3 http://[fd99::1]:18080/").out).toContain("hello"); // the host's own IPv6 address
+      expect(peer.run("busybox wget -q -O- http://198.18.0.1:18080/").out).toContain("hello");
+      const udp = (from: string, addr: string) =>
+        sh(
+          `${from} python3 -c "import socket;s=socket.socket(socket.AF_INET6 if ':' in '${addr}' else socket.AF_INET,socket.SOCK_DGRAM);s.settimeout(3);s.sendto(b'ping',('${addr}',15353));print(s.recv(100).decode())"`,
+        ).out;
+      expect(udp("", "127.0.0.1")).toContain("echo:ping");
+      expect(udp(`nsenter --net=${peer.ns}`, "198.18.0.1")).toContain("echo:ping");
+      expect(udp("", "fd99::1")).toContain("echo:ping");
+    },
+    T,
+  );
 
-  test("--network-zone: two containers in one zone reach each other; the bridge goes with the last one", async () => {
-    const zone = `z${Math.random().toString(36).slice(2, 8)}`;
-    const a = scratch.name("za");
-    const b = scratch.name("zb");
-    // -x for both: a running container holds its tree locked (src/image/in-use.ts), exclusively
-    // when it may write it; two ephemeral ones share it
-    const bgA = start(["-M", a, "-x", `--network-zone=${zone}`], "httpd -p 80 -h /www; sleep 4");
-    const recA = await up(a);
-    const bgB = start(["-M", b, "-x", `--network-zone=${zone}`], `wget -q -O- http://${recA.addr!.container.v4}/ && ping -c1 -W2 ${recA.addr!.container.v4} >/dev/null && echo ZONE-OK; ip -o link show host0`);
-    expect(await bgB.exited).toBe(0);
-    const out = await bgB.stdout;
-    expect(out).toContain("hello");
-    expect(out).toContain("ZONE-OK");
-    expect(sh(`ip -o link show vz-${zone}`).code).toBe(0); // a is still there
-    expect(await bgA.exited).toBe(0);
-    expect(sh(`ip -o link show vz-${zone}`).code).not.toBe(0);
-  }, T);
+  test(
+    "--network-zone: two containers in one zone reach each other; the bridge goes with the last one",
+    async () => {
+      const zone = `z${Math.random().toString(36).slice(2, 8)}`;
+      const a = scratch.name("za");
+      const b = scratch.name("zb");
+      // -x for both: a running container holds its tree locked (src/image/in-use.ts), exclusively
+      // when it may write it; two ephemeral ones share it
+      const bgA = start(["-M", a, "-x", `--network-zone=${zone}`], "httpd -p 80 -h /www; sleep 4");
+      const recA = await up(a);
+      const bgB = start(
+        ["-M", b, "-x", `--network-zone=${zone}`],
+        `wget -q -O- http://${recA.addr!.container.v4}/ && ping -c1 -W2 ${recA.addr!.container.v4} >/dev/null && echo ZONE-OK; ip -o link show host0`,
+      );
+      expect(await bgB.exited).toBe(0);
+      const out = await bgB.stdout;
+      expect(out).toContain("hello");
+      expect(out).toContain("ZONE-OK");
+      expect(sh(`ip -o link show vz-${zone}`).code).toBe(0); // a is still there
+      expect(await bgA.exited).toBe(0);
+      expect(sh(`ip -o link show vz-${zone}`).code).not.toBe(0);
+    },
+    T,
+  );
 
-  test("--network-bridge: the host side joins a bridge made by the test", async () => {
-    const br = `brmt${Math.random().toString(36).slice(2, 6)}`;
-    expect(sh(`ip link add ${br} type bridge && ip addr add 198.18.1.1/24 dev ${br} && ip link set ${br} up`).code).toBe(0);
-    scratch.defer(() => void sh(`ip link del ${br}`));
-    const name = scratch.name("br");
-    const r = await runNspawn(["-q", "--register=no", "--console=pipe", "-D", root, "-M", name, `--network-bridge=${br}`, "/bin/sh", "-c",
-      "ip addr add 198.18.1.2/24 dev host0 && ip link set host0 up && ping -c1 -W3 198.18.1.1 >/dev/null && echo BRIDGE-OK"], { stateDir });
-    expect(r.stderr).toBe("");
-    expect(r.stdout).toContain("BRIDGE-OK");
-    expect(sh(`ip -o link show master ${br}`).out).toBe("");
-  }, T);
+  test(
+    "--network-bridge: the host side joins a bridge made by the test",
+    async () => {
+      const br = `brmt${Math.random().toString(36).slice(2, 6)}`;
+      expect(sh(`ip link add ${br} type bridge && ip addr add 198.18.1.1/24 dev ${br} && ip link set ${br} up`).code).toBe(0);
+      scratch.defer(() => void sh(`ip link del ${br}`));
+      const name = scratch.name("br");
+      const r = await runNspawn(
+        [
+          "-q",
+          "--register=no",
+          "--console=pipe",
+          "-D",
+          root,
+          "-M",
+          name,
+          `--network-bridge=${br}`,
+          "/bin/sh",
+          "-c",
+          "ip addr add 198.18.1.2/24 dev host0 && ip link set host0 up && ping -c1 -W3 198.18.1.1 >/dev/null && echo BRIDGE-OK",
+        ],
+        { stateDir },
+      );
+      expect(r.stderr).toBe("");
+      expect(r.stdout).toContain("BRIDGE-OK");
+      expect(sh(`ip -o link show master ${br}`).out).toBe("");
+    },
+    T,
+  );
 
   // This kernel has neither dummy nor ipvlan built in: one end of a veth pair stands in for the
   // dummy interface (moved in, given back; macvlan parent); ipvlan is tested where it exists.
@@ -167,84 +211,138 @@ describe("networking", () => {
     return ok;
   })();
 
-  test("--network-interface moves an interface in (renamed) and gives it back; --network-macvlan on a parent made by the test", async () => {
-    expect(sh("ip link add dmt0 type veth peer name dmt0p && ip link add dmt1 type veth peer name dmt1p && ip link set dmt1 up").code).toBe(0);
-    scratch.defer(() => void sh("ip link del dmt0; ip link del dmt1"));
-    const name = scratch.name("if");
-    const r = await runNspawn(["-q", "--register=no", "--console=pipe", "-D", root, "-M", name, "--network-interface=dmt0:inner",
-      "--network-macvlan=dmt1", "/bin/sh", "-c", "ip -o link"], { stateDir });
-    expect(r.stderr).toBe("");
-    expect(r.stdout).toContain(": inner@");
-    expect(r.stdout).toMatch(/: mv-dmt1@/);
-    expect(r.stdout).toContain(generateMac(machineId, name, HASH_KEYS.macvlan, 0));
-    expect(sh("ip -o link show dmt0").code).toBe(0); // back, under its own name
-    expect(sh("ip -o link").out).not.toContain("mv-dmt1");
-  }, T);
+  test(
+    "--network-interface moves an interface in (renamed) and gives it back; --network-macvlan on a parent made by the test",
+    async () => {
+      expect(sh("ip link add dmt0 type veth peer name dmt0p && ip link add dmt1 type veth peer name dmt1p && ip link set dmt1 up").code).toBe(0);
+      scratch.defer(() => void sh("ip link del dmt0; ip link del dmt1"));
+      const name = scratch.name("if");
+      const r = await runNspawn(
+        [
+          "-q",
+          "--register=no",
+          "--console=pipe",
+          "-D",
+          root,
+          "-M",
+          name,
+          "--network-interface=dmt0:inner",
+          "--network-macvlan=dmt1",
+          "/bin/sh",
+          "-c",
+          "ip -o link",
+        ],
+        { stateDir },
+      );
+      expect(r.stderr).toBe("");
+      expect(r.stdout).toContain(": inner@");
+      expect(r.stdout).toMatch(/: mv-dmt1@/);
+      expect(r.stdout).toContain(generateMac(machineId, name, HASH_KEYS.macvlan, 0));
+      expect(sh("ip -o link show dmt0").code).toBe(0); // back, under its own name
+      expect(sh("ip -o link").out).not.toContain("mv-dmt1");
+    },
+    T,
+  );
 
-  test.skipIf(!ipvlanWorks)("--network-ipvlan on a parent made by the test", async () => {
-    expect(sh("ip link add dmt1 type veth peer name dmt1p && ip link set dmt1 up").code).toBe(0);
-    scratch.defer(() => void sh("ip link del dmt1"));
-    const name = scratch.name("iv");
-    const r = await runNspawn(["-q", "--register=no", "--console=pipe", "-D", root, "-M", name, "--network-ipvlan=dmt1", "/bin/sh", "-c", "ip -o link"], { stateDir });
-    expect(r.stdout).toMatch(/: iv-dmt1@/);
-  }, T);
+  test.skipIf(!ipvlanWorks)(
+    "--network-ipvlan on a parent made by the test",
+    async () => {
+      expect(sh("ip link add dmt1 type veth peer name dmt1p && ip link set dmt1 up").code).toBe(0);
+      scratch.defer(() => void sh("ip link del dmt1"));
+      const name = scratch.name("iv");
+      const r = await runNspawn(["-q", "--register=no", "--console=pipe", "-D", root, "-M", name, "--network-ipvlan=dmt1", "/bin/sh", "-c", "ip -o link"], {
+        stateDir,
+      });
+      expect(r.stdout).toMatch(/: iv-dmt1@/);
+    },
+    T,
+  );
 
-  test("kill -9 of the supervisor: the next start removes the network (checked by afterEach)", async () => {
-    const name = scratch.name("k9");
-    const bg = start(["-M", name, "-n", "-p", "18081:80"], "sleep 30");
-    await up(name);
-    expect(sh("nft list table inet machina").out).toContain("18081");
-    bg.proc.kill("SIGKILL");
-    await bg.exited;
-    expect(existsSync(`${stateDir}/net/${name}.json`)).toBe(true); // left behind ...
-  }, T);
+  test(
+    "kill -9 of the supervisor: the next start removes the network (checked by afterEach)",
+    async () => {
+      const name = scratch.name("k9");
+      const bg = start(["-M", name, "-n", "-p", "18081:80"], "sleep 30");
+      await up(name);
+      expect(sh("nft list table inet machina").out).toContain("18081");
+      bg.proc.kill("SIGKILL");
+      await bg.exited;
+      expect(existsSync(`${stateDir}/net/${name}.json`)).toBe(true); // left behind ...
+    },
+    T,
+  );
 
-  test("kill -9 of a supervisor nobody reaps (a zombie): machinactl list sweeps its network — rules, record, lease", async () => {
-    const name = scratch.name("kz");
-    // The supervisor's parent execs sleep, which never reaps: after SIGKILL it stays a zombie,
-    // as under a PID 1 that is not an init.
-    const nspawn = [`${REPO}/bin/machina-nspawn`, "-q", "--register=no", "--console=pipe", "-D", root, "-M", name, "-n", "-p", "18082:80", "sleep", "30"];
-    const parent = Bun.spawn(["sh", "-c", `"$@" & exec sleep 30`, "sh", ...nspawn], { env: { ...process.env, MACHINA_STATE_DIR: stateDir }, stdout: "ignore", stderr: "ignore" });
-    scratch.defer(() => parent.kill("SIGKILL"));
-    await up(name);
-    expect(sh("nft list table inet machina").out).toContain("18082");
-    const stateJson = `${stateDir}/machines/${name}/state.json`;
-    const sup = await waitFor("state.json", () => (existsSync(stateJson) ? Number(/"supervisor":(\d+)/.exec(readFileSync(stateJson, "utf8"))?.[1]) : undefined), 5000);
-    scratch.defer(() => void sh(`kill -9 ${sup} 2>/dev/null`));
-    process.kill(sup, "SIGKILL");
-    await waitFor("zombie", () => (/^State:\s+Z/m.test(readFileSync(`/proc/${sup}/status`, "utf8")) ? true : undefined), 5000);
-    const list = Bun.spawnSync([`${REPO}/bin/machinactl`, "list"], { env: { ...process.env, MACHINA_STATE_DIR: stateDir }, stdout: "pipe", stderr: "pipe" });
-    expect(list.stdout.toString()).toContain("0 machines listed.");
-    expect(existsSync(`${stateDir}/net/${name}.json`)).toBe(false);
-    expect(sh("nft list tables").out).not.toContain("machina");
-  }, T);
+  test(
+    "kill -9 of a supervisor nobody reaps (a zombie): machinactl list sweeps its network — rules, record, lease",
+    async () => {
+      const name = scratch.name("kz");
+      // The supervisor's parent execs sleep, which never reaps: after SIGKILL it stays a zombie,
+      // as under a PID 1 that is not an init.
+      const nspawn = [`${REPO}/bin/machina-nspawn`, "-q", "--register=no", "--console=pipe", "-D", root, "-M", name, "-n", "-p", "18082:80", "sleep", "30"];
+      const parent = Bun.spawn(["sh", "-c", `"$@" & exec sleep 30`, "sh", ...nspawn], {
+        env: { ...process.env, MACHINA_STATE_DIR: stateDir },
+        stdout: "ignore",
+        stderr: "ignore",
+      });
+      scratch.defer(() => parent.kill("SIGKILL"));
+      await up(name);
+      expect(sh("nft list table inet machina").out).toContain("18082");
+      const stateJson = `${stateDir}/machines/${name}/state.json`;
+      const sup = await waitFor(
+        "state.json",
+        () => (existsSync(stateJson) ? Number(/"supervisor":(\d+)/.exec(readFileSync(stateJson, "utf8"))?.[1]) : undefined),
+        5000,
+      );
+      scratch.defer(() => void sh(`kill -9 ${sup} 2>/dev/null`));
+      process.kill(sup, "SIGKILL");
+      await waitFor("zombie", () => (/^State:\s+Z/m.test(readFileSync(`/proc/${sup}/status`, "utf8")) ? true : undefined), 5000);
+      const list = Bun.spawnSync([`${REPO}/bin/machinactl`, "list"], { env: { ...process.env, MACHINA_STATE_DIR: stateDir }, stdout: "pipe", stderr: "pipe" });
+      expect(list.stdout.toString()).toContain("0 machines listed.");
+      expect(existsSync(`${stateDir}/net/${name}.json`)).toBe(false);
+      expect(sh("nft list tables").out).not.toContain("machina");
+    },
+    T,
+  );
 
-  test.skipIf(!haveSystemdNspawn())("side by side with systemd-nspawn: the same interface names and MACs (short and long machine names)", async () => {
-    for (const name of [scratch.name("sb"), `averylongname-${Math.random().toString(36).slice(2, 8)}`]) {
-      const cmd = ["/bin/sh", "-c", "cat /sys/class/net/host0/address; sleep 1.5"];
-      const look = async (p: Promise<unknown>) => {
-        const host = await waitFor("host side", () => {
-          const l = sh("ip -o link show").out.split("\n").find((x) => x.includes(`ve-${name.slice(0, 8)}`));
-          return l;
-        }, 8000);
-        await p;
-        return host.split(": ")[1]!.split("@")[0] + " " + host.match(/link\/ether ([0-9a-f:]+)/)![1];
-      };
-      const ns = runSystemdNspawn(["-q", "--console=pipe", "-n", "-M", name, "-D", root, ...cmd], name);
-      const nsHost = await look(ns);
-      const nsOut = (await ns).stdout.trim();
-      const mc = runNspawn(["-q", "--register=no", "--console=pipe", "-n", "-M", name, "-D", root, ...cmd], { stateDir });
-      const mcHost = await look(mc);
-      const mcOut = (await mc).stdout.trim();
-      expect(mcHost).toBe(nsHost);
-      expect(mcOut).toBe(nsOut);
-    }
-  }, T);
+  test.skipIf(!haveSystemdNspawn())(
+    "side by side with systemd-nspawn: the same interface names and MACs (short and long machine names)",
+    async () => {
+      for (const name of [scratch.name("sb"), `averylongname-${Math.random().toString(36).slice(2, 8)}`]) {
+        const cmd = ["/bin/sh", "-c", "cat /sys/class/net/host0/address; sleep 1.5"];
+        const look = async (p: Promise<unknown>) => {
+          const host = await waitFor(
+            "host side",
+            () => {
+              const l = sh("ip -o link show")
+                .out.split("\n")
+                .find((x) => x.includes(`ve-${name.slice(0, 8)}`));
+              return l;
+            },
+            8000,
+          );
+          await p;
+          return host.split(": ")[1]!.split("@")[0] + " " + host.match(/link\/ether ([0-9a-f:]+)/)![1];
+        };
+        const ns = runSystemdNspawn(["-q", "--console=pipe", "-n", "-M", name, "-D", root, ...cmd], name);
+        const nsHost = await look(ns);
+        const nsOut = (await ns).stdout.trim();
+        const mc = runNspawn(["-q", "--register=no", "--console=pipe", "-n", "-M", name, "-D", root, ...cmd], { stateDir });
+        const mcHost = await look(mc);
+        const mcOut = (await mc).stdout.trim();
+        expect(mcHost).toBe(nsHost);
+        expect(mcOut).toBe(nsOut);
+      }
+    },
+    T,
+  );
 
   /** A private copy of the Debian fixture with systemd-networkd enabled (what `systemctl enable` would link). */
   async function networkdCopy(): Promise<string> {
     const deb = await debianCopy(scratch);
-    for (const [unit, dir] of [["systemd-networkd.service", "multi-user.target.wants"], ["systemd-networkd.socket", "sockets.target.wants"]] as const) {
+    for (const [unit, dir] of [
+      ["systemd-networkd.service", "multi-user.target.wants"],
+      ["systemd-networkd.socket", "sockets.target.wants"],
+    ] as const) {
       mkdirSync(`${deb}/etc/systemd/system/${dir}`, { recursive: true });
       if (!existsSync(`${deb}/etc/systemd/system/${dir}/${unit}`)) symlinkSync(`/lib/systemd/system/${unit}`, `${deb}/etc/systemd/system/${dir}/${unit}`);
     }
@@ -254,37 +352,58 @@ describe("networking", () => {
   /** Boot it with `extra`: networkd applies the DHCP lease (IPv4) and, from the router advertisement + DHCPv6, the ULA; both reach the host. */
   async function bootAndCheckLease(extra: string[]): Promise<void> {
     const deb = await networkdCopy();
-    await withBootedDebian(deb, scratch, stateDir, async (m) => {
-      const rec = await up(m.name);
-      expect(sh("pgrep -a dnsmasq").out).toContain(`--interface=${vethHostName(m.name, false)}`);
-      await systemState(m.state.leader, 30_000);
-      const ip = rec.addr!.container.v4;
-      const ip6 = rec.addr!.container.v6!;
-      const lease = await waitFor("DHCP lease", () => {
-        const t = existsSync(`${stateDir}/net/${m.name}.leases`) ? readFileSync(`${stateDir}/net/${m.name}.leases`, "utf8") : "";
-        return t.includes(ip) ? t : undefined;
-      }, 30_000, 100);
-      expect(lease).toContain(generateMac(machineId, m.name, HASH_KEYS.container));
-      const inside = await waitFor("address on host0", () => {
-        const r = sh(`nsenter -t ${m.state.leader} -n ip -4 -o addr show host0`).out;
-        return r.includes(ip) ? r : undefined;
-      }, 15_000, 100);
-      expect(inside).toContain("dynamic"); // from DHCP, not from outside
-      // (retried: the first packet may wait for neighbour discovery while networkd still configures the link)
-      const reaches = (cmd: string) => waitFor(cmd, () => sh(cmd).code === 0 || undefined, 10_000, 200);
-      await reaches(`nsenter -t ${m.state.leader} -n busybox ping -c1 -W2 ${rec.addr!.gateway.v4}`);
-      await reaches(`busybox ping -c1 -W2 ${ip}`);
-      // IPv6: the ULA machina gave it, by DHCPv6 after dnsmasq's router advertisement
-      const inside6 = await waitFor("IPv6 ULA on host0", () => {
-        const r = sh(`nsenter -t ${m.state.leader} -n ip -6 -o addr show host0 scope global`).out;
-        return r.includes(ip6) && !r.includes("tentative") ? r : undefined; // DAD done
-      }, 20_000, 100);
-      expect(inside6).toContain(ip6);
-      await reaches(`nsenter -t ${m.state.leader} -n busybox ping6 -c1 -W2 ${rec.addr!.gateway.v6}`);
-      await reaches(`busybox ping6 -c1 -W2 ${ip6}`);
-      m.bg.proc.kill("SIGTERM");
-      expect(await m.bg.exited).toBe(0);
-    }, extra);
+    await withBootedDebian(
+      deb,
+      scratch,
+      stateDir,
+      async (m) => {
+        const rec = await up(m.name);
+        expect(sh("pgrep -a dnsmasq").out).toContain(`--interface=${vethHostName(m.name, false)}`);
+        await systemState(m.state.leader, 30_000);
+        const ip = rec.addr!.container.v4;
+        const ip6 = rec.addr!.container.v6!;
+        const lease = await waitFor(
+          "DHCP lease",
+          () => {
+            const t = existsSync(`${stateDir}/net/${m.name}.leases`) ? readFileSync(`${stateDir}/net/${m.name}.leases`, "utf8") : "";
+            return t.includes(ip) ? t : undefined;
+          },
+          30_000,
+          100,
+        );
+        expect(lease).toContain(generateMac(machineId, m.name, HASH_KEYS.container));
+        const inside = await waitFor(
+          "address on host0",
+          () => {
+            const r = sh(`nsenter -t ${m.state.leader} -n ip -4 -o addr show host0`).out;
+            return r.includes(ip) ? r : undefined;
+          },
+          15_000,
+          100,
+        );
+        expect(inside).toContain("dynamic"); // from DHCP, not from outside
+        // (retried: the first packet may wait for neighbour discovery while networkd still configures the link)
+        const reaches = (cmd: string) => waitFor(cmd, () => sh(cmd).code === 0 || undefined, 10_000, 200);
+        await reaches(`nsenter -t ${m.state.leader} -n busybox ping -c1 -W2 ${rec.addr!.gateway.v4}`);
+        await reaches(`busybox ping -c1 -W2 ${ip}`);
+        // IPv6: the ULA machina gave it, by DHCPv6 after dnsmasq's router advertisement
+        const inside6 = await waitFor(
+          "IPv6 ULA on host0",
+          () => {
+            const r = sh(`nsenter -t ${m.state.leader} -n ip -6 -o addr show host0 scope global`).out;
+            return r.includes(ip6) && !r.includes("tentative") ? r : undefined; // DAD done
+          },
+          20_000,
+          100,
+        );
+        expect(inside6).toContain(ip6);
+        await reaches(`nsenter -t ${m.state.leader} -n busybox ping6 -c1 -W2 ${rec.addr!.gateway.v6}`);
+        await reaches(`busybox ping6 -c1 -W2 ${ip6}`);
+        m.bg.proc.kill("SIGTERM");
+        expect(await m.bg.exited).toBe(0);
+      },
+      extra,
+    );
   }
 
   test("a booted Debian container with systemd-networkd gets its addresses by DHCP/DHCPv6 (dnsmasq) and reaches the host", async () => {
@@ -295,14 +414,33 @@ describe("networking", () => {
     await bootAndCheckLease(["-n", "-U"]);
   }, 120_000);
 
-  test("-U -n: a command container reaches the host and its root may reconfigure host0", async () => {
-    const name = scratch.name("un");
-    const own = `${files.dir()}/bbu`; // -U shifts the tree's owners: not the shared copy
-    copyTree(image, own);
-    const r = await runNspawn(["-q", "--register=no", "--console=pipe", "-D", own, "-M", name, "-U", "-n", "/bin/sh", "-c",
-      "ping -c1 -W2 $(ip route | sed -n 's/default via \\([^ ]*\\).*/\\1/p') >/dev/null && echo PING-OK; ip link set host0 mtu 1280 && echo CONFIG-OK; cat /proc/self/uid_map"], { stateDir });
-    expect(r.stdout).toContain("PING-OK");
-    expect(r.stdout).toContain("CONFIG-OK");
-    expect(r.stdout).not.toMatch(/^\s*0\s+0\s+4294967295/m); // really in a user namespace
-  }, T);
+  test(
+    "-U -n: a command container reaches the host and its root may reconfigure host0",
+    async () => {
+      const name = scratch.name("un");
+      const own = `${files.dir()}/bbu`; // -U shifts the tree's owners: not the shared copy
+      copyTree(image, own);
+      const r = await runNspawn(
+        [
+          "-q",
+          "--register=no",
+          "--console=pipe",
+          "-D",
+          own,
+          "-M",
+          name,
+          "-U",
+          "-n",
+          "/bin/sh",
+          "-c",
+          "ping -c1 -W2 $(ip route | sed -n 's/default via \\([^ ]*\\).*/\\1/p') >/dev/null && echo PING-OK; ip link set host0 mtu 1280 && echo CONFIG-OK; cat /proc/self/uid_map",
+        ],
+        { stateDir },
+      );
+      expect(r.stdout).toContain("PING-OK");
+      expect(r.stdout).toContain("CONFIG-OK");
+      expect(r.stdout).not.toMatch(/^\s*0\s+0\s+4294967295/m); // really in a user namespace
+    },
+    T,
+  );
 });

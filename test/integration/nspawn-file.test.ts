@@ -39,49 +39,71 @@ afterEach(async () => {
 afterAll(() => files.cleanup());
 
 function run(extra: string[] = []) {
-  return runNspawn(["-q", "--console=pipe", "-D", copy, ...extra, "/bin/sh", "-c", SCRIPT], {
-    stateDir,
-    env: { MACHINA_SETTINGS_DIRS: `${trustedDir}:${files.dir("machina-settings-run-")}` },
-  }, scratch);
+  return runNspawn(
+    ["-q", "--console=pipe", "-D", copy, ...extra, "/bin/sh", "-c", SCRIPT],
+    {
+      stateDir,
+      env: { MACHINA_SETTINGS_DIRS: `${trustedDir}:${files.dir("machina-settings-run-")}` },
+    },
+    scratch,
+  );
 }
 
 describe(".nspawn files", () => {
-  test("a file next to the image sets Environment= and Hostname=; its Capability= is ignored with a warning (untrusted), even with -q", async () => {
-    writeFileSync(besideFile, "[Exec]\nEnvironment=FOO=from-file\nHostname=filehost\nCapability=CAP_SYS_TIME\n");
-    const r = await run();
-    expect(r.code).toBe(0);
-    const [foo, host, capbnd] = r.stdout.trim().split("\n");
-    expect(foo).toBe("FOO=from-file");
-    expect(host).toBe("filehost");
-    expect(capbnd).toBe(`CapBnd:\t${expectedCapBnd(NSPAWN_DEFAULT_CAP_NAMES)}`);
-    expect(r.lines).toContain(`machina-nspawn: ${besideFile}:4: ignoring Capability=: the settings file is not trusted (see docs/trust.md)`);
-  }, T);
+  test(
+    "a file next to the image sets Environment= and Hostname=; its Capability= is ignored with a warning (untrusted), even with -q",
+    async () => {
+      writeFileSync(besideFile, "[Exec]\nEnvironment=FOO=from-file\nHostname=filehost\nCapability=CAP_SYS_TIME\n");
+      const r = await run();
+      expect(r.code).toBe(0);
+      const [foo, host, capbnd] = r.stdout.trim().split("\n");
+      expect(foo).toBe("FOO=from-file");
+      expect(host).toBe("filehost");
+      expect(capbnd).toBe(`CapBnd:\t${expectedCapBnd(NSPAWN_DEFAULT_CAP_NAMES)}`);
+      expect(r.lines).toContain(`machina-nspawn: ${besideFile}:4: ignoring Capability=: the settings file is not trusted (see docs/trust.md)`);
+    },
+    T,
+  );
 
-  test("a file in a trusted directory wins over the one next to the image, and its Capability= applies", async () => {
-    writeFileSync(besideFile, "[Exec]\nHostname=beside\n");
-    writeFileSync(`${trustedDir}/${name}.nspawn`, "[Exec]\nHostname=trusted\nCapability=CAP_SYS_TIME\n");
-    const r = await run();
-    expect(r.code).toBe(0);
-    const [, host, capbnd] = r.stdout.trim().split("\n");
-    expect(host).toBe("trusted");
-    expect(capbnd).toBe(`CapBnd:\t${expectedCapBnd([...NSPAWN_DEFAULT_CAP_NAMES, "CAP_SYS_TIME"])}`);
-    expect(r.lines.filter((l) => l.includes("ignoring"))).toEqual([]);
-  }, T);
+  test(
+    "a file in a trusted directory wins over the one next to the image, and its Capability= applies",
+    async () => {
+      writeFileSync(besideFile, "[Exec]\nHostname=beside\n");
+      writeFileSync(`${trustedDir}/${name}.nspawn`, "[Exec]\nHostname=trusted\nCapability=CAP_SYS_TIME\n");
+      const r = await run();
+      expect(r.code).toBe(0);
+      const [, host, capbnd] = r.stdout.trim().split("\n");
+      expect(host).toBe("trusted");
+      expect(capbnd).toBe(`CapBnd:\t${expectedCapBnd([...NSPAWN_DEFAULT_CAP_NAMES, "CAP_SYS_TIME"])}`);
+      expect(r.lines.filter((l) => l.includes("ignoring"))).toEqual([]);
+    },
+    T,
+  );
 
-  test("the command line wins; --settings=override reverses that; --settings=no reads nothing", async () => {
-    writeFileSync(besideFile, "[Exec]\nHostname=filehost\nEnvironment=FOO=file\n");
-    const cliWins = await run(["--hostname=clihost"]);
-    expect(cliWins.stdout.trim().split("\n").slice(0, 2)).toEqual(["FOO=file", "clihost"]);
-    const override = await run(["--hostname=clihost", "--settings=override"]);
-    expect(override.stdout.trim().split("\n")[1]).toBe("filehost");
-    const none = await run(["--settings=no"]);
-    expect(none.stdout.trim().split("\n").slice(0, 2)).toEqual(["FOO=", name]);
-  }, T);
+  test(
+    "the command line wins; --settings=override reverses that; --settings=no reads nothing",
+    async () => {
+      writeFileSync(besideFile, "[Exec]\nHostname=filehost\nEnvironment=FOO=file\n");
+      const cliWins = await run(["--hostname=clihost"]);
+      expect(cliWins.stdout.trim().split("\n").slice(0, 2)).toEqual(["FOO=file", "clihost"]);
+      const override = await run(["--hostname=clihost", "--settings=override"]);
+      expect(override.stdout.trim().split("\n")[1]).toBe("filehost");
+      const none = await run(["--settings=no"]);
+      expect(none.stdout.trim().split("\n").slice(0, 2)).toEqual(["FOO=", name]);
+    },
+    T,
+  );
 
-  test("a bad value stops the start with FILE:LINE", async () => {
-    writeFileSync(besideFile, "[Exec]\n\nHostname=bad_name\n");
-    const r = await run();
-    expect(r.code).toBe(1);
-    expect(r.lines).toContain(`machina-nspawn: ${besideFile}:3: invalid value "bad_name" for Hostname=: expected a valid hostname (labels of letters, digits and '-', at most 64 characters)`);
-  }, T);
+  test(
+    "a bad value stops the start with FILE:LINE",
+    async () => {
+      writeFileSync(besideFile, "[Exec]\n\nHostname=bad_name\n");
+      const r = await run();
+      expect(r.code).toBe(1);
+      expect(r.lines).toContain(
+        `machina-nspawn: ${besideFile}:3: invalid value "bad_name" for Hostname=: expected a valid hostname (labels of letters, digits and '-', at most 64 characters)`,
+      );
+    },
+    T,
+  );
 });

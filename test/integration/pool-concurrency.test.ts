@@ -90,7 +90,11 @@ describe("16 concurrent operations on one image", () => {
     const expected = new Set<string>(won.filter((a) => a[0] === "clone").map((a) => a[2]!));
     if (destructive[0]?.[0] === "rename") expected.add(destructive[0][2]!);
     else if (destructive.length === 0) expected.add("img");
-    expect(images().map((i) => i.name).sort()).toEqual([...expected].sort());
+    expect(
+      images()
+        .map((i) => i.name)
+        .sort(),
+    ).toEqual([...expected].sort());
     expect(entries().filter((e) => e.startsWith(".#"))).toEqual([]);
     const reference = fileCount(`${dir}/reference`);
     for (const name of expected) {

@@ -26,8 +26,14 @@ function nspawn(...args: string[]) {
   return { status: r.exitCode ?? -1, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
 }
 /** Loop devices backed by files of this test, and mounts below its directory. */
-const loops = () => sh("losetup -a -O NAME,BACK-FILE --noheadings || true").split("\n").filter((l) => l.includes(dir));
-const mounts = () => readFileSync("/proc/self/mountinfo", "utf8").split("\n").filter((l) => l.includes(dir));
+const loops = () =>
+  sh("losetup -a -O NAME,BACK-FILE --noheadings || true")
+    .split("\n")
+    .filter((l) => l.includes(dir));
+const mounts = () =>
+  readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .filter((l) => l.includes(dir));
 
 beforeAll(async () => {
   const busybox = await ensureBusyboxImage();
@@ -40,7 +46,9 @@ beforeAll(async () => {
   cpSync(busybox, `${dir}/rootfs`, { recursive: true, verbatimSymlinks: true });
   renameSync(`${dir}/rootfs/usr`, `${dir}/usrfs`);
   mkdirSync(`${dir}/rootfs/usr`);
-  sh(`truncate -s 140M '${pool}/gpt.raw' && printf 'label: gpt\\nstart=2048, size=131072, type=${ROOT_X86_64}\\nstart=133120, size=131072, type=${USR_X86_64}\\n' | sfdisk -q '${pool}/gpt.raw'`);
+  sh(
+    `truncate -s 140M '${pool}/gpt.raw' && printf 'label: gpt\\nstart=2048, size=131072, type=${ROOT_X86_64}\\nstart=133120, size=131072, type=${USR_X86_64}\\n' | sfdisk -q '${pool}/gpt.raw'`,
+  );
   sh(`mkfs.ext4 -q -F -E offset=${2048 * 512} -d '${dir}/rootfs' '${pool}/gpt.raw' 64M`);
   sh(`mkfs.ext4 -q -F -E offset=${133120 * 512} -d '${dir}/usrfs' '${pool}/gpt.raw' 64M`);
 }, 120_000);
@@ -64,7 +72,7 @@ describe("-i IMAGE.raw", () => {
   });
 
   test("a GPT disk: root and /usr partitions found by type; -M NAME finds NAME.raw in the pool", () => {
-    const r = nspawn("-M", "gpt", "/bin/sh", "-c", "awk '$5==\"/\"||$5==\"/usr\"{print $5, $(NF-2)}' /proc/self/mountinfo; ls /usr/bin/probe");
+    const r = nspawn("-M", "gpt", "/bin/sh", "-c", 'awk \'$5=="/"||$5=="/usr"{print $5, $(NF-2)}\' /proc/self/mountinfo; ls /usr/bin/probe');
     expect(r.status).toBe(0);
     expect(r.stdout).toBe("/ ext4\n/usr ext4\n/usr/bin/probe\n");
     expect(loops()).toEqual([]);
@@ -92,7 +100,9 @@ describe("-i IMAGE.raw", () => {
 
   test("not a file system, or a GPT without a root partition: a clear error, nothing left", () => {
     sh(`truncate -s 10M '${dir}/junk.raw'`);
-    expect(nspawn("-i", `${dir}/junk.raw`, "/bin/true").stderr).toBe(`machina-nspawn: "${dir}/junk.raw" has neither a GPT partition table nor a known file system\n`);
+    expect(nspawn("-i", `${dir}/junk.raw`, "/bin/true").stderr).toBe(
+      `machina-nspawn: "${dir}/junk.raw" has neither a GPT partition table nor a known file system\n`,
+    );
     sh(`truncate -s 10M '${dir}/noroot.raw' && printf 'label: gpt\\nstart=2048, size=8192, type=${USR_X86_64}\\n' | sfdisk -q '${dir}/noroot.raw'`);
     expect(nspawn("-i", `${dir}/noroot.raw`, "/bin/true").stderr).toContain("has a GPT but no root partition for x64");
     expect(loops()).toEqual([]);

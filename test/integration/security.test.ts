@@ -7,16 +7,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 import { ensureBusyboxImage } from "../fixtures/images.ts";
-import {
-  Scratch,
-  haveSystemdNspawn,
-  parseProbe,
-  runNspawn,
-  runSystemdNspawn,
-  startNspawn,
-  unitEscape,
-  waitFor,
-} from "../helpers/machina.ts";
+import { Scratch, haveSystemdNspawn, parseProbe, runNspawn, runSystemdNspawn, startNspawn, unitEscape, waitFor } from "../helpers/machina.ts";
 
 const T = 30_000;
 const files = new Scratch();
@@ -91,116 +82,167 @@ async function shNspawn(args: string[], script: string): Promise<{ code: number;
 }
 
 describe("seccomp", () => {
-  test("the default filter: EPERM for swapon(2), the probe sees seccomp mode 2, normal commands work", async () => {
-    const name = scratch.name();
-    const r = await runNspawn(["-q", "--console=pipe", "-D", image, "-M", name, "/usr/bin/probe"], { stateDir }, scratch);
-    expect(r.code).toBe(0);
-    expect(parseProbe(r.stdout).seccomp).toBe(2);
-    const s = await sh([], "swapon /dev/null; ls / >/dev/null && echo ls-ok");
-    expect(s.err).toContain("Operation not permitted");
-    expect(s.out).toContain("ls-ok");
-  }, T);
+  test(
+    "the default filter: EPERM for swapon(2), the probe sees seccomp mode 2, normal commands work",
+    async () => {
+      const name = scratch.name();
+      const r = await runNspawn(["-q", "--console=pipe", "-D", image, "-M", name, "/usr/bin/probe"], { stateDir }, scratch);
+      expect(r.code).toBe(0);
+      expect(parseProbe(r.stdout).seccomp).toBe(2);
+      const s = await sh([], "swapon /dev/null; ls / >/dev/null && echo ls-ok");
+      expect(s.err).toContain("Operation not permitted");
+      expect(s.out).toContain("ls-ok");
+    },
+    T,
+  );
 
-  test("an allow-listed extra call gets through (swapon of /dev/null fails with EINVAL instead)", async () => {
-    const s = await sh(["--system-call-filter=swapon"], "swapon /dev/null");
-    expect(s.err).not.toContain("Operation not permitted");
-    expect(s.err).toContain("Invalid argument");
-  }, T);
+  test(
+    "an allow-listed extra call gets through (swapon of /dev/null fails with EINVAL instead)",
+    async () => {
+      const s = await sh(["--system-call-filter=swapon"], "swapon /dev/null");
+      expect(s.err).not.toContain("Operation not permitted");
+      expect(s.err).toContain("Invalid argument");
+    },
+    T,
+  );
 
   // @clock is allowed only with CAP_SYS_TIME; adjtimex without options is a read-only query
   // (never `date -s`: with the capability it would set the host's clock).
-  test("~@clock: adjtimex fails with EPERM even with CAP_SYS_TIME", async () => {
-    const ok = await sh(["--capability=CAP_SYS_TIME"], "adjtimex >/dev/null && echo ok");
-    expect(ok.out).toBe("ok\n");
-    const denied = await sh(["--capability=CAP_SYS_TIME", "--system-call-filter=~@clock"], "adjtimex");
-    expect(denied.err).toContain("Operation not permitted");
-    const byDefault = await sh([], "adjtimex");
-    expect(byDefault.err).toContain("Operation not permitted");
-  }, T);
+  test(
+    "~@clock: adjtimex fails with EPERM even with CAP_SYS_TIME",
+    async () => {
+      const ok = await sh(["--capability=CAP_SYS_TIME"], "adjtimex >/dev/null && echo ok");
+      expect(ok.out).toBe("ok\n");
+      const denied = await sh(["--capability=CAP_SYS_TIME", "--system-call-filter=~@clock"], "adjtimex");
+      expect(denied.err).toContain("Operation not permitted");
+      const byDefault = await sh([], "adjtimex");
+      expect(byDefault.err).toContain("Operation not permitted");
+    },
+    T,
+  );
 
-  test("unknown groups are refused before anything runs", async () => {
-    const s = await sh(["--system-call-filter=@nope"], "true");
-    expect(s.code).toBe(1);
-    expect(s.err).toContain('unknown system call group "@nope"');
-  }, T);
+  test(
+    "unknown groups are refused before anything runs",
+    async () => {
+      const s = await sh(["--system-call-filter=@nope"], "true");
+      expect(s.code).toBe(1);
+      expect(s.err).toContain('unknown system call group "@nope"');
+    },
+    T,
+  );
 
-  test.if(nspawn)("side by side with systemd-nspawn: the same answers", async () => {
-    const script = "swapon /dev/null 2>&1; adjtimex 2>&1 | head -1; sync; echo sync=$?";
-    for (const args of [[], ["--capability=CAP_SYS_TIME"], ["--capability=CAP_SYS_TIME", "--system-call-filter=~@clock"], ["--system-call-filter=swapon"], ["--suppress-sync=yes"]]) {
-      const a = await sh(args, script);
-      const b = await shNspawn(args, script);
-      expect({ args, out: a.out }).toEqual({ args, out: b.out });
-    }
-  }, 60_000);
+  test.if(nspawn)(
+    "side by side with systemd-nspawn: the same answers",
+    async () => {
+      const script = "swapon /dev/null 2>&1; adjtimex 2>&1 | head -1; sync; echo sync=$?";
+      for (const args of [
+        [],
+        ["--capability=CAP_SYS_TIME"],
+        ["--capability=CAP_SYS_TIME", "--system-call-filter=~@clock"],
+        ["--system-call-filter=swapon"],
+        ["--suppress-sync=yes"],
+      ]) {
+        const a = await sh(args, script);
+        const b = await shNspawn(args, script);
+        expect({ args, out: a.out }).toEqual({ args, out: b.out });
+      }
+    },
+    60_000,
+  );
 });
 
 describe("personality, OOM score, CPU affinity", () => {
   const script = "uname -m; cat /proc/self/oom_score_adj; grep Cpus_allowed_list /proc/self/status";
   const args = ["--personality=x86", "--oom-score-adjust=500", "--cpu-affinity=0"];
 
-  test("applied to the container", async () => {
-    const s = await sh(args, script);
-    expect(s.out).toBe("i686\n500\nCpus_allowed_list:\t0\n");
-    const name = scratch.name();
-    const r = await runNspawn(["-q", "--console=pipe", "-D", image, "-M", name, "--oom-score-adjust=300", "/usr/bin/probe"], { stateDir }, scratch);
-    expect(parseProbe(r.stdout).oomScoreAdj).toBe(300);
-  }, T);
+  test(
+    "applied to the container",
+    async () => {
+      const s = await sh(args, script);
+      expect(s.out).toBe("i686\n500\nCpus_allowed_list:\t0\n");
+      const name = scratch.name();
+      const r = await runNspawn(["-q", "--console=pipe", "-D", image, "-M", name, "--oom-score-adjust=300", "/usr/bin/probe"], { stateDir }, scratch);
+      expect(parseProbe(r.stdout).oomScoreAdj).toBe(300);
+    },
+    T,
+  );
 
-  test.if(nspawn)("side by side with systemd-nspawn", async () => {
-    expect((await sh(args, script)).out).toBe((await shNspawn(args, script)).out);
-  }, T);
+  test.if(nspawn)(
+    "side by side with systemd-nspawn",
+    async () => {
+      expect((await sh(args, script)).out).toBe((await shNspawn(args, script)).out);
+    },
+    T,
+  );
 
-  test("an unsupported personality is refused clearly", async () => {
-    const s = await sh(["--personality=arm64"], "true");
-    expect(s.code).toBe(1);
-    expect(s.err).toContain('personality "arm64" is not supported on this host');
-  }, T);
+  test(
+    "an unsupported personality is refused clearly",
+    async () => {
+      const s = await sh(["--personality=arm64"], "true");
+      expect(s.code).toBe(1);
+      expect(s.err).toContain('personality "arm64" is not supported on this host');
+    },
+    T,
+  );
 });
 
 describe("resource properties and slices", () => {
-  test("MemoryMax and TasksMax are in the cgroup files while it runs; -S nests the slice", async () => {
-    const name = scratch.name();
-    const bg = startNspawn(
-      ["-q", "--console=pipe", "-D", image, "-M", name, "-S", "sec-it", "--property=MemoryMax=64M", "--property=TasksMax=20", "/bin/sh", "-c", "sleep 30"],
-      { stateDir },
-      scratch,
-    );
-    const scope = `sec.slice/sec-it.slice/machine-${unitEscape(name)}.scope`;
-    const dirs = v1Dirs();
-    const pids = dirs.find((d) => d.startsWith("/sys/fs/cgroup/pids"));
-    const mem = dirs.find((d) => d.startsWith("/sys/fs/cgroup/memory"));
-    const v2 = readFileSync("/sys/fs/cgroup/unified/cgroup.controllers", "utf8").split(/\s+/);
-    if (v2.includes("pids")) {
-      const f = `/sys/fs/cgroup/unified/${scope}/pids.max`;
-      // The scope exists (with "max") a moment before the supervisor writes the limit.
-      expect(await waitFor("pids.max = 20", () => (existsSync(f) && readFileSync(f, "utf8") === "20\n" ? "20\n" : undefined))).toBe("20\n");
-    } else {
-      const f = `${pids}/${scope}/pids.max`;
-      // The scope exists (with "max") a moment before the supervisor writes the limit.
-      expect(await waitFor("pids.max = 20", () => (existsSync(f) && readFileSync(f, "utf8") === "20\n" ? "20\n" : undefined))).toBe("20\n");
-      expect(readFileSync(`${mem}/${scope}/memory.limit_in_bytes`, "utf8")).toBe(`${64 * 1024 * 1024}\n`);
-    }
-    expect(existsSync(`/sys/fs/cgroup/unified/${scope}`)).toBe(true);
-    bg.proc.kill("SIGTERM");
-    await bg.exited;
-    expect(existsSync(`/sys/fs/cgroup/unified/${scope}`)).toBe(false);
-    if (!v2.includes("pids")) expect(existsSync(`${pids}/${scope}`)).toBe(false);
-  }, T);
+  test(
+    "MemoryMax and TasksMax are in the cgroup files while it runs; -S nests the slice",
+    async () => {
+      const name = scratch.name();
+      const bg = startNspawn(
+        ["-q", "--console=pipe", "-D", image, "-M", name, "-S", "sec-it", "--property=MemoryMax=64M", "--property=TasksMax=20", "/bin/sh", "-c", "sleep 30"],
+        { stateDir },
+        scratch,
+      );
+      const scope = `sec.slice/sec-it.slice/machine-${unitEscape(name)}.scope`;
+      const dirs = v1Dirs();
+      const pids = dirs.find((d) => d.startsWith("/sys/fs/cgroup/pids"));
+      const mem = dirs.find((d) => d.startsWith("/sys/fs/cgroup/memory"));
+      const v2 = readFileSync("/sys/fs/cgroup/unified/cgroup.controllers", "utf8").split(/\s+/);
+      if (v2.includes("pids")) {
+        const f = `/sys/fs/cgroup/unified/${scope}/pids.max`;
+        // The scope exists (with "max") a moment before the supervisor writes the limit.
+        expect(await waitFor("pids.max = 20", () => (existsSync(f) && readFileSync(f, "utf8") === "20\n" ? "20\n" : undefined))).toBe("20\n");
+      } else {
+        const f = `${pids}/${scope}/pids.max`;
+        // The scope exists (with "max") a moment before the supervisor writes the limit.
+        expect(await waitFor("pids.max = 20", () => (existsSync(f) && readFileSync(f, "utf8") === "20\n" ? "20\n" : undefined))).toBe("20\n");
+        expect(readFileSync(`${mem}/${scope}/memory.limit_in_bytes`, "utf8")).toBe(`${64 * 1024 * 1024}\n`);
+      }
+      expect(existsSync(`/sys/fs/cgroup/unified/${scope}`)).toBe(true);
+      bg.proc.kill("SIGTERM");
+      await bg.exited;
+      expect(existsSync(`/sys/fs/cgroup/unified/${scope}`)).toBe(false);
+      if (!v2.includes("pids")) expect(existsSync(`${pids}/${scope}`)).toBe(false);
+    },
+    T,
+  );
 
-  test("a fork bomb is bounded by TasksMax", async () => {
-    const s = await sh(["--property=TasksMax=10"], "for i in $(seq 1 30); do sleep 2 & done; wait");
-    expect(s.err).toContain("can't fork");
-  }, T);
+  test(
+    "a fork bomb is bounded by TasksMax",
+    async () => {
+      const s = await sh(["--property=TasksMax=10"], "for i in $(seq 1 30); do sleep 2 & done; wait");
+      expect(s.err).toContain("can't fork");
+    },
+    T,
+  );
 
-  test("unknown properties are refused with the list of supported ones", async () => {
-    const s = await sh(["--property=DeviceAllow=/dev/null"], "true");
-    expect(s.code).toBe(1);
-    expect(s.err).toContain('unsupported property "DeviceAllow"; supported: MemoryMax, MemoryHigh, TasksMax, CPUQuota, CPUWeight, IOWeight');
-  }, T);
+  test(
+    "unknown properties are refused with the list of supported ones",
+    async () => {
+      const s = await sh(["--property=DeviceAllow=/dev/null"], "true");
+      expect(s.code).toBe(1);
+      expect(s.err).toContain('unsupported property "DeviceAllow"; supported: MemoryMax, MemoryHigh, TasksMax, CPUQuota, CPUWeight, IOWeight');
+    },
+    T,
+  );
 });
 
 describe("credentials", () => {
-  const script = 'stat -c "%a %n" /run/host/credentials /run/host/credentials/*; cat /run/host/credentials/pw; echo; cat /run/host/credentials/file; echo; echo "dir=$CREDENTIALS_DIRECTORY"; grep -c " /run/host/credentials ro," /proc/self/mountinfo; echo x > /run/host/credentials/new 2>/dev/null || echo ro';
+  const script =
+    'stat -c "%a %n" /run/host/credentials /run/host/credentials/*; cat /run/host/credentials/pw; echo; cat /run/host/credentials/file; echo; echo "dir=$CREDENTIALS_DIRECTORY"; grep -c " /run/host/credentials ro," /proc/self/mountinfo; echo x > /run/host/credentials/new 2>/dev/null || echo ro';
 
   function credArgs(): string[] {
     const f = `${files.dir()}/cred`;
@@ -208,17 +250,25 @@ describe("credentials", () => {
     return ["--set-credential=pw:se\\ncret", `--load-credential=file:${f}`];
   }
 
-  test("readable files 0400 in a 0500 read-only directory; $CREDENTIALS_DIRECTORY", async () => {
-    const s = await sh(credArgs(), script);
-    expect(s.code).toBe(0);
-    expect(s.out).toBe(
-      "500 /run/host/credentials\n400 /run/host/credentials/file\n400 /run/host/credentials/pw\n" +
-        "se\ncret\nfrom a file\ndir=/run/host/credentials\n1\nro\n",
-    );
-  }, T);
+  test(
+    "readable files 0400 in a 0500 read-only directory; $CREDENTIALS_DIRECTORY",
+    async () => {
+      const s = await sh(credArgs(), script);
+      expect(s.code).toBe(0);
+      expect(s.out).toBe(
+        "500 /run/host/credentials\n400 /run/host/credentials/file\n400 /run/host/credentials/pw\n" +
+          "se\ncret\nfrom a file\ndir=/run/host/credentials\n1\nro\n",
+      );
+    },
+    T,
+  );
 
-  test.if(nspawn)("side by side with systemd-nspawn", async () => {
-    const args = credArgs();
-    expect((await sh(args, script)).out).toBe((await shNspawn(args, script)).out);
-  }, T);
+  test.if(nspawn)(
+    "side by side with systemd-nspawn",
+    async () => {
+      const args = credArgs();
+      expect((await sh(args, script)).out).toBe((await shNspawn(args, script)).out);
+    },
+    T,
+  );
 });

@@ -19,7 +19,18 @@ import { buildSpec } from "../../src/spec/build.ts";
 import { encodeSpec } from "../../src/spec/wire.ts";
 import { ensureBusyboxImage } from "../fixtures/images.ts";
 import {
-  NOTHING, REPO, Scratch, copyTree, haveSystemdNspawn, leftovers, newLeftovers, runNspawn, runSystemdNspawn, startNspawn, uniqueName, waitForState,
+  NOTHING,
+  REPO,
+  Scratch,
+  copyTree,
+  haveSystemdNspawn,
+  leftovers,
+  newLeftovers,
+  runNspawn,
+  runSystemdNspawn,
+  startNspawn,
+  uniqueName,
+  waitForState,
 } from "../helpers/machina.ts";
 
 const files = new Scratch();
@@ -29,7 +40,10 @@ let image: string;
 let stateDir: string;
 
 const selinuxEnabled = (() => {
-  const fs = readFileSync("/proc/self/mountinfo", "utf8").split("\n").find((l) => / - selinuxfs /.test(l))?.split(" ")[4];
+  const fs = readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .find((l) => / - selinuxfs /.test(l))
+    ?.split(" ")[4];
   return fs !== undefined && existsSync(`${fs}/enforce`);
 })();
 
@@ -47,7 +61,10 @@ const CASES: Array<[args: string[], line: string]> = [
   [["-Z", LABEL], "machina-nspawn: -Z requires SELinux, which is not enabled on this host"],
   [[`--selinux-context=${LABEL}`], "machina-nspawn: --selinux-context= requires SELinux, which is not enabled on this host"],
   [["-L", "system_u:object_r:container_file_t:s0"], "machina-nspawn: -L requires SELinux, which is not enabled on this host"],
-  [["--selinux-apifs-context=system_u:object_r:container_file_t:s0"], "machina-nspawn: --selinux-apifs-context= requires SELinux, which is not enabled on this host"],
+  [
+    ["--selinux-apifs-context=system_u:object_r:container_file_t:s0"],
+    "machina-nspawn: --selinux-apifs-context= requires SELinux, which is not enabled on this host",
+  ],
 ];
 
 describe.skipIf(selinuxEnabled)("SELinux options on a host without SELinux", () => {
@@ -63,24 +80,30 @@ describe.skipIf(selinuxEnabled)("SELinux options on a host without SELinux", () 
   }
 
   test("an empty value resets the option: the container runs", async () => {
-    const r = await runNspawn(["-q", "--console=pipe", "-D", image, "-M", uniqueName("se"), "-Z", LABEL, "--selinux-context=", "-L", "", "/bin/true"], { stateDir });
+    const r = await runNspawn(["-q", "--console=pipe", "-D", image, "-M", uniqueName("se"), "-Z", LABEL, "--selinux-context=", "-L", "", "/bin/true"], {
+      stateDir,
+    });
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
   }, 20_000);
 
   // systemd-nspawn 252 (built with +SELINUX) takes both flags here too, and fails only later:
   // setexeccon() and the tmpfs mount with context= get EINVAL. Same exit status, earlier and clearer.
-  test.skipIf(!haveSystemdNspawn())("systemd-nspawn 252 fails on this host as well (exit 1)", async () => {
-    const name = files.name("sen");
-    const root = `${files.dir()}/${name}`;
-    copyTree(image, root);
-    const z = await runSystemdNspawn(["-q", "--console=pipe", "-D", root, "-Z", LABEL, "/bin/true"], name);
-    expect(z.code).toBe(1);
-    expect(z.lines[0]).toBe(`setexeccon("${LABEL}") failed: Invalid argument`);
-    const l = await runSystemdNspawn(["-q", "--console=pipe", "-D", root, "-L", "system_u:object_r:container_file_t:s0", "/bin/true"], name);
-    expect(l.code).toBe(1);
-    expect(l.lines[0]).toMatch(/^Failed to mount tmpfs \(type tmpfs\) on .*\/tmp .*,context="system_u:object_r:container_file_t:s0""\): Invalid argument$/);
-  }, 60_000);
+  test.skipIf(!haveSystemdNspawn())(
+    "systemd-nspawn 252 fails on this host as well (exit 1)",
+    async () => {
+      const name = files.name("sen");
+      const root = `${files.dir()}/${name}`;
+      copyTree(image, root);
+      const z = await runSystemdNspawn(["-q", "--console=pipe", "-D", root, "-Z", LABEL, "/bin/true"], name);
+      expect(z.code).toBe(1);
+      expect(z.lines[0]).toBe(`setexeccon("${LABEL}") failed: Invalid argument`);
+      const l = await runSystemdNspawn(["-q", "--console=pipe", "-D", root, "-L", "system_u:object_r:container_file_t:s0", "/bin/true"], name);
+      expect(l.code).toBe(1);
+      expect(l.lines[0]).toMatch(/^Failed to mount tmpfs \(type tmpfs\) on .*\/tmp .*,context="system_u:object_r:container_file_t:s0""\): Invalid argument$/);
+    },
+    60_000,
+  );
 
   // The helper's side, end to end on this host: a spec planned as on an SELinux host (the host
   // fact set by the test) reaches the write of the label, which this kernel refuses.
@@ -88,21 +111,22 @@ describe.skipIf(selinuxEnabled)("SELinux options on a host without SELinux", () 
 
   // As root, and as a non-root user without capabilities (the open and write of attr/exec are
   // allowed to the process itself; the EINVAL comes from the kernel's LSM layer, past them).
-  for (const extra of [[], ["-u", "1000", "--no-new-privileges=yes"]]) test(`machina-helper run${extra.length ? " -u 1000" : ""}: selinux_context is written right before execve (here: EINVAL, exit 1, nothing left behind)`, async () => {
-    const host = new LinuxHost();
-    const before = leftovers(stateDir);
-    const parsed = parseNspawnCommandLine(["-q", "--console=pipe", "-D", image, "-M", uniqueName("se"), ...extra, "-Z", LABEL, "/bin/true"], {});
-    if (parsed.action !== "run") throw new Error("not a run");
-    const facts = gatherHostFacts(host, stateDir);
-    facts.selinux = { enabled: true, fs: "/sys/fs/selinux" };
-    const spec = buildSpec(parsed.settings, gatherImageFacts(host, image, facts.timezone), facts, { prog: "machina-nspawn" });
-    const file = join(files.dir(), "spec");
-    writeFileSync(file, encodeSpec(spec));
-    const r = spawnSync([HELPER, "run", "--spec", file], { stdin: "ignore" });
-    expect(r.stderr.toString()).toBe(`machina-nspawn: ${KERNEL_REFUSAL}\n`);
-    expect(r.exitCode).toBe(1);
-    expect(newLeftovers(before, leftovers(stateDir))).toEqual(NOTHING);
-  }, 30_000);
+  for (const extra of [[], ["-u", "1000", "--no-new-privileges=yes"]])
+    test(`machina-helper run${extra.length ? " -u 1000" : ""}: selinux_context is written right before execve (here: EINVAL, exit 1, nothing left behind)`, async () => {
+      const host = new LinuxHost();
+      const before = leftovers(stateDir);
+      const parsed = parseNspawnCommandLine(["-q", "--console=pipe", "-D", image, "-M", uniqueName("se"), ...extra, "-Z", LABEL, "/bin/true"], {});
+      if (parsed.action !== "run") throw new Error("not a run");
+      const facts = gatherHostFacts(host, stateDir);
+      facts.selinux = { enabled: true, fs: "/sys/fs/selinux" };
+      const spec = buildSpec(parsed.settings, gatherImageFacts(host, image, facts.timezone), facts, { prog: "machina-nspawn" });
+      const file = join(files.dir(), "spec");
+      writeFileSync(file, encodeSpec(spec));
+      const r = spawnSync([HELPER, "run", "--spec", file], { stdin: "ignore" });
+      expect(r.stderr.toString()).toBe(`machina-nspawn: ${KERNEL_REFUSAL}\n`);
+      expect(r.exitCode).toBe(1);
+      expect(newLeftovers(before, leftovers(stateDir))).toEqual(NOTHING);
+    }, 30_000);
 
   test("machina-helper enter: a machine's label is applied to the entered command (here: EINVAL, exit 1)", async () => {
     const before = leftovers(stateDir);
@@ -115,7 +139,11 @@ describe.skipIf(selinuxEnabled)("SELinux options on a host without SELinux", () 
     const plain = await runEnter(host, HELPER, commandSpec(host, m, { console: "pipe", command: ["/bin/true"] }, machineConfinement(host, stateDir, m)));
     expect(plain.stderr).toBe("");
     expect(plain.status).toBe(0);
-    const labelled = await runEnter(host, HELPER, commandSpec(host, { ...m, selinuxContext: LABEL }, { console: "pipe", command: ["/bin/true"] }, machineConfinement(host, stateDir, m)));
+    const labelled = await runEnter(
+      host,
+      HELPER,
+      commandSpec(host, { ...m, selinuxContext: LABEL }, { console: "pipe", command: ["/bin/true"] }, machineConfinement(host, stateDir, m)),
+    );
     expect(labelled.stderr).toBe(`machinactl: ${KERNEL_REFUSAL}\n`);
     expect(labelled.status).toBe(1);
     bg.proc.kill("SIGTERM");
@@ -125,7 +153,9 @@ describe.skipIf(selinuxEnabled)("SELinux options on a host without SELinux", () 
 
   test("a malformed label is refused as such, before the SELinux check", async () => {
     const r = await runNspawn(["-q", "--console=pipe", "-D", image, "-Z", 'a:b:c"d', "/bin/true"], { stateDir });
-    expect(r.lines, r.stderr).toEqual(['machina-nspawn: invalid value "a:b:c\\"d" for -Z: expected an SELinux context such as system_u:system_r:container_t:s0 (no quotes, backslashes or spaces)']);
+    expect(r.lines, r.stderr).toEqual([
+      'machina-nspawn: invalid value "a:b:c\\"d" for -Z: expected an SELinux context such as system_u:system_r:container_t:s0 (no quotes, backslashes or spaces)',
+    ]);
     expect(r.code).toBe(1);
   }, 20_000);
 });

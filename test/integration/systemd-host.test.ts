@@ -40,9 +40,14 @@ while :; do sleep 1 & wait $!; done
 
 /** Packages apt would install into `root` for `pkgs` (simulated against the copy's dpkg status). */
 function missingPackages(root: string, pkgs: string[]): string[] {
-  const p = Bun.spawnSync(["apt-get", "-s", "-o", `Dir::State::status=${root}/var/lib/dpkg/status`, "install", "--no-install-recommends", ...pkgs], { stderr: "pipe" });
+  const p = Bun.spawnSync(["apt-get", "-s", "-o", `Dir::State::status=${root}/var/lib/dpkg/status`, "install", "--no-install-recommends", ...pkgs], {
+    stderr: "pipe",
+  });
   if (p.exitCode !== 0) throw new Error(`apt-get -s failed: ${p.stderr.toString()}`);
-  return p.stdout.toString().split("\n").flatMap((l) => (/^Inst (\S+)/.exec(l)?.[1] ? [/^Inst (\S+)/.exec(l)![1]!] : []));
+  return p.stdout
+    .toString()
+    .split("\n")
+    .flatMap((l) => (/^Inst (\S+)/.exec(l)?.[1] ? [/^Inst (\S+)/.exec(l)![1]!] : []));
 }
 
 /** The cached .deb of each package (downloaded with `apt-get download` when missing). */
@@ -105,97 +110,131 @@ beforeAll(async () => {
 afterAll(() => scratch.cleanup());
 
 describe("systemd host (nested: a booted Debian copy with systemd-machined)", () => {
-  test.skipIf(!isRoot)("machina-nspawn@.service, machined registration, reboot -> 133 -> restart, clean stop, CreateMachine scope", async () => {
-    if (prepared !== undefined) throw new Error(`preparing the nested host failed: ${prepared}`);
-    const before = leftovers(stateDir);
-    await withBootedDebian(root, scratch, stateDir, async (m) => {
-      const leader = m.state.leader;
-      const sh = async (cmd: string, timeoutMs = 20_000) => {
-        const r = await nsenter(leader, ["env", "-i", `PATH=${PATH}`, "sh", "-c", cmd], timeoutMs);
-        return { code: r.code, out: r.stdout.trim(), err: r.stderr.trim() };
-      };
-      const ok = async (cmd: string) => {
-        const r = await sh(cmd);
-        if (r.code !== 0) throw new Error(`inside: ${cmd}: exit ${r.code}: ${r.err}`);
-        return r.out;
-      };
-      const prop = async (unit: string, p: string) => ok(`systemctl show ${unit} -p ${p} --value`);
-      try {
-        await inside();
-      } catch (e) {
-        // the inner journal says why
-        const j = await sh("journalctl -n 40 --no-pager -o short-monotonic");
-        throw new Error(`${e instanceof Error ? e.message : String(e)}\n--- journal inside ---\n${j.out}`);
-      }
-      async function inside() {
-      expect(await systemState(leader)).toBe("running");
+  test.skipIf(!isRoot)(
+    "machina-nspawn@.service, machined registration, reboot -> 133 -> restart, clean stop, CreateMachine scope",
+    async () => {
+      if (prepared !== undefined) throw new Error(`preparing the nested host failed: ${prepared}`);
+      const before = leftovers(stateDir);
+      await withBootedDebian(
+        root,
+        scratch,
+        stateDir,
+        async (m) => {
+          const leader = m.state.leader;
+          const sh = async (cmd: string, timeoutMs = 20_000) => {
+            const r = await nsenter(leader, ["env", "-i", `PATH=${PATH}`, "sh", "-c", cmd], timeoutMs);
+            return { code: r.code, out: r.stdout.trim(), err: r.stderr.trim() };
+          };
+          const ok = async (cmd: string) => {
+            const r = await sh(cmd);
+            if (r.code !== 0) throw new Error(`inside: ${cmd}: exit ${r.code}: ${r.err}`);
+            return r.out;
+          };
+          const prop = async (unit: string, p: string) => ok(`systemctl show ${unit} -p ${p} --value`);
+          try {
+            await inside();
+          } catch (e) {
+            // the inner journal says why
+            const j = await sh("journalctl -n 40 --no-pager -o short-monotonic");
+            throw new Error(`${e instanceof Error ? e.message : String(e)}\n--- journal inside ---\n${j.out}`);
+          }
+          async function inside() {
+            expect(await systemState(leader)).toBe("running");
 
-      // machina's own installer and enable verb
-      await ok(`cd /opt/machina && bun -e 'import { installUnit } from "/opt/machina/src/machine/systemd.ts"; import { LinuxHost } from "/opt/machina/src/host/linux.ts"; await installUnit(new LinuxHost(), "/opt/machina/bin")'`);
-      expect(await ok("cat /etc/systemd/system/machina-nspawn@.service")).toContain("ExecStart=/opt/machina/bin/machina-nspawn --quiet --keep-unit --boot");
-      await ok("/opt/machina/bin/machinactl enable --now bb");
-      const unit = "machina-nspawn@bb.service";
-      expect(await ok(`systemctl is-enabled ${unit}`)).toBe("enabled");
-      expect(await ok(`systemctl is-active ${unit}`)).toBe("active");
+            // machina's own installer and enable verb
+            await ok(
+              `cd /opt/machina && bun -e 'import { installUnit } from "/opt/machina/src/machine/systemd.ts"; import { LinuxHost } from "/opt/machina/src/host/linux.ts"; await installUnit(new LinuxHost(), "/opt/machina/bin")'`,
+            );
+            expect(await ok("cat /etc/systemd/system/machina-nspawn@.service")).toContain(
+              "ExecStart=/opt/machina/bin/machina-nspawn --quiet --keep-unit --boot",
+            );
+            await ok("/opt/machina/bin/machinactl enable --now bb");
+            const unit = "machina-nspawn@bb.service";
+            expect(await ok(`systemctl is-enabled ${unit}`)).toBe("enabled");
+            expect(await ok(`systemctl is-active ${unit}`)).toBe("active");
 
-      // systemd's machinectl sees it, attached to the unit; the cgroups are the unit's own
-      await waitFor("bb in systemd's machinectl list", async () => ((await sh("machinectl list --no-legend")).out.includes("bb") ? true : undefined), 10_000);
-      const list = await ok("machinectl list --no-legend");
-      expect(list).toMatch(/^bb\s+container\s+machina-nspawn\s+busybox/m);
-      expect(await ok("machinectl show bb -p Unit --value")).toBe(unit);
-      const l1 = Number(await ok("machinectl show bb -p Leader --value"));
-      const main = Number(await prop(unit, "MainPID"));
-      expect(l1).toBeGreaterThan(1);
-      // the trusted file's PrivateUsers=no won over the unit's -U (--settings=override)
-      expect((await ok(`cat /proc/${l1}/uid_map`)).split(/\s+/)).toEqual(["0", "0", "4294967295"]);
-      expect(await ok(`grep '^0::' /proc/${l1}/cgroup`)).toBe(`0::/machine.slice/${unit}/payload`);
-      expect(await ok(`grep '^0::' /proc/${main}/cgroup`)).toBe(`0::/machine.slice/${unit}/supervisor`);
-      // ps's machine column (sd_pid_get_machine_name: the unit's machine)
-      const ps = await ok("ps -eo pid,machine,comm --no-headers");
-      expect(ps).toMatch(new RegExp(`^\\s*${l1}\\s+bb\\s+init$`, "m"));
-      // machina's own view inside agrees
-      const mine = await ok("/opt/machina/bin/machinactl show bb -p Unit --value");
-      expect(mine).toBe(unit);
+            // systemd's machinectl sees it, attached to the unit; the cgroups are the unit's own
+            await waitFor(
+              "bb in systemd's machinectl list",
+              async () => ((await sh("machinectl list --no-legend")).out.includes("bb") ? true : undefined),
+              10_000,
+            );
+            const list = await ok("machinectl list --no-legend");
+            expect(list).toMatch(/^bb\s+container\s+machina-nspawn\s+busybox/m);
+            expect(await ok("machinectl show bb -p Unit --value")).toBe(unit);
+            const l1 = Number(await ok("machinectl show bb -p Leader --value"));
+            const main = Number(await prop(unit, "MainPID"));
+            expect(l1).toBeGreaterThan(1);
+            // the trusted file's PrivateUsers=no won over the unit's -U (--settings=override)
+            expect((await ok(`cat /proc/${l1}/uid_map`)).split(/\s+/)).toEqual(["0", "0", "4294967295"]);
+            expect(await ok(`grep '^0::' /proc/${l1}/cgroup`)).toBe(`0::/machine.slice/${unit}/payload`);
+            expect(await ok(`grep '^0::' /proc/${main}/cgroup`)).toBe(`0::/machine.slice/${unit}/supervisor`);
+            // ps's machine column (sd_pid_get_machine_name: the unit's machine)
+            const ps = await ok("ps -eo pid,machine,comm --no-headers");
+            expect(ps).toMatch(new RegExp(`^\\s*${l1}\\s+bb\\s+init$`, "m"));
+            // machina's own view inside agrees
+            const mine = await ok("/opt/machina/bin/machinactl show bb -p Unit --value");
+            expect(mine).toBe(unit);
 
-      // reboot inside -> exit 133 -> RestartForceExitStatus=133 -> a new leader, registered again
-      await ok("machinectl reboot bb");
-      await waitFor("the unit restarted", async () => ((await prop(unit, "NRestarts")) === "1" && (await prop(unit, "ActiveState")) === "active" ? true : undefined), 15_000);
-      const l2 = await waitFor("a new leader registered", async () => {
-        const r = await sh("machinectl show bb -p Leader --value");
-        return r.code === 0 && r.out !== "" && Number(r.out) !== l1 ? Number(r.out) : undefined;
-      }, 10_000);
-      expect(await ok(`grep '^0::' /proc/${l2}/cgroup`)).toBe(`0::/machine.slice/${unit}/payload`);
-      expect(await ok("journalctl -u machina-nspawn@bb.service -o cat --no-pager")).toContain("Scheduled restart job");
+            // reboot inside -> exit 133 -> RestartForceExitStatus=133 -> a new leader, registered again
+            await ok("machinectl reboot bb");
+            await waitFor(
+              "the unit restarted",
+              async () => ((await prop(unit, "NRestarts")) === "1" && (await prop(unit, "ActiveState")) === "active" ? true : undefined),
+              15_000,
+            );
+            const l2 = await waitFor(
+              "a new leader registered",
+              async () => {
+                const r = await sh("machinectl show bb -p Leader --value");
+                return r.code === 0 && r.out !== "" && Number(r.out) !== l1 ? Number(r.out) : undefined;
+              },
+              10_000,
+            );
+            expect(await ok(`grep '^0::' /proc/${l2}/cgroup`)).toBe(`0::/machine.slice/${unit}/payload`);
+            expect(await ok("journalctl -u machina-nspawn@bb.service -o cat --no-pager")).toContain("Scheduled restart job");
 
-      // stop: SIGTERM to machina-nspawn -> SIGRTMIN+3 to the init -> exit 0; unregistered, cgroup gone
-      await ok(`systemctl stop ${unit}`);
-      expect(await prop(unit, "ActiveState")).toBe("inactive");
-      expect(await prop(unit, "Result")).toBe("success");
-      expect(await prop(unit, "ExecMainStatus")).toBe("0");
-      expect(await ok("cat /var/lib/machines/bb/signals.log")).toBe("up\n2\nup\n37");
-      expect((await sh("machinectl list --no-legend")).out).not.toContain("bb");
-      expect((await sh(`test -e /sys/fs/cgroup/machine.slice/${unit}`)).code).not.toBe(0);
-      expect((await sh("ls /run/machina/machines")).out).toBe("");
+            // stop: SIGTERM to machina-nspawn -> SIGRTMIN+3 to the init -> exit 0; unregistered, cgroup gone
+            await ok(`systemctl stop ${unit}`);
+            expect(await prop(unit, "ActiveState")).toBe("inactive");
+            expect(await prop(unit, "Result")).toBe("success");
+            expect(await prop(unit, "ExecMainStatus")).toBe("0");
+            expect(await ok("cat /var/lib/machines/bb/signals.log")).toBe("up\n2\nup\n37");
+            expect((await sh("machinectl list --no-legend")).out).not.toContain("bb");
+            expect((await sh(`test -e /sys/fs/cgroup/machine.slice/${unit}`)).code).not.toBe(0);
+            expect((await sh("ls /run/machina/machines")).out).toBe("");
 
-      // without --keep-unit: machined's CreateMachine creates machine-bb2.scope around the leader
-      await ok("systemd-run -q --unit=t-bb2 /opt/machina/bin/machina-nspawn -D /var/lib/machines/bb -M bb2 /bin/sleep 1000");
-      await waitFor("bb2 registered", async () => ((await sh("machinectl show bb2 -p Unit --value")).out === "machine-bb2.scope" ? true : undefined), 10_000);
-      const l3 = Number(await ok("machinectl show bb2 -p Leader --value"));
-      expect(await ok(`grep '^0::' /proc/${l3}/cgroup`)).toBe("0::/machine.slice/machine-bb2.scope");
-      expect(await ok("systemctl is-active machine-bb2.scope")).toBe("active");
-      await ok("systemctl stop t-bb2.service");
-      await waitFor("machine-bb2.scope gone", async () => ((await sh("systemctl is-active machine-bb2.scope")).out !== "active" ? true : undefined), 10_000);
-      expect((await sh("machinectl list --no-legend")).out).not.toContain("bb2");
+            // without --keep-unit: machined's CreateMachine creates machine-bb2.scope around the leader
+            await ok("systemd-run -q --unit=t-bb2 /opt/machina/bin/machina-nspawn -D /var/lib/machines/bb -M bb2 /bin/sleep 1000");
+            await waitFor(
+              "bb2 registered",
+              async () => ((await sh("machinectl show bb2 -p Unit --value")).out === "machine-bb2.scope" ? true : undefined),
+              10_000,
+            );
+            const l3 = Number(await ok("machinectl show bb2 -p Leader --value"));
+            expect(await ok(`grep '^0::' /proc/${l3}/cgroup`)).toBe("0::/machine.slice/machine-bb2.scope");
+            expect(await ok("systemctl is-active machine-bb2.scope")).toBe("active");
+            await ok("systemctl stop t-bb2.service");
+            await waitFor(
+              "machine-bb2.scope gone",
+              async () => ((await sh("systemctl is-active machine-bb2.scope")).out !== "active" ? true : undefined),
+              10_000,
+            );
+            expect((await sh("machinectl list --no-legend")).out).not.toContain("bb2");
 
-      await ok("/opt/machina/bin/machinactl disable bb");
-      expect((await sh(`systemctl is-enabled ${unit}`)).out).toBe("disabled");
-      }
+            await ok("/opt/machina/bin/machinactl disable bb");
+            expect((await sh(`systemctl is-enabled ${unit}`)).out).toBe("disabled");
+          }
 
-      // power the outer container off cleanly
-      m.bg.proc.kill("SIGTERM");
-      const code = await Promise.race([m.bg.exited, Bun.sleep(15_000).then(() => "timeout")]);
-      expect(code).toBe(0);
-    }, [`--bind-ro=${REPO}:/opt/machina`, `--bind-ro=${bunDir}:/opt/bun`]);
-    expect(newLeftovers(before, leftovers(stateDir))).toEqual(NOTHING);
-  }, 90_000);
+          // power the outer container off cleanly
+          m.bg.proc.kill("SIGTERM");
+          const code = await Promise.race([m.bg.exited, Bun.sleep(15_000).then(() => "timeout")]);
+          expect(code).toBe(0);
+        },
+        [`--bind-ro=${REPO}:/opt/machina`, `--bind-ro=${bunDir}:/opt/bun`],
+      );
+      expect(newLeftovers(before, leftovers(stateDir))).toEqual(NOTHING);
+    },
+    90_000,
+  );
 });

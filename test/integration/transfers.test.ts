@@ -86,7 +86,11 @@ beforeAll(async () => {
       const data = fs.readFileSync(path);
       const range = /^bytes=(\d+)-$/.exec(req.headers.get("range") ?? "");
       if (mode === "ok" || rest.at(-1) === "SHA256SUMS" || rest.at(-1) === "SHA256SUMS.gpg" || rest.at(-1)!.endsWith(".sha256")) {
-        if (range) return new Response(data.subarray(Number(range[1])), { status: 206, headers: { "content-range": `bytes ${range[1]}-${data.length - 1}/${data.length}` } });
+        if (range)
+          return new Response(data.subarray(Number(range[1])), {
+            status: 206,
+            headers: { "content-range": `bytes ${range[1]}-${data.length - 1}/${data.length}` },
+          });
         return new Response(data);
       }
       const half = Math.floor(data.length / 2);
@@ -144,7 +148,9 @@ beforeAll(async () => {
       const breaks = mode === "abort" || (mode === "flaky" && flakyFirst);
       if (mode === "flaky") flakyFirst = false;
       const body = data.subarray(start);
-      sock.write(`HTTP/1.1 ${range ? "206 Partial Content" : "200 OK"}\r\nContent-Length: ${body.length}\r\nConnection: close\r\n${range ? `Content-Range: bytes ${start}-${data.length - 1}/${data.length}\r\n` : ""}\r\n`);
+      sock.write(
+        `HTTP/1.1 ${range ? "206 Partial Content" : "200 OK"}\r\nContent-Length: ${body.length}\r\nConnection: close\r\n${range ? `Content-Range: bytes ${start}-${data.length - 1}/${data.length}\r\n` : ""}\r\n`,
+      );
       sock.write(breaks ? body.subarray(0, Math.max(1, Math.floor(body.length / 2))) : body);
       setTimeout(() => sock.end(), 50);
     });
@@ -166,7 +172,11 @@ describe("round trip", () => {
     const src = join(root, "src");
     expect(Bun.spawnSync(["cp", "-a", busybox, src]).exitCode).toBe(0);
     // What a rootfs has beyond busybox: xattrs, a device node, a FIFO, hardlinks, setuid, odd owners.
-    Bun.spawnSync(["python3", "-c", `import os; os.setxattr("${src}/bin/busybox", "user.machina", b"\\x00\\x01bin"); os.setxattr("${src}/etc", "trusted.t", b"x")`]);
+    Bun.spawnSync([
+      "python3",
+      "-c",
+      `import os; os.setxattr("${src}/bin/busybox", "user.machina", b"\\x00\\x01bin"); os.setxattr("${src}/etc", "trusted.t", b"x")`,
+    ]);
     Bun.spawnSync(["mknod", "-m", "0620", `${src}/dev/tty9`, "c", "4", "9"]);
     Bun.spawnSync(["mknod", "-m", "0600", `${src}/dev/fifo`, "p"]);
     fs.writeFileSync(`${src}/etc/suid`, "x");
@@ -251,13 +261,17 @@ describe("pull over HTTP (127.0.0.1)", () => {
     const src = join(root, "pullsrc");
     fs.mkdirSync(join(src, "etc"), { recursive: true });
     fs.writeFileSync(join(src, "etc/os-release"), "ID=pulled\n");
-    fs.writeFileSync(join(src, "big"), Buffer.alloc(3 * 1024 * 1024, 1).map((_, i) => (i * 31) & 0xff));
+    fs.writeFileSync(
+      join(src, "big"),
+      Buffer.alloc(3 * 1024 * 1024, 1).map((_, i) => (i * 31) & 0xff),
+    );
     tarball = join(files, "img.tar.gz");
     expect(Bun.spawnSync(["tar", "-czf", tarball, "-C", src, "."]).exitCode).toBe(0);
     sha = new Bun.CryptoHasher("sha256").update(fs.readFileSync(tarball)).digest("hex");
     fs.writeFileSync(join(files, "SHA256SUMS"), `${"0".repeat(64)}  other.tar\n${sha} *img.tar.gz\n`);
     fs.mkdirSync(gnupg, { mode: 0o700 });
-    const gpg = (args: string[], home = gnupg) => Bun.spawnSync(["gpg", "--batch", "--homedir", home, "--pinentry-mode", "loopback", "--passphrase", "", ...args], { stdout: "pipe", stderr: "pipe" });
+    const gpg = (args: string[], home = gnupg) =>
+      Bun.spawnSync(["gpg", "--batch", "--homedir", home, "--pinentry-mode", "loopback", "--passphrase", "", ...args], { stdout: "pipe", stderr: "pipe" });
     expect(gpg(["--quick-gen-key", "machina test <test@machina.invalid>", "ed25519", "sign", "never"]).exitCode).toBe(0);
     fs.writeFileSync(keyring, gpg(["--export"]).stdout);
     expect(gpg(["--yes", "--detach-sign", "-o", join(files, "SHA256SUMS.gpg"), join(files, "SHA256SUMS")]).exitCode).toBe(0);
@@ -266,7 +280,8 @@ describe("pull over HTTP (127.0.0.1)", () => {
     expect(gpg(["--quick-gen-key", "someone else <x@machina.invalid>", "ed25519", "sign", "never"], other).exitCode).toBe(0);
     fs.writeFileSync(otherKeyring, gpg(["--export"], other).stdout);
     for (const m of ["ok", "flaky", "abort", "slow"]) fs.mkdirSync(join(files, m), { recursive: true });
-    for (const m of ["ok", "flaky", "abort", "slow"]) for (const f of ["img.tar.gz", "SHA256SUMS", "SHA256SUMS.gpg"]) fs.copyFileSync(join(files, f), join(files, m, f));
+    for (const m of ["ok", "flaky", "abort", "slow"])
+      for (const f of ["img.tar.gz", "SHA256SUMS", "SHA256SUMS.gpg"]) fs.copyFileSync(join(files, f), join(files, m, f));
   }, 120_000);
 
   test("--verify=signature (the default) with SHA256SUMS and SHA256SUMS.gpg", async () => {
@@ -292,7 +307,10 @@ describe("pull over HTTP (127.0.0.1)", () => {
     let r = await machinactlAsync(["pull-tar", "--verify=checksum", `${base}/ok/t/img.tar.gz`, "tampered"]);
     expect(r.code).toBe(1);
     expect(r.err).toContain("checksum mismatch");
-    fs.writeFileSync(join(files, "t/img.tar.gz.sha256"), `${new Bun.CryptoHasher("sha256").update(fs.readFileSync(join(files, "t/img.tar.gz"))).digest("hex")}  img.tar.gz\n`);
+    fs.writeFileSync(
+      join(files, "t/img.tar.gz.sha256"),
+      `${new Bun.CryptoHasher("sha256").update(fs.readFileSync(join(files, "t/img.tar.gz"))).digest("hex")}  img.tar.gz\n`,
+    );
     r = await machinactlAsync(["pull-tar", "--verify=checksum", `${base}/ok/t/img.tar.gz`, "persha"]);
     expect(r.err).toContain(".sha256");
     expect(r.code).toBe(1); // the tarball now has trailing garbage after the gzip stream: gzip refuses
@@ -323,7 +341,8 @@ describe("pull over HTTP (127.0.0.1)", () => {
   });
 
   test("list-transfers and cancel-transfer from another process; kill -9 leaves no image, the next run cleans up", async () => {
-    const start = () => Bun.spawn([join(REPO, "bin/machinactl"), "pull-tar", "--verify=no", `${base}/slow/img.tar.gz`, "slowpoke"], { env, stdout: "pipe", stderr: "pipe" });
+    const start = () =>
+      Bun.spawn([join(REPO, "bin/machinactl"), "pull-tar", "--verify=no", `${base}/slow/img.tar.gz`, "slowpoke"], { env, stdout: "pipe", stderr: "pipe" });
     let p = start();
     let listed = "";
     for (let i = 0; i < 100 && !listed.includes("slowpoke"); i++) {
@@ -367,7 +386,8 @@ describe("pull over HTTP (127.0.0.1)", () => {
     await p.exited;
     expect(visibleImages()).not.toContain("bigone");
     // The next run waits for nothing: tar (holding the temporary's lock) dies with its input; then it is cleaned.
-    for (let i = 0; i < 50 && machinactl(["import-tar", tarball, `again${i}`]).code === 0 && poolEntries().some((n) => n.startsWith(".#")); i++) await Bun.sleep(100);
+    for (let i = 0; i < 50 && machinactl(["import-tar", tarball, `again${i}`]).code === 0 && poolEntries().some((n) => n.startsWith(".#")); i++)
+      await Bun.sleep(100);
     expect(poolEntries().filter((n) => n.startsWith(".#"))).toEqual([]);
     expect(visibleImages()).not.toContain("bigone");
     fs.rmSync(big);

@@ -48,7 +48,8 @@ static FILE *out;
 static int need_comma[64];
 static int depth;
 
-static void sep(void) {
+static void sep(void)
+{
 	if (depth > 0) {
 		if (need_comma[depth])
 			fputc(',', out);
@@ -56,7 +57,8 @@ static void sep(void) {
 	}
 }
 
-static void jstr_raw(const char *s, size_t n) {
+static void jstr_raw(const char *s, size_t n)
+{
 	fputc('"', out);
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
@@ -94,42 +96,88 @@ static void jstr_raw(const char *s, size_t n) {
 
 static int after_key; /* the next value belongs to a key just written */
 
-static void jkey(const char *k) {
+static void jkey(const char *k)
+{
 	sep();
 	jstr_raw(k, strlen(k));
 	fputc(':', out);
 	after_key = 1;
 }
 
-static void vsep(void) {
+static void vsep(void)
+{
 	if (after_key)
 		after_key = 0;
 	else
 		sep();
 }
 
-static void jstring(const char *s) {
+static void jstring(const char *s)
+{
 	vsep();
 	if (!s)
 		fputs("null", out);
 	else
 		jstr_raw(s, strlen(s));
 }
-static void jstrn(const char *s, size_t n) { vsep(); jstr_raw(s, n); }
-static void jint(long long v) { vsep(); fprintf(out, "%lld", v); }
-static void juint(unsigned long long v) { vsep(); fprintf(out, "%llu", v); }
-static void jbool(int v) { vsep(); fputs(v ? "true" : "false", out); }
-static void jnull(void) { vsep(); fputs("null", out); }
-static void jopen(char c) { vsep(); fputc(c, out); depth++; need_comma[depth] = 0; }
-static void jclose(char c) { depth--; fputc(c, out); }
+static void jstrn(const char *s, size_t n)
+{
+	vsep();
+	jstr_raw(s, n);
+}
+static void jint(long long v)
+{
+	vsep();
+	fprintf(out, "%lld", v);
+}
+static void juint(unsigned long long v)
+{
+	vsep();
+	fprintf(out, "%llu", v);
+}
+static void jbool(int v)
+{
+	vsep();
+	fputs(v ? "true" : "false", out);
+}
+static void jnull(void)
+{
+	vsep();
+	fputs("null", out);
+}
+static void jopen(char c)
+{
+	vsep();
+	fputc(c, out);
+	depth++;
+	need_comma[depth] = 0;
+}
+static void jclose(char c)
+{
+	depth--;
+	fputc(c, out);
+}
 
-static void kstring(const char *k, const char *v) { jkey(k); jstring(v); }
-static void kint(const char *k, long long v) { jkey(k); jint(v); }
-static void kbool(const char *k, int v) { jkey(k); jbool(v); }
+static void kstring(const char *k, const char *v)
+{
+	jkey(k);
+	jstring(v);
+}
+static void kint(const char *k, long long v)
+{
+	jkey(k);
+	jint(v);
+}
+static void kbool(const char *k, int v)
+{
+	jkey(k);
+	jbool(v);
+}
 
 /* ---------- helpers ---------- */
 
-static char *read_file(const char *path, size_t *len_out) {
+static char *read_file(const char *path, size_t *len_out)
+{
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return NULL;
@@ -170,7 +218,8 @@ static char *read_file(const char *path, size_t *len_out) {
 }
 
 /* mountinfo escapes space, tab, newline and backslash as \ooo */
-static void unescape_octal(char *s) {
+static void unescape_octal(char *s)
+{
 	char *w = s;
 	for (char *r = s; *r;) {
 		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '7' && r[2] >= '0' && r[2] <= '7' && r[3] >= '0' && r[3] <= '7') {
@@ -183,13 +232,15 @@ static void unescape_octal(char *s) {
 	*w = 0;
 }
 
-static int cmpstr(const void *a, const void *b) {
+static int cmpstr(const void *a, const void *b)
+{
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 /* ---------- sections ---------- */
 
-static void emit_mountinfo(void) {
+static void emit_mountinfo(void)
+{
 	jkey("mountinfo");
 	char *buf = read_file("/proc/self/mountinfo", NULL);
 	if (!buf) {
@@ -240,7 +291,8 @@ static void emit_mountinfo(void) {
 	free(buf);
 }
 
-static const char *type_name(mode_t m) {
+static const char *type_name(mode_t m)
+{
 	switch (m & S_IFMT) {
 	case S_IFCHR: return "char";
 	case S_IFBLK: return "block";
@@ -254,7 +306,8 @@ static const char *type_name(mode_t m) {
 }
 
 /* array of {name,type,mode,uid,gid,major,minor,target}, sorted by name; null if unreadable */
-static void emit_listing(const char *key, const char *dir) {
+static void emit_listing(const char *key, const char *dir)
+{
 	jkey(key);
 	DIR *d = opendir(dir);
 	if (!d) {
@@ -297,8 +350,10 @@ static void emit_listing(const char *key, const char *dir) {
 			kint("major", major(st.st_rdev));
 			kint("minor", minor(st.st_rdev));
 		} else {
-			jkey("major"); jnull();
-			jkey("minor"); jnull();
+			jkey("major");
+			jnull();
+			jkey("minor");
+			jnull();
 		}
 		if (S_ISLNK(st.st_mode)) {
 			char t[PATH_MAX];
@@ -317,9 +372,10 @@ static void emit_listing(const char *key, const char *dir) {
 	closedir(d);
 }
 
-static void emit_status(void) {
+static void emit_status(void)
+{
 	char *buf = read_file("/proc/self/status", NULL);
-	const char *caps[] = {"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"};
+	const char *caps[] = { "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb" };
 	jkey("caps");
 	jopen('{');
 	for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++) {
@@ -340,7 +396,7 @@ static void emit_status(void) {
 		jstrn(p, l);
 	}
 	jclose('}');
-	const char *ints[][2] = {{"NoNewPrivs", "noNewPrivs"}, {"Seccomp", "seccomp"}};
+	const char *ints[][2] = { { "NoNewPrivs", "noNewPrivs" }, { "Seccomp", "seccomp" } };
 	for (size_t i = 0; i < 2; i++) {
 		jkey(ints[i][1]);
 		char pat[32];
@@ -354,7 +410,8 @@ static void emit_status(void) {
 	free(buf);
 }
 
-static void emit_fds(void) {
+static void emit_fds(void)
+{
 	jkey("fds");
 	DIR *d = opendir("/proc/self/fd");
 	if (!d) {
@@ -395,7 +452,8 @@ static void emit_fds(void) {
 	closedir(d);
 }
 
-static void emit_lines(const char *key, const char *path) {
+static void emit_lines(const char *key, const char *path)
+{
 	jkey(key);
 	char *buf = read_file(path, NULL);
 	if (!buf) {
@@ -410,17 +468,20 @@ static void emit_lines(const char *key, const char *path) {
 	free(buf);
 }
 
-static void emit_rlimits(void) {
+static void emit_rlimits(void)
+{
 	static const struct {
 		const char *name;
 		int res;
 	} lim[] = {
-		{"CPU", RLIMIT_CPU}, {"FSIZE", RLIMIT_FSIZE}, {"DATA", RLIMIT_DATA},
-		{"STACK", RLIMIT_STACK}, {"CORE", RLIMIT_CORE}, {"RSS", RLIMIT_RSS},
-		{"NPROC", RLIMIT_NPROC}, {"NOFILE", RLIMIT_NOFILE}, {"MEMLOCK", RLIMIT_MEMLOCK},
-		{"AS", RLIMIT_AS}, {"LOCKS", RLIMIT_LOCKS}, {"SIGPENDING", RLIMIT_SIGPENDING},
-		{"MSGQUEUE", RLIMIT_MSGQUEUE}, {"NICE", RLIMIT_NICE}, {"RTPRIO", RLIMIT_RTPRIO},
-		{"RTTIME", RLIMIT_RTTIME},
+		{ "CPU", RLIMIT_CPU },           { "FSIZE", RLIMIT_FSIZE },
+		{ "DATA", RLIMIT_DATA },         { "STACK", RLIMIT_STACK },
+		{ "CORE", RLIMIT_CORE },         { "RSS", RLIMIT_RSS },
+		{ "NPROC", RLIMIT_NPROC },       { "NOFILE", RLIMIT_NOFILE },
+		{ "MEMLOCK", RLIMIT_MEMLOCK },   { "AS", RLIMIT_AS },
+		{ "LOCKS", RLIMIT_LOCKS },       { "SIGPENDING", RLIMIT_SIGPENDING },
+		{ "MSGQUEUE", RLIMIT_MSGQUEUE }, { "NICE", RLIMIT_NICE },
+		{ "RTPRIO", RLIMIT_RTPRIO },     { "RTTIME", RLIMIT_RTTIME },
 	};
 	jkey("rlimits");
 	jopen('{');
@@ -447,8 +508,9 @@ static void emit_rlimits(void) {
 	jclose('}');
 }
 
-static void emit_namespaces(void) {
-	static const char *ns[] = {"cgroup", "ipc", "mnt", "net", "pid", "pid_for_children", "time", "user", "uts"};
+static void emit_namespaces(void)
+{
+	static const char *ns[] = { "cgroup", "ipc", "mnt", "net", "pid", "pid_for_children", "time", "user", "uts" };
 	jkey("namespaces");
 	jopen('{');
 	for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
@@ -464,7 +526,8 @@ static void emit_namespaces(void) {
 	jclose('}');
 }
 
-static void emit_trimmed_file(const char *key, const char *path) {
+static void emit_trimmed_file(const char *key, const char *path)
+{
 	jkey(key);
 	size_t len = 0;
 	char *buf = read_file(path, &len);
@@ -478,7 +541,8 @@ static void emit_trimmed_file(const char *key, const char *path) {
 	free(buf);
 }
 
-static int probe_all(int argc, char **argv) {
+static int probe_all(int argc, char **argv)
+{
 	char buf[PATH_MAX];
 	jopen('{');
 	kint("pid", getpid());
@@ -498,7 +562,11 @@ static int probe_all(int argc, char **argv) {
 	}
 	kint("pgid", getpgrp());
 	kint("sid", getsid(0));
-	kint("umask", ({ mode_t m = umask(0); umask(m); (long long)m; }));
+	kint("umask", ({
+		     mode_t m = umask(0);
+		     umask(m);
+		     (long long)m;
+	     }));
 	jkey("hostname");
 	if (gethostname(buf, sizeof buf) == 0) {
 		buf[sizeof buf - 1] = 0;
@@ -582,17 +650,18 @@ static int probe_all(int argc, char **argv) {
 
 /* ---------- commands ---------- */
 
-static int parse_signal(const char *s) {
+static int parse_signal(const char *s)
+{
 	static const struct {
 		const char *n;
 		int v;
 	} sigs[] = {
-		{"HUP", SIGHUP}, {"INT", SIGINT}, {"QUIT", SIGQUIT}, {"ILL", SIGILL}, {"TRAP", SIGTRAP},
-		{"ABRT", SIGABRT}, {"BUS", SIGBUS}, {"FPE", SIGFPE}, {"KILL", SIGKILL}, {"USR1", SIGUSR1},
-		{"SEGV", SIGSEGV}, {"USR2", SIGUSR2}, {"PIPE", SIGPIPE}, {"ALRM", SIGALRM}, {"TERM", SIGTERM},
-		{"CHLD", SIGCHLD}, {"CONT", SIGCONT}, {"STOP", SIGSTOP}, {"TSTP", SIGTSTP}, {"TTIN", SIGTTIN},
-		{"TTOU", SIGTTOU}, {"URG", SIGURG}, {"XCPU", SIGXCPU}, {"XFSZ", SIGXFSZ}, {"VTALRM", SIGVTALRM},
-		{"PROF", SIGPROF}, {"WINCH", SIGWINCH}, {"IO", SIGIO}, {"PWR", SIGPWR}, {"SYS", SIGSYS},
+		{ "HUP", SIGHUP },   { "INT", SIGINT },     { "QUIT", SIGQUIT }, { "ILL", SIGILL },   { "TRAP", SIGTRAP },
+		{ "ABRT", SIGABRT }, { "BUS", SIGBUS },     { "FPE", SIGFPE },   { "KILL", SIGKILL }, { "USR1", SIGUSR1 },
+		{ "SEGV", SIGSEGV }, { "USR2", SIGUSR2 },   { "PIPE", SIGPIPE }, { "ALRM", SIGALRM }, { "TERM", SIGTERM },
+		{ "CHLD", SIGCHLD }, { "CONT", SIGCONT },   { "STOP", SIGSTOP }, { "TSTP", SIGTSTP }, { "TTIN", SIGTTIN },
+		{ "TTOU", SIGTTOU }, { "URG", SIGURG },     { "XCPU", SIGXCPU }, { "XFSZ", SIGXFSZ }, { "VTALRM", SIGVTALRM },
+		{ "PROF", SIGPROF }, { "WINCH", SIGWINCH }, { "IO", SIGIO },     { "PWR", SIGPWR },   { "SYS", SIGSYS },
 	};
 	if (isdigit((unsigned char)s[0]))
 		return atoi(s);
@@ -608,14 +677,16 @@ static int parse_signal(const char *s) {
 	return -1;
 }
 
-static void sleep_secs(double s) {
-	struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+static void sleep_secs(double s)
+{
+	struct timespec ts = { (time_t)s, (long)((s - (double)(time_t)s) * 1e9) };
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 		;
 }
 
 /* is pid a zombie? 1 yes, 0 no (running or gone) */
-static int is_zombie(pid_t pid) {
+static int is_zombie(pid_t pid)
+{
 	char p[64];
 	snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
 	char *buf = read_file(p, NULL);
@@ -627,7 +698,8 @@ static int is_zombie(pid_t pid) {
 	return z;
 }
 
-static int count_all_zombies(void) {
+static int count_all_zombies(void)
+{
 	DIR *d = opendir("/proc");
 	if (!d)
 		return -1;
@@ -640,7 +712,8 @@ static int count_all_zombies(void) {
 	return n;
 }
 
-static int cmd_orphans(int n) {
+static int cmd_orphans(int n)
+{
 	if (n < 0 || n > 1000) {
 		fprintf(stderr, "probe: orphans: N must be 0..1000\n");
 		return 2;
@@ -698,7 +771,8 @@ static int cmd_orphans(int n) {
 	return 0;
 }
 
-static int cmd_touch(const char *path) {
+static int cmd_touch(const char *path)
+{
 	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
 	int e = fd < 0 ? errno : 0;
 	if (fd >= 0)
@@ -713,12 +787,14 @@ static int cmd_touch(const char *path) {
 	return 0;
 }
 
-static int usage(void) {
+static int usage(void)
+{
 	fprintf(stderr, "usage: probe [exit N | kill SIG | sleep SECS | orphans N | touch PATH]\n");
 	return 2;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
 	out = stdout;
 	int rc;
 	if (argc < 2) {

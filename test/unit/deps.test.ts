@@ -25,9 +25,50 @@ const OWN = new Set(["machina-nspawn", "machinactl", "machinad", "machina-helper
 const NOT_COMMANDS = new Set(["src/spec/wire.ts", "src/spec/syscall-groups.ts"]);
 /** Shell keywords and builtins: never programs in a shell context. */
 const SHELL_WORDS = new Set([
-  "if", "then", "else", "elif", "fi", "for", "while", "until", "do", "done", "case", "esac", "in", "function", "select",
-  "cd", "echo", "printf", "test", "true", "false", "kill", "set", "shift", "exit", "trap", "wait", "read", "exec", "export",
-  "local", "return", "source", "type", "command", "eval", "break", "continue", "ulimit", "umask", "pwd", "declare", "readonly", "unset",
+  "if",
+  "then",
+  "else",
+  "elif",
+  "fi",
+  "for",
+  "while",
+  "until",
+  "do",
+  "done",
+  "case",
+  "esac",
+  "in",
+  "function",
+  "select",
+  "cd",
+  "echo",
+  "printf",
+  "test",
+  "true",
+  "false",
+  "kill",
+  "set",
+  "shift",
+  "exit",
+  "trap",
+  "wait",
+  "read",
+  "exec",
+  "export",
+  "local",
+  "return",
+  "source",
+  "type",
+  "command",
+  "eval",
+  "break",
+  "continue",
+  "ulimit",
+  "umask",
+  "pwd",
+  "declare",
+  "readonly",
+  "unset",
 ]);
 
 // ------------------------------------------------------------------ the scan
@@ -80,7 +121,10 @@ function note(found: Found, word: string, file: string): void {
 function shellCommands(text: string): string[] {
   const out: string[] = [];
   for (const segment of text.split(/;|&&|\|\||\||\$\(|`|\n/)) {
-    const words = segment.trim().replace(/^[!({]\s*/, "").split(/\s+/);
+    const words = segment
+      .trim()
+      .replace(/^[!({]\s*/, "")
+      .split(/\s+/);
     let i = 0;
     const skip = new Set(["if", "elif", "while", "until", "then", "do", "else", "!", "exec", "env", "sudo", "time", "command"]);
     while (i < words.length && (/^[A-Za-z_][A-Za-z0-9_]*=/.test(words[i]!) || skip.has(words[i]!) || words[i] === "-v")) i++;
@@ -149,13 +193,21 @@ function ownerOf(path: string, known: Map<string, string>): string | undefined {
 function packages(names: string[]): Map<string, PackageInfo> {
   const map = new Map<string, PackageInfo>();
   if (!haveDpkg || names.length === 0) return map;
-  const r = Bun.spawnSync(["dpkg-query", "-W", "-f=${Package}\t${Essential}\t${Priority}\t${db:Status-Status}\t${Pre-Depends}, ${Depends}\n", ...names], { stdout: "pipe", stderr: "ignore" });
+  const r = Bun.spawnSync(["dpkg-query", "-W", "-f=${Package}\t${Essential}\t${Priority}\t${db:Status-Status}\t${Pre-Depends}, ${Depends}\n", ...names], {
+    stdout: "pipe",
+    stderr: "ignore",
+  });
   for (const line of r.stdout.toString().split("\n")) {
     const [name, ess, prio, status, deps] = line.split("\t");
     if (!name) continue;
     map.set(name, {
-      essential: ess === "yes", priority: prio ?? "", installed: status === "installed",
-      depends: (deps ?? "").split(/[,|]/).map((d) => d.trim().split(/[\s:(]/)[0]!).filter(Boolean),
+      essential: ess === "yes",
+      priority: prio ?? "",
+      installed: status === "installed",
+      depends: (deps ?? "")
+        .split(/[,|]/)
+        .map((d) => d.trim().split(/[\s:(]/)[0]!)
+        .filter(Boolean),
     });
   }
   return map;
@@ -170,7 +222,9 @@ describe("scripts/deps.txt", () => {
     const programs = DEPENDENCIES.map((d) => d.program).filter((p) => p !== "-");
     expect(programs.filter((p, i) => programs.indexOf(p) !== i)).toEqual([]);
     expect(() => parseDeps("gcc gcc\n")).toThrow('scripts/deps.txt:1: expected "PROGRAM PACKAGE PART [why]"');
-    expect(parseDeps("# c\n\nx  pkg  ?bootstrap  some why\n")).toEqual([{ program: "x", package: "pkg", part: "bootstrap", alternative: true, why: "some why" }]);
+    expect(parseDeps("# c\n\nx  pkg  ?bootstrap  some why\n")).toEqual([
+      { program: "x", package: "pkg", part: "bootstrap", alternative: true, why: "some why" },
+    ]);
   });
 
   test("every program the code, tests, scripts and benchmarks run is listed (or Essential)", () => {
@@ -234,9 +288,14 @@ describe("scripts/deps.txt", () => {
   test("scripts/install-deps installs from the list, names no package itself", () => {
     const script = readFileSync(join(REPO, "scripts/install-deps"), "utf8");
     expect(script).toContain("deps.txt");
-    const code = script.split("\n").filter((l) => !l.trim().startsWith("#")).join("\n");
+    const code = script
+      .split("\n")
+      .filter((l) => !l.trim().startsWith("#"))
+      .join("\n");
     // no package of the list written into the script (base ones are programs it runs: grep, dpkg)
-    for (const d of DEPENDENCIES) if (d.part !== "base" && !d.package.startsWith("npm") && !PARTS.includes(d.package)) expect([d.package, new RegExp(`\\b${d.package}\\b`).test(code)]).toEqual([d.package, false]);
+    for (const d of DEPENDENCIES)
+      if (d.part !== "base" && !d.package.startsWith("npm") && !PARTS.includes(d.package))
+        expect([d.package, new RegExp(`\\b${d.package}\\b`).test(code)]).toEqual([d.package, false]);
     const r = Bun.spawnSync(["bash", join(REPO, "scripts/install-deps"), "nonsense"], { stdout: "pipe", stderr: "pipe" });
     expect(r.exitCode).toBe(2);
     expect(r.stderr.toString()).toStartWith('install-deps: unknown part "nonsense"; parts: base build core transfers');

@@ -63,7 +63,15 @@ const seccompWire = (s: RunSpec) => specRecords(s).filter(([name]) => name.start
 
 describe("the recorded confinement (state.json)", () => {
   test("is the final spec's: bounding and ambient sets, no_new_privs, rlimits, the seccomp records and cache in wire order", () => {
-    const s = build(["-D", "/srv/box", "--drop-capability=CAP_NET_RAW", "--rlimit=RLIMIT_NOFILE=512:4096", "--no-new-privileges=yes", "--system-call-filter=~keyctl", "/bin/true"]);
+    const s = build([
+      "-D",
+      "/srv/box",
+      "--drop-capability=CAP_NET_RAW",
+      "--rlimit=RLIMIT_NOFILE=512:4096",
+      "--no-new-privileges=yes",
+      "--system-call-filter=~keyctl",
+      "/bin/true",
+    ]);
     const c = confinementSchema.parse(recorded(s));
     expect(c).toEqual(confinementOf(s));
     expect(c.caps_bounding).toBe(s.capsBounding);

@@ -17,13 +17,23 @@ const ids = (argv: string[]) => getopt(argv, defs).options.map((o) => [o.id, o.v
 
 describe("getopt (getopt_long '+' rules)", () => {
   test("short options bundle, and an argument may follow inside the bundle", () => {
-    expect(ids(["-bqD", "/x"])).toEqual([["boot", undefined], ["quiet", undefined], ["dir", "/x"]]);
-    expect(ids(["-bD/x"])).toEqual([["boot", undefined], ["dir", "/x"]]);
+    expect(ids(["-bqD", "/x"])).toEqual([
+      ["boot", undefined],
+      ["quiet", undefined],
+      ["dir", "/x"],
+    ]);
+    expect(ids(["-bD/x"])).toEqual([
+      ["boot", undefined],
+      ["dir", "/x"],
+    ]);
     expect(ids(["-D", "-b"])).toEqual([["dir", "-b"]]);
   });
 
   test("long options with = or a separate word", () => {
-    expect(ids(["--directory=/a", "--directory", "/b"])).toEqual([["dir", "/a"], ["dir", "/b"]]);
+    expect(ids(["--directory=/a", "--directory", "/b"])).toEqual([
+      ["dir", "/a"],
+      ["dir", "/b"],
+    ]);
     expect(ids(["--directory="])).toEqual([["dir", ""]]);
   });
 

@@ -1,7 +1,16 @@
 import { describe, expect, test } from "bun:test";
 import { FakeHost } from "../../src/host/fake.ts";
 import {
-  beginTemporary, checkImageName, cleanTemporaries, discoverImages, ensureWritablePool, findImage, imageNameProblem, lockImage, lockImages, validImageName,
+  beginTemporary,
+  checkImageName,
+  cleanTemporaries,
+  discoverImages,
+  ensureWritablePool,
+  findImage,
+  imageNameProblem,
+  lockImage,
+  lockImages,
+  validImageName,
 } from "../../src/image/pool.ts";
 
 const POOL = ["/pool", "/usr/local/lib/machines", "/usr/lib/machines"];
@@ -89,9 +98,16 @@ describe("locks and temporaries", () => {
     const a2 = lockImage(h, STATE, "a", "shared");
     expect(() => lockImage(h, STATE, "a", "exclusive")).toThrow(/image "a" is busy/);
     const b = lockImage(h, STATE, "b", "exclusive");
-    expect(() => lockImages(h, STATE, [["c", "exclusive"], ["b", "shared"]])).toThrow(/"b" is busy/);
+    expect(() =>
+      lockImages(h, STATE, [
+        ["c", "exclusive"],
+        ["b", "shared"],
+      ]),
+    ).toThrow(/"b" is busy/);
     expect(lockImage(h, STATE, "c", "exclusive")).toBeDefined(); // c was released by the failed lockImages
-    a.release(); a2.release(); b.release();
+    a.release();
+    a2.release();
+    b.release();
     expect(lockImage(h, STATE, "a", "exclusive")).toBeDefined();
   });
   test("temporary: commit without replacing, discard, stale cleanup", () => {

@@ -6,7 +6,12 @@ import { DPS_TYPES, detectFileSystem, parseGpt, rawLayout, setupRawRoot, sweepRa
 function guidBytes(g: string): Buffer {
   const h = g.replace(/-/g, "");
   const b = Buffer.from(h, "hex");
-  return Buffer.concat([Buffer.from(b.subarray(0, 4)).reverse(), Buffer.from(b.subarray(4, 6)).reverse(), Buffer.from(b.subarray(6, 8)).reverse(), b.subarray(8)]);
+  return Buffer.concat([
+    Buffer.from(b.subarray(0, 4)).reverse(),
+    Buffer.from(b.subarray(4, 6)).reverse(),
+    Buffer.from(b.subarray(6, 8)).reverse(),
+    b.subarray(8),
+  ]);
 }
 
 /** A disk image in memory: a GPT with the given partitions (LBA ranges), ext4 magic in each. */
@@ -32,7 +37,14 @@ const { root: ROOT, usr: USR } = DPS_TYPES["x64"]!;
 
 describe("GPT and file systems", () => {
   test("partitions with types, offsets, sizes and the DPS flags", () => {
-    const parts = parseGpt(reader(disk([{ type: USR, first: 100, last: 199 }, { type: ROOT, first: 200, last: 399, attrs: 1n << 60n }])))!;
+    const parts = parseGpt(
+      reader(
+        disk([
+          { type: USR, first: 100, last: 199 },
+          { type: ROOT, first: 200, last: 399, attrs: 1n << 60n },
+        ]),
+      ),
+    )!;
     expect(parts).toEqual([
       { number: 1, type: USR, offset: 51200, size: 51200, readOnly: false, noAuto: false },
       { number: 2, type: ROOT, offset: 102400, size: 102400, readOnly: true, noAuto: false },
@@ -46,7 +58,17 @@ describe("GPT and file systems", () => {
     expect(rawLayout(reader(b), "/x.raw").root).toEqual({ number: undefined, offset: 0, size: 0, fstype: "btrfs", readOnly: false });
   });
   test("layout: root and /usr by type; no-auto partitions skipped; errors", () => {
-    const l = rawLayout(reader(disk([{ type: ROOT, first: 100, last: 149, attrs: 1n << 63n }, { type: USR, first: 150, last: 199 }, { type: ROOT, first: 200, last: 299 }])), "/d.raw", "x64");
+    const l = rawLayout(
+      reader(
+        disk([
+          { type: ROOT, first: 100, last: 149, attrs: 1n << 63n },
+          { type: USR, first: 150, last: 199 },
+          { type: ROOT, first: 200, last: 299 },
+        ]),
+      ),
+      "/d.raw",
+      "x64",
+    );
     expect(l.root).toMatchObject({ number: 3, offset: 102400, fstype: "ext4" });
     expect(l.usr).toMatchObject({ number: 2, offset: 76800, fstype: "ext4" });
     expect(() => rawLayout(reader(disk([{ type: USR, first: 100, last: 199 }])), "/d.raw", "x64")).toThrow("has a GPT but no root partition for x64");
@@ -57,7 +79,13 @@ describe("GPT and file systems", () => {
 describe("setupRawRoot on the fake host", () => {
   test("one loop device per file system, over its range; mounts; a record; release undoes", () => {
     const h = new FakeHost({ files: { "/pool/d.raw": "" } });
-    h.bytes.set("/pool/d.raw", disk([{ type: ROOT, first: 100, last: 199 }, { type: USR, first: 200, last: 299 }]));
+    h.bytes.set(
+      "/pool/d.raw",
+      disk([
+        { type: ROOT, first: 100, last: 199 },
+        { type: USR, first: 200, last: 299 },
+      ]),
+    );
     const r = setupRawRoot(h, "/run/m", "/pool/d.raw", true, "d");
     expect(r.root).toBe("/run/m/raw-mounts/d-abababab/root");
     expect(r.umounts).toEqual([r.root]);
@@ -69,14 +97,25 @@ describe("setupRawRoot on the fake host", () => {
       { source: "/dev/loop0", target: r.root, fstype: "ext4", flags: 1 | 4, data: "" },
       { source: "/dev/loop1", target: `${r.root}/usr`, fstype: "ext4", flags: 1 | 4, data: "" },
     ]);
-    expect(JSON.parse(h.readFile(r.record)!)).toEqual({ image: "/pool/d.raw", machine: "d", loops: ["/dev/loop0", "/dev/loop1"], mounts: [r.root, `${r.root}/usr`] });
+    expect(JSON.parse(h.readFile(r.record)!)).toEqual({
+      image: "/pool/d.raw",
+      machine: "d",
+      loops: ["/dev/loop0", "/dev/loop1"],
+      mounts: [r.root, `${r.root}/usr`],
+    });
     r.release();
     expect(h.umounts).toEqual([`${r.root}/usr`, r.root]);
     expect(h.lstat("/run/m/raw-mounts/d-abababab")).toBeUndefined();
   });
   test("a step failing halfway undoes the others (all of them) and reports an undo that failed", () => {
     const h = new FakeHost({ files: { "/pool/d.raw": "" } });
-    h.bytes.set("/pool/d.raw", disk([{ type: ROOT, first: 100, last: 199 }, { type: USR, first: 200, last: 299 }]));
+    h.bytes.set(
+      "/pool/d.raw",
+      disk([
+        { type: ROOT, first: 100, last: 199 },
+        { type: USR, first: 200, last: 299 },
+      ]),
+    );
     h.onMount = (target) => {
       if (target.endsWith("/usr")) throw Object.assign(new Error("EINVAL: mount"), { code: "EINVAL" });
     };

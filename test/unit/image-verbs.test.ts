@@ -35,7 +35,10 @@ function runVerb(host: FakeHost, name: string, args: string[], opts: Partial<Mac
   let stdout = "";
   let stderr = "";
   const options = { ...defaultMachinactlOptions(), ...opts };
-  const status = verb.run({ options, host, paths: { helper: "", stateDir: "/run/m", pool: POOL }, env: {}, out: (t) => void (stdout += t), err: (t) => void (stderr += t) }, args);
+  const status = verb.run(
+    { options, host, paths: { helper: "", stateDir: "/run/m", pool: POOL }, env: {}, out: (t) => void (stdout += t), err: (t) => void (stderr += t) },
+    args,
+  );
   return { status, stdout, stderr };
 }
 
@@ -93,7 +96,12 @@ describe("image-status and show-image", () => {
     // no NAME: machined's manager properties (2^64-1 where the pool has no btrfs quota group, as machined)
     expect(runVerb(h, "show-image", []).stdout).toBe("PoolPath=/pool\nPoolUsage=18446744073709551615\nPoolLimit=18446744073709551615\n");
     expect(runVerb(h, "show-image", [], { properties: ["PoolPath"], value: true }).stdout).toBe("/pool\n");
-    expect(JSON.parse(runVerb(h, "show-image", ["debian"], { json: "short" }).stdout)[0]).toMatchObject({ name: "debian", type: "directory", readOnly: false, settingsFile: "/pool/debian.nspawn" });
+    expect(JSON.parse(runVerb(h, "show-image", ["debian"], { json: "short" }).stdout)[0]).toMatchObject({
+      name: "debian",
+      type: "directory",
+      readOnly: false,
+      settingsFile: "/pool/debian.nspawn",
+    });
   });
   test("image-status without NAME shows every image (-a: hidden ones too)", () => {
     const names = (out: string) => out.split("\n").filter((l) => /^[^\t]/.test(l) && l !== "");
@@ -179,7 +187,10 @@ describe("operations on the fake host", () => {
     expect(imagesOfContainer(s({ directory: "/pool/a" }))).toEqual([{ path: "/pool/a", mode: "exclusive" }]);
     for (const over of [{ readOnly: true }, { ephemeral: true }, { volatile: "overlay" as const }])
       expect(imagesOfContainer(s({ directory: "/pool/a", ...over }))).toEqual([{ path: "/pool/a", mode: "shared" }]);
-    expect(imagesOfContainer(s({ directory: "/srv/new", template: "/pool/base" }))).toEqual([{ path: "/srv/new", mode: "exclusive" }, { path: "/pool/base", mode: "shared" }]);
+    expect(imagesOfContainer(s({ directory: "/srv/new", template: "/pool/base" }))).toEqual([
+      { path: "/srv/new", mode: "exclusive" },
+      { path: "/pool/base", mode: "shared" },
+    ]);
     // -i: the .raw file, not the directory it is mounted on
     expect(imagesOfContainer(s({ image: "/pool/d.raw", directory: "/run/m/raw-mounts/x/root" }))).toEqual([{ path: "/pool/d.raw", mode: "exclusive" }]);
   });
@@ -208,7 +219,9 @@ describe("names that cannot be started", () => {
     const c = runVerb(h, "clone", ["debian", "a b"]);
     expect(c.status).toBe(0);
     expect(h.lstat("/pool/a b")).toBe("dir");
-    expect(c.stderr).toBe(`machinactl: warning: image name "a b" is not a valid machine name (letters, digits, '-' and '.', at most 64 characters, no leading '-' or '.'): it cannot be started\n`);
+    expect(c.stderr).toBe(
+      `machinactl: warning: image name "a b" is not a valid machine name (letters, digits, '-' and '.', at most 64 characters, no leading '-' or '.'): it cannot be started\n`,
+    );
     const r = runVerb(h, "rename", ["a b", "c_d"]);
     expect(r.status).toBe(0);
     expect(r.stderr.split("\n").filter((l) => l !== "")).toEqual([expect.stringContaining('"c_d" is not a valid machine name')]);

@@ -8,10 +8,27 @@ import { FakeHost } from "../../src/host/fake.ts";
 
 const PASSWD = "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/zsh\n";
 
-async function run(verbs: typeof MACHINE_VERBS, host: FakeHost, name: string, args: string[], opts: Partial<MachinactlOptions> = {}, env: Record<string, string> = {}) {
+async function run(
+  verbs: typeof MACHINE_VERBS,
+  host: FakeHost,
+  name: string,
+  args: string[],
+  opts: Partial<MachinactlOptions> = {},
+  env: Record<string, string> = {},
+) {
   let stdout = "";
   const verb = verbs.find((v) => v.name === name)!;
-  const status = await verb.run({ options: { ...defaultMachinactlOptions(), ...opts }, host, paths: { helper: "", stateDir: "/run/m", pool: ["/var/lib/machines"] }, env, out: (t) => void (stdout += t), err: () => {} }, args);
+  const status = await verb.run(
+    {
+      options: { ...defaultMachinactlOptions(), ...opts },
+      host,
+      paths: { helper: "", stateDir: "/run/m", pool: ["/var/lib/machines"] },
+      env,
+      out: (t) => void (stdout += t),
+      err: () => {},
+    },
+    args,
+  );
   return { status, stdout };
 }
 
@@ -46,11 +63,23 @@ describe("shell .host", () => {
     expect(hostShellPlan(host, undefined, [], [], "xterm")).toEqual({
       path: "/usr/bin/setpriv",
       argv: ["setpriv", "--reuid=0", "--regid=0", "--init-groups", "--", "/bin/bash", "-l"],
-      env: { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", HOME: "/root", USER: "root", LOGNAME: "root", SHELL: "/bin/bash", TERM: "xterm" },
+      env: {
+        PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        HOME: "/root",
+        USER: "root",
+        LOGNAME: "root",
+        SHELL: "/bin/bash",
+        TERM: "xterm",
+      },
       cwd: "/root",
     });
     const a = hostShellPlan(host, "alice", ["id", "-u"], ["FOO=bar"], undefined);
-    expect([a.argv, a.env["FOO"], a.env["HOME"], a.cwd]).toEqual([["setpriv", "--reuid=1000", "--regid=1000", "--init-groups", "--", "id", "-u"], "bar", "/home/alice", "/home/alice"]);
+    expect([a.argv, a.env["FOO"], a.env["HOME"], a.cwd]).toEqual([
+      ["setpriv", "--reuid=1000", "--regid=1000", "--init-groups", "--", "id", "-u"],
+      "bar",
+      "/home/alice",
+      "/home/alice",
+    ]);
     expect(hostShellPlan(host, "4242", [], [], undefined).argv).toContain("--clear-groups");
     expect(() => hostShellPlan(host, "bob", [], [], undefined)).toThrow('no user "bob" in the host\'s /etc/passwd');
   });
@@ -58,7 +87,10 @@ describe("shell .host", () => {
     const host = new FakeHost({ files: { "/etc/passwd": PASSWD, "/usr/bin/setpriv": "" } });
     await run(ENTER_VERBS, host, "shell", []);
     await run(ENTER_VERBS, host, "shell", ["alice@.host", "/bin/true"]);
-    expect(host.programExecs.map((e) => e.argv.slice(1, 2).concat(e.argv.slice(5)))).toEqual([["--reuid=0", "/bin/bash", "-l"], ["--reuid=1000", "/bin/true"]]);
+    expect(host.programExecs.map((e) => e.argv.slice(1, 2).concat(e.argv.slice(5)))).toEqual([
+      ["--reuid=0", "/bin/bash", "-l"],
+      ["--reuid=1000", "/bin/true"],
+    ]);
     expect(host.execs).toEqual([]);
   });
 });

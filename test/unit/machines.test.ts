@@ -25,9 +25,20 @@ const stat = (pid: number, comm: string, ppid: number, start: string, state = "S
 
 function fixture() {
   const state = {
-    leader: 200, supervisor: 100, name: "web", class: "container", service: "machina-nspawn", root: "/srv/web",
-    uuid: "0123abcd-0000-1111-2222-333344445555", boot: true, started_usec: "1700000000000000", supervisor_starttime: "5000",
-    cgroup: CG, cgroups: [CG], os: "debian", version: "12",
+    leader: 200,
+    supervisor: 100,
+    name: "web",
+    class: "container",
+    service: "machina-nspawn",
+    root: "/srv/web",
+    uuid: "0123abcd-0000-1111-2222-333344445555",
+    boot: true,
+    started_usec: "1700000000000000",
+    supervisor_starttime: "5000",
+    cgroup: CG,
+    cgroups: [CG],
+    os: "debian",
+    version: "12",
   };
   const host = new FakeHost({
     files: {
@@ -102,11 +113,26 @@ describe("machines", () => {
   test("list and show", () => {
     const { ctx } = fixture();
     const [m] = listMachines(ctx);
-    expect(m).toMatchObject({ name: "web", leader: 200, supervisor: 100, unit: "machine-web.scope", controlGroup: "/machine.slice/machine-web.scope", timestampMonotonicUsec: 50_000_000 });
+    expect(m).toMatchObject({
+      name: "web",
+      leader: 200,
+      supervisor: 100,
+      unit: "machine-web.scope",
+      controlGroup: "/machine.slice/machine-web.scope",
+      timestampMonotonicUsec: 50_000_000,
+    });
     expect(Object.fromEntries(machineProperties(ctx, "web"))).toMatchObject({
-      Name: "web", Id: "0123abcd000011112222333344445555", Leader: "200", Class: "container", Service: "machina-nspawn",
-      Unit: "machine-web.scope", RootDirectory: "/srv/web", NetworkInterfaces: "2", State: "running",
-      Timestamp: "Tue 2023-11-14 22:13:20 UTC", TimestampMonotonic: "50000000",
+      Name: "web",
+      Id: "0123abcd000011112222333344445555",
+      Leader: "200",
+      Class: "container",
+      Service: "machina-nspawn",
+      Unit: "machine-web.scope",
+      RootDirectory: "/srv/web",
+      NetworkInterfaces: "2",
+      State: "running",
+      Timestamp: "Tue 2023-11-14 22:13:20 UTC",
+      TimestampMonotonic: "50000000",
     });
     expect(() => getMachine(ctx, "nope")).toThrow('no machine "nope" is running');
   });
@@ -128,7 +154,11 @@ describe("machines", () => {
 
   test("ps: processes matched to machines by cgroup", () => {
     const { ctx } = fixture();
-    expect(machineProcesses(ctx).map((p) => [p.pid, p.machine])).toEqual([[200, "web"], [210, "web"], [230, "web"]]);
+    expect(machineProcesses(ctx).map((p) => [p.pid, p.machine])).toEqual([
+      [200, "web"],
+      [210, "web"],
+      [230, "web"],
+    ]);
     expect(machineProcesses(ctx, { all: true }).map((p) => [p.pid, p.machine])).toContainEqual([300, ""]);
   });
 
@@ -136,10 +166,17 @@ describe("machines", () => {
     const { ctx, host } = fixture();
     poweroffMachine(ctx, "web");
     rebootMachine(ctx, "web");
-    expect(host.kills).toEqual([[200, 38], [200, 2]]);
+    expect(host.kills).toEqual([
+      [200, 38],
+      [200, 2],
+    ]);
     host.kills.length = 0;
     killMachine(ctx, "web", {});
-    expect(host.kills).toEqual([[200, 15], [210, 15], [230, 15]]);
+    expect(host.kills).toEqual([
+      [200, 15],
+      [210, 15],
+      [230, 15],
+    ]);
     host.kills.length = 0;
     killMachine(ctx, "web", { whom: "leader", signal: 9 });
     expect(host.kills).toEqual([[200, 9]]);
@@ -154,7 +191,12 @@ describe("machines", () => {
     };
     expect(await r).toBe("killed");
     expect(host.kills[0]).toEqual([100, 15]);
-    expect(host.kills.slice(1)).toEqual([[200, 9], [210, 9], [230, 9], [100, 9]]);
+    expect(host.kills.slice(1)).toEqual([
+      [200, 9],
+      [210, 9],
+      [230, 9],
+      [100, 9],
+    ]);
   });
 });
 
@@ -165,7 +207,11 @@ describe("formatting", () => {
     expect(formatTimespan(3_723_000_000)).toBe("1h 2min 3s");
   });
   test("IPv4/IPv6 parsing", () => {
-    expect(parseFibTrieLocal("Main:\n     |-- 9.9.9.9\n        /32 host LOCAL\nLocal:\n     |-- 10.1.2.3\n        /32 host LOCAL\n     |-- 10.1.2.255\n        /32 link BROADCAST\n")).toEqual(["10.1.2.3"]);
+    expect(
+      parseFibTrieLocal(
+        "Main:\n     |-- 9.9.9.9\n        /32 host LOCAL\nLocal:\n     |-- 10.1.2.3\n        /32 host LOCAL\n     |-- 10.1.2.255\n        /32 link BROADCAST\n",
+      ),
+    ).toEqual(["10.1.2.3"]);
     expect(parseIfInet6("20010db8000000000000000000000001 03 40 00 80 eth0\n").map((a) => a.address)).toEqual(["2001:db8::1"]);
     expect(parseIgmpInterfaces("1\tlo :\n3\teth0 :\n")).toEqual([{ index: 3, name: "eth0" }]);
   });
@@ -176,7 +222,14 @@ describe("formatting", () => {
   });
   test("console log files: every rotated file, oldest first; the tail reads only what it needs", () => {
     const host = new FakeHost({
-      files: { "/run/m/logs/a.log.2": "one\n", "/run/m/logs/a.log.10": "zero\n", "/run/m/logs/a.log.1": "two\n", "/run/m/logs/a.log": "three\n", "/run/m/logs/a.log.x": "no\n", "/run/m/logs/ab.log.1": "no\n" },
+      files: {
+        "/run/m/logs/a.log.2": "one\n",
+        "/run/m/logs/a.log.10": "zero\n",
+        "/run/m/logs/a.log.1": "two\n",
+        "/run/m/logs/a.log": "three\n",
+        "/run/m/logs/a.log.x": "no\n",
+        "/run/m/logs/ab.log.1": "no\n",
+      },
     });
     const files = consoleLogFiles(host, { helper: "/h", stateDir: "/run/m", pool: [] } as unknown as Paths, "a");
     expect(files).toEqual(["/run/m/logs/a.log.10", "/run/m/logs/a.log.2", "/run/m/logs/a.log.1", "/run/m/logs/a.log"]);

@@ -1,8 +1,29 @@
 import { describe, expect, test } from "bun:test";
 import { formatAddress, parseAddress, parseCidr } from "../../src/net/cidr.ts";
-import { addressesOf, allocateHost, allocateSubnet, emptyLeases, parseNetConfig, parseLeases, releaseHost, releaseSubnet, IpamError } from "../../src/net/ipam.ts";
+import {
+  addressesOf,
+  allocateHost,
+  allocateSubnet,
+  emptyLeases,
+  parseNetConfig,
+  parseLeases,
+  releaseHost,
+  releaseSubnet,
+  IpamError,
+} from "../../src/net/ipam.ts";
 import { generateMac, HASH_KEYS, interfacePair, shortenIfname, vethHostName } from "../../src/net/names.ts";
-import { addressing, containerBatch, dnsmasqArgv, giveBackBatch, helperNetOps, hostBatch, hostRemoveBatch, nftBase, nftRuleset, planNetwork } from "../../src/net/plan.ts";
+import {
+  addressing,
+  containerBatch,
+  dnsmasqArgv,
+  giveBackBatch,
+  helperNetOps,
+  hostBatch,
+  hostRemoveBatch,
+  nftBase,
+  nftRuleset,
+  planNetwork,
+} from "../../src/net/plan.ts";
 import { defaultSettings } from "../../src/settings/settings.ts";
 import { MachinaError } from "../../src/errors.ts";
 import { FakeHost } from "../../src/host/fake.ts";
@@ -136,9 +157,17 @@ describe("plan, ip batches and the nft ruleset", () => {
     z.privateNetwork = true;
     z.boot = true;
     const pz = planNetwork(z, "web", ID, "/run/machina");
-    expect(hostBatch(pz, addr, true)).toEqual(["link add vz-lab type bridge", "address add 10.159.0.17/28 dev vz-lab", "address add fd6d:6163:6869:1::1/64 dev vz-lab nodad", "link set vz-lab up"]);
+    expect(hostBatch(pz, addr, true)).toEqual([
+      "link add vz-lab type bridge",
+      "address add 10.159.0.17/28 dev vz-lab",
+      "address add fd6d:6163:6869:1::1/64 dev vz-lab nodad",
+      "link set vz-lab up",
+    ]);
     expect(helperNetOps(pz, addr, false).map((r) => r.slice(0, 3).join(" "))).toEqual([
-      "net_up container lo", `net_veth vb-web ${pz.veth!.hostMac}`, "net_master host vb-web", "net_up host vb-web",
+      "net_up container lo",
+      `net_veth vb-web ${pz.veth!.hostMac}`,
+      "net_master host vb-web",
+      "net_up host vb-web",
     ]);
   });
   test("nft: DNAT in prerouting and output for both families, the pool masqueraded; empty = table removed", () => {

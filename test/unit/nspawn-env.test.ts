@@ -25,14 +25,22 @@ const targets = (s: RunSpec) => s.ops.flatMap((o) => ("target" in o ? [`${o.op} 
 
 describe("nspawn's environment variables", () => {
   test("defaults when unset", () => {
-    expect(parseNspawnEnvironment({})).toEqual({ apiVfs: "ro", tmpfsTmp: true, shareIpc: false, shareUts: false, suppressSync: undefined, containerService: undefined, lockImage: true });
+    expect(parseNspawnEnvironment({})).toEqual({
+      apiVfs: "ro",
+      tmpfsTmp: true,
+      shareIpc: false,
+      shareUts: false,
+      suppressSync: undefined,
+      containerService: undefined,
+      lockImage: true,
+    });
   });
 
   test("values, as nspawn parses them", () => {
     expect(parseNspawnEnvironment({ SYSTEMD_NSPAWN_API_VFS_WRITABLE: "network" }).apiVfs).toBe("network");
     expect(parseNspawnEnvironment({ SYSTEMD_NSPAWN_API_VFS_WRITABLE: "yes" }).apiVfs).toBe("rw");
     expect(parseNspawnEnvironment({ SYSTEMD_NSPAWN_API_VFS_WRITABLE: "off" }).apiVfs).toBe("ro");
-    expect(parseNspawnEnvironment({ SYSTEMD_NSPAWN_SHARE_SYSTEM: "1" , SYSTEMD_NSPAWN_SHARE_NS_PID: "0" })).toMatchObject({ shareIpc: true, shareUts: true });
+    expect(parseNspawnEnvironment({ SYSTEMD_NSPAWN_SHARE_SYSTEM: "1", SYSTEMD_NSPAWN_SHARE_NS_PID: "0" })).toMatchObject({ shareIpc: true, shareUts: true });
     expect(parseNspawnEnvironment({ SYSTEMD_SUPPRESS_SYNC: "junk" }).suppressSync).toBeUndefined(); // ignored, as nspawn
     expect(parseNspawnEnvironment({ SYSTEMD_NSPAWN_USE_CGNS: "1", SYSTEMD_NSPAWN_UNIFIED_HIERARCHY: "1" }).apiVfs).toBe("ro");
   });
@@ -68,7 +76,9 @@ describe("nspawn's environment variables", () => {
   });
 
   test("-U refuses read-write API file systems, and 'network' without --private-network (nspawn's messages)", () => {
-    expect(() => spec(["-D", "/srv/box", "-U", "x"], { SYSTEMD_NSPAWN_API_VFS_WRITABLE: "yes" })).toThrow("Cannot combine --private-users with read-write mounts");
+    expect(() => spec(["-D", "/srv/box", "-U", "x"], { SYSTEMD_NSPAWN_API_VFS_WRITABLE: "yes" })).toThrow(
+      "Cannot combine --private-users with read-write mounts",
+    );
     expect(() => spec(["-D", "/srv/box", "-U", "x"], { SYSTEMD_NSPAWN_API_VFS_WRITABLE: "network" })).toThrow("requires --private-network");
   });
 });

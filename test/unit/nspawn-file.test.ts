@@ -29,7 +29,10 @@ const GOOD: Array<[string, string, string, Partial<Settings>]> = [
   ["Exec", "NotifyReady", "yes", { notifyReady: true }],
   ["Exec", "SystemCallFilter", "@mount keyctl", { systemCallFilter: { allow: ["@mount", "keyctl"], deny: [] } }],
   ...Object.entries(RLIMITS).map(([name, resource]): [string, string, string, Partial<Settings>] => [
-    "Exec", `Limit${name}`, name === "NICE" ? "10:infinity" : "100:infinity", { rlimits: [{ resource, name, soft: name === "NICE" ? 10n : 100n, hard: "infinity" }] },
+    "Exec",
+    `Limit${name}`,
+    name === "NICE" ? "10:infinity" : "100:infinity",
+    { rlimits: [{ resource, name, soft: name === "NICE" ? 10n : 100n, hard: "infinity" }] },
   ]),
   ["Exec", "OOMScoreAdjust", "-500", { oomScoreAdjust: -500 }],
   ["Exec", "CPUAffinity", "0-2,5", { cpuAffinity: [0, 1, 2, 5] }],
@@ -40,13 +43,33 @@ const GOOD: Array<[string, string, string, Partial<Settings>]> = [
   ["Exec", "SuppressSync", "on", { suppressSync: true }],
   ["Files", "ReadOnly", "yes", { readOnly: true }],
   ["Files", "Volatile", "state", { volatile: "state" }],
-  ["Files", "Bind", "/srv/data:/data:norbind", { binds: [{ source: "/srv/data", sourceInImage: false, destination: "/data", readOnly: false, recursive: false, idmap: "noidmap" }] }],
-  ["Files", "BindReadOnly", "/etc/resolv.conf", { binds: [{ source: "/etc/resolv.conf", sourceInImage: false, destination: "/etc/resolv.conf", readOnly: true, recursive: true, idmap: "noidmap" }] }],
+  [
+    "Files",
+    "Bind",
+    "/srv/data:/data:norbind",
+    { binds: [{ source: "/srv/data", sourceInImage: false, destination: "/data", readOnly: false, recursive: false, idmap: "noidmap" }] },
+  ],
+  [
+    "Files",
+    "BindReadOnly",
+    "/etc/resolv.conf",
+    { binds: [{ source: "/etc/resolv.conf", sourceInImage: false, destination: "/etc/resolv.conf", readOnly: true, recursive: true, idmap: "noidmap" }] },
+  ],
   ["Files", "BindUser", "alice", { bindUsers: ["alice"] }],
   ["Files", "TemporaryFileSystem", "/run/x:mode=0700", { tmpfs: [{ destination: "/run/x", options: "mode=0700" }] }],
   ["Files", "Inaccessible", "/secret", { inaccessible: ["/secret"] }],
-  ["Files", "Overlay", "/lower:/upper:/data", { overlays: [{ lower: [{ path: "/lower", inImage: false }], upper: { path: "/upper", inImage: false }, destination: "/data", readOnly: false }] }],
-  ["Files", "OverlayReadOnly", "/lower:/data", { overlays: [{ lower: [{ path: "/lower", inImage: false }], upper: undefined, destination: "/data", readOnly: true }] }],
+  [
+    "Files",
+    "Overlay",
+    "/lower:/upper:/data",
+    { overlays: [{ lower: [{ path: "/lower", inImage: false }], upper: { path: "/upper", inImage: false }, destination: "/data", readOnly: false }] },
+  ],
+  [
+    "Files",
+    "OverlayReadOnly",
+    "/lower:/data",
+    { overlays: [{ lower: [{ path: "/lower", inImage: false }], upper: undefined, destination: "/data", readOnly: true }] },
+  ],
   ["Files", "PrivateUsersOwnership", "map", { privateUsersOwnership: "map" }],
   ["Files", "PrivateUsersChown", "yes", { privateUsersOwnership: "chown" }],
   ["Network", "Private", "yes", { privateNetwork: true }],
@@ -62,23 +85,69 @@ const GOOD: Array<[string, string, string, Partial<Settings>]> = [
 
 /** [key, garbage value, expected-phrase]. Every key rejects garbage. */
 const BAD: Record<string, string> = {
-  Boot: "maybe", Ephemeral: "maybe", ProcessTwo: "perhaps", Parameters: `"unbalanced`, Environment: "1FOO=x",
-  User: "a b", WorkingDirectory: "relative", PivotRoot: "/a:/b:/c", Capability: "CAP_NOPE",
-  DropCapability: "CAP_NOPE", AmbientCapability: "all", NoNewPrivileges: "2", KillSignal: "SIGNOPE",
-  Personality: "vax", MachineID: "xyz", PrivateUsers: "lots", NotifyReady: "sure", SystemCallFilter: "Bad!Name",
-  OOMScoreAdjust: "1001", CPUAffinity: "3-1", Hostname: "a_b", ResolvConf: "sometimes", Timezone: "utc",
-  LinkJournal: "maybe", SuppressSync: "x", ReadOnly: "x", Volatile: "sometimes", Bind: "/a:/b:/c:/d",
-  BindReadOnly: "relative/path", BindUser: "bad user", TemporaryFileSystem: "relative", Inaccessible: "relative",
-  Overlay: "/only", OverlayReadOnly: "relative:/x", PrivateUsersOwnership: "yes-please", PrivateUsersChown: "x",
-  Private: "x", VirtualEthernet: "x", VirtualEthernetExtra: "a:b:c", Interface: "this-name-is-too-long",
-  MACVLAN: "a/b", IPVLAN: "a:b:c", Bridge: "bad/name", Zone: "name-too-long-for-zone", Port: "70000",
+  Boot: "maybe",
+  Ephemeral: "maybe",
+  ProcessTwo: "perhaps",
+  Parameters: `"unbalanced`,
+  Environment: "1FOO=x",
+  User: "a b",
+  WorkingDirectory: "relative",
+  PivotRoot: "/a:/b:/c",
+  Capability: "CAP_NOPE",
+  DropCapability: "CAP_NOPE",
+  AmbientCapability: "all",
+  NoNewPrivileges: "2",
+  KillSignal: "SIGNOPE",
+  Personality: "vax",
+  MachineID: "xyz",
+  PrivateUsers: "lots",
+  NotifyReady: "sure",
+  SystemCallFilter: "Bad!Name",
+  OOMScoreAdjust: "1001",
+  CPUAffinity: "3-1",
+  Hostname: "a_b",
+  ResolvConf: "sometimes",
+  Timezone: "utc",
+  LinkJournal: "maybe",
+  SuppressSync: "x",
+  ReadOnly: "x",
+  Volatile: "sometimes",
+  Bind: "/a:/b:/c:/d",
+  BindReadOnly: "relative/path",
+  BindUser: "bad user",
+  TemporaryFileSystem: "relative",
+  Inaccessible: "relative",
+  Overlay: "/only",
+  OverlayReadOnly: "relative:/x",
+  PrivateUsersOwnership: "yes-please",
+  PrivateUsersChown: "x",
+  Private: "x",
+  VirtualEthernet: "x",
+  VirtualEthernetExtra: "a:b:c",
+  Interface: "this-name-is-too-long",
+  MACVLAN: "a/b",
+  IPVLAN: "a:b:c",
+  Bridge: "bad/name",
+  Zone: "name-too-long-for-zone",
+  Port: "70000",
   ...Object.fromEntries(Object.keys(RLIMITS).map((r) => [`Limit${r}`, "lots"])),
 };
 
 /** Keys whose empty assignment is an invalid value (systemd refuses "" for them). */
 const EMPTY_INVALID = new Set([
-  "Boot", "ProcessTwo", "PivotRoot", "MachineID", "PrivateUsers", "OOMScoreAdjust", "ResolvConf", "Timezone",
-  "LinkJournal", "Volatile", "PrivateUsersOwnership", "PrivateUsersChown", ...Object.keys(RLIMITS).map((r) => `Limit${r}`),
+  "Boot",
+  "ProcessTwo",
+  "PivotRoot",
+  "MachineID",
+  "PrivateUsers",
+  "OOMScoreAdjust",
+  "ResolvConf",
+  "Timezone",
+  "LinkJournal",
+  "Volatile",
+  "PrivateUsersOwnership",
+  "PrivateUsersChown",
+  ...Object.keys(RLIMITS).map((r) => `Limit${r}`),
 ]);
 
 describe(".nspawn keys", () => {
@@ -128,7 +197,10 @@ describe(".nspawn keys", () => {
 describe(".nspawn semantics", () => {
   test("list keys accumulate; an empty assignment clears the earlier lines of that key only", () => {
     const r = parse("Files", "Bind=/a\nBindReadOnly=/b\nBind=\nBind=/c\nInaccessible=/x\nInaccessible=/y");
-    expect(r.values.binds!.map((b) => [b.source, b.readOnly])).toEqual([["/b", true], ["/c", false]]);
+    expect(r.values.binds!.map((b) => [b.source, b.readOnly])).toEqual([
+      ["/b", true],
+      ["/c", false],
+    ]);
     expect(r.values.inaccessible).toEqual(["/x", "/y"]);
     expect(r.provenance.get("binds")).toMatchObject({ line: 5 });
   });
@@ -152,13 +224,17 @@ describe(".nspawn semantics", () => {
   });
 
   test("SystemCallFilter= allow and deny lists accumulate; empty resets both", () => {
-    expect(parse("Exec", "SystemCallFilter=@mount\nSystemCallFilter=~reboot kexec_load").values.systemCallFilter).toEqual({ allow: ["@mount"], deny: ["reboot", "kexec_load"] });
+    expect(parse("Exec", "SystemCallFilter=@mount\nSystemCallFilter=~reboot kexec_load").values.systemCallFilter).toEqual({
+      allow: ["@mount"],
+      deny: ["reboot", "kexec_load"],
+    });
     expect("systemCallFilter" in parse("Exec", "SystemCallFilter=@mount\nSystemCallFilter=").values).toBe(false);
   });
 
   test("Limit*= of the same resource: the last wins", () => {
     expect(parse("Exec", "LimitNOFILE=10\nLimitCORE=0\nLimitNOFILE=20:30").values.rlimits!.map((l) => [l.name, l.soft, l.hard])).toEqual([
-      ["CORE", 0n, 0n], ["NOFILE", 20n, 30n],
+      ["CORE", 0n, 0n],
+      ["NOFILE", 20n, 30n],
     ]);
   });
 
@@ -178,10 +254,7 @@ describe(".nspawn semantics", () => {
 
   test("unknown keys and sections warn with file:line; values elsewhere still apply", () => {
     const r = parseNspawnFile("[Exec]\nHostname=h\nFrobnicate=1\n[Service]\nExecStart=/x\n[Network]\nPort=80\n", F, true);
-    expect(r.warnings).toEqual([
-      `${F}:3: unknown key "Frobnicate" in section [Exec], ignoring`,
-      `${F}:4: unknown section "Service", ignoring`,
-    ]);
+    expect(r.warnings).toEqual([`${F}:3: unknown key "Frobnicate" in section [Exec], ignoring`, `${F}:4: unknown section "Service", ignoring`]);
     expect(r.values.hostname).toBe("h");
     expect(r.values.ports).toHaveLength(1);
   });
@@ -192,11 +265,35 @@ describe("trust", () => {
 
   test("the privileged list is nspawn's plus the CVE-2026-40226 keys", () => {
     const expected = [
-      "Capability", "AmbientCapability", "MachineID", "Bind", "BindReadOnly", "TemporaryFileSystem", "Inaccessible",
-      "Overlay", "OverlayReadOnly", "Private", "VirtualEthernet", "VirtualEthernetExtra", "Interface", "MACVLAN",
-      "IPVLAN", "Bridge", "Zone", "Port", "PrivateUsers", "PrivateUsersOwnership", "PrivateUsersChown", "BindUser",
-      "SystemCallFilter", ...Object.keys(RLIMITS).map((r) => `Limit${r}`), "OOMScoreAdjust", "CPUAffinity",
-      "LinkJournal", "PivotRoot", "Ephemeral",
+      "Capability",
+      "AmbientCapability",
+      "MachineID",
+      "Bind",
+      "BindReadOnly",
+      "TemporaryFileSystem",
+      "Inaccessible",
+      "Overlay",
+      "OverlayReadOnly",
+      "Private",
+      "VirtualEthernet",
+      "VirtualEthernetExtra",
+      "Interface",
+      "MACVLAN",
+      "IPVLAN",
+      "Bridge",
+      "Zone",
+      "Port",
+      "PrivateUsers",
+      "PrivateUsersOwnership",
+      "PrivateUsersChown",
+      "BindUser",
+      "SystemCallFilter",
+      ...Object.keys(RLIMITS).map((r) => `Limit${r}`),
+      "OOMScoreAdjust",
+      "CPUAffinity",
+      "LinkJournal",
+      "PivotRoot",
+      "Ephemeral",
     ];
     expect([...privileged].sort()).toEqual(expected.sort());
   });

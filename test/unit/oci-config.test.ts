@@ -34,7 +34,10 @@ const refusal = (text: string) => {
 
 describe("config.json from runc spec", () => {
   test.skipIf(Bun.which("runc") === null)("the fixtures are what this host's runc spec writes", () => {
-    for (const [args, fixture] of [[[], RUNC], [["--rootless"], ROOTLESS]] as const) {
+    for (const [args, fixture] of [
+      [[], RUNC],
+      [["--rootless"], ROOTLESS],
+    ] as const) {
       const dir = mkdtempSync(join(tmpdir(), "oci-spec-"));
       try {
         const r = Bun.spawnSync(["runc", "spec", ...args], { cwd: dir });
@@ -84,14 +87,28 @@ describe("config.json from runc spec", () => {
 
 describe("mapping", () => {
   test("process fields", () => {
-    const v = mapOciConfig(edit((c) => {
-      Object.assign(proc(c), {
-        terminal: false, args: ["/bin/echo", "hi"], env: ["A=1"], cwd: "/tmp/", oomScoreAdj: 100,
-        user: { uid: 1000, gid: 100, additionalGids: [10, 20] }, selinuxLabel: "system_u:system_r:container_t:s0",
-        capabilities: { bounding: ["CAP_KILL", "CAP_CHOWN"], effective: ["CAP_KILL"], permitted: ["CAP_KILL"], ambient: ["CAP_KILL"], inheritable: ["CAP_KILL"] },
-        rlimits: [{ type: "RLIMIT_NPROC", soft: -1, hard: -1 }],
-      });
-    }), B).values;
+    const v = mapOciConfig(
+      edit((c) => {
+        Object.assign(proc(c), {
+          terminal: false,
+          args: ["/bin/echo", "hi"],
+          env: ["A=1"],
+          cwd: "/tmp/",
+          oomScoreAdj: 100,
+          user: { uid: 1000, gid: 100, additionalGids: [10, 20] },
+          selinuxLabel: "system_u:system_r:container_t:s0",
+          capabilities: {
+            bounding: ["CAP_KILL", "CAP_CHOWN"],
+            effective: ["CAP_KILL"],
+            permitted: ["CAP_KILL"],
+            ambient: ["CAP_KILL"],
+            inheritable: ["CAP_KILL"],
+          },
+          rlimits: [{ type: "RLIMIT_NPROC", soft: -1, hard: -1 }],
+        });
+      }),
+      B,
+    ).values;
     expect(v.console).toBe("pipe");
     expect(v.command).toEqual(["/bin/echo", "hi"]);
     expect(v.chdir).toBe("/tmp");
@@ -104,14 +121,17 @@ describe("mapping", () => {
   });
 
   test("mounts: binds (bundle-relative source, ro, rbind), tmpfs, API mounts", () => {
-    const v = mapOciConfig(edit((c) => {
-      (c.mounts as unknown[]).push(
-        { destination: "/data", type: "bind", source: "data", options: ["rbind", "ro", "rprivate"] },
-        { destination: "/opt/x", type: "none", source: "/srv/x", options: ["bind"] },
-        { destination: "/scratch", type: "tmpfs", source: "tmpfs", options: ["size=1m", "mode=1777"] },
-        { destination: "/run", type: "tmpfs", source: "tmpfs" },
-      );
-    }), B).values;
+    const v = mapOciConfig(
+      edit((c) => {
+        (c.mounts as unknown[]).push(
+          { destination: "/data", type: "bind", source: "data", options: ["rbind", "ro", "rprivate"] },
+          { destination: "/opt/x", type: "none", source: "/srv/x", options: ["bind"] },
+          { destination: "/scratch", type: "tmpfs", source: "tmpfs", options: ["size=1m", "mode=1777"] },
+          { destination: "/run", type: "tmpfs", source: "tmpfs" },
+        );
+      }),
+      B,
+    ).values;
     expect(v.binds).toEqual([
       { source: `${B}/data`, sourceInImage: false, destination: "/data", readOnly: true, recursive: true, idmap: "noidmap" },
       { source: "/srv/x", sourceInImage: false, destination: "/opt/x", readOnly: false, recursive: false, idmap: "noidmap" },
@@ -120,26 +140,57 @@ describe("mapping", () => {
   });
 
   test("readonlyPaths outside the API file systems: read-only binds of the path onto itself", () => {
-    const v = mapOciConfig(edit((c) => { linux(c).readonlyPaths = ["/proc/sys", "/usr"]; }), B).values;
+    const v = mapOciConfig(
+      edit((c) => {
+        linux(c).readonlyPaths = ["/proc/sys", "/usr"];
+      }),
+      B,
+    ).values;
     expect(v.binds).toEqual([{ source: "/usr", sourceInImage: true, destination: "/usr", readOnly: true, recursive: true, idmap: "noidmap" }]);
   });
 
   test("namespaces joined by path, mappings, resources, seccomp, mountLabel, cgroupsPath", () => {
-    const v = mapOciConfig(edit((c) => {
-      const l = linux(c);
-      l.namespaces = [{ type: "pid" }, { type: "network", path: "/run/netns/x" }, { type: "ipc" }, { type: "uts" }, { type: "mount" }, { type: "user" }, { type: "cgroup" }];
-      l.uidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
-      l.gidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
-      l.resources = { devices: [{ allow: false, access: "rwm" }], memory: { limit: 536870912 }, pids: { limit: 64 }, cpu: { shares: 1024, quota: 50000, period: 100000, cpus: "0-1" } };
-      l.seccomp = { defaultAction: "SCMP_ACT_ALLOW", architectures: ["SCMP_ARCH_X86_64"], syscalls: [{ names: ["kexec_load", "reboot"], action: "SCMP_ACT_ERRNO" }, { names: ["read"], action: "SCMP_ACT_ALLOW" }] };
-      l.mountLabel = "system_u:object_r:container_file_t:s0";
-      l.cgroupsPath = "oci.slice";
-    }), B).values;
+    const v = mapOciConfig(
+      edit((c) => {
+        const l = linux(c);
+        l.namespaces = [
+          { type: "pid" },
+          { type: "network", path: "/run/netns/x" },
+          { type: "ipc" },
+          { type: "uts" },
+          { type: "mount" },
+          { type: "user" },
+          { type: "cgroup" },
+        ];
+        l.uidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+        l.gidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+        l.resources = {
+          devices: [{ allow: false, access: "rwm" }],
+          memory: { limit: 536870912 },
+          pids: { limit: 64 },
+          cpu: { shares: 1024, quota: 50000, period: 100000, cpus: "0-1" },
+        };
+        l.seccomp = {
+          defaultAction: "SCMP_ACT_ALLOW",
+          architectures: ["SCMP_ARCH_X86_64"],
+          syscalls: [
+            { names: ["kexec_load", "reboot"], action: "SCMP_ACT_ERRNO" },
+            { names: ["read"], action: "SCMP_ACT_ALLOW" },
+          ],
+        };
+        l.mountLabel = "system_u:object_r:container_file_t:s0";
+        l.cgroupsPath = "oci.slice";
+      }),
+      B,
+    ).values;
     expect(v.networkNamespacePath).toBe("/run/netns/x");
     expect(v.privateNetwork).toBeUndefined();
     expect(v.privateUsers).toEqual({ mode: "range", base: 100000, count: 65536 });
     expect(v.properties).toEqual([
-      { name: "MemoryMax", value: "536870912" }, { name: "CPUWeight", value: "39" }, { name: "CPUQuota", value: "50.00%" }, { name: "TasksMax", value: "64" },
+      { name: "MemoryMax", value: "536870912" },
+      { name: "CPUWeight", value: "39" },
+      { name: "CPUQuota", value: "50.00%" },
+      { name: "TasksMax", value: "64" },
     ]);
     expect(v.cpuAffinity).toEqual([0, 1]);
     expect(v.systemCallFilter).toEqual({ allow: [], deny: ["kexec_load", "reboot"] });
@@ -148,52 +199,308 @@ describe("mapping", () => {
   });
 
   test("unknown fields are ignored, as the spec requires; annotations too", () => {
-    const m = mapOciConfig(edit((c) => { c.futureThing = { x: 1 }; proc(c).newField = true; c.annotations = { "org.example": "x" }; }), B);
+    const m = mapOciConfig(
+      edit((c) => {
+        c.futureThing = { x: 1 };
+        proc(c).newField = true;
+        c.annotations = { "org.example": "x" };
+      }),
+      B,
+    );
     expect(m.values.command).toEqual(["sh"]);
   });
 });
 
 describe("refusals: one line naming the config.json field", () => {
   const cases: Array<[string, (c: Json) => void, string]> = [
-    ["version", (c) => { c.ociVersion = "2.0.0"; }, `${F}: ociVersion: version "2.0.0" is not supported (machina reads runtime-spec 1.0.x to 1.2.x)`],
-    ["type", (c) => { proc(c).terminal = "yes"; }, `${F}: process.terminal: Invalid input: expected boolean, received string`],
-    ["root", (c) => { delete c.root; }, `${F}: root.path: is required (the bundle's root file system, e.g. "rootfs")`],
-    ["apparmor", (c) => { proc(c).apparmorProfile = "docker-default"; }, `${F}: process.apparmorProfile: AppArmor is not supported by machina (this host has no AppArmor); remove the field`],
-    ["empty args", (c) => { proc(c).args = []; }, `${F}: process.args: the argument list is empty`],
-    ["env", (c) => { proc(c).env = ["NOEQUALS"]; }, `${F}: process.env[0]: "NOEQUALS" is not a NAME=VALUE assignment`],
-    ["cwd", (c) => { proc(c).cwd = "rel"; }, `${F}: process.cwd: "rel" is not an absolute path`],
-    ["dotdot", (c) => { (c.mounts as unknown[]).push({ destination: "/a/../etc", type: "tmpfs" }); }, `${F}: mounts[7].destination: "/a/../etc" may not contain ".." components`],
-    ["masked relative", (c) => { linux(c).maskedPaths = ["proc/kcore"]; }, `${F}: linux.maskedPaths[0]: "proc/kcore" is not an absolute path`],
-    ["cap name", (c) => { proc(c).capabilities = { bounding: ["CAP_NOPE"] }; }, `${F}: process.capabilities.bounding[0]: unknown capability "CAP_NOPE" (expected a name such as CAP_NET_ADMIN)`],
-    ["effective", (c) => { (proc(c).capabilities as Json).effective = ["CAP_KILL"]; }, `${F}: process.capabilities.effective: must equal the bounding set (the payload runs as root): machina cannot give the payload a different effective set`],
-    ["rlimit", (c) => { proc(c).rlimits = [{ type: "NOFILE", soft: 1, hard: 1 }]; }, `${F}: process.rlimits[0].type: unknown resource limit "NOFILE" (expected RLIMIT_NOFILE, RLIMIT_NPROC, …)`],
-    ["rlimit twice", (c) => { proc(c).rlimits = [{ type: "RLIMIT_NOFILE", soft: 1, hard: 1 }, { type: "RLIMIT_NOFILE", soft: 2, hard: 2 }]; }, `${F}: process.rlimits[1].type: RLIMIT_NOFILE is given twice`],
-    ["oom", (c) => { proc(c).oomScoreAdj = 2000; }, `${F}: process.oomScoreAdj: 2000 is out of range (-1000 to 1000)`],
-    ["api mount", (c) => { (c.mounts as Json[])[0]!.type = "tmpfs"; }, `${F}: mounts[0]: machina mounts its own proc on /proc; a tmpfs mount there cannot be honoured`],
-    ["other type", (c) => { (c.mounts as unknown[]).push({ destination: "/mnt/p", type: "proc", source: "proc" }); }, `${F}: mounts[7]: a proc mount on /mnt/p cannot be honoured (config.json may add bind and tmpfs mounts; machina mounts proc, sysfs, cgroup, mqueue and devpts only at their usual places)`],
-    ["bind option", (c) => { (c.mounts as unknown[]).push({ destination: "/d", type: "bind", source: "/s", options: ["rbind", "nosuid"] }); }, `${F}: mounts[7].options: bind option "nosuid" cannot be honoured (supported: bind, rbind, ro, rw, private, rprivate)`],
-    ["bind no source", (c) => { (c.mounts as unknown[]).push({ destination: "/d", type: "bind" }); }, `${F}: mounts[7].source: a bind mount needs a source`],
-    ["no mount ns", (c) => { linux(c).namespaces = [{ type: "pid" }, { type: "ipc" }, { type: "uts" }]; }, `${F}: linux.namespaces: containers without a mount namespace are not supported`],
-    ["host pid", (c) => { linux(c).namespaces = [{ type: "mount" }, { type: "ipc" }, { type: "uts" }]; }, `${F}: linux.namespaces: machina always gives a container its own pid namespace: sharing the host's cannot be honoured (add {"type": "pid"})`],
-    ["join ipc", (c) => { linux(c).namespaces = [{ type: "mount" }, { type: "pid" }, { type: "uts" }, { type: "ipc", path: "/proc/1/ns/ipc" }]; }, `${F}: linux.namespaces[3].path: joining an existing ipc namespace is not supported (only the network namespace can be joined by path)`],
-    ["time ns", (c) => { (linux(c).namespaces as unknown[]).push({ type: "time" }); }, `${F}: linux.namespaces: time namespaces are not supported by machina`],
-    ["two mappings", (c) => { const l = linux(c); (l.namespaces as unknown[]).push({ type: "user" }); l.uidMappings = [{ containerID: 0, hostID: 1, size: 1 }, { containerID: 1, hostID: 5, size: 1 }]; l.gidMappings = l.uidMappings; }, `${F}: linux.uidMappings: more than one mapping is not supported`],
-    ["uneven mappings", (c) => { const l = linux(c); (l.namespaces as unknown[]).push({ type: "user" }); l.uidMappings = [{ containerID: 0, hostID: 1, size: 65536 }]; l.gidMappings = [{ containerID: 0, hostID: 2, size: 65536 }]; }, `${F}: linux.gidMappings: uidMappings and gidMappings must be the same range`],
-    ["maps without userns", (c) => { linux(c).uidMappings = [{ containerID: 0, hostID: 1, size: 1 }]; }, `${F}: linux.uidMappings: mappings are given but linux.namespaces has no user namespace`],
-    ["ro proc path", (c) => { linux(c).readonlyPaths = ["/proc/foo"]; }, `${F}: linux.readonlyPaths[0]: "/proc/foo" is inside an API file system machina mounts: it cannot be made read-only`],
-    ["sysctl", (c) => { linux(c).sysctl = { "net.ipv4.ip_forward": "1" }; }, `${F}: linux.sysctl: setting sysctls (net.ipv4.ip_forward) is not supported by machina`],
-    ["seccomp default", (c) => { linux(c).seccomp = { defaultAction: "SCMP_ACT_ERRNO" }; }, `${F}: linux.seccomp.defaultAction: SCMP_ACT_ERRNO cannot be honoured (supported: defaultAction SCMP_ACT_ALLOW with syscalls entries of action SCMP_ACT_ERRNO (EPERM) or SCMP_ACT_ALLOW and no args)`],
-    ["seccomp args", (c) => { linux(c).seccomp = { defaultAction: "SCMP_ACT_ALLOW", syscalls: [{ names: ["clone"], action: "SCMP_ACT_ERRNO", args: [{ index: 0, value: 1, op: "SCMP_CMP_EQ" }] }] }; }, `${F}: linux.seccomp.syscalls[0].args: argument conditions cannot be honoured (supported: defaultAction SCMP_ACT_ALLOW with syscalls entries of action SCMP_ACT_ERRNO (EPERM) or SCMP_ACT_ALLOW and no args)`],
-    ["seccomp errno", (c) => { linux(c).seccomp = { defaultAction: "SCMP_ACT_ALLOW", syscalls: [{ names: ["mount"], action: "SCMP_ACT_ERRNO", errnoRet: 38 }] }; }, `${F}: linux.seccomp.syscalls[0].errnoRet: errno 38 cannot be honoured (denied calls fail with EPERM)`],
-    ["seccomp kill", (c) => { linux(c).seccomp = { defaultAction: "SCMP_ACT_ALLOW", syscalls: [{ names: ["mount"], action: "SCMP_ACT_KILL" }] }; }, `${F}: linux.seccomp.syscalls[0].action: SCMP_ACT_KILL cannot be honoured (supported: defaultAction SCMP_ACT_ALLOW with syscalls entries of action SCMP_ACT_ERRNO (EPERM) or SCMP_ACT_ALLOW and no args)`],
-    ["hooks", (c) => { c.hooks = { prestart: [{ path: "/bin/true" }] }; }, `${F}: hooks.prestart: hooks are not supported by machina-nspawn yet`],
-    ["devices rule", (c) => { (linux(c).resources as Json).devices = [{ allow: true, type: "c", major: 1, minor: 3, access: "rwm" }]; }, `${F}: linux.resources.devices[0]: device access rules cannot be honoured (machina allows its standard device nodes only; a deny-all entry is accepted)`],
-    ["swap", (c) => { (linux(c).resources as Json).memory = { limit: 1, swap: 2 }; }, `${F}: linux.resources.memory.swap: is not supported by machina (supported: memory.limit)`],
-    ["blockIO", (c) => { (linux(c).resources as Json).blockIO = { weight: 10 }; }, `${F}: linux.resources.blockIO: is not supported by machina`],
-    ["cgroupsPath", (c) => { linux(c).cgroupsPath = "/user.slice/x"; }, `${F}: linux.cgroupsPath: "/user.slice/x" cannot be honoured (only a slice name such as machine.slice)`],
-    ["devices", (c) => { linux(c).devices = [{ path: "/dev/fuse", type: "c", major: 10, minor: 229 }]; }, `${F}: linux.devices: creating device nodes from config.json is not supported (machina creates the standard /dev nodes)`],
-    ["domainname", (c) => { c.domainname = "example"; }, `${F}: domainname: setting an NIS domain name is not supported by machina`],
-    ["windows", (c) => { c.windows = {}; }, `${F}: windows: a windows configuration cannot be run by machina (Linux containers only)`],
+    [
+      "version",
+      (c) => {
+        c.ociVersion = "2.0.0";
+      },
+      `${F}: ociVersion: version "2.0.0" is not supported (machina reads runtime-spec 1.0.x to 1.2.x)`,
+    ],
+    [
+      "type",
+      (c) => {
+        proc(c).terminal = "yes";
+      },
+      `${F}: process.terminal: Invalid input: expected boolean, received string`,
+    ],
+    [
+      "root",
+      (c) => {
+        delete c.root;
+      },
+      `${F}: root.path: is required (the bundle's root file system, e.g. "rootfs")`,
+    ],
+    [
+      "apparmor",
+      (c) => {
+        proc(c).apparmorProfile = "docker-default";
+      },
+      `${F}: process.apparmorProfile: AppArmor is not supported by machina (this host has no AppArmor); remove the field`,
+    ],
+    [
+      "empty args",
+      (c) => {
+        proc(c).args = [];
+      },
+      `${F}: process.args: the argument list is empty`,
+    ],
+    [
+      "env",
+      (c) => {
+        proc(c).env = ["NOEQUALS"];
+      },
+      `${F}: process.env[0]: "NOEQUALS" is not a NAME=VALUE assignment`,
+    ],
+    [
+      "cwd",
+      (c) => {
+        proc(c).cwd = "rel";
+      },
+      `${F}: process.cwd: "rel" is not an absolute path`,
+    ],
+    [
+      "dotdot",
+      (c) => {
+        (c.mounts as unknown[]).push({ destination: "/a/../etc", type: "tmpfs" });
+      },
+      `${F}: mounts[7].destination: "/a/../etc" may not contain ".." components`,
+    ],
+    [
+      "masked relative",
+      (c) => {
+        linux(c).maskedPaths = ["proc/kcore"];
+      },
+      `${F}: linux.maskedPaths[0]: "proc/kcore" is not an absolute path`,
+    ],
+    [
+      "cap name",
+      (c) => {
+        proc(c).capabilities = { bounding: ["CAP_NOPE"] };
+      },
+      `${F}: process.capabilities.bounding[0]: unknown capability "CAP_NOPE" (expected a name such as CAP_NET_ADMIN)`,
+    ],
+    [
+      "effective",
+      (c) => {
+        (proc(c).capabilities as Json).effective = ["CAP_KILL"];
+      },
+      `${F}: process.capabilities.effective: must equal the bounding set (the payload runs as root): machina cannot give the payload a different effective set`,
+    ],
+    [
+      "rlimit",
+      (c) => {
+        proc(c).rlimits = [{ type: "NOFILE", soft: 1, hard: 1 }];
+      },
+      `${F}: process.rlimits[0].type: unknown resource limit "NOFILE" (expected RLIMIT_NOFILE, RLIMIT_NPROC, …)`,
+    ],
+    [
+      "rlimit twice",
+      (c) => {
+        proc(c).rlimits = [
+          { type: "RLIMIT_NOFILE", soft: 1, hard: 1 },
+          { type: "RLIMIT_NOFILE", soft: 2, hard: 2 },
+        ];
+      },
+      `${F}: process.rlimits[1].type: RLIMIT_NOFILE is given twice`,
+    ],
+    [
+      "oom",
+      (c) => {
+        proc(c).oomScoreAdj = 2000;
+      },
+      `${F}: process.oomScoreAdj: 2000 is out of range (-1000 to 1000)`,
+    ],
+    [
+      "api mount",
+      (c) => {
+        (c.mounts as Json[])[0]!.type = "tmpfs";
+      },
+      `${F}: mounts[0]: machina mounts its own proc on /proc; a tmpfs mount there cannot be honoured`,
+    ],
+    [
+      "other type",
+      (c) => {
+        (c.mounts as unknown[]).push({ destination: "/mnt/p", type: "proc", source: "proc" });
+      },
+      `${F}: mounts[7]: a proc mount on /mnt/p cannot be honoured (config.json may add bind and tmpfs mounts; machina mounts proc, sysfs, cgroup, mqueue and devpts only at their usual places)`,
+    ],
+    [
+      "bind option",
+      (c) => {
+        (c.mounts as unknown[]).push({ destination: "/d", type: "bind", source: "/s", options: ["rbind", "nosuid"] });
+      },
+      `${F}: mounts[7].options: bind option "nosuid" cannot be honoured (supported: bind, rbind, ro, rw, private, rprivate)`,
+    ],
+    [
+      "bind no source",
+      (c) => {
+        (c.mounts as unknown[]).push({ destination: "/d", type: "bind" });
+      },
+      `${F}: mounts[7].source: a bind mount needs a source`,
+    ],
+    [
+      "no mount ns",
+      (c) => {
+        linux(c).namespaces = [{ type: "pid" }, { type: "ipc" }, { type: "uts" }];
+      },
+      `${F}: linux.namespaces: containers without a mount namespace are not supported`,
+    ],
+    [
+      "host pid",
+      (c) => {
+        linux(c).namespaces = [{ type: "mount" }, { type: "ipc" }, { type: "uts" }];
+      },
+      `${F}: linux.namespaces: machina always gives a container its own pid namespace: sharing the host's cannot be honoured (add {"type": "pid"})`,
+    ],
+    [
+      "join ipc",
+      (c) => {
+        linux(c).namespaces = [{ type: "mount" }, { type: "pid" }, { type: "uts" }, { type: "ipc", path: "/proc/1/ns/ipc" }];
+      },
+      `${F}: linux.namespaces[3].path: joining an existing ipc namespace is not supported (only the network namespace can be joined by path)`,
+    ],
+    [
+      "time ns",
+      (c) => {
+        (linux(c).namespaces as unknown[]).push({ type: "time" });
+      },
+      `${F}: linux.namespaces: time namespaces are not supported by machina`,
+    ],
+    [
+      "two mappings",
+      (c) => {
+        const l = linux(c);
+        (l.namespaces as unknown[]).push({ type: "user" });
+        l.uidMappings = [
+          { containerID: 0, hostID: 1, size: 1 },
+          { containerID: 1, hostID: 5, size: 1 },
+        ];
+        l.gidMappings = l.uidMappings;
+      },
+      `${F}: linux.uidMappings: more than one mapping is not supported`,
+    ],
+    [
+      "uneven mappings",
+      (c) => {
+        const l = linux(c);
+        (l.namespaces as unknown[]).push({ type: "user" });
+        l.uidMappings = [{ containerID: 0, hostID: 1, size: 65536 }];
+        l.gidMappings = [{ containerID: 0, hostID: 2, size: 65536 }];
+      },
+      `${F}: linux.gidMappings: uidMappings and gidMappings must be the same range`,
+    ],
+    [
+      "maps without userns",
+      (c) => {
+        linux(c).uidMappings = [{ containerID: 0, hostID: 1, size: 1 }];
+      },
+      `${F}: linux.uidMappings: mappings are given but linux.namespaces has no user namespace`,
+    ],
+    [
+      "ro proc path",
+      (c) => {
+        linux(c).readonlyPaths = ["/proc/foo"];
+      },
+      `${F}: linux.readonlyPaths[0]: "/proc/foo" is inside an API file system machina mounts: it cannot be made read-only`,
+    ],
+    [
+      "sysctl",
+      (c) => {
+        linux(c).sysctl = { "net.ipv4.ip_forward": "1" };
+      },
+      `${F}: linux.sysctl: setting sysctls (net.ipv4.ip_forward) is not supported by machina`,
+    ],
+    [
+      "seccomp default",
+      (c) => {
+        linux(c).seccomp = { defaultAction: "SCMP_ACT_ERRNO" };
+      },
+      `${F}: linux.seccomp.defaultAction: SCMP_ACT_ERRNO cannot be honoured (supported: defaultAction SCMP_ACT_ALLOW with syscalls entries of action SCMP_ACT_ERRNO (EPERM) or SCMP_ACT_ALLOW and no args)`,
+    ],
+    [
+      "seccomp args",
+      (c) => {
+        linux(c).seccomp = {
+          defaultAction: "SCMP_ACT_ALLOW",
+          syscalls: [{ names: ["clone"], action: "SCMP_ACT_ERRNO", args: [{ index: 0, value: 1, op: "SCMP_CMP_EQ" }] }],
+        };
+      },
+      `${F}: linux.seccomp.syscalls[0].args: argument conditions cannot be honoured (supported: defaultAction SCMP_ACT_ALLOW with syscalls entries of action SCMP_ACT_ERRNO (EPERM) or SCMP_ACT_ALLOW and no args)`,
+    ],
+    [
+      "seccomp errno",
+      (c) => {
+        linux(c).seccomp = { defaultAction: "SCMP_ACT_ALLOW", syscalls: [{ names: ["mount"], action: "SCMP_ACT_ERRNO", errnoRet: 38 }] };
+      },
+      `${F}: linux.seccomp.syscalls[0].errnoRet: errno 38 cannot be honoured (denied calls fail with EPERM)`,
+    ],
+    [
+      "seccomp kill",
+      (c) => {
+        linux(c).seccomp = { defaultAction: "SCMP_ACT_ALLOW", syscalls: [{ names: ["mount"], action: "SCMP_ACT_KILL" }] };
+      },
+      `${F}: linux.seccomp.syscalls[0].action: SCMP_ACT_KILL cannot be honoured (supported: defaultAction SCMP_ACT_ALLOW with syscalls entries of action SCMP_ACT_ERRNO (EPERM) or SCMP_ACT_ALLOW and no args)`,
+    ],
+    [
+      "hooks",
+      (c) => {
+        c.hooks = { prestart: [{ path: "/bin/true" }] };
+      },
+      `${F}: hooks.prestart: hooks are not supported by machina-nspawn yet`,
+    ],
+    [
+      "devices rule",
+      (c) => {
+        (linux(c).resources as Json).devices = [{ allow: true, type: "c", major: 1, minor: 3, access: "rwm" }];
+      },
+      `${F}: linux.resources.devices[0]: device access rules cannot be honoured (machina allows its standard device nodes only; a deny-all entry is accepted)`,
+    ],
+    [
+      "swap",
+      (c) => {
+        (linux(c).resources as Json).memory = { limit: 1, swap: 2 };
+      },
+      `${F}: linux.resources.memory.swap: is not supported by machina (supported: memory.limit)`,
+    ],
+    [
+      "blockIO",
+      (c) => {
+        (linux(c).resources as Json).blockIO = { weight: 10 };
+      },
+      `${F}: linux.resources.blockIO: is not supported by machina`,
+    ],
+    [
+      "cgroupsPath",
+      (c) => {
+        linux(c).cgroupsPath = "/user.slice/x";
+      },
+      `${F}: linux.cgroupsPath: "/user.slice/x" cannot be honoured (only a slice name such as machine.slice)`,
+    ],
+    [
+      "devices",
+      (c) => {
+        linux(c).devices = [{ path: "/dev/fuse", type: "c", major: 10, minor: 229 }];
+      },
+      `${F}: linux.devices: creating device nodes from config.json is not supported (machina creates the standard /dev nodes)`,
+    ],
+    [
+      "domainname",
+      (c) => {
+        c.domainname = "example";
+      },
+      `${F}: domainname: setting an NIS domain name is not supported by machina`,
+    ],
+    [
+      "windows",
+      (c) => {
+        c.windows = {};
+      },
+      `${F}: windows: a windows configuration cannot be run by machina (Linux containers only)`,
+    ],
   ];
   for (const [name, f, message] of cases) test(name, () => expect(refusal(edit(f))).toBe(message));
 

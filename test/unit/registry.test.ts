@@ -4,7 +4,10 @@ import { readState, sweepStale } from "../../src/machine/registry.ts";
 
 const state = (name: string) =>
   JSON.stringify({
-    leader: 20, supervisor: 10, name, root: `/srv/${name}`,
+    leader: 20,
+    supervisor: 10,
+    name,
+    root: `/srv/${name}`,
     cgroups: [`/sys/fs/cgroup/unified/machine.slice/machine-${name}.scope`, `/sys/fs/cgroup/systemd/machine.slice/machine-${name}.scope`],
   });
 

@@ -68,7 +68,10 @@ describe("merge: command line over file (mode yes/trusted)", () => {
   test("rlimits are masked per resource", () => {
     const f = file("[Exec]\nLimitNOFILE=10\nLimitCORE=0\n");
     const m = mergeSettings(cli("-D", "/m/box", "--rlimit=NOFILE=99"), f, "yes");
-    expect(m.rlimits.map((l) => [l.name, l.soft]).sort()).toEqual([["CORE", 0n], ["NOFILE", 99n]]);
+    expect(m.rlimits.map((l) => [l.name, l.soft]).sort()).toEqual([
+      ["CORE", 0n],
+      ["NOFILE", 99n],
+    ]);
   });
 
   test("trusted mode changes trust, not precedence", () => {
@@ -77,7 +80,9 @@ describe("merge: command line over file (mode yes/trusted)", () => {
   });
 
   test("conflicts across the two sources are refused, naming both", () => {
-    expect(() => mergeSettings(cli("-D", "/m/box", "--template=/t"), file("[Exec]\nEphemeral=yes\n"), "yes")).toThrow(`--ephemeral (${F}:2) and --template= may not be combined`);
+    expect(() => mergeSettings(cli("-D", "/m/box", "--template=/t"), file("[Exec]\nEphemeral=yes\n"), "yes")).toThrow(
+      `--ephemeral (${F}:2) and --template= may not be combined`,
+    );
   });
 });
 
@@ -114,7 +119,9 @@ describe("lookup", () => {
       { path: "/srv/images/box.nspawn", trusted: false },
     ]);
     expect(settingsFileCandidates("box", { directory: "/var/lib/machines/box/" }, {}).map((c) => c.path)).toEqual([
-      "/etc/systemd/nspawn/box.nspawn", "/run/systemd/nspawn/box.nspawn", "/var/lib/machines/box.nspawn",
+      "/etc/systemd/nspawn/box.nspawn",
+      "/run/systemd/nspawn/box.nspawn",
+      "/var/lib/machines/box.nspawn",
     ]);
     expect(settingsFileCandidates("web", { image: "/imgs/web.raw" }, env).at(-1)).toEqual({ path: "/imgs/web.nspawn", trusted: false });
     expect(settingsFileCandidates("top", { directory: "/top" }, env).at(-1)).toEqual({ path: "/top.nspawn", trusted: false });
@@ -131,12 +138,23 @@ describe("lookup", () => {
     const all = new FakeHost({ files, env });
     expect(findSettingsFile(all, "box", { directory: "/srv/box" }, "yes")).toMatchObject({ path: "/cfg/etc/box.nspawn", trusted: true });
     const { "/cfg/etc/box.nspawn": _e, ...noEtc } = files;
-    expect(findSettingsFile(new FakeHost({ files: noEtc, env }), "box", { directory: "/srv/box" }, "yes")).toMatchObject({ path: "/cfg/run/box.nspawn", trusted: true });
+    expect(findSettingsFile(new FakeHost({ files: noEtc, env }), "box", { directory: "/srv/box" }, "yes")).toMatchObject({
+      path: "/cfg/run/box.nspawn",
+      trusted: true,
+    });
     const { "/cfg/run/box.nspawn": _r, ...beside } = noEtc;
-    expect(findSettingsFile(new FakeHost({ files: beside, env }), "box", { directory: "/srv/box" }, "yes")).toMatchObject({ path: "/srv/box.nspawn", trusted: false });
-    expect(findSettingsFile(new FakeHost({ files: beside, env }), "box", { directory: "/srv/box" }, "trusted")).toMatchObject({ path: "/srv/box.nspawn", trusted: true });
+    expect(findSettingsFile(new FakeHost({ files: beside, env }), "box", { directory: "/srv/box" }, "yes")).toMatchObject({
+      path: "/srv/box.nspawn",
+      trusted: false,
+    });
+    expect(findSettingsFile(new FakeHost({ files: beside, env }), "box", { directory: "/srv/box" }, "trusted")).toMatchObject({
+      path: "/srv/box.nspawn",
+      trusted: true,
+    });
     expect(findSettingsFile(new FakeHost({ files: beside, env }), "box", { directory: "/srv/box" }, "no")).toBeUndefined();
-    expect(findSettingsFile(new FakeHost({ files: { ...beside, "/cfg/etc/box.nspawn": { kind: "dir" } }, env }), "box", { directory: "/srv/box" }, "yes")).toMatchObject({ path: "/srv/box.nspawn" });
+    expect(
+      findSettingsFile(new FakeHost({ files: { ...beside, "/cfg/etc/box.nspawn": { kind: "dir" } }, env }), "box", { directory: "/srv/box" }, "yes"),
+    ).toMatchObject({ path: "/srv/box.nspawn" });
   });
 
   test("the machine name (-M) names the file", () => {

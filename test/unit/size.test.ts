@@ -40,20 +40,24 @@ describe("parseSize (systemd's parse_size, base 1024)", () => {
   });
 
   test("never throws; anything else is invalid", () => {
-    fc.assert(fc.property(fc.string(), (t) => {
-      const r = readSize(t);
-      return r === "invalid" || r === "range" || (typeof r === "bigint" && r >= 0n && r <= U64_MAX);
-    }));
+    fc.assert(
+      fc.property(fc.string(), (t) => {
+        const r = readSize(t);
+        return r === "invalid" || r === "range" || (typeof r === "bigint" && r >= 0n && r <= U64_MAX);
+      }),
+    );
     for (const t of ["", " ", "-1", "+1", "1k", "1KB", "1KiB", "1 2", "K", "1G ", "1.2.3", "0x10", "1e3"]) expect([t, readSize(t)]).toEqual([t, "invalid"]);
   });
 });
 
 describe("every size read through it", () => {
   test("--rlimit= / Limit*= sizes: bare numbers are bytes", () => {
-    fc.assert(fc.property(fc.bigInt({ min: 0n, max: U64_MAX - 1n }), (n) => {
-      const r = parseRlimitAssignment(`FSIZE=${n}`, { flag: "--rlimit" });
-      expect(r.soft).toBe(n);
-    }));
+    fc.assert(
+      fc.property(fc.bigInt({ min: 0n, max: U64_MAX - 1n }), (n) => {
+        const r = parseRlimitAssignment(`FSIZE=${n}`, { flag: "--rlimit" });
+        expect(r.soft).toBe(n);
+      }),
+    );
     expect(parseRlimitAssignment("FSIZE=18446744073709551615", { flag: "--rlimit" }).soft).toBe("infinity");
   });
 

@@ -9,7 +9,10 @@ import { encodeSpec, specRecords } from "../../src/spec/wire.ts";
 
 const OS_RELEASE = 'ID=debian\nVERSION_ID="12"\nPRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\n';
 
-function fakeHost(extra: Record<string, string | import("../../src/host/fake.ts").FakeNode> = {}, opts: { tty?: boolean; readOnly?: string[]; env?: Record<string, string> } = {}) {
+function fakeHost(
+  extra: Record<string, string | import("../../src/host/fake.ts").FakeNode> = {},
+  opts: { tty?: boolean; readOnly?: string[]; env?: Record<string, string> } = {},
+) {
   return new FakeHost({
     files: {
       "/usr/lib/os-release": OS_RELEASE,
@@ -44,9 +47,25 @@ describe("buildSpec", () => {
   test("the setup operations for a plain command, exactly", () => {
     const s = spec(["-D", "/srv/box", "/bin/true"]);
     const expected: SetupOp[] = [
-      { op: "mount", source: "tmpfs", target: "/tmp", fstype: "tmpfs", flags: MS.NOSUID | MS.NODEV | MS.STRICTATIME, data: "mode=1777,size=10%,nr_inodes=400k", create: "dir" },
+      {
+        op: "mount",
+        source: "tmpfs",
+        target: "/tmp",
+        fstype: "tmpfs",
+        flags: MS.NOSUID | MS.NODEV | MS.STRICTATIME,
+        data: "mode=1777,size=10%,nr_inodes=400k",
+        create: "dir",
+      },
       { op: "mount", source: "sysfs", target: "/sys", fstype: "sysfs", flags: API_RO, data: "", create: "dir" },
-      { op: "mount", source: "tmpfs", target: "/dev", fstype: "tmpfs", flags: MS.NOSUID | MS.STRICTATIME, data: "mode=0755,size=4m,nr_inodes=64k", create: "dir" },
+      {
+        op: "mount",
+        source: "tmpfs",
+        target: "/dev",
+        fstype: "tmpfs",
+        flags: MS.NOSUID | MS.STRICTATIME,
+        data: "mode=0755,size=4m,nr_inodes=64k",
+        create: "dir",
+      },
       { op: "mknod", path: "/dev/null", mode: S_IF.CHR | 0o666, major: 1, minor: 3 },
       { op: "mknod", path: "/dev/zero", mode: S_IF.CHR | 0o666, major: 1, minor: 5 },
       { op: "mknod", path: "/dev/full", mode: S_IF.CHR | 0o666, major: 1, minor: 7 },
@@ -59,15 +78,39 @@ describe("buildSpec", () => {
       { op: "symlink", target: "../random", path: "/dev/char/1:8" },
       { op: "symlink", target: "../urandom", path: "/dev/char/1:9" },
       { op: "symlink", target: "../tty", path: "/dev/char/5:0" },
-      { op: "mount", source: "tmpfs", target: "/dev/shm", fstype: "tmpfs", flags: MS.NOSUID | MS.NODEV | MS.STRICTATIME, data: "mode=1777,size=10%,nr_inodes=400k", create: "dir" },
-      { op: "mount", source: "devpts", target: "/dev/pts", fstype: "devpts", flags: MS.NOSUID | MS.NOEXEC, data: "newinstance,ptmxmode=0666,mode=620,gid=5", create: "dir" },
+      {
+        op: "mount",
+        source: "tmpfs",
+        target: "/dev/shm",
+        fstype: "tmpfs",
+        flags: MS.NOSUID | MS.NODEV | MS.STRICTATIME,
+        data: "mode=1777,size=10%,nr_inodes=400k",
+        create: "dir",
+      },
+      {
+        op: "mount",
+        source: "devpts",
+        target: "/dev/pts",
+        fstype: "devpts",
+        flags: MS.NOSUID | MS.NOEXEC,
+        data: "newinstance,ptmxmode=0666,mode=620,gid=5",
+        create: "dir",
+      },
       { op: "symlink", target: "pts/ptmx", path: "/dev/ptmx" },
       { op: "mount", source: "mqueue", target: "/dev/mqueue", fstype: "mqueue", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: "", create: "dir" },
       { op: "symlink", target: "/proc/self/fd", path: "/dev/fd" },
       { op: "symlink", target: "/proc/self/fd/0", path: "/dev/stdin" },
       { op: "symlink", target: "/proc/self/fd/1", path: "/dev/stdout" },
       { op: "symlink", target: "/proc/self/fd/2", path: "/dev/stderr" },
-      { op: "mount", source: "tmpfs", target: "/run", fstype: "tmpfs", flags: MS.NOSUID | MS.NODEV | MS.STRICTATIME, data: "mode=0755,size=20%,nr_inodes=800k", create: "dir" },
+      {
+        op: "mount",
+        source: "tmpfs",
+        target: "/run",
+        fstype: "tmpfs",
+        flags: MS.NOSUID | MS.NODEV | MS.STRICTATIME,
+        data: "mode=0755,size=20%,nr_inodes=800k",
+        create: "dir",
+      },
       { op: "mkdir", path: "/run/host", mode: 0o755 },
       { op: "mkdir", path: "/run/host/inaccessible", mode: 0o755 },
       { op: "mknod", path: "/run/host/inaccessible/reg", mode: S_IF.REG, major: 0, minor: 0 },
@@ -89,7 +132,15 @@ describe("buildSpec", () => {
       { op: "cgroupns" },
       { op: "mount", source: "cgroup2", target: "/sys/fs/cgroup", fstype: "cgroup2", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: "", create: "none" },
       // --timezone=auto, host /etc/localtime is a zoneinfo symlink but the image lacks the zone: bind
-      { op: "mount", source: "/usr/share/zoneinfo/Europe/Berlin", target: "/etc/localtime", fstype: "", flags: MS.BIND | MS.RDONLY | MS.NOSUID | MS.NODEV, data: "", create: "file" },
+      {
+        op: "mount",
+        source: "/usr/share/zoneinfo/Europe/Berlin",
+        target: "/etc/localtime",
+        fstype: "",
+        flags: MS.BIND | MS.RDONLY | MS.NOSUID | MS.NODEV,
+        data: "",
+        create: "file",
+      },
       // --resolv-conf=auto on a writable image without resolved: copy the host's file
       { op: "copy", source: "/etc/resolv.conf", path: "/etc/resolv.conf", mode: 0o644 },
     ];
@@ -129,9 +180,21 @@ describe("buildSpec", () => {
 
   test("-M, --hostname, --uuid, -u, --chdir, caps, rlimits, no-new-privs", () => {
     const s = spec([
-      "-D", "/srv/box", "-M", "web", "--hostname=h1", "--uuid=0123456789abcdef0123456789abcdef", "-u", "user",
-      "--chdir=/tmp", "--capability=CAP_NET_ADMIN", "--drop-capability=CAP_MKNOD", "--rlimit=NOFILE=10:20",
-      "--no-new-privileges=yes", "--kill-signal=SIGTERM", "id",
+      "-D",
+      "/srv/box",
+      "-M",
+      "web",
+      "--hostname=h1",
+      "--uuid=0123456789abcdef0123456789abcdef",
+      "-u",
+      "user",
+      "--chdir=/tmp",
+      "--capability=CAP_NET_ADMIN",
+      "--drop-capability=CAP_MKNOD",
+      "--rlimit=NOFILE=10:20",
+      "--no-new-privileges=yes",
+      "--kill-signal=SIGTERM",
+      "id",
     ]);
     expect(s.machine).toBe("web");
     expect(s.hostname).toBe("h1");
@@ -162,9 +225,14 @@ describe("buildSpec", () => {
   });
 
   test("the payload gets nspawn's NOFILE soft limit of 1024 with the hard limit inherited", () => {
-    const limits = "Limit                     Soft Limit           Hard Limit           Units\nMax open files            65536                524288               files\n";
-    expect(spec(["-D", "/srv/box", "x"], fakeHost({ "/proc/self/limits": limits })).rlimits).toEqual([{ resource: 7, soft: 1024n, hard: 524288n, mode: "exact" }]);
-    expect(spec(["-D", "/srv/box", "--rlimit=NOFILE=9", "x"], fakeHost({ "/proc/self/limits": limits })).rlimits).toEqual([{ resource: 7, soft: 9n, hard: 9n, mode: "closest" }]);
+    const limits =
+      "Limit                     Soft Limit           Hard Limit           Units\nMax open files            65536                524288               files\n";
+    expect(spec(["-D", "/srv/box", "x"], fakeHost({ "/proc/self/limits": limits })).rlimits).toEqual([
+      { resource: 7, soft: 1024n, hard: 524288n, mode: "exact" },
+    ]);
+    expect(spec(["-D", "/srv/box", "--rlimit=NOFILE=9", "x"], fakeHost({ "/proc/self/limits": limits })).rlimits).toEqual([
+      { resource: 7, soft: 9n, hard: 9n, mode: "closest" },
+    ]);
   });
 
   test("TERM: the caller's, vt220 with a pty when the caller has none, nothing with pipes; LANG is always C.UTF-8", () => {
@@ -180,7 +248,10 @@ describe("buildSpec", () => {
   });
 
   test("no command: a login shell, bash preferred", () => {
-    expect(spec(["-D", "/srv/box"]).exec).toEqual([{ path: "/bin/bash", argv0: "-bash" }, { path: "/bin/sh", argv0: "-sh" }]);
+    expect(spec(["-D", "/srv/box"]).exec).toEqual([
+      { path: "/bin/bash", argv0: "-bash" },
+      { path: "/bin/sh", argv0: "-sh" },
+    ]);
   });
 
   test("console mode follows the terminal, and --console/--pipe override it", () => {
@@ -202,8 +273,16 @@ describe("buildSpec", () => {
   test("--read-only: resolv.conf and localtime are bind-mounted instead of written", () => {
     const s = spec(["-D", "/srv/box", "--read-only", "x"]);
     expect(s.readOnly).toBe(true);
-    expect(s.ops.filter((o) => o.op === "copy" || o.op === "remove" || o.op === "write" && o.path.startsWith("/etc"))).toEqual([]);
-    expect(s.ops).toContainEqual({ op: "mount", source: "/etc/resolv.conf", target: "/etc/resolv.conf", fstype: "", flags: MS.BIND | MS.RDONLY | MS.NOSUID | MS.NODEV, data: "", create: "file" });
+    expect(s.ops.filter((o) => o.op === "copy" || o.op === "remove" || (o.op === "write" && o.path.startsWith("/etc")))).toEqual([]);
+    expect(s.ops).toContainEqual({
+      op: "mount",
+      source: "/etc/resolv.conf",
+      target: "/etc/resolv.conf",
+      fstype: "",
+      flags: MS.BIND | MS.RDONLY | MS.NOSUID | MS.NODEV,
+      data: "",
+      create: "file",
+    });
   });
 
   test("timezone: a symlink when the image has the host's zone; resolv.conf left alone when it is a symlink", () => {
@@ -233,7 +312,9 @@ describe("buildSpec", () => {
         "/srv/box/etc/real": "x",
         ...extra,
       });
-      return spec(["-D", "/srv/box", "--timezone=bind", "--resolv-conf=bind-host", "x"], host).ops.filter((o) => ("target" in o && o.target.startsWith("/etc/")) || ("path" in o && o.path.startsWith("/etc/")));
+      return spec(["-D", "/srv/box", "--timezone=bind", "--resolv-conf=bind-host", "x"], host).ops.filter(
+        (o) => ("target" in o && o.target.startsWith("/etc/")) || ("path" in o && o.path.startsWith("/etc/")),
+      );
     };
     const zone = "/usr/share/zoneinfo/Europe/Berlin";
     // to a file of the image (never out of it: ../.. stops at its root): bound there
@@ -242,7 +323,10 @@ describe("buildSpec", () => {
       { op: "mount", source: "/etc/resolv.conf", target: "/etc/real", fstype: "", flags: RO, data: "", create: "none" },
     ]);
     // dangling into an existing directory: the file is created there, then bound
-    expect(etcOps("/etc/new").map((o) => [o.op, "target" in o ? o.target : "", "create" in o ? o.create : ""])).toEqual([["mount", "/etc/new", "file"], ["mount", "/etc/new", "file"]]);
+    expect(etcOps("/etc/new").map((o) => [o.op, "target" in o ? o.target : "", "create" in o ? o.create : ""])).toEqual([
+      ["mount", "/etc/new", "file"],
+      ["mount", "/etc/new", "file"],
+    ]);
     // dangling into a missing directory: localtime copied over the link, resolv.conf left alone
     expect(etcOps("../usr/share/zoneinfo/Nowhere")).toEqual([
       { op: "remove", path: "/etc/localtime" },
@@ -268,11 +352,11 @@ describe("buildSpec", () => {
   });
 
   test.each([
-    [["-D", "/nope", "x"], "directory \"/nope\" does not exist"],
+    [["-D", "/nope", "x"], 'directory "/nope" does not exist'],
     [["-D", "/srv/box/etc/passwd", "x"], "is not a directory"],
     [["-D", "/etc", "x"], "doesn't look like an OS tree (/usr/ is missing)"],
     [["-D", "/srv/box", "-b"], "no init found"],
-    [["-D", "/srv/box", "-u", "nobody", "x"], "user \"nobody\" not found in the container's /etc/passwd"],
+    [["-D", "/srv/box", "-u", "nobody", "x"], 'user "nobody" not found in the container\'s /etc/passwd'],
     [["-D", "/srv/box", "-u", "4294967295", "x"], "a numeric user is at most 4294967294"],
     [["-D", "/srv/box", "-p", "80", "x"], "-p needs --network-veth or --network-zone="],
     [["-D", "/srv/box", "--network-namespace-path=/run/netns/x", "--network-veth", "x"], "may not be combined"],
@@ -293,7 +377,10 @@ describe("buildSpec", () => {
     // The last word is empty: every string, the last one included, ends with NUL.
     expect(words.slice(-5)).toEqual(["args", "0", "end", "0", ""]);
     const records = specRecords(s);
-    expect(records.find(([n]) => n === "mount")).toEqual(["mount", ["tmpfs", "/tmp", "tmpfs", String(MS.NOSUID | MS.NODEV | MS.STRICTATIME), "mode=1777,size=10%,nr_inodes=400k", "dir"]]);
+    expect(records.find(([n]) => n === "mount")).toEqual([
+      "mount",
+      ["tmpfs", "/tmp", "tmpfs", String(MS.NOSUID | MS.NODEV | MS.STRICTATIME), "mode=1777,size=10%,nr_inodes=400k", "dir"],
+    ]);
     expect(records.find(([n]) => n === "mknod")).toEqual(["mknod", ["/dev/null", "020666", "1", "3"]]);
   });
 

@@ -47,7 +47,10 @@ function extraOps(args: string[], host?: FakeHost): SetupOp[] {
   expect(s.ops.slice(0, base.length)).toEqual(base);
   return s.ops.slice(base.length);
 }
-const rec = (s: RunSpec, name: string) => specRecords(s).filter(([n]) => n === name).map(([, a]) => a);
+const rec = (s: RunSpec, name: string) =>
+  specRecords(s)
+    .filter(([n]) => n === name)
+    .map(([, a]) => a);
 
 describe("--bind, --bind-ro", () => {
   test("host source, rbind by default, norbind, read-only (recursive), same destination", () => {
@@ -71,7 +74,10 @@ describe("--bind, --bind-ro", () => {
       { op: "mount", source: `/var/tmp/machina-temp-${RAND}0/src`, target: "/scratch", fstype: "", flags: MS.BIND | MS.REC, data: "", create: "auto" },
     ]);
     expect(rec(s, "scratch_list")).toEqual([["/run/machina/scratch/box"]]);
-    expect(rec(s, "scratch_dir")).toEqual([[`/var/tmp/machina-temp-${RAND}0`, "0700"], [`/var/tmp/machina-temp-${RAND}0/src`, "0755"]]);
+    expect(rec(s, "scratch_dir")).toEqual([
+      [`/var/tmp/machina-temp-${RAND}0`, "0700"],
+      [`/var/tmp/machina-temp-${RAND}0/src`, "0755"],
+    ]);
   });
   test("idmap without a user namespace is a plain bind; rootidmap an idmap_bind op (details: userns-extra.test.ts)", () => {
     expect(extraOps(["--bind=/a:/a:idmap"])).toEqual([
@@ -103,7 +109,11 @@ describe("--tmpfs, --inaccessible", () => {
   test("custom mounts are sorted by destination, then bind < tmpfs < overlay < inaccessible", () => {
     const ops = extraOps(["--inaccessible=/a", "--tmpfs=/a", "--bind=/h:/a/b", "--bind=/h:/a", "--tmpfs=/-"]);
     expect(ops.map((o) => `${o.op}:${"target" in o ? o.target : "path" in o ? o.path : ""}`)).toEqual([
-      "mount:/-", "mount:/a", "mount:/a", "mask:/a", "mount:/a/b",
+      "mount:/-",
+      "mount:/a",
+      "mount:/a",
+      "mask:/a",
+      "mount:/a/b",
     ]);
     expect(ops[1]).toMatchObject({ source: "/h" });
     expect(pathCompare("/a/b", "/a-b")).toBeLessThan(0); // component-wise, not byte-wise
@@ -125,10 +135,21 @@ describe("--overlay, --overlay-ro", () => {
     const s = spec(["-D", "/srv/box", "--link-journal=no", "--overlay=+/var::/var", "/bin/true"]);
     const t = `/var/tmp/machina-temp-${RAND}0`;
     expect(s.ops.slice(base.length)).toEqual([{ op: "overlay", target: "/var", flags: 0, upper: `${t}/src`, work: `${t}/.#src${RAND}1`, lower: ["+/var"] }]);
-    expect(rec(s, "scratch_dir")).toEqual([[t, "0700"], [`${t}/src`, "0755"], [`${t}/.#src${RAND}1`, "0700"]]);
+    expect(rec(s, "scratch_dir")).toEqual([
+      [t, "0700"],
+      [`${t}/src`, "0755"],
+      [`${t}/.#src${RAND}1`, "0700"],
+    ]);
   });
   test("'+' upper: the work dir is inside the image too", () => {
-    expect(extraOps(["--overlay=/l:+/data/up:/d"])[0]).toEqual({ op: "overlay", target: "/d", flags: 0, upper: "+/data/up", work: `+/data/.#up${RAND}0`, lower: ["/l"] });
+    expect(extraOps(["--overlay=/l:+/data/up:/d"])[0]).toEqual({
+      op: "overlay",
+      target: "/d",
+      flags: 0,
+      upper: "+/data/up",
+      work: `+/data/.#up${RAND}0`,
+      lower: ["/l"],
+    });
   });
   test("read-only: all paths are lower layers, no upper, MS_RDONLY", () => {
     expect(extraOps(["--overlay-ro=/a:/b:/d", "--overlay-ro=/x:/y"])).toEqual([
@@ -162,7 +183,15 @@ describe("--volatile, -x, --pivot-root", () => {
   test("state: read-only root, tmpfs /var first", () => {
     const s = spec(["-D", "/srv/box", "--link-journal=no", "--volatile=state", "/bin/true"]);
     expect(s.readOnly).toBe(true);
-    expect(s.ops[0]).toEqual({ op: "mount", source: "tmpfs", target: "/var", fstype: "tmpfs", flags: MS.STRICTATIME, data: "mode=755,size=25%,nr_inodes=1m", create: "dir" });
+    expect(s.ops[0]).toEqual({
+      op: "mount",
+      source: "tmpfs",
+      target: "/var",
+      fstype: "tmpfs",
+      flags: MS.STRICTATIME,
+      data: "mode=755,size=25%,nr_inodes=1m",
+      create: "dir",
+    });
     expect(rec(s, "root_tmpfs")).toEqual([]);
   });
   test("overlay and -x: root_overlay, nothing else", () => {

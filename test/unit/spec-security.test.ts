@@ -88,12 +88,17 @@ describe("seccomp", () => {
   });
 
   test("unknown groups are refused with the list of groups", () => {
-    expect(() => spec(["-D", "/srv/box", "--system-call-filter=@nope", "x"])).toThrow(/unknown system call group "@nope" in --system-call-filter; known groups: @default @aio .* @known/);
+    expect(() => spec(["-D", "/srv/box", "--system-call-filter=@nope", "x"])).toThrow(
+      /unknown system call group "@nope" in --system-call-filter; known groups: @default @aio .* @known/,
+    );
   });
 
   test("--suppress-sync=yes adds the sync filter before the allow list", () => {
     const r = specRecords(spec(["-D", "/srv/box", "--suppress-sync=yes", "x"])).filter(([n]) => n.startsWith("seccomp_"));
-    const sync = r.slice(2, r.findIndex(([n, a]) => n === "seccomp_filter" && a[0] === "38"));
+    const sync = r.slice(
+      2,
+      r.findIndex(([n, a]) => n === "seccomp_filter" && a[0] === "38"),
+    );
     expect(sync).toEqual([
       ["seccomp_filter", ["allow"]],
       ["seccomp_deny", ["0", "msync", "sync"]],
@@ -129,7 +134,9 @@ describe("personality, OOM score, CPU affinity", () => {
     expect(records(spec(["-D", "/srv/box", "x"]), "personality", "oom_score_adjust", "cpu_affinity")).toEqual([]);
   });
   test("unsupported personalities are refused", () => {
-    expect(() => spec(["-D", "/srv/box", "--personality=arm64", "x"])).toThrow('personality "arm64" is not supported on this host (architecture x86_64; possible: x86-64, x86)');
+    expect(() => spec(["-D", "/srv/box", "--personality=arm64", "x"])).toThrow(
+      'personality "arm64" is not supported on this host (architecture x86_64; possible: x86-64, x86)',
+    );
   });
 });
 
@@ -140,7 +147,15 @@ describe("credentials", () => {
     expect(s.ops[i + 1]).toEqual({ op: "rebind", target: "/run/host", flags: MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC, optional: false });
     expect(s.ops[i]).toEqual({ op: "mkdir", path: "/run/host/credentials", mode: 0o500 });
     expect(s.ops.slice(i + 2, i + 6)).toEqual([
-      { op: "mount", source: "none", target: "/run/host/credentials", fstype: "ramfs", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: "mode=0500", create: "none" },
+      {
+        op: "mount",
+        source: "none",
+        target: "/run/host/credentials",
+        fstype: "ramfs",
+        flags: MS.NOSUID | MS.NODEV | MS.NOEXEC,
+        data: "mode=0500",
+        create: "none",
+      },
       { op: "write", path: "/run/host/credentials/pw", mode: 0o400, content: "se\ncret" },
       { op: "copy", source: "/etc/key", path: "/run/host/credentials/key", mode: 0o400 },
       { op: "rebind", target: "/run/host/credentials", flags: MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC, optional: false },
@@ -165,13 +180,24 @@ describe("resources", () => {
   });
   test("-S: the slice is the cgroup parent", () => {
     const s = spec(["-D", "/srv/box", "-S", "web-prod", "x"]);
-    expect(s.cgroups).toEqual([
-      "/sys/fs/cgroup/unified/web.slice/web-prod.slice/machine-box.scope",
-    ]);
+    expect(s.cgroups).toEqual(["/sys/fs/cgroup/unified/web.slice/web-prod.slice/machine-box.scope"]);
     expect(s.cgroupSets).toEqual([]);
   });
   test("hybrid host: v1 controllers, the v1 scopes joined (memory below our own cgroup)", () => {
-    const s = spec(["-D", "/srv/box", "--property=MemoryMax=64M", "--property=MemoryHigh=infinity", "--property=TasksMax=20", "--property=CPUQuota=50%", "--property=CPUWeight=200", "--property=IOWeight=300", "x"], host({}, HYBRID));
+    const s = spec(
+      [
+        "-D",
+        "/srv/box",
+        "--property=MemoryMax=64M",
+        "--property=MemoryHigh=infinity",
+        "--property=TasksMax=20",
+        "--property=CPUQuota=50%",
+        "--property=CPUWeight=200",
+        "--property=IOWeight=300",
+        "x",
+      ],
+      host({}, HYBRID),
+    );
     const scope = "machine.slice/machine-box.scope";
     expect(s.cgroups).toEqual([
       `/sys/fs/cgroup/unified/${scope}`,
@@ -200,10 +226,14 @@ describe("resources", () => {
   });
   test("pure cgroup v2: controller files, controllers enabled in the parents", () => {
     const h = host({ "/sys/fs/cgroup/cgroup.controllers": "cpuset cpu io memory pids\n" }, PURE_V2);
-    const s = spec(["-D", "/srv/box", "-S", "a-b", "--property=MemoryMax=50%", "--property=TasksMax=infinity", "--property=CPUQuota=150%", "--property=IOWeight=300", "x"], h);
+    const s = spec(
+      ["-D", "/srv/box", "-S", "a-b", "--property=MemoryMax=50%", "--property=TasksMax=infinity", "--property=CPUQuota=150%", "--property=IOWeight=300", "x"],
+      h,
+    );
     const scope = "/sys/fs/cgroup/a.slice/a-b.slice/machine-box.scope";
     expect(s.cgroups).toEqual([scope]);
-    const sc = (ctl: string) => ["/sys/fs/cgroup", "/sys/fs/cgroup/a.slice", "/sys/fs/cgroup/a.slice/a-b.slice"].map((d) => ({ path: `${d}/cgroup.subtree_control`, value: `+${ctl}` }));
+    const sc = (ctl: string) =>
+      ["/sys/fs/cgroup", "/sys/fs/cgroup/a.slice", "/sys/fs/cgroup/a.slice/a-b.slice"].map((d) => ({ path: `${d}/cgroup.subtree_control`, value: `+${ctl}` }));
     expect(s.cgroupSets).toEqual([
       ...sc("memory"),
       { path: `${scope}/memory.max`, value: "536870912" },

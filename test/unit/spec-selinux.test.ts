@@ -68,7 +68,9 @@ describe("command line", () => {
   });
   test("a value that cannot be a label (or be quoted in mount options) is refused by name", () => {
     for (const bad of ['a:b:c"d', "a:b c", "a:b\\c", "container_t", "a:b:c\n"])
-      expect(() => settings(["-L", bad])).toThrow(`invalid value ${JSON.stringify(bad)} for -L: expected an SELinux context such as system_u:system_r:container_t:s0 (no quotes, backslashes or spaces)`);
+      expect(() => settings(["-L", bad])).toThrow(
+        `invalid value ${JSON.stringify(bad)} for -L: expected an SELinux context such as system_u:system_r:container_t:s0 (no quotes, backslashes or spaces)`,
+      );
   });
 });
 
@@ -103,7 +105,7 @@ describe("plan on a host with SELinux", () => {
     expect(JSON.parse(`{${s.stateJson}}`)).not.toHaveProperty("selinux_context");
   });
 
-  test("-L: context=\"…\" appended to nspawn's API file systems (every tmpfs and devpts), not mqueue/proc/sysfs/cgroup2", () => {
+  test('-L: context="…" appended to nspawn\'s API file systems (every tmpfs and devpts), not mqueue/proc/sysfs/cgroup2', () => {
     const s = spec(["-D", "/srv/box", "-L", FS_LABEL, "/bin/true"]);
     const ctx = `context="${FS_LABEL}"`;
     expect(mountData(s)).toEqual({
@@ -123,8 +125,12 @@ describe("plan on a host with SELinux", () => {
   test("-L also labels --tmpfs= and the --volatile= tmpfs, not the tmpfs under -x (nspawn copies the image there)", () => {
     const ctx = `context="${FS_LABEL}"`;
     expect(mountData(spec(["-D", "/srv/box", "-L", FS_LABEL, "--tmpfs=/scratch:mode=0700", "/bin/true"]))["/scratch"]).toBe(`mode=0700,${ctx}`);
-    expect(mountData(spec(["-D", "/srv/box", "-L", FS_LABEL, "--tmpfs=/empty:", "/bin/true"]))["/empty"]).toMatch(new RegExp(`${ctx.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`));
-    expect(mountData(spec(["-D", "/srv/box", "-L", FS_LABEL, "--volatile=state", "/bin/true"]))["/var"]).toMatch(/,context="system_u:object_r:container_file_t:s0:c1,c2"$/);
+    expect(mountData(spec(["-D", "/srv/box", "-L", FS_LABEL, "--tmpfs=/empty:", "/bin/true"]))["/empty"]).toMatch(
+      new RegExp(`${ctx.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`),
+    );
+    expect(mountData(spec(["-D", "/srv/box", "-L", FS_LABEL, "--volatile=state", "/bin/true"]))["/var"]).toMatch(
+      /,context="system_u:object_r:container_file_t:s0:c1,c2"$/,
+    );
     const yes = spec(["-D", "/srv/box", "-L", FS_LABEL, "--volatile=yes", "/bin/true"]);
     expect(records(yes, "root_tmpfs")[0]![1][0]).toEndWith(`,${ctx}`);
     const overlay = spec(["-D", "/srv/box", "-L", FS_LABEL, "--volatile=overlay", "/bin/true"]);
@@ -157,7 +163,9 @@ describe("refusal on a host without SELinux", () => {
       const h = host(kind);
       expect(refusal(["--selinux-context=" + LABEL], h)).toBe("machina-nspawn: --selinux-context= requires SELinux, which is not enabled on this host");
       expect(refusal(["-Z", LABEL], h)).toBe("machina-nspawn: -Z requires SELinux, which is not enabled on this host");
-      expect(refusal(["--selinux-apifs-context=" + FS_LABEL], h)).toBe("machina-nspawn: --selinux-apifs-context= requires SELinux, which is not enabled on this host");
+      expect(refusal(["--selinux-apifs-context=" + FS_LABEL], h)).toBe(
+        "machina-nspawn: --selinux-apifs-context= requires SELinux, which is not enabled on this host",
+      );
       expect(refusal(["-L", FS_LABEL], h)).toBe("machina-nspawn: -L requires SELinux, which is not enabled on this host");
     });
   }
@@ -176,9 +184,24 @@ describe("entering: the label is kept in the state and given to what is entered"
   });
 
   const machine = (selinuxContext?: string): Machine => ({
-    name: "web", class: "container", service: "machina-nspawn", state: "running", leader: 200, supervisor: 100, root: "/srv/box",
-    uuid: "", boot: false, timestampUsec: 0, timestampMonotonicUsec: 0, cgroupDir: "", controlGroup: "", unit: "", cgroups: [],
-    os: "", version: "", ...(selinuxContext !== undefined ? { selinuxContext } : {}),
+    name: "web",
+    class: "container",
+    service: "machina-nspawn",
+    state: "running",
+    leader: 200,
+    supervisor: 100,
+    root: "/srv/box",
+    uuid: "",
+    boot: false,
+    timestampUsec: 0,
+    timestampMonotonicUsec: 0,
+    cgroupDir: "",
+    controlGroup: "",
+    unit: "",
+    cgroups: [],
+    os: "",
+    version: "",
+    ...(selinuxContext !== undefined ? { selinuxContext } : {}),
   });
   const h = new FakeHost({
     files: {

@@ -53,7 +53,12 @@ describe("siphash24 and nspawn's hashed range", () => {
   test("SipHash-2-4 reference vector (key 00..0f, empty message)", () => {
     const key = new Uint8Array(16).map((_, i) => i);
     expect(siphash24(new Uint8Array(0), key)).toBe(0x726fdb47dd0e0e31n);
-    expect(siphash24(new Uint8Array(15).map((_, i) => i), key)).toBe(0xa129ca6149be45e5n);
+    expect(
+      siphash24(
+        new Uint8Array(15).map((_, i) => i),
+        key,
+      ),
+    ).toBe(0xa129ca6149be45e5n);
   });
   test("the same ranges systemd-nspawn 252 picked for machines bb2 and bb3 on this host", () => {
     expect(hashedRange("bb2")).toBe(435159040);
@@ -101,7 +106,9 @@ describe("--private-users modes", () => {
 
   test("map on a file system without ID-mapped mounts is refused; auto falls back to chown", () => {
     const host = fakeHost("/srv/nfs/box");
-    expect(() => build(["-D", "/srv/nfs/box", "--private-users=1048576", "--private-users-ownership=map", "/bin/true"], host)).toThrow(/ID mapped mounts are apparently not available/);
+    expect(() => build(["-D", "/srv/nfs/box", "--private-users=1048576", "--private-users-ownership=map", "/bin/true"], host)).toThrow(
+      /ID mapped mounts are apparently not available/,
+    );
     const s = build(["-D", "/srv/nfs/box", "--private-users=1048576", "--private-users-ownership=auto", "/bin/true"], host);
     expect(userRecords(s).find(([n]) => n === "chown_root")).toEqual(["chown_root", ["1048576", "65536"]]);
   });
@@ -128,7 +135,9 @@ describe("--private-users modes", () => {
   test("yes: the range from the root directory's owner; mismatched uid/gid base refused", () => {
     const s = build(["-D", "/srv/box", "--private-users=yes", "/bin/true"], fakeHost("/srv/box", { uid: 0x20000, gid: 0x20000 }));
     expect(userRecords(s).slice(0, 1)).toEqual([["uid_map", ["0", "131072", "65536"]]]);
-    expect(() => build(["-D", "/srv/box", "--private-users=yes", "/bin/true"], fakeHost("/srv/box", { uid: 0x20000, gid: 0x30000 }))).toThrow(/UID and GID base of \/srv\/box don't match/);
+    expect(() => build(["-D", "/srv/box", "--private-users=yes", "/bin/true"], fakeHost("/srv/box", { uid: 0x20000, gid: 0x30000 }))).toThrow(
+      /UID and GID base of \/srv\/box don't match/,
+    );
   });
 
   test("-U on a tree owned by 0: the hashed range, map ownership, a range lock in the state dir", () => {
@@ -165,7 +174,9 @@ describe("--private-users modes", () => {
   });
 
   test("-U with map ownership on an already shifted tree is refused (as nspawn)", () => {
-    expect(() => build(["-D", "/srv/box", "-U", "--private-users-ownership=map", "/bin/true"], fakeHost("/srv/box", { uid: 0x90000, gid: 0x90000 }))).toThrow(/UID base of \/srv\/box is not zero/);
+    expect(() => build(["-D", "/srv/box", "-U", "--private-users-ownership=map", "/bin/true"], fakeHost("/srv/box", { uid: 0x90000, gid: 0x90000 }))).toThrow(
+      /UID base of \/srv\/box is not zero/,
+    );
   });
 });
 
@@ -175,21 +186,42 @@ describe("setup ops in a user namespace", () => {
     expect(s.ops.find((o) => o.op === "mount" && o.fstype === "devpts")).toMatchObject({ data: "newinstance,ptmxmode=0666,mode=620,gid=1048581" });
     expect(s.ops.find((o) => o.op === "mount" && o.target === "/mnt")).toMatchObject({ data: "mode=0700,uid=1048583,gid=1048584" });
     expect(s.ops.find((o) => o.op === "mount" && o.target === "/tmp")).toMatchObject({ data: "mode=1777,size=10%,nr_inodes=400k" });
-    expect(() => build(["-D", "/srv/box", "--private-users=1048576", "--tmpfs=/mnt:uid=70000", "/bin/true"])).toThrow(/uid=70000 of the tmpfs on \/mnt is outside the container's user namespace/);
+    expect(() => build(["-D", "/srv/box", "--private-users=1048576", "--tmpfs=/mnt:uid=70000", "/bin/true"])).toThrow(
+      /uid=70000 of the tmpfs on \/mnt is outside the container's user namespace/,
+    );
     // without a user namespace nothing is translated
-    expect(build(["-D", "/srv/box", "--tmpfs=/mnt:uid=7", "/bin/true"]).ops.find((o) => o.op === "mount" && o.target === "/mnt")).toMatchObject({ data: "uid=7" });
+    expect(build(["-D", "/srv/box", "--tmpfs=/mnt:uid=7", "/bin/true"]).ops.find((o) => o.op === "mount" && o.target === "/mnt")).toMatchObject({
+      data: "uid=7",
+    });
   });
 
   test("host device nodes are bound, the block inaccessible node is left out, sysfs comes from the supervisor", () => {
     const s = build(["-D", "/srv/box", "--private-users=1048576", "--private-users-ownership=map", "/bin/true"]);
     const ops = s.ops;
     expect(ops.filter((o) => o.op === "mknod" && o.path.startsWith("/dev/"))).toEqual([]);
-    expect(ops.find((o) => o.op === "mount" && o.target === "/dev/null")).toEqual({ op: "mount", source: "/dev/null", target: "/dev/null", fstype: "", flags: MS.BIND, data: "", create: "file" });
+    expect(ops.find((o) => o.op === "mount" && o.target === "/dev/null")).toEqual({
+      op: "mount",
+      source: "/dev/null",
+      target: "/dev/null",
+      fstype: "",
+      flags: MS.BIND,
+      data: "",
+      create: "file",
+    });
     expect(ops.some((o) => o.op === "mknod" && o.path === "/run/host/inaccessible/blk")).toBe(false);
     expect(ops.some((o) => o.op === "mknod" && o.path === "/run/host/inaccessible/chr")).toBe(true);
-    expect(ops.find((o) => o.op === "fsmount")).toEqual({ op: "fsmount", fstype: "sysfs", target: "/sys", flags: MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC, data: "source=sysfs" });
+    expect(ops.find((o) => o.op === "fsmount")).toEqual({
+      op: "fsmount",
+      fstype: "sysfs",
+      target: "/sys",
+      flags: MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC,
+      data: "source=sysfs",
+    });
     expect(ops.some((o) => o.op === "mount" && o.fstype === "sysfs")).toBe(false);
-    expect(specRecords(s).find(([n]) => n === "fsmount")).toEqual(["fsmount", ["sysfs", "/sys", String(MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC), "source=sysfs"]]);
+    expect(specRecords(s).find(([n]) => n === "fsmount")).toEqual([
+      "fsmount",
+      ["sysfs", "/sys", String(MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC), "source=sysfs"],
+    ]);
   });
 
   test("with a private network sysfs is mounted by the child itself", () => {
@@ -202,7 +234,15 @@ describe("setup ops in a user namespace", () => {
   test("a tree the container's root does not own: /etc files are bound read-only, not copied", () => {
     const s = build(["-D", "/srv/box", "--private-users=1048576", "--resolv-conf=copy-host", "/bin/true"]);
     expect(s.ops.some((o) => o.op === "copy" && o.path === "/etc/resolv.conf")).toBe(false);
-    expect(s.ops.find((o) => o.op === "mount" && o.target === "/etc/resolv.conf")).toEqual({ op: "mount", source: "/etc/resolv.conf", target: "/etc/resolv.conf", fstype: "", flags: MS.BIND | MS.RDONLY | MS.NOSUID | MS.NODEV, data: "", create: "optional" });
+    expect(s.ops.find((o) => o.op === "mount" && o.target === "/etc/resolv.conf")).toEqual({
+      op: "mount",
+      source: "/etc/resolv.conf",
+      target: "/etc/resolv.conf",
+      fstype: "",
+      flags: MS.BIND | MS.RDONLY | MS.NOSUID | MS.NODEV,
+      data: "",
+      create: "optional",
+    });
     const mapped = build(["-D", "/srv/box", "--private-users=1048576", "--private-users-ownership=map", "--resolv-conf=copy-host", "/bin/true"]);
     expect(mapped.ops.some((o) => o.op === "copy" && o.path === "/etc/resolv.conf")).toBe(true);
   });

@@ -61,12 +61,34 @@ describe("cgroup placement", () => {
     const call = s.onLeader!.slice(4); // /bin/sh -c RETRY machina-register BUSCTL…
     expect(s.onLeader!.slice(0, 2)).toEqual(["/bin/sh", "-c"]);
     expect(call).toEqual([
-      "/usr/bin/busctl", "call", "--quiet", "org.freedesktop.machine1", "/org/freedesktop/machine1", "org.freedesktop.machine1.Manager",
-      "RegisterMachine", "sayssus", "web", "16", ...Array.from({ length: 16 }, () => expect.stringMatching(/^[0-9]+$/)),
-      "machina-nspawn", "container", "{leader}", "/srv/web",
+      "/usr/bin/busctl",
+      "call",
+      "--quiet",
+      "org.freedesktop.machine1",
+      "/org/freedesktop/machine1",
+      "org.freedesktop.machine1.Manager",
+      "RegisterMachine",
+      "sayssus",
+      "web",
+      "16",
+      ...Array.from({ length: 16 }, () => expect.stringMatching(/^[0-9]+$/)),
+      "machina-nspawn",
+      "container",
+      "{leader}",
+      "/srv/web",
     ]);
     // unregistered when the supervisor exits (the unit stays active across a restart)
-    expect(s.onExit).toEqual(["/usr/bin/busctl", "call", "--quiet", "org.freedesktop.machine1", "/org/freedesktop/machine1", "org.freedesktop.machine1.Manager", "UnregisterMachine", "s", "web"]);
+    expect(s.onExit).toEqual([
+      "/usr/bin/busctl",
+      "call",
+      "--quiet",
+      "org.freedesktop.machine1",
+      "/org/freedesktop/machine1",
+      "org.freedesktop.machine1.Manager",
+      "UnregisterMachine",
+      "s",
+      "web",
+    ]);
     // the supervisor moves first, the hook comes after the cgroups
     const names = recordNames(s);
     expect(names.indexOf("supervisor_cgroup")).toBeLessThan(names.indexOf("cgroup"));
@@ -97,7 +119,21 @@ describe("cgroup placement", () => {
     expect(s.onLeader!.slice(0, 2)).toEqual(["/bin/sh", "-c"]);
     expect(s.onLeader).toContain("CreateMachine");
     // the scope properties: DevicePolicy=closed and nspawn's DeviceAllow= (as systemd-nspawn registers)
-    expect(s.onLeader!.slice(-13)).toEqual(["{leader}", "/srv/web", "2", "DevicePolicy", "s", "closed", "DeviceAllow", "a(ss)", "2", "/dev/net/tun", "rwm", "char-pts", "rw"]);
+    expect(s.onLeader!.slice(-13)).toEqual([
+      "{leader}",
+      "/srv/web",
+      "2",
+      "DevicePolicy",
+      "s",
+      "closed",
+      "DeviceAllow",
+      "a(ss)",
+      "2",
+      "/dev/net/tun",
+      "rwm",
+      "char-pts",
+      "rw",
+    ]);
     expect(s.devicePolicy).toBeUndefined(); // systemd applies it to the scope it makes
   });
 
@@ -108,7 +144,10 @@ describe("cgroup placement", () => {
   });
 
   test("systemd host without machined (or --register=no): the helper's own scope, no registration", () => {
-    for (const [h, extra] of [[host({ systemd: true, machined: false }), []], [host({ systemd: true, machined: true }), ["--register=no"]]] as const) {
+    for (const [h, extra] of [
+      [host({ systemd: true, machined: false }), []],
+      [host({ systemd: true, machined: true }), ["--register=no"]],
+    ] as const) {
       const s = spec(["-D", "/srv/web", "-M", "web", ...extra, "/bin/true"], h);
       expect(s.cgroups).toEqual([`${V2}/machine.slice/machine-web.scope`]);
       expect(s.onLeader).toBeUndefined();
@@ -116,7 +155,10 @@ describe("cgroup placement", () => {
   });
 
   test("MACHINA_SYSTEMD=0 forces the non-systemd path", () => {
-    const s = spec(["-D", "/srv/web", "-M", "web", "--keep-unit", "/bin/true"], host({ systemd: true, machined: true, own: UNIT_CG, env: { MACHINA_SYSTEMD: "0" } }));
+    const s = spec(
+      ["-D", "/srv/web", "-M", "web", "--keep-unit", "/bin/true"],
+      host({ systemd: true, machined: true, own: UNIT_CG, env: { MACHINA_SYSTEMD: "0" } }),
+    );
     expect(s.supervisorCgroup).toBeUndefined();
     expect(s.onLeader).toBeUndefined();
   });
@@ -141,6 +183,14 @@ test("CreateMachine is retried while machined still knows the last machine of th
 
 test("chainOnExit: the network's undo, then the unregistration", () => {
   expect(chainOnExit(undefined, ["/usr/bin/busctl", "x"])).toEqual(["/usr/bin/busctl", "x"]);
-  expect(chainOnExit(["/usr/bin/bun", "teardown", "web"], ["/usr/bin/busctl", "x", "web"])).toEqual(["/bin/sh", "-c", '"$@"; /usr/bin/busctl x web', "machina-on-exit", "/usr/bin/bun", "teardown", "web"]);
+  expect(chainOnExit(["/usr/bin/bun", "teardown", "web"], ["/usr/bin/busctl", "x", "web"])).toEqual([
+    "/bin/sh",
+    "-c",
+    '"$@"; /usr/bin/busctl x web',
+    "machina-on-exit",
+    "/usr/bin/bun",
+    "teardown",
+    "web",
+  ]);
   expect(() => chainOnExit(["/a"], ["/b", "x;y"])).toThrow();
 });

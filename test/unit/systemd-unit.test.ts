@@ -11,9 +11,23 @@ import { managedNspawnArgs } from "../../src/settings/managed.ts";
 test("the unit template has systemd-nspawn@.service's settings (-U and --network-veth included)", () => {
   const t = unitTemplate("/usr/local/bin");
   const lines = t.split("\n");
-  expect(lines).toContain("ExecStart=/usr/local/bin/machina-nspawn --quiet --keep-unit --boot --link-journal=try-guest --network-veth -U --settings=override --machine=%i");
+  expect(lines).toContain(
+    "ExecStart=/usr/local/bin/machina-nspawn --quiet --keep-unit --boot --link-journal=try-guest --network-veth -U --settings=override --machine=%i",
+  );
   expect(t).not.toContain("ExecStartPost"); // machina-nspawn registers itself (on_leader)
-  for (const l of ["Type=notify", "KillMode=mixed", "Delegate=yes", "Slice=machine.slice", "RestartForceExitStatus=133", "SuccessExitStatus=133", "WantedBy=machines.target", "PartOf=machines.target", "Before=machines.target", "TasksMax=16384", "DevicePolicy=closed"])
+  for (const l of [
+    "Type=notify",
+    "KillMode=mixed",
+    "Delegate=yes",
+    "Slice=machine.slice",
+    "RestartForceExitStatus=133",
+    "SuccessExitStatus=133",
+    "WantedBy=machines.target",
+    "PartOf=machines.target",
+    "Before=machines.target",
+    "TasksMax=16384",
+    "DevicePolicy=closed",
+  ])
     expect(lines).toContain(l);
   expect(t).not.toContain("WatchdogSec");
   expect(unitName("web")).toBe("machina-nspawn@web.service");
@@ -25,9 +39,36 @@ test("machinactl start and machinad use the unit's flags (one list), without --k
 
 test("RegisterMachine arguments for busctl", () => {
   expect(registerMachineArgs({ name: "web", uuid: "02411d8b-2ce5-f382-79ce-406ef73b8756", leader: 42, root: "/var/lib/machines/web" })).toEqual([
-    "busctl", "call", "--quiet", "org.freedesktop.machine1", "/org/freedesktop/machine1", "org.freedesktop.machine1.Manager", "RegisterMachine", "sayssus",
-    "web", "16", "2", "65", "29", "139", "44", "229", "243", "130", "121", "206", "64", "110", "247", "59", "135", "86",
-    "machina-nspawn", "container", "42", "/var/lib/machines/web",
+    "busctl",
+    "call",
+    "--quiet",
+    "org.freedesktop.machine1",
+    "/org/freedesktop/machine1",
+    "org.freedesktop.machine1.Manager",
+    "RegisterMachine",
+    "sayssus",
+    "web",
+    "16",
+    "2",
+    "65",
+    "29",
+    "139",
+    "44",
+    "229",
+    "243",
+    "130",
+    "121",
+    "206",
+    "64",
+    "110",
+    "247",
+    "59",
+    "135",
+    "86",
+    "machina-nspawn",
+    "container",
+    "42",
+    "/var/lib/machines/web",
   ]);
   expect(registerMachineArgs({ name: "x", uuid: "", leader: 1, root: "/" })).toContain("0");
 });

@@ -56,14 +56,29 @@ describe("machina-nspawn's option table", () => {
 
   test("OPTION=help lists the row's helpList and exits 0 (the options nspawn 252 answers it for); choices are real values", () => {
     const listed = nspawnOptions.filter((x) => x.helpList !== undefined);
-    expect(listed.map((r) => r.id).sort()).toEqual(["ambient-capability", "capability", "console", "drop-capability", "kill-signal", "private-users-ownership", "resolv-conf", "rlimit", "timezone", "volatile"]);
+    expect(listed.map((r) => r.id).sort()).toEqual([
+      "ambient-capability",
+      "capability",
+      "console",
+      "drop-capability",
+      "kill-signal",
+      "private-users-ownership",
+      "resolv-conf",
+      "rlimit",
+      "timezone",
+      "volatile",
+    ]);
     for (const r of listed) expect(parseNspawnCommandLine([`--${r.long}=help`], {})).toEqual({ action: "list", lines: [...r.helpList!()] });
     for (const r of nspawnOptions.filter((x) => x.choices !== undefined && x.cli !== undefined && x.long !== undefined))
       for (const c of r.choices!) expect(parseNspawnCommandLine([`--${r.long}=${c}`], {}).action).toBe("run");
   });
 
   test("every key's sample parses; the privileged keys are the ones the table marks", () => {
-    expect(PRIVILEGED_KEYS.map((p) => p.key).sort()).toEqual(NSPAWN_KEYS.filter((k) => k.privileged).map((k) => k.key).sort());
+    expect(PRIVILEGED_KEYS.map((p) => p.key).sort()).toEqual(
+      NSPAWN_KEYS.filter((k) => k.privileged)
+        .map((k) => k.key)
+        .sort(),
+    );
     expect(PRIVILEGED_KEYS.length).toBeGreaterThan(20);
   });
 });
@@ -123,7 +138,11 @@ describe("generated files", () => {
     try {
       for (const [name, text] of Object.entries(man)) {
         writeFileSync(`${dir}/${name}`, text);
-        const r = spawnSync(["man", "--warnings", "-l", `${dir}/${name}`], { stdout: "pipe", stderr: "pipe", env: { ...process.env, MANPAGER: "cat", MANWIDTH: "80" } });
+        const r = spawnSync(["man", "--warnings", "-l", `${dir}/${name}`], {
+          stdout: "pipe",
+          stderr: "pipe",
+          env: { ...process.env, MANPAGER: "cat", MANWIDTH: "80" },
+        });
         expect(`${name}: ${r.stderr.toString()}`).toBe(`${name}: `);
         expect(r.stdout.toString()).toContain("NAME");
       }

@@ -29,8 +29,26 @@ describe("scanner", () => {
     expect(normalizeMemberName("/etc")).toBe("absolute path");
   });
   test("a normal tree passes; escapes are refused", async () => {
-    expect((await scanArchive([await pack([{ name: "./", type: "directory" }, { name: "etc/passwd", data: "root" }, { name: "etc/pw", type: "link", linkname: "etc/passwd" }, { name: "bin", type: "symlink", linkname: "usr/bin" }])])).entries).toBe(4);
-    await expect(scanArchive([await pack([{ name: "l", type: "symlink", linkname: "/" }, { name: "l/etc/x", data: "x" }])])).rejects.toThrow(/through a symlink/);
+    expect(
+      (
+        await scanArchive([
+          await pack([
+            { name: "./", type: "directory" },
+            { name: "etc/passwd", data: "root" },
+            { name: "etc/pw", type: "link", linkname: "etc/passwd" },
+            { name: "bin", type: "symlink", linkname: "usr/bin" },
+          ]),
+        ])
+      ).entries,
+    ).toBe(4);
+    await expect(
+      scanArchive([
+        await pack([
+          { name: "l", type: "symlink", linkname: "/" },
+          { name: "l/etc/x", data: "x" },
+        ]),
+      ]),
+    ).rejects.toThrow(/through a symlink/);
     await expect(scanArchive([await pack([{ name: "h", type: "link", linkname: "etc/shadow" }])])).rejects.toThrow(/not an earlier regular file/);
   });
   test("limits", async () => {
@@ -58,7 +76,9 @@ describe("compression and names", () => {
     const h = "a".repeat(64);
     expect(checksumFor(`${"b".repeat(64)}  other\n${h} *img.tar.xz\n`, "img.tar.xz")).toBe(h);
     expect(checksumFor(`${h}  img.tar.xz\n`, "img.tar")).toBeUndefined();
-    expect(clearsignedBody(`-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\n${h}  x\n- -dash\n-----BEGIN PGP SIGNATURE-----\nsig\n`)).toBe(`${h}  x\n-dash`);
+    expect(clearsignedBody(`-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\n${h}  x\n- -dash\n-----BEGIN PGP SIGNATURE-----\nsig\n`)).toBe(
+      `${h}  x\n-dash`,
+    );
     expect(pullUrlProblem("ftp://x/y")).toContain("http");
     expect(pullUrlProblem("https://example.invalid/a.tar")).toBeUndefined();
   });
@@ -69,17 +89,35 @@ describe("bootstrap plan", () => {
   test("debootstrap for debian (mmdebstrap preferred when present); a missing tool is refused clearly", () => {
     const h = new FakeHost({ files: { "/usr/sbin/debootstrap": "" } });
     const p = planBootstrap(h, { name: "deb", distro: "debian", release: undefined, mirror: undefined, rootPassword: undefined });
-    expect(p.build).toEqual(["/usr/sbin/debootstrap", "--variant=minbase", "--include=systemd,systemd-sysv,dbus", "bookworm", "TARGET", "http://deb.debian.org/debian"]);
+    expect(p.build).toEqual([
+      "/usr/sbin/debootstrap",
+      "--variant=minbase",
+      "--include=systemd,systemd-sysv,dbus",
+      "bookworm",
+      "TARGET",
+      "http://deb.debian.org/debian",
+    ]);
     const h2 = new FakeHost({ files: { "/usr/sbin/debootstrap": "", "/usr/bin/mmdebstrap": "" } });
-    expect(planBootstrap(h2, { name: "u", distro: "ubuntu", release: "jammy", mirror: "http://m/ubuntu", rootPassword: "pw" }).build.slice(0, 1)).toEqual(["/usr/bin/mmdebstrap"]);
-    expect(() => planBootstrap(new FakeHost(), { name: "f", distro: "fedora", release: "41", mirror: undefined, rootPassword: undefined })).toThrow('bootstrap needs "dnf" (Debian package dnf): apt-get install dnf');
-    expect(() => planBootstrap(new FakeHost(), { name: "d", distro: "debian", release: undefined, mirror: undefined, rootPassword: undefined })).toThrow('bootstrap needs "debootstrap" (Debian package debootstrap): apt-get install debootstrap');
-    expect(() => planBootstrap(h, { name: "x", distro: "arch", release: undefined, mirror: undefined, rootPassword: undefined })).toThrow(/unknown distribution/);
+    expect(planBootstrap(h2, { name: "u", distro: "ubuntu", release: "jammy", mirror: "http://m/ubuntu", rootPassword: "pw" }).build.slice(0, 1)).toEqual([
+      "/usr/bin/mmdebstrap",
+    ]);
+    expect(() => planBootstrap(new FakeHost(), { name: "f", distro: "fedora", release: "41", mirror: undefined, rootPassword: undefined })).toThrow(
+      'bootstrap needs "dnf" (Debian package dnf): apt-get install dnf',
+    );
+    expect(() => planBootstrap(new FakeHost(), { name: "d", distro: "debian", release: undefined, mirror: undefined, rootPassword: undefined })).toThrow(
+      'bootstrap needs "debootstrap" (Debian package debootstrap): apt-get install debootstrap',
+    );
+    expect(() => planBootstrap(h, { name: "x", distro: "arch", release: undefined, mirror: undefined, rootPassword: undefined })).toThrow(
+      /unknown distribution/,
+    );
     expect(() => planBootstrap(h, { name: ".#x", distro: "debian", release: undefined, mirror: undefined, rootPassword: undefined })).toThrow(/reserved/);
   });
   test("carried out on the fake host: build into a .# temporary, set up, rename", async () => {
     const h = new FakeHost({ files: { "/usr/sbin/debootstrap": "", [`${pool}/.keep`]: "", "/state/x": "" } });
-    await bootstrap({ host: h, paths: { helper: "", stateDir: "/state", pool: [pool] }, force: false, log: () => undefined }, { name: "deb", distro: "debian", release: "bookworm", mirror: undefined, rootPassword: "s3cret" });
+    await bootstrap(
+      { host: h, paths: { helper: "", stateDir: "/state", pool: [pool] }, force: false, log: () => undefined },
+      { name: "deb", distro: "debian", release: "bookworm", mirror: undefined, rootPassword: "s3cret" },
+    );
     const build = h.asyncRuns.map((r) => r.argv).find((c) => c[0] === "/usr/sbin/debootstrap")!;
     expect(build[4]).toMatch(/^\/pool\/\.#deb-[0-9a-f]{8}$/);
     const tmp = build[4]!;
@@ -98,7 +136,9 @@ describe("enableUnits (systemctl --root enable, for bootstrap)", () => {
         "/t/etc/systemd/system/multi-user.target.wants/other.service": { kind: "symlink", target: "/lib/systemd/system/other.service" },
         "/t/etc/systemd/system/masked.service": { kind: "symlink", target: "/dev/null" },
         "/t/lib/systemd/system/masked.service": unit("WantedBy=multi-user.target"),
-        "/t/lib/systemd/system/systemd-networkd.service": unit("WantedBy=multi-user.target\nAlso=systemd-networkd.socket\nAlias=dbus-org.freedesktop.network1.service\nAlso=not-installed.service masked.service"),
+        "/t/lib/systemd/system/systemd-networkd.service": unit(
+          "WantedBy=multi-user.target\nAlso=systemd-networkd.socket\nAlias=dbus-org.freedesktop.network1.service\nAlso=not-installed.service masked.service",
+        ),
         "/t/lib/systemd/system/systemd-networkd.socket": unit("WantedBy=sockets.target"),
         "/t/usr/lib/systemd/system/needs.service": unit("RequiredBy=basic.target foo.target"),
         "/t/lib/systemd/system/tpl@.service": unit("WantedBy=multi-user.target"),

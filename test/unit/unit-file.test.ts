@@ -105,9 +105,15 @@ describe("splitQuoted (extract_first_word)", () => {
 
   test("property: quoting any word with '…' (no ' inside) round-trips", () => {
     fc.assert(
-      fc.property(fc.array(fc.string().filter((s) => !s.includes("'") && !s.includes("\\")), { maxLength: 6 }), (ws) => {
-        expect(splitQuoted(ws.map((w) => `'${w}'`).join(" "))).toEqual(ws);
-      }),
+      fc.property(
+        fc.array(
+          fc.string().filter((s) => !s.includes("'") && !s.includes("\\")),
+          { maxLength: 6 },
+        ),
+        (ws) => {
+          expect(splitQuoted(ws.map((w) => `'${w}'`).join(" "))).toEqual(ws);
+        },
+      ),
     );
   });
 
@@ -156,9 +162,12 @@ describe("parser properties", () => {
       fc.constantFrom("[Exec]", "[Files]", "[", "[]", "=", "\\", "#\\", "Key=\\", "  ", ""),
       fc.string({ unit: fc.constantFrom("[", "]", "=", "\\", "#", ";", " ", "a", "\r", "\t") }),
     );
-    fc.assert(fc.property(fc.array(lineArb, { maxLength: 30 }), (ls) => {
-      parseUnitFile(ls.join("\n"), F);
-    }), { numRuns: 2000 });
+    fc.assert(
+      fc.property(fc.array(lineArb, { maxLength: 30 }), (ls) => {
+        parseUnitFile(ls.join("\n"), F);
+      }),
+      { numRuns: 2000 },
+    );
   });
 
   test("round trip: a generated file parses back to its assignments", () => {
@@ -185,7 +194,10 @@ describe("parser properties", () => {
   });
 
   test("continuation invariant: splitting a value over lines with '\\' = joining the pieces with spaces", () => {
-    const pieceArb = fc.stringMatching(/^[a-z0-9=/ ]{0,10}$/).map((p) => p.trim()).filter((p) => p.length > 0);
+    const pieceArb = fc
+      .stringMatching(/^[a-z0-9=/ ]{0,10}$/)
+      .map((p) => p.trim())
+      .filter((p) => p.length > 0);
     fc.assert(
       fc.property(fc.array(pieceArb, { minLength: 1, maxLength: 6 }), fc.array(fc.boolean(), { maxLength: 6 }), (pieces, comments) => {
         let text = "[Exec]\nParameters=";
@@ -205,13 +217,18 @@ describe("parser properties", () => {
   test("comment invariant: inserting comment lines changes nothing but line numbers", () => {
     const entryArb = fc.record({ key: keyArb, value: valueArb });
     fc.assert(
-      fc.property(fc.array(entryArb, { maxLength: 10 }), fc.constantFrom("#", ";", "  #", "\t;"), fc.string({ maxLength: 10 }).map((s) => s.replace(/[\r\n]/g, "")), (entries, mark, junk) => {
-        const plain = "[Exec]\n" + entries.map((e) => `${e.key}=${e.value}\n`).join("");
-        const commented = `${mark}${junk}\n[Exec]\n` + entries.map((e) => `${mark} ${junk}\n${e.key}=${e.value}\n`).join("");
-        const a = parseUnitFile(plain, F).entries.map((e) => [e.key, e.value]);
-        const b = parseUnitFile(commented, F).entries.map((e) => [e.key, e.value]);
-        expect(b).toEqual(a);
-      }),
+      fc.property(
+        fc.array(entryArb, { maxLength: 10 }),
+        fc.constantFrom("#", ";", "  #", "\t;"),
+        fc.string({ maxLength: 10 }).map((s) => s.replace(/[\r\n]/g, "")),
+        (entries, mark, junk) => {
+          const plain = "[Exec]\n" + entries.map((e) => `${e.key}=${e.value}\n`).join("");
+          const commented = `${mark}${junk}\n[Exec]\n` + entries.map((e) => `${mark} ${junk}\n${e.key}=${e.value}\n`).join("");
+          const a = parseUnitFile(plain, F).entries.map((e) => [e.key, e.value]);
+          const b = parseUnitFile(commented, F).entries.map((e) => [e.key, e.value]);
+          expect(b).toEqual(a);
+        },
+      ),
       { numRuns: 500 },
     );
   });

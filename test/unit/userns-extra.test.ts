@@ -35,7 +35,8 @@ describe("PrivateUsers=pick in a .nspawn file", () => {
     expect(parseNspawnFile("[Exec]\nPrivateUsers=pick\n[Files]\nPrivateUsersChown=yes\n", F, true).values.privateUsersOwnership).toBe("chown");
   });
   test("other modes imply nothing", () => {
-    for (const v of ["yes", "no", "identity", "65536"]) expect(parseNspawnFile(`[Exec]\nPrivateUsers=${v}\n`, F, true).values.privateUsersOwnership).toBeUndefined();
+    for (const v of ["yes", "no", "identity", "65536"])
+      expect(parseNspawnFile(`[Exec]\nPrivateUsers=${v}\n`, F, true).values.privateUsersOwnership).toBeUndefined();
   });
   test("file PrivateUsers=pick and command line -U give the same settings", () => {
     const fromFile = mergeSettings(cli("-D", "/m/box"), parseNspawnFile("[Exec]\nPrivateUsers=pick\n", F, true), "yes");
@@ -84,7 +85,10 @@ function build(argv: string[], host = fakeHost()): RunSpec {
   if (s.privateUsers.mode !== "no") image.userns = gatherUsernsFacts(host, image.root, facts.stateDir);
   return buildSpec(s, image, facts, { prog: "machina-nspawn" });
 }
-const records = (spec: RunSpec, name: string) => specRecords(spec).filter(([n]) => n === name).map(([, a]) => a);
+const records = (spec: RunSpec, name: string) =>
+  specRecords(spec)
+    .filter(([n]) => n === name)
+    .map(([, a]) => a);
 const BIND = String(MS.BIND | MS.REC);
 
 describe("--bind=…:idmap / :rootidmap", () => {
@@ -117,14 +121,17 @@ describe("--bind=…:idmap / :rootidmap", () => {
   });
   test("idmap binds keep nspawn's mount order (sorted by destination with the other mounts)", () => {
     const spec = build(["-D", "/srv/box", "--private-users=1048576", "--tmpfs=/b", "--bind=/srv/a:/a:idmap", "--bind=/srv/c:/c", "/bin/true"]);
-    const order = specRecords(spec).filter(([n, a]) => (n === "mount" || n === "idmap_bind") && ["/a", "/b", "/c"].includes(a[1]!)).map(([n, a]) => `${n}:${a[1]}`);
+    const order = specRecords(spec)
+      .filter(([n, a]) => (n === "mount" || n === "idmap_bind") && ["/a", "/b", "/c"].includes(a[1]!))
+      .map(([n, a]) => `${n}:${a[1]}`);
     expect(order).toEqual(["idmap_bind:/a", "mount:/b", "mount:/c"]);
   });
 });
 
 describe("--bind-user", () => {
   const users = {
-    "/etc/passwd": "root:x:0:0::/root:/bin/sh\nalice:x:1001:1001:Alice:/home/alice:/bin/bash\nbob:x:1002:1002::/home/bob:/bin/sh\nnobody:x:65534:65534::/:/bin/false\ncarol:x:1003:100::/home/carol:/bin/sh\n",
+    "/etc/passwd":
+      "root:x:0:0::/root:/bin/sh\nalice:x:1001:1001:Alice:/home/alice:/bin/bash\nbob:x:1002:1002::/home/bob:/bin/sh\nnobody:x:65534:65534::/:/bin/false\ncarol:x:1003:100::/home/carol:/bin/sh\n",
     "/etc/group": "root:x:0:\nusers:x:100:\nalice:x:1001:\nbob:x:1002:\nnogroup:x:65534:\n",
     "/etc/shadow": "root:*:1::::::\nalice:$y$j9T$salt$hash:19000:0:99999:7:::\nbob::19000::::::\n",
   };
@@ -138,24 +145,45 @@ describe("--bind-user", () => {
     const spec = build(["-D", "/srv/box", "--private-users=1048576", "--bind-user=alice", "--bind-user=bob", "/bin/true"], host());
     // 60514 is a user and 60515 a group of the image: alice gets 60516, bob 60517
     expect(records(spec, "uid_map")).toEqual([
-      ["0", "1048576", "60516"], ["60516", "1001", "1"], ["60517", "1002", "1"], ["60518", String(1048576 + 60518), String(65536 - 60518)],
+      ["0", "1048576", "60516"],
+      ["60516", "1001", "1"],
+      ["60517", "1002", "1"],
+      ["60518", String(1048576 + 60518), String(65536 - 60518)],
     ]);
     expect(records(spec, "gid_map")).toEqual([
-      ["0", "1048576", "60516"], ["60516", "1001", "1"], ["60517", "1002", "1"], ["60518", String(1048576 + 60518), String(65536 - 60518)],
+      ["0", "1048576", "60516"],
+      ["60516", "1001", "1"],
+      ["60517", "1002", "1"],
+      ["60518", String(1048576 + 60518), String(65536 - 60518)],
     ]);
-    const ops = spec.ops.filter((o) => ("path" in o && o.path.startsWith("/run/host/userdb")) || ("target" in o && o.target.startsWith("/run/host/home")) || ("path" in o && o.path === "/run/host/home"));
+    const ops = spec.ops.filter(
+      (o) =>
+        ("path" in o && o.path.startsWith("/run/host/userdb")) ||
+        ("target" in o && o.target.startsWith("/run/host/home")) ||
+        ("path" in o && o.path === "/run/host/home"),
+    );
     expect(ops).toEqual([
       { op: "mkdir", path: "/run/host/userdb", mode: 0o755 },
       { op: "mkdir", path: "/run/host/home", mode: 0o755 },
       { op: "symlink", target: "alice.user", path: "/run/host/userdb/60516.user" },
-      { op: "write", path: "/run/host/userdb/alice.user", mode: 0o644, content: '{"userName":"alice","uid":60516,"gid":60516,"homeDirectory":"/run/host/home/alice","service":"io.systemd.NSpawn"}\n' },
+      {
+        op: "write",
+        path: "/run/host/userdb/alice.user",
+        mode: 0o644,
+        content: '{"userName":"alice","uid":60516,"gid":60516,"homeDirectory":"/run/host/home/alice","service":"io.systemd.NSpawn"}\n',
+      },
       { op: "symlink", target: "alice.group", path: "/run/host/userdb/60516.group" },
       { op: "write", path: "/run/host/userdb/alice.group", mode: 0o644, content: '{"groupName":"alice","gid":60516,"service":"io.systemd.NSpawn"}\n' },
       { op: "symlink", target: "alice.user-privileged", path: "/run/host/userdb/60516.user-privileged" },
       { op: "write", path: "/run/host/userdb/alice.user-privileged", mode: 0o600, content: '{"privileged":{"hashedPassword":["$y$j9T$salt$hash"]}}\n' },
       { op: "mount", source: "/home/alice", target: "/run/host/home/alice", fstype: "", flags: MS.BIND, data: "", create: "dir" },
       { op: "symlink", target: "bob.user", path: "/run/host/userdb/60517.user" },
-      { op: "write", path: "/run/host/userdb/bob.user", mode: 0o644, content: '{"userName":"bob","uid":60517,"gid":60517,"homeDirectory":"/run/host/home/bob","service":"io.systemd.NSpawn"}\n' },
+      {
+        op: "write",
+        path: "/run/host/userdb/bob.user",
+        mode: 0o644,
+        content: '{"userName":"bob","uid":60517,"gid":60517,"homeDirectory":"/run/host/home/bob","service":"io.systemd.NSpawn"}\n',
+      },
       { op: "symlink", target: "bob.group", path: "/run/host/userdb/60517.group" },
       { op: "write", path: "/run/host/userdb/bob.group", mode: 0o644, content: '{"groupName":"bob","gid":60517,"service":"io.systemd.NSpawn"}\n' },
       { op: "mount", source: "/home/bob", target: "/run/host/home/bob", fstype: "", flags: MS.BIND, data: "", create: "dir" },
@@ -184,10 +212,16 @@ describe("--bind-user", () => {
     expect(() => build(["-D", "/srv/box", "-M", "bb2", ...args, "/bin/true"], host())).toThrow(re);
   });
   test("a name the image already knows is refused; a full range too", () => {
-    expect(() => build(["-D", "/srv/box", "-U", "--bind-user=alice", "/bin/true"], fakeHost({ ...users, ...image, "/srv/box/etc/passwd": "alice:x:5:5::/:/bin/sh\n" }))).toThrow(/the user 'alice' already exists in the container/);
-    expect(() => build(["-D", "/srv/box", "-U", "--bind-user=alice", "/bin/true"], fakeHost({ ...users, ...image, "/srv/box/etc/group": "alice:x:5:\n" }))).toThrow(/the group 'alice' already exists in the container/);
+    expect(() =>
+      build(["-D", "/srv/box", "-U", "--bind-user=alice", "/bin/true"], fakeHost({ ...users, ...image, "/srv/box/etc/passwd": "alice:x:5:5::/:/bin/sh\n" })),
+    ).toThrow(/the user 'alice' already exists in the container/);
+    expect(() =>
+      build(["-D", "/srv/box", "-U", "--bind-user=alice", "/bin/true"], fakeHost({ ...users, ...image, "/srv/box/etc/group": "alice:x:5:\n" })),
+    ).toThrow(/the group 'alice' already exists in the container/);
     const full = Array.from({ length: 64 }, (_, i) => `u${i}:x:${60514 + i}:0::/:/bin/sh`).join("\n");
-    expect(() => build(["-D", "/srv/box", "-U", "--bind-user=alice", "/bin/true"], fakeHost({ ...users, ...image, "/srv/box/etc/passwd": full }))).toThrow(/No suitable available UID in range 60514…60577/);
+    expect(() => build(["-D", "/srv/box", "-U", "--bind-user=alice", "/bin/true"], fakeHost({ ...users, ...image, "/srv/box/etc/passwd": full }))).toThrow(
+      /No suitable available UID in range 60514…60577/,
+    );
   });
   test("no shadow hash: no user-privileged record", () => {
     const spec = build(["-D", "/srv/box", "--private-users=1048576", "--bind-user=bob", "/bin/true"], host());

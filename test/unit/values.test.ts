@@ -1,7 +1,13 @@
 import { describe, expect, test } from "bun:test";
 import {
-  parseAbsolutePath, parseBoolean, parseEnvAssignment, parseHostname, parseMachineName, parseSignal,
-  parseUuid, signalName,
+  parseAbsolutePath,
+  parseBoolean,
+  parseEnvAssignment,
+  parseHostname,
+  parseMachineName,
+  parseSignal,
+  parseUuid,
+  signalName,
 } from "../../src/settings/values.ts";
 import { parseCapabilityList, capabilityMask, NSPAWN_DEFAULT_CAPS } from "../../src/settings/capabilities.ts";
 import { parseRlimitAssignment } from "../../src/settings/rlimits.ts";

@@ -13,7 +13,20 @@ const quote = (words: readonly string[]) => words.join(" ");
 
 /** Verbs whose first argument is a running machine, or an image of the pool. */
 const MACHINE_VERBS = ["status", "show", "ps", "kill", "poweroff", "reboot", "terminate", "copy-to", "copy-from", "shell", "login", "exec", "bind", "logs"];
-const IMAGE_VERBS = ["start", "enable", "disable", "image-status", "show-image", "clone", "rename", "read-only", "remove", "set-limit", "export-tar", "export-raw"];
+const IMAGE_VERBS = [
+  "start",
+  "enable",
+  "disable",
+  "image-status",
+  "show-image",
+  "clone",
+  "rename",
+  "read-only",
+  "remove",
+  "set-limit",
+  "export-tar",
+  "export-raw",
+];
 
 function nspawnCase(r: NspawnOption): string | undefined {
   const names = [r.long !== undefined ? `--${r.long}` : undefined, r.short !== undefined ? `-${r.short}` : undefined].filter((n) => n !== undefined);
@@ -33,7 +46,10 @@ function nspawnCase(r: NspawnOption): string | undefined {
 
 /** The options of a table as completion words: `--long` (`--long=` when it takes a value) and `-s`. */
 function optionWords(table: readonly { long?: string; short?: string; arg: string }[]): string[] {
-  return table.flatMap((r) => [...(r.long !== undefined ? [`--${r.long}${r.arg === "required" ? "=" : ""}`] : []), ...(r.short !== undefined ? [`-${r.short}`] : [])]);
+  return table.flatMap((r) => [
+    ...(r.long !== undefined ? [`--${r.long}${r.arg === "required" ? "=" : ""}`] : []),
+    ...(r.short !== undefined ? [`-${r.short}`] : []),
+  ]);
 }
 
 /** Shell lines: the word being completed and the one before it (`--opt=VALUE` split into the two). */
@@ -53,8 +69,9 @@ function capabilityWords(): string[] {
 }
 
 export function bashCompletion(): string {
-  const ctlChoices = MACHINACTL_TABLE.filter((r) => r.choices !== undefined && r.long !== undefined)
-    .map((r) => `    --${r.long}) COMPREPLY=($(compgen -W '${quote(r.choices!)}' -- "$cur")); return ;;`);
+  const ctlChoices = MACHINACTL_TABLE.filter((r) => r.choices !== undefined && r.long !== undefined).map(
+    (r) => `    --${r.long}) COMPREPLY=($(compgen -W '${quote(r.choices!)}' -- "$cur")); return ;;`,
+  );
   return `# bash completion for machina-nspawn and machinactl (generated from their option tables)
 
 _machina_images() { machinactl list-images --no-legend 2>/dev/null | awk '{print $1}'; }
@@ -64,7 +81,9 @@ _machina_nspawn() {
   local cur prev
 ${CUR_AND_PREV}
   case $prev in
-${NSPAWN_TABLE.map(nspawnCase).filter((c) => c !== undefined).join("\n")}
+${NSPAWN_TABLE.map(nspawnCase)
+  .filter((c) => c !== undefined)
+  .join("\n")}
   esac
   if [[ $cur == -* ]]; then
 ${completeOptions(optionWords(NSPAWN_TABLE))}

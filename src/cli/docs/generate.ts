@@ -14,7 +14,10 @@ if (process.argv[2] === "--options-md") {
   const text = readFileSync(path, "utf8");
   const begin = text.indexOf(OPTIONS_BEGIN.slice(0, 22));
   const end = text.indexOf(OPTIONS_END);
-  const next = begin >= 0 && end > begin ? text.slice(0, begin) + optionsMarkdown() + text.slice(end + OPTIONS_END.length) : `${text.trimEnd()}\n\n## Every option\n\n${optionsMarkdown()}\n`;
+  const next =
+    begin >= 0 && end > begin
+      ? text.slice(0, begin) + optionsMarkdown() + text.slice(end + OPTIONS_END.length)
+      : `${text.trimEnd()}\n\n## Every option\n\n${optionsMarkdown()}\n`;
   writeFileSync(path, next);
   process.exit(0);
 }

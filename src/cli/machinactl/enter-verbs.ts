@@ -21,7 +21,12 @@ function enter(ctx: VerbContext, name: string, cmd: Omit<EnterCommand, "console"
   needHelper(ctx);
   const m = getMachine(machineContext(ctx), name);
   const tty = ctx.host.isatty(0) && ctx.host.isatty(1);
-  const spec = commandSpec(ctx.host, m, { ...cmd, console: tty || cmd.login ? "pty" : "pipe", term: ctx.env["TERM"] ?? "" }, machineConfinement(ctx.host, ctx.paths.stateDir, m));
+  const spec = commandSpec(
+    ctx.host,
+    m,
+    { ...cmd, console: tty || cmd.login ? "pty" : "pipe", term: ctx.env["TERM"] ?? "" },
+    machineConfinement(ctx.host, ctx.paths.stateDir, m),
+  );
   if (banner && tty && !ctx.options.quiet) ctx.err(`Connected to machine ${name}. Press ^] three times within 1s to exit session.\n`);
   return ctx.host.execWithSpec(ctx.paths.helper, HELPER_ARGV, encodeEnterSpec(spec));
 }
@@ -33,7 +38,8 @@ function splitUserAt(arg: string): { user: string | undefined; name: string } {
 }
 
 const shell: Verb = {
-  name: "shell", options: ["uid", "setenv", "quiet"],
+  name: "shell",
+  options: ["uid", "setenv", "quiet"],
   usage: "shell [[USER@]NAME [COMMAND...]]",
   summary: "Open a shell (or run a command) in a container, or on the host with .host; returns its exit status",
   section: "Machine",
@@ -49,12 +55,18 @@ const shell: Verb = {
       if (tty && !ctx.options.quiet) ctx.err("Connected to the local host. Press ^] three times within 1s to exit session.\n");
       return ctx.host.execProgram(plan.path, plan.argv, plan.env, plan.cwd);
     }
-    return enter(ctx, name, { ...(user ?? ctx.options.uid ? { user: (user ?? ctx.options.uid)! } : {}), command: args.slice(1), setenv: ctx.options.setenv }, true);
+    return enter(
+      ctx,
+      name,
+      { ...((user ?? ctx.options.uid) ? { user: (user ?? ctx.options.uid)! } : {}), command: args.slice(1), setenv: ctx.options.setenv },
+      true,
+    );
   },
 };
 
 const login: Verb = {
-  name: "login", options: [],
+  name: "login",
+  options: [],
   usage: "login NAME",
   summary: "Get a login prompt in a container",
   section: "Machine",
@@ -66,7 +78,8 @@ const login: Verb = {
 };
 
 const exec: Verb = {
-  name: "exec", options: ["uid", "setenv", "quiet"],
+  name: "exec",
+  options: ["uid", "setenv", "quiet"],
   usage: "exec NAME [--] COMMAND...",
   summary: "Run a command in a container as root (like systemctl -M); returns its exit status",
   section: "Machine",
@@ -80,7 +93,8 @@ const exec: Verb = {
 };
 
 const bind: Verb = {
-  name: "bind", options: ["read-only", "mkdir"],
+  name: "bind",
+  options: ["read-only", "mkdir"],
   usage: "bind NAME PATH [PATH]",
   summary: "Bind mount a path from the host into a container",
   section: "Machine",

@@ -15,7 +15,11 @@ export function table<T>(rows: T[], columns: Column<T>[], options: MachinactlOpt
   const cells = rows.map((r) => columns.map((c) => c.value(r)));
   const header = columns.map((c) => c.header);
   const widths = header.map((h, i) => Math.max(h.length, ...cells.map((row) => row[i]!.length)));
-  const line = (row: string[]) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join(" ").trimEnd();
+  const line = (row: string[]) =>
+    row
+      .map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!)))
+      .join(" ")
+      .trimEnd();
   const lines: string[] = [];
   if (options.legend && rows.length > 0) lines.push(line(header));
   for (const row of cells) lines.push(line(row));

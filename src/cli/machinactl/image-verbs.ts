@@ -6,7 +6,16 @@
 import type { Host } from "../../host/host.ts";
 import { parseOsRelease } from "../../host/os-release.ts";
 import {
-  btrfsQgroup, cleanPool, cloneImage, parseSizeLimit, removeImage, renameImage, setImageLimit, setImageReadOnly, withQgroup, type PoolContext,
+  btrfsQgroup,
+  cleanPool,
+  cloneImage,
+  parseSizeLimit,
+  removeImage,
+  renameImage,
+  setImageLimit,
+  setImageReadOnly,
+  withQgroup,
+  type PoolContext,
 } from "../../image/ops.ts";
 import { discoverImages, getImage, poolRoots, type Image } from "../../image/pool.ts";
 import { readOrigin } from "../../image/origin.ts";
@@ -48,9 +57,19 @@ export const IMAGE_COLUMNS: Column<Image>[] = [
 function listImages(ctx: VerbContext): number {
   const images = discoverImages(ctx.host, ctx.paths.pool, { hidden: ctx.options.all }).map((i) => withQgroup(ctx.host, i));
   if (ctx.options.json !== "off") {
-    ctx.out(json(images.map((i) => ({
-      name: i.name, type: i.type, ro: i.readOnly, usage: i.usage ?? null, created: usec(i.crtimeMs), modified: usec(i.mtimeMs),
-    })), ctx.options));
+    ctx.out(
+      json(
+        images.map((i) => ({
+          name: i.name,
+          type: i.type,
+          ro: i.readOnly,
+          usage: i.usage ?? null,
+          created: usec(i.crtimeMs),
+          modified: usec(i.mtimeMs),
+        })),
+        ctx.options,
+      ),
+    );
     return 0;
   }
   ctx.out(table(images, IMAGE_COLUMNS, ctx.options, ["image", "images"]));
@@ -61,7 +80,15 @@ function listImages(ctx: VerbContext): number {
 export function relative(ms: number, nowMs: number): string {
   let s = Math.max(0, Math.floor((nowMs - ms) / 1000));
   if (s === 0) return "now";
-  const units: Array<[string, number]> = [["y", 31557600], ["month", 2629800], ["w", 604800], ["d", 86400], ["h", 3600], ["min", 60], ["s", 1]];
+  const units: Array<[string, number]> = [
+    ["y", 31557600],
+    ["month", 2629800],
+    ["w", 604800],
+    ["d", 86400],
+    ["h", 3600],
+    ["min", 60],
+    ["s", 1],
+  ];
   const parts: string[] = [];
   for (const [unit, size] of units) {
     if (s >= size && parts.length < 2) {
@@ -102,13 +129,19 @@ export function imageStatusText(host: Host, image: Image, nowMs: number): string
 
 function imageStatus(ctx: VerbContext, names: string[]): number {
   // no NAME: every image (hidden ones too with -a), as list-images
-  const found = names.length > 0 ? names.map((n) => getImage(ctx.host, ctx.paths.pool, n)) : discoverImages(ctx.host, ctx.paths.pool, { hidden: ctx.options.all });
+  const found =
+    names.length > 0 ? names.map((n) => getImage(ctx.host, ctx.paths.pool, n)) : discoverImages(ctx.host, ctx.paths.pool, { hidden: ctx.options.all });
   const images = found.map((i) => withQgroup(ctx.host, i));
   if (ctx.options.json !== "off") {
-    ctx.out(json(images.map((i) => {
-      const origin = readOrigin(ctx.host, i.target);
-      return { ...imageJson(i), os: osPrettyName(ctx.host, i) ?? null, origin: origin === undefined ? null : origin };
-    }), ctx.options));
+    ctx.out(
+      json(
+        images.map((i) => {
+          const origin = readOrigin(ctx.host, i.target);
+          return { ...imageJson(i), os: osPrettyName(ctx.host, i) ?? null, origin: origin === undefined ? null : origin };
+        }),
+        ctx.options,
+      ),
+    );
     return 0;
   }
   const now = Number(ctx.host.nowUsec() / 1000n);
@@ -148,7 +181,11 @@ export function showManager(ctx: VerbContext): number {
     ctx.out(json({ poolPath: root, poolUsage: usage ?? null, poolLimit: limit ?? null, pools: ctx.paths.pool }, ctx.options));
     return 0;
   }
-  const props: Array<[string, string]> = [["PoolPath", root], ["PoolUsage", usage === undefined ? UINT64_MAX : String(usage)], ["PoolLimit", limit === undefined ? UINT64_MAX : String(limit)]];
+  const props: Array<[string, string]> = [
+    ["PoolPath", root],
+    ["PoolUsage", usage === undefined ? UINT64_MAX : String(usage)],
+    ["PoolLimit", limit === undefined ? UINT64_MAX : String(limit)],
+  ];
   ctx.out(properties(props, ctx.options));
   return 0;
 }
@@ -189,11 +226,16 @@ function removeVerb(ctx: VerbContext, names: string[]): number {
 function cleanVerb(ctx: VerbContext): number {
   const r = cleanPool(poolContext(ctx), ctx.options.all);
   if (ctx.options.json !== "off") {
-    ctx.out(json({
-      removed: r.removed.map((i) => ({ name: i.name, freed: i.usage ?? null })),
-      skipped: r.skipped.map((s) => ({ name: s.image.name, reason: s.reason })),
-      temporaries: r.temporaries,
-    }, ctx.options));
+    ctx.out(
+      json(
+        {
+          removed: r.removed.map((i) => ({ name: i.name, freed: i.usage ?? null })),
+          skipped: r.skipped.map((s) => ({ name: s.image.name, reason: s.reason })),
+          temporaries: r.temporaries,
+        },
+        ctx.options,
+      ),
+    );
     return 0;
   }
   for (const s of r.skipped) ctx.err(`machinactl: ${s.reason}\n`);
@@ -219,11 +261,40 @@ function setLimitVerb(ctx: VerbContext, args: string[]): number {
 const verb = (v: Omit<Verb, "section">): Verb => ({ ...v, section: "Image" });
 
 export const IMAGE_VERBS: Verb[] = [
-  verb({ name: "list-images", options: ["all", "no-legend"], usage: "list-images", summary: "Show available container and VM images", minArgs: 0, maxArgs: 0, run: (ctx) => listImages(ctx) }),
-  verb({ name: "image-status", options: ["all"], usage: "image-status [NAME...]", summary: "Show image details (of every image without NAME)", minArgs: 0, maxArgs: Infinity, run: imageStatus }),
-  verb({ name: "show-image", options: ["property", "P", "value", "all"], usage: "show-image [NAME...]", summary: "Show properties of image", minArgs: 0, maxArgs: Infinity, run: showImage }),
   verb({
-    name: "clone", options: ["read-only"], usage: "clone NAME NAME", summary: "Clone an image", minArgs: 2, maxArgs: 2,
+    name: "list-images",
+    options: ["all", "no-legend"],
+    usage: "list-images",
+    summary: "Show available container and VM images",
+    minArgs: 0,
+    maxArgs: 0,
+    run: (ctx) => listImages(ctx),
+  }),
+  verb({
+    name: "image-status",
+    options: ["all"],
+    usage: "image-status [NAME...]",
+    summary: "Show image details (of every image without NAME)",
+    minArgs: 0,
+    maxArgs: Infinity,
+    run: imageStatus,
+  }),
+  verb({
+    name: "show-image",
+    options: ["property", "P", "value", "all"],
+    usage: "show-image [NAME...]",
+    summary: "Show properties of image",
+    minArgs: 0,
+    maxArgs: Infinity,
+    run: showImage,
+  }),
+  verb({
+    name: "clone",
+    options: ["read-only"],
+    usage: "clone NAME NAME",
+    summary: "Clone an image",
+    minArgs: 2,
+    maxArgs: 2,
     run: (ctx, [from, to]) => {
       const r = cloneImage(poolContext(ctx), from!, to!, ctx.options.readOnly);
       warnIfNotMachineName(ctx.err, r.image.name);
@@ -231,15 +302,36 @@ export const IMAGE_VERBS: Verb[] = [
     },
   }),
   verb({
-    name: "rename", options: [], usage: "rename NAME NAME", summary: "Rename an image", minArgs: 2, maxArgs: 2,
+    name: "rename",
+    options: [],
+    usage: "rename NAME NAME",
+    summary: "Rename an image",
+    minArgs: 2,
+    maxArgs: 2,
     run: (ctx, [from, to]) => {
       const image = renameImage(poolContext(ctx), from!, to!);
       warnIfNotMachineName(ctx.err, image.name);
       return done(ctx, { name: image.name, from: from!, path: image.path });
     },
   }),
-  verb({ name: "read-only", options: [], usage: "read-only NAME [BOOL]", summary: "Mark or unmark image read-only", minArgs: 1, maxArgs: 2, run: readOnlyVerb }),
+  verb({
+    name: "read-only",
+    options: [],
+    usage: "read-only NAME [BOOL]",
+    summary: "Mark or unmark image read-only",
+    minArgs: 1,
+    maxArgs: 2,
+    run: readOnlyVerb,
+  }),
   verb({ name: "remove", options: [], usage: "remove NAME...", summary: "Remove an image", minArgs: 1, maxArgs: Infinity, run: removeVerb }),
-  verb({ name: "set-limit", options: [], usage: "set-limit [NAME] BYTES", summary: "Set image or pool size limit (disk quota)", minArgs: 1, maxArgs: 2, run: setLimitVerb }),
+  verb({
+    name: "set-limit",
+    options: [],
+    usage: "set-limit [NAME] BYTES",
+    summary: "Set image or pool size limit (disk quota)",
+    minArgs: 1,
+    maxArgs: 2,
+    run: setLimitVerb,
+  }),
   verb({ name: "clean", options: ["all"], usage: "clean", summary: "Remove hidden (or all) images", minArgs: 0, maxArgs: 0, run: (ctx) => cleanVerb(ctx) }),
 ];

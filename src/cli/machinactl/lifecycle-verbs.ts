@@ -41,7 +41,9 @@ function throughSystemd(ctx: VerbContext): boolean {
   return systemdAvailable(ctx.host, ctx.env) && unitInstalled(ctx.host, ctx.env) && machinaEnv(ctx.env, "MACHINA_POOL") === undefined;
 }
 
-const startVerb = namesVerb("start", [], "Start container as a service (booted in the background)", (ctx, names) => Promise.all(names.map((name) => start(ctx, name))));
+const startVerb = namesVerb("start", [], "Start container as a service (booted in the background)", (ctx, names) =>
+  Promise.all(names.map((name) => start(ctx, name))),
+);
 
 /** enable / disable: the boot-time links of each NAME (src/machine/enable.ts), then with --now start or stop it. */
 const enable = namesVerb("enable", ["now"], "Enable automatic container start at boot", async (ctx, args) => {
@@ -51,9 +53,14 @@ const enable = namesVerb("enable", ["now"], "Enable automatic container start at
     const r = await enableMachine(ctx.host, ctx.env, ctx.paths.pool, name);
     if (!ctx.options.quiet) for (const c of r.changes) ctx.err(`Created symlink ${c.path} → ${c.source}.\n`);
   }
-  if (ctx.options.now) await Promise.all(args.map((name) => start(ctx, name).catch((e) => {
-    if (!(e instanceof MachinaError && e.code === "E_BUSY")) throw e;
-  })));
+  if (ctx.options.now)
+    await Promise.all(
+      args.map((name) =>
+        start(ctx, name).catch((e) => {
+          if (!(e instanceof MachinaError && e.code === "E_BUSY")) throw e;
+        }),
+      ),
+    );
 });
 
 const disable = namesVerb("disable", ["now"], "Disable automatic container start at boot", async (ctx, args) => {
@@ -65,18 +72,21 @@ const disable = namesVerb("disable", ["now"], "Disable automatic container start
   if (ctx.options.now) {
     if (throughSystemd(ctx)) await systemctl(ctx.host, ["stop", ...args.map(unitName)]);
     const mctx = machineContext(ctx);
-    await Promise.all(args.map(async (name) => {
-      try {
-        await terminateMachine(mctx, name);
-      } catch (e) {
-        if (!(e instanceof MachinaError && e.code === "E_NOT_FOUND")) throw e;
-      }
-    }));
+    await Promise.all(
+      args.map(async (name) => {
+        try {
+          await terminateMachine(mctx, name);
+        } catch (e) {
+          if (!(e instanceof MachinaError && e.code === "E_NOT_FOUND")) throw e;
+        }
+      }),
+    );
   }
 });
 
 const logs: Verb = {
-  name: "logs", options: ["lines", "follow", "output"],
+  name: "logs",
+  options: ["lines", "follow", "output"],
   usage: "logs NAME",
   summary: "Show the machine's journal, else its console output (-n N, -f, -o MODE, --json)",
   section: "Machine",

@@ -2,13 +2,7 @@
  * machinactl's machine inspection and control verbs: list, status, show, ps, kill, poweroff,
  * reboot, terminate. Thin: the work is in src/machine/machines.ts.
  */
-import {
-  type CgroupNode,
-  machineProcesses,
-  type MachineContext,
-  type MachineStatus,
-  formatTimestampUsec,
-} from "../../machine/machines.ts";
+import { type CgroupNode, machineProcesses, type MachineContext, type MachineStatus, formatTimestampUsec } from "../../machine/machines.ts";
 import { machineLogTail } from "../../machine/logs.ts";
 import { copyMachineFiles, type CopyDirection } from "../../machine/copy.ts";
 import { getMachine } from "../../machine/machines.ts";
@@ -32,8 +26,15 @@ export function machineContext(ctx: VerbContext): MachineContext {
 export function formatTimespan(usec: number, accuracyUsec = 1_000_000): string {
   if (usec <= 0) return "0";
   const units: Array<[string, number]> = [
-    ["y", 31_557_600_000_000], ["month", 2_629_800_000_000], ["w", 604_800_000_000], ["d", 86_400_000_000],
-    ["h", 3_600_000_000], ["min", 60_000_000], ["s", 1_000_000], ["ms", 1000], ["us", 1],
+    ["y", 31_557_600_000_000],
+    ["month", 2_629_800_000_000],
+    ["w", 604_800_000_000],
+    ["d", 86_400_000_000],
+    ["h", 3_600_000_000],
+    ["min", 60_000_000],
+    ["s", 1_000_000],
+    ["ms", 1000],
+    ["us", 1],
   ];
   const parts: string[] = [];
   let rest = usec;
@@ -93,7 +94,8 @@ export function renderStatus(s: MachineStatus, logLines: string[], full: boolean
 }
 
 const list: Verb = {
-  name: "list", options: ["all", "full", "max-addresses", "no-legend"],
+  name: "list",
+  options: ["all", "full", "max-addresses", "no-legend"],
   usage: "list",
   summary: "List running machines",
   section: "Machine",
@@ -105,27 +107,40 @@ const list: Verb = {
       ...(ctx.options.maxAddresses !== undefined ? { maxAddresses: ctx.options.maxAddresses } : {}),
     });
     if (ctx.options.json !== "off") {
-      ctx.out(json(rows.map(({ state, ...r }) => (ctx.options.all ? { ...r, state } : r)), ctx.options));
+      ctx.out(
+        json(
+          rows.map(({ state, ...r }) => (ctx.options.all ? { ...r, state } : r)),
+          ctx.options,
+        ),
+      );
       return 0;
     }
     const dash = (v: string) => (v === "" ? "-" : v);
     const max = ctx.options.maxAddresses ?? (ctx.options.full ? Infinity : 1);
     const addr = (a: string[]) => (a.length === 0 ? "-" : a.slice(0, max).join("\n") + (a.length > max ? "…" : ""));
-    ctx.out(table(rows, [
-      { header: "MACHINE", value: (r) => r.machine },
-      { header: "CLASS", value: (r) => r.class },
-      { header: "SERVICE", value: (r) => r.service },
-      { header: "OS", value: (r) => dash(r.os) },
-      { header: "VERSION", value: (r) => dash(r.version) },
-      { header: "ADDRESSES", value: (r) => addr(r.addresses).split("\n").join(" ") },
-      ...(ctx.options.all ? [{ header: "STATE", value: (r: (typeof rows)[number]) => r.state }] : []),
-    ], ctx.options, ["machine", "machines"]));
+    ctx.out(
+      table(
+        rows,
+        [
+          { header: "MACHINE", value: (r) => r.machine },
+          { header: "CLASS", value: (r) => r.class },
+          { header: "SERVICE", value: (r) => r.service },
+          { header: "OS", value: (r) => dash(r.os) },
+          { header: "VERSION", value: (r) => dash(r.version) },
+          { header: "ADDRESSES", value: (r) => addr(r.addresses).split("\n").join(" ") },
+          ...(ctx.options.all ? [{ header: "STATE", value: (r: (typeof rows)[number]) => r.state }] : []),
+        ],
+        ctx.options,
+        ["machine", "machines"],
+      ),
+    );
     return 0;
   },
 };
 
 const status: Verb = {
-  name: "status", options: ["full", "lines"],
+  name: "status",
+  options: ["full", "lines"],
   usage: "status NAME...",
   summary: "Show VM/container details",
   section: "Machine",
@@ -152,7 +167,8 @@ const status: Verb = {
 };
 
 const show: Verb = {
-  name: "show", options: ["property", "P", "value", "all"],
+  name: "show",
+  options: ["property", "P", "value", "all"],
   usage: "show [NAME...]",
   summary: "Show properties of one or more VMs/containers (of the manager without NAME)",
   section: "Machine",
@@ -176,7 +192,8 @@ const show: Verb = {
 };
 
 const ps: Verb = {
-  name: "ps", options: [],
+  name: "ps",
+  options: [],
   usage: "ps [NAME]",
   summary: "Show the host processes of machines, with the machine of each",
   section: "Machine",
@@ -185,15 +202,27 @@ const ps: Verb = {
   run(ctx, args) {
     const procs = machineProcesses(machineContext(ctx), { ...(args[0] !== undefined ? { name: args[0] } : {}), all: ctx.options.all });
     if (ctx.options.json !== "off") {
-      ctx.out(json(procs.map((p) => ({ pid: p.pid, ppid: p.ppid, machine: p.machine, comm: p.comm, command: p.cmdline })), ctx.options));
+      ctx.out(
+        json(
+          procs.map((p) => ({ pid: p.pid, ppid: p.ppid, machine: p.machine, comm: p.comm, command: p.cmdline })),
+          ctx.options,
+        ),
+      );
       return 0;
     }
     const width = ctx.options.full ? Infinity : 100;
-    ctx.out(table(procs, [
-      { header: "PID", value: (p) => String(p.pid).padStart(7) },
-      { header: "MACHINE", value: (p) => p.machine || "-" },
-      { header: "COMMAND", value: (p) => (p.cmdline.length > width ? `${p.cmdline.slice(0, width - 1)}…` : p.cmdline) },
-    ], ctx.options, ["process", "processes"]));
+    ctx.out(
+      table(
+        procs,
+        [
+          { header: "PID", value: (p) => String(p.pid).padStart(7) },
+          { header: "MACHINE", value: (p) => p.machine || "-" },
+          { header: "COMMAND", value: (p) => (p.cmdline.length > width ? `${p.cmdline.slice(0, width - 1)}…` : p.cmdline) },
+        ],
+        ctx.options,
+        ["process", "processes"],
+      ),
+    );
     return 0;
   },
 };
@@ -220,7 +249,8 @@ const terminate = namesVerb("terminate", [], "Terminate one or more VMs/containe
 /** copy-to / copy-from (src/machine/copy.ts): through `machina-helper enter`, resolved in the container's root. */
 function copyVerb(direction: CopyDirection): Verb {
   return {
-    name: `copy-${direction}`, options: ["force"],
+    name: `copy-${direction}`,
+    options: ["force"],
     usage: `copy-${direction} NAME PATH [PATH]`,
     summary: direction === "to" ? "Copy files from the host to a container" : "Copy files from a container to the host",
     section: "Machine",

@@ -9,11 +9,15 @@ import { SingleBar } from "cli-progress";
 import { MachinaError } from "../../errors.ts";
 import { bootstrap } from "../../image/bootstrap.ts";
 import {
-  cancelTransfer, listTransfers, registerTransfer, unregisterTransfer, updateTransfer, type TransferRecord, type TransferType,
+  cancelTransfer,
+  listTransfers,
+  registerTransfer,
+  unregisterTransfer,
+  updateTransfer,
+  type TransferRecord,
+  type TransferType,
 } from "../../image/transfer-registry.ts";
-import {
-  exportImage, importFs, importRaw, importTar, pullImage, type Progress, type TransferContext,
-} from "../../image/transfer.ts";
+import { exportImage, importFs, importRaw, importTar, pullImage, type Progress, type TransferContext } from "../../image/transfer.ts";
 import { exportOci, importOci } from "../../oci/transfer.ts";
 import { formatBytes, json, table, warnIfNotMachineName } from "./format.ts";
 import type { Verb, VerbContext } from "./verb.ts";
@@ -37,7 +41,11 @@ export function makeProgress(ctx: VerbContext, onFraction: (f: number | null) =>
       if (tty) {
         bar = new SingleBar({
           format: total !== undefined ? `${w} [{bar}] {percentage}% {done}/{all} {rate}/s ETA {eta_formatted}` : `${w} {done} {rate}/s`,
-          barsize: 30, hideCursor: true, clearOnComplete: false, stream: process.stderr, fps: 5,
+          barsize: 30,
+          hideCursor: true,
+          clearOnComplete: false,
+          stream: process.stderr,
+          fps: 5,
         });
         bar.start(total ?? 0, 0, { done: formatBytes(0), all: formatBytes(total ?? 0), rate: formatBytes(0) });
       }
@@ -51,7 +59,11 @@ export function makeProgress(ctx: VerbContext, onFraction: (f: number | null) =>
       if (quiet) return;
       if (bar) {
         const secs = Math.max(0.001, (now - (bar as unknown as { startTime: number }).startTime) / 1000);
-        bar.update(total !== undefined ? Math.min(done, total) : done, { done: formatBytes(done), all: formatBytes(total ?? 0), rate: formatBytes(Math.round(done / secs)) });
+        bar.update(total !== undefined ? Math.min(done, total) : done, {
+          done: formatBytes(done),
+          all: formatBytes(total ?? 0),
+          rate: formatBytes(Math.round(done / secs)),
+        });
       } else if (total !== undefined && total > 0) {
         const pct = Math.floor((100 * Math.min(done, total)) / total / 10) * 10;
         if (pct > lastLine) {
@@ -81,7 +93,11 @@ async function runTransfer(ctx: VerbContext, type: TransferType, remote: string,
     const r = rec;
     const progress = makeProgress(ctx, (f) => updateTransfer(ctx.host, ctx.paths.stateDir, r, f));
     await body({
-      host: ctx.host, paths: ctx.paths, env: ctx.env, progress, signal: controller.signal,
+      host: ctx.host,
+      paths: ctx.paths,
+      env: ctx.env,
+      progress,
+      signal: controller.signal,
       log: (line) => {
         if (!ctx.options.quiet) ctx.err(line + "\n");
       },
@@ -115,100 +131,198 @@ const finished = (ctx: VerbContext, text: string, value: Record<string, unknown>
 
 export const TRANSFER_VERBS: Verb[] = [
   {
-    name: "import-tar", options: ["force", "read-only"], usage: "import-tar FILE [NAME]", summary: "Import a local tar container image", section: "Image transfer", minArgs: 1, maxArgs: 2,
-    run: (ctx, [file, name]) => runTransfer(ctx, "import-tar", file!, name ?? "", async (t) => {
-      const image = await importTar(t, file!, name, importOpts(ctx));
-      finished(ctx, `Imported "${file}" as image "${image}".`, { image, from: file! }, image);
-    }),
+    name: "import-tar",
+    options: ["force", "read-only"],
+    usage: "import-tar FILE [NAME]",
+    summary: "Import a local tar container image",
+    section: "Image transfer",
+    minArgs: 1,
+    maxArgs: 2,
+    run: (ctx, [file, name]) =>
+      runTransfer(ctx, "import-tar", file!, name ?? "", async (t) => {
+        const image = await importTar(t, file!, name, importOpts(ctx));
+        finished(ctx, `Imported "${file}" as image "${image}".`, { image, from: file! }, image);
+      }),
   },
   {
-    name: "import-raw", options: ["force", "read-only"], usage: "import-raw FILE [NAME]", summary: "Import a local raw container or VM image", section: "Image transfer", minArgs: 1, maxArgs: 2,
-    run: (ctx, [file, name]) => runTransfer(ctx, "import-raw", file!, name ?? "", async (t) => {
-      const image = await importRaw(t, file!, name, importOpts(ctx));
-      finished(ctx, `Imported "${file}" as image "${image}".`, { image, from: file! }, image);
-    }),
+    name: "import-raw",
+    options: ["force", "read-only"],
+    usage: "import-raw FILE [NAME]",
+    summary: "Import a local raw container or VM image",
+    section: "Image transfer",
+    minArgs: 1,
+    maxArgs: 2,
+    run: (ctx, [file, name]) =>
+      runTransfer(ctx, "import-raw", file!, name ?? "", async (t) => {
+        const image = await importRaw(t, file!, name, importOpts(ctx));
+        finished(ctx, `Imported "${file}" as image "${image}".`, { image, from: file! }, image);
+      }),
   },
   {
-    name: "import-fs", options: ["force", "read-only"], usage: "import-fs DIRECTORY [NAME]", summary: "Import a local directory container image", section: "Image transfer", minArgs: 1, maxArgs: 2,
-    run: (ctx, [dir, name]) => runTransfer(ctx, "import-fs", dir!, name ?? "", async (t) => {
-      const image = await importFs(t, dir!, name, importOpts(ctx));
-      finished(ctx, `Imported "${dir}" as image "${image}".`, { image, from: dir! }, image);
-    }),
+    name: "import-fs",
+    options: ["force", "read-only"],
+    usage: "import-fs DIRECTORY [NAME]",
+    summary: "Import a local directory container image",
+    section: "Image transfer",
+    minArgs: 1,
+    maxArgs: 2,
+    run: (ctx, [dir, name]) =>
+      runTransfer(ctx, "import-fs", dir!, name ?? "", async (t) => {
+        const image = await importFs(t, dir!, name, importOpts(ctx));
+        finished(ctx, `Imported "${dir}" as image "${image}".`, { image, from: dir! }, image);
+      }),
   },
   {
-    name: "import-oci", options: ["force", "read-only", "platform"], usage: "import-oci PATH [NAME]", summary: "Import an OCI image layout (directory or tar) or a docker save archive", section: "Image transfer", minArgs: 1, maxArgs: 2,
-    run: (ctx, [path, name]) => runTransfer(ctx, "import-oci", path!, name ?? "", async (t) => {
-      const r = await importOci(t, path!, name, { ...importOpts(ctx), ...(ctx.options.platform !== undefined ? { platform: ctx.options.platform } : {}) });
-      finished(ctx, `Imported "${path}" (${r.digest}, ${r.platform}) as image "${r.image}".`,
-        { image: r.image, from: path!, digest: r.digest, platform: r.platform, reference: r.reference ?? null }, r.image);
-    }),
+    name: "import-oci",
+    options: ["force", "read-only", "platform"],
+    usage: "import-oci PATH [NAME]",
+    summary: "Import an OCI image layout (directory or tar) or a docker save archive",
+    section: "Image transfer",
+    minArgs: 1,
+    maxArgs: 2,
+    run: (ctx, [path, name]) =>
+      runTransfer(ctx, "import-oci", path!, name ?? "", async (t) => {
+        const r = await importOci(t, path!, name, { ...importOpts(ctx), ...(ctx.options.platform !== undefined ? { platform: ctx.options.platform } : {}) });
+        finished(
+          ctx,
+          `Imported "${path}" (${r.digest}, ${r.platform}) as image "${r.image}".`,
+          { image: r.image, from: path!, digest: r.digest, platform: r.platform, reference: r.reference ?? null },
+          r.image,
+        );
+      }),
   },
   {
-    name: "export-tar", options: ["format", "force"], usage: "export-tar NAME [FILE]", summary: "Export a local container image as a tar file", section: "Image transfer", minArgs: 1, maxArgs: 2,
-    run: (ctx, [name, file]) => runTransfer(ctx, "export-tar", file ?? "-", name!, async (t) => {
-      await exportImage(t, "tar", name!, file, { format: ctx.options.format, force: ctx.options.force });
-      if (file !== undefined) finished(ctx, `Exported image "${name}" to "${file}".`, { image: name!, file });
-    }),
+    name: "export-tar",
+    options: ["format", "force"],
+    usage: "export-tar NAME [FILE]",
+    summary: "Export a local container image as a tar file",
+    section: "Image transfer",
+    minArgs: 1,
+    maxArgs: 2,
+    run: (ctx, [name, file]) =>
+      runTransfer(ctx, "export-tar", file ?? "-", name!, async (t) => {
+        await exportImage(t, "tar", name!, file, { format: ctx.options.format, force: ctx.options.force });
+        if (file !== undefined) finished(ctx, `Exported image "${name}" to "${file}".`, { image: name!, file });
+      }),
   },
   {
-    name: "export-raw", options: ["format", "force"], usage: "export-raw NAME [FILE]", summary: "Export a local raw image", section: "Image transfer", minArgs: 1, maxArgs: 2,
-    run: (ctx, [name, file]) => runTransfer(ctx, "export-raw", file ?? "-", name!, async (t) => {
-      await exportImage(t, "raw", name!, file, { format: ctx.options.format, force: ctx.options.force });
-      if (file !== undefined) finished(ctx, `Exported image "${name}" to "${file}".`, { image: name!, file });
-    }),
+    name: "export-raw",
+    options: ["format", "force"],
+    usage: "export-raw NAME [FILE]",
+    summary: "Export a local raw image",
+    section: "Image transfer",
+    minArgs: 1,
+    maxArgs: 2,
+    run: (ctx, [name, file]) =>
+      runTransfer(ctx, "export-raw", file ?? "-", name!, async (t) => {
+        await exportImage(t, "raw", name!, file, { format: ctx.options.format, force: ctx.options.force });
+        if (file !== undefined) finished(ctx, `Exported image "${name}" to "${file}".`, { image: name!, file });
+      }),
   },
   {
-    name: "export-oci", options: ["force"], usage: "export-oci NAME PATH", summary: "Export a directory image as an OCI image layout (a directory, or a tar when PATH ends in .tar)", section: "Image transfer", minArgs: 2, maxArgs: 2,
-    run: (ctx, [name, path]) => runTransfer(ctx, "export-oci", path!, name!, async (t) => {
-      await exportOci(t, name!, path!, { force: ctx.options.force });
-      finished(ctx, `Exported image "${name}" to "${path}".`, { image: name!, path: path! });
-    }),
+    name: "export-oci",
+    options: ["force"],
+    usage: "export-oci NAME PATH",
+    summary: "Export a directory image as an OCI image layout (a directory, or a tar when PATH ends in .tar)",
+    section: "Image transfer",
+    minArgs: 2,
+    maxArgs: 2,
+    run: (ctx, [name, path]) =>
+      runTransfer(ctx, "export-oci", path!, name!, async (t) => {
+        await exportOci(t, name!, path!, { force: ctx.options.force });
+        finished(ctx, `Exported image "${name}" to "${path}".`, { image: name!, path: path! });
+      }),
   },
   {
-    name: "pull-tar", options: ["verify", "force", "read-only"], usage: "pull-tar URL [NAME]", summary: "Download a tar container image", section: "Image transfer", minArgs: 1, maxArgs: 2,
-    run: (ctx, [url, name]) => runTransfer(ctx, "pull-tar", url!, name ?? "", async (t) => {
-      const image = await pullImage(t, "tar", url!, name, { ...importOpts(ctx), verify: ctx.options.verify ?? "signature" });
-      finished(ctx, `Downloaded "${url}" as image "${image}".`, { image, from: url! }, image);
-    }),
+    name: "pull-tar",
+    options: ["verify", "force", "read-only"],
+    usage: "pull-tar URL [NAME]",
+    summary: "Download a tar container image",
+    section: "Image transfer",
+    minArgs: 1,
+    maxArgs: 2,
+    run: (ctx, [url, name]) =>
+      runTransfer(ctx, "pull-tar", url!, name ?? "", async (t) => {
+        const image = await pullImage(t, "tar", url!, name, { ...importOpts(ctx), verify: ctx.options.verify ?? "signature" });
+        finished(ctx, `Downloaded "${url}" as image "${image}".`, { image, from: url! }, image);
+      }),
   },
   {
-    name: "pull-raw", options: ["verify", "force", "read-only"], usage: "pull-raw URL [NAME]", summary: "Download a raw container or VM image", section: "Image transfer", minArgs: 1, maxArgs: 2,
-    run: (ctx, [url, name]) => runTransfer(ctx, "pull-raw", url!, name ?? "", async (t) => {
-      const image = await pullImage(t, "raw", url!, name, { ...importOpts(ctx), verify: ctx.options.verify ?? "signature" });
-      finished(ctx, `Downloaded "${url}" as image "${image}".`, { image, from: url! }, image);
-    }),
+    name: "pull-raw",
+    options: ["verify", "force", "read-only"],
+    usage: "pull-raw URL [NAME]",
+    summary: "Download a raw container or VM image",
+    section: "Image transfer",
+    minArgs: 1,
+    maxArgs: 2,
+    run: (ctx, [url, name]) =>
+      runTransfer(ctx, "pull-raw", url!, name ?? "", async (t) => {
+        const image = await pullImage(t, "raw", url!, name, { ...importOpts(ctx), verify: ctx.options.verify ?? "signature" });
+        finished(ctx, `Downloaded "${url}" as image "${image}".`, { image, from: url! }, image);
+      }),
   },
   {
-    name: "bootstrap", options: ["root-password", "mirror", "force"], usage: "bootstrap NAME DISTRO [RELEASE]", summary: "Build a new image with debootstrap/mmdebstrap or dnf (debian, ubuntu, fedora)", section: "Image transfer", minArgs: 2, maxArgs: 3,
+    name: "bootstrap",
+    options: ["root-password", "mirror", "force"],
+    usage: "bootstrap NAME DISTRO [RELEASE]",
+    summary: "Build a new image with debootstrap/mmdebstrap or dnf (debian, ubuntu, fedora)",
+    section: "Image transfer",
+    minArgs: 2,
+    maxArgs: 3,
     // A transfer like the imports (list-transfers, cancel-transfer); its progress is the build tool's own lines.
-    run: (ctx, [name, distro, release]) => runTransfer(ctx, "bootstrap", [distro!, release, ctx.options.mirror].filter((x) => x !== undefined).join(" "), name!, async (t) => {
-      await bootstrap(
-        { host: ctx.host, paths: ctx.paths, force: ctx.options.force, log: t.log, signal: t.signal },
-        { name: name!, distro: distro!, release, mirror: ctx.options.mirror, rootPassword: ctx.options.rootPassword },
-      );
-      finished(ctx, `Bootstrapped image "${name}".`, { image: name!, distro: distro!, ...(release !== undefined ? { release } : {}) }, name!);
-    }),
+    run: (ctx, [name, distro, release]) =>
+      runTransfer(ctx, "bootstrap", [distro!, release, ctx.options.mirror].filter((x) => x !== undefined).join(" "), name!, async (t) => {
+        await bootstrap(
+          { host: ctx.host, paths: ctx.paths, force: ctx.options.force, log: t.log, signal: t.signal },
+          { name: name!, distro: distro!, release, mirror: ctx.options.mirror, rootPassword: ctx.options.rootPassword },
+        );
+        finished(ctx, `Bootstrapped image "${name}".`, { image: name!, distro: distro!, ...(release !== undefined ? { release } : {}) }, name!);
+      }),
   },
   {
-    name: "list-transfers", options: ["no-legend"], usage: "list-transfers", summary: "Show list of transfers in progress", section: "Image transfer", minArgs: 0, maxArgs: 0,
+    name: "list-transfers",
+    options: ["no-legend"],
+    usage: "list-transfers",
+    summary: "Show list of transfers in progress",
+    section: "Image transfer",
+    minArgs: 0,
+    maxArgs: 0,
     run: (ctx) => {
       const rows = listTransfers(ctx.host, ctx.paths.stateDir);
       if (ctx.options.json !== "off") {
-        ctx.out(json(rows.map((r) => ({ id: r.id, type: r.type, remote: r.remote, local: r.local, progress: r.progress, pid: r.pid, started: r.startedAt })), ctx.options));
+        ctx.out(
+          json(
+            rows.map((r) => ({ id: r.id, type: r.type, remote: r.remote, local: r.local, progress: r.progress, pid: r.pid, started: r.startedAt })),
+            ctx.options,
+          ),
+        );
         return 0;
       }
-      ctx.out(table(rows, [
-        { header: "ID", value: (r) => String(r.id) },
-        { header: "PERCENT", value: (r) => (r.progress === null ? "n/a" : `${Math.floor(r.progress * 100)}%`) },
-        { header: "TYPE", value: (r) => r.type },
-        { header: "LOCAL", value: (r) => r.local },
-        { header: "REMOTE", value: (r) => r.remote },
-      ], ctx.options, ["transfer", "transfers"]));
+      ctx.out(
+        table(
+          rows,
+          [
+            { header: "ID", value: (r) => String(r.id) },
+            { header: "PERCENT", value: (r) => (r.progress === null ? "n/a" : `${Math.floor(r.progress * 100)}%`) },
+            { header: "TYPE", value: (r) => r.type },
+            { header: "LOCAL", value: (r) => r.local },
+            { header: "REMOTE", value: (r) => r.remote },
+          ],
+          ctx.options,
+          ["transfer", "transfers"],
+        ),
+      );
       return 0;
     },
   },
   {
-    name: "cancel-transfer", options: [], usage: "cancel-transfer ID...", summary: "Cancel a transfer", section: "Image transfer", minArgs: 1, maxArgs: Infinity,
+    name: "cancel-transfer",
+    options: [],
+    usage: "cancel-transfer ID...",
+    summary: "Cancel a transfer",
+    section: "Image transfer",
+    minArgs: 1,
+    maxArgs: Infinity,
     run: async (ctx, ids) => {
       for (const id of ids) {
         if (!/^[0-9]+$/.test(id)) throw new MachinaError("E_INVALID", `invalid transfer id ${JSON.stringify(id)}`);

@@ -30,7 +30,8 @@ export interface Verb {
 /** A "Machine" verb on one or more NAMEs (usage `VERB NAME...`): `act` does the work; the exit status is 0. */
 export function namesVerb(name: string, options: readonly string[], summary: string, act: (ctx: VerbContext, names: string[]) => Promise<unknown>): Verb {
   return {
-    name, options,
+    name,
+    options,
     usage: `${name} NAME...`,
     summary,
     section: "Machine",
