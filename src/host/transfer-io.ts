@@ -217,6 +217,65 @@ export async function scanTarFile<S>(source: string, inspector: StreamInspector<
   }
 }
 
+/** A stream of `chunks` in which each chunk is passed to the inspector before tar may read it. */
+function scannedStream<S>(
+  chunks: AsyncIterable<Uint8Array>,
+  scanner: StreamInspector<S>,
+): { stream: ReadableStream<Uint8Array>; fed: Promise<void>; error(): unknown } {
+  let feedError: unknown;
+  let feedDone!: () => void;
+  const fed = new Promise<void>((r) => (feedDone = r));
+  const iterator = chunks[Symbol.asyncIterator]();
+  const stream = new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        try {
+          const { value, done } = await iterator.next();
+          if (done) {
+            controller.close();
+            feedDone();
+            return;
+          }
+          await scanner.write(value);
+          controller.enqueue(value);
+        } catch (e) {
+          feedError = e;
+          controller.error(e);
+          feedDone();
+        }
+      },
+      cancel() {
+        feedDone();
+      },
+    },
+    { highWaterMark: 8 },
+  );
+  return { stream, fed, error: () => feedError };
+}
+
+/** GNU tar extracting its input into the target, confined to it (CONFINE_SCRIPT) in a mount namespace of its own. */
+function spawnConfinedTar<S>(o: ExtractOptions<S>, input: number | ReadableStream<Uint8Array>): Bun.Subprocess<"ignore", "ignore", "pipe"> {
+  const argv = [
+    "unshare",
+    "--mount",
+    "--propagation",
+    "private",
+    "sh",
+    "-c",
+    CONFINE_SCRIPT,
+    "sh",
+    o.scratch,
+    o.target,
+    ...TAR_EXTRACT_ARGS,
+    ...(o.exclude ?? []).map((p) => `--exclude=${p}`),
+  ];
+  return spawning(["unshare"], () => Bun.spawn(argv, { stdio: [input, "ignore", "pipe", ...(o.inheritFds ?? [])] })) as unknown as Bun.Subprocess<
+    "ignore",
+    "ignore",
+    "pipe"
+  >;
+}
+
 /**
  * Extract a tar archive into `target`: the inspector and GNU tar read the same decompressed
  * stream; the first refusal kills tar (which is confined to the target) and throws. The caller
@@ -232,58 +291,9 @@ export async function extractTar<S>(o: ExtractOptions<S>): Promise<S & { compres
   const dec = direct ? decompressFile(o.source, compression, 4 * 1024 * 1024) : decompressFile(o.source, compression);
   // Compressed (or MACHINA_IMPORT_STREAM=1): tar reads a stream whose every chunk the scanner
   // has passed first, so tar never sees the header of an entry the scanner refuses.
-  let feedError: unknown;
-  let feedDone!: () => void;
-  const fed = new Promise<void>((r) => (feedDone = r));
-  const iterator = dec.chunks[Symbol.asyncIterator]();
-  const stream = direct
-    ? undefined
-    : new ReadableStream<Uint8Array>(
-        {
-          async pull(controller) {
-            try {
-              const { value, done } = await iterator.next();
-              if (done) {
-                controller.close();
-                feedDone();
-                return;
-              }
-              await scanner.write(value);
-              controller.enqueue(value);
-            } catch (e) {
-              feedError = e;
-              controller.error(e);
-              feedDone();
-            }
-          },
-          cancel() {
-            feedDone();
-          },
-        },
-        { highWaterMark: 8 },
-      );
-  const tarInput = direct ? fs.openSync(o.source, "r") : stream!;
-  const tar = spawning(["unshare"], () =>
-    Bun.spawn(
-      [
-        "unshare",
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        CONFINE_SCRIPT,
-        "sh",
-        o.scratch,
-        o.target,
-        ...TAR_EXTRACT_ARGS,
-        ...(o.exclude ?? []).map((p) => `--exclude=${p}`),
-      ],
-      {
-        stdio: [tarInput, "ignore", "pipe", ...(o.inheritFds ?? [])],
-      },
-    ),
-  ) as unknown as Bun.Subprocess<"ignore", "ignore", "pipe">;
+  const gated = direct ? undefined : scannedStream(dec.chunks, scanner);
+  const tarInput = direct ? fs.openSync(o.source, "r") : gated!.stream;
+  const tar = spawnConfinedTar(o, tarInput);
   if (typeof tarInput === "number") fs.closeSync(tarInput);
   const tarErr = new Response(tar.stderr).text();
   const tarExit = tar.exited;
@@ -314,17 +324,18 @@ export async function extractTar<S>(o: ExtractOptions<S>): Promise<S & { compres
         }
       } else {
         // Done feeding, or tar exited early (then its status says why).
+        const { fed } = gated!;
         const first = await Promise.race([fed.then(() => "fed"), tarExit.then(() => "tar")]);
         if (first === "tar" && !aborted) {
           await Promise.race([fed, Bun.sleep(100)]);
-          if (feedError === undefined) {
+          if (gated!.error() === undefined) {
             killAll();
             const text = (await tarErr).trim().split("\n").slice(-3).join("; ");
             throw new MachinaError("E_SYSTEM", `tar failed (exit ${await tarExit}): ${text}`);
           }
         }
         if (aborted) throw new TransferAborted();
-        if (feedError !== undefined) throw feedError;
+        if (gated!.error() !== undefined) throw gated!.error();
       }
     } catch (e) {
       killAll();
