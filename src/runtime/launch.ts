@@ -145,6 +145,7 @@ export async function launchDetached(host: Host, paths: Paths, request: LaunchRe
     }
   };
   request.signal?.addEventListener("abort", onAbort, { once: true });
+  if (request.signal?.aborted) onAbort(); // aborted while the helper was being spawned: no event comes any more
   let said: StartStatus;
   try {
     said = await readUntilReady(proc, request.onStatus);
@@ -221,7 +222,13 @@ export async function readUntilReady(proc: DetachedChild, onStatus?: (line: Stat
 
 /** After our supervisor was killed: its registry entry and cgroups (nobody else holds the lock). */
 function removeEntry(host: Host, dir: string, cgroups: string[]): void {
-  const lock = host.tryLock(`${dir}/lock`);
+  // The supervisor's children (the container's PID 1, the setup process, a hook) share its lock
+  // until they are gone too (PDEATHSIG): wait for them a little, as its own exit would.
+  let lock = host.tryLock(`${dir}/lock`);
+  for (let i = 0; lock === undefined && host.lstat(`${dir}/lock`) !== undefined && i < 300; i++) {
+    Bun.sleepSync(10);
+    lock = host.tryLock(`${dir}/lock`);
+  }
   if (lock === undefined) return; // not ours (or already gone)
   try {
     for (const cg of cgroups) {
