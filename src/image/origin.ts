@@ -11,7 +11,8 @@
  * container is root on the host).
  */
 import { basename } from "node:path";
-import { z } from "zod";
+import type { z } from "zod";
+import { lazySchemas } from "../lazy-zod.ts";
 import type { Host } from "../host/host.ts";
 import { parseJson } from "../json.ts";
 import type { Settings } from "../settings/settings.ts";
@@ -20,26 +21,30 @@ export const ORIGIN_XATTR = "trusted.machina.origin";
 
 export const ORIGIN_KINDS = ["import-tar", "import-raw", "import-fs", "import-oci", "pull-tar", "pull-raw", "pull-oci"] as const;
 
-const OriginSchema = z.object({
-  /** The machinactl verb that brought it in. */
-  how: z.enum(ORIGIN_KINDS),
-  /** The file, directory or URL it came from. */
-  source: z.string(),
-  /** When, ms since the epoch. */
-  time: z.number().int().nonnegative(),
-  /** OCI images: the reference (a tag or ref name) when there is one. */
-  reference: z.string().optional(),
-  /** OCI images: the manifest's digest (docker save: the config's). */
-  digest: z.string().optional(),
-  /** OCI images: os/architecture[/variant]. */
-  platform: z.string().optional(),
+/** The schemas of this module, built on first use (src/lazy-zod.ts). */
+const originSchemas = lazySchemas((z) => {
+  const OriginSchema = z.object({
+    /** The machinactl verb that brought it in. */
+    how: z.enum(ORIGIN_KINDS),
+    /** The file, directory or URL it came from. */
+    source: z.string(),
+    /** When, ms since the epoch. */
+    time: z.number().int().nonnegative(),
+    /** OCI images: the reference (a tag or ref name) when there is one. */
+    reference: z.string().optional(),
+    /** OCI images: the manifest's digest (docker save: the config's). */
+    digest: z.string().optional(),
+    /** OCI images: os/architecture[/variant]. */
+    platform: z.string().optional(),
+  });
+  return { OriginSchema };
 });
-export type Origin = z.infer<typeof OriginSchema>;
+export type Origin = z.infer<ReturnType<typeof originSchemas>["OriginSchema"]>;
 
 /** Record where the image at `path` came from; false when the file system keeps no such attribute. */
 export function recordOrigin(host: Host, path: string, origin: Origin): boolean {
   try {
-    host.setXattr(path, ORIGIN_XATTR, JSON.stringify(OriginSchema.parse(origin)));
+    host.setXattr(path, ORIGIN_XATTR, JSON.stringify(originSchemas().OriginSchema.parse(origin)));
     return true;
   } catch {
     return false;
@@ -59,7 +64,7 @@ export function readOrigin(host: Host, path: string): Origin | "unknown" | undef
     return undefined; // no attributes here (EOPNOTSUPP) or unreadable
   }
   if (text === undefined) return undefined;
-  return parseJson(OriginSchema, text) ?? "unknown";
+  return parseJson(originSchemas().OriginSchema, text) ?? "unknown";
 }
 
 /**

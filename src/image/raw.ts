@@ -8,7 +8,7 @@
  * the container exits, and the loop device goes with its last mount. A record
  * (`$STATE_DIR/raw-mounts/ID/record.json`) lets the next start clean up after a SIGKILL.
  */
-import { z } from "zod";
+import { lazySchemas } from "../lazy-zod.ts";
 import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
 import { Reverter } from "../reverter.ts";
@@ -236,16 +236,20 @@ export function setupRawRoot(host: Host, stateDir: string, image: string, readOn
 
 const STARTING_GRACE_MS = 10_000;
 
-const RawRecordSchema = z.object({
-  image: z.string(),
-  machine: z.string(),
-  loops: z.array(z.string()),
-  mounts: z.array(z.string()),
+/** The schemas of this module, built on first use (src/lazy-zod.ts). */
+const rawSchemas = lazySchemas((z) => {
+  const RawRecordSchema = z.object({
+    image: z.string(),
+    machine: z.string(),
+    loops: z.array(z.string()),
+    mounts: z.array(z.string()),
+  });
+  return { RawRecordSchema };
 });
 
 /** A record as written by setupRawRoot, or undefined when it is missing or not one. */
 function readRecord(host: Host, dir: string): RawRecord | undefined {
-  return parseJson(RawRecordSchema, host.readFile(`${dir}/record.json`));
+  return parseJson(rawSchemas().RawRecordSchema, host.readFile(`${dir}/record.json`));
 }
 
 /**

@@ -7,7 +7,7 @@
  * and is removed here, with its cgroups. A live supervisor between two runs (reboot) or
  * shutting down is "closing": never shown as running, never removed.
  */
-import { z } from "zod";
+import { lazySchemas } from "../lazy-zod.ts";
 import type { Host } from "../host/host.ts";
 import { type Confinement, parseConfinement } from "../spec/confinement.ts";
 
@@ -47,32 +47,35 @@ export function machinesDir(stateDir: string): string {
   return `${stateDir}/machines`;
 }
 
-/** Text fields: "" when missing or not text; lists: their strings (older helpers, hand-written entries). */
-const text = z.string().catch("");
-const strings = z
-  .array(z.unknown())
-  .catch([])
-  .transform((a) => a.filter((c): c is string => typeof c === "string"));
-
-/** state.json as the helper writes it (native/SPEC.md): leader, supervisor and name are required. */
-const StateFileSchema = z.object({
-  leader: z.number(),
-  supervisor: z.number(),
-  name: z.string(),
-  root: text,
-  cgroups: strings,
-  uuid: text,
-  class: text,
-  service: text,
-  boot: z.boolean().catch(false),
-  started_usec: text,
-  supervisor_starttime: text,
-  cgroup: text,
-  os: text,
-  version: text,
-  selinux_context: text,
-  confinement: z.unknown().optional(),
-  images: strings,
+/** The schemas of this module, built on first use (src/lazy-zod.ts). */
+const registrySchemas = lazySchemas((z) => {
+  /** Text fields: "" when missing or not text; lists: their strings (older helpers, hand-written entries). */
+  const text = z.string().catch("");
+  const strings = z
+    .array(z.unknown())
+    .catch([])
+    .transform((a) => a.filter((c): c is string => typeof c === "string"));
+  /** state.json as the helper writes it (native/SPEC.md): leader, supervisor and name are required. */
+  const StateFileSchema = z.object({
+    leader: z.number(),
+    supervisor: z.number(),
+    name: z.string(),
+    root: text,
+    cgroups: strings,
+    uuid: text,
+    class: text,
+    service: text,
+    boot: z.boolean().catch(false),
+    started_usec: text,
+    supervisor_starttime: text,
+    cgroup: text,
+    os: text,
+    version: text,
+    selinux_context: text,
+    confinement: z.unknown().optional(),
+    images: strings,
+  });
+  return { text, strings, StateFileSchema };
 });
 
 export function readState(host: Host, stateDir: string, name: string): MachineState | undefined {
@@ -84,7 +87,7 @@ export function readState(host: Host, stateDir: string, name: string): MachineSt
   } catch {
     return undefined;
   }
-  const parsed = StateFileSchema.safeParse(raw);
+  const parsed = registrySchemas().StateFileSchema.safeParse(raw);
   if (!parsed.success) return undefined;
   const r = parsed.data;
   return {

@@ -4,7 +4,7 @@
  * atomically under the network lock, so an address is never handed out twice.
  */
 import { machinaEnv } from "../config.ts";
-import { z } from "zod";
+import { lazySchemas } from "../lazy-zod.ts";
 import { MachinaError } from "../errors.ts";
 import { formatCidr, hostAt, hostCapacity, netmask4, overlaps, parseCidr, subnetAt, subnetCount, type Cidr } from "./cidr.ts";
 
@@ -78,10 +78,14 @@ export interface Leases {
 
 export const emptyLeases = (): Leases => ({ subnets: {}, hosts: {} });
 
-/** The lease table as written to $STATE/net/leases.json (a missing part is empty). */
-const LeasesSchema = z.object({
-  subnets: z.record(z.string(), z.object({ v4: z.string(), v6: z.string().optional() })).default({}),
-  hosts: z.record(z.string(), z.record(z.string(), z.number().int())).default({}),
+/** The schemas of this module, built on first use (src/lazy-zod.ts). */
+const ipamSchemas = lazySchemas((z) => {
+  /** The lease table as written to $STATE/net/leases.json (a missing part is empty). */
+  const LeasesSchema = z.object({
+    subnets: z.record(z.string(), z.object({ v4: z.string(), v6: z.string().optional() })).default({}),
+    hosts: z.record(z.string(), z.record(z.string(), z.number().int())).default({}),
+  });
+  return { LeasesSchema };
 });
 
 /** The lease table in `text` (empty when there is none); E_INVALID naming `path` when it is not one. */
@@ -93,7 +97,7 @@ export function parseLeases(text: string | undefined, path = "leases.json"): Lea
   } catch (e) {
     throw new MachinaError("E_INVALID", `${path}: not JSON: ${(e as Error).message}`, { path });
   }
-  const r = LeasesSchema.safeParse(raw);
+  const r = ipamSchemas().LeasesSchema.safeParse(raw);
   if (!r.success) {
     const issue = r.error.issues[0];
     throw new MachinaError("E_INVALID", `${path}: not a lease table: ${issue ? `${issue.path.join(".") || "(top)"}: ${issue.message}` : r.error.message}`, {

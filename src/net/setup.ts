@@ -6,7 +6,8 @@
  * table, zone dnsmasq hosts — happen under one lock ($STATE/net/lock).
  */
 import { machinaEnv } from "../config.ts";
-import { z } from "zod";
+import type { z } from "zod";
+import { lazySchemas } from "../lazy-zod.ts";
 import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
 import { processRunning } from "../machine/registry.ts";
@@ -28,51 +29,62 @@ import {
   type NftPools,
 } from "./plan.ts";
 
-const VethPlanSchema = z.object({ host: z.string(), inside: z.string(), hostMac: z.string(), containerMac: z.string() });
-const HostAddressesSchema = z.object({ v4: z.string(), v4Prefix: z.number(), v4Mask: z.string(), v6: z.string().optional(), v6Prefix: z.number().optional() });
-
-/** One container's network as recorded in $STATE/net/NAME.json, and read back. */
-const NetRecordSchema = z.object({
-  version: z.literal(1),
-  machine: z.string(),
-  /** The process that owns this network: machina-nspawn, which becomes the supervisor (same pid). */
-  pid: z.number().int(),
-  startTime: z.string(),
-  plan: z
-    .object({
-      machine: z.string(),
-      netns: z.string(),
-      veth: VethPlanSchema.optional(),
-      bridge: z.string().optional(),
-      zone: z.string().optional(),
-      extras: z.array(VethPlanSchema).default([]),
-      interfaces: z.array(z.object({ host: z.string(), inside: z.string() })).default([]),
-      macvlans: z.array(z.object({ parent: z.string(), inside: z.string(), mac: z.string() })).default([]),
-      ipvlans: z.array(z.object({ parent: z.string(), inside: z.string() })).default([]),
-      ports: z.array(z.object({ protocol: z.enum(["tcp", "udp"]), hostPort: z.number().int(), containerPort: z.number().int() })).default([]),
-      addressing: z.enum(["static", "dhcp", "none"]),
-      prepared: z.boolean().default(false),
-    })
-    .transform((p): NetPlan => ({ ...p, veth: p.veth, bridge: p.bridge, zone: p.zone })),
-  /** IPAM owner of the subnet ("veth:NAME" or "zone:ZONE") and this container's host number in it. */
-  owner: z.string().optional(),
-  hostNumber: z.number().int().optional(),
-  addr: z.object({ subnet: z.object({ v4: z.string(), v6: z.string().optional() }), gateway: HostAddressesSchema, container: HostAddressesSchema }).optional(),
-  /** Host interface that carries the subnet (ve-NAME or vz-ZONE). */
-  hostIf: z.string().optional(),
-  /** dnsmasq of this container's veth (zones have one per zone). */
-  dnsmasqPid: z.string().optional(),
-  /**
-   * `nft -f FILE` for the helper's `prestart` (the table's base, applied in the background while
-   * the container is set up); absent when the table was written here (forwarded ports).
-   */
-  nftPrestart: z.array(z.string()).optional(),
-  /** "setup" while being created, "up" once complete. */
-  phase: z.enum(["setup", "up"]),
+/** The schemas of this module, built on first use (src/lazy-zod.ts). */
+const netSchemas = lazySchemas((z) => {
+  const VethPlanSchema = z.object({ host: z.string(), inside: z.string(), hostMac: z.string(), containerMac: z.string() });
+  const HostAddressesSchema = z.object({
+    v4: z.string(),
+    v4Prefix: z.number(),
+    v4Mask: z.string(),
+    v6: z.string().optional(),
+    v6Prefix: z.number().optional(),
+  });
+  /** One container's network as recorded in $STATE/net/NAME.json, and read back. */
+  const NetRecordSchema = z.object({
+    version: z.literal(1),
+    machine: z.string(),
+    /** The process that owns this network: machina-nspawn, which becomes the supervisor (same pid). */
+    pid: z.number().int(),
+    startTime: z.string(),
+    plan: z
+      .object({
+        machine: z.string(),
+        netns: z.string(),
+        veth: VethPlanSchema.optional(),
+        bridge: z.string().optional(),
+        zone: z.string().optional(),
+        extras: z.array(VethPlanSchema).default([]),
+        interfaces: z.array(z.object({ host: z.string(), inside: z.string() })).default([]),
+        macvlans: z.array(z.object({ parent: z.string(), inside: z.string(), mac: z.string() })).default([]),
+        ipvlans: z.array(z.object({ parent: z.string(), inside: z.string() })).default([]),
+        ports: z.array(z.object({ protocol: z.enum(["tcp", "udp"]), hostPort: z.number().int(), containerPort: z.number().int() })).default([]),
+        addressing: z.enum(["static", "dhcp", "none"]),
+        prepared: z.boolean().default(false),
+      })
+      .transform((p): NetPlan => ({ ...p, veth: p.veth, bridge: p.bridge, zone: p.zone })),
+    /** IPAM owner of the subnet ("veth:NAME" or "zone:ZONE") and this container's host number in it. */
+    owner: z.string().optional(),
+    hostNumber: z.number().int().optional(),
+    addr: z
+      .object({ subnet: z.object({ v4: z.string(), v6: z.string().optional() }), gateway: HostAddressesSchema, container: HostAddressesSchema })
+      .optional(),
+    /** Host interface that carries the subnet (ve-NAME or vz-ZONE). */
+    hostIf: z.string().optional(),
+    /** dnsmasq of this container's veth (zones have one per zone). */
+    dnsmasqPid: z.string().optional(),
+    /**
+     * `nft -f FILE` for the helper's `prestart` (the table's base, applied in the background while
+     * the container is set up); absent when the table was written here (forwarded ports).
+     */
+    nftPrestart: z.array(z.string()).optional(),
+    /** "setup" while being created, "up" once complete. */
+    phase: z.enum(["setup", "up"]),
+  });
+  return { VethPlanSchema, HostAddressesSchema, NetRecordSchema };
 });
 
 /** What $STATE/net/NAME.json records of one container's network (NetRecordSchema). */
-export type NetRecord = z.infer<typeof NetRecordSchema>;
+export type NetRecord = z.infer<ReturnType<typeof netSchemas>["NetRecordSchema"]>;
 
 export interface NetDirs {
   dir: string;
@@ -116,7 +128,7 @@ function readRecord(host: Host, d: NetDirs, machine: string): NetRecord | undefi
   } catch {
     return undefined;
   }
-  const r = NetRecordSchema.safeParse(raw);
+  const r = netSchemas().NetRecordSchema.safeParse(raw);
   return r.success && r.data.machine === machine ? r.data : undefined;
 }
 

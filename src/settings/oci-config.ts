@@ -14,7 +14,8 @@
  * one line naming the config.json field — including fields nspawn silently drops (selinux and
  * apparmor labels are mapped or refused, hooks refused, sysctl refused).
  */
-import { z } from "zod";
+import type { z } from "zod";
+import { lazySchemas } from "../lazy-zod.ts";
 import { invalidError, type ErrorContext } from "../errors.ts";
 import { CAPABILITIES, type CapabilityName } from "./capabilities.ts";
 import { parseCpuSet, type BindMount, type PrivateUsers, type TmpfsMount } from "./compound-values.ts";
@@ -26,139 +27,140 @@ import { isValidEnvName, parseHostname, parseSlice } from "./values.ts";
 
 // ------------------------------------------------------------------ the schema (fields machina reads)
 
-const str = z.string();
-const strList = z.array(z.string());
-const uint32 = z.number().int().min(0).max(0xffffffff);
-const int64 = z.number().int();
-
-const Mount = z.object({
-  destination: str,
-  source: str.optional(),
-  type: str.optional(),
-  options: strList.optional(),
-  uidMappings: z.array(z.unknown()).optional(),
-  gidMappings: z.array(z.unknown()).optional(),
+/** The schemas of this module, built on first use (src/lazy-zod.ts). */
+const ociSchemas = lazySchemas((z) => {
+  const str = z.string();
+  const strList = z.array(z.string());
+  const uint32 = z.number().int().min(0).max(0xffffffff);
+  const int64 = z.number().int();
+  const Mount = z.object({
+    destination: str,
+    source: str.optional(),
+    type: str.optional(),
+    options: strList.optional(),
+    uidMappings: z.array(z.unknown()).optional(),
+    gidMappings: z.array(z.unknown()).optional(),
+  });
+  const IdMapping = z.object({ containerID: uint32, hostID: uint32, size: uint32 });
+  const Process = z.object({
+    terminal: z.boolean().optional(),
+    consoleSize: z.object({ height: uint32, width: uint32 }).optional(),
+    user: z.object({ uid: uint32, gid: uint32, umask: uint32.optional(), additionalGids: z.array(uint32).optional(), username: str.optional() }).optional(),
+    args: strList.optional(),
+    commandLine: str.optional(),
+    env: strList.optional(),
+    cwd: str,
+    capabilities: z
+      .object({
+        bounding: strList.optional(),
+        effective: strList.optional(),
+        inheritable: strList.optional(),
+        permitted: strList.optional(),
+        ambient: strList.optional(),
+      })
+      .optional(),
+    rlimits: z.array(z.object({ type: str, soft: int64, hard: int64 })).optional(),
+    noNewPrivileges: z.boolean().optional(),
+    apparmorProfile: str.optional(),
+    oomScoreAdj: int64.optional(),
+    scheduler: z.unknown().optional(),
+    selinuxLabel: str.optional(),
+    ioPriority: z.unknown().optional(),
+    execCPUAffinity: z.unknown().optional(),
+  });
+  const SeccompSyscall = z.object({
+    names: strList,
+    action: str,
+    errnoRet: uint32.optional(),
+    args: z.array(z.unknown()).optional(),
+  });
+  const Resources = z.object({
+    devices: z
+      .array(z.object({ allow: z.boolean(), type: str.optional(), major: int64.optional(), minor: int64.optional(), access: str.optional() }))
+      .optional(),
+    memory: z
+      .object({
+        limit: int64.optional(),
+        reservation: int64.optional(),
+        swap: int64.optional(),
+        kernel: int64.optional(),
+        kernelTCP: int64.optional(),
+        swappiness: int64.optional(),
+        disableOOMKiller: z.boolean().optional(),
+        useHierarchy: z.boolean().optional(),
+        checkBeforeUpdate: z.boolean().optional(),
+      })
+      .optional(),
+    cpu: z
+      .object({
+        shares: int64.optional(),
+        quota: int64.optional(),
+        burst: int64.optional(),
+        period: int64.optional(),
+        realtimeRuntime: int64.optional(),
+        realtimePeriod: int64.optional(),
+        cpus: str.optional(),
+        mems: str.optional(),
+        idle: int64.optional(),
+      })
+      .optional(),
+    pids: z.object({ limit: int64 }).optional(),
+    blockIO: z.unknown().optional(),
+    hugepageLimits: z.array(z.unknown()).optional(),
+    network: z.unknown().optional(),
+    rdma: z.unknown().optional(),
+    unified: z.record(z.string(), z.string()).optional(),
+  });
+  const Linux = z.object({
+    namespaces: z.array(z.object({ type: str, path: str.optional() })).optional(),
+    uidMappings: z.array(IdMapping).optional(),
+    gidMappings: z.array(IdMapping).optional(),
+    timeOffsets: z.unknown().optional(),
+    devices: z.array(z.unknown()).optional(),
+    cgroupsPath: str.optional(),
+    resources: Resources.optional(),
+    rootfsPropagation: str.optional(),
+    seccomp: z
+      .object({
+        defaultAction: str,
+        defaultErrnoRet: uint32.optional(),
+        architectures: strList.optional(),
+        flags: strList.optional(),
+        listenerPath: str.optional(),
+        listenerMetadata: str.optional(),
+        syscalls: z.array(SeccompSyscall).optional(),
+      })
+      .optional(),
+    sysctl: z.record(z.string(), z.string()).optional(),
+    maskedPaths: strList.optional(),
+    readonlyPaths: strList.optional(),
+    mountLabel: str.optional(),
+    intelRdt: z.unknown().optional(),
+    personality: z.unknown().optional(),
+  });
+  const Hook = z.object({ path: str, args: strList.optional(), env: strList.optional(), timeout: int64.optional() });
+  /** runtime-spec config.json, the fields machina maps or refuses; others are ignored (the spec: "MUST ignore unknown properties"). */
+  const OciConfigSchema = z.object({
+    ociVersion: str,
+    root: z.object({ path: str, readonly: z.boolean().optional() }).optional(),
+    mounts: z.array(Mount).optional(),
+    process: Process.optional(),
+    hostname: str.optional(),
+    domainname: str.optional(),
+    hooks: z.record(z.string(), z.array(Hook)).optional(),
+    annotations: z.record(z.string(), z.string()).optional(),
+    linux: Linux.optional(),
+    solaris: z.unknown().optional(),
+    windows: z.unknown().optional(),
+    vm: z.unknown().optional(),
+    zos: z.unknown().optional(),
+  });
+  return { str, strList, uint32, int64, Mount, IdMapping, Process, SeccompSyscall, Resources, Linux, Hook, OciConfigSchema };
 });
+/** The OciConfigSchema schema (built on first use). */
+export const OciConfigSchemaOf = (): ReturnType<typeof ociSchemas>["OciConfigSchema"] => ociSchemas().OciConfigSchema;
 
-const IdMapping = z.object({ containerID: uint32, hostID: uint32, size: uint32 });
-
-const Process = z.object({
-  terminal: z.boolean().optional(),
-  consoleSize: z.object({ height: uint32, width: uint32 }).optional(),
-  user: z.object({ uid: uint32, gid: uint32, umask: uint32.optional(), additionalGids: z.array(uint32).optional(), username: str.optional() }).optional(),
-  args: strList.optional(),
-  commandLine: str.optional(),
-  env: strList.optional(),
-  cwd: str,
-  capabilities: z
-    .object({
-      bounding: strList.optional(),
-      effective: strList.optional(),
-      inheritable: strList.optional(),
-      permitted: strList.optional(),
-      ambient: strList.optional(),
-    })
-    .optional(),
-  rlimits: z.array(z.object({ type: str, soft: int64, hard: int64 })).optional(),
-  noNewPrivileges: z.boolean().optional(),
-  apparmorProfile: str.optional(),
-  oomScoreAdj: int64.optional(),
-  scheduler: z.unknown().optional(),
-  selinuxLabel: str.optional(),
-  ioPriority: z.unknown().optional(),
-  execCPUAffinity: z.unknown().optional(),
-});
-
-const SeccompSyscall = z.object({
-  names: strList,
-  action: str,
-  errnoRet: uint32.optional(),
-  args: z.array(z.unknown()).optional(),
-});
-
-const Resources = z.object({
-  devices: z.array(z.object({ allow: z.boolean(), type: str.optional(), major: int64.optional(), minor: int64.optional(), access: str.optional() })).optional(),
-  memory: z
-    .object({
-      limit: int64.optional(),
-      reservation: int64.optional(),
-      swap: int64.optional(),
-      kernel: int64.optional(),
-      kernelTCP: int64.optional(),
-      swappiness: int64.optional(),
-      disableOOMKiller: z.boolean().optional(),
-      useHierarchy: z.boolean().optional(),
-      checkBeforeUpdate: z.boolean().optional(),
-    })
-    .optional(),
-  cpu: z
-    .object({
-      shares: int64.optional(),
-      quota: int64.optional(),
-      burst: int64.optional(),
-      period: int64.optional(),
-      realtimeRuntime: int64.optional(),
-      realtimePeriod: int64.optional(),
-      cpus: str.optional(),
-      mems: str.optional(),
-      idle: int64.optional(),
-    })
-    .optional(),
-  pids: z.object({ limit: int64 }).optional(),
-  blockIO: z.unknown().optional(),
-  hugepageLimits: z.array(z.unknown()).optional(),
-  network: z.unknown().optional(),
-  rdma: z.unknown().optional(),
-  unified: z.record(z.string(), z.string()).optional(),
-});
-
-const Linux = z.object({
-  namespaces: z.array(z.object({ type: str, path: str.optional() })).optional(),
-  uidMappings: z.array(IdMapping).optional(),
-  gidMappings: z.array(IdMapping).optional(),
-  timeOffsets: z.unknown().optional(),
-  devices: z.array(z.unknown()).optional(),
-  cgroupsPath: str.optional(),
-  resources: Resources.optional(),
-  rootfsPropagation: str.optional(),
-  seccomp: z
-    .object({
-      defaultAction: str,
-      defaultErrnoRet: uint32.optional(),
-      architectures: strList.optional(),
-      flags: strList.optional(),
-      listenerPath: str.optional(),
-      listenerMetadata: str.optional(),
-      syscalls: z.array(SeccompSyscall).optional(),
-    })
-    .optional(),
-  sysctl: z.record(z.string(), z.string()).optional(),
-  maskedPaths: strList.optional(),
-  readonlyPaths: strList.optional(),
-  mountLabel: str.optional(),
-  intelRdt: z.unknown().optional(),
-  personality: z.unknown().optional(),
-});
-
-const Hook = z.object({ path: str, args: strList.optional(), env: strList.optional(), timeout: int64.optional() });
-
-/** runtime-spec config.json, the fields machina maps or refuses; others are ignored (the spec: "MUST ignore unknown properties"). */
-export const OciConfigSchema = z.object({
-  ociVersion: str,
-  root: z.object({ path: str, readonly: z.boolean().optional() }).optional(),
-  mounts: z.array(Mount).optional(),
-  process: Process.optional(),
-  hostname: str.optional(),
-  domainname: str.optional(),
-  hooks: z.record(z.string(), z.array(Hook)).optional(),
-  annotations: z.record(z.string(), z.string()).optional(),
-  linux: Linux.optional(),
-  solaris: z.unknown().optional(),
-  windows: z.unknown().optional(),
-  vm: z.unknown().optional(),
-  zos: z.unknown().optional(),
-});
-export type OciConfig = z.infer<typeof OciConfigSchema>;
+export type OciConfig = z.infer<ReturnType<typeof ociSchemas>["OciConfigSchema"]>;
 
 // ------------------------------------------------------------------ the mapping
 
@@ -239,7 +241,7 @@ export function mapOciConfig(text: string, bundle: string): OciMapped {
   }
   if (typeof json !== "object" || json === null || Array.isArray(json) || !("ociVersion" in json))
     throw invalidError(`${file}: not an OCI runtime configuration (no "ociVersion")`, { file, flag: "--oci-bundle" });
-  const parsed = OciConfigSchema.safeParse(json);
+  const parsed = ociSchemas().OciConfigSchema.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     fail(

@@ -7,30 +7,36 @@
  * compiles or finds in the same cache, and loads the same way as for the container's payload.
  * Pure; the schema checks the file at the edge.
  */
-import { z } from "zod";
+import type { z } from "zod";
+import { lazySchemas } from "../lazy-zod.ts";
 import { seccompRecords } from "./seccomp.ts";
 import type { RunSpec } from "./types.ts";
 
 export const CONFINEMENT_VERSION = 1;
 
-const hex = z.string().regex(/^[0-9a-f]{1,16}$/);
-const limit = z.string().regex(/^(infinity|[0-9]{1,20})$/);
-const recordName = z.string().regex(/^seccomp_(filter|allow|deny|rule|cache)$/);
+/** The schemas of this module, built on first use (src/lazy-zod.ts). */
+const confinementSchemas = lazySchemas((z) => {
+  const hex = z.string().regex(/^[0-9a-f]{1,16}$/);
+  const limit = z.string().regex(/^(infinity|[0-9]{1,20})$/);
+  const recordName = z.string().regex(/^seccomp_(filter|allow|deny|rule|cache)$/);
+  const confinementSchema = z
+    .object({
+      version: z.literal(CONFINEMENT_VERSION),
+      caps_bounding: hex,
+      caps_ambient: hex,
+      no_new_privs: z.boolean(),
+      /** [resource, soft, hard], as the `rlimit` record. */
+      rlimits: z.array(z.tuple([z.number().int().min(0).max(15), limit, limit])),
+      /** The seccomp wire records in load order (`seccomp_cache` included when the supervisor had one). */
+      seccomp: z.array(z.tuple([recordName, z.array(z.string())])),
+    })
+    .strict();
+  return { hex, limit, recordName, confinementSchema };
+});
+/** The confinementSchema schema (built on first use). */
+export const confinementSchemaOf = (): ReturnType<typeof confinementSchemas>["confinementSchema"] => confinementSchemas().confinementSchema;
 
-export const confinementSchema = z
-  .object({
-    version: z.literal(CONFINEMENT_VERSION),
-    caps_bounding: hex,
-    caps_ambient: hex,
-    no_new_privs: z.boolean(),
-    /** [resource, soft, hard], as the `rlimit` record. */
-    rlimits: z.array(z.tuple([z.number().int().min(0).max(15), limit, limit])),
-    /** The seccomp wire records in load order (`seccomp_cache` included when the supervisor had one). */
-    seccomp: z.array(z.tuple([recordName, z.array(z.string())])),
-  })
-  .strict();
-
-export type Confinement = z.infer<typeof confinementSchema>;
+export type Confinement = z.infer<ReturnType<typeof confinementSchemas>["confinementSchema"]>;
 
 const limitString = (v: bigint | "infinity") => (v === "infinity" ? "infinity" : v.toString());
 
@@ -55,7 +61,7 @@ export function stateJsonWithConfinement(stateJson: string, spec: RunSpec): stri
 
 /** A recorded confinement (state.json's `confinement` member), or undefined when absent or malformed. */
 export function parseConfinement(raw: unknown): Confinement | undefined {
-  const r = confinementSchema.safeParse(raw);
+  const r = confinementSchemas().confinementSchema.safeParse(raw);
   return r.success ? r.data : undefined;
 }
 

@@ -13,7 +13,7 @@ import type { Machine } from "../../src/machine/machines.ts";
 import { readState } from "../../src/machine/registry.ts";
 import { parseNspawnCommandLine } from "../../src/settings/nspawn-cli.ts";
 import { buildSpec } from "../../src/spec/build.ts";
-import { type Confinement, confinementOf, confinementSchema, parseConfinement } from "../../src/spec/confinement.ts";
+import { type Confinement, confinementOf, confinementSchemaOf, parseConfinement } from "../../src/spec/confinement.ts";
 import type { RunSpec } from "../../src/spec/types.ts";
 import { specRecords } from "../../src/spec/wire.ts";
 
@@ -72,7 +72,7 @@ describe("the recorded confinement (state.json)", () => {
       "--system-call-filter=~keyctl",
       "/bin/true",
     ]);
-    const c = confinementSchema.parse(recorded(s));
+    const c = confinementSchemaOf().parse(recorded(s));
     expect(c).toEqual(confinementOf(s));
     expect(c.caps_bounding).toBe(s.capsBounding);
     expect(c.caps_ambient).toBe(s.capsAmbient);
