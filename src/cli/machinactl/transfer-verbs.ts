@@ -17,7 +17,7 @@ import {
   type TransferRecord,
   type TransferType,
 } from "../../image/transfer-registry.ts";
-import { exportImage, importFs, importRaw, importTar, pullImage, type Progress, type TransferContext } from "../../image/transfer.ts";
+import { exportImage, type ImportOptions, importFs, importRaw, importTar, pullImage, type Progress, type TransferContext } from "../../image/transfer.ts";
 import { exportOci, importOci } from "../../oci/transfer.ts";
 import { formatBytes, json, table, warnIfNotMachineName } from "./format.ts";
 import type { Verb, VerbContext } from "./verb.ts";
@@ -129,49 +129,33 @@ const finished = (ctx: VerbContext, text: string, value: Record<string, unknown>
   else done(ctx, text);
 };
 
+/** import-tar, import-raw, import-fs: SOURCE [NAME] into the pool, as a transfer. */
+function importVerb(
+  name: "import-tar" | "import-raw" | "import-fs",
+  usage: string,
+  summary: string,
+  importer: (t: TransferContext, source: string, name: string | undefined, opts: ImportOptions) => Promise<string>,
+): Verb {
+  return {
+    name,
+    options: ["force", "read-only"],
+    usage,
+    summary,
+    section: "Image transfer",
+    minArgs: 1,
+    maxArgs: 2,
+    run: (ctx, [source, image]) =>
+      runTransfer(ctx, name, source!, image ?? "", async (t) => {
+        const made = await importer(t, source!, image, importOpts(ctx));
+        finished(ctx, `Imported "${source}" as image "${made}".`, { image: made, from: source! }, made);
+      }),
+  };
+}
+
 export const TRANSFER_VERBS: Verb[] = [
-  {
-    name: "import-tar",
-    options: ["force", "read-only"],
-    usage: "import-tar FILE [NAME]",
-    summary: "Import a local tar container image",
-    section: "Image transfer",
-    minArgs: 1,
-    maxArgs: 2,
-    run: (ctx, [file, name]) =>
-      runTransfer(ctx, "import-tar", file!, name ?? "", async (t) => {
-        const image = await importTar(t, file!, name, importOpts(ctx));
-        finished(ctx, `Imported "${file}" as image "${image}".`, { image, from: file! }, image);
-      }),
-  },
-  {
-    name: "import-raw",
-    options: ["force", "read-only"],
-    usage: "import-raw FILE [NAME]",
-    summary: "Import a local raw container or VM image",
-    section: "Image transfer",
-    minArgs: 1,
-    maxArgs: 2,
-    run: (ctx, [file, name]) =>
-      runTransfer(ctx, "import-raw", file!, name ?? "", async (t) => {
-        const image = await importRaw(t, file!, name, importOpts(ctx));
-        finished(ctx, `Imported "${file}" as image "${image}".`, { image, from: file! }, image);
-      }),
-  },
-  {
-    name: "import-fs",
-    options: ["force", "read-only"],
-    usage: "import-fs DIRECTORY [NAME]",
-    summary: "Import a local directory container image",
-    section: "Image transfer",
-    minArgs: 1,
-    maxArgs: 2,
-    run: (ctx, [dir, name]) =>
-      runTransfer(ctx, "import-fs", dir!, name ?? "", async (t) => {
-        const image = await importFs(t, dir!, name, importOpts(ctx));
-        finished(ctx, `Imported "${dir}" as image "${image}".`, { image, from: dir! }, image);
-      }),
-  },
+  importVerb("import-tar", "import-tar FILE [NAME]", "Import a local tar container image", importTar),
+  importVerb("import-raw", "import-raw FILE [NAME]", "Import a local raw container or VM image", importRaw),
+  importVerb("import-fs", "import-fs DIRECTORY [NAME]", "Import a local directory container image", importFs),
   {
     name: "import-oci",
     options: ["force", "read-only", "platform"],
