@@ -262,8 +262,7 @@ describe("-U locks the container's mounts", () => {
       const stateDir = scratch.dir("machina-state-");
       const name = scratch.name("um");
       const root = await bbCopy(name);
-      const cmd =
-        "stat -c '%u:%g %n' / /dev /dev/pts/ptmx /run /run/host /tmp; stat -c 'pts:%g' $(tty); mount -t tmpfs x /mnt && echo ok-on-top; id -u";
+      const cmd = "stat -c '%u:%g %n' / /dev /dev/pts/ptmx /run /run/host /tmp; stat -c 'pts:%g' $(tty); mount -t tmpfs x /mnt && echo ok-on-top; id -u";
       const out = await run(root, name, ["-U", "--tmpfs=/mnt:uid=7,gid=8", "--console=read-only"], ["/bin/sh", "-c", `${cmd}; stat -c '%u:%g' /mnt`], stateDir);
       expect(out).toContain("0:0 /\n0:0 /dev\n");
       expect(out).toContain("0:0 /run\n0:0 /run/host\n0:0 /tmp\n");
