@@ -19,6 +19,7 @@ export const TRANSFER_TYPES = [
   "export-oci",
   "pull-tar",
   "pull-raw",
+  "pull-oci",
   "bootstrap",
 ] as const;
 export type TransferType = (typeof TRANSFER_TYPES)[number];

@@ -82,3 +82,15 @@ export function credentialsFromAuthFile(path: string, ref: ImageReference): Cred
 
 /** A token server's answer. */
 export const tokenSchema = z.object({ token: z.string().optional(), access_token: z.string().optional() });
+
+/**
+ * The auth file a pull reads when `--authfile` is not given, as podman and skopeo choose it:
+ * $REGISTRY_AUTH_FILE, else the first that exists of /run/containers/UID/auth.json (or
+ * $XDG_RUNTIME_DIR/containers/auth.json when not root) and $HOME/.docker/config.json.
+ */
+export function defaultAuthFile(env: Readonly<Record<string, string | undefined>>, uid: number, exists: (path: string) => boolean): string | undefined {
+  if (env.REGISTRY_AUTH_FILE) return env.REGISTRY_AUTH_FILE;
+  const runtime = uid !== 0 && env.XDG_RUNTIME_DIR ? `${env.XDG_RUNTIME_DIR}/containers/auth.json` : `/run/containers/${uid}/auth.json`;
+  const candidates = [runtime, ...(env.HOME ? [`${env.HOME}/.docker/config.json`] : [])];
+  return candidates.find(exists);
+}

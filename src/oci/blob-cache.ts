@@ -1,8 +1,8 @@
 /**
  * A content-addressed blob cache: DIR/blobs/sha256/HEX, each file written as DIR/blobs/sha256/HEX.partial
  * and renamed into place only after its sha256 and size matched, so a file under its digest's name is
- * always that digest's content. A size limit with LRU eviction (mtime is the last use) and clean()
- * for `machinactl clean`. Identical layers are never downloaded twice: within one process the
+ * always that digest's content. A size limit with LRU eviction (mtime is the last use), and
+ * cleanBlobCache() for `machinactl clean`. Identical layers are never downloaded twice: within one process the
  * client shares a running download, across processes a `lock` (flock(2) through the Host, e.g.
  * `(p) => host.lockFile(p, "exclusive")`) on DIR/blobs/sha256/HEX.lock makes the second wait
  * and then find the blob. Like src/host/transfer-io.ts, this module does file I/O itself.
@@ -12,6 +12,11 @@ import { mkdir, readdir, rename, rm, stat, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import { SHA256_DIGEST } from "./manifest.ts";
 import { invalidError, MachinaError } from "../errors.ts";
+import { machinaEnv } from "../config.ts";
+import type { Host } from "../host/host.ts";
+
+/** The cache pull-oci uses and `machinactl clean` empties: $MACHINA_OCI_CACHE or /var/cache/machina/oci. */
+export const ociCacheDir = (env: Readonly<Record<string, string | undefined>>): string => machinaEnv(env, "MACHINA_OCI_CACHE") ?? "/var/cache/machina/oci";
 
 /** Default size limit of a cache: 20 GiB. */
 export const DEFAULT_BLOB_CACHE_MAX_BYTES = 20 * 1024 ** 3;
@@ -130,19 +135,32 @@ export class BlobCache {
     }
     return result;
   }
+}
 
-  /** Remove every blob, partial download and lock file (`machinactl clean`; not while a pull runs). */
-  async clean(): Promise<CleanResult> {
-    const names = await readdir(this.blobDir).catch(() => [] as string[]);
-    const result: CleanResult = { removed: 0, bytes: 0 };
-    for (const name of names) {
-      const p = join(this.blobDir, name);
-      const st = await stat(p).catch(() => undefined);
-      if (!st?.isFile()) continue;
-      await rm(p, { force: true });
-      result.removed++;
-      result.bytes += st.size;
+/**
+ * Empty the blob cache in DIR (`machinactl clean`), through the Host: every blob and partial
+ * download. A blob whose download lock is held (a pull is fetching it right now) is left alone;
+ * lock files stay, since removing a lock file someone waits on would let two downloads of one
+ * blob run at once.
+ */
+export function cleanBlobCache(host: Pick<Host, "readdir" | "stat" | "unlink" | "lockFile">, dir: string): CleanResult {
+  const blobDir = join(dir, "blobs", "sha256");
+  const result: CleanResult = { removed: 0, bytes: 0 };
+  const hexes = new Set(host.readdir(blobDir).flatMap((n) => /^([a-f0-9]{64})(\.partial)?$/.exec(n)?.[1] ?? []));
+  for (const hex of hexes) {
+    const held = host.lockFile(`${join(blobDir, hex)}.lock`, "exclusive");
+    if (!held) continue;
+    try {
+      for (const p of [join(blobDir, hex), join(blobDir, `${hex}.partial`)]) {
+        const st = host.stat(p, false);
+        if (st?.kind !== "file") continue;
+        host.unlink(p);
+        result.removed++;
+        result.bytes += st.size;
+      }
+    } finally {
+      held.release();
     }
-    return result;
   }
+  return result;
 }

@@ -18,7 +18,11 @@ import { commit, prepare, type ImportOptions, type TransferContext } from "../im
 import { parseNspawnFile } from "../settings/nspawn-file.ts";
 import { settingsFromConfig } from "./image-config.ts";
 import { applyLayers } from "./layers.ts";
-import { hostPlatform, layoutDocuments, readImageSource, type ImageSource, type WantedPlatform } from "./layout.ts";
+import { BlobCache } from "./blob-cache.ts";
+import { hostPlatform, layoutDocuments, platformText, readImageSource, type ImageSource, type WantedPlatform } from "./layout.ts";
+import { formatPlatform } from "./platform.ts";
+import { defaultImageName, formatImageReference, parseImageReference } from "./reference.ts";
+import { pullOciImage } from "./registry.ts";
 import type { ImageConfig, ImageRuntimeConfig } from "./manifest.ts";
 
 export interface OciImportOptions extends ImportOptions {
@@ -245,4 +249,48 @@ export async function exportOci(ctx: TransferContext, name: string, path: string
   } finally {
     lock.release();
   }
+}
+
+export interface OciPullOptions extends OciImportOptions {
+  /** The blob cache directory (layers already there are not downloaded again). */
+  cacheDir: string;
+  tlsVerify?: boolean;
+  certDir?: string;
+  authFile?: string;
+}
+
+/**
+ * `machinactl pull-oci REF [NAME]`: the image from its registry (src/oci/registry.ts: every blob
+ * checked against its digest while it streams, into the blob cache), then made an image of the
+ * pool exactly as import-oci makes one (installOciImage).
+ */
+export async function pullOci(ctx: TransferContext, refText: string, name: string | undefined, opts: OciPullOptions): Promise<OciImported> {
+  const ref = parseImageReference(refText);
+  const shown = formatImageReference(ref);
+  ctx.host.mkdirp(opts.cacheDir, 0o700);
+  const cache = new BlobCache({ dir: opts.cacheDir, lock: (p) => ctx.host.lockFile(p, "exclusive") });
+  return installOciImage(ctx, name ?? defaultImageName(ref), opts, { how: "pull-oci", source: shown }, async () => {
+    ctx.progress.start(`Pulling ${shown}`, undefined);
+    try {
+      const pulled = await pullOciImage(ref, {
+        cache,
+        env: ctx.env,
+        ...(opts.platform !== undefined ? { platform: platformText(opts.platform) } : {}),
+        ...(opts.tlsVerify !== undefined ? { tlsVerify: opts.tlsVerify } : {}),
+        ...(opts.certDir !== undefined ? { certDir: opts.certDir } : {}),
+        ...(opts.authFile !== undefined ? { authFile: opts.authFile } : {}),
+        ...(ctx.signal !== undefined ? { signal: ctx.signal } : {}),
+      });
+      return {
+        format: "oci",
+        digest: pulled.manifestDigest,
+        config: pulled.config,
+        platform: formatPlatform(pulled.platform),
+        reference: shown,
+        layers: pulled.layers.map((l) => ({ file: l.path, shown: l.digest, compression: l.compression })),
+      };
+    } finally {
+      ctx.progress.stop();
+    }
+  });
 }

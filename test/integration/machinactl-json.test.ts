@@ -22,7 +22,7 @@ beforeAll(async () => {
   mkdirSync(`${work}/state/logs`, { recursive: true });
   shOk(`cp -a '${image}' '${work}/pool/bb'`);
   writeFileSync(`${work}/state/logs/bb.log`, 'first line\nsecond "quoted" line\n');
-  env = baseEnv({ MACHINA_POOL: `${work}/pool`, MACHINA_STATE_DIR: `${work}/state`, MACHINA_NO_DAEMON: "1" });
+  env = baseEnv({ MACHINA_POOL: `${work}/pool`, MACHINA_STATE_DIR: `${work}/state`, MACHINA_NO_DAEMON: "1", MACHINA_OCI_CACHE: `${work}/oci` });
 });
 afterAll(() => files.cleanup());
 
@@ -69,6 +69,7 @@ const NOT_HERE = new Set([
   "export-raw",
   "pull-tar",
   "pull-raw",
+  "pull-oci",
   "bootstrap",
   "cancel-transfer",
 ]);

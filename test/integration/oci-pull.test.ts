@@ -6,7 +6,7 @@
  * and every file removed afterwards, also on failure.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,9 +16,12 @@ import { MachinaError } from "../../src/errors.ts";
 import { BlobCache } from "../../src/oci/blob-cache.ts";
 import { MEDIA_TYPES } from "../../src/oci/manifest.ts";
 import { pullOciImage, sha256Hex } from "../../src/oci/registry.ts";
+import { REPO, baseEnv } from "../helpers/machina.ts";
 
 const have = (p: string) => Bun.which(p) !== null;
 const available = have("docker-registry") && have("skopeo") && have("openssl");
+const isRoot = process.getuid?.() === 0;
+const MACHINACTL = join(REPO, "bin/machinactl");
 const root = mkdtempSync(join(tmpdir(), "machina-oci-pull-"));
 const layout = join(root, "layout");
 const policy = join(root, "policy.json");
@@ -230,5 +233,85 @@ describe.skipIf(!available)("pull from docker-registry", () => {
     for (const d of readdirSync(root).filter((e) => e.startsWith("cache"))) {
       expect(readdirSync(join(root, d, "blobs", "sha256")).filter((f) => !/^[a-f0-9]{64}$/.test(f))).toEqual([]);
     }
+  });
+});
+
+/** `machinactl pull-oci`: the verb, into a pool of this test's own (root: the pool is written as root). */
+describe.skipIf(!available || !isRoot)("machinactl pull-oci", () => {
+  const pool = join(root, "pool");
+  const ociCache = join(root, "oci-cache");
+  const machinactl = (...args: string[]) => {
+    mkdirSync(pool, { recursive: true });
+    const env = baseEnv({ MACHINA_POOL: pool, MACHINA_STATE_DIR: join(root, "state"), MACHINA_OCI_CACHE: ociCache, HOME: root });
+    const r = Bun.spawnSync([MACHINACTL, ...args], { env, stdout: "pipe", stderr: "pipe" });
+    return { code: r.exitCode, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+  };
+  const poolEntries = () => readdirSync(pool).sort();
+
+  test("an index: the host's platform by default, --platform picks another; the layers land in the cache", () => {
+    const r = machinactl("pull-oci", "--tls-verify=no", `${plain}/test/multi:1`, "multi-img");
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain(`Pulled "${plain}/test/multi:1"`);
+    const host = process.arch === "arm64" ? "arm64" : "amd64";
+    expect(readFileSync(join(pool, "multi-img", "etc", "arch"), "utf8")).toBe(`${host}\n`);
+    expect(readFileSync(join(pool, "multi-img", "etc", "second"), "utf8")).toBe("two\n");
+    const arm = machinactl("pull-oci", "--tls-verify=no", "--platform=linux/arm64", `${plain}/test/multi:1`, "arm-img");
+    expect(arm.code).toBe(0);
+    expect(readFileSync(join(pool, "arm-img", "etc", "arch"), "utf8")).toBe("arm64\n");
+    expect(readdirSync(join(ociCache, "blobs", "sha256")).filter((f) => /^[a-f0-9]{64}$/.test(f)).length).toBeGreaterThanOrEqual(3);
+    const s = machinactl("image-status", "multi-img");
+    expect(s.code).toBe(0);
+    expect(s.stdout).toContain(`${plain}/test/multi:1`);
+  });
+
+  test("the default name comes from the reference; an existing name is refused without --force", () => {
+    expect(machinactl("pull-oci", "--tls-verify=no", `${plain}/test/docker:1`).code).toBe(0);
+    expect(existsSync(join(pool, "docker", "etc", "arch"))).toBe(true);
+    const again = machinactl("pull-oci", "--tls-verify=no", `${plain}/test/docker:1`);
+    expect(again.code).not.toBe(0);
+    expect(again.stderr).toContain("docker");
+    expect(machinactl("pull-oci", "--tls-verify=no", "--force", `${plain}/test/docker:1`).code).toBe(0);
+  });
+
+  test("a failed pull (unknown tag, untrusted certificate, no credentials) leaves the pool as it was", () => {
+    const before = poolEntries();
+    const nope = machinactl("pull-oci", "--tls-verify=no", `${plain}/test/multi:nope`, "nope");
+    expect(nope.code).not.toBe(0);
+    expect(nope.stderr).toMatch(/not found \(404\)/);
+    expect(
+      nope.stderr
+        .trim()
+        .split("\n")
+        .filter((l) => !l.startsWith("hint:")).length,
+    ).toBe(1);
+    const authFile = join(root, "auth-cli.json");
+    writeFileSync(authFile, JSON.stringify({ auths: { [secure]: { auth: Buffer.from("alice:wonderland").toString("base64") } } }));
+    const untrusted = machinactl("pull-oci", `--authfile=${authFile}`, `${secure}/test/secure:1`, "sec");
+    expect(untrusted.code).not.toBe(0);
+    expect(untrusted.stderr).toContain("certificate");
+    const denied = machinactl("pull-oci", `--cert-dir=${certDir}`, `${secure}/test/secure:1`, "sec");
+    expect(denied.code).not.toBe(0);
+    expect(denied.stderr).toMatch(/401/);
+    expect(poolEntries()).toEqual(before);
+    const ok = machinactl("pull-oci", `--cert-dir=${certDir}`, `--authfile=${authFile}`, `${secure}/test/secure:1`, "sec");
+    expect(ok.code).toBe(0);
+    expect(existsSync(join(pool, "sec", "etc", "second"))).toBe(true);
+  });
+
+  test("machinactl clean empties the blob cache; the pulled images stay", () => {
+    const r = machinactl("clean");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/Removed \d+ cached OCI blobs\. Freed /);
+    expect(readdirSync(join(ociCache, "blobs", "sha256")).filter((f) => /^[a-f0-9]{64}$/.test(f))).toEqual([]);
+    expect(existsSync(join(pool, "multi-img", "etc", "arch"))).toBe(true);
+  });
+
+  test("bad input: one line naming the value", () => {
+    const r = machinactl("pull-oci", "--tls-verify=maybe", `${plain}/test/docker:1`, "x");
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain("maybe");
+    const bad = machinactl("pull-oci", "UPPER/Case:1", "y");
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain("UPPER/Case:1");
   });
 });

@@ -44,7 +44,7 @@ beforeEach(() => {
   dir = mkdtempSync("/var/tmp/machina-pool-test-");
   pool = `${dir}/pool`;
   mkdirSync(pool);
-  env = { ...process.env, MACHINA_POOL: pool, MACHINA_STATE_DIR: `${dir}/state` } as Record<string, string>;
+  env = { ...process.env, MACHINA_POOL: pool, MACHINA_STATE_DIR: `${dir}/state`, MACHINA_OCI_CACHE: `${dir}/oci` } as Record<string, string>;
   makeImage(`${pool}/img`);
   makeImage(`${dir}/reference`);
   writeFileSync(`${pool}/img.nspawn`, "[Exec]\nBoot=no\n");

@@ -211,6 +211,22 @@ describe("operations on the fake host", () => {
     expect(h.readdir("/pool")).toEqual([]);
     expect(h.lstat("/usr/lib/machines/vendor")).toBe("dir");
   });
+  test("clean empties pull-oci's blob cache, except a blob being downloaded", () => {
+    const h = fake();
+    const dir = "/var/cache/machina/oci/blobs/sha256";
+    const [a, b, c] = ["a".repeat(64), "b".repeat(64), "c".repeat(64)];
+    h.add(`${dir}/${a}`, "layer-a");
+    h.add(`${dir}/${b}.partial`, "par");
+    h.add(`${dir}/${c}`, "layer-c");
+    h.add(`${dir}/not-a-blob`, "x");
+    const pulling = h.lockFile(`${dir}/${c}.lock`, "exclusive");
+    const r = runVerb(h, "clean", []);
+    expect(r.stdout).toBe("Removed image '.old'.\nRemoved 2 cached OCI blobs. Freed 10B\n");
+    expect(h.readdir(dir).sort()).toEqual([`${a}.lock`, `${b}.lock`, c, `${c}.lock`, "not-a-blob"].sort());
+    pulling?.release();
+    const j = runVerb(h, "clean", [], { json: "short" });
+    expect(JSON.parse(j.stdout).ociCache).toEqual({ removed: 1, freed: 7 });
+  });
 });
 
 describe("names that cannot be started", () => {

@@ -7,9 +7,10 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { BlobCache } from "../../src/oci/blob-cache.ts";
+import { BlobCache, cleanBlobCache } from "../../src/oci/blob-cache.ts";
+import { LinuxHost } from "../../src/host/linux.ts";
 import { MEDIA_TYPES } from "../../src/oci/manifest.ts";
-import { credentialsFromAuthFile, parseChallenge } from "../../src/oci/auth.ts";
+import { credentialsFromAuthFile, defaultAuthFile, parseChallenge } from "../../src/oci/auth.ts";
 import { parsePlatform, selectPlatform } from "../../src/oci/platform.ts";
 import { pullOciImage, RegistryClient, sha256Hex } from "../../src/oci/registry.ts";
 import { parseImageReference } from "../../src/oci/reference.ts";
@@ -197,6 +198,19 @@ describe("pure parts", () => {
     expect(() => selectPlatform(index, { os: "linux", architecture: "s390x" })).toThrow(
       /no manifest for platform linux\/s390x; it offers: linux\/amd64, linux\/arm\/v6/,
     );
+  });
+  test("the default auth file, as podman picks it", () => {
+    const has =
+      (...files: string[]) =>
+      (p: string) =>
+        files.includes(p);
+    expect(defaultAuthFile({ REGISTRY_AUTH_FILE: "/etc/a.json" }, 0, has())).toBe("/etc/a.json");
+    expect(defaultAuthFile({ HOME: "/root" }, 0, has("/run/containers/0/auth.json", "/root/.docker/config.json"))).toBe("/run/containers/0/auth.json");
+    expect(defaultAuthFile({ HOME: "/root" }, 0, has("/root/.docker/config.json"))).toBe("/root/.docker/config.json");
+    expect(defaultAuthFile({ XDG_RUNTIME_DIR: "/run/user/1000" }, 1000, has("/run/user/1000/containers/auth.json"))).toBe(
+      "/run/user/1000/containers/auth.json",
+    );
+    expect(defaultAuthFile({ HOME: "/root" }, 0, has())).toBeUndefined();
   });
   test("auth.json", () => {
     const f = join(dir, "auth.json");
@@ -429,7 +443,8 @@ describe("blob cache", () => {
     expect(await cache.lookup(b.digest)).toBeUndefined();
     expect(await cache.lookup(a.digest)).toBeDefined();
     expect(await cache.lookup(c.digest, 11)).toBeUndefined(); // wrong size: dropped
-    expect((await cache.clean()).removed).toBe(1);
+    expect(cleanBlobCache(new LinuxHost(), cache.dir)).toEqual({ removed: 1, bytes: 10 });
+    expect(await cache.lookup(a.digest)).toBeUndefined();
     expect(() => cache.path("sha256:../../etc")).toThrow(/not a sha256 digest/);
   });
 });

@@ -4,6 +4,7 @@
  * prints it; --json gives the same data as JSON.
  */
 import type { Host } from "../../host/host.ts";
+import { cleanBlobCache, ociCacheDir } from "../../oci/blob-cache.ts";
 import { parseOsRelease } from "../../host/os-release.ts";
 import {
   btrfsQgroup,
@@ -225,6 +226,8 @@ function removeVerb(ctx: VerbContext, names: string[]): number {
 
 function cleanVerb(ctx: VerbContext): number {
   const r = cleanPool(poolContext(ctx), ctx.options.all);
+  // pull-oci's layer cache is what hidden images are to pull-tar: a cache, emptied by clean.
+  const blobs = cleanBlobCache(ctx.host, ociCacheDir(ctx.env));
   if (ctx.options.json !== "off") {
     ctx.out(
       json(
@@ -232,6 +235,7 @@ function cleanVerb(ctx: VerbContext): number {
           removed: r.removed.map((i) => ({ name: i.name, freed: i.usage ?? null })),
           skipped: r.skipped.map((s) => ({ name: s.image.name, reason: s.reason })),
           temporaries: r.temporaries,
+          ociCache: { removed: blobs.removed, freed: blobs.bytes },
         },
         ctx.options,
       ),
@@ -242,6 +246,8 @@ function cleanVerb(ctx: VerbContext): number {
   if (!ctx.options.quiet)
     for (const i of r.removed)
       ctx.out(i.usage === undefined ? `Removed image '${i.name}'.\n` : `Removed image '${i.name}'. Freed exclusive disk space: ${formatBytes(i.usage)}\n`);
+  if (!ctx.options.quiet && blobs.removed > 0)
+    ctx.out(`Removed ${blobs.removed} cached OCI blob${blobs.removed === 1 ? "" : "s"}. Freed ${formatBytes(blobs.bytes)}\n`);
   return 0;
 }
 

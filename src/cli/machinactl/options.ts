@@ -1,7 +1,7 @@
 /** machinactl's command line: machinectl 252's options (plus --json), GNU permutation. Pure. */
 import { usageError, type ErrorContext } from "../../errors.ts";
 import { getopt, type ArgKind, type OptionDef } from "../../settings/getopt.ts";
-import { isValidMachineName, parseChoice, parseEnvAssignment, parseSignal, signalTable } from "../../settings/values.ts";
+import { isValidMachineName, parseBoolean, parseChoice, parseEnvAssignment, parseSignal, signalTable } from "../../settings/values.ts";
 import { parsePlatform, type WantedPlatform } from "../../oci/layout.ts";
 
 export const JSON_MODES = ["off", "pretty", "short"] as const;
@@ -56,8 +56,14 @@ export interface MachinactlOptions {
   /** bootstrap: package mirror. */
   mirror: string | undefined;
   format: "uncompressed" | "xz" | "gzip" | "bzip2" | "zstd" | undefined;
-  /** import-oci: the platform to take from an index (default: this machine's). */
+  /** import-oci, pull-oci: the platform to take from an index (default: this machine's). */
   platform: WantedPlatform | undefined;
+  /** pull-oci: verify the registry's TLS certificate (false: podman's --tls-verify=no). */
+  tlsVerify: boolean;
+  /** pull-oci: a directory of CA certificates (*.crt), as podman's --cert-dir. */
+  certDir: string | undefined;
+  /** pull-oci: a containers auth.json with the registry's credentials. */
+  authFile: string | undefined;
   now: boolean;
   json: JsonMode;
   follow: boolean;
@@ -300,6 +306,31 @@ export const MACHINACTL_TABLE: readonly MachinactlOption[] = [
       o.platform = p;
     },
   },
+  {
+    id: "tls-verify",
+    long: "tls-verify",
+    arg: "required",
+    argName: "BOOL",
+    choices: ["yes", "no"],
+    help: "pull-oci: verify the registry's TLS certificate (no: also plain HTTP, as podman's --tls-verify=false)",
+    apply: (o, v, c) => void (o.tlsVerify = parseBoolean(v, c.ctx)),
+  },
+  {
+    id: "cert-dir",
+    long: "cert-dir",
+    arg: "required",
+    argName: "DIR",
+    help: "pull-oci: CA certificates (*.crt) for the registry",
+    apply: (o, v) => void (o.certDir = v),
+  },
+  {
+    id: "authfile",
+    long: "authfile",
+    arg: "required",
+    argName: "FILE",
+    help: "pull-oci: a containers auth.json with the registry's credentials",
+    apply: (o, v) => void (o.authFile = v),
+  },
   { id: "now", long: "now", arg: "none", help: "Start (enable) or stop (disable) right away", apply: (o) => void (o.now = true) },
 ];
 
@@ -340,6 +371,9 @@ export function defaultMachinactlOptions(): MachinactlOptions {
     mirror: undefined,
     format: undefined,
     platform: undefined,
+    tlsVerify: true,
+    certDir: undefined,
+    authFile: undefined,
     now: false,
     json: "off",
     follow: false,

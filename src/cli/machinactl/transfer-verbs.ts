@@ -18,9 +18,19 @@ import {
   type TransferType,
 } from "../../image/transfer-registry.ts";
 import { exportImage, type ImportOptions, importFs, importRaw, importTar, pullImage, type Progress, type TransferContext } from "../../image/transfer.ts";
-import { exportOci, importOci } from "../../oci/transfer.ts";
+import { defaultAuthFile } from "../../oci/auth.ts";
+import { ociCacheDir } from "../../oci/blob-cache.ts";
+import { exportOci, importOci, pullOci } from "../../oci/transfer.ts";
+
+/** Where pull-oci keeps the blobs it downloaded (MACHINA_OCI_CACHE). */
 import { formatBytes, json, table, warnIfNotMachineName } from "./format.ts";
 import type { Verb, VerbContext } from "./verb.ts";
+
+/** --authfile, or the file podman would read (src/oci/auth.ts defaultAuthFile). */
+function authFileOption(ctx: VerbContext): { authFile?: string } {
+  const authFile = ctx.options.authFile ?? defaultAuthFile(ctx.env, process.getuid?.() ?? 0, (p) => ctx.host.lstat(p) === "file");
+  return authFile === undefined ? {} : { authFile };
+}
 
 /** Progress on stderr: a bar on a terminal, plain lines otherwise, nothing with -q. */
 export function makeProgress(ctx: VerbContext, onFraction: (f: number | null) => void): Progress {
@@ -171,6 +181,32 @@ export const TRANSFER_VERBS: Verb[] = [
           ctx,
           `Imported "${path}" (${r.digest}, ${r.platform}) as image "${r.image}".`,
           { image: r.image, from: path!, digest: r.digest, platform: r.platform, reference: r.reference ?? null },
+          r.image,
+        );
+      }),
+  },
+  {
+    name: "pull-oci",
+    options: ["force", "read-only", "platform", "tls-verify", "cert-dir", "authfile"],
+    usage: "pull-oci REF [NAME]",
+    summary: "Download an OCI image from a registry ([REGISTRY[:PORT]/]REPOSITORY[:TAG|@DIGEST])",
+    section: "Image transfer",
+    minArgs: 1,
+    maxArgs: 2,
+    run: (ctx, [ref, name]) =>
+      runTransfer(ctx, "pull-oci", ref!, name ?? "", async (t) => {
+        const r = await pullOci(t, ref!, name, {
+          ...importOpts(ctx),
+          ...(ctx.options.platform !== undefined ? { platform: ctx.options.platform } : {}),
+          tlsVerify: ctx.options.tlsVerify,
+          ...(ctx.options.certDir !== undefined ? { certDir: ctx.options.certDir } : {}),
+          ...authFileOption(ctx),
+          cacheDir: ociCacheDir(ctx.env),
+        });
+        finished(
+          ctx,
+          `Pulled "${r.reference ?? ref}" (${r.digest}, ${r.platform}) as image "${r.image}".`,
+          { image: r.image, from: ref!, digest: r.digest, platform: r.platform, reference: r.reference ?? null },
           r.image,
         );
       }),
