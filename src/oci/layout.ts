@@ -17,6 +17,7 @@ import type { Host } from "../host/host.ts";
 import { sha256File } from "../host/transfer-io.ts";
 import { normalizeMemberName } from "../image/archive-scan.ts";
 import type { Layer } from "./layers.ts";
+import { formatPlatform, hostPlatform } from "./platform.ts";
 import {
   imageConfigSchema,
   imageIndexSchema,
@@ -49,40 +50,7 @@ export interface ImageSource {
   layers: Layer[];
 }
 
-/** A wanted platform: os, architecture, optional variant. */
-export interface WantedPlatform {
-  os: string;
-  architecture: string;
-  variant?: string;
-}
-
-const GOARCH: Readonly<Record<string, string>> = {
-  x64: "amd64",
-  arm64: "arm64",
-  arm: "arm",
-  ia32: "386",
-  ppc64: "ppc64le",
-  s390x: "s390x",
-  riscv64: "riscv64",
-  loong64: "loong64",
-};
-
-/** The platform of this machine, in OCI (Go) words. */
-export function hostPlatform(arch: string = process.arch): WantedPlatform {
-  return { os: "linux", architecture: GOARCH[arch] ?? arch };
-}
-
-/** `OS/ARCH[/VARIANT]`, or a one-line problem. */
-export function parsePlatform(text: string): WantedPlatform | string {
-  const m = /^([a-z0-9]+)\/([a-z0-9_]+)(?:\/([a-z0-9]+))?$/.exec(text);
-  if (!m) return "a platform is OS/ARCH[/VARIANT], e.g. linux/amd64 or linux/arm64/v8";
-  return { os: m[1]!, architecture: m[2]!, ...(m[3] !== undefined ? { variant: m[3] } : {}) };
-}
-
-export const platformText = (p: { os: string; architecture: string; variant?: string | undefined }) =>
-  `${p.os}/${p.architecture}${p.variant ? `/${p.variant}` : ""}`;
-
-function matches(p: Platform, want: WantedPlatform): boolean {
+function matches(p: Platform, want: Platform): boolean {
   if (p.os !== want.os || p.architecture !== want.architecture) return false;
   if (want.variant !== undefined) return (p.variant ?? (p.architecture === "arm64" ? "v8" : undefined)) === want.variant;
   return true;
@@ -151,14 +119,14 @@ class Reader {
 }
 
 /** Read the image at `dir` (an OCI layout, or an unpacked `docker save` archive). */
-export async function readImageSource(host: Host, dir: string, shown: string, want: WantedPlatform, log: (line: string) => void): Promise<ImageSource> {
+export async function readImageSource(host: Host, dir: string, shown: string, want: Platform, log: (line: string) => void): Promise<ImageSource> {
   const r = new Reader(host, dir, shown);
   if (r.has("oci-layout")) return readOciLayout(r, want, log);
   if (r.has("manifest.json")) return readDockerArchive(r, log);
   return r.fail("not an OCI image layout (no oci-layout file) nor a docker save archive (no manifest.json)");
 }
 
-async function readOciLayout(r: Reader, want: WantedPlatform, log: (line: string) => void): Promise<ImageSource> {
+async function readOciLayout(r: Reader, want: Platform, log: (line: string) => void): Promise<ImageSource> {
   const layout = r.parse(ociLayoutSchema, r.json(r.file("oci-layout", "oci-layout"), "oci-layout"), "oci-layout");
   if (!layout.imageLayoutVersion.startsWith("1.")) r.fail(`image layout version ${JSON.stringify(layout.imageLayoutVersion)} is not supported (1.x is)`);
   const index = r.parse(imageIndexSchema, r.json(r.file("index.json", "index.json"), "index.json"), "index.json");
@@ -174,7 +142,7 @@ async function readOciLayout(r: Reader, want: WantedPlatform, log: (line: string
     if (withPlatform.length > 0) {
       chosen = withPlatform.find((d) => matches(d.platform!, want)) ?? usable.find((d) => d.platform === undefined && INDEX_MEDIA_TYPES.includes(d.mediaType));
       if (chosen === undefined)
-        r.fail(`no image for ${platformText(want)}: it has ${[...new Set(withPlatform.map((d) => platformText(d.platform!)))].join(", ")}`);
+        r.fail(`no image for ${formatPlatform(want)}: it has ${[...new Set(withPlatform.map((d) => formatPlatform(d.platform!)))].join(", ")}`);
     } else {
       const names = new Set(usable.map((d) => d.digest));
       if (names.size > 1) r.fail(`the index lists ${names.size} different images and says no platform for them: one image per layout can be imported`);
@@ -199,8 +167,9 @@ async function readOciLayout(r: Reader, want: WantedPlatform, log: (line: string
       if (compression === undefined) r.fail(`layer ${i + 1} (${d.digest}): media type ${JSON.stringify(d.mediaType)} is not a layer type machina applies`);
       layers.push({ file: await r.blob(d, `layer ${i + 1}`), shown: d.digest, compression });
     }
-    const platform = platformText(config);
-    if (config.os !== want.os || config.architecture !== want.architecture) log(`Note: the image is for ${platform}, this machine runs ${platformText(want)}.`);
+    const platform = formatPlatform(config);
+    if (config.os !== want.os || config.architecture !== want.architecture)
+      log(`Note: the image is for ${platform}, this machine runs ${formatPlatform(want)}.`);
     return { format: "oci", digest: chosen.digest, config, platform, reference, layers };
   }
 }
@@ -234,9 +203,9 @@ async function readDockerArchive(r: Reader, log: (line: string) => void): Promis
       r.fail(`layer ${i + 1} (${JSON.stringify(rel)}) does not match its digest: expected ${config.rootfs.diff_ids[i]}, got sha256:${hex}`);
     layers.push({ file, shown: `sha256:${hex}` });
   }
-  const platform = platformText(config);
+  const platform = formatPlatform(config);
   const host = hostPlatform();
-  if (config.architecture !== host.architecture) log(`Note: the image is for ${platform}, this machine runs ${platformText(host)}.`);
+  if (config.architecture !== host.architecture) log(`Note: the image is for ${platform}, this machine runs ${formatPlatform(host)}.`);
   return { format: "docker-archive", digest: `sha256:${configHex}`, config, platform, reference: entry.RepoTags?.[0], layers };
 }
 

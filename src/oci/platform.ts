@@ -26,11 +26,14 @@ export function hostPlatform(): Platform {
   return p;
 }
 
+/** What a platform looks like, for error lines. */
+export const PLATFORM_SYNTAX = "OS/ARCH[/VARIANT], e.g. linux/amd64 or linux/arm64/v8";
+
 /** `--platform=OS/ARCH[/VARIANT]`; throws one line naming the value. */
 export function parsePlatform(value: string): Platform {
   const parts = value.split("/");
   const ok = parts.length >= 2 && parts.length <= 3 && parts.every((p) => /^[a-z0-9._-]+$/.test(p));
-  if (!ok) throw invalid(`invalid --platform "${value}": allowed is OS/ARCH[/VARIANT], e.g. linux/amd64 or linux/arm/v7`, value);
+  if (!ok) throw invalid(`invalid --platform "${value}": allowed is ${PLATFORM_SYNTAX}`, value);
   const p: Platform = { os: parts[0] as string, architecture: parts[1] as string };
   if (parts[2] !== undefined) p.variant = parts[2];
   return p;

@@ -19,15 +19,15 @@ import { parseNspawnFile } from "../settings/nspawn-file.ts";
 import { settingsFromConfig } from "./image-config.ts";
 import { applyLayers } from "./layers.ts";
 import { BlobCache } from "./blob-cache.ts";
-import { hostPlatform, layoutDocuments, platformText, readImageSource, type ImageSource, type WantedPlatform } from "./layout.ts";
-import { formatPlatform } from "./platform.ts";
+import { layoutDocuments, readImageSource, type ImageSource } from "./layout.ts";
+import { formatPlatform, hostPlatform } from "./platform.ts";
 import { defaultImageName, formatImageReference, parseImageReference } from "./reference.ts";
 import { pullOciImage } from "./registry.ts";
-import type { ImageConfig, ImageRuntimeConfig } from "./manifest.ts";
+import type { ImageConfig, ImageRuntimeConfig, Platform } from "./manifest.ts";
 
 export interface OciImportOptions extends ImportOptions {
   /** The platform to pick from an index; default: this machine's. */
-  platform?: WantedPlatform;
+  platform?: Platform;
 }
 
 export interface OciImported {
@@ -275,7 +275,7 @@ export async function pullOci(ctx: TransferContext, refText: string, name: strin
       const pulled = await pullOciImage(ref, {
         cache,
         env: ctx.env,
-        ...(opts.platform !== undefined ? { platform: platformText(opts.platform) } : {}),
+        ...(opts.platform !== undefined ? { platform: formatPlatform(opts.platform) } : {}),
         ...(opts.tlsVerify !== undefined ? { tlsVerify: opts.tlsVerify } : {}),
         ...(opts.certDir !== undefined ? { certDir: opts.certDir } : {}),
         ...(opts.authFile !== undefined ? { authFile: opts.authFile } : {}),

@@ -16,7 +16,7 @@ import * as tarStream from "tar-stream";
 import { LinuxHost } from "../../src/host/linux.ts";
 import { discoverImages } from "../../src/image/pool.ts";
 import { NO_PROGRESS, type TransferContext } from "../../src/image/transfer.ts";
-import { hostPlatform } from "../../src/oci/layout.ts";
+import { hostPlatform } from "../../src/oci/platform.ts";
 import { importOci } from "../../src/oci/transfer.ts";
 import { ensureBusyboxImage } from "../fixtures/images.ts";
 import { REPO, Scratch, baseEnv, shOk } from "../helpers/machina.ts";

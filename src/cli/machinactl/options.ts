@@ -2,7 +2,8 @@
 import { usageError, type ErrorContext } from "../../errors.ts";
 import { getopt, type ArgKind, type OptionDef } from "../../settings/getopt.ts";
 import { isValidMachineName, parseBoolean, parseChoice, parseEnvAssignment, parseSignal, signalTable } from "../../settings/values.ts";
-import { parsePlatform, type WantedPlatform } from "../../oci/layout.ts";
+import type { Platform } from "../../oci/manifest.ts";
+import { PLATFORM_SYNTAX, parsePlatform } from "../../oci/platform.ts";
 
 export const JSON_MODES = ["off", "pretty", "short"] as const;
 
@@ -57,7 +58,7 @@ export interface MachinactlOptions {
   mirror: string | undefined;
   format: "uncompressed" | "xz" | "gzip" | "bzip2" | "zstd" | undefined;
   /** import-oci, pull-oci: the platform to take from an index (default: this machine's). */
-  platform: WantedPlatform | undefined;
+  platform: Platform | undefined;
   /** pull-oci: verify the registry's TLS certificate (false: podman's --tls-verify=no). */
   tlsVerify: boolean;
   /** pull-oci: a directory of CA certificates (*.crt), as podman's --cert-dir. */
@@ -301,9 +302,11 @@ export const MACHINACTL_TABLE: readonly MachinactlOption[] = [
     argName: "OS/ARCH[/VARIANT]",
     help: "The image to take from a multi-platform index (OCI; default: this machine's)",
     apply: (o, v, c) => {
-      const p = parsePlatform(v);
-      if (typeof p === "string") throw usageError(`invalid platform ${JSON.stringify(v)} for ${c.spelling}: ${p}`, c.ctx);
-      o.platform = p;
+      try {
+        o.platform = parsePlatform(v);
+      } catch {
+        throw usageError(`invalid platform ${JSON.stringify(v)} for ${c.spelling}: a platform is ${PLATFORM_SYNTAX}`, c.ctx);
+      }
     },
   },
   {
