@@ -267,7 +267,6 @@ export interface OciPullOptions extends OciImportOptions {
 export async function pullOci(ctx: TransferContext, refText: string, name: string | undefined, opts: OciPullOptions): Promise<OciImported> {
   const ref = parseImageReference(refText);
   const shown = formatImageReference(ref);
-  ctx.host.mkdirp(opts.cacheDir, 0o700);
   const cache = new BlobCache({ dir: opts.cacheDir, lock: (p) => ctx.host.lockFile(p, "exclusive") });
   return installOciImage(ctx, name ?? defaultImageName(ref), opts, { how: "pull-oci", source: shown }, async () => {
     ctx.progress.start(`Pulling ${shown}`, undefined);

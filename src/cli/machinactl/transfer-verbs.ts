@@ -162,6 +162,43 @@ function importVerb(
   };
 }
 
+/** pull-tar and pull-raw: machinectl's verbs, one shape. */
+function pullVerb(kind: "tar" | "raw", summary: string): Verb {
+  const name = `pull-${kind}` as const;
+  return {
+    name,
+    options: ["verify", "force", "read-only"],
+    usage: `${name} URL [NAME]`,
+    summary,
+    section: "Image transfer",
+    minArgs: 1,
+    maxArgs: 2,
+    run: (ctx, [url, image]) =>
+      runTransfer(ctx, name, url!, image ?? "", async (t) => {
+        const made = await pullImage(t, kind, url!, image, { ...importOpts(ctx), verify: ctx.options.verify ?? "signature" });
+        finished(ctx, `Downloaded "${url}" as image "${made}".`, { image: made, from: url! }, made);
+      }),
+  };
+}
+
+/** --platform, when given (import-oci, pull-oci). */
+const platformOption = (ctx: VerbContext) => (ctx.options.platform !== undefined ? { platform: ctx.options.platform } : {});
+
+/** The last line of import-oci and pull-oci: what was made, from which digest and platform. */
+function ociFinished(
+  ctx: VerbContext,
+  what: string,
+  from: string,
+  r: { image: string; digest: string; platform: string; reference?: string | undefined },
+): void {
+  finished(
+    ctx,
+    `${what} (${r.digest}, ${r.platform}) as image "${r.image}".`,
+    { image: r.image, from, digest: r.digest, platform: r.platform, reference: r.reference ?? null },
+    r.image,
+  );
+}
+
 export const TRANSFER_VERBS: Verb[] = [
   importVerb("import-tar", "import-tar FILE [NAME]", "Import a local tar container image", importTar),
   importVerb("import-raw", "import-raw FILE [NAME]", "Import a local raw container or VM image", importRaw),
@@ -176,13 +213,8 @@ export const TRANSFER_VERBS: Verb[] = [
     maxArgs: 2,
     run: (ctx, [path, name]) =>
       runTransfer(ctx, "import-oci", path!, name ?? "", async (t) => {
-        const r = await importOci(t, path!, name, { ...importOpts(ctx), ...(ctx.options.platform !== undefined ? { platform: ctx.options.platform } : {}) });
-        finished(
-          ctx,
-          `Imported "${path}" (${r.digest}, ${r.platform}) as image "${r.image}".`,
-          { image: r.image, from: path!, digest: r.digest, platform: r.platform, reference: r.reference ?? null },
-          r.image,
-        );
+        const r = await importOci(t, path!, name, { ...importOpts(ctx), ...platformOption(ctx) });
+        ociFinished(ctx, `Imported "${path}"`, path!, r);
       }),
   },
   {
@@ -197,18 +229,13 @@ export const TRANSFER_VERBS: Verb[] = [
       runTransfer(ctx, "pull-oci", ref!, name ?? "", async (t) => {
         const r = await pullOci(t, ref!, name, {
           ...importOpts(ctx),
-          ...(ctx.options.platform !== undefined ? { platform: ctx.options.platform } : {}),
+          ...platformOption(ctx),
           tlsVerify: ctx.options.tlsVerify,
           ...(ctx.options.certDir !== undefined ? { certDir: ctx.options.certDir } : {}),
           ...authFileOption(ctx),
           cacheDir: ociCacheDir(ctx.env),
         });
-        finished(
-          ctx,
-          `Pulled "${r.reference ?? ref}" (${r.digest}, ${r.platform}) as image "${r.image}".`,
-          { image: r.image, from: ref!, digest: r.digest, platform: r.platform, reference: r.reference ?? null },
-          r.image,
-        );
+        ociFinished(ctx, `Pulled "${r.reference ?? ref}"`, ref!, r);
       }),
   },
   {
@@ -253,34 +280,8 @@ export const TRANSFER_VERBS: Verb[] = [
         finished(ctx, `Exported image "${name}" to "${path}".`, { image: name!, path: path! });
       }),
   },
-  {
-    name: "pull-tar",
-    options: ["verify", "force", "read-only"],
-    usage: "pull-tar URL [NAME]",
-    summary: "Download a tar container image",
-    section: "Image transfer",
-    minArgs: 1,
-    maxArgs: 2,
-    run: (ctx, [url, name]) =>
-      runTransfer(ctx, "pull-tar", url!, name ?? "", async (t) => {
-        const image = await pullImage(t, "tar", url!, name, { ...importOpts(ctx), verify: ctx.options.verify ?? "signature" });
-        finished(ctx, `Downloaded "${url}" as image "${image}".`, { image, from: url! }, image);
-      }),
-  },
-  {
-    name: "pull-raw",
-    options: ["verify", "force", "read-only"],
-    usage: "pull-raw URL [NAME]",
-    summary: "Download a raw container or VM image",
-    section: "Image transfer",
-    minArgs: 1,
-    maxArgs: 2,
-    run: (ctx, [url, name]) =>
-      runTransfer(ctx, "pull-raw", url!, name ?? "", async (t) => {
-        const image = await pullImage(t, "raw", url!, name, { ...importOpts(ctx), verify: ctx.options.verify ?? "signature" });
-        finished(ctx, `Downloaded "${url}" as image "${image}".`, { image, from: url! }, image);
-      }),
-  },
+  pullVerb("tar", "Download a tar container image"),
+  pullVerb("raw", "Download a raw container or VM image"),
   {
     name: "bootstrap",
     options: ["root-password", "mirror", "force"],
