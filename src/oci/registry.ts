@@ -577,9 +577,28 @@ export async function pullOciImage(reference: string | ImageReference, options: 
   }
 }
 
-async function pullWith(ref: ImageReference, want: Platform, client: RegistryClient, options: PullOptions, stopAll: () => void): Promise<PulledImage> {
-  const label = formatImageReference(ref);
+/** The image manifest REF names for a platform: the index resolved, sizes checked. */
+export interface ResolvedManifest {
+  manifest: ImageManifest;
+  /** the image manifest's digest */
+  digest: string;
+  /** the digest of the index it was selected from, if there was one */
+  indexDigest?: string;
+}
 
+/**
+ * Which image manifest REF names for the platform (default the host's): the top manifest, and the
+ * platform's manifest when that is an index. Only manifests are fetched, no blob: what a pull of
+ * an image already in the pool needs to tell whether the registry has something newer.
+ */
+export async function resolveOciManifest(reference: string | ImageReference, options: RegistryOptions & { platform?: string }): Promise<ResolvedManifest> {
+  const ref = typeof reference === "string" ? parseImageReference(reference) : reference;
+  const want = options.platform !== undefined ? parsePlatform(options.platform) : hostPlatform();
+  return resolveWith(ref, want, new RegistryClient(ref, options));
+}
+
+async function resolveWith(ref: ImageReference, want: Platform, client: RegistryClient): Promise<ResolvedManifest> {
+  const label = formatImageReference(ref);
   let top = await client.getManifest(manifestReference(ref));
   if (!top.parsed.ok) throw invalid(`${label}: the registry's manifest is not valid: ${top.parsed.error}`);
   let indexDigest: string | undefined;
@@ -595,6 +614,12 @@ async function pullWith(ref: ImageReference, want: Platform, client: RegistryCli
       throw invalid(`${label}: the index names another index for ${formatPlatform(want)}; nested indexes are not supported`);
   }
   const manifest = (top.parsed.value as { kind: "manifest"; manifest: ImageManifest }).manifest;
+  return indexDigest !== undefined ? { manifest, digest: top.digest, indexDigest } : { manifest, digest: top.digest };
+}
+
+async function pullWith(ref: ImageReference, want: Platform, client: RegistryClient, options: PullOptions, stopAll: () => void): Promise<PulledImage> {
+  const label = formatImageReference(ref);
+  const { manifest, digest: manifestDigest, indexDigest } = await resolveWith(ref, want, client);
 
   const layers = manifest.layers.map((d) => {
     const compression = layerCompression(d.mediaType);
@@ -628,7 +653,7 @@ async function pullWith(ref: ImageReference, want: Platform, client: RegistryCli
   if (config.data.variant !== undefined) platform.variant = config.data.variant;
   const pulled: PulledImage = {
     reference: ref,
-    manifestDigest: top.digest,
+    manifestDigest,
     platform,
     manifest,
     config: config.data,

@@ -13,7 +13,8 @@ import { MachinaError } from "../errors.ts";
 import { exportTar, extractTar, sha256File } from "../host/transfer-io.ts";
 import { ArchiveScanner, aboutArchive, scanLimitsFromEnv } from "../image/archive-scan.ts";
 import { stripImageSuffixes } from "../image/compression.ts";
-import { beginTemporary, getImage, lockImage, Reverter, SETTINGS_SUFFIX } from "../image/pool.ts";
+import { readOrigin } from "../image/origin.ts";
+import { beginTemporary, findImage, getImage, lockImage, Reverter, SETTINGS_SUFFIX } from "../image/pool.ts";
 import { commit, prepare, type ImportOptions, type TransferContext } from "../image/transfer.ts";
 import { parseNspawnFile } from "../settings/nspawn-file.ts";
 import { settingsFromConfig } from "./image-config.ts";
@@ -22,7 +23,7 @@ import { BlobCache } from "./blob-cache.ts";
 import { layoutDocuments, readImageSource, type ImageSource } from "./layout.ts";
 import { formatPlatform, hostPlatform } from "./platform.ts";
 import { defaultImageName, formatImageReference, parseImageReference } from "./reference.ts";
-import { pullOciImage } from "./registry.ts";
+import { pullOciImage, resolveOciManifest, type RegistryOptions } from "./registry.ts";
 import type { ImageConfig, ImageRuntimeConfig, Platform } from "./manifest.ts";
 
 export interface OciImportOptions extends ImportOptions {
@@ -35,6 +36,8 @@ export interface OciImported {
   digest: string;
   platform: string;
   reference: string | undefined;
+  /** pull-oci: the image was already in the pool at the digest the registry names; nothing changed */
+  upToDate?: boolean;
 }
 
 /** The image name for PATH: its base name without .tar/.oci/compression suffixes. */
@@ -267,19 +270,24 @@ export interface OciPullOptions extends OciImportOptions {
 export async function pullOci(ctx: TransferContext, refText: string, name: string | undefined, opts: OciPullOptions): Promise<OciImported> {
   const ref = parseImageReference(refText);
   const shown = formatImageReference(ref);
+  const image = name ?? defaultImageName(ref);
+  const registry: RegistryOptions & { platform?: string } = {
+    env: ctx.env,
+    ...(opts.platform !== undefined ? { platform: formatPlatform(opts.platform) } : {}),
+    ...(opts.tlsVerify !== undefined ? { tlsVerify: opts.tlsVerify } : {}),
+    ...(opts.certDir !== undefined ? { certDir: opts.certDir } : {}),
+    ...(opts.authFile !== undefined ? { authFile: opts.authFile } : {}),
+    ...(ctx.signal !== undefined ? { signal: ctx.signal } : {}),
+  };
+  if (!opts.force) {
+    const current = await pulledAlready(ctx, image, shown, registry);
+    if (current !== undefined) return current;
+  }
   const cache = new BlobCache({ dir: opts.cacheDir, lock: (p) => ctx.host.lockFile(p, "exclusive") });
-  return installOciImage(ctx, name ?? defaultImageName(ref), opts, { how: "pull-oci", source: shown }, async () => {
+  return installOciImage(ctx, image, opts, { how: "pull-oci", source: shown }, async () => {
     ctx.progress.start(`Pulling ${shown}`, undefined);
     try {
-      const pulled = await pullOciImage(ref, {
-        cache,
-        env: ctx.env,
-        ...(opts.platform !== undefined ? { platform: formatPlatform(opts.platform) } : {}),
-        ...(opts.tlsVerify !== undefined ? { tlsVerify: opts.tlsVerify } : {}),
-        ...(opts.certDir !== undefined ? { certDir: opts.certDir } : {}),
-        ...(opts.authFile !== undefined ? { authFile: opts.authFile } : {}),
-        ...(ctx.signal !== undefined ? { signal: ctx.signal } : {}),
-      });
+      const pulled = await pullOciImage(ref, { ...registry, cache });
       return {
         format: "oci",
         digest: pulled.manifestDigest,
@@ -292,4 +300,39 @@ export async function pullOci(ctx: TransferContext, refText: string, name: strin
       ctx.progress.stop();
     }
   });
+}
+
+/**
+ * Image NAME already pulled from REF (its recorded origin): when the registry still names the same
+ * manifest for the platform, the image is up to date and nothing is downloaded or changed (only
+ * manifests are fetched). When the registry has another one, the image is not replaced without
+ * --force. undefined: no such image, or one of another origin (then the pull goes on, and
+ * prepare() refuses an existing name as for every import).
+ */
+async function pulledAlready(
+  ctx: TransferContext,
+  image: string,
+  shown: string,
+  registry: RegistryOptions & { platform?: string },
+): Promise<OciImported | undefined> {
+  const existing = findImage(ctx.host, ctx.paths.pool, image);
+  if (existing === undefined) return undefined;
+  const origin = readOrigin(ctx.host, existing.path);
+  if (origin === undefined || origin === "unknown" || origin.how !== "pull-oci" || origin.source !== shown || origin.digest === undefined) return undefined;
+  ctx.progress.start(`Checking ${shown}`, undefined);
+  let resolved: Awaited<ReturnType<typeof resolveOciManifest>>;
+  try {
+    resolved = await resolveOciManifest(shown, registry);
+  } finally {
+    ctx.progress.stop();
+  }
+  if (resolved.digest !== origin.digest) {
+    throw new MachinaError(
+      "E_BUSY",
+      `image "${image}" already exists, pulled from ${shown} at ${origin.digest}; the registry now has ${resolved.digest}`,
+      { value: image },
+      "use --force to replace it",
+    );
+  }
+  return { image, digest: origin.digest, platform: origin.platform ?? "unknown", reference: shown, upToDate: true };
 }

@@ -267,10 +267,32 @@ describe.skipIf(!available || !isRoot)("machinactl pull-oci", () => {
   test("the default name comes from the reference; an existing name is refused without --force", () => {
     expect(machinactl("pull-oci", "--tls-verify=no", `${plain}/test/docker:1`).code).toBe(0);
     expect(existsSync(join(pool, "docker", "etc", "arch"))).toBe(true);
-    const again = machinactl("pull-oci", "--tls-verify=no", `${plain}/test/docker:1`);
-    expect(again.code).not.toBe(0);
-    expect(again.stderr).toContain("docker");
+    const other = machinactl("pull-oci", "--tls-verify=no", `${plain}/test/multi:1`, "docker");
+    expect(other.code).not.toBe(0);
+    expect(other.stderr).toContain('image "docker" already exists');
     expect(machinactl("pull-oci", "--tls-verify=no", "--force", `${plain}/test/docker:1`).code).toBe(0);
+  });
+
+  test("a pull of an image already in the pool at the registry's digest changes nothing; a newer digest needs --force", () => {
+    const copy = (from: string) =>
+      run(["skopeo", "--policy", policy, "copy", "--quiet", "--all", "--dest-tls-verify=false", `oci:${layout}:${from}`, `docker://${plain}/test/moving:1`]);
+    copy("single");
+    expect(machinactl("pull-oci", "--tls-verify=no", `${plain}/test/moving:1`).code).toBe(0);
+    writeFileSync(join(pool, "moving", "marker"), "kept\n");
+    const again = machinactl("--json", "pull-oci", "--tls-verify=no", `${plain}/test/moving:1`);
+    expect(again.code).toBe(0);
+    expect(JSON.parse(again.stdout)).toMatchObject({ image: "moving", upToDate: true });
+    const text = machinactl("pull-oci", "--tls-verify=no", `${plain}/test/moving:1`);
+    expect(text.code).toBe(0);
+    expect(text.stderr).toContain(`Image "moving" is up to date with "${plain}/test/moving:1"`);
+    expect(readFileSync(join(pool, "moving", "marker"), "utf8")).toBe("kept\n");
+    copy("multi");
+    const newer = machinactl("pull-oci", "--tls-verify=no", `${plain}/test/moving:1`);
+    expect(newer.code).not.toBe(0);
+    expect(newer.stderr).toContain("the registry now has sha256:");
+    expect(readFileSync(join(pool, "moving", "marker"), "utf8")).toBe("kept\n");
+    expect(machinactl("pull-oci", "--tls-verify=no", "--force", `${plain}/test/moving:1`).code).toBe(0);
+    expect(existsSync(join(pool, "moving", "marker"))).toBe(false);
   });
 
   test("a failed pull (unknown tag, untrusted certificate, no credentials) leaves the pool as it was", () => {

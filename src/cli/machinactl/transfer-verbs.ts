@@ -189,12 +189,14 @@ function ociFinished(
   ctx: VerbContext,
   what: string,
   from: string,
-  r: { image: string; digest: string; platform: string; reference?: string | undefined },
+  r: { image: string; digest: string; platform: string; reference?: string | undefined; upToDate?: boolean },
 ): void {
   finished(
     ctx,
-    `${what} (${r.digest}, ${r.platform}) as image "${r.image}".`,
-    { image: r.image, from, digest: r.digest, platform: r.platform, reference: r.reference ?? null },
+    r.upToDate === true
+      ? `Image "${r.image}" is up to date with "${r.reference ?? from}" (${r.digest}, ${r.platform}).`
+      : `${what} (${r.digest}, ${r.platform}) as image "${r.image}".`,
+    { image: r.image, from, digest: r.digest, platform: r.platform, reference: r.reference ?? null, upToDate: r.upToDate === true },
     r.image,
   );
 }
