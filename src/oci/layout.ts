@@ -18,6 +18,7 @@ import { sha256File } from "../host/transfer-io.ts";
 import { normalizeMemberName } from "../image/archive-scan.ts";
 import type { Layer } from "./layers.ts";
 import { formatPlatform, hostPlatform } from "./platform.ts";
+import { formatImageReference, parseImageReference } from "./reference.ts";
 import {
   imageConfigSchema,
   imageIndexSchema,
@@ -118,15 +119,26 @@ class Reader {
   }
 }
 
-/** Read the image at `dir` (an OCI layout, or an unpacked `docker save` archive). */
-export async function readImageSource(host: Host, dir: string, shown: string, want: Platform, log: (line: string) => void): Promise<ImageSource> {
+/**
+ * Read the image at `dir` (an OCI layout, or an unpacked `docker save` archive). `ref`: the image to
+ * take when it holds several (an OCI ref name annotation, or a docker save RepoTag).
+ */
+export async function readImageSource(host: Host, dir: string, shown: string, want: Platform, log: (line: string) => void, ref?: string): Promise<ImageSource> {
   const r = new Reader(host, dir, shown);
-  if (r.has("oci-layout")) return readOciLayout(r, want, log);
-  if (r.has("manifest.json")) return readDockerArchive(r, log);
+  if (r.has("oci-layout")) return readOciLayout(r, want, log, ref);
+  if (r.has("manifest.json")) return readDockerArchive(r, log, ref);
   return r.fail("not an OCI image layout (no oci-layout file) nor a docker save archive (no manifest.json)");
 }
 
-async function readOciLayout(r: Reader, want: Platform, log: (line: string) => void): Promise<ImageSource> {
+const REF_NAME = "org.opencontainers.image.ref.name";
+
+/** The names images go by in a list, for a message: `"a", "b"` (or "none"). */
+const listNames = (names: ReadonlyArray<string | undefined>) => {
+  const set = [...new Set(names.filter((n): n is string => n !== undefined))];
+  return set.length === 0 ? "none" : set.map((n) => JSON.stringify(n)).join(", ");
+};
+
+async function readOciLayout(r: Reader, want: Platform, log: (line: string) => void, ref: string | undefined): Promise<ImageSource> {
   const layout = r.parse(ociLayoutSchema, r.json(r.file("oci-layout", "oci-layout"), "oci-layout"), "oci-layout");
   if (!layout.imageLayoutVersion.startsWith("1.")) r.fail(`image layout version ${JSON.stringify(layout.imageLayoutVersion)} is not supported (1.x is)`);
   const index = r.parse(imageIndexSchema, r.json(r.file("index.json", "index.json"), "index.json"), "index.json");
@@ -134,6 +146,11 @@ async function readOciLayout(r: Reader, want: Platform, log: (line: string) => v
   // Walk the index (and nested ones) to the manifest for the wanted platform.
   let candidates: Descriptor[] = index.manifests;
   let reference: string | undefined;
+  if (ref !== undefined) {
+    candidates = index.manifests.filter((d) => d.annotations?.[REF_NAME] === ref);
+    if (candidates.length === 0)
+      r.fail(`no image named ${JSON.stringify(ref)} in index.json; its ref names: ${listNames(index.manifests.map((d) => d.annotations?.[REF_NAME]))}`);
+  }
   for (let depth = 0; ; depth++) {
     const usable = candidates.filter((d) => INDEX_MEDIA_TYPES.includes(d.mediaType) || MANIFEST_MEDIA_TYPES.includes(d.mediaType));
     if (usable.length === 0) r.fail("the index lists no image manifest");
@@ -145,7 +162,12 @@ async function readOciLayout(r: Reader, want: Platform, log: (line: string) => v
         r.fail(`no image for ${formatPlatform(want)}: it has ${[...new Set(withPlatform.map((d) => formatPlatform(d.platform!)))].join(", ")}`);
     } else {
       const names = new Set(usable.map((d) => d.digest));
-      if (names.size > 1) r.fail(`the index lists ${names.size} different images and says no platform for them: one image per layout can be imported`);
+      if (names.size > 1)
+        r.fail(
+          depth === 0
+            ? `index.json lists ${names.size} images (ref names: ${listNames(usable.map((d) => d.annotations?.[REF_NAME]))}); name one as PATH:REF`
+            : `the index lists ${names.size} different images and says no platform for them`,
+        );
       chosen = usable[0]!;
     }
     reference ??= chosen.annotations?.["org.opencontainers.image.ref.name"];
@@ -182,9 +204,22 @@ const dockerManifestSchema = z.array(
   }),
 );
 
-async function readDockerArchive(r: Reader, log: (line: string) => void): Promise<ImageSource> {
-  const entries = r.parse(dockerManifestSchema, r.json(r.file("manifest.json", "manifest.json"), "manifest.json"), "manifest.json");
-  if (entries.length !== 1) r.fail(`manifest.json lists ${entries.length} images: one image per archive can be imported`);
+/** A RepoTag of docker save names REF: the same text, or the same after normalization (busybox = docker.io/library/busybox:latest). */
+function tagNames(tag: string, ref: string): boolean {
+  if (tag === ref) return true;
+  try {
+    return formatImageReference(parseImageReference(tag)) === formatImageReference(parseImageReference(ref));
+  } catch {
+    return false;
+  }
+}
+
+async function readDockerArchive(r: Reader, log: (line: string) => void, ref: string | undefined): Promise<ImageSource> {
+  const all = r.parse(dockerManifestSchema, r.json(r.file("manifest.json", "manifest.json"), "manifest.json"), "manifest.json");
+  const tags = () => listNames(all.flatMap((e) => e.RepoTags ?? []));
+  const entries = ref === undefined ? all : all.filter((e) => (e.RepoTags ?? []).some((t) => tagNames(t, ref)));
+  if (ref !== undefined && entries.length === 0) r.fail(`no image tagged ${JSON.stringify(ref)} in manifest.json; its tags: ${tags()}`);
+  if (entries.length !== 1) r.fail(`manifest.json lists ${entries.length} images (tags: ${tags()}); name one as PATH:TAG`);
   const entry = entries[0]!;
   const configPath = r.file(entry.Config, "the config");
   const configHex = /([a-f0-9]{64})(?:\.json)?$/.exec(entry.Config)?.[1];
@@ -206,7 +241,7 @@ async function readDockerArchive(r: Reader, log: (line: string) => void): Promis
   const platform = formatPlatform(config);
   const host = hostPlatform();
   if (config.architecture !== host.architecture) log(`Note: the image is for ${platform}, this machine runs ${formatPlatform(host)}.`);
-  return { format: "docker-archive", digest: `sha256:${configHex}`, config, platform, reference: entry.RepoTags?.[0], layers };
+  return { format: "docker-archive", digest: `sha256:${configHex}`, config, platform, reference: ref ?? entry.RepoTags?.[0], layers };
 }
 
 // ------------------------------------------------------------------ export

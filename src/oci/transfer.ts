@@ -125,11 +125,27 @@ export async function installOciImage(
   return result!;
 }
 
+/**
+ * PATH or PATH:REF (skopeo's `oci:PATH:REF`): a path that exists is taken whole; otherwise the
+ * text after the first colon that ends an existing path names the image of a layout (ref name) or a docker save archive (tag)
+ * that holds several.
+ */
+export function splitSourceRef(ctx: Pick<TransferContext, "host">, path: string): { file: string; ref?: string } {
+  if (ctx.host.lstat(resolve(path)) !== undefined) return { file: path };
+  for (let colon = path.indexOf(":"); colon > 0 && colon < path.length - 1; colon = path.indexOf(":", colon + 1)) {
+    const file = path.slice(0, colon);
+    if (ctx.host.lstat(resolve(file)) !== undefined) return { file, ref: path.slice(colon + 1) };
+  }
+  return { file: path };
+}
+
 export async function importOci(ctx: TransferContext, path: string, name: string | undefined, opts: OciImportOptions): Promise<OciImported> {
-  const src = resolve(path);
+  const { file, ref } = splitSourceRef(ctx, path);
+  const src = resolve(file);
   const kind = ctx.host.stat(src, true)?.kind;
   if (kind !== "dir" && kind !== "file") throw new MachinaError("E_NOT_FOUND", `"${path}" is neither an OCI layout directory nor an archive file`, { path });
-  return installOciImage(ctx, name ?? ociNameFromPath(src), opts, { how: "import-oci", source: src }, async (l) => {
+  const source = ref === undefined ? src : `${src}:${ref}`;
+  return installOciImage(ctx, name ?? ociNameFromPath(src), opts, { how: "import-oci", source }, async (l) => {
     let dir = src;
     if (kind === "file") {
       dir = l.sibling("oci-source");
@@ -153,7 +169,7 @@ export async function importOci(ctx: TransferContext, path: string, name: string
     }
     ctx.progress.start(`Verifying ${basename(path)}`, undefined);
     try {
-      return await readImageSource(ctx.host, dir, path, opts.platform ?? hostPlatform(), ctx.log);
+      return await readImageSource(ctx.host, dir, file, opts.platform ?? hostPlatform(), ctx.log, ref);
     } finally {
       ctx.progress.stop();
     }

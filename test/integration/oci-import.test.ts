@@ -381,6 +381,32 @@ describe("import-oci applies layers", () => {
     expect(r2.stderr).toMatch(/no image for linux\/[a-z0-9]+: it has linux\/s390x-not-here/);
     nothingLeft("noplat-img2");
   });
+  test("a layout of several images: PATH:REF takes one by its ref name; without REF, refused naming them", async () => {
+    const dir = `${work}/several`;
+    const one = `${work}/several-one`;
+    writeLayout(dir, [{ tar: await pack([{ name: "which", data: "first" }]) }], {}, { platform: false });
+    writeLayout(one, [{ tar: await pack([{ name: "which", data: "second" }]) }], {}, { platform: false });
+    for (const b of fs.readdirSync(`${one}/blobs/sha256`)) fs.copyFileSync(`${one}/blobs/sha256/${b}`, `${dir}/blobs/sha256/${b}`);
+    type Index = { manifests: Array<Record<string, unknown>> };
+    const named = (d: string, ref: string) =>
+      (JSON.parse(fs.readFileSync(`${d}/index.json`, "utf8")) as Index).manifests.map((m) => ({
+        ...m,
+        annotations: { "org.opencontainers.image.ref.name": ref },
+      }));
+    fs.writeFileSync(`${dir}/index.json`, JSON.stringify({ schemaVersion: 2, manifests: [...named(dir, "first"), ...named(one, "second")] }));
+    const r = run(MACHINACTL, "import-oci", dir, "several-none");
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('index.json lists 2 images (ref names: "first", "second"); name one as PATH:REF');
+    nothingLeft("several-none");
+    const unknown = run(MACHINACTL, "import-oci", `${dir}:third`, "several-third");
+    expect(unknown.stderr).toContain('no image named "third" in index.json; its ref names: "first", "second"');
+    nothingLeft("several-third");
+    const second = run(MACHINACTL, "--json=short", "import-oci", `${dir}:second`);
+    expect(second.code).toBe(0);
+    expect(JSON.parse(second.stdout)).toMatchObject({ image: "several", reference: "second" });
+    expect(fs.readFileSync(`${pool}/several/which`, "utf8")).toBe("second");
+    expect(run(MACHINACTL, "image-status", "several").stdout).toContain(`Origin: import-oci ${dir}:second`);
+  });
 });
 
 describe("import-oci of a busybox image runs its entrypoint; export-oci round-trips", () => {
@@ -451,9 +477,25 @@ describe("import-oci of a busybox image runs its entrypoint; export-oci round-tr
     expect(JSON.parse(d.stdout)).toMatchObject({ image: "hello", reference: "example/hello:1", digest: `sha256:${sha(config)}` });
     expect(fs.readFileSync(`${pool}/hello/hello`, "utf8")).toBe("from docker");
 
+    // two images in one archive: PATH:TAG takes one (a tag may have a colon; normalized names match)
+    fs.writeFileSync(
+      `${dir}/manifest.json`,
+      JSON.stringify([
+        { Config: `${sha(config)}.json`, RepoTags: ["example/hello:1"], Layers: ["layer1/layer.tar"] },
+        { Config: `${sha(config)}.json`, RepoTags: ["docker.io/library/other:latest"], Layers: ["layer1/layer.tar"] },
+      ]),
+    );
+    const two = run(MACHINACTL, "import-oci", dir, "two-tags");
+    expect(two.stderr).toContain('manifest.json lists 2 images (tags: "example/hello:1", "docker.io/library/other:latest"); name one as PATH:TAG');
+    nothingLeft("two-tags");
+    const tagged = run(MACHINACTL, "--json=short", "import-oci", `${dir}:other`, "two-tags");
+    expect(tagged.code).toBe(0);
+    expect(JSON.parse(tagged.stdout)).toMatchObject({ image: "two-tags", reference: "other" });
+    expect(run(MACHINACTL, "import-oci", `${dir}:example/hello:1`, "two-tags2").code).toBe(0);
+
     // a docker layer that is not what the config says
     fs.writeFileSync(`${dir}/layer1/layer.tar`, await pack([{ name: "hello", data: "tampered" }]));
-    const bad = run(MACHINACTL, "import-oci", dir, "tampered");
+    const bad = run(MACHINACTL, "import-oci", `${dir}:other`, "tampered");
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toMatch(/layer 1 \("layer1\/layer.tar"\) does not match its digest/);
     nothingLeft("tampered");

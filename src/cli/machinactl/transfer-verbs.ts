@@ -208,7 +208,7 @@ export const TRANSFER_VERBS: Verb[] = [
   {
     name: "import-oci",
     options: ["force", "read-only", "platform"],
-    usage: "import-oci PATH [NAME]",
+    usage: "import-oci PATH[:REF] [NAME]",
     summary: "Import an OCI image layout (directory or tar) or a docker save archive",
     section: "Image transfer",
     minArgs: 1,
