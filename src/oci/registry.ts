@@ -28,7 +28,8 @@ import {
   parseManifestOrIndex,
   zodLine,
 } from "./manifest.ts";
-import { type Challenge, type Credentials, credentialsFromAuthFile, parseChallenge, tokenSchema } from "./auth.ts";
+import type { CredentialHelperRunner } from "../host/credential-helper.ts";
+import { type Challenge, type Credentials, credentialsFromAuthFile, IDENTITY_TOKEN_USER, parseChallenge, tokenSchema } from "./auth.ts";
 import { formatPlatform, hostPlatform, parsePlatform, selectPlatform } from "./platform.ts";
 import { formatImageReference, type ImageReference, manifestReference, parseImageReference, registryApiHost } from "./reference.ts";
 
@@ -53,6 +54,8 @@ export interface RegistryOptions {
   caFile?: string;
   /** a containers auth.json ({"auths":{"host":{"auth":"base64(user:pass)"}}}) */
   authFile?: string;
+  /** runs the auth file's credential helpers (default: docker-credential-NAME from $PATH) */
+  credentialHelper?: CredentialHelperRunner;
   /** cap of all blobs of the pull together, and of each (default: MACHINA_PULL_MAX_BYTES of env, else 64 GiB as the other pulls) */
   maxBytes?: number;
   /** where MACHINA_PULL_MAX_BYTES is read from when maxBytes is not given */
@@ -215,7 +218,7 @@ export class RegistryClient {
   private schemeDecided: Promise<void> | undefined;
   private readonly options: RegistryOptions;
   private tls: TlsOptions | undefined;
-  private readonly credentials: Credentials | undefined;
+  private creds: { value: Credentials | undefined } | undefined;
   private authorization: string | undefined;
   private readonly inflight = new Map<string, Promise<string>>();
 
@@ -224,7 +227,15 @@ export class RegistryClient {
     this.options = options;
     this.base = new URL(`https://${registryApiHost(ref)}/`);
     this.tls = options.tlsVerify === false ? { rejectUnauthorized: false } : tlsOptions(options);
-    this.credentials = options.authFile !== undefined ? credentialsFromAuthFile(options.authFile, ref) : undefined;
+  }
+
+  /** The auth file's credentials for this registry, read when first needed (a credential helper runs only then). */
+  private get credentials(): Credentials | undefined {
+    if (this.creds === undefined) {
+      const file = this.options.authFile;
+      this.creds = { value: file !== undefined ? credentialsFromAuthFile(file, this.ref, this.options.credentialHelper) : undefined };
+    }
+    return this.creds.value;
   }
 
   private label(): string {
@@ -329,7 +340,7 @@ export class RegistryClient {
   }
 
   private basic(): string | undefined {
-    if (!this.credentials) return undefined;
+    if (!this.credentials || this.credentials.username === IDENTITY_TOKEN_USER) return undefined;
     return `Basic ${Buffer.from(`${this.credentials.username}:${this.credentials.password}`).toString("base64")}`;
   }
 
@@ -350,12 +361,22 @@ export class RegistryClient {
     const allowed = this.options.tlsVerify === false ? ["https:", "http:"] : ["https:"];
     if (!allowed.includes(url.protocol))
       throw invalid(`${this.label()}: bearer realm ${realm}: only https is allowed (plain http only with --tls-verify=no)`, realm);
-    if (challenge.params.service) url.searchParams.set("service", challenge.params.service);
-    url.searchParams.set("scope", challenge.params.scope ?? `repository:${this.ref.repository}:pull`);
+    const scope = challenge.params.scope ?? `repository:${this.ref.repository}:pull`;
     const headers = new Headers();
-    const basic = this.basic();
-    if (basic) headers.set("Authorization", basic);
     const init: RequestInit & { tls?: TlsOptions } = { headers, redirect: "error" };
+    if (this.credentials?.username === IDENTITY_TOKEN_USER) {
+      // An identity token (a helper's "<token>" user): the OAuth2 refresh_token grant, as docker does.
+      const form = new URLSearchParams({ grant_type: "refresh_token", refresh_token: this.credentials.password, client_id: "machina", scope });
+      if (challenge.params.service) form.set("service", challenge.params.service);
+      init.method = "POST";
+      init.body = form.toString();
+      headers.set("Content-Type", "application/x-www-form-urlencoded");
+    } else {
+      if (challenge.params.service) url.searchParams.set("service", challenge.params.service);
+      url.searchParams.set("scope", scope);
+      const basic = this.basic();
+      if (basic) headers.set("Authorization", basic);
+    }
     if (this.options.signal) init.signal = this.options.signal;
     if (this.tls) init.tls = this.tls;
     let res: Response;
@@ -369,7 +390,7 @@ export class RegistryClient {
       await res.body?.cancel().catch(() => undefined);
       throw new MachinaError(
         "E_INVALID",
-        `token server ${url.host}: answered ${res.status} for ${url.searchParams.get("scope")}`,
+        `token server ${url.host}: answered ${res.status} for ${scope}`,
         {},
         this.credentials ? undefined : "the image may need credentials: --authfile",
       );

@@ -240,9 +240,11 @@ describe.skipIf(!available)("pull from docker-registry", () => {
 describe.skipIf(!available || !isRoot)("machinactl pull-oci", () => {
   const pool = join(root, "pool");
   const ociCache = join(root, "oci-cache");
+  const helperBin = join(root, "helper-bin");
   const machinactl = (...args: string[]) => {
     mkdirSync(pool, { recursive: true });
     const env = baseEnv({ MACHINA_POOL: pool, MACHINA_STATE_DIR: join(root, "state"), MACHINA_OCI_CACHE: ociCache, HOME: root });
+    env.PATH = `${helperBin}:${env.PATH ?? "/usr/bin:/bin"}`;
     const r = Bun.spawnSync([MACHINACTL, ...args], { env, stdout: "pipe", stderr: "pipe" });
     return { code: r.exitCode, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
   };
@@ -318,6 +320,27 @@ describe.skipIf(!available || !isRoot)("machinactl pull-oci", () => {
     const ok = machinactl("pull-oci", `--cert-dir=${certDir}`, `--authfile=${authFile}`, `${secure}/test/secure:1`, "sec");
     expect(ok.code).toBe(0);
     expect(existsSync(join(pool, "sec", "etc", "second"))).toBe(true);
+  });
+
+  test("credentials from a docker credential helper (credsStore), run with the registry on stdin", () => {
+    mkdirSync(helperBin, { recursive: true });
+    const asked = join(root, "helper-asked");
+    writeFileSync(
+      join(helperBin, "docker-credential-machinatest"),
+      `#!/bin/sh\n[ "$1" = get ] || exit 3\ncat > '${asked}'\necho '{"ServerURL":"x","Username":"alice","Secret":"wonderland"}'\n`,
+      { mode: 0o755 },
+    );
+    const authFile = join(root, "helper-auth.json");
+    writeFileSync(authFile, JSON.stringify({ credsStore: "machinatest" }));
+    const r = machinactl("pull-oci", `--cert-dir=${certDir}`, `--authfile=${authFile}`, `${secure}/test/secure:1`, "by-helper");
+    expect(r.stderr).toContain('as image "by-helper"');
+    expect(r.code).toBe(0);
+    expect(readFileSync(asked, "utf8")).toBe(secure);
+    writeFileSync(authFile, JSON.stringify({ credsStore: "not-installed" }));
+    const missing = machinactl("pull-oci", `--cert-dir=${certDir}`, `--authfile=${authFile}`, `${secure}/test/secure:1`, "by-helper2");
+    expect(missing.code).not.toBe(0);
+    expect(missing.stderr).toContain("credential helper docker-credential-not-installed is not installed");
+    expect(poolEntries()).not.toContain("by-helper2");
   });
 
   test("machinactl clean empties the blob cache; the pulled images stay", () => {

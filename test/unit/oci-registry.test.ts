@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { BlobCache, cleanBlobCache } from "../../src/oci/blob-cache.ts";
 import { LinuxHost } from "../../src/host/linux.ts";
 import { MEDIA_TYPES } from "../../src/oci/manifest.ts";
+import type { HelperResult } from "../../src/host/credential-helper.ts";
 import { credentialsFromAuthFile, defaultAuthFile, parseChallenge } from "../../src/oci/auth.ts";
 import { parsePlatform, selectPlatform } from "../../src/oci/platform.ts";
 import { pullOciImage, RegistryClient, sha256Hex } from "../../src/oci/registry.ts";
@@ -61,6 +62,14 @@ beforeAll(() => {
     fetch(req) {
       const url = new URL(req.url);
       log.push({ path: url.pathname, range: req.headers.get("range"), auth: req.headers.get("authorization") });
+      if (url.pathname === "/token" && req.method === "POST") {
+        tokenRequests++;
+        return req.text().then((body) => {
+          const form = new URLSearchParams(body);
+          const ok = form.get("grant_type") === "refresh_token" && form.get("refresh_token") === "refresh-me" && form.get("service") === "fake";
+          return ok && form.get("scope")?.startsWith("repository:") ? Response.json({ access_token: "good-token" }) : new Response("no", { status: 401 });
+        });
+      }
       if (url.pathname === "/token") {
         tokenRequests++;
         if (url.searchParams.get("service") !== "fake" || !url.searchParams.get("scope")?.startsWith("repository:"))
@@ -221,6 +230,73 @@ describe("pure parts", () => {
     expect(credentialsFromAuthFile(f, parseImageReference("debian"))).toEqual({ username: "bob", password: "pw" });
     writeFileSync(f, "{");
     expect(() => credentialsFromAuthFile(f, parseImageReference("debian"))).toThrow(/--authfile .*: not JSON; allowed is the containers auth.json format/);
+  });
+});
+
+describe("credential helpers (credHelpers, credsStore)", () => {
+  const calls: Array<[string, string]> = [];
+  const helper =
+    (answers: Record<string, HelperResult | "missing">) =>
+    (name: string, server: string): HelperResult | "missing" => {
+      calls.push([name, server]);
+      return answers[name] ?? { code: 1, stdout: "credentials not found in native keychain\n", stderr: "" };
+    };
+  const ok = (u: string, p: string): HelperResult => ({ code: 0, stdout: JSON.stringify({ ServerURL: "x", Username: u, Secret: p }), stderr: "" });
+  const file = (doc: unknown) => {
+    const f = join(dir, "helpers.json");
+    writeFileSync(f, JSON.stringify(doc));
+    return f;
+  };
+  afterEach(() => {
+    calls.length = 0;
+  });
+
+  test("auths first; then the registry's credHelpers entry; then credsStore; Docker Hub asked as docker login names it", () => {
+    const f = file({ auths: { "r.io": { auth: Buffer.from("a:b").toString("base64") } }, credHelpers: { "q.io": "ecr" }, credsStore: "pass" });
+    const run = helper({ ecr: ok("AWS", "ecr-secret"), pass: ok("hub", "hub-secret") });
+    expect(credentialsFromAuthFile(f, parseImageReference("r.io/app"), run)).toEqual({ username: "a", password: "b" });
+    expect(calls).toEqual([]);
+    expect(credentialsFromAuthFile(f, parseImageReference("q.io/app"), run)).toEqual({ username: "AWS", password: "ecr-secret" });
+    expect(credentialsFromAuthFile(f, parseImageReference("debian"), run)).toEqual({ username: "hub", password: "hub-secret" });
+    expect(calls).toEqual([
+      ["ecr", "q.io"],
+      ["pass", "https://index.docker.io/v1/"],
+    ]);
+  });
+
+  test("a helper with nothing for the server: no credentials; failures and bad answers: one line naming the helper", () => {
+    const f = file({ credsStore: "desktop" });
+    const ref = parseImageReference("r.io/app");
+    expect(credentialsFromAuthFile(f, ref, helper({}))).toBeUndefined();
+    expect(() => credentialsFromAuthFile(f, ref, helper({ desktop: "missing" }))).toThrow(
+      "credential helper docker-credential-desktop is not installed (not on $PATH)",
+    );
+    expect(() => credentialsFromAuthFile(f, ref, helper({ desktop: { code: 2, stdout: "", stderr: "locked keyring\nmore" } }))).toThrow(
+      "docker-credential-desktop get r.io: exit 2: locked keyring",
+    );
+    expect(() => credentialsFromAuthFile(f, ref, helper({ desktop: { code: 0, stdout: "nope", stderr: "" } }))).toThrow(
+      'docker-credential-desktop get r.io: the answer is not JSON; allowed is {"Username":"…","Secret":"…"}',
+    );
+    expect(() => credentialsFromAuthFile(file({ credsStore: "../../bin/sh" }), ref, helper({}))).toThrow(
+      'credential helper "../../bin/sh" is not a helper name',
+    );
+  });
+
+  test("a pull with a helper's identity token: the refresh_token grant at the token server, read only when the registry asks", async () => {
+    const img = publish("team/app", "v1");
+    const f = file({ credsStore: "ident" });
+    const run = helper({ ident: ok("<token>", "refresh-me") });
+    const pulled = await pullOciImage(`${host}/team/app:v1`, { ...opts(freshCache()), authFile: f, credentialHelper: run });
+    expect(pulled.manifestDigest).toBe(img.manifest.digest);
+    expect(calls).toEqual([["ident", host]]);
+    const wrong = helper({ ident: ok("<token>", "stale") });
+    await expect(pullOciImage(`${host}/team/app:v1`, { ...opts(freshCache()), authFile: f, credentialHelper: wrong })).rejects.toThrow(
+      /token server .*: answered 401/,
+    );
+    requireToken = false;
+    calls.length = 0;
+    await pullOciImage(`${host}/team/app:v1`, { ...opts(freshCache()), authFile: f, credentialHelper: run });
+    expect(calls).toEqual([]);
   });
 });
 
