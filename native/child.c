@@ -170,6 +170,34 @@ static void exec_payload(const struct spec *s, struct merr *e)
 	fail(e);
 }
 
+/* exec_fifo (SPEC.md "OCI runtime"): everything is set up; tell the supervisor, then wait until
+ * `start` opens the fifo for reading, as runc's exec.fifo. With oci_detach the supervisor exits
+ * now: we no longer die with it. The fifo is reopened through the O_PATH fd taken on the host
+ * before the clone (its host path is not reachable from here). */
+static void park_at_fifo(const struct spec *s, struct merr *e)
+{
+	char path[64];
+	if (s->oci_detach)
+		(void)prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
+	struct msg pm = { .type = MSG_PARKED };
+	if (msg_send(g_sock, &pm, -1) < 0)
+		_exit(1);
+	snprintf(path, sizeof path, "/proc/self/fd/%d", s->exec_fifo_fd);
+	int fd;
+	while ((fd = open(path, O_WRONLY | O_CLOEXEC)) < 0 && errno == EINTR)
+		;
+	if (fd < 0) {
+		merr_sys(e, "open", s->exec_fifo, "failed to open the exec fifo \"%s\"", s->exec_fifo);
+		fail(e);
+	}
+	if (write(fd, "0", 1) != 1) {
+		merr_sys(e, "write", s->exec_fifo, "failed to write the exec fifo \"%s\"", s->exec_fifo);
+		fail(e);
+	}
+	close(fd);
+	close(s->exec_fifo_fd);
+}
+
 /* Everything the payload process does between the pivot (or the stub's fork) and execve. */
 __attribute__((noreturn)) static void payload(const struct spec *s, int console_slave, int devnull)
 {
@@ -248,6 +276,8 @@ __attribute__((noreturn)) static void payload(const struct spec *s, int console_
 	 * late seccomp filters, so that a filter can never keep the label from being set. */
 	if (s->selinux_context && selinux_set_exec_label(SELINUX_EXEC_ATTR, s->selinux_context, &e) < 0)
 		fail(&e);
+	if (s->exec_fifo_fd >= 0)
+		park_at_fifo(s, &e);
 	if (s->sec.n_filters && !early_seccomp && sec_seccomp_load(&s->sec, &e) < 0)
 		fail(&e);
 	/* Every fd but 0-2 is closed by execve; the sync socket stays usable until then. */

@@ -13,6 +13,7 @@ enum msg_type {
 	MSG_FD_CONSOLE, /* child -> supervisor: pty master (SCM_RIGHTS) */
 	MSG_FD_NOTIFY,  /* child -> supervisor: notify socket (SCM_RIGHTS) */
 	MSG_SETUP,      /* child -> supervisor (user namespace): root of its namespaces, set its root up */
+	MSG_PARKED,     /* child -> supervisor (exec_fifo): set up, now waiting at the exec fifo */
 };
 
 enum stage { STAGE_MOUNTS = 1, STAGE_PIVOT, STAGE_EXEC };

@@ -327,6 +327,29 @@ HANDLER(on_console_log)
 	return 0;
 }
 
+HANDLER(on_oci_detach)
+{
+	SPEC;
+	WANT(rec_bool(r->a[0], &s->oci_detach) == 0, "0|1");
+	return 0;
+}
+
+HANDLER(on_exec_fifo)
+{
+	SPEC;
+	WANT(is_cpath(r->a[0]), "HPATH");
+	s->exec_fifo = r->a[0];
+	return 0;
+}
+
+HANDLER(on_console_socket)
+{
+	SPEC;
+	WANT(is_cpath(r->a[0]), "HPATH");
+	s->console_socket = r->a[0];
+	return 0;
+}
+
 HANDLER(on_quiet)
 {
 	SPEC;
@@ -871,6 +894,9 @@ static const struct rec_def records[] = {
 	{ "console_opost", 1, 1, 0, on_console_opost, NULL },
 	{ "console_log", 3, 3, 0, on_console_log, NULL },
 	{ "quiet", 1, 1, 0, on_quiet, NULL },
+	{ "oci_detach", 1, 1, 0, on_oci_detach, NULL },
+	{ "exec_fifo", 1, 1, 0, on_exec_fifo, NULL },
+	{ "console_socket", 1, 1, 0, on_console_socket, NULL },
 	{ "mount", 6, 6, 1, on_mount, NULL },
 	{ "rebind", 3, 3, 1, on_rebind, NULL },
 	{ "mkdir", 2, 2, 1, on_mkdir, NULL },
@@ -1001,6 +1027,12 @@ static int check_spec(struct spec *s, const unsigned seen[N_RECORDS], struct mer
 		return BAD("missing record \"namespaces\"");
 	if (s->console_log && s->console != CONSOLE_PIPE && s->console != CONSOLE_PASSIVE)
 		return BAD("\"console_log\" needs console \"pipe\" or \"passive\"");
+	if (s->oci_detach && !s->exec_fifo)
+		return BAD("\"oci_detach\" needs \"exec_fifo\" (the payload must wait for its start)");
+	if (s->oci_detach && (s->boot || s->as_pid2 || s->registry || s->console_log))
+		return BAD("\"oci_detach\" cannot be combined with boot, as_pid2, registry or console_log");
+	if (s->console_socket && s->console != CONSOLE_INTERACTIVE)
+		return BAD("\"console_socket\" needs console \"interactive\" (a pty)");
 	if (s->hostname && !(s->clone_flags & CLONE_NEWUTS))
 		return BAD("\"hostname\" needs the \"uts\" namespace (it would rename the host)");
 	if (s->netns_path && (s->clone_flags & CLONE_NEWNET))
@@ -1034,6 +1066,7 @@ int spec_parse(struct spec *s, char *buf, size_t len, struct merr *e)
 	s->console_opost = 1;
 	s->quiet = 1;
 	s->console_log_wfd = -1;
+	s->exec_fifo_fd = -1;
 	s->us.lock_fd = -1;
 	s->us.root_tree_fd = -1;
 

@@ -90,8 +90,14 @@ struct spec {
 	const char *prog, *machine, *root, *hostname, *registry, *state_json, *notify_forward;
 	int read_only, status_fd, kill_signal, boot, on_reboot_exit133, notify_ready;
 	int console, console_opost, no_new_privs, as_pid2;
-	int quiet;               /* default 1 */
-	const char *console_log; /* console_log HPATH MAXBYTES KEEP (conlog.h) */
+	int quiet; /* default 1 */
+	/* OCI runtime (machina-oci create): the supervisor exits once the payload waits at the
+	 * exec fifo, leaving it to the caller's subreaper; see SPEC.md "OCI runtime". */
+	int oci_detach;
+	const char *exec_fifo;      /* exec_fifo HPATH */
+	int exec_fifo_fd;           /* set by the supervisor: O_PATH fd of exec_fifo, or -1 */
+	const char *console_socket; /* console_socket HPATH: the pty master goes there */
+	const char *console_log;    /* console_log HPATH MAXBYTES KEEP (conlog.h) */
 	uint64_t console_log_max;
 	int console_log_keep;
 	int console_log_wfd;       /* set by the supervisor: the pipe the child puts on fds 1 and 2, or -1 */

@@ -317,11 +317,42 @@ struct run {
 	pid_t pid;
 	int pidfd, sock, notify_fd;
 	int term_requested, killed;
-	int errored, started, exited, setup_ready;
+	int errored, started, exited, setup_ready, parked;
 	struct merr err;
 	siginfo_t si;
 	struct relay relay;
 };
+
+/* console_socket: the pty master to the caller's socket (SCM_RIGHTS, as runc's --console-socket;
+ * the data is the pty's name). */
+static int send_console_socket(const char *path, int master, struct merr *e)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof sa.sun_path)
+		return merr_set(e, ENAMETOOLONG, "connect", path, "the console socket path \"%s\" is too long", path);
+	strcpy(sa.sun_path, path);
+	_cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return merr_sys(e, "socket", path, "failed to create a socket for the console socket");
+	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+		return merr_sys(e, "connect", path, "failed to connect to the console socket \"%s\"", path);
+	char name[] = "/dev/ptmx";
+	struct iovec iov = { .iov_base = name, .iov_len = sizeof name - 1 };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	memset(&u, 0, sizeof u);
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &master, sizeof(int));
+	if (sendmsg(fd, &mh, MSG_NOSIGNAL) < 0)
+		return merr_sys(e, "sendmsg", path, "failed to send the console to \"%s\"", path);
+	return 0;
+}
 
 static void dispatch(const struct spec *s, struct run *R, struct msg *mp, int fd)
 {
@@ -340,8 +371,17 @@ static void dispatch(const struct spec *s, struct run *R, struct msg *mp, int fd
 			report(&m.err);
 		}
 		break;
+	case MSG_PARKED: R->parked = 1; break;
 	case MSG_FD_CONSOLE:
-		if (fd >= 0 && R->relay.master < 0) {
+		if (fd >= 0 && s->console_socket) {
+			struct merr e = { 0 };
+			if (send_console_socket(s->console_socket, fd, &e) < 0 && !R->errored) {
+				R->errored = 1;
+				R->err = e;
+				report(&e);
+				(void)kill(R->pid, SIGKILL);
+			}
+		} else if (fd >= 0 && R->relay.master < 0) {
 			struct merr e;
 			if (relay_start(&R->relay, fd, s->console == CONSOLE_INTERACTIVE, &e) < 0)
 				report(&e);
@@ -544,6 +584,9 @@ static int host_setup(const struct spec *s, struct run *R)
  * nft table of src/net/), awaited before the child is released. */
 static pid_t g_prestart = -1;
 
+/* oci_detach: the payload waits at the exec fifo and is left running; nothing is undone. */
+static int g_detached;
+
 static int prestart_wait(const struct spec *s, struct merr *e)
 {
 	if (g_prestart < 0)
@@ -632,7 +675,7 @@ static long clone_child(const struct clone_args *ca, int cgfd, size_t *into)
  * fails (e set; the child is still there). */
 static int wait_exit(struct spec *s, struct run *R, int sfd, int *ready_sent, struct merr *e)
 {
-	while (!R->exited) {
+	while (!R->exited && !(s->oci_detach && R->parked && !R->errored)) {
 		struct pollfd p[8];
 		int n = 0, isock = -1, inotify = -1, ilog = -1, ipid, irel;
 		p[n++] = (struct pollfd){ .fd = sfd, .events = POLLIN };
@@ -803,6 +846,16 @@ static int run_once(struct spec *s, struct registry *g, int sfd, int *reboot, in
 
 	if (wait_exit(s, &R, sfd, ready_sent, &e) < 0)
 		goto kill_child;
+	if (s->oci_detach && R.parked && !R.exited && !R.errored) {
+		char line[128];
+		snprintf(line, sizeof line, "{\"event\":\"parked\",\"leader\":%d,\"supervisor\":%d}", (int)R.pid, (int)getpid());
+		status_line(line);
+		g_detached = 1;
+		rc = 0;
+		goto out;
+	}
+	if (s->oci_detach && R.errored)
+		goto kill_quiet;
 
 	rc = exit_status(s, &R, reboot);
 	if (!R.errored && !*reboot)
@@ -830,6 +883,22 @@ out:
 	if (R.pidfd >= 0)
 		close(R.pidfd);
 	return rc;
+}
+
+/* exec_fifo: an O_PATH fd of the fifo for the child, which reopens it for writing (child.c). */
+static int exec_fifo_open(struct spec *s, struct merr *e)
+{
+	struct stat st;
+	if (!s->exec_fifo)
+		return 0;
+	s->exec_fifo_fd = open(s->exec_fifo, O_PATH | O_CLOEXEC | O_NOFOLLOW);
+	if (s->exec_fifo_fd < 0)
+		return merr_sys(e, "open", s->exec_fifo, "failed to open the exec fifo \"%s\"", s->exec_fifo);
+	if (fstat(s->exec_fifo_fd, &st) < 0)
+		return merr_sys(e, "fstat", s->exec_fifo, "failed to stat \"%s\"", s->exec_fifo);
+	if (!S_ISFIFO(st.st_mode))
+		return merr_set(e, EINVAL, "open", s->exec_fifo, "\"%s\" is not a fifo", s->exec_fifo);
+	return 0;
 }
 
 int supervisor_run(struct spec *s)
@@ -894,7 +963,7 @@ int supervisor_run(struct spec *s)
 		registry_remove(&g);
 		return 1;
 	}
-	if (binds_host_prepare(s, &e) < 0) {
+	if (binds_host_prepare(s, &e) < 0 || exec_fifo_open(s, &e) < 0) {
 		report(&e);
 		binds_host_cleanup(s);
 		userns_cleanup(s);
@@ -931,10 +1000,12 @@ int supervisor_run(struct spec *s)
 		ready_sent = 0;
 	}
 out:
-	for (size_t i = 0; i < s->n_cgroups; i++)
-		remove_cgroup(s->cgroups[i]);
-	binds_host_cleanup(s); /* after the container is gone, before the registry */
-	run_on_exit(s);        /* the network's undo (src/net/), likewise */
+	if (!g_detached) {
+		for (size_t i = 0; i < s->n_cgroups; i++)
+			remove_cgroup(s->cgroups[i]);
+		binds_host_cleanup(s); /* after the container is gone, before the registry */
+		run_on_exit(s);        /* the network's undo (src/net/), likewise */
+	}
 	registry_remove(&g);
 	userns_cleanup(s);
 	console_restore();

@@ -398,6 +398,17 @@ export class FakeHost implements Host {
   /** What a detached child "does": its status lines (without newlines) and exit status; default none and 0. */
   onSpawnDetached: ((argv: string[]) => { statusLines: string[]; status: number }) | undefined;
 
+  spawnWithStatus(argv: string[], options: { spec: Uint8Array; env: Record<string, string> }): DetachedChild {
+    this.detachedSpawns.push({ argv, spec: options.spec, logPath: "" });
+    const { statusLines, status } = this.onSpawnDetached?.(argv) ?? { statusLines: [], status: 0 };
+    const bytes = new TextEncoder().encode(statusLines.map((l) => `${l}\n`).join(""));
+    return { pid: 5000 + this.detachedSpawns.length, status: new Blob([bytes]).stream(), closeStatus: () => undefined, exited: Promise.resolve(status) };
+  }
+
+  mkfifo(path: string, _mode: number): void {
+    this.add(path, "");
+  }
+
   spawnDetached(argv: string[], options: { spec: Uint8Array; logPath: string }): DetachedChild {
     this.detachedSpawns.push({ argv, ...options });
     this.add(options.logPath, "");

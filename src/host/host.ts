@@ -182,6 +182,13 @@ export interface Host {
    * truncated; O_APPEND) and a pipe on fd 4 for its status lines. The helper's background start.
    */
   spawnDetached(argv: string[], options: { spec: Uint8Array; logPath: string }): DetachedChild;
+  /**
+   * Start `path` as spawnDetached does, but in our session with our stdin, stdout and stderr and
+   * environment `env` (machina-oci: the container gets the caller's stdio, as runc's).
+   */
+  spawnWithStatus(argv: string[], options: { spec: Uint8Array; env: Record<string, string> }): DetachedChild;
+  /** mkfifo(path, mode), then chmod to mode (no umask). */
+  mkfifo(path: string, mode: number): void;
   sleep(ms: number): Promise<void>;
   /** Milliseconds from a monotonic clock. */
   monotonicMs(): number;

@@ -16,6 +16,9 @@ const symbols = {
   umount2: { args: [FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
   getxattr: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.u64], returns: FFIType.i64 },
   setxattr: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i32 },
+  mkfifo: { args: [FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
+  waitpid: { args: [FFIType.i32, FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
+  prctl: { args: [FFIType.i32, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.u64], returns: FFIType.i32 },
   __errno_location: { args: [], returns: FFIType.ptr },
 } as const;
 
@@ -49,6 +52,32 @@ export function memfdCreate(name: string): number {
   const fd = lib().memfd_create(cstr(name), 0);
   if (fd < 0) throw new SyscallError("memfd_create", errno());
   return fd;
+}
+
+/** mkfifo(path, mode) (the umask applies). */
+export function mkfifo(path: string, mode: number): void {
+  if (lib().mkfifo(cstr(path), mode) < 0) throw new SyscallError("mkfifo", errno(), path);
+}
+
+/** prctl(PR_SET_CHILD_SUBREAPER, 1): orphaned descendants become our children (waitable). */
+export function setChildSubreaper(): void {
+  if (lib().prctl(36 /* PR_SET_CHILD_SUBREAPER */, 1n, 0n, 0n, 0n) < 0) throw new SyscallError("prctl", errno());
+}
+
+/**
+ * waitpid(pid) until it ends (EINTR retried): its status as a shell reports it (the exit code,
+ * or 128+N when killed by signal N). Blocks the whole process: for `machina-oci run` only.
+ */
+export function waitpidBlocking(pid: number): number {
+  const status = new Int32Array(1);
+  for (;;) {
+    const r = lib().waitpid(pid, status, 0);
+    if (r === pid) break;
+    if (r < 0 && errno() !== 4 /* EINTR */) throw new SyscallError("waitpid", errno());
+  }
+  const s = status[0]!;
+  const sig = s & 0x7f;
+  return sig === 0 ? (s >> 8) & 0xff : 128 + sig;
 }
 
 const F_GETFL = 3;

@@ -11,6 +11,7 @@ import {
   ioctlValue,
   isatty,
   memfdCreate,
+  mkfifo,
   mount,
   renameat2,
   setXattr,
@@ -536,6 +537,39 @@ export class LinuxHost implements Host {
       if (specFd !== undefined) fs.closeSync(specFd);
       fs.closeSync(log);
     }
+  }
+
+  spawnWithStatus(argv: string[], options: { spec: Uint8Array; env: Record<string, string> }): DetachedChild {
+    const specFd = memfdCreate("machina-spec");
+    try {
+      fs.writeSync(specFd, options.spec);
+      for (const stdio of [0, 1, 2]) clearNonBlocking(stdio);
+      const p = spawning(argv, () => Bun.spawn([...argv, "3"], { stdio: ["inherit", "inherit", "inherit", specFd, "pipe"], env: options.env }));
+      const statusFd = p.stdio[4] as unknown as number;
+      const exited = p.exited.then(() => {
+        const sig = p.signalCode ? ((osConstants.signals as Record<string, number>)[p.signalCode] ?? 0) : 0;
+        return p.exitCode ?? 128 + sig;
+      });
+      return {
+        pid: p.pid,
+        status: Bun.file(statusFd).stream(),
+        closeStatus: () => {
+          try {
+            fs.closeSync(statusFd);
+          } catch {
+            // already closed by the stream
+          }
+        },
+        exited,
+      };
+    } finally {
+      fs.closeSync(specFd);
+    }
+  }
+
+  mkfifo(path: string, mode: number): void {
+    mkfifo(path, mode);
+    fs.chmodSync(path, mode);
   }
 
   sleep(ms: number): Promise<void> {

@@ -222,13 +222,36 @@ function containerPath(p: string, field: string, fail: Fail): string {
   return normalize(p.replace(/\/\.(?=\/|$)/g, "")) || "/";
 }
 
+export interface OciHook {
+  path: string;
+  args?: string[];
+  env?: string[];
+  timeout?: number;
+}
+
+/** The hooks machina-oci runs itself (--oci-bundle refuses them all). */
+export interface OciHooks {
+  /** prestart (deprecated) and createRuntime: runtime namespace, once the namespaces exist, before pivot_root */
+  createRuntime: OciHook[];
+  poststart: OciHook[];
+  poststop: OciHook[];
+}
+
 export interface OciMapped extends FileSettings {
   /** The bundle's root directory (root.path, relative to the bundle unless absolute). */
   root: string;
+  hooks: OciHooks;
+  annotations: Record<string, string>;
+  /** linux.cgroupsPath as given (machina-oci places the container there) */
+  cgroupsPath: string | undefined;
 }
 
-/** Parse and map config.json. `bundle` is the absolute bundle directory; `text` the file's contents. */
-export function mapOciConfig(text: string, bundle: string): OciMapped {
+/**
+ * Parse and map config.json. `bundle` is the absolute bundle directory; `text` the file's
+ * contents. `runtime`: for machina-oci (hooks it runs are returned, linux.cgroupsPath is a path
+ * of the cgroup tree as runc's cgroupfs driver takes it); else for --oci-bundle (as nspawn).
+ */
+export function mapOciConfig(text: string, bundle: string, mode: "nspawn" | "runtime" = "nspawn"): OciMapped {
   const file = `${bundle.replace(/\/+$/, "")}/config.json`;
   const fail = (field: string, what: string): never => {
     throw invalidError(`${file}: ${field}: ${what}`, { file, flag: "--oci-bundle", value: field });
@@ -289,15 +312,33 @@ export function mapOciConfig(text: string, bundle: string): OciMapped {
   const tmpfs: TmpfsMount[] = [];
   const inaccessible: string[] = [];
   mapMounts(c, bundle, binds, tmpfs, fail);
-  mapLinux(c, set, fail, ctx, warnings, binds, inaccessible);
+  mapLinux(c, set, fail, ctx, warnings, binds, inaccessible, mode);
   if (binds.length > 0) set("binds", binds);
   if (tmpfs.length > 0) set("tmpfs", tmpfs);
   if (inaccessible.length > 0) set("inaccessible", inaccessible);
 
-  if (c.hooks !== undefined)
-    for (const [name, list] of Object.entries(c.hooks)) if (list.length > 0) fail(`hooks.${name}`, "hooks are not supported by machina-nspawn yet");
-  // annotations: ignored (as nspawn).
-  return { file, trusted: true, values, provenance, warnings, root: rootPath };
+  const hooks: OciHooks = { createRuntime: [], poststart: [], poststop: [] };
+  for (const [name, list] of Object.entries(c.hooks ?? {})) {
+    if (list.length === 0) continue;
+    if (mode === "nspawn") fail(`hooks.${name}`, "hooks are not supported by machina-nspawn (machina-oci runs them)");
+    list.forEach((h, i) => {
+      if (!h.path.startsWith("/")) fail(`hooks.${name}[${i}].path`, `"${h.path}" is not an absolute path`);
+      if (h.timeout !== undefined && h.timeout <= 0) fail(`hooks.${name}[${i}].timeout`, `${h.timeout} is not a positive number of seconds`);
+    });
+    const copy = list.map((h) => ({
+      path: h.path,
+      ...(h.args ? { args: h.args } : {}),
+      ...(h.env ? { env: h.env } : {}),
+      ...(h.timeout ? { timeout: h.timeout } : {}),
+    }));
+    if (name === "prestart" || name === "createRuntime") hooks.createRuntime.push(...copy);
+    else if (name === "poststart" || name === "poststop") hooks[name].push(...copy);
+    else if (name === "createContainer" || name === "startContainer")
+      fail(`hooks.${name}`, "hooks in the container's namespaces are not supported by machina-oci yet (prestart, createRuntime, poststart and poststop are)");
+    // unknown hook names: ignored, as unknown properties
+  }
+  const cgroupsPath = mode === "runtime" ? c.linux?.cgroupsPath : undefined;
+  return { file, trusted: true, values, provenance, warnings, root: rootPath, hooks, annotations: c.annotations ?? {}, cgroupsPath };
 }
 
 type Setter = <K extends keyof Settings>(k: K, v: Settings[K]) => void;
@@ -460,6 +501,7 @@ function mapLinux(
   warnings: string[],
   binds: BindMount[],
   inaccessible: string[],
+  mode: "nspawn" | "runtime",
 ): void {
   const l = c.linux;
   if (l === undefined) fail("linux", "is required (machina runs Linux containers: at least linux.namespaces)");
@@ -514,7 +556,7 @@ function mapLinux(
   if (L.timeOffsets !== undefined) fail("linux.timeOffsets", "time namespaces are not supported by machina");
   if (L.devices !== undefined && L.devices.length > 0)
     fail("linux.devices", "creating device nodes from config.json is not supported (machina creates the standard /dev nodes)");
-  if (L.cgroupsPath !== undefined && L.cgroupsPath !== "") {
+  if (L.cgroupsPath !== undefined && L.cgroupsPath !== "" && mode === "nspawn") {
     if (!/^[^/]+\.slice$/.test(L.cgroupsPath)) fail("linux.cgroupsPath", `"${L.cgroupsPath}" cannot be honoured (only a slice name such as machine.slice)`);
     set("slice", parseSlice(L.cgroupsPath, ctx("linux.cgroupsPath")));
   }

@@ -61,6 +61,8 @@ export interface Settings {
   user: string | undefined;
   /** Numeric identity from an OCI config (process.user): exact gid and supplementary groups, with `user` = the uid. */
   userIds: { uid: number; gid: number; additionalGids: number[] } | undefined;
+  /** machina-oci: the container's cgroup, below the cgroup2 root (linux.cgroupsPath); else the machine's scope in --slice. */
+  cgroupPath: string | undefined;
   /** --oci-bundle=: the bundle directory (config.json + root), read by runtime/prepare.ts. */
   ociBundle: string | undefined;
   quiet: boolean;
@@ -139,6 +141,7 @@ export function defaultSettings(): Settings {
     chdir: undefined,
     user: undefined,
     userIds: undefined,
+    cgroupPath: undefined,
     ociBundle: undefined,
     quiet: false,
     killSignal: undefined,

@@ -202,6 +202,9 @@ export function resourcePlan(settings: Settings, name: string, host: HostFacts):
     rel = own === "" ? "payload" : `${own}/payload`;
     supervisorCgroup = own === "" ? `${v2}/supervisor` : `${v2}/${own}/supervisor`;
     v1Rel = "payload";
+  } else if (settings.cgroupPath !== undefined) {
+    rel = settings.cgroupPath.replace(/^\/+/, "");
+    v1Rel = rel;
   } else {
     const slice = slicePath(settings.slice ?? "machine.slice");
     rel = `${slice === "" ? "" : `${slice}/`}machine-${escapeUnitName(name)}.scope`;

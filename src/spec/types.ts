@@ -76,6 +76,12 @@ export interface RunSpec {
    * to `path`, rotated to path.1 … path.(keep-1) before path would exceed maxBytes. */
   consoleLog?: { path: string; maxBytes: number; keep: number };
   quiet: boolean;
+  /**
+   * machina-oci create (native/SPEC.md "OCI runtime"): the payload waits at `execFifo` before its
+   * execve; with `detach` the supervisor exits once it waits there. `consoleSocket`: the pty
+   * master is sent there instead of being relayed.
+   */
+  oci?: { detach: boolean; execFifo: string; consoleSocket?: string };
   ops: SetupOp[];
   env: string[];
   chdir: string | undefined;

@@ -80,6 +80,11 @@ export function specRecords(spec: RunSpec): Array<[string, string[]]> {
   add("console", spec.console);
   add("quiet", flag(spec.quiet));
   add("console_opost", flag(spec.consoleOpost));
+  if (spec.oci !== undefined) {
+    add("oci_detach", flag(spec.oci.detach));
+    add("exec_fifo", spec.oci.execFifo);
+    if (spec.oci.consoleSocket !== undefined) add("console_socket", spec.oci.consoleSocket);
+  }
   if (spec.consoleLog !== undefined) add("console_log", spec.consoleLog.path, String(spec.consoleLog.maxBytes), String(spec.consoleLog.keep));
   if (spec.userns) {
     const u = spec.userns;

@@ -1,0 +1,336 @@
+/**
+ * machina-oci: the runc command line (global flags, commands, exit status 1 with one message on
+ * failure, JSON log lines for containerd's shim and conmon) over src/oci-runtime/. The commands
+ * and their flags are declared once in COMMANDS; parsing and --help derive from it.
+ */
+import { appendFileSync } from "node:fs";
+import { MachinaError, renderError } from "../../errors.ts";
+import type { Host } from "../../host/host.ts";
+import { LinuxHost } from "../../host/linux.ts";
+import { paths, VERSION } from "../../paths.ts";
+import { containerPids, createContainer, deleteContainer, killContainer, pauseContainer, runCreateHooks, startContainer } from "../../oci-runtime/container.ts";
+import { defaultSpec, features } from "../../oci-runtime/documents.ts";
+import { parseSignal } from "../../oci-runtime/signals.ts";
+import { DEFAULT_ROOT, listIds, OCI_VERSION, ociState, readState, status } from "../../oci-runtime/state.ts";
+
+const PROG = "machina-oci";
+
+interface Flag {
+  name: string;
+  short?: string;
+  /** takes a value */
+  value?: boolean;
+  help: string;
+}
+
+interface Command {
+  name: string;
+  usage: string;
+  summary: string;
+  flags: Flag[];
+  minArgs: number;
+  maxArgs: number;
+}
+
+const BUNDLE: Flag = { name: "bundle", short: "b", value: true, help: "the bundle directory (default: the current directory)" };
+const PID_FILE: Flag = { name: "pid-file", value: true, help: "write the container's init pid there" };
+const CONSOLE_SOCKET: Flag = { name: "console-socket", value: true, help: "a Unix socket the pty master is sent to (process.terminal)" };
+const NO_PIVOT: Flag = { name: "no-pivot", help: "accepted; machina always pivots (pivot_root)" };
+const NO_NEW_KEYRING: Flag = { name: "no-new-keyring", help: "accepted; the session keyring is the caller's" };
+const PRESERVE_FDS: Flag = { name: "preserve-fds", value: true, help: "only 0 is supported" };
+const FORMAT: Flag = { name: "format", short: "f", value: true, help: "table or json" };
+
+/** Every command, its flags and arguments: one declaration for parsing and --help. */
+export const COMMANDS: readonly Command[] = [
+  {
+    name: "create",
+    usage: "create [flags] ID",
+    summary: "create a container: set up, the init waits for start",
+    flags: [BUNDLE, PID_FILE, CONSOLE_SOCKET, NO_PIVOT, NO_NEW_KEYRING, PRESERVE_FDS],
+    minArgs: 1,
+    maxArgs: 1,
+  },
+  { name: "start", usage: "start ID", summary: "start the user process of a created container", flags: [], minArgs: 1, maxArgs: 1 },
+  {
+    name: "run",
+    usage: "run [flags] ID",
+    summary: "create and start a container (and wait for it unless --detach)",
+    flags: [
+      BUNDLE,
+      PID_FILE,
+      CONSOLE_SOCKET,
+      NO_PIVOT,
+      NO_NEW_KEYRING,
+      PRESERVE_FDS,
+      { name: "detach", short: "d", help: "do not wait for the container" },
+      { name: "keep", help: "do not delete the container after it exits" },
+    ],
+    minArgs: 1,
+    maxArgs: 1,
+  },
+  { name: "state", usage: "state ID", summary: "the container's state (runtime-spec JSON)", flags: [], minArgs: 1, maxArgs: 1 },
+  {
+    name: "kill",
+    usage: "kill [--all] ID [SIGNAL]",
+    summary: "send a signal (default SIGTERM) to the init (--all: every process)",
+    flags: [{ name: "all", short: "a", help: "every process of the container" }],
+    minArgs: 1,
+    maxArgs: 2,
+  },
+  {
+    name: "delete",
+    usage: "delete [--force] ID",
+    summary: "delete a stopped container (--force: kill it first)",
+    flags: [{ name: "force", short: "f", help: "kill a running container" }],
+    minArgs: 1,
+    maxArgs: 1,
+  },
+  { name: "pause", usage: "pause ID", summary: "freeze every process of the container", flags: [], minArgs: 1, maxArgs: 1 },
+  { name: "resume", usage: "resume ID", summary: "thaw a paused container", flags: [], minArgs: 1, maxArgs: 1 },
+  { name: "ps", usage: "ps [--format table|json] ID", summary: "the container's processes", flags: [FORMAT], minArgs: 1, maxArgs: 1 },
+  {
+    name: "list",
+    usage: "list [--format table|json] [--quiet]",
+    summary: "the containers under --root",
+    flags: [FORMAT, { name: "quiet", short: "q", help: "ids only" }],
+    minArgs: 0,
+    maxArgs: 0,
+  },
+  { name: "features", usage: "features", summary: "what this runtime supports (JSON, as runc features)", flags: [], minArgs: 0, maxArgs: 0 },
+  {
+    name: "spec",
+    usage: "spec [--bundle DIR]",
+    summary: "write a default config.json",
+    flags: [BUNDLE, { name: "rootless", help: "accepted; not different" }],
+    minArgs: 0,
+    maxArgs: 0,
+  },
+];
+
+const GLOBAL: readonly Flag[] = [
+  { name: "root", value: true, help: `state directory (default ${DEFAULT_ROOT})` },
+  { name: "log", value: true, help: "append error messages to this file" },
+  { name: "log-format", value: true, help: "text or json (the log file's lines)" },
+  { name: "debug", help: "accepted" },
+  { name: "systemd-cgroup", help: 'linux.cgroupsPath is "SLICE:PREFIX:NAME"' },
+  { name: "rootless", value: true, help: "accepted (auto, true, false)" },
+  { name: "criu", value: true, help: "accepted; checkpointing is not supported" },
+];
+
+type Values = Map<string, string | true>;
+
+function parseFlags(args: string[], flags: readonly Flag[], stopAtOperand: boolean): { values: Values; rest: string[] } {
+  const values: Values = new Map();
+  const rest: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === "--") {
+      rest.push(...args.slice(i + 1));
+      break;
+    }
+    if (!a.startsWith("-") || a === "-") {
+      if (stopAtOperand) {
+        rest.push(...args.slice(i));
+        break;
+      }
+      rest.push(a);
+      continue;
+    }
+    const long = a.startsWith("--");
+    const body = a.replace(/^--?/, "");
+    const eq = body.indexOf("=");
+    const name = eq >= 0 ? body.slice(0, eq) : body;
+    const flag = flags.find((f) => (long || name.length > 1 ? f.name === name : f.short === name) || f.short === name);
+    if (flag === undefined) throw new MachinaError("E_USAGE", `flag provided but not defined: ${a}`, { flag: a });
+    if (flag.value === true) {
+      const v = eq >= 0 ? body.slice(eq + 1) : args[++i];
+      if (v === undefined) throw new MachinaError("E_USAGE", `flag needs an argument: ${a}`, { flag: a });
+      values.set(flag.name, v);
+    } else {
+      if (eq >= 0 && !["true", "false"].includes(body.slice(eq + 1))) throw new MachinaError("E_USAGE", `invalid boolean value for ${a}`, { flag: a });
+      if (eq < 0 || body.slice(eq + 1) === "true") values.set(flag.name, true);
+    }
+  }
+  return { values, rest };
+}
+
+function help(): string {
+  const w = Math.max(...COMMANDS.map((c) => c.name.length));
+  return [
+    `${PROG} [global flags] COMMAND [flags] ARGS`,
+    "",
+    "An OCI runtime (runc's command line) running machina's containers.",
+    "",
+    "Commands:",
+    ...COMMANDS.map((c) => `  ${c.name.padEnd(w)}  ${c.summary}`),
+    "",
+    "Global flags:",
+    ...GLOBAL.map((f) => `  --${f.name}${f.value ? " VALUE" : ""}  ${f.help}`),
+    "  --version, -v  the version",
+    "  --help, -h     this text",
+    "",
+  ].join("\n");
+}
+
+const str = (v: Values, k: string) => {
+  const x = v.get(k);
+  return typeof x === "string" ? x : undefined;
+};
+
+function out(text: string): void {
+  process.stdout.write(text);
+}
+
+async function waitInit(host: Host, root: string, id: string): Promise<number> {
+  // `run`: we are the init's subreaper (set before create), so its status reaches us.
+  const { waitpidBlocking } = await import("../../host/libc.ts");
+  const st = readState(host, root, id);
+  return waitpidBlocking(st.pid);
+}
+
+export async function main(argv: string[], host: Host = new LinuxHost()): Promise<number> {
+  let logFile: string | undefined;
+  let logJson = false;
+  try {
+    if (argv.includes("--version") || argv.includes("-v") || argv[0] === "version") {
+      out(`${PROG} version ${VERSION}\nspec: ${OCI_VERSION}\n`);
+      return 0;
+    }
+    const g = parseFlags(argv, [...GLOBAL, { name: "help", short: "h", help: "" }], true);
+    logFile = str(g.values, "log");
+    logJson = str(g.values, "log-format") === "json";
+    const fmt = str(g.values, "log-format");
+    if (fmt !== undefined && fmt !== "text" && fmt !== "json")
+      throw new MachinaError("E_USAGE", `--log-format "${fmt}": allowed are text and json`, { flag: "--log-format" });
+    const [name, ...args] = g.rest;
+    if (g.values.has("help") || name === undefined || name === "help") {
+      out(help());
+      return name === undefined && !g.values.has("help") ? 1 : 0;
+    }
+    const root = str(g.values, "root") ?? DEFAULT_ROOT;
+    if (name === "_run-hooks") {
+      await runCreateHooks(host, root, args[0]!, Number(args[1]));
+      return 0;
+    }
+    const cmd = COMMANDS.find((c) => c.name === name);
+    if (cmd === undefined) throw new MachinaError("E_USAGE", `no such command: ${name}`, { value: name }, `${PROG} --help lists them`);
+    const { values: v, rest } = parseFlags(args, [...cmd.flags, { name: "help", short: "h", help: "" }], name === "ps");
+    if (v.has("help")) {
+      out(
+        `${PROG} ${cmd.usage}\n\n${cmd.summary}\n\n${cmd.flags.map((f) => `  --${f.name}${f.short ? `, -${f.short}` : ""}${f.value ? " VALUE" : ""}  ${f.help}`).join("\n")}\n`,
+      );
+      return 0;
+    }
+    if (rest.length < cmd.minArgs || (rest.length > cmd.maxArgs && name !== "ps"))
+      throw new MachinaError("E_USAGE", `${name}: expected ${cmd.usage.replace(/^\S+ /, "")}, got ${rest.length} arguments`);
+    const id = rest[0]!;
+    const p = paths(host.env());
+    const preserve = str(v, "preserve-fds");
+    if (preserve !== undefined && preserve !== "0")
+      throw new MachinaError("E_UNSUPPORTED", `--preserve-fds=${preserve}: passing extra file descriptors is not supported yet`, { flag: "--preserve-fds" });
+    switch (name) {
+      case "create":
+      case "run": {
+        if (name === "run" && !v.has("detach")) (await import("../../host/libc.ts")).setChildSubreaper();
+        await createContainer(host, p, {
+          root,
+          id,
+          bundle: str(v, "bundle") ?? process.cwd(),
+          ...(str(v, "pid-file") !== undefined ? { pidFile: str(v, "pid-file")! } : {}),
+          ...(str(v, "console-socket") !== undefined ? { consoleSocket: str(v, "console-socket")! } : {}),
+          systemdCgroup: g.values.has("systemd-cgroup"),
+        });
+        if (name === "create") return 0;
+        await startContainer(host, root, id);
+        if (v.has("detach")) return 0;
+        const code = await waitInit(host, root, id);
+        if (!v.has("keep")) await deleteContainer(host, root, id, true);
+        return code;
+      }
+      case "start":
+        await startContainer(host, root, id);
+        return 0;
+      case "state":
+        out(`${JSON.stringify(ociState(host, root, readState(host, root, id)), null, 2)}\n`);
+        return 0;
+      case "kill":
+        killContainer(host, root, id, parseSignal(rest[1] ?? "SIGTERM"), v.has("all"));
+        return 0;
+      case "delete":
+        await deleteContainer(host, root, id, v.has("force"));
+        return 0;
+      case "pause":
+      case "resume":
+        await pauseContainer(host, root, id, name === "pause");
+        return 0;
+      case "ps": {
+        const st = readState(host, root, id);
+        const pids = containerPids(host, st);
+        if (str(v, "format") === "json") {
+          out(`${JSON.stringify(pids)}\n`);
+          return 0;
+        }
+        const r = host.run(["ps", ...(rest.length > 1 ? rest.slice(1) : ["-ef"])]);
+        const lines = r.stdout.split("\n");
+        const pidCol = (lines[0] ?? "").trim().split(/\s+/).indexOf("PID");
+        out(`${[lines[0], ...lines.slice(1).filter((l) => pids.includes(Number(l.trim().split(/\s+/)[pidCol])))].join("\n")}\n`);
+        return 0;
+      }
+      case "list": {
+        const rows = listIds(host, root).map((cid) => {
+          const st = readState(host, root, cid);
+          return { id: cid, pid: st.pid, status: status(host, root, st), bundle: st.bundle, created: st.created, owner: "root" };
+        });
+        if (v.has("quiet")) out(rows.map((r) => `${r.id}\n`).join(""));
+        else if (str(v, "format") === "json") out(`${JSON.stringify(rows.map((r) => ({ ociVersion: OCI_VERSION, ...r, rootfs: "" })))}\n`);
+        else {
+          const table = [
+            ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"],
+            ...rows.map((r) => [r.id, String(r.status === "stopped" ? 0 : r.pid), r.status, r.bundle, r.created, r.owner]),
+          ];
+          const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
+          out(
+            table
+              .map(
+                (row) =>
+                  `${row
+                    .map((c, i) => c.padEnd(widths[i]!))
+                    .join("   ")
+                    .trimEnd()}\n`,
+              )
+              .join(""),
+          );
+        }
+        return 0;
+      }
+      case "features":
+        out(`${JSON.stringify(features(), null, 4)}\n`);
+        return 0;
+      case "spec": {
+        const dir = str(v, "bundle") ?? process.cwd();
+        const path = `${dir}/config.json`;
+        if (host.lstat(path) !== undefined) throw new MachinaError("E_BUSY", `File ${path} exists. Remove it first`, { path });
+        host.writeFile(path, `${JSON.stringify(defaultSpec(), null, "\t")}\n`, 0o644);
+        return 0;
+      }
+    }
+    return 1;
+  } catch (error) {
+    const text = renderError(PROG, error);
+    process.stderr.write(`${text}\n`);
+    if (logFile !== undefined) {
+      const msg = text.replace(new RegExp(`^${PROG}: `, "gm"), "").split("\n")[0]!;
+      try {
+        appendFileSync(
+          logFile,
+          logJson
+            ? `${JSON.stringify({ level: "error", msg, time: new Date().toISOString() })}\n`
+            : `time="${new Date().toISOString()}" level=error msg="${msg.replace(/"/g, '\\"')}"\n`,
+        );
+      } catch {
+        // the log cannot be written: stderr has it
+      }
+    }
+    return 1;
+  }
+}
