@@ -450,7 +450,7 @@ describe("refusals: one line naming the config.json field", () => {
       (c) => {
         c.hooks = { prestart: [{ path: "/bin/true" }] };
       },
-      `${F}: hooks.prestart: hooks are not supported by machina-nspawn yet`,
+      `${F}: hooks.prestart: hooks are not supported by machina-nspawn (machina-oci runs them)`,
     ],
     [
       "devices rule",
