@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -217,4 +219,35 @@ void relay_close(struct relay *r)
 		close(r->peer);
 	r->master = r->peer = r->in_fd = -1;
 	console_restore();
+}
+
+/* console_socket: the pty master to the caller's socket (SCM_RIGHTS, as runc's --console-socket;
+ * the data is the pty's name). */
+int console_send_socket(const char *path, int master, struct merr *e)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof sa.sun_path)
+		return merr_set(e, ENAMETOOLONG, "connect", path, "the console socket path \"%s\" is too long", path);
+	strcpy(sa.sun_path, path);
+	_cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return merr_sys(e, "socket", path, "failed to create a socket for the console socket");
+	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+		return merr_sys(e, "connect", path, "failed to connect to the console socket \"%s\"", path);
+	char name[] = "/dev/ptmx";
+	struct iovec iov = { .iov_base = name, .iov_len = sizeof name - 1 };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	memset(&u, 0, sizeof u);
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &master, sizeof(int));
+	if (sendmsg(fd, &mh, MSG_NOSIGNAL) < 0)
+		return merr_sys(e, "sendmsg", path, "failed to send the console to \"%s\"", path);
+	return 0;
 }

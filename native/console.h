@@ -41,3 +41,7 @@ void relay_close(struct relay *r);
 int host_winsize(struct winsize *ws);
 /* Restore the host terminal (idempotent, safe on every exit path). */
 void console_restore(void);
+
+/* --console-socket (OCI runtimes): connect to the Unix socket PATH and send MASTER over it
+ * (SCM_RIGHTS; the data is the pty's name, as runc sends it). 0 or -errno (e set). */
+int console_send_socket(const char *path, int master, struct merr *e);

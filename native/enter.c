@@ -276,6 +276,25 @@ HANDLER(on_console)
 	return 0;
 }
 
+HANDLER(on_detach)
+{
+	SPEC;
+	if (strcmp(r->a[0], "-") && r->a[0][0] != '/')
+		return BAD("enter spec: detach needs an absolute pid file path or \"-\"");
+	s->detach = 1;
+	s->pid_file = strcmp(r->a[0], "-") ? r->a[0] : NULL;
+	return 0;
+}
+
+HANDLER(on_console_socket)
+{
+	SPEC;
+	if (r->a[0][0] != '/')
+		return BAD("enter spec: console_socket needs an absolute path");
+	s->console_socket = r->a[0];
+	return 0;
+}
+
 HANDLER(on_exec)
 {
 	SPEC;
@@ -364,6 +383,8 @@ static const struct rec_def records[] = {
 	{ "selinux_context", 1, 1, 1, on_selinux_context, NULL },
 	{ "chdir", 1, 1, 1, on_chdir, NULL },
 	{ "console", 1, 1, 1, on_console, NULL },
+	{ "detach", 1, 1, 1, on_detach, NULL },
+	{ "console_socket", 1, 1, 1, on_console_socket, NULL },
 	{ "exec", 2, 2, 1, on_exec, NULL },
 	{ "bind", 4, 4, 1, on_bind, NULL },
 	{ "copy", 4, 4, 1, on_copy, NULL },
@@ -423,6 +444,10 @@ static int check_enter(const struct enter_spec *s, struct merr *e)
 		return BAD("enter spec: \"copy\" goes alone (no \"exec\" or \"bind\")");
 	if (s->n_binds && !(s->ns_flags & CLONE_NEWNS))
 		return BAD("enter spec: \"bind\" needs the mnt namespace");
+	if ((s->detach || s->console_socket) && !s->n_exec)
+		return BAD("enter spec: detach and console_socket need \"exec\"");
+	if (s->console_socket && (!s->detach || !s->pty))
+		return BAD("enter spec: console_socket needs detach and console pty");
 	if ((s->sec.n_filters || s->n_rlimits || s->has_ambient) && !s->n_exec)
 		return BAD("enter spec: seccomp, rlimit and caps_ambient records confine a command (need \"exec\")");
 	return 0;
@@ -432,6 +457,7 @@ int enter_parse(struct enter_spec *s, char *buf, size_t len, struct merr *e)
 {
 	memset(s, 0, sizeof *s);
 	s->selinux_fd = -1;
+	s->pid_fd = -1;
 	s->buf = buf;
 	track(s, buf);
 	struct rec_reader rd;
@@ -964,6 +990,21 @@ static int run_command(struct enter_spec *s, struct merr *e)
 	}
 	if (pid == 0)
 		child(s, s->pty, g_report);
+	if (s->detach) {
+		/* left to the caller's subreaper (conmon, a containerd shim) when we exit: its pid, as
+		 * the host sees it, in the pid file */
+		if (s->pid_fd >= 0) {
+			char buf[24];
+			int len = snprintf(buf, sizeof buf, "%d", (int)pid);
+			if (write(s->pid_fd, buf, (size_t)len) != len) {
+				merr_sys(e, "write", s->pid_file, "failed to write the pid file \"%s\"", s->pid_file);
+				kill(pid, SIGKILL);
+				return fail_with(e);
+			}
+			close(s->pid_fd);
+		}
+		return 0;
+	}
 	for (;;) {
 		siginfo_t si;
 		int sig = sigwaitinfo(&mask, &si);
@@ -986,6 +1027,10 @@ static int enter_here(struct enter_spec *s, int sock)
 	size_t ncg = 0, ntree = 0;
 	if (leave_caller(s, &sock, &e) < 0 || open_target(s, &pidfd, &rootfd, rootpath, &e) < 0)
 		goto fail;
+	if (s->pid_file && (s->pid_fd = open(s->pid_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644)) < 0) {
+		merr_sys(&e, "open", s->pid_file, "failed to create the pid file \"%s\"", s->pid_file);
+		goto fail;
+	}
 	/* the container root's host ids, read from the host's /proc before entering (for binds) */
 	long root_uid = s->n_binds ? map_zero(s->pid, "uid_map") : 0, root_gid = s->n_binds ? map_zero(s->pid, "gid_map") : 0;
 	if (open_cgroups(s, cgfds, &ncg, &e) < 0 || open_bind_trees(s, trees, &ntree, &e) < 0)
@@ -1089,7 +1134,13 @@ static int relay_command(struct enter_spec *s)
 			int master = recv_fd(sock); /* -1: the enterer failed before it had a pty */
 			close(sock);
 			sock = -1;
-			if (master >= 0 && relay_start(&r, master, isatty(0), &e) < 0) {
+			if (master >= 0 && s->console_socket) {
+				if (console_send_socket(s->console_socket, master, &e) < 0) {
+					merr_print(&e);
+					kill(pid, SIGKILL);
+				}
+				close(master);
+			} else if (master >= 0 && relay_start(&r, master, isatty(0), &e) < 0) {
 				merr_print(&e);
 				kill(pid, SIGKILL);
 			}

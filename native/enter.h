@@ -49,8 +49,12 @@ struct enter_spec {
 	const char **env;
 	size_t n_env;
 	const char *chdir;
-	int pty;                /* 1: pty in the container's devpts; 0: inherit stdio */
-	const char **exec_path; /* candidates */
+	int pty;                    /* 1: pty in the container's devpts; 0: inherit stdio */
+	int detach;                 /* `detach PIDFILE|-`: the command is left running, its pid written there */
+	const char *pid_file;       /* NULL: none */
+	int pid_fd;                 /* runtime: the pid file, opened on the host before entering, or -1 */
+	const char *console_socket; /* `console_socket HPATH`: the pty master goes there (needs detach) */
+	const char **exec_path;     /* candidates */
 	const char **exec_argv0;
 	size_t n_exec;
 	const char **args;

@@ -323,37 +323,6 @@ struct run {
 	struct relay relay;
 };
 
-/* console_socket: the pty master to the caller's socket (SCM_RIGHTS, as runc's --console-socket;
- * the data is the pty's name). */
-static int send_console_socket(const char *path, int master, struct merr *e)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	if (strlen(path) >= sizeof sa.sun_path)
-		return merr_set(e, ENAMETOOLONG, "connect", path, "the console socket path \"%s\" is too long", path);
-	strcpy(sa.sun_path, path);
-	_cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return merr_sys(e, "socket", path, "failed to create a socket for the console socket");
-	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
-		return merr_sys(e, "connect", path, "failed to connect to the console socket \"%s\"", path);
-	char name[] = "/dev/ptmx";
-	struct iovec iov = { .iov_base = name, .iov_len = sizeof name - 1 };
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	memset(&u, 0, sizeof u);
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
-	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &master, sizeof(int));
-	if (sendmsg(fd, &mh, MSG_NOSIGNAL) < 0)
-		return merr_sys(e, "sendmsg", path, "failed to send the console to \"%s\"", path);
-	return 0;
-}
-
 static void dispatch(const struct spec *s, struct run *R, struct msg *mp, int fd)
 {
 	struct msg m = *mp;
@@ -375,7 +344,7 @@ static void dispatch(const struct spec *s, struct run *R, struct msg *mp, int fd
 	case MSG_FD_CONSOLE:
 		if (fd >= 0 && s->console_socket) {
 			struct merr e = { 0 };
-			if (send_console_socket(s->console_socket, fd, &e) < 0 && !R->errored) {
+			if (console_send_socket(s->console_socket, fd, &e) < 0 && !R->errored) {
 				R->errored = 1;
 				R->err = e;
 				report(&e);

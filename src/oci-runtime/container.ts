@@ -20,6 +20,7 @@ import { isValidMachineName } from "../settings/values.ts";
 import { mergeSettings } from "../settings/merge.ts";
 import { parseNspawnCommandLine } from "../settings/nspawn-cli.ts";
 import { mapOciConfig, type OciHook } from "../settings/oci-config.ts";
+import { confinementOf } from "../spec/confinement.ts";
 import { encodeSpec } from "../spec/wire.ts";
 import { containerDir, fifoPath, initAlive, OCI_VERSION, readState, status, writeState, type StoredState } from "./state.ts";
 
@@ -143,6 +144,8 @@ export async function createContainer(host: Host, p: Paths, o: CreateOptions): P
       annotations: mapped.annotations,
       cgroups,
       machine,
+      confinement: confinementOf(spec),
+      ...(spec.selinuxContext !== undefined ? { selinuxContext: spec.selinuxContext } : {}),
       hooks: { poststart: mapped.hooks.poststart, poststop: mapped.hooks.poststop },
     };
     writeState(host, o.root, st);

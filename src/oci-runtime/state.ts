@@ -43,6 +43,9 @@ const stateSchemas = lazySchemas((z) => ({
     cgroups: z.array(z.string()),
     /** the machine name the helper was given (messages, `machinactl list`) */
     machine: z.string(),
+    /** what the init was confined with (src/spec/confinement.ts): exec confines its processes the same */
+    confinement: z.unknown(),
+    selinuxContext: z.string().optional(),
     /** hooks delete and start run (the others run inside create) */
     hooks: z.object({
       poststart: z.array(

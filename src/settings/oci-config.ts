@@ -157,6 +157,10 @@ const ociSchemas = lazySchemas((z) => {
   });
   return { str, strList, uint32, int64, Mount, IdMapping, Process, SeccompSyscall, Resources, Linux, Hook, OciConfigSchema };
 });
+/** A runtime-spec `process` object (machina-oci exec --process). */
+export const OciProcessSchemaOf = (): ReturnType<typeof ociSchemas>["Process"] => ociSchemas().Process;
+export type OciProcess = z.infer<ReturnType<typeof ociSchemas>["Process"]>;
+
 /** The OciConfigSchema schema (built on first use). */
 export const OciConfigSchemaOf = (): ReturnType<typeof ociSchemas>["OciConfigSchema"] => ociSchemas().OciConfigSchema;
 

@@ -10,7 +10,10 @@ import { LinuxHost } from "../../host/linux.ts";
 import { paths, VERSION } from "../../paths.ts";
 import { containerPids, createContainer, deleteContainer, killContainer, pauseContainer, runCreateHooks, startContainer } from "../../oci-runtime/container.ts";
 import { defaultSpec, features } from "../../oci-runtime/documents.ts";
+import { execRecords, parseProcess } from "../../oci-runtime/exec.ts";
 import { parseSignal } from "../../oci-runtime/signals.ts";
+import { encodeEnterSpec } from "../../machine/enter.ts";
+import type { OciProcess } from "../../settings/oci-config.ts";
 import { DEFAULT_ROOT, listIds, OCI_VERSION, ociState, readState, status } from "../../oci-runtime/state.ts";
 
 const PROG = "machina-oci";
@@ -20,6 +23,8 @@ interface Flag {
   short?: string;
   /** takes a value */
   value?: boolean;
+  /** may be given more than once (values collected in order) */
+  repeat?: boolean;
   help: string;
 }
 
@@ -67,6 +72,31 @@ export const COMMANDS: readonly Command[] = [
     ],
     minArgs: 1,
     maxArgs: 1,
+  },
+  {
+    name: "exec",
+    usage: "exec [flags] ID [COMMAND [ARG...]]",
+    summary: "run a process in a running container (--process FILE, or COMMAND)",
+    flags: [
+      { name: "process", short: "p", value: true, help: "a runtime-spec process JSON file" },
+      { name: "tty", short: "t", help: "a pty in the container" },
+      { name: "detach", short: "d", help: "do not wait (the process is left to the caller)" },
+      PID_FILE,
+      CONSOLE_SOCKET,
+      { name: "env", short: "e", value: true, repeat: true, help: "NAME=VALUE (repeatable)" },
+      { name: "cwd", value: true, help: "working directory in the container" },
+      { name: "user", short: "u", value: true, help: "UID[:GID]" },
+      { name: "additional-gids", short: "g", value: true, repeat: true, help: "supplementary group (repeatable)" },
+      { name: "cap", short: "c", value: true, repeat: true, help: "a capability of the process (repeatable)" },
+      { name: "no-new-privs", help: "set no_new_privs" },
+      { name: "ignore-paused", help: "exec into a paused container" },
+      PRESERVE_FDS,
+      { name: "process-label", value: true, help: "not supported (SELinux label of the process)" },
+      { name: "apparmor", value: true, help: "not supported (no AppArmor)" },
+      { name: "cgroup", value: true, help: "not supported (a sub-cgroup)" },
+    ],
+    minArgs: 1,
+    maxArgs: Number.POSITIVE_INFINITY,
   },
   { name: "state", usage: "state ID", summary: "the container's state (runtime-spec JSON)", flags: [], minArgs: 1, maxArgs: 1 },
   {
@@ -117,7 +147,7 @@ const GLOBAL: readonly Flag[] = [
   { name: "criu", value: true, help: "accepted; checkpointing is not supported" },
 ];
 
-type Values = Map<string, string | true>;
+type Values = Map<string, string | true | string[]>;
 
 function parseFlags(args: string[], flags: readonly Flag[], stopAtOperand: boolean): { values: Values; rest: string[] } {
   const values: Values = new Map();
@@ -145,7 +175,8 @@ function parseFlags(args: string[], flags: readonly Flag[], stopAtOperand: boole
     if (flag.value === true) {
       const v = eq >= 0 ? body.slice(eq + 1) : args[++i];
       if (v === undefined) throw new MachinaError("E_USAGE", `flag needs an argument: ${a}`, { flag: a });
-      values.set(flag.name, v);
+      if (flag.repeat === true) values.set(flag.name, [...((values.get(flag.name) as string[] | undefined) ?? []), v]);
+      else values.set(flag.name, v);
     } else {
       if (eq >= 0 && !["true", "false"].includes(body.slice(eq + 1))) throw new MachinaError("E_USAGE", `invalid boolean value for ${a}`, { flag: a });
       if (eq < 0 || body.slice(eq + 1) === "true") values.set(flag.name, true);
@@ -175,6 +206,10 @@ function help(): string {
 const str = (v: Values, k: string) => {
   const x = v.get(k);
   return typeof x === "string" ? x : undefined;
+};
+const list = (v: Values, k: string): string[] => {
+  const x = v.get(k);
+  return Array.isArray(x) ? x : [];
 };
 
 function out(text: string): void {
@@ -214,7 +249,7 @@ export async function main(argv: string[], host: Host = new LinuxHost()): Promis
     }
     const cmd = COMMANDS.find((c) => c.name === name);
     if (cmd === undefined) throw new MachinaError("E_USAGE", `no such command: ${name}`, { value: name }, `${PROG} --help lists them`);
-    const { values: v, rest } = parseFlags(args, [...cmd.flags, { name: "help", short: "h", help: "" }], name === "ps");
+    const { values: v, rest } = parseFlags(args, [...cmd.flags, { name: "help", short: "h", help: "" }], name === "ps" || name === "exec");
     if (v.has("help")) {
       out(
         `${PROG} ${cmd.usage}\n\n${cmd.summary}\n\n${cmd.flags.map((f) => `  --${f.name}${f.short ? `, -${f.short}` : ""}${f.value ? " VALUE" : ""}  ${f.help}`).join("\n")}\n`,
@@ -246,6 +281,41 @@ export async function main(argv: string[], host: Host = new LinuxHost()): Promis
         const code = await waitInit(host, root, id);
         if (!v.has("keep")) await deleteContainer(host, root, id, true);
         return code;
+      }
+      case "exec": {
+        for (const f of ["process-label", "apparmor", "cgroup"])
+          if (v.has(f)) throw new MachinaError("E_UNSUPPORTED", `exec --${f} is not supported by machina-oci`, { flag: `--${f}` });
+        const file = str(v, "process");
+        let proc: OciProcess;
+        if (file !== undefined) {
+          const text = host.readFile(file);
+          if (text === undefined) throw new MachinaError("E_NOT_FOUND", `--process ${file}: no such file`, { file });
+          proc = parseProcess(text, file);
+        } else {
+          if (rest.length < 2) throw new MachinaError("E_USAGE", "exec: a command (or --process FILE) is required", { flag: "--process" });
+          const u = str(v, "user");
+          const um = u === undefined ? undefined : /^([0-9]+)(?::([0-9]+))?$/.exec(u);
+          if (u !== undefined && um === null) throw new MachinaError("E_INVALID", `--user "${u}": allowed is UID[:GID]`, { flag: "--user" });
+          const caps = list(v, "cap");
+          proc = {
+            args: rest.slice(1),
+            cwd: str(v, "cwd") ?? "/",
+            env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", ...(v.has("tty") ? ["TERM=xterm"] : []), ...list(v, "env")],
+            terminal: v.has("tty"),
+            user: { uid: Number(um?.[1] ?? 0), gid: Number(um?.[2] ?? 0), additionalGids: list(v, "additional-gids").map(Number) },
+            ...(caps.length > 0 ? { capabilities: { bounding: caps, effective: caps, permitted: caps } } : {}),
+            ...(v.has("no-new-privs") ? { noNewPrivileges: true } : {}),
+          };
+        }
+        if (file !== undefined && v.has("tty")) proc.terminal = true;
+        const records = execRecords(host, root, id, proc, {
+          detach: v.has("detach"),
+          ...(str(v, "pid-file") !== undefined ? { pidFile: str(v, "pid-file")! } : {}),
+          ...(str(v, "console-socket") !== undefined ? { consoleSocket: str(v, "console-socket")! } : {}),
+          ignorePaused: v.has("ignore-paused"),
+        });
+        // the helper takes our place (our pid, stdio and parent), as machinactl's exec does
+        return host.execWithSpec(p.helper, ["machina-helper", "enter", "--spec-fd"], encodeEnterSpec(records));
       }
       case "start":
         await startContainer(host, root, id);
