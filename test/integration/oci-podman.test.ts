@@ -119,6 +119,15 @@ describe.skipIf(skipWhy !== undefined)(`podman with --runtime ${RUNTIME}`, () =>
   );
 
   test(
+    "run -i: podman's stdin reaches the command",
+    async () => {
+      const r = await podman.run(["run", "--rm", "-i", NONE, IMAGE, "sh", "-c", 'read line; echo "got:$line"'], { input: "from-stdin\n" });
+      expect(r).toMatchObject({ code: 0, stdout: "got:from-stdin\n" });
+    },
+    T,
+  );
+
+  test(
     "run -d, ps, exec (output, exit status, same container), logs",
     async () => {
       const id = (
