@@ -223,13 +223,13 @@ describe.skipIf(skipWhy !== undefined)(`podman with --runtime ${RUNTIME}`, () =>
   test(
     "exec -it on a pty: the exec'd process has a terminal",
     async () => {
-      await podman.ok(["run", "-d", "--name", "host-tty", NONE, IMAGE, "sleep", "1000"]);
-      const argv = podman.argv(["exec", "-it", "host-tty", "sh", "-c", "tty; exit 6"]);
+      await podman.ok(["run", "-d", "--name", "exec-tty", NONE, IMAGE, "sleep", "1000"]);
+      const argv = podman.argv(["exec", "-it", "exec-tty", "sh", "-c", "tty; exit 6"]);
       const r = await runCommand(["python3", PTY_RUN, JSON.stringify([{ expect: "/dev/pts/" }]), ...argv], podman.env());
       const out = JSON.parse(r.stdout) as { code: number; output: string; timeout: boolean };
       expect(out.timeout).toBe(false);
       expect(out.code).toBe(6);
-      await podman.ok(["rm", "--force", "--time", "0", "host-tty"]);
+      await podman.ok(["rm", "--force", "--time", "0", "exec-tty"]);
     },
     T,
   );
