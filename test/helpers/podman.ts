@@ -119,6 +119,8 @@ export class Podman {
   /** network namespaces of containers on the bridge network (podman removes them; cleanup makes sure) */
   private readonly netns = new Set<string>();
   private readonly cniDirExisted = existsSync("/var/lib/cni");
+  /** ids of every container this podman created (from its events log, read at cleanup) */
+  private readonly containers = new Set<string>();
 
   constructor(readonly runtime: string) {
     const netd = join(this.dir, "networks");
@@ -217,8 +219,36 @@ export class Podman {
     return key;
   }
 
+  /**
+   * Processes of this podman's containers, found by what podman puts in every container process's
+   * environment (container=podman, HOSTNAME=the short id), so that a runtime that lost track of
+   * one (outside its cgroup, say) is still caught.
+   */
+  private containerProcesses(): string[] {
+    const hostnames = new Set([...this.containers].map((id) => `HOSTNAME=${id.slice(0, 12)}`));
+    const out: string[] = [];
+    if (hostnames.size === 0) return out;
+    for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
+      try {
+        const env = readFileSync(`/proc/${pid}/environ`, "utf8").split("\0");
+        if (env.includes("container=podman") && env.some((e) => hostnames.has(e))) out.push(pid);
+      } catch {
+        // gone
+      }
+    }
+    return out;
+  }
+
   /** Removes everything this instance made; safe to call twice. */
   async cleanup(): Promise<void> {
+    try {
+      for (const line of readFileSync(join(this.dir, "tmp/events/events.log"), "utf8").split("\n")) {
+        const id = /^\{"ID":"([0-9a-f]{64})".*"Type":"container"/.exec(line)?.[1];
+        if (id) this.containers.add(id);
+      }
+    } catch {
+      // no events (yet), or cleaned up already
+    }
     if (existsSync(join(this.dir, "containers.conf"))) {
       await this.run(["rm", "--all", "--force", "--time", "0"], { timeoutMs: 60_000 }).catch(() => undefined);
       await this.run(["system", "reset", "--force"], { timeoutMs: 60_000 }).catch(() => undefined);
@@ -226,6 +256,13 @@ export class Podman {
     for (const ns of this.netns) {
       Bun.spawnSync(["umount", "-l", ns], { stderr: "ignore" });
       rmSync(ns, { force: true });
+    }
+    for (const pid of this.containerProcesses()) {
+      try {
+        process.kill(Number(pid), "SIGKILL");
+      } catch {
+        // gone
+      }
     }
     for (const controller of cgroupControllers()) removeCgroupTree(join(controller, this.cgroupParent));
     if (lines(["ip", "-o", "link", "show", "dev", this.bridge])) Bun.spawnSync(["ip", "link", "del", "dev", this.bridge], { stderr: "ignore" });
@@ -264,6 +301,7 @@ export class Podman {
         // gone
       }
     }
+    for (const pid of this.containerProcesses()) out.push(`container process ${pid}`);
     return out;
   }
 }
