@@ -78,6 +78,15 @@ function freeSubnet(): number {
   throw new Error("podman test: no free 10.251.N.0/24 subnet for the test network");
 }
 
+/** A process's command line, words joined by spaces ("" when it is gone). */
+function cmdline(pid: string): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ").trim();
+  } catch {
+    return "";
+  }
+}
+
 function cgroupControllers(): string[] {
   try {
     return readdirSync("/sys/fs/cgroup").map((c) => join("/sys/fs/cgroup", c));
@@ -239,6 +248,16 @@ export class Podman {
     return out;
   }
 
+  /** podman, conmon and runtime processes of this instance (their command lines name its directories). */
+  private podmanProcesses(): string[] {
+    const out: string[] = [];
+    for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p) && Number(p) !== process.pid)) {
+      const cmd = cmdline(pid);
+      if (cmd.includes(this.runroot) || cmd.includes(this.dir)) out.push(pid);
+    }
+    return out;
+  }
+
   /** Removes everything this instance made; safe to call twice. */
   async cleanup(): Promise<void> {
     try {
@@ -251,7 +270,16 @@ export class Podman {
     }
     if (existsSync(join(this.dir, "containers.conf"))) {
       await this.run(["rm", "--all", "--force", "--time", "0"], { timeoutMs: 60_000 }).catch(() => undefined);
+      // conmon's exit command (`podman container cleanup`, network teardown) may still be running
+      for (let i = 0; i < 100 && this.podmanProcesses().length > 0; i++) await Bun.sleep(100);
       await this.run(["system", "reset", "--force"], { timeoutMs: 60_000 }).catch(() => undefined);
+    }
+    for (const pid of this.podmanProcesses()) {
+      try {
+        process.kill(Number(pid), "SIGKILL");
+      } catch {
+        // gone
+      }
     }
     for (const ns of this.netns) {
       Bun.spawnSync(["umount", "-l", ns], { stderr: "ignore" });
@@ -293,14 +321,7 @@ export class Podman {
     for (const d of [this.dir, this.runroot]) if (mounts.includes(` ${d}`)) out.push(`mounts below ${d}`);
     const ruleset = lines(["nft", "list", "ruleset"]);
     for (const word of [this.network, this.bridge, `10.251.${this.octet}.`]) if (ruleset.includes(word)) out.push(`nft rules naming ${word}`);
-    for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
-      try {
-        const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8");
-        if (cmd.includes(this.runroot) || cmd.includes(this.dir)) out.push(`process ${pid}: ${cmd.replaceAll("\0", " ").slice(0, 120)}`);
-      } catch {
-        // gone
-      }
-    }
+    for (const pid of this.podmanProcesses()) out.push(`process ${pid}: ${cmdline(pid).slice(0, 120)}`);
     for (const pid of this.containerProcesses()) out.push(`container process ${pid}`);
     return out;
   }
