@@ -159,6 +159,15 @@ export async function removeCgroupTree(rel: string): Promise<void> {
   }
 }
 
+/** The memory limit of the cgroup `rel` in bytes (memory.limit_in_bytes on v1, memory.max on v2). */
+export function memoryLimit(rel: string): number | undefined {
+  const root = "/sys/fs/cgroup";
+  const file = existsSync(`${root}/cgroup.procs`) ? join(root, rel, "memory.max") : join(root, "memory", rel, "memory.limit_in_bytes");
+  if (!existsSync(file)) return undefined;
+  const v = readFileSync(file, "utf8").trim();
+  return v === "max" ? Number.POSITIVE_INFINITY : Number(v);
+}
+
 /** Whether any hierarchy still has the cgroup `rel`. */
 export function cgroupExists(rel: string): boolean {
   return cgroupDirs(rel).some((d) => existsSync(d));

@@ -15,6 +15,8 @@
  * Every runtime call goes through a logging wrapper, so the tests also check the command lines
  * the shim runs (the interface a runc-compatible runtime must offer).
  *
+ * MACHINA_OCI_TEST_CALLS=DIR copies the recorded calls (calls-machina.log, calls-runc.log) there.
+ *
  * The runtime under test: $MACHINA_OCI_TEST_RUNTIME, else the repository's bin/machina-oci;
  * `MACHINA_OCI_TEST_RUNTIME=/usr/sbin/runc` proves the tests themselves against runc. A missing
  * runtime fails every test (it is not skipped); only a host without containerd (scripts/deps.txt)
@@ -22,8 +24,8 @@
  * directories, cgroups and CNI bridge is started for the file and removed afterwards.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { accessSync, constants, readdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { accessSync, constants, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { basename, join } from "node:path";
 import type { ContainerConfig, CriClient, NamespaceOption, PodSandboxConfig } from "../helpers/cri/client.ts";
 import {
   BUSYBOX_REF,
@@ -32,6 +34,7 @@ import {
   cgroupExists,
   HANDLER,
   haveContainerd,
+  memoryLimit,
   type PrivateContainerd,
   readCalls,
   runCmd,
@@ -87,6 +90,12 @@ describe.skipIf(!isRoot || !haveContainerd())(`containerd 1.6 + io.containerd.ru
   }, T);
   afterAll(async () => {
     cri?.close();
+    // MACHINA_OCI_TEST_CALLS=DIR keeps the runtime command lines the shim ran (one call a line)
+    const keep = process.env.MACHINA_OCI_TEST_CALLS;
+    if (keep && ctd) {
+      mkdirSync(keep, { recursive: true });
+      for (const log of Object.values(ctd.callLogs)) if (existsSync(log)) copyFileSync(log, join(keep, basename(log)));
+    }
     await scratch.cleanup();
   }, T);
 
@@ -284,6 +293,13 @@ describe.skipIf(!isRoot || !haveContainerd())(`containerd 1.6 + io.containerd.ru
         for (const n of ["net", "ipc", "uts"]) expect(a[n]).toBe(b[n]!);
         for (const n of ["pid", "mnt"]) expect(a[n]).not.toBe(b[n]!);
 
+        // UpdateContainerResources: the runtime's `update` changes the container's cgroup
+        const cg = `${ctd.criCgroupParent}/${client}`; // cgroupfs: CGROUP_PARENT/ID
+        await cri.updateContainerResources(client, { memoryLimitInBytes: String(64 << 20) });
+        expect(memoryLimit(cg)).toBe(64 << 20);
+        const update = readCalls(ctd.callLogs.machina).find((c) => c.at(-1) === client && callCommand(c) === "update");
+        expect(update?.some((a) => a.startsWith("--resources"))).toBe(true);
+
         // a container that exits: EXITED with its exit code, its output in the CRI log file
         const short = await cri.createContainer(podId, container("short", ["sh", "-c", "echo bye; exit 7"]), sb);
         await cri.startContainer(short);
@@ -299,6 +315,22 @@ describe.skipIf(!isRoot || !haveContainerd())(`containerd 1.6 + io.containerd.ru
         expect(exited.exitCode).toBe(7);
         expect(exited.reason).toBe("Error");
         expect(readFileSync(exited.logPath, "utf8")).toMatch(/^\S+ stdout F bye$/m);
+
+        // a container with a terminal (tty: true): the shim passes --console-socket
+        const tty = await cri.createContainer(podId, { ...container("tty", ["tty"]), tty: true }, sb);
+        await cri.startContainer(tty);
+        const ttyExit = await waitFor(
+          "the tty container to exit",
+          async () => {
+            const s = (await cri.containerStatus(tty)).status;
+            return s.state === "CONTAINER_EXITED" ? s : undefined;
+          },
+          20_000,
+          100,
+        );
+        expect(ttyExit.exitCode).toBe(0);
+        expect(readFileSync(ttyExit.logPath, "utf8")).toMatch(/^\S+ stdout F \/dev\/pts\/0\r?$/m);
+        expect(readCalls(ctd.callLogs.machina).find((c) => c.at(-1) === tty && callCommand(c) === "create")).toContain("--console-socket");
 
         // StopContainer: the server is killed (SIGTERM ignored by nc as PID 1, then SIGKILL)
         await cri.stopContainer(server, 1);
@@ -317,7 +349,7 @@ describe.skipIf(!isRoot || !haveContainerd())(`containerd 1.6 + io.containerd.ru
         const calls = sandboxCalls(ctd.callLogs.machina, podId);
         expect(calls.map(callCommand)).toContain("create");
         expect(sandboxCalls(ctd.callLogs.runc, podId)).toEqual([]);
-        for (const id of [server, client, short]) {
+        for (const id of [server, client, short, tty]) {
           const cmds = readCalls(ctd.callLogs.machina)
             .filter((c) => c.includes(id))
             .map(callCommand);

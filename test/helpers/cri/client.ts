@@ -55,7 +55,17 @@ export interface ContainerConfig {
   stdin?: boolean;
   stdinOnce?: boolean;
   tty?: boolean;
-  linux?: { securityContext?: { namespaceOptions?: NamespaceOption; privileged?: boolean; readonlyRootfs?: boolean } };
+  linux?: { resources?: LinuxContainerResources; securityContext?: { namespaceOptions?: NamespaceOption; privileged?: boolean; readonlyRootfs?: boolean } };
+}
+/** int64 fields as decimal strings. */
+export interface LinuxContainerResources {
+  cpuPeriod?: string;
+  cpuQuota?: string;
+  cpuShares?: string;
+  memoryLimitInBytes?: string;
+  oomScoreAdj?: string;
+  cpusetCpus?: string;
+  cpusetMems?: string;
 }
 
 // ------------------------------------------------------------------ answers (checked)
@@ -201,6 +211,10 @@ export class CriClient {
 
   containerStatus(containerId: string, verbose = false): Promise<z.infer<typeof ContainerStatusResponse>> {
     return this.call(this.runtime, "ContainerStatus", { containerId, verbose }, ContainerStatusResponse);
+  }
+
+  async updateContainerResources(containerId: string, linux: LinuxContainerResources): Promise<void> {
+    await this.call(this.runtime, "UpdateContainerResources", { containerId, linux }, Empty);
   }
 
   /** ExecSync: `cmd` in the container, its output collected; `timeoutSeconds` 0 waits forever. */
