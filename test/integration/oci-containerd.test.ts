@@ -89,14 +89,17 @@ describe.skipIf(!isRoot || !haveContainerd())(`containerd 1.6 + io.containerd.ru
     cri = ctd.cri();
   }, T);
   afterAll(async () => {
-    cri?.close();
-    // MACHINA_OCI_TEST_CALLS=DIR keeps the runtime command lines the shim ran (one call a line)
-    const keep = process.env.MACHINA_OCI_TEST_CALLS;
-    if (keep && ctd) {
-      mkdirSync(keep, { recursive: true });
-      for (const log of Object.values(ctd.callLogs)) if (existsSync(log)) copyFileSync(log, join(keep, basename(log)));
+    try {
+      cri?.close();
+      // MACHINA_OCI_TEST_CALLS=DIR keeps the runtime command lines the shim ran (one call a line)
+      const keep = process.env.MACHINA_OCI_TEST_CALLS;
+      if (keep && ctd) {
+        mkdirSync(keep, { recursive: true });
+        for (const log of Object.values(ctd.callLogs)) if (existsSync(log)) copyFileSync(log, join(keep, basename(log)));
+      }
+    } finally {
+      await scratch.cleanup();
     }
-    await scratch.cleanup();
   }, T);
 
   test("the runtime under test exists", () => {
