@@ -101,8 +101,12 @@ export async function createContainer(host: Host, p: Paths, o: CreateOptions): P
     delete spec.imageLocks;
     spec.quiet = true;
     spec.oci = { detach: true, execFifo: fifo, ...(o.consoleSocket !== undefined ? { consoleSocket: o.consoleSocket } : {}) };
-    if (mapped.hooks.createRuntime.length > 0) {
-      host.writeFile(`${dir}/hooks.json`, JSON.stringify({ createRuntime: mapped.hooks.createRuntime, bundle, annotations: mapped.annotations }), 0o600);
+    if (mapped.hooks.createRuntime.length > 0 || Object.keys(mapped.sysctl).length > 0) {
+      host.writeFile(
+        `${dir}/hooks.json`,
+        JSON.stringify({ createRuntime: mapped.hooks.createRuntime, sysctl: mapped.sysctl, bundle, annotations: mapped.annotations }),
+        0o600,
+      );
       spec.onLeader = [...ownCommand("machina-oci"), "--root", o.root, "_run-hooks", o.id, "{leader}"];
     }
     const child = host.spawnWithStatus([p.helper, "run", "--spec-fd"], {
@@ -316,11 +320,19 @@ export async function deleteContainer(host: Host, root: string, id: string, forc
   }
 }
 
-/** The createRuntime/prestart hooks, run by the helper's on_leader with the init's pid. */
+/**
+ * Run by the helper's on_leader with the init's pid, once its namespaces exist and before it sets
+ * its root up: linux.sysctl written in its network and IPC namespaces (the keys were checked to
+ * belong to them), then the createRuntime/prestart hooks.
+ */
 export async function runCreateHooks(host: Host, root: string, id: string, leader: number): Promise<void> {
   const text = host.readFile(`${containerDir(root, id)}/hooks.json`);
   if (text === undefined) return;
-  const h = JSON.parse(text) as { createRuntime: OciHook[]; bundle: string; annotations: Record<string, string> };
+  const h = JSON.parse(text) as { createRuntime: OciHook[]; sysctl: Record<string, string>; bundle: string; annotations: Record<string, string> };
+  for (const [key, value] of Object.entries(h.sysctl)) {
+    const r = await host.runAsync(["nsenter", "-t", String(leader), "--net", "--ipc", "sh", "-c", 'printf "%s\n" "$1" > "$2"', "sh", value, `/proc/sys/${key.replace(/\./g, "/")}`]);
+    if (r.status !== 0) throw new MachinaError("E_SYSTEM", `linux.sysctl.${key}: cannot set it to "${value}": ${r.stderr.trim().split("\n")[0] ?? ""}`, { value: key });
+  }
   await runHooks(host, "createRuntime", h.createRuntime, {
     ociVersion: OCI_VERSION,
     id,
