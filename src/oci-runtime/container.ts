@@ -78,7 +78,7 @@ export async function createContainer(host: Host, p: Paths, o: CreateOptions): P
   if (parsed.action !== "run") throw new MachinaError("E_SYSTEM", "internal: machina-oci's base settings did not parse");
   const settings = mergeSettings(parsed.settings, mapped, "override");
   settings.cgroupPath = cgroupPathFor(mapped.cgroupsPath, o.id, o.systemdCgroup === true);
-  const terminal = settings.console !== "pipe";
+  const terminal = mapped.terminal;
   if (terminal && o.consoleSocket === undefined)
     throw new MachinaError("E_USAGE", "process.terminal is true: --console-socket is required (the pty master is sent there)", { flag: "--console-socket" });
   if (!terminal && o.consoleSocket !== undefined)

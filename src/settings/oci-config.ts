@@ -248,6 +248,8 @@ export interface OciMapped extends FileSettings {
   annotations: Record<string, string>;
   /** linux.cgroupsPath as given (machina-oci places the container there) */
   cgroupsPath: string | undefined;
+  /** process.terminal */
+  terminal: boolean;
   /** linux.sysctl (machina-oci writes them in the container's namespaces before it starts) */
   sysctl: Record<string, string>;
 }
@@ -345,7 +347,7 @@ export function mapOciConfig(text: string, bundle: string, mode: "nspawn" | "run
   }
   const cgroupsPath = mode === "runtime" ? c.linux?.cgroupsPath : undefined;
   const sysctl = mode === "runtime" ? (c.linux?.sysctl ?? {}) : {};
-  return { file, trusted: true, values, provenance, warnings, root: rootPath, hooks, annotations: c.annotations ?? {}, cgroupsPath, sysctl };
+  return { file, trusted: true, values, provenance, warnings, root: rootPath, hooks, annotations: c.annotations ?? {}, cgroupsPath, sysctl, terminal: c.process?.terminal === true };
 }
 
 type Setter = <K extends keyof Settings>(k: K, v: Settings[K]) => void;
