@@ -100,6 +100,7 @@ export async function createContainer(host: Host, p: Paths, o: CreateOptions): P
     delete spec.onExit;
     delete spec.imageLocks;
     spec.quiet = true;
+    spec.consoleOpost = true; // a terminal as any other: the caller's stdout is not ours to judge
     spec.oci = { detach: true, execFifo: fifo, ...(o.consoleSocket !== undefined ? { consoleSocket: o.consoleSocket } : {}) };
     if (mapped.hooks.createRuntime.length > 0 || Object.keys(mapped.sysctl).length > 0) {
       host.writeFile(
@@ -330,8 +331,21 @@ export async function runCreateHooks(host: Host, root: string, id: string, leade
   if (text === undefined) return;
   const h = JSON.parse(text) as { createRuntime: OciHook[]; sysctl: Record<string, string>; bundle: string; annotations: Record<string, string> };
   for (const [key, value] of Object.entries(h.sysctl)) {
-    const r = await host.runAsync(["nsenter", "-t", String(leader), "--net", "--ipc", "sh", "-c", 'printf "%s\n" "$1" > "$2"', "sh", value, `/proc/sys/${key.replace(/\./g, "/")}`]);
-    if (r.status !== 0) throw new MachinaError("E_SYSTEM", `linux.sysctl.${key}: cannot set it to "${value}": ${r.stderr.trim().split("\n")[0] ?? ""}`, { value: key });
+    const r = await host.runAsync([
+      "nsenter",
+      "-t",
+      String(leader),
+      "--net",
+      "--ipc",
+      "sh",
+      "-c",
+      'printf "%s\n" "$1" > "$2"',
+      "sh",
+      value,
+      `/proc/sys/${key.replace(/\./g, "/")}`,
+    ]);
+    if (r.status !== 0)
+      throw new MachinaError("E_SYSTEM", `linux.sysctl.${key}: cannot set it to "${value}": ${r.stderr.trim().split("\n")[0] ?? ""}`, { value: key });
   }
   await runHooks(host, "createRuntime", h.createRuntime, {
     ociVersion: OCI_VERSION,

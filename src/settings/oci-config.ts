@@ -347,7 +347,19 @@ export function mapOciConfig(text: string, bundle: string, mode: "nspawn" | "run
   }
   const cgroupsPath = mode === "runtime" ? c.linux?.cgroupsPath : undefined;
   const sysctl = mode === "runtime" ? (c.linux?.sysctl ?? {}) : {};
-  return { file, trusted: true, values, provenance, warnings, root: rootPath, hooks, annotations: c.annotations ?? {}, cgroupsPath, sysctl, terminal: c.process?.terminal === true };
+  return {
+    file,
+    trusted: true,
+    values,
+    provenance,
+    warnings,
+    root: rootPath,
+    hooks,
+    annotations: c.annotations ?? {},
+    cgroupsPath,
+    sysctl,
+    terminal: c.process?.terminal === true,
+  };
 }
 
 type Setter = <K extends keyof Settings>(k: K, v: Settings[K]) => void;
@@ -492,7 +504,8 @@ function mapMounts(c: OciConfig, bundle: string, binds: BindMount[], tmpfs: Tmpf
         else if (o === "private" || o === "rprivate")
           continue; // the container's mounts never propagate
         else if (runtime && PRIVATE_PROPAGATION.has(o)) continue;
-        else if (runtime && (o === "z" || o === "Z")) continue; // SELinux relabel requests: the caller's (this host has none enabled)
+        else if (runtime && (o === "z" || o === "Z"))
+          continue; // SELinux relabel requests: the caller's (this host has none enabled)
         else if (runtime && (o === "nosuid" || o === "nodev" || o === "noexec")) {
           warnings.push(`config.json: ${field}.options: "${o}" on a bind mount is not applied yet (the mount keeps the source's flags)`);
           continue;
@@ -507,8 +520,8 @@ function mapMounts(c: OciConfig, bundle: string, binds: BindMount[], tmpfs: Tmpf
     }
     if (m.type === "tmpfs") {
       // runc's tmpcopyup (copy the image's directory into the new tmpfs): not done, the tmpfs starts empty
-      const kept = opts.filter((o) => !(runtime && o === "tmpcopyup"));
-      if (kept.length !== opts.length) warnings.push(`config.json: ${field}.options: "tmpcopyup" is not supported; ${dest} starts empty`);
+      const kept = opts.filter((o) => !(runtime && (o === "tmpcopyup" || PRIVATE_PROPAGATION.has(o) || o === "z" || o === "Z")));
+      if (opts.includes("tmpcopyup")) warnings.push(`config.json: ${field}.options: "tmpcopyup" is not supported; ${dest} starts empty`);
       tmpfs.push({ destination: dest, options: kept.length > 0 ? kept.join(",") : "mode=0755" });
       return;
     }
@@ -522,7 +535,18 @@ function mapMounts(c: OciConfig, bundle: string, binds: BindMount[], tmpfs: Tmpf
 const NAMESPACE_TYPES = ["pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time"] as const;
 
 /** Sysctls that belong to a namespace of the container (runc's list): prefixes end with ".". */
-const NAMESPACED_SYSCTL = ["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced", "fs.mqueue.", "net."];
+const NAMESPACED_SYSCTL = [
+  "kernel.msgmax",
+  "kernel.msgmnb",
+  "kernel.msgmni",
+  "kernel.sem",
+  "kernel.shmall",
+  "kernel.shmmax",
+  "kernel.shmmni",
+  "kernel.shm_rmid_forced",
+  "fs.mqueue.",
+  "net.",
+];
 
 function mapLinux(
   c: OciConfig,
@@ -597,7 +621,8 @@ function mapLinux(
     if (mode === "nspawn") fail(`linux.sysctl`, `setting sysctls (${Object.keys(L.sysctl)[0]}) is not supported by machina-nspawn (machina-oci sets them)`);
     for (const key of Object.keys(L.sysctl)) {
       const ok = NAMESPACED_SYSCTL.some((p) => (p.endsWith(".") ? key.startsWith(p) : key === p));
-      if (!ok || !/^[a-z0-9_.-]+$/.test(key)) fail(`linux.sysctl.${key}`, "only sysctls of the container's own namespaces can be set (kernel.msg*, kernel.sem, kernel.shm*, fs.mqueue.*, net.*)");
+      if (!ok || !/^[a-z0-9_.-]+$/.test(key))
+        fail(`linux.sysctl.${key}`, "only sysctls of the container's own namespaces can be set (kernel.msg*, kernel.sem, kernel.shm*, fs.mqueue.*, net.*)");
       if (key.startsWith("net.") && !ns.has("network")) fail(`linux.sysctl.${key}`, "net.* sysctls need a network namespace of the container's");
     }
   }

@@ -542,6 +542,9 @@ export function buildSpec(cliSettings: Settings, image: ImageFacts, host: HostFa
     settings.privateNetwork && joinNetns === undefined,
     bound,
   );
+  // A network namespace of its own has its loopback up, as nspawn's loopback_setup() (a managed
+  // network's plan, src/net/plan.ts, replaces these records and brings it up too).
+  if (namespaces.includes("net")) spec.netOps = [["net_up", "container", "lo"]];
   // what an entered process must get too (src/machine/enter.ts): recorded from the final spec
   return { ...spec, stateJson: stateJsonWithConfinement(stateJson, spec) };
 }
