@@ -255,9 +255,11 @@ export function containerPids(host: Host, st: StoredState): number[] {
 export function killContainer(host: Host, root: string, id: string, signal: number, all: boolean): void {
   const st = readState(host, root, id);
   const s = status(host, root, st);
-  if (s === "stopped") throw new MachinaError("E_NOT_FOUND", `container "${id}" is not running`, { value: id });
+  // --all also reaches what is left after the init exited (as runc: the shim's kill-all on exit)
+  if (s === "stopped" && !all) throw new MachinaError("E_NOT_FOUND", `container "${id}" is not running`, { value: id });
   if (all) for (const pid of containerPids(host, st)) host.kill(pid, signal);
   else host.kill(st.pid, signal);
+  if (s === "stopped") return;
   // A paused container gets the signal when it thaws (as runc: SIGKILL thaws it)
   if (signal === 9 && s === "paused") setFrozen(host, st, false);
 }

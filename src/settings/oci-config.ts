@@ -568,8 +568,9 @@ function mapLinux(
     if (!(NAMESPACE_TYPES as readonly string[]).includes(n.type)) fail(`${field}.type`, `unknown namespace type "${n.type}"`);
     if (ns.has(n.type)) fail(field, `the ${n.type} namespace is listed twice`);
     if (n.path !== undefined) {
-      if (n.type !== "network")
-        fail(`${field}.path`, `joining an existing ${n.type} namespace is not supported (only the network namespace can be joined by path)`);
+      const joinable = mode === "runtime" ? ["network", "ipc", "uts"] : ["network"];
+      if (!joinable.includes(n.type))
+        fail(`${field}.path`, `joining an existing ${n.type} namespace is not supported (only the ${joinable.join(", ")} namespace can be joined by path)`);
       if (!n.path.startsWith("/")) fail(`${field}.path`, `"${n.path}" is not an absolute path`);
     }
     ns.set(n.type, n.path);
@@ -579,6 +580,13 @@ function mapLinux(
     if (!ns.has(t))
       fail("linux.namespaces", `machina always gives a container its own ${t} namespace: sharing the host's cannot be honoured (add {"type": "${t}"})`);
   if (ns.has("time")) fail("linux.namespaces", "time namespaces are not supported by machina");
+  const ipcPath = ns.get("ipc");
+  if (ipcPath !== undefined) set("ipcNamespacePath", ipcPath);
+  const utsPath = ns.get("uts");
+  if (utsPath !== undefined) {
+    set("utsNamespacePath", utsPath);
+    if (c.hostname !== undefined && c.hostname !== "") fail("hostname", "cannot be set in a UTS namespace joined by path (linux.namespaces)");
+  }
   if (ns.has("network")) {
     const path = ns.get("network");
     if (path !== undefined) set("networkNamespacePath", path);

@@ -458,7 +458,9 @@ export function buildSpec(cliSettings: Settings, image: ImageFacts, host: HostFa
   const userMounts = userMountPlan(settings, host, usernsPlan); // --bind, --tmpfs, --overlay, --inaccessible
   const journal = planJournal(settings, image, writable);
   const namespaces: Namespace[] = ["mnt", "pid", "uts", "ipc", "cgroup"].filter(
-    (ns) => !(ns === "uts" && nenv.shareUts) && !(ns === "ipc" && nenv.shareIpc),
+    (ns) =>
+      !(ns === "uts" && (nenv.shareUts || settings.utsNamespacePath !== undefined)) &&
+      !(ns === "ipc" && (nenv.shareIpc || settings.ipcNamespacePath !== undefined)),
   ) as Namespace[];
   // A network prepared by src/net/ (links moved into it before the start) or --network-namespace-path
   // is joined; otherwise the clone creates it (the helper adds the main veth: net_* records).
@@ -483,7 +485,7 @@ export function buildSpec(cliSettings: Settings, image: ImageFacts, host: HostFa
       root: image.root,
       readOnly: rootPlan.readOnly,
       namespaces,
-      ...(nenv.shareUts ? {} : { hostname: settings.hostname ?? name }),
+      ...(nenv.shareUts || settings.utsNamespacePath !== undefined ? {} : { hostname: settings.hostname ?? name }),
       statusFd: options.statusFd,
       registry,
       stateJson,
@@ -522,6 +524,8 @@ export function buildSpec(cliSettings: Settings, image: ImageFacts, host: HostFa
         hostSymlinks: journal.hostSymlinks,
       },
       ...(joinNetns !== undefined ? { netns: joinNetns } : {}),
+      ...(settings.ipcNamespacePath !== undefined ? { ipcns: settings.ipcNamespacePath } : {}),
+      ...(settings.utsNamespacePath !== undefined ? { utsns: settings.utsNamespacePath } : {}),
       ...(onExit !== undefined ? { onExit } : {}),
       ...hostSideExtras(options, resources),
       ...(registration !== undefined
