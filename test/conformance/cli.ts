@@ -163,10 +163,25 @@ export async function main(argv: readonly string[]): Promise<number> {
 
   const results: ProgramReport[] = [];
   const started = new Date();
-  for (const name of names) {
-    const r = await runProgram(tools, name, { runtime, timeoutSeconds: o.timeoutSeconds, logDir: o.logs });
-    results.push(r);
-    console.log(formatLine(r, width));
+  // Ctrl-C / SIGTERM: stop the running program, let its clean-up run, then stop
+  const interrupt = new AbortController();
+  const onSignal = () => interrupt.abort();
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  try {
+    for (const name of names) {
+      if (interrupt.signal.aborted) break;
+      const r = await runProgram(tools, name, { runtime, timeoutSeconds: o.timeoutSeconds, logDir: o.logs, signal: interrupt.signal });
+      results.push(r);
+      console.log(formatLine(r, width));
+    }
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+  if (interrupt.signal.aborted) {
+    console.error(`oci-conformance: interrupted after ${results.length} of ${names.length} programs (everything they left removed)`);
+    return 130;
   }
   const passed = results.filter((r) => r.status === "pass").length;
   const errors = results.filter((r) => r.status === "error").length;

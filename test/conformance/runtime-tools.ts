@@ -171,6 +171,16 @@ async function quiet(cmd: string[]): Promise<{ code: number; stdout: string }> {
   return { code, stdout };
 }
 
+/** Running (not gone, not a zombie: this host's PID 1 reaps no orphans). */
+function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return !/^[ZX]/.test(stat.slice(stat.lastIndexOf(")") + 2));
+  } catch {
+    return false;
+  }
+}
+
 const StateJson = z.object({ pid: z.number().int().optional(), status: z.string().optional() });
 
 // ------------------------------------------------------------------ one program
@@ -181,6 +191,8 @@ export interface RunOptions {
   timeoutSeconds: number;
   /** Where to keep each program's raw output (NAME.out, NAME.err), if anywhere. */
   logDir?: string | undefined;
+  /** Aborting stops the program (its whole process group); the clean-up still runs. */
+  signal?: AbortSignal | undefined;
 }
 
 /** A ProgramResult plus what had to be removed after the program (containers, processes, mounts, cgroups). */
@@ -220,14 +232,19 @@ export async function runProgram(tools: string, name: string, opts: RunOptions):
       detached: true, // its own process group: a timeout kills the runtime commands it started too
     });
     let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
+    const stop = () => {
       try {
         process.kill(-proc.pid, "SIGKILL");
       } catch {}
+    };
+    const timer = setTimeout(() => {
+      timedOut = true;
+      stop();
     }, opts.timeoutSeconds * 1000);
+    opts.signal?.addEventListener("abort", stop);
     const [stdout, stderr, exitCode] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
     clearTimeout(timer);
+    opts.signal?.removeEventListener("abort", stop);
     if (opts.logDir !== undefined) {
       await writeFile(join(opts.logDir, `${name}.out`), stdout);
       await writeFile(join(opts.logDir, `${name}.err`), stderr);
@@ -265,11 +282,14 @@ async function cleanUp(s: {
     } catch {}
     await quiet([s.wrapper, "delete", "--force", id]);
     s.leftovers.push(`container ${id}${pid ? ` (pid ${pid})` : ""}`);
-    if (pid && pid > 1 && existsSync(`/proc/${pid}`)) {
-      try {
-        process.kill(pid, "SIGKILL");
-        s.leftovers.push(`process ${pid} survived delete --force`);
-      } catch {}
+    if (pid && pid > 1) {
+      for (let i = 0; i < 20 && alive(pid); i++) await Bun.sleep(50);
+      if (alive(pid)) {
+        try {
+          process.kill(pid, "SIGKILL");
+          s.leftovers.push(`process ${pid} survived delete --force`);
+        } catch {}
+      }
     }
   }
   // mounts under the sandbox (rootfsPropagation shared/slave makes the bundle's mounts appear here)
