@@ -47,20 +47,26 @@ export interface Tap {
 const TEST_LINE = /^(not ok|ok)\b\s*(\d+)?\s*(?:-\s*)?(.*)$/;
 const PLAN_LINE = /^1\.\.(\d+)\b/;
 const DIRECTIVE = /#\s*(SKIP|TODO)\b\S*\s*(.*)$/i;
-const BlockError = z.object({ error: z.string() });
+const BlockJson = z.object({ error: z.string().optional(), stdout: z.string().optional() }).loose();
 
-/** The `error` field of a YAML block (tap-go writes JSON between `---` and `...`). */
-function blockError(block: readonly string[]): string | undefined {
+/** A YAML block's JSON (tap-go writes JSON between `---` and `...`), or undefined. */
+function blockJson(block: readonly string[]): z.infer<typeof BlockJson> | undefined {
   const body = block
     .map((l) => l.trim())
     .filter((l) => l !== "---" && l !== "...")
     .join("\n");
   try {
-    const parsed = BlockError.safeParse(JSON.parse(body));
-    return parsed.success ? parsed.data.error : undefined;
+    const parsed = BlockJson.safeParse(JSON.parse(body));
+    return parsed.success ? parsed.data : undefined;
   } catch {
     return undefined;
   }
+}
+
+/** The failing tests of the container's own TAP (runtimetest's), when a block carries it as `stdout`. */
+export function innerFailures(block: readonly string[]): TapTest[] {
+  const stdout = block.length ? blockJson(block)?.stdout : undefined;
+  return stdout === undefined ? [] : parseTap(stdout).tests.filter((t) => !t.ok && !t.todo);
 }
 
 type Item = { kind: "test"; test: TapTest } | { kind: "block"; lines: string[] } | { kind: "other" };
@@ -111,7 +117,7 @@ export function parseTap(text: string): Tap {
     if (prev?.kind === "test") prev.test.after = item.lines;
     if (next?.kind === "test") next.test.before = item.lines;
     if (prev?.kind !== "test" && next?.kind !== "test") {
-      const error = blockError(item.lines);
+      const error = blockJson(item.lines)?.error;
       if (error !== undefined) tap.errors.push(error);
     }
   });
@@ -154,10 +160,12 @@ function tail(text: string, n: number): string[] {
   return text.trimEnd().split("\n").slice(-n);
 }
 
+/** A failing test as kept: its line, then runtimetest's own failures when a neighbouring block has them, else its YAML. */
 function failureText(t: TapTest): string {
-  // the block before belongs to this test when it holds the container's own verdict
-  const before = t.before.some((l) => /not ok/.test(l)) ? t.before.slice(0, KEEP_LINES) : [];
-  return [...before, t.line, ...t.after.slice(0, KEEP_LINES)].join("\n");
+  const inner = [...innerFailures(t.before), ...innerFailures(t.after)];
+  if (inner.length === 0) return [t.line, ...t.after.slice(0, KEEP_LINES)].join("\n");
+  const indent = (lines: string[]) => lines.map((l) => `    ${l}`);
+  return [t.line, "  # inside the container:", ...inner.slice(0, KEEP_TESTS).flatMap((i) => indent([i.line, ...i.after.slice(0, KEEP_LINES)]))].join("\n");
 }
 
 /**
@@ -192,7 +200,11 @@ export function classify(name: string, run: ProgramRun): ProgramResult {
   const panic = /^panic: (.*)$/m.exec(run.stderr);
   if (panic) return error(`Go panic: ${panic[1]}`);
   if (tap.bailOut !== undefined) return error(`bail out: ${tap.bailOut}`);
-  if (failing.length > 0) return fail(`${failing.length} not ok, first: ${failing[0]!.description}`);
+  if (failing.length > 0) {
+    const first = failing[0]!;
+    const inner = [...innerFailures(first.before), ...innerFailures(first.after)][0];
+    return fail(`${failing.length} not ok, first: ${first.description}${inner ? ` (inside: ${inner.description})` : ""}`);
+  }
   if (tap.errors.length > 0) return fail(`error: ${tap.errors[0]!.split("\n")[0]}`);
   const lastErr = tail(run.stderr, 1)[0] ?? "";
   if (run.exitCode !== 0) return fail(`exit ${run.exitCode} after ${tap.tests.length} tests${lastErr ? `: ${lastErr}` : ""}`);

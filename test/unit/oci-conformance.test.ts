@@ -108,6 +108,24 @@ describe("classify", () => {
     expect(r.failures[0]).toContain('"expected": 3000');
   });
 
+  test("fail: runtimetest's own failures, carried as `stdout` in the block before the outer test, are what is kept", () => {
+    const inner =
+      'TAP version 13\nok 1 - has expected hostname\nnot ok 2 - shared root propagation exposes \\"/target\\"\n  ---\n  {"level": "MUST"}\n  ...\n1..2\n';
+    const block = ["  ---", "  {", `    "stderr": "",`, `    "stdout": ${JSON.stringify(inner)}`, "  }", "  ..."].join("\n");
+    const r = classify("linux_rootfs_propagation", run(`TAP version 13\n${block}\nnot ok 1 - check root propagation: shared\n1..1\n`));
+    expect(r.reason).toBe('1 not ok, first: check root propagation: shared (inside: shared root propagation exposes \\"/target\\")');
+    expect(r.failures[0]).toBe(
+      [
+        "not ok 1 - check root propagation: shared",
+        "  # inside the container:",
+        '    not ok 2 - shared root propagation exposes \\"/target\\"',
+        "      ---",
+        '      {"level": "MUST"}',
+        "      ...",
+      ].join("\n"),
+    );
+  });
+
   test("fail: the runtime refused a step (util.Fatal: exit 1, maybe no TAP at all); stderr kept", () => {
     const stderr = 'failed to create the container\ntime="…" level=error msg="runc create failed: apparmor failed to apply profile"\nexit status 1\n';
     const r = classify("linux_process_apparmor_profile", run("", { exitCode: 1, stderr }));
