@@ -6,6 +6,7 @@ import { existsSync, statSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { release } from "node:os";
 import { join, resolve } from "node:path";
+import { FixtureError } from "../fixtures/images.ts";
 import { DEFAULT_TARBALL, ensureRuntimeTools, listPrograms, type ProgramReport, runProgram } from "./runtime-tools.ts";
 
 const REPO = resolve(import.meta.dir, "../..");
@@ -145,7 +146,14 @@ export async function main(argv: readonly string[]): Promise<number> {
     return 2;
   }
   if (o.logs !== undefined) await mkdir(o.logs, { recursive: true });
-  const tools = await ensureRuntimeTools(o.tarball);
+  let tools: string;
+  try {
+    tools = await ensureRuntimeTools(o.tarball);
+  } catch (e) {
+    if (!(e instanceof FixtureError)) throw e;
+    console.error(`oci-conformance: ${e.message}`);
+    return 1;
+  }
   const all = await listPrograms(tools);
   if (o.list) {
     console.log(all.join("\n"));
