@@ -77,6 +77,7 @@ export async function createContainer(host: Host, p: Paths, o: CreateOptions): P
   const parsed = parseNspawnCommandLine(["-q", "--settings=no", "--register=no", `--machine=${machine}`], {}, bundle);
   if (parsed.action !== "run") throw new MachinaError("E_SYSTEM", "internal: machina-oci's base settings did not parse");
   const settings = mergeSettings(parsed.settings, mapped, "override");
+  settings.ociRuntime = true;
   settings.cgroupPath = cgroupPathFor(mapped.cgroupsPath, o.id, o.systemdCgroup === true);
   const terminal = mapped.terminal;
   if (terminal && o.consoleSocket === undefined)

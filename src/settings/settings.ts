@@ -61,6 +61,8 @@ export interface Settings {
   user: string | undefined;
   /** Numeric identity from an OCI config (process.user): exact gid and supplementary groups, with `user` = the uid. */
   userIds: { uid: number; gid: number; additionalGids: number[] } | undefined;
+  /** machina-oci runs this container: the root is any directory (no OS tree required), as runc. */
+  ociRuntime: boolean;
   /** machina-oci: IPC and UTS namespaces to join (linux.namespaces[].path), instead of new ones. */
   ipcNamespacePath: string | undefined;
   utsNamespacePath: string | undefined;
@@ -145,6 +147,7 @@ export function defaultSettings(): Settings {
     user: undefined,
     userIds: undefined,
     cgroupPath: undefined,
+    ociRuntime: false,
     ipcNamespacePath: undefined,
     utsNamespacePath: undefined,
     ociBundle: undefined,
