@@ -192,6 +192,8 @@ int sec_record(struct sec *s, const char *name, const char **a, size_t n, size_t
 		for (size_t i = 0; i < n; i++) {
 			if (!valid_name(a[i]))
 				return BAD("record %zu (\"%s\"): malformed architecture \"%.64s\"", idx, name, a[i]);
+			if (!strcmp(a[i], "native")) /* SCMP_ARCH_NATIVE (0): the helper's own */
+				f->arches[f->n_arches++] = SCMP_ARCH_NATIVE;
 			for (size_t k = 0; k < ARRAY_SIZE(arch_names); k++)
 				if (!strcmp(a[i], arch_names[k].name))
 					f->arches[f->n_arches++] = arch_names[k].arch;
@@ -492,7 +494,7 @@ static int speaks_for(const struct sec_filter *f, uint32_t arch)
 	if (!f->has_arches)
 		return 1;
 	for (size_t i = 0; i < f->n_arches; i++)
-		if (f->arches[i] == arch)
+		if (f->arches[i] == arch || (f->arches[i] == SCMP_ARCH_NATIVE && arch == local_archs[ARRAY_SIZE(local_archs) - 1]))
 			return 1;
 	return 0;
 }
