@@ -15,12 +15,15 @@
  *    action, what runc and crun load). A listed architecture the kernel cannot run is moot.
  *  - syscalls[i]: one rule per name, in order. args are ANDed (libseccomp's SCMP_CMP_*, unsigned
  *    64-bit; SCMP_CMP_MASKED_EQ is (arg & value) == valueTwo); entries for the same call are
- *    ORed; an unconditional entry wins over conditional ones (libseccomp). A name libseccomp
- *    does not know, or that an architecture lacks, is skipped there (as runc).
- * Refused: flags (machina loads its filters without any), listenerPath, two conditions on the
+ *    ORed; an unconditional entry wins over conditional ones, and of two unconditional entries
+ *    for a call with different actions the first one (libseccomp drops the second). A name
+ *    libseccomp does not know, or that an architecture lacks, is skipped there (as runc).
+ * An entry whose action is the default one is skipped (it changes nothing; runc does the same).
+ * Refused: flags (machina loads its filters without any; SECCOMP_FILTER_FLAG_TSYNC is accepted:
+ * the payload is a single thread when its filter is loaded), listenerPath, two conditions on the
  * same argument in one entry (libseccomp cannot AND them; runc splits them into ORed rules,
- * which is wider), the same call with the same conditions and different actions (libseccomp
- * refuses it), errnoRet on an action other than SCMP_ACT_ERRNO, values JSON cannot carry exactly.
+ * which is wider), the same call with the same (non-empty) conditions and different actions
+ * (libseccomp refuses it), errnoRet on an action other than SCMP_ACT_ERRNO, values JSON cannot carry exactly.
  */
 import type { SeccompAction, SeccompCondition, SeccompFilter, SeccompRule } from "../spec/seccomp.ts";
 
@@ -139,7 +142,9 @@ const actionName = (a: SeccompAction) => (typeof a === "number" ? `errno ${a}` :
 /** `linux.seccomp` -> the one filter that replaces machina's default filter. */
 export function mapOciSeccomp(s: OciSeccomp, fail: SeccompFail): SeccompFilter[] {
   const F = "linux.seccomp";
-  if (s.flags !== undefined && s.flags.length > 0) fail(`${F}.flags`, `${s.flags[0]} cannot be honoured (machina loads its seccomp filters without flags)`);
+  // SECCOMP_FILTER_FLAG_TSYNC: the payload is one thread when the filter is loaded (runc too ignores it).
+  const flag = (s.flags ?? []).find((f) => f !== "SECCOMP_FILTER_FLAG_TSYNC");
+  if (flag !== undefined) fail(`${F}.flags`, `${flag} cannot be honoured (machina loads its seccomp filters without flags)`);
   if (s.listenerPath !== undefined && s.listenerPath !== "") fail(`${F}.listenerPath`, "seccomp user notification is not supported by machina");
   if (s.defaultErrnoRet !== undefined && s.defaultAction !== "SCMP_ACT_ERRNO")
     fail(`${F}.defaultErrnoRet`, `is only meaningful with SCMP_ACT_ERRNO, not ${s.defaultAction}`);
@@ -160,6 +165,8 @@ export function mapOciSeccomp(s: OciSeccomp, fail: SeccompFail): SeccompFilter[]
   for (const [i, e] of (s.syscalls ?? []).entries()) {
     const field = `${F}.syscalls[${i}]`;
     const act = action(e.action, e.errnoRet, EPERM, `${field}.action`, `${field}.errnoRet`, fail);
+    // An entry with the default action changes nothing: skipped (as runc; libseccomp refuses it).
+    const redundant = act === defaultAction;
     const args = e.args ?? [];
     if (args.length > 6) fail(`${field}.args`, `${args.length} conditions: a rule takes at most 6`);
     const conditions: SeccompCondition[] = [];
@@ -167,21 +174,25 @@ export function mapOciSeccomp(s: OciSeccomp, fail: SeccompFail): SeccompFilter[]
       const c = condition(raw, `${field}.args[${j}]`, fail);
       const same = conditions.find((d) => d.arg === c.arg);
       if (same === undefined) conditions.push(c);
-      else if (condKey(same) !== condKey(c))
+      else if (condKey(same) !== condKey(c) && !redundant)
         fail(
           `${field}.args[${j}]`,
           `a second condition on argument ${c.arg} cannot be honoured (libseccomp cannot AND two conditions on one argument; split the entry or use SCMP_CMP_MASKED_EQ)`,
         );
     }
     conditions.sort((a, b) => a.arg - b.arg);
+    if (redundant) continue;
     for (const [j, name] of e.names.entries()) {
       if (!/^[a-z0-9_]{1,64}$/.test(name)) fail(`${field}.names[${j}]`, `"${name}" is not a system call name`);
       const key = `${name}|${conditions.map(condKey).join(",")}`;
       const prev = seen.get(key);
-      if (prev !== undefined && prev.action !== act)
+      // libseccomp: a second unconditional rule for a call is dropped (the first one stands:
+      // podman's profile allows setns, then denies it without CAP_SYS_ADMIN); a second
+      // conditional one with another action is an error (EEXIST), as in runc and crun.
+      if (prev !== undefined && prev.action !== act && conditions.length > 0)
         fail(
           `${field}.names[${j}]`,
-          `"${name}" has the same conditions as in ${prev.field} with another action (${actionName(act)}, not ${actionName(prev.action)})`,
+          `"${name}" has the same conditions as in ${prev.field} with another action (${actionName(act)}, not ${actionName(prev.action)}): libseccomp refuses that`,
         );
       if (prev !== undefined) continue;
       seen.set(key, { action: act, field });

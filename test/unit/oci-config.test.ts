@@ -195,7 +195,7 @@ describe("mapping", () => {
     expect(v.cpuAffinity).toEqual([0, 1]);
     expect(v.systemCallFilter).toBeUndefined();
     expect(v.seccompProfile).toEqual([
-      { defaultAction: "allow", architectures: ["native", "x86_64"], allow: ["read"], deny: [{ errno: 1, names: ["kexec_load", "reboot"] }], rules: [] },
+      { defaultAction: "allow", architectures: ["native", "x86_64"], allow: [], deny: [{ errno: 1, names: ["kexec_load", "reboot"] }], rules: [] },
     ]);
     expect(v.selinuxApifsContext).toBe("system_u:object_r:container_file_t:s0");
     expect(v.slice).toBe("oci.slice");
