@@ -86,6 +86,8 @@ const REFUSED_ACTIONS: Readonly<Record<string, string>> = {
   SCMP_ACT_NOTIFY: "cannot be honoured (seccomp user notification is not supported by machina)",
 };
 const KNOWN_ACTIONS = Object.keys(ACTIONS).join(", ");
+/** The flags honoured (machina-oci features: knownFlags and supportedFlags). */
+const FLAGS = ["SECCOMP_FILTER_FLAG_TSYNC"];
 
 const OPS: Readonly<Record<string, SeccompCondition["op"]>> = {
   SCMP_CMP_EQ: "eq",
@@ -143,7 +145,7 @@ const actionName = (a: SeccompAction) => (typeof a === "number" ? `errno ${a}` :
 export function mapOciSeccomp(s: OciSeccomp, fail: SeccompFail): SeccompFilter[] {
   const F = "linux.seccomp";
   // SECCOMP_FILTER_FLAG_TSYNC: the payload is one thread when the filter is loaded (runc too ignores it).
-  const flag = (s.flags ?? []).find((f) => f !== "SECCOMP_FILTER_FLAG_TSYNC");
+  const flag = (s.flags ?? []).find((f) => !FLAGS.includes(f));
   if (flag !== undefined) fail(`${F}.flags`, `${flag} cannot be honoured (machina loads its seccomp filters without flags)`);
   if (s.listenerPath !== undefined && s.listenerPath !== "") fail(`${F}.listenerPath`, "seccomp user notification is not supported by machina");
   if (s.defaultErrnoRet !== undefined && s.defaultAction !== "SCMP_ACT_ERRNO")
@@ -203,4 +205,15 @@ export function mapOciSeccomp(s: OciSeccomp, fail: SeccompFail): SeccompFilter[]
     }
   }
   return [{ defaultAction, architectures, allow, deny: [...deny].map(([errno, names]) => ({ errno, names })), rules }];
+}
+
+/** What machina-oci's `features` says about seccomp: exactly what this mapping honours. */
+export function ociSeccompFeatures(): { actions: string[]; operators: string[]; archs: string[]; knownFlags: string[]; supportedFlags: string[] } {
+  return {
+    actions: Object.keys(ACTIONS),
+    operators: Object.keys(OPS),
+    archs: Object.keys(OCI_SECCOMP_ARCHES),
+    knownFlags: [...FLAGS],
+    supportedFlags: [...FLAGS],
+  };
 }
