@@ -1751,6 +1751,25 @@ static void test_seccomp_cache(const char *tmp)
 	check(r == 0 && s2.sec.n_progs == 3 && cache_file(dir2, f2, sizeof f2) == 1 && strcmp(strrchr(f, '/'), strrchr(f2, '/')),
 	      "seccomp cache: another policy, another file (r=%d)", r);
 	spec_free(&s2);
+	/* the key covers rule actions, comparison operators and seccomp_arch: each its own file */
+	static const char *const variants[][3] = {
+		{ "1", "a0==1", NULL }, { "kill", "a0==1", NULL }, { "1", "a0!=1", NULL }, { "1", "a0>=1", NULL }, { "1", "a0==1", "native" },
+	};
+	int distinct = 1;
+	for (size_t v = 0; v < ARRAY_SIZE(variants); v++) {
+		sec_body(b);
+		rec(b, "seccomp_filter", 1, "allow");
+		if (variants[v][2])
+			rec(b, "seccomp_arch", 1, variants[v][2]);
+		rec(b, "seccomp_rule", 3, variants[v][0], "chdir", variants[v][1]);
+		rec(b, "seccomp_cache", 1, dir2);
+		rec(b, "end", 0);
+		r = parse(b, &s2, &e) == 0 ? sec_seccomp_prepare(&s2.sec, &e) : -100;
+		distinct += r == 0; /* a miss every time */
+		spec_free(&s2);
+	}
+	check(distinct == 1 + (int)ARRAY_SIZE(variants) && cache_file(dir2, f2, sizeof f2) == distinct,
+	      "seccomp cache: actions, operators and seccomp_arch are part of the key (%d files)", distinct);
 	spec_free(&s);
 
 	/* corrupt: rejected, recompiled and replaced (the next start hits) */
