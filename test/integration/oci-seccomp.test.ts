@@ -39,11 +39,18 @@ function bundle(seccomp: unknown, calls: string[]): string {
   return dir;
 }
 
+/** Run CMD; its output goes through files, which a detached container may keep open. */
 async function run(cmd: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const p = Bun.spawn(cmd, { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: baseEnv({ MACHINA_STATE_DIR: stateDir }) });
+  const out = scratch.dir("oci-seccomp-out-");
+  const p = Bun.spawn(cmd, {
+    stdin: "ignore",
+    stdout: Bun.file(`${out}/stdout`),
+    stderr: Bun.file(`${out}/stderr`),
+    env: baseEnv({ MACHINA_STATE_DIR: stateDir }),
+  });
   scratch.track(p);
-  const [stdout, stderr] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text()]);
-  return { code: await p.exited, stdout, stderr };
+  const code = await p.exited;
+  return { code, stdout: readFileSync(`${out}/stdout`, "utf8"), stderr: readFileSync(`${out}/stderr`, "utf8") };
 }
 
 async function machinaOci(dir: string) {
@@ -179,6 +186,39 @@ describe.skipIf(!ROOT)("linux.seccomp", () => {
         expect(ref.stderr.trim()).toBe(killed);
         expect(lines(ref.stdout)).toEqual(want);
       }
+    },
+    T,
+  );
+
+  test(
+    "machina-oci exec: an entered process gets the container's profile",
+    async () => {
+      const dir = bundle(PODMAN, []);
+      const c = JSON.parse(readFileSync(`${dir}/config.json`, "utf8")) as Json;
+      (c.process as Json).args = ["/usr/bin/probe", "sleep", "60"];
+      writeFileSync(`${dir}/config.json`, JSON.stringify(c));
+      const root = scratch.dir("oci-root-");
+      const id = scratch.name("ocs");
+      const oci = (...args: string[]) => run([MACHINA_OCI, "--root", root, ...args]);
+      scratch.defer(async () => void (await oci("delete", "--force", id)));
+      const before = leftovers(stateDir);
+      const started = await oci("run", "--detach", "--bundle", dir, id);
+      expect(started.stderr).toBe("");
+      expect(started.code).toBe(0);
+      const answers: string[] = [];
+      for (const call of [
+        ["personality", "0x40000"],
+        ["socket", "16", "3", "9"],
+        ["personality", "8"],
+      ]) {
+        const r = await oci("exec", id, "/usr/bin/probe", "syscall", ...call);
+        expect(r.code).toBe(0);
+        answers.push(r.stdout.trim());
+      }
+      expect(answers).toEqual(['{"ret":-1,"errno":38}', '{"ret":-1,"errno":22}', '{"ret":0,"errno":0}']);
+      expect((await oci("delete", "--force", id)).code).toBe(0);
+      expect(readdirSync(root)).toEqual([]);
+      expect(newLeftovers(before, leftovers(stateDir))).toEqual(NOTHING);
     },
     T,
   );
