@@ -187,6 +187,34 @@ describe.skipIf(!ROOT)("linux.seccomp", () => {
     T,
   );
 
+  test.skipIf(process.arch !== "x64")(
+    "architectures: the native one always, the listed ones too, an unlisted compat one (x86 through int 0x80) killed",
+    async () => {
+      const answers: string[][] = [];
+      for (const architectures of [[], ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"], ["SCMP_ARCH_X86"]]) {
+        const profile = { defaultAction: "SCMP_ACT_ALLOW", architectures, syscalls: [{ names: ["getpid"], action: "SCMP_ACT_ERRNO", errnoRet: 5 }] };
+        const dir = bundle(profile, ["getpid"]);
+        const c = JSON.parse(readFileSync(`${dir}/config.json`, "utf8")) as Json;
+        const args = (c.process as Json).args as string[];
+        args[2] = `probe syscall32 20; echo rc=$?; ${args[2]}`; // x86's getpid (20)
+        writeFileSync(`${dir}/config.json`, JSON.stringify(c));
+        const r = await machinaOci(dir);
+        answers.push([r.stderr.trim(), ...lines(r.stdout)]);
+        if (RUNC !== undefined) {
+          const ref = await runc(dir);
+          expect([ref.stderr.trim(), ...lines(ref.stdout)]).toEqual(answers.at(-1)!);
+        }
+      }
+      const denied = ['{"ret":-1,"errno":5}', "rc=0"];
+      expect(answers).toEqual([
+        ["Bad system call", "rc=159", ...denied], // x86 not listed: killed
+        ["", '{"ret":-5}', "rc=0", ...denied], // listed: the profile applies to it
+        ["", '{"ret":-5}', "rc=0", ...denied], // x86-64 not listed: the profile applies to it all the same
+      ]);
+    },
+    T,
+  );
+
   test(
     "machina-oci exec: an entered process gets the container's profile",
     async () => {

@@ -18,6 +18,8 @@
  *   probe syscall NAME [ARG...]  make the raw system call NAME (personality, socket,
  *                         getpid, kexec_load, ...; see cmd_syscall) with integer ARGs
  *                         (0x hex allowed), print {"ret":R,"errno":N}
+ *   probe syscall32 NR    x86-64 only: the 32-bit (x86) system call NR without arguments
+ *                         through int $0x80 (20 = getpid), print {"ret":R}
  *
  * Build: cc -static -O2 -Wall -Werror -o probe probe.c   (test/probe/build.sh)
  */
@@ -822,9 +824,26 @@ static int cmd_syscall(int argc, char **argv)
 	return 0;
 }
 
+static int cmd_syscall32(const char *nr)
+{
+#if defined(__x86_64__)
+	long r = strtol(nr, NULL, 0);
+	__asm__ volatile("int $0x80" : "+a"(r) : : "memory");
+	jopen('{');
+	kint("ret", r);
+	jclose('}');
+	fputc('\n', out);
+	return 0;
+#else
+	(void)nr;
+	fprintf(stderr, "probe: syscall32 is for x86-64 only\n");
+	return 2;
+#endif
+}
+
 static int usage(void)
 {
-	fprintf(stderr, "usage: probe [exit N | kill SIG | sleep SECS | orphans N | touch PATH | syscall NAME [ARG...]]\n");
+	fprintf(stderr, "usage: probe [exit N | kill SIG | sleep SECS | orphans N | touch PATH | syscall NAME [ARG...] | syscall32 NR]\n");
 	return 2;
 }
 
@@ -861,6 +880,8 @@ int main(int argc, char **argv)
 		rc = cmd_touch(argv[2]);
 	} else if (strcmp(argv[1], "syscall") == 0 && argc >= 3) {
 		rc = cmd_syscall(argc - 2, argv + 2);
+	} else if (strcmp(argv[1], "syscall32") == 0 && argc == 3) {
+		rc = cmd_syscall32(argv[2]);
 	} else {
 		return usage();
 	}
