@@ -751,6 +751,22 @@ HANDLER(on_netns)
 	return 0;
 }
 
+HANDLER(on_ipcns)
+{
+	SPEC;
+	WANT(is_cpath(r->a[0]) && !is_root(r->a[0]), "HPATH");
+	s->ipcns_path = r->a[0];
+	return 0;
+}
+
+HANDLER(on_utsns)
+{
+	SPEC;
+	WANT(is_cpath(r->a[0]) && !is_root(r->a[0]), "HPATH");
+	s->utsns_path = r->a[0];
+	return 0;
+}
+
 /* on_exit, prestart, on_leader: ARGV of a host command (hooks.c) */
 static int host_argv(const struct rec *r, struct merr *e, const char ***argv, size_t *n)
 {
@@ -935,6 +951,8 @@ static const struct rec_def records[] = {
 	{ "overlay", 5, REC_VAR, 1, on_overlay, NULL },
 	{ "scratch_list", 1, 1, 0, on_scratch_list, NULL },
 	{ "netns", 1, 1, 0, on_netns, NULL },
+	{ "ipcns", 1, 1, 0, on_ipcns, NULL },
+	{ "utsns", 1, 1, 0, on_utsns, NULL },
 	{ "on_exit", 1, REC_VAR, 0, on_on_exit, NULL },
 	{ "host_umount", 1, 1, 1, on_host_umount, NULL },
 	{ "host_remove", 1, 1, 1, on_host_remove, NULL },
@@ -1035,6 +1053,10 @@ static int check_spec(struct spec *s, const unsigned seen[N_RECORDS], struct mer
 		return BAD("\"console_socket\" needs console \"interactive\" (a pty)");
 	if (s->hostname && !(s->clone_flags & CLONE_NEWUTS))
 		return BAD("\"hostname\" needs the \"uts\" namespace (it would rename the host)");
+	if (s->ipcns_path && (s->clone_flags & CLONE_NEWIPC))
+		return BAD("\"ipcns\" and the \"ipc\" namespace may not be combined");
+	if (s->utsns_path && (s->clone_flags & CLONE_NEWUTS))
+		return BAD("\"utsns\" and the \"uts\" namespace may not be combined");
 	if (s->netns_path && (s->clone_flags & CLONE_NEWNET))
 		return BAD("\"netns\" and the \"net\" namespace may not be combined");
 	if (s->n_device_rules && !s->device_cgroup)

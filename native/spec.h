@@ -143,6 +143,8 @@ struct spec {
 
 	/* a network namespace prepared by the TypeScript side (src/net/), and its undo command */
 	const char *netns_path;    /* HPATH of a network namespace (nsfs bind mount) the container joins */
+	const char *ipcns_path;    /* likewise an IPC namespace (ipcns) */
+	const char *utsns_path;    /* likewise a UTS namespace (utsns) */
 	struct net_spec net;       /* net_* records: the main veth, made after each clone (netlink.h) */
 	const char **host_umounts; /* host_umount: HPATHs detached by the supervisor at exit (hostmount.c) */
 	size_t n_host_umounts;

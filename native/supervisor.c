@@ -436,32 +436,56 @@ static void handle_signal(const struct spec *s, struct run *R, int sfd)
 /* netns: the container joins a network namespace prepared by the TypeScript side (src/net/).
  * The supervisor enters it just for the clone (so the child, its sysfs fsmount and any user
  * namespace created with it live there) and returns to its own at once. */
-static int g_netns_fd = -1, g_own_netns_fd = -1;
+/* netns, ipcns, utsns: namespaces the container joins instead of creating them (nsfs bind mounts,
+ * e.g. a pod's). The supervisor joins them right before each clone and returns to its own right
+ * after, so the child (and a user namespace cloned with it) is born in them. */
+struct joined_ns {
+	int flag;
+	const char *kind, *self;
+	int fd, own;
+};
+static struct joined_ns g_joined[] = {
+	{ CLONE_NEWNET, "network", "/proc/self/ns/net", -1, -1 },
+	{ CLONE_NEWIPC, "IPC", "/proc/self/ns/ipc", -1, -1 },
+	{ CLONE_NEWUTS, "UTS", "/proc/self/ns/uts", -1, -1 },
+};
+
+static const char *joined_path(const struct spec *s, size_t i)
+{
+	return i == 0 ? s->netns_path : i == 1 ? s->ipcns_path : s->utsns_path;
+}
 
 static int netns_open(const struct spec *s, struct merr *e)
 {
-	if (!s->netns_path)
-		return 0;
-	g_netns_fd = open(s->netns_path, O_RDONLY | O_CLOEXEC);
-	if (g_netns_fd < 0)
-		return merr_sys(e, "open", s->netns_path, "failed to open the network namespace \"%s\"", s->netns_path);
-	g_own_netns_fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-	if (g_own_netns_fd < 0)
-		return merr_sys(e, "open", "/proc/self/ns/net", "failed to open the supervisor's network namespace");
+	for (size_t i = 0; i < ARRAY_SIZE(g_joined); i++) {
+		const char *path = joined_path(s, i);
+		struct joined_ns *j = &g_joined[i];
+		if (!path)
+			continue;
+		j->fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (j->fd < 0)
+			return merr_sys(e, "open", path, "failed to open the %s namespace \"%s\"", j->kind, path);
+		j->own = open(j->self, O_RDONLY | O_CLOEXEC);
+		if (j->own < 0)
+			return merr_sys(e, "open", j->self, "failed to open the supervisor's %s namespace", j->kind);
+	}
 	return 0;
 }
 
 static int netns_enter(const struct spec *s, struct merr *e)
 {
-	if (g_netns_fd >= 0 && setns(g_netns_fd, CLONE_NEWNET) < 0)
-		return merr_sys(e, "setns", s->netns_path, "failed to join the network namespace \"%s\"", s->netns_path);
+	for (size_t i = 0; i < ARRAY_SIZE(g_joined); i++)
+		if (g_joined[i].fd >= 0 && setns(g_joined[i].fd, g_joined[i].flag) < 0)
+			return merr_sys(e, "setns", joined_path(s, i), "failed to join the %s namespace \"%s\"", g_joined[i].kind,
+					joined_path(s, i));
 	return 0;
 }
 
 static void netns_leave(void)
 {
-	if (g_own_netns_fd >= 0 && setns(g_own_netns_fd, CLONE_NEWNET) < 0)
-		_exit(1); /* never go on in the container's network namespace */
+	for (size_t i = 0; i < ARRAY_SIZE(g_joined); i++)
+		if (g_joined[i].own >= 0 && setns(g_joined[i].own, g_joined[i].flag) < 0)
+			_exit(1); /* never go on in the container's namespaces */
 }
 
 /* With a user namespace the child is cloned into a mount namespace of the host's user namespace

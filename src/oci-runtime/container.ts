@@ -78,7 +78,7 @@ export async function createContainer(host: Host, p: Paths, o: CreateOptions): P
   if (parsed.action !== "run") throw new MachinaError("E_SYSTEM", "internal: machina-oci's base settings did not parse");
   const settings = mergeSettings(parsed.settings, mapped, "override");
   settings.cgroupPath = cgroupPathFor(mapped.cgroupsPath, o.id, o.systemdCgroup === true);
-  const terminal = settings.console !== "pipe";
+  const terminal = mapped.terminal;
   if (terminal && o.consoleSocket === undefined)
     throw new MachinaError("E_USAGE", "process.terminal is true: --console-socket is required (the pty master is sent there)", { flag: "--console-socket" });
   if (!terminal && o.consoleSocket !== undefined)
@@ -100,9 +100,14 @@ export async function createContainer(host: Host, p: Paths, o: CreateOptions): P
     delete spec.onExit;
     delete spec.imageLocks;
     spec.quiet = true;
+    spec.consoleOpost = true; // a terminal as any other: the caller's stdout is not ours to judge
     spec.oci = { detach: true, execFifo: fifo, ...(o.consoleSocket !== undefined ? { consoleSocket: o.consoleSocket } : {}) };
-    if (mapped.hooks.createRuntime.length > 0) {
-      host.writeFile(`${dir}/hooks.json`, JSON.stringify({ createRuntime: mapped.hooks.createRuntime, bundle, annotations: mapped.annotations }), 0o600);
+    if (mapped.hooks.createRuntime.length > 0 || Object.keys(mapped.sysctl).length > 0) {
+      host.writeFile(
+        `${dir}/hooks.json`,
+        JSON.stringify({ createRuntime: mapped.hooks.createRuntime, sysctl: mapped.sysctl, bundle, annotations: mapped.annotations }),
+        0o600,
+      );
       spec.onLeader = [...ownCommand("machina-oci"), "--root", o.root, "_run-hooks", o.id, "{leader}"];
     }
     const child = host.spawnWithStatus([p.helper, "run", "--spec-fd"], {
@@ -250,9 +255,11 @@ export function containerPids(host: Host, st: StoredState): number[] {
 export function killContainer(host: Host, root: string, id: string, signal: number, all: boolean): void {
   const st = readState(host, root, id);
   const s = status(host, root, st);
-  if (s === "stopped") throw new MachinaError("E_NOT_FOUND", `container "${id}" is not running`, { value: id });
+  // --all also reaches what is left after the init exited (as runc: the shim's kill-all on exit)
+  if (s === "stopped" && !all) throw new MachinaError("E_NOT_FOUND", `container "${id}" is not running`, { value: id });
   if (all) for (const pid of containerPids(host, st)) host.kill(pid, signal);
   else host.kill(st.pid, signal);
+  if (s === "stopped") return;
   // A paused container gets the signal when it thaws (as runc: SIGKILL thaws it)
   if (signal === 9 && s === "paused") setFrozen(host, st, false);
 }
@@ -316,11 +323,32 @@ export async function deleteContainer(host: Host, root: string, id: string, forc
   }
 }
 
-/** The createRuntime/prestart hooks, run by the helper's on_leader with the init's pid. */
+/**
+ * Run by the helper's on_leader with the init's pid, once its namespaces exist and before it sets
+ * its root up: linux.sysctl written in its network and IPC namespaces (the keys were checked to
+ * belong to them), then the createRuntime/prestart hooks.
+ */
 export async function runCreateHooks(host: Host, root: string, id: string, leader: number): Promise<void> {
   const text = host.readFile(`${containerDir(root, id)}/hooks.json`);
   if (text === undefined) return;
-  const h = JSON.parse(text) as { createRuntime: OciHook[]; bundle: string; annotations: Record<string, string> };
+  const h = JSON.parse(text) as { createRuntime: OciHook[]; sysctl: Record<string, string>; bundle: string; annotations: Record<string, string> };
+  for (const [key, value] of Object.entries(h.sysctl)) {
+    const r = await host.runAsync([
+      "nsenter",
+      "-t",
+      String(leader),
+      "--net",
+      "--ipc",
+      "sh",
+      "-c",
+      'printf "%s\n" "$1" > "$2"',
+      "sh",
+      value,
+      `/proc/sys/${key.replace(/\./g, "/")}`,
+    ]);
+    if (r.status !== 0)
+      throw new MachinaError("E_SYSTEM", `linux.sysctl.${key}: cannot set it to "${value}": ${r.stderr.trim().split("\n")[0] ?? ""}`, { value: key });
+  }
   await runHooks(host, "createRuntime", h.createRuntime, {
     ociVersion: OCI_VERSION,
     id,

@@ -249,6 +249,10 @@ export interface OciMapped extends FileSettings {
   annotations: Record<string, string>;
   /** linux.cgroupsPath as given (machina-oci places the container there) */
   cgroupsPath: string | undefined;
+  /** process.terminal */
+  terminal: boolean;
+  /** linux.sysctl (machina-oci writes them in the container's namespaces before it starts) */
+  sysctl: Record<string, string>;
 }
 
 /**
@@ -316,7 +320,7 @@ export function mapOciConfig(text: string, bundle: string, mode: "nspawn" | "run
   const binds: BindMount[] = [];
   const tmpfs: TmpfsMount[] = [];
   const inaccessible: string[] = [];
-  mapMounts(c, bundle, binds, tmpfs, fail);
+  mapMounts(c, bundle, binds, tmpfs, fail, mode, warnings);
   mapLinux(c, set, fail, ctx, warnings, binds, inaccessible, mode);
   if (binds.length > 0) set("binds", binds);
   if (tmpfs.length > 0) set("tmpfs", tmpfs);
@@ -343,7 +347,20 @@ export function mapOciConfig(text: string, bundle: string, mode: "nspawn" | "run
     // unknown hook names: ignored, as unknown properties
   }
   const cgroupsPath = mode === "runtime" ? c.linux?.cgroupsPath : undefined;
-  return { file, trusted: true, values, provenance, warnings, root: rootPath, hooks, annotations: c.annotations ?? {}, cgroupsPath };
+  const sysctl = mode === "runtime" ? (c.linux?.sysctl ?? {}) : {};
+  return {
+    file,
+    trusted: true,
+    values,
+    provenance,
+    warnings,
+    root: rootPath,
+    hooks,
+    annotations: c.annotations ?? {},
+    cgroupsPath,
+    sysctl,
+    terminal: c.process?.terminal === true,
+  };
 }
 
 type Setter = <K extends keyof Settings>(k: K, v: Settings[K]) => void;
@@ -452,7 +469,11 @@ function mapProcess(c: OciConfig, set: Setter, fail: Fail, ctx: (f: string) => E
   if (p.execCPUAffinity !== undefined) fail("process.execCPUAffinity", "is not supported by machina (use linux.resources.cpu.cpus)");
 }
 
-function mapMounts(c: OciConfig, bundle: string, binds: BindMount[], tmpfs: TmpfsMount[], fail: Fail): void {
+/** Bind options that only choose propagation: machina's container mounts never propagate to the host. */
+const PRIVATE_PROPAGATION = new Set(["private", "rprivate", "slave", "rslave"]);
+
+function mapMounts(c: OciConfig, bundle: string, binds: BindMount[], tmpfs: TmpfsMount[], fail: Fail, mode: "nspawn" | "runtime", warnings: string[]): void {
+  const runtime = mode === "runtime";
   (c.mounts ?? []).forEach((m, i) => {
     const field = `mounts[${i}]`;
     const dest = containerPath(m.destination, `${field}.destination`, fail);
@@ -460,7 +481,10 @@ function mapMounts(c: OciConfig, bundle: string, binds: BindMount[], tmpfs: Tmpf
     const isBind = m.type === undefined || m.type === "bind" || ((m.type === "none" || m.type === "") && opts.some((o) => o === "bind" || o === "rbind"));
     if (m.uidMappings !== undefined || m.gidMappings !== undefined) fail(`${field}.uidMappings`, "id-mapped mounts are not supported from config.json");
     const api = API_MOUNTS[dest];
-    if (api !== undefined || nspawnOwns(dest)) {
+    // machina-oci: a bind onto an API path (podman's /dev/shm, /etc/hosts…) is honoured over
+    // machina's own mount; a file system of the API kind there is machina's own.
+    const own = runtime ? api !== undefined && !isBind : api !== undefined || nspawnOwns(dest);
+    if (own) {
       // machina mounts these itself: the config's mount is taken as machina's when it is the
       // same kind of file system (or, as in `runc spec --rootless`, a bind of the host's own).
       const type = m.type ?? "bind";
@@ -480,13 +504,26 @@ function mapMounts(c: OciConfig, bundle: string, binds: BindMount[], tmpfs: Tmpf
         else if (o === "rw") readOnly = false;
         else if (o === "private" || o === "rprivate")
           continue; // the container's mounts never propagate
-        else fail(`${field}.options`, `bind option "${o}" cannot be honoured (supported: bind, rbind, ro, rw, private, rprivate)`);
+        else if (runtime && PRIVATE_PROPAGATION.has(o)) continue;
+        else if (runtime && (o === "z" || o === "Z"))
+          continue; // SELinux relabel requests: the caller's (this host has none enabled)
+        else if (runtime && (o === "nosuid" || o === "nodev" || o === "noexec")) {
+          warnings.push(`config.json: ${field}.options: "${o}" on a bind mount is not applied yet (the mount keeps the source's flags)`);
+          continue;
+        } else
+          fail(
+            `${field}.options`,
+            `bind option "${o}" cannot be honoured (supported: bind, rbind, ro, rw, private, rprivate${runtime ? ", slave, rslave, nosuid, nodev, noexec, z, Z" : ""})`,
+          );
       }
       binds.push({ source, sourceInImage: false, destination: dest, readOnly, recursive, idmap: "noidmap" });
       return;
     }
     if (m.type === "tmpfs") {
-      tmpfs.push({ destination: dest, options: opts.length > 0 ? opts.join(",") : "mode=0755" });
+      // runc's tmpcopyup (copy the image's directory into the new tmpfs): not done, the tmpfs starts empty
+      const kept = opts.filter((o) => !(runtime && (o === "tmpcopyup" || PRIVATE_PROPAGATION.has(o) || o === "z" || o === "Z")));
+      if (opts.includes("tmpcopyup")) warnings.push(`config.json: ${field}.options: "tmpcopyup" is not supported; ${dest} starts empty`);
+      tmpfs.push({ destination: dest, options: kept.length > 0 ? kept.join(",") : "mode=0755" });
       return;
     }
     fail(
@@ -497,6 +534,20 @@ function mapMounts(c: OciConfig, bundle: string, binds: BindMount[], tmpfs: Tmpf
 }
 
 const NAMESPACE_TYPES = ["pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time"] as const;
+
+/** Sysctls that belong to a namespace of the container (runc's list): prefixes end with ".". */
+const NAMESPACED_SYSCTL = [
+  "kernel.msgmax",
+  "kernel.msgmnb",
+  "kernel.msgmni",
+  "kernel.sem",
+  "kernel.shmall",
+  "kernel.shmmax",
+  "kernel.shmmni",
+  "kernel.shm_rmid_forced",
+  "fs.mqueue.",
+  "net.",
+];
 
 function mapLinux(
   c: OciConfig,
@@ -518,8 +569,9 @@ function mapLinux(
     if (!(NAMESPACE_TYPES as readonly string[]).includes(n.type)) fail(`${field}.type`, `unknown namespace type "${n.type}"`);
     if (ns.has(n.type)) fail(field, `the ${n.type} namespace is listed twice`);
     if (n.path !== undefined) {
-      if (n.type !== "network")
-        fail(`${field}.path`, `joining an existing ${n.type} namespace is not supported (only the network namespace can be joined by path)`);
+      const joinable = mode === "runtime" ? ["network", "ipc", "uts"] : ["network"];
+      if (!joinable.includes(n.type))
+        fail(`${field}.path`, `joining an existing ${n.type} namespace is not supported (only the ${joinable.join(", ")} namespace can be joined by path)`);
       if (!n.path.startsWith("/")) fail(`${field}.path`, `"${n.path}" is not an absolute path`);
     }
     ns.set(n.type, n.path);
@@ -529,6 +581,13 @@ function mapLinux(
     if (!ns.has(t))
       fail("linux.namespaces", `machina always gives a container its own ${t} namespace: sharing the host's cannot be honoured (add {"type": "${t}"})`);
   if (ns.has("time")) fail("linux.namespaces", "time namespaces are not supported by machina");
+  const ipcPath = ns.get("ipc");
+  if (ipcPath !== undefined) set("ipcNamespacePath", ipcPath);
+  const utsPath = ns.get("uts");
+  if (utsPath !== undefined) {
+    set("utsNamespacePath", utsPath);
+    if (c.hostname !== undefined && c.hostname !== "") fail("hostname", "cannot be set in a UTS namespace joined by path (linux.namespaces)");
+  }
   if (ns.has("network")) {
     const path = ns.get("network");
     if (path !== undefined) set("networkNamespacePath", path);
@@ -565,10 +624,17 @@ function mapLinux(
     if (!/^[^/]+\.slice$/.test(L.cgroupsPath)) fail("linux.cgroupsPath", `"${L.cgroupsPath}" cannot be honoured (only a slice name such as machine.slice)`);
     set("slice", parseSlice(L.cgroupsPath, ctx("linux.cgroupsPath")));
   }
-  mapResources(L, set, fail, ctx);
+  mapResources(L, set, fail, ctx, mode);
   // rootfsPropagation: ignored, as nspawn (the container's mounts never propagate to the host).
-  if (L.sysctl !== undefined && Object.keys(L.sysctl).length > 0)
-    fail(`linux.sysctl`, `setting sysctls (${Object.keys(L.sysctl)[0]}) is not supported by machina`);
+  if (L.sysctl !== undefined && Object.keys(L.sysctl).length > 0) {
+    if (mode === "nspawn") fail(`linux.sysctl`, `setting sysctls (${Object.keys(L.sysctl)[0]}) is not supported by machina-nspawn (machina-oci sets them)`);
+    for (const key of Object.keys(L.sysctl)) {
+      const ok = NAMESPACED_SYSCTL.some((p) => (p.endsWith(".") ? key.startsWith(p) : key === p));
+      if (!ok || !/^[a-z0-9_.-]+$/.test(key))
+        fail(`linux.sysctl.${key}`, "only sysctls of the container's own namespaces can be set (kernel.msg*, kernel.sem, kernel.shm*, fs.mqueue.*, net.*)");
+      if (key.startsWith("net.") && !ns.has("network")) fail(`linux.sysctl.${key}`, "net.* sysctls need a network namespace of the container's");
+    }
+  }
   if (L.seccomp !== undefined) set("seccompProfile", mapOciSeccomp(L.seccomp, fail));
   for (const [i, p] of (L.maskedPaths ?? []).entries()) {
     const n = containerPath(p, `linux.maskedPaths[${i}]`, fail);
@@ -590,11 +656,13 @@ function mapLinux(
   if (L.personality !== undefined) fail("linux.personality", "is not supported from config.json (use --personality=)");
 }
 
-function mapResources(L: NonNullable<OciConfig["linux"]>, set: Setter, fail: Fail, ctx: (f: string) => ErrorContext): void {
+function mapResources(L: NonNullable<OciConfig["linux"]>, set: Setter, fail: Fail, ctx: (f: string) => ErrorContext, mode: "nspawn" | "runtime"): void {
   const r = L.resources;
   if (r === undefined) return;
   const props: Array<{ name: string; value: string }> = [];
-  for (const [i, d] of (r.devices ?? []).entries()) {
+  // machina-oci: machina's device policy (its standard nodes only) is what every container gets;
+  // an allow list asks for at most that much or more, never less than nothing: it is narrowed.
+  for (const [i, d] of (mode === "runtime" ? [] : (r.devices ?? [])).entries()) {
     // machina allows only its own standard device nodes: a deny-all entry says the same.
     const denyAll =
       !d.allow && (d.type === undefined || d.type === "a") && d.major === undefined && d.minor === undefined && (d.access === undefined || d.access === "rwm");

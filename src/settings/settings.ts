@@ -62,6 +62,9 @@ export interface Settings {
   user: string | undefined;
   /** Numeric identity from an OCI config (process.user): exact gid and supplementary groups, with `user` = the uid. */
   userIds: { uid: number; gid: number; additionalGids: number[] } | undefined;
+  /** machina-oci: IPC and UTS namespaces to join (linux.namespaces[].path), instead of new ones. */
+  ipcNamespacePath: string | undefined;
+  utsNamespacePath: string | undefined;
   /** machina-oci: the container's cgroup, below the cgroup2 root (linux.cgroupsPath); else the machine's scope in --slice. */
   cgroupPath: string | undefined;
   /** --oci-bundle=: the bundle directory (config.json + root), read by runtime/prepare.ts. */
@@ -148,6 +151,8 @@ export function defaultSettings(): Settings {
     user: undefined,
     userIds: undefined,
     cgroupPath: undefined,
+    ipcNamespacePath: undefined,
+    utsNamespacePath: undefined,
     ociBundle: undefined,
     quiet: false,
     killSignal: undefined,

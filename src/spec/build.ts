@@ -458,7 +458,9 @@ export function buildSpec(cliSettings: Settings, image: ImageFacts, host: HostFa
   const userMounts = userMountPlan(settings, host, usernsPlan); // --bind, --tmpfs, --overlay, --inaccessible
   const journal = planJournal(settings, image, writable);
   const namespaces: Namespace[] = ["mnt", "pid", "uts", "ipc", "cgroup"].filter(
-    (ns) => !(ns === "uts" && nenv.shareUts) && !(ns === "ipc" && nenv.shareIpc),
+    (ns) =>
+      !(ns === "uts" && (nenv.shareUts || settings.utsNamespacePath !== undefined)) &&
+      !(ns === "ipc" && (nenv.shareIpc || settings.ipcNamespacePath !== undefined)),
   ) as Namespace[];
   // A network prepared by src/net/ (links moved into it before the start) or --network-namespace-path
   // is joined; otherwise the clone creates it (the helper adds the main veth: net_* records).
@@ -483,7 +485,7 @@ export function buildSpec(cliSettings: Settings, image: ImageFacts, host: HostFa
       root: image.root,
       readOnly: rootPlan.readOnly,
       namespaces,
-      ...(nenv.shareUts ? {} : { hostname: settings.hostname ?? name }),
+      ...(nenv.shareUts || settings.utsNamespacePath !== undefined ? {} : { hostname: settings.hostname ?? name }),
       statusFd: options.statusFd,
       registry,
       stateJson,
@@ -522,6 +524,8 @@ export function buildSpec(cliSettings: Settings, image: ImageFacts, host: HostFa
         hostSymlinks: journal.hostSymlinks,
       },
       ...(joinNetns !== undefined ? { netns: joinNetns } : {}),
+      ...(settings.ipcNamespacePath !== undefined ? { ipcns: settings.ipcNamespacePath } : {}),
+      ...(settings.utsNamespacePath !== undefined ? { utsns: settings.utsNamespacePath } : {}),
       ...(onExit !== undefined ? { onExit } : {}),
       ...hostSideExtras(options, resources),
       ...(registration !== undefined
@@ -542,6 +546,9 @@ export function buildSpec(cliSettings: Settings, image: ImageFacts, host: HostFa
     settings.privateNetwork && joinNetns === undefined,
     bound,
   );
+  // A network namespace of its own has its loopback up, as nspawn's loopback_setup() (a managed
+  // network's plan, src/net/plan.ts, replaces these records and brings it up too).
+  if (namespaces.includes("net")) spec.netOps = [["net_up", "container", "lo"]];
   // what an entered process must get too (src/machine/enter.ts): recorded from the final spec
   return { ...spec, stateJson: stateJsonWithConfinement(stateJson, spec) };
 }

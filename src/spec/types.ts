@@ -112,6 +112,9 @@ export interface RunSpec {
   rootSetup?: RootSetup;
   /** Network namespace to join instead of creating one: prepared by src/net/, or --network-namespace-path. */
   netns?: string;
+  /** IPC and UTS namespaces joined by path instead of created (machina-oci: a pod's). */
+  ipcns?: string;
+  utsns?: string;
   /** `net_*` records (src/net/plan.ts helperNetOps): the main veth, made by the supervisor after each clone. */
   netOps?: string[][];
   /** Started by the supervisor in the background before the first clone, awaited before the child is released (src/net/: the nft table's base). */

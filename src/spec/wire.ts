@@ -62,6 +62,8 @@ export function specRecords(spec: RunSpec): Array<[string, string[]]> {
   if (spec.onLeader !== undefined && spec.onLeader.length > 0) add("on_leader", ...spec.onLeader);
   if (spec.rootSetup) r.push(...rootSetupRecords(spec.rootSetup));
   if (spec.netns !== undefined) add("netns", spec.netns);
+  if (spec.ipcns !== undefined) add("ipcns", spec.ipcns);
+  if (spec.utsns !== undefined) add("utsns", spec.utsns);
   for (const [name, ...args] of spec.netOps ?? []) add(name!, ...args);
   if (spec.prestart !== undefined && spec.prestart.length > 0) add("prestart", ...spec.prestart);
   if (spec.onExit !== undefined && spec.onExit.length > 0) add("on_exit", ...spec.onExit);

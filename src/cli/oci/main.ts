@@ -12,6 +12,7 @@ import { containerPids, createContainer, deleteContainer, killContainer, pauseCo
 import { defaultSpec, features } from "../../oci-runtime/documents.ts";
 import { execRecords, parseProcess } from "../../oci-runtime/exec.ts";
 import { parseSignal } from "../../oci-runtime/signals.ts";
+import { parseResources, updateContainer } from "../../oci-runtime/update.ts";
 import { encodeEnterSpec } from "../../machine/enter.ts";
 import type { OciProcess } from "../../settings/oci-config.ts";
 import { DEFAULT_ROOT, listIds, OCI_VERSION, ociState, readState, status } from "../../oci-runtime/state.ts";
@@ -125,6 +126,25 @@ export const COMMANDS: readonly Command[] = [
     flags: [FORMAT, { name: "quiet", short: "q", help: "ids only" }],
     minArgs: 0,
     maxArgs: 0,
+  },
+  {
+    name: "update",
+    usage: "update [--resources FILE|-] [flags] ID",
+    summary: "new resource limits (linux.resources) for a running container",
+    flags: [
+      { name: "resources", short: "r", value: true, help: "linux.resources JSON (- for stdin)" },
+      { name: "memory", value: true, help: "memory limit in bytes" },
+      { name: "memory-swap", value: true, help: "memory+swap limit in bytes" },
+      { name: "memory-reservation", value: true, help: "memory low mark in bytes" },
+      { name: "cpu-shares", value: true, help: "relative CPU weight (2-262144)" },
+      { name: "cpu-quota", value: true, help: "CPU microseconds per period" },
+      { name: "cpu-period", value: true, help: "CPU period in microseconds" },
+      { name: "cpuset-cpus", value: true, help: "CPUs" },
+      { name: "cpuset-mems", value: true, help: "memory nodes" },
+      { name: "pids-limit", value: true, help: "maximum number of tasks" },
+    ],
+    minArgs: 1,
+    maxArgs: 1,
   },
   { name: "features", usage: "features", summary: "what this runtime supports (JSON, as runc features)", flags: [], minArgs: 0, maxArgs: 0 },
   {
@@ -371,6 +391,28 @@ export async function main(argv: string[], host: Host = new LinuxHost()): Promis
               .join(""),
           );
         }
+        return 0;
+      }
+      case "update": {
+        const file = str(v, "resources");
+        const text = file === undefined ? "{}" : file === "-" ? await Bun.stdin.text() : host.readFile(file);
+        if (text === undefined) throw new MachinaError("E_NOT_FOUND", `--resources ${file}: no such file`, { flag: "--resources" });
+        const r = parseResources(text, file === undefined ? "the flags" : `--resources ${file}`);
+        const num = (flag: string): number | undefined => {
+          const x = str(v, flag);
+          if (x === undefined) return undefined;
+          if (!/^-?[0-9]+$/.test(x)) throw new MachinaError("E_INVALID", `--${flag} "${x}": allowed is a number`, { flag: `--${flag}` });
+          return Number(x);
+        };
+        const mem = { limit: num("memory"), swap: num("memory-swap"), reservation: num("memory-reservation") };
+        if (Object.values(mem).some((x) => x !== undefined))
+          r.memory = { ...r.memory, ...Object.fromEntries(Object.entries(mem).filter(([, x]) => x !== undefined)) };
+        const cpu = { shares: num("cpu-shares"), quota: num("cpu-quota"), period: num("cpu-period"), cpus: str(v, "cpuset-cpus"), mems: str(v, "cpuset-mems") };
+        if (Object.values(cpu).some((x) => x !== undefined))
+          r.cpu = { ...r.cpu, ...Object.fromEntries(Object.entries(cpu).filter(([, x]) => x !== undefined)) };
+        const pids = num("pids-limit");
+        if (pids !== undefined) r.pids = { limit: pids };
+        updateContainer(host, root, id, r);
         return 0;
       }
       case "features":

@@ -1,0 +1,267 @@
+/**
+ * machina-oci itself (runc's command line): the lifecycle of a bundle made by the test (the
+ * busybox fixture as rootfs, a `runc spec`-like config.json): create leaves the init waiting,
+ * start releases it, state/list/ps follow it, kill/pause/resume/update act on it, delete removes
+ * its state and cgroup; run and exec with exit statuses; hooks with the state on stdin; sysctls
+ * in the container's namespaces; bad input gets one line (and a JSON log line with --log).
+ * Everything under a --root of the test's own; every container and cgroup is removed. Root only.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { closeSync, existsSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { ensureBusyboxImage } from "../fixtures/images.ts";
+import { REPO, Scratch, baseEnv, copyTree, waitFor } from "../helpers/machina.ts";
+
+const T = 30_000;
+const OCI = join(REPO, "bin/machina-oci");
+const RUNC = readFileSync(join(import.meta.dir, "../fixtures/oci/runc-spec.json"), "utf8");
+const isRoot = process.getuid?.() === 0;
+const files = new Scratch();
+let bundle: string;
+let root: string;
+let work: string;
+const made: string[] = [];
+
+type Json = Record<string, unknown>;
+function writeConfig(edit: (c: Json) => void): void {
+  const c = JSON.parse(RUNC) as Json;
+  c.root = { path: "rootfs", readonly: true };
+  Object.assign(c.process as Json, { terminal: false, args: ["sh", "-c", "sleep 1000"], env: ["PATH=/usr/bin:/bin"] });
+  edit(c);
+  writeFileSync(`${bundle}/config.json`, JSON.stringify(c, null, 2));
+}
+
+/**
+ * machina-oci with the test's --root. Its stdout and stderr go to files: a created container keeps
+ * the stdio it inherits (as runc's), so a pipe would stay open as long as the container runs.
+ */
+let calls = 0;
+function oci(args: string[], input?: string): { code: number; stdout: string; stderr: string } {
+  const out = join(work, `out-${++calls}`);
+  const err = join(work, `err-${calls}`);
+  const fds = [openSync(out, "w"), openSync(err, "w")] as const;
+  try {
+    const r = Bun.spawnSync([OCI, "--root", root, ...args], {
+      env: baseEnv(),
+      cwd: bundle,
+      stdin: input === undefined ? "ignore" : new TextEncoder().encode(input),
+      stdout: fds[0],
+      stderr: fds[1],
+    });
+    return { code: r.exitCode ?? 128, stdout: readFileSync(out, "utf8"), stderr: readFileSync(err, "utf8") };
+  } finally {
+    for (const fd of fds) closeSync(fd);
+    rmSync(out, { force: true });
+    rmSync(err, { force: true });
+  }
+}
+
+function id(prefix: string): string {
+  const name = `${prefix}-${process.pid}-${made.length}`;
+  made.push(name);
+  return name;
+}
+const state = (name: string) => JSON.parse(oci(["state", name]).stdout) as { status: string; pid: number; id: string; bundle: string };
+
+beforeAll(async () => {
+  if (!isRoot) return;
+  const image = await ensureBusyboxImage();
+  bundle = files.dir("oci-runtime-bundle-");
+  root = files.dir("oci-runtime-root-");
+  work = files.dir("oci-runtime-work-");
+  copyTree(image, `${bundle}/rootfs`);
+});
+afterEach(() => {
+  for (const name of made.splice(0)) oci(["delete", "--force", name]);
+});
+afterAll(() => {
+  if (isRoot) expect(readdirSync(root)).toEqual([]);
+  files.cleanup();
+});
+
+describe.skipIf(!isRoot)("machina-oci", () => {
+  test(
+    "create leaves the init waiting; start runs it; state, list, ps; kill; delete removes state and cgroup",
+    async () => {
+      writeConfig((c) => {
+        (c.process as Json).args = ["sh", "-c", 'echo started > /dev/null; trap "exit 5" TERM; while :; do sleep 0.1; done'];
+        (c.linux as Json).cgroupsPath = `/machina-oci-test/${process.pid}`;
+      });
+      const name = id("life");
+      const pidFile = join(work, "init.pid");
+      const c = oci(["create", "--bundle", bundle, "--pid-file", pidFile, name]);
+      expect(c.stderr).toBe("");
+      expect(c.code).toBe(0);
+      const s = state(name);
+      expect(s).toMatchObject({ id: name, status: "created", bundle });
+      expect(Number(readFileSync(pidFile, "utf8"))).toBe(s.pid);
+      // the init waits at the fifo: not yet the command
+      expect(readFileSync(`/proc/${s.pid}/cmdline`, "utf8")).not.toContain("trap");
+      expect(oci(["list"]).stdout).toMatch(new RegExp(`^${name}\\s+${s.pid}\\s+created\\s+${bundle}`, "m"));
+      expect(oci(["start", name]).code).toBe(0);
+      await waitFor("the command", () => (readFileSync(`/proc/${s.pid}/cmdline`, "utf8").includes("trap") ? true : undefined));
+      expect(state(name).status).toBe("running");
+      const again = oci(["start", name]);
+      expect(again.code).toBe(1);
+      expect(again.stderr).toContain(`cannot start container "${name}" in state running`);
+      const cgroup = `/sys/fs/cgroup/unified/machina-oci-test/${process.pid}`;
+      expect(readFileSync(`${cgroup}/cgroup.procs`, "utf8")).toContain(String(s.pid));
+      expect(JSON.parse(oci(["ps", "--format", "json", name]).stdout)).toContain(s.pid);
+      const busy = oci(["delete", name]);
+      expect(busy.code).toBe(1);
+      expect(busy.stderr).toContain("that is not stopped: running");
+      expect(oci(["kill", name, "TERM"]).code).toBe(0);
+      await waitFor("the container to stop", () => (state(name).status === "stopped" ? true : undefined), 10_000);
+      expect(state(name).pid).toBe(0);
+      expect(oci(["delete", name]).code).toBe(0);
+      expect(existsSync(cgroup)).toBe(false);
+      expect(existsSync(join(root, name))).toBe(false);
+      const gone = oci(["state", name]);
+      expect(gone.code).toBe(1);
+      expect(gone.stderr).toBe(`machina-oci: container "${name}" does not exist\n`);
+    },
+    T,
+  );
+
+  test(
+    "run: stdout and the exit status; run -d; exec (a command, --process, --detach --pid-file)",
+    async () => {
+      writeConfig((c) => {
+        (c.process as Json).args = ["sh", "-c", "echo hello from $(hostname); exit 3"];
+        c.hostname = "oci-box";
+      });
+      const r = oci(["run", id("run")]);
+      expect(r.stdout).toBe("hello from oci-box\n");
+      expect(r.code).toBe(3);
+      writeConfig(() => undefined);
+      const name = id("exec");
+      expect(oci(["run", "-d", name]).code).toBe(0);
+      const e = oci(["exec", name, "sh", "-c", "echo $(cat /proc/1/cmdline | tr '\\0' ' ')| id -u; exit 4"]);
+      expect(e.stdout).toBe("0\n");
+      expect(e.code).toBe(4);
+      const proc = join(work, "process.json");
+      writeFileSync(
+        proc,
+        JSON.stringify({
+          args: ["sh", "-c", "id -u; id -g; pwd; echo $GREETING"],
+          cwd: "/tmp",
+          env: ["PATH=/bin", "GREETING=hi"],
+          user: { uid: 1000, gid: 1001 },
+        }),
+      );
+      const p = oci(["exec", "--process", proc, name]);
+      expect(p.stdout).toBe("1000\n1001\n/tmp\nhi\n");
+      expect(p.code).toBe(0);
+      const pidFile = join(work, "exec.pid");
+      expect(oci(["exec", "--detach", "--pid-file", pidFile, name, "sleep", "30"]).code).toBe(0);
+      const pid = Number(readFileSync(pidFile, "utf8"));
+      expect(readFileSync(`/proc/${pid}/cmdline`, "utf8")).toBe("sleep\u000030\u0000");
+      // in the container's cgroup and pid namespace
+      expect(readFileSync(`/proc/${pid}/cgroup`, "utf8")).toBe(readFileSync(`/proc/${state(name).pid}/cgroup`, "utf8"));
+      expect(readlinkSync(`/proc/${pid}/ns/pid`)).toBe(readlinkSync(`/proc/${state(name).pid}/ns/pid`));
+      const bad = oci(["exec", name, "/nonexistent"]);
+      expect(bad.code).toBe(127);
+    },
+    T,
+  );
+
+  test(
+    "pause and resume freeze the cgroup; update sets limits; kill --all reaches every process",
+    async () => {
+      writeConfig(() => undefined);
+      const name = id("freeze");
+      expect(oci(["run", "-d", name]).code).toBe(0);
+      expect(oci(["pause", name]).code).toBe(0);
+      expect(state(name).status).toBe("paused");
+      expect(oci(["exec", name, "true"]).stderr).toContain("is paused");
+      expect(oci(["resume", name]).code).toBe(0);
+      expect(state(name).status).toBe("running");
+      expect(oci(["update", "--pids-limit", "50", name]).code).toBe(0);
+      const limits = oci(["update", "--resources", "-", name], JSON.stringify({ pids: { limit: 60 } }));
+      expect(limits.code).toBe(0);
+      const pidsMax = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup/pids"].map((m) => `${m}/machina-oci/${name}/pids.max`).find((f) => existsSync(f));
+      expect(pidsMax).toBeDefined();
+      expect(readFileSync(pidsMax!, "utf8").trim()).toBe("60");
+      const badUpdate = oci(["update", "--resources", "-", name], JSON.stringify({ memory: { kernel: 1 } }));
+      expect(badUpdate.stderr).toContain("memory.kernel has no cgroup v2 equivalent");
+      expect(oci(["exec", "-d", name, "sleep", "100"]).code).toBe(0);
+      expect(oci(["kill", "--all", name, "KILL"]).code).toBe(0);
+      await waitFor("the container to stop", () => (state(name).status === "stopped" ? true : undefined), 10_000);
+    },
+    T,
+  );
+
+  test(
+    "hooks get the state on stdin (createRuntime/prestart before the start, poststart, poststop); sysctls land in the container",
+    async () => {
+      const hook = join(work, "hook.sh");
+      writeFileSync(hook, `#!/bin/sh\ncat > "${work}/$1.json"\n`, { mode: 0o755 });
+      writeConfig((c) => {
+        c.hooks = {
+          prestart: [{ path: hook, args: ["hook", "prestart"] }],
+          poststart: [{ path: hook, args: ["hook", "poststart"] }],
+          poststop: [{ path: hook, args: ["hook", "poststop"] }],
+        };
+        (c.linux as Json).sysctl = { "net.ipv4.ip_forward": "1", "kernel.shmmni": "2048" };
+        (c.process as Json).args = ["sh", "-c", "cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmni"];
+      });
+      const hostForward = readFileSync("/proc/sys/net/ipv4/ip_forward", "utf8");
+      const name = id("hooks");
+      const r = oci(["run", name]);
+      expect(r.stderr).toBe("");
+      expect(r.stdout).toBe("1\n2048\n");
+      expect(readFileSync("/proc/sys/net/ipv4/ip_forward", "utf8")).toBe(hostForward);
+      const pre = JSON.parse(readFileSync(join(work, "prestart.json"), "utf8")) as Json;
+      expect(pre).toMatchObject({ id: name, status: "creating", bundle });
+      expect(pre.pid).toBeGreaterThan(0);
+      expect(JSON.parse(readFileSync(join(work, "poststart.json"), "utf8"))).toMatchObject({ id: name, status: "running" });
+      expect(JSON.parse(readFileSync(join(work, "poststop.json"), "utf8"))).toMatchObject({ id: name, status: "stopped" });
+      writeConfig((c) => {
+        (c.linux as Json).sysctl = { "kernel.panic": "1" };
+      });
+      const refused = oci(["create", id("sysctl")]);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain("linux.sysctl.kernel.panic: only sysctls of the container's own namespaces can be set");
+    },
+    T,
+  );
+
+  test(
+    "bad input: one line naming the id, flag or config.json field; --log gets a JSON line; nothing is left",
+    () => {
+      writeConfig((c) => {
+        (c.linux as Json).seccomp = { defaultAction: "SCMP_ACT_BOGUS" };
+      });
+      const log = join(work, "log.json");
+      const bad = oci(["--log", log, "--log-format", "json", "create", id("bad")]);
+      expect(bad.code).toBe(1);
+      expect(bad.stderr.trim().split("\n")).toHaveLength(1);
+      expect(bad.stderr).toContain("linux.seccomp.defaultAction");
+      const line = JSON.parse(readFileSync(log, "utf8").trim().split("\n").at(-1)!) as Json;
+      expect(line).toMatchObject({ level: "error" });
+      expect(String(line.msg)).toContain("linux.seccomp.defaultAction");
+      expect(readdirSync(root)).toEqual([]);
+      expect(oci(["create", "../escape"]).stderr).toContain('invalid container id "../escape"');
+      expect(oci(["kill", "nope", "KILL"]).stderr).toContain('container "nope" does not exist');
+      expect(oci(["kill", "nope", "NOTASIGNAL"]).stderr).toContain('unknown signal "NOTASIGNAL"');
+      expect(oci(["create", "--bogus", "x"]).stderr).toContain("flag provided but not defined: --bogus");
+      expect(oci(["frobnicate"]).stderr).toContain("no such command: frobnicate");
+      writeConfig(() => undefined);
+      const name = id("dup");
+      expect(oci(["create", name]).code).toBe(0);
+      expect(oci(["create", name]).stderr).toContain(`container "${name}" already exists`);
+    },
+    T,
+  );
+
+  test("spec writes a config.json machina-oci runs; features and --version answer", () => {
+    const dir = files.dir("oci-spec-");
+    expect(Bun.spawnSync([OCI, "spec", "--bundle", dir]).exitCode).toBe(0);
+    const spec = JSON.parse(readFileSync(`${dir}/config.json`, "utf8")) as Json;
+    expect(spec).toMatchObject({ ociVersion: "1.2.0", root: { path: "rootfs" } });
+    expect(Bun.spawnSync([OCI, "spec", "--bundle", dir]).stderr.toString()).toContain("exists");
+    const features = JSON.parse(Bun.spawnSync([OCI, "features"]).stdout.toString()) as Json;
+    expect(features).toMatchObject({ ociVersionMin: "1.0.0" });
+    expect(Bun.spawnSync([OCI, "--version"]).stdout.toString()).toMatch(/^machina-oci version \S+\nspec: 1\.2\.0\n/);
+  });
+});
