@@ -56,30 +56,97 @@ static int parse_long(const char *s, long min, long max, long *out)
 
 int sec_parse_cond(const char *s, struct sec_cond *c)
 {
+	static const struct {
+		const char *tok;
+		int op;
+	} ops[] = { { "==", SEC_OP_EQ }, { "!=", SEC_OP_NE }, { "<=", SEC_OP_LE }, { ">=", SEC_OP_GE },
+		    { "<", SEC_OP_LT },  { ">", SEC_OP_GT } };
 	const char *p;
 	uint64_t v;
 	if (s[0] != 'a' || s[1] < '0' || s[1] > '5')
 		return -EINVAL;
 	c->arg = (unsigned)(s[1] - '0');
+	c->mask = 0;
 	p = s + 2;
-	if (!strncmp(p, "==", 2)) {
-		c->op = 0;
-		p += 2;
-	} else if (!strncmp(p, "<=", 2)) {
-		c->op = 1;
-		p += 2;
-	} else if (*p == '&') {
-		c->op = 2;
+	if (*p == '&') {
+		c->op = SEC_OP_MASKED_EQ;
 		if (parse_u64(p + 1, &p, &c->mask) < 0 || strncmp(p, "==", 2))
 			return -EINVAL;
 		p += 2;
-	} else
-		return -EINVAL;
+	} else {
+		size_t i;
+		for (i = 0; i < ARRAY_SIZE(ops); i++)
+			if (!strncmp(p, ops[i].tok, strlen(ops[i].tok)))
+				break;
+		if (i == ARRAY_SIZE(ops))
+			return -EINVAL;
+		c->op = ops[i].op;
+		p += strlen(ops[i].tok);
+	}
 	if (parse_u64(p, &p, &v) < 0 || *p)
 		return -EINVAL;
 	c->value = v;
 	return 0;
 }
+
+/* ACTION: an errno number 0..4095, allow, kill, kill_process, trap or log. */
+static int parse_action(const char *s, int *act, int *err)
+{
+	static const struct {
+		const char *name;
+		int act;
+	} acts[] = { { "allow", SEC_ACT_ALLOW }, { "kill", SEC_ACT_KILL }, { "kill_process", SEC_ACT_KILL_PROCESS },
+		     { "trap", SEC_ACT_TRAP },   { "log", SEC_ACT_LOG } };
+	long v;
+	*err = 0;
+	for (size_t i = 0; i < ARRAY_SIZE(acts); i++)
+		if (!strcmp(s, acts[i].name)) {
+			*act = acts[i].act;
+			return 0;
+		}
+	if (parse_long(s, 0, 4095, &v) < 0)
+		return -EINVAL;
+	*act = SEC_ACT_ERRNO;
+	*err = (int)v;
+	return 0;
+}
+
+/* seccomp_arch names (libseccomp's); a name the helper's libseccomp header lacks cannot be a
+ * local architecture and is ignored. */
+static const struct {
+	const char *name;
+	uint32_t arch;
+} arch_names[] = {
+	{ "x86", SCMP_ARCH_X86 },
+	{ "x86_64", SCMP_ARCH_X86_64 },
+	{ "x32", SCMP_ARCH_X32 },
+	{ "arm", SCMP_ARCH_ARM },
+	{ "aarch64", SCMP_ARCH_AARCH64 },
+	{ "mips", SCMP_ARCH_MIPS },
+	{ "mips64", SCMP_ARCH_MIPS64 },
+	{ "mips64n32", SCMP_ARCH_MIPS64N32 },
+	{ "mipsel", SCMP_ARCH_MIPSEL },
+	{ "mipsel64", SCMP_ARCH_MIPSEL64 },
+	{ "mipsel64n32", SCMP_ARCH_MIPSEL64N32 },
+	{ "ppc", SCMP_ARCH_PPC },
+	{ "ppc64", SCMP_ARCH_PPC64 },
+	{ "ppc64le", SCMP_ARCH_PPC64LE },
+	{ "s390", SCMP_ARCH_S390 },
+	{ "s390x", SCMP_ARCH_S390X },
+	{ "parisc", SCMP_ARCH_PARISC },
+	{ "parisc64", SCMP_ARCH_PARISC64 },
+	{ "riscv64", SCMP_ARCH_RISCV64 },
+#ifdef SCMP_ARCH_LOONGARCH64
+	{ "loongarch64", SCMP_ARCH_LOONGARCH64 },
+#endif
+#ifdef SCMP_ARCH_M68K
+	{ "m68k", SCMP_ARCH_M68K },
+#endif
+#ifdef SCMP_ARCH_SH
+	{ "sh", SCMP_ARCH_SH },
+	{ "sheb", SCMP_ARCH_SHEB },
+#endif
+};
 
 static int valid_name(const char *n)
 {
@@ -108,12 +175,29 @@ int sec_record(struct sec *s, const char *name, const char **a, size_t n, size_t
 		if (grow_arr(&s->filters, &s->n_filters, sizeof *s->filters) < 0)
 			return merr_set(e, ENOMEM, "malloc", "", "failed to allocate memory for the spec");
 		struct sec_filter *f = &s->filters[s->n_filters - 1];
-		if (!strcmp(a[0], "allow"))
-			f->default_allow = 1;
-		else if (parse_long(a[0], 0, 4095, &v) == 0)
-			f->default_errno = (int)v;
-		else
-			return BAD("record %zu (\"%s\"): malformed DEFAULT (allow or an errno number)", idx, name);
+		if (parse_action(a[0], &f->default_act, &f->default_errno) < 0)
+			return BAD("record %zu (\"%s\"): malformed DEFAULT (allow, kill, kill_process, trap, log or an errno number)", idx,
+				   name);
+		return 1;
+	}
+	if (!strcmp(name, "seccomp_arch")) {
+		struct sec_filter *f = s->n_filters ? &s->filters[s->n_filters - 1] : NULL;
+		if (!f)
+			return BAD("record %zu (\"%s\"): no \"seccomp_filter\" before it", idx, name);
+		if (f->has_arches || n < 1)
+			return BAD("record %zu (\"%s\"): expected ARCH… (and only one such record per filter)", idx, name);
+		if (!(f->arches = calloc(n, sizeof *f->arches)))
+			return merr_set(e, ENOMEM, "malloc", "", "failed to allocate memory for the spec");
+		f->has_arches = 1;
+		for (size_t i = 0; i < n; i++) {
+			if (!valid_name(a[i]))
+				return BAD("record %zu (\"%s\"): malformed architecture \"%.64s\"", idx, name, a[i]);
+			if (!strcmp(a[i], "native")) /* SCMP_ARCH_NATIVE (0): the helper's own */
+				f->arches[f->n_arches++] = SCMP_ARCH_NATIVE;
+			for (size_t k = 0; k < ARRAY_SIZE(arch_names); k++)
+				if (!strcmp(a[i], arch_names[k].name))
+					f->arches[f->n_arches++] = arch_names[k].arch;
+		}
 		return 1;
 	}
 	if (!strcmp(name, "seccomp_allow") || !strcmp(name, "seccomp_deny") || !strcmp(name, "seccomp_rule")) {
@@ -123,19 +207,23 @@ int sec_record(struct sec *s, const char *name, const char **a, size_t n, size_t
 			return BAD("record %zu (\"%s\"): no \"seccomp_filter\" before it", idx, name);
 		if (n < first + 1)
 			return BAD("record %zu (\"%s\"): expected at least %zu arguments, got %zu", idx, name, first + 1, n);
-		int err = 0;
-		if (first) {
+		int err = 0, act = SEC_ACT_ERRNO;
+		if (deny) {
 			if (parse_long(a[0], 0, 4095, &v) < 0)
 				return BAD("record %zu (\"%s\"): malformed ERRNO", idx, name);
 			err = (int)v;
 		}
 		if (rule) {
+			if (parse_action(a[0], &act, &err) < 0)
+				return BAD("record %zu (\"%s\"): malformed ACTION (an errno number, allow, kill, kill_process, trap or log)",
+					   idx, name);
 			if (n > 8 || !valid_name(a[1]))
-				return BAD("record %zu (\"%s\"): expected ERRNO NAME and at most 6 conditions", idx, name);
+				return BAD("record %zu (\"%s\"): expected ACTION NAME and at most 6 conditions", idx, name);
 			struct sec_entry *en = add_entry(s);
 			if (!en)
 				return merr_set(e, ENOMEM, "malloc", "", "failed to allocate memory for the spec");
 			en->kind = SEC_RULE;
+			en->act = act;
 			en->err = err;
 			en->name = a[1];
 			if (n > 2 && !(en->conds = calloc(n - 2, sizeof *en->conds)))
@@ -152,6 +240,7 @@ int sec_record(struct sec *s, const char *name, const char **a, size_t n, size_t
 			if (!en)
 				return merr_set(e, ENOMEM, "malloc", "", "failed to allocate memory for the spec");
 			en->kind = deny ? SEC_ERRNO : SEC_ALLOW;
+			en->act = deny ? SEC_ACT_ERRNO : SEC_ACT_ALLOW;
 			en->err = err;
 			en->name = a[i];
 		}
@@ -214,8 +303,10 @@ static void free_entries(struct sec_filter *f)
 
 void sec_free(struct sec *s)
 {
-	for (size_t i = 0; i < s->n_filters; i++)
+	for (size_t i = 0; i < s->n_filters; i++) {
 		free_entries(&s->filters[i]);
+		free(s->filters[i].arches);
+	}
 	free(s->filters);
 	free(s->cpus);
 	free(s->sets);
@@ -380,15 +471,61 @@ static int lib_identity(struct stat *st)
 	return lib_stat(lm->l_name, st);
 }
 
-static uint32_t action(int allow, int err)
+static uint32_t action(int act, int err)
 {
-	return allow ? SCMP_ACT_ALLOW : SCMP_ACT_ERRNO((uint16_t)err);
+	switch (act) {
+	case SEC_ACT_ALLOW:
+		return SCMP_ACT_ALLOW;
+	case SEC_ACT_KILL:
+		return SCMP_ACT_KILL_THREAD;
+	case SEC_ACT_KILL_PROCESS:
+		return SCMP_ACT_KILL_PROCESS;
+	case SEC_ACT_TRAP:
+		return SCMP_ACT_TRAP;
+	case SEC_ACT_LOG:
+		return SCMP_ACT_LOG;
+	default:
+		return SCMP_ACT_ERRNO((uint16_t)err);
+	}
+}
+
+static int speaks_for(const struct sec_filter *f, uint32_t arch)
+{
+	if (!f->has_arches)
+		return 1;
+	for (size_t i = 0; i < f->n_arches; i++)
+		if (f->arches[i] == arch || (f->arches[i] == SCMP_ARCH_NATIVE && arch == local_archs[ARRAY_SIZE(local_archs) - 1]))
+			return 1;
+	return 0;
+}
+
+static enum scmp_compare cmp_op(int op)
+{
+	switch (op) {
+	case SEC_OP_EQ:
+		return SCMP_CMP_EQ;
+	case SEC_OP_LE:
+		return SCMP_CMP_LE;
+	case SEC_OP_MASKED_EQ:
+		return SCMP_CMP_MASKED_EQ;
+	case SEC_OP_NE:
+		return SCMP_CMP_NE;
+	case SEC_OP_LT:
+		return SCMP_CMP_LT;
+	case SEC_OP_GE:
+		return SCMP_CMP_GE;
+	default:
+		return SCMP_CMP_GT;
+	}
 }
 
 /* A libseccomp context for filter F on ARCH (NULL and *e set on failure). */
 static scmp_filter_ctx build_ctx(const struct sec_filter *f, uint32_t arch, struct merr *e)
 {
-	scmp_filter_ctx ctx = scmp.init(action(f->default_allow, f->default_errno));
+	/* An architecture the filter's seccomp_arch does not list: every call killed (as libseccomp's
+	 * default bad-architecture action in one multi-architecture filter). */
+	int listed = speaks_for(f, arch);
+	scmp_filter_ctx ctx = scmp.init(listed ? action(f->default_act, f->default_errno) : SCMP_ACT_KILL_THREAD);
 	int r;
 	if (!ctx) {
 		merr_set(e, ENOMEM, "seccomp_init", "", "failed to allocate a seccomp filter");
@@ -407,7 +544,7 @@ static scmp_filter_ctx build_ctx(const struct sec_filter *f, uint32_t arch, stru
 		merr_set(e, -r, "seccomp_attr_set", "", "failed to configure a seccomp filter");
 		return NULL;
 	}
-	for (size_t i = 0; i < f->n_entries; i++) {
+	for (size_t i = 0; listed && i < f->n_entries; i++) {
 		const struct sec_entry *en = &f->entries[i];
 		int nr = scmp.resolve_name(en->name);
 		if (nr == __NR_SCMP_ERROR)
@@ -416,18 +553,18 @@ static scmp_filter_ctx build_ctx(const struct sec_filter *f, uint32_t arch, stru
 			struct scmp_arg_cmp c[6];
 			for (unsigned k = 0; k < en->n_conds; k++) {
 				const struct sec_cond *sc = &en->conds[k];
+				int masked = sc->op == SEC_OP_MASKED_EQ;
 				c[k] = (struct scmp_arg_cmp){ .arg = sc->arg,
-							      .op = sc->op == 0   ? SCMP_CMP_EQ
-								    : sc->op == 1 ? SCMP_CMP_LE
-										  : SCMP_CMP_MASKED_EQ,
-							      .datum_a = sc->op == 2 ? sc->mask : sc->value,
-							      .datum_b = sc->op == 2 ? sc->value : 0 };
+							      .op = cmp_op(sc->op),
+							      .datum_a = masked ? sc->mask : sc->value,
+							      .datum_b = masked ? sc->value : 0 };
 			}
-			r = scmp.rule_add_array(ctx, SCMP_ACT_ERRNO((uint16_t)en->err), nr, en->n_conds, c);
+			r = scmp.rule_add_array(ctx, action(en->act, en->err), nr, en->n_conds, c);
 		} else
-			r = scmp.rule_add_array(ctx, action(en->kind == SEC_ALLOW, en->err), nr, 0, NULL);
+			r = scmp.rule_add_array(ctx, action(en->act, en->err), nr, 0, NULL);
 		/* A call this architecture does not have, or cannot filter by argument (socketcall on
-		 * x86), is skipped, as systemd does. */
+		 * x86), is skipped, as systemd does; so is a rule whose action is the filter's default
+		 * (libseccomp refuses it: EACCES), which changes nothing. */
 		(void)r;
 	}
 	return ctx;
@@ -545,7 +682,7 @@ static int cache_key(const struct sec *s, uint8_t out[32])
 	int found = 0;
 	void *data[2] = { &h, &found };
 	sha256_init(&h);
-	hash_str(&h, "machina-helper seccomp cache 2");
+	hash_str(&h, "machina-helper seccomp cache 3");
 	dl_iterate_phdr(build_id_cb, data);
 	if (!found || lib_identity(&st) < 0)
 		return -1;
@@ -569,12 +706,17 @@ static int cache_key(const struct sec *s, uint8_t out[32])
 	hash_u64(&h, s->n_filters);
 	for (size_t i = 0; i < s->n_filters; i++) {
 		const struct sec_filter *f = &s->filters[i];
-		hash_u64(&h, (uint64_t)f->default_allow);
+		hash_u64(&h, (uint64_t)f->default_act);
 		hash_u64(&h, (uint64_t)f->default_errno);
+		hash_u64(&h, (uint64_t)f->has_arches);
+		hash_u64(&h, f->n_arches);
+		for (size_t k = 0; k < f->n_arches; k++)
+			hash_u64(&h, f->arches[k]);
 		hash_u64(&h, f->n_entries);
 		for (size_t j = 0; j < f->n_entries; j++) {
 			const struct sec_entry *en = &f->entries[j];
 			hash_u64(&h, en->kind);
+			hash_u64(&h, (uint64_t)en->act);
 			hash_u64(&h, (uint64_t)en->err);
 			hash_str(&h, en->name);
 			hash_u64(&h, en->n_conds);

@@ -10,25 +10,35 @@
 
 enum sec_kind { SEC_ALLOW, SEC_ERRNO, SEC_RULE };
 
+/* What a filter answers: an errno (with its number) or one of the others (SPEC.md ACTION). */
+enum sec_act { SEC_ACT_ERRNO, SEC_ACT_ALLOW, SEC_ACT_KILL, SEC_ACT_KILL_PROCESS, SEC_ACT_TRAP, SEC_ACT_LOG };
+
+enum sec_op { SEC_OP_EQ, SEC_OP_LE, SEC_OP_MASKED_EQ, SEC_OP_NE, SEC_OP_LT, SEC_OP_GE, SEC_OP_GT };
+
 struct sec_cond {
 	unsigned arg;
-	int op; /* 0 ==, 1 <=, 2 masked == */
+	int op; /* enum sec_op */
 	uint64_t value, mask;
 };
 
 struct sec_entry {
 	enum sec_kind kind;
-	int err;                /* SEC_ERRNO, SEC_RULE */
+	int act;                /* SEC_RULE: enum sec_act (SEC_ALLOW/SEC_ERRNO: implied) */
+	int err;                /* SEC_ERRNO, SEC_RULE with SEC_ACT_ERRNO */
 	const char *name;       /* syscall name */
 	struct sec_cond *conds; /* SEC_RULE: n_conds (at most 6), malloc'd */
 	unsigned n_conds;
 };
 
 struct sec_filter {
-	int default_allow; /* else default_errno */
+	int default_act; /* enum sec_act */
 	int default_errno;
 	struct sec_entry *entries;
 	size_t n_entries;
+	/* seccomp_arch: the architectures this filter speaks for (the others get kill); all when !has_arches */
+	int has_arches;
+	uint32_t *arches;
+	size_t n_arches;
 };
 
 /* One compiled BPF program (seccomp_cache): loaded as is with seccomp(SECCOMP_SET_MODE_FILTER). */

@@ -230,7 +230,7 @@ static void test_parse(void)
 		      s.rlimits[1].res == 4 && s.rlimits[1].soft == 0 && s.rlimits[1].hard == (unsigned long long)RLIM_INFINITY,
 	      "rlimit records (infinity)");
 	check(s.has_ambient && s.caps_ambient == 0, "caps_ambient");
-	check(s.sec.n_filters == 2 && s.sec.filters[0].default_allow && s.sec.filters[0].n_entries == 1 &&
+	check(s.sec.n_filters == 2 && s.sec.filters[0].default_act == SEC_ACT_ALLOW && s.sec.filters[0].n_entries == 1 &&
 		      s.sec.filters[0].entries[0].n_conds == 2 && s.sec.filters[1].default_errno == 38 && s.sec.filters[1].n_entries == 5 &&
 		      !strcmp(s.sec.filters[1].entries[4].name, "keyctl") && s.sec.filters[1].entries[4].err == 1 &&
 		      !strcmp(s.sec.cache_dir, "/run/machina/seccomp"),

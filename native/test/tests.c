@@ -23,6 +23,7 @@
 #include <time.h>
 #include <linux/magic.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
 
 #include "error.h"
 #include "binds.h"
@@ -1428,7 +1429,7 @@ static void test_security(void)
 	int r = parse(b, &s, &e);
 	check(r == 0, "security: records parse%s%s", r ? ": " : "", r ? e.msg : "");
 	if (r == 0) {
-		check(s.sec.n_filters == 2 && s.sec.filters[0].default_allow && !s.sec.filters[1].default_allow &&
+		check(s.sec.n_filters == 2 && s.sec.filters[0].default_act == SEC_ACT_ALLOW && s.sec.filters[1].default_act == SEC_ACT_ERRNO &&
 			      s.sec.filters[1].default_errno == 38,
 		      "security: two filters with their default actions");
 		struct sec_filter *f = &s.sec.filters[1];
@@ -1461,7 +1462,7 @@ static void test_security(void)
 		const char *needle;
 	} bads[] = {
 		{ "seccomp_allow", 1, { "read" }, "no \"seccomp_filter\" before it" },
-		{ "seccomp_filter", 1, { "kill" }, "malformed DEFAULT" },
+		{ "seccomp_filter", 1, { "bogus" }, "malformed DEFAULT" },
 		{ "personality", 1, { "-1" }, "expected one N" },
 		{ "oom_score_adjust", 1, { "1001" }, "from -1000 to 1000" },
 		{ "cpu_affinity", 0, { 0 }, "expected CPU numbers" },
@@ -1526,6 +1527,109 @@ static void test_security(void)
 		      st);
 		spec_free(&s);
 	}
+
+	/* seccomp_rule actions and comparisons, seccomp_arch (SPEC.md "Security and resources"). */
+	sec_body(b);
+	rec(b, "seccomp_filter", 1, "kill_process");
+	rec(b, "seccomp_arch", 4, "x86_64", "x86", "no_such_arch", "native");
+	rec(b, "seccomp_rule", 4, "allow", "personality", "a0!=8", "a1<7");
+	rec(b, "seccomp_rule", 4, "trap", "getsid", "a0>=1", "a1>0x10");
+	rec(b, "seccomp_rule", 3, "log", "getpid", "a2<=3");
+	rec(b, "seccomp_rule", 2, "kill", "getppid");
+	rec(b, "end", 0);
+	r = parse(b, &s, &e);
+	check(r == 0, "security: actions, comparisons and seccomp_arch parse%s%s", r ? ": " : "", r ? e.msg : "");
+	if (r == 0) {
+		struct sec_filter *f = &s.sec.filters[0];
+		check(f->default_act == SEC_ACT_KILL_PROCESS && f->has_arches && f->n_arches == 3 && f->arches[2] == 0 && f->n_entries == 4,
+		      "security: kill_process default, known architectures kept, unknown one ignored");
+		check(f->entries[0].act == SEC_ACT_ALLOW && f->entries[0].conds[0].op == SEC_OP_NE && f->entries[0].conds[1].op == SEC_OP_LT &&
+			      f->entries[1].act == SEC_ACT_TRAP && f->entries[1].conds[0].op == SEC_OP_GE &&
+			      f->entries[1].conds[1].op == SEC_OP_GT && f->entries[1].conds[1].value == 16 && f->entries[2].act == SEC_ACT_LOG &&
+			      f->entries[2].conds[0].op == SEC_OP_LE && f->entries[3].act == SEC_ACT_KILL && f->entries[3].n_conds == 0,
+		      "security: rule actions and comparison operators");
+		spec_free(&s);
+	}
+	sec_body(b);
+	rec(b, "seccomp_filter", 1, "allow");
+	rec(b, "seccomp_rule", 2, "kil", "getppid");
+	rec(b, "end", 0);
+	bad(b, "malformed ACTION", "a bad rule action");
+	sec_body(b);
+	rec(b, "seccomp_filter", 1, "allow");
+	rec(b, "seccomp_arch", 1, "x86");
+	rec(b, "seccomp_arch", 1, "x86_64");
+	rec(b, "end", 0);
+	bad(b, "only one such record per filter", "two seccomp_arch in one filter");
+	check(sec_parse_cond("a0=<1", &c) < 0 && sec_parse_cond("a0!1", &c) < 0 && sec_parse_cond("a0>=", &c) < 0,
+	      "security: bad comparisons rejected");
+
+	/* Their effects, in a child: A (default allow, for the native architecture) answers by
+	 * comparison; B (default ENOSYS) allows getsid only for a0 == 0; a grandchild dies of
+	 * kill_process, another of a filter whose seccomp_arch lists no local architecture. */
+	sec_body(b);
+	rec(b, "seccomp_filter", 1, "allow");
+	rec(b, "seccomp_arch", 1, "native");
+	rec(b, "seccomp_rule", 3, "7", "getpgid", "a0>100000000");
+	rec(b, "seccomp_rule", 4, "10", "kill", "a0<1", "a1>=64");
+	rec(b, "seccomp_rule", 3, "33", "sched_getscheduler", "a0!=0");
+	rec(b, "seccomp_rule", 3, "kill_process", "getpgid", "a0==424242");
+	rec(b, "seccomp_filter", 1, "38");
+	rec(b, "seccomp_allow", 12, "exit_group", "exit", "getpgid", "kill", "sched_getscheduler", "clone", "clone3", "fork", "wait4",
+	    "set_robust_list", "rt_sigprocmask", "gettid");
+	rec(b, "seccomp_rule", 3, "allow", "getsid", "a0==0");
+	rec(b, "end", 0);
+	r = parse(b, &s, &e);
+	struct spec none;
+	sec_body(b);
+	rec(b, "seccomp_filter", 1, "allow");
+	rec(b, "seccomp_arch", 1, "mips");
+	rec(b, "end", 0);
+	int r2 = parse(b, &none, &e);
+	check(r == 0 && r2 == 0, "security: effect specs for actions and comparisons parse");
+	if (r == 0 && r2 == 0) {
+		int pr = sec_seccomp_prepare(&s.sec, &e);
+		check(pr == 0, "security: prepare (r=%d)", pr);
+		pid_t pid = fork();
+		if (pid == 0) {
+			struct merr ce = { 0 };
+			if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || sec_seccomp_load(&s.sec, &ce) < 0)
+				_exit(10);
+			if (syscall(SYS_getpgid, 200000000L) != -1 || errno != E2BIG || syscall(SYS_getpgid, 0L) <= 0)
+				_exit(11);
+			if (syscall(SYS_kill, 0L, 64L) != -1 || errno != ECHILD || syscall(SYS_kill, 0L, 0L) != 0)
+				_exit(12);
+			if (syscall(SYS_sched_getscheduler, 1L) != -1 || errno != EDOM || syscall(SYS_sched_getscheduler, 0L) < 0)
+				_exit(13);
+			if (syscall(SYS_getsid, 0L) <= 0 || syscall(SYS_getsid, 1L) != -1 || errno != ENOSYS)
+				_exit(14);
+			pid_t g = fork();
+			if (g == 0) {
+				syscall(SYS_getpgid, 424242L);
+				_exit(0);
+			}
+			if (g < 0 || child_status(g) != 128 + SIGSYS)
+				_exit(15);
+			_exit(0);
+		}
+		int st = child_status(pid);
+		check(st == 0, "security: comparisons, allow rule and kill_process take effect (child status %d)", st);
+		pid = fork();
+		if (pid == 0) {
+			struct merr ce = { 0 };
+			if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || sec_seccomp_prepare(&none.sec, &ce) < 0 ||
+			    sec_seccomp_load(&none.sec, &ce) < 0)
+				_exit(10);
+			(void)syscall(SYS_getppid);
+			_exit(0);
+		}
+		st = child_status(pid);
+		check(st == 128 + SIGSYS, "security: an architecture seccomp_arch does not list is killed (child status %d)", st);
+	}
+	if (r == 0)
+		spec_free(&s);
+	if (r2 == 0)
+		spec_free(&none);
 
 	/* cgroup_set writes the value; a missing file is an open error naming the path. */
 	char dir[] = "/tmp/machina-sec.XXXXXX";
@@ -1647,6 +1751,25 @@ static void test_seccomp_cache(const char *tmp)
 	check(r == 0 && s2.sec.n_progs == 3 && cache_file(dir2, f2, sizeof f2) == 1 && strcmp(strrchr(f, '/'), strrchr(f2, '/')),
 	      "seccomp cache: another policy, another file (r=%d)", r);
 	spec_free(&s2);
+	/* the key covers rule actions, comparison operators and seccomp_arch: each its own file */
+	static const char *const variants[][3] = {
+		{ "1", "a0==1", NULL }, { "kill", "a0==1", NULL }, { "1", "a0!=1", NULL }, { "1", "a0>=1", NULL }, { "1", "a0==1", "native" },
+	};
+	int distinct = 1;
+	for (size_t v = 0; v < ARRAY_SIZE(variants); v++) {
+		sec_body(b);
+		rec(b, "seccomp_filter", 1, "allow");
+		if (variants[v][2])
+			rec(b, "seccomp_arch", 1, variants[v][2]);
+		rec(b, "seccomp_rule", 3, variants[v][0], "chdir", variants[v][1]);
+		rec(b, "seccomp_cache", 1, dir2);
+		rec(b, "end", 0);
+		r = parse(b, &s2, &e) == 0 ? sec_seccomp_prepare(&s2.sec, &e) : -100;
+		distinct += r == 0; /* a miss every time */
+		spec_free(&s2);
+	}
+	check(distinct == 1 + (int)ARRAY_SIZE(variants) && cache_file(dir2, f2, sizeof f2) == distinct,
+	      "seccomp cache: actions, operators and seccomp_arch are part of the key (%d files)", distinct);
 	spec_free(&s);
 
 	/* corrupt: rejected, recompiled and replaced (the next start hits) */

@@ -4,6 +4,7 @@
  * config.json as `runc spec` writes it).
  */
 import { CAPABILITIES } from "../settings/capabilities.ts";
+import { ociSeccompFeatures } from "../settings/oci-seccomp.ts";
 import { OCI_VERSION } from "./state.ts";
 
 const DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
@@ -18,7 +19,7 @@ export function features(): Record<string, unknown> {
       namespaces: ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
       capabilities: [...CAPABILITIES],
       cgroup: { v1: false, v2: true, systemd: false, systemdUser: false, rdma: false },
-      seccomp: { enabled: true, actions: ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO"], operators: [], archs: [], knownFlags: [], supportedFlags: [] },
+      seccomp: { enabled: true, ...ociSeccompFeatures() },
       apparmor: { enabled: false },
       selinux: { enabled: true },
       intelRdt: { enabled: false },

@@ -21,6 +21,7 @@ import { CAPABILITIES, type CapabilityName } from "./capabilities.ts";
 import { parseCpuSet, type BindMount, type PrivateUsers, type TmpfsMount } from "./compound-values.ts";
 import type { FileSettings } from "./nspawn-file.ts";
 import { RLIMITS, type LimitValue, type Rlimit } from "./rlimits.ts";
+import { mapOciSeccomp } from "./oci-seccomp.ts";
 import { parseSelinuxLabel } from "./selinux-label.ts";
 import type { Settings, Source } from "./settings.ts";
 import { isValidEnvName, parseHostname, parseSlice } from "./values.ts";
@@ -634,7 +635,7 @@ function mapLinux(
       if (key.startsWith("net.") && !ns.has("network")) fail(`linux.sysctl.${key}`, "net.* sysctls need a network namespace of the container's");
     }
   }
-  if (L.seccomp !== undefined) set("systemCallFilter", { allow: [], deny: mapSeccomp(L.seccomp, fail) });
+  if (L.seccomp !== undefined) set("seccompProfile", mapOciSeccomp(L.seccomp, fail));
   for (const [i, p] of (L.maskedPaths ?? []).entries()) {
     const n = containerPath(p, `linux.maskedPaths[${i}]`, fail);
     if (nspawnOwns(n)) continue; // machina masks or mounts these itself
@@ -701,30 +702,4 @@ function mapResources(L: NonNullable<OciConfig["linux"]>, set: Setter, fail: Fai
   if (r.rdma !== undefined) fail("linux.resources.rdma", "is not supported by machina");
   if (r.unified !== undefined && Object.keys(r.unified).length > 0) fail("linux.resources.unified", "raw cgroup v2 settings are not supported by machina");
   if (props.length > 0) set("properties", props);
-}
-
-/**
- * Seccomp: machina's --system-call-filter semantics are its default allow list plus a deny list
- * answered with EPERM. What maps: defaultAction SCMP_ACT_ALLOW, and syscalls entries that are
- * SCMP_ACT_ERRNO (errnoRet absent or 1, EPERM) or SCMP_ACT_ALLOW, without args — the ERRNO
- * names become the deny list (on top of machina's default filter). Anything else is refused.
- */
-function mapSeccomp(s: NonNullable<NonNullable<OciConfig["linux"]>["seccomp"]>, fail: Fail): string[] {
-  const SUPPORTED = "supported: defaultAction SCMP_ACT_ALLOW with syscalls entries of action SCMP_ACT_ERRNO (EPERM) or SCMP_ACT_ALLOW and no args";
-  if (s.defaultAction !== "SCMP_ACT_ALLOW") fail("linux.seccomp.defaultAction", `${s.defaultAction} cannot be honoured (${SUPPORTED})`);
-  if (s.flags !== undefined && s.flags.length > 0) fail("linux.seccomp.flags", `seccomp flags are not supported (${SUPPORTED})`);
-  if (s.listenerPath !== undefined && s.listenerPath !== "") fail("linux.seccomp.listenerPath", "seccomp notification listeners are not supported");
-  const deny: string[] = [];
-  for (const [i, e] of (s.syscalls ?? []).entries()) {
-    const field = `linux.seccomp.syscalls[${i}]`;
-    if (e.args !== undefined && e.args.length > 0) fail(`${field}.args`, `argument conditions cannot be honoured (${SUPPORTED})`);
-    if (e.action === "SCMP_ACT_ALLOW") continue;
-    if (e.action !== "SCMP_ACT_ERRNO") fail(`${field}.action`, `${e.action} cannot be honoured (${SUPPORTED})`);
-    if (e.errnoRet !== undefined && e.errnoRet !== 1) fail(`${field}.errnoRet`, `errno ${e.errnoRet} cannot be honoured (denied calls fail with EPERM)`);
-    for (const [j, n] of e.names.entries()) {
-      if (!/^[a-z0-9_]+$/.test(n)) fail(`${field}.names[${j}]`, `"${n}" is not a system call name`);
-      deny.push(n);
-    }
-  }
-  return deny;
 }

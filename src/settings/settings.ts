@@ -5,6 +5,7 @@
 import type { CapabilityName } from "./capabilities.ts";
 import type { BindMount, Credential, OverlayMount, PortForward, PrivateUsers, TmpfsMount } from "./compound-values.ts";
 import type { Rlimit } from "./rlimits.ts";
+import type { SeccompFilter } from "../spec/seccomp.ts";
 
 export const CONSOLE_MODES = ["interactive", "read-only", "passive", "pipe", "autopipe"] as const;
 export type ConsoleMode = (typeof CONSOLE_MODES)[number];
@@ -107,6 +108,11 @@ export interface Settings {
   // Isolation and resources
   /** Syscall names and @groups: allowed in addition to the default, and denied. */
   systemCallFilter: { allow: string[]; deny: string[] };
+  /**
+   * The exact seccomp filter of an OCI config.json (linux.seccomp, src/settings/oci-seccomp.ts):
+   * replaces machina's default filter (and so systemCallFilter and suppressSync's filter).
+   */
+  seccompProfile: SeccompFilter[] | undefined;
   /** -Z: SELinux label the payload (and what `machinactl shell` enters) is executed with. */
   selinuxContext: string | undefined;
   /** -L: SELinux context of the API file systems (tmpfs, devpts), as `context="…"` mount option. */
@@ -182,6 +188,7 @@ export function defaultSettings(): Settings {
     inaccessible: [],
     bindUsers: [],
     systemCallFilter: { allow: [], deny: [] },
+    seccompProfile: undefined,
     selinuxContext: undefined,
     selinuxApifsContext: undefined,
     privateUsers: { mode: "no" },

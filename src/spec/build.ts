@@ -507,7 +507,7 @@ export function buildSpec(cliSettings: Settings, image: ImageFacts, host: HostFa
       noNewPrivs: settings.noNewPrivileges,
       user: user ? { uid: user.uid, gid: user.gid, groups: user.groups } : undefined,
       asPid2: settings.asPid2,
-      seccomp: seccompFilters(settings, retained, origin(settings, "systemCallFilter")),
+      seccomp: settings.seccompProfile ?? seccompFilters(settings, retained, origin(settings, "systemCallFilter")),
       seccompCache: `${host.stateDir}/seccomp`,
       personality: personalityValue(settings, host),
       oomScoreAdjust: settings.oomScoreAdjust,

@@ -18,7 +18,7 @@ export const CONFINEMENT_VERSION = 1;
 const confinementSchemas = lazySchemas((z) => {
   const hex = z.string().regex(/^[0-9a-f]{1,16}$/);
   const limit = z.string().regex(/^(infinity|[0-9]{1,20})$/);
-  const recordName = z.string().regex(/^seccomp_(filter|allow|deny|rule|cache)$/);
+  const recordName = z.string().regex(/^seccomp_(filter|arch|allow|deny|rule|cache)$/);
   const confinementSchema = z
     .object({
       version: z.literal(CONFINEMENT_VERSION),

@@ -19,24 +19,40 @@ import { SYSCALL_GROUPS } from "./syscall-groups.ts";
 
 export const ERRNO = { EPERM: 1, EINVAL: 22, ENOSYS: 38, EAFNOSUPPORT: 97 } as const;
 
+/**
+ * What a filter answers a system call: allowed, an errno (a number 0..4095: the call returns
+ * -errno; 0 = it succeeds without doing anything), or killing the thread (`kill`), the process
+ * (`kill_process`), SIGSYS (`trap`), allowed and logged (`log`). native/SPEC.md ACTION.
+ */
+export type SeccompAction = "allow" | "kill" | "kill_process" | "trap" | "log" | number;
+
 export interface SeccompCondition {
   /** Argument index 0..5. */
   arg: number;
-  op: "eq" | "le" | "masked_eq";
+  /** Compared as unsigned 64-bit values (libseccomp's SCMP_CMP_*). */
+  op: "eq" | "ne" | "lt" | "le" | "gt" | "ge" | "masked_eq";
   value: bigint;
   /** For masked_eq: (arg & mask) == value. */
   mask?: bigint;
 }
 
 export interface SeccompRule {
-  errno: number;
+  /** What the call gets when every condition holds (no conditions: always). */
+  action: SeccompAction;
   syscall: string;
+  /** At most 6, at most one per argument (libseccomp refuses two on the same one). */
   conditions: SeccompCondition[];
 }
 
 export interface SeccompFilter {
-  /** What a system call no rule matches gets: allowed, or this errno. */
-  defaultAction: "allow" | number;
+  /** What a system call no rule matches gets. */
+  defaultAction: SeccompAction;
+  /**
+   * The architectures the filter speaks for, by libseccomp's names (`x86_64`, `x86`, `x32`, …);
+   * the helper builds every filter for each architecture the kernel runs, and gives one this
+   * list leaves out a filter that kills every call. Undefined: all of them.
+   */
+  architectures?: string[];
   allow: string[];
   /** Unconditional errno returns, by errno. */
   deny: Array<{ errno: number; names: string[] }>;
@@ -173,7 +189,7 @@ export function seccompFilters(settings: Settings, retained: readonly Capability
       deny: [],
       rules: [
         {
-          errno: ERRNO.EAFNOSUPPORT,
+          action: ERRNO.EAFNOSUPPORT,
           syscall: "socket",
           conditions: [
             { arg: 0, op: "eq", value: 16n },
@@ -198,10 +214,10 @@ export function seccompFilters(settings: Settings, retained: readonly Capability
         ...sync
           .filter((n) => fdCalls.has(n))
           .sort()
-          .map((syscall): SeccompRule => ({ errno: 0, syscall, conditions: [{ arg: 0, op: "le", value: INT_MAX }] })),
+          .map((syscall): SeccompRule => ({ action: 0, syscall, conditions: [{ arg: 0, op: "le", value: INT_MAX }] })),
         ...[O_SYNC, O_DSYNC].flatMap((flag): SeccompRule[] => [
-          { errno: ERRNO.EINVAL, syscall: "open", conditions: [{ arg: 1, op: "masked_eq", mask: flag, value: flag }] },
-          { errno: ERRNO.EINVAL, syscall: "openat", conditions: [{ arg: 2, op: "masked_eq", mask: flag, value: flag }] },
+          { action: ERRNO.EINVAL, syscall: "open", conditions: [{ arg: 1, op: "masked_eq", mask: flag, value: flag }] },
+          { action: ERRNO.EINVAL, syscall: "openat", conditions: [{ arg: 2, op: "masked_eq", mask: flag, value: flag }] },
         ]),
       ],
     });
@@ -214,21 +230,18 @@ export function seccompFilters(settings: Settings, retained: readonly Capability
 export function seccompRecords(filters: readonly SeccompFilter[]): Array<[string, string[]]> {
   const r: Array<[string, string[]]> = [];
   for (const f of filters) {
-    r.push(["seccomp_filter", [f.defaultAction === "allow" ? "allow" : String(f.defaultAction)]]);
+    r.push(["seccomp_filter", [String(f.defaultAction)]]);
+    if (f.architectures !== undefined) r.push(["seccomp_arch", f.architectures]);
     if (f.allow.length > 0) r.push(["seccomp_allow", f.allow]);
     for (const d of f.deny) if (d.names.length > 0) r.push(["seccomp_deny", [String(d.errno), ...d.names]]);
-    for (const rule of f.rules) r.push(["seccomp_rule", [String(rule.errno), rule.syscall, ...rule.conditions.map(conditionString)]]);
+    for (const rule of f.rules) r.push(["seccomp_rule", [String(rule.action), rule.syscall, ...rule.conditions.map(conditionString)]]);
   }
   return r;
 }
 
+const OPS = { eq: "==", ne: "!=", lt: "<", le: "<=", gt: ">", ge: ">=" } as const;
+
 function conditionString(c: SeccompCondition): string {
-  switch (c.op) {
-    case "eq":
-      return `a${c.arg}==${c.value}`;
-    case "le":
-      return `a${c.arg}<=${c.value}`;
-    case "masked_eq":
-      return `a${c.arg}&${c.mask}==${c.value}`;
-  }
+  if (c.op === "masked_eq") return `a${c.arg}&${c.mask ?? 0n}==${c.value}`;
+  return `a${c.arg}${OPS[c.op]}${c.value}`;
 }

@@ -15,6 +15,11 @@
  *                         0.5 s, print {"orphans":[pids],"zombies":K,"zombiesAll":M}
  *                         K = how many of those pids are still zombies
  *   probe touch PATH      try to create PATH, print {"ok":bool,"errno":N,"error":S}
+ *   probe syscall NAME [ARG...]  make the raw system call NAME (personality, socket,
+ *                         getpid, kexec_load, ...; see cmd_syscall) with integer ARGs
+ *                         (0x hex allowed), print {"ret":R,"errno":N}
+ *   probe syscall32 NR    x86-64 only: the 32-bit (x86) system call NR without arguments
+ *                         through int $0x80 (20 = getpid), print {"ret":R}
  *
  * Build: cc -static -O2 -Wall -Werror -o probe probe.c   (test/probe/build.sh)
  */
@@ -33,6 +38,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
 #include <sys/utsname.h>
@@ -787,9 +793,57 @@ static int cmd_touch(const char *path)
 	return 0;
 }
 
+static int cmd_syscall(int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		long nr;
+	} calls[] = {
+		{ "personality", SYS_personality }, { "socket", SYS_socket },	      { "getpid", SYS_getpid },
+		{ "kexec_load", SYS_kexec_load },   { "getpriority", SYS_getpriority }, { "unshare", SYS_unshare },
+	};
+	long a[6] = { 0 };
+	long nr = -1;
+	for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++)
+		if (strcmp(argv[0], calls[i].name) == 0)
+			nr = calls[i].nr;
+	if (nr < 0 || argc > 7) {
+		fprintf(stderr, "probe: unknown system call %s (or more than 6 arguments)\n", argv[0]);
+		return 2;
+	}
+	for (int i = 1; i < argc; i++)
+		a[i - 1] = (long)strtoull(argv[i], NULL, 0);
+	errno = 0;
+	long r = syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+	int e = r < 0 ? errno : 0;
+	jopen('{');
+	kint("ret", r);
+	kint("errno", e);
+	jclose('}');
+	fputc('\n', out);
+	return 0;
+}
+
+static int cmd_syscall32(const char *nr)
+{
+#if defined(__x86_64__)
+	long r = strtol(nr, NULL, 0);
+	__asm__ volatile("int $0x80" : "+a"(r) : : "memory");
+	jopen('{');
+	kint("ret", r);
+	jclose('}');
+	fputc('\n', out);
+	return 0;
+#else
+	(void)nr;
+	fprintf(stderr, "probe: syscall32 is for x86-64 only\n");
+	return 2;
+#endif
+}
+
 static int usage(void)
 {
-	fprintf(stderr, "usage: probe [exit N | kill SIG | sleep SECS | orphans N | touch PATH]\n");
+	fprintf(stderr, "usage: probe [exit N | kill SIG | sleep SECS | orphans N | touch PATH | syscall NAME [ARG...] | syscall32 NR]\n");
 	return 2;
 }
 
@@ -824,6 +878,10 @@ int main(int argc, char **argv)
 		rc = cmd_orphans(atoi(argv[2]));
 	} else if (strcmp(argv[1], "touch") == 0 && argc == 3) {
 		rc = cmd_touch(argv[2]);
+	} else if (strcmp(argv[1], "syscall") == 0 && argc >= 3) {
+		rc = cmd_syscall(argc - 2, argv + 2);
+	} else if (strcmp(argv[1], "syscall32") == 0 && argc == 3) {
+		rc = cmd_syscall32(argv[2]);
 	} else {
 		return usage();
 	}
