@@ -59,8 +59,8 @@ int sec_parse_cond(const char *s, struct sec_cond *c)
 	static const struct {
 		const char *tok;
 		int op;
-	} ops[] = { { "==", SEC_OP_EQ }, { "!=", SEC_OP_NE }, { "<=", SEC_OP_LE }, { ">=", SEC_OP_GE },
-		    { "<", SEC_OP_LT },  { ">", SEC_OP_GT } };
+	} ops[] = { { "==", SEC_OP_EQ }, { "!=", SEC_OP_NE }, { "<=", SEC_OP_LE },
+		    { ">=", SEC_OP_GE }, { "<", SEC_OP_LT },  { ">", SEC_OP_GT } };
 	const char *p;
 	uint64_t v;
 	if (s[0] != 'a' || s[1] < '0' || s[1] > '5')
@@ -95,8 +95,11 @@ static int parse_action(const char *s, int *act, int *err)
 	static const struct {
 		const char *name;
 		int act;
-	} acts[] = { { "allow", SEC_ACT_ALLOW }, { "kill", SEC_ACT_KILL }, { "kill_process", SEC_ACT_KILL_PROCESS },
-		     { "trap", SEC_ACT_TRAP },   { "log", SEC_ACT_LOG } };
+	} acts[] = { { "allow", SEC_ACT_ALLOW },
+		     { "kill", SEC_ACT_KILL },
+		     { "kill_process", SEC_ACT_KILL_PROCESS },
+		     { "trap", SEC_ACT_TRAP },
+		     { "log", SEC_ACT_LOG } };
 	long v;
 	*err = 0;
 	for (size_t i = 0; i < ARRAY_SIZE(acts); i++)
@@ -215,8 +218,9 @@ int sec_record(struct sec *s, const char *name, const char **a, size_t n, size_t
 		}
 		if (rule) {
 			if (parse_action(a[0], &act, &err) < 0)
-				return BAD("record %zu (\"%s\"): malformed ACTION (an errno number, allow, kill, kill_process, trap or log)",
-					   idx, name);
+				return BAD(
+					"record %zu (\"%s\"): malformed ACTION (an errno number, allow, kill, kill_process, trap or log)",
+					idx, name);
 			if (n > 8 || !valid_name(a[1]))
 				return BAD("record %zu (\"%s\"): expected ACTION NAME and at most 6 conditions", idx, name);
 			struct sec_entry *en = add_entry(s);
@@ -474,18 +478,12 @@ static int lib_identity(struct stat *st)
 static uint32_t action(int act, int err)
 {
 	switch (act) {
-	case SEC_ACT_ALLOW:
-		return SCMP_ACT_ALLOW;
-	case SEC_ACT_KILL:
-		return SCMP_ACT_KILL_THREAD;
-	case SEC_ACT_KILL_PROCESS:
-		return SCMP_ACT_KILL_PROCESS;
-	case SEC_ACT_TRAP:
-		return SCMP_ACT_TRAP;
-	case SEC_ACT_LOG:
-		return SCMP_ACT_LOG;
-	default:
-		return SCMP_ACT_ERRNO((uint16_t)err);
+	case SEC_ACT_ALLOW: return SCMP_ACT_ALLOW;
+	case SEC_ACT_KILL: return SCMP_ACT_KILL_THREAD;
+	case SEC_ACT_KILL_PROCESS: return SCMP_ACT_KILL_PROCESS;
+	case SEC_ACT_TRAP: return SCMP_ACT_TRAP;
+	case SEC_ACT_LOG: return SCMP_ACT_LOG;
+	default: return SCMP_ACT_ERRNO((uint16_t)err);
 	}
 }
 
@@ -502,20 +500,13 @@ static int speaks_for(const struct sec_filter *f, uint32_t arch)
 static enum scmp_compare cmp_op(int op)
 {
 	switch (op) {
-	case SEC_OP_EQ:
-		return SCMP_CMP_EQ;
-	case SEC_OP_LE:
-		return SCMP_CMP_LE;
-	case SEC_OP_MASKED_EQ:
-		return SCMP_CMP_MASKED_EQ;
-	case SEC_OP_NE:
-		return SCMP_CMP_NE;
-	case SEC_OP_LT:
-		return SCMP_CMP_LT;
-	case SEC_OP_GE:
-		return SCMP_CMP_GE;
-	default:
-		return SCMP_CMP_GT;
+	case SEC_OP_EQ: return SCMP_CMP_EQ;
+	case SEC_OP_LE: return SCMP_CMP_LE;
+	case SEC_OP_MASKED_EQ: return SCMP_CMP_MASKED_EQ;
+	case SEC_OP_NE: return SCMP_CMP_NE;
+	case SEC_OP_LT: return SCMP_CMP_LT;
+	case SEC_OP_GE: return SCMP_CMP_GE;
+	default: return SCMP_CMP_GT;
 	}
 }
 

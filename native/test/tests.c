@@ -1429,8 +1429,8 @@ static void test_security(void)
 	int r = parse(b, &s, &e);
 	check(r == 0, "security: records parse%s%s", r ? ": " : "", r ? e.msg : "");
 	if (r == 0) {
-		check(s.sec.n_filters == 2 && s.sec.filters[0].default_act == SEC_ACT_ALLOW && s.sec.filters[1].default_act == SEC_ACT_ERRNO &&
-			      s.sec.filters[1].default_errno == 38,
+		check(s.sec.n_filters == 2 && s.sec.filters[0].default_act == SEC_ACT_ALLOW &&
+			      s.sec.filters[1].default_act == SEC_ACT_ERRNO && s.sec.filters[1].default_errno == 38,
 		      "security: two filters with their default actions");
 		struct sec_filter *f = &s.sec.filters[1];
 		check(f->n_entries == 5 && f->entries[0].kind == SEC_ALLOW && !strcmp(f->entries[1].name, "write") &&
@@ -1543,9 +1543,10 @@ static void test_security(void)
 		struct sec_filter *f = &s.sec.filters[0];
 		check(f->default_act == SEC_ACT_KILL_PROCESS && f->has_arches && f->n_arches == 3 && f->arches[2] == 0 && f->n_entries == 4,
 		      "security: kill_process default, known architectures kept, unknown one ignored");
-		check(f->entries[0].act == SEC_ACT_ALLOW && f->entries[0].conds[0].op == SEC_OP_NE && f->entries[0].conds[1].op == SEC_OP_LT &&
-			      f->entries[1].act == SEC_ACT_TRAP && f->entries[1].conds[0].op == SEC_OP_GE &&
-			      f->entries[1].conds[1].op == SEC_OP_GT && f->entries[1].conds[1].value == 16 && f->entries[2].act == SEC_ACT_LOG &&
+		check(f->entries[0].act == SEC_ACT_ALLOW && f->entries[0].conds[0].op == SEC_OP_NE &&
+			      f->entries[0].conds[1].op == SEC_OP_LT && f->entries[1].act == SEC_ACT_TRAP &&
+			      f->entries[1].conds[0].op == SEC_OP_GE && f->entries[1].conds[1].op == SEC_OP_GT &&
+			      f->entries[1].conds[1].value == 16 && f->entries[2].act == SEC_ACT_LOG &&
 			      f->entries[2].conds[0].op == SEC_OP_LE && f->entries[3].act == SEC_ACT_KILL && f->entries[3].n_conds == 0,
 		      "security: rule actions and comparison operators");
 		spec_free(&s);
@@ -1753,7 +1754,8 @@ static void test_seccomp_cache(const char *tmp)
 	spec_free(&s2);
 	/* the key covers rule actions, comparison operators and seccomp_arch: each its own file */
 	static const char *const variants[][3] = {
-		{ "1", "a0==1", NULL }, { "kill", "a0==1", NULL }, { "1", "a0!=1", NULL }, { "1", "a0>=1", NULL }, { "1", "a0==1", "native" },
+		{ "1", "a0==1", NULL }, { "kill", "a0==1", NULL },  { "1", "a0!=1", NULL },
+		{ "1", "a0>=1", NULL }, { "1", "a0==1", "native" },
 	};
 	int distinct = 1;
 	for (size_t v = 0; v < ARRAY_SIZE(variants); v++) {

@@ -92,7 +92,8 @@ export function checkRunnable(settings: Settings, image: ImageFacts, host: HostF
   if (!image.exists) throw new MachinaError("E_NOT_FOUND", `directory "${settings.directory}" does not exist`, { path: settings.directory });
   if (!image.isDirectory) throw invalidError(`"${settings.directory}" is not a directory`, { path: settings.directory });
   if (image.root === "/") throw invalidError("refusing to use the host's root directory as a container", { path: image.root });
-  if (!image.hasUsr && !settings.ociRuntime) throw invalidError(`directory "${image.root}" doesn't look like an OS tree (/usr/ is missing); refusing`, { path: image.root });
+  if (!image.hasUsr && !settings.ociRuntime)
+    throw invalidError(`directory "${image.root}" doesn't look like an OS tree (/usr/ is missing); refusing`, { path: image.root });
   if (settings.boot) {
     if (image.osRelease === undefined)
       throw invalidError(`directory "${image.root}" has no os-release file (/etc/os-release or /usr/lib/os-release); refusing to boot it`, {

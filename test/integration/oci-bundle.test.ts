@@ -154,7 +154,9 @@ describe("--oci-bundle", () => {
       const before = leftovers(stateDir);
       const res = await runNspawn(["-q", `--oci-bundle=${bad}`, "-M", scratch.name()], { stateDir }, scratch);
       expect(res.code).toBe(1);
-      expect(res.lines).toEqual([`machina-nspawn: ${bad}/config.json: linux.sysctl: setting sysctls (net.ipv4.ip_forward) is not supported by machina`]);
+      expect(res.lines).toEqual([
+        `machina-nspawn: ${bad}/config.json: linux.sysctl: setting sysctls (net.ipv4.ip_forward) is not supported by machina-nspawn (machina-oci sets them)`,
+      ]);
       expect(newLeftovers(before, leftovers(stateDir))).toEqual(NOTHING);
       const none = await runNspawn(["-q", `--oci-bundle=${bad}/nope`], { stateDir }, scratch);
       expect(none.code).toBe(1);

@@ -81,7 +81,7 @@ afterAll(() => {
 
 describe.skipIf(!isRoot)("machina-oci", () => {
   test(
-    "create leaves the init waiting; start runs it; state, list, ps; kill; delete removes state and cgroup",
+    "create leaves the init waiting, start runs it, state, list and ps follow it, kill stops it, delete removes state and cgroup",
     async () => {
       writeConfig((c) => {
         (c.process as Json).args = ["sh", "-c", 'echo started > /dev/null; trap "exit 5" TERM; while :; do sleep 0.1; done'];
@@ -185,7 +185,7 @@ describe.skipIf(!isRoot)("machina-oci", () => {
       const badUpdate = oci(["update", "--resources", "-", name], JSON.stringify({ memory: { kernel: 1 } }));
       expect(badUpdate.stderr).toContain("memory.kernel has no cgroup v2 equivalent");
       expect(oci(["exec", "-d", name, "sleep", "100"]).code).toBe(0);
-      expect(oci(["kill", "--all", name, "KILL"]).code).toBe(0);
+      expect(oci(["kill", name, "--all", "KILL"]).code).toBe(0);
       await waitFor("the container to stop", () => (state(name).status === "stopped" ? true : undefined), 10_000);
     },
     T,

@@ -799,7 +799,7 @@ static int cmd_syscall(int argc, char **argv)
 		const char *name;
 		long nr;
 	} calls[] = {
-		{ "personality", SYS_personality }, { "socket", SYS_socket },	      { "getpid", SYS_getpid },
+		{ "personality", SYS_personality }, { "socket", SYS_socket },           { "getpid", SYS_getpid },
 		{ "kexec_load", SYS_kexec_load },   { "getpriority", SYS_getpriority }, { "unshare", SYS_unshare },
 	};
 	long a[6] = { 0 };

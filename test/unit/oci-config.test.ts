@@ -415,7 +415,7 @@ describe("refusals: one line naming the config.json field", () => {
       (c) => {
         linux(c).sysctl = { "net.ipv4.ip_forward": "1" };
       },
-      `${F}: linux.sysctl: setting sysctls (net.ipv4.ip_forward) is not supported by machina`,
+      `${F}: linux.sysctl: setting sysctls (net.ipv4.ip_forward) is not supported by machina-nspawn (machina-oci sets them)`,
     ],
     [
       "seccomp trace",
