@@ -198,6 +198,18 @@ static void park_at_fifo(const struct spec *s, struct merr *e)
 	close(s->exec_fifo_fd);
 }
 
+/* Right before the filter is loaded (early or late): what a profile (an OCI config's) need not
+ * allow. Every fd but 0-2 is closed by execve (the sync socket stays usable until then); the
+ * signals are reset for the payload. */
+static void before_filter(struct merr *e)
+{
+	if (close_range(3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+		merr_sys(e, "close_range", "", "failed to mark file descriptors close-on-exec");
+		fail(e);
+	}
+	reset_signals();
+}
+
 /* Everything the payload process does between the pivot (or the stub's fork) and execve. */
 __attribute__((noreturn)) static void payload(const struct spec *s, int console_slave, int devnull)
 {
@@ -234,6 +246,8 @@ __attribute__((noreturn)) static void payload(const struct spec *s, int console_
 	 * (here, before any capability is dropped) when neither will hold at the late point. */
 	int early_seccomp =
 		s->sec.n_filters && !s->no_new_privs && s->has_caps_bounding && !(s->caps_bounding & (1ULL << 21 /* CAP_SYS_ADMIN */));
+	if (early_seccomp)
+		before_filter(&e);
 	if (early_seccomp && sec_seccomp_load(&s->sec, &e) < 0)
 		fail(&e);
 	if (s->has_caps_bounding && caps_drop_bounding(s->caps_bounding, &e) < 0)
@@ -267,7 +281,7 @@ __attribute__((noreturn)) static void payload(const struct spec *s, int console_
 		merr_sys(&e, "chdir", wd, "failed to change directory to \"%s\"", wd);
 		fail(&e);
 	}
-	umask(0022);
+	umask((mode_t)s->umask);
 	if (s->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
 		merr_sys(&e, "prctl", "", "failed to set PR_SET_NO_NEW_PRIVS");
 		fail(&e);
@@ -278,14 +292,10 @@ __attribute__((noreturn)) static void payload(const struct spec *s, int console_
 		fail(&e);
 	if (s->exec_fifo_fd >= 0)
 		park_at_fifo(s, &e);
+	if (!early_seccomp)
+		before_filter(&e);
 	if (s->sec.n_filters && !early_seccomp && sec_seccomp_load(&s->sec, &e) < 0)
 		fail(&e);
-	/* Every fd but 0-2 is closed by execve; the sync socket stays usable until then. */
-	if (close_range(3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
-		merr_sys(&e, "close_range", "", "failed to mark file descriptors close-on-exec");
-		fail(&e);
-	}
-	reset_signals();
 	exec_payload(s, &e);
 	__builtin_unreachable();
 }

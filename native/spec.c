@@ -334,6 +334,15 @@ HANDLER(on_oci_detach)
 	return 0;
 }
 
+HANDLER(on_umask)
+{
+	SPEC;
+	mode_t m;
+	WANT(rec_octal(r->a[0], 0777, &m) == 0, "octal MODE (0-777)");
+	s->umask = (int)m;
+	return 0;
+}
+
 HANDLER(on_exec_fifo)
 {
 	SPEC;
@@ -912,6 +921,7 @@ static const struct rec_def records[] = {
 	{ "quiet", 1, 1, 0, on_quiet, NULL },
 	{ "oci_detach", 1, 1, 0, on_oci_detach, NULL },
 	{ "exec_fifo", 1, 1, 0, on_exec_fifo, NULL },
+	{ "umask", 1, 1, 0, on_umask, NULL },
 	{ "console_socket", 1, 1, 0, on_console_socket, NULL },
 	{ "mount", 6, 6, 1, on_mount, NULL },
 	{ "rebind", 3, 3, 1, on_rebind, NULL },
@@ -1089,6 +1099,7 @@ int spec_parse(struct spec *s, char *buf, size_t len, struct merr *e)
 	s->quiet = 1;
 	s->console_log_wfd = -1;
 	s->exec_fifo_fd = -1;
+	s->umask = 022;
 	s->us.lock_fd = -1;
 	s->us.root_tree_fd = -1;
 

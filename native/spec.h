@@ -94,6 +94,7 @@ struct spec {
 	/* OCI runtime (machina-oci create): the supervisor exits once the payload waits at the
 	 * exec fifo, leaving it to the caller's subreaper; see SPEC.md "OCI runtime". */
 	int oci_detach;
+	int umask;                  /* umask of the payload (default 022) */
 	const char *exec_fifo;      /* exec_fifo HPATH */
 	int exec_fifo_fd;           /* set by the supervisor: O_PATH fd of exec_fifo, or -1 */
 	const char *console_socket; /* console_socket HPATH: the pty master goes there */

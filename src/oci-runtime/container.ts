@@ -78,6 +78,11 @@ export async function createContainer(host: Host, p: Paths, o: CreateOptions): P
   if (parsed.action !== "run") throw new MachinaError("E_SYSTEM", "internal: machina-oci's base settings did not parse");
   const settings = mergeSettings(parsed.settings, mapped, "override");
   settings.ociRuntime = true;
+  // As runc: SELinux labels are for hosts that enforce SELinux; elsewhere they are not applied.
+  if (host.lstat("/sys/fs/selinux/enforce") === undefined) {
+    settings.selinuxContext = undefined;
+    settings.selinuxApifsContext = undefined;
+  }
   settings.cgroupPath = cgroupPathFor(mapped.cgroupsPath, o.id, o.systemdCgroup === true);
   const terminal = mapped.terminal;
   if (terminal && o.consoleSocket === undefined)
@@ -353,7 +358,7 @@ export async function runCreateHooks(host: Host, root: string, id: string, leade
   await runHooks(host, "createRuntime", h.createRuntime, {
     ociVersion: OCI_VERSION,
     id,
-    status: "creating",
+    status: "created", // as runc passes it (and runtime-tools checks) to prestart and createRuntime
     pid: leader,
     bundle: h.bundle,
     annotations: h.annotations,

@@ -320,7 +320,9 @@ export function mapOciConfig(text: string, bundle: string, mode: "nspawn" | "run
   const binds: BindMount[] = [];
   const tmpfs: TmpfsMount[] = [];
   const inaccessible: string[] = [];
-  mapMounts(c, bundle, binds, tmpfs, fail, mode, warnings);
+  const apiMounts: NonNullable<Settings["ociApiMounts"]> = [];
+  mapMounts(c, bundle, binds, tmpfs, fail, mode, warnings, apiMounts);
+  if (mode === "runtime") set("ociApiMounts", apiMounts);
   mapLinux(c, set, fail, ctx, warnings, binds, inaccessible, mode);
   if (binds.length > 0) set("binds", binds);
   if (tmpfs.length > 0) set("tmpfs", tmpfs);
@@ -401,8 +403,10 @@ function mapProcess(c: OciConfig, set: Setter, fail: Fail, ctx: (f: string) => E
   if (p.terminal === false) set("console", "pipe");
   // consoleSize: the pty takes the size of the terminal machina-nspawn runs on.
   if (p.user !== undefined) {
-    if (p.user.umask !== undefined && p.user.umask !== 0o022)
-      fail("process.user.umask", `umask ${p.user.umask.toString(8)} cannot be set (the payload starts with umask 022)`);
+    if (p.user.umask !== undefined) {
+      if (p.user.umask > 0o777) fail("process.user.umask", `${p.user.umask} is not a umask (0 to 0777)`);
+      if (p.user.umask !== 0o022) set("umask", p.user.umask);
+    }
     set("user", String(p.user.uid));
     set("userIds", { uid: p.user.uid, gid: p.user.gid, additionalGids: p.user.additionalGids ?? [] });
   }
@@ -469,10 +473,33 @@ function mapProcess(c: OciConfig, set: Setter, fail: Fail, ctx: (f: string) => E
   if (p.execCPUAffinity !== undefined) fail("process.execCPUAffinity", "is not supported by machina (use linux.resources.cpu.cpus)");
 }
 
+/** Access-time options: a bind keeps its source's. */
+const ATIME_OPTIONS = new Set([
+  "atime",
+  "noatime",
+  "relatime",
+  "norelatime",
+  "strictatime",
+  "nostrictatime",
+  "diratime",
+  "nodiratime",
+  "lazytime",
+  "nolazytime",
+]);
+
 /** Bind options that only choose propagation: machina's container mounts never propagate to the host. */
 const PRIVATE_PROPAGATION = new Set(["private", "rprivate", "slave", "rslave"]);
 
-function mapMounts(c: OciConfig, bundle: string, binds: BindMount[], tmpfs: TmpfsMount[], fail: Fail, mode: "nspawn" | "runtime", warnings: string[]): void {
+function mapMounts(
+  c: OciConfig,
+  bundle: string,
+  binds: BindMount[],
+  tmpfs: TmpfsMount[],
+  fail: Fail,
+  mode: "nspawn" | "runtime",
+  warnings: string[],
+  apiMounts: NonNullable<Settings["ociApiMounts"]>,
+): void {
   const runtime = mode === "runtime";
   (c.mounts ?? []).forEach((m, i) => {
     const field = `mounts[${i}]`;
@@ -490,6 +517,8 @@ function mapMounts(c: OciConfig, bundle: string, binds: BindMount[], tmpfs: Tmpf
       const type = m.type ?? "bind";
       const ok = api === undefined || api.includes(type) || (isBind && m.source !== undefined && normalize(m.source) === dest);
       if (!ok) fail(field, `machina mounts its own ${api!.join("/")} on ${dest}; a ${type} mount there cannot be honoured`);
+      // machina-oci: in the config's order, with its source name and options (build.ts)
+      if (runtime) apiMounts.push({ destination: dest, type, source: m.source ?? type, options: opts });
       return;
     }
     if (isBind) {
@@ -507,6 +536,8 @@ function mapMounts(c: OciConfig, bundle: string, binds: BindMount[], tmpfs: Tmpf
         else if (runtime && PRIVATE_PROPAGATION.has(o)) continue;
         else if (runtime && (o === "z" || o === "Z"))
           continue; // SELinux relabel requests: the caller's (this host has none enabled)
+        else if (runtime && ATIME_OPTIONS.has(o))
+          continue; // access-time updates: the source's
         else if (runtime && (o === "nosuid" || o === "nodev" || o === "noexec")) {
           warnings.push(`config.json: ${field}.options: "${o}" on a bind mount is not applied yet (the mount keeps the source's flags)`);
           continue;

@@ -62,6 +62,14 @@ export interface Settings {
   user: string | undefined;
   /** Numeric identity from an OCI config (process.user): exact gid and supplementary groups, with `user` = the uid. */
   userIds: { uid: number; gid: number; additionalGids: number[] } | undefined;
+  /**
+   * machina-oci: the config's API file systems (proc, /dev, devpts, shm, mqueue, sysfs, cgroup,
+   * /run), in its order and with its source names and options: mounted as listed, not in
+   * machina-nspawn's order. undefined: machina-nspawn's API mounts.
+   */
+  ociApiMounts: Array<{ destination: string; type: string; source: string; options: string[] }> | undefined;
+  /** The payload's umask (an OCI config's process.user.umask); default 022. */
+  umask: number | undefined;
   /** machina-oci runs this container: the root is any directory (no OS tree required), as runc. */
   ociRuntime: boolean;
   /** machina-oci: IPC and UTS namespaces to join (linux.namespaces[].path), instead of new ones. */
@@ -154,6 +162,8 @@ export function defaultSettings(): Settings {
     userIds: undefined,
     cgroupPath: undefined,
     ociRuntime: false,
+    umask: undefined,
+    ociApiMounts: undefined,
     ipcNamespacePath: undefined,
     utsNamespacePath: undefined,
     ociBundle: undefined,

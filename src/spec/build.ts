@@ -13,7 +13,7 @@ import { bindUserOps, planBindUsers } from "./bind-user.ts";
 import { credentialDirOps, credentialEnv, credentialOps } from "./credentials.ts";
 import { DEVICE_ALLOW } from "./devices.ts";
 import { planJournal } from "./journal.ts";
-import { MS, S_IF } from "./mount-flags.ts";
+import { MS, S_IF, mangleMountOptions } from "./mount-flags.ts";
 import { userMountPlan } from "./mounts-user.ts";
 import { personalityValue } from "./process.ts";
 import { machinedRegistration, resourcePlan } from "./resources.ts";
@@ -526,6 +526,7 @@ export function buildSpec(cliSettings: Settings, image: ImageFacts, host: HostFa
       },
       ...(joinNetns !== undefined ? { netns: joinNetns } : {}),
       ...(settings.ipcNamespacePath !== undefined ? { ipcns: settings.ipcNamespacePath } : {}),
+      ...(settings.umask !== undefined ? { umask: settings.umask } : {}),
       ...(settings.utsNamespacePath !== undefined ? { utsns: settings.utsNamespacePath } : {}),
       ...(onExit !== undefined ? { onExit } : {}),
       ...hostSideExtras(options, resources),
@@ -555,6 +556,107 @@ export function buildSpec(cliSettings: Settings, image: ImageFacts, host: HostFa
 }
 
 /** The container's mounts in order: the root mode's, the API file systems, /run/host, credentials, resolv.conf, timezone, journal, the user's. */
+type OciApiMount = NonNullable<Settings["ociApiMounts"]>[number];
+
+/** mount(2) flags and data of an OCI mount's options, over `base` when it gives none of its own. */
+function ociMountOptions(m: OciApiMount, base: number, data: string): { flags: number; data: string } {
+  if (m.options.length === 0) return { flags: base, data };
+  // propagation (never to the host), SELinux relabel requests and runc's tmpcopyup are not options of the mount
+  const IGNORED = new Set(["private", "rprivate", "slave", "rslave", "z", "Z", "tmpcopyup"]);
+  const r = mangleMountOptions(m.options.filter((o) => !IGNORED.has(o)).join(","), 0);
+  if ("refused" in r) throw invalidError(`mount ${m.destination}: option "${r.refused}" cannot be honoured`, { value: r.refused });
+  // never less than machina's own hardening of the API file systems
+  return { flags: r.flags | (base & (MS.NOSUID | MS.NODEV | MS.NOEXEC)), data: r.data };
+}
+
+/**
+ * machina-oci: the config's API file systems in its order, with its source names and options,
+ * each with what machina sets up with it (device nodes and links with /dev, the read-only and
+ * masked parts of /proc, the cgroup namespace with /sys/fs/cgroup); /proc, /dev and /dev/pts are
+ * added when the config has none (the helper and the payload's terminal need them).
+ */
+function ociApiOps(settings: Settings, list: readonly OciApiMount[]): SetupOp[] {
+  const has = (d: string) => list.some((m) => m.destination === d);
+  const dev = devOps(settings.privateNetwork);
+  const devBase = dev.filter((o) => !("target" in o && ["/dev/shm", "/dev/pts", "/dev/mqueue"].includes(o.target)) && !("path" in o && o.path === "/dev/ptmx"));
+  const pick = (target: string) => dev.find((o) => "target" in o && o.target === target) as Extract<SetupOp, { op: "mount" }>;
+  const ptmx: SetupOp = { op: "symlink", target: "pts/ptmx", path: "/dev/ptmx" };
+  const ops: SetupOp[] = has("/dev") ? [] : devBase;
+  // /proc's read-only and masked parts: once /run/host/inaccessible exists (the masks' sources)
+  const procAfter: SetupOp[] = [];
+  for (const m of list) {
+    const mount = (def: Extract<SetupOp, { op: "mount" }>): Extract<SetupOp, { op: "mount" }> => ({
+      ...def,
+      source: m.source,
+      ...ociMountOptions(m, def.flags, def.data),
+    });
+    switch (m.destination) {
+      case "/proc": {
+        const [proc, ...rest] = procOps(settings.privateNetwork, false);
+        ops.push(mount(proc as Extract<SetupOp, { op: "mount" }>));
+        procAfter.push(...rest);
+        break;
+      }
+      case "/dev":
+        ops.push(mount(devBase[0] as Extract<SetupOp, { op: "mount" }>), ...devBase.slice(1));
+        break;
+      case "/dev/pts":
+        ops.push(mount(pick("/dev/pts")), ptmx);
+        break;
+      case "/dev/shm":
+      case "/dev/mqueue":
+        ops.push(mount(pick(m.destination)));
+        break;
+      case "/sys":
+        ops.push(mount({ op: "mount", source: "sysfs", target: "/sys", fstype: "sysfs", flags: RO_API, data: "", create: "dir" }));
+        break;
+      case "/sys/fs/cgroup":
+        ops.push(
+          { op: "cgroupns" },
+          mount({
+            op: "mount",
+            source: "cgroup2",
+            target: "/sys/fs/cgroup",
+            fstype: "cgroup2",
+            flags: MS.NOSUID | MS.NODEV | MS.NOEXEC,
+            data: "",
+            create: "dir",
+          }),
+        );
+        break;
+      case "/run":
+        ops.push(
+          mount({
+            op: "mount",
+            source: "tmpfs",
+            target: "/run",
+            fstype: "tmpfs",
+            flags: MS.NOSUID | MS.NODEV | MS.STRICTATIME,
+            data: "mode=0755",
+            create: "dir",
+          }),
+        );
+        break;
+    }
+  }
+  if (!has("/dev/pts")) ops.push(pick("/dev/pts"), ptmx);
+  if (!has("/proc")) {
+    const [proc, ...rest] = procOps(settings.privateNetwork, false);
+    ops.push(proc!);
+    procAfter.push(...rest);
+  }
+  if (!has("/sys/fs/cgroup")) ops.push({ op: "cgroupns" });
+  // the sources of masks (procOps, --inaccessible, linux.maskedPaths): a small read-only tmpfs
+  const host = runHostOps({ osReleasePath: undefined } as HostFacts, "").filter(
+    (o) => ("path" in o && o.path.startsWith("/run/host/inaccessible")) || ("target" in o && o.target === "/run/host" && o.op === "rebind"),
+  );
+  ops.push(
+    { op: "mount", source: "tmpfs", target: "/run/host", fstype: "tmpfs", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: "mode=0755,size=64k", create: "dir" },
+    ...host,
+  );
+  return [...ops, ...procAfter];
+}
+
 function setupOps(
   settings: Settings,
   image: ImageFacts,
@@ -563,6 +665,8 @@ function setupOps(
   p: { uuid: string; preOps: SetupOp[]; writable: boolean; bound: ReturnType<typeof planBindUsers>; journalOps: SetupOp[]; userOps: SetupOp[] },
 ): SetupOp[] {
   const { uuid, writable, bound } = p;
+  if (settings.ociApiMounts !== undefined)
+    return labelApiFs([...p.preOps, ...ociApiOps(settings, settings.ociApiMounts), ...p.userOps], settings.selinuxApifsContext);
   return labelApiFs(
     [
       ...p.preOps,

@@ -82,6 +82,8 @@ export interface RunSpec {
    * master is sent there instead of being relayed.
    */
   oci?: { detach: boolean; execFifo: string; consoleSocket?: string };
+  /** The payload's umask (default 022): an OCI config's process.user.umask. */
+  umask?: number;
   ops: SetupOp[];
   env: string[];
   chdir: string | undefined;

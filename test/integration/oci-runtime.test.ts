@@ -212,7 +212,7 @@ describe.skipIf(!isRoot)("machina-oci", () => {
       expect(r.stdout).toBe("1\n2048\n");
       expect(readFileSync("/proc/sys/net/ipv4/ip_forward", "utf8")).toBe(hostForward);
       const pre = JSON.parse(readFileSync(join(work, "prestart.json"), "utf8")) as Json;
-      expect(pre).toMatchObject({ id: name, status: "creating", bundle });
+      expect(pre).toMatchObject({ id: name, status: "created", bundle });
       expect(pre.pid).toBeGreaterThan(0);
       expect(JSON.parse(readFileSync(join(work, "poststart.json"), "utf8"))).toMatchObject({ id: name, status: "running" });
       expect(JSON.parse(readFileSync(join(work, "poststop.json"), "utf8"))).toMatchObject({ id: name, status: "stopped" });
