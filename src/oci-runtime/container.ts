@@ -182,8 +182,18 @@ function removeCgroup(host: Host, dir: string): void {
   }
 }
 
-/** Run hooks in order with the state on stdin (runtime-spec "hooks"); a failure throws. */
-export async function runHooks(host: Host, name: string, hooks: readonly OciHook[], state: Record<string, unknown>): Promise<void> {
+/**
+ * Run hooks in order with the state on stdin (runtime-spec "hooks"). `onFailure` "stop": the first
+ * failure throws (prestart, createRuntime: the container is not created); "warn": a failure is a
+ * warning line on stderr and the remaining hooks still run (poststart, poststop).
+ */
+export async function runHooks(
+  host: Host,
+  name: string,
+  hooks: readonly OciHook[],
+  state: Record<string, unknown>,
+  onFailure: "stop" | "warn" = "stop",
+): Promise<void> {
   for (const [i, h] of hooks.entries()) {
     const argv = h.args !== undefined && h.args.length > 0 ? [h.path, ...h.args.slice(1)] : [h.path];
     const proc = Bun.spawn(argv, {
@@ -197,7 +207,10 @@ export async function runHooks(host: Host, name: string, hooks: readonly OciHook
     if (h.timeout !== undefined) timer = setTimeout(() => proc.kill("SIGKILL"), h.timeout * 1000);
     const code = await proc.exited;
     if (timer !== undefined) clearTimeout(timer);
-    if (code !== 0) throw new MachinaError("E_SYSTEM", `${name} hook ${i} (${h.path}) failed with exit status ${code}`, { path: h.path });
+    if (code === 0) continue;
+    const error = new MachinaError("E_SYSTEM", `${name} hook ${i} (${h.path}) failed with exit status ${code}`, { path: h.path });
+    if (onFailure === "stop") throw error;
+    process.stderr.write(`machina-oci: warning: ${error.message}\n`);
   }
   void host;
 }
@@ -231,19 +244,14 @@ export async function startContainer(host: Host, root: string, id: string): Prom
   }
   host.unlink(fifo);
   if (st.hooks.poststart.length > 0) {
-    try {
-      await runHooks(host, "poststart", st.hooks.poststart, {
-        ociVersion: st.ociVersion,
-        id,
-        status: "running",
-        pid: st.pid,
-        bundle: st.bundle,
-        annotations: st.annotations,
-      });
-    } catch (e) {
-      // runtime-spec: a poststart failure is logged; the container goes on
-      process.stderr.write(`machina-oci: ${(e as Error).message}\n`);
-    }
+    // runtime-spec: a poststart failure is a warning; the other hooks and the lifecycle go on
+    await runHooks(
+      host,
+      "poststart",
+      st.hooks.poststart,
+      { ociVersion: st.ociVersion, id, status: "running", pid: st.pid, bundle: st.bundle, annotations: st.annotations },
+      "warn",
+    );
   }
 }
 
@@ -314,18 +322,14 @@ export async function deleteContainer(host: Host, root: string, id: string, forc
   }
   host.removeTree(containerDir(root, id));
   if (st.hooks.poststop.length > 0) {
-    try {
-      await runHooks(host, "poststop", st.hooks.poststop, {
-        ociVersion: st.ociVersion,
-        id,
-        status: "stopped",
-        pid: 0,
-        bundle: st.bundle,
-        annotations: st.annotations,
-      });
-    } catch (e) {
-      process.stderr.write(`machina-oci: ${(e as Error).message}\n`);
-    }
+    // runtime-spec: a poststop failure is a warning; the other hooks and the lifecycle go on
+    await runHooks(
+      host,
+      "poststop",
+      st.hooks.poststop,
+      { ociVersion: st.ociVersion, id, status: "stopped", pid: 0, bundle: st.bundle, annotations: st.annotations },
+      "warn",
+    );
   }
 }
 
