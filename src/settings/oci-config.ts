@@ -649,8 +649,30 @@ function mapLinux(
     fail("linux.uidMappings", "mappings are given but linux.namespaces has no user namespace");
   }
   if (L.timeOffsets !== undefined) fail("linux.timeOffsets", "time namespaces are not supported by machina");
-  if (L.devices !== undefined && L.devices.length > 0)
-    fail("linux.devices", "creating device nodes from config.json is not supported (machina creates the standard /dev nodes)");
+  if (L.devices !== undefined && L.devices.length > 0) {
+    if (mode === "nspawn") fail("linux.devices", "creating device nodes from config.json is not supported by machina-nspawn (machina-oci creates them)");
+    const TYPES: Record<string, number> = { c: 0o020000, u: 0o020000, b: 0o060000, p: 0o010000 };
+    const devices = L.devices.map((raw, i) => {
+      const field = `linux.devices[${i}]`;
+      const d = raw as { path?: unknown; type?: unknown; major?: unknown; minor?: unknown; fileMode?: unknown; uid?: unknown; gid?: unknown };
+      if (typeof d.path !== "string") fail(`${field}.path`, "is required");
+      const path = containerPath(d.path as string, `${field}.path`, fail);
+      const kind = typeof d.type === "string" ? TYPES[d.type] : undefined;
+      if (kind === undefined) fail(`${field}.type`, `${JSON.stringify(d.type)} is not a device type (c, u, b or p)`);
+      const num = (v: unknown, f: string, max: number): number => {
+        if (v === undefined) return 0;
+        if (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v > max) fail(`${field}.${f}`, `${JSON.stringify(v)} is out of range (0 to ${max})`);
+        return v as number;
+      };
+      const major = num(d.major, "major", 0xfff);
+      const minor = num(d.minor, "minor", 0xfffff);
+      const fileMode = d.fileMode === undefined ? 0o666 : num(d.fileMode, "fileMode", 0o7777);
+      if (num(d.uid, "uid", 0xfffffffe) !== 0 || num(d.gid, "gid", 0xfffffffe) !== 0)
+        fail(`${field}.uid`, "device nodes owned by another user than root are not supported yet");
+      return { path, mode: kind! | (fileMode & 0o777), major: kind === 0o010000 ? 0 : major, minor: kind === 0o010000 ? 0 : minor };
+    });
+    set("ociDevices", devices);
+  }
   if (L.cgroupsPath !== undefined && L.cgroupsPath !== "" && mode === "nspawn") {
     if (!/^[^/]+\.slice$/.test(L.cgroupsPath)) fail("linux.cgroupsPath", `"${L.cgroupsPath}" cannot be honoured (only a slice name such as machine.slice)`);
     set("slice", parseSlice(L.cgroupsPath, ctx("linux.cgroupsPath")));

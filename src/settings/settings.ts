@@ -68,6 +68,8 @@ export interface Settings {
    * machina-nspawn's order. undefined: machina-nspawn's API mounts.
    */
   ociApiMounts: Array<{ destination: string; type: string; source: string; options: string[] }> | undefined;
+  /** machina-oci: device nodes to create (linux.devices); MODE includes the file type bits. */
+  ociDevices: Array<{ path: string; mode: number; major: number; minor: number }> | undefined;
   /** The payload's umask (an OCI config's process.user.umask); default 022. */
   umask: number | undefined;
   /** machina-oci runs this container: the root is any directory (no OS tree required), as runc. */
@@ -164,6 +166,7 @@ export function defaultSettings(): Settings {
     ociRuntime: false,
     umask: undefined,
     ociApiMounts: undefined,
+    ociDevices: undefined,
     ipcNamespacePath: undefined,
     utsNamespacePath: undefined,
     ociBundle: undefined,

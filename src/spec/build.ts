@@ -11,7 +11,7 @@ import type { Settings } from "../settings/settings.ts";
 import { SIGRTMIN, uuidFromHex } from "../settings/values.ts";
 import { bindUserOps, planBindUsers } from "./bind-user.ts";
 import { credentialDirOps, credentialEnv, credentialOps } from "./credentials.ts";
-import { DEVICE_ALLOW } from "./devices.ts";
+import { DEVICE_ALLOW, type DeviceRule } from "./devices.ts";
 import { planJournal } from "./journal.ts";
 import { MS, S_IF, mangleMountOptions } from "./mount-flags.ts";
 import { userMountPlan } from "./mounts-user.ts";
@@ -529,7 +529,7 @@ export function buildSpec(cliSettings: Settings, image: ImageFacts, host: HostFa
       ...(settings.umask !== undefined ? { umask: settings.umask } : {}),
       ...(settings.utsNamespacePath !== undefined ? { utsns: settings.utsNamespacePath } : {}),
       ...(onExit !== undefined ? { onExit } : {}),
-      ...hostSideExtras(options, resources),
+      ...hostSideExtras(options, resources, settings),
       ...(registration !== undefined
         ? {
             onLeader: machinedRegisterCommand({
@@ -557,6 +557,13 @@ export function buildSpec(cliSettings: Settings, image: ImageFacts, host: HostFa
 
 /** The container's mounts in order: the root mode's, the API file systems, /run/host, credentials, resolv.conf, timezone, journal, the user's. */
 type OciApiMount = NonNullable<Settings["ociApiMounts"]>[number];
+
+/** linux.devices are allowed to the container as runc allows them (rwm): the config asked for those nodes. */
+function ociDeviceRules(settings: Settings): DeviceRule[] {
+  return (settings.ociDevices ?? [])
+    .filter((d) => (d.mode & 0o170000) !== 0o010000)
+    .map((d) => ({ type: (d.mode & 0o170000) === 0o060000 ? "b" : "c", major: d.major, minor: d.minor, access: "rwm" }));
+}
 
 /** mount(2) flags and data of an OCI mount's options, over `base` when it gives none of its own. */
 function ociMountOptions(m: OciApiMount, base: number, data: string): { flags: number; data: string } {
@@ -665,8 +672,11 @@ function setupOps(
   p: { uuid: string; preOps: SetupOp[]; writable: boolean; bound: ReturnType<typeof planBindUsers>; journalOps: SetupOp[]; userOps: SetupOp[] },
 ): SetupOp[] {
   const { uuid, writable, bound } = p;
-  if (settings.ociApiMounts !== undefined)
-    return labelApiFs([...p.preOps, ...ociApiOps(settings, settings.ociApiMounts), ...p.userOps], settings.selinuxApifsContext);
+  if (settings.ociApiMounts !== undefined) {
+    // linux.devices: created in the container's /dev (machina's device policy still decides what opens)
+    const devices = (settings.ociDevices ?? []).map((d): SetupOp => ({ op: "mknod", path: d.path, mode: d.mode, major: d.major, minor: d.minor }));
+    return labelApiFs([...p.preOps, ...ociApiOps(settings, settings.ociApiMounts), ...devices, ...p.userOps], settings.selinuxApifsContext);
+  }
   return labelApiFs(
     [
       ...p.preOps,
@@ -753,11 +763,11 @@ function registryStateJson(
 }
 
 /** What the supervisor does on the host besides the container: -i's unmounts and removals, the device policy, image locks, its own cgroup. */
-function hostSideExtras(options: BuildOptions, resources: ReturnType<typeof resourcePlan>): Partial<RunSpec> {
+function hostSideExtras(options: BuildOptions, resources: ReturnType<typeof resourcePlan>, settings: Settings): Partial<RunSpec> {
   return {
     ...(options.hostUmounts !== undefined && options.hostUmounts.length > 0 ? { hostUmounts: options.hostUmounts } : {}),
     // DevicePolicy=closed: on the cgroup2 directory the helper makes (systemd's scope gets it from CreateMachine)
-    ...(resources.placement !== "machined" ? { devicePolicy: { cgroup: resources.cgroup, allow: DEVICE_ALLOW } } : {}),
+    ...(resources.placement !== "machined" ? { devicePolicy: { cgroup: resources.cgroup, allow: [...DEVICE_ALLOW, ...ociDeviceRules(settings)] } } : {}),
     ...(options.hostRemoves !== undefined && options.hostRemoves.length > 0 ? { hostRemoves: options.hostRemoves } : {}),
     ...(options.imageLocks !== undefined && options.imageLocks.length > 0 ? { imageLocks: options.imageLocks } : {}),
     ...(resources.supervisorCgroup !== undefined ? { supervisorCgroup: resources.supervisorCgroup } : {}),
