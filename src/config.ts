@@ -60,6 +60,7 @@ export const MACHINA_VARIABLES = {
   MACHINA_IMPORT_MAX_ENTRIES: v("the number of archive entries an import accepts", strictNumber("MACHINA_IMPORT_MAX_ENTRIES")),
   MACHINA_IMPORT_MAX_DEPTH: v("the directory depth an import accepts", strictNumber("MACHINA_IMPORT_MAX_DEPTH")),
   MACHINA_PULL_MAX_BYTES: v("the size limit of a download (default 64 GiB)", strictNumber("MACHINA_PULL_MAX_BYTES")),
+  MACHINA_OCI_ROOT: v("machina-oci's state directory (default /run/machina-oci; its --root), also where machinactl lists OCI containers", nonEmpty),
   MACHINA_OCI_CACHE: v("the blob cache of pull-oci, keyed by digest (default /var/cache/machina/oci)", nonEmpty),
   MACHINA_IMPORT_PUBRING: v("the GnuPG keyring pulls are verified with (default systemd's import-pubring.gpg)", nonEmpty),
   MACHINA_IMPORT_STREAM: v("1: extract uncompressed archives through a pipe too (tests)", flag),

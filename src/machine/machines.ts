@@ -10,6 +10,7 @@ import { parseOsRelease } from "../host/os-release.ts";
 import { readFileInRoot } from "../host/resolve-in-root.ts";
 import type { Paths } from "../paths.ts";
 import { SIGRTMIN } from "../settings/values.ts";
+import { OCI_CLASS, ociMachines } from "./oci-machines.ts";
 import { type Liveness, type MachineState, machinesDir, procStat, scanRegistry } from "./registry.ts";
 
 export interface MachineContext {
@@ -160,6 +161,8 @@ export function listMachines(ctx: MachineContext, options: { all?: boolean } = {
     if (e.liveness !== "running" && !options.all) continue;
     out.push(toMachine(ctx.host, e.state, e.liveness, cgMount));
   }
+  // machina-oci's containers (class "oci"), where a name is not machina's own already
+  for (const m of ociMachines(ctx.host, cgMount, options.all === true)) if (!out.some((o) => o.name === m.name)) out.push(m);
   return out;
 }
 
@@ -167,8 +170,11 @@ export function listMachines(ctx: MachineContext, options: { all?: boolean } = {
 export function getMachine(ctx: MachineContext, name: string, options: { all?: boolean } = {}): Machine {
   const entries = scanRegistry(ctx.host, ctx.paths.stateDir, Date.now()).filter((e) => e.name === name);
   const e = entries[0];
-  if (e === undefined || e.state === undefined || e.liveness === "dead" || (e.liveness !== "running" && !options.all))
+  if (e === undefined || e.state === undefined || e.liveness === "dead" || (e.liveness !== "running" && !options.all)) {
+    const oci = ociMachines(ctx.host, cgroup2Mount(ctx.host), options.all === true).find((m) => m.name === name);
+    if (oci !== undefined) return oci;
     throw new MachinaError("E_NOT_FOUND", `no machine "${name}" is running`, { machine: name }, "see machinactl list");
+  }
   return toMachine(ctx.host, e.state, e.liveness, cgroup2Mount(ctx.host));
 }
 
@@ -464,7 +470,9 @@ export function rebootMachine(ctx: MachineContext, name: string): void {
 export async function waitGone(ctx: MachineContext, name: string, timeoutMs: number): Promise<boolean> {
   const end = ctx.host.monotonicMs() + timeoutMs;
   for (;;) {
-    const gone = !scanRegistry(ctx.host, ctx.paths.stateDir, Date.now()).some((e) => e.name === name);
+    const gone =
+      !scanRegistry(ctx.host, ctx.paths.stateDir, Date.now()).some((e) => e.name === name) &&
+      !ociMachines(ctx.host, undefined, true).some((m) => m.name === name);
     if (gone) return true;
     if (ctx.host.monotonicMs() >= end) return false;
     await ctx.host.sleep(10);
@@ -478,6 +486,15 @@ export async function waitGone(ctx: MachineContext, name: string, timeoutMs: num
  */
 export async function terminateMachine(ctx: MachineContext, name: string, options: { timeoutMs?: number } = {}): Promise<"stopped" | "killed"> {
   const m = getMachine(ctx, name, { all: true });
+  if (m.class === OCI_CLASS) {
+    // no supervisor: every process of the container at once, as machinectl's terminate of a scope;
+    // its state stays for the runtime's caller (conmon, the shim) to delete
+    for (const pid of machinePids(ctx.host, m)) ctx.host.kill(pid, SIGKILL);
+    ctx.host.kill(m.leader, SIGKILL);
+    if (!(await waitGone(ctx, name, options.timeoutMs ?? 10_000)))
+      throw new MachinaError("E_BUSY", `machine "${name}" did not go away after SIGKILL`, { machine: name });
+    return "killed";
+  }
   ctx.host.kill(m.supervisor, SIGTERM);
   if (await waitGone(ctx, name, options.timeoutMs ?? 10_000)) return "stopped";
   for (const pid of machinePids(ctx.host, m)) ctx.host.kill(pid, SIGKILL);

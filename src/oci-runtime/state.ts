@@ -7,12 +7,18 @@
  * `stopped` once the init is gone (or a zombie, or another process reused its pid).
  */
 import type { z } from "zod";
+import { machinaEnv } from "../config.ts";
 import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
 import { lazySchemas } from "../lazy-zod.ts";
 import { parseJson } from "../json.ts";
 
 export const DEFAULT_ROOT = "/run/machina-oci";
+
+/** The state directory when --root is not given: $MACHINA_OCI_ROOT, else DEFAULT_ROOT (machinactl lists it). */
+export function defaultRoot(env: Readonly<Record<string, string | undefined>>): string {
+  return machinaEnv(env, "MACHINA_OCI_ROOT") ?? DEFAULT_ROOT;
+}
 
 /** The runtime-spec version machina-oci reports (it reads 1.0.x to 1.2.x). */
 export const OCI_VERSION = "1.2.0";

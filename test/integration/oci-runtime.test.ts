@@ -254,6 +254,30 @@ describe.skipIf(!isRoot)("machina-oci", () => {
     T,
   );
 
+  test(
+    "machinactl lists the containers of machina-oci's state directory as class oci; status, kill and terminate work on them",
+    async () => {
+      writeConfig(() => undefined);
+      const name = id("listed");
+      expect(oci(["run", "-d", name]).code).toBe(0);
+      const env = baseEnv({ MACHINA_OCI_ROOT: root, MACHINA_STATE_DIR: files.dir("oci-machinactl-state-"), MACHINA_NO_DAEMON: "1" });
+      const machinactl = (...args: string[]) => {
+        const r = Bun.spawnSync([join(REPO, "bin/machinactl"), ...args], { env, stdout: "pipe", stderr: "pipe" });
+        return { code: r.exitCode, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+      };
+      const list = machinactl("--json=short", "list");
+      expect(list.code).toBe(0);
+      expect(JSON.parse(list.stdout)).toContainEqual(expect.objectContaining({ machine: name, class: "oci", service: "machina-oci" }));
+      const status = machinactl("status", name);
+      expect(status.stdout).toContain(`Leader: ${state(name).pid}`);
+      expect(machinactl("kill", "--signal=SIGCONT", name).code).toBe(0);
+      expect(machinactl("terminate", name).code).toBe(0);
+      expect(state(name).status).toBe("stopped");
+      expect(machinactl("list").stdout).not.toContain(name);
+    },
+    T,
+  );
+
   test("spec writes a config.json machina-oci runs; features and --version answer", () => {
     const dir = files.dir("oci-spec-");
     expect(Bun.spawnSync([OCI, "spec", "--bundle", dir]).exitCode).toBe(0);

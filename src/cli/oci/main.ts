@@ -8,14 +8,10 @@ import { MachinaError, renderError } from "../../errors.ts";
 import type { Host } from "../../host/host.ts";
 import { LinuxHost } from "../../host/linux.ts";
 import { paths, VERSION } from "../../paths.ts";
-import { containerPids, createContainer, deleteContainer, killContainer, pauseContainer, runCreateHooks, startContainer } from "../../oci-runtime/container.ts";
-import { defaultSpec, features } from "../../oci-runtime/documents.ts";
-import { execRecords, parseProcess } from "../../oci-runtime/exec.ts";
+import { containerPids, deleteContainer, killContainer, pauseContainer, runCreateHooks, startContainer } from "../../oci-runtime/lifecycle.ts";
 import { parseSignal } from "../../oci-runtime/signals.ts";
-import { parseResources, updateContainer } from "../../oci-runtime/update.ts";
-import { encodeEnterSpec } from "../../machine/enter.ts";
 import type { OciProcess } from "../../settings/oci-config.ts";
-import { DEFAULT_ROOT, listIds, OCI_VERSION, ociState, readState, status } from "../../oci-runtime/state.ts";
+import { DEFAULT_ROOT, defaultRoot, listIds, OCI_VERSION, ociState, readState, status } from "../../oci-runtime/state.ts";
 
 const PROG = "machina-oci";
 
@@ -158,7 +154,7 @@ export const COMMANDS: readonly Command[] = [
 ];
 
 const GLOBAL: readonly Flag[] = [
-  { name: "root", value: true, help: `state directory (default ${DEFAULT_ROOT})` },
+  { name: "root", value: true, help: `state directory (default $MACHINA_OCI_ROOT, else ${DEFAULT_ROOT})` },
   { name: "log", value: true, help: "append error messages to this file" },
   { name: "log-format", value: true, help: "text or json (the log file's lines)" },
   { name: "debug", help: "accepted" },
@@ -262,7 +258,7 @@ export async function main(argv: string[], host: Host = new LinuxHost()): Promis
       out(help());
       return name === undefined && !g.values.has("help") ? 1 : 0;
     }
-    const root = str(g.values, "root") ?? DEFAULT_ROOT;
+    const root = str(g.values, "root") ?? defaultRoot(host.env());
     if (name === "_run-hooks") {
       await runCreateHooks(host, root, args[0]!, Number(args[1]));
       return 0;
@@ -287,6 +283,8 @@ export async function main(argv: string[], host: Host = new LinuxHost()): Promis
       case "create":
       case "run": {
         if (name === "run" && !v.has("detach")) (await import("../../host/libc.ts")).setChildSubreaper();
+        // the planning layer is loaded only here (start, kill, delete and state stay light)
+        const { createContainer } = await import("../../oci-runtime/create.ts");
         await createContainer(host, p, {
           root,
           id,
@@ -310,7 +308,7 @@ export async function main(argv: string[], host: Host = new LinuxHost()): Promis
         if (file !== undefined) {
           const text = host.readFile(file);
           if (text === undefined) throw new MachinaError("E_NOT_FOUND", `--process ${file}: no such file`, { file });
-          proc = parseProcess(text, file);
+          proc = (await import("../../oci-runtime/exec.ts")).parseProcess(text, file);
         } else {
           if (rest.length < 2) throw new MachinaError("E_USAGE", "exec: a command (or --process FILE) is required", { flag: "--process" });
           const u = str(v, "user");
@@ -328,6 +326,7 @@ export async function main(argv: string[], host: Host = new LinuxHost()): Promis
           };
         }
         if (file !== undefined && v.has("tty")) proc.terminal = true;
+        const { execRecords } = await import("../../oci-runtime/exec.ts");
         const records = execRecords(host, root, id, proc, {
           detach: v.has("detach"),
           ...(str(v, "pid-file") !== undefined ? { pidFile: str(v, "pid-file")! } : {}),
@@ -335,6 +334,7 @@ export async function main(argv: string[], host: Host = new LinuxHost()): Promis
           ignorePaused: v.has("ignore-paused"),
         });
         // the helper takes our place (our pid, stdio and parent), as machinactl's exec does
+        const { encodeEnterSpec } = await import("../../machine/enter.ts");
         return host.execWithSpec(p.helper, ["machina-helper", "enter", "--spec-fd"], encodeEnterSpec(records));
       }
       case "start":
@@ -397,6 +397,7 @@ export async function main(argv: string[], host: Host = new LinuxHost()): Promis
         const file = str(v, "resources");
         const text = file === undefined ? "{}" : file === "-" ? await Bun.stdin.text() : host.readFile(file);
         if (text === undefined) throw new MachinaError("E_NOT_FOUND", `--resources ${file}: no such file`, { flag: "--resources" });
+        const { parseResources, updateContainer } = await import("../../oci-runtime/update.ts");
         const r = parseResources(text, file === undefined ? "the flags" : `--resources ${file}`);
         const num = (flag: string): number | undefined => {
           const x = str(v, flag);
@@ -416,13 +417,13 @@ export async function main(argv: string[], host: Host = new LinuxHost()): Promis
         return 0;
       }
       case "features":
-        out(`${JSON.stringify(features(), null, 4)}\n`);
+        out(`${JSON.stringify((await import("../../oci-runtime/documents.ts")).features(), null, 4)}\n`);
         return 0;
       case "spec": {
         const dir = str(v, "bundle") ?? process.cwd();
         const path = `${dir}/config.json`;
         if (host.lstat(path) !== undefined) throw new MachinaError("E_BUSY", `File ${path} exists. Remove it first`, { path });
-        host.writeFile(path, `${JSON.stringify(defaultSpec(), null, "\t")}\n`, 0o644);
+        host.writeFile(path, `${JSON.stringify((await import("../../oci-runtime/documents.ts")).defaultSpec(), null, "\t")}\n`, 0o644);
         return 0;
       }
     }

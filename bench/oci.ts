@@ -1,0 +1,163 @@
+/**
+ * Benchmark "machina-oci": the lifecycle a containerd shim drives — `create --pid-file`, `start`,
+ * wait for the init (this process is the subreaper it is left to), `delete` — of `/bin/true` in
+ * the busybox bundle, for machina-oci, runc and crun (through test/conformance/crun-hybrid, which
+ * this hybrid-cgroup host needs), alternating in one run; and `podman run --rm … true` end to end
+ * with each runtime. Target (issue 13): machina-oci at most 0.5× runc, and faster than crun.
+ * machina-oci is the installed form, dist/bin/machina-oci (scripts/build runs first).
+ *
+ *   bun bench/oci.ts [--quick]     (rewrites the bench:oci block of BENCHMARKS.md)
+ *
+ * Root only. Every container, state directory and podman store is removed afterwards.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { setChildSubreaper, waitpidBlocking } from "../src/host/libc.ts";
+
+const REPO = resolve(import.meta.dir, "..");
+
+export interface OciBenchResult {
+  n: number;
+  lifecycle: Record<string, number[]>;
+  podman: Record<string, number[]>;
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+/** Run and check; stderr is ours (a created container keeps the stdio it inherits: a pipe would stay open). */
+function must(argv: string[], cwd: string): void {
+  const r = Bun.spawnSync(argv, { cwd, stdin: "ignore", stdout: "ignore", stderr: "inherit" });
+  if (r.exitCode !== 0) throw new Error(`${argv.join(" ")}: exit ${r.exitCode}`);
+}
+
+/** One shim-like lifecycle; ms. */
+function lifecycle(runtime: string[], root: string, bundle: string, id: string): number {
+  const pidFile = join(bundle, `${id}.pid`);
+  const t = performance.now();
+  must([...runtime, "--root", root, "create", "--bundle", bundle, "--pid-file", pidFile, id], bundle);
+  must([...runtime, "--root", root, "start", id], bundle);
+  const status = waitpidBlocking(Number(readFileSync(pidFile, "utf8")));
+  must([...runtime, "--root", root, "delete", id], bundle);
+  const ms = performance.now() - t;
+  if (status !== 0) throw new Error(`${runtime.join(" ")}: /bin/true exited ${status}`);
+  return ms;
+}
+
+export async function benchOci(o: { n: number; podmanN: number; work: string }): Promise<OciBenchResult> {
+  const { ensureBusyboxImage } = await import("../test/fixtures/images.ts");
+  const bundle = await mkdtemp(join(o.work, "bundle-"));
+  await cp(await ensureBusyboxImage(), join(bundle, "rootfs"), { recursive: true, verbatimSymlinks: true });
+  must([join(REPO, "bin/machina-oci"), "spec", "--bundle", bundle], bundle);
+  const config = JSON.parse(await readFile(join(bundle, "config.json"), "utf8")) as { process: Record<string, unknown>; root: Record<string, unknown> };
+  Object.assign(config.process, { terminal: false, args: ["/bin/true"] });
+  config.root = { path: "rootfs", readonly: true };
+  (config as Record<string, unknown>).ociVersion = "1.0.2"; // what crun 1.8 and runc 1.1 take
+  await writeFile(join(bundle, "config.json"), JSON.stringify(config));
+  setChildSubreaper();
+
+  // the installed form (scripts/setup links it into /usr/local/bin): the compiled command
+  must([join(REPO, "scripts/build")], REPO);
+  const runtimes: Record<string, string[]> = {
+    "machina-oci": [join(REPO, "dist/bin/machina-oci")],
+    runc: ["runc"],
+    crun: [join(REPO, "test/conformance/crun-hybrid")],
+  };
+  const names = Object.keys(runtimes);
+  const lc: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
+  const root = await mkdtemp(join(o.work, "state-"));
+  for (let i = 0; i < o.n + 3; i++) {
+    const order = i % 2 ? [...names].reverse() : names;
+    for (const name of order) {
+      const ms = lifecycle(runtimes[name]!, join(root, name), bundle, `b${i}`);
+      if (i >= 3) lc[name]!.push(ms); // 3 warm-up rounds
+    }
+  }
+
+  // podman run --rm, each runtime (an isolated podman store per runtime; the image imported once each)
+  const { Podman } = await import("../test/helpers/podman.ts");
+  const pm: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
+  const podmen = Object.fromEntries(names.map((n) => [n, new Podman(runtimes[n]![0]!)]));
+  try {
+    for (const name of names) await podmen[name]!.importRootfs(join(bundle, "rootfs"), "localhost/bench-busybox:latest");
+    for (let i = 0; i < o.podmanN + 1; i++) {
+      const order = i % 2 ? [...names].reverse() : names;
+      for (const name of order) {
+        const t = performance.now();
+        const r = await podmen[name]!.run(["run", "--rm", "--network=none", "localhost/bench-busybox:latest", "/bin/true"]);
+        const ms = performance.now() - t;
+        if (r.code !== 0) throw new Error(`podman run with ${name}: exit ${r.code}: ${r.stderr}`);
+        if (i > 0) pm[name]!.push(ms);
+      }
+    }
+  } finally {
+    for (const p of Object.values(podmen)) await p.cleanup();
+    await rm(root, { recursive: true, force: true });
+    await rm(bundle, { recursive: true, force: true });
+  }
+  return { n: o.n, lifecycle: lc, podman: pm };
+}
+
+export function renderOci(r: OciBenchResult, factsLine: string): string {
+  const f1 = (x: number) => x.toFixed(1);
+  const f2 = (x: number) => x.toFixed(2);
+  const m = (xs: number[]) => median(xs);
+  const lc = r.lifecycle;
+  const ratioRunc = m(lc["machina-oci"]!) / m(lc.runc!);
+  const ratioCrun = m(lc["machina-oci"]!) / m(lc.crun!);
+  return [
+    factsLine,
+    "",
+    `machina-oci is \`dist/bin/machina-oci\` (the compiled form scripts/setup installs). \`create --pid-file\`, \`start\`, wait for the init (the benchmark is its subreaper, as a containerd shim is), \`delete\` of \`/bin/true\` in the busybox bundle (read-only root, \`runc spec\`'s defaults otherwise). N = ${r.n} each (after 3 warm-up rounds), alternating; medians in ms. crun runs through \`test/conformance/crun-hybrid\` (its own mount namespace to hide the hybrid host's cgroup2 controllers; that \`unshare\` costs crun ~2 ms).`,
+    "",
+    "| runtime | create+start+wait+delete, ms |",
+    "|---|---:|",
+    ...Object.entries(lc).map(([k, v]) => `| ${k} | ${f1(m(v))} |`),
+    `| **ratio machina-oci/runc** | **${f2(ratioRunc)}** |`,
+    `| **ratio machina-oci/crun** | **${f2(ratioCrun)}** |`,
+    "",
+    `\`podman run --rm --network=none IMAGE /bin/true\` (podman 4.3, cgroupfs, an image imported from the busybox rootfs), N = ${r.podman["machina-oci"]!.length} each, alternating; medians in ms:`,
+    "",
+    "| runtime | podman run --rm, ms |",
+    "|---|---:|",
+    ...Object.entries(r.podman).map(([k, v]) => `| ${k} | ${f1(m(v))} |`),
+    "",
+    `Targets: ≤ 0.5× runc: **${ratioRunc <= 0.5 ? "PASS" : "FAIL"}** (${f2(ratioRunc)}); faster than crun: **${ratioCrun < 1 ? "PASS" : "FAIL"}** (${f2(ratioCrun)}).`,
+  ].join("\n");
+}
+
+async function writeBlock(doc: string, body: string): Promise<void> {
+  let text = existsSync(doc) ? await readFile(doc, "utf8") : "# Benchmarks\n";
+  const begin = "<!-- bench:oci -->";
+  const end = "<!-- /bench:oci -->";
+  const block = `${begin}\n${body}\n${end}`;
+  const i = text.indexOf(begin);
+  const j = text.indexOf(end);
+  if (i >= 0 && j > i) text = text.slice(0, i) + block + text.slice(j + end.length);
+  else text += `\n## machina-oci against runc and crun (target: ≤ 0.5× runc, faster than crun)\n\n${block}\n`;
+  await writeFile(doc, text);
+}
+
+if (import.meta.main) {
+  const quick = process.argv.includes("--quick");
+  await mkdir("/var/tmp", { recursive: true });
+  const work = await mkdtemp("/var/tmp/machina-bench-oci-");
+  try {
+    const r = await benchOci({ n: quick ? 10 : 30, podmanN: quick ? 3 : 10, work });
+    const commit = (await new Response(Bun.spawn(["git", "-C", REPO, "rev-parse", "--short", "HEAD"]).stdout).text()).trim();
+    const kernel = (await readFile("/proc/sys/kernel/osrelease", "utf8")).trim();
+    const ver = (argv: string[]) => (Bun.spawnSync(argv).stdout.toString().split("\n")[0] ?? "").trim();
+    const factsLine = `Measured ${new Date().toISOString().replace(/\.\d+Z$/, "Z")} on \`${(await readFile("/etc/hostname", "utf8").catch(() => "?")).trim()}\`: ${navigator.hardwareConcurrency} CPUs, kernel ${kernel}, Bun ${Bun.version}, ${ver(["runc", "--version"])}, ${ver(["crun", "--version"])}, machina ${commit} (work tree). Command: \`bun bench/oci.ts${quick ? " --quick" : ""}\`.`;
+    const body = renderOci(r, factsLine);
+    console.log(body);
+    await writeBlock(join(REPO, "BENCHMARKS.md"), body);
+    await mkdir(join(REPO, "bench/results"), { recursive: true });
+    await writeFile(join(REPO, "bench/results/oci-latest.json"), JSON.stringify(r, null, 2));
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,56 @@
+/**
+ * Containers of machina-oci (its state directory, $MACHINA_OCI_ROOT or /run/machina-oci) as
+ * machines of `machinactl list/status/kill/terminate`, class "oci": podman's, containerd's and
+ * Kubernetes' containers run by machina show up beside machina's own. They have no supervisor;
+ * their lifecycle belongs to the runtime's caller (conmon, the shim), so terminate kills their
+ * processes and leaves the state for the caller's `delete`.
+ */
+import type { Host } from "../host/host.ts";
+import { defaultRoot, listIds, readState, status, type StoredState } from "../oci-runtime/state.ts";
+import type { Machine } from "./machines.ts";
+
+export const OCI_CLASS = "oci";
+
+function toMachine(host: Host, st: StoredState, cgMount: string | undefined): Machine {
+  const cgroupDir = st.cgroups[0] ?? "";
+  const controlGroup = cgMount !== undefined && cgroupDir.startsWith(`${cgMount}/`) ? cgroupDir.slice(cgMount.length) : cgroupDir;
+  const created = Date.parse(st.created);
+  return {
+    name: st.machine,
+    class: OCI_CLASS,
+    service: "machina-oci",
+    state: "running",
+    leader: st.pid,
+    supervisor: 0,
+    root: st.rootfs,
+    uuid: "",
+    boot: false,
+    timestampUsec: Number.isNaN(created) ? 0 : created * 1000,
+    timestampMonotonicUsec: 0,
+    cgroupDir,
+    controlGroup,
+    unit: controlGroup.split("/").pop() ?? "",
+    cgroups: st.cgroups,
+    os: "",
+    version: "",
+    ...(st.selinuxContext !== undefined ? { selinuxContext: st.selinuxContext } : {}),
+  };
+}
+
+/** The running (and with `all`, created or paused) containers of machina-oci's default state directory. */
+export function ociMachines(host: Host, cgMount: string | undefined, all: boolean): Machine[] {
+  const root = defaultRoot(host.env());
+  const out: Machine[] = [];
+  for (const id of listIds(host, root)) {
+    let st: StoredState;
+    try {
+      st = readState(host, root, id);
+    } catch {
+      continue; // being created or deleted right now, or not ours
+    }
+    const s = status(host, root, st);
+    if (s === "stopped" || (s !== "running" && !all)) continue;
+    out.push(toMachine(host, st, cgMount));
+  }
+  return out;
+}

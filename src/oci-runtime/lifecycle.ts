@@ -1,0 +1,198 @@
+/**
+ * The runtime-spec lifecycle after create (docs/oci-runtime.md): start (the exec fifo, poststart
+ * hooks), kill, pause/resume (cgroup2 freezer), delete (cgroups, state, poststop hooks), and the
+ * hooks runner. Kept apart from create (create.ts), which needs the whole planning layer: these
+ * commands start fast.
+ */
+import { closeSync, constants as fsConstants, openSync, readSync } from "node:fs";
+import { MachinaError } from "../errors.ts";
+import type { Host } from "../host/host.ts";
+import type { OciHook } from "../settings/oci-config.ts";
+import { containerDir, fifoPath, initAlive, OCI_VERSION, readState, status, type StoredState } from "./state.ts";
+
+/**
+ * Run hooks in order with the state on stdin (runtime-spec "hooks"). `onFailure` "stop": the first
+ * failure throws (prestart, createRuntime: the container is not created); "warn": a failure is a
+ * warning line on stderr and the remaining hooks still run (poststart, poststop).
+ */
+export async function runHooks(
+  host: Host,
+  name: string,
+  hooks: readonly OciHook[],
+  state: Record<string, unknown>,
+  onFailure: "stop" | "warn" = "stop",
+): Promise<void> {
+  for (const [i, h] of hooks.entries()) {
+    const argv = h.args !== undefined && h.args.length > 0 ? [h.path, ...h.args.slice(1)] : [h.path];
+    const proc = Bun.spawn(argv, {
+      argv0: h.args?.[0] ?? h.path,
+      stdin: new TextEncoder().encode(JSON.stringify(state)),
+      stdout: "inherit",
+      stderr: "inherit",
+      env: Object.fromEntries((h.env ?? []).map((e) => [e.slice(0, e.indexOf("=")), e.slice(e.indexOf("=") + 1)])),
+    } as Parameters<typeof Bun.spawn>[1]);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    if (h.timeout !== undefined) timer = setTimeout(() => proc.kill("SIGKILL"), h.timeout * 1000);
+    const code = await proc.exited;
+    if (timer !== undefined) clearTimeout(timer);
+    if (code === 0) continue;
+    const error = new MachinaError("E_SYSTEM", `${name} hook ${i} (${h.path}) failed with exit status ${code}`, { path: h.path });
+    if (onFailure === "stop") throw error;
+    process.stderr.write(`machina-oci: warning: ${error.message}\n`);
+  }
+  void host;
+}
+
+/** start: release the init from the exec fifo; then the poststart hooks. */
+export async function startContainer(host: Host, root: string, id: string): Promise<void> {
+  const st = readState(host, root, id);
+  const s = status(host, root, st);
+  if (s !== "created")
+    throw new MachinaError("E_BUSY", `cannot start container "${id}" in state ${s} (only a created container can be started)`, { value: id });
+  const fifo = fifoPath(root, id);
+  // O_NONBLOCK: never hang on an init that died meanwhile; the byte arrives once it opened its end.
+  const fd = openSync(fifo, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  try {
+    const buf = Buffer.alloc(1);
+    const deadline = host.monotonicMs() + 10_000;
+    for (;;) {
+      let n = 0;
+      try {
+        n = readSync(fd, buf, 0, 1, null);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== "EAGAIN") throw e;
+      }
+      if (n === 1) break;
+      if (!initAlive(host, st)) throw new MachinaError("E_SYSTEM", `container "${id}": its init exited before it was started`);
+      if (host.monotonicMs() > deadline) throw new MachinaError("E_SYSTEM", `container "${id}": its init did not take the start within 10 s`);
+      await host.sleep(2);
+    }
+  } finally {
+    closeSync(fd);
+  }
+  host.unlink(fifo);
+  if (st.hooks.poststart.length > 0) {
+    // runtime-spec: a poststart failure is a warning; the other hooks and the lifecycle go on
+    await runHooks(
+      host,
+      "poststart",
+      st.hooks.poststart,
+      { ociVersion: st.ociVersion, id, status: "running", pid: st.pid, bundle: st.bundle, annotations: st.annotations },
+      "warn",
+    );
+  }
+}
+
+/** The processes of the container: its cgroup's (cgroup.procs), else just the init. */
+export function containerPids(host: Host, st: StoredState): number[] {
+  const procs = st.cgroups[0] !== undefined ? host.readFile(`${st.cgroups[0]}/cgroup.procs`) : undefined;
+  if (procs !== undefined)
+    return procs
+      .split("\n")
+      .filter((l) => l !== "")
+      .map(Number);
+  return initAlive(host, st) ? [st.pid] : [];
+}
+
+export function killContainer(host: Host, root: string, id: string, signal: number, all: boolean): void {
+  const st = readState(host, root, id);
+  const s = status(host, root, st);
+  // --all also reaches what is left after the init exited (as runc: the shim's kill-all on exit)
+  if (s === "stopped" && !all) throw new MachinaError("E_NOT_FOUND", `container "${id}" is not running`, { value: id });
+  if (all) for (const pid of containerPids(host, st)) host.kill(pid, signal);
+  else host.kill(st.pid, signal);
+  if (s === "stopped") return;
+  // A paused container gets the signal when it thaws (as runc: SIGKILL thaws it)
+  if (signal === 9 && s === "paused") setFrozen(host, st, false);
+}
+
+export function setFrozen(host: Host, st: StoredState, frozen: boolean): void {
+  const cg = st.cgroups[0];
+  if (cg === undefined || host.lstat(`${cg}/cgroup.freeze`) !== "file")
+    throw new MachinaError("E_UNSUPPORTED", `container "${st.id}": its cgroup has no cgroup2 freezer (cgroup.freeze)`, { value: st.id });
+  host.writeFile(`${cg}/cgroup.freeze`, frozen ? "1" : "0");
+}
+
+export async function pauseContainer(host: Host, root: string, id: string, pause: boolean): Promise<void> {
+  const st = readState(host, root, id);
+  const s = status(host, root, st);
+  if (pause && s !== "running") throw new MachinaError("E_BUSY", `container "${id}" is ${s}, not running`, { value: id });
+  if (!pause && s !== "paused") throw new MachinaError("E_BUSY", `container "${id}" is ${s}, not paused`, { value: id });
+  setFrozen(host, st, pause);
+  for (let i = 0; i < 500; i++) {
+    if ((status(host, root, st) === "paused") === pause) return;
+    await host.sleep(2);
+  }
+}
+
+export async function deleteContainer(host: Host, root: string, id: string, force: boolean): Promise<void> {
+  const st = readState(host, root, id);
+  const s = status(host, root, st);
+  if (s !== "stopped" && !force)
+    throw new MachinaError("E_BUSY", `cannot delete container "${id}" that is not stopped: ${s}`, { value: id }, "use delete --force to kill it first");
+  if (s !== "stopped") {
+    if (s === "paused") setFrozen(host, st, false);
+    for (const pid of containerPids(host, st)) host.kill(pid, 9);
+    host.kill(st.pid, 9);
+    for (let i = 0; i < 500 && initAlive(host, st); i++) await host.sleep(10);
+  }
+  // The init may have been a zombie: what is left in the cgroup goes too.
+  for (const pid of containerPids(host, st)) host.kill(pid, 9);
+  for (const cg of st.cgroups) {
+    for (let i = 0; i < 100; i++) {
+      try {
+        host.removeDirTree(cg);
+        break;
+      } catch {
+        await host.sleep(20);
+      }
+    }
+  }
+  host.removeTree(containerDir(root, id));
+  if (st.hooks.poststop.length > 0) {
+    // runtime-spec: a poststop failure is a warning; the other hooks and the lifecycle go on
+    await runHooks(
+      host,
+      "poststop",
+      st.hooks.poststop,
+      { ociVersion: st.ociVersion, id, status: "stopped", pid: 0, bundle: st.bundle, annotations: st.annotations },
+      "warn",
+    );
+  }
+}
+
+/**
+ * Run by the helper's on_leader with the init's pid, once its namespaces exist and before it sets
+ * its root up: linux.sysctl written in its network and IPC namespaces (the keys were checked to
+ * belong to them), then the createRuntime/prestart hooks.
+ */
+export async function runCreateHooks(host: Host, root: string, id: string, leader: number): Promise<void> {
+  const text = host.readFile(`${containerDir(root, id)}/hooks.json`);
+  if (text === undefined) return;
+  const h = JSON.parse(text) as { createRuntime: OciHook[]; sysctl: Record<string, string>; bundle: string; annotations: Record<string, string> };
+  for (const [key, value] of Object.entries(h.sysctl)) {
+    const r = await host.runAsync([
+      "nsenter",
+      "-t",
+      String(leader),
+      "--net",
+      "--ipc",
+      "sh",
+      "-c",
+      'printf "%s\n" "$1" > "$2"',
+      "sh",
+      value,
+      `/proc/sys/${key.replace(/\./g, "/")}`,
+    ]);
+    if (r.status !== 0)
+      throw new MachinaError("E_SYSTEM", `linux.sysctl.${key}: cannot set it to "${value}": ${r.stderr.trim().split("\n")[0] ?? ""}`, { value: key });
+  }
+  await runHooks(host, "createRuntime", h.createRuntime, {
+    ociVersion: OCI_VERSION,
+    id,
+    status: "created", // as runc passes it (and runtime-tools checks) to prestart and createRuntime
+    pid: leader,
+    bundle: h.bundle,
+    annotations: h.annotations,
+  });
+}
