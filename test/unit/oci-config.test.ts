@@ -490,7 +490,7 @@ describe("refusals: one line naming the config.json field", () => {
       (c) => {
         linux(c).devices = [{ path: "/dev/fuse", type: "c", major: 10, minor: 229 }];
       },
-      `${F}: linux.devices: creating device nodes from config.json is not supported (machina creates the standard /dev nodes)`,
+      `${F}: linux.devices: creating device nodes from config.json is not supported by machina-nspawn (machina-oci creates them)`,
     ],
     [
       "domainname",
