@@ -11,7 +11,7 @@ import type { Machine } from "./machines.ts";
 
 export const OCI_CLASS = "oci";
 
-function toMachine(host: Host, st: StoredState, cgMount: string | undefined): Machine {
+function toMachine(st: StoredState, cgMount: string | undefined): Machine {
   const cgroupDir = st.cgroups[0] ?? "";
   const controlGroup = cgMount !== undefined && cgroupDir.startsWith(`${cgMount}/`) ? cgroupDir.slice(cgMount.length) : cgroupDir;
   const created = Date.parse(st.created);
@@ -50,7 +50,7 @@ export function ociMachines(host: Host, cgMount: string | undefined, all: boolea
     }
     const s = status(host, root, st);
     if (s === "stopped" || (s !== "running" && !all)) continue;
-    out.push(toMachine(host, st, cgMount));
+    out.push(toMachine(st, cgMount));
   }
   return out;
 }

@@ -18,6 +18,7 @@ import { parseNspawnCommandLine } from "../settings/nspawn-cli.ts";
 import { mapOciConfig } from "../settings/oci-config.ts";
 import { confinementOf } from "../spec/confinement.ts";
 import { encodeSpec } from "../spec/wire.ts";
+import { removeStateDir } from "./lifecycle.ts";
 import { containerDir, fifoPath, OCI_VERSION, writeState, type StoredState } from "./state.ts";
 
 export interface CreateOptions {
@@ -165,7 +166,7 @@ export async function createContainer(host: Host, p: Paths, o: CreateOptions): P
   } catch (e) {
     if (pid !== undefined) host.kill(pid, 9);
     for (const c of cgroups) removeCgroup(host, c);
-    host.removeTree(dir);
+    removeStateDir(host, dir);
     throw e;
   }
 }

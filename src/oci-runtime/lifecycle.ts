@@ -134,21 +134,22 @@ export async function deleteContainer(host: Host, root: string, id: string, forc
     if (s === "paused") setFrozen(host, st, false);
     for (const pid of containerPids(host, st)) host.kill(pid, 9);
     host.kill(st.pid, 9);
-    for (let i = 0; i < 500 && initAlive(host, st); i++) await host.sleep(10);
+    for (let i = 0; i < 2500 && initAlive(host, st); i++) await host.sleep(2);
   }
   // The init may have been a zombie: what is left in the cgroup goes too.
   for (const pid of containerPids(host, st)) host.kill(pid, 9);
   for (const cg of st.cgroups) {
-    for (let i = 0; i < 100; i++) {
+    // busy for a moment after its last process exited
+    for (let i = 0; i < 1000; i++) {
       try {
         host.removeDirTree(cg);
         break;
       } catch {
-        await host.sleep(20);
+        await host.sleep(2);
       }
     }
   }
-  host.removeTree(containerDir(root, id));
+  removeStateDir(host, containerDir(root, id));
   if (st.hooks.poststop.length > 0) {
     // runtime-spec: a poststop failure is a warning; the other hooks and the lifecycle go on
     await runHooks(
@@ -159,6 +160,13 @@ export async function deleteContainer(host: Host, root: string, id: string, forc
       "warn",
     );
   }
+}
+
+/** A container's state directory: its files (state.json, hooks.json, exec.fifo), then itself. */
+export function removeStateDir(host: Host, dir: string): void {
+  if (host.lstat(dir) !== "dir") return;
+  for (const name of host.readdir(dir)) host.unlink(`${dir}/${name}`);
+  host.removeDirTree(dir);
 }
 
 /**
