@@ -12,6 +12,7 @@
 import { chmodSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { ensureBusyboxImage } from "../test/fixtures/images.ts";
+import { median } from "./common.ts";
 
 const REPO = resolve(import.meta.dir, "..");
 const MACHINACTL = join(REPO, "bin/machinactl");
@@ -23,11 +24,6 @@ export interface MachinesResult {
   start: number;
   n: number;
 }
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 async function timed(argv: string[], env: Record<string, string>): Promise<number> {
   const t0 = performance.now();

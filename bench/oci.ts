@@ -10,24 +10,17 @@
  *
  * Root only. Every container, state directory and podman store is removed afterwards.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { setChildSubreaper, waitpidBlocking } from "../src/host/libc.ts";
-
-const REPO = resolve(import.meta.dir, "..");
+import { factsLine, median, REPO, versionLine, writeBlock } from "./common.ts";
 
 export interface OciBenchResult {
   n: number;
   lifecycle: Record<string, number[]>;
   podman: Record<string, number[]>;
 }
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 /** Run and check; stderr is ours (a created container keeps the stdio it inherits: a pipe would stay open). */
 function must(argv: string[], cwd: string): void {
@@ -130,31 +123,16 @@ export function renderOci(r: OciBenchResult, factsLine: string): string {
   ].join("\n");
 }
 
-async function writeBlock(doc: string, body: string): Promise<void> {
-  let text = existsSync(doc) ? await readFile(doc, "utf8") : "# Benchmarks\n";
-  const begin = "<!-- bench:oci -->";
-  const end = "<!-- /bench:oci -->";
-  const block = `${begin}\n${body}\n${end}`;
-  const i = text.indexOf(begin);
-  const j = text.indexOf(end);
-  if (i >= 0 && j > i) text = text.slice(0, i) + block + text.slice(j + end.length);
-  else text += `\n## machina-oci against runc and crun (target: ≤ 0.5× runc, faster than crun)\n\n${block}\n`;
-  await writeFile(doc, text);
-}
-
 if (import.meta.main) {
   const quick = process.argv.includes("--quick");
   await mkdir("/var/tmp", { recursive: true });
   const work = await mkdtemp("/var/tmp/machina-bench-oci-");
   try {
     const r = await benchOci({ n: quick ? 10 : 30, podmanN: quick ? 3 : 10, work });
-    const commit = (await new Response(Bun.spawn(["git", "-C", REPO, "rev-parse", "--short", "HEAD"]).stdout).text()).trim();
-    const kernel = (await readFile("/proc/sys/kernel/osrelease", "utf8")).trim();
-    const ver = (argv: string[]) => (Bun.spawnSync(argv).stdout.toString().split("\n")[0] ?? "").trim();
-    const factsLine = `Measured ${new Date().toISOString().replace(/\.\d+Z$/, "Z")} on \`${(await readFile("/etc/hostname", "utf8").catch(() => "?")).trim()}\`: ${navigator.hardwareConcurrency} CPUs, kernel ${kernel}, Bun ${Bun.version}, ${ver(["runc", "--version"])}, ${ver(["crun", "--version"])}, machina ${commit} (work tree). Command: \`bun bench/oci.ts${quick ? " --quick" : ""}\`.`;
-    const body = renderOci(r, factsLine);
+    const facts = await factsLine(`bun bench/oci.ts${quick ? " --quick" : ""}`, [versionLine(["runc", "--version"]), versionLine(["crun", "--version"])]);
+    const body = renderOci(r, facts);
     console.log(body);
-    await writeBlock(join(REPO, "BENCHMARKS.md"), body);
+    await writeBlock(join(REPO, "BENCHMARKS.md"), "oci", body, "machina-oci against runc and crun (target: ≤ 0.5× runc, faster than crun)");
     await mkdir(join(REPO, "bench/results"), { recursive: true });
     await writeFile(join(REPO, "bench/results/oci-latest.json"), JSON.stringify(r, null, 2));
   } finally {

@@ -1,24 +1,8 @@
-/**
- * Benchmark "pull-oci": `machinactl pull-oci` of the Debian fixture image from a local registry
- * (Debian's docker-registry on 127.0.0.1, plain HTTP), against `podman pull` of the same
- * reference (download, verify, unpack into containers/storage: the peer that does the same
- * work) and `skopeo copy docker://… oci:DIR` (download and verify only, no unpack).
- * Target: machina's time ≤ 1.0× podman's.
- *
- *   bun bench/pull.ts [--quick]     (rewrites the bench:pull block of BENCHMARKS.md)
- *
- * Cold runs start with an empty blob cache and pool for machina, an empty --root for podman, an
- * empty directory for skopeo (then `umoci unpack` of what it wrote: copy + unpack). Warm runs:
- * machina into a new name with all blobs in its cache; and a pull of an image already present
- * at the registry's digest, machina (up to date: manifests only) against podman. The image is the Debian fixture exported with
- * `machinactl export-oci` and pushed by skopeo with gzip layers. Nothing but 127.0.0.1 is
- * contacted; the registry is stopped and every file removed afterwards, also on failure.
- */
-import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import * as net from "node:net";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { factsLine, median, REPO, versionLine, writeBlock } from "./common.ts";
 
 export interface PullBenchResult {
   n: number;
@@ -35,12 +19,6 @@ export interface PullBenchResult {
   presentPodmanS: number[];
   ratio: number;
 }
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 async function run(cmd: string[], env?: Record<string, string>): Promise<number> {
   const t = performance.now();
@@ -258,33 +236,17 @@ export function renderPull(r: PullBenchResult, factsLine: string): string {
   ].join("\n");
 }
 
-async function writeBlock(doc: string, body: string): Promise<void> {
-  let text = existsSync(doc) ? await readFile(doc, "utf8") : "# Benchmarks\n";
-  const begin = "<!-- bench:pull -->";
-  const end = "<!-- /bench:pull -->";
-  const block = `${begin}\n${body}\n${end}`;
-  const i = text.indexOf(begin);
-  const j = text.indexOf(end);
-  if (i >= 0 && j > i) text = text.slice(0, i) + block + text.slice(j + end.length);
-  else text += `\n## pull-oci from a registry (target: ≤ 1.0× podman pull)\n\n${block}\n`;
-  await writeFile(doc, text);
-}
-
 if (import.meta.main) {
-  const REPO = resolve(import.meta.dir, "..");
   const { ensureDebianImage } = await import("../test/fixtures/images.ts");
   const quick = process.argv.includes("--quick");
   const debian = await ensureDebianImage();
   const work = await mkdtemp("/var/tmp/machina-bench-pull-");
   try {
     const r = await benchPull({ machinactl: join(REPO, "bin/machinactl"), debian, workDir: work, n: quick ? 3 : 7 });
-    const commit = (await new Response(Bun.spawn(["git", "-C", REPO, "rev-parse", "--short", "HEAD"]).stdout).text()).trim();
-    const kernel = (await readFile("/proc/sys/kernel/osrelease", "utf8")).trim();
-    const podman = (await new Response(Bun.spawn(["podman", "--version"]).stdout).text()).trim();
-    const factsLine = `Measured ${new Date().toISOString().replace(/\.\d+Z$/, "Z")} on \`${(await readFile("/etc/hostname", "utf8").catch(() => "?")).trim()}\`: ${navigator.hardwareConcurrency} CPUs, kernel ${kernel}, Bun ${Bun.version}, ${podman}, machina ${commit} (work tree). Command: \`bun bench/pull.ts${quick ? " --quick" : ""}\`.`;
-    const body = renderPull(r, factsLine);
+    const facts = await factsLine(`bun bench/pull.ts${quick ? " --quick" : ""}`, [versionLine(["podman", "--version"])]);
+    const body = renderPull(r, facts);
     console.log(body);
-    await writeBlock(join(REPO, "BENCHMARKS.md"), body);
+    await writeBlock(join(REPO, "BENCHMARKS.md"), "pull", body, "pull-oci from a registry (target: ≤ 1.0× podman pull)");
     await mkdir(join(REPO, "bench/results"), { recursive: true });
     await writeFile(join(REPO, "bench/results/pull-latest.json"), JSON.stringify(r, null, 2));
   } finally {

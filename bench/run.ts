@@ -21,6 +21,7 @@ import { ensureBusyboxImage, ensureDebianImage } from "../test/fixtures/images.t
 import { benchVeth, benchZone, renderVeth, renderZone } from "./net.ts";
 import { benchClone, benchEphemeral, renderClone, renderEphemeral } from "./pool.ts";
 import { benchImport, renderImport } from "./transfers.ts";
+import { median, replaceBlock } from "./common.ts";
 
 const REPO = resolve(import.meta.dir, "..");
 /** The machina under test: a snapshot of HEAD (git archive + make -C native), or with --worktree the live tree. */
@@ -75,11 +76,6 @@ function percentile(xs: number[], p: number): number {
   const rank = Math.ceil((p / 100) * s.length); // nearest rank
   return s[Math.min(s.length, Math.max(1, rank)) - 1] ?? NaN;
 }
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? (s[m] ?? NaN) : ((s[m - 1] ?? NaN) + (s[m] ?? NaN)) / 2;
-};
 interface Stat {
   n: number;
   median: number;
@@ -747,15 +743,7 @@ function renderApi(r: ApiResult, f: Facts): string {
 
 async function updateDoc(blocks: Partial<Record<Section, string>>): Promise<void> {
   let doc = existsSync(DOC) ? await readFile(DOC, "utf8") : "# Benchmarks\n";
-  for (const [name, body] of Object.entries(blocks)) {
-    const begin = `<!-- bench:${name} -->`;
-    const end = `<!-- /bench:${name} -->`;
-    const block = `${begin}\n${body}\n${end}`;
-    const i = doc.indexOf(begin);
-    const j = doc.indexOf(end);
-    if (i >= 0 && j > i) doc = doc.slice(0, i) + block + doc.slice(j + end.length);
-    else doc += `\n## ${name}\n\n${block}\n`;
-  }
+  for (const [name, body] of Object.entries(blocks)) doc = replaceBlock(doc, name, body, name);
   await writeFile(DOC, doc);
 }
 

@@ -1,18 +1,6 @@
-/**
- * Benchmark section "import": `machinactl import-tar` of the Debian fixture image, tarred
- * (uncompressed and xz), against GNU `tar -x` of the same file into a plain directory.
- * Target: machina's throughput ≥ 0.9× tar's.
- *
- *   bun bench/transfers.ts [--quick]     (standalone; rewrites the bench:import block)
- *   bun bench/run.ts --only import       (as a section of the main benchmark)
- *
- * machina's number is the whole command (Bun start, pool lock, the in-process scan of every
- * byte, extraction by GNU tar inside a private mount namespace, rename into place); tar's is
- * tar alone. Both run on the same warm page cache, alternating, first one alternating too.
- */
-import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { factsLine, median, REPO, writeBlock } from "./common.ts";
 
 export interface ImportBenchResult {
   n: number;
@@ -29,12 +17,6 @@ export interface ImportBenchResult {
 }
 
 const TAR_FLAGS = ["--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls", "--same-permissions", "--same-owner"];
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 /** Remove a tree and let writeback settle, so one run's cleanup does not slow the next. */
 async function clear(path: string): Promise<void> {
@@ -129,33 +111,17 @@ export function renderImport(r: ImportBenchResult, factsLine: string): string {
   ].join("\n");
 }
 
-/** Rewrite the `<!-- bench:import -->` block of BENCHMARKS.md. */
-export async function writeImportBlock(doc: string, body: string): Promise<void> {
-  let text = existsSync(doc) ? await readFile(doc, "utf8") : "# Benchmarks\n";
-  const begin = "<!-- bench:import -->";
-  const end = "<!-- /bench:import -->";
-  const block = `${begin}\n${body}\n${end}`;
-  const i = text.indexOf(begin);
-  const j = text.indexOf(end);
-  if (i >= 0 && j > i) text = text.slice(0, i) + block + text.slice(j + end.length);
-  else text += `\n## import-tar throughput (target: ≥ 0.9× GNU tar -x)\n\n${block}\n`;
-  await writeFile(doc, text);
-}
-
 if (import.meta.main) {
-  const REPO = resolve(import.meta.dir, "..");
   const { ensureDebianImage } = await import("../test/fixtures/images.ts");
   const quick = process.argv.includes("--quick");
   const debian = await ensureDebianImage();
   const work = await mkdtemp("/var/tmp/machina-bench-import-");
   try {
     const r = await benchImport({ machinactl: join(REPO, "bin/machinactl"), debian, workDir: work, n: quick ? 3 : 7 });
-    const commit = (await new Response(Bun.spawn(["git", "-C", REPO, "rev-parse", "--short", "HEAD"]).stdout).text()).trim();
-    const kernel = (await readFile("/proc/sys/kernel/osrelease", "utf8")).trim();
-    const factsLine = `Measured ${new Date().toISOString().replace(/\.\d+Z$/, "Z")} on \`${(await readFile("/etc/hostname", "utf8").catch(() => "?")).trim()}\`: ${navigator.hardwareConcurrency} CPUs, kernel ${kernel}, Bun ${Bun.version}, machina ${commit} (work tree). Command: \`bun bench/transfers.ts${quick ? " --quick" : ""}\`.`;
-    const body = renderImport(r, factsLine);
+    const facts = await factsLine(`bun bench/transfers.ts${quick ? " --quick" : ""}`);
+    const body = renderImport(r, facts);
     console.log(body);
-    await writeImportBlock(join(REPO, "BENCHMARKS.md"), body);
+    await writeBlock(join(REPO, "BENCHMARKS.md"), "import", body, "import-tar throughput (target: ≥ 0.9× GNU tar -x)");
     await mkdir(join(REPO, "bench/results"), { recursive: true });
     await writeFile(join(REPO, "bench/results/import-latest.json"), JSON.stringify(r, null, 2));
   } finally {
