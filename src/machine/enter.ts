@@ -91,9 +91,9 @@ export function parseLimits(text: string): Array<[number, string, string]> {
  * inherited (every resource the record does not name) taken from the leader's, so that the
  * command's limits are its PID 1's.
  */
-export function enterConfinementRecords(host: Host, m: Machine, c: Confinement): EnterRecord[] {
+export function enterConfinementRecords(host: Host, leader: number, c: Confinement): EnterRecord[] {
   const named = new Set(c.rlimits.map(([res]) => res));
-  const inherited = parseLimits(host.readFile(`/proc/${m.leader}/limits`) ?? "").filter(([res]) => !named.has(res));
+  const inherited = parseLimits(host.readFile(`/proc/${leader}/limits`) ?? "").filter(([res]) => !named.has(res));
   return confinementRecords({ ...c, rlimits: [...inherited, ...c.rlimits] });
 }
 
@@ -194,7 +194,7 @@ export function commandSpec(host: Host, m: Machine, cmd: EnterCommand, confineme
   return [
     ...commonRecords(host, m, targetNamespaces(host, m.leader)),
     ...leaderCgroups(host, m).map((c) => ["cgroup", [c]] as EnterRecord),
-    ...enterConfinementRecords(host, m, confinement),
+    ...enterConfinementRecords(host, m.leader, confinement),
     ...(m.selinuxContext !== undefined ? [["selinux_context", [m.selinuxContext]] as EnterRecord] : []),
     // login(1) starts as root and changes user itself; always ids of the container (with -U an
     // unmapped host uid would be left otherwise)

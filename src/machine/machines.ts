@@ -106,7 +106,8 @@ export interface MachineStatus extends Machine {
 
 const CLK_TCK = 100;
 
-function cgroup2Mount(host: Host): string | undefined {
+/** Where the cgroup2 hierarchy is mounted (/sys/fs/cgroup, or /sys/fs/cgroup/unified on a hybrid host). */
+export function cgroup2Mount(host: Host): string | undefined {
   let found: string | undefined;
   for (const line of host.mountinfo().split("\n")) {
     const sep = line.indexOf(" - ");
@@ -119,9 +120,14 @@ function cgroup2Mount(host: Host): string | undefined {
   return found;
 }
 
+/** A cgroup directory as its path in the cgroup2 hierarchy ("/machine.slice/…"); the directory when it is not below it. */
+export function controlGroupOf(cgroupDir: string, cgMount: string | undefined): string {
+  return cgMount !== undefined && cgroupDir.startsWith(`${cgMount}/`) ? cgroupDir.slice(cgMount.length) : cgroupDir;
+}
+
 function toMachine(host: Host, s: MachineState, state: Exclude<Liveness, "dead">, cgMount: string | undefined): Machine {
   const cgroupDir = s.cgroup;
-  const controlGroup = cgMount !== undefined && cgroupDir.startsWith(`${cgMount}/`) ? cgroupDir.slice(cgMount.length) : cgroupDir;
+  const controlGroup = controlGroupOf(cgroupDir, cgMount);
   const started = procStat(host, s.supervisor)?.startTime ?? s.supervisorStartTime;
   return {
     name: s.name,

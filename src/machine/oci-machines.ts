@@ -7,13 +7,13 @@
  */
 import type { Host } from "../host/host.ts";
 import { defaultRoot, listIds, readState, status, type StoredState } from "../oci-runtime/state.ts";
-import type { Machine } from "./machines.ts";
+import { controlGroupOf, type Machine } from "./machines.ts";
 
 export const OCI_CLASS = "oci";
 
 function toMachine(st: StoredState, cgMount: string | undefined): Machine {
   const cgroupDir = st.cgroups[0] ?? "";
-  const controlGroup = cgMount !== undefined && cgroupDir.startsWith(`${cgMount}/`) ? cgroupDir.slice(cgMount.length) : cgroupDir;
+  const controlGroup = controlGroupOf(cgroupDir, cgMount);
   const created = Date.parse(st.created);
   return {
     name: st.machine,

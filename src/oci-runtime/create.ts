@@ -10,7 +10,7 @@
 import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
 import { ownCommand, type Paths } from "../paths.ts";
-import { parseStatusLine } from "../runtime/launch.ts";
+import { readStatusLines } from "../runtime/launch.ts";
 import { prepareContainer } from "../runtime/prepare.ts";
 import { isValidMachineName } from "../settings/values.ts";
 import { mergeSettings } from "../settings/merge.ts";
@@ -20,6 +20,7 @@ import { confinementOf } from "../spec/confinement.ts";
 import { encodeSpec } from "../spec/wire.ts";
 import { removeStateDir } from "./lifecycle.ts";
 import { containerDir, fifoPath, OCI_VERSION, writeState, type StoredState } from "./state.ts";
+import { DEFAULT_PATH } from "../spec/default-path.ts";
 
 export interface CreateOptions {
   root: string;
@@ -115,28 +116,13 @@ export async function createContainer(host: Host, p: Paths, o: CreateOptions): P
     }
     const child = host.spawnWithStatus([p.helper, "run", "--spec-fd"], {
       spec: encodeSpec(spec),
-      env: { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" },
+      env: { PATH: DEFAULT_PATH },
     });
-    const reader = child.status.getReader();
-    const decoder = new TextDecoder();
-    let buf = "";
     // Until "exited": the parked init still holds the status pipe (it is closed at its execve).
-    let ended = false;
-    while (!ended) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      buf += decoder.decode(value, { stream: true });
-      let nl = buf.indexOf("\n");
-      while (nl >= 0) {
-        const line = parseStatusLine(buf.slice(0, nl));
-        buf = buf.slice(nl + 1);
-        if (line?.event === "parked" && line.leader !== undefined) pid = line.leader;
-        if (line?.event === "exited") ended = true;
-        nl = buf.indexOf("\n");
-      }
-    }
-    reader.releaseLock();
-    child.closeStatus();
+    await readStatusLines(child, (line) => {
+      if (line.event === "parked" && line.leader !== undefined) pid = line.leader;
+      return line.event === "exited";
+    });
     const code = await child.exited;
     if (code !== 0 || pid === undefined) throw new MachinaError("E_SYSTEM", `container "${o.id}" could not be created (the helper exited with status ${code})`);
     const pidStart = host.processStartTime(pid);

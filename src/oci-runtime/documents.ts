@@ -6,6 +6,7 @@
 import { CAPABILITIES } from "../settings/capabilities.ts";
 import { ociSeccompFeatures } from "../settings/oci-seccomp.ts";
 import { OCI_VERSION } from "./state.ts";
+import { DEFAULT_PATH } from "../spec/default-path.ts";
 
 const DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
 
@@ -35,7 +36,7 @@ export function defaultSpec(): Record<string, unknown> {
       terminal: true,
       user: { uid: 0, gid: 0 },
       args: ["sh"],
-      env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
+      env: [`PATH=${DEFAULT_PATH}`, "TERM=xterm"],
       cwd: "/",
       capabilities: { bounding: DEFAULT_CAPS, effective: DEFAULT_CAPS, permitted: DEFAULT_CAPS, ambient: DEFAULT_CAPS },
       rlimits: [{ type: "RLIMIT_NOFILE", hard: 1024, soft: 1024 }],

@@ -7,11 +7,11 @@
  */
 import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
-import { type EnterRecord, parseLimits, targetNamespaces } from "../machine/enter.ts";
+import { type EnterRecord, enterConfinementRecords, targetNamespaces } from "../machine/enter.ts";
 import { CAPABILITIES, type CapabilityName, capabilityMask } from "../settings/capabilities.ts";
 import { OciProcessSchemaOf, type OciProcess } from "../settings/oci-config.ts";
 import { RLIMITS } from "../settings/rlimits.ts";
-import { confinementRecords, parseConfinement } from "../spec/confinement.ts";
+import { parseConfinement } from "../spec/confinement.ts";
 import { readState, status } from "./state.ts";
 
 /** A --process file: the runtime-spec `process` object, validated. */
@@ -58,7 +58,7 @@ export function execRecords(host: Host, root: string, id: string, proc: OciProce
     throw new MachinaError("E_USAGE", "a detached exec with a terminal needs --console-socket", { flag: "--console-socket" });
   const bounding = caps(proc.capabilities?.bounding, "process.capabilities.bounding");
   const ambient = caps(proc.capabilities?.ambient, "process.capabilities.ambient");
-  // rlimits: the process's; those it does not name, the init's (as a child of it would have)
+  // rlimits: the process's; those it does not name, the init's (enterConfinementRecords)
   const named = new Map<number, [number, string, string]>();
   for (const r of proc.rlimits ?? []) {
     const name = r.type.replace(/^RLIMIT_/, "");
@@ -67,13 +67,12 @@ export function execRecords(host: Host, root: string, id: string, proc: OciProce
     const v = (n: number) => (n < 0 ? "infinity" : String(n));
     named.set(res, [res, v(r.soft), v(r.hard)]);
   }
-  const inherited = parseLimits(host.readFile(`/proc/${st.pid}/limits`) ?? "").filter(([res]) => !named.has(res));
   const confinement = {
     ...c,
     caps_bounding: bounding !== undefined ? capabilityMask(bounding) : c.caps_bounding,
     caps_ambient: ambient !== undefined ? capabilityMask(ambient) : c.caps_ambient,
     no_new_privs: proc.noNewPrivileges ?? c.no_new_privs,
-    rlimits: [...inherited, ...named.values()],
+    rlimits: [...named.values()],
   };
   const user = proc.user ?? { uid: 0, gid: 0 };
   const args = proc.args!;
@@ -82,7 +81,7 @@ export function execRecords(host: Host, root: string, id: string, proc: OciProce
     ["target", [String(st.pid), st.pidStart]],
     ["namespaces", targetNamespaces(host, st.pid)],
     ...st.cgroups.slice(0, 1).map((g): EnterRecord => ["cgroup", [g]]),
-    ...(confinementRecords(confinement) as EnterRecord[]),
+    ...enterConfinementRecords(host, st.pid, confinement),
     ...(st.selinuxContext !== undefined ? [["selinux_context", [st.selinuxContext]] as EnterRecord] : []),
     ["user", [String(user.uid), String(user.gid), ...(user.additionalGids ?? []).map(String)]],
     ["env", proc.env ?? []],

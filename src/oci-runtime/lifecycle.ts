@@ -15,13 +15,7 @@ import { containerDir, fifoPath, initAlive, OCI_VERSION, readState, status, type
  * failure throws (prestart, createRuntime: the container is not created); "warn": a failure is a
  * warning line on stderr and the remaining hooks still run (poststart, poststop).
  */
-export async function runHooks(
-  host: Host,
-  name: string,
-  hooks: readonly OciHook[],
-  state: Record<string, unknown>,
-  onFailure: "stop" | "warn" = "stop",
-): Promise<void> {
+export async function runHooks(name: string, hooks: readonly OciHook[], state: Record<string, unknown>, onFailure: "stop" | "warn" = "stop"): Promise<void> {
   for (const [i, h] of hooks.entries()) {
     const argv = h.args !== undefined && h.args.length > 0 ? [h.path, ...h.args.slice(1)] : [h.path];
     const proc = Bun.spawn(argv, {
@@ -40,7 +34,6 @@ export async function runHooks(
     if (onFailure === "stop") throw error;
     process.stderr.write(`machina-oci: warning: ${error.message}\n`);
   }
-  void host;
 }
 
 /** start: release the init from the exec fifo; then the poststart hooks. */
@@ -74,7 +67,6 @@ export async function startContainer(host: Host, root: string, id: string): Prom
   if (st.hooks.poststart.length > 0) {
     // runtime-spec: a poststart failure is a warning; the other hooks and the lifecycle go on
     await runHooks(
-      host,
       "poststart",
       st.hooks.poststart,
       { ociVersion: st.ociVersion, id, status: "running", pid: st.pid, bundle: st.bundle, annotations: st.annotations },
@@ -153,7 +145,6 @@ export async function deleteContainer(host: Host, root: string, id: string, forc
   if (st.hooks.poststop.length > 0) {
     // runtime-spec: a poststop failure is a warning; the other hooks and the lifecycle go on
     await runHooks(
-      host,
       "poststop",
       st.hooks.poststop,
       { ociVersion: st.ociVersion, id, status: "stopped", pid: 0, bundle: st.bundle, annotations: st.annotations },
@@ -195,7 +186,7 @@ export async function runCreateHooks(host: Host, root: string, id: string, leade
     if (r.status !== 0)
       throw new MachinaError("E_SYSTEM", `linux.sysctl.${key}: cannot set it to "${value}": ${r.stderr.trim().split("\n")[0] ?? ""}`, { value: key });
   }
-  await runHooks(host, "createRuntime", h.createRuntime, {
+  await runHooks("createRuntime", h.createRuntime, {
     ociVersion: OCI_VERSION,
     id,
     status: "created", // as runc passes it (and runtime-tools checks) to prestart and createRuntime

@@ -10,6 +10,7 @@ import type { z } from "zod";
 import { machinaEnv } from "../config.ts";
 import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
+import { processRunning } from "../machine/proc-stat.ts";
 import { lazySchemas } from "../lazy-zod.ts";
 import { parseJson } from "../json.ts";
 
@@ -96,10 +97,7 @@ export function listIds(host: Host, root: string): string[] {
 
 /** The init is alive: the same start time, and not a zombie. */
 export function initAlive(host: Host, st: Pick<StoredState, "pid" | "pidStart">): boolean {
-  const stat = host.readFile(`/proc/${st.pid}/stat`);
-  if (stat === undefined) return false;
-  const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return rest[0] !== "Z" && rest[0] !== "X" && rest[19] === st.pidStart;
+  return processRunning(host, st.pid, st.pidStart);
 }
 
 /** cgroup v2: frozen (cgroup.events "frozen 1"). */

@@ -9,6 +9,7 @@ import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
 import { lazySchemas } from "../lazy-zod.ts";
 import type { z } from "zod";
+import { cgroup2Mount } from "../machine/machines.ts";
 import { readState, status, writeState } from "./state.ts";
 
 const updateSchemas = lazySchemas((z) => {
@@ -149,7 +150,8 @@ export function updateContainer(host: Host, root: string, id: string, r: Resourc
   const cg = st.cgroups[0];
   if (cg === undefined) throw new MachinaError("E_UNSUPPORTED", `container "${id}" has no cgroup`, { value: id });
   const writes = resourceWrites(r);
-  const mount = cgroupMount(host, cg);
+  const mount = cgroup2Mount(host);
+  if (mount === undefined || !cg.startsWith(`${mount}/`)) throw new MachinaError("E_UNSUPPORTED", `${cg} is not below a cgroup2 mount`, { path: cg });
   const rel = cg.slice(mount.length);
   const v2 = new Set((host.readFile(`${mount}/cgroup.controllers`) ?? "").split(/\s+/));
   const enabled = new Set<string>();
@@ -185,10 +187,4 @@ export function updateContainer(host: Host, root: string, id: string, r: Resourc
     for (const [file, value] of v1Write(w)) host.writeFile(`${dir}/${file}`, value);
   }
   if (changed) writeState(host, root, st);
-}
-
-/** The cgroup2 mount point above `dir` (where cgroup.controllers of the root is). */
-function cgroupMount(host: Host, dir: string): string {
-  for (const m of ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]) if (dir.startsWith(`${m}/`) && host.lstat(`${m}/cgroup.controllers`) === "file") return m;
-  throw new MachinaError("E_UNSUPPORTED", `${dir} is not below a cgroup2 mount`, { path: dir });
 }

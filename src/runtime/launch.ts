@@ -183,12 +183,11 @@ export interface StartStatus {
 }
 
 /**
- * Read the helper's status lines until "ready" (the container runs) or EOF (the supervisor
- * exited), then close our end. The helper keeps writing later lines (exited, reboot); it ignores
- * the EPIPE (SIGPIPE is ignored there).
+ * The helper's status lines, each to `onLine` until it returns true or the pipe ends (EOF: the
+ * supervisor and whatever holds the pipe exited); then our end is closed. The helper ignores the
+ * EPIPE of later lines (SIGPIPE is ignored there).
  */
-export async function readUntilReady(proc: DetachedChild, onStatus?: (line: StatusLine) => void): Promise<StartStatus> {
-  const out: StartStatus = { started: false, leader: 0, supervisor: proc.pid, failure: undefined };
+export async function readStatusLines(proc: DetachedChild, onLine: (line: StatusLine) => boolean | undefined): Promise<void> {
   try {
     const reader = proc.status.getReader();
     const decoder = new TextDecoder();
@@ -199,24 +198,30 @@ export async function readUntilReady(proc: DetachedChild, onStatus?: (line: Stat
       buffer += decoder.decode(value, { stream: true });
       let nl: number;
       while ((nl = buffer.indexOf("\n")) >= 0) {
-        const text = buffer.slice(0, nl);
+        const line = parseStatusLine(buffer.slice(0, nl));
         buffer = buffer.slice(nl + 1);
-        const line = parseStatusLine(text);
-        if (line === undefined) continue;
-        onStatus?.(line);
-        if (line.error) out.failure = line.error;
-        if (line.event === "started") {
-          out.started = true;
-          out.leader = line.leader ?? 0;
-          out.supervisor = line.supervisor ?? out.supervisor;
-        }
-        if (line.event === "ready" && out.started) break outer;
+        if (line !== undefined && onLine(line) === true) break outer;
       }
     }
     await reader.cancel().catch(() => undefined);
   } finally {
     proc.closeStatus();
   }
+}
+
+/** Read the helper's status lines until "ready" (the container runs) or EOF (the supervisor exited). */
+export async function readUntilReady(proc: DetachedChild, onStatus?: (line: StatusLine) => void): Promise<StartStatus> {
+  const out: StartStatus = { started: false, leader: 0, supervisor: proc.pid, failure: undefined };
+  await readStatusLines(proc, (line) => {
+    onStatus?.(line);
+    if (line.error) out.failure = line.error;
+    if (line.event === "started") {
+      out.started = true;
+      out.leader = line.leader ?? 0;
+      out.supervisor = line.supervisor ?? out.supervisor;
+    }
+    return line.event === "ready" && out.started;
+  });
   return out;
 }
 

@@ -243,7 +243,7 @@ describe.skipIf(!isRoot)("machina-oci", () => {
       expect(readdirSync(root)).toEqual([]);
       expect(oci(["create", "../escape"]).stderr).toContain('invalid container id "../escape"');
       expect(oci(["kill", "nope", "KILL"]).stderr).toContain('container "nope" does not exist');
-      expect(oci(["kill", "nope", "NOTASIGNAL"]).stderr).toContain('unknown signal "NOTASIGNAL"');
+      expect(oci(["kill", "nope", "NOTASIGNAL"]).stderr).toContain('invalid value "NOTASIGNAL" for SIGNAL: expected a signal name or number');
       expect(oci(["create", "--bogus", "x"]).stderr).toContain("flag provided but not defined: --bogus");
       expect(oci(["frobnicate"]).stderr).toContain("no such command: frobnicate");
       writeConfig(() => undefined);

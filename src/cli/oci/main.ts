@@ -9,9 +9,10 @@ import type { Host } from "../../host/host.ts";
 import { LinuxHost } from "../../host/linux.ts";
 import { paths, VERSION } from "../../paths.ts";
 import { containerPids, deleteContainer, killContainer, pauseContainer, runCreateHooks, startContainer } from "../../oci-runtime/lifecycle.ts";
-import { parseSignal } from "../../oci-runtime/signals.ts";
+import { parseSignal } from "../../settings/values.ts";
 import type { OciProcess } from "../../settings/oci-config.ts";
 import { DEFAULT_ROOT, defaultRoot, listIds, OCI_VERSION, ociState, readState, status } from "../../oci-runtime/state.ts";
+import { DEFAULT_PATH } from "../../spec/default-path.ts";
 
 const PROG = "machina-oci";
 
@@ -318,7 +319,7 @@ export async function main(argv: string[], host: Host = new LinuxHost()): Promis
           proc = {
             args: rest.slice(1),
             cwd: str(v, "cwd") ?? "/",
-            env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", ...(v.has("tty") ? ["TERM=xterm"] : []), ...list(v, "env")],
+            env: [`PATH=${DEFAULT_PATH}`, ...(v.has("tty") ? ["TERM=xterm"] : []), ...list(v, "env")],
             terminal: v.has("tty"),
             user: { uid: Number(um?.[1] ?? 0), gid: Number(um?.[2] ?? 0), additionalGids: list(v, "additional-gids").map(Number) },
             ...(caps.length > 0 ? { capabilities: { bounding: caps, effective: caps, permitted: caps } } : {}),
@@ -344,7 +345,7 @@ export async function main(argv: string[], host: Host = new LinuxHost()): Promis
         out(`${JSON.stringify(ociState(host, root, readState(host, root, id)), null, 2)}\n`);
         return 0;
       case "kill":
-        killContainer(host, root, id, parseSignal(rest[1] ?? "SIGTERM"), v.has("all"));
+        killContainer(host, root, id, parseSignal(rest[1] ?? "SIGTERM", { flag: "SIGNAL" }), v.has("all"));
         return 0;
       case "delete":
         await deleteContainer(host, root, id, v.has("force"));
