@@ -752,27 +752,13 @@ HANDLER(on_scratch_list)
 	return 0;
 }
 
-HANDLER(on_netns)
+/* netns, ipcns, utsns: a namespace (nsfs bind mount) the container joins */
+HANDLER(on_join_ns)
 {
 	SPEC;
 	WANT(is_cpath(r->a[0]) && !is_root(r->a[0]), "HPATH");
-	s->netns_path = r->a[0];
-	return 0;
-}
-
-HANDLER(on_ipcns)
-{
-	SPEC;
-	WANT(is_cpath(r->a[0]) && !is_root(r->a[0]), "HPATH");
-	s->ipcns_path = r->a[0];
-	return 0;
-}
-
-HANDLER(on_utsns)
-{
-	SPEC;
-	WANT(is_cpath(r->a[0]) && !is_root(r->a[0]), "HPATH");
-	s->utsns_path = r->a[0];
+	const char **slot = !strcmp(r->name, "netns") ? &s->netns_path : !strcmp(r->name, "ipcns") ? &s->ipcns_path : &s->utsns_path;
+	*slot = r->a[0];
 	return 0;
 }
 
@@ -960,9 +946,9 @@ static const struct rec_def records[] = {
 	{ "host_symlink", 2, 2, 1, on_host_symlink, NULL },
 	{ "overlay", 5, REC_VAR, 1, on_overlay, NULL },
 	{ "scratch_list", 1, 1, 0, on_scratch_list, NULL },
-	{ "netns", 1, 1, 0, on_netns, NULL },
-	{ "ipcns", 1, 1, 0, on_ipcns, NULL },
-	{ "utsns", 1, 1, 0, on_utsns, NULL },
+	{ "netns", 1, 1, 0, on_join_ns, NULL },
+	{ "ipcns", 1, 1, 0, on_join_ns, NULL },
+	{ "utsns", 1, 1, 0, on_join_ns, NULL },
 	{ "on_exit", 1, REC_VAR, 0, on_on_exit, NULL },
 	{ "host_umount", 1, 1, 1, on_host_umount, NULL },
 	{ "host_remove", 1, 1, 1, on_host_remove, NULL },

@@ -227,6 +227,19 @@ function devOps(privateNetwork: boolean): SetupOp[] {
 
 const RO_API = MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC;
 
+/** /run/host/inaccessible: one empty node of each kind, the sources of the `mask` op. */
+function inaccessibleOps(): SetupOp[] {
+  return [
+    { op: "mkdir", path: "/run/host/inaccessible", mode: 0o755 },
+    { op: "mknod", path: "/run/host/inaccessible/reg", mode: S_IF.REG, major: 0, minor: 0 },
+    { op: "mkdir", path: "/run/host/inaccessible/dir", mode: 0 },
+    { op: "mknod", path: "/run/host/inaccessible/chr", mode: S_IF.CHR, major: 0, minor: 0 },
+    { op: "mknod", path: "/run/host/inaccessible/blk", mode: S_IF.BLK, major: 0, minor: 0 },
+    { op: "mknod", path: "/run/host/inaccessible/fifo", mode: S_IF.FIFO, major: 0, minor: 0 },
+    { op: "mknod", path: "/run/host/inaccessible/sock", mode: S_IF.SOCK, major: 0, minor: 0 },
+  ];
+}
+
 function runHostOps(host: HostFacts, uuid: string, beforeSeal: SetupOp[] = []): SetupOp[] {
   const ops: SetupOp[] = [
     {
@@ -239,13 +252,7 @@ function runHostOps(host: HostFacts, uuid: string, beforeSeal: SetupOp[] = []): 
       create: "dir",
     },
     { op: "mkdir", path: "/run/host", mode: 0o755 },
-    { op: "mkdir", path: "/run/host/inaccessible", mode: 0o755 },
-    { op: "mknod", path: "/run/host/inaccessible/reg", mode: S_IF.REG, major: 0, minor: 0 },
-    { op: "mkdir", path: "/run/host/inaccessible/dir", mode: 0 },
-    { op: "mknod", path: "/run/host/inaccessible/chr", mode: S_IF.CHR, major: 0, minor: 0 },
-    { op: "mknod", path: "/run/host/inaccessible/blk", mode: S_IF.BLK, major: 0, minor: 0 },
-    { op: "mknod", path: "/run/host/inaccessible/fifo", mode: S_IF.FIFO, major: 0, minor: 0 },
-    { op: "mknod", path: "/run/host/inaccessible/sock", mode: S_IF.SOCK, major: 0, minor: 0 },
+    ...inaccessibleOps(),
     { op: "mkdir", path: "/run/host/incoming", mode: 0o700 },
   ];
   if (host.osReleasePath !== undefined)
@@ -654,12 +661,10 @@ function ociApiOps(settings: Settings, list: readonly OciApiMount[]): SetupOp[] 
   }
   if (!has("/sys/fs/cgroup")) ops.push({ op: "cgroupns" });
   // the sources of masks (procOps, --inaccessible, linux.maskedPaths): a small read-only tmpfs
-  const host = runHostOps({ osReleasePath: undefined } as HostFacts, "").filter(
-    (o) => ("path" in o && o.path.startsWith("/run/host/inaccessible")) || ("target" in o && o.target === "/run/host" && o.op === "rebind"),
-  );
   ops.push(
     { op: "mount", source: "tmpfs", target: "/run/host", fstype: "tmpfs", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: "mode=0755,size=64k", create: "dir" },
-    ...host,
+    ...inaccessibleOps(),
+    { op: "rebind", target: "/run/host", flags: RO_API, optional: false },
   );
   return [...ops, ...procAfter];
 }
