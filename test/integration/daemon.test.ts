@@ -238,11 +238,21 @@ describe("machinad", () => {
       );
       expect(alive(s2.leader)).toBe(true);
       await initUp(t, a);
-      const events = d
-        .stderr()
-        .split("\n")
-        .filter((l) => l.includes(`"machine":"${a}"`))
-        .map((l) => JSON.parse(l) as { event?: string; status?: number; why?: string });
+      const eventsNow = () =>
+        d
+          .stderr()
+          .split("\n")
+          .filter((l) => l.includes(`"machine":"${a}"`))
+          .map((l) => JSON.parse(l) as { event?: string; status?: number; why?: string });
+      // machinad logs "started" once its start has returned, which may be after the init is up
+      const events = await waitFor(
+        "machinad's log of the restart",
+        () => {
+          const e = eventsNow();
+          return e.some((x) => x.event === "started" && x.why === "exit-133") ? e : undefined;
+        },
+        10_000,
+      ).catch(() => eventsNow());
       expect(events.some((e) => e.event === "exited" && e.status === 133)).toBe(true);
       expect(events.some((e) => e.event === "started" && e.why === "exit-133")).toBe(true);
       // an ordinary exit is not restarted under the default policy
