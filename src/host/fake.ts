@@ -174,8 +174,12 @@ export class FakeHost implements Host {
   }
 
   removeDirTree(path: string): void {
-    for (const p of [...this.nodes.keys()].filter((k) => k.startsWith(`${path}/`)).sort((a, b) => b.length - a.length))
-      if (this.nodes.get(p)?.kind === "dir") this.nodes.delete(p);
+    // deepest first; like rmdir, a directory that still holds a file is kept
+    const keys = () => [...this.nodes.keys()];
+    for (const p of keys()
+      .filter((k) => k.startsWith(`${path}/`))
+      .sort((a, b) => b.length - a.length))
+      if (this.nodes.get(p)?.kind === "dir" && !keys().some((k) => k.startsWith(`${p}/`))) this.nodes.delete(p);
     if ([...this.nodes.keys()].some((k) => k.startsWith(`${path}/`))) return; // not empty: kept, like rmdir
     this.nodes.delete(path);
   }

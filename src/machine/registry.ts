@@ -160,6 +160,65 @@ function removeEntry(host: Host, dir: string, state: MachineState | undefined): 
   host.removeDirTree(dir);
 }
 
+function removeEmptyDir(host: Host, dir: string): void {
+  try {
+    host.removeDirTree(dir);
+  } catch {
+    // not empty: not an abandoned entry
+  }
+}
+
+/** The pids in a cgroup and its descendants. */
+function cgroupTreePids(host: Host, cgroup: string): number[] {
+  const pids = (host.readFile(`${cgroup}/cgroup.procs`) ?? "")
+    .split("\n")
+    .filter((l) => /^[0-9]+$/.test(l))
+    .map(Number);
+  for (const sub of host.readdir(cgroup)) if (host.lstat(`${cgroup}/${sub}`) === "dir") pids.push(...cgroupTreePids(host, `${cgroup}/${sub}`));
+  return pids;
+}
+
+/**
+ * After a supervisor of ours was killed before it could undo anything itself (a cancelled
+ * start): its registry entry and its cgroups. Its children share its lock until they are gone
+ * too (PDEATHSIG), so the lock is waited for a moment; an entry it had made but not locked yet
+ * gets our lock (the supervisor's own protocol: a lock unlinked under a waiter is retried).
+ * Holding the lock, we own the name: what is left in the cgroups made for this start is killed,
+ * and they are removed. A lock still held after that moment is another start's: left alone.
+ */
+export function removeAbandonedEntry(host: Host, dir: string, cgroups: string[], sleep: (ms: number) => void): void {
+  const lockPath = `${dir}/lock`;
+  let lock: { release(): void } | undefined;
+  for (let i = 0; i < 300 && lock === undefined; i++) {
+    if (host.lstat(dir) !== "dir") return; // never made: its cgroups come after its lock
+    try {
+      lock = host.lstat(lockPath) === "file" ? host.tryLock(lockPath) : host.lockFile(lockPath, "exclusive");
+    } catch {
+      lock = undefined; // removed under us
+    }
+    if (lock === undefined) sleep(10);
+  }
+  if (lock === undefined) return;
+  try {
+    for (const cg of cgroups) {
+      for (let i = 0; i < 300; i++) {
+        try {
+          host.removeDirTree(cg);
+        } catch {
+          // populated (EBUSY)
+        }
+        if (host.lstat(cg) === undefined) break;
+        for (const pid of cgroupTreePids(host, cg)) host.kill(pid, 9 /* SIGKILL */);
+        sleep(10);
+      }
+    }
+    for (const file of ["state.json", ".state.json.tmp", "lock"]) host.unlink(`${dir}/${file}`);
+    removeEmptyDir(host, dir);
+  } finally {
+    lock.release();
+  }
+}
+
 /**
  * Every entry of the registry with its liveness; dead entries are removed (with their cgroups)
  * and not returned. An entry without state.json gets STARTING_GRACE_MS to finish starting.
@@ -184,7 +243,12 @@ export function scanRegistry(host: Host, stateDir: string, now: number): Registr
       }
       continue;
     }
-    if (host.lstat(`${dir}/lock`) !== "file") continue; // not a machine entry
+    if (host.lstat(`${dir}/lock`) !== "file") {
+      // A supervisor killed between making its entry and creating its lock (a cancelled start)
+      // leaves an empty directory: removed once it is older than a start could take.
+      if (host.lstat(dir) === "dir" && now - (host.mtimeMs(dir) ?? now) >= STARTING_GRACE_MS) removeEmptyDir(host, dir);
+      continue;
+    }
     const state = readState(host, stateDir, name);
     const l = liveness(host, state);
     if (l === "dead") {

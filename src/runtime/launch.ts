@@ -21,6 +21,7 @@ import { managedNspawnArgs } from "../settings/managed.ts";
 import { parseNspawnCommandLine } from "../settings/nspawn-cli.ts";
 import { prepareContainer } from "./prepare.ts";
 import { findImage } from "../image/pool.ts";
+import { machinesDir, removeAbandonedEntry } from "../machine/registry.ts";
 import { encodeSpec } from "../spec/wire.ts";
 
 /** One status line of the helper (native/SPEC.md): the fields read here; others pass through. */
@@ -157,7 +158,7 @@ export async function launchDetached(host: Host, paths: Paths, request: LaunchRe
     await exited;
     // Killed before it could undo anything itself (its on_exit never ran): its registry entry and
     // cgroups, then what the preparation made for it — the network (veth, dnsmasq, nft) and raw mounts.
-    removeEntry(host, `${paths.stateDir}/machines/${name}`, spec.cgroups);
+    removeAbandonedEntry(host, `${machinesDir(paths.stateDir)}/${name}`, spec.cgroups, Bun.sleepSync);
     throw prepared.abandonAfter(new MachinaError("E_CANCELLED", `start of "${name}" cancelled`, { machine: name }));
   }
   if (!started || leader === 0) {
@@ -223,34 +224,6 @@ export async function readUntilReady(proc: DetachedChild, onStatus?: (line: Stat
     return line.event === "ready" && out.started;
   });
   return out;
-}
-
-/** After our supervisor was killed: its registry entry and cgroups (nobody else holds the lock). */
-function removeEntry(host: Host, dir: string, cgroups: string[]): void {
-  // The supervisor's children (the container's PID 1, the setup process, a hook) share its lock
-  // until they are gone too (PDEATHSIG): wait for them a little, as its own exit would.
-  let lock = host.tryLock(`${dir}/lock`);
-  for (let i = 0; lock === undefined && host.lstat(`${dir}/lock`) !== undefined && i < 300; i++) {
-    Bun.sleepSync(10);
-    lock = host.tryLock(`${dir}/lock`);
-  }
-  if (lock === undefined) return; // not ours (or already gone)
-  try {
-    for (const cg of cgroups) {
-      for (let i = 0; i < 50; i++) {
-        try {
-          host.removeDirTree(cg);
-          break;
-        } catch {
-          Bun.sleepSync(10); // the container's processes are still dying (PDEATHSIG)
-        }
-      }
-    }
-    for (const file of ["state.json", ".state.json.tmp", "lock"]) host.unlink(`${dir}/${file}`);
-    host.removeDirTree(dir);
-  } finally {
-    lock.release();
-  }
 }
 
 function readTail(host: Host, path: string): string {

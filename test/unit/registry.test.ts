@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { FakeHost } from "../../src/host/fake.ts";
-import { readState, sweepStale } from "../../src/machine/registry.ts";
+import { readState, removeAbandonedEntry, sweepStale } from "../../src/machine/registry.ts";
 
 const state = (name: string) =>
   JSON.stringify({
@@ -57,5 +57,62 @@ describe("registry", () => {
   test("an entry that never got a state.json is removed once it is old", () => {
     const h = host();
     expect(sweepStale(h, "/run/m", 1_000_000 + 60_000).sort()).toEqual(["dead", "starting"]);
+  });
+});
+
+describe("removeAbandonedEntry (a cancelled start's supervisor was killed)", () => {
+  const dir = "/run/m/machines/m1";
+  const cg = "/sys/fs/cgroup/unified/machine.slice/machine-m1.scope";
+  const sleeps: number[] = [];
+  const sleep = (ms: number) => void sleeps.push(ms);
+
+  test("an entry made but not locked yet: locked by us, removed", () => {
+    const h = new FakeHost({ files: { [dir]: { kind: "dir" } } });
+    removeAbandonedEntry(h, dir, [cg], sleep);
+    expect(h.lstat(dir)).toBeUndefined();
+    expect(h.heldLocks.size + h.fileLocks.size).toBe(0);
+  });
+
+  test("what is left in its cgroups is killed, then they and the entry go", () => {
+    const h = new FakeHost({
+      files: { [`${dir}/lock`]: "", [`${dir}/state.json`]: state("m1"), [`${cg}/cgroup.procs`]: "41\n", [`${cg}/payload/cgroup.procs`]: "42\n" },
+    });
+    h.onKill = (pid) => {
+      h.unlink(pid === 41 ? `${cg}/cgroup.procs` : `${cg}/payload/cgroup.procs`);
+    };
+    removeAbandonedEntry(h, dir, [cg], sleep);
+    expect(h.kills.sort()).toEqual([
+      [41, 9],
+      [42, 9],
+    ]);
+    expect(h.lstat(cg)).toBeUndefined();
+    expect(h.lstat(dir)).toBeUndefined();
+  });
+
+  test("a lock held longer than its children take to die is another start's: nothing touched", () => {
+    const h = new FakeHost({ files: { [`${dir}/lock`]: "", [`${dir}/state.json`]: state("m1"), [cg]: { kind: "dir" } } });
+    h.heldLocks.add(`${dir}/lock`);
+    sleeps.length = 0;
+    removeAbandonedEntry(h, dir, [cg], sleep);
+    expect(sleeps.length).toBe(300);
+    expect(h.lstat(`${dir}/state.json`)).toBe("file");
+    expect(h.lstat(cg)).toBe("dir");
+  });
+
+  test("no entry: nothing to do (its cgroups come after its lock)", () => {
+    const h = new FakeHost({ files: { [cg]: { kind: "dir" } } });
+    removeAbandonedEntry(h, dir, [cg], sleep);
+    expect(h.lstat(cg)).toBe("dir");
+  });
+
+  test("sweepStale removes an entry directory without a lock once it is old, and only if empty", () => {
+    const h = new FakeHost({ files: { "/run/m/machines/young": { kind: "dir" }, "/run/m/machines/old": { kind: "dir" }, "/run/m/machines/other/x": "" } });
+    h.mtimes.set("/run/m/machines/young", 1_000_000);
+    h.mtimes.set("/run/m/machines/old", 1_000_000 - 60_000);
+    h.mtimes.set("/run/m/machines/other", 1_000_000 - 60_000);
+    sweepStale(h, "/run/m", 1_000_000);
+    expect(h.lstat("/run/m/machines/young")).toBe("dir");
+    expect(h.lstat("/run/m/machines/old")).toBeUndefined();
+    expect(h.lstat("/run/m/machines/other/x")).toBe("file");
   });
 });
