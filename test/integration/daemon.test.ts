@@ -47,6 +47,25 @@ function expectManagedDefaults(machine: string, leader: number): void {
   expect(Bun.spawnSync(["ip", "-o", "link"]).stdout.toString()).toContain(`ve-${machine}`.slice(0, 15));
 }
 
+/** What is left of machine NAME (a failure's diagnostics): its entry's files, its cgroup's processes. */
+function leftovers(machine: string): string {
+  const dir = join(t.stateDir, "machines", machine);
+  const files = existsSync(dir) ? readdirSync(dir).join(",") : "no entry";
+  const cg = machineCgroup(machine);
+  const procs = existsSync(cg)
+    ? Bun.spawnSync([
+        "sh",
+        "-c",
+        'for p in $(cat "$1"/cgroup.procs "$1"/*/cgroup.procs 2>/dev/null); do echo "$p $(cat /proc/$p/comm 2>/dev/null)"; done',
+        "sh",
+        cg,
+      ])
+        .stdout.toString()
+        .trim() || "empty"
+    : "no cgroup";
+  return `entry [${files}], cgroup [${procs.replaceAll("\n", "; ")}]`;
+}
+
 const running = () => (existsSync(join(t.stateDir, "machines")) ? readdirSync(join(t.stateDir, "machines")) : []);
 
 describe("machinad", () => {
@@ -267,14 +286,16 @@ describe("machinad", () => {
   test(
     "a cancelled start leaves nothing behind; a start of a missing image fails cleanly",
     async () => {
-      await startDaemon(t, scratch);
+      const d = await startDaemon(t, scratch);
       const client = new MachinaClient(t.socket);
       const a = name();
       const ac = new AbortController();
       const p = client.start(a, { signal: ac.signal, onProgress: () => ac.abort() });
       expect(p).rejects.toMatchObject({ apiCode: "E_CANCELLED" });
       await p.catch(() => undefined);
-      await waitFor("the cancelled machine to be gone", () => (!running().includes(a) && !existsSync(machineCgroup(a))) || undefined, 10_000);
+      await waitFor("the cancelled machine to be gone", () => (!running().includes(a) && !existsSync(machineCgroup(a))) || undefined, 10_000).catch((e) => {
+        throw new Error(`${(e as Error).message}; left: ${leftovers(a)}; machinad said: ${d.stderr().slice(-2000)}`);
+      });
       // its network too (a managed machine has a veth): no record, no dnsmasq (the supervisor was killed before its undo)
       expect(existsSync(`${t.stateDir}/net/${a}.json`)).toBe(false);
       expect(Bun.spawnSync(["pgrep", "-f", `${t.stateDir}/net/${a}`]).exitCode).toBe(1);

@@ -6,7 +6,7 @@
  * Root only; needs go (golang-go) to build the suite once into the fixture cache.
  */
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { REPO } from "../helpers/machina.ts";
@@ -53,9 +53,17 @@ describe.skipIf(!isRoot || !haveGo)("runtime-tools validation against machina-oc
         stdout: "pipe",
         stderr: "pipe",
       });
-      const result = JSON.parse(readFileSync(json, "utf8")) as { summary: { passed: number }; programs: Array<{ name: string; status: string }> };
-      const unexplained = result.programs.filter((p) => p.status !== "pass" && !EXPLAINED.has(p.name)).map((p) => p.name);
-      expect(unexplained).toEqual([]);
+      if (!existsSync(json))
+        throw new Error(
+          `scripts/oci-conformance wrote no result (exit ${r.exitCode}): ${r.stdout.toString().slice(-1500)} ${r.stderr.toString().slice(-1500)}`,
+        );
+      const result = JSON.parse(readFileSync(json, "utf8")) as {
+        summary: { passed: number };
+        programs: Array<{ name: string; status: string; reason: string; failures: string[] }>;
+      };
+      const unexplained = result.programs.filter((p) => p.status !== "pass" && !EXPLAINED.has(p.name));
+      // each with why, so that a CI log shows the cause
+      expect(unexplained.map((p) => `${p.name}: ${p.status}: ${p.reason} ${p.failures.join(" | ").slice(0, 1500)}`)).toEqual([]);
       expect(result.summary.passed).toBeGreaterThanOrEqual(MIN_PASSED);
       expect(r.stdout.toString()).toContain(`${result.summary.passed} passed`);
     } finally {
