@@ -10,7 +10,7 @@ let loaded: typeof Zod.z | undefined;
 
 /** The `z` namespace, loaded now. */
 export function zod(): typeof Zod.z {
-  loaded ??= (require("zod") as typeof Zod).z;
+  loaded ??= (require("./zod-module.ts") as typeof Zod).z; // the ES build: see zod-module.ts
   return loaded;
 }
 
