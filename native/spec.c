@@ -343,6 +343,17 @@ HANDLER(on_umask)
 	return 0;
 }
 
+HANDLER(on_root_propagation)
+{
+	SPEC;
+	unsigned long f;
+	const unsigned long types = MS_SHARED | MS_SLAVE | MS_PRIVATE | MS_UNBINDABLE;
+	WANT(parse_mount_flags(r->a[0], &f) == 0 && (f & ~(types | MS_REC)) == 0 && __builtin_popcountl(f & types) == 1,
+	     "FLAGS (one of shared, slave, private, unbindable, maybe with rec)");
+	s->root_propagation = f;
+	return 0;
+}
+
 HANDLER(on_exec_fifo)
 {
 	SPEC;
@@ -908,6 +919,7 @@ static const struct rec_def records[] = {
 	{ "oci_detach", 1, 1, 0, on_oci_detach, NULL },
 	{ "exec_fifo", 1, 1, 0, on_exec_fifo, NULL },
 	{ "umask", 1, 1, 0, on_umask, NULL },
+	{ "root_propagation", 1, 1, 0, on_root_propagation, NULL },
 	{ "console_socket", 1, 1, 0, on_console_socket, NULL },
 	{ "mount", 6, 6, 1, on_mount, NULL },
 	{ "rebind", 3, 3, 1, on_rebind, NULL },

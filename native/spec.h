@@ -94,11 +94,12 @@ struct spec {
 	/* OCI runtime (machina-oci create): the supervisor exits once the payload waits at the
 	 * exec fifo, leaving it to the caller's subreaper; see SPEC.md "OCI runtime". */
 	int oci_detach;
-	int umask;                  /* umask of the payload (default 022) */
-	const char *exec_fifo;      /* exec_fifo HPATH */
-	int exec_fifo_fd;           /* set by the supervisor: O_PATH fd of exec_fifo, or -1 */
-	const char *console_socket; /* console_socket HPATH: the pty master goes there */
-	const char *console_log;    /* console_log HPATH MAXBYTES KEEP (conlog.h) */
+	int umask;                      /* umask of the payload (default 022) */
+	unsigned long root_propagation; /* root_propagation FLAGS: set on "/" after the pivot, or 0 */
+	const char *exec_fifo;          /* exec_fifo HPATH */
+	int exec_fifo_fd;               /* set by the supervisor: O_PATH fd of exec_fifo, or -1 */
+	const char *console_socket;     /* console_socket HPATH: the pty master goes there */
+	const char *console_log;        /* console_log HPATH MAXBYTES KEEP (conlog.h) */
 	uint64_t console_log_max;
 	int console_log_keep;
 	int console_log_wfd;       /* set by the supervisor: the pipe the child puts on fds 1 and 2, or -1 */

@@ -278,6 +278,32 @@ static void test_spec(void)
 	if (r == 0)
 		spec_free(&s);
 
+	/* root_propagation: one propagation type, maybe with rec (decimal or names) */
+	{
+		static const struct {
+			const char *flags;
+			unsigned long want;
+		} props[] = { { "1048576", MS_SHARED },
+			      { "slave", MS_SLAVE },
+			      { "private,rec", MS_PRIVATE | MS_REC },
+			      { "unbindable", MS_UNBINDABLE } };
+		for (size_t i = 0; i < sizeof props / sizeof props[0]; i++) {
+			min_body(b);
+			rec(b, "root_propagation", 1, props[i].flags);
+			rec(b, "end", 0);
+			r = parse(b, &s, &e);
+			check(r == 0 && s.root_propagation == props[i].want, "spec: root_propagation %s", props[i].flags);
+			if (r == 0)
+				spec_free(&s);
+		}
+		min_body(b);
+		rec(b, "end", 0);
+		r = parse(b, &s, &e);
+		check(r == 0 && s.root_propagation == 0, "spec: no root_propagation = 0 (the root is left as set up)");
+		if (r == 0)
+			spec_free(&s);
+	}
+
 	b->len = 0;
 	sb_str(b, "MACHINA-SPEK");
 	sb_str(b, "1");
@@ -408,6 +434,10 @@ static void test_spec(void)
 		{ min_body, { "console_log", "/log", "0", "3", NULL, NULL }, "malformed MAXBYTES", NULL },
 		{ min_body, { "console_log", "/log", "100", "0", NULL, NULL }, "malformed KEEP", NULL },
 		{ min_body, { "console_log", "/log", "100", NULL, NULL }, "expected 3 arguments, got 2", NULL },
+		{ min_body, { "root_propagation", "0", NULL, NULL }, "malformed FLAGS", NULL },
+		{ min_body, { "root_propagation", "shared,slave", NULL, NULL }, "malformed FLAGS", NULL },
+		{ min_body, { "root_propagation", "shared,ro", NULL, NULL }, "malformed FLAGS", NULL },
+		{ min_body, { "root_propagation", "rec", NULL, NULL }, "malformed FLAGS", NULL },
 	};
 	BAD_SPECS(b, bads);
 	free(b);

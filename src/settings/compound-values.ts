@@ -149,13 +149,22 @@ export function parsePort(value: string, ctx: ErrorContext): PortForward {
   return { protocol, hostPort, containerPort: parts[1] === undefined ? hostPort : num(parts[1]) };
 }
 
+/** One line of /proc/PID/uid_map or gid_map: container ids INSIDE.. are host ids OUTSIDE.. */
+export interface IdMapLine {
+  inside: number;
+  outside: number;
+  count: number;
+}
+
 export type PrivateUsers =
   | { mode: "no" }
   | { mode: "pick" }
   | { mode: "identity" }
   /** Range from the owner of the root directory ("yes"). */
   | { mode: "yes" }
-  | { mode: "range"; base: number; count: number };
+  | { mode: "range"; base: number; count: number }
+  /** machina-oci (linux.uidMappings/gidMappings): these exact maps, the tree's ownership untouched, as runc. */
+  | { mode: "maps"; uid: IdMapLine[]; gid: IdMapLine[] };
 
 const UID_MAX = 0xfffffffe;
 

@@ -18,12 +18,12 @@ import type { z } from "zod";
 import { lazySchemas } from "../lazy-zod.ts";
 import { invalidError, type ErrorContext } from "../errors.ts";
 import { CAPABILITIES, type CapabilityName } from "./capabilities.ts";
-import { parseCpuSet, type BindMount, type PrivateUsers, type TmpfsMount } from "./compound-values.ts";
+import { parseCpuSet, type BindMount, type IdMapLine, type PrivateUsers, type TmpfsMount } from "./compound-values.ts";
 import type { FileSettings } from "./nspawn-file.ts";
 import { RLIMITS, type LimitValue, type Rlimit } from "./rlimits.ts";
 import { mapOciSeccomp } from "./oci-seccomp.ts";
 import { parseSelinuxLabel } from "./selinux-label.ts";
-import type { Settings, Source } from "./settings.ts";
+import { ROOT_PROPAGATIONS, type RootPropagation, type Settings, type Source } from "./settings.ts";
 import { isValidEnvName, parseHostname, parseSlice } from "./values.ts";
 
 // ------------------------------------------------------------------ the schema (fields machina reads)
@@ -564,6 +564,32 @@ function mapMounts(
   });
 }
 
+/** The kernel's limit of lines in /proc/PID/uid_map and gid_map. */
+const MAX_MAP_LINES = 340;
+
+/**
+ * linux.uidMappings or gidMappings as map lines, checked as the kernel checks a map (no
+ * overlapping ranges on either side, at most 340 lines), plus machina's own need: the container's
+ * root (ID 0) is mapped (the container is set up as its root).
+ */
+function idMapLines(list: readonly { containerID: number; hostID: number; size: number }[], name: string, fail: Fail): IdMapLine[] {
+  if (list.length > MAX_MAP_LINES) fail(`linux.${name}`, `has ${list.length} mappings; the kernel allows at most ${MAX_MAP_LINES}`);
+  const lines = list.map((m, i) => {
+    if (m.size === 0) fail(`linux.${name}[${i}].size`, "a mapping of size 0 maps nothing");
+    if (m.containerID + m.size - 1 > 0xfffffffe || m.hostID + m.size - 1 > 0xfffffffe) fail(`linux.${name}[${i}]`, "the range goes beyond the valid IDs");
+    return { inside: m.containerID, outside: m.hostID, count: m.size };
+  });
+  const overlap = (a: number, b: number, n: number, k: number) => a < b + k && b < a + n;
+  lines.forEach((l, i) => {
+    for (const [j, o] of lines.slice(0, i).entries()) {
+      if (overlap(l.inside, o.inside, l.count, o.count)) fail(`linux.${name}[${i}]`, `its container IDs overlap those of linux.${name}[${j}]`);
+      if (overlap(l.outside, o.outside, l.count, o.count)) fail(`linux.${name}[${i}]`, `its host IDs overlap those of linux.${name}[${j}]`);
+    }
+  });
+  if (!lines.some((l) => l.inside === 0)) fail(`linux.${name}`, "must map container ID 0 (machina sets the container up as its root)");
+  return lines;
+}
+
 const NAMESPACE_TYPES = ["pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time"] as const;
 
 /** Sysctls that belong to a namespace of the container (runc's list): prefixes end with ".". */
@@ -627,7 +653,14 @@ function mapLinux(
   // cgroup: machina gives the container its own cgroup namespace where the host has them, listed or not.
   const uidMap = L.uidMappings ?? [];
   const gidMap = L.gidMappings ?? [];
-  if (ns.has("user")) {
+  if (ns.has("user") && mode === "runtime") {
+    // machina-oci: the exact maps, as runc (the tree's ownership is left as it is)
+    if (uidMap.length === 0 || gidMap.length === 0) fail("linux.uidMappings", "a user namespace needs uidMappings and gidMappings");
+    const uid = idMapLines(uidMap, "uidMappings", fail);
+    const gid = idMapLines(gidMap, "gidMappings", fail);
+    const maps: PrivateUsers = { mode: "maps", uid, gid };
+    set("privateUsers", maps);
+  } else if (ns.has("user")) {
     if (uidMap.length === 0 || gidMap.length === 0) fail("linux.uidMappings", "a user namespace needs one uidMappings and one gidMappings entry");
     for (const [name, list] of [
       ["uidMappings", uidMap],
@@ -678,7 +711,13 @@ function mapLinux(
     set("slice", parseSlice(L.cgroupsPath, ctx("linux.cgroupsPath")));
   }
   mapResources(L, set, fail, ctx, mode);
-  // rootfsPropagation: ignored, as nspawn (the container's mounts never propagate to the host).
+  if (L.rootfsPropagation !== undefined && L.rootfsPropagation !== "") {
+    const v = L.rootfsPropagation;
+    if (!(ROOT_PROPAGATIONS as readonly string[]).includes(v))
+      fail("linux.rootfsPropagation", `"${v}" is not a propagation type (shared, slave, private, unbindable, or rshared, rslave, rprivate, runbindable)`);
+    // machina-nspawn: ignored, as nspawn (the container's mounts never propagate to the host)
+    if (mode === "runtime") set("ociRootPropagation", v as RootPropagation);
+  }
   if (L.sysctl !== undefined && Object.keys(L.sysctl).length > 0) {
     if (mode === "nspawn") fail(`linux.sysctl`, `setting sysctls (${Object.keys(L.sysctl)[0]}) is not supported by machina-nspawn (machina-oci sets them)`);
     for (const key of Object.keys(L.sysctl)) {

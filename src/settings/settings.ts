@@ -42,6 +42,10 @@ export const VOLATILE_MODES = ["no", "yes", "state", "overlay"] as const;
 export type VolatileMode = (typeof VOLATILE_MODES)[number];
 
 export const OWNERSHIP_MODES = ["off", "chown", "map", "auto"] as const;
+/** linux.rootfsPropagation's values (runtime-spec), and runc's recursive forms. */
+export const ROOT_PROPAGATIONS = ["shared", "slave", "private", "unbindable", "rshared", "rslave", "rprivate", "runbindable"] as const;
+export type RootPropagation = (typeof ROOT_PROPAGATIONS)[number];
+
 export type OwnershipMode = (typeof OWNERSHIP_MODES)[number];
 
 /** Where a value came from. */
@@ -70,6 +74,11 @@ export interface Settings {
   ociApiMounts: Array<{ destination: string; type: string; source: string; options: string[] }> | undefined;
   /** machina-oci: device nodes to create (linux.devices); MODE includes the file type bits. */
   ociDevices: Array<{ path: string; mode: number; major: number; minor: number }> | undefined;
+  /**
+   * machina-oci: the propagation of the container's root mount (linux.rootfsPropagation), set
+   * after the pivot; undefined: machina-nspawn's (a slave of the host's, nothing propagates out).
+   */
+  ociRootPropagation: RootPropagation | undefined;
   /** The payload's umask (an OCI config's process.user.umask); default 022. */
   umask: number | undefined;
   /** machina-oci runs this container: the root is any directory (no OS tree required), as runc. */
@@ -167,6 +176,7 @@ export function defaultSettings(): Settings {
     umask: undefined,
     ociApiMounts: undefined,
     ociDevices: undefined,
+    ociRootPropagation: undefined,
     ipcNamespacePath: undefined,
     utsNamespacePath: undefined,
     ociBundle: undefined,

@@ -84,6 +84,8 @@ export interface RunSpec {
   oci?: { detach: boolean; execFifo: string; consoleSocket?: string };
   /** The payload's umask (default 022): an OCI config's process.user.umask. */
   umask?: number;
+  /** machina-oci: propagation flags (MS_SHARED, MS_SLAVE, MS_PRIVATE or MS_UNBINDABLE, maybe with MS_REC) set on "/" after the pivot. */
+  rootPropagation?: number;
   ops: SetupOp[];
   env: string[];
   chdir: string | undefined;

@@ -83,6 +83,7 @@ export function specRecords(spec: RunSpec): Array<[string, string[]]> {
   add("quiet", flag(spec.quiet));
   add("console_opost", flag(spec.consoleOpost));
   if (spec.umask !== undefined) add("umask", spec.umask.toString(8));
+  if (spec.rootPropagation !== undefined) add("root_propagation", String(spec.rootPropagation));
   if (spec.oci !== undefined) {
     add("oci_detach", flag(spec.oci.detach));
     add("exec_fifo", spec.oci.execFifo);

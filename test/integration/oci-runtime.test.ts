@@ -7,7 +7,7 @@
  * Everything under a --root of the test's own; every container and cgroup is removed. Root only.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { closeSync, existsSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ensureBusyboxImage } from "../fixtures/images.ts";
 import { REPO, Scratch, baseEnv, copyTree, waitFor } from "../helpers/machina.ts";
@@ -222,6 +222,63 @@ describe.skipIf(!isRoot)("machina-oci", () => {
       const refused = oci(["create", id("sysctl")]);
       expect(refused.code).toBe(1);
       expect(refused.stderr).toContain("linux.sysctl.kernel.panic: only sysctls of the container's own namespaces can be set");
+    },
+    T,
+  );
+
+  test(
+    "linux.uidMappings and gidMappings are the container's maps as given (different ranges, two lines); the rootfs is not chowned",
+    () => {
+      writeConfig((c) => {
+        const l = c.linux as Json;
+        (l.namespaces as unknown[]).push({ type: "user" });
+        l.uidMappings = [
+          { containerID: 0, hostID: 1000, size: 2000 },
+          { containerID: 5000, hostID: 400000, size: 10 },
+        ];
+        l.gidMappings = [{ containerID: 0, hostID: 1000, size: 3000 }];
+        (c.process as Json).args = ["sh", "-c", "cat /proc/self/uid_map; echo --; cat /proc/self/gid_map; id -u"];
+      });
+      const before = statSync(`${bundle}/rootfs/bin`);
+      const r = oci(["run", id("maps")]);
+      expect(r.stderr).toBe("");
+      expect(r.code).toBe(0);
+      const lines = r.stdout
+        .trim()
+        .split("\n")
+        .map((l) => l.trim().split(/\s+/).join(" "));
+      expect(lines).toEqual(["0 1000 2000", "5000 400000 10", "--", "0 1000 3000", "0"]);
+      const after = statSync(`${bundle}/rootfs/bin`);
+      expect([after.uid, after.gid]).toEqual([before.uid, before.gid]);
+    },
+    T,
+  );
+
+  test(
+    "linux.rootfsPropagation: shared exposes a later mount in a bind of /, private does not, unbindable refuses the bind (EINVAL)",
+    () => {
+      // runtime-tools' validateRootfsPropagation, in a shell
+      const script = [
+        "mkdir /pt /pm /ps && touch /ps/f",
+        'if err=$(mount -o rbind / /pt 2>&1); then mount -o bind /ps /pm; if [ -e /pt/pm/f ]; then echo exposed; else echo hidden; fi; umount /pm; umount -l /pt; else echo "refused: $err"; fi',
+        "rmdir /pt /pm; rm -r /ps",
+      ].join("; ");
+      const results: Record<string, string> = {};
+      for (const p of ["shared", "private", "unbindable"]) {
+        writeConfig((c) => {
+          c.root = { path: "rootfs", readonly: false };
+          const caps = (c.process as Json).capabilities as Record<string, string[]>;
+          for (const set of ["bounding", "effective", "permitted"]) caps[set] = [...caps[set]!, "CAP_SYS_ADMIN"];
+          (c.linux as Json).rootfsPropagation = p;
+          (c.process as Json).args = ["sh", "-c", script];
+        });
+        const r = oci(["run", id(`prop-${p}`)]);
+        expect(r.stderr).toBe("");
+        results[p] = r.stdout.trim();
+      }
+      expect(results).toMatchObject({ shared: "exposed", private: "hidden" });
+      expect(results.unbindable).toMatch(/^refused: .*Invalid argument/);
+      for (const d of ["pt", "pm", "ps"]) expect(existsSync(`${bundle}/rootfs/${d}`)).toBe(false);
     },
     T,
   );

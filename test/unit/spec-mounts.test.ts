@@ -6,6 +6,7 @@ import { describe, expect, test } from "bun:test";
 import { FakeHost, type FakeNode } from "../../src/host/fake.ts";
 import { gatherHostFacts, gatherImageFacts } from "../../src/host/facts.ts";
 import { parseNspawnCommandLine } from "../../src/settings/nspawn-cli.ts";
+import type { Settings } from "../../src/settings/settings.ts";
 import { buildSpec } from "../../src/spec/build.ts";
 import { MS } from "../../src/spec/mount-flags.ts";
 import { pathCompare } from "../../src/spec/mounts-user.ts";
@@ -32,12 +33,12 @@ function fakeHost(extra: Record<string, string | FakeNode> = {}, env: Record<str
   });
 }
 
-function spec(argv: string[], host = fakeHost()): RunSpec {
+function spec(argv: string[], host = fakeHost(), patch: Partial<Settings> = {}): RunSpec {
   const parsed = parseNspawnCommandLine(argv, host.env(), "/home/u");
   if (parsed.action !== "run") throw new Error("not a run");
   const facts = gatherHostFacts(host, "/run/machina");
   const image = gatherImageFacts(host, parsed.settings.directory!, facts.timezone);
-  return buildSpec(parsed.settings, image, facts, { prog: "machina-nspawn" });
+  return buildSpec({ ...parsed.settings, ...patch }, image, facts, { prog: "machina-nspawn" });
 }
 
 const base = spec(["-D", "/srv/box", "--link-journal=no", "/bin/true"]).ops;
@@ -241,5 +242,17 @@ describe("--link-journal", () => {
     const host = fakeHost({ "/etc/machine-id": `${ID}\n` });
     expect(() => spec(["-D", "/srv/box", "--link-journal=guest", "/bin/true"], host)).toThrow(/Host and machine ids are equal/);
     expect(spec(["-D", "/srv/box", "--link-journal=try-guest", "/bin/true"], host).ops).toEqual(base);
+  });
+});
+
+describe("root propagation (machina-oci's linux.rootfsPropagation)", () => {
+  const records = (patch: Partial<Settings>) => specRecords(spec(["-D", "/srv/box", "/bin/true"], fakeHost(), patch)).filter(([n]) => n === "root_propagation");
+  test("one root_propagation record with the mount(2) flags; none without it (machina-nspawn: the root stays a slave)", () => {
+    expect(records({})).toEqual([]);
+    expect(records({ ociRootPropagation: "shared" })).toEqual([["root_propagation", [String(MS.SHARED)]]]);
+    expect(records({ ociRootPropagation: "slave" })).toEqual([["root_propagation", [String(MS.SLAVE)]]]);
+    expect(records({ ociRootPropagation: "private" })).toEqual([["root_propagation", [String(MS.PRIVATE)]]]);
+    expect(records({ ociRootPropagation: "unbindable" })).toEqual([["root_propagation", [String(MS.UNBINDABLE)]]]);
+    expect(records({ ociRootPropagation: "rshared" })).toEqual([["root_propagation", [String(MS.SHARED | MS.REC)]]]);
   });
 });
