@@ -18,12 +18,12 @@ import type { z } from "zod";
 import { lazySchemas } from "../lazy-zod.ts";
 import { invalidError, type ErrorContext } from "../errors.ts";
 import { CAPABILITIES, type CapabilityName } from "./capabilities.ts";
-import { parseCpuSet, type BindMount, type IdMapLine, type PrivateUsers, type TmpfsMount } from "./compound-values.ts";
+import { PROPAGATIONS, parseCpuSet, type BindMount, type IdMapLine, type PrivateUsers, type Propagation, type TmpfsMount } from "./compound-values.ts";
 import type { FileSettings } from "./nspawn-file.ts";
 import { RLIMITS, type LimitValue, type Rlimit } from "./rlimits.ts";
 import { mapOciSeccomp } from "./oci-seccomp.ts";
 import { parseSelinuxLabel } from "./selinux-label.ts";
-import { ROOT_PROPAGATIONS, type RootPropagation, type Settings, type Source } from "./settings.ts";
+import type { Settings, Source } from "./settings.ts";
 import { isValidEnvName, parseHostname, parseSlice } from "./values.ts";
 
 // ------------------------------------------------------------------ the schema (fields machina reads)
@@ -487,8 +487,8 @@ const ATIME_OPTIONS = new Set([
   "nolazytime",
 ]);
 
-/** Bind options that only choose propagation: machina's container mounts never propagate to the host. */
-const PRIVATE_PROPAGATION = new Set(["private", "rprivate", "slave", "rslave"]);
+/** machina-oci: a mount option that chooses the new mount's propagation (runc applies it after the mount). */
+const isPropagation = (o: string): o is Propagation => (PROPAGATIONS as readonly string[]).includes(o);
 
 function mapMounts(
   c: OciConfig,
@@ -526,35 +526,55 @@ function mapMounts(
       const source = m.source!.startsWith("/") ? normalize(m.source!) : normalize(`${bundle}/${m.source}`);
       let readOnly = false;
       let recursive = false;
+      let propagation: Propagation | undefined;
       for (const o of opts) {
         if (o === "bind") recursive = false;
         else if (o === "rbind") recursive = true;
         else if (o === "ro") readOnly = true;
         else if (o === "rw") readOnly = false;
+        else if (runtime && isPropagation(o)) propagation = o;
         else if (o === "private" || o === "rprivate")
-          continue; // the container's mounts never propagate
-        else if (runtime && PRIVATE_PROPAGATION.has(o)) continue;
+          continue; // machina-nspawn: the container's mounts never propagate
         else if (runtime && (o === "z" || o === "Z"))
           continue; // SELinux relabel requests: the caller's (this host has none enabled)
         else if (runtime && ATIME_OPTIONS.has(o))
           continue; // access-time updates: the source's
-        else if (runtime && (o === "nosuid" || o === "nodev" || o === "noexec")) {
+        else if (runtime && o.includes("=")) {
+          // file system data (tmpfs's mode=, size=): mount(2) ignores it for a bind, as with runc
+          warnings.push(`config.json: ${field}.options: "${o}" is file system data, which a bind mount does not take (ignored)`);
+          continue;
+        } else if (runtime && (o === "nosuid" || o === "nodev" || o === "noexec")) {
           warnings.push(`config.json: ${field}.options: "${o}" on a bind mount is not applied yet (the mount keeps the source's flags)`);
           continue;
         } else
           fail(
             `${field}.options`,
-            `bind option "${o}" cannot be honoured (supported: bind, rbind, ro, rw, private, rprivate${runtime ? ", slave, rslave, nosuid, nodev, noexec, z, Z" : ""})`,
+            `bind option "${o}" cannot be honoured (supported: bind, rbind, ro, rw, private, rprivate${runtime ? ", shared, slave, unbindable and their r… forms, nosuid, nodev, noexec, access-time options, z, Z, KEY=VALUE data (ignored)" : ""})`,
           );
       }
-      binds.push({ source, sourceInImage: false, destination: dest, readOnly, recursive, idmap: "noidmap" });
+      binds.push({
+        source,
+        sourceInImage: false,
+        destination: dest,
+        readOnly,
+        recursive,
+        idmap: "noidmap",
+        ...(propagation !== undefined ? { propagation } : {}),
+        ...(runtime ? { order: i } : {}),
+      });
       return;
     }
     if (m.type === "tmpfs") {
       // runc's tmpcopyup (copy the image's directory into the new tmpfs): not done, the tmpfs starts empty
-      const kept = opts.filter((o) => !(runtime && (o === "tmpcopyup" || PRIVATE_PROPAGATION.has(o) || o === "z" || o === "Z")));
+      const kept = opts.filter((o) => !(runtime && (o === "tmpcopyup" || isPropagation(o) || o === "z" || o === "Z")));
       if (opts.includes("tmpcopyup")) warnings.push(`config.json: ${field}.options: "tmpcopyup" is not supported; ${dest} starts empty`);
-      tmpfs.push({ destination: dest, options: kept.length > 0 ? kept.join(",") : "mode=0755" });
+      const propagation = runtime ? opts.filter(isPropagation).at(-1) : undefined;
+      tmpfs.push({
+        destination: dest,
+        options: kept.length > 0 ? kept.join(",") : "mode=0755",
+        ...(propagation !== undefined ? { propagation } : {}),
+        ...(runtime ? { order: i } : {}),
+      });
       return;
     }
     fail(
@@ -713,10 +733,10 @@ function mapLinux(
   mapResources(L, set, fail, ctx, mode);
   if (L.rootfsPropagation !== undefined && L.rootfsPropagation !== "") {
     const v = L.rootfsPropagation;
-    if (!(ROOT_PROPAGATIONS as readonly string[]).includes(v))
+    if (!(PROPAGATIONS as readonly string[]).includes(v))
       fail("linux.rootfsPropagation", `"${v}" is not a propagation type (shared, slave, private, unbindable, or rshared, rslave, rprivate, runbindable)`);
     // machina-nspawn: ignored, as nspawn (the container's mounts never propagate to the host)
-    if (mode === "runtime") set("ociRootPropagation", v as RootPropagation);
+    if (mode === "runtime") set("ociRootPropagation", v as Propagation);
   }
   if (L.sysctl !== undefined && Object.keys(L.sysctl).length > 0) {
     if (mode === "nspawn") fail(`linux.sysctl`, `setting sysctls (${Object.keys(L.sysctl)[0]}) is not supported by machina-nspawn (machina-oci sets them)`);

@@ -3,7 +3,7 @@
  * provenance of every value. Pure data; `spec/` turns it into a RunSpec.
  */
 import type { CapabilityName } from "./capabilities.ts";
-import type { BindMount, Credential, OverlayMount, PortForward, PrivateUsers, TmpfsMount } from "./compound-values.ts";
+import type { BindMount, Credential, OverlayMount, PortForward, PrivateUsers, Propagation, TmpfsMount } from "./compound-values.ts";
 import type { Rlimit } from "./rlimits.ts";
 import type { SeccompFilter } from "../spec/seccomp.ts";
 
@@ -42,10 +42,6 @@ export const VOLATILE_MODES = ["no", "yes", "state", "overlay"] as const;
 export type VolatileMode = (typeof VOLATILE_MODES)[number];
 
 export const OWNERSHIP_MODES = ["off", "chown", "map", "auto"] as const;
-/** linux.rootfsPropagation's values (runtime-spec), and runc's recursive forms. */
-export const ROOT_PROPAGATIONS = ["shared", "slave", "private", "unbindable", "rshared", "rslave", "rprivate", "runbindable"] as const;
-export type RootPropagation = (typeof ROOT_PROPAGATIONS)[number];
-
 export type OwnershipMode = (typeof OWNERSHIP_MODES)[number];
 
 /** Where a value came from. */
@@ -78,7 +74,7 @@ export interface Settings {
    * machina-oci: the propagation of the container's root mount (linux.rootfsPropagation), set
    * after the pivot; undefined: machina-nspawn's (a slave of the host's, nothing propagates out).
    */
-  ociRootPropagation: RootPropagation | undefined;
+  ociRootPropagation: Propagation | undefined;
   /** The payload's umask (an OCI config's process.user.umask); default 022. */
   umask: number | undefined;
   /** machina-oci runs this container: the root is any directory (no OS tree required), as runc. */

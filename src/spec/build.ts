@@ -13,7 +13,7 @@ import { bindUserOps, planBindUsers } from "./bind-user.ts";
 import { credentialDirOps, credentialEnv, credentialOps } from "./credentials.ts";
 import { DEVICE_ALLOW, type DeviceRule } from "./devices.ts";
 import { planJournal } from "./journal.ts";
-import { MS, S_IF, mangleMountOptions, rootPropagationFlags } from "./mount-flags.ts";
+import { MS, S_IF, mangleMountOptions, propagationFlags } from "./mount-flags.ts";
 import { userMountPlan } from "./mounts-user.ts";
 import { personalityValue } from "./process.ts";
 import { machinedRegistration, resourcePlan } from "./resources.ts";
@@ -534,7 +534,7 @@ export function buildSpec(cliSettings: Settings, image: ImageFacts, host: HostFa
       ...(joinNetns !== undefined ? { netns: joinNetns } : {}),
       ...(settings.ipcNamespacePath !== undefined ? { ipcns: settings.ipcNamespacePath } : {}),
       ...(settings.umask !== undefined ? { umask: settings.umask } : {}),
-      ...(settings.ociRootPropagation !== undefined ? { rootPropagation: rootPropagationFlags(settings.ociRootPropagation) } : {}),
+      ...(settings.ociRootPropagation !== undefined ? { rootPropagation: propagationFlags(settings.ociRootPropagation) } : {}),
       ...(settings.utsNamespacePath !== undefined ? { utsns: settings.utsNamespacePath } : {}),
       ...(onExit !== undefined ? { onExit } : {}),
       ...hostSideExtras(options, resources, settings),

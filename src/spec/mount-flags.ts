@@ -1,4 +1,4 @@
-import type { RootPropagation } from "../settings/settings.ts";
+import type { Propagation } from "../settings/compound-values.ts";
 
 /** mount(2) flag bits (linux/mount.h). */
 export const MS = {
@@ -99,8 +99,8 @@ export function mangleMountOptions(options: string, flags: number): { flags: num
   return { flags, data: data.join(",") };
 }
 
-/** A propagation type (linux.rootfsPropagation, `shared` … `runbindable`) as mount(2) flags. */
-export function rootPropagationFlags(p: RootPropagation): number {
+/** A propagation type (`shared` … `runbindable`) as mount(2) flags: the type's bit, with MS_REC for the r… forms. */
+export function propagationFlags(p: Propagation): number {
   const type = p.startsWith("r") ? p.slice(1) : p;
   const bits: Record<string, number> = { shared: MS.SHARED, slave: MS.SLAVE, private: MS.PRIVATE, unbindable: MS.UNBINDABLE };
   return bits[type]! | (type === p ? 0 : MS.REC);

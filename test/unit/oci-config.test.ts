@@ -633,3 +633,29 @@ describe("machina-oci (runtime mode): user namespace maps and root propagation",
     expect(refusal(edit((c) => void (linux(c).rootfsPropagation = "bogus")))).toBe(bad);
   });
 });
+
+describe("machina-oci (runtime mode): mount options as runc takes them", () => {
+  const mounts = (list: unknown[]) => mapOciConfig(edit((c) => void (c.mounts = [...(c.mounts as unknown[]), ...list])), B, "runtime");
+  const base = (JSON.parse(RUNC) as { mounts: unknown[] }).mounts.length;
+
+  test("propagation options become the mount's propagation; tmpfs data on a bind is ignored with a warning; config order is kept", () => {
+    const m = mounts([
+      { destination: "/tmp/t", type: "tmpfs", source: "tmpfs", options: ["nosuid", "mode=755", "size=1k", "shared"] },
+      { destination: "/mnt/a", source: "/etc", options: ["nosuid", "strictatime", "mode=755", "bind", "unbindable"] },
+      { destination: "/mnt/b", source: "/etc", options: ["rbind", "rslave"] },
+      { destination: "/mnt/c", source: "/etc", options: ["bind"] },
+    ]);
+    expect(m.values.tmpfs).toEqual([{ destination: "/tmp/t", options: "nosuid,mode=755,size=1k", propagation: "shared", order: base }]);
+    expect(m.values.binds).toEqual([
+      { source: "/etc", sourceInImage: false, destination: "/mnt/a", readOnly: false, recursive: false, idmap: "noidmap", propagation: "unbindable", order: base + 1 },
+      { source: "/etc", sourceInImage: false, destination: "/mnt/b", readOnly: false, recursive: true, idmap: "noidmap", propagation: "rslave", order: base + 2 },
+      { source: "/etc", sourceInImage: false, destination: "/mnt/c", readOnly: false, recursive: false, idmap: "noidmap", order: base + 3 },
+    ]);
+    expect(m.warnings).toContain(`config.json: mounts[${base + 1}].options: "mode=755" is file system data, which a bind mount does not take (ignored)`);
+  });
+
+  test("machina-nspawn --oci-bundle still refuses them (its mounts never propagate)", () => {
+    const text = edit((c) => void (c.mounts = [...(c.mounts as unknown[]), { destination: "/mnt/a", source: "/etc", options: ["bind", "shared"] }]));
+    expect(refusal(text)).toContain(`bind option "shared" cannot be honoured`);
+  });
+});

@@ -256,3 +256,23 @@ describe("root propagation (machina-oci's linux.rootfsPropagation)", () => {
     expect(records({ ociRootPropagation: "rshared" })).toEqual([["root_propagation", [String(MS.SHARED | MS.REC)]]]);
   });
 });
+
+describe("machina-oci's mounts: config.json's order and each mount's propagation", () => {
+  test("ordered by config index (not by path), masks after them; the propagation type is in FLAGS without a recursive bind of its own", () => {
+    const ops = spec(["-D", "/srv/box", "/bin/true"], fakeHost(), {
+      ociRuntime: true,
+      tmpfs: [{ destination: "/tmp/t", options: "mode=755", propagation: "shared", order: 0 }],
+      binds: [
+        { source: "/etc", sourceInImage: false, destination: "/mnt/b", readOnly: false, recursive: false, idmap: "noidmap", propagation: "rshared", order: 2 },
+        { source: "/etc", sourceInImage: false, destination: "/mnt/a", readOnly: false, recursive: true, idmap: "noidmap", propagation: "unbindable", order: 1 },
+      ],
+      inaccessible: ["/aaa"],
+    }).ops;
+    const user = ops.filter((o) => ("target" in o && ["/tmp/t", "/mnt/a", "/mnt/b"].includes(o.target)) || (o.op === "mask" && o.path === "/aaa"));
+    expect(user.map((o) => (o.op === "mask" ? o.path : "target" in o ? o.target : ""))).toEqual(["/tmp/t", "/mnt/a", "/mnt/b", "/aaa"]);
+    const flags = user.map((o) => (o.op === "mount" ? o.flags : 0));
+    expect(flags[0]! & MS.SHARED).toBe(MS.SHARED);
+    expect(flags[1]).toBe(MS.BIND | MS.REC | MS.UNBINDABLE);
+    expect(flags[2]).toBe(MS.BIND | MS.SHARED); // rshared on a plain bind: no MS_REC (that would make the bind recursive)
+  });
+});
