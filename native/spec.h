@@ -147,6 +147,8 @@ struct spec {
 	const char *netns_path;    /* HPATH of a network namespace (nsfs bind mount) the container joins */
 	const char *ipcns_path;    /* likewise an IPC namespace (ipcns) */
 	const char *utsns_path;    /* likewise a UTS namespace (utsns) */
+	const char *mntns_path;    /* likewise a mount namespace (mntns): the root is set up in it */
+	const char *pidns_path;    /* likewise a PID namespace (pidns): the container's PID 1 is not its init */
 	struct net_spec net;       /* net_* records: the main veth, made after each clone (netlink.h) */
 	const char **host_umounts; /* host_umount: HPATHs detached by the supervisor at exit (hostmount.c) */
 	size_t n_host_umounts;

@@ -646,7 +646,7 @@ function mapLinux(
     if (!(NAMESPACE_TYPES as readonly string[]).includes(n.type)) fail(`${field}.type`, `unknown namespace type "${n.type}"`);
     if (ns.has(n.type)) fail(field, `the ${n.type} namespace is listed twice`);
     if (n.path !== undefined) {
-      const joinable = mode === "runtime" ? ["network", "ipc", "uts"] : ["network"];
+      const joinable = mode === "runtime" ? ["network", "ipc", "uts", "mount", "pid"] : ["network"];
       if (!joinable.includes(n.type))
         fail(`${field}.path`, `joining an existing ${n.type} namespace is not supported (only the ${joinable.join(", ")} namespace can be joined by path)`);
       if (!n.path.startsWith("/")) fail(`${field}.path`, `"${n.path}" is not an absolute path`);
@@ -660,11 +660,15 @@ function mapLinux(
   if (ns.has("time")) fail("linux.namespaces", "time namespaces are not supported by machina");
   const ipcPath = ns.get("ipc");
   if (ipcPath !== undefined) set("ipcNamespacePath", ipcPath);
+  const mountPath = ns.get("mount");
+  const pidPath = ns.get("pid");
+  if ((mountPath !== undefined || pidPath !== undefined) && ns.has("user"))
+    fail("linux.namespaces", "joining a mount or PID namespace by path cannot be combined with a new user namespace");
+  if (mountPath !== undefined) set("mountNamespacePath", mountPath);
+  if (pidPath !== undefined) set("pidNamespacePath", pidPath);
   const utsPath = ns.get("uts");
-  if (utsPath !== undefined) {
-    set("utsNamespacePath", utsPath);
-    if (c.hostname !== undefined && c.hostname !== "") fail("hostname", "cannot be set in a UTS namespace joined by path (linux.namespaces)");
-  }
+  // a hostname is then set in the joined namespace, as runc (the helper refuses the host's own)
+  if (utsPath !== undefined) set("utsNamespacePath", utsPath);
   if (ns.has("network")) {
     const path = ns.get("network");
     if (path !== undefined) set("networkNamespacePath", path);

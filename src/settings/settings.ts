@@ -81,6 +81,9 @@ export interface Settings {
   ociRuntime: boolean;
   /** machina-oci: IPC and UTS namespaces to join (linux.namespaces[].path), instead of new ones. */
   ipcNamespacePath: string | undefined;
+  /** machina-oci: mount and PID namespaces to join (linux.namespaces[].path), instead of new ones. */
+  mountNamespacePath: string | undefined;
+  pidNamespacePath: string | undefined;
   utsNamespacePath: string | undefined;
   /** machina-oci: the container's cgroup, below the cgroup2 root (linux.cgroupsPath); else the machine's scope in --slice. */
   cgroupPath: string | undefined;
@@ -174,6 +177,8 @@ export function defaultSettings(): Settings {
     ociDevices: undefined,
     ociRootPropagation: undefined,
     ipcNamespacePath: undefined,
+    mountNamespacePath: undefined,
+    pidNamespacePath: undefined,
     utsNamespacePath: undefined,
     ociBundle: undefined,
     quiet: false,

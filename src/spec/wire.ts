@@ -63,6 +63,8 @@ export function specRecords(spec: RunSpec): Array<[string, string[]]> {
   if (spec.rootSetup) r.push(...rootSetupRecords(spec.rootSetup));
   if (spec.netns !== undefined) add("netns", spec.netns);
   if (spec.ipcns !== undefined) add("ipcns", spec.ipcns);
+  if (spec.mntns !== undefined) add("mntns", spec.mntns);
+  if (spec.pidns !== undefined) add("pidns", spec.pidns);
   if (spec.utsns !== undefined) add("utsns", spec.utsns);
   for (const [name, ...args] of spec.netOps ?? []) add(name!, ...args);
   if (spec.prestart !== undefined && spec.prestart.length > 0) add("prestart", ...spec.prestart);

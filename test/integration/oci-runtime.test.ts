@@ -284,6 +284,36 @@ describe.skipIf(!isRoot)("machina-oci", () => {
   );
 
   test(
+    "mount, PID and UTS namespaces joined by path: the container runs in those of another process (not as its PID 1), its hostname set there",
+    async () => {
+      const other = Bun.spawn(["unshare", "--mount", "--pid", "--uts", "--fork", "--kill-child", "sleep", "1000"], { stdout: "ignore", stderr: "ignore" });
+      try {
+        const ns = (pid: number | string, n: string) => readlinkSync(`/proc/${pid}/ns/${n}`);
+        await waitFor("unshare's namespaces", () =>
+          ns(other.pid, "mnt") !== ns("self", "mnt") && ns(other.pid, "uts") !== ns("self", "uts") ? true : undefined,
+        );
+        writeConfig((c) => {
+          const l = c.linux as Json;
+          const paths: Record<string, string> = { mount: "mnt", pid: "pid_for_children", uts: "uts" };
+          l.namespaces = (l.namespaces as Json[]).map((n) =>
+            paths[n.type as string] ? { ...n, path: `/proc/${other.pid}/ns/${paths[n.type as string]}` } : n,
+          );
+          c.hostname = "joined";
+          (c.process as Json).args = ["sh", "-c", "readlink /proc/self/ns/mnt; readlink /proc/self/ns/pid; hostname; [ $$ != 1 ] && echo not-init"];
+        });
+        const r = oci(["run", id("joined")]);
+        expect(r.stderr).toBe("");
+        expect(r.stdout.trim().split("\n")).toEqual([ns(other.pid, "mnt"), ns(other.pid, "pid_for_children"), "joined", "not-init"]);
+        expect(readFileSync("/proc/sys/kernel/hostname", "utf8").trim()).not.toBe("joined");
+      } finally {
+        other.kill("SIGKILL");
+        await other.exited;
+      }
+    },
+    T,
+  );
+
+  test(
     "bad input: one line naming the id, flag or config.json field; --log gets a JSON line; nothing is left",
     () => {
       writeConfig((c) => {

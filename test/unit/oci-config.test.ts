@@ -635,7 +635,12 @@ describe("machina-oci (runtime mode): user namespace maps and root propagation",
 });
 
 describe("machina-oci (runtime mode): mount options as runc takes them", () => {
-  const mounts = (list: unknown[]) => mapOciConfig(edit((c) => void (c.mounts = [...(c.mounts as unknown[]), ...list])), B, "runtime");
+  const mounts = (list: unknown[]) =>
+    mapOciConfig(
+      edit((c) => void (c.mounts = [...(c.mounts as unknown[]), ...list])),
+      B,
+      "runtime",
+    );
   const base = (JSON.parse(RUNC) as { mounts: unknown[] }).mounts.length;
 
   test("propagation options become the mount's propagation; tmpfs data on a bind is ignored with a warning; config order is kept", () => {
@@ -647,8 +652,26 @@ describe("machina-oci (runtime mode): mount options as runc takes them", () => {
     ]);
     expect(m.values.tmpfs).toEqual([{ destination: "/tmp/t", options: "nosuid,mode=755,size=1k", propagation: "shared", order: base }]);
     expect(m.values.binds).toEqual([
-      { source: "/etc", sourceInImage: false, destination: "/mnt/a", readOnly: false, recursive: false, idmap: "noidmap", propagation: "unbindable", order: base + 1 },
-      { source: "/etc", sourceInImage: false, destination: "/mnt/b", readOnly: false, recursive: true, idmap: "noidmap", propagation: "rslave", order: base + 2 },
+      {
+        source: "/etc",
+        sourceInImage: false,
+        destination: "/mnt/a",
+        readOnly: false,
+        recursive: false,
+        idmap: "noidmap",
+        propagation: "unbindable",
+        order: base + 1,
+      },
+      {
+        source: "/etc",
+        sourceInImage: false,
+        destination: "/mnt/b",
+        readOnly: false,
+        recursive: true,
+        idmap: "noidmap",
+        propagation: "rslave",
+        order: base + 2,
+      },
       { source: "/etc", sourceInImage: false, destination: "/mnt/c", readOnly: false, recursive: false, idmap: "noidmap", order: base + 3 },
     ]);
     expect(m.warnings).toContain(`config.json: mounts[${base + 1}].options: "mode=755" is file system data, which a bind mount does not take (ignored)`);
@@ -657,5 +680,49 @@ describe("machina-oci (runtime mode): mount options as runc takes them", () => {
   test("machina-nspawn --oci-bundle still refuses them (its mounts never propagate)", () => {
     const text = edit((c) => void (c.mounts = [...(c.mounts as unknown[]), { destination: "/mnt/a", source: "/etc", options: ["bind", "shared"] }]));
     expect(refusal(text)).toContain(`bind option "shared" cannot be honoured`);
+  });
+});
+
+describe("machina-oci (runtime mode): namespaces joined by path", () => {
+  const paths = (f: (ns: Json[]) => void, base = RUNC) =>
+    edit((c) => {
+      const ns = (linux(c).namespaces as Json[]).map((n) => ({ ...n }));
+      f(ns);
+      linux(c).namespaces = ns;
+    }, base);
+  const set = (ns: Json[], type: string, path: string) => {
+    const n = ns.find((x) => x.type === type);
+    if (n === undefined) ns.push({ type, path });
+    else n.path = path;
+  };
+
+  test("mount and PID namespaces by path (runtime-tools linux_ns_path); a hostname with a UTS path is set in the joined one", () => {
+    const text = paths((ns) => {
+      set(ns, "mount", "/proc/42/ns/mnt");
+      set(ns, "pid", "/proc/42/ns/pid_for_children");
+      set(ns, "uts", "/proc/42/ns/uts");
+    });
+    const v = mapOciConfig(text, B, "runtime").values;
+    expect([v.mountNamespacePath, v.pidNamespacePath, v.utsNamespacePath, v.hostname]).toEqual([
+      "/proc/42/ns/mnt",
+      "/proc/42/ns/pid_for_children",
+      "/proc/42/ns/uts",
+      "runc",
+    ]);
+  });
+
+  test("not with a new user namespace; machina-nspawn --oci-bundle joins only a network namespace", () => {
+    const text = edit((c) => {
+      const l = linux(c);
+      l.namespaces = [...(l.namespaces as Json[]).map((n) => (n.type === "mount" ? { ...n, path: "/proc/42/ns/mnt" } : n)), { type: "user" }];
+      l.uidMappings = [{ containerID: 0, hostID: 1000, size: 10 }];
+      l.gidMappings = [{ containerID: 0, hostID: 1000, size: 10 }];
+    });
+    expect(() => mapOciConfig(text, B, "runtime")).toThrow(
+      `${F}: linux.namespaces: joining a mount or PID namespace by path cannot be combined with a new user namespace`,
+    );
+    expect(refusal(paths((ns) => set(ns, "pid", "/proc/42/ns/pid")))).toBe(
+      `${F}: linux.namespaces[0].path: joining an existing pid namespace is not supported (only the network namespace can be joined by path)`,
+    );
   });
 });

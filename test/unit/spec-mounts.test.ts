@@ -264,7 +264,16 @@ describe("machina-oci's mounts: config.json's order and each mount's propagation
       tmpfs: [{ destination: "/tmp/t", options: "mode=755", propagation: "shared", order: 0 }],
       binds: [
         { source: "/etc", sourceInImage: false, destination: "/mnt/b", readOnly: false, recursive: false, idmap: "noidmap", propagation: "rshared", order: 2 },
-        { source: "/etc", sourceInImage: false, destination: "/mnt/a", readOnly: false, recursive: true, idmap: "noidmap", propagation: "unbindable", order: 1 },
+        {
+          source: "/etc",
+          sourceInImage: false,
+          destination: "/mnt/a",
+          readOnly: false,
+          recursive: true,
+          idmap: "noidmap",
+          propagation: "unbindable",
+          order: 1,
+        },
       ],
       inaccessible: ["/aaa"],
     }).ops;
@@ -274,5 +283,27 @@ describe("machina-oci's mounts: config.json's order and each mount's propagation
     expect(flags[0]! & MS.SHARED).toBe(MS.SHARED);
     expect(flags[1]).toBe(MS.BIND | MS.REC | MS.UNBINDABLE);
     expect(flags[2]).toBe(MS.BIND | MS.SHARED); // rshared on a plain bind: no MS_REC (that would make the bind recursive)
+  });
+});
+
+describe("machina-oci's namespaces joined by path", () => {
+  test("mntns and pidns replace mnt and pid; a joined UTS namespace gets the configured hostname only", () => {
+    const patch: Partial<Settings> = {
+      ociRuntime: true,
+      mountNamespacePath: "/proc/42/ns/mnt",
+      pidNamespacePath: "/proc/42/ns/pid_for_children",
+      utsNamespacePath: "/proc/42/ns/uts",
+    };
+    const s = spec(["-D", "/srv/box", "/bin/true"], fakeHost(), patch);
+    expect(s.namespaces).toEqual(["ipc", "cgroup"]);
+    const recs = specRecords(s).filter(([n]) => ["mntns", "pidns", "utsns", "hostname", "namespaces"].includes(n));
+    expect(recs).toEqual([
+      ["namespaces", ["ipc", "cgroup"]],
+      ["mntns", ["/proc/42/ns/mnt"]],
+      ["pidns", ["/proc/42/ns/pid_for_children"]],
+      ["utsns", ["/proc/42/ns/uts"]],
+    ]);
+    const named = specRecords(spec(["-D", "/srv/box", "--hostname=h1", "/bin/true"], fakeHost(), patch));
+    expect(named.filter(([n]) => n === "hostname")).toEqual([["hostname", ["h1"]]]);
   });
 });
