@@ -305,6 +305,15 @@ describe.skipIf(!isRoot)("machina-oci", () => {
         expect(r.stderr).toBe("");
         expect(r.stdout.trim().split("\n")).toEqual([ns(other.pid, "mnt"), ns(other.pid, "pid_for_children"), "joined", "not-init"]);
         expect(readFileSync("/proc/sys/kernel/hostname", "utf8").trim()).not.toBe("joined");
+        // the host's own UTS namespace by path: a hostname would rename the host, refused
+        writeConfig((c) => {
+          const l = c.linux as Json;
+          l.namespaces = (l.namespaces as Json[]).map((n) => (n.type === "uts" ? { ...n, path: `/proc/${process.pid}/ns/uts` } : n));
+          c.hostname = "joined";
+        });
+        const host = oci(["run", id("hostuts")]);
+        expect(host.code).toBe(1);
+        expect(host.stderr).toContain("is the host's: setting the hostname in it would rename the host");
       } finally {
         other.kill("SIGKILL");
         await other.exited;
