@@ -443,6 +443,12 @@ void child_main(const struct spec *s, int sock)
 	}
 	if (!s->us.enabled && setup_root(s, 0, &nfd, &e) < 0)
 		fail(&e);
+	/* root_propagation (machina-oci's linux.rootfsPropagation): on the root mount of the
+	 * container's own mount namespace, after the pivot (with a user namespace: on our copy). */
+	if (s->root_propagation && mount(NULL, "/", NULL, s->root_propagation, NULL) < 0) {
+		merr_sys(&e, "mount", "/", "failed to set the propagation of \"/\" (flags 0x%lx)", s->root_propagation);
+		fail(&e);
+	}
 	if (s->hostname && sethostname(s->hostname, strlen(s->hostname)) < 0) {
 		merr_sys(&e, "sethostname", "", "failed to set the hostname to \"%s\"", s->hostname);
 		fail(&e);

@@ -180,15 +180,12 @@ HANDLER(on_namespaces)
 {
 	SPEC;
 	ARGS;
-	int mnt = 0, pid = 0;
 	for (size_t i = 0; i < r->n; i++) {
-		if (!strcmp(a[i], "mnt")) {
+		if (!strcmp(a[i], "mnt"))
 			s->clone_flags |= CLONE_NEWNS;
-			mnt = 1;
-		} else if (!strcmp(a[i], "pid")) {
+		else if (!strcmp(a[i], "pid"))
 			s->clone_flags |= CLONE_NEWPID;
-			pid = 1;
-		} else if (!strcmp(a[i], "uts"))
+		else if (!strcmp(a[i], "uts"))
 			s->clone_flags |= CLONE_NEWUTS;
 		else if (!strcmp(a[i], "ipc"))
 			s->clone_flags |= CLONE_NEWIPC;
@@ -202,8 +199,6 @@ HANDLER(on_namespaces)
 		} else
 			return BAD("record %zu (\"namespaces\"): unknown namespace \"%s\"", r->idx, a[i]);
 	}
-	if (!mnt || !pid)
-		return BAD("record %zu (\"namespaces\"): \"mnt\" and \"pid\" are required", r->idx);
 	return 0;
 }
 
@@ -340,6 +335,17 @@ HANDLER(on_umask)
 	mode_t m;
 	WANT(rec_octal(r->a[0], 0777, &m) == 0, "octal MODE (0-777)");
 	s->umask = (int)m;
+	return 0;
+}
+
+HANDLER(on_root_propagation)
+{
+	SPEC;
+	unsigned long f;
+	const unsigned long types = MS_SHARED | MS_SLAVE | MS_PRIVATE | MS_UNBINDABLE;
+	WANT(parse_mount_flags(r->a[0], &f) == 0 && (f & ~(types | MS_REC)) == 0 && __builtin_popcountl(f & types) == 1,
+	     "FLAGS (one of shared, slave, private, unbindable, maybe with rec)");
+	s->root_propagation = f;
 	return 0;
 }
 
@@ -752,12 +758,16 @@ HANDLER(on_scratch_list)
 	return 0;
 }
 
-/* netns, ipcns, utsns: a namespace (nsfs bind mount) the container joins */
+/* netns, ipcns, utsns, mntns, pidns: a namespace (nsfs bind mount, /proc/PID/ns/…) the container joins */
 HANDLER(on_join_ns)
 {
 	SPEC;
 	WANT(is_cpath(r->a[0]) && !is_root(r->a[0]), "HPATH");
-	const char **slot = !strcmp(r->name, "netns") ? &s->netns_path : !strcmp(r->name, "ipcns") ? &s->ipcns_path : &s->utsns_path;
+	const char **slot = !strcmp(r->name, "netns")   ? &s->netns_path
+			    : !strcmp(r->name, "ipcns") ? &s->ipcns_path
+			    : !strcmp(r->name, "mntns") ? &s->mntns_path
+			    : !strcmp(r->name, "pidns") ? &s->pidns_path
+							: &s->utsns_path;
 	*slot = r->a[0];
 	return 0;
 }
@@ -908,6 +918,7 @@ static const struct rec_def records[] = {
 	{ "oci_detach", 1, 1, 0, on_oci_detach, NULL },
 	{ "exec_fifo", 1, 1, 0, on_exec_fifo, NULL },
 	{ "umask", 1, 1, 0, on_umask, NULL },
+	{ "root_propagation", 1, 1, 0, on_root_propagation, NULL },
 	{ "console_socket", 1, 1, 0, on_console_socket, NULL },
 	{ "mount", 6, 6, 1, on_mount, NULL },
 	{ "rebind", 3, 3, 1, on_rebind, NULL },
@@ -949,6 +960,8 @@ static const struct rec_def records[] = {
 	{ "netns", 1, 1, 0, on_join_ns, NULL },
 	{ "ipcns", 1, 1, 0, on_join_ns, NULL },
 	{ "utsns", 1, 1, 0, on_join_ns, NULL },
+	{ "mntns", 1, 1, 0, on_join_ns, NULL },
+	{ "pidns", 1, 1, 0, on_join_ns, NULL },
 	{ "on_exit", 1, REC_VAR, 0, on_on_exit, NULL },
 	{ "host_umount", 1, 1, 1, on_host_umount, NULL },
 	{ "host_remove", 1, 1, 1, on_host_remove, NULL },
@@ -1039,6 +1052,10 @@ static int check_spec(struct spec *s, const unsigned seen[N_RECORDS], struct mer
 		return BAD("missing record \"root\"");
 	if (!seen[rec_find(records, N_RECORDS, "namespaces")])
 		return BAD("missing record \"namespaces\"");
+	if (!(s->clone_flags & CLONE_NEWNS) == !s->mntns_path || !(s->clone_flags & CLONE_NEWPID) == !s->pidns_path)
+		return BAD("\"namespaces\": \"mnt\" and \"pid\" are required (or instead \"mntns\" and \"pidns\", never both)");
+	if ((s->mntns_path || s->pidns_path) && s->us.enabled)
+		return BAD("\"mntns\" and \"pidns\" cannot be combined with the \"user\" namespace");
 	if (s->console_log && s->console != CONSOLE_PIPE && s->console != CONSOLE_PASSIVE)
 		return BAD("\"console_log\" needs console \"pipe\" or \"passive\"");
 	if (s->oci_detach && !s->exec_fifo)
@@ -1047,8 +1064,8 @@ static int check_spec(struct spec *s, const unsigned seen[N_RECORDS], struct mer
 		return BAD("\"oci_detach\" cannot be combined with boot, as_pid2, registry or console_log");
 	if (s->console_socket && s->console != CONSOLE_INTERACTIVE)
 		return BAD("\"console_socket\" needs console \"interactive\" (a pty)");
-	if (s->hostname && !(s->clone_flags & CLONE_NEWUTS))
-		return BAD("\"hostname\" needs the \"uts\" namespace (it would rename the host)");
+	if (s->hostname && !(s->clone_flags & CLONE_NEWUTS) && !s->utsns_path)
+		return BAD("\"hostname\" needs the \"uts\" namespace or \"utsns\" (it would rename the host)");
 	if (s->ipcns_path && (s->clone_flags & CLONE_NEWIPC))
 		return BAD("\"ipcns\" and the \"ipc\" namespace may not be combined");
 	if (s->utsns_path && (s->clone_flags & CLONE_NEWUTS))

@@ -94,11 +94,12 @@ struct spec {
 	/* OCI runtime (machina-oci create): the supervisor exits once the payload waits at the
 	 * exec fifo, leaving it to the caller's subreaper; see SPEC.md "OCI runtime". */
 	int oci_detach;
-	int umask;                  /* umask of the payload (default 022) */
-	const char *exec_fifo;      /* exec_fifo HPATH */
-	int exec_fifo_fd;           /* set by the supervisor: O_PATH fd of exec_fifo, or -1 */
-	const char *console_socket; /* console_socket HPATH: the pty master goes there */
-	const char *console_log;    /* console_log HPATH MAXBYTES KEEP (conlog.h) */
+	int umask;                      /* umask of the payload (default 022) */
+	unsigned long root_propagation; /* root_propagation FLAGS: set on "/" after the pivot, or 0 */
+	const char *exec_fifo;          /* exec_fifo HPATH */
+	int exec_fifo_fd;               /* set by the supervisor: O_PATH fd of exec_fifo, or -1 */
+	const char *console_socket;     /* console_socket HPATH: the pty master goes there */
+	const char *console_log;        /* console_log HPATH MAXBYTES KEEP (conlog.h) */
 	uint64_t console_log_max;
 	int console_log_keep;
 	int console_log_wfd;       /* set by the supervisor: the pipe the child puts on fds 1 and 2, or -1 */
@@ -146,6 +147,8 @@ struct spec {
 	const char *netns_path;    /* HPATH of a network namespace (nsfs bind mount) the container joins */
 	const char *ipcns_path;    /* likewise an IPC namespace (ipcns) */
 	const char *utsns_path;    /* likewise a UTS namespace (utsns) */
+	const char *mntns_path;    /* likewise a mount namespace (mntns): the root is set up in it */
+	const char *pidns_path;    /* likewise a PID namespace (pidns): the container's PID 1 is not its init */
 	struct net_spec net;       /* net_* records: the main veth, made after each clone (netlink.h) */
 	const char **host_umounts; /* host_umount: HPATHs detached by the supervisor at exit (hostmount.c) */
 	size_t n_host_umounts;

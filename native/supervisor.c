@@ -436,9 +436,12 @@ static void handle_signal(const struct spec *s, struct run *R, int sfd)
 /* netns: the container joins a network namespace prepared by the TypeScript side (src/net/).
  * The supervisor enters it just for the clone (so the child, its sysfs fsmount and any user
  * namespace created with it live there) and returns to its own at once. */
-/* netns, ipcns, utsns: namespaces the container joins instead of creating them (nsfs bind mounts,
- * e.g. a pod's). The supervisor joins them right before each clone and returns to its own right
- * after, so the child (and a user namespace cloned with it) is born in them. */
+/* netns, ipcns, utsns, mntns, pidns: namespaces the container joins instead of creating them
+ * (nsfs bind mounts, e.g. a pod's, or /proc/PID/ns/…). The supervisor joins them right before
+ * each clone and returns to its own right after, so the child (and a user namespace cloned with
+ * it) is born in them. For the PID namespace that is the namespace of the supervisor's children
+ * (pid_for_children); joining a mount namespace resets the root and working directory, which the
+ * supervisor gets back with its own namespace (and g_cwd). */
 struct joined_ns {
 	int flag;
 	const char *kind, *self;
@@ -448,11 +451,15 @@ static struct joined_ns g_joined[] = {
 	{ CLONE_NEWNET, "network", "/proc/self/ns/net", -1, -1 },
 	{ CLONE_NEWIPC, "IPC", "/proc/self/ns/ipc", -1, -1 },
 	{ CLONE_NEWUTS, "UTS", "/proc/self/ns/uts", -1, -1 },
+	{ CLONE_NEWNS, "mount", "/proc/self/ns/mnt", -1, -1 },
+	{ CLONE_NEWPID, "PID", "/proc/self/ns/pid_for_children", -1, -1 },
 };
+static int g_cwd = -1; /* with mntns: the supervisor's working directory */
 
 static const char *joined_path(const struct spec *s, size_t i)
 {
-	return i == 0 ? s->netns_path : i == 1 ? s->ipcns_path : s->utsns_path;
+	const char *p[] = { s->netns_path, s->ipcns_path, s->utsns_path, s->mntns_path, s->pidns_path };
+	return p[i];
 }
 
 static int netns_open(const struct spec *s, struct merr *e)
@@ -469,6 +476,14 @@ static int netns_open(const struct spec *s, struct merr *e)
 		if (j->own < 0)
 			return merr_sys(e, "open", j->self, "failed to open the supervisor's %s namespace", j->kind);
 	}
+	/* utsns with hostname: never the supervisor's own UTS namespace (that would rename the host) */
+	struct stat a, b;
+	if (s->hostname && s->utsns_path && fstat(g_joined[2].fd, &a) == 0 && fstat(g_joined[2].own, &b) == 0 && a.st_ino == b.st_ino &&
+	    a.st_dev == b.st_dev)
+		return merr_set(e, EINVAL, "setns", s->utsns_path,
+				"the UTS namespace \"%s\" is the host's: setting the hostname in it would rename the host", s->utsns_path);
+	if (s->mntns_path && (g_cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return merr_sys(e, "open", ".", "failed to open the supervisor's working directory");
 	return 0;
 }
 
@@ -486,6 +501,8 @@ static void netns_leave(void)
 	for (size_t i = 0; i < ARRAY_SIZE(g_joined); i++)
 		if (g_joined[i].own >= 0 && setns(g_joined[i].own, g_joined[i].flag) < 0)
 			_exit(1); /* never go on in the container's namespaces */
+	if (g_cwd >= 0 && fchdir(g_cwd) < 0)
+		_exit(1);
 }
 
 /* With a user namespace the child is cloned into a mount namespace of the host's user namespace

@@ -192,7 +192,7 @@ static void recs(struct sb *b, const char *const *items)
 /* A spec that must be refused: a body, these records, "end"; the message must contain needle. */
 struct bad_spec {
 	void (*body)(struct sb *);
-	const char *recs[16]; /* as recs() */
+	const char *recs[32]; /* as recs() */
 	const char *needle;
 	const char *what; /* NULL: "a malformed "NAME" (needle)" */
 };
@@ -277,6 +277,56 @@ static void test_spec(void)
 	      "spec: console_log HPATH MAXBYTES KEEP");
 	if (r == 0)
 		spec_free(&s);
+
+	/* mntns and pidns instead of mnt and pid; a hostname in a joined UTS namespace */
+	hdr_body(b);
+	rec(b, "namespaces", 2, "uts", "ipc");
+	rec(b, "mntns", 1, "/proc/42/ns/mnt");
+	rec(b, "pidns", 1, "/proc/42/ns/pid_for_children");
+	rec(b, "exec", 2, "/bin/sh", "sh");
+	rec(b, "end", 0);
+	r = parse(b, &s, &e);
+	check(r == 0 && !(s.clone_flags & (CLONE_NEWNS | CLONE_NEWPID)) && !strcmp(s.mntns_path, "/proc/42/ns/mnt") &&
+		      !strcmp(s.pidns_path, "/proc/42/ns/pid_for_children"),
+	      "spec: mntns and pidns instead of mnt and pid%s%s", r ? ": " : "", r ? e.msg : "");
+	if (r == 0)
+		spec_free(&s);
+	hdr_body(b);
+	rec(b, "namespaces", 2, "mnt", "pid");
+	rec(b, "utsns", 1, "/run/uts");
+	rec(b, "hostname", 1, "h");
+	rec(b, "exec", 2, "/bin/sh", "sh");
+	rec(b, "end", 0);
+	r = parse(b, &s, &e);
+	check(r == 0 && !strcmp(s.hostname, "h"), "spec: a hostname with utsns (set in the joined namespace)");
+	if (r == 0)
+		spec_free(&s);
+
+	/* root_propagation: one propagation type, maybe with rec (decimal or names) */
+	{
+		static const struct {
+			const char *flags;
+			unsigned long want;
+		} props[] = { { "1048576", MS_SHARED },
+			      { "slave", MS_SLAVE },
+			      { "private,rec", MS_PRIVATE | MS_REC },
+			      { "unbindable", MS_UNBINDABLE } };
+		for (size_t i = 0; i < sizeof props / sizeof props[0]; i++) {
+			min_body(b);
+			rec(b, "root_propagation", 1, props[i].flags);
+			rec(b, "end", 0);
+			r = parse(b, &s, &e);
+			check(r == 0 && s.root_propagation == props[i].want, "spec: root_propagation %s", props[i].flags);
+			if (r == 0)
+				spec_free(&s);
+		}
+		min_body(b);
+		rec(b, "end", 0);
+		r = parse(b, &s, &e);
+		check(r == 0 && s.root_propagation == 0, "spec: no root_propagation = 0 (the root is left as set up)");
+		if (r == 0)
+			spec_free(&s);
+	}
 
 	b->len = 0;
 	sb_str(b, "MACHINA-SPEK");
@@ -408,6 +458,20 @@ static void test_spec(void)
 		{ min_body, { "console_log", "/log", "0", "3", NULL, NULL }, "malformed MAXBYTES", NULL },
 		{ min_body, { "console_log", "/log", "100", "0", NULL, NULL }, "malformed KEEP", NULL },
 		{ min_body, { "console_log", "/log", "100", NULL, NULL }, "expected 3 arguments, got 2", NULL },
+		{ min_body, { "mntns", "/proc/42/ns/mnt", NULL, NULL }, "never both", "mnt and mntns together" },
+		{ hdr_body,
+		  { "namespaces", "mnt", NULL, "exec", "/bin/sh", "sh", NULL, NULL },
+		  "\"mnt\" and \"pid\" are required",
+		  "namespaces without pid or pidns" },
+		{ hdr_body,
+		  { "namespaces", "pid",  "user", NULL, "mntns", "/proc/42/ns/mnt", NULL, "uid_map", "0", "1000", "1", NULL, "gid_map",
+		    "0",          "1000", "1",    NULL, "exec",  "/bin/sh",         "sh", NULL,      NULL },
+		  "cannot be combined with the \"user\" namespace",
+		  "mntns with a user namespace" },
+		{ min_body, { "root_propagation", "0", NULL, NULL }, "malformed FLAGS", NULL },
+		{ min_body, { "root_propagation", "shared,slave", NULL, NULL }, "malformed FLAGS", NULL },
+		{ min_body, { "root_propagation", "shared,ro", NULL, NULL }, "malformed FLAGS", NULL },
+		{ min_body, { "root_propagation", "rec", NULL, NULL }, "malformed FLAGS", NULL },
 	};
 	BAD_SPECS(b, bads);
 	free(b);

@@ -22,6 +22,10 @@ export function splitColons(value: string): string[] {
   return out;
 }
 
+/** Mount propagation types (linux.rootfsPropagation, OCI mount options), with runc's recursive forms. */
+export const PROPAGATIONS = ["shared", "slave", "private", "unbindable", "rshared", "rslave", "rprivate", "runbindable"] as const;
+export type Propagation = (typeof PROPAGATIONS)[number];
+
 export interface BindMount {
   /** Host path; "" = a temporary directory made for this container and removed afterwards. */
   source: string;
@@ -31,6 +35,10 @@ export interface BindMount {
   readOnly: boolean;
   recursive: boolean;
   idmap: "noidmap" | "idmap" | "rootidmap";
+  /** machina-oci: the propagation set on the new mount (an OCI mount's option); undefined: left as it is. */
+  propagation?: Propagation;
+  /** machina-oci: the index in config.json's mounts (mounted in that order, not by path). */
+  order?: number;
 }
 
 const BIND_ALLOWED =
@@ -69,6 +77,10 @@ export function parseBind(value: string, readOnly: boolean, ctx: ErrorContext, c
 export interface TmpfsMount {
   destination: string;
   options: string;
+  /** machina-oci: the propagation set on the new mount (an OCI mount's option); undefined: left as it is. */
+  propagation?: Propagation;
+  /** machina-oci: the index in config.json's mounts (mounted in that order, not by path). */
+  order?: number;
 }
 
 /** `PATH[:OPTIONS]`; default options mode=0755. */
@@ -149,13 +161,22 @@ export function parsePort(value: string, ctx: ErrorContext): PortForward {
   return { protocol, hostPort, containerPort: parts[1] === undefined ? hostPort : num(parts[1]) };
 }
 
+/** One line of /proc/PID/uid_map or gid_map: container ids INSIDE.. are host ids OUTSIDE.. */
+export interface IdMapLine {
+  inside: number;
+  outside: number;
+  count: number;
+}
+
 export type PrivateUsers =
   | { mode: "no" }
   | { mode: "pick" }
   | { mode: "identity" }
   /** Range from the owner of the root directory ("yes"). */
   | { mode: "yes" }
-  | { mode: "range"; base: number; count: number };
+  | { mode: "range"; base: number; count: number }
+  /** machina-oci (linux.uidMappings/gidMappings): these exact maps, the tree's ownership untouched, as runc. */
+  | { mode: "maps"; uid: IdMapLine[]; gid: IdMapLine[] };
 
 const UID_MAX = 0xfffffffe;
 

@@ -18,7 +18,7 @@ import type { z } from "zod";
 import { lazySchemas } from "../lazy-zod.ts";
 import { invalidError, type ErrorContext } from "../errors.ts";
 import { CAPABILITIES, type CapabilityName } from "./capabilities.ts";
-import { parseCpuSet, type BindMount, type PrivateUsers, type TmpfsMount } from "./compound-values.ts";
+import { PROPAGATIONS, parseCpuSet, type BindMount, type IdMapLine, type PrivateUsers, type Propagation, type TmpfsMount } from "./compound-values.ts";
 import type { FileSettings } from "./nspawn-file.ts";
 import { RLIMITS, type LimitValue, type Rlimit } from "./rlimits.ts";
 import { mapOciSeccomp } from "./oci-seccomp.ts";
@@ -487,8 +487,8 @@ const ATIME_OPTIONS = new Set([
   "nolazytime",
 ]);
 
-/** Bind options that only choose propagation: machina's container mounts never propagate to the host. */
-const PRIVATE_PROPAGATION = new Set(["private", "rprivate", "slave", "rslave"]);
+/** machina-oci: a mount option that chooses the new mount's propagation (runc applies it after the mount). */
+const isPropagation = (o: string): o is Propagation => (PROPAGATIONS as readonly string[]).includes(o);
 
 function mapMounts(
   c: OciConfig,
@@ -526,35 +526,55 @@ function mapMounts(
       const source = m.source!.startsWith("/") ? normalize(m.source!) : normalize(`${bundle}/${m.source}`);
       let readOnly = false;
       let recursive = false;
+      let propagation: Propagation | undefined;
       for (const o of opts) {
         if (o === "bind") recursive = false;
         else if (o === "rbind") recursive = true;
         else if (o === "ro") readOnly = true;
         else if (o === "rw") readOnly = false;
+        else if (runtime && isPropagation(o)) propagation = o;
         else if (o === "private" || o === "rprivate")
-          continue; // the container's mounts never propagate
-        else if (runtime && PRIVATE_PROPAGATION.has(o)) continue;
+          continue; // machina-nspawn: the container's mounts never propagate
         else if (runtime && (o === "z" || o === "Z"))
           continue; // SELinux relabel requests: the caller's (this host has none enabled)
         else if (runtime && ATIME_OPTIONS.has(o))
           continue; // access-time updates: the source's
-        else if (runtime && (o === "nosuid" || o === "nodev" || o === "noexec")) {
+        else if (runtime && o.includes("=")) {
+          // file system data (tmpfs's mode=, size=): mount(2) ignores it for a bind, as with runc
+          warnings.push(`config.json: ${field}.options: "${o}" is file system data, which a bind mount does not take (ignored)`);
+          continue;
+        } else if (runtime && (o === "nosuid" || o === "nodev" || o === "noexec")) {
           warnings.push(`config.json: ${field}.options: "${o}" on a bind mount is not applied yet (the mount keeps the source's flags)`);
           continue;
         } else
           fail(
             `${field}.options`,
-            `bind option "${o}" cannot be honoured (supported: bind, rbind, ro, rw, private, rprivate${runtime ? ", slave, rslave, nosuid, nodev, noexec, z, Z" : ""})`,
+            `bind option "${o}" cannot be honoured (supported: bind, rbind, ro, rw, private, rprivate${runtime ? ", shared, slave, unbindable and their r… forms, nosuid, nodev, noexec, access-time options, z, Z, KEY=VALUE data (ignored)" : ""})`,
           );
       }
-      binds.push({ source, sourceInImage: false, destination: dest, readOnly, recursive, idmap: "noidmap" });
+      binds.push({
+        source,
+        sourceInImage: false,
+        destination: dest,
+        readOnly,
+        recursive,
+        idmap: "noidmap",
+        ...(propagation !== undefined ? { propagation } : {}),
+        ...(runtime ? { order: i } : {}),
+      });
       return;
     }
     if (m.type === "tmpfs") {
       // runc's tmpcopyup (copy the image's directory into the new tmpfs): not done, the tmpfs starts empty
-      const kept = opts.filter((o) => !(runtime && (o === "tmpcopyup" || PRIVATE_PROPAGATION.has(o) || o === "z" || o === "Z")));
+      const kept = opts.filter((o) => !(runtime && (o === "tmpcopyup" || isPropagation(o) || o === "z" || o === "Z")));
       if (opts.includes("tmpcopyup")) warnings.push(`config.json: ${field}.options: "tmpcopyup" is not supported; ${dest} starts empty`);
-      tmpfs.push({ destination: dest, options: kept.length > 0 ? kept.join(",") : "mode=0755" });
+      const propagation = runtime ? opts.filter(isPropagation).at(-1) : undefined;
+      tmpfs.push({
+        destination: dest,
+        options: kept.length > 0 ? kept.join(",") : "mode=0755",
+        ...(propagation !== undefined ? { propagation } : {}),
+        ...(runtime ? { order: i } : {}),
+      });
       return;
     }
     fail(
@@ -562,6 +582,32 @@ function mapMounts(
       `a ${m.type} mount on ${dest} cannot be honoured (config.json may add bind and tmpfs mounts; machina mounts proc, sysfs, cgroup, mqueue and devpts only at their usual places)`,
     );
   });
+}
+
+/** The kernel's limit of lines in /proc/PID/uid_map and gid_map. */
+const MAX_MAP_LINES = 340;
+
+/**
+ * linux.uidMappings or gidMappings as map lines, checked as the kernel checks a map (no
+ * overlapping ranges on either side, at most 340 lines), plus machina's own need: the container's
+ * root (ID 0) is mapped (the container is set up as its root).
+ */
+function idMapLines(list: readonly { containerID: number; hostID: number; size: number }[], name: string, fail: Fail): IdMapLine[] {
+  if (list.length > MAX_MAP_LINES) fail(`linux.${name}`, `has ${list.length} mappings; the kernel allows at most ${MAX_MAP_LINES}`);
+  const lines = list.map((m, i) => {
+    if (m.size === 0) fail(`linux.${name}[${i}].size`, "a mapping of size 0 maps nothing");
+    if (m.containerID + m.size - 1 > 0xfffffffe || m.hostID + m.size - 1 > 0xfffffffe) fail(`linux.${name}[${i}]`, "the range goes beyond the valid IDs");
+    return { inside: m.containerID, outside: m.hostID, count: m.size };
+  });
+  const overlap = (a: number, b: number, n: number, k: number) => a < b + k && b < a + n;
+  lines.forEach((l, i) => {
+    for (const [j, o] of lines.slice(0, i).entries()) {
+      if (overlap(l.inside, o.inside, l.count, o.count)) fail(`linux.${name}[${i}]`, `its container IDs overlap those of linux.${name}[${j}]`);
+      if (overlap(l.outside, o.outside, l.count, o.count)) fail(`linux.${name}[${i}]`, `its host IDs overlap those of linux.${name}[${j}]`);
+    }
+  });
+  if (!lines.some((l) => l.inside === 0)) fail(`linux.${name}`, "must map container ID 0 (machina sets the container up as its root)");
+  return lines;
 }
 
 const NAMESPACE_TYPES = ["pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time"] as const;
@@ -600,7 +646,7 @@ function mapLinux(
     if (!(NAMESPACE_TYPES as readonly string[]).includes(n.type)) fail(`${field}.type`, `unknown namespace type "${n.type}"`);
     if (ns.has(n.type)) fail(field, `the ${n.type} namespace is listed twice`);
     if (n.path !== undefined) {
-      const joinable = mode === "runtime" ? ["network", "ipc", "uts"] : ["network"];
+      const joinable = mode === "runtime" ? ["network", "ipc", "uts", "mount", "pid"] : ["network"];
       if (!joinable.includes(n.type))
         fail(`${field}.path`, `joining an existing ${n.type} namespace is not supported (only the ${joinable.join(", ")} namespace can be joined by path)`);
       if (!n.path.startsWith("/")) fail(`${field}.path`, `"${n.path}" is not an absolute path`);
@@ -614,11 +660,15 @@ function mapLinux(
   if (ns.has("time")) fail("linux.namespaces", "time namespaces are not supported by machina");
   const ipcPath = ns.get("ipc");
   if (ipcPath !== undefined) set("ipcNamespacePath", ipcPath);
+  const mountPath = ns.get("mount");
+  const pidPath = ns.get("pid");
+  if ((mountPath !== undefined || pidPath !== undefined) && ns.has("user"))
+    fail("linux.namespaces", "joining a mount or PID namespace by path cannot be combined with a new user namespace");
+  if (mountPath !== undefined) set("mountNamespacePath", mountPath);
+  if (pidPath !== undefined) set("pidNamespacePath", pidPath);
   const utsPath = ns.get("uts");
-  if (utsPath !== undefined) {
-    set("utsNamespacePath", utsPath);
-    if (c.hostname !== undefined && c.hostname !== "") fail("hostname", "cannot be set in a UTS namespace joined by path (linux.namespaces)");
-  }
+  // a hostname is then set in the joined namespace, as runc (the helper refuses the host's own)
+  if (utsPath !== undefined) set("utsNamespacePath", utsPath);
   if (ns.has("network")) {
     const path = ns.get("network");
     if (path !== undefined) set("networkNamespacePath", path);
@@ -627,7 +677,14 @@ function mapLinux(
   // cgroup: machina gives the container its own cgroup namespace where the host has them, listed or not.
   const uidMap = L.uidMappings ?? [];
   const gidMap = L.gidMappings ?? [];
-  if (ns.has("user")) {
+  if (ns.has("user") && mode === "runtime") {
+    // machina-oci: the exact maps, as runc (the tree's ownership is left as it is)
+    if (uidMap.length === 0 || gidMap.length === 0) fail("linux.uidMappings", "a user namespace needs uidMappings and gidMappings");
+    const uid = idMapLines(uidMap, "uidMappings", fail);
+    const gid = idMapLines(gidMap, "gidMappings", fail);
+    const maps: PrivateUsers = { mode: "maps", uid, gid };
+    set("privateUsers", maps);
+  } else if (ns.has("user")) {
     if (uidMap.length === 0 || gidMap.length === 0) fail("linux.uidMappings", "a user namespace needs one uidMappings and one gidMappings entry");
     for (const [name, list] of [
       ["uidMappings", uidMap],
@@ -678,7 +735,13 @@ function mapLinux(
     set("slice", parseSlice(L.cgroupsPath, ctx("linux.cgroupsPath")));
   }
   mapResources(L, set, fail, ctx, mode);
-  // rootfsPropagation: ignored, as nspawn (the container's mounts never propagate to the host).
+  if (L.rootfsPropagation !== undefined && L.rootfsPropagation !== "") {
+    const v = L.rootfsPropagation;
+    if (!(PROPAGATIONS as readonly string[]).includes(v))
+      fail("linux.rootfsPropagation", `"${v}" is not a propagation type (shared, slave, private, unbindable, or rshared, rslave, rprivate, runbindable)`);
+    // machina-nspawn: ignored, as nspawn (the container's mounts never propagate to the host)
+    if (mode === "runtime") set("ociRootPropagation", v as Propagation);
+  }
   if (L.sysctl !== undefined && Object.keys(L.sysctl).length > 0) {
     if (mode === "nspawn") fail(`linux.sysctl`, `setting sysctls (${Object.keys(L.sysctl)[0]}) is not supported by machina-nspawn (machina-oci sets them)`);
     for (const key of Object.keys(L.sysctl)) {

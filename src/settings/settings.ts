@@ -3,7 +3,7 @@
  * provenance of every value. Pure data; `spec/` turns it into a RunSpec.
  */
 import type { CapabilityName } from "./capabilities.ts";
-import type { BindMount, Credential, OverlayMount, PortForward, PrivateUsers, TmpfsMount } from "./compound-values.ts";
+import type { BindMount, Credential, OverlayMount, PortForward, PrivateUsers, Propagation, TmpfsMount } from "./compound-values.ts";
 import type { Rlimit } from "./rlimits.ts";
 import type { SeccompFilter } from "../spec/seccomp.ts";
 
@@ -70,12 +70,20 @@ export interface Settings {
   ociApiMounts: Array<{ destination: string; type: string; source: string; options: string[] }> | undefined;
   /** machina-oci: device nodes to create (linux.devices); MODE includes the file type bits. */
   ociDevices: Array<{ path: string; mode: number; major: number; minor: number }> | undefined;
+  /**
+   * machina-oci: the propagation of the container's root mount (linux.rootfsPropagation), set
+   * after the pivot; undefined: machina-nspawn's (a slave of the host's, nothing propagates out).
+   */
+  ociRootPropagation: Propagation | undefined;
   /** The payload's umask (an OCI config's process.user.umask); default 022. */
   umask: number | undefined;
   /** machina-oci runs this container: the root is any directory (no OS tree required), as runc. */
   ociRuntime: boolean;
   /** machina-oci: IPC and UTS namespaces to join (linux.namespaces[].path), instead of new ones. */
   ipcNamespacePath: string | undefined;
+  /** machina-oci: mount and PID namespaces to join (linux.namespaces[].path), instead of new ones. */
+  mountNamespacePath: string | undefined;
+  pidNamespacePath: string | undefined;
   utsNamespacePath: string | undefined;
   /** machina-oci: the container's cgroup, below the cgroup2 root (linux.cgroupsPath); else the machine's scope in --slice. */
   cgroupPath: string | undefined;
@@ -167,7 +175,10 @@ export function defaultSettings(): Settings {
     umask: undefined,
     ociApiMounts: undefined,
     ociDevices: undefined,
+    ociRootPropagation: undefined,
     ipcNamespacePath: undefined,
+    mountNamespacePath: undefined,
+    pidNamespacePath: undefined,
     utsNamespacePath: undefined,
     ociBundle: undefined,
     quiet: false,

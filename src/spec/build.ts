@@ -13,7 +13,7 @@ import { bindUserOps, planBindUsers } from "./bind-user.ts";
 import { credentialDirOps, credentialEnv, credentialOps } from "./credentials.ts";
 import { DEVICE_ALLOW, type DeviceRule } from "./devices.ts";
 import { planJournal } from "./journal.ts";
-import { MS, S_IF, mangleMountOptions } from "./mount-flags.ts";
+import { MS, S_IF, mangleMountOptions, propagationFlags } from "./mount-flags.ts";
 import { userMountPlan } from "./mounts-user.ts";
 import { personalityValue } from "./process.ts";
 import { machinedRegistration, resourcePlan } from "./resources.ts";
@@ -468,7 +468,9 @@ export function buildSpec(cliSettings: Settings, image: ImageFacts, host: HostFa
   const namespaces: Namespace[] = ["mnt", "pid", "uts", "ipc", "cgroup"].filter(
     (ns) =>
       !(ns === "uts" && (nenv.shareUts || settings.utsNamespacePath !== undefined)) &&
-      !(ns === "ipc" && (nenv.shareIpc || settings.ipcNamespacePath !== undefined)),
+      !(ns === "ipc" && (nenv.shareIpc || settings.ipcNamespacePath !== undefined)) &&
+      !(ns === "mnt" && settings.mountNamespacePath !== undefined) &&
+      !(ns === "pid" && settings.pidNamespacePath !== undefined),
   ) as Namespace[];
   // A network prepared by src/net/ (links moved into it before the start) or --network-namespace-path
   // is joined; otherwise the clone creates it (the helper adds the main veth: net_* records).
@@ -493,7 +495,14 @@ export function buildSpec(cliSettings: Settings, image: ImageFacts, host: HostFa
       root: image.root,
       readOnly: rootPlan.readOnly,
       namespaces,
-      ...(nenv.shareUts || settings.utsNamespacePath !== undefined ? {} : { hostname: settings.hostname ?? name }),
+      // a UTS namespace joined by path (machina-oci) gets the config's hostname only, as runc
+      ...(nenv.shareUts
+        ? {}
+        : settings.utsNamespacePath !== undefined
+          ? settings.hostname !== undefined
+            ? { hostname: settings.hostname }
+            : {}
+          : { hostname: settings.hostname ?? name }),
       statusFd: options.statusFd,
       registry,
       stateJson,
@@ -533,7 +542,10 @@ export function buildSpec(cliSettings: Settings, image: ImageFacts, host: HostFa
       },
       ...(joinNetns !== undefined ? { netns: joinNetns } : {}),
       ...(settings.ipcNamespacePath !== undefined ? { ipcns: settings.ipcNamespacePath } : {}),
+      ...(settings.mountNamespacePath !== undefined ? { mntns: settings.mountNamespacePath } : {}),
+      ...(settings.pidNamespacePath !== undefined ? { pidns: settings.pidNamespacePath } : {}),
       ...(settings.umask !== undefined ? { umask: settings.umask } : {}),
+      ...(settings.ociRootPropagation !== undefined ? { rootPropagation: propagationFlags(settings.ociRootPropagation) } : {}),
       ...(settings.utsNamespacePath !== undefined ? { utsns: settings.utsNamespacePath } : {}),
       ...(onExit !== undefined ? { onExit } : {}),
       ...hostSideExtras(options, resources, settings),

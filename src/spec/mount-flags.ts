@@ -1,3 +1,5 @@
+import type { Propagation } from "../settings/compound-values.ts";
+
 /** mount(2) flag bits (linux/mount.h). */
 export const MS = {
   RDONLY: 1,
@@ -13,6 +15,7 @@ export const MS = {
   NODIRATIME: 2048,
   BIND: 4096,
   REC: 16384,
+  UNBINDABLE: 1 << 17,
   PRIVATE: 1 << 18,
   SLAVE: 1 << 19,
   SHARED: 1 << 20,
@@ -94,6 +97,13 @@ export function mangleMountOptions(options: string, flags: number): { flags: num
     } else if (!/^x-/i.test(word)) data.push(word);
   }
   return { flags, data: data.join(",") };
+}
+
+/** A propagation type (`shared` … `runbindable`) as mount(2) flags: the type's bit, with MS_REC for the r… forms. */
+export function propagationFlags(p: Propagation): number {
+  const type = p.startsWith("r") ? p.slice(1) : p;
+  const bits: Record<string, number> = { shared: MS.SHARED, slave: MS.SLAVE, private: MS.PRIVATE, unbindable: MS.UNBINDABLE };
+  return bits[type]! | (type === p ? 0 : MS.REC);
 }
 
 /** File type bits for mknod(2) modes. */

@@ -8,9 +8,9 @@
  * image (openat2 RESOLVE_IN_ROOT), so a symlink in the image never leads out of it.
  */
 import type { HostFacts } from "../host/facts.ts";
-import type { BindMount, OverlayMount, TmpfsMount } from "../settings/compound-values.ts";
+import type { BindMount, OverlayMount, Propagation, TmpfsMount } from "../settings/compound-values.ts";
 import type { Settings } from "../settings/settings.ts";
-import { MS, REFUSED_MOUNT_OPTIONS, mangleMountOptions } from "./mount-flags.ts";
+import { MS, REFUSED_MOUNT_OPTIONS, mangleMountOptions, propagationFlags } from "./mount-flags.ts";
 import { invalid } from "../settings/values.ts";
 import type { SetupOp } from "./types.ts";
 
@@ -39,6 +39,9 @@ export function pathCompare(a: string, b: string): number {
   return pa.length - pb.length;
 }
 
+/** A mount's propagation type bit (a new mount has no submounts: recursive or not is the same, and a bind's MS_REC is its own). */
+const propagationType = (p: Propagation | undefined) => (p === undefined ? 0 : propagationFlags(p) & ~MS.REC);
+
 const dirname = (p: string) => p.slice(0, p.lastIndexOf("/")) || "/";
 const basename = (p: string) => p.slice(p.lastIndexOf("/") + 1);
 
@@ -58,8 +61,14 @@ export function userMountPlan(settings: Settings, host: HostFacts, userns?: Bind
     ...settings.overlays.map((overlay): Custom => ({ kind: 2, dest: overlay.destination, overlay })),
     ...settings.inaccessible.map((dest): Custom => ({ kind: 3, dest })),
   ];
-  // stable sort, as nspawn's qsort by (destination, type)
-  list.sort((a, b) => pathCompare(a.dest, b.dest) || a.kind - b.kind);
+  if (settings.ociRuntime) {
+    // machina-oci: config.json's order (runc's), the masks after the mounts
+    const order = (c: Custom) => (c.kind === 0 ? c.bind.order : c.kind === 1 ? c.tmpfs.order : undefined) ?? Number.MAX_SAFE_INTEGER;
+    list.sort((a, b) => order(a) - order(b));
+  } else {
+    // stable sort, as nspawn's qsort by (destination, type)
+    list.sort((a, b) => pathCompare(a.dest, b.dest) || a.kind - b.kind);
+  }
 
   const scratchDirs: UserMountPlan["scratchDirs"] = [];
   let n = 0;
@@ -76,7 +85,8 @@ export function userMountPlan(settings: Settings, host: HostFacts, userns?: Bind
     if (m.kind === 0) {
       const b = m.bind;
       const source = b.source === "" ? tempSource() : b.sourceInImage ? `+${b.source}` : b.source;
-      const flags = MS.BIND | (b.recursive ? MS.REC : 0) | (b.readOnly ? MS.RDONLY : 0);
+      // machina-oci's propagation: its type only; the helper applies it with the bind's own MS_REC
+      const flags = MS.BIND | (b.recursive ? MS.REC : 0) | (b.readOnly ? MS.RDONLY : 0) | propagationType(b.propagation);
       const base = userns?.base ?? 0;
       if (b.idmap === "rootidmap")
         // the source's owner is the container's root (host 0 without a user namespace)
@@ -94,7 +104,15 @@ export function userMountPlan(settings: Settings, host: HostFacts, userns?: Bind
           `${m.dest}:${m.tmpfs.options}`,
           `tmpfs options and mount flags (${o.refused} is not one: ${REFUSED_MOUNT_OPTIONS.join(", ")} are refused)`,
         );
-      ops.push({ op: "mount", source: "tmpfs", target: m.dest, fstype: "tmpfs", flags: o.flags, data: o.data, create: "dir" });
+      ops.push({
+        op: "mount",
+        source: "tmpfs",
+        target: m.dest,
+        fstype: "tmpfs",
+        flags: o.flags | propagationType(m.tmpfs.propagation),
+        data: o.data,
+        create: "dir",
+      });
     } else if (m.kind === 2) {
       const o = m.overlay;
       const lower = o.lower.map((l) => (l.inImage ? `+${l.path}` : l.path));

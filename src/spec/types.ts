@@ -84,6 +84,8 @@ export interface RunSpec {
   oci?: { detach: boolean; execFifo: string; consoleSocket?: string };
   /** The payload's umask (default 022): an OCI config's process.user.umask. */
   umask?: number;
+  /** machina-oci: propagation flags (MS_SHARED, MS_SLAVE, MS_PRIVATE or MS_UNBINDABLE, maybe with MS_REC) set on "/" after the pivot. */
+  rootPropagation?: number;
   ops: SetupOp[];
   env: string[];
   chdir: string | undefined;
@@ -117,6 +119,10 @@ export interface RunSpec {
   /** IPC and UTS namespaces joined by path instead of created (machina-oci: a pod's). */
   ipcns?: string;
   utsns?: string;
+  /** machina-oci: a mount namespace the container joins (the root is set up in it), instead of "mnt". */
+  mntns?: string;
+  /** machina-oci: a PID namespace the container joins (its first process is not that namespace's init), instead of "pid". */
+  pidns?: string;
   /** `net_*` records (src/net/plan.ts helperNetOps): the main veth, made by the supervisor after each clone. */
   netOps?: string[][];
   /** Started by the supervisor in the background before the first clone, awaited before the child is released (src/net/: the nft table's base). */

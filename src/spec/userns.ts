@@ -7,6 +7,7 @@
  */
 import { MachinaError, invalidError } from "../errors.ts";
 import type { UsernsFacts } from "../host/userns-facts.ts";
+import type { IdMapLine } from "../settings/compound-values.ts";
 import type { OwnershipMode, Settings } from "../settings/settings.ts";
 import { type BoundUser, idMapWithUsers } from "./bind-user.ts";
 import { MS } from "./mount-flags.ts";
@@ -40,20 +41,19 @@ export const IDMAP_FILESYSTEMS = [
   "ceph",
 ];
 
+export type { IdMapLine };
+
 export interface UsernsPlan {
+  /** The host uid of the container's root (and the range's start for -U). */
   base: number;
   count: number;
+  /** machina-oci's exact maps (PrivateUsers `maps`): used as given, the tree's ownership untouched. */
+  maps: { uid: IdMapLine[]; gid: IdMapLine[] } | undefined;
   ownership: "off" | "chown" | "map";
   /** `pick`: the range lock the supervisor holds while the container runs. */
   lock: string | undefined;
   /** The container's root owns the tree (chown, map, or a tree already in the range): it can write it. */
   treeOwned: boolean;
-}
-
-export interface IdMapLine {
-  inside: number;
-  outside: number;
-  count: number;
 }
 
 /** What the helper gets (RunSpec.userns); every field maps to one record. */
@@ -110,6 +110,7 @@ export function planUserns(settings: Settings, root: string, machine: string, fa
   const pu = settings.privateUsers;
   if (pu.mode === "no") return undefined;
   if (facts === undefined) throw new MachinaError("E_SYSTEM", "user namespace facts were not gathered", {});
+  if (pu.mode === "maps") return mapsPlan(pu.uid, pu.gid, facts);
   let ownership = ownershipMode(settings);
   let base: number;
   let count = RANGE;
@@ -164,7 +165,23 @@ export function planUserns(settings: Settings, root: string, machine: string, fa
     });
   const owner = facts.rootOwner;
   const treeOwned = mode !== "off" || (owner !== undefined && owner.uid === base && owner.gid === base);
-  return { base, count, ownership: mode, lock, treeOwned };
+  return { base, count, maps: undefined, ownership: mode, lock, treeOwned };
+}
+
+/**
+ * machina-oci's exact maps (runc): no range is picked or locked and the tree's ownership is
+ * never changed; the container's root (which both maps must cover) owns the tree only when it
+ * already did.
+ */
+function mapsPlan(uid: IdMapLine[], gid: IdMapLine[], facts: UsernsFacts): UsernsPlan {
+  const rootUid = mapToHost(uid, 0);
+  const rootGid = mapToHost(gid, 0);
+  if (rootUid === undefined || rootGid === undefined)
+    throw invalidError("the user namespace maps no root (container ID 0 must be in uidMappings and gidMappings)", { flag: "linux.uidMappings" });
+  const line = uid.find((l) => l.inside === 0)!; // ids are never negative: the line of 0 starts at 0
+  const owner = facts.rootOwner;
+  const treeOwned = owner !== undefined && owner.uid === rootUid && owner.gid === rootGid;
+  return { base: rootUid, count: line.count, maps: { uid, gid }, ownership: "off", lock: undefined, treeOwned };
 }
 
 const HOST_DEVICE_NODES = new Set(["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty", "/dev/net/tun"]);
@@ -205,6 +222,15 @@ export function usernsOps(ops: SetupOp[], privateNetwork: boolean, treeOwned = t
 }
 
 export function specUserns(plan: UsernsPlan, bound: BoundUser[] = []): SpecUserns {
+  if (plan.maps !== undefined)
+    return {
+      uidMap: plan.maps.uid,
+      gidMap: plan.maps.gid,
+      cgroupOwner: { uid: plan.base, gid: mapToHost(plan.maps.gid, 0)! },
+      lock: undefined,
+      chownRoot: undefined,
+      idmapRoot: undefined,
+    };
   return {
     uidMap: idMapWithUsers(plan, bound, "uid"),
     gidMap: idMapWithUsers(plan, bound, "gid"),

@@ -63,6 +63,8 @@ export function specRecords(spec: RunSpec): Array<[string, string[]]> {
   if (spec.rootSetup) r.push(...rootSetupRecords(spec.rootSetup));
   if (spec.netns !== undefined) add("netns", spec.netns);
   if (spec.ipcns !== undefined) add("ipcns", spec.ipcns);
+  if (spec.mntns !== undefined) add("mntns", spec.mntns);
+  if (spec.pidns !== undefined) add("pidns", spec.pidns);
   if (spec.utsns !== undefined) add("utsns", spec.utsns);
   for (const [name, ...args] of spec.netOps ?? []) add(name!, ...args);
   if (spec.prestart !== undefined && spec.prestart.length > 0) add("prestart", ...spec.prestart);
@@ -83,6 +85,7 @@ export function specRecords(spec: RunSpec): Array<[string, string[]]> {
   add("quiet", flag(spec.quiet));
   add("console_opost", flag(spec.consoleOpost));
   if (spec.umask !== undefined) add("umask", spec.umask.toString(8));
+  if (spec.rootPropagation !== undefined) add("root_propagation", String(spec.rootPropagation));
   if (spec.oci !== undefined) {
     add("oci_detach", flag(spec.oci.detach));
     add("exec_fifo", spec.oci.execFifo);

@@ -7,7 +7,7 @@
  * Everything under a --root of the test's own; every container and cgroup is removed. Root only.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { closeSync, existsSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ensureBusyboxImage } from "../fixtures/images.ts";
 import { REPO, Scratch, baseEnv, copyTree, waitFor } from "../helpers/machina.ts";
@@ -222,6 +222,102 @@ describe.skipIf(!isRoot)("machina-oci", () => {
       const refused = oci(["create", id("sysctl")]);
       expect(refused.code).toBe(1);
       expect(refused.stderr).toContain("linux.sysctl.kernel.panic: only sysctls of the container's own namespaces can be set");
+    },
+    T,
+  );
+
+  test(
+    "linux.uidMappings and gidMappings are the container's maps as given (different ranges, two lines); the rootfs is not chowned",
+    () => {
+      writeConfig((c) => {
+        const l = c.linux as Json;
+        (l.namespaces as unknown[]).push({ type: "user" });
+        l.uidMappings = [
+          { containerID: 0, hostID: 1000, size: 2000 },
+          { containerID: 5000, hostID: 400000, size: 10 },
+        ];
+        l.gidMappings = [{ containerID: 0, hostID: 1000, size: 3000 }];
+        (c.process as Json).args = ["sh", "-c", "cat /proc/self/uid_map; echo --; cat /proc/self/gid_map; id -u"];
+      });
+      const before = statSync(`${bundle}/rootfs/bin`);
+      const r = oci(["run", id("maps")]);
+      expect(r.stderr).toBe("");
+      expect(r.code).toBe(0);
+      const lines = r.stdout
+        .trim()
+        .split("\n")
+        .map((l) => l.trim().split(/\s+/).join(" "));
+      expect(lines).toEqual(["0 1000 2000", "5000 400000 10", "--", "0 1000 3000", "0"]);
+      const after = statSync(`${bundle}/rootfs/bin`);
+      expect([after.uid, after.gid]).toEqual([before.uid, before.gid]);
+    },
+    T,
+  );
+
+  test(
+    "linux.rootfsPropagation: shared exposes a later mount in a bind of /, private does not, unbindable refuses the bind (EINVAL)",
+    () => {
+      // runtime-tools' validateRootfsPropagation, in a shell
+      const script = [
+        "mkdir /pt /pm /ps && touch /ps/f",
+        'if err=$(mount -o rbind / /pt 2>&1); then mount -o bind /ps /pm; if [ -e /pt/pm/f ]; then echo exposed; else echo hidden; fi; umount /pm; umount -l /pt; else echo "refused: $err"; fi',
+        "rmdir /pt /pm; rm -r /ps",
+      ].join("; ");
+      const results: Record<string, string> = {};
+      for (const p of ["shared", "private", "unbindable"]) {
+        writeConfig((c) => {
+          c.root = { path: "rootfs", readonly: false };
+          const caps = (c.process as Json).capabilities as Record<string, string[]>;
+          for (const set of ["bounding", "effective", "permitted"]) caps[set] = [...caps[set]!, "CAP_SYS_ADMIN"];
+          (c.linux as Json).rootfsPropagation = p;
+          (c.process as Json).args = ["sh", "-c", script];
+        });
+        const r = oci(["run", id(`prop-${p}`)]);
+        expect(r.stderr).toBe("");
+        results[p] = r.stdout.trim();
+      }
+      expect(results).toMatchObject({ shared: "exposed", private: "hidden" });
+      expect(results.unbindable).toMatch(/^refused: .*Invalid argument/);
+      for (const d of ["pt", "pm", "ps"]) expect(existsSync(`${bundle}/rootfs/${d}`)).toBe(false);
+    },
+    T,
+  );
+
+  test(
+    "mount, PID and UTS namespaces joined by path: the container runs in those of another process (not as its PID 1), its hostname set there",
+    async () => {
+      const other = Bun.spawn(["unshare", "--mount", "--pid", "--uts", "--fork", "--kill-child", "sleep", "1000"], { stdout: "ignore", stderr: "ignore" });
+      try {
+        const ns = (pid: number | string, n: string) => readlinkSync(`/proc/${pid}/ns/${n}`);
+        await waitFor("unshare's namespaces", () =>
+          ns(other.pid, "mnt") !== ns("self", "mnt") && ns(other.pid, "uts") !== ns("self", "uts") ? true : undefined,
+        );
+        writeConfig((c) => {
+          const l = c.linux as Json;
+          const paths: Record<string, string> = { mount: "mnt", pid: "pid_for_children", uts: "uts" };
+          l.namespaces = (l.namespaces as Json[]).map((n) =>
+            paths[n.type as string] ? { ...n, path: `/proc/${other.pid}/ns/${paths[n.type as string]}` } : n,
+          );
+          c.hostname = "joined";
+          (c.process as Json).args = ["sh", "-c", "readlink /proc/self/ns/mnt; readlink /proc/self/ns/pid; hostname; [ $$ != 1 ] && echo not-init"];
+        });
+        const r = oci(["run", id("joined")]);
+        expect(r.stderr).toBe("");
+        expect(r.stdout.trim().split("\n")).toEqual([ns(other.pid, "mnt"), ns(other.pid, "pid_for_children"), "joined", "not-init"]);
+        expect(readFileSync("/proc/sys/kernel/hostname", "utf8").trim()).not.toBe("joined");
+        // the host's own UTS namespace by path: a hostname would rename the host, refused
+        writeConfig((c) => {
+          const l = c.linux as Json;
+          l.namespaces = (l.namespaces as Json[]).map((n) => (n.type === "uts" ? { ...n, path: `/proc/${process.pid}/ns/uts` } : n));
+          c.hostname = "joined";
+        });
+        const host = oci(["run", id("hostuts")]);
+        expect(host.code).toBe(1);
+        expect(host.stderr).toContain("is the host's: setting the hostname in it would rename the host");
+      } finally {
+        other.kill("SIGKILL");
+        await other.exited;
+      }
     },
     T,
   );

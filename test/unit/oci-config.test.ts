@@ -545,3 +545,184 @@ describe("--oci-bundle on the command line", () => {
     expect(() => loadOciBundle(host, run(`--oci-bundle=${B}`))).toThrow(`--oci-bundle: no config.json in "${B}"`);
   });
 });
+
+describe("machina-oci (runtime mode): user namespace maps and root propagation", () => {
+  const runtime = (f: (c: Json) => void) => mapOciConfig(edit(f), B, "runtime");
+  const refusedIn = (f: (c: Json) => void) => {
+    try {
+      runtime(f);
+    } catch (e) {
+      return (e as Error).message;
+    }
+    return "accepted";
+  };
+  const withUser = (uid: unknown[], gid: unknown[]) => (c: Json) => {
+    const l = linux(c);
+    (l.namespaces as unknown[]).push({ type: "user" });
+    l.uidMappings = uid;
+    l.gidMappings = gid;
+  };
+
+  test("uid and gid maps are carried exactly: different ranges, several lines (runtime-tools linux_uid_mappings)", () => {
+    const v = runtime(
+      withUser(
+        [
+          { containerID: 0, hostID: 1000, size: 2000 },
+          { containerID: 5000, hostID: 200000, size: 10 },
+        ],
+        [{ containerID: 0, hostID: 1000, size: 3000 }],
+      ),
+    ).values;
+    expect(v.privateUsers).toEqual({
+      mode: "maps",
+      uid: [
+        { inside: 0, outside: 1000, count: 2000 },
+        { inside: 5000, outside: 200000, count: 10 },
+      ],
+      gid: [{ inside: 0, outside: 1000, count: 3000 }],
+    });
+    expect(v.privateUsersOwnership).toBeUndefined(); // no ownership fix-up
+  });
+
+  test("340 lines are accepted, 341 refused (the kernel's limit)", () => {
+    const lines = (n: number) => Array.from({ length: n }, (_, i) => ({ containerID: i, hostID: 100000 + i, size: 1 }));
+    expect(refusedIn(withUser(lines(340), lines(1)))).toBe("accepted");
+    expect(refusedIn(withUser(lines(341), lines(1)))).toBe(`${F}: linux.uidMappings: has 341 mappings; the kernel allows at most 340`);
+  });
+
+  test.each([
+    [
+      "overlapping container IDs",
+      [
+        { containerID: 0, hostID: 1000, size: 10 },
+        { containerID: 5, hostID: 5000, size: 10 },
+      ],
+      "linux.uidMappings[1]: its container IDs overlap those of linux.uidMappings[0]",
+    ],
+    [
+      "overlapping host IDs",
+      [
+        { containerID: 0, hostID: 1000, size: 10 },
+        { containerID: 100, hostID: 1009, size: 1 },
+      ],
+      "linux.uidMappings[1]: its host IDs overlap those of linux.uidMappings[0]",
+    ],
+    ["size 0", [{ containerID: 0, hostID: 1000, size: 0 }], "linux.uidMappings[0].size: a mapping of size 0 maps nothing"],
+    ["beyond the valid IDs", [{ containerID: 0, hostID: 0xfffffff0, size: 100 }], "linux.uidMappings[0]: the range goes beyond the valid IDs"],
+    ["no root", [{ containerID: 1, hostID: 1000, size: 10 }], "linux.uidMappings: must map container ID 0 (machina sets the container up as its root)"],
+  ])("refused: %s", (_, uid, message) => {
+    expect(refusedIn(withUser(uid, [{ containerID: 0, hostID: 1000, size: 10 }]))).toBe(`${F}: ${message}`);
+  });
+
+  test("machina-nspawn --oci-bundle keeps one range for both (its -U)", () => {
+    const f = withUser([{ containerID: 0, hostID: 1000, size: 2000 }], [{ containerID: 0, hostID: 1000, size: 3000 }]);
+    expect(refusal(edit(f))).toBe(`${F}: linux.gidMappings: uidMappings and gidMappings must be the same range`);
+  });
+
+  test("linux.rootfsPropagation: carried for machina-oci, ignored by machina-nspawn, a bad value refused by both", () => {
+    for (const p of ["shared", "slave", "private", "unbindable", "rshared"])
+      expect(runtime((c) => void (linux(c).rootfsPropagation = p)).values.ociRootPropagation).toBe(p as never);
+    expect(
+      mapOciConfig(
+        edit((c) => void (linux(c).rootfsPropagation = "shared")),
+        B,
+      ).values.ociRootPropagation,
+    ).toBeUndefined();
+    const bad = `${F}: linux.rootfsPropagation: "bogus" is not a propagation type (shared, slave, private, unbindable, or rshared, rslave, rprivate, runbindable)`;
+    expect(refusedIn((c) => void (linux(c).rootfsPropagation = "bogus"))).toBe(bad);
+    expect(refusal(edit((c) => void (linux(c).rootfsPropagation = "bogus")))).toBe(bad);
+  });
+});
+
+describe("machina-oci (runtime mode): mount options as runc takes them", () => {
+  const mounts = (list: unknown[]) =>
+    mapOciConfig(
+      edit((c) => void (c.mounts = [...(c.mounts as unknown[]), ...list])),
+      B,
+      "runtime",
+    );
+  const base = (JSON.parse(RUNC) as { mounts: unknown[] }).mounts.length;
+
+  test("propagation options become the mount's propagation; tmpfs data on a bind is ignored with a warning; config order is kept", () => {
+    const m = mounts([
+      { destination: "/tmp/t", type: "tmpfs", source: "tmpfs", options: ["nosuid", "mode=755", "size=1k", "shared"] },
+      { destination: "/mnt/a", source: "/etc", options: ["nosuid", "strictatime", "mode=755", "bind", "unbindable"] },
+      { destination: "/mnt/b", source: "/etc", options: ["rbind", "rslave"] },
+      { destination: "/mnt/c", source: "/etc", options: ["bind"] },
+    ]);
+    expect(m.values.tmpfs).toEqual([{ destination: "/tmp/t", options: "nosuid,mode=755,size=1k", propagation: "shared", order: base }]);
+    expect(m.values.binds).toEqual([
+      {
+        source: "/etc",
+        sourceInImage: false,
+        destination: "/mnt/a",
+        readOnly: false,
+        recursive: false,
+        idmap: "noidmap",
+        propagation: "unbindable",
+        order: base + 1,
+      },
+      {
+        source: "/etc",
+        sourceInImage: false,
+        destination: "/mnt/b",
+        readOnly: false,
+        recursive: true,
+        idmap: "noidmap",
+        propagation: "rslave",
+        order: base + 2,
+      },
+      { source: "/etc", sourceInImage: false, destination: "/mnt/c", readOnly: false, recursive: false, idmap: "noidmap", order: base + 3 },
+    ]);
+    expect(m.warnings).toContain(`config.json: mounts[${base + 1}].options: "mode=755" is file system data, which a bind mount does not take (ignored)`);
+  });
+
+  test("machina-nspawn --oci-bundle still refuses them (its mounts never propagate)", () => {
+    const text = edit((c) => void (c.mounts = [...(c.mounts as unknown[]), { destination: "/mnt/a", source: "/etc", options: ["bind", "shared"] }]));
+    expect(refusal(text)).toContain(`bind option "shared" cannot be honoured`);
+  });
+});
+
+describe("machina-oci (runtime mode): namespaces joined by path", () => {
+  const paths = (f: (ns: Json[]) => void, base = RUNC) =>
+    edit((c) => {
+      const ns = (linux(c).namespaces as Json[]).map((n) => ({ ...n }));
+      f(ns);
+      linux(c).namespaces = ns;
+    }, base);
+  const set = (ns: Json[], type: string, path: string) => {
+    const n = ns.find((x) => x.type === type);
+    if (n === undefined) ns.push({ type, path });
+    else n.path = path;
+  };
+
+  test("mount and PID namespaces by path (runtime-tools linux_ns_path); a hostname with a UTS path is set in the joined one", () => {
+    const text = paths((ns) => {
+      set(ns, "mount", "/proc/42/ns/mnt");
+      set(ns, "pid", "/proc/42/ns/pid_for_children");
+      set(ns, "uts", "/proc/42/ns/uts");
+    });
+    const v = mapOciConfig(text, B, "runtime").values;
+    expect([v.mountNamespacePath, v.pidNamespacePath, v.utsNamespacePath, v.hostname]).toEqual([
+      "/proc/42/ns/mnt",
+      "/proc/42/ns/pid_for_children",
+      "/proc/42/ns/uts",
+      "runc",
+    ]);
+  });
+
+  test("not with a new user namespace; machina-nspawn --oci-bundle joins only a network namespace", () => {
+    const text = edit((c) => {
+      const l = linux(c);
+      l.namespaces = [...(l.namespaces as Json[]).map((n) => (n.type === "mount" ? { ...n, path: "/proc/42/ns/mnt" } : n)), { type: "user" }];
+      l.uidMappings = [{ containerID: 0, hostID: 1000, size: 10 }];
+      l.gidMappings = [{ containerID: 0, hostID: 1000, size: 10 }];
+    });
+    expect(() => mapOciConfig(text, B, "runtime")).toThrow(
+      `${F}: linux.namespaces: joining a mount or PID namespace by path cannot be combined with a new user namespace`,
+    );
+    expect(refusal(paths((ns) => set(ns, "pid", "/proc/42/ns/pid")))).toBe(
+      `${F}: linux.namespaces[0].path: joining an existing pid namespace is not supported (only the network namespace can be joined by path)`,
+    );
+  });
+});

@@ -6,6 +6,7 @@ import { describe, expect, test } from "bun:test";
 import { FakeHost, type FakeNode } from "../../src/host/fake.ts";
 import { gatherHostFacts, gatherImageFacts } from "../../src/host/facts.ts";
 import { parseNspawnCommandLine } from "../../src/settings/nspawn-cli.ts";
+import type { Settings } from "../../src/settings/settings.ts";
 import { buildSpec } from "../../src/spec/build.ts";
 import { MS } from "../../src/spec/mount-flags.ts";
 import { pathCompare } from "../../src/spec/mounts-user.ts";
@@ -32,12 +33,12 @@ function fakeHost(extra: Record<string, string | FakeNode> = {}, env: Record<str
   });
 }
 
-function spec(argv: string[], host = fakeHost()): RunSpec {
+function spec(argv: string[], host = fakeHost(), patch: Partial<Settings> = {}): RunSpec {
   const parsed = parseNspawnCommandLine(argv, host.env(), "/home/u");
   if (parsed.action !== "run") throw new Error("not a run");
   const facts = gatherHostFacts(host, "/run/machina");
   const image = gatherImageFacts(host, parsed.settings.directory!, facts.timezone);
-  return buildSpec(parsed.settings, image, facts, { prog: "machina-nspawn" });
+  return buildSpec({ ...parsed.settings, ...patch }, image, facts, { prog: "machina-nspawn" });
 }
 
 const base = spec(["-D", "/srv/box", "--link-journal=no", "/bin/true"]).ops;
@@ -241,5 +242,68 @@ describe("--link-journal", () => {
     const host = fakeHost({ "/etc/machine-id": `${ID}\n` });
     expect(() => spec(["-D", "/srv/box", "--link-journal=guest", "/bin/true"], host)).toThrow(/Host and machine ids are equal/);
     expect(spec(["-D", "/srv/box", "--link-journal=try-guest", "/bin/true"], host).ops).toEqual(base);
+  });
+});
+
+describe("root propagation (machina-oci's linux.rootfsPropagation)", () => {
+  const records = (patch: Partial<Settings>) => specRecords(spec(["-D", "/srv/box", "/bin/true"], fakeHost(), patch)).filter(([n]) => n === "root_propagation");
+  test("one root_propagation record with the mount(2) flags; none without it (machina-nspawn: the root stays a slave)", () => {
+    expect(records({})).toEqual([]);
+    expect(records({ ociRootPropagation: "shared" })).toEqual([["root_propagation", [String(MS.SHARED)]]]);
+    expect(records({ ociRootPropagation: "slave" })).toEqual([["root_propagation", [String(MS.SLAVE)]]]);
+    expect(records({ ociRootPropagation: "private" })).toEqual([["root_propagation", [String(MS.PRIVATE)]]]);
+    expect(records({ ociRootPropagation: "unbindable" })).toEqual([["root_propagation", [String(MS.UNBINDABLE)]]]);
+    expect(records({ ociRootPropagation: "rshared" })).toEqual([["root_propagation", [String(MS.SHARED | MS.REC)]]]);
+  });
+});
+
+describe("machina-oci's mounts: config.json's order and each mount's propagation", () => {
+  test("ordered by config index (not by path), masks after them; the propagation type is in FLAGS without a recursive bind of its own", () => {
+    const ops = spec(["-D", "/srv/box", "/bin/true"], fakeHost(), {
+      ociRuntime: true,
+      tmpfs: [{ destination: "/tmp/t", options: "mode=755", propagation: "shared", order: 0 }],
+      binds: [
+        { source: "/etc", sourceInImage: false, destination: "/mnt/b", readOnly: false, recursive: false, idmap: "noidmap", propagation: "rshared", order: 2 },
+        {
+          source: "/etc",
+          sourceInImage: false,
+          destination: "/mnt/a",
+          readOnly: false,
+          recursive: true,
+          idmap: "noidmap",
+          propagation: "unbindable",
+          order: 1,
+        },
+      ],
+      inaccessible: ["/aaa"],
+    }).ops;
+    const user = ops.filter((o) => ("target" in o && ["/tmp/t", "/mnt/a", "/mnt/b"].includes(o.target)) || (o.op === "mask" && o.path === "/aaa"));
+    expect(user.map((o) => (o.op === "mask" ? o.path : "target" in o ? o.target : ""))).toEqual(["/tmp/t", "/mnt/a", "/mnt/b", "/aaa"]);
+    const flags = user.map((o) => (o.op === "mount" ? o.flags : 0));
+    expect(flags[0]! & MS.SHARED).toBe(MS.SHARED);
+    expect(flags[1]).toBe(MS.BIND | MS.REC | MS.UNBINDABLE);
+    expect(flags[2]).toBe(MS.BIND | MS.SHARED); // rshared on a plain bind: no MS_REC (that would make the bind recursive)
+  });
+});
+
+describe("machina-oci's namespaces joined by path", () => {
+  test("mntns and pidns replace mnt and pid; a joined UTS namespace gets the configured hostname only", () => {
+    const patch: Partial<Settings> = {
+      ociRuntime: true,
+      mountNamespacePath: "/proc/42/ns/mnt",
+      pidNamespacePath: "/proc/42/ns/pid_for_children",
+      utsNamespacePath: "/proc/42/ns/uts",
+    };
+    const s = spec(["-D", "/srv/box", "/bin/true"], fakeHost(), patch);
+    expect(s.namespaces).toEqual(["ipc", "cgroup"]);
+    const recs = specRecords(s).filter(([n]) => ["mntns", "pidns", "utsns", "hostname", "namespaces"].includes(n));
+    expect(recs).toEqual([
+      ["namespaces", ["ipc", "cgroup"]],
+      ["mntns", ["/proc/42/ns/mnt"]],
+      ["pidns", ["/proc/42/ns/pid_for_children"]],
+      ["utsns", ["/proc/42/ns/uts"]],
+    ]);
+    const named = specRecords(spec(["-D", "/srv/box", "--hostname=h1", "/bin/true"], fakeHost(), patch));
+    expect(named.filter(([n]) => n === "hostname")).toEqual([["hostname", ["h1"]]]);
   });
 });

@@ -4,6 +4,7 @@ import { FakeHost, type FakeNode } from "../../src/host/fake.ts";
 import { gatherHostFacts, gatherImageFacts } from "../../src/host/facts.ts";
 import { fsTypeOf, gatherUsernsFacts } from "../../src/host/userns-facts.ts";
 import { parseNspawnCommandLine } from "../../src/settings/nspawn-cli.ts";
+import type { Settings } from "../../src/settings/settings.ts";
 import { buildSpec } from "../../src/spec/build.ts";
 import { MS } from "../../src/spec/mount-flags.ts";
 import { siphash24 } from "../../src/spec/siphash.ts";
@@ -36,10 +37,10 @@ function fakeHost(root = "/srv/box", owner?: { uid: number; gid: number }, extra
   return h;
 }
 
-function build(argv: string[], host = fakeHost()): RunSpec {
+function build(argv: string[], host = fakeHost(), patch: Partial<Settings> = {}): RunSpec {
   const parsed = parseNspawnCommandLine(argv, host.env());
   if (parsed.action !== "run") throw new Error("not a run");
-  const s = parsed.settings;
+  const s = { ...parsed.settings, ...patch };
   const facts = gatherHostFacts(host, "/run/machina");
   const image = gatherImageFacts(host, s.directory!, facts.timezone);
   if (s.privateUsers.mode !== "no") image.userns = gatherUsernsFacts(host, image.root, facts.stateDir);
@@ -245,5 +246,56 @@ describe("setup ops in a user namespace", () => {
     });
     const mapped = build(["-D", "/srv/box", "--private-users=1048576", "--private-users-ownership=map", "--resolv-conf=copy-host", "/bin/true"]);
     expect(mapped.ops.some((o) => o.op === "copy" && o.path === "/etc/resolv.conf")).toBe(true);
+  });
+});
+
+describe("machina-oci's exact maps (linux.uidMappings/gidMappings)", () => {
+  const maps = (uid: [number, number, number][], gid: [number, number, number][]): Partial<Settings> => ({
+    privateUsers: {
+      mode: "maps",
+      uid: uid.map(([inside, outside, count]) => ({ inside, outside, count })),
+      gid: gid.map(([inside, outside, count]) => ({ inside, outside, count })),
+    },
+  });
+
+  test("uid and gid maps differ and have several lines: written as given; cgroups owned by the container's root; no chown, idmap or lock", () => {
+    const s = build(
+      ["-D", "/srv/box", "/bin/true"],
+      fakeHost(),
+      maps(
+        [
+          [0, 1000, 2000],
+          [5000, 300000, 10],
+        ],
+        [[0, 1001, 3000]],
+      ),
+    );
+    expect(s.namespaces).toContain("user");
+    expect(userRecords(s)).toEqual([
+      ["uid_map", ["0", "1000", "2000"]],
+      ["uid_map", ["5000", "300000", "10"]],
+      ["gid_map", ["0", "1001", "3000"]],
+      ["cgroup_owner", ["1000", "1001"]],
+    ]);
+  });
+
+  test("ownership settings are not applied to exact maps (runc changes no ownership)", () => {
+    const s = build(["-D", "/srv/box", "--private-users-ownership=chown", "/bin/true"], fakeHost(), maps([[0, 1048576, 65536]], [[0, 1048576, 65536]]));
+    expect(userRecords(s).map(([n]) => n)).toEqual(["uid_map", "gid_map", "cgroup_owner"]);
+  });
+
+  test("a tree the container's root does not own: /etc files are bound read-only; owned by it: copied", () => {
+    const notOwned = build(["-D", "/srv/box", "--resolv-conf=copy-host", "/bin/true"], fakeHost(), maps([[0, 1000, 2000]], [[0, 1000, 3000]]));
+    expect(notOwned.ops.some((o) => o.op === "copy" && o.path === "/etc/resolv.conf")).toBe(false);
+    const owned = build(
+      ["-D", "/srv/box", "--resolv-conf=copy-host", "/bin/true"],
+      fakeHost("/srv/box", { uid: 1000, gid: 2000 }),
+      maps([[0, 1000, 2000]], [[0, 2000, 3000]]),
+    );
+    expect(owned.ops.some((o) => o.op === "copy" && o.path === "/etc/resolv.conf")).toBe(true);
+  });
+
+  test("maps without the container's root are refused", () => {
+    expect(() => build(["-D", "/srv/box", "/bin/true"], fakeHost(), maps([[1, 1000, 10]], [[0, 1000, 10]]))).toThrow("maps no root");
   });
 });
