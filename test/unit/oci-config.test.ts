@@ -7,6 +7,7 @@ import { loadOciBundle } from "../../src/runtime/prepare.ts";
 import { CAPABILITIES } from "../../src/settings/capabilities.ts";
 import { parseNspawnCommandLine } from "../../src/settings/nspawn-cli.ts";
 import { mapOciConfig } from "../../src/settings/oci-config.ts";
+import { parseResources, resourceWrites } from "../../src/oci-runtime/update.ts";
 import type { Settings } from "../../src/settings/settings.ts";
 
 const FIX = join(import.meta.dir, "../fixtures/oci");
@@ -106,6 +107,21 @@ describe("machina-oci: linux.resources exactly as runc writes them", () => {
     expect(refused([{ allow: true, type: "x" }])).toBe(`${F}: linux.resources.devices[0].type: "x" is not a device type (a, c or b)`);
     expect(refused([{ allow: true, access: "rr" }])).toBe(`${F}: linux.resources.devices[0].access: "rr" is not an access (one or more of r, w, m)`);
     expect(refused([{ allow: false, type: "c", major: 1, minor: 3, access: "w" }])).toBe("accepted");
+  });
+});
+
+describe("machina-oci update: the same table, a 0 leaves a value as it is", () => {
+  test("values and refusals", () => {
+    const w = resourceWrites(parseResources(JSON.stringify({ cpu: { shares: 0, quota: 20000 }, pids: { limit: 0 }, memory: { limit: -1 } }), "-"));
+    expect(w).toEqual([
+      { controller: "memory", field: "memory.limit", v2: ["memory.max", "max"], v1: [["memory.limit_in_bytes", "-1"]] },
+      { controller: "cpu", field: "cpu.quota", v2: ["cpu.max", "20000 100000"], v1: [["cpu.cfs_quota_us", "20000"]] },
+    ]);
+    expect(resourceWrites(parseResources('{"unified": {"memory.high": "1000000"}}', "-"))).toEqual([
+      { controller: "memory", field: "unified.memory.high", v2: ["memory.high", "1000000"], v1: [] },
+    ]);
+    expect(() => resourceWrites(parseResources('{"memory": {"kernel": 1}}', "-"))).toThrow("memory.kernel: is not supported by machina");
+    expect(() => resourceWrites(parseResources('{"memory": {"swap": 1}}', "-"))).toThrow("memory.swap: memory+swap needs memory.limit");
   });
 });
 
