@@ -235,9 +235,25 @@ describe.skipIf(!isRoot)("machina-oci", () => {
         expect(oci(["exec", name, "sh", "-c", "echo x > /dev/null"]).code).toBe(0);
         expect(oci(["delete", "--force", name]).code).toBe(0);
         for (const c of ["cpu", "cpuset", "devices", "unified"]) expect(existsSync(v1(c))).toBe(false);
+        // relative: below our own cgroup; every new v1 cpuset on the way gets its parent's cpus and mems
+        writeConfig((c) => {
+          (c.linux as Json).cgroupsPath = `${path.slice(1)}/inner`;
+          (c.linux as Json).resources = { cpu: { cpus: "0", mems: "0" } };
+        });
+        expect(oci(["create", "--bundle", bundle, name]).code).toBe(0);
+        if (existsSync("/sys/fs/cgroup/cpuset/cpuset.cpus")) {
+          const own = /^[0-9]+:(?:[^:]*,)?cpuset(?:,[^:]*)?:(.*)$/m.exec(readFileSync("/proc/self/cgroup", "utf8"))?.[1] ?? "/";
+          const inner = `/sys/fs/cgroup/cpuset${own === "/" ? "" : own}${path}/inner`;
+          expect(readFileSync(`${inner}/cpuset.cpus`, "utf8").trim()).toBe("0");
+          expect(readFileSync(`${inner}/../cpuset.mems`, "utf8").trim()).not.toBe("");
+          expect(readFileSync(`${inner}/cgroup.procs`, "utf8")).toContain(String(state(name).pid));
+        }
       } finally {
         oci(["delete", "--force", name]);
-        for (const c of ["cpu", "cpuset", "devices", "unified"]) if (existsSync(v1(c))) rmdirSync(v1(c)); // cgroupfs: rmdir only
+        const own = /^[0-9]+:(?:[^:]*,)?cpuset(?:,[^:]*)?:(.*)$/m.exec(readFileSync("/proc/self/cgroup", "utf8"))?.[1] ?? "/";
+        const dirs = ["cpu", "cpuset", "devices", "unified"].map(v1);
+        dirs.unshift(`/sys/fs/cgroup/cpuset${own === "/" ? "" : own}${path}/inner`, `/sys/fs/cgroup/unified${path}/inner`);
+        for (const d of dirs) if (existsSync(d)) rmdirSync(d); // cgroupfs: rmdir only
       }
     },
     T,
