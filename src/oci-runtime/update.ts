@@ -37,7 +37,12 @@ export function resourceWrites(r: Resources): CgroupValue[] {
   const fail = (field: string, what: string): never => {
     throw new MachinaError("E_INVALID", `${field}: ${what}`, { value: field });
   };
-  const out = ociCgroupValues({ ...r, ...(r.pids !== undefined && r.pids.limit === 0 ? { pids: undefined } : {}) }, fail, "");
+  // for update a 0 leaves the value as it is (pids.limit 0 would be "max" at create, swappiness 0 a value)
+  const unchanged = {
+    ...(r.pids !== undefined && r.pids.limit === 0 ? { pids: undefined } : {}),
+    ...(r.memory?.swappiness === 0 ? { memory: { ...r.memory, swappiness: undefined } } : {}),
+  };
+  const out = ociCgroupValues({ ...r, ...unchanged }, fail, "");
   if (r.blockIO !== undefined) throw new MachinaError("E_UNSUPPORTED", "blockIO updates are not supported by machina-oci", { value: "blockIO" });
   if (r.hugepageLimits !== undefined && r.hugepageLimits.length > 0)
     throw new MachinaError("E_UNSUPPORTED", "hugepageLimits are not supported by machina-oci", { value: "hugepageLimits" });

@@ -740,8 +740,10 @@ export function ociCgroupValues(r: Pick<OciResources, "memory" | "cpu" | "pids">
       if (swap > 0 && (limit <= 0 || swap < limit)) fail(f("memory.swap"), "memory+swap needs memory.limit, and may not be below it");
       out.push({ controller: "memory", field: f("memory.swap"), v2: ["memory.swap.max", swap < 0 ? "max" : String(swap - limit)], v1: [["memory.memsw.limit_in_bytes", String(swap)]] });
     }
+    // kernel and kernelTCP 0 are "not set" (runc), the flags false their default
     for (const k of ["kernel", "kernelTCP", "swappiness", "disableOOMKiller", "useHierarchy", "checkBeforeUpdate"] as const)
-      if (m[k] !== undefined) fail(f(`memory.${k}`), "is not supported by machina (supported: memory.limit, memory.reservation, memory.swap)");
+      if (m[k] !== undefined && m[k] !== false && !(m[k] === 0 && (k === "kernel" || k === "kernelTCP")))
+        fail(f(`memory.${k}`), "is not supported by machina (supported: memory.limit, memory.reservation, memory.swap)");
   }
   const cpu = r.cpu;
   if (cpu !== undefined) {

@@ -121,6 +121,7 @@ describe("machina-oci update: the same table, a 0 leaves a value as it is", () =
       { controller: "memory", field: "unified.memory.high", v2: ["memory.high", "1000000"], v1: [] },
     ]);
     expect(() => resourceWrites(parseResources('{"memory": {"kernel": 1}}', "-"))).toThrow("memory.kernel: is not supported by machina");
+    expect(resourceWrites(parseResources('{"memory": {"kernel": 0, "swappiness": 0, "disableOOMKiller": false}, "pids": {"limit": 0}}', "-"))).toEqual([]);
     expect(() => resourceWrites(parseResources('{"memory": {"swap": 1}}', "-"))).toThrow("memory.swap: memory+swap needs memory.limit");
   });
 });
