@@ -51,7 +51,9 @@ export function resourceWrites(r: Resources): CgroupValue[] {
       throw new MachinaError("E_INVALID", `unified: "${file}" is not a controller's file`, { value: file });
     const controller = file.slice(0, file.indexOf("."));
     if (!(CONTROLLERS as readonly string[]).includes(controller))
-      throw new MachinaError("E_UNSUPPORTED", `unified: "${file}": the ${controller} controller is not one machina-oci sets (${CONTROLLERS.join(", ")})`, { value: file });
+      throw new MachinaError("E_UNSUPPORTED", `unified: "${file}": the ${controller} controller is not one machina-oci sets (${CONTROLLERS.join(", ")})`, {
+        value: file,
+      });
     out.push({ controller: controller as CgroupController, field: `unified.${file}`, v2: [file, value], v1: [] });
   }
   return out;
@@ -100,7 +102,10 @@ export function updateContainer(host: Host, root: string, id: string, r: Resourc
       throw new MachinaError("E_UNSUPPORTED", `${w.field}: the ${w.controller} controller is neither in cgroup v2 nor a v1 hierarchy on this host`, {
         value: w.field,
       });
-    if (w.v1.length === 0) throw new MachinaError("E_UNSUPPORTED", `${w.field}: the ${w.controller} controller is a cgroup v1 hierarchy here and has no such file`, { value: w.field });
+    if (w.v1.length === 0)
+      throw new MachinaError("E_UNSUPPORTED", `${w.field}: the ${w.controller} controller is a cgroup v1 hierarchy here and has no such file`, {
+        value: w.field,
+      });
     let dir = st.cgroups.find((c) => c.startsWith(`${hierarchy}/`));
     if (dir === undefined) {
       dir = `${hierarchy}${rel}`;

@@ -731,14 +731,30 @@ export function ociCgroupValues(r: Pick<OciResources, "memory" | "cpu" | "pids">
   const m = r.memory;
   if (m !== undefined) {
     const limit = m.limit ?? 0;
-    if (limit !== 0) out.push({ controller: "memory", field: f("memory.limit"), v2: ["memory.max", limit < 0 ? "max" : String(limit)], v1: [["memory.limit_in_bytes", limit < 0 ? "-1" : String(limit)]] });
+    if (limit !== 0)
+      out.push({
+        controller: "memory",
+        field: f("memory.limit"),
+        v2: ["memory.max", limit < 0 ? "max" : String(limit)],
+        v1: [["memory.limit_in_bytes", limit < 0 ? "-1" : String(limit)]],
+      });
     const res = m.reservation ?? 0;
     if (res !== 0)
-      out.push({ controller: "memory", field: f("memory.reservation"), v2: ["memory.low", res < 0 ? "max" : String(res)], v1: [["memory.soft_limit_in_bytes", res < 0 ? "-1" : String(res)]] });
+      out.push({
+        controller: "memory",
+        field: f("memory.reservation"),
+        v2: ["memory.low", res < 0 ? "max" : String(res)],
+        v1: [["memory.soft_limit_in_bytes", res < 0 ? "-1" : String(res)]],
+      });
     const swap = m.swap ?? 0;
     if (swap !== 0) {
       if (swap > 0 && (limit <= 0 || swap < limit)) fail(f("memory.swap"), "memory+swap needs memory.limit, and may not be below it");
-      out.push({ controller: "memory", field: f("memory.swap"), v2: ["memory.swap.max", swap < 0 ? "max" : String(swap - limit)], v1: [["memory.memsw.limit_in_bytes", String(swap)]] });
+      out.push({
+        controller: "memory",
+        field: f("memory.swap"),
+        v2: ["memory.swap.max", swap < 0 ? "max" : String(swap - limit)],
+        v1: [["memory.memsw.limit_in_bytes", String(swap)]],
+      });
     }
     // kernel and kernelTCP 0 are "not set" (runc), the flags false their default
     for (const k of ["kernel", "kernelTCP", "swappiness", "disableOOMKiller", "useHierarchy", "checkBeforeUpdate"] as const)
@@ -751,7 +767,12 @@ export function ociCgroupValues(r: Pick<OciResources, "memory" | "cpu" | "pids">
     if (shares !== 0) {
       if (shares < 2 || shares > 262144) fail(f("cpu.shares"), `${shares} is out of range (2 to 262144)`);
       // cgroup v1 shares -> v2 weight, as runc and crun convert them.
-      out.push({ controller: "cpu", field: f("cpu.shares"), v2: ["cpu.weight", String(1 + Math.floor(((shares - 2) * 9999) / 262142))], v1: [["cpu.shares", String(shares)]] });
+      out.push({
+        controller: "cpu",
+        field: f("cpu.shares"),
+        v2: ["cpu.weight", String(1 + Math.floor(((shares - 2) * 9999) / 262142))],
+        v1: [["cpu.shares", String(shares)]],
+      });
     }
     const quota = cpu.quota ?? 0;
     const period = cpu.period ?? 0;
@@ -813,7 +834,10 @@ function ociDeviceCgroupRules(list: NonNullable<OciResources["devices"]>, fail: 
     if (d.allow) rules.push(rule);
     else if (rule.type === "a" && access.length === 3) rules = [];
     else if (rules.length > 0)
-      fail(field, "a deny rule after allow rules cannot be honoured (machina allows the listed rules and its standard device nodes; deny-all entries are accepted)");
+      fail(
+        field,
+        "a deny rule after allow rules cannot be honoured (machina allows the listed rules and its standard device nodes; deny-all entries are accepted)",
+      );
   }
   return rules;
 }
@@ -871,7 +895,8 @@ function mapResources(L: NonNullable<OciConfig["linux"]>, set: Setter, fail: Fai
     }
     if (cpu.cpus !== undefined && cpu.cpus !== "") set("cpuAffinity", parseCpuSet(cpu.cpus, ctx("linux.resources.cpu.cpus")));
     for (const k of ["burst", "realtimeRuntime", "realtimePeriod", "mems", "idle"] as const)
-      if (cpu[k] !== undefined) fail(`linux.resources.cpu.${k}`, "is not supported by machina-nspawn (supported: cpu.shares, cpu.quota with cpu.period, cpu.cpus)");
+      if (cpu[k] !== undefined)
+        fail(`linux.resources.cpu.${k}`, "is not supported by machina-nspawn (supported: cpu.shares, cpu.quota with cpu.period, cpu.cpus)");
   }
   if (r.pids !== undefined) props.push({ name: "TasksMax", value: r.pids.limit <= 0 ? "infinity" : String(r.pids.limit) });
   if (props.length > 0) set("properties", props);

@@ -101,7 +101,12 @@ describe("machina-oci: linux.resources exactly as runc writes them", () => {
       }
       return "accepted";
     };
-    expect(refused([{ allow: true, type: "c", major: 1, minor: 3 }, { allow: false, type: "c", major: 1, minor: 3, access: "w" }])).toBe(
+    expect(
+      refused([
+        { allow: true, type: "c", major: 1, minor: 3 },
+        { allow: false, type: "c", major: 1, minor: 3, access: "w" },
+      ]),
+    ).toBe(
       `${F}: linux.resources.devices[1]: a deny rule after allow rules cannot be honoured (machina allows the listed rules and its standard device nodes; deny-all entries are accepted)`,
     );
     expect(refused([{ allow: true, type: "x" }])).toBe(`${F}: linux.resources.devices[0].type: "x" is not a device type (a, c or b)`);

@@ -244,7 +244,11 @@ describe("resources", () => {
         "/srv/bundle",
         "runtime",
       ).values;
-    const pick = (v: Partial<Settings>) => ({ ociResources: v.ociResources, ociDeviceRules: v.ociDeviceRules, cgroupPathAbsolute: v.cgroupPathAbsolute ?? false });
+    const pick = (v: Partial<Settings>) => ({
+      ociResources: v.ociResources,
+      ociDeviceRules: v.ociDeviceRules,
+      cgroupPathAbsolute: v.cgroupPathAbsolute ?? false,
+    });
     const abs = config("/cgrouptest");
     const s = spec(["-D", "/srv/box", "x"], host({}, HYBRID), { ...pick(abs), cgroupPath: "cgrouptest" });
     expect(s.cgroups).toEqual([
@@ -279,7 +283,12 @@ describe("resources", () => {
   });
   test("machina-oci: what cgroup v2 cannot express is refused where the controller is in cgroup v2", () => {
     const h = host({ "/sys/fs/cgroup/cgroup.controllers": "cpuset cpu io memory pids\n" }, PURE_V2);
-    const rt = { controller: "cpu" as const, field: "linux.resources.cpu.realtimeRuntime", v2: undefined, v1: [["cpu.rt_runtime_us", "1"] as [string, string]] };
+    const rt = {
+      controller: "cpu" as const,
+      field: "linux.resources.cpu.realtimeRuntime",
+      v2: undefined,
+      v1: [["cpu.rt_runtime_us", "1"] as [string, string]],
+    };
     expect(() => spec(["-D", "/srv/box", "x"], h, { ociResources: [rt], cgroupPath: "c" })).toThrow(
       "linux.resources.cpu.realtimeRuntime: cgroup v2 has no equivalent",
     );
