@@ -11,7 +11,7 @@ import type { Host } from "../host/host.ts";
 import { parseCgroupLayout } from "../host/facts.ts";
 import { cgroup2Mount } from "../machine/machines.ts";
 import { ociCgroupValues, OciResourcesSchemaOf, type OciResources } from "../settings/oci-config.ts";
-import type { CgroupController, CgroupValue } from "../settings/settings.ts";
+import { V1_HIERARCHY, type CgroupController, type CgroupValue } from "../settings/settings.ts";
 import { readState, status, writeState } from "./state.ts";
 
 export type Resources = OciResources;
@@ -59,8 +59,7 @@ export function resourceWrites(r: Resources): CgroupValue[] {
   return out;
 }
 
-const CONTROLLERS = ["memory", "pids", "cpu", "cpuset", "io"] as const satisfies readonly CgroupController[];
-const V1_NAME: Record<CgroupController, string> = { memory: "memory", pids: "pids", cpu: "cpu", cpuset: "cpuset", io: "blkio" };
+const CONTROLLERS = Object.keys(V1_HIERARCHY) as CgroupController[];
 
 /**
  * Apply the values to container ID's cgroup: in cgroup v2 where the controller is there
@@ -97,7 +96,7 @@ export function updateContainer(host: Host, root: string, id: string, r: Resourc
       host.writeFile(`${cg}/${w.v2[0]}`, w.v2[1]);
       continue;
     }
-    const hierarchy = v1Mounts[V1_NAME[w.controller]];
+    const hierarchy = v1Mounts[V1_HIERARCHY[w.controller]];
     if (hierarchy === undefined)
       throw new MachinaError("E_UNSUPPORTED", `${w.field}: the ${w.controller} controller is neither in cgroup v2 nor a v1 hierarchy on this host`, {
         value: w.field,

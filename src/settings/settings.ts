@@ -8,8 +8,9 @@ import type { Rlimit } from "./rlimits.ts";
 import type { SeccompFilter } from "../spec/seccomp.ts";
 import type { DeviceRule } from "../spec/devices.ts";
 
-/** A cgroup controller machina sets values of (v1 hierarchy name: `io` is `blkio`). */
-export type CgroupController = "memory" | "pids" | "cpu" | "cpuset" | "io";
+/** The cgroup controllers machina sets values of, each with the name of its cgroup v1 hierarchy. */
+export const V1_HIERARCHY = { memory: "memory", pids: "pids", cpu: "cpu", cpuset: "cpuset", io: "blkio" } as const;
+export type CgroupController = keyof typeof V1_HIERARCHY;
 
 /**
  * One value of a container's resources, in both cgroup versions: the v2 file and value where

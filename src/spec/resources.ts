@@ -9,7 +9,11 @@
  * cpu.cfs_quota_us + cpu.cfs_period_us, cpu.shares, blkio.bfq.weight (or blkio.weight), in a
  * scope of the same name in that controller's hierarchy, which the container then also joins.
  * v1 scopes go below the cgroup machina-nspawn itself runs in there (usually "/"), so that a
- * container never leaves a limit its caller is under.
+ * container never leaves a limit its caller is under — except machina-oci's absolute
+ * linux.cgroupsPath, which is taken from each hierarchy's root, as runc takes it.
+ * machina-oci's linux.resources come exact (settings.ociResources: the v1 cpu.rt_*, cpuset.*
+ * files too, v2 or v1 by where the controller is), and its linux.resources.devices rules also
+ * go to a v1 devices hierarchy when the host has one (devices.deny a, then each allowed rule).
  *
  * Where the machine's cgroup2 directory is (cgroupPlacement), as systemd-nspawn places it:
  * - "scope": `machine.slice/machine-NAME.scope` (or --slice=), created by the helper — hosts
@@ -24,7 +28,7 @@
 import { invalidError } from "../errors.ts";
 import type { HostFacts } from "../host/facts.ts";
 import { escapeUnitName } from "../settings/machine-name.ts";
-import type { CgroupController, CgroupValue, Settings } from "../settings/settings.ts";
+import { V1_HIERARCHY, type CgroupController, type CgroupValue, type Settings } from "../settings/settings.ts";
 import { containerDeviceRules, deviceRuleV1 } from "./devices.ts";
 import { SIZE_SYNTAX, U64_MAX, readSize } from "../settings/size.ts";
 
@@ -182,8 +186,6 @@ function wanted(settings: Settings, host: HostFacts): CgroupValue[] {
   return [...out, ...(settings.ociResources ?? [])];
 }
 
-const V1_NAME: Record<CgroupController, string> = { memory: "memory", pids: "pids", cpu: "cpu", cpuset: "cpuset", io: "blkio" };
-
 /**
  * The container's directory in a cgroup v1 hierarchy: below the cgroup machina runs in there,
  * or — machina-oci with an absolute linux.cgroupsPath — from the hierarchy's root, as runc.
@@ -242,7 +244,7 @@ export function resourcePlan(settings: Settings, name: string, host: HostFacts):
       sets.push({ path: `${v2}/${rel}/${w.v2[0]}`, value: w.v2[1] });
       continue;
     }
-    const dir = v1Dir(settings, host, V1_NAME[w.controller], v1Rel);
+    const dir = v1Dir(settings, host, V1_HIERARCHY[w.controller], v1Rel);
     if (dir === undefined)
       throw invalidError(`${w.field}: cannot be applied: this host has no ${w.controller} controller (neither in cgroup v2 nor as a v1 hierarchy)`, {
         value: w.field,
