@@ -94,6 +94,71 @@ static int mkdir_p_host(const char *path, mode_t mode, struct merr *e)
 }
 
 /*
+ * cgroup v1 cpuset: a new cpuset's cpuset.cpus and cpuset.mems are empty and the kernel refuses
+ * tasks in it until both are set. Give each empty one its parent's, as runc's ensureParent does.
+ * Not a v1 cgroup, no cpuset files, or already set: nothing to do.
+ */
+static int cpuset_inherit(const char *dir, struct merr *e)
+{
+	struct statfs sf;
+	if (statfs(dir, &sf) < 0 || sf.f_type != CGROUP_SUPER_MAGIC)
+		return 0;
+	static const char *const files[] = { "cpuset.cpus", "cpuset.mems" };
+	for (size_t i = 0; i < 2; i++) {
+		char path[4200], parent[4200], buf[4096];
+		snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+		_cleanup_close_ int fd = open(path, O_RDWR | O_CLOEXEC);
+		if (fd < 0)
+			return errno == ENOENT ? 0 : merr_sys(e, "open", path, "failed to open \"%s\"", path);
+		ssize_t n = read(fd, buf, sizeof buf - 1);
+		if (n < 0)
+			return merr_sys(e, "read", path, "failed to read \"%s\"", path);
+		if (n > 0 && buf[0] != '\n')
+			continue;
+		const char *slash = strrchr(dir, '/');
+		if (!slash || slash == dir)
+			continue;
+		snprintf(parent, sizeof parent, "%.*s/%s", (int)(slash - dir), dir, files[i]);
+		_cleanup_close_ int pfd = open(parent, O_RDONLY | O_CLOEXEC);
+		if (pfd < 0)
+			return merr_sys(e, "open", parent, "failed to open \"%s\"", parent);
+		n = read(pfd, buf, sizeof buf - 1);
+		if (n < 0)
+			return merr_sys(e, "read", parent, "failed to read \"%s\"", parent);
+		if (n == 0 || buf[0] == '\n')
+			continue; /* the parent's is empty too (not ours to fill) */
+		if (write(fd, buf, (size_t)n) != n)
+			return merr_sys(e, "write", path, "failed to give \"%s\" its parent's value", path);
+	}
+	return 0;
+}
+
+/* mkdir -p of a cgroup directory; every cgroup v1 cpuset on the way gets cpus and mems (cpuset_inherit). */
+static int mkdir_cgroup(const char *path, struct merr *e)
+{
+	char buf[4096];
+	size_t l = strlen(path);
+	if (l >= sizeof buf)
+		return merr_set(e, ENAMETOOLONG, "mkdir", path, "failed to create directory \"%.200s\"", path);
+	memcpy(buf, path, l + 1);
+	for (char *p = buf + 1;; p++) {
+		if (*p == '/' || *p == 0) {
+			char c = *p;
+			*p = 0;
+			if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+				return merr_sys(e, "mkdir", buf, "failed to create directory \"%s\"", buf);
+			int r = cpuset_inherit(buf, e);
+			if (r < 0)
+				return r;
+			*p = c;
+			if (!c)
+				break;
+		}
+	}
+	return 0;
+}
+
+/*
  * Create the container's cgroups before the clone, and return an fd of the first one on
  * cgroup2 for CLONE_INTO_CGROUP (-1 if none): starting the child inside its cgroup avoids a
  * migration, which costs a grace period (~10 ms) on a cold cgroup hierarchy.
@@ -102,7 +167,7 @@ static int prepare_cgroups(const struct spec *s, size_t *into, struct merr *e)
 {
 	int fd = -1;
 	for (size_t i = 0; i < s->n_cgroups; i++) {
-		int r = mkdir_p_host(s->cgroups[i], 0755, e);
+		int r = mkdir_cgroup(s->cgroups[i], e);
 		if (r < 0) {
 			if (fd >= 0)
 				close(fd);
@@ -120,7 +185,7 @@ static int prepare_cgroups(const struct spec *s, size_t *into, struct merr *e)
 static int join_cgroup(const char *dir, pid_t pid, struct merr *e)
 {
 	char path[4200], num[24];
-	int r = mkdir_p_host(dir, 0755, e);
+	int r = mkdir_cgroup(dir, e);
 	if (r < 0)
 		return r;
 	snprintf(path, sizeof path, "%s/cgroup.procs", dir);

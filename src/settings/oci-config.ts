@@ -23,7 +23,8 @@ import type { FileSettings } from "./nspawn-file.ts";
 import { RLIMITS, type LimitValue, type Rlimit } from "./rlimits.ts";
 import { mapOciSeccomp } from "./oci-seccomp.ts";
 import { parseSelinuxLabel } from "./selinux-label.ts";
-import type { Settings, Source } from "./settings.ts";
+import type { CgroupValue, Settings, Source } from "./settings.ts";
+import type { DeviceRule } from "../spec/devices.ts";
 import { isValidEnvName, parseHostname, parseSlice } from "./values.ts";
 
 // ------------------------------------------------------------------ the schema (fields machina reads)
@@ -366,7 +367,7 @@ export function mapOciConfig(text: string, bundle: string, mode: "nspawn" | "run
 }
 
 type Setter = <K extends keyof Settings>(k: K, v: Settings[K]) => void;
-type Fail = (field: string, what: string) => never;
+export type Fail = (field: string, what: string) => never;
 
 function capList(list: string[] | undefined, field: string, fail: Fail): CapabilityName[] | undefined {
   if (list === undefined) return undefined;
@@ -772,13 +773,161 @@ function mapLinux(
   if (L.personality !== undefined) fail("linux.personality", "is not supported from config.json (use --personality=)");
 }
 
+/** linux.resources as config.json gives it. */
+export type OciResources = NonNullable<NonNullable<OciConfig["linux"]>["resources"]>;
+export const OciResourcesSchemaOf = (): ReturnType<typeof ociSchemas>["Resources"] => ociSchemas().Resources;
+
+/**
+ * linux.resources' memory, cpu and pids as runc writes them (libcontainer's fs and fs2
+ * managers), one entry per value with its cgroup v2 and v1 forms: memory.limit ->
+ * memory.max / memory.limit_in_bytes (-1: unlimited), reservation -> memory.low /
+ * memory.soft_limit_in_bytes, swap (memory+swap) -> memory.swap.max (swap - limit) /
+ * memory.memsw.limit_in_bytes; cpu.shares -> cpu.weight (runc's conversion) / cpu.shares;
+ * quota and period -> cpu.max "QUOTA PERIOD" / cpu.cfs_period_us then cpu.cfs_quota_us;
+ * realtimePeriod then realtimeRuntime -> cpu.rt_period_us, cpu.rt_runtime_us (v1 only);
+ * cpus, mems -> cpuset.cpus, cpuset.mems; pids.limit -> pids.max (0 or less: "max"). A 0 is
+ * "not set", as runc reads it. What machina cannot honour is refused naming the field.
+ */
+export function ociCgroupValues(r: Pick<OciResources, "memory" | "cpu" | "pids">, fail: Fail, prefix = "linux.resources."): CgroupValue[] {
+  const out: CgroupValue[] = [];
+  const f = (k: string) => `${prefix}${k}`;
+  const m = r.memory;
+  if (m !== undefined) {
+    const limit = m.limit ?? 0;
+    if (limit !== 0)
+      out.push({
+        controller: "memory",
+        field: f("memory.limit"),
+        v2: ["memory.max", limit < 0 ? "max" : String(limit)],
+        v1: [["memory.limit_in_bytes", limit < 0 ? "-1" : String(limit)]],
+      });
+    const res = m.reservation ?? 0;
+    if (res !== 0)
+      out.push({
+        controller: "memory",
+        field: f("memory.reservation"),
+        v2: ["memory.low", res < 0 ? "max" : String(res)],
+        v1: [["memory.soft_limit_in_bytes", res < 0 ? "-1" : String(res)]],
+      });
+    const swap = m.swap ?? 0;
+    if (swap !== 0) {
+      if (swap > 0 && (limit <= 0 || swap < limit)) fail(f("memory.swap"), "memory+swap needs memory.limit, and may not be below it");
+      out.push({
+        controller: "memory",
+        field: f("memory.swap"),
+        v2: ["memory.swap.max", swap < 0 ? "max" : String(swap - limit)],
+        v1: [["memory.memsw.limit_in_bytes", String(swap)]],
+      });
+    }
+    // kernel and kernelTCP 0 are "not set" (runc), the flags false their default
+    for (const k of ["kernel", "kernelTCP", "swappiness", "disableOOMKiller", "useHierarchy", "checkBeforeUpdate"] as const)
+      if (m[k] !== undefined && m[k] !== false && !(m[k] === 0 && (k === "kernel" || k === "kernelTCP")))
+        fail(f(`memory.${k}`), "is not supported by machina (supported: memory.limit, memory.reservation, memory.swap)");
+  }
+  const cpu = r.cpu;
+  if (cpu !== undefined) {
+    const shares = cpu.shares ?? 0;
+    if (shares !== 0) {
+      if (shares < 2 || shares > 262144) fail(f("cpu.shares"), `${shares} is out of range (2 to 262144)`);
+      // cgroup v1 shares -> v2 weight, as runc and crun convert them.
+      out.push({
+        controller: "cpu",
+        field: f("cpu.shares"),
+        v2: ["cpu.weight", String(1 + Math.floor(((shares - 2) * 9999) / 262142))],
+        v1: [["cpu.shares", String(shares)]],
+      });
+    }
+    const quota = cpu.quota ?? 0;
+    const period = cpu.period ?? 0;
+    if (period < 0) fail(f("cpu.period"), `${period} is out of range`);
+    if (quota !== 0 || period !== 0) {
+      const v1: Array<[string, string]> = [];
+      if (period !== 0) v1.push(["cpu.cfs_period_us", String(period)]);
+      if (quota !== 0) v1.push(["cpu.cfs_quota_us", quota < 0 ? "-1" : String(quota)]);
+      out.push({ controller: "cpu", field: f("cpu.quota"), v2: ["cpu.max", `${quota <= 0 ? "max" : quota} ${period === 0 ? 100000 : period}`], v1 });
+    }
+    const rtPeriod = cpu.realtimePeriod ?? 0;
+    const rtRuntime = cpu.realtimeRuntime ?? 0;
+    if (rtPeriod !== 0 || rtRuntime !== 0) {
+      if (rtPeriod < 0) fail(f("cpu.realtimePeriod"), `${rtPeriod} is out of range`);
+      const v1: Array<[string, string]> = [];
+      if (rtPeriod !== 0) v1.push(["cpu.rt_period_us", String(rtPeriod)]);
+      if (rtRuntime !== 0) v1.push(["cpu.rt_runtime_us", String(rtRuntime)]);
+      out.push({ controller: "cpu", field: f("cpu.realtimeRuntime"), v2: undefined, v1 });
+    }
+    for (const k of ["cpus", "mems"] as const) {
+      const v = cpu[k];
+      if (v === undefined || v === "") continue;
+      if (!/^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$/.test(v)) fail(f(`cpu.${k}`), `"${v}" is not a list of numbers and ranges (e.g. 0-3,6)`);
+      out.push({ controller: "cpuset", field: f(`cpu.${k}`), v2: [`cpuset.${k}`, v], v1: [[`cpuset.${k}`, v]] });
+    }
+    for (const k of ["burst", "idle"] as const) if (cpu[k] !== undefined) fail(f(`cpu.${k}`), "is not supported by machina");
+  }
+  if (r.pids !== undefined) {
+    const n = r.pids.limit <= 0 ? "max" : String(r.pids.limit);
+    out.push({ controller: "pids", field: f("pids.limit"), v2: ["pids.max", n], v1: [["pids.max", n]] });
+  }
+  return out;
+}
+
+/**
+ * linux.resources.devices for machina-oci, as runc applies them: the rules after the last
+ * deny-all entry are allowed (in order, before machina's standard nodes). A deny rule for some
+ * devices is accepted before any allow rule (machina denies everything but its standard nodes
+ * anyway) and refused after one.
+ */
+function ociDeviceCgroupRules(list: NonNullable<OciResources["devices"]>, fail: Fail): DeviceRule[] {
+  let rules: DeviceRule[] = [];
+  for (const [i, d] of list.entries()) {
+    const field = `linux.resources.devices[${i}]`;
+    const type = d.type ?? "a";
+    if (type !== "a" && type !== "c" && type !== "b") fail(`${field}.type`, `"${type}" is not a device type (a, c or b)`);
+    const access = d.access ?? "rwm";
+    if (!/^(?!.*(.).*\1)[rwm]{1,3}$/.test(access)) fail(`${field}.access`, `"${access}" is not an access (one or more of r, w, m)`);
+    for (const k of ["major", "minor"] as const) {
+      const v = d[k];
+      if (v !== undefined && v !== -1 && (v < 0 || v > 0xffffffff)) fail(`${field}.${k}`, `${v} is out of range (0 to 4294967295, or -1 for any)`);
+    }
+    const rule: DeviceRule = {
+      type: type as DeviceRule["type"],
+      major: type === "a" || d.major === undefined || d.major === -1 ? undefined : d.major,
+      minor: type === "a" || d.minor === undefined || d.minor === -1 ? undefined : d.minor,
+      access,
+    };
+    if (d.allow) rules.push(rule);
+    else if (rule.type === "a" && access.length === 3) rules = [];
+    else if (rules.length > 0)
+      fail(
+        field,
+        "a deny rule after allow rules cannot be honoured (machina allows the listed rules and its standard device nodes; deny-all entries are accepted)",
+      );
+  }
+  return rules;
+}
+
 function mapResources(L: NonNullable<OciConfig["linux"]>, set: Setter, fail: Fail, ctx: (f: string) => ErrorContext, mode: "nspawn" | "runtime"): void {
   const r = L.resources;
+  if (mode === "runtime" && L.cgroupsPath !== undefined && L.cgroupsPath.startsWith("/")) set("cgroupPathAbsolute", true);
   if (r === undefined) return;
+  for (const [k, what] of [
+    ["blockIO", "is not supported by machina"],
+    ["network", "is not supported by machina"],
+    ["rdma", "is not supported by machina"],
+  ] as const)
+    if (r[k] !== undefined) fail(`linux.resources.${k}`, what);
+  if (r.hugepageLimits !== undefined && r.hugepageLimits.length > 0) fail("linux.resources.hugepageLimits", "is not supported by machina");
+  if (r.unified !== undefined && Object.keys(r.unified).length > 0) fail("linux.resources.unified", "raw cgroup v2 settings are not supported by machina");
+  if (mode === "runtime") {
+    // machina-oci: exact values, as runc writes them (the engine that wrote the config asks as root).
+    const values = ociCgroupValues(r, fail);
+    if (values.length > 0) set("ociResources", values);
+    const rules = ociDeviceCgroupRules(r.devices ?? [], fail);
+    if (rules.length > 0) set("ociDeviceRules", rules);
+    return;
+  }
+  // machina-nspawn --oci-bundle: as systemd properties (an image's config asks for no more than machina's policy).
   const props: Array<{ name: string; value: string }> = [];
-  // machina-oci: machina's device policy (its standard nodes only) is what every container gets;
-  // an allow list asks for at most that much or more, never less than nothing: it is narrowed.
-  for (const [i, d] of (mode === "runtime" ? [] : (r.devices ?? [])).entries()) {
+  for (const [i, d] of (r.devices ?? []).entries()) {
     // machina allows only its own standard device nodes: a deny-all entry says the same.
     const denyAll =
       !d.allow && (d.type === undefined || d.type === "a") && d.major === undefined && d.minor === undefined && (d.access === undefined || d.access === "rwm");
@@ -809,13 +958,9 @@ function mapResources(L: NonNullable<OciConfig["linux"]>, set: Setter, fail: Fai
     }
     if (cpu.cpus !== undefined && cpu.cpus !== "") set("cpuAffinity", parseCpuSet(cpu.cpus, ctx("linux.resources.cpu.cpus")));
     for (const k of ["burst", "realtimeRuntime", "realtimePeriod", "mems", "idle"] as const)
-      if (cpu[k] !== undefined) fail(`linux.resources.cpu.${k}`, "is not supported by machina (supported: cpu.shares, cpu.quota with cpu.period, cpu.cpus)");
+      if (cpu[k] !== undefined)
+        fail(`linux.resources.cpu.${k}`, "is not supported by machina-nspawn (supported: cpu.shares, cpu.quota with cpu.period, cpu.cpus)");
   }
   if (r.pids !== undefined) props.push({ name: "TasksMax", value: r.pids.limit <= 0 ? "infinity" : String(r.pids.limit) });
-  if (r.blockIO !== undefined) fail("linux.resources.blockIO", "is not supported by machina");
-  if (r.hugepageLimits !== undefined && r.hugepageLimits.length > 0) fail("linux.resources.hugepageLimits", "is not supported by machina");
-  if (r.network !== undefined) fail("linux.resources.network", "is not supported by machina");
-  if (r.rdma !== undefined) fail("linux.resources.rdma", "is not supported by machina");
-  if (r.unified !== undefined && Object.keys(r.unified).length > 0) fail("linux.resources.unified", "raw cgroup v2 settings are not supported by machina");
   if (props.length > 0) set("properties", props);
 }

@@ -6,6 +6,24 @@ import type { CapabilityName } from "./capabilities.ts";
 import type { BindMount, Credential, OverlayMount, PortForward, PrivateUsers, Propagation, TmpfsMount } from "./compound-values.ts";
 import type { Rlimit } from "./rlimits.ts";
 import type { SeccompFilter } from "../spec/seccomp.ts";
+import type { DeviceRule } from "../spec/devices.ts";
+
+/** The cgroup controllers machina sets values of, each with the name of its cgroup v1 hierarchy. */
+export const V1_HIERARCHY = { memory: "memory", pids: "pids", cpu: "cpu", cpuset: "cpuset", io: "blkio" } as const;
+export type CgroupController = keyof typeof V1_HIERARCHY;
+
+/**
+ * One value of a container's resources, in both cgroup versions: the v2 file and value where
+ * the controller is in cgroup v2, else the v1 files and values (written in order) in its v1
+ * hierarchy. `v2` undefined: cgroup v2 has no equivalent (refused there, naming `field`).
+ */
+export interface CgroupValue {
+  controller: CgroupController;
+  /** What asked for it (a config.json field or a --property name), for messages. */
+  field: string;
+  v2: [file: string, value: string] | undefined;
+  v1: Array<[file: string, value: string]>;
+}
 
 export const CONSOLE_MODES = ["interactive", "read-only", "passive", "pipe", "autopipe"] as const;
 export type ConsoleMode = (typeof CONSOLE_MODES)[number];
@@ -87,6 +105,18 @@ export interface Settings {
   utsNamespacePath: string | undefined;
   /** machina-oci: the container's cgroup, below the cgroup2 root (linux.cgroupsPath); else the machine's scope in --slice. */
   cgroupPath: string | undefined;
+  /**
+   * machina-oci: linux.cgroupsPath is absolute ("/a/b"): in cgroup v1 hierarchies it is taken
+   * from the hierarchy's root, as runc; otherwise below the cgroup machina-oci runs in there.
+   */
+  cgroupPathAbsolute: boolean;
+  /** machina-oci: linux.resources exactly as runc writes them (settings/oci-config.ts ociCgroupValues), in order. */
+  ociResources: CgroupValue[] | undefined;
+  /**
+   * machina-oci: linux.resources.devices' allow rules in order (those after the last deny-all),
+   * allowed before machina's standard nodes; undefined: machina's device policy alone.
+   */
+  ociDeviceRules: DeviceRule[] | undefined;
   /** --oci-bundle=: the bundle directory (config.json + root), read by runtime/prepare.ts. */
   ociBundle: string | undefined;
   quiet: boolean;
@@ -171,6 +201,9 @@ export function defaultSettings(): Settings {
     user: undefined,
     userIds: undefined,
     cgroupPath: undefined,
+    cgroupPathAbsolute: false,
+    ociResources: undefined,
+    ociDeviceRules: undefined,
     ociRuntime: false,
     umask: undefined,
     ociApiMounts: undefined,

@@ -11,7 +11,7 @@ import type { Settings } from "../settings/settings.ts";
 import { SIGRTMIN, uuidFromHex } from "../settings/values.ts";
 import { bindUserOps, planBindUsers } from "./bind-user.ts";
 import { credentialDirOps, credentialEnv, credentialOps } from "./credentials.ts";
-import { DEVICE_ALLOW, type DeviceRule } from "./devices.ts";
+import { containerDeviceRules } from "./devices.ts";
 import { planJournal } from "./journal.ts";
 import { MS, S_IF, mangleMountOptions, propagationFlags } from "./mount-flags.ts";
 import { userMountPlan } from "./mounts-user.ts";
@@ -577,13 +577,6 @@ export function buildSpec(cliSettings: Settings, image: ImageFacts, host: HostFa
 /** The container's mounts in order: the root mode's, the API file systems, /run/host, credentials, resolv.conf, timezone, journal, the user's. */
 type OciApiMount = NonNullable<Settings["ociApiMounts"]>[number];
 
-/** linux.devices are allowed to the container as runc allows them (rwm): the config asked for those nodes. */
-function ociDeviceRules(settings: Settings): DeviceRule[] {
-  return (settings.ociDevices ?? [])
-    .filter((d) => (d.mode & 0o170000) !== 0o010000)
-    .map((d) => ({ type: (d.mode & 0o170000) === 0o060000 ? "b" : "c", major: d.major, minor: d.minor, access: "rwm" }));
-}
-
 /** mount(2) flags and data of an OCI mount's options, over `base` when it gives none of its own. */
 function ociMountOptions(m: OciApiMount, base: number, data: string): { flags: number; data: string } {
   if (m.options.length === 0) return { flags: base, data };
@@ -784,7 +777,7 @@ function hostSideExtras(options: BuildOptions, resources: ReturnType<typeof reso
   return {
     ...(options.hostUmounts !== undefined && options.hostUmounts.length > 0 ? { hostUmounts: options.hostUmounts } : {}),
     // DevicePolicy=closed: on the cgroup2 directory the helper makes (systemd's scope gets it from CreateMachine)
-    ...(resources.placement !== "machined" ? { devicePolicy: { cgroup: resources.cgroup, allow: [...DEVICE_ALLOW, ...ociDeviceRules(settings)] } } : {}),
+    ...(resources.placement !== "machined" ? { devicePolicy: { cgroup: resources.cgroup, allow: containerDeviceRules(settings) } } : {}),
     ...(options.hostRemoves !== undefined && options.hostRemoves.length > 0 ? { hostRemoves: options.hostRemoves } : {}),
     ...(options.imageLocks !== undefined && options.imageLocks.length > 0 ? { imageLocks: options.imageLocks } : {}),
     ...(resources.supervisorCgroup !== undefined ? { supervisorCgroup: resources.supervisorCgroup } : {}),

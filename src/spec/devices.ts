@@ -9,12 +9,17 @@
  * `device_allow`, native/devices.c); with "machined" systemd applies the same policy to the
  * scope it creates (CreateMachine's DevicePolicy/DeviceAllow properties, spec/register.ts).
  */
+import type { Settings } from "../settings/settings.ts";
+
 export interface DeviceRule {
-  type: "c" | "b";
-  major: number;
+  /** "a": any type (then major and minor are wildcards too, as in cgroup v1's devices.allow). */
+  type: "c" | "b" | "a";
+  /** undefined: every major. */
+  major: number | undefined;
   /** undefined: every minor. */
   minor: number | undefined;
-  access: "rwm" | "rw";
+  /** One or more of r, w, m, each once. */
+  access: string;
 }
 
 /** What DevicePolicy=closed always allows, then nspawn's DeviceAllow= list. */
@@ -40,5 +45,27 @@ export const MACHINED_DEVICE_PROPERTIES: readonly string[][] = [
 
 /** The helper's `device_allow` arguments of a rule. */
 export function deviceAllowArgs(r: DeviceRule): string[] {
-  return [r.type, String(r.major), r.minor === undefined ? "*" : String(r.minor), r.access];
+  return [r.type, r.major === undefined ? "*" : String(r.major), r.minor === undefined ? "*" : String(r.minor), r.access];
+}
+
+/** A rule as cgroup v1's devices.allow and devices.list write it ("c 1:3 rwm", "a *:* rwm"). */
+export function deviceRuleV1(r: DeviceRule): string {
+  const [type, major, minor, access] = deviceAllowArgs(r);
+  return `${type} ${major}:${minor} ${access}`;
+}
+
+/** linux.devices are allowed to the container as runc allows them (rwm): the config asked for those nodes. */
+export function ociNodeRules(nodes: Settings["ociDevices"]): DeviceRule[] {
+  return (nodes ?? [])
+    .filter((d) => (d.mode & 0o170000) !== 0o010000)
+    .map((d) => ({ type: (d.mode & 0o170000) === 0o060000 ? "b" : "c", major: d.major, minor: d.minor, access: "rwm" }));
+}
+
+/**
+ * Everything the container may use, in the order cgroup v1's devices.allow gets it: the
+ * config's linux.resources.devices rules (machina-oci), machina's standard nodes, then the
+ * nodes of linux.devices.
+ */
+export function containerDeviceRules(settings: Pick<Settings, "ociDeviceRules" | "ociDevices">): DeviceRule[] {
+  return [...(settings.ociDeviceRules ?? []), ...DEVICE_ALLOW, ...ociNodeRules(settings.ociDevices)];
 }

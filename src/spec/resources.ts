@@ -9,7 +9,11 @@
  * cpu.cfs_quota_us + cpu.cfs_period_us, cpu.shares, blkio.bfq.weight (or blkio.weight), in a
  * scope of the same name in that controller's hierarchy, which the container then also joins.
  * v1 scopes go below the cgroup machina-nspawn itself runs in there (usually "/"), so that a
- * container never leaves a limit its caller is under.
+ * container never leaves a limit its caller is under — except machina-oci's absolute
+ * linux.cgroupsPath, which is taken from each hierarchy's root, as runc takes it.
+ * machina-oci's linux.resources come exact (settings.ociResources: the v1 cpu.rt_*, cpuset.*
+ * files too, v2 or v1 by where the controller is), and its linux.resources.devices rules also
+ * go to a v1 devices hierarchy when the host has one (devices.deny a, then each allowed rule).
  *
  * Where the machine's cgroup2 directory is (cgroupPlacement), as systemd-nspawn places it:
  * - "scope": `machine.slice/machine-NAME.scope` (or --slice=), created by the helper — hosts
@@ -24,12 +28,12 @@
 import { invalidError } from "../errors.ts";
 import type { HostFacts } from "../host/facts.ts";
 import { escapeUnitName } from "../settings/machine-name.ts";
-import type { Settings } from "../settings/settings.ts";
+import { V1_HIERARCHY, type CgroupController, type CgroupValue, type Settings } from "../settings/settings.ts";
+import { containerDeviceRules, deviceRuleV1 } from "./devices.ts";
 import { SIZE_SYNTAX, U64_MAX, readSize } from "../settings/size.ts";
 
 export const SUPPORTED_PROPERTIES = ["MemoryMax", "MemoryHigh", "TasksMax", "CPUQuota", "CPUWeight", "IOWeight"] as const;
 type Property = (typeof SUPPORTED_PROPERTIES)[number];
-type Controller = "memory" | "pids" | "cpu" | "io";
 
 export interface CgroupSet {
   /** Host path of a cgroup file. */
@@ -115,14 +119,9 @@ function parseQuota(value: string): bigint {
   return (permyriad * 1_000_000n) / 10000n;
 }
 
-interface Wanted {
-  controller: Controller;
-  v2: [string, string];
-  v1: Array<[string, string]>;
-}
-
-function wanted(settings: Settings, host: HostFacts): Wanted[] {
-  const out: Wanted[] = [];
+/** --property= values, then machina-oci's exact linux.resources (settings.ociResources). */
+function wanted(settings: Settings, host: HostFacts): CgroupValue[] {
+  const out: CgroupValue[] = [];
   const last = new Map<Property, string>();
   for (const p of settings.properties) {
     if (!(SUPPORTED_PROPERTIES as readonly string[]).includes(p.name))
@@ -136,12 +135,12 @@ function wanted(settings: Settings, host: HostFacts): Wanted[] {
     switch (name) {
       case "MemoryMax": {
         const b = parseBytes(name, value, host.memTotal);
-        out.push({ controller: "memory", v2: ["memory.max", String(b)], v1: [["memory.limit_in_bytes", b === "max" ? "-1" : String(b)]] });
+        out.push({ controller: "memory", field: name, v2: ["memory.max", String(b)], v1: [["memory.limit_in_bytes", b === "max" ? "-1" : String(b)]] });
         break;
       }
       case "MemoryHigh": {
         const b = parseBytes(name, value, host.memTotal);
-        out.push({ controller: "memory", v2: ["memory.high", String(b)], v1: [["memory.soft_limit_in_bytes", b === "max" ? "-1" : String(b)]] });
+        out.push({ controller: "memory", field: name, v2: ["memory.high", String(b)], v1: [["memory.soft_limit_in_bytes", b === "max" ? "-1" : String(b)]] });
         break;
       }
       case "TasksMax": {
@@ -151,7 +150,7 @@ function wanted(settings: Settings, host: HostFacts): Wanted[] {
         if (v !== "infinity" && (BigInt(v) <= 0n || BigInt(v) >= U64_MAX))
           throw invalidError(`TasksMax=${value}: out of range (1 to 2^64-2, or "infinity")`, { flag: "--property", value });
         const n = v === "infinity" ? "max" : v;
-        out.push({ controller: "pids", v2: ["pids.max", n], v1: [["pids.max", n]] });
+        out.push({ controller: "pids", field: name, v2: ["pids.max", n], v1: [["pids.max", n]] });
         break;
       }
       case "CPUQuota": {
@@ -160,6 +159,7 @@ function wanted(settings: Settings, host: HostFacts): Wanted[] {
         if (quota < 1000n) quota = 1000n;
         out.push({
           controller: "cpu",
+          field: name,
           v2: ["cpu.max", `${quota} ${CPU_PERIOD_USEC}`],
           v1: [
             ["cpu.cfs_period_us", String(CPU_PERIOD_USEC)],
@@ -171,22 +171,31 @@ function wanted(settings: Settings, host: HostFacts): Wanted[] {
       case "CPUWeight": {
         const w = parseWeight(name, value);
         const shares = Math.min(262144, Math.max(2, Math.floor((w * 1024) / 100)));
-        out.push({ controller: "cpu", v2: ["cpu.weight", String(w)], v1: [["cpu.shares", String(shares)]] });
+        out.push({ controller: "cpu", field: name, v2: ["cpu.weight", String(w)], v1: [["cpu.shares", String(shares)]] });
         break;
       }
       case "IOWeight": {
         const w = parseWeight(name, value);
         const blkio = Math.min(1000, Math.max(10, Math.floor((w * 500) / 100)));
         const file = host.cgroup.v1BlkioBfq ? "blkio.bfq.weight" : "blkio.weight";
-        out.push({ controller: "io", v2: ["io.weight", `default ${w}`], v1: [[file, String(host.cgroup.v1BlkioBfq ? w : blkio)]] });
+        out.push({ controller: "io", field: name, v2: ["io.weight", `default ${w}`], v1: [[file, String(host.cgroup.v1BlkioBfq ? w : blkio)]] });
         break;
       }
     }
   }
-  return out;
+  return [...out, ...(settings.ociResources ?? [])];
 }
 
-const V1_NAME: Record<Controller, string> = { memory: "memory", pids: "pids", cpu: "cpu", io: "blkio" };
+/**
+ * The container's directory in a cgroup v1 hierarchy: below the cgroup machina runs in there,
+ * or — machina-oci with an absolute linux.cgroupsPath — from the hierarchy's root, as runc.
+ */
+function v1Dir(settings: Settings, host: HostFacts, hierarchy: string, v1Rel: string): string | undefined {
+  const mount = host.cgroup.v1Controllers[hierarchy];
+  if (mount === undefined) return undefined;
+  const own = settings.cgroupPathAbsolute ? "/" : (host.cgroup.v1Own[hierarchy] ?? "/");
+  return `${mount}${own === "/" ? "" : own}/${v1Rel}`;
+}
 
 export function resourcePlan(settings: Settings, name: string, host: HostFacts): ResourcePlan {
   const placement = cgroupPlacement(settings, host);
@@ -217,9 +226,11 @@ export function resourcePlan(settings: Settings, name: string, host: HostFacts):
   const sets: CgroupSet[] = [];
   const want = wanted(settings, host);
   const v2Controllers = new Set(host.cgroup.v2Controllers);
-  const enabled = new Set<Controller>();
+  const enabled = new Set<CgroupController>();
   for (const w of want) {
     if (v2Controllers.has(w.controller)) {
+      if (w.v2 === undefined)
+        throw invalidError(`${w.field}: cgroup v2 has no equivalent (the ${w.controller} controller is in cgroup v2 on this host)`, { value: w.field });
       if (!enabled.has(w.controller)) {
         enabled.add(w.controller);
         // Enable the controller from the root (or the delegated unit) down to the scope's parent.
@@ -233,15 +244,23 @@ export function resourcePlan(settings: Settings, name: string, host: HostFacts):
       sets.push({ path: `${v2}/${rel}/${w.v2[0]}`, value: w.v2[1] });
       continue;
     }
-    const mount = host.cgroup.v1Controllers[V1_NAME[w.controller]];
-    if (mount === undefined)
-      throw invalidError(`cannot apply a ${w.controller} limit: this host has no ${w.controller} controller (neither in cgroup v2 nor as a v1 hierarchy)`, {
-        flag: "--property",
+    const dir = v1Dir(settings, host, V1_HIERARCHY[w.controller], v1Rel);
+    if (dir === undefined)
+      throw invalidError(`${w.field}: cannot be applied: this host has no ${w.controller} controller (neither in cgroup v2 nor as a v1 hierarchy)`, {
+        value: w.field,
       });
-    const own = host.cgroup.v1Own[V1_NAME[w.controller]] ?? "/";
-    const dir = `${mount}${own === "/" ? "" : own}/${v1Rel}`;
     if (!cgroups.includes(dir)) cgroups.push(dir);
     for (const [file, value] of w.v1) sets.push({ path: `${dir}/${file}`, value });
+  }
+  // machina-oci's linux.resources.devices on a host with a v1 devices hierarchy: the container is
+  // also placed there, as runc places it — everything denied, then the allowed rules in order
+  // (the config's first), so devices.list lists them as given. The BPF program on cgroup2 holds
+  // the same rules (spec/build.ts).
+  const devicesDir = settings.ociDeviceRules !== undefined ? v1Dir(settings, host, "devices", v1Rel) : undefined;
+  if (devicesDir !== undefined) {
+    cgroups.push(devicesDir);
+    sets.push({ path: `${devicesDir}/devices.deny`, value: "a" });
+    for (const r of containerDeviceRules(settings)) sets.push({ path: `${devicesDir}/devices.allow`, value: deviceRuleV1(r) });
   }
   return { cgroups, sets, cgroup, placement, ...(supervisorCgroup !== undefined ? { supervisorCgroup } : {}) };
 }

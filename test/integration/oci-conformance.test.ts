@@ -28,14 +28,15 @@ const EXPLAINED = new Set([
   "linux_cgroups_network",
   "linux_cgroups_relative_network",
   "pidfile",
-  // machina-oci's own gaps
-  "linux_cgroups_cpus",
-  "linux_cgroups_relative_cpus",
-  "linux_cgroups_devices",
-  "linux_cgroups_relative_devices",
+  // machina-oci's own gap
   "linux_ns_itype",
+  // races of the suite (docs/oci-conformance.md [J] and the crun notes): they pass here, but may lose under load
+  "poststart",
+  "poststop",
+  "poststop_fail",
 ]);
-const MIN_PASSED = 38; // 39 measured; pidfile is a race of the suite
+/** 43 measured; even with every race lost, more than crun's best here (39). */
+const MIN_PASSED = 40;
 
 const isRoot = process.getuid?.() === 0;
 const haveGo = Bun.which("go") !== null;

@@ -7,7 +7,7 @@
  * Everything under a --root of the test's own; every container and cgroup is removed. Root only.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { closeSync, existsSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, rmdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ensureBusyboxImage } from "../fixtures/images.ts";
 import { REPO, Scratch, baseEnv, copyTree, waitFor } from "../helpers/machina.ts";
@@ -183,10 +183,78 @@ describe.skipIf(!isRoot)("machina-oci", () => {
       expect(pidsMax).toBeDefined();
       expect(readFileSync(pidsMax!, "utf8").trim()).toBe("60");
       const badUpdate = oci(["update", "--resources", "-", name], JSON.stringify({ memory: { kernel: 1 } }));
-      expect(badUpdate.stderr).toContain("memory.kernel has no cgroup v2 equivalent");
+      expect(badUpdate.stderr).toContain("memory.kernel: is not supported by machina");
       expect(oci(["exec", "-d", name, "sleep", "100"]).code).toBe(0);
       expect(oci(["kill", name, "--all", "KILL"]).code).toBe(0);
       await waitFor("the container to stop", () => (state(name).status === "stopped" ? true : undefined), 10_000);
+    },
+    T,
+  );
+
+  test(
+    "linux.resources exactly as runc writes them: v1 cpu, cpuset and devices files at an absolute cgroupsPath (hybrid hosts), removed by delete",
+    async () => {
+      const path = `/machina-oci-res-${process.pid}`;
+      const v1 = (c: string) => `/sys/fs/cgroup/${c}${path}`;
+      writeConfig((c) => {
+        (c.linux as Json).cgroupsPath = path;
+        (c.linux as Json).resources = {
+          devices: [
+            { allow: false, access: "rwm" },
+            { allow: true, type: "c", major: 10, minor: 229, access: "rwm" },
+            { allow: true, type: "b", major: 8, minor: 20, access: "rw" },
+          ],
+          cpu: { shares: 2048, quota: 50000, period: 500000, cpus: "0", mems: "0" },
+        };
+      });
+      const name = id("res");
+      try {
+        const c = oci(["create", "--bundle", bundle, name]);
+        expect(c.stderr).toBe("");
+        expect(c.code).toBe(0);
+        const pid = state(name).pid;
+        const read = (f: string) => readFileSync(f, "utf8").trim();
+        if (existsSync("/sys/fs/cgroup/cpu/cpu.shares")) {
+          expect(read(`${v1("cpu")}/cpu.shares`)).toBe("2048");
+          expect(read(`${v1("cpu")}/cpu.cfs_period_us`)).toBe("500000");
+          expect(read(`${v1("cpu")}/cpu.cfs_quota_us`)).toBe("50000");
+          expect(read(`${v1("cpu")}/cgroup.procs`).split("\n")).toContain(String(pid));
+        }
+        if (existsSync("/sys/fs/cgroup/cpuset/cpuset.cpus")) {
+          expect(read(`${v1("cpuset")}/cpuset.cpus`)).toBe("0");
+          expect(read(`${v1("cpuset")}/cpuset.mems`)).toBe("0");
+          expect(read(`${v1("cpuset")}/cgroup.procs`).split("\n")).toContain(String(pid));
+        }
+        if (existsSync("/sys/fs/cgroup/devices/devices.list")) {
+          const list = read(`${v1("devices")}/devices.list`).split("\n");
+          expect(list.slice(0, 3)).toEqual(["c 10:229 rwm", "b 8:20 rw", "c 1:3 rwm"]);
+          expect(list).toContain("c 136:* rw");
+        }
+        expect(oci(["start", name]).code).toBe(0);
+        // the container may open what the rules allow (the BPF program and v1 devices agree)
+        expect(oci(["exec", name, "sh", "-c", "echo x > /dev/null"]).code).toBe(0);
+        expect(oci(["delete", "--force", name]).code).toBe(0);
+        for (const c of ["cpu", "cpuset", "devices", "unified"]) expect(existsSync(v1(c))).toBe(false);
+        // relative: below our own cgroup; every new v1 cpuset on the way gets its parent's cpus and mems
+        writeConfig((c) => {
+          (c.linux as Json).cgroupsPath = `${path.slice(1)}/inner`;
+          (c.linux as Json).resources = { cpu: { cpus: "0", mems: "0" } };
+        });
+        expect(oci(["create", "--bundle", bundle, name]).code).toBe(0);
+        if (existsSync("/sys/fs/cgroup/cpuset/cpuset.cpus")) {
+          const own = /^[0-9]+:(?:[^:]*,)?cpuset(?:,[^:]*)?:(.*)$/m.exec(readFileSync("/proc/self/cgroup", "utf8"))?.[1] ?? "/";
+          const inner = `/sys/fs/cgroup/cpuset${own === "/" ? "" : own}${path}/inner`;
+          expect(readFileSync(`${inner}/cpuset.cpus`, "utf8").trim()).toBe("0");
+          expect(readFileSync(`${inner}/../cpuset.mems`, "utf8").trim()).not.toBe("");
+          expect(readFileSync(`${inner}/cgroup.procs`, "utf8")).toContain(String(state(name).pid));
+        }
+      } finally {
+        oci(["delete", "--force", name]);
+        const own = /^[0-9]+:(?:[^:]*,)?cpuset(?:,[^:]*)?:(.*)$/m.exec(readFileSync("/proc/self/cgroup", "utf8"))?.[1] ?? "/";
+        const dirs = ["cpu", "cpuset", "devices", "unified"].map(v1);
+        dirs.unshift(`/sys/fs/cgroup/cpuset${own === "/" ? "" : own}${path}/inner`, `/sys/fs/cgroup/unified${path}/inner`);
+        for (const d of dirs) if (existsSync(d)) rmdirSync(d); // cgroupfs: rmdir only
+      }
     },
     T,
   );

@@ -7,6 +7,7 @@ import { loadOciBundle } from "../../src/runtime/prepare.ts";
 import { CAPABILITIES } from "../../src/settings/capabilities.ts";
 import { parseNspawnCommandLine } from "../../src/settings/nspawn-cli.ts";
 import { mapOciConfig } from "../../src/settings/oci-config.ts";
+import { parseResources, resourceWrites } from "../../src/oci-runtime/update.ts";
 import type { Settings } from "../../src/settings/settings.ts";
 
 const FIX = join(import.meta.dir, "../fixtures/oci");
@@ -31,6 +32,104 @@ const refusal = (text: string) => {
   }
   return "accepted";
 };
+
+describe("machina-oci: linux.resources exactly as runc writes them", () => {
+  const runtime = (f: (c: Json) => void) => mapOciConfig(edit(f), B, "runtime").values;
+  test("one (controller, v2, v1) entry per value, runc's conversions, v1 order", () => {
+    const v = runtime((c) => {
+      linux(c).cgroupsPath = "/cgrouptest";
+      linux(c).resources = {
+        memory: { limit: 536870912, reservation: -1 },
+        pids: { limit: 0 },
+        cpu: { shares: 1024, quota: 50000, period: 500000, realtimePeriod: 1000000, realtimeRuntime: 950000, cpus: "0-1", mems: "0" },
+      };
+    });
+    expect(v.cgroupPathAbsolute).toBe(true);
+    expect(v.properties).toBeUndefined();
+    expect(v.cpuAffinity).toBeUndefined();
+    expect(v.ociResources).toEqual([
+      { controller: "memory", field: "linux.resources.memory.limit", v2: ["memory.max", "536870912"], v1: [["memory.limit_in_bytes", "536870912"]] },
+      { controller: "memory", field: "linux.resources.memory.reservation", v2: ["memory.low", "max"], v1: [["memory.soft_limit_in_bytes", "-1"]] },
+      { controller: "cpu", field: "linux.resources.cpu.shares", v2: ["cpu.weight", "39"], v1: [["cpu.shares", "1024"]] },
+      {
+        controller: "cpu",
+        field: "linux.resources.cpu.quota",
+        v2: ["cpu.max", "50000 500000"],
+        v1: [
+          ["cpu.cfs_period_us", "500000"],
+          ["cpu.cfs_quota_us", "50000"],
+        ],
+      },
+      {
+        controller: "cpu",
+        field: "linux.resources.cpu.realtimeRuntime",
+        v2: undefined,
+        v1: [
+          ["cpu.rt_period_us", "1000000"],
+          ["cpu.rt_runtime_us", "950000"],
+        ],
+      },
+      { controller: "cpuset", field: "linux.resources.cpu.cpus", v2: ["cpuset.cpus", "0-1"], v1: [["cpuset.cpus", "0-1"]] },
+      { controller: "cpuset", field: "linux.resources.cpu.mems", v2: ["cpuset.mems", "0"], v1: [["cpuset.mems", "0"]] },
+      { controller: "pids", field: "linux.resources.pids.limit", v2: ["pids.max", "max"], v1: [["pids.max", "max"]] },
+    ]);
+    expect(runtime((c) => (linux(c).cgroupsPath = "a/b")).cgroupPathAbsolute).toBeUndefined();
+    // empty cpu: nothing to write
+    expect(runtime((c) => (linux(c).resources = { cpu: {} })).ociResources).toBeUndefined();
+  });
+  test("devices: the allow rules after the last deny-all, in order; none: machina's policy alone", () => {
+    const rules = (devices: unknown[]) => runtime((c) => (linux(c).resources = { devices })).ociDeviceRules;
+    expect(rules([{ allow: false, access: "rwm" }])).toBeUndefined();
+    expect(
+      rules([
+        { allow: true, type: "c", major: 1, minor: 3, access: "r" },
+        { allow: false, access: "rwm" },
+        { allow: true, type: "c", major: 10, minor: 229, access: "rwm" },
+        { allow: true, type: "b", major: 8, access: "rw" },
+        { allow: true, access: "m" },
+      ]),
+    ).toEqual([
+      { type: "c", major: 10, minor: 229, access: "rwm" },
+      { type: "b", major: 8, minor: undefined, access: "rw" },
+      { type: "a", major: undefined, minor: undefined, access: "m" },
+    ]);
+    const refused = (devices: unknown[]) => {
+      try {
+        runtime((c) => (linux(c).resources = { devices }));
+      } catch (e) {
+        return (e as Error).message;
+      }
+      return "accepted";
+    };
+    expect(
+      refused([
+        { allow: true, type: "c", major: 1, minor: 3 },
+        { allow: false, type: "c", major: 1, minor: 3, access: "w" },
+      ]),
+    ).toBe(
+      `${F}: linux.resources.devices[1]: a deny rule after allow rules cannot be honoured (machina allows the listed rules and its standard device nodes; deny-all entries are accepted)`,
+    );
+    expect(refused([{ allow: true, type: "x" }])).toBe(`${F}: linux.resources.devices[0].type: "x" is not a device type (a, c or b)`);
+    expect(refused([{ allow: true, access: "rr" }])).toBe(`${F}: linux.resources.devices[0].access: "rr" is not an access (one or more of r, w, m)`);
+    expect(refused([{ allow: false, type: "c", major: 1, minor: 3, access: "w" }])).toBe("accepted");
+  });
+});
+
+describe("machina-oci update: the same table, a 0 leaves a value as it is", () => {
+  test("values and refusals", () => {
+    const w = resourceWrites(parseResources(JSON.stringify({ cpu: { shares: 0, quota: 20000 }, pids: { limit: 0 }, memory: { limit: -1 } }), "-"));
+    expect(w).toEqual([
+      { controller: "memory", field: "memory.limit", v2: ["memory.max", "max"], v1: [["memory.limit_in_bytes", "-1"]] },
+      { controller: "cpu", field: "cpu.quota", v2: ["cpu.max", "20000 100000"], v1: [["cpu.cfs_quota_us", "20000"]] },
+    ]);
+    expect(resourceWrites(parseResources('{"unified": {"memory.high": "1000000"}}', "-"))).toEqual([
+      { controller: "memory", field: "unified.memory.high", v2: ["memory.high", "1000000"], v1: [] },
+    ]);
+    expect(() => resourceWrites(parseResources('{"memory": {"kernel": 1}}', "-"))).toThrow("memory.kernel: is not supported by machina");
+    expect(resourceWrites(parseResources('{"memory": {"kernel": 0, "swappiness": 0, "disableOOMKiller": false}, "pids": {"limit": 0}}', "-"))).toEqual([]);
+    expect(() => resourceWrites(parseResources('{"memory": {"swap": 1}}', "-"))).toThrow("memory.swap: memory+swap needs memory.limit");
+  });
+});
 
 describe("config.json from runc spec", () => {
   test.skipIf(Bun.which("runc") === null)("the fixtures are what this host's runc spec writes", () => {

@@ -8,7 +8,8 @@ import { expandSyscalls, seccompFilters } from "../../src/spec/seccomp.ts";
 import { slicePath } from "../../src/spec/resources.ts";
 import type { RunSpec } from "../../src/spec/types.ts";
 import { specRecords } from "../../src/spec/wire.ts";
-import { defaultSettings } from "../../src/settings/settings.ts";
+import { defaultSettings, type Settings } from "../../src/settings/settings.ts";
+import { mapOciConfig } from "../../src/settings/oci-config.ts";
 import { NSPAWN_DEFAULT_CAPS } from "../../src/settings/capabilities.ts";
 
 const HYBRID = [
@@ -19,6 +20,8 @@ const HYBRID = [
   "34 30 0:30 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids",
   "35 30 0:31 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct",
   "36 30 0:32 / /sys/fs/cgroup/blkio rw - cgroup cgroup rw,blkio",
+  "37 30 0:33 / /sys/fs/cgroup/cpuset rw - cgroup cgroup rw,cpuset",
+  "38 30 0:34 / /sys/fs/cgroup/devices rw - cgroup cgroup rw,devices",
 ].join("\n");
 const PURE_V2 = "30 1 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw";
 
@@ -38,9 +41,10 @@ function host(extra: Record<string, string | FakeNode> = {}, mountinfo?: string,
   });
 }
 
-function spec(argv: string[], h = host()): RunSpec {
+function spec(argv: string[], h = host(), extra: Partial<Settings> = {}): RunSpec {
   const parsed = parseNspawnCommandLine(argv, h.env());
   if (parsed.action !== "run") throw new Error("not a run");
+  Object.assign(parsed.settings, extra);
   const facts = gatherHostFacts(h, "/run/machina");
   const image = gatherImageFacts(h, parsed.settings.directory!, facts.timezone);
   return buildSpec(parsed.settings, image, facts, { prog: "machina-nspawn" });
@@ -215,6 +219,84 @@ describe("resources", () => {
       ["cgroup_set", [`/sys/fs/cgroup/cpu,cpuacct/${scope}/cpu.shares`, "2048"]],
       ["cgroup_set", [`/sys/fs/cgroup/blkio/${scope}/blkio.weight`, "1000"]],
     ]);
+  });
+  test("machina-oci's exact resources on a hybrid host: v1 files at the cgroupsPath (absolute: from the root), devices denied then allowed in order", () => {
+    const config = (cgroupsPath: string) =>
+      mapOciConfig(
+        JSON.stringify({
+          ociVersion: "1.0.2",
+          root: { path: "rootfs" },
+          process: { args: ["x"], cwd: "/" },
+          linux: {
+            namespaces: [{ type: "pid" }, { type: "mount" }, { type: "ipc" }, { type: "uts" }],
+            cgroupsPath,
+            resources: {
+              devices: [
+                { allow: false, access: "rwm" },
+                { allow: true, type: "c", major: 10, minor: 229, access: "rwm" },
+                { allow: true, type: "b", major: 8, minor: 20, access: "rw" },
+              ],
+              cpu: { shares: 1024, quota: 50000, period: 500000, cpus: "0", mems: "0", realtimePeriod: 1000000, realtimeRuntime: 950000 },
+              memory: { limit: 67108864 },
+            },
+          },
+        }),
+        "/srv/bundle",
+        "runtime",
+      ).values;
+    const pick = (v: Partial<Settings>) => ({
+      ociResources: v.ociResources,
+      ociDeviceRules: v.ociDeviceRules,
+      cgroupPathAbsolute: v.cgroupPathAbsolute ?? false,
+    });
+    const abs = config("/cgrouptest");
+    const s = spec(["-D", "/srv/box", "x"], host({}, HYBRID), { ...pick(abs), cgroupPath: "cgrouptest" });
+    expect(s.cgroups).toEqual([
+      "/sys/fs/cgroup/unified/cgrouptest",
+      "/sys/fs/cgroup/memory/cgrouptest", // absolute: not below our own /user/x
+      "/sys/fs/cgroup/cpu,cpuacct/cgrouptest",
+      "/sys/fs/cgroup/cpuset/cgrouptest",
+      "/sys/fs/cgroup/devices/cgrouptest",
+    ]);
+    const sets = records(s, "cgroup_set").map(([, [path, value]]) => `${path} ${value}`);
+    expect(sets.slice(0, 12)).toEqual([
+      "/sys/fs/cgroup/memory/cgrouptest/memory.limit_in_bytes 67108864",
+      "/sys/fs/cgroup/cpu,cpuacct/cgrouptest/cpu.shares 1024",
+      "/sys/fs/cgroup/cpu,cpuacct/cgrouptest/cpu.cfs_period_us 500000",
+      "/sys/fs/cgroup/cpu,cpuacct/cgrouptest/cpu.cfs_quota_us 50000",
+      "/sys/fs/cgroup/cpu,cpuacct/cgrouptest/cpu.rt_period_us 1000000",
+      "/sys/fs/cgroup/cpu,cpuacct/cgrouptest/cpu.rt_runtime_us 950000",
+      "/sys/fs/cgroup/cpuset/cgrouptest/cpuset.cpus 0",
+      "/sys/fs/cgroup/cpuset/cgrouptest/cpuset.mems 0",
+      "/sys/fs/cgroup/devices/cgrouptest/devices.deny a",
+      "/sys/fs/cgroup/devices/cgrouptest/devices.allow c 10:229 rwm",
+      "/sys/fs/cgroup/devices/cgrouptest/devices.allow b 8:20 rw",
+      "/sys/fs/cgroup/devices/cgrouptest/devices.allow c 1:3 rwm",
+    ]);
+    expect(sets.at(-1)).toBe("/sys/fs/cgroup/devices/cgrouptest/devices.allow c 136:* rw");
+    // the BPF program on cgroup2 allows the same rules
+    const allow = records(s, "device_allow").map(([, a]) => a.join(" "));
+    expect(allow.slice(0, 3)).toEqual(["c 10 229 rwm", "b 8 20 rw", "c 1 3 rwm"]);
+    // relative: below our own cgroup in each hierarchy (memory: /user/x)
+    const rel = spec(["-D", "/srv/box", "x"], host({}, HYBRID), { ...pick(config("a/b")), cgroupPath: "a/b" });
+    expect(rel.cgroups).toContain("/sys/fs/cgroup/memory/user/x/a/b");
+  });
+  test("machina-oci: what cgroup v2 cannot express is refused where the controller is in cgroup v2", () => {
+    const h = host({ "/sys/fs/cgroup/cgroup.controllers": "cpuset cpu io memory pids\n" }, PURE_V2);
+    const rt = {
+      controller: "cpu" as const,
+      field: "linux.resources.cpu.realtimeRuntime",
+      v2: undefined,
+      v1: [["cpu.rt_runtime_us", "1"] as [string, string]],
+    };
+    expect(() => spec(["-D", "/srv/box", "x"], h, { ociResources: [rt], cgroupPath: "c" })).toThrow(
+      "linux.resources.cpu.realtimeRuntime: cgroup v2 has no equivalent",
+    );
+    const ok = spec(["-D", "/srv/box", "x"], h, {
+      ociResources: [{ controller: "cpu", field: "linux.resources.cpu.quota", v2: ["cpu.max", "50000 500000"], v1: [] }],
+      cgroupPath: "c",
+    });
+    expect(ok.cgroupSets.at(-1)).toEqual({ path: "/sys/fs/cgroup/c/cpu.max", value: "50000 500000" });
   });
   test("a bare number is bytes (MemoryMax=104857600 is 100 MiB, not 100 GiB); sizes sum as systemd's parse_size", () => {
     const limit = (v: string) => records(spec(["-D", "/srv/box", `--property=MemoryMax=${v}`, "x"], host({}, HYBRID)), "cgroup_set")[0]![1][1];
