@@ -33,7 +33,13 @@ export function parseDeps(text: string): Dependency[] {
   return out;
 }
 
-export const DEPENDENCIES: readonly Dependency[] = parseDeps(depsText);
+let parsed: readonly Dependency[] | undefined;
+
+/** scripts/deps.txt, parsed on first use (not at every command's start). */
+export function dependencies(): readonly Dependency[] {
+  parsed ??= parseDeps(depsText);
+  return parsed;
+}
 
 /** What a part is called in a message. */
 const PART_LABEL: Record<string, string> = {
@@ -48,7 +54,7 @@ const PART_LABEL: Record<string, string> = {
 
 export function dependencyOf(program: string): Dependency | undefined {
   const name = basename(program);
-  return DEPENDENCIES.find((d) => d.program === name);
+  return dependencies().find((d) => d.program === name);
 }
 
 /** The one line for a missing program, or undefined when it is not on the list. */

@@ -39,6 +39,8 @@ export interface BindMount {
   propagation?: Propagation;
   /** machina-oci: the index in config.json's mounts (mounted in that order, not by path). */
   order?: number;
+  /** machina-oci: an OCI mount's nosuid/nodev/noexec options, set on the new mount (and those below it with rbind). */
+  restrict?: Array<"nosuid" | "nodev" | "noexec">;
 }
 
 const BIND_ALLOWED =
@@ -81,6 +83,8 @@ export interface TmpfsMount {
   propagation?: Propagation;
   /** machina-oci: the index in config.json's mounts (mounted in that order, not by path). */
   order?: number;
+  /** machina-oci: an OCI mount's nosuid/nodev/noexec options, set on the new mount (and those below it with rbind). */
+  restrict?: Array<"nosuid" | "nodev" | "noexec">;
 }
 
 /** `PATH[:OPTIONS]`; default options mode=0755. */

@@ -528,6 +528,7 @@ function mapMounts(
       let readOnly = false;
       let recursive = false;
       let propagation: Propagation | undefined;
+      const restrict: Array<"nosuid" | "nodev" | "noexec"> = [];
       for (const o of opts) {
         if (o === "bind") recursive = false;
         else if (o === "rbind") recursive = true;
@@ -545,8 +546,7 @@ function mapMounts(
           warnings.push(`config.json: ${field}.options: "${o}" is file system data, which a bind mount does not take (ignored)`);
           continue;
         } else if (runtime && (o === "nosuid" || o === "nodev" || o === "noexec")) {
-          warnings.push(`config.json: ${field}.options: "${o}" on a bind mount is not applied yet (the mount keeps the source's flags)`);
-          continue;
+          if (!restrict.includes(o)) restrict.push(o);
         } else
           fail(
             `${field}.options`,
@@ -562,6 +562,7 @@ function mapMounts(
         idmap: "noidmap",
         ...(propagation !== undefined ? { propagation } : {}),
         ...(runtime ? { order: i } : {}),
+        ...(restrict.length > 0 ? { restrict } : {}),
       });
       return;
     }

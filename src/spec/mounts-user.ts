@@ -86,7 +86,8 @@ export function userMountPlan(settings: Settings, host: HostFacts, userns?: Bind
       const b = m.bind;
       const source = b.source === "" ? tempSource() : b.sourceInImage ? `+${b.source}` : b.source;
       // machina-oci's propagation: its type only; the helper applies it with the bind's own MS_REC
-      const flags = MS.BIND | (b.recursive ? MS.REC : 0) | (b.readOnly ? MS.RDONLY : 0) | propagationType(b.propagation);
+      const restrict = (b.restrict ?? []).reduce((f, o) => f | (o === "nosuid" ? MS.NOSUID : o === "nodev" ? MS.NODEV : MS.NOEXEC), 0);
+      const flags = MS.BIND | (b.recursive ? MS.REC : 0) | (b.readOnly ? MS.RDONLY : 0) | restrict | propagationType(b.propagation);
       const base = userns?.base ?? 0;
       if (b.idmap === "rootidmap")
         // the source's owner is the container's root (host 0 without a user namespace)

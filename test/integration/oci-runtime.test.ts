@@ -391,6 +391,33 @@ describe.skipIf(!isRoot)("machina-oci", () => {
   );
 
   test(
+    "nosuid, nodev and noexec on bind mounts are set on them; a bind without them keeps exec",
+    () => {
+      const src = files.dir("oci-runtime-bindsrc-");
+      writeFileSync(join(src, "run.sh"), "#!/bin/sh\necho ran\n", { mode: 0o755 });
+      writeConfig((c) => {
+        (c.mounts as Json[]).push(
+          { destination: "/mnt/r", type: "bind", source: src, options: ["rbind", "nosuid", "nodev", "noexec"] },
+          { destination: "/mnt/p", type: "bind", source: src, options: ["bind"] },
+        );
+        (c.process as Json).args = [
+          "sh",
+          "-c",
+          "grep -E ' /mnt/(r|p) ' /proc/self/mountinfo | cut -d' ' -f5,6; /mnt/r/run.sh 2>/dev/null || echo refused; /mnt/p/run.sh",
+        ];
+      });
+      const r = oci(["run", id("restrict")]);
+      expect(r.stderr).toBe("");
+      const lines = r.stdout.trim().split("\n");
+      const opts = (m: string) => (lines.find((l) => l.startsWith(`${m} `)) ?? "").split(" ")[1]!.split(",");
+      expect(opts("/mnt/r")).toEqual(expect.arrayContaining(["nosuid", "nodev", "noexec"]));
+      expect(opts("/mnt/p")).not.toContain("noexec");
+      expect(lines.slice(-2)).toEqual(["refused", "ran"]);
+    },
+    T,
+  );
+
+  test(
     "bad input: one line naming the id, flag or config.json field; --log gets a JSON line; nothing is left",
     () => {
       writeConfig((c) => {

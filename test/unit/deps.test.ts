@@ -13,7 +13,7 @@
 import { describe, expect, test } from "bun:test";
 import { type Dirent, readdirSync, readFileSync, realpathSync } from "node:fs";
 import { join, relative } from "node:path";
-import { DEPENDENCIES, missingProgramMessage, parseDeps } from "../../src/host/deps.ts";
+import { dependencies, missingProgramMessage, parseDeps } from "../../src/host/deps.ts";
 import { LinuxHost } from "../../src/host/linux.ts";
 
 const REPO = join(import.meta.dir, "../..");
@@ -217,9 +217,9 @@ function packages(names: string[]): Map<string, PackageInfo> {
 
 describe("scripts/deps.txt", () => {
   test("parses: known parts, one line per program", () => {
-    expect(DEPENDENCIES.length).toBeGreaterThan(20);
-    for (const d of DEPENDENCIES) expect(PARTS).toContain(d.part);
-    const programs = DEPENDENCIES.map((d) => d.program).filter((p) => p !== "-");
+    expect(dependencies().length).toBeGreaterThan(20);
+    for (const d of dependencies()) expect(PARTS).toContain(d.part);
+    const programs = dependencies().map((d) => d.program).filter((p) => p !== "-");
     expect(programs.filter((p, i) => programs.indexOf(p) !== i)).toEqual([]);
     expect(() => parseDeps("gcc gcc\n")).toThrow('scripts/deps.txt:1: expected "PROGRAM PACKAGE PART [why]"');
     expect(parseDeps("# c\n\nx  pkg  ?bootstrap  some why\n")).toEqual([
@@ -231,7 +231,7 @@ describe("scripts/deps.txt", () => {
     const found = scanPrograms(REPO);
     // the scan sees the usual suspects (a broken scan would pass vacuously)
     for (const p of ["cp", "btrfs", "ip", "nft", "gpgv", "xz", "debootstrap", "systemd-nspawn", "python3"]) expect([p, found.has(p)]).toEqual([p, true]);
-    const listed = new Set(DEPENDENCIES.map((d) => d.program));
+    const listed = new Set(dependencies().map((d) => d.program));
     const unlisted = [...found].sort().flatMap(([program, files]) => {
       if (listed.has(program) || OWN.has(program)) return [];
       const path = which(program);
@@ -249,7 +249,7 @@ describe("scripts/deps.txt", () => {
   });
 
   test.skipIf(!haveDpkg)("each installed program is shipped by its listed package (or one it depends on)", () => {
-    const debs = DEPENDENCIES.filter((d) => d.program !== "-" && !d.package.startsWith("npm:"));
+    const debs = dependencies().filter((d) => d.program !== "-" && !d.package.startsWith("npm:"));
     const infos = packages([...new Set(debs.map((d) => d.package))]);
     const present = debs.flatMap((d) => {
       const path = which(d.program);
@@ -274,7 +274,7 @@ describe("scripts/deps.txt", () => {
   });
 
   test.skipIf(!haveDpkg)("base packages are in every Debian (Essential or Priority required)", () => {
-    const base = [...new Set(DEPENDENCIES.filter((d) => d.part === "base").map((d) => d.package))];
+    const base = [...new Set(dependencies().filter((d) => d.part === "base").map((d) => d.package))];
     const infos = packages(base);
     const problems: string[] = [];
     for (const pkg of base) {
@@ -293,7 +293,7 @@ describe("scripts/deps.txt", () => {
       .filter((l) => !l.trim().startsWith("#"))
       .join("\n");
     // no package of the list written into the script (base ones are programs it runs: grep, dpkg)
-    for (const d of DEPENDENCIES)
+    for (const d of dependencies())
       if (d.part !== "base" && !d.package.startsWith("npm") && !PARTS.includes(d.package))
         expect([d.package, new RegExp(`\\b${d.package}\\b`).test(code)]).toEqual([d.package, false]);
     const r = Bun.spawnSync(["bash", join(REPO, "scripts/install-deps"), "nonsense"], { stdout: "pipe", stderr: "pipe" });
@@ -312,7 +312,7 @@ describe("a missing program names its package", () => {
   });
 
   test("LinuxHost.run and runAsync turn a missing listed program into that line", async () => {
-    const absent = DEPENDENCIES.find((d) => d.program !== "-" && !d.package.startsWith("npm:") && which(d.program) === undefined);
+    const absent = dependencies().find((d) => d.program !== "-" && !d.package.startsWith("npm:") && which(d.program) === undefined);
     if (absent !== undefined) {
       const host = new LinuxHost();
       expect(() => host.run([absent.program, "--version"])).toThrow(missingProgramMessage(absent.program)!);

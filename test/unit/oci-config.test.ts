@@ -760,6 +760,7 @@ describe("machina-oci (runtime mode): mount options as runc takes them", () => {
         idmap: "noidmap",
         propagation: "unbindable",
         order: base + 1,
+        restrict: ["nosuid"],
       },
       {
         source: "/etc",
