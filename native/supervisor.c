@@ -72,7 +72,8 @@ static void report(const struct merr *e)
 
 /* ---- host-side helpers ---- */
 
-static int mkdir_p_host(const char *path, mode_t mode, struct merr *e)
+/* mkdir -p; `each` (if any) is called for every directory on the way, made now or already there. */
+static int mkdir_p_each(const char *path, mode_t mode, int (*each)(const char *dir, struct merr *e), struct merr *e)
 {
 	char buf[4096];
 	size_t l = strlen(path);
@@ -85,12 +86,20 @@ static int mkdir_p_host(const char *path, mode_t mode, struct merr *e)
 			*p = 0;
 			if (mkdir(buf, mode) < 0 && errno != EEXIST)
 				return merr_sys(e, "mkdir", buf, "failed to create directory \"%s\"", buf);
+			int r = each ? each(buf, e) : 0;
+			if (r < 0)
+				return r;
 			*p = c;
 			if (!c)
 				break;
 		}
 	}
 	return 0;
+}
+
+static int mkdir_p_host(const char *path, mode_t mode, struct merr *e)
+{
+	return mkdir_p_each(path, mode, NULL, e);
 }
 
 /*
@@ -136,26 +145,7 @@ static int cpuset_inherit(const char *dir, struct merr *e)
 /* mkdir -p of a cgroup directory; every cgroup v1 cpuset on the way gets cpus and mems (cpuset_inherit). */
 static int mkdir_cgroup(const char *path, struct merr *e)
 {
-	char buf[4096];
-	size_t l = strlen(path);
-	if (l >= sizeof buf)
-		return merr_set(e, ENAMETOOLONG, "mkdir", path, "failed to create directory \"%.200s\"", path);
-	memcpy(buf, path, l + 1);
-	for (char *p = buf + 1;; p++) {
-		if (*p == '/' || *p == 0) {
-			char c = *p;
-			*p = 0;
-			if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-				return merr_sys(e, "mkdir", buf, "failed to create directory \"%s\"", buf);
-			int r = cpuset_inherit(buf, e);
-			if (r < 0)
-				return r;
-			*p = c;
-			if (!c)
-				break;
-		}
-	}
-	return 0;
+	return mkdir_p_each(path, 0755, cpuset_inherit, e);
 }
 
 /*

@@ -219,7 +219,9 @@ describe("scripts/deps.txt", () => {
   test("parses: known parts, one line per program", () => {
     expect(dependencies().length).toBeGreaterThan(20);
     for (const d of dependencies()) expect(PARTS).toContain(d.part);
-    const programs = dependencies().map((d) => d.program).filter((p) => p !== "-");
+    const programs = dependencies()
+      .map((d) => d.program)
+      .filter((p) => p !== "-");
     expect(programs.filter((p, i) => programs.indexOf(p) !== i)).toEqual([]);
     expect(() => parseDeps("gcc gcc\n")).toThrow('scripts/deps.txt:1: expected "PROGRAM PACKAGE PART [why]"');
     expect(parseDeps("# c\n\nx  pkg  ?bootstrap  some why\n")).toEqual([
@@ -274,7 +276,13 @@ describe("scripts/deps.txt", () => {
   });
 
   test.skipIf(!haveDpkg)("base packages are in every Debian (Essential or Priority required)", () => {
-    const base = [...new Set(dependencies().filter((d) => d.part === "base").map((d) => d.package))];
+    const base = [
+      ...new Set(
+        dependencies()
+          .filter((d) => d.part === "base")
+          .map((d) => d.package),
+      ),
+    ];
     const infos = packages(base);
     const problems: string[] = [];
     for (const pkg of base) {
