@@ -487,8 +487,11 @@ export async function waitGone(ctx: MachineContext, name: string, timeoutMs: num
 
 /**
  * Stop the machine: SIGTERM to its supervisor (which sends the container's kill signal:
- * SIGRTMIN+3 to a booted init, SIGKILL otherwise), then, after `timeoutMs`, SIGKILL to every
- * process of the machine and to the supervisor; returns once the entry is gone.
+ * SIGRTMIN+3 to a booted init, SIGKILL otherwise); after `timeoutMs`, SIGKILL to every process of
+ * the container — its supervisor then undoes what it made (network, mounts, cgroups) as after any
+ * exit; only a supervisor that is still there 5 s later is killed too (its leftovers are swept at
+ * the next start). Returns once the entry is gone. (An init that has not yet set a handler for
+ * the stop signal never gets it: a PID namespace's init is sent only the signals it handles.)
  */
 export async function terminateMachine(ctx: MachineContext, name: string, options: { timeoutMs?: number } = {}): Promise<"stopped" | "killed"> {
   const m = getMachine(ctx, name, { all: true });
@@ -504,6 +507,7 @@ export async function terminateMachine(ctx: MachineContext, name: string, option
   ctx.host.kill(m.supervisor, SIGTERM);
   if (await waitGone(ctx, name, options.timeoutMs ?? 10_000)) return "stopped";
   for (const pid of machinePids(ctx.host, m)) ctx.host.kill(pid, SIGKILL);
+  if (await waitGone(ctx, name, 5_000)) return "killed";
   ctx.host.kill(m.supervisor, SIGKILL);
   if (!(await waitGone(ctx, name, 5_000))) throw new MachinaError("E_BUSY", `machine "${name}" did not go away after SIGKILL`, { machine: name });
   return "killed";

@@ -182,15 +182,29 @@ describe("machines", () => {
     expect(host.kills).toEqual([[200, 9]]);
   });
 
-  test("terminate: SIGTERM to the supervisor, SIGKILL to everything after the timeout", async () => {
+  test("terminate: SIGTERM to the supervisor; after the timeout SIGKILL to the container, whose supervisor then cleans up", async () => {
     const { ctx, host } = fixture();
     const r = terminateMachine(ctx, "web", { timeoutMs: 100 });
-    // nothing goes away by itself: after the timeout everything is killed; then the entry goes
+    // the stop signal changes nothing: the container's processes are killed, the supervisor exits (its undo)
+    host.onKill = (pid, sig) => {
+      if (pid === 200 && sig === 9) host.heldLocks.delete("/run/m/machines/web/lock");
+    };
+    expect(await r).toBe("killed");
+    expect(host.kills).toEqual([
+      [100, 15],
+      [200, 9],
+      [210, 9],
+      [230, 9],
+    ]);
+  });
+
+  test("terminate: a supervisor still there 5 s after its container was killed is killed too", async () => {
+    const { ctx, host } = fixture();
+    const r = terminateMachine(ctx, "web", { timeoutMs: 100 });
     host.onKill = (pid, sig) => {
       if (pid === 100 && sig === 9) host.heldLocks.delete("/run/m/machines/web/lock");
     };
     expect(await r).toBe("killed");
-    expect(host.kills[0]).toEqual([100, 15]);
     expect(host.kills.slice(1)).toEqual([
       [200, 9],
       [210, 9],
