@@ -13,6 +13,11 @@ import { parseSignal } from "../../settings/values.ts";
 import type { OciProcess } from "../../settings/oci-config.ts";
 import { DEFAULT_ROOT, defaultRoot, listIds, OCI_VERSION, ociState, readState, status } from "../../oci-runtime/state.ts";
 import { DEFAULT_PATH } from "../../spec/default-path.ts";
+import { provideZod } from "../../lazy-zod.ts";
+import { z } from "zod";
+
+// Every command but --help/--version parses state.json or config.json: zod's ES build (lazy-zod.ts).
+provideZod(z);
 
 const PROG = "machina-oci";
 
