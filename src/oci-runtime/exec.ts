@@ -13,22 +13,13 @@ import { OciProcessSchemaOf, type OciProcess } from "../settings/oci-config.ts";
 import { RLIMITS } from "../settings/rlimits.ts";
 import { parseConfinement } from "../spec/confinement.ts";
 import { readState, status } from "./state.ts";
+import { jsonValue, validated } from "../json.ts";
 
 /** A --process file: the runtime-spec `process` object, validated. */
 export function parseProcess(text: string, file: string): OciProcess {
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new MachinaError("E_INVALID", `${file}: not JSON (${(e as Error).message})`, { file });
-  }
-  const r = OciProcessSchemaOf().safeParse(json);
-  if (!r.success) {
-    const issue = r.error.issues[0]!;
-    throw new MachinaError("E_INVALID", `${file}: ${issue.path.join(".") || "(top level)"}: ${issue.message}`, { file });
-  }
-  if (r.data.args === undefined || r.data.args.length === 0) throw new MachinaError("E_INVALID", `${file}: args: the process needs a command`, { file });
-  return r.data;
+  const p = validated(OciProcessSchemaOf(), jsonValue(text, file, { file }), file, { file });
+  if (p.args === undefined || p.args.length === 0) throw new MachinaError("E_INVALID", `${file}: args: the process needs a command`, { file });
+  return p;
 }
 
 function caps(list: string[] | undefined, field: string): CapabilityName[] | undefined {

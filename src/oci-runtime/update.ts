@@ -13,19 +13,12 @@ import { cgroup2Mount } from "../machine/machines.ts";
 import { ociCgroupValues, OciResourcesSchemaOf, type OciResources } from "../settings/oci-config.ts";
 import { V1_HIERARCHY, type CgroupController, type CgroupValue } from "../settings/settings.ts";
 import { readState, status, writeState } from "./state.ts";
+import { jsonValue, validated } from "../json.ts";
 
 export type Resources = OciResources;
 
 export function parseResources(text: string, where: string): Resources {
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new MachinaError("E_INVALID", `${where}: not JSON (${(e as Error).message})`, { value: where });
-  }
-  const r = OciResourcesSchemaOf().safeParse(json);
-  if (!r.success) throw new MachinaError("E_INVALID", `${where}: ${r.error.issues[0]!.path.join(".")}: ${r.error.issues[0]!.message}`, { value: where });
-  return r.data;
+  return validated(OciResourcesSchemaOf(), jsonValue(text, where, { value: where }), where, { value: where });
 }
 
 /**

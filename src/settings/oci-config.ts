@@ -16,6 +16,7 @@
  */
 import type { z } from "zod";
 import { lazySchemas } from "../lazy-zod.ts";
+import { jsonValue, validated } from "../json.ts";
 import { invalidError, type ErrorContext } from "../errors.ts";
 import { CAPABILITIES, type CapabilityName } from "./capabilities.ts";
 import { PROPAGATIONS, parseCpuSet, type BindMount, type IdMapLine, type PrivateUsers, type Propagation, type TmpfsMount } from "./compound-values.ts";
@@ -266,26 +267,10 @@ export function mapOciConfig(text: string, bundle: string, mode: "nspawn" | "run
   const fail = (field: string, what: string): never => {
     throw invalidError(`${file}: ${field}: ${what}`, { file, flag: "--oci-bundle", value: field });
   };
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw invalidError(`${file}: not valid JSON (${e instanceof Error ? e.message : String(e)})`, { file, flag: "--oci-bundle" });
-  }
+  const json = jsonValue(text, file, { file, flag: "--oci-bundle" });
   if (typeof json !== "object" || json === null || Array.isArray(json) || !("ociVersion" in json))
     throw invalidError(`${file}: not an OCI runtime configuration (no "ociVersion")`, { file, flag: "--oci-bundle" });
-  const parsed = ociSchemas().OciConfigSchema.safeParse(json);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    fail(
-      issue.path
-        .map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`))
-        .join("")
-        .replace(/^\./, "") || "(top level)",
-      issue.message,
-    );
-  }
-  const c = parsed.data!;
+  const c = validated(ociSchemas().OciConfigSchema, json, file, { file, flag: "--oci-bundle" });
   if (!VERSION.test(c.ociVersion)) fail("ociVersion", `version "${c.ociVersion}" is not supported (machina reads runtime-spec 1.0.x to 1.2.x)`);
 
   const values: Partial<Settings> = {};

@@ -609,7 +609,7 @@ describe("refusals: one line naming the config.json field", () => {
   for (const [name, f, message] of cases) test(name, () => expect(refusal(edit(f))).toBe(message));
 
   test("not JSON, not an OCI config", () => {
-    expect(refusal("{")).toStartWith(`${F}: not valid JSON (`);
+    expect(refusal("{")).toStartWith(`${F}: not JSON (`);
     expect(refusal("{}")).toBe(`${F}: not an OCI runtime configuration (no "ociVersion")`);
   });
 });
