@@ -7,7 +7,22 @@
  * Everything under a --root of the test's own; every container and cgroup is removed. Root only.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { closeSync, existsSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, rmdirSync, statSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  rmdirSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { ensureBusyboxImage } from "../fixtures/images.ts";
 import { REPO, Scratch, baseEnv, copyTree, waitFor } from "../helpers/machina.ts";
@@ -413,6 +428,47 @@ describe.skipIf(!isRoot)("machina-oci", () => {
       expect(opts("/mnt/r")).toEqual(expect.arrayContaining(["nosuid", "nodev", "noexec"]));
       expect(opts("/mnt/p")).not.toContain("noexec");
       expect(lines.slice(-2)).toEqual(["refused", "ran"]);
+    },
+    T,
+  );
+
+  test(
+    "tmpcopyup: a tmpfs over /etc starts with the image's /etc (files, directories, symlinks not followed, modes, owners); writes stay in it",
+    () => {
+      const etc = `${bundle}/rootfs/etc`;
+      const added = ["cu-file", "cu-dir", "cu-escape"];
+      try {
+        writeFileSync(`${etc}/cu-file`, "from the image\n", { mode: 0o640 });
+        chownSync(`${etc}/cu-file`, 0, 8);
+        mkdirSync(`${etc}/cu-dir/sub`, { recursive: true, mode: 0o710 });
+        chmodSync(`${etc}/cu-dir`, 0o710);
+        symlinkSync("/../../../../../../etc/hostname", `${etc}/cu-escape`);
+        writeConfig((c) => {
+          (c.mounts as Json[]).push({ destination: "/etc", type: "tmpfs", source: "tmpfs", options: ["rw", "rprivate", "nosuid", "nodev", "tmpcopyup"] });
+          (c.process as Json).args = [
+            "sh",
+            "-c",
+            [
+              "awk '$2 == \"/etc\" { print $3 }' /proc/mounts",
+              "cat /etc/cu-file /etc/os-release | head -2",
+              "stat -c '%a %u:%g' /etc/cu-file /etc/cu-dir",
+              "ls /etc/cu-dir",
+              "readlink /etc/cu-escape",
+              "echo new > /etc/cu-new && echo changed > /etc/cu-file && cat /etc/cu-new /etc/cu-file",
+            ].join("; "),
+          ];
+        });
+        const r = oci(["run", id("copyup")]);
+        expect(r.stderr).toBe("");
+        const image = readFileSync(`${etc}/os-release`, "utf8").split("\n")[0];
+        expect(r.stdout).toBe(`tmpfs\nfrom the image\n${image}\n640 0:8\n710 0:0\nsub\n/../../../../../../etc/hostname\nnew\nchanged\n`);
+        expect(r.code).toBe(0);
+        // the image is untouched
+        expect(readFileSync(`${etc}/cu-file`, "utf8")).toBe("from the image\n");
+        expect(existsSync(`${etc}/cu-new`)).toBe(false);
+      } finally {
+        for (const f of added) rmSync(`${etc}/${f}`, { recursive: true, force: true });
+      }
     },
     T,
   );
