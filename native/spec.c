@@ -132,12 +132,8 @@ static int parse_create(const char *v, int *out)
 	static const struct {
 		const char *name;
 		int mode;
-	} modes[] = { { "dir", CREATE_DIR },
-		      { "auto", CREATE_AUTO },
-		      { "file", CREATE_FILE },
-		      { "none", CREATE_NONE },
-		      { "optional", CREATE_OPTIONAL },
-		      { "copyup", CREATE_COPYUP } };
+	} modes[] = { { "dir", CREATE_DIR },   { "auto", CREATE_AUTO },         { "file", CREATE_FILE },
+		      { "none", CREATE_NONE }, { "optional", CREATE_OPTIONAL }, { "copyup", CREATE_COPYUP } };
 	for (size_t i = 0; i < ARRAY_SIZE(modes); i++)
 		if (!strcmp(v, modes[i].name)) {
 			*out = modes[i].mode;

@@ -784,7 +784,10 @@ describe("machina-oci (runtime mode): mount options as runc takes them", () => {
     expect(m.warnings.filter((w) => w.includes("tmpcopyup"))).toEqual([]);
     const only = mounts([{ ...tmpcopyup, options: ["tmpcopyup"] }]);
     expect(only.values.tmpfs).toEqual([{ destination: "/etc", options: "mode=0755", order: base, copyUp: true }]);
-    const nspawn = mapOciConfig(edit((c) => void (c.mounts = [...(c.mounts as unknown[]), tmpcopyup])), B);
+    const nspawn = mapOciConfig(
+      edit((c) => void (c.mounts = [...(c.mounts as unknown[]), tmpcopyup])),
+      B,
+    );
     expect(nspawn.values.tmpfs?.[0]?.copyUp).toBeUndefined();
     expect(nspawn.warnings).toContain(`config.json: mounts[${base}].options: "tmpcopyup" is not supported; /etc starts empty`);
   });

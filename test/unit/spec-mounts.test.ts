@@ -299,8 +299,12 @@ describe("machina-oci's tmpcopyup", () => {
       { op: "mount", source: "tmpfs", target: "/etc", fstype: "tmpfs", flags: MS.NODEV | MS.STRICTATIME | MS.RDONLY, data: "mode=755", create: "copyup" },
       { op: "mount", source: "tmpfs", target: "/tmp/t", fstype: "tmpfs", flags: MS.NODEV | MS.STRICTATIME, data: "mode=755", create: "dir" },
     ]);
-    const recs = specRecords(spec(["-D", "/srv/box", "/bin/true"], fakeHost(), { ociRuntime: true, tmpfs: [{ destination: "/etc", options: "", order: 0, copyUp: true }] }));
-    expect(recs.filter(([n, a]) => n === "mount" && a[1] === "/etc")).toEqual([["mount", ["tmpfs", "/etc", "tmpfs", String(MS.NODEV | MS.STRICTATIME), "", "copyup"]]]);
+    const recs = specRecords(
+      spec(["-D", "/srv/box", "/bin/true"], fakeHost(), { ociRuntime: true, tmpfs: [{ destination: "/etc", options: "", order: 0, copyUp: true }] }),
+    );
+    expect(recs.filter(([n, a]) => n === "mount" && a[1] === "/etc")).toEqual([
+      ["mount", ["tmpfs", "/etc", "tmpfs", String(MS.NODEV | MS.STRICTATIME), "", "copyup"]],
+    ]);
   });
 
   test("config.json's own /run tmpfs (podman --read-only) with tmpcopyup: CREATE copyup; /dev without it: dir", () => {
