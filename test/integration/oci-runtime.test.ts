@@ -502,7 +502,7 @@ describe.skipIf(!isRoot)("machina-oci", () => {
   );
 
   test(
-    "machinactl lists the containers of machina-oci's state directory as class oci; status, kill and terminate work on them",
+    "machinactl lists the containers of machina-oci's state directory as class oci; status, shell, exec, kill and terminate work on them",
     async () => {
       writeConfig(() => undefined);
       const name = id("listed");
@@ -517,6 +517,26 @@ describe.skipIf(!isRoot)("machina-oci", () => {
       expect(JSON.parse(list.stdout)).toContainEqual(expect.objectContaining({ machine: name, class: "oci", service: "machina-oci" }));
       const status = machinactl("status", name);
       expect(status.stdout).toContain(`Leader: ${state(name).pid}`);
+      // shell and exec enter it as machina-oci exec does: its namespaces, cgroup and recorded confinement
+      const init = state(name).pid;
+      const sh = machinactl("shell", name, "/bin/sh", "-c", "hostname; grep -E '^(CapBnd|CapEff|NoNewPrivs|Seccomp):' /proc/self/status; exit 6");
+      expect(sh.stderr).toBe("");
+      expect(sh.code).toBe(6);
+      expect(sh.stdout.split("\n")[0]).toBe("runc");
+      const field = (text: string, f: string) => new RegExp(`^${f}:\\s*(\\S+)`, "m").exec(text)?.[1];
+      const initStatus = readFileSync(`/proc/${init}/status`, "utf8");
+      for (const f of ["CapBnd", "CapEff", "NoNewPrivs", "Seccomp"]) expect([f, field(sh.stdout, f)]).toEqual([f, field(initStatus, f)]);
+      const ex = machinactl(
+        "exec",
+        name,
+        "/bin/sh",
+        "-c",
+        "readlink /proc/self/ns/pid; readlink /proc/self/ns/mnt; cat /proc/self/cgroup; echo --; cat /proc/1/cgroup",
+      );
+      expect(ex.code).toBe(0);
+      const [nsLines, initCgroup] = ex.stdout.split("--\n");
+      expect(nsLines).toStartWith(`${readlinkSync(`/proc/${init}/ns/pid`)}\n${readlinkSync(`/proc/${init}/ns/mnt`)}\n`);
+      expect(nsLines!.split("\n").slice(2).join("\n")).toBe(initCgroup!); // the init's cgroups, as the container sees them
       expect(machinactl("kill", "--signal=SIGCONT", name).code).toBe(0);
       expect(machinactl("terminate", name).code).toBe(0);
       expect(state(name).status).toBe("stopped");
