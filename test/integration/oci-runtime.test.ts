@@ -466,6 +466,23 @@ describe.skipIf(!isRoot)("machina-oci", () => {
         // the image is untouched
         expect(readFileSync(`${etc}/cu-file`, "utf8")).toBe("from the image\n");
         expect(existsSync(`${etc}/cu-new`)).toBe(false);
+        // in a user namespace too (the helper copies as host root; owners stay the image's numeric ones)
+        writeConfig((c) => {
+          const l = c.linux as Json;
+          (l.namespaces as unknown[]).push({ type: "user" });
+          l.uidMappings = [{ containerID: 0, hostID: 1000, size: 2000 }];
+          l.gidMappings = [{ containerID: 0, hostID: 1000, size: 2000 }];
+          (c.mounts as Json[]).push({ destination: "/etc", type: "tmpfs", source: "tmpfs", options: ["nosuid", "nodev", "mode=755", "tmpcopyup"] });
+          (c.process as Json).args = [
+            "sh",
+            "-c",
+            "awk '$2 == \"/etc\" { print $3 }' /proc/mounts; head -1 /etc/os-release; ls -d /etc/cu-dir; readlink /etc/cu-escape",
+          ];
+        });
+        const u = oci(["run", id("copyup-userns")]);
+        expect(u.stderr).toBe("");
+        expect(u.stdout).toBe(`tmpfs\n${image}\n/etc/cu-dir\n/../../../../../../etc/hostname\n`);
+        expect(u.code).toBe(0);
       } finally {
         for (const f of added) rmSync(`${etc}/${f}`, { recursive: true, force: true });
       }
