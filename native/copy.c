@@ -128,20 +128,10 @@ static int copy_meta_fd(int sfd, int dfd, const struct stat *st, const struct co
 static int copy_node(int srcdir, const char *srcname, int dstdir, const char *dstname, const struct copy_ids *uids,
 		     const struct copy_ids *gids, const char *spath, const char *dpath, int depth, struct merr *e);
 
-static int copy_dir(int srcdir, const char *srcname, int dstdir, const char *dstname, const struct stat *st, const struct copy_ids *uids,
-		    const struct copy_ids *gids, const char *spath, const char *dpath, int depth, struct merr *e)
+/* Every entry of the open directory SFD into the open directory DFD (copy_node each). */
+static int copy_entries(int sfd, int dfd, const struct copy_ids *uids, const struct copy_ids *gids, const char *spath, const char *dpath,
+			int depth, struct merr *e)
 {
-	_cleanup_close_ int sfd = openat(srcdir, srcname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (sfd < 0)
-		return merr_sys(e, "openat", spath, "failed to open \"%s\"", spath);
-	struct stat st2;
-	if (fstat(sfd, &st2) < 0 || st2.st_ino != st->st_ino || st2.st_dev != st->st_dev)
-		return merr_set(e, EAGAIN, "openat", spath, "\"%s\" changed while copying it", spath);
-	if (mkdirat(dstdir, dstname, 0700) < 0)
-		return merr_sys(e, "mkdirat", dpath, "failed to create \"%s\"", dpath);
-	_cleanup_close_ int dfd = openat(dstdir, dstname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (dfd < 0)
-		return merr_sys(e, "openat", dpath, "failed to open \"%s\"", dpath);
 	int lfd = dup(sfd);
 	if (lfd < 0)
 		return merr_sys(e, "dup", spath, "failed to read \"%s\"", spath);
@@ -150,6 +140,7 @@ static int copy_dir(int srcdir, const char *srcname, int dstdir, const char *dst
 		close(lfd);
 		return merr_sys(e, "fdopendir", spath, "failed to read \"%s\"", spath);
 	}
+	rewinddir(d);
 	int r = 0;
 	for (;;) {
 		errno = 0;
@@ -172,6 +163,24 @@ static int copy_dir(int srcdir, const char *srcname, int dstdir, const char *dst
 			break;
 	}
 	closedir(d);
+	return r;
+}
+
+static int copy_dir(int srcdir, const char *srcname, int dstdir, const char *dstname, const struct stat *st, const struct copy_ids *uids,
+		    const struct copy_ids *gids, const char *spath, const char *dpath, int depth, struct merr *e)
+{
+	_cleanup_close_ int sfd = openat(srcdir, srcname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (sfd < 0)
+		return merr_sys(e, "openat", spath, "failed to open \"%s\"", spath);
+	struct stat st2;
+	if (fstat(sfd, &st2) < 0 || st2.st_ino != st->st_ino || st2.st_dev != st->st_dev)
+		return merr_set(e, EAGAIN, "openat", spath, "\"%s\" changed while copying it", spath);
+	if (mkdirat(dstdir, dstname, 0700) < 0)
+		return merr_sys(e, "mkdirat", dpath, "failed to create \"%s\"", dpath);
+	_cleanup_close_ int dfd = openat(dstdir, dstname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0)
+		return merr_sys(e, "openat", dpath, "failed to open \"%s\"", dpath);
+	int r = copy_entries(sfd, dfd, uids, gids, spath, dpath, depth, e);
 	if (r < 0)
 		return r;
 	return copy_meta_fd(sfd, dfd, st, uids, gids, dpath, e);
@@ -253,6 +262,11 @@ int copy_tree(int srcdir, const char *srcname, int dstdir, const char *dstname, 
 	      const char *spath, const char *dpath, struct merr *e)
 {
 	return copy_node(srcdir, srcname, dstdir, dstname, uids, gids, spath, dpath, 0, e);
+}
+
+int copy_contents(int srcfd, int dstfd, const char *spath, const char *dpath, struct merr *e)
+{
+	return copy_entries(srcfd, dstfd, NULL, NULL, spath, dpath, 0, e);
 }
 
 static int remove_node(int dir, const char *name, int depth, struct merr *e)

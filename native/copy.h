@@ -28,6 +28,10 @@ unsigned copy_map_id(const struct copy_ids *m, unsigned id);
 int copy_tree(int srcdir, const char *srcname, int dstdir, const char *dstname, const struct copy_ids *uids, const struct copy_ids *gids,
 	      const char *spath, const char *dpath, struct merr *e);
 
+/* What the open directory SRCFD holds (not the directory itself), into the open directory DSTFD
+ * (tmpfs copy-up: SPEC.md `mount` CREATE `copyup`), owners unchanged, otherwise as copy_tree. */
+int copy_contents(int srcfd, int dstfd, const char *spath, const char *dpath, struct merr *e);
+
 /* rm -rf of NAME in DIR without following symlinks; missing is fine. */
 int copy_remove(int dir, const char *name, struct merr *e);
 

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "binds.h"
+#include "copy.h"
 #include "resolve.h"
 #include "util.h"
 
@@ -77,7 +78,8 @@ static int mount_target(int rootfd, const struct op *op, int *skip, struct merr 
 	char base[256];
 	int fd;
 	switch (op->create) {
-	case CREATE_DIR: return res_mkdir_p(rootfd, op->path, 0755, e);
+	case CREATE_DIR:
+	case CREATE_COPYUP: return res_mkdir_p(rootfd, op->path, 0755, e);
 	case CREATE_FILE:
 		fd = res_open(rootfd, op->path, O_PATH, e);
 		if (fd >= 0 || fd != -ENOENT)
@@ -111,6 +113,30 @@ static int bind_target(int rootfd, const struct op *op, const struct stat *st, i
 	return mount_target(rootfd, &o, skip, e);
 }
 
+/* CREATE copyup (runc's tmpcopyup): the directory TFD (resolved in the root) is opened before
+ * the mount, so that it still reads what the image has there once the new file system covers it;
+ * the new mount is mounted writable, filled from it (never following a symlink: copy.c) and then
+ * made read-only when FLAGS ask for it. */
+static int mount_copyup(int rootfd, int tfd, const struct op *op, struct merr *e)
+{
+	char p[32];
+	_cleanup_close_ int old = openat(tfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (old < 0)
+		return merr_sys(e, "openat", op->path, "failed to open \"%s\" to copy it into the new mount", op->path);
+	unsigned long flags = op->flags & ~PROPAGATION;
+	if (mount(op->src, fd_path(tfd, p), op->fstype, flags & ~MS_RDONLY, op->data) < 0)
+		return merr_sys(e, "mount", op->path, "failed to mount \"%s\" on \"%s\"", op->src, op->path);
+	_cleanup_close_ int top = res_open(rootfd, op->path, O_RDONLY | O_DIRECTORY, e);
+	if (top < 0)
+		return top;
+	int r = copy_contents(old, top, op->path, op->path, e);
+	if (r < 0)
+		return r;
+	if ((flags & MS_RDONLY) && mount(NULL, fd_path(top, p), NULL, MS_REMOUNT | flags, op->data) < 0)
+		return merr_sys(e, "mount", op->path, "failed to remount \"%s\" read-only", op->path);
+	return 0;
+}
+
 static int op_mount(int rootfd, const struct op *op, struct merr *e)
 {
 	char p[32], fs[128];
@@ -142,6 +168,10 @@ static int op_mount(int rootfd, const struct op *op, struct merr *e)
 	if (bind) {
 		if (mount(src, p, NULL, MS_BIND | (op->flags & MS_REC), NULL) < 0)
 			return merr_sys(e, "mount", op->path, "failed to bind mount \"%s\" on \"%s\"", op->src, op->path);
+	} else if (op->create == CREATE_COPYUP) {
+		int r = mount_copyup(rootfd, tfd, op, e);
+		if (r < 0)
+			return r;
 	} else {
 		if (mount(op->src, p, op->fstype, op->flags & ~PROPAGATION, op->data) < 0) {
 			if (errno == ENOENT && op->create == CREATE_OPTIONAL)

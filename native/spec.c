@@ -132,11 +132,8 @@ static int parse_create(const char *v, int *out)
 	static const struct {
 		const char *name;
 		int mode;
-	} modes[] = { { "dir", CREATE_DIR },
-		      { "auto", CREATE_AUTO },
-		      { "file", CREATE_FILE },
-		      { "none", CREATE_NONE },
-		      { "optional", CREATE_OPTIONAL } };
+	} modes[] = { { "dir", CREATE_DIR },   { "auto", CREATE_AUTO },         { "file", CREATE_FILE },
+		      { "none", CREATE_NONE }, { "optional", CREATE_OPTIONAL }, { "copyup", CREATE_COPYUP } };
 	for (size_t i = 0; i < ARRAY_SIZE(modes); i++)
 		if (!strcmp(v, modes[i].name)) {
 			*out = modes[i].mode;
@@ -385,9 +382,11 @@ HANDLER(on_mount)
 	WANT(parse_mount_flags(a[3], &op->flags) == 0, "FLAGS");
 	if (op->flags & MS_BIND)
 		WANT(is_layer(a[0]), "SRC (an absolute host path, or +PATH inside the image, for a bind mount)");
-	WANT(parse_create(a[5], &op->create) == 0, "CREATE (dir|file|auto|none|optional)");
+	WANT(parse_create(a[5], &op->create) == 0, "CREATE (dir|file|auto|none|optional|copyup)");
 	if (op->create == CREATE_AUTO)
 		WANT(op->flags & MS_BIND, "CREATE (auto needs a bind mount)");
+	if (op->create == CREATE_COPYUP)
+		WANT(!(op->flags & MS_BIND), "CREATE (copyup is for a new file system, not a bind mount)");
 	return 0;
 }
 
@@ -659,7 +658,7 @@ HANDLER(on_idmap_bind)
 	WANT(is_layer(a[0]), "SRC (an absolute host path, or +PATH inside the image)");
 	WANT(is_cpath(a[1]), "CPATH");
 	WANT(parse_mount_flags(a[2], &op->flags) == 0, "FLAGS");
-	WANT(parse_create(a[3], &op->create) == 0, "CREATE (dir|file|auto|none|optional)");
+	WANT(parse_create(a[3], &op->create) == 0 && op->create != CREATE_COPYUP, "CREATE (dir|file|auto|none|optional)");
 	if (!strcmp(a[4], "owner"))
 		op->idmap_from = -1;
 	else {

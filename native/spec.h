@@ -33,7 +33,8 @@ enum op_kind {
 	OP_OVERLAY,
 	OP_IDMAP_BIND
 };
-enum create_mode { CREATE_NONE, CREATE_DIR, CREATE_FILE, CREATE_OPTIONAL, CREATE_AUTO };
+/* CREATE_COPYUP: as CREATE_DIR, and the new file system starts with a copy of what the directory held */
+enum create_mode { CREATE_NONE, CREATE_DIR, CREATE_FILE, CREATE_OPTIONAL, CREATE_AUTO, CREATE_COPYUP };
 /* How the container's root mount is made (binds.c). */
 enum root_mode { ROOT_BIND, ROOT_TMPFS, ROOT_OVERLAY };
 enum console_mode { CONSOLE_PIPE, CONSOLE_INTERACTIVE, CONSOLE_READ_ONLY, CONSOLE_PASSIVE };

@@ -426,6 +426,10 @@ static void test_spec(void)
 		{ min_body, { "mount", "proc", "/proc", "proc", "ro,bogus", "", "dir", NULL, NULL }, "malformed FLAGS", NULL },
 		{ min_body, { "mount", "proc", "/proc", "proc", "0", "", "maybe", NULL, NULL }, "malformed CREATE", NULL },
 		{ min_body, { "mount", "rel", "/x", "", "4096", "", "dir", NULL, NULL }, "malformed SRC", NULL },
+		{ min_body,
+		  { "mount", "/srv", "/x", "", "bind", "", "copyup", NULL, NULL },
+		  "copyup is for a new file system",
+		  "CREATE copyup on a bind mount" },
 		{ min_body, { "mkdir", "/x", "0789", NULL, NULL }, "malformed MODE", NULL },
 		{ min_body, { "mknod", "/dev/x", "0666", "1", "3", NULL, NULL }, "malformed MODE", NULL },
 		{ min_body, { "kill_signal", "0", NULL, NULL }, "malformed N", NULL },
@@ -684,6 +688,53 @@ static void test_ops(const char *tmp)
 		if (op_run(rootfd, &none, &e) != -ENOENT || strcmp(e.path, "/missing"))
 			bits |= 1 << i;
 		i++;
+		/* 11: CREATE copyup: the tmpfs starts with the directory's files, dirs, symlinks (not
+		 * followed: one leads out of the root), modes; read-only after the copy; the image untouched */
+		{
+			char q[512];
+			int ok = 1;
+			snprintf(p, sizeof p, "%s/cu", root);
+			ok &= mkdir(p, 0755) == 0;
+			snprintf(q, sizeof q, "%s/cu/f", root);
+			int fd = open(q, O_WRONLY | O_CREAT | O_EXCL, 0640);
+			ok &= fd >= 0 && write(fd, "data\n", 5) == 5;
+			if (fd >= 0)
+				close(fd);
+			ok &= chmod(q, 0640) == 0;
+			snprintf(q, sizeof q, "%s/cu/d", root);
+			ok &= mkdir(q, 0700) == 0;
+			snprintf(q, sizeof q, "%s/cu/d/out", root);
+			ok &= symlink("/../../../../../etc", q) == 0;
+			struct op cu = { .kind = OP_MOUNT,
+					 .src = "tmpfs",
+					 .path = "/cu",
+					 .fstype = "tmpfs",
+					 .flags = MS_RDONLY | MS_NOSUID,
+					 .data = "mode=0711",
+					 .create = CREATE_COPYUP };
+			struct stat st1, st2;
+			char buf[8] = { 0 }, lk[64] = { 0 };
+			snprintf(q, sizeof q, "%s/cu/f", root);
+			int r = op_run(rootfd, &cu, &e);
+			fd = r < 0 ? -1 : open(q, O_RDONLY);
+			ok &= r == 0 && fd >= 0 && read(fd, buf, sizeof buf) == 5 && !strcmp(buf, "data\n");
+			if (fd >= 0)
+				close(fd);
+			ok &= stat(q, &st1) == 0 && (st1.st_mode & 07777) == 0640;
+			snprintf(q, sizeof q, "%s/cu/d", root);
+			ok &= stat(q, &st1) == 0 && S_ISDIR(st1.st_mode) && (st1.st_mode & 07777) == 0700;
+			snprintf(q, sizeof q, "%s/cu/d/out", root);
+			ok &= readlink(q, lk, sizeof lk - 1) > 0 && !strcmp(lk, "/../../../../../etc");
+			ok &= stat(p, &st1) == 0 && (st1.st_mode & 07777) == 0711; /* the tmpfs's own mode */
+			snprintf(q, sizeof q, "%s/cu/new", root);
+			ok &= mkdir(q, 0755) < 0 && errno == EROFS;
+			ok &= umount2(p, MNT_DETACH) == 0 && stat(p, &st2) == 0 && (st2.st_mode & 07777) == 0755;
+			snprintf(q, sizeof q, "%s/cu/d/out", root);
+			ok &= lstat(q, &st2) == 0 && S_ISLNK(st2.st_mode);
+			if (!ok)
+				bits |= 1 << i;
+			i++;
+		}
 		_exit(write(pp[1], &bits, sizeof bits) == sizeof bits ? 0 : 1);
 	}
 	close(pp[1]);
@@ -702,12 +753,13 @@ static void test_ops(const char *tmp)
 				"mount target through an escaping symlink stays inside",
 				"rebind read-only",
 				"mask: missing skipped, directory masked",
-				"CREATE none on a missing target: ENOENT" };
+				"CREATE none on a missing target: ENOENT",
+				"CREATE copyup: the tmpfs starts with a copy of the directory" };
 	if (bits == -1 || !WIFEXITED(st) || WEXITSTATUS(st)) {
 		check(0, "ops: the test child failed before reporting (status 0x%x)", st);
 		return;
 	}
-	for (int i = 0; i < 11; i++)
+	for (int i = 0; i < 12; i++)
 		check(!(bits & (1 << i)), "ops: %s", names[i]);
 	/* 7: nothing leaked to the host */
 	check(!exists("/tmp/machina-mnt"), "ops: nothing created on the host");

@@ -13,6 +13,7 @@ import { kindInRoot, readFileInRoot } from "../host/resolve-in-root.ts";
 import type { Machine } from "./machines.ts";
 import { DEFAULT_PATH } from "../spec/default-path.ts";
 import { type Confinement, confinementRecords } from "../spec/confinement.ts";
+import { OCI_CLASS, ociConfinement } from "./oci-machines.ts";
 import { readState } from "./registry.ts";
 
 export const ENTER_MAGIC = "MACHINA-ENTER";
@@ -58,8 +59,16 @@ export function leaderCgroups(host: Host, m: Machine): string[] {
   return out;
 }
 
-/** The confinement the machine's container was started with (its state.json): what an entered process gets. */
+/**
+ * The confinement the machine's container was started with (its state.json; for class "oci",
+ * machina-oci's state.json of the container): what an entered process gets.
+ */
 export function machineConfinement(host: Host, stateDir: string, m: Machine): Confinement {
+  if (m.class === OCI_CLASS) {
+    const c = ociConfinement(host, m);
+    if (c === undefined) throw new MachinaError("E_UNSUPPORTED", `machine "${m.name}" has no valid confinement in machina-oci's state`, { machine: m.name });
+    return c;
+  }
   const c = readState(host, stateDir, m.name)?.confinement;
   if (c === undefined)
     throw new MachinaError(

@@ -7,6 +7,7 @@
  */
 import type { Host } from "../host/host.ts";
 import { defaultRoot, listIds, readState, status, type StoredState } from "../oci-runtime/state.ts";
+import { type Confinement, parseConfinement } from "../spec/confinement.ts";
 import { controlGroupOf, type Machine } from "./machines.ts";
 
 export const OCI_CLASS = "oci";
@@ -53,4 +54,23 @@ export function ociMachines(host: Host, cgMount: string | undefined, all: boolea
     out.push(toMachine(st, cgMount));
   }
   return out;
+}
+
+/**
+ * The confinement machina-oci recorded when it created the container whose init is `m`'s leader
+ * (its state.json, as `machina-oci exec` reads it): what `machinactl shell/exec/login` confine an
+ * entered process with. Undefined when no state of machina-oci names it (or has none valid).
+ */
+export function ociConfinement(host: Host, m: Pick<Machine, "name" | "leader">): Confinement | undefined {
+  const root = defaultRoot(host.env());
+  for (const id of listIds(host, root)) {
+    let st: StoredState;
+    try {
+      st = readState(host, root, id);
+    } catch {
+      continue;
+    }
+    if (st.machine === m.name && st.pid === m.leader) return parseConfinement(st.confinement);
+  }
+  return undefined;
 }

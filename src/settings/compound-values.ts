@@ -85,6 +85,8 @@ export interface TmpfsMount {
   order?: number;
   /** machina-oci: an OCI mount's nosuid/nodev/noexec options, set on the new mount (and those below it with rbind). */
   restrict?: Array<"nosuid" | "nodev" | "noexec">;
+  /** machina-oci (runc's tmpcopyup): the new tmpfs starts with a copy of what the image has at the destination. */
+  copyUp?: boolean;
 }
 
 /** `PATH[:OPTIONS]`; default options mode=0755. */

@@ -552,15 +552,18 @@ function mapMounts(
       return;
     }
     if (m.type === "tmpfs") {
-      // runc's tmpcopyup (copy the image's directory into the new tmpfs): not done, the tmpfs starts empty
+      // runc's tmpcopyup: the new tmpfs starts with a copy of the image's directory (machina-oci;
+      // machina-nspawn --oci-bundle: not done, the tmpfs starts empty)
       const kept = opts.filter((o) => !(runtime && (o === "tmpcopyup" || isPropagation(o) || o === "z" || o === "Z")));
-      if (opts.includes("tmpcopyup")) warnings.push(`config.json: ${field}.options: "tmpcopyup" is not supported; ${dest} starts empty`);
+      const copyUp = runtime && opts.includes("tmpcopyup");
+      if (!runtime && opts.includes("tmpcopyup")) warnings.push(`config.json: ${field}.options: "tmpcopyup" is not supported; ${dest} starts empty`);
       const propagation = runtime ? opts.filter(isPropagation).at(-1) : undefined;
       tmpfs.push({
         destination: dest,
         options: kept.length > 0 ? kept.join(",") : "mode=0755",
         ...(propagation !== undefined ? { propagation } : {}),
         ...(runtime ? { order: i } : {}),
+        ...(copyUp ? { copyUp } : {}),
       });
       return;
     }

@@ -580,7 +580,7 @@ type OciApiMount = NonNullable<Settings["ociApiMounts"]>[number];
 /** mount(2) flags and data of an OCI mount's options, over `base` when it gives none of its own. */
 function ociMountOptions(m: OciApiMount, base: number, data: string): { flags: number; data: string } {
   if (m.options.length === 0) return { flags: base, data };
-  // propagation (never to the host), SELinux relabel requests and runc's tmpcopyup are not options of the mount
+  // propagation (never to the host), SELinux relabel requests and runc's tmpcopyup (ociApiOps) are not options of the mount
   const IGNORED = new Set(["private", "rprivate", "slave", "rslave", "z", "Z", "tmpcopyup"]);
   const r = mangleMountOptions(m.options.filter((o) => !IGNORED.has(o)).join(","), 0);
   if ("refused" in r) throw invalidError(`mount ${m.destination}: option "${r.refused}" cannot be honoured`, { value: r.refused });
@@ -608,6 +608,8 @@ function ociApiOps(settings: Settings, list: readonly OciApiMount[]): SetupOp[] 
       ...def,
       source: m.source,
       ...ociMountOptions(m, def.flags, def.data),
+      // runc's tmpcopyup (podman --read-only's /run): the tmpfs starts with the image's directory
+      ...(def.fstype === "tmpfs" && m.options.includes("tmpcopyup") ? { create: "copyup" as const } : {}),
     });
     switch (m.destination) {
       case "/proc": {

@@ -112,7 +112,8 @@ export function userMountPlan(settings: Settings, host: HostFacts, userns?: Bind
         fstype: "tmpfs",
         flags: o.flags | propagationType(m.tmpfs.propagation),
         data: o.data,
-        create: "dir",
+        // machina-oci's tmpcopyup: the helper copies the image's directory into the new tmpfs
+        create: m.tmpfs.copyUp === true ? "copyup" : "dir",
       });
     } else if (m.kind === 2) {
       const o = m.overlay;

@@ -8,7 +8,7 @@ import type { SeccompFilter } from "./seccomp.ts";
 import type { SpecUserns } from "./userns.ts";
 
 /** How a mount target is created when missing. */
-export type CreateMode = "dir" | "file" | "none" | "optional" | "auto";
+export type CreateMode = "dir" | "file" | "none" | "optional" | "auto" | "copyup";
 
 export type SetupOp =
   | { op: "mount"; source: string; target: string; fstype: string; flags: number; data: string; create: CreateMode }

@@ -7,7 +7,22 @@
  * Everything under a --root of the test's own; every container and cgroup is removed. Root only.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { closeSync, existsSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, rmdirSync, statSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  rmdirSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { ensureBusyboxImage } from "../fixtures/images.ts";
 import { REPO, Scratch, baseEnv, copyTree, waitFor } from "../helpers/machina.ts";
@@ -418,6 +433,64 @@ describe.skipIf(!isRoot)("machina-oci", () => {
   );
 
   test(
+    "tmpcopyup: a tmpfs over /etc starts with the image's /etc (files, directories, symlinks not followed, modes, owners); writes stay in it",
+    () => {
+      const etc = `${bundle}/rootfs/etc`;
+      const added = ["cu-file", "cu-dir", "cu-escape"];
+      try {
+        writeFileSync(`${etc}/cu-file`, "from the image\n", { mode: 0o640 });
+        chownSync(`${etc}/cu-file`, 0, 8);
+        mkdirSync(`${etc}/cu-dir/sub`, { recursive: true, mode: 0o710 });
+        chmodSync(`${etc}/cu-dir`, 0o710);
+        symlinkSync("/../../../../../../etc/hostname", `${etc}/cu-escape`);
+        writeConfig((c) => {
+          (c.mounts as Json[]).push({ destination: "/etc", type: "tmpfs", source: "tmpfs", options: ["rw", "rprivate", "nosuid", "nodev", "tmpcopyup"] });
+          (c.process as Json).args = [
+            "sh",
+            "-c",
+            [
+              "awk '$2 == \"/etc\" { print $3 }' /proc/mounts",
+              "cat /etc/cu-file /etc/os-release | head -2",
+              "stat -c '%a %u:%g' /etc/cu-file /etc/cu-dir",
+              "ls /etc/cu-dir",
+              "readlink /etc/cu-escape",
+              "echo new > /etc/cu-new && echo changed > /etc/cu-file && cat /etc/cu-new /etc/cu-file",
+            ].join("; "),
+          ];
+        });
+        const r = oci(["run", id("copyup")]);
+        expect(r.stderr).toBe("");
+        const image = readFileSync(`${etc}/os-release`, "utf8").split("\n")[0];
+        expect(r.stdout).toBe(`tmpfs\nfrom the image\n${image}\n640 0:8\n710 0:0\nsub\n/../../../../../../etc/hostname\nnew\nchanged\n`);
+        expect(r.code).toBe(0);
+        // the image is untouched
+        expect(readFileSync(`${etc}/cu-file`, "utf8")).toBe("from the image\n");
+        expect(existsSync(`${etc}/cu-new`)).toBe(false);
+        // in a user namespace too (the helper copies as host root; owners stay the image's numeric ones)
+        writeConfig((c) => {
+          const l = c.linux as Json;
+          (l.namespaces as unknown[]).push({ type: "user" });
+          l.uidMappings = [{ containerID: 0, hostID: 1000, size: 2000 }];
+          l.gidMappings = [{ containerID: 0, hostID: 1000, size: 2000 }];
+          (c.mounts as Json[]).push({ destination: "/etc", type: "tmpfs", source: "tmpfs", options: ["nosuid", "nodev", "mode=755", "tmpcopyup"] });
+          (c.process as Json).args = [
+            "sh",
+            "-c",
+            "awk '$2 == \"/etc\" { print $3 }' /proc/mounts; head -1 /etc/os-release; ls -d /etc/cu-dir; readlink /etc/cu-escape",
+          ];
+        });
+        const u = oci(["run", id("copyup-userns")]);
+        expect(u.stderr).toBe("");
+        expect(u.stdout).toBe(`tmpfs\n${image}\n/etc/cu-dir\n/../../../../../../etc/hostname\n`);
+        expect(u.code).toBe(0);
+      } finally {
+        for (const f of added) rmSync(`${etc}/${f}`, { recursive: true, force: true });
+      }
+    },
+    T,
+  );
+
+  test(
     "bad input: one line naming the id, flag or config.json field; --log gets a JSON line; nothing is left",
     () => {
       writeConfig((c) => {
@@ -446,7 +519,7 @@ describe.skipIf(!isRoot)("machina-oci", () => {
   );
 
   test(
-    "machinactl lists the containers of machina-oci's state directory as class oci; status, kill and terminate work on them",
+    "machinactl lists the containers of machina-oci's state directory as class oci; status, shell, exec, kill and terminate work on them",
     async () => {
       writeConfig(() => undefined);
       const name = id("listed");
@@ -461,6 +534,26 @@ describe.skipIf(!isRoot)("machina-oci", () => {
       expect(JSON.parse(list.stdout)).toContainEqual(expect.objectContaining({ machine: name, class: "oci", service: "machina-oci" }));
       const status = machinactl("status", name);
       expect(status.stdout).toContain(`Leader: ${state(name).pid}`);
+      // shell and exec enter it as machina-oci exec does: its namespaces, cgroup and recorded confinement
+      const init = state(name).pid;
+      const sh = machinactl("shell", name, "/bin/sh", "-c", "hostname; grep -E '^(CapBnd|CapEff|NoNewPrivs|Seccomp):' /proc/self/status; exit 6");
+      expect(sh.stderr).toBe("");
+      expect(sh.code).toBe(6);
+      expect(sh.stdout.split("\n")[0]).toBe("runc");
+      const field = (text: string, f: string) => new RegExp(`^${f}:\\s*(\\S+)`, "m").exec(text)?.[1];
+      const initStatus = readFileSync(`/proc/${init}/status`, "utf8");
+      for (const f of ["CapBnd", "CapEff", "NoNewPrivs", "Seccomp"]) expect([f, field(sh.stdout, f)]).toEqual([f, field(initStatus, f)]);
+      const ex = machinactl(
+        "exec",
+        name,
+        "/bin/sh",
+        "-c",
+        "readlink /proc/self/ns/pid; readlink /proc/self/ns/mnt; cat /proc/self/cgroup; echo --; cat /proc/1/cgroup",
+      );
+      expect(ex.code).toBe(0);
+      const [nsLines, initCgroup] = ex.stdout.split("--\n");
+      expect(nsLines).toStartWith(`${readlinkSync(`/proc/${init}/ns/pid`)}\n${readlinkSync(`/proc/${init}/ns/mnt`)}\n`);
+      expect(nsLines!.split("\n").slice(2).join("\n")).toBe(initCgroup!); // the init's cgroups, as the container sees them
       expect(machinactl("kill", "--signal=SIGCONT", name).code).toBe(0);
       expect(machinactl("terminate", name).code).toBe(0);
       expect(state(name).status).toBe("stopped");

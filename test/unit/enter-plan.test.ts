@@ -173,4 +173,29 @@ describe("commandSpec", () => {
   test("a machine without a recorded confinement cannot be entered", () => {
     expect(() => machineConfinement(host(false), "/run/m", machine)).toThrow('machine "web" has no recorded confinement');
   });
+
+  test("class oci: the confinement machina-oci recorded for the container whose init is the leader", () => {
+    const c = confinementOf(container);
+    const ociState = (pid: number, confinement: unknown) =>
+      JSON.stringify({
+        ociVersion: "1.2.0",
+        id: "c1",
+        pid,
+        pidStart: "1",
+        bundle: "/b",
+        rootfs: "/b/rootfs",
+        created: "2026-01-01T00:00:00Z",
+        annotations: {},
+        cgroups: [],
+        machine: "web",
+        confinement,
+        hooks: { poststart: [], poststop: [] },
+      });
+    const oci = { ...machine, class: "oci" } as Machine;
+    const h = (text: string) => new FakeHost({ files: { "/run/machina-oci/c1/state.json": text }, env: { MACHINA_OCI_ROOT: "/run/machina-oci" } });
+    expect(machineConfinement(h(ociState(200, c)), "/run/m", oci)).toEqual(c);
+    // another init (a reused name) or no valid record: refused, never entered unconfined
+    expect(() => machineConfinement(h(ociState(201, c)), "/run/m", oci)).toThrow('machine "web" has no valid confinement in machina-oci\'s state');
+    expect(() => machineConfinement(h(ociState(200, { ...c, version: 2 })), "/run/m", oci)).toThrow("no valid confinement");
+  });
 });

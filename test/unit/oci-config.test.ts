@@ -777,6 +777,21 @@ describe("machina-oci (runtime mode): mount options as runc takes them", () => {
     expect(m.warnings).toContain(`config.json: mounts[${base + 1}].options: "mode=755" is file system data, which a bind mount does not take (ignored)`);
   });
 
+  test("tmpcopyup: the tmpfs starts with a copy of the image's directory (machina-nspawn --oci-bundle: starts empty, with a warning)", () => {
+    const tmpcopyup = { destination: "/etc", type: "tmpfs", source: "tmpfs", options: ["rw", "rprivate", "nosuid", "nodev", "tmpcopyup"] };
+    const m = mounts([tmpcopyup]);
+    expect(m.values.tmpfs).toEqual([{ destination: "/etc", options: "rw,nosuid,nodev", propagation: "rprivate", order: base, copyUp: true }]);
+    expect(m.warnings.filter((w) => w.includes("tmpcopyup"))).toEqual([]);
+    const only = mounts([{ ...tmpcopyup, options: ["tmpcopyup"] }]);
+    expect(only.values.tmpfs).toEqual([{ destination: "/etc", options: "mode=0755", order: base, copyUp: true }]);
+    const nspawn = mapOciConfig(
+      edit((c) => void (c.mounts = [...(c.mounts as unknown[]), tmpcopyup])),
+      B,
+    );
+    expect(nspawn.values.tmpfs?.[0]?.copyUp).toBeUndefined();
+    expect(nspawn.warnings).toContain(`config.json: mounts[${base}].options: "tmpcopyup" is not supported; /etc starts empty`);
+  });
+
   test("machina-nspawn --oci-bundle still refuses them (its mounts never propagate)", () => {
     const text = edit((c) => void (c.mounts = [...(c.mounts as unknown[]), { destination: "/mnt/a", source: "/etc", options: ["bind", "shared"] }]));
     expect(refusal(text)).toContain(`bind option "shared" cannot be honoured`);

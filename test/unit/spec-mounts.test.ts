@@ -286,6 +286,41 @@ describe("machina-oci's mounts: config.json's order and each mount's propagation
   });
 });
 
+describe("machina-oci's tmpcopyup", () => {
+  test("a tmpfs with copyUp is a mount op with CREATE copyup; without it CREATE dir", () => {
+    const ops = spec(["-D", "/srv/box", "/bin/true"], fakeHost(), {
+      ociRuntime: true,
+      tmpfs: [
+        { destination: "/etc", options: "mode=755,ro", order: 0, copyUp: true },
+        { destination: "/tmp/t", options: "mode=755", order: 1 },
+      ],
+    }).ops;
+    expect(ops.filter((o) => o.op === "mount" && ["/etc", "/tmp/t"].includes(o.target))).toEqual([
+      { op: "mount", source: "tmpfs", target: "/etc", fstype: "tmpfs", flags: MS.NODEV | MS.STRICTATIME | MS.RDONLY, data: "mode=755", create: "copyup" },
+      { op: "mount", source: "tmpfs", target: "/tmp/t", fstype: "tmpfs", flags: MS.NODEV | MS.STRICTATIME, data: "mode=755", create: "dir" },
+    ]);
+    const recs = specRecords(
+      spec(["-D", "/srv/box", "/bin/true"], fakeHost(), { ociRuntime: true, tmpfs: [{ destination: "/etc", options: "", order: 0, copyUp: true }] }),
+    );
+    expect(recs.filter(([n, a]) => n === "mount" && a[1] === "/etc")).toEqual([
+      ["mount", ["tmpfs", "/etc", "tmpfs", String(MS.NODEV | MS.STRICTATIME), "", "copyup"]],
+    ]);
+  });
+
+  test("config.json's own /run tmpfs (podman --read-only) with tmpcopyup: CREATE copyup; /dev without it: dir", () => {
+    const ops = spec(["-D", "/srv/box", "/bin/true"], fakeHost(), {
+      ociRuntime: true,
+      ociApiMounts: [
+        { destination: "/dev", type: "tmpfs", source: "tmpfs", options: ["nosuid", "strictatime", "mode=755", "size=65536k"] },
+        { destination: "/run", type: "tmpfs", source: "tmpfs", options: ["rw", "rprivate", "nosuid", "nodev", "tmpcopyup"] },
+      ],
+    }).ops;
+    const create = (t: string) => ops.filter((o) => o.op === "mount" && o.target === t).map((o) => (o.op === "mount" ? o.create : ""));
+    expect(create("/run")).toEqual(["copyup"]);
+    expect(create("/dev")).toEqual(["dir"]);
+  });
+});
+
 describe("machina-oci's namespaces joined by path", () => {
   test("mntns and pidns replace mnt and pid; a joined UTS namespace gets the configured hostname only", () => {
     const patch: Partial<Settings> = {
