@@ -413,6 +413,15 @@ export class FakeHost implements Host {
     this.add(path, "");
   }
 
+  /** readFifoByte() answers, in order (then true); each call's path is recorded. */
+  readonly fifoAnswers: boolean[] = [];
+  readonly fifoReads: string[] = [];
+  readFifoByte(path: string): boolean {
+    if (!this.nodes.has(path)) throw Object.assign(new Error(`ENOENT: ${path}`), { code: "ENOENT" });
+    this.fifoReads.push(path);
+    return this.fifoAnswers.shift() ?? true;
+  }
+
   spawnDetached(argv: string[], options: { spec: Uint8Array; logPath: string }): DetachedChild {
     this.detachedSpawns.push({ argv, ...options });
     this.add(options.logPath, "");

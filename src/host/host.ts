@@ -189,6 +189,12 @@ export interface Host {
   spawnWithStatus(argv: string[], options: { spec: Uint8Array; env: Record<string, string> }): DetachedChild;
   /** mkfifo(path, mode), then chmod to mode (no umask). */
   mkfifo(path: string, mode: number): void;
+  /**
+   * Open the fifo for reading without waiting for a writer, then read one byte, waiting for it
+   * once a writer has the fifo open: true when a byte came, false at end of file (no writer, or
+   * the writer closed it without writing).
+   */
+  readFifoByte(path: string): boolean;
   sleep(ms: number): Promise<void>;
   /** Milliseconds from a monotonic clock. */
   monotonicMs(): number;

@@ -572,6 +572,16 @@ export class LinuxHost implements Host {
     fs.chmodSync(path, mode);
   }
 
+  readFifoByte(path: string): boolean {
+    const fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
+    try {
+      clearNonBlocking(fd); // the read waits for a writer's byte; with no writer it is end of file at once
+      return fs.readSync(fd, Buffer.alloc(1), 0, 1, null) === 1;
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
   sleep(ms: number): Promise<void> {
     return Bun.sleep(ms);
   }

@@ -4,7 +4,6 @@
  * hooks runner. Kept apart from create (create.ts), which needs the whole planning layer: these
  * commands start fast.
  */
-import { closeSync, constants as fsConstants, openSync, readSync } from "node:fs";
 import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
 import type { OciHook } from "../settings/oci-config.ts";
@@ -43,25 +42,13 @@ export async function startContainer(host: Host, root: string, id: string): Prom
   if (s !== "created")
     throw new MachinaError("E_BUSY", `cannot start container "${id}" in state ${s} (only a created container can be started)`, { value: id });
   const fifo = fifoPath(root, id);
-  // O_NONBLOCK: never hang on an init that died meanwhile; the byte arrives once it opened its end.
-  const fd = openSync(fifo, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
-  try {
-    const buf = Buffer.alloc(1);
-    const deadline = host.monotonicMs() + 10_000;
-    for (;;) {
-      let n = 0;
-      try {
-        n = readSync(fd, buf, 0, 1, null);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== "EAGAIN") throw e;
-      }
-      if (n === 1) break;
-      if (!initAlive(host, st)) throw new MachinaError("E_SYSTEM", `container "${id}": its init exited before it was started`);
-      if (host.monotonicMs() > deadline) throw new MachinaError("E_SYSTEM", `container "${id}": its init did not take the start within 10 s`);
-      await host.sleep(2);
-    }
-  } finally {
-    closeSync(fd);
+  // The parked init waits in open() for writing: our open releases it, and its byte follows. End
+  // of file instead: it has not opened its end yet, or it died (never hang on a dead init).
+  const deadline = host.monotonicMs() + 10_000;
+  while (!host.readFifoByte(fifo)) {
+    if (!initAlive(host, st)) throw new MachinaError("E_SYSTEM", `container "${id}": its init exited before it was started`);
+    if (host.monotonicMs() > deadline) throw new MachinaError("E_SYSTEM", `container "${id}": its init did not take the start within 10 s`);
+    await host.sleep(2);
   }
   host.unlink(fifo);
   if (st.hooks.poststart.length > 0) {
