@@ -60,6 +60,12 @@ export async function startContainer(host: Host, root: string, id: string): Prom
       if (host.monotonicMs() > deadline) throw new MachinaError("E_SYSTEM", `container "${id}": its init did not take the start within 10 s`);
       await host.sleep(2);
     }
+    // startContainer hooks: the init runs them now and writes "1" once they all succeeded; a
+    // failure ends it, and the fifo ends without it (native/SPEC.md oci_hook_state).
+    if (st.startHooks === true && !(await hooksSucceeded(host, fd, buf))) {
+      host.unlink(fifo);
+      throw new MachinaError("E_SYSTEM", `container "${id}": a startContainer hook failed (see the message above); the container stopped`, { value: id });
+    }
   } finally {
     closeSync(fd);
   }
@@ -72,6 +78,22 @@ export async function startContainer(host: Host, root: string, id: string): Prom
       { ociVersion: st.ociVersion, id, status: "running", pid: st.pid, bundle: st.bundle, annotations: st.annotations },
       "warn",
     );
+  }
+}
+
+/** After the start byte: read the fifo to its end (the init closes it, at its execve at the latest); "1" = the hooks succeeded. */
+async function hooksSucceeded(host: Host, fd: number, buf: Buffer): Promise<boolean> {
+  let ok = false;
+  for (;;) {
+    let n = -1;
+    try {
+      n = readSync(fd, buf, 0, 1, null);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EAGAIN") throw e;
+    }
+    if (n === 0) return ok;
+    if (n === 1) ok = buf[0] === 0x31;
+    else await host.sleep(2);
   }
 }
 
