@@ -121,7 +121,8 @@ static int oci_hook_one(const struct oci_hook *h, size_t idx, const char *state,
 	 * killed by SIGPIPE when a hook does not read it. */
 	if (len > 65536 && fcntl(p[1], F_SETPIPE_SZ, (int)len) < 0) {
 		close(p[0]), close(p[1]);
-		return merr_sys(e, "fcntl", h->path, "%s hook %zu (\"%s\"): its state (%zu bytes) does not fit in a pipe", name, idx, h->path, len);
+		return merr_sys(e, "fcntl", h->path, "%s hook %zu (\"%s\"): its state (%zu bytes) does not fit in a pipe", name, idx,
+				h->path, len);
 	}
 	ssize_t w = write(p[1], state, len);
 	close(p[1]);
@@ -159,13 +160,15 @@ static int oci_hook_one(const struct oci_hook *h, size_t idx, const char *state,
 	int timed_out = 0;
 	int st = hook_wait(child, h->timeout_s > 0 ? h->timeout_s * 1000 : INT_MAX, &timed_out);
 	if (timed_out)
-		return merr_set(e, ETIMEDOUT, "execve", h->path, "%s hook %zu (\"%s\") did not finish within %d s", name, idx, h->path, h->timeout_s);
+		return merr_set(e, ETIMEDOUT, "execve", h->path, "%s hook %zu (\"%s\") did not finish within %d s", name, idx, h->path,
+				h->timeout_s);
 	if (st < 0)
 		return merr_sys(e, "waitpid", h->path, "%s hook %zu (\"%s\"): failed to wait for it", name, idx, h->path);
 	if (WIFSIGNALED(st))
 		return merr_set(e, 0, "execve", h->path, "%s hook %zu (\"%s\") was killed by signal %d", name, idx, h->path, WTERMSIG(st));
 	if (WEXITSTATUS(st) != 0)
-		return merr_set(e, 0, "execve", h->path, "%s hook %zu (\"%s\") failed with exit status %d", name, idx, h->path, WEXITSTATUS(st));
+		return merr_set(e, 0, "execve", h->path, "%s hook %zu (\"%s\") failed with exit status %d", name, idx, h->path,
+				WEXITSTATUS(st));
 	return 0;
 }
 

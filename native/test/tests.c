@@ -2148,24 +2148,34 @@ static void test_oci_hooks_spec(void)
 	rec(b, "oci_hook_state", 2, "start_container", "\"id\":\"c\",\"status\":\"created\"");
 	rec(b, "end", 0);
 	int r = parse(b, &s, &e);
-	check(r == 0 && s.n_oci_hooks == 3 && s.oci_hooks[0].stage == OCI_HOOK_CREATE_CONTAINER && !strcmp(s.oci_hooks[0].path, "/usr/bin/h") &&
-		      s.oci_hooks[0].timeout_s == 5 && s.oci_hooks[0].n_argv == 2 && !strcmp(s.oci_hooks[0].argv[1], "a1") &&
-		      s.oci_hooks[0].n_env == 1 && !strcmp(s.oci_hooks[0].env[0], "K=V") && s.oci_hooks[1].stage == OCI_HOOK_START_CONTAINER &&
-		      s.oci_hooks[1].n_env == 0 && s.oci_hooks[2].n_argv == 1 &&
+	check(r == 0 && s.n_oci_hooks == 3 && s.oci_hooks[0].stage == OCI_HOOK_CREATE_CONTAINER &&
+		      !strcmp(s.oci_hooks[0].path, "/usr/bin/h") && s.oci_hooks[0].timeout_s == 5 && s.oci_hooks[0].n_argv == 2 &&
+		      !strcmp(s.oci_hooks[0].argv[1], "a1") && s.oci_hooks[0].n_env == 1 && !strcmp(s.oci_hooks[0].env[0], "K=V") &&
+		      s.oci_hooks[1].stage == OCI_HOOK_START_CONTAINER && s.oci_hooks[1].n_env == 0 && s.oci_hooks[2].n_argv == 1 &&
 		      !strcmp(s.oci_hook_state[OCI_HOOK_START_CONTAINER], "\"id\":\"c\",\"status\":\"created\""),
 	      "oci_hook STAGE PATH TIMEOUT NARGV ARGV ENV and oci_hook_state parse, in order%s%s", r ? ": " : "", r ? e.msg : "");
 	if (r == 0)
 		spec_free(&s);
 	static const struct bad_spec bads[] = {
-		{ min_body, { "oci_hook", "prestart", "/h", "0", "1", "h", NULL, NULL }, "STAGE (create_container or start_container)", NULL },
+		{ min_body,
+		  { "oci_hook", "prestart", "/h", "0", "1", "h", NULL, NULL },
+		  "STAGE (create_container or start_container)",
+		  NULL },
 		{ min_body, { "oci_hook", "create_container", "h", "0", "1", "h", NULL, NULL }, "PATH (absolute)", NULL },
 		{ min_body, { "oci_hook", "create_container", "/h", "-1", "1", "h", NULL, NULL }, "TIMEOUT", NULL },
 		{ min_body, { "oci_hook", "create_container", "/h", "0", "0", "h", NULL, NULL }, "NARGV", "oci_hook without argv[0]" },
-		{ min_body, { "oci_hook", "create_container", "/h", "0", "2", "h", NULL, NULL }, "NARGV", "oci_hook NARGV past its arguments" },
-		{ min_body, { "oci_hook", "create_container", "/h", "0", "1", "h", "NOEQUALS", NULL, NULL }, "ENV (NAME=VALUE)", NULL },
-		{ min_body, { "oci_hook", "create_container", "/h", "0", "1", "h", NULL, NULL }, "needs the \"oci_hook_state\"", "oci_hook without its state" },
 		{ min_body,
-		  { "oci_hook", "start_container", "/h", "0", "1", "h", NULL, "oci_hook_state", "start_container", "\"id\":\"c\"", NULL, NULL },
+		  { "oci_hook", "create_container", "/h", "0", "2", "h", NULL, NULL },
+		  "NARGV",
+		  "oci_hook NARGV past its arguments" },
+		{ min_body, { "oci_hook", "create_container", "/h", "0", "1", "h", "NOEQUALS", NULL, NULL }, "ENV (NAME=VALUE)", NULL },
+		{ min_body,
+		  { "oci_hook", "create_container", "/h", "0", "1", "h", NULL, NULL },
+		  "needs the \"oci_hook_state\"",
+		  "oci_hook without its state" },
+		{ min_body,
+		  { "oci_hook", "start_container", "/h", "0", "1", "h", NULL, "oci_hook_state", "start_container", "\"id\":\"c\"", NULL,
+		    NULL },
 		  "needs \"exec_fifo\"",
 		  "start_container without exec_fifo" },
 		{ min_body,
@@ -2208,14 +2218,15 @@ static void test_oci_hooks_run(const char *tmp)
 	snprintf(want, sizeof want, "{\"pid\":%d,\"status\":\"creating\"} zero one K=V, /\n", (int)getpid());
 	check(r == 0 && !strcmp(buf, want), "oci_hooks_run: state on stdin, argv, exactly env, cwd (\"%s\")", buf);
 	r = oci_hooks_run(&s, OCI_HOOK_START_CONTAINER, -1, &e);
-	check(r < 0 && strstr(e.msg, "startContainer hook 0 (\"/bin/sh\") failed with exit status 4"), "oci_hooks_run: a failing hook fails the stage (%s)",
-	      e.msg);
+	check(r < 0 && strstr(e.msg, "startContainer hook 0 (\"/bin/sh\") failed with exit status 4"),
+	      "oci_hooks_run: a failing hook fails the stage (%s)", e.msg);
 	const char *argv3[] = { "sleep", "5" };
 	struct oci_hook slow = { OCI_HOOK_START_CONTAINER, "/bin/sleep", 1, argv3, 2, NULL, 0 };
 	s.oci_hooks = &slow;
 	s.n_oci_hooks = 1;
 	r = oci_hooks_run(&s, OCI_HOOK_START_CONTAINER, -1, &e);
-	check(r < 0 && e.err == ETIMEDOUT && strstr(e.msg, "did not finish within 1 s"), "oci_hooks_run: killed after its timeout (%s)", e.msg);
+	check(r < 0 && e.err == ETIMEDOUT && strstr(e.msg, "did not finish within 1 s"), "oci_hooks_run: killed after its timeout (%s)",
+	      e.msg);
 	r = oci_hooks_run(&s, OCI_HOOK_CREATE_CONTAINER, -1, &e);
 	check(r == 0, "oci_hooks_run: no hook of the stage, nothing run");
 }

@@ -829,7 +829,12 @@ describe("machina-oci (runtime mode): namespaces joined by path", () => {
 });
 
 describe("machina-oci (runtime mode): hooks", () => {
-  const hooks = (h: Json) => mapOciConfig(edit((c) => (c.hooks = h)), B, "runtime").hooks;
+  const hooks = (h: Json) =>
+    mapOciConfig(
+      edit((c) => (c.hooks = h)),
+      B,
+      "runtime",
+    ).hooks;
   test("each hook goes to its stage (prestart with createRuntime), in order; unknown names are ignored", () => {
     const got = hooks({
       prestart: [{ path: "/p" }],
@@ -850,7 +855,9 @@ describe("machina-oci (runtime mode): hooks", () => {
   });
   test("a relative path or a timeout of 0 is refused; --oci-bundle refuses every hook", () => {
     expect(() => hooks({ startContainer: [{ path: "bin/x" }] })).toThrow(`${F}: hooks.startContainer[0].path: "bin/x" is not an absolute path`);
-    expect(() => hooks({ createContainer: [{ path: "/x", timeout: 0 }] })).toThrow(`${F}: hooks.createContainer[0].timeout: 0 is not a positive number of seconds`);
+    expect(() => hooks({ createContainer: [{ path: "/x", timeout: 0 }] })).toThrow(
+      `${F}: hooks.createContainer[0].timeout: 0 is not a positive number of seconds`,
+    );
     expect(refusal(edit((c) => (c.hooks = { createContainer: [{ path: "/x" }] })))).toBe(
       `${F}: hooks.createContainer: hooks are not supported by machina-nspawn (machina-oci runs them)`,
     );
