@@ -113,8 +113,9 @@ struct spec {
 	const char *console_socket;     /* console_socket HPATH: the pty master goes there */
 	struct oci_hook *oci_hooks;     /* oci_hook records, in spec order */
 	size_t n_oci_hooks;
-	const char *oci_hook_state[N_OCI_HOOK_STAGES]; /* oci_hook_state BODY of each stage */
-	const char *console_log;                       /* console_log HPATH MAXBYTES KEEP (conlog.h) */
+	/* oci_hook_state BODY of each stage */
+	const char *oci_hook_state[N_OCI_HOOK_STAGES];
+	const char *console_log; /* console_log HPATH MAXBYTES KEEP (conlog.h) */
 	uint64_t console_log_max;
 	int console_log_keep;
 	int console_log_wfd;       /* set by the supervisor: the pipe the child puts on fds 1 and 2, or -1 */
