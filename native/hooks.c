@@ -158,7 +158,7 @@ static int oci_hook_one(const struct oci_hook *h, size_t idx, const char *state,
 	}
 	close(p[0]);
 	int timed_out = 0;
-	int st = hook_wait(child, h->timeout_s > 0 ? h->timeout_s * 1000 : INT_MAX, &timed_out);
+	int st = hook_wait(child, h->timeout_s > 0 && h->timeout_s < INT_MAX / 1000 ? h->timeout_s * 1000 : INT_MAX, &timed_out);
 	if (timed_out)
 		return merr_set(e, ETIMEDOUT, "execve", h->path, "%s hook %zu (\"%s\") did not finish within %d s", name, idx, h->path,
 				h->timeout_s);

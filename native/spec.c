@@ -374,7 +374,7 @@ HANDLER(on_oci_hook)
 	int stage = oci_hook_stage(a[0]), timeout, nargv;
 	WANT(stage >= 0, "STAGE (create_container or start_container)");
 	WANT(is_cpath(a[1]), "PATH (absolute)");
-	WANT(rec_int(a[2], 0, 86400 * 365, &timeout) == 0, "TIMEOUT (seconds, 0 = none)");
+	WANT(rec_int(a[2], 0, INT_MAX, &timeout) == 0, "TIMEOUT (seconds, 0 = none)");
 	WANT(rec_int(a[3], 1, (int)(r->n - 4), &nargv) == 0, "NARGV (1 to the number of arguments left)");
 	for (size_t i = 4 + (size_t)nargv; i < r->n; i++)
 		WANT(strchr(a[i], '=') && a[i][0] != '=', "ENV (NAME=VALUE)");

@@ -81,7 +81,13 @@ export function ociHookRecords(
   for (const [stage, list, status] of stages) {
     if (list.length === 0) continue;
     for (const h of list)
-      out.push({ stage, path: h.path, timeout: h.timeout ?? 0, argv: h.args !== undefined && h.args.length > 0 ? h.args : [h.path], env: h.env ?? [] });
+      out.push({
+        stage,
+        path: h.path,
+        timeout: Math.min(h.timeout ?? 0, 2 ** 31 - 1),
+        argv: h.args !== undefined && h.args.length > 0 ? h.args : [h.path],
+        env: h.env ?? [],
+      });
     hookState[stage] = JSON.stringify({ ociVersion: OCI_VERSION, id: state.id, status, bundle: state.bundle, annotations: state.annotations }).slice(1, -1);
   }
   return out.length > 0 ? { hooks: out, hookState } : {};
