@@ -20,6 +20,7 @@
 #include "binds.h"
 #include "caps.h"
 #include "console.h"
+#include "hooks.h"
 #include "mounts.h"
 #include "proto.h"
 #include "resolve.h"
@@ -173,7 +174,9 @@ static void exec_payload(const struct spec *s, struct merr *e)
 /* exec_fifo (SPEC.md "OCI runtime"): everything is set up; tell the supervisor, then wait until
  * `start` opens the fifo for reading, as runc's exec.fifo. With oci_detach the supervisor exits
  * now: we no longer die with it. The fifo is reopened through the O_PATH fd taken on the host
- * before the clone (its host path is not reachable from here). */
+ * before the clone (its host path is not reachable from here). The startContainer hooks run
+ * once the start came, with the fifo still open: "1" written after them tells `start` they all
+ * succeeded (a failure ends us, and `start` reads the end of the fifo instead). */
 static void park_at_fifo(const struct spec *s, struct merr *e)
 {
 	char path[64];
@@ -193,6 +196,14 @@ static void park_at_fifo(const struct spec *s, struct merr *e)
 	if (write(fd, "0", 1) != 1) {
 		merr_sys(e, "write", s->exec_fifo, "failed to write the exec fifo \"%s\"", s->exec_fifo);
 		fail(e);
+	}
+	if (s->oci_hook_state[OCI_HOOK_START_CONTAINER]) {
+		if (oci_hooks_run(s, OCI_HOOK_START_CONTAINER, -1, e) < 0)
+			fail(e);
+		if (write(fd, "1", 1) != 1) {
+			merr_sys(e, "write", s->exec_fifo, "failed to write the exec fifo \"%s\"", s->exec_fifo);
+			fail(e);
+		}
 	}
 	close(fd);
 	close(s->exec_fifo_fd);
@@ -336,6 +347,11 @@ static int setup_root(const struct spec *s, int host_side, int *nfd, struct merr
 		if (op_run(rootfd, &s->ops[i], e) < 0)
 			return -1;
 	}
+	/* createContainer (SPEC.md "OCI runtime"), as runc: the mounts are set up, the old root is
+	 * still there (PATH is the host's), the working directory is the new root; before it is
+	 * made read-only, so that a hook may still change it. */
+	if (oci_hooks_run(s, OCI_HOOK_CREATE_CONTAINER, rootfd, e) < 0)
+		return -1;
 	if (s->read_only && remount_bind(rootfd, "/", MS_RDONLY, e) < 0)
 		return -1;
 	stage(STAGE_PIVOT);

@@ -4,13 +4,16 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "spec.h"
 #include "util.h"
 
 int hook_run(const char *const *argv, size_t n, pid_t leader, int quiet_stdout, int timeout_ms, int *timed_out)
@@ -102,5 +105,89 @@ int cgroup_enter_self(const char *dir, struct merr *e)
 	int k = snprintf(num, sizeof num, "%d\n", (int)getpid());
 	if (write(fd, num, (size_t)k) != k)
 		return merr_sys(e, "write", buf, "failed to move the supervisor into cgroup \"%s\"", dir);
+	return 0;
+}
+
+static const char *const oci_stage_names[N_OCI_HOOK_STAGES] = { "createContainer", "startContainer" };
+
+static int oci_hook_one(const struct oci_hook *h, size_t idx, const char *state, int cwdfd, struct merr *e)
+{
+	const char *name = oci_stage_names[h->stage];
+	size_t len = strlen(state);
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return merr_sys(e, "pipe2", h->path, "%s hook %zu (\"%s\"): failed to create its stdin", name, idx, h->path);
+	/* The whole state is in the pipe before the hook starts: no writer to block or to be
+	 * killed by SIGPIPE when a hook does not read it. */
+	if (len > 65536 && fcntl(p[1], F_SETPIPE_SZ, (int)len) < 0) {
+		close(p[0]), close(p[1]);
+		return merr_sys(e, "fcntl", h->path, "%s hook %zu (\"%s\"): its state (%zu bytes) does not fit in a pipe", name, idx,
+				h->path, len);
+	}
+	ssize_t w = write(p[1], state, len);
+	close(p[1]);
+	if (w != (ssize_t)len) {
+		close(p[0]);
+		return merr_sys(e, "write", h->path, "%s hook %zu (\"%s\"): failed to write its state", name, idx, h->path);
+	}
+	pid_t child = fork();
+	if (child < 0) {
+		close(p[0]);
+		return merr_sys(e, "fork", h->path, "%s hook %zu (\"%s\"): failed to start it", name, idx, h->path);
+	}
+	if (child == 0) {
+		sigset_t none;
+		sigemptyset(&none);
+		for (int sig = 1; sig < _NSIG; sig++)
+			if (sig != SIGKILL && sig != SIGSTOP)
+				signal(sig, SIG_DFL);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		if (dup2(p[0], 0) < 0)
+			_exit(127);
+		if (cwdfd >= 0 && fchdir(cwdfd) < 0)
+			_exit(127);
+		syscall(SYS_close_range, 3, ~0U, 0);
+		const char *av[h->n_argv + 1], *ev[h->n_env + 1];
+		memcpy(av, h->argv, h->n_argv * sizeof *av);
+		av[h->n_argv] = NULL;
+		memcpy(ev, h->env, h->n_env * sizeof *ev);
+		ev[h->n_env] = NULL;
+		execve(h->path, (char *const *)av, (char *const *)ev);
+		dprintf(2, "%s: %s hook %zu: failed to execute \"%s\": %s\n", g_prog, name, idx, h->path, strerror(errno));
+		_exit(127);
+	}
+	close(p[0]);
+	int timed_out = 0;
+	int st = hook_wait(child, h->timeout_s > 0 && h->timeout_s < INT_MAX / 1000 ? h->timeout_s * 1000 : INT_MAX, &timed_out);
+	if (timed_out)
+		return merr_set(e, ETIMEDOUT, "execve", h->path, "%s hook %zu (\"%s\") did not finish within %d s", name, idx, h->path,
+				h->timeout_s);
+	if (st < 0)
+		return merr_sys(e, "waitpid", h->path, "%s hook %zu (\"%s\"): failed to wait for it", name, idx, h->path);
+	if (WIFSIGNALED(st))
+		return merr_set(e, 0, "execve", h->path, "%s hook %zu (\"%s\") was killed by signal %d", name, idx, h->path, WTERMSIG(st));
+	if (WEXITSTATUS(st) != 0)
+		return merr_set(e, 0, "execve", h->path, "%s hook %zu (\"%s\") failed with exit status %d", name, idx, h->path,
+				WEXITSTATUS(st));
+	return 0;
+}
+
+int oci_hooks_run(const struct spec *s, int stage, int cwdfd, struct merr *e)
+{
+	size_t idx = 0;
+	char *state = NULL;
+	for (size_t i = 0; i < s->n_oci_hooks; i++) {
+		const struct oci_hook *h = &s->oci_hooks[i];
+		if (h->stage != stage)
+			continue;
+		if (!state && asprintf(&state, "{\"pid\":%d,%s}", (int)getpid(), s->oci_hook_state[stage]) < 0)
+			return merr_set(e, ENOMEM, "malloc", "", "failed to allocate a hook's state");
+		int r = oci_hook_one(h, idx++, state, cwdfd, e);
+		if (r < 0) {
+			free(state);
+			return r;
+		}
+	}
+	free(state);
 	return 0;
 }

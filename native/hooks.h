@@ -24,3 +24,13 @@ int hook_wait(pid_t child, int timeout_ms, int *timed_out);
 
 /* Create DIR (with parents) and move the calling process into it (cgroup.procs). */
 int cgroup_enter_self(const char *dir, struct merr *e);
+
+struct spec;
+/*
+ * The oci_hook records of `stage` (enum oci_hook_stage), in spec order (SPEC.md "OCI runtime"):
+ * each forked from the calling process, stdin a pipe holding {"pid":P,BODY} (P our getpid(),
+ * BODY the stage's oci_hook_state), stdout/stderr ours, working directory cwdfd (-1: ours),
+ * signals reset, every other fd closed, execve(PATH, ARGV, ENV); waited for up to its TIMEOUT.
+ * The first that fails (not exit status 0, killed, timed out) ends the run: -1 with *e set.
+ */
+int oci_hooks_run(const struct spec *s, int stage, int cwdfd, struct merr *e);

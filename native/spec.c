@@ -52,6 +52,7 @@ void spec_free(struct spec *s)
 	free(s->rlimits);
 	free(s->groups);
 	free(s->execs);
+	free(s->oci_hooks);
 	free(s->strs);
 	userns_spec_free(&s->us);
 	net_spec_free(&s->net);
@@ -81,6 +82,9 @@ void spec_shed_child(struct spec *s)
 	s->execs = NULL;
 	s->n_execs = 0;
 	sec_free(&s->sec);
+	free(s->oci_hooks);
+	s->oci_hooks = NULL;
+	s->n_oci_hooks = 0;
 }
 
 #define BAD(...) merr_set(e, 0, "", "", "invalid spec: " __VA_ARGS__)
@@ -351,6 +355,49 @@ HANDLER(on_exec_fifo)
 	SPEC;
 	WANT(is_cpath(r->a[0]), "HPATH");
 	s->exec_fifo = r->a[0];
+	return 0;
+}
+
+static int oci_hook_stage(const char *a)
+{
+	return !strcmp(a, "create_container") ? OCI_HOOK_CREATE_CONTAINER : !strcmp(a, "start_container") ? OCI_HOOK_START_CONTAINER : -1;
+}
+
+/* oci_hook STAGE PATH TIMEOUT NARGV ARGV… ENV… */
+HANDLER(on_oci_hook)
+{
+	SPEC;
+	ARGS;
+	int stage = oci_hook_stage(a[0]), timeout, nargv;
+	WANT(stage >= 0, "STAGE (create_container or start_container)");
+	WANT(is_cpath(a[1]), "PATH (absolute)");
+	WANT(rec_int(a[2], 0, INT_MAX, &timeout) == 0, "TIMEOUT (seconds, 0 = none)");
+	WANT(rec_int(a[3], 1, (int)(r->n - 4), &nargv) == 0, "NARGV (1 to the number of arguments left)");
+	for (size_t i = 4 + (size_t)nargv; i < r->n; i++)
+		WANT(strchr(a[i], '=') && a[i][0] != '=', "ENV (NAME=VALUE)");
+	if (grow_arr(&s->oci_hooks, &s->n_oci_hooks, sizeof(struct oci_hook)) < 0)
+		return oom(e);
+	s->oci_hooks[s->n_oci_hooks - 1] = (struct oci_hook){
+		.stage = stage,
+		.path = a[1],
+		.timeout_s = timeout,
+		.argv = a + 4,
+		.n_argv = (size_t)nargv,
+		.env = a + 4 + nargv,
+		.n_env = r->n - 4 - (size_t)nargv,
+	};
+	return 0;
+}
+
+/* oci_hook_state STAGE BODY (once per stage) */
+HANDLER(on_oci_hook_state)
+{
+	SPEC;
+	int stage = oci_hook_stage(r->a[0]);
+	WANT(stage >= 0, "STAGE (create_container or start_container)");
+	if (s->oci_hook_state[stage])
+		return BAD("duplicate record \"oci_hook_state\" for stage \"%s\"", r->a[0]);
+	s->oci_hook_state[stage] = r->a[1];
 	return 0;
 }
 
@@ -919,6 +966,8 @@ static const struct rec_def records[] = {
 	{ "umask", 1, 1, 0, on_umask, NULL },
 	{ "root_propagation", 1, 1, 0, on_root_propagation, NULL },
 	{ "console_socket", 1, 1, 0, on_console_socket, NULL },
+	{ "oci_hook", 5, REC_VAR, 1, on_oci_hook, NULL },
+	{ "oci_hook_state", 2, 2, 1, on_oci_hook_state, NULL },
 	{ "mount", 6, 6, 1, on_mount, NULL },
 	{ "rebind", 3, 3, 1, on_rebind, NULL },
 	{ "mkdir", 2, 2, 1, on_mkdir, NULL },
@@ -1061,6 +1110,12 @@ static int check_spec(struct spec *s, const unsigned seen[N_RECORDS], struct mer
 		return BAD("\"oci_detach\" needs \"exec_fifo\" (the payload must wait for its start)");
 	if (s->oci_detach && (s->boot || s->as_pid2 || s->registry || s->console_log))
 		return BAD("\"oci_detach\" cannot be combined with boot, as_pid2, registry or console_log");
+	for (size_t i = 0; i < s->n_oci_hooks; i++) {
+		if (!s->oci_hook_state[s->oci_hooks[i].stage])
+			return BAD("\"oci_hook\" needs the \"oci_hook_state\" of its stage");
+		if (s->oci_hooks[i].stage == OCI_HOOK_START_CONTAINER && !s->exec_fifo)
+			return BAD("\"oci_hook\" start_container needs \"exec_fifo\" (it runs once the start came)");
+	}
 	if (s->console_socket && s->console != CONSOLE_INTERACTIVE)
 		return BAD("\"console_socket\" needs console \"interactive\" (a pty)");
 	if (s->hostname && !(s->clone_flags & CLONE_NEWUTS) && !s->utsns_path)

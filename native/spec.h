@@ -83,6 +83,18 @@ struct exec_cand {
 
 struct device_rule;
 
+/* oci_hook (SPEC.md "OCI runtime"): a runtime-spec hook the container's side runs itself. */
+enum oci_hook_stage { OCI_HOOK_CREATE_CONTAINER, OCI_HOOK_START_CONTAINER, N_OCI_HOOK_STAGES };
+struct oci_hook {
+	int stage;         /* enum oci_hook_stage */
+	const char *path;  /* executed as given: the host's tree before the pivot, the container's after */
+	int timeout_s;     /* 0 = none */
+	const char **argv; /* argv[0] first (n_argv >= 1) */
+	size_t n_argv;
+	const char **env; /* exactly these */
+	size_t n_env;
+};
+
 struct spec {
 	char *buf;         /* owned: all strings point into it */
 	const char **strs; /* owned: argument pointers (env, args, ... slices) */
@@ -100,7 +112,11 @@ struct spec {
 	const char *exec_fifo;          /* exec_fifo HPATH */
 	int exec_fifo_fd;               /* set by the supervisor: O_PATH fd of exec_fifo, or -1 */
 	const char *console_socket;     /* console_socket HPATH: the pty master goes there */
-	const char *console_log;        /* console_log HPATH MAXBYTES KEEP (conlog.h) */
+	struct oci_hook *oci_hooks;     /* oci_hook records, in spec order */
+	size_t n_oci_hooks;
+	/* oci_hook_state BODY of each stage */
+	const char *oci_hook_state[N_OCI_HOOK_STAGES];
+	const char *console_log; /* console_log HPATH MAXBYTES KEEP (conlog.h) */
 	uint64_t console_log_max;
 	int console_log_keep;
 	int console_log_wfd;       /* set by the supervisor: the pipe the child puts on fds 1 and 2, or -1 */

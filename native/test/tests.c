@@ -2185,6 +2185,104 @@ static void test_hooks_spec(void)
 	free(b);
 }
 
+/* oci_hook, oci_hook_state (SPEC.md "OCI runtime") */
+static void test_oci_hooks_spec(void)
+{
+	struct sb *b = calloc(1, sizeof *b);
+	struct spec s;
+	struct merr e;
+	min_body(b);
+	rec(b, "exec_fifo", 1, "/run/x/exec.fifo");
+	rec(b, "oci_hook", 7, "create_container", "/usr/bin/h", "5", "2", "h", "a1", "K=V");
+	rec(b, "oci_hook", 5, "start_container", "/bin/s", "0", "1", "s");
+	rec(b, "oci_hook", 5, "create_container", "/usr/bin/g", "0", "1", "g");
+	rec(b, "oci_hook_state", 2, "create_container", "\"id\":\"c\",\"status\":\"creating\"");
+	rec(b, "oci_hook_state", 2, "start_container", "\"id\":\"c\",\"status\":\"created\"");
+	rec(b, "end", 0);
+	int r = parse(b, &s, &e);
+	check(r == 0 && s.n_oci_hooks == 3 && s.oci_hooks[0].stage == OCI_HOOK_CREATE_CONTAINER &&
+		      !strcmp(s.oci_hooks[0].path, "/usr/bin/h") && s.oci_hooks[0].timeout_s == 5 && s.oci_hooks[0].n_argv == 2 &&
+		      !strcmp(s.oci_hooks[0].argv[1], "a1") && s.oci_hooks[0].n_env == 1 && !strcmp(s.oci_hooks[0].env[0], "K=V") &&
+		      s.oci_hooks[1].stage == OCI_HOOK_START_CONTAINER && s.oci_hooks[1].n_env == 0 && s.oci_hooks[2].n_argv == 1 &&
+		      !strcmp(s.oci_hook_state[OCI_HOOK_START_CONTAINER], "\"id\":\"c\",\"status\":\"created\""),
+	      "oci_hook STAGE PATH TIMEOUT NARGV ARGV ENV and oci_hook_state parse, in order%s%s", r ? ": " : "", r ? e.msg : "");
+	if (r == 0)
+		spec_free(&s);
+	static const struct bad_spec bads[] = {
+		{ min_body,
+		  { "oci_hook", "prestart", "/h", "0", "1", "h", NULL, NULL },
+		  "STAGE (create_container or start_container)",
+		  NULL },
+		{ min_body, { "oci_hook", "create_container", "h", "0", "1", "h", NULL, NULL }, "PATH (absolute)", NULL },
+		{ min_body, { "oci_hook", "create_container", "/h", "-1", "1", "h", NULL, NULL }, "TIMEOUT", NULL },
+		{ min_body, { "oci_hook", "create_container", "/h", "0", "0", "h", NULL, NULL }, "NARGV", "oci_hook without argv[0]" },
+		{ min_body,
+		  { "oci_hook", "create_container", "/h", "0", "2", "h", NULL, NULL },
+		  "NARGV",
+		  "oci_hook NARGV past its arguments" },
+		{ min_body, { "oci_hook", "create_container", "/h", "0", "1", "h", "NOEQUALS", NULL, NULL }, "ENV (NAME=VALUE)", NULL },
+		{ min_body,
+		  { "oci_hook", "create_container", "/h", "0", "1", "h", NULL, NULL },
+		  "needs the \"oci_hook_state\"",
+		  "oci_hook without its state" },
+		{ min_body,
+		  { "oci_hook", "start_container", "/h", "0", "1", "h", NULL, "oci_hook_state", "start_container", "\"id\":\"c\"", NULL,
+		    NULL },
+		  "needs \"exec_fifo\"",
+		  "start_container without exec_fifo" },
+		{ min_body,
+		  { "oci_hook_state", "create_container", "a", NULL, "oci_hook_state", "create_container", "b", NULL, NULL },
+		  "duplicate record \"oci_hook_state\" for stage",
+		  "oci_hook_state twice for a stage" },
+	};
+	BAD_SPECS(b, bads);
+	free(b);
+}
+
+/* oci_hooks_run: the state on stdin with our pid, ARGV and exactly ENV, cwd; failure and timeout stop it */
+static void test_oci_hooks_run(const char *tmp)
+{
+	char cmd[700], out[512], buf[512] = "";
+	snprintf(out, sizeof out, "%s/oci-hook-out", tmp);
+	snprintf(cmd, sizeof cmd, "{ cat; echo \" $0 $1 $(tr \\\\0 , < /proc/$$/environ) $(pwd)\"; } > %s", out);
+	const char *argv1[] = { "sh", "-c", cmd, "zero", "one" };
+	const char *env1[] = { "K=V" };
+	const char *argv2[] = { "sh", "-c", "exit 4" };
+	struct oci_hook hooks[] = {
+		{ OCI_HOOK_CREATE_CONTAINER, "/bin/sh", 0, argv1, 5, env1, 1 },
+		{ OCI_HOOK_START_CONTAINER, "/bin/sh", 0, argv2, 3, NULL, 0 },
+	};
+	struct spec s = { 0 };
+	s.oci_hooks = hooks;
+	s.n_oci_hooks = 2;
+	s.oci_hook_state[OCI_HOOK_CREATE_CONTAINER] = "\"status\":\"creating\"";
+	s.oci_hook_state[OCI_HOOK_START_CONTAINER] = "\"status\":\"created\"";
+	struct merr e = { 0 };
+	int dfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	int r = oci_hooks_run(&s, OCI_HOOK_CREATE_CONTAINER, dfd, &e);
+	close(dfd);
+	FILE *f = fopen(out, "r");
+	size_t got = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+	buf[got] = 0;
+	if (f)
+		fclose(f);
+	char want[200];
+	snprintf(want, sizeof want, "{\"pid\":%d,\"status\":\"creating\"} zero one K=V, /\n", (int)getpid());
+	check(r == 0 && !strcmp(buf, want), "oci_hooks_run: state on stdin, argv, exactly env, cwd (\"%s\")", buf);
+	r = oci_hooks_run(&s, OCI_HOOK_START_CONTAINER, -1, &e);
+	check(r < 0 && strstr(e.msg, "startContainer hook 0 (\"/bin/sh\") failed with exit status 4"),
+	      "oci_hooks_run: a failing hook fails the stage (%s)", e.msg);
+	const char *argv3[] = { "sleep", "5" };
+	struct oci_hook slow = { OCI_HOOK_START_CONTAINER, "/bin/sleep", 1, argv3, 2, NULL, 0 };
+	s.oci_hooks = &slow;
+	s.n_oci_hooks = 1;
+	r = oci_hooks_run(&s, OCI_HOOK_START_CONTAINER, -1, &e);
+	check(r < 0 && e.err == ETIMEDOUT && strstr(e.msg, "did not finish within 1 s"), "oci_hooks_run: killed after its timeout (%s)",
+	      e.msg);
+	r = oci_hooks_run(&s, OCI_HOOK_CREATE_CONTAINER, -1, &e);
+	check(r == 0, "oci_hooks_run: no hook of the stage, nothing run");
+}
+
 static void test_hooks_run(const char *tmp)
 {
 	char out[512], cmd[700], buf[64] = "";
@@ -2555,6 +2653,7 @@ int main(void)
 	test_host_umount_spec();
 	test_net_spec();
 	test_hooks_spec();
+	test_oci_hooks_spec();
 	test_conlog();
 	test_selinux();
 	test_devices();
@@ -2574,6 +2673,7 @@ int main(void)
 			test_host_umount_ops(tmp);
 			test_image_lock(tmp);
 			test_hooks_run(tmp);
+			test_oci_hooks_run(tmp);
 			test_cgroup_enter_self();
 			rm_rf(tmp);
 			check(!exists(tmp), "cleanup: temporary root removed");

@@ -413,13 +413,13 @@ export class FakeHost implements Host {
     this.add(path, "");
   }
 
-  /** readFifoByte() answers, in order (then true); each call's path is recorded. */
-  readonly fifoAnswers: boolean[] = [];
+  /** readFifo() answers, in order (then "0"); each call's path is recorded. */
+  readonly fifoAnswers: string[] = [];
   readonly fifoReads: string[] = [];
-  readFifoByte(path: string): boolean {
+  readFifo(path: string): string {
     if (!this.nodes.has(path)) throw Object.assign(new Error(`ENOENT: ${path}`), { code: "ENOENT" });
     this.fifoReads.push(path);
-    return this.fifoAnswers.shift() ?? true;
+    return this.fifoAnswers.shift() ?? "0";
   }
 
   spawnDetached(argv: string[], options: { spec: Uint8Array; logPath: string }): DetachedChild {

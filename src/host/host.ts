@@ -190,11 +190,10 @@ export interface Host {
   /** mkfifo(path, mode), then chmod to mode (no umask). */
   mkfifo(path: string, mode: number): void;
   /**
-   * Open the fifo for reading without waiting for a writer, then read one byte, waiting for it
-   * once a writer has the fifo open: true when a byte came, false at end of file (no writer, or
-   * the writer closed it without writing).
+   * Open the fifo for reading without waiting for a writer, then read until end of file (the
+   * writers closed it), waiting while one has it open: what they wrote; "" when there was no writer.
    */
-  readFifoByte(path: string): boolean;
+  readFifo(path: string): string;
   sleep(ms: number): Promise<void>;
   /** Milliseconds from a monotonic clock. */
   monotonicMs(): number;

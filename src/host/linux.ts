@@ -572,11 +572,14 @@ export class LinuxHost implements Host {
     fs.chmodSync(path, mode);
   }
 
-  readFifoByte(path: string): boolean {
+  readFifo(path: string): string {
     const fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
     try {
-      clearNonBlocking(fd); // the read waits for a writer's byte; with no writer it is end of file at once
-      return fs.readSync(fd, Buffer.alloc(1), 0, 1, null) === 1;
+      clearNonBlocking(fd); // reads wait while a writer has it open; with none it is end of file at once
+      const buf = Buffer.alloc(64);
+      let out = "";
+      for (let n; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0; ) out += buf.toString("latin1", 0, n);
+      return out;
     } finally {
       fs.closeSync(fd);
     }

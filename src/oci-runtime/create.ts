@@ -15,8 +15,9 @@ import { prepareContainer } from "../runtime/prepare.ts";
 import { isValidMachineName } from "../settings/values.ts";
 import { mergeSettings } from "../settings/merge.ts";
 import { parseNspawnCommandLine } from "../settings/nspawn-cli.ts";
-import { mapOciConfig } from "../settings/oci-config.ts";
+import { mapOciConfig, type OciHooks } from "../settings/oci-config.ts";
 import { confinementOf } from "../spec/confinement.ts";
+import type { RunSpec, SpecOciHook } from "../spec/types.ts";
 import { encodeSpec } from "../spec/wire.ts";
 import { removeStateDir } from "./lifecycle.ts";
 import { containerDir, fifoPath, OCI_VERSION, writeState, type StoredState } from "./state.ts";
@@ -62,6 +63,36 @@ export function cgroupPathFor(cgroupsPath: string | undefined, id: string, syste
   return rel;
 }
 
+/**
+ * The createContainer and startContainer hooks as the helper runs them (native/SPEC.md `oci_hook`),
+ * with each stage's state: as runc, "creating" for createContainer and "created" for
+ * startContainer; the helper adds the pid (its own, in the container's PID namespace, as runc).
+ */
+export function ociHookRecords(
+  hooks: Pick<OciHooks, "createContainer" | "startContainer">,
+  state: { id: string; bundle: string; annotations: Record<string, string> },
+): Pick<NonNullable<RunSpec["oci"]>, "hooks" | "hookState"> {
+  const out: SpecOciHook[] = [];
+  const hookState: NonNullable<NonNullable<RunSpec["oci"]>["hookState"]> = {};
+  const stages = [
+    ["create_container", hooks.createContainer, "creating"],
+    ["start_container", hooks.startContainer, "created"],
+  ] as const;
+  for (const [stage, list, status] of stages) {
+    if (list.length === 0) continue;
+    for (const h of list)
+      out.push({
+        stage,
+        path: h.path,
+        timeout: Math.min(h.timeout ?? 0, 2 ** 31 - 1),
+        argv: h.args !== undefined && h.args.length > 0 ? h.args : [h.path],
+        env: h.env ?? [],
+      });
+    hookState[stage] = JSON.stringify({ ociVersion: OCI_VERSION, id: state.id, status, bundle: state.bundle, annotations: state.annotations }).slice(1, -1);
+  }
+  return out.length > 0 ? { hooks: out, hookState } : {};
+}
+
 /** create: everything up to the init waiting at the exec fifo. Returns the init's pid. */
 export async function createContainer(host: Host, p: Paths, o: CreateOptions): Promise<number> {
   const dir = containerDir(o.root, o.id);
@@ -105,7 +136,12 @@ export async function createContainer(host: Host, p: Paths, o: CreateOptions): P
     delete spec.imageLocks;
     spec.quiet = true;
     spec.consoleOpost = true; // a terminal as any other: the caller's stdout is not ours to judge
-    spec.oci = { detach: true, execFifo: fifo, ...(o.consoleSocket !== undefined ? { consoleSocket: o.consoleSocket } : {}) };
+    spec.oci = {
+      detach: true,
+      execFifo: fifo,
+      ...(o.consoleSocket !== undefined ? { consoleSocket: o.consoleSocket } : {}),
+      ...ociHookRecords(mapped.hooks, { id: o.id, bundle, annotations: mapped.annotations }),
+    };
     if (mapped.hooks.createRuntime.length > 0 || Object.keys(mapped.sysctl).length > 0) {
       host.writeFile(
         `${dir}/hooks.json`,
@@ -141,6 +177,7 @@ export async function createContainer(host: Host, p: Paths, o: CreateOptions): P
       confinement: confinementOf(spec),
       ...(spec.selinuxContext !== undefined ? { selinuxContext: spec.selinuxContext } : {}),
       hooks: { poststart: mapped.hooks.poststart, poststop: mapped.hooks.poststop },
+      ...(mapped.hooks.startContainer.length > 0 ? { startHooks: true } : {}),
     };
     writeState(host, o.root, st);
     if (o.pidFile !== undefined) {

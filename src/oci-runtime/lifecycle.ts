@@ -42,13 +42,20 @@ export async function startContainer(host: Host, root: string, id: string): Prom
   if (s !== "created")
     throw new MachinaError("E_BUSY", `cannot start container "${id}" in state ${s} (only a created container can be started)`, { value: id });
   const fifo = fifoPath(root, id);
-  // The parked init waits in open() for writing: our open releases it, and its byte follows. End
-  // of file instead: it has not opened its end yet, or it died (never hang on a dead init).
+  // The parked init waits in open() for writing: our open releases it; it writes "0", runs the
+  // startContainer hooks if any and writes "1" once they all succeeded (a failure ends it without),
+  // then closes its end (native/SPEC.md oci_hook_state). Nothing at all: it has not opened its end
+  // yet, or it died (never hang on a dead init).
   const deadline = host.monotonicMs() + 10_000;
-  while (!host.readFifoByte(fifo)) {
+  let got: string;
+  while ((got = host.readFifo(fifo)) === "") {
     if (!initAlive(host, st)) throw new MachinaError("E_SYSTEM", `container "${id}": its init exited before it was started`);
     if (host.monotonicMs() > deadline) throw new MachinaError("E_SYSTEM", `container "${id}": its init did not take the start within 10 s`);
     await host.sleep(2);
+  }
+  if (st.startHooks === true && got !== "01") {
+    host.unlink(fifo);
+    throw new MachinaError("E_SYSTEM", `container "${id}": a startContainer hook failed (see the message above); the container stopped`, { value: id });
   }
   host.unlink(fifo);
   if (st.hooks.poststart.length > 0) {

@@ -53,6 +53,8 @@ const stateSchemas = lazySchemas((z) => ({
     /** what the init was confined with (src/spec/confinement.ts): exec confines its processes the same */
     confinement: z.unknown(),
     selinuxContext: z.string().optional(),
+    /** startContainer hooks run by the init once started: start waits for their outcome (native/SPEC.md `oci_hook_state`) */
+    startHooks: z.boolean().optional(),
     /** hooks delete and start run (the others run inside create) */
     hooks: z.object({
       poststart: z.array(

@@ -236,10 +236,14 @@ export interface OciHook {
   timeout?: number;
 }
 
-/** The hooks machina-oci runs itself (--oci-bundle refuses them all). */
+/** The hooks machina-oci runs (--oci-bundle refuses them all). */
 export interface OciHooks {
   /** prestart (deprecated) and createRuntime: runtime namespace, once the namespaces exist, before pivot_root */
   createRuntime: OciHook[];
+  /** the container's namespaces, its mounts set up, before pivot_root (the path is the host's): the helper runs them */
+  createContainer: OciHook[];
+  /** in the container, right before the process is executed (the path is the container's): the helper runs them */
+  startContainer: OciHook[];
   poststart: OciHook[];
   poststop: OciHook[];
 }
@@ -314,7 +318,7 @@ export function mapOciConfig(text: string, bundle: string, mode: "nspawn" | "run
   if (tmpfs.length > 0) set("tmpfs", tmpfs);
   if (inaccessible.length > 0) set("inaccessible", inaccessible);
 
-  const hooks: OciHooks = { createRuntime: [], poststart: [], poststop: [] };
+  const hooks: OciHooks = { createRuntime: [], createContainer: [], startContainer: [], poststart: [], poststop: [] };
   for (const [name, list] of Object.entries(c.hooks ?? {})) {
     if (list.length === 0) continue;
     if (mode === "nspawn") fail(`hooks.${name}`, "hooks are not supported by machina-nspawn (machina-oci runs them)");
@@ -329,9 +333,7 @@ export function mapOciConfig(text: string, bundle: string, mode: "nspawn" | "run
       ...(h.timeout ? { timeout: h.timeout } : {}),
     }));
     if (name === "prestart" || name === "createRuntime") hooks.createRuntime.push(...copy);
-    else if (name === "poststart" || name === "poststop") hooks[name].push(...copy);
-    else if (name === "createContainer" || name === "startContainer")
-      fail(`hooks.${name}`, "hooks in the container's namespaces are not supported by machina-oci yet (prestart, createRuntime, poststart and poststop are)");
+    else if (name === "createContainer" || name === "startContainer" || name === "poststart" || name === "poststop") hooks[name].push(...copy);
     // unknown hook names: ignored, as unknown properties
   }
   const cgroupsPath = mode === "runtime" ? c.linux?.cgroupsPath : undefined;

@@ -52,6 +52,17 @@ export interface SpecRlimit {
   mode: "exact" | "closest";
 }
 
+/** A runtime-spec hook the helper runs in the container (native/SPEC.md `oci_hook`). */
+export interface SpecOciHook {
+  stage: "create_container" | "start_container";
+  path: string;
+  /** seconds; 0 = none */
+  timeout: number;
+  /** argv[0] first */
+  argv: string[];
+  env: string[];
+}
+
 export interface RunSpec {
   prog: string;
   machine: string;
@@ -79,9 +90,17 @@ export interface RunSpec {
   /**
    * machina-oci create (native/SPEC.md "OCI runtime"): the payload waits at `execFifo` before its
    * execve; with `detach` the supervisor exits once it waits there. `consoleSocket`: the pty
-   * master is sent there instead of being relayed.
+   * master is sent there instead of being relayed. `hooks`: the createContainer and startContainer
+   * hooks the helper runs (oci_hook), each stage's with `hookState` (JSON members without braces;
+   * the helper adds "pid").
    */
-  oci?: { detach: boolean; execFifo: string; consoleSocket?: string };
+  oci?: {
+    detach: boolean;
+    execFifo: string;
+    consoleSocket?: string;
+    hooks?: SpecOciHook[];
+    hookState?: Partial<Record<SpecOciHook["stage"], string>>;
+  };
   /** The payload's umask (default 022): an OCI config's process.user.umask. */
   umask?: number;
   /** machina-oci: propagation flags (MS_SHARED, MS_SLAVE, MS_PRIVATE or MS_UNBINDABLE, maybe with MS_REC) set on "/" after the pivot. */

@@ -90,6 +90,8 @@ export function specRecords(spec: RunSpec): Array<[string, string[]]> {
     add("oci_detach", flag(spec.oci.detach));
     add("exec_fifo", spec.oci.execFifo);
     if (spec.oci.consoleSocket !== undefined) add("console_socket", spec.oci.consoleSocket);
+    for (const h of spec.oci.hooks ?? []) add("oci_hook", h.stage, h.path, String(h.timeout), String(h.argv.length), ...h.argv, ...h.env);
+    for (const [stage, body] of Object.entries(spec.oci.hookState ?? {})) add("oci_hook_state", stage, body);
   }
   if (spec.consoleLog !== undefined) add("console_log", spec.consoleLog.path, String(spec.consoleLog.maxBytes), String(spec.consoleLog.keep));
   if (spec.userns) {

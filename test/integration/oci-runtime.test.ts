@@ -310,6 +310,73 @@ describe.skipIf(!isRoot)("machina-oci", () => {
   );
 
   test(
+    "createContainer runs in the container's mount namespace before the pivot, startContainer in its root once started; a failing one fails create or start",
+    async () => {
+      // createContainer: a host path; it sees the container's tmpfs at ROOTFS/cmnt (only the
+      // container's mount namespace has it), its working directory is the new root
+      const chook = join(work, "chook.sh");
+      writeFileSync(
+        chook,
+        `#!/bin/sh\ncat > "${work}/create.json"\n{ pwd; grep " $(pwd)/cmnt " /proc/self/mountinfo | grep -c " - tmpfs "; echo "$1 $K"; } > "${work}/create.txt"\n`,
+        { mode: 0o755 },
+      );
+      // startContainer: a path in the container (its /bin/sh); it writes into the container's /cmnt
+      writeConfig((c) => {
+        (c.mounts as unknown[]).push({ destination: "/cmnt", type: "tmpfs", source: "tmpfs", options: ["nosuid"] });
+        c.hooks = {
+          createContainer: [{ path: chook, args: ["chook", "one"], env: ["K=V"], timeout: 10 }],
+          startContainer: [{ path: "/bin/sh", args: ["sh", "-c", "cat > /cmnt/start.json; echo $$ > /cmnt/start.pid"] }],
+        };
+        (c.process as Json).args = ["sh", "-c", "cat /cmnt/start.json; echo; cat /cmnt/start.pid"];
+      });
+      const name = id("inhooks");
+      const c = oci(["create", "--bundle", bundle, name]);
+      expect(c.stderr).toBe("");
+      expect(c.code).toBe(0);
+      const created = JSON.parse(readFileSync(join(work, "create.json"), "utf8")) as Json;
+      expect(created).toMatchObject({ id: name, status: "creating", bundle });
+      expect(created.pid).toBe(1);
+      expect(readFileSync(join(work, "create.txt"), "utf8")).toBe(`${bundle}/rootfs\n1\none V\n`);
+      expect(readFileSync("/proc/self/mountinfo", "utf8")).not.toContain(`${bundle}/rootfs/cmnt`);
+      expect(state(name).status).toBe("created");
+      rmSync(join(work, "create.json"));
+      // run: create + start, the command's output is the startContainer hook's state
+      const r = oci(["run", id("inhooks-run")]);
+      expect(r.stderr).toBe("");
+      expect(r.code).toBe(0);
+      const [started, hookPid] = r.stdout.trim().split("\n");
+      expect(JSON.parse(started!)).toMatchObject({ status: "created", pid: 1, bundle });
+      expect(Number(hookPid)).toBeGreaterThan(1);
+      expect(oci(["delete", "--force", name]).code).toBe(0);
+
+      writeConfig((c) => {
+        c.hooks = { createContainer: [{ path: "/bin/sh", args: ["sh", "-c", "exit 3"] }] };
+      });
+      const failing = id("inhooks-cfail");
+      const cf = oci(["create", "--bundle", bundle, failing]);
+      expect(cf.code).toBe(1);
+      expect(cf.stderr).toContain('createContainer hook 0 ("/bin/sh") failed with exit status 3');
+      expect(existsSync(join(root, failing))).toBe(false);
+
+      writeConfig((c) => {
+        c.hooks = { startContainer: [{ path: "/bin/sh", args: ["sh", "-c", "echo no >&2; exit 4"] }] };
+        (c.process as Json).args = ["sh", "-c", "echo payload ran"];
+      });
+      const sfail = id("inhooks-sfail");
+      expect(oci(["create", "--bundle", bundle, sfail]).code).toBe(0);
+      const pid = state(sfail).pid;
+      const sf = oci(["start", sfail]);
+      expect(sf.code).toBe(1);
+      expect(sf.stderr).toContain("a startContainer hook failed");
+      await waitFor("the init to end", () => (state(sfail).status === "stopped" ? true : undefined), 10_000);
+      expect(existsSync(`/proc/${pid}/cmdline`) && readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("payload")).toBe(false);
+      expect(oci(["delete", sfail]).code).toBe(0);
+      expect(existsSync(join(root, sfail))).toBe(false);
+    },
+    T,
+  );
+
+  test(
     "linux.uidMappings and gidMappings are the container's maps as given (different ranges, two lines); the rootfs is not chowned",
     () => {
       writeConfig((c) => {

@@ -8,6 +8,7 @@ import { CAPABILITIES } from "../../src/settings/capabilities.ts";
 import { parseNspawnCommandLine } from "../../src/settings/nspawn-cli.ts";
 import { mapOciConfig } from "../../src/settings/oci-config.ts";
 import { parseResources, resourceWrites } from "../../src/oci-runtime/update.ts";
+import { ociHookRecords } from "../../src/oci-runtime/create.ts";
 import type { Settings } from "../../src/settings/settings.ts";
 
 const FIX = join(import.meta.dir, "../fixtures/oci");
@@ -839,5 +840,61 @@ describe("machina-oci (runtime mode): namespaces joined by path", () => {
     expect(refusal(paths((ns) => set(ns, "pid", "/proc/42/ns/pid")))).toBe(
       `${F}: linux.namespaces[0].path: joining an existing pid namespace is not supported (only the network namespace can be joined by path)`,
     );
+  });
+});
+
+describe("machina-oci (runtime mode): hooks", () => {
+  const hooks = (h: Json) =>
+    mapOciConfig(
+      edit((c) => (c.hooks = h)),
+      B,
+      "runtime",
+    ).hooks;
+  test("each hook goes to its stage (prestart with createRuntime), in order; unknown names are ignored", () => {
+    const got = hooks({
+      prestart: [{ path: "/p" }],
+      createRuntime: [{ path: "/r", args: ["r", "1"] }],
+      createContainer: [{ path: "/c", env: ["A=1"], timeout: 3 }],
+      startContainer: [{ path: "/s" }, { path: "/s2" }],
+      poststart: [{ path: "/ps" }],
+      poststop: [{ path: "/pt" }],
+      other: [{ path: "/o" }],
+    });
+    expect(got).toEqual({
+      createRuntime: [{ path: "/p" }, { path: "/r", args: ["r", "1"] }],
+      createContainer: [{ path: "/c", env: ["A=1"], timeout: 3 }],
+      startContainer: [{ path: "/s" }, { path: "/s2" }],
+      poststart: [{ path: "/ps" }],
+      poststop: [{ path: "/pt" }],
+    });
+  });
+  test("a relative path or a timeout of 0 is refused; --oci-bundle refuses every hook", () => {
+    expect(() => hooks({ startContainer: [{ path: "bin/x" }] })).toThrow(`${F}: hooks.startContainer[0].path: "bin/x" is not an absolute path`);
+    expect(() => hooks({ createContainer: [{ path: "/x", timeout: 0 }] })).toThrow(
+      `${F}: hooks.createContainer[0].timeout: 0 is not a positive number of seconds`,
+    );
+    expect(refusal(edit((c) => (c.hooks = { createContainer: [{ path: "/x" }] })))).toBe(
+      `${F}: hooks.createContainer: hooks are not supported by machina-nspawn (machina-oci runs them)`,
+    );
+  });
+  test("createContainer and startContainer become the helper's oci_hook records with each stage's state", () => {
+    const r = ociHookRecords(
+      { createContainer: [{ path: "/c", args: ["c0", "x"], env: ["A=1"], timeout: 5 }], startContainer: [{ path: "/bin/s" }] },
+      { id: "ctr", bundle: B, annotations: { k: "v" } },
+    );
+    expect(r.hooks).toEqual([
+      { stage: "create_container", path: "/c", timeout: 5, argv: ["c0", "x"], env: ["A=1"] },
+      { stage: "start_container", path: "/bin/s", timeout: 0, argv: ["/bin/s"], env: [] },
+    ]);
+    expect(JSON.parse(`{"pid":1,${r.hookState!.create_container}}`)).toEqual({
+      pid: 1,
+      ociVersion: "1.2.0",
+      id: "ctr",
+      status: "creating",
+      bundle: B,
+      annotations: { k: "v" },
+    });
+    expect(JSON.parse(`{${r.hookState!.start_container}}`)).toMatchObject({ status: "created", id: "ctr" });
+    expect(ociHookRecords({ createContainer: [], startContainer: [] }, { id: "x", bundle: B, annotations: {} })).toEqual({});
   });
 });

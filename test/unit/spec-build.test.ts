@@ -384,6 +384,25 @@ describe("buildSpec", () => {
     expect(records.find(([n]) => n === "mknod")).toEqual(["mknod", ["/dev/null", "020666", "1", "3"]]);
   });
 
+  test("machina-oci's hooks: oci_hook STAGE PATH TIMEOUT NARGV ARGV ENV, then each stage's oci_hook_state", () => {
+    const s = spec(["-D", "/srv/box", "/bin/true"]);
+    s.oci = {
+      detach: true,
+      execFifo: "/run/f",
+      hooks: [
+        { stage: "create_container", path: "/c", timeout: 5, argv: ["c0", "x"], env: ["A=1"] },
+        { stage: "start_container", path: "/bin/s", timeout: 0, argv: ["/bin/s"], env: [] },
+      ],
+      hookState: { create_container: '"status":"creating"', start_container: '"status":"created"' },
+    };
+    expect(specRecords(s).filter(([n]) => n.startsWith("oci_hook"))).toEqual([
+      ["oci_hook", ["create_container", "/c", "5", "2", "c0", "x", "A=1"]],
+      ["oci_hook", ["start_container", "/bin/s", "0", "1", "/bin/s"]],
+      ["oci_hook_state", ["create_container", '"status":"creating"']],
+      ["oci_hook_state", ["start_container", '"status":"created"']],
+    ]);
+  });
+
   test("image locks: image_lock records right after the registry's state, their images in state.json", () => {
     const host = fakeHost();
     const parsed = parseNspawnCommandLine(["-D", "/srv/box", "/bin/true"], host.env());
