@@ -578,7 +578,7 @@ export class LinuxHost implements Host {
       clearNonBlocking(fd); // reads wait while a writer has it open; with none it is end of file at once
       const buf = Buffer.alloc(64);
       let out = "";
-      for (let n; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0; ) out += buf.toString("latin1", 0, n);
+      for (let n = fs.readSync(fd, buf, 0, buf.length, null); n > 0; n = fs.readSync(fd, buf, 0, buf.length, null)) out += buf.toString("latin1", 0, n);
       return out;
     } finally {
       fs.closeSync(fd);
