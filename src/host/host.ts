@@ -39,6 +39,8 @@ export interface RunAsyncOptions {
   spec?: Uint8Array;
   /** Kill the program (SIGKILL) after this long. */
   timeoutMs?: number;
+  /** argv[0] as the program sees it, when it is not argv's first element (the path run). */
+  argv0?: string;
   /** File descriptors the program inherits as 3, 4, … (after a spec's). */
   fds?: number[];
   /** SIGTERM to the program when this aborts (it undoes its own work, e.g. debootstrap's mounts). */

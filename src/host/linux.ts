@@ -477,6 +477,7 @@ export class LinuxHost implements Host {
         Bun.spawn(specFd !== undefined ? [...argv, "3"] : argv, {
           stdio: stdio as ["inherit", "pipe", "pipe"],
           env: options.env ?? (process.env as Record<string, string>),
+          ...(options.argv0 !== undefined ? { argv0: options.argv0 } : {}),
         }),
       );
       if (specFd !== undefined) {

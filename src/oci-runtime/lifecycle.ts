@@ -14,22 +14,24 @@ import { containerDir, fifoPath, initAlive, OCI_VERSION, readState, status, type
  * failure throws (prestart, createRuntime: the container is not created); "warn": a failure is a
  * warning line on stderr and the remaining hooks still run (poststart, poststop).
  */
-export async function runHooks(name: string, hooks: readonly OciHook[], state: Record<string, unknown>, onFailure: "stop" | "warn" = "stop"): Promise<void> {
+export async function runHooks(
+  host: Host,
+  name: string,
+  hooks: readonly OciHook[],
+  state: Record<string, unknown>,
+  onFailure: "stop" | "warn" = "stop",
+): Promise<void> {
   for (const [i, h] of hooks.entries()) {
     const argv = h.args !== undefined && h.args.length > 0 ? [h.path, ...h.args.slice(1)] : [h.path];
-    const proc = Bun.spawn(argv, {
+    const r = await host.runAsync(argv, {
       argv0: h.args?.[0] ?? h.path,
-      stdin: new TextEncoder().encode(JSON.stringify(state)),
-      stdout: "inherit",
-      stderr: "inherit",
+      input: new TextEncoder().encode(JSON.stringify(state)),
+      output: "inherit",
       env: Object.fromEntries((h.env ?? []).map((e) => [e.slice(0, e.indexOf("=")), e.slice(e.indexOf("=") + 1)])),
-    } as Parameters<typeof Bun.spawn>[1]);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    if (h.timeout !== undefined) timer = setTimeout(() => proc.kill("SIGKILL"), h.timeout * 1000);
-    const code = await proc.exited;
-    if (timer !== undefined) clearTimeout(timer);
-    if (code === 0) continue;
-    const error = new MachinaError("E_SYSTEM", `${name} hook ${i} (${h.path}) failed with exit status ${code}`, { path: h.path });
+      ...(h.timeout !== undefined ? { timeoutMs: h.timeout * 1000 } : {}),
+    });
+    if (r.status === 0) continue;
+    const error = new MachinaError("E_SYSTEM", `${name} hook ${i} (${h.path}) failed with exit status ${r.status}`, { path: h.path });
     if (onFailure === "stop") throw error;
     process.stderr.write(`machina-oci: warning: ${error.message}\n`);
   }
@@ -61,6 +63,7 @@ export async function startContainer(host: Host, root: string, id: string): Prom
   if (st.hooks.poststart.length > 0) {
     // runtime-spec: a poststart failure is a warning; the other hooks and the lifecycle go on
     await runHooks(
+      host,
       "poststart",
       st.hooks.poststart,
       { ociVersion: st.ociVersion, id, status: "running", pid: st.pid, bundle: st.bundle, annotations: st.annotations },
@@ -139,6 +142,7 @@ export async function deleteContainer(host: Host, root: string, id: string, forc
   if (st.hooks.poststop.length > 0) {
     // runtime-spec: a poststop failure is a warning; the other hooks and the lifecycle go on
     await runHooks(
+      host,
       "poststop",
       st.hooks.poststop,
       { ociVersion: st.ociVersion, id, status: "stopped", pid: 0, bundle: st.bundle, annotations: st.annotations },
@@ -180,7 +184,7 @@ export async function runCreateHooks(host: Host, root: string, id: string, leade
     if (r.status !== 0)
       throw new MachinaError("E_SYSTEM", `linux.sysctl.${key}: cannot set it to "${value}": ${r.stderr.trim().split("\n")[0] ?? ""}`, { value: key });
   }
-  await runHooks("createRuntime", h.createRuntime, {
+  await runHooks(host, "createRuntime", h.createRuntime, {
     ociVersion: OCI_VERSION,
     id,
     status: "created", // as runc passes it (and runtime-tools checks) to prestart and createRuntime
