@@ -647,8 +647,11 @@ function mapLinux(
   });
   if (!ns.has("mount")) fail("linux.namespaces", "containers without a mount namespace are not supported");
   for (const t of ["pid", "ipc", "uts"] as const)
-    if (!ns.has(t))
-      fail("linux.namespaces", `machina always gives a container its own ${t} namespace: sharing the host's cannot be honoured (add {"type": "${t}"})`);
+    if (!ns.has(t)) {
+      // machina-oci: the runtime's own (podman --pid=host, a pod's hostPID): joined as by path, the helper's own namespace
+      if (mode === "runtime") ns.set(t, `/proc/self/ns/${t}`);
+      else fail("linux.namespaces", `machina always gives a container its own ${t} namespace: sharing the host's cannot be honoured (add {"type": "${t}"})`);
+    }
   if (ns.has("time")) fail("linux.namespaces", "time namespaces are not supported by machina");
   const ipcPath = ns.get("ipc");
   if (ipcPath !== undefined) set("ipcNamespacePath", ipcPath);

@@ -2,7 +2,8 @@
  * machina-oci under podman (issue 13): podman 4.3 (Debian 12) drives the OCI runtime under test
  * through conmon — create, start, exec, kill, delete, --version (docs/podman.md lists the exact
  * interface) — for run, exit codes, run -d, ps, exec, logs, stop, rm, run -it on a pty,
- * --network=none, podman's default (CNI bridge) network, --user, -e, -w, -v and --read-only.
+ * --network=none, podman's default (CNI bridge) network, --user, -e, -w, -v, --read-only and
+ * --pid/--ipc/--uts=host.
  *
  * The runtime is the repo's bin/machina-oci, or $MACHINA_OCI_TEST_RUNTIME (e.g. /usr/sbin/runc, the
  * reference these tests were proven against). A missing default runtime fails the file; no podman
@@ -10,7 +11,7 @@
  * and removed at the end (test/helpers/podman.ts); the last test checks nothing is left.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { accessSync, constants, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { accessSync, constants, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ensureBusyboxImage } from "../fixtures/images.ts";
 import { DEFAULT_RUNTIME, havePodman, isRoot, Podman, RUNTIME_ENV, runCommand, runtimeUnderTest } from "../helpers/podman.ts";
@@ -317,6 +318,16 @@ describe.skipIf(skipWhy !== undefined)(`podman with --runtime ${RUNTIME}`, () =>
       const r = await runNone(["sh", "-c", "touch /etc/x; echo rc=$?; touch /tmp/x && echo tmp-ok"], ["--read-only"]);
       expect(r.stdout).toBe("rc=1\ntmp-ok\n");
       expect(r.stderr).toContain("Read-only file system");
+    },
+    T,
+  );
+
+  test(
+    "--pid=host --ipc=host --uts=host: the container is in the host's PID, IPC and UTS namespaces",
+    async () => {
+      const r = await runNone(["sh", "-c", "for n in pid ipc uts; do readlink /proc/self/ns/$n; done"], ["--pid=host", "--ipc=host", "--uts=host"]);
+      const host = ["pid", "ipc", "uts"].map((n) => readlinkSync(`/proc/self/ns/${n}`));
+      expect(r.stdout.trim().split("\n")).toEqual(host);
     },
     T,
   );

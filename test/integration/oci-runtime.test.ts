@@ -558,6 +558,33 @@ describe.skipIf(!isRoot)("machina-oci", () => {
   );
 
   test(
+    "no pid, IPC or UTS namespace in the config: the container shares the host's (podman --pid=host); a hostname there is refused",
+    () => {
+      writeConfig((c) => {
+        const l = c.linux as Json;
+        l.namespaces = (l.namespaces as Json[]).filter((n) => !["pid", "ipc", "uts"].includes(n.type as string));
+        delete c.hostname;
+        (c.process as Json).args = ["sh", "-c", "for n in pid ipc uts; do readlink /proc/self/ns/$n; done; [ $$ != 1 ] && echo not-init"];
+      });
+      const r = oci(["run", id("hostns")]);
+      expect(r.stderr).toBe("");
+      const ns = (n: string) => readlinkSync(`/proc/self/ns/${n}`);
+      expect(r.stdout.trim().split("\n")).toEqual([ns("pid"), ns("ipc"), ns("uts"), "not-init"]);
+      expect(r.code).toBe(0);
+      writeConfig((c) => {
+        const l = c.linux as Json;
+        l.namespaces = (l.namespaces as Json[]).filter((n) => n.type !== "uts");
+        c.hostname = "renamed";
+      });
+      const bad = oci(["run", id("hostuts2")]);
+      expect(bad.code).toBe(1);
+      expect(bad.stderr).toContain("is the host's: setting the hostname in it would rename the host");
+      expect(readFileSync("/proc/sys/kernel/hostname", "utf8").trim()).not.toBe("renamed");
+    },
+    T,
+  );
+
+  test(
     "bad input: one line naming the id, flag or config.json field; --log gets a JSON line; nothing is left",
     () => {
       writeConfig((c) => {

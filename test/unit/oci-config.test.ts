@@ -827,6 +827,16 @@ describe("machina-oci (runtime mode): namespaces joined by path", () => {
     ]);
   });
 
+  test("no pid, IPC or UTS namespace listed: the runtime's own, joined as by path (podman --pid=host --ipc=host --uts=host)", () => {
+    const text = edit((c) => {
+      linux(c).namespaces = [{ type: "mount" }, { type: "network" }];
+      delete c.hostname;
+    });
+    const v = mapOciConfig(text, B, "runtime").values;
+    expect([v.pidNamespacePath, v.ipcNamespacePath, v.utsNamespacePath]).toEqual(["/proc/self/ns/pid", "/proc/self/ns/ipc", "/proc/self/ns/uts"]);
+    // machina-nspawn --oci-bundle: refused (the "host pid" case of the refusals above)
+  });
+
   test("not with a new user namespace; machina-nspawn --oci-bundle joins only a network namespace", () => {
     const text = edit((c) => {
       const l = linux(c);
