@@ -363,11 +363,13 @@ static int setup_root(const struct spec *s, int host_side, int *nfd, struct merr
  * UTS, IPC and cgroup namespaces and, for its child, the PID namespace, so that proc, sysfs,
  * mqueue and cgroup2 are the container's; that child sets the root up as host root acting as
  * the container's root, pivots, and exits. */
-__attribute__((noreturn)) void host_setup_main(const struct spec *s, int pidfd, int sock)
+__attribute__((noreturn)) void host_setup_main(const struct spec *s, int pidfd, int sock, pid_t parent)
 {
 	struct merr e = { 0 };
 	g_sock = sock;
 	(void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	if (getppid() != parent)
+		_exit(1); /* the supervisor died before the line above: no signal will come */
 	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	(void)prctl(PR_SET_NAME, "machina-setup", 0, 0, 0);
 	int flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC | (s->ns_cgroup ? CLONE_NEWCGROUP : 0);

@@ -36,7 +36,7 @@ int msg_recv(int sock, struct msg *m, int *fd);
 struct spec;
 __attribute__((noreturn)) void child_main(const struct spec *s, int sock);
 /* With a user namespace: the setup process, forked by the supervisor (child.c). Never returns. */
-__attribute__((noreturn)) void host_setup_main(const struct spec *s, int pidfd, int sock);
+__attribute__((noreturn)) void host_setup_main(const struct spec *s, int pidfd, int sock, pid_t parent);
 
 /* Stub init (stub.c): PID 1 with the payload as PID 2. Never returns. */
 __attribute__((noreturn)) void stub_main(pid_t payload);

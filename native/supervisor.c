@@ -612,6 +612,7 @@ static int host_setup(const struct spec *s, struct run *R)
 		report(&e);
 		return -1;
 	}
+	pid_t self = getpid();
 	pid_t pid = fork();
 	if (pid < 0) {
 		merr_sys(&e, "fork", "", "failed to start the container's setup");
@@ -622,7 +623,7 @@ static int host_setup(const struct spec *s, struct run *R)
 	}
 	if (pid == 0) {
 		close(sq[0]);
-		host_setup_main(s, R->pidfd, sq[1]);
+		host_setup_main(s, R->pidfd, sq[1], self);
 	}
 	close(sq[1]);
 	int errored = R->errored;
