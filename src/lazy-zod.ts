@@ -13,6 +13,7 @@ let loaded: typeof Zod.z | undefined;
  * build here, imported statically: `require("zod")` takes the package's CommonJS build, which costs
  * ~9 ms to evaluate in a compiled command against ~2 ms for the ES build, whose code in turn costs
  * ~1.5 ms at every start — so commands that usually parse nothing (machina-nspawn) keep the require.
+ * machinad gives it too: its API schemas load the ES build anyway (no second, CommonJS, copy).
  */
 export function provideZod(z: typeof Zod.z): void {
   loaded ??= z;

@@ -23,6 +23,8 @@ import { readState } from "../machine/registry.ts";
 import { registerWithMachined } from "../machine/systemd.ts";
 import { paths, VERSION } from "../paths.ts";
 import { sweepLeftovers } from "../runtime/sweep.ts";
+import { provideZod } from "../lazy-zod.ts";
+import { z } from "zod";
 import { apiSocketPath, MachinaClient } from "../client/client.ts";
 import { err, out } from "../cli/output.ts";
 import { createApp } from "./app.ts";
@@ -30,6 +32,9 @@ import { Supervisor, type RestartPolicy } from "./supervise.ts";
 import { getopt, type ArgKind } from "../settings/getopt.ts";
 import { optionSyntax, renderHelpEntry, wrap } from "../settings/option-help.ts";
 import { parseChoice } from "../settings/values.ts";
+
+// The API's schemas load zod's ES build anyway: the lazily built ones use it too, not a second (CommonJS) copy (lazy-zod.ts).
+provideZod(z);
 
 const PROG = "machinad";
 
