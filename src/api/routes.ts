@@ -10,7 +10,7 @@
  * Pure.
  */
 import { z } from "zod";
-import type { ErrorContext } from "../errors.ts";
+import { type ErrorContext, MachinaError } from "../errors.ts";
 import * as S from "./schemas.ts";
 
 export type Method = "get" | "post" | "delete";
@@ -55,6 +55,16 @@ export const PATH_PARAMS = {
   /** Any id: an unknown one is the handler's 404. */
   id: { schema: z.string(), what: "job id", context: "value", errors: [] },
 } as const satisfies Record<string, { schema: z.ZodType<string>; what: string; context: keyof ErrorContext; errors: readonly number[] }>;
+
+/** Check a path parameter's value (the daemon before a handler runs, the client before it sends): E_INVALID naming it and the rule. */
+export function checkPathParam(name: keyof typeof PATH_PARAMS, value: string): string {
+  const { schema, what, context } = PATH_PARAMS[name];
+  if (!schema.safeParse(value).success) {
+    const rule = z.globalRegistry.get(schema)?.description;
+    throw new MachinaError("E_INVALID", `invalid ${what} ${JSON.stringify(value)}`, { [context]: value }, rule);
+  }
+  return value;
+}
 
 /** The parameter names in a path, in order. */
 export function pathParams(path: string): Array<keyof typeof PATH_PARAMS> {

@@ -8,7 +8,7 @@
 import { machinaEnv } from "../config.ts";
 import type { z } from "zod";
 import { isErrorCode, MachinaError } from "../errors.ts";
-import { API, type BodyIn, type Params, pathOf, type Query, type Result, type Route } from "../api/routes.ts";
+import { API, type BodyIn, checkPathParam, type Params, pathOf, pathParams, type Query, type Result, type Route } from "../api/routes.ts";
 import * as S from "../api/schemas.ts";
 import type { MachineStatus, MachineSummary } from "../machine/machines.ts";
 import type { ImageService } from "../api/image-service.ts";
@@ -62,6 +62,8 @@ export class MachinaClient implements MachineService, ImageService {
 
   /** Send a request for a route (URL from its path and query, JSON body); an error answer is thrown as a MachinaError. */
   async request<R extends Route>(route: R, args: CallArgs<R>, signal?: AbortSignal): Promise<Response> {
+    // A bad name is refused here as the daemon would ("..", "." would not even reach it: URL parsing resolves them).
+    for (const name of pathParams(route.path)) checkPathParam(name, (args.params as Record<string, string> | undefined)?.[name] ?? "");
     const q = new URLSearchParams();
     for (const [k, v] of Object.entries(args.query ?? {})) if (typeof v === "string") q.set(k, v);
     const url = `http://localhost${pathOf(route, (args.params ?? {}) as Params<R>)}${q.size > 0 ? `?${q}` : ""}`;

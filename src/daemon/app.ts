@@ -6,13 +6,14 @@
  * status.
  */
 import { type Context, Hono } from "hono";
-import { z } from "zod";
+import type { z } from "zod";
 import { openapiDocument } from "../api/openapi.ts";
 import {
   API,
   type Body,
+  checkPathParam,
   MAX_BODY_BYTES,
-  PATH_PARAMS,
+  type PATH_PARAMS,
   type Params,
   pathParams,
   type Query,
@@ -62,13 +63,7 @@ function issueText(error: z.ZodError): string {
 }
 
 function pathParam(c: Context, name: keyof typeof PATH_PARAMS): string {
-  const value = c.req.param(name) ?? "";
-  const { schema, what, context } = PATH_PARAMS[name];
-  if (!schema.safeParse(value).success) {
-    const rule = z.globalRegistry.get(schema)?.description;
-    throw new MachinaError("E_INVALID", `invalid ${what} ${JSON.stringify(value)}`, { [context]: value }, rule);
-  }
-  return value;
+  return checkPathParam(name, c.req.param(name) ?? "");
 }
 
 function query(c: Context, defs: Route["query"]): Record<string, unknown> {
