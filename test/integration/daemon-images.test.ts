@@ -12,7 +12,7 @@ import { MachinaClient } from "../../src/client/client.ts";
 import type { MachinaError } from "../../src/errors.ts";
 import { LinuxHost } from "../../src/host/linux.ts";
 import { paths } from "../../src/paths.ts";
-import { addImage, daemonTestEnv, initUp, startDaemon, type TestEnv } from "../helpers/daemon.ts";
+import { addImage, daemonTestEnv, initUp, machinactl, startDaemon, type TestEnv } from "../helpers/daemon.ts";
 import { Scratch } from "../helpers/machina.ts";
 
 const T = 60_000;
@@ -117,6 +117,61 @@ describe("images through machinad", () => {
       expect(await client.remove(`${a}-copy`)).toEqual({ removed: [`${a}-copy`] });
       expect(await client.terminate(a)).toBe("stopped");
       expect(await client.remove(a)).toEqual({ removed: [a] });
+    },
+    T,
+  );
+
+  test(
+    "machinactl's image verbs through the daemon and without it: the same JSON, text and errors",
+    async () => {
+      const a = scratch.name("mc");
+      addImage(t, a);
+      mkdirSync(join(t.pool, `.${a}-hidden`));
+      scratch.defer(() => void Bun.spawnSync(["sh", "-c", `chattr -i "$1"/* 2>/dev/null; rm -rf "$1"/*`, "sh", t.pool]));
+      const daemon = await startDaemon(t, scratch);
+      /** Run a verb both ways (the daemon: its log shows the request came to it); answer the daemon's result. */
+      const both = async (args: string[], expectSame = true) => {
+        const via = await machinactl(t, args);
+        const direct = await machinactl(t, args, { MACHINA_NO_DAEMON: "1" });
+        if (expectSame) expect([via.code, via.stdout, via.stderr]).toEqual([direct.code, direct.stdout, direct.stderr]);
+        return via;
+      };
+      // reads: the same output both ways
+      for (const args of [
+        ["list-images", "--json=short"],
+        ["list-images", "-a", "--json=short"],
+        ["list-images"],
+        ["image-status", a, "--json=short"],
+        ["image-status", "-a", "--json=short"],
+        ["show-image", a, "--json=short"],
+        ["show-image", a],
+        ["show-image", "--json=short"],
+        ["show-image", "nope"],
+        ["remove", "nope"],
+        ["set-limit", a, "lots"],
+      ])
+        await both(args);
+      expect(JSON.parse((await both(["list-images", "-a", "--json=short"])).stdout).map((i: { name: string }) => i.name)).toContain(`.${a}-hidden`);
+      expect((await both(["remove", "nope"])).stderr).toContain('no image "nope"');
+
+      // changes: through the daemon, each answered with the JSON the core gives for the same change
+      const b = `${a}-b`;
+      const viaClone = JSON.parse((await machinactl(t, ["clone", a, b, "--json=short"])).stdout);
+      const directClone = JSON.parse((await machinactl(t, ["clone", a, `${b}2`, "--json=short"], { MACHINA_NO_DAEMON: "1" })).stdout);
+      expect({ ...viaClone, name: "", path: "" }).toEqual({ ...directClone, name: "", path: "" });
+      expect(JSON.parse((await machinactl(t, ["rename", b, `${b}r`, "--json=short"])).stdout)).toEqual({ name: `${b}r`, from: b, path: join(t.pool, `${b}r`) });
+      expect(JSON.parse((await machinactl(t, ["read-only", `${b}r`, "--json=short"])).stdout)).toEqual({ name: `${b}r`, readOnly: true });
+      expect(JSON.parse((await machinactl(t, ["read-only", `${b}r`, "no", "--json=short"])).stdout)).toEqual({ name: `${b}r`, readOnly: false });
+      expect(JSON.parse((await machinactl(t, ["remove", `${b}r`, `${b}2`, "--json=short"])).stdout)).toEqual({ removed: [`${b}r`, `${b}2`] });
+      const clean = await machinactl(t, ["clean"]);
+      expect([clean.code, clean.stdout]).toEqual([0, `Removed image '.${a}-hidden'.\n`]);
+      expect(poolEntries()).toEqual([a]);
+      // the verbs go to the daemon when it answers: its pool, not the one machinactl's own environment names
+      const elsewhere = { MACHINA_POOL: join(t.stateDir, "no-pool") };
+      expect(JSON.parse((await machinactl(t, ["list-images", "--json=short"], elsewhere)).stdout).map((i: { name: string }) => i.name)).toEqual([a]);
+      expect(JSON.parse((await machinactl(t, ["list-images", "--json=short"], { ...elsewhere, MACHINA_NO_DAEMON: "1" })).stdout)).toEqual([]);
+      expect(daemon.proc.exitCode).toBe(null);
+      expect(existsSync(join(t.pool, a, "sbin/init"))).toBe(true);
     },
     T,
   );
