@@ -13,7 +13,7 @@ type Json = Record<string, unknown>;
 const HTTP_TEXT: Record<number, string> = {
   400: "bad request (malformed JSON, invalid name or body)",
   404: "no such machine, image or job",
-  409: "conflict (already running, cancelled)",
+  409: "conflict (already running, image in use or locked, cancelled)",
   413: "request body too large",
   500: "the operation failed",
   501: "not supported on this host",
@@ -71,7 +71,7 @@ export function openapiDocument(): Json {
       title: "machinad",
       version: VERSION,
       description:
-        "machina's local API: machinectl's machine verbs over HTTP on a Unix socket (/run/machina/api.sock, root only). JSON everywhere; errors are {code, message, details}. Long operations (start, stop) are jobs: poll, stream (NDJSON) or cancel them.",
+        "machina's local API: machinectl's machine and image verbs over HTTP on a Unix socket (/run/machina/api.sock, root only). JSON everywhere; errors are {code, message, details}. Long operations (start, stop) are jobs: poll, stream (NDJSON) or cancel them.",
     },
     servers: [{ url: "http://localhost", description: "over the Unix socket /run/machina/api.sock (e.g. curl --unix-socket)" }],
     paths,

@@ -10,7 +10,7 @@
  * Pure.
  */
 import { z } from "zod";
-import type { ErrorContext } from "../errors.ts";
+import { type ErrorContext, MachinaError } from "../errors.ts";
 import * as S from "./schemas.ts";
 
 export type Method = "get" | "post" | "delete";
@@ -51,9 +51,20 @@ function route<const R extends Route>(r: R): R {
 /** Path parameters: one meaning per name, wherever it appears in a path. */
 export const PATH_PARAMS = {
   name: { schema: S.MachineName, what: "machine name", context: "machine", errors: [400] },
+  image: { schema: S.ImageName, what: "image name", context: "value", errors: [400] },
   /** Any id: an unknown one is the handler's 404. */
   id: { schema: z.string(), what: "job id", context: "value", errors: [] },
 } as const satisfies Record<string, { schema: z.ZodType<string>; what: string; context: keyof ErrorContext; errors: readonly number[] }>;
+
+/** Check a path parameter's value (the daemon before a handler runs, the client before it sends): E_INVALID naming it and the rule. */
+export function checkPathParam(name: keyof typeof PATH_PARAMS, value: string): string {
+  const { schema, what, context } = PATH_PARAMS[name];
+  if (!schema.safeParse(value).success) {
+    const rule = z.globalRegistry.get(schema)?.description;
+    throw new MachinaError("E_INVALID", `invalid ${what} ${JSON.stringify(value)}`, { [context]: value }, rule);
+  }
+  return value;
+}
 
 /** The parameter names in a path, in order. */
 export function pathParams(path: string): Array<keyof typeof PATH_PARAMS> {
@@ -168,6 +179,90 @@ export const API = {
     body: S.EnableRequest,
     responses: { 200: { description: "changes", schema: S.EnableResult } },
     errors: [404],
+  }),
+  listImages: route({
+    method: "get",
+    path: "/v1/images",
+    summary: "Images in the pool (machinactl list-images)",
+    query: { all: { description: "1: hidden images too", schema: Flag } },
+    responses: { 200: { description: "ok", schema: S.ImageList } },
+    errors: [],
+  }),
+  imageStatus: route({
+    method: "get",
+    path: "/v1/images/{image}",
+    summary: "One image (machinactl image-status)",
+    responses: { 200: { description: "ok", schema: S.ImageStatus } },
+    errors: [404],
+  }),
+  imageProperties: route({
+    method: "get",
+    path: "/v1/images/{image}/properties",
+    summary: "machined's image properties (machinactl show-image NAME)",
+    responses: { 200: { description: "ok", schema: S.ImageInfo } },
+    errors: [404],
+  }),
+  cloneImage: route({
+    method: "post",
+    path: "/v1/images/{image}/clone",
+    summary: "Clone an image to a new name (machinactl clone)",
+    body: S.CloneRequest,
+    responses: { 200: { description: "the clone", schema: S.CloneResult } },
+    errors: [404, 409],
+  }),
+  renameImage: route({
+    method: "post",
+    path: "/v1/images/{image}/rename",
+    summary: "Rename an image (machinactl rename); 409 while a running machine uses it",
+    body: S.RenameRequest,
+    responses: { 200: { description: "renamed", schema: S.RenameResult } },
+    errors: [404, 409],
+  }),
+  setImageReadOnly: route({
+    method: "post",
+    path: "/v1/images/{image}/read-only",
+    summary: "Mark an image read-only or writable (machinactl read-only); 409 while a running machine uses it",
+    body: S.ReadOnlyRequest,
+    responses: { 200: { description: "changed", schema: S.ReadOnlyResult } },
+    errors: [404, 409],
+  }),
+  setImageLimit: route({
+    method: "post",
+    path: "/v1/images/{image}/limit",
+    summary: "Set or clear an image's size limit (machinactl set-limit NAME; btrfs quotas)",
+    body: S.LimitRequest,
+    responses: { 200: { description: "set", schema: S.LimitResult } },
+    errors: [404, 409, 501],
+  }),
+  removeImage: route({
+    method: "delete",
+    path: "/v1/images/{image}",
+    summary: "Remove an image and its .nspawn file (machinactl remove); 409 while a running machine uses it",
+    responses: { 200: { description: "removed", schema: S.RemoveResult } },
+    errors: [404, 409],
+  }),
+  pool: route({
+    method: "get",
+    path: "/v1/pool",
+    summary: "The pool's path, usage and limit (machinactl show-image without NAME)",
+    responses: { 200: { description: "ok", schema: S.PoolInfo } },
+    errors: [],
+  }),
+  setPoolLimit: route({
+    method: "post",
+    path: "/v1/pool/limit",
+    summary: "Set or clear the pool's size limit (machinactl set-limit BYTES; btrfs quotas)",
+    body: S.LimitRequest,
+    responses: { 200: { description: "set", schema: S.LimitResult } },
+    errors: [409, 501],
+  }),
+  cleanPool: route({
+    method: "post",
+    path: "/v1/pool/clean",
+    summary: "Remove hidden (all: every) image not in use, stale temporaries and the OCI layer cache (machinactl clean)",
+    body: S.CleanRequest,
+    responses: { 200: { description: "what was removed and skipped", schema: S.CleanResult } },
+    errors: [],
   }),
   listJobs: route({
     method: "get",

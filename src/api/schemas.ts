@@ -5,6 +5,8 @@
  */
 import { z } from "zod";
 import { ERROR_CODES } from "../errors.ts";
+import { ORIGIN_KINDS } from "../image/origin.ts";
+import { validImageName } from "../image/pool.ts";
 import { isValidMachineName, MACHINE_NAME_RULE } from "../settings/values.ts";
 
 /** Machine names follow hostname rules (systemd's machine_name_is_valid()): the rule is isValidMachineName's; length and pattern are for the document. */
@@ -182,6 +184,122 @@ export const Ok = z.object({ ok: z.literal(true) }).meta({ id: "Ok" });
 
 export const Version = z.object({ name: z.literal("machinad"), version: z.string(), api: z.literal(1), pid: z.number().int() }).meta({ id: "Version" });
 
+// Images (machinactl's image verbs; the same JSON as their --json output).
+
+/** Image names follow machined's image_name_is_valid (src/image/pool.ts imageNameProblem): the check is validImageName's. */
+export const ImageName = z.string().min(1).max(251).refine(validImageName, "not a valid image name").meta({
+  id: "ImageName",
+  description: "a file name in the pool: not empty, not '.' or '..', no '/', no control characters, not starting with '.#', not ending in '.raw', not '.host'",
+});
+
+export const ImageType = z.enum(["directory", "subvolume", "raw"]).meta({ id: "ImageType" });
+
+const usecOrNull = z.number().nullable().meta({ description: "µs since the epoch, null when unknown" });
+const bytesOrNull = z.number().nullable().meta({ description: "bytes, null when unknown" });
+
+export const ImageSummary = z
+  .object({ name: z.string(), type: ImageType, ro: z.boolean(), usage: bytesOrNull, created: usecOrNull, modified: usecOrNull })
+  .meta({ id: "ImageSummary", description: "One row of `machinactl list-images`" });
+
+export const ImageList = z.object({ images: z.array(ImageSummary) }).meta({ id: "ImageList" });
+
+export const ImageInfo = z
+  .object({
+    name: z.string(),
+    type: ImageType,
+    path: z.string(),
+    readOnly: z.boolean(),
+    hidden: z.boolean(),
+    creationTimestamp: usecOrNull,
+    modificationTimestamp: usecOrNull,
+    usage: bytesOrNull,
+    limit: bytesOrNull,
+    settingsFile: z.string().nullable(),
+  })
+  .meta({ id: "ImageInfo", description: "`machinactl show-image NAME`, as data (machined's Image properties)" });
+
+export const ImageOrigin = z
+  .object({
+    how: z.enum(ORIGIN_KINDS),
+    source: z.string(),
+    time: z.number(),
+    reference: z.string().optional(),
+    digest: z.string().optional(),
+    platform: z.string().optional(),
+  })
+  .meta({ id: "ImageOrigin", description: "Where an imported or pulled image came from" });
+
+export const ImageStatus = ImageInfo.extend({
+  os: z.string().nullable().meta({ description: "PRETTY_NAME of the image's os-release (null: raw image or none)" }),
+  origin: z
+    .union([ImageOrigin, z.literal("unknown")])
+    .nullable()
+    .meta({ description: 'null: made locally; "unknown": an unreadable record' }),
+}).meta({ id: "ImageStatus", description: "`machinactl image-status NAME`, as data" });
+
+export const PoolInfo = z
+  .object({
+    poolPath: z.string(),
+    poolUsage: bytesOrNull,
+    poolLimit: bytesOrNull,
+    pools: z.array(z.string()).meta({ description: "every pool root, the writable one first" }),
+  })
+  .meta({ id: "PoolInfo", description: "`machinactl show-image` without NAME: the pool (btrfs quota group)" });
+
+export const CloneRequest = z
+  .object({ to: ImageName, readOnly: z.boolean().default(false) })
+  .strict()
+  .meta({ id: "CloneRequest" });
+
+export const CloneResult = z
+  .object({
+    name: z.string(),
+    from: z.string(),
+    type: ImageType,
+    method: z.enum(["snapshot", "subvolume+copy", "copy"]),
+    readOnly: z.boolean(),
+    path: z.string(),
+  })
+  .meta({ id: "CloneResult" });
+
+export const RenameRequest = z.object({ to: ImageName }).strict().meta({ id: "RenameRequest" });
+
+export const RenameResult = z.object({ name: z.string(), from: z.string(), path: z.string() }).meta({ id: "RenameResult" });
+
+export const ReadOnlyRequest = z
+  .object({ readOnly: z.boolean().default(true) })
+  .strict()
+  .meta({ id: "ReadOnlyRequest" });
+
+export const ReadOnlyResult = z.object({ name: z.string(), readOnly: z.boolean() }).meta({ id: "ReadOnlyResult" });
+
+export const RemoveResult = z.object({ removed: z.array(z.string()) }).meta({ id: "RemoveResult" });
+
+export const LimitRequest = z
+  .object({
+    limit: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).nullable().meta({ description: "bytes; null: no limit" }),
+  })
+  .strict()
+  .meta({ id: "LimitRequest" });
+
+export const LimitResult = z
+  .object({ name: z.string().nullable().meta({ description: "null: the pool" }), limit: z.number().nullable() })
+  .meta({ id: "LimitResult" });
+
+export const CleanRequest = z
+  .object({ all: z.boolean().default(false).meta({ description: "every image, not only hidden ones" }) })
+  .strict()
+  .meta({ id: "CleanRequest" });
+
+export const CleanResult = z
+  .object({
+    removed: z.array(z.object({ name: z.string(), freed: bytesOrNull })),
+    skipped: z.array(z.object({ name: z.string(), reason: z.string() })),
+    temporaries: z.array(z.string()).meta({ description: "stale .# temporaries removed" }),
+    ociCache: z.object({ removed: z.number().int(), freed: z.number() }).meta({ description: "pull-oci's layer cache" }),
+  })
+  .meta({ id: "CleanResult", description: "What `machinactl clean` removed and skipped" });
+
 export type MachineSummary = z.infer<typeof MachineSummary>;
 export type Machine = z.infer<typeof Machine>;
 export type MachineStatus = z.infer<typeof MachineStatus>;
@@ -194,3 +312,13 @@ export type JobStreamLine = z.infer<typeof JobStreamLine>;
 export type ApiError = z.infer<typeof ApiError>;
 export type ErrorCode = z.infer<typeof ErrorCode>;
 export type Version = z.infer<typeof Version>;
+export type ImageSummary = z.infer<typeof ImageSummary>;
+export type ImageInfo = z.infer<typeof ImageInfo>;
+export type ImageStatus = z.infer<typeof ImageStatus>;
+export type PoolInfo = z.infer<typeof PoolInfo>;
+export type CloneResult = z.infer<typeof CloneResult>;
+export type RenameResult = z.infer<typeof RenameResult>;
+export type ReadOnlyResult = z.infer<typeof ReadOnlyResult>;
+export type RemoveResult = z.infer<typeof RemoveResult>;
+export type LimitResult = z.infer<typeof LimitResult>;
+export type CleanResult = z.infer<typeof CleanResult>;

@@ -8,9 +8,10 @@
 import { machinaEnv } from "../config.ts";
 import type { z } from "zod";
 import { isErrorCode, MachinaError } from "../errors.ts";
-import { API, type BodyIn, type Params, pathOf, type Query, type Result, type Route } from "../api/routes.ts";
+import { API, type BodyIn, checkPathParam, type Params, pathOf, pathParams, type Query, type Result, type Route } from "../api/routes.ts";
 import * as S from "../api/schemas.ts";
 import type { MachineStatus, MachineSummary } from "../machine/machines.ts";
+import type { ImageService } from "../api/image-service.ts";
 import type { KillOptions, LongOperationOptions, MachineService, StopOptions } from "../api/service.ts";
 
 export const DEFAULT_SOCKET = "/run/machina/api.sock";
@@ -56,11 +57,13 @@ export type CallArgs<R extends Route> = (keyof Params<R> extends never ? { param
 /** The routes that run a job: start, stop. */
 type JobRoute = typeof API.startMachine | typeof API.stopMachine;
 
-export class MachinaClient implements MachineService {
+export class MachinaClient implements MachineService, ImageService {
   constructor(readonly socket: string = apiSocketPath()) {}
 
   /** Send a request for a route (URL from its path and query, JSON body); an error answer is thrown as a MachinaError. */
   async request<R extends Route>(route: R, args: CallArgs<R>, signal?: AbortSignal): Promise<Response> {
+    // A bad name is refused here as the daemon would ("..", "." would not even reach it: URL parsing resolves them).
+    for (const name of pathParams(route.path)) checkPathParam(name, (args.params as Record<string, string> | undefined)?.[name] ?? "");
     const q = new URLSearchParams();
     for (const [k, v] of Object.entries(args.query ?? {})) if (typeof v === "string") q.set(k, v);
     const url = `http://localhost${pathOf(route, (args.params ?? {}) as Params<R>)}${q.size > 0 ? `?${q}` : ""}`;
@@ -137,6 +140,38 @@ export class MachinaClient implements MachineService {
   }
   async disable(name: string, options: { now?: boolean } = {}): Promise<S.EnableResult> {
     return this.call(API.disableMachine, { params: { name }, body: { now: options.now ?? false } });
+  }
+
+  async listImages(options: { all?: boolean } = {}): Promise<S.ImageSummary[]> {
+    return (await this.call(API.listImages, { query: options.all ? { all: "1" } : {} })).images;
+  }
+  async imageStatus(name: string): Promise<S.ImageStatus> {
+    return this.call(API.imageStatus, { params: { image: name } });
+  }
+  async showImage(name: string): Promise<S.ImageInfo> {
+    return this.call(API.imageProperties, { params: { image: name } });
+  }
+  async pool(): Promise<S.PoolInfo> {
+    return this.call(API.pool, {});
+  }
+  async clone(from: string, to: string, options: { readOnly?: boolean } = {}): Promise<S.CloneResult> {
+    return this.call(API.cloneImage, { params: { image: from }, body: { to, readOnly: options.readOnly ?? false } });
+  }
+  async rename(from: string, to: string): Promise<S.RenameResult> {
+    return this.call(API.renameImage, { params: { image: from }, body: { to } });
+  }
+  async setReadOnly(name: string, readOnly: boolean): Promise<S.ReadOnlyResult> {
+    return this.call(API.setImageReadOnly, { params: { image: name }, body: { readOnly } });
+  }
+  async remove(name: string): Promise<S.RemoveResult> {
+    return this.call(API.removeImage, { params: { image: name } });
+  }
+  async setLimit(name: string | undefined, limit: number | undefined): Promise<S.LimitResult> {
+    const body = { limit: limit ?? null };
+    return name === undefined ? this.call(API.setPoolLimit, { body }) : this.call(API.setImageLimit, { params: { image: name }, body });
+  }
+  async clean(options: { all?: boolean } = {}): Promise<S.CleanResult> {
+    return this.call(API.cleanPool, { body: { all: options.all ?? false } });
   }
 
   async start(name: string, options: LongOperationOptions = {}): Promise<MachineStatus> {

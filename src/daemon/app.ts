@@ -6,13 +6,14 @@
  * status.
  */
 import { type Context, Hono } from "hono";
-import { z } from "zod";
+import type { z } from "zod";
 import { openapiDocument } from "../api/openapi.ts";
 import {
   API,
   type Body,
+  checkPathParam,
   MAX_BODY_BYTES,
-  PATH_PARAMS,
+  type PATH_PARAMS,
   type Params,
   pathParams,
   type Query,
@@ -23,6 +24,7 @@ import {
   STATUS_OF,
 } from "../api/routes.ts";
 import type * as S from "../api/schemas.ts";
+import type { ImageService } from "../api/image-service.ts";
 import type { MachineService } from "../api/service.ts";
 import { MachinaError } from "../errors.ts";
 import { VERSION } from "../paths.ts";
@@ -30,6 +32,8 @@ import { JobManager, type RunningJob, toApiError } from "./jobs.ts";
 
 export interface AppOptions {
   service: MachineService;
+  /** The image routes' core; without it they answer 501. */
+  images?: ImageService;
   jobs?: JobManager;
   /** Called after a machine was started or stopped through the API (restart policy bookkeeping). */
   onStarted?: (name: string) => void;
@@ -59,13 +63,7 @@ function issueText(error: z.ZodError): string {
 }
 
 function pathParam(c: Context, name: keyof typeof PATH_PARAMS): string {
-  const value = c.req.param(name) ?? "";
-  const { schema, what, context } = PATH_PARAMS[name];
-  if (!schema.safeParse(value).success) {
-    const rule = z.globalRegistry.get(schema)?.description;
-    throw new MachinaError("E_INVALID", `invalid ${what} ${JSON.stringify(value)}`, { [context]: value }, rule);
-  }
-  return value;
+  return checkPathParam(name, c.req.param(name) ?? "");
 }
 
 function query(c: Context, defs: Route["query"]): Record<string, unknown> {
@@ -132,6 +130,10 @@ export function createApp(options: AppOptions): { app: Hono; jobs: JobManager } 
     return j;
   };
   const ok = { status: 200, body: { ok: true } } as const;
+  const images = (): ImageService => {
+    if (options.images === undefined) throw new MachinaError("E_UNSUPPORTED", "this machinad serves no image pool");
+    return options.images;
+  };
 
   const handlers: Handlers = {
     openapi: () => ({ status: 200, body: doc }),
@@ -180,6 +182,17 @@ export function createApp(options: AppOptions): { app: Hono; jobs: JobManager } 
       if (body.now) options.onStopped?.(name);
       return { status: 200, body: await service.disable(name, { now: body.now }) };
     },
+    listImages: async ({ query }) => ({ status: 200, body: { images: await images().listImages({ all: query.all === "1" }) } }),
+    imageStatus: async ({ params }) => ({ status: 200, body: await images().imageStatus(params.image) }),
+    imageProperties: async ({ params }) => ({ status: 200, body: await images().showImage(params.image) }),
+    cloneImage: async ({ params, body }) => ({ status: 200, body: await images().clone(params.image, body.to, { readOnly: body.readOnly }) }),
+    renameImage: async ({ params, body }) => ({ status: 200, body: await images().rename(params.image, body.to) }),
+    setImageReadOnly: async ({ params, body }) => ({ status: 200, body: await images().setReadOnly(params.image, body.readOnly) }),
+    setImageLimit: async ({ params, body }) => ({ status: 200, body: await images().setLimit(params.image, body.limit ?? undefined) }),
+    removeImage: async ({ params }) => ({ status: 200, body: await images().remove(params.image) }),
+    pool: async () => ({ status: 200, body: await images().pool() }),
+    setPoolLimit: async ({ body }) => ({ status: 200, body: await images().setLimit(undefined, body.limit ?? undefined) }),
+    cleanPool: async ({ body }) => ({ status: 200, body: await images().clean({ all: body.all }) }),
     listJobs: () => ({ status: 200, body: { jobs: jobs.list() } }),
     getJob: async ({ params, query }) => {
       const j = job(params.id);

@@ -15,6 +15,7 @@
  */
 import { machinaEnv } from "../config.ts";
 import { dirname } from "node:path";
+import { LocalImageService } from "../api/image-service.ts";
 import { LocalMachineService } from "../api/local-service.ts";
 import { MachinaError, renderError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
@@ -165,6 +166,7 @@ async function serve(socket: string, policy: RestartPolicy, autostart: boolean):
   const supervisor = new Supervisor(service, policy, log);
   const { app, jobs } = createApp({
     service,
+    images: new LocalImageService(host, p),
     onStarted: (name) => supervisor.started(name),
     onStopped: (name) => supervisor.stopped(name),
   });

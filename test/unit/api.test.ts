@@ -13,6 +13,7 @@ import { MachinaClient } from "../../src/client/client.ts";
 import { openapiDocument } from "../../src/api/openapi.ts";
 import { MAX_BODY_BYTES, ROUTES } from "../../src/api/routes.ts";
 import * as S from "../../src/api/schemas.ts";
+import type { ImageService } from "../../src/api/image-service.ts";
 import type { KillOptions, LongOperationOptions, MachineService, StopOptions } from "../../src/api/service.ts";
 import { createApp } from "../../src/daemon/app.ts";
 import type { MachineStatus } from "../../src/machine/machines.ts";
@@ -128,9 +129,93 @@ class FakeService implements MachineService {
   }
 }
 
+/** An image pool in memory, recording each call that reached it. */
+class FakeImages implements ImageService {
+  calls: string[] = [];
+  pool_ = new Map<string, { readOnly: boolean; busy: boolean }>([
+    ["web", { readOnly: false, busy: true }],
+    ["base", { readOnly: false, busy: false }],
+  ]);
+  private get(name: string) {
+    const i = this.pool_.get(name);
+    if (!i) throw new MachinaError("E_NOT_FOUND", `no image "${name}" in /pool`, { value: name });
+    return i;
+  }
+  private info(name: string): S.ImageInfo {
+    const i = this.get(name);
+    return {
+      name,
+      type: "directory",
+      path: `/pool/${name}`,
+      readOnly: i.readOnly,
+      hidden: false,
+      creationTimestamp: null,
+      modificationTimestamp: 5,
+      usage: null,
+      limit: null,
+      settingsFile: null,
+    };
+  }
+  private free(name: string, what: string) {
+    if (this.get(name).busy)
+      throw new MachinaError("E_BUSY", `cannot ${what} image "${name}": it is in use by the running machine "${name}"`, { machine: name });
+  }
+  async listImages(o: { all?: boolean } = {}) {
+    this.calls.push(`listImages ${o.all ?? false}`);
+    return [...this.pool_.keys()].map((name) => ({ name, type: "directory" as const, ro: this.get(name).readOnly, usage: null, created: null, modified: 5 }));
+  }
+  async imageStatus(name: string) {
+    this.calls.push(`imageStatus ${name}`);
+    return { ...this.info(name), os: "BusyBox", origin: null };
+  }
+  async showImage(name: string) {
+    this.calls.push(`showImage ${name}`);
+    return this.info(name);
+  }
+  async pool() {
+    this.calls.push("pool");
+    return { poolPath: "/pool", poolUsage: null, poolLimit: null, pools: ["/pool"] };
+  }
+  async clone(from: string, to: string, o: { readOnly?: boolean } = {}) {
+    this.calls.push(`clone ${from} ${to} ${o.readOnly}`);
+    this.get(from);
+    this.pool_.set(to, { readOnly: o.readOnly ?? false, busy: false });
+    return { name: to, from, type: "directory" as const, method: "copy" as const, readOnly: o.readOnly ?? false, path: `/pool/${to}` };
+  }
+  async rename(from: string, to: string) {
+    this.calls.push(`rename ${from} ${to}`);
+    this.free(from, "rename");
+    this.pool_.set(to, this.get(from));
+    this.pool_.delete(from);
+    return { name: to, from, path: `/pool/${to}` };
+  }
+  async setReadOnly(name: string, readOnly: boolean) {
+    this.calls.push(`setReadOnly ${name} ${readOnly}`);
+    this.free(name, "change the read-only flag of");
+    this.get(name).readOnly = readOnly;
+    return { name, readOnly };
+  }
+  async remove(name: string) {
+    this.calls.push(`remove ${name}`);
+    this.free(name, "remove");
+    this.pool_.delete(name);
+    return { removed: [name] };
+  }
+  async setLimit(name: string | undefined, limit: number | undefined): Promise<S.LimitResult> {
+    this.calls.push(`setLimit ${name} ${limit}`);
+    if (name !== undefined) this.get(name);
+    throw new MachinaError("E_UNSUPPORTED", "size limits need btrfs quotas", { path: "/pool" });
+  }
+  async clean(o: { all?: boolean } = {}) {
+    this.calls.push(`clean ${o.all}`);
+    return { removed: [], skipped: [{ name: "web", reason: "in use" }], temporaries: [], ociCache: { removed: 0, freed: 0 } };
+  }
+}
+
 function setup() {
   const service = new FakeService();
-  const { app } = createApp({ service });
+  const images = new FakeImages();
+  const { app } = createApp({ service, images });
   const call = async (method: string, path: string, body?: string | object, headers: Record<string, string> = {}) => {
     const res = await app.fetch(
       new Request(`http://localhost${path}`, {
@@ -143,7 +228,7 @@ function setup() {
     const text = await res.text();
     return { status: res.status, text, json: text.startsWith("{") || text.startsWith("[") ? JSON.parse(text) : undefined };
   };
-  return { service, app, call };
+  return { service, images, app, call };
 }
 
 async function started(s: ReturnType<typeof setup>, name = "web") {
@@ -331,6 +416,116 @@ describe("errors: JSON {code, message}, and nothing changes", () => {
   });
 });
 
+describe("images", () => {
+  test("list, status, properties, pool", async () => {
+    const s = setup();
+    const list = S.ImageList.parse((await s.call("GET", "/v1/images?all=1")).json);
+    expect(list.images.map((i) => i.name)).toEqual(["web", "base"]);
+    expect(S.ImageStatus.parse((await s.call("GET", "/v1/images/base")).json).os).toBe("BusyBox");
+    expect(S.ImageInfo.parse((await s.call("GET", "/v1/images/base/properties")).json).path).toBe("/pool/base");
+    expect(S.PoolInfo.parse((await s.call("GET", "/v1/pool")).json).poolPath).toBe("/pool");
+    // names that are images but not machine names are fine here
+    expect((await s.call("GET", "/v1/images/a%20b_c")).status).toBe(404);
+    expect(s.images.calls).toEqual(["listImages true", "imageStatus base", "showImage base", "pool", "imageStatus a b_c"]);
+  });
+
+  test("clone, rename, read-only, remove, clean; set-limit carries E_UNSUPPORTED as 501", async () => {
+    const s = setup();
+    expect(S.CloneResult.parse((await s.call("POST", "/v1/images/base/clone", { to: "copy", readOnly: true })).json).readOnly).toBe(true);
+    expect((await s.call("POST", "/v1/images/copy/rename", { to: "moved" })).json).toEqual({ name: "moved", from: "copy", path: "/pool/moved" });
+    expect((await s.call("POST", "/v1/images/moved/read-only", {})).json).toEqual({ name: "moved", readOnly: true });
+    expect((await s.call("POST", "/v1/images/moved/read-only", { readOnly: false })).json).toEqual({ name: "moved", readOnly: false });
+    expect((await s.call("DELETE", "/v1/images/moved")).json).toEqual({ removed: ["moved"] });
+    expect(S.CleanResult.parse((await s.call("POST", "/v1/pool/clean", { all: true })).json).skipped).toHaveLength(1);
+    expectError(await s.call("POST", "/v1/images/base/limit", { limit: 1024 }), 501, "E_UNSUPPORTED");
+    expectError(await s.call("POST", "/v1/pool/limit", { limit: null }), 501, "E_UNSUPPORTED");
+    expect(s.images.calls).toEqual([
+      "clone base copy true",
+      "rename copy moved",
+      "setReadOnly moved true",
+      "setReadOnly moved false",
+      "remove moved",
+      "clean true",
+      "setLimit base 1024",
+      "setLimit undefined undefined",
+    ]);
+  });
+
+  test("a busy image: 409 E_BUSY, nothing changed; an unknown one: 404", async () => {
+    const s = setup();
+    expectError(await s.call("POST", "/v1/images/web/rename", { to: "x" }), 409, "E_BUSY");
+    expectError(await s.call("POST", "/v1/images/web/read-only", {}), 409, "E_BUSY");
+    expectError(await s.call("DELETE", "/v1/images/web"), 409, "E_BUSY");
+    for (const [method, path] of [
+      ["GET", "/v1/images/nope"],
+      ["GET", "/v1/images/nope/properties"],
+      ["DELETE", "/v1/images/nope"],
+      ["POST", "/v1/images/nope/read-only"],
+    ] as const)
+      expectError(await s.call(method, path), 404, "E_NOT_FOUND");
+    expectError(await s.call("POST", "/v1/images/nope/clone", { to: "y" }), 404, "E_NOT_FOUND");
+    expect([...s.images.pool_.entries()]).toEqual([
+      ["web", { readOnly: false, busy: true }],
+      ["base", { readOnly: false, busy: false }],
+    ]);
+  });
+
+  test("bad input: traversal and invalid names, wrong types, unknown fields → 400 E_INVALID, never reaching the pool", async () => {
+    const s = setup();
+    // "%2F" is decoded before the check; ".." (also as "%2E%2E") is resolved by URL parsing: another path, no such endpoint
+    for (const method of ["GET", "DELETE"]) expectError(await s.call(method, "/v1/images/%2E%2E"), 404, "E_NOT_FOUND");
+    for (const bad of ["..%2F..%2Fetc", "a%2Fb", "%2Fetc", ".%23tmp", "disk.raw", ".host", "a%00b", "x".repeat(252)]) {
+      expectError(await s.call("GET", `/v1/images/${bad}`), 400, "E_INVALID");
+      expectError(await s.call("GET", `/v1/images/${bad}/properties`), 400, "E_INVALID");
+      expectError(await s.call("DELETE", `/v1/images/${bad}`), 400, "E_INVALID");
+      for (const [verb, body] of [
+        ["clone", { to: "ok" }],
+        ["rename", { to: "ok" }],
+        ["read-only", {}],
+        ["limit", { limit: 1 }],
+      ] as const)
+        expectError(await s.call("POST", `/v1/images/${bad}/${verb}`, body), 400, "E_INVALID");
+    }
+    for (const to of ["..", "../escape", "a/b", ".#x", "x.raw", ".host", "", "x".repeat(252)]) {
+      expectError(await s.call("POST", "/v1/images/base/clone", { to }), 400, "E_INVALID");
+      expectError(await s.call("POST", "/v1/images/base/rename", { to }), 400, "E_INVALID");
+    }
+    const bodies: Array<[string, unknown]> = [
+      ["clone", {}],
+      ["clone", { to: 5 }],
+      ["clone", { to: "ok", readOnly: "yes" }],
+      ["clone", { to: "ok", bogus: 1 }],
+      ["rename", { to: ["x"] }],
+      ["rename", { to: "ok", force: true }],
+      ["read-only", { readOnly: 1 }],
+      ["read-only", { ro: true }],
+      ["limit", {}],
+      ["limit", { limit: -1 }],
+      ["limit", { limit: 1.5 }],
+      ["limit", { limit: "1G" }],
+      ["limit", { limit: 1, extra: 0 }],
+    ];
+    for (const [verb, body] of bodies) expectError(await s.call("POST", `/v1/images/base/${verb}`, body as object), 400, "E_INVALID");
+    expectError(await s.call("POST", "/v1/pool/clean", { all: "yes" }), 400, "E_INVALID");
+    expectError(await s.call("POST", "/v1/pool/clean", { everything: true }), 400, "E_INVALID");
+    expectError(await s.call("POST", "/v1/pool/limit", { limit: "none" }), 400, "E_INVALID");
+    expectError(await s.call("POST", "/v1/images/base/clone", "{"), 400, "E_INVALID");
+    expectError(await s.call("GET", "/v1/images?all=yes"), 400, "E_INVALID");
+    expectError(await s.call("POST", "/v1/images/base/clone", JSON.stringify({ to: "x".repeat(MAX_BODY_BYTES) })), 413, "E_TOO_LARGE");
+    expectError(await s.call("PUT", "/v1/images/base"), 405, "E_USAGE");
+    expectError(await s.call("GET", "/v1/images/base/clone"), 405, "E_USAGE");
+    expect(s.images.calls).toEqual([]);
+    expect([...s.images.pool_.keys()]).toEqual(["web", "base"]);
+  });
+
+  test("without an image service: 501", async () => {
+    const { app } = createApp({ service: new FakeService() });
+    const res = await app.fetch(new Request("http://localhost/v1/images"));
+    expect(res.status).toBe(501);
+    expect(((await res.json()) as S.ApiError).code).toBe("E_UNSUPPORTED");
+  });
+});
+
 describe("typed client", () => {
   test("every error code of the API comes back as the same MachinaError code (E_INTERNAL as E_SYSTEM)", async () => {
     const dir = mkdtempSync(join(tmpdir(), "machina-client-"));
@@ -357,7 +552,8 @@ describe("typed client", () => {
   test("calls every route of the app (over a socket): the service's results, progress, cancellation", async () => {
     const dir = mkdtempSync(join(tmpdir(), "machina-client-"));
     const service = new FakeService();
-    const { app } = createApp({ service });
+    const images = new FakeImages();
+    const { app } = createApp({ service, images });
     const server = Bun.serve({ unix: `${dir}/api.sock`, fetch: app.fetch });
     try {
       const client = new MachinaClient(`${dir}/api.sock`);
@@ -402,6 +598,36 @@ describe("typed client", () => {
         "start db",
       ]);
       expect([...service.running.keys()]).toEqual(["web"]);
+
+      // images: each client method reaches its core method with its arguments; errors keep their codes
+      expect((await client.listImages({ all: true })).map((i) => i.name)).toEqual(["web", "base"]);
+      expect((await client.imageStatus("base")).os).toBe("BusyBox");
+      expect((await client.showImage("base")).name).toBe("base");
+      expect((await client.pool()).pools).toEqual(["/pool"]);
+      expect((await client.clone("base", "a b", { readOnly: true })).name).toBe("a b");
+      expect((await client.rename("a b", "c")).path).toBe("/pool/c");
+      expect(await client.setReadOnly("c", false)).toEqual({ name: "c", readOnly: false });
+      expect(await client.remove("c")).toEqual({ removed: ["c"] });
+      expect((await client.clean()).skipped).toEqual([{ name: "web", reason: "in use" }]);
+      expect(((await client.remove("web").catch((x: unknown) => x)) as MachinaError).code).toBe("E_BUSY");
+      expect(((await client.setLimit("base", 5).catch((x: unknown) => x)) as MachinaError).code).toBe("E_UNSUPPORTED");
+      expect(((await client.setLimit(undefined, undefined).catch((x: unknown) => x)) as MachinaError).code).toBe("E_UNSUPPORTED");
+      expect(((await client.showImage("nope").catch((x: unknown) => x)) as MachinaError).code).toBe("E_NOT_FOUND");
+      expect(images.calls).toEqual([
+        "listImages true",
+        "imageStatus base",
+        "showImage base",
+        "pool",
+        "clone base a b true",
+        "rename a b c",
+        "setReadOnly c false",
+        "remove c",
+        "clean false",
+        "remove web",
+        "setLimit base 5",
+        "setLimit undefined undefined",
+        "showImage nope",
+      ]);
     } finally {
       server.stop(true);
       rmSync(dir, { recursive: true, force: true });
@@ -425,6 +651,7 @@ describe("OpenAPI", () => {
       for (const e of r.errors) expect(op!.responses[String(e)]).toBeDefined();
     }
     const schemas = (doc["components"] as { schemas: Record<string, unknown> }).schemas;
-    for (const id of ["Error", "MachineStatus", "Job", "JobEvent", "KillRequest"]) expect(schemas[id]).toBeDefined();
+    for (const id of ["Error", "MachineStatus", "Job", "JobEvent", "KillRequest", "ImageName", "ImageStatus", "CloneRequest", "CleanResult"])
+      expect(schemas[id]).toBeDefined();
   });
 });

@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test";
+import { imageStatusOf } from "../../src/api/image-service.ts";
 import { IMAGE_VERBS, imageStatusText, relative } from "../../src/cli/machinactl/image-verbs.ts";
 import { defaultMachinactlOptions, type MachinactlOptions } from "../../src/cli/machinactl/options.ts";
 import { FakeHost } from "../../src/host/fake.ts";
@@ -30,12 +31,12 @@ function fake(): FakeHost {
   return h;
 }
 
-function runVerb(host: FakeHost, name: string, args: string[], opts: Partial<MachinactlOptions> = {}) {
+async function runVerb(host: FakeHost, name: string, args: string[], opts: Partial<MachinactlOptions> = {}) {
   const verb = IMAGE_VERBS.find((v) => v.name === name)!;
   let stdout = "";
   let stderr = "";
   const options = { ...defaultMachinactlOptions(), ...opts };
-  const status = verb.run(
+  const status = await verb.run(
     { options, host, paths: { helper: "", stateDir: "/run/m", pool: POOL }, env: {}, out: (t) => void (stdout += t), err: (t) => void (stderr += t) },
     args,
   );
@@ -43,8 +44,8 @@ function runVerb(host: FakeHost, name: string, args: string[], opts: Partial<Mac
 }
 
 describe("list-images", () => {
-  test("machinectl's columns and footer", () => {
-    expect(runVerb(fake(), "list-images", []).stdout).toBe(
+  test("machinectl's columns and footer", async () => {
+    expect((await runVerb(fake(), "list-images", [])).stdout).toBe(
       [
         "NAME   TYPE      RO  USAGE CREATED                     MODIFIED",
         "debian directory no  -     Sun 2026-11-01 12:00:00 UTC Sun 2026-11-01 12:01:00 UTC",
@@ -56,13 +57,13 @@ describe("list-images", () => {
       ].join("\n"),
     );
   });
-  test("-a shows hidden images; --no-legend drops header and footer", () => {
-    const r = runVerb(fake(), "list-images", [], { all: true, legend: false });
+  test("-a shows hidden images; --no-legend drops header and footer", async () => {
+    const r = await runVerb(fake(), "list-images", [], { all: true, legend: false });
     expect(r.stdout.split("\n")[0]).toStartWith(".old   directory no");
     expect(r.stdout).not.toContain("listed");
   });
-  test("--json", () => {
-    const r = runVerb(fake(), "list-images", [], { json: "short" });
+  test("--json", async () => {
+    const r = await runVerb(fake(), "list-images", [], { json: "short" });
     expect(JSON.parse(r.stdout)[1]).toEqual({ name: "disk", type: "raw", ro: false, usage: 4096, created: T0 * 1000, modified: (T0 + 60_000) * 1000 });
   });
 });
@@ -70,7 +71,7 @@ describe("list-images", () => {
 describe("image-status and show-image", () => {
   test("image-status block", () => {
     const h = fake();
-    expect(imageStatusText(h, getImage(h, POOL, "debian"), T0 + 3_600_000 + 120_000)).toBe(
+    expect(imageStatusText(imageStatusOf(h, getImage(h, POOL, "debian")), T0 + 3_600_000 + 120_000)).toBe(
       [
         "debian",
         "\t    Type: directory",
@@ -85,31 +86,31 @@ describe("image-status and show-image", () => {
     expect(relative(T0, T0)).toBe("now");
     expect(relative(T0, T0 + 3 * 86400_000 + 5000)).toBe("3d ago");
   });
-  test("show-image: properties, -p, --value, -a; empty ones hidden", () => {
+  test("show-image: properties, -p, --value, -a; empty ones hidden", async () => {
     const h = fake();
-    const all = runVerb(h, "show-image", ["disk"]).stdout;
+    const all = (await runVerb(h, "show-image", ["disk"])).stdout;
     expect(all).toContain("Name=disk\nPath=/pool/disk.raw\nType=raw\nReadOnly=no\n");
     expect(all).toContain("Usage=4096\nLimit=10\n");
-    expect(runVerb(h, "show-image", ["debian"]).stdout).not.toContain("Usage=");
-    expect(runVerb(h, "show-image", ["debian"], { all: true }).stdout).toContain("Usage=\n");
-    expect(runVerb(h, "show-image", ["debian"], { properties: ["Type"], value: true }).stdout).toBe("directory\n");
+    expect((await runVerb(h, "show-image", ["debian"])).stdout).not.toContain("Usage=");
+    expect((await runVerb(h, "show-image", ["debian"], { all: true })).stdout).toContain("Usage=\n");
+    expect((await runVerb(h, "show-image", ["debian"], { properties: ["Type"], value: true })).stdout).toBe("directory\n");
     // no NAME: machined's manager properties (2^64-1 where the pool has no btrfs quota group, as machined)
-    expect(runVerb(h, "show-image", []).stdout).toBe("PoolPath=/pool\nPoolUsage=18446744073709551615\nPoolLimit=18446744073709551615\n");
-    expect(runVerb(h, "show-image", [], { properties: ["PoolPath"], value: true }).stdout).toBe("/pool\n");
-    expect(JSON.parse(runVerb(h, "show-image", ["debian"], { json: "short" }).stdout)[0]).toMatchObject({
+    expect((await runVerb(h, "show-image", [])).stdout).toBe("PoolPath=/pool\nPoolUsage=18446744073709551615\nPoolLimit=18446744073709551615\n");
+    expect((await runVerb(h, "show-image", [], { properties: ["PoolPath"], value: true })).stdout).toBe("/pool\n");
+    expect(JSON.parse((await runVerb(h, "show-image", ["debian"], { json: "short" })).stdout)[0]).toMatchObject({
       name: "debian",
       type: "directory",
       readOnly: false,
       settingsFile: "/pool/debian.nspawn",
     });
   });
-  test("image-status without NAME shows every image (-a: hidden ones too)", () => {
+  test("image-status without NAME shows every image (-a: hidden ones too)", async () => {
     const names = (out: string) => out.split("\n").filter((l) => /^[^\t]/.test(l) && l !== "");
-    expect(names(runVerb(fake(), "image-status", []).stdout)).toEqual(["debian", "disk", "vendor"]);
-    expect(names(runVerb(fake(), "image-status", [], { all: true }).stdout)).toEqual([".old", "debian", "disk", "vendor"]);
+    expect(names((await runVerb(fake(), "image-status", [])).stdout)).toEqual(["debian", "disk", "vendor"]);
+    expect(names((await runVerb(fake(), "image-status", [], { all: true })).stdout)).toEqual([".old", "debian", "disk", "vendor"]);
   });
   test("unknown image", () => {
-    expect(() => runVerb(fake(), "image-status", ["nope"])).toThrow('no image "nope" in /pool, /usr/lib/machines');
+    expect(runVerb(fake(), "image-status", ["nope"])).rejects.toThrow('no image "nope" in /pool, /usr/lib/machines');
   });
 });
 
@@ -202,16 +203,16 @@ describe("operations on the fake host", () => {
     expect(parseSizeLimit("-")).toBeUndefined();
     expect(() => parseSizeLimit("lots")).toThrow("invalid size");
   });
-  test("clean removes hidden images only, --all every image in the writable root", () => {
+  test("clean removes hidden images only, --all every image in the writable root", async () => {
     const h = fake();
-    const r = runVerb(h, "clean", []);
+    const r = await runVerb(h, "clean", []);
     expect(r.stdout).toBe("Removed image '.old'.\n");
     expect(h.lstat("/pool/debian")).toBe("dir");
-    runVerb(h, "clean", [], { all: true });
+    await runVerb(h, "clean", [], { all: true });
     expect(h.readdir("/pool")).toEqual([]);
     expect(h.lstat("/usr/lib/machines/vendor")).toBe("dir");
   });
-  test("clean empties pull-oci's blob cache, except a blob being downloaded", () => {
+  test("clean empties pull-oci's blob cache, except a blob being downloaded", async () => {
     const h = fake();
     const dir = "/var/cache/machina/oci/blobs/sha256";
     const [a, b, c] = ["a".repeat(64), "b".repeat(64), "c".repeat(64)];
@@ -220,28 +221,28 @@ describe("operations on the fake host", () => {
     h.add(`${dir}/${c}`, "layer-c");
     h.add(`${dir}/not-a-blob`, "x");
     const pulling = h.lockFile(`${dir}/${c}.lock`, "exclusive");
-    const r = runVerb(h, "clean", []);
+    const r = await runVerb(h, "clean", []);
     expect(r.stdout).toBe("Removed image '.old'.\nRemoved 2 cached OCI blobs. Freed 10B\n");
     expect(h.readdir(dir).sort()).toEqual([`${a}.lock`, `${b}.lock`, c, `${c}.lock`, "not-a-blob"].sort());
     pulling?.release();
-    const j = runVerb(h, "clean", [], { json: "short" });
+    const j = await runVerb(h, "clean", [], { json: "short" });
     expect(JSON.parse(j.stdout).ociCache).toEqual({ removed: 1, freed: 7 });
   });
 });
 
 describe("names that cannot be started", () => {
-  test("clone and rename to a name that is not a machine name: done, with one warning line", () => {
+  test("clone and rename to a name that is not a machine name: done, with one warning line", async () => {
     const h = fake();
-    const c = runVerb(h, "clone", ["debian", "a b"]);
+    const c = await runVerb(h, "clone", ["debian", "a b"]);
     expect(c.status).toBe(0);
     expect(h.lstat("/pool/a b")).toBe("dir");
     expect(c.stderr).toBe(
       `machinactl: warning: image name "a b" is not a valid machine name (letters, digits, '-' and '.', at most 64 characters, no leading '-' or '.'): it cannot be started\n`,
     );
-    const r = runVerb(h, "rename", ["a b", "c_d"]);
+    const r = await runVerb(h, "rename", ["a b", "c_d"]);
     expect(r.status).toBe(0);
     expect(r.stderr.split("\n").filter((l) => l !== "")).toEqual([expect.stringContaining('"c_d" is not a valid machine name')]);
-    expect(runVerb(h, "rename", ["c_d", "fine-name"]).stderr).toBe("");
-    expect(runVerb(h, "clone", ["debian", "also.fine"]).stderr).toBe("");
+    expect((await runVerb(h, "rename", ["c_d", "fine-name"])).stderr).toBe("");
+    expect((await runVerb(h, "clone", ["debian", "also.fine"])).stderr).toBe("");
   });
 });

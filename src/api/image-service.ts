@@ -1,0 +1,137 @@
+/**
+ * ImageService: machinactl's image verbs (list-images, image-status, show-image, clone, rename,
+ * read-only, remove, set-limit, clean) as data. Two implementations with identical results: the
+ * core in this process (LocalImageService, a thin adapter over src/image/) and the typed client
+ * of machinad's API (src/client/client.ts). Results are the JSON that `machinactl --json` prints;
+ * errors are MachinaErrors with the core's codes on both sides.
+ */
+import type { Host } from "../host/host.ts";
+import { parseOsRelease } from "../host/os-release.ts";
+import { btrfsQgroup, cleanPool, cloneImage, removeImage, renameImage, setImageLimit, setImageReadOnly, withQgroup, type PoolContext } from "../image/ops.ts";
+import { readOrigin } from "../image/origin.ts";
+import { discoverImages, getImage, poolRoots, type Image } from "../image/pool.ts";
+import { cleanBlobCache, ociCacheDir } from "../oci/blob-cache.ts";
+import type { Paths } from "../paths.ts";
+import type * as S from "./schemas.ts";
+
+export interface ImageService {
+  /** list-images (`all`: hidden images too). */
+  listImages(options?: { all?: boolean }): Promise<S.ImageSummary[]>;
+  /** image-status NAME. */
+  imageStatus(name: string): Promise<S.ImageStatus>;
+  /** show-image NAME. */
+  showImage(name: string): Promise<S.ImageInfo>;
+  /** show-image without NAME: the pool. */
+  pool(): Promise<S.PoolInfo>;
+  clone(from: string, to: string, options?: { readOnly?: boolean }): Promise<S.CloneResult>;
+  rename(from: string, to: string): Promise<S.RenameResult>;
+  setReadOnly(name: string, readOnly: boolean): Promise<S.ReadOnlyResult>;
+  remove(name: string): Promise<S.RemoveResult>;
+  /** name undefined: the pool; limit undefined: none. */
+  setLimit(name: string | undefined, limit: number | undefined): Promise<S.LimitResult>;
+  clean(options?: { all?: boolean }): Promise<S.CleanResult>;
+}
+
+const usec = (ms: number): number | null => (ms > 0 ? Math.round(ms * 1000) : null);
+
+/** The JSON form of an image (machined's property names, in lower camel case). */
+export function imageInfo(image: Image): S.ImageInfo {
+  return {
+    name: image.name,
+    type: image.type,
+    path: image.path,
+    readOnly: image.readOnly,
+    hidden: image.hidden,
+    creationTimestamp: usec(image.crtimeMs),
+    modificationTimestamp: usec(image.mtimeMs),
+    usage: image.usage ?? null,
+    limit: image.limit ?? null,
+    settingsFile: image.settingsFile ?? null,
+  };
+}
+
+/** PRETTY_NAME (or NAME) of a directory image's os-release. */
+export function osPrettyName(host: Host, image: Image): string | undefined {
+  if (image.type === "raw") return undefined;
+  const text = host.readFile(`${image.target}/etc/os-release`) ?? host.readFile(`${image.target}/usr/lib/os-release`);
+  if (text === undefined) return undefined;
+  const os = parseOsRelease(text);
+  return os["PRETTY_NAME"] ?? os["NAME"];
+}
+
+export function imageStatusOf(host: Host, image: Image): S.ImageStatus {
+  return { ...imageInfo(image), os: osPrettyName(host, image) ?? null, origin: readOrigin(host, image.target) ?? null };
+}
+
+export class LocalImageService implements ImageService {
+  readonly ctx: PoolContext;
+
+  constructor(
+    readonly host: Host,
+    readonly paths: Paths,
+    readonly env: Readonly<Record<string, string | undefined>> = host.env(),
+  ) {
+    this.ctx = { host, pool: paths.pool, stateDir: paths.stateDir };
+  }
+
+  private image(name: string): Image {
+    return withQgroup(this.host, getImage(this.host, this.paths.pool, name));
+  }
+
+  async listImages(options: { all?: boolean } = {}): Promise<S.ImageSummary[]> {
+    return discoverImages(this.host, this.paths.pool, { hidden: options.all ?? false })
+      .map((i) => withQgroup(this.host, i))
+      .map((i) => ({ name: i.name, type: i.type, ro: i.readOnly, usage: i.usage ?? null, created: usec(i.crtimeMs), modified: usec(i.mtimeMs) }));
+  }
+
+  async imageStatus(name: string): Promise<S.ImageStatus> {
+    return imageStatusOf(this.host, this.image(name));
+  }
+
+  async showImage(name: string): Promise<S.ImageInfo> {
+    return imageInfo(this.image(name));
+  }
+
+  async pool(): Promise<S.PoolInfo> {
+    const root = poolRoots(this.paths.pool).writable;
+    const q = btrfsQgroup(this.host, root);
+    return { poolPath: root, poolUsage: q?.referenced ?? null, poolLimit: q?.maxReferenced ?? null, pools: [...this.paths.pool] };
+  }
+
+  async clone(from: string, to: string, options: { readOnly?: boolean } = {}): Promise<S.CloneResult> {
+    const r = cloneImage(this.ctx, from, to, options.readOnly ?? false);
+    return { name: r.image.name, from, type: r.image.type, method: r.method, readOnly: r.image.readOnly, path: r.image.path };
+  }
+
+  async rename(from: string, to: string): Promise<S.RenameResult> {
+    const image = renameImage(this.ctx, from, to);
+    return { name: image.name, from, path: image.path };
+  }
+
+  async setReadOnly(name: string, readOnly: boolean): Promise<S.ReadOnlyResult> {
+    const image = setImageReadOnly(this.ctx, name, readOnly);
+    return { name: image.name, readOnly: image.readOnly };
+  }
+
+  async remove(name: string): Promise<S.RemoveResult> {
+    removeImage(this.ctx, name);
+    return { removed: [name] };
+  }
+
+  async setLimit(name: string | undefined, limit: number | undefined): Promise<S.LimitResult> {
+    setImageLimit(this.ctx, name, limit);
+    return { name: name ?? null, limit: limit ?? null };
+  }
+
+  async clean(options: { all?: boolean } = {}): Promise<S.CleanResult> {
+    const r = cleanPool(this.ctx, options.all ?? false);
+    // pull-oci's layer cache is what hidden images are to pull-tar: a cache, emptied by clean.
+    const blobs = cleanBlobCache(this.host, ociCacheDir(this.env));
+    return {
+      removed: r.removed.map((i) => ({ name: i.name, freed: i.usage ?? null })),
+      skipped: r.skipped.map((s) => ({ name: s.image.name, reason: s.reason })),
+      temporaries: r.temporaries,
+      ociCache: { removed: blobs.removed, freed: blobs.bytes },
+    };
+  }
+}
