@@ -11,6 +11,8 @@ export const ERROR_CODES = [
   "E_SYSTEM", // a system call failed
   "E_CANCELLED", // a long operation was cancelled by its caller
   "E_TOO_LARGE", // a request (API body, download) over its size limit
+  "E_UNAUTHORIZED", // an API request over TCP without a valid token or session
+  "E_FORBIDDEN", // an authenticated API request that is not allowed (a cross-origin state change)
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 

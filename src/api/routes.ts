@@ -315,6 +315,8 @@ export const STATUS_OF: Record<S.ErrorCode, number> = {
   E_BUSY: 409,
   E_CANCELLED: 409,
   E_TOO_LARGE: 413,
+  E_UNAUTHORIZED: 401,
+  E_FORBIDDEN: 403,
   E_UNSUPPORTED: 501,
   E_SYSTEM: 500,
   E_INTERNAL: 500,

@@ -10,7 +10,12 @@
  * window) and owned by root, in a directory made 0700 — connect(2) needs write permission on
  * the socket and search permission on the directory, which only root has.
  *
- *   machinad [--socket=PATH] [--restart=no|on-failure|always] [--no-autostart]
+ * With --listen=ADDR:PORT it serves the same API over HTTP (HTTPS with --tls-cert/--tls-key) on
+ * TCP too, where every request needs the token of STATE_DIR/web.token or a login session
+ * (web-auth.ts).
+ *
+ *   machinad [--socket=PATH] [--listen=ADDR:PORT [--tls-cert=FILE --tls-key=FILE]] [--restart=no|on-failure|always] [--no-autostart]
+ *   machinad --new-token       replace the web token and exit
  *   machinad register NAME     register a running machine with systemd-machined (unit's ExecStartPost)
  */
 import { machinaEnv } from "../config.ts";
@@ -29,6 +34,9 @@ import { z } from "zod";
 import { apiSocketPath, MachinaClient } from "../client/client.ts";
 import { err, out } from "../cli/output.ts";
 import { createApp } from "./app.ts";
+import { newToken, readToken, tokenPath } from "./token-file.ts";
+import { guard, parseListen, Sessions } from "./web-auth.ts";
+import { readFileSync } from "node:fs";
 import { Supervisor, type RestartPolicy } from "./supervise.ts";
 import { getopt, type ArgKind } from "../settings/getopt.ts";
 import { optionSyntax, renderHelpEntry, wrap } from "../settings/option-help.ts";
@@ -45,6 +53,10 @@ interface DaemonOptions {
   socket: string;
   policy: RestartPolicy;
   autostart: boolean;
+  listen?: { hostname: string; port: number };
+  tlsCert?: string;
+  tlsKey?: string;
+  newToken: boolean;
 }
 
 /** machinad's options, declared once: getopt, --help and the man page come from here. */
@@ -75,12 +87,36 @@ export const MACHINAD_TABLE: ReadonlyArray<{
     help: "no (default), on-failure, always; exit status 133 always restarts",
     apply: (o, v) => void (o.policy = parseChoice(v, RESTART_POLICIES, { flag: "--restart" })),
   },
+  {
+    id: "listen",
+    long: "listen",
+    arg: "required",
+    argName: "ADDR:PORT",
+    help: "Serve the API over TCP too (e.g. 127.0.0.1:8080, [::1]:8080), authenticated by the token in STATE_DIR/web.token",
+    apply: (o, v) => void (o.listen = parseListen(v)),
+  },
+  {
+    id: "tls-cert",
+    long: "tls-cert",
+    arg: "required",
+    argName: "FILE",
+    help: "With --listen: serve HTTPS with this certificate (PEM; needs --tls-key)",
+    apply: (o, v) => void (o.tlsCert = v),
+  },
+  { id: "tls-key", long: "tls-key", arg: "required", argName: "FILE", help: "The private key of --tls-cert (PEM)", apply: (o, v) => void (o.tlsKey = v) },
+  {
+    id: "new-token",
+    long: "new-token",
+    arg: "none",
+    help: "Replace the web token (STATE_DIR/web.token) with a new random one and exit",
+    apply: (o) => void (o.newToken = true),
+  },
   { id: "no-autostart", long: "no-autostart", arg: "none", help: "Do not start enabled machines", apply: (o) => void (o.autostart = false) },
 ];
 const RESTART_POLICIES = ["no", "on-failure", "always"] as const;
 
 export const MACHINAD_DESCRIPTION =
-  "The optional machina daemon: machinectl's machine verbs as a REST API on a Unix socket (root only), start of enabled machines, restart per policy. Containers do not depend on it.";
+  "The optional machina daemon: machinectl's machine verbs as a REST API on a Unix socket (root only) and, with --listen, over HTTP(S) with a token, start of enabled machines, restart per policy. Containers do not depend on it.";
 export const MACHINAD_COMMANDS = [{ syntax: "register NAME", text: "Register running machine NAME with systemd-machined" }];
 
 const USAGE =
@@ -103,7 +139,7 @@ function log(event: string, fields: Record<string, unknown> = {}): void {
 
 export async function main(argv: string[]): Promise<number> {
   try {
-    const o: DaemonOptions = { help: false, version: false, socket: apiSocketPath(), policy: "no", autostart: true };
+    const o: DaemonOptions = { help: false, version: false, socket: apiSocketPath(), policy: "no", autostart: true, newToken: false };
     const envPolicy = machinaEnv(process.env, "MACHINA_RESTART");
     if (envPolicy !== undefined) o.policy = parseChoice(envPolicy, RESTART_POLICIES, { flag: "MACHINA_RESTART" });
     const { options, operands: rest } = getopt(argv, MACHINAD_TABLE, { permute: true });
@@ -117,12 +153,25 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     const { socket, policy, autostart } = o;
+    if ((o.tlsCert === undefined) !== (o.tlsKey === undefined))
+      throw new MachinaError("E_USAGE", "--tls-cert and --tls-key go together: give both, or neither", {
+        flag: o.tlsCert === undefined ? "--tls-key" : "--tls-cert",
+      });
+    if (o.tlsCert !== undefined && o.listen === undefined)
+      throw new MachinaError("E_USAGE", "--tls-cert and --tls-key need --listen=ADDR:PORT", { flag: "--tls-cert" });
+    if (o.newToken) {
+      if (rest.length > 0) throw new MachinaError("E_USAGE", "--new-token takes no command");
+      const path = tokenPath(paths(process.env).stateDir);
+      newToken(path);
+      out(`${path}\n`);
+      return 0;
+    }
     if (rest[0] === "register") {
       if (rest.length !== 2) throw new MachinaError("E_USAGE", "usage: machinad register NAME");
       return await register(rest[1]!);
     }
     if (rest.length > 0) throw new MachinaError("E_USAGE", `unknown command "${rest[0]}"`, {}, `see ${PROG} --help`);
-    return await serve(socket, policy, autostart);
+    return await serve(socket, policy, autostart, o);
   } catch (error) {
     err(renderError(PROG, error) + "\n");
     return 1;
@@ -157,10 +206,26 @@ async function prepareSocket(host: Host, socket: string): Promise<void> {
   }
 }
 
-async function serve(socket: string, policy: RestartPolicy, autostart: boolean): Promise<number> {
+/** The TCP listener's TLS files, read now: a missing or unreadable one is refused before anything starts. */
+function tlsFiles(o: DaemonOptions): { cert: string; key: string } | undefined {
+  if (o.tlsCert === undefined || o.tlsKey === undefined) return undefined;
+  const read = (flag: string, path: string) => {
+    try {
+      return readFileSync(path, "utf8");
+    } catch (e) {
+      throw new MachinaError("E_INVALID", `${flag}: cannot read "${path}": ${(e as Error).message}`, { flag, path });
+    }
+  };
+  return { cert: read("--tls-cert", o.tlsCert), key: read("--tls-key", o.tlsKey) };
+}
+
+async function serve(socket: string, policy: RestartPolicy, autostart: boolean, o: DaemonOptions): Promise<number> {
   const host = new LinuxHost();
   const p = paths(host.env());
   const service = new LocalMachineService(host, p);
+  const tls = tlsFiles(o);
+  const token = o.listen !== undefined ? tokenPath(p.stateDir) : undefined;
+  if (token !== undefined) readToken(token); // made now if missing; a bad one is refused before anything starts
   await prepareSocket(host, socket);
   for (const name of sweepLeftovers(host, p.stateDir)) log("swept", { machine: name, why: "its supervisor was gone" });
   const supervisor = new Supervisor(service, policy, log);
@@ -179,6 +244,22 @@ async function serve(socket: string, policy: RestartPolicy, autostart: boolean):
     process.umask(oldUmask);
   }
   host.chmod(socket, 0o600);
+  let web: ReturnType<typeof Bun.serve> | undefined;
+  const sessions = new Sessions();
+  if (o.listen !== undefined && token !== undefined) {
+    const { hostname, port } = o.listen;
+    const scheme = tls ? "https" : "http";
+    const origin = `${scheme}://${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}`;
+    const fetch = guard({ token: () => readToken(token), sessions, origin, secure: tls !== undefined }, app.fetch);
+    try {
+      web = Bun.serve({ hostname, port, fetch, maxRequestBodySize: 1024 * 1024, ...(tls ? { tls } : {}) });
+    } catch (e) {
+      await server.stop(true);
+      host.unlink(socket);
+      throw new MachinaError("E_SYSTEM", `--listen: cannot listen on ${origin}: ${(e as Error).message}`, { flag: "--listen" });
+    }
+    log("listening-tcp", { url: origin, tokenFile: token });
+  }
   log("listening", { socket, pid: process.pid, version: VERSION, restart: policy, stateDir: p.stateDir });
 
   await supervisor.boot(autostart);
@@ -190,6 +271,8 @@ async function serve(socket: string, policy: RestartPolicy, autostart: boolean):
       supervisor.stop();
       await jobs.cancelAll();
       await server.stop(true);
+      await web?.stop(true);
+      sessions.clear();
       try {
         host.unlink(socket);
       } catch {

@@ -147,3 +147,16 @@ export function killSupervisors(stateDir: string): void {
     }
   }
 }
+
+/** A TCP port on 127.0.0.1 that nothing listens on right now (for machinad --listen). */
+export function freePort(): number {
+  const s = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response() });
+  const port = s.port!;
+  s.stop(true);
+  return port;
+}
+
+/** The web token machinad --listen made in the test's state dir. */
+export function webToken(t: TestEnv): string {
+  return readFileSync(join(t.stateDir, "web.token"), "utf8").trim();
+}
