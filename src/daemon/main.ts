@@ -162,7 +162,7 @@ export async function main(argv: string[]): Promise<number> {
     if (o.newToken) {
       if (rest.length > 0) throw new MachinaError("E_USAGE", "--new-token takes no command");
       const path = tokenPath(paths(process.env).stateDir);
-      newToken(path);
+      newToken(new LinuxHost(), path);
       out(`${path}\n`);
       return 0;
     }
@@ -225,7 +225,7 @@ async function serve(socket: string, policy: RestartPolicy, autostart: boolean, 
   const service = new LocalMachineService(host, p);
   const tls = tlsFiles(o);
   const token = o.listen !== undefined ? tokenPath(p.stateDir) : undefined;
-  if (token !== undefined) readToken(token); // made now if missing; a bad one is refused before anything starts
+  if (token !== undefined) readToken(host, token); // made now if missing; a bad one is refused before anything starts
   await prepareSocket(host, socket);
   for (const name of sweepLeftovers(host, p.stateDir)) log("swept", { machine: name, why: "its supervisor was gone" });
   const supervisor = new Supervisor(service, policy, log);
@@ -250,7 +250,7 @@ async function serve(socket: string, policy: RestartPolicy, autostart: boolean, 
     const { hostname, port } = o.listen;
     const scheme = tls ? "https" : "http";
     const origin = `${scheme}://${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}`;
-    const fetch = guard({ token: () => readToken(token), sessions, origin, secure: tls !== undefined }, app.fetch);
+    const fetch = guard({ token: () => readToken(host, token), sessions, origin, secure: tls !== undefined }, app.fetch);
     try {
       web = Bun.serve({ hostname, port, fetch, maxRequestBodySize: 1024 * 1024, ...(tls ? { tls } : {}) });
     } catch (e) {

@@ -3,10 +3,9 @@
  * hex, mode 0600, made when missing; `machinad --new-token` replaces it atomically (a new file
  * renamed over the old one).
  */
-import { randomBytes } from "node:crypto";
-import { closeSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { MachinaError } from "../errors.ts";
+import type { Host } from "../host/host.ts";
 
 export const TOKEN_FILE = "web.token";
 
@@ -14,35 +13,27 @@ export function tokenPath(stateDir: string): string {
   return join(stateDir, TOKEN_FILE);
 }
 
-/** Write a fresh token to PATH atomically (0600 from creation), and return it. */
-export function newToken(path: string): string {
-  const token = randomBytes(32).toString("hex");
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  const tmp = `${path}.${process.pid}.tmp`;
-  const fd = openSync(tmp, "wx", 0o600);
+/** Write a fresh token to PATH atomically (0600 before it holds the token), and return it. */
+export function newToken(host: Host, path: string): string {
+  const token = host.randomHex(32);
+  host.mkdirp(dirname(path), 0o700);
+  const tmp = `${path}.${host.randomHex(6)}.tmp`;
+  host.writeFile(tmp, "", 0o600);
   try {
-    writeSync(fd, token + "\n");
-  } finally {
-    closeSync(fd);
-  }
-  try {
-    renameSync(tmp, path);
+    host.chmod(tmp, 0o600);
+    host.writeFile(tmp, token + "\n");
+    host.rename(tmp, path, false);
   } catch (e) {
-    unlinkSync(tmp);
+    host.unlink(tmp);
     throw e;
   }
   return token;
 }
 
 /** The token in PATH; a new one when the file is missing. */
-export function readToken(path: string): string {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return newToken(path);
-    throw new MachinaError("E_SYSTEM", `cannot read the token file "${path}": ${(e as Error).message}`, { path });
-  }
+export function readToken(host: Host, path: string): string {
+  const text = host.readFile(path);
+  if (text === undefined) return newToken(host, path);
   const token = text.trim();
   if (!/^[0-9a-f]{64}$/.test(token))
     throw new MachinaError("E_INVALID", `token file "${path}" does not hold 64 hex digits; make a new one with machinad --new-token`, { path });

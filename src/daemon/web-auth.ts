@@ -129,18 +129,30 @@ function refuse(status: 401 | 403, error: S.ApiError): Response {
  * cookie-authenticated state change from another origin (403), passes the rest on.
  */
 export function guard<E>(auth: WebAuth, next: (req: Request, env: E) => Response | Promise<Response>): (req: Request, env: E) => Response | Promise<Response> {
+  // An unreadable or damaged token file lets nothing in (and does not turn into a 500).
+  const token = (): string | undefined => {
+    try {
+      return auth.token();
+    } catch {
+      return undefined;
+    }
+  };
+  const matches = (presented: string) => {
+    const t = token();
+    return t !== undefined && tokenMatches(presented, t);
+  };
   return (req, env) => {
     const url = new URL(req.url);
     if (url.pathname === "/login" && req.method === "GET") {
       const presented = url.searchParams.get("token") ?? "";
-      if (!tokenMatches(presented, auth.token())) return refuse(401, { code: "E_UNAUTHORIZED", message: "invalid login token" });
+      if (!matches(presented)) return refuse(401, { code: "E_UNAUTHORIZED", message: "invalid login token" });
       const cookie = [`${SESSION_COOKIE}=${auth.sessions.create()}`, "HttpOnly", "SameSite=Strict", "Path=/", `Max-Age=${SESSION_TTL_MS / 1000}`];
       if (auth.secure) cookie.push("Secure");
       return new Response(null, { status: 303, headers: { location: "/", "set-cookie": cookie.join("; "), "cache-control": "no-store" } });
     }
     const bearer = bearerToken(req.headers.get("authorization"));
     if (bearer !== undefined) {
-      if (tokenMatches(bearer, auth.token())) return next(req, env);
+      if (matches(bearer)) return next(req, env);
       return refuse(401, { code: "E_UNAUTHORIZED", message: "invalid token" });
     }
     if (auth.sessions.valid(parseCookies(req.headers.get("cookie")).get(SESSION_COOKIE))) {

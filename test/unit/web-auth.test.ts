@@ -1,5 +1,10 @@
-/** machinad --listen's authentication, pure parts (src/daemon/web-auth.ts): no server, no files. */
+/** machinad --listen's authentication (src/daemon/web-auth.ts, no server) and its token file (src/daemon/token-file.ts, in a temporary directory). */
 import { describe, expect, test } from "bun:test";
+import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { newToken, readToken, tokenPath } from "../../src/daemon/token-file.ts";
+import { LinuxHost } from "../../src/host/linux.ts";
 import { MachinaError } from "../../src/errors.ts";
 import { bearerToken, guard, parseCookies, parseListen, sameOrigin, Sessions, tokenMatches } from "../../src/daemon/web-auth.ts";
 
@@ -127,5 +132,44 @@ describe("guard", () => {
     expect((await g(req("/v1/x", { method: "POST", headers: { cookie, origin: "http://other:8080" } }), undefined)).status).toBe(403);
     expect((await g(req("/v1/x", { method: "POST", headers: { cookie, origin: own } }), undefined)).status).toBe(200);
     expect((await g(req("/login?token=bad"), undefined)).status).toBe(401);
+  });
+});
+
+describe("the token file", () => {
+  test("made 0600 when missing, kept, replaced by newToken, a damaged one refused", () => {
+    const dir = mkdtempSync(join(tmpdir(), "machina-token-"));
+    try {
+      const host = new LinuxHost();
+      const path = tokenPath(join(dir, "run"));
+      const a = readToken(host, path);
+      expect(a).toMatch(/^[0-9a-f]{64}$/);
+      expect(statSync(path).mode & 0o777).toBe(0o600);
+      expect(statSync(join(dir, "run")).mode & 0o777).toBe(0o700);
+      expect(readToken(host, path)).toBe(a);
+      const b = newToken(host, path);
+      expect(b).not.toBe(a);
+      expect(readToken(host, path)).toBe(b);
+      expect(statSync(path).mode & 0o777).toBe(0o600);
+      expect(readdirSync(join(dir, "run"))).toEqual(["web.token"]);
+      writeFileSync(path, "short\n");
+      expect(() => readToken(host, path)).toThrow(/64 hex digits/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+  test("guard: a token that cannot be read lets nothing in", async () => {
+    const g = guard(
+      {
+        token: () => {
+          throw new Error("damaged");
+        },
+        sessions: new Sessions(),
+        origin: "http://127.0.0.1:1",
+        secure: false,
+      },
+      () => new Response("passed"),
+    );
+    expect((await g(new Request("http://127.0.0.1:1/v1/machines", { headers: { authorization: `Bearer ${TOKEN}` } }), undefined)).status).toBe(401);
+    expect((await g(new Request(`http://127.0.0.1:1/login?token=${TOKEN}`), undefined)).status).toBe(401);
   });
 });
