@@ -2,7 +2,7 @@
  * machinad --listen (root): the API over TCP on 127.0.0.1 with the web token — 401 without it or
  * with a wrong one, Bearer accepted, the login link's session cookie (its CSRF rule: a POST
  * without our Origin is 403), --new-token revoking the old token, HTTPS with a self-signed
- * certificate, bad flags refused; the Unix socket still needs no token.
+ * certificate, [::1], bad flags refused; the Unix socket still needs no token.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { statSync } from "node:fs";
@@ -135,6 +135,23 @@ describe("machinad --listen", () => {
       expect((await fetch(`https://127.0.0.1:${port}/v1/machines`, { tls })).status).toBe(401);
       const login = await fetch(`https://127.0.0.1:${port}/login?token=${token}`, { redirect: "manual", tls });
       expect(login.headers.get("set-cookie")).toContain("Secure");
+    },
+    T,
+  );
+
+  test(
+    "IPv6: [::1]:PORT, its origin bracketed",
+    async () => {
+      const port = freePort();
+      const base = `http://[::1]:${port}`;
+      await startDaemon(t, scratch, [`--listen=[::1]:${port}`]);
+      const token = webToken(t);
+      expect((await fetch(`${base}/v1/machines`)).status).toBe(401);
+      expect((await fetch(`${base}/v1/machines`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
+      const cookie = ((await fetch(`${base}/login?token=${token}`, { redirect: "manual" })).headers.get("set-cookie") ?? "").split(";")[0]!;
+      const post = (origin: string) => fetch(`${base}/v1/machines/nosuch/poweroff`, { method: "POST", headers: { cookie, origin } });
+      expect((await post(base)).status).toBe(404);
+      expect((await post(`http://127.0.0.1:${port}`)).status).toBe(403);
     },
     T,
   );
