@@ -10,6 +10,7 @@
 import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
 import {
+  getMachine,
   killMachine,
   listMachines,
   listSummaries,
@@ -18,19 +19,29 @@ import {
   poweroffMachine,
   rebootMachine,
   terminateMachine,
+  type Machine,
   type MachineContext,
   type MachineStatus,
   type MachineSummary,
 } from "../machine/machines.ts";
 import { scanRegistry } from "../machine/registry.ts";
+import { commandSpec, machineConfinement, runEnter } from "../machine/enter.ts";
+import { requireLogSource, showLogs } from "../machine/logs.ts";
 import { disableMachine, enableMachine, listEnabled } from "../machine/enable.ts";
 import { systemctl, systemdAvailable, unitInstalled, unitName } from "../machine/systemd.ts";
 import type { Paths } from "../paths.ts";
 import { launchDetached, requireImage, type Launched } from "../runtime/launch.ts";
 import { sweepLeftovers } from "../runtime/sweep.ts";
 import { isValidMachineName } from "../settings/values.ts";
-import type { EnableResult, MachineProperties } from "./schemas.ts";
-import type { KillOptions, LongOperationOptions, MachineService, StopOptions } from "./service.ts";
+import { EXEC_OUTPUT_CAP, type EnableResult, type ExecRequest, type ExecResult, type MachineProperties } from "./schemas.ts";
+import type { KillOptions, LogsOptions, LongOperationOptions, MachineService, StopOptions } from "./service.ts";
+
+/** `text` cut to at most `cap` bytes of UTF-8 (a character split at the cut is dropped). */
+export function capOutput(text: string, cap: number = EXEC_OUTPUT_CAP): { text: string; truncated: boolean } {
+  const bytes = Buffer.from(text, "utf8");
+  if (bytes.length <= cap) return { text, truncated: false };
+  return { text: new TextDecoder("utf-8", { fatal: false }).decode(bytes.subarray(0, cap)).replace(/\uFFFD$/, ""), truncated: true };
+}
 
 export function checkName(name: string): void {
   if (!isValidMachineName(name))
@@ -150,6 +161,62 @@ export class LocalMachineService implements MachineService {
     const result = await disableMachine(this.host, this.env, name);
     if (options.now && this.isRunning(name)) await this.terminate(name);
     return result;
+  }
+
+  /** The running machine NAME, or undefined (its console log may still exist): as machinactl logs. */
+  private logMachine(name: string): Machine | undefined {
+    try {
+      return getMachine(this.ctx, name, { all: true });
+    } catch (e) {
+      if (e instanceof MachinaError && e.code === "E_NOT_FOUND") return undefined;
+      throw e;
+    }
+  }
+
+  checkLogs(name: string): void {
+    checkName(name);
+    requireLogSource(this.ctx, name, this.logMachine(name));
+  }
+
+  async logs(name: string, options: LogsOptions): Promise<number> {
+    checkName(name);
+    let pending = "";
+    const status = await showLogs(this.ctx, name, this.logMachine(name), {
+      ...(options.lines !== undefined ? { lines: options.lines } : {}),
+      follow: options.follow ?? false,
+      capture: true,
+      ...(options.signal ? { signal: options.signal } : {}),
+      write: (text) => {
+        const parts = (pending + text).split("\n");
+        pending = parts.pop() ?? "";
+        for (const l of parts) options.onLine(l);
+      },
+    });
+    if (pending !== "") options.onLine(pending);
+    return status;
+  }
+
+  async exec(name: string, request: ExecRequest): Promise<ExecResult> {
+    checkName(name);
+    const m = getMachine(this.ctx, name);
+    if (this.host.lstat(this.paths.helper) === undefined)
+      throw new MachinaError("E_NOT_FOUND", `helper "${this.paths.helper}" not found`, { path: this.paths.helper }, "build it with: make -C native");
+    const spec = commandSpec(
+      this.host,
+      m,
+      {
+        command: request.argv,
+        console: "pipe",
+        setenv: Object.entries(request.env ?? {}).map(([k, v]) => `${k}=${v}`),
+        ...(request.user !== undefined ? { user: request.user } : {}),
+        ...(request.cwd !== undefined ? { cwd: request.cwd } : {}),
+      },
+      machineConfinement(this.host, this.paths.stateDir, m),
+    );
+    const r = await runEnter(this.host, this.paths.helper, spec); // stdin: /dev/null
+    const stdout = capOutput(r.stdout);
+    const stderr = capOutput(r.stderr);
+    return { exitStatus: r.status, stdout: stdout.text, stderr: stderr.text, stdoutTruncated: stdout.truncated, stderrTruncated: stderr.truncated };
   }
 
   /** Names linked in the enable directory. */

@@ -124,6 +124,31 @@ export const API = {
     responses: { 200: { description: "ok", schema: S.MachineProperties } },
     errors: [404],
   }),
+  machineLogs: route({
+    method: "get",
+    path: "/v1/machines/{name}/logs",
+    summary: "The machine's log (machinactl logs): NDJSON, one {line} per line; follow=1: then new lines until the machine is gone or the client disconnects",
+    query: {
+      lines: {
+        description: "the last N lines (default: all)",
+        schema: z
+          .string()
+          .regex(/^[0-9]{1,7}$/)
+          .optional(),
+      },
+      follow: { description: "1: keep sending new lines", schema: Flag },
+    },
+    responses: { 200: { description: "application/x-ndjson stream", ndjson: S.LogLine } },
+    errors: [404],
+  }),
+  execMachine: route({
+    method: "post",
+    path: "/v1/machines/{name}/exec",
+    summary: `Run a command in the machine as machinactl exec does (same confinement), stdin empty; its exit status and output (each cut at ${S.EXEC_OUTPUT_CAP} bytes)`,
+    body: S.ExecRequest,
+    responses: { 200: { description: "the command ended", schema: S.ExecResult } },
+    errors: [404, 501],
+  }),
   startMachine: route({
     method: "post",
     path: "/v1/machines/{name}/start",

@@ -115,6 +115,49 @@ export const KillRequest = z
   .strict()
   .meta({ id: "KillRequest" });
 
+/** Largest stdout (and stderr) an exec answers with, in bytes; the rest is cut and flagged. */
+export const EXEC_OUTPUT_CAP = 1024 * 1024;
+
+const noNul = (what: string) => z.string().refine((v) => !v.includes("\0"), `${what} must not contain NUL`);
+
+export const ExecRequest = z
+  .object({
+    argv: z
+      .array(noNul("an argument"))
+      .min(1)
+      .max(4096)
+      .refine((a) => a[0] !== "", "argv[0] must not be empty")
+      .meta({ description: "the command: argv[0] is looked up in the container's PATH" }),
+    env: z
+      .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "a variable name: letters, digits and '_', not starting with a digit"), noNul("a value"))
+      .optional()
+      .meta({ description: "variables over the defaults (PATH, HOME, USER, LOGNAME, SHELL, container)" }),
+    cwd: noNul("cwd")
+      .refine((v) => v.startsWith("/"), "cwd must be an absolute path")
+      .optional()
+      .meta({ description: "inside the container; default the user's home, else /" }),
+    user: z
+      .string()
+      .regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/, "a user name or uid")
+      .max(256)
+      .optional()
+      .meta({ description: "name or uid in the container's /etc/passwd; default root" }),
+  })
+  .strict()
+  .meta({ id: "ExecRequest", description: "machinactl exec: the command runs confined exactly as the container's payload, stdin empty, no terminal" });
+
+export const ExecResult = z
+  .object({
+    exitStatus: z.number().int().meta({ description: "the command's exit status (128+N: killed by signal N)" }),
+    stdout: z.string(),
+    stderr: z.string(),
+    stdoutTruncated: z.boolean().meta({ description: `stdout was longer than ${EXEC_OUTPUT_CAP} bytes and was cut` }),
+    stderrTruncated: z.boolean(),
+  })
+  .meta({ id: "ExecResult" });
+
+export const LogLine = z.object({ line: z.string() }).meta({ id: "LogLine", description: "One line of the machine's log (as machinactl logs prints it)" });
+
 export const StartRequest = z
   .object({
     /** Wait for the job to end and answer with it (200) instead of 202 + the job at once. */
@@ -305,6 +348,9 @@ export type Machine = z.infer<typeof Machine>;
 export type MachineStatus = z.infer<typeof MachineStatus>;
 export type MachineProperties = z.infer<typeof MachineProperties>;
 export type KillRequest = z.infer<typeof KillRequest>;
+export type ExecRequest = z.infer<typeof ExecRequest>;
+export type ExecResult = z.infer<typeof ExecResult>;
+export type LogLine = z.infer<typeof LogLine>;
 export type EnableResult = z.infer<typeof EnableResult>;
 export type JobEvent = z.infer<typeof JobEvent>;
 export type Job = z.infer<typeof Job>;

@@ -6,7 +6,7 @@
  * API's {code, message, details} bodies.
  */
 import type { MachineStatus, MachineSummary } from "../machine/machines.ts";
-import type { EnableResult, JobEvent, MachineProperties } from "./schemas.ts";
+import type { EnableResult, ExecRequest, ExecResult, JobEvent, MachineProperties } from "./schemas.ts";
 
 export interface LongOperationOptions {
   /** Each progress step as it happens (the helper's stages, "started", "ready", …). */
@@ -46,4 +46,22 @@ export interface MachineService {
   /** Start at boot. With now, start it too. */
   enable(name: string, options?: { now?: boolean }): Promise<EnableResult>;
   disable(name: string, options?: { now?: boolean }): Promise<EnableResult>;
+  /**
+   * The machine's log lines (machinactl logs' text), each one to onLine; with follow, new lines
+   * until the machine is gone or the signal aborts. Resolves with journalctl's exit status (0 for
+   * the console log).
+   */
+  logs(name: string, options: LogsOptions): Promise<number>;
+  /** What logs would refuse at once (E_NOT_FOUND: no log), so an API can answer before it streams. */
+  checkLogs?(name: string): void;
+  /** Run a command in the machine as machinactl exec does (the same confinement), stdin empty, output captured and capped. */
+  exec(name: string, request: ExecRequest): Promise<ExecResult>;
+}
+
+export interface LogsOptions {
+  /** The last N lines (default all). */
+  lines?: number;
+  follow?: boolean;
+  onLine: (line: string) => void;
+  signal?: AbortSignal;
 }

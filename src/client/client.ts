@@ -12,7 +12,7 @@ import { API, type BodyIn, checkPathParam, type Params, pathOf, pathParams, type
 import * as S from "../api/schemas.ts";
 import type { MachineStatus, MachineSummary } from "../machine/machines.ts";
 import type { ImageService } from "../api/image-service.ts";
-import type { KillOptions, LongOperationOptions, MachineService, StopOptions } from "../api/service.ts";
+import type { KillOptions, LogsOptions, LongOperationOptions, MachineService, StopOptions } from "../api/service.ts";
 
 export const DEFAULT_SOCKET = "/run/machina/api.sock";
 
@@ -22,6 +22,8 @@ export function apiSocketPath(env: Readonly<Record<string, string | undefined>> 
 
 /** One line of GET /v1/jobs/{id}/events: a progress event, or the finished job (the last line). */
 const EventLine = API.jobEvents.responses[200].ndjson;
+/** One line of GET /v1/machines/{name}/logs. */
+const LogLineSchema = API.machineLogs.responses[200].ndjson;
 
 function parseEventLine(text: string): S.JobStreamLine {
   let raw: unknown;
@@ -140,6 +142,46 @@ export class MachinaClient implements MachineService, ImageService {
   }
   async disable(name: string, options: { now?: boolean } = {}): Promise<S.EnableResult> {
     return this.call(API.disableMachine, { params: { name }, body: { now: options.now ?? false } });
+  }
+
+  /** GET …/logs: each {line} of the NDJSON stream to onLine; aborting the signal closes the connection (machinad's follower stops). */
+  async logs(name: string, options: LogsOptions): Promise<number> {
+    const query = { ...(options.lines !== undefined ? { lines: String(options.lines) } : {}), ...(options.follow ? { follow: "1" as const } : {}) };
+    const res = await this.request(API.machineLogs, { params: { name }, query }, options.signal);
+    const reader = res.body!.getReader();
+    const dec = new TextDecoder();
+    let buf = "";
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        buf += dec.decode(value, { stream: true });
+        let nl: number;
+        while ((nl = buf.indexOf("\n")) >= 0) {
+          const text = buf.slice(0, nl);
+          buf = buf.slice(nl + 1);
+          let raw: unknown;
+          try {
+            raw = JSON.parse(text);
+          } catch {
+            raw = undefined;
+          }
+          const line = LogLineSchema.safeParse(raw);
+          if (!line.success) throw new MachinaError("E_SYSTEM", `machinad sent an invalid log line: ${text.slice(0, 200)}`);
+          options.onLine(line.data.line);
+        }
+      }
+    } catch (e) {
+      if (options.signal?.aborted) return 0;
+      throw e;
+    } finally {
+      await reader.cancel().catch(() => undefined);
+    }
+    return 0;
+  }
+
+  async exec(name: string, request: S.ExecRequest): Promise<S.ExecResult> {
+    return this.call(API.execMachine, { params: { name }, body: request });
   }
 
   async listImages(options: { all?: boolean } = {}): Promise<S.ImageSummary[]> {

@@ -182,6 +182,49 @@ export function createApp(options: AppOptions): { app: Hono; jobs: JobManager } 
       if (body.now) options.onStopped?.(name);
       return { status: 200, body: await service.disable(name, { now: body.now }) };
     },
+    machineLogs: ({ params: { name }, query, c }) => {
+      // No log (404) is an answer now, before the stream starts.
+      service.checkLogs?.(name);
+      const follow = query.follow === "1";
+      if (follow) (c.env as { timeout?: (req: Request, seconds: number) => void } | undefined)?.timeout?.(c.req.raw, 0);
+      const enc = new TextEncoder();
+      // The client's disconnect (cancel) aborts the follower: the console poll ends, journalctl -f is killed.
+      const ac = new AbortController();
+      const stream = new ReadableStream<Uint8Array>({
+        start(controller) {
+          const send = (l: S.LogLine) => {
+            if (ac.signal.aborted) return;
+            try {
+              controller.enqueue(enc.encode(JSON.stringify(l) + "\n"));
+            } catch {
+              ac.abort();
+            }
+          };
+          void service
+            .logs(name, {
+              follow,
+              ...(query.lines !== undefined ? { lines: Number(query.lines) } : {}),
+              signal: ac.signal,
+              onLine: (line) => send({ line }),
+            })
+            .catch(() => undefined)
+            .finally(() => {
+              if (ac.signal.aborted) return;
+              try {
+                controller.close();
+              } catch {
+                // cancelled meanwhile
+              }
+            });
+        },
+        cancel() {
+          ac.abort();
+        },
+      });
+      c.req.raw.signal?.addEventListener("abort", () => ac.abort(), { once: true });
+      return new Response(stream, { headers: { "content-type": "application/x-ndjson" } });
+    },
+    execMachine: async ({ params: { name }, body }) => ({ status: 200, body: await service.exec(name, body) }),
     listImages: async ({ query }) => ({ status: 200, body: { images: await images().listImages({ all: query.all === "1" }) } }),
     imageStatus: async ({ params }) => ({ status: 200, body: await images().imageStatus(params.image) }),
     imageProperties: async ({ params }) => ({ status: 200, body: await images().showImage(params.image) }),

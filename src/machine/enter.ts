@@ -151,6 +151,8 @@ export interface EnterCommand {
   term?: string;
   /** Run login(1) instead of a shell. */
   login?: boolean;
+  /** Working directory inside the container (default: the user's home when it is a directory, else /). */
+  cwd?: string;
 }
 
 function commonRecords(host: Host, m: Machine, namespaces: string[]): EnterRecord[] {
@@ -183,7 +185,7 @@ export function commandSpec(host: Host, m: Machine, cmd: EnterCommand, confineme
   if (cmd.console === "pty") put(`TERM=${cmd.term || "vt220"}`);
   for (const kv of cmd.setenv ?? []) put(kv);
   const root = `/proc/${m.leader}/root`;
-  const cwd = kindInRoot(host, root, user.home) === "dir" ? user.home : "/";
+  const cwd = cmd.cwd ?? (kindInRoot(host, root, user.home) === "dir" ? user.home : "/");
   let exec: EnterRecord[];
   let args: string[];
   if (cmd.login) {

@@ -111,6 +111,18 @@ export interface LogOptions {
   output?: string;
   /** Where console lines go. */
   write: (text: string) => void;
+  /** Aborting ends a follow (the console poll stops, journalctl -f is killed). */
+  signal?: AbortSignal;
+  /** The journal's lines through write too (journalctl's output captured), not on this process's stdio (machinad). */
+  capture?: boolean;
+}
+
+/** Where the machine's log is, or E_NOT_FOUND when it has none (before anything is printed). */
+export function requireLogSource(ctx: MachineContext, name: string, m: Machine | undefined): Exclude<LogSource, { kind: "none" }> {
+  const src = logSource(ctx, name, m);
+  if (src.kind !== "none") return src;
+  if (m === undefined) throw new MachinaError("E_NOT_FOUND", `no machine "${name}" is running and no console log of it exists`, { machine: name });
+  throw new MachinaError("E_NOT_FOUND", `machine "${name}" has no journal and no console log (it was not started by machinactl start)`, { machine: name });
 }
 
 /**
@@ -142,17 +154,15 @@ export function formatConsoleLines(text: string, name: string, output: string | 
  */
 export async function showLogs(ctx: MachineContext, name: string, m: Machine | undefined, given: LogOptions): Promise<number> {
   const options: LogOptions = { ...given, write: (text) => given.write(formatConsoleLines(text, name, given.output)) };
-  const src = logSource(ctx, name, m);
+  const src = requireLogSource(ctx, name, m);
   if (src.kind === "journal") {
     const argv = ["journalctl", "-D", src.dir, "--no-pager"];
     if (options.lines !== undefined) argv.push("-n", String(options.lines));
     if (options.follow) argv.push("-f");
     if (options.output !== undefined) argv.push("-o", options.output);
-    return (await ctx.host.runAsync(argv, { output: "inherit", input: "inherit" })).status;
-  }
-  if (src.kind === "none") {
-    if (m === undefined) throw new MachinaError("E_NOT_FOUND", `no machine "${name}" is running and no console log of it exists`, { machine: name });
-    throw new MachinaError("E_NOT_FOUND", `machine "${name}" has no journal and no console log (it was not started by machinactl start)`, { machine: name });
+    const signal = options.signal ? { signal: options.signal } : {};
+    if (options.capture) return (await ctx.host.runAsync(argv, { onLine: (l) => given.write(`${l}\n`), ...signal })).status;
+    return (await ctx.host.runAsync(argv, { output: "inherit", input: "inherit", ...signal })).status;
   }
   const tail = consoleTail(ctx.host, src.files, options.lines ?? Number.MAX_SAFE_INTEGER);
   if (tail.length > 0) options.write(tail.join("\n") + "\n");
@@ -184,6 +194,7 @@ export async function showLogs(ctx: MachineContext, name: string, m: Machine | u
   };
   for (;;) {
     await host.sleep(200);
+    if (options.signal?.aborted) return 0;
     const st = host.stat(file, true);
     let got = false;
     if (st !== undefined && st.ino !== ino) {

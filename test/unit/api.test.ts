@@ -14,7 +14,7 @@ import { openapiDocument } from "../../src/api/openapi.ts";
 import { MAX_BODY_BYTES, ROUTES } from "../../src/api/routes.ts";
 import * as S from "../../src/api/schemas.ts";
 import type { ImageService } from "../../src/api/image-service.ts";
-import type { KillOptions, LongOperationOptions, MachineService, StopOptions } from "../../src/api/service.ts";
+import type { KillOptions, LogsOptions, LongOperationOptions, MachineService, StopOptions } from "../../src/api/service.ts";
 import { createApp } from "../../src/daemon/app.ts";
 import type { MachineStatus } from "../../src/machine/machines.ts";
 
@@ -127,6 +127,31 @@ class FakeService implements MachineService {
     this.enabled.delete(name);
     return { changes: [] };
   }
+  /** The console log of each machine; follow: each line pushed here reaches the followers. */
+  log = ["init: up", "second"];
+  followers = new Set<(line: string) => void>();
+  checkLogs(name: string) {
+    this.get(name);
+  }
+  async logs(name: string, o: LogsOptions) {
+    this.calls.push(`logs ${name} ${o.lines} ${o.follow}`);
+    this.get(name);
+    for (const l of o.lines === undefined ? this.log : o.lines === 0 ? [] : this.log.slice(-o.lines)) o.onLine(l);
+    if (!o.follow) return 0;
+    await new Promise<void>((resolve) => {
+      this.followers.add(o.onLine);
+      o.signal?.addEventListener("abort", () => {
+        this.followers.delete(o.onLine);
+        resolve();
+      });
+    });
+    return 0;
+  }
+  async exec(name: string, r: S.ExecRequest) {
+    this.calls.push(`exec ${name} ${JSON.stringify(r)}`);
+    this.get(name);
+    return { exitStatus: r.argv[0] === "false" ? 1 : 0, stdout: r.argv.slice(1).join(" "), stderr: "", stdoutTruncated: false, stderrTruncated: false };
+  }
 }
 
 /** An image pool in memory, recording each call that reached it. */
@@ -226,7 +251,8 @@ function setup() {
     );
     expect(res.headers.get("content-type") ?? "").toMatch(/application\/(json|x-ndjson)/);
     const text = await res.text();
-    return { status: res.status, text, json: text.startsWith("{") || text.startsWith("[") ? JSON.parse(text) : undefined };
+    const json = (res.headers.get("content-type") ?? "").startsWith("application/json") && (text.startsWith("{") || text.startsWith("["));
+    return { status: res.status, text, json: json ? JSON.parse(text) : undefined };
   };
   return { service, images, app, call };
 }
@@ -324,6 +350,85 @@ describe("machines", () => {
         .at(-1).job.state,
     ).toBe("done");
     expect(S.JobList.parse((await s.call("GET", "/v1/jobs")).json).jobs).toHaveLength(2);
+  });
+});
+
+describe("logs and exec", () => {
+  test("logs: NDJSON {line}s, the last N; follow streams new lines until the client disconnects", async () => {
+    const s = setup();
+    await started(s);
+    const all = await s.call("GET", "/v1/machines/web/logs");
+    expect(all.status).toBe(200);
+    expect(all.text).toBe('{"line":"init: up"}\n{"line":"second"}\n');
+    expect((await s.call("GET", "/v1/machines/web/logs?lines=1")).text).toBe('{"line":"second"}\n');
+    const abort = new AbortController();
+    const res = await s.app.fetch(new Request("http://localhost/v1/machines/web/logs?follow=1&lines=0", { signal: abort.signal }));
+    expect(res.headers.get("content-type")).toBe("application/x-ndjson");
+    const reader = res.body!.getReader();
+    await Bun.sleep(10);
+    expect(s.service.followers.size).toBe(1);
+    for (const f of s.service.followers) f("later");
+    expect(new TextDecoder().decode((await reader.read()).value)).toBe('{"line":"later"}\n');
+    await reader.cancel();
+    expect(s.service.followers.size).toBe(0);
+    expect(s.service.calls).toEqual(["logs web undefined false", "logs web 1 false", "logs web 0 true"]);
+  });
+
+  test("exec: the service's result; argv, env, cwd, user passed on", async () => {
+    const s = setup();
+    await started(s);
+    const r = await s.call("POST", "/v1/machines/web/exec", { argv: ["echo", "hi"], env: { A_1: "x=y" }, cwd: "/tmp", user: "1000" });
+    expect(r.status).toBe(200);
+    expect(S.ExecResult.parse(r.json)).toEqual({ exitStatus: 0, stdout: "hi", stderr: "", stdoutTruncated: false, stderrTruncated: false });
+    expect((await s.call("POST", "/v1/machines/web/exec", { argv: ["false"] })).json.exitStatus).toBe(1);
+    expect(s.service.calls).toEqual(['exec web {"argv":["echo","hi"],"env":{"A_1":"x=y"},"cwd":"/tmp","user":"1000"}', 'exec web {"argv":["false"]}']);
+  });
+
+  test("bad input: 400 E_INVALID, never reaching the service; unknown machine 404", async () => {
+    const s = setup();
+    await started(s);
+    const exec = (body: unknown, name = "web") => s.call("POST", `/v1/machines/${name}/exec`, body as object);
+    for (const body of [
+      {},
+      { argv: [] },
+      { argv: [""] },
+      { argv: "echo" },
+      { argv: [1] },
+      { argv: ["a\0b"] },
+      { argv: ["true"], bogus: 1 },
+      { argv: ["true"], env: { "A-B": "x" } },
+      { argv: ["true"], env: { A: 1 } },
+      { argv: ["true"], env: ["A=1"] },
+      { argv: ["true"], cwd: "relative" },
+      { argv: ["true"], cwd: 5 },
+      { argv: ["true"], user: "../root" },
+      { argv: ["true"], user: "" },
+    ])
+      expectError(await exec(body), 400, "E_INVALID");
+    expectError(await s.call("POST", "/v1/machines/web/exec", "{"), 400, "E_INVALID");
+    for (const bad of ["a..b", "a%2Fb", "a%2F..%2Fb", "-x", ".x", "x".repeat(65)]) {
+      expectError(await exec({ argv: ["true"] }, bad), 400, "E_INVALID");
+      expectError(await s.call("GET", `/v1/machines/${bad}/logs`), 400, "E_INVALID");
+    }
+    // ".." is resolved by URL parsing: /v1/machines/../exec is no endpoint
+    for (const bad of ["..", "%2E%2E"]) {
+      expectError(await exec({ argv: ["true"] }, bad), 404, "E_NOT_FOUND");
+      expectError(await s.call("GET", `/v1/machines/${bad}/logs`), 404, "E_NOT_FOUND");
+    }
+    for (const q of ["lines=-1", "lines=x", "follow=yes", "lines=99999999"]) expectError(await s.call("GET", `/v1/machines/web/logs?${q}`), 400, "E_INVALID");
+    expect(s.service.calls).toEqual([]);
+    expectError(await exec({ argv: ["true"] }, "nope"), 404, "E_NOT_FOUND");
+    expectError(await s.call("GET", "/v1/machines/nope/logs"), 404, "E_NOT_FOUND");
+    expectError(await s.call("GET", "/v1/machines/nope/logs?follow=1"), 404, "E_NOT_FOUND");
+    expectError(await s.call("GET", "/v1/machines/web/exec"), 405, "E_USAGE");
+  });
+
+  test("exec output is capped at EXEC_OUTPUT_CAP bytes of UTF-8, flagged", async () => {
+    const { capOutput } = await import("../../src/api/local-service.ts");
+    expect(capOutput("abc", 3)).toEqual({ text: "abc", truncated: false });
+    expect(capOutput("abcd", 3)).toEqual({ text: "abc", truncated: true });
+    expect(capOutput("aé", 2)).toEqual({ text: "a", truncated: true }); // é is 2 bytes: not split
+    expect(capOutput("x".repeat(S.EXEC_OUTPUT_CAP + 1)).text.length).toBe(S.EXEC_OUTPUT_CAP);
   });
 });
 
@@ -574,6 +679,20 @@ describe("typed client", () => {
       await client.reboot("web");
       await client.kill("web", { whom: "leader", signal: 9 });
       await client.kill("web");
+      const lines: string[] = [];
+      await client.logs("web", { lines: 1, onLine: (l) => lines.push(l) });
+      expect(lines).toEqual(["second"]);
+      const stop = new AbortController();
+      const following = client.logs("web", { follow: true, lines: 0, signal: stop.signal, onLine: (l) => lines.push(l) });
+      while (service.followers.size === 0) await Bun.sleep(5);
+      for (const f of service.followers) f("later");
+      while (lines.length < 2) await Bun.sleep(5);
+      stop.abort();
+      expect(await following).toBe(0);
+      while (service.followers.size > 0) await Bun.sleep(5);
+      expect(lines).toEqual(["second", "later"]);
+      expect(await client.exec("web", { argv: ["echo", "a"] })).toMatchObject({ exitStatus: 0, stdout: "a" });
+      expect(((await client.exec("nope", { argv: ["true"] }).catch((x: unknown) => x)) as MachinaError).code).toBe("E_NOT_FOUND");
       expect((await client.enable("db", { now: false })).changes).toHaveLength(1);
       expect((await client.disable("db")).changes).toEqual([]);
       expect(await client.terminate("db", { timeoutMs: 500 })).toBe("stopped");
@@ -591,6 +710,10 @@ describe("typed client", () => {
         "reboot web",
         "kill web leader 9",
         "kill web all 15",
+        "logs web 1 false",
+        "logs web 0 true",
+        'exec web {"argv":["echo","a"]}',
+        'exec nope {"argv":["true"]}',
         "enable db false",
         "disable db false",
         "status db",
@@ -651,7 +774,20 @@ describe("OpenAPI", () => {
       for (const e of r.errors) expect(op!.responses[String(e)]).toBeDefined();
     }
     const schemas = (doc["components"] as { schemas: Record<string, unknown> }).schemas;
-    for (const id of ["Error", "MachineStatus", "Job", "JobEvent", "KillRequest", "ImageName", "ImageStatus", "CloneRequest", "CleanResult"])
+    for (const id of [
+      "Error",
+      "MachineStatus",
+      "Job",
+      "JobEvent",
+      "KillRequest",
+      "ImageName",
+      "ImageStatus",
+      "CloneRequest",
+      "CleanResult",
+      "ExecRequest",
+      "ExecResult",
+      "LogLine",
+    ])
       expect(schemas[id]).toBeDefined();
   });
 });

@@ -1,0 +1,122 @@
+/**
+ * machinad's logs and exec routes, for real (root): exec through the API runs confined exactly as
+ * `machinactl exec` (same namespaces as the leader, the same Seccomp/NoNewPrivs/capability lines),
+ * its exit status and output come back; logs gives the console's lines, follow streams a line the
+ * container writes after the request started, and a client that disconnects stops the follower
+ * (machinad's fd count returns). Root only.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { appendFileSync, readlinkSync } from "node:fs";
+import { join } from "node:path";
+import { MachinaClient } from "../../src/client/client.ts";
+import { addImage, daemonTestEnv, fdCount, initUp, machinactl, startDaemon, type TestEnv } from "../helpers/daemon.ts";
+import { Scratch, waitFor } from "../helpers/machina.ts";
+
+const files = new Scratch();
+const scratch = new Scratch();
+let t: TestEnv;
+
+beforeAll(async () => {
+  t = await daemonTestEnv(files);
+});
+afterEach(() => scratch.cleanup());
+afterAll(() => files.cleanup());
+
+/** The confinement lines of /proc/self/status. */
+function confinement(status: string): string[] {
+  return status.split("\n").filter((l) => /^(Seccomp|Seccomp_filters|NoNewPrivs|CapInh|CapPrm|CapEff|CapBnd|CapAmb|Uid|Gid):/.test(l));
+}
+
+describe("machinad: logs and exec", () => {
+  test("exec: exit status, output, confined as machinactl exec", async () => {
+    await startDaemon(t, scratch);
+    const client = new MachinaClient(t.socket);
+    const a = scratch.name("mx");
+    addImage(t, a);
+    const { leader } = await client.start(a);
+    await initUp(t, a);
+
+    expect(await client.exec(a, { argv: ["echo", "hello", "world"] })).toEqual({
+      exitStatus: 0,
+      stdout: "hello world\n",
+      stderr: "",
+      stdoutTruncated: false,
+      stderrTruncated: false,
+    });
+    const three = await client.exec(a, { argv: ["sh", "-c", "echo out; echo err >&2; exit 3"] });
+    expect([three.exitStatus, three.stdout, three.stderr]).toEqual([3, "out\n", "err\n"]);
+    const env = await client.exec(a, { argv: ["sh", "-c", 'echo "$FOO $(pwd)"'], env: { FOO: "bar" }, cwd: "/tmp" });
+    expect(env.stdout).toBe("bar /tmp\n");
+    const user = await client.exec(a, { argv: ["id", "-u"], user: "65534" });
+    expect(user.stdout.trim()).toBe("65534");
+
+    // the same namespaces as the leader
+    for (const ns of ["pid", "mnt", "uts", "ipc", "net"]) {
+      const r = await client.exec(a, { argv: ["readlink", `/proc/self/ns/${ns}`] });
+      expect(r.stdout.trim()).toBe(readlinkSync(`/proc/${leader}/ns/${ns}`));
+    }
+    // the same confinement as machinactl exec gives
+    const viaApi = await client.exec(a, { argv: ["cat", "/proc/self/status"] });
+    const viaCli = await machinactl(t, ["exec", a, "--", "cat", "/proc/self/status"]);
+    expect(viaCli.code).toBe(0);
+    expect(confinement(viaApi.stdout)).toEqual(confinement(viaCli.stdout));
+    expect(confinement(viaApi.stdout).find((l) => l.startsWith("Seccomp:"))).toBe("Seccomp:\t2");
+
+    // a command that does not exist: the helper's failure, not a 500
+    const missing = await client.exec(a, { argv: ["/no/such/program"] });
+    expect(missing.exitStatus).not.toBe(0);
+    expect(client.exec("nope", { argv: ["true"] })).rejects.toMatchObject({ code: "E_NOT_FOUND" });
+    await client.terminate(a);
+  }, 120_000);
+
+  test("logs: the console's lines; follow streams a line the container writes; a disconnect stops the follower (no fd leak)", async () => {
+    const d = await startDaemon(t, scratch);
+    const client = new MachinaClient(t.socket);
+    const a = scratch.name("ml");
+    addImage(t, a);
+    await client.start(a);
+    await initUp(t, a);
+
+    const lines: string[] = [];
+    await client.logs(a, { onLine: (l) => lines.push(l) });
+    expect(lines).toContain("init: up");
+    const last: string[] = [];
+    await client.logs(a, { lines: 1, onLine: (l) => last.push(l) });
+    expect(last).toEqual([lines[lines.length - 1]!]);
+    expect(client.logs("nope", { onLine: () => {} })).rejects.toMatchObject({ code: "E_NOT_FOUND" });
+
+    /** Follow; `write` makes the container write a line after the request started; then disconnect. */
+    const follow = async (write: () => Promise<void>, expected: string) => {
+      const got: string[] = [];
+      const stop = new AbortController();
+      const following = client.logs(a, { follow: true, lines: 0, signal: stop.signal, onLine: (l) => got.push(l) });
+      await Bun.sleep(300);
+      await write();
+      await waitFor(`"${expected}" in the follow`, () => got.includes(expected) || undefined, 10_000);
+      stop.abort();
+      expect(await following).toBe(0);
+      expect(got[0]).toBe(expected);
+    };
+    // SIGINT: the container's init writes "init: SIGINT" on its console, then reboots (-f)
+    await follow(async () => {
+      expect((await client.exec(a, { argv: ["sh", "-c", "kill -INT 1"] })).exitStatus).toBe(0);
+    }, "init: SIGINT");
+    await initUp(t, a, 2);
+    // keep-alive connections warmed up: after more follows and disconnects the count comes back
+    await Bun.sleep(500);
+    const before = fdCount(d.pid);
+    for (let i = 1; i <= 3; i++)
+      await follow(async () => {
+        appendFileSync(join(t.stateDir, "logs", `${a}.log`), `later-${i}\n`);
+      }, `later-${i}`);
+    await waitFor("machinad's fds to return", () => fdCount(d.pid) <= before || undefined, 5_000);
+
+    // a follow ends by itself when the machine is gone
+    const tail: string[] = [];
+    const following = client.logs(a, { follow: true, lines: 0, onLine: (l) => tail.push(l) });
+    await Bun.sleep(300);
+    await client.terminate(a);
+    expect(await following).toBe(0);
+    expect(tail.some((l) => /^init: SIGRTMIN\+[34]$/.test(l))).toBe(true);
+  }, 120_000);
+});
