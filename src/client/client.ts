@@ -148,34 +148,21 @@ export class MachinaClient implements MachineService, ImageService {
   async logs(name: string, options: LogsOptions): Promise<number> {
     const query = { ...(options.lines !== undefined ? { lines: String(options.lines) } : {}), ...(options.follow ? { follow: "1" as const } : {}) };
     const res = await this.request(API.machineLogs, { params: { name }, query }, options.signal);
-    const reader = res.body!.getReader();
-    const dec = new TextDecoder();
-    let buf = "";
     try {
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        buf += dec.decode(value, { stream: true });
-        let nl: number;
-        while ((nl = buf.indexOf("\n")) >= 0) {
-          const text = buf.slice(0, nl);
-          buf = buf.slice(nl + 1);
-          let raw: unknown;
-          try {
-            raw = JSON.parse(text);
-          } catch {
-            raw = undefined;
-          }
-          const line = LogLineSchema.safeParse(raw);
-          if (!line.success) throw new MachinaError("E_SYSTEM", `machinad sent an invalid log line: ${text.slice(0, 200)}`);
-          options.onLine(line.data.line);
+      for await (const text of ndjsonLines(res)) {
+        let raw: unknown;
+        try {
+          raw = JSON.parse(text);
+        } catch {
+          raw = undefined;
         }
+        const line = LogLineSchema.safeParse(raw);
+        if (!line.success) throw new MachinaError("E_SYSTEM", `machinad sent an invalid log line: ${text.slice(0, 200)}`);
+        options.onLine(line.data.line);
       }
     } catch (e) {
       if (options.signal?.aborted) return 0;
       throw e;
-    } finally {
-      await reader.cancel().catch(() => undefined);
     }
     return 0;
   }
@@ -254,24 +241,33 @@ export class MachinaClient implements MachineService, ImageService {
   /** Stream a job's events (NDJSON) to onProgress; resolves with the finished job. */
   async follow(id: string, onProgress?: (e: S.JobEvent) => void): Promise<S.Job> {
     const res = await this.request(API.jobEvents, { params: { id } });
-    const reader = res.body!.getReader();
-    const dec = new TextDecoder();
-    let buf = "";
+    for await (const text of ndjsonLines(res)) {
+      const line = parseEventLine(text);
+      if ("job" in line) return line.job; // (leaving the loop cancels the stream)
+      onProgress?.(line);
+    }
+    return this.call(API.getJob, { params: { id } });
+  }
+}
+
+/** The lines of an NDJSON response as they arrive; the stream is cancelled when the caller stops early or fails. */
+async function* ndjsonLines(res: Response): AsyncGenerator<string> {
+  const reader = res.body!.getReader();
+  const dec = new TextDecoder();
+  let buf = "";
+  try {
     for (;;) {
       const { done, value } = await reader.read();
-      if (done) break;
+      if (done) return;
       buf += dec.decode(value, { stream: true });
       let nl: number;
       while ((nl = buf.indexOf("\n")) >= 0) {
-        const line = parseEventLine(buf.slice(0, nl));
+        const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
-        if ("job" in line) {
-          await reader.cancel().catch(() => undefined);
-          return line.job;
-        }
-        onProgress?.(line);
+        yield line;
       }
     }
-    return this.call(API.getJob, { params: { id } });
+  } finally {
+    await reader.cancel().catch(() => undefined);
   }
 }
