@@ -49,16 +49,6 @@ static void stage(int st)
 	(void)msg_send(g_sock, &m, -1);
 }
 
-static void reset_signals(void)
-{
-	sigset_t all;
-	sigemptyset(&all);
-	for (int sig = 1; sig < _NSIG; sig++)
-		if (sig != SIGKILL && sig != SIGSTOP)
-			signal(sig, SIG_DFL);
-	sigprocmask(SIG_SETMASK, &all, NULL);
-}
-
 /* The notify socket is bound before the pivot, in op order, through the resolved parent
  * directory (/proc/self/fd/N/NAME), so a later op may make that directory read-only. */
 static int notify_socket(int rootfd, const char *path, struct merr *e)

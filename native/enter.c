@@ -753,11 +753,7 @@ static void child(struct enter_spec *s, int pty, int errfd)
 		merr_sys(&e, "ioctl", "TIOCSCTTY", "failed to make the pty the controlling terminal");
 		goto fail;
 	}
-	sigset_t none;
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	for (int sig = 1; sig < NSIG; sig++)
-		signal(sig, SIG_DFL);
+	reset_signals();
 	size_t argc = 0;
 	argv[argc++] = NULL; /* argv0 set per candidate */
 	for (size_t i = 0; i < s->n_args && argc < ARRAY_SIZE(argv) - 1; i++)

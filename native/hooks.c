@@ -136,12 +136,7 @@ static int oci_hook_one(const struct oci_hook *h, size_t idx, const char *state,
 		return merr_sys(e, "fork", h->path, "%s hook %zu (\"%s\"): failed to start it", name, idx, h->path);
 	}
 	if (child == 0) {
-		sigset_t none;
-		sigemptyset(&none);
-		for (int sig = 1; sig < _NSIG; sig++)
-			if (sig != SIGKILL && sig != SIGSTOP)
-				signal(sig, SIG_DFL);
-		sigprocmask(SIG_SETMASK, &none, NULL);
+		reset_signals();
 		if (dup2(p[0], 0) < 0)
 			_exit(127);
 		if (cwdfd >= 0 && fchdir(cwdfd) < 0)

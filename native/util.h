@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Small helpers: cleanup attributes, array growth. */
+/* Small helpers: cleanup attributes, array growth, the signal reset before an execve. */
 #pragma once
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -53,4 +54,15 @@ static inline int grow_arr(void *arrp, size_t *n, size_t elsz)
 	memset((char *)*arr + *n * elsz, 0, elsz);
 	(*n)++;
 	return 0;
+}
+
+/* Before an execve: every signal back to its default action, none blocked. */
+static inline void reset_signals(void)
+{
+	sigset_t none;
+	sigemptyset(&none);
+	for (int sig = 1; sig < _NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			signal(sig, SIG_DFL);
+	sigprocmask(SIG_SETMASK, &none, NULL);
 }
