@@ -14,6 +14,9 @@ import { procStat, processRunning } from "./proc-stat.ts";
 
 export { procStat, processRunning };
 
+/** The files of an entry (native/supervisor.c registry_*), removed before its directory. */
+const ENTRY_FILES = ["state.json", ".state.json.tmp", "lock"] as const;
+
 /** An entry without state.json may be a supervisor that is just starting: leave it alone this long. */
 const STARTING_GRACE_MS = 10_000;
 
@@ -156,7 +159,7 @@ function removeEntry(host: Host, dir: string, state: MachineState | undefined): 
         // still populated (EBUSY): left for the next sweep
       }
     }
-  for (const file of ["state.json", ".state.json.tmp", "lock"]) host.unlink(`${dir}/${file}`);
+  for (const file of ENTRY_FILES) host.unlink(`${dir}/${file}`);
   host.removeDirTree(dir);
 }
 
@@ -212,7 +215,7 @@ export function removeAbandonedEntry(host: Host, dir: string, cgroups: string[],
         sleep(10);
       }
     }
-    for (const file of ["state.json", ".state.json.tmp", "lock"]) host.unlink(`${dir}/${file}`);
+    for (const file of ENTRY_FILES) host.unlink(`${dir}/${file}`);
     removeEmptyDir(host, dir);
   } finally {
     lock.release();
