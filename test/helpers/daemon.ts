@@ -4,10 +4,11 @@
  * everything (daemon, supervisors, containers, cgroups, files) even when a test fails.
  */
 import { spawn, type Subprocess } from "bun";
+import { afterAll, afterEach, beforeAll } from "bun:test";
 import { existsSync, readdirSync, readFileSync, writeFileSync, chmodSync } from "node:fs";
 import { join } from "node:path";
 import { ensureBusyboxImage } from "../fixtures/images.ts";
-import { baseEnv, copyTree, REPO, type Scratch, waitFor } from "./machina.ts";
+import { baseEnv, copyTree, REPO, Scratch, waitFor } from "./machina.ts";
 
 export const MACHINAD = join(REPO, "bin/machinad");
 export const MACHINACTL = join(REPO, "bin/machinactl");
@@ -62,6 +63,22 @@ export async function daemonTestEnv(scratch: Scratch): Promise<TestEnv> {
   });
   scratch.defer(() => killSupervisors(t.stateDir));
   return { ...t, env };
+}
+
+/**
+ * A test file's machinad environment: `t` is filled before its first test (daemonTestEnv) and
+ * removed after its last; `scratch` (daemons, machines, files of one test) is emptied after each.
+ */
+export function daemonSuite(): { t: TestEnv; scratch: Scratch } {
+  const files = new Scratch();
+  const scratch = new Scratch();
+  const t = {} as TestEnv;
+  beforeAll(async () => {
+    Object.assign(t, await daemonTestEnv(files));
+  });
+  afterEach(() => scratch.cleanup());
+  afterAll(() => files.cleanup());
+  return { t, scratch };
 }
 
 /**

@@ -4,7 +4,7 @@
  * (LocalImageService, machinactl's) gives; an image held by a running machine is refused with
  * E_BUSY and left as it was; a traversal name is refused before anything is touched. Root only.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { LocalImageService } from "../../src/api/image-service.ts";
@@ -12,19 +12,10 @@ import { MachinaClient } from "../../src/client/client.ts";
 import type { MachinaError } from "../../src/errors.ts";
 import { LinuxHost } from "../../src/host/linux.ts";
 import { paths } from "../../src/paths.ts";
-import { addImage, daemonTestEnv, initUp, machinactl, startDaemon, type TestEnv } from "../helpers/daemon.ts";
-import { Scratch } from "../helpers/machina.ts";
+import { addImage, daemonSuite, initUp, machinactl, startDaemon } from "../helpers/daemon.ts";
 
 const T = 60_000;
-const files = new Scratch();
-const scratch = new Scratch();
-let t: TestEnv;
-
-beforeAll(async () => {
-  t = await daemonTestEnv(files);
-});
-afterEach(() => scratch.cleanup());
-afterAll(() => files.cleanup());
+const { t, scratch } = daemonSuite();
 
 const local = () => new LocalImageService(new LinuxHost(), paths(t.env), t.env);
 const poolEntries = () => readdirSync(t.pool).sort();

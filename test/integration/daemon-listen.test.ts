@@ -4,23 +4,14 @@
  * without our Origin is 403), --new-token revoking the old token, HTTPS with a self-signed
  * certificate, [::1], bad flags refused; the Unix socket still needs no token.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { statSync } from "node:fs";
 import { join } from "node:path";
 import { MachinaClient } from "../../src/client/client.ts";
-import { daemonTestEnv, freePort, MACHINAD, startDaemon, type TestEnv, webToken } from "../helpers/daemon.ts";
-import { Scratch } from "../helpers/machina.ts";
+import { daemonSuite, freePort, MACHINAD, startDaemon, webToken } from "../helpers/daemon.ts";
 
 const T = 60_000;
-const files = new Scratch();
-const scratch = new Scratch();
-let t: TestEnv;
-
-beforeAll(async () => {
-  t = await daemonTestEnv(files);
-});
-afterEach(() => scratch.cleanup());
-afterAll(() => files.cleanup());
+const { t, scratch } = daemonSuite();
 
 function run(args: string[]): { code: number; stdout: string; stderr: string } {
   const p = Bun.spawnSync([MACHINAD, ...args], { env: t.env, stdout: "pipe", stderr: "pipe" });

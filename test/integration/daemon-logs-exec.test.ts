@@ -5,22 +5,14 @@
  * container writes after the request started, and a client that disconnects stops the follower
  * (machinad's fd count returns). Root only.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { appendFileSync, readlinkSync } from "node:fs";
 import { join } from "node:path";
 import { MachinaClient } from "../../src/client/client.ts";
-import { addImage, daemonTestEnv, fdCount, initUp, machinactl, startDaemon, type TestEnv } from "../helpers/daemon.ts";
-import { Scratch, waitFor } from "../helpers/machina.ts";
+import { addImage, daemonSuite, fdCount, initUp, machinactl, startDaemon } from "../helpers/daemon.ts";
+import { waitFor } from "../helpers/machina.ts";
 
-const files = new Scratch();
-const scratch = new Scratch();
-let t: TestEnv;
-
-beforeAll(async () => {
-  t = await daemonTestEnv(files);
-});
-afterEach(() => scratch.cleanup());
-afterAll(() => files.cleanup());
+const { t, scratch } = daemonSuite();
 
 /** The confinement lines of /proc/self/status. */
 function confinement(status: string): string[] {

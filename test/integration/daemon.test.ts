@@ -6,26 +6,18 @@
  * (MACHINA_STRESS=1: 50 rounds) with no leftovers and no fd leak, and the socket's permissions.
  * Root only.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { LocalMachineService } from "../../src/api/local-service.ts";
 import { MachinaClient } from "../../src/client/client.ts";
 import { LinuxHost } from "../../src/host/linux.ts";
 import { paths } from "../../src/paths.ts";
-import { addImage, daemonTestEnv, fdCount, initUp, machinactl, startDaemon, TEST_INIT, type TestEnv } from "../helpers/daemon.ts";
-import { alive, machineCgroup, readState, Scratch, waitFor } from "../helpers/machina.ts";
+import { addImage, daemonSuite, fdCount, initUp, machinactl, startDaemon, TEST_INIT } from "../helpers/daemon.ts";
+import { alive, machineCgroup, readState, waitFor } from "../helpers/machina.ts";
 
 const T = 60_000;
-const files = new Scratch();
-const scratch = new Scratch();
-let t: TestEnv;
-
-beforeAll(async () => {
-  t = await daemonTestEnv(files);
-});
-afterEach(() => scratch.cleanup());
-afterAll(() => files.cleanup());
+const { t, scratch } = daemonSuite();
 
 function local(): LocalMachineService {
   const host = new LinuxHost();
