@@ -55,11 +55,9 @@ export async function startContainer(host: Host, root: string, id: string): Prom
     if (host.monotonicMs() > deadline) throw new MachinaError("E_SYSTEM", `container "${id}": its init did not take the start within 10 s`);
     await host.sleep(2);
   }
-  if (st.startHooks === true && got !== "01") {
-    host.unlink(fifo);
-    throw new MachinaError("E_SYSTEM", `container "${id}": a startContainer hook failed (see the message above); the container stopped`, { value: id });
-  }
   host.unlink(fifo);
+  if (st.startHooks === true && got !== "01")
+    throw new MachinaError("E_SYSTEM", `container "${id}": a startContainer hook failed (see the message above); the container stopped`, { value: id });
   if (st.hooks.poststart.length > 0) {
     // runtime-spec: a poststart failure is a warning; the other hooks and the lifecycle go on
     await runHooks(
