@@ -20,6 +20,11 @@ export function apiSocketPath(env: Readonly<Record<string, string | undefined>> 
   return machinaEnv(env, "MACHINA_API_SOCKET") ?? DEFAULT_SOCKET;
 }
 
+/** machinad's socket for machina-oci's front end: $MACHINA_OCI_SOCKET, else oci.sock beside the API socket (native/oci-front.c reads the same). */
+export function ociSocketPath(apiSocket: string, env: Readonly<Record<string, string | undefined>> = process.env): string {
+  return machinaEnv(env, "MACHINA_OCI_SOCKET") ?? `${apiSocket.slice(0, Math.max(apiSocket.lastIndexOf("/"), 0))}/oci.sock`;
+}
+
 /** One line of GET /v1/jobs/{id}/events: a progress event, or the finished job (the last line). */
 const EventLine = API.jobEvents.responses[200].ndjson;
 /** One line of GET /v1/machines/{name}/logs. */

@@ -31,7 +31,8 @@ import { paths, VERSION } from "../paths.ts";
 import { sweepLeftovers } from "../runtime/sweep.ts";
 import { provideZod } from "../lazy-zod.ts";
 import { z } from "zod";
-import { apiSocketPath, MachinaClient } from "../client/client.ts";
+import { apiSocketPath, MachinaClient, ociSocketPath } from "../client/client.ts";
+import { serveOciDoor } from "./oci-door.ts";
 import { err, out } from "../cli/output.ts";
 import { createApp } from "./app.ts";
 import { newToken, readToken, tokenPath } from "./token-file.ts";
@@ -244,6 +245,11 @@ async function serve(socket: string, policy: RestartPolicy, autostart: boolean, 
     process.umask(oldUmask);
   }
   host.chmod(socket, 0o600);
+  // machina-oci's front end (native/oci-front.c): its commands planned here, warm
+  const ociSocket = ociSocketPath(socket, host.env());
+  if (host.stat(ociSocket, true) !== undefined) host.unlink(ociSocket); // the API socket was free: a dead daemon's
+  const ociDoor = await serveOciDoor(ociSocket, log);
+  host.chmod(ociSocket, 0o600);
   let web: ReturnType<typeof Bun.serve> | undefined;
   const sessions = new Sessions();
   if (o.listen !== undefined && token !== undefined) {
@@ -255,12 +261,14 @@ async function serve(socket: string, policy: RestartPolicy, autostart: boolean, 
       web = Bun.serve({ hostname, port, fetch, maxRequestBodySize: 1024 * 1024, ...(tls ? { tls } : {}) });
     } catch (e) {
       await server.stop(true);
+      ociDoor.close();
       host.unlink(socket);
+      if (host.stat(ociSocket, true) !== undefined) host.unlink(ociSocket);
       throw new MachinaError("E_SYSTEM", `--listen: cannot listen on ${origin}: ${(e as Error).message}`, { flag: "--listen" });
     }
     log("listening-tcp", { url: origin, tokenFile: token });
   }
-  log("listening", { socket, pid: process.pid, version: VERSION, restart: policy, stateDir: p.stateDir });
+  log("listening", { socket, ociSocket, pid: process.pid, version: VERSION, restart: policy, stateDir: p.stateDir });
 
   await supervisor.boot(autostart);
   log("ready", { machines: service.runningNames().length });
@@ -272,12 +280,14 @@ async function serve(socket: string, policy: RestartPolicy, autostart: boolean, 
       await jobs.cancelAll();
       await server.stop(true);
       await web?.stop(true);
+      ociDoor.close();
       sessions.clear();
-      try {
-        host.unlink(socket);
-      } catch {
-        // gone
-      }
+      for (const path of [socket, ociSocket])
+        try {
+          host.unlink(path);
+        } catch {
+          // gone
+        }
       resolve(0);
     };
     process.once("SIGTERM", () => void shutdown("SIGTERM"));

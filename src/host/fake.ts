@@ -2,7 +2,7 @@
  * FakeHost: an in-memory Host for unit tests. Files, directories and symlinks are declared up
  * front; calls with effects (execWithSpec) are recorded instead of performed.
  */
-import type { CommandResult, DetachedChild, FileKind, FileStat, HeldLock, Host, RunAsyncOptions } from "./host.ts";
+import type { CommandResult, DetachedChild, FifoReader, FileKind, FileStat, HeldLock, Host, RunAsyncOptions } from "./host.ts";
 
 export type FakeNode =
   | { kind: "file"; content: string }
@@ -413,13 +413,23 @@ export class FakeHost implements Host {
     this.add(path, "");
   }
 
-  /** readFifo() answers, in order (then "0"); each call's path is recorded. */
-  readonly fifoAnswers: string[] = [];
+  /** What openFifo()'s reads answer, in order (then "0" and end of file); each open's path is recorded. */
+  readonly fifoAnswers: { text: string; state: "open" | "eof" }[] = [];
   readonly fifoReads: string[] = [];
-  readFifo(path: string): string {
+  openFifo(path: string): FifoReader {
     if (!this.nodes.has(path)) throw Object.assign(new Error(`ENOENT: ${path}`), { code: "ENOENT" });
     this.fifoReads.push(path);
-    return this.fifoAnswers.shift() ?? "0";
+    let done = false;
+    return {
+      read: () => {
+        const next = this.fifoAnswers.shift();
+        if (next !== undefined) return next;
+        const text = done ? "" : "0";
+        done = true;
+        return { text, state: "eof" };
+      },
+      close: () => undefined,
+    };
   }
 
   spawnDetached(argv: string[], options: { spec: Uint8Array; logPath: string }): DetachedChild {

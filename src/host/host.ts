@@ -60,6 +60,13 @@ export interface DetachedChild {
   exited: Promise<number>;
 }
 
+/** A fifo's read end, never blocking. */
+export interface FifoReader {
+  /** What is there now; "open": a writer has it open (more may come), "eof": no writer has it open. */
+  read(): { text: string; state: "open" | "eof" };
+  close(): void;
+}
+
 export interface HeldLock {
   /** The open lock file descriptor (pass it to children to keep the lock while they run). */
   fd: number;
@@ -191,11 +198,8 @@ export interface Host {
   spawnWithStatus(argv: string[], options: { spec: Uint8Array; env: Record<string, string> }): DetachedChild;
   /** mkfifo(path, mode), then chmod to mode (no umask). */
   mkfifo(path: string, mode: number): void;
-  /**
-   * Open the fifo for reading without waiting for a writer, then read until end of file (the
-   * writers closed it), waiting while one has it open: what they wrote; "" when there was no writer.
-   */
-  readFifo(path: string): string;
+  /** Open the fifo for reading, without waiting for a writer (the reader stays while it is open). */
+  openFifo(path: string): FifoReader;
   sleep(ms: number): Promise<void>;
   /** Milliseconds from a monotonic clock. */
   monotonicMs(): number;

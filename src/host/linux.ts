@@ -2,7 +2,7 @@
 import * as fs from "node:fs";
 import { constants as osConstants } from "node:os";
 import { spawning } from "./deps.ts";
-import type { CommandResult, DetachedChild, FileKind, FileStat, HeldLock, Host, RunAsyncOptions } from "./host.ts";
+import type { CommandResult, DetachedChild, FifoReader, FileKind, FileStat, HeldLock, Host, RunAsyncOptions } from "./host.ts";
 import {
   clearNonBlocking,
   execve,
@@ -573,17 +573,26 @@ export class LinuxHost implements Host {
     fs.chmodSync(path, mode);
   }
 
-  readFifo(path: string): string {
+  openFifo(path: string): FifoReader {
     const fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
-    try {
-      clearNonBlocking(fd); // reads wait while a writer has it open; with none it is end of file at once
-      const buf = Buffer.alloc(64);
-      let out = "";
-      for (let n = fs.readSync(fd, buf, 0, buf.length, null); n > 0; n = fs.readSync(fd, buf, 0, buf.length, null)) out += buf.toString("latin1", 0, n);
-      return out;
-    } finally {
-      fs.closeSync(fd);
-    }
+    const buf = Buffer.alloc(64);
+    return {
+      read: () => {
+        let text = "";
+        for (;;) {
+          let n: number;
+          try {
+            n = fs.readSync(fd, buf, 0, buf.length, null);
+          } catch (e) {
+            if (e instanceof Error && "code" in e && e.code === "EAGAIN") return { text, state: "open" };
+            throw e;
+          }
+          if (n === 0) return { text, state: "eof" };
+          text += buf.toString("latin1", 0, n);
+        }
+      },
+      close: () => fs.closeSync(fd),
+    };
   }
 
   sleep(ms: number): Promise<void> {

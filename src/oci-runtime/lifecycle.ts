@@ -44,16 +44,28 @@ export async function startContainer(host: Host, root: string, id: string): Prom
   if (s !== "created")
     throw new MachinaError("E_BUSY", `cannot start container "${id}" in state ${s} (only a created container can be started)`, { value: id });
   const fifo = fifoPath(root, id);
-  // The parked init waits in open() for writing: our open releases it; it writes "0", runs the
-  // startContainer hooks if any and writes "1" once they all succeeded (a failure ends it without),
-  // then closes its end (native/SPEC.md oci_hook_state). Nothing at all: it has not opened its end
-  // yet, or it died (never hang on a dead init).
+  // The parked init waits in open() for writing (or is about to): our open releases it; it writes
+  // "0", runs the startContainer hooks if any and writes "1" once they all succeeded (a failure
+  // ends it without), then closes its end (native/SPEC.md oci_hook_state). The read end stays open
+  // until then: an init whose open completed never writes into a fifo without a reader. End of
+  // file before anything came: it has not opened its end yet, or it died (never hang on a dead init).
   const deadline = host.monotonicMs() + 10_000;
-  let got: string;
-  while ((got = host.readFifo(fifo)) === "") {
-    if (!initAlive(host, st)) throw new MachinaError("E_SYSTEM", `container "${id}": its init exited before it was started`);
-    if (host.monotonicMs() > deadline) throw new MachinaError("E_SYSTEM", `container "${id}": its init did not take the start within 10 s`);
-    await host.sleep(2);
+  const reader = host.openFifo(fifo);
+  let got = "";
+  try {
+    for (let round = 0; ; round++) {
+      const r = reader.read();
+      got += r.text;
+      if (r.state === "eof" && got !== "") break;
+      if (r.state === "eof") {
+        if (!initAlive(host, st)) throw new MachinaError("E_SYSTEM", `container "${id}": its init exited before it was started`);
+        if (host.monotonicMs() > deadline) throw new MachinaError("E_SYSTEM", `container "${id}": its init did not take the start within 10 s`);
+      }
+      // the init is a moment away (it parks right after create reported it): ask again at once a few times
+      await host.sleep(round < 20 ? 0 : 1);
+    }
+  } finally {
+    reader.close();
   }
   host.unlink(fifo);
   if (st.startHooks === true && got !== "01")

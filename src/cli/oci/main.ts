@@ -4,6 +4,7 @@
  * and their flags are declared once in COMMANDS; parsing and --help derive from it.
  */
 import { appendFileSync } from "node:fs";
+import { resolve } from "node:path";
 import { MachinaError, renderError } from "../../errors.ts";
 import type { Host } from "../../host/host.ts";
 import { LinuxHost } from "../../host/linux.ts";
@@ -38,6 +39,8 @@ interface Command {
   flags: Flag[];
   minArgs: number;
   maxArgs: number;
+  /** machinad's planner may run it (src/daemon/oci-door.ts); the others need their own process */
+  resident?: boolean;
 }
 
 const BUNDLE: Flag = { name: "bundle", short: "b", value: true, help: "the bundle directory (default: the current directory)" };
@@ -57,8 +60,9 @@ export const COMMANDS: readonly Command[] = [
     flags: [BUNDLE, PID_FILE, CONSOLE_SOCKET, NO_PIVOT, NO_NEW_KEYRING, PRESERVE_FDS],
     minArgs: 1,
     maxArgs: 1,
+    resident: true,
   },
-  { name: "start", usage: "start ID", summary: "start the user process of a created container", flags: [], minArgs: 1, maxArgs: 1 },
+  { name: "start", usage: "start ID", summary: "start the user process of a created container", flags: [], minArgs: 1, maxArgs: 1, resident: true },
   {
     name: "run",
     usage: "run [flags] ID",
@@ -101,7 +105,7 @@ export const COMMANDS: readonly Command[] = [
     minArgs: 1,
     maxArgs: Number.POSITIVE_INFINITY,
   },
-  { name: "state", usage: "state ID", summary: "the container's state (runtime-spec JSON)", flags: [], minArgs: 1, maxArgs: 1 },
+  { name: "state", usage: "state ID", summary: "the container's state (runtime-spec JSON)", flags: [], minArgs: 1, maxArgs: 1, resident: true },
   {
     name: "kill",
     usage: "kill [--all] ID [SIGNAL]",
@@ -109,6 +113,7 @@ export const COMMANDS: readonly Command[] = [
     flags: [{ name: "all", short: "a", help: "every process of the container" }],
     minArgs: 1,
     maxArgs: 2,
+    resident: true,
   },
   {
     name: "delete",
@@ -117,10 +122,11 @@ export const COMMANDS: readonly Command[] = [
     flags: [{ name: "force", short: "f", help: "kill a running container" }],
     minArgs: 1,
     maxArgs: 1,
+    resident: true,
   },
-  { name: "pause", usage: "pause ID", summary: "freeze every process of the container", flags: [], minArgs: 1, maxArgs: 1 },
-  { name: "resume", usage: "resume ID", summary: "thaw a paused container", flags: [], minArgs: 1, maxArgs: 1 },
-  { name: "ps", usage: "ps [--format table|json] ID", summary: "the container's processes", flags: [FORMAT], minArgs: 1, maxArgs: 1 },
+  { name: "pause", usage: "pause ID", summary: "freeze every process of the container", flags: [], minArgs: 1, maxArgs: 1, resident: true },
+  { name: "resume", usage: "resume ID", summary: "thaw a paused container", flags: [], minArgs: 1, maxArgs: 1, resident: true },
+  { name: "ps", usage: "ps [--format table|json] ID", summary: "the container's processes", flags: [FORMAT], minArgs: 1, maxArgs: 1, resident: true },
   {
     name: "list",
     usage: "list [--format table|json] [--quiet]",
@@ -128,6 +134,7 @@ export const COMMANDS: readonly Command[] = [
     flags: [FORMAT, { name: "quiet", short: "q", help: "ids only" }],
     minArgs: 0,
     maxArgs: 0,
+    resident: true,
   },
   {
     name: "update",
@@ -234,9 +241,24 @@ const list = (v: Values, k: string): string[] => {
   return Array.isArray(x) ? x : [];
 };
 
-function out(text: string): void {
-  process.stdout.write(text);
+/** Where a command's output goes and where its relative paths start: this process, or a front end's (src/daemon/oci-door.ts). */
+export interface OciIo {
+  out(text: string): void;
+  err(text: string): void;
+  cwd: string;
+  /** run inside machinad's planner: commands without `resident`, and hooks that must run in the caller's process, are refused with NeedsOwnProcess */
+  resident: boolean;
 }
+
+export const processIo = (): OciIo => ({
+  out: (text) => void process.stdout.write(text),
+  err: (text) => void process.stderr.write(text),
+  cwd: process.cwd(),
+  resident: false,
+});
+
+/** Thrown in the planner, before any effect, for what the full machina-oci must do in its own process. */
+export class NeedsOwnProcess extends Error {}
 
 async function waitInit(host: Host, root: string, id: string): Promise<number> {
   // `run`: we are the init's subreaper (set before create), so its status reaches us.
@@ -245,7 +267,9 @@ async function waitInit(host: Host, root: string, id: string): Promise<number> {
   return waitpidBlocking(st.pid);
 }
 
-export async function main(argv: string[], host: Host = new LinuxHost()): Promise<number> {
+export async function main(argv: string[], host: Host = new LinuxHost(), io: OciIo = processIo()): Promise<number> {
+  const out = io.out;
+  const abs = (path: string | undefined) => (path === undefined ? undefined : resolve(io.cwd, path));
   let logFile: string | undefined;
   let logJson = false;
   try {
@@ -254,7 +278,7 @@ export async function main(argv: string[], host: Host = new LinuxHost()): Promis
       return 0;
     }
     const g = parseFlags(argv, [...GLOBAL, { name: "help", short: "h", help: "" }], true);
-    logFile = str(g.values, "log");
+    logFile = abs(str(g.values, "log"));
     logJson = str(g.values, "log-format") === "json";
     const fmt = str(g.values, "log-format");
     if (fmt !== undefined && fmt !== "text" && fmt !== "json")
@@ -264,7 +288,8 @@ export async function main(argv: string[], host: Host = new LinuxHost()): Promis
       out(help());
       return name === undefined && !g.values.has("help") ? 1 : 0;
     }
-    const root = str(g.values, "root") ?? defaultRoot(host.env());
+    const root = abs(str(g.values, "root")) ?? defaultRoot(host.env());
+    if (io.resident && COMMANDS.find((c) => c.name === name)?.resident !== true) throw new NeedsOwnProcess(`the command "${name}" runs in its own process`);
     if (name === "_run-hooks") {
       await runCreateHooks(host, root, args[0]!, Number(args[1]));
       return 0;
@@ -294,8 +319,8 @@ export async function main(argv: string[], host: Host = new LinuxHost()): Promis
         await createContainer(host, p, {
           root,
           id,
-          bundle: str(v, "bundle") ?? process.cwd(),
-          ...(str(v, "pid-file") !== undefined ? { pidFile: str(v, "pid-file")! } : {}),
+          bundle: abs(str(v, "bundle")) ?? io.cwd,
+          ...(str(v, "pid-file") !== undefined ? { pidFile: abs(str(v, "pid-file"))! } : {}),
           ...(str(v, "console-socket") !== undefined ? { consoleSocket: str(v, "console-socket")! } : {}),
           systemdCgroup: g.values.has("systemd-cgroup"),
         });
@@ -309,7 +334,7 @@ export async function main(argv: string[], host: Host = new LinuxHost()): Promis
       case "exec": {
         for (const f of ["process-label", "apparmor", "cgroup"])
           if (v.has(f)) throw new MachinaError("E_UNSUPPORTED", `exec --${f} is not supported by machina-oci`, { flag: `--${f}` });
-        const file = str(v, "process");
+        const file = abs(str(v, "process"));
         let proc: OciProcess;
         if (file !== undefined) {
           const text = host.readFile(file);
@@ -335,7 +360,7 @@ export async function main(argv: string[], host: Host = new LinuxHost()): Promis
         const { execRecords } = await import("../../oci-runtime/exec.ts");
         const records = execRecords(host, root, id, proc, {
           detach: v.has("detach"),
-          ...(str(v, "pid-file") !== undefined ? { pidFile: str(v, "pid-file")! } : {}),
+          ...(str(v, "pid-file") !== undefined ? { pidFile: abs(str(v, "pid-file"))! } : {}),
           ...(str(v, "console-socket") !== undefined ? { consoleSocket: str(v, "console-socket")! } : {}),
           ignorePaused: v.has("ignore-paused"),
         });
@@ -344,6 +369,12 @@ export async function main(argv: string[], host: Host = new LinuxHost()): Promis
         return host.execWithSpec(p.helper, ["machina-helper", "enter", "--spec-fd"], encodeEnterSpec(records));
       }
       case "start":
+        if (io.resident) {
+          // hooks run by start belong to the caller's process (stdio, cgroup), and the init's
+          // startContainer hooks keep the exec fifo busy: the full machina-oci does those
+          const st = readState(host, root, id);
+          if (st.hooks.poststart.length > 0 || st.startHooks === true) throw new NeedsOwnProcess("the container has start hooks");
+        }
         await startContainer(host, root, id);
         return 0;
       case "state":
@@ -353,6 +384,7 @@ export async function main(argv: string[], host: Host = new LinuxHost()): Promis
         killContainer(host, root, id, parseSignal(rest[1] ?? "SIGTERM", { flag: "SIGNAL" }), v.has("all"));
         return 0;
       case "delete":
+        if (io.resident && readState(host, root, id).hooks.poststop.length > 0) throw new NeedsOwnProcess("the container has poststop hooks");
         await deleteContainer(host, root, id, v.has("force"));
         return 0;
       case "pause":
@@ -400,7 +432,7 @@ export async function main(argv: string[], host: Host = new LinuxHost()): Promis
         return 0;
       }
       case "update": {
-        const file = str(v, "resources");
+        const file = str(v, "resources") === "-" ? "-" : abs(str(v, "resources"));
         const text = file === undefined ? "{}" : file === "-" ? await Bun.stdin.text() : host.readFile(file);
         if (text === undefined) throw new MachinaError("E_NOT_FOUND", `--resources ${file}: no such file`, { flag: "--resources" });
         const { parseResources, updateContainer } = await import("../../oci-runtime/update.ts");
@@ -426,7 +458,7 @@ export async function main(argv: string[], host: Host = new LinuxHost()): Promis
         out(`${JSON.stringify((await import("../../oci-runtime/documents.ts")).features(), null, 4)}\n`);
         return 0;
       case "spec": {
-        const dir = str(v, "bundle") ?? process.cwd();
+        const dir = abs(str(v, "bundle")) ?? io.cwd;
         const path = `${dir}/config.json`;
         if (host.lstat(path) !== undefined) throw new MachinaError("E_BUSY", `File ${path} exists. Remove it first`, { path });
         host.writeFile(path, `${JSON.stringify((await import("../../oci-runtime/documents.ts")).defaultSpec(), null, "\t")}\n`, 0o644);
@@ -435,8 +467,9 @@ export async function main(argv: string[], host: Host = new LinuxHost()): Promis
     }
     return 1;
   } catch (error) {
+    if (error instanceof NeedsOwnProcess) throw error;
     const text = renderError(PROG, error);
-    process.stderr.write(`${text}\n`);
+    io.err(`${text}\n`);
     if (logFile !== undefined) {
       const msg = text.replace(new RegExp(`^${PROG}: `, "gm"), "").split("\n")[0]!;
       try {

@@ -1,0 +1,382 @@
+/*
+ * machina-oci's front end (docs/oci-runtime.md "The front end"): the program a container engine
+ * runs as its OCI runtime. It decides nothing. It hands its command line, working directory and
+ * environment to machinad's planner on its socket (oci.sock, next to the API socket) and does
+ * what the answer says:
+ *
+ *   'O' / 'E' bytes   write them to stdout / stderr
+ *   'X' CODE          exit with CODE
+ *   'F' WHY           the planner does not serve this command here: exec the full machina-oci
+ *   'H' SPAWN         run the helper (argv, env, spec on fd 3, status pipe on fd 4) as our child,
+ *                     with our stdio: 'P' PID, then its status bytes as 'S' frames, then 'C' CODE
+ *
+ * A frame is one type byte, a 32-bit little-endian length, the payload. When machinad does not
+ * answer at all, the full machina-oci (a Bun program) runs instead: the same behaviour, slower.
+ * The helper runs as the front end's child so that the container's init has the caller's stdio
+ * and becomes the caller's (the subreaper's) child, as with runc.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+static int debug;
+static const char *sock_path;
+
+#define MAX_FRAME (64u << 20)
+
+struct buf {
+	char *p;
+	size_t len, cap;
+};
+
+static void die(const char *fmt, const char *arg, int err)
+{
+	fprintf(stderr, "machina-oci: ");
+	fprintf(stderr, fmt, arg);
+	if (err)
+		fprintf(stderr, ": %s", strerror(err));
+	fputc('\n', stderr);
+	exit(1);
+}
+
+static void put(struct buf *b, const void *p, size_t n)
+{
+	if (b->len + n > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+		while (cap < b->len + n)
+			cap *= 2;
+		char *q = realloc(b->p, cap);
+		if (!q)
+			die("%s", "out of memory", 0);
+		b->p = q;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, p, n);
+	b->len += n;
+}
+
+/* a NUL-terminated field */
+static void field(struct buf *b, const char *s)
+{
+	put(b, s, strlen(s) + 1);
+}
+
+static void number(struct buf *b, long n)
+{
+	char s[32];
+	snprintf(s, sizeof s, "%ld", n);
+	field(b, s);
+}
+
+static int write_all(int fd, const char *p, size_t n, int sock)
+{
+	while (n > 0) {
+		ssize_t w = sock ? send(fd, p, n, MSG_NOSIGNAL) : write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static int read_all(int fd, char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t r = read(fd, p, n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r == 0)
+			errno = 0;
+		if (r <= 0)
+			return -1;
+		p += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+static void send_frame(int s, char type, const char *p, size_t n)
+{
+	unsigned char h[5] = { (unsigned char)type, n & 0xff, (n >> 8) & 0xff, (n >> 16) & 0xff, (n >> 24) & 0xff };
+	if (write_all(s, (const char *)h, 5, 1) < 0 || write_all(s, p, n, 1) < 0)
+		die("machinad (%s) closed the connection during the command", sock_path, 0);
+}
+
+/* The next frame from machinad; its payload NUL-terminated (freed by the caller). */
+static char *recv_frame(int s, char *type, uint32_t *len)
+{
+	unsigned char h[5];
+	if (read_all(s, (char *)h, 5) < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			die("machinad (%s) did not answer within 60 s", sock_path, 0);
+		die("machinad (%s) closed the connection during the command", sock_path, 0);
+	}
+	*type = (char)h[0];
+	*len = (uint32_t)h[1] | (uint32_t)h[2] << 8 | (uint32_t)h[3] << 16 | (uint32_t)h[4] << 24;
+	if (*len > MAX_FRAME)
+		die("machinad (%s) sent a frame too large", sock_path, 0);
+	char *p = malloc(*len + 1);
+	if (!p)
+		die("%s", "out of memory", 0);
+	if (read_all(s, p, *len) < 0)
+		die("machinad (%s) closed the connection during the command", sock_path, 0);
+	p[*len] = 0;
+	return p;
+}
+
+/* The full machina-oci: $MACHINA_OCI_FALLBACK, else ../libexec/machina-oci beside this program. */
+static void fallback(char **argv, const char *why)
+{
+	char path[PATH_MAX];
+	const char *f = getenv("MACHINA_OCI_FALLBACK");
+	if (!f || !*f) {
+		ssize_t n = readlink("/proc/self/exe", path, sizeof path - 32);
+		if (n < 0)
+			die("%s", "cannot read /proc/self/exe", errno);
+		path[n] = 0;
+		char *slash = strrchr(path, '/');
+		strcpy(slash ? slash : path, "/../libexec/machina-oci");
+		f = path;
+	}
+	if (debug)
+		fprintf(stderr, "machina-oci: debug: %s; running %s\n", why, f);
+	execv(f, argv);
+	die("cannot run the full machina-oci %s", f, errno);
+}
+
+/* Where this process lives: its namespaces and its root directory (machinad serves only its own). */
+static void identity(struct buf *b)
+{
+	static const char *const ns[] = { "cgroup", "ipc", "mnt", "net", "pid", "user", "uts" };
+	char out[1024] = "", link[128], path[64];
+	size_t off = 0;
+	for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
+		snprintf(path, sizeof path, "/proc/self/ns/%s", ns[i]);
+		ssize_t n = readlink(path, link, sizeof link - 1);
+		if (n < 0)
+			n = 0;
+		link[n] = 0;
+		off += (size_t)snprintf(out + off, sizeof out - off, "%s ", n ? link : "-");
+	}
+	struct stat st;
+	if (stat("/", &st) == 0)
+		snprintf(out + off, sizeof out - off, "root:%llu:%llu", (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
+	field(b, out);
+}
+
+static int moved_fd(int fd)
+{
+	int n = fcntl(fd, F_DUPFD_CLOEXEC, 10);
+	if (n < 0)
+		_exit(127);
+	return n;
+}
+
+/* 'H': argc, argv..., envc, env..., then the spec bytes. */
+static void spawn(int s, char *p, uint32_t len)
+{
+	char *end = p + len, *cur = p;
+	char **argv = NULL, **envp = NULL;
+	long counts[2];
+	char ***lists[2] = { &argv, &envp };
+	for (int l = 0; l < 2; l++) {
+		if (cur >= end)
+			die("%s", "machinad sent a malformed spawn request", 0);
+		counts[l] = strtol(cur, NULL, 10);
+		cur += strlen(cur) + 1;
+		if (counts[l] < 0 || counts[l] > 4096)
+			die("%s", "machinad sent a malformed spawn request", 0);
+		*lists[l] = calloc((size_t)counts[l] + 1, sizeof(char *));
+		for (long i = 0; i < counts[l]; i++) {
+			if (cur >= end)
+				die("%s", "machinad sent a malformed spawn request", 0);
+			(*lists[l])[i] = cur;
+			cur += strlen(cur) + 1;
+		}
+	}
+	if (counts[0] < 1 || cur > end)
+		die("%s", "machinad sent a malformed spawn request", 0);
+	int spec = memfd_create("machina-spec", MFD_CLOEXEC);
+	if (spec < 0 || write_all(spec, cur, (size_t)(end - cur), 0) < 0)
+		die("%s", "cannot write the spec to a memfd", errno);
+	int pipefd[2];
+	if (pipe2(pipefd, O_CLOEXEC) < 0)
+		die("%s", "pipe2", errno);
+	/* as the full machina-oci: the caller's stdio blocking for the container */
+	for (int fd = 0; fd < 3; fd++) {
+		int fl = fcntl(fd, F_GETFL);
+		if (fl >= 0 && (fl & O_NONBLOCK))
+			(void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+	}
+	pid_t pid = fork();
+	if (pid < 0)
+		die("%s", "fork", errno);
+	if (pid == 0) {
+		int sp = moved_fd(spec), st = moved_fd(pipefd[1]);
+		if (dup2(sp, 3) < 0 || dup2(st, 4) < 0)
+			_exit(127);
+		execve(argv[0], argv, envp);
+		fprintf(stderr, "machina-oci: cannot run %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(pipefd[1]);
+	close(spec);
+	char num[32];
+	snprintf(num, sizeof num, "%d", (int)pid);
+	send_frame(s, 'P', num, strlen(num));
+	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	int rd = pipefd[0];
+	char chunk[65536];
+	for (;;) {
+		struct pollfd fds[2] = { { .fd = rd, .events = POLLIN }, { .fd = pidfd, .events = POLLIN } };
+		int n = poll(fds, 2, pidfd < 0 ? 10 : -1);
+		if (n < 0 && errno != EINTR)
+			die("%s", "poll", errno);
+		if (n > 0 && rd >= 0 && (fds[0].revents & (POLLIN | POLLHUP))) {
+			ssize_t r = read(rd, chunk, sizeof chunk);
+			if (r > 0)
+				send_frame(s, 'S', chunk, (size_t)r);
+			else if (r == 0 || errno != EINTR) {
+				close(rd);
+				rd = -1;
+			}
+		}
+		int status;
+		int done = pidfd >= 0 ? (n > 0 && (fds[1].revents & POLLIN)) : waitpid(pid, &status, WNOHANG) == pid;
+		if (!done)
+			continue;
+		if (pidfd >= 0 && waitpid(pid, &status, 0) != pid)
+			die("%s", "waitpid", errno);
+		/* what it wrote before it exited (a parked init may still hold the pipe open) */
+		if (rd >= 0) {
+			(void)fcntl(rd, F_SETFL, O_NONBLOCK);
+			ssize_t r;
+			while ((r = read(rd, chunk, sizeof chunk)) > 0)
+				send_frame(s, 'S', chunk, (size_t)r);
+			close(rd);
+		}
+		if (pidfd >= 0)
+			close(pidfd);
+		int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+		snprintf(num, sizeof num, "%d", code);
+		send_frame(s, 'C', num, strlen(num));
+		break;
+	}
+	free(argv);
+	free(envp);
+}
+
+/* --debug among the global flags (before the command) */
+static int want_debug(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (a[0] != '-')
+			return 0;
+		if (!strcmp(a, "--debug") || !strcmp(a, "--debug=true"))
+			return 1;
+		if (!strcmp(a, "--root") || !strcmp(a, "--log") || !strcmp(a, "--log-format") || !strcmp(a, "--rootless") ||
+		    !strcmp(a, "--criu"))
+			i++;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	debug = want_debug(argc, argv);
+	static char derived[PATH_MAX];
+	sock_path = getenv("MACHINA_OCI_SOCKET");
+	if (!sock_path || !*sock_path) {
+		const char *api = getenv("MACHINA_API_SOCKET");
+		const char *slash = api ? strrchr(api, '/') : NULL;
+		if (slash && (size_t)(slash - api) < sizeof derived - 16) {
+			snprintf(derived, sizeof derived, "%.*s/oci.sock", (int)(slash - api), api);
+			sock_path = derived;
+		} else
+			sock_path = "/run/machina/oci.sock";
+	}
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	char why[PATH_MAX + 128];
+	if (strlen(sock_path) >= sizeof addr.sun_path) {
+		snprintf(why, sizeof why, "machinad's socket path %s is too long", sock_path);
+		fallback(argv, why);
+	}
+	strcpy(addr.sun_path, sock_path);
+	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s < 0 || connect(s, (struct sockaddr *)&addr, sizeof addr) < 0) {
+		snprintf(why, sizeof why, "machinad does not answer at %s (%s)", sock_path, strerror(errno));
+		fallback(argv, why);
+	}
+
+	/* a machinad that hangs must not hang the container engine: no command waits longer in it */
+	struct timeval tv = { .tv_sec = 60 };
+	(void)setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+
+	struct buf req = { 0 };
+	char cwd[PATH_MAX];
+	if (!getcwd(cwd, sizeof cwd)) {
+		snprintf(why, sizeof why, "no working directory (%s)", strerror(errno));
+		close(s);
+		fallback(argv, why);
+	}
+	field(&req, "1");
+	field(&req, cwd);
+	identity(&req);
+	number(&req, argc - 1);
+	for (int i = 1; i < argc; i++)
+		field(&req, argv[i]);
+	long envc = 0;
+	for (char **e = environ; *e; e++)
+		envc++;
+	number(&req, envc);
+	for (char **e = environ; *e; e++)
+		field(&req, *e);
+	send_frame(s, 'R', req.p, req.len);
+	free(req.p);
+
+	int served = 0;
+	for (;;) {
+		char type;
+		uint32_t len;
+		char *p = recv_frame(s, &type, &len);
+		switch (type) {
+		case 'O':
+		case 'E':
+			if (!served && debug)
+				fprintf(stderr, "machina-oci: debug: served by machinad (%s)\n", sock_path);
+			served = 1;
+			(void)write_all(type == 'O' ? 1 : 2, p, len, 0);
+			break;
+		case 'X':
+			if (!served && debug)
+				fprintf(stderr, "machina-oci: debug: served by machinad (%s)\n", sock_path);
+			exit(atoi(p));
+		case 'F':
+			close(s);
+			fallback(argv, p);
+			break;
+		case 'H': spawn(s, p, len); break;
+		default: die("machinad (%s) sent an unknown frame", sock_path, 0);
+		}
+		free(p);
+	}
+}

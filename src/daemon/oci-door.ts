@@ -1,0 +1,164 @@
+/**
+ * machinad's planner for machina-oci's native front end (native/oci-front.c; the wire is
+ * src/oci-runtime/front-door.ts). The front end hands over its command line, working directory
+ * and environment; the planner runs the very same machina-oci code (src/cli/oci/main.ts) with
+ * that environment, its output sent back, and the helper spawned by the front end (so that the
+ * init gets the caller's stdio and parent). Commands or containers that need their own process
+ * (run, exec, update, hooks run by start/delete) are answered with 'F': the front end runs the
+ * full machina-oci instead. A front end in other namespaces or another root gets 'F' too.
+ *
+ * The socket is root-only (0600 in machinad's root-only directory), as the API socket.
+ */
+import { createServer, type Server, type Socket } from "node:net";
+import type { DetachedChild } from "../host/host.ts";
+import { processIdentity } from "../host/identity.ts";
+import { LinuxHost } from "../host/linux.ts";
+import { main, NeedsOwnProcess, type OciIo } from "../cli/oci/main.ts";
+import { decodeRequest, encodeFrame, encodeSpawn, type Frame, FrameReader, type FrontRequest } from "../oci-runtime/front-door.ts";
+
+type Log = (event: string, fields: Record<string, unknown>) => void;
+
+/** The helper the planner asks the front end to run: frames 'P', 'S', 'C' come back. */
+class RemoteChild implements DetachedChild {
+  pid = 0;
+  private controller!: ReadableStreamDefaultController<Uint8Array>;
+  private resolveExit!: (code: number) => void;
+  readonly status = new ReadableStream<Uint8Array>({ start: (c) => void (this.controller = c) });
+  readonly exited = new Promise<number>((r) => (this.resolveExit = r));
+  private open = true;
+
+  closeStatus(): void {
+    this.end();
+  }
+
+  private end(): void {
+    if (!this.open) return;
+    this.open = false;
+    try {
+      this.controller.close();
+    } catch {
+      // cancelled by its reader
+    }
+  }
+
+  /** true when the frame was this child's */
+  take(f: Frame): boolean {
+    const text = () => new TextDecoder().decode(f.payload);
+    if (f.type === "P") this.pid = Number(text());
+    else if (f.type === "S") {
+      if (this.open) this.controller.enqueue(f.payload);
+    } else if (f.type === "C") {
+      this.end();
+      this.resolveExit(Number(text()));
+    } else return false;
+    return true;
+  }
+
+  /** the front end went away: as if the helper was killed */
+  lost(): void {
+    this.end();
+    this.resolveExit(137);
+  }
+}
+
+/** LinuxHost with the front end's environment; the helper is spawned by the front end. */
+class FrontEndHost extends LinuxHost {
+  child: RemoteChild | undefined;
+
+  constructor(
+    private readonly request: FrontRequest,
+    private readonly send: (frame: Uint8Array) => void,
+  ) {
+    super();
+  }
+
+  override env(): Readonly<Record<string, string | undefined>> {
+    return this.request.env;
+  }
+
+  override spawnWithStatus(argv: string[], options: { spec: Uint8Array; env: Record<string, string> }): DetachedChild {
+    if (this.child !== undefined) throw new Error("internal: one helper per machina-oci command");
+    this.child = new RemoteChild();
+    // LinuxHost passes the spec's fd number last; the front end puts it on fd 3 too
+    this.send(encodeFrame("H", encodeSpawn([...argv, "3"], options.env, options.spec)));
+    return this.child;
+  }
+}
+
+async function serveConnection(sock: Socket, identity: string, log: Log): Promise<void> {
+  const reader = new FrameReader();
+  const send = (frame: Uint8Array) => {
+    if (!sock.destroyed) sock.write(frame);
+  };
+  let host: FrontEndHost | undefined;
+  let requestFrame!: (f: Frame | undefined) => void;
+  const first = new Promise<Frame | undefined>((resolve) => (requestFrame = resolve));
+  let gotRequest = false;
+  sock.on("data", (chunk: Buffer) => {
+    let frames: Frame[];
+    try {
+      frames = reader.push(chunk);
+    } catch {
+      sock.destroy();
+      return;
+    }
+    for (const f of frames) {
+      if (!gotRequest) {
+        gotRequest = true;
+        requestFrame(f);
+      } else if (host?.child?.take(f) !== true) sock.destroy(); // nothing else is expected
+    }
+  });
+  sock.on("close", () => {
+    if (!gotRequest) requestFrame(undefined);
+    host?.child?.lost();
+  });
+  sock.on("error", () => undefined);
+
+  const f = await first;
+  const request = f?.type === "R" ? decodeRequest(f.payload) : undefined;
+  if (request === undefined) {
+    sock.destroy();
+    return;
+  }
+  if (request.identity !== identity) {
+    send(encodeFrame("F", "machina-oci runs in other namespaces or another root than machinad"));
+    sock.end();
+    return;
+  }
+  host = new FrontEndHost(request, send);
+  const io: OciIo = {
+    out: (text) => text !== "" && send(encodeFrame("O", text)),
+    err: (text) => text !== "" && send(encodeFrame("E", text)),
+    cwd: request.cwd,
+    resident: true,
+  };
+  try {
+    const code = await main(request.argv, host, io);
+    send(encodeFrame("X", String(code)));
+  } catch (e) {
+    if (e instanceof NeedsOwnProcess) send(encodeFrame("F", e.message));
+    else {
+      log("oci-door-failed", { argv: request.argv, error: e instanceof Error ? e.message : String(e) });
+      send(encodeFrame("E", `machina-oci: internal error in machinad: ${e instanceof Error ? e.message : String(e)}\n`));
+      send(encodeFrame("X", "1"));
+    }
+  }
+  sock.end();
+}
+
+/** Listen on PATH (created 0600); returns the server, closed by machinad's shutdown. */
+export async function serveOciDoor(path: string, log: Log): Promise<Server> {
+  const identity = processIdentity();
+  const server = createServer({ allowHalfOpen: false }, (sock) => void serveConnection(sock, identity, log));
+  const oldUmask = process.umask(0o177);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(path, () => resolve());
+    });
+  } finally {
+    process.umask(oldUmask);
+  }
+  return server;
+}

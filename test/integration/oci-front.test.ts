@@ -1,0 +1,153 @@
+/**
+ * machina-oci's native front end (native/oci-front.c) with machinad's planner
+ * (src/daemon/oci-door.ts): the whole machina-oci suite (oci-runtime-suite.ts) through it, the
+ * commands that need their own process handed to the full machina-oci (recorded: none of the
+ * served ones may be among them), and the front end's own rules: --debug says who served, no
+ * machinad or a dead one's socket or other namespaces mean the full machina-oci, relative paths
+ * are the caller's. Root only; machinad runs on a socket and state directory of the test's own.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { ensureBusyboxImage } from "../fixtures/images.ts";
+import { MACHINAD } from "../helpers/daemon.ts";
+import { REPO, Scratch, baseEnv, copyTree, waitFor } from "../helpers/machina.ts";
+import { ociRuntimeSuite } from "./oci-runtime-suite.ts";
+
+const FRONT = join(REPO, "native/build/machina-oci");
+const FULL = join(REPO, "bin/machina-oci");
+const isRoot = process.getuid?.() === 0;
+const files = new Scratch();
+const daemon = new Scratch();
+let machinad: ReturnType<typeof Bun.spawn> | undefined;
+let dir = "";
+/** the full machina-oci, through a script that records each command line the front end hands it */
+let fallback = "";
+let fallbackLog = "";
+let machinadErr = "";
+
+const env = (extra: Record<string, string> = {}) => baseEnv({ MACHINA_API_SOCKET: join(dir, "run/api.sock"), MACHINA_OCI_FALLBACK: fallback, ...extra });
+
+beforeAll(async () => {
+  if (!isRoot) return;
+  if (!existsSync(FRONT)) Bun.spawnSync(["make", "-C", join(REPO, "native"), "-s"]);
+  dir = files.dir("oci-front-");
+  mkdirSync(join(dir, "run"), { mode: 0o700 });
+  fallbackLog = join(dir, "fallback.log");
+  fallback = join(dir, "full-machina-oci");
+  writeFileSync(fallback, `#!/bin/sh\nprintf '%s\\n' "$*" >> ${fallbackLog}\nexec ${FULL} "$@"\n`);
+  chmodSync(fallback, 0o755);
+  const proc = Bun.spawn([MACHINAD, "--no-autostart"], {
+    stdin: "ignore",
+    stdout: "ignore",
+    stderr: "pipe",
+    env: baseEnv({ MACHINA_STATE_DIR: join(dir, "state"), MACHINA_API_SOCKET: join(dir, "run/api.sock"), MACHINA_SYSTEMD: "0" }),
+  });
+  daemon.track(proc);
+  machinad = proc;
+  void (async () => {
+    for await (const chunk of proc.stderr) machinadErr += new TextDecoder().decode(chunk);
+  })();
+  await waitFor("machinad to be ready", () => {
+    if (proc.exitCode !== null) throw new Error(`machinad exited ${proc.exitCode}: ${machinadErr}`);
+    return machinadErr.includes('"event":"ready"') || undefined;
+  });
+});
+
+afterAll(async () => {
+  try {
+    if (machinad !== undefined) {
+      machinad.kill("SIGTERM");
+      expect(await machinad.exited).toBe(0);
+      expect(existsSync(join(dir, "run/oci.sock"))).toBe(false); // machinad removed its sockets
+      expect(existsSync(join(dir, "run/api.sock"))).toBe(false);
+    }
+  } finally {
+    await daemon.cleanup();
+    files.cleanup();
+  }
+});
+
+ociRuntimeSuite({ label: "machina-oci through its front end and machinad", command: FRONT, env: () => env() });
+
+/** The front end; stdout and stderr through files (a created container keeps them open: a pipe would not end). */
+let calls = 0;
+function front(args: string[], o: { env?: Record<string, string>; cwd?: string; wrapper?: string[] } = {}) {
+  const [out, err] = [join(dir, `out-${++calls}`), join(dir, `err-${calls}`)];
+  const fds = [openSync(out, "w"), openSync(err, "w")] as const;
+  try {
+    const r = Bun.spawnSync([...(o.wrapper ?? []), FRONT, ...args], {
+      env: o.env ?? env(),
+      cwd: o.cwd ?? dir,
+      stdin: "ignore",
+      stdout: fds[0],
+      stderr: fds[1],
+    });
+    return { code: r.exitCode, stdout: readFileSync(out, "utf8"), stderr: readFileSync(err, "utf8") };
+  } finally {
+    for (const fd of fds) closeSync(fd);
+    rmSync(out, { force: true });
+    rmSync(err, { force: true });
+  }
+}
+
+describe.skipIf(!isRoot)("machina-oci's front end", () => {
+  test("the suite's served commands never went to the full machina-oci", () => {
+    const lines = existsSync(fallbackLog) ? readFileSync(fallbackLog, "utf8").trim().split("\n") : [];
+    // run, exec and update need their own process; start/delete only for containers with hooks
+    const command = (line: string) =>
+      line.split(" ").find((w, i, all) => !w.startsWith("-") && !["--root", "--log", "--log-format"].includes(all[i - 1] ?? ""));
+    const served = ["create", "state", "kill", "pause", "resume", "list", "ps"];
+    expect(lines.filter((l) => served.includes(command(l) ?? ""))).toEqual([]);
+  });
+
+  test("--debug says who served; errors are the same line either way", () => {
+    const served = front(["--debug", "--root", join(dir, "root"), "state", "nope"]);
+    expect(served.code).toBe(1);
+    expect(served.stderr).toContain(`machina-oci: debug: served by machinad (${join(dir, "run/oci.sock")})`);
+    expect(served.stderr).toContain('machina-oci: container "nope" does not exist');
+
+    const alone = front(["--debug", "--root", join(dir, "root"), "state", "nope"], { env: env({ MACHINA_OCI_SOCKET: join(dir, "run/none.sock") }) });
+    expect(alone.code).toBe(1);
+    expect(alone.stderr).toContain(
+      `machina-oci: debug: machinad does not answer at ${join(dir, "run/none.sock")} (No such file or directory); running ${fallback}`,
+    );
+    expect(alone.stderr).toContain('machina-oci: container "nope" does not exist');
+  });
+
+  test("a dead machinad's socket, or a caller in other namespaces: the full machina-oci", () => {
+    const stale = join(dir, "run/stale.sock");
+    const made = Bun.spawnSync(["bun", "-e", `require("node:net").createServer().listen(${JSON.stringify(stale)}, () => process.exit(0))`]);
+    expect(made.exitCode).toBe(0);
+    expect(existsSync(stale)).toBe(true);
+    const r = front(["--debug", "--root", join(dir, "root"), "list", "--quiet"], { env: env({ MACHINA_OCI_SOCKET: stale }) });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain(`machinad does not answer at ${stale} (Connection refused)`);
+
+    const other = front(["--debug", "--root", join(dir, "root"), "list", "--quiet"], { wrapper: ["unshare", "--mount"] });
+    expect(other.code).toBe(0);
+    expect(other.stderr).toContain("machina-oci runs in other namespaces or another root than machinad; running");
+  });
+
+  test("relative --bundle, --pid-file and --root are the caller's", async () => {
+    const bundle = join(dir, "rel-bundle");
+    mkdirSync(bundle);
+    copyTree(await ensureBusyboxImage(), join(bundle, "rootfs"));
+    expect(front(["spec"], { cwd: bundle }).code).toBe(0);
+    const config = JSON.parse(readFileSync(join(bundle, "config.json"), "utf8")) as { process: Record<string, unknown> };
+    Object.assign(config.process, { terminal: false, args: ["/bin/true"] });
+    writeFileSync(join(bundle, "config.json"), JSON.stringify(config));
+    const id = `rel-${process.pid}`;
+    try {
+      const c = front(["--debug", "--root", "state-root", "create", "--bundle", ".", "--pid-file", "init.pid", id], { cwd: bundle });
+      expect(c.stderr).toContain("served by machinad");
+      expect(c.code).toBe(0);
+      const pid = Number(readFileSync(join(bundle, "init.pid"), "utf8"));
+      expect(pid).toBeGreaterThan(1);
+      const st = JSON.parse(front(["--root", join(bundle, "state-root"), "state", id]).stdout) as { bundle: string; pid: number; status: string };
+      expect(st).toMatchObject({ bundle, pid, status: "created" });
+    } finally {
+      expect(front(["--root", join(bundle, "state-root"), "delete", "--force", id]).code).toBe(0);
+    }
+  });
+});
