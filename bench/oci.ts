@@ -4,13 +4,15 @@
  * the busybox bundle, for machina-oci, runc and crun (through test/conformance/crun-hybrid, which
  * this hybrid-cgroup host needs), alternating in one run; and `podman run --rm … true` end to end
  * with each runtime. Target (issue 13): machina-oci at most 0.5× runc, and faster than crun.
- * machina-oci is the installed form, dist/bin/machina-oci (scripts/build runs first).
+ * machina-oci is the installed form, dist/bin/machina-oci (scripts/build runs first): its native
+ * front end served by a machinad this benchmark starts (dist/bin/machinad on a socket of its
+ * own), and the same without machinad (the front end runs the full machina-oci, dist/libexec).
  *
  *   bun bench/oci.ts [--quick]     (rewrites the bench:oci block of BENCHMARKS.md)
  *
  * Root only. Every container, state directory and podman store is removed afterwards.
  */
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setChildSubreaper, waitpidBlocking } from "../src/host/libc.ts";
@@ -19,26 +21,61 @@ import { factsLine, median, REPO, versionLine, writeBlock } from "./common.ts";
 export interface OciBenchResult {
   n: number;
   lifecycle: Record<string, number[]>;
+  /** per runtime, the medians of create, start, wait and delete */
+  phases?: Record<string, number[]>;
   podman: Record<string, number[]>;
 }
 
+interface Runtime {
+  argv: string[];
+  env: Record<string, string>;
+}
+
 /** Run and check; stderr is ours (a created container keeps the stdio it inherits: a pipe would stay open). */
-function must(argv: string[], cwd: string): void {
-  const r = Bun.spawnSync(argv, { cwd, stdin: "ignore", stdout: "ignore", stderr: "inherit" });
+function must(argv: string[], cwd: string, env: Record<string, string> = process.env as Record<string, string>): void {
+  const r = Bun.spawnSync(argv, { cwd, env, stdin: "ignore", stdout: "ignore", stderr: "inherit" });
   if (r.exitCode !== 0) throw new Error(`${argv.join(" ")}: exit ${r.exitCode}`);
 }
 
-/** One shim-like lifecycle; ms. */
-function lifecycle(runtime: string[], root: string, bundle: string, id: string): number {
+/** One shim-like lifecycle: ms for create, start, wait, delete. */
+function lifecycle(rt: Runtime, root: string, bundle: string, id: string): number[] {
   const pidFile = join(bundle, `${id}.pid`);
-  const t = performance.now();
-  must([...runtime, "--root", root, "create", "--bundle", bundle, "--pid-file", pidFile, id], bundle);
-  must([...runtime, "--root", root, "start", id], bundle);
+  const t = [performance.now()];
+  must([...rt.argv, "--root", root, "create", "--bundle", bundle, "--pid-file", pidFile, id], bundle, rt.env);
+  t.push(performance.now());
+  must([...rt.argv, "--root", root, "start", id], bundle, rt.env);
+  t.push(performance.now());
   const status = waitpidBlocking(Number(readFileSync(pidFile, "utf8")));
-  must([...runtime, "--root", root, "delete", id], bundle);
-  const ms = performance.now() - t;
-  if (status !== 0) throw new Error(`${runtime.join(" ")}: /bin/true exited ${status}`);
-  return ms;
+  t.push(performance.now());
+  must([...rt.argv, "--root", root, "delete", id], bundle, rt.env);
+  t.push(performance.now());
+  if (status !== 0) throw new Error(`${rt.argv.join(" ")}: /bin/true exited ${status}`);
+  return t.slice(1).map((x, i) => x - t[i]!);
+}
+
+/** machinad (the installed form) on a socket of this run's own; stopped by the returned function. */
+async function startMachinad(work: string): Promise<{ socket: string; stop: () => Promise<void> }> {
+  const run = join(work, "run");
+  await mkdir(run, { mode: 0o700 });
+  const socket = join(run, "api.sock");
+  const log = join(work, "machinad.log");
+  const proc = Bun.spawn([join(REPO, "dist/bin/machinad"), "--no-autostart"], {
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", MACHINA_STATE_DIR: join(work, "machinad-state"), MACHINA_API_SOCKET: socket },
+    stdin: "ignore",
+    stdout: "ignore",
+    stderr: Bun.file(log),
+  });
+  for (let i = 0; !existsSync(join(run, "oci.sock")); i++) {
+    if (proc.exitCode !== null || i > 1000) throw new Error(`machinad did not start: ${readFileSync(log, "utf8")}`);
+    await Bun.sleep(10);
+  }
+  return {
+    socket,
+    stop: async () => {
+      proc.kill("SIGTERM");
+      await proc.exited;
+    },
+  };
 }
 
 export async function benchOci(o: { n: number; podmanN: number; work: string }): Promise<OciBenchResult> {
@@ -53,28 +90,40 @@ export async function benchOci(o: { n: number; podmanN: number; work: string }):
   await writeFile(join(bundle, "config.json"), JSON.stringify(config));
   setChildSubreaper();
 
-  // the installed form (scripts/setup links it into /usr/local/bin): the compiled command
+  // the installed form (scripts/setup links it into /usr/local/bin): the compiled commands
   must([join(REPO, "scripts/build")], REPO);
-  const runtimes: Record<string, string[]> = {
-    "machina-oci": [join(REPO, "dist/bin/machina-oci")],
-    runc: ["runc"],
-    crun: [join(REPO, "test/conformance/crun-hybrid")],
+  const machinad = await startMachinad(o.work);
+  const env = process.env as Record<string, string>;
+  const runtimes: Record<string, Runtime> = {
+    "machina-oci": { argv: [join(REPO, "dist/bin/machina-oci")], env: { ...env, MACHINA_API_SOCKET: machinad.socket } },
+    "machina-oci without machinad": { argv: [join(REPO, "dist/bin/machina-oci")], env: { ...env, MACHINA_OCI_SOCKET: join(o.work, "run/none.sock") } },
+    runc: { argv: ["runc"], env },
+    crun: { argv: [join(REPO, "test/conformance/crun-hybrid")], env },
   };
   const names = Object.keys(runtimes);
   const lc: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
+  const each: Record<string, number[][]> = Object.fromEntries(names.map((n) => [n, []]));
   const root = await mkdtemp(join(o.work, "state-"));
-  for (let i = 0; i < o.n + 3; i++) {
-    const order = i % 2 ? [...names].reverse() : names;
-    for (const name of order) {
-      const ms = lifecycle(runtimes[name]!, join(root, name), bundle, `b${i}`);
-      if (i >= 3) lc[name]!.push(ms); // 3 warm-up rounds
+  try {
+    for (let i = 0; i < o.n + 3; i++) {
+      const order = i % 2 ? [...names].reverse() : names;
+      for (const name of order) {
+        const phases = lifecycle(runtimes[name]!, join(root, name), bundle, `b${i}`);
+        if (i < 3) continue; // 3 warm-up rounds
+        lc[name]!.push(phases.reduce((a, b) => a + b, 0));
+        each[name]!.push(phases);
+      }
     }
+  } catch (e) {
+    await machinad.stop();
+    throw e;
   }
+  const phases = Object.fromEntries(names.map((n) => [n, [0, 1, 2, 3].map((k) => median(each[n]!.map((p) => p[k]!)))]));
 
   // podman run --rm, each runtime (an isolated podman store per runtime; the image imported once each)
   const { Podman } = await import("../test/helpers/podman.ts");
   const pm: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
-  const podmen = Object.fromEntries(names.map((n) => [n, new Podman(runtimes[n]![0]!)]));
+  const podmen = Object.fromEntries(names.map((n) => [n, new Podman(runtimes[n]!.argv[0]!, runtimes[n]!.env)]));
   try {
     for (const name of names) await podmen[name]!.importRootfs(join(bundle, "rootfs"), "localhost/bench-busybox:latest");
     for (let i = 0; i < o.podmanN + 1; i++) {
@@ -89,10 +138,11 @@ export async function benchOci(o: { n: number; podmanN: number; work: string }):
     }
   } finally {
     for (const p of Object.values(podmen)) await p.cleanup();
+    await machinad.stop();
     await rm(root, { recursive: true, force: true });
     await rm(bundle, { recursive: true, force: true });
   }
-  return { n: o.n, lifecycle: lc, podman: pm };
+  return { n: o.n, lifecycle: lc, phases, podman: pm };
 }
 
 export function renderOci(r: OciBenchResult, factsLine: string): string {
@@ -105,13 +155,13 @@ export function renderOci(r: OciBenchResult, factsLine: string): string {
   return [
     factsLine,
     "",
-    `machina-oci is \`dist/bin/machina-oci\` (the compiled form scripts/setup installs). \`create --pid-file\`, \`start\`, wait for the init (the benchmark is its subreaper, as a containerd shim is), \`delete\` of \`/bin/true\` in the busybox bundle (read-only root, \`runc spec\`'s defaults otherwise). N = ${r.n} each (after 3 warm-up rounds), alternating; medians in ms. crun runs through \`test/conformance/crun-hybrid\` (its own mount namespace to hide the hybrid host's cgroup2 controllers; that \`unshare\` costs crun ~2 ms).`,
+    `machina-oci is \`dist/bin/machina-oci\` as scripts/setup installs it: the native front end (native/oci-front.c) served by machinad's planner (\`dist/bin/machinad\`, started by this benchmark on a socket of its own); *without machinad* the same front end runs the full Bun program (\`dist/libexec/machina-oci\`). \`create --pid-file\`, \`start\`, wait for the init (the benchmark is its subreaper, as a containerd shim is), \`delete\` of \`/bin/true\` in the busybox bundle (read-only root, \`runc spec\`'s defaults otherwise). N = ${r.n} each (after 3 warm-up rounds), alternating; medians in ms. crun runs through \`test/conformance/crun-hybrid\` (its own mount namespace to hide the hybrid host's cgroup2 controllers; that \`unshare\` costs crun ~2 ms).`,
     "",
-    "| runtime | create+start+wait+delete, ms |",
-    "|---|---:|",
-    ...Object.entries(lc).map(([k, v]) => `| ${k} | ${f1(m(v))} |`),
-    `| **ratio machina-oci/runc** | **${f2(ratioRunc)}** |`,
-    `| **ratio machina-oci/crun** | **${f2(ratioCrun)}** |`,
+    "| runtime | create+start+wait+delete | create | start | wait | delete |",
+    "|---|---:|---:|---:|---:|---:|",
+    ...Object.entries(lc).map(([k, v]) => `| ${k} | ${f1(m(v))} | ${(r.phases?.[k] ?? []).map(f1).join(" | ")} |`),
+    `| **ratio machina-oci/runc** | **${f2(ratioRunc)}** | | | | |`,
+    `| **ratio machina-oci/crun** | **${f2(ratioCrun)}** | | | | |`,
     "",
     `\`podman run --rm --network=none IMAGE /bin/true\` (podman 4.3, cgroupfs, an image imported from the busybox rootfs), N = ${r.podman["machina-oci"]!.length} each, alternating; medians in ms:`,
     "",

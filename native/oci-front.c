@@ -7,8 +7,12 @@
  *   'O' / 'E' bytes   write them to stdout / stderr
  *   'X' CODE          exit with CODE
  *   'F' WHY           the planner does not serve this command here: exec the full machina-oci
+ *   'h' COMMAND       start the helper (argv, env) now, its spec to come on a pipe (fd 3): its
+ *                     start overlaps machinad's planning
  *   'H' SPAWN         run the helper (argv, env, spec on fd 3, status pipe on fd 4) as our child,
- *                     with our stdio: 'P' PID, then its status bytes as 'S' frames, then 'C' CODE
+ *                     with our stdio (the announced one when it is the same command: the spec
+ *                     goes down its pipe): 'P' PID, then its status bytes as 'S' frames, then
+ *                     'C' CODE
  *
  * A frame is one type byte, a 32-bit little-endian length, the payload. When machinad does not
  * answer at all, the full machina-oci (a Bun program) runs instead: the same behaviour, slower.
@@ -19,6 +23,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +40,8 @@
 extern char **environ;
 
 static int debug;
+/* an announced helper ('h') still waiting for its spec: killed when the front end gives up */
+static pid_t announced_pid = -1;
 static const char *sock_path;
 
 #define MAX_FRAME (64u << 20)
@@ -51,6 +58,8 @@ static void die(const char *fmt, const char *arg, int err)
 	if (err)
 		fprintf(stderr, ": %s", strerror(err));
 	fputc('\n', stderr);
+	if (announced_pid > 0)
+		(void)kill(announced_pid, SIGKILL);
 	exit(1);
 }
 
@@ -190,13 +199,23 @@ static int moved_fd(int fd)
 	return n;
 }
 
-/* 'H': argc, argv..., envc, env..., then the spec bytes. */
-static void spawn(int s, char *p, uint32_t len)
+/* The helper: announced early ('h', started at once and waiting for its spec on a pipe while
+ * machinad plans) or run when the spec comes ('H'). */
+struct helper {
+	pid_t pid;
+	int spec_w, status_r;
+	char *announced; /* the 'h' payload: argv and env (what 'H' must repeat) */
+	size_t announced_len;
+};
+
+static struct helper pending = { .pid = -1, .spec_w = -1, .status_r = -1 };
+
+/* The argv/env part of an 'h'/'H' payload: argc, argv..., envc, env...; returns its length. */
+static size_t parse_command(char *p, uint32_t len, char ***argvp, char ***envpp)
 {
 	char *end = p + len, *cur = p;
-	char **argv = NULL, **envp = NULL;
 	long counts[2];
-	char ***lists[2] = { &argv, &envp };
+	char ***lists[2] = { argvp, envpp };
 	for (int l = 0; l < 2; l++) {
 		if (cur >= end)
 			die("%s", "machinad sent a malformed spawn request", 0);
@@ -205,6 +224,8 @@ static void spawn(int s, char *p, uint32_t len)
 		if (counts[l] < 0 || counts[l] > 4096)
 			die("%s", "machinad sent a malformed spawn request", 0);
 		*lists[l] = calloc((size_t)counts[l] + 1, sizeof(char *));
+		if (!*lists[l])
+			die("%s", "out of memory", 0);
 		for (long i = 0; i < counts[l]; i++) {
 			if (cur >= end)
 				die("%s", "machinad sent a malformed spawn request", 0);
@@ -214,11 +235,20 @@ static void spawn(int s, char *p, uint32_t len)
 	}
 	if (counts[0] < 1 || cur > end)
 		die("%s", "machinad sent a malformed spawn request", 0);
-	int spec = memfd_create("machina-spec", MFD_CLOEXEC);
-	if (spec < 0 || write_all(spec, cur, (size_t)(end - cur), 0) < 0)
-		die("%s", "cannot write the spec to a memfd", errno);
-	int pipefd[2];
-	if (pipe2(pipefd, O_CLOEXEC) < 0)
+	return (size_t)(cur - p);
+}
+
+/* Start the helper with fd 3 = spec_fd (or a pipe when spec_fd < 0) and fd 4 = a status pipe. */
+static struct helper start_helper(char **argv, char **envp, int spec_fd)
+{
+	struct helper h = { .pid = -1, .spec_w = -1, .status_r = -1 };
+	int specp[2] = { -1, -1 }, statusp[2];
+	if (spec_fd < 0) {
+		if (pipe2(specp, O_CLOEXEC) < 0)
+			die("%s", "pipe2", errno);
+		spec_fd = specp[0];
+	}
+	if (pipe2(statusp, O_CLOEXEC) < 0)
 		die("%s", "pipe2", errno);
 	/* as the full machina-oci: the caller's stdio blocking for the container */
 	for (int fd = 0; fd < 3; fd++) {
@@ -226,24 +256,87 @@ static void spawn(int s, char *p, uint32_t len)
 		if (fl >= 0 && (fl & O_NONBLOCK))
 			(void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
 	}
-	pid_t pid = fork();
-	if (pid < 0)
+	h.pid = fork();
+	if (h.pid < 0)
 		die("%s", "fork", errno);
-	if (pid == 0) {
-		int sp = moved_fd(spec), st = moved_fd(pipefd[1]);
+	if (h.pid == 0) {
+		int sp = moved_fd(spec_fd), st = moved_fd(statusp[1]);
 		if (dup2(sp, 3) < 0 || dup2(st, 4) < 0)
 			_exit(127);
 		execve(argv[0], argv, envp);
 		fprintf(stderr, "machina-oci: cannot run %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
 	}
-	close(pipefd[1]);
-	close(spec);
+	close(statusp[1]);
+	if (specp[0] >= 0)
+		close(specp[0]);
+	h.spec_w = specp[1];
+	h.status_r = statusp[0];
+	return h;
+}
+
+/* An announced helper that will not get its spec: gone before anything else happens. */
+static void drop_pending(void)
+{
+	if (pending.pid < 0)
+		return;
+	(void)kill(pending.pid, SIGKILL);
+	while (waitpid(pending.pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	close(pending.spec_w);
+	close(pending.status_r);
+	free(pending.announced);
+	pending = (struct helper){ .pid = -1, .spec_w = -1, .status_r = -1 };
+	announced_pid = -1;
+}
+
+/* 'h': start the helper now; its spec comes with 'H'. */
+static void announce(char *p, uint32_t len)
+{
+	char **argv, **envp;
+	drop_pending();
+	parse_command(p, len, &argv, &envp);
+	pending = start_helper(argv, envp, -1);
+	announced_pid = pending.pid;
+	pending.announced = malloc(len ? len : 1);
+	if (!pending.announced)
+		die("%s", "out of memory", 0);
+	memcpy(pending.announced, p, len);
+	pending.announced_len = len;
+	free(argv);
+	free(envp);
+}
+
+/* 'H': argc, argv..., envc, env..., then the spec bytes. The announced helper when it is the
+ * same command, else a new one; then its pid, status bytes and exit code go to machinad. */
+static void spawn(int s, char *p, uint32_t len)
+{
+	char **argv, **envp;
+	size_t head = parse_command(p, len, &argv, &envp);
+	char *spec = p + head;
+	size_t spec_len = len - head;
+	struct helper h;
+	if (pending.pid >= 0 && pending.announced_len == head && !memcmp(pending.announced, p, head)) {
+		h = pending;
+		free(pending.announced);
+		pending = (struct helper){ .pid = -1, .spec_w = -1, .status_r = -1 };
+		announced_pid = -1;
+		/* a helper that died early: EPIPE here, its exit status below */
+		(void)write_all(h.spec_w, spec, spec_len, 0);
+		close(h.spec_w);
+	} else {
+		drop_pending();
+		int mfd = memfd_create("machina-spec", MFD_CLOEXEC);
+		if (mfd < 0 || write_all(mfd, spec, spec_len, 0) < 0)
+			die("%s", "cannot write the spec to a memfd", errno);
+		h = start_helper(argv, envp, mfd);
+		close(mfd);
+	}
 	char num[32];
-	snprintf(num, sizeof num, "%d", (int)pid);
+	snprintf(num, sizeof num, "%d", (int)h.pid);
 	send_frame(s, 'P', num, strlen(num));
-	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	int rd = pipefd[0];
+	int pidfd = (int)syscall(SYS_pidfd_open, h.pid, 0);
+	int rd = h.status_r;
 	char chunk[65536];
 	for (;;) {
 		struct pollfd fds[2] = { { .fd = rd, .events = POLLIN }, { .fd = pidfd, .events = POLLIN } };
@@ -260,10 +353,10 @@ static void spawn(int s, char *p, uint32_t len)
 			}
 		}
 		int status;
-		int done = pidfd >= 0 ? (n > 0 && (fds[1].revents & POLLIN)) : waitpid(pid, &status, WNOHANG) == pid;
+		int done = pidfd >= 0 ? (n > 0 && (fds[1].revents & POLLIN)) : waitpid(h.pid, &status, WNOHANG) == h.pid;
 		if (!done)
 			continue;
-		if (pidfd >= 0 && waitpid(pid, &status, 0) != pid)
+		if (pidfd >= 0 && waitpid(h.pid, &status, 0) != h.pid)
 			die("%s", "waitpid", errno);
 		/* what it wrote before it exited (a parked init may still hold the pipe open) */
 		if (rd >= 0) {
@@ -341,6 +434,10 @@ int main(int argc, char **argv)
 	field(&req, "1");
 	field(&req, cwd);
 	identity(&req);
+	/* the process machinad plans for: its /proc/PID (limits, cgroup) and which stdio are terminals */
+	number(&req, (long)getpid());
+	char ttys[4] = { isatty(0) ? '1' : '0', isatty(1) ? '1' : '0', isatty(2) ? '1' : '0', 0 };
+	field(&req, ttys);
 	number(&req, argc - 1);
 	for (int i = 1; i < argc; i++)
 		field(&req, argv[i]);
@@ -367,13 +464,16 @@ int main(int argc, char **argv)
 			(void)write_all(type == 'O' ? 1 : 2, p, len, 0);
 			break;
 		case 'X':
+			drop_pending();
 			if (!served && debug)
 				fprintf(stderr, "machina-oci: debug: served by machinad (%s)\n", sock_path);
 			exit(atoi(p));
 		case 'F':
+			drop_pending();
 			close(s);
 			fallback(argv, p);
 			break;
+		case 'h': announce(p, len); break;
 		case 'H': spawn(s, p, len); break;
 		default: die("machinad (%s) sent an unknown frame", sock_path, 0);
 		}

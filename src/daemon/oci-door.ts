@@ -13,6 +13,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import type { DetachedChild } from "../host/host.ts";
 import { processIdentity } from "../host/identity.ts";
 import { LinuxHost } from "../host/linux.ts";
+import { SealedExecutables } from "../host/sealed-executables.ts";
 import { main, NeedsOwnProcess, type OciIo } from "../cli/oci/main.ts";
 import { decodeRequest, encodeFrame, encodeSpawn, type Frame, FrameReader, type FrontRequest } from "../oci-runtime/front-door.ts";
 
@@ -68,6 +69,7 @@ class FrontEndHost extends LinuxHost {
   constructor(
     private readonly request: FrontRequest,
     private readonly send: (frame: Uint8Array) => void,
+    private readonly sealed: SealedExecutables,
   ) {
     super();
   }
@@ -76,16 +78,58 @@ class FrontEndHost extends LinuxHost {
     return this.request.env;
   }
 
+  // The process planned for is the front end: its pid, its terminals, its /proc/self (limits,
+  // cgroup), as when machina-oci plans in its own process.
+  override pid(): number {
+    return this.request.pid;
+  }
+
+  override isatty(fd: number): boolean {
+    return fd >= 0 && fd <= 2 ? this.request.ttys[fd]! : false;
+  }
+
+  private self(path: string): string {
+    return path === "/proc/self" || path.startsWith("/proc/self/") ? `/proc/${this.request.pid}${path.slice("/proc/self".length)}` : path;
+  }
+
+  override readFile(path: string): string | undefined {
+    return super.readFile(this.self(path));
+  }
+
+  override lstat(path: string): ReturnType<LinuxHost["lstat"]> {
+    return super.lstat(this.self(path));
+  }
+
+  override readlink(path: string): string {
+    return super.readlink(this.self(path));
+  }
+
+  override realpath(path: string): string | undefined {
+    return super.realpath(this.self(path));
+  }
+
+  /** argv as the front end runs it: the sealed copy of the program, the spec's fd number last */
+  private helperArgv([program, ...args]: string[]): string[] {
+    return [this.sealed.pathFor(program!), ...args, "3"];
+  }
+
+  announceSpawn(argv: string[], env: Record<string, string>): void {
+    // the same bytes as the spawn's head: the front end starts this command now, and gives it
+    // the spec when spawnWithStatus repeats it
+    this.send(encodeFrame("h", encodeSpawn(this.helperArgv(argv), env, new Uint8Array(0))));
+  }
+
   override spawnWithStatus(argv: string[], options: { spec: Uint8Array; env: Record<string, string> }): DetachedChild {
     if (this.child !== undefined) throw new Error("internal: one helper per machina-oci command");
     this.child = new RemoteChild();
-    // LinuxHost passes the spec's fd number last; the front end puts it on fd 3 too
-    this.send(encodeFrame("H", encodeSpawn([...argv, "3"], options.env, options.spec)));
+    // the helper from its sealed copy (no second exec); LinuxHost passes the spec's fd number
+    // last, and the front end puts it on fd 3 too. Announced: the front end started it already.
+    this.send(encodeFrame("H", encodeSpawn(this.helperArgv(argv), options.env, options.spec)));
     return this.child;
   }
 }
 
-async function serveConnection(sock: Socket, identity: string, log: Log): Promise<void> {
+async function serveConnection(sock: Socket, identity: string, sealed: SealedExecutables, log: Log): Promise<void> {
   const reader = new FrameReader();
   const send = (frame: Uint8Array) => {
     if (!sock.destroyed) sock.write(frame);
@@ -126,7 +170,7 @@ async function serveConnection(sock: Socket, identity: string, log: Log): Promis
     sock.end();
     return;
   }
-  host = new FrontEndHost(request, send);
+  host = new FrontEndHost(request, send, sealed);
   const io: OciIo = {
     out: (text) => text !== "" && send(encodeFrame("O", text)),
     err: (text) => text !== "" && send(encodeFrame("E", text)),
@@ -150,7 +194,9 @@ async function serveConnection(sock: Socket, identity: string, log: Log): Promis
 /** Listen on PATH (created 0600); returns the server, closed by machinad's shutdown. */
 export async function serveOciDoor(path: string, log: Log): Promise<Server> {
   const identity = processIdentity();
-  const server = createServer({ allowHalfOpen: false }, (sock) => void serveConnection(sock, identity, log));
+  const sealed = new SealedExecutables();
+  const server = createServer({ allowHalfOpen: false }, (sock) => void serveConnection(sock, identity, sealed, log));
+  server.on("close", () => sealed.close());
   const oldUmask = process.umask(0o177);
   try {
     await new Promise<void>((resolve, reject) => {

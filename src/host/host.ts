@@ -196,6 +196,11 @@ export interface Host {
    * environment `env` (machina-oci: the container gets the caller's stdio, as runc's).
    */
   spawnWithStatus(argv: string[], options: { spec: Uint8Array; env: Record<string, string> }): DetachedChild;
+  /**
+   * A hint that spawnWithStatus(argv, { env }) follows once its spec is planned: a host that can
+   * start the program ahead (machina-oci's front end, src/daemon/oci-door.ts) does.
+   */
+  announceSpawn?(argv: string[], env: Record<string, string>): void;
   /** mkfifo(path, mode), then chmod to mode (no umask). */
   mkfifo(path: string, mode: number): void;
   /** Open the fifo for reading, without waiting for a writer (the reader stays while it is open). */

@@ -3,6 +3,7 @@
  * Loaded lazily so that importing host/ costs nothing until a call is made.
  */
 import { dlopen, FFIType, ptr, read, type Pointer } from "bun:ffi";
+import { closeSync, writeSync } from "node:fs";
 
 const symbols = {
   memfd_create: { args: [FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
@@ -52,6 +53,29 @@ export function memfdCreate(name: string): number {
   const fd = lib().memfd_create(cstr(name), 0);
   if (fd < 0) throw new SyscallError("memfd_create", errno());
   return fd;
+}
+
+/**
+ * A sealed copy of the file at path in a memfd (write, grow, shrink and further seals refused):
+ * what machina-helper re-executes itself from (native/main.c reexec_sealed), made once ahead.
+ * The fd is close-on-exec; the caller keeps it.
+ */
+export function sealedCopy(path: string, bytes: Uint8Array): number {
+  const MFD_CLOEXEC = 1;
+  const MFD_ALLOW_SEALING = 2;
+  const F_ADD_SEALS = 1033;
+  const SEALS = 1 | 2 | 4 | 8; // F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE
+  const fd = lib().memfd_create(cstr(path.slice(path.lastIndexOf("/") + 1)), MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) throw new SyscallError("memfd_create", errno(), path);
+  try {
+    let off = 0;
+    while (off < bytes.length) off += writeSync(fd, bytes, off, bytes.length - off);
+    if (lib().fcntl(fd, F_ADD_SEALS, SEALS) < 0) throw new SyscallError("fcntl(F_ADD_SEALS)", errno(), path);
+    return fd;
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
 }
 
 /** mkfifo(path, mode) (the umask applies). */

@@ -97,6 +97,10 @@ export function ociHookRecords(
 export async function createContainer(host: Host, p: Paths, o: CreateOptions): Promise<number> {
   const dir = containerDir(o.root, o.id);
   if (host.lstat(dir) !== undefined) throw new MachinaError("E_BUSY", `container "${o.id}" already exists`, { value: o.id });
+  // the helper's own start overlaps the planning where the host can do that (the front end)
+  const helperArgv = [p.helper, "run", "--spec-fd"];
+  const helperEnv = { PATH: DEFAULT_PATH };
+  host.announceSpawn?.(helperArgv, helperEnv);
   const bundle = o.bundle.replace(/\/+$/, "") || "/";
   const configPath = `${bundle}/config.json`;
   const text = host.readFile(configPath);
@@ -150,10 +154,7 @@ export async function createContainer(host: Host, p: Paths, o: CreateOptions): P
       );
       spec.onLeader = [...ownCommand("machina-oci"), "--root", o.root, "_run-hooks", o.id, "{leader}"];
     }
-    const child = host.spawnWithStatus([p.helper, "run", "--spec-fd"], {
-      spec: encodeSpec(spec),
-      env: { PATH: DEFAULT_PATH },
-    });
+    const child = host.spawnWithStatus(helperArgv, { spec: encodeSpec(spec), env: helperEnv });
     // Until "exited": the parked init still holds the status pipe (it is closed at its execve).
     await readStatusLines(child, (line) => {
       if (line.event === "parked" && line.leader !== undefined) pid = line.leader;

@@ -4,12 +4,14 @@
  *
  * A frame is one type byte, a 32-bit little-endian payload length, the payload. The front end
  * sends one 'R' request (fields separated by NUL: version "1", working directory, its identity
- * (namespaces and root directory), argc, argv…, envc, env…); the planner answers with 'O'/'E'
- * output, 'X' exit code, 'F' fall back to the full machina-oci, or 'H' spawn the helper, after
+ * (namespaces and root directory), its pid, which of its stdin/stdout/stderr are terminals ("010"),
+ * argc, argv…, envc, env…); the planner answers with 'O'/'E'
+ * output, 'X' exit code, 'F' fall back to the full machina-oci, 'h' start the helper ahead (its
+ * spec follows), or 'H' spawn the helper (the announced one when the command is the same), after
  * which the front end reports 'P' pid, 'S' status bytes and 'C' exit code.
  */
 
-export type FrameType = "R" | "O" | "E" | "X" | "F" | "H" | "P" | "S" | "C";
+export type FrameType = "R" | "O" | "E" | "X" | "F" | "h" | "H" | "P" | "S" | "C";
 
 export interface Frame {
   type: string;
@@ -53,6 +55,10 @@ export class FrameReader {
 export interface FrontRequest {
   cwd: string;
   identity: string;
+  /** the front end's pid (in machinad's PID namespace: the identity says so) */
+  pid: number;
+  /** isatty(0), isatty(1), isatty(2) of the front end */
+  ttys: [boolean, boolean, boolean];
   argv: string[];
   env: Record<string, string>;
 }
@@ -64,12 +70,15 @@ export function decodeRequest(payload: Uint8Array): FrontRequest | undefined {
   const next = () => f[i++];
   const count = (): number | undefined => {
     const s = next();
-    return s !== undefined && /^[0-9]{1,6}$/.test(s) ? Number(s) : undefined;
+    return s !== undefined && /^[0-9]{1,9}$/.test(s) ? Number(s) : undefined;
   };
   if (next() !== "1") return undefined;
   const cwd = next();
   const identity = next();
   if (cwd === undefined || !cwd.startsWith("/") || identity === undefined) return undefined;
+  const pid = count();
+  const ttys = next();
+  if (pid === undefined || pid < 1 || ttys === undefined || !/^[01]{3}$/.test(ttys)) return undefined;
   const argc = count();
   if (argc === undefined || i + argc > f.length) return undefined;
   const argv = f.slice(i, i + argc);
@@ -81,7 +90,7 @@ export function decodeRequest(payload: Uint8Array): FrontRequest | undefined {
     const eq = e.indexOf("=");
     if (eq > 0) env[e.slice(0, eq)] = e.slice(eq + 1);
   }
-  return { cwd, identity, argv, env };
+  return { cwd, identity, pid, ttys: [ttys[0] === "1", ttys[1] === "1", ttys[2] === "1"], argv, env };
 }
 
 /** The 'H' payload: argc, argv…, envc, env… (NUL-terminated fields), then the spec. */
@@ -97,5 +106,9 @@ export function encodeSpawn(argv: readonly string[], env: Readonly<Record<string
 /** The request of a front end (tests; the real one is native/oci-front.c). */
 export function encodeRequest(r: FrontRequest): Uint8Array {
   const envList = Object.entries(r.env).map(([k, v]) => `${k}=${v}`);
-  return encodeFrame("R", ["1", r.cwd, r.identity, String(r.argv.length), ...r.argv, String(envList.length), ...envList].map((s) => `${s}\0`).join(""));
+  const ttys = r.ttys.map((t) => (t ? "1" : "0")).join("");
+  return encodeFrame(
+    "R",
+    ["1", r.cwd, r.identity, String(r.pid), ttys, String(r.argv.length), ...r.argv, String(envList.length), ...envList].map((s) => `${s}\0`).join(""),
+  );
 }

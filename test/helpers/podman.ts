@@ -131,7 +131,12 @@ export class Podman {
   /** ids of every container this podman created (from its events log, read at cleanup) */
   private readonly containers = new Set<string>();
 
-  constructor(readonly runtime: string) {
+  /** runtimeEnv: MACHINA_* variables the runtime gets (through conmon: containers.conf conmon_env_vars) */
+  constructor(
+    readonly runtime: string,
+    runtimeEnv: Record<string, string | undefined> = {},
+  ) {
+    const machinaVars = Object.entries(runtimeEnv).filter(([k, v]) => k.startsWith("MACHINA_") && v !== undefined);
     const netd = join(this.dir, "networks");
     mkdirSync(netd);
     mkdirSync(join(this.dir, "tmp"));
@@ -141,6 +146,9 @@ export class Podman {
         "[containers]",
         `default_ulimits = [${PODMAN_ULIMITS.map((u) => `"${u}"`).join(", ")}]`,
         "",
+        ...(machinaVars.length > 0
+          ? ["[engine]", `conmon_env_vars = ${JSON.stringify([`PATH=${PATH}`, ...machinaVars.map(([k, v]) => `${k}=${v}`)])}`, ""]
+          : []),
         "[network]",
         // Debian 12's podman 4.3 takes CNI when netavark is not installed (Debian packages netavark 1.4
         // but podman only recommends it): say so, so an installed netavark does not change the test

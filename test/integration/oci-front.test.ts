@@ -129,6 +129,37 @@ describe.skipIf(!isRoot)("machina-oci's front end", () => {
     expect(other.stderr).toContain("machina-oci runs in other namespaces or another root than machinad; running");
   });
 
+  test("the planner plans for the caller's process: its RLIMIT_NOFILE hard limit, not machinad's", async () => {
+    const bundle = join(dir, "limits-bundle");
+    mkdirSync(bundle);
+    copyTree(await ensureBusyboxImage(), join(bundle, "rootfs"));
+    expect(front(["spec"], { cwd: bundle }).code).toBe(0);
+    const config = JSON.parse(readFileSync(join(bundle, "config.json"), "utf8")) as { process: Record<string, unknown> };
+    Object.assign(config.process, { terminal: false, args: ["sh", "-c", "grep 'Max open files' /proc/self/limits"] });
+    delete config.process.rlimits; // none given: the caller's hard limit stays (soft 1024, as machina-nspawn)
+    writeFileSync(join(bundle, "config.json"), JSON.stringify(config));
+    const id = `limits-${process.pid}`;
+    const out = join(bundle, "out");
+    const fd = openSync(out, "w");
+    try {
+      const created = Bun.spawnSync(["prlimit", "--nofile=2000:3000", FRONT, "--debug", "--root", "state-root", "create", id], {
+        env: env(),
+        cwd: bundle,
+        stdin: "ignore",
+        stdout: fd,
+        stderr: fd,
+      });
+      expect(created.exitCode).toBe(0);
+      expect(front(["--root", join(bundle, "state-root"), "start", id]).code).toBe(0);
+      const line = await waitFor("the container's limits", () => /Max open files.*\n/.exec(readFileSync(out, "utf8"))?.[0]);
+      expect(readFileSync(out, "utf8")).toContain("served by machinad");
+      expect(line.split(/\s+/).slice(3, 5)).toEqual(["1024", "3000"]);
+    } finally {
+      closeSync(fd);
+      front(["--root", join(bundle, "state-root"), "delete", "--force", id]);
+    }
+  });
+
   test("relative --bundle, --pid-file and --root are the caller's", async () => {
     const bundle = join(dir, "rel-bundle");
     mkdirSync(bundle);

@@ -40,15 +40,25 @@ describe("the wire", () => {
   });
 
   test("a request: version, an absolute cwd, identity, argv and env; anything else is not one", () => {
-    const r = { cwd: "/b", identity: "mnt:[1] root:1:2", argv: ["--root", "/r", "state", "a b"], env: { PATH: "/bin", X: "a=b" } };
+    const r = {
+      cwd: "/b",
+      identity: "mnt:[1] root:1:2",
+      pid: 4242,
+      ttys: [false, true, false] as [boolean, boolean, boolean],
+      argv: ["--root", "/r", "state", "a b"],
+      env: { PATH: "/bin", X: "a=b" },
+    };
     const frame = new FrameReader().push(encodeRequest(r))[0]!;
     expect(frame.type).toBe("R");
     expect(decodeRequest(frame.payload)).toEqual(r);
     const raw = (fields: string[]) => new TextEncoder().encode(fields.map((f) => `${f}\0`).join(""));
-    expect(decodeRequest(raw(["2", "/b", "id", "0", "0"]))).toBeUndefined(); // another version
-    expect(decodeRequest(raw(["1", "b", "id", "0", "0"]))).toBeUndefined(); // relative cwd
-    expect(decodeRequest(raw(["1", "/b", "id", "5", "state"]))).toBeUndefined(); // argc beyond the fields
-    expect(decodeRequest(raw(["1", "/b", "id", "x"]))).toBeUndefined();
+    expect(decodeRequest(raw(["1", "/b", "id", "7", "000", "0", "0"]))).toMatchObject({ pid: 7, argv: [], env: {} });
+    expect(decodeRequest(raw(["2", "/b", "id", "7", "000", "0", "0"]))).toBeUndefined(); // another version
+    expect(decodeRequest(raw(["1", "b", "id", "7", "000", "0", "0"]))).toBeUndefined(); // relative cwd
+    expect(decodeRequest(raw(["1", "/b", "id", "0", "000", "0", "0"]))).toBeUndefined(); // no pid
+    expect(decodeRequest(raw(["1", "/b", "id", "7", "01", "0", "0"]))).toBeUndefined(); // ttys
+    expect(decodeRequest(raw(["1", "/b", "id", "7", "000", "5", "state"]))).toBeUndefined(); // argc beyond the fields
+    expect(decodeRequest(raw(["1", "/b", "id", "7", "000", "x"]))).toBeUndefined();
   });
 
   test("a spawn: argv and env as NUL-terminated fields with their counts, then the spec bytes", () => {
@@ -145,7 +155,13 @@ describe("the planner on its socket", () => {
     const logged: string[] = [];
     const server = await serveOciDoor(path, (event) => logged.push(event));
     try {
-      const base = { cwd: dir, identity: processIdentity(), env: { PATH: "/usr/bin:/bin" } };
+      const base = {
+        cwd: dir,
+        identity: processIdentity(),
+        pid: process.pid,
+        ttys: [false, false, false] as [boolean, boolean, boolean],
+        env: { PATH: "/usr/bin:/bin" },
+      };
       const missing = await converse(path, encodeRequest({ ...base, argv: ["--root", join(dir, "root"), "state", "nope"] }));
       expect(missing.map((f) => [f.type, text(f.payload)])).toEqual([
         ["E", 'machina-oci: container "nope" does not exist\n'],
