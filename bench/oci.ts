@@ -5,8 +5,9 @@
  * this hybrid-cgroup host needs), alternating in one run; and `podman run --rm … true` end to end
  * with each runtime. Target (issue 13): machina-oci at most 0.5× runc, and faster than crun.
  * machina-oci is the installed form, dist/bin/machina-oci (scripts/build runs first): its native
- * front end served by a machinad this benchmark starts (dist/bin/machinad on a socket of its
- * own), and the same without machinad (the front end runs the full machina-oci, dist/libexec).
+ * front end served by machinad (dist/bin/machinad, started by this benchmark on its default
+ * socket unless one answers there), and the same without machinad (the front end runs the full
+ * machina-oci, dist/libexec; under podman through a wrapper script that says so).
  *
  *   bun bench/oci.ts [--quick]     (rewrites the bench:oci block of BENCHMARKS.md)
  *
@@ -53,24 +54,27 @@ function lifecycle(rt: Runtime, root: string, bundle: string, id: string): numbe
   return t.slice(1).map((x, i) => x - t[i]!);
 }
 
-/** machinad (the installed form) on a socket of this run's own; stopped by the returned function. */
-async function startMachinad(work: string): Promise<{ socket: string; stop: () => Promise<void> }> {
-  const run = join(work, "run");
-  await mkdir(run, { mode: 0o700 });
-  const socket = join(run, "api.sock");
+/**
+ * machinad (the installed form) where machina-oci finds it without any setting: its default
+ * socket (/run/machina/api.sock, oci.sock beside it), since podman runs the runtime with an
+ * environment of its own. Its state directory is this run's. An answering machinad is used as it is.
+ */
+async function startMachinad(work: string): Promise<{ stop: () => Promise<void> }> {
+  const { MachinaClient, apiSocketPath, ociSocketPath } = await import("../src/client/client.ts");
+  const socket = apiSocketPath({});
+  if (await new MachinaClient(socket).ping(1000)) return { stop: async () => undefined };
   const log = join(work, "machinad.log");
   const proc = Bun.spawn([join(REPO, "dist/bin/machinad"), "--no-autostart"], {
-    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", MACHINA_STATE_DIR: join(work, "machinad-state"), MACHINA_API_SOCKET: socket },
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", MACHINA_STATE_DIR: join(work, "machinad-state") },
     stdin: "ignore",
     stdout: "ignore",
     stderr: Bun.file(log),
   });
-  for (let i = 0; !existsSync(join(run, "oci.sock")); i++) {
-    if (proc.exitCode !== null || i > 1000) throw new Error(`machinad did not start: ${readFileSync(log, "utf8")}`);
-    await Bun.sleep(10);
+  for (let i = 0; !(await new MachinaClient(socket).ping(100)) || !existsSync(ociSocketPath(socket, {})); i++) {
+    if (proc.exitCode !== null || i > 100) throw new Error(`machinad did not start: ${readFileSync(log, "utf8")}`);
+    await Bun.sleep(20);
   }
   return {
-    socket,
     stop: async () => {
       proc.kill("SIGTERM");
       await proc.exited;
@@ -95,8 +99,8 @@ export async function benchOci(o: { n: number; podmanN: number; work: string }):
   const machinad = await startMachinad(o.work);
   const env = process.env as Record<string, string>;
   const runtimes: Record<string, Runtime> = {
-    "machina-oci": { argv: [join(REPO, "dist/bin/machina-oci")], env: { ...env, MACHINA_API_SOCKET: machinad.socket } },
-    "machina-oci without machinad": { argv: [join(REPO, "dist/bin/machina-oci")], env: { ...env, MACHINA_OCI_SOCKET: join(o.work, "run/none.sock") } },
+    "machina-oci": { argv: [join(REPO, "dist/bin/machina-oci")], env },
+    "machina-oci without machinad": { argv: [join(REPO, "dist/bin/machina-oci")], env: { ...env, MACHINA_OCI_SOCKET: join(o.work, "none.sock") } },
     runc: { argv: ["runc"], env },
     crun: { argv: [join(REPO, "test/conformance/crun-hybrid")], env },
   };
@@ -123,7 +127,10 @@ export async function benchOci(o: { n: number; podmanN: number; work: string }):
   // podman run --rm, each runtime (an isolated podman store per runtime; the image imported once each)
   const { Podman } = await import("../test/helpers/podman.ts");
   const pm: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
-  const podmen = Object.fromEntries(names.map((n) => [n, new Podman(runtimes[n]!.argv[0]!, runtimes[n]!.env)]));
+  // podman runs the runtime with an environment of its own: "without machinad" through a wrapper
+  const withoutMachinad = join(o.work, "machina-oci-without-machinad");
+  await writeFile(withoutMachinad, `#!/bin/sh\nMACHINA_OCI_SOCKET=${join(o.work, "none.sock")} exec ${join(REPO, "dist/bin/machina-oci")} "$@"\n`, { mode: 0o755 });
+  const podmen = Object.fromEntries(names.map((n) => [n, new Podman(n === "machina-oci without machinad" ? withoutMachinad : runtimes[n]!.argv[0]!)]));
   try {
     for (const name of names) await podmen[name]!.importRootfs(join(bundle, "rootfs"), "localhost/bench-busybox:latest");
     for (let i = 0; i < o.podmanN + 1; i++) {
@@ -155,7 +162,7 @@ export function renderOci(r: OciBenchResult, factsLine: string): string {
   return [
     factsLine,
     "",
-    `machina-oci is \`dist/bin/machina-oci\` as scripts/setup installs it: the native front end (native/oci-front.c) served by machinad's planner (\`dist/bin/machinad\`, started by this benchmark on a socket of its own); *without machinad* the same front end runs the full Bun program (\`dist/libexec/machina-oci\`). \`create --pid-file\`, \`start\`, wait for the init (the benchmark is its subreaper, as a containerd shim is), \`delete\` of \`/bin/true\` in the busybox bundle (read-only root, \`runc spec\`'s defaults otherwise). N = ${r.n} each (after 3 warm-up rounds), alternating; medians in ms. crun runs through \`test/conformance/crun-hybrid\` (its own mount namespace to hide the hybrid host's cgroup2 controllers; that \`unshare\` costs crun ~2 ms).`,
+    `machina-oci is \`dist/bin/machina-oci\` as scripts/setup installs it: the native front end (native/oci-front.c) served by machinad's planner (\`dist/bin/machinad\` on its default socket, started by this benchmark with a state directory of its own); *without machinad* the same front end runs the full Bun program (\`dist/libexec/machina-oci\`; under podman through a one-line \`sh\` wrapper that sets \`MACHINA_OCI_SOCKET\` to a missing socket, as podman runs the runtime with an environment of its own). \`create --pid-file\`, \`start\`, wait for the init (the benchmark is its subreaper, as a containerd shim is), \`delete\` of \`/bin/true\` in the busybox bundle (read-only root, \`runc spec\`'s defaults otherwise). N = ${r.n} each (after 3 warm-up rounds), alternating; medians in ms. crun runs through \`test/conformance/crun-hybrid\` (its own mount namespace to hide the hybrid host's cgroup2 controllers; that \`unshare\` costs crun ~2 ms).`,
     "",
     "| runtime | create+start+wait+delete | create | start | wait | delete |",
     "|---|---:|---:|---:|---:|---:|",
