@@ -129,7 +129,9 @@ export async function benchOci(o: { n: number; podmanN: number; work: string }):
   const pm: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
   // podman runs the runtime with an environment of its own: "without machinad" through a wrapper
   const withoutMachinad = join(o.work, "machina-oci-without-machinad");
-  await writeFile(withoutMachinad, `#!/bin/sh\nMACHINA_OCI_SOCKET=${join(o.work, "none.sock")} exec ${join(REPO, "dist/bin/machina-oci")} "$@"\n`, { mode: 0o755 });
+  await writeFile(withoutMachinad, `#!/bin/sh\nMACHINA_OCI_SOCKET=${join(o.work, "none.sock")} exec ${join(REPO, "dist/bin/machina-oci")} "$@"\n`, {
+    mode: 0o755,
+  });
   const podmen = Object.fromEntries(names.map((n) => [n, new Podman(n === "machina-oci without machinad" ? withoutMachinad : runtimes[n]!.argv[0]!)]));
   try {
     for (const name of names) await podmen[name]!.importRootfs(join(bundle, "rootfs"), "localhost/bench-busybox:latest");

@@ -14,8 +14,12 @@ interface Copy {
   fd: number;
 }
 
+const MAX_COPIES = 4;
+const RETIRE_MS = 60_000;
+
 export class SealedExecutables {
   private readonly copies = new Map<string, Copy>();
+  private readonly retired = new Set<number>();
 
   /** The path to exec for `path`: its sealed copy, or `path` itself when no copy can be made. */
   pathFor(path: string): string {
@@ -31,7 +35,14 @@ export class SealedExecutables {
     if (known?.key === key) return `/proc/${process.pid}/fd/${known.fd}`;
     try {
       const fd = sealedCopy(path, readFileSync(path));
-      if (known !== undefined) closeSync(known.fd);
+      if (known !== undefined) this.retire(known.fd);
+      this.copies.delete(path);
+      // a few programs at most (MACHINA_HELPER may name others): the oldest goes
+      for (const [old, c] of this.copies) {
+        if (this.copies.size < MAX_COPIES) break;
+        this.retire(c.fd);
+        this.copies.delete(old);
+      }
       this.copies.set(path, { key, fd });
       return `/proc/${process.pid}/fd/${fd}`;
     } catch {
@@ -39,8 +50,21 @@ export class SealedExecutables {
     }
   }
 
+  /**
+   * Closed a while later: a front end may be about to execute /proc/OUR_PID/fd/N, and while N
+   * stays open no other file can take its number.
+   */
+  private retire(fd: number): void {
+    this.retired.add(fd);
+    setTimeout(() => {
+      if (this.retired.delete(fd)) closeSync(fd);
+    }, RETIRE_MS).unref();
+  }
+
   close(): void {
     for (const c of this.copies.values()) closeSync(c.fd);
+    for (const fd of this.retired) closeSync(fd);
     this.copies.clear();
+    this.retired.clear();
   }
 }

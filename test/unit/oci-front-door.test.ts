@@ -180,3 +180,38 @@ describe("the planner on its socket", () => {
     }
   });
 });
+
+describe("sealed copies of the helper", () => {
+  test("the same bytes at /proc/PID/fd/N, not writable, made again when the file changes, at most 4 kept", async () => {
+    const { SealedExecutables } = await import("../../src/host/sealed-executables.ts");
+    const { readFileSync, writeFileSync, utimesSync } = await import("node:fs");
+    const dir = mkdtempSync(join(tmpdir(), "sealed-"));
+    const sealed = new SealedExecutables();
+    try {
+      const file = join(dir, "prog");
+      writeFileSync(file, "#!/bin/sh\necho one\n", { mode: 0o755 });
+      const first = sealed.pathFor(file);
+      expect(first).toStartWith(`/proc/${process.pid}/fd/`);
+      expect(readFileSync(first, "utf8")).toBe("#!/bin/sh\necho one\n");
+      expect(() => writeFileSync(first, "changed")).toThrow(); // F_SEAL_WRITE (and no shrinking)
+      expect(sealed.pathFor(file)).toBe(first);
+      writeFileSync(file, "#!/bin/sh\necho two\n");
+      utimesSync(file, new Date(), new Date(Date.now() + 5000));
+      const second = sealed.pathFor(file);
+      expect(second).not.toBe(first);
+      expect(readFileSync(second, "utf8")).toBe("#!/bin/sh\necho two\n");
+      expect(readFileSync(first, "utf8")).toBe("#!/bin/sh\necho one\n"); // retired, still open for a while
+      const paths = [1, 2, 3, 4, 5].map((i) => {
+        writeFileSync(join(dir, `p${i}`), `${i}`);
+        return sealed.pathFor(join(dir, `p${i}`));
+      });
+      expect(new Set(paths).size).toBe(5);
+      expect(sealed.pathFor(join(dir, "p5"))).toBe(paths[4]!); // kept
+      expect(sealed.pathFor(join(dir, "p1"))).not.toBe(paths[0]!); // the oldest was let go, made again
+      expect(sealed.pathFor(join(dir, "missing"))).toBe(join(dir, "missing"));
+    } finally {
+      sealed.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
