@@ -29,12 +29,15 @@ import type { MachineService } from "../api/service.ts";
 import { MachinaError } from "../errors.ts";
 import { VERSION } from "../paths.ts";
 import { JobManager, type RunningJob, toApiError } from "./jobs.ts";
+import type { WebAssets } from "./web-assets.ts";
 
 export interface AppOptions {
   service: MachineService;
   /** The image routes' core; without it they answer 501. */
   images?: ImageService;
   jobs?: JobManager;
+  /** The dashboard served at / (absent: / answers 404) */
+  web?: WebAssets;
   /** Called after a machine was started or stopped through the API (restart policy bookkeeping). */
   onStarted?: (name: string) => void;
   onStopped?: (name: string) => void;
@@ -283,6 +286,20 @@ export function createApp(options: AppOptions): { app: Hono; jobs: JobManager } 
   };
 
   for (const id of Object.keys(API) as RouteId[]) serve(app, API[id] as Route, handlers[id] as Handler<Route>);
+
+  // The dashboard (web/, docs/dashboard.md): its page and its assets, read at start.
+  const web = options.web;
+  app.get("/", (c) => {
+    const r = web?.response("index.html");
+    if (r !== undefined) return r;
+    return c.json({ code: "E_NOT_FOUND", message: "the dashboard is not built here: build it with scripts/build (dist/web)" } satisfies S.ApiError, 404);
+  });
+  app.get("/assets/:file", (c) => {
+    const file = c.req.param("file");
+    return (
+      (file !== "index.html" ? web?.response(file) : undefined) ?? c.json({ code: "E_NOT_FOUND", message: `no such asset: ${file}` } satisfies S.ApiError, 404)
+    );
+  });
 
   // Known paths with another method: 405, JSON.
   for (const r of ROUTES) {

@@ -19,7 +19,7 @@
  *   machinad register NAME     register a running machine with systemd-machined (unit's ExecStartPost)
  */
 import { machinaEnv } from "../config.ts";
-import { dirname } from "node:path";
+import { dirname, join } from "node:path";
 import { LocalImageService } from "../api/image-service.ts";
 import { LocalMachineService } from "../api/local-service.ts";
 import { MachinaError, renderError } from "../errors.ts";
@@ -27,7 +27,8 @@ import type { Host } from "../host/host.ts";
 import { LinuxHost } from "../host/linux.ts";
 import { readState } from "../machine/registry.ts";
 import { registerWithMachined } from "../machine/systemd.ts";
-import { paths, VERSION } from "../paths.ts";
+import { paths, REPO_ROOT, VERSION } from "../paths.ts";
+import { WebAssets } from "./web-assets.ts";
 import { sweepLeftovers } from "../runtime/sweep.ts";
 import { provideZod } from "../lazy-zod.ts";
 import { z } from "zod";
@@ -232,6 +233,7 @@ async function serve(socket: string, policy: RestartPolicy, autostart: boolean, 
   const supervisor = new Supervisor(service, policy, log);
   const { app, jobs } = createApp({
     service,
+    web: new WebAssets(join(REPO_ROOT, "dist/web")),
     images: new LocalImageService(host, p),
     onStarted: (name) => supervisor.started(name),
     onStopped: (name) => supervisor.stopped(name),

@@ -5,7 +5,7 @@
  * the committed OpenAPI document is the generated one, and lists every route.
  */
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ERROR_CODES, MachinaError } from "../../src/errors.ts";
@@ -628,6 +628,35 @@ describe("images", () => {
     const res = await app.fetch(new Request("http://localhost/v1/images"));
     expect(res.status).toBe(501);
     expect(((await res.json()) as S.ApiError).code).toBe("E_UNSUPPORTED");
+  });
+});
+
+describe("the dashboard's files", () => {
+  test("/ is the page, /assets/NAME a file read at start; anything else, or no build, a JSON 404", async () => {
+    const { WebAssets } = await import("../../src/daemon/web-assets.ts");
+    const dir = mkdtempSync(join(tmpdir(), "machina-web-"));
+    try {
+      writeFileSync(join(dir, "index.html"), "<!doctype html><title>machina</title>");
+      writeFileSync(join(dir, "app.js"), "void 0");
+      const { app } = createApp({ service: new FakeService(), web: new WebAssets(dir) });
+      const page = await app.fetch(new Request("http://localhost/"));
+      expect([page.status, page.headers.get("content-type"), await page.text()]).toEqual([
+        200,
+        "text/html; charset=utf-8",
+        "<!doctype html><title>machina</title>",
+      ]);
+      expect((await app.fetch(new Request("http://localhost/assets/app.js"))).status).toBe(200);
+      for (const path of ["/assets/index.html", "/assets/missing.js", "/assets/..%2Findex.html", "/assets/%2e%2e/etc/passwd"]) {
+        const r = await app.fetch(new Request(`http://localhost${path}`));
+        expect(`${path} ${r.status}`).toBe(`${path} 404`);
+        expect(((await r.json()) as S.ApiError).code).toBe("E_NOT_FOUND");
+      }
+      const none = await createApp({ service: new FakeService() }).app.fetch(new Request("http://localhost/"));
+      expect(none.status).toBe(404);
+      expect(((await none.json()) as S.ApiError).message).toContain("scripts/build");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -1,0 +1,95 @@
+/**
+ * The dashboard (web/, served by machinad at /) in a real browser: Debian's chromium, headless,
+ * driven by puppeteer-core. Nothing without the login link (401); the link logs in; an image of
+ * the pool is started from the page and its row appears; its details show its log; it is
+ * terminated from the keyboard and its row goes; a narrow window has no horizontal scrolling.
+ * Screenshots go to $MACHINA_TEST_ARTIFACTS (default /tmp/machina-test-artifacts). Root only.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import type { Browser, Page } from "puppeteer-core";
+import { addImage, daemonSuite, freePort, machinactl, startDaemon, webToken } from "../helpers/daemon.ts";
+import { waitFor } from "../helpers/machina.ts";
+
+const CHROMIUM = "/usr/bin/chromium";
+const isRoot = process.getuid?.() === 0;
+const ARTIFACTS = process.env.MACHINA_TEST_ARTIFACTS ?? "/tmp/machina-test-artifacts";
+const { t, scratch } = daemonSuite();
+let browser: Browser | undefined;
+
+beforeAll(async () => {
+  if (!isRoot) return;
+  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: scripts/install-deps --test installs chromium (scripts/deps.txt)`);
+  mkdirSync(ARTIFACTS, { recursive: true });
+  const puppeteer = (await import("puppeteer-core")).default;
+  // root: chromium's own sandbox needs an unprivileged user; the test's page is ours
+  browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox", "--disable-gpu"] });
+});
+afterAll(async () => {
+  await browser?.close();
+});
+
+async function rowText(page: Page, id: string): Promise<string | undefined> {
+  return page.evaluate((sel) => document.getElementById(sel)?.textContent ?? undefined, id);
+}
+
+describe.skipIf(!isRoot)("the dashboard in chromium", () => {
+  test("log in with the link, start a machine from the pool, follow its log, terminate it from the keyboard", async () => {
+    const port = freePort();
+    await startDaemon(t, scratch, [`--listen=127.0.0.1:${port}`]);
+    const name = `dash${process.pid % 10000}`;
+    addImage(t, name);
+    const base = `http://127.0.0.1:${port}`;
+    const page = await browser!.newPage();
+    await page.setViewport({ width: 1100, height: 700 });
+    try {
+      // nothing without the token
+      const denied = await page.goto(`${base}/`);
+      expect(denied?.status()).toBe(401);
+      expect(await page.evaluate(() => document.body.innerText)).toContain("E_UNAUTHORIZED");
+      const asset = await page.goto(`${base}/assets/app.js`);
+      expect(asset?.status()).toBe(401);
+
+      // the login link: a session cookie, then the page
+      const landed = await page.goto(`${base}/login?token=${webToken(t)}`);
+      expect(landed?.status()).toBe(200);
+      expect(page.url()).toBe(`${base}/`);
+      expect(await page.title()).toBe("machina");
+      await page.waitForSelector(`#image-${name}`);
+
+      // start it from its image's row: its machine row appears, running
+      await page.click(`button[aria-label="Start ${name}"]`);
+      await page.waitForFunction((id) => document.getElementById(id)?.textContent?.includes("running"), { timeout: 20_000 }, `machine-${name}`);
+      expect((await machinactl(t, ["list"])).stdout).toContain(name);
+      await page.screenshot({ path: join(ARTIFACTS, "dashboard.png") });
+
+      // its details: facts and the log as it grows
+      await page.click(`#machine-${name} a`);
+      await page.waitForFunction(() => document.getElementById("detail-log")?.textContent?.includes("init: up"), { timeout: 20_000 });
+      expect(await page.evaluate(() => document.getElementById("detail-facts")?.textContent ?? "")).toContain("Tasks");
+      await page.screenshot({ path: join(ARTIFACTS, "dashboard-detail.png") });
+
+      // terminate from the keyboard: Tab to the button, Enter
+      const target = `Terminate ${name}`;
+      let focused = "";
+      for (let i = 0; i < 60 && focused !== target; i++) {
+        await page.keyboard.press("Tab");
+        focused = await page.evaluate(() => document.activeElement?.getAttribute("aria-label") ?? "");
+      }
+      expect(focused).toBe(target);
+      await page.keyboard.press("Enter");
+      await page.waitForFunction((id) => document.getElementById(id) === null, { timeout: 20_000 }, `machine-${name}`);
+      await waitFor("the machine to be gone", async () => !(await machinactl(t, ["list"])).stdout.includes(name) || undefined, 10_000);
+      expect(await page.evaluate(() => document.getElementById("status")?.textContent ?? "")).toBe(`Terminate: ${name}: done`);
+
+      // a narrow window: rows stack, nothing scrolls sideways
+      await page.setViewport({ width: 360, height: 700 });
+      expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(360);
+      await page.screenshot({ path: join(ARTIFACTS, "dashboard-narrow.png") });
+      expect(await rowText(page, `image-${name}`)).toContain(name);
+    } finally {
+      await page.close();
+    }
+  }, 90_000);
+});

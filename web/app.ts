@@ -1,0 +1,266 @@
+/**
+ * machina's dashboard (served by machinad at /, docs/dashboard.md): the running machines and the
+ * image pool, live, with their actions, through machinad's API only (the session cookie the login
+ * link set; every state change is a same-origin POST). No framework, no third-party code.
+ * Built by scripts/build into dist/web/app.js.
+ */
+import type * as S from "../src/api/schemas.ts";
+import type { z } from "zod";
+
+type MachineList = z.infer<typeof S.MachineList>;
+type MachineStatus = z.infer<typeof S.MachineStatus>;
+type ImageList = z.infer<typeof S.ImageList>;
+type ApiError = z.infer<typeof S.ApiError>;
+
+/** The API paths the dashboard uses, by route id: test/unit/web.test.ts checks each against src/api/routes.ts. */
+export const PATHS = {
+  version: "/v1/version",
+  listMachines: "/v1/machines",
+  machineStatus: "/v1/machines/{name}",
+  machineLogs: "/v1/machines/{name}/logs",
+  startMachine: "/v1/machines/{name}/start",
+  stopMachine: "/v1/machines/{name}/stop",
+  poweroffMachine: "/v1/machines/{name}/poweroff",
+  rebootMachine: "/v1/machines/{name}/reboot",
+  listImages: "/v1/images",
+  removeImage: "/v1/images/{image}",
+} as const;
+
+const REFRESH_MS = 2000;
+
+function url(path: string, params: Record<string, string> = {}, query = ""): string {
+  return path.replace(/\{(\w+)\}/g, (_, k: string) => encodeURIComponent(params[k] ?? "")) + query;
+}
+
+class HttpError extends Error {}
+
+async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const r = await fetch(path, {
+    method,
+    headers: body === undefined ? {} : { "content-type": "application/json" },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  if (r.status === 401) {
+    show("Not logged in: open the login link (machinad's web.token) again.", true);
+    throw new HttpError("unauthorized");
+  }
+  const data = (await r.json()) as T | ApiError;
+  if (!r.ok) throw new HttpError((data as ApiError).message ?? `HTTP ${r.status}`);
+  return data as T;
+}
+
+const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
+
+function show(text: string, error = false): void {
+  const s = $("status");
+  s.textContent = text;
+  s.className = error ? "error" : "";
+}
+
+function el<K extends keyof HTMLElementTagNameMap>(tag: K, props: Partial<HTMLElementTagNameMap[K]> & { label?: string } = {}, ...kids: (Node | string)[]) {
+  const { label, ...rest } = props;
+  const e = Object.assign(document.createElement(tag), rest);
+  if (label !== undefined) e.dataset.label = label;
+  e.append(...kids);
+  return e;
+}
+
+function button(text: string, name: string, action: () => Promise<unknown>, danger = false): HTMLButtonElement {
+  const b = el("button", { type: "button", textContent: text, className: danger ? "danger" : "" });
+  b.setAttribute("aria-label", `${text} ${name}`);
+  b.addEventListener("click", async () => {
+    b.disabled = true;
+    show(`${text}: ${name}…`);
+    try {
+      await action();
+      show(`${text}: ${name}: done`);
+    } catch (e) {
+      show(`${text}: ${name}: ${(e as Error).message}`, true);
+    } finally {
+      b.disabled = false;
+      void refresh();
+    }
+  });
+  return b;
+}
+
+export function formatBytes(n: number | null): string {
+  if (n === null) return "-";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
+}
+
+export function formatDuration(seconds: number): string {
+  if (seconds < 60) return `${Math.floor(seconds)} s`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min`;
+  if (seconds < 86400) return `${Math.floor(seconds / 3600)} h ${Math.floor((seconds % 3600) / 60)} min`;
+  return `${Math.floor(seconds / 86400)} d ${Math.floor((seconds % 86400) / 3600)} h`;
+}
+
+const started = new Map<string, number>(); // machine → start time (µs), from its status
+
+async function renderMachines(): Promise<void> {
+  const { machines } = await api<MachineList>("GET", url(PATHS.listMachines, {}, "?all=1"));
+  const body = $("machines").querySelector("tbody")!;
+  const rows = await Promise.all(
+    machines.map(async (m) => {
+      if (!started.has(m.machine)) {
+        const st = await api<MachineStatus>("GET", url(PATHS.machineStatus, { name: m.machine })).catch(() => undefined);
+        if (st !== undefined && st.timestampUsec > 0) started.set(m.machine, st.timestampUsec);
+      }
+      const since = started.get(m.machine);
+      const name = m.machine;
+      const link = el("a", { href: `#machine/${encodeURIComponent(name)}`, textContent: name });
+      return el(
+        "tr",
+        { id: `machine-${name}` },
+        el("td", { label: "Name" }, link),
+        el("td", { label: "State", className: `state-${m.state}`, textContent: m.state }),
+        el("td", { label: "OS", textContent: [m.os, m.version].filter((x) => x !== "").join(" ") || "-" }),
+        el("td", { label: "Addresses", textContent: m.addresses.join(", ") || "-" }),
+        el("td", { label: "Uptime", textContent: since === undefined ? "-" : formatDuration(Date.now() / 1000 - since / 1e6) }),
+        el(
+          "td",
+          { className: "actions" },
+          button("Power off", name, () => api("POST", url(PATHS.poweroffMachine, { name }), {})),
+          button("Reboot", name, () => api("POST", url(PATHS.rebootMachine, { name }), {})),
+          button("Terminate", name, () => api("POST", url(PATHS.stopMachine, { name }), { wait: true }), true),
+        ),
+      );
+    }),
+  );
+  for (const name of started.keys()) if (!machines.some((m) => m.machine === name)) started.delete(name);
+  body.replaceChildren(...rows);
+  $("machines").hidden = machines.length === 0;
+  $("machines-empty").hidden = machines.length > 0;
+}
+
+async function renderImages(): Promise<void> {
+  const { images } = await api<ImageList>("GET", PATHS.listImages);
+  const body = $("images").querySelector("tbody")!;
+  body.replaceChildren(
+    ...images.map((i) =>
+      el(
+        "tr",
+        { id: `image-${i.name}` },
+        el("td", { label: "Name", textContent: i.name }),
+        el("td", { label: "Type", textContent: i.type }),
+        el("td", { label: "Read-only", textContent: i.ro ? "yes" : "no" }),
+        el("td", { label: "Usage", textContent: formatBytes(i.usage) }),
+        el("td", { label: "Modified", textContent: i.modified === null ? "-" : new Date(i.modified / 1000).toLocaleString() }),
+        el(
+          "td",
+          { className: "actions" },
+          button("Start", i.name, () => api("POST", url(PATHS.startMachine, { name: i.name }), { wait: true })),
+          button(
+            "Remove",
+            i.name,
+            async () => {
+              if (confirm(`Remove the image ${i.name}?`)) await api("DELETE", url(PATHS.removeImage, { image: i.name }));
+            },
+            true,
+          ),
+        ),
+      ),
+    ),
+  );
+  $("images").hidden = images.length === 0;
+  $("images-empty").hidden = images.length > 0;
+}
+
+/** The machine named in the location's #machine/NAME: its facts, and its log as it grows. */
+let following: AbortController | undefined;
+async function renderDetail(): Promise<void> {
+  const m = /^#machine\/(.+)$/.exec(location.hash);
+  const section = $("detail");
+  if (m === null) {
+    following?.abort();
+    following = undefined;
+    section.hidden = true;
+    return;
+  }
+  const name = decodeURIComponent(m[1]!);
+  const st = await api<MachineStatus>("GET", url(PATHS.machineStatus, { name })).catch(() => undefined);
+  section.hidden = false;
+  $("detail-title").textContent = name;
+  const facts: [string, string][] =
+    st === undefined
+      ? [["State", "not running"]]
+      : [
+          ["State", st.state],
+          ["OS", st.osPrettyName || st.os || "-"],
+          ["Leader", `${st.leader} (${st.leaderComm})`],
+          ["Root", st.root],
+          ["Addresses", st.network.addresses.join(", ") || "-"],
+          ["Tasks", String(st.resources.tasks)],
+          ["Memory", st.resources.memoryBytes === undefined ? "-" : formatBytes(st.resources.memoryBytes)],
+          ["CPU time", st.resources.cpuUsec === undefined ? "-" : `${(st.resources.cpuUsec / 1e6).toFixed(1)} s`],
+          ["Control group", st.controlGroup],
+        ];
+  $("detail-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", { textContent: k }), el("dd", { textContent: v })]));
+  if (following === undefined && st !== undefined) void followLog(name);
+}
+
+async function followLog(name: string): Promise<void> {
+  const ac = new AbortController();
+  following = ac;
+  const pre = $("detail-log");
+  pre.textContent = "";
+  try {
+    const r = await fetch(url(PATHS.machineLogs, { name }, "?lines=200&follow=1"), { signal: ac.signal });
+    if (!r.ok || r.body === null) return;
+    const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buf = "";
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      buf += value;
+      let nl: number;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const line = JSON.parse(buf.slice(0, nl)) as { line: string };
+        buf = buf.slice(nl + 1);
+        const atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+        pre.append(`${line.line}\n`);
+        if (atEnd) pre.scrollTop = pre.scrollHeight;
+      }
+    }
+  } catch {
+    // aborted, or the machine is gone
+  } finally {
+    if (following === ac) following = undefined;
+  }
+}
+
+let busy = false;
+async function refresh(): Promise<void> {
+  if (busy || document.hidden) return;
+  busy = true;
+  try {
+    await Promise.all([renderMachines(), renderImages(), renderDetail()]);
+    if ($("status").className === "error" && $("status").textContent?.startsWith("Not logged in")) show("");
+  } catch (e) {
+    if (!(e instanceof HttpError && e.message === "unauthorized")) show((e as Error).message, true);
+  } finally {
+    busy = false;
+  }
+}
+
+async function main(): Promise<void> {
+  const v = await api<{ version: string }>("GET", PATHS.version).catch(() => undefined);
+  if (v !== undefined) $("host").textContent = `${location.host} · machinad ${v.version}`;
+  window.addEventListener("hashchange", () => {
+    following?.abort();
+    following = undefined;
+    void refresh();
+  });
+  document.addEventListener("visibilitychange", () => void refresh());
+  await refresh();
+  setInterval(() => void refresh(), REFRESH_MS);
+}
+
+if (typeof document !== "undefined") void main();
