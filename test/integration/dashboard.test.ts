@@ -47,7 +47,7 @@ describe.skipIf(!isRoot)("the dashboard in chromium", () => {
       // nothing without the token
       const denied = await page.goto(`${base}/`);
       expect(denied?.status()).toBe(401);
-      expect(await page.evaluate(() => document.body.innerText)).toContain("E_UNAUTHORIZED");
+      expect(await page.evaluate(() => document.body.textContent)).toContain("E_UNAUTHORIZED");
       const asset = await page.goto(`${base}/assets/app.js`);
       expect(asset?.status()).toBe(401);
 
