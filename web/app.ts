@@ -11,6 +11,9 @@ type MachineList = z.infer<typeof S.MachineList>;
 type MachineStatus = z.infer<typeof S.MachineStatus>;
 type ImageList = z.infer<typeof S.ImageList>;
 type ApiError = z.infer<typeof S.ApiError>;
+type Sample = z.infer<typeof S.Sample>;
+type LatestSamples = z.infer<typeof S.LatestSamples>;
+type SampleHistory = z.infer<typeof S.SampleHistory>;
 
 /** The API paths the dashboard uses, by route id: test/unit/web.test.ts checks each against src/api/routes.ts. */
 export const PATHS = {
@@ -18,6 +21,8 @@ export const PATHS = {
   listMachines: "/v1/machines",
   machineStatus: "/v1/machines/{name}",
   machineLogs: "/v1/machines/{name}/logs",
+  machineSamples: "/v1/machines/{name}/samples",
+  latestSamples: "/v1/samples",
   startMachine: "/v1/machines/{name}/start",
   stopMachine: "/v1/machines/{name}/stop",
   poweroffMachine: "/v1/machines/{name}/poweroff",
@@ -95,6 +100,10 @@ export function formatBytes(n: number | null): string {
   return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
 }
 
+function percentText(p: number | undefined): string {
+  return p === undefined ? "-" : `${p < 10 ? p.toFixed(1) : Math.round(p)} %`;
+}
+
 export function formatDuration(seconds: number): string {
   if (seconds < 60) return `${Math.floor(seconds)} s`;
   if (seconds < 3600) return `${Math.floor(seconds / 60)} min`;
@@ -104,8 +113,34 @@ export function formatDuration(seconds: number): string {
 
 const started = new Map<string, number>(); // machine → start time (µs), from its status
 
+/** CPU use in % of one CPU between two samples (undefined without both). */
+export function cpuPercent(a: Sample | undefined, b: Sample | undefined): number | undefined {
+  if (a?.cpuUsec === undefined || b?.cpuUsec === undefined || b.t <= a.t) return undefined;
+  return Math.max(0, ((b.cpuUsec - a.cpuUsec) / ((b.t - a.t) * 1000)) * 100);
+}
+
+/** Bytes per second between two counters (undefined without both). */
+export function rate(a: Sample | undefined, b: Sample | undefined, key: "rxBytes" | "txBytes"): number | undefined {
+  const x = a?.[key];
+  const y = b?.[key];
+  if (x === undefined || y === undefined || a === undefined || b === undefined || b.t <= a.t) return undefined;
+  return Math.max(0, (y - x) / ((b.t - a.t) / 1000));
+}
+
+let previous: Record<string, Sample> = {};
+let current: Record<string, Sample> = {};
+
 async function renderMachines(): Promise<void> {
-  const { machines } = await api<MachineList>("GET", url(PATHS.listMachines, {}, "?all=1"));
+  const [{ machines }, latest] = await Promise.all([
+    api<MachineList>("GET", url(PATHS.listMachines, {}, "?all=1")),
+    api<LatestSamples>("GET", PATHS.latestSamples).catch(() => undefined),
+  ]);
+  if (latest !== undefined) {
+    // a new sample per machine: the one before it gives the CPU use
+    for (const [name, s] of Object.entries(latest.machines)) if (current[name]?.t !== s.t) previous[name] = current[name]!;
+    current = latest.machines;
+    previous = Object.fromEntries(Object.entries(previous).filter(([name, s]) => s !== undefined && name in current));
+  }
   const body = $("machines").querySelector("tbody")!;
   const rows = await Promise.all(
     machines.map(async (m) => {
@@ -124,6 +159,9 @@ async function renderMachines(): Promise<void> {
         el("td", { label: "OS", textContent: [m.os, m.version].filter((x) => x !== "").join(" ") || "-" }),
         el("td", { label: "Addresses", textContent: m.addresses.join(", ") || "-" }),
         el("td", { label: "Uptime", textContent: since === undefined ? "-" : formatDuration(Date.now() / 1000 - since / 1e6) }),
+        el("td", { label: "CPU", className: "num", textContent: percentText(cpuPercent(previous[name], current[name])) }),
+        el("td", { label: "Memory", className: "num", textContent: formatBytes(current[name]?.memoryBytes ?? null) }),
+        el("td", { label: "Tasks", className: "num", textContent: current[name] === undefined ? "-" : String(current[name]!.tasks) }),
         el(
           "td",
           { className: "actions" },
@@ -203,7 +241,54 @@ async function renderDetail(): Promise<void> {
           ["Control group", st.controlGroup],
         ];
   $("detail-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", { textContent: k }), el("dd", { textContent: v })]));
+  const history = st === undefined ? undefined : await api<SampleHistory>("GET", url(PATHS.machineSamples, { name })).catch(() => undefined);
+  renderGraphs(history?.samples ?? []);
   if (following === undefined && st !== undefined) void followLog(name);
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+
+/** One graph: a line over the last minutes, its newest value in words (the graph is decoration for screen readers). */
+export function graph(title: string, values: (number | undefined)[], text: (v: number) => string): HTMLElement {
+  const known = values.filter((v): v is number => v !== undefined);
+  const last = known[known.length - 1];
+  const max = Math.max(1e-9, ...known);
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", "0 0 300 60");
+  svg.setAttribute("aria-hidden", "true");
+  const line = document.createElementNS(SVG, "polyline");
+  const step = values.length > 1 ? 300 / (values.length - 1) : 0;
+  line.setAttribute(
+    "points",
+    values
+      .map((v, i) => (v === undefined ? undefined : `${(i * step).toFixed(1)},${(58 - (v / max) * 56).toFixed(1)}`))
+      .filter((p) => p !== undefined)
+      .join(" "),
+  );
+  svg.append(line);
+  return el("figure", { className: "graph" }, el("figcaption", { textContent: `${title}: ${last === undefined ? "-" : text(last)}` }), svg);
+}
+
+function renderGraphs(samples: Sample[]): void {
+  const pairs = samples.slice(1).map((b, i) => [samples[i], b] as const);
+  const net = pairs.map(([a, b]) => {
+    const rx = rate(a, b, "rxBytes");
+    const tx = rate(a, b, "txBytes");
+    return rx === undefined && tx === undefined ? undefined : (rx ?? 0) + (tx ?? 0);
+  });
+  $("detail-graphs").replaceChildren(
+    graph(
+      "CPU",
+      pairs.map(([a, b]) => cpuPercent(a, b)),
+      percentText,
+    ),
+    graph(
+      "Memory",
+      samples.map((s) => s.memoryBytes),
+      (v) => formatBytes(v),
+    ),
+    graph("Network", net, (v) => `${formatBytes(v)}/s`),
+  );
 }
 
 async function followLog(name: string): Promise<void> {

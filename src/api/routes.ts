@@ -141,6 +141,20 @@ export const API = {
     responses: { 200: { description: "application/x-ndjson stream", ndjson: S.LogLine } },
     errors: [404],
   }),
+  machineSamples: route({
+    method: "get",
+    path: "/v1/machines/{name}/samples",
+    summary: "The machine's CPU, memory, tasks and network counters of the last minutes, as machinad sampled them (the dashboard's graphs)",
+    responses: { 200: { description: "ok", schema: S.SampleHistory } },
+    errors: [404, 501],
+  }),
+  latestSamples: route({
+    method: "get",
+    path: "/v1/samples",
+    summary: "The newest sample of every running machine (the dashboard's live columns)",
+    responses: { 200: { description: "ok", schema: S.LatestSamples } },
+    errors: [501],
+  }),
   execMachine: route({
     method: "post",
     path: "/v1/machines/{name}/exec",

@@ -156,6 +156,25 @@ export const ExecResult = z
   })
   .meta({ id: "ExecResult" });
 
+export const Sample = z
+  .object({
+    t: z.number().meta({ description: "ms since the epoch" }),
+    cpuUsec: z.number().optional().meta({ description: "CPU time of the machine's cgroup so far, µs" }),
+    memoryBytes: z.number().optional(),
+    tasks: z.number().int(),
+    rxBytes: z.number().optional().meta({ description: "bytes received on its interfaces (lo left out) so far" }),
+    txBytes: z.number().optional(),
+  })
+  .meta({ id: "Sample", description: "A machine's counters at one moment (machinad samples them every intervalMs)" });
+
+export const SampleHistory = z
+  .object({ intervalMs: z.number().int(), samples: z.array(Sample) })
+  .meta({ id: "SampleHistory", description: "A machine's samples of the last minutes, oldest first" });
+
+export const LatestSamples = z
+  .object({ intervalMs: z.number().int(), machines: z.record(z.string(), Sample) })
+  .meta({ id: "LatestSamples", description: "The newest sample of every running machine" });
+
 export const LogLine = z.object({ line: z.string() }).meta({ id: "LogLine", description: "One line of the machine's log (as machinactl logs prints it)" });
 
 export const StartRequest = z

@@ -29,6 +29,7 @@ import type { MachineService } from "../api/service.ts";
 import { MachinaError } from "../errors.ts";
 import { VERSION } from "../paths.ts";
 import { JobManager, type RunningJob, toApiError } from "./jobs.ts";
+import type { SampleSource } from "./samples.ts";
 import type { WebAssets } from "./web-assets.ts";
 
 export interface AppOptions {
@@ -36,6 +37,8 @@ export interface AppOptions {
   /** The image routes' core; without it they answer 501. */
   images?: ImageService;
   jobs?: JobManager;
+  /** machinad's samples of its machines (absent: the samples routes answer 501) */
+  samples?: SampleSource;
   /** The dashboard served at / (absent: / answers 404) */
   web?: WebAssets;
   /** Called after a machine was started or stopped through the API (restart policy bookkeeping). */
@@ -137,6 +140,10 @@ export function createApp(options: AppOptions): { app: Hono; jobs: JobManager } 
     if (options.images === undefined) throw new MachinaError("E_UNSUPPORTED", "this machinad serves no image pool");
     return options.images;
   };
+  const samplesOrFail = (): SampleSource => {
+    if (options.samples === undefined) throw new MachinaError("E_UNSUPPORTED", "this machinad keeps no samples");
+    return options.samples;
+  };
 
   const handlers: Handlers = {
     openapi: () => ({ status: 200, body: doc }),
@@ -184,6 +191,16 @@ export function createApp(options: AppOptions): { app: Hono; jobs: JobManager } 
     disableMachine: async ({ params: { name }, body }) => {
       if (body.now) options.onStopped?.(name);
       return { status: 200, body: await service.disable(name, { now: body.now }) };
+    },
+    machineSamples: ({ params: { name } }) => {
+      const src = samplesOrFail();
+      const samples = src.history(name);
+      if (samples === undefined) throw new MachinaError("E_NOT_FOUND", `no machine "${name}" is sampled (not running)`, { machine: name });
+      return { status: 200, body: { intervalMs: src.intervalMs, samples } };
+    },
+    latestSamples: () => {
+      const src = samplesOrFail();
+      return { status: 200, body: { intervalMs: src.intervalMs, machines: src.latest() } };
     },
     machineLogs: ({ params: { name }, query, c }) => {
       // No log (404) is an answer now, before the stream starts.

@@ -28,6 +28,8 @@ import { LinuxHost } from "../host/linux.ts";
 import { readState } from "../machine/registry.ts";
 import { registerWithMachined } from "../machine/systemd.ts";
 import { paths, REPO_ROOT, VERSION } from "../paths.ts";
+import { Sampler } from "./samples.ts";
+import { listMachines, machineSample } from "../machine/machines.ts";
 import { WebAssets } from "./web-assets.ts";
 import { sweepLeftovers } from "../runtime/sweep.ts";
 import { provideZod } from "../lazy-zod.ts";
@@ -231,9 +233,12 @@ async function serve(socket: string, policy: RestartPolicy, autostart: boolean, 
   await prepareSocket(host, socket);
   for (const name of sweepLeftovers(host, p.stateDir)) log("swept", { machine: name, why: "its supervisor was gone" });
   const supervisor = new Supervisor(service, policy, log);
+  const sampler = new Sampler({ machines: () => listMachines(service.ctx), sample: (m, now) => machineSample(host, m, now) });
+  sampler.start();
   const { app, jobs } = createApp({
     service,
     web: new WebAssets(join(REPO_ROOT, "dist/web")),
+    samples: sampler,
     images: new LocalImageService(host, p),
     onStarted: (name) => supervisor.started(name),
     onStopped: (name) => supervisor.stopped(name),
@@ -279,6 +284,7 @@ async function serve(socket: string, policy: RestartPolicy, autostart: boolean, 
     const shutdown = async (signal: string) => {
       log("stopping", { signal });
       supervisor.stop();
+      sampler.stop();
       await jobs.cancelAll();
       await server.stop(true);
       await web?.stop(true);

@@ -352,6 +352,53 @@ export function machineResources(host: Host, m: Machine, tree: CgroupNode | unde
   return { memoryBytes, memorySource, tasks, cpuUsec };
 }
 
+/** Bytes received and sent on the interfaces of the machine's network namespace, lo left out (/proc/LEADER/net/dev). */
+export function parseNetDev(text: string | undefined): { rxBytes: number; txBytes: number } | undefined {
+  if (text === undefined) return undefined;
+  let rxBytes = 0;
+  let txBytes = 0;
+  for (const line of text.split("\n").slice(2)) {
+    const m = /^\s*([^:\s]+):\s*(.*)$/.exec(line);
+    if (m === null || m[1] === "lo") continue;
+    const f = m[2]!.trim().split(/\s+/).map(Number);
+    rxBytes += f[0] ?? 0;
+    txBytes += f[8] ?? 0;
+  }
+  return { rxBytes, txBytes };
+}
+
+/** One sample of a machine's counters (the dashboard's graphs, src/daemon/samples.ts). */
+export interface MachineSample {
+  /** ms since the epoch */
+  t: number;
+  cpuUsec?: number;
+  memoryBytes?: number;
+  tasks: number;
+  rxBytes?: number;
+  txBytes?: number;
+}
+
+export function machineSample(host: Host, m: Machine, now: number): MachineSample {
+  const r = machineResources(host, m, undefined);
+  // network counters only of a network namespace of its own (the host's would count the host's traffic)
+  const ns = (pid: string) => {
+    try {
+      return host.readlink(`/proc/${pid}/ns/net`);
+    } catch {
+      return undefined;
+    }
+  };
+  const own = ns(String(m.leader));
+  const net = own !== undefined && own !== ns("self") ? parseNetDev(host.readFile(`/proc/${m.leader}/net/dev`)) : undefined;
+  return {
+    t: now,
+    tasks: r.tasks,
+    ...(r.cpuUsec !== undefined ? { cpuUsec: r.cpuUsec } : {}),
+    ...(r.memoryBytes !== undefined ? { memoryBytes: r.memoryBytes } : {}),
+    ...(net !== undefined ? net : {}),
+  };
+}
+
 // ------------------------------------------------------------------ status
 
 /** os-release of the running container, read through its root (symlinks resolved inside it). */

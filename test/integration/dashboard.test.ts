@@ -68,6 +68,20 @@ describe.skipIf(!isRoot)("the dashboard in chromium", () => {
       await page.click(`#machine-${name} a`);
       await page.waitForFunction(() => document.getElementById("detail-log")?.textContent?.includes("init: up"), { timeout: 20_000 });
       expect(await page.evaluate(() => document.getElementById("detail-facts")?.textContent ?? "")).toContain("Tasks");
+      // machinad's samples: the live columns and the graphs (a sample every 2 s)
+      await page.waitForFunction(
+        (id) => /^[0-9]+$/.test(document.querySelector(`#${id} td[data-label="Tasks"]`)?.textContent ?? ""),
+        { timeout: 20_000 },
+        `machine-${name}`,
+      );
+      await page.waitForFunction(() => document.querySelectorAll("#detail-graphs figure polyline").length === 3, { timeout: 20_000 });
+      expect(await page.evaluate(() => [...document.querySelectorAll("#detail-graphs figcaption")].map((f) => f.textContent?.split(":")[0]))).toEqual([
+        "CPU",
+        "Memory",
+        "Network",
+      ]);
+      // two samples give the CPU use (cpu.stat's usage_usec exists in every cgroup2 directory)
+      await page.waitForFunction(() => /^CPU: [0-9.]+ %$/.test(document.querySelector("#detail-graphs figcaption")?.textContent ?? ""), { timeout: 20_000 });
       await page.screenshot({ path: join(ARTIFACTS, "dashboard-detail.png") });
 
       // terminate from the keyboard: Tab to the button, Enter
