@@ -14,6 +14,7 @@ type ApiError = z.infer<typeof S.ApiError>;
 type Sample = z.infer<typeof S.Sample>;
 type LatestSamples = z.infer<typeof S.LatestSamples>;
 type SampleHistory = z.infer<typeof S.SampleHistory>;
+type NetworkOverview = z.infer<typeof S.NetworkOverview>;
 
 /** The API paths the dashboard uses, by route id: test/unit/web.test.ts checks each against src/api/routes.ts. */
 export const PATHS = {
@@ -27,6 +28,7 @@ export const PATHS = {
   stopMachine: "/v1/machines/{name}/stop",
   poweroffMachine: "/v1/machines/{name}/poweroff",
   rebootMachine: "/v1/machines/{name}/reboot",
+  networks: "/v1/networks",
   listImages: "/v1/images",
   removeImage: "/v1/images/{image}",
 } as const;
@@ -211,6 +213,29 @@ async function renderImages(): Promise<void> {
   $("images-empty").hidden = images.length > 0;
 }
 
+async function renderNetworks(): Promise<void> {
+  const o = await api<NetworkOverview>("GET", PATHS.networks);
+  $("networks")
+    .querySelector("tbody")!
+    .replaceChildren(
+      ...o.machines.map((m) =>
+        el(
+          "tr",
+          {},
+          el("td", { label: "Machine", textContent: m.machine }),
+          el("td", { label: "Attached", textContent: m.zone !== undefined ? `zone ${m.zone}` : m.bridge !== undefined ? `bridge ${m.bridge}` : m.kind }),
+          el("td", { label: "Host interface", textContent: m.hostInterface ?? "-" }),
+          el("td", { label: "Addresses", textContent: m.addresses.join(", ") || m.addressing }),
+          el("td", {
+            label: "Forwarded ports",
+            textContent: m.ports.map((p) => `${p.protocol} ${p.hostPort} → ${p.containerPort}`).join(", ") || "-",
+          }),
+        ),
+      ),
+    );
+  $("networks-section").hidden = o.machines.length === 0;
+}
+
 /** The machine named in the location's #machine/NAME: its facts, and its log as it grows. */
 let following: AbortController | undefined;
 async function renderDetail(): Promise<void> {
@@ -326,7 +351,7 @@ async function refresh(): Promise<void> {
   if (busy || document.hidden) return;
   busy = true;
   try {
-    await Promise.all([renderMachines(), renderImages(), renderDetail()]);
+    await Promise.all([renderMachines(), renderImages(), renderNetworks(), renderDetail()]);
     if ($("status").className === "error" && $("status").textContent?.startsWith("Not logged in")) show("");
   } catch (e) {
     if (!(e instanceof HttpError && e.message === "unauthorized")) show((e as Error).message, true);

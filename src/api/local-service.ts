@@ -8,6 +8,7 @@
  * (src/machine/systemd.ts).
  */
 import { MachinaError } from "../errors.ts";
+import { type NetworkOverview, networkOverview } from "../net/overview.ts";
 import type { Host } from "../host/host.ts";
 import {
   getMachine,
@@ -194,6 +195,10 @@ export class LocalMachineService implements MachineService {
     });
     if (pending !== "") options.onLine(pending);
     return status;
+  }
+
+  async networks(): Promise<NetworkOverview> {
+    return networkOverview(this.host, this.paths.stateDir);
   }
 
   async exec(name: string, request: ExecRequest): Promise<ExecResult> {

@@ -219,6 +219,13 @@ export const API = {
     responses: { 200: { description: "changes", schema: S.EnableResult } },
     errors: [404],
   }),
+  networks: route({
+    method: "get",
+    path: "/v1/networks",
+    summary: "Zones and bridges in use, each container's interfaces, addresses and forwarded ports",
+    responses: { 200: { description: "ok", schema: S.NetworkOverview } },
+    errors: [],
+  }),
   listImages: route({
     method: "get",
     path: "/v1/images",

@@ -175,6 +175,37 @@ export const LatestSamples = z
   .object({ intervalMs: z.number().int(), machines: z.record(z.string(), Sample) })
   .meta({ id: "LatestSamples", description: "The newest sample of every running machine" });
 
+const Port = z.object({ protocol: z.enum(["tcp", "udp"]), hostPort: z.number().int(), containerPort: z.number().int() });
+
+export const MachineNetwork = z
+  .object({
+    machine: z.string(),
+    kind: z.enum(["veth", "zone", "bridge", "other"]),
+    hostInterface: z.string().optional(),
+    zone: z.string().optional(),
+    bridge: z.string().optional(),
+    addressing: z.enum(["static", "dhcp", "none"]),
+    addresses: z.array(z.string()).meta({ description: "the container's addresses with their prefix length, when machina assigned them" }),
+    gateway: z.array(z.string()),
+    subnet: z.array(z.string()),
+    ports: z.array(Port).meta({ description: "forwarded ports (-p)" }),
+    moved: z.array(z.object({ host: z.string(), inside: z.string() })),
+    macvlans: z.array(z.object({ parent: z.string(), inside: z.string() })),
+    ipvlans: z.array(z.object({ parent: z.string(), inside: z.string() })),
+  })
+  .meta({ id: "MachineNetwork" });
+
+export const NetworkOverview = z
+  .object({
+    machines: z.array(MachineNetwork),
+    zones: z.array(z.object({ name: z.string(), hostInterface: z.string(), subnet: z.array(z.string()), machines: z.array(z.string()) })),
+    bridges: z.array(z.object({ name: z.string(), machines: z.array(z.string()) })),
+  })
+  .meta({
+    id: "NetworkOverview",
+    description: "The networks machina made for its running containers: zones, bridges, each container's interfaces, addresses and forwarded ports",
+  });
+
 export const LogLine = z.object({ line: z.string() }).meta({ id: "LogLine", description: "One line of the machine's log (as machinactl logs prints it)" });
 
 export const StartRequest = z
@@ -370,6 +401,7 @@ export type KillRequest = z.infer<typeof KillRequest>;
 export type ExecRequest = z.infer<typeof ExecRequest>;
 export type ExecResult = z.infer<typeof ExecResult>;
 export type LogLine = z.infer<typeof LogLine>;
+export type NetworkOverview = z.infer<typeof NetworkOverview>;
 export type EnableResult = z.infer<typeof EnableResult>;
 export type JobEvent = z.infer<typeof JobEvent>;
 export type Job = z.infer<typeof Job>;

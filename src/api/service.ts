@@ -6,6 +6,7 @@
  * API's {code, message, details} bodies.
  */
 import type { MachineStatus, MachineSummary } from "../machine/machines.ts";
+import type { NetworkOverview } from "../net/overview.ts";
 import type { EnableResult, ExecRequest, ExecResult, JobEvent, MachineProperties } from "./schemas.ts";
 
 export interface LongOperationOptions {
@@ -56,6 +57,8 @@ export interface MachineService {
   checkLogs?(name: string): void;
   /** Run a command in the machine as machinactl exec does (the same confinement), stdin empty, output captured and capped. */
   exec(name: string, request: ExecRequest): Promise<ExecResult>;
+  /** The networks machina made for its running containers (zones, bridges, addresses, forwarded ports). */
+  networks(): Promise<NetworkOverview>;
 }
 
 export interface LogsOptions {

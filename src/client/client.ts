@@ -175,6 +175,9 @@ export class MachinaClient implements MachineService, ImageService {
   async exec(name: string, request: S.ExecRequest): Promise<S.ExecResult> {
     return this.call(API.execMachine, { params: { name }, body: request });
   }
+  async networks(): Promise<S.NetworkOverview> {
+    return this.call(API.networks, {});
+  }
 
   async listImages(options: { all?: boolean } = {}): Promise<S.ImageSummary[]> {
     return (await this.call(API.listImages, { query: options.all ? { all: "1" } : {} })).images;

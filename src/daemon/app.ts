@@ -192,6 +192,7 @@ export function createApp(options: AppOptions): { app: Hono; jobs: JobManager } 
       if (body.now) options.onStopped?.(name);
       return { status: 200, body: await service.disable(name, { now: body.now }) };
     },
+    networks: async () => ({ status: 200, body: await service.networks() }),
     machineSamples: ({ params: { name } }) => {
       const src = samplesOrFail();
       const samples = src.history(name);

@@ -132,6 +132,12 @@ function readRecord(host: Host, d: NetDirs, machine: string): NetRecord | undefi
   return r.success && r.data.machine === machine ? r.data : undefined;
 }
 
+/** Every container's network record (phase setup or up), for readers outside this module. */
+export function networkRecords(host: Host, stateDir: string): NetRecord[] {
+  const d = netDirs(stateDir);
+  return host.lstat(d.dir) === "dir" ? allRecords(host, d) : [];
+}
+
 function allRecords(host: Host, d: NetDirs): NetRecord[] {
   const out: NetRecord[] = [];
   for (const f of host.readdir(d.dir)) {

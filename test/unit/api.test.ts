@@ -147,6 +147,29 @@ class FakeService implements MachineService {
     });
     return 0;
   }
+  async networks() {
+    this.calls.push("networks");
+    return {
+      machines: [
+        {
+          machine: "web",
+          kind: "zone" as const,
+          hostInterface: "vz-lab",
+          zone: "lab",
+          addressing: "static" as const,
+          addresses: ["10.0.0.2/28"],
+          gateway: ["10.0.0.1"],
+          subnet: ["10.0.0.0/28"],
+          ports: [{ protocol: "tcp" as const, hostPort: 8080, containerPort: 80 }],
+          moved: [],
+          macvlans: [],
+          ipvlans: [],
+        },
+      ],
+      zones: [{ name: "lab", hostInterface: "vz-lab", subnet: ["10.0.0.0/28"], machines: ["web"] }],
+      bridges: [],
+    };
+  }
   async exec(name: string, r: S.ExecRequest) {
     this.calls.push(`exec ${name} ${JSON.stringify(r)}`);
     this.get(name);
