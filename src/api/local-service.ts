@@ -26,7 +26,7 @@ import {
   type MachineSummary,
 } from "../machine/machines.ts";
 import { scanRegistry } from "../machine/registry.ts";
-import { commandSpec, machineConfinement, runEnter } from "../machine/enter.ts";
+import { bindSpec, commandSpec, machineConfinement, runEnter } from "../machine/enter.ts";
 import { requireLogSource, showLogs } from "../machine/logs.ts";
 import { disableMachine, enableMachine, listEnabled } from "../machine/enable.ts";
 import { systemctl, systemdAvailable, unitInstalled, unitName } from "../machine/systemd.ts";
@@ -34,7 +34,7 @@ import type { Paths } from "../paths.ts";
 import { launchDetached, requireImage, type Launched } from "../runtime/launch.ts";
 import { sweepLeftovers } from "../runtime/sweep.ts";
 import { isValidMachineName } from "../settings/values.ts";
-import { EXEC_OUTPUT_CAP, type EnableResult, type ExecRequest, type ExecResult, type MachineProperties } from "./schemas.ts";
+import { type BindRequest, EXEC_OUTPUT_CAP, type EnableResult, type ExecRequest, type ExecResult, type MachineProperties } from "./schemas.ts";
 import type { KillOptions, LogsOptions, LongOperationOptions, MachineService, StopOptions } from "./service.ts";
 
 /** `text` cut to at most `cap` bytes of UTF-8 (a character split at the cut is dropped). */
@@ -195,6 +195,25 @@ export class LocalMachineService implements MachineService {
     });
     if (pending !== "") options.onLine(pending);
     return status;
+  }
+
+  async bind(name: string, request: BindRequest): Promise<void> {
+    checkName(name);
+    const m = getMachine(this.ctx, name);
+    if (this.host.lstat(this.paths.helper) === undefined)
+      throw new MachinaError("E_NOT_FOUND", `helper "${this.paths.helper}" not found`, { path: this.paths.helper }, "build it with: make -C native");
+    const spec = bindSpec(this.host, m, request.source, request.target ?? request.source, {
+      readOnly: request.readOnly ?? false,
+      mkdir: request.mkdir ?? false,
+    });
+    const r = await runEnter(this.host, this.paths.helper, spec);
+    if (r.status !== 0) {
+      const line = r.stderr.trim().split("\n").pop() ?? "";
+      throw new MachinaError("E_SYSTEM", line.replace(/^machina-helper: /, "") || `bind into "${name}" failed (status ${r.status})`, {
+        machine: name,
+        path: request.source,
+      });
+    }
   }
 
   async networks(): Promise<NetworkOverview> {

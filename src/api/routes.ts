@@ -141,6 +141,14 @@ export const API = {
     responses: { 200: { description: "application/x-ndjson stream", ndjson: S.LogLine } },
     errors: [404],
   }),
+  bindMachine: route({
+    method: "post",
+    path: "/v1/machines/{name}/bind",
+    summary: "machinactl bind: mount a host path into the running machine (readOnly, mkdir)",
+    body: S.BindRequest,
+    responses: Sent,
+    errors: [404, 501],
+  }),
   machineSamples: route({
     method: "get",
     path: "/v1/machines/{name}/samples",

@@ -146,6 +146,20 @@ export const ExecRequest = z
   .strict()
   .meta({ id: "ExecRequest", description: "machinactl exec: the command runs confined exactly as the container's payload, stdin empty, no terminal" });
 
+const AbsPath = noNul("a path")
+  .pipe(z.string().min(1).max(4096))
+  .refine((v) => v.startsWith("/"), "must be an absolute path");
+
+export const BindRequest = z
+  .object({
+    source: AbsPath.meta({ description: "the host path" }),
+    target: AbsPath.optional().meta({ description: "the path in the container (default: the same as source)" }),
+    readOnly: z.boolean().default(false),
+    mkdir: z.boolean().default(false).meta({ description: "create the target (and its parents) in the container first" }),
+  })
+  .strict()
+  .meta({ id: "BindRequest", description: "machinactl bind: a host path mounted into the running container" });
+
 export const ExecResult = z
   .object({
     exitStatus: z.number().int().meta({ description: "the command's exit status (128+N: killed by signal N)" }),
@@ -400,6 +414,7 @@ export type MachineProperties = z.infer<typeof MachineProperties>;
 export type KillRequest = z.infer<typeof KillRequest>;
 export type ExecRequest = z.infer<typeof ExecRequest>;
 export type ExecResult = z.infer<typeof ExecResult>;
+export type BindRequest = z.input<typeof BindRequest>;
 export type LogLine = z.infer<typeof LogLine>;
 export type NetworkOverview = z.infer<typeof NetworkOverview>;
 export type EnableResult = z.infer<typeof EnableResult>;

@@ -7,7 +7,7 @@
  */
 import type { MachineStatus, MachineSummary } from "../machine/machines.ts";
 import type { NetworkOverview } from "../net/overview.ts";
-import type { EnableResult, ExecRequest, ExecResult, JobEvent, MachineProperties } from "./schemas.ts";
+import type { BindRequest, EnableResult, ExecRequest, ExecResult, JobEvent, MachineProperties } from "./schemas.ts";
 
 export interface LongOperationOptions {
   /** Each progress step as it happens (the helper's stages, "started", "ready", …). */
@@ -57,6 +57,8 @@ export interface MachineService {
   checkLogs?(name: string): void;
   /** Run a command in the machine as machinactl exec does (the same confinement), stdin empty, output captured and capped. */
   exec(name: string, request: ExecRequest): Promise<ExecResult>;
+  /** machinactl bind: mount the host's source at target (default the same path) in the running machine. */
+  bind(name: string, request: BindRequest): Promise<void>;
   /** The networks machina made for its running containers (zones, bridges, addresses, forwarded ports). */
   networks(): Promise<NetworkOverview>;
 }

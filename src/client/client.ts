@@ -175,6 +175,9 @@ export class MachinaClient implements MachineService, ImageService {
   async exec(name: string, request: S.ExecRequest): Promise<S.ExecResult> {
     return this.call(API.execMachine, { params: { name }, body: request });
   }
+  async bind(name: string, request: S.BindRequest): Promise<void> {
+    await this.call(API.bindMachine, { params: { name }, body: request });
+  }
   async networks(): Promise<S.NetworkOverview> {
     return this.call(API.networks, {});
   }

@@ -192,6 +192,10 @@ export function createApp(options: AppOptions): { app: Hono; jobs: JobManager } 
       if (body.now) options.onStopped?.(name);
       return { status: 200, body: await service.disable(name, { now: body.now }) };
     },
+    bindMachine: async ({ params: { name }, body }) => {
+      await service.bind(name, body);
+      return ok;
+    },
     networks: async () => ({ status: 200, body: await service.networks() }),
     machineSamples: ({ params: { name } }) => {
       const src = samplesOrFail();

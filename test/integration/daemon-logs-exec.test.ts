@@ -1,12 +1,12 @@
 /**
- * machinad's logs and exec routes, for real (root): exec through the API runs confined exactly as
+ * machinad's logs, exec and bind routes, for real (root): exec through the API runs confined exactly as
  * `machinactl exec` (same namespaces as the leader, the same Seccomp/NoNewPrivs/capability lines),
  * its exit status and output come back; logs gives the console's lines, follow streams a line the
  * container writes after the request started, and a client that disconnects stops the follower
  * (machinad's fd count returns). Root only.
  */
 import { describe, expect, test } from "bun:test";
-import { appendFileSync, readlinkSync } from "node:fs";
+import { appendFileSync, chmodSync, existsSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { MachinaClient } from "../../src/client/client.ts";
 import { addImage, daemonSuite, fdCount, initUp, machinactl, startDaemon } from "../helpers/daemon.ts";
@@ -60,6 +60,32 @@ describe("machinad: logs and exec", () => {
     expect(client.exec("nope", { argv: ["true"] })).rejects.toMatchObject({ code: "E_NOT_FOUND" });
     await client.terminate(a);
   }, 120_000);
+
+  test("bind: a host directory appears in the machine (read-only refuses writes); a relative path or an unknown machine is refused", async () => {
+    await startDaemon(t, scratch);
+    const client = new MachinaClient(t.socket);
+    const a = scratch.name("mb");
+    addImage(t, a);
+    await client.start(a);
+    await initUp(t, a);
+    const dir = scratch.dir("machina-bind-");
+    chmodSync(dir, 0o777);
+    writeFileSync(join(dir, "hello"), "from the host\n", { mode: 0o644 });
+    await client.bind(a, { source: dir, target: "/mnt/shared", mkdir: true });
+    expect((await client.exec(a, { argv: ["cat", "/mnt/shared/hello"] })).stdout).toBe("from the host\n");
+    // written through (the container's root is an unprivileged host user: the directory lets everyone write)
+    expect((await client.exec(a, { argv: ["sh", "-c", "echo back > /mnt/shared/reply"] })).exitStatus).toBe(0);
+    expect(readFileSync(join(dir, "reply"), "utf8")).toBe("back\n");
+    await client.bind(a, { source: dir, target: "/mnt/ro", mkdir: true, readOnly: true });
+    const write = await client.exec(a, { argv: ["sh", "-c", "echo x > /mnt/ro/new"] });
+    expect(write.exitStatus).not.toBe(0);
+    expect(write.stderr).toContain("Read-only file system");
+    expect(existsSync(join(dir, "new"))).toBe(false);
+    expect(client.bind(a, { source: "relative", target: "/x" })).rejects.toMatchObject({ code: "E_INVALID" });
+    expect(client.bind("nope", { source: dir })).rejects.toMatchObject({ code: "E_NOT_FOUND" });
+    expect(client.bind(a, { source: join(dir, "missing"), target: "/mnt/m", mkdir: true })).rejects.toMatchObject({ code: "E_SYSTEM" });
+    await client.terminate(a);
+  }, 60_000);
 
   test("logs: the console's lines; follow streams a line the container writes; a disconnect stops the follower (no fd leak)", async () => {
     const d = await startDaemon(t, scratch);

@@ -147,6 +147,10 @@ class FakeService implements MachineService {
     });
     return 0;
   }
+  async bind(name: string, r: S.BindRequest) {
+    this.calls.push(`bind ${name} ${JSON.stringify(r)}`);
+    this.get(name);
+  }
   async networks() {
     this.calls.push("networks");
     return {
@@ -405,6 +409,22 @@ describe("logs and exec", () => {
     expect(S.ExecResult.parse(r.json)).toEqual({ exitStatus: 0, stdout: "hi", stderr: "", stdoutTruncated: false, stderrTruncated: false });
     expect((await s.call("POST", "/v1/machines/web/exec", { argv: ["false"] })).json.exitStatus).toBe(1);
     expect(s.service.calls).toEqual(['exec web {"argv":["echo","hi"],"env":{"A_1":"x=y"},"cwd":"/tmp","user":"1000"}', 'exec web {"argv":["false"]}']);
+  });
+
+  test("bind: source and target passed on (defaults applied); relative or NUL paths and unknown fields refused before the service", async () => {
+    const s = setup();
+    await started(s);
+    expect((await s.call("POST", "/v1/machines/web/bind", { source: "/srv/data", target: "/data", readOnly: true })).status).toBe(200);
+    expect((await s.call("POST", "/v1/machines/web/bind", { source: "/srv" })).json).toEqual({ ok: true });
+    const before = [...s.service.calls];
+    for (const body of [{ source: "srv" }, { source: "/srv", target: "data" }, { source: "/s\u0000x" }, { source: "/srv", mode: 1 }, { source: "" }, {}])
+      expectError(await s.call("POST", "/v1/machines/web/bind", body), 400, "E_INVALID");
+    expect(s.service.calls).toEqual(before);
+    expectError(await s.call("POST", "/v1/machines/nope/bind", { source: "/srv" }), 404, "E_NOT_FOUND");
+    expect(before.filter((c) => c.startsWith("bind"))).toEqual([
+      'bind web {"source":"/srv/data","target":"/data","readOnly":true,"mkdir":false}',
+      'bind web {"source":"/srv","readOnly":false,"mkdir":false}',
+    ]);
   });
 
   test("bad input: 400 E_INVALID, never reaching the service; unknown machine 404", async () => {
