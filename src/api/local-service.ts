@@ -220,7 +220,7 @@ export class LocalMachineService implements MachineService {
     return networkOverview(this.host, this.paths.stateDir);
   }
 
-  async exec(name: string, request: ExecRequest): Promise<ExecResult> {
+  async exec(name: string, request: ExecRequest, options: { signal?: AbortSignal } = {}): Promise<ExecResult> {
     checkName(name);
     const m = getMachine(this.ctx, name);
     if (this.host.lstat(this.paths.helper) === undefined)
@@ -237,10 +237,21 @@ export class LocalMachineService implements MachineService {
       },
       machineConfinement(this.host, this.paths.stateDir, m),
     );
-    const r = await runEnter(this.host, this.paths.helper, spec); // stdin: /dev/null
+    // stdin /dev/null; at most the cap of each output is kept while it is read; an abort (the
+    // API's client went away) sends SIGTERM, which the helper passes on to the command
+    const r = await runEnter(this.host, this.paths.helper, spec, {
+      maxCaptureBytes: EXEC_OUTPUT_CAP,
+      ...(options.signal !== undefined ? { signal: options.signal } : {}),
+    });
     const stdout = capOutput(r.stdout);
     const stderr = capOutput(r.stderr);
-    return { exitStatus: r.status, stdout: stdout.text, stderr: stderr.text, stdoutTruncated: stdout.truncated, stderrTruncated: stderr.truncated };
+    return {
+      exitStatus: r.status,
+      stdout: stdout.text,
+      stderr: stderr.text,
+      stdoutTruncated: stdout.truncated || (r.truncated?.stdout ?? false),
+      stderrTruncated: stderr.truncated || (r.truncated?.stderr ?? false),
+    };
   }
 
   /** Names linked in the enable directory. */

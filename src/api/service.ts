@@ -56,7 +56,7 @@ export interface MachineService {
   /** What logs would refuse at once (E_NOT_FOUND: no log), so an API can answer before it streams. */
   checkLogs?(name: string): void;
   /** Run a command in the machine as machinactl exec does (the same confinement), stdin empty, output captured and capped. */
-  exec(name: string, request: ExecRequest): Promise<ExecResult>;
+  exec(name: string, request: ExecRequest, options?: { signal?: AbortSignal }): Promise<ExecResult>;
   /** machinactl bind: mount the host's source at target (default the same path) in the running machine. */
   bind(name: string, request: BindRequest): Promise<void>;
   /** The networks machina made for its running containers (zones, bridges, addresses, forwarded ports). */

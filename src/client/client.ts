@@ -98,8 +98,8 @@ export class MachinaClient implements MachineService, ImageService {
   }
 
   /** Call a JSON route: its answer, typed from the route's response schemas. */
-  async call<R extends Route>(route: R, args: CallArgs<R>): Promise<Result<R>> {
-    return (await (await this.request(route, args)).json()) as Result<R>;
+  async call<R extends Route>(route: R, args: CallArgs<R>, signal?: AbortSignal): Promise<Result<R>> {
+    return (await (await this.request(route, args, signal)).json()) as Result<R>;
   }
 
   /** True when a machinad answers on the socket (quickly: a missing socket is one stat). */
@@ -172,8 +172,9 @@ export class MachinaClient implements MachineService, ImageService {
     return 0;
   }
 
-  async exec(name: string, request: S.ExecRequest): Promise<S.ExecResult> {
-    return this.call(API.execMachine, { params: { name }, body: request });
+  /** Aborting the signal closes the request: machinad sends the command SIGTERM. */
+  async exec(name: string, request: S.ExecRequest, options: { signal?: AbortSignal } = {}): Promise<S.ExecResult> {
+    return this.call(API.execMachine, { params: { name }, body: request }, options.signal);
   }
   async bind(name: string, request: S.BindRequest): Promise<void> {
     await this.call(API.bindMachine, { params: { name }, body: request });

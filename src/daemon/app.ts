@@ -249,7 +249,8 @@ export function createApp(options: AppOptions): { app: Hono; jobs: JobManager } 
       c.req.raw.signal?.addEventListener("abort", () => ac.abort(), { once: true });
       return new Response(stream, { headers: { "content-type": "application/x-ndjson" } });
     },
-    execMachine: async ({ params: { name }, body }) => ({ status: 200, body: await service.exec(name, body) }),
+    // the client's disconnect aborts the request: the command gets SIGTERM
+    execMachine: async ({ params: { name }, body, c }) => ({ status: 200, body: await service.exec(name, body, { signal: c.req.raw.signal }) }),
     listImages: async ({ query }) => ({ status: 200, body: { images: await images().listImages({ all: query.all === "1" }) } }),
     imageStatus: async ({ params }) => ({ status: 200, body: await images().imageStatus(params.image) }),
     imageProperties: async ({ params }) => ({ status: 200, body: await images().showImage(params.image) }),

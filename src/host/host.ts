@@ -25,6 +25,8 @@ export interface CommandResult {
   status: number;
   stdout: string;
   stderr: string;
+  /** With maxCaptureBytes: which output was longer and was cut. */
+  truncated?: { stdout: boolean; stderr: boolean };
 }
 
 /** Options of Host.runAsync. */
@@ -47,6 +49,8 @@ export interface RunAsyncOptions {
   signal?: AbortSignal;
   /** Each complete line of captured stdout/stderr as it arrives (the output is still returned). */
   onLine?: (line: string) => void;
+  /** Keep at most this many bytes of each captured output (the rest is read and dropped: memory stays bounded). */
+  maxCaptureBytes?: number;
 }
 
 /** A program started by Host.spawnDetached. */

@@ -61,6 +61,23 @@ const isMissing = (e: unknown) =>
 // ESRCH: a /proc/PID file whose process exited while it was read; ENODEV: a file of a cgroup removed meanwhile
 
 /** All of a stream as text, calling `onLine` for each complete line as it arrives. */
+/** The first `max` bytes of a stream (UTF-8, a character cut at the end dropped); the rest is drained. */
+async function readCapped(stream: ReadableStream<Uint8Array>, max: number, onCut: () => void): Promise<string> {
+  const kept: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of stream) {
+    if (size >= max) {
+      if (chunk.length > 0) onCut();
+      continue;
+    }
+    const take = chunk.subarray(0, max - size);
+    if (take.length < chunk.length) onCut();
+    kept.push(take);
+    size += take.length;
+  }
+  return new TextDecoder("utf-8", { fatal: false }).decode(Buffer.concat(kept)).replace(/\uFFFD$/, "");
+}
+
 async function readLines(stream: ReadableStream<Uint8Array>, onLine: (line: string) => void): Promise<string> {
   const decoder = new TextDecoder();
   let all = "";
@@ -488,15 +505,21 @@ export class LinuxHost implements Host {
       const onAbort = () => p.kill("SIGTERM");
       if (options.signal?.aborted) onAbort();
       options.signal?.addEventListener("abort", onAbort);
-      const read = (stream: ReadableStream<Uint8Array>) => (options.onLine === undefined ? new Response(stream).text() : readLines(stream, options.onLine));
+      const cut = { stdout: false, stderr: false };
+      const read = (stream: ReadableStream<Uint8Array>, which: "stdout" | "stderr") =>
+        options.maxCaptureBytes !== undefined
+          ? readCapped(stream, options.maxCaptureBytes, () => void (cut[which] = true))
+          : options.onLine === undefined
+            ? new Response(stream).text()
+            : readLines(stream, options.onLine);
       const [stdout, stderr] = inherit
         ? ["", ""]
-        : await Promise.all([read(p.stdout as ReadableStream<Uint8Array>), read(p.stderr as ReadableStream<Uint8Array>)]);
+        : await Promise.all([read(p.stdout as ReadableStream<Uint8Array>, "stdout"), read(p.stderr as ReadableStream<Uint8Array>, "stderr")]);
       await p.exited;
       options.signal?.removeEventListener("abort", onAbort);
       if (timer !== undefined) clearTimeout(timer);
       const sig = p.signalCode ? ((osConstants.signals as Record<string, number>)[p.signalCode] ?? 0) : 0;
-      return { status: p.exitCode ?? 128 + sig, stdout, stderr };
+      return { status: p.exitCode ?? 128 + sig, stdout, stderr, ...(options.maxCaptureBytes !== undefined ? { truncated: cut } : {}) };
     } catch (e) {
       if (specFd !== undefined) fs.closeSync(specFd);
       throw e;

@@ -233,7 +233,7 @@ export function runEnter(
   host: Host,
   helper: string,
   records: EnterRecord[],
-  options: { output?: "inherit" | "capture"; input?: Uint8Array | "inherit" } = {},
+  options: { output?: "inherit" | "capture"; input?: Uint8Array | "inherit"; signal?: AbortSignal; maxCaptureBytes?: number } = {},
 ): Promise<CommandResult> {
   // an empty environment, as machinactl's exec of the helper: nothing of ours is in its memory
   return host.runAsync([helper, "enter", "--spec-fd"], {
@@ -241,5 +241,7 @@ export function runEnter(
     env: {},
     output: options.output ?? "capture",
     ...(options.input !== undefined ? { input: options.input } : {}),
+    ...(options.signal !== undefined ? { signal: options.signal } : {}),
+    ...(options.maxCaptureBytes !== undefined ? { maxCaptureBytes: options.maxCaptureBytes } : {}),
   });
 }

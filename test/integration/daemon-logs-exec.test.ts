@@ -58,6 +58,20 @@ describe("machinad: logs and exec", () => {
     const missing = await client.exec(a, { argv: ["/no/such/program"] });
     expect(missing.exitStatus).not.toBe(0);
     expect(client.exec("nope", { argv: ["true"] })).rejects.toMatchObject({ code: "E_NOT_FOUND" });
+    // output beyond the cap: cut, flagged, and machinad's memory was never asked for all of it
+    const big = await client.exec(a, { argv: ["sh", "-c", "yes 0123456789abcdef | head -c 8000000; echo done >&2"] });
+    expect([big.exitStatus, big.stdout.length, big.stdoutTruncated, big.stderr, big.stderrTruncated]).toEqual([0, 1024 * 1024, true, "done\n", false]);
+    // a client that goes away: the command gets SIGTERM (its trap writes a file in the machine)
+    const ac = new AbortController();
+    const pending = client.exec(
+      a,
+      { argv: ["sh", "-c", "trap 'echo term > /tmp/got-term; exit 0' TERM; echo started > /tmp/started; while :; do sleep 0.1; done"] },
+      { signal: ac.signal },
+    );
+    await waitFor("the command to start", async () => (await client.exec(a, { argv: ["cat", "/tmp/started"] })).stdout === "started\n" || undefined);
+    ac.abort();
+    expect(pending).rejects.toThrow();
+    await waitFor("the command to get SIGTERM", async () => (await client.exec(a, { argv: ["cat", "/tmp/got-term"] })).stdout === "term\n" || undefined);
     await client.terminate(a);
   }, 120_000);
 
