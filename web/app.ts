@@ -113,8 +113,6 @@ export function formatDuration(seconds: number): string {
   return `${Math.floor(seconds / 86400)} d ${Math.floor((seconds % 86400) / 3600)} h`;
 }
 
-const started = new Map<string, number>(); // machine → start time (µs), from its status
-
 /** CPU use in % of one CPU between two samples (undefined without both). */
 export function cpuPercent(a: Sample | undefined, b: Sample | undefined): number | undefined {
   if (a?.cpuUsec === undefined || b?.cpuUsec === undefined || b.t <= a.t) return undefined;
@@ -144,37 +142,30 @@ async function renderMachines(): Promise<void> {
     previous = Object.fromEntries(Object.entries(previous).filter(([name, s]) => s !== undefined && name in current));
   }
   const body = $("machines").querySelector("tbody")!;
-  const rows = await Promise.all(
-    machines.map(async (m) => {
-      if (!started.has(m.machine)) {
-        const st = await api<MachineStatus>("GET", url(PATHS.machineStatus, { name: m.machine })).catch(() => undefined);
-        if (st !== undefined && st.timestampUsec > 0) started.set(m.machine, st.timestampUsec);
-      }
-      const since = started.get(m.machine);
-      const name = m.machine;
-      const link = el("a", { href: `#machine/${encodeURIComponent(name)}`, textContent: name });
-      return el(
-        "tr",
-        { id: `machine-${name}` },
-        el("td", { label: "Name" }, link),
-        el("td", { label: "State", className: `state-${m.state}`, textContent: m.state }),
-        el("td", { label: "OS", textContent: [m.os, m.version].filter((x) => x !== "").join(" ") || "-" }),
-        el("td", { label: "Addresses", textContent: m.addresses.join(", ") || "-" }),
-        el("td", { label: "Uptime", textContent: since === undefined ? "-" : formatDuration(Date.now() / 1000 - since / 1e6) }),
-        el("td", { label: "CPU", className: "num", textContent: percentText(cpuPercent(previous[name], current[name])) }),
-        el("td", { label: "Memory", className: "num", textContent: formatBytes(current[name]?.memoryBytes ?? null) }),
-        el("td", { label: "Tasks", className: "num", textContent: current[name] === undefined ? "-" : String(current[name]!.tasks) }),
-        el(
-          "td",
-          { className: "actions" },
-          button("Power off", name, () => api("POST", url(PATHS.poweroffMachine, { name }), {})),
-          button("Reboot", name, () => api("POST", url(PATHS.rebootMachine, { name }), {})),
-          button("Terminate", name, () => api("POST", url(PATHS.stopMachine, { name }), { wait: true }), true),
-        ),
-      );
-    }),
-  );
-  for (const name of started.keys()) if (!machines.some((m) => m.machine === name)) started.delete(name);
+  const rows = machines.map((m) => {
+    const name = m.machine;
+    const since = m.timestampUsec > 0 ? m.timestampUsec : undefined;
+    const link = el("a", { href: `#machine/${encodeURIComponent(name)}`, textContent: name });
+    return el(
+      "tr",
+      { id: `machine-${name}` },
+      el("td", { label: "Name" }, link),
+      el("td", { label: "State", className: `state-${m.state}`, textContent: m.state }),
+      el("td", { label: "OS", textContent: [m.os, m.version].filter((x) => x !== "").join(" ") || "-" }),
+      el("td", { label: "Addresses", textContent: m.addresses.join(", ") || "-" }),
+      el("td", { label: "Uptime", textContent: since === undefined ? "-" : formatDuration(Date.now() / 1000 - since / 1e6) }),
+      el("td", { label: "CPU", className: "num", textContent: percentText(cpuPercent(previous[name], current[name])) }),
+      el("td", { label: "Memory", className: "num", textContent: formatBytes(current[name]?.memoryBytes ?? null) }),
+      el("td", { label: "Tasks", className: "num", textContent: current[name] === undefined ? "-" : String(current[name]!.tasks) }),
+      el(
+        "td",
+        { className: "actions" },
+        button("Power off", name, () => api("POST", url(PATHS.poweroffMachine, { name }), {})),
+        button("Reboot", name, () => api("POST", url(PATHS.rebootMachine, { name }), {})),
+        button("Terminate", name, () => api("POST", url(PATHS.stopMachine, { name }), { wait: true }), true),
+      ),
+    );
+  });
   body.replaceChildren(...rows);
   $("machines").hidden = machines.length === 0;
   $("machines-empty").hidden = machines.length > 0;

@@ -42,8 +42,9 @@ export const MachineSummary = z
     version: z.string().meta({ description: "VERSION_ID= of the image's os-release" }),
     addresses: z.array(z.string()),
     state: Liveness,
+    timestampUsec: z.number().meta({ description: "start time, µs since the epoch (0 when unknown)" }),
   })
-  .meta({ id: "MachineSummary", description: "One row of `machinactl list`" });
+  .meta({ id: "MachineSummary", description: "One row of `machinactl list`, and its start time" });
 
 export const Machine = z
   .object({

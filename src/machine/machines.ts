@@ -61,6 +61,8 @@ export interface MachineSummary {
   version: string;
   addresses: string[];
   state: Exclude<Liveness, "dead">;
+  /** start time, µs since the epoch (0 when unknown): the API's, not machinectl's columns */
+  timestampUsec: number;
 }
 
 export interface NetworkInfo {
@@ -196,6 +198,7 @@ export function listSummaries(ctx: MachineContext, options: { all?: boolean; max
       version: m.version,
       addresses: options.maxAddresses !== undefined ? addrs.slice(0, options.maxAddresses) : addrs,
       state: m.state,
+      timestampUsec: m.timestampUsec,
     };
   });
 }

@@ -33,7 +33,7 @@ class FakeService implements MachineService {
   }
   async list() {
     this.calls.push("list");
-    return [...this.running.values()].map(({ name, class: c, service, os, version, network, state }) => ({
+    return [...this.running.values()].map(({ name, class: c, service, os, version, network, state, timestampUsec }) => ({
       machine: name,
       class: c,
       service,
@@ -41,6 +41,7 @@ class FakeService implements MachineService {
       version,
       addresses: network.addresses,
       state,
+      timestampUsec,
     }));
   }
   async status(name: string) {

@@ -109,7 +109,7 @@ const list: Verb = {
     if (ctx.options.json !== "off") {
       ctx.out(
         json(
-          rows.map(({ state, ...r }) => (ctx.options.all ? { ...r, state } : r)),
+          rows.map(({ state, timestampUsec: _start, ...r }) => (ctx.options.all ? { ...r, state } : r)),
           ctx.options,
         ),
       );
