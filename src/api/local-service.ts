@@ -78,8 +78,17 @@ export class LocalMachineService implements MachineService {
     return scanRegistry(this.host, this.paths.stateDir, Date.now()).some((e) => e.name === name && e.liveness !== "dead");
   }
 
+  /** monotonic ms of the last sweep by list() */
+  private lastSweep = Number.NEGATIVE_INFINITY;
+
   async list(options: { all?: boolean; maxAddresses?: number } = {}): Promise<MachineSummary[]> {
-    sweepLeftovers(this.host, this.paths.stateDir); // networks and raw mounts of killed supervisors, too
+    // networks and raw mounts of killed supervisors, too; in a long-running process (machinad, a
+    // dashboard asking every 2 s) at most every 5 s: dead entries are left out of the list anyway
+    const now = this.host.monotonicMs();
+    if (now - this.lastSweep >= 5000) {
+      this.lastSweep = now;
+      sweepLeftovers(this.host, this.paths.stateDir);
+    }
     return listSummaries(this.ctx, options);
   }
 

@@ -96,6 +96,8 @@ export function readState(host: Host, stateDir: string, name: string): MachineSt
   const parsed = registrySchemas().StateFileSchema.safeParse(raw);
   if (!parsed.success) return undefined;
   const r = parsed.data;
+  // parsed when asked for (enter, exec): a list of many machines never needs it, and it is large
+  let confinement: Confinement | undefined | null = null;
   return {
     leader: r.leader,
     supervisor: r.supervisor,
@@ -112,7 +114,10 @@ export function readState(host: Host, stateDir: string, name: string): MachineSt
     os: r.os,
     version: r.version,
     ...(r.selinux_context !== "" ? { selinuxContext: r.selinux_context } : {}),
-    confinement: parseConfinement(r.confinement),
+    get confinement() {
+      if (confinement === null) confinement = parseConfinement(r.confinement);
+      return confinement;
+    },
     images: r.images,
   };
 }
