@@ -15,6 +15,8 @@ type Sample = z.infer<typeof S.Sample>;
 type LatestSamples = z.infer<typeof S.LatestSamples>;
 type SampleHistory = z.infer<typeof S.SampleHistory>;
 type NetworkOverview = z.infer<typeof S.NetworkOverview>;
+type Job = z.infer<typeof S.Job>;
+type JobEvent = z.infer<typeof S.JobEvent>;
 
 /** The API paths the dashboard uses, by route id: test/unit/web.test.ts checks each against src/api/routes.ts. */
 export const PATHS = {
@@ -31,6 +33,8 @@ export const PATHS = {
   networks: "/v1/networks",
   listImages: "/v1/images",
   removeImage: "/v1/images/{image}",
+  pullImage: "/v1/images/pull",
+  jobEvents: "/v1/jobs/{id}/events",
 } as const;
 
 const REFRESH_MS = 2000;
@@ -307,6 +311,73 @@ function renderGraphs(samples: Sample[]): void {
   );
 }
 
+/** Each NDJSON line of a streamed answer, parsed, to `onLine`. */
+async function ndjson(res: Response, onLine: (value: unknown) => void): Promise<void> {
+  if (res.body === null) return;
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = "";
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    buf += value;
+    let nl: number;
+    while ((nl = buf.indexOf("\n")) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      if (line !== "") onLine(JSON.parse(line));
+    }
+  }
+}
+
+/** The pull form: a job, its byte progress in the bar, its outcome in words. */
+async function pull(form: HTMLFormElement): Promise<void> {
+  const data = new FormData(form);
+  const bar = $<HTMLProgressElement>("pull-progress");
+  const status = $("pull-status");
+  const button = form.querySelector("button")!;
+  const name = String(data.get("name") ?? "").trim();
+  button.disabled = true;
+  bar.hidden = false;
+  bar.removeAttribute("value"); // indeterminate until the size is known
+  status.textContent = "Starting…";
+  try {
+    let job = await api<Job>("POST", PATHS.pullImage, {
+      kind: data.get("kind"),
+      url: String(data.get("url") ?? "").trim(),
+      verify: data.get("verify"),
+      ...(name !== "" ? { name } : {}),
+    });
+    const res = await fetch(url(PATHS.jobEvents, { id: job.id }));
+    await ndjson(res, (line) => {
+      if (typeof line === "object" && line !== null && "job" in line) {
+        job = (line as { job: Job }).job;
+        return;
+      }
+      const e = line as JobEvent;
+      if (e.total !== undefined && e.done !== undefined) {
+        bar.max = e.total;
+        bar.value = e.done;
+        status.textContent = `${e.message ?? "Downloading"}: ${formatBytes(e.done)} of ${formatBytes(e.total)}`;
+      } else if (e.message !== undefined) status.textContent = e.message;
+    });
+    if (job.state === "done") {
+      bar.max = 1;
+      bar.value = 1;
+      status.textContent = `Pulled as image ${job.machine}.`;
+      form.reset();
+    } else {
+      bar.hidden = true;
+      status.textContent = `Pull failed: ${job.error?.message ?? job.state}`;
+    }
+  } catch (e) {
+    bar.hidden = true;
+    status.textContent = `Pull failed: ${(e as Error).message}`;
+  } finally {
+    button.disabled = false;
+    void refresh();
+  }
+}
+
 async function followLog(name: string): Promise<void> {
   const ac = new AbortController();
   following = ac;
@@ -314,22 +385,12 @@ async function followLog(name: string): Promise<void> {
   pre.textContent = "";
   try {
     const r = await fetch(url(PATHS.machineLogs, { name }, "?lines=200&follow=1"), { signal: ac.signal });
-    if (!r.ok || r.body === null) return;
-    const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buf = "";
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      buf += value;
-      let nl: number;
-      while ((nl = buf.indexOf("\n")) >= 0) {
-        const line = JSON.parse(buf.slice(0, nl)) as { line: string };
-        buf = buf.slice(nl + 1);
-        const atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
-        pre.append(`${line.line}\n`);
-        if (atEnd) pre.scrollTop = pre.scrollHeight;
-      }
-    }
+    if (!r.ok) return;
+    await ndjson(r, (value) => {
+      const atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+      pre.append(`${(value as { line: string }).line}\n`);
+      if (atEnd) pre.scrollTop = pre.scrollHeight;
+    });
   } catch {
     // aborted, or the machine is gone
   } finally {
@@ -360,6 +421,10 @@ async function main(): Promise<void> {
     void refresh();
   });
   document.addEventListener("visibilitychange", () => void refresh());
+  $<HTMLFormElement>("pull").addEventListener("submit", (e) => {
+    e.preventDefault();
+    void pull(e.target as HTMLFormElement);
+  });
   await refresh();
   setInterval(() => void refresh(), REFRESH_MS);
 }

@@ -13,6 +13,8 @@ import { discoverImages, getImage, poolRoots, type Image } from "../image/pool.t
 import { cleanBlobCache, ociCacheDir } from "../oci/blob-cache.ts";
 import type { Paths } from "../paths.ts";
 import type * as S from "./schemas.ts";
+import type { LongOperationOptions } from "./service.ts";
+import { pullImage, type Progress } from "../image/transfer.ts";
 
 export interface ImageService {
   /** list-images (`all`: hidden images too). */
@@ -30,6 +32,8 @@ export interface ImageService {
   /** name undefined: the pool; limit undefined: none. */
   setLimit(name: string | undefined, limit: number | undefined): Promise<S.LimitResult>;
   clean(options?: { all?: boolean }): Promise<S.CleanResult>;
+  /** pull-tar / pull-raw: progress (bytes done and total) as it downloads; aborting cancels it and leaves nothing. */
+  pull(request: Omit<S.PullRequest, "wait">, options?: LongOperationOptions): Promise<S.PullResult>;
 }
 
 const usec = (ms: number): number | null => (ms > 0 ? Math.round(ms * 1000) : null);
@@ -133,5 +137,42 @@ export class LocalImageService implements ImageService {
       temporaries: r.temporaries,
       ociCache: { removed: blobs.removed, freed: blobs.bytes },
     };
+  }
+
+  async pull(request: Omit<S.PullRequest, "wait">, options: LongOperationOptions = {}): Promise<S.PullResult> {
+    const emit = options.onProgress ?? (() => undefined);
+    let what = "";
+    let total: number | undefined;
+    let last = 0;
+    const progress: Progress = {
+      start: (w, t) => {
+        what = w;
+        total = t;
+        emit({ time: Date.now(), stage: "download", message: w, done: 0, ...(t !== undefined ? { total: t } : {}) });
+      },
+      update: (done) => {
+        // at most every 100 ms, and the last one
+        const now = Date.now();
+        if (now - last < 100 && done !== total) return;
+        last = now;
+        emit({ time: now, stage: "download", message: what, done, ...(total !== undefined ? { total } : {}) });
+      },
+      stop: () => undefined,
+    };
+    const image = await pullImage(
+      {
+        host: this.host,
+        paths: this.paths,
+        env: this.env,
+        progress,
+        signal: options.signal ?? new AbortController().signal,
+        log: (line) => emit({ time: Date.now(), message: line }),
+      },
+      request.kind,
+      request.url,
+      request.name,
+      { force: request.force ?? false, readOnly: request.readOnly ?? false, verify: request.verify ?? "signature" },
+    );
+    return { image, from: request.url };
   }
 }

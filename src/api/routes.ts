@@ -234,6 +234,14 @@ export const API = {
     responses: { 200: { description: "ok", schema: S.NetworkOverview } },
     errors: [],
   }),
+  pullImage: route({
+    method: "post",
+    path: "/v1/images/pull",
+    summary: "machinactl pull-tar / pull-raw as a job: progress events carry bytes done and total; cancel with DELETE /v1/jobs/{id} (nothing is left)",
+    body: S.PullRequest,
+    responses: Job,
+    errors: [501],
+  }),
   listImages: route({
     method: "get",
     path: "/v1/images",

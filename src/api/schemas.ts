@@ -263,20 +263,24 @@ export const JobEvent = z
     leader: z.number().int().optional(),
     supervisor: z.number().int().optional(),
     status: z.number().int().optional(),
+    done: z.number().optional().meta({ description: "a transfer: bytes done so far" }),
+    total: z.number().optional().meta({ description: "a transfer: bytes in all, when known" }),
   })
   .meta({ id: "JobEvent", description: "One progress step of a job (the helper's status lines, and the daemon's own)" });
 
 export const JobState = z.enum(["running", "done", "failed", "cancelled"]).meta({ id: "JobState" });
 
+export const PullResult = z.object({ image: z.string(), from: z.string() }).meta({ id: "PullResult", description: "pull: the image made, and where from" });
+
 export const Job = z
   .object({
     id: z.string(),
-    kind: z.enum(["start", "stop"]),
-    machine: MachineName,
+    kind: z.enum(["start", "stop", "pull"]),
+    machine: MachineName.meta({ description: "the machine started or stopped; pull: the image made" }),
     state: JobState,
     created: z.number(),
     events: z.array(JobEvent),
-    result: MachineStatus.nullable().optional().meta({ description: "start: the machine's status; stop: null" }),
+    result: z.union([MachineStatus, PullResult]).nullable().optional().meta({ description: "start: the machine's status; stop: null; pull: the image made" }),
     outcome: z.enum(["stopped", "killed"]).optional().meta({ description: "stop: whether the machine had to be killed" }),
     error: ApiError.optional(),
   })
@@ -435,3 +439,18 @@ export type ReadOnlyResult = z.infer<typeof ReadOnlyResult>;
 export type RemoveResult = z.infer<typeof RemoveResult>;
 export type LimitResult = z.infer<typeof LimitResult>;
 export type CleanResult = z.infer<typeof CleanResult>;
+export const PullRequest = z
+  .object({
+    kind: z.enum(["tar", "raw"]).meta({ description: "pull-tar or pull-raw" }),
+    url: z.string().url().max(4096),
+    name: ImageName.optional().meta({ description: "the image's name (default: from the URL, as machinactl does)" }),
+    verify: z.enum(["no", "checksum", "signature"]).default("signature"),
+    force: z.boolean().default(false),
+    readOnly: z.boolean().default(false),
+    wait: z.boolean().default(false),
+  })
+  .strict()
+  .meta({ id: "PullRequest", description: "machinactl pull-tar/pull-raw as a job (progress events with bytes done and total)" });
+
+export type PullRequest = z.input<typeof PullRequest>;
+export type PullResult = z.infer<typeof PullResult>;

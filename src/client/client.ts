@@ -215,6 +215,21 @@ export class MachinaClient implements MachineService, ImageService {
     return this.call(API.cleanPool, { body: { all: options.all ?? false } });
   }
 
+  /** pull-tar / pull-raw through machinad: a job followed to its end (progress, cancellation as a start's). */
+  async pull(request: Omit<S.PullRequest, "wait">, options: LongOperationOptions = {}): Promise<S.PullResult> {
+    let job = await this.call(API.pullImage, { body: { ...request, wait: false } });
+    const onAbort = () => void this.request(API.cancelJob, { params: { id: job.id } }).catch(() => undefined);
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    if (options.signal?.aborted) onAbort();
+    try {
+      job = await this.follow(job.id, options.onProgress);
+    } finally {
+      options.signal?.removeEventListener("abort", onAbort);
+    }
+    if (job.state !== "done") throw fromApiError(job.error ?? { code: "E_INTERNAL", message: `job ${job.id} ${job.state}` });
+    return job.result as S.PullResult;
+  }
+
   async start(name: string, options: LongOperationOptions = {}): Promise<MachineStatus> {
     const job = await this.runJob(API.startMachine, name, {}, options);
     return job.result as MachineStatus;

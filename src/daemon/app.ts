@@ -29,6 +29,7 @@ import type { MachineService } from "../api/service.ts";
 import { MachinaError } from "../errors.ts";
 import { VERSION } from "../paths.ts";
 import { JobManager, type RunningJob, toApiError } from "./jobs.ts";
+import { pullImageName } from "../image/transfer.ts";
 import type { SampleSource } from "./samples.ts";
 import type { WebAssets } from "./web-assets.ts";
 
@@ -163,6 +164,14 @@ export function createApp(options: AppOptions): { app: Hono; jobs: JobManager } 
         return status;
       });
       return jobAnswer(j, body.wait);
+    },
+    pullImage: async ({ body }) => {
+      const pool = images();
+      // a bad URL is a 400 now, not a failed job
+      const image = pullImageName(body.kind, body.url, body.name);
+      const { wait, ...request } = body;
+      const j = jobs.run("pull", image, async (progress, signal) => pool.pull(request, { signal, onProgress: (e) => progress(e) }));
+      return jobAnswer(j, wait);
     },
     stopMachine: async ({ params: { name }, body }) => {
       // An unknown machine is a 404 now, not a failed job.

@@ -4,7 +4,7 @@
  * for a while (the newest KEEP) so that a client can still fetch the outcome.
  */
 import { MachinaError } from "../errors.ts";
-import type { ApiError, Job, JobEvent, MachineStatus } from "../api/schemas.ts";
+import type { ApiError, Job, JobEvent } from "../api/schemas.ts";
 
 const KEEP = 200;
 
@@ -40,7 +40,7 @@ export class JobManager {
   run(
     kind: Job["kind"],
     machine: string,
-    work: (progress: (e: Omit<JobEvent, "time"> & { time?: number }) => void, signal: AbortSignal, job: Job) => Promise<MachineStatus | null>,
+    work: (progress: (e: Omit<JobEvent, "time"> & { time?: number }) => void, signal: AbortSignal, job: Job) => Promise<Job["result"]>,
   ): RunningJob {
     const id = `${Date.now().toString(36)}-${(++this.seq).toString(36)}`;
     const job: Job = { id, kind, machine, state: "running", created: Date.now(), events: [] };

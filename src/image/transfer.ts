@@ -416,10 +416,15 @@ async function verifyDownload(ctx: TransferContext, url: string, file: string, m
   ctx.log(`SHA256 checksum of ${fileName} is valid (${source}).`);
 }
 
-export async function pullImage(ctx: TransferContext, kind: "tar" | "raw", url: string, name: string | undefined, opts: PullOptions): Promise<string> {
+/** The image a pull makes: NAME, else the URL's file name without its image suffixes. Checks the URL. */
+export function pullImageName(kind: "tar" | "raw", url: string, name: string | undefined): string {
   const problem = pullUrlProblem(url);
   if (problem !== undefined) throw new MachinaError("E_INVALID", `invalid URL ${JSON.stringify(url)}: ${problem}`);
-  const image = name ?? stripImageSuffixes(basename(decodeURIComponent(new URL(url).pathname)), kind);
+  return name ?? stripImageSuffixes(basename(decodeURIComponent(new URL(url).pathname)), kind);
+}
+
+export async function pullImage(ctx: TransferContext, kind: "tar" | "raw", url: string, name: string | undefined, opts: PullOptions): Promise<string> {
+  const image = pullImageName(kind, url, name);
   await Reverter.run(async (r) => {
     const { temp, final, replace } = prepare(ctx, image, kind === "raw" ? "raw" : "dir", opts, r);
     const downloaded = temp.sibling(`${entryName(image, kind === "raw" ? "raw" : "directory")}.download`);

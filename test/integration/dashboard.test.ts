@@ -6,9 +6,11 @@
  * Screenshots go to $MACHINA_TEST_ARTIFACTS (default /tmp/machina-test-artifacts). Root only.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { Browser, Page } from "puppeteer-core";
+import { API } from "../../src/api/routes.ts";
+import { MachinaClient } from "../../src/client/client.ts";
 import { addImage, daemonSuite, freePort, machinactl, startDaemon, webToken } from "../helpers/daemon.ts";
 import { waitFor } from "../helpers/machina.ts";
 
@@ -104,6 +106,54 @@ describe.skipIf(!isRoot)("the dashboard in chromium", () => {
       expect(await rowText(page, `image-${name}`)).toContain(name);
     } finally {
       await page.close();
+    }
+  }, 90_000);
+
+  test("pull an image from a local server: the progress bar reaches its end, the image appears in the pool", async () => {
+    const port = freePort();
+    await startDaemon(t, scratch, [`--listen=127.0.0.1:${port}`]);
+    // a tar of the test image, served with its length (the bar knows the total)
+    const dir = scratch.dir("machina-dash-pull-");
+    const tar = join(dir, "pulled.tar");
+    expect(Bun.spawnSync(["tar", "-C", t.image, "--numeric-owner", "-cf", tar, "."]).exitCode).toBe(0);
+    const server = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch: (req) => (new URL(req.url).pathname === "/images/pulled.tar" ? new Response(Bun.file(tar)) : new Response("no", { status: 404 })),
+    });
+    const name = `pulled${process.pid % 10000}`;
+    const base = `http://127.0.0.1:${port}`;
+    const page = await browser!.newPage();
+    await page.setViewport({ width: 1100, height: 900 });
+    try {
+      await page.goto(`${base}/login?token=${webToken(t)}`);
+      await page.type("#pull input[name=url]", `http://127.0.0.1:${server.port}/images/pulled.tar`);
+      await page.type("#pull input[name=name]", name);
+      await page.select("#pull select[name=verify]", "no");
+      await page.click("#pull button[type=submit]");
+      await page.waitForFunction((n) => document.getElementById("pull-status")?.textContent === `Pulled as image ${n}.`, { timeout: 30_000 }, name);
+      const bar = await page.evaluate(() => {
+        const p = document.getElementById("pull-progress") as HTMLProgressElement;
+        return { hidden: p.hidden, value: p.value, max: p.max };
+      });
+      expect(bar).toEqual({ hidden: false, value: 1, max: 1 });
+      await page.waitForSelector(`#image-${name}`);
+      await page.screenshot({ path: join(ARTIFACTS, "dashboard-pull.png") });
+      expect(existsSync(join(t.pool, name, "bin/busybox"))).toBe(true);
+      // the job's events carried the download's bytes: the last one all of them
+      const { jobs } = await new MachinaClient(t.socket).call(API.listJobs, {});
+      const job = jobs.find((j) => j.kind === "pull" && j.machine === name)!;
+      const sized = job.events.filter((e) => e.total !== undefined);
+      expect(sized.at(-1)).toMatchObject({ done: statSync(tar).size, total: statSync(tar).size });
+      // a URL that answers 404: the job fails, the page says why, nothing is left in the pool
+      await page.type("#pull input[name=url]", `http://127.0.0.1:${server.port}/images/missing.tar`);
+      await page.select("#pull select[name=verify]", "no");
+      await page.click("#pull button[type=submit]");
+      await page.waitForFunction(() => document.getElementById("pull-status")?.textContent?.startsWith("Pull failed: "), { timeout: 30_000 });
+      expect(existsSync(join(t.pool, "missing"))).toBe(false);
+    } finally {
+      await page.close();
+      server.stop(true);
     }
   }, 90_000);
 });

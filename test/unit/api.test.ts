@@ -184,6 +184,12 @@ class FakeService implements MachineService {
 
 /** An image pool in memory, recording each call that reached it. */
 class FakeImages implements ImageService {
+  async pull(request: Omit<S.PullRequest, "wait">, options: { onProgress?: (e: S.JobEvent) => void; signal?: AbortSignal } = {}) {
+    this.calls.push(`pull ${JSON.stringify(request)}`);
+    for (const done of [0, 50, 100]) options.onProgress?.({ time: 1, stage: "download", message: `Downloading ${request.url}`, done, total: 100 });
+    if (request.url.includes("fail")) throw new MachinaError("E_NOT_FOUND", `${request.url}: 404`);
+    return { image: request.name ?? "pulled", from: request.url };
+  }
   calls: string[] = [];
   pool_ = new Map<string, { readOnly: boolean; busy: boolean }>([
     ["web", { readOnly: false, busy: true }],
@@ -576,6 +582,35 @@ describe("images", () => {
     // names that are images but not machine names are fine here
     expect((await s.call("GET", "/v1/images/a%20b_c")).status).toBe(404);
     expect(s.images.calls).toEqual(["listImages true", "imageStatus base", "showImage base", "pool", "imageStatus a b_c"]);
+  });
+
+  test("pull: a job whose events carry bytes done and total, its result the image; a bad URL or kind is a 400 at once", async () => {
+    const s = setup();
+    const done = await s.call("POST", "/v1/images/pull", { kind: "tar", url: "http://127.0.0.1:9/images/web.tar.gz", name: "web2", verify: "no", wait: true });
+    expect(done.status).toBe(200);
+    const job = S.Job.parse(done.json);
+    expect([job.kind, job.machine, job.state, job.result]).toEqual(["pull", "web2", "done", { image: "web2", from: "http://127.0.0.1:9/images/web.tar.gz" }]);
+    expect(job.events.map((e) => [e.done, e.total])).toEqual([
+      [0, 100],
+      [50, 100],
+      [100, 100],
+    ]);
+    // the default name comes from the URL, as machinactl's
+    const bg = await s.call("POST", "/v1/images/pull", { kind: "raw", url: "http://127.0.0.1:9/x/disk.raw.xz", verify: "checksum" });
+    expect(bg.status).toBe(202);
+    expect(S.Job.parse(bg.json).machine).toBe("disk");
+    const failed = S.Job.parse((await s.call("POST", "/v1/images/pull", { kind: "tar", url: "http://127.0.0.1:9/fail.tar", wait: true })).json);
+    expect([failed.state, failed.error?.code]).toEqual(["failed", "E_NOT_FOUND"]);
+    const before = s.images.calls.length;
+    for (const body of [
+      { kind: "tar", url: "file:///etc/passwd" },
+      { kind: "tar", url: "not a url" },
+      { kind: "zip", url: "http://127.0.0.1:9/a.tar" },
+      { kind: "tar", url: "http://127.0.0.1:9/a.tar", name: "../x" },
+      { kind: "tar", url: "http://127.0.0.1:9/a.tar", extra: 1 },
+    ])
+      expectError(await s.call("POST", "/v1/images/pull", body), 400, "E_INVALID");
+    expect(s.images.calls.length).toBe(before);
   });
 
   test("clone, rename, read-only, remove, clean; set-limit carries E_UNSUPPORTED as 501", async () => {
