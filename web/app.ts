@@ -35,6 +35,7 @@ export const PATHS = {
   removeImage: "/v1/images/{image}",
   pullImage: "/v1/images/pull",
   jobEvents: "/v1/jobs/{id}/events",
+  machineShell: "/v1/machines/{name}/shell",
 } as const;
 
 const REFRESH_MS = 2000;
@@ -231,6 +232,37 @@ async function renderNetworks(): Promise<void> {
   $("networks-section").hidden = o.machines.length === 0;
 }
 
+type TerminalModule = typeof import("./terminal.ts");
+let terminal: ReturnType<TerminalModule["openTerminal"]> | undefined;
+
+function closeTerminal(): void {
+  terminal?.close();
+  terminal = undefined;
+  $("terminal").hidden = true;
+  $("terminal").replaceChildren();
+  $("terminal-button").textContent = "Open a terminal";
+}
+
+/** The shell of the machine in the details, in xterm.js (loaded now: terminal.js is not part of the first page). */
+async function toggleTerminal(): Promise<void> {
+  if (terminal !== undefined) {
+    closeTerminal();
+    return;
+  }
+  const m = /^#machine\/(.+)$/.exec(location.hash);
+  if (m === null) return;
+  const name = decodeURIComponent(m[1]!);
+  const module = "/assets/terminal.js"; // not bundled: loaded on first use
+  const { openTerminal } = (await import(module)) as TerminalModule;
+  const box = $("terminal");
+  box.hidden = false;
+  $("terminal-status").textContent = `Connected to ${name}.`;
+  $("terminal-button").textContent = "Close the terminal";
+  terminal = openTerminal(box, url(PATHS.machineShell, { name }), (text) => {
+    $("terminal-status").textContent = text;
+  });
+}
+
 /** The machine named in the location's #machine/NAME: its facts, and its log as it grows. */
 let following: AbortController | undefined;
 async function renderDetail(): Promise<void> {
@@ -415,7 +447,9 @@ async function refresh(): Promise<void> {
 async function main(): Promise<void> {
   const v = await api<{ version: string }>("GET", PATHS.version).catch(() => undefined);
   if (v !== undefined) $("host").textContent = `${location.host} · machinad ${v.version}`;
+  $("terminal-button").addEventListener("click", () => void toggleTerminal());
   window.addEventListener("hashchange", () => {
+    closeTerminal();
     following?.abort();
     following = undefined;
     void refresh();

@@ -9,7 +9,7 @@
  */
 import { MachinaError } from "../errors.ts";
 import { type NetworkOverview, networkOverview } from "../net/overview.ts";
-import type { Host } from "../host/host.ts";
+import type { Host, PtyChild } from "../host/host.ts";
 import {
   getMachine,
   killMachine,
@@ -26,7 +26,7 @@ import {
   type MachineSummary,
 } from "../machine/machines.ts";
 import { scanRegistry } from "../machine/registry.ts";
-import { bindSpec, commandSpec, machineConfinement, runEnter } from "../machine/enter.ts";
+import { bindSpec, commandSpec, encodeEnterSpec, machineConfinement, runEnter } from "../machine/enter.ts";
 import { requireLogSource, showLogs } from "../machine/logs.ts";
 import { disableMachine, enableMachine, listEnabled } from "../machine/enable.ts";
 import { systemctl, systemdAvailable, unitInstalled, unitName } from "../machine/systemd.ts";
@@ -223,6 +223,21 @@ export class LocalMachineService implements MachineService {
         path: request.source,
       });
     }
+  }
+
+  shell(name: string, options: { user?: string; rows: number; cols: number; term?: string }): PtyChild {
+    checkName(name);
+    const m = getMachine(this.ctx, name);
+    if (this.host.lstat(this.paths.helper) === undefined)
+      throw new MachinaError("E_NOT_FOUND", `helper "${this.paths.helper}" not found`, { path: this.paths.helper }, "build it with: make -C native");
+    const spec = commandSpec(
+      this.host,
+      m,
+      { console: "pty", term: options.term ?? "xterm-256color", ...(options.user !== undefined ? { user: options.user } : {}) },
+      machineConfinement(this.host, this.paths.stateDir, m),
+    );
+    // an empty environment, as every entry of the helper: nothing of machinad's is in its memory
+    return this.host.spawnOnPty([this.paths.helper, "enter", "--spec-fd"], { spec: encodeEnterSpec(spec), env: {}, rows: options.rows, cols: options.cols });
   }
 
   async networks(): Promise<NetworkOverview> {

@@ -149,6 +149,37 @@ export const API = {
     responses: Sent,
     errors: [404, 501],
   }),
+  machineShell: route({
+    method: "get",
+    path: "/v1/machines/{name}/shell",
+    summary:
+      'A shell in the machine on a terminal, over a WebSocket (Upgrade: websocket): binary frames carry the terminal\'s output and the keyboard\'s input; a text frame {"type":"resize","rows":R,"cols":C} sets its size; the last frame is {"type":"exit","status":N}',
+    query: {
+      rows: {
+        description: "the terminal's rows (default 24)",
+        schema: z
+          .string()
+          .regex(/^[0-9]{1,3}$/)
+          .optional(),
+      },
+      cols: {
+        description: "the terminal's columns (default 80)",
+        schema: z
+          .string()
+          .regex(/^[0-9]{1,3}$/)
+          .optional(),
+      },
+      user: {
+        description: "a user of the machine (default root)",
+        schema: z
+          .string()
+          .regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$/)
+          .optional(),
+      },
+    },
+    responses: { 101: { description: "switching to the WebSocket protocol", schema: S.Ok } },
+    errors: [404, 501],
+  }),
   machineSamples: route({
     method: "get",
     path: "/v1/machines/{name}/samples",

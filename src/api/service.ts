@@ -7,6 +7,7 @@
  */
 import type { MachineStatus, MachineSummary } from "../machine/machines.ts";
 import type { NetworkOverview } from "../net/overview.ts";
+import type { PtyChild } from "../host/host.ts";
 import type { BindRequest, EnableResult, ExecRequest, ExecResult, JobEvent, MachineProperties } from "./schemas.ts";
 
 export interface LongOperationOptions {
@@ -59,6 +60,12 @@ export interface MachineService {
   exec(name: string, request: ExecRequest, options?: { signal?: AbortSignal }): Promise<ExecResult>;
   /** machinactl bind: mount the host's source at target (default the same path) in the running machine. */
   bind(name: string, request: BindRequest): Promise<void>;
+  /**
+   * machinactl shell on a pseudo-terminal of this host (machinad's WebSocket): the machine's shell
+   * for `user` (default root), confined as machinactl shell's, its terminal `rows`×`cols`.
+   * Only the in-process core has it (a terminal is not a request and an answer).
+   */
+  shell?(name: string, options: { user?: string; rows: number; cols: number; term?: string }): PtyChild;
   /** The networks machina made for its running containers (zones, bridges, addresses, forwarded ports). */
   networks(): Promise<NetworkOverview>;
 }

@@ -31,6 +31,7 @@ import { VERSION } from "../paths.ts";
 import { JobManager, type RunningJob, toApiError } from "./jobs.ts";
 import { pullImageName } from "../image/transfer.ts";
 import type { SampleSource } from "./samples.ts";
+import type { ShellSocketData } from "./shell-socket.ts";
 import type { WebAssets } from "./web-assets.ts";
 
 export interface AppOptions {
@@ -204,6 +205,19 @@ export function createApp(options: AppOptions): { app: Hono; jobs: JobManager } 
     bindMachine: async ({ params: { name }, body }) => {
       await service.bind(name, body);
       return ok;
+    },
+    machineShell: async ({ params: { name }, query, c }) => {
+      if (c.req.header("upgrade")?.toLowerCase() !== "websocket")
+        throw new MachinaError("E_USAGE", "the shell is a WebSocket: send Upgrade: websocket (the dashboard's terminal does)");
+      const shell = service.shell?.bind(service);
+      const server = c.env as { upgrade?: (req: Request, o: { data: ShellSocketData }) => boolean } | undefined;
+      if (shell === undefined || server?.upgrade === undefined) throw new MachinaError("E_UNSUPPORTED", "this machinad serves no terminals");
+      await service.status(name); // an unknown machine is a 404 now, not a closed socket
+      const rows = Number(query.rows ?? 24) || 24;
+      const cols = Number(query.cols ?? 80) || 80;
+      const start = () => shell(name, { rows, cols, ...(query.user !== undefined ? { user: query.user } : {}) });
+      if (!server.upgrade(c.req.raw, { data: { start } })) throw new MachinaError("E_USAGE", "the WebSocket upgrade failed");
+      return new Response(null, { status: 101 });
     },
     networks: async () => ({ status: 200, body: await service.networks() }),
     machineSamples: ({ params: { name } }) => {

@@ -29,6 +29,7 @@ import { readState } from "../machine/registry.ts";
 import { registerWithMachined } from "../machine/systemd.ts";
 import { paths, REPO_ROOT, VERSION } from "../paths.ts";
 import { Sampler } from "./samples.ts";
+import { shellWebSocket } from "./shell-socket.ts";
 import { listMachines, machineSample } from "../machine/machines.ts";
 import { WebAssets } from "./web-assets.ts";
 import { sweepLeftovers } from "../runtime/sweep.ts";
@@ -244,10 +245,11 @@ async function serve(socket: string, policy: RestartPolicy, autostart: boolean, 
     onStopped: (name) => supervisor.stopped(name),
   });
 
+  const websocket = shellWebSocket(log);
   const oldUmask = process.umask(0o177);
   let server: ReturnType<typeof Bun.serve>;
   try {
-    server = Bun.serve({ unix: socket, fetch: app.fetch, maxRequestBodySize: 1024 * 1024 });
+    server = Bun.serve({ unix: socket, fetch: app.fetch, websocket, maxRequestBodySize: 1024 * 1024 });
   } finally {
     process.umask(oldUmask);
   }
@@ -265,7 +267,7 @@ async function serve(socket: string, policy: RestartPolicy, autostart: boolean, 
     const origin = `${scheme}://${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}`;
     const fetch = guard({ token: () => readToken(host, token), sessions, origin, secure: tls !== undefined }, app.fetch);
     try {
-      web = Bun.serve({ hostname, port, fetch, maxRequestBodySize: 1024 * 1024, ...(tls ? { tls } : {}) });
+      web = Bun.serve({ hostname, port, fetch, websocket, maxRequestBodySize: 1024 * 1024, ...(tls ? { tls } : {}) });
     } catch (e) {
       await server.stop(true);
       ociDoor.close();

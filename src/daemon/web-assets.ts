@@ -16,8 +16,9 @@ const TYPES: Record<string, string> = {
 };
 
 const HEADERS = {
+  // style-src 'unsafe-inline': xterm.js sizes its terminal with <style> elements of its own; scripts stay 'self' only
   "content-security-policy":
-    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
   "x-content-type-options": "nosniff",
   "x-frame-options": "DENY",
   "referrer-policy": "no-referrer",

@@ -156,7 +156,9 @@ export function guard<E>(auth: WebAuth, next: (req: Request, env: E) => Response
       return refuse(401, { code: "E_UNAUTHORIZED", message: "invalid token" });
     }
     if (auth.sessions.valid(parseCookies(req.headers.get("cookie")).get(SESSION_COOKIE))) {
-      if (req.method === "GET" || req.method === "HEAD" || sameOrigin(req.headers.get("origin"), req.headers.get("referer"), auth.origin))
+      // a WebSocket is a GET that opens a channel both ways: from the server's own pages only
+      const upgrade = req.headers.get("upgrade")?.toLowerCase() === "websocket";
+      if (((req.method === "GET" || req.method === "HEAD") && !upgrade) || sameOrigin(req.headers.get("origin"), req.headers.get("referer"), auth.origin))
         return next(req, env);
       return refuse(403, { code: "E_FORBIDDEN", message: `a ${req.method} request with the session cookie needs Origin: ${auth.origin}` });
     }

@@ -2,7 +2,7 @@
  * FakeHost: an in-memory Host for unit tests. Files, directories and symlinks are declared up
  * front; calls with effects (execWithSpec) are recorded instead of performed.
  */
-import type { CommandResult, DetachedChild, FifoReader, FileKind, FileStat, HeldLock, Host, RunAsyncOptions } from "./host.ts";
+import type { CommandResult, DetachedChild, FifoReader, FileKind, FileStat, HeldLock, Host, PtyChild, RunAsyncOptions } from "./host.ts";
 
 export type FakeNode =
   | { kind: "file"; content: string }
@@ -411,6 +411,10 @@ export class FakeHost implements Host {
 
   mkfifo(path: string, _mode: number): void {
     this.add(path, "");
+  }
+
+  spawnOnPty(argv: string[], _options: { spec: Uint8Array; env: Record<string, string>; rows: number; cols: number }): PtyChild {
+    throw new Error(`FakeHost: no pseudo-terminals (${argv.join(" ")})`);
   }
 
   /** What openFifo()'s reads answer, in order (then "0" and end of file); each open's path is recorded. */

@@ -64,6 +64,21 @@ export interface DetachedChild {
   exited: Promise<number>;
 }
 
+/** A program on a pseudo-terminal (Host.spawnOnPty). */
+export interface PtyChild {
+  pid: number;
+  /** The terminal's output, chunk by chunk; called until the program and its terminal are gone. */
+  onData(listener: (chunk: Uint8Array) => void): void;
+  /** Stop and go on reading the terminal (the reader is slower than the program). */
+  pause(): void;
+  resume(): void;
+  write(data: Uint8Array): void;
+  resize(rows: number, cols: number): void;
+  /** Its exit status (128+N: signal N), once it ended and its terminal was read to the end. */
+  exited: Promise<number>;
+  kill(signal: number): void;
+}
+
 /** A fifo's read end, never blocking. */
 export interface FifoReader {
   /** What is there now; "open": a writer has it open (more may come), "eof": no writer has it open. */
@@ -117,6 +132,12 @@ export interface Host {
    * failure); a fake records the call and returns the exit status it was told to.
    */
   execWithSpec(path: string, argv: string[], spec: Uint8Array): number;
+  /**
+   * Start the helper with a spec on fd 3 and a new pseudo-terminal of this host as its stdin,
+   * stdout, stderr and controlling terminal (machinad's shell over a WebSocket): its output
+   * arrives through onData, input and the window size go in.
+   */
+  spawnOnPty(argv: string[], options: { spec: Uint8Array; env: Record<string, string>; rows: number; cols: number }): PtyChild;
   /**
    * Replace this process by PATH (execve(2)) with ARGV and exactly ENV, in directory CWD (`/`
    * when CWD cannot be entered). The real host never returns (it throws on failure); a fake

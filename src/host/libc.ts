@@ -3,7 +3,7 @@
  * Loaded lazily so that importing host/ costs nothing until a call is made.
  */
 import { dlopen, FFIType, ptr, read, type Pointer } from "bun:ffi";
-import { closeSync, writeSync } from "node:fs";
+import { closeSync, openSync, writeSync } from "node:fs";
 
 const symbols = {
   memfd_create: { args: [FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
@@ -21,6 +21,10 @@ const symbols = {
   waitpid: { args: [FFIType.i32, FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
   prctl: { args: [FFIType.i32, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.u64], returns: FFIType.i32 },
   __errno_location: { args: [], returns: FFIType.ptr },
+  posix_openpt: { args: [FFIType.i32], returns: FFIType.i32 },
+  grantpt: { args: [FFIType.i32], returns: FFIType.i32 },
+  unlockpt: { args: [FFIType.i32], returns: FFIType.i32 },
+  ptsname_r: { args: [FFIType.i32, FFIType.ptr, FFIType.u64], returns: FFIType.i32 },
 } as const;
 
 type Libc = ReturnType<typeof dlopen<typeof symbols>>["symbols"];
@@ -231,4 +235,34 @@ export function getXattr(path: string, name: string): string | undefined {
 export function setXattr(path: string, name: string, value: string): void {
   const v = Buffer.from(value, "utf8");
   if (lib().setxattr(cstr(path), cstr(name), v.length > 0 ? v : Buffer.alloc(1), v.length, 0) !== 0) throw new SyscallError("setxattr", errno(), path);
+}
+
+const O_RDWR = 2;
+const O_NOCTTY = 0o400;
+const O_CLOEXEC = 0o2000000;
+const TIOCSWINSZ = 0x5414n;
+
+/** A new pseudo-terminal of this host's devpts: its master and its peer, both close-on-exec. */
+export function openPty(): { master: number; peer: number; path: string } {
+  const master = lib().posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master < 0) throw new SyscallError("posix_openpt", errno());
+  try {
+    if (lib().grantpt(master) !== 0) throw new SyscallError("grantpt", errno());
+    if (lib().unlockpt(master) !== 0) throw new SyscallError("unlockpt", errno());
+    const name = Buffer.alloc(128);
+    const r = lib().ptsname_r(master, ptr(name), BigInt(name.length));
+    if (r !== 0) throw new SyscallError("ptsname_r", r);
+    const path = name.toString("utf8", 0, name.indexOf(0));
+    const peer = openSync(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    return { master, peer, path };
+  } catch (e) {
+    closeSync(master);
+    throw e;
+  }
+}
+
+/** TIOCSWINSZ: the terminal's size (its foreground process group gets SIGWINCH). */
+export function setWindowSize(fd: number, rows: number, cols: number): void {
+  const ws = new Uint16Array([rows, cols, 0, 0]);
+  ioctlBuffer(fd, TIOCSWINSZ, new Uint8Array(ws.buffer));
 }

@@ -2,7 +2,7 @@
 import * as fs from "node:fs";
 import { constants as osConstants } from "node:os";
 import { spawning } from "./deps.ts";
-import type { CommandResult, DetachedChild, FifoReader, FileKind, FileStat, HeldLock, Host, RunAsyncOptions } from "./host.ts";
+import type { CommandResult, DetachedChild, FifoReader, FileKind, FileStat, HeldLock, Host, PtyChild, RunAsyncOptions } from "./host.ts";
 import {
   clearNonBlocking,
   execve,
@@ -18,6 +18,8 @@ import {
   tryFlockExclusive,
   tryFlockShared,
   umount2,
+  openPty,
+  setWindowSize,
 } from "./libc.ts";
 
 // statfs(2) f_type values, named as `stat -f -c %T` names them.
@@ -588,6 +590,90 @@ export class LinuxHost implements Host {
       };
     } finally {
       fs.closeSync(specFd);
+    }
+  }
+
+  spawnOnPty(argv: string[], options: { spec: Uint8Array; env: Record<string, string>; rows: number; cols: number }): PtyChild {
+    const { master, peer } = openPty();
+    let specFd: number | undefined;
+    try {
+      setWindowSize(master, options.rows, options.cols);
+      specFd = memfdCreate("machina-spec");
+      fs.writeSync(specFd, options.spec);
+      // setsid -c: a session of its own with the terminal as its controlling one (SIGWINCH, ^C)
+      const setsid = Bun.which("setsid", { PATH: process.env.PATH ?? "/usr/bin:/bin" }) ?? "/usr/bin/setsid";
+      const p = spawning(argv, () => Bun.spawn([setsid, "-c", ...argv, "3"], { stdio: [peer, peer, peer, specFd!], env: options.env }));
+      const listeners: Array<(chunk: Uint8Array) => void> = [];
+      let paused = false;
+      let reading = false;
+      let done = false;
+      let ended!: () => void;
+      const drained = new Promise<void>((r) => (ended = r));
+      const buf = Buffer.alloc(65536);
+      // blocking reads in the thread pool; EIO once no process has the terminal open any more
+      const read = (): void => {
+        if (paused || reading || done) return;
+        reading = true;
+        fs.read(master, buf, 0, buf.length, null, (err, n) => {
+          reading = false;
+          if (err !== null || n === 0) {
+            done = true;
+            fs.closeSync(master);
+            ended();
+            return;
+          }
+          const chunk = Uint8Array.prototype.slice.call(buf, 0, n);
+          for (const l of listeners) l(chunk);
+          read();
+        });
+      };
+      let writes = Promise.resolve();
+      const exited = p.exited.then(async () => {
+        await drained;
+        const sig = p.signalCode ? ((osConstants.signals as Record<string, number>)[p.signalCode] ?? 0) : 0;
+        return p.exitCode ?? 128 + sig;
+      });
+      read();
+      return {
+        pid: p.pid,
+        onData: (l) => void listeners.push(l),
+        pause: () => void (paused = true),
+        resume: () => {
+          paused = false;
+          read();
+        },
+        write: (data) => {
+          if (done) return;
+          writes = writes.then(
+            () =>
+              new Promise<void>((resolve) => {
+                if (done) resolve();
+                else fs.write(master, data, () => resolve());
+              }),
+          );
+        },
+        resize: (rows, cols) => {
+          if (!done) setWindowSize(master, rows, cols);
+        },
+        exited,
+        kill: (signal) => {
+          try {
+            process.kill(-p.pid, signal); // its session's process group: the helper and what it runs
+          } catch {
+            try {
+              p.kill(signal);
+            } catch {
+              // gone
+            }
+          }
+        },
+      };
+    } catch (e) {
+      fs.closeSync(master);
+      throw e;
+    } finally {
+      fs.closeSync(peer);
+      if (specFd !== undefined) fs.closeSync(specFd);
     }
   }
 

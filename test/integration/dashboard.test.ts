@@ -86,6 +86,20 @@ describe.skipIf(!isRoot)("the dashboard in chromium", () => {
       await page.waitForFunction(() => /^CPU: [0-9.]+ %$/.test(document.querySelector("#detail-graphs figcaption")?.textContent ?? ""), { timeout: 20_000 });
       await page.screenshot({ path: join(ARTIFACTS, "dashboard-detail.png") });
 
+      // its terminal: xterm.js over the WebSocket, a command typed and its output seen
+      await page.click("#terminal-button");
+      await page.waitForSelector("#terminal .xterm-helper-textarea");
+      await page.waitForFunction(() => document.getElementById("terminal-status")?.textContent?.startsWith("Connected to "));
+      await page.waitForFunction(() => document.querySelector("#terminal .xterm-rows")?.textContent?.includes("#"), { timeout: 20_000 });
+      await page.focus("#terminal .xterm-helper-textarea");
+      await page.keyboard.type("echo term-$((6*7)) $(tty)\n");
+      await page.waitForFunction(() => /term-42 \/dev\/pts\/\d+/.test(document.querySelector("#terminal .xterm-rows")?.textContent ?? ""), { timeout: 20_000 });
+      await page.screenshot({ path: join(ARTIFACTS, "dashboard-terminal.png"), fullPage: true });
+      await page.keyboard.type("exit 5\n");
+      await page.waitForFunction(() => document.getElementById("terminal-status")?.textContent === "The shell ended with status 5.", { timeout: 20_000 });
+      await page.click("#terminal-button"); // closed
+      expect(await page.evaluate(() => document.getElementById("terminal")?.hidden)).toBe(true);
+
       // terminate from the keyboard: Tab to the button, Enter
       const target = `Terminate ${name}`;
       let focused = "";

@@ -131,6 +131,11 @@ describe("guard", () => {
     expect((await g(req("/v1/x", { method: "DELETE", headers: { cookie } }), undefined)).status).toBe(403);
     expect((await g(req("/v1/x", { method: "POST", headers: { cookie, origin: "http://other:8080" } }), undefined)).status).toBe(403);
     expect((await g(req("/v1/x", { method: "POST", headers: { cookie, origin: own } }), undefined)).status).toBe(200);
+    // a WebSocket (the shell) is a GET that opens a channel both ways: only from machinad's own pages
+    const ws = { upgrade: "websocket", connection: "Upgrade" };
+    expect((await g(req("/v1/machines/web/shell", { headers: { cookie, ...ws } }), undefined)).status).toBe(403);
+    expect((await g(req("/v1/machines/web/shell", { headers: { cookie, ...ws, origin: "http://evil:8080" } }), undefined)).status).toBe(403);
+    expect((await g(req("/v1/machines/web/shell", { headers: { cookie, ...ws, origin: own } }), undefined)).status).toBe(200);
     expect((await g(req("/login?token=bad"), undefined)).status).toBe(401);
   });
 });
