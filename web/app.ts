@@ -373,12 +373,13 @@ async function pull(form: HTMLFormElement): Promise<void> {
   bar.removeAttribute("value"); // indeterminate until the size is known
   status.textContent = "Starting…";
   try {
-    let job = await api<Job>("POST", PATHS.pullImage, {
-      kind: data.get("kind"),
-      url: String(data.get("url") ?? "").trim(),
-      verify: data.get("verify"),
-      ...(name !== "" ? { name } : {}),
-    });
+    const source = String(data.get("url") ?? "").trim();
+    // OCI: a registry reference; "Verify: no" allows a registry over plain HTTP (--tls-verify=no)
+    const request =
+      data.get("kind") === "oci"
+        ? { kind: "oci", ref: source, tlsVerify: data.get("verify") !== "no" }
+        : { kind: data.get("kind"), url: source, verify: data.get("verify") };
+    let job = await api<Job>("POST", PATHS.pullImage, { ...request, ...(name !== "" ? { name } : {}) });
     const res = await fetch(url(PATHS.jobEvents, { id: job.id }));
     await ndjson(res, (line) => {
       if (typeof line === "object" && line !== null && "job" in line) {

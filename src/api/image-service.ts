@@ -15,6 +15,8 @@ import type { Paths } from "../paths.ts";
 import type * as S from "./schemas.ts";
 import type { LongOperationOptions } from "./service.ts";
 import { pullImage, type Progress } from "../image/transfer.ts";
+import { parsePlatform } from "../oci/platform.ts";
+import { pullOci } from "../oci/transfer.ts";
 
 export interface ImageService {
   /** list-images (`all`: hidden images too). */
@@ -33,7 +35,7 @@ export interface ImageService {
   setLimit(name: string | undefined, limit: number | undefined): Promise<S.LimitResult>;
   clean(options?: { all?: boolean }): Promise<S.CleanResult>;
   /** pull-tar / pull-raw: progress (bytes done and total) as it downloads; aborting cancels it and leaves nothing. */
-  pull(request: Omit<S.PullRequest, "wait">, options?: LongOperationOptions): Promise<S.PullResult>;
+  pull(request: S.PullSpec, options?: LongOperationOptions): Promise<S.PullResult>;
 }
 
 const usec = (ms: number): number | null => (ms > 0 ? Math.round(ms * 1000) : null);
@@ -139,7 +141,7 @@ export class LocalImageService implements ImageService {
     };
   }
 
-  async pull(request: Omit<S.PullRequest, "wait">, options: LongOperationOptions = {}): Promise<S.PullResult> {
+  async pull(request: S.PullSpec, options: LongOperationOptions = {}): Promise<S.PullResult> {
     const emit = options.onProgress ?? (() => undefined);
     let what = "";
     let total: number | undefined;
@@ -159,20 +161,25 @@ export class LocalImageService implements ImageService {
       },
       stop: () => undefined,
     };
-    const image = await pullImage(
-      {
-        host: this.host,
-        paths: this.paths,
-        env: this.env,
-        progress,
-        signal: options.signal ?? new AbortController().signal,
-        log: (line) => emit({ time: Date.now(), message: line }),
-      },
-      request.kind,
-      request.url,
-      request.name,
-      { force: request.force ?? false, readOnly: request.readOnly ?? false, verify: request.verify ?? "signature" },
-    );
+    const ctx = {
+      host: this.host,
+      paths: this.paths,
+      env: this.env,
+      progress,
+      signal: options.signal ?? new AbortController().signal,
+      log: (line: string) => emit({ time: Date.now(), message: line }),
+    };
+    const base = { force: request.force ?? false, readOnly: request.readOnly ?? false };
+    if (request.kind === "oci") {
+      const r = await pullOci(ctx, request.ref, request.name, {
+        ...base,
+        ...(request.platform !== undefined ? { platform: parsePlatform(request.platform) } : {}),
+        tlsVerify: request.tlsVerify ?? true,
+        cacheDir: ociCacheDir(this.env),
+      });
+      return { image: r.image, from: request.ref };
+    }
+    const image = await pullImage(ctx, request.kind, request.url, request.name, { ...base, verify: request.verify ?? "signature" });
     return { image, from: request.url };
   }
 }

@@ -439,18 +439,36 @@ export type ReadOnlyResult = z.infer<typeof ReadOnlyResult>;
 export type RemoveResult = z.infer<typeof RemoveResult>;
 export type LimitResult = z.infer<typeof LimitResult>;
 export type CleanResult = z.infer<typeof CleanResult>;
+const pullCommon = {
+  name: ImageName.optional().meta({ description: "the image's name (default: from the URL or reference, as machinactl does)" }),
+  force: z.boolean().default(false),
+  readOnly: z.boolean().default(false),
+  wait: z.boolean().default(false),
+};
+
 export const PullRequest = z
-  .object({
-    kind: z.enum(["tar", "raw"]).meta({ description: "pull-tar or pull-raw" }),
-    url: z.string().url().max(4096),
-    name: ImageName.optional().meta({ description: "the image's name (default: from the URL, as machinactl does)" }),
-    verify: z.enum(["no", "checksum", "signature"]).default("signature"),
-    force: z.boolean().default(false),
-    readOnly: z.boolean().default(false),
-    wait: z.boolean().default(false),
-  })
-  .strict()
-  .meta({ id: "PullRequest", description: "machinactl pull-tar/pull-raw as a job (progress events with bytes done and total)" });
+  .union([
+    z
+      .object({
+        kind: z.enum(["tar", "raw"]).meta({ description: "pull-tar or pull-raw" }),
+        url: z.string().url().max(4096),
+        verify: z.enum(["no", "checksum", "signature"]).default("signature"),
+        ...pullCommon,
+      })
+      .strict(),
+    z
+      .object({
+        kind: z.literal("oci").meta({ description: "pull-oci" }),
+        ref: z.string().min(1).max(4096).meta({ description: "[REGISTRY[:PORT]/]REPOSITORY[:TAG|@DIGEST]" }),
+        platform: z.string().max(64).optional().meta({ description: "OS/ARCH[/VARIANT] (default: this machine's)" }),
+        tlsVerify: z.boolean().default(true).meta({ description: "false: plain HTTP and unverified TLS allowed (a local registry), as --tls-verify=no" }),
+        ...pullCommon,
+      })
+      .strict(),
+  ])
+  .meta({ id: "PullRequest", description: "machinactl pull-tar/pull-raw/pull-oci as a job (progress events with bytes done and total)" });
 
 export type PullRequest = z.input<typeof PullRequest>;
+/** A pull without the request's `wait` (what ImageService.pull takes), each kind kept apart. */
+export type PullSpec = PullRequest extends infer T ? (T extends unknown ? Omit<T, "wait"> : never) : never;
 export type PullResult = z.infer<typeof PullResult>;

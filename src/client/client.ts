@@ -216,7 +216,7 @@ export class MachinaClient implements MachineService, ImageService {
   }
 
   /** pull-tar / pull-raw through machinad: a job followed to its end (progress, cancellation as a start's). */
-  async pull(request: Omit<S.PullRequest, "wait">, options: LongOperationOptions = {}): Promise<S.PullResult> {
+  async pull(request: S.PullSpec, options: LongOperationOptions = {}): Promise<S.PullResult> {
     let job = await this.call(API.pullImage, { body: { ...request, wait: false } });
     const onAbort = () => void this.request(API.cancelJob, { params: { id: job.id } }).catch(() => undefined);
     options.signal?.addEventListener("abort", onAbort, { once: true });

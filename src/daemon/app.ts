@@ -30,6 +30,7 @@ import { MachinaError } from "../errors.ts";
 import { VERSION } from "../paths.ts";
 import { JobManager, type RunningJob, toApiError } from "./jobs.ts";
 import { pullImageName } from "../image/transfer.ts";
+import { defaultImageName, parseImageReference } from "../oci/reference.ts";
 import type { SampleSource } from "./samples.ts";
 import type { ShellSocketData } from "./shell-socket.ts";
 import type { WebAssets } from "./web-assets.ts";
@@ -169,7 +170,7 @@ export function createApp(options: AppOptions): { app: Hono; jobs: JobManager } 
     pullImage: async ({ body }) => {
       const pool = images();
       // a bad URL is a 400 now, not a failed job
-      const image = pullImageName(body.kind, body.url, body.name);
+      const image = body.kind === "oci" ? (body.name ?? defaultImageName(parseImageReference(body.ref))) : pullImageName(body.kind, body.url, body.name);
       const { wait, ...request } = body;
       const j = jobs.run("pull", image, async (progress, signal) => pool.pull(request, { signal, onProgress: (e) => progress(e) }));
       return jobAnswer(j, wait);

@@ -12,6 +12,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import * as tarStream from "tar-stream";
+import type * as S from "../../src/api/schemas.ts";
+import { MachinaClient } from "../../src/client/client.ts";
 import { MachinaError } from "../../src/errors.ts";
 import { BlobCache } from "../../src/oci/blob-cache.ts";
 import { MEDIA_TYPES } from "../../src/oci/manifest.ts";
@@ -359,4 +361,48 @@ describe.skipIf(!available || !isRoot)("machinactl pull-oci", () => {
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toContain("UPPER/Case:1");
   });
+});
+
+/** machinad's pull job (POST /v1/images/pull, kind oci): the same pull, its bytes as progress events. */
+describe.skipIf(!available || !isRoot)("machinad: an OCI pull as a job", () => {
+  test("the image lands in machinad's pool; the job's events carry bytes; a bad reference is a 400 and nothing", async () => {
+    const base = join(root, "machinad");
+    mkdirSync(join(base, "run"), { recursive: true, mode: 0o700 });
+    mkdirSync(join(base, "pool"), { recursive: true });
+    const socket = join(base, "run/api.sock");
+    const env = baseEnv({
+      MACHINA_POOL: join(base, "pool"),
+      MACHINA_STATE_DIR: join(base, "state"),
+      MACHINA_OCI_CACHE: join(base, "cache"),
+      MACHINA_API_SOCKET: socket,
+      HOME: root,
+    });
+    const daemon = Bun.spawn([join(REPO, "bin/machinad"), "--no-autostart"], { env, stdout: "ignore", stderr: "ignore" });
+    try {
+      const client = new MachinaClient(socket);
+      for (let i = 0; !(await client.ping(200)); i++) {
+        if (i > 100) throw new Error("machinad did not start");
+        await Bun.sleep(50);
+      }
+      const events: S.JobEvent[] = [];
+      const made = await client.pull({ kind: "oci", ref: `${plain}/test/docker:1`, name: "from-api", tlsVerify: false }, { onProgress: (e) => events.push(e) });
+      expect(made).toEqual({ image: "from-api", from: `${plain}/test/docker:1` });
+      expect(existsSync(join(base, "pool", "from-api", "etc", "arch"))).toBe(true);
+      const sized = events.filter((e) => e.total !== undefined && e.done !== undefined);
+      expect(sized.length).toBeGreaterThan(0);
+      expect(sized.every((e) => e.done! <= e.total!)).toBe(true);
+      expect(client.pull({ kind: "oci", ref: "Not A Reference" })).rejects.toMatchObject({ code: "E_INVALID" });
+      // a registry that refuses plain HTTP when TLS is asked for: the job fails, the pool has only the first image
+      const refused = await client.pull({ kind: "oci", ref: `${plain}/test/docker:1`, name: "needs-tls" }).catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(MachinaError);
+      expect(
+        readdirSync(join(base, "pool"))
+          .filter((n) => !n.startsWith("."))
+          .sort(),
+      ).toEqual(["from-api", "from-api.nspawn"]);
+    } finally {
+      daemon.kill("SIGTERM");
+      await daemon.exited;
+    }
+  }, 60_000);
 });

@@ -184,11 +184,12 @@ class FakeService implements MachineService {
 
 /** An image pool in memory, recording each call that reached it. */
 class FakeImages implements ImageService {
-  async pull(request: Omit<S.PullRequest, "wait">, options: { onProgress?: (e: S.JobEvent) => void; signal?: AbortSignal } = {}) {
+  async pull(request: S.PullSpec, options: { onProgress?: (e: S.JobEvent) => void; signal?: AbortSignal } = {}) {
     this.calls.push(`pull ${JSON.stringify(request)}`);
-    for (const done of [0, 50, 100]) options.onProgress?.({ time: 1, stage: "download", message: `Downloading ${request.url}`, done, total: 100 });
-    if (request.url.includes("fail")) throw new MachinaError("E_NOT_FOUND", `${request.url}: 404`);
-    return { image: request.name ?? "pulled", from: request.url };
+    const from = request.kind === "oci" ? request.ref : request.url;
+    for (const done of [0, 50, 100]) options.onProgress?.({ time: 1, stage: "download", message: `Downloading ${from}`, done, total: 100 });
+    if (from.includes("fail")) throw new MachinaError("E_NOT_FOUND", `${from}: 404`);
+    return { image: request.name ?? "pulled", from };
   }
   calls: string[] = [];
   pool_ = new Map<string, { readOnly: boolean; busy: boolean }>([
@@ -599,6 +600,12 @@ describe("images", () => {
     const bg = await s.call("POST", "/v1/images/pull", { kind: "raw", url: "http://127.0.0.1:9/x/disk.raw.xz", verify: "checksum" });
     expect(bg.status).toBe(202);
     expect(S.Job.parse(bg.json).machine).toBe("disk");
+    // an OCI image from a registry: the default name from the reference, as pull-oci's
+    const oci = S.Job.parse(
+      (await s.call("POST", "/v1/images/pull", { kind: "oci", ref: "127.0.0.1:5000/tools/busybox:1.36", tlsVerify: false, wait: true })).json,
+    );
+    expect([oci.state, oci.machine, oci.result]).toEqual(["done", "busybox", { image: "pulled", from: "127.0.0.1:5000/tools/busybox:1.36" }]);
+    expect(s.images.calls.at(-1)).toBe('pull {"kind":"oci","ref":"127.0.0.1:5000/tools/busybox:1.36","tlsVerify":false,"force":false,"readOnly":false}');
     const failed = S.Job.parse((await s.call("POST", "/v1/images/pull", { kind: "tar", url: "http://127.0.0.1:9/fail.tar", wait: true })).json);
     expect([failed.state, failed.error?.code]).toEqual(["failed", "E_NOT_FOUND"]);
     const before = s.images.calls.length;
@@ -608,6 +615,9 @@ describe("images", () => {
       { kind: "zip", url: "http://127.0.0.1:9/a.tar" },
       { kind: "tar", url: "http://127.0.0.1:9/a.tar", name: "../x" },
       { kind: "tar", url: "http://127.0.0.1:9/a.tar", extra: 1 },
+      { kind: "oci", ref: "UPPER/Case:tag" },
+      { kind: "oci", url: "http://127.0.0.1:9/a.tar" },
+      { kind: "tar", ref: "busybox" },
     ])
       expectError(await s.call("POST", "/v1/images/pull", body), 400, "E_INVALID");
     expect(s.images.calls.length).toBe(before);
