@@ -48,6 +48,7 @@ export function withUndoFailures(cause: unknown, undo: UndoError | undefined): u
 
 export class Reverter {
   private steps: Array<{ what: string; undo: Undo }> = [];
+  private finals: Array<() => void> = [];
 
   /** Register the undo of a step just done (`what` names it in failure reports). */
   add(undo: Undo): void;
@@ -61,9 +62,27 @@ export class Reverter {
     return this.steps.length;
   }
 
-  /** Success: keep everything. */
+  /**
+   * A step undone in every case (a lock): with the other undos on failure, and by commit() on
+   * success — a long-running process (machinad) must not keep what a short one would drop at
+   * its exit. Its errors on success are ignored (releasing a lock closes a descriptor).
+   */
+  always(what: string, run: () => void): void {
+    this.add(what, run);
+    this.finals.push(run);
+  }
+
+  /** Success: keep everything (the `always` steps are done now, newest first). */
   commit(): void {
+    const finals = this.finals.reverse();
     this.steps = [];
+    this.finals = [];
+    for (const run of finals)
+      try {
+        run();
+      } catch {
+        // released already, or gone with its descriptor
+      }
   }
 
   /**
@@ -137,6 +156,7 @@ export class Reverter {
   private take(): Array<{ what: string; undo: Undo }> {
     const steps = this.steps.reverse();
     this.steps = [];
+    this.finals = [];
     return steps;
   }
 }

@@ -16,6 +16,8 @@ type LatestSamples = z.infer<typeof S.LatestSamples>;
 type SampleHistory = z.infer<typeof S.SampleHistory>;
 type NetworkOverview = z.infer<typeof S.NetworkOverview>;
 type Job = z.infer<typeof S.Job>;
+type ImageStatus = z.infer<typeof S.ImageStatus>;
+type ImageSettings = z.infer<typeof S.ImageSettings>;
 type JobEvent = z.infer<typeof S.JobEvent>;
 
 /** The API paths the dashboard uses, by route id: test/unit/web.test.ts checks each against src/api/routes.ts. */
@@ -33,6 +35,11 @@ export const PATHS = {
   networks: "/v1/networks",
   listImages: "/v1/images",
   removeImage: "/v1/images/{image}",
+  imageStatus: "/v1/images/{image}",
+  imageSettings: "/v1/images/{image}/settings",
+  cloneImage: "/v1/images/{image}/clone",
+  renameImage: "/v1/images/{image}/rename",
+  setImageReadOnly: "/v1/images/{image}/read-only",
   pullImage: "/v1/images/pull",
   jobEvents: "/v1/jobs/{id}/events",
   machineShell: "/v1/machines/{name}/shell",
@@ -184,7 +191,7 @@ async function renderImages(): Promise<void> {
       el(
         "tr",
         { id: `image-${i.name}` },
-        el("td", { label: "Name", textContent: i.name }),
+        el("td", { label: "Name" }, el("a", { href: `#image/${encodeURIComponent(i.name)}`, textContent: i.name })),
         el("td", { label: "Type", textContent: i.type }),
         el("td", { label: "Read-only", textContent: i.ro ? "yes" : "no" }),
         el("td", { label: "Usage", textContent: formatBytes(i.usage) }),
@@ -263,6 +270,71 @@ async function toggleTerminal(): Promise<void> {
   });
 }
 
+function settingsText(s: ImageSettings | undefined): string {
+  if (s === undefined || s.file === null) return "No settings file: the defaults apply.";
+  return `# ${s.file}\n${s.text ?? "(unreadable)"}`;
+}
+
+/** The image named in the location's #image/NAME: its facts, its settings, and what can be done to it. */
+async function renderImageDetail(): Promise<void> {
+  const m = /^#image\/(.+)$/.exec(location.hash);
+  const section = $("image-detail");
+  if (m === null) {
+    section.hidden = true;
+    return;
+  }
+  const name = decodeURIComponent(m[1]!);
+  const [st, settings] = await Promise.all([
+    api<ImageStatus>("GET", url(PATHS.imageStatus, { image: name })).catch(() => undefined),
+    api<ImageSettings>("GET", url(PATHS.imageSettings, { image: name })).catch(() => undefined),
+  ]);
+  section.hidden = false;
+  $("image-detail-title").textContent = st === undefined ? `${name} (gone)` : name;
+  const origin = st?.origin;
+  const facts: [string, string][] =
+    st === undefined
+      ? []
+      : [
+          ["Type", st.type],
+          ["Path", st.path],
+          ["Read-only", st.readOnly ? "yes" : "no"],
+          ["OS", st.os ?? "-"],
+          ["Usage", formatBytes(st.usage)],
+          ["Limit", st.limit === null ? "none" : formatBytes(st.limit)],
+          [
+            "Origin",
+            origin === null || origin === undefined
+              ? "made here"
+              : origin === "unknown"
+                ? "unknown"
+                : `${origin.how} ${origin.reference ?? origin.source}${origin.digest !== undefined ? ` (${origin.digest})` : ""}`,
+          ],
+        ];
+  $("image-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", { textContent: k }), el("dd", { textContent: v })]));
+  $("image-settings").textContent = settingsText(settings);
+  if (st === undefined) {
+    $("image-actions").replaceChildren();
+    return;
+  }
+  const ask = (what: string, initial: string) => {
+    const v = prompt(what, initial)?.trim();
+    if (v === undefined || v === "") throw new HttpError("cancelled");
+    return v;
+  };
+  $("image-actions").replaceChildren(
+    button("Clone", name, async () => {
+      const to = ask(`Clone ${name} as`, `${name}-copy`);
+      await api("POST", url(PATHS.cloneImage, { image: name }), { to });
+    }),
+    button("Rename", name, async () => {
+      const to = ask(`Rename ${name} to`, name);
+      await api("POST", url(PATHS.renameImage, { image: name }), { to });
+      location.hash = `#image/${encodeURIComponent(to)}`;
+    }),
+    button(st.readOnly ? "Make writable" : "Make read-only", name, () => api("POST", url(PATHS.setImageReadOnly, { image: name }), { readOnly: !st.readOnly })),
+  );
+}
+
 /** The machine named in the location's #machine/NAME: its facts, and its log as it grows. */
 let following: AbortController | undefined;
 async function renderDetail(): Promise<void> {
@@ -293,7 +365,11 @@ async function renderDetail(): Promise<void> {
           ["Control group", st.controlGroup],
         ];
   $("detail-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", { textContent: k }), el("dd", { textContent: v })]));
-  const history = st === undefined ? undefined : await api<SampleHistory>("GET", url(PATHS.machineSamples, { name })).catch(() => undefined);
+  const [history, settings] = await Promise.all([
+    st === undefined ? undefined : api<SampleHistory>("GET", url(PATHS.machineSamples, { name })).catch(() => undefined),
+    api<ImageSettings>("GET", url(PATHS.imageSettings, { image: name })).catch(() => undefined),
+  ]);
+  $("detail-settings").textContent = settingsText(settings);
   renderGraphs(history?.samples ?? []);
   if (following === undefined && st !== undefined) void followLog(name);
 }
@@ -436,7 +512,7 @@ async function refresh(): Promise<void> {
   if (busy || document.hidden) return;
   busy = true;
   try {
-    await Promise.all([renderMachines(), renderImages(), renderNetworks(), renderDetail()]);
+    await Promise.all([renderMachines(), renderImages(), renderNetworks(), renderDetail(), renderImageDetail()]);
     if ($("status").className === "error" && $("status").textContent?.startsWith("Not logged in")) show("");
   } catch (e) {
     if (!(e instanceof HttpError && e.message === "unauthorized")) show((e as Error).message, true);

@@ -13,6 +13,7 @@ import { discoverImages, getImage, poolRoots, type Image } from "../image/pool.t
 import { cleanBlobCache, ociCacheDir } from "../oci/blob-cache.ts";
 import type { Paths } from "../paths.ts";
 import type * as S from "./schemas.ts";
+import { SETTINGS_TEXT_CAP } from "./schemas.ts";
 import type { LongOperationOptions } from "./service.ts";
 import { pullImage, type Progress } from "../image/transfer.ts";
 import { parsePlatform } from "../oci/platform.ts";
@@ -25,6 +26,8 @@ export interface ImageService {
   imageStatus(name: string): Promise<S.ImageStatus>;
   /** show-image NAME. */
   showImage(name: string): Promise<S.ImageInfo>;
+  /** The image's .nspawn file and its text. */
+  settings(name: string): Promise<S.ImageSettings>;
   /** show-image without NAME: the pool. */
   pool(): Promise<S.PoolInfo>;
   clone(from: string, to: string, options?: { readOnly?: boolean }): Promise<S.CloneResult>;
@@ -96,6 +99,13 @@ export class LocalImageService implements ImageService {
 
   async showImage(name: string): Promise<S.ImageInfo> {
     return imageInfo(this.image(name));
+  }
+
+  async settings(name: string): Promise<S.ImageSettings> {
+    const file = this.image(name).settingsFile;
+    if (file === undefined) return { file: null, text: null };
+    const text = this.host.readFile(file);
+    return { file, text: text === undefined ? null : Buffer.from(text).subarray(0, SETTINGS_TEXT_CAP).toString() };
   }
 
   async pool(): Promise<S.PoolInfo> {

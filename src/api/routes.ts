@@ -288,6 +288,13 @@ export const API = {
     responses: { 200: { description: "ok", schema: S.ImageStatus } },
     errors: [404],
   }),
+  imageSettings: route({
+    method: "get",
+    path: "/v1/images/{image}/settings",
+    summary: "The image's .nspawn settings file and its text (untrusted when it lies next to the image: docs/trust.md)",
+    responses: { 200: { description: "ok", schema: S.ImageSettings } },
+    errors: [404],
+  }),
   imageProperties: route({
     method: "get",
     path: "/v1/images/{image}/properties",

@@ -349,6 +349,17 @@ export const ImageStatus = ImageInfo.extend({
     .meta({ description: 'null: made locally; "unknown": an unreadable record' }),
 }).meta({ id: "ImageStatus", description: "`machinactl image-status NAME`, as data" });
 
+export const SETTINGS_TEXT_CAP = 64 * 1024;
+export const ImageSettings = z
+  .object({
+    file: z.string().nullable().meta({ description: "the image's .nspawn file (null: none)" }),
+    text: z
+      .string()
+      .nullable()
+      .meta({ description: `its text (at most ${SETTINGS_TEXT_CAP} bytes)` }),
+  })
+  .meta({ id: "ImageSettings", description: "The settings file next to the image (machinactl's NAME.nspawn), as text" });
+
 export const PoolInfo = z
   .object({
     poolPath: z.string(),
@@ -433,6 +444,7 @@ export type ImageSummary = z.infer<typeof ImageSummary>;
 export type ImageInfo = z.infer<typeof ImageInfo>;
 export type ImageStatus = z.infer<typeof ImageStatus>;
 export type PoolInfo = z.infer<typeof PoolInfo>;
+export type ImageSettings = z.infer<typeof ImageSettings>;
 export type CloneResult = z.infer<typeof CloneResult>;
 export type RenameResult = z.infer<typeof RenameResult>;
 export type ReadOnlyResult = z.infer<typeof ReadOnlyResult>;

@@ -189,6 +189,9 @@ export class MachinaClient implements MachineService, ImageService {
   async imageStatus(name: string): Promise<S.ImageStatus> {
     return this.call(API.imageStatus, { params: { image: name } });
   }
+  async settings(name: string): Promise<S.ImageSettings> {
+    return this.call(API.imageSettings, { params: { image: name } });
+  }
   async showImage(name: string): Promise<S.ImageInfo> {
     return this.call(API.imageProperties, { params: { image: name } });
   }

@@ -277,6 +277,7 @@ export function createApp(options: AppOptions): { app: Hono; jobs: JobManager } 
     execMachine: async ({ params: { name }, body, c }) => ({ status: 200, body: await service.exec(name, body, { signal: c.req.raw.signal }) }),
     listImages: async ({ query }) => ({ status: 200, body: { images: await images().listImages({ all: query.all === "1" }) } }),
     imageStatus: async ({ params }) => ({ status: 200, body: await images().imageStatus(params.image) }),
+    imageSettings: async ({ params }) => ({ status: 200, body: await images().settings(params.image) }),
     imageProperties: async ({ params }) => ({ status: 200, body: await images().showImage(params.image) }),
     cloneImage: async ({ params, body }) => ({ status: 200, body: await images().clone(params.image, body.to, { readOnly: body.readOnly }) }),
     renameImage: async ({ params, body }) => ({ status: 200, body: await images().rename(params.image, body.to) }),

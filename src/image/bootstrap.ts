@@ -125,7 +125,7 @@ export async function bootstrap(ctx: BootstrapContext, req: BootstrapRequest): P
   cleanTemporaries(host, ctx.paths.stateDir, writable);
   await Reverter.run(async (r) => {
     const lock = lockImage(host, ctx.paths.stateDir, req.name, "exclusive");
-    r.add("unlock", () => lock.release());
+    r.always("unlock", () => lock.release());
     const existing = findImage(host, [writable], req.name);
     if ((existing !== undefined || host.lstat(`${writable}/${req.name}`) !== undefined) && !ctx.force)
       throw new MachinaError("E_BUSY", `image "${req.name}" already exists`, { value: req.name }, "use --force to replace it");

@@ -84,7 +84,7 @@ export function prepare(
   const writable = ensureWritablePool(ctx.host, ctx.paths.pool);
   cleanTemporaries(ctx.host, ctx.paths.stateDir, writable);
   const lock = lockImage(ctx.host, ctx.paths.stateDir, name, "exclusive");
-  r.add("unlock", () => lock.release());
+  r.always("unlock", () => lock.release());
   const existing = findImage(ctx.host, [writable], name);
   const final = `${writable}/${entryName(name, kind === "raw" ? "raw" : "directory")}`;
   let replace: string | undefined;

@@ -5,7 +5,7 @@
  * E_BUSY and left as it was; a traversal name is refused before anything is touched. Root only.
  */
 import { describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, readdirSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { LocalImageService } from "../../src/api/image-service.ts";
 import { MachinaClient } from "../../src/client/client.ts";
@@ -39,6 +39,11 @@ describe("images through machinad", () => {
       expect(await client.imageStatus(a)).toEqual(await core.imageStatus(a));
       expect(await client.showImage(a)).toEqual(await core.showImage(a));
       expect(await client.pool()).toEqual(await core.pool());
+      expect(await client.settings(a)).toEqual({ file: null, text: null });
+      writeFileSync(join(t.pool, `${a}.nspawn`), "[Exec]\nBoot=yes\n");
+      expect(await client.settings(a)).toEqual({ file: join(t.pool, `${a}.nspawn`), text: "[Exec]\nBoot=yes\n" });
+      expect(await client.settings(a)).toEqual(await core.settings(a));
+      rmSync(join(t.pool, `${a}.nspawn`));
 
       const b = `${a}-clone`;
       const cloned = await client.clone(a, b);

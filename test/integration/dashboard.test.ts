@@ -159,6 +159,16 @@ describe.skipIf(!isRoot)("the dashboard in chromium", () => {
       const job = jobs.find((j) => j.kind === "pull" && j.machine === name)!;
       const sized = job.events.filter((e) => e.total !== undefined);
       expect(sized.at(-1)).toMatchObject({ done: statSync(tar).size, total: statSync(tar).size });
+      // its details: where it came from, its settings; cloned from the page (the name asked in a dialog)
+      await page.click(`#image-${name} a`);
+      await page.waitForFunction(() => document.getElementById("image-facts")?.textContent?.includes("pull-tar"), { timeout: 20_000 });
+      expect(await page.evaluate(() => document.getElementById("image-settings")?.textContent)).toBe("No settings file: the defaults apply.");
+      page.once("dialog", (d) => void d.accept(`${name}-copy`));
+      await page.click(`button[aria-label="Clone ${name}"]`);
+      await page.waitForFunction(() => /^Clone: .*[^…]$/.test(document.getElementById("status")?.textContent ?? ""), { timeout: 20_000 });
+      expect(await page.evaluate(() => document.getElementById("status")?.textContent)).toBe(`Clone: ${name}: done`);
+      await page.waitForSelector(`#image-${name}-copy`, { timeout: 20_000 });
+      expect(existsSync(join(t.pool, `${name}-copy`, "bin/busybox"))).toBe(true);
       // a URL that answers 404: the job fails, the page says why, nothing is left in the pool
       await page.type("#pull input[name=url]", `http://127.0.0.1:${server.port}/images/missing.tar`);
       await page.select("#pull select[name=verify]", "no");

@@ -184,6 +184,11 @@ class FakeService implements MachineService {
 
 /** An image pool in memory, recording each call that reached it. */
 class FakeImages implements ImageService {
+  async settings(name: string) {
+    this.calls.push(`settings ${name}`);
+    if (!this.pool_.has(name)) throw new MachinaError("E_NOT_FOUND", `no image "${name}"`);
+    return name === "web" ? { file: "/pool/web.nspawn", text: "[Exec]\nBoot=yes\n" } : { file: null, text: null };
+  }
   async pull(request: S.PullSpec, options: { onProgress?: (e: S.JobEvent) => void; signal?: AbortSignal } = {}) {
     this.calls.push(`pull ${JSON.stringify(request)}`);
     const from = request.kind === "oci" ? request.ref : request.url;
@@ -621,6 +626,14 @@ describe("images", () => {
     ])
       expectError(await s.call("POST", "/v1/images/pull", body), 400, "E_INVALID");
     expect(s.images.calls.length).toBe(before);
+  });
+
+  test("settings: the .nspawn file and its text; none; an unknown image 404", async () => {
+    const s = setup();
+    expect((await s.call("GET", "/v1/images/web/settings")).json).toEqual({ file: "/pool/web.nspawn", text: "[Exec]\nBoot=yes\n" });
+    expect((await s.call("GET", "/v1/images/base/settings")).json).toEqual({ file: null, text: null });
+    expectError(await s.call("GET", "/v1/images/nope/settings"), 404, "E_NOT_FOUND");
+    expectError(await s.call("GET", "/v1/images/..%2Fetc/settings"), 400, "E_INVALID");
   });
 
   test("clone, rename, read-only, remove, clean; set-limit carries E_UNSUPPORTED as 501", async () => {

@@ -126,3 +126,31 @@ describe("Reverter", () => {
     expect(log).toEqual(["x"]);
   });
 });
+
+describe("always", () => {
+  test("done by commit on success (newest first, an error ignored), with the undos on failure, never twice", async () => {
+    const log: string[] = [];
+    const ok = await Reverter.run((r) => {
+      r.add("undo a", () => void log.push("undo a"));
+      r.always("unlock 1", () => void log.push("unlock 1"));
+      r.always("unlock 2", () => {
+        log.push("unlock 2");
+        throw new Error("already closed");
+      });
+      return "made";
+    });
+    expect([ok, log]).toEqual(["made", ["unlock 2", "unlock 1"]]);
+    log.length = 0;
+    const failed = await Reverter.run((r) => {
+      r.always("unlock", () => void log.push("unlock"));
+      r.add("undo b", () => void log.push("undo b"));
+      throw new Error("boom");
+    }).catch((e: unknown) => (e as Error).message);
+    expect([failed, log]).toEqual(["boom", ["undo b", "unlock"]]);
+    const r = new Reverter();
+    r.always("once", () => void log.push("once"));
+    r.commit();
+    r.commit();
+    expect(log.filter((l) => l === "once")).toEqual(["once"]);
+  });
+});
