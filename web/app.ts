@@ -42,6 +42,7 @@ export const PATHS = {
   setImageReadOnly: "/v1/images/{image}/read-only",
   pullImage: "/v1/images/pull",
   jobEvents: "/v1/jobs/{id}/events",
+  bootstrapImage: "/v1/images/bootstrap",
   machineShell: "/v1/machines/{name}/shell",
 } as const;
 
@@ -438,53 +439,106 @@ async function ndjson(res: Response, onLine: (value: unknown) => void): Promise<
 }
 
 /** The pull form: a job, its byte progress in the bar, its outcome in words. */
-async function pull(form: HTMLFormElement): Promise<void> {
-  const data = new FormData(form);
-  const bar = $<HTMLProgressElement>("pull-progress");
-  const status = $("pull-status");
+/** A job's events (GET /v1/jobs/ID/events) to onEvent, until its end: the finished job. */
+async function followJob(created: Job, onEvent: (e: JobEvent) => void): Promise<Job> {
+  let job = created;
+  await ndjson(await fetch(url(PATHS.jobEvents, { id: job.id })), (line) => {
+    if (typeof line === "object" && line !== null && "job" in line) job = (line as { job: Job }).job;
+    else onEvent(line as JobEvent);
+  });
+  return job;
+}
+
+/** A form that starts a job (pull, bootstrap): its button off while it runs, its outcome in `status`. */
+async function jobForm(
+  form: HTMLFormElement,
+  status: HTMLElement,
+  what: string,
+  start: (data: FormData) => Promise<Job>,
+  onEvent: (e: JobEvent) => void,
+  onDone: (job: Job) => string,
+  onFail: () => void,
+): Promise<void> {
   const button = form.querySelector("button")!;
-  const name = String(data.get("name") ?? "").trim();
   button.disabled = true;
-  bar.hidden = false;
-  bar.removeAttribute("value"); // indeterminate until the size is known
   status.textContent = "Starting…";
   try {
-    const source = String(data.get("url") ?? "").trim();
-    // OCI: a registry reference; "Verify: no" allows a registry over plain HTTP (--tls-verify=no)
-    const request =
-      data.get("kind") === "oci"
-        ? { kind: "oci", ref: source, tlsVerify: data.get("verify") !== "no" }
-        : { kind: data.get("kind"), url: source, verify: data.get("verify") };
-    let job = await api<Job>("POST", PATHS.pullImage, { ...request, ...(name !== "" ? { name } : {}) });
-    const res = await fetch(url(PATHS.jobEvents, { id: job.id }));
-    await ndjson(res, (line) => {
-      if (typeof line === "object" && line !== null && "job" in line) {
-        job = (line as { job: Job }).job;
-        return;
-      }
-      const e = line as JobEvent;
+    const job = await followJob(await start(new FormData(form)), onEvent);
+    if (job.state === "done") {
+      status.textContent = onDone(job);
+      form.reset();
+    } else {
+      onFail();
+      status.textContent = `${what} failed: ${job.error?.message ?? job.state}`;
+    }
+  } catch (e) {
+    onFail();
+    status.textContent = `${what} failed: ${(e as Error).message}`;
+  } finally {
+    button.disabled = false;
+    void refresh();
+  }
+}
+
+/** The pull form: a job, its byte progress in the bar, its outcome in words. */
+function pull(form: HTMLFormElement): Promise<void> {
+  const bar = $<HTMLProgressElement>("pull-progress");
+  const status = $("pull-status");
+  bar.hidden = false;
+  bar.removeAttribute("value"); // indeterminate until the size is known
+  return jobForm(
+    form,
+    status,
+    "Pull",
+    (data) => {
+      const name = String(data.get("name") ?? "").trim();
+      const source = String(data.get("url") ?? "").trim();
+      // OCI: a registry reference; "Verify: no" allows a registry over plain HTTP (--tls-verify=no)
+      const request =
+        data.get("kind") === "oci"
+          ? { kind: "oci", ref: source, tlsVerify: data.get("verify") !== "no" }
+          : { kind: data.get("kind"), url: source, verify: data.get("verify") };
+      return api<Job>("POST", PATHS.pullImage, { ...request, ...(name !== "" ? { name } : {}) });
+    },
+    (e) => {
       if (e.total !== undefined && e.done !== undefined) {
         bar.max = e.total;
         bar.value = e.done;
         status.textContent = `${e.message ?? "Downloading"}: ${formatBytes(e.done)} of ${formatBytes(e.total)}`;
       } else if (e.message !== undefined) status.textContent = e.message;
-    });
-    if (job.state === "done") {
+    },
+    (job) => {
       bar.max = 1;
       bar.value = 1;
-      status.textContent = `Pulled as image ${job.machine}.`;
-      form.reset();
-    } else {
-      bar.hidden = true;
-      status.textContent = `Pull failed: ${job.error?.message ?? job.state}`;
-    }
-  } catch (e) {
-    bar.hidden = true;
-    status.textContent = `Pull failed: ${(e as Error).message}`;
-  } finally {
-    button.disabled = false;
-    void refresh();
-  }
+      return `Pulled as image ${job.machine}.`;
+    },
+    () => void (bar.hidden = true),
+  );
+}
+
+/** The bootstrap form: a job whose events are the build tool's lines (the newest one shown). */
+function bootstrapForm(form: HTMLFormElement): Promise<void> {
+  const status = $("bootstrap-status");
+  return jobForm(
+    form,
+    status,
+    "Bootstrap",
+    (data) => {
+      const release = String(data.get("release") ?? "").trim();
+      const mirror = String(data.get("mirror") ?? "").trim();
+      return api<Job>("POST", PATHS.bootstrapImage, {
+        name: String(data.get("name") ?? "").trim(),
+        distro: data.get("distro"),
+        ...(release !== "" ? { release } : {}),
+        ...(mirror !== "" ? { mirror } : {}),
+      });
+    },
+    (e) => {
+      if (e.message !== undefined) status.textContent = e.message;
+    },
+    (job) => `Bootstrapped image ${job.machine}.`,
+    () => undefined,
+  );
 }
 
 async function followLog(name: string): Promise<void> {
@@ -535,6 +589,10 @@ async function main(): Promise<void> {
   $<HTMLFormElement>("pull").addEventListener("submit", (e) => {
     e.preventDefault();
     void pull(e.target as HTMLFormElement);
+  });
+  $<HTMLFormElement>("bootstrap").addEventListener("submit", (e) => {
+    e.preventDefault();
+    void bootstrapForm(e.target as HTMLFormElement);
   });
   await refresh();
   setInterval(() => void refresh(), REFRESH_MS);

@@ -18,6 +18,7 @@ import type { LongOperationOptions } from "./service.ts";
 import { pullImage, type Progress } from "../image/transfer.ts";
 import { parsePlatform } from "../oci/platform.ts";
 import { pullOci } from "../oci/transfer.ts";
+import { bootstrap, planBootstrap } from "../image/bootstrap.ts";
 
 export interface ImageService {
   /** list-images (`all`: hidden images too). */
@@ -37,6 +38,10 @@ export interface ImageService {
   /** name undefined: the pool; limit undefined: none. */
   setLimit(name: string | undefined, limit: number | undefined): Promise<S.LimitResult>;
   clean(options?: { all?: boolean }): Promise<S.CleanResult>;
+  /** bootstrap: what it would refuse at once (an unknown distribution, a bad name, no build tool), so an API can answer before it queues a job. */
+  checkBootstrap?(request: S.BootstrapSpec): void;
+  /** bootstrap: the build tool's lines as progress messages; aborting cancels it and leaves nothing. */
+  bootstrap(request: S.BootstrapSpec, options?: LongOperationOptions): Promise<S.PullResult>;
   /** pull-tar / pull-raw: progress (bytes done and total) as it downloads; aborting cancels it and leaves nothing. */
   pull(request: S.PullSpec, options?: LongOperationOptions): Promise<S.PullResult>;
 }
@@ -149,6 +154,29 @@ export class LocalImageService implements ImageService {
       temporaries: r.temporaries,
       ociCache: { removed: blobs.removed, freed: blobs.bytes },
     };
+  }
+
+  private bootstrapRequest(request: S.BootstrapSpec) {
+    return { name: request.name, distro: request.distro, release: request.release, mirror: request.mirror, rootPassword: request.rootPassword };
+  }
+
+  checkBootstrap(request: S.BootstrapSpec): void {
+    planBootstrap(this.host, this.bootstrapRequest(request));
+  }
+
+  async bootstrap(request: S.BootstrapSpec, options: LongOperationOptions = {}): Promise<S.PullResult> {
+    const emit = options.onProgress ?? (() => undefined);
+    const plan = await bootstrap(
+      {
+        host: this.host,
+        paths: this.paths,
+        force: request.force ?? false,
+        log: (line) => emit({ time: Date.now(), stage: "bootstrap", message: line }),
+        ...(options.signal !== undefined ? { signal: options.signal } : {}),
+      },
+      this.bootstrapRequest(request),
+    );
+    return { image: request.name, from: `${plan.distro} ${plan.release}` };
   }
 
   async pull(request: S.PullSpec, options: LongOperationOptions = {}): Promise<S.PullResult> {

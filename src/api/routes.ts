@@ -273,6 +273,15 @@ export const API = {
     responses: Job,
     errors: [501],
   }),
+  bootstrapImage: route({
+    method: "post",
+    path: "/v1/images/bootstrap",
+    summary:
+      "machinactl bootstrap as a job: a new image built with debootstrap/mmdebstrap or dnf; its lines are the job's events; cancel with DELETE /v1/jobs/{id} (nothing is left)",
+    body: S.BootstrapRequest,
+    responses: Job,
+    errors: [501],
+  }),
   listImages: route({
     method: "get",
     path: "/v1/images",

@@ -275,12 +275,16 @@ export const PullResult = z.object({ image: z.string(), from: z.string() }).meta
 export const Job = z
   .object({
     id: z.string(),
-    kind: z.enum(["start", "stop", "pull"]),
+    kind: z.enum(["start", "stop", "pull", "bootstrap"]),
     machine: MachineName.meta({ description: "the machine started or stopped; pull: the image made" }),
     state: JobState,
     created: z.number(),
     events: z.array(JobEvent),
-    result: z.union([MachineStatus, PullResult]).nullable().optional().meta({ description: "start: the machine's status; stop: null; pull: the image made" }),
+    result: z
+      .union([MachineStatus, PullResult])
+      .nullable()
+      .optional()
+      .meta({ description: "start: the machine's status; stop: null; pull and bootstrap: the image made" }),
     outcome: z.enum(["stopped", "killed"]).optional().meta({ description: "stop: whether the machine had to be killed" }),
     error: ApiError.optional(),
   })
@@ -479,6 +483,25 @@ export const PullRequest = z
       .strict(),
   ])
   .meta({ id: "PullRequest", description: "machinactl pull-tar/pull-raw/pull-oci as a job (progress events with bytes done and total)" });
+
+export const BootstrapRequest = z
+  .object({
+    name: ImageName,
+    distro: z.enum(["debian", "ubuntu", "fedora"]),
+    release: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/)
+      .optional()
+      .meta({ description: "default: the distribution's current one" }),
+    mirror: z.string().url().max(4096).optional().meta({ description: "the package mirror (Debian, Ubuntu)" }),
+    rootPassword: z.string().max(256).optional().meta({ description: "root's password (default: passwordless root on the console)" }),
+    force: z.boolean().default(false),
+    wait: z.boolean().default(false),
+  })
+  .strict()
+  .meta({ id: "BootstrapRequest", description: "machinactl bootstrap as a job: the build tool's lines are its events" });
+export type BootstrapRequest = z.input<typeof BootstrapRequest>;
+export type BootstrapSpec = Omit<BootstrapRequest, "wait">;
 
 export type PullRequest = z.input<typeof PullRequest>;
 /** A pull without the request's `wait` (what ImageService.pull takes), each kind kept apart. */

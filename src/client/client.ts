@@ -218,9 +218,14 @@ export class MachinaClient implements MachineService, ImageService {
     return this.call(API.cleanPool, { body: { all: options.all ?? false } });
   }
 
-  /** pull-tar / pull-raw through machinad: a job followed to its end (progress, cancellation as a start's). */
-  async pull(request: S.PullSpec, options: LongOperationOptions = {}): Promise<S.PullResult> {
-    let job = await this.call(API.pullImage, { body: { ...request, wait: false } });
+  /** bootstrap through machinad: a job followed to its end. */
+  async bootstrap(request: S.BootstrapSpec, options: LongOperationOptions = {}): Promise<S.PullResult> {
+    return (await this.followJob(await this.call(API.bootstrapImage, { body: { ...request, wait: false } }), options)).result as S.PullResult;
+  }
+
+  /** A job already made: its events to onProgress until it ends (DELETE when the signal aborts); its error thrown. */
+  private async followJob(created: S.Job, options: LongOperationOptions): Promise<S.Job> {
+    let job = created;
     const onAbort = () => void this.request(API.cancelJob, { params: { id: job.id } }).catch(() => undefined);
     options.signal?.addEventListener("abort", onAbort, { once: true });
     if (options.signal?.aborted) onAbort();
@@ -230,7 +235,12 @@ export class MachinaClient implements MachineService, ImageService {
       options.signal?.removeEventListener("abort", onAbort);
     }
     if (job.state !== "done") throw fromApiError(job.error ?? { code: "E_INTERNAL", message: `job ${job.id} ${job.state}` });
-    return job.result as S.PullResult;
+    return job;
+  }
+
+  /** pull-tar / pull-raw through machinad: a job followed to its end (progress, cancellation as a start's). */
+  async pull(request: S.PullSpec, options: LongOperationOptions = {}): Promise<S.PullResult> {
+    return (await this.followJob(await this.call(API.pullImage, { body: { ...request, wait: false } }), options)).result as S.PullResult;
   }
 
   async start(name: string, options: LongOperationOptions = {}): Promise<MachineStatus> {

@@ -175,6 +175,13 @@ export function createApp(options: AppOptions): { app: Hono; jobs: JobManager } 
       const j = jobs.run("pull", image, async (progress, signal) => pool.pull(request, { signal, onProgress: (e) => progress(e) }));
       return jobAnswer(j, wait);
     },
+    bootstrapImage: async ({ body }) => {
+      const pool = images();
+      const { wait, ...request } = body;
+      pool.checkBootstrap?.(request); // an unknown distribution or a missing build tool: an answer now
+      const j = jobs.run("bootstrap", request.name, async (progress, signal) => pool.bootstrap(request, { signal, onProgress: (e) => progress(e) }));
+      return jobAnswer(j, wait);
+    },
     stopMachine: async ({ params: { name }, body }) => {
       // An unknown machine is a 404 now, not a failed job.
       await service.status(name);

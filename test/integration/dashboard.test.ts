@@ -6,7 +6,7 @@
  * Screenshots go to $MACHINA_TEST_ARTIFACTS (default /tmp/machina-test-artifacts). Root only.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { Browser, Page } from "puppeteer-core";
 import { API } from "../../src/api/routes.ts";
@@ -175,6 +175,15 @@ describe.skipIf(!isRoot)("the dashboard in chromium", () => {
       await page.click("#pull button[type=submit]");
       await page.waitForFunction(() => document.getElementById("pull-status")?.textContent?.startsWith("Pull failed: "), { timeout: 30_000 });
       expect(existsSync(join(t.pool, "missing"))).toBe(false);
+      // bootstrap from the form, against a mirror on the loopback that has nothing: the build tool's
+      // failure is the page's answer, and the pool has no trace of it
+      const boot = `boot${process.pid % 10000}`;
+      await page.type("#bootstrap input[name=name]", boot);
+      await page.type("#bootstrap input[name=mirror]", `http://127.0.0.1:${server.port}/debian`);
+      await page.click("#bootstrap button[type=submit]");
+      await page.waitForFunction(() => document.getElementById("bootstrap-status")?.textContent?.startsWith("Bootstrap failed: "), { timeout: 60_000 });
+      expect(readdirSync(t.pool).filter((n) => n.includes(boot))).toEqual([]);
+      expect(await page.evaluate(() => document.getElementById("bootstrap-status")?.textContent)).toMatch(/^Bootstrap failed: .*(debootstrap|mmdebstrap)/);
     } finally {
       await page.close();
       server.stop(true);

@@ -184,6 +184,15 @@ class FakeService implements MachineService {
 
 /** An image pool in memory, recording each call that reached it. */
 class FakeImages implements ImageService {
+  checkBootstrap(request: S.BootstrapSpec) {
+    if (request.distro === "fedora") throw new MachinaError("E_NOT_FOUND", "dnf is missing");
+  }
+  async bootstrap(request: S.BootstrapSpec, options: { onProgress?: (e: S.JobEvent) => void } = {}) {
+    this.calls.push(`bootstrap ${JSON.stringify(request)}`);
+    for (const line of ["I: Retrieving InRelease", "I: Base system installed successfully."])
+      options.onProgress?.({ time: 1, stage: "bootstrap", message: line });
+    return { image: request.name, from: `${request.distro} ${request.release ?? "bookworm"}` };
+  }
   async settings(name: string) {
     this.calls.push(`settings ${name}`);
     if (!this.pool_.has(name)) throw new MachinaError("E_NOT_FOUND", `no image "${name}"`);
@@ -625,6 +634,25 @@ describe("images", () => {
       { kind: "tar", ref: "busybox" },
     ])
       expectError(await s.call("POST", "/v1/images/pull", body), 400, "E_INVALID");
+    expect(s.images.calls.length).toBe(before);
+  });
+
+  test("bootstrap: a job whose events are the build tool's lines; refusals at once (a missing tool, bad input)", async () => {
+    const s = setup();
+    const done = S.Job.parse((await s.call("POST", "/v1/images/bootstrap", { name: "deb", distro: "debian", release: "bookworm", wait: true })).json);
+    expect([done.kind, done.machine, done.state, done.result]).toEqual(["bootstrap", "deb", "done", { image: "deb", from: "debian bookworm" }]);
+    expect(done.events.map((e) => e.message)).toEqual(["I: Retrieving InRelease", "I: Base system installed successfully."]);
+    expect(s.images.calls.at(-1)).toBe('bootstrap {"name":"deb","distro":"debian","release":"bookworm","force":false}');
+    expectError(await s.call("POST", "/v1/images/bootstrap", { name: "f", distro: "fedora" }), 404, "E_NOT_FOUND");
+    const before = s.images.calls.length;
+    for (const body of [
+      { name: "x", distro: "arch" },
+      { name: "../x", distro: "debian" },
+      { name: "x", distro: "debian", release: "-rf" },
+      { name: "x", distro: "debian", mirror: "not a url" },
+      { name: "x", distro: "debian", extra: true },
+    ])
+      expectError(await s.call("POST", "/v1/images/bootstrap", body), 400, "E_INVALID");
     expect(s.images.calls.length).toBe(before);
   });
 
