@@ -9,6 +9,9 @@
  */
 import { MachinaError } from "../errors.ts";
 import { type NetworkOverview, networkOverview } from "../net/overview.ts";
+import { streamAndUnlink, writeStreamToFile } from "../host/stream-file.ts";
+import { copyMachineFiles } from "../machine/copy.ts";
+import { MAX_UPLOAD_BYTES } from "./routes.ts";
 import type { Host, PtyChild } from "../host/host.ts";
 import {
   getMachine,
@@ -238,6 +241,47 @@ export class LocalMachineService implements MachineService {
     );
     // an empty environment, as every entry of the helper: nothing of machinad's is in its memory
     return this.host.spawnOnPty([this.paths.helper, "enter", "--spec-fd"], { spec: encodeEnterSpec(spec), env: {}, rows: options.rows, cols: options.cols });
+  }
+
+  /** A private temporary for files on their way in or out ($STATE/tmp, root only). */
+  private fileTemp(): string {
+    const dir = `${this.paths.stateDir}/tmp`;
+    this.host.mkdirp(dir, 0o700);
+    return `${dir}/file-${this.host.randomHex(8)}`;
+  }
+
+  async putFile(name: string, path: string, data: ReadableStream<Uint8Array>, options: { force?: boolean } = {}): Promise<void> {
+    checkName(name);
+    const m = getMachine(this.ctx, name);
+    const temp = this.fileTemp();
+    try {
+      await writeStreamToFile(data, temp, MAX_UPLOAD_BYTES);
+      await copyMachineFiles(this.host, this.paths.helper, m, { direction: "to", paths: [temp, path], force: options.force ?? false, cwd: "/" });
+    } finally {
+      this.host.removeTree(temp);
+    }
+  }
+
+  async getFile(name: string, path: string): Promise<{ stream: ReadableStream<Uint8Array>; size: number }> {
+    checkName(name);
+    const m = getMachine(this.ctx, name);
+    const temp = this.fileTemp();
+    try {
+      await copyMachineFiles(this.host, this.paths.helper, m, { direction: "from", paths: [path, temp], force: false, cwd: "/" });
+      if (this.host.lstat(temp) !== "file")
+        throw new MachinaError(
+          "E_UNSUPPORTED",
+          `"${path}" in machine "${name}" is not a regular file: the API copies files (machinactl copy-from copies trees)`,
+          {
+            machine: name,
+            path,
+          },
+        );
+      return streamAndUnlink(temp);
+    } catch (e) {
+      this.host.removeTree(temp);
+      throw e;
+    }
   }
 
   async networks(): Promise<NetworkOverview> {

@@ -52,7 +52,9 @@ export function openapiDocument(): Json {
     for (const [status, resp] of Object.entries(r.responses)) {
       responses[status] = resp.ndjson
         ? { description: resp.description, content: { "application/x-ndjson": { schema: ref(resp.ndjson) } } }
-        : { description: resp.description, content: { "application/json": { schema: ref(resp.schema!) } } };
+        : resp.binary
+          ? { description: resp.description, content: { "application/octet-stream": { schema: { type: "string", format: "binary" } } } }
+          : { description: resp.description, content: { "application/json": { schema: ref(resp.schema!) } } };
     }
     for (const status of errorStatuses(r))
       responses[String(status)] = {
@@ -62,6 +64,12 @@ export function openapiDocument(): Json {
     const op: Json = { operationId: r.id, summary: r.summary, responses };
     if (parameters.length > 0) op["parameters"] = parameters;
     if (r.body) op["requestBody"] = { required: false, content: { "application/json": { schema: ref(r.body) } } };
+    if (r.rawBody)
+      op["requestBody"] = {
+        required: true,
+        description: `${r.rawBody.description} (at most ${r.rawBody.maxBytes} bytes)`,
+        content: { "application/octet-stream": { schema: { type: "string", format: "binary" } } },
+      };
     (paths[r.path] ??= {})[r.method] = op;
   }
 

@@ -13,7 +13,7 @@ import { z } from "zod";
 import { type ErrorContext, MachinaError } from "../errors.ts";
 import * as S from "./schemas.ts";
 
-export type Method = "get" | "post" | "delete";
+export type Method = "get" | "post" | "put" | "delete";
 
 export interface ResponseDef {
   description: string;
@@ -21,6 +21,8 @@ export interface ResponseDef {
   schema?: z.ZodType;
   /** Instead of schema: an application/x-ndjson stream of these. */
   ndjson?: z.ZodType;
+  /** Instead of schema: the bytes of a file (application/octet-stream). */
+  binary?: true;
 }
 
 export interface QueryDef {
@@ -37,6 +39,8 @@ export interface Route {
   query?: Record<string, QueryDef>;
   /** A strict object schema: unknown fields are refused. An empty body is {}. */
   body?: z.ZodType;
+  /** Instead of body: the request's bytes are a file (application/octet-stream), at most this many. */
+  rawBody?: { description: string; maxBytes: number };
   /** Success status -> body. */
   responses: Record<number, ResponseDef>;
   /** Error statuses the handler itself can answer with (400/413 of a bad request follow from params, query and body). All carry S.ApiError. */
@@ -73,6 +77,14 @@ export function pathParams(path: string): Array<keyof typeof PATH_PARAMS> {
 
 /** Largest accepted request body, in bytes; bigger ones get 413. */
 export const MAX_BODY_BYTES = 64 * 1024;
+/** Largest file a client may upload (PUT …/files); Bun.serve's own request limit is this. */
+export const MAX_UPLOAD_BYTES = 4 * 1024 ** 3;
+
+const ContainerPath = z
+  .string()
+  .min(1)
+  .max(4096)
+  .refine((v) => v.startsWith("/") && !v.includes("\0"), "an absolute path in the machine");
 
 const Flag = z.enum(["0", "1"]).optional();
 const Job = { 200: { description: "the finished job (wait: true)", schema: S.Job }, 202: { description: "the job, still running", schema: S.Job } };
@@ -179,6 +191,27 @@ export const API = {
     },
     responses: { 101: { description: "switching to the WebSocket protocol", schema: S.Ok } },
     errors: [404, 501],
+  }),
+  getMachineFile: route({
+    method: "get",
+    path: "/v1/machines/{name}/files",
+    summary:
+      "machinactl copy-from of one file: its bytes (application/octet-stream, its size in the X-File-Size header); copied out by the helper inside the machine, as copy-from does",
+    query: { path: { description: "the file's absolute path in the machine", schema: ContainerPath.optional() } },
+    responses: { 200: { description: "the file", binary: true } },
+    errors: [404, 501],
+  }),
+  putMachineFile: route({
+    method: "put",
+    path: "/v1/machines/{name}/files",
+    summary: `machinactl copy-to of one file: the request's bytes (application/octet-stream, at most ${MAX_UPLOAD_BYTES} bytes) become the file at path; copied in by the helper, as copy-to does`,
+    query: {
+      path: { description: "the file's absolute path in the machine", schema: ContainerPath.optional() },
+      force: { description: "1: replace an existing file", schema: z.enum(["0", "1"]).optional() },
+    },
+    rawBody: { description: "the file's bytes", maxBytes: MAX_UPLOAD_BYTES },
+    responses: Sent,
+    errors: [404, 409, 413, 501],
   }),
   machineSamples: route({
     method: "get",

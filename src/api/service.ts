@@ -66,6 +66,10 @@ export interface MachineService {
    * Only the in-process core has it (a terminal is not a request and an answer).
    */
   shell?(name: string, options: { user?: string; rows: number; cols: number; term?: string }): PtyChild;
+  /** copy-to of one file: `data` becomes the file at `path` in the machine (force: replace one). */
+  putFile(name: string, path: string, data: ReadableStream<Uint8Array>, options?: { force?: boolean }): Promise<void>;
+  /** copy-from of one file: its bytes. */
+  getFile(name: string, path: string): Promise<{ stream: ReadableStream<Uint8Array>; size: number }>;
   /** The networks machina made for its running containers (zones, bridges, addresses, forwarded ports). */
   networks(): Promise<NetworkOverview>;
 }

@@ -68,7 +68,7 @@ export class MachinaClient implements MachineService, ImageService {
   constructor(readonly socket: string = apiSocketPath()) {}
 
   /** Send a request for a route (URL from its path and query, JSON body); an error answer is thrown as a MachinaError. */
-  async request<R extends Route>(route: R, args: CallArgs<R>, signal?: AbortSignal): Promise<Response> {
+  async request<R extends Route>(route: R, args: CallArgs<R>, signal?: AbortSignal, raw?: ReadableStream<Uint8Array> | Uint8Array): Promise<Response> {
     // A bad name is refused here as the daemon would ("..", "." would not even reach it: URL parsing resolves them).
     for (const name of pathParams(route.path)) checkPathParam(name, (args.params as Record<string, string> | undefined)?.[name] ?? "");
     const q = new URLSearchParams();
@@ -80,6 +80,9 @@ export class MachinaClient implements MachineService, ImageService {
         method: route.method.toUpperCase(),
         unix: this.socket,
         ...(args.body !== undefined ? { body: JSON.stringify(args.body), headers: { "content-type": "application/json" } } : {}),
+        ...(raw !== undefined
+          ? { body: raw instanceof Uint8Array ? new Blob([raw as Uint8Array<ArrayBuffer>]) : raw, headers: { "content-type": "application/octet-stream" } }
+          : {}),
         ...(signal ? { signal } : {}),
       });
     } catch (e) {
@@ -178,6 +181,13 @@ export class MachinaClient implements MachineService, ImageService {
   }
   async bind(name: string, request: S.BindRequest): Promise<void> {
     await this.call(API.bindMachine, { params: { name }, body: request });
+  }
+  async putFile(name: string, path: string, data: ReadableStream<Uint8Array> | Uint8Array, options: { force?: boolean } = {}): Promise<void> {
+    await this.request(API.putMachineFile, { params: { name }, query: { path, ...(options.force ? { force: "1" as const } : {}) } }, undefined, data);
+  }
+  async getFile(name: string, path: string): Promise<{ stream: ReadableStream<Uint8Array>; size: number }> {
+    const res = await this.request(API.getMachineFile, { params: { name }, query: { path } });
+    return { stream: res.body ?? new Blob([]).stream(), size: Number(res.headers.get("x-file-size") ?? "0") };
   }
   async networks(): Promise<S.NetworkOverview> {
     return this.call(API.networks, {});

@@ -13,6 +13,7 @@ import {
   type Body,
   checkPathParam,
   MAX_BODY_BYTES,
+  MAX_UPLOAD_BYTES,
   type PATH_PARAMS,
   type Params,
   pathParams,
@@ -93,8 +94,15 @@ function query(c: Context, defs: Route["query"]): Record<string, unknown> {
 async function body(c: Context, schema: z.ZodType): Promise<unknown> {
   const length = Number(c.req.header("content-length") ?? "0");
   if (length > MAX_BODY_BYTES) throw new MachinaError("E_TOO_LARGE", `request body of ${length} bytes is larger than ${MAX_BODY_BYTES}`);
-  const bytes = new Uint8Array(await c.req.arrayBuffer());
-  if (bytes.length > MAX_BODY_BYTES) throw new MachinaError("E_TOO_LARGE", `request body is larger than ${MAX_BODY_BYTES} bytes`);
+  // read as it comes, to the limit and no further (machinad accepts large bodies for uploads)
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of c.req.raw.body ?? new Blob([]).stream()) {
+    size += chunk.length;
+    if (size > MAX_BODY_BYTES) throw new MachinaError("E_TOO_LARGE", `request body is larger than ${MAX_BODY_BYTES} bytes`);
+    chunks.push(chunk);
+  }
+  const bytes = Buffer.concat(chunks);
   let raw: unknown = {};
   const text = new TextDecoder().decode(bytes);
   if (text.trim() !== "") {
@@ -226,6 +234,19 @@ export function createApp(options: AppOptions): { app: Hono; jobs: JobManager } 
       const start = () => shell(name, { rows, cols, ...(query.user !== undefined ? { user: query.user } : {}) });
       if (!server.upgrade(c.req.raw, { data: { start } })) throw new MachinaError("E_USAGE", "the WebSocket upgrade failed");
       return new Response(null, { status: 101 });
+    },
+    getMachineFile: async ({ params: { name }, query }) => {
+      if (query.path === undefined) throw new MachinaError("E_USAGE", "the query parameter path (the file in the machine) is required");
+      const { stream, size } = await service.getFile(name, query.path);
+      // the size also in a header of its own: a streamed answer goes out chunked, without Content-Length
+      return new Response(stream, { headers: { "content-type": "application/octet-stream", "x-file-size": String(size) } });
+    },
+    putMachineFile: async ({ params: { name }, query, c }) => {
+      if (query.path === undefined) throw new MachinaError("E_USAGE", "the query parameter path (the file in the machine) is required");
+      const length = Number(c.req.header("content-length") ?? "0");
+      if (length > MAX_UPLOAD_BYTES) throw new MachinaError("E_TOO_LARGE", `an upload of ${length} bytes is larger than ${MAX_UPLOAD_BYTES}`);
+      await service.putFile(name, query.path, c.req.raw.body ?? new Blob([]).stream(), { force: query.force === "1" });
+      return ok;
     },
     networks: async () => ({ status: 200, body: await service.networks() }),
     machineSamples: ({ params: { name } }) => {

@@ -29,6 +29,7 @@ import { readState } from "../machine/registry.ts";
 import { registerWithMachined } from "../machine/systemd.ts";
 import { paths, REPO_ROOT, VERSION } from "../paths.ts";
 import { Sampler } from "./samples.ts";
+import { MAX_UPLOAD_BYTES } from "../api/routes.ts";
 import { shellWebSocket } from "./shell-socket.ts";
 import { listMachines, machineSample } from "../machine/machines.ts";
 import { WebAssets } from "./web-assets.ts";
@@ -249,7 +250,7 @@ async function serve(socket: string, policy: RestartPolicy, autostart: boolean, 
   const oldUmask = process.umask(0o177);
   let server: ReturnType<typeof Bun.serve>;
   try {
-    server = Bun.serve({ unix: socket, fetch: app.fetch, websocket, maxRequestBodySize: 1024 * 1024 });
+    server = Bun.serve({ unix: socket, fetch: app.fetch, websocket, maxRequestBodySize: MAX_UPLOAD_BYTES });
   } finally {
     process.umask(oldUmask);
   }
@@ -267,7 +268,7 @@ async function serve(socket: string, policy: RestartPolicy, autostart: boolean, 
     const origin = `${scheme}://${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}`;
     const fetch = guard({ token: () => readToken(host, token), sessions, origin, secure: tls !== undefined }, app.fetch);
     try {
-      web = Bun.serve({ hostname, port, fetch, websocket, maxRequestBodySize: 1024 * 1024, ...(tls ? { tls } : {}) });
+      web = Bun.serve({ hostname, port, fetch, websocket, maxRequestBodySize: MAX_UPLOAD_BYTES, ...(tls ? { tls } : {}) });
     } catch (e) {
       await server.stop(true);
       ociDoor.close();

@@ -6,7 +6,7 @@
  * (machinad's fd count returns). Root only.
  */
 import { describe, expect, test } from "bun:test";
-import { appendFileSync, chmodSync, existsSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import { appendFileSync, chmodSync, existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { MachinaClient } from "../../src/client/client.ts";
 import { addImage, daemonSuite, fdCount, initUp, machinactl, startDaemon } from "../helpers/daemon.ts";
@@ -98,6 +98,29 @@ describe("machinad: logs and exec", () => {
     expect(client.bind(a, { source: "relative", target: "/x" })).rejects.toMatchObject({ code: "E_INVALID" });
     expect(client.bind("nope", { source: dir })).rejects.toMatchObject({ code: "E_NOT_FOUND" });
     expect(client.bind(a, { source: join(dir, "missing"), target: "/mnt/m", mkdir: true })).rejects.toMatchObject({ code: "E_SYSTEM" });
+    await client.terminate(a);
+  }, 60_000);
+
+  test("files: an upload lands in the machine (copied in by the helper), a download gives it back; directories and missing files refused", async () => {
+    await startDaemon(t, scratch);
+    const client = new MachinaClient(t.socket);
+    const a = scratch.name("mf");
+    addImage(t, a);
+    await client.start(a);
+    await initUp(t, a);
+    const bytes = new Uint8Array(3 * 1024 * 1024 + 7).map((_, i) => (i * 7) % 256);
+    await client.putFile(a, "/tmp/upload.bin", bytes);
+    const sum = new Bun.CryptoHasher("sha256").update(bytes).digest("hex");
+    expect((await client.exec(a, { argv: ["sha256sum", "/tmp/upload.bin"] })).stdout).toStartWith(sum);
+    const back = await client.getFile(a, "/tmp/upload.bin");
+    expect(back.size).toBe(bytes.length);
+    expect(new Uint8Array(await new Response(back.stream).arrayBuffer())).toEqual(bytes);
+    expect(client.putFile(a, "/tmp/upload.bin", new Uint8Array([1]))).rejects.toThrow(); // exists: force needed
+    await client.putFile(a, "/tmp/upload.bin", new Uint8Array([1, 2]), { force: true });
+    expect((await client.exec(a, { argv: ["wc", "-c", "/tmp/upload.bin"] })).stdout.trim()).toStartWith("2 ");
+    expect(client.getFile(a, "/etc")).rejects.toMatchObject({ code: "E_UNSUPPORTED" });
+    expect(client.getFile(a, "/no/such/file")).rejects.toMatchObject({ code: "E_NOT_FOUND" });
+    expect(readdirSync(join(t.stateDir, "tmp"))).toEqual([]); // no temporaries left
     await client.terminate(a);
   }, 60_000);
 
