@@ -15,9 +15,12 @@ import type { Paths } from "../paths.ts";
 import type * as S from "./schemas.ts";
 import { SETTINGS_TEXT_CAP } from "./schemas.ts";
 import type { LongOperationOptions } from "./service.ts";
-import { pullImage, type Progress } from "../image/transfer.ts";
+import { exportImage, importRaw, importTar, NO_PROGRESS, pullImage, type Progress, type TransferContext } from "../image/transfer.ts";
+import type { Compression } from "../image/compression.ts";
+import { streamAndUnlink, writeStreamToFile } from "../host/stream-file.ts";
+import { MAX_UPLOAD_BYTES } from "./routes.ts";
 import { parsePlatform } from "../oci/platform.ts";
-import { pullOci } from "../oci/transfer.ts";
+import { exportOci, importOci, pullOci } from "../oci/transfer.ts";
 import { bootstrap, planBootstrap } from "../image/bootstrap.ts";
 
 export interface ImageService {
@@ -38,6 +41,15 @@ export interface ImageService {
   /** name undefined: the pool; limit undefined: none. */
   setLimit(name: string | undefined, limit: number | undefined): Promise<S.LimitResult>;
   clean(options?: { all?: boolean }): Promise<S.CleanResult>;
+  /** import-tar/-raw/-oci of an upload: `data` becomes image `name`. */
+  importArchive(
+    name: string,
+    kind: "tar" | "raw" | "oci",
+    data: ReadableStream<Uint8Array>,
+    options?: { force?: boolean; readOnly?: boolean },
+  ): Promise<S.PullResult>;
+  /** export-tar/-raw/-oci as a stream. */
+  exportArchive(name: string, kind: "tar" | "raw" | "oci", compression?: Compression): Promise<{ stream: ReadableStream<Uint8Array>; size: number }>;
   /** bootstrap: what it would refuse at once (an unknown distribution, a bad name, no build tool), so an API can answer before it queues a job. */
   checkBootstrap?(request: S.BootstrapSpec): void;
   /** bootstrap: the build tool's lines as progress messages; aborting cancels it and leaves nothing. */
@@ -154,6 +166,54 @@ export class LocalImageService implements ImageService {
       temporaries: r.temporaries,
       ociCache: { removed: blobs.removed, freed: blobs.bytes },
     };
+  }
+
+  /** A private temporary for archives on their way in or out ($STATE/tmp, root only). */
+  private archiveTemp(suffix: string): string {
+    const dir = `${this.paths.stateDir}/tmp`;
+    this.host.mkdirp(dir, 0o700);
+    return `${dir}/archive-${this.host.randomHex(8)}${suffix}`;
+  }
+
+  private transferContext(): TransferContext {
+    return { host: this.host, paths: this.paths, env: this.env, progress: NO_PROGRESS, signal: new AbortController().signal, log: () => undefined };
+  }
+
+  async importArchive(
+    name: string,
+    kind: "tar" | "raw" | "oci",
+    data: ReadableStream<Uint8Array>,
+    options: { force?: boolean; readOnly?: boolean } = {},
+  ): Promise<S.PullResult> {
+    const temp = this.archiveTemp(kind === "raw" ? ".raw" : ".tar");
+    try {
+      await writeStreamToFile(data, temp, MAX_UPLOAD_BYTES);
+      const opts = { force: options.force ?? false, readOnly: options.readOnly ?? false, sourceLabel: "upload" };
+      const ctx = this.transferContext();
+      const image =
+        kind === "oci"
+          ? (await importOci(ctx, temp, name, opts)).image
+          : kind === "raw"
+            ? await importRaw(ctx, temp, name, opts)
+            : await importTar(ctx, temp, name, opts);
+      return { image, from: "upload" };
+    } finally {
+      this.host.removeTree(temp);
+    }
+  }
+
+  async exportArchive(name: string, kind: "tar" | "raw" | "oci", compression?: Compression): Promise<{ stream: ReadableStream<Uint8Array>; size: number }> {
+    this.image(name); // an unknown image: 404 before anything is made
+    const temp = this.archiveTemp(kind === "oci" ? ".tar" : "");
+    try {
+      const ctx = this.transferContext();
+      if (kind === "oci") await exportOci(ctx, name, temp, { force: false });
+      else await exportImage(ctx, kind, name, temp, { format: compression ?? "uncompressed", force: false });
+      return streamAndUnlink(temp);
+    } catch (e) {
+      this.host.removeTree(temp);
+      throw e;
+    }
   }
 
   private bootstrapRequest(request: S.BootstrapSpec) {

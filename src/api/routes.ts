@@ -315,6 +315,33 @@ export const API = {
     responses: Job,
     errors: [501],
   }),
+  importImage: route({
+    method: "put",
+    path: "/v1/images/{image}/archive",
+    summary: `machinactl import-tar/import-raw/import-oci of an upload: the request's bytes (a tar or raw image, compressed or not, or an OCI archive / docker save tar; at most ${MAX_UPLOAD_BYTES} bytes) become image IMAGE, with the imports' checks and confinement; nothing is left when it fails`,
+    query: {
+      kind: { description: "tar (default), raw or oci", schema: z.enum(["tar", "raw", "oci"]).optional() },
+      force: { description: "1: replace an existing image", schema: z.enum(["0", "1"]).optional() },
+      readOnly: { description: "1: mark it read-only", schema: z.enum(["0", "1"]).optional() },
+    },
+    rawBody: { description: "the archive", maxBytes: MAX_UPLOAD_BYTES },
+    responses: { 200: { description: "the image made", schema: S.PullResult } },
+    errors: [409, 413, 501],
+  }),
+  exportImage: route({
+    method: "get",
+    path: "/v1/images/{image}/archive",
+    summary: "machinactl export-tar/export-raw/export-oci as a download (application/octet-stream, its size in X-File-Size)",
+    query: {
+      kind: { description: "tar (default), raw or oci (an OCI archive)", schema: z.enum(["tar", "raw", "oci"]).optional() },
+      compression: {
+        description: "tar and raw: uncompressed (default), gzip, xz, zstd or bzip2",
+        schema: z.enum(["uncompressed", "gzip", "xz", "zstd", "bzip2"]).optional(),
+      },
+    },
+    responses: { 200: { description: "the archive", binary: true } },
+    errors: [404, 501],
+  }),
   listImages: route({
     method: "get",
     path: "/v1/images",

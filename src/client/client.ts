@@ -10,6 +10,7 @@ import type { z } from "zod";
 import { isErrorCode, MachinaError } from "../errors.ts";
 import { API, type BodyIn, checkPathParam, type Params, pathOf, pathParams, type Query, type Result, type Route } from "../api/routes.ts";
 import * as S from "../api/schemas.ts";
+import type { Compression } from "../image/compression.ts";
 import type { MachineStatus, MachineSummary } from "../machine/machines.ts";
 import type { ImageService } from "../api/image-service.ts";
 import type { KillOptions, LogsOptions, LongOperationOptions, MachineService, StopOptions } from "../api/service.ts";
@@ -226,6 +227,20 @@ export class MachinaClient implements MachineService, ImageService {
   }
   async clean(options: { all?: boolean } = {}): Promise<S.CleanResult> {
     return this.call(API.cleanPool, { body: { all: options.all ?? false } });
+  }
+
+  async importArchive(
+    name: string,
+    kind: "tar" | "raw" | "oci",
+    data: ReadableStream<Uint8Array> | Uint8Array,
+    options: { force?: boolean; readOnly?: boolean } = {},
+  ): Promise<S.PullResult> {
+    const query = { kind, ...(options.force ? { force: "1" as const } : {}), ...(options.readOnly ? { readOnly: "1" as const } : {}) };
+    return (await (await this.request(API.importImage, { params: { image: name }, query }, undefined, data)).json()) as S.PullResult;
+  }
+  async exportArchive(name: string, kind: "tar" | "raw" | "oci", compression?: Compression): Promise<{ stream: ReadableStream<Uint8Array>; size: number }> {
+    const res = await this.request(API.exportImage, { params: { image: name }, query: { kind, ...(compression !== undefined ? { compression } : {}) } });
+    return { stream: res.body ?? new Blob([]).stream(), size: Number(res.headers.get("x-file-size") ?? "0") };
   }
 
   /** bootstrap through machinad: a job followed to its end. */

@@ -183,6 +183,20 @@ export function createApp(options: AppOptions): { app: Hono; jobs: JobManager } 
       const j = jobs.run("pull", image, async (progress, signal) => pool.pull(request, { signal, onProgress: (e) => progress(e) }));
       return jobAnswer(j, wait);
     },
+    importImage: async ({ params, query, c }) => {
+      const pool = images();
+      const length = Number(c.req.header("content-length") ?? "0");
+      if (length > MAX_UPLOAD_BYTES) throw new MachinaError("E_TOO_LARGE", `an upload of ${length} bytes is larger than ${MAX_UPLOAD_BYTES}`);
+      const made = await pool.importArchive(params.image, query.kind ?? "tar", c.req.raw.body ?? new Blob([]).stream(), {
+        force: query.force === "1",
+        readOnly: query.readOnly === "1",
+      });
+      return { status: 200, body: made };
+    },
+    exportImage: async ({ params, query }) => {
+      const { stream, size } = await images().exportArchive(params.image, query.kind ?? "tar", query.compression);
+      return new Response(stream, { headers: { "content-type": "application/octet-stream", "x-file-size": String(size) } });
+    },
     bootstrapImage: async ({ body }) => {
       const pool = images();
       const { wait, ...request } = body;

@@ -67,6 +67,8 @@ export interface TransferContext {
 export interface ImportOptions {
   force: boolean;
   readOnly: boolean;
+  /** What the image's origin record names as its source (default: the file's path); machinad's uploads say "upload". */
+  sourceLabel?: string;
 }
 
 /** --force: the in-use lock of the image a temporary replaces (in-use.ts), released once it is replaced. */
@@ -202,7 +204,7 @@ async function importFile(ctx: TransferContext, kind: "tar" | "raw", file: strin
   await Reverter.run(async (r) => {
     const { temp, final, replace } = prepare(ctx, image, entry, opts, r);
     await (kind === "raw" ? fillRaw : fillDirFromTar)(ctx, temp, src, file);
-    commit(ctx, temp, final, replace, opts, entry, { how: `import-${kind}`, source: src });
+    commit(ctx, temp, final, replace, opts, entry, { how: `import-${kind}`, source: opts.sourceLabel ?? src });
   });
   return image;
 }

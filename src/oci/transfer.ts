@@ -144,7 +144,7 @@ export async function importOci(ctx: TransferContext, path: string, name: string
   const src = resolve(file);
   const kind = ctx.host.stat(src, true)?.kind;
   if (kind !== "dir" && kind !== "file") throw new MachinaError("E_NOT_FOUND", `"${path}" is neither an OCI layout directory nor an archive file`, { path });
-  const source = ref === undefined ? src : `${src}:${ref}`;
+  const source = opts.sourceLabel ?? (ref === undefined ? src : `${src}:${ref}`);
   return installOciImage(ctx, name ?? ociNameFromPath(src), opts, { how: "import-oci", source }, async (l) => {
     let dir = src;
     if (kind === "file") {

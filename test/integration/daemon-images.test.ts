@@ -5,7 +5,7 @@
  * E_BUSY and left as it was; a traversal name is refused before anything is touched. Root only.
  */
 import { describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { LocalImageService } from "../../src/api/image-service.ts";
 import { MachinaClient } from "../../src/client/client.ts";
@@ -22,6 +22,30 @@ const poolEntries = () => readdirSync(t.pool).sort();
 const code = async (p: Promise<unknown>) => ((await p.then(() => undefined).catch((e: unknown) => e)) as MachinaError | undefined)?.code;
 
 describe("images through machinad", () => {
+  test("archives over the API: an image downloaded as tar.gz and as an OCI archive, uploaded again as new images; raw of a directory refused; no temporaries left", async () => {
+    await startDaemon(t, scratch);
+    const client = new MachinaClient(t.socket);
+    const a = scratch.name("ma");
+    addImage(t, a);
+    const tar = await client.exportArchive(a, "tar", "gzip");
+    const tarBytes = new Uint8Array(await new Response(tar.stream).arrayBuffer());
+    expect(tarBytes.length).toBe(tar.size);
+    expect([tarBytes[0], tarBytes[1]]).toEqual([0x1f, 0x8b]); // gzip
+    const b = `${a}-up`;
+    expect(await client.importArchive(b, "tar", tarBytes)).toEqual({ image: b, from: "upload" });
+    expect(readFileSync(join(t.pool, b, "sbin/init"), "utf8")).toBe(readFileSync(join(t.pool, a, "sbin/init"), "utf8"));
+    expect((await client.imageStatus(b)).origin).toMatchObject({ how: "import-tar", source: "upload" });
+    expect(await code(client.importArchive(b, "tar", tarBytes))).toBe("E_BUSY"); // exists
+    const oci = await client.exportArchive(a, "oci");
+    const c = `${a}-oci`;
+    expect(await client.importArchive(c, "oci", new Uint8Array(await new Response(oci.stream).arrayBuffer()))).toEqual({ image: c, from: "upload" });
+    expect(existsSync(join(t.pool, c, "bin/busybox"))).toBe(true);
+    expect(await code(client.exportArchive(a, "raw"))).toBe("E_UNSUPPORTED");
+    expect(await code(client.importArchive(`${a}-bad`, "tar", new TextEncoder().encode("not a tar")))).toBe("E_INVALID");
+    expect(existsSync(join(t.pool, `${a}-bad`))).toBe(false);
+    expect(readdirSync(join(t.stateDir, "tmp"))).toEqual([]);
+  }, 120_000);
+
   test(
     "list, status, properties, pool, clone, rename, read-only, remove, clean: the core's results",
     async () => {

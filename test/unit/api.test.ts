@@ -198,6 +198,21 @@ class FakeService implements MachineService {
 
 /** An image pool in memory, recording each call that reached it. */
 class FakeImages implements ImageService {
+  archives = new Map<string, Uint8Array>();
+  async importArchive(name: string, kind: "tar" | "raw" | "oci", data: ReadableStream<Uint8Array>, options: { force?: boolean; readOnly?: boolean } = {}) {
+    const bytes = new Uint8Array(await new Response(data).arrayBuffer());
+    if (this.pool_.has(name) && !options.force) throw new MachinaError("E_BUSY", `image "${name}" already exists`);
+    this.calls.push(`importArchive ${name} ${kind} ${bytes.length} ${options.readOnly === true}`);
+    this.archives.set(name, bytes);
+    this.pool_.set(name, { readOnly: options.readOnly === true, busy: false });
+    return { image: name, from: "upload" };
+  }
+  async exportArchive(name: string, kind: "tar" | "raw" | "oci", compression?: string) {
+    this.calls.push(`exportArchive ${name} ${kind} ${compression ?? "-"}`);
+    const bytes = this.archives.get(name);
+    if (bytes === undefined) throw new MachinaError("E_NOT_FOUND", `no image "${name}"`);
+    return { stream: new Blob([bytes as Uint8Array<ArrayBuffer>]).stream(), size: bytes.length };
+  }
   checkBootstrap(request: S.BootstrapSpec) {
     if (request.distro === "fedora") throw new MachinaError("E_NOT_FOUND", "dnf is missing");
   }
@@ -698,6 +713,29 @@ describe("images", () => {
     ])
       expectError(await s.call("POST", "/v1/images/bootstrap", body), 400, "E_INVALID");
     expect(s.images.calls.length).toBe(before);
+  });
+
+  test("archives: an upload becomes an image, a download gives it back; kinds and compressions checked; an existing image needs force", async () => {
+    const s = setup();
+    const bytes = new Uint8Array(200_000).map((_, i) => i % 253);
+    const put = (path: string, body: BodyInit) => s.app.fetch(new Request(`http://localhost${path}`, { method: "PUT", body }));
+    const made = await put("/v1/images/up/archive?kind=raw&readOnly=1", new Blob([bytes]));
+    expect([made.status, await made.json()]).toEqual([200, { image: "up", from: "upload" }]);
+    const got = await s.app.fetch(new Request("http://localhost/v1/images/up/archive?kind=tar&compression=zstd"));
+    expect([got.status, got.headers.get("x-file-size")]).toEqual([200, "200000"]);
+    expect(new Uint8Array(await got.arrayBuffer())).toEqual(bytes);
+    expect((await put("/v1/images/up/archive", new Blob(["x"]))).status).toBe(409);
+    expect((await put("/v1/images/up/archive?force=1", new Blob(["x"]))).status).toBe(200);
+    expectError(await s.call("PUT", "/v1/images/up/archive?kind=zip", "x"), 400, "E_INVALID");
+    expectError(await s.call("GET", "/v1/images/up/archive?compression=lz4"), 400, "E_INVALID");
+    expectError(await s.call("GET", "/v1/images/none/archive"), 404, "E_NOT_FOUND");
+    expectError(await s.call("PUT", "/v1/images/..%2Fx/archive", "x"), 400, "E_INVALID");
+    expect(s.images.calls.filter((c) => c.includes("Archive"))).toEqual([
+      "importArchive up raw 200000 true",
+      "exportArchive up tar zstd",
+      "importArchive up tar 1 false",
+      "exportArchive none tar -",
+    ]);
   });
 
   test("settings: the .nspawn file and its text; none; an unknown image 404", async () => {
