@@ -40,6 +40,8 @@ export const PATHS = {
   cloneImage: "/v1/images/{image}/clone",
   renameImage: "/v1/images/{image}/rename",
   setImageReadOnly: "/v1/images/{image}/read-only",
+  importImage: "/v1/images/{image}/archive",
+  exportImage: "/v1/images/{image}/archive",
   pullImage: "/v1/images/pull",
   jobEvents: "/v1/jobs/{id}/events",
   bootstrapImage: "/v1/images/bootstrap",
@@ -333,7 +335,24 @@ async function renderImageDetail(): Promise<void> {
       location.hash = `#image/${encodeURIComponent(to)}`;
     }),
     button(st.readOnly ? "Make writable" : "Make read-only", name, () => api("POST", url(PATHS.setImageReadOnly, { image: name }), { readOnly: !st.readOnly })),
+    ...downloads(name, st.type),
   );
+}
+
+/** Links that download the image as an archive (GET …/archive: the session cookie goes along). */
+function downloads(name: string, type: ImageStatus["type"]): HTMLAnchorElement[] {
+  const kinds: [string, string, string][] =
+    type === "raw"
+      ? [["raw.xz", "?kind=raw&compression=xz", "raw.xz"]]
+      : [
+          ["tar.gz", "?kind=tar&compression=gzip", "tar.gz"],
+          ["OCI archive", "?kind=oci", "oci.tar"],
+        ];
+  return kinds.map(([label, query, suffix]) => {
+    const a = el("a", { href: url(PATHS.exportImage, { image: name }, query), textContent: `Download (${label})`, className: "download" });
+    a.setAttribute("download", `${name}.${suffix}`);
+    return a;
+  });
 }
 
 /** The machine named in the location's #machine/NAME: its facts, and its log as it grows. */
@@ -516,6 +535,29 @@ function pull(form: HTMLFormElement): Promise<void> {
   );
 }
 
+/** The upload form: the file's bytes as the request (PUT …/archive), the image made in words. */
+async function upload(form: HTMLFormElement): Promise<void> {
+  const data = new FormData(form);
+  const status = $("upload-status");
+  const button = form.querySelector("button")!;
+  const file = data.get("file");
+  const name = String(data.get("name") ?? "").trim();
+  if (!(file instanceof File)) return;
+  button.disabled = true;
+  status.textContent = `Uploading ${formatBytes(file.size)}…`;
+  try {
+    const r = await fetch(url(PATHS.importImage, { image: name }, `?kind=${encodeURIComponent(String(data.get("kind")))}`), { method: "PUT", body: file });
+    const body = (await r.json()) as { image?: string; message?: string };
+    status.textContent = r.ok ? `Imported as image ${body.image}.` : `Upload failed: ${body.message ?? r.status}`;
+    if (r.ok) form.reset();
+  } catch (e) {
+    status.textContent = `Upload failed: ${(e as Error).message}`;
+  } finally {
+    button.disabled = false;
+    void refresh();
+  }
+}
+
 /** The bootstrap form: a job whose events are the build tool's lines (the newest one shown). */
 function bootstrapForm(form: HTMLFormElement): Promise<void> {
   const status = $("bootstrap-status");
@@ -589,6 +631,10 @@ async function main(): Promise<void> {
   $<HTMLFormElement>("pull").addEventListener("submit", (e) => {
     e.preventDefault();
     void pull(e.target as HTMLFormElement);
+  });
+  $<HTMLFormElement>("upload").addEventListener("submit", (e) => {
+    e.preventDefault();
+    void upload(e.target as HTMLFormElement);
   });
   $<HTMLFormElement>("bootstrap").addEventListener("submit", (e) => {
     e.preventDefault();

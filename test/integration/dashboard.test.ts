@@ -169,6 +169,18 @@ describe.skipIf(!isRoot)("the dashboard in chromium", () => {
       expect(await page.evaluate(() => document.getElementById("status")?.textContent)).toBe(`Clone: ${name}: done`);
       await page.waitForSelector(`#image-${name}-copy`, { timeout: 20_000 });
       expect(existsSync(join(t.pool, `${name}-copy`, "bin/busybox"))).toBe(true);
+      // its download links, and an upload of the same tar as another image
+      await page.waitForSelector("#image-actions a.download");
+      const links = await page.evaluate(() => [...document.querySelectorAll("#image-actions a.download")].map((a) => a.getAttribute("href")));
+      expect(links).toEqual([`/v1/images/${name}/archive?kind=tar&compression=gzip`, `/v1/images/${name}/archive?kind=oci`]);
+      const downloaded = await page.evaluate(async (href) => (await fetch(href!)).headers.get("x-file-size"), links[0]);
+      expect(Number(downloaded)).toBeGreaterThan(1000);
+      const input = await page.$("#upload input[type=file]");
+      await input!.uploadFile(tar);
+      await page.type("#upload input[name=name]", `${name}-up`);
+      await page.click("#upload button[type=submit]");
+      await page.waitForFunction((n) => document.getElementById("upload-status")?.textContent === `Imported as image ${n}.`, { timeout: 30_000 }, `${name}-up`);
+      expect(existsSync(join(t.pool, `${name}-up`, "bin/busybox"))).toBe(true);
       // a URL that answers 404: the job fails, the page says why, nothing is left in the pool
       await page.type("#pull input[name=url]", `http://127.0.0.1:${server.port}/images/missing.tar`);
       await page.select("#pull select[name=verify]", "no");
