@@ -46,6 +46,8 @@ export const PATHS = {
   jobEvents: "/v1/jobs/{id}/events",
   bootstrapImage: "/v1/images/bootstrap",
   machineShell: "/v1/machines/{name}/shell",
+  putMachineFile: "/v1/machines/{name}/files",
+  getMachineFile: "/v1/machines/{name}/files",
 } as const;
 
 const REFRESH_MS = 2000;
@@ -558,6 +560,44 @@ async function upload(form: HTMLFormElement): Promise<void> {
   }
 }
 
+/** The machine of the details (#machine/NAME), if any. */
+function detailMachine(): string | undefined {
+  const m = /^#machine\/(.+)$/.exec(location.hash);
+  return m === null ? undefined : decodeURIComponent(m[1]!);
+}
+
+/** Files into and out of the machine of the details (PUT/GET …/files: copy-to/copy-from of one file). */
+async function fileForm(form: HTMLFormElement, direction: "put" | "get"): Promise<void> {
+  const name = detailMachine();
+  const data = new FormData(form);
+  const path = String(data.get("path") ?? "").trim();
+  const status = $("file-status");
+  if (name === undefined) return;
+  const target = url(direction === "put" ? PATHS.putMachineFile : PATHS.getMachineFile, { name }, `?path=${encodeURIComponent(path)}`);
+  try {
+    if (direction === "put") {
+      const file = data.get("file");
+      if (!(file instanceof File)) return;
+      const r = await fetch(target, { method: "PUT", body: file });
+      status.textContent = r.ok ? `Uploaded to ${path}.` : `Upload failed: ${((await r.json()) as ApiError).message}`;
+    } else {
+      const r = await fetch(target);
+      if (!r.ok) {
+        status.textContent = `Download failed: ${((await r.json()) as ApiError).message}`;
+        return;
+      }
+      const link = el("a", { href: URL.createObjectURL(await r.blob()) });
+      link.setAttribute("download", path.slice(path.lastIndexOf("/") + 1) || "file");
+      link.click();
+      URL.revokeObjectURL(link.href);
+      status.textContent = `Downloaded ${path}.`;
+    }
+    form.reset();
+  } catch (e) {
+    status.textContent = `${direction === "put" ? "Upload" : "Download"} failed: ${(e as Error).message}`;
+  }
+}
+
 /** The bootstrap form: a job whose events are the build tool's lines (the newest one shown). */
 function bootstrapForm(form: HTMLFormElement): Promise<void> {
   const status = $("bootstrap-status");
@@ -632,6 +672,14 @@ async function main(): Promise<void> {
     e.preventDefault();
     void pull(e.target as HTMLFormElement);
   });
+  for (const [id, direction] of [
+    ["file-put", "put"],
+    ["file-get", "get"],
+  ] as const)
+    $<HTMLFormElement>(id).addEventListener("submit", (e) => {
+      e.preventDefault();
+      void fileForm(e.target as HTMLFormElement, direction);
+    });
   $<HTMLFormElement>("upload").addEventListener("submit", (e) => {
     e.preventDefault();
     void upload(e.target as HTMLFormElement);

@@ -86,6 +86,21 @@ describe.skipIf(!isRoot)("the dashboard in chromium", () => {
       await page.waitForFunction(() => /^CPU: [0-9.]+ %$/.test(document.querySelector("#detail-graphs figcaption")?.textContent ?? ""), { timeout: 20_000 });
       await page.screenshot({ path: join(ARTIFACTS, "dashboard-detail.png") });
 
+      // a file uploaded into it from the page, and one downloaded (the browser's download)
+      const note = join(scratch.dir("machina-dash-file-"), "note.txt");
+      await Bun.write(note, "written from the browser\n");
+      await (await page.$("#file-put input[type=file]"))!.uploadFile(note);
+      await page.type("#file-put input[name=path]", "/tmp/note.txt");
+      await page.click("#file-put button[type=submit]");
+      await page.waitForFunction(() => document.getElementById("file-status")?.textContent === "Uploaded to /tmp/note.txt.", { timeout: 20_000 });
+      expect((await new MachinaClient(t.socket).exec(name, { argv: ["cat", "/tmp/note.txt"] })).stdout).toBe("written from the browser\n");
+      await page.type("#file-get input[name=path]", "/tmp/note.txt");
+      await page.click("#file-get button[type=submit]");
+      await page.waitForFunction(() => document.getElementById("file-status")?.textContent === "Downloaded /tmp/note.txt.", { timeout: 20_000 });
+      await page.type("#file-get input[name=path]", "/no/such/file");
+      await page.click("#file-get button[type=submit]");
+      await page.waitForFunction(() => document.getElementById("file-status")?.textContent?.startsWith("Download failed: "), { timeout: 20_000 });
+
       // its terminal: xterm.js over the WebSocket, a command typed and its output seen
       await page.click("#terminal-button");
       await page.waitForSelector("#terminal .xterm-helper-textarea");
