@@ -256,7 +256,7 @@ function closeTerminal(): void {
 }
 
 /** The shell of the machine in the details, in xterm.js (loaded now: terminal.js is not part of the first page). */
-async function toggleTerminal(): Promise<void> {
+async function toggleTerminal(login = false): Promise<void> {
   if (terminal !== undefined) {
     closeTerminal();
     return;
@@ -270,7 +270,7 @@ async function toggleTerminal(): Promise<void> {
   box.hidden = false;
   $("terminal-status").textContent = `Connected to ${name}.`;
   $("terminal-button").textContent = "Close the terminal";
-  terminal = openTerminal(box, url(PATHS.machineShell, { name }), (text) => {
+  terminal = openTerminal(box, url(PATHS.machineShell, { name }), login ? "login=1" : "", (text) => {
     $("terminal-status").textContent = text;
   });
 }
@@ -661,6 +661,7 @@ async function main(): Promise<void> {
   const v = await api<{ version: string }>("GET", PATHS.version).catch(() => undefined);
   if (v !== undefined) $("host").textContent = `${location.host} · machinad ${v.version}`;
   $("terminal-button").addEventListener("click", () => void toggleTerminal());
+  $("login-button").addEventListener("click", () => void toggleTerminal(true));
   window.addEventListener("hashchange", () => {
     closeTerminal();
     following?.abort();

@@ -14,7 +14,7 @@ function fit(el: HTMLElement): { cols: number; rows: number } {
   return { cols: Math.max(20, Math.min(300, Math.floor((el.clientWidth - 12) / 9))), rows: 24 };
 }
 
-export function openTerminal(el: HTMLElement, shellPath: string, onEnd: (text: string) => void): OpenTerminal {
+export function openTerminal(el: HTMLElement, shellPath: string, extraQuery: string, onEnd: (text: string) => void): OpenTerminal {
   if (document.querySelector('link[href="/assets/xterm.css"]') === null) {
     const css = Object.assign(document.createElement("link"), { rel: "stylesheet", href: "/assets/xterm.css" });
     document.head.append(css);
@@ -23,7 +23,7 @@ export function openTerminal(el: HTMLElement, shellPath: string, onEnd: (text: s
   const term = new Terminal({ cols: size.cols, rows: size.rows, convertEol: false, cursorBlink: true, fontSize: 14 });
   term.open(el);
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const ws = new WebSocket(`${scheme}://${location.host}${shellPath}?rows=${size.rows}&cols=${size.cols}`);
+  const ws = new WebSocket(`${scheme}://${location.host}${shellPath}?rows=${size.rows}&cols=${size.cols}${extraQuery !== "" ? `&${extraQuery}` : ""}`);
   ws.binaryType = "arraybuffer";
   const encoder = new TextEncoder();
   ws.onmessage = (e) => {

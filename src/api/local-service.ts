@@ -228,7 +228,7 @@ export class LocalMachineService implements MachineService {
     }
   }
 
-  shell(name: string, options: { user?: string; rows: number; cols: number; term?: string }): PtyChild {
+  shell(name: string, options: { user?: string; login?: boolean; rows: number; cols: number; term?: string }): PtyChild {
     checkName(name);
     const m = getMachine(this.ctx, name);
     if (this.host.lstat(this.paths.helper) === undefined)
@@ -236,7 +236,11 @@ export class LocalMachineService implements MachineService {
     const spec = commandSpec(
       this.host,
       m,
-      { console: "pty", term: options.term ?? "xterm-256color", ...(options.user !== undefined ? { user: options.user } : {}) },
+      {
+        console: "pty",
+        term: options.term ?? "xterm-256color",
+        ...(options.login === true ? { login: true } : options.user !== undefined ? { user: options.user } : {}),
+      },
       machineConfinement(this.host, this.paths.stateDir, m),
     );
     // an empty environment, as every entry of the helper: nothing of machinad's is in its memory

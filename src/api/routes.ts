@@ -188,6 +188,7 @@ export const API = {
           .regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$/)
           .optional(),
       },
+      login: { description: "1: a login prompt (login(1), as machinactl login) instead of a shell", schema: z.enum(["0", "1"]).optional() },
     },
     responses: { 101: { description: "switching to the WebSocket protocol", schema: S.Ok } },
     errors: [404, 501],

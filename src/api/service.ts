@@ -65,7 +65,7 @@ export interface MachineService {
    * for `user` (default root), confined as machinactl shell's, its terminal `rows`×`cols`.
    * Only the in-process core has it (a terminal is not a request and an answer).
    */
-  shell?(name: string, options: { user?: string; rows: number; cols: number; term?: string }): PtyChild;
+  shell?(name: string, options: { user?: string; login?: boolean; rows: number; cols: number; term?: string }): PtyChild;
   /** copy-to of one file: `data` becomes the file at `path` in the machine (force: replace one). */
   putFile(name: string, path: string, data: ReadableStream<Uint8Array>, options?: { force?: boolean }): Promise<void>;
   /** copy-from of one file: its bytes. */

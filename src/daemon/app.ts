@@ -239,13 +239,14 @@ export function createApp(options: AppOptions): { app: Hono; jobs: JobManager } 
     machineShell: async ({ params: { name }, query, c }) => {
       if (c.req.header("upgrade")?.toLowerCase() !== "websocket")
         throw new MachinaError("E_USAGE", "the shell is a WebSocket: send Upgrade: websocket (the dashboard's terminal does)");
+      if (query.login === "1" && query.user !== undefined) throw new MachinaError("E_USAGE", "login=1 asks for the user at the prompt: no user with it");
       const shell = service.shell?.bind(service);
       const server = c.env as { upgrade?: (req: Request, o: { data: ShellSocketData }) => boolean } | undefined;
       if (shell === undefined || server?.upgrade === undefined) throw new MachinaError("E_UNSUPPORTED", "this machinad serves no terminals");
       await service.status(name); // an unknown machine is a 404 now, not a closed socket
       const rows = Number(query.rows ?? 24) || 24;
       const cols = Number(query.cols ?? 80) || 80;
-      const start = () => shell(name, { rows, cols, ...(query.user !== undefined ? { user: query.user } : {}) });
+      const start = () => shell(name, { rows, cols, login: query.login === "1", ...(query.user !== undefined ? { user: query.user } : {}) });
       if (!server.upgrade(c.req.raw, { data: { start } })) throw new MachinaError("E_USAGE", "the WebSocket upgrade failed");
       return new Response(null, { status: 101 });
     },

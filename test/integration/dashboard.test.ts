@@ -114,6 +114,15 @@ describe.skipIf(!isRoot)("the dashboard in chromium", () => {
       await page.waitForFunction(() => document.getElementById("terminal-status")?.textContent === "The shell ended with status 5.", { timeout: 20_000 });
       await page.click("#terminal-button"); // closed
       expect(await page.evaluate(() => document.getElementById("terminal")?.hidden)).toBe(true);
+      // a login prompt (login(1), as machinactl login): root logs in without a password in the test image
+      await page.click("#login-button");
+      await page.waitForFunction((n) => document.querySelector("#terminal .xterm-rows")?.textContent?.includes(`${n} login:`), { timeout: 20_000 }, name);
+      await page.focus("#terminal .xterm-helper-textarea");
+      await page.keyboard.type("root\n");
+      await page.waitForFunction(() => (document.querySelector("#terminal .xterm-rows")?.textContent ?? "").includes("built-in shell"), { timeout: 20_000 });
+      await page.keyboard.type("exit\n");
+      await page.waitForFunction(() => document.getElementById("terminal-status")?.textContent === "The shell ended with status 0.", { timeout: 20_000 });
+      await page.click("#terminal-button"); // closed
 
       // terminate from the keyboard: Tab to the button, Enter
       const target = `Terminate ${name}`;

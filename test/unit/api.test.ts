@@ -508,6 +508,17 @@ describe("logs and exec", () => {
     expect(r.status).toBe(413);
   });
 
+  test("shell: a WebSocket only; login with a user refused; bad sizes refused; without terminals 501", async () => {
+    const s = setup();
+    await started(s);
+    expectError(await s.call("GET", "/v1/machines/web/shell"), 400, "E_USAGE");
+    const ws = { upgrade: "websocket", connection: "Upgrade" };
+    expectError(await s.call("GET", "/v1/machines/web/shell?login=1&user=root", undefined, ws), 400, "E_USAGE");
+    expectError(await s.call("GET", "/v1/machines/web/shell?rows=5000", undefined, ws), 400, "E_INVALID");
+    expectError(await s.call("GET", "/v1/machines/web/shell?user=a%20b", undefined, ws), 400, "E_INVALID");
+    expectError(await s.call("GET", "/v1/machines/web/shell?login=1", undefined, ws), 501, "E_UNSUPPORTED"); // the fake has no terminals
+  });
+
   test("bad input: 400 E_INVALID, never reaching the service; unknown machine 404", async () => {
     const s = setup();
     await started(s);
