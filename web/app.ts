@@ -188,8 +188,27 @@ async function renderMachines(): Promise<void> {
   $("machines-empty").hidden = machines.length > 0;
 }
 
+/** Where an image came from, in words (its status's origin record). */
+function originText(origin: ImageStatus["origin"] | undefined): string {
+  if (origin === null || origin === undefined) return "made here";
+  if (origin === "unknown") return "unknown";
+  return `${origin.how} ${origin.reference ?? origin.source}${origin.digest !== undefined ? ` (${origin.digest})` : ""}`;
+}
+
+/** Each image's origin, asked once per image and modification (an origin does not change on its own). */
+const origins = new Map<string, { modified: number | null; text: string }>();
+
 async function renderImages(): Promise<void> {
   const { images } = await api<ImageList>("GET", PATHS.listImages);
+  await Promise.all(
+    images
+      .filter((i) => origins.get(i.name)?.modified !== i.modified)
+      .map(async (i) => {
+        const st = await api<ImageStatus>("GET", url(PATHS.imageStatus, { image: i.name })).catch(() => undefined);
+        origins.set(i.name, { modified: i.modified, text: st === undefined ? "-" : originText(st.origin) });
+      }),
+  );
+  for (const name of origins.keys()) if (!images.some((i) => i.name === name)) origins.delete(name);
   const body = $("images").querySelector("tbody")!;
   body.replaceChildren(
     ...images.map((i) =>
@@ -201,6 +220,7 @@ async function renderImages(): Promise<void> {
         el("td", { label: "Read-only", textContent: i.ro ? "yes" : "no" }),
         el("td", { label: "Usage", textContent: formatBytes(i.usage) }),
         el("td", { label: "Modified", textContent: i.modified === null ? "-" : new Date(i.modified / 1000).toLocaleString() }),
+        el("td", { label: "Origin", className: "origin", textContent: origins.get(i.name)?.text ?? "-" }),
         el(
           "td",
           { className: "actions" },
@@ -306,14 +326,7 @@ async function renderImageDetail(): Promise<void> {
           ["OS", st.os ?? "-"],
           ["Usage", formatBytes(st.usage)],
           ["Limit", st.limit === null ? "none" : formatBytes(st.limit)],
-          [
-            "Origin",
-            origin === null || origin === undefined
-              ? "made here"
-              : origin === "unknown"
-                ? "unknown"
-                : `${origin.how} ${origin.reference ?? origin.source}${origin.digest !== undefined ? ` (${origin.digest})` : ""}`,
-          ],
+          ["Origin", originText(origin)],
         ];
   $("image-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", { textContent: k }), el("dd", { textContent: v })]));
   $("image-settings").textContent = settingsText(settings);
@@ -537,22 +550,53 @@ function pull(form: HTMLFormElement): Promise<void> {
   );
 }
 
-/** The upload form: the file's bytes as the request (PUT …/archive), the image made in words. */
+/** PUT a file with its upload's progress (fetch cannot report it: XMLHttpRequest): status and answer. */
+function putWithProgress(target: string, file: File, onProgress: (done: number, total: number) => void): Promise<{ status: number; body: unknown }> {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("PUT", target);
+    xhr.upload.onprogress = (e) => onProgress(e.loaded, e.lengthComputable ? e.total : file.size);
+    xhr.onload = () => {
+      let body: unknown;
+      try {
+        body = JSON.parse(xhr.responseText);
+      } catch {
+        body = undefined;
+      }
+      resolve({ status: xhr.status, body });
+    };
+    xhr.onerror = () => reject(new Error("the connection failed"));
+    xhr.send(file);
+  });
+}
+
+/** The upload form: the file's bytes as the request (PUT …/archive) with a progress bar, the image made in words. */
 async function upload(form: HTMLFormElement): Promise<void> {
   const data = new FormData(form);
   const status = $("upload-status");
+  const bar = $<HTMLProgressElement>("upload-progress");
   const button = form.querySelector("button")!;
   const file = data.get("file");
   const name = String(data.get("name") ?? "").trim();
   if (!(file instanceof File)) return;
   button.disabled = true;
+  bar.hidden = false;
+  bar.max = Math.max(1, file.size);
+  bar.value = 0;
   status.textContent = `Uploading ${formatBytes(file.size)}…`;
   try {
-    const r = await fetch(url(PATHS.importImage, { image: name }, `?kind=${encodeURIComponent(String(data.get("kind")))}`), { method: "PUT", body: file });
-    const body = (await r.json()) as { image?: string; message?: string };
-    status.textContent = r.ok ? `Imported as image ${body.image}.` : `Upload failed: ${body.message ?? r.status}`;
-    if (r.ok) form.reset();
+    const target = url(PATHS.importImage, { image: name }, `?kind=${encodeURIComponent(String(data.get("kind")))}`);
+    const r = await putWithProgress(target, file, (done, total) => {
+      bar.max = Math.max(1, total);
+      bar.value = done;
+      status.textContent = done < total ? `Uploading: ${formatBytes(done)} of ${formatBytes(total)}` : "Importing…";
+    });
+    const body = (r.body ?? {}) as { image?: string; message?: string };
+    status.textContent = r.status === 200 ? `Imported as image ${body.image}.` : `Upload failed: ${body.message ?? r.status}`;
+    if (r.status === 200) form.reset();
+    else bar.hidden = true;
   } catch (e) {
+    bar.hidden = true;
     status.textContent = `Upload failed: ${(e as Error).message}`;
   } finally {
     button.disabled = false;

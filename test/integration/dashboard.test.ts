@@ -60,6 +60,14 @@ describe.skipIf(!isRoot)("the dashboard in chromium", () => {
       expect(await page.title()).toBe("machina");
       await page.waitForSelector(`#image-${name}`);
 
+      // a machine started by the test (through the API) appears; terminated through the API, it goes
+      const other = `${name}b`;
+      addImage(t, other);
+      await new MachinaClient(t.socket).start(other);
+      await page.waitForFunction((id) => document.getElementById(id)?.textContent?.includes("running"), { timeout: 20_000 }, `machine-${other}`);
+      await new MachinaClient(t.socket).terminate(other);
+      await page.waitForFunction((id) => document.getElementById(id) === null, { timeout: 20_000 }, `machine-${other}`);
+
       // start it from its image's row: its machine row appears, running
       await page.click(`button[aria-label="Start ${name}"]`);
       await page.waitForFunction((id) => document.getElementById(id)?.textContent?.includes("running"), { timeout: 20_000 }, `machine-${name}`);
@@ -204,6 +212,12 @@ describe.skipIf(!isRoot)("the dashboard in chromium", () => {
       await page.type("#upload input[name=name]", `${name}-up`);
       await page.click("#upload button[type=submit]");
       await page.waitForFunction((n) => document.getElementById("upload-status")?.textContent === `Imported as image ${n}.`, { timeout: 30_000 }, `${name}-up`);
+      expect(await page.evaluate(() => (document.getElementById("upload-progress") as HTMLProgressElement).value)).toBe(statSync(tar).size);
+      await page.waitForFunction(
+        (n) => document.querySelector(`#image-${n} td.origin`)?.textContent === "import-tar upload",
+        { timeout: 20_000 },
+        `${name}-up`,
+      );
       expect(existsSync(join(t.pool, `${name}-up`, "bin/busybox"))).toBe(true);
       // a URL that answers 404: the job fails, the page says why, nothing is left in the pool
       await page.type("#pull input[name=url]", `http://127.0.0.1:${server.port}/images/missing.tar`);
