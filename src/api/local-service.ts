@@ -10,6 +10,9 @@
 import { MachinaError } from "../errors.ts";
 import { type NetworkOverview, networkOverview } from "../net/overview.ts";
 import { streamAndUnlink, writeStreamToFile } from "../host/stream-file.ts";
+import { fillDirFromTar, NO_PROGRESS } from "../image/transfer.ts";
+import { beginTemporary, type Temporary } from "../image/pool.ts";
+import { basename, dirname } from "node:path";
 import { copyMachineFiles } from "../machine/copy.ts";
 import { MAX_UPLOAD_BYTES } from "./routes.ts";
 import type { Host, PtyChild } from "../host/host.ts";
@@ -254,37 +257,52 @@ export class LocalMachineService implements MachineService {
     return `${dir}/file-${this.host.randomHex(8)}`;
   }
 
-  async putFile(name: string, path: string, data: ReadableStream<Uint8Array>, options: { force?: boolean } = {}): Promise<void> {
+  async putFile(name: string, path: string, data: ReadableStream<Uint8Array>, options: { force?: boolean; archive?: "tar" } = {}): Promise<void> {
     checkName(name);
     const m = getMachine(this.ctx, name);
     const temp = this.fileTemp();
+    let tree: Temporary | undefined;
     try {
       await writeStreamToFile(data, temp, MAX_UPLOAD_BYTES);
-      await copyMachineFiles(this.host, this.paths.helper, m, { direction: "to", paths: [temp, path], force: options.force ?? false, cwd: "/" });
+      let source = temp;
+      if (options.archive === "tar") {
+        // a tree: extracted as an import's (checked, confined) into a directory of its own first
+        tree = beginTemporary(this.host, this.paths.stateDir, `${this.paths.stateDir}/tmp`, "upload");
+        const ctx = { host: this.host, paths: this.paths, env: this.env, progress: NO_PROGRESS, signal: new AbortController().signal, log: () => undefined };
+        await fillDirFromTar(ctx, tree, temp, "the upload");
+        source = tree.path;
+      }
+      await copyMachineFiles(this.host, this.paths.helper, m, { direction: "to", paths: [source, path], force: options.force ?? false, cwd: "/" });
     } finally {
       this.host.removeTree(temp);
+      tree?.discard();
     }
   }
 
-  async getFile(name: string, path: string): Promise<{ stream: ReadableStream<Uint8Array>; size: number }> {
+  async getFile(name: string, path: string, options: { archive?: "tar" } = {}): Promise<{ stream: ReadableStream<Uint8Array>; size: number }> {
     checkName(name);
     const m = getMachine(this.ctx, name);
     const temp = this.fileTemp();
+    const tar = `${temp}.tar`;
     try {
       await copyMachineFiles(this.host, this.paths.helper, m, { direction: "from", paths: [path, temp], force: false, cwd: "/" });
-      if (this.host.lstat(temp) !== "file")
-        throw new MachinaError(
-          "E_UNSUPPORTED",
-          `"${path}" in machine "${name}" is not a regular file: the API copies files (machinactl copy-from copies trees)`,
-          {
-            machine: name,
-            path,
-          },
-        );
+      const kind = this.host.lstat(temp);
+      if (options.archive === "tar") {
+        // what came out of the machine is only read here: tar follows no symbolic link (no -h)
+        const args = kind === "dir" ? ["-C", temp, "."] : ["-C", dirname(temp), basename(temp)];
+        const r = this.host.run(["tar", "--numeric-owner", "--xattrs", "-cf", tar, ...args]);
+        if (r.status !== 0) throw new MachinaError("E_SYSTEM", `tar of "${path}" failed: ${r.stderr.trim().split("\n").pop() ?? ""}`, { machine: name, path });
+        return streamAndUnlink(tar);
+      }
+      if (kind !== "file")
+        throw new MachinaError("E_UNSUPPORTED", `"${path}" in machine "${name}" is not a regular file: ask for archive=tar`, {
+          machine: name,
+          path,
+        });
       return streamAndUnlink(temp);
-    } catch (e) {
+    } finally {
       this.host.removeTree(temp);
-      throw e;
+      if (this.host.lstat(tar) !== undefined) this.host.removeTree(tar);
     }
   }
 

@@ -198,7 +198,10 @@ export const API = {
     path: "/v1/machines/{name}/files",
     summary:
       "machinactl copy-from of one file: its bytes (application/octet-stream, its size in the X-File-Size header); copied out by the helper inside the machine, as copy-from does",
-    query: { path: { description: "the file's absolute path in the machine", schema: ContainerPath.optional() } },
+    query: {
+      path: { description: "the file's absolute path in the machine", schema: ContainerPath.optional() },
+      archive: { description: "tar: a tar archive of what is at path (a directory's tree)", schema: z.enum(["tar"]).optional() },
+    },
     responses: { 200: { description: "the file", binary: true } },
     errors: [404, 501],
   }),
@@ -209,6 +212,10 @@ export const API = {
     query: {
       path: { description: "the file's absolute path in the machine", schema: ContainerPath.optional() },
       force: { description: "1: replace an existing file", schema: z.enum(["0", "1"]).optional() },
+      archive: {
+        description: "tar: the body is a tar archive, extracted (checked and confined as an import) into a new directory at path",
+        schema: z.enum(["tar"]).optional(),
+      },
     },
     rawBody: { description: "the file's bytes", maxBytes: MAX_UPLOAD_BYTES },
     responses: Sent,

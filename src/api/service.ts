@@ -67,9 +67,9 @@ export interface MachineService {
    */
   shell?(name: string, options: { user?: string; login?: boolean; rows: number; cols: number; term?: string }): PtyChild;
   /** copy-to of one file: `data` becomes the file at `path` in the machine (force: replace one). */
-  putFile(name: string, path: string, data: ReadableStream<Uint8Array>, options?: { force?: boolean }): Promise<void>;
-  /** copy-from of one file: its bytes. */
-  getFile(name: string, path: string): Promise<{ stream: ReadableStream<Uint8Array>; size: number }>;
+  putFile(name: string, path: string, data: ReadableStream<Uint8Array>, options?: { force?: boolean; archive?: "tar" }): Promise<void>;
+  /** copy-from of one file: its bytes (archive "tar": a tar of what is at path, a directory's tree). */
+  getFile(name: string, path: string, options?: { archive?: "tar" }): Promise<{ stream: ReadableStream<Uint8Array>; size: number }>;
   /** The networks machina made for its running containers (zones, bridges, addresses, forwarded ports). */
   networks(): Promise<NetworkOverview>;
 }

@@ -183,11 +183,15 @@ export class MachinaClient implements MachineService, ImageService {
   async bind(name: string, request: S.BindRequest): Promise<void> {
     await this.call(API.bindMachine, { params: { name }, body: request });
   }
-  async putFile(name: string, path: string, data: ReadableStream<Uint8Array> | Uint8Array, options: { force?: boolean } = {}): Promise<void> {
-    await this.request(API.putMachineFile, { params: { name }, query: { path, ...(options.force ? { force: "1" as const } : {}) } }, undefined, data);
+  async putFile(name: string, path: string, data: ReadableStream<Uint8Array> | Uint8Array, options: { force?: boolean; archive?: "tar" } = {}): Promise<void> {
+    const query = { path, ...(options.force ? { force: "1" as const } : {}), ...(options.archive !== undefined ? { archive: options.archive } : {}) };
+    await this.request(API.putMachineFile, { params: { name }, query }, undefined, data);
   }
-  async getFile(name: string, path: string): Promise<{ stream: ReadableStream<Uint8Array>; size: number }> {
-    const res = await this.request(API.getMachineFile, { params: { name }, query: { path } });
+  async getFile(name: string, path: string, options: { archive?: "tar" } = {}): Promise<{ stream: ReadableStream<Uint8Array>; size: number }> {
+    const res = await this.request(API.getMachineFile, {
+      params: { name },
+      query: { path, ...(options.archive !== undefined ? { archive: options.archive } : {}) },
+    });
     return { stream: res.body ?? new Blob([]).stream(), size: Number(res.headers.get("x-file-size") ?? "0") };
   }
   async networks(): Promise<S.NetworkOverview> {

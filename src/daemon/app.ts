@@ -252,7 +252,7 @@ export function createApp(options: AppOptions): { app: Hono; jobs: JobManager } 
     },
     getMachineFile: async ({ params: { name }, query }) => {
       if (query.path === undefined) throw new MachinaError("E_USAGE", "the query parameter path (the file in the machine) is required");
-      const { stream, size } = await service.getFile(name, query.path);
+      const { stream, size } = await service.getFile(name, query.path, query.archive !== undefined ? { archive: query.archive } : {});
       // the size also in a header of its own: a streamed answer goes out chunked, without Content-Length
       return new Response(stream, { headers: { "content-type": "application/octet-stream", "x-file-size": String(size) } });
     },
@@ -260,7 +260,10 @@ export function createApp(options: AppOptions): { app: Hono; jobs: JobManager } 
       if (query.path === undefined) throw new MachinaError("E_USAGE", "the query parameter path (the file in the machine) is required");
       const length = Number(c.req.header("content-length") ?? "0");
       if (length > MAX_UPLOAD_BYTES) throw new MachinaError("E_TOO_LARGE", `an upload of ${length} bytes is larger than ${MAX_UPLOAD_BYTES}`);
-      await service.putFile(name, query.path, c.req.raw.body ?? new Blob([]).stream(), { force: query.force === "1" });
+      await service.putFile(name, query.path, c.req.raw.body ?? new Blob([]).stream(), {
+        force: query.force === "1",
+        ...(query.archive !== undefined ? { archive: query.archive } : {}),
+      });
       return ok;
     },
     networks: async () => ({ status: 200, body: await service.networks() }),

@@ -141,7 +141,8 @@ function uncompressedSize(host: Host, path: string): number | undefined {
 }
 
 /** The archive `file` extracted into the temporary; `shown`: the file as the user named it (a pull's URL), for messages. */
-async function fillDirFromTar(ctx: TransferContext, temp: Temporary, file: string, shown: string): Promise<void> {
+/** A tar archive's entries into `temp` (a new directory), checked and confined as an import's (machinad's directory uploads too). */
+export async function fillDirFromTar(ctx: TransferContext, temp: Temporary, file: string, shown: string): Promise<void> {
   ctx.host.mkdirp(temp.path, 0o755);
   const scratch = temp.sibling("extract-root");
   ctx.host.mkdirp(scratch, 0o700);

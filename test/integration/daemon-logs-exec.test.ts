@@ -6,7 +6,7 @@
  * (machinad's fd count returns). Root only.
  */
 import { describe, expect, test } from "bun:test";
-import { appendFileSync, chmodSync, existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import { appendFileSync, chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { MachinaClient } from "../../src/client/client.ts";
 import { addImage, daemonSuite, fdCount, initUp, machinactl, startDaemon } from "../helpers/daemon.ts";
@@ -120,6 +120,23 @@ describe("machinad: logs and exec", () => {
     expect((await client.exec(a, { argv: ["wc", "-c", "/tmp/upload.bin"] })).stdout.trim()).toStartWith("2 ");
     expect(client.getFile(a, "/etc")).rejects.toMatchObject({ code: "E_UNSUPPORTED" });
     expect(client.getFile(a, "/no/such/file")).rejects.toMatchObject({ code: "E_NOT_FOUND" });
+    // a tree: a tar upload extracted (checked as an import) into a new directory, and a tar of it back
+    const src = scratch.dir("machina-tree-");
+    mkdirSync(join(src, "sub"));
+    writeFileSync(join(src, "sub/f"), "in a tree\n");
+    symlinkSync("sub/f", join(src, "link"));
+    const tarFile = join(scratch.dir("machina-tar-"), "tree.tar");
+    expect(Bun.spawnSync(["tar", "-C", src, "-cf", tarFile, "."]).exitCode).toBe(0);
+    await client.putFile(a, "/tmp/tree", readFileSync(tarFile), { archive: "tar" });
+    expect((await client.exec(a, { argv: ["cat", "/tmp/tree/sub/f", "/tmp/tree/link"] })).stdout).toBe("in a tree\nin a tree\n");
+    const tree = await client.getFile(a, "/tmp/tree", { archive: "tar" });
+    const listed = Bun.spawnSync(["tar", "-t"], { stdin: new Uint8Array(await new Response(tree.stream).arrayBuffer()) }).stdout.toString();
+    expect(listed.split("\n").sort()).toEqual(expect.arrayContaining(["./", "./link", "./sub/", "./sub/f"]));
+    // an archive that reaches out of its directory is refused, and nothing arrives
+    const evil = join(scratch.dir("machina-evil-"), "evil.tar");
+    expect(Bun.spawnSync(["tar", "-C", src, "-cf", evil, "--transform=s,^sub,../escape,", "sub"]).exitCode).toBe(0);
+    expect(client.putFile(a, "/tmp/evil", readFileSync(evil), { archive: "tar" })).rejects.toMatchObject({ code: "E_INVALID" });
+    expect((await client.exec(a, { argv: ["ls", "/tmp"] })).stdout).not.toContain("evil");
     expect(readdirSync(join(t.stateDir, "tmp"))).toEqual([]); // no temporaries left
     await client.terminate(a);
   }, 60_000);
