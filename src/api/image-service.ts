@@ -21,6 +21,8 @@ import { streamAndUnlink, writeStreamToFile } from "../host/stream-file.ts";
 import { MAX_UPLOAD_BYTES } from "./routes.ts";
 import { parsePlatform } from "../oci/platform.ts";
 import { exportOci, importOci, pullOci } from "../oci/transfer.ts";
+import { cancelTransfer, listTransfers } from "../image/transfer-registry.ts";
+import { MachinaError } from "../errors.ts";
 import { bootstrap, planBootstrap } from "../image/bootstrap.ts";
 
 export interface ImageService {
@@ -41,6 +43,10 @@ export interface ImageService {
   /** name undefined: the pool; limit undefined: none. */
   setLimit(name: string | undefined, limit: number | undefined): Promise<S.LimitResult>;
   clean(options?: { all?: boolean }): Promise<S.CleanResult>;
+  /** machinactl's transfers (list-transfers). */
+  transfers(): Promise<S.Transfer[]>;
+  /** cancel-transfer: E_NOT_FOUND when there is no such transfer. */
+  cancelTransfer(id: number): Promise<void>;
   /** import-tar/-raw/-oci of an upload: `data` becomes image `name`. */
   importArchive(
     name: string,
@@ -214,6 +220,22 @@ export class LocalImageService implements ImageService {
       this.host.removeTree(temp);
       throw e;
     }
+  }
+
+  async transfers(): Promise<S.Transfer[]> {
+    return listTransfers(this.host, this.paths.stateDir).map((r) => ({
+      id: r.id,
+      type: r.type,
+      remote: r.remote,
+      local: r.local,
+      pid: r.pid,
+      progress: r.progress,
+      started: r.startedAt,
+    }));
+  }
+
+  async cancelTransfer(id: number): Promise<void> {
+    if (!(await cancelTransfer(this.host, this.paths.stateDir, id))) throw new MachinaError("E_NOT_FOUND", `no transfer with id ${id}`, { value: String(id) });
   }
 
   private bootstrapRequest(request: S.BootstrapSpec) {

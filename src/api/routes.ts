@@ -58,6 +58,15 @@ export const PATH_PARAMS = {
   image: { schema: S.ImageName, what: "image name", context: "value", errors: [400] },
   /** Any id: an unknown one is the handler's 404. */
   id: { schema: z.string(), what: "job id", context: "value", errors: [] },
+  transfer: {
+    schema: z
+      .string()
+      .regex(/^[0-9]{1,9}$/, "a number")
+      .meta({ description: "a number" }),
+    what: "transfer id",
+    context: "value",
+    errors: [400],
+  },
 } as const satisfies Record<string, { schema: z.ZodType<string>; what: string; context: keyof ErrorContext; errors: readonly number[] }>;
 
 /** Check a path parameter's value (the daemon before a handler runs, the client before it sends): E_INVALID naming it and the rule. */
@@ -348,6 +357,20 @@ export const API = {
       },
     },
     responses: { 200: { description: "the archive", binary: true } },
+    errors: [404, 501],
+  }),
+  listTransfers: route({
+    method: "get",
+    path: "/v1/transfers",
+    summary: "The transfers machinactl runs in processes of its own (machinactl list-transfers); machinad's own pulls and bootstraps are jobs",
+    responses: { 200: { description: "ok", schema: S.TransferList } },
+    errors: [501],
+  }),
+  cancelTransfer: route({
+    method: "delete",
+    path: "/v1/transfers/{transfer}",
+    summary: "machinactl cancel-transfer: SIGTERM to the machinactl running it, which undoes its work; answers once it is gone",
+    responses: Sent,
     errors: [404, 501],
   }),
   listImages: route({

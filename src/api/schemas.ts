@@ -353,6 +353,19 @@ export const ImageStatus = ImageInfo.extend({
     .meta({ description: 'null: made locally; "unknown": an unreadable record' }),
 }).meta({ id: "ImageStatus", description: "`machinactl image-status NAME`, as data" });
 
+export const Transfer = z
+  .object({
+    id: z.number().int(),
+    type: z.string().meta({ description: "import-tar, pull-oci, bootstrap, …" }),
+    remote: z.string(),
+    local: z.string(),
+    pid: z.number().int().meta({ description: "the machinactl process running it" }),
+    progress: z.number().nullable().meta({ description: "0…1, null when unknown" }),
+    started: z.string(),
+  })
+  .meta({ id: "Transfer", description: "A transfer machinactl runs in its own process (machinactl list-transfers)" });
+export const TransferList = z.object({ transfers: z.array(Transfer) }).meta({ id: "TransferList" });
+
 export const SETTINGS_TEXT_CAP = 64 * 1024;
 export const ImageSettings = z
   .object({
@@ -449,6 +462,7 @@ export type ImageInfo = z.infer<typeof ImageInfo>;
 export type ImageStatus = z.infer<typeof ImageStatus>;
 export type PoolInfo = z.infer<typeof PoolInfo>;
 export type ImageSettings = z.infer<typeof ImageSettings>;
+export type Transfer = z.infer<typeof Transfer>;
 export type CloneResult = z.infer<typeof CloneResult>;
 export type RenameResult = z.infer<typeof RenameResult>;
 export type ReadOnlyResult = z.infer<typeof ReadOnlyResult>;

@@ -247,6 +247,13 @@ export class MachinaClient implements MachineService, ImageService {
     return { stream: res.body ?? new Blob([]).stream(), size: Number(res.headers.get("x-file-size") ?? "0") };
   }
 
+  async transfers(): Promise<S.Transfer[]> {
+    return (await this.call(API.listTransfers, {})).transfers;
+  }
+  async cancelTransfer(id: number): Promise<void> {
+    await this.call(API.cancelTransfer, { params: { transfer: String(id) } });
+  }
+
   /** bootstrap through machinad: a job followed to its end. */
   async bootstrap(request: S.BootstrapSpec, options: LongOperationOptions = {}): Promise<S.PullResult> {
     return (await this.followJob(await this.call(API.bootstrapImage, { body: { ...request, wait: false } }), options)).result as S.PullResult;

@@ -183,6 +183,11 @@ export function createApp(options: AppOptions): { app: Hono; jobs: JobManager } 
       const j = jobs.run("pull", image, async (progress, signal) => pool.pull(request, { signal, onProgress: (e) => progress(e) }));
       return jobAnswer(j, wait);
     },
+    listTransfers: async () => ({ status: 200, body: { transfers: await images().transfers() } }),
+    cancelTransfer: async ({ params }) => {
+      await images().cancelTransfer(Number(params.transfer));
+      return ok;
+    },
     importImage: async ({ params, query, c }) => {
       const pool = images();
       const length = Number(c.req.header("content-length") ?? "0");

@@ -81,3 +81,73 @@ test("bootstrap is a transfer: list-transfers shows it, cancel-transfer stops th
     p.kill("SIGKILL");
   }
 }, 60_000);
+
+test("machinad: bootstrap as a job (the tool's lines its events; cancelled, nothing left); machinactl's transfers listed and cancelled through the API", async () => {
+  const dir = join(root, "api");
+  const bin = join(dir, "bin");
+  fs.mkdirSync(bin, { recursive: true });
+  fs.mkdirSync(join(dir, "run"), { mode: 0o700 });
+  // a stand-in: for the release "quick" the busybox test image as the tree; otherwise it waits (until killed)
+  const { ensureBusyboxImage } = await import("../fixtures/images.ts");
+  const busybox = await ensureBusyboxImage();
+  fs.writeFileSync(
+    join(bin, "debootstrap"),
+    `#!/bin/sh\necho "I: stand-in for $3"\nif [ "$3" = quick ]; then exec cp -a ${busybox}/. "$4"; fi\nmkdir -p "$4/etc"\nexec sleep 60\n`,
+    { mode: 0o755 },
+  );
+  const socket = join(dir, "run/api.sock");
+  const env = {
+    ...(process.env as Record<string, string>),
+    PATH: `${bin}:${process.env.PATH}`,
+    MACHINA_POOL: join(dir, "pool"),
+    MACHINA_STATE_DIR: join(dir, "state"),
+    MACHINA_API_SOCKET: socket,
+  };
+  fs.mkdirSync(join(dir, "pool"));
+  const daemon = spawn([join(REPO, "bin/machinad"), "--no-autostart"], { env, stdout: "ignore", stderr: "ignore" });
+  const { MachinaClient } = await import("../../src/client/client.ts");
+  const client = new MachinaClient(socket);
+  let cli: ReturnType<typeof spawn> | undefined;
+  try {
+    for (let i = 0; !(await client.ping(200)); i++) {
+      if (i > 100) throw new Error("machinad did not start");
+      await Bun.sleep(50);
+    }
+    // a job that ends: the image made, the tool's line among the events
+    const events: string[] = [];
+    expect(
+      await client.bootstrap({ name: "quick", distro: "debian", release: "quick" }, { onProgress: (e) => e.message !== undefined && events.push(e.message) }),
+    ).toEqual({
+      image: "quick",
+      from: "debian quick",
+    });
+    expect(events).toContain("I: stand-in for quick");
+    expect(fs.existsSync(join(dir, "pool/quick/bin/busybox"))).toBe(true);
+    // a job cancelled while the tool runs: nothing of it stays
+    const ac = new AbortController();
+    const slow = client.bootstrap(
+      { name: "slow", distro: "debian", release: "slow" },
+      { signal: ac.signal, onProgress: (e) => e.message?.includes("stand-in") && ac.abort() },
+    );
+    expect(slow).rejects.toMatchObject({ code: "E_CANCELLED" });
+    await slow.catch(() => undefined);
+    expect(fs.readdirSync(join(dir, "pool")).filter((n) => n.includes("slow"))).toEqual([]);
+    // machinactl's own transfer: listed by the API, cancelled through it
+    cli = spawn([join(REPO, "bin/machinactl"), "bootstrap", "cli", "debian", "wait"], { env, stdout: "ignore", stderr: "ignore" });
+    let transfers: Awaited<ReturnType<typeof client.transfers>> = [];
+    for (let i = 0; i < 200 && transfers.length === 0; i++) {
+      await Bun.sleep(50);
+      transfers = await client.transfers();
+    }
+    expect(transfers).toEqual([expect.objectContaining({ type: "bootstrap", local: "cli", remote: "debian wait" })]);
+    await client.cancelTransfer(transfers[0]!.id);
+    expect(await cli.exited).toBe(1);
+    expect(await client.transfers()).toEqual([]);
+    expect(client.cancelTransfer(transfers[0]!.id)).rejects.toMatchObject({ code: "E_NOT_FOUND" });
+    expect(fs.readdirSync(join(dir, "pool")).filter((n) => n.includes("cli"))).toEqual([]);
+  } finally {
+    cli?.kill("SIGKILL");
+    daemon.kill("SIGTERM");
+    await daemon.exited;
+  }
+}, 90_000);

@@ -26,7 +26,7 @@ function recorder<T extends object>(calls: string[]): T {
   });
 }
 
-const VALID: Record<keyof typeof PATH_PARAMS, string> = { name: "web", image: "web", id: "x" };
+const VALID: Record<keyof typeof PATH_PARAMS, string> = { name: "web", image: "web", id: "x", transfer: "1" };
 const pathWith = (r: Route, override: Partial<Record<string, string>> = {}) =>
   r.path.replace(/\{(\w+)\}/g, (_, k: string) => override[k] ?? VALID[k as keyof typeof PATH_PARAMS]);
 

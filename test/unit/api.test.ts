@@ -198,6 +198,17 @@ class FakeService implements MachineService {
 
 /** An image pool in memory, recording each call that reached it. */
 class FakeImages implements ImageService {
+  transferList: S.Transfer[] = [
+    { id: 3, type: "pull-tar", remote: "https://example.invalid/a.tar", local: "a", pid: 4242, progress: 0.5, started: "2026-01-01T00:00:00Z" },
+  ];
+  async transfers() {
+    return this.transferList;
+  }
+  async cancelTransfer(id: number) {
+    this.calls.push(`cancelTransfer ${id}`);
+    if (!this.transferList.some((t) => t.id === id)) throw new MachinaError("E_NOT_FOUND", `no transfer with id ${id}`);
+    this.transferList = this.transferList.filter((t) => t.id !== id);
+  }
   archives = new Map<string, Uint8Array>();
   async importArchive(name: string, kind: "tar" | "raw" | "oci", data: ReadableStream<Uint8Array>, options: { force?: boolean; readOnly?: boolean } = {}) {
     const bytes = new Uint8Array(await new Response(data).arrayBuffer());
@@ -747,6 +758,16 @@ describe("images", () => {
       "importArchive up tar 1 false",
       "exportArchive none tar -",
     ]);
+  });
+
+  test("transfers: machinactl's, listed; cancel one; an unknown or malformed id", async () => {
+    const s = setup();
+    expect((await s.call("GET", "/v1/transfers")).json).toEqual({ transfers: s.images.transferList });
+    expect((await s.call("DELETE", "/v1/transfers/3")).json).toEqual({ ok: true });
+    expect((await s.call("GET", "/v1/transfers")).json).toEqual({ transfers: [] });
+    expectError(await s.call("DELETE", "/v1/transfers/3"), 404, "E_NOT_FOUND");
+    expectError(await s.call("DELETE", "/v1/transfers/x"), 400, "E_INVALID");
+    expect(s.images.calls.filter((c) => c.startsWith("cancelTransfer"))).toEqual(["cancelTransfer 3", "cancelTransfer 3"]);
   });
 
   test("settings: the .nspawn file and its text; none; an unknown image 404", async () => {
