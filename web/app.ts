@@ -18,6 +18,8 @@ type NetworkOverview = z.infer<typeof S.NetworkOverview>;
 type Job = z.infer<typeof S.Job>;
 type ImageStatus = z.infer<typeof S.ImageStatus>;
 type ImageSettings = z.infer<typeof S.ImageSettings>;
+type JobList = z.infer<typeof S.JobList>;
+type TransferList = z.infer<typeof S.TransferList>;
 type JobEvent = z.infer<typeof S.JobEvent>;
 
 /** The API paths the dashboard uses, by route id: test/unit/web.test.ts checks each against src/api/routes.ts. */
@@ -45,6 +47,10 @@ export const PATHS = {
   pullImage: "/v1/images/pull",
   jobEvents: "/v1/jobs/{id}/events",
   bootstrapImage: "/v1/images/bootstrap",
+  listJobs: "/v1/jobs",
+  cancelJob: "/v1/jobs/{id}",
+  listTransfers: "/v1/transfers",
+  cancelTransfer: "/v1/transfers/{transfer}",
   machineShell: "/v1/machines/{name}/shell",
   putMachineFile: "/v1/machines/{name}/files",
   getMachineFile: "/v1/machines/{name}/files",
@@ -239,6 +245,55 @@ async function renderImages(): Promise<void> {
   );
   $("images").hidden = images.length === 0;
   $("images-empty").hidden = images.length > 0;
+}
+
+/** What is under way: machinad's running jobs and machinactl's transfers, each with a Cancel. */
+async function renderTransfers(): Promise<void> {
+  const [jobs, transfers] = await Promise.all([
+    api<JobList>("GET", PATHS.listJobs),
+    api<TransferList>("GET", PATHS.listTransfers).catch(() => ({ transfers: [] })),
+  ]);
+  const since = (ms: number) => formatDuration(Math.max(0, Date.now() - ms) / 1000);
+  const rows = [
+    ...jobs.jobs
+      .filter((j) => j.state === "running")
+      .map((j) => {
+        const last = [...j.events].reverse().find((e) => e.total !== undefined && e.done !== undefined);
+        const progress = last !== undefined ? `${Math.round((last.done! / last.total!) * 100)} %` : (j.events.at(-1)?.message ?? j.events.at(-1)?.stage ?? "-");
+        return el(
+          "tr",
+          { id: `job-${j.id}` },
+          el("td", { label: "What", textContent: `${j.kind} (machinad)` }),
+          el("td", { label: "Of", textContent: j.machine }),
+          el("td", { label: "Progress", textContent: progress }),
+          el("td", { label: "Since", textContent: since(j.created) }),
+          el(
+            "td",
+            { className: "actions" },
+            button("Cancel", `${j.kind} of ${j.machine}`, () => api("DELETE", url(PATHS.cancelJob, { id: j.id })), true),
+          ),
+        );
+      }),
+    ...transfers.transfers.map((t) =>
+      el(
+        "tr",
+        { id: `transfer-${t.id}` },
+        el("td", { label: "What", textContent: `${t.type} (machinactl, pid ${t.pid})` }),
+        el("td", { label: "Of", textContent: `${t.local} ← ${t.remote}` }),
+        el("td", { label: "Progress", textContent: t.progress === null ? "-" : `${Math.round(t.progress * 100)} %` }),
+        el("td", { label: "Since", textContent: since(Date.parse(t.started)) }),
+        el(
+          "td",
+          { className: "actions" },
+          button("Cancel", `transfer ${t.id}`, () => api("DELETE", url(PATHS.cancelTransfer, { transfer: String(t.id) })), true),
+        ),
+      ),
+    ),
+  ];
+  $("transfers")
+    .querySelector("tbody")!
+    .replaceChildren(...rows);
+  $("transfers-section").hidden = rows.length === 0;
 }
 
 async function renderNetworks(): Promise<void> {
@@ -692,7 +747,7 @@ async function refresh(): Promise<void> {
   if (busy || document.hidden) return;
   busy = true;
   try {
-    await Promise.all([renderMachines(), renderImages(), renderNetworks(), renderDetail(), renderImageDetail()]);
+    await Promise.all([renderMachines(), renderImages(), renderNetworks(), renderTransfers(), renderDetail(), renderImageDetail()]);
     if ($("status").className === "error" && $("status").textContent?.startsWith("Not logged in")) show("");
   } catch (e) {
     if (!(e instanceof HttpError && e.message === "unauthorized")) show((e as Error).message, true);

@@ -6,7 +6,7 @@
  * Screenshots go to $MACHINA_TEST_ARTIFACTS (default /tmp/machina-test-artifacts). Root only.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, readdirSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { Browser, Page } from "puppeteer-core";
 import { API } from "../../src/api/routes.ts";
@@ -162,10 +162,29 @@ describe.skipIf(!isRoot)("the dashboard in chromium", () => {
     const dir = scratch.dir("machina-dash-pull-");
     const tar = join(dir, "pulled.tar");
     expect(Bun.spawnSync(["tar", "-C", t.image, "--numeric-owner", "-cf", tar, "."]).exitCode).toBe(0);
+    // /images/slow.tar: the same bytes, a little at a time (a pull to cancel while it runs)
+    const slow = (): Response => {
+      const bytes = readFileSync(tar);
+      let off = 0;
+      const body = new ReadableStream<Uint8Array>({
+        async pull(c) {
+          await Bun.sleep(200);
+          if (off >= bytes.length) return c.close();
+          c.enqueue(bytes.subarray(off, off + 65536));
+          off += 65536;
+        },
+      });
+      return new Response(body, { headers: { "content-length": String(bytes.length) } });
+    };
     const server = Bun.serve({
       hostname: "127.0.0.1",
       port: 0,
-      fetch: (req) => (new URL(req.url).pathname === "/images/pulled.tar" ? new Response(Bun.file(tar)) : new Response("no", { status: 404 })),
+      fetch: (req) => {
+        const path = new URL(req.url).pathname;
+        if (path === "/images/pulled.tar") return new Response(Bun.file(tar));
+        if (path === "/images/slow.tar") return slow();
+        return new Response("no", { status: 404 });
+      },
     });
     const name = `pulled${process.pid % 10000}`;
     const base = `http://127.0.0.1:${port}`;
@@ -225,6 +244,17 @@ describe.skipIf(!isRoot)("the dashboard in chromium", () => {
       await page.click("#pull button[type=submit]");
       await page.waitForFunction(() => document.getElementById("pull-status")?.textContent?.startsWith("Pull failed: "), { timeout: 30_000 });
       expect(existsSync(join(t.pool, "missing"))).toBe(false);
+      // a slow pull: it shows among the jobs; cancelled from there, it fails saying so and leaves nothing
+      await page.$eval("#pull", (f) => (f as HTMLFormElement).reset()); // the failed pull's values stay in the form
+      await page.type("#pull input[name=url]", `http://127.0.0.1:${server.port}/images/slow.tar`);
+      await page.type("#pull input[name=name]", `${name}-slow`);
+      await page.select("#pull select[name=verify]", "no");
+      await page.click("#pull button[type=submit]");
+      await page.waitForSelector(`#transfers button[aria-label="Cancel pull of ${name}-slow"]`, { timeout: 20_000 });
+      await page.click(`#transfers button[aria-label="Cancel pull of ${name}-slow"]`);
+      await page.waitForFunction(() => /^Pull failed: .*cancelled/.test(document.getElementById("pull-status")?.textContent ?? ""), { timeout: 20_000 });
+      expect(readdirSync(t.pool).filter((n) => n.includes(`${name}-slow`))).toEqual([]);
+      await page.waitForFunction(() => document.getElementById("transfers-section")?.hidden === true, { timeout: 20_000 });
       // bootstrap from the form, against a mirror on the loopback that has nothing: the build tool's
       // failure is the page's answer, and the pool has no trace of it
       const boot = `boot${process.pid % 10000}`;
