@@ -276,7 +276,7 @@ export const Job = z
   .object({
     id: z.string(),
     kind: z.enum(["start", "stop", "pull", "bootstrap"]),
-    machine: MachineName.meta({ description: "the machine started or stopped; pull: the image made" }),
+    machine: z.string().min(1).max(255).meta({ description: "the machine started or stopped; pull and bootstrap: the image made (an image name)" }),
     state: JobState,
     created: z.number(),
     events: z.array(JobEvent),

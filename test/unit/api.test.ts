@@ -691,6 +691,9 @@ describe("images", () => {
       [50, 100],
       [100, 100],
     ]);
+    // an image name that is not a machine name ("_"): the job still parses as the client parses it
+    const odd = await s.call("POST", "/v1/images/pull", { kind: "tar", url: "http://127.0.0.1:9/x.tar", name: "with_underscore", verify: "no", wait: true });
+    expect(S.Job.parse(odd.json).machine).toBe("with_underscore");
     // the default name comes from the URL, as machinactl's
     const bg = await s.call("POST", "/v1/images/pull", { kind: "raw", url: "http://127.0.0.1:9/x/disk.raw.xz", verify: "checksum" });
     expect(bg.status).toBe(202);
