@@ -203,17 +203,30 @@ function originText(origin: ImageStatus["origin"] | undefined): string {
 
 /** Each image's origin, asked once per image and modification (an origin does not change on its own). */
 const origins = new Map<string, { modified: number | null; text: string }>();
+const asking = new Set<string>();
+/** The first refresh is done (the page shows everything once) */
+let rendered = false;
+
+async function fetchOrigins(list: ImageList["images"]): Promise<void> {
+  for (const i of list) asking.add(i.name);
+  const queue = [...list];
+  const worker = async () => {
+    for (let i = queue.shift(); i !== undefined; i = queue.shift()) {
+      const st = await api<ImageStatus>("GET", url(PATHS.imageStatus, { image: i.name })).catch(() => undefined);
+      origins.set(i.name, { modified: i.modified, text: st === undefined ? "-" : originText(st.origin) });
+      asking.delete(i.name);
+      const cell = document.getElementById(`image-${i.name}`)?.querySelector("td.origin");
+      if (cell) cell.textContent = origins.get(i.name)!.text;
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(4, queue.length) }, worker));
+}
 
 async function renderImages(): Promise<void> {
   const { images } = await api<ImageList>("GET", PATHS.listImages);
-  await Promise.all(
-    images
-      .filter((i) => origins.get(i.name)?.modified !== i.modified)
-      .map(async (i) => {
-        const st = await api<ImageStatus>("GET", url(PATHS.imageStatus, { image: i.name })).catch(() => undefined);
-        origins.set(i.name, { modified: i.modified, text: st === undefined ? "-" : originText(st.origin) });
-      }),
-  );
+  // origins are asked in the background, a few at a time: the table does not wait for them
+  // (after the first whole render: the first page load waits for nothing of theirs)
+  if (rendered) void fetchOrigins(images.filter((i) => origins.get(i.name)?.modified !== i.modified && !asking.has(i.name)));
   for (const name of origins.keys()) if (!images.some((i) => i.name === name)) origins.delete(name);
   const body = $("images").querySelector("tbody")!;
   body.replaceChildren(
@@ -748,6 +761,10 @@ async function refresh(): Promise<void> {
   busy = true;
   try {
     await Promise.all([renderMachines(), renderImages(), renderNetworks(), renderTransfers(), renderDetail(), renderImageDetail()]);
+    if (!rendered) {
+      rendered = true;
+      setTimeout(() => void refresh(), 0); // the origins now
+    }
     if ($("status").className === "error" && $("status").textContent?.startsWith("Not logged in")) show("");
   } catch (e) {
     if (!(e instanceof HttpError && e.message === "unauthorized")) show((e as Error).message, true);
