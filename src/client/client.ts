@@ -49,6 +49,17 @@ function parseEventLine(text: string): S.JobStreamLine {
   return r.data;
 }
 
+/** A finished job, or its error thrown (a job that did not end "done"). */
+function finished(job: S.Job): S.Job {
+  if (job.state !== "done") throw fromApiError(job.error ?? { code: "E_INTERNAL", message: `job ${job.id} ${job.state}` });
+  return job;
+}
+
+/** A file route's answer: its bytes, and its size from X-File-Size (src/daemon/app.ts fileAnswer). */
+function fileOf(res: Response): { stream: ReadableStream<Uint8Array>; size: number } {
+  return { stream: res.body ?? new Blob([]).stream(), size: Number(res.headers.get("x-file-size") ?? "0") };
+}
+
 /** The API's error as the core's MachinaError: the same code (E_INTERNAL, the daemon's own, becomes E_SYSTEM). */
 function fromApiError(err: S.ApiError): MachinaError {
   const { hint, ...context } = (err.details ?? {}) as Record<string, unknown>;
@@ -192,7 +203,7 @@ export class MachinaClient implements MachineService, ImageService {
       params: { name },
       query: { path, ...(options.archive !== undefined ? { archive: options.archive } : {}) },
     });
-    return { stream: res.body ?? new Blob([]).stream(), size: Number(res.headers.get("x-file-size") ?? "0") };
+    return fileOf(res);
   }
   async networks(): Promise<S.NetworkOverview> {
     return this.call(API.networks, {});
@@ -244,7 +255,7 @@ export class MachinaClient implements MachineService, ImageService {
   }
   async exportArchive(name: string, kind: "tar" | "raw" | "oci", compression?: Compression): Promise<{ stream: ReadableStream<Uint8Array>; size: number }> {
     const res = await this.request(API.exportImage, { params: { image: name }, query: { kind, ...(compression !== undefined ? { compression } : {}) } });
-    return { stream: res.body ?? new Blob([]).stream(), size: Number(res.headers.get("x-file-size") ?? "0") };
+    return fileOf(res);
   }
 
   async transfers(): Promise<S.Transfer[]> {
@@ -270,8 +281,7 @@ export class MachinaClient implements MachineService, ImageService {
     } finally {
       options.signal?.removeEventListener("abort", onAbort);
     }
-    if (job.state !== "done") throw fromApiError(job.error ?? { code: "E_INTERNAL", message: `job ${job.id} ${job.state}` });
-    return job;
+    return finished(job);
   }
 
   /** pull-tar / pull-raw through machinad: a job followed to its end (progress, cancellation as a start's). */
@@ -294,24 +304,8 @@ export class MachinaClient implements MachineService, ImageService {
    * its NDJSON events, and DELETE it when the signal aborts.
    */
   async runJob<R extends JobRoute>(route: R, name: string, body: Omit<BodyIn<R>, "wait">, options: LongOperationOptions): Promise<S.Job> {
-    let job: S.Job;
-    if (!options.onProgress && !options.signal) {
-      job = await this.call<JobRoute>(route, { params: { name }, body: { ...body, wait: true } });
-    } else {
-      job = await this.call<JobRoute>(route, { params: { name }, body: { ...body, wait: false } });
-      const onAbort = () => void this.request(API.cancelJob, { params: { id: job.id } }).catch(() => undefined);
-      options.signal?.addEventListener("abort", onAbort, { once: true });
-      if (options.signal?.aborted) onAbort();
-      try {
-        job = await this.follow(job.id, options.onProgress);
-      } finally {
-        options.signal?.removeEventListener("abort", onAbort);
-      }
-    }
-    if (job.state !== "done") {
-      throw fromApiError(job.error ?? { code: "E_INTERNAL", message: `job ${job.id} ${job.state}` });
-    }
-    return job;
+    if (!options.onProgress && !options.signal) return finished(await this.call<JobRoute>(route, { params: { name }, body: { ...body, wait: true } }));
+    return this.followJob(await this.call<JobRoute>(route, { params: { name }, body: { ...body, wait: false } }), options);
   }
 
   /** Stream a job's events (NDJSON) to onProgress; resolves with the finished job. */

@@ -117,6 +117,23 @@ async function body(c: Context, schema: z.ZodType): Promise<unknown> {
   return parsed.data;
 }
 
+/** The upload's declared length, refused at once over MAX_UPLOAD_BYTES (the body is also counted as it streams). */
+function checkUploadLength(c: Context): void {
+  const length = Number(c.req.header("content-length") ?? "0");
+  if (length > MAX_UPLOAD_BYTES) throw new MachinaError("E_TOO_LARGE", `an upload of ${length} bytes is larger than ${MAX_UPLOAD_BYTES}`);
+}
+
+/** A file as an answer; its size also in X-File-Size: a streamed answer goes out chunked, without Content-Length. */
+function fileAnswer(f: { stream: ReadableStream<Uint8Array>; size: number }): Response {
+  return new Response(f.stream, { headers: { "content-type": "application/octet-stream", "x-file-size": String(f.size) } });
+}
+
+/** The files routes' path query, required. */
+function filePath(path: string | undefined): string {
+  if (path === undefined) throw new MachinaError("E_USAGE", "the query parameter path (the file in the machine) is required");
+  return path;
+}
+
 const honoPath = (path: string): string => path.replace(/\{([a-z]+)\}/gi, ":$1");
 
 /** Register one route: validate its parameters, query and body, then run its handler. */
@@ -190,8 +207,7 @@ export function createApp(options: AppOptions): { app: Hono; jobs: JobManager } 
     },
     importImage: async ({ params, query, c }) => {
       const pool = images();
-      const length = Number(c.req.header("content-length") ?? "0");
-      if (length > MAX_UPLOAD_BYTES) throw new MachinaError("E_TOO_LARGE", `an upload of ${length} bytes is larger than ${MAX_UPLOAD_BYTES}`);
+      checkUploadLength(c);
       const made = await pool.importArchive(params.image, query.kind ?? "tar", c.req.raw.body ?? new Blob([]).stream(), {
         force: query.force === "1",
         readOnly: query.readOnly === "1",
@@ -199,8 +215,7 @@ export function createApp(options: AppOptions): { app: Hono; jobs: JobManager } 
       return { status: 200, body: made };
     },
     exportImage: async ({ params, query }) => {
-      const { stream, size } = await images().exportArchive(params.image, query.kind ?? "tar", query.compression);
-      return new Response(stream, { headers: { "content-type": "application/octet-stream", "x-file-size": String(size) } });
+      return fileAnswer(await images().exportArchive(params.image, query.kind ?? "tar", query.compression));
     },
     bootstrapImage: async ({ body }) => {
       const pool = images();
@@ -255,17 +270,12 @@ export function createApp(options: AppOptions): { app: Hono; jobs: JobManager } 
       if (!server.upgrade(c.req.raw, { data: { start } })) throw new MachinaError("E_USAGE", "the WebSocket upgrade failed");
       return new Response(null, { status: 101 });
     },
-    getMachineFile: async ({ params: { name }, query }) => {
-      if (query.path === undefined) throw new MachinaError("E_USAGE", "the query parameter path (the file in the machine) is required");
-      const { stream, size } = await service.getFile(name, query.path, query.archive !== undefined ? { archive: query.archive } : {});
-      // the size also in a header of its own: a streamed answer goes out chunked, without Content-Length
-      return new Response(stream, { headers: { "content-type": "application/octet-stream", "x-file-size": String(size) } });
-    },
+    getMachineFile: async ({ params: { name }, query }) =>
+      fileAnswer(await service.getFile(name, filePath(query.path), query.archive !== undefined ? { archive: query.archive } : {})),
     putMachineFile: async ({ params: { name }, query, c }) => {
-      if (query.path === undefined) throw new MachinaError("E_USAGE", "the query parameter path (the file in the machine) is required");
-      const length = Number(c.req.header("content-length") ?? "0");
-      if (length > MAX_UPLOAD_BYTES) throw new MachinaError("E_TOO_LARGE", `an upload of ${length} bytes is larger than ${MAX_UPLOAD_BYTES}`);
-      await service.putFile(name, query.path, c.req.raw.body ?? new Blob([]).stream(), {
+      const path = filePath(query.path);
+      checkUploadLength(c);
+      await service.putFile(name, path, c.req.raw.body ?? new Blob([]).stream(), {
         force: query.force === "1",
         ...(query.archive !== undefined ? { archive: query.archive } : {}),
       });
