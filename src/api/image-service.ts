@@ -17,7 +17,7 @@ import { SETTINGS_TEXT_CAP } from "./schemas.ts";
 import type { LongOperationOptions } from "./service.ts";
 import { exportImage, importRaw, importTar, NO_PROGRESS, pullImage, type Progress, type TransferContext } from "../image/transfer.ts";
 import type { Compression } from "../image/compression.ts";
-import { streamAndUnlink, writeStreamToFile } from "../host/stream-file.ts";
+import { stateTemp, streamAndUnlink, writeStreamToFile } from "../host/stream-file.ts";
 import { MAX_UPLOAD_BYTES } from "./routes.ts";
 import { parsePlatform } from "../oci/platform.ts";
 import { exportOci, importOci, pullOci } from "../oci/transfer.ts";
@@ -174,13 +174,6 @@ export class LocalImageService implements ImageService {
     };
   }
 
-  /** A private temporary for archives on their way in or out ($STATE/tmp, root only). */
-  private archiveTemp(suffix: string): string {
-    const dir = `${this.paths.stateDir}/tmp`;
-    this.host.mkdirp(dir, 0o700);
-    return `${dir}/archive-${this.host.randomHex(8)}${suffix}`;
-  }
-
   private transferContext(): TransferContext {
     return { host: this.host, paths: this.paths, env: this.env, progress: NO_PROGRESS, signal: new AbortController().signal, log: () => undefined };
   }
@@ -191,7 +184,7 @@ export class LocalImageService implements ImageService {
     data: ReadableStream<Uint8Array>,
     options: { force?: boolean; readOnly?: boolean } = {},
   ): Promise<S.PullResult> {
-    const temp = this.archiveTemp(kind === "raw" ? ".raw" : ".tar");
+    const temp = stateTemp(this.host, this.paths.stateDir, "archive", kind === "raw" ? ".raw" : ".tar");
     try {
       await writeStreamToFile(data, temp, MAX_UPLOAD_BYTES);
       const opts = { force: options.force ?? false, readOnly: options.readOnly ?? false, sourceLabel: "upload" };
@@ -210,7 +203,7 @@ export class LocalImageService implements ImageService {
 
   async exportArchive(name: string, kind: "tar" | "raw" | "oci", compression?: Compression): Promise<{ stream: ReadableStream<Uint8Array>; size: number }> {
     this.image(name); // an unknown image: 404 before anything is made
-    const temp = this.archiveTemp(kind === "oci" ? ".tar" : "");
+    const temp = stateTemp(this.host, this.paths.stateDir, "archive", kind === "oci" ? ".tar" : "");
     try {
       const ctx = this.transferContext();
       if (kind === "oci") await exportOci(ctx, name, temp, { force: false });

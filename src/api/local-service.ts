@@ -8,8 +8,9 @@
  * (src/machine/systemd.ts).
  */
 import { MachinaError } from "../errors.ts";
+import { requireHelper } from "../runtime/helper.ts";
 import { type NetworkOverview, networkOverview } from "../net/overview.ts";
-import { streamAndUnlink, writeStreamToFile } from "../host/stream-file.ts";
+import { stateTemp, streamAndUnlink, writeStreamToFile } from "../host/stream-file.ts";
 import { fillDirFromTar, NO_PROGRESS } from "../image/transfer.ts";
 import { beginTemporary, type Temporary } from "../image/pool.ts";
 import { basename, dirname } from "node:path";
@@ -215,8 +216,7 @@ export class LocalMachineService implements MachineService {
   async bind(name: string, request: BindRequest): Promise<void> {
     checkName(name);
     const m = getMachine(this.ctx, name);
-    if (this.host.lstat(this.paths.helper) === undefined)
-      throw new MachinaError("E_NOT_FOUND", `helper "${this.paths.helper}" not found`, { path: this.paths.helper }, "build it with: make -C native");
+    requireHelper(this.host, this.paths.helper);
     const spec = bindSpec(this.host, m, request.source, request.target ?? request.source, {
       readOnly: request.readOnly ?? false,
       mkdir: request.mkdir ?? false,
@@ -234,8 +234,7 @@ export class LocalMachineService implements MachineService {
   shell(name: string, options: { user?: string; login?: boolean; rows: number; cols: number; term?: string }): PtyChild {
     checkName(name);
     const m = getMachine(this.ctx, name);
-    if (this.host.lstat(this.paths.helper) === undefined)
-      throw new MachinaError("E_NOT_FOUND", `helper "${this.paths.helper}" not found`, { path: this.paths.helper }, "build it with: make -C native");
+    requireHelper(this.host, this.paths.helper);
     const spec = commandSpec(
       this.host,
       m,
@@ -250,17 +249,10 @@ export class LocalMachineService implements MachineService {
     return this.host.spawnOnPty([this.paths.helper, "enter", "--spec-fd"], { spec: encodeEnterSpec(spec), env: {}, rows: options.rows, cols: options.cols });
   }
 
-  /** A private temporary for files on their way in or out ($STATE/tmp, root only). */
-  private fileTemp(): string {
-    const dir = `${this.paths.stateDir}/tmp`;
-    this.host.mkdirp(dir, 0o700);
-    return `${dir}/file-${this.host.randomHex(8)}`;
-  }
-
   async putFile(name: string, path: string, data: ReadableStream<Uint8Array>, options: { force?: boolean; archive?: "tar" } = {}): Promise<void> {
     checkName(name);
     const m = getMachine(this.ctx, name);
-    const temp = this.fileTemp();
+    const temp = stateTemp(this.host, this.paths.stateDir, "file");
     let tree: Temporary | undefined;
     try {
       await writeStreamToFile(data, temp, MAX_UPLOAD_BYTES);
@@ -282,7 +274,7 @@ export class LocalMachineService implements MachineService {
   async getFile(name: string, path: string, options: { archive?: "tar" } = {}): Promise<{ stream: ReadableStream<Uint8Array>; size: number }> {
     checkName(name);
     const m = getMachine(this.ctx, name);
-    const temp = this.fileTemp();
+    const temp = stateTemp(this.host, this.paths.stateDir, "file");
     const tar = `${temp}.tar`;
     try {
       await copyMachineFiles(this.host, this.paths.helper, m, { direction: "from", paths: [path, temp], force: false, cwd: "/" });
@@ -313,8 +305,7 @@ export class LocalMachineService implements MachineService {
   async exec(name: string, request: ExecRequest, options: { signal?: AbortSignal } = {}): Promise<ExecResult> {
     checkName(name);
     const m = getMachine(this.ctx, name);
-    if (this.host.lstat(this.paths.helper) === undefined)
-      throw new MachinaError("E_NOT_FOUND", `helper "${this.paths.helper}" not found`, { path: this.paths.helper }, "build it with: make -C native");
+    requireHelper(this.host, this.paths.helper);
     const spec = commandSpec(
       this.host,
       m,

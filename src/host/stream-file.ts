@@ -6,6 +6,14 @@
 import * as fs from "node:fs";
 import { Readable } from "node:stream";
 import { MachinaError } from "../errors.ts";
+import type { Host } from "./host.ts";
+
+/** A new path for a private temporary of machinad's (STATE/tmp, root only): BASE-RANDOM SUFFIX. */
+export function stateTemp(host: Host, stateDir: string, base: string, suffix = ""): string {
+  const dir = `${stateDir}/tmp`;
+  host.mkdirp(dir, 0o700);
+  return `${dir}/${base}-${host.randomHex(8)}${suffix}`;
+}
 
 /** Write `stream` to `path` (created 0600, must not exist); more than maxBytes: E_TOO_LARGE, the file removed. */
 export async function writeStreamToFile(stream: ReadableStream<Uint8Array>, path: string, maxBytes: number): Promise<number> {

@@ -6,6 +6,7 @@
  * up before the helper takes over is registered in a Reverter (src/reverter.ts): undone when a
  * later step fails, or by `abandon()` when the start does not happen.
  */
+import { requireHelper } from "./helper.ts";
 import { MachinaError } from "../errors.ts";
 import { gatherHostFacts, gatherImageFacts } from "../host/facts.ts";
 import type { Host } from "../host/host.ts";
@@ -163,8 +164,7 @@ export function prepareContainer(host: Host, p: Paths, cliSettings: Settings, cw
       ...(imageLocks.length > 0 ? { imageLocks } : {}),
     });
     if (options.planOnly) return done(spec);
-    if (host.lstat(p.helper) === undefined)
-      throw new MachinaError("E_NOT_FOUND", `helper "${p.helper}" not found`, { path: p.helper }, "build it with: make -C native");
+    requireHelper(host, p.helper);
     // Entries of supervisors that were killed outright: remove them (and their cgroups, networks) now.
     sweepLeftovers(host, p.stateDir);
     // The network (src/net/): prepared here, made and joined by the helper, undone by its on_exit command.

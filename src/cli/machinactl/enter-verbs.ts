@@ -8,12 +8,12 @@ import { getMachine } from "../../machine/machines.ts";
 import { hostShellPlan } from "./host-shell.ts";
 import { machineContext } from "./machine-verbs.ts";
 import type { Verb, VerbContext } from "./verb.ts";
+import { requireHelper } from "../../runtime/helper.ts";
 
 const HELPER_ARGV = ["machina-helper", "enter", "--spec-fd"];
 
 function needHelper(ctx: VerbContext): void {
-  if (ctx.host.lstat(ctx.paths.helper) === undefined)
-    throw new MachinaError("E_NOT_FOUND", `helper "${ctx.paths.helper}" not found`, { path: ctx.paths.helper }, "build it with: make -C native");
+  requireHelper(ctx.host, ctx.paths.helper);
 }
 
 /** Replace this process by the helper running `cmd` in machine `name`: its exit status is ours. */

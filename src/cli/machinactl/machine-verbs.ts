@@ -2,11 +2,11 @@
  * machinactl's machine inspection and control verbs: list, status, show, ps, kill, poweroff,
  * reboot, terminate. Thin: the work is in src/machine/machines.ts.
  */
+import { requireHelper } from "../../runtime/helper.ts";
 import { type CgroupNode, machineProcesses, type MachineContext, type MachineStatus, formatTimestampUsec } from "../../machine/machines.ts";
 import { machineLogTail } from "../../machine/logs.ts";
 import { copyMachineFiles, type CopyDirection } from "../../machine/copy.ts";
 import { getMachine } from "../../machine/machines.ts";
-import { MachinaError } from "../../errors.ts";
 import type { MachineService } from "../../api/service.ts";
 import { selectMachineService } from "../../client/select.ts";
 import { formatBytes, json, properties, table } from "./format.ts";
@@ -257,8 +257,7 @@ function copyVerb(direction: CopyDirection): Verb {
     minArgs: 2,
     maxArgs: 3,
     async run(ctx, args) {
-      if (ctx.host.lstat(ctx.paths.helper) === undefined)
-        throw new MachinaError("E_NOT_FOUND", `helper "${ctx.paths.helper}" not found`, { path: ctx.paths.helper }, "build it with: make -C native");
+      requireHelper(ctx.host, ctx.paths.helper);
       const mctx = machineContext(ctx);
       const paths = (args.length === 3 ? [args[1]!, args[2]!] : [args[1]!]) as [string] | [string, string];
       await copyMachineFiles(ctx.host, ctx.paths.helper, getMachine(mctx, args[0]!), { direction, paths, force: ctx.options.force, cwd: process.cwd() });
