@@ -15,7 +15,7 @@ import type { Paths } from "../paths.ts";
 import type * as S from "./schemas.ts";
 import { SETTINGS_TEXT_CAP } from "./schemas.ts";
 import type { LongOperationOptions } from "./service.ts";
-import { exportImage, importRaw, importTar, NO_PROGRESS, pullImage, type Progress, type TransferContext } from "../image/transfer.ts";
+import { exportImage, importRaw, importTar, pullImage, type Progress, transferContext } from "../image/transfer.ts";
 import type { Compression } from "../image/compression.ts";
 import { stateTemp, streamAndUnlink, writeStreamToFile } from "../host/stream-file.ts";
 import { MAX_UPLOAD_BYTES } from "./routes.ts";
@@ -174,10 +174,6 @@ export class LocalImageService implements ImageService {
     };
   }
 
-  private transferContext(): TransferContext {
-    return { host: this.host, paths: this.paths, env: this.env, progress: NO_PROGRESS, signal: new AbortController().signal, log: () => undefined };
-  }
-
   async importArchive(
     name: string,
     kind: "tar" | "raw" | "oci",
@@ -188,7 +184,7 @@ export class LocalImageService implements ImageService {
     try {
       await writeStreamToFile(data, temp, MAX_UPLOAD_BYTES);
       const opts = { force: options.force ?? false, readOnly: options.readOnly ?? false, sourceLabel: "upload" };
-      const ctx = this.transferContext();
+      const ctx = transferContext(this.host, this.paths, this.env);
       const image =
         kind === "oci"
           ? (await importOci(ctx, temp, name, opts)).image
@@ -205,7 +201,7 @@ export class LocalImageService implements ImageService {
     this.image(name); // an unknown image: 404 before anything is made
     const temp = stateTemp(this.host, this.paths.stateDir, "archive", kind === "oci" ? ".tar" : "");
     try {
-      const ctx = this.transferContext();
+      const ctx = transferContext(this.host, this.paths, this.env);
       if (kind === "oci") await exportOci(ctx, name, temp, { force: false });
       else await exportImage(ctx, kind, name, temp, { format: compression ?? "uncompressed", force: false });
       return streamAndUnlink(temp);
@@ -274,14 +270,11 @@ export class LocalImageService implements ImageService {
       },
       stop: () => undefined,
     };
-    const ctx = {
-      host: this.host,
-      paths: this.paths,
-      env: this.env,
+    const ctx = transferContext(this.host, this.paths, this.env, {
       progress,
-      signal: options.signal ?? new AbortController().signal,
-      log: (line: string) => emit({ time: Date.now(), message: line }),
-    };
+      ...(options.signal !== undefined ? { signal: options.signal } : {}),
+      log: (line) => emit({ time: Date.now(), message: line }),
+    });
     const base = { force: request.force ?? false, readOnly: request.readOnly ?? false };
     if (request.kind === "oci") {
       const r = await pullOci(ctx, request.ref, request.name, {

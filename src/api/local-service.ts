@@ -11,7 +11,7 @@ import { MachinaError } from "../errors.ts";
 import { requireHelper } from "../runtime/helper.ts";
 import { type NetworkOverview, networkOverview } from "../net/overview.ts";
 import { stateTemp, streamAndUnlink, writeStreamToFile } from "../host/stream-file.ts";
-import { fillDirFromTar, NO_PROGRESS } from "../image/transfer.ts";
+import { fillDirFromTar, transferContext } from "../image/transfer.ts";
 import { beginTemporary, type Temporary } from "../image/pool.ts";
 import { basename, dirname } from "node:path";
 import { copyMachineFiles } from "../machine/copy.ts";
@@ -260,8 +260,7 @@ export class LocalMachineService implements MachineService {
       if (options.archive === "tar") {
         // a tree: extracted as an import's (checked, confined) into a directory of its own first
         tree = beginTemporary(this.host, this.paths.stateDir, `${this.paths.stateDir}/tmp`, "upload");
-        const ctx = { host: this.host, paths: this.paths, env: this.env, progress: NO_PROGRESS, signal: new AbortController().signal, log: () => undefined };
-        await fillDirFromTar(ctx, tree, temp, "the upload");
+        await fillDirFromTar(transferContext(this.host, this.paths, this.env), tree, temp, "the upload");
         source = tree.path;
       }
       await copyMachineFiles(this.host, this.paths.helper, m, { direction: "to", paths: [source, path], force: options.force ?? false, cwd: "/" });

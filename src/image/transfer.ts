@@ -54,6 +54,16 @@ export interface Progress {
 
 export const NO_PROGRESS: Progress = { start() {}, update() {}, stop() {} };
 
+/** A transfer's context for a caller without a terminal (machinad): silent and never cancelled unless given otherwise. */
+export function transferContext(
+  host: Host,
+  paths: Paths,
+  env: Readonly<Record<string, string | undefined>>,
+  parts: Partial<Pick<TransferContext, "progress" | "signal" | "log">> = {},
+): TransferContext {
+  return { host, paths, env, progress: NO_PROGRESS, signal: new AbortController().signal, log: () => undefined, ...parts };
+}
+
 export interface TransferContext {
   host: Host;
   paths: Paths;
