@@ -194,6 +194,11 @@ async function renderMachines(): Promise<void> {
   $("machines-empty").hidden = machines.length > 0;
 }
 
+/** A description list of name–value pairs into the element `id`. */
+function showFacts(id: string, facts: [string, string][]): void {
+  $(id).replaceChildren(...facts.flatMap(([k, v]) => [el("dt", { textContent: k }), el("dd", { textContent: v })]));
+}
+
 /** Where an image came from, in words (its status's origin record). */
 function originText(origin: ImageStatus["origin"] | undefined): string {
   if (origin === null || origin === undefined) return "made here";
@@ -396,7 +401,7 @@ async function renderImageDetail(): Promise<void> {
           ["Limit", st.limit === null ? "none" : formatBytes(st.limit)],
           ["Origin", originText(origin)],
         ];
-  $("image-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", { textContent: k }), el("dd", { textContent: v })]));
+  showFacts("image-facts", facts);
   $("image-settings").textContent = settingsText(settings);
   if (st === undefined) {
     $("image-actions").replaceChildren();
@@ -467,7 +472,7 @@ async function renderDetail(): Promise<void> {
           ["CPU time", st.resources.cpuUsec === undefined ? "-" : `${(st.resources.cpuUsec / 1e6).toFixed(1)} s`],
           ["Control group", st.controlGroup],
         ];
-  $("detail-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", { textContent: k }), el("dd", { textContent: v })]));
+  showFacts("detail-facts", facts);
   const [history, settings] = await Promise.all([
     st === undefined ? undefined : api<SampleHistory>("GET", url(PATHS.machineSamples, { name })).catch(() => undefined),
     api<ImageSettings>("GET", url(PATHS.imageSettings, { image: name })).catch(() => undefined),
