@@ -51,6 +51,7 @@ export const MACHINA_VARIABLES = {
   MACHINA_ENABLE_DIR: v("where `machinactl enable` links machines on hosts without systemd (default /etc/machina/machines.target.wants)", text),
   MACHINA_UNIT_DIR: v("where the unit template is installed on systemd hosts (default /etc/systemd/system)", text),
   MACHINA_SYSTEMD: v("1/0: treat the host as booted with systemd, or not (default: /run/systemd/system decides)", tristate),
+  MACHINA_QEMU_DIR: v("the directory of the qemu-NAME-static interpreters registered for images of another architecture (default: $PATH)", nonEmpty),
   MACHINA_NETWORK_CONF: v("the networking configuration file (default /etc/machina/network.conf)", text),
   MACHINA_NET_POOL4: v("the IPv4 address pool for containers (overrides network.conf's Pool4=)", nonEmpty),
   MACHINA_NET_POOL6: v("the IPv6 address pool (overrides Pool6=; empty: no IPv6)", text),

@@ -7,6 +7,9 @@
  */
 import type { Host } from "../host/host.ts";
 import { parseOsRelease } from "../host/os-release.ts";
+import { imageProgram } from "../host/facts.ts";
+import { readFileInRoot } from "../host/resolve-in-root.ts";
+import { architectureOfElf, architectureOfPlatform } from "../settings/architectures.ts";
 import { btrfsQgroup, cleanPool, cloneImage, removeImage, renameImage, setImageLimit, setImageReadOnly, withQgroup, type PoolContext } from "../image/ops.ts";
 import { readOrigin } from "../image/origin.ts";
 import { discoverImages, getImage, poolRoots, type Image } from "../image/pool.ts";
@@ -85,14 +88,32 @@ export function imageInfo(image: Image): S.ImageInfo {
 /** PRETTY_NAME (or NAME) of a directory image's os-release. */
 export function osPrettyName(host: Host, image: Image): string | undefined {
   if (image.type === "raw") return undefined;
-  const text = host.readFile(`${image.target}/etc/os-release`) ?? host.readFile(`${image.target}/usr/lib/os-release`);
+  // resolved inside the image: /etc/os-release is often an absolute symlink to /usr/lib/os-release
+  const text = readFileInRoot(host, image.target, "/etc/os-release") ?? readFileInRoot(host, image.target, "/usr/lib/os-release");
   if (text === undefined) return undefined;
   const os = parseOsRelease(text);
   return os["PRETTY_NAME"] ?? os["NAME"];
 }
 
+/** The image's architecture: its programs' ELF headers (a directory), else the platform it was pulled for. */
+export function imageArchitectureName(host: Host, image: Image, origin: ReturnType<typeof readOrigin>): string | undefined {
+  if (image.type !== "raw") {
+    const program = imageProgram(host, image.target);
+    return program === undefined ? undefined : architectureOfElf(program.header)?.name;
+  }
+  if (origin === undefined || origin === "unknown" || origin.platform === undefined) return undefined;
+  const [, arch, variant] = origin.platform.split("/");
+  return arch === undefined ? undefined : architectureOfPlatform(arch, variant)?.name;
+}
+
 export function imageStatusOf(host: Host, image: Image): S.ImageStatus {
-  return { ...imageInfo(image), os: osPrettyName(host, image) ?? null, origin: readOrigin(host, image.target) ?? null };
+  const origin = readOrigin(host, image.target);
+  return {
+    ...imageInfo(image),
+    os: osPrettyName(host, image) ?? null,
+    architecture: imageArchitectureName(host, image, origin) ?? null,
+    origin: origin ?? null,
+  };
 }
 
 export class LocalImageService implements ImageService {
@@ -228,7 +249,14 @@ export class LocalImageService implements ImageService {
   }
 
   private bootstrapRequest(request: S.BootstrapSpec) {
-    return { name: request.name, distro: request.distro, release: request.release, mirror: request.mirror, rootPassword: request.rootPassword };
+    return {
+      name: request.name,
+      distro: request.distro,
+      release: request.release,
+      mirror: request.mirror,
+      arch: request.arch,
+      rootPassword: request.rootPassword,
+    };
   }
 
   checkBootstrap(request: S.BootstrapSpec): void {

@@ -111,17 +111,17 @@ export class LocalMachineService implements MachineService {
 
   async poweroff(name: string): Promise<void> {
     checkName(name);
-    poweroffMachine(this.ctx, name);
+    await poweroffMachine(this.ctx, name);
   }
 
   async reboot(name: string): Promise<void> {
     checkName(name);
-    rebootMachine(this.ctx, name);
+    await rebootMachine(this.ctx, name);
   }
 
   async kill(name: string, options: KillOptions = {}): Promise<void> {
     checkName(name);
-    killMachine(this.ctx, name, options);
+    await killMachine(this.ctx, name, options);
   }
 
   async terminate(name: string, options: StopOptions = {}): Promise<"stopped" | "killed"> {

@@ -8,6 +8,7 @@ import { ERROR_CODES } from "../errors.ts";
 import { ORIGIN_KINDS } from "../image/origin.ts";
 import { validImageName } from "../image/pool.ts";
 import { isValidMachineName, MACHINE_NAME_RULE } from "../settings/values.ts";
+import { ARCHITECTURE_NAMES } from "../settings/architectures.ts";
 
 /** Machine names follow hostname rules (systemd's machine_name_is_valid()): the rule is isValidMachineName's; length and pattern are for the document. */
 export const MachineName = z
@@ -40,6 +41,7 @@ export const MachineSummary = z
     service: z.string().meta({ description: "the manager that registered it (machina-nspawn)" }),
     os: z.string().meta({ description: "ID= of the image's os-release" }),
     version: z.string().meta({ description: "VERSION_ID= of the image's os-release" }),
+    architecture: z.string().meta({ description: "the image's architecture, Debian's name (arm64), \"\" when unknown" }),
     addresses: z.array(z.string()),
     state: Liveness,
     timestampUsec: z.number().meta({ description: "start time, µs since the epoch (0 when unknown)" }),
@@ -65,6 +67,8 @@ export const Machine = z
     cgroups: z.array(z.string()),
     os: z.string(),
     version: z.string(),
+    architecture: z.string().meta({ description: "the image's architecture, Debian's name (arm64), \"\" when unknown" }),
+    emulated: z.boolean().meta({ description: "its programs run under qemu-user (binfmt_misc): another architecture than the host's" }),
   })
   .meta({ id: "Machine" });
 
@@ -347,6 +351,10 @@ export const ImageOrigin = z
 
 export const ImageStatus = ImageInfo.extend({
   os: z.string().nullable().meta({ description: "PRETTY_NAME of the image's os-release (null: raw image or none)" }),
+  architecture: z
+    .string()
+    .nullable()
+    .meta({ description: "Debian's name (arm64): a directory's programs' ELF headers, a raw image's pulled platform; null: unknown" }),
   origin: z
     .union([ImageOrigin, z.literal("unknown")])
     .nullable()
@@ -508,6 +516,10 @@ export const BootstrapRequest = z
       .optional()
       .meta({ description: "default: the distribution's current one" }),
     mirror: z.string().url().max(4096).optional().meta({ description: "the package mirror (Debian, Ubuntu)" }),
+    arch: z
+      .enum(ARCHITECTURE_NAMES as [string, ...string[]])
+      .optional()
+      .meta({ description: "the image's architecture, Debian's name (default: the host's); another than the host's runs under qemu-user" }),
     rootPassword: z.string().max(256).optional().meta({ description: "root's password (default: passwordless root on the console)" }),
     force: z.boolean().default(false),
     wait: z.boolean().default(false),

@@ -1,6 +1,7 @@
 /**
- * machina-net: the network's undo, run by the supervisor when a container is gone
- * (`on_exit` record), and a manual sweep. Not a user command (see docs/networking.md).
+ * machina-net: what the supervisor undoes on the host when a container is gone (`on_exit`
+ * record): its network, and its claim on a foreign architecture's binfmt_misc entry
+ * (src/runtime/binfmt.ts); and a manual sweep. Not a user command (see docs/networking.md).
  *
  *   machina-net teardown [--state-dir DIR] NAME
  *   machina-net sweep [--state-dir DIR]
@@ -11,6 +12,7 @@ import { LinuxHost } from "../host/linux.ts";
 import type { Host } from "../host/host.ts";
 import { paths } from "../paths.ts";
 import { sweepNetworks, teardownNetwork } from "../net/setup.ts";
+import { releaseBinfmt } from "../runtime/binfmt.ts";
 import { DEFAULT_PATH } from "../spec/default-path.ts";
 
 const PROG = "machina-net";
@@ -27,11 +29,16 @@ export function main(argv: string[], host: Host = new LinuxHost()): number {
       stateDir = args.shift() ?? stateDir;
     }
     if (verb === "teardown" && args.length === 1) {
-      teardownNetwork(host, stateDir, args[0]!);
+      try {
+        teardownNetwork(host, stateDir, args[0]!);
+      } finally {
+        releaseBinfmt(host, stateDir, args[0]!);
+      }
       return 0;
     }
     if (verb === "sweep" && args.length === 0) {
       for (const name of sweepNetworks(host, stateDir)) err(`${PROG}: removed the stale network of "${name}"\n`);
+      for (const entry of releaseBinfmt(host, stateDir, undefined)) err(`${PROG}: removed the unused binfmt_misc entry "${entry}"\n`);
       return 0;
     }
     err(`usage: ${PROG} teardown [--state-dir DIR] NAME | sweep [--state-dir DIR]\n`);

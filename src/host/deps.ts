@@ -47,6 +47,7 @@ const PART_LABEL: Record<string, string> = {
   build: "building machina",
   core: "machina",
   btrfs: "a btrfs pool",
+  foreign: "a container of another architecture",
   systemd: "systemd integration",
   test: "the tests",
   bench: "the benchmarks",

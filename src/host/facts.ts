@@ -100,6 +100,27 @@ export interface ImageFacts {
   inits: string[];
   /** For the mount planners (spec/root-modes.ts, spec/journal.ts); absent when the root is no directory. */
   mounts?: MountFacts;
+  /** The first of PROGRAM_WITNESSES that is an ELF file, and its first 64 bytes: the image's architecture (settings/architectures.ts). */
+  program?: { path: string; header: Uint8Array };
+}
+
+/** Where an image's architecture is read: the first of these that is an ELF file (symlinks followed inside the image). */
+export const PROGRAM_WITNESSES = ["/usr/lib/systemd/systemd", "/lib/systemd/systemd", "/sbin/init", "/bin/sh", "/usr/bin/sh", "/bin/busybox"] as const;
+
+/** The first PROGRAM_WITNESSES program of the image at `root` that is an ELF file, with its header. */
+export function imageProgram(host: Host, root: string): { path: string; header: Uint8Array } | undefined {
+  for (const path of PROGRAM_WITNESSES) {
+    const p = resolveInRoot(host, root, path);
+    if (p === undefined || host.lstat(p) !== "file") continue;
+    let header: Uint8Array;
+    try {
+      header = host.readAt(p, 0, 64);
+    } catch {
+      continue;
+    }
+    if (header.length >= 20 && header[0] === 0x7f && header[1] === 0x45 && header[2] === 0x4c && header[3] === 0x46) return { path, header };
+  }
+  return undefined;
 }
 
 export const INIT_CANDIDATES = ["/usr/lib/systemd/systemd", "/lib/systemd/systemd", "/sbin/init"] as const;
@@ -291,6 +312,7 @@ export function gatherImageFacts(host: Host, directory: string, hostTimezone: st
   const osText = readFileInRoot(host, root, "/etc/os-release") ?? readFileInRoot(host, root, "/usr/lib/os-release");
   const machineId = readFileInRoot(host, root, "/etc/machine-id")?.trim();
   const etcResolv = resolveInRoot(host, root, "/etc");
+  const program = imageProgram(host, root);
   return {
     ...base,
     hasUsr: kindInRoot(host, root, "/usr") === "dir",
@@ -309,6 +331,7 @@ export function gatherImageFacts(host: Host, directory: string, hostTimezone: st
       const k = kindInRoot(host, root, p);
       return k === "file";
     }),
+    ...(program !== undefined ? { program } : {}),
   };
 }
 

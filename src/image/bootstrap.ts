@@ -11,6 +11,9 @@ import type { Paths } from "../paths.ts";
 import { beginTemporary, checkImageName, cleanTemporaries, ensureWritablePool, findImage, lockImage, Reverter } from "./pool.ts";
 import { DEFAULT_PATH } from "../spec/default-path.ts";
 import { enableUnits } from "./enable-units.ts";
+import { ARCHITECTURE_NAMES, ARCHITECTURES, architectureNamed, architectureOfUname, binfmtMagic, runsNatively } from "../settings/architectures.ts";
+import { provideBinfmt, releaseBinfmt } from "../runtime/binfmt.ts";
+import { machinaEnv } from "../config.ts";
 
 export const DISTROS = {
   debian: { release: "bookworm", mirror: "http://deb.debian.org/debian", tools: ["mmdebstrap", "debootstrap"] },
@@ -25,6 +28,8 @@ export interface BootstrapRequest {
   release: string | undefined;
   /** Package mirror (Debian/Ubuntu); default the distribution's. */
   mirror: string | undefined;
+  /** The architecture (Debian's name); undefined: the host's. Another than the host's is built and runs under qemu-user. */
+  arch?: string | undefined;
   /** Root's password; undefined: passwordless root login on the console. */
   rootPassword: string | undefined;
 }
@@ -35,6 +40,11 @@ export interface BootstrapPlan {
   tool: string;
   /** The build command; "TARGET" stands for the temporary directory. */
   build: string[];
+  /** debootstrap of another architecture: its second stage, run in the new tree under emulation ("TARGET" as above). */
+  secondStage?: string[];
+  /** The image's architecture, and whether the host runs it only under emulation (binfmt_misc with qemu-user). */
+  arch: string;
+  foreign: boolean;
   /** The set-up steps, in order, for messages and tests. */
   setup: string[];
 }
@@ -49,6 +59,7 @@ export function which(host: Host, tool: string): string | undefined {
 }
 
 const PACKAGES_DEB = "systemd,systemd-sysv,dbus";
+const UBUNTU_PORTS = "http://ports.ubuntu.com/ubuntu-ports";
 
 /**
  * Enabled in the new tree (with their Also=), as mkosi's images are: systemd-networkd configures
@@ -71,13 +82,37 @@ export function planBootstrap(host: Host, req: BootstrapRequest): BootstrapPlan 
     throw missingProgramError(tool);
   }
   const [tool, path] = found;
-  const mirror = req.mirror ?? d.mirror;
+  const hostArch = architectureOfUname(host.readFile("/proc/sys/kernel/arch")?.trim());
+  // no --arch: the host's own, whatever the kernel calls it
+  const arch = req.arch === undefined ? hostArch : architectureNamed(req.arch);
+  if (req.arch !== undefined && arch === undefined)
+    throw new MachinaError("E_INVALID", `unknown architecture "${req.arch}" for --arch: allowed are ${ARCHITECTURE_NAMES.join(", ")}`, {
+      flag: "--arch",
+      value: req.arch,
+    });
+  if (req.arch !== undefined && distro === "fedora" && arch?.fedora === undefined)
+    throw new MachinaError(
+      "E_INVALID",
+      `Fedora has no ${req.arch} architecture: allowed are ${ARCHITECTURES.filter((a) => a.fedora !== undefined)
+        .map((a) => a.name)
+        .join(", ")}`,
+      { flag: "--arch", value: req.arch },
+    );
+  const foreign = req.arch !== undefined && (hostArch === undefined || !runsNatively(hostArch, arch!));
+  // Ubuntu keeps other architectures than amd64 and i386 on its ports mirror
+  const mirror = req.mirror ?? (distro === "ubuntu" && arch !== undefined && arch.name !== "amd64" && arch.name !== "i386" ? UBUNTU_PORTS : d.mirror);
+  const archArg = req.arch === undefined ? [] : [tool === "mmdebstrap" ? `--architectures=${req.arch}` : `--arch=${req.arch}`];
   let build: string[];
-  if (tool === "mmdebstrap") build = [path!, "--variant=minbase", `--include=${PACKAGES_DEB}`, release, "TARGET", mirror!];
-  else if (tool === "debootstrap") build = [path!, "--variant=minbase", `--include=${PACKAGES_DEB.split(",").join(",")}`, release, "TARGET", mirror!];
-  else
+  let secondStage: string[] | undefined;
+  if (tool === "mmdebstrap") build = [path!, "--variant=minbase", ...archArg, `--include=${PACKAGES_DEB}`, release, "TARGET", mirror!];
+  else if (tool === "debootstrap") {
+    // another architecture: the first stage unpacks, the second configures inside the tree under emulation
+    build = [path!, "--variant=minbase", ...archArg, ...(foreign ? ["--foreign"] : []), `--include=${PACKAGES_DEB}`, release, "TARGET", mirror!];
+    if (foreign) secondStage = ["chroot", "TARGET", "/debootstrap/debootstrap", "--second-stage"];
+  } else
     build = [
       path!,
+      ...(req.arch !== undefined ? [`--forcearch=${arch!.fedora}`] : []),
       "--installroot=TARGET",
       `--releasever=${release}`,
       "--setopt=install_weak_deps=False",
@@ -96,6 +131,9 @@ export function planBootstrap(host: Host, req: BootstrapRequest): BootstrapPlan 
     release,
     tool: path!,
     build,
+    ...(secondStage !== undefined ? { secondStage } : {}),
+    arch: arch?.name ?? "",
+    foreign,
     setup: [
       "/etc/machine-id emptied (0444): systemd initialises it at the first boot",
       "/etc/hostname removed: the machine name decides",
@@ -132,19 +170,37 @@ export async function bootstrap(ctx: BootstrapContext, req: BootstrapRequest): P
     const temp = beginTemporary(host, ctx.paths.stateDir, writable, req.name);
     r.add("discard temporary", () => temp.discard());
     const target = temp.path;
-    ctx.log(`Bootstrapping ${plan.distro} ${plan.release} with ${plan.tool} …`);
-    const argv = plan.build.map((a) => a.replace(/^TARGET$/, target).replace(/^--installroot=TARGET$/, `--installroot=${target}`));
-    const res = await host.runAsync(argv, {
-      fds: [temp.lock.fd],
-      ...(ctx.signal !== undefined ? { signal: ctx.signal } : {}),
-      onLine: (line) => {
-        if (line.trim() !== "") ctx.log(line);
-      },
-    });
-    if (ctx.signal?.aborted) throw new MachinaError("E_CANCELLED", `bootstrap of "${req.name}" cancelled`);
-    if (res.status !== 0) {
-      const tail = (res.stdout + res.stderr).trim().split("\n").slice(-8).join("\n");
-      throw new MachinaError("E_SYSTEM", `${plan.tool} failed (exit ${res.status}):\n${tail}`);
+    if (plan.foreign) {
+      // the tree's programs run under qemu-user while it is built (second stage, passwd): claimed by this process
+      const arch = architectureNamed(plan.arch)!;
+      const user = `.bootstrap-${host.pid()}`;
+      const use = provideBinfmt(
+        host,
+        ctx.paths.stateDir,
+        { arch, root: target, subject: `bootstrap --arch=${arch.name}`, header: binfmtMagic(arch).magic },
+        user,
+        host.readFile("/proc/sys/kernel/arch")?.trim() ?? "this",
+        machinaEnv(host.env(), "MACHINA_QEMU_DIR"),
+      );
+      if (use.kind === "machina" && use.claimed) r.always("release binfmt_misc", () => void releaseBinfmt(host, ctx.paths.stateDir, user));
+    }
+    ctx.log(
+      `Bootstrapping ${plan.distro} ${plan.release}${plan.arch !== "" ? ` (${plan.arch}${plan.foreign ? ", under emulation" : ""})` : ""} with ${plan.tool} …`,
+    );
+    for (const step of [plan.build, ...(plan.secondStage !== undefined ? [plan.secondStage] : [])]) {
+      const argv = step.map((a) => a.replace(/^TARGET$/, target).replace(/^--installroot=TARGET$/, `--installroot=${target}`));
+      const res = await host.runAsync(argv, {
+        fds: [temp.lock.fd],
+        ...(ctx.signal !== undefined ? { signal: ctx.signal } : {}),
+        onLine: (line) => {
+          if (line.trim() !== "") ctx.log(line);
+        },
+      });
+      if (ctx.signal?.aborted) throw new MachinaError("E_CANCELLED", `bootstrap of "${req.name}" cancelled`);
+      if (res.status !== 0) {
+        const tail = (res.stdout + res.stderr).trim().split("\n").slice(-8).join("\n");
+        throw new MachinaError("E_SYSTEM", `${step === plan.build ? plan.tool : "debootstrap --second-stage"} failed (exit ${res.status}):\n${tail}`);
+      }
     }
     setUpForBoot(host, target, req.rootPassword);
     const final = `${writable}/${req.name}`;

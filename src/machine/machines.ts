@@ -11,6 +11,7 @@ import { readFileInRoot } from "../host/resolve-in-root.ts";
 import type { Paths } from "../paths.ts";
 import { SIGRTMIN } from "../settings/values.ts";
 import { OCI_CLASS, ociMachines } from "./oci-machines.ts";
+import { commandSpec, machineConfinement, runEnter } from "./enter.ts";
 import { type Liveness, type MachineState, machinesDir, procStat, scanRegistry } from "./registry.ts";
 
 export interface MachineContext {
@@ -23,6 +24,8 @@ export const SIGKILL = 9;
 export const SIGTERM = 15;
 /** machinectl poweroff: SIGRTMIN+4 to the leader (systemd's "poweroff" signal). */
 export const SIGNAL_POWEROFF = SIGRTMIN + 4;
+/** The supervisor's stop signal for a booted init (nspawn's kill signal with -b): systemd's "halt". */
+export const SIGNAL_HALT = SIGRTMIN + 3;
 /** machinectl reboot: SIGINT to the leader (systemd's ctrl-alt-del, i.e. reboot). */
 export const SIGNAL_REBOOT = SIGINT;
 
@@ -49,6 +52,9 @@ export interface Machine {
   cgroups: string[];
   os: string;
   version: string;
+  /** The image's architecture (Debian's name; "" when unknown) and whether it runs under qemu-user emulation. */
+  architecture: string;
+  emulated: boolean;
   /** -Z: SELinux label of the payload, given to what is entered (machine/enter.ts). */
   selinuxContext?: string;
 }
@@ -59,6 +65,8 @@ export interface MachineSummary {
   service: string;
   os: string;
   version: string;
+  /** The image's architecture ("" when unknown). */
+  architecture: string;
   addresses: string[];
   state: Exclude<Liveness, "dead">;
   /** start time, µs since the epoch (0 when unknown): the API's, not machinectl's columns */
@@ -156,6 +164,8 @@ function toMachine(host: Host, s: MachineState, state: Exclude<Liveness, "dead">
     cgroups: s.cgroups,
     os: s.os,
     version: s.version,
+    architecture: s.architecture,
+    emulated: s.emulated,
     ...(s.selinuxContext !== undefined ? { selinuxContext: s.selinuxContext } : {}),
   };
 }
@@ -196,6 +206,7 @@ export function listSummaries(ctx: MachineContext, options: { all?: boolean; max
       service: m.service,
       os: m.os,
       version: m.version,
+      architecture: m.architecture,
       addresses: options.maxAddresses !== undefined ? addrs.slice(0, options.maxAddresses) : addrs,
       state: m.state,
       timestampUsec: m.timestampUsec,
@@ -500,11 +511,16 @@ export function machineProcesses(ctx: MachineContext, options: { name?: string; 
 
 export type KillWhom = "leader" | "all";
 
-/** Send `signal` to the leader, or to every process of the machine's cgroup. Returns the pids signalled. */
-export function killMachine(ctx: MachineContext, name: string, options: { whom?: KillWhom; signal?: number } = {}): number[] {
+/**
+ * Send `signal` to the leader, or to every process of the machine's cgroup. Returns the pids
+ * signalled. A real-time signal for a machine under emulation is sent from inside (insideKill).
+ */
+export async function killMachine(ctx: MachineContext, name: string, options: { whom?: KillWhom; signal?: number } = {}): Promise<number[]> {
   const m = getMachine(ctx, name, { all: true });
   const signal = options.signal ?? SIGTERM;
-  const targets = (options.whom ?? "all") === "leader" ? [m.leader] : machinePids(ctx.host, m);
+  const whom = options.whom ?? "all";
+  if (m.emulated && signal >= SIGRTMIN) return (await insideKill(ctx, m, signal, whom)) ? [m.leader] : [];
+  const targets = whom === "leader" ? [m.leader] : machinePids(ctx.host, m);
   const sent: number[] = [];
   // Leader first (as systemd does with KillMode=mixed's main process), then the rest.
   for (const pid of [m.leader, ...targets.filter((p) => p !== m.leader)]) {
@@ -514,12 +530,26 @@ export function killMachine(ctx: MachineContext, name: string, options: { whom?:
   return sent;
 }
 
-export function poweroffMachine(ctx: MachineContext, name: string): void {
-  killMachine(ctx, name, { whom: "leader", signal: SIGNAL_POWEROFF });
+/**
+ * A real-time signal for a machine whose programs run under qemu-user: qemu keeps host real-time
+ * signals for itself and maps the guest's to other host numbers (Debian 12's qemu 7.2: guest
+ * SIGRTMIN+N is host SIGRTMIN+N+2), so the host's SIGRTMIN+4 would reach the guest's init as
+ * SIGRTMIN+2 (emergency mode). Sent instead by kill(1) inside the machine, confined as any
+ * command entered (machinactl exec), whose own qemu maps it right. False when that failed.
+ */
+async function insideKill(ctx: MachineContext, m: Machine, signal: number, whom: KillWhom): Promise<boolean> {
+  const script = whom === "leader" ? `kill -${signal} 1` : `kill -${signal} -1; kill -${signal} 1`;
+  const records = commandSpec(ctx.host, m, { command: ["/bin/sh", "-c", script], console: "pipe" }, machineConfinement(ctx.host, ctx.paths.stateDir, m));
+  const res = await runEnter(ctx.host, ctx.paths.helper, records);
+  return res.status === 0;
 }
 
-export function rebootMachine(ctx: MachineContext, name: string): void {
-  killMachine(ctx, name, { whom: "leader", signal: SIGNAL_REBOOT });
+export async function poweroffMachine(ctx: MachineContext, name: string): Promise<void> {
+  await killMachine(ctx, name, { whom: "leader", signal: SIGNAL_POWEROFF });
+}
+
+export async function rebootMachine(ctx: MachineContext, name: string): Promise<void> {
+  await killMachine(ctx, name, { whom: "leader", signal: SIGNAL_REBOOT });
 }
 
 /** Wait until the machine's registry entry is gone; false on timeout. */
@@ -554,7 +584,8 @@ export async function terminateMachine(ctx: MachineContext, name: string, option
       throw new MachinaError("E_BUSY", `machine "${name}" did not go away after SIGKILL`, { machine: name });
     return "killed";
   }
-  ctx.host.kill(m.supervisor, SIGTERM);
+  // under emulation the supervisor's SIGRTMIN+3 would arrive as another signal (insideKill): halt from inside
+  if (!(m.emulated && m.boot && (await insideKill(ctx, m, SIGNAL_HALT, "leader")))) ctx.host.kill(m.supervisor, SIGTERM);
   if (await waitGone(ctx, name, options.timeoutMs ?? 10_000)) return "stopped";
   for (const pid of machinePids(ctx.host, m)) ctx.host.kill(pid, SIGKILL);
   if (await waitGone(ctx, name, 5_000)) return "killed";

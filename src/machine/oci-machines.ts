@@ -34,6 +34,8 @@ function toMachine(st: StoredState, cgMount: string | undefined): Machine {
     cgroups: st.cgroups,
     os: "",
     version: "",
+    architecture: "",
+    emulated: false,
     ...(st.selinuxContext !== undefined ? { selinuxContext: st.selinuxContext } : {}),
   };
 }

@@ -39,6 +39,9 @@ export interface MachineState {
   cgroup: string;
   os: string;
   version: string;
+  /** The image's architecture (Debian's name; "" when unknown), and whether the host runs it through qemu-user. */
+  architecture: string;
+  emulated: boolean;
   /** -Z: the SELinux label of the payload, applied to what `machinactl shell/exec/login` enter. */
   selinuxContext?: string;
   /** What the container's payload was confined with (src/spec/confinement.ts); undefined when not recorded. */
@@ -77,6 +80,8 @@ const registrySchemas = lazySchemas((z) => {
     cgroup: text,
     os: text,
     version: text,
+    architecture: text,
+    emulated: z.boolean().catch(false),
     selinux_context: text,
     confinement: z.unknown().optional(),
     images: strings,
@@ -113,6 +118,8 @@ export function readState(host: Host, stateDir: string, name: string): MachineSt
     cgroup: r.cgroup || (r.cgroups[0] ?? ""),
     os: r.os,
     version: r.version,
+    architecture: r.architecture,
+    emulated: r.emulated,
     ...(r.selinux_context !== "" ? { selinuxContext: r.selinux_context } : {}),
     get confinement() {
       if (confinement === null) confinement = parseConfinement(r.confinement);

@@ -48,7 +48,11 @@ export interface NetPlan {
 export { netnsPath, wantsManagedNetwork };
 
 /** Pure: Settings + machine name + the host's machine id -> the plan. */
-export function planNetwork(s: Settings, machine: string, machineId: string, stateDir: string): NetPlan {
+/**
+ * `emulated`: the image runs under qemu-user, whose netlink lacks what systemd-networkd needs, so
+ * a booted one cannot ask for its address (spec/build.ts masks networkd): host0 is configured from outside.
+ */
+export function planNetwork(s: Settings, machine: string, machineId: string, stateDir: string, emulated = false): NetPlan {
   const bridged = s.networkBridge !== undefined || s.networkZone !== undefined;
   const hasVeth = s.networkVeth || bridged;
   const veth: VethPlan | undefined = hasVeth
@@ -86,7 +90,7 @@ export function planNetwork(s: Settings, machine: string, machineId: string, sta
       return { parent: p.host, inside: p.inside };
     }),
     ports: s.ports,
-    addressing: !managed ? "none" : s.boot ? "dhcp" : "static",
+    addressing: !managed ? "none" : s.boot && !emulated ? "dhcp" : "static",
     prepared: wantsPreparedNetns(s),
   };
 }

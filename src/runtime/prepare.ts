@@ -25,7 +25,9 @@ import { mergeSettings } from "../settings/merge.ts";
 import { mapOciConfig } from "../settings/oci-config.ts";
 import { Reverter } from "../reverter.ts";
 import type { Settings } from "../settings/settings.ts";
-import { buildSpec, DEFAULT_PATH } from "../spec/build.ts";
+import { buildSpec, DEFAULT_PATH, foreignImage, machineName } from "../spec/build.ts";
+import { provideBinfmt, releaseBinfmt } from "./binfmt.ts";
+import { machinaEnv } from "../config.ts";
 import { wantsManagedNetwork } from "../spec/network.ts";
 import type { RunSpec } from "../spec/types.ts";
 
@@ -156,9 +158,27 @@ export function prepareContainer(host: Host, p: Paths, cliSettings: Settings, cw
     const netTeardown = ["/usr/bin/env", `PATH=${DEFAULT_PATH}`, ...ownCommand("machina-net"), "teardown", "--state-dir", p.stateDir];
     // The images it uses stay locked while it runs (src/image/in-use.ts): for -i the .raw file, not its mount.
     const imageLocks = options.planOnly ? [] : planImageLocks(host, p.stateDir, settings);
+    // An image of another architecture: the host runs its programs through binfmt_misc and qemu-user
+    // (runtime/binfmt.ts); a claim on machina's entry is released by the at-exit command.
+    const foreign = foreignImage(image, hostFacts);
+    let binfmtClaim = false;
+    if (foreign !== undefined && image.program !== undefined && !options.planOnly) {
+      const machine = machineName(settings, image);
+      const use = provideBinfmt(
+        host,
+        p.stateDir,
+        { arch: foreign, root: image.root, subject: `machine "${machine}" (${image.program.path})`, header: image.program.header },
+        machine,
+        hostFacts.arch ?? "this",
+        machinaEnv(host.env(), "MACHINA_QEMU_DIR"),
+      );
+      if (use.kind === "machina") binfmtClaim = true;
+      if (use.kind === "machina" && use.claimed) r.add(`release the binfmt_misc entry "${use.entry}"`, () => void releaseBinfmt(host, p.stateDir, machine));
+    }
     const spec = buildSpec(settings, image, hostFacts, {
       prog: options.prog,
       netTeardown,
+      binfmtClaim,
       ...(options.statusFd !== undefined ? { statusFd: options.statusFd } : {}),
       ...(raw !== undefined ? { hostUmounts: raw.umounts, hostRemoves: raw.removes } : {}),
       ...(imageLocks.length > 0 ? { imageLocks } : {}),
@@ -174,7 +194,7 @@ export function prepareContainer(host: Host, p: Paths, cliSettings: Settings, cw
       if (lock === undefined && host.lstat(lockPath) !== undefined)
         throw new MachinaError("E_BUSY", `machine "${spec.machine}" is already running`, { machine: spec.machine });
       lock?.release();
-      const plan = planNetwork(settings, spec.machine, hostMachineId(host), p.stateDir);
+      const plan = planNetwork(settings, spec.machine, hostMachineId(host), p.stateDir, foreign !== undefined);
       const rec = setupNetwork(host, p.stateDir, plan);
       r.add(`tear down the network of "${spec.machine}"`, () => teardownNetwork(host, p.stateDir, spec.machine));
       // The main veth: made by the helper after the clone, in the container's own namespace.

@@ -1,7 +1,8 @@
 /**
  * What supervisors that were killed outright (SIGKILL, OOM, a crash) leave behind, swept in one
  * place: registry entries and their cgroups (src/machine/registry.ts), networks — veth, nft
- * rules, dnsmasq, leases, records (src/net/setup.ts) — and raw-image mounts (src/image/raw.ts).
+ * rules, dnsmasq, leases, records (src/net/setup.ts) —, raw-image mounts (src/image/raw.ts) and
+ * claims on machina's binfmt_misc entries, with the entries nobody claims (src/runtime/binfmt.ts).
  * Every start, `machinactl list` and machinad (at start-up and on every list) run it, so a
  * leftover never waits for the next start that happens to need the same resource.
  */
@@ -9,10 +10,17 @@ import type { Host } from "../host/host.ts";
 import { sweepRawMounts } from "../image/raw.ts";
 import { addSweepHook, sweepStale } from "../machine/registry.ts";
 import { sweepNetworks } from "../net/setup.ts";
+import { releaseBinfmt } from "./binfmt.ts";
+
+/** One function each (addSweepHook adds a function once: a fresh closure per call would pile up in machinad). */
+const HOOKS = [
+  sweepNetworks,
+  (h: Host, dir: string) => void sweepRawMounts(h, dir, Date.now()),
+  (h: Host, dir: string) => void releaseBinfmt(h, dir, undefined),
+];
 
 /** Returns the names of machines whose registry entries were removed. */
 export function sweepLeftovers(host: Host, stateDir: string): string[] {
-  addSweepHook(sweepNetworks);
-  addSweepHook((h, dir) => void sweepRawMounts(h, dir, Date.now()));
+  for (const hook of HOOKS) addSweepHook(hook);
   return sweepStale(host, stateDir, Date.now());
 }

@@ -27,13 +27,24 @@ import { netnsPath, routedNetwork, wantsManagedNetwork, wantsPreparedNetns } fro
 import type { CreateMode, ExecCandidate, ImageLock, Namespace, RunSpec, SetupOp, SpecConsole } from "./types.ts";
 
 import { DEFAULT_PATH } from "./default-path.ts";
+import { architectureOfElf, foreignArchitecture, type Architecture } from "../settings/architectures.ts";
 export { DEFAULT_PATH };
+
+/** The image's architecture when the host runs it only under emulation (binfmt_misc with qemu-user). */
+export function foreignImage(image: ImageFacts, host: HostFacts): Architecture | undefined {
+  return image.program === undefined ? undefined : foreignArchitecture(host.arch, image.program.header);
+}
 
 export interface BuildOptions {
   prog: string;
   statusFd?: number;
-  /** argv of the network's undo (`machina-net teardown`), run by the supervisor at exit; the machine name is appended. */
+  /**
+   * argv of the at-exit undo (`machina-net teardown`: the network, a foreign architecture's
+   * binfmt_misc claim), run by the supervisor at exit when there is one; the machine name is appended.
+   */
   netTeardown?: string[];
+  /** This start holds a claim on machina's binfmt_misc entry (runtime/binfmt.ts): the at-exit command releases it. */
+  binfmtClaim?: boolean;
   /** Host mounts made for this container (a raw image's file system, -i), detached by the supervisor at exit. */
   hostUmounts?: string[];
   /** Their record and its directory, removed by the supervisor right after them. */
@@ -265,6 +276,37 @@ function runHostOps(host: HostFacts, uuid: string, beforeSeal: SetupOp[] = []): 
     { op: "rebind", target: "/run/host", flags: RO_API, optional: false },
   );
   return ops;
+}
+
+/** systemd's drop-in for every service of an emulated boot (emulatedBootOps). */
+export const EMULATED_BOOT_DROPIN = "/run/systemd/system/service.d/50-machina-qemu-user.conf";
+/** Units masked (in /run, for this boot) under qemu-user: they cannot run there. */
+export const EMULATED_BOOT_MASKED = ["systemd-networkd.service", "systemd-networkd.socket"];
+
+/**
+ * A booted image under qemu-user: systemd sets up a service's credentials in a child cloned with
+ * CLONE_NEWNS, which qemu-user refuses (EINVAL), so every unit with LoadCredential= or
+ * SetCredential= fails (systemd-sysusers, systemd-tmpfiles-setup…) and the system is degraded.
+ * A runtime drop-in for all services empties those lists; the units run as on a host without
+ * credentials. systemd-networkd cannot run either (qemu-user's netlink has no NETLINK_GENERIC:
+ * "Could not setup manager: Protocol not supported"): it is masked for this boot, and a managed
+ * network configures host0 from outside (net/plan.ts). Only /run of this container is touched,
+ * not the image.
+ */
+function emulatedBootOps(settings: Settings, image: ImageFacts, host: HostFacts): SetupOp[] {
+  if (!settings.boot || foreignImage(image, host) === undefined) return [];
+  const dirs = ["/run/systemd", "/run/systemd/system", "/run/systemd/system/service.d"];
+  return [
+    ...dirs.map((path): SetupOp => ({ op: "mkdir", path, mode: 0o755 })),
+    {
+      op: "write",
+      path: EMULATED_BOOT_DROPIN,
+      mode: 0o644,
+      content:
+        "# machina: this container runs under qemu-user, which cannot set up service credentials\n[Service]\nLoadCredential=\nLoadCredentialEncrypted=\nSetCredential=\nSetCredentialEncrypted=\n",
+    },
+    ...EMULATED_BOOT_MASKED.map((unit): SetupOp => ({ op: "symlink", target: "/dev/null", path: `/run/systemd/system/${unit}` })),
+  ];
 }
 
 /** /proc; `netWritable`: /proc/sys/net stays writable; `apiWritable`: nothing made read-only ($SYSTEMD_NSPAWN_API_VFS_WRITABLE). */
@@ -717,6 +759,7 @@ function setupOps(
       ...devOps(settings.privateNetwork),
       ...runHostOps(host, uuid, [...credentialDirOps(settings), ...bindUserOps(bound)]),
       ...credentialOps(settings, host),
+      ...emulatedBootOps(settings, image, host),
       ...procOps(settings.privateNetwork || nenv.apiVfs === "network", nenv.apiVfs === "rw"),
       { op: "cgroupns" },
       { op: "mount", source: "cgroup2", target: "/sys/fs/cgroup", fstype: "cgroup2", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: "", create: "none" },
@@ -730,7 +773,7 @@ function setupOps(
   );
 }
 
-/** The supervisor's command at exit: the network's teardown, and with --keep-unit machined's unregistration. */
+/** The supervisor's command at exit: the network's teardown and binfmt_misc's release, and with --keep-unit machined's unregistration. */
 function exitCommand(
   settings: Settings,
   host: HostFacts,
@@ -738,7 +781,8 @@ function exitCommand(
   name: string,
   registration: ReturnType<typeof machinedRegistration>,
 ): string[] | undefined {
-  const netTeardown = wantsManagedNetwork(settings) && options.netTeardown ? [...options.netTeardown, name] : undefined;
+  const undo = wantsManagedNetwork(settings) || options.binfmtClaim === true;
+  const netTeardown = undo && options.netTeardown ? [...options.netTeardown, name] : undefined;
   // --keep-unit: the unit stays active across a restart, so machined would keep the machine: drop it at exit
   return registration === "register" ? chainOnExit(netTeardown, machinedUnregisterCommand(host.systemd.busctl!, name)) : netTeardown;
 }
@@ -754,6 +798,7 @@ function registryStateJson(
 ): string {
   const { resources } = p;
   const cgroups = resources.cgroups;
+  const architecture = image.program !== undefined ? architectureOfElf(image.program.header) : undefined;
   const state = {
     name: p.name,
     class: "container",
@@ -767,6 +812,7 @@ function registryStateJson(
     cgroups: resources.placement === "machined" ? [resources.cgroup, ...cgroups] : cgroups,
     os: image.osRelease?.["ID"] ?? "",
     version: image.osRelease?.["VERSION_ID"] ?? "",
+    ...(architecture !== undefined ? { architecture: architecture.name, emulated: foreignImage(image, host) !== undefined } : {}),
     // -Z: what machinactl shell/exec/login enter is executed with the same label
     ...(settings.selinuxContext !== undefined ? { selinux_context: settings.selinuxContext } : {}),
     ...(options.imageLocks !== undefined && options.imageLocks.length > 0 ? { images: options.imageLocks.map((l) => l.image) } : {}),

@@ -145,7 +145,7 @@ describe("start and inspection", () => {
 
       const list = await mctl(["list"]);
       expect(list.code).toBe(0);
-      expect(list.stdout).toMatch(/^MACHINE +CLASS +SERVICE +OS +VERSION +ADDRESSES$/m);
+      expect(list.stdout).toMatch(/^MACHINE +CLASS +SERVICE +OS +VERSION +ARCH +ADDRESSES$/m);
       expect(list.stdout).toMatch(new RegExp(`^${m.name} +container +machina-nspawn +busybox +1\\.35\\.0 +-$`, "m"));
       expect(list.stdout).toMatch(/^1 machines? listed\.$/m);
       const json = JSON.parse((await mctl(["list", "--json=short"])).stdout);

@@ -33,12 +33,13 @@ class FakeService implements MachineService {
   }
   async list() {
     this.calls.push("list");
-    return [...this.running.values()].map(({ name, class: c, service, os, version, network, state, timestampUsec }) => ({
+    return [...this.running.values()].map(({ name, class: c, service, os, version, architecture, network, state, timestampUsec }) => ({
       machine: name,
       class: c,
       service,
       os,
       version,
+      architecture,
       addresses: network.addresses,
       state,
       timestampUsec,
@@ -110,6 +111,8 @@ class FakeService implements MachineService {
       cgroups: [],
       os: "busybox",
       version: "1",
+      architecture: "amd64",
+      emulated: false,
       leaderComm: "init",
       osPrettyName: "BusyBox",
       network: { private: false, interfaces: [], addresses: [] },
@@ -280,7 +283,7 @@ class FakeImages implements ImageService {
   }
   async imageStatus(name: string) {
     this.calls.push(`imageStatus ${name}`);
-    return { ...this.info(name), os: "BusyBox", origin: null };
+    return { ...this.info(name), os: "BusyBox", architecture: "amd64", origin: null };
   }
   async showImage(name: string) {
     this.calls.push(`showImage ${name}`);

@@ -18,7 +18,7 @@ import { LinuxHost } from "../../src/host/linux.ts";
 
 const REPO = join(import.meta.dir, "../..");
 const PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-const PARTS = ["base", "build", "core", "transfers", "btrfs", "networking", "bootstrap", "systemd", "test", "bench"];
+const PARTS = ["base", "build", "core", "transfers", "btrfs", "networking", "bootstrap", "foreign", "systemd", "test", "bench"];
 /** machina's own commands (built from this repository). */
 const OWN = new Set(["machina-nspawn", "machinactl", "machinad", "machina-helper", "machina-net"]);
 /** Files whose argv-shaped arrays are not commands. */

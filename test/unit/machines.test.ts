@@ -164,21 +164,21 @@ describe("machines", () => {
 
   test("signals: poweroff SIGRTMIN+4 and reboot SIGINT to the leader; kill all by default with SIGTERM", async () => {
     const { ctx, host } = fixture();
-    poweroffMachine(ctx, "web");
-    rebootMachine(ctx, "web");
+    await poweroffMachine(ctx, "web");
+    await rebootMachine(ctx, "web");
     expect(host.kills).toEqual([
       [200, 38],
       [200, 2],
     ]);
     host.kills.length = 0;
-    killMachine(ctx, "web", {});
+    await killMachine(ctx, "web", {});
     expect(host.kills).toEqual([
       [200, 15],
       [210, 15],
       [230, 15],
     ]);
     host.kills.length = 0;
-    killMachine(ctx, "web", { whom: "leader", signal: 9 });
+    await killMachine(ctx, "web", { whom: "leader", signal: 9 });
     expect(host.kills).toEqual([[200, 9]]);
   });
 

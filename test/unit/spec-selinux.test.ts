@@ -201,6 +201,8 @@ describe("entering: the label is kept in the state and given to what is entered"
     cgroups: [],
     os: "",
     version: "",
+    architecture: "",
+    emulated: false,
     ...(selinuxContext !== undefined ? { selinuxContext } : {}),
   });
   const h = new FakeHost({

@@ -65,6 +65,7 @@ export function relative(ms: number, nowMs: number): string {
 export function imageStatusText(image: S.ImageStatus, nowMs: number): string {
   const lines = [image.name, `\t    Type: ${image.type}`, `\t    Path: ${image.path}`];
   if (image.os !== null) lines.push(`\t      OS: ${image.os}`);
+  if (image.architecture !== null) lines.push(`\t    Arch: ${image.architecture}`);
   lines.push(`\t      RO: ${image.readOnly ? "read-only" : "writable"}`);
   if (image.creationTimestamp !== null) lines.push(`\t Created: ${stamp(image.creationTimestamp)}; ${relative(image.creationTimestamp / 1000, nowMs)}`);
   if (image.modificationTimestamp !== null)

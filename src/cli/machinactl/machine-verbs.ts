@@ -83,6 +83,7 @@ export function renderStatus(s: MachineStatus, logLines: string[], full: boolean
   if (s.network.interfaces.length > 0) lines.push(`${pad("Iface")}: ${s.network.interfaces.map((i) => i.name).join(" ")}`);
   for (const [i, a] of s.network.addresses.entries()) lines.push(`${i === 0 ? `${pad("Address")}: ` : " ".repeat(18)}${a}`);
   if (s.osPrettyName) lines.push(`${pad("OS")}: ${s.osPrettyName}`);
+  if (s.architecture) lines.push(`${pad("Architecture")}: ${s.architecture}${s.emulated ? " (emulated: qemu-user)" : ""}`);
   if (s.state !== "running") lines.push(`${pad("State")}: ${s.state}`);
   lines.push(`${pad("Tasks")}: ${s.resources.tasks}`);
   if (s.resources.memoryBytes !== undefined) lines.push(`${pad("Memory")}: ${formatBytes(s.resources.memoryBytes)}`);
@@ -127,6 +128,7 @@ const list: Verb = {
           { header: "SERVICE", value: (r) => r.service },
           { header: "OS", value: (r) => dash(r.os) },
           { header: "VERSION", value: (r) => dash(r.version) },
+          { header: "ARCH", value: (r) => dash(r.architecture) },
           { header: "ADDRESSES", value: (r) => addr(r.addresses).split("\n").join(" ") },
           ...(ctx.options.all ? [{ header: "STATE", value: (r: (typeof rows)[number]) => r.state }] : []),
         ],

@@ -4,6 +4,7 @@ import { getopt, type ArgKind, type OptionDef } from "../../settings/getopt.ts";
 import { isValidMachineName, parseBoolean, parseChoice, parseEnvAssignment, parseSignal, signalTable } from "../../settings/values.ts";
 import type { Platform } from "../../oci/manifest.ts";
 import { PLATFORM_SYNTAX, parsePlatform } from "../../oci/platform.ts";
+import { ARCHITECTURE_NAMES } from "../../settings/architectures.ts";
 
 export const JSON_MODES = ["off", "pretty", "short"] as const;
 
@@ -54,6 +55,8 @@ export interface MachinactlOptions {
   force: boolean;
   /** bootstrap: root's password (default: none, passwordless console login). */
   rootPassword: string | undefined;
+  /** bootstrap: the architecture (Debian's name), default the host's. */
+  arch: string | undefined;
   /** bootstrap: package mirror. */
   mirror: string | undefined;
   format: "uncompressed" | "xz" | "gzip" | "bzip2" | "zstd" | undefined;
@@ -284,6 +287,15 @@ export const MACHINACTL_TABLE: readonly MachinactlOption[] = [
     apply: (o, v) => void (o.rootPassword = v),
   },
   {
+    id: "arch",
+    long: "arch",
+    arg: "required",
+    argName: "ARCH",
+    choices: ARCHITECTURE_NAMES,
+    help: `The image's architecture (bootstrap; default: the host's): ${ARCHITECTURE_NAMES.join(", ")}`,
+    apply: (o, v, c) => void (o.arch = parseChoice(v, ARCHITECTURE_NAMES, c.ctx)),
+  },
+  {
     id: "mirror",
     long: "mirror",
     arg: "required",
@@ -371,6 +383,7 @@ export function defaultMachinactlOptions(): MachinactlOptions {
     verify: undefined,
     force: false,
     rootPassword: undefined,
+    arch: undefined,
     mirror: undefined,
     format: undefined,
     platform: undefined,

@@ -286,7 +286,7 @@ export const TRANSFER_VERBS: Verb[] = [
   pullVerb("raw", "Download a raw container or VM image"),
   {
     name: "bootstrap",
-    options: ["root-password", "mirror", "force"],
+    options: ["root-password", "mirror", "arch", "force"],
     usage: "bootstrap NAME DISTRO [RELEASE]",
     summary: "Build a new image with debootstrap/mmdebstrap or dnf (debian, ubuntu, fedora)",
     section: "Image transfer",
@@ -297,7 +297,7 @@ export const TRANSFER_VERBS: Verb[] = [
       runTransfer(ctx, "bootstrap", [distro!, release, ctx.options.mirror].filter((x) => x !== undefined).join(" "), name!, async (t) => {
         await bootstrap(
           { host: ctx.host, paths: ctx.paths, force: ctx.options.force, log: t.log, signal: t.signal },
-          { name: name!, distro: distro!, release, mirror: ctx.options.mirror, rootPassword: ctx.options.rootPassword },
+          { name: name!, distro: distro!, release, mirror: ctx.options.mirror, arch: ctx.options.arch, rootPassword: ctx.options.rootPassword },
         );
         finished(ctx, `Bootstrapped image "${name}".`, { image: name!, distro: distro!, ...(release !== undefined ? { release } : {}) }, name!);
       }),
