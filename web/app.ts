@@ -397,6 +397,7 @@ async function renderImageDetail(): Promise<void> {
           ["Path", st.path],
           ["Read-only", st.readOnly ? "yes" : "no"],
           ["OS", st.os ?? "-"],
+          ["Architecture", st.architecture ?? "-"],
           ["Usage", formatBytes(st.usage)],
           ["Limit", st.limit === null ? "none" : formatBytes(st.limit)],
           ["Origin", originText(origin)],
@@ -464,6 +465,7 @@ async function renderDetail(): Promise<void> {
       : [
           ["State", st.state],
           ["OS", st.osPrettyName || st.os || "-"],
+          ["Architecture", st.architecture ? `${st.architecture}${st.emulated ? " (emulated: qemu-user)" : ""}` : "-"],
           ["Leader", `${st.leader} (${st.leaderComm})`],
           ["Root", st.root],
           ["Addresses", st.network.addresses.join(", ") || "-"],

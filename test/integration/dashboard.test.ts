@@ -77,7 +77,9 @@ describe.skipIf(!isRoot)("the dashboard in chromium", () => {
       // its details: facts and the log as it grows
       await page.click(`#machine-${name} a`);
       await page.waitForFunction(() => document.getElementById("detail-log")?.textContent?.includes("init: up"), { timeout: 20_000 });
-      expect(await page.evaluate(() => document.getElementById("detail-facts")?.textContent ?? "")).toContain("Tasks");
+      const facts = await page.evaluate(() => document.getElementById("detail-facts")?.textContent ?? "");
+      expect(facts).toContain("Tasks");
+      expect(facts).toContain("Architectureamd64"); // the busybox image's own, not emulated
       // machinad's samples: the live columns and the graphs (a sample every 2 s)
       await page.waitForFunction(
         (id) => /^[0-9]+$/.test(document.querySelector(`#${id} td[data-label="Tasks"]`)?.textContent ?? ""),
