@@ -10,6 +10,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { spawnSync } from "bun";
 import { ensureArm64Image } from "../fixtures/images.ts";
 import { baseEnv, REPO, runNspawn, Scratch, waitFor } from "../helpers/machina.ts";
+import { LinuxHost } from "../../src/host/linux.ts";
+import { terminateMachine } from "../../src/machine/machines.ts";
 
 const BINFMT = "/proc/sys/fs/binfmt_misc";
 const OURS = "machina-qemu-aarch64";
@@ -112,5 +114,17 @@ describe.skipIf(!X86)("an arm64 image on this x86-64 host, under qemu-user", () 
     expect(off.code).toBe(0);
     await waitFor(`${name} to power off`, () => !machinactl(env, "list").stdout.includes(name) || undefined, 60_000, 200);
     expect(entries()).toEqual(before);
-  }, 240_000);
+
+    // terminate: a booted init halts (SIGRTMIN+3 from inside) instead of being killed after the timeout
+    expect(machinactl(env, "start", name).code).toBe(0);
+    await waitFor(
+      `${name}'s systemd again`,
+      () => machinactl(env, "shell", name, "/bin/systemctl", "is-system-running", "--wait").stdout.trim() || undefined,
+      120_000,
+      500,
+    );
+    const ctx = { host: new LinuxHost(), paths: { helper: `${REPO}/native/build/machina-helper`, stateDir, pool: [`${pool}/p`] } };
+    expect(await terminateMachine(ctx, name, { timeoutMs: 30_000 })).toBe("stopped");
+    expect(entries()).toEqual(before);
+  }, 300_000);
 });
