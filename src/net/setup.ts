@@ -244,6 +244,23 @@ function processAlive(host: Host, pid: number, startTime: string): boolean {
   return startTime !== "" && processRunning(host, pid, startTime);
 }
 
+/**
+ * Whether the network of record `r` still has its owner: the process that set it up (the
+ * supervisor itself when machina-nspawn exec'd into the helper), or the machine's supervisor,
+ * which holds its registry lock — a background start (machinactl start, machinad) sets the
+ * network up in a process that exits (or restarts) while the machine runs on.
+ */
+function networkOwned(host: Host, stateDir: string, r: NetRecord): boolean {
+  if (processAlive(host, r.pid, r.startTime)) return true;
+  const lockPath = `${stateDir}/machines/${r.machine}/lock`;
+  const lock = host.tryLock(lockPath);
+  if (lock !== undefined) {
+    lock.release();
+    return false;
+  }
+  return host.lstat(lockPath) !== undefined;
+}
+
 const zoneFile = (d: NetDirs, zone: string, ext: string) => `${d.dir}/zone-${zone}.${ext}`;
 
 function dnsmasqRunning(host: Host, pidFile: string): number | undefined {
@@ -547,7 +564,7 @@ export function sweepNetworks(host: Host, stateDir: string): string[] {
   try {
     const records = allRecords(host, d);
     for (const r of records) {
-      if (processAlive(host, r.pid, r.startTime)) continue;
+      if (networkOwned(host, stateDir, r)) continue;
       try {
         teardownLocked(host, d, r.machine);
       } catch {

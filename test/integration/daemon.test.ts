@@ -1,7 +1,7 @@
 /**
  * machinad, for real (root): the typed client against the in-process core (same results),
  * machinactl through the daemon and without it (same JSON), kill -9 of the daemon with running
- * containers (they keep running; a new daemon adopts them), enabled machines started when the
+ * containers (they keep running, networks too; a new daemon adopts them), enabled machines started when the
  * daemon starts, reboot honoured, a cancelled start, 8 containers started and stopped at once
  * (MACHINA_STRESS=1: 50 rounds) with no leftovers and no fd leak, and the socket's permissions.
  * Root only.
@@ -142,6 +142,9 @@ describe("machinad", () => {
         expect(alive(s.supervisor)).toBe(true);
       }
       expect((await local().list()).map((m) => m.machine).sort()).toEqual([a, b].sort());
+      // that list swept leftovers: the networks machinad set up (its pid is gone) belong to the running machines
+      expectManagedDefaults(a, sa.leader);
+      expectManagedDefaults(b, sb.leader);
       const d2 = await startDaemon(t, scratch); // the stale socket file is replaced
       expect(d2.stderr()).toContain(`"event":"adopted","machine":"${a}"`);
       expect((await client.list()).map((m) => m.machine).sort()).toEqual([a, b].sort());
