@@ -7,6 +7,7 @@
  *
  * MACHINA_TEST_MACHINES_LOOPS=50 repeats the concurrency test (default 1).
  */
+import { architectureOfUname } from "../../src/settings/architectures.ts";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { chmodSync, existsSync, mkdirSync, readFileSync, readlinkSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -146,16 +147,21 @@ describe("start and inspection", () => {
       const list = await mctl(["list"]);
       expect(list.code).toBe(0);
       expect(list.stdout).toMatch(/^MACHINE +CLASS +SERVICE +OS +VERSION +ARCH +ADDRESSES$/m);
-      expect(list.stdout).toMatch(new RegExp(`^${m.name} +container +machina-nspawn +busybox +1\\.35\\.0 +-$`, "m"));
+      // ARCH: the busybox image's programs are the host's own
+      const arch = architectureOfUname(Bun.spawnSync(["uname", "-m"]).stdout.toString().trim())!.name;
+      expect(list.stdout).toMatch(new RegExp(`^${m.name} +container +machina-nspawn +busybox +1\\.35\\.0 +${arch} +-$`, "m"));
       expect(list.stdout).toMatch(/^1 machines? listed\.$/m);
       const json = JSON.parse((await mctl(["list", "--json=short"])).stdout);
-      expect(json).toEqual([{ machine: m.name, class: "container", service: "machina-nspawn", os: "busybox", version: "1.35.0", addresses: [] }]);
+      expect(json).toEqual([
+        { machine: m.name, class: "container", service: "machina-nspawn", os: "busybox", version: "1.35.0", architecture: arch, addresses: [] },
+      ]);
 
       const status = await mctl(["status", m.name]);
       expect(status.code).toBe(0);
       expect(status.stdout).toContain(`          Leader: ${m.state.leader} (init)`);
       expect(status.stdout).toContain(`            Root: ${m.root}`);
       expect(status.stdout).toContain("              OS: BusyBox");
+      expect(status.stdout).toContain(`    Architecture: ${arch}\n`);
       expect(status.stdout).toMatch(/^ +Tasks: \d+$/m);
       expect(status.stdout).toMatch(/^ +CPU: \d/m);
       expect(status.stdout).toContain(`Unit: machine-${m.name.replace(/-/g, "\\x2d")}.scope`);
