@@ -78,11 +78,11 @@ describe("the architecture table", () => {
   // qemu-user-static's own entries (Debian ships them for systemd-binfmt): ours match the same programs
   const debianConf = "/usr/lib/binfmt.d";
   test.skipIf(!existsSync(`${debianConf}/qemu-aarch64.conf`))("agrees with qemu-user-static's binfmt.d entries where both know the architecture", () => {
-    const unescape = (s: string) => Uint8Array.from(s.match(/\\x[0-9a-f]{2}/g) ?? [], (x) => parseInt(x.slice(2), 16));
+    const fromEscapes = (s: string) => Uint8Array.from(s.match(/\\x[0-9a-f]{2}/g) ?? [], (x) => parseInt(x.slice(2), 16));
     let compared = 0;
     for (const f of readdirSync(debianConf).filter((f) => /^qemu-.*\.conf$/.test(f))) {
       const [, , , offset, magic, mask] = readFileSync(`${debianConf}/${f}`, "utf8").trim().split(":");
-      const theirs = { magic: unescape(magic!), mask: unescape(mask!) };
+      const theirs = { magic: fromEscapes(magic!), mask: fromEscapes(mask!) };
       for (const a of ARCHITECTURES.filter((a) => `qemu-${a.qemu}.conf` === f)) {
         for (const type of [2, 3])
           expect(matchesMagic(elfHeader(a.name, type, a.elf.hardFloat ? 0x400 : 0), Number(offset || "0"), theirs.magic, theirs.mask)).toBe(true);
