@@ -237,44 +237,53 @@ export function removeAbandonedEntry(host: Host, dir: string, cgroups: string[],
 /**
  * Every entry of the registry with its liveness; dead entries are removed (with their cgroups)
  * and not returned. An entry without state.json gets STARTING_GRACE_MS to finish starting.
+ * `quick` (the sweep before a start): an entry whose lock is held is taken as alive without
+ * reading it — a lock test per machine, not a parse — and not returned; the rare held lock of a
+ * dead supervisor (its pid reused) is left to the next full scan (list, machinad).
  */
-export function scanRegistry(host: Host, stateDir: string, now: number): RegistryEntry[] {
+export function scanRegistry(host: Host, stateDir: string, now: number, quick = false): RegistryEntry[] {
   const out: RegistryEntry[] = [];
-  const base = machinesDir(stateDir);
-  for (const name of host.readdir(base).sort()) {
-    const dir = `${base}/${name}`;
-    const lock = host.tryLock(`${dir}/lock`);
-    if (lock !== undefined) {
-      // Nobody holds the lock: the supervisor is gone (or has not locked it yet).
-      try {
-        const state = readState(host, stateDir, name);
-        if (state === undefined && now - (host.mtimeMs(dir) ?? 0) < STARTING_GRACE_MS) {
-          out.push({ name, state, liveness: "opening" });
-          continue;
-        }
-        removeEntry(host, dir, state);
-      } finally {
-        lock.release();
-      }
-      continue;
-    }
-    if (host.lstat(`${dir}/lock`) !== "file") {
-      // A supervisor killed between making its entry and creating its lock (a cancelled start)
-      // leaves an empty directory: removed once it is older than a start could take.
-      if (host.lstat(dir) === "dir" && now - (host.mtimeMs(dir) ?? now) >= STARTING_GRACE_MS) removeEmptyDir(host, dir);
-      continue;
-    }
-    const state = readState(host, stateDir, name);
-    const l = liveness(host, state);
-    if (l === "dead") {
-      // The lock is held, but not by the supervisor state.json names (it died; its pid may
-      // even have been reused). Its files go; the lock's holder keeps an unlinked inode.
-      if (state !== undefined && !cgroupPopulated(host, state.cgroup)) removeEntry(host, dir, state);
-      continue;
-    }
-    out.push({ name, state, liveness: l });
+  for (const name of host.readdir(machinesDir(stateDir)).sort()) {
+    const e = scanEntry(host, stateDir, name, now, quick);
+    if (e !== undefined) out.push(e);
   }
   return out;
+}
+
+/**
+ * scanRegistry's work for the one entry NAME: undefined when there is none, when it was dead
+ * (and is removed now), and with `quick` when its lock is held.
+ */
+export function scanEntry(host: Host, stateDir: string, name: string, now: number, quick = false): RegistryEntry | undefined {
+  const dir = `${machinesDir(stateDir)}/${name}`;
+  const lock = host.tryLock(`${dir}/lock`);
+  if (lock !== undefined) {
+    // Nobody holds the lock: the supervisor is gone (or has not locked it yet).
+    try {
+      const state = readState(host, stateDir, name);
+      if (state === undefined && now - (host.mtimeMs(dir) ?? 0) < STARTING_GRACE_MS) return { name, state, liveness: "opening" };
+      removeEntry(host, dir, state);
+    } finally {
+      lock.release();
+    }
+    return undefined;
+  }
+  if (host.lstat(`${dir}/lock`) !== "file") {
+    // A supervisor killed between making its entry and creating its lock (a cancelled start)
+    // leaves an empty directory: removed once it is older than a start could take.
+    if (host.lstat(dir) === "dir" && now - (host.mtimeMs(dir) ?? now) >= STARTING_GRACE_MS) removeEmptyDir(host, dir);
+    return undefined;
+  }
+  if (quick) return undefined;
+  const state = readState(host, stateDir, name);
+  const l = liveness(host, state);
+  if (l === "dead") {
+    // The lock is held, but not by the supervisor state.json names (it died; its pid may
+    // even have been reused). Its files go; the lock's holder keeps an unlinked inode.
+    if (state !== undefined && !cgroupPopulated(host, state.cgroup)) removeEntry(host, dir, state);
+    return undefined;
+  }
+  return { name, state, liveness: l };
 }
 
 /**
@@ -296,9 +305,9 @@ function runSweepHooks(host: Host, stateDir: string): void {
  * Remove the entries (and cgroups) of machines whose supervisor is gone. Returns their names.
  * Only cgroups below a `machine.slice`-style scope recorded by the helper are touched.
  */
-export function sweepStale(host: Host, stateDir: string, now: number): string[] {
+export function sweepStale(host: Host, stateDir: string, now: number, quick = false): string[] {
   const before = host.readdir(machinesDir(stateDir));
-  scanRegistry(host, stateDir, now);
+  scanRegistry(host, stateDir, now, quick);
   const after = new Set(host.readdir(machinesDir(stateDir)));
   runSweepHooks(host, stateDir);
   return before.filter((n) => !after.has(n)).sort();

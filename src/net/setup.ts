@@ -244,6 +244,33 @@ function processAlive(host: Host, pid: number, startTime: string): boolean {
   return startTime !== "" && processRunning(host, pid, startTime);
 }
 
+/** The machine's supervisor runs: it holds the machine's registry lock (machine/registry.ts). */
+function machineRunning(host: Host, stateDir: string, machine: string): boolean {
+  const lockPath = `${stateDir}/machines/${machine}/lock`;
+  const lock = host.tryLock(lockPath);
+  if (lock !== undefined) {
+    lock.release();
+    return false;
+  }
+  return host.lstat(lockPath) !== undefined;
+}
+
+/**
+ * Whether the sweep has anything to look at, decided without the network lock and without
+ * reading a record: a record whose machine does not run (gone, or still starting), or a
+ * namespace without a record. With every machine running — the common case, at every start —
+ * this is a lock test per machine, so a start does not wait for the others' records.
+ */
+function maybeStale(host: Host, stateDir: string, d: NetDirs): boolean {
+  const machines = host
+    .readdir(d.dir)
+    .filter((f) => f.endsWith(".json") && f !== "leases.json")
+    .map((f) => f.slice(0, -5));
+  if (machines.some((m) => !machineRunning(host, stateDir, m))) return true;
+  const known = new Set(machines);
+  return host.readdir(d.netnsDir).some((n) => !known.has(n));
+}
+
 /**
  * Whether the network of record `r` still has its owner: the process that set it up (the
  * supervisor itself when machina-nspawn exec'd into the helper), or the machine's supervisor,
@@ -251,14 +278,7 @@ function processAlive(host: Host, pid: number, startTime: string): boolean {
  * network up in a process that exits (or restarts) while the machine runs on.
  */
 function networkOwned(host: Host, stateDir: string, r: NetRecord): boolean {
-  if (processAlive(host, r.pid, r.startTime)) return true;
-  const lockPath = `${stateDir}/machines/${r.machine}/lock`;
-  const lock = host.tryLock(lockPath);
-  if (lock !== undefined) {
-    lock.release();
-    return false;
-  }
-  return host.lstat(lockPath) !== undefined;
+  return processAlive(host, r.pid, r.startTime) || machineRunning(host, stateDir, r.machine);
 }
 
 const zoneFile = (d: NetDirs, zone: string, ext: string) => `${d.dir}/zone-${zone}.${ext}`;
@@ -559,6 +579,7 @@ function teardownLocked(host: Host, d: NetDirs, machine: string): void {
 export function sweepNetworks(host: Host, stateDir: string): string[] {
   const d = netDirs(stateDir);
   if (host.lstat(d.dir) === undefined && host.lstat(d.netnsDir) === undefined) return [];
+  if (!maybeStale(host, stateDir, d)) return [];
   const swept: string[] = [];
   const lock = lockNet(host, d);
   try {

@@ -186,7 +186,7 @@ export function prepareContainer(host: Host, p: Paths, cliSettings: Settings, cw
     if (options.planOnly) return done(spec);
     requireHelper(host, p.helper);
     // Entries of supervisors that were killed outright: remove them (and their cgroups, networks) now.
-    sweepLeftovers(host, p.stateDir);
+    sweepLeftovers(host, p.stateDir, true);
     // The network (src/net/): prepared here, made and joined by the helper, undone by its on_exit command.
     if (wantsManagedNetwork(settings)) {
       const lockPath = `${p.stateDir}/machines/${spec.machine}/lock`;

@@ -19,8 +19,12 @@ const HOOKS = [
   (h: Host, dir: string) => void releaseBinfmt(h, dir, undefined),
 ];
 
-/** Returns the names of machines whose registry entries were removed. */
-export function sweepLeftovers(host: Host, stateDir: string): string[] {
+/**
+ * Returns the names of machines whose registry entries were removed. `quick` (before a start):
+ * running machines are recognised by their held lock alone, so a start costs a lock test per
+ * running machine, not a read of its entry (scanRegistry).
+ */
+export function sweepLeftovers(host: Host, stateDir: string, quick = false): string[] {
   for (const hook of HOOKS) addSweepHook(hook);
-  return sweepStale(host, stateDir, Date.now());
+  return sweepStale(host, stateDir, Date.now(), quick);
 }

@@ -1,0 +1,294 @@
+#!/usr/bin/env bun
+/**
+ * Many containers on one host (issue 16), machina and systemd-nspawn 252 side by side:
+ *
+ *   storm  N busybox containers (-x, no private network, payload: mark ready, then a long
+ *          sleep) started at once in the background: time until all are up, the supervisors'
+ *          memory in total and per container, `machinactl list`/`status` with N running, time
+ *          to stop them all, and what is left afterwards (must be nothing).
+ *   slope  the start cost against the number of running containers: `/bin/true` (-x) timed from
+ *          start to exit with 0, N/4, … N of those containers running (flat is the goal: at N
+ *          within 1.2× of at 0).
+ *
+ *   bun bench/density.ts [--quick] [--n=200]      (rewrites the bench:density block of BENCHMARKS.md)
+ *
+ * Root only. machina as installed (dist/bin, scripts/build runs first); systemd-nspawn with
+ * --register=no --keep-unit, each in a cgroup of its own (on a host without systemd it would
+ * otherwise split the caller's cgroup, shared by all). "Up" is the payload's own mark: it
+ * creates /ready/NAME (a bind of one host directory) before it sleeps, the same for both tools.
+ */
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { ensureBusyboxImage } from "../test/fixtures/images.ts";
+import { factsLine, median, REPO, versionLine, writeBlock } from "./common.ts";
+
+const NSPAWN = join(REPO, "dist/bin/machina-nspawn");
+const MACHINACTL = join(REPO, "dist/bin/machinactl");
+const CG_V1 = "/sys/fs/cgroup/systemd";
+const CG_V2 = "/sys/fs/cgroup/unified";
+
+type Tool = "machina" | "nspawn";
+
+interface Run {
+  base: string;
+  image: string;
+  ready: string;
+  state: string;
+  env: Record<string, string>;
+  procs: Map<string, Bun.Subprocess>;
+}
+
+function setup(base: string, busybox: string): Run {
+  const image = join(base, "bb");
+  Bun.spawnSync(["cp", "-a", busybox, image]);
+  mkdirSync(join(image, "ready"), { recursive: true });
+  const ready = join(base, "ready");
+  const state = join(base, "state");
+  mkdirSync(ready, { recursive: true });
+  mkdirSync(state, { recursive: true });
+  return {
+    base,
+    image,
+    ready,
+    state,
+    env: { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", MACHINA_STATE_DIR: state, MACHINA_NO_DAEMON: "1" },
+    procs: new Map(),
+  };
+}
+
+const PAYLOAD = ["/bin/sh", "-c", 'touch "/ready/$(hostname)" && exec sleep 100000'];
+
+function launch(tool: Tool, r: Run, name: string): void {
+  const common = ["-x", "-D", r.image, "-M", name, `--bind=${r.ready}:/ready`, ...PAYLOAD];
+  const argv =
+    tool === "machina"
+      ? [NSPAWN, "-q", "--console=pipe", ...common]
+      : [
+          "sh",
+          "-c",
+          `mkdir -p ${CG_V1}/$0 ${CG_V2}/$0 && echo $$ > ${CG_V1}/$0/cgroup.procs && echo $$ > ${CG_V2}/$0/cgroup.procs && exec systemd-nspawn --register=no --keep-unit -q --console=pipe "$@"`,
+          `bench-density-${name}`,
+          ...common,
+        ];
+  r.procs.set(name, Bun.spawn(argv, { env: r.env, stdin: "ignore", stdout: "ignore", stderr: "ignore" }));
+}
+
+async function until(what: string, fn: () => boolean, timeoutMs: number): Promise<void> {
+  const end = performance.now() + timeoutMs;
+  while (!fn()) {
+    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await Bun.sleep(5);
+  }
+}
+
+const readyCount = (r: Run) => readdirSync(r.ready).length;
+
+/** RSS and PSS (KiB) of a process. */
+function memory(pid: number): { rss: number; pss: number } {
+  try {
+    const t = readFileSync(`/proc/${pid}/smaps_rollup`, "utf8");
+    const f = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, "m").exec(t)?.[1] ?? NaN);
+    return { rss: f("Rss"), pss: f("Pss") };
+  } catch {
+    return { rss: NaN, pss: NaN };
+  }
+}
+
+async function stopAll(tool: Tool, r: Run): Promise<number> {
+  const t = performance.now();
+  const names = [...r.procs.keys()];
+  if (tool === "machina") {
+    const p = Bun.spawn([MACHINACTL, "terminate", ...names], { env: r.env, stdout: "ignore", stderr: "ignore" });
+    await p.exited;
+  } else for (const p of r.procs.values()) p.kill("SIGTERM");
+  await Promise.all([...r.procs.values()].map((p) => p.exited));
+  const ms = performance.now() - t;
+  r.procs.clear();
+  return ms;
+}
+
+/** What a run left behind: registry entries, mounts below its directory, machine cgroups, nspawn's cgroups. */
+function leftovers(r: Run): string[] {
+  const out: string[] = [];
+  const machines = join(r.state, "machines");
+  if (existsSync(machines)) for (const m of readdirSync(machines)) out.push(`registry entry ${m}`);
+  for (const line of readFileSync("/proc/self/mountinfo", "utf8").split("\n")) {
+    const mp = line.split(" ")[4];
+    if (mp?.startsWith(r.base)) out.push(`mount ${mp}`);
+  }
+  for (const dir of [`${CG_V2}/machine.slice`, CG_V1, CG_V2])
+    if (existsSync(dir)) for (const c of readdirSync(dir)) if (/^(machine-dn|bench-density-)/.test(c)) out.push(`cgroup ${dir}/${c}`);
+  return out;
+}
+
+function cleanupCgroups(): void {
+  for (const dir of [CG_V1, CG_V2])
+    if (existsSync(dir))
+      for (const c of readdirSync(dir))
+        if (c.startsWith("bench-density-")) Bun.spawnSync(["sh", "-c", `find "$0" -depth -type d -exec rmdir {} + 2>/dev/null`, join(dir, c)]);
+}
+
+export interface StormResult {
+  n: number;
+  allUpMs: number;
+  rssKib: number;
+  pssKib: number;
+  listMs: number;
+  statusMs: number;
+  stopMs: number;
+  left: string[];
+}
+
+async function storm(tool: Tool, busybox: string, n: number): Promise<StormResult> {
+  const r = setup(mkdtempSync("/var/tmp/machina-bench-density-"), busybox);
+  try {
+    const t = performance.now();
+    for (let i = 0; i < n; i++) launch(tool, r, `dn${i}`);
+    await until(`${n} ${tool} containers`, () => readyCount(r) >= n, 600_000);
+    const allUpMs = performance.now() - t;
+    await Bun.sleep(500);
+    let rss = 0;
+    let pss = 0;
+    for (const p of r.procs.values()) {
+      const m = memory(p.pid);
+      rss += m.rss;
+      pss += m.pss;
+    }
+    let listMs = NaN;
+    let statusMs = NaN;
+    if (tool === "machina") {
+      const lists: number[] = [];
+      const statuses: number[] = [];
+      for (let i = 0; i < 10; i++) {
+        let t0 = performance.now();
+        const l = Bun.spawnSync([MACHINACTL, "list"], { env: r.env });
+        lists.push(performance.now() - t0);
+        if (!l.stdout.toString().includes(`${n} machines listed.`)) throw new Error(`list: ${l.stdout.toString().slice(-200)}`);
+        t0 = performance.now();
+        Bun.spawnSync([MACHINACTL, "status", `dn${i}`], { env: r.env, stdout: "ignore" });
+        statuses.push(performance.now() - t0);
+      }
+      listMs = median(lists);
+      statusMs = median(statuses);
+    }
+    const stopMs = await stopAll(tool, r);
+    await Bun.sleep(200);
+    if (tool === "machina") Bun.spawnSync([MACHINACTL, "list"], { env: r.env, stdout: "ignore" });
+    cleanupCgroups();
+    return { n, allUpMs, rssKib: rss / n, pssKib: pss / n, listMs, statusMs, stopMs, left: leftovers(r) };
+  } finally {
+    for (const p of r.procs.values()) p.kill("SIGKILL");
+    cleanupCgroups();
+    rmSync(r.base, { recursive: true, force: true });
+  }
+}
+
+export interface SlopeResult {
+  n: number;
+  /** running containers when probed */
+  ks: number[];
+  /** ms of `/bin/true` (-x) with k running, median of PROBES, per k */
+  probes: number[];
+}
+
+const PROBES = 10;
+
+/** One timed start to exit of `/bin/true` (-x) while the others run. */
+function probe(tool: Tool, r: Run, name: string): number {
+  const common = ["-x", "-D", r.image, "-M", name, "/bin/true"];
+  const argv =
+    tool === "machina"
+      ? [NSPAWN, "-q", ...common]
+      : [
+          "sh",
+          "-c",
+          `mkdir -p ${CG_V1}/$0 ${CG_V2}/$0 && echo $$ > ${CG_V1}/$0/cgroup.procs && echo $$ > ${CG_V2}/$0/cgroup.procs && exec systemd-nspawn --register=no --keep-unit -q "$@"`,
+          `bench-density-${name}`,
+          ...common,
+        ];
+  const t = performance.now();
+  const p = Bun.spawnSync(argv, { env: r.env, stdout: "ignore", stderr: "pipe" });
+  const ms = performance.now() - t;
+  if (p.exitCode !== 0) throw new Error(`${tool} probe: ${p.stderr.toString()}`);
+  return ms;
+}
+
+/** The start cost against the number of running containers: probes at k = 0, n/4, …, n running. */
+async function slope(tool: Tool, busybox: string, n: number): Promise<SlopeResult> {
+  const r = setup(mkdtempSync("/var/tmp/machina-bench-density-"), busybox);
+  const ks = [0, n / 4, n / 2, (3 * n) / 4, n].map(Math.round);
+  const probes: number[] = [];
+  try {
+    let running = 0;
+    for (const k of ks) {
+      for (; running < k; running++) launch(tool, r, `dn${running}`);
+      await until(`${k} ${tool} containers`, () => readyCount(r) >= k, 600_000);
+      await Bun.sleep(300);
+      const xs: number[] = [];
+      for (let i = 0; i < PROBES; i++) xs.push(probe(tool, r, `dp${k}x${i}`));
+      probes.push(median(xs));
+    }
+    await stopAll(tool, r);
+    if (tool === "machina") Bun.spawnSync([MACHINACTL, "list"], { env: r.env, stdout: "ignore" });
+    return { n, ks, probes };
+  } finally {
+    for (const p of r.procs.values()) p.kill("SIGKILL");
+    cleanupCgroups();
+    rmSync(r.base, { recursive: true, force: true });
+  }
+}
+
+function render(n: number, s: Record<Tool, StormResult>, sl: Record<Tool, SlopeResult>, facts: string): string {
+  const ms = (x: number) => (Number.isNaN(x) ? "–" : x >= 1000 ? `${(x / 1000).toFixed(2)} s` : `${x.toFixed(1)} ms`);
+  const mib = (k: number) => `${(k / 1024).toFixed(2)} MiB`;
+  return [
+    facts,
+    "",
+    `busybox containers with \`-x\` and no private network, payload \`touch /ready/NAME; exec sleep\` (a bind of one host directory: "up" is that mark, the same for both). machina as installed (dist/bin); systemd-nspawn 252 with --register=no --keep-unit, each in a cgroup of its own.`,
+    "",
+    `**Storm: ${n} started at once**`,
+    "",
+    "| | machina | systemd-nspawn |",
+    "|---|---:|---:|",
+    `| all ${n} up | ${ms(s.machina.allUpMs)} | ${ms(s.nspawn.allUpMs)} |`,
+    `| per container, RSS of its supervisor | ${mib(s.machina.rssKib)} | ${mib(s.nspawn.rssKib)} |`,
+    `| per container, PSS of its supervisor | ${mib(s.machina.pssKib)} | ${mib(s.nspawn.pssKib)} |`,
+    `| \`machinactl list\` with ${n} running (median of 10) | ${ms(s.machina.listMs)} | – |`,
+    `| \`machinactl status NAME\` with ${n} running | ${ms(s.machina.statusMs)} | – |`,
+    `| stop all (\`machinactl terminate\` all names; nspawn: SIGTERM each) | ${ms(s.machina.stopMs)} | ${ms(s.nspawn.stopMs)} |`,
+    `| left behind (registry, mounts, cgroups) | ${s.machina.left.length === 0 ? "nothing" : s.machina.left.slice(0, 5).join(", ")} | ${s.nspawn.left.length === 0 ? "nothing" : s.nspawn.left.slice(0, 5).join(", ")} |`,
+    "",
+    `**Slope: the start cost against the number running** (\`/bin/true\` with \`-x\`, start to exit, median of ${PROBES}, with k of the sleeping containers above running)`,
+    "",
+    `| k running | ${sl.machina.ks.join(" | ")} | at ${n} ÷ at 0 |`,
+    `|---|${sl.machina.ks.map(() => "---:").join("|")}|---:|`,
+    ...(["machina", "nspawn"] as const).map(
+      (tool) =>
+        `| ${tool === "machina" ? "machina" : "systemd-nspawn"} | ${sl[tool].probes.map(ms).join(" | ")} | ${((sl[tool].probes.at(-1) ?? NaN) / (sl[tool].probes[0] ?? NaN)).toFixed(2)}× |`,
+    ),
+  ].join("\n");
+}
+
+if (import.meta.main) {
+  const quick = process.argv.includes("--quick");
+  const nArg = process.argv.find((a) => a.startsWith("--n="));
+  const n = nArg !== undefined ? Number(nArg.slice(4)) : quick ? 40 : 200;
+  Bun.spawnSync([join(REPO, "scripts/build")], { stdout: "ignore" });
+  const busybox = await ensureBusyboxImage();
+  const s = { machina: await storm("machina", busybox, n), nspawn: await storm("nspawn", busybox, n) };
+  const sl = { machina: await slope("machina", busybox, n), nspawn: await slope("nspawn", busybox, n) };
+  writeFileSync(join(REPO, "bench/results/density-latest.json"), `${JSON.stringify({ n, storm: s, slope: sl }, null, 1)}\n`);
+  const body = render(
+    n,
+    s,
+    sl,
+    await factsLine(`bun bench/density.ts${quick ? " --quick" : ""}${nArg !== undefined ? ` ${nArg}` : ""}`, [versionLine(["systemd-nspawn", "--version"])]),
+  );
+  console.log(body);
+  await writeBlock(
+    join(REPO, "BENCHMARKS.md"),
+    "density",
+    body,
+    "Many containers: start storms and density (issue 16; targets: the last start ≤ 1.2× the first, ≤ 2 MiB per supervisor, list < 100 ms)",
+  );
+}
