@@ -58,8 +58,8 @@ function setup(base: string, busybox: string): Run {
 
 const PAYLOAD = ["/bin/sh", "-c", 'touch "/ready/$(hostname)" && exec sleep 100000'];
 
-function launch(tool: Tool, r: Run, name: string): void {
-  const common = ["-x", "-D", r.image, "-M", name, `--bind=${r.ready}:/ready`, ...PAYLOAD];
+function launch(tool: Tool, r: Run, name: string, extra: string[] = []): void {
+  const common = ["-x", "-D", r.image, "-M", name, ...extra, `--bind=${r.ready}:/ready`, ...PAYLOAD];
   const argv =
     tool === "machina"
       ? [NSPAWN, "-q", "--console=pipe", ...common]
@@ -183,6 +183,62 @@ async function storm(tool: Tool, busybox: string, n: number): Promise<StormResul
   }
 }
 
+export interface NetStormResult {
+  n: number;
+  mode: "veth" | "zone";
+  /** ms from the first launch until every payload runs (its network set up before it) */
+  allUpMs: number;
+  /** machina: until every container's address answers a ping from the host */
+  allPingMs: number;
+  stopMs: number;
+  left: string[];
+}
+
+/** Network leftovers of a run: links, namespaces, network records of machina's state. */
+function netLeftovers(r: Run): string[] {
+  const out: string[] = [];
+  const links = Bun.spawnSync(["ip", "-o", "link"]).stdout.toString();
+  for (const m of links.matchAll(/^\d+: ((?:ve|vb|vz)-dn[^:@]*)/gm)) out.push(`link ${m[1]}`);
+  if (existsSync(join(r.state, "netns"))) for (const n of readdirSync(join(r.state, "netns"))) out.push(`netns ${n}`);
+  const net = join(r.state, "net");
+  if (existsSync(net)) for (const f of readdirSync(net)) if (f.endsWith(".json") && f !== "leases.json") out.push(`network record ${f}`);
+  return out;
+}
+
+async function netStorm(tool: Tool, busybox: string, n: number, mode: "veth" | "zone"): Promise<NetStormResult> {
+  const r = setup(mkdtempSync("/var/tmp/machina-bench-density-"), busybox);
+  const extra = mode === "veth" ? ["--network-veth"] : ["--network-zone=dz"];
+  try {
+    const t = performance.now();
+    for (let i = 0; i < n; i++) launch(tool, r, `dn${i}`, extra);
+    await until(`${n} ${tool} containers (${mode})`, () => readyCount(r) >= n, 600_000);
+    const allUpMs = performance.now() - t;
+    let allPingMs = NaN;
+    if (tool === "machina") {
+      const rows = JSON.parse(Bun.spawnSync([MACHINACTL, "list", "--json=short"], { env: r.env }).stdout.toString()) as Array<{
+        machine: string;
+        addresses: string[];
+      }>;
+      const v4 = rows.map((m) => m.addresses.find((a) => /^\d+\.\d+\.\d+\.\d+$/.test(a)));
+      if (rows.length !== n || v4.some((a) => a === undefined))
+        throw new Error(`${mode}: ${rows.length} machines, ${v4.filter((a) => a === undefined).length} without an IPv4 address`);
+      const pings = v4.map((a) => Bun.spawn(["ping", "-n", "-q", "-c", "1", "-W", "5", a!], { stdout: "ignore", stderr: "ignore" }));
+      const codes = await Promise.all(pings.map((p) => p.exited));
+      if (codes.some((c) => c !== 0)) throw new Error(`${mode}: ${codes.filter((c) => c !== 0).length} containers did not answer`);
+      allPingMs = performance.now() - t;
+    }
+    const stopMs = await stopAll(tool, r);
+    await Bun.sleep(300);
+    if (tool === "machina") Bun.spawnSync([MACHINACTL, "list"], { env: r.env, stdout: "ignore" });
+    cleanupCgroups();
+    return { n, mode, allUpMs, allPingMs, stopMs, left: [...leftovers(r), ...netLeftovers(r)] };
+  } finally {
+    for (const p of r.procs.values()) p.kill("SIGKILL");
+    cleanupCgroups();
+    rmSync(r.base, { recursive: true, force: true });
+  }
+}
+
 export interface SlopeResult {
   n: number;
   /** running containers when probed */
@@ -194,8 +250,8 @@ export interface SlopeResult {
 const PROBES = 10;
 
 /** One timed start to exit of `/bin/true` (-x) while the others run. */
-function probe(tool: Tool, r: Run, name: string): number {
-  const common = ["-x", "-D", r.image, "-M", name, "/bin/true"];
+function probe(tool: Tool, r: Run, name: string, extra: string[] = []): number {
+  const common = ["-x", "-D", r.image, "-M", name, ...extra, "/bin/true"];
   const argv =
     tool === "machina"
       ? [NSPAWN, "-q", ...common]
@@ -214,18 +270,18 @@ function probe(tool: Tool, r: Run, name: string): number {
 }
 
 /** The start cost against the number of running containers: probes at k = 0, n/4, …, n running. */
-async function slope(tool: Tool, busybox: string, n: number): Promise<SlopeResult> {
+async function slope(tool: Tool, busybox: string, n: number, extra: string[] = []): Promise<SlopeResult> {
   const r = setup(mkdtempSync("/var/tmp/machina-bench-density-"), busybox);
   const ks = [0, n / 4, n / 2, (3 * n) / 4, n].map(Math.round);
   const probes: number[] = [];
   try {
     let running = 0;
     for (const k of ks) {
-      for (; running < k; running++) launch(tool, r, `dn${running}`);
+      for (; running < k; running++) launch(tool, r, `dn${running}`, extra);
       await until(`${k} ${tool} containers`, () => readyCount(r) >= k, 600_000);
       await Bun.sleep(300);
       const xs: number[] = [];
-      for (let i = 0; i < PROBES; i++) xs.push(probe(tool, r, `dp${k}x${i}`));
+      for (let i = 0; i < PROBES; i++) xs.push(probe(tool, r, `dp${k}x${i}`, extra));
       probes.push(median(xs));
     }
     await stopAll(tool, r);
@@ -238,7 +294,14 @@ async function slope(tool: Tool, busybox: string, n: number): Promise<SlopeResul
   }
 }
 
-function render(n: number, s: Record<Tool, StormResult>, sl: Record<Tool, SlopeResult>, facts: string): string {
+function render(
+  n: number,
+  s: Record<Tool, StormResult>,
+  sl: Record<Tool, SlopeResult>,
+  net: Record<"veth" | "zone", Record<Tool, NetStormResult>>,
+  netSlope: SlopeResult,
+  facts: string,
+): string {
   const ms = (x: number) => (Number.isNaN(x) ? "–" : x >= 1000 ? `${(x / 1000).toFixed(2)} s` : `${x.toFixed(1)} ms`);
   const mib = (k: number) => `${(k / 1024).toFixed(2)} MiB`;
   return [
@@ -266,6 +329,21 @@ function render(n: number, s: Record<Tool, StormResult>, sl: Record<Tool, SlopeR
       (tool) =>
         `| ${tool === "machina" ? "machina" : "systemd-nspawn"} | ${sl[tool].probes.map(ms).join(" | ")} | ${((sl[tool].probes.at(-1) ?? NaN) / (sl[tool].probes[0] ?? NaN)).toFixed(2)}× |`,
     ),
+    "",
+    `**Networks: ${net.veth.machina.n} started at once with \`--network-veth\`, and ${net.zone.machina.n} in one \`--network-zone\`** (machina addresses each container before its payload starts; systemd-nspawn leaves that to the guest, so it has no "answers" time here)`,
+    "",
+    "| | machina veth | machina zone | systemd-nspawn veth | systemd-nspawn zone |",
+    "|---|---:|---:|---:|---:|",
+    `| all up | ${ms(net.veth.machina.allUpMs)} | ${ms(net.zone.machina.allUpMs)} | ${ms(net.veth.nspawn.allUpMs)} | ${ms(net.zone.nspawn.allUpMs)} |`,
+    `| every address answers a ping from the host | ${ms(net.veth.machina.allPingMs)} | ${ms(net.zone.machina.allPingMs)} | – | – |`,
+    `| stop all | ${ms(net.veth.machina.stopMs)} | ${ms(net.zone.machina.stopMs)} | ${ms(net.veth.nspawn.stopMs)} | ${ms(net.zone.nspawn.stopMs)} |`,
+    `| left behind (also links, namespaces, network records) | ${[net.veth.machina, net.zone.machina, net.veth.nspawn, net.zone.nspawn].map((x) => (x.left.length === 0 ? "nothing" : x.left.slice(0, 3).join(", "))).join(" | ")} |`,
+    "",
+    `Start cost with \`--network-veth\` against the number of veth containers running (\`/bin/true\`, start to exit, median of ${PROBES}):`,
+    "",
+    `| k running | ${netSlope.ks.join(" | ")} | at ${netSlope.n} ÷ at 0 |`,
+    `|---|${netSlope.ks.map(() => "---:").join("|")}|---:|`,
+    `| machina | ${netSlope.probes.map(ms).join(" | ")} | ${((netSlope.probes.at(-1) ?? NaN) / (netSlope.probes[0] ?? NaN)).toFixed(2)}× |`,
   ].join("\n");
 }
 
@@ -275,13 +353,27 @@ if (import.meta.main) {
   const n = nArg !== undefined ? Number(nArg.slice(4)) : quick ? 40 : 200;
   Bun.spawnSync([join(REPO, "scripts/build")], { stdout: "ignore" });
   const busybox = await ensureBusyboxImage();
-  const s = { machina: await storm("machina", busybox, n), nspawn: await storm("nspawn", busybox, n) };
-  const sl = { machina: await slope("machina", busybox, n), nspawn: await slope("nspawn", busybox, n) };
-  writeFileSync(join(REPO, "bench/results/density-latest.json"), `${JSON.stringify({ n, storm: s, slope: sl }, null, 1)}\n`);
+  // --only=net: the network scenarios alone (printed, BENCHMARKS.md untouched)
+  const onlyNet = process.argv.includes("--only=net");
+  const s = onlyNet ? undefined : { machina: await storm("machina", busybox, n), nspawn: await storm("nspawn", busybox, n) };
+  const sl = onlyNet ? undefined : { machina: await slope("machina", busybox, n), nspawn: await slope("nspawn", busybox, n) };
+  const nn = Math.round(n / 2);
+  const net = {
+    veth: { machina: await netStorm("machina", busybox, nn, "veth"), nspawn: await netStorm("nspawn", busybox, nn, "veth") },
+    zone: { machina: await netStorm("machina", busybox, nn, "zone"), nspawn: await netStorm("nspawn", busybox, nn, "zone") },
+  };
+  const netSlope = await slope("machina", busybox, nn, ["--network-veth"]);
+  if (s === undefined || sl === undefined) {
+    console.log(JSON.stringify({ net, netSlope }, null, 1));
+    process.exit(0);
+  }
+  writeFileSync(join(REPO, "bench/results/density-latest.json"), `${JSON.stringify({ n, storm: s, slope: sl, net, netSlope }, null, 1)}\n`);
   const body = render(
     n,
     s,
     sl,
+    net,
+    netSlope,
     await factsLine(`bun bench/density.ts${quick ? " --quick" : ""}${nArg !== undefined ? ` ${nArg}` : ""}`, [versionLine(["systemd-nspawn", "--version"])]),
   );
   console.log(body);

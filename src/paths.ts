@@ -9,9 +9,17 @@ import { resolve } from "node:path";
 export const COMPILED = (process.argv[1] ?? "").startsWith("/$bunfs") || import.meta.dir.startsWith("/$bunfs");
 export const REPO_ROOT = COMPILED ? resolve(process.execPath, "../../..") : resolve(import.meta.dir, "..");
 
-/** argv that runs one of machina's own Bun commands in bin/ (the compiled form has no `bun` inside). */
+/** Commands scripts/build also compiles for the compiled form to run (dist/libexec/NAME). */
+const COMPILED_HELPERS = new Set(["machina-net"]);
+
+/**
+ * argv that runs one of machina's own Bun commands: from the compiled form, its compiled helper
+ * (dist/libexec/NAME) or bin/NAME (the compiled form has no `bun` inside); from the sources,
+ * bin/NAME with this Bun.
+ */
 export function ownCommand(name: string): string[] {
-  return COMPILED ? [`${REPO_ROOT}/bin/${name}`] : [process.execPath, `${REPO_ROOT}/bin/${name}`];
+  if (!COMPILED) return [process.execPath, `${REPO_ROOT}/bin/${name}`];
+  return [COMPILED_HELPERS.has(name) ? `${REPO_ROOT}/dist/libexec/${name}` : `${REPO_ROOT}/bin/${name}`];
 }
 export const VERSION = "0.1.0";
 export const NSPAWN_COMPAT_VERSION = "252";

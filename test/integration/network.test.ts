@@ -105,6 +105,24 @@ afterAll(() => files.cleanup());
 
 describe("networking", () => {
   test(
+    "the installed form (dist/bin/machina-nspawn, scripts/build): its at-exit command is the compiled dist/libexec/machina-net, which undoes the network",
+    async () => {
+      const name = scratch.name("ni");
+      const installed = `${REPO}/dist/bin/machina-nspawn`;
+      const env = { PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin", MACHINA_STATE_DIR: stateDir };
+      const argv = [installed, "-q", "--register=no", "--console=pipe", "-D", root, "-M", name, "-n", "/bin/sh", "-c", "ip -4 -o addr show host0"];
+      const plan = Bun.spawnSync(argv, { env: { ...env, MACHINA_PRINT_SPEC: "1" } }).stdout.toString();
+      expect(plan).toContain(`"${REPO}/dist/libexec/machina-net","teardown"`);
+      const r = Bun.spawnSync(argv, { env });
+      expect(r.stderr.toString()).toBe("");
+      expect(r.stdout.toString()).toContain("inet 10.");
+      expect(r.exitCode).toBe(0);
+      // afterEach: no veth, namespace, record, lease or rule is left
+    },
+    T,
+  );
+
+  test(
     "--network-veth: host0 addressed from outside, container and host reach each other; names and MACs as nspawn",
     async () => {
       const name = scratch.name("nv");
