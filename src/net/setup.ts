@@ -138,11 +138,34 @@ export function networkRecords(host: Host, stateDir: string): NetRecord[] {
   return host.lstat(d.dir) === "dir" ? allRecords(host, d) : [];
 }
 
+/**
+ * Read (and so compile the schemas of) a record and the lease table before taking the network
+ * lock: the first parse in a process takes milliseconds, and a hundred containers starting or
+ * stopping at once queue on that lock (bench/density.ts). Everything is read again under the
+ * lock; nothing is decided here.
+ */
+function warmSchemas(host: Host, d: NetDirs, machine?: string): void {
+  try {
+    const any = machine ?? recordNames(host, d)[0];
+    if (any !== undefined) readRecord(host, d, any);
+    parseLeases(host.readFile(d.leases), d.leases);
+  } catch {
+    // a bad table is reported under the lock, where it is used
+  }
+}
+
+/** The machines with a network record (their files' names; nothing is read). */
+function recordNames(host: Host, d: NetDirs): string[] {
+  return host
+    .readdir(d.dir)
+    .filter((f) => f.endsWith(".json") && f !== "leases.json")
+    .map((f) => f.slice(0, -5));
+}
+
 function allRecords(host: Host, d: NetDirs): NetRecord[] {
   const out: NetRecord[] = [];
-  for (const f of host.readdir(d.dir)) {
-    if (!f.endsWith(".json") || f === "leases.json") continue;
-    const r = readRecord(host, d, f.slice(0, -5));
+  for (const m of recordNames(host, d)) {
+    const r = readRecord(host, d, m);
     if (r !== undefined) out.push(r);
   }
   return out;
@@ -262,10 +285,7 @@ function machineRunning(host: Host, stateDir: string, machine: string): boolean 
  * this is a lock test per machine, so a start does not wait for the others' records.
  */
 function maybeStale(host: Host, stateDir: string, d: NetDirs): boolean {
-  const machines = host
-    .readdir(d.dir)
-    .filter((f) => f.endsWith(".json") && f !== "leases.json")
-    .map((f) => f.slice(0, -5));
+  const machines = recordNames(host, d);
   if (machines.some((m) => !machineRunning(host, stateDir, m))) return true;
   const known = new Set(machines);
   return host.readdir(d.netnsDir).some((n) => !known.has(n));
@@ -317,10 +337,11 @@ function dhcpHostsLines(records: NetRecord[], zone: string | undefined, machine?
 }
 
 /** Refuse a plan that collides with the recorded networks; returns those (the other containers'). */
-function checkConflicts(host: Host, d: NetDirs, plan: NetPlan): NetRecord[] {
+/** Refuse a start that would clash; returns the other containers' records when `needOthers` (else none are read). */
+function checkConflicts(host: Host, d: NetDirs, plan: NetPlan, needOthers: boolean): NetRecord[] {
   if (readRecord(host, d, plan.machine) !== undefined)
     throw new MachinaError("E_BUSY", `the network of machine "${plan.machine}" is still set up`, { machine: plan.machine }, "is the machine running?");
-  const others = allRecords(host, d);
+  const others = needOthers ? allRecords(host, d) : [];
   for (const p of plan.ports)
     for (const o of others)
       if (o.plan.ports.some((x) => x.protocol === p.protocol && x.hostPort === p.hostPort))
@@ -412,12 +433,15 @@ export function checkHostInterfaces(host: Host, plan: NetPlan): void {
 export function setupNetwork(host: Host, stateDir: string, plan: NetPlan): NetRecord {
   const d = netDirs(stateDir);
   const run = runner(host);
+  warmSchemas(host, d);
   const lock = lockNet(host, d);
   // One undo for the whole setup: the teardown, driven by the record (written before anything
   // else), removes whatever pieces were made — whichever step failed.
   const r = new Reverter();
   try {
-    const others = checkConflicts(host, d, plan);
+    // the other containers' records matter to forwarded ports, a zone and a ruleset written here
+    const needOthers = plan.ports.length > 0 || plan.zone !== undefined || nftBinary(host) === undefined;
+    const others = checkConflicts(host, d, plan, needOthers);
     const pid = host.pid();
     const record: NetRecord = { version: 1, machine: plan.machine, pid, startTime: host.processStartTime(pid) ?? "", plan, phase: "setup" };
     r.add(`tear down the network of "${plan.machine}"`, () => teardownLocked(host, d, plan.machine));
@@ -498,6 +522,7 @@ export function setupNetwork(host: Host, stateDir: string, plan: NetPlan): NetRe
 /** Undo one container's network (idempotent: whatever is already gone is skipped). */
 export function teardownNetwork(host: Host, stateDir: string, machine: string): void {
   const d = netDirs(stateDir);
+  warmSchemas(host, d, machine);
   const lock = lockNet(host, d);
   try {
     teardownLocked(host, d, machine);
@@ -542,7 +567,10 @@ function teardownLocked(host: Host, d: NetDirs, machine: string): void {
   }
   host.unlink(netns);
   if (rec !== undefined) {
-    const others = allRecords(host, d).filter((r) => r.machine !== machine);
+    // the others' records are read only when they matter: the zone's members, the DNAT rules
+    // of a container with ports; otherwise whether any is left decides (the table goes with the last)
+    const otherNames = recordNames(host, d).filter((m) => m !== machine);
+    const others = rec.plan.zone !== undefined || rec.plan.ports.length > 0 ? allRecords(host, d).filter((r) => r.machine !== machine) : [];
     if (rec.owner !== undefined) {
       let leases = parseLeases(host.readFile(d.leases), d.leases);
       const zone = rec.plan.zone;
@@ -565,7 +593,7 @@ function teardownLocked(host: Host, d: NetDirs, machine: string): void {
     }
     // The table goes with the last addressed container; the DNAT rules with a container's ports.
     const members = nftMembers(others);
-    if (members.length === 0) step(() => removeTable(host, d));
+    if (otherNames.length === 0 || (others.length > 0 && members.length === 0)) step(() => removeTable(host, d));
     else if (rec.plan.ports.length > 0) step(() => run.nft(nftRuleset(members, nftPools(loadConfig(host)))));
     host.unlink(d.record(machine));
   }
