@@ -29,6 +29,15 @@ const CG_V2 = "/sys/fs/cgroup/unified";
 
 type Tool = "machina" | "nspawn";
 
+/**
+ * systemd-nspawn on a host without systemd: --register=no --keep-unit, each in a cgroup of its
+ * own (bench-density-NAME; otherwise it would split the caller's cgroup, shared by all).
+ */
+function nspawnArgv(name: string, args: string[]): string[] {
+  const script = `mkdir -p ${CG_V1}/$0 ${CG_V2}/$0 && echo $$ > ${CG_V1}/$0/cgroup.procs && echo $$ > ${CG_V2}/$0/cgroup.procs && exec systemd-nspawn --register=no --keep-unit -q "$@"`;
+  return ["sh", "-c", script, `bench-density-${name}`, ...args];
+}
+
 interface Run {
   base: string;
   image: string;
@@ -60,16 +69,7 @@ const PAYLOAD = ["/bin/sh", "-c", 'touch "/ready/$(hostname)" && exec sleep 1000
 
 function launch(tool: Tool, r: Run, name: string, extra: string[] = []): void {
   const common = ["-x", "-D", r.image, "-M", name, ...extra, `--bind=${r.ready}:/ready`, ...PAYLOAD];
-  const argv =
-    tool === "machina"
-      ? [NSPAWN, "-q", "--console=pipe", ...common]
-      : [
-          "sh",
-          "-c",
-          `mkdir -p ${CG_V1}/$0 ${CG_V2}/$0 && echo $$ > ${CG_V1}/$0/cgroup.procs && echo $$ > ${CG_V2}/$0/cgroup.procs && exec systemd-nspawn --register=no --keep-unit -q --console=pipe "$@"`,
-          `bench-density-${name}`,
-          ...common,
-        ];
+  const argv = tool === "machina" ? [NSPAWN, "-q", "--console=pipe", ...common] : nspawnArgv(name, ["--console=pipe", ...common]);
   r.procs.set(name, Bun.spawn(argv, { env: r.env, stdin: "ignore", stdout: "ignore", stderr: "ignore" }));
 }
 
@@ -252,16 +252,7 @@ const PROBES = 10;
 /** One timed start to exit of `/bin/true` (-x) while the others run. */
 function probe(tool: Tool, r: Run, name: string, extra: string[] = []): number {
   const common = ["-x", "-D", r.image, "-M", name, ...extra, "/bin/true"];
-  const argv =
-    tool === "machina"
-      ? [NSPAWN, "-q", ...common]
-      : [
-          "sh",
-          "-c",
-          `mkdir -p ${CG_V1}/$0 ${CG_V2}/$0 && echo $$ > ${CG_V1}/$0/cgroup.procs && echo $$ > ${CG_V2}/$0/cgroup.procs && exec systemd-nspawn --register=no --keep-unit -q "$@"`,
-          `bench-density-${name}`,
-          ...common,
-        ];
+  const argv = tool === "machina" ? [NSPAWN, "-q", ...common] : nspawnArgv(name, common);
   const t = performance.now();
   const p = Bun.spawnSync(argv, { env: r.env, stdout: "ignore", stderr: "pipe" });
   const ms = performance.now() - t;
@@ -353,6 +344,20 @@ if (import.meta.main) {
   const n = nArg !== undefined ? Number(nArg.slice(4)) : quick ? 40 : 200;
   Bun.spawnSync([join(REPO, "scripts/build")], { stdout: "ignore" });
   const busybox = await ensureBusyboxImage();
+  // --only=boots: scenario 3 alone (--boots=N, default 30), its own block of BENCHMARKS.md
+  if (process.argv.includes("--only=boots")) {
+    const bArg = process.argv.find((a) => a.startsWith("--boots="));
+    const nb = bArg !== undefined ? Number(bArg.slice(8)) : 30;
+    const b = await boots(nb, !process.argv.includes("--no-nspawn"));
+    writeFileSync(join(REPO, "bench/results/density-boots-latest.json"), `${JSON.stringify(b, null, 1)}\n`);
+    const body = renderBoots(
+      b,
+      await factsLine(`bun bench/density.ts --only=boots${bArg !== undefined ? ` ${bArg}` : ""}`, [versionLine(["systemd-nspawn", "--version"])]),
+    );
+    console.log(body);
+    await writeBlock(join(REPO, "BENCHMARKS.md"), "density-boots", body, "Many Debian boots at once (issue 16; target: within 1.3× of the CPU-bound limit)");
+    process.exit(0);
+  }
   // --only=net: the network scenarios alone (printed, BENCHMARKS.md untouched)
   const onlyNet = process.argv.includes("--only=net");
   const s = onlyNet ? undefined : { machina: await storm("machina", busybox, n), nspawn: await storm("nspawn", busybox, n) };
@@ -383,4 +388,195 @@ if (import.meta.main) {
     body,
     "Many containers: start storms and density (issue 16; targets: the last start ≤ 1.2× the first, ≤ 2 MiB per supervisor, list < 100 ms)",
   );
+}
+
+// ---------------------------------------------------------------- boots (scenario 3)
+
+export interface BootsResult {
+  n: number;
+  /** CPU time (cgroup cpu.stat usage_usec) one boot needs to reach running, alone, ms */
+  cpuOneMs: number;
+  /** the physical limit: n × cpuOne ÷ CPUs */
+  limitMs: number;
+  machina: { allRunningMs: number; states: Record<string, number>; pssMib: number; cpuMs: number };
+  nspawn: { allRunningMs: number; states: Record<string, number> } | undefined;
+  /** fs.inotify.max_user_instances before the run, and during it */
+  inotify: { before: number; used: number };
+}
+
+/** `systemctl is-system-running` inside the container whose init is `pid` (through nsenter, the same for both tools). */
+function systemState(pid: string): string {
+  return Bun.spawnSync(["nsenter", "-t", pid, "-m", "-u", "-i", "-n", "-p", "systemctl", "is-system-running"], { stdout: "pipe", stderr: "ignore" })
+    .stdout.toString()
+    .trim();
+}
+
+/** PID 1 of the container named `name` (its own PID namespace's init, with that host name). */
+function initOf(name: string): string | undefined {
+  for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
+    let status: string;
+    try {
+      status = readFileSync(`/proc/${pid}/status`, "utf8");
+    } catch {
+      continue;
+    }
+    if (!/^NSpid:\s+\d+\s+1$/m.test(status)) continue;
+    if (Bun.spawnSync(["nsenter", "-t", pid, "-u", "hostname"], { stdout: "pipe", stderr: "ignore" }).stdout.toString().trim() === name) return pid;
+  }
+  return undefined;
+}
+
+/** Wait until every container of `names` is running (or degraded); returns ms since `t0` and the final states. */
+async function allRunning(names: string[], t0: number, timeoutMs: number): Promise<{ ms: number; states: Record<string, number> }> {
+  const inits = new Map<string, string>();
+  const done = new Map<string, string>();
+  const end = performance.now() + timeoutMs;
+  while (done.size < names.length) {
+    if (performance.now() > end) throw new Error(`boots: ${done.size} of ${names.length} running after ${timeoutMs} ms`);
+    for (const n of names) {
+      if (done.has(n)) continue;
+      const pid = inits.get(n) ?? initOf(n);
+      if (pid === undefined) continue;
+      inits.set(n, pid);
+      const st = systemState(pid);
+      if (st === "running" || st === "degraded") done.set(n, st);
+    }
+    await Bun.sleep(300); // every poll runs systemctl in each guest not yet running: CPU the boots need
+  }
+  const ms = performance.now() - t0;
+  const states: Record<string, number> = {};
+  for (const st of done.values()) states[st] = (states[st] ?? 0) + 1;
+  for (const pid of inits.values())
+    Bun.spawnSync(["nsenter", "-t", pid, "-m", "-u", "-i", "-n", "-p", "systemctl", "poweroff", "--no-block"], { stdout: "ignore", stderr: "ignore" });
+  return { ms, states };
+}
+
+export async function boots(n: number, withNspawn: boolean): Promise<BootsResult> {
+  const { ensureDebianImage } = await import("../test/fixtures/images.ts");
+  const debian = await ensureDebianImage();
+  const base = mkdtempSync("/var/tmp/machina-bench-boots-");
+  const state = join(base, "state");
+  mkdirSync(state);
+  const env = { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", MACHINA_STATE_DIR: state };
+  const procs: Bun.Subprocess[] = [];
+  // A booted systemd takes ~5 inotify instances, counted against root's fs.inotify.max_user_instances
+  // (128 by default: ~24 booted containers; the rest die with "Failed to create control group
+  // inotify object: Too many open files"). Raised for the run, restored after; reported.
+  const inotifyPath = "/proc/sys/fs/inotify/max_user_instances";
+  const inotifyBefore = Number(readFileSync(inotifyPath, "utf8").trim());
+  const inotifyNeed = 128 + 8 * n;
+  if (inotifyBefore < inotifyNeed) writeFileSync(inotifyPath, String(inotifyNeed));
+  const start = (tool: Tool, name: string) => {
+    const args = ["-x", "-b", "-D", debian, "-M", name, "--network-veth", "--console=pipe"];
+    const argv = tool === "machina" ? [NSPAWN, "-q", ...args] : nspawnArgv(name, args);
+    procs.push(Bun.spawn(argv, { env, stdin: "ignore", stdout: "ignore", stderr: "ignore" }));
+  };
+  const waitExits = async () => {
+    await Promise.race([Promise.all(procs.map((p) => p.exited)), Bun.sleep(120_000)]);
+    for (const p of procs) if (p.exitCode === null) p.kill("SIGKILL");
+    procs.length = 0;
+  };
+  try {
+    // one boot alone: the CPU its guest needs to reach running (the machine's cgroup)
+    start("machina", "bo-one");
+    const one = await allRunningWithMemory(["bo-one"], performance.now(), state, () => procs.some((p) => p.exitCode !== null));
+    const cpuOneMs = one.cpuMs;
+    await waitExits();
+    const names = Array.from({ length: n }, (_, i) => `bo${i}`);
+    const t = performance.now();
+    for (const name of names) start("machina", name);
+    const m = await allRunningWithMemory(names, t, state, () => procs.some((p) => p.exitCode !== null));
+    await waitExits();
+    let ns: BootsResult["nspawn"];
+    if (withNspawn) {
+      const t2 = performance.now();
+      for (const name of names) start("nspawn", `bs${name.slice(2)}`);
+      const r = await allRunning(
+        names.map((x) => `bs${x.slice(2)}`),
+        t2,
+        900_000,
+      );
+      await waitExits();
+      ns = { allRunningMs: r.ms, states: r.states };
+    }
+    return {
+      n,
+      cpuOneMs,
+      limitMs: (n * cpuOneMs) / navigator.hardwareConcurrency,
+      machina: m,
+      nspawn: ns,
+      inotify: { before: inotifyBefore, used: Math.max(inotifyBefore, inotifyNeed) },
+    };
+  } finally {
+    for (const p of procs) p.kill("SIGKILL");
+    await Promise.race([Promise.all(procs.map((p) => p.exited)), Bun.sleep(10_000)]);
+    if (inotifyBefore < inotifyNeed) writeFileSync(inotifyPath, String(inotifyBefore));
+    cleanupCgroups();
+    await Bun.sleep(1000); // the supervisors' at-exit commands
+    rmSync(base, { recursive: true, force: true });
+  }
+}
+
+/** allRunning for machina's containers, with the guests' memory (PSS of every process of their cgroups) once all run. */
+async function allRunningWithMemory(names: string[], t0: number, state: string, died: () => boolean): Promise<BootsResult["machina"]> {
+  // measure memory before allRunning powers them off: poll here first
+  const end = performance.now() + 900_000;
+  const done = new Map<string, string>();
+  while (done.size < names.length) {
+    if (performance.now() > end) throw new Error(`boots: ${done.size} of ${names.length} running`);
+    if (died()) throw new Error(`boots: a container exited before all ${names.length} were running`);
+    for (const n of names) {
+      if (done.has(n)) continue;
+      let leader: number;
+      try {
+        leader = JSON.parse(readFileSync(join(state, `machines/${n}/state.json`), "utf8")).leader as number;
+      } catch {
+        continue;
+      }
+      const st = systemState(String(leader));
+      if (st === "running" || st === "degraded") done.set(n, st);
+    }
+    await Bun.sleep(300); // every poll runs systemctl in each guest not yet running: CPU the boots need
+  }
+  const ms = performance.now() - t0;
+  let pss = 0;
+  let cpuMs = 0;
+  for (const n of names) {
+    const cg = JSON.parse(readFileSync(join(state, `machines/${n}/state.json`), "utf8")).cgroup as string;
+    cpuMs += Number(/^usage_usec (\d+)$/m.exec(readFileSync(`${cg}/cpu.stat`, "utf8"))?.[1] ?? NaN) / 1000;
+    const pids = Bun.spawnSync(["sh", "-c", `cat $(find "$0" -name cgroup.procs)`, cg]).stdout.toString().split("\n").filter(Boolean);
+    for (const p of pids) pss += memory(Number(p)).pss;
+  }
+  const states: Record<string, number> = {};
+  for (const st of done.values()) states[st] = (states[st] ?? 0) + 1;
+  for (const n of names)
+    Bun.spawnSync([MACHINACTL, "poweroff", n], {
+      env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", MACHINA_STATE_DIR: state },
+      stdout: "ignore",
+      stderr: "ignore",
+    });
+  return { allRunningMs: ms, states, pssMib: pss / 1024, cpuMs };
+}
+
+function renderBoots(b: BootsResult, facts: string): string {
+  const s = (x: number) => `${(x / 1000).toFixed(2)} s`;
+  const states = (r: Record<string, number>) =>
+    Object.entries(r)
+      .map(([k, v]) => `${v} ${k}`)
+      .join(", ");
+  return [
+    facts,
+    "",
+    `${b.n} booted Debian bookworm containers (the tests' image: minbase + systemd) started at once with \`-x -b --network-veth\`, until every guest answers \`systemctl is-system-running\` with running (or degraded), polled through nsenter for both tools. The CPU-bound limit: the CPU time one boot's guest needs alone to reach running (its cgroup's usage_usec), × ${b.n} ÷ ${navigator.hardwareConcurrency} CPUs.`,
+    "",
+    "| | machina | systemd-nspawn |",
+    "|---|---:|---:|",
+    `| CPU of one boot alone (guest) | ${s(b.cpuOneMs)} | – |`,
+    `| the limit for ${b.n} on ${navigator.hardwareConcurrency} CPUs | ${s(b.limitMs)} | ${s(b.limitMs)} |`,
+    `| all ${b.n} running | ${s(b.machina.allRunningMs)} (${states(b.machina.states)}) | ${b.nspawn === undefined ? "–" : `${s(b.nspawn.allRunningMs)} (${states(b.nspawn.states)})`} |`,
+    `| ÷ the limit | **${(b.machina.allRunningMs / b.limitMs).toFixed(2)}×** | ${b.nspawn === undefined ? "–" : `${(b.nspawn.allRunningMs / b.limitMs).toFixed(2)}×`} |`,
+    `| guests' memory when all run (PSS of their processes) | ${b.machina.pssMib.toFixed(0)} MiB (${(b.machina.pssMib / b.n).toFixed(1)} MiB each) | – |`,
+    "",
+    `fs.inotify.max_user_instances was ${b.inotify.before}; the run raised it to ${b.inotify.used} and put it back. A booted systemd takes ~5 inotify instances, all counted against root (user namespaces too: their owner is charged), so with the default 128 only ~24 booted containers start — the rest, with either tool, stop at once with \`Failed to create control group inotify object: Too many open files\` (docs/machines.md, "Many machines").`,
+  ].join("\n");
 }
