@@ -314,7 +314,10 @@ function stopDnsmasq(host: Host, pidFile: string, ...files: string[]): void {
   const pid = dnsmasqRunning(host, pidFile);
   if (pid !== undefined) {
     host.kill(pid, 15);
-    for (let i = 0; i < 200 && host.lstat(`/proc/${pid}`) !== undefined; i++) Bun.sleepSync(5);
+    // until it is gone — or a zombie: dnsmasq daemonizes, so its parent is the host's init, which
+    // may be slow to reap it (or, on a host whose PID 1 reaps nothing, never): a zombie holds no
+    // socket or file any more (waiting for /proc/PID to go made every booted container's stop 1 s)
+    for (let i = 0; i < 200 && processRunning(host, pid); i++) Bun.sleepSync(5);
   }
   for (const f of [pidFile, ...files]) host.unlink(f);
 }
