@@ -559,8 +559,9 @@ export async function waitGone(ctx: MachineContext, name: string, timeoutMs: num
   let pause = 5;
   for (;;) {
     // this entry only (a scan of every machine per poll made stopping N machines at once N²)
-    const gone =
-      scanEntry(ctx.host, ctx.paths.stateDir, name, Date.now()) === undefined && !ociMachines(ctx.host, undefined, true).some((m) => m.name === name);
+    // (a name that is not a machine name has no entry, and must not become a path)
+    const registered = isValidMachineName(name) && scanEntry(ctx.host, ctx.paths.stateDir, name, Date.now()) !== undefined;
+    const gone = !registered && !ociMachines(ctx.host, undefined, true).some((m) => m.name === name);
     if (gone) return true;
     if (ctx.host.monotonicMs() >= end) return false;
     // 5 ms, then longer, to 50 ms: a stop is seen at once, and N machines stopping together are not polled N times every 10 ms

@@ -255,6 +255,7 @@ export function scanRegistry(host: Host, stateDir: string, now: number, quick = 
  * (and is removed now), and with `quick` when its lock is held.
  */
 export function scanEntry(host: Host, stateDir: string, name: string, now: number, quick = false): RegistryEntry | undefined {
+  if (name === "" || name === "." || name === ".." || name.includes("/")) return undefined; // never a path outside the registry
   const dir = `${machinesDir(stateDir)}/${name}`;
   const lock = host.tryLock(`${dir}/lock`);
   if (lock !== undefined) {
