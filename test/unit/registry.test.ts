@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { FakeHost } from "../../src/host/fake.ts";
-import { readState, removeAbandonedEntry, sweepStale } from "../../src/machine/registry.ts";
+import { readState, removeAbandonedEntry, scanEntry, sweepStale } from "../../src/machine/registry.ts";
 
 const state = (name: string) =>
   JSON.stringify({
@@ -114,5 +114,17 @@ describe("removeAbandonedEntry (a cancelled start's supervisor was killed)", () 
     expect(h.lstat("/run/m/machines/young")).toBe("dir");
     expect(h.lstat("/run/m/machines/old")).toBeUndefined();
     expect(h.lstat("/run/m/machines/other/x")).toBe("file");
+  });
+});
+
+describe("scanEntry: one entry by name", () => {
+  test("a name that is no machine name is never a path: nothing outside the registry is read or removed", () => {
+    const h = new FakeHost({ files: { "/run/m/lock": "", "/run/m/state.json": "{}", "/run/m/machines/web/lock": "" } });
+    for (const name of ["..", ".", "", "../m", "web/../.."]) expect(scanEntry(h, "/run/m", name, 1e15)).toBeUndefined();
+    expect(h.lstat("/run/m/lock")).toBe("file");
+    expect(h.lstat("/run/m/state.json")).toBe("file");
+    // a real entry whose lock nobody holds (its supervisor is gone): removed
+    expect(scanEntry(h, "/run/m", "web", 1e15)).toBeUndefined();
+    expect(h.lstat("/run/m/machines/web/lock")).toBeUndefined();
   });
 });
