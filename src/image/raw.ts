@@ -13,7 +13,8 @@ import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
 import { Reverter } from "../reverter.ts";
 import { parseJson } from "../json.ts";
-import { machinesDir } from "../machine/registry.ts";
+import { lockHeld } from "../host/locks.ts";
+import { machineLockPath } from "../machine/registry.ts";
 
 /** Discoverable Partitions Specification type GUIDs: root and /usr per architecture. */
 export const DPS_TYPES: Record<string, { root: string; usr: string }> = {
@@ -259,12 +260,9 @@ function readRecord(host: Host, dir: string): RawRecord | undefined {
 function recordLive(host: Host, stateDir: string, dir: string, record: RawRecord | undefined, nowMs: number): boolean {
   const young = nowMs - (host.mtimeMs(dir) ?? 0) < STARTING_GRACE_MS;
   if (record === undefined) return young; // being written
-  const lockPath = `${machinesDir(stateDir)}/${record.machine}/lock`;
+  const lockPath = machineLockPath(stateDir, record.machine);
   if (host.lstat(lockPath) === undefined) return young;
-  const lock = host.tryLock(lockPath);
-  if (lock === undefined) return true; // running
-  lock.release();
-  return false;
+  return lockHeld(host, lockPath); // held: running
 }
 
 /**

@@ -56,6 +56,11 @@ export function machinesDir(stateDir: string): string {
   return `${stateDir}/machines`;
 }
 
+/** The lock a machine's supervisor holds for as long as it runs. */
+export function machineLockPath(stateDir: string, name: string): string {
+  return `${machinesDir(stateDir)}/${name}/lock`;
+}
+
 /** The schemas of this module, built on first use (src/lazy-zod.ts). */
 const registrySchemas = lazySchemas((z) => {
   /** Text fields: "" when missing or not text; lists: their strings (older helpers, hand-written entries). */

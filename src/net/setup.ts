@@ -10,7 +10,8 @@ import type { z } from "zod";
 import { lazySchemas } from "../lazy-zod.ts";
 import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
-import { processRunning } from "../machine/registry.ts";
+import { lockHeld } from "../host/locks.ts";
+import { machineLockPath, processRunning } from "../machine/registry.ts";
 import { Reverter } from "../reverter.ts";
 import { formatCidr, type Cidr } from "./cidr.ts";
 import { allocateHost, allocateSubnet, IpamError, parseLeases, parseNetConfig, releaseHost, releaseSubnet, type Leases, type NetConfig } from "./ipam.ts";
@@ -269,13 +270,7 @@ function processAlive(host: Host, pid: number, startTime: string): boolean {
 
 /** The machine's supervisor runs: it holds the machine's registry lock (machine/registry.ts). */
 function machineRunning(host: Host, stateDir: string, machine: string): boolean {
-  const lockPath = `${stateDir}/machines/${machine}/lock`;
-  const lock = host.tryLock(lockPath);
-  if (lock !== undefined) {
-    lock.release();
-    return false;
-  }
-  return host.lstat(lockPath) !== undefined;
+  return lockHeld(host, machineLockPath(stateDir, machine));
 }
 
 /**

@@ -19,7 +19,9 @@ import { createHash } from "node:crypto";
 import { MachinaError } from "../errors.ts";
 import { dependencyOf } from "../host/deps.ts";
 import type { Host } from "../host/host.ts";
+import { lockHeld } from "../host/locks.ts";
 import { resolveInRoot } from "../host/resolve-in-root.ts";
+import { machineLockPath } from "../machine/registry.ts";
 import { type Architecture, binfmtEscape, binfmtMagic, matchesMagic } from "../settings/architectures.ts";
 import { DEFAULT_PATH } from "../spec/default-path.ts";
 
@@ -73,7 +75,7 @@ function claimOf(stateDir: string, user: string): { id: string; content: string 
   const pid = /^\.bootstrap-(\d+)$/.exec(user)?.[1];
   if (pid !== undefined) return { id: user, content: `${JSON.stringify({ pid: Number(pid) })}\n` };
   const tag = createHash("sha256").update(stateDir).digest("hex").slice(0, 12);
-  return { id: `${user}@${tag}`, content: `${JSON.stringify({ lock: `${stateDir}/machines/${user}/lock` })}\n` };
+  return { id: `${user}@${tag}`, content: `${JSON.stringify({ lock: machineLockPath(stateDir, user) })}\n` };
 }
 
 function withLock<T>(host: Host, fn: () => T): T {
@@ -219,11 +221,7 @@ function claimLive(host: Host, path: string): boolean {
     return false;
   }
   if (typeof what.pid === "number") return what.pid > 0 && host.lstat(`/proc/${what.pid}`) !== undefined;
-  if (typeof what.lock !== "string") return false;
-  const lock = host.tryLock(what.lock);
-  if (lock === undefined) return host.lstat(what.lock) !== undefined;
-  lock.release();
-  return false;
+  return typeof what.lock === "string" && lockHeld(host, what.lock);
 }
 
 /**

@@ -7,6 +7,8 @@
  * later step fails, or by `abandon()` when the start does not happen.
  */
 import { requireHelper } from "./helper.ts";
+import { lockHeld } from "../host/locks.ts";
+import { machineLockPath } from "../machine/registry.ts";
 import { MachinaError } from "../errors.ts";
 import { gatherHostFacts, gatherImageFacts } from "../host/facts.ts";
 import type { Host } from "../host/host.ts";
@@ -189,11 +191,8 @@ export function prepareContainer(host: Host, p: Paths, cliSettings: Settings, cw
     sweepLeftovers(host, p.stateDir, true);
     // The network (src/net/): prepared here, made and joined by the helper, undone by its on_exit command.
     if (wantsManagedNetwork(settings)) {
-      const lockPath = `${p.stateDir}/machines/${spec.machine}/lock`;
-      const lock = host.tryLock(lockPath);
-      if (lock === undefined && host.lstat(lockPath) !== undefined)
+      if (lockHeld(host, machineLockPath(p.stateDir, spec.machine)))
         throw new MachinaError("E_BUSY", `machine "${spec.machine}" is already running`, { machine: spec.machine });
-      lock?.release();
       const plan = planNetwork(settings, spec.machine, hostMachineId(host), p.stateDir, foreign !== undefined);
       const rec = setupNetwork(host, p.stateDir, plan);
       r.add(`tear down the network of "${spec.machine}"`, () => teardownNetwork(host, p.stateDir, spec.machine));
