@@ -14,10 +14,10 @@
  * POF, as machina registers its own), registered for the run and removed at the end; machina
  * as installed (dist/bin/machina-nspawn, scripts/build runs first).
  */
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ensureArm64Image, ensureDebianImage } from "../test/fixtures/images.ts";
-import { factsLine, median, REPO, versionLine, writeBlock } from "./common.ts";
+import { containerInit, factsLine, median, nspawnInCgroup, REPO, versionLine, writeBlock } from "./common.ts";
 
 /** The installed form (scripts/build's compiled commands), as the other benchmarks measure. */
 const NSPAWN = join(REPO, "dist/bin/machina-nspawn");
@@ -37,34 +37,16 @@ function run(argv: string[], env: Record<string, string>): number {
   return ms;
 }
 
-/** systemd-nspawn on a host without systemd: --register=no --keep-unit, in a cgroup of its own. */
-function nspawnArgv(args: string[]): string[] {
-  const cg = `machina-bench-arch-${process.pid}`;
-  const script = `mkdir -p /sys/fs/cgroup/systemd/${cg} /sys/fs/cgroup/unified/${cg} && echo $$ > /sys/fs/cgroup/systemd/${cg}/cgroup.procs && echo $$ > /sys/fs/cgroup/unified/${cg}/cgroup.procs && exec systemd-nspawn --register=no --keep-unit -q "$@"`;
-  return ["sh", "-c", script, "sh", ...args];
-}
-
-/** PID 1 of the container whose host name is `name` (a process that is 1 in its own PID namespace). */
-function containerInit(name: string): string | undefined {
-  for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
-    let status: string;
-    try {
-      status = readFileSync(`/proc/${pid}/status`, "utf8");
-    } catch {
-      continue;
-    }
-    if (!/^NSpid:\s+\d+\s+1$/m.test(status)) continue;
-    const host = Bun.spawnSync(["nsenter", "-t", pid, "-u", "hostname"], { stdout: "pipe", stderr: "ignore" }).stdout.toString().trim();
-    if (host === name) return pid;
-  }
-  return undefined;
-}
-
 /** Boot with -b -x in the background, wait for `running` from inside, power off; ms to running and to gone. */
 async function boot(tool: "machina" | "nspawn", image: string, name: string, env: Record<string, string>): Promise<number> {
   const args = ["-D", image, "-M", name, "-b", "--console=pipe"];
   const t = performance.now();
-  const proc = Bun.spawn(tool === "machina" ? [NSPAWN, "-q", ...args] : nspawnArgv(args), { env, stdin: "ignore", stdout: "ignore", stderr: "ignore" });
+  const proc = Bun.spawn(tool === "machina" ? [NSPAWN, "-q", ...args] : nspawnInCgroup(`machina-bench-arch-${process.pid}`, args), {
+    env,
+    stdin: "ignore",
+    stdout: "ignore",
+    stderr: "ignore",
+  });
   // the leader's systemd answers from inside once it is up; poll through nsenter (same for both tools)
   let running = NaN;
   for (let i = 0; i < 1200; i++) {
@@ -115,7 +97,7 @@ export async function benchArch(quick: boolean): Promise<{ rows: Row[]; n: numbe
           ["emulated", arm64],
         ] as const) {
           m[key].push(run([NSPAWN, "-q", "--read-only", "-D", image, "-M", `ba${i}`, ...cmd], env));
-          s[key].push(run(nspawnArgv(["--read-only", "-D", image, "-M", `bn${i}`, ...cmd]), env));
+          s[key].push(run(nspawnInCgroup(`machina-bench-arch-${process.pid}`, ["--read-only", "-D", image, "-M", `bn${i}`, ...cmd]), env));
         }
       }
       rows.push({

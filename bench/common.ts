@@ -2,9 +2,9 @@
  * What the benchmarks share: the median, the facts line every result starts with, and the
  * generated blocks of BENCHMARKS.md (`<!-- bench:NAME -->` … `<!-- /bench:NAME -->`).
  */
-import { existsSync } from "node:fs";
+import { chmodSync, existsSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 
 export const REPO = resolve(import.meta.dir, "..");
 
@@ -47,4 +47,60 @@ export async function factsLine(command: string, tools: readonly string[] = []):
 /** The first line a program prints for `argv` (a version). */
 export function versionLine(argv: string[]): string {
   return (Bun.spawnSync(argv).stdout.toString().split("\n")[0] ?? "").trim();
+}
+
+// ---------------------------------------------------------------- shared by the benchmarks
+
+/**
+ * systemd-nspawn on a host without systemd: --register=no --keep-unit -q, started in a cgroup of
+ * its own (CGROUP in the v1 name=systemd and the v2 hierarchy; otherwise it would split the
+ * caller's cgroup, shared by every nspawn started from it).
+ */
+export function nspawnInCgroup(cgroup: string, args: string[]): string[] {
+  const script =
+    'mkdir -p /sys/fs/cgroup/systemd/$0 /sys/fs/cgroup/unified/$0 && echo $$ > /sys/fs/cgroup/systemd/$0/cgroup.procs && echo $$ > /sys/fs/cgroup/unified/$0/cgroup.procs && exec systemd-nspawn --register=no --keep-unit -q "$@"';
+  return ["sh", "-c", script, cgroup, ...args];
+}
+
+/** PID 1 of the running container whose host name is `name` (a process that is 1 in its own PID namespace), for either tool. */
+export function containerInit(name: string): string | undefined {
+  for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
+    let status: string;
+    try {
+      status = readFileSync(`/proc/${pid}/status`, "utf8");
+    } catch {
+      continue;
+    }
+    if (!/^NSpid:\s+\d+\s+1$/m.test(status)) continue;
+    const host = Bun.spawnSync(["nsenter", "-t", pid, "-u", "hostname"], { stdout: "pipe", stderr: "ignore" }).stdout.toString().trim();
+    if (host === name) return pid;
+  }
+  return undefined;
+}
+
+/** Resident memory of a process, KiB (VmRSS). */
+export function rssKib(pid: number): number {
+  return Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? NaN);
+}
+
+/**
+ * Copies of the busybox image at POOL/NAME for machinactl start / machinad: an init that sleeps
+ * and exits on SIGRTMIN+3 (the stop signal of a booted container).
+ */
+export function bootableBusyboxCopies(busybox: string, pool: string, names: string[]): void {
+  for (const name of names) {
+    Bun.spawnSync(["cp", "-a", "--reflink=auto", busybox, join(pool, name)]);
+    writeFileSync(join(pool, name, "sbin/bench-init"), "#!/bin/sh\ntrap 'exit 0' 37\nwhile :; do sleep 1000 & wait $!; done\n");
+    chmodSync(join(pool, name, "sbin/bench-init"), 0o755);
+    rmSync(join(pool, name, "sbin/init"), { force: true });
+    symlinkSync("bench-init", join(pool, name, "sbin/init"));
+  }
+}
+
+/** Wait until machinad answers on its socket (≈5 s at most). */
+export async function waitForDaemon(client: { ping(timeoutMs?: number): Promise<boolean> }): Promise<void> {
+  for (let i = 0; !(await client.ping(200)); i++) {
+    if (i > 100) throw new Error("machinad did not start");
+    await Bun.sleep(50);
+  }
 }

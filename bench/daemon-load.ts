@@ -11,11 +11,11 @@
  * Root only. machinad as installed (dist/bin, scripts/build runs first), on a socket, state
  * directory and pool of its own; busybox copies with a sleeping init.
  */
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { MachinaClient } from "../src/client/client.ts";
 import { ensureBusyboxImage } from "../test/fixtures/images.ts";
-import { factsLine, REPO, writeBlock } from "./common.ts";
+import { bootableBusyboxCopies, factsLine, REPO, rssKib, waitForDaemon, writeBlock } from "./common.ts";
 
 type Op = "start" | "list" | "status" | "terminate";
 const OPS: Op[] = ["start", "list", "status", "terminate"];
@@ -30,7 +30,7 @@ function pct(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.floor((s.length * p) / 100))] ?? NaN;
 }
 
-const rssMib = (pid: number) => Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? NaN) / 1024;
+const rssMib = (pid: number) => rssKib(pid) / 1024;
 
 export interface LoadResult {
   clients: number;
@@ -54,13 +54,7 @@ export async function benchDaemonLoad(clients: number, seconds: number): Promise
   Bun.spawnSync(["mkdir", "-p", pool, state, join(base, "run")]);
   chmodSync(join(base, "run"), 0o700);
   const names = Array.from({ length: clients }, (_, i) => `ld${i}`);
-  for (const name of names) {
-    Bun.spawnSync(["cp", "-a", "--reflink=auto", busybox, join(pool, name)]);
-    writeFileSync(join(pool, name, "sbin/bench-init"), "#!/bin/sh\ntrap 'exit 0' 37\nwhile :; do sleep 1000 & wait $!; done\n");
-    chmodSync(join(pool, name, "sbin/bench-init"), 0o755);
-    rmSync(join(pool, name, "sbin/init"), { force: true });
-    symlinkSync("bench-init", join(pool, name, "sbin/init"));
-  }
+  bootableBusyboxCopies(busybox, pool, names);
   const env = { PATH: process.env.PATH ?? "/usr/bin:/bin", MACHINA_STATE_DIR: state, MACHINA_POOL: pool, MACHINA_API_SOCKET: socket, MACHINA_SYSTEMD: "0" };
   const daemon = Bun.spawn([join(REPO, "dist/bin/machinad"), "--no-autostart"], { env, stdin: "ignore", stdout: "ignore", stderr: "ignore" });
   const client = new MachinaClient(socket);
@@ -68,10 +62,7 @@ export async function benchDaemonLoad(clients: number, seconds: number): Promise
   const errors: string[] = [];
   let killed = 0;
   try {
-    for (let i = 0; !(await client.ping(200)); i++) {
-      if (i > 100) throw new Error("machinad did not start");
-      await Bun.sleep(50);
-    }
+    await waitForDaemon(client);
     const rssBefore = rssMib(daemon.pid);
     const end = performance.now() + seconds * 1000;
     const timed = async (op: Op, fn: () => Promise<unknown>) => {

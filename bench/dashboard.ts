@@ -12,13 +12,13 @@
  * socket, state directory and pool of its own; busybox copies with a sleeping init, started and
  * terminated through the API; everything is removed at the end.
  */
-import { chmodSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { API } from "../src/api/routes.ts";
 import { MachinaClient } from "../src/client/client.ts";
 import { ensureBusyboxImage } from "../test/fixtures/images.ts";
-import { factsLine, median, REPO, versionLine, writeBlock } from "./common.ts";
+import { bootableBusyboxCopies, factsLine, median, REPO, rssKib, versionLine, waitForDaemon, writeBlock } from "./common.ts";
 
 export interface DashboardResult {
   n: number;
@@ -38,10 +38,6 @@ export interface DashboardResult {
 
 const p90 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * 0.9))] ?? NaN;
 
-function rssKib(pid: number): number {
-  return Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? NaN);
-}
-
 async function timed(fn: () => Promise<unknown>): Promise<number> {
   const t = performance.now();
   await fn();
@@ -58,13 +54,7 @@ export async function benchDashboard(quick: boolean): Promise<DashboardResult> {
   Bun.spawnSync(["mkdir", "-p", pool, join(base, "run"), join(base, "state")]);
   chmodSync(join(base, "run"), 0o700);
   const names = Array.from({ length: 200 }, (_, i) => `db${i}`);
-  for (const name of names) {
-    Bun.spawnSync(["cp", "-a", "--reflink=auto", busybox, join(pool, name)]);
-    writeFileSync(join(pool, name, "sbin/bench-init"), "#!/bin/sh\ntrap 'exit 0' 37\nwhile :; do sleep 1000 & wait $!; done\n");
-    chmodSync(join(pool, name, "sbin/bench-init"), 0o755);
-    rmSync(join(pool, name, "sbin/init"), { force: true });
-    symlinkSync("bench-init", join(pool, name, "sbin/init"));
-  }
+  bootableBusyboxCopies(busybox, pool, names);
   const port = (() => {
     const s = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response() });
     const p = s.port!;
@@ -88,7 +78,7 @@ export async function benchDashboard(quick: boolean): Promise<DashboardResult> {
   const { default: puppeteer } = await import("puppeteer-core");
   const browser = await puppeteer.launch({ executablePath: "/usr/bin/chromium", headless: true, args: ["--no-sandbox", "--disable-gpu"] });
   try {
-    for (let i = 0; !(await client.ping(200)); i++) if (i > 100) throw new Error("machinad did not start");
+    await waitForDaemon(client);
     const rss0Kib = rssKib(daemon.pid);
     const token = readFileSync(join(base, "state/web.token"), "utf8").trim();
     const origin = `http://127.0.0.1:${port}`;

@@ -20,7 +20,7 @@
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ensureBusyboxImage } from "../test/fixtures/images.ts";
-import { factsLine, median, REPO, versionLine, writeBlock } from "./common.ts";
+import { containerInit, factsLine, median, nspawnInCgroup, REPO, versionLine, writeBlock } from "./common.ts";
 
 const NSPAWN = join(REPO, "dist/bin/machina-nspawn");
 const MACHINACTL = join(REPO, "dist/bin/machinactl");
@@ -28,15 +28,6 @@ const CG_V1 = "/sys/fs/cgroup/systemd";
 const CG_V2 = "/sys/fs/cgroup/unified";
 
 type Tool = "machina" | "nspawn";
-
-/**
- * systemd-nspawn on a host without systemd: --register=no --keep-unit, each in a cgroup of its
- * own (bench-density-NAME; otherwise it would split the caller's cgroup, shared by all).
- */
-function nspawnArgv(name: string, args: string[]): string[] {
-  const script = `mkdir -p ${CG_V1}/$0 ${CG_V2}/$0 && echo $$ > ${CG_V1}/$0/cgroup.procs && echo $$ > ${CG_V2}/$0/cgroup.procs && exec systemd-nspawn --register=no --keep-unit -q "$@"`;
-  return ["sh", "-c", script, `bench-density-${name}`, ...args];
-}
 
 interface Run {
   base: string;
@@ -69,7 +60,7 @@ const PAYLOAD = ["/bin/sh", "-c", 'touch "/ready/$(hostname)" && exec sleep 1000
 
 function launch(tool: Tool, r: Run, name: string, extra: string[] = []): void {
   const common = ["-x", "-D", r.image, "-M", name, ...extra, `--bind=${r.ready}:/ready`, ...PAYLOAD];
-  const argv = tool === "machina" ? [NSPAWN, "-q", "--console=pipe", ...common] : nspawnArgv(name, ["--console=pipe", ...common]);
+  const argv = tool === "machina" ? [NSPAWN, "-q", "--console=pipe", ...common] : nspawnInCgroup(`bench-density-${name}`, ["--console=pipe", ...common]);
   r.procs.set(name, Bun.spawn(argv, { env: r.env, stdin: "ignore", stdout: "ignore", stderr: "ignore" }));
 }
 
@@ -252,7 +243,7 @@ const PROBES = 10;
 /** One timed start to exit of `/bin/true` (-x) while the others run. */
 function probe(tool: Tool, r: Run, name: string, extra: string[] = []): number {
   const common = ["-x", "-D", r.image, "-M", name, ...extra, "/bin/true"];
-  const argv = tool === "machina" ? [NSPAWN, "-q", ...common] : nspawnArgv(name, common);
+  const argv = tool === "machina" ? [NSPAWN, "-q", ...common] : nspawnInCgroup(`bench-density-${name}`, common);
   const t = performance.now();
   const p = Bun.spawnSync(argv, { env: r.env, stdout: "ignore", stderr: "pipe" });
   const ms = performance.now() - t;
@@ -411,21 +402,6 @@ function systemState(pid: string): string {
     .trim();
 }
 
-/** PID 1 of the container named `name` (its own PID namespace's init, with that host name). */
-function initOf(name: string): string | undefined {
-  for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
-    let status: string;
-    try {
-      status = readFileSync(`/proc/${pid}/status`, "utf8");
-    } catch {
-      continue;
-    }
-    if (!/^NSpid:\s+\d+\s+1$/m.test(status)) continue;
-    if (Bun.spawnSync(["nsenter", "-t", pid, "-u", "hostname"], { stdout: "pipe", stderr: "ignore" }).stdout.toString().trim() === name) return pid;
-  }
-  return undefined;
-}
-
 /** Wait until every container of `names` is running (or degraded); returns ms since `t0` and the final states. */
 async function allRunning(names: string[], t0: number, timeoutMs: number): Promise<{ ms: number; states: Record<string, number> }> {
   const inits = new Map<string, string>();
@@ -435,7 +411,7 @@ async function allRunning(names: string[], t0: number, timeoutMs: number): Promi
     if (performance.now() > end) throw new Error(`boots: ${done.size} of ${names.length} running after ${timeoutMs} ms`);
     for (const n of names) {
       if (done.has(n)) continue;
-      const pid = inits.get(n) ?? initOf(n);
+      const pid = inits.get(n) ?? containerInit(n);
       if (pid === undefined) continue;
       inits.set(n, pid);
       const st = systemState(pid);
@@ -468,7 +444,7 @@ export async function boots(n: number, withNspawn: boolean): Promise<BootsResult
   if (inotifyBefore < inotifyNeed) writeFileSync(inotifyPath, String(inotifyNeed));
   const start = (tool: Tool, name: string) => {
     const args = ["-x", "-b", "-D", debian, "-M", name, "--network-veth", "--console=pipe"];
-    const argv = tool === "machina" ? [NSPAWN, "-q", ...args] : nspawnArgv(name, args);
+    const argv = tool === "machina" ? [NSPAWN, "-q", ...args] : nspawnInCgroup(`bench-density-${name}`, args);
     procs.push(Bun.spawn(argv, { env, stdin: "ignore", stdout: "ignore", stderr: "ignore" }));
   };
   const waitExits = async () => {
