@@ -56,6 +56,18 @@ function setup(base: string, busybox: string): Run {
   };
 }
 
+/** `fn` on a run of its own: its containers are SIGKILLed, its cgroups and directory removed, however it ends. */
+async function withRun<T>(busybox: string, fn: (r: Run) => Promise<T>): Promise<T> {
+  const r = setup(mkdtempSync("/var/tmp/machina-bench-density-"), busybox);
+  try {
+    return await fn(r);
+  } finally {
+    for (const p of r.procs.values()) p.kill("SIGKILL");
+    cleanupCgroups();
+    rmSync(r.base, { recursive: true, force: true });
+  }
+}
+
 const PAYLOAD = ["/bin/sh", "-c", 'touch "/ready/$(hostname)" && exec sleep 100000'];
 
 function launch(tool: Tool, r: Run, name: string, extra: string[] = []): void {
@@ -131,8 +143,7 @@ export interface StormResult {
 }
 
 async function storm(tool: Tool, busybox: string, n: number): Promise<StormResult> {
-  const r = setup(mkdtempSync("/var/tmp/machina-bench-density-"), busybox);
-  try {
+  return withRun(busybox, async (r) => {
     const t = performance.now();
     for (let i = 0; i < n; i++) launch(tool, r, `dn${i}`);
     await until(`${n} ${tool} containers`, () => readyCount(r) >= n, 600_000);
@@ -167,11 +178,7 @@ async function storm(tool: Tool, busybox: string, n: number): Promise<StormResul
     if (tool === "machina") Bun.spawnSync([MACHINACTL, "list"], { env: r.env, stdout: "ignore" });
     cleanupCgroups();
     return { n, allUpMs, rssKib: rss / n, pssKib: pss / n, listMs, statusMs, stopMs, left: leftovers(r) };
-  } finally {
-    for (const p of r.procs.values()) p.kill("SIGKILL");
-    cleanupCgroups();
-    rmSync(r.base, { recursive: true, force: true });
-  }
+  });
 }
 
 export interface NetStormResult {
@@ -197,9 +204,8 @@ function netLeftovers(r: Run): string[] {
 }
 
 async function netStorm(tool: Tool, busybox: string, n: number, mode: "veth" | "zone"): Promise<NetStormResult> {
-  const r = setup(mkdtempSync("/var/tmp/machina-bench-density-"), busybox);
   const extra = mode === "veth" ? ["--network-veth"] : ["--network-zone=dz"];
-  try {
+  return withRun(busybox, async (r) => {
     const t = performance.now();
     for (let i = 0; i < n; i++) launch(tool, r, `dn${i}`, extra);
     await until(`${n} ${tool} containers (${mode})`, () => readyCount(r) >= n, 600_000);
@@ -223,11 +229,7 @@ async function netStorm(tool: Tool, busybox: string, n: number, mode: "veth" | "
     if (tool === "machina") Bun.spawnSync([MACHINACTL, "list"], { env: r.env, stdout: "ignore" });
     cleanupCgroups();
     return { n, mode, allUpMs, allPingMs, stopMs, left: [...leftovers(r), ...netLeftovers(r)] };
-  } finally {
-    for (const p of r.procs.values()) p.kill("SIGKILL");
-    cleanupCgroups();
-    rmSync(r.base, { recursive: true, force: true });
-  }
+  });
 }
 
 export interface SlopeResult {
@@ -253,10 +255,9 @@ function probe(tool: Tool, r: Run, name: string, extra: string[] = []): number {
 
 /** The start cost against the number of running containers: probes at k = 0, n/4, …, n running. */
 async function slope(tool: Tool, busybox: string, n: number, extra: string[] = []): Promise<SlopeResult> {
-  const r = setup(mkdtempSync("/var/tmp/machina-bench-density-"), busybox);
   const ks = [0, n / 4, n / 2, (3 * n) / 4, n].map(Math.round);
   const probes: number[] = [];
-  try {
+  return withRun(busybox, async (r) => {
     let running = 0;
     for (const k of ks) {
       for (; running < k; running++) launch(tool, r, `dn${running}`, extra);
@@ -269,11 +270,7 @@ async function slope(tool: Tool, busybox: string, n: number, extra: string[] = [
     await stopAll(tool, r);
     if (tool === "machina") Bun.spawnSync([MACHINACTL, "list"], { env: r.env, stdout: "ignore" });
     return { n, ks, probes };
-  } finally {
-    for (const p of r.procs.values()) p.kill("SIGKILL");
-    cleanupCgroups();
-    rmSync(r.base, { recursive: true, force: true });
-  }
+  });
 }
 
 function render(
@@ -402,16 +399,27 @@ function systemState(pid: string): string {
     .trim();
 }
 
-/** Wait until every container of `names` is running (or degraded); returns ms since `t0` and the final states. */
-async function allRunning(names: string[], t0: number, timeoutMs: number): Promise<{ ms: number; states: Record<string, number> }> {
+/**
+ * Wait until every container of `names` is running (or degraded), polling `systemctl
+ * is-system-running` in each through its init (`initOf`, remembered once found); `died` ends
+ * the wait at once. Returns ms since `t0`, the states and the inits.
+ */
+async function allRunning(
+  names: string[],
+  t0: number,
+  initOf: (name: string) => string | undefined,
+  died: () => boolean,
+  timeoutMs: number,
+): Promise<{ ms: number; states: Record<string, number>; inits: Map<string, string> }> {
   const inits = new Map<string, string>();
   const done = new Map<string, string>();
   const end = performance.now() + timeoutMs;
   while (done.size < names.length) {
     if (performance.now() > end) throw new Error(`boots: ${done.size} of ${names.length} running after ${timeoutMs} ms`);
+    if (died()) throw new Error(`boots: a container exited before all ${names.length} were running`);
     for (const n of names) {
       if (done.has(n)) continue;
-      const pid = inits.get(n) ?? containerInit(n);
+      const pid = inits.get(n) ?? initOf(n);
       if (pid === undefined) continue;
       inits.set(n, pid);
       const st = systemState(pid);
@@ -422,9 +430,7 @@ async function allRunning(names: string[], t0: number, timeoutMs: number): Promi
   const ms = performance.now() - t0;
   const states: Record<string, number> = {};
   for (const st of done.values()) states[st] = (states[st] ?? 0) + 1;
-  for (const pid of inits.values())
-    Bun.spawnSync(["nsenter", "-t", pid, "-m", "-u", "-i", "-n", "-p", "systemctl", "poweroff", "--no-block"], { stdout: "ignore", stderr: "ignore" });
-  return { ms, states };
+  return { ms, states, inits };
 }
 
 export async function boots(n: number, withNspawn: boolean): Promise<BootsResult> {
@@ -470,8 +476,12 @@ export async function boots(n: number, withNspawn: boolean): Promise<BootsResult
       const r = await allRunning(
         names.map((x) => `bs${x.slice(2)}`),
         t2,
+        containerInit,
+        () => false,
         900_000,
       );
+      for (const pid of r.inits.values())
+        Bun.spawnSync(["nsenter", "-t", pid, "-m", "-u", "-i", "-n", "-p", "systemctl", "poweroff", "--no-block"], { stdout: "ignore", stderr: "ignore" });
       await waitExits();
       ns = { allRunningMs: r.ms, states: r.states };
     }
@@ -493,45 +503,32 @@ export async function boots(n: number, withNspawn: boolean): Promise<BootsResult
   }
 }
 
-/** allRunning for machina's containers, with the guests' memory (PSS of every process of their cgroups) once all run. */
+/** allRunning for machina's containers (their leaders from the registry), with the guests' CPU and memory (PSS of every process of their cgroups) once all run; then powered off. */
 async function allRunningWithMemory(names: string[], t0: number, state: string, died: () => boolean): Promise<BootsResult["machina"]> {
-  // measure memory before allRunning powers them off: poll here first
-  const end = performance.now() + 900_000;
-  const done = new Map<string, string>();
-  while (done.size < names.length) {
-    if (performance.now() > end) throw new Error(`boots: ${done.size} of ${names.length} running`);
-    if (died()) throw new Error(`boots: a container exited before all ${names.length} were running`);
-    for (const n of names) {
-      if (done.has(n)) continue;
-      let leader: number;
-      try {
-        leader = JSON.parse(readFileSync(join(state, `machines/${n}/state.json`), "utf8")).leader as number;
-      } catch {
-        continue;
-      }
-      const st = systemState(String(leader));
-      if (st === "running" || st === "degraded") done.set(n, st);
+  const entry = (n: string) => JSON.parse(readFileSync(join(state, `machines/${n}/state.json`), "utf8")) as { leader: number; cgroup: string };
+  const leaderOf = (n: string) => {
+    try {
+      return String(entry(n).leader);
+    } catch {
+      return undefined; // not registered yet
     }
-    await Bun.sleep(300); // every poll runs systemctl in each guest not yet running: CPU the boots need
-  }
-  const ms = performance.now() - t0;
+  };
+  const r = await allRunning(names, t0, leaderOf, died, 900_000);
   let pss = 0;
   let cpuMs = 0;
   for (const n of names) {
-    const cg = JSON.parse(readFileSync(join(state, `machines/${n}/state.json`), "utf8")).cgroup as string;
+    const cg = entry(n).cgroup;
     cpuMs += Number(/^usage_usec (\d+)$/m.exec(readFileSync(`${cg}/cpu.stat`, "utf8"))?.[1] ?? NaN) / 1000;
     const pids = Bun.spawnSync(["sh", "-c", `cat $(find "$0" -name cgroup.procs)`, cg]).stdout.toString().split("\n").filter(Boolean);
     for (const p of pids) pss += memory(Number(p)).pss;
   }
-  const states: Record<string, number> = {};
-  for (const st of done.values()) states[st] = (states[st] ?? 0) + 1;
   for (const n of names)
     Bun.spawnSync([MACHINACTL, "poweroff", n], {
       env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", MACHINA_STATE_DIR: state },
       stdout: "ignore",
       stderr: "ignore",
     });
-  return { allRunningMs: ms, states, pssMib: pss / 1024, cpuMs };
+  return { allRunningMs: r.ms, states: r.states, pssMib: pss / 1024, cpuMs };
 }
 
 function renderBoots(b: BootsResult, facts: string): string {
