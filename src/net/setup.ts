@@ -10,7 +10,7 @@ import type { z } from "zod";
 import { lazySchemas } from "../lazy-zod.ts";
 import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
-import { lockHeld } from "../host/locks.ts";
+import { lockHeld, lockWaiting } from "../host/locks.ts";
 import { machineLockPath, processRunning } from "../machine/registry.ts";
 import { Reverter } from "../reverter.ts";
 import { formatCidr, type Cidr } from "./cidr.ts";
@@ -110,14 +110,7 @@ function writeAtomic(host: Host, path: string, content: string): void {
 
 /** Blocking exclusive lock (flock, polled): the network lock is held for milliseconds. */
 function lockNet(host: Host, d: NetDirs): { release(): void } {
-  host.mkdirp(d.dir, 0o755);
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const l = host.lockFile(d.lock, "exclusive");
-    if (l !== undefined) return l;
-    if (Date.now() > deadline) throw new MachinaError("E_BUSY", `the network lock "${d.lock}" is held for more than a minute`);
-    Bun.sleepSync(2);
-  }
+  return lockWaiting(host, d.lock, "network");
 }
 
 function readRecord(host: Host, d: NetDirs, machine: string): NetRecord | undefined {

@@ -19,7 +19,7 @@ import { createHash } from "node:crypto";
 import { MachinaError } from "../errors.ts";
 import { dependencyOf } from "../host/deps.ts";
 import type { Host } from "../host/host.ts";
-import { lockHeld } from "../host/locks.ts";
+import { lockHeld, lockWaiting } from "../host/locks.ts";
 import { resolveInRoot } from "../host/resolve-in-root.ts";
 import { machineLockPath } from "../machine/registry.ts";
 import { type Architecture, binfmtEscape, binfmtMagic, matchesMagic } from "../settings/architectures.ts";
@@ -79,14 +79,7 @@ function claimOf(stateDir: string, user: string): { id: string; content: string 
 }
 
 function withLock<T>(host: Host, fn: () => T): T {
-  host.mkdirp(st.dir, 0o755);
-  const deadline = Date.now() + 60_000;
-  let lock = host.lockFile(st.lock, "exclusive");
-  while (lock === undefined) {
-    if (Date.now() > deadline) throw new MachinaError("E_BUSY", `the binfmt_misc lock "${st.lock}" is held for more than a minute`, { path: st.lock });
-    Bun.sleepSync(2);
-    lock = host.lockFile(st.lock, "exclusive");
-  }
+  const lock = lockWaiting(host, st.lock, "binfmt_misc");
   try {
     return fn();
   } finally {
