@@ -104,3 +104,77 @@ export async function waitForDaemon(client: { ping(timeoutMs?: number): Promise<
     await Bun.sleep(50);
   }
 }
+
+// ------------------------------------------------------------- ending a run, also when interrupted
+
+const interruptCleanups = new Set<() => Promise<void>>();
+let interruptInstalled = false;
+
+/**
+ * Run `cleanup` if the benchmark is interrupted (SIGINT, SIGTERM, SIGHUP) before the returned
+ * function is called: the runs in progress stop their containers and remove what they made,
+ * newest first, then the benchmark exits with 128 + the signal's number.
+ */
+export function cleanupOnInterrupt(cleanup: () => Promise<void>): () => void {
+  if (!interruptInstalled) {
+    interruptInstalled = true;
+    for (const [sig, num] of [
+      ["SIGINT", 2],
+      ["SIGTERM", 15],
+      ["SIGHUP", 1],
+    ] as const)
+      process.on(sig, async () => {
+        console.error(`bench: ${sig}: stopping this run's containers and removing what it made`);
+        for (const fn of [...interruptCleanups].reverse()) {
+          interruptCleanups.delete(fn);
+          try {
+            await fn();
+          } catch (e) {
+            console.error(`bench: cleanup: ${e instanceof Error ? e.message : String(e)}`);
+          }
+        }
+        process.exit(128 + num);
+      });
+  }
+  interruptCleanups.add(cleanup);
+  return () => interruptCleanups.delete(cleanup);
+}
+
+/**
+ * Stop everything a run started: `machinactl terminate` for the machines registered in
+ * `state` (env names it), SIGTERM to the run's own processes (the tools' supervisors), SIGKILL
+ * to what is still there after 20 s, then `machinactl list` — its sweep removes what killed
+ * supervisors left (networks, mounts, registry entries). `cgroups` (v1/v2 directories of
+ * systemd-nspawn's containers) are killed (cgroup.kill) and removed.
+ */
+export async function stopRun(o: {
+  machinactl: string;
+  env: Record<string, string>;
+  state: string;
+  procs: Iterable<Bun.Subprocess>;
+  cgroups?: () => string[];
+}): Promise<void> {
+  const procs = [...o.procs];
+  const machines = join(o.state, "machines");
+  const names = existsSync(machines) ? readdirSync(machines).filter((n) => !n.startsWith(".")) : [];
+  const env = { ...o.env, MACHINA_NO_DAEMON: "1" };
+  if (names.length > 0) {
+    const t = Bun.spawn([o.machinactl, "terminate", ...names], { env, stdout: "ignore", stderr: "ignore" });
+    await Promise.race([t.exited, Bun.sleep(30_000)]);
+  }
+  for (const p of procs) if (p.exitCode === null) p.kill("SIGTERM");
+  await Promise.race([Promise.all(procs.map((p) => p.exited)), Bun.sleep(20_000)]);
+  for (const p of procs) if (p.exitCode === null) p.kill("SIGKILL");
+  await Promise.race([Promise.all(procs.map((p) => p.exited)), Bun.sleep(5_000)]);
+  for (const cg of o.cgroups?.() ?? []) {
+    if (existsSync(join(cg, "cgroup.kill"))) {
+      try {
+        writeFileSync(join(cg, "cgroup.kill"), "1");
+      } catch {
+        // gone meanwhile
+      }
+    }
+  }
+  for (const cg of o.cgroups?.() ?? []) Bun.spawnSync(["sh", "-c", 'find "$0" -depth -type d -exec rmdir {} + 2>/dev/null', cg]);
+  if (existsSync(o.state)) Bun.spawnSync([o.machinactl, "list"], { env, stdout: "ignore", stderr: "ignore" });
+}

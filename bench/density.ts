@@ -20,7 +20,7 @@
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ensureBusyboxImage } from "../test/fixtures/images.ts";
-import { containerInit, factsLine, median, nspawnInCgroup, REPO, versionLine, writeBlock } from "./common.ts";
+import { cleanupOnInterrupt, containerInit, factsLine, median, nspawnInCgroup, REPO, stopRun, versionLine, writeBlock } from "./common.ts";
 
 const NSPAWN = join(REPO, "dist/bin/machina-nspawn");
 const MACHINACTL = join(REPO, "dist/bin/machinactl");
@@ -59,13 +59,36 @@ function setup(base: string, busybox: string): Run {
 /** `fn` on a run of its own: its containers are SIGKILLed, its cgroups and directory removed, however it ends. */
 async function withRun<T>(busybox: string, fn: (r: Run) => Promise<T>): Promise<T> {
   const r = setup(mkdtempSync("/var/tmp/machina-bench-density-"), busybox);
+  const end = () => endRun(r.base, r.state, r.env, r.procs.values());
+  const done = cleanupOnInterrupt(end);
   try {
     return await fn(r);
   } finally {
-    for (const p of r.procs.values()) p.kill("SIGKILL");
-    cleanupCgroups();
-    rmSync(r.base, { recursive: true, force: true });
+    done();
+    await end();
   }
+}
+
+/** systemd-nspawn's cgroups of this benchmark (v1 name=systemd and v2). */
+function benchCgroups(): string[] {
+  return [CG_V1, CG_V2].flatMap((dir) =>
+    existsSync(dir)
+      ? readdirSync(dir)
+          .filter((c) => c.startsWith("bench-density-"))
+          .map((c) => join(dir, c))
+      : [],
+  );
+}
+
+/** Stop what a run started (also when interrupted: cleanupOnInterrupt), then remove its directory — unless something is still mounted below it. */
+async function endRun(base: string, state: string, env: Record<string, string>, procs: Iterable<Bun.Subprocess>): Promise<void> {
+  await stopRun({ machinactl: MACHINACTL, env, state, procs, cgroups: benchCgroups });
+  const mounted = readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .map((l) => l.split(" ")[4])
+    .filter((mp) => mp?.startsWith(`${base}/`));
+  if (mounted.length > 0) console.error(`bench: still mounted, ${base} kept: ${mounted.join(", ")}`);
+  else rmSync(base, { recursive: true, force: true });
 }
 
 const PAYLOAD = ["/bin/sh", "-c", 'touch "/ready/$(hostname)" && exec sleep 100000'];
@@ -125,10 +148,7 @@ function leftovers(r: Run): string[] {
 }
 
 function cleanupCgroups(): void {
-  for (const dir of [CG_V1, CG_V2])
-    if (existsSync(dir))
-      for (const c of readdirSync(dir))
-        if (c.startsWith("bench-density-")) Bun.spawnSync(["sh", "-c", `find "$0" -depth -type d -exec rmdir {} + 2>/dev/null`, join(dir, c)]);
+  for (const cg of benchCgroups()) Bun.spawnSync(["sh", "-c", 'find "$0" -depth -type d -exec rmdir {} + 2>/dev/null', cg]);
 }
 
 export interface StormResult {
@@ -382,11 +402,11 @@ if (import.meta.main) {
 
 export interface BootsResult {
   n: number;
-  /** CPU time (cgroup cpu.stat usage_usec) one boot needs to reach running, alone, ms */
+  /** CPU time (cgroup cpu.stat usage_usec) one boot needs to reach running, alone (the median of three), ms */
   cpuOneMs: number;
   /** the physical limit: n × cpuOne ÷ CPUs */
   limitMs: number;
-  machina: { allRunningMs: number; states: Record<string, number>; pssMib: number; cpuMs: number };
+  machina: { allRunningMs: number; states: Record<string, number>; pssMib: number; cpuMs: number; allCpuMs: number };
   nspawn: { allRunningMs: number; states: Record<string, number> } | undefined;
   /** fs.inotify.max_user_instances before the run, and during it */
   inotify: { before: number; used: number };
@@ -400,37 +420,69 @@ function systemState(pid: string): string {
 }
 
 /**
- * Wait until every container of `names` is running (or degraded), polling `systemctl
- * is-system-running` in each through its init (`initOf`, remembered once found); `died` ends
- * the wait at once. Returns ms since `t0`, the states and the inits.
+ * The boots' READY=1, without touching the guests: bench/ready-receiver.py binds one
+ * datagram socket per name in `dir` (each container's manager gets its own as $NOTIFY_SOCKET
+ * and, with --notify-ready=yes, forwards its guest systemd's READY=1 — sent when startup has
+ * finished, the moment `systemctl is-system-running` leaves "starting"). `wait` resolves with
+ * ms since `t0` once all are ready; `died` ends it at once.
  */
-async function allRunning(
+async function readyWatcher(
+  dir: string,
   names: string[],
-  t0: number,
-  initOf: (name: string) => string | undefined,
-  died: () => boolean,
-  timeoutMs: number,
-): Promise<{ ms: number; states: Record<string, number>; inits: Map<string, string> }> {
-  const inits = new Map<string, string>();
-  const done = new Map<string, string>();
-  const end = performance.now() + timeoutMs;
-  while (done.size < names.length) {
-    if (performance.now() > end) throw new Error(`boots: ${done.size} of ${names.length} running after ${timeoutMs} ms`);
-    if (died()) throw new Error(`boots: a container exited before all ${names.length} were running`);
-    for (const n of names) {
-      if (done.has(n)) continue;
-      const pid = inits.get(n) ?? initOf(n);
-      if (pid === undefined) continue;
-      inits.set(n, pid);
-      const st = systemState(pid);
-      if (st === "running" || st === "degraded") done.set(n, st);
+): Promise<{ wait(t0: number, died: () => boolean, timeoutMs: number): Promise<number>; close(): void }> {
+  const rx = Bun.spawn(["python3", join(REPO, "bench/ready-receiver.py"), dir, ...names], { stdin: "pipe", stdout: "pipe", stderr: "inherit" });
+  const reader = rx.stdout.getReader();
+  const ready = new Set<string>();
+  let buf = "";
+  let last = 0;
+  let listening = false;
+  const pump = (async () => {
+    const dec = new TextDecoder();
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buf += dec.decode(value, { stream: true });
+      let nl = buf.indexOf("\n");
+      while (nl >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        if (line === "listening") listening = true;
+        else {
+          ready.add(line);
+          last = performance.now();
+        }
+        nl = buf.indexOf("\n");
+      }
     }
-    await Bun.sleep(300); // every poll runs systemctl in each guest not yet running: CPU the boots need
+  })();
+  while (!listening) {
+    if (rx.exitCode !== null) throw new Error("bench/ready-receiver.py exited before listening");
+    await Bun.sleep(5);
   }
-  const ms = performance.now() - t0;
+  return {
+    async wait(t0, died, timeoutMs) {
+      const end = performance.now() + timeoutMs;
+      while (ready.size < names.length) {
+        if (performance.now() > end) throw new Error(`boots: ${ready.size} of ${names.length} ready after ${timeoutMs} ms`);
+        if (died()) throw new Error(`boots: a container exited before all ${names.length} were ready`);
+        await Promise.race([pump, Bun.sleep(20)]);
+      }
+      return last - t0;
+    },
+    close() {
+      rx.kill();
+    },
+  };
+}
+
+/** The state each guest reports once all said READY=1 (one `systemctl is-system-running` each, after the clock stopped). */
+function statesOf(inits: Iterable<string | undefined>): Record<string, number> {
   const states: Record<string, number> = {};
-  for (const st of done.values()) states[st] = (states[st] ?? 0) + 1;
-  return { ms, states, inits };
+  for (const pid of inits) {
+    const st = pid === undefined ? "no init found" : systemState(pid);
+    states[st] = (states[st] ?? 0) + 1;
+  }
+  return states;
 }
 
 export async function boots(n: number, withNspawn: boolean): Promise<BootsResult> {
@@ -438,7 +490,9 @@ export async function boots(n: number, withNspawn: boolean): Promise<BootsResult
   const debian = await ensureDebianImage();
   const base = mkdtempSync("/var/tmp/machina-bench-boots-");
   const state = join(base, "state");
+  const notify = join(base, "notify");
   mkdirSync(state);
+  mkdirSync(notify);
   const env = { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", MACHINA_STATE_DIR: state };
   const procs: Bun.Subprocess[] = [];
   // A booted systemd takes ~5 inotify instances, counted against root's fs.inotify.max_user_instances
@@ -449,41 +503,63 @@ export async function boots(n: number, withNspawn: boolean): Promise<BootsResult
   const inotifyNeed = 128 + 8 * n;
   if (inotifyBefore < inotifyNeed) writeFileSync(inotifyPath, String(inotifyNeed));
   const start = (tool: Tool, name: string) => {
-    const args = ["-x", "-b", "-D", debian, "-M", name, "--network-veth", "--console=pipe"];
+    const args = ["-x", "-b", "-D", debian, "-M", name, "--network-veth", "--console=pipe", "--notify-ready=yes"];
     const argv = tool === "machina" ? [NSPAWN, "-q", ...args] : nspawnInCgroup(`bench-density-${name}`, args);
-    procs.push(Bun.spawn(argv, { env, stdin: "ignore", stdout: "ignore", stderr: "ignore" }));
+    procs.push(Bun.spawn(argv, { env: { ...env, NOTIFY_SOCKET: join(notify, name) }, stdin: "ignore", stdout: "ignore", stderr: "ignore" }));
   };
+  const died = () => procs.some((p) => p.exitCode !== null);
   const waitExits = async () => {
     await Promise.race([Promise.all(procs.map((p) => p.exited)), Bun.sleep(120_000)]);
     for (const p of procs) if (p.exitCode === null) p.kill("SIGKILL");
     procs.length = 0;
   };
+  const watchers: { close(): void }[] = [];
+  const end = async () => {
+    for (const w of watchers) w.close();
+    await endRun(base, state, env, procs);
+    if (inotifyBefore < inotifyNeed) writeFileSync(inotifyPath, String(inotifyBefore));
+  };
+  const done = cleanupOnInterrupt(end);
+  const watch = async (names: string[]) => {
+    const w = await readyWatcher(notify, names);
+    watchers.push(w);
+    return w;
+  };
   try {
-    // one boot alone: the CPU its guest needs to reach running (the machine's cgroup)
-    start("machina", "bo-one");
-    const one = await allRunningWithMemory(["bo-one"], performance.now(), state, () => procs.some((p) => p.exitCode !== null));
-    const cpuOneMs = one.cpuMs;
-    await waitExits();
+    // one boot alone: the CPU its guest needs to reach running (the machine's cgroup); the
+    // median of three, one at a time
+    const alone: number[] = [];
+    for (const name of ["bo-one-a", "bo-one-b", "bo-one-c"]) {
+      const w1 = await watch([name]);
+      const t1 = performance.now();
+      start("machina", name);
+      await w1.wait(t1, died, 120_000);
+      alone.push(guestsOf([name], state).cpuMs);
+      await waitExits();
+    }
+    const cpuOneMs = median(alone);
     const names = Array.from({ length: n }, (_, i) => `bo${i}`);
+    const w = await watch(names);
+    const busy0 = busyMs();
     const t = performance.now();
     for (const name of names) start("machina", name);
-    const m = await allRunningWithMemory(names, t, state, () => procs.some((p) => p.exitCode !== null));
+    const ms = await w.wait(t, died, 900_000);
+    const allCpuMs = busyMs() - busy0;
+    const m = { allRunningMs: ms, allCpuMs, ...guestsOf(names, state) };
     await waitExits();
     let ns: BootsResult["nspawn"];
     if (withNspawn) {
+      const nsNames = names.map((x) => `bs${x.slice(2)}`);
+      const w2 = await watch(nsNames);
       const t2 = performance.now();
-      for (const name of names) start("nspawn", `bs${name.slice(2)}`);
-      const r = await allRunning(
-        names.map((x) => `bs${x.slice(2)}`),
-        t2,
-        containerInit,
-        () => false,
-        900_000,
-      );
-      for (const pid of r.inits.values())
-        Bun.spawnSync(["nsenter", "-t", pid, "-m", "-u", "-i", "-n", "-p", "systemctl", "poweroff", "--no-block"], { stdout: "ignore", stderr: "ignore" });
+      for (const name of nsNames) start("nspawn", name);
+      const ms2 = await w2.wait(t2, () => false, 900_000);
+      const inits = nsNames.map(containerInit);
+      ns = { allRunningMs: ms2, states: statesOf(inits) };
+      for (const pid of inits)
+        if (pid !== undefined)
+          Bun.spawnSync(["nsenter", "-t", pid, "-m", "-u", "-i", "-n", "-p", "systemctl", "poweroff", "--no-block"], { stdout: "ignore", stderr: "ignore" });
       await waitExits();
-      ns = { allRunningMs: r.ms, states: r.states };
     }
     return {
       n,
@@ -494,26 +570,22 @@ export async function boots(n: number, withNspawn: boolean): Promise<BootsResult
       inotify: { before: inotifyBefore, used: Math.max(inotifyBefore, inotifyNeed) },
     };
   } finally {
-    for (const p of procs) p.kill("SIGKILL");
-    await Promise.race([Promise.all(procs.map((p) => p.exited)), Bun.sleep(10_000)]);
-    if (inotifyBefore < inotifyNeed) writeFileSync(inotifyPath, String(inotifyBefore));
-    cleanupCgroups();
-    await Bun.sleep(1000); // the supervisors' at-exit commands
-    rmSync(base, { recursive: true, force: true });
+    done();
+    await end();
   }
 }
 
-/** allRunning for machina's containers (their leaders from the registry), with the guests' CPU and memory (PSS of every process of their cgroups) once all run; then powered off. */
-async function allRunningWithMemory(names: string[], t0: number, state: string, died: () => boolean): Promise<BootsResult["machina"]> {
+/** CPU time the whole host has spent not idle since boot (/proc/stat), ms. */
+function busyMs(): number {
+  const f = (readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "").trim().split(/\s+/).slice(1).map(Number);
+  const idle = (f[3] ?? 0) + (f[4] ?? 0);
+  const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+  return ((total - idle) * 1000) / 100; // USER_HZ
+}
+
+/** machina's guests once all said READY=1 (leaders from the registry): their CPU so far, memory (PSS of every process of their cgroups) and states; then powered off. */
+function guestsOf(names: string[], state: string): { states: Record<string, number>; pssMib: number; cpuMs: number } {
   const entry = (n: string) => JSON.parse(readFileSync(join(state, `machines/${n}/state.json`), "utf8")) as { leader: number; cgroup: string };
-  const leaderOf = (n: string) => {
-    try {
-      return String(entry(n).leader);
-    } catch {
-      return undefined; // not registered yet
-    }
-  };
-  const r = await allRunning(names, t0, leaderOf, died, 900_000);
   let pss = 0;
   let cpuMs = 0;
   for (const n of names) {
@@ -522,13 +594,14 @@ async function allRunningWithMemory(names: string[], t0: number, state: string, 
     const pids = Bun.spawnSync(["sh", "-c", `cat $(find "$0" -name cgroup.procs)`, cg]).stdout.toString().split("\n").filter(Boolean);
     for (const p of pids) pss += memory(Number(p)).pss;
   }
+  const states = statesOf(names.map((n) => String(entry(n).leader)));
   for (const n of names)
     Bun.spawnSync([MACHINACTL, "poweroff", n], {
       env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", MACHINA_STATE_DIR: state },
       stdout: "ignore",
       stderr: "ignore",
     });
-  return { allRunningMs: r.ms, states: r.states, pssMib: pss / 1024, cpuMs };
+  return { states, pssMib: pss / 1024, cpuMs };
 }
 
 function renderBoots(b: BootsResult, facts: string): string {
@@ -540,7 +613,7 @@ function renderBoots(b: BootsResult, facts: string): string {
   return [
     facts,
     "",
-    `${b.n} booted Debian bookworm containers (the tests' image: minbase + systemd) started at once with \`-x -b --network-veth\`, until every guest answers \`systemctl is-system-running\` with running (or degraded), polled through nsenter for both tools. The CPU-bound limit: the CPU time one boot's guest needs alone to reach running (its cgroup's usage_usec), × ${b.n} ÷ ${navigator.hardwareConcurrency} CPUs.`,
+    `${b.n} booted Debian bookworm containers (the tests' image: minbase + systemd) started at once with \`-x -b --network-veth --notify-ready=yes\`, until every guest's systemd has sent READY=1 (startup finished; each tool started with \`--notify-ready=yes\` and a notify socket of its own, to which it forwards that — no polling inside the guests, whose CPU the boots need), then each guest's \`systemctl is-system-running\` once (the states in brackets). The CPU-bound limit: the CPU time one boot's guest needs alone to reach running (its cgroup's usage_usec; the median of three boots, one at a time), × ${b.n} ÷ ${navigator.hardwareConcurrency} CPUs.`,
     "",
     "| | machina | systemd-nspawn |",
     "|---|---:|---:|",
@@ -548,6 +621,7 @@ function renderBoots(b: BootsResult, facts: string): string {
     `| the limit for ${b.n} on ${navigator.hardwareConcurrency} CPUs | ${s(b.limitMs)} | ${s(b.limitMs)} |`,
     `| all ${b.n} running | ${s(b.machina.allRunningMs)} (${states(b.machina.states)}) | ${b.nspawn === undefined ? "–" : `${s(b.nspawn.allRunningMs)} (${states(b.nspawn.states)})`} |`,
     `| ÷ the limit | **${(b.machina.allRunningMs / b.limitMs).toFixed(2)}×** | ${b.nspawn === undefined ? "–" : `${(b.nspawn.allRunningMs / b.limitMs).toFixed(2)}×`} |`,
+    `| CPU spent until then: the guests (their cgroups) / the whole host | ${s(b.machina.cpuMs)} / ${s(b.machina.allCpuMs)} (${((b.machina.allCpuMs - b.machina.cpuMs) / b.n).toFixed(0)} ms per container outside the guests) | – |`,
     `| guests' memory when all run (PSS of their processes) | ${b.machina.pssMib.toFixed(0)} MiB (${(b.machina.pssMib / b.n).toFixed(1)} MiB each) | – |`,
     "",
     `fs.inotify.max_user_instances was ${b.inotify.before}; the run raised it to ${b.inotify.used} and put it back. A booted systemd takes ~5 inotify instances, all counted against root (user namespaces too: their owner is charged), so with the default 128 only ~24 booted containers start — the rest, with either tool, stop at once with \`Failed to create control group inotify object: Too many open files\` (docs/machines.md, "Many machines").`,
