@@ -47,6 +47,7 @@ void spec_free(struct spec *s)
 	free(s->host_removes);
 	free(s->device_rules);
 	free(s->image_locks);
+	free(s->host_records);
 	free(s->host_symlinks);
 	free(s->env);
 	free(s->rlimits);
@@ -899,6 +900,17 @@ HANDLER(on_host_remove)
 	return host_exit_path(r, e, &s->host_removes, &s->n_host_removes);
 }
 
+HANDLER(on_host_record)
+{
+	SPEC;
+	ARGS;
+	WANT(is_cpath(a[0]) && !is_root(a[0]), "HPATH (a file)");
+	if (grow_arr(&s->host_records, &s->n_host_records, sizeof(struct host_record)) < 0)
+		return oom(e);
+	s->host_records[s->n_host_records - 1] = (struct host_record){ a[0], a[1] };
+	return 0;
+}
+
 HANDLER(on_image_lock)
 {
 	SPEC;
@@ -1013,6 +1025,7 @@ static const struct rec_def records[] = {
 	{ "on_exit", 1, REC_VAR, 0, on_on_exit, NULL },
 	{ "host_umount", 1, 1, 1, on_host_umount, NULL },
 	{ "host_remove", 1, 1, 1, on_host_remove, NULL },
+	{ "host_record", 2, 2, 1, on_host_record, NULL },
 	{ "image_lock", 3, 3, 1, on_image_lock, NULL },
 	{ "on_leader", 1, REC_VAR, 0, on_on_leader, NULL },
 	{ "supervisor_cgroup", 1, 1, 0, on_supervisor_cgroup, NULL },

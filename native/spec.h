@@ -65,6 +65,12 @@ struct host_path {
 	mode_t mode;
 };
 
+/* host_record (supervisor.c): a file written with state.json, "{leader}" replaced */
+struct host_record {
+	const char *path; /* HPATH */
+	const char *body;
+};
+
 struct image_lock {
 	const char *path;  /* HPATH of the lock file */
 	int exclusive;     /* 1: LOCK_EX, 0: LOCK_SH */
@@ -174,6 +180,8 @@ struct spec {
 	size_t n_device_rules;
 	const char **host_removes; /* host_remove: files or empty directories removed after them */
 	size_t n_host_removes;
+	struct host_record *host_records; /* host_record: written with every state.json (supervisor.c) */
+	size_t n_host_records;
 	struct image_lock *image_locks; /* image_lock: held by the supervisor for its whole life (imagelock.c) */
 	size_t n_image_locks;
 	const char **on_exit; /* ARGV run by the supervisor after the container is gone; NULL = none */

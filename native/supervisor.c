@@ -296,6 +296,41 @@ static int registry_write(struct registry *g, const struct spec *s, pid_t leader
 	return 0;
 }
 
+/*
+ * host_record: each file written atomically (PATH.#machina + rename, 0644) right after
+ * state.json, so for every leader, with every "{leader}" in its body replaced by the leader's
+ * pid. Removing them at exit is a host_remove of the same path.
+ */
+static int host_records_write(const struct spec *s, pid_t leader, struct merr *e)
+{
+	char tmp[4200], pid[24];
+	snprintf(pid, sizeof pid, "%d", (int)leader);
+	for (size_t i = 0; i < s->n_host_records; i++) {
+		const struct host_record *h = &s->host_records[i];
+		snprintf(tmp, sizeof tmp, "%s.#machina", h->path);
+		_cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+		if (fd < 0)
+			return merr_sys(e, "open", tmp, "failed to write \"%s\"", tmp);
+		(void)fchmod(fd, 0644);
+		for (const char *p = h->body; *p;) {
+			const char *q = strstr(p, "{leader}");
+			size_t n = q ? (size_t)(q - p) : strlen(p);
+			if ((n && write_all(fd, p, n) < 0) || (q && write_all(fd, pid, strlen(pid)) < 0)) {
+				int r = merr_sys(e, "write", tmp, "failed to write \"%s\"", tmp);
+				unlink(tmp);
+				return r;
+			}
+			p = q ? q + strlen("{leader}") : p + n;
+		}
+		if (rename(tmp, h->path) < 0) {
+			int r = merr_sys(e, "rename", h->path, "failed to write \"%s\"", h->path);
+			unlink(tmp);
+			return r;
+		}
+	}
+	return 0;
+}
+
 static void registry_remove(struct registry *g)
 {
 	char path[4200];
@@ -887,7 +922,7 @@ static int run_once(struct spec *s, struct registry *g, int sfd, int *reboot, in
 	/* the main veth, its peer straight into the child's network namespace (net_* records) */
 	if (prestart_wait(s, &e) < 0 || net_setup(&s->net, R.pid, &e) < 0)
 		goto kill_child;
-	if (registry_write(g, s, R.pid, &e) < 0)
+	if (registry_write(g, s, R.pid, &e) < 0 || host_records_write(s, R.pid, &e) < 0)
 		goto kill_child;
 	{
 		struct msg go = { .type = MSG_GO };

@@ -203,7 +203,7 @@ export function parseOwnCgroup2(text: string | undefined): string | undefined {
   return m ? m[1] : undefined;
 }
 
-function systemdFacts(host: Host): SystemdFacts {
+export function systemdFacts(host: Host): SystemdFacts {
   const env = host.env();
   const forced = machinaEnv(env, "MACHINA_SYSTEMD");
   const exists = (p: string) => host.lstat(p) !== undefined;

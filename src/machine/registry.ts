@@ -296,15 +296,15 @@ export function scanEntry(host: Host, stateDir: string, name: string, now: numbe
  * Extra sweeps run at the end of every sweepStale (e.g. src/net/: the networks of supervisors
  * that are gone), so that every start cleans up after a kill -9 in one place.
  */
-export type SweepHook = (host: Host, stateDir: string) => void;
+export type SweepHook = (host: Host, stateDir: string, sweep: { removed: readonly string[]; quick: boolean }) => void;
 const sweepHooks: SweepHook[] = [];
 
 export function addSweepHook(hook: SweepHook): void {
   if (!sweepHooks.includes(hook)) sweepHooks.push(hook);
 }
 
-function runSweepHooks(host: Host, stateDir: string): void {
-  for (const hook of sweepHooks) hook(host, stateDir);
+function runSweepHooks(host: Host, stateDir: string, sweep: { removed: readonly string[]; quick: boolean }): void {
+  for (const hook of sweepHooks) hook(host, stateDir, sweep);
 }
 
 /**
@@ -315,6 +315,7 @@ export function sweepStale(host: Host, stateDir: string, now: number, quick = fa
   const before = host.readdir(machinesDir(stateDir));
   scanRegistry(host, stateDir, now, quick);
   const after = new Set(host.readdir(machinesDir(stateDir)));
-  runSweepHooks(host, stateDir);
-  return before.filter((n) => !after.has(n)).sort();
+  const removed = before.filter((n) => !after.has(n)).sort();
+  runSweepHooks(host, stateDir, { removed, quick });
+  return removed;
 }

@@ -17,6 +17,7 @@ import { MS, S_IF, mangleMountOptions, propagationFlags } from "./mount-flags.ts
 import { userMountPlan } from "./mounts-user.ts";
 import { personalityValue } from "./process.ts";
 import { machinedRegistration, resourcePlan } from "./resources.ts";
+import { machinedRecords } from "./machined-records.ts";
 import { MACHINED_SERVICE, chainOnExit, machinedRegisterCommand, machinedUnregisterCommand } from "./register.ts";
 import { planRoot } from "./root-modes.ts";
 import { stateJsonWithConfinement } from "./confinement.ts";
@@ -524,6 +525,7 @@ export function buildSpec(cliSettings: Settings, image: ImageFacts, host: HostFa
   const resources = resourcePlan(settings, name, host);
   const cgroups = resources.cgroups;
   const registration = machinedRegistration(settings, host);
+  const records = machinedRecords(settings, host, { name, uuid, cgroupRel: resources.cgroup.slice(host.cgroup.v2!.length + 1) });
   const onExit = exitCommand(settings, host, options, name, registration);
   const retained = retainedCapabilities(settings);
   const stateJson = registryStateJson(settings, image, host, nenv, options, { name, uuid, resources });
@@ -579,8 +581,8 @@ export function buildSpec(cliSettings: Settings, image: ImageFacts, host: HostFa
         ...labelRootMode(rootPlan.setup, settings.selinuxApifsContext, settings.ephemeral),
         scratchDirs: [...rootPlan.setup.scratchDirs, ...userMounts.scratchDirs],
         scratchList: `${host.stateDir}/scratch/${name}`,
-        hostMkdirs: journal.hostMkdirs,
-        hostSymlinks: journal.hostSymlinks,
+        hostMkdirs: [...journal.hostMkdirs, ...(records?.mkdirs ?? [])],
+        hostSymlinks: [...journal.hostSymlinks, ...(records !== undefined ? [records.symlink] : [])],
       },
       ...(joinNetns !== undefined ? { netns: joinNetns } : {}),
       ...(settings.ipcNamespacePath !== undefined ? { ipcns: settings.ipcNamespacePath } : {}),
@@ -590,7 +592,8 @@ export function buildSpec(cliSettings: Settings, image: ImageFacts, host: HostFa
       ...(settings.ociRootPropagation !== undefined ? { rootPropagation: propagationFlags(settings.ociRootPropagation) } : {}),
       ...(settings.utsNamespacePath !== undefined ? { utsns: settings.utsNamespacePath } : {}),
       ...(onExit !== undefined ? { onExit } : {}),
-      ...hostSideExtras(options, resources, settings),
+      ...hostSideExtras(options, resources, settings, records?.removes ?? []),
+      ...(records !== undefined ? { hostRecords: [records.record] } : {}),
       ...(registration !== undefined
         ? {
             onLeader: machinedRegisterCommand({
@@ -821,12 +824,13 @@ function registryStateJson(
 }
 
 /** What the supervisor does on the host besides the container: -i's unmounts and removals, the device policy, image locks, its own cgroup. */
-function hostSideExtras(options: BuildOptions, resources: ReturnType<typeof resourcePlan>, settings: Settings): Partial<RunSpec> {
+function hostSideExtras(options: BuildOptions, resources: ReturnType<typeof resourcePlan>, settings: Settings, removes: string[]): Partial<RunSpec> {
+  const hostRemoves = [...(options.hostRemoves ?? []), ...removes];
   return {
     ...(options.hostUmounts !== undefined && options.hostUmounts.length > 0 ? { hostUmounts: options.hostUmounts } : {}),
     // DevicePolicy=closed: on the cgroup2 directory the helper makes (systemd's scope gets it from CreateMachine)
     ...(resources.placement !== "machined" ? { devicePolicy: { cgroup: resources.cgroup, allow: containerDeviceRules(settings) } } : {}),
-    ...(options.hostRemoves !== undefined && options.hostRemoves.length > 0 ? { hostRemoves: options.hostRemoves } : {}),
+    ...(hostRemoves.length > 0 ? { hostRemoves } : {}),
     ...(options.imageLocks !== undefined && options.imageLocks.length > 0 ? { imageLocks: options.imageLocks } : {}),
     ...(resources.supervisorCgroup !== undefined ? { supervisorCgroup: resources.supervisorCgroup } : {}),
   };

@@ -154,6 +154,8 @@ export interface RunSpec {
   devicePolicy?: { cgroup: string; allow: readonly DeviceRule[] };
   /** Files and empty directories the supervisor removes right after them (their record): `host_remove` records. */
   hostRemoves?: string[];
+  /** Files the supervisor writes with every state.json, "{leader}" replaced (systemd-machined's record when none runs: spec/machined-records.ts). */
+  hostRecords?: Array<{ path: string; body: string }>;
   /** Locks on the images the container uses, held by the supervisor for its whole life (src/image/in-use.ts). */
   imageLocks?: ImageLock[];
   /** Cgroup the supervisor moves itself into first (--keep-unit under systemd: the unit's `supervisor/`). */

@@ -537,6 +537,8 @@ export interface Snapshot {
   cgroups: string[];
   /** entries below $stateDir/machines */
   state: string[];
+  /** this test process's machines in systemd-machined's records (/run/systemd/machines: files and unit: links) */
+  records: string[];
 }
 
 /**
@@ -561,16 +563,27 @@ export function leftovers(stateDir: string): Snapshot {
     // none
   }
   const ours = (p: string) => p.startsWith(`${tmpdir()}/machina-`) || p.startsWith(process.env.MACHINA_FIXTURE_CACHE ?? "/var/cache/machina-test");
-  return { mounts: hostMountPoints().filter(ours), cgroups, state };
+  let records: string[] = [];
+  try {
+    records = readdirSync("/run/systemd/machines").filter((n) => n.includes(tag) || n.includes(`-${process.pid.toString(36)}`));
+  } catch {
+    // none
+  }
+  return { mounts: hostMountPoints().filter(ours), cgroups, state, records };
 }
 
 /** What `after` has that `before` has not (only entries that could be ours: `filter`). */
 export function newLeftovers(before: Snapshot, after: Snapshot): Snapshot {
   const added = (a: string[], b: string[]) => b.filter((x) => !a.includes(x));
-  return { mounts: added(before.mounts, after.mounts), cgroups: added(before.cgroups, after.cgroups), state: added(before.state, after.state) };
+  return {
+    mounts: added(before.mounts, after.mounts),
+    cgroups: added(before.cgroups, after.cgroups),
+    state: added(before.state, after.state),
+    records: added(before.records, after.records),
+  };
 }
 
-export const NOTHING: Snapshot = { mounts: [], cgroups: [], state: [] };
+export const NOTHING: Snapshot = { mounts: [], cgroups: [], state: [], records: [] };
 
 /** The pid namespace of `pid` ("pid:[4026532185]"), or undefined when it is gone. */
 export function pidNamespace(pid: number): string | undefined {

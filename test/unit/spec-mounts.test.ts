@@ -48,9 +48,10 @@ function extraOps(args: string[], host?: FakeHost): SetupOp[] {
   expect(s.ops.slice(0, base.length)).toEqual(base);
   return s.ops.slice(base.length);
 }
+/** The spec's records NAME, without systemd-machined's records (their own test: machined-records.test.ts). */
 const rec = (s: RunSpec, name: string) =>
   specRecords(s)
-    .filter(([n]) => n === name)
+    .filter(([n, a]) => n === name && !a.some((x) => x.startsWith("/run/systemd")))
     .map(([, a]) => a);
 
 describe("--bind, --bind-ro", () => {
