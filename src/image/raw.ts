@@ -1,7 +1,11 @@
 /**
- * Raw disk images as container roots (machina-nspawn -i IMAGE.raw): a bare file system, or a
- * GPT disk following the Discoverable Partitions Specification (the root partition found by its
- * type GUID for this architecture, an optional /usr partition). Each file system is attached to
+ * Raw disk images as container roots (machina-nspawn -i IMAGE.raw), the layouts systemd-nspawn
+ * 252's image dissection accepts: a bare file system; a GPT disk following the Discoverable
+ * Partitions Specification (the root partition found by its type GUID for this architecture,
+ * optional /usr, /home and /srv partitions); a GPT disk with no such root but exactly one
+ * generic Linux data partition (0FC63DAF-…, as older cloud images have, next to a BIOS-boot or
+ * EFI partition); an MBR disk with exactly one bootable (active) Linux partition (type 0x83).
+ * More than one candidate is refused, as nspawn does. Each file system is attached to
  * a loop device over its byte range (LOOP_CONFIGURE with lo_offset/lo_sizelimit,
  * LO_FLAGS_AUTOCLEAR, read-only when asked; a bare file system with a partition scan) and
  * mounted at `$STATE_DIR/raw-mounts/ID/root`; the helper's `host_umount` records detach it when
@@ -21,6 +25,44 @@ export const DPS_TYPES: Record<string, { root: string; usr: string }> = {
   x64: { root: "4f68bce3-e8cd-4db1-96e7-fbcaf984b709", usr: "8484680c-9521-48c6-9c11-b0720656f69e" },
   arm64: { root: "b921b045-1df0-41c3-af44-4c6f280d3fae", usr: "b0e01050-ee5f-4390-949a-9101b17104e9" },
 };
+
+/** DPS partitions of every architecture mounted below the root, in mount order (systemd 252 mounts /home and /srv; /var needs a UUID match, left out). */
+export const DPS_SHARED: ReadonlyArray<{ path: "/home" | "/srv"; type: string }> = [
+  { path: "/home", type: "933ac7e1-2eb4-4f13-b844-0e14e2aef915" },
+  { path: "/srv", type: "3b8f8425-20e0-4f3b-907f-1a25a76f98e8" },
+];
+
+/** GPT's generic "Linux filesystem data" type: the root when a disk has exactly one and no DPS root. */
+export const GPT_LINUX_GENERIC = "0fc63daf-8483-4772-8e79-3d69d8477de4";
+
+/** An MBR partition (primary entries only), as sfdisk's "dos" label writes them. */
+export interface MbrPartition {
+  number: number;
+  type: number;
+  bootable: boolean;
+  offset: number;
+  size: number;
+}
+
+/** The primary partitions of an MBR (DOS) partition table, or undefined when sector 0 has none (or is GPT's protective MBR). Pure. */
+export function parseMbr(read: Reader): MbrPartition[] | undefined {
+  const s0 = read(0, 512);
+  if (s0.length < 512 || s0[510] !== 0x55 || s0[511] !== 0xaa) return undefined;
+  const dv = new DataView(s0.buffer, s0.byteOffset, s0.byteLength);
+  const parts: MbrPartition[] = [];
+  for (let i = 0; i < 4; i++) {
+    const e = 446 + i * 16;
+    const status = s0[e]!;
+    if (status !== 0 && status !== 0x80) return undefined; // not a partition table (boot code of a file system)
+    const type = s0[e + 4]!;
+    const start = dv.getUint32(e + 8, true);
+    const count = dv.getUint32(e + 12, true);
+    if (type === 0 || count === 0) continue;
+    if (type === 0xee) return undefined; // GPT's protective MBR
+    parts.push({ number: i + 1, type, bootable: status === 0x80, offset: start * 512, size: count * 512 });
+  }
+  return parts;
+}
 
 export interface GptPartition {
   /** 1-based, as the kernel names the devices (loop0p1). */
@@ -93,15 +135,16 @@ export function detectFileSystem(read: Reader, offset: number): string | undefin
 }
 
 /**
- * What an imported raw image looks like: "gpt" (a GPT disk), a known file system, "qcow2" (refused
- * by import-raw), or undefined.
+ * What an imported raw image looks like: "gpt" (a GPT disk), "mbr" (an MBR partition table), a
+ * known file system, "qcow2" (refused by import-raw), or undefined.
  */
 export function rawImageKind(host: Host, path: string): string | undefined {
   const read: Reader = (offset, length) => host.readAt(path, offset, length);
   if (Buffer.from(read(512, 8)).toString("latin1") === "EFI PART" || Buffer.from(read(4096, 8)).toString("latin1") === "EFI PART") return "gpt";
   const fileSystem = detectFileSystem(read, 0);
   if (fileSystem !== undefined) return fileSystem;
-  return Buffer.from(read(0, 4)).toString("latin1") === "QFI\xfb" ? "qcow2" : undefined;
+  if (Buffer.from(read(0, 4)).toString("latin1") === "QFI\xfb") return "qcow2";
+  return (parseMbr(read)?.length ?? 0) > 0 ? "mbr" : undefined;
 }
 
 export interface RawPart {
@@ -114,37 +157,83 @@ export interface RawPart {
 }
 
 export interface RawLayout {
+  /** Which rule found the root: "filesystem" (no partition table), "dps", "gpt-generic", "mbr". */
+  kind: "filesystem" | "dps" | "gpt-generic" | "mbr";
   root: RawPart;
-  usr: RawPart | undefined;
+  /** Mounted below the root, in this order: /usr, /home, /srv (DPS partitions). */
+  below: Array<{ path: "/usr" | "/home" | "/srv"; part: RawPart }>;
 }
 
-/** Where root and /usr are in a raw image. Pure (reads through `read`). */
+/**
+ * Where root (and /usr, /home, /srv) are in a raw image, by systemd-nspawn 252's rules. Pure
+ * (reads through `read`).
+ */
 export function rawLayout(read: Reader, image: string, arch: string = process.arch): RawLayout {
+  const fsOf = (number: number, offset: number) => {
+    const t = detectFileSystem(read, offset);
+    if (t === undefined) throw new MachinaError("E_INVALID", `partition ${number} of "${image}" has no known file system`, { path: image });
+    return t;
+  };
   const parts = parseGpt(read);
   if (parts === undefined) {
     const fstype = detectFileSystem(read, 0);
-    if (fstype === undefined) throw new MachinaError("E_INVALID", `"${image}" has neither a GPT partition table nor a known file system`, { path: image });
-    return { root: { number: undefined, offset: 0, size: 0, fstype, readOnly: false }, usr: undefined };
+    if (fstype !== undefined) return { kind: "filesystem", root: { number: undefined, offset: 0, size: 0, fstype, readOnly: false }, below: [] };
+    const mbr = parseMbr(read);
+    if (mbr === undefined)
+      throw new MachinaError("E_INVALID", `"${image}" has neither a partition table (GPT or MBR) nor a known file system`, { path: image });
+    // As systemd 252: only a Linux partition (0x83) with the bootable flag is a root candidate.
+    const linux = mbr.filter((p) => p.type === 0x83 && p.bootable);
+    if (linux.length !== 1)
+      throw new MachinaError(
+        "E_INVALID",
+        linux.length === 0
+          ? `"${image}" has an MBR partition table but no bootable Linux partition (type 83 with the bootable flag)${
+              mbr.some((p) => p.type === 0x83)
+                ? `: partition ${mbr
+                    .filter((p) => p.type === 0x83)
+                    .map((p) => p.number)
+                    .join(", ")} is not marked bootable`
+                : ""
+            }`
+          : `"${image}" has more than one bootable Linux partition (${linux.map((p) => p.number).join(", ")}): which is the root is ambiguous`,
+        { path: image },
+        linux.length === 0
+          ? "mark the root partition bootable (sfdisk --activate IMAGE N), as systemd-nspawn requires too"
+          : "keep the bootable flag on the root partition only",
+      );
+    const p = linux[0]!;
+    return { kind: "mbr", root: { number: p.number, offset: p.offset, size: p.size, fstype: fsOf(p.number, p.offset), readOnly: false }, below: [] };
   }
   const types = DPS_TYPES[arch];
   if (types === undefined) throw new MachinaError("E_UNSUPPORTED", `no Discoverable Partitions types known for the architecture ${arch}`, { path: image });
-  const pick = (type: string) => parts.filter((p) => p.type === type && !p.noAuto).sort((a, b) => a.number - b.number)[0];
-  const root = pick(types.root);
-  const usr = pick(types.usr);
-  if (root === undefined)
-    throw new MachinaError(
-      "E_INVALID",
-      `"${image}" has a GPT but no root partition for ${arch} (type ${types.root})`,
-      { path: image },
-      "see the Discoverable Partitions Specification",
-    );
-  const fs = (p: GptPartition) => {
-    const t = detectFileSystem(read, p.offset);
-    if (t === undefined) throw new MachinaError("E_INVALID", `partition ${p.number} of "${image}" has no known file system`, { path: image });
-    return t;
+  const usable = parts.filter((p) => !p.noAuto).sort((a, b) => a.number - b.number);
+  const pick = (type: string) => usable.find((p) => p.type === type);
+  const part = (p: GptPartition): RawPart => ({ number: p.number, offset: p.offset, size: p.size, fstype: fsOf(p.number, p.offset), readOnly: p.readOnly });
+  const below = (): RawLayout["below"] => {
+    const out: RawLayout["below"] = [];
+    const usr = pick(types.usr);
+    if (usr !== undefined) out.push({ path: "/usr", part: part(usr) });
+    for (const s of DPS_SHARED) {
+      const p = pick(s.type);
+      if (p !== undefined) out.push({ path: s.path, part: part(p) });
+    }
+    return out;
   };
-  const part = (p: GptPartition): RawPart => ({ number: p.number, offset: p.offset, size: p.size, fstype: fs(p), readOnly: p.readOnly });
-  return { root: part(root), usr: usr === undefined ? undefined : part(usr) };
+  const root = pick(types.root);
+  if (root !== undefined) return { kind: "dps", root: part(root), below: below() };
+  // No DPS root: a single generic Linux data partition is the root (older cloud images).
+  const generic = usable.filter((p) => p.type === GPT_LINUX_GENERIC);
+  if (generic.length === 1) return { kind: "gpt-generic", root: part(generic[0]!), below: below() };
+  throw new MachinaError(
+    "E_INVALID",
+    generic.length === 0
+      ? `"${image}" has a GPT but no root partition: neither one for ${arch} (type ${types.root}) nor a generic Linux data partition (type ${GPT_LINUX_GENERIC})`
+      : `"${image}" has a GPT with more than one generic Linux data partition (${generic.map((p) => p.number).join(", ")}) and no root partition for ${arch}: which is the root is ambiguous`,
+    { path: image },
+    generic.length === 0
+      ? "see the Discoverable Partitions Specification"
+      : `give the root partition the type ${types.root} (sfdisk --part-type IMAGE N ${types.root.toUpperCase()})`,
+  );
 }
 
 export function rawMountsDir(stateDir: string): string {
@@ -199,7 +288,7 @@ export function setupRawRoot(host: Host, stateDir: string, image: string, readOn
   r.add(`remove "${dir}"`, () => host.removeTree(dir));
   r.add("close the loop devices", closeFds);
   try {
-    if (layout.usr !== undefined) record.mounts.push(`${root}/usr`);
+    for (const b of layout.below) record.mounts.push(`${root}${b.path}`);
     // One loop device per file system, over its byte range (no dependence on the kernel's
     // partition-table support: a kernel without CONFIG_EFI_PARTITION never shows loopNpM).
     const attach = (part: RawPart) => {
@@ -209,15 +298,30 @@ export function setupRawRoot(host: Host, stateDir: string, image: string, readOn
       return loop.device;
     };
     const rootDev = attach(layout.root);
-    const usrDev = layout.usr === undefined ? undefined : attach(layout.usr);
+    const belowDevs = layout.below.map((b) => attach(b.part));
     host.writeFile(`${recordPath}.tmp`, JSON.stringify(record) + "\n", 0o600);
     host.rename(`${recordPath}.tmp`, recordPath, false);
     host.mount(rootDev, root, layout.root.fstype, ro || layout.root.readOnly ? MS_RDONLY | MS_NODEV : MS_NODEV, "");
     r.add(`unmount "${root}"`, () => host.umount(root, true));
-    if (layout.usr !== undefined && usrDev !== undefined) {
-      const usr = `${root}/usr`;
-      host.mount(usrDev, usr, layout.usr.fstype, ro || layout.usr.readOnly ? MS_RDONLY | MS_NODEV : MS_NODEV, "");
-      r.add(`unmount "${usr}"`, () => host.umount(usr, true));
+    for (const [i, b] of layout.below.entries()) {
+      const at = `${root}${b.path}`;
+      // A mount point missing from the root is made, as systemd's mkdir_p_root does — only in a
+      // root that is writable; never through a symlink (the image's /home -> … stays inside it).
+      const kind = host.lstat(at);
+      if (kind === undefined) {
+        if (ro)
+          throw new MachinaError("E_INVALID", `"${image}": the root has no ${b.path} for partition ${b.part.number} and is mounted read-only`, { path: image });
+        host.mkdirp(at, 0o755);
+      } else if (kind !== "dir")
+        throw new MachinaError(
+          "E_INVALID",
+          `"${image}": ${b.path} in the root is not a directory (a ${kind}), so partition ${b.part.number} cannot be mounted there`,
+          {
+            path: image,
+          },
+        );
+      host.mount(belowDevs[i]!, at, b.part.fstype, ro || b.part.readOnly ? MS_RDONLY | MS_NODEV : MS_NODEV, "");
+      r.add(`unmount "${at}"`, () => host.umount(at, true));
     }
     // The mounts hold the loop devices from here on; with LO_FLAGS_AUTOCLEAR they go with their mounts.
     closeFds();

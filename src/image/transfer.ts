@@ -199,7 +199,7 @@ async function fillRaw(ctx: TransferContext, temp: Temporary, file: string, show
   }
   const kind = rawImageKind(ctx.host, temp.path);
   if (kind === "qcow2") throw new MachinaError("E_UNSUPPORTED", `"${shown}": qcow2 images are not supported: convert with qemu-img convert -O raw first`);
-  if (kind === undefined) throw new MachinaError("E_INVALID", `"${shown}": not a raw disk image (no GPT partition table and no known file system)`);
+  if (kind === undefined) throw new MachinaError("E_INVALID", `"${shown}": not a raw disk image (no partition table, GPT or MBR, and no known file system)`);
 }
 
 export function nameFromPath(path: string, kind: "tar" | "raw"): string {

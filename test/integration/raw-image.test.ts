@@ -16,6 +16,12 @@ import { REPO, shOk } from "../helpers/machina.ts";
 const NSPAWN = join(REPO, "bin/machina-nspawn");
 const ROOT_X86_64 = "4f68bce3-e8cd-4db1-96e7-fbcaf984b709";
 const USR_X86_64 = "8484680c-9521-48c6-9c11-b0720656f69e";
+const HOME = "933AC7E1-2EB4-4F13-B844-0E14E2AEF915";
+const SRV = "3B8F8425-20E0-4F3B-907F-1A25A76F98E8";
+const GPT_GENERIC = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
+const BIOS_BOOT = "21686148-6449-6E6F-744E-656564454649";
+const ESP = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
+let busyboxTree = "";
 let dir = "";
 let pool = "";
 let env: Record<string, string> = {};
@@ -37,6 +43,7 @@ const mounts = () =>
 
 beforeAll(async () => {
   const busybox = await ensureBusyboxImage();
+  busyboxTree = busybox;
   dir = mkdtempSync("/var/tmp/machina-raw-test-");
   pool = `${dir}/pool`;
   mkdirSync(pool);
@@ -101,10 +108,77 @@ describe("-i IMAGE.raw", () => {
   test("not a file system, or a GPT without a root partition: a clear error, nothing left", () => {
     sh(`truncate -s 10M '${dir}/junk.raw'`);
     expect(nspawn("-i", `${dir}/junk.raw`, "/bin/true").stderr).toBe(
-      `machina-nspawn: "${dir}/junk.raw" has neither a GPT partition table nor a known file system\n`,
+      `machina-nspawn: "${dir}/junk.raw" has neither a partition table (GPT or MBR) nor a known file system\n`,
     );
     sh(`truncate -s 10M '${dir}/noroot.raw' && printf 'label: gpt\\nstart=2048, size=8192, type=${USR_X86_64}\\n' | sfdisk -q '${dir}/noroot.raw'`);
-    expect(nspawn("-i", `${dir}/noroot.raw`, "/bin/true").stderr).toContain("has a GPT but no root partition for x64");
+    expect(nspawn("-i", `${dir}/noroot.raw`, "/bin/true").stderr).toContain("has a GPT but no root partition: neither one for x64");
+    expect(loops()).toEqual([]);
+    expect(mounts()).toEqual([]);
+  });
+
+  test("cloud layouts: GPT with BIOS-boot, EFI and one generic Linux partition; MBR with one bootable Linux partition; -i and -M", () => {
+    // as an older cloud image: BIOS boot, ESP (vfat), the root as type 0FC63DAF (generic Linux data)
+    sh(
+      `truncate -s 90M '${pool}/cloud.raw' && printf 'label: gpt\nstart=2048, size=2048, type=${BIOS_BOOT}\nstart=4096, size=20480, type=${ESP}\nstart=24576, size=131072, type=${GPT_GENERIC}\n' | sfdisk -q '${pool}/cloud.raw'`,
+    );
+    sh(`mkfs.ext4 -q -F -E offset=${24576 * 512} -d '${busyboxTree}' '${pool}/cloud.raw' 64M`);
+    for (const args of [
+      ["-i", `${pool}/cloud.raw`],
+      ["-M", "cloud"],
+    ]) {
+      const r = nspawn(...args, "/bin/sh", "-c", "awk '$5==\"/\"{print $5, $(NF-2)}' /proc/self/mountinfo; hostname");
+      expect(r.stderr).toBe("");
+      expect(r.stdout).toBe("/ ext4\ncloud\n");
+    }
+    // MBR: a FAT partition, the bootable Linux root, a swap partition (as `sfdisk` writes a dos label)
+    sh(
+      `truncate -s 90M '${pool}/mbr.raw' && printf 'label: dos\nstart=2048, size=20480, type=c\nstart=24576, size=131072, type=83, bootable\nstart=155648, size=8192, type=82\n' | sfdisk -q '${pool}/mbr.raw'`,
+    );
+    sh(`mkfs.ext4 -q -F -E offset=${24576 * 512} -d '${busyboxTree}' '${pool}/mbr.raw' 64M`);
+    for (const args of [
+      ["-i", `${pool}/mbr.raw`],
+      ["-M", "mbr"],
+    ]) {
+      const r = nspawn(...args, "/bin/sh", "-c", "awk '$5==\"/\"{print $5, $(NF-2)}' /proc/self/mountinfo; touch /written && echo rw");
+      expect(r.stderr).toBe("");
+      expect(r.stdout).toBe("/ ext4\nrw\n");
+    }
+    expect(loops()).toEqual([]);
+    expect(mounts()).toEqual([]);
+  });
+
+  test("DPS /home and /srv partitions are mounted there (a missing /srv is made in the writable root)", () => {
+    sh(
+      `truncate -s 220M '${dir}/dps.raw' && printf 'label: gpt\nstart=2048, size=131072, type=${ROOT_X86_64}\nstart=133120, size=65536, type=${HOME}\nstart=198656, size=65536, type=${SRV}\n' | sfdisk -q '${dir}/dps.raw'`,
+    );
+    sh(`mkfs.ext4 -q -F -E offset=${2048 * 512} -d '${busyboxTree}' '${dir}/dps.raw' 64M`);
+    sh(
+      `mkdir -p '${dir}/homefs/alice' && echo hi > '${dir}/homefs/alice/note' && mkfs.ext4 -q -F -E offset=${133120 * 512} -d '${dir}/homefs' '${dir}/dps.raw' 32M`,
+    );
+    sh(`mkfs.ext4 -q -F -E offset=${198656 * 512} '${dir}/dps.raw' 32M`);
+    const r = nspawn("-i", `${dir}/dps.raw`, "/bin/sh", "-c", 'awk \'$5=="/home"||$5=="/srv"{print $5, $(NF-2)}\' /proc/self/mountinfo; cat /home/alice/note');
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe("/home ext4\n/srv ext4\nhi\n");
+    expect(loops()).toEqual([]);
+    expect(mounts()).toEqual([]);
+  });
+
+  test("ambiguous or unmarked cloud layouts: one clear line, nothing attached or mounted", () => {
+    sh(
+      `truncate -s 20M '${dir}/two.raw' && printf 'label: gpt\nstart=2048, size=8192, type=${GPT_GENERIC}\nstart=10240, size=8192, type=${GPT_GENERIC}\n' | sfdisk -q '${dir}/two.raw'`,
+    );
+    let r = nspawn("-i", `${dir}/two.raw`, "/bin/true");
+    expect(r.status).toBe(1);
+    expect(r.stderr.split("\n")[0]).toBe(
+      `machina-nspawn: "${dir}/two.raw" has a GPT with more than one generic Linux data partition (1, 2) and no root partition for x64: which is the root is ambiguous`,
+    );
+    sh(`truncate -s 20M '${dir}/nboot.raw' && printf 'label: dos\nstart=2048, size=16384, type=83\n' | sfdisk -q '${dir}/nboot.raw'`);
+    sh(`mkfs.ext4 -q -F -E offset=${2048 * 512} '${dir}/nboot.raw' 8M`);
+    r = nspawn("-i", `${dir}/nboot.raw`, "/bin/true");
+    expect(r.status).toBe(1);
+    expect(r.stderr.split("\n")[0]).toBe(
+      `machina-nspawn: "${dir}/nboot.raw" has an MBR partition table but no bootable Linux partition (type 83 with the bootable flag): partition 1 is not marked bootable`,
+    );
     expect(loops()).toEqual([]);
     expect(mounts()).toEqual([]);
   });
