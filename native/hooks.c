@@ -26,7 +26,7 @@ int hook_run(const char *const *argv, size_t n, pid_t leader, int quiet_stdout, 
 	return hook_wait(child, timeout_ms, timed_out);
 }
 
-pid_t hook_start(const char *const *argv, size_t n, pid_t leader, int quiet_stdout)
+static pid_t hook_fork(const char *const *argv, size_t n, pid_t leader, int quiet_stdout, int detach)
 {
 	char pid[24];
 	if (!argv || !n)
@@ -36,6 +36,8 @@ pid_t hook_start(const char *const *argv, size_t n, pid_t leader, int quiet_stdo
 	if (child < 0)
 		return -1;
 	if (child == 0) {
+		if (detach)
+			(void)setsid(); /* outlives the supervisor: not in its session's process group (no ^C, no SIGHUP) */
 		sigset_t none;
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
@@ -57,6 +59,16 @@ pid_t hook_start(const char *const *argv, size_t n, pid_t leader, int quiet_stdo
 		_exit(127);
 	}
 	return child;
+}
+
+pid_t hook_start(const char *const *argv, size_t n, pid_t leader, int quiet_stdout)
+{
+	return hook_fork(argv, n, leader, quiet_stdout, 0);
+}
+
+pid_t hook_start_detached(const char *const *argv, size_t n)
+{
+	return hook_fork(argv, n, 0, 1, 1);
 }
 
 int hook_wait(pid_t child, int timeout_ms, int *timed_out)

@@ -22,6 +22,10 @@ int hook_run(const char *const *argv, size_t n, pid_t leader, int quiet_stdout, 
 pid_t hook_start(const char *const *argv, size_t n, pid_t leader, int quiet_stdout);
 int hook_wait(pid_t child, int timeout_ms, int *timed_out);
 
+/* Started and not waited for (on_exit_detach): its own session, stdin and stdout /dev/null,
+ * stderr kept, so it outlives the supervisor. The pid, or -1. */
+pid_t hook_start_detached(const char *const *argv, size_t n);
+
 /* Create DIR (with parents) and move the calling process into it (cgroup.procs). */
 int cgroup_enter_self(const char *dir, struct merr *e);
 

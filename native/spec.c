@@ -271,6 +271,21 @@ HANDLER(on_on_reboot)
 	return 0;
 }
 
+HANDLER(on_exit_mark)
+{
+	SPEC;
+	WANT(is_cpath(r->a[0]) && !is_root(r->a[0]), "HPATH (a file)");
+	s->exit_mark = r->a[0];
+	return 0;
+}
+
+HANDLER(on_on_exit_detach)
+{
+	SPEC;
+	WANT(rec_bool(r->a[0], &s->on_exit_detach) == 0, "0|1");
+	return 0;
+}
+
 HANDLER(on_notify_ready)
 {
 	SPEC;
@@ -1026,6 +1041,8 @@ static const struct rec_def records[] = {
 	{ "host_umount", 1, 1, 1, on_host_umount, NULL },
 	{ "host_remove", 1, 1, 1, on_host_remove, NULL },
 	{ "host_record", 2, 2, 1, on_host_record, NULL },
+	{ "on_exit_detach", 1, 1, 0, on_on_exit_detach, NULL },
+	{ "exit_mark", 1, 1, 0, on_exit_mark, NULL },
 	{ "image_lock", 3, 3, 1, on_image_lock, NULL },
 	{ "on_leader", 1, REC_VAR, 0, on_on_leader, NULL },
 	{ "supervisor_cgroup", 1, 1, 0, on_supervisor_cgroup, NULL },

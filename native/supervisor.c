@@ -712,7 +712,16 @@ static int prestart_wait(const struct spec *s, struct merr *e)
 static void run_on_exit(const struct spec *s)
 {
 	(void)prestart_wait(s, NULL); /* never undo before it is done */
-	if (s->on_exit && s->n_on_exit)
+	if (s->exit_mark) {
+		int fd = open(s->exit_mark, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+		if (fd >= 0)
+			close(fd);
+	}
+	if (!s->on_exit || !s->n_on_exit)
+		return;
+	if (s->on_exit_detach)
+		(void)hook_start_detached(s->on_exit, s->n_on_exit);
+	else
 		(void)hook_run(s->on_exit, s->n_on_exit, 0, 0, 60000, NULL);
 }
 
@@ -976,7 +985,11 @@ kill_quiet:
 	rc = 1;
 out:
 	userns_after_clone(s); /* after a failure before the setup process */
-	net_cleanup(&s->net);  /* both ends of the veth, before a reboot's next clone creates it again */
+	/* both ends of the veth, before a reboot's next clone creates it again; at the end, with a
+	 * detached on_exit, the kernel deletes the pair with the container's network namespace and
+	 * on_exit (the network's teardown) removes the host end if it is still there */
+	if (*reboot || !s->on_exit_detach)
+		net_cleanup(&s->net);
 	if (R.sock >= 0)
 		close(R.sock);
 	if (R.notify_fd >= 0)

@@ -3,7 +3,7 @@
  * record): its network, and its claim on a foreign architecture's binfmt_misc entry
  * (src/runtime/binfmt.ts); and a manual sweep. Not a user command (see docs/networking.md).
  *
- *   machina-net teardown [--state-dir DIR] NAME
+ *   machina-net teardown [--state-dir DIR] [--token TOKEN] NAME
  *   machina-net sweep [--state-dir DIR]
  */
 import { err } from "./output.ts";
@@ -28,9 +28,14 @@ export function main(argv: string[], host: Host = new LinuxHost()): number {
       args.shift();
       stateDir = args.shift() ?? stateDir;
     }
+    let token: string | undefined;
+    if (verb === "teardown" && args[0] === "--token") {
+      args.shift();
+      token = args.shift();
+    }
     if (verb === "teardown" && args.length === 1) {
       try {
-        teardownNetwork(host, stateDir, args[0]!);
+        teardownNetwork(host, stateDir, args[0]!, token);
       } finally {
         releaseBinfmt(host, stateDir, args[0]!);
       }
@@ -41,7 +46,7 @@ export function main(argv: string[], host: Host = new LinuxHost()): number {
       for (const entry of releaseBinfmt(host, stateDir, undefined)) err(`${PROG}: removed the unused binfmt_misc entry "${entry}"\n`);
       return 0;
     }
-    err(`usage: ${PROG} teardown [--state-dir DIR] NAME | sweep [--state-dir DIR]\n`);
+    err(`usage: ${PROG} teardown [--state-dir DIR] [--token TOKEN] NAME | sweep [--state-dir DIR]\n`);
     return 2;
   } catch (e) {
     err(renderError(PROG, e) + "\n");

@@ -13,6 +13,7 @@ import type { Host } from "../host/host.ts";
 import { lockHeld, lockWaiting } from "../host/locks.ts";
 import { machineLockPath, processRunning } from "../machine/registry.ts";
 import { Reverter } from "../reverter.ts";
+import { netExitMarkPath } from "../spec/network.ts";
 import { formatCidr, type Cidr } from "./cidr.ts";
 import { allocateHost, allocateSubnet, IpamError, parseLeases, parseNetConfig, releaseHost, releaseSubnet, type Leases, type NetConfig } from "./ipam.ts";
 import {
@@ -73,6 +74,8 @@ const netSchemas = lazySchemas((z) => {
     hostIf: z.string().optional(),
     /** dnsmasq of this container's veth (zones have one per zone). */
     dnsmasqPid: z.string().optional(),
+    /** Names this setup for its own teardown (`machina-net teardown --token`): a later start's record of the same machine is not its to undo. */
+    token: z.string().optional(),
     /**
      * `nft -f FILE` for the helper's `prestart` (the table's base, applied in the background while
      * the container is set up); absent when the table was written here (forwarded ports).
@@ -93,11 +96,20 @@ export interface NetDirs {
   leases: string;
   netnsDir: string;
   record(machine: string): string;
+  /** the supervisor's exit mark (spec/network.ts netExitMarkPath) */
+  exitMark(machine: string): string;
 }
 
 export function netDirs(stateDir: string): NetDirs {
   const dir = `${stateDir}/net`;
-  return { dir, lock: `${dir}/lock`, leases: `${dir}/leases.json`, netnsDir: `${stateDir}/netns`, record: (m) => `${dir}/${m}.json` };
+  return {
+    dir,
+    lock: `${dir}/lock`,
+    leases: `${dir}/leases.json`,
+    netnsDir: `${stateDir}/netns`,
+    record: (m) => `${dir}/${m}.json`,
+    exitMark: (m) => netExitMarkPath(stateDir, m),
+  };
 }
 
 const netError = (message: string, hint?: string) => new MachinaError("E_SYSTEM", message, {}, hint);
@@ -330,8 +342,12 @@ function dhcpHostsLines(records: NetRecord[], zone: string | undefined, machine?
 /** Refuse a plan that collides with the recorded networks; returns those (the other containers'). */
 /** Refuse a start that would clash; returns the other containers' records when `needOthers` (else none are read). */
 function checkConflicts(host: Host, d: NetDirs, plan: NetPlan, needOthers: boolean): NetRecord[] {
-  if (readRecord(host, d, plan.machine) !== undefined)
-    throw new MachinaError("E_BUSY", `the network of machine "${plan.machine}" is still set up`, { machine: plan.machine }, "is the machine running?");
+  if (readRecord(host, d, plan.machine) !== undefined) {
+    // The machine ended a moment ago (its supervisor left the exit mark and started the teardown
+    // in the background): undo the old network here, now; its teardown will find nothing of its own.
+    if (host.lstat(d.exitMark(plan.machine)) === "file") teardownLocked(host, d, plan.machine);
+    else throw new MachinaError("E_BUSY", `the network of machine "${plan.machine}" is still set up`, { machine: plan.machine }, "is the machine running?");
+  }
   const others = needOthers ? allRecords(host, d) : [];
   for (const p of plan.ports)
     for (const o of others)
@@ -421,7 +437,7 @@ export function checkHostInterfaces(host: Host, plan: NetPlan): void {
  * Create the container's network namespace and everything in the plan. On failure everything
  * done so far is undone and the error is thrown.
  */
-export function setupNetwork(host: Host, stateDir: string, plan: NetPlan): NetRecord {
+export function setupNetwork(host: Host, stateDir: string, plan: NetPlan, token?: string): NetRecord {
   const d = netDirs(stateDir);
   const run = runner(host);
   warmSchemas(host, d);
@@ -434,7 +450,15 @@ export function setupNetwork(host: Host, stateDir: string, plan: NetPlan): NetRe
     const needOthers = plan.ports.length > 0 || plan.zone !== undefined || nftBinary(host) === undefined;
     const others = checkConflicts(host, d, plan, needOthers);
     const pid = host.pid();
-    const record: NetRecord = { version: 1, machine: plan.machine, pid, startTime: host.processStartTime(pid) ?? "", plan, phase: "setup" };
+    const record: NetRecord = {
+      version: 1,
+      machine: plan.machine,
+      pid,
+      startTime: host.processStartTime(pid) ?? "",
+      plan,
+      phase: "setup",
+      ...(token !== undefined ? { token } : {}),
+    };
     r.add(`tear down the network of "${plan.machine}"`, () => teardownLocked(host, d, plan.machine));
 
     // Addresses: one subnet per veth, one per zone (+ a host number in it).
@@ -446,6 +470,7 @@ export function setupNetwork(host: Host, stateDir: string, plan: NetPlan): NetRe
     }
     host.mkdirp(d.netnsDir, 0o755);
     writeAtomic(host, d.record(plan.machine), JSON.stringify(record));
+    host.unlink(d.exitMark(plan.machine)); // an earlier run's, whose teardown did not get to it
     if (leases !== undefined) writeAtomic(host, d.leases, JSON.stringify(leases));
 
     // A prepared namespace (an nsfs bind mount at $STATE/netns/NAME, created by the command that
@@ -510,12 +535,18 @@ export function setupNetwork(host: Host, stateDir: string, plan: NetPlan): NetRe
   }
 }
 
-/** Undo one container's network (idempotent: whatever is already gone is skipped). */
-export function teardownNetwork(host: Host, stateDir: string, machine: string): void {
+/**
+ * Undo one container's network (idempotent: whatever is already gone is skipped). With `token`
+ * (the supervisor's at-exit teardown), only the network that setup made: when a start of the
+ * same machine has already taken over (its record has another token), nothing is done.
+ */
+export function teardownNetwork(host: Host, stateDir: string, machine: string, token?: string): void {
   const d = netDirs(stateDir);
   warmSchemas(host, d, machine);
   const lock = lockNet(host, d);
   try {
+    const rec = token === undefined ? undefined : readRecord(host, d, machine);
+    if (rec?.token !== undefined && rec.token !== token) return;
     teardownLocked(host, d, machine);
   } finally {
     lock.release();
@@ -588,6 +619,7 @@ function teardownLocked(host: Host, d: NetDirs, machine: string): void {
     else if (rec.plan.ports.length > 0) step(() => run.nft(nftRuleset(members, nftPools(loadConfig(host)))));
     host.unlink(d.record(machine));
   }
+  host.unlink(d.exitMark(machine));
   if (errors.length > 0) throw netError(`cleaning up the network of "${machine}": ${errors.join("; ")}`);
 }
 

@@ -157,7 +157,9 @@ export function prepareContainer(host: Host, p: Paths, cliSettings: Settings, cw
     const image = gatherImageFacts(host, settings.directory!, hostFacts.timezone);
     if (settings.privateUsers.mode !== "no") image.userns = gatherUsernsFacts(host, image.root, hostFacts.stateDir);
     // The supervisor runs it with an empty environment: give it a PATH (ip, nft, umount, dnsmasq).
-    const netTeardown = ["/usr/bin/env", `PATH=${DEFAULT_PATH}`, ...ownCommand("machina-net"), "teardown", "--state-dir", p.stateDir];
+    // The token names this start's network for it (a later start of the same name may take over: net/setup.ts).
+    const netToken = host.randomHex(8);
+    const netTeardown = ["/usr/bin/env", `PATH=${DEFAULT_PATH}`, ...ownCommand("machina-net"), "teardown", "--state-dir", p.stateDir, "--token", netToken];
     // The images it uses stay locked while it runs (src/image/in-use.ts): for -i the .raw file, not its mount.
     const imageLocks = options.planOnly ? [] : planImageLocks(host, p.stateDir, settings);
     // An image of another architecture: the host runs its programs through binfmt_misc and qemu-user
@@ -194,7 +196,7 @@ export function prepareContainer(host: Host, p: Paths, cliSettings: Settings, cw
       if (lockHeld(host, machineLockPath(p.stateDir, spec.machine)))
         throw new MachinaError("E_BUSY", `machine "${spec.machine}" is already running`, { machine: spec.machine });
       const plan = planNetwork(settings, spec.machine, hostMachineId(host), p.stateDir, foreign !== undefined);
-      const rec = setupNetwork(host, p.stateDir, plan);
+      const rec = setupNetwork(host, p.stateDir, plan, netToken);
       r.add(`tear down the network of "${spec.machine}"`, () => teardownNetwork(host, p.stateDir, spec.machine));
       // The main veth: made by the helper after the clone, in the container's own namespace.
       spec.netOps = helperNetOps(plan, rec.addr, plan.ports.length > 0 && plan.bridge === undefined);

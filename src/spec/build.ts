@@ -24,7 +24,7 @@ import { stateJsonWithConfinement } from "./confinement.ts";
 import { seccompFilters } from "./seccomp.ts";
 import { checkSelinux, labelApiFs, labelRootMode } from "./selinux.ts";
 import { applyUserns, planUserns } from "./userns.ts";
-import { netnsPath, routedNetwork, wantsManagedNetwork, wantsPreparedNetns } from "./network.ts";
+import { netExitMarkPath, netnsPath, routedNetwork, wantsManagedNetwork, wantsPreparedNetns } from "./network.ts";
 import type { CreateMode, ExecCandidate, ImageLock, Namespace, RunSpec, SetupOp, SpecConsole } from "./types.ts";
 
 import { DEFAULT_PATH } from "./default-path.ts";
@@ -591,7 +591,9 @@ export function buildSpec(cliSettings: Settings, image: ImageFacts, host: HostFa
       ...(settings.umask !== undefined ? { umask: settings.umask } : {}),
       ...(settings.ociRootPropagation !== undefined ? { rootPropagation: propagationFlags(settings.ociRootPropagation) } : {}),
       ...(settings.utsNamespacePath !== undefined ? { utsns: settings.utsNamespacePath } : {}),
-      ...(onExit !== undefined ? { onExit } : {}),
+      ...(onExit !== undefined
+        ? { onExit, ...(detachOnExit(settings, host, options) ? { onExitDetach: true, exitMark: netExitMarkPath(host.stateDir, name) } : {}) }
+        : {}),
       ...hostSideExtras(options, resources, settings, records?.removes ?? []),
       ...(records !== undefined ? { hostRecords: [records.record] } : {}),
       ...(registration !== undefined
@@ -788,6 +790,20 @@ function exitCommand(
   const netTeardown = undo && options.netTeardown ? [...options.netTeardown, name] : undefined;
   // --keep-unit: the unit stays active across a restart, so machined would keep the machine: drop it at exit
   return registration === "register" ? chainOnExit(netTeardown, machinedUnregisterCommand(host.systemd.busctl!, name)) : netTeardown;
+}
+
+/**
+ * Whether the supervisor starts its at-exit command (the network's teardown) in the background
+ * and exits at once: the container's exit does not wait for the kernel to delete links and
+ * tables (RCU grace periods, ~15-40 ms each) nor for the teardown's own start. A start right
+ * after finds the old network's record without an owner and tears it down itself, under the
+ * network lock, before it sets up its own (net/setup.ts): the supervisor leaves the exit mark
+ * for that. Not in a systemd unit (--keep-unit under systemd): the service manager kills what
+ * is left in the unit's cgroup when its main process exits; nor with a claim on a binfmt_misc
+ * entry, which a start of the same name right after would claim again.
+ */
+export function detachOnExit(settings: Settings, host: HostFacts, options: BuildOptions): boolean {
+  return !(settings.keepUnit && host.systemd.booted) && options.binfmtClaim !== true && wantsManagedNetwork(settings);
 }
 
 /** The registry's state.json (machine/registry.ts reads it) without its braces: the helper completes it. */

@@ -34,3 +34,12 @@ export function routedNetwork(s: Settings): boolean {
 export function netnsPath(stateDir: string, machine: string): string {
   return `${stateDir}/netns/${machine}`;
 }
+
+/**
+ * The file the supervisor creates when its container is gone, before it starts the network's
+ * teardown in the background (`exit_mark`): a record with this mark belongs to a machine that
+ * has ended, so a start of the same name right after may tear it down itself (net/setup.ts).
+ */
+export function netExitMarkPath(stateDir: string, machine: string): string {
+  return `${stateDir}/net/${machine}.exited`;
+}

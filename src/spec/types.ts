@@ -148,6 +148,10 @@ export interface RunSpec {
   prestart?: string[];
   /** Run by the supervisor after the container is gone: the undo of src/net/'s setup. */
   onExit?: string[];
+  /** onExit started in the background and not waited for (spec/build.ts detachOnExit); the main veth is left to it. */
+  onExitDetach?: boolean;
+  /** Created by the supervisor when the container is gone, before onExit (spec/network.ts netExitMarkPath). */
+  exitMark?: string;
   /** Host mounts (a raw image's file system, -i) the supervisor detaches at exit: `host_umount` records. */
   hostUmounts?: string[];
   /** The device policy (spec/devices.ts): the cgroup2 directory its BPF program is attached to, and the allowed devices. */

@@ -69,6 +69,8 @@ export function specRecords(spec: RunSpec): Array<[string, string[]]> {
   for (const [name, ...args] of spec.netOps ?? []) add(name!, ...args);
   if (spec.prestart !== undefined && spec.prestart.length > 0) add("prestart", ...spec.prestart);
   if (spec.onExit !== undefined && spec.onExit.length > 0) add("on_exit", ...spec.onExit);
+  if (spec.onExitDetach === true) add("on_exit_detach", "1");
+  if (spec.exitMark !== undefined) add("exit_mark", spec.exitMark);
   for (const m of spec.hostUmounts ?? []) add("host_umount", m);
   if (spec.devicePolicy !== undefined) {
     add("device_policy", spec.devicePolicy.cgroup);

@@ -27,7 +27,7 @@ import {
 import { defaultSettings } from "../../src/settings/settings.ts";
 import { MachinaError } from "../../src/errors.ts";
 import { FakeHost } from "../../src/host/fake.ts";
-import { setupNetwork } from "../../src/net/setup.ts";
+import { setupNetwork, teardownNetwork } from "../../src/net/setup.ts";
 
 const ID = "3d1219c7c4c5404aaa1f6d2a48adfda4";
 
@@ -251,5 +251,40 @@ describe("setupNetwork undoes a failed setup (src/reverter.ts)", () => {
     expect(() => setupNetwork(host, "/run/machina", plan)).toThrow(/^dnsmasq failed: dnsmasq: bad option$/);
     expect(host.readFile("/run/machina/net/web.json")).toBeUndefined();
     expect(parseLeases(host.readFile("/run/machina/net/leases.json")).subnets).toEqual({});
+  });
+});
+
+describe("a start right after an exit: the ended machine's network is taken over (the supervisor's teardown runs in the background)", () => {
+  const machineId = { "/etc/machine-id": `${ID}\n` };
+  const settings = () => {
+    const s = defaultSettings();
+    s.networkVeth = true;
+    s.privateNetwork = true;
+    return s;
+  };
+  const rec = (h: FakeHost) => JSON.parse(h.readFile("/run/machina/net/web.json")!) as { token?: string };
+  test("a record with the exit mark is torn down and replaced; without the mark it is still in use (E_BUSY)", () => {
+    const host = new FakeHost({ files: machineId });
+    const plan = planNetwork(settings(), "web", ID, "/run/machina");
+    setupNetwork(host, "/run/machina", plan, "old");
+    expect(() => setupNetwork(host, "/run/machina", plan, "new")).toThrow('the network of machine "web" is still set up');
+    host.writeFile("/run/machina/net/web.exited", ""); // the old supervisor has ended
+    setupNetwork(host, "/run/machina", plan, "new");
+    expect(rec(host).token).toBe("new");
+    expect(host.lstat("/run/machina/net/web.exited")).toBeUndefined();
+    expect(Object.keys(parseLeases(host.readFile("/run/machina/net/leases.json")).subnets)).toEqual(["veth:web"]);
+  });
+  test("the old teardown (its token) leaves the new network alone; the new one's removes it and the mark", () => {
+    const host = new FakeHost({ files: machineId });
+    const plan = planNetwork(settings(), "web", ID, "/run/machina");
+    setupNetwork(host, "/run/machina", plan, "new");
+    teardownNetwork(host, "/run/machina", "web", "old");
+    expect(rec(host).token).toBe("new");
+    host.writeFile("/run/machina/net/web.exited", "");
+    teardownNetwork(host, "/run/machina", "web", "new");
+    expect(host.readFile("/run/machina/net/web.json")).toBeUndefined();
+    expect(host.lstat("/run/machina/net/web.exited")).toBeUndefined();
+    expect(parseLeases(host.readFile("/run/machina/net/leases.json")).subnets).toEqual({});
+    expect(host.heldLocks.size).toBe(0);
   });
 });

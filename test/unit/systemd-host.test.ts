@@ -194,3 +194,29 @@ test("chainOnExit: the network's undo, then the unregistration", () => {
   ]);
   expect(() => chainOnExit(["/a"], ["/b", "x;y"])).toThrow();
 });
+
+/** spec() with the at-exit teardown prepare.ts hands buildSpec. */
+function specNet(argv: string[], h: FakeHost): RunSpec {
+  const parsed = parseNspawnCommandLine(argv, h.env());
+  if (parsed.action !== "run") throw new Error("not a run");
+  const facts = gatherHostFacts(h, "/run/machina");
+  const image = gatherImageFacts(h, parsed.settings.directory!, facts.timezone);
+  return buildSpec(parsed.settings, image, facts, { prog: "machina-nspawn", netTeardown: ["/usr/libexec/machina-net", "teardown"] });
+}
+
+describe("the network's teardown at exit: in the background, except in a systemd unit", () => {
+  test("no systemd: on_exit_detach and the exit mark; without a managed network neither", () => {
+    const s = specNet(["-D", "/srv/web", "-M", "web", "--network-veth", "/bin/true"], host());
+    expect(s.onExitDetach).toBe(true);
+    expect(s.exitMark).toBe("/run/machina/net/web.exited");
+    expect(recordNames(s)).toContain("on_exit_detach");
+    const plain = specNet(["-D", "/srv/web", "-M", "web", "/bin/true"], host());
+    expect([plain.onExitDetach, plain.exitMark]).toEqual([undefined, undefined]);
+  });
+  test("--keep-unit under systemd (machina-nspawn@.service): waited for, since systemd kills what the unit leaves", () => {
+    const unit = specNet(["-D", "/srv/web", "-M", "web", "--keep-unit", "--network-veth", "-b"], host({ systemd: true, machined: true, own: UNIT_CG }));
+    expect([unit.onExitDetach, unit.exitMark]).toEqual([undefined, undefined]);
+    const scope = specNet(["-D", "/srv/web", "-M", "web", "--network-veth", "/bin/true"], host({ systemd: true, machined: true }));
+    expect(scope.onExitDetach).toBe(true);
+  });
+});

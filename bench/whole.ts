@@ -1,0 +1,276 @@
+#!/usr/bin/env bun
+/**
+ * The whole run as a user sees it (issue 18): from launch until the tool has exited and cleaned
+ * up, machina-nspawn (as installed: dist/bin, scripts/build runs first) and systemd-nspawn 252
+ * alternating on the same busybox tree, for every mode; beside it the split into "to the
+ * payload" and "after the payload" (teardown).
+ *
+ *   bun bench/whole.ts [--quick] [--only MODE]...     (rewrites the bench:whole block of BENCHMARKS.md)
+ *
+ * Each run goes through the same wrapper as bench/run.ts: `sh` moves itself into fresh cgroups
+ * (v1 name=systemd and v2: systemd-nspawn --keep-unit splits its own), waits 100 ms, then execs
+ * the tool when told; the clock starts there and stops when the tool has exited. The payload is
+ * /stamp, a static program in the tree that prints CLOCK_MONOTONIC (the bench's clock too), so
+ * "to the payload" is stamp − start and the teardown is exit − stamp. Root only; everything a
+ * mode needs (a bridge, dummy links) is made by the run and removed at its end, also when it is
+ * interrupted.
+ */
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { ensureBusyboxImage } from "../test/fixtures/images.ts";
+import { cleanupOnInterrupt, factsLine, median, REPO, versionLine, writeBlock } from "./common.ts";
+
+const MACHINA = join(REPO, "dist/bin/machina-nspawn");
+const MACHINACTL = join(REPO, "dist/bin/machinactl");
+const CGROUP_ROOTS = ["/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified"];
+const COMMON = ["--register=no", "--keep-unit", "-q", "--console=pipe"];
+const BRIDGE = "mbench-br0";
+const DUMMY_MACVLAN = "mbench-d0";
+const DUMMY_MOVED = "mbench-i0";
+
+type Tool = "machina" | "nspawn";
+
+interface Mode {
+  id: string;
+  /** shown in the table */
+  label: string;
+  args: string[];
+  /** tools that can run it on this host (systemd-nspawn -i needs udev, absent here) */
+  tools: Tool[];
+  note?: string;
+}
+
+const MODES: Mode[] = [
+  { id: "true", label: "`/bin/true`-like payload (`/stamp`)", args: [], tools: ["machina", "nspawn"] },
+  { id: "private-network", label: "`--private-network`", args: ["--private-network"], tools: ["machina", "nspawn"] },
+  { id: "x", label: "`-x`", args: ["-x"], tools: ["machina", "nspawn"] },
+  { id: "U", label: "`-U`", args: ["-U"], tools: ["machina", "nspawn"] },
+  { id: "veth", label: "`--network-veth`", args: ["--network-veth"], tools: ["machina", "nspawn"] },
+  { id: "veth-port", label: "`--network-veth -p 18099:80`", args: ["--network-veth", "-p", "18099:80"], tools: ["machina", "nspawn"] },
+  { id: "zone", label: "`--network-zone=mbz` (only member)", args: ["--network-zone=mbz"], tools: ["machina", "nspawn"] },
+  { id: "zone-port", label: "`--network-zone=mbz -p 18099:80`", args: ["--network-zone=mbz", "-p", "18099:80"], tools: ["machina", "nspawn"] },
+  { id: "bridge", label: `\`--network-bridge=${BRIDGE}\``, args: [`--network-bridge=${BRIDGE}`], tools: ["machina", "nspawn"] },
+  {
+    id: "macvlan",
+    label: `\`--network-macvlan=${DUMMY_MACVLAN}\``,
+    args: [`--network-macvlan=${DUMMY_MACVLAN}`],
+    tools: ["machina"],
+    note: 'systemd-nspawn waits for udev to have initialized the parent: "Network interface … is not initialized yet" on this host without udev',
+  },
+  {
+    id: "interface",
+    label: `\`--network-interface=${DUMMY_MOVED}\``,
+    args: [`--network-interface=${DUMMY_MOVED}`],
+    tools: ["machina"],
+    note: "the same udev check in systemd-nspawn",
+  },
+  { id: "volatile", label: "`--volatile=overlay`", args: ["--volatile=overlay"], tools: ["machina", "nspawn"] },
+  { id: "template", label: "`--template=TREE` (a new directory each run)", args: [], tools: ["machina", "nspawn"] },
+  {
+    id: "raw",
+    label: "`-i IMAGE.raw` (ext4)",
+    args: [],
+    tools: ["machina"],
+    note: "systemd-nspawn -i needs udev (`/run/udev`), which this host lacks",
+  },
+];
+
+interface Sample {
+  wall: number;
+  toPayload: number;
+  after: number;
+}
+
+interface ModeResult {
+  id: string;
+  label: string;
+  note: string | undefined;
+  n: number;
+  machina: Sample;
+  nspawn: Sample | undefined;
+}
+
+const sh = (cmd: string): void => {
+  const p = Bun.spawnSync(["sh", "-c", cmd], { stdout: "ignore", stderr: "pipe" });
+  if (p.exitCode !== 0) throw new Error(`${cmd}: ${p.stderr.toString().trim()}`);
+};
+const shQuiet = (cmd: string): void => void Bun.spawnSync(["sh", "-c", cmd], { stdout: "ignore", stderr: "ignore" });
+const monoMs = (): number => Number(process.hrtime.bigint()) / 1e6;
+/** CLOCK_MONOTONIC (the stamp's clock) minus monoMs(): Bun's hrtime has another origin. Calibrated with the stamp itself. */
+let clockOffset = 0;
+function calibrate(stamp: string): void {
+  let best = Number.POSITIVE_INFINITY;
+  for (let i = 0; i < 20; i++) {
+    const a = monoMs();
+    const out = Bun.spawnSync([stamp], { stdout: "pipe" }).stdout.toString();
+    const b = monoMs();
+    if (b - a < best) {
+      best = b - a;
+      clockOffset = Number(out.trim()) / 1e6 - (a + b) / 2;
+    }
+  }
+}
+
+const WRAP =
+  'for cg in $BENCH_CGROUPS; do mkdir "$cg" && echo $$ >"$cg/cgroup.procs" || exit 99; done; echo ready; read go; exec "$@" >"$BENCH_OUT" 2>"$BENCH_ERR" </dev/null';
+
+let seq = 0;
+
+async function removeCgroupTree(dir: string): Promise<void> {
+  for (let i = 0; i < 100 && existsSync(dir); i++) {
+    shQuiet(`find '${dir}' -depth -type d -exec rmdir {} + 2>/dev/null`);
+    if (existsSync(dir)) await Bun.sleep(20);
+  }
+}
+
+/** One run of `tool` in `mode`: go → exit, with the payload's stamp. */
+async function once(tool: Tool, mode: Mode, work: string, tree: string, raw: string): Promise<Sample> {
+  const name = `mw${tool[0]}${process.pid.toString(36)}x${++seq}`;
+  let dirArgs = ["-D", tree];
+  let made: string | undefined;
+  if (mode.id === "template") {
+    made = join(work, `t-${name}`);
+    dirArgs = [`--template=${tree}`, "-D", made];
+  } else if (mode.id === "raw") dirArgs = ["-i", raw];
+  const toolArgs = [...COMMON, "-M", name, ...dirArgs, ...mode.args, "/stamp"];
+  const argv = tool === "machina" ? [MACHINA, ...toolArgs] : ["systemd-nspawn", ...toolArgs];
+  const cgroups = CGROUP_ROOTS.map((h) => `${h}/machina-bench-${name}`);
+  const out = join(work, `${name}.out`);
+  const proc = Bun.spawn(["sh", "-c", WRAP, "sh", ...argv], {
+    stdin: "pipe",
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { ...process.env, BENCH_CGROUPS: cgroups.join(" "), BENCH_OUT: out, BENCH_ERR: `${out}.err`, MACHINA_STATE_DIR: join(work, "state") },
+  });
+  try {
+    const reader = proc.stdout.getReader();
+    const first = await reader.read();
+    reader.releaseLock();
+    if (!first.value || !new TextDecoder().decode(first.value).startsWith("ready")) throw new Error("the cgroup wrapper failed");
+    await Bun.sleep(100);
+    const t0 = monoMs();
+    proc.stdin.write("go\n");
+    await proc.stdin.flush();
+    const code = await proc.exited;
+    const t1 = monoMs();
+    const stamp = Number(readFileSync(out, "utf8").trim().split("\n").at(-1)) / 1e6 - clockOffset;
+    if (code !== 0 || !Number.isFinite(stamp))
+      throw new Error(`${tool} ${mode.id}: exit ${code}: ${readFileSync(`${out}.err`, "utf8").trim().split("\n").slice(-3).join(" | ")}`);
+    return { wall: t1 - t0, toPayload: stamp - t0, after: t1 - stamp };
+  } finally {
+    if (proc.exitCode === null) proc.kill("SIGKILL");
+    for (const cg of cgroups) await removeCgroupTree(cg);
+    rmSync(`/run/systemd/nspawn/propagate/${name}`, { recursive: true, force: true });
+    if (made !== undefined) rmSync(made, { recursive: true, force: true });
+    rmSync(out, { force: true });
+    rmSync(`${out}.err`, { force: true });
+  }
+}
+
+function medianSample(xs: Sample[]): Sample {
+  return { wall: median(xs.map((x) => x.wall)), toPayload: median(xs.map((x) => x.toPayload)), after: median(xs.map((x) => x.after)) };
+}
+
+async function benchMode(mode: Mode, n: number, warmup: number, work: string, tree: string, raw: string): Promise<ModeResult> {
+  const samples: Record<Tool, Sample[]> = { machina: [], nspawn: [] };
+  for (let i = 0; i < warmup + n; i++) {
+    const order = i % 2 === 0 ? mode.tools : [...mode.tools].reverse();
+    for (const tool of order) {
+      const s = await once(tool, mode, work, tree, raw);
+      if (i >= warmup) samples[tool].push(s);
+    }
+  }
+  return {
+    id: mode.id,
+    label: mode.label,
+    note: mode.note,
+    n,
+    machina: medianSample(samples.machina),
+    nspawn: mode.tools.includes("nspawn") ? medianSample(samples.nspawn) : undefined,
+  };
+}
+
+function render(rs: ModeResult[], facts: string): string {
+  const f = (x: number) => x.toFixed(1);
+  const rows = rs.map((r) => {
+    const ratio = r.nspawn === undefined ? "–" : (r.machina.wall / r.nspawn.wall).toFixed(2);
+    const goal = r.id === "true" ? 0.3 : 0.5;
+    const pass = r.nspawn === undefined ? "–" : r.machina.wall / r.nspawn.wall <= goal ? "pass" : "**not met**";
+    const ns = r.nspawn;
+    return `| ${r.label} | ${f(r.machina.wall)} | ${f(r.machina.toPayload)} + ${f(r.machina.after)} | ${ns === undefined ? `– (${r.note ?? ""})` : f(ns.wall)} | ${ns === undefined ? "–" : `${f(ns.toPayload)} + ${f(ns.after)}`} | **${ratio}** | ≤ ${goal}: ${pass} |`;
+  });
+  return [
+    facts,
+    "",
+    `Whole process, ms from \`go\` to the tool's exit (medians of ${rs[0]?.n ?? 0} runs per tool, alternating, after warm-up runs), both with \`${COMMON.join(" ")}\` on the same busybox tree; the payload \`/stamp\` prints CLOCK_MONOTONIC, which splits each run into *to the payload* + *after it* (the payload's own time, < 1 ms, is in the second).`,
+    "",
+    "| mode | machina | machina: to payload + after | systemd-nspawn | nspawn: to payload + after | ratio | goal |",
+    "|---|---:|---:|---:|---:|---:|---|",
+    ...rows,
+  ].join("\n");
+}
+
+if (import.meta.main) {
+  const quick = process.argv.includes("--quick");
+  const only = process.argv.flatMap((a, i, all) => (a === "--only" && all[i + 1] !== undefined ? [all[i + 1]!] : []));
+  const modes = only.length > 0 ? MODES.filter((m) => only.includes(m.id)) : MODES;
+  if (modes.length === 0) {
+    console.error(`usage: bun bench/whole.ts [--quick] [--only ${MODES.map((m) => m.id).join("|")}]...`);
+    process.exit(2);
+  }
+  Bun.spawnSync([join(REPO, "scripts/build")], { stdout: "ignore" });
+  const busybox = await ensureBusyboxImage();
+  const work = mkdtempSync("/var/tmp/machina-bench-whole-");
+  mkdirSync(join(work, "state"));
+  const tree = join(work, "bb");
+  const raw = join(work, "bb.raw");
+  const cleanup = async () => {
+    // machina's networks and records of this run's state directory go with `machinactl list`'s sweep
+    Bun.spawnSync([MACHINACTL, "list"], {
+      env: { ...process.env, MACHINA_STATE_DIR: join(work, "state"), MACHINA_NO_DAEMON: "1" },
+      stdout: "ignore",
+      stderr: "ignore",
+    });
+    for (const l of [BRIDGE, DUMMY_MACVLAN, DUMMY_MOVED, "vz-mbz"]) shQuiet(`ip link delete ${l}`);
+    rmSync(work, { recursive: true, force: true });
+  };
+  const done = cleanupOnInterrupt(cleanup);
+  try {
+    sh(`cp -a '${busybox}' '${tree}'`);
+    // the payload: a static program printing CLOCK_MONOTONIC in nanoseconds
+    writeFileSync(
+      join(work, "stamp.c"),
+      '#include <stdio.h>\n#include <time.h>\nint main(void){struct timespec t;clock_gettime(CLOCK_MONOTONIC,&t);printf("%lld\\n",(long long)t.tv_sec*1000000000LL+t.tv_nsec);return 0;}\n',
+    );
+    sh(`gcc -O2 -static -o '${tree}/stamp' '${join(work, "stamp.c")}'`);
+    calibrate(join(tree, "stamp"));
+    sh(`mkfs.ext4 -q -F -d '${tree}' '${raw}' 64M`);
+    sh(`ip link add ${BRIDGE} type bridge && ip link set ${BRIDGE} up`);
+    // this kernel has no dummy links: veth pairs stand in (one end is the macvlan parent, the other moved in)
+    sh(`ip link add ${DUMMY_MACVLAN} type veth peer name ${DUMMY_MACVLAN}p && ip link set ${DUMMY_MACVLAN} up`);
+    sh(`ip link add ${DUMMY_MOVED} type veth peer name ${DUMMY_MOVED}p`);
+    const n = quick ? 5 : 15;
+    const results: ModeResult[] = [];
+    for (const m of modes) {
+      const r = await benchMode(m, n, quick ? 1 : 3, work, tree, raw);
+      console.error(
+        `${m.id}: machina ${r.machina.wall.toFixed(1)} ms (${r.machina.toPayload.toFixed(1)} + ${r.machina.after.toFixed(1)}), nspawn ${r.nspawn?.wall.toFixed(1) ?? "–"} ms`,
+      );
+      results.push(r);
+    }
+    writeFileSync(join(REPO, "bench/results/whole-latest.json"), `${JSON.stringify(results, null, 1)}\n`);
+    const cmd = `bun bench/whole.ts${quick ? " --quick" : ""}${only.map((o) => ` --only ${o}`).join("")}`;
+    const body = render(results, await factsLine(cmd, [versionLine(["systemd-nspawn", "--version"])]));
+    console.log(body);
+    if (only.length === 0)
+      await writeBlock(
+        join(REPO, "BENCHMARKS.md"),
+        "whole",
+        body,
+        "The whole run, from launch to exit (issue 18; goals: every mode ≤ 0.5× systemd-nspawn, `/bin/true` ≤ 0.3×)",
+      );
+  } finally {
+    done();
+    await cleanup();
+  }
+}
