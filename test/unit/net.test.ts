@@ -288,3 +288,22 @@ describe("a start right after an exit: the ended machine's network is taken over
     expect(host.heldLocks.size).toBe(0);
   });
 });
+
+describe("the table's base in the helper's prestart", () => {
+  test("applied (nft -f) when it was (re)written; when unchanged, only when the table is missing (no transaction on the start's path)", () => {
+    const host = new FakeHost({ files: { "/etc/machine-id": `${ID}\n`, "/usr/sbin/nft": "" } });
+    const s = defaultSettings();
+    s.networkVeth = true;
+    s.privateNetwork = true;
+    const first = setupNetwork(host, "/run/machina", planNetwork(s, "a", ID, "/run/machina"), "t1");
+    expect(first.nftPrestart).toEqual(["/usr/sbin/nft", "-f", "/run/machina/net/base.nft"]);
+    const second = setupNetwork(host, "/run/machina", planNetwork(s, "b", ID, "/run/machina"), "t2");
+    expect(second.nftPrestart).toEqual([
+      "/bin/sh",
+      "-c",
+      '"$0" list table inet machina >/dev/null 2>&1 || exec "$0" -f "$1"',
+      "/usr/sbin/nft",
+      "/run/machina/net/base.nft",
+    ]);
+  });
+});
