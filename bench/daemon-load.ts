@@ -39,6 +39,8 @@ export interface LoadResult {
   errors: string[];
   rssBefore: number;
   rssAfter: number;
+  /** machinad's RSS every 10 s of the run, MiB */
+  rssTimeline: number[];
   left: string[];
   /** terminations that ended in SIGKILL after the timeout (the init had not taken the stop signal) */
   killed: number;
@@ -65,6 +67,8 @@ export async function benchDaemonLoad(clients: number, seconds: number): Promise
     await waitForDaemon(client);
     const rssBefore = rssMib(daemon.pid);
     const end = performance.now() + seconds * 1000;
+    const rssTimeline: number[] = [];
+    const sampler = setInterval(() => rssTimeline.push(rssMib(daemon.pid)), 10_000);
     const timed = async (op: Op, fn: () => Promise<unknown>) => {
       const t = performance.now();
       try {
@@ -87,12 +91,13 @@ export async function benchDaemonLoad(clients: number, seconds: number): Promise
         }
       }),
     );
+    clearInterval(sampler);
     const rssAfter = rssMib(daemon.pid);
     const machines = join(state, "machines");
     await Bun.sleep(500);
     await client.list().catch(() => undefined); // its sweep
     const left = existsSync(machines) ? readdirSync(machines) : [];
-    return { clients, seconds, lat, errors, rssBefore, rssAfter, left, killed };
+    return { clients, seconds, lat, errors, rssBefore, rssAfter, rssTimeline, left, killed };
   } finally {
     for (const name of names) await client.terminate(name).catch(() => undefined);
     daemon.kill("SIGTERM");
@@ -116,7 +121,7 @@ function render(r: LoadResult, facts: string): string {
         `| ${op} | ${r.lat[op].length} | ${ms(pct(r.lat[op], 50))} | ${ms(pct(r.lat[op], 90))} | ${ms(pct(r.lat[op], 99))} | ${ms(Math.max(...r.lat[op]))} |`,
     ),
     "",
-    `Errors: ${r.errors.length === 0 ? "none" : `${r.errors.length} (${kinds.slice(0, 3).join("; ")})`}. machinad's resident memory: ${r.rssBefore.toFixed(1)} MiB before, ${r.rssAfter.toFixed(1)} MiB after. Left behind: ${r.left.length === 0 ? "nothing" : r.left.join(", ")}. Stops that needed SIGKILL after the timeout: ${r.killed} of ${r.lat.terminate.length}.`,
+    `Errors: ${r.errors.length === 0 ? "none" : `${r.errors.length} (${kinds.slice(0, 3).join("; ")})`}. machinad's resident memory: ${r.rssBefore.toFixed(1)} MiB before, ${r.rssAfter.toFixed(1)} MiB after (every 10 s: ${r.rssTimeline.map((x) => x.toFixed(0)).join(", ")} MiB). Left behind: ${r.left.length === 0 ? "nothing" : r.left.join(", ")}. Stops that needed SIGKILL after the timeout: ${r.killed} of ${r.lat.terminate.length}.`,
   ].join("\n");
 }
 
@@ -126,7 +131,8 @@ if (import.meta.main) {
   const seconds = arg("seconds", quick ? 10 : 60);
   const r = await benchDaemonLoad(clients, seconds);
   writeFileSync(join(REPO, "bench/results/daemon-load-latest.json"), `${JSON.stringify(r, null, 1)}\n`);
-  const body = render(r, await factsLine(`bun bench/daemon-load.ts${quick ? " --quick" : ""}`));
+  const secArg = process.argv.find((x) => x.startsWith("--seconds="));
+  const body = render(r, await factsLine(`bun bench/daemon-load.ts${quick ? " --quick" : ""}${secArg !== undefined ? ` ${secArg}` : ""}`));
   console.log(body);
   await writeBlock(
     join(REPO, "BENCHMARKS.md"),

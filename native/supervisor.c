@@ -1120,8 +1120,10 @@ out:
 		binds_host_cleanup(s); /* after the container is gone, before the registry */
 		run_on_exit(s);        /* the network's undo (src/net/), likewise */
 	}
-	registry_remove(&g);
+	/* the UID range first: a start of the same machine that follows the registry entry's removal
+	 * (machinactl terminate returns then) must find the range free */
 	userns_cleanup(s);
+	registry_remove(&g);
 	console_restore();
 	if (!s->quiet && exit_msg[0])
 		(void)write_all(2, exit_msg, strlen(exit_msg)); /* after the terminal left raw mode */
