@@ -4,10 +4,8 @@ import { optionSyntax, renderHelpEntry } from "../settings/option-help.ts";
 
 export const NSPAWN_VERSION_TEXT = `machina-nspawn ${VERSION} (systemd-nspawn ${NSPAWN_COMPAT_VERSION} compatible)\n`;
 
-/** `--help`, generated from the option table. */
-export const NSPAWN_HELP = renderNspawnHelp();
-
-function renderNspawnHelp(): string {
+/** `--help`, generated from the option table (when asked for: ~1 ms that a start does not need). */
+export function nspawnHelp(): string {
   const parts = ["machina-nspawn [OPTIONS...] [COMMAND [ARGUMENTS...]]\n\nRun a command in, or boot, a light-weight container.\n"];
   for (const group of HELP_GROUPS) {
     const rows = NSPAWN_TABLE.filter((r) => r.group === group && (r.long !== undefined || r.short !== undefined));

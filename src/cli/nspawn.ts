@@ -8,7 +8,7 @@ import { paths } from "../paths.ts";
 import { prepareContainer } from "../runtime/prepare.ts";
 import { parseNspawnCommandLine } from "../settings/nspawn-cli.ts";
 import { encodeSpec, specRecords } from "../spec/wire.ts";
-import { NSPAWN_HELP, NSPAWN_VERSION_TEXT } from "./nspawn-help.ts";
+import { NSPAWN_VERSION_TEXT, nspawnHelp } from "./nspawn-help.ts";
 
 const PROG = "machina-nspawn";
 
@@ -16,7 +16,7 @@ export function main(argv: string[], host: Host = new LinuxHost()): number {
   try {
     const parsed = parseNspawnCommandLine(argv, host.env(), process.cwd());
     if (parsed.action === "help") {
-      out(NSPAWN_HELP);
+      out(nspawnHelp());
       return 0;
     }
     if (parsed.action === "list") {

@@ -1,6 +1,8 @@
 import { describe, expect, test } from "bun:test";
 import { MachinaError } from "../../src/errors.ts";
-import { NSPAWN_HELP } from "../../src/cli/nspawn-help.ts";
+import { nspawnHelp } from "../../src/cli/nspawn-help.ts";
+
+const NSPAWN_HELP = nspawnHelp();
 import { parseNspawnCommandLine } from "../../src/settings/nspawn-cli.ts";
 import { NSPAWN_OPTIONS } from "../../src/settings/nspawn-options.ts";
 import type { Settings } from "../../src/settings/settings.ts";

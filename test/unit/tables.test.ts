@@ -12,7 +12,9 @@ import { OPTIONS_BEGIN, OPTIONS_END, manPages, optionsMarkdown } from "../../src
 import { usage, verbUsage } from "../../src/cli/machinactl/main.ts";
 import { MACHINACTL_TABLE, parseMachinactlCommandLine } from "../../src/cli/machinactl/options.ts";
 import { VERBS } from "../../src/cli/machinactl/verbs.ts";
-import { NSPAWN_HELP } from "../../src/cli/nspawn-help.ts";
+import { nspawnHelp } from "../../src/cli/nspawn-help.ts";
+
+const NSPAWN_HELP = nspawnHelp();
 import { parseNspawnCommandLine } from "../../src/settings/nspawn-cli.ts";
 import { NSPAWN_KEYS } from "../../src/settings/nspawn-file.ts";
 import { NSPAWN_TABLE } from "../../src/settings/nspawn-table.ts";
