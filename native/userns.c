@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "resolve.h"
@@ -266,16 +267,30 @@ int userns_prepare(const struct spec *s, struct merr *e)
 				return merr_sys(e, "mkdir", dir, "failed to create directory \"%s\"", dir);
 			*p = '/';
 		}
-		u->lock_fd = open(u->lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
-		if (u->lock_fd < 0)
-			return merr_sys(e, "open", u->lock, "failed to open the UID range lock \"%s\"", u->lock);
-		if (flock(u->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-			int r = errno == EWOULDBLOCK
-					? merr_set(e, 0, "flock", u->lock, "UID range lock \"%s\" is held by another container", u->lock)
-					: merr_sys(e, "flock", u->lock, "failed to lock \"%s\"", u->lock);
+		/* Another start tests the range's lock for a moment while it picks one of its own
+		 * (host/userns-facts.ts), and a holder that ends unlinks the file before it lets go:
+		 * a busy lock, or one that is no longer the file at the path, is retried for a moment
+		 * (50 x 4 ms) before the range counts as another container's. */
+		for (int attempt = 0;; attempt++) {
+			u->lock_fd = open(u->lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+			if (u->lock_fd < 0)
+				return merr_sys(e, "open", u->lock, "failed to open the UID range lock \"%s\"", u->lock);
+			if (flock(u->lock_fd, LOCK_EX | LOCK_NB) == 0) {
+				struct stat a, b;
+				if (fstat(u->lock_fd, &a) == 0 && stat(u->lock, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+					break;
+			} else if (errno != EWOULDBLOCK) {
+				int r = merr_sys(e, "flock", u->lock, "failed to lock \"%s\"", u->lock);
+				close(u->lock_fd);
+				u->lock_fd = -1;
+				return r;
+			}
 			close(u->lock_fd);
 			u->lock_fd = -1;
-			return r;
+			if (attempt >= 50)
+				return merr_set(e, 0, "flock", u->lock, "UID range lock \"%s\" is held by another container", u->lock);
+			struct timespec ts = { 0, 4 * 1000 * 1000 };
+			nanosleep(&ts, NULL);
 		}
 		const char *m = s->machine ? s->machine : "";
 		if (ftruncate(u->lock_fd, 0) < 0 || write_all(u->lock_fd, m, strlen(m)) < 0 || write_all(u->lock_fd, "\n", 1) < 0)

@@ -145,10 +145,21 @@ export class LocalMachineService implements MachineService {
       await systemctl(this.host, ["start", unitName(name)]);
       return this.status(name);
     }
+    // The machine as it was when its supervisor said "started": a container that ends at once
+    // (its payload exits, or asks for a restart with 133) has no entry by the time the launch
+    // returns, and its start still succeeded.
+    let started: MachineStatus | undefined;
     const launched = await launchDetached(this.host, this.paths, {
       name,
       ...(options.signal ? { signal: options.signal } : {}),
-      onStatus: (line) =>
+      onStatus: (line) => {
+        if (line.event === "started") {
+          try {
+            started = machineStatus(this.ctx, name);
+          } catch {
+            // gone already
+          }
+        }
         options.onProgress?.({
           time: Date.now(),
           ...(line.stage ? { stage: line.stage } : {}),
@@ -156,14 +167,47 @@ export class LocalMachineService implements MachineService {
           ...(line.leader ? { leader: line.leader } : {}),
           ...(line.supervisor ? { supervisor: line.supervisor } : {}),
           ...(line.error?.message ? { message: line.error.message } : {}),
-        }),
+        });
+      },
     });
     this.launched.set(name, launched);
     void launched.exited.then(() => {
       if (this.launched.get(name) === launched) this.launched.delete(name);
     });
+    options.onLaunched?.();
     // state.json is written by the supervisor once the leader exists, before "started".
-    return this.status(name);
+    try {
+      return await this.status(name);
+    } catch (e) {
+      if (!(e instanceof MachinaError && e.code === "E_NOT_FOUND")) throw e;
+      if (started !== undefined) return started;
+      return this.endedAtOnce(name, launched);
+    }
+  }
+
+  /**
+   * A machine that ended before its start could look at it: with exit status 133 it asked to be
+   * started again, which machinad's supervision does (daemon/supervise.ts) — its next instance is
+   * the answer; otherwise the start fails, naming the status.
+   */
+  private async endedAtOnce(name: string, launched: Launched): Promise<MachineStatus> {
+    const status = await Promise.race([launched.exited, Bun.sleep(1000).then(() => undefined)]);
+    if (status === 133)
+      for (let i = 0; i < 100; i++) {
+        await Bun.sleep(50);
+        try {
+          const again = machineStatus(this.ctx, name);
+          if (again.supervisor !== launched.supervisor) return again;
+        } catch {
+          // not yet
+        }
+      }
+    throw new MachinaError(
+      "E_NOT_FOUND",
+      `machine "${name}" started and ended at once${status !== undefined ? ` (exit status ${status})` : ""}`,
+      { machine: name },
+      `see machinactl logs ${name}`,
+    );
   }
 
   async enable(name: string, options: { now?: boolean } = {}): Promise<EnableResult> {

@@ -15,6 +15,8 @@ export interface LongOperationOptions {
   onProgress?: (event: JobEvent) => void;
   /** Aborting cancels the operation (a start is rolled back: the half-started container is killed). */
   signal?: AbortSignal;
+  /** start, in this process: called once the container runs, before its status is read (machinad's supervision watches its exit from then on). */
+  onLaunched?: () => void;
 }
 
 export interface StopOptions extends LongOperationOptions {

@@ -186,9 +186,8 @@ export function createApp(options: AppOptions): { app: Hono; jobs: JobManager } 
       // A running machine (409) or a missing image (404) is an answer now, not a failed job.
       service.checkStart?.(name);
       const j = jobs.run("start", name, async (progress, signal) => {
-        const status = await service.start(name, { signal, onProgress: (e) => progress(e) });
-        options.onStarted?.(name);
-        return status;
+        // watched from the moment it runs: one that ends at once (exit 133: start me again) is restarted
+        return service.start(name, { signal, onProgress: (e) => progress(e), onLaunched: () => options.onStarted?.(name) });
       });
       return jobAnswer(j, body.wait);
     },

@@ -70,9 +70,8 @@ export class Supervisor {
     if (this.starting.has(name)) return;
     this.starting.add(name);
     try {
-      const s = await this.service.start(name);
+      const s = await this.service.start(name, { onLaunched: () => this.started(name) });
       this.log("started", { machine: name, why, leader: s.leader, supervisor: s.supervisor });
-      this.started(name);
     } catch (e) {
       this.log("start-failed", { machine: name, why, error: (e as Error).message });
     } finally {
