@@ -48,6 +48,7 @@ void spec_free(struct spec *s)
 	free(s->device_rules);
 	free(s->image_locks);
 	free(s->host_records);
+	free(s->host_record_links);
 	free(s->host_symlinks);
 	free(s->env);
 	free(s->rlimits);
@@ -926,6 +927,18 @@ HANDLER(on_host_record)
 	return 0;
 }
 
+HANDLER(on_host_record_link)
+{
+	SPEC;
+	ARGS;
+	WANT(*a[0] && !strchr(a[0], '/'), "TARGET (a name in the link's directory)");
+	WANT(is_cpath(a[1]) && !is_root(a[1]), "HPATH (the link)");
+	if (grow_arr(&s->host_record_links, &s->n_host_record_links, sizeof(struct host_record)) < 0)
+		return oom(e);
+	s->host_record_links[s->n_host_record_links - 1] = (struct host_record){ a[1], a[0] };
+	return 0;
+}
+
 HANDLER(on_image_lock)
 {
 	SPEC;
@@ -1041,6 +1054,7 @@ static const struct rec_def records[] = {
 	{ "host_umount", 1, 1, 1, on_host_umount, NULL },
 	{ "host_remove", 1, 1, 1, on_host_remove, NULL },
 	{ "host_record", 2, 2, 1, on_host_record, NULL },
+	{ "host_record_link", 2, 2, 1, on_host_record_link, NULL },
 	{ "on_exit_detach", 1, 1, 0, on_on_exit_detach, NULL },
 	{ "exit_mark", 1, 1, 0, on_exit_mark, NULL },
 	{ "image_lock", 3, 3, 1, on_image_lock, NULL },

@@ -182,6 +182,8 @@ struct spec {
 	size_t n_host_removes;
 	struct host_record *host_records; /* host_record: written with every state.json (supervisor.c) */
 	size_t n_host_records;
+	struct host_record *host_record_links; /* host_record_link: symlinks made with them (path, body = target) */
+	size_t n_host_record_links;
 	struct image_lock *image_locks; /* image_lock: held by the supervisor for its whole life (imagelock.c) */
 	size_t n_image_locks;
 	const char **on_exit; /* ARGV run by the supervisor after the container is gone; NULL = none */

@@ -328,6 +328,19 @@ static int host_records_write(const struct spec *s, pid_t leader, struct merr *e
 			return r;
 		}
 	}
+	/* host_record_link: with the files, so that a start that ends before its first leader leaves none */
+	for (size_t i = 0; i < s->n_host_record_links; i++) {
+		const struct host_record *l = &s->host_record_links[i];
+		snprintf(tmp, sizeof tmp, "%s.#machina", l->path);
+		unlink(tmp);
+		if (symlink(l->body, tmp) < 0)
+			return merr_sys(e, "symlink", tmp, "failed to create \"%s\"", tmp);
+		if (rename(tmp, l->path) < 0) {
+			int r = merr_sys(e, "rename", l->path, "failed to create \"%s\"", l->path);
+			unlink(tmp);
+			return r;
+		}
+	}
 	return 0;
 }
 

@@ -3,7 +3,8 @@
  * on hosts where no machined runs): a record of machina's (SERVICE=machina-nspawn) whose leader
  * is gone is removed with its `unit:` link. A quick sweep (before a start) looks only at the
  * machines whose registry entries it has just removed; a full one (list, machinad) at every
- * record, so that one whose registry went away too (a deleted state directory) goes as well.
+ * record, so that one whose registry went away too (a deleted state directory) goes as well,
+ * and at every `unit:` link left without its record.
  * Never while machined may run: the records are then its own.
  */
 import { systemdFacts } from "../host/facts.ts";
@@ -42,4 +43,14 @@ export function sweepMachinedRecords(host: Host, stateDir: string, sweep: { remo
     const link = `${MACHINED_RECORDS_DIR}/unit:${unit}`;
     if (unit !== "" && !unit.includes("/") && host.lstat(link) === "symlink" && host.readlink(link) === name) host.unlink(link);
   }
+  // A full sweep: a `unit:` link whose record is gone (the supervisor makes the link after the
+  // record and removes it after the record, so it never lives alone for longer than that).
+  if (!sweep.quick)
+    for (const entry of host.readdir(MACHINED_RECORDS_DIR)) {
+      if (!entry.startsWith("unit:")) continue;
+      const link = `${MACHINED_RECORDS_DIR}/${entry}`;
+      if (host.lstat(link) !== "symlink") continue;
+      const target = host.readlink(link);
+      if (NAME.test(target) && host.lstat(`${MACHINED_RECORDS_DIR}/${target}`) === undefined) host.unlink(link);
+    }
 }

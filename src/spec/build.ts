@@ -582,7 +582,7 @@ export function buildSpec(cliSettings: Settings, image: ImageFacts, host: HostFa
         scratchDirs: [...rootPlan.setup.scratchDirs, ...userMounts.scratchDirs],
         scratchList: `${host.stateDir}/scratch/${name}`,
         hostMkdirs: [...journal.hostMkdirs, ...(records?.mkdirs ?? [])],
-        hostSymlinks: [...journal.hostSymlinks, ...(records !== undefined ? [records.symlink] : [])],
+        hostSymlinks: journal.hostSymlinks,
       },
       ...(joinNetns !== undefined ? { netns: joinNetns } : {}),
       ...(settings.ipcNamespacePath !== undefined ? { ipcns: settings.ipcNamespacePath } : {}),
@@ -595,7 +595,7 @@ export function buildSpec(cliSettings: Settings, image: ImageFacts, host: HostFa
         ? { onExit, ...(detachOnExit(settings, host, options) ? { onExitDetach: true, exitMark: netExitMarkPath(host.stateDir, name) } : {}) }
         : {}),
       ...hostSideExtras(options, resources, settings, records?.removes ?? []),
-      ...(records !== undefined ? { hostRecords: [records.record] } : {}),
+      ...(records !== undefined ? { hostRecords: [records.record], hostRecordLinks: [records.symlink] } : {}),
       ...(registration !== undefined
         ? {
             onLeader: machinedRegisterCommand({

@@ -17,9 +17,10 @@
  * image directory alone shows neither an ephemeral (-x) copy's files nor the container's /run.
  * machined would write the directory it was given; nothing else reads ROOT=.
  *
- * The supervisor writes the file with every leader (`host_record`, "{leader}" replaced), makes
- * the link once before the first leader (`host_symlink`), and removes both when it exits
- * (`host_remove`); what a killed supervisor left is swept (runtime/sweep.ts). Never while
+ * The supervisor writes the file and makes the link with every leader (`host_record`, "{leader}"
+ * replaced; `host_record_link`) — a start that ends before its first leader leaves neither — and
+ * removes both when it exits (`host_remove`); what a killed supervisor left is swept
+ * (runtime/machined-records.ts). Never while
  * machined may run: there the registration with machined makes the same records.
  */
 import type { HostFacts } from "../host/facts.ts";

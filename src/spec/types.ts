@@ -160,6 +160,8 @@ export interface RunSpec {
   hostRemoves?: string[];
   /** Files the supervisor writes with every state.json, "{leader}" replaced (systemd-machined's record when none runs: spec/machined-records.ts). */
   hostRecords?: Array<{ path: string; body: string }>;
+  /** Symlinks made with them (`host_record_link`): machined's `unit:` link. */
+  hostRecordLinks?: Array<{ target: string; path: string }>;
   /** Locks on the images the container uses, held by the supervisor for its whole life (src/image/in-use.ts). */
   imageLocks?: ImageLock[];
   /** Cgroup the supervisor moves itself into first (--keep-unit under systemd: the unit's `supervisor/`). */

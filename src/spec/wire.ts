@@ -78,6 +78,7 @@ export function specRecords(spec: RunSpec): Array<[string, string[]]> {
   }
   for (const m of spec.hostRemoves ?? []) add("host_remove", m);
   for (const h of spec.hostRecords ?? []) add("host_record", h.path, h.body);
+  for (const l of spec.hostRecordLinks ?? []) add("host_record_link", l.target, l.path);
   for (const c of spec.cgroupSets) add("cgroup_set", c.path, c.value);
   add("kill_signal", String(spec.killSignal));
   add("boot", flag(spec.boot));

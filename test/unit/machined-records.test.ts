@@ -47,7 +47,7 @@ const records = (s: RunSpec) =>
     .map(([name, args]) => [name, ...args]);
 
 describe("when machina writes machined's records", () => {
-  test("a host without systemd (machined installed or not): the record, the unit link, their directories, removed at exit", () => {
+  test("a host without systemd (machined installed or not): the record and the unit link with every leader, their directories, both removed at exit", () => {
     for (const machined of [false, true]) {
       const s = spec(["-D", "/srv/web", "-M", "web", "--uuid=0123456789abcdef0123456789ABCDEF", "-b"], host({ machined }));
       expect(s.hostRecords).toEqual([
@@ -69,10 +69,10 @@ describe("when machina writes machined's records", () => {
       expect(records(s)).toEqual([
         ["host_mkdir", "/run/systemd", "0755"],
         ["host_mkdir", "/run/systemd/machines", "0755"],
-        ["host_symlink", "web", "/run/systemd/machines/unit:machine-web.scope"],
         ["host_remove", "/run/systemd/machines/web"],
         ["host_remove", "/run/systemd/machines/unit:machine-web.scope"],
         ["host_record", "/run/systemd/machines/web", s.hostRecords![0]!.body],
+        ["host_record_link", "web", "/run/systemd/machines/unit:machine-web.scope"],
       ]);
     }
   });
@@ -94,7 +94,7 @@ describe("when machina writes machined's records", () => {
     const s = spec(["-D", "/srv/web", "-M", "web-1", "--slice=a-b.slice", "/bin/true"], host());
     expect(s.cgroups).toEqual([`${V2}/a.slice/a-b.slice/machine-web\\x2d1.scope`]);
     expect(s.hostRecords?.[0]?.body).toContain("SCOPE=machine-web\\\\x2d1.scope\n");
-    expect(records(s)).toContainEqual(["host_symlink", "web-1", "/run/systemd/machines/unit:machine-web\\x2d1.scope"]);
+    expect(records(s)).toContainEqual(["host_record_link", "web-1", "/run/systemd/machines/unit:machine-web\\x2d1.scope"]);
     expect(unitOfCgroup("machine.slice/machine-x.scope/payload")).toBe("machine-x.scope");
     expect(unitOfCgroup("system.slice/machina-nspawn@web.service/payload")).toBe("machina-nspawn@web.service");
     expect(unitOfCgroup("a.slice")).toBeUndefined();
@@ -122,6 +122,7 @@ describe("the sweep of records killed supervisors left", () => {
         "/run/systemd/machines/reused": rec("reused", 30),
         "/proc/30/cgroup": "0::/user.slice/session-1.scope\n",
         "/run/systemd/machines/theirs": rec("theirs", 40, "systemd-nspawn"),
+        "/run/systemd/machines/unit:machine-lone.scope": { kind: "symlink", target: "lone" },
         ...extra,
       },
     });
@@ -130,7 +131,7 @@ describe("the sweep of records killed supervisors left", () => {
   test("a full sweep: machina's records whose leader is gone (or another process now) go, with their links; live and foreign ones stay", () => {
     const h = sweepHost();
     sweepMachinedRecords(h, "/run/machina", { removed: [], quick: false });
-    expect(left(h)).toEqual(["alive", "theirs", "unit:machine-alive.scope"]);
+    expect(left(h)).toEqual(["alive", "theirs", "unit:machine-alive.scope"]); // and the link left without its record
   });
 
   test("a quick sweep (before a start) looks only at the machines whose entries it removed", () => {
