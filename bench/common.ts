@@ -178,3 +178,61 @@ export async function stopRun(o: {
   for (const cg of o.cgroups?.() ?? []) Bun.spawnSync(["sh", "-c", 'find "$0" -depth -type d -exec rmdir {} + 2>/dev/null', cg]);
   if (existsSync(o.state)) Bun.spawnSync([o.machinactl, "list"], { env, stdout: "ignore", stderr: "ignore" });
 }
+
+// ------------------------------------------------------------- one timed run from a fresh cgroup
+
+/**
+ * Hierarchies systemd-nspawn puts its supervisor/payload split in (as
+ * test/fixtures/nspawn-boot-check.sh): name=systemd and cgroup2 on a hybrid host, cgroup2 alone
+ * on a unified one. Every timed run starts from fresh cgroups of its own in each.
+ */
+export const BENCH_CGROUP_ROOTS = ["/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified", "/sys/fs/cgroup"].filter(
+  (h) => existsSync(`${h}/cgroup.procs`) && !existsSync(`${h}/unified`),
+);
+
+/**
+ * The wrapper moves itself into the fresh cgroups, says `ready`, waits for `go` and execs the tool
+ * with its output in files. The clock starts at `go`: moving a process between cgroups costs an
+ * RCU grace period here (~8-16 ms, see BENCHMARKS.md), which must not be charged to either tool.
+ */
+const WRAP =
+  'for cg in $BENCH_CGROUPS; do mkdir "$cg" && echo $$ >"$cg/cgroup.procs" || exit 99; done; echo ready; read go; exec "$@" >"$BENCH_OUT" 2>"$BENCH_ERR" </dev/null';
+/** Pause between the wrapper's cgroup move and `go`, so the kernel's rcu_sync is idle again (a cold start). */
+export const SETTLE_MS = 100;
+
+/**
+ * Start `argv` through the wrapper in `cgroups` (made by it; remove them with removeCgroupTree
+ * after the exit), its stdout and stderr into `out` and `err`; resolves when it has been told to
+ * go, with that moment (performance.now()).
+ */
+export async function launchWrapped(
+  argv: string[],
+  o: { cgroups: string[]; out: string; err: string; env: Record<string, string | undefined> },
+): Promise<{ proc: Bun.Subprocess<"pipe", "pipe", "pipe">; t0: number }> {
+  const proc = Bun.spawn(["sh", "-c", WRAP, "sh", ...argv], {
+    stdin: "pipe",
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { ...o.env, BENCH_CGROUPS: o.cgroups.join(" "), BENCH_OUT: o.out, BENCH_ERR: o.err },
+  });
+  const reader = proc.stdout.getReader();
+  const first = await reader.read();
+  reader.releaseLock();
+  if (!first.value || !new TextDecoder().decode(first.value).startsWith("ready")) {
+    await proc.exited;
+    throw new Error(`cgroup wrapper failed: ${await new Response(proc.stderr).text()}`);
+  }
+  await Bun.sleep(SETTLE_MS);
+  const t0 = performance.now();
+  proc.stdin.write("go\n");
+  await proc.stdin.flush();
+  return { proc, t0 };
+}
+
+/** Remove a run's cgroup directory and the empty ones below it, retrying for ~2 s while the kernel still has them populated. */
+export async function removeCgroupTree(dir: string): Promise<void> {
+  for (let i = 0; i < 100 && existsSync(dir); i++) {
+    if (i > 0) await Bun.sleep(20);
+    Bun.spawnSync(["find", dir, "-depth", "-type", "d", "-exec", "rmdir", "{}", "+"], { stdout: "ignore", stderr: "ignore" });
+  }
+}

@@ -21,7 +21,7 @@ import { ensureBusyboxImage, ensureDebianImage } from "../test/fixtures/images.t
 import { benchVeth, benchZone, renderVeth, renderZone } from "./net.ts";
 import { benchClone, benchEphemeral, renderClone, renderEphemeral } from "./pool.ts";
 import { benchImport, renderImport } from "./transfers.ts";
-import { median, replaceBlock } from "./common.ts";
+import { BENCH_CGROUP_ROOTS, launchWrapped, median, removeCgroupTree, replaceBlock, SETTLE_MS } from "./common.ts";
 
 const REPO = resolve(import.meta.dir, "..");
 /** The machina under test: a snapshot of HEAD (git archive + make -C native), or with --worktree the live tree. */
@@ -178,20 +178,6 @@ let seq = 0;
 let workDir = "";
 let stateDir = "";
 
-/** Hierarchies nspawn puts its supervisor/payload split in (as nspawn-boot-check.sh). */
-const CGROUP_ROOTS = ["/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified", "/sys/fs/cgroup"].filter(
-  (h) => existsSync(`${h}/cgroup.procs`) && !existsSync(`${h}/unified`),
-);
-
-async function removeCgroupTree(dir: string): Promise<void> {
-  if (!existsSync(dir)) return;
-  await sh(["find", dir, "-depth", "-type", "d", "-exec", "rmdir", "{}", "+"], { allowFail: true });
-  for (let i = 0; i < 100 && existsSync(dir); i++) {
-    await sleep(20);
-    await sh(["find", dir, "-depth", "-type", "d", "-exec", "rmdir", "{}", "+"], { allowFail: true });
-  }
-}
-
 interface Launched {
   proc: Bun.Subprocess<"pipe", "pipe", "pipe">;
   t0: number;
@@ -200,15 +186,6 @@ interface Launched {
   log: string;
 }
 
-/**
- * The wrapper moves itself into the fresh cgroups, says `ready`, waits for `go` and execs the tool
- * with its output in files. The clock starts at `go`: moving a process between cgroups costs an
- * RCU grace period here (~8-16 ms, see BENCHMARKS.md), which must not be charged to either tool.
- */
-const WRAP =
-  'for cg in $BENCH_CGROUPS; do mkdir "$cg" && echo $$ >"$cg/cgroup.procs" || exit 99; done; echo ready; read go; exec "$@" >"$BENCH_OUT" 2>"$BENCH_ERR" </dev/null';
-/** Pause between the wrapper's cgroup move and `go`, so the kernel's rcu_sync is idle again (a cold start). */
-const SETTLE_MS = 100;
 let compiled = ""; // `bun build --compile --bytecode` of the CLI, built per run (informational row)
 
 function commandFor(tool: Tool | "compiled", name: string, root: string, extra: string[]): string[] {
@@ -217,27 +194,15 @@ function commandFor(tool: Tool | "compiled", name: string, root: string, extra: 
 }
 
 async function launch(tool: Tool | "compiled", root: string, extra: string[], name = `mb${tool[0]}${process.pid}x${++seq}`, cmd?: string[]): Promise<Launched> {
-  const cgroups = CGROUP_ROOTS.map((h) => `${h}/machina-bench-${name}`);
+  const cgroups = BENCH_CGROUP_ROOTS.map((h) => `${h}/machina-bench-${name}`);
   const log = join(workDir, `${name}.log`);
-  const proc = Bun.spawn(["sh", "-c", WRAP, "sh", ...(cmd ?? commandFor(tool, name, root, extra))], {
-    stdin: "pipe",
-    stdout: "pipe",
-    stderr: "pipe",
-    env: { ...process.env, BENCH_CGROUPS: cgroups.join(" "), BENCH_OUT: log, BENCH_ERR: `${log}.err`, MACHINA_STATE_DIR: stateDir, MACHINA_HELPER: HELPER },
+  const { proc, t0 } = await launchWrapped(cmd ?? commandFor(tool, name, root, extra), {
+    cgroups,
+    out: log,
+    err: `${log}.err`,
+    env: { ...process.env, MACHINA_STATE_DIR: stateDir, MACHINA_HELPER: HELPER },
   });
   live.add(proc.pid);
-  const reader = proc.stdout.getReader();
-  const first = await reader.read();
-  reader.releaseLock();
-  if (!first.value || !new TextDecoder().decode(first.value).startsWith("ready")) {
-    await proc.exited;
-    live.delete(proc.pid);
-    throw new Error(`cgroup wrapper failed: ${await new Response(proc.stderr).text()}`);
-  }
-  await sleep(SETTLE_MS);
-  const t0 = now();
-  proc.stdin.write("go\n");
-  await proc.stdin.flush();
   return { proc, t0, cgroups, name, log };
 }
 

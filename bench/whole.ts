@@ -7,22 +7,21 @@
  *
  *   bun bench/whole.ts [--quick] [--only MODE]...     (rewrites the bench:whole block of BENCHMARKS.md)
  *
- * Each run goes through the same wrapper as bench/run.ts: `sh` moves itself into fresh cgroups
- * (v1 name=systemd and v2: systemd-nspawn --keep-unit splits its own), waits 100 ms, then execs
+ * Each run goes through the same wrapper as bench/run.ts (bench/common.ts launchWrapped): `sh`
+ * moves itself into fresh cgroups (systemd-nspawn --keep-unit splits its own), waits, then execs
  * the tool when told; the clock starts there and stops when the tool has exited. The payload is
  * /stamp, a static program in the tree that prints CLOCK_MONOTONIC (the bench's clock too), so
  * "to the payload" is stamp − start and the teardown is exit − stamp. Root only; everything a
  * mode needs (a bridge, dummy links) is made by the run and removed at its end, also when it is
  * interrupted.
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ensureBusyboxImage } from "../test/fixtures/images.ts";
-import { cleanupOnInterrupt, factsLine, median, REPO, versionLine, writeBlock } from "./common.ts";
+import { BENCH_CGROUP_ROOTS, cleanupOnInterrupt, factsLine, launchWrapped, median, REPO, removeCgroupTree, versionLine, writeBlock } from "./common.ts";
 
 const MACHINA = join(REPO, "dist/bin/machina-nspawn");
 const MACHINACTL = join(REPO, "dist/bin/machinactl");
-const CGROUP_ROOTS = ["/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified"];
 const COMMON = ["--register=no", "--keep-unit", "-q", "--console=pipe"];
 const BRIDGE = "mbench-br0";
 const DUMMY_MACVLAN = "mbench-d0";
@@ -95,15 +94,14 @@ const sh = (cmd: string): void => {
   if (p.exitCode !== 0) throw new Error(`${cmd}: ${p.stderr.toString().trim()}`);
 };
 const shQuiet = (cmd: string): void => void Bun.spawnSync(["sh", "-c", cmd], { stdout: "ignore", stderr: "ignore" });
-const monoMs = (): number => Number(process.hrtime.bigint()) / 1e6;
-/** CLOCK_MONOTONIC (the stamp's clock) minus monoMs(): Bun's hrtime has another origin. Calibrated with the stamp itself. */
+/** CLOCK_MONOTONIC (the stamp's clock) minus performance.now() (the clock of launchWrapped's start): another origin. Calibrated with the stamp itself. */
 let clockOffset = 0;
 function calibrate(stamp: string): void {
   let best = Number.POSITIVE_INFINITY;
   for (let i = 0; i < 20; i++) {
-    const a = monoMs();
+    const a = performance.now();
     const out = Bun.spawnSync([stamp], { stdout: "pipe" }).stdout.toString();
-    const b = monoMs();
+    const b = performance.now();
     if (b - a < best) {
       best = b - a;
       clockOffset = Number(out.trim()) / 1e6 - (a + b) / 2;
@@ -111,17 +109,7 @@ function calibrate(stamp: string): void {
   }
 }
 
-const WRAP =
-  'for cg in $BENCH_CGROUPS; do mkdir "$cg" && echo $$ >"$cg/cgroup.procs" || exit 99; done; echo ready; read go; exec "$@" >"$BENCH_OUT" 2>"$BENCH_ERR" </dev/null';
-
 let seq = 0;
-
-async function removeCgroupTree(dir: string): Promise<void> {
-  for (let i = 0; i < 100 && existsSync(dir); i++) {
-    shQuiet(`find '${dir}' -depth -type d -exec rmdir {} + 2>/dev/null`);
-    if (existsSync(dir)) await Bun.sleep(20);
-  }
-}
 
 /** One run of `tool` in `mode`: go → exit, with the payload's stamp. */
 async function once(tool: Tool, mode: Mode, work: string, tree: string, raw: string): Promise<Sample> {
@@ -134,31 +122,21 @@ async function once(tool: Tool, mode: Mode, work: string, tree: string, raw: str
   } else if (mode.id === "raw") dirArgs = ["-i", raw];
   const toolArgs = [...COMMON, "-M", name, ...dirArgs, ...mode.args, "/stamp"];
   const argv = tool === "machina" ? [MACHINA, ...toolArgs] : ["systemd-nspawn", ...toolArgs];
-  const cgroups = CGROUP_ROOTS.map((h) => `${h}/machina-bench-${name}`);
+  const cgroups = BENCH_CGROUP_ROOTS.map((h) => `${h}/machina-bench-${name}`);
   const out = join(work, `${name}.out`);
-  const proc = Bun.spawn(["sh", "-c", WRAP, "sh", ...argv], {
-    stdin: "pipe",
-    stdout: "pipe",
-    stderr: "pipe",
-    env: { ...process.env, BENCH_CGROUPS: cgroups.join(" "), BENCH_OUT: out, BENCH_ERR: `${out}.err`, MACHINA_STATE_DIR: join(work, "state") },
-  });
+  let proc: Bun.Subprocess | undefined;
   try {
-    const reader = proc.stdout.getReader();
-    const first = await reader.read();
-    reader.releaseLock();
-    if (!first.value || !new TextDecoder().decode(first.value).startsWith("ready")) throw new Error("the cgroup wrapper failed");
-    await Bun.sleep(100);
-    const t0 = monoMs();
-    proc.stdin.write("go\n");
-    await proc.stdin.flush();
+    const w = await launchWrapped(argv, { cgroups, out, err: `${out}.err`, env: { ...process.env, MACHINA_STATE_DIR: join(work, "state") } });
+    proc = w.proc;
+    const t0 = w.t0;
     const code = await proc.exited;
-    const t1 = monoMs();
+    const t1 = performance.now();
     const stamp = Number(readFileSync(out, "utf8").trim().split("\n").at(-1)) / 1e6 - clockOffset;
     if (code !== 0 || !Number.isFinite(stamp))
       throw new Error(`${tool} ${mode.id}: exit ${code}: ${readFileSync(`${out}.err`, "utf8").trim().split("\n").slice(-3).join(" | ")}`);
     return { wall: t1 - t0, toPayload: stamp - t0, after: t1 - stamp };
   } finally {
-    if (proc.exitCode === null) proc.kill("SIGKILL");
+    if (proc !== undefined && proc.exitCode === null) proc.kill("SIGKILL");
     for (const cg of cgroups) await removeCgroupTree(cg);
     rmSync(`/run/systemd/nspawn/propagate/${name}`, { recursive: true, force: true });
     if (made !== undefined) rmSync(made, { recursive: true, force: true });

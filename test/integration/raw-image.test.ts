@@ -41,6 +41,16 @@ const mounts = () =>
     .split("\n")
     .filter((l) => l.includes(dir));
 
+/**
+ * A disk image at `path`: `size` bytes of nothing, the partition table `table` (sfdisk's script:
+ * a label, then `start=SECTOR, size=SECTORS, type=…` per line), and an ext4 file system in each
+ * of `fs` (its first sector and size; its content from `tree`, else empty).
+ */
+function makeDisk(path: string, size: string, table: string[], fs: Array<{ start: number; size: string; tree?: string }>): void {
+  sh(`truncate -s ${size} '${path}' && printf '${table.join("\\n")}\\n' | sfdisk -q '${path}'`);
+  for (const f of fs) sh(`mkfs.ext4 -q -F -E offset=${f.start * 512}${f.tree !== undefined ? ` -d '${f.tree}'` : ""} '${path}' ${f.size}`);
+}
+
 beforeAll(async () => {
   const busybox = await ensureBusyboxImage();
   busyboxTree = busybox;
@@ -53,11 +63,15 @@ beforeAll(async () => {
   cpSync(busybox, `${dir}/rootfs`, { recursive: true, verbatimSymlinks: true });
   renameSync(`${dir}/rootfs/usr`, `${dir}/usrfs`);
   mkdirSync(`${dir}/rootfs/usr`);
-  sh(
-    `truncate -s 140M '${pool}/gpt.raw' && printf 'label: gpt\\nstart=2048, size=131072, type=${ROOT_X86_64}\\nstart=133120, size=131072, type=${USR_X86_64}\\n' | sfdisk -q '${pool}/gpt.raw'`,
+  makeDisk(
+    `${pool}/gpt.raw`,
+    "140M",
+    ["label: gpt", `start=2048, size=131072, type=${ROOT_X86_64}`, `start=133120, size=131072, type=${USR_X86_64}`],
+    [
+      { start: 2048, size: "64M", tree: `${dir}/rootfs` },
+      { start: 133120, size: "64M", tree: `${dir}/usrfs` },
+    ],
   );
-  sh(`mkfs.ext4 -q -F -E offset=${2048 * 512} -d '${dir}/rootfs' '${pool}/gpt.raw' 64M`);
-  sh(`mkfs.ext4 -q -F -E offset=${133120 * 512} -d '${dir}/usrfs' '${pool}/gpt.raw' 64M`);
 }, 120_000);
 
 afterAll(() => {
@@ -110,52 +124,56 @@ describe("-i IMAGE.raw", () => {
     expect(nspawn("-i", `${dir}/junk.raw`, "/bin/true").stderr).toBe(
       `machina-nspawn: "${dir}/junk.raw" has neither a partition table (GPT or MBR) nor a known file system\n`,
     );
-    sh(`truncate -s 10M '${dir}/noroot.raw' && printf 'label: gpt\\nstart=2048, size=8192, type=${USR_X86_64}\\n' | sfdisk -q '${dir}/noroot.raw'`);
+    makeDisk(`${dir}/noroot.raw`, "10M", ["label: gpt", `start=2048, size=8192, type=${USR_X86_64}`], []);
     expect(nspawn("-i", `${dir}/noroot.raw`, "/bin/true").stderr).toContain("has a GPT but no root partition: neither one for x64");
     expect(loops()).toEqual([]);
     expect(mounts()).toEqual([]);
   });
 
   test("cloud layouts: GPT with BIOS-boot, EFI and one generic Linux partition; MBR with one bootable Linux partition; -i and -M", () => {
+    const root = [{ start: 24576, size: "64M", tree: busyboxTree }];
     // as an older cloud image: BIOS boot, ESP (vfat), the root as type 0FC63DAF (generic Linux data)
-    sh(
-      `truncate -s 90M '${pool}/cloud.raw' && printf 'label: gpt\nstart=2048, size=2048, type=${BIOS_BOOT}\nstart=4096, size=20480, type=${ESP}\nstart=24576, size=131072, type=${GPT_GENERIC}\n' | sfdisk -q '${pool}/cloud.raw'`,
+    makeDisk(
+      `${pool}/cloud.raw`,
+      "90M",
+      ["label: gpt", `start=2048, size=2048, type=${BIOS_BOOT}`, `start=4096, size=20480, type=${ESP}`, `start=24576, size=131072, type=${GPT_GENERIC}`],
+      root,
     );
-    sh(`mkfs.ext4 -q -F -E offset=${24576 * 512} -d '${busyboxTree}' '${pool}/cloud.raw' 64M`);
-    for (const args of [
-      ["-i", `${pool}/cloud.raw`],
-      ["-M", "cloud"],
-    ]) {
-      const r = nspawn(...args, "/bin/sh", "-c", "awk '$5==\"/\"{print $5, $(NF-2)}' /proc/self/mountinfo; hostname");
-      expect(r.stderr).toBe("");
-      expect(r.stdout).toBe("/ ext4\ncloud\n");
-    }
     // MBR: a FAT partition, the bootable Linux root, a swap partition (as `sfdisk` writes a dos label)
-    sh(
-      `truncate -s 90M '${pool}/mbr.raw' && printf 'label: dos\nstart=2048, size=20480, type=c\nstart=24576, size=131072, type=83, bootable\nstart=155648, size=8192, type=82\n' | sfdisk -q '${pool}/mbr.raw'`,
+    makeDisk(
+      `${pool}/mbr.raw`,
+      "90M",
+      ["label: dos", "start=2048, size=20480, type=c", "start=24576, size=131072, type=83, bootable", "start=155648, size=8192, type=82"],
+      root,
     );
-    sh(`mkfs.ext4 -q -F -E offset=${24576 * 512} -d '${busyboxTree}' '${pool}/mbr.raw' 64M`);
-    for (const args of [
-      ["-i", `${pool}/mbr.raw`],
-      ["-M", "mbr"],
-    ]) {
-      const r = nspawn(...args, "/bin/sh", "-c", "awk '$5==\"/\"{print $5, $(NF-2)}' /proc/self/mountinfo; touch /written && echo rw");
-      expect(r.stderr).toBe("");
-      expect(r.stdout).toBe("/ ext4\nrw\n");
-    }
+    for (const [name, check, out] of [
+      ["cloud", "hostname", "cloud\n"],
+      ["mbr", "touch /written && echo rw", "rw\n"],
+    ] as const)
+      for (const args of [
+        ["-i", `${pool}/${name}.raw`],
+        ["-M", name],
+      ]) {
+        const r = nspawn(...args, "/bin/sh", "-c", `awk '$5=="/"{print $5, $(NF-2)}' /proc/self/mountinfo; ${check}`);
+        expect(r.stderr).toBe("");
+        expect(r.stdout).toBe(`/ ext4\n${out}`);
+      }
     expect(loops()).toEqual([]);
     expect(mounts()).toEqual([]);
   });
 
   test("DPS /home and /srv partitions are mounted there (a missing /srv is made in the writable root)", () => {
-    sh(
-      `truncate -s 220M '${dir}/dps.raw' && printf 'label: gpt\nstart=2048, size=131072, type=${ROOT_X86_64}\nstart=133120, size=65536, type=${HOME}\nstart=198656, size=65536, type=${SRV}\n' | sfdisk -q '${dir}/dps.raw'`,
+    sh(`mkdir -p '${dir}/homefs/alice' && echo hi > '${dir}/homefs/alice/note'`);
+    makeDisk(
+      `${dir}/dps.raw`,
+      "220M",
+      ["label: gpt", `start=2048, size=131072, type=${ROOT_X86_64}`, `start=133120, size=65536, type=${HOME}`, `start=198656, size=65536, type=${SRV}`],
+      [
+        { start: 2048, size: "64M", tree: busyboxTree },
+        { start: 133120, size: "32M", tree: `${dir}/homefs` },
+        { start: 198656, size: "32M" },
+      ],
     );
-    sh(`mkfs.ext4 -q -F -E offset=${2048 * 512} -d '${busyboxTree}' '${dir}/dps.raw' 64M`);
-    sh(
-      `mkdir -p '${dir}/homefs/alice' && echo hi > '${dir}/homefs/alice/note' && mkfs.ext4 -q -F -E offset=${133120 * 512} -d '${dir}/homefs' '${dir}/dps.raw' 32M`,
-    );
-    sh(`mkfs.ext4 -q -F -E offset=${198656 * 512} '${dir}/dps.raw' 32M`);
     const r = nspawn("-i", `${dir}/dps.raw`, "/bin/sh", "-c", 'awk \'$5=="/home"||$5=="/srv"{print $5, $(NF-2)}\' /proc/self/mountinfo; cat /home/alice/note');
     expect(r.stderr).toBe("");
     expect(r.stdout).toBe("/home ext4\n/srv ext4\nhi\n");
@@ -164,16 +182,13 @@ describe("-i IMAGE.raw", () => {
   });
 
   test("ambiguous or unmarked cloud layouts: one clear line, nothing attached or mounted", () => {
-    sh(
-      `truncate -s 20M '${dir}/two.raw' && printf 'label: gpt\nstart=2048, size=8192, type=${GPT_GENERIC}\nstart=10240, size=8192, type=${GPT_GENERIC}\n' | sfdisk -q '${dir}/two.raw'`,
-    );
+    makeDisk(`${dir}/two.raw`, "20M", ["label: gpt", `start=2048, size=8192, type=${GPT_GENERIC}`, `start=10240, size=8192, type=${GPT_GENERIC}`], []);
     let r = nspawn("-i", `${dir}/two.raw`, "/bin/true");
     expect(r.status).toBe(1);
     expect(r.stderr.split("\n")[0]).toBe(
       `machina-nspawn: "${dir}/two.raw" has a GPT with more than one generic Linux data partition (1, 2) and no root partition for x64: which is the root is ambiguous`,
     );
-    sh(`truncate -s 20M '${dir}/nboot.raw' && printf 'label: dos\nstart=2048, size=16384, type=83\n' | sfdisk -q '${dir}/nboot.raw'`);
-    sh(`mkfs.ext4 -q -F -E offset=${2048 * 512} '${dir}/nboot.raw' 8M`);
+    makeDisk(`${dir}/nboot.raw`, "20M", ["label: dos", "start=2048, size=16384, type=83"], [{ start: 2048, size: "8M" }]);
     r = nspawn("-i", `${dir}/nboot.raw`, "/bin/true");
     expect(r.status).toBe(1);
     expect(r.stderr.split("\n")[0]).toBe(

@@ -6,40 +6,15 @@
  */
 import { describe, expect, test } from "bun:test";
 import { FakeHost, type FakeNode } from "../../src/host/fake.ts";
-import { gatherHostFacts, gatherImageFacts } from "../../src/host/facts.ts";
 import { machineLockPath } from "../../src/machine/registry.ts";
 import { sweepMachinedRecords } from "../../src/runtime/machined-records.ts";
-import { parseNspawnCommandLine } from "../../src/settings/nspawn-cli.ts";
-import { buildSpec } from "../../src/spec/build.ts";
 import { cescape, machinedRecordBody, parseMachinedRecord, unitOfCgroup } from "../../src/spec/machined-records.ts";
 import type { RunSpec } from "../../src/spec/types.ts";
 import { specRecords } from "../../src/spec/wire.ts";
+import { fakeSpec, systemdFakeHost, V2 } from "../helpers/systemd-fake.ts";
 
-const V2 = "/sys/fs/cgroup/unified";
-
-function host(opts: { systemd?: boolean; machined?: boolean; own?: string } = {}): FakeHost {
-  const files: Record<string, string | FakeNode> = {
-    "/srv/web/usr/bin/sh": "",
-    "/srv/web/sbin/init": "",
-    [`${V2}/cgroup.controllers`]: "memory pids\n",
-    "/srv/web/etc/os-release": "ID=debian\n",
-    "/proc/self/cgroup": `9:name=systemd:${opts.own ?? "/"}\n0::${opts.own ?? "/"}\n`,
-  };
-  if (opts.systemd) files["/run/systemd/system"] = { kind: "dir" };
-  if (opts.machined) {
-    files["/usr/lib/systemd/systemd-machined"] = "";
-    files["/usr/bin/busctl"] = "";
-  }
-  return new FakeHost({ files, env: {} });
-}
-
-function spec(argv: string[], h: FakeHost): RunSpec {
-  const parsed = parseNspawnCommandLine(argv, h.env());
-  if (parsed.action !== "run") throw new Error("not a run");
-  const facts = gatherHostFacts(h, "/run/machina");
-  const image = gatherImageFacts(h, parsed.settings.directory!, facts.timezone);
-  return buildSpec(parsed.settings, image, facts, { prog: "machina-nspawn" });
-}
+const host = systemdFakeHost;
+const spec = fakeSpec;
 
 const records = (s: RunSpec) =>
   specRecords(s)

@@ -210,14 +210,17 @@ describe("plan, ip batches and the nft ruleset", () => {
   });
 });
 
+/** A host's machine id, for setupNetwork on the fake host. */
+const machineId = { "/etc/machine-id": `${ID}\n` };
+/** Settings of a `--network-veth` container. */
+const settings = () => {
+  const s = defaultSettings();
+  s.networkVeth = true;
+  s.privateNetwork = true;
+  return s;
+};
+
 describe("setupNetwork undoes a failed setup (src/reverter.ts)", () => {
-  const machineId = { "/etc/machine-id": `${ID}\n` };
-  const settings = () => {
-    const s = defaultSettings();
-    s.networkVeth = true;
-    s.privateNetwork = true;
-    return s;
-  };
   test("a step failing halfway leaves no record and no lease, and the undo's own failure is reported", () => {
     const host = new FakeHost({
       files: machineId,
@@ -255,13 +258,6 @@ describe("setupNetwork undoes a failed setup (src/reverter.ts)", () => {
 });
 
 describe("a start right after an exit: the ended machine's network is taken over (the supervisor's teardown runs in the background)", () => {
-  const machineId = { "/etc/machine-id": `${ID}\n` };
-  const settings = () => {
-    const s = defaultSettings();
-    s.networkVeth = true;
-    s.privateNetwork = true;
-    return s;
-  };
   const rec = (h: FakeHost) => JSON.parse(h.readFile("/run/machina/net/web.json")!) as { token?: string };
   test("a record with the exit mark is torn down and replaced; without the mark it is still in use (E_BUSY)", () => {
     const host = new FakeHost({ files: machineId });
@@ -291,10 +287,8 @@ describe("a start right after an exit: the ended machine's network is taken over
 
 describe("the table's base in the helper's prestart", () => {
   test("applied (nft -f) when it was (re)written; when unchanged, only when the table is missing (no transaction on the start's path)", () => {
-    const host = new FakeHost({ files: { "/etc/machine-id": `${ID}\n`, "/usr/sbin/nft": "" } });
-    const s = defaultSettings();
-    s.networkVeth = true;
-    s.privateNetwork = true;
+    const host = new FakeHost({ files: { ...machineId, "/usr/sbin/nft": "" } });
+    const s = settings();
     const first = setupNetwork(host, "/run/machina", planNetwork(s, "a", ID, "/run/machina"), "t1");
     expect(first.nftPrestart).toEqual(["/usr/sbin/nft", "-f", "/run/machina/net/base.nft"]);
     const second = setupNetwork(host, "/run/machina", planNetwork(s, "b", ID, "/run/machina"), "t2");

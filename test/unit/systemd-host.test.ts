@@ -3,40 +3,16 @@
  * registered with systemd-machined (spec/register.ts, the helper's on_leader). Pure, fake host.
  */
 import { describe, expect, test } from "bun:test";
-import { FakeHost, type FakeNode } from "../../src/host/fake.ts";
-import { gatherHostFacts, gatherImageFacts, parseOwnCgroup2 } from "../../src/host/facts.ts";
-import { parseNspawnCommandLine } from "../../src/settings/nspawn-cli.ts";
-import { buildSpec } from "../../src/spec/build.ts";
+import type { FakeHost } from "../../src/host/fake.ts";
+import { parseOwnCgroup2 } from "../../src/host/facts.ts";
 import { chainOnExit, machinedRegisterCommand } from "../../src/spec/register.ts";
 import type { RunSpec } from "../../src/spec/types.ts";
 import { specRecords } from "../../src/spec/wire.ts";
+import { fakeSpec, systemdFakeHost, V2 } from "../helpers/systemd-fake.ts";
 
 const UNIT_CG = "/system.slice/machina-nspawn@web.service";
-const V2 = "/sys/fs/cgroup/unified"; // the fake host's cgroup2 mount (hybrid layout)
-
-function host(opts: { systemd?: boolean; machined?: boolean; own?: string; env?: Record<string, string> } = {}): FakeHost {
-  const files: Record<string, string | FakeNode> = {
-    "/srv/web/usr/bin/sh": "",
-    "/srv/web/sbin/init": "",
-    [`${V2}/cgroup.controllers`]: "memory pids\n",
-    "/srv/web/etc/os-release": "ID=busybox\nVERSION_ID=1.35\n",
-    "/proc/self/cgroup": `9:name=systemd:${opts.own ?? "/"}\n4:memory:/\n0::${opts.own ?? "/"}\n`,
-  };
-  if (opts.systemd) files["/run/systemd/system"] = { kind: "dir" };
-  if (opts.machined) {
-    files["/usr/lib/systemd/systemd-machined"] = "";
-    files["/usr/bin/busctl"] = "";
-  }
-  return new FakeHost({ files, env: { ...(opts.env ?? {}) } });
-}
-
-function spec(argv: string[], h: FakeHost): RunSpec {
-  const parsed = parseNspawnCommandLine(argv, h.env());
-  if (parsed.action !== "run") throw new Error("not a run");
-  const facts = gatherHostFacts(h, "/run/machina");
-  const image = gatherImageFacts(h, parsed.settings.directory!, facts.timezone);
-  return buildSpec(parsed.settings, image, facts, { prog: "machina-nspawn" });
-}
+const host = systemdFakeHost;
+const spec = fakeSpec;
 
 const state = (s: RunSpec) => JSON.parse(`{${s.stateJson}}`) as { cgroup: string; cgroups: string[] };
 const recordNames = (s: RunSpec) => specRecords(s).map((r) => r[0]);
@@ -196,13 +172,7 @@ test("chainOnExit: the network's undo, then the unregistration", () => {
 });
 
 /** spec() with the at-exit teardown prepare.ts hands buildSpec. */
-function specNet(argv: string[], h: FakeHost): RunSpec {
-  const parsed = parseNspawnCommandLine(argv, h.env());
-  if (parsed.action !== "run") throw new Error("not a run");
-  const facts = gatherHostFacts(h, "/run/machina");
-  const image = gatherImageFacts(h, parsed.settings.directory!, facts.timezone);
-  return buildSpec(parsed.settings, image, facts, { prog: "machina-nspawn", netTeardown: ["/usr/libexec/machina-net", "teardown"] });
-}
+const specNet = (argv: string[], h: FakeHost) => fakeSpec(argv, h, { netTeardown: ["/usr/libexec/machina-net", "teardown"] });
 
 describe("the network's teardown at exit: in the background, except in a systemd unit", () => {
   test("no systemd: on_exit_detach and the exit mark; without a managed network neither", () => {
