@@ -145,21 +145,10 @@ export class LocalMachineService implements MachineService {
       await systemctl(this.host, ["start", unitName(name)]);
       return this.status(name);
     }
-    // The machine as it was when its supervisor said "started": a container that ends at once
-    // (its payload exits, or asks for a restart with 133) has no entry by the time the launch
-    // returns, and its start still succeeded.
-    let started: MachineStatus | undefined;
     const launched = await launchDetached(this.host, this.paths, {
       name,
       ...(options.signal ? { signal: options.signal } : {}),
-      onStatus: (line) => {
-        if (line.event === "started") {
-          try {
-            started = machineStatus(this.ctx, name);
-          } catch {
-            // gone already
-          }
-        }
+      onStatus: (line) =>
         options.onProgress?.({
           time: Date.now(),
           ...(line.stage ? { stage: line.stage } : {}),
@@ -167,8 +156,7 @@ export class LocalMachineService implements MachineService {
           ...(line.leader ? { leader: line.leader } : {}),
           ...(line.supervisor ? { supervisor: line.supervisor } : {}),
           ...(line.error?.message ? { message: line.error.message } : {}),
-        });
-      },
+        }),
     });
     this.launched.set(name, launched);
     void launched.exited.then(() => {
@@ -179,8 +167,9 @@ export class LocalMachineService implements MachineService {
     try {
       return await this.status(name);
     } catch (e) {
+      // a container that ends at once (its payload exits, or asks for a restart with 133) has no
+      // entry by the time the launch returns
       if (!(e instanceof MachinaError && e.code === "E_NOT_FOUND")) throw e;
-      if (started !== undefined) return started;
       return this.endedAtOnce(name, launched);
     }
   }

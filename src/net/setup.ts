@@ -343,10 +343,11 @@ function dhcpHostsLines(records: NetRecord[], zone: string | undefined, machine?
 /** Refuse a plan that collides with the recorded networks; returns those (the other containers'). */
 /** Refuse a start that would clash; returns the other containers' records when `needOthers` (else none are read). */
 function checkConflicts(host: Host, d: NetDirs, plan: NetPlan, needOthers: boolean): NetRecord[] {
-  if (readRecord(host, d, plan.machine) !== undefined) {
+  const previous = readRecord(host, d, plan.machine);
+  if (previous !== undefined) {
     // The machine ended a moment ago (its supervisor left the exit mark and started the teardown
     // in the background): undo the old network here, now; its teardown will find nothing of its own.
-    if (host.lstat(d.exitMark(plan.machine)) === "file") teardownLocked(host, d, plan.machine);
+    if (host.lstat(d.exitMark(plan.machine)) === "file") teardownLocked(host, d, plan.machine, previous);
     else throw new MachinaError("E_BUSY", `the network of machine "${plan.machine}" is still set up`, { machine: plan.machine }, "is the machine running?");
   }
   const others = needOthers ? allRecords(host, d) : [];
@@ -552,17 +553,17 @@ export function teardownNetwork(host: Host, stateDir: string, machine: string, t
   warmSchemas(host, d, machine);
   const lock = lockNet(host, d);
   try {
-    const rec = token === undefined ? undefined : readRecord(host, d, machine);
-    if (rec?.token !== undefined && rec.token !== token) return;
-    teardownLocked(host, d, machine);
+    const rec = readRecord(host, d, machine);
+    if (token !== undefined && rec?.token !== undefined && rec.token !== token) return;
+    teardownLocked(host, d, machine, rec);
   } finally {
     lock.release();
   }
 }
 
-function teardownLocked(host: Host, d: NetDirs, machine: string): void {
+/** `rec`: the machine's record, when the caller has read it under the lock already. */
+function teardownLocked(host: Host, d: NetDirs, machine: string, rec: NetRecord | undefined = readRecord(host, d, machine)): void {
   const run = runner(host);
-  const rec = readRecord(host, d, machine);
   const netns = `${d.netnsDir}/${machine}`;
   const mounted = host
     .mountinfo()
