@@ -12,7 +12,7 @@ import type { Host } from "../host/host.ts";
 import { lockHeld } from "../host/locks.ts";
 import { machineLockPath } from "../machine/registry.ts";
 import { MACHINED_SERVICE } from "../spec/register.ts";
-import { MACHINED_RECORDS_DIR, parseMachinedRecord } from "../spec/machined-records.ts";
+import { MACHINED_RECORDS_DIR, machinedMayRun, parseMachinedRecord } from "../spec/machined-records.ts";
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
@@ -26,8 +26,7 @@ function leaderAlive(host: Host, pid: string, unit: string): boolean {
 
 export function sweepMachinedRecords(host: Host, stateDir: string, sweep: { removed: readonly string[]; quick: boolean }): void {
   if (sweep.quick && sweep.removed.length === 0) return;
-  const sd = systemdFacts(host);
-  if (sd.booted && sd.machined) return;
+  if (machinedMayRun(systemdFacts(host))) return;
   const names = sweep.quick ? sweep.removed : host.readdir(MACHINED_RECORDS_DIR).filter((n) => !n.startsWith("unit:"));
   for (const name of names) {
     if (!NAME.test(name)) continue;

@@ -51,7 +51,12 @@ export interface MachinedRecords {
  */
 export function writesMachinedRecords(settings: Settings, host: HostFacts): boolean {
   if (!settings.register || machinedRegistration(settings, host) !== undefined) return false;
-  return !(host.systemd.booted && host.systemd.machined);
+  return !machinedMayRun(host.systemd);
+}
+
+/** systemd-machined may run (it is installed under a systemd PID 1): the records are then its own. */
+export function machinedMayRun(sd: { booted: boolean; machined: boolean }): boolean {
+  return sd.booted && sd.machined;
 }
 
 /**
