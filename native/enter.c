@@ -9,7 +9,9 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
+#include <linux/magic.h>
 #include <linux/mount.h>
+#include <linux/sched.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -23,6 +25,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -458,6 +461,7 @@ int enter_parse(struct enter_spec *s, char *buf, size_t len, struct merr *e)
 	memset(s, 0, sizeof *s);
 	s->selinux_fd = -1;
 	s->pid_fd = -1;
+	s->born_in = -1;
 	s->buf = buf;
 	track(s, buf);
 	struct rec_reader rd;
@@ -910,6 +914,10 @@ static int open_cgroups(struct enter_spec *s, int cgfds[64], size_t *ncg, struct
 {
 	for (*ncg = 0; *ncg < s->n_cgroups && *ncg < 64; (*ncg)++) {
 		char p[4200];
+		if (s->born_in == (long)*ncg) {
+			cgfds[*ncg] = -1; /* born in it (fork_enterer) */
+			continue;
+		}
 		snprintf(p, sizeof p, "%s/cgroup.procs", s->cgroups[*ncg]);
 		cgfds[*ncg] = open(p, O_WRONLY | O_CLOEXEC);
 		if (cgfds[*ncg] < 0)
@@ -944,6 +952,8 @@ static int prepare_command(struct enter_spec *s, const int *cgfds, size_t ncg, s
 	if (sec_seccomp_prepare(&s->sec, e) < 0)
 		return -1;
 	for (size_t i = 0; i < ncg; i++) {
+		if (cgfds[i] < 0)
+			continue;
 		if (write(cgfds[i], "0", 1) < 0)
 			return merr_sys(e, "write", s->cgroups[i], "failed to join the container's cgroup \"%s\"", s->cgroups[i]);
 		close(cgfds[i]);
@@ -1074,6 +1084,30 @@ fail:
 	return fail_with(&e);
 }
 
+/*
+ * The enterer, forked: born in the container's first cgroup on cgroup2 (CLONE_INTO_CGROUP) when
+ * it has one, so that no cgroup.procs write migrates it later — a migration waits for an RCU
+ * grace period (~10 ms) on a quiet hierarchy. s->born_in says which cgroup it was born in (-1:
+ * none; an older kernel without CLONE_INTO_CGROUP joins them all by writing, as before).
+ */
+static pid_t fork_enterer(struct enter_spec *s)
+{
+	s->born_in = -1;
+	if (s->n_cgroups > 0) {
+		_cleanup_close_ int cg = open(s->cgroups[0], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		struct statfs sf;
+		if (cg >= 0 && fstatfs(cg, &sf) == 0 && sf.f_type == CGROUP2_SUPER_MAGIC) {
+			struct clone_args ca = { .flags = CLONE_INTO_CGROUP, .exit_signal = SIGCHLD, .cgroup = (uint64_t)cg };
+			long pid = syscall(SYS_clone3, &ca, sizeof ca);
+			if (pid == 0)
+				s->born_in = 0;
+			if (pid >= 0 || (errno != EINVAL && errno != ENOSYS && errno != E2BIG && errno != EOPNOTSUPP))
+				return (pid_t)pid;
+		}
+	}
+	return fork();
+}
+
 /* The relay: the process the caller started. It keeps the host's stdio, relays the pty whose
  * master the enterer sends, forwards signals to the enterer and exits with its status (the
  * command's). The enterer — a fresh child, never visible in the container — enters and forks
@@ -1091,9 +1125,9 @@ static int relay_command(struct enter_spec *s)
 	sigset_t mask;
 	forwarded(&mask);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
-	pid_t pid = fork();
+	pid_t pid = fork_enterer(s);
 	if (pid < 0) {
-		merr_sys(&e, "fork", "", "failed to fork");
+		merr_sys(&e, "fork", "", "failed to fork the enterer");
 		merr_print(&e);
 		return 1;
 	}

@@ -32,6 +32,7 @@ struct enter_spec {
 	unsigned ns_flags;     /* CLONE_NEW* to enter */
 	const char **cgroups;  /* host cgroup directories to join */
 	size_t n_cgroups;
+	long born_in; /* the cgroup (index) the enterer was born in, -1: none (not a record) */
 	int has_caps;
 	uint64_t caps_bounding;
 	int no_new_privs;
