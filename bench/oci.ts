@@ -60,7 +60,8 @@ function lifecycle(rt: Runtime, root: string, bundle: string, id: string): numbe
  * environment of its own. Its state directory is this run's. An answering machinad is used as it is.
  */
 async function startMachinad(work: string): Promise<{ stop: () => Promise<void> }> {
-  const { MachinaClient, apiSocketPath, ociSocketPath } = await import("../src/client/client.ts");
+  const { MachinaClient } = await import("../src/client/client.ts");
+  const { apiSocketPath, ociSocketPath } = await import("../src/client/socket-path.ts");
   const socket = apiSocketPath({});
   if (await new MachinaClient(socket).ping(1000)) return { stop: async () => undefined };
   const log = join(work, "machinad.log");

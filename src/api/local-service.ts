@@ -9,13 +9,11 @@
  */
 import { MachinaError } from "../errors.ts";
 import { requireHelper } from "../runtime/helper.ts";
-import { type NetworkOverview, networkOverview } from "../net/overview.ts";
+import type { NetworkOverview } from "../net/overview.ts";
 import { stateTemp, streamAndUnlink, writeStreamToFile } from "../host/stream-file.ts";
-import { fillDirFromTar, transferContext } from "../image/transfer.ts";
-import { beginTemporary, type Temporary } from "../image/pool.ts";
 import { basename, dirname } from "node:path";
 import { copyMachineFiles } from "../machine/copy.ts";
-import { MAX_UPLOAD_BYTES } from "./routes.ts";
+import { EXEC_OUTPUT_CAP, MAX_UPLOAD_BYTES } from "./limits.ts";
 import type { Host, PtyChild } from "../host/host.ts";
 import {
   getMachine,
@@ -38,10 +36,11 @@ import { requireLogSource, showLogs } from "../machine/logs.ts";
 import { disableMachine, enableMachine, listEnabled } from "../machine/enable.ts";
 import { systemctl, systemdAvailable, unitInstalled, unitName } from "../machine/systemd.ts";
 import type { Paths } from "../paths.ts";
-import { launchDetached, requireImage, type Launched } from "../runtime/launch.ts";
+import type { Launched } from "../runtime/launch.ts";
+import { beginTemporary, requireImage, type Temporary } from "../image/pool.ts";
 import { sweepLeftovers } from "../runtime/sweep.ts";
 import { isValidMachineName } from "../settings/values.ts";
-import { type BindRequest, EXEC_OUTPUT_CAP, type EnableResult, type ExecRequest, type ExecResult, type MachineProperties } from "./schemas.ts";
+import type { BindRequest, EnableResult, ExecRequest, ExecResult, MachineProperties } from "./schemas.ts";
 import type { KillOptions, LogsOptions, LongOperationOptions, MachineService, StopOptions } from "./service.ts";
 
 /** `text` cut to at most `cap` bytes of UTF-8 (a character split at the cut is dropped). */
@@ -145,6 +144,7 @@ export class LocalMachineService implements MachineService {
       await systemctl(this.host, ["start", unitName(name)]);
       return this.status(name);
     }
+    const { launchDetached } = await import("../runtime/launch.ts");
     const launched = await launchDetached(this.host, this.paths, {
       name,
       ...(options.signal ? { signal: options.signal } : {}),
@@ -292,6 +292,7 @@ export class LocalMachineService implements MachineService {
       let source = temp;
       if (options.archive === "tar") {
         // a tree: extracted as an import's (checked, confined) into a directory of its own first
+        const { fillDirFromTar, transferContext } = await import("../image/transfer.ts");
         tree = beginTemporary(this.host, this.paths.stateDir, `${this.paths.stateDir}/tmp`, "upload");
         await fillDirFromTar(transferContext(this.host, this.paths, this.env), tree, temp, "the upload");
         source = tree.path;
@@ -331,7 +332,7 @@ export class LocalMachineService implements MachineService {
   }
 
   async networks(): Promise<NetworkOverview> {
-    return networkOverview(this.host, this.paths.stateDir);
+    return (await import("../net/overview.ts")).networkOverview(this.host, this.paths.stateDir);
   }
 
   async exec(name: string, request: ExecRequest, options: { signal?: AbortSignal } = {}): Promise<ExecResult> {

@@ -86,8 +86,8 @@ export function pathParams(path: string): Array<keyof typeof PATH_PARAMS> {
 
 /** Largest accepted request body, in bytes; bigger ones get 413. */
 export const MAX_BODY_BYTES = 64 * 1024;
-/** Largest file a client may upload (PUT …/files); Bun.serve's own request limit is this. */
-export const MAX_UPLOAD_BYTES = 4 * 1024 ** 3;
+import { MAX_UPLOAD_BYTES } from "./limits.ts";
+export { MAX_UPLOAD_BYTES };
 
 const ContainerPath = z
   .string()

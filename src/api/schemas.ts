@@ -120,8 +120,8 @@ export const KillRequest = z
   .strict()
   .meta({ id: "KillRequest" });
 
-/** Largest stdout (and stderr) an exec answers with, in bytes; the rest is cut and flagged. */
-export const EXEC_OUTPUT_CAP = 1024 * 1024;
+import { EXEC_OUTPUT_CAP } from "./limits.ts";
+export { EXEC_OUTPUT_CAP };
 
 const noNul = (what: string) => z.string().refine((v) => !v.includes("\0"), `${what} must not contain NUL`);
 

@@ -5,26 +5,15 @@
  * written here: each method calls an entry of the route table (src/api/routes.ts), and its
  * arguments and result are typed from that entry's schemas.
  */
-import { machinaEnv } from "../config.ts";
 import type { z } from "zod";
 import { isErrorCode, MachinaError } from "../errors.ts";
+import { apiSocketPath } from "./socket-path.ts";
 import { API, type BodyIn, checkPathParam, type Params, pathOf, pathParams, type Query, type Result, type Route } from "../api/routes.ts";
 import * as S from "../api/schemas.ts";
 import type { Compression } from "../image/compression.ts";
 import type { MachineStatus, MachineSummary } from "../machine/machines.ts";
 import type { ImageService } from "../api/image-service.ts";
 import type { KillOptions, LogsOptions, LongOperationOptions, MachineService, StopOptions } from "../api/service.ts";
-
-export const DEFAULT_SOCKET = "/run/machina/api.sock";
-
-export function apiSocketPath(env: Readonly<Record<string, string | undefined>> = process.env): string {
-  return machinaEnv(env, "MACHINA_API_SOCKET") ?? DEFAULT_SOCKET;
-}
-
-/** machinad's socket for machina-oci's front end: $MACHINA_OCI_SOCKET, else oci.sock beside the API socket (native/oci-front.c reads the same). */
-export function ociSocketPath(apiSocket: string, env: Readonly<Record<string, string | undefined>> = process.env): string {
-  return machinaEnv(env, "MACHINA_OCI_SOCKET") ?? `${apiSocket.slice(0, Math.max(apiSocket.lastIndexOf("/"), 0))}/oci.sock`;
-}
 
 /** One line of GET /v1/jobs/{id}/events: a progress event, or the finished job (the last line). */
 const EventLine = API.jobEvents.responses[200].ndjson;

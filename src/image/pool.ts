@@ -166,6 +166,13 @@ export function findImage(host: Host, pool: readonly string[], name: string): Im
   return undefined;
 }
 
+/** The image of machine NAME in the pool (a directory, subvolume or NAME.raw); E_NOT_FOUND otherwise. */
+export function requireImage(host: Host, pool: string[], name: string): string {
+  const found = findImage(host, pool, name);
+  if (found === undefined) throw new MachinaError("E_NOT_FOUND", `no image "${name}" in ${pool.join(", ")}`, { machine: name });
+  return found.path;
+}
+
 /** findImage, or E_NOT_FOUND. */
 export function getImage(host: Host, pool: readonly string[], name: string): Image {
   checkImageName(name);

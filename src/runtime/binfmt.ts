@@ -15,7 +15,6 @@
  * binfmt_misc is one per host, so this record is too: one directory for every state directory
  * (a claim names its machine's registry lock), and everything happens under its lock.
  */
-import { createHash } from "node:crypto";
 import { MachinaError } from "../errors.ts";
 import { dependencyOf } from "../host/deps.ts";
 import type { Host } from "../host/host.ts";
@@ -74,7 +73,7 @@ const st = {
 function claimOf(stateDir: string, user: string): { id: string; content: string } {
   const pid = /^\.bootstrap-(\d+)$/.exec(user)?.[1];
   if (pid !== undefined) return { id: user, content: `${JSON.stringify({ pid: Number(pid) })}\n` };
-  const tag = createHash("sha256").update(stateDir).digest("hex").slice(0, 12);
+  const tag = new Bun.CryptoHasher("sha256").update(stateDir).digest("hex").slice(0, 12);
   return { id: `${user}@${tag}`, content: `${JSON.stringify({ lock: machineLockPath(stateDir, user) })}\n` };
 }
 

@@ -20,7 +20,7 @@ import type { Paths } from "../paths.ts";
 import { managedNspawnArgs } from "../settings/managed.ts";
 import { parseNspawnCommandLine } from "../settings/nspawn-cli.ts";
 import { prepareContainer } from "./prepare.ts";
-import { findImage } from "../image/pool.ts";
+import { requireImage } from "../image/pool.ts";
 import { machinesDir, removeAbandonedEntry } from "../machine/registry.ts";
 import { encodeSpec } from "../spec/wire.ts";
 
@@ -95,13 +95,6 @@ export function rotateConsoleLog(host: Host, path: string, keep: number): void {
     }
   }
   if (keep <= 1) host.unlink(path);
-}
-
-/** The image of machine NAME in the pool (a directory, subvolume or NAME.raw); E_NOT_FOUND otherwise. */
-export function requireImage(host: Host, pool: string[], name: string): string {
-  const found = findImage(host, pool, name);
-  if (found === undefined) throw new MachinaError("E_NOT_FOUND", `no image "${name}" in ${pool.join(", ")}`, { machine: name });
-  return found.path;
 }
 
 /**

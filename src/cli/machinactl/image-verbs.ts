@@ -5,15 +5,13 @@
  */
 import type { ImageService } from "../../api/image-service.ts";
 import type * as S from "../../api/schemas.ts";
-import { selectImageService } from "../../client/select.ts";
-import { parseSizeLimit } from "../../image/ops.ts";
 import { parseBoolean } from "../../settings/values.ts";
 import { formatBytes, formatTimestamp, json, properties, table, warnIfNotMachineName, type Column } from "./format.ts";
 import type { Verb, VerbContext } from "./verb.ts";
 
 /** machinad's API when a daemon answers, else the core in this process (src/client/select.ts): the same results. */
-function images(ctx: VerbContext): Promise<ImageService> {
-  return selectImageService(ctx.host, ctx.paths, ctx.env);
+async function images(ctx: VerbContext): Promise<ImageService> {
+  return (await import("../../client/select.ts")).selectImageService(ctx.host, ctx.paths, ctx.env);
 }
 
 /** µs since the epoch (null: unknown) as machinectl prints it, or undefined. */
@@ -192,7 +190,7 @@ async function readOnlyVerb(ctx: VerbContext, args: string[]): Promise<number> {
 
 async function setLimitVerb(ctx: VerbContext, args: string[]): Promise<number> {
   const [name, size] = args.length === 1 ? [undefined, args[0]!] : [args[0]!, args[1]!];
-  const limit = parseSizeLimit(size);
+  const limit = (await import("../../image/ops.ts")).parseSizeLimit(size);
   return done(ctx, await (await images(ctx)).setLimit(name, limit));
 }
 

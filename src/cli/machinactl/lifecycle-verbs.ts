@@ -13,9 +13,9 @@ import { disableMachine, enableMachine, requireImages } from "../../machine/enab
 import { showLogs } from "../../machine/logs.ts";
 import { getMachine, terminateMachine, type Machine } from "../../machine/machines.ts";
 import { systemctl, systemdAvailable, unitInstalled, unitName } from "../../machine/systemd.ts";
-import { launchDetached, requireImage } from "../../runtime/launch.ts";
 import { isValidMachineName, MACHINE_NAME_RULE } from "../../settings/values.ts";
 import { machineContext } from "./machine-verbs.ts";
+import { requireImage } from "../../image/pool.ts";
 import { namesVerb, type Verb, type VerbContext } from "./verb.ts";
 
 function checkName(name: string): void {
@@ -31,7 +31,9 @@ async function start(ctx: VerbContext, name: string): Promise<void> {
   } catch (e) {
     if (!(e instanceof MachinaError) || e.code !== "E_NOT_FOUND") throw e;
   }
+  // the launcher (planning, spec, network) is loaded only by the verbs that start a machine
   requireImage(ctx.host, ctx.paths.pool, name);
+  const { launchDetached } = await import("../../runtime/launch.ts");
   if (throughSystemd(ctx)) await systemctl(ctx.host, ["start", unitName(name)]);
   else await launchDetached(ctx.host, ctx.paths, { name });
 }

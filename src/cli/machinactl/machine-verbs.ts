@@ -8,14 +8,13 @@ import { machineLogTail } from "../../machine/logs.ts";
 import { copyMachineFiles, type CopyDirection } from "../../machine/copy.ts";
 import { getMachine } from "../../machine/machines.ts";
 import type { MachineService } from "../../api/service.ts";
-import { selectMachineService } from "../../client/select.ts";
 import { formatBytes, json, properties, table } from "./format.ts";
 import { showManager } from "./image-verbs.ts";
 import { namesVerb, type Verb, type VerbContext } from "./verb.ts";
 
 /** machinad's API when a daemon answers, else the core in this process (src/client/select.ts). */
-function service(ctx: VerbContext): Promise<MachineService> {
-  return selectMachineService(ctx.host, ctx.paths, ctx.env);
+async function service(ctx: VerbContext): Promise<MachineService> {
+  return (await import("../../client/select.ts")).selectMachineService(ctx.host, ctx.paths, ctx.env);
 }
 
 export function machineContext(ctx: VerbContext): MachineContext {

@@ -5,9 +5,8 @@
  * pid, so list-transfers and cancel-transfer (SIGTERM: the transfer undoes everything) work
  * from other processes.
  */
-import { SingleBar } from "cli-progress";
+import type { SingleBar } from "cli-progress";
 import { MachinaError } from "../../errors.ts";
-import { bootstrap } from "../../image/bootstrap.ts";
 import {
   cancelTransfer,
   listTransfers,
@@ -17,25 +16,26 @@ import {
   type TransferRecord,
   type TransferType,
 } from "../../image/transfer-registry.ts";
-import { exportImage, type ImportOptions, importFs, importRaw, importTar, pullImage, type Progress, type TransferContext } from "../../image/transfer.ts";
-import { defaultAuthFile } from "../../oci/auth.ts";
-import { ociCacheDir } from "../../oci/blob-cache.ts";
-import { exportOci, importOci, pullOci } from "../../oci/transfer.ts";
-
-/** Where pull-oci keeps the blobs it downloaded (MACHINA_OCI_CACHE). */
+import type { Progress, TransferContext } from "../../image/transfer.ts";
 import { formatBytes, json, table, warnIfNotMachineName } from "./format.ts";
 import type { Verb, VerbContext } from "./verb.ts";
 
+// The transfers' code (archives, registries, OCI, bootstrap, the progress bar) is loaded by the verb
+// that runs one (dynamic imports), not by every machinactl command.
+const imageTransfer = () => import("../../image/transfer.ts");
+const ociTransfer = () => import("../../oci/transfer.ts");
+
 /** --authfile, or the file podman would read (src/oci/auth.ts defaultAuthFile). */
-function authFileOption(ctx: VerbContext): { authFile?: string } {
+async function authFileOption(ctx: VerbContext): Promise<{ authFile?: string }> {
+  const { defaultAuthFile } = await import("../../oci/auth.ts");
   const authFile = ctx.options.authFile ?? defaultAuthFile(ctx.env, process.getuid?.() ?? 0, (p) => ctx.host.lstat(p) === "file");
   return authFile === undefined ? {} : { authFile };
 }
 
-/** Progress on stderr: a bar on a terminal, plain lines otherwise, nothing with -q. */
-export function makeProgress(ctx: VerbContext, onFraction: (f: number | null) => void): Progress {
+/** Progress on stderr: a bar on a terminal (`Bar`: cli-progress's, loaded by the caller), plain lines otherwise, nothing with -q. */
+function makeProgress(ctx: VerbContext, Bar: typeof SingleBar | undefined, onFraction: (f: number | null) => void): Progress {
   const quiet = ctx.options.quiet;
-  const tty = ctx.host.isatty(2) && ctx.env["TERM"] !== "dumb";
+  const tty = Bar !== undefined;
   let bar: SingleBar | undefined;
   let total: number | undefined;
   let what = "";
@@ -49,7 +49,7 @@ export function makeProgress(ctx: VerbContext, onFraction: (f: number | null) =>
       lastLine = -1;
       if (quiet) return;
       if (tty) {
-        bar = new SingleBar({
+        bar = new Bar!({
           format: total !== undefined ? `${w} [{bar}] {percentage}% {done}/{all} {rate}/s ETA {eta_formatted}` : `${w} {done} {rate}/s`,
           barsize: 30,
           hideCursor: true,
@@ -101,7 +101,9 @@ async function runTransfer(ctx: VerbContext, type: TransferType, remote: string,
   try {
     rec = registerTransfer(ctx.host, ctx.paths.stateDir, { type, remote, local });
     const r = rec;
-    const progress = makeProgress(ctx, (f) => updateTransfer(ctx.host, ctx.paths.stateDir, r, f));
+    const tty = !ctx.options.quiet && ctx.host.isatty(2) && ctx.env["TERM"] !== "dumb";
+    const Bar = tty ? (await import("cli-progress")).SingleBar : undefined;
+    const progress = makeProgress(ctx, Bar, (f) => updateTransfer(ctx.host, ctx.paths.stateDir, r, f));
     await body({
       host: ctx.host,
       paths: ctx.paths,
@@ -140,12 +142,7 @@ const finished = (ctx: VerbContext, text: string, value: Record<string, unknown>
 };
 
 /** import-tar, import-raw, import-fs: SOURCE [NAME] into the pool, as a transfer. */
-function importVerb(
-  name: "import-tar" | "import-raw" | "import-fs",
-  usage: string,
-  summary: string,
-  importer: (t: TransferContext, source: string, name: string | undefined, opts: ImportOptions) => Promise<string>,
-): Verb {
+function importVerb(name: "import-tar" | "import-raw" | "import-fs", usage: string, summary: string, importer: "importTar" | "importRaw" | "importFs"): Verb {
   return {
     name,
     options: ["force", "read-only"],
@@ -156,7 +153,7 @@ function importVerb(
     maxArgs: 2,
     run: (ctx, [source, image]) =>
       runTransfer(ctx, name, source!, image ?? "", async (t) => {
-        const made = await importer(t, source!, image, importOpts(ctx));
+        const made = await (await imageTransfer())[importer](t, source!, image, importOpts(ctx));
         finished(ctx, `Imported "${source}" as image "${made}".`, { image: made, from: source! }, made);
       }),
   };
@@ -175,7 +172,7 @@ function pullVerb(kind: "tar" | "raw", summary: string): Verb {
     maxArgs: 2,
     run: (ctx, [url, image]) =>
       runTransfer(ctx, name, url!, image ?? "", async (t) => {
-        const made = await pullImage(t, kind, url!, image, { ...importOpts(ctx), verify: ctx.options.verify ?? "signature" });
+        const made = await (await imageTransfer()).pullImage(t, kind, url!, image, { ...importOpts(ctx), verify: ctx.options.verify ?? "signature" });
         finished(ctx, `Downloaded "${url}" as image "${made}".`, { image: made, from: url! }, made);
       }),
   };
@@ -202,9 +199,9 @@ function ociFinished(
 }
 
 export const TRANSFER_VERBS: Verb[] = [
-  importVerb("import-tar", "import-tar FILE [NAME]", "Import a local tar container image", importTar),
-  importVerb("import-raw", "import-raw FILE [NAME]", "Import a local raw container or VM image", importRaw),
-  importVerb("import-fs", "import-fs DIRECTORY [NAME]", "Import a local directory container image", importFs),
+  importVerb("import-tar", "import-tar FILE [NAME]", "Import a local tar container image", "importTar"),
+  importVerb("import-raw", "import-raw FILE [NAME]", "Import a local raw container or VM image", "importRaw"),
+  importVerb("import-fs", "import-fs DIRECTORY [NAME]", "Import a local directory container image", "importFs"),
   {
     name: "import-oci",
     options: ["force", "read-only", "platform"],
@@ -215,7 +212,7 @@ export const TRANSFER_VERBS: Verb[] = [
     maxArgs: 2,
     run: (ctx, [path, name]) =>
       runTransfer(ctx, "import-oci", path!, name ?? "", async (t) => {
-        const r = await importOci(t, path!, name, { ...importOpts(ctx), ...platformOption(ctx) });
+        const r = await (await ociTransfer()).importOci(t, path!, name, { ...importOpts(ctx), ...platformOption(ctx) });
         ociFinished(ctx, `Imported "${path}"`, path!, r);
       }),
   },
@@ -229,13 +226,13 @@ export const TRANSFER_VERBS: Verb[] = [
     maxArgs: 2,
     run: (ctx, [ref, name]) =>
       runTransfer(ctx, "pull-oci", ref!, name ?? "", async (t) => {
-        const r = await pullOci(t, ref!, name, {
+        const r = await (await ociTransfer()).pullOci(t, ref!, name, {
           ...importOpts(ctx),
           ...platformOption(ctx),
           tlsVerify: ctx.options.tlsVerify,
           ...(ctx.options.certDir !== undefined ? { certDir: ctx.options.certDir } : {}),
-          ...authFileOption(ctx),
-          cacheDir: ociCacheDir(ctx.env),
+          ...(await authFileOption(ctx)),
+          cacheDir: (await import("../../oci/blob-cache.ts")).ociCacheDir(ctx.env),
         });
         ociFinished(ctx, `Pulled "${r.reference ?? ref}"`, ref!, r);
       }),
@@ -250,7 +247,7 @@ export const TRANSFER_VERBS: Verb[] = [
     maxArgs: 2,
     run: (ctx, [name, file]) =>
       runTransfer(ctx, "export-tar", file ?? "-", name!, async (t) => {
-        await exportImage(t, "tar", name!, file, { format: ctx.options.format, force: ctx.options.force });
+        await (await imageTransfer()).exportImage(t, "tar", name!, file, { format: ctx.options.format, force: ctx.options.force });
         if (file !== undefined) finished(ctx, `Exported image "${name}" to "${file}".`, { image: name!, file });
       }),
   },
@@ -264,7 +261,7 @@ export const TRANSFER_VERBS: Verb[] = [
     maxArgs: 2,
     run: (ctx, [name, file]) =>
       runTransfer(ctx, "export-raw", file ?? "-", name!, async (t) => {
-        await exportImage(t, "raw", name!, file, { format: ctx.options.format, force: ctx.options.force });
+        await (await imageTransfer()).exportImage(t, "raw", name!, file, { format: ctx.options.format, force: ctx.options.force });
         if (file !== undefined) finished(ctx, `Exported image "${name}" to "${file}".`, { image: name!, file });
       }),
   },
@@ -278,7 +275,7 @@ export const TRANSFER_VERBS: Verb[] = [
     maxArgs: 2,
     run: (ctx, [name, path]) =>
       runTransfer(ctx, "export-oci", path!, name!, async (t) => {
-        await exportOci(t, name!, path!, { force: ctx.options.force });
+        await (await ociTransfer()).exportOci(t, name!, path!, { force: ctx.options.force });
         finished(ctx, `Exported image "${name}" to "${path}".`, { image: name!, path: path! });
       }),
   },
@@ -295,7 +292,7 @@ export const TRANSFER_VERBS: Verb[] = [
     // A transfer like the imports (list-transfers, cancel-transfer); its progress is the build tool's own lines.
     run: (ctx, [name, distro, release]) =>
       runTransfer(ctx, "bootstrap", [distro!, release, ctx.options.mirror].filter((x) => x !== undefined).join(" "), name!, async (t) => {
-        await bootstrap(
+        await (await import("../../image/bootstrap.ts")).bootstrap(
           { host: ctx.host, paths: ctx.paths, force: ctx.options.force, log: t.log, signal: t.signal },
           { name: name!, distro: distro!, release, mirror: ctx.options.mirror, arch: ctx.options.arch, rootPassword: ctx.options.rootPassword },
         );
