@@ -21,7 +21,13 @@ export function provideZod(z: typeof Zod.z): void {
 
 /** The `z` namespace, loaded now. */
 export function zod(): typeof Zod.z {
-  loaded ??= (require("zod") as typeof Zod).z;
+  if (loaded === undefined) {
+    loaded = (require("zod") as typeof Zod).z;
+    // Loaded here: a short-lived command (machinad and machina-oci provide theirs), which parses
+    // each schema about once. zod compiles an object schema into a function (new Function) on its
+    // first parse — a cost a single parse never earns back (~0.5 ms per object schema).
+    loaded.config({ jitless: true });
+  }
   return loaded;
 }
 

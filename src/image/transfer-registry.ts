@@ -5,9 +5,10 @@
  * cancel-transfer sends SIGTERM to the process, which undoes its work and removes its record.
  * Records are read through a schema; the file system goes through the Host.
  */
-import { z } from "zod";
+import type { z } from "zod";
 import type { Host } from "../host/host.ts";
 import { parseJson } from "../json.ts";
+import { lazySchemas } from "../lazy-zod.ts";
 
 export const TRANSFER_TYPES = [
   "import-tar",
@@ -24,21 +25,24 @@ export const TRANSFER_TYPES = [
 ] as const;
 export type TransferType = (typeof TRANSFER_TYPES)[number];
 
-const TransferRecordSchema = z.object({
-  id: z.number().int().positive(),
-  type: z.enum(TRANSFER_TYPES),
-  remote: z.string(),
-  local: z.string(),
-  pid: z.number().int().positive(),
-  /** /proc/PID/stat start time, to tell a reused pid. */
-  pidStart: z.string(),
-  /** 0..1, or null when unknown. */
-  progress: z.number().min(0).max(1).nullable(),
-  startedAt: z.string(),
-});
+/** The record's schema, built on first use (src/lazy-zod.ts): every machinactl command loads this module. */
+const transferRecordSchema = lazySchemas((z) =>
+  z.object({
+    id: z.number().int().positive(),
+    type: z.enum(TRANSFER_TYPES),
+    remote: z.string(),
+    local: z.string(),
+    pid: z.number().int().positive(),
+    /** /proc/PID/stat start time, to tell a reused pid. */
+    pidStart: z.string(),
+    /** 0..1, or null when unknown. */
+    progress: z.number().min(0).max(1).nullable(),
+    startedAt: z.string(),
+  }),
+);
 
 /** One running transfer. */
-export type TransferRecord = z.infer<typeof TransferRecordSchema>;
+export type TransferRecord = z.infer<ReturnType<typeof transferRecordSchema>>;
 
 const SIGTERM = 15;
 
@@ -94,7 +98,7 @@ export function listTransfers(host: Host, stateDir: string): TransferRecord[] {
   const out: TransferRecord[] = [];
   for (const n of host.readdir(dir)) {
     if (!/^\d+\.json$/.test(n)) continue;
-    const rec = parseJson(TransferRecordSchema, host.readFile(`${dir}/${n}`));
+    const rec = parseJson(transferRecordSchema(), host.readFile(`${dir}/${n}`));
     if (rec === undefined) continue; // a half-written or foreign file
     if (startOf(host, rec.pid) !== rec.pidStart || rec.pidStart === "") {
       host.unlink(`${dir}/${n}`);
