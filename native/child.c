@@ -479,6 +479,13 @@ void child_main(const struct spec *s, int sock)
 		if (sr < 0)
 			_exit(1);
 	}
+	if (s->n_prestart) {
+		/* the supervisor's prestart (the network's nft table) must be done before the payload runs */
+		struct msg go;
+		r = msg_recv(sock, &go, &fd);
+		if (r <= 0 || go.type != MSG_GO)
+			_exit(1);
+	}
 	if (s->as_pid2) {
 		stub_prepare();
 		pid_t pid = fork();

@@ -190,7 +190,7 @@ struct spec {
 	size_t n_on_exit;
 	int on_exit_detach;    /* on_exit started in the background, not waited for; the veth left to it */
 	const char *exit_mark; /* HPATH created when the container is gone, before on_exit */
-	const char **prestart; /* ARGV started in the background before the first clone, awaited before the release (hooks.c) */
+	const char **prestart; /* ARGV started in the background before the first clone, awaited before the payload runs (hooks.c) */
 	size_t n_prestart;
 	const char **on_leader; /* ARGV run by the supervisor once each leader exists, before it goes on (hooks.c) */
 	size_t n_on_leader;

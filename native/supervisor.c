@@ -694,8 +694,9 @@ static int host_setup(const struct spec *s, struct run *R)
 
 /* on_exit: run the undo command once the container is gone (stdin /dev/null, our stderr), wait
  * up to 60 s for it. Its failure is reported by the command itself; the exit status stays. */
-/* prestart: a command run in the background while the first container is being set up (the
- * nft table of src/net/), awaited before the child is released. */
+/* prestart: a command run in the background while the container is being set up (the nft
+ * table of src/net/), awaited before the payload runs: the child sets up its root meanwhile and
+ * waits for a last MSG_GO before it execs. */
 static pid_t g_prestart = -1;
 
 /* oci_detach: the payload waits at the exec fifo and is left running; nothing is undone. */
@@ -942,7 +943,7 @@ static int run_once(struct spec *s, struct registry *g, int sfd, int *reboot, in
 	if (userns_setup_child(s, R.pid, &e) < 0)
 		goto kill_child;
 	/* the main veth, its peer straight into the child's network namespace (net_* records) */
-	if (prestart_wait(s, &e) < 0 || net_setup(&s->net, R.pid, &e) < 0)
+	if (net_setup(&s->net, R.pid, &e) < 0)
 		goto kill_child;
 	if (registry_write(g, s, R.pid, &e) < 0 || host_records_write(s, R.pid, &e) < 0)
 		goto kill_child;
@@ -959,6 +960,16 @@ static int run_once(struct spec *s, struct registry *g, int sfd, int *reboot, in
 		userns_after_clone(s);
 		if (hr < 0)
 			goto kill_quiet;
+		struct msg go = { .type = MSG_GO };
+		if (msg_send(R.sock, &go, -1) < 0) {
+			merr_set(&e, EPIPE, "sendmsg", "", "failed to start the container");
+			goto kill_child;
+		}
+	}
+	if (s->n_prestart) {
+		/* the child is setting up its root; the payload waits for the prestart's outcome */
+		if (prestart_wait(s, &e) < 0)
+			goto kill_child;
 		struct msg go = { .type = MSG_GO };
 		if (msg_send(R.sock, &go, -1) < 0) {
 			merr_set(&e, EPIPE, "sendmsg", "", "failed to start the container");

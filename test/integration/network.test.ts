@@ -124,6 +124,35 @@ describe("networking", () => {
   );
 
   test(
+    "the payload runs only once the nft table's base is in place: a slow nft (the helper's prestart) is waited for, a failing one stops the start before the payload",
+    () => {
+      const dir = files.dir("machina-prestart-");
+      const mark = `${dir}/mark`;
+      mkdirSync(mark);
+      expect(sh(`cp /usr/sbin/nft ${dir}/nft.real`).code).toBe(0);
+      writeFileSync(`${dir}/nft-slow`, `#!/bin/sh\nsleep 0.3\ntouch ${mark}/nft-done\nexec ${dir}/nft.real "$@"\n`, { mode: 0o755 });
+      writeFileSync(`${dir}/nft-fail`, "#!/bin/sh\nexit 3\n", { mode: 0o755 });
+      // /usr/sbin/nft replaced in a mount namespace of this start's own (its background teardown too)
+      const run = (wrapper: string) =>
+        sh(
+          `unshare -m --propagation private sh -c 'mount --bind "$0" /usr/sbin/nft && exec "$@"' ${dir}/${wrapper} ` +
+            `${REPO}/bin/machina-nspawn -q --register=no --console=pipe -D ${root} -M ${scratch.name("np")} -n --bind=${mark}:/mark ` +
+            `/bin/sh -c 'test -e /mark/nft-done && echo TABLE-FIRST; touch /mark/ran'`,
+        );
+      const slow = run("nft-slow");
+      expect(slow.out).toContain("TABLE-FIRST");
+      expect(slow.code).toBe(0);
+      sh(`rm -f ${mark}/*`);
+      const failed = run("nft-fail");
+      expect(failed.code).not.toBe(0);
+      expect(failed.out).toMatch(/machina-nspawn: the prestart command "[^"]+" failed with exit status 3/);
+      expect(existsSync(`${mark}/ran`)).toBe(false);
+      // afterEach: the next start (with the real nft) sweeps what the failed one's teardown could not remove
+    },
+    T,
+  );
+
+  test(
     "the installed form (dist/bin/machina-nspawn, scripts/build): its at-exit command is the compiled dist/libexec/machina-net, which undoes the network",
     async () => {
       const name = scratch.name("ni");
