@@ -91,7 +91,16 @@ export function renderEnter(rows: Row[], facts: string): string {
 if (import.meta.main) {
   const quick = process.argv.includes("--quick");
   const rows = await benchEnter(quick);
-  const body = renderEnter(rows, await factsLine(`bun bench/enter.ts${quick ? " --quick" : ""}`, [`util-linux ${(Bun.spawnSync(["nsenter", "--version"]).stdout.toString().match(/[\d.]+/) ?? ["?"])[0]}`]));
+  const body = renderEnter(
+    rows,
+    await factsLine(`bun bench/enter.ts${quick ? " --quick" : ""}`, [
+      `util-linux ${
+        (Bun.spawnSync(["nsenter", "--version"])
+          .stdout.toString()
+          .match(/[\d.]+/) ?? ["?"])[0]
+      }`,
+    ]),
+  );
   console.log(body);
   await writeBlock(
     join(REPO, "BENCHMARKS.md"),
