@@ -55,7 +55,7 @@ export const NSPAWN_SCHEMA: UnitSchema = (() => {
 /** Which Settings field a key sets (for docs and tests). */
 export function fieldOfKey(section: string, key: string): keyof Settings | undefined {
   const spec = SPEC_BY_KEY.get(`${section}.${key}`);
-  return spec === undefined ? undefined : FIELD_OF.get(spec);
+  return spec === undefined ? undefined : keyField(spec);
 }
 const FIELD_OF = new Map<KeySpec, keyof Settings>();
 
@@ -99,23 +99,25 @@ const LIST_FIELDS = new Set<keyof Settings>([
   "ports",
 ]);
 
-/** The Settings field of a key: learnt once by applying a known-good sample to a scratch accumulator. */
+/**
+ * The Settings field of a key: learnt by applying a known-good sample to a scratch accumulator,
+ * on first use (only `Key=` resets and the docs ask; parsing every sample at start-up cost every
+ * machina-nspawn ~1 ms).
+ */
 function keyField(spec: KeySpec): keyof Settings {
   const known = FIELD_OF.get(spec);
   if (known !== undefined) return known;
-  throw new Error(`internal: no field recorded for ${spec.key}=`);
+  const scratch = new Accumulator();
+  const src: FileSource = { kind: "file", file: "-", line: 0, trusted: true };
+  spec.apply(scratch, SAMPLE_VALUES[spec.key]!, { flag: spec.key }, src);
+  const field = ([...Object.keys(scratch.values), ...scratch.listKeys()] as Array<keyof Settings>)[0];
+  if (field === undefined) throw new Error(`internal: no field recorded for ${spec.key}=`);
+  FIELD_OF.set(spec, field);
+  return field;
 }
 
 /** Known-good sample values, used to learn each key's field (and by the tests). */
 export const SAMPLE_VALUES: Readonly<Record<string, string>> = Object.fromEntries(NSPAWN_KEYS.map((k) => [k.key, k.sample]));
-
-for (const spec of NSPAWN_KEYS) {
-  const scratch = new Accumulator();
-  const src: FileSource = { kind: "file", file: "-", line: 0, trusted: true };
-  spec.apply(scratch, SAMPLE_VALUES[spec.key]!, { flag: spec.key }, src);
-  const fields = [...Object.keys(scratch.values), ...scratch.listKeys()] as Array<keyof Settings>;
-  FIELD_OF.set(spec, fields[0]!);
-}
 
 /** The command-line twin of a key (for docs). */
 export function flagOfKey(section: string, key: string): string | undefined {

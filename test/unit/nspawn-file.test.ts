@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { CAPABILITIES } from "../../src/settings/capabilities.ts";
-import { NSPAWN_KEYS, NSPAWN_SCHEMA, parseNspawnFile } from "../../src/settings/nspawn-file.ts";
+import { fieldOfKey, NSPAWN_KEYS, NSPAWN_SCHEMA, parseNspawnFile } from "../../src/settings/nspawn-file.ts";
 import { RLIMITS } from "../../src/settings/rlimits.ts";
 import type { Settings } from "../../src/settings/settings.ts";
 import { PRIVILEGED_KEYS } from "../../src/settings/trust.ts";
@@ -339,5 +339,15 @@ describe("trust", () => {
       "/var/lib/machines/box.nspawn:2: ignoring PivotRoot=: the settings file is not trusted (see docs/trust.md)",
       "/var/lib/machines/box.nspawn:3: ignoring Ephemeral=: the settings file is not trusted (see docs/trust.md)",
     ]);
+  });
+});
+
+describe("each key's Settings field (learnt from its sample value on first use)", () => {
+  test("every key of the table has one; Key= resets each key that takes it", () => {
+    for (const k of NSPAWN_KEYS) {
+      expect({ key: k.key, field: fieldOfKey(k.section, k.key) }).toEqual({ key: k.key, field: expect.any(String) });
+      if (k.emptyResets) parseNspawnFile(`[${k.section}]\n${k.key}=\n`, "reset.nspawn", true);
+    }
+    expect(fieldOfKey("Exec", "NoSuchKey")).toBeUndefined();
   });
 });
