@@ -619,7 +619,9 @@ function teardownLocked(host: Host, d: NetDirs, machine: string, rec: NetRecord 
           });
         }
       } else leases = releaseSubnet(leases, rec.owner);
-      writeAtomic(host, d.leases, JSON.stringify(leases));
+      // An empty table is no file: the next first start reads nothing (and loads no schema: ~3 ms)
+      if (Object.keys(leases.subnets).length === 0 && Object.keys(leases.hosts).length === 0) host.unlink(d.leases);
+      else writeAtomic(host, d.leases, JSON.stringify(leases));
     }
     // The table goes with the last addressed container; the DNAT rules with a container's ports.
     const members = nftMembers(others);

@@ -240,6 +240,7 @@ describe("setupNetwork undoes a failed setup (src/reverter.ts)", () => {
     expect(message).toContain('undo "tear down the network of "web"" failed: cleaning up the network of "web": nft -f failed');
     expect(host.readFile("/run/machina/net/web.json")).toBeUndefined();
     expect(parseLeases(host.readFile("/run/machina/net/leases.json")).subnets).toEqual({});
+    expect(host.readFile("/run/machina/net/leases.json")).toBeUndefined(); // an empty table is no file
     expect(host.heldLocks.size).toBe(0);
   });
   test("with a clean undo the step's own error is thrown unchanged", () => {
