@@ -196,24 +196,25 @@ export const BENCH_CGROUP_ROOTS = ["/sys/fs/cgroup/systemd", "/sys/fs/cgroup/uni
  * RCU grace period here (~8-16 ms, see BENCHMARKS.md), which must not be charged to either tool.
  */
 const WRAP =
-  'for cg in $BENCH_CGROUPS; do mkdir "$cg" && echo $$ >"$cg/cgroup.procs" || exit 99; done; echo ready; read go; exec "$@" >"$BENCH_OUT" 2>"$BENCH_ERR" </dev/null';
+  'for cg in $BENCH_CGROUPS; do mkdir "$cg" && echo $$ >"$cg/cgroup.procs" || exit 99; done; echo ready; read go; ' +
+  'if [ -n "$BENCH_STATUS" ]; then exec 3>"$BENCH_STATUS"; fi; exec "$@" >"$BENCH_OUT" 2>"$BENCH_ERR" </dev/null';
 /** Pause between the wrapper's cgroup move and `go`, so the kernel's rcu_sync is idle again (a cold start). */
 export const SETTLE_MS = 100;
 
 /**
  * Start `argv` through the wrapper in `cgroups` (made by it; remove them with removeCgroupTree
- * after the exit), its stdout and stderr into `out` and `err`; resolves when it has been told to
+ * after the exit), its stdout and stderr into `out` and `err` (and its fd 3 into `status`, when given); resolves when it has been told to
  * go, with that moment (performance.now()).
  */
 export async function launchWrapped(
   argv: string[],
-  o: { cgroups: string[]; out: string; err: string; env: Record<string, string | undefined> },
+  o: { cgroups: string[]; out: string; err: string; env: Record<string, string | undefined>; status?: string },
 ): Promise<{ proc: Bun.Subprocess<"pipe", "pipe", "pipe">; t0: number }> {
   const proc = Bun.spawn(["sh", "-c", WRAP, "sh", ...argv], {
     stdin: "pipe",
     stdout: "pipe",
     stderr: "pipe",
-    env: { ...o.env, BENCH_CGROUPS: o.cgroups.join(" "), BENCH_OUT: o.out, BENCH_ERR: o.err },
+    env: { ...o.env, BENCH_CGROUPS: o.cgroups.join(" "), BENCH_OUT: o.out, BENCH_ERR: o.err, BENCH_STATUS: o.status ?? "" },
   });
   const reader = proc.stdout.getReader();
   const first = await reader.read();

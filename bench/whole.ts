@@ -78,6 +78,39 @@ interface Sample {
   wall: number;
   toPayload: number;
   after: number;
+  /** machina: ms per stage (STAGES), from its status lines (MACHINA_STATUS_FD) */
+  stages?: Record<string, number>;
+}
+
+/**
+ * machina's run split at the moments its status lines report (native/SPEC.md "Status fd"): each
+ * stage from the first moment to the second (go: the bench's; payload: /stamp; exit: the bench's).
+ */
+const STAGES: ReadonlyArray<readonly [label: string, from: string, to: string]> = [
+  ["exec + Bun's start", "go", "modules"],
+  ["modules", "modules", "main"],
+  ["facts + plan", "main", "planned"],
+  ["helper's exec", "planned", "spec"],
+  ["helper's setup (clone, cgroups, network, mounts, pivot)", "spec", "exec"],
+  ["payload's exec", "exec", "payload"],
+  ["payload + teardown + exit", "payload", "exit"],
+];
+
+/** The stages' durations from the status lines (µs since the epoch) and the bench's own moments (ms since the epoch). */
+function stagesOf(statusText: string, moments: { go: number; payload: number; exit: number }): Record<string, number> | undefined {
+  const at: Record<string, number> = { ...moments };
+  for (const line of statusText.split("\n")) {
+    if (line === "") continue;
+    const l = JSON.parse(line) as { stage?: string; event?: string; t?: number };
+    const name = l.stage ?? l.event;
+    if (name !== undefined && typeof l.t === "number" && at[name] === undefined) at[name] = l.t / 1000;
+  }
+  const out: Record<string, number> = {};
+  for (const [label, from, to] of STAGES) {
+    if (at[from] === undefined || at[to] === undefined) return undefined;
+    out[label] = at[to]! - at[from]!;
+  }
+  return out;
 }
 
 interface ModeResult {
@@ -124,9 +157,11 @@ async function once(tool: Tool, mode: Mode, work: string, tree: string, raw: str
   const argv = tool === "machina" ? [MACHINA, ...toolArgs] : ["systemd-nspawn", ...toolArgs];
   const cgroups = BENCH_CGROUP_ROOTS.map((h) => `${h}/machina-bench-${name}`);
   const out = join(work, `${name}.out`);
+  const status = tool === "machina" ? `${out}.status` : undefined;
   let proc: Bun.Subprocess | undefined;
   try {
-    const w = await launchWrapped(argv, { cgroups, out, err: `${out}.err`, env: { ...process.env, MACHINA_STATE_DIR: join(work, "state") } });
+    const env = { ...process.env, MACHINA_STATE_DIR: join(work, "state"), ...(status !== undefined ? { MACHINA_STATUS_FD: "3" } : {}) };
+    const w = await launchWrapped(argv, { cgroups, out, err: `${out}.err`, env, ...(status !== undefined ? { status } : {}) });
     proc = w.proc;
     const t0 = w.t0;
     const code = await proc.exited;
@@ -134,19 +169,29 @@ async function once(tool: Tool, mode: Mode, work: string, tree: string, raw: str
     const stamp = Number(readFileSync(out, "utf8").trim().split("\n").at(-1)) / 1e6 - clockOffset;
     if (code !== 0 || !Number.isFinite(stamp))
       throw new Error(`${tool} ${mode.id}: exit ${code}: ${readFileSync(`${out}.err`, "utf8").trim().split("\n").slice(-3).join(" | ")}`);
-    return { wall: t1 - t0, toPayload: stamp - t0, after: t1 - stamp };
+    const epoch = performance.timeOrigin;
+    const stages = status === undefined ? undefined : stagesOf(readFileSync(status, "utf8"), { go: epoch + t0, payload: epoch + stamp, exit: epoch + t1 });
+    return { wall: t1 - t0, toPayload: stamp - t0, after: t1 - stamp, ...(stages !== undefined ? { stages } : {}) };
   } finally {
     if (proc !== undefined && proc.exitCode === null) proc.kill("SIGKILL");
     for (const cg of cgroups) await removeCgroupTree(cg);
     rmSync(`/run/systemd/nspawn/propagate/${name}`, { recursive: true, force: true });
     if (made !== undefined) rmSync(made, { recursive: true, force: true });
     rmSync(out, { force: true });
+    if (status !== undefined) rmSync(status, { force: true });
     rmSync(`${out}.err`, { force: true });
   }
 }
 
 function medianSample(xs: Sample[]): Sample {
-  return { wall: median(xs.map((x) => x.wall)), toPayload: median(xs.map((x) => x.toPayload)), after: median(xs.map((x) => x.after)) };
+  const withStages = xs.filter((x) => x.stages !== undefined);
+  const stages = withStages.length === 0 ? undefined : Object.fromEntries(STAGES.map(([label]) => [label, median(withStages.map((x) => x.stages![label]!))]));
+  return {
+    wall: median(xs.map((x) => x.wall)),
+    toPayload: median(xs.map((x) => x.toPayload)),
+    after: median(xs.map((x) => x.after)),
+    ...(stages !== undefined ? { stages } : {}),
+  };
 }
 
 async function benchMode(mode: Mode, n: number, warmup: number, work: string, tree: string, raw: string): Promise<ModeResult> {
@@ -185,6 +230,12 @@ function render(rs: ModeResult[], facts: string): string {
     "| mode | machina | machina: to payload + after | systemd-nspawn | nspawn: to payload + after | ratio | goal |",
     "|---|---:|---:|---:|---:|---:|---|",
     ...rows,
+    "",
+    "Where machina's time goes, per stage (medians, ms): split at the moments machina-nspawn and its helper report on `MACHINA_STATUS_FD` (native/SPEC.md \"Status fd\"; µs since the epoch), the payload's stamp and the bench's own start and end.",
+    "",
+    `| mode | ${STAGES.map(([label]) => label).join(" | ")} |`,
+    `|---|${STAGES.map(() => "---:").join("|")}|`,
+    ...rs.map((r) => `| ${r.label} | ${STAGES.map(([label]) => (r.machina.stages?.[label] === undefined ? "–" : f(r.machina.stages[label]!))).join(" | ")} |`),
   ].join("\n");
 }
 

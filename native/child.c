@@ -45,7 +45,7 @@ __attribute__((noreturn)) static void fail(struct merr *e)
 
 static void stage(int st)
 {
-	struct msg m = { .type = MSG_STAGE, .stage = st };
+	struct msg m = { .type = MSG_STAGE, .stage = st, .t = realtime_us() };
 	(void)msg_send(g_sock, &m, -1);
 }
 

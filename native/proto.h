@@ -23,6 +23,7 @@ struct msg {
 	int stage;
 	int has_ws;
 	struct winsize ws;
+	long long t; /* MSG_STAGE: when the child entered the stage (realtime_us) */
 	struct merr err;
 };
 

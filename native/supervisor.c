@@ -48,18 +48,25 @@ static struct conlog g_log = { .fd = -1, .rfd = -1, .wfd = -1 };
 
 /* ---- status fd ---- */
 
-static void status_line(const char *line)
+/* One JSON object (LINE, ending in '}') with "t" (realtime_us: when it happened) added. */
+static void status_line_at(const char *line, long long t)
 {
 	if (g_status_fd < 0)
 		return;
 	size_t l = strlen(line);
 	char buf[1400];
-	if (l + 2 > sizeof buf)
+	if (l < 2 || line[l - 1] != '}' || l + 32 > sizeof buf)
 		return;
-	memcpy(buf, line, l);
-	buf[l++] = '\n';
+	memcpy(buf, line, l - 1);
+	l--;
+	l += (size_t)snprintf(buf + l, sizeof buf - l, ",\"t\":%lld}\n", t);
 	if (write_all(g_status_fd, buf, l) < 0)
 		g_status_fd = -1; /* reader went away: keep running */
+}
+
+static void status_line(const char *line)
+{
+	status_line_at(line, realtime_us());
 }
 
 static void report(const struct merr *e)
@@ -432,9 +439,10 @@ static void dispatch(const struct spec *s, struct run *R, struct msg *mp, int fd
 	switch (m.type) {
 	case MSG_SETUP: R->setup_ready = 1; break;
 	case MSG_STAGE:
-		status_line(m.stage == STAGE_MOUNTS  ? "{\"stage\":\"mounts\"}"
-			    : m.stage == STAGE_PIVOT ? "{\"stage\":\"pivot\"}"
-						     : "{\"stage\":\"exec\"}");
+		status_line_at(m.stage == STAGE_MOUNTS  ? "{\"stage\":\"mounts\"}"
+			       : m.stage == STAGE_PIVOT ? "{\"stage\":\"pivot\"}"
+							: "{\"stage\":\"exec\"}",
+			       m.t ? m.t : realtime_us());
 		break;
 	case MSG_ERROR:
 		if (!R->errored) {

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static inline void closep(int *fd)
@@ -65,4 +66,12 @@ static inline void reset_signals(void)
 		if (sig != SIGKILL && sig != SIGSTOP)
 			signal(sig, SIG_DFL);
 	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+/* CLOCK_REALTIME in microseconds: the "t" of the status lines (one clock with machina-nspawn's
+ * own stamps, which Bun takes from performance.timeOrigin). */
+static inline long long realtime_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (long long)ts.tv_sec * 1000000LL + ts.tv_nsec / 1000;
 }

@@ -65,7 +65,10 @@ export const MACHINA_VARIABLES = {
   MACHINA_OCI_CACHE: v("the blob cache of pull-oci, keyed by digest (default /var/cache/machina/oci)", nonEmpty),
   MACHINA_IMPORT_PUBRING: v("the GnuPG keyring pulls are verified with (default systemd's import-pubring.gpg)", nonEmpty),
   MACHINA_IMPORT_STREAM: v("1: extract uncompressed archives through a pipe too (tests)", flag),
-  MACHINA_STATUS_FD: v("machina-nspawn: the helper's JSON status lines go to this fd (machinactl start, machinad)", strictNumber("MACHINA_STATUS_FD")),
+  MACHINA_STATUS_FD: v(
+    'machina-nspawn: its own stages and the helper\'s JSON status lines, each with its time ("t"), go to this fd (machinactl start, machinad, bench/whole.ts)',
+    strictNumber("MACHINA_STATUS_FD"),
+  ),
   MACHINA_PRINT_SPEC: v("1: machina-nspawn prints the planned RunSpec instead of running it", flag),
   MACHINA_NO_DAEMON: v("1: machinactl works on the registry directly even when machinad answers", flag),
   MACHINA_API_SOCKET: v("machinad's socket (default /run/machina/api.sock)", nonEmpty),

@@ -1,6 +1,7 @@
 /** machina-nspawn: parse, plan, then replace this process by the helper that runs the container. */
 import { machinaEnv } from "../config.ts";
-import { err, out } from "./output.ts";
+import { err, out, toFd } from "./output.ts";
+import { MODULES_START_MS } from "./start-clock.ts";
 import { renderError } from "../errors.ts";
 import { LinuxHost } from "../host/linux.ts";
 import type { Host } from "../host/host.ts";
@@ -12,7 +13,19 @@ import { NSPAWN_VERSION_TEXT, nspawnHelp } from "./nspawn-help.ts";
 
 const PROG = "machina-nspawn";
 
+/** ms since the epoch, on performance.timeOrigin's clock */
+const nowMs = () => performance.timeOrigin + performance.now();
+
+/**
+ * The Bun side's stages on the status fd, as the helper's lines ("t": µs since the epoch): the
+ * runtime's start, module loading, the start of main, the plan done (bench/whole.ts splits a run by them).
+ */
+function stageLines(stamps: ReadonlyArray<readonly [string, number]>): string {
+  return stamps.map(([stage, ms]) => `${JSON.stringify({ stage, t: Math.round(ms * 1000) })}\n`).join("");
+}
+
 export function main(argv: string[], host: Host = new LinuxHost()): number {
+  const mainAt = nowMs();
   try {
     const parsed = parseNspawnCommandLine(argv, host.env(), process.cwd());
     if (parsed.action === "help") {
@@ -53,7 +66,18 @@ export function main(argv: string[], host: Host = new LinuxHost()): number {
       if (spec.console === "interactive") err("Press ^] three times within 1s to kill container.\n");
     }
     try {
-      return host.execWithSpec(p.helper, ["machina-helper", "run", "--spec-fd"], encodeSpec(spec));
+      const bytes = encodeSpec(spec);
+      if (statusFd !== undefined)
+        toFd(
+          statusFd,
+          stageLines([
+            ["bun", performance.timeOrigin],
+            ["modules", MODULES_START_MS],
+            ["main", mainAt],
+            ["planned", nowMs()],
+          ]),
+        );
+      return host.execWithSpec(p.helper, ["machina-helper", "run", "--spec-fd"], bytes);
     } catch (e) {
       throw prepared.abandonAfter(e);
     }

@@ -19,4 +19,6 @@ function writeAll(fd: number, text: string): void {
 }
 
 export const out = (text: string): void => writeAll(1, text);
+/** To an fd the caller gave us (MACHINA_STATUS_FD). */
+export const toFd = (fd: number, text: string): void => writeAll(fd, text);
 export const err = (text: string): void => writeAll(2, text);

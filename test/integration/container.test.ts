@@ -8,6 +8,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test
 import { existsSync, readFileSync, readlinkSync } from "node:fs";
 import { ensureBusyboxImage } from "../fixtures/images.ts";
 import {
+  MACHINA_NSPAWN,
   NSPAWN_DEFAULT_CAP_NAMES,
   NOTHING,
   Scratch,
@@ -330,4 +331,40 @@ describe("execution flags", () => {
     },
     T,
   );
+});
+
+describe("MACHINA_STATUS_FD", () => {
+  test("machina-nspawn's own stages, then the helper's status lines, in order, each with its time", () => {
+    const out = `${files.dir("machina-status-")}/status`;
+    const before = Date.now() * 1000;
+    const r = Bun.spawnSync(
+      ["sh", "-c", `exec "$@" 3>${out}`, "sh", MACHINA_NSPAWN, "-q", "--console=pipe", "--register=no", "-D", image, "-M", scratch.name(), "/bin/true"],
+      { env: { ...process.env, MACHINA_STATE_DIR: stateDir, MACHINA_STATUS_FD: "3" }, stderr: "pipe" },
+    );
+    const after = Date.now() * 1000 + 1000;
+    expect(r.stderr.toString()).toBe("");
+    expect(r.exitCode).toBe(0);
+    const lines = readFileSync(out, "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { stage?: string; event?: string; t: number });
+    expect(lines.map((l) => l.stage ?? l.event)).toEqual([
+      "bun",
+      "modules",
+      "main",
+      "planned",
+      "spec",
+      "namespaces",
+      "mounts",
+      "pivot",
+      "exec",
+      "started",
+      "ready",
+      "exited",
+    ]);
+    // µs since the epoch, in this run's window, in order up to the payload's start (the last three are the supervisor's)
+    for (const l of lines) expect(Number.isInteger(l.t) && l.t >= before - 1_000_000 && l.t <= after).toBe(true);
+    const upToExec = lines.slice(0, 9).map((l) => l.t);
+    expect(upToExec).toEqual([...upToExec].sort((a, b) => a - b));
+  });
 });

@@ -1,4 +1,5 @@
 // Entry point of the compiled `machina-nspawn` (scripts/build: bun build --compile); bin/machina-nspawn runs the sources.
+import "../start-clock.ts"; // first: the moment module loading begins
 import { main } from "../nspawn.ts";
 
 Promise.resolve(main(process.argv.slice(2))).then(
