@@ -454,9 +454,11 @@ export class LinuxHost implements Host {
     // The helper runs from a sealed copy of itself (native/main.c reexec_sealed: nothing in a
     // container can reach the host's binary through /proc/PID/exe); made here, the helper starts
     // from it at once instead of copying itself and executing a second time (~0.5 ms).
+    // Only an ELF binary: a script run from /proc/self/fd/N finds that fd closed (close-on-exec).
     let sealed: number | undefined;
     try {
-      sealed = sealedCopy(path, fs.readFileSync(path));
+      const bytes = fs.readFileSync(path);
+      if (bytes[0] === 0x7f && bytes[1] === 0x45 && bytes[2] === 0x4c && bytes[3] === 0x46) sealed = sealedCopy(path, bytes);
     } catch {
       // not possible here (no memfd sealing): the helper makes its copy itself
     }
