@@ -133,9 +133,13 @@ export function planUserns(settings: Settings, root: string, machine: string, fa
           throw invalidError(`UID base of ${root} is not zero, UID mapping not supported.`, { path: root, flag: "--private-users-ownership" });
       }
       if (pu.mode === "pick") {
-        const candidates = [base, hashedRange(machine)];
-        for (let i = 0; candidates.length < PICK_TRIES; i++) candidates.push(nextCandidate(seed, i));
-        const chosen = candidates.find((c) => rangeFree(c, facts));
+        // the root's own range, the name's, then seeded ones: each hashed only when the one before is taken
+        const candidate = (i: number) => (i === 0 ? base : i === 1 ? hashedRange(machine) : nextCandidate(seed, i - 2));
+        let chosen: number | undefined;
+        for (let i = 0; i < PICK_TRIES && chosen === undefined; i++) {
+          const c = candidate(i);
+          if (rangeFree(c, facts)) chosen = c;
+        }
         if (chosen === undefined)
           throw new MachinaError("E_BUSY", `failed to pick a UID/GID range for the container (${PICK_TRIES} candidates in use)`, { flag: "--private-users" });
         base = chosen;
