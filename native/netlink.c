@@ -96,6 +96,24 @@ int net_parse_record(struct net_spec *ns, const char *name, const char **a, size
 		}
 		op.kind = NET_VETH;
 		ns->veth_host = a[0];
+	} else if (!strcmp(name, "net_macvlan")) {
+		if (n != 3) {
+			*bad = "PARENT NAME MAC";
+			return -EINVAL;
+		}
+		if (!valid_ifname(a[0])) {
+			*bad = "PARENT";
+			return -EINVAL;
+		}
+		if (!valid_ifname(a[1])) {
+			*bad = "NAME";
+			return -EINVAL;
+		}
+		if (net_parse_mac(a[2], mac)) {
+			*bad = "MAC";
+			return -EINVAL;
+		}
+		op.kind = NET_MACVLAN;
 	} else if (!strcmp(name, "net_sysctl")) {
 		if (n != 2) {
 			*bad = "KEY VALUE";
@@ -288,6 +306,34 @@ static int do_veth(int fd, const struct net_op *op, pid_t child)
 	return talk(fd, &r);
 }
 
+/* A macvlan (mode bridge) on the host's PARENT, made straight in the child's network namespace
+ * under NAME with MAC (so NAME never exists on the host). */
+static int do_macvlan(int fd, const struct net_op *op, pid_t child)
+{
+	int parent = ifindex(fd, op->a[0]);
+	if (parent < 0)
+		return parent;
+	struct req r;
+	unsigned char mac[6];
+	(void)net_parse_mac(op->a[2], mac);
+	struct ifinfomsg *ifi = body(&r, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, sizeof *ifi);
+	ifi->ifi_family = AF_UNSPEC;
+	uint32_t link = (uint32_t)parent;
+	attr(&r, IFLA_LINK, &link, sizeof link);
+	attr(&r, IFLA_IFNAME, op->a[1], strlen(op->a[1]) + 1);
+	attr(&r, IFLA_ADDRESS, mac, 6);
+	uint32_t p = (uint32_t)child;
+	attr(&r, IFLA_NET_NS_PID, &p, sizeof p);
+	struct rtattr *li = nest(&r, IFLA_LINKINFO);
+	attr(&r, IFLA_INFO_KIND, "macvlan", 7);
+	struct rtattr *data = nest(&r, IFLA_INFO_DATA);
+	uint32_t mode = MACVLAN_MODE_BRIDGE;
+	attr(&r, IFLA_MACVLAN_MODE, &mode, sizeof mode);
+	nest_end(&r, data);
+	nest_end(&r, li);
+	return talk(fd, &r);
+}
+
 static int do_addr(int fd, const struct net_op *op)
 {
 	struct req r;
@@ -365,7 +411,7 @@ static int do_sysctl(const struct net_op *op)
 	return r;
 }
 
-static const char *const kind_names[] = { "net_veth", "net_addr", "net_up", "net_master", "net_route", "net_sysctl" };
+static const char *const kind_names[] = { "net_veth", "net_addr", "net_up", "net_master", "net_route", "net_sysctl", "net_macvlan" };
 
 int net_setup(const struct net_spec *ns, pid_t child, struct merr *e)
 {
@@ -404,6 +450,7 @@ int net_setup(const struct net_spec *ns, pid_t child, struct merr *e)
 		int rc = 0;
 		switch (op->kind) {
 		case NET_VETH: rc = do_veth(fd, op, child); break;
+		case NET_MACVLAN: rc = do_macvlan(fd, op, child); break;
 		case NET_ADDR: rc = do_addr(fd, op); break;
 		case NET_UP: rc = do_link(fd, op->a[0], NULL); break;
 		case NET_MASTER: rc = do_link(fd, op->a[0], op->a[1]); break;
@@ -412,9 +459,9 @@ int net_setup(const struct net_spec *ns, pid_t child, struct merr *e)
 		}
 		if (rc < 0)
 			r = merr_set(e, -rc, "netlink", op->a[0], "%s %s%s %s %s failed", kind_names[op->kind],
-				     op->kind == NET_VETH || op->kind == NET_SYSCTL ? ""
-				     : op->container                                ? "container "
-										    : "host ",
+				     op->kind == NET_VETH || op->kind == NET_SYSCTL || op->kind == NET_MACVLAN ? ""
+				     : op->container                                                           ? "container "
+													       : "host ",
 				     op->a[0], op->a[1] ? op->a[1] : "", op->a[2] ? op->a[2] : "");
 	}
 	close(hfd);

@@ -8,7 +8,7 @@
 #include <sys/types.h>
 #include "error.h"
 
-enum net_kind { NET_VETH, NET_ADDR, NET_UP, NET_MASTER, NET_ROUTE, NET_SYSCTL };
+enum net_kind { NET_VETH, NET_ADDR, NET_UP, NET_MASTER, NET_ROUTE, NET_SYSCTL, NET_MACVLAN };
 
 struct net_op {
 	int kind;         /* enum net_kind */

@@ -1066,6 +1066,7 @@ static const struct rec_def records[] = {
 	{ "net_master", 3, 3, 1, on_net, NULL },
 	{ "net_route", 3, 3, 1, on_net, NULL },
 	{ "net_sysctl", 2, 2, 1, on_net, NULL },
+	{ "net_macvlan", 3, 3, 1, on_net, NULL },
 	{ "prestart", 1, REC_VAR, 0, on_prestart, NULL },
 	{ "selinux_context", 1, 1, 0, on_selinux_context, NULL },
 	{ "device_policy", 1, 1, 0, on_device_policy, NULL },

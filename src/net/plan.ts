@@ -38,9 +38,10 @@ export interface NetPlan {
   addressing: "static" | "dhcp" | "none";
   /**
    * The namespace is made by src/net/ before the start (links are moved or created into it:
-   * extras, interfaces, macvlans, ipvlans) and joined by the helper (`netns`); otherwise the clone
-   * creates it (owned by the container's user namespace with -U). Either way the main veth is
-   * created by the helper after each clone (helperNetOps).
+   * extras, interfaces, ipvlans — and the macvlans with them) and joined by the helper (`netns`);
+   * otherwise the clone creates it (owned by the container's user namespace with -U) and the
+   * helper makes the macvlans in it. Either way the main veth is created by the helper after each
+   * clone (helperNetOps).
    */
   prepared: boolean;
 }
@@ -110,8 +111,8 @@ const q = (s: string) => (/^[A-Za-z0-9_.:/@+-]+$/.test(s) ? s : JSON.stringify(s
 
 /**
  * `ip -batch -` in the host's namespace before the start: the zone bridge when it is new; with a
- * prepared namespace, the extra veths, moved interfaces, macvlans, ipvlans (the main veth is the
- * helper's: helperNetOps).
+ * prepared namespace, the extra veths, moved interfaces, macvlans, ipvlans (the main veth, and
+ * the macvlans without a prepared namespace, are the helper's: helperNetOps).
  */
 export function hostBatch(plan: NetPlan, addr: NetAddressing | undefined, createZoneBridge: boolean): string[] {
   const ns = q(plan.netns);
@@ -123,7 +124,9 @@ export function hostBatch(plan: NetPlan, addr: NetAddressing | undefined, create
   }
   for (const x of plan.extras) out.push(`link add ${q(x.host)} address ${x.hostMac} type veth peer name ${q(x.inside)} address ${x.containerMac} netns ${ns}`);
   for (const i of plan.interfaces) out.push(`link set dev ${q(i.host)} netns ${ns}${i.inside !== i.host ? ` name ${q(i.inside)}` : ""}`);
-  for (const m of plan.macvlans) out.push(`link add link ${q(m.parent)} name ${q(m.inside)} address ${m.mac} netns ${ns} type macvlan mode bridge`);
+  // macvlans: here only into a namespace prepared anyway; otherwise the helper makes them (helperNetOps)
+  if (plan.prepared)
+    for (const m of plan.macvlans) out.push(`link add link ${q(m.parent)} name ${q(m.inside)} address ${m.mac} netns ${ns} type macvlan mode bridge`);
   for (const m of plan.ipvlans) out.push(`link add link ${q(m.parent)} name ${q(m.inside)} netns ${ns} type ipvlan mode l2`);
   return out;
 }
@@ -150,6 +153,8 @@ export function containerBatch(): string[] {
 export function helperNetOps(plan: NetPlan, addr: NetAddressing | undefined, routeLocalnet: boolean): string[][] {
   const v = plan.veth;
   const out: string[][] = [["net_up", "container", "lo"]];
+  // without a prepared namespace, the macvlans are made straight in the container's (hostBatch otherwise)
+  if (!plan.prepared) for (const m of plan.macvlans) out.push(["net_macvlan", m.parent, m.inside, m.mac]);
   if (v === undefined) return out;
   out.push(["net_veth", v.host, v.hostMac, v.inside, v.containerMac]);
   if (plan.bridge !== undefined) out.push(["net_master", "host", v.host, plan.bridge]);

@@ -17,12 +17,13 @@ export function wantsManagedNetwork(s: Settings): boolean {
 
 /**
  * Must src/net/ prepare the network namespace before the start (links moved or created into it:
- * --network-interface, --network-veth-extra, --network-macvlan, --network-ipvlan)? Otherwise the
- * container gets a namespace of its own from the clone (owned by its user namespace with -U) and
- * the helper creates the main veth in it (net_* records).
+ * --network-interface, --network-veth-extra, --network-ipvlan)? Otherwise the container gets a
+ * namespace of its own from the clone (owned by its user namespace with -U, as with
+ * systemd-nspawn) and the helper creates the main veth and the macvlans in it (net_* records).
+ * Macvlans alone need no prepared namespace: made in the container's, they go with it.
  */
 export function wantsPreparedNetns(s: Settings): boolean {
-  return s.networkVethExtra.length > 0 || s.networkInterfaces.length > 0 || s.networkMacvlan.length > 0 || s.networkIpvlan.length > 0;
+  return s.networkVethExtra.length > 0 || s.networkInterfaces.length > 0 || s.networkIpvlan.length > 0;
 }
 
 /** Does machina give the container an address and a route to the outside (veth or zone, not an administrator's bridge)? */

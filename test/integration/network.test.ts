@@ -311,6 +311,28 @@ describe("networking", () => {
     T,
   );
 
+  test(
+    "--network-macvlan alone (twice, and with -U): made by the helper straight in the container's own namespace, nspawn's name and MAC; gone with it",
+    async () => {
+      expect(sh("ip link add dmt1 type veth peer name dmt1p && ip link set dmt1 up").code).toBe(0);
+      scratch.defer(() => void sh("ip link del dmt1"));
+      for (const extra of [[], ["-U"]]) {
+        const name = scratch.name("mv");
+        const r = await runNspawn(
+          ["-q", "--register=no", "--console=pipe", "-D", root, "-M", name, ...extra, "--network-macvlan=dmt1", "/bin/sh", "-c", "ip -o link show mv-dmt1"],
+          { stateDir },
+        );
+        expect(r.stderr).toBe("");
+        expect(r.code).toBe(0);
+        expect(r.stdout).toMatch(/: mv-dmt1@/);
+        expect(r.stdout).toContain(generateMac(machineId, name, HASH_KEYS.macvlan, 0));
+        expect(existsSync(`${stateDir}/netns/${name}`)).toBe(false); // no namespace prepared for it
+        expect(sh("ip -o link").out).not.toContain("mv-dmt1");
+      }
+    },
+    T,
+  );
+
   test.skipIf(!ipvlanWorks)(
     "--network-ipvlan on a parent made by the test",
     async () => {

@@ -121,6 +121,19 @@ describe("plan, ip batches and the nft ruleset", () => {
     expect(plan.addressing).toBe("static");
     expect(plan.macvlans[0]!.inside).toBe("mv-dummy1");
   });
+  test("macvlans alone: no prepared namespace — the helper makes them in the container's (net_macvlan), nothing in the host batch", () => {
+    const m = defaultSettings();
+    m.privateNetwork = true;
+    m.networkMacvlan = ["dummy1", "dummy2:inner2"];
+    const mp = planNetwork(m, "mv", ID, "/run/machina");
+    expect(mp.prepared).toBe(false);
+    expect(hostBatch(mp, undefined, false)).toEqual([]);
+    expect(helperNetOps(mp, undefined, false)).toEqual([
+      ["net_up", "container", "lo"],
+      ["net_macvlan", "dummy1", "mv-dummy1", mp.macvlans[0]!.mac],
+      ["net_macvlan", "dummy2", "inner2", mp.macvlans[1]!.mac],
+    ]);
+  });
   test("host and container batches; the helper's net_* records", () => {
     const v = plan.veth!;
     expect(plan.prepared).toBe(true); // an interface and a macvlan are moved in before the start
