@@ -17,8 +17,17 @@ const COMPILED_HELPERS = new Set(["machina-net"]);
  * (dist/libexec/NAME) or bin/NAME (the compiled form has no `bun` inside); from the sources,
  * bin/NAME with this Bun.
  */
+/**
+ * Bun's flags for running machina from the sources: no `.env` and no `bunfig.toml` from the
+ * working directory (root runs machina in directories others control; a `.env` would set
+ * MACHINA_* variables, a bunfig.toml's `preload` would run code). The bin/ scripts' shebangs carry
+ * the same (checked by test/unit/paths.test.ts); compiled commands are built without either
+ * (scripts/build).
+ */
+export const BUN_NO_AUTOLOAD = ["--no-env-file", "--config=/dev/null"] as const;
+
 export function ownCommand(name: string): string[] {
-  if (!COMPILED) return [process.execPath, `${REPO_ROOT}/bin/${name}`];
+  if (!COMPILED) return [process.execPath, ...BUN_NO_AUTOLOAD, `${REPO_ROOT}/bin/${name}`];
   return [COMPILED_HELPERS.has(name) ? `${REPO_ROOT}/dist/libexec/${name}` : `${REPO_ROOT}/bin/${name}`];
 }
 export const VERSION = "0.1.0";

@@ -7,7 +7,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 import { ensureBusyboxImage } from "../fixtures/images.ts";
-import { Scratch, haveSystemdNspawn, parseProbe, runNspawn, runSystemdNspawn, startNspawn, unitEscape, waitFor } from "../helpers/machina.ts";
+import { REPO, Scratch, haveSystemdNspawn, parseProbe, runNspawn, runSystemdNspawn, startNspawn, unitEscape, waitFor } from "../helpers/machina.ts";
 
 const T = 30_000;
 const files = new Scratch();
@@ -268,6 +268,35 @@ describe("credentials", () => {
     async () => {
       const args = credArgs();
       expect((await sh(args, script)).out).toBe((await shNspawn(args, script)).out);
+    },
+    T,
+  );
+});
+
+describe("the working directory cannot configure machina", () => {
+  test(
+    "a .env and a bunfig.toml (with a preload) where root runs machina-nspawn and machinactl — installed or from the sources — are not read",
+    () => {
+      const dir = files.dir("machina-cwd-");
+      const marker = `${dir}/PRELOADED`;
+      // a .env would make machina-nspawn print its plan and run /bin/false as the helper; the preload would run code
+      writeFileSync(`${dir}/.env`, "MACHINA_PRINT_SPEC=1\nMACHINA_HELPER=/bin/false\n");
+      writeFileSync(`${dir}/bunfig.toml`, 'preload = ["./preload.ts"]\n');
+      writeFileSync(`${dir}/preload.ts`, `require("node:fs").writeFileSync(${JSON.stringify(marker)}, "ran");\n`);
+      const env: Record<string, string | undefined> = { ...process.env, MACHINA_STATE_DIR: stateDir, MACHINA_PRINT_SPEC: undefined, MACHINA_HELPER: undefined };
+      for (const nspawn of [`${REPO}/dist/bin/machina-nspawn`, `${REPO}/bin/machina-nspawn`]) {
+        const r = Bun.spawnSync([nspawn, "-q", "--register=no", "--console=pipe", "-D", image, "-M", scratch.name("cw"), "/bin/sh", "-c", "echo RAN"], {
+          cwd: dir,
+          env,
+          stderr: "pipe",
+        });
+        expect({ nspawn, out: r.stdout.toString(), err: r.stderr.toString(), code: r.exitCode }).toEqual({ nspawn, out: "RAN\n", err: "", code: 0 });
+      }
+      for (const ctl of [`${REPO}/dist/bin/machinactl`, `${REPO}/bin/machinactl`]) {
+        const r = Bun.spawnSync([ctl, "list", "--no-legend"], { cwd: dir, env, stderr: "pipe" });
+        expect({ ctl, code: r.exitCode, err: r.stderr.toString() }).toEqual({ ctl, code: 0, err: "" });
+      }
+      expect(existsSync(marker)).toBe(false);
     },
     T,
   );
