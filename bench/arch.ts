@@ -17,7 +17,7 @@
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ensureArm64Image, ensureDebianImage } from "../test/fixtures/images.ts";
-import { containerInit, factsLine, median, nspawnInCgroup, REPO, versionLine, writeBlock } from "./common.ts";
+import { BENCH_CGROUP_ROOTS, containerInit, factsLine, median, nspawnInCgroup, REPO, removeCgroupTree, versionLine, writeBlock } from "./common.ts";
 
 /** The installed form (scripts/build's compiled commands), as the other benchmarks measure. */
 const NSPAWN = join(REPO, "dist/bin/machina-nspawn");
@@ -135,6 +135,8 @@ export async function benchArch(quick: boolean): Promise<{ rows: Row[]; n: numbe
     if (ours && existsSync(entry)) writeFileSync(entry, "-1");
     Bun.spawnSync([MACHINACTL, "list"], { env, stdout: "ignore" });
     rmSync(state, { recursive: true, force: true });
+    // systemd-nspawn's cgroups (nspawnInCgroup): the v1 name=systemd and the v2 one
+    for (const cg of BENCH_CGROUP_ROOTS.map((h) => `${h}/machina-bench-arch-${process.pid}`)) await removeCgroupTree(cg);
   }
   return { rows, n, bootN };
 }

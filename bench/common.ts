@@ -140,6 +140,49 @@ export function cleanupOnInterrupt(cleanup: () => Promise<void>): () => void {
   return () => interruptCleanups.delete(cleanup);
 }
 
+/** /proc/PID/stat's start time (field 22), or undefined when the process is gone. */
+function startTimeOf(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+  } catch {
+    return undefined;
+  }
+}
+
+const RUN_OWNER = "bench.owner";
+
+/** Mark `dir` as this process's run: a later run tells the leftovers of one that was SIGKILLed (reclaimDeadRuns). */
+export function markRun(dir: string): void {
+  writeFileSync(join(dir, RUN_OWNER), `${process.pid} ${startTimeOf(process.pid) ?? ""}\n`);
+}
+
+/**
+ * The run directories `${parent}/${prefix}*` whose benchmark process is gone without cleaning up
+ * (SIGKILL cannot be caught: cleanupOnInterrupt never ran): `reclaim` stops what each left
+ * (machines, cgroups) and removes it. Directories of live runs, or without an owner mark, are
+ * left alone. Returns the directories reclaimed.
+ */
+export async function reclaimDeadRuns(parent: string, prefix: string, reclaim: (dir: string) => Promise<void>): Promise<string[]> {
+  const done: string[] = [];
+  for (const name of existsSync(parent) ? readdirSync(parent) : []) {
+    if (!name.startsWith(prefix)) continue;
+    const dir = join(parent, name);
+    let owner: string;
+    try {
+      owner = readFileSync(join(dir, RUN_OWNER), "utf8").trim();
+    } catch {
+      continue;
+    }
+    const [pid, start] = owner.split(" ");
+    if (startTimeOf(Number(pid)) === start) continue; // still running
+    console.error(`bench: a killed run left ${dir}: stopping what it started and removing it`);
+    await reclaim(dir);
+    done.push(dir);
+  }
+  return done;
+}
+
 /**
  * Stop everything a run started: `machinactl terminate` for the machines registered in
  * `state` (env names it), SIGTERM to the run's own processes (the tools' supervisors), SIGKILL

@@ -20,7 +20,19 @@
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ensureBusyboxImage } from "../test/fixtures/images.ts";
-import { cleanupOnInterrupt, containerInit, factsLine, median, nspawnInCgroup, REPO, stopRun, versionLine, writeBlock } from "./common.ts";
+import {
+  cleanupOnInterrupt,
+  containerInit,
+  factsLine,
+  markRun,
+  median,
+  nspawnInCgroup,
+  reclaimDeadRuns,
+  REPO,
+  stopRun,
+  versionLine,
+  writeBlock,
+} from "./common.ts";
 
 const NSPAWN = join(REPO, "dist/bin/machina-nspawn");
 const MACHINACTL = join(REPO, "dist/bin/machinactl");
@@ -39,6 +51,7 @@ interface Run {
 }
 
 function setup(base: string, busybox: string): Run {
+  markRun(base);
   const image = join(base, "bb");
   Bun.spawnSync(["cp", "-a", busybox, image]);
   mkdirSync(join(image, "ready"), { recursive: true });
@@ -351,6 +364,16 @@ if (import.meta.main) {
   const nArg = process.argv.find((a) => a.startsWith("--n="));
   const n = nArg !== undefined ? Number(nArg.slice(4)) : quick ? 40 : 200;
   Bun.spawnSync([join(REPO, "scripts/build")], { stdout: "ignore" });
+  // what an earlier run killed with SIGKILL left (its machines still run in its own state directory)
+  for (const prefix of ["machina-bench-density-", "machina-bench-boots-"])
+    await reclaimDeadRuns("/var/tmp", prefix, (dir) =>
+      endRun(
+        dir,
+        join(dir, "state"),
+        { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", MACHINA_STATE_DIR: join(dir, "state"), MACHINA_NO_DAEMON: "1" },
+        [],
+      ),
+    );
   const busybox = await ensureBusyboxImage();
   // --only=boots: scenario 3 alone (--boots=N, default 30), its own block of BENCHMARKS.md
   if (process.argv.includes("--only=boots")) {
@@ -489,6 +512,7 @@ export async function boots(n: number, withNspawn: boolean): Promise<BootsResult
   const { ensureDebianImage } = await import("../test/fixtures/images.ts");
   const debian = await ensureDebianImage();
   const base = mkdtempSync("/var/tmp/machina-bench-boots-");
+  markRun(base);
   const state = join(base, "state");
   const notify = join(base, "notify");
   mkdirSync(state);
