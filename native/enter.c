@@ -11,7 +11,6 @@
 #include <limits.h>
 #include <linux/magic.h>
 #include <linux/mount.h>
-#include <linux/sched.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -32,6 +31,7 @@
 #include <unistd.h>
 
 #include "caps.h"
+#include "clone.h"
 #include "console.h"
 #include "records.h"
 #include "resolve.h"
@@ -1097,11 +1097,12 @@ static pid_t fork_enterer(struct enter_spec *s)
 		_cleanup_close_ int cg = open(s->cgroups[0], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		struct statfs sf;
 		if (cg >= 0 && fstatfs(cg, &sf) == 0 && sf.f_type == CGROUP2_SUPER_MAGIC) {
-			struct clone_args ca = { .flags = CLONE_INTO_CGROUP, .exit_signal = SIGCHLD, .cgroup = (uint64_t)cg };
-			long pid = syscall(SYS_clone3, &ca, sizeof ca);
+			const struct clone_args ca = { .exit_signal = SIGCHLD };
+			int unsupported;
+			long pid = clone_into_cgroup(&ca, cg, &unsupported);
 			if (pid == 0)
 				s->born_in = 0;
-			if (pid >= 0 || (errno != EINVAL && errno != ENOSYS && errno != E2BIG && errno != EOPNOTSUPP))
+			if (!unsupported)
 				return (pid_t)pid;
 		}
 	}

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "binds.h"
+#include "clone.h"
 #include "conlog.h"
 #include "devices.h"
 #include "console.h"
@@ -783,23 +784,16 @@ static void shed(struct spec *s)
  * (closed here), else (or on an older kernel: *into reset) joined after the clone. */
 static long clone_child(const struct clone_args *ca, int cgfd, size_t *into)
 {
-	long pid = -1;
 	if (cgfd >= 0) {
-		struct clone_args cai = *ca;
-		cai.flags |= CLONE_INTO_CGROUP;
-		cai.cgroup = (uint64_t)cgfd;
-		pid = syscall(SYS_clone3, &cai, sizeof cai);
-		if (pid < 0 && (errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP))
-			*into = (size_t)-1; /* older kernel: fall back to joining after the clone */
-		else if (pid != 0)
+		int unsupported;
+		long pid = clone_into_cgroup(ca, cgfd, &unsupported);
+		if (pid != 0)
 			close(cgfd);
+		if (!unsupported)
+			return pid;
+		*into = (size_t)-1; /* older kernel: fall back to joining after the clone */
 	}
-	if (cgfd < 0 || *into == (size_t)-1) {
-		if (cgfd >= 0 && pid < 0)
-			close(cgfd);
-		pid = syscall(SYS_clone3, ca, sizeof *ca);
-	}
-	return pid;
+	return syscall(SYS_clone3, ca, sizeof *ca);
 }
 
 /* The container runs: events until the leader exits (the sync socket's messages, sd_notify,
