@@ -62,13 +62,6 @@ void console_restore(void)
 	}
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 int host_winsize(struct winsize *ws)
 {
 	memset(ws, 0, sizeof *ws);
@@ -160,7 +153,7 @@ static int look_for_escape(struct relay *r, const char *buf, size_t n)
 			r->esc_count = 0;
 			continue;
 		}
-		uint64_t t = now_ms();
+		uint64_t t = (uint64_t)monotonic_ms();
 		if (r->esc_count == 0 || t - r->esc_first_ms > 1000) {
 			r->esc_count = 1;
 			r->esc_first_ms = t;

@@ -72,14 +72,6 @@ pid_t hook_start_detached(const char *const *argv, size_t n)
 	return hook_fork(argv, n, 0, 1, 1);
 }
 
-/* The monotonic clock in ms. */
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int hook_wait(pid_t child, int timeout_ms, int *timed_out)
 {
 	if (timed_out)
@@ -87,7 +79,7 @@ int hook_wait(pid_t child, int timeout_ms, int *timed_out)
 	/* a pidfd becomes readable when the child exits: woken at once, no polling */
 	int pfd = (int)syscall(SYS_pidfd_open, child, 0);
 	if (pfd >= 0) {
-		long long deadline = now_ms() + timeout_ms;
+		long long deadline = monotonic_ms() + timeout_ms;
 		for (;;) {
 			int st;
 			pid_t r = waitpid(child, &st, WNOHANG);
@@ -99,7 +91,7 @@ int hook_wait(pid_t child, int timeout_ms, int *timed_out)
 				close(pfd);
 				return -1;
 			}
-			long long left = deadline - now_ms();
+			long long left = deadline - monotonic_ms();
 			if (left <= 0)
 				break;
 			struct pollfd p = { .fd = pfd, .events = POLLIN };

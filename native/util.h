@@ -67,6 +67,14 @@ static inline void reset_signals(void)
 			signal(sig, SIG_DFL);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 }
+/* CLOCK_MONOTONIC in milliseconds: deadlines and intervals. */
+static inline long long monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* CLOCK_REALTIME in microseconds: the "t" of the status lines (one clock with machina-nspawn's
  * own stamps, which Bun takes from performance.timeOrigin). */
 static inline long long realtime_us(void)
