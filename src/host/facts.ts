@@ -3,6 +3,7 @@
  * Everything `spec/` knows about the outside world arrives through these two objects.
  */
 import { machinaEnv } from "../config.ts";
+import { isElf } from "../elf.ts";
 import type { Host } from "./host.ts";
 import { parseOsRelease } from "./os-release.ts";
 import { chaseInRoot, kindInRoot, readFileInRoot, resolveInRoot, type Chased } from "./resolve-in-root.ts";
@@ -118,7 +119,7 @@ export function imageProgram(host: Host, root: string): { path: string; header: 
     } catch {
       continue;
     }
-    if (header.length >= 20 && header[0] === 0x7f && header[1] === 0x45 && header[2] === 0x4c && header[3] === 0x46) return { path, header };
+    if (header.length >= 20 && isElf(header)) return { path, header };
   }
   return undefined;
 }

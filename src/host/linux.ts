@@ -2,6 +2,7 @@
 import * as fs from "node:fs";
 import { constants as osConstants } from "node:os";
 import { spawning } from "./deps.ts";
+import { isElf } from "../elf.ts";
 import type { CommandResult, DetachedChild, FifoReader, FileKind, FileStat, HeldLock, Host, PtyChild, RunAsyncOptions } from "./host.ts";
 import {
   clearNonBlocking,
@@ -458,7 +459,7 @@ export class LinuxHost implements Host {
     let sealed: number | undefined;
     try {
       const bytes = fs.readFileSync(path);
-      if (bytes[0] === 0x7f && bytes[1] === 0x45 && bytes[2] === 0x4c && bytes[3] === 0x46) sealed = sealedCopy(path, bytes);
+      if (isElf(bytes)) sealed = sealedCopy(path, bytes);
     } catch {
       // not possible here (no memfd sealing): the helper makes its copy itself
     }

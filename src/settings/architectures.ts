@@ -6,6 +6,7 @@
  * binfmt_misc magic and mask that send its programs to qemu-user, bootstrap's `--arch=` values.
  * Pure.
  */
+import { isElf } from "../elf.ts";
 
 export interface Architecture {
   /** Debian's name: `--arch=`, `machinactl list`'s ARCH. */
@@ -97,7 +98,7 @@ export function matchesMagic(header: Uint8Array, offset: number, magic: Uint8Arr
 
 /** The architecture of an ELF file from its first 40 bytes or more; undefined when it is not an ELF file of a known one. */
 export function architectureOfElf(header: Uint8Array): Architecture | undefined {
-  if (header.length < 20 || header[0] !== 0x7f || header[1] !== 0x45 || header[2] !== 0x4c || header[3] !== 0x46) return undefined;
+  if (header.length < 20 || !isElf(header)) return undefined;
   const cls = header[4];
   const data = header[5];
   if ((cls !== 1 && cls !== 2) || (data !== 1 && data !== 2)) return undefined;
