@@ -5,6 +5,8 @@
 import { chmodSync, existsSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
+import { LinuxHost } from "../src/host/linux.ts";
+import { procStat, processRunning } from "../src/machine/proc-stat.ts";
 
 export const REPO = resolve(import.meta.dir, "..");
 
@@ -140,21 +142,11 @@ export function cleanupOnInterrupt(cleanup: () => Promise<void>): () => void {
   return () => interruptCleanups.delete(cleanup);
 }
 
-/** /proc/PID/stat's start time (field 22), or undefined when the process is gone. */
-function startTimeOf(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
-  } catch {
-    return undefined;
-  }
-}
-
 const RUN_OWNER = "bench.owner";
 
 /** Mark `dir` as this process's run: a later run tells the leftovers of one that was SIGKILLed (reclaimDeadRuns). */
 export function markRun(dir: string): void {
-  writeFileSync(join(dir, RUN_OWNER), `${process.pid} ${startTimeOf(process.pid) ?? ""}\n`);
+  writeFileSync(join(dir, RUN_OWNER), `${process.pid} ${procStat(new LinuxHost(), process.pid)?.startTime ?? ""}\n`);
 }
 
 /**
@@ -175,7 +167,7 @@ export async function reclaimDeadRuns(parent: string, prefix: string, reclaim: (
       continue;
     }
     const [pid, start] = owner.split(" ");
-    if (startTimeOf(Number(pid)) === start) continue; // still running
+    if (processRunning(new LinuxHost(), Number(pid), start)) continue; // still running
     console.error(`bench: a killed run left ${dir}: stopping what it started and removing it`);
     await reclaim(dir);
     done.push(dir);

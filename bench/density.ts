@@ -50,6 +50,13 @@ interface Run {
   procs: Map<string, Bun.Subprocess>;
 }
 
+/** The environment of machina's commands in a run whose state directory is `state` (machinad, if any, left out). */
+const runEnv = (state: string): Record<string, string> => ({
+  PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+  MACHINA_STATE_DIR: state,
+  MACHINA_NO_DAEMON: "1",
+});
+
 function setup(base: string, busybox: string): Run {
   markRun(base);
   const image = join(base, "bb");
@@ -64,7 +71,7 @@ function setup(base: string, busybox: string): Run {
     image,
     ready,
     state,
-    env: { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", MACHINA_STATE_DIR: state, MACHINA_NO_DAEMON: "1" },
+    env: runEnv(state),
     procs: new Map(),
   };
 }
@@ -366,14 +373,7 @@ if (import.meta.main) {
   Bun.spawnSync([join(REPO, "scripts/build")], { stdout: "ignore" });
   // what an earlier run killed with SIGKILL left (its machines still run in its own state directory)
   for (const prefix of ["machina-bench-density-", "machina-bench-boots-"])
-    await reclaimDeadRuns("/var/tmp", prefix, (dir) =>
-      endRun(
-        dir,
-        join(dir, "state"),
-        { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", MACHINA_STATE_DIR: join(dir, "state"), MACHINA_NO_DAEMON: "1" },
-        [],
-      ),
-    );
+    await reclaimDeadRuns("/var/tmp", prefix, (dir) => endRun(dir, join(dir, "state"), runEnv(join(dir, "state")), []));
   const busybox = await ensureBusyboxImage();
   // --only=boots: scenario 3 alone (--boots=N, default 30), its own block of BENCHMARKS.md
   if (process.argv.includes("--only=boots")) {
