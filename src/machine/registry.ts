@@ -7,7 +7,7 @@
  * and is removed here, with its cgroups. A live supervisor between two runs (reboot) or
  * shutting down is "closing": never shown as running, never removed.
  */
-import { lazySchemas } from "../lazy-zod.ts";
+import { lazyMiniSchemas } from "../lazy-zod.ts";
 import type { Host } from "../host/host.ts";
 import { type Confinement, parseConfinement } from "../spec/confinement.ts";
 import { procStat, processRunning } from "./proc-stat.ts";
@@ -62,13 +62,13 @@ export function machineLockPath(stateDir: string, name: string): string {
 }
 
 /** The schemas of this module, built on first use (src/lazy-zod.ts). */
-const registrySchemas = lazySchemas((z) => {
+const registrySchemas = lazyMiniSchemas((z) => {
   /** Text fields: "" when missing or not text; lists: their strings (older helpers, hand-written entries). */
-  const text = z.string().catch("");
-  const strings = z
-    .array(z.unknown())
-    .catch([])
-    .transform((a) => a.filter((c): c is string => typeof c === "string"));
+  const text = z.catch(z.string(), "");
+  const strings = z.pipe(
+    z.catch(z.array(z.unknown()), []),
+    z.transform((a: unknown[]) => a.filter((c): c is string => typeof c === "string")),
+  );
   /** state.json as the helper writes it (native/SPEC.md): leader, supervisor and name are required. */
   const StateFileSchema = z.object({
     leader: z.number(),
@@ -79,16 +79,16 @@ const registrySchemas = lazySchemas((z) => {
     uuid: text,
     class: text,
     service: text,
-    boot: z.boolean().catch(false),
+    boot: z.catch(z.boolean(), false),
     started_usec: text,
     supervisor_starttime: text,
     cgroup: text,
     os: text,
     version: text,
     architecture: text,
-    emulated: z.boolean().catch(false),
+    emulated: z.catch(z.boolean(), false),
     selinux_context: text,
-    confinement: z.unknown().optional(),
+    confinement: z.optional(z.unknown()),
     images: strings,
   });
   return { text, strings, StateFileSchema };

@@ -7,36 +7,34 @@
  * compiles or finds in the same cache, and loads the same way as for the container's payload.
  * Pure; the schema checks the file at the edge.
  */
-import type { z } from "zod";
-import { lazySchemas } from "../lazy-zod.ts";
+import type * as Mini from "zod/mini";
+import { lazyMiniSchemas } from "../lazy-zod.ts";
 import { seccompRecords } from "./seccomp.ts";
 import type { RunSpec } from "./types.ts";
 
 export const CONFINEMENT_VERSION = 1;
 
-/** The schemas of this module, built on first use (src/lazy-zod.ts). */
-const confinementSchemas = lazySchemas((z) => {
-  const hex = z.string().regex(/^[0-9a-f]{1,16}$/);
-  const limit = z.string().regex(/^(infinity|[0-9]{1,20})$/);
-  const recordName = z.string().regex(/^seccomp_(filter|arch|allow|deny|rule|cache)$/);
-  const confinementSchema = z
-    .object({
-      version: z.literal(CONFINEMENT_VERSION),
-      caps_bounding: hex,
-      caps_ambient: hex,
-      no_new_privs: z.boolean(),
-      /** [resource, soft, hard], as the `rlimit` record. */
-      rlimits: z.array(z.tuple([z.number().int().min(0).max(15), limit, limit])),
-      /** The seccomp wire records in load order (`seccomp_cache` included when the supervisor had one). */
-      seccomp: z.array(z.tuple([recordName, z.array(z.string())])),
-    })
-    .strict();
+/** The schemas of this module, built on first use (src/lazy-zod.ts; zod/mini: every enter reads one). */
+const confinementSchemas = lazyMiniSchemas((z) => {
+  const hex = z.string().check(z.regex(/^[0-9a-f]{1,16}$/));
+  const limit = z.string().check(z.regex(/^(infinity|[0-9]{1,20})$/));
+  const recordName = z.string().check(z.regex(/^seccomp_(filter|arch|allow|deny|rule|cache)$/));
+  const confinementSchema = z.strictObject({
+    version: z.literal(CONFINEMENT_VERSION),
+    caps_bounding: hex,
+    caps_ambient: hex,
+    no_new_privs: z.boolean(),
+    /** [resource, soft, hard], as the `rlimit` record. */
+    rlimits: z.array(z.tuple([z.int().check(z.gte(0), z.lte(15)), limit, limit])),
+    /** The seccomp wire records in load order (`seccomp_cache` included when the supervisor had one). */
+    seccomp: z.array(z.tuple([recordName, z.array(z.string())])),
+  });
   return { hex, limit, recordName, confinementSchema };
 });
 /** The confinementSchema schema (built on first use). */
 export const confinementSchemaOf = (): ReturnType<typeof confinementSchemas>["confinementSchema"] => confinementSchemas().confinementSchema;
 
-export type Confinement = z.infer<ReturnType<typeof confinementSchemas>["confinementSchema"]>;
+export type Confinement = Mini.infer<ReturnType<typeof confinementSchemas>["confinementSchema"]>;
 
 const limitString = (v: bigint | "infinity") => (v === "infinity" ? "infinity" : v.toString());
 
