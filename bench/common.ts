@@ -2,7 +2,7 @@
  * What the benchmarks share: the median, the facts line every result starts with, and the
  * generated blocks of BENCHMARKS.md (`<!-- bench:NAME -->` … `<!-- /bench:NAME -->`).
  */
-import { chmodSync, existsSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { LinuxHost } from "../src/host/linux.ts";
@@ -271,4 +271,42 @@ export async function removeCgroupTree(dir: string): Promise<void> {
     if (i > 0) await Bun.sleep(20);
     Bun.spawnSync(["find", dir, "-depth", "-type", "d", "-exec", "rmdir", "{}", "+"], { stdout: "ignore", stderr: "ignore" });
   }
+}
+
+// ------------------------------------------------------------- machinad for a run
+
+export interface BenchDaemon {
+  /** what machina's commands need in their environment to be served by it */
+  env: Record<string, string>;
+  stop(): Promise<void>;
+}
+
+/**
+ * machinad (dist/bin) on a socket directory and state directory of the run's own, as installed
+ * hosts run it: it serves machina-nspawn's front end (the planning in machinad). Ready when its
+ * front-end socket exists.
+ */
+export async function startMachinad(runDir: string, state: string): Promise<BenchDaemon> {
+  mkdirSync(runDir, { recursive: true, mode: 0o700 });
+  const env = { MACHINA_API_SOCKET: join(runDir, "api.sock") };
+  const proc = Bun.spawn([join(REPO, "dist/bin/machinad"), "--no-autostart"], {
+    env: { ...process.env, ...env, MACHINA_STATE_DIR: state, MACHINA_SYSTEMD: "0" },
+    stdin: "ignore",
+    stdout: "ignore",
+    stderr: "ignore",
+  });
+  const stop = async () => {
+    if (proc.exitCode === null) {
+      proc.kill("SIGTERM");
+      await proc.exited;
+    }
+  };
+  for (let i = 0; !existsSync(join(runDir, "nspawn.sock")); i++) {
+    if (i > 400 || proc.exitCode !== null) {
+      await stop();
+      throw new Error("machinad did not start");
+    }
+    await Bun.sleep(25);
+  }
+  return { env, stop };
 }

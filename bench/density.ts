@@ -32,6 +32,7 @@ import {
   stopRun,
   versionLine,
   writeBlock,
+  startMachinad,
 } from "./common.ts";
 
 const NSPAWN = join(REPO, "dist/bin/machina-nspawn");
@@ -429,7 +430,10 @@ export interface BootsResult {
   cpuOneMs: number;
   /** the physical limit: n × cpuOne ÷ CPUs */
   limitMs: number;
+  /** served by machinad (the front end's planning in machinad, as installed hosts run it) */
   machina: { allRunningMs: number; states: Record<string, number>; pssMib: number; cpuMs: number; allCpuMs: number };
+  /** without machinad: each front end runs the full Bun machina-nspawn */
+  alone: { allRunningMs: number; states: Record<string, number>; pssMib: number; cpuMs: number; allCpuMs: number };
   nspawn: { allRunningMs: number; states: Record<string, number> } | undefined;
   /** fs.inotify.max_user_instances before the run, and during it */
   inotify: { before: number; used: number };
@@ -517,7 +521,8 @@ export async function boots(n: number, withNspawn: boolean): Promise<BootsResult
   const notify = join(base, "notify");
   mkdirSync(state);
   mkdirSync(notify);
-  const env = { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", MACHINA_STATE_DIR: state };
+  const daemon = await startMachinad(join(base, "run"), state);
+  const env: Record<string, string> = { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", MACHINA_STATE_DIR: state, ...daemon.env };
   const procs: Bun.Subprocess[] = [];
   // A booted systemd takes ~5 inotify instances, counted against root's fs.inotify.max_user_instances
   // (128 by default: ~24 booted containers; the rest die with "Failed to create control group
@@ -526,10 +531,11 @@ export async function boots(n: number, withNspawn: boolean): Promise<BootsResult
   const inotifyBefore = Number(readFileSync(inotifyPath, "utf8").trim());
   const inotifyNeed = 128 + 8 * n;
   if (inotifyBefore < inotifyNeed) writeFileSync(inotifyPath, String(inotifyNeed));
-  const start = (tool: Tool, name: string) => {
+  const start = (tool: Tool, name: string, alone = false) => {
     const args = ["-x", "-b", "-D", debian, "-M", name, "--network-veth", "--console=pipe", "--notify-ready=yes"];
     const argv = tool === "machina" ? [NSPAWN, "-q", ...args] : nspawnInCgroup(`bench-density-${name}`, args);
-    procs.push(Bun.spawn(argv, { env: { ...env, NOTIFY_SOCKET: join(notify, name) }, stdin: "ignore", stdout: "ignore", stderr: "ignore" }));
+    const extra = alone ? { MACHINA_NO_DAEMON: "1" } : {};
+    procs.push(Bun.spawn(argv, { env: { ...env, ...extra, NOTIFY_SOCKET: join(notify, name) }, stdin: "ignore", stdout: "ignore", stderr: "ignore" }));
   };
   const died = () => procs.some((p) => p.exitCode !== null);
   const waitExits = async () => {
@@ -541,6 +547,7 @@ export async function boots(n: number, withNspawn: boolean): Promise<BootsResult
   const end = async () => {
     for (const w of watchers) w.close();
     await endRun(base, state, env, procs);
+    await daemon.stop();
     if (inotifyBefore < inotifyNeed) writeFileSync(inotifyPath, String(inotifyBefore));
   };
   const done = cleanupOnInterrupt(end);
@@ -562,15 +569,21 @@ export async function boots(n: number, withNspawn: boolean): Promise<BootsResult
       await waitExits();
     }
     const cpuOneMs = median(alone);
+    const storm = async (prefix: string, alone: boolean) => {
+      const names = Array.from({ length: n }, (_, i) => `${prefix}${i}`);
+      const w = await watch(names);
+      const busy0 = busyMs();
+      const t = performance.now();
+      for (const name of names) start("machina", name, alone);
+      const ms = await w.wait(t, died, 900_000);
+      const allCpuMs = busyMs() - busy0;
+      const m = { allRunningMs: ms, allCpuMs, ...guestsOf(names, state) };
+      await waitExits();
+      return m;
+    };
+    const m = await storm("bo", false);
+    const mAlone = await storm("ba", true);
     const names = Array.from({ length: n }, (_, i) => `bo${i}`);
-    const w = await watch(names);
-    const busy0 = busyMs();
-    const t = performance.now();
-    for (const name of names) start("machina", name);
-    const ms = await w.wait(t, died, 900_000);
-    const allCpuMs = busyMs() - busy0;
-    const m = { allRunningMs: ms, allCpuMs, ...guestsOf(names, state) };
-    await waitExits();
     let ns: BootsResult["nspawn"];
     if (withNspawn) {
       const nsNames = names.map((x) => `bs${x.slice(2)}`);
@@ -590,6 +603,7 @@ export async function boots(n: number, withNspawn: boolean): Promise<BootsResult
       cpuOneMs,
       limitMs: (n * cpuOneMs) / navigator.hardwareConcurrency,
       machina: m,
+      alone: mAlone,
       nspawn: ns,
       inotify: { before: inotifyBefore, used: Math.max(inotifyBefore, inotifyNeed) },
     };
@@ -630,6 +644,8 @@ function guestsOf(names: string[], state: string): { states: Record<string, numb
 
 function renderBoots(b: BootsResult, facts: string): string {
   const s = (x: number) => `${(x / 1000).toFixed(2)} s`;
+  const cpu = (m: BootsResult["machina"]) =>
+    `${s(m.cpuMs)} / ${s(m.allCpuMs)} (${((m.allCpuMs - m.cpuMs) / b.n).toFixed(0)} ms per container outside the guests)`;
   const states = (r: Record<string, number>) =>
     Object.entries(r)
       .map(([k, v]) => `${v} ${k}`)
@@ -639,14 +655,16 @@ function renderBoots(b: BootsResult, facts: string): string {
     "",
     `${b.n} booted Debian bookworm containers (the tests' image: minbase + systemd) started at once with \`-x -b --network-veth --notify-ready=yes\`, until every guest's systemd has sent READY=1 (startup finished; each tool started with \`--notify-ready=yes\` and a notify socket of its own, to which it forwards that — no polling inside the guests, whose CPU the boots need), then each guest's \`systemctl is-system-running\` once (the states in brackets). The CPU-bound limit: the CPU time one boot's guest needs alone to reach running (its cgroup's usage_usec; the median of three boots, one at a time), × ${b.n} ÷ ${navigator.hardwareConcurrency} CPUs.`,
     "",
-    "| | machina | systemd-nspawn |",
-    "|---|---:|---:|",
-    `| CPU of one boot alone (guest) | ${s(b.cpuOneMs)} | – |`,
-    `| the limit for ${b.n} on ${navigator.hardwareConcurrency} CPUs | ${s(b.limitMs)} | ${s(b.limitMs)} |`,
-    `| all ${b.n} running | ${s(b.machina.allRunningMs)} (${states(b.machina.states)}) | ${b.nspawn === undefined ? "–" : `${s(b.nspawn.allRunningMs)} (${states(b.nspawn.states)})`} |`,
-    `| ÷ the limit | **${(b.machina.allRunningMs / b.limitMs).toFixed(2)}×** | ${b.nspawn === undefined ? "–" : `${(b.nspawn.allRunningMs / b.limitMs).toFixed(2)}×`} |`,
-    `| CPU spent until then: the guests (their cgroups) / the whole host | ${s(b.machina.cpuMs)} / ${s(b.machina.allCpuMs)} (${((b.machina.allCpuMs - b.machina.cpuMs) / b.n).toFixed(0)} ms per container outside the guests) | – |`,
-    `| guests' memory when all run (PSS of their processes) | ${b.machina.pssMib.toFixed(0)} MiB (${(b.machina.pssMib / b.n).toFixed(1)} MiB each) | – |`,
+    "*machina*: the installed `machina-nspawn` (its native front end) with machinad running, which plans each start; *alone*: the same without machinad (`MACHINA_NO_DAEMON=1`: each front end runs the full Bun machina-nspawn). The three storms run one after the other.",
+    "",
+    "| | machina | alone | systemd-nspawn |",
+    "|---|---:|---:|---:|",
+    `| CPU of one boot alone (guest) | ${s(b.cpuOneMs)} | – | – |`,
+    `| the limit for ${b.n} on ${navigator.hardwareConcurrency} CPUs | ${s(b.limitMs)} | ${s(b.limitMs)} | ${s(b.limitMs)} |`,
+    `| all ${b.n} running | ${s(b.machina.allRunningMs)} (${states(b.machina.states)}) | ${s(b.alone.allRunningMs)} (${states(b.alone.states)}) | ${b.nspawn === undefined ? "–" : `${s(b.nspawn.allRunningMs)} (${states(b.nspawn.states)})`} |`,
+    `| ÷ the limit | **${(b.machina.allRunningMs / b.limitMs).toFixed(2)}×** | ${(b.alone.allRunningMs / b.limitMs).toFixed(2)}× | ${b.nspawn === undefined ? "–" : `${(b.nspawn.allRunningMs / b.limitMs).toFixed(2)}×`} |`,
+    `| CPU spent until then: the guests (their cgroups) / the whole host | ${cpu(b.machina)} | ${cpu(b.alone)} | – |`,
+    `| guests' memory when all run (PSS of their processes) | ${b.machina.pssMib.toFixed(0)} MiB (${(b.machina.pssMib / b.n).toFixed(1)} MiB each) | ${b.alone.pssMib.toFixed(0)} MiB | – |`,
     "",
     `fs.inotify.max_user_instances was ${b.inotify.before}; the run raised it to ${b.inotify.used} and put it back. A booted systemd takes ~5 inotify instances, all counted against root (user namespaces too: their owner is charged), so with the default 128 only ~24 booted containers start — the rest, with either tool, stop at once with \`Failed to create control group inotify object: Too many open files\` (docs/machines.md, "Many machines").`,
   ].join("\n");

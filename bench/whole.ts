@@ -3,7 +3,9 @@
  * The whole run as a user sees it (issue 18): from launch until the tool has exited and cleaned
  * up, machina-nspawn (as installed: dist/bin, scripts/build runs first) and systemd-nspawn 252
  * alternating on the same busybox tree, for every mode; beside it the split into "to the
- * payload" and "after the payload" (teardown).
+ * payload" and "after the payload" (teardown). machina-nspawn runs twice per round: served by
+ * machinad (its front end hands the planning to a machinad the bench starts on a socket of its
+ * own) and alone (MACHINA_NO_DAEMON=1: the front end runs the full Bun program).
  *
  *   bun bench/whole.ts [--quick] [--only MODE]...     (rewrites the bench:whole block of BENCHMARKS.md)
  *
@@ -18,7 +20,19 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ensureBusyboxImage } from "../test/fixtures/images.ts";
-import { BENCH_CGROUP_ROOTS, cleanupOnInterrupt, factsLine, launchWrapped, median, REPO, removeCgroupTree, versionLine, writeBlock } from "./common.ts";
+import {
+  BENCH_CGROUP_ROOTS,
+  type BenchDaemon,
+  cleanupOnInterrupt,
+  factsLine,
+  launchWrapped,
+  median,
+  REPO,
+  removeCgroupTree,
+  startMachinad,
+  versionLine,
+  writeBlock,
+} from "./common.ts";
 
 const MACHINA = join(REPO, "dist/bin/machina-nspawn");
 const MACHINACTL = join(REPO, "dist/bin/machinactl");
@@ -27,7 +41,8 @@ const BRIDGE = "mbench-br0";
 const DUMMY_MACVLAN = "mbench-d0";
 const DUMMY_MOVED = "mbench-i0";
 
-type Tool = "machina" | "nspawn";
+type Tool = "machina" | "machina-alone" | "nspawn";
+const isMachina = (t: Tool) => t !== "nspawn";
 
 interface Mode {
   id: string;
@@ -110,7 +125,7 @@ interface Sample {
   wall: number;
   toPayload: number;
   after: number;
-  /** machina: ms per stage (STAGES), from its status lines (MACHINA_STATUS_FD) */
+  /** machina: ms per stage (STAGES_SERVED or STAGES_ALONE), from its status lines (MACHINA_STATUS_FD) */
   stages?: Record<string, number>;
 }
 
@@ -118,18 +133,24 @@ interface Sample {
  * machina's run split at the moments its status lines report (native/SPEC.md "Status fd"): each
  * stage from the first moment to the second (go: the bench's; payload: /stamp; exit: the bench's).
  */
-const STAGES: ReadonlyArray<readonly [label: string, from: string, to: string]> = [
-  ["exec + Bun's start", "go", "modules"],
-  ["modules", "modules", "main"],
-  ["facts + plan", "main", "planned"],
+type Stages = ReadonlyArray<readonly [label: string, from: string, to: string]>;
+const AFTER_PLAN: Stages = [
   ["helper's exec", "planned", "spec"],
   ["helper's setup (clone, cgroups, network, mounts, pivot)", "spec", "exec"],
   ["payload's exec", "exec", "payload"],
   ["payload + teardown + exit", "payload", "exit"],
 ];
-
+/** machina-nspawn alone: the front end, then the Bun program's own start */
+const STAGES_ALONE: Stages = [
+  ["front end + exec + Bun's start", "go", "modules"],
+  ["modules", "modules", "main"],
+  ["facts + plan", "main", "planned"],
+  ...AFTER_PLAN,
+];
+/** served: the front end's request reaches machinad's planner ("main"), which plans */
+const STAGES_SERVED: Stages = [["front end + request to machinad", "go", "main"], ["facts + plan (machinad)", "main", "planned"], ...AFTER_PLAN];
 /** The stages' durations from the status lines (µs since the epoch) and the bench's own moments (ms since the epoch). */
-function stagesOf(statusText: string, moments: { go: number; payload: number; exit: number }): Record<string, number> | undefined {
+function stagesOf(stages: Stages, statusText: string, moments: { go: number; payload: number; exit: number }): Record<string, number> | undefined {
   const at: Record<string, number> = { ...moments };
   for (const line of statusText.split("\n")) {
     if (line === "") continue;
@@ -138,7 +159,7 @@ function stagesOf(statusText: string, moments: { go: number; payload: number; ex
     if (name !== undefined && typeof l.t === "number" && at[name] === undefined) at[name] = l.t / 1000;
   }
   const out: Record<string, number> = {};
-  for (const [label, from, to] of STAGES) {
+  for (const [label, from, to] of stages) {
     if (at[from] === undefined || at[to] === undefined) return undefined;
     out[label] = at[to]! - at[from]!;
   }
@@ -151,6 +172,7 @@ interface ModeResult {
   note: string | undefined;
   n: number;
   machina: Sample;
+  alone: Sample;
   nspawn: Sample | undefined;
 }
 
@@ -186,14 +208,20 @@ async function once(tool: Tool, mode: Mode, work: string, tree: string, raw: str
     dirArgs = [`--template=${tree}`, "-D", made];
   } else if (mode.id === "raw") dirArgs = ["-i", raw];
   const toolArgs = [...COMMON, "-M", name, ...dirArgs, ...mode.args, "/stamp"];
-  const argv = tool === "machina" ? [MACHINA, ...toolArgs] : ["systemd-nspawn", ...toolArgs];
+  const argv = isMachina(tool) ? [MACHINA, ...toolArgs] : ["systemd-nspawn", ...toolArgs];
   const cgroups = BENCH_CGROUP_ROOTS.map((h) => `${h}/machina-bench-${name}`);
   const out = join(work, `${name}.out`);
-  const status = tool === "machina" ? `${out}.status` : undefined;
+  const status = isMachina(tool) ? `${out}.status` : undefined;
   let proc: Bun.Subprocess | undefined;
   const undoUdev = tool === "nspawn" && mode.udevLink !== undefined ? fakeUdevEntry(mode.udevLink) : undefined;
   try {
-    const env = { ...process.env, MACHINA_STATE_DIR: join(work, "state"), ...(status !== undefined ? { MACHINA_STATUS_FD: "3" } : {}) };
+    const env = {
+      ...process.env,
+      MACHINA_STATE_DIR: join(work, "state"),
+      MACHINA_API_SOCKET: join(work, "run/api.sock"),
+      ...(status !== undefined ? { MACHINA_STATUS_FD: "3" } : {}),
+      ...(tool === "machina-alone" ? { MACHINA_NO_DAEMON: "1" } : {}),
+    };
     const w = await launchWrapped(argv, { cgroups, out, err: `${out}.err`, env, ...(status !== undefined ? { status } : {}) });
     proc = w.proc;
     const t0 = w.t0;
@@ -203,7 +231,8 @@ async function once(tool: Tool, mode: Mode, work: string, tree: string, raw: str
     if (code !== 0 || !Number.isFinite(stamp))
       throw new Error(`${tool} ${mode.id}: exit ${code}: ${readFileSync(`${out}.err`, "utf8").trim().split("\n").slice(-3).join(" | ")}`);
     const epoch = performance.timeOrigin;
-    const stages = status === undefined ? undefined : stagesOf(readFileSync(status, "utf8"), { go: epoch + t0, payload: epoch + stamp, exit: epoch + t1 });
+    const moments = { go: epoch + t0, payload: epoch + stamp, exit: epoch + t1 };
+    const stages = status === undefined ? undefined : stagesOf(tool === "machina" ? STAGES_SERVED : STAGES_ALONE, readFileSync(status, "utf8"), moments);
     return { wall: t1 - t0, toPayload: stamp - t0, after: t1 - stamp, ...(stages !== undefined ? { stages } : {}) };
   } finally {
     if (proc !== undefined && proc.exitCode === null) proc.kill("SIGKILL");
@@ -217,9 +246,9 @@ async function once(tool: Tool, mode: Mode, work: string, tree: string, raw: str
   }
 }
 
-function medianSample(xs: Sample[]): Sample {
+function medianSample(xs: Sample[], list: Stages = []): Sample {
   const withStages = xs.filter((x) => x.stages !== undefined);
-  const stages = withStages.length === 0 ? undefined : Object.fromEntries(STAGES.map(([label]) => [label, median(withStages.map((x) => x.stages![label]!))]));
+  const stages = withStages.length === 0 ? undefined : Object.fromEntries(list.map(([label]) => [label, median(withStages.map((x) => x.stages![label]!))]));
   return {
     wall: median(xs.map((x) => x.wall)),
     toPayload: median(xs.map((x) => x.toPayload)),
@@ -229,9 +258,10 @@ function medianSample(xs: Sample[]): Sample {
 }
 
 async function benchMode(mode: Mode, n: number, warmup: number, work: string, tree: string, raw: string): Promise<ModeResult> {
-  const samples: Record<Tool, Sample[]> = { machina: [], nspawn: [] };
+  const samples: Record<Tool, Sample[]> = { machina: [], "machina-alone": [], nspawn: [] };
+  const tools: Tool[] = mode.tools.flatMap((t): Tool[] => (t === "machina" ? ["machina", "machina-alone"] : [t]));
   for (let i = 0; i < warmup + n; i++) {
-    const order = i % 2 === 0 ? mode.tools : [...mode.tools].reverse();
+    const order = i % 2 === 0 ? tools : [...tools].reverse();
     for (const tool of order) {
       const s = await once(tool, mode, work, tree, raw);
       if (i >= warmup) samples[tool].push(s);
@@ -242,7 +272,8 @@ async function benchMode(mode: Mode, n: number, warmup: number, work: string, tr
     label: mode.label,
     note: mode.note,
     n,
-    machina: medianSample(samples.machina),
+    machina: medianSample(samples.machina, STAGES_SERVED),
+    alone: medianSample(samples["machina-alone"], STAGES_ALONE),
     nspawn: mode.tools.includes("nspawn") ? medianSample(samples.nspawn) : undefined,
   };
 }
@@ -250,27 +281,37 @@ async function benchMode(mode: Mode, n: number, warmup: number, work: string, tr
 function render(rs: ModeResult[], facts: string): string {
   const f = (x: number) => x.toFixed(1);
   const rows = rs.map((r) => {
-    const ratio = r.nspawn === undefined ? "–" : (r.machina.wall / r.nspawn.wall).toFixed(2);
     const goal = r.id === "true" ? 0.3 : 0.5;
-    const pass = r.nspawn === undefined ? "–" : r.machina.wall / r.nspawn.wall <= goal ? "pass" : "**not met**";
     const ns = r.nspawn;
-    return `| ${r.label} | ${f(r.machina.wall)} | ${f(r.machina.toPayload)} + ${f(r.machina.after)} | ${ns === undefined ? `– (${r.note ?? ""})` : f(ns.wall)} | ${ns === undefined ? "–" : `${f(ns.toPayload)} + ${f(ns.after)}`} | **${ratio}** | ≤ ${goal}: ${pass} |`;
+    const ratio = (m: Sample) => (ns === undefined ? "–" : `**${(m.wall / ns.wall).toFixed(2)}**`);
+    const pass = (m: Sample) => (ns === undefined ? "–" : m.wall / ns.wall <= goal ? "pass" : "**not met**");
+    const split = (m: Sample) => `${f(m.toPayload)} + ${f(m.after)}`;
+    return `| ${r.label} | ${f(r.machina.wall)} | ${split(r.machina)} | ${f(r.alone.wall)} | ${ns === undefined ? `– (${r.note ?? ""})` : f(ns.wall)} | ${ns === undefined ? "–" : split(ns)} | ${ratio(r.machina)} | ${ratio(r.alone)} | ≤ ${goal}: ${pass(r.machina)}; alone ${pass(r.alone)} |`;
   });
+  const stageTable = (title: string, list: Stages, pick: (r: ModeResult) => Sample) => [
+    title,
+    "",
+    `| mode | ${list.map(([label]) => label).join(" | ")} |`,
+    `|---|${list.map(() => "---:").join("|")}|`,
+    ...rs.map((r) => `| ${r.label} | ${list.map(([label]) => (pick(r).stages?.[label] === undefined ? "–" : f(pick(r).stages![label]!))).join(" | ")} |`),
+  ];
   return [
     facts,
     "",
-    `Whole process, ms from \`go\` to the tool's exit (medians of ${rs[0]?.n ?? 0} runs per tool, alternating, after warm-up runs), both with \`${COMMON.join(" ")}\` on the same busybox tree; the payload \`/stamp\` prints CLOCK_MONOTONIC, which splits each run into *to the payload* + *after it* (the payload's own time, < 1 ms, is in the second).`,
+    `Whole process, ms from \`go\` to the tool's exit (medians of ${rs[0]?.n ?? 0} runs per tool, alternating, after warm-up runs), all with \`${COMMON.join(" ")}\` on the same busybox tree; the payload \`/stamp\` prints CLOCK_MONOTONIC, which splits each run into *to the payload* + *after it* (the payload's own time, < 1 ms, is in the second). *machina*: the installed \`machina-nspawn\` (its native front end) with machinad running, which plans the run (src/daemon/nspawn-door.ts); *alone*: the same without machinad (\`MACHINA_NO_DAEMON=1\`: the front end runs the full Bun program).`,
     "",
-    "| mode | machina | machina: to payload + after | systemd-nspawn | nspawn: to payload + after | ratio | goal |",
-    "|---|---:|---:|---:|---:|---:|---|",
+    "| mode | machina | machina: to payload + after | alone | systemd-nspawn | nspawn: to payload + after | ratio | ratio alone | goal |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ...rows,
     ...rs.filter((r) => r.nspawn !== undefined && r.note !== undefined).map((r) => `\n${r.label}: ${r.note}.`),
     "",
-    "Where machina's time goes, per stage (medians, ms): split at the moments machina-nspawn and its helper report on `MACHINA_STATUS_FD` (native/SPEC.md \"Status fd\"; µs since the epoch), the payload's stamp and the bench's own start and end.",
+    ...stageTable(
+      "Where machina's time goes, per stage (medians, ms), served by machinad: split at the moments machinad's planner and the helper report on `MACHINA_STATUS_FD` (native/SPEC.md \"Status fd\"; µs since the epoch), the payload's stamp and the bench's own start and end.",
+      STAGES_SERVED,
+      (r) => r.machina,
+    ),
     "",
-    `| mode | ${STAGES.map(([label]) => label).join(" | ")} |`,
-    `|---|${STAGES.map(() => "---:").join("|")}|`,
-    ...rs.map((r) => `| ${r.label} | ${STAGES.map(([label]) => (r.machina.stages?.[label] === undefined ? "–" : f(r.machina.stages[label]!))).join(" | ")} |`),
+    ...stageTable("The same, alone (the full machina-nspawn reports its Bun start and module loading too):", STAGES_ALONE, (r) => r.alone),
   ].join("\n");
 }
 
@@ -288,7 +329,9 @@ if (import.meta.main) {
   mkdirSync(join(work, "state"));
   const tree = join(work, "bb");
   const raw = join(work, "bb.raw");
+  let machinad: BenchDaemon | undefined;
   const cleanup = async () => {
+    await machinad?.stop();
     // machina's networks and records of this run's state directory go with `machinactl list`'s sweep
     Bun.spawnSync([MACHINACTL, "list"], {
       env: { ...process.env, MACHINA_STATE_DIR: join(work, "state"), MACHINA_NO_DAEMON: "1" },
@@ -302,6 +345,7 @@ if (import.meta.main) {
   const done = cleanupOnInterrupt(cleanup);
   try {
     sh(`cp -a '${busybox}' '${tree}'`);
+    machinad = await startMachinad(join(work, "run"), join(work, "state"));
     // the payload: a static program printing CLOCK_MONOTONIC in nanoseconds
     writeFileSync(
       join(work, "stamp.c"),
@@ -324,7 +368,7 @@ if (import.meta.main) {
     for (const m of modes) {
       const r = await benchMode(m, n, quick ? 1 : 3, work, tree, raw);
       console.error(
-        `${m.id}: machina ${r.machina.wall.toFixed(1)} ms (${r.machina.toPayload.toFixed(1)} + ${r.machina.after.toFixed(1)}), nspawn ${r.nspawn?.wall.toFixed(1) ?? "–"} ms`,
+        `${m.id}: machina ${r.machina.wall.toFixed(1)} ms (${r.machina.toPayload.toFixed(1)} + ${r.machina.after.toFixed(1)}), alone ${r.alone.wall.toFixed(1)} ms, nspawn ${r.nspawn?.wall.toFixed(1) ?? "–"} ms`,
       );
       results.push(r);
     }

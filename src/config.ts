@@ -70,13 +70,25 @@ export const MACHINA_VARIABLES = {
     strictNumber("MACHINA_STATUS_FD"),
   ),
   MACHINA_PRINT_SPEC: v("1: machina-nspawn prints the planned RunSpec instead of running it", flag),
-  MACHINA_NO_DAEMON: v("1: machinactl works on the registry directly even when machinad answers", flag),
+  MACHINA_NO_DAEMON: v(
+    "1: machinactl works on the registry directly even when machinad answers; the front ends of machina-nspawn and machina-oci run their full program",
+    flag,
+  ),
   MACHINA_API_SOCKET: v("machinad's socket (default /run/machina/api.sock)", nonEmpty),
   MACHINA_OCI_SOCKET: v("machinad's socket for machina-oci's native front end (default oci.sock beside MACHINA_API_SOCKET: /run/machina/oci.sock)", nonEmpty),
   MACHINA_OCI_FALLBACK: v(
     "the full machina-oci the front end runs when machinad does not serve a command (default ../libexec/machina-oci beside the front end)",
     nonEmpty,
   ),
+  MACHINA_NSPAWN_SOCKET: v(
+    "machinad's socket for machina-nspawn's native front end (default nspawn.sock beside MACHINA_API_SOCKET: /run/machina/nspawn.sock)",
+    nonEmpty,
+  ),
+  MACHINA_NSPAWN_FALLBACK: v(
+    "the full machina-nspawn the front end runs when machinad does not serve it (default ../libexec/machina-nspawn beside the front end)",
+    nonEmpty,
+  ),
+  MACHINA_FRONT_DEBUG: v("1: machina-nspawn's front end says on stderr whether machinad served it, or why the full machina-nspawn runs", flag),
   MACHINA_RESTART: v("machinad's restart policy: no, on-failure, always (as --restart=)", nonEmpty),
   MACHINA_HOST_JOURNAL_DIR: v("the host's journal directory for --link-journal (default /var/log/journal)", nonEmpty),
 } as const;

@@ -6,7 +6,7 @@ import { renderError } from "../errors.ts";
 import { LinuxHost } from "../host/linux.ts";
 import type { Host } from "../host/host.ts";
 import { paths } from "../paths.ts";
-import { prepareContainer } from "../runtime/prepare.ts";
+import { NeedsOwnProcess, prepareContainer } from "../runtime/prepare.ts";
 import { parseNspawnCommandLine } from "../settings/nspawn-cli.ts";
 import { encodeSpec, specRecords } from "../spec/wire.ts";
 import { NSPAWN_VERSION_TEXT, nspawnHelp } from "./nspawn-help.ts";
@@ -24,65 +24,107 @@ function stageLines(stamps: ReadonlyArray<readonly [string, number]>): string {
   return stamps.map(([stage, ms]) => `${JSON.stringify({ stage, t: Math.round(ms * 1000) })}\n`).join("");
 }
 
-export function main(argv: string[], host: Host = new LinuxHost()): number {
+/** Where a run's output goes and whose working directory it is: this process's, or a front end's (src/daemon/nspawn-door.ts). */
+export interface NspawnIo {
+  out(text: string): void;
+  err(text: string): void;
+  /** To an fd of the caller's (MACHINA_STATUS_FD). */
+  toFd(fd: number, text: string): void;
+  cwd: string;
+  /** Stages before main on the status fd: this process's runtime start and module loading (not a served run's). */
+  ownStages: boolean;
+  /** Planned in machinad for a front end (PrepareOptions.resident). */
+  resident?: boolean;
+}
+
+/** What a run comes to: an exit code, or the helper to exec with its spec (and the undo when it will not run). */
+export type NspawnOutcome =
+  | { exit: number }
+  /** resident: this run needs a process of its own (nothing was done; why) */
+  | { ownProcess: string }
+  | {
+      exec: { helper: string; argv: string[]; spec: Uint8Array };
+      /** The helper will not run after all: undo what was set up for it; returns the error to report. */
+      abandonAfter(cause: unknown): unknown;
+    };
+
+const HELPER_ARGV = ["machina-helper", "run", "--spec-fd"];
+
+/** Parse, plan and set up what the helper needs; everything but the exec. */
+export function planRun(argv: string[], host: Host, io: NspawnIo): NspawnOutcome {
   const mainAt = nowMs();
   try {
-    const parsed = parseNspawnCommandLine(argv, host.env(), process.cwd());
+    const parsed = parseNspawnCommandLine(argv, host.env(), io.cwd);
     if (parsed.action === "help") {
-      out(nspawnHelp());
-      return 0;
+      io.out(nspawnHelp());
+      return { exit: 0 };
     }
     if (parsed.action === "list") {
-      out(parsed.lines.map((l) => `${l}\n`).join(""));
-      return 0;
+      io.out(parsed.lines.map((l) => `${l}\n`).join(""));
+      return { exit: 0 };
     }
     if (parsed.action === "version") {
-      out(NSPAWN_VERSION_TEXT);
-      return 0;
+      io.out(NSPAWN_VERSION_TEXT);
+      return { exit: 0 };
     }
     const env = host.env();
     const p = paths(env);
     const statusFd = machinaEnv(env, "MACHINA_STATUS_FD");
     const planOnly = machinaEnv(env, "MACHINA_PRINT_SPEC");
-    const prepared = prepareContainer(host, p, parsed.settings, process.cwd(), {
+    const prepared = prepareContainer(host, p, parsed.settings, io.cwd, {
       prog: PROG,
       ...(statusFd !== undefined ? { statusFd } : {}),
       planOnly,
-      onWarning: (w) => err(`${PROG}: ${w}\n`),
+      ...(io.resident ? { resident: true } : {}),
+      onWarning: (w) => io.err(`${PROG}: ${w}\n`),
     });
     const { spec } = prepared;
     if (planOnly) {
       // Debugging aid: show the plan instead of running it.
-      out(
+      io.out(
         specRecords(spec)
           .map(([name, args]) => JSON.stringify([name, ...args]))
           .join("\n") + "\n",
       );
       prepared.abandon();
-      return 0;
-    }
-    if (!prepared.settings.quiet) {
-      err(`Spawning container ${spec.machine} on ${spec.root}.\n`);
-      if (spec.console === "interactive") err("Press ^] three times within 1s to kill container.\n");
+      return { exit: 0 };
     }
     try {
+      if (!prepared.settings.quiet) {
+        io.err(`Spawning container ${spec.machine} on ${spec.root}.\n`);
+        if (spec.console === "interactive") io.err("Press ^] three times within 1s to kill container.\n");
+      }
       const bytes = encodeSpec(spec);
-      if (statusFd !== undefined)
-        toFd(
-          statusFd,
-          stageLines([
-            ["bun", performance.timeOrigin],
-            ["modules", MODULES_START_MS],
-            ["main", mainAt],
-            ["planned", nowMs()],
-          ]),
-        );
-      return host.execWithSpec(p.helper, ["machina-helper", "run", "--spec-fd"], bytes);
+      if (statusFd !== undefined) {
+        const own: Array<readonly [string, number]> = io.ownStages
+          ? [
+              ["bun", performance.timeOrigin],
+              ["modules", MODULES_START_MS],
+            ]
+          : [];
+        io.toFd(statusFd, stageLines([...own, ["main", mainAt], ["planned", nowMs()]]));
+      }
+      return { exec: { helper: p.helper, argv: HELPER_ARGV, spec: bytes }, abandonAfter: (cause) => prepared.abandonAfter(cause) };
     } catch (e) {
       throw prepared.abandonAfter(e);
     }
   } catch (error) {
-    err(renderError(PROG, error) + "\n");
+    if (error instanceof NeedsOwnProcess) return { ownProcess: error.message };
+    io.err(renderError(PROG, error) + "\n");
+    return { exit: 1 };
+  }
+}
+
+/** machina-nspawn in its own process: plan, then become the helper. */
+export function main(argv: string[], host: Host = new LinuxHost()): number {
+  const outcome = planRun(argv, host, { out, err, toFd, cwd: process.cwd(), ownStages: true });
+  if ("exit" in outcome) return outcome.exit;
+  if ("ownProcess" in outcome) throw new Error(`internal: ${outcome.ownProcess}`); // never without io.resident
+  const { helper, argv: helperArgv, spec } = outcome.exec;
+  try {
+    return host.execWithSpec(helper, helperArgv, spec);
+  } catch (e) {
+    err(renderError(PROG, outcome.abandonAfter(e)) + "\n");
     return 1;
   }
 }

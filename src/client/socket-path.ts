@@ -1,4 +1,4 @@
-/** Where machinad listens: its API socket and machina-oci's front-end socket (no other imports: short-lived commands load this first). */
+/** Where machinad listens: its API socket and the front ends' sockets (machina-oci, machina-nspawn) (no other imports: short-lived commands load this first). */
 import { machinaEnv } from "../config.ts";
 
 export const DEFAULT_SOCKET = "/run/machina/api.sock";
@@ -7,7 +7,12 @@ export function apiSocketPath(env: Readonly<Record<string, string | undefined>> 
   return machinaEnv(env, "MACHINA_API_SOCKET") ?? DEFAULT_SOCKET;
 }
 
-/** machinad's socket for machina-oci's front end: $MACHINA_OCI_SOCKET, else oci.sock beside the API socket (native/oci-front.c reads the same). */
+/** machinad's socket for machina-oci's front end: $MACHINA_OCI_SOCKET, else oci.sock beside the API socket (native/front.c reads the same). */
 export function ociSocketPath(apiSocket: string, env: Readonly<Record<string, string | undefined>> = process.env): string {
   return machinaEnv(env, "MACHINA_OCI_SOCKET") ?? `${apiSocket.slice(0, Math.max(apiSocket.lastIndexOf("/"), 0))}/oci.sock`;
+}
+
+/** machinad's socket for machina-nspawn's front end: $MACHINA_NSPAWN_SOCKET, else nspawn.sock beside the API socket (native/front.c reads the same). */
+export function nspawnSocketPath(apiSocket: string, env: Readonly<Record<string, string | undefined>> = process.env): string {
+  return machinaEnv(env, "MACHINA_NSPAWN_SOCKET") ?? `${apiSocket.slice(0, Math.max(apiSocket.lastIndexOf("/"), 0))}/nspawn.sock`;
 }

@@ -37,7 +37,8 @@ import { sweepLeftovers } from "../runtime/sweep.ts";
 import { provideZod } from "../lazy-zod.ts";
 import { z } from "zod";
 import { MachinaClient } from "../client/client.ts";
-import { apiSocketPath, ociSocketPath } from "../client/socket-path.ts";
+import { apiSocketPath, nspawnSocketPath, ociSocketPath } from "../client/socket-path.ts";
+import { serveNspawnDoor } from "./nspawn-door.ts";
 import { serveOciDoor } from "./oci-door.ts";
 import { err, out } from "../cli/output.ts";
 import { createApp } from "./app.ts";
@@ -256,11 +257,19 @@ async function serve(socket: string, policy: RestartPolicy, autostart: boolean, 
     process.umask(oldUmask);
   }
   host.chmod(socket, 0o600);
-  // machina-oci's front end (native/oci-front.c): its commands planned here, warm
+  // the front ends of machina-oci and machina-nspawn (native/front.c): their commands planned here, warm
   const ociSocket = ociSocketPath(socket, host.env());
-  if (host.stat(ociSocket, true) !== undefined) host.unlink(ociSocket); // the API socket was free: a dead daemon's
+  const nspawnSocket = nspawnSocketPath(socket, host.env());
+  const frontSockets = [ociSocket, nspawnSocket];
+  // the API socket was free: these are a dead daemon's
+  for (const path of frontSockets) if (host.stat(path, true) !== undefined) host.unlink(path);
   const ociDoor = await serveOciDoor(ociSocket, log);
-  host.chmod(ociSocket, 0o600);
+  const nspawnDoor = await serveNspawnDoor(nspawnSocket, log);
+  for (const path of frontSockets) host.chmod(path, 0o600);
+  const closeDoors = () => {
+    ociDoor.close();
+    nspawnDoor.close();
+  };
   let web: ReturnType<typeof Bun.serve> | undefined;
   const sessions = new Sessions();
   if (o.listen !== undefined && token !== undefined) {
@@ -272,14 +281,14 @@ async function serve(socket: string, policy: RestartPolicy, autostart: boolean, 
       web = Bun.serve({ hostname, port, fetch, websocket, maxRequestBodySize: MAX_UPLOAD_BYTES, ...(tls ? { tls } : {}) });
     } catch (e) {
       await server.stop(true);
-      ociDoor.close();
+      closeDoors();
       host.unlink(socket);
-      if (host.stat(ociSocket, true) !== undefined) host.unlink(ociSocket);
+      for (const path of frontSockets) if (host.stat(path, true) !== undefined) host.unlink(path);
       throw new MachinaError("E_SYSTEM", `--listen: cannot listen on ${origin}: ${(e as Error).message}`, { flag: "--listen" });
     }
     log("listening-tcp", { url: origin, tokenFile: token });
   }
-  log("listening", { socket, ociSocket, pid: process.pid, version: VERSION, restart: policy, stateDir: p.stateDir });
+  log("listening", { socket, ociSocket, nspawnSocket, pid: process.pid, version: VERSION, restart: policy, stateDir: p.stateDir });
 
   await supervisor.boot(autostart);
   log("ready", { machines: service.runningNames().length });
@@ -292,9 +301,9 @@ async function serve(socket: string, policy: RestartPolicy, autostart: boolean, 
       await jobs.cancelAll();
       await server.stop(true);
       await web?.stop(true);
-      ociDoor.close();
+      closeDoors();
       sessions.clear();
-      for (const path of [socket, ociSocket])
+      for (const path of [socket, ...frontSockets])
         try {
           host.unlink(path);
         } catch {

@@ -1,176 +1,19 @@
 /**
- * machinad's planner for machina-oci's native front end (native/oci-front.c; the wire is
- * src/oci-runtime/front-door.ts). The front end hands over its command line, working directory
- * and environment; the planner runs the very same machina-oci code (src/cli/oci/main.ts) with
- * that environment, its output sent back, and the helper spawned by the front end (so that the
- * init gets the caller's stdio and parent). Commands or containers that need their own process
- * (run, exec, update, hooks run by start/delete) are answered with 'F': the front end runs the
- * full machina-oci instead. A front end in other namespaces or another root gets 'F' too.
- *
- * The socket is root-only (0600 in machinad's root-only directory), as the API socket.
+ * machinad's planner for machina-oci's native front end (native/front.c; the wire is
+ * src/oci-runtime/front-door.ts, the socket src/daemon/front-end.ts). The front end hands over its
+ * command line, working directory and environment; the planner runs the very same machina-oci
+ * code (src/cli/oci/main.ts) with that environment, its output sent back, and the helper spawned
+ * by the front end (so that the init gets the caller's stdio and parent). Commands or containers
+ * that need their own process (run, exec, update, hooks run by start/delete) are answered with
+ * 'F': the front end runs the full machina-oci instead. A front end in other namespaces or
+ * another root gets 'F' too.
  */
-import { createServer, type Server, type Socket } from "node:net";
-import type { DetachedChild } from "../host/host.ts";
-import { processIdentity } from "../host/identity.ts";
-import { LinuxHost } from "../host/linux.ts";
-import { SealedExecutables } from "../host/sealed-executables.ts";
+import type { Server } from "node:net";
 import { main, NeedsOwnProcess, type OciIo } from "../cli/oci/main.ts";
-import { decodeRequest, encodeFrame, encodeSpawn, type Frame, FrameReader, type FrontRequest } from "../oci-runtime/front-door.ts";
+import { encodeFrame } from "../oci-runtime/front-door.ts";
+import { type FrontConnection, type Log, serveFrontDoor } from "./front-end.ts";
 
-type Log = (event: string, fields: Record<string, unknown>) => void;
-
-/** The helper the planner asks the front end to run: frames 'P', 'S', 'C' come back. */
-class RemoteChild implements DetachedChild {
-  pid = 0;
-  private controller!: ReadableStreamDefaultController<Uint8Array>;
-  private resolveExit!: (code: number) => void;
-  readonly status = new ReadableStream<Uint8Array>({ start: (c) => void (this.controller = c) });
-  readonly exited = new Promise<number>((r) => (this.resolveExit = r));
-  private open = true;
-
-  closeStatus(): void {
-    this.end();
-  }
-
-  private end(): void {
-    if (!this.open) return;
-    this.open = false;
-    try {
-      this.controller.close();
-    } catch {
-      // cancelled by its reader
-    }
-  }
-
-  /** true when the frame was this child's */
-  take(f: Frame): boolean {
-    const text = () => new TextDecoder().decode(f.payload);
-    if (f.type === "P") this.pid = Number(text());
-    else if (f.type === "S") {
-      if (this.open) this.controller.enqueue(f.payload);
-    } else if (f.type === "C") {
-      this.end();
-      this.resolveExit(Number(text()));
-    } else return false;
-    return true;
-  }
-
-  /** the front end went away: as if the helper was killed */
-  lost(): void {
-    this.end();
-    this.resolveExit(137);
-  }
-}
-
-/** LinuxHost with the front end's environment; the helper is spawned by the front end. */
-class FrontEndHost extends LinuxHost {
-  child: RemoteChild | undefined;
-
-  constructor(
-    private readonly request: FrontRequest,
-    private readonly send: (frame: Uint8Array) => void,
-    private readonly sealed: SealedExecutables,
-  ) {
-    super();
-  }
-
-  override env(): Readonly<Record<string, string | undefined>> {
-    return this.request.env;
-  }
-
-  // The process planned for is the front end: its pid, its terminals, its /proc/self (limits,
-  // cgroup), as when machina-oci plans in its own process.
-  override pid(): number {
-    return this.request.pid;
-  }
-
-  override isatty(fd: number): boolean {
-    return fd >= 0 && fd <= 2 ? this.request.ttys[fd]! : false;
-  }
-
-  private self(path: string): string {
-    return path === "/proc/self" || path.startsWith("/proc/self/") ? `/proc/${this.request.pid}${path.slice("/proc/self".length)}` : path;
-  }
-
-  override readFile(path: string): string | undefined {
-    return super.readFile(this.self(path));
-  }
-
-  override lstat(path: string): ReturnType<LinuxHost["lstat"]> {
-    return super.lstat(this.self(path));
-  }
-
-  override readlink(path: string): string {
-    return super.readlink(this.self(path));
-  }
-
-  override realpath(path: string): string | undefined {
-    return super.realpath(this.self(path));
-  }
-
-  /** argv as the front end runs it: the sealed copy of the program, the spec's fd number last */
-  private helperArgv([program, ...args]: string[]): string[] {
-    return [this.sealed.pathFor(program!), ...args, "3"];
-  }
-
-  announceSpawn(argv: string[], env: Record<string, string>): void {
-    // the same bytes as the spawn's head: the front end starts this command now, and gives it
-    // the spec when spawnWithStatus repeats it
-    this.send(encodeFrame("h", encodeSpawn(this.helperArgv(argv), env, new Uint8Array(0))));
-  }
-
-  override spawnWithStatus(argv: string[], options: { spec: Uint8Array; env: Record<string, string> }): DetachedChild {
-    if (this.child !== undefined) throw new Error("internal: one helper per machina-oci command");
-    this.child = new RemoteChild();
-    // the helper from its sealed copy (no second exec); LinuxHost passes the spec's fd number
-    // last, and the front end puts it on fd 3 too. Announced: the front end started it already.
-    this.send(encodeFrame("H", encodeSpawn(this.helperArgv(argv), options.env, options.spec)));
-    return this.child;
-  }
-}
-
-async function serveConnection(sock: Socket, identity: string, sealed: SealedExecutables, log: Log): Promise<void> {
-  const reader = new FrameReader();
-  const send = (frame: Uint8Array) => {
-    if (!sock.destroyed) sock.write(frame);
-  };
-  let host: FrontEndHost | undefined;
-  let requestFrame!: (f: Frame | undefined) => void;
-  const first = new Promise<Frame | undefined>((resolve) => (requestFrame = resolve));
-  let gotRequest = false;
-  sock.on("data", (chunk: Buffer) => {
-    let frames: Frame[];
-    try {
-      frames = reader.push(chunk);
-    } catch {
-      sock.destroy();
-      return;
-    }
-    for (const f of frames) {
-      if (!gotRequest) {
-        gotRequest = true;
-        requestFrame(f);
-      } else if (host?.child?.take(f) !== true) sock.destroy(); // nothing else is expected
-    }
-  });
-  sock.on("close", () => {
-    if (!gotRequest) requestFrame(undefined);
-    host?.child?.lost();
-  });
-  sock.on("error", () => undefined);
-
-  const f = await first;
-  const request = f?.type === "R" ? decodeRequest(f.payload) : undefined;
-  if (request === undefined) {
-    sock.destroy();
-    return;
-  }
-  if (request.identity !== identity) {
-    send(encodeFrame("F", "machina-oci runs in other namespaces or another root than machinad"));
-    sock.end();
-    return;
-  }
-  host = new FrontEndHost(request, send, sealed);
+async function plan({ request, host, send }: FrontConnection, log: Log): Promise<void> {
   const io: OciIo = {
     out: (text) => text !== "" && send(encodeFrame("O", text)),
     err: (text) => text !== "" && send(encodeFrame("E", text)),
@@ -188,23 +31,9 @@ async function serveConnection(sock: Socket, identity: string, sealed: SealedExe
       send(encodeFrame("X", "1"));
     }
   }
-  sock.end();
 }
 
 /** Listen on PATH (created 0600); returns the server, closed by machinad's shutdown. */
-export async function serveOciDoor(path: string, log: Log): Promise<Server> {
-  const identity = processIdentity();
-  const sealed = new SealedExecutables();
-  const server = createServer({ allowHalfOpen: false }, (sock) => void serveConnection(sock, identity, sealed, log));
-  server.on("close", () => sealed.close());
-  const oldUmask = process.umask(0o177);
-  try {
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(path, () => resolve());
-    });
-  } finally {
-    process.umask(oldUmask);
-  }
-  return server;
+export function serveOciDoor(path: string, log: Log): Promise<Server> {
+  return serveFrontDoor(path, "machina-oci", (c) => plan(c, log));
 }

@@ -6,7 +6,7 @@
  */
 import { dirname } from "node:path";
 import { MachinaError } from "../errors.ts";
-import type { HeldLock, Host } from "../host/host.ts";
+import type { CommandResult, HeldLock, Host } from "../host/host.ts";
 import { machinesDir, readState } from "../machine/registry.ts";
 import { Reverter } from "../reverter.ts";
 import { claimUnused } from "./in-use.ts";
@@ -128,24 +128,61 @@ export interface CopyTreeOptions {
  * A snapshot that fails (across file systems) falls back to copying.
  */
 export function copyTree(host: Host, source: string, dest: string, options: CopyTreeOptions = {}): CopyMethod {
+  return runSteps(host, copyTreeSteps(host, source, dest, options));
+}
+
+/** copyTree with its commands run without blocking this process (machinad's planner). */
+export function copyTreeAsync(host: Host, source: string, dest: string, options: CopyTreeOptions = {}): Promise<CopyMethod> {
+  return runStepsAsync(host, copyTreeSteps(host, source, dest, options));
+}
+
+/** A command a step function yields; it gets the command's result back. */
+export interface Command {
+  argv: string[];
+  fds: number[];
+}
+
+/** Steps that yield the commands they need run (copyTreeSteps, src/image/template.ts): one logic, run blocking or not. */
+export type Steps<T> = Generator<Command, T, CommandResult>;
+
+export function runSteps<T>(host: Host, steps: Steps<T>): T {
+  let next = steps.next();
+  while (!next.done) next = steps.next(host.run(next.value.argv, { fds: next.value.fds }));
+  return next.value;
+}
+
+export async function runStepsAsync<T>(host: Host, steps: Steps<T>): Promise<T> {
+  let next = steps.next();
+  while (!next.done) next = steps.next(await host.runAsync(next.value.argv, { fds: next.value.fds }));
+  return next.value;
+}
+
+/** A command that must succeed: "failed to WHAT "PATH": …" otherwise. */
+function* must(argv: string[], what: string, path: string, fds: number[] = []): Steps<void> {
+  const r = yield { argv, fds };
+  if (r.status !== 0)
+    throw new MachinaError("E_SYSTEM", `failed to ${what} "${path}": ${r.stderr.trim() || `${argv[0]} exited with status ${r.status}`}`, { path });
+}
+
+export function* copyTreeSteps(host: Host, source: string, dest: string, options: CopyTreeOptions = {}): Steps<CopyMethod> {
   const fds = options.fds ?? [];
   const what = options.what ?? "copy";
   const destOnBtrfs = host.fsType(dirname(dest)) === "btrfs";
   const st = host.stat(source, true);
   const sourceSubvolume = st !== undefined && st.ino === 256 && host.fsType(source) === "btrfs";
   const snapshot = destOnBtrfs && sourceSubvolume;
-  if (snapshot && host.run(["btrfs", "subvolume", "snapshot", ...(options.readOnly ? ["-r"] : []), source, dest], { fds }).status === 0) return "snapshot";
+  if (snapshot && (yield { argv: ["btrfs", "subvolume", "snapshot", ...(options.readOnly ? ["-r"] : []), source, dest], fds }).status === 0) return "snapshot";
   if (destOnBtrfs && options.subvolume) {
     host.removeTree(dest);
-    run({ host }, ["btrfs", "subvolume", "create", dest], "create a subvolume for", dest, fds);
-    run({ host }, ["cp", "-a", "--reflink=auto", "--", `${source}/.`, `${dest}/`], what, source, fds);
-    if (st !== undefined) run({ host }, ["chown", `${st.uid}:${st.gid}`, dest], "chown", dest);
+    yield* must(["btrfs", "subvolume", "create", dest], "create a subvolume for", dest, fds);
+    yield* must(["cp", "-a", "--reflink=auto", "--", `${source}/.`, `${dest}/`], what, source, fds);
+    if (st !== undefined) yield* must(["chown", `${st.uid}:${st.gid}`, dest], "chown", dest);
     if (st !== undefined) host.chmod(dest, st.mode);
-    if (options.readOnly) run({ host }, ["btrfs", "property", "set", "-ts", dest, "ro", "true"], "make read-only", dest);
+    if (options.readOnly) yield* must(["btrfs", "property", "set", "-ts", dest, "ro", "true"], "make read-only", dest);
     return "subvolume+copy";
   }
   if (snapshot) host.removeTree(dest); // a failed snapshot's leftovers
-  run({ host }, ["cp", "-a", "--reflink=auto", "--", source, dest], what, source, fds);
+  yield* must(["cp", "-a", "--reflink=auto", "--", source, dest], what, source, fds);
   return "copy";
 }
 

@@ -11,11 +11,26 @@ import { basename, dirname } from "node:path";
 import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
 import { Reverter } from "../reverter.ts";
-import { copyTree } from "./ops.ts";
+import { copyTreeSteps, runSteps, runStepsAsync, type Steps } from "./ops.ts";
 import { beginTemporary } from "./pool.ts";
+
+/** Would populateFromTemplate copy? (the directory is missing or empty; it throws for anything else) */
+export function templateWanted(host: Host, directory: string): boolean {
+  const k = host.lstat(directory);
+  return k === undefined || (k === "dir" && host.readdir(directory).length === 0);
+}
 
 /** Returns true when the directory was populated, false when it already had content. */
 export function populateFromTemplate(host: Host, stateDir: string, template: string, directory: string): boolean {
+  return runSteps(host, populateSteps(host, stateDir, template, directory));
+}
+
+/** populateFromTemplate, the copy not blocking this process (machinad's planner for machina-nspawn's front end). */
+export function populateFromTemplateAsync(host: Host, stateDir: string, template: string, directory: string): Promise<boolean> {
+  return runStepsAsync(host, populateSteps(host, stateDir, template, directory));
+}
+
+function* populateSteps(host: Host, stateDir: string, template: string, directory: string): Steps<boolean> {
   const k = host.lstat(directory);
   if (k !== undefined && k !== "dir") throw new MachinaError("E_INVALID", `"${directory}" exists and is not a directory`, { path: directory });
   if (k === "dir" && host.readdir(directory).length > 0) return false;
@@ -27,7 +42,7 @@ export function populateFromTemplate(host: Host, stateDir: string, template: str
   const r = new Reverter();
   r.add("discard the temporary copy", () => tmp.discard());
   try {
-    copyTree(host, template, tmp.path, { fds: [tmp.lock.fd], what: "copy the template" });
+    yield* copyTreeSteps(host, template, tmp.path, { fds: [tmp.lock.fd], what: "copy the template" });
     if (k === "dir") host.removeDirTree(directory); // empty: replaced by the copy
     tmp.commit(directory);
     r.commit();

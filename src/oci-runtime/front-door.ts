@@ -1,6 +1,7 @@
 /**
- * The wire between machina-oci's native front end (native/oci-front.c) and machinad's planner
- * (src/daemon/oci-door.ts). Pure: frames and the request, no I/O.
+ * The wire between the native front ends (native/front.c: machina-oci, machina-nspawn) and
+ * machinad's planners (src/daemon/oci-door.ts, src/daemon/nspawn-door.ts). Pure: frames and the
+ * request, no I/O.
  *
  * A frame is one type byte, a 32-bit little-endian payload length, the payload. The front end
  * sends one 'R' request (fields separated by NUL: version "1", working directory, its identity
@@ -8,10 +9,13 @@
  * argc, argv…, envc, env…); the planner answers with 'O'/'E'
  * output, 'X' exit code, 'F' fall back to the full machina-oci, 'h' start the helper ahead (its
  * spec follows), or 'H' spawn the helper (the announced one when the command is the same), after
- * which the front end reports 'P' pid, 'S' status bytes and 'C' exit code.
+ * which the front end reports 'P' pid, 'S' status bytes and 'C' exit code. machina-nspawn's
+ * planner also sends 'W' (bytes for another of the front end's fds: MACHINA_STATUS_FD) and 'x'
+ * (become the helper: argv and env as 'H', the spec on a new fd whose number the front end
+ * appends to argv), which the front end acknowledges with 'A' just before it executes it.
  */
 
-export type FrameType = "R" | "O" | "E" | "X" | "F" | "h" | "H" | "P" | "S" | "C";
+export type FrameType = "R" | "O" | "E" | "X" | "F" | "h" | "H" | "P" | "S" | "C" | "W" | "x" | "A";
 
 export interface Frame {
   type: string;
@@ -111,4 +115,14 @@ export function encodeRequest(r: FrontRequest): Uint8Array {
     "R",
     ["1", r.cwd, r.identity, String(r.pid), ttys, String(r.argv.length), ...r.argv, String(envList.length), ...envList].map((s) => `${s}\0`).join(""),
   );
+}
+
+/** The 'W' payload: the fd's number, NUL, the bytes. */
+export function encodeFdWrite(fd: number, text: string): Uint8Array {
+  const head = new TextEncoder().encode(`${fd}\0`);
+  const body = new TextEncoder().encode(text);
+  const out = new Uint8Array(head.length + body.length);
+  out.set(head);
+  out.set(body, head.length);
+  return out;
 }

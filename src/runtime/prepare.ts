@@ -17,7 +17,7 @@ import { planImageLocks } from "../image/in-use.ts";
 import { outsideImageWarning } from "../image/origin.ts";
 import { findImage } from "../image/pool.ts";
 import { setupRawRoot, sweepRawMounts, type RawRoot } from "../image/raw.ts";
-import { populateFromTemplate } from "../image/template.ts";
+import { populateFromTemplate, templateWanted } from "../image/template.ts";
 import { helperNetOps, planNetwork } from "../net/plan.ts";
 import { setupNetwork, teardownNetwork } from "../net/setup.ts";
 import { sweepLeftovers } from "./sweep.ts";
@@ -40,6 +40,12 @@ export interface PrepareOptions {
   detached?: boolean;
   /** Only plan: set up nothing that would need undoing (MACHINA_PRINT_SPEC). */
   planOnly?: boolean;
+  /**
+   * Planned in a long-lived process for another's (machinad's planner for machina-nspawn's front
+   * end): work that can take minutes and would hold that process up (a --template copy) throws
+   * NeedsOwnProcess before anything is done, and the caller runs in its own process instead.
+   */
+  resident?: boolean;
   /** Warnings: the .nspawn file's, as soon as it is read (nspawn shows them even with -q), and an image from outside run without -U (not with -q). */
   onWarning?: (warning: string) => void;
 }
@@ -55,6 +61,9 @@ export interface Prepared {
   /** abandon() because of `cause`: returns the error to throw — `cause`, with any undo failures added. */
   abandonAfter(cause: unknown): unknown;
 }
+
+/** This start is for a process of its own (PrepareOptions.resident): nothing was done. */
+export class NeedsOwnProcess extends Error {}
 
 /** The host's machine id (nspawn derives the MACs from it). */
 function hostMachineId(host: Host): string {
@@ -119,8 +128,11 @@ export function prepareContainer(host: Host, p: Paths, cliSettings: Settings, cw
   const chosen = chooseRoot(cliSettings, host, p.pool, cwd);
   if ("image" in chosen) cliSettings.image = chosen.image;
   else cliSettings.directory = chosen.directory;
-  if (cliSettings.template !== undefined && "directory" in chosen && !options.planOnly)
+  if (cliSettings.template !== undefined && "directory" in chosen && !options.planOnly) {
+    if (options.resident && templateWanted(host, chosen.directory))
+      throw new NeedsOwnProcess(`--template: "${chosen.directory}" is to be copied from "${cliSettings.template}"`);
     populateFromTemplate(host, p.stateDir, cliSettings.template, chosen.directory);
+  }
   // The machine's .nspawn file (if any), merged under (or, with --settings=override, over)
   // the command line.
   const loaded = cliSettings.ociBundle !== undefined ? { settings: cliSettings, warnings: [] } : loadSettingsFile(host, cliSettings);

@@ -163,8 +163,17 @@ export function helpListOf(r: NspawnOption): readonly string[] | undefined {
   return r.helpList?.();
 }
 
-function absolutize(path: string, cwd: string): string {
-  return path.startsWith("/") ? path : `${cwd.replace(/\/$/, "")}/${path}`;
+/**
+ * A path the command line gave, made absolute against the caller's working directory (as nspawn's
+ * parse_path_argument: "." segments and repeated slashes dropped, ".." kept).
+ */
+export function absolutize(path: string, cwd: string): string {
+  const abs = path.startsWith("/") ? path : `${cwd}/${path}`;
+  const out = abs
+    .replace(/\/+/g, "/")
+    .replace(/\/\.(?=\/|$)/g, "")
+    .replace(/\/+/g, "/");
+  return out.length > 1 ? out.replace(/\/$/, "") || "/" : out === "" ? "/" : out;
 }
 
 /** `IF[:NAME]`: a host interface, optionally renamed in the container. */
@@ -235,7 +244,8 @@ export const NSPAWN_TABLE: readonly NspawnOption[] = [
     help: "Directory to use as the container's root (default: the image named by -M in /var/lib/machines, else the current directory)",
     cli: (c) => {
       if (c.v === "") throw usageError(`${c.spelling} needs a directory`, c.ctx);
-      c.set("directory", c.v);
+      // the caller's directory: planning may run in another process (machinad's planner)
+      c.set("directory", absolutize(c.v, c.cwd));
     },
   }),
   row({

@@ -20,6 +20,16 @@ describe("machina-nspawn command line", () => {
     expect(parseNspawnCommandLine(["--version"], {}).action).toBe("version");
   });
 
+  test("relative -D, --template and -i are the caller's directory (cwd given: planning may run in machinad), normalized as nspawn", () => {
+    expect(settings(["-D", "."]).directory).toBe("/work");
+    expect(settings(["-D", "./tree//x/."]).directory).toBe("/work/tree/x");
+    expect(settings(["-D", "../t"]).directory).toBe("/work/../t"); // ".." kept, as nspawn's path_simplify
+    expect(settings(["-D", "/abs/"]).directory).toBe("/abs");
+    expect(settings(["-D", "/"]).directory).toBe("/");
+    expect(settings(["--template=t/", "-D", "d"]).template).toBe("/work/t");
+    expect(settings(["-i", "img.raw"]).image).toBe("/work/img.raw");
+  });
+
   test("OPTION=help lists the choices of each option nspawn 252 answers help for", () => {
     const list = (arg: string) => {
       const r = parseNspawnCommandLine(["-D", "/x", arg, "--timezone=nope"], {});

@@ -13,7 +13,7 @@ import { main, NeedsOwnProcess, type OciIo } from "../../src/cli/oci/main.ts";
 import { serveOciDoor } from "../../src/daemon/oci-door.ts";
 import { FakeHost } from "../../src/host/fake.ts";
 import { processIdentity } from "../../src/host/identity.ts";
-import { decodeRequest, encodeFrame, encodeRequest, encodeSpawn, type Frame, FrameReader, MAX_FRAME } from "../../src/oci-runtime/front-door.ts";
+import { decodeRequest, encodeFdWrite, encodeFrame, encodeRequest, encodeSpawn, type Frame, FrameReader, MAX_FRAME } from "../../src/oci-runtime/front-door.ts";
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 
@@ -30,6 +30,11 @@ describe("the wire", () => {
         ["S", ""],
       ]);
     }
+  });
+
+  test("a write for another fd (machina-nspawn's status fd): the fd's number, NUL, the bytes", () => {
+    expect(text(encodeFdWrite(3, '{"stage":"main"}\n'))).toBe('3\0{"stage":"main"}\n');
+    expect(text(encodeFdWrite(17, ""))).toBe("17\0");
   });
 
   test("a frame larger than the limit is refused", () => {

@@ -1,23 +1,29 @@
 /*
- * machina-oci's front end (docs/oci-runtime.md "The front end"): the program a container engine
- * runs as its OCI runtime. It decides nothing. It hands its command line, working directory and
- * environment to machinad's planner on its socket (oci.sock, next to the API socket) and does
- * what the answer says:
+ * The native front ends of machina-oci and machina-nspawn (built once for each: -DFRONT_NSPAWN;
+ * docs/oci-runtime.md "The front end", docs/architecture.md): the program a container engine
+ * runs as its OCI runtime, or a user as machina-nspawn. It decides nothing. It hands its command
+ * line, working directory and environment to machinad's planner on its socket (oci.sock or
+ * nspawn.sock, next to the API socket) and does what the answer says:
  *
  *   'O' / 'E' bytes   write them to stdout / stderr
+ *   'W' FD BYTES      write them to that fd (machina-nspawn's MACHINA_STATUS_FD)
  *   'X' CODE          exit with CODE
- *   'F' WHY           the planner does not serve this command here: exec the full machina-oci
+ *   'F' WHY           the planner does not serve this command here: exec the full program
  *   'h' COMMAND       start the helper (argv, env) now, its spec to come on a pipe (fd 3): its
  *                     start overlaps machinad's planning
  *   'H' SPAWN         run the helper (argv, env, spec on fd 3, status pipe on fd 4) as our child,
  *                     with our stdio (the announced one when it is the same command: the spec
  *                     goes down its pipe): 'P' PID, then its status bytes as 'S' frames, then
  *                     'C' CODE
+ *   'x' SPAWN         become the helper (machina-nspawn): the spec in a memfd whose number ends
+ *                     argv; 'A' to machinad just before the exec (until then machinad undoes
+ *                     what it set up for the helper if this process goes away)
  *
  * A frame is one type byte, a 32-bit little-endian length, the payload. When machinad does not
- * answer at all, the full machina-oci (a Bun program) runs instead: the same behaviour, slower.
- * The helper runs as the front end's child so that the container's init has the caller's stdio
- * and becomes the caller's (the subreaper's) child, as with runc.
+ * answer at all (or MACHINA_NO_DAEMON=1), the full program (a Bun program) runs instead: the same
+ * behaviour, slower. machina-oci's helper runs as the front end's child so that the container's
+ * init has the caller's stdio and becomes the caller's (the subreaper's) child, as with runc;
+ * machina-nspawn's replaces the front end, as it replaces machina-nspawn.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,6 +45,22 @@
 
 extern char **environ;
 
+#ifdef FRONT_NSPAWN
+#define PROG "machina-nspawn"
+#define SOCKET_ENV "MACHINA_NSPAWN_SOCKET"
+#define SOCKET_NAME "nspawn.sock"
+#define FALLBACK_ENV "MACHINA_NSPAWN_FALLBACK"
+/* planning may copy a --template tree: as long as it takes (^C ends it, and machinad undoes) */
+#define ANSWER_TIMEOUT_S 0
+#else
+#define PROG "machina-oci"
+#define SOCKET_ENV "MACHINA_OCI_SOCKET"
+#define SOCKET_NAME "oci.sock"
+#define FALLBACK_ENV "MACHINA_OCI_FALLBACK"
+/* a machinad that hangs must not hang the container engine: no command waits longer in it */
+#define ANSWER_TIMEOUT_S 60
+#endif
+
 static int debug;
 /* an announced helper ('h') still waiting for its spec: killed when the front end gives up */
 static pid_t announced_pid = -1;
@@ -53,7 +75,7 @@ struct buf {
 
 static void die(const char *fmt, const char *arg, int err)
 {
-	fprintf(stderr, "machina-oci: ");
+	fprintf(stderr, PROG ": ");
 	fprintf(stderr, fmt, arg);
 	if (err)
 		fprintf(stderr, ": %s", strerror(err));
@@ -135,7 +157,7 @@ static char *recv_frame(int s, char *type, uint32_t *len)
 	unsigned char h[5];
 	if (read_all(s, (char *)h, 5) < 0) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK)
-			die("machinad (%s) did not answer within 60 s", sock_path, 0);
+			die("machinad (%s) did not answer in time", sock_path, 0);
 		die("machinad (%s) closed the connection during the command", sock_path, 0);
 	}
 	*type = (char)h[0];
@@ -151,24 +173,24 @@ static char *recv_frame(int s, char *type, uint32_t *len)
 	return p;
 }
 
-/* The full machina-oci: $MACHINA_OCI_FALLBACK, else ../libexec/machina-oci beside this program. */
+/* The full program: $MACHINA_{OCI,NSPAWN}_FALLBACK, else ../libexec/PROG beside this program. */
 static void fallback(char **argv, const char *why)
 {
 	char path[PATH_MAX];
-	const char *f = getenv("MACHINA_OCI_FALLBACK");
+	const char *f = getenv(FALLBACK_ENV);
 	if (!f || !*f) {
 		ssize_t n = readlink("/proc/self/exe", path, sizeof path - 32);
 		if (n < 0)
 			die("%s", "cannot read /proc/self/exe", errno);
 		path[n] = 0;
 		char *slash = strrchr(path, '/');
-		strcpy(slash ? slash : path, "/../libexec/machina-oci");
+		strcpy(slash ? slash : path, "/../libexec/" PROG);
 		f = path;
 	}
 	if (debug)
-		fprintf(stderr, "machina-oci: debug: %s; running %s\n", why, f);
+		fprintf(stderr, PROG ": debug: %s; running %s\n", why, f);
 	execv(f, argv);
-	die("cannot run the full machina-oci %s", f, errno);
+	die("cannot run the full " PROG " %s", f, errno);
 }
 
 /* Where this process lives: its namespaces and its root directory (machinad serves only its own). */
@@ -264,7 +286,7 @@ static struct helper start_helper(char **argv, char **envp, int spec_fd)
 		if (dup2(sp, 3) < 0 || dup2(st, 4) < 0)
 			_exit(127);
 		execve(argv[0], argv, envp);
-		fprintf(stderr, "machina-oci: cannot run %s: %s\n", argv[0], strerror(errno));
+		fprintf(stderr, PROG ": cannot run %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
 	}
 	close(statusp[1]);
@@ -377,9 +399,56 @@ static void spawn(int s, char *p, uint32_t len)
 	free(envp);
 }
 
-/* --debug among the global flags (before the command) */
+/* 'W': FD NUL BYTES — bytes for another fd the caller gave (MACHINA_STATUS_FD) */
+static void write_fd(int s, char *p, uint32_t len)
+{
+	size_t n = strnlen(p, len);
+	char *end;
+	long fd = strtol(p, &end, 10);
+	if (n == len || n == 0 || end != p + n || fd < 0 || fd > 65535 || fd == s)
+		die("%s", "machinad sent a malformed write", 0);
+	(void)write_all((int)fd, p + n + 1, len - n - 1, 0);
+}
+
+/* 'x': argc, argv..., envc, env..., then the spec: become the helper, the spec on a new fd
+ * whose number ends argv (as machina-nspawn's own exec). */
+static void become(int s, char *p, uint32_t len)
+{
+	char **argv, **envp;
+	size_t head = parse_command(p, len, &argv, &envp);
+	size_t argc = 0;
+	while (argv[argc])
+		argc++;
+	int mfd = memfd_create("machina-spec", 0); /* inherited by the helper */
+	if (mfd < 0 || write_all(mfd, p + head, len - head, 0) < 0 || lseek(mfd, 0, SEEK_SET) < 0)
+		die("%s", "cannot write the spec to a memfd", errno);
+	char **full = calloc(argc + 2, sizeof(char *));
+	char num[16];
+	if (!full)
+		die("%s", "out of memory", 0);
+	memcpy(full, argv, argc * sizeof(char *));
+	snprintf(num, sizeof num, "%d", mfd);
+	full[argc] = num;
+	/* as machina-nspawn: the caller's stdio blocking for the container */
+	for (int fd = 0; fd < 3; fd++) {
+		int fl = fcntl(fd, F_GETFL);
+		if (fl >= 0 && (fl & O_NONBLOCK))
+			(void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+	}
+	send_frame(s, 'A', "", 0);
+	execve(full[0], full, envp);
+	die("cannot run the helper %s", full[0], errno);
+}
+
+/* machina-oci: --debug among the global flags (before the command); machina-nspawn: MACHINA_FRONT_DEBUG=1 */
 static int want_debug(int argc, char **argv)
 {
+#ifdef FRONT_NSPAWN
+	(void)argc;
+	(void)argv;
+	const char *d = getenv("MACHINA_FRONT_DEBUG");
+	return d && !strcmp(d, "1");
+#endif
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (a[0] != '-')
@@ -397,18 +466,21 @@ int main(int argc, char **argv)
 {
 	debug = want_debug(argc, argv);
 	static char derived[PATH_MAX];
-	sock_path = getenv("MACHINA_OCI_SOCKET");
+	sock_path = getenv(SOCKET_ENV);
 	if (!sock_path || !*sock_path) {
 		const char *api = getenv("MACHINA_API_SOCKET");
 		const char *slash = api ? strrchr(api, '/') : NULL;
 		if (slash && (size_t)(slash - api) < sizeof derived - 16) {
-			snprintf(derived, sizeof derived, "%.*s/oci.sock", (int)(slash - api), api);
+			snprintf(derived, sizeof derived, "%.*s/" SOCKET_NAME, (int)(slash - api), api);
 			sock_path = derived;
 		} else
-			sock_path = "/run/machina/oci.sock";
+			sock_path = "/run/machina/" SOCKET_NAME;
 	}
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 	char why[PATH_MAX + 128];
+	const char *no_daemon = getenv("MACHINA_NO_DAEMON");
+	if (no_daemon && !strcmp(no_daemon, "1"))
+		fallback(argv, "MACHINA_NO_DAEMON=1");
 	if (strlen(sock_path) >= sizeof addr.sun_path) {
 		snprintf(why, sizeof why, "machinad's socket path %s is too long", sock_path);
 		fallback(argv, why);
@@ -420,9 +492,9 @@ int main(int argc, char **argv)
 		fallback(argv, why);
 	}
 
-	/* a machinad that hangs must not hang the container engine: no command waits longer in it */
-	struct timeval tv = { .tv_sec = 60 };
-	(void)setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	struct timeval tv = { .tv_sec = ANSWER_TIMEOUT_S };
+	if (ANSWER_TIMEOUT_S > 0)
+		(void)setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 
 	struct buf req = { 0 };
 	char cwd[PATH_MAX];
@@ -458,16 +530,20 @@ int main(int argc, char **argv)
 		switch (type) {
 		case 'O':
 		case 'E':
-			if (!served && debug)
-				fprintf(stderr, "machina-oci: debug: served by machinad (%s)\n", sock_path);
-			served = 1;
-			(void)write_all(type == 'O' ? 1 : 2, p, len, 0);
-			break;
+		case 'W':
+		case 'x':
 		case 'X':
-			drop_pending();
 			if (!served && debug)
-				fprintf(stderr, "machina-oci: debug: served by machinad (%s)\n", sock_path);
-			exit(atoi(p));
+				fprintf(stderr, PROG ": debug: served by machinad (%s)\n", sock_path);
+			served = 1;
+			break;
+		}
+		switch (type) {
+		case 'O':
+		case 'E': (void)write_all(type == 'O' ? 1 : 2, p, len, 0); break;
+		case 'W': write_fd(s, p, len); break;
+		case 'x': become(s, p, len); break;
+		case 'X': drop_pending(); exit(atoi(p));
 		case 'F':
 			drop_pending();
 			close(s);
