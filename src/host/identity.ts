@@ -1,6 +1,6 @@
 /**
  * Where this process lives: its namespaces and its root directory, in the form machina-oci's
- * front end sends (native/oci-front.c identity()). machinad's planner serves a front end only
+ * front end sends (native/front.c identity()). machinad's planner serves a front end only
  * when both are the same: pids, paths and cgroups then mean the same on both sides.
  */
 import { readlinkSync, statSync } from "node:fs";

@@ -107,7 +107,7 @@ export function encodeSpawn(argv: readonly string[], env: Readonly<Record<string
   return out;
 }
 
-/** The request of a front end (tests; the real one is native/oci-front.c). */
+/** The request of a front end (tests; the real one is native/front.c). */
 export function encodeRequest(r: FrontRequest): Uint8Array {
   const envList = Object.entries(r.env).map(([k, v]) => `${k}=${v}`);
   const ttys = r.ttys.map((t) => (t ? "1" : "0")).join("");

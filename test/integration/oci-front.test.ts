@@ -1,5 +1,5 @@
 /**
- * machina-oci's native front end (native/oci-front.c) with machinad's planner
+ * machina-oci's native front end (native/front.c) with machinad's planner
  * (src/daemon/oci-door.ts): the whole machina-oci suite (oci-runtime-suite.ts) through it, the
  * commands that need their own process handed to the full machina-oci (recorded: none of the
  * served ones may be among them), and the front end's own rules: --debug says who served, no

@@ -284,7 +284,8 @@ describe("the working directory cannot configure machina", () => {
       writeFileSync(`${dir}/bunfig.toml`, 'preload = ["./preload.ts"]\n');
       writeFileSync(`${dir}/preload.ts`, `require("node:fs").writeFileSync(${JSON.stringify(marker)}, "ran");\n`);
       const env: Record<string, string | undefined> = { ...process.env, MACHINA_STATE_DIR: stateDir, MACHINA_PRINT_SPEC: undefined, MACHINA_HELPER: undefined };
-      for (const nspawn of [`${REPO}/dist/bin/machina-nspawn`, `${REPO}/bin/machina-nspawn`]) {
+      // installed: the native front end (no machinad here: it runs the full program) and the full program itself
+      for (const nspawn of [`${REPO}/dist/bin/machina-nspawn`, `${REPO}/dist/libexec/machina-nspawn`, `${REPO}/bin/machina-nspawn`]) {
         const r = Bun.spawnSync([nspawn, "-q", "--register=no", "--console=pipe", "-D", image, "-M", scratch.name("cw"), "/bin/sh", "-c", "echo RAN"], {
           cwd: dir,
           env,
