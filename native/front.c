@@ -17,7 +17,8 @@
  *                     'C' CODE
  *   'x' SPAWN         become the helper (machina-nspawn): the spec in a memfd whose number ends
  *                     argv; 'A' to machinad just before the exec (until then machinad undoes
- *                     what it set up for the helper if this process goes away)
+ *                     what it set up for the helper if this process goes away), 'N' when the
+ *                     exec failed (machinad undoes it too)
  *
  * A frame is one type byte, a 32-bit little-endian length, the payload. When machinad does not
  * answer at all (or MACHINA_NO_DAEMON=1), the full program (a Bun program) runs instead: the same
@@ -437,7 +438,10 @@ static void become(int s, char *p, uint32_t len)
 	}
 	send_frame(s, 'A', "", 0);
 	execve(full[0], full, envp);
-	die("cannot run the helper %s", full[0], errno);
+	/* still here (the socket closes with a successful exec): machinad undoes the plan's setup */
+	int e = errno;
+	send_frame(s, 'N', "", 0);
+	die("cannot run the helper %s", full[0], e);
 }
 
 /* machina-oci: --debug among the global flags (before the command); machina-nspawn: MACHINA_FRONT_DEBUG=1 */

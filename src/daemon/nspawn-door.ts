@@ -6,7 +6,7 @@
  * and answers with the output and either an exit code or 'x': the front end becomes the helper,
  * as machina-nspawn does itself (same pid, stdio, cgroup and parent), from machinad's sealed copy.
  * What the planning set up (a network, a raw image's mount, a binfmt claim) is undone here when
- * the front end goes away before it acknowledges the exec ('A'). A --template copy is made first
+ * the front end goes away before it acknowledges the exec ('A'), or says that the exec failed ('N'). A --template copy is made first
  * with its commands run without blocking machinad; should one still be wanted when the planning
  * runs, the answer is 'F' (the front end runs the full machina-nspawn) rather than machinad held up.
  */
@@ -88,8 +88,12 @@ async function run({ request, host, sealed, send, nextFrame }: FrontConnection, 
   // environment is empty, as when machina-nspawn executes it
   send(encodeFrame("x", encodeSpawn([sealed.pathFor(helper), ...argv.slice(1)], {}, spec)));
   const ack = await nextFrame();
-  if (ack?.type === "A") return;
-  const cause = new Error(`the front end (pid ${request.pid}) went away before it ran the helper`);
+  // after 'A' the socket closes with the front end's exec (close-on-exec); 'N': the exec failed
+  const failed = ack?.type === "A" ? (await nextFrame())?.type === "N" : true;
+  if (!failed) return;
+  const cause = new Error(
+    ack?.type === "A" ? `the front end (pid ${request.pid}) could not run the helper` : `the front end (pid ${request.pid}) went away before it ran the helper`,
+  );
   const result = outcome.abandonAfter(cause);
   log("nspawn-door-abandoned", { argv: request.argv, pid: request.pid, error: renderError(PROG, result) });
 }

@@ -12,10 +12,11 @@
  * which the front end reports 'P' pid, 'S' status bytes and 'C' exit code. machina-nspawn's
  * planner also sends 'W' (bytes for another of the front end's fds: MACHINA_STATUS_FD) and 'x'
  * (become the helper: argv and env as 'H', the spec on a new fd whose number the front end
- * appends to argv), which the front end acknowledges with 'A' just before it executes it.
+ * appends to argv), which the front end acknowledges with 'A' just before it executes it, and
+ * with 'N' after it if that failed.
  */
 
-export type FrameType = "R" | "O" | "E" | "X" | "F" | "h" | "H" | "P" | "S" | "C" | "W" | "x" | "A";
+export type FrameType = "R" | "O" | "E" | "X" | "F" | "h" | "H" | "P" | "S" | "C" | "W" | "x" | "A" | "N";
 
 export interface Frame {
   type: string;
