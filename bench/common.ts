@@ -286,10 +286,10 @@ export interface BenchDaemon {
  * hosts run it: it serves machina-nspawn's front end (the planning in machinad). Ready when its
  * front-end socket exists.
  */
-export async function startMachinad(runDir: string, state: string): Promise<BenchDaemon> {
+export async function startMachinad(runDir: string, state: string, machinad = join(REPO, "dist/bin/machinad")): Promise<BenchDaemon> {
   mkdirSync(runDir, { recursive: true, mode: 0o700 });
   const env = { MACHINA_API_SOCKET: join(runDir, "api.sock") };
-  const proc = Bun.spawn([join(REPO, "dist/bin/machinad"), "--no-autostart"], {
+  const proc = Bun.spawn([machinad, "--no-autostart"], {
     env: { ...process.env, ...env, MACHINA_STATE_DIR: state, MACHINA_SYSTEMD: "0" },
     stdin: "ignore",
     stdout: "ignore",

@@ -21,7 +21,7 @@ import { ensureBusyboxImage, ensureDebianImage } from "../test/fixtures/images.t
 import { benchVeth, benchZone, renderVeth, renderZone } from "./net.ts";
 import { benchClone, benchEphemeral, renderClone, renderEphemeral } from "./pool.ts";
 import { benchImport, renderImport } from "./transfers.ts";
-import { BENCH_CGROUP_ROOTS, launchWrapped, median, removeCgroupTree, replaceBlock, SETTLE_MS } from "./common.ts";
+import { BENCH_CGROUP_ROOTS, launchWrapped, median, removeCgroupTree, replaceBlock, SETTLE_MS, startMachinad } from "./common.ts";
 
 const REPO = resolve(import.meta.dir, "..");
 /** The machina under test: a snapshot of HEAD (git archive + make -C native), or with --worktree the live tree. */
@@ -187,6 +187,8 @@ interface Launched {
 }
 
 let compiled = ""; // `bun build --compile --bytecode` of the CLI, built per run (informational row)
+/** The installed form's machinad (MACHINA_API_SOCKET), which serves machina-nspawn's front end. */
+let machinadEnv: Record<string, string> = {};
 
 function commandFor(tool: Tool | "compiled", name: string, root: string, extra: string[]): string[] {
   const args = [...COMMON, "-M", name, "-D", root, ...extra];
@@ -200,7 +202,7 @@ async function launch(tool: Tool | "compiled", root: string, extra: string[], na
     cgroups,
     out: log,
     err: `${log}.err`,
-    env: { ...process.env, MACHINA_STATE_DIR: stateDir, MACHINA_HELPER: HELPER },
+    env: { ...process.env, ...machinadEnv, MACHINA_STATE_DIR: stateDir, MACHINA_HELPER: HELPER },
   });
   live.add(proc.pid);
   return { proc, t0, cgroups, name, log };
@@ -572,12 +574,12 @@ function renderTrue(r: TrueResult, f: Facts): string {
     row(
       worktree
         ? "machina-nspawn (`bin/machina-nspawn` of the work tree: the bundle `dist/` while fresh, else the TypeScript)"
-        : "machina-nspawn as installed (`dist/bin/machina-nspawn`: `scripts/build`'s `bun build --compile --bytecode`, linked by `scripts/setup`)",
+        : "machina-nspawn as installed (`dist/bin/machina-nspawn`, linked by `scripts/setup`: the native front end, served by machinad running on a socket of this run's)",
       w.machina,
     ),
     row("systemd-nspawn", w.nspawn),
     `| **ratio machina/nspawn** | **${f2(r.ratio)}** | ${f2(w.machina.p90 / w.nspawn.p90)} | | |`,
-    row("*for comparison:* the same CLI as `bun build --compile --bytecode` (built by this run)", w.compiled),
+    row("*for comparison:* the Bun program alone (`src/cli/nspawn.ts` as `bun build --compile --bytecode`, built by this run)", w.compiled),
     `| *ratio compiled/nspawn* | *${f2(r.ratioCompiled)}* | ${f2(w.compiled.p90 / w.nspawn.p90)} | | |`,
     "",
     `Target ≤ 0.50 (bin/machina-nspawn): ${verdict(r.ratio <= 0.5)}.`,
@@ -729,6 +731,10 @@ async function main(): Promise<void> {
     await sh([join(TREE, "scripts/build")]); // as scripts/setup installs it: the helper and the bundled commands (bin/ runs dist/ while it is fresh)
     HELPER = join(TREE, "native/build/machina-helper");
     MACHINA = join(TREE, "dist/bin/machina-nspawn"); // the installed form: scripts/setup links it
+    // served by machinad, as on a host that runs it: the front end's planning in machinad
+    const daemon = await startMachinad(join(workDir, "run"), stateDir, join(TREE, "dist/bin/machinad"));
+    machinadEnv = daemon.env;
+    cleanups.push(() => daemon.stop());
   }
   const busyboxCache = await ensureBusyboxImage();
   const debianCache = selected.some((s) => s === "boot" || s === "memory" || s === "import" || s === "ephemeral") ? await ensureDebianImage() : "";
