@@ -273,6 +273,21 @@ export async function removeCgroupTree(dir: string): Promise<void> {
   }
 }
 
+// ------------------------------------------------------------- runtime state on a tmpfs
+
+/**
+ * machina's state directory (machines, networks, leases, locks) where a usual host has it: on a
+ * tmpfs (/run/machina; this VM has no systemd, and its /run is the root file system, ext4 without
+ * a journal, where every file created costs ~0.1–5 ms of kernel CPU). Mounts a tmpfs on `dir`
+ * (made if missing); returns the undo.
+ */
+export function tmpfsAt(dir: string): () => void {
+  mkdirSync(dir, { recursive: true });
+  const r = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "mode=0755,size=256m", "tmpfs", dir], { stderr: "pipe" });
+  if (r.exitCode !== 0) throw new Error(`mount tmpfs on ${dir}: ${r.stderr.toString().trim()}`);
+  return () => void Bun.spawnSync(["umount", "-l", dir], { stderr: "ignore" });
+}
+
 // ------------------------------------------------------------- machinad for a run
 
 export interface BenchDaemon {
@@ -286,6 +301,20 @@ export interface BenchDaemon {
  * hosts run it: it serves machina-nspawn's front end (the planning in machinad). Ready when its
  * front-end socket exists.
  */
+const MACHINAD_OWNER = "machinad.owner";
+
+/** The machinad a killed run started on `runDir` (startMachinad), if it still runs: SIGTERM. */
+export function stopDeadRunsMachinad(runDir: string): void {
+  let owner: string;
+  try {
+    owner = readFileSync(join(runDir, MACHINAD_OWNER), "utf8").trim();
+  } catch {
+    return;
+  }
+  const [pid, start] = owner.split(" ");
+  if (processRunning(new LinuxHost(), Number(pid), start)) process.kill(Number(pid), "SIGTERM");
+}
+
 export async function startMachinad(runDir: string, state: string, machinad = join(REPO, "dist/bin/machinad")): Promise<BenchDaemon> {
   mkdirSync(runDir, { recursive: true, mode: 0o700 });
   const env = { MACHINA_API_SOCKET: join(runDir, "api.sock") };
@@ -295,6 +324,8 @@ export async function startMachinad(runDir: string, state: string, machinad = jo
     stdout: "ignore",
     stderr: "ignore",
   });
+  // who it is, for a later run to stop it should this one be killed (stopDeadRunsMachinad)
+  writeFileSync(join(runDir, MACHINAD_OWNER), `${proc.pid} ${procStat(new LinuxHost(), proc.pid)?.startTime ?? ""}\n`);
   const stop = async () => {
     if (proc.exitCode === null) {
       proc.kill("SIGTERM");
