@@ -146,7 +146,24 @@ const RUN_OWNER = "bench.owner";
 
 /** Mark `dir` as this process's run: a later run tells the leftovers of one that was SIGKILLed (reclaimDeadRuns). */
 export function markRun(dir: string): void {
-  writeFileSync(join(dir, RUN_OWNER), `${process.pid} ${procStat(new LinuxHost(), process.pid)?.startTime ?? ""}\n`);
+  writeOwner(join(dir, RUN_OWNER), process.pid);
+}
+
+/** "PID STARTTIME" of a process, for a later run to know whether it still runs (ownerRunning). */
+function writeOwner(path: string, pid: number): void {
+  writeFileSync(path, `${pid} ${procStat(new LinuxHost(), pid)?.startTime ?? ""}\n`);
+}
+
+/** The process an owner file names: its pid while it still runs, undefined when it is gone (or there is no file). */
+function ownerRunning(path: string): number | undefined {
+  let owner: string;
+  try {
+    owner = readFileSync(path, "utf8").trim();
+  } catch {
+    return undefined;
+  }
+  const [pid, start] = owner.split(" ");
+  return processRunning(new LinuxHost(), Number(pid), start) ? Number(pid) : undefined;
 }
 
 /**
@@ -160,14 +177,7 @@ export async function reclaimDeadRuns(parent: string, prefix: string, reclaim: (
   for (const name of existsSync(parent) ? readdirSync(parent) : []) {
     if (!name.startsWith(prefix)) continue;
     const dir = join(parent, name);
-    let owner: string;
-    try {
-      owner = readFileSync(join(dir, RUN_OWNER), "utf8").trim();
-    } catch {
-      continue;
-    }
-    const [pid, start] = owner.split(" ");
-    if (processRunning(new LinuxHost(), Number(pid), start)) continue; // still running
+    if (!existsSync(join(dir, RUN_OWNER)) || ownerRunning(join(dir, RUN_OWNER)) !== undefined) continue; // no mark, or still running
     console.error(`bench: a killed run left ${dir}: stopping what it started and removing it`);
     await reclaim(dir);
     done.push(dir);
@@ -305,14 +315,8 @@ const MACHINAD_OWNER = "machinad.owner";
 
 /** The machinad a killed run started on `runDir` (startMachinad), if it still runs: SIGTERM. */
 export function stopDeadRunsMachinad(runDir: string): void {
-  let owner: string;
-  try {
-    owner = readFileSync(join(runDir, MACHINAD_OWNER), "utf8").trim();
-  } catch {
-    return;
-  }
-  const [pid, start] = owner.split(" ");
-  if (processRunning(new LinuxHost(), Number(pid), start)) process.kill(Number(pid), "SIGTERM");
+  const pid = ownerRunning(join(runDir, MACHINAD_OWNER));
+  if (pid !== undefined) process.kill(pid, "SIGTERM");
 }
 
 export async function startMachinad(runDir: string, state: string, machinad = join(REPO, "dist/bin/machinad")): Promise<BenchDaemon> {
@@ -325,7 +329,7 @@ export async function startMachinad(runDir: string, state: string, machinad = jo
     stderr: "ignore",
   });
   // who it is, for a later run to stop it should this one be killed (stopDeadRunsMachinad)
-  writeFileSync(join(runDir, MACHINAD_OWNER), `${proc.pid} ${procStat(new LinuxHost(), proc.pid)?.startTime ?? ""}\n`);
+  writeOwner(join(runDir, MACHINAD_OWNER), proc.pid);
   const stop = async () => {
     if (proc.exitCode === null) {
       proc.kill("SIGTERM");

@@ -96,12 +96,13 @@ export interface Daemon {
 }
 
 /** Start machinad and wait until it answers. */
-export async function startDaemon(t: TestEnv, scratch: Scratch, args: string[] = [], extraEnv: Record<string, string> = {}): Promise<Daemon> {
-  const proc = spawn([MACHINAD, ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...t.env, ...extraEnv } }) as Subprocess<
-    "ignore",
-    "pipe",
-    "pipe"
-  >;
+export function startDaemon(t: TestEnv, scratch: Scratch, args: string[] = [], extraEnv: Record<string, string> = {}): Promise<Daemon> {
+  return spawnMachinad({ ...t.env, ...extraEnv }, scratch, args);
+}
+
+/** machinad with this environment (tracked by `scratch`), once it has logged "ready"; its stderr so far with stderr(). */
+export async function spawnMachinad(env: Record<string, string>, scratch: Scratch, args: string[] = []): Promise<Daemon> {
+  const proc = spawn([MACHINAD, ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe", env }) as Subprocess<"ignore", "pipe", "pipe">;
   scratch.track(proc);
   let err = "";
   void (async () => {

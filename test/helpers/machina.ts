@@ -7,7 +7,7 @@
  * failed halfway.
  */
 import { spawn, type Subprocess } from "bun";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmdirSync, rmSync, statSync } from "node:fs";
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
@@ -636,4 +636,27 @@ export function shOk(cmd: string): string {
 export function machinactlSync(env: Record<string, string>, ...args: string[]): { status: number; stdout: string; stderr: string } {
   const r = Bun.spawnSync([join(REPO, "bin/machinactl"), ...args], { env, stdout: "pipe", stderr: "pipe" });
   return { status: r.exitCode ?? -1, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+}
+
+let filesRuns = 0;
+/**
+ * Run argv with its stdout and stderr (and, with `status`, its fd 3) written to files in `dir` —
+ * a container the command leaves running may keep a pipe open — and return what they got.
+ */
+export function runToFiles(
+  dir: string,
+  argv: string[],
+  o: { env: Record<string, string>; cwd: string; status?: boolean },
+): { code: number; stdout: string; stderr: string; status: string } {
+  const n = ++filesRuns;
+  const paths = ["out", "err", "status"].map((k) => join(dir, `${k}-${process.pid}-${n}`));
+  const fds = paths.map((f) => openSync(f, "w"));
+  try {
+    const r = Bun.spawnSync(argv, { env: o.env, cwd: o.cwd, stdio: ["ignore", fds[0]!, fds[1]!, ...(o.status ? [fds[2]!] : [])] });
+    const [stdout, stderr, status] = paths.map((f) => readFileSync(f, "utf8")) as [string, string, string];
+    return { code: r.exitCode ?? -1, stdout, stderr, status };
+  } finally {
+    for (const fd of fds) closeSync(fd);
+    for (const f of paths) rmSync(f, { force: true });
+  }
 }

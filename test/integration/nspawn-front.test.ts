@@ -9,27 +9,28 @@
  * a socket and state directory of the test's own.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { vethHostName } from "../../src/net/names.ts";
 import { encodeRequest, type Frame, FrameReader } from "../../src/oci-runtime/front-door.ts";
 import { processIdentity } from "../../src/host/identity.ts";
 import { ensureBusyboxImage } from "../fixtures/images.ts";
-import { MACHINAD } from "../helpers/daemon.ts";
-import { MACHINA_NSPAWN, REPO, Scratch, baseEnv, waitFor } from "../helpers/machina.ts";
+import { type Daemon, spawnMachinad } from "../helpers/daemon.ts";
+import { MACHINA_NSPAWN, REPO, Scratch, baseEnv, runToFiles, waitFor } from "../helpers/machina.ts";
 
 const FRONT = join(REPO, "native/build/machina-nspawn");
 const isRoot = process.getuid?.() === 0;
 const files = new Scratch();
 const daemon = new Scratch();
-let machinad: ReturnType<typeof Bun.spawn> | undefined;
+let machinad: Daemon["proc"] | undefined;
+/** machinad's stderr so far */
+let machinadLog = () => "";
 let dir = "";
 let tree = "";
 /** the full machina-nspawn, through a script that records each command line the front end hands it */
 let fallback = "";
 let fallbackLog = "";
-let machinadErr = "";
 
 const stateDir = () => join(dir, "state");
 const env = (extra: Record<string, string> = {}) =>
@@ -45,21 +46,11 @@ beforeAll(async () => {
   fallback = join(dir, "full-machina-nspawn");
   writeFileSync(fallback, `#!/bin/sh\nprintf '%s\\n' "$*" >> ${fallbackLog}\nexec ${MACHINA_NSPAWN} "$@"\n`);
   chmodSync(fallback, 0o755);
-  const proc = Bun.spawn([MACHINAD, "--no-autostart"], {
-    stdin: "ignore",
-    stdout: "ignore",
-    stderr: "pipe",
-    env: baseEnv({ MACHINA_STATE_DIR: stateDir(), MACHINA_API_SOCKET: join(dir, "run/api.sock"), MACHINA_SYSTEMD: "0" }),
-  });
-  daemon.track(proc);
-  machinad = proc;
-  void (async () => {
-    for await (const chunk of proc.stderr) machinadErr += new TextDecoder().decode(chunk);
-  })();
-  await waitFor("machinad to be ready", () => {
-    if (proc.exitCode !== null) throw new Error(`machinad exited ${proc.exitCode}: ${machinadErr}`);
-    return machinadErr.includes('"event":"ready"') || undefined;
-  });
+  const d = await spawnMachinad(baseEnv({ MACHINA_STATE_DIR: stateDir(), MACHINA_API_SOCKET: join(dir, "run/api.sock"), MACHINA_SYSTEMD: "0" }), daemon, [
+    "--no-autostart",
+  ]);
+  machinad = d.proc;
+  machinadLog = d.stderr;
 });
 
 afterAll(async () => {
@@ -76,21 +67,9 @@ afterAll(async () => {
 });
 
 /** The front end; stdout and stderr through files, the status fd (3) too when asked. */
-let calls = 0;
 function front(args: string[], o: { env?: Record<string, string>; cwd?: string; wrapper?: string[]; status?: boolean } = {}) {
-  const [out, err, st] = [join(dir, `out-${++calls}`), join(dir, `err-${calls}`), join(dir, `status-${calls}`)];
-  const fds = [openSync(out, "w"), openSync(err, "w"), openSync(st, "w")] as const;
-  try {
-    const r = Bun.spawnSync([...(o.wrapper ?? []), FRONT, ...args], {
-      env: { ...(o.env ?? env()), ...(o.status ? { MACHINA_STATUS_FD: "3" } : {}) },
-      cwd: o.cwd ?? dir,
-      stdio: ["ignore", fds[0], fds[1], fds[2]],
-    });
-    return { code: r.exitCode, stdout: readFileSync(out, "utf8"), stderr: readFileSync(err, "utf8"), status: readFileSync(st, "utf8") };
-  } finally {
-    for (const fd of fds) closeSync(fd);
-    for (const f of [out, err, st]) rmSync(f, { force: true });
-  }
+  const env_ = { ...(o.env ?? env()), ...(o.status ? { MACHINA_STATUS_FD: "3" } : {}) };
+  return runToFiles(dir, [...(o.wrapper ?? []), FRONT, ...args], { env: env_, cwd: o.cwd ?? dir, status: o.status ?? false });
 }
 
 const fallbacks = () =>
@@ -227,6 +206,6 @@ describe.skipIf(!isRoot)("machina-nspawn's front end", () => {
     sock.destroy(); // gone without 'A'
     await waitFor("machinad to undo the network", () => !existsSync(join(stateDir(), "net", `${name}.json`)) || undefined);
     expect(Bun.spawnSync(["ip", "link", "show", vethHostName(name, false)], { stderr: "ignore" }).exitCode).not.toBe(0);
-    await waitFor("machinad's log of it", () => machinadErr.includes('"event":"nspawn-door-abandoned"') || undefined);
+    await waitFor("machinad's log of it", () => machinadLog().includes('"event":"nspawn-door-abandoned"') || undefined);
   });
 });

@@ -7,11 +7,11 @@
  * are the caller's. Root only; machinad runs on a socket and state directory of the test's own.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ensureBusyboxImage } from "../fixtures/images.ts";
-import { MACHINAD } from "../helpers/daemon.ts";
-import { REPO, Scratch, baseEnv, copyTree, waitFor } from "../helpers/machina.ts";
+import { type Daemon, spawnMachinad } from "../helpers/daemon.ts";
+import { REPO, Scratch, baseEnv, copyTree, runToFiles, waitFor } from "../helpers/machina.ts";
 import { ociRuntimeSuite } from "./oci-runtime-suite.ts";
 
 const FRONT = join(REPO, "native/build/machina-oci");
@@ -19,12 +19,11 @@ const FULL = join(REPO, "bin/machina-oci");
 const isRoot = process.getuid?.() === 0;
 const files = new Scratch();
 const daemon = new Scratch();
-let machinad: ReturnType<typeof Bun.spawn> | undefined;
+let machinad: Daemon["proc"] | undefined;
 let dir = "";
 /** the full machina-oci, through a script that records each command line the front end hands it */
 let fallback = "";
 let fallbackLog = "";
-let machinadErr = "";
 
 const env = (extra: Record<string, string> = {}) => baseEnv({ MACHINA_API_SOCKET: join(dir, "run/api.sock"), MACHINA_OCI_FALLBACK: fallback, ...extra });
 
@@ -37,21 +36,12 @@ beforeAll(async () => {
   fallback = join(dir, "full-machina-oci");
   writeFileSync(fallback, `#!/bin/sh\nprintf '%s\\n' "$*" >> ${fallbackLog}\nexec ${FULL} "$@"\n`);
   chmodSync(fallback, 0o755);
-  const proc = Bun.spawn([MACHINAD, "--no-autostart"], {
-    stdin: "ignore",
-    stdout: "ignore",
-    stderr: "pipe",
-    env: baseEnv({ MACHINA_STATE_DIR: join(dir, "state"), MACHINA_API_SOCKET: join(dir, "run/api.sock"), MACHINA_SYSTEMD: "0" }),
-  });
-  daemon.track(proc);
-  machinad = proc;
-  void (async () => {
-    for await (const chunk of proc.stderr) machinadErr += new TextDecoder().decode(chunk);
-  })();
-  await waitFor("machinad to be ready", () => {
-    if (proc.exitCode !== null) throw new Error(`machinad exited ${proc.exitCode}: ${machinadErr}`);
-    return machinadErr.includes('"event":"ready"') || undefined;
-  });
+  const d = await spawnMachinad(
+    baseEnv({ MACHINA_STATE_DIR: join(dir, "state"), MACHINA_API_SOCKET: join(dir, "run/api.sock"), MACHINA_SYSTEMD: "0" }),
+    daemon,
+    ["--no-autostart"],
+  );
+  machinad = d.proc;
 });
 
 afterAll(async () => {
@@ -71,24 +61,8 @@ afterAll(async () => {
 ociRuntimeSuite({ label: "machina-oci through its front end and machinad", command: FRONT, env: () => env() });
 
 /** The front end; stdout and stderr through files (a created container keeps them open: a pipe would not end). */
-let calls = 0;
 function front(args: string[], o: { env?: Record<string, string>; cwd?: string; wrapper?: string[] } = {}) {
-  const [out, err] = [join(dir, `out-${++calls}`), join(dir, `err-${calls}`)];
-  const fds = [openSync(out, "w"), openSync(err, "w")] as const;
-  try {
-    const r = Bun.spawnSync([...(o.wrapper ?? []), FRONT, ...args], {
-      env: o.env ?? env(),
-      cwd: o.cwd ?? dir,
-      stdin: "ignore",
-      stdout: fds[0],
-      stderr: fds[1],
-    });
-    return { code: r.exitCode, stdout: readFileSync(out, "utf8"), stderr: readFileSync(err, "utf8") };
-  } finally {
-    for (const fd of fds) closeSync(fd);
-    rmSync(out, { force: true });
-    rmSync(err, { force: true });
-  }
+  return runToFiles(dir, [...(o.wrapper ?? []), FRONT, ...args], { env: o.env ?? env(), cwd: o.cwd ?? dir });
 }
 
 describe.skipIf(!isRoot)("machina-oci's front end", () => {
