@@ -179,6 +179,19 @@ describe.skipIf(!isRoot)("machina-nspawn's front end", () => {
     expect(readdirSync(dir).filter((f) => f.startsWith(".#"))).toEqual([]); // no temporary left
   });
 
+  test("a helper that cannot be executed: one line, exit 1, and machinad undoes the network it set up", async () => {
+    const name = `fn${process.pid.toString(36)}`;
+    const broken = join(dir, "not-a-helper");
+    writeFileSync(broken, "\u007fELF but not really\n");
+    chmodSync(broken, 0o755);
+    const r = front(["--register=no", "-q", "-D", tree, "-M", name, "--network-veth", "/bin/true"], { env: env({ MACHINA_HELPER: broken }) });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^machina-nspawn: cannot run the helper \/proc\/[0-9]+\/fd\/[0-9]+: Exec format error\n$/);
+    await waitFor("machinad to undo the network", () => !existsSync(join(stateDir(), "net", `${name}.json`)) || undefined);
+    await waitFor("machinad's log of it", () => machinadLog().includes(`could not run the helper`) || undefined);
+    expect(Bun.spawnSync(["ip", "link", "show", vethHostName(name, false)], { stderr: "ignore" }).exitCode).not.toBe(0);
+  });
+
   test("a front end that goes away between the plan and the exec: machinad undoes the network it set up", async () => {
     const name = `fg${process.pid.toString(36)}`;
     const sock = connect(join(dir, "run/nspawn.sock"));
