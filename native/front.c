@@ -15,8 +15,8 @@
  *                     with our stdio (the announced one when it is the same command: the spec
  *                     goes down its pipe): 'P' PID, then its status bytes as 'S' frames, then
  *                     'C' CODE
- *   'x' SPAWN         become the helper (machina-nspawn): the spec in a memfd whose number ends
- *                     argv; 'A' to machinad just before the exec (until then machinad undoes
+ *   'x' SPAWN         become the helper (machina-nspawn): as 'H' but for the program's path first,
+ *                     then its argv; the spec in a memfd whose number ends argv; 'A' to machinad just before the exec (until then machinad undoes
  *                     what it set up for the helper if this process goes away), 'N' when the
  *                     exec failed (machinad undoes it too)
  *
@@ -411,15 +411,20 @@ static void write_fd(int s, char *p, uint32_t len)
 	(void)write_all((int)fd, p + n + 1, len - n - 1, 0);
 }
 
-/* 'x': argc, argv..., envc, env..., then the spec: become the helper, the spec on a new fd
+/* 'x': argc, the program's path, argv..., envc, env..., then the spec: become the helper (argv[0]
+ * as the helper names itself, not the /proc path of machinad's sealed copy), the spec on a new fd
  * whose number ends argv (as machina-nspawn's own exec). */
 static void become(int s, char *p, uint32_t len)
 {
-	char **argv, **envp;
-	size_t head = parse_command(p, len, &argv, &envp);
+	char **list, **envp;
+	size_t head = parse_command(p, len, &list, &envp);
+	const char *path = list[0];
+	char **argv = list + 1;
 	size_t argc = 0;
 	while (argv[argc])
 		argc++;
+	if (argc < 1)
+		die("%s", "machinad sent a malformed spawn request", 0);
 	int mfd = memfd_create("machina-spec", 0); /* inherited by the helper */
 	if (mfd < 0 || write_all(mfd, p + head, len - head, 0) < 0 || lseek(mfd, 0, SEEK_SET) < 0)
 		die("%s", "cannot write the spec to a memfd", errno);
@@ -437,11 +442,11 @@ static void become(int s, char *p, uint32_t len)
 			(void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
 	}
 	send_frame(s, 'A', "", 0);
-	execve(full[0], full, envp);
+	execve(path, full, envp);
 	/* still here (the socket closes with a successful exec): machinad undoes the plan's setup */
 	int e = errno;
 	send_frame(s, 'N', "", 0);
-	die("cannot run the helper %s", full[0], e);
+	die("cannot run the helper %s", path, e);
 }
 
 /* machina-oci: --debug among the global flags (before the command); machina-nspawn: MACHINA_FRONT_DEBUG=1 */

@@ -86,7 +86,7 @@ async function run({ request, host, sealed, send, nextFrame }: FrontConnection, 
   const { helper, argv, spec } = outcome.exec;
   // the helper from machinad's sealed copy (no copy per start, no second exec); the helper's
   // environment is empty, as when machina-nspawn executes it
-  send(encodeFrame("x", encodeSpawn([sealed.pathFor(helper), ...argv.slice(1)], {}, spec)));
+  send(encodeFrame("x", encodeSpawn([sealed.pathFor(helper), ...argv], {}, spec)));
   const ack = await nextFrame();
   // after 'A' the socket closes with the front end's exec (close-on-exec); 'N': the exec failed
   const failed = ack?.type === "A" ? (await nextFrame())?.type === "N" : true;

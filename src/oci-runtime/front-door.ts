@@ -11,8 +11,8 @@
  * spec follows), or 'H' spawn the helper (the announced one when the command is the same), after
  * which the front end reports 'P' pid, 'S' status bytes and 'C' exit code. machina-nspawn's
  * planner also sends 'W' (bytes for another of the front end's fds: MACHINA_STATUS_FD) and 'x'
- * (become the helper: argv and env as 'H', the spec on a new fd whose number the front end
- * appends to argv), which the front end acknowledges with 'A' just before it executes it, and
+ * (become the helper: the program's path, then argv and env as 'H', the spec on a new fd whose
+ * number the front end appends to argv), which the front end acknowledges with 'A' just before it executes it, and
  * with 'N' after it if that failed.
  */
 

@@ -106,6 +106,16 @@ describe.skipIf(!isRoot)("machina-nspawn's front end", () => {
     expect(fallbacks().length).toBe(before);
   });
 
+  test("the front end's process becomes the supervisor, named as without machinad (machina-helper run …)", async () => {
+    const p = Bun.spawn([FRONT, "--register=no", "-q", "-D", tree, "sleep", "2"], { env: env(), cwd: dir, stdio: ["ignore", "ignore", "ignore"] });
+    const cmdline = await waitFor("the helper in the front end's process", () => {
+      const c = existsSync(`/proc/${p.pid}/cmdline`) ? readFileSync(`/proc/${p.pid}/cmdline`, "utf8") : "";
+      return c.startsWith("machina-helper\0") ? c : undefined;
+    });
+    expect(cmdline.split("\0").slice(0, 3)).toEqual(["machina-helper", "run", "--spec-fd"]);
+    expect(await p.exited).toBe(0);
+  });
+
   test("an error is the same one line, exit 1; --version and --help are served", () => {
     const bad = front(["--bogus"], { env: debug() });
     expect(bad.code).toBe(1);
