@@ -53,6 +53,7 @@ extern char **environ;
 #define FALLBACK_ENV "MACHINA_NSPAWN_FALLBACK"
 /* planning may copy a --template tree: as long as it takes (^C ends it, and machinad undoes) */
 #define ANSWER_TIMEOUT_S 0
+#define ANSWER_TIMEOUT_TEXT "any time"
 #else
 #define PROG "machina-oci"
 #define SOCKET_ENV "MACHINA_OCI_SOCKET"
@@ -60,6 +61,7 @@ extern char **environ;
 #define FALLBACK_ENV "MACHINA_OCI_FALLBACK"
 /* a machinad that hangs must not hang the container engine: no command waits longer in it */
 #define ANSWER_TIMEOUT_S 60
+#define ANSWER_TIMEOUT_TEXT "60 s"
 #endif
 
 static int debug;
@@ -158,7 +160,7 @@ static char *recv_frame(int s, char *type, uint32_t *len)
 	unsigned char h[5];
 	if (read_all(s, (char *)h, 5) < 0) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK)
-			die("machinad (%s) did not answer in time", sock_path, 0);
+			die("machinad (%s) did not answer within " ANSWER_TIMEOUT_TEXT, sock_path, 0);
 		die("machinad (%s) closed the connection during the command", sock_path, 0);
 	}
 	*type = (char)h[0];
