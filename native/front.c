@@ -9,14 +9,13 @@
  *   'W' FD BYTES      write them to that fd (machina-nspawn's MACHINA_STATUS_FD)
  *   'X' CODE          exit with CODE
  *   'F' WHY           the planner does not serve this command here: exec the full program
- *   'h' COMMAND       start the helper (argv, env) now, its spec to come on a pipe (fd 3): its
+ *   'h' COMMAND       start the helper (its path, argv, env) now, its spec to come on a pipe (fd 3): its
  *                     start overlaps machinad's planning
  *   'H' SPAWN         run the helper (argv, env, spec on fd 3, status pipe on fd 4) as our child,
  *                     with our stdio (the announced one when it is the same command: the spec
  *                     goes down its pipe): 'P' PID, then its status bytes as 'S' frames, then
  *                     'C' CODE
- *   'x' SPAWN         become the helper (machina-nspawn): as 'H' but for the program's path first,
- *                     then its argv; the spec in a memfd whose number ends argv; 'A' to machinad just before the exec (until then machinad undoes
+ *   'x' SPAWN         become the helper (machina-nspawn): as 'H' (path, argv, env, spec); the spec in a memfd whose number ends argv; 'A' to machinad just before the exec (until then machinad undoes
  *                     what it set up for the helper if this process goes away), 'N' when the
  *                     exec failed (machinad undoes it too)
  *
@@ -263,9 +262,12 @@ static size_t parse_command(char *p, uint32_t len, char ***argvp, char ***envpp)
 	return (size_t)(cur - p);
 }
 
-/* Start the helper with fd 3 = spec_fd (or a pipe when spec_fd < 0) and fd 4 = a status pipe. */
-static struct helper start_helper(char **argv, char **envp, int spec_fd)
+/* Start the helper — list[0] the program's path, then its argv — with fd 3 = spec_fd (or a pipe
+ * when spec_fd < 0) and fd 4 = a status pipe. */
+static struct helper start_helper(char **list, char **envp, int spec_fd)
 {
+	if (!list[1])
+		die("%s", "machinad sent a malformed spawn request", 0);
 	struct helper h = { .pid = -1, .spec_w = -1, .status_r = -1 };
 	int specp[2] = { -1, -1 }, statusp[2];
 	if (spec_fd < 0) {
@@ -288,8 +290,8 @@ static struct helper start_helper(char **argv, char **envp, int spec_fd)
 		int sp = moved_fd(spec_fd), st = moved_fd(statusp[1]);
 		if (dup2(sp, 3) < 0 || dup2(st, 4) < 0)
 			_exit(127);
-		execve(argv[0], argv, envp);
-		fprintf(stderr, PROG ": cannot run %s: %s\n", argv[0], strerror(errno));
+		execve(list[0], list + 1, envp);
+		fprintf(stderr, PROG ": cannot run %s: %s\n", list[0], strerror(errno));
 		_exit(127);
 	}
 	close(statusp[1]);

@@ -106,9 +106,13 @@ export class FrontEndHost extends LinuxHost {
     return super.realpath(this.self(path));
   }
 
-  /** argv as the front end runs it: the sealed copy of the program, the spec's fd number last */
+  /**
+   * What the front end runs: the sealed copy's path, then argv as without machinad (argv[0] the
+   * program's own path, not /proc/MACHINAD/fd/N: `ps` shows the same either way), the spec's fd
+   * number last.
+   */
   private helperArgv([program, ...args]: string[]): string[] {
-    return [this.sealed.pathFor(program!), ...args, "3"];
+    return [this.sealed.pathFor(program!), program!, ...args, "3"];
   }
 
   announceSpawn(argv: string[], env: Record<string, string>): void {

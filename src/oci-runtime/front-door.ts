@@ -7,13 +7,14 @@
  * sends one 'R' request (fields separated by NUL: version "1", working directory, its identity
  * (namespaces and root directory), its pid, which of its stdin/stdout/stderr are terminals ("010"),
  * argc, argv…, envc, env…); the planner answers with 'O'/'E'
- * output, 'X' exit code, 'F' fall back to the full machina-oci, 'h' start the helper ahead (its
+ * output, 'X' exit code, 'F' fall back to the full program, 'h' start the helper ahead (its
  * spec follows), or 'H' spawn the helper (the announced one when the command is the same), after
- * which the front end reports 'P' pid, 'S' status bytes and 'C' exit code. machina-nspawn's
- * planner also sends 'W' (bytes for another of the front end's fds: MACHINA_STATUS_FD) and 'x'
- * (become the helper: the program's path, then argv and env as 'H', the spec on a new fd whose
- * number the front end appends to argv), which the front end acknowledges with 'A' just before it executes it, and
- * with 'N' after it if that failed.
+ * which the front end reports 'P' pid, 'S' status bytes and 'C' exit code. A helper's command
+ * (encodeSpawn) is the program's path to execute (machinad's sealed copy), then its argv, then its
+ * environment. machina-nspawn's planner also sends 'W' (bytes for another of the front end's fds:
+ * MACHINA_STATUS_FD) and 'x' (become the helper: as 'H', the spec on a new fd whose number the
+ * front end appends to argv), which the front end acknowledges with 'A' just before it executes
+ * it, and with 'N' after it if that failed.
  */
 
 export type FrameType = "R" | "O" | "E" | "X" | "F" | "h" | "H" | "P" | "S" | "C" | "W" | "x" | "A" | "N";
@@ -98,7 +99,7 @@ export function decodeRequest(payload: Uint8Array): FrontRequest | undefined {
   return { cwd, identity, pid, ttys: [ttys[0] === "1", ttys[1] === "1", ttys[2] === "1"], argv, env };
 }
 
-/** The 'H' payload: argc, argv…, envc, env… (NUL-terminated fields), then the spec. */
+/** The 'h'/'H'/'x' payload: argc, the program's path and argv…, envc, env… (NUL-terminated fields), then the spec. */
 export function encodeSpawn(argv: readonly string[], env: Readonly<Record<string, string>>, spec: Uint8Array): Uint8Array {
   const envList = Object.entries(env).map(([k, v]) => `${k}=${v}`);
   const head = new TextEncoder().encode([String(argv.length), ...argv, String(envList.length), ...envList].map((s) => `${s}\0`).join(""));
