@@ -330,8 +330,12 @@ if (import.meta.main) {
   const tree = join(work, "bb");
   const raw = join(work, "bb.raw");
   let machinad: BenchDaemon | undefined;
+  // systemd-nspawn -p makes its NAT tables (io.systemd.nat, ip and ip6) and leaves them: removed
+  // at the end unless the host had them before
+  const natTables = ["ip", "ip6"].filter((f) => Bun.spawnSync(["nft", "list", "table", f, "io.systemd.nat"], { stdout: "ignore", stderr: "ignore" }).exitCode !== 0);
   const cleanup = async () => {
     await machinad?.stop();
+    for (const f of natTables) shQuiet(`nft delete table ${f} io.systemd.nat`);
     // machina's networks and records of this run's state directory go with `machinactl list`'s sweep
     Bun.spawnSync([MACHINACTL, "list"], {
       env: { ...process.env, MACHINA_STATE_DIR: join(work, "state"), MACHINA_NO_DAEMON: "1" },
