@@ -332,7 +332,9 @@ if (import.meta.main) {
   let machinad: BenchDaemon | undefined;
   // systemd-nspawn -p makes its NAT tables (io.systemd.nat, ip and ip6) and leaves them: removed
   // at the end unless the host had them before
-  const natTables = ["ip", "ip6"].filter((f) => Bun.spawnSync(["nft", "list", "table", f, "io.systemd.nat"], { stdout: "ignore", stderr: "ignore" }).exitCode !== 0);
+  const natTables = ["ip", "ip6"].filter(
+    (f) => Bun.spawnSync(["nft", "list", "table", f, "io.systemd.nat"], { stdout: "ignore", stderr: "ignore" }).exitCode !== 0,
+  );
   const cleanup = async () => {
     await machinad?.stop();
     for (const f of natTables) shQuiet(`nft delete table ${f} io.systemd.nat`);
