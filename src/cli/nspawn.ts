@@ -6,7 +6,7 @@ import { renderError } from "../errors.ts";
 import { LinuxHost } from "../host/linux.ts";
 import type { Host } from "../host/host.ts";
 import { paths } from "../paths.ts";
-import { NeedsOwnProcess, prepareContainer } from "../runtime/prepare.ts";
+import { CopyTemplateFirst, prepareContainer } from "../runtime/prepare.ts";
 import { parseNspawnCommandLine } from "../settings/nspawn-cli.ts";
 import { encodeSpec, specRecords } from "../spec/wire.ts";
 import { NSPAWN_VERSION_TEXT, nspawnHelp } from "./nspawn-help.ts";
@@ -40,8 +40,8 @@ export interface NspawnIo {
 /** What a run comes to: an exit code, or the helper to exec with its spec (and the undo when it will not run). */
 export type NspawnOutcome =
   | { exit: number }
-  /** resident: this run needs a process of its own (nothing was done; why) */
-  | { ownProcess: string }
+  /** resident: make this --template copy, then plan again (nothing was done) */
+  | { copyTemplate: CopyTemplateFirst }
   | {
       exec: { helper: string; argv: string[]; spec: Uint8Array };
       /** The helper will not run after all: undo what was set up for it; returns the error to report. */
@@ -109,7 +109,7 @@ export function planRun(argv: string[], host: Host, io: NspawnIo): NspawnOutcome
       throw prepared.abandonAfter(e);
     }
   } catch (error) {
-    if (error instanceof NeedsOwnProcess) return { ownProcess: error.message };
+    if (error instanceof CopyTemplateFirst) return { copyTemplate: error };
     io.err(renderError(PROG, error) + "\n");
     return { exit: 1 };
   }
@@ -119,7 +119,7 @@ export function planRun(argv: string[], host: Host, io: NspawnIo): NspawnOutcome
 export function main(argv: string[], host: Host = new LinuxHost()): number {
   const outcome = planRun(argv, host, { out, err, toFd, cwd: process.cwd(), ownStages: true });
   if ("exit" in outcome) return outcome.exit;
-  if ("ownProcess" in outcome) throw new Error(`internal: ${outcome.ownProcess}`); // never without io.resident
+  if ("copyTemplate" in outcome) throw new Error(`internal: ${outcome.copyTemplate.message}`); // never without io.resident
   const { helper, argv: helperArgv, spec } = outcome.exec;
   try {
     return host.execWithSpec(helper, helperArgv, spec);

@@ -6,48 +6,19 @@
  * and answers with the output and either an exit code or 'x': the front end becomes the helper,
  * as machina-nspawn does itself (same pid, stdio, cgroup and parent), from machinad's sealed copy.
  * What the planning set up (a network, a raw image's mount, a binfmt claim) is undone here when
- * the front end goes away before it acknowledges the exec ('A'), or says that the exec failed ('N'). A --template copy is made first
- * with its commands run without blocking machinad; should one still be wanted when the planning
- * runs, the answer is 'F' (the front end runs the full machina-nspawn) rather than machinad held up.
+ * the front end goes away before it acknowledges the exec ('A'), or says that the exec failed
+ * ('N'). A --template copy that the planning asks for (CopyTemplateFirst) is made with its commands
+ * run without blocking machinad, then the run is planned again; should the copy be wanted still,
+ * the answer is 'F' (the front end runs the full machina-nspawn) rather than machinad held up.
  */
 import type { Server } from "node:net";
 import { type NspawnIo, planRun } from "../cli/nspawn.ts";
-import { machinaEnv } from "../config.ts";
 import { renderError } from "../errors.ts";
-import type { Host } from "../host/host.ts";
-import { populateFromTemplateAsync, templateWanted } from "../image/template.ts";
-import { paths } from "../paths.ts";
-import { chooseRoot } from "../runtime/prepare.ts";
-import { parseNspawnCommandLine } from "../settings/nspawn-cli.ts";
+import { populateFromTemplateAsync } from "../image/template.ts";
 import { encodeFdWrite, encodeFrame, encodeSpawn } from "../oci-runtime/front-door.ts";
 import { type FrontConnection, type Log, serveFrontDoor } from "./front-end.ts";
 
 const PROG = "machina-nspawn";
-
-/**
- * --template with a copy to make: made first, its commands not blocking machinad (the planning
- * then finds the directory populated). Anything unusual is left to planRun, which reports it
- * (or answers NeedsOwnProcess when the copy is still to be made).
- */
-async function templateFirst(host: Host, argv: string[], cwd: string): Promise<void> {
-  let parsed: ReturnType<typeof parseNspawnCommandLine>;
-  try {
-    parsed = parseNspawnCommandLine(argv, host.env(), cwd);
-  } catch {
-    return;
-  }
-  if (parsed.action !== "run") return;
-  const s = parsed.settings;
-  if (s.template === undefined || s.ociBundle !== undefined || machinaEnv(host.env(), "MACHINA_PRINT_SPEC")) return;
-  const p = paths(host.env());
-  let chosen: ReturnType<typeof chooseRoot>;
-  try {
-    chosen = chooseRoot(s, host, p.pool, cwd);
-  } catch {
-    return;
-  }
-  if ("directory" in chosen && templateWanted(host, chosen.directory)) await populateFromTemplateAsync(host, p.stateDir, s.template, chosen.directory);
-}
 
 async function run({ request, host, sealed, send, nextFrame }: FrontConnection, log: Log): Promise<void> {
   const io: NspawnIo = {
@@ -58,29 +29,38 @@ async function run({ request, host, sealed, send, nextFrame }: FrontConnection, 
     ownStages: false,
     resident: true,
   };
-  try {
-    await templateFirst(host, request.argv, request.cwd);
-  } catch (e) {
-    io.err(`${renderError(PROG, e)}\n`);
-    send(encodeFrame("X", "1"));
-    return;
+  const plan = (): ReturnType<typeof planRun> | undefined => {
+    try {
+      return planRun(request.argv, host, io);
+    } catch (e) {
+      // planRun reports what it expects; this is a bug
+      log("nspawn-door-failed", { argv: request.argv, error: e instanceof Error ? e.message : String(e) });
+      io.err(`${PROG}: internal error in machinad: ${e instanceof Error ? e.message : String(e)}\n`);
+      send(encodeFrame("X", "1"));
+      return undefined;
+    }
+  };
+  let outcome = plan();
+  if (outcome !== undefined && "copyTemplate" in outcome) {
+    // the copy's commands run without blocking machinad; then the planning finds it made
+    const { template, directory, stateDir } = outcome.copyTemplate;
+    try {
+      await populateFromTemplateAsync(host, stateDir, template, directory);
+    } catch (e) {
+      io.err(`${renderError(PROG, e)}\n`);
+      send(encodeFrame("X", "1"));
+      return;
+    }
+    outcome = plan();
   }
-  let outcome: ReturnType<typeof planRun>;
-  try {
-    outcome = planRun(request.argv, host, io);
-  } catch (e) {
-    // planRun reports what it expects; this is a bug
-    log("nspawn-door-failed", { argv: request.argv, error: e instanceof Error ? e.message : String(e) });
-    io.err(`${PROG}: internal error in machinad: ${e instanceof Error ? e.message : String(e)}\n`);
-    send(encodeFrame("X", "1"));
-    return;
-  }
+  if (outcome === undefined) return;
   if ("exit" in outcome) {
     send(encodeFrame("X", String(outcome.exit)));
     return;
   }
-  if ("ownProcess" in outcome) {
-    send(encodeFrame("F", outcome.ownProcess));
+  if ("copyTemplate" in outcome) {
+    // emptied again meanwhile: the full machina-nspawn makes it in its own process
+    send(encodeFrame("F", outcome.copyTemplate.message));
     return;
   }
   const { helper, argv, spec } = outcome.exec;

@@ -42,8 +42,9 @@ export interface PrepareOptions {
   planOnly?: boolean;
   /**
    * Planned in a long-lived process for another's (machinad's planner for machina-nspawn's front
-   * end): work that can take minutes and would hold that process up (a --template copy) throws
-   * NeedsOwnProcess before anything is done, and the caller runs in its own process instead.
+   * end): a --template copy, which can take minutes, is not made here but asked for
+   * (CopyTemplateFirst, thrown before anything is done); the caller makes it without blocking and
+   * plans again.
    */
   resident?: boolean;
   /** Warnings: the .nspawn file's, as soon as it is read (nspawn shows them even with -q), and an image from outside run without -U (not with -q). */
@@ -62,8 +63,16 @@ export interface Prepared {
   abandonAfter(cause: unknown): unknown;
 }
 
-/** This start is for a process of its own (PrepareOptions.resident): nothing was done. */
-export class NeedsOwnProcess extends Error {}
+/** PrepareOptions.resident: the --template copy to make before planning again (nothing was done). */
+export class CopyTemplateFirst extends Error {
+  constructor(
+    readonly template: string,
+    readonly directory: string,
+    readonly stateDir: string,
+  ) {
+    super(`--template: "${directory}" is to be copied from "${template}" first`);
+  }
+}
 
 /** The host's machine id (nspawn derives the MACs from it). */
 function hostMachineId(host: Host): string {
@@ -129,8 +138,7 @@ export function prepareContainer(host: Host, p: Paths, cliSettings: Settings, cw
   if ("image" in chosen) cliSettings.image = chosen.image;
   else cliSettings.directory = chosen.directory;
   if (cliSettings.template !== undefined && "directory" in chosen && !options.planOnly) {
-    if (options.resident && templateWanted(host, chosen.directory))
-      throw new NeedsOwnProcess(`--template: "${chosen.directory}" is to be copied from "${cliSettings.template}"`);
+    if (options.resident && templateWanted(host, chosen.directory)) throw new CopyTemplateFirst(cliSettings.template, chosen.directory, p.stateDir);
     populateFromTemplate(host, p.stateDir, cliSettings.template, chosen.directory);
   }
   // The machine's .nspawn file (if any), merged under (or, with --settings=override, over)
