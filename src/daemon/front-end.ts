@@ -153,9 +153,7 @@ async function serveConnection(
     if (!sock.destroyed) sock.write(frame);
   };
   let host: FrontEndHost | undefined;
-  let requestFrame!: (f: Frame | undefined) => void;
-  const first = new Promise<Frame | undefined>((resolve) => (requestFrame = resolve));
-  let gotRequest = false;
+  // the frames that are not the spawned helper's, the request first, in order
   let closed = false;
   const queued: Frame[] = [];
   let waiter: ((f: Frame | undefined) => void) | undefined;
@@ -165,6 +163,12 @@ async function serveConnection(
     if (w !== undefined) w(f);
     else if (f !== undefined) queued.push(f);
   };
+  const nextFrame = (): Promise<Frame | undefined> => {
+    const q = queued.shift();
+    if (q !== undefined) return Promise.resolve(q);
+    if (closed) return Promise.resolve(undefined);
+    return new Promise((resolve) => (waiter = resolve));
+  };
   sock.on("data", (chunk: Buffer) => {
     let frames: Frame[];
     try {
@@ -173,22 +177,16 @@ async function serveConnection(
       sock.destroy();
       return;
     }
-    for (const f of frames) {
-      if (!gotRequest) {
-        gotRequest = true;
-        requestFrame(f);
-      } else if (host?.child?.take(f) !== true) deliver(f);
-    }
+    for (const f of frames) if (host?.child?.take(f) !== true) deliver(f);
   });
   sock.on("close", () => {
     closed = true;
-    if (!gotRequest) requestFrame(undefined);
     host?.child?.lost();
     deliver(undefined);
   });
   sock.on("error", () => undefined);
 
-  const f = await first;
+  const f = await nextFrame();
   const request = f?.type === "R" ? decodeRequest(f.payload) : undefined;
   if (request === undefined) {
     sock.destroy();
@@ -200,12 +198,6 @@ async function serveConnection(
     return;
   }
   host = new FrontEndHost(request, send, sealed);
-  const nextFrame = (): Promise<Frame | undefined> => {
-    const q = queued.shift();
-    if (q !== undefined) return Promise.resolve(q);
-    if (closed) return Promise.resolve(undefined);
-    return new Promise((resolve) => (waiter = resolve));
-  };
   await handle({ request, host, sealed, send, nextFrame });
   sock.end();
 }
