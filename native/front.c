@@ -9,15 +9,16 @@
  *   'W' FD BYTES      write them to that fd (machina-nspawn's MACHINA_STATUS_FD)
  *   'X' CODE          exit with CODE
  *   'F' WHY           the planner does not serve this command here: exec the full program
- *   'h' COMMAND       start the helper (its path, argv, env) now, its spec to come on a pipe (fd 3): its
- *                     start overlaps machinad's planning
- *   'H' SPAWN         run the helper (argv, env, spec on fd 3, status pipe on fd 4) as our child,
- *                     with our stdio (the announced one when it is the same command: the spec
- *                     goes down its pipe): 'P' PID, then its status bytes as 'S' frames, then
- *                     'C' CODE
- *   'x' SPAWN         become the helper (machina-nspawn): as 'H' (path, argv, env, spec); the spec in a memfd whose number ends argv; 'A' to machinad just before the exec (until then machinad undoes
- *                     what it set up for the helper if this process goes away), 'N' when the
- *                     exec failed (machinad undoes it too)
+ *   'h' COMMAND       start the helper (its path, argv, env) now, its spec to come on a pipe
+ *                     (fd 3): its start overlaps machinad's planning
+ *   'H' SPAWN         run the helper (its path, argv, env; the spec on fd 3, a status pipe on fd
+ *                     4) as our child, with our stdio (the announced one when it is the same
+ *                     command: the spec goes down its pipe): 'P' PID, then its status bytes as
+ *                     'S' frames, then 'C' CODE
+ *   'x' SPAWN         become the helper (machina-nspawn): as 'H', the spec in a memfd whose
+ *                     number ends argv; 'A' to machinad just before the exec (until then
+ *                     machinad undoes what it set up for the helper if this process goes away),
+ *                     'N' when the exec failed (machinad undoes it too)
  *
  * A frame is one type byte, a 32-bit little-endian length, the payload. When machinad does not
  * answer at all (or MACHINA_NO_DAEMON=1), the full program (a Bun program) runs instead: the same
@@ -215,6 +216,25 @@ static void identity(struct buf *b)
 	field(b, out);
 }
 
+/* As the full programs: the caller's stdio blocking for the container. */
+static void stdio_blocking(void)
+{
+	for (int fd = 0; fd < 3; fd++) {
+		int fl = fcntl(fd, F_GETFL);
+		if (fl >= 0 && (fl & O_NONBLOCK))
+			(void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+	}
+}
+
+/* The spec in a memfd, read from its start (flags: MFD_CLOEXEC, or 0 for one the helper inherits). */
+static int spec_memfd(const char *spec, size_t len, unsigned flags)
+{
+	int mfd = memfd_create("machina-spec", flags);
+	if (mfd < 0 || write_all(mfd, spec, len, 0) < 0 || lseek(mfd, 0, SEEK_SET) < 0)
+		die("%s", "cannot write the spec to a memfd", errno);
+	return mfd;
+}
+
 static int moved_fd(int fd)
 {
 	int n = fcntl(fd, F_DUPFD_CLOEXEC, 10);
@@ -228,13 +248,14 @@ static int moved_fd(int fd)
 struct helper {
 	pid_t pid;
 	int spec_w, status_r;
-	char *announced; /* the 'h' payload: argv and env (what 'H' must repeat) */
+	char *announced; /* the 'h' payload: the command (what 'H' must repeat) */
 	size_t announced_len;
 };
 
 static struct helper pending = { .pid = -1, .spec_w = -1, .status_r = -1 };
 
-/* The argv/env part of an 'h'/'H' payload: argc, argv..., envc, env...; returns its length. */
+/* The command of an 'h'/'H'/'x' payload: a count and the program's path then its argv (at least
+ * argv[0]), a count and the environment; returns its length. */
 static size_t parse_command(char *p, uint32_t len, char ***argvp, char ***envpp)
 {
 	char *end = p + len, *cur = p;
@@ -257,7 +278,7 @@ static size_t parse_command(char *p, uint32_t len, char ***argvp, char ***envpp)
 			cur += strlen(cur) + 1;
 		}
 	}
-	if (counts[0] < 1 || cur > end)
+	if (counts[0] < 2 || cur > end)
 		die("%s", "machinad sent a malformed spawn request", 0);
 	return (size_t)(cur - p);
 }
@@ -266,8 +287,6 @@ static size_t parse_command(char *p, uint32_t len, char ***argvp, char ***envpp)
  * when spec_fd < 0) and fd 4 = a status pipe. */
 static struct helper start_helper(char **list, char **envp, int spec_fd)
 {
-	if (!list[1])
-		die("%s", "machinad sent a malformed spawn request", 0);
 	struct helper h = { .pid = -1, .spec_w = -1, .status_r = -1 };
 	int specp[2] = { -1, -1 }, statusp[2];
 	if (spec_fd < 0) {
@@ -277,12 +296,7 @@ static struct helper start_helper(char **list, char **envp, int spec_fd)
 	}
 	if (pipe2(statusp, O_CLOEXEC) < 0)
 		die("%s", "pipe2", errno);
-	/* as the full machina-oci: the caller's stdio blocking for the container */
-	for (int fd = 0; fd < 3; fd++) {
-		int fl = fcntl(fd, F_GETFL);
-		if (fl >= 0 && (fl & O_NONBLOCK))
-			(void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
-	}
+	stdio_blocking();
 	h.pid = fork();
 	if (h.pid < 0)
 		die("%s", "fork", errno);
@@ -334,7 +348,7 @@ static void announce(char *p, uint32_t len)
 	free(envp);
 }
 
-/* 'H': argc, argv..., envc, env..., then the spec bytes. The announced helper when it is the
+/* 'H': the command (parse_command), then the spec bytes. The announced helper when it is the
  * same command, else a new one; then its pid, status bytes and exit code go to machinad. */
 static void spawn(int s, char *p, uint32_t len)
 {
@@ -353,9 +367,7 @@ static void spawn(int s, char *p, uint32_t len)
 		close(h.spec_w);
 	} else {
 		drop_pending();
-		int mfd = memfd_create("machina-spec", MFD_CLOEXEC);
-		if (mfd < 0 || write_all(mfd, spec, spec_len, 0) < 0)
-			die("%s", "cannot write the spec to a memfd", errno);
+		int mfd = spec_memfd(spec, spec_len, MFD_CLOEXEC);
 		h = start_helper(argv, envp, mfd);
 		close(mfd);
 	}
@@ -427,11 +439,7 @@ static void become(int s, char *p, uint32_t len)
 	size_t argc = 0;
 	while (argv[argc])
 		argc++;
-	if (argc < 1)
-		die("%s", "machinad sent a malformed spawn request", 0);
-	int mfd = memfd_create("machina-spec", 0); /* inherited by the helper */
-	if (mfd < 0 || write_all(mfd, p + head, len - head, 0) < 0 || lseek(mfd, 0, SEEK_SET) < 0)
-		die("%s", "cannot write the spec to a memfd", errno);
+	int mfd = spec_memfd(p + head, len - head, 0); /* inherited by the helper */
 	char **full = calloc(argc + 2, sizeof(char *));
 	char num[16];
 	if (!full)
@@ -439,12 +447,7 @@ static void become(int s, char *p, uint32_t len)
 	memcpy(full, argv, argc * sizeof(char *));
 	snprintf(num, sizeof num, "%d", mfd);
 	full[argc] = num;
-	/* as machina-nspawn: the caller's stdio blocking for the container */
-	for (int fd = 0; fd < 3; fd++) {
-		int fl = fcntl(fd, F_GETFL);
-		if (fl >= 0 && (fl & O_NONBLOCK))
-			(void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
-	}
+	stdio_blocking();
 	send_frame(s, 'A', "", 0);
 	execve(path, full, envp);
 	/* still here (the socket closes with a successful exec): machinad undoes the plan's setup */
