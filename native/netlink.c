@@ -63,10 +63,24 @@ static int valid_ifname(const char *s)
 	return n > 0 && n < IFNAMSIZ && !strchr(s, '/') && !strchr(s, ' ') && strcmp(s, ".") && strcmp(s, "..");
 }
 
+/* A link record's arguments, each an interface name ('i') or a MAC ('m') as `kinds` says; the
+ * first that is not gets its label in *bad. */
+static int check_link_args(const char **a, const char *kinds, const char *const labels[], const char **bad)
+{
+	unsigned char mac[6];
+	for (size_t i = 0; kinds[i]; i++) {
+		if (kinds[i] == 'i' ? valid_ifname(a[i]) : !net_parse_mac(a[i], mac))
+			continue;
+		*bad = labels[i];
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int net_parse_record(struct net_spec *ns, const char *name, const char **a, size_t n, const char **bad)
 {
 	struct net_op op = { 0 };
-	unsigned char mac[6], addr[16];
+	unsigned char addr[16];
 	int fam, pfx;
 	size_t first = 0;
 	if (!strcmp(name, "net_veth")) {
@@ -78,22 +92,9 @@ int net_parse_record(struct net_spec *ns, const char *name, const char **a, size
 			*bad = "net_veth (once)";
 			return -EINVAL;
 		}
-		if (!valid_ifname(a[0])) {
-			*bad = "HOST";
+		static const char *const labels[] = { "HOST", "HOSTMAC", "PEER", "PEERMAC" };
+		if (check_link_args(a, "imim", labels, bad) < 0)
 			return -EINVAL;
-		}
-		if (net_parse_mac(a[1], mac)) {
-			*bad = "HOSTMAC";
-			return -EINVAL;
-		}
-		if (!valid_ifname(a[2])) {
-			*bad = "PEER";
-			return -EINVAL;
-		}
-		if (net_parse_mac(a[3], mac)) {
-			*bad = "PEERMAC";
-			return -EINVAL;
-		}
 		op.kind = NET_VETH;
 		ns->veth_host = a[0];
 	} else if (!strcmp(name, "net_macvlan")) {
@@ -101,18 +102,9 @@ int net_parse_record(struct net_spec *ns, const char *name, const char **a, size
 			*bad = "PARENT NAME MAC";
 			return -EINVAL;
 		}
-		if (!valid_ifname(a[0])) {
-			*bad = "PARENT";
+		static const char *const labels[] = { "PARENT", "NAME", "MAC" };
+		if (check_link_args(a, "iim", labels, bad) < 0)
 			return -EINVAL;
-		}
-		if (!valid_ifname(a[1])) {
-			*bad = "NAME";
-			return -EINVAL;
-		}
-		if (net_parse_mac(a[2], mac)) {
-			*bad = "MAC";
-			return -EINVAL;
-		}
 		op.kind = NET_MACVLAN;
 	} else if (!strcmp(name, "net_sysctl")) {
 		if (n != 2) {
