@@ -289,13 +289,12 @@ export async function removeCgroupTree(dir: string): Promise<void> {
  * machina's state directory (machines, networks, leases, locks) where a usual host has it: on a
  * tmpfs (/run/machina; this VM has no systemd, and its /run is the root file system, ext4 without
  * a journal, where every file created costs ~0.1–5 ms of kernel CPU). Mounts a tmpfs on `dir`
- * (made if missing); returns the undo.
+ * (made if missing); the run's end unmounts it (density.ts endRun, also for a killed run).
  */
-export function tmpfsAt(dir: string): () => void {
+export function tmpfsAt(dir: string): void {
   mkdirSync(dir, { recursive: true });
   const r = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "mode=0755,size=256m", "tmpfs", dir], { stderr: "pipe" });
   if (r.exitCode !== 0) throw new Error(`mount tmpfs on ${dir}: ${r.stderr.toString().trim()}`);
-  return () => void Bun.spawnSync(["umount", "-l", dir], { stderr: "ignore" });
 }
 
 // ------------------------------------------------------------- machinad for a run

@@ -108,11 +108,12 @@ async function endRun(base: string, state: string, env: Record<string, string>, 
   await stopRun({ machinactl: MACHINACTL, env, state, procs, cgroups: benchCgroups });
   // a killed boots run's machinad (on its socket) and its state's tmpfs
   stopDeadRunsMachinad(join(base, "run"));
-  if (readFileSync("/proc/self/mountinfo", "utf8").includes(` ${state} `)) Bun.spawnSync(["umount", "-l", state]);
-  const mounted = readFileSync("/proc/self/mountinfo", "utf8")
-    .split("\n")
-    .map((l) => l.split(" ")[4])
-    .filter((mp) => mp?.startsWith(`${base}/`));
+  const mountpoints = () =>
+    readFileSync("/proc/self/mountinfo", "utf8")
+      .split("\n")
+      .map((l) => l.split(" ")[4]);
+  if (mountpoints().includes(state)) Bun.spawnSync(["umount", "-l", state]);
+  const mounted = mountpoints().filter((mp) => mp?.startsWith(`${base}/`));
   if (mounted.length > 0) console.error(`bench: still mounted, ${base} kept: ${mounted.join(", ")}`);
   else rmSync(base, { recursive: true, force: true });
 }
@@ -524,7 +525,7 @@ export async function boots(n: number, withNspawn: boolean): Promise<BootsResult
   markRun(base);
   const state = join(base, "state");
   const notify = join(base, "notify");
-  const unmountState = tmpfsAt(state);
+  tmpfsAt(state); // unmounted by endRun
   mkdirSync(notify);
   const daemon = await startMachinad(join(base, "run"), state);
   const env: Record<string, string> = { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", MACHINA_STATE_DIR: state, ...daemon.env };
@@ -551,10 +552,8 @@ export async function boots(n: number, withNspawn: boolean): Promise<BootsResult
   const watchers: { close(): void }[] = [];
   const end = async () => {
     for (const w of watchers) w.close();
-    await stopRun({ machinactl: MACHINACTL, env, state, procs, cgroups: benchCgroups });
     await daemon.stop();
-    unmountState();
-    await endRun(base, state, env, []);
+    await endRun(base, state, env, procs);
     if (inotifyBefore < inotifyNeed) writeFileSync(inotifyPath, String(inotifyBefore));
   };
   const done = cleanupOnInterrupt(end);
