@@ -11,6 +11,12 @@ import { procStat, processRunning } from "../src/machine/proc-stat.ts";
 export const REPO = resolve(import.meta.dir, "..");
 
 /** The median (NaN of nothing). */
+/** A bench's last result, as JSON: bench/results/NAME-latest.json (the directory is not in git). */
+export function saveResult(name: string, data: unknown): void {
+  mkdirSync(join(REPO, "bench/results"), { recursive: true });
+  writeFileSync(join(REPO, `bench/results/${name}-latest.json`), `${JSON.stringify(data, null, 1)}\n`);
+}
+
 export function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;

@@ -11,11 +11,11 @@
  * Root only. machinad as installed (dist/bin, scripts/build runs first), on a socket, state
  * directory and pool of its own; busybox copies with a sleeping init.
  */
-import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { MachinaClient } from "../src/client/client.ts";
 import { ensureBusyboxImage } from "../test/fixtures/images.ts";
-import { bootableBusyboxCopies, factsLine, REPO, rssKib, waitForDaemon, writeBlock } from "./common.ts";
+import { bootableBusyboxCopies, factsLine, REPO, rssKib, waitForDaemon, writeBlock, saveResult } from "./common.ts";
 
 type Op = "start" | "list" | "status" | "terminate";
 const OPS: Op[] = ["start", "list", "status", "terminate"];
@@ -130,7 +130,7 @@ if (import.meta.main) {
   const clients = arg("clients", quick ? 10 : 50);
   const seconds = arg("seconds", quick ? 10 : 60);
   const r = await benchDaemonLoad(clients, seconds);
-  writeFileSync(join(REPO, "bench/results/daemon-load-latest.json"), `${JSON.stringify(r, null, 1)}\n`);
+  saveResult("daemon-load", r);
   const secArg = process.argv.find((x) => x.startsWith("--seconds="));
   const body = render(r, await factsLine(`bun bench/daemon-load.ts${quick ? " --quick" : ""}${secArg !== undefined ? ` ${secArg}` : ""}`));
   console.log(body);

@@ -18,7 +18,7 @@ import { gzipSync } from "node:zlib";
 import { API } from "../src/api/routes.ts";
 import { MachinaClient } from "../src/client/client.ts";
 import { ensureBusyboxImage } from "../test/fixtures/images.ts";
-import { bootableBusyboxCopies, factsLine, median, REPO, rssKib, versionLine, waitForDaemon, writeBlock } from "./common.ts";
+import { bootableBusyboxCopies, factsLine, median, REPO, rssKib, versionLine, waitForDaemon, writeBlock, saveResult } from "./common.ts";
 
 export interface DashboardResult {
   n: number;
@@ -170,5 +170,5 @@ if (import.meta.main) {
   const body = renderDashboard(r, await factsLine(`bun bench/dashboard.ts${quick ? " --quick" : ""}`, [versionLine(["chromium", "--version"])]));
   console.log(body);
   await writeBlock(join(REPO, "BENCHMARKS.md"), "dashboard", body, "machinad's API and dashboard with many machines (target: list of 200 well under 100 ms)");
-  await Bun.write(join(REPO, "bench/results/dashboard-latest.json"), JSON.stringify(r, null, 2));
+  saveResult("dashboard", r);
 }

@@ -35,6 +35,7 @@ import {
   startMachinad,
   stopDeadRunsMachinad,
   tmpfsAt,
+  saveResult,
 } from "./common.ts";
 
 const NSPAWN = join(REPO, "dist/bin/machina-nspawn");
@@ -387,7 +388,7 @@ if (import.meta.main) {
     const bArg = process.argv.find((a) => a.startsWith("--boots="));
     const nb = bArg !== undefined ? Number(bArg.slice(8)) : 30;
     const b = await boots(nb, !process.argv.includes("--no-nspawn"));
-    writeFileSync(join(REPO, "bench/results/density-boots-latest.json"), `${JSON.stringify(b, null, 1)}\n`);
+    saveResult("density-boots", b);
     const body = renderBoots(
       b,
       await factsLine(`bun bench/density.ts --only=boots${bArg !== undefined ? ` ${bArg}` : ""}`, [versionLine(["systemd-nspawn", "--version"])]),
@@ -410,7 +411,7 @@ if (import.meta.main) {
     console.log(JSON.stringify({ net, netSlope }, null, 1));
     process.exit(0);
   }
-  writeFileSync(join(REPO, "bench/results/density-latest.json"), `${JSON.stringify({ n, storm: s, slope: sl, net, netSlope }, null, 1)}\n`);
+  saveResult("density", { n, storm: s, slope: sl, net, netSlope });
   const body = render(
     n,
     s,

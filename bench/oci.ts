@@ -17,7 +17,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setChildSubreaper, waitpidBlocking } from "../src/host/libc.ts";
-import { factsLine, median, REPO, versionLine, writeBlock } from "./common.ts";
+import { factsLine, median, REPO, versionLine, writeBlock, saveResult } from "./common.ts";
 
 export interface OciBenchResult {
   n: number;
@@ -193,8 +193,7 @@ if (import.meta.main) {
     const body = renderOci(r, facts);
     console.log(body);
     await writeBlock(join(REPO, "BENCHMARKS.md"), "oci", body, "machina-oci against runc and crun (target: ≤ 0.5× runc, faster than crun)");
-    await mkdir(join(REPO, "bench/results"), { recursive: true });
-    await writeFile(join(REPO, "bench/results/oci-latest.json"), JSON.stringify(r, null, 2));
+    saveResult("oci", r);
   } finally {
     await rm(work, { recursive: true, force: true });
   }

@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import * as net from "node:net";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { factsLine, median, REPO, versionLine, writeBlock } from "./common.ts";
+import { factsLine, median, REPO, versionLine, writeBlock, saveResult } from "./common.ts";
 
 export interface PullBenchResult {
   n: number;
@@ -247,8 +247,7 @@ if (import.meta.main) {
     const body = renderPull(r, facts);
     console.log(body);
     await writeBlock(join(REPO, "BENCHMARKS.md"), "pull", body, "pull-oci from a registry (target: ≤ 1.0× podman pull)");
-    await mkdir(join(REPO, "bench/results"), { recursive: true });
-    await writeFile(join(REPO, "bench/results/pull-latest.json"), JSON.stringify(r, null, 2));
+    saveResult("pull", r);
   } finally {
     await rm(work, { recursive: true, force: true });
   }

@@ -1,6 +1,6 @@
-import { mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { factsLine, median, REPO, writeBlock } from "./common.ts";
+import { factsLine, median, REPO, writeBlock, saveResult } from "./common.ts";
 
 export interface ImportBenchResult {
   n: number;
@@ -122,8 +122,7 @@ if (import.meta.main) {
     const body = renderImport(r, facts);
     console.log(body);
     await writeBlock(join(REPO, "BENCHMARKS.md"), "import", body, "import-tar throughput (target: ≥ 0.9× GNU tar -x)");
-    await mkdir(join(REPO, "bench/results"), { recursive: true });
-    await writeFile(join(REPO, "bench/results/import-latest.json"), JSON.stringify(r, null, 2));
+    saveResult("import", r);
   } finally {
     await rm(work, { recursive: true, force: true });
   }

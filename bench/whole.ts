@@ -32,6 +32,7 @@ import {
   startMachinad,
   versionLine,
   writeBlock,
+  saveResult,
 } from "./common.ts";
 
 const MACHINA = join(REPO, "dist/bin/machina-nspawn");
@@ -378,7 +379,7 @@ if (import.meta.main) {
       );
       results.push(r);
     }
-    writeFileSync(join(REPO, "bench/results/whole-latest.json"), `${JSON.stringify(results, null, 1)}\n`);
+    saveResult("whole", results);
     const cmd = `bun bench/whole.ts${quick ? " --quick" : ""}${only.map((o) => ` --only ${o}`).join("")}`;
     const body = render(results, await factsLine(cmd, [versionLine(["systemd-nspawn", "--version"])]));
     console.log(body);
