@@ -17,7 +17,7 @@
  * otherwise split the caller's cgroup, shared by all). "Up" is the payload's own mark: it
  * creates /ready/NAME (a bind of one host directory) before it sleeps, the same for both tools.
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ensureBusyboxImage } from "../test/fixtures/images.ts";
 import {
@@ -523,6 +523,7 @@ export async function boots(n: number, withNspawn: boolean): Promise<BootsResult
   const { ensureDebianImage } = await import("../test/fixtures/images.ts");
   const debian = await ensureDebianImage();
   const base = mkdtempSync("/var/tmp/machina-bench-boots-");
+  chmodSync(base, 0o755); // as /run: dnsmasq's "nobody" reads the veth dnsmasq's files below it (else one dnsmasq per container)
   markRun(base);
   const state = join(base, "state");
   const notify = join(base, "notify");

@@ -102,6 +102,11 @@ export function hostCapacity(c: Cidr): bigint {
   return c.family === 4 ? (size > 2n ? size - 2n : 0n) : size - 1n;
 }
 
+/** The broadcast address of an IPv4 subnet. */
+export function broadcast4(c: Cidr): string {
+  return formatAddress(4, c.base | hostMask(4, c.prefix));
+}
+
 export function netmask4(prefix: number): string {
   return formatAddress(4, ((1n << 32n) - 1n) ^ hostMask(4, prefix));
 }

@@ -5,6 +5,7 @@
 import type { Settings } from "../settings/settings.ts";
 import { netnsPath, wantsManagedNetwork, wantsPreparedNetns } from "../spec/network.ts";
 import type { PortForward } from "../settings/compound-values.ts";
+import { broadcast4, parseCidr } from "./cidr.ts";
 import { addressesOf, type HostAddresses, type SubnetLease } from "./ipam.ts";
 import { generateMac, HASH_KEYS, interfacePair, shortenIfname, vethHostName, zoneBridgeName } from "./names.ts";
 
@@ -266,11 +267,12 @@ export function nftRuleset(members: NftMember[], pools: NftPools): string {
   );
 }
 
-/** dnsmasq for one veth or zone bridge: DHCP (v4, v6) and router advertisements only (no DNS), bound to that interface alone, static leases. */
 /**
- * `hosts` (MAC,IP) go on the command line (a veth: read while dnsmasq is still root); a zone's
- * change while it runs, so they are in `hostsFile`, re-read on SIGHUP — by dnsmasq's unprivileged
- * user ("nobody"), so the state directory must be searchable by it.
+ * dnsmasq for one zone's bridge or one veth: DHCP (v4, v6) and router advertisements only (no
+ * DNS), bound to that interface alone, static leases. A zone's members (MAC,IP) change while it
+ * runs, so they are in `hostsFile`, re-read on SIGHUP — by dnsmasq's unprivileged user ("nobody"),
+ * so the state directory must be searchable by it (the veth dnsmasq's files too: vethDhcpArgv).
+ * A veth's own dnsmasq (a state directory nobody cannot search) has its host on the command line.
  */
 export function dnsmasqArgv(opts: {
   iface: string;
@@ -305,6 +307,67 @@ export function dnsmasqArgv(opts: {
     "--dhcp-rapid-commit",
     "--log-facility=/dev/null",
   ];
+}
+
+/** A booted container's own veth (its host side, named as nspawn names it): what the veth dnsmasq serves. */
+export const VETH_HOST_GLOB = "ve-*";
+
+/**
+ * The one dnsmasq serving every booted container's own veth on a host (one per state directory),
+ * instead of one per container: each dnsmasq wakes on every address and route the host gains or
+ * loses and enumerates all interfaces, so n of them made each start cost O(n) in the others (~1 ms
+ * each per start here). DHCPv4 from a static range as wide as the pool — each link's netmask,
+ * router and broadcast come with its options, its host only on its own link (dnsmasq tags a request
+ * with its interface's name) — and router advertisements + DHCPv6 from each link's own prefix
+ * (`constructor`). Hosts and options are files re-read on SIGHUP: a start adds its lines, an exit
+ * removes them (vethDhcpLines).
+ */
+export function vethDhcpArgv(o: {
+  pool4: string;
+  pool4Mask: string;
+  ipv6: boolean;
+  pidFile: string;
+  leaseFile: string;
+  hostsFile: string;
+  optsFile: string;
+}): string[] {
+  return [
+    "dnsmasq",
+    "--conf-file=/dev/null",
+    "--port=0",
+    `--interface=${VETH_HOST_GLOB}`,
+    "--bind-dynamic", // veths come and go while it runs
+    "--except-interface=lo",
+    `--pid-file=${o.pidFile}`,
+    `--dhcp-leasefile=${o.leaseFile}`,
+    `--dhcp-hostsfile=${o.hostsFile}`,
+    `--dhcp-optsfile=${o.optsFile}`,
+    `--dhcp-range=${o.pool4.split("/")[0]},static,${o.pool4Mask},1h`,
+    ...(o.ipv6 ? ["--enable-ra", `--dhcp-range=::,static,constructor:${VETH_HOST_GLOB},64,1h`] : []),
+    "--dhcp-authoritative",
+    "--dhcp-rapid-commit",
+    "--log-facility=/dev/null",
+  ];
+}
+
+/** A container's lines in the veth dnsmasq's hosts and options files: all start with its link's tag (`tag:IFNAME,`). */
+export function vethDhcpLines(hostIf: string, mac: string, addr: NetAddressing): { hosts: string[]; opts: string[] } {
+  const t = vethDhcpTag(hostIf);
+  const g = addr.gateway;
+  return {
+    hosts: [`${t}${dhcpHost(mac, addr)}`],
+    opts: [`${t}option:netmask,${g.v4Mask}`, `${t}option:router,${g.v4}`, `${t}option:broadcast,${broadcast4(parseCidr(addr.subnet.v4)!)}`],
+  };
+}
+
+/** The prefix of a link's lines in the veth dnsmasq's files. */
+export function vethDhcpTag(hostIf: string): string {
+  return `tag:${hostIf},`;
+}
+
+/** dnsmasq's static lease: MAC, IPv4 address and (DHCPv6, matched by MAC on the link) IPv6 address. */
+export function dhcpHost(mac: string, addr: NetAddressing): string {
+  return `${mac},${addr.container.v4}${addr.container.v6 !== undefined ? `,[${addr.container.v6}]` : ""}`;
 }
 
 /** The short name of an interface given by the user, as nspawn would shorten it. */

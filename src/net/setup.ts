@@ -14,12 +14,13 @@ import { lockHeld, lockWaiting } from "../host/locks.ts";
 import { machineLockPath, processRunning } from "../machine/registry.ts";
 import { Reverter } from "../reverter.ts";
 import { netExitMarkPath } from "../spec/network.ts";
-import { formatCidr, type Cidr } from "./cidr.ts";
+import { formatCidr, netmask4, type Cidr } from "./cidr.ts";
 import { allocateHost, allocateSubnet, IpamError, parseLeases, parseNetConfig, releaseHost, releaseSubnet, type Leases, type NetConfig } from "./ipam.ts";
 import {
   addressing,
   containerBatch,
   dnsmasqArgv,
+  dhcpHost,
   giveBackBatch,
   hostBatch,
   hostRemoveBatch,
@@ -30,6 +31,9 @@ import {
   type NetPlan,
   type NftMember,
   type NftPools,
+  vethDhcpArgv,
+  vethDhcpLines,
+  vethDhcpTag,
 } from "./plan.ts";
 
 /** The schemas of this module, built on first use (src/lazy-zod.ts). */
@@ -304,6 +308,64 @@ function networkOwned(host: Host, stateDir: string, r: NetRecord): boolean {
 
 const zoneFile = (d: NetDirs, zone: string, ext: string) => `${d.dir}/zone-${zone}.${ext}`;
 
+/** The veth dnsmasq's files (plan.ts vethDhcpArgv): one set per state directory. */
+const vethDhcpFiles = (d: NetDirs) => ({
+  pidFile: `${d.dir}/veth-dhcp.pid`,
+  hostsFile: `${d.dir}/veth-dhcp.hosts`,
+  optsFile: `${d.dir}/veth-dhcp.opts`,
+  leaseFile: `${d.dir}/veth-dhcp.leases`,
+});
+
+/** Whether every directory from `dir` up to / lets others search it (dnsmasq's "nobody" re-reads files there). */
+function searchableByAll(host: Host, dir: string): boolean {
+  for (let p = dir; p !== "/" && p !== ""; p = p.slice(0, p.lastIndexOf("/")) || "/") {
+    const st = host.stat(p, true);
+    if (st === undefined || (st.mode & 0o001) === 0) return false;
+  }
+  return true;
+}
+
+/** A file of lines without the ones starting with `prefix`, plus `add`. */
+function replaceLines(host: Host, path: string, prefix: string, add: string[]): string[] {
+  const kept = (host.readFile(path) ?? "").split("\n").filter((l) => l !== "" && !l.startsWith(prefix));
+  const lines = [...kept, ...add];
+  writeAtomic(host, path, lines.map((l) => `${l}\n`).join(""));
+  return lines;
+}
+
+/**
+ * A booted container's veth served by the host's veth dnsmasq: its lines added (those of an earlier
+ * link of the same name replaced), then the dnsmasq told to re-read them — or started, or restarted
+ * when the pools it was started for have changed.
+ */
+function serveVethDhcp(host: Host, d: NetDirs, cfg: NetConfig, hostIf: string, mac: string, addr: NetAddressing): void {
+  const f = vethDhcpFiles(d);
+  const lines = vethDhcpLines(hostIf, mac, addr);
+  replaceLines(host, f.hostsFile, vethDhcpTag(hostIf), lines.hosts);
+  replaceLines(host, f.optsFile, vethDhcpTag(hostIf), lines.opts);
+  const argv = vethDhcpArgv({ pool4: formatCidr(cfg.pool4), pool4Mask: netmask4(cfg.pool4.prefix), ipv6: cfg.pool6 !== undefined, ...f });
+  const pid = dnsmasqRunning(host, f.pidFile);
+  if (pid !== undefined && host.readFile(`/proc/${pid}/cmdline`) === `${argv.join("\0")}\0`) {
+    host.kill(pid, 1);
+    return;
+  }
+  if (pid !== undefined) stopDnsmasq(host, f.pidFile);
+  startDnsmasq(host, argv);
+}
+
+/** A container's veth no longer served: its lines removed; the veth dnsmasq stopped with the last. */
+function releaseVethDhcp(host: Host, d: NetDirs, hostIf: string): void {
+  const f = vethDhcpFiles(d);
+  if (host.lstat(f.hostsFile) === undefined && dnsmasqRunning(host, f.pidFile) === undefined) return;
+  const left = replaceLines(host, f.hostsFile, vethDhcpTag(hostIf), []);
+  replaceLines(host, f.optsFile, vethDhcpTag(hostIf), []);
+  if (left.length === 0) stopDnsmasq(host, f.pidFile, f.hostsFile, f.optsFile, f.leaseFile);
+  else {
+    const pid = dnsmasqRunning(host, f.pidFile);
+    if (pid !== undefined) host.kill(pid, 1);
+  }
+}
+
 function dnsmasqRunning(host: Host, pidFile: string): number | undefined {
   const pid = Number(host.readFile(pidFile)?.trim());
   if (!Number.isInteger(pid) || pid <= 0) return undefined;
@@ -328,14 +390,10 @@ function startDnsmasq(host: Host, argv: string[]): void {
   if (r.status !== 0) throw netError(`dnsmasq failed: ${r.stderr.trim() || `exit status ${r.status}`}`, "is dnsmasq (Debian: dnsmasq-base) installed?");
 }
 
-/** dnsmasq's static lease: MAC, IPv4 address and (DHCPv6, matched by MAC on the link) IPv6 address. */
-function dhcpHost(mac: string, addr: NetAddressing): string {
-  return `${mac},${addr.container.v4}${addr.container.v6 !== undefined ? `,[${addr.container.v6}]` : ""}`;
-}
-
-function dhcpHostsLines(records: NetRecord[], zone: string | undefined, machine?: string): string {
+/** A zone's hosts file: its members' static leases. */
+function dhcpHostsLines(records: NetRecord[], zone: string): string {
   return records
-    .filter((r) => r.plan.veth && r.addr && (zone !== undefined ? r.plan.zone === zone : r.machine === machine))
+    .filter((r) => r.plan.veth && r.addr && r.plan.zone === zone)
     .map((r) => `${dhcpHost(r.plan.veth!.containerMac, r.addr!)}\n`)
     .join("");
 }
@@ -521,14 +579,18 @@ export function setupNetwork(host: Host, stateDir: string, plan: NetPlan, token?
             host,
             dnsmasqArgv({ iface: plan.bridge!, subnet: addr.subnet, gateway: addr.gateway, pidFile, leaseFile: zoneFile(d, plan.zone, "leases"), hostsFile }),
           );
-      } else if (plan.addressing === "dhcp") {
-        const pidFile = `${d.dir}/${plan.machine}.dnsmasq.pid`;
-        const hosts = [dhcpHost(plan.veth!.containerMac, addr)];
-        startDnsmasq(
-          host,
-          dnsmasqArgv({ iface: plan.veth!.host, subnet: addr.subnet, gateway: addr.gateway, pidFile, leaseFile: `${d.dir}/${plan.machine}.leases`, hosts }),
-        );
-        record.dnsmasqPid = pidFile;
+      } else if (plan.addressing === "dhcp" && plan.veth !== undefined) {
+        if (searchableByAll(host, d.dir)) serveVethDhcp(host, d, cfg, plan.veth.host, plan.veth.containerMac, addr);
+        else {
+          // dnsmasq re-reads its files as "nobody", who cannot reach them here: one of its own, its host on the command line
+          const pidFile = `${d.dir}/${plan.machine}.dnsmasq.pid`;
+          const hosts = [dhcpHost(plan.veth.containerMac, addr)];
+          startDnsmasq(
+            host,
+            dnsmasqArgv({ iface: plan.veth.host, subnet: addr.subnet, gateway: addr.gateway, pidFile, leaseFile: `${d.dir}/${plan.machine}.leases`, hosts }),
+          );
+          record.dnsmasqPid = pidFile;
+        }
       }
     }
     record.phase = "up";
@@ -588,8 +650,10 @@ function teardownLocked(host: Host, d: NetDirs, machine: string, rec: NetRecord 
         { force: true },
       ),
     );
-    if (rec.dnsmasqPid !== undefined || plan.addressing === "dhcp")
+    // a dnsmasq of its own (a state directory "nobody" cannot search, or a record of an earlier version)
+    if (rec.dnsmasqPid !== undefined)
       step(() => stopDnsmasq(host, `${d.dir}/${machine}.dnsmasq.pid`, `${d.dir}/${machine}.dhcp-hosts`, `${d.dir}/${machine}.leases`));
+    else if (plan.addressing === "dhcp" && plan.zone === undefined && plan.veth !== undefined) step(() => releaseVethDhcp(host, d, plan.veth!.host));
   }
   if (mounted) {
     const r = host.run(["umount", "-l", netns]);
@@ -665,8 +729,10 @@ export function sweepNetworks(host: Host, stateDir: string): string[] {
         swept.push(name);
       }
     if (records.length > 0 && allRecords(host, d).length === 0) {
-      // Nothing of machina's is running: no leases, no table.
+      // Nothing of machina's is running: no leases, no table, no veth dnsmasq.
       host.unlink(d.leases);
+      const f = vethDhcpFiles(d);
+      stopDnsmasq(host, f.pidFile, f.hostsFile, f.optsFile, f.leaseFile);
       try {
         removeTable(host, d);
       } catch {

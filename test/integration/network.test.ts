@@ -7,7 +7,7 @@
  * Root only.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { ensureBusyboxImage } from "../fixtures/images.ts";
 import { REPO, Scratch, copyTree, haveSystemdNspawn, runNspawn, runSystemdNspawn, startNspawn, waitFor, type Background } from "../helpers/machina.ts";
 import { generateMac, HASH_KEYS, vethHostName } from "../../src/net/names.ts";
@@ -93,6 +93,7 @@ beforeAll(async () => {
   writeFileSync(`${root}/www/index.html`, "hello from the container\n");
   expect(sh(`gcc -static -O2 -o ${root}/bin/udpecho ${REPO}/test/fixtures/udpecho.c`).code).toBe(0);
   stateDir = files.dir("machina-state-");
+  chmodSync(stateDir, 0o755); // as /run/machina: dnsmasq's "nobody" re-reads the veth and zone hosts files in it
   sh("ip link del dmt0 2>/dev/null; ip link del dmt1 2>/dev/null");
 });
 afterEach(async () => {
@@ -447,14 +448,16 @@ describe("networking", () => {
       stateDir,
       async (m) => {
         const rec = await up(m.name);
-        expect(sh("pgrep -a dnsmasq").out).toContain(`--interface=${vethHostName(m.name, false)}`);
+        // the host's one veth dnsmasq serves it: its lines, tagged with its link's name
+        expect(sh("pgrep -a dnsmasq").out).toContain(`--pid-file=${stateDir}/net/veth-dhcp.pid`);
+        expect(readFileSync(`${stateDir}/net/veth-dhcp.hosts`, "utf8")).toContain(`tag:${vethHostName(m.name, false)},`);
         await systemState(m.state.leader, 30_000);
         const ip = rec.addr!.container.v4;
         const ip6 = rec.addr!.container.v6!;
         const lease = await waitFor(
           "DHCP lease",
           () => {
-            const t = existsSync(`${stateDir}/net/${m.name}.leases`) ? readFileSync(`${stateDir}/net/${m.name}.leases`, "utf8") : "";
+            const t = existsSync(`${stateDir}/net/veth-dhcp.leases`) ? readFileSync(`${stateDir}/net/veth-dhcp.leases`, "utf8") : "";
             return t.includes(ip) ? t : undefined;
           },
           30_000,
@@ -488,8 +491,14 @@ describe("networking", () => {
         expect(inside6).toContain(ip6);
         await reaches(`nsenter -t ${m.state.leader} -n busybox ping6 -c1 -W2 ${rec.addr!.gateway.v6}`);
         await reaches(`busybox ping6 -c1 -W2 ${ip6}`);
+        const dnsmasq = readFileSync(`${stateDir}/net/veth-dhcp.pid`, "utf8").trim();
         m.bg.proc.kill("SIGTERM");
         expect(await m.bg.exited).toBe(0);
+        // the last booted container gone: the veth dnsmasq and its files too (the teardown runs after the
+        // exit; a zombie's cmdline is empty: this host's PID 1 may never reap it)
+        const alive = () => (existsSync(`/proc/${dnsmasq}/cmdline`) ? readFileSync(`/proc/${dnsmasq}/cmdline`, "utf8") : "") !== "";
+        await waitFor("the veth dnsmasq stopped", () => (!alive() && !existsSync(`${stateDir}/net/veth-dhcp.pid`)) || undefined, 10_000, 50);
+        expect(existsSync(`${stateDir}/net/veth-dhcp.hosts`)).toBe(false);
       },
       extra,
     );

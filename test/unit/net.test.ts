@@ -16,6 +16,9 @@ import {
   addressing,
   containerBatch,
   dnsmasqArgv,
+  vethDhcpArgv,
+  vethDhcpLines,
+  vethDhcpTag,
   giveBackBatch,
   helperNetOps,
   hostBatch,
@@ -211,6 +214,43 @@ describe("plan, ip batches and the nft ruleset", () => {
     expect(argv).toContain("--dhcp-range=fd6d:6163:6869:1::,static,64,1h");
     expect(argv).toContain("--dhcp-range=10.159.0.16,static,255.255.255.240,1h");
   });
+  test("the veth dnsmasq: one for all booted containers' veths, a static range as wide as the pool, each link's lines tagged with its name", () => {
+    const argv = vethDhcpArgv({
+      pool4: "10.159.0.0/16",
+      pool4Mask: "255.255.0.0",
+      ipv6: true,
+      pidFile: "/p",
+      leaseFile: "/l",
+      hostsFile: "/h",
+      optsFile: "/o",
+    });
+    expect(argv).toContain("--interface=ve-*");
+    expect(argv).toContain("--bind-dynamic");
+    expect(argv).toContain("--dhcp-hostsfile=/h");
+    expect(argv).toContain("--dhcp-optsfile=/o");
+    expect(argv).toContain("--dhcp-range=10.159.0.0,static,255.255.0.0,1h");
+    expect(argv).toContain("--dhcp-range=::,static,constructor:ve-*,64,1h");
+    const v4only = vethDhcpArgv({
+      pool4: "10.159.0.0/16",
+      pool4Mask: "255.255.0.0",
+      ipv6: false,
+      pidFile: "/p",
+      leaseFile: "/l",
+      hostsFile: "/h",
+      optsFile: "/o",
+    });
+    expect(v4only.some((a) => a.includes("::") || a === "--enable-ra")).toBe(false);
+    const lines = vethDhcpLines("ve-web", "02:00:00:00:00:01", addr);
+    expect(lines.hosts).toEqual(["tag:ve-web,02:00:00:00:00:01,10.159.0.18,[fd6d:6163:6869:1::2]"]);
+    // the link's own netmask, router and broadcast (the range's would be the pool's)
+    expect(lines.opts).toEqual([
+      "tag:ve-web,option:netmask,255.255.255.240",
+      "tag:ve-web,option:router,10.159.0.17",
+      "tag:ve-web,option:broadcast,10.159.0.31",
+    ]);
+    expect([...lines.hosts, ...lines.opts].every((l) => l.startsWith(vethDhcpTag("ve-web")))).toBe(true);
+    expect(vethDhcpTag("ve-web").startsWith(vethDhcpTag("ve-we"))).toBe(false); // one link's lines are never another's
+  });
   test("booted containers use DHCP; a bridge of the administrator's is not addressed", () => {
     const b = defaultSettings();
     b.boot = true;
@@ -267,7 +307,55 @@ describe("setupNetwork undoes a failed setup (src/reverter.ts)", () => {
     expect(plan.addressing).toBe("dhcp");
     expect(() => setupNetwork(host, "/run/machina", plan)).toThrow(/^dnsmasq failed: dnsmasq: bad option$/);
     expect(host.readFile("/run/machina/net/web.json")).toBeUndefined();
+    expect(host.lstat("/run/machina/net/veth-dhcp.hosts")).toBeUndefined(); // its lines went with it
     expect(parseLeases(host.readFile("/run/machina/net/leases.json")).subnets).toEqual({});
+  });
+});
+
+describe("the veth dnsmasq (one for every booted container's veth)", () => {
+  test("started by the first, told to re-read its files (SIGHUP) by the next, stopped with the last; each exit removes its lines", () => {
+    const started: string[][] = [];
+    const host: FakeHost = new FakeHost({
+      files: machineId,
+      onRun: (argv) => {
+        if (argv[0] !== "dnsmasq") return undefined;
+        started.push(argv);
+        host.writeFile(argv.find((a) => a.startsWith("--pid-file="))!.slice("--pid-file=".length), "777\n");
+        host.writeFile("/proc/777/cmdline", `${argv.join("\0")}\0`);
+        return undefined;
+      },
+    });
+    const s = settings();
+    s.boot = true;
+    const hosts = () => (host.readFile("/run/machina/net/veth-dhcp.hosts") ?? "").split("\n").filter(Boolean);
+    setupNetwork(host, "/run/machina", planNetwork(s, "web", ID, "/run/machina"));
+    setupNetwork(host, "/run/machina", planNetwork(s, "db", ID, "/run/machina"));
+    expect(started).toHaveLength(1);
+    expect(host.kills).toEqual([[777, 1]]);
+    expect(hosts().map((l) => l.split(",")[0])).toEqual(["tag:ve-web", "tag:ve-db"]);
+    expect((host.readFile("/run/machina/net/veth-dhcp.opts") ?? "").split("\n").filter(Boolean)).toHaveLength(6);
+    teardownNetwork(host, "/run/machina", "web");
+    expect(hosts().map((l) => l.split(",")[0])).toEqual(["tag:ve-db"]);
+    expect(host.kills).toEqual([
+      [777, 1],
+      [777, 1],
+    ]);
+    teardownNetwork(host, "/run/machina", "db");
+    expect(host.kills.at(-1)).toEqual([777, 15]);
+    for (const f of ["hosts", "opts", "pid", "leases"]) expect(host.lstat(`/run/machina/net/veth-dhcp.${f}`)).toBeUndefined();
+  });
+  test("a state directory dnsmasq's user cannot search: a dnsmasq per container, its host on the command line", () => {
+    const started: string[][] = [];
+    const host = new FakeHost({ files: machineId, onRun: (argv) => void (argv[0] === "dnsmasq" && started.push(argv)) });
+    host.mkdirp("/run/machina", 0o700);
+    host.chmod("/run/machina", 0o700);
+    const s = settings();
+    s.boot = true;
+    setupNetwork(host, "/run/machina", planNetwork(s, "web", ID, "/run/machina"));
+    expect(started).toHaveLength(1);
+    expect(started[0]).toContain("--interface=ve-web");
+    expect(started[0]!.some((a) => a.startsWith("--dhcp-host="))).toBe(true);
+    expect(host.lstat("/run/machina/net/veth-dhcp.hosts")).toBeUndefined();
   });
 });
 
