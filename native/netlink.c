@@ -7,6 +7,9 @@
 #include <fcntl.h>
 #include <linux/if_link.h>
 #include <linux/neighbour.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <linux/veth.h>
@@ -246,9 +249,9 @@ static int talk(int fd, struct req *r)
 	}
 }
 
-static int nl_socket(void)
+static int nl_socket_of(int protocol)
 {
-	int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+	int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol);
 	if (fd < 0)
 		return -errno;
 	struct sockaddr_nl sa = { .nl_family = AF_NETLINK };
@@ -258,6 +261,38 @@ static int nl_socket(void)
 		return r;
 	}
 	return fd;
+}
+
+static int nl_socket(void)
+{
+	return nl_socket_of(NETLINK_ROUTE);
+}
+
+int nft_family(const char *family)
+{
+	return !strcmp(family, "inet") ? NFPROTO_INET : !strcmp(family, "ip") ? NFPROTO_IPV4 : !strcmp(family, "ip6") ? NFPROTO_IPV6 : -1;
+}
+
+int nft_table_exists(const char *family, const char *name)
+{
+	int fam = nft_family(family);
+	if (fam < 0)
+		return -EAFNOSUPPORT;
+	size_t len = strlen(name) + 1;
+	if (len > 256)
+		return -ENAMETOOLONG;
+	int fd = nl_socket_of(NETLINK_NETFILTER);
+	if (fd < 0)
+		return fd;
+	struct req r;
+	struct nfgenmsg *g = body(&r, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE, 0, sizeof *g);
+	g->nfgen_family = (unsigned char)fam;
+	g->version = NFNETLINK_V0;
+	attr(&r, NFTA_TABLE_NAME, name, len);
+	/* the table (NFT_MSG_NEWTABLE), then the ack; or only an error */
+	int st = talk(fd, &r);
+	close(fd);
+	return st == 0 ? 1 : st == -ENOENT ? 0 : st;
 }
 
 /* ifindex in the socket's namespace (the ioctl goes to the netlink socket's netns). */

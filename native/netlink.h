@@ -32,6 +32,12 @@ int net_setup(const struct net_spec *ns, pid_t child, struct merr *e);
 /* Supervisor, once the container is gone (and on setup failures): delete the veth (both ends). */
 void net_cleanup(const struct net_spec *ns);
 
+/* Whether nftables has table NAME of FAMILY (ip, ip6 or inet) in the caller's network namespace:
+ * 1, 0, or -errno (-EAFNOSUPPORT for another family name). One NFT_MSG_GETTABLE: no transaction. */
+int nft_table_exists(const char *family, const char *name);
+/* The nftables family number of "ip", "ip6", "inet"; -1 for anything else. */
+int nft_family(const char *family);
+
 /* Exposed for tests: "aa:bb:cc:dd:ee:ff" -> 6 bytes; "ADDR/PREFIX" -> family, bytes, prefix. */
 int net_parse_mac(const char *s, unsigned char mac[6]);
 int net_parse_prefix(const char *s, int *family, unsigned char addr[16], int *prefix);

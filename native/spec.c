@@ -856,6 +856,16 @@ HANDLER(on_prestart)
 	return host_argv(r, e, &s->prestart, &s->n_prestart);
 }
 
+HANDLER(on_prestart_unless_table)
+{
+	SPEC;
+	WANT(nft_family(r->a[0]) >= 0, "FAMILY (ip, ip6 or inet)");
+	WANT(r->a[1][0] && strlen(r->a[1]) < 256, "NAME (an nft table's name)");
+	s->prestart_unless_family = r->a[0];
+	s->prestart_unless_table = r->a[1];
+	return 0;
+}
+
 HANDLER(on_on_leader)
 {
 	SPEC;
@@ -1068,6 +1078,7 @@ static const struct rec_def records[] = {
 	{ "net_sysctl", 2, 2, 1, on_net, NULL },
 	{ "net_macvlan", 3, 3, 1, on_net, NULL },
 	{ "prestart", 1, REC_VAR, 0, on_prestart, NULL },
+	{ "prestart_unless_table", 2, 2, 0, on_prestart_unless_table, NULL },
 	{ "selinux_context", 1, 1, 0, on_selinux_context, NULL },
 	{ "device_policy", 1, 1, 0, on_device_policy, NULL },
 	{ "device_allow", 4, 4, 1, on_device_allow, NULL },

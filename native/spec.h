@@ -192,6 +192,8 @@ struct spec {
 	const char *exit_mark; /* HPATH created when the container is gone, before on_exit */
 	const char **prestart; /* ARGV started in the background before the first clone, awaited before the payload runs (hooks.c) */
 	size_t n_prestart;
+	/* prestart_unless_table FAMILY NAME: the prestart is not started when that nft table exists */
+	const char *prestart_unless_family, *prestart_unless_table;
 	const char **on_leader; /* ARGV run by the supervisor once each leader exists, before it goes on (hooks.c) */
 	size_t n_on_leader;
 	const char *supervisor_cgroup; /* HPATH: cgroup the supervisor moves itself into at start (--keep-unit) */

@@ -1089,7 +1089,11 @@ int supervisor_run(struct spec *s)
 		registry_remove(&g);
 		return 1;
 	}
-	if (s->prestart && s->n_prestart && (g_prestart = hook_start(s->prestart, s->n_prestart, 0, 1)) < 0) {
+	/* with the table there already, the prestart (nft -f of its base) is not needed: a netlink read
+	 * instead of two execs; when the read fails, the prestart runs and tells */
+	int prestart = s->prestart && s->n_prestart &&
+		       !(s->prestart_unless_table && nft_table_exists(s->prestart_unless_family, s->prestart_unless_table) == 1);
+	if (prestart && (g_prestart = hook_start(s->prestart, s->n_prestart, 0, 1)) < 0) {
 		merr_sys(&e, "fork", s->prestart[0], "failed to start the prestart command \"%s\"", s->prestart[0]);
 		report(&e);
 		run_on_exit(s);

@@ -1986,6 +1986,7 @@ static void test_net_spec(void)
 	rec(b, "net_master", 3, "host", "vb-web", "vz-lab");
 	rec(b, "net_sysctl", 2, "net/ipv4/conf/ve-web/route_localnet", "1");
 	rec(b, "prestart", 3, "/usr/sbin/nft", "-f", "/run/machina/net/base.nft");
+	rec(b, "prestart_unless_table", 2, "inet", "machina");
 	rec(b, "exec", 2, "/bin/sh", "sh");
 	rec(b, "end", 0);
 	int r = parse(b, &s, &e);
@@ -1993,6 +1994,8 @@ static void test_net_spec(void)
 		      !s.net.ops[2].container && !strcmp(s.net.ops[2].a[1], "10.159.0.1/28") && s.net.ops[6].kind == NET_SYSCTL,
 	      "net_*: records kept in order, SIDE parsed");
 	check(r == 0 && s.n_prestart == 3 && !strcmp(s.prestart[2], "/run/machina/net/base.nft"), "prestart: ARGV kept");
+	check(r == 0 && !strcmp(s.prestart_unless_family, "inet") && !strcmp(s.prestart_unless_table, "machina"),
+	      "prestart_unless_table: FAMILY and NAME kept");
 	if (r == 0)
 		spec_free(&s);
 	static const struct bad_spec bads[] = {
@@ -2009,6 +2012,11 @@ static void test_net_spec(void)
 		{ net_body, { "net_addr", "container", "host0", "10.0.0.1/33", NULL, NULL }, "ADDR/PREFIX", "net_addr with a bad prefix" },
 		{ net_body, { "net_route", "container", "host0", "10.0.0.1/8", NULL, NULL }, "GATEWAY", "net_route with a prefix" },
 		{ net_body, { "net_sysctl", "../../etc/x", "1", NULL, NULL }, "KEY", "net_sysctl escaping /proc/sys" },
+		{ net_body,
+		  { "prestart_unless_table", "arp", "machina", NULL, NULL },
+		  "FAMILY",
+		  "prestart_unless_table of another family" },
+		{ net_body, { "prestart_unless_table", "inet", "", NULL, NULL }, "NAME", "prestart_unless_table without a name" },
 	};
 	BAD_SPECS(b, bads);
 	unsigned char a[16];
@@ -2017,6 +2025,21 @@ static void test_net_spec(void)
 	      "net_parse_prefix v6");
 	check(net_parse_prefix("10.1.2.3", &fam, a, &pfx) == 0 && fam == AF_INET && pfx == 32 && a[3] == 3,
 	      "net_parse_prefix v4 without prefix");
+	check(nft_table_exists("arp", "machina") == -EAFNOSUPPORT, "nft_table_exists: another family refused");
+	/* root, with nft: a table of the test's own, made and deleted by nft, read by netlink */
+	if (geteuid() == 0 && access("/usr/sbin/nft", X_OK) == 0) {
+		char name[64], cmd[160];
+		snprintf(name, sizeof name, "machina_test_%d", (int)getpid());
+		check(nft_table_exists("inet", name) == 0, "nft_table_exists: a missing table is 0");
+		snprintf(cmd, sizeof cmd, "/usr/sbin/nft add table inet %s", name);
+		if (system(cmd) == 0) {
+			check(nft_table_exists("inet", name) == 1, "nft_table_exists: nft's table is found");
+			check(nft_table_exists("ip", name) == 0, "nft_table_exists: only in its own family");
+			snprintf(cmd, sizeof cmd, "/usr/sbin/nft delete table inet %s", name);
+			check(system(cmd) == 0 && nft_table_exists("inet", name) == 0, "nft_table_exists: gone once deleted");
+		} else
+			check(0, "nft add table (for nft_table_exists)");
+	}
 	free(b);
 }
 

@@ -86,6 +86,8 @@ const netSchemas = lazySchemas((z) => {
      * the container is set up); absent when the table was written here (forwarded ports).
      */
     nftPrestart: z.array(z.string()).optional(),
+    /** [FAMILY, NAME]: the prestart is skipped when that table exists (the helper reads it over netlink): the base is the one applied last. */
+    nftPrestartUnlessTable: z.tuple([z.string(), z.string()]).optional(),
     /** "setup" while being created, "up" once complete. */
     phase: z.enum(["setup", "up"]),
   });
@@ -562,9 +564,9 @@ export function setupNetwork(host: Host, stateDir: string, plan: NetPlan, token?
         // Applying the base again to a table that has it costs a transaction that flushes and
         // re-adds its rules (~15 ms of the kernel's time here, on the start's path): with the same
         // base as last written, the table's presence (a read, no transaction) is enough.
-        record.nftPrestart = changed
-          ? [nft, "-f", baseFile(d)]
-          : ["/bin/sh", "-c", `"$0" list table inet ${NFT_TABLE} >/dev/null 2>&1 || exec "$0" -f "$1"`, nft, baseFile(d)];
+        // (the helper reads it over netlink: ~3 ms of CPU less per start than `nft list table` from a shell)
+        record.nftPrestart = [nft, "-f", baseFile(d)];
+        if (!changed) record.nftPrestartUnlessTable = ["inet", NFT_TABLE];
       }
 
       if (plan.zone !== undefined) {

@@ -221,6 +221,7 @@ export function prepareContainer(host: Host, p: Paths, cliSettings: Settings, cw
       // The main veth: made by the helper after the clone, in the container's own namespace.
       spec.netOps = helperNetOps(plan, rec.addr, plan.ports.length > 0 && plan.bridge === undefined);
       if (rec.nftPrestart !== undefined) spec.prestart = rec.nftPrestart;
+      if (rec.nftPrestartUnlessTable !== undefined) spec.prestartUnlessTable = rec.nftPrestartUnlessTable;
     }
     return done(spec);
   } catch (e) {

@@ -146,6 +146,8 @@ export interface RunSpec {
   netOps?: string[][];
   /** Started by the supervisor in the background before the first clone, awaited before the child is released (src/net/: the nft table's base). */
   prestart?: string[];
+  /** [FAMILY, NAME]: `prestart` is not started when that nft table exists (the base applied by an earlier start). */
+  prestartUnlessTable?: [string, string];
   /** Run by the supervisor after the container is gone: the undo of src/net/'s setup. */
   onExit?: string[];
   /** onExit started in the background and not waited for (spec/build.ts detachOnExit); the main veth is left to it. */

@@ -68,6 +68,7 @@ export function specRecords(spec: RunSpec): Array<[string, string[]]> {
   if (spec.utsns !== undefined) add("utsns", spec.utsns);
   for (const [name, ...args] of spec.netOps ?? []) add(name!, ...args);
   if (spec.prestart !== undefined && spec.prestart.length > 0) add("prestart", ...spec.prestart);
+  if (spec.prestartUnlessTable !== undefined) add("prestart_unless_table", ...spec.prestartUnlessTable);
   if (spec.onExit !== undefined && spec.onExit.length > 0) add("on_exit", ...spec.onExit);
   if (spec.onExitDetach === true) add("on_exit_detach", "1");
   if (spec.exitMark !== undefined) add("exit_mark", spec.exitMark);

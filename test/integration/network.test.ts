@@ -154,6 +154,37 @@ describe("networking", () => {
   );
 
   test(
+    "the table's base applied last: a start finds the table over netlink and runs no nft — unless someone deleted the table, which it puts back",
+    async () => {
+      const dir = files.dir("machina-prestart-");
+      const mark = `${dir}/mark`;
+      mkdirSync(mark);
+      expect(sh(`cp /usr/sbin/nft ${dir}/nft.real`).code).toBe(0);
+      writeFileSync(`${dir}/nft-seen`, `#!/bin/sh\necho "$@" >> ${mark}/nft-ran\nexec ${dir}/nft.real "$@"\n`, { mode: 0o755 });
+      const run = () =>
+        sh(
+          `MACHINA_STATE_DIR=${stateDir} unshare -m --propagation private sh -c 'mount --bind "$0" /usr/sbin/nft && exec "$@"' ${dir}/nft-seen ` +
+            `${REPO}/bin/machina-nspawn -q --register=no --console=pipe -D ${root} -M ${scratch.name("nq")} -x -n /bin/true`,
+        );
+      // one that stays: the table and its base are in place
+      const stays = start(["-M", scratch.name("nq"), "-x", "-n", `--bind=${mark}:/mark`], "touch /mark/up; sleep 30");
+      await waitFor("the first container's payload", () => existsSync(`${mark}/up`) || undefined, 10_000, 20);
+      expect(sh("nft list table inet machina").code).toBe(0);
+      const r1 = run();
+      expect(r1.out).toBe("");
+      expect(r1.code).toBe(0);
+      expect(existsSync(`${mark}/nft-ran`)).toBe(false);
+      expect(sh("nft delete table inet machina").code).toBe(0);
+      expect(run().code).toBe(0);
+      expect(readFileSync(`${mark}/nft-ran`, "utf8")).toBe(`-f ${stateDir}/net/base.nft\n`);
+      expect(sh("nft list table inet machina").code).toBe(0);
+      stays.proc.kill("SIGTERM");
+      await stays.exited;
+    },
+    T,
+  );
+
+  test(
     "the installed form (dist/bin/machina-nspawn, scripts/build): its at-exit command is the compiled dist/libexec/machina-net, which undoes the network",
     async () => {
       const name = scratch.name("ni");

@@ -394,12 +394,9 @@ describe("the table's base in the helper's prestart", () => {
     const first = setupNetwork(host, "/run/machina", planNetwork(s, "a", ID, "/run/machina"), "t1");
     expect(first.nftPrestart).toEqual(["/usr/sbin/nft", "-f", "/run/machina/net/base.nft"]);
     const second = setupNetwork(host, "/run/machina", planNetwork(s, "b", ID, "/run/machina"), "t2");
-    expect(second.nftPrestart).toEqual([
-      "/bin/sh",
-      "-c",
-      '"$0" list table inet machina >/dev/null 2>&1 || exec "$0" -f "$1"',
-      "/usr/sbin/nft",
-      "/run/machina/net/base.nft",
-    ]);
+    expect(first.nftPrestartUnlessTable).toBeUndefined();
+    // unchanged: the helper skips it when the table is there (a netlink read, native/SPEC.md prestart_unless_table)
+    expect(second.nftPrestart).toEqual(["/usr/sbin/nft", "-f", "/run/machina/net/base.nft"]);
+    expect(second.nftPrestartUnlessTable).toEqual(["inet", "machina"]);
   });
 });
