@@ -267,7 +267,8 @@ async function netStorm(tool: Tool, busybox: string, n: number, mode: "veth" | "
       const v4 = rows.map((m) => m.addresses.find((a) => /^\d+\.\d+\.\d+\.\d+$/.test(a)));
       if (rows.length !== n || v4.some((a) => a === undefined))
         throw new Error(`${mode}: ${rows.length} machines, ${v4.filter((a) => a === undefined).length} without an IPv4 address`);
-      const pings = v4.map((a) => Bun.spawn(["ping", "-n", "-q", "-c", "1", "-W", "5", a!], { stdout: "ignore", stderr: "ignore" }));
+      // busybox's ping (busybox-static is installed for the tests; iputils-ping may not be)
+      const pings = v4.map((a) => Bun.spawn(["busybox", "ping", "-q", "-c", "1", "-W", "5", a!], { stdout: "ignore", stderr: "ignore" }));
       const codes = await Promise.all(pings.map((p) => p.exited));
       if (codes.some((c) => c !== 0)) throw new Error(`${mode}: ${codes.filter((c) => c !== 0).length} containers did not answer`);
       allPingMs = performance.now() - t;
