@@ -1,9 +1,10 @@
 /*
- * The native front ends of machina-oci and machina-nspawn (built once for each: -DFRONT_NSPAWN;
- * docs/oci-runtime.md "The front end", docs/architecture.md): the program a container engine
- * runs as its OCI runtime, or a user as machina-nspawn. It decides nothing. It hands its command
- * line, working directory and environment to machinad's planner on its socket (oci.sock or
- * nspawn.sock, next to the API socket) and does what the answer says:
+ * The native front ends of machina-oci, machina-nspawn and machinactl (built once for each:
+ * -DFRONT_NSPAWN, -DFRONT_MACHINACTL; docs/oci-runtime.md "The front end", docs/architecture.md):
+ * the program a container engine runs as its OCI runtime, or a user as machina-nspawn or
+ * machinactl. It decides nothing. It hands its command line, working directory and environment
+ * to machinad's planner on its socket (oci.sock, nspawn.sock or machinactl.sock, next to the API
+ * socket) and does what the answer says:
  *
  *   'O' / 'E' bytes   write them to stdout / stderr
  *   'W' FD BYTES      write them to that fd (machina-nspawn's MACHINA_STATUS_FD)
@@ -15,7 +16,7 @@
  *                     4) as our child, with our stdio (the announced one when it is the same
  *                     command: the spec goes down its pipe): 'P' PID, then its status bytes as
  *                     'S' frames, then 'C' CODE
- *   'x' SPAWN         become the helper (machina-nspawn): as 'H', the spec in a memfd whose
+ *   'x' SPAWN         become the helper (machina-nspawn, machinactl shell/exec): as 'H', the spec in a memfd whose
  *                     number ends argv; 'A' to machinad just before the exec (until then
  *                     machinad undoes what it set up for the helper if this process goes away),
  *                     'N' when the exec failed (machinad undoes it too)
@@ -54,6 +55,14 @@ extern char **environ;
 /* planning may copy a --template tree: as long as it takes (^C ends it, and machinad undoes) */
 #define ANSWER_TIMEOUT_S 0
 #define ANSWER_TIMEOUT_TEXT "any time"
+#elif defined(FRONT_MACHINACTL)
+#define PROG "machinactl"
+#define SOCKET_ENV "MACHINA_MACHINACTL_SOCKET"
+#define SOCKET_NAME "machinactl.sock"
+#define FALLBACK_ENV "MACHINA_MACHINACTL_FALLBACK"
+/* the served verbs read the registry or plan an entry: quick */
+#define ANSWER_TIMEOUT_S 60
+#define ANSWER_TIMEOUT_TEXT "60 s"
 #else
 #define PROG "machina-oci"
 #define SOCKET_ENV "MACHINA_OCI_SOCKET"
@@ -176,7 +185,7 @@ static char *recv_frame(int s, char *type, uint32_t *len)
 	return p;
 }
 
-/* The full program: $MACHINA_{OCI,NSPAWN}_FALLBACK, else ../libexec/PROG beside this program. */
+/* The full program: $MACHINA_{OCI,NSPAWN,MACHINACTL}_FALLBACK, else ../libexec/PROG beside this program. */
 static void fallback(char **argv, const char *why)
 {
 	char path[PATH_MAX];
@@ -456,10 +465,10 @@ static void become(int s, char *p, uint32_t len)
 	die("cannot run the helper %s", path, e);
 }
 
-/* machina-oci: --debug among the global flags (before the command); machina-nspawn: MACHINA_FRONT_DEBUG=1 */
+/* machina-oci: --debug among the global flags (before the command); machina-nspawn, machinactl: MACHINA_FRONT_DEBUG=1 */
 static int want_debug(int argc, char **argv)
 {
-#ifdef FRONT_NSPAWN
+#if defined(FRONT_NSPAWN) || defined(FRONT_MACHINACTL)
 	(void)argc;
 	(void)argv;
 	const char *d = getenv("MACHINA_FRONT_DEBUG");

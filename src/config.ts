@@ -71,7 +71,7 @@ export const MACHINA_VARIABLES = {
   ),
   MACHINA_PRINT_SPEC: v("1: machina-nspawn prints the planned RunSpec instead of running it", flag),
   MACHINA_NO_DAEMON: v(
-    "1: machinactl works on the registry directly even when machinad answers; the front ends of machina-nspawn and machina-oci run their full program",
+    "1: machinactl works on the registry directly even when machinad answers; the front ends of machina-nspawn, machina-oci and machinactl run their full program",
     flag,
   ),
   MACHINA_API_SOCKET: v("machinad's socket (default /run/machina/api.sock)", nonEmpty),
@@ -88,7 +88,15 @@ export const MACHINA_VARIABLES = {
     "the full machina-nspawn the front end runs when machinad does not serve it (default ../libexec/machina-nspawn beside the front end)",
     nonEmpty,
   ),
-  MACHINA_FRONT_DEBUG: v("1: machina-nspawn's front end says on stderr whether machinad served it, or why the full machina-nspawn runs", flag),
+  MACHINA_MACHINACTL_SOCKET: v(
+    "machinad's socket for machinactl's native front end (default machinactl.sock beside MACHINA_API_SOCKET: /run/machina/machinactl.sock)",
+    nonEmpty,
+  ),
+  MACHINA_MACHINACTL_FALLBACK: v(
+    "the full machinactl the front end runs for what machinad does not serve (default ../libexec/machinactl beside the front end)",
+    nonEmpty,
+  ),
+  MACHINA_FRONT_DEBUG: v("1: the front ends of machina-nspawn and machinactl say on stderr whether machinad served them, or why the full program runs", flag),
   MACHINA_RESTART: v("machinad's restart policy: no, on-failure, always (as --restart=)", nonEmpty),
   MACHINA_HOST_JOURNAL_DIR: v("the host's journal directory for --link-journal (default /var/log/journal)", nonEmpty),
 } as const;

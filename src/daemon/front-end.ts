@@ -10,6 +10,7 @@
  */
 import { createServer, type Server, type Socket } from "node:net";
 import type { DetachedChild } from "../host/host.ts";
+import { HandOver } from "../host/hand-over.ts";
 import { processIdentity } from "../host/identity.ts";
 import { LinuxHost } from "../host/linux.ts";
 import { SealedExecutables } from "../host/sealed-executables.ts";
@@ -104,6 +105,16 @@ export class FrontEndHost extends LinuxHost {
 
   override realpath(path: string): string | undefined {
     return super.realpath(this.self(path));
+  }
+
+  // Never machinad's own process: the front end becomes the helper ('x'); another program is the
+  // full program's to run, in the front end's process ('F').
+  override execWithSpec(path: string, argv: string[], spec: Uint8Array): number {
+    throw new HandOver({ kind: "helper", path, argv, spec });
+  }
+
+  override execProgram(path: string): number {
+    throw new HandOver({ kind: "full-program", reason: `machinad does not run ${path} for a front end` });
   }
 
   /**

@@ -37,8 +37,9 @@ import { sweepLeftovers } from "../runtime/sweep.ts";
 import { provideZod } from "../lazy-zod.ts";
 import { z } from "zod";
 import { MachinaClient } from "../client/client.ts";
-import { apiSocketPath, nspawnSocketPath, ociSocketPath } from "../client/socket-path.ts";
+import { apiSocketPath, machinactlSocketPath, nspawnSocketPath, ociSocketPath } from "../client/socket-path.ts";
 import { serveNspawnDoor } from "./nspawn-door.ts";
+import { serveMachinactlDoor } from "./machinactl-door.ts";
 import { serveOciDoor } from "./oci-door.ts";
 import { err, out } from "../cli/output.ts";
 import { createApp } from "./app.ts";
@@ -257,18 +258,21 @@ async function serve(socket: string, policy: RestartPolicy, autostart: boolean, 
     process.umask(oldUmask);
   }
   host.chmod(socket, 0o600);
-  // the front ends of machina-oci and machina-nspawn (native/front.c): their commands planned here, warm
+  // the front ends of machina-oci, machina-nspawn and machinactl (native/front.c): their commands planned here, warm
   const ociSocket = ociSocketPath(socket, host.env());
   const nspawnSocket = nspawnSocketPath(socket, host.env());
-  const frontSockets = [ociSocket, nspawnSocket];
+  const machinactlSocket = machinactlSocketPath(socket, host.env());
+  const frontSockets = [ociSocket, nspawnSocket, machinactlSocket];
   // the API socket was free: these are a dead daemon's
   for (const path of frontSockets) if (host.stat(path, true) !== undefined) host.unlink(path);
   const ociDoor = await serveOciDoor(ociSocket, log);
   const nspawnDoor = await serveNspawnDoor(nspawnSocket, log);
+  const machinactlDoor = await serveMachinactlDoor(machinactlSocket, log);
   for (const path of frontSockets) host.chmod(path, 0o600);
   const closeDoors = () => {
     ociDoor.close();
     nspawnDoor.close();
+    machinactlDoor.close();
   };
   let web: ReturnType<typeof Bun.serve> | undefined;
   const sessions = new Sessions();
@@ -288,7 +292,7 @@ async function serve(socket: string, policy: RestartPolicy, autostart: boolean, 
     }
     log("listening-tcp", { url: origin, tokenFile: token });
   }
-  log("listening", { socket, ociSocket, nspawnSocket, pid: process.pid, version: VERSION, restart: policy, stateDir: p.stateDir });
+  log("listening", { socket, ociSocket, nspawnSocket, machinactlSocket, pid: process.pid, version: VERSION, restart: policy, stateDir: p.stateDir });
 
   await supervisor.boot(autostart);
   log("ready", { machines: service.runningNames().length });

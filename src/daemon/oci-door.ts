@@ -10,6 +10,7 @@
  */
 import type { Server } from "node:net";
 import { main, NeedsOwnProcess, type OciIo } from "../cli/oci/main.ts";
+import { HandOver } from "../host/hand-over.ts";
 import { encodeFrame } from "../oci-runtime/front-door.ts";
 import { type FrontConnection, type Log, serveFrontDoor } from "./front-end.ts";
 
@@ -24,7 +25,8 @@ async function plan({ request, host, send }: FrontConnection, log: Log): Promise
     const code = await main(request.argv, host, io);
     send(encodeFrame("X", String(code)));
   } catch (e) {
-    if (e instanceof NeedsOwnProcess) send(encodeFrame("F", e.message));
+    // (an exec is never machinad's: its host hands it over — the full machina-oci does it in its own process)
+    if (e instanceof NeedsOwnProcess || e instanceof HandOver) send(encodeFrame("F", e.message));
     else {
       log("oci-door-failed", { argv: request.argv, error: e instanceof Error ? e.message : String(e) });
       send(encodeFrame("E", `machina-oci: internal error in machinad: ${e instanceof Error ? e.message : String(e)}\n`));

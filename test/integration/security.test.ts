@@ -293,7 +293,7 @@ describe("the working directory cannot configure machina", () => {
         });
         expect({ nspawn, out: r.stdout.toString(), err: r.stderr.toString(), code: r.exitCode }).toEqual({ nspawn, out: "RAN\n", err: "", code: 0 });
       }
-      for (const ctl of [`${REPO}/dist/bin/machinactl`, `${REPO}/bin/machinactl`]) {
+      for (const ctl of [`${REPO}/dist/bin/machinactl`, `${REPO}/dist/libexec/machinactl`, `${REPO}/bin/machinactl`]) {
         const r = Bun.spawnSync([ctl, "list", "--no-legend"], { cwd: dir, env, stderr: "pipe" });
         expect({ ctl, code: r.exitCode, err: r.stderr.toString() }).toEqual({ ctl, code: 0, err: "" });
       }

@@ -1,9 +1,10 @@
 /** machinactl: machinectl's verbs on machina's registry and image pool. */
 import { MachinaError, renderError } from "../../errors.ts";
+import { HandOver } from "../../host/hand-over.ts";
 import { LinuxHost } from "../../host/linux.ts";
 import type { Host } from "../../host/host.ts";
 import { paths, VERSION } from "../../paths.ts";
-import { err, out } from "../output.ts";
+import { err as stderrWrite, out as stdoutWrite } from "../output.ts";
 import { optionSyntax, renderHelpEntry } from "../../settings/option-help.ts";
 import { MACHINACTL_TABLE, parseMachinactlCommandLine, type MachinactlOption } from "./options.ts";
 import type { Verb } from "./verb.ts";
@@ -37,7 +38,14 @@ export function verbUsage(v: Verb): string {
   return lines.join("\n");
 }
 
-export async function main(argv: string[], host: Host = new LinuxHost()): Promise<number> {
+/** Where a run's output goes: this process's stdout/stderr, or machinad's frames to a front end (src/daemon/machinactl-door.ts). */
+export interface MachinactlIo {
+  out: (text: string) => void;
+  err: (text: string) => void;
+}
+
+export async function main(argv: string[], host: Host = new LinuxHost(), io: MachinactlIo = { out: stdoutWrite, err: stderrWrite }): Promise<number> {
+  const { out, err } = io;
   try {
     const env = host.env();
     const { options, verb, args, list } = parseMachinactlCommandLine(argv, env);
@@ -62,6 +70,7 @@ export async function main(argv: string[], host: Host = new LinuxHost()): Promis
     if (args.length > v.maxArgs) throw new MachinaError("E_USAGE", `too many arguments for "${name}": usage: ${PROG} ${v.usage}`);
     return await v.run({ options, host, paths: paths(env), env, out, err }, args);
   } catch (error) {
+    if (error instanceof HandOver) throw error; // served by machinad: the front end carries on
     err(renderError(PROG, error) + "\n");
     return 1;
   }

@@ -3,6 +3,7 @@
  * failure, JSON log lines for containerd's shim and conmon) over src/oci-runtime/. The commands
  * and their flags are declared once in COMMANDS; parsing and --help derive from it.
  */
+import { HandOver } from "../../host/hand-over.ts";
 import { appendFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { MachinaError, renderError } from "../../errors.ts";
@@ -467,7 +468,7 @@ export async function main(argv: string[], host: Host = new LinuxHost(), io: Oci
     }
     return 1;
   } catch (error) {
-    if (error instanceof NeedsOwnProcess) throw error;
+    if (error instanceof NeedsOwnProcess || error instanceof HandOver) throw error;
     const text = renderError(PROG, error);
     io.err(`${text}\n`);
     if (logFile !== undefined) {

@@ -1,0 +1,75 @@
+/**
+ * machinad's side of machinactl's native front end (native/front.c built with -DFRONT_MACHINACTL;
+ * the wire is src/oci-runtime/front-door.ts, the socket src/daemon/front-end.ts): the verbs that
+ * only read the registry or enter a machine — list, status, show, shell, exec — run here, warm,
+ * for the front end's process, with machinactl's own code (src/cli/machinactl/main.ts) on the
+ * core (never machinad's API, which is this process). shell and exec end with 'x': the front end
+ * becomes `machina-helper enter` from machinad's sealed copy, as machinactl does itself. Every
+ * other verb, a shell on the host (.host) and a command line machinactl would refuse get 'F': the
+ * full machinactl runs them in the front end's process, with its own messages.
+ */
+import type { Server } from "node:net";
+import { main } from "../cli/machinactl/main.ts";
+import { parseMachinactlCommandLine } from "../cli/machinactl/options.ts";
+import { HandOver } from "../host/hand-over.ts";
+import { encodeFrame, encodeSpawn } from "../oci-runtime/front-door.ts";
+import { type FrontConnection, type Log, serveFrontDoor } from "./front-end.ts";
+
+const PROG = "machinactl";
+
+/** The verbs served here: they read the registry, or enter a machine (the helper runs in the front end). */
+export const SERVED_VERBS: ReadonlySet<string> = new Set(["list", "status", "show", "shell", "exec"]);
+
+/** Why this command line is the full machinactl's, or undefined when it is served here. */
+export function notServed(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): string | undefined {
+  let parsed: ReturnType<typeof parseMachinactlCommandLine>;
+  try {
+    parsed = parseMachinactlCommandLine(argv, env);
+  } catch {
+    return "a command line machinactl refuses (its message is its own)";
+  }
+  if (parsed.list !== undefined || parsed.options.help || parsed.options.version) return undefined; // text only
+  const verb = parsed.verb ?? "list";
+  if (!SERVED_VERBS.has(verb)) return `the verb "${verb}"`;
+  if (verb === "shell" && ["", ".host"].includes((parsed.args[0] ?? ".host").replace(/^.*@/, ""))) return "a shell on the host";
+  return undefined;
+}
+
+async function run({ request, host, sealed, send, nextFrame }: FrontConnection, log: Log): Promise<void> {
+  // the core in this process: machinad's API is machinad
+  const env = { ...request.env, MACHINA_NO_DAEMON: "1" };
+  const why = notServed(request.argv, env);
+  if (why !== undefined) {
+    send(encodeFrame("F", why));
+    return;
+  }
+  request.env = env;
+  const io = {
+    out: (text: string) => void (text !== "" && send(encodeFrame("O", text))),
+    err: (text: string) => void (text !== "" && send(encodeFrame("E", text))),
+  };
+  try {
+    send(encodeFrame("X", String(await main(request.argv, host, io))));
+  } catch (e) {
+    if (!(e instanceof HandOver)) {
+      // main reports what it expects; this is a bug
+      log("machinactl-door-failed", { argv: request.argv, error: e instanceof Error ? e.message : String(e) });
+      io.err(`${PROG}: internal error in machinad: ${e instanceof Error ? e.message : String(e)}\n`);
+      send(encodeFrame("X", "1"));
+      return;
+    }
+    if (e.to.kind === "full-program") {
+      send(encodeFrame("F", e.to.reason));
+      return;
+    }
+    // the helper's environment is empty, as when machinactl executes it
+    send(encodeFrame("x", encodeSpawn([sealed.pathFor(e.to.path), ...e.to.argv], {}, e.to.spec)));
+    // nothing was set up for it: an exec that fails is the front end's to report ('N')
+    if ((await nextFrame())?.type === "A") await nextFrame();
+  }
+}
+
+/** Listen on PATH (created 0600); returns the server, closed by machinad's shutdown. */
+export function serveMachinactlDoor(path: string, log: Log): Promise<Server> {
+  return serveFrontDoor(path, PROG, (c) => run(c, log));
+}
