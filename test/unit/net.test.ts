@@ -215,30 +215,15 @@ describe("plan, ip batches and the nft ruleset", () => {
     expect(argv).toContain("--dhcp-range=10.159.0.16,static,255.255.255.240,1h");
   });
   test("the veth dnsmasq: one for all booted containers' veths, a static range as wide as the pool, each link's lines tagged with its name", () => {
-    const argv = vethDhcpArgv({
-      pool4: "10.159.0.0/16",
-      pool4Mask: "255.255.0.0",
-      ipv6: true,
-      pidFile: "/p",
-      leaseFile: "/l",
-      hostsFile: "/h",
-      optsFile: "/o",
-    });
+    const o = { pool4: "10.159.0.0/16", pool4Mask: "255.255.0.0", ipv6: true, pidFile: "/p", leaseFile: "/l", hostsFile: "/h", optsFile: "/o" };
+    const argv = vethDhcpArgv(o);
     expect(argv).toContain("--interface=ve-*");
     expect(argv).toContain("--bind-dynamic");
     expect(argv).toContain("--dhcp-hostsfile=/h");
     expect(argv).toContain("--dhcp-optsfile=/o");
     expect(argv).toContain("--dhcp-range=10.159.0.0,static,255.255.0.0,1h");
     expect(argv).toContain("--dhcp-range=::,static,constructor:ve-*,64,1h");
-    const v4only = vethDhcpArgv({
-      pool4: "10.159.0.0/16",
-      pool4Mask: "255.255.0.0",
-      ipv6: false,
-      pidFile: "/p",
-      leaseFile: "/l",
-      hostsFile: "/h",
-      optsFile: "/o",
-    });
+    const v4only = vethDhcpArgv({ ...o, ipv6: false });
     expect(v4only.some((a) => a.includes("::") || a === "--enable-ra")).toBe(false);
     const lines = vethDhcpLines("ve-web", "02:00:00:00:00:01", addr);
     expect(lines.hosts).toEqual(["tag:ve-web,02:00:00:00:00:01,10.159.0.18,[fd6d:6163:6869:1::2]"]);
