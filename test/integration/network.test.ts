@@ -7,9 +7,21 @@
  * Root only.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { ensureBusyboxImage } from "../fixtures/images.ts";
-import { REPO, Scratch, copyTree, haveSystemdNspawn, runNspawn, runSystemdNspawn, startNspawn, waitFor, type Background } from "../helpers/machina.ts";
+import {
+  REPO,
+  Scratch,
+  copyTree,
+  haveSystemdNspawn,
+  runNspawn,
+  runSystemdNspawn,
+  startNspawn,
+  waitFor,
+  waitForState,
+  type Background,
+} from "../helpers/machina.ts";
+import { TEST_INIT } from "../helpers/daemon.ts";
 import { generateMac, HASH_KEYS, vethHostName } from "../../src/net/names.ts";
 import { debianCopy, systemState, withBootedDebian } from "../helpers/debian.ts";
 import { symlinkSync } from "node:fs";
@@ -534,6 +546,43 @@ describe("networking", () => {
       extra,
     );
   }
+
+  test(
+    "booted containers on veths share one dnsmasq: each gets its own lease on its own link (the second's lines re-read on SIGHUP), the last one's exit stops it",
+    async () => {
+      const boot = `${files.dir("machina-boot-")}/bb`;
+      copyTree(image, boot);
+      rmSync(`${boot}/sbin/init`, { force: true });
+      writeFileSync(`${boot}/sbin/init`, TEST_INIT, { mode: 0o755 });
+      const names = [scratch.name("nd"), scratch.name("nd")];
+      const bgs = names.map((n) => startNspawn(["-q", "--register=yes", "--console=pipe", "-x", "-D", boot, "-M", n, "-b", "-n"], { stateDir }, scratch));
+      const leaders = await Promise.all(names.map((n) => waitForState(stateDir, n).then((st) => st.leader)));
+      const lines = readFileSync(`${stateDir}/net/veth-dhcp.hosts`, "utf8").trim().split("\n");
+      expect(lines.map((l) => l.split(",")[0]).sort()).toEqual(names.map((n) => `tag:${vethHostName(n, false)}`).sort());
+      const lease = (leader: number) => sh(`nsenter -t ${leader} -n -m busybox sh -c 'ip link set host0 up && udhcpc -i host0 -n -q -t 5 -s /bin/true 2>&1'`);
+      for (const [i, n] of names.entries()) {
+        const rec = JSON.parse(readFileSync(`${stateDir}/net/${n}.json`, "utf8")) as { addr: { container: { v4: string }; gateway: { v4: string } } };
+        const r = lease(leaders[i]!);
+        expect(r.out).toContain(`lease of ${rec.addr.container.v4} obtained from ${rec.addr.gateway.v4}`);
+      }
+      // the first gone: its lines go, the second is still served
+      bgs[0]!.proc.kill("SIGTERM");
+      expect(await bgs[0]!.exited).toBe(0);
+      await waitFor(
+        "the first's lines removed",
+        () => readFileSync(`${stateDir}/net/veth-dhcp.hosts`, "utf8").trim().split("\n").length === 1 || undefined,
+        10_000,
+        50,
+      );
+      expect(lease(leaders[1]!).out).toContain("obtained");
+      const pid = readFileSync(`${stateDir}/net/veth-dhcp.pid`, "utf8").trim();
+      bgs[1]!.proc.kill("SIGTERM");
+      expect(await bgs[1]!.exited).toBe(0);
+      const alive = () => (existsSync(`/proc/${pid}/cmdline`) ? readFileSync(`/proc/${pid}/cmdline`, "utf8") : "") !== "";
+      await waitFor("the veth dnsmasq stopped", () => (!alive() && !existsSync(`${stateDir}/net/veth-dhcp.hosts`)) || undefined, 10_000, 50);
+    },
+    T,
+  );
 
   test("a booted Debian container with systemd-networkd gets its addresses by DHCP/DHCPv6 (dnsmasq) and reaches the host", async () => {
     await bootAndCheckLease(["-n"]);
