@@ -311,7 +311,10 @@ async function slope(tool: Tool, busybox: string, n: number, extra: string[] = [
     for (const k of ks) {
       for (; running < k; running++) launch(tool, r, `dn${running}`, extra);
       await until(`${k} ${tool} containers`, () => readyCount(r) >= k, 600_000);
-      await Bun.sleep(300);
+      // the cost of a start against the number *running*: not while the last batch still finishes
+      // its own start-up in the background (registration hooks, console relays) — a fixed 300 ms
+      // was not always enough after 50 starts on 2 CPUs
+      await settled();
       const xs: number[] = [];
       for (let i = 0; i < PROBES; i++) xs.push(probe(tool, r, `dp${k}x${i}`, extra));
       probes.push(median(xs));
@@ -349,7 +352,7 @@ function render(
     `| stop all (\`machinactl terminate\` all names; nspawn: SIGTERM each) | ${ms(s.machina.stopMs)} | ${ms(s.nspawn.stopMs)} |`,
     `| left behind (registry, mounts, cgroups) | ${s.machina.left.length === 0 ? "nothing" : s.machina.left.slice(0, 5).join(", ")} | ${s.nspawn.left.length === 0 ? "nothing" : s.nspawn.left.slice(0, 5).join(", ")} |`,
     "",
-    `**Slope: the start cost against the number running** (\`/bin/true\` with \`-x\`, start to exit, median of ${PROBES}, with k of the sleeping containers above running)`,
+    `**Slope: the start cost against the number running** (\`/bin/true\` with \`-x\`, start to exit, median of ${PROBES}, with k of the sleeping containers above running, probed once the host is idle again after starting them)`,
     "",
     `| k running | ${sl.machina.ks.join(" | ")} | at ${n} ÷ at 0 |`,
     `|---|${sl.machina.ks.map(() => "---:").join("|")}|---:|`,
@@ -621,6 +624,16 @@ export async function boots(n: number, withNspawn: boolean): Promise<BootsResult
   } finally {
     done();
     await end();
+  }
+}
+
+/** Until the host is nearly idle: under 10% of its CPUs busy over 250 ms (at most 10 s). */
+async function settled(): Promise<void> {
+  const end = performance.now() + 10_000;
+  for (;;) {
+    const b0 = busyMs();
+    await Bun.sleep(250);
+    if ((busyMs() - b0) / (250 * navigator.hardwareConcurrency) < 0.1 || performance.now() > end) return;
   }
 }
 
