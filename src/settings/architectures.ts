@@ -119,3 +119,16 @@ export function foreignArchitecture(hostUname: string | undefined, header: Uint8
   if (image === undefined || host === undefined) return undefined;
   return runsNatively(host, image) ? undefined : image;
 }
+
+/**
+ * The host signal that qemu-user delivers to its guest as `signal`. qemu (a glibc program: its
+ * SIGRTMIN is 34) hands host SIGRTMIN+n to the guest as signal 32+n, so a guest's real-time signal
+ * (34 and up, glibc's numbering there too) arrives only when sent 2 higher — SIGRTMIN+3, systemd's
+ * halt, sent as such would reach an emulated systemd as SIGRTMIN+1 and put it into rescue mode.
+ * The others are the same. (machinactl sends real-time signals to an emulated machine from inside
+ * instead: src/machine/machines.ts insideKill.)
+ */
+export function signalForEmulated(signal: number): number {
+  const QEMU_RT_OFFSET = 2;
+  return signal >= 34 && signal + QEMU_RT_OFFSET <= 64 ? signal + QEMU_RT_OFFSET : signal;
+}

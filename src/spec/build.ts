@@ -28,7 +28,7 @@ import { netExitMarkPath, netnsPath, routedNetwork, wantsManagedNetwork, wantsPr
 import type { CreateMode, ExecCandidate, ImageLock, Namespace, RunSpec, SetupOp, SpecConsole } from "./types.ts";
 
 import { DEFAULT_PATH } from "./default-path.ts";
-import { architectureOfElf, foreignArchitecture, type Architecture } from "../settings/architectures.ts";
+import { architectureOfElf, foreignArchitecture, signalForEmulated, type Architecture } from "../settings/architectures.ts";
 export { DEFAULT_PATH };
 
 /** The image's architecture when the host runs it only under emulation (binfmt_misc with qemu-user). */
@@ -277,6 +277,16 @@ function runHostOps(host: HostFacts, uuid: string, beforeSeal: SetupOp[] = []): 
     { op: "rebind", target: "/run/host", flags: RO_API, optional: false },
   );
   return ops;
+}
+
+/**
+ * The signal the supervisor sends the container's init on SIGTERM: --kill-signal, else SIGRTMIN+3
+ * (halt) for a boot and SIGKILL otherwise, as nspawn; an emulated init gets it through qemu-user,
+ * which shifts the real-time signals (signalForEmulated).
+ */
+function killSignalFor(settings: Settings, image: ImageFacts, host: HostFacts): number {
+  const signal = settings.killSignal ?? (settings.boot ? SIGRTMIN + 3 : 9);
+  return foreignImage(image, host) !== undefined ? signalForEmulated(signal) : signal;
 }
 
 /** systemd's drop-in for every service of an emulated boot (emulatedBootOps). */
@@ -551,7 +561,7 @@ export function buildSpec(cliSettings: Settings, image: ImageFacts, host: HostFa
       registry,
       stateJson,
       cgroups,
-      killSignal: settings.killSignal ?? (settings.boot ? SIGRTMIN + 3 : 9),
+      killSignal: killSignalFor(settings, image, host),
       boot: settings.boot,
       onReboot: settings.keepUnit ? "exit133" : "restart",
       notifyReady: settings.notifyReady,

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { spawnSync } from "bun";
 import { ensureArm64Image } from "../fixtures/images.ts";
-import { baseEnv, REPO, runNspawn, Scratch, waitFor } from "../helpers/machina.ts";
+import { baseEnv, REPO, runNspawn, Scratch, startNspawn, waitFor, waitForState } from "../helpers/machina.ts";
 import { LinuxHost } from "../../src/host/linux.ts";
 import { terminateMachine } from "../../src/machine/machines.ts";
 
@@ -80,6 +80,27 @@ describe.skipIf(!X86)("an arm64 image on this x86-64 host, under qemu-user", () 
     expect(existsSync(`/run/machina/binfmt/${OURS}.claims`)).toBe(false);
     expect(readdirSync(stateDir).filter((d) => d === "machines" && readdirSync(`${stateDir}/machines`).length > 0)).toEqual([]);
   });
+
+  test("SIGTERM to machina-nspawn -b halts the emulated systemd (its SIGRTMIN+3, through qemu's shifted real-time signals): exit 0, not rescue mode", async () => {
+    const name = scratch.name("arm");
+    const bg = startNspawn(["-q", "-x", "-b", "-D", image, "-M", name, "--console=pipe"], { stateDir }, scratch);
+    const st = await waitForState(stateDir, name, undefined, 60_000, bg);
+    await waitFor(
+      `${name}'s systemd up`,
+      () => {
+        const out = spawnSync(["nsenter", "-t", String(st.leader), "-a", "/bin/systemctl", "is-system-running"])
+          .stdout.toString()
+          .trim();
+        return out === "running" || out === "degraded" ? out : undefined;
+      },
+      180_000,
+      500,
+    );
+    bg.proc.kill("SIGTERM");
+    // before: SIGRTMIN+3 arrived as SIGRTMIN+1 — rescue mode, and the container stayed
+    expect(await Promise.race([bg.exited, Bun.sleep(90_000).then(() => "still running")])).toBe(0);
+    await binfmtAsBefore();
+  }, 300_000);
 
   test("machinactl start boots it to running; shell, list, status and image-status; poweroff; binfmt as before", async () => {
     const name = scratch.name("arm");

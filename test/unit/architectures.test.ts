@@ -13,6 +13,7 @@ import {
   binfmtMagic,
   foreignArchitecture,
   matchesMagic,
+  signalForEmulated,
 } from "../../src/settings/architectures.ts";
 import { planBootstrap } from "../../src/image/bootstrap.ts";
 
@@ -302,6 +303,16 @@ describe("the spec of a container of another architecture", () => {
     expect(dropin(s)).toMatchObject({ mode: 0o644, content: expect.stringContaining("[Service]\nLoadCredential=\n") });
     expect(JSON.parse(`{${s.stateJson}}`)).toMatchObject({ architecture: "arm64", emulated: true });
     expect(s.onExit).toEqual(["/bin/machina-net", "teardown", "arm"]);
+  });
+
+  test("the supervisor's kill signal reaches an emulated init as meant: qemu-user shifts the real-time signals by 2", async () => {
+    // SIGRTMIN+3 (37, halt) would reach the emulated systemd as SIGRTMIN+1 (rescue): 39 is sent
+    expect((await build(["-D", "/srv/arm", "-b"], "arm64")).killSignal).toBe(39);
+    expect((await build(["-D", "/srv/arm", "-b"], "amd64")).killSignal).toBe(37);
+    expect((await build(["-D", "/srv/arm", "-b", "--kill-signal=SIGRTMIN+4"], "arm64")).killSignal).toBe(40);
+    expect((await build(["-D", "/srv/arm", "-b", "--kill-signal=SIGTERM"], "arm64")).killSignal).toBe(15);
+    expect((await build(["-D", "/srv/arm", "/bin/true"], "arm64")).killSignal).toBe(9);
+    expect([signalForEmulated(15), signalForEmulated(34), signalForEmulated(62), signalForEmulated(64)]).toEqual([15, 36, 64, 64]);
   });
 
   test("a command under emulation: no drop-in (no systemd), no at-exit command when the host's entry runs it; the host's own architecture: nothing of it at all", async () => {
