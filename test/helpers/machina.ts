@@ -7,7 +7,20 @@
  * failed halfway.
  */
 import { spawn, type Subprocess } from "bun";
-import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmdirSync, rmSync, statSync } from "node:fs";
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
@@ -659,4 +672,24 @@ export function runToFiles(
     for (const fd of fds) closeSync(fd);
     for (const f of paths) rmSync(f, { force: true });
   }
+}
+
+/**
+ * A native front end's full program for a test: DIR/full-NAME, a script that records each command
+ * line the front end hands it (calls(), in order) and runs PROGRAM with it.
+ */
+export function recordedFallback(dir: string, name: string, program: string): { path: string; calls(): string[] } {
+  const log = join(dir, `full-${name}.calls`);
+  const path = join(dir, `full-${name}`);
+  writeFileSync(path, `#!/bin/sh\nprintf '%s\\n' "$*" >> ${log}\nexec ${program} "$@"\n`);
+  chmodSync(path, 0o755);
+  return {
+    path,
+    calls: () =>
+      existsSync(log)
+        ? readFileSync(log, "utf8")
+            .split("\n")
+            .filter((l) => l !== "")
+        : [],
+  };
 }

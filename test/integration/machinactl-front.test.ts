@@ -7,11 +7,11 @@
  * only; machinad runs on a socket and state directory of the test's own.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { ensureBusyboxImage } from "../fixtures/images.ts";
 import { MACHINACTL, spawnMachinad } from "../helpers/daemon.ts";
-import { MACHINA_NSPAWN, REPO, Scratch, baseEnv, runToFiles, waitFor } from "../helpers/machina.ts";
+import { MACHINA_NSPAWN, REPO, Scratch, baseEnv, recordedFallback, runToFiles, waitFor } from "../helpers/machina.ts";
 
 const FRONT = join(REPO, "native/build/machinactl");
 const isRoot = process.getuid?.() === 0;
@@ -22,26 +22,22 @@ let machine = "";
 let payload: ReturnType<typeof Bun.spawn> | undefined;
 let machinad: Awaited<ReturnType<typeof spawnMachinad>>["proc"] | undefined;
 /** the full machinactl, through a script that records each command line the front end hands it */
-let fallback = "";
-let fallbackLog = "";
+let fallback = { path: "", calls: (): string[] => [] };
 
 const stateDir = () => join(dir, "state");
 const env = (extra: Record<string, string> = {}) =>
-  baseEnv({ MACHINA_API_SOCKET: join(dir, "run/api.sock"), MACHINA_STATE_DIR: stateDir(), MACHINA_MACHINACTL_FALLBACK: fallback, ...extra });
+  baseEnv({ MACHINA_API_SOCKET: join(dir, "run/api.sock"), MACHINA_STATE_DIR: stateDir(), MACHINA_MACHINACTL_FALLBACK: fallback.path, ...extra });
 const front = (args: string[], extra: Record<string, string> = {}) => runToFiles(dir, [FRONT, ...args], { env: env(extra), cwd: dir });
 /** the same command line run by the full machinactl alone */
 const full = (args: string[]) => runToFiles(dir, [MACHINACTL, ...args], { env: env({ MACHINA_NO_DAEMON: "1" }), cwd: dir });
-const fallbacks = () => (existsSync(fallbackLog) ? readFileSync(fallbackLog, "utf8").trim().split("\n").filter(Boolean) : []);
+const fallbacks = () => fallback.calls();
 
 beforeAll(async () => {
   if (!isRoot) return;
   if (!existsSync(FRONT)) Bun.spawnSync(["make", "-C", join(REPO, "native"), "-s"]);
   dir = files.dir("machinactl-front-");
   mkdirSync(join(dir, "run"), { mode: 0o700 });
-  fallbackLog = join(dir, "fallback.log");
-  fallback = join(dir, "full-machinactl");
-  writeFileSync(fallback, `#!/bin/sh\nprintf '%s\\n' "$*" >> ${fallbackLog}\nexec ${MACHINACTL} "$@"\n`);
-  chmodSync(fallback, 0o755);
+  fallback = recordedFallback(dir, "machinactl", MACHINACTL);
   const d = await spawnMachinad(baseEnv({ MACHINA_STATE_DIR: stateDir(), MACHINA_API_SOCKET: join(dir, "run/api.sock"), MACHINA_SYSTEMD: "0" }), daemon, [
     "--no-autostart",
   ]);

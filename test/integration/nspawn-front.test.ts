@@ -17,7 +17,7 @@ import { encodeRequest, type Frame, FrameReader } from "../../src/oci-runtime/fr
 import { processIdentity } from "../../src/host/identity.ts";
 import { ensureBusyboxImage } from "../fixtures/images.ts";
 import { type Daemon, spawnMachinad } from "../helpers/daemon.ts";
-import { MACHINA_NSPAWN, REPO, Scratch, baseEnv, runToFiles, waitFor } from "../helpers/machina.ts";
+import { MACHINA_NSPAWN, REPO, Scratch, baseEnv, recordedFallback, runToFiles, waitFor } from "../helpers/machina.ts";
 
 const FRONT = join(REPO, "native/build/machina-nspawn");
 const isRoot = process.getuid?.() === 0;
@@ -29,12 +29,11 @@ let machinadLog = () => "";
 let dir = "";
 let tree = "";
 /** the full machina-nspawn, through a script that records each command line the front end hands it */
-let fallback = "";
-let fallbackLog = "";
+let fallback = { path: "", calls: (): string[] => [] };
 
 const stateDir = () => join(dir, "state");
 const env = (extra: Record<string, string> = {}) =>
-  baseEnv({ MACHINA_API_SOCKET: join(dir, "run/api.sock"), MACHINA_STATE_DIR: stateDir(), MACHINA_NSPAWN_FALLBACK: fallback, ...extra });
+  baseEnv({ MACHINA_API_SOCKET: join(dir, "run/api.sock"), MACHINA_STATE_DIR: stateDir(), MACHINA_NSPAWN_FALLBACK: fallback.path, ...extra });
 
 beforeAll(async () => {
   if (!isRoot) return;
@@ -42,10 +41,7 @@ beforeAll(async () => {
   dir = files.dir("nspawn-front-");
   mkdirSync(join(dir, "run"), { mode: 0o700 });
   tree = await ensureBusyboxImage();
-  fallbackLog = join(dir, "fallback.log");
-  fallback = join(dir, "full-machina-nspawn");
-  writeFileSync(fallback, `#!/bin/sh\nprintf '%s\\n' "$*" >> ${fallbackLog}\nexec ${MACHINA_NSPAWN} "$@"\n`);
-  chmodSync(fallback, 0o755);
+  fallback = recordedFallback(dir, "machina-nspawn", MACHINA_NSPAWN);
   const d = await spawnMachinad(baseEnv({ MACHINA_STATE_DIR: stateDir(), MACHINA_API_SOCKET: join(dir, "run/api.sock"), MACHINA_SYSTEMD: "0" }), daemon, [
     "--no-autostart",
   ]);
@@ -72,13 +68,7 @@ function front(args: string[], o: { env?: Record<string, string>; cwd?: string; 
   return runToFiles(dir, [...(o.wrapper ?? []), FRONT, ...args], { env: env_, cwd: o.cwd ?? dir, status: o.status ?? false });
 }
 
-const fallbacks = () =>
-  existsSync(fallbackLog)
-    ? readFileSync(fallbackLog, "utf8")
-        .trim()
-        .split("\n")
-        .filter((l) => l !== "")
-    : [];
+const fallbacks = () => fallback.calls();
 const debug = (extra: Record<string, string> = {}) => env({ MACHINA_FRONT_DEBUG: "1", ...extra });
 const SERVED = () => `machina-nspawn: debug: served by machinad (${join(dir, "run/nspawn.sock")})`;
 
@@ -155,7 +145,7 @@ describe.skipIf(!isRoot)("machina-nspawn's front end", () => {
     const none = join(dir, "run/none.sock");
     const alone = front(["--register=no", "-q", "-D", tree, "/bin/true"], { env: debug({ MACHINA_NSPAWN_SOCKET: none }) });
     expect(alone.code).toBe(0);
-    expect(alone.stderr).toContain(`machina-nspawn: debug: machinad does not answer at ${none} (No such file or directory); running ${fallback}`);
+    expect(alone.stderr).toContain(`machina-nspawn: debug: machinad does not answer at ${none} (No such file or directory); running ${fallback.path}`);
 
     const stale = join(dir, "run/stale.sock");
     expect(Bun.spawnSync(["bun", "-e", `require("node:net").createServer().listen(${JSON.stringify(stale)}, () => process.exit(0))`]).exitCode).toBe(0);

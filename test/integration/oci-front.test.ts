@@ -7,11 +7,11 @@
  * are the caller's. Root only; machinad runs on a socket and state directory of the test's own.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ensureBusyboxImage } from "../fixtures/images.ts";
 import { type Daemon, spawnMachinad } from "../helpers/daemon.ts";
-import { REPO, Scratch, baseEnv, copyTree, runToFiles, waitFor } from "../helpers/machina.ts";
+import { REPO, Scratch, baseEnv, copyTree, recordedFallback, runToFiles, waitFor } from "../helpers/machina.ts";
 import { ociRuntimeSuite } from "./oci-runtime-suite.ts";
 
 const FRONT = join(REPO, "native/build/machina-oci");
@@ -22,20 +22,16 @@ const daemon = new Scratch();
 let machinad: Daemon["proc"] | undefined;
 let dir = "";
 /** the full machina-oci, through a script that records each command line the front end hands it */
-let fallback = "";
-let fallbackLog = "";
+let fallback = { path: "", calls: (): string[] => [] };
 
-const env = (extra: Record<string, string> = {}) => baseEnv({ MACHINA_API_SOCKET: join(dir, "run/api.sock"), MACHINA_OCI_FALLBACK: fallback, ...extra });
+const env = (extra: Record<string, string> = {}) => baseEnv({ MACHINA_API_SOCKET: join(dir, "run/api.sock"), MACHINA_OCI_FALLBACK: fallback.path, ...extra });
 
 beforeAll(async () => {
   if (!isRoot) return;
   if (!existsSync(FRONT)) Bun.spawnSync(["make", "-C", join(REPO, "native"), "-s"]);
   dir = files.dir("oci-front-");
   mkdirSync(join(dir, "run"), { mode: 0o700 });
-  fallbackLog = join(dir, "fallback.log");
-  fallback = join(dir, "full-machina-oci");
-  writeFileSync(fallback, `#!/bin/sh\nprintf '%s\\n' "$*" >> ${fallbackLog}\nexec ${FULL} "$@"\n`);
-  chmodSync(fallback, 0o755);
+  fallback = recordedFallback(dir, "machina-oci", FULL);
   const d = await spawnMachinad(
     baseEnv({ MACHINA_STATE_DIR: join(dir, "state"), MACHINA_API_SOCKET: join(dir, "run/api.sock"), MACHINA_SYSTEMD: "0" }),
     daemon,
@@ -67,7 +63,7 @@ function front(args: string[], o: { env?: Record<string, string>; cwd?: string; 
 
 describe.skipIf(!isRoot)("machina-oci's front end", () => {
   test("the suite's served commands never went to the full machina-oci", () => {
-    const lines = existsSync(fallbackLog) ? readFileSync(fallbackLog, "utf8").trim().split("\n") : [];
+    const lines = fallback.calls();
     // run, exec and update need their own process; start/delete only for containers with hooks
     const command = (line: string) =>
       line.split(" ").find((w, i, all) => !w.startsWith("-") && !["--root", "--log", "--log-format"].includes(all[i - 1] ?? ""));
@@ -84,7 +80,7 @@ describe.skipIf(!isRoot)("machina-oci's front end", () => {
     const alone = front(["--debug", "--root", join(dir, "root"), "state", "nope"], { env: env({ MACHINA_OCI_SOCKET: join(dir, "run/none.sock") }) });
     expect(alone.code).toBe(1);
     expect(alone.stderr).toContain(
-      `machina-oci: debug: machinad does not answer at ${join(dir, "run/none.sock")} (No such file or directory); running ${fallback}`,
+      `machina-oci: debug: machinad does not answer at ${join(dir, "run/none.sock")} (No such file or directory); running ${fallback.path}`,
     );
     expect(alone.stderr).toContain('machina-oci: container "nope" does not exist');
   });
