@@ -7,6 +7,7 @@
  * Pure.
  */
 import { isElf } from "../elf.ts";
+import { SIGRTMAX, SIGRTMIN } from "./values.ts";
 
 export interface Architecture {
   /** Debian's name: `--arch=`, `machinactl list`'s ARCH. */
@@ -130,5 +131,5 @@ export function foreignArchitecture(hostUname: string | undefined, header: Uint8
  */
 export function signalForEmulated(signal: number): number {
   const QEMU_RT_OFFSET = 2;
-  return signal >= 34 && signal + QEMU_RT_OFFSET <= 64 ? signal + QEMU_RT_OFFSET : signal;
+  return signal >= SIGRTMIN && signal + QEMU_RT_OFFSET <= SIGRTMAX ? signal + QEMU_RT_OFFSET : signal;
 }
