@@ -213,6 +213,29 @@ async function serveConnection(
   sock.end();
 }
 
+/**
+ * A planner's unexpected error (the program reports the errors it expects itself): logged as
+ * `event`, one line to the caller, exit status 1.
+ */
+export function reportInternalError(c: Pick<FrontConnection, "request" | "send">, log: Log, event: string, prog: string, e: unknown): void {
+  const message = e instanceof Error ? e.message : String(e);
+  log(event, { argv: c.request.argv, error: message });
+  c.send(encodeFrame("E", `${prog}: internal error in machinad: ${message}\n`));
+  c.send(encodeFrame("X", "1"));
+}
+
+/**
+ * The front end becomes the helper ('x'): machinad's sealed copy of `path` (no copy per start, no
+ * second exec) with `argv` and an empty environment, as the program's own exec, the spec in a
+ * memfd. Resolves with what kept it from running — the front end went away before its 'A', or
+ * said 'N' (the exec failed) — or undefined once it ran (the socket closes with its exec).
+ */
+export async function becomeHelper(c: FrontConnection, path: string, argv: string[], spec: Uint8Array): Promise<"went away" | "exec failed" | undefined> {
+  c.send(encodeFrame("x", encodeSpawn([c.sealed.pathFor(path), ...argv], {}, spec)));
+  if ((await c.nextFrame())?.type !== "A") return "went away";
+  return (await c.nextFrame())?.type === "N" ? "exec failed" : undefined;
+}
+
 /** Listen on PATH (created 0600) for `prog`'s front ends; returns the server, closed by machinad's shutdown. */
 export async function serveFrontDoor(path: string, prog: string, handle: (c: FrontConnection) => Promise<void>): Promise<Server> {
   const identity = processIdentity();

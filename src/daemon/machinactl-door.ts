@@ -12,8 +12,8 @@ import type { Server } from "node:net";
 import { main } from "../cli/machinactl/main.ts";
 import { parseMachinactlCommandLine } from "../cli/machinactl/options.ts";
 import { HandOver } from "../host/hand-over.ts";
-import { encodeFrame, encodeSpawn } from "../oci-runtime/front-door.ts";
-import { type FrontConnection, type Log, serveFrontDoor } from "./front-end.ts";
+import { encodeFrame } from "../oci-runtime/front-door.ts";
+import { becomeHelper, type FrontConnection, type Log, reportInternalError, serveFrontDoor } from "./front-end.ts";
 
 const PROG = "machinactl";
 
@@ -35,7 +35,8 @@ export function notServed(argv: readonly string[], env: Readonly<Record<string, 
   return undefined;
 }
 
-async function run({ request, host, sealed, send, nextFrame }: FrontConnection, log: Log): Promise<void> {
+async function run(c: FrontConnection, log: Log): Promise<void> {
+  const { request, host, send } = c;
   // the core in this process: machinad's API is machinad
   const env = { ...request.env, MACHINA_NO_DAEMON: "1" };
   const why = notServed(request.argv, env);
@@ -51,21 +52,10 @@ async function run({ request, host, sealed, send, nextFrame }: FrontConnection, 
   try {
     send(encodeFrame("X", String(await main(request.argv, host, io))));
   } catch (e) {
-    if (!(e instanceof HandOver)) {
-      // main reports what it expects; this is a bug
-      log("machinactl-door-failed", { argv: request.argv, error: e instanceof Error ? e.message : String(e) });
-      io.err(`${PROG}: internal error in machinad: ${e instanceof Error ? e.message : String(e)}\n`);
-      send(encodeFrame("X", "1"));
-      return;
-    }
-    if (e.to.kind === "full-program") {
-      send(encodeFrame("F", e.to.reason));
-      return;
-    }
-    // the helper's environment is empty, as when machinactl executes it
-    send(encodeFrame("x", encodeSpawn([sealed.pathFor(e.to.path), ...e.to.argv], {}, e.to.spec)));
+    if (!(e instanceof HandOver)) reportInternalError(c, log, "machinactl-door-failed", PROG, e);
+    else if (e.to.kind === "full-program") send(encodeFrame("F", e.to.reason));
     // nothing was set up for it: an exec that fails is the front end's to report ('N')
-    if ((await nextFrame())?.type === "A") await nextFrame();
+    else await becomeHelper(c, e.to.path, e.to.argv, e.to.spec);
   }
 }
 

@@ -15,12 +15,13 @@ import type { Server } from "node:net";
 import { type NspawnIo, planRun } from "../cli/nspawn.ts";
 import { renderError } from "../errors.ts";
 import { populateFromTemplateAsync } from "../image/template.ts";
-import { encodeFdWrite, encodeFrame, encodeSpawn } from "../oci-runtime/front-door.ts";
-import { type FrontConnection, type Log, serveFrontDoor } from "./front-end.ts";
+import { encodeFdWrite, encodeFrame } from "../oci-runtime/front-door.ts";
+import { becomeHelper, type FrontConnection, type Log, reportInternalError, serveFrontDoor } from "./front-end.ts";
 
 const PROG = "machina-nspawn";
 
-async function run({ request, host, sealed, send, nextFrame }: FrontConnection, log: Log): Promise<void> {
+async function run(c: FrontConnection, log: Log): Promise<void> {
+  const { request, host, send } = c;
   const io: NspawnIo = {
     out: (text) => text !== "" && send(encodeFrame("O", text)),
     err: (text) => text !== "" && send(encodeFrame("E", text)),
@@ -33,10 +34,7 @@ async function run({ request, host, sealed, send, nextFrame }: FrontConnection, 
     try {
       return planRun(request.argv, host, io);
     } catch (e) {
-      // planRun reports what it expects; this is a bug
-      log("nspawn-door-failed", { argv: request.argv, error: e instanceof Error ? e.message : String(e) });
-      io.err(`${PROG}: internal error in machinad: ${e instanceof Error ? e.message : String(e)}\n`);
-      send(encodeFrame("X", "1"));
+      reportInternalError(c, log, "nspawn-door-failed", PROG, e);
       return undefined;
     }
   };
@@ -64,15 +62,12 @@ async function run({ request, host, sealed, send, nextFrame }: FrontConnection, 
     return;
   }
   const { helper, argv, spec } = outcome.exec;
-  // the helper from machinad's sealed copy (no copy per start, no second exec); the helper's
-  // environment is empty, as when machina-nspawn executes it
-  send(encodeFrame("x", encodeSpawn([sealed.pathFor(helper), ...argv], {}, spec)));
-  const ack = await nextFrame();
-  // after 'A' the socket closes with the front end's exec (close-on-exec); 'N': the exec failed
-  const failed = ack?.type === "A" ? (await nextFrame())?.type === "N" : true;
-  if (!failed) return;
+  const failed = await becomeHelper(c, helper, argv, spec);
+  if (failed === undefined) return;
   const cause = new Error(
-    ack?.type === "A" ? `the front end (pid ${request.pid}) could not run the helper` : `the front end (pid ${request.pid}) went away before it ran the helper`,
+    failed === "exec failed"
+      ? `the front end (pid ${request.pid}) could not run the helper`
+      : `the front end (pid ${request.pid}) went away before it ran the helper`,
   );
   const result = outcome.abandonAfter(cause);
   log("nspawn-door-abandoned", { argv: request.argv, pid: request.pid, error: renderError(PROG, result) });

@@ -12,9 +12,10 @@ import type { Server } from "node:net";
 import { main, NeedsOwnProcess, type OciIo } from "../cli/oci/main.ts";
 import { HandOver } from "../host/hand-over.ts";
 import { encodeFrame } from "../oci-runtime/front-door.ts";
-import { type FrontConnection, type Log, serveFrontDoor } from "./front-end.ts";
+import { type FrontConnection, type Log, reportInternalError, serveFrontDoor } from "./front-end.ts";
 
-async function plan({ request, host, send }: FrontConnection, log: Log): Promise<void> {
+async function plan(c: FrontConnection, log: Log): Promise<void> {
+  const { request, host, send } = c;
   const io: OciIo = {
     out: (text) => text !== "" && send(encodeFrame("O", text)),
     err: (text) => text !== "" && send(encodeFrame("E", text)),
@@ -27,11 +28,7 @@ async function plan({ request, host, send }: FrontConnection, log: Log): Promise
   } catch (e) {
     // (an exec is never machinad's: its host hands it over — the full machina-oci does it in its own process)
     if (e instanceof NeedsOwnProcess || e instanceof HandOver) send(encodeFrame("F", e.message));
-    else {
-      log("oci-door-failed", { argv: request.argv, error: e instanceof Error ? e.message : String(e) });
-      send(encodeFrame("E", `machina-oci: internal error in machinad: ${e instanceof Error ? e.message : String(e)}\n`));
-      send(encodeFrame("X", "1"));
-    }
+    else reportInternalError(c, log, "oci-door-failed", "machina-oci", e);
   }
 }
 
