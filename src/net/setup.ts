@@ -346,12 +346,12 @@ function serveVethDhcp(host: Host, d: NetDirs, cfg: NetConfig, hostIf: string, m
   replaceLines(host, f.hostsFile, vethDhcpTag(hostIf), lines.hosts);
   replaceLines(host, f.optsFile, vethDhcpTag(hostIf), lines.opts);
   const argv = vethDhcpArgv({ pool4: formatCidr(cfg.pool4), pool4Mask: netmask4(cfg.pool4.prefix), ipv6: cfg.pool6 !== undefined, ...f });
-  const pid = dnsmasqRunning(host, f.pidFile);
-  if (pid !== undefined && host.readFile(`/proc/${pid}/cmdline`) === `${argv.join("\0")}\0`) {
-    host.kill(pid, 1);
+  const running = dnsmasqOf(host, f.pidFile);
+  if (running?.cmdline === `${argv.join("\0")}\0`) {
+    host.kill(running.pid, 1);
     return;
   }
-  if (pid !== undefined) stopDnsmasq(host, f.pidFile);
+  if (running !== undefined) stopDnsmasq(host, f.pidFile);
   startDnsmasq(host, argv);
 }
 
@@ -368,11 +368,16 @@ function releaseVethDhcp(host: Host, d: NetDirs, hostIf: string): void {
   }
 }
 
-function dnsmasqRunning(host: Host, pidFile: string): number | undefined {
+/** The dnsmasq that `pidFile` names, if it runs (its command line says so): its pid and command line. */
+function dnsmasqOf(host: Host, pidFile: string): { pid: number; cmdline: string } | undefined {
   const pid = Number(host.readFile(pidFile)?.trim());
   if (!Number.isInteger(pid) || pid <= 0) return undefined;
-  const cmd = host.readFile(`/proc/${pid}/cmdline`);
-  return cmd?.startsWith("dnsmasq\0") && cmd.includes(`--pid-file=${pidFile}\0`) ? pid : undefined;
+  const cmdline = host.readFile(`/proc/${pid}/cmdline`);
+  return cmdline?.startsWith("dnsmasq\0") && cmdline.includes(`--pid-file=${pidFile}\0`) ? { pid, cmdline } : undefined;
+}
+
+function dnsmasqRunning(host: Host, pidFile: string): number | undefined {
+  return dnsmasqOf(host, pidFile)?.pid;
 }
 
 function stopDnsmasq(host: Host, pidFile: string, ...files: string[]): void {
