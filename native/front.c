@@ -74,6 +74,8 @@ extern char **environ;
 #endif
 
 static int debug;
+/* the connection closed before machinad took it: run the full program (never returns) */
+static void not_accepted(void);
 /* an announced helper ('h') still waiting for its spec: killed when the front end gives up */
 static pid_t announced_pid = -1;
 static const char *sock_path;
@@ -156,11 +158,17 @@ static int read_all(int fd, char *p, size_t n)
 	return 0;
 }
 
+/* machinad took the connection ('a', its first frame): until then it has done nothing for the command */
+static int accepted;
+
 static void send_frame(int s, char type, const char *p, size_t n)
 {
 	unsigned char h[5] = { (unsigned char)type, n & 0xff, (n >> 8) & 0xff, (n >> 16) & 0xff, (n >> 24) & 0xff };
-	if (write_all(s, (const char *)h, 5, 1) < 0 || write_all(s, p, n, 1) < 0)
+	if (write_all(s, (const char *)h, 5, 1) < 0 || write_all(s, p, n, 1) < 0) {
+		if (!accepted)
+			not_accepted();
 		die("machinad (%s) closed the connection during the command", sock_path, 0);
+	}
 }
 
 /* The next frame from machinad; its payload NUL-terminated (freed by the caller). */
@@ -170,6 +178,8 @@ static char *recv_frame(int s, char *type, uint32_t *len)
 	if (read_all(s, (char *)h, 5) < 0) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK)
 			die("machinad (%s) did not answer within " ANSWER_TIMEOUT_TEXT, sock_path, 0);
+		if (!accepted)
+			not_accepted();
 		die("machinad (%s) closed the connection during the command", sock_path, 0);
 	}
 	*type = (char)h[0];
@@ -203,6 +213,19 @@ static void fallback(char **argv, const char *why)
 		fprintf(stderr, PROG ": debug: %s; running %s\n", why, f);
 	execv(f, argv);
 	die("cannot run the full " PROG " %s", f, errno);
+}
+
+/*
+ * A socket that closes before machinad's 'a': nothing was done for the command, so the full
+ * program runs it (a service manager's socket whose machinad failed to start, or one that ended
+ * before it took this connection). After 'a', a closed connection is an error.
+ */
+static char **saved_argv;
+static void not_accepted(void)
+{
+	char why[PATH_MAX + 128];
+	snprintf(why, sizeof why, "machinad (%s) closed the connection before taking the command", sock_path);
+	fallback(saved_argv, why);
 }
 
 /* Where this process lives: its namespaces and its root directory (machinad serves only its own). */
@@ -490,6 +513,7 @@ static int want_debug(int argc, char **argv)
 int main(int argc, char **argv)
 {
 	debug = want_debug(argc, argv);
+	saved_argv = argv;
 	static char derived[PATH_MAX];
 	sock_path = getenv(SOCKET_ENV);
 	if (!sock_path || !*sock_path) {
@@ -564,6 +588,7 @@ int main(int argc, char **argv)
 			break;
 		}
 		switch (type) {
+		case 'a': accepted = 1; break;
 		case 'O':
 		case 'E': (void)write_all(type == 'O' ? 1 : 2, p, len, 0); break;
 		case 'W': write_fd(s, p, len); break;

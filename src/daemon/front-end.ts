@@ -163,6 +163,8 @@ async function serveConnection(
   const send = (frame: Uint8Array) => {
     if (!sock.destroyed) sock.write(frame);
   };
+  // taken: before this frame nothing is done for the command (the front end runs it itself if the socket closes)
+  send(encodeFrame("a", ""));
   let host: FrontEndHost | undefined;
   // the frames that are not the spawned helper's, the request first, in order
   let closed = false;

@@ -6,8 +6,9 @@
  * A frame is one type byte, a 32-bit little-endian payload length, the payload. The front end
  * sends one 'R' request (fields separated by NUL: version "1", working directory, its identity
  * (namespaces and root directory), its pid, which of its stdin/stdout/stderr are terminals ("010"),
- * argc, argv…, envc, env…); the planner answers with 'O'/'E'
- * output, 'X' exit code, 'F' fall back to the full program, 'h' start the helper ahead (its
+ * argc, argv…, envc, env…); machinad's first frame, as it takes the connection and before
+ * it reads the request, is 'a' (a connection that closes before it is the front end's to run
+ * itself: nothing was done); then the planner answers with 'O'/'E' output, 'X' exit code, 'F' fall back to the full program, 'h' start the helper ahead (its
  * spec follows), or 'H' spawn the helper (the announced one when the command is the same), after
  * which the front end reports 'P' pid, 'S' status bytes and 'C' exit code. A helper's command
  * (encodeSpawn) is the program's path to execute (machinad's sealed copy), then its argv, then its
@@ -17,7 +18,7 @@
  * it, and with 'N' after it if that failed.
  */
 
-export type FrameType = "R" | "O" | "E" | "X" | "F" | "h" | "H" | "P" | "S" | "C" | "W" | "x" | "A" | "N";
+export type FrameType = "a" | "R" | "O" | "E" | "X" | "F" | "h" | "H" | "P" | "S" | "C" | "W" | "x" | "A" | "N";
 
 export interface Frame {
   type: string;

@@ -99,6 +99,28 @@ describe.skipIf(!isRoot)("machina-oci's front end", () => {
     expect(other.stderr).toContain("machina-oci runs in other namespaces or another root than machinad; running");
   });
 
+  test("a socket that closes before machinad's 'a' (a failed socket-activated start): the full program; after it: one line, exit 1", async () => {
+    const closing = join(dir, "run/closing.sock"); // closes each connection at once, without a frame: nothing was done
+    const taking = join(dir, "run/taking.sock"); // takes the connection ('a'), then closes it: the command may have begun
+    const script = `const net = require("node:net");
+      net.createServer((c) => c.destroy()).listen(${JSON.stringify(closing)}, () =>
+        net.createServer((c) => c.end(Buffer.from([0x61, 0, 0, 0, 0]))).listen(${JSON.stringify(taking)}, () => console.log("ready")));`;
+    const servers = Bun.spawn(["bun", "-e", script], { stdout: "pipe" });
+    try {
+      const first = await servers.stdout.getReader().read();
+      expect(new TextDecoder().decode(first.value)).toBe("ready\n");
+      const r = front(["--debug", "--root", join(dir, "root"), "list", "--quiet"], { env: env({ MACHINA_OCI_SOCKET: closing }) });
+      expect(r.code).toBe(0);
+      expect(r.stderr).toContain(`machina-oci: debug: machinad (${closing}) closed the connection before taking the command; running ${fallback.path}`);
+      expect(fallback.calls()).toContain(`--debug --root ${join(dir, "root")} list --quiet`);
+      const t = front(["--root", join(dir, "root"), "list", "--quiet"], { env: env({ MACHINA_OCI_SOCKET: taking }) });
+      expect([t.code, t.stderr]).toEqual([1, `machina-oci: machinad (${taking}) closed the connection during the command\n`]);
+    } finally {
+      servers.kill();
+      await servers.exited;
+    }
+  });
+
   test("the planner plans for the caller's process: its RLIMIT_NOFILE hard limit, not machinad's", async () => {
     const bundle = join(dir, "limits-bundle");
     mkdirSync(bundle);
