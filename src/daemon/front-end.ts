@@ -238,8 +238,12 @@ export async function becomeHelper(c: FrontConnection, path: string, argv: strin
   return (await c.nextFrame())?.type === "N" ? "exec failed" : undefined;
 }
 
-/** Listen on PATH (created 0600) for `prog`'s front ends; returns the server, closed by machinad's shutdown. */
-export async function serveFrontDoor(path: string, prog: string, handle: (c: FrontConnection) => Promise<void>): Promise<Server> {
+/**
+ * Listen on PATH (created 0600) for `prog`'s front ends — or, socket-activated, on the listening
+ * socket `fd` a service manager bound to PATH (src/daemon/activation.ts); returns the server,
+ * closed by machinad's shutdown.
+ */
+export async function serveFrontDoor(path: string, prog: string, handle: (c: FrontConnection) => Promise<void>, fd?: number): Promise<Server> {
   const identity = processIdentity();
   const sealed = new SealedExecutables();
   const server = createServer({ allowHalfOpen: false }, (sock) => void serveConnection(sock, prog, identity, sealed, handle));
@@ -248,7 +252,8 @@ export async function serveFrontDoor(path: string, prog: string, handle: (c: Fro
   try {
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
-      server.listen(path, () => resolve());
+      if (fd !== undefined) server.listen({ fd }, () => resolve());
+      else server.listen(path, () => resolve());
     });
   } finally {
     process.umask(oldUmask);

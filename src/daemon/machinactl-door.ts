@@ -60,6 +60,6 @@ async function run(c: FrontConnection, log: Log): Promise<void> {
 }
 
 /** Listen on PATH (created 0600); returns the server, closed by machinad's shutdown. */
-export function serveMachinactlDoor(path: string, log: Log): Promise<Server> {
-  return serveFrontDoor(path, PROG, (c) => run(c, log));
+export function serveMachinactlDoor(path: string, log: Log, fd?: number): Promise<Server> {
+  return serveFrontDoor(path, PROG, (c) => run(c, log), fd);
 }

@@ -41,6 +41,8 @@ import { apiSocketPath, machinactlSocketPath, nspawnSocketPath, ociSocketPath } 
 import { serveNspawnDoor } from "./nspawn-door.ts";
 import { serveMachinactlDoor } from "./machinactl-door.ts";
 import { serveOciDoor } from "./oci-door.ts";
+import { activatedDoors, LISTEN_VARIABLES, listenFds } from "./activation.ts";
+import { inheritedSocketPaths } from "../host/listen-fds.ts";
 import { err, out } from "../cli/output.ts";
 import { createApp } from "./app.ts";
 import { newToken, readToken, tokenPath } from "./token-file.ts";
@@ -229,7 +231,15 @@ function tlsFiles(o: DaemonOptions): { cert: string; key: string } | undefined {
 }
 
 async function serve(socket: string, policy: RestartPolicy, autostart: boolean, o: DaemonOptions): Promise<number> {
+  // socket activation: read once, and not passed on to anything machinad runs
+  const passed = listenFds(process.env, process.pid);
+  for (const v of LISTEN_VARIABLES) delete process.env[v];
   const host = new LinuxHost();
+  const ociSocket = ociSocketPath(socket, host.env());
+  const nspawnSocket = nspawnSocketPath(socket, host.env());
+  const machinactlSocket = machinactlSocketPath(socket, host.env());
+  // the ones a service manager bound and passed (machinad.socket): served on its fds, left to it; checked before anything is made
+  const activated = activatedDoors(inheritedSocketPaths(passed), [ociSocket, nspawnSocket, machinactlSocket], socket);
   const p = paths(host.env());
   const service = new LocalMachineService(host, p);
   const tls = tlsFiles(o);
@@ -259,15 +269,12 @@ async function serve(socket: string, policy: RestartPolicy, autostart: boolean, 
   }
   host.chmod(socket, 0o600);
   // the front ends of machina-oci, machina-nspawn and machinactl (native/front.c): their commands planned here, warm
-  const ociSocket = ociSocketPath(socket, host.env());
-  const nspawnSocket = nspawnSocketPath(socket, host.env());
-  const machinactlSocket = machinactlSocketPath(socket, host.env());
-  const frontSockets = [ociSocket, nspawnSocket, machinactlSocket];
+  const frontSockets = [ociSocket, nspawnSocket, machinactlSocket].filter((path) => !activated.has(path));
   // the API socket was free: these are a dead daemon's
   for (const path of frontSockets) if (host.stat(path, true) !== undefined) host.unlink(path);
-  const ociDoor = await serveOciDoor(ociSocket, log);
-  const nspawnDoor = await serveNspawnDoor(nspawnSocket, log);
-  const machinactlDoor = await serveMachinactlDoor(machinactlSocket, log);
+  const ociDoor = await serveOciDoor(ociSocket, log, activated.get(ociSocket));
+  const nspawnDoor = await serveNspawnDoor(nspawnSocket, log, activated.get(nspawnSocket));
+  const machinactlDoor = await serveMachinactlDoor(machinactlSocket, log, activated.get(machinactlSocket));
   for (const path of frontSockets) host.chmod(path, 0o600);
   const closeDoors = () => {
     ociDoor.close();
@@ -292,7 +299,17 @@ async function serve(socket: string, policy: RestartPolicy, autostart: boolean, 
     }
     log("listening-tcp", { url: origin, tokenFile: token });
   }
-  log("listening", { socket, ociSocket, nspawnSocket, machinactlSocket, pid: process.pid, version: VERSION, restart: policy, stateDir: p.stateDir });
+  log("listening", {
+    socket,
+    ociSocket,
+    nspawnSocket,
+    machinactlSocket,
+    ...(activated.size > 0 ? { activated: [...activated.keys()] } : {}),
+    pid: process.pid,
+    version: VERSION,
+    restart: policy,
+    stateDir: p.stateDir,
+  });
 
   await supervisor.boot(autostart);
   log("ready", { machines: service.runningNames().length });

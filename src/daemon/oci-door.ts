@@ -33,6 +33,6 @@ async function plan(c: FrontConnection, log: Log): Promise<void> {
 }
 
 /** Listen on PATH (created 0600); returns the server, closed by machinad's shutdown. */
-export function serveOciDoor(path: string, log: Log): Promise<Server> {
-  return serveFrontDoor(path, "machina-oci", (c) => plan(c, log));
+export function serveOciDoor(path: string, log: Log, fd?: number): Promise<Server> {
+  return serveFrontDoor(path, "machina-oci", (c) => plan(c, log), fd);
 }

@@ -1,6 +1,7 @@
 /**
  * Integration with a systemd host: detection, machina's unit template
- * (`machina-nspawn@.service`, modelled on systemd-nspawn@.service of systemd 252), systemctl,
+ * (`machina-nspawn@.service`, modelled on systemd-nspawn@.service of systemd 252), machinad's
+ * units (machinad.socket, machinad.service), systemctl,
  * and registration of a running container with systemd-machined over D-Bus (busctl), so the
  * host's own `machinectl list`, `systemctl -M`, `journalctl -M` and `ps -eo machine` see it.
  *
@@ -13,6 +14,7 @@ import type { Host } from "../host/host.ts";
 import { REPO_ROOT } from "../paths.ts";
 import { managedNspawnArgs } from "../settings/managed.ts";
 import { machinedCallArgs } from "../spec/register.ts";
+import { DEFAULT_SOCKET, machinactlSocketPath, nspawnSocketPath, ociSocketPath } from "../client/socket-path.ts";
 
 export const TEMPLATE_NAME = "machina-nspawn@.service";
 
@@ -76,6 +78,70 @@ DeviceAllow=block-device-mapper rw
 [Install]
 WantedBy=machines.target
 `;
+}
+
+/** machinad as a systemd service, and the socket that starts it (socket activation, src/daemon/activation.ts). */
+export const DAEMON_SERVICE = "machinad.service";
+export const DAEMON_SOCKET = "machinad.socket";
+
+/**
+ * machinad.socket and machinad.service. The socket unit binds the front ends' sockets
+ * (machina-nspawn's, machinactl's and machina-oci's, at their default paths) and starts machinad
+ * at the first connection: enabled, every run is served warm from the first one, with no daemon
+ * running until something needs it. machinad binds its API socket itself (Bun serves it on a
+ * path, not on a passed fd). KillMode=process: the containers machinad started (outside
+ * machina-nspawn@.service, e.g. from another pool) are not its own, and stopping it leaves them
+ * running, as without systemd.
+ */
+export function daemonUnits(bin: string): Record<typeof DAEMON_SERVICE | typeof DAEMON_SOCKET, string> {
+  const listen = [ociSocketPath(DEFAULT_SOCKET, {}), nspawnSocketPath(DEFAULT_SOCKET, {}), machinactlSocketPath(DEFAULT_SOCKET, {})];
+  return {
+    [DAEMON_SOCKET]: `# machina's front ends' sockets, served by machinad (installed by machina's scripts/setup)
+[Unit]
+Description=machina front ends' sockets (machina-nspawn, machinactl, machina-oci)
+Documentation=man:machinad(8)
+
+[Socket]
+${listen.map((path) => `ListenStream=${path}`).join("\n")}
+SocketMode=0600
+DirectoryMode=0700
+RemoveOnStop=yes
+
+[Install]
+WantedBy=sockets.target
+`,
+    [DAEMON_SERVICE]: `# machina's daemon (installed by machina's scripts/setup)
+[Unit]
+Description=machina daemon (API, front ends served warm, autostart of enabled machines)
+Documentation=man:machinad(8)
+Requires=${DAEMON_SOCKET}
+After=${DAEMON_SOCKET} network.target
+
+[Service]
+ExecStart=${bin}/machinad
+KillMode=process
+Restart=on-failure
+
+[Install]
+WantedBy=multi-user.target
+Also=${DAEMON_SOCKET}
+`,
+  };
+}
+
+/** Write machinad.socket and machinad.service (and reload systemd when it runs). Returns the paths written. */
+export async function installDaemonUnits(host: Host, bin: string, env: Env = host.env()): Promise<string[]> {
+  const dir = unitDir(env);
+  host.mkdirp(dir, 0o755);
+  const written: string[] = [];
+  for (const [name, text] of Object.entries(daemonUnits(bin))) {
+    const path = `${dir}/${name}`;
+    host.writeFile(`${path}.tmp`, text, 0o644);
+    host.rename(`${path}.tmp`, path, false);
+    written.push(path);
+  }
+  if (systemdAvailable(host, env)) await systemctl(host, ["daemon-reload"]);
+  return written;
 }
 
 /** Where the template's ExecStart finds machina-nspawn: /usr/local/bin after scripts/setup, else this checkout's bin/. */

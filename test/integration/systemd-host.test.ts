@@ -226,6 +226,32 @@ describe("systemd host (nested: a booted Debian copy with systemd-machined)", ()
 
             await ok("/opt/machina/bin/machinactl disable bb");
             expect((await sh(`systemctl is-enabled ${unit}`)).out).toBe("disabled");
+
+            // machinad.socket: machinad starts at the first front end's connection and serves it
+            await ok(
+              `cd /opt/machina && bun -e 'import { installDaemonUnits } from "/opt/machina/src/machine/systemd.ts"; import { LinuxHost } from "/opt/machina/src/host/linux.ts"; await installDaemonUnits(new LinuxHost(), "/opt/machina/bin")'`,
+            );
+            await ok("systemctl enable --now machinad.socket");
+            expect(await ok("systemctl is-active machinad.socket")).toBe("active");
+            expect((await sh("systemctl is-active machinad.service")).out).toBe("inactive");
+            expect(await ok("stat -c %a /run/machina/nspawn.sock")).toBe("600");
+            const served =
+              "MACHINA_FRONT_DEBUG=1 MACHINA_NSPAWN_FALLBACK=/opt/machina/bin/machina-nspawn /opt/machina/native/build/machina-nspawn -q -D /var/lib/machines/bb -M bb3 /bin/echo served";
+            const first = await sh(served, 60_000);
+            expect([first.code, first.out]).toEqual([0, "served"]);
+            expect(first.err).toContain("machina-nspawn: debug: served by machinad (/run/machina/nspawn.sock)");
+            expect(await ok("systemctl is-active machinad.service")).toBe("active");
+            expect(await ok("journalctl -u machinad.service -o cat --no-pager")).toContain(
+              '"activated":["/run/machina/oci.sock","/run/machina/nspawn.sock","/run/machina/machinactl.sock"]',
+            );
+            // stopped, it is started again by the next connection; the socket stays
+            await ok("systemctl stop machinad.service");
+            expect(await ok("systemctl is-active machinad.socket")).toBe("active");
+            const again = await sh(served, 60_000);
+            expect([again.code, again.out]).toEqual([0, "served"]);
+            expect(await ok("systemctl is-active machinad.service")).toBe("active");
+            await ok("systemctl disable --now machinad.socket machinad.service");
+            expect((await sh("test -e /run/machina/nspawn.sock")).code).not.toBe(0);
           }
 
           // power the outer container off cleanly
