@@ -18,13 +18,14 @@ import type { Paths } from "../paths.ts";
 import type * as S from "./schemas.ts";
 import { SETTINGS_TEXT_CAP } from "./schemas.ts";
 import type { LongOperationOptions } from "./service.ts";
-import { exportImage, importRaw, importTar, pullImage, type Progress, transferContext } from "../image/transfer.ts";
+import { exportImage, importRaw, importTar, pullImage, pullImageName, type Progress, transferContext } from "../image/transfer.ts";
 import type { Compression } from "../image/compression.ts";
 import { stateTemp, streamAndUnlink, writeStreamToFile } from "../host/stream-file.ts";
 import { MAX_UPLOAD_BYTES } from "./routes.ts";
 import { parsePlatform } from "../oci/platform.ts";
 import { exportOci, importOci, pullOci } from "../oci/transfer.ts";
-import { cancelTransfer, listTransfers } from "../image/transfer-registry.ts";
+import { cancelTransfer, listTransfers, registerTransfer, type TransferRecord, unregisterTransfer, updateTransfer } from "../image/transfer-registry.ts";
+import { defaultImageName, parseImageReference } from "../oci/reference.ts";
 import { MachinaError } from "../errors.ts";
 import { bootstrap, planBootstrap } from "../image/bootstrap.ts";
 
@@ -48,8 +49,8 @@ export interface ImageService {
   clean(options?: { all?: boolean }): Promise<S.CleanResult>;
   /** machinactl's transfers (list-transfers). */
   transfers(): Promise<S.Transfer[]>;
-  /** cancel-transfer: E_NOT_FOUND when there is no such transfer. */
-  cancelTransfer(id: number): Promise<void>;
+  /** cancel-transfer: E_NOT_FOUND when there is no such transfer. `cancelJob`: machinad's, for the transfers it runs as jobs. */
+  cancelTransfer(id: number, cancelJob?: (job: string) => boolean): Promise<void>;
   /** import-tar/-raw/-oci of an upload: `data` becomes image `name`. */
   importArchive(
     name: string,
@@ -241,11 +242,28 @@ export class LocalImageService implements ImageService {
       pid: r.pid,
       progress: r.progress,
       started: r.startedAt,
+      ...(r.job !== undefined ? { job: r.job } : {}),
     }));
   }
 
-  async cancelTransfer(id: number): Promise<void> {
-    if (!(await cancelTransfer(this.host, this.paths.stateDir, id))) throw new MachinaError("E_NOT_FOUND", `no transfer with id ${id}`, { value: String(id) });
+  async cancelTransfer(id: number, cancelJob?: (job: string) => boolean): Promise<void> {
+    if (!(await cancelTransfer(this.host, this.paths.stateDir, id, cancelJob)))
+      throw new MachinaError("E_NOT_FOUND", `no transfer with id ${id}`, { value: String(id) });
+  }
+
+  /** `work` as machinad's job `options.job` (when given): recorded as a transfer while it runs (list-transfers, cancel-transfer), its progress as the record's. */
+  private async asTransfer<T>(
+    options: LongOperationOptions,
+    what: Pick<TransferRecord, "type" | "remote" | "local">,
+    work: (progress: (fraction: number | null) => void) => Promise<T>,
+  ): Promise<T> {
+    if (options.job === undefined) return work(() => undefined);
+    const rec = registerTransfer(this.host, this.paths.stateDir, { ...what, job: options.job });
+    try {
+      return await work((fraction) => updateTransfer(this.host, this.paths.stateDir, rec, fraction));
+    } finally {
+      unregisterTransfer(this.host, this.paths.stateDir, rec.id);
+    }
   }
 
   private bootstrapRequest(request: S.BootstrapSpec) {
@@ -265,20 +283,32 @@ export class LocalImageService implements ImageService {
 
   async bootstrap(request: S.BootstrapSpec, options: LongOperationOptions = {}): Promise<S.PullResult> {
     const emit = options.onProgress ?? (() => undefined);
-    const plan = await bootstrap(
-      {
-        host: this.host,
-        paths: this.paths,
-        force: request.force ?? false,
-        log: (line) => emit({ time: Date.now(), stage: "bootstrap", message: line }),
-        ...(options.signal !== undefined ? { signal: options.signal } : {}),
-      },
-      this.bootstrapRequest(request),
+    // the record's REMOTE as machinactl bootstrap writes it: DISTRO [RELEASE] [MIRROR]
+    const remote = [request.distro, request.release, request.mirror].filter((x) => x !== undefined).join(" ");
+    const plan = await this.asTransfer(options, { type: "bootstrap", remote, local: request.name }, () =>
+      bootstrap(
+        {
+          host: this.host,
+          paths: this.paths,
+          force: request.force ?? false,
+          log: (line) => emit({ time: Date.now(), stage: "bootstrap", message: line }),
+          ...(options.signal !== undefined ? { signal: options.signal } : {}),
+        },
+        this.bootstrapRequest(request),
+      ),
     );
     return { image: request.name, from: `${plan.distro} ${plan.release}` };
   }
 
   async pull(request: S.PullSpec, options: LongOperationOptions = {}): Promise<S.PullResult> {
+    const what =
+      request.kind === "oci"
+        ? { type: "pull-oci" as const, remote: request.ref, local: request.name ?? defaultImageName(parseImageReference(request.ref)) }
+        : { type: `pull-${request.kind}` as const, remote: request.url, local: pullImageName(request.kind, request.url, request.name) };
+    return this.asTransfer(options, what, (fraction) => this.pullNow(request, options, fraction));
+  }
+
+  private async pullNow(request: S.PullSpec, options: LongOperationOptions, fraction: (f: number | null) => void): Promise<S.PullResult> {
     const emit = options.onProgress ?? (() => undefined);
     let what = "";
     let total: number | undefined;
@@ -295,6 +325,7 @@ export class LocalImageService implements ImageService {
         if (now - last < 100 && done !== total) return;
         last = now;
         emit({ time: now, stage: "download", message: what, done, ...(total !== undefined ? { total } : {}) });
+        fraction(total !== undefined && total > 0 ? Math.min(done / total, 1) : null);
       },
       stop: () => undefined,
     };

@@ -362,14 +362,16 @@ export const API = {
   listTransfers: route({
     method: "get",
     path: "/v1/transfers",
-    summary: "The transfers machinactl runs in processes of its own (machinactl list-transfers); machinad's own pulls and bootstraps are jobs",
+    summary:
+      "The transfers in progress (machinactl list-transfers): those machinactl runs in processes of its own, and machinad's pulls and bootstraps (jobs, with their job id)",
     responses: { 200: { description: "ok", schema: S.TransferList } },
     errors: [501],
   }),
   cancelTransfer: route({
     method: "delete",
     path: "/v1/transfers/{transfer}",
-    summary: "machinactl cancel-transfer: SIGTERM to the machinactl running it, which undoes its work; answers once it is gone",
+    summary:
+      "machinactl cancel-transfer: SIGTERM to the machinactl running it, or the cancel of machinad's job running it; either undoes its work; answers once it is gone",
     responses: Sent,
     errors: [404, 501],
   }),

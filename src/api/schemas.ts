@@ -367,11 +367,12 @@ export const Transfer = z
     type: z.string().meta({ description: "import-tar, pull-oci, bootstrap, …" }),
     remote: z.string(),
     local: z.string(),
-    pid: z.number().int().meta({ description: "the machinactl process running it" }),
+    pid: z.number().int().meta({ description: "the machinactl process running it, or machinad's for one of its jobs" }),
     progress: z.number().nullable().meta({ description: "0…1, null when unknown" }),
     started: z.string(),
+    job: z.string().optional().meta({ description: "machinad's job running it (a pull or bootstrap through the API): cancelled as that job" }),
   })
-  .meta({ id: "Transfer", description: "A transfer machinactl runs in its own process (machinactl list-transfers)" });
+  .meta({ id: "Transfer", description: "A transfer in progress (machinactl list-transfers): one machinactl runs in its own process, or a job of machinad's" });
 export const TransferList = z.object({ transfers: z.array(Transfer) }).meta({ id: "TransferList" });
 
 export const SETTINGS_TEXT_CAP = 64 * 1024;

@@ -17,6 +17,8 @@ export interface LongOperationOptions {
   signal?: AbortSignal;
   /** start, in this process: called once the container runs, before its status is read (machinad's supervision watches its exit from then on). */
   onLaunched?: () => void;
+  /** pull, bootstrap: machinad's job running it — the transfer is recorded for list-transfers and cancelled through that job. */
+  job?: string;
 }
 
 export interface StopOptions extends LongOperationOptions {

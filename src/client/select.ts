@@ -18,7 +18,7 @@ type Env = Readonly<Record<string, string | undefined>>;
 // pays for the modules of the side it uses, not both (the client's response schemas alone are ~5 ms).
 
 /** The client of a machinad that answers, or undefined. */
-async function daemon(host: Host, env: Env): Promise<MachinaClient | undefined> {
+export async function daemonClient(host: Host, env: Env): Promise<MachinaClient | undefined> {
   if (machinaEnv(env, "MACHINA_NO_DAEMON")) return undefined;
   const socket = apiSocketPath(env);
   if (host.lstat(socket) !== "socket") return undefined;
@@ -28,9 +28,9 @@ async function daemon(host: Host, env: Env): Promise<MachinaClient | undefined> 
 }
 
 export async function selectMachineService(host: Host, paths: Paths, env: Env): Promise<MachineService> {
-  return (await daemon(host, env)) ?? new (await import("../api/local-service.ts")).LocalMachineService(host, paths, env);
+  return (await daemonClient(host, env)) ?? new (await import("../api/local-service.ts")).LocalMachineService(host, paths, env);
 }
 
 export async function selectImageService(host: Host, paths: Paths, env: Env): Promise<ImageService> {
-  return (await daemon(host, env)) ?? new (await import("../api/image-service.ts")).LocalImageService(host, paths, env);
+  return (await daemonClient(host, env)) ?? new (await import("../api/image-service.ts")).LocalImageService(host, paths, env);
 }

@@ -196,12 +196,13 @@ export function createApp(options: AppOptions): { app: Hono; jobs: JobManager } 
       // a bad URL is a 400 now, not a failed job
       const image = body.kind === "oci" ? (body.name ?? defaultImageName(parseImageReference(body.ref))) : pullImageName(body.kind, body.url, body.name);
       const { wait, ...request } = body;
-      const j = jobs.run("pull", image, async (progress, signal) => pool.pull(request, { signal, onProgress: (e) => progress(e) }));
+      const j = jobs.run("pull", image, async (progress, signal, job) => pool.pull(request, { signal, onProgress: (e) => progress(e), job: job.id }));
       return jobAnswer(j, wait);
     },
     listTransfers: async () => ({ status: 200, body: { transfers: await images().transfers() } }),
     cancelTransfer: async ({ params }) => {
-      await images().cancelTransfer(Number(params.transfer));
+      // a pull or bootstrap machinad runs as a job: cancelled as that job (its record says which)
+      await images().cancelTransfer(Number(params.transfer), (job) => jobs.cancel(job) !== undefined);
       return ok;
     },
     importImage: async ({ params, query, c }) => {
@@ -220,7 +221,9 @@ export function createApp(options: AppOptions): { app: Hono; jobs: JobManager } 
       const pool = images();
       const { wait, ...request } = body;
       pool.checkBootstrap?.(request); // an unknown distribution or a missing build tool: an answer now
-      const j = jobs.run("bootstrap", request.name, async (progress, signal) => pool.bootstrap(request, { signal, onProgress: (e) => progress(e) }));
+      const j = jobs.run("bootstrap", request.name, async (progress, signal, job) =>
+        pool.bootstrap(request, { signal, onProgress: (e) => progress(e), job: job.id }),
+      );
       return jobAnswer(j, wait);
     },
     stopMachine: async ({ params: { name }, body }) => {

@@ -2,11 +2,15 @@
  * The registry of running transfers: `$MACHINA_STATE_DIR/transfers/ID.json`, one record a
  * transfer, written by the process doing it (its pid and the pid's start time, to tell a reused
  * pid; its progress). list-transfers reads the records (and removes those of dead processes);
- * cancel-transfer sends SIGTERM to the process, which undoes its work and removes its record.
+ * cancel-transfer sends SIGTERM to the process, which undoes its work and removes its record. A
+ * pull or bootstrap machinad runs as a job (its API, the dashboard) is recorded too, with
+ * machinad's pid and the job's id: it is cancelled through machinad, never by a signal (that would
+ * stop machinad).
  * Records are read through a schema; the file system goes through the Host.
  */
 import type { z } from "zod";
 import type { Host } from "../host/host.ts";
+import { MachinaError } from "../errors.ts";
 import { parseJson } from "../json.ts";
 import { lazySchemas } from "../lazy-zod.ts";
 
@@ -38,6 +42,8 @@ const transferRecordSchema = lazySchemas((z) =>
     /** 0..1, or null when unknown. */
     progress: z.number().min(0).max(1).nullable(),
     startedAt: z.string(),
+    /** machinad's job running this transfer in machinad's own process (cancelled through machinad, not by a signal). */
+    job: z.string().optional(),
   }),
 );
 
@@ -55,14 +61,23 @@ const recordPath = (stateDir: string, id: number) => `${transfersDir(stateDir)}/
 const startOf = (host: Host, pid: number) => host.processStartTime(pid) ?? "";
 
 /** Register this process's transfer under the lowest free id (renameat2 RENAME_NOREPLACE makes the claim atomic). */
-export function registerTransfer(host: Host, stateDir: string, t: Pick<TransferRecord, "type" | "remote" | "local">): TransferRecord {
+export function registerTransfer(host: Host, stateDir: string, t: Pick<TransferRecord, "type" | "remote" | "local" | "job">): TransferRecord {
   const dir = transfersDir(stateDir);
   host.mkdirp(dir, 0o755);
   const pid = host.pid();
   for (let id = 1; ; id++) {
     const path = recordPath(stateDir, id);
     if (host.lstat(path) !== undefined) continue;
-    const rec: TransferRecord = { id, ...t, pid, pidStart: startOf(host, pid), progress: null, startedAt: new Date().toISOString() };
+    const { job, ...what } = t;
+    const rec: TransferRecord = {
+      id,
+      ...what,
+      pid,
+      pidStart: startOf(host, pid),
+      progress: null,
+      startedAt: new Date().toISOString(),
+      ...(job !== undefined ? { job } : {}),
+    };
     const tmp = `${dir}/.${id}.${pid}.tmp`;
     host.writeFile(tmp, JSON.stringify(rec) + "\n", 0o644);
     try {
@@ -109,15 +124,40 @@ export function listTransfers(host: Host, stateDir: string): TransferRecord[] {
   return out.sort((a, b) => a.id - b.id);
 }
 
-/** SIGTERM to the process running transfer `id`; waits (up to timeoutMs) until it has undone its work. */
-export async function cancelTransfer(host: Host, stateDir: string, id: number, timeoutMs = 30_000): Promise<boolean> {
+/** A transfer of machinad's (job `job`) when machinad does not answer: nothing else may cancel it. */
+export function machinadOnly(id: number, job: string): MachinaError {
+  return new MachinaError(
+    "E_UNSUPPORTED",
+    `transfer ${id} runs in machinad (job ${job}), which does not answer: it is cancelled through machinad only`,
+    { value: String(id) },
+    `machinactl cancel-transfer ${id} once machinad answers (or DELETE /v1/jobs/${job} on its API)`,
+  );
+}
+
+/**
+ * Cancel transfer `id`: SIGTERM to the process running it — or, for one of machinad's jobs,
+ * `cancelJob(job)` (machinad's own, or its API from another process; without it: one line, as
+ * nothing else may cancel it) — then wait (up to timeoutMs) until it has undone its work.
+ * false: no such transfer.
+ */
+export async function cancelTransfer(
+  host: Host,
+  stateDir: string,
+  id: number,
+  cancelJob?: (job: string) => boolean | Promise<boolean>,
+  timeoutMs = 30_000,
+): Promise<boolean> {
   const rec = listTransfers(host, stateDir).find((r) => r.id === id);
   if (rec === undefined) return false;
-  try {
-    if (!host.kill(rec.pid, SIGTERM)) return false;
-  } catch {
-    return false;
-  }
+  if (rec.job !== undefined) {
+    if (cancelJob === undefined) throw machinadOnly(id, rec.job);
+    if (!(await cancelJob(rec.job))) return false;
+  } else
+    try {
+      if (!host.kill(rec.pid, SIGTERM)) return false;
+    } catch {
+      return false;
+    }
   const deadline = host.monotonicMs() + timeoutMs;
   while (host.monotonicMs() < deadline) {
     if (startOf(host, rec.pid) !== rec.pidStart) break;

@@ -145,6 +145,38 @@ test("machinad: bootstrap as a job (the tool's lines its events; cancelled, noth
     expect(await client.transfers()).toEqual([]);
     expect(client.cancelTransfer(transfers[0]!.id)).rejects.toMatchObject({ code: "E_NOT_FOUND" });
     expect(fs.readdirSync(join(dir, "pool")).filter((n) => n.includes("cli"))).toEqual([]);
+
+    // machinad's own job (a bootstrap through the API, as the dashboard starts it): machinactl
+    // list-transfers shows it (machinad's pid, its job), cancel-transfer cancels the job through
+    // machinad — not a SIGTERM to machinad's pid — and nothing of it stays
+    const ctl = (...args: string[]) => Bun.spawnSync([join(REPO, "bin/machinactl"), ...args], { env, stdout: "pipe", stderr: "pipe" });
+    // its outcome taken at once: it rejects (cancelled) while this test is still checking other things
+    const job = client.bootstrap({ name: "byjob", distro: "debian", release: "wait" }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    let rows: Array<{ id: number; type: string; local: string; remote: string; pid: number; job?: string }> = [];
+    for (let i = 0; i < 200 && rows.length === 0; i++) {
+      await Bun.sleep(50);
+      rows = JSON.parse(ctl("list-transfers", "--json=short").stdout.toString() || "[]");
+    }
+    expect(rows).toEqual([expect.objectContaining({ type: "bootstrap", local: "byjob", remote: "debian wait", pid: daemon.pid, job: expect.any(String) })]);
+    expect(ctl("list-transfers", "--no-legend").stdout.toString()).toMatch(new RegExp(`^${rows[0]!.id}\\s+n/a\\s+bootstrap\\s+byjob\\s+debian wait\\s*$`, "m"));
+    // without machinad to ask (MACHINA_NO_DAEMON=1): one line, nothing signalled
+    const alone = Bun.spawnSync([join(REPO, "bin/machinactl"), "cancel-transfer", String(rows[0]!.id)], {
+      env: { ...env, MACHINA_NO_DAEMON: "1" },
+      stderr: "pipe",
+    });
+    expect([alone.exitCode, alone.stderr.toString()]).toEqual([
+      1,
+      `machinactl: transfer ${rows[0]!.id} runs in machinad (job ${rows[0]!.job}), which does not answer: it is cancelled through machinad only\nmachinactl: hint: machinactl cancel-transfer ${rows[0]!.id} once machinad answers (or DELETE /v1/jobs/${rows[0]!.job} on its API)\n`,
+    ]);
+    const cancel = ctl("cancel-transfer", String(rows[0]!.id));
+    expect([cancel.exitCode, cancel.stderr.toString()]).toEqual([0, ""]);
+    expect(await job).toMatchObject({ code: "E_CANCELLED" });
+    expect(JSON.parse(ctl("list-transfers", "--json=short").stdout.toString())).toEqual([]);
+    expect(fs.readdirSync(join(dir, "pool")).filter((n) => n.includes("byjob"))).toEqual([]);
+    expect(await client.ping(1000)).toBe(true); // machinad itself is untouched
   } finally {
     cli?.kill("SIGKILL");
     daemon.kill("SIGTERM");

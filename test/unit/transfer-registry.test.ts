@@ -47,4 +47,29 @@ describe("transfer registry", () => {
     expect(await cancelTransfer(h, STATE, rec.id)).toBe(true);
     expect(h.kills).toEqual([[55, 15]]);
   });
+
+  test("one of machinad's jobs: listed with its job, cancelled as that job and never by a signal (it would stop machinad)", async () => {
+    const h = new FakeHost({ pid: 66 });
+    const rec = registerTransfer(h, STATE, { type: "pull-oci", remote: "127.0.0.1:5000/bb:1", local: "bb", job: "mx1-2" });
+    expect(listTransfers(h, STATE).map((r) => [r.id, r.pid, r.job])).toEqual([[1, 66, "mx1-2"]]);
+    // without machinad to ask: one line, nothing signalled
+    await expect(cancelTransfer(h, STATE, rec.id)).rejects.toThrow(
+      "transfer 1 runs in machinad (job mx1-2), which does not answer: it is cancelled through machinad only",
+    );
+    const asked: string[] = [];
+    const cancelJob = (job: string) => {
+      asked.push(job);
+      unregisterTransfer(h, STATE, rec.id); // the job undoes its work and removes its record
+      return true;
+    };
+    expect(await cancelTransfer(h, STATE, rec.id, cancelJob)).toBe(true);
+    expect(asked).toEqual(["mx1-2"]);
+    expect(h.kills).toEqual([]);
+    expect(listTransfers(h, STATE)).toEqual([]);
+    // a plain transfer with the callback given: still its process's SIGTERM
+    const plain = registerTransfer(h, STATE, { type: "import-tar", remote: "/x.tar", local: "x" });
+    h.onKill = () => unregisterTransfer(h, STATE, plain.id);
+    expect(await cancelTransfer(h, STATE, plain.id, cancelJob)).toBe(true);
+    expect([asked, h.kills]).toEqual([["mx1-2"], [[66, 15]]]);
+  });
 });

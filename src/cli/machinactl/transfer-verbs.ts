@@ -9,6 +9,7 @@ import type { SingleBar } from "cli-progress";
 import { MachinaError } from "../../errors.ts";
 import {
   cancelTransfer,
+  machinadOnly,
   listTransfers,
   registerTransfer,
   unregisterTransfer,
@@ -312,7 +313,16 @@ export const TRANSFER_VERBS: Verb[] = [
       if (ctx.options.json !== "off") {
         ctx.out(
           json(
-            rows.map((r) => ({ id: r.id, type: r.type, remote: r.remote, local: r.local, progress: r.progress, pid: r.pid, started: r.startedAt })),
+            rows.map((r) => ({
+              id: r.id,
+              type: r.type,
+              remote: r.remote,
+              local: r.local,
+              progress: r.progress,
+              pid: r.pid,
+              started: r.startedAt,
+              ...(r.job !== undefined ? { job: r.job } : {}),
+            })),
             ctx.options,
           ),
         );
@@ -346,7 +356,14 @@ export const TRANSFER_VERBS: Verb[] = [
     run: async (ctx, ids) => {
       for (const id of ids) {
         if (!/^[0-9]+$/.test(id)) throw new MachinaError("E_INVALID", `invalid transfer id ${JSON.stringify(id)}`);
-        if (!(await cancelTransfer(ctx.host, ctx.paths.stateDir, Number(id)))) throw new MachinaError("E_NOT_FOUND", `no transfer with id ${id}`);
+        // one of machinad's jobs (a pull or bootstrap through its API): machinad cancels it
+        const found = await cancelTransfer(ctx.host, ctx.paths.stateDir, Number(id), async (job) => {
+          const client = await (await import("../../client/select.ts")).daemonClient(ctx.host, ctx.env);
+          if (client === undefined) throw machinadOnly(Number(id), job);
+          await client.cancelTransfer(Number(id));
+          return true;
+        });
+        if (!found) throw new MachinaError("E_NOT_FOUND", `no transfer with id ${id}`);
       }
       return 0;
     },
