@@ -292,21 +292,24 @@ async function renderTransfers(): Promise<void> {
           ),
         );
       }),
-    ...transfers.transfers.map((t) =>
-      el(
-        "tr",
-        { id: `transfer-${t.id}` },
-        el("td", { label: "What", textContent: `${t.type} (machinactl, pid ${t.pid})` }),
-        el("td", { label: "Of", textContent: `${t.local} ← ${t.remote}` }),
-        el("td", { label: "Progress", textContent: t.progress === null ? "-" : `${Math.round(t.progress * 100)} %` }),
-        el("td", { label: "Since", textContent: since(Date.parse(t.started)) }),
+    // machinad's own pulls and bootstraps are transfers too (with their job): shown once, as the job above
+    ...transfers.transfers
+      .filter((t) => t.job === undefined)
+      .map((t) =>
         el(
-          "td",
-          { className: "actions" },
-          button("Cancel", `transfer ${t.id}`, () => api("DELETE", url(PATHS.cancelTransfer, { transfer: String(t.id) })), true),
+          "tr",
+          { id: `transfer-${t.id}` },
+          el("td", { label: "What", textContent: `${t.type} (machinactl, pid ${t.pid})` }),
+          el("td", { label: "Of", textContent: `${t.local} ← ${t.remote}` }),
+          el("td", { label: "Progress", textContent: t.progress === null ? "-" : `${Math.round(t.progress * 100)} %` }),
+          el("td", { label: "Since", textContent: since(Date.parse(t.started)) }),
+          el(
+            "td",
+            { className: "actions" },
+            button("Cancel", `transfer ${t.id}`, () => api("DELETE", url(PATHS.cancelTransfer, { transfer: String(t.id) })), true),
+          ),
         ),
       ),
-    ),
   ];
   $("transfers")
     .querySelector("tbody")!
