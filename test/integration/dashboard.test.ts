@@ -253,6 +253,16 @@ describe.skipIf(!isRoot)("the dashboard in chromium", () => {
       await page.select("#pull select[name=verify]", "no");
       await page.click("#pull button[type=submit]");
       await page.waitForSelector(`#transfers button[aria-label="Cancel pull of ${name}-slow"]`, { timeout: 20_000 });
+      // the job is a transfer too (machinactl list-transfers sees it): once its record is there and
+      // the page has refreshed, it is still one row, the job's
+      const transfers = join(t.stateDir, "transfers");
+      await waitFor(
+        "the pull's transfer record",
+        () => (existsSync(transfers) && readdirSync(transfers).some((n) => n.endsWith(".json"))) || undefined,
+        20_000,
+      );
+      await Bun.sleep(2500); // one refresh of the page (REFRESH_MS) after it
+      expect(await page.$$eval("#transfers tbody tr", (rows) => rows.map((r) => r.id))).toEqual([expect.stringMatching(/^job-/)]);
       await page.click(`#transfers button[aria-label="Cancel pull of ${name}-slow"]`);
       await page.waitForFunction(() => /^Pull failed: .*cancelled/.test(document.getElementById("pull-status")?.textContent ?? ""), { timeout: 20_000 });
       expect(readdirSync(t.pool).filter((n) => n.includes(`${name}-slow`))).toEqual([]);
