@@ -43,6 +43,8 @@ import { serveMachinactlDoor } from "./machinactl-door.ts";
 import { serveOciDoor } from "./oci-door.ts";
 import { activatedDoors, LISTEN_VARIABLES, listenFds } from "./activation.ts";
 import { inheritedSocketPaths } from "../host/listen-fds.ts";
+import { setCloseOnExec } from "../host/libc.ts";
+import { notifyServiceManager } from "../host/notify.ts";
 import { err, out } from "../cli/output.ts";
 import { createApp } from "./app.ts";
 import { newToken, readToken, tokenPath } from "./token-file.ts";
@@ -231,9 +233,19 @@ function tlsFiles(o: DaemonOptions): { cert: string; key: string } | undefined {
 }
 
 async function serve(socket: string, policy: RestartPolicy, autostart: boolean, o: DaemonOptions): Promise<number> {
-  // socket activation: read once, and not passed on to anything machinad runs
+  // socket activation: read once, and not passed on to anything machinad runs (the variables
+  // removed; the fds close-on-exec from now on — Bun's listen marks them so too, later, and its
+  // spawn passes a child only the fds it is given); the same for systemd's notify socket
+  // (Type=notify), which a container machinad starts would otherwise forward its READY=1 to
   const passed = listenFds(process.env, process.pid);
   for (const v of LISTEN_VARIABLES) delete process.env[v];
+  for (const fd of passed) setCloseOnExec(fd);
+  const notifySocket = process.env.NOTIFY_SOCKET;
+  delete process.env.NOTIFY_SOCKET;
+  const notify = (state: string) => {
+    const failed = notifyServiceManager(notifySocket, state);
+    if (failed !== undefined) log("notify-failed", { state: state.split("\n")[0], error: failed.message });
+  };
   const host = new LinuxHost();
   const ociSocket = ociSocketPath(socket, host.env());
   const nspawnSocket = nspawnSocketPath(socket, host.env());
@@ -313,10 +325,12 @@ async function serve(socket: string, policy: RestartPolicy, autostart: boolean, 
 
   await supervisor.boot(autostart);
   log("ready", { machines: service.runningNames().length });
+  notify(`READY=1\nSTATUS=serving ${socket}\nMAINPID=${process.pid}`);
 
   return await new Promise<number>((resolve) => {
     const shutdown = async (signal: string) => {
       log("stopping", { signal });
+      notify("STOPPING=1");
       supervisor.stop();
       sampler.stop();
       await jobs.cancelAll();

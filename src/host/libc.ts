@@ -1,5 +1,6 @@
 /**
- * The few libc calls Bun has no API for (memfd_create, execve, fcntl, xattrs), through bun:ffi.
+ * The few libc calls Bun has no API for (memfd_create, execve, fcntl, xattrs, a Unix datagram),
+ * through bun:ffi.
  * Loaded lazily so that importing host/ costs nothing until a call is made.
  */
 import { dlopen, FFIType, ptr, read, type Pointer } from "bun:ffi";
@@ -25,6 +26,9 @@ const symbols = {
   grantpt: { args: [FFIType.i32], returns: FFIType.i32 },
   unlockpt: { args: [FFIType.i32], returns: FFIType.i32 },
   ptsname_r: { args: [FFIType.i32, FFIType.ptr, FFIType.u64], returns: FFIType.i32 },
+  socket: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+  sendto: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i64 },
+  close: { args: [FFIType.i32], returns: FFIType.i32 },
 } as const;
 
 type Libc = ReturnType<typeof dlopen<typeof symbols>>["symbols"];
@@ -116,6 +120,43 @@ const O_NONBLOCK = 0o4000;
 export function clearNonBlocking(fd: number): void {
   const flags = lib().fcntl(fd, F_GETFL, 0);
   if (flags >= 0 && flags & O_NONBLOCK) lib().fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+}
+
+const F_GETFD = 1;
+const F_SETFD = 2;
+const FD_CLOEXEC = 1;
+
+/** Mark `fd` close-on-exec (an inherited fd nothing this process runs may get). */
+export function setCloseOnExec(fd: number): void {
+  const flags = lib().fcntl(fd, F_GETFD, 0);
+  if (flags < 0 || lib().fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0) throw new SyscallError("fcntl", errno());
+}
+
+const AF_UNIX = 1;
+const SOCK_DGRAM = 2;
+const SOCK_CLOEXEC = 0o2000000;
+const MSG_NOSIGNAL = 0x4000;
+
+/**
+ * One datagram to the Unix socket `path` ("@NAME": an abstract one), as sd_notify(3) sends it.
+ * Throws SyscallError when it cannot be sent.
+ */
+export function sendDatagram(path: string, message: string): void {
+  const name = Buffer.from(path.startsWith("@") ? `\0${path.slice(1)}` : path, "utf8");
+  if (name.length > 107) throw new SyscallError("sendto", 36 /* ENAMETOOLONG */, path);
+  // struct sockaddr_un: sun_family (u16), sun_path[108]; an abstract name's length counts, not a NUL
+  const addr = Buffer.alloc(110);
+  addr.writeUInt16LE(AF_UNIX, 0);
+  name.copy(addr, 2);
+  const addrLen = 2 + name.length + (path.startsWith("@") ? 0 : 1);
+  const fd = lib().socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw new SyscallError("socket", errno());
+  try {
+    const body = Buffer.from(message, "utf8");
+    if (Number(lib().sendto(fd, body, BigInt(body.length), MSG_NOSIGNAL, addr, addrLen)) < 0) throw new SyscallError("sendto", errno(), path);
+  } finally {
+    lib().close(fd);
+  }
 }
 
 /** execve(2). Returns only on failure, by throwing. */

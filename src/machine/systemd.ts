@@ -89,7 +89,8 @@ export const DAEMON_SOCKET = "machinad.socket";
  * (machina-nspawn's, machinactl's and machina-oci's, at their default paths) and starts machinad
  * at the first connection: enabled, every run is served warm from the first one, with no daemon
  * running until something needs it. machinad binds its API socket itself (Bun serves it on a
- * path, not on a passed fd). KillMode=process: the containers machinad started (outside
+ * path, not on a passed fd). Type=notify: machinad sends READY=1 once it serves
+ * (src/host/notify.ts). KillMode=process: the containers machinad started (outside
  * machina-nspawn@.service, e.g. from another pool) are not its own, and stopping it leaves them
  * running, as without systemd.
  */
@@ -118,6 +119,7 @@ Requires=${DAEMON_SOCKET}
 After=${DAEMON_SOCKET} network.target
 
 [Service]
+Type=notify
 ExecStart=${bin}/machinad
 KillMode=process
 Restart=on-failure

@@ -110,6 +110,60 @@ describe.skipIf(!isRoot || !haveActivate)("machinad socket-activated", () => {
   });
 });
 
+describe.skipIf(!isRoot || !haveActivate)("machinad under a service manager", () => {
+  test("Type=notify: READY=1 (with its pid) once it serves, STOPPING=1 when it stops", async () => {
+    const run = join(dir, "notify");
+    mkdirSync(run, { mode: 0o700 });
+    // systemd's notify socket: a datagram socket whose messages are printed one per line
+    const notifyPath = join(run, "notify.sock");
+    const receiver = files.track(
+      Bun.spawn(
+        [
+          "python3",
+          "-c",
+          `import socket,sys\ns=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM)\ns.bind(sys.argv[1])\nprint("bound",flush=True)\nwhile True:\n  print(repr(s.recv(4096).decode()),flush=True)`,
+          notifyPath,
+        ],
+        { stdout: "pipe" },
+      ),
+    );
+    const lines: string[] = [];
+    void (async () => {
+      const decoder = new TextDecoder();
+      let buf = "";
+      for await (const chunk of receiver.stdout as ReadableStream<Uint8Array>) {
+        buf += decoder.decode(chunk);
+        const parts = buf.split("\n");
+        buf = parts.pop()!;
+        lines.push(...parts);
+      }
+    })();
+    await waitFor("the notify socket", () => lines.includes("bound") || undefined);
+    const env = baseEnv({ MACHINA_STATE_DIR: join(run, "state"), MACHINA_API_SOCKET: join(run, "api.sock"), MACHINA_SYSTEMD: "0", NOTIFY_SOCKET: notifyPath });
+    const proc = files.track(
+      Bun.spawn(
+        [
+          "systemd-socket-activate",
+          ...Object.entries(env).flatMap(([k, v]) => ["-E", `${k}=${v}`]),
+          ...["nspawn.sock", "machinactl.sock", "oci.sock"].flatMap((p) => ["-l", join(run, p)]),
+          MACHINAD,
+          "--no-autostart",
+        ],
+        { env, stdout: "ignore", stderr: "ignore" },
+      ),
+    );
+    await waitFor("the sockets", () => existsSync(join(run, "oci.sock")) || undefined);
+    const version = runToFiles(dir, [MACHINACTL_FRONT, "--version"], { env, cwd: dir }); // the first connection starts machinad
+    expect(version.code).toBe(0);
+    const ready = await waitFor("READY=1", () => lines.find((l) => l.includes("READY=1")), 20_000);
+    expect(ready).toBe(`'READY=1\\nSTATUS=serving ${join(run, "api.sock")}\\nMAINPID=${proc.pid}'`);
+    proc.kill("SIGTERM");
+    expect(await proc.exited).toBe(0);
+    await waitFor("STOPPING=1", () => lines.find((l) => l === "'STOPPING=1'"));
+    receiver.kill();
+  });
+});
+
 test.skipIf(Bun.which("systemd-analyze") === null)("machinad.socket and machinad.service pass systemd-analyze verify", () => {
   const d = files.dir("units-");
   const bin = join(d, "bin");

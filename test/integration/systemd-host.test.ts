@@ -240,7 +240,13 @@ describe("systemd host (nested: a booted Debian copy with systemd-machined)", ()
             const first = await sh(served, 60_000);
             expect([first.code, first.out]).toEqual([0, "served"]);
             expect(first.err).toContain("machina-nspawn: debug: served by machinad (/run/machina/nspawn.sock)");
-            expect(await ok("systemctl is-active machinad.service")).toBe("active");
+            // Type=notify: active once machinad has sent READY=1 (it serves its doors just before)
+            await waitFor(
+              "machinad.service active",
+              async () => ((await sh("systemctl is-active machinad.service")).out === "active" ? true : undefined),
+              20_000,
+            );
+            expect(await ok("systemctl show machinad.service -p StatusText --value")).toBe("serving /run/machina/api.sock");
             expect(await ok("journalctl -u machinad.service -o cat --no-pager")).toContain(
               '"activated":["/run/machina/oci.sock","/run/machina/nspawn.sock","/run/machina/machinactl.sock"]',
             );
@@ -249,6 +255,13 @@ describe("systemd host (nested: a booted Debian copy with systemd-machined)", ()
             expect(await ok("systemctl is-active machinad.socket")).toBe("active");
             const again = await sh(served, 60_000);
             expect([again.code, again.out]).toEqual([0, "served"]);
+            await waitFor(
+              "machinad.service active again",
+              async () => ((await sh("systemctl is-active machinad.service")).out === "active" ? true : undefined),
+              20_000,
+            );
+            // started by hand it waits for READY=1: active when systemctl returns
+            await ok("systemctl restart machinad.service");
             expect(await ok("systemctl is-active machinad.service")).toBe("active");
             await ok("systemctl disable --now machinad.socket machinad.service");
             expect((await sh("test -e /run/machina/nspawn.sock")).code).not.toBe(0);

@@ -96,5 +96,6 @@ test("machinad.socket listens on the three front ends' default paths, root only;
     expect(socket).toContain(l);
   expect(units["machinad.socket"]).not.toContain("api.sock"); // machinad binds it itself
   const service = units["machinad.service"].split("\n");
-  for (const l of ["ExecStart=/usr/local/bin/machinad", "Requires=machinad.socket", "KillMode=process", "Also=machinad.socket"]) expect(service).toContain(l);
+  for (const l of ["Type=notify", "ExecStart=/usr/local/bin/machinad", "Requires=machinad.socket", "KillMode=process", "Also=machinad.socket"])
+    expect(service).toContain(l);
 });
