@@ -6,7 +6,7 @@
  * other namespaces or another root gets 'F' (run the full program itself). The planners are
  * src/daemon/oci-door.ts and src/daemon/nspawn-door.ts.
  *
- * The sockets are root-only (0600 in machinad's root-only directory), as the API socket.
+ * The sockets are root-only (0600, in a directory only root may write), as the API socket.
  */
 import { createServer, type Server, type Socket } from "node:net";
 import type { DetachedChild } from "../host/host.ts";

@@ -206,13 +206,19 @@ async function register(name: string): Promise<number> {
   throw new MachinaError("E_NOT_FOUND", `no machine "${name}" is running`, { machine: name });
 }
 
-/** Make the socket's directory root-only, and refuse to start next to a live daemon. */
+/**
+ * The socket's directory: ours and writable by nobody else (made 0755 when missing, as machina's
+ * state directory, which it is by default: /run/machina — the shared dnsmasq of booted containers'
+ * veths re-reads its files there as "nobody"; an existing one only loses group and other write).
+ * Each socket is 0600, which is what keeps other users out (connect(2) needs write on it). Refuses
+ * to start next to a live daemon.
+ */
 async function prepareSocket(host: Host, socket: string): Promise<void> {
   const dir = dirname(socket);
-  host.mkdirp(dir, 0o700);
-  host.chmod(dir, 0o700);
+  host.mkdirp(dir, 0o755);
   const st = host.stat(dir, true);
   if (st?.uid !== process.getuid!()) throw new MachinaError("E_INVALID", `socket directory "${dir}" is not owned by this user`, { path: dir });
+  if ((st.mode & 0o022) !== 0) host.chmod(dir, st.mode & ~0o022);
   if (host.stat(socket, true) !== undefined) {
     if (await new MachinaClient(socket).ping(1000)) throw new MachinaError("E_BUSY", `another machinad is already serving "${socket}"`, { path: socket });
     host.unlink(socket); // stale: its daemon died

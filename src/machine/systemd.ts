@@ -105,7 +105,7 @@ Documentation=man:machinad(8)
 [Socket]
 ${listen.map((path) => `ListenStream=${path}`).join("\n")}
 SocketMode=0600
-DirectoryMode=0700
+DirectoryMode=0755
 RemoveOnStop=yes
 
 [Install]

@@ -7,13 +7,13 @@
  * Root only.
  */
 import { describe, expect, test } from "bun:test";
-import { existsSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { LocalMachineService } from "../../src/api/local-service.ts";
 import { MachinaClient } from "../../src/client/client.ts";
 import { LinuxHost } from "../../src/host/linux.ts";
 import { paths } from "../../src/paths.ts";
-import { addImage, daemonSuite, fdCount, initUp, machinactl, startDaemon, TEST_INIT } from "../helpers/daemon.ts";
+import { addImage, daemonSuite, fdCount, initUp, machinactl, spawnMachinad, startDaemon, TEST_INIT } from "../helpers/daemon.ts";
 import { alive, machineCgroup, readState, waitFor } from "../helpers/machina.ts";
 
 const T = 60_000;
@@ -62,11 +62,31 @@ const running = () => (existsSync(join(t.stateDir, "machines")) ? readdirSync(jo
 
 describe("machinad", () => {
   test(
-    "socket: 0600 in a 0700 directory; another user cannot connect",
+    "socket: 0600, in a directory of root's nobody else may write (made 0755: by default it is the state directory); another user cannot connect",
     async () => {
+      // a directory others may write loses that (an existing one is never opened wider)
+      const shared = join(dirname(t.socket), "../shared");
+      const narrow = join(dirname(t.socket), "../narrow");
+      mkdirSync(shared, { mode: 0o777 });
+      chmodSync(shared, 0o777);
+      mkdirSync(narrow, { mode: 0o700 });
+      for (const [dir, mode] of [
+        [shared, 0o755],
+        [narrow, 0o700],
+      ] as const) {
+        const env = { ...t.env, MACHINA_API_SOCKET: join(dir, "api.sock"), MACHINA_STATE_DIR: join(dir, "state") };
+        const d = await spawnMachinad(env, scratch, ["--no-autostart"]);
+        expect([statSync(dir).mode & 0o7777, statSync(join(dir, "api.sock")).mode & 0o7777, statSync(join(dir, "nspawn.sock")).mode & 0o7777]).toEqual([
+          mode,
+          0o600,
+          0o600,
+        ]);
+        d.proc.kill("SIGTERM");
+        expect(await d.proc.exited).toBe(0);
+      }
       await startDaemon(t, scratch);
       expect(statSync(t.socket).mode & 0o7777).toBe(0o600);
-      expect(statSync(dirname(t.socket)).mode & 0o7777).toBe(0o700);
+      expect(statSync(dirname(t.socket)).mode & 0o7777).toBe(0o755);
       const py = `import socket,sys\ns=socket.socket(socket.AF_UNIX)\ntry:\n  s.connect(sys.argv[1]); print("connected")\nexcept PermissionError: print("refused")`;
       const r = Bun.spawnSync(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", py, t.socket]);
       expect(r.stdout.toString().trim()).toBe("refused");

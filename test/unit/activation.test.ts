@@ -90,7 +90,7 @@ test("machinad.socket listens on the three front ends' default paths, root only;
     "ListenStream=/run/machina/nspawn.sock",
     "ListenStream=/run/machina/machinactl.sock",
     "SocketMode=0600",
-    "DirectoryMode=0700",
+    "DirectoryMode=0755",
     "WantedBy=sockets.target",
   ])
     expect(socket).toContain(l);
