@@ -209,16 +209,19 @@ async function register(name: string): Promise<number> {
 /**
  * The socket's directory: ours and writable by nobody else (made 0755 when missing, as machina's
  * state directory, which it is by default: /run/machina — the shared dnsmasq of booted containers'
- * veths re-reads its files there as "nobody"; an existing one only loses group and other write).
+ * veths re-reads its files there as "nobody"; the state directory is made 0755 again, any other
+ * existing one only loses group and other write).
  * Each socket is 0600, which is what keeps other users out (connect(2) needs write on it). Refuses
  * to start next to a live daemon.
  */
-async function prepareSocket(host: Host, socket: string): Promise<void> {
+async function prepareSocket(host: Host, socket: string, stateDir: string): Promise<void> {
   const dir = dirname(socket);
   host.mkdirp(dir, 0o755);
   const st = host.stat(dir, true);
   if (st?.uid !== process.getuid!()) throw new MachinaError("E_INVALID", `socket directory "${dir}" is not owned by this user`, { path: dir });
-  if ((st.mode & 0o022) !== 0) host.chmod(dir, st.mode & ~0o022);
+  // the state directory's mode is machina's (0755; an older machinad made it 0700); another one only loses write
+  const mode = dir === stateDir ? 0o755 : st.mode & ~0o022;
+  if (mode !== st.mode) host.chmod(dir, mode);
   if (host.stat(socket, true) !== undefined) {
     if (await new MachinaClient(socket).ping(1000)) throw new MachinaError("E_BUSY", `another machinad is already serving "${socket}"`, { path: socket });
     host.unlink(socket); // stale: its daemon died
@@ -263,7 +266,7 @@ async function serve(socket: string, policy: RestartPolicy, autostart: boolean, 
   const tls = tlsFiles(o);
   const token = o.listen !== undefined ? tokenPath(p.stateDir) : undefined;
   if (token !== undefined) readToken(host, token); // made now if missing; a bad one is refused before anything starts
-  await prepareSocket(host, socket);
+  await prepareSocket(host, socket, p.stateDir);
   for (const name of sweepLeftovers(host, p.stateDir)) log("swept", { machine: name, why: "its supervisor was gone" });
   const supervisor = new Supervisor(service, policy, log);
   const sampler = new Sampler({ machines: () => listMachines(service.ctx), sample: (m, now) => machineSample(host, m, now) });

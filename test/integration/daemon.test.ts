@@ -70,11 +70,15 @@ describe("machinad", () => {
       mkdirSync(shared, { mode: 0o777 });
       chmodSync(shared, 0o777);
       mkdirSync(narrow, { mode: 0o700 });
-      for (const [dir, mode] of [
-        [shared, 0o755],
-        [narrow, 0o700],
+      // the state directory as the socket's (the default, /run/machina), 0700 from an older machinad: 0755 again
+      const stateToo = join(dirname(t.socket), "../state-too");
+      mkdirSync(stateToo, { mode: 0o700 });
+      for (const [dir, mode, stateDir] of [
+        [shared, 0o755, join(shared, "state")],
+        [narrow, 0o700, join(narrow, "state")],
+        [stateToo, 0o755, stateToo],
       ] as const) {
-        const env = { ...t.env, MACHINA_API_SOCKET: join(dir, "api.sock"), MACHINA_STATE_DIR: join(dir, "state") };
+        const env = { ...t.env, MACHINA_API_SOCKET: join(dir, "api.sock"), MACHINA_STATE_DIR: stateDir };
         const d = await spawnMachinad(env, scratch, ["--no-autostart"]);
         expect([statSync(dir).mode & 0o7777, statSync(join(dir, "api.sock")).mode & 0o7777, statSync(join(dir, "nspawn.sock")).mode & 0o7777]).toEqual([
           mode,
