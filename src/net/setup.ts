@@ -98,6 +98,8 @@ const netSchemas = lazySchemas((z) => {
 export type NetRecord = z.infer<ReturnType<typeof netSchemas>["NetRecordSchema"]>;
 
 export interface NetDirs {
+  /** machina's state directory (STATE) */
+  stateDir: string;
   dir: string;
   lock: string;
   leases: string;
@@ -110,6 +112,7 @@ export interface NetDirs {
 export function netDirs(stateDir: string): NetDirs {
   const dir = `${stateDir}/net`;
   return {
+    stateDir,
     dir,
     lock: `${dir}/lock`,
     leases: `${dir}/leases.json`,
@@ -317,6 +320,20 @@ const vethDhcpFiles = (d: NetDirs) => ({
   optsFile: `${d.dir}/veth-dhcp.opts`,
   leaseFile: `${d.dir}/veth-dhcp.leases`,
 });
+
+/**
+ * dnsmasq re-reads its hosts and options files in STATE/net as "nobody" (a zone's, the veths'):
+ * the state directory and STATE/net — machina's own — must let others search them. One made 0700
+ * (by an older machinad, or by the first command that made a 0700 directory below it) gets search
+ * for group and others here, not listing; the directories above the state directory are not
+ * machina's to change (searchableByAll says whether they let dnsmasq through).
+ */
+function letDnsmasqSearch(host: Host, d: NetDirs): void {
+  for (const dir of [d.stateDir, d.dir]) {
+    const st = host.stat(dir, true);
+    if (st !== undefined && (st.mode & 0o001) === 0) host.chmod(dir, st.mode | 0o011);
+  }
+}
 
 /** Whether every directory from `dir` up to / lets others search it (dnsmasq's "nobody" re-reads files there). */
 function searchableByAll(host: Host, dir: string): boolean {
@@ -536,6 +553,7 @@ export function setupNetwork(host: Host, stateDir: string, plan: NetPlan, token?
       createZoneBridge = plan.zone !== undefined && host.lstat(`/sys/class/net/${plan.bridge}`) === undefined;
     }
     host.mkdirp(d.netnsDir, 0o755);
+    if (plan.zone !== undefined || plan.addressing === "dhcp") letDnsmasqSearch(host, d);
     writeAtomic(host, d.record(plan.machine), JSON.stringify(record));
     host.unlink(d.exitMark(plan.machine)); // an earlier run's, whose teardown did not get to it
     if (leases !== undefined) writeAtomic(host, d.leases, JSON.stringify(leases));

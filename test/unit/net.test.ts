@@ -329,18 +329,33 @@ describe("the veth dnsmasq (one for every booted container's veth)", () => {
     expect(host.kills.at(-1)).toEqual([777, 15]);
     for (const f of ["hosts", "opts", "pid", "leases"]) expect(host.lstat(`/run/machina/net/veth-dhcp.${f}`)).toBeUndefined();
   });
-  test("a state directory dnsmasq's user cannot search: a dnsmasq per container, its host on the command line", () => {
+  test("a state directory made 0700 (an older machinad, a first command's 0700 subdirectory): searchable again, the shared dnsmasq serves", () => {
     const started: string[][] = [];
     const host = new FakeHost({ files: machineId, onRun: (argv) => void (argv[0] === "dnsmasq" && started.push(argv)) });
+    host.mkdirp("/run", 0o755);
     host.mkdirp("/run/machina", 0o700);
     host.chmod("/run/machina", 0o700);
     const s = settings();
     s.boot = true;
     setupNetwork(host, "/run/machina", planNetwork(s, "web", ID, "/run/machina"));
+    expect(host.stat("/run/machina", true)?.mode).toBe(0o711); // search, not listing
+    expect(started).toHaveLength(1);
+    expect(started[0]).toContain("--interface=ve-*");
+    expect(host.readFile("/run/machina/net/veth-dhcp.hosts")).toStartWith("tag:ve-web,");
+  });
+  test("a state directory below one dnsmasq's user cannot search (not machina's): a dnsmasq per container, its host on the command line", () => {
+    const started: string[][] = [];
+    const host = new FakeHost({ files: machineId, onRun: (argv) => void (argv[0] === "dnsmasq" && started.push(argv)) });
+    host.mkdirp("/root", 0o700);
+    host.chmod("/root", 0o700);
+    const s = settings();
+    s.boot = true;
+    setupNetwork(host, "/root/state", planNetwork(s, "web", ID, "/root/state"));
+    expect(host.stat("/root", true)?.mode).toBe(0o700); // left alone
     expect(started).toHaveLength(1);
     expect(started[0]).toContain("--interface=ve-web");
     expect(started[0]!.some((a) => a.startsWith("--dhcp-host="))).toBe(true);
-    expect(host.lstat("/run/machina/net/veth-dhcp.hosts")).toBeUndefined();
+    expect(host.lstat("/root/state/net/veth-dhcp.hosts")).toBeUndefined();
   });
 });
 
