@@ -594,6 +594,11 @@ export function setupNetwork(host: Host, stateDir: string, plan: NetPlan, token?
 
       if (plan.zone !== undefined) {
         // One dnsmasq per zone (started with the bridge); each container's static lease in its hosts file.
+        if (plan.addressing === "dhcp" && !searchableByAll(host, d.dir))
+          throw netError(
+            `--network-zone=${plan.zone}: the zone's dnsmasq reads its leases in ${d.dir} as "nobody", who cannot reach it (a directory above it is not searchable by others)`,
+            "use a state directory (MACHINA_STATE_DIR) that others may search, as /run/machina",
+          );
         const hostsFile = zoneFile(d, plan.zone, "hosts");
         host.writeFile(hostsFile, dhcpHostsLines([...others, record], plan.zone));
         const pidFile = zoneFile(d, plan.zone, "pid");

@@ -343,6 +343,18 @@ describe("the veth dnsmasq (one for every booted container's veth)", () => {
     expect(started[0]).toContain("--interface=ve-*");
     expect(host.readFile("/run/machina/net/veth-dhcp.hosts")).toStartWith("tag:ve-web,");
   });
+  test("a booted zone member there: one line (the zone's dnsmasq could not read its leases), nothing left", () => {
+    const host = new FakeHost({ files: machineId });
+    host.mkdirp("/root", 0o700);
+    host.chmod("/root", 0o700);
+    const s = settings();
+    s.boot = true;
+    s.networkZone = "lab";
+    expect(() => setupNetwork(host, "/root/state", planNetwork(s, "web", ID, "/root/state"))).toThrow(
+      '--network-zone=lab: the zone\'s dnsmasq reads its leases in /root/state/net as "nobody", who cannot reach it',
+    );
+    expect(host.readdir("/root/state/net").filter((n) => n.endsWith(".json") || n.endsWith(".hosts"))).toEqual([]);
+  });
   test("a state directory below one dnsmasq's user cannot search (not machina's): a dnsmasq per container, its host on the command line", () => {
     const started: string[][] = [];
     const host = new FakeHost({ files: machineId, onRun: (argv) => void (argv[0] === "dnsmasq" && started.push(argv)) });
