@@ -54,7 +54,9 @@ async function tarOf(files: Record<string, string>): Promise<Uint8Array<ArrayBuf
   const chunks: Uint8Array[] = [];
   p.on("data", (c: unknown) => chunks.push(c as Uint8Array));
   const end = new Promise<void>((r) => p.on("end", () => r()));
-  for (const [name, data] of Object.entries(files)) p.entry({ name, mode: 0o644 }, data);
+  // a fixed mtime: the same files are the same bytes (tar-stream's default is now, which made the
+  // amd64 and arm64 second layers differ when their builds fell on two sides of a second)
+  for (const [name, data] of Object.entries(files)) p.entry({ name, mode: 0o644, mtime: new Date(0) }, data);
   p.finalize();
   await end;
   return new Uint8Array(Buffer.concat(chunks));
