@@ -16,7 +16,7 @@ export function tokenPath(stateDir: string): string {
 /** Write a fresh token to PATH atomically (0600 before it holds the token), and return it. */
 export function newToken(host: Host, path: string): string {
   const token = host.randomHex(32);
-  host.mkdirp(dirname(path), 0o700);
+  host.mkdirp(dirname(path), 0o755); // the state directory: the token file itself is 0600
   const tmp = `${path}.${host.randomHex(6)}.tmp`;
   host.writeFile(tmp, "", 0o600);
   try {

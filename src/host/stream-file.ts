@@ -7,11 +7,12 @@ import * as fs from "node:fs";
 import type { Readable as NodeReadable } from "node:stream";
 import { MachinaError } from "../errors.ts";
 import type { Host } from "./host.ts";
+import { mkdirPrivate } from "./state-dir.ts";
 
 /** A new path for a private temporary of machinad's (STATE/tmp, root only): BASE-RANDOM SUFFIX. */
 export function stateTemp(host: Host, stateDir: string, base: string, suffix = ""): string {
   const dir = `${stateDir}/tmp`;
-  host.mkdirp(dir, 0o700);
+  mkdirPrivate(host, stateDir, dir);
   return `${dir}/${base}-${host.randomHex(8)}${suffix}`;
 }
 

@@ -19,6 +19,7 @@ import { Reverter } from "../reverter.ts";
 import { parseJson } from "../json.ts";
 import { lockHeld } from "../host/locks.ts";
 import { machineLockPath } from "../machine/registry.ts";
+import { mkdirPrivate } from "../host/state-dir.ts";
 
 /** Discoverable Partitions Specification type GUIDs: root and /usr per architecture. */
 export const DPS_TYPES: Record<string, { root: string; usr: string }> = {
@@ -272,7 +273,7 @@ export function setupRawRoot(host: Host, stateDir: string, image: string, readOn
   const id = `${machine}-${host.randomHex(4)}`;
   const dir = `${rawMountsDir(stateDir)}/${id}`;
   const root = `${dir}/root`;
-  host.mkdirp(root, 0o700);
+  mkdirPrivate(host, stateDir, root);
   // Undone newest first by release() (the start did not happen) or when a step here fails.
   const r = new Reverter();
   const release = () => {

@@ -23,6 +23,7 @@ import { prepareContainer } from "./prepare.ts";
 import { requireImage } from "../image/pool.ts";
 import { machinesDir, removeAbandonedEntry } from "../machine/registry.ts";
 import { encodeSpec } from "../spec/wire.ts";
+import { mkdirPrivate } from "../host/state-dir.ts";
 
 /** One status line of the helper (native/SPEC.md): the fields read here; others pass through. */
 const StatusLineSchema = z.looseObject({
@@ -116,7 +117,7 @@ export async function launchDetached(host: Host, paths: Paths, request: LaunchRe
   const { spec } = prepared;
   if (request.signal?.aborted) throw prepared.abandonAfter(new MachinaError("E_CANCELLED", `start of "${name}" cancelled`, { machine: name }));
 
-  host.mkdirp(`${paths.stateDir}/logs`, 0o700);
+  mkdirPrivate(host, paths.stateDir, `${paths.stateDir}/logs`);
   const logPath = consoleLogPath(paths.stateDir, name);
   const limits = consoleLogLimits(env);
   rotateConsoleLog(host, logPath, limits.keep);
