@@ -30,7 +30,7 @@ import {
   type MachineStatus,
   type MachineSummary,
 } from "../machine/machines.ts";
-import { scanRegistry } from "../machine/registry.ts";
+import { isPermissionError, scanRegistry } from "../machine/registry.ts";
 import { bindSpec, commandSpec, encodeEnterSpec, machineConfinement, runEnter } from "../machine/enter.ts";
 import { requireLogSource, showLogs } from "../machine/logs.ts";
 import { disableMachine, enableMachine, listEnabled } from "../machine/enable.ts";
@@ -93,7 +93,13 @@ export class LocalMachineService implements MachineService {
     const now = this.host.monotonicMs();
     if (now - this.lastSweep >= 5000) {
       this.lastSweep = now;
-      sweepLeftovers(this.host, this.paths.stateDir);
+      try {
+        sweepLeftovers(this.host, this.paths.stateDir);
+      } catch (e) {
+        // another user than root cannot clean up (the sweep's locks are root's): it lists what is
+        // there, each entry's liveness from its supervisor's pid and start time (scanEntry)
+        if (!isPermissionError(e)) throw e;
+      }
     }
     return listSummaries(this.ctx, options);
   }

@@ -9,6 +9,7 @@ import type { Host } from "../host/host.ts";
 import { defaultRoot, listIds, readState, status, type StoredState } from "../oci-runtime/state.ts";
 import { type Confinement, parseConfinement } from "../spec/confinement.ts";
 import { controlGroupOf, type Machine } from "./machines.ts";
+import { isPermissionError } from "./registry.ts";
 
 export const OCI_CLASS = "oci";
 
@@ -44,7 +45,14 @@ function toMachine(st: StoredState, cgMount: string | undefined): Machine {
 export function ociMachines(host: Host, cgMount: string | undefined, all: boolean): Machine[] {
   const root = defaultRoot(host.env());
   const out: Machine[] = [];
-  for (const id of listIds(host, root)) {
+  let ids: string[];
+  try {
+    ids = listIds(host, root);
+  } catch (e) {
+    if (isPermissionError(e)) return out; // another user than root: machina-oci's state is root's (0700)
+    throw e;
+  }
+  for (const id of ids) {
     let st: StoredState;
     try {
       st = readState(host, root, id);

@@ -255,6 +255,9 @@ export function scanRegistry(host: Host, stateDir: string, now: number, quick = 
   return out;
 }
 
+/** EACCES or EPERM: what another user than root gets from machina's root-only files. */
+export const isPermissionError = (e: unknown): boolean => e instanceof Error && "code" in e && (e.code === "EACCES" || e.code === "EPERM");
+
 /**
  * scanRegistry's work for the one entry NAME: undefined when there is none, when it was dead
  * (and is removed now), and with `quick` when its lock is held.
@@ -262,7 +265,18 @@ export function scanRegistry(host: Host, stateDir: string, now: number, quick = 
 export function scanEntry(host: Host, stateDir: string, name: string, now: number, quick = false): RegistryEntry | undefined {
   if (name === "" || name === "." || name === ".." || name.includes("/")) return undefined; // never a path outside the registry
   const dir = `${machinesDir(stateDir)}/${name}`;
-  const lock = host.tryLock(`${dir}/lock`);
+  let lock: { release(): void } | undefined;
+  try {
+    lock = host.tryLock(`${dir}/lock`);
+  } catch (e) {
+    // another user than root (machinactl list, status): the lock is root's (0600, so that nobody
+    // else can hold it and make a dead machine look alive); the supervisor's pid and start time
+    // say whether it runs, and nothing is removed
+    if (!isPermissionError(e)) throw e;
+    const state = readState(host, stateDir, name);
+    const l = liveness(host, state);
+    return l === "dead" ? undefined : { name, state, liveness: l };
+  }
   if (lock !== undefined) {
     // Nobody holds the lock: the supervisor is gone (or has not locked it yet).
     try {

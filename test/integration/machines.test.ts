@@ -10,7 +10,7 @@
 import { architectureOfUname } from "../../src/settings/architectures.ts";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { chmodSync, existsSync, mkdirSync, readFileSync, readlinkSync, statSync, symlinkSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { ensureBusyboxImage } from "../fixtures/images.ts";
 import { debianCopy, systemState } from "../helpers/debian.ts";
 import {
@@ -372,6 +372,36 @@ describe("signals (fake init)", () => {
       process.kill(m.state.supervisor, "SIGKILL");
       await waitFor("the leader to die", () => !alive(m.state.leader) || undefined);
       expect((await mctl(["list", "--all"])).stdout).not.toContain(m.name);
+      expect(existsSync(`${stateDir}/machines/${m.name}`)).toBe(false);
+    },
+    T,
+  );
+
+  test(
+    "another user than root: list shows what root's list shows, read-only — never a dead machine, and it removes nothing",
+    async () => {
+      const m = await startFake();
+      chmodSync(dirname(stateDir), 0o755); // the test's own directory (mkdtemp: 0700), as /run is
+      const asNobody = (args: string[]) => {
+        const r = Bun.spawnSync(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", MACHINACTL, ...args], {
+          env: baseEnv({ MACHINA_STATE_DIR: stateDir, MACHINA_POOL: pool, MACHINA_NO_DAEMON: "1" }),
+          stdout: "pipe",
+          stderr: "pipe",
+        });
+        return { code: r.exitCode, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+      };
+      const theirs = asNobody(["list", "--json=short"]);
+      expect([theirs.code, theirs.stderr]).toEqual([0, ""]);
+      const rootList = await mctl(["list", "--json=short"]);
+      expect(JSON.parse(theirs.stdout)).toEqual(JSON.parse(rootList.stdout));
+      expect((JSON.parse(theirs.stdout) as Array<{ machine: string }>).map((x) => x.machine)).toContain(m.name);
+      process.kill(m.state.supervisor, "SIGKILL");
+      await waitFor("the leader to die", () => !alive(m.state.leader) || undefined);
+      const after = asNobody(["list", "--all", "--json=short"]);
+      expect([after.code, after.stderr]).toEqual([0, ""]);
+      expect((JSON.parse(after.stdout) as Array<{ machine: string }>).map((x) => x.machine)).not.toContain(m.name);
+      expect(existsSync(`${stateDir}/machines/${m.name}`)).toBe(true); // only root cleans up
+      expect((await mctl(["list"])).stdout).not.toContain(m.name);
       expect(existsSync(`${stateDir}/machines/${m.name}`)).toBe(false);
     },
     T,
