@@ -12,7 +12,7 @@ import type { Paths } from "../paths.ts";
 import { isValidMachineName, SIGRTMIN } from "../settings/values.ts";
 import { OCI_CLASS, ociMachines } from "./oci-machines.ts";
 import { commandSpec, machineConfinement, runEnter } from "./enter.ts";
-import { type Liveness, type MachineState, machinesDir, procStat, scanEntry, scanRegistry } from "./registry.ts";
+import { isPermissionError, type Liveness, type MachineState, machinesDir, procStat, scanEntry, scanRegistry } from "./registry.ts";
 
 export interface MachineContext {
   host: Host;
@@ -419,7 +419,13 @@ export function machineSample(host: Host, m: Machine, now: number): MachineSampl
 /** os-release of the running container, read through its root (symlinks resolved inside it). */
 export function machineOsRelease(host: Host, m: Machine): Record<string, string> {
   const root = `/proc/${m.leader}/root`;
-  const text = readFileInRoot(host, root, "/etc/os-release") ?? readFileInRoot(host, root, "/usr/lib/os-release");
+  let text: string | undefined;
+  try {
+    text = readFileInRoot(host, root, "/etc/os-release") ?? readFileInRoot(host, root, "/usr/lib/os-release");
+  } catch (e) {
+    // another user than root may not look into the container's root: the OS recorded at its start
+    if (!isPermissionError(e)) throw e;
+  }
   return text !== undefined ? parseOsRelease(text) : {};
 }
 

@@ -378,7 +378,7 @@ describe("signals (fake init)", () => {
   );
 
   test(
-    "another user than root: list shows what root's list shows, read-only — never a dead machine, and it removes nothing",
+    "another user than root: list shows what root's list shows, read-only — never a dead machine, and it removes nothing; status, show, ps what it may read",
     async () => {
       const m = await startFake();
       chmodSync(dirname(stateDir), 0o755); // the test's own directory (mkdtemp: 0700), as /run is
@@ -395,6 +395,16 @@ describe("signals (fake init)", () => {
       const rootList = await mctl(["list", "--json=short"]);
       expect(JSON.parse(theirs.stdout)).toEqual(JSON.parse(rootList.stdout));
       expect((JSON.parse(theirs.stdout) as Array<{ machine: string }>).map((x) => x.machine)).toContain(m.name);
+      // status, show and ps: what another user may read (not the container's root, journal or console log)
+      const status = asNobody(["status", m.name]);
+      expect([status.code, status.stderr]).toEqual([0, ""]);
+      expect(status.stdout).toContain(`Leader: ${m.state.leader} `);
+      expect(status.stdout).toContain(`Root: ${m.root}`);
+      const show = asNobody(["show", m.name, "-p", "Leader", "--value"]);
+      expect([show.code, show.stdout, show.stderr]).toEqual([0, `${m.state.leader}\n`, ""]);
+      const ps = asNobody(["ps", m.name]);
+      expect([ps.code, ps.stderr]).toEqual([0, ""]);
+      expect(ps.stdout).toContain(`${m.state.leader}`);
       process.kill(m.state.supervisor, "SIGKILL");
       await waitFor("the leader to die", () => !alive(m.state.leader) || undefined);
       const after = asNobody(["list", "--all", "--json=short"]);

@@ -5,6 +5,7 @@
 import { requireHelper } from "../../runtime/helper.ts";
 import { type CgroupNode, machineProcesses, type MachineContext, type MachineStatus, formatTimestampUsec } from "../../machine/machines.ts";
 import { machineLogTail } from "../../machine/logs.ts";
+import { isPermissionError } from "../../machine/registry.ts";
 import { copyMachineFiles, type CopyDirection } from "../../machine/copy.ts";
 import { getMachine } from "../../machine/machines.ts";
 import type { MachineService } from "../../api/service.ts";
@@ -153,7 +154,11 @@ const status: Verb = {
     const results: Array<{ status: MachineStatus; log: string[] }> = [];
     for (const name of args) {
       const s = await svc.status(name);
-      const log = await machineLogTail(mctx, s, ctx.options.lines ?? 10);
+      const log = await machineLogTail(mctx, s, ctx.options.lines ?? 10).catch((e: unknown) => {
+        // another user than root may not read the machine's journal or console log: the status without it
+        if (isPermissionError(e)) return [];
+        throw e;
+      });
       results.push({ status: s, log });
     }
     if (ctx.options.json !== "off") {
