@@ -24,7 +24,15 @@ import { stateTemp, streamAndUnlink, writeStreamToFile } from "../host/stream-fi
 import { MAX_UPLOAD_BYTES } from "./routes.ts";
 import { parsePlatform } from "../oci/platform.ts";
 import { exportOci, importOci, pullOci } from "../oci/transfer.ts";
-import { cancelTransfer, listTransfers, registerTransfer, type TransferRecord, unregisterTransfer, updateTransfer } from "../image/transfer-registry.ts";
+import {
+  cancelTransfer,
+  listTransfers,
+  registerTransfer,
+  type TransferRecord,
+  transferJson,
+  unregisterTransfer,
+  updateTransfer,
+} from "../image/transfer-registry.ts";
 import { defaultImageName, parseImageReference } from "../oci/reference.ts";
 import { MachinaError } from "../errors.ts";
 import { bootstrap, planBootstrap } from "../image/bootstrap.ts";
@@ -234,16 +242,7 @@ export class LocalImageService implements ImageService {
   }
 
   async transfers(): Promise<S.Transfer[]> {
-    return listTransfers(this.host, this.paths.stateDir).map((r) => ({
-      id: r.id,
-      type: r.type,
-      remote: r.remote,
-      local: r.local,
-      pid: r.pid,
-      progress: r.progress,
-      started: r.startedAt,
-      ...(r.job !== undefined ? { job: r.job } : {}),
-    }));
+    return listTransfers(this.host, this.paths.stateDir).map(transferJson);
   }
 
   async cancelTransfer(id: number, cancelJob?: (job: string) => boolean): Promise<void> {

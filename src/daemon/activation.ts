@@ -1,6 +1,6 @@
 /**
  * Socket activation (sd_listen_fds(3)): a service manager — systemd with machinad.socket
- * (src/machine/daemon-units.ts), or `systemd-socket-activate` — binds the front ends' sockets
+ * (src/machine/systemd.ts daemonUnits), or `systemd-socket-activate` — binds the front ends' sockets
  * itself and starts machinad at the first connection, passing the listening sockets as fds 3,
  * 4, … with LISTEN_PID (machinad's pid: the variables are for it, not for a child that inherited
  * them) and LISTEN_FDS (how many). machinad tells them apart by the path each is bound to, as

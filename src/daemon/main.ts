@@ -260,7 +260,8 @@ async function serve(socket: string, policy: RestartPolicy, autostart: boolean, 
   const nspawnSocket = nspawnSocketPath(socket, host.env());
   const machinactlSocket = machinactlSocketPath(socket, host.env());
   // the ones a service manager bound and passed (machinad.socket): served on its fds, left to it; checked before anything is made
-  const activated = activatedDoors(inheritedSocketPaths(passed), [ociSocket, nspawnSocket, machinactlSocket], socket);
+  const doors = [ociSocket, nspawnSocket, machinactlSocket];
+  const activated = activatedDoors(inheritedSocketPaths(passed), doors, socket);
   const p = paths(host.env());
   const service = new LocalMachineService(host, p);
   const tls = tlsFiles(o);
@@ -290,7 +291,7 @@ async function serve(socket: string, policy: RestartPolicy, autostart: boolean, 
   }
   host.chmod(socket, 0o600);
   // the front ends of machina-oci, machina-nspawn and machinactl (native/front.c): their commands planned here, warm
-  const frontSockets = [ociSocket, nspawnSocket, machinactlSocket].filter((path) => !activated.has(path));
+  const frontSockets = doors.filter((path) => !activated.has(path));
   // the API socket was free: these are a dead daemon's
   for (const path of frontSockets) if (host.stat(path, true) !== undefined) host.unlink(path);
   const ociDoor = await serveOciDoor(ociSocket, log, activated.get(ociSocket));

@@ -68,16 +68,7 @@ export function registerTransfer(host: Host, stateDir: string, t: Pick<TransferR
   for (let id = 1; ; id++) {
     const path = recordPath(stateDir, id);
     if (host.lstat(path) !== undefined) continue;
-    const { job, ...what } = t;
-    const rec: TransferRecord = {
-      id,
-      ...what,
-      pid,
-      pidStart: startOf(host, pid),
-      progress: null,
-      startedAt: new Date().toISOString(),
-      ...(job !== undefined ? { job } : {}),
-    };
+    const rec: TransferRecord = { id, ...t, pid, pidStart: startOf(host, pid), progress: null, startedAt: new Date().toISOString() };
     const tmp = `${dir}/.${id}.${pid}.tmp`;
     host.writeFile(tmp, JSON.stringify(rec) + "\n", 0o644);
     try {
@@ -105,6 +96,29 @@ export function updateTransfer(host: Host, stateDir: string, rec: TransferRecord
 
 export function unregisterTransfer(host: Host, stateDir: string, id: number): void {
   host.unlink(recordPath(stateDir, id));
+}
+
+/** A record as list-transfers --json and the API show it (GET /v1/transfers). */
+export function transferJson(r: TransferRecord): {
+  id: number;
+  type: TransferType;
+  remote: string;
+  local: string;
+  progress: number | null;
+  pid: number;
+  started: string;
+  job?: string;
+} {
+  return {
+    id: r.id,
+    type: r.type,
+    remote: r.remote,
+    local: r.local,
+    progress: r.progress,
+    pid: r.pid,
+    started: r.startedAt,
+    ...(r.job !== undefined ? { job: r.job } : {}),
+  };
 }
 
 /** The transfers whose process is alive (records of dead processes are removed). */

@@ -12,6 +12,7 @@ import {
   machinadOnly,
   listTransfers,
   registerTransfer,
+  transferJson,
   unregisterTransfer,
   updateTransfer,
   type TransferRecord,
@@ -311,21 +312,7 @@ export const TRANSFER_VERBS: Verb[] = [
     run: (ctx) => {
       const rows = listTransfers(ctx.host, ctx.paths.stateDir);
       if (ctx.options.json !== "off") {
-        ctx.out(
-          json(
-            rows.map((r) => ({
-              id: r.id,
-              type: r.type,
-              remote: r.remote,
-              local: r.local,
-              progress: r.progress,
-              pid: r.pid,
-              started: r.startedAt,
-              ...(r.job !== undefined ? { job: r.job } : {}),
-            })),
-            ctx.options,
-          ),
-        );
+        ctx.out(json(rows.map(transferJson), ctx.options));
         return 0;
       }
       ctx.out(
