@@ -14,7 +14,7 @@ import { stateTemp, streamAndUnlink, writeStreamToFile } from "../host/stream-fi
 import { basename, dirname } from "node:path";
 import { copyMachineFiles } from "../machine/copy.ts";
 import { EXEC_OUTPUT_CAP, MAX_UPLOAD_BYTES } from "./limits.ts";
-import type { Host, PtyChild } from "../host/host.ts";
+import { type Host, isPermissionError, type PtyChild } from "../host/host.ts";
 import {
   getMachine,
   killMachine,
@@ -30,7 +30,7 @@ import {
   type MachineStatus,
   type MachineSummary,
 } from "../machine/machines.ts";
-import { isPermissionError, scanRegistry } from "../machine/registry.ts";
+import { scanRegistry } from "../machine/registry.ts";
 import { bindSpec, commandSpec, encodeEnterSpec, machineConfinement, runEnter } from "../machine/enter.ts";
 import { requireLogSource, showLogs } from "../machine/logs.ts";
 import { disableMachine, enableMachine, listEnabled } from "../machine/enable.ts";

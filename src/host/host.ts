@@ -92,6 +92,9 @@ export interface HeldLock {
   release(): void;
 }
 
+/** Whether a Host method failed for want of permission (EACCES, EPERM): another user than root reading root's files. */
+export const isPermissionError = (e: unknown): boolean => e instanceof Error && "code" in e && (e.code === "EACCES" || e.code === "EPERM");
+
 export interface Host {
   /** Kind of the path itself (no symlink following), or undefined when missing. */
   lstat(path: string): FileKind | undefined;

@@ -5,14 +5,14 @@
  * sends signals through it too.
  */
 import { MachinaError } from "../errors.ts";
-import type { Host } from "../host/host.ts";
+import { type Host, isPermissionError } from "../host/host.ts";
 import { parseOsRelease } from "../host/os-release.ts";
 import { readFileInRoot } from "../host/resolve-in-root.ts";
 import type { Paths } from "../paths.ts";
 import { isValidMachineName, SIGRTMIN } from "../settings/values.ts";
 import { OCI_CLASS, ociMachines } from "./oci-machines.ts";
 import { commandSpec, machineConfinement, runEnter } from "./enter.ts";
-import { isPermissionError, type Liveness, type MachineState, machinesDir, procStat, scanEntry, scanRegistry } from "./registry.ts";
+import { type Liveness, type MachineState, machinesDir, procStat, scanEntry, scanRegistry } from "./registry.ts";
 
 export interface MachineContext {
   host: Host;

@@ -5,11 +5,10 @@
  * their lifecycle belongs to the runtime's caller (conmon, the shim), so terminate kills their
  * processes and leaves the state for the caller's `delete`.
  */
-import type { Host } from "../host/host.ts";
+import { type Host, isPermissionError } from "../host/host.ts";
 import { defaultRoot, listIds, readState, status, type StoredState } from "../oci-runtime/state.ts";
 import { type Confinement, parseConfinement } from "../spec/confinement.ts";
 import { controlGroupOf, type Machine } from "./machines.ts";
-import { isPermissionError } from "./registry.ts";
 
 export const OCI_CLASS = "oci";
 

@@ -8,7 +8,7 @@
  * shutting down is "closing": never shown as running, never removed.
  */
 import { lazyMiniSchemas } from "../lazy-zod.ts";
-import type { Host } from "../host/host.ts";
+import { type Host, isPermissionError } from "../host/host.ts";
 import { type Confinement, parseConfinement } from "../spec/confinement.ts";
 import { procStat, processRunning } from "./proc-stat.ts";
 
@@ -254,9 +254,6 @@ export function scanRegistry(host: Host, stateDir: string, now: number, quick = 
   }
   return out;
 }
-
-/** EACCES or EPERM: what another user than root gets from machina's root-only files. */
-export const isPermissionError = (e: unknown): boolean => e instanceof Error && "code" in e && (e.code === "EACCES" || e.code === "EPERM");
 
 /**
  * scanRegistry's work for the one entry NAME: undefined when there is none, when it was dead

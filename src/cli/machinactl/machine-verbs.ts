@@ -5,7 +5,7 @@
 import { requireHelper } from "../../runtime/helper.ts";
 import { type CgroupNode, machineProcesses, type MachineContext, type MachineStatus, formatTimestampUsec } from "../../machine/machines.ts";
 import { machineLogTail } from "../../machine/logs.ts";
-import { isPermissionError } from "../../machine/registry.ts";
+import { isPermissionError } from "../../host/host.ts";
 import { copyMachineFiles, type CopyDirection } from "../../machine/copy.ts";
 import { getMachine } from "../../machine/machines.ts";
 import type { MachineService } from "../../api/service.ts";
