@@ -1,6 +1,5 @@
 /** The real Host: Linux through Bun's fs and, where Bun has no API, libc via FFI. */
 import * as fs from "node:fs";
-import { constants as osConstants } from "node:os";
 import { spawning } from "./deps.ts";
 import { isElf } from "../elf.ts";
 import type { CommandResult, DetachedChild, FifoReader, FileKind, FileStat, HeldLock, Host, PtyChild, RunAsyncOptions } from "./host.ts";
@@ -58,6 +57,17 @@ function kindOf(st: fs.Stats): FileKind {
   if (st.isBlockDevice()) return "block";
   if (st.isFIFO()) return "fifo";
   return "socket";
+}
+
+/**
+ * The number of the signal that ended a child (Bun's signalCode, "SIGTERM"), 0 when none. node:os
+ * is loaded only then: it costs every start of a command ~0.6 ms, and few children die by a signal.
+ */
+function signalNumber(code: string | number | null | undefined): number {
+  if (!code) return 0;
+  if (typeof code === "number") return code;
+  const { constants } = require("node:os") as typeof import("node:os");
+  return (constants.signals as Record<string, number>)[code] ?? 0;
 }
 
 const isMissing = (e: unknown) =>
@@ -533,7 +543,7 @@ export class LinuxHost implements Host {
       await p.exited;
       options.signal?.removeEventListener("abort", onAbort);
       if (timer !== undefined) clearTimeout(timer);
-      const sig = p.signalCode ? ((osConstants.signals as Record<string, number>)[p.signalCode] ?? 0) : 0;
+      const sig = signalNumber(p.signalCode);
       return { status: p.exitCode ?? 128 + sig, stdout, stderr, ...(options.maxCaptureBytes !== undefined ? { truncated: cut } : {}) };
     } catch (e) {
       if (specFd !== undefined) fs.closeSync(specFd);
@@ -557,7 +567,7 @@ export class LinuxHost implements Host {
       );
       const statusFd = p.stdio[4] as unknown as number;
       const exited = p.exited.then(() => {
-        const sig = p.signalCode ? ((osConstants.signals as Record<string, number>)[p.signalCode] ?? 0) : 0;
+        const sig = signalNumber(p.signalCode);
         return p.exitCode ?? 128 + sig;
       });
       return {
@@ -586,7 +596,7 @@ export class LinuxHost implements Host {
       const p = spawning(argv, () => Bun.spawn([...argv, "3"], { stdio: ["inherit", "inherit", "inherit", specFd, "pipe"], env: options.env }));
       const statusFd = p.stdio[4] as unknown as number;
       const exited = p.exited.then(() => {
-        const sig = p.signalCode ? ((osConstants.signals as Record<string, number>)[p.signalCode] ?? 0) : 0;
+        const sig = signalNumber(p.signalCode);
         return p.exitCode ?? 128 + sig;
       });
       return {
@@ -643,7 +653,7 @@ export class LinuxHost implements Host {
       let writes = Promise.resolve();
       const exited = p.exited.then(async () => {
         await drained;
-        const sig = p.signalCode ? ((osConstants.signals as Record<string, number>)[p.signalCode] ?? 0) : 0;
+        const sig = signalNumber(p.signalCode);
         return p.exitCode ?? 128 + sig;
       });
       read();

@@ -141,12 +141,18 @@ interface RowInput extends Omit<NspawnOption, "keys" | "help"> {
   keys?: RowKey[];
 }
 
+/**
+ * The row from its literal, completed in place (the literal is the row's own): every command
+ * builds the table as it starts, and copying each row's fields cost that ~0.5 ms.
+ */
 function row(r: RowInput): NspawnOption {
-  const flag = r.long !== undefined ? `--${r.long}${r.arg === "none" ? "" : "="}` : r.short !== undefined ? `-${r.short}` : "COMMAND [ARGS…]";
-  const help = typeof r.help === "string" ? [{ text: r.help }] : r.help;
-  const { keys: rowKeys, ...rest } = r;
-  const keys = rowKeys?.map((k): KeySpec => ({ ...k.core, flag, sample: k.sample, ...(k.privileged ? { privileged: k.privileged } : {}) }));
-  return { ...rest, help, ...(keys ? { keys } : {}) };
+  const o = r as unknown as { help: NspawnOption["help"]; keys?: KeySpec[] };
+  if (typeof r.help === "string") o.help = [{ text: r.help }];
+  if (r.keys !== undefined) {
+    const flag = r.long !== undefined ? `--${r.long}${r.arg === "none" ? "" : "="}` : r.short !== undefined ? `-${r.short}` : "COMMAND [ARGS…]";
+    o.keys = r.keys.map((k): KeySpec => ({ ...k.core, flag, sample: k.sample, ...(k.privileged ? { privileged: k.privileged } : {}) }));
+  }
+  return r as unknown as NspawnOption;
 }
 
 /** A flag that sets a boolean field. */
