@@ -335,7 +335,7 @@ export class LinuxHost implements Host {
   run(argv: string[], options: { fds?: number[]; input?: string } = {}): CommandResult {
     const stdin = options.input !== undefined ? Buffer.from(options.input) : "ignore";
     const r = spawning(argv, () => Bun.spawnSync(argv, { stdio: [stdin, "pipe", "pipe", ...(options.fds ?? [])] }));
-    return { status: r.exitCode ?? 128 + 9, stdout: r.stdout?.toString() ?? "", stderr: r.stderr?.toString() ?? "" };
+    return { status: r.exitCode ?? 128 + (signalNumber(r.signalCode) || 9), stdout: r.stdout?.toString() ?? "", stderr: r.stderr?.toString() ?? "" };
   }
 
   chmod(path: string, mode: number): void {
