@@ -10,7 +10,7 @@
  */
 import type { Server } from "node:net";
 import { main } from "../cli/machinactl/main.ts";
-import { parseMachinactlCommandLine } from "../cli/machinactl/options.ts";
+import { type MachinactlCommandLine, parseMachinactlCommandLine } from "../cli/machinactl/options.ts";
 import { HandOver } from "../host/hand-over.ts";
 import { encodeFrame } from "../oci-runtime/front-door.ts";
 import { becomeHelper, type FrontConnection, type Log, reportInternalError, serveFrontDoor } from "./front-end.ts";
@@ -20,28 +20,28 @@ const PROG = "machinactl";
 /** The verbs served here: they read the registry, or enter a machine (the helper runs in the front end). */
 export const SERVED_VERBS: ReadonlySet<string> = new Set(["list", "status", "show", "shell", "exec"]);
 
-/** Why this command line is the full machinactl's, or undefined when it is served here. */
-export function notServed(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): string | undefined {
-  let parsed: ReturnType<typeof parseMachinactlCommandLine>;
+/** The command line parsed, when it is served here; else why it is the full machinactl's. */
+export function servedHere(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): { parsed: MachinactlCommandLine } | { why: string } {
+  let parsed: MachinactlCommandLine;
   try {
     parsed = parseMachinactlCommandLine(argv, env);
   } catch {
-    return "a command line machinactl refuses (its message is its own)";
+    return { why: "a command line machinactl refuses (its message is its own)" };
   }
-  if (parsed.list !== undefined || parsed.options.help || parsed.options.version) return undefined; // text only
+  if (parsed.list !== undefined || parsed.options.help || parsed.options.version) return { parsed }; // text only
   const verb = parsed.verb ?? "list";
-  if (!SERVED_VERBS.has(verb)) return `the verb "${verb}"`;
-  if (verb === "shell" && ["", ".host"].includes((parsed.args[0] ?? ".host").replace(/^.*@/, ""))) return "a shell on the host";
-  return undefined;
+  if (!SERVED_VERBS.has(verb)) return { why: `the verb "${verb}"` };
+  if (verb === "shell" && ["", ".host"].includes((parsed.args[0] ?? ".host").replace(/^.*@/, ""))) return { why: "a shell on the host" };
+  return { parsed };
 }
 
 async function run(c: FrontConnection, log: Log): Promise<void> {
   const { request, host, send } = c;
   // the core in this process: machinad's API is machinad
   const env = { ...request.env, MACHINA_NO_DAEMON: "1" };
-  const why = notServed(request.argv, env);
-  if (why !== undefined) {
-    send(encodeFrame("F", why));
+  const served = servedHere(request.argv, env);
+  if ("why" in served) {
+    send(encodeFrame("F", served.why));
     return;
   }
   request.env = env;
@@ -50,7 +50,7 @@ async function run(c: FrontConnection, log: Log): Promise<void> {
     err: (text: string) => void (text !== "" && send(encodeFrame("E", text))),
   };
   try {
-    send(encodeFrame("X", String(await main(request.argv, host, io))));
+    send(encodeFrame("X", String(await main(request.argv, host, io, served.parsed))));
   } catch (e) {
     if (!(e instanceof HandOver)) reportInternalError(c, log, "machinactl-door-failed", PROG, e);
     else if (e.to.kind === "full-program") send(encodeFrame("F", e.to.reason));

@@ -6,7 +6,7 @@ import type { Host } from "../../host/host.ts";
 import { paths, VERSION } from "../../paths.ts";
 import { err as stderrWrite, out as stdoutWrite } from "../output.ts";
 import { optionSyntax, renderHelpEntry } from "../../settings/option-help.ts";
-import { MACHINACTL_TABLE, parseMachinactlCommandLine, type MachinactlOption } from "./options.ts";
+import { MACHINACTL_TABLE, type MachinactlCommandLine, parseMachinactlCommandLine, type MachinactlOption } from "./options.ts";
 import type { Verb } from "./verb.ts";
 import { findVerb, VERBS } from "./verbs.ts";
 
@@ -44,11 +44,17 @@ export interface MachinactlIo {
   err: (text: string) => void;
 }
 
-export async function main(argv: string[], host: Host = new LinuxHost(), io: MachinactlIo = { out: stdoutWrite, err: stderrWrite }): Promise<number> {
+/** `parsed`: argv already parsed with host.env() (machinad's door has, to decide whether it serves it). */
+export async function main(
+  argv: string[],
+  host: Host = new LinuxHost(),
+  io: MachinactlIo = { out: stdoutWrite, err: stderrWrite },
+  parsed?: MachinactlCommandLine,
+): Promise<number> {
   const { out, err } = io;
   try {
     const env = host.env();
-    const { options, verb, args, list } = parseMachinactlCommandLine(argv, env);
+    const { options, verb, args, list } = parsed ?? parseMachinactlCommandLine(argv, env);
     if (list !== undefined) {
       out(list.map((l) => `${l}\n`).join(""));
       return 0;

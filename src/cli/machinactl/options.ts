@@ -410,10 +410,15 @@ export type OutputMode = (typeof OUTPUT_MODES)[number];
 /** Verbs whose arguments after the machine name are a command line, never options. */
 const COMMAND_VERBS = new Set(["shell", "exec"]);
 
-export function parseMachinactlCommandLine(
-  argv: readonly string[],
-  hostEnv: Readonly<Record<string, string | undefined>>,
-): { options: MachinactlOptions; verb: string | undefined; args: string[]; list?: string[] } {
+/** A parsed machinactl command line: its options, the verb and its arguments, or a list to print (`--output=help`, …). */
+export interface MachinactlCommandLine {
+  options: MachinactlOptions;
+  verb: string | undefined;
+  args: string[];
+  list?: string[];
+}
+
+export function parseMachinactlCommandLine(argv: readonly string[], hostEnv: Readonly<Record<string, string | undefined>>): MachinactlCommandLine {
   const { options: parsed, operands } = getopt(argv, MACHINACTL_OPTIONS, {
     permute: true,
     stopWhen: (ops) => COMMAND_VERBS.has(ops[0] ?? "") && ops.length >= 2,
