@@ -6,9 +6,10 @@
  * them) and LISTEN_FDS (how many). machinad tells them apart by the path each is bound to, as
  * systemd-journald does with its sockets, so the unit's order and FileDescriptorName= do not
  * matter; a socket that is not one of the three front ends' is refused with one line. Pure: the
- * paths come from src/host/listen-fds.ts.
+ * paths come from src/host/listen-fds.ts. Also the errno machinad tells a service manager that
+ * waits for its READY=1 when it cannot start (startupErrno).
  */
-import { MachinaError } from "../errors.ts";
+import { type ErrorCode, MachinaError } from "../errors.ts";
 
 /** The first passed fd (SD_LISTEN_FDS_START). */
 export const LISTEN_FDS_START = 3;
@@ -50,4 +51,24 @@ export function activatedDoors(bound: ReadonlyMap<number, string | undefined>, d
     out.set(path, fd);
   }
   return out;
+}
+
+/** errno numbers for ERRNO= (sd_notify(3)) by machina's error codes; any other failure is EIO. */
+const ERRNO_OF: Partial<Record<ErrorCode, number>> = {
+  E_USAGE: 22, // EINVAL
+  E_INVALID: 22, // EINVAL
+  E_NOT_FOUND: 2, // ENOENT
+  E_BUSY: 16, // EBUSY
+  E_UNSUPPORTED: 95, // EOPNOTSUPP
+};
+
+/**
+ * What machinad tells a service manager waiting for its READY=1 when it cannot start (`ERRNO=`):
+ * start-stop-daemon --notify-await fails at once on it instead of waiting out its timeout, and
+ * systemd records it as the service's errno. A system call's own errno when the error has one.
+ */
+export function startupErrno(error: unknown): number {
+  if (error instanceof MachinaError) return ERRNO_OF[error.code] ?? 5;
+  if (error instanceof Error && "errno" in error && typeof error.errno === "number" && error.errno !== 0) return Math.abs(error.errno);
+  return 5;
 }

@@ -41,7 +41,7 @@ import { apiSocketPath, machinactlSocketPath, nspawnSocketPath, ociSocketPath } 
 import { serveNspawnDoor } from "./nspawn-door.ts";
 import { serveMachinactlDoor } from "./machinactl-door.ts";
 import { serveOciDoor } from "./oci-door.ts";
-import { activatedDoors, LISTEN_VARIABLES, listenFds } from "./activation.ts";
+import { activatedDoors, LISTEN_VARIABLES, listenFds, startupErrno } from "./activation.ts";
 import { inheritedSocketPaths } from "../host/listen-fds.ts";
 import { setCloseOnExec } from "../host/libc.ts";
 import { notifyServiceManager } from "../host/notify.ts";
@@ -150,7 +150,24 @@ function log(event: string, fields: Record<string, unknown> = {}): void {
   err(JSON.stringify({ time: new Date().toISOString(), event, ...fields }) + "\n");
 }
 
+/** The service manager's notify socket (Type=notify; start-stop-daemon --notify-await), taken from the environment when main starts. */
+let notifySocket: string | undefined;
+let notifiedReady = false;
+
+/**
+ * Tell the service manager `state`. A failed STOPPING=1 is not logged: start-stop-daemon's socket
+ * is gone once it has had READY=1 (src/machine/sysv.ts).
+ */
+function notify(state: string): void {
+  const failed = notifyServiceManager(notifySocket, state);
+  if (state.startsWith("READY=1")) notifiedReady = true;
+  if (failed !== undefined && !state.startsWith("STOPPING=1")) log("notify-failed", { state: state.split("\n")[0], error: failed.message });
+}
+
 export async function main(argv: string[]): Promise<number> {
+  // not passed on to anything machinad runs: a container it starts would forward its READY=1 to it (spec/build.ts)
+  notifySocket = process.env.NOTIFY_SOCKET;
+  delete process.env.NOTIFY_SOCKET;
   try {
     const o: DaemonOptions = { help: false, version: false, socket: apiSocketPath(), policy: "no", autostart: true, newToken: false };
     const envPolicy = machinaEnv(process.env, "MACHINA_RESTART");
@@ -187,6 +204,8 @@ export async function main(argv: string[]): Promise<number> {
     return await serve(socket, policy, autostart, o);
   } catch (error) {
     err(renderError(PROG, error) + "\n");
+    // a service manager waiting for READY=1 learns of the failure now (start-stop-daemon would wait out its timeout)
+    if (!notifiedReady) notify(`ERRNO=${startupErrno(error)}\nSTATUS=${renderError(PROG, error).split("\n")[0]}`);
     return 1;
   }
 }
@@ -244,17 +263,10 @@ function tlsFiles(o: DaemonOptions): { cert: string; key: string } | undefined {
 async function serve(socket: string, policy: RestartPolicy, autostart: boolean, o: DaemonOptions): Promise<number> {
   // socket activation: read once, and not passed on to anything machinad runs (the variables
   // removed; the fds close-on-exec from now on — Bun's listen marks them so too, later, and its
-  // spawn passes a child only the fds it is given); the same for systemd's notify socket
-  // (Type=notify), which a container machinad starts would otherwise forward its READY=1 to
+  // spawn passes a child only the fds it is given), as the notify socket was (main)
   const passed = listenFds(process.env, process.pid);
   for (const v of LISTEN_VARIABLES) delete process.env[v];
   for (const fd of passed) setCloseOnExec(fd);
-  const notifySocket = process.env.NOTIFY_SOCKET;
-  delete process.env.NOTIFY_SOCKET;
-  const notify = (state: string) => {
-    const failed = notifyServiceManager(notifySocket, state);
-    if (failed !== undefined) log("notify-failed", { state: state.split("\n")[0], error: failed.message });
-  };
   const host = new LinuxHost();
   const ociSocket = ociSocketPath(socket, host.env());
   const nspawnSocket = nspawnSocketPath(socket, host.env());

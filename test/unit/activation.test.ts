@@ -1,8 +1,10 @@
-/** Socket activation: LISTEN_PID/LISTEN_FDS (src/daemon/activation.ts), the sockets told apart by path (src/host/listen-fds.ts), machinad's units. */
+/** Socket activation: LISTEN_PID/LISTEN_FDS (src/daemon/activation.ts), the sockets told apart by path (src/host/listen-fds.ts), machinad's units and init script, its ERRNO= when it cannot start. */
 import { describe, expect, test } from "bun:test";
-import { activatedDoors, listenFds } from "../../src/daemon/activation.ts";
+import { activatedDoors, listenFds, startupErrno } from "../../src/daemon/activation.ts";
+import { MachinaError } from "../../src/errors.ts";
 import { listeningUnixPaths } from "../../src/host/listen-fds.ts";
 import { daemonUnits } from "../../src/machine/systemd.ts";
+import { daemonInitScript } from "../../src/machine/sysv.ts";
 
 describe("LISTEN_PID and LISTEN_FDS", () => {
   test("fds 3… for this process; none without LISTEN_PID or for another process (a child that inherited them)", () => {
@@ -98,4 +100,28 @@ test("machinad.socket listens on the three front ends' default paths, root only;
   const service = units["machinad.service"].split("\n");
   for (const l of ["Type=notify", "ExecStart=/usr/local/bin/machinad", "Requires=machinad.socket", "KillMode=process", "Also=machinad.socket"])
     expect(service).toContain(l);
+});
+
+test("machinad's init script: the daemon's path, waits for READY=1, stops machinad alone", () => {
+  const text = daemonInitScript({ daemon: "/usr/local/bin/machinad" });
+  const lines = text.split("\n");
+  for (const l of [
+    "DAEMON=/usr/local/bin/machinad",
+    "PIDFILE=/run/machinad.pid",
+    "LOGFILE=/var/log/machinad.log",
+    "[ -r /etc/default/machinad ] && . /etc/default/machinad",
+  ])
+    expect(lines).toContain(l);
+  expect(text).toContain("--notify-await");
+  expect(text).toMatch(/--stop [^\n]*--pidfile "\$PIDFILE" --remove-pidfile --name machinad\n/); // the pid file's process, whichever binary it runs
+  expect(text).toMatch(/# Default-Start: +2 3 4 5\n# Default-Stop: +0 1 6\n/);
+});
+
+test("ERRNO= for a machinad that cannot start: by error code, a system call's own errno, else EIO", () => {
+  expect(startupErrno(new MachinaError("E_USAGE", "unrecognized option"))).toBe(22);
+  expect(startupErrno(new MachinaError("E_BUSY", "another machinad is already serving"))).toBe(16);
+  expect(startupErrno(new MachinaError("E_SYSTEM", "x"))).toBe(5);
+  expect(startupErrno(Object.assign(new Error("listen EADDRINUSE"), { code: "EADDRINUSE", errno: -98 }))).toBe(98);
+  expect(startupErrno(new Error("plain"))).toBe(5);
+  expect(startupErrno("not an error")).toBe(5);
 });

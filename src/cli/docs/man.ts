@@ -92,7 +92,7 @@ export function machinadMan(): string {
     para(
       MACHINAD_DESCRIPTION,
       "The API (JSON over HTTP on /run/machina/api.sock, root only) is described by its OpenAPI document, served at GET /openapi.json. It logs one JSON object per line on standard error.",
-      "Socket activation: started by machinad.socket (systemd) or systemd-socket-activate with the front ends' sockets (/run/machina/nspawn.sock, machinactl.sock, oci.sock) as LISTEN_FDS, it serves each on the socket it was passed, told apart by the path it is bound to, and leaves them bound when it stops; any other socket is refused. It binds its API socket itself. With NOTIFY_SOCKET set (Type=notify) it sends READY=1 once it serves and STOPPING=1 when it stops.",
+      "Socket activation: started by machinad.socket (systemd) or systemd-socket-activate with the front ends' sockets (/run/machina/nspawn.sock, machinactl.sock, oci.sock) as LISTEN_FDS, it serves each on the socket it was passed, told apart by the path it is bound to, and leaves them bound when it stops; any other socket is refused. It binds its API socket itself. With NOTIFY_SOCKET set (systemd's Type=notify, start-stop-daemon --notify-await) it sends READY=1 once it serves, STOPPING=1 when it stops and ERRNO=N when it cannot start. On a sysvinit host scripts/setup installs /etc/init.d/machinad (pid file /run/machinad.pid, log /var/log/machinad.log, options in MACHINAD_OPTS of /etc/default/machinad).",
     );
   out += ".SH OPTIONS\n" + MACHINAD_TABLE.map((r) => tp(optionSyntax(r), `${r.help}.`)).join("");
   out += ".SH COMMANDS\n" + MACHINAD_COMMANDS.map((c) => tp(c.syntax, `${c.text}.`)).join("");
