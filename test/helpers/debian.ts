@@ -2,8 +2,48 @@
  * Booting the Debian fixture under machina-nspawn -b, for integration tests. Always boots a
  * private copy (`cp -a --reflink=auto`), never the shared cache.
  */
-import { ensureDebianImage } from "../fixtures/images.ts";
+import { copyFileSync, mkdirSync, readdirSync } from "node:fs";
+import { basename, join } from "node:path";
+import { ensureDebianImage, fixtureCacheDir } from "../fixtures/images.ts";
 import { type Background, type MachineState, type Scratch, copyTree, nsenter, startNspawn, waitForState } from "./machina.ts";
+
+/** Packages apt would install into `root` for `pkgs` (simulated against the copy's dpkg status). */
+export function missingPackages(root: string, pkgs: string[]): string[] {
+  const p = Bun.spawnSync(["apt-get", "-s", "-o", `Dir::State::status=${root}/var/lib/dpkg/status`, "install", "--no-install-recommends", ...pkgs], {
+    stderr: "pipe",
+  });
+  if (p.exitCode !== 0) throw new Error(`apt-get -s failed: ${p.stderr.toString()}`);
+  return p.stdout
+    .toString()
+    .split("\n")
+    .flatMap((l) => (/^Inst (\S+)/.exec(l)?.[1] ? [/^Inst (\S+)/.exec(l)![1]!] : []));
+}
+
+/** The cached .deb of each package (downloaded with `apt-get download` when missing). */
+export function cachedDebs(names: string[]): string[] {
+  const dir = join(fixtureCacheDir(), "debs");
+  mkdirSync(dir, { recursive: true });
+  const find = (n: string) => readdirSync(dir).find((f) => f.startsWith(`${n}_`) && f.endsWith(".deb"));
+  const missing = names.filter((n) => find(n) === undefined);
+  if (missing.length > 0) {
+    const p = Bun.spawnSync(["apt-get", "download", ...missing], { cwd: dir, stderr: "pipe" });
+    if (p.exitCode !== 0) throw new Error(`apt-get download ${missing.join(" ")} failed (no network?): ${p.stderr.toString()}`);
+  }
+  return names.map((n) => join(dir, find(n)!));
+}
+
+/** Install `debs` into the tree `root` (`dpkg -i` in a chroot), after `dpkg --purge` of `purge` (forced: e.g. systemd-sysv, which sysvinit-core replaces). */
+export function installDebs(root: string, debs: string[], purge: string[] = []): void {
+  const dir = `${root}/tmp/machina-debs`;
+  mkdirSync(dir);
+  for (const d of debs) copyFileSync(d, `${dir}/${basename(d)}`);
+  const remove = purge.length > 0 ? `dpkg --purge --force-remove-essential --force-remove-protected ${purge.join(" ")} && ` : "";
+  const dpkg = Bun.spawnSync(["chroot", root, "sh", "-c", `${remove}dpkg -i /tmp/machina-debs/*.deb && rm -rf /tmp/machina-debs`], {
+    stderr: "pipe",
+    env: { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" },
+  });
+  if (dpkg.exitCode !== 0) throw new Error(`dpkg in the copy failed: ${dpkg.stdout.toString().slice(-2000)}${dpkg.stderr.toString()}`);
+}
 
 export interface BootedDebian {
   name: string;

@@ -18,10 +18,10 @@
  * Root only.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, copyFileSync, mkdirSync, readdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
-import { ensureBusyboxImage, ensureDebianImage, fixtureCacheDir } from "../fixtures/images.ts";
-import { systemState, withBootedDebian } from "../helpers/debian.ts";
+import { chmodSync, mkdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { basename, dirname } from "node:path";
+import { ensureBusyboxImage, ensureDebianImage } from "../fixtures/images.ts";
+import { cachedDebs, installDebs, missingPackages, systemState, withBootedDebian } from "../helpers/debian.ts";
 import { NOTHING, REPO, Scratch, copyTree, leftovers, newLeftovers, nsenter, waitFor } from "../helpers/machina.ts";
 
 const isRoot = process.getuid?.() === 0;
@@ -38,31 +38,6 @@ log up
 while :; do sleep 1 & wait $!; done
 `;
 
-/** Packages apt would install into `root` for `pkgs` (simulated against the copy's dpkg status). */
-function missingPackages(root: string, pkgs: string[]): string[] {
-  const p = Bun.spawnSync(["apt-get", "-s", "-o", `Dir::State::status=${root}/var/lib/dpkg/status`, "install", "--no-install-recommends", ...pkgs], {
-    stderr: "pipe",
-  });
-  if (p.exitCode !== 0) throw new Error(`apt-get -s failed: ${p.stderr.toString()}`);
-  return p.stdout
-    .toString()
-    .split("\n")
-    .flatMap((l) => (/^Inst (\S+)/.exec(l)?.[1] ? [/^Inst (\S+)/.exec(l)![1]!] : []));
-}
-
-/** The cached .deb of each package (downloaded with `apt-get download` when missing). */
-function cachedDebs(names: string[]): string[] {
-  const dir = join(fixtureCacheDir(), "debs");
-  mkdirSync(dir, { recursive: true });
-  const find = (n: string) => readdirSync(dir).find((f) => f.startsWith(`${n}_`) && f.endsWith(".deb"));
-  const missing = names.filter((n) => find(n) === undefined);
-  if (missing.length > 0) {
-    const p = Bun.spawnSync(["apt-get", "download", ...missing], { cwd: dir, stderr: "pipe" });
-    if (p.exitCode !== 0) throw new Error(`apt-get download ${missing.join(" ")} failed (no network?): ${p.stderr.toString()}`);
-  }
-  return names.map((n) => join(dir, find(n)!));
-}
-
 let root = "";
 let stateDir = "";
 let bunDir = "";
@@ -78,11 +53,7 @@ beforeAll(async () => {
     stateDir = `${base}/state`;
     copyTree(debian, root);
     // systemd-container + procps, and what they need that the fixture lacks
-    const debs = cachedDebs(missingPackages(root, ["systemd-container", "procps"]));
-    mkdirSync(`${root}/tmp/machina-debs`);
-    for (const d of debs) copyFileSync(d, `${root}/tmp/machina-debs/${basename(d)}`);
-    const dpkg = Bun.spawnSync(["chroot", root, "sh", "-c", "dpkg -i /tmp/machina-debs/*.deb && rm -rf /tmp/machina-debs"], { stderr: "pipe", env: { PATH } });
-    if (dpkg.exitCode !== 0) throw new Error(`dpkg -i in the copy failed: ${dpkg.stdout.toString().slice(-2000)}${dpkg.stderr.toString()}`);
+    installDebs(root, cachedDebs(missingPackages(root, ["systemd-container", "procps"])));
     // bun on PATH (the commands' #!/usr/bin/env bun), the checkout's mount point
     const bunExe = realpathSync(process.execPath);
     bunDir = dirname(bunExe);

@@ -1,0 +1,112 @@
+/**
+ * machina on a sysvinit host, proven nested (root): a COPY of the Debian fixture with
+ * sysvinit-core in place of systemd-sysv (its .debs downloaded once and cached under
+ * $MACHINA_FIXTURE_CACHE/debs, `dpkg -i` in a chroot), run with sysvinit's /sbin/init as PID 1 of
+ * a machina container, the checkout and bun bound read-only (/opt/machina, /opt/bun).
+ *
+ * Inside: `scripts/install-daemon` — what scripts/setup runs — takes the sysvinit branch:
+ * /etc/init.d/machinad in the default runlevels (S01machinad in rc2.d) and started; machinad
+ * serves machinactl's front end. `telinit 0` runs the K script (machinad logs its SIGTERM). Booted
+ * again, init's rc starts machinad by itself. Root only.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdirSync, readFileSync, realpathSync, symlinkSync } from "node:fs";
+import { basename, dirname } from "node:path";
+import { cachedDebs, installDebs, missingPackages } from "../helpers/debian.ts";
+import { ensureDebianImage } from "../fixtures/images.ts";
+import { REPO, Scratch, copyTree, nsenter, startNspawn, waitFor, waitForState } from "../helpers/machina.ts";
+
+const isRoot = process.getuid?.() === 0;
+const scratch = new Scratch();
+const PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+let root = "";
+let stateDir = "";
+let bunDir = "";
+let prepared: string | undefined; // undefined = ready; else why not
+
+beforeAll(async () => {
+  if (!isRoot) return;
+  try {
+    const base = scratch.dir("machina-sysvhost-");
+    root = `${base}/debian`;
+    stateDir = `${base}/state`;
+    copyTree(await ensureDebianImage(), root);
+    installDebs(root, cachedDebs(missingPackages(root, ["sysvinit-core"])), ["systemd-sysv"]);
+    const bunExe = realpathSync(process.execPath);
+    bunDir = dirname(bunExe);
+    mkdirSync(`${root}/opt/machina`, { recursive: true });
+    mkdirSync(`${root}/opt/bun`, { recursive: true });
+    symlinkSync(`/opt/bun/${basename(bunExe)}`, `${root}/usr/local/bin/bun`);
+    // the installed commands, as scripts/setup links them (the compiled ones of scripts/build)
+    for (const cmd of ["machinad", "machinactl"]) symlinkSync(`/opt/machina/dist/bin/${cmd}`, `${root}/usr/local/bin/${cmd}`);
+  } catch (e) {
+    prepared = String(e);
+  }
+}, 180_000);
+afterAll(() => scratch.cleanup());
+
+/** sysvinit as the container's PID 1 (the copy still has systemd's binary, which -b would pick, as systemd-nspawn's -b would). */
+async function bootSysv() {
+  const name = scratch.name("sysv");
+  const bg = startNspawn(
+    ["-D", root, "-M", name, "--console=read-only", `--bind-ro=${REPO}:/opt/machina`, `--bind-ro=${bunDir}:/opt/bun`, "/sbin/init"],
+    { stateDir },
+    scratch,
+  );
+  const state = await waitForState(stateDir, name, undefined, 15_000, bg);
+  const leader = state.leader;
+  const sh = async (cmd: string, timeoutMs = 30_000) => {
+    const r = await nsenter(leader, ["env", "-i", `PATH=${PATH}`, "sh", "-c", cmd], timeoutMs);
+    return { code: r.code, out: r.stdout.trim(), err: r.stderr.trim() };
+  };
+  // runlevel 2 reached: rc has run its S scripts
+  await waitFor("runlevel 2", async () => (/run-level 2/.test((await sh("who -r")).out) ? true : undefined), 30_000);
+  const halt = async () => {
+    await sh("telinit 0");
+    await Promise.race([bg.exited, Bun.sleep(20_000)]);
+    if (bg.proc.exitCode === null && bg.proc.signalCode === null) {
+      bg.proc.kill("SIGKILL");
+      await bg.exited;
+    }
+  };
+  return { bg, leader, sh, halt };
+}
+
+const machinadLog = () => (existsSync(`${root}/var/log/machinad.log`) ? readFileSync(`${root}/var/log/machinad.log`, "utf8") : "");
+
+describe("sysvinit host (nested: a Debian copy with sysvinit-core as PID 1)", () => {
+  test.skipIf(!isRoot)(
+    "scripts/install-daemon installs /etc/init.d/machinad and starts it; the next boot starts it from rc",
+    async () => {
+      if (prepared !== undefined) throw new Error(`preparing the nested host failed: ${prepared}`);
+      const first = await bootSysv();
+      try {
+        expect(await first.sh("cat /proc/1/comm")).toMatchObject({ out: "init" });
+        const install = await first.sh("cd /opt/machina && scripts/install-daemon /usr/local/bin 2>&1");
+        expect(install).toMatchObject({ code: 0 });
+        expect(install.out).toContain("installed /etc/init.d/machinad");
+        expect((await first.sh("ls /etc/rc2.d")).out.split("\n")).toContain("S01machinad");
+        expect(await first.sh("/etc/init.d/machinad status")).toMatchObject({ code: 0 });
+        // served: machinactl's front end reaches the machinad init started
+        const list = await first.sh("MACHINA_FRONT_DEBUG=1 machinactl list 2>&1");
+        expect(list).toMatchObject({ code: 0 });
+        expect(list.out).toContain("served by machinad (/run/machina/machinactl.sock)");
+      } finally {
+        await first.halt();
+      }
+      // the halt ran the K script: machinad was told to stop
+      expect(machinadLog()).toContain('"event":"stopping","signal":"SIGTERM"');
+      const readyBefore = machinadLog().split('"event":"ready"').length - 1;
+
+      const second = await bootSysv();
+      try {
+        await waitFor("machinad started at boot", async () => ((await second.sh("/etc/init.d/machinad status")).code === 0 ? true : undefined), 30_000);
+        await waitFor("its ready line", () => (machinadLog().split('"event":"ready"').length - 1 === readyBefore + 1 ? true : undefined), 10_000);
+        expect((await second.sh("MACHINA_FRONT_DEBUG=1 machinactl list 2>&1")).out).toContain("served by machinad");
+      } finally {
+        await second.halt();
+      }
+    },
+    240_000,
+  );
+});
