@@ -2,10 +2,11 @@
  * Booting the Debian fixture under machina-nspawn -b, for integration tests. Always boots a
  * private copy (`cp -a --reflink=auto`), never the shared cache.
  */
-import { copyFileSync, mkdirSync, readdirSync } from "node:fs";
-import { basename, join } from "node:path";
+import { beforeAll } from "bun:test";
+import { copyFileSync, mkdirSync, readdirSync, realpathSync, symlinkSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 import { ensureDebianImage, fixtureCacheDir } from "../fixtures/images.ts";
-import { type Background, type MachineState, type Scratch, copyTree, nsenter, startNspawn, waitForState } from "./machina.ts";
+import { type Background, type MachineState, REPO, type Scratch, copyTree, nsenter, startNspawn, waitForState } from "./machina.ts";
 
 /** Packages apt would install into `root` for `pkgs` (simulated against the copy's dpkg status). */
 export function missingPackages(root: string, pkgs: string[]): string[] {
@@ -43,6 +44,59 @@ export function installDebs(root: string, debs: string[], purge: string[] = []):
     env: { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" },
   });
   if (dpkg.exitCode !== 0) throw new Error(`dpkg in the copy failed: ${dpkg.stdout.toString().slice(-2000)}${dpkg.stderr.toString()}`);
+}
+
+/**
+ * A nested host for machina's own commands: a private copy of the Debian fixture (in a fresh
+ * directory of `scratch`, beside an empty `state` directory for the outer machina) with `packages`
+ * and what they need installed (after `purge`: installDebs), bun on PATH (/usr/local/bin/bun ->
+ * /opt/bun), and the mount points the returned `binds` fill read-only: the checkout at
+ * /opt/machina, bun's directory at /opt/bun.
+ */
+export interface NestedHost {
+  root: string;
+  stateDir: string;
+  binds: string[];
+}
+
+export async function nestedHost(scratch: Scratch, prefix: string, packages: string[], purge: string[] = []): Promise<NestedHost> {
+  const base = scratch.dir(prefix);
+  const root = `${base}/debian`;
+  copyTree(await ensureDebianImage(), root);
+  installDebs(root, cachedDebs(missingPackages(root, packages)), purge);
+  const bunExe = realpathSync(process.execPath);
+  mkdirSync(`${root}/opt/machina`, { recursive: true });
+  mkdirSync(`${root}/opt/bun`, { recursive: true });
+  symlinkSync(`/opt/bun/${basename(bunExe)}`, `${root}/usr/local/bin/bun`);
+  return { root, stateDir: `${base}/state`, binds: [`--bind-ro=${REPO}:/opt/machina`, `--bind-ro=${dirname(bunExe)}:/opt/bun`] };
+}
+
+/**
+ * A nested host made once for a test file, in its beforeAll (root only), `finish` completing the
+ * tree: the returned getter gives it to the tests, or throws why it could not be made.
+ */
+export function nestedHostOnce(
+  scratch: Scratch,
+  prefix: string,
+  packages: string[],
+  o: { purge?: string[]; finish?: (h: NestedHost) => void | Promise<void> } = {},
+): () => NestedHost {
+  let host: NestedHost | undefined;
+  let failed = "not made (root only)";
+  beforeAll(async () => {
+    if (process.getuid?.() !== 0) return;
+    try {
+      const h = await nestedHost(scratch, prefix, packages, o.purge);
+      await o.finish?.(h);
+      host = h;
+    } catch (e) {
+      failed = String(e);
+    }
+  }, 180_000);
+  return () => {
+    if (host === undefined) throw new Error(`preparing the nested host failed: ${failed}`);
+    return host;
+  };
 }
 
 export interface BootedDebian {

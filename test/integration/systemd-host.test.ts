@@ -17,12 +17,12 @@
  * container, and the busybox image has none (booting a nested Debian would double the time).
  * Root only.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, mkdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { basename, dirname } from "node:path";
-import { ensureBusyboxImage, ensureDebianImage } from "../fixtures/images.ts";
-import { cachedDebs, installDebs, missingPackages, systemState, withBootedDebian } from "../helpers/debian.ts";
-import { NOTHING, REPO, Scratch, copyTree, leftovers, newLeftovers, nsenter, waitFor } from "../helpers/machina.ts";
+import { afterAll, describe, expect, test } from "bun:test";
+import { chmodSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
+import { ensureBusyboxImage } from "../fixtures/images.ts";
+import { nestedHostOnce, systemState, withBootedDebian } from "../helpers/debian.ts";
+import { NOTHING, Scratch, copyTree, leftovers, newLeftovers, nsenter, waitFor } from "../helpers/machina.ts";
 
 const isRoot = process.getuid?.() === 0;
 const scratch = new Scratch();
@@ -38,32 +38,13 @@ log up
 while :; do sleep 1 & wait $!; done
 `;
 
-let root = "";
-let stateDir = "";
-let bunDir = "";
-let prepared: string | undefined; // undefined = ready; else why not
-
-beforeAll(async () => {
-  if (!isRoot) return;
-  try {
-    const debian = await ensureDebianImage();
-    const busybox = await ensureBusyboxImage();
-    const base = scratch.dir("machina-sdhost-");
-    root = `${base}/debian`;
-    stateDir = `${base}/state`;
-    copyTree(debian, root);
-    // systemd-container + procps, and what they need that the fixture lacks
-    installDebs(root, cachedDebs(missingPackages(root, ["systemd-container", "procps"])));
-    // bun on PATH (the commands' #!/usr/bin/env bun), the checkout's mount point
-    const bunExe = realpathSync(process.execPath);
-    bunDir = dirname(bunExe);
-    mkdirSync(`${root}/opt/machina`, { recursive: true });
-    mkdirSync(`${root}/opt/bun`, { recursive: true });
-    symlinkSync(`/opt/bun/${basename(bunExe)}`, `${root}/usr/local/bin/bun`);
+// systemd-container + procps, and what they need that the fixture lacks
+const host = nestedHostOnce(scratch, "machina-sdhost-", ["systemd-container", "procps"], {
+  finish: async ({ root }) => {
     // the image
     const bb = `${root}/var/lib/machines/bb`;
     mkdirSync(dirname(bb), { recursive: true });
-    copyTree(busybox, bb);
+    copyTree(await ensureBusyboxImage(), bb);
     rmSync(`${bb}/sbin/init`, { force: true });
     writeFileSync(`${bb}/sbin/init`, FAKE_INIT);
     chmodSync(`${bb}/sbin/init`, 0o755);
@@ -74,17 +55,15 @@ beforeAll(async () => {
     // administrator's trusted file turns both off for bb, as docs/machines.md shows.
     mkdirSync(`${root}/etc/systemd/nspawn`, { recursive: true });
     writeFileSync(`${root}/etc/systemd/nspawn/bb.nspawn`, "[Exec]\nPrivateUsers=no\n[Network]\nVirtualEthernet=no\n");
-  } catch (e) {
-    prepared = String(e);
-  }
-}, 120_000);
+  },
+});
 afterAll(() => scratch.cleanup());
 
 describe("systemd host (nested: a booted Debian copy with systemd-machined)", () => {
   test.skipIf(!isRoot)(
     "machina-nspawn@.service, machined registration, reboot -> 133 -> restart, clean stop, CreateMachine scope",
     async () => {
-      if (prepared !== undefined) throw new Error(`preparing the nested host failed: ${prepared}`);
+      const { root, stateDir, binds } = host();
       const before = leftovers(stateDir);
       await withBootedDebian(
         root,
@@ -243,7 +222,7 @@ describe("systemd host (nested: a booted Debian copy with systemd-machined)", ()
           const code = await Promise.race([m.bg.exited, Bun.sleep(15_000).then(() => "timeout")]);
           expect(code).toBe(0);
         },
-        [`--bind-ro=${REPO}:/opt/machina`, `--bind-ro=${bunDir}:/opt/bun`],
+        binds,
       );
       expect(newLeftovers(before, leftovers(stateDir))).toEqual(NOTHING);
     },

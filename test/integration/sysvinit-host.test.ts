@@ -9,50 +9,28 @@
  * serves machinactl's front end. `telinit 0` runs the K script (machinad logs its SIGTERM). Booted
  * again, init's rc starts machinad by itself. Root only.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, readFileSync, realpathSync, symlinkSync } from "node:fs";
-import { basename, dirname } from "node:path";
-import { cachedDebs, installDebs, missingPackages } from "../helpers/debian.ts";
-import { ensureDebianImage } from "../fixtures/images.ts";
-import { REPO, Scratch, copyTree, nsenter, startNspawn, waitFor, waitForState } from "../helpers/machina.ts";
+import { afterAll, describe, expect, test } from "bun:test";
+import { existsSync, readFileSync, symlinkSync } from "node:fs";
+import { nestedHostOnce } from "../helpers/debian.ts";
+import { Scratch, nsenter, startNspawn, waitFor, waitForState } from "../helpers/machina.ts";
 
 const isRoot = process.getuid?.() === 0;
 const scratch = new Scratch();
 const PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-let root = "";
-let stateDir = "";
-let bunDir = "";
-let prepared: string | undefined; // undefined = ready; else why not
-
-beforeAll(async () => {
-  if (!isRoot) return;
-  try {
-    const base = scratch.dir("machina-sysvhost-");
-    root = `${base}/debian`;
-    stateDir = `${base}/state`;
-    copyTree(await ensureDebianImage(), root);
-    installDebs(root, cachedDebs(missingPackages(root, ["sysvinit-core"])), ["systemd-sysv"]);
-    const bunExe = realpathSync(process.execPath);
-    bunDir = dirname(bunExe);
-    mkdirSync(`${root}/opt/machina`, { recursive: true });
-    mkdirSync(`${root}/opt/bun`, { recursive: true });
-    symlinkSync(`/opt/bun/${basename(bunExe)}`, `${root}/usr/local/bin/bun`);
-    // the installed commands, as scripts/setup links them (the compiled ones of scripts/build)
+const host = nestedHostOnce(scratch, "machina-sysvhost-", ["sysvinit-core"], {
+  purge: ["systemd-sysv"],
+  // the installed commands, as scripts/setup links them (the compiled ones of scripts/build)
+  finish: ({ root }) => {
     for (const cmd of ["machinad", "machinactl"]) symlinkSync(`/opt/machina/dist/bin/${cmd}`, `${root}/usr/local/bin/${cmd}`);
-  } catch (e) {
-    prepared = String(e);
-  }
-}, 180_000);
+  },
+});
 afterAll(() => scratch.cleanup());
 
 /** sysvinit as the container's PID 1 (the copy still has systemd's binary, which -b would pick, as systemd-nspawn's -b would). */
 async function bootSysv() {
+  const { root, stateDir, binds } = host();
   const name = scratch.name("sysv");
-  const bg = startNspawn(
-    ["-D", root, "-M", name, "--console=read-only", `--bind-ro=${REPO}:/opt/machina`, `--bind-ro=${bunDir}:/opt/bun`, "/sbin/init"],
-    { stateDir },
-    scratch,
-  );
+  const bg = startNspawn(["-D", root, "-M", name, "--console=read-only", ...binds, "/sbin/init"], { stateDir }, scratch);
   const state = await waitForState(stateDir, name, undefined, 15_000, bg);
   const leader = state.leader;
   const sh = async (cmd: string, timeoutMs = 30_000) => {
@@ -72,13 +50,16 @@ async function bootSysv() {
   return { bg, leader, sh, halt };
 }
 
-const machinadLog = () => (existsSync(`${root}/var/log/machinad.log`) ? readFileSync(`${root}/var/log/machinad.log`, "utf8") : "");
+const machinadLog = () => {
+  const log = `${host().root}/var/log/machinad.log`;
+  return existsSync(log) ? readFileSync(log, "utf8") : "";
+};
 
 describe("sysvinit host (nested: a Debian copy with sysvinit-core as PID 1)", () => {
   test.skipIf(!isRoot)(
     "scripts/install-daemon installs /etc/init.d/machinad and starts it; the next boot starts it from rc",
     async () => {
-      if (prepared !== undefined) throw new Error(`preparing the nested host failed: ${prepared}`);
+      host();
       const first = await bootSysv();
       try {
         expect(await first.sh("cat /proc/1/comm")).toMatchObject({ out: "init" });
