@@ -2,12 +2,14 @@
  * machina on a sysvinit host, proven nested (root): a COPY of the Debian fixture with
  * sysvinit-core in place of systemd-sysv (its .debs downloaded once and cached under
  * $MACHINA_FIXTURE_CACHE/debs, `dpkg -i` in a chroot), run with sysvinit's /sbin/init as PID 1 of
- * a machina container, the checkout and bun bound read-only (/opt/machina, /opt/bun).
+ * a machina container with a user namespace (-U: see bootSysv), the checkout and bun bound
+ * read-only (/opt/machina, /opt/bun).
  *
  * Inside: `scripts/install-daemon` — what scripts/setup runs — takes the sysvinit branch:
  * /etc/init.d/machinad in the default runlevels (S01machinad in rc2.d) and started; machinad
  * serves machinactl's front end. `telinit 0` runs the K script (machinad logs its SIGTERM). Booted
- * again, init's rc starts machinad by itself. Root only.
+ * again, init's rc starts machinad by itself. The host's / and /sys superblocks are unchanged
+ * afterwards. Root only.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, symlinkSync } from "node:fs";
@@ -26,11 +28,17 @@ const host = nestedHostOnce(scratch, "machina-sysvhost-", ["sysvinit-core"], {
 });
 afterAll(() => scratch.cleanup());
 
-/** sysvinit as the container's PID 1 (the copy still has systemd's binary, which -b would pick, as systemd-nspawn's -b would). */
+/**
+ * sysvinit as the container's PID 1 (the copy still has systemd's binary, which -b would pick, as
+ * systemd-nspawn's -b would), in a user namespace (-U): its shutdown scripts remount what they
+ * see read-only (`mount -o remount,ro /`, `umount -r`), and in a privileged container such a
+ * remount reaches the superblock it shares with the host — this VM's /sys became read-only so,
+ * under machina and systemd-nspawn alike (docs/security.md). In a user namespace the kernel refuses them.
+ */
 async function bootSysv() {
   const { root, stateDir, binds } = host();
   const name = scratch.name("sysv");
-  const bg = startNspawn(["-D", root, "-M", name, "--console=read-only", ...binds, "/sbin/init"], { stateDir }, scratch);
+  const bg = startNspawn(["-D", root, "-M", name, "-U", "--console=read-only", ...binds, "/sbin/init"], { stateDir }, scratch);
   const state = await waitForState(stateDir, name, undefined, 15_000, bg);
   const leader = state.leader;
   const sh = async (cmd: string, timeoutMs = 30_000) => {
@@ -55,11 +63,20 @@ const machinadLog = () => {
   return existsSync(log) ? readFileSync(log, "utf8") : "";
 };
 
+/** The host's superblock options of / and /sys (mountinfo's last field): the guest must not change them. */
+const hostSuperblocks = () =>
+  readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .map((l) => l.split(" "))
+    .filter((f) => f[4] === "/" || f[4] === "/sys")
+    .map((f) => `${f[4]} ${f.at(-1)}`);
+
 describe("sysvinit host (nested: a Debian copy with sysvinit-core as PID 1)", () => {
   test.skipIf(!isRoot)(
     "scripts/install-daemon installs /etc/init.d/machinad and starts it; the next boot starts it from rc",
     async () => {
       host();
+      const superblocks = hostSuperblocks();
       const first = await bootSysv();
       try {
         expect(await first.sh("cat /proc/1/comm")).toMatchObject({ out: "init" });
@@ -87,6 +104,7 @@ describe("sysvinit host (nested: a Debian copy with sysvinit-core as PID 1)", ()
       } finally {
         await second.halt();
       }
+      expect(hostSuperblocks()).toEqual(superblocks);
     },
     240_000,
   );
