@@ -852,6 +852,17 @@ static void entered_attempts(void) {
   for (int i = 0; i < nofd; i++) close(ofd[i]);
 }
 
+/* Last: its success leaves the host's /sys read-only until the host restores it, and the attempts
+ * before it must find the host as it was. */
+static void last_attempts(void) {
+  ISO("sysfs-sb-ro") {
+    /* a remount without MS_BIND changes the superblock: in the host's network namespace the
+     * container's sysfs is the host's (what a sysvinit guest's umountroot/umountfs do by themselves) */
+    int r = mnt(NULL, "/sys", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+    report("sysfs-sb-ro", r, -r);
+  }
+}
+
 static void kernel_attempts(void) {
   const char *tok = argd("token", "x");
   RUN("init-module") {
@@ -1156,6 +1167,7 @@ int main(int argc, char **argv) {
   cgroup_attempts();
   mount_attempts();
   kernel_attempts();
+  last_attempts();
   printf("{\"done\":true}\n");
   fflush(stdout);
   if (arg("hold")) {

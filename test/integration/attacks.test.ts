@@ -109,6 +109,7 @@ const ATTEMPTS: Attempt[] = [
   A("sysfs-write", "sysfs", "write /sys/kernel/rcu_expedited"),
   A("sysfs-remount", "sysfs", "mount -o remount,rw /sys, write /sys/kernel/rcu_normal"),
   A("sysfs-newmount", "sysfs", "mount a fresh sysfs, write /sys/kernel/mm/ksm/advisor_max_cpu"),
+  A("sysfs-sb-ro", "sysfs", "mount -o remount,ro /sys without bind: the sysfs superblock (the host's /sys without --private-network)"),
   A("binfmt-misc", "procfs", "mount binfmt_misc, register a handler"),
   A("tracefs", "sysfs", "mount tracefs, write trace_marker"),
   A("kmsg-write", "devices", "write the host's kernel log (/dev/kmsg, mknod 1:11)"),
@@ -186,6 +187,7 @@ const ESCAPE_LIMITS: Record<string, string> = {
   "sysctl-move": "procfs masks can be moved away",
   "sysfs-remount": "sysfs remount",
   "sysfs-newmount": "a fresh sysfs can be mounted",
+  "sysfs-sb-ro": "sysfs superblock remount (CAP_SYS_ADMIN in the host user namespace): a sysvinit guest's own shutdown does it",
   "binfmt-misc": "binfmt_misc without a user namespace is the host's",
   tracefs: "tracefs without a user namespace is the host's",
   "cg1-release-agent": "cgroup v1 release_agent on a hybrid host",
@@ -286,6 +288,14 @@ function parseLines(stdout: string): Map<string, AttackLine> {
 }
 
 const sh = (cmd: string) => Bun.spawnSync(["sh", "-c", cmd], { stdout: "pipe", stderr: "pipe" });
+/** The host's /sys superblock options (mountinfo's last field: "rw" or "ro"), as the host sees it. */
+const hostSysfsSuper = () =>
+  read("/proc/self/mountinfo")
+    .split("\n")
+    .map((l) => l.split(" "))
+    .filter((f) => f[4] === "/sys")
+    .map((f) => f.at(-1)!.split(",")[0]!)
+    .at(-1);
 const read = (p: string) => readFileSync(p, "utf8").trim();
 const tryRead = (p: string) => {
   try {
@@ -358,6 +368,8 @@ class Canaries {
   readonly hrw: string;
   readonly hro: string;
   private saved = new Map<string, string>();
+  /** the host's /sys superblock before the run ("rw") */
+  private sysfsSuper: string | undefined;
   private keyId = "";
   private victim: ReturnType<typeof Bun.spawn> | undefined;
   private server: Server | undefined;
@@ -393,6 +405,7 @@ class Canaries {
     for (const ra of this.releaseAgents()) this.saved.set(ra, read(ra));
     this.saved.set(CTRL_ALT_DEL, read(CTRL_ALT_DEL));
     this.saved.set(LO_TXQ, read(LO_TXQ));
+    this.sysfsSuper ??= hostSysfsSuper();
     this.tz = hostAttack("host-gettz");
     this.hostname = read("/proc/sys/kernel/hostname");
     this.domainname = read("/proc/sys/kernel/domainname");
@@ -464,6 +477,10 @@ class Canaries {
       const now = tryRead(t.path);
       if (before === undefined) out.set(n, na(`${t.path} does not exist on this host`));
       else out.set(n, now !== before ? esc(`host ${t.path}: ${before} -> ${now}`) : ok(L(n)!.note));
+    }
+    if (L("sysfs-sb-ro")) {
+      const now = hostSysfsSuper();
+      out.set("sysfs-sb-ro", now !== this.sysfsSuper ? esc(`host /sys superblock: ${this.sysfsSuper} -> ${now}`) : ok(L("sysfs-sb-ro")!.note));
     }
     if (L("core-pattern")) {
       const now = read("/proc/sys/kernel/core_pattern");
@@ -643,6 +660,8 @@ class Canaries {
 
   /** Put everything back; idempotent. */
   async restore(): Promise<void> {
+    // first: the writes below need the host's /sys writable again
+    if (this.sysfsSuper === "rw" && hostSysfsSuper() === "ro") sh("mount -o remount,rw /sys");
     for (const [p, v] of this.saved) write(p, v.length === 0 ? "\n" : v);
     if (this.tz !== "" && hostAttack("host-gettz") !== this.tz) hostAttack("host-settz", this.tz);
     if (this.hostname && read("/proc/sys/kernel/hostname") !== this.hostname) write("/proc/sys/kernel/hostname", this.hostname);
@@ -1244,6 +1263,7 @@ const SELF_TEST = [
   "sysctl-write",
   "core-pattern",
   "sysfs-write",
+  "sysfs-sb-ro",
   "kmsg-write",
   "syslog-read",
   "chroot-breakout",
