@@ -12,6 +12,8 @@
 import type { Host } from "../host/host.ts";
 
 export const DAEMON_INIT_SCRIPT = "machinad";
+/** machinad's log under the init script (start-stop-daemon --output) */
+export const DAEMON_LOG = "/var/log/machinad.log";
 
 export interface InitScriptPaths {
   /** machinad's path (scripts/setup: /usr/local/bin/machinad). */
@@ -26,7 +28,7 @@ export interface InitScriptPaths {
 /** The script's text. */
 export function daemonInitScript(p: InitScriptPaths): string {
   const pidFile = p.pidFile ?? "/run/machinad.pid";
-  const logFile = p.logFile ?? "/var/log/machinad.log";
+  const logFile = p.logFile ?? DAEMON_LOG;
   const defaults = p.defaults ?? "/etc/default/machinad";
   return `#!/bin/sh
 # machina's daemon (installed by machina's scripts/setup; src/machine/sysv.ts)
@@ -82,11 +84,36 @@ esac
 `;
 }
 
-/** Write /etc/init.d/machinad (or DIR/machinad), 0755. Returns its path. */
-export function installDaemonInitScript(host: Host, daemon: string, dir = "/etc/init.d"): string {
-  host.mkdirp(dir, 0o755);
-  const path = `${dir}/${DAEMON_INIT_SCRIPT}`;
-  host.writeFile(`${path}.tmp`, daemonInitScript({ daemon }), 0o755);
-  host.rename(`${path}.tmp`, path, false);
-  return path;
+/**
+ * logrotate's entry for machinad's log: start-stop-daemon opens it O_APPEND, so a copy and a
+ * truncation in place (copytruncate) need no restart of machinad.
+ */
+export function daemonLogrotate(logFile = DAEMON_LOG): string {
+  return `# machinad's log (installed by machina's scripts/setup; src/machine/sysv.ts)
+${logFile} {
+	weekly
+	rotate 4
+	compress
+	delaycompress
+	missingok
+	notifempty
+	copytruncate
+}
+`;
+}
+
+/**
+ * Write /etc/init.d/machinad, 0755, and — where logrotate is installed (/etc/logrotate.d) — its
+ * log's entry there. Returns the paths written.
+ */
+export function installDaemonInitScript(host: Host, daemon: string, dirs = { initd: "/etc/init.d", logrotate: "/etc/logrotate.d" }): string[] {
+  const write = (path: string, text: string, mode: number) => {
+    host.writeFile(`${path}.tmp`, text, mode);
+    host.rename(`${path}.tmp`, path, false);
+    return path;
+  };
+  host.mkdirp(dirs.initd, 0o755);
+  const written = [write(`${dirs.initd}/${DAEMON_INIT_SCRIPT}`, daemonInitScript({ daemon }), 0o755)];
+  if (host.stat(dirs.logrotate, true) !== undefined) written.push(write(`${dirs.logrotate}/${DAEMON_INIT_SCRIPT}`, daemonLogrotate(), 0o644));
+  return written;
 }

@@ -4,7 +4,10 @@ import { activatedDoors, listenFds, startupErrno } from "../../src/daemon/activa
 import { MachinaError } from "../../src/errors.ts";
 import { listeningUnixPaths } from "../../src/host/listen-fds.ts";
 import { daemonUnits } from "../../src/machine/systemd.ts";
-import { daemonInitScript } from "../../src/machine/sysv.ts";
+import { daemonInitScript, daemonLogrotate, installDaemonInitScript } from "../../src/machine/sysv.ts";
+import { LinuxHost } from "../../src/host/linux.ts";
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
 
 describe("LISTEN_PID and LISTEN_FDS", () => {
   test("fds 3… for this process; none without LISTEN_PID or for another process (a child that inherited them)", () => {
@@ -124,4 +127,21 @@ test("ERRNO= for a machinad that cannot start: by error code, a system call's ow
   expect(startupErrno(Object.assign(new Error("listen EADDRINUSE"), { code: "EADDRINUSE", errno: -98 }))).toBe(98);
   expect(startupErrno(new Error("plain"))).toBe(5);
   expect(startupErrno("not an error")).toBe(5);
+});
+
+test("installDaemonInitScript: the script 0755, and logrotate's entry only where logrotate's directory is", () => {
+  const d = mkdtempSync(`${tmpdir()}/machina-sysv-`);
+  try {
+    const dirs = { initd: `${d}/init.d`, logrotate: `${d}/logrotate.d` };
+    expect(installDaemonInitScript(new LinuxHost(), "/usr/local/bin/machinad", dirs)).toEqual([`${d}/init.d/machinad`]);
+    expect(statSync(`${d}/init.d/machinad`).mode & 0o777).toBe(0o755);
+    mkdirSync(dirs.logrotate);
+    expect(installDaemonInitScript(new LinuxHost(), "/usr/local/bin/machinad", dirs)).toEqual([`${d}/init.d/machinad`, `${d}/logrotate.d/machinad`]);
+    const entry = readFileSync(`${d}/logrotate.d/machinad`, "utf8");
+    expect(entry).toBe(daemonLogrotate());
+    expect(entry).toContain("/var/log/machinad.log {");
+    expect(entry).toContain("\tcopytruncate\n"); // machinad keeps its fd (O_APPEND): no restart
+  } finally {
+    rmSync(d, { recursive: true, force: true });
+  }
 });
