@@ -20,6 +20,7 @@ import { parseJson } from "../json.ts";
 import { lockHeld } from "../host/locks.ts";
 import { machineLockPath } from "../machine/registry.ts";
 import { mkdirPrivate } from "../host/state-dir.ts";
+import { writeAtomic } from "../host/write-atomic.ts";
 
 /** Discoverable Partitions Specification type GUIDs: root and /usr per architecture. */
 export const DPS_TYPES: Record<string, { root: string; usr: string }> = {
@@ -300,8 +301,7 @@ export function setupRawRoot(host: Host, stateDir: string, image: string, readOn
     };
     const rootDev = attach(layout.root);
     const belowDevs = layout.below.map((b) => attach(b.part));
-    host.writeFile(`${recordPath}.tmp`, JSON.stringify(record) + "\n", 0o600);
-    host.rename(`${recordPath}.tmp`, recordPath, false);
+    writeAtomic(host, recordPath, JSON.stringify(record) + "\n", 0o600);
     host.mount(rootDev, root, layout.root.fstype, ro || layout.root.readOnly ? MS_RDONLY | MS_NODEV : MS_NODEV, "");
     r.add(`unmount "${root}"`, () => host.umount(root, true));
     for (const [i, b] of layout.below.entries()) {

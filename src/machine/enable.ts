@@ -12,6 +12,7 @@
 import { machinaEnv } from "../config.ts";
 import { dirname } from "node:path";
 import type { Host } from "../host/host.ts";
+import { writeAtomic } from "../host/write-atomic.ts";
 import { findImage } from "../image/pool.ts";
 import { MachinaError } from "../errors.ts";
 import { isValidMachineName } from "../settings/values.ts";
@@ -53,8 +54,7 @@ export async function enableMachine(
     source = `${dirname(dir)}/${TEMPLATE_NAME}`;
     if (host.lstat(source) === undefined) {
       host.mkdirp(dirname(dir), 0o755);
-      host.writeFile(`${source}.tmp`, unitTemplate(unitBinDir(host)), 0o644);
-      host.rename(`${source}.tmp`, source, false);
+      writeAtomic(host, source, unitTemplate(unitBinDir(host)));
     }
   }
   host.mkdirp(dir, 0o755);

@@ -11,6 +11,7 @@
 import { machinaEnv } from "../config.ts";
 import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
+import { writeAtomic } from "../host/write-atomic.ts";
 import { REPO_ROOT } from "../paths.ts";
 import { managedNspawnArgs } from "../settings/managed.ts";
 import { machinedCallArgs } from "../spec/register.ts";
@@ -137,10 +138,8 @@ export async function installDaemonUnits(host: Host, bin: string, env: Env = hos
   host.mkdirp(dir, 0o755);
   const written: string[] = [];
   for (const [name, text] of Object.entries(daemonUnits(bin))) {
-    const path = `${dir}/${name}`;
-    host.writeFile(`${path}.tmp`, text, 0o644);
-    host.rename(`${path}.tmp`, path, false);
-    written.push(path);
+    writeAtomic(host, `${dir}/${name}`, text);
+    written.push(`${dir}/${name}`);
   }
   if (systemdAvailable(host, env)) await systemctl(host, ["daemon-reload"]);
   return written;
@@ -156,8 +155,7 @@ export async function installUnit(host: Host, bin: string, env: Env = host.env()
   const dir = unitDir(env);
   host.mkdirp(dir, 0o755);
   const path = `${dir}/${TEMPLATE_NAME}`;
-  host.writeFile(`${path}.tmp`, unitTemplate(bin), 0o644);
-  host.rename(`${path}.tmp`, path, false);
+  writeAtomic(host, path, unitTemplate(bin));
   if (systemdAvailable(host, env)) await systemctl(host, ["daemon-reload"]);
   return path;
 }

@@ -10,6 +10,7 @@
  * binary, the running machinad's executable is the old file, and `restart` must still find it.
  */
 import type { Host } from "../host/host.ts";
+import { writeAtomic } from "../host/write-atomic.ts";
 
 export const DAEMON_INIT_SCRIPT = "machinad";
 /** machinad's log under the init script (start-stop-daemon --output) */
@@ -107,13 +108,11 @@ ${logFile} {
  * log's entry there. Returns the paths written.
  */
 export function installDaemonInitScript(host: Host, daemon: string, dirs = { initd: "/etc/init.d", logrotate: "/etc/logrotate.d" }): string[] {
-  const write = (path: string, text: string, mode: number) => {
-    host.writeFile(`${path}.tmp`, text, mode);
-    host.rename(`${path}.tmp`, path, false);
-    return path;
-  };
   host.mkdirp(dirs.initd, 0o755);
-  const written = [write(`${dirs.initd}/${DAEMON_INIT_SCRIPT}`, daemonInitScript({ daemon }), 0o755)];
-  if (host.stat(dirs.logrotate, true) !== undefined) written.push(write(`${dirs.logrotate}/${DAEMON_INIT_SCRIPT}`, daemonLogrotate(), 0o644));
-  return written;
+  const script = `${dirs.initd}/${DAEMON_INIT_SCRIPT}`;
+  writeAtomic(host, script, daemonInitScript({ daemon }), 0o755);
+  if (host.stat(dirs.logrotate, true) === undefined) return [script];
+  const entry = `${dirs.logrotate}/${DAEMON_INIT_SCRIPT}`;
+  writeAtomic(host, entry, daemonLogrotate());
+  return [script, entry];
 }

@@ -11,6 +11,7 @@ import { lazySchemas } from "../lazy-zod.ts";
 import { MachinaError } from "../errors.ts";
 import type { Host } from "../host/host.ts";
 import { lockHeld, lockWaiting } from "../host/locks.ts";
+import { writeAtomic } from "../host/write-atomic.ts";
 import { machineLockPath, processRunning } from "../machine/registry.ts";
 import { Reverter } from "../reverter.ts";
 import { netExitMarkPath } from "../spec/network.ts";
@@ -123,12 +124,6 @@ export function netDirs(stateDir: string): NetDirs {
 }
 
 const netError = (message: string, hint?: string) => new MachinaError("E_SYSTEM", message, {}, hint);
-
-function writeAtomic(host: Host, path: string, content: string): void {
-  const tmp = `${path}.${host.pid()}.tmp`;
-  host.writeFile(tmp, content, 0o644);
-  host.rename(tmp, path, false);
-}
 
 /** Blocking exclusive lock (flock, polled): the network lock is held for milliseconds. */
 function lockNet(host: Host, d: NetDirs): { release(): void } {
