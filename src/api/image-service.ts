@@ -37,6 +37,16 @@ import { defaultImageName, parseImageReference } from "../oci/reference.ts";
 import { MachinaError } from "../errors.ts";
 import { bootstrap, planBootstrap } from "../image/bootstrap.ts";
 
+/**
+ * What a pull reads and the image it makes, as its transfer record names them (machinad's job
+ * is named after the image too). A bad URL or reference throws here (E_INVALID).
+ */
+export function pullTransfer(request: S.PullSpec): Pick<TransferRecord, "type" | "remote" | "local"> {
+  return request.kind === "oci"
+    ? { type: "pull-oci", remote: request.ref, local: request.name ?? defaultImageName(parseImageReference(request.ref)) }
+    : { type: `pull-${request.kind}`, remote: request.url, local: pullImageName(request.kind, request.url, request.name) };
+}
+
 export interface ImageService {
   /** list-images (`all`: hidden images too). */
   listImages(options?: { all?: boolean }): Promise<S.ImageSummary[]>;
@@ -300,11 +310,7 @@ export class LocalImageService implements ImageService {
   }
 
   async pull(request: S.PullSpec, options: LongOperationOptions = {}): Promise<S.PullResult> {
-    const what =
-      request.kind === "oci"
-        ? { type: "pull-oci" as const, remote: request.ref, local: request.name ?? defaultImageName(parseImageReference(request.ref)) }
-        : { type: `pull-${request.kind}` as const, remote: request.url, local: pullImageName(request.kind, request.url, request.name) };
-    return this.asTransfer(options, what, (fraction) => this.pullNow(request, options, fraction));
+    return this.asTransfer(options, pullTransfer(request), (fraction) => this.pullNow(request, options, fraction));
   }
 
   private async pullNow(request: S.PullSpec, options: LongOperationOptions, fraction: (f: number | null) => void): Promise<S.PullResult> {

@@ -25,13 +25,11 @@ import {
   STATUS_OF,
 } from "../api/routes.ts";
 import type * as S from "../api/schemas.ts";
-import type { ImageService } from "../api/image-service.ts";
+import { type ImageService, pullTransfer } from "../api/image-service.ts";
 import type { MachineService } from "../api/service.ts";
 import { MachinaError } from "../errors.ts";
 import { VERSION } from "../paths.ts";
 import { JobManager, type RunningJob, toApiError } from "./jobs.ts";
-import { pullImageName } from "../image/transfer.ts";
-import { defaultImageName, parseImageReference } from "../oci/reference.ts";
 import type { SampleSource } from "./samples.ts";
 import type { ShellSocketData } from "./shell-socket.ts";
 import type { WebAssets } from "./web-assets.ts";
@@ -194,9 +192,10 @@ export function createApp(options: AppOptions): { app: Hono; jobs: JobManager } 
     pullImage: async ({ body }) => {
       const pool = images();
       // a bad URL is a 400 now, not a failed job
-      const image = body.kind === "oci" ? (body.name ?? defaultImageName(parseImageReference(body.ref))) : pullImageName(body.kind, body.url, body.name);
       const { wait, ...request } = body;
-      const j = jobs.run("pull", image, async (progress, signal, job) => pool.pull(request, { signal, onProgress: (e) => progress(e), job: job.id }));
+      const j = jobs.run("pull", pullTransfer(request).local, async (progress, signal, job) =>
+        pool.pull(request, { signal, onProgress: (e) => progress(e), job: job.id }),
+      );
       return jobAnswer(j, wait);
     },
     listTransfers: async () => ({ status: 200, body: { transfers: await images().transfers() } }),
