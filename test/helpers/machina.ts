@@ -332,6 +332,20 @@ export function unmountBelow(path: string): void {
   for (const p of points.reverse()) Bun.spawnSync(["umount", "-l", p], { stderr: "ignore", stdout: "ignore" });
 }
 
+/**
+ * The superblock options (mountinfo's last field, "rw,…" or "ro,…") of what is visible at
+ * `mountPoint` in this (host) mount namespace: a remount without MS_BIND changes them for every
+ * mount of that superblock.
+ */
+export function hostSuperOptions(mountPoint: string): string | undefined {
+  return readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .map((l) => l.split(" "))
+    .filter((f) => f[4] === mountPoint)
+    .at(-1)
+    ?.at(-1);
+}
+
 function hostMountPoints(): string[] {
   return readFileSync("/proc/self/mountinfo", "utf8")
     .split("\n")

@@ -56,6 +56,7 @@ import {
   baseEnv,
   copyTree,
   haveSystemdNspawn,
+  hostSuperOptions,
   machineCgroup,
   MACHINA_NSPAWN,
   NSPAWN_PROPAGATE_NOISE,
@@ -288,14 +289,8 @@ function parseLines(stdout: string): Map<string, AttackLine> {
 }
 
 const sh = (cmd: string) => Bun.spawnSync(["sh", "-c", cmd], { stdout: "pipe", stderr: "pipe" });
-/** The host's /sys superblock options (mountinfo's last field: "rw" or "ro"), as the host sees it. */
-const hostSysfsSuper = () =>
-  read("/proc/self/mountinfo")
-    .split("\n")
-    .map((l) => l.split(" "))
-    .filter((f) => f[4] === "/sys")
-    .map((f) => f.at(-1)!.split(",")[0]!)
-    .at(-1);
+/** The host's /sys superblock: "rw" or "ro". */
+const hostSysfsSuper = () => hostSuperOptions("/sys")?.split(",")[0];
 const read = (p: string) => readFileSync(p, "utf8").trim();
 const tryRead = (p: string) => {
   try {

@@ -12,7 +12,7 @@ import { copyFileSync, existsSync, readFileSync, readlinkSync, renameSync, write
 import { join } from "node:path";
 import { MachinaClient } from "../../src/client/client.ts";
 import { daemonInitScript } from "../../src/machine/sysv.ts";
-import { REPO, Scratch, baseEnv } from "../helpers/machina.ts";
+import { REPO, Scratch, alive, baseEnv } from "../helpers/machina.ts";
 
 const isRoot = process.getuid?.() === 0;
 const DAEMON = join(REPO, "dist/bin/machinad");
@@ -46,8 +46,6 @@ function initScript(opts: string, daemon = DAEMON) {
   });
   return { dir, script, socket, run, pid, log: () => readFileSync(paths.logFile, "utf8") };
 }
-
-const alive = (pid: number) => existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, "utf8").includes(") Z ");
 
 describe.skipIf(!isRoot)("machinad's init script (sysvinit)", () => {
   test("the script is valid sh with an LSB header", () => {

@@ -14,7 +14,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, symlinkSync } from "node:fs";
 import { nestedHostOnce } from "../helpers/debian.ts";
-import { Scratch, nsenter, startNspawn, waitFor, waitForState } from "../helpers/machina.ts";
+import { Scratch, hostSuperOptions, nsenter, startNspawn, waitFor, waitForState } from "../helpers/machina.ts";
 
 const isRoot = process.getuid?.() === 0;
 const scratch = new Scratch();
@@ -64,12 +64,7 @@ const machinadLog = () => {
 };
 
 /** The host's superblock options of / and /sys (mountinfo's last field): the guest must not change them. */
-const hostSuperblocks = () =>
-  readFileSync("/proc/self/mountinfo", "utf8")
-    .split("\n")
-    .map((l) => l.split(" "))
-    .filter((f) => f[4] === "/" || f[4] === "/sys")
-    .map((f) => `${f[4]} ${f.at(-1)}`);
+const hostSuperblocks = () => ["/", "/sys"].map((m) => `${m} ${hostSuperOptions(m)}`);
 
 describe("sysvinit host (nested: a Debian copy with sysvinit-core as PID 1)", () => {
   test.skipIf(!isRoot)(
