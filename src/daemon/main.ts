@@ -203,9 +203,10 @@ export async function main(argv: string[]): Promise<number> {
     if (rest.length > 0) throw new MachinaError("E_USAGE", `unknown command "${rest[0]}"`, {}, `see ${PROG} --help`);
     return await serve(socket, policy, autostart, o);
   } catch (error) {
-    err(renderError(PROG, error) + "\n");
+    const message = renderError(PROG, error);
+    err(message + "\n");
     // a service manager waiting for READY=1 learns of the failure now (start-stop-daemon would wait out its timeout)
-    if (!notifiedReady) notify(`ERRNO=${startupErrno(error)}\nSTATUS=${renderError(PROG, error).split("\n")[0]}`);
+    if (!notifiedReady) notify(`ERRNO=${startupErrno(error)}\nSTATUS=${message.split("\n")[0]}`);
     return 1;
   }
 }
